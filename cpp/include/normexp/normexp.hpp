@@ -1,0 +1,81 @@
+// normexp: SIMD softmax, log_softmax and logsumexp for C++.
+//
+// Two forms per function:
+//  * row-major:  softmax(x, y, rows, cols)  reduces along `cols` of a contiguous rows x cols matrix.
+//  * strided:    softmax(x, x_strides, y, y_strides, shape, axis)  reduces along `axis` of an n-d array
+//    given by its shape and its strides in elements (negative strides allowed). For logsumexp the output
+//    is described with the input's rank: its stride along `axis` is ignored (the keepdims layout).
+// y may be x (in place) when both have the same layout. All functions are thread-safe and run their own
+// OpenMP team (see set_num_threads). Bad arguments throw normexp::error (a std::invalid_argument).
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace normexp {
+
+class error : public std::invalid_argument {
+   public:
+    using std::invalid_argument::invalid_argument;
+};
+
+using shape_t = std::vector<std::size_t>;
+using strides_t = std::vector<std::ptrdiff_t>;  // in elements, not bytes
+
+enum class reduction { softmax, log_softmax, logsumexp };
+
+// Reduce along `axis` (negative counts from the end). temperature divides the scores (softmax and
+// log_softmax; must be finite and > 0; logsumexp requires 1). isa: a kernel set by name ("scalar",
+// "avx2", "neon"), or nullptr/"" for the active one.
+template <class T>
+void reduce(reduction op, const T* x, const strides_t& x_strides, T* y, const strides_t& y_strides,
+            const shape_t& shape, int axis, double temperature = 1.0, const char* isa = nullptr);
+
+template <class T>
+void softmax(const T* x, T* y, std::size_t rows, std::size_t cols, double temperature = 1.0) {
+    reduce<T>(reduction::softmax, x, {std::ptrdiff_t(cols), 1}, y, {std::ptrdiff_t(cols), 1}, {rows, cols}, 1,
+              temperature);
+}
+template <class T>
+void log_softmax(const T* x, T* y, std::size_t rows, std::size_t cols, double temperature = 1.0) {
+    reduce<T>(reduction::log_softmax, x, {std::ptrdiff_t(cols), 1}, y, {std::ptrdiff_t(cols), 1}, {rows, cols}, 1,
+              temperature);
+}
+template <class T>
+void logsumexp(const T* x, T* out, std::size_t rows, std::size_t cols) {
+    reduce<T>(reduction::logsumexp, x, {std::ptrdiff_t(cols), 1}, out, {1, 0}, {rows, cols}, 1);
+}
+
+template <class T>
+void softmax(const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape, int axis,
+             double temperature = 1.0) {
+    reduce<T>(reduction::softmax, x, xs, y, ys, shape, axis, temperature);
+}
+template <class T>
+void log_softmax(const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape, int axis,
+                 double temperature = 1.0) {
+    reduce<T>(reduction::log_softmax, x, xs, y, ys, shape, axis, temperature);
+}
+template <class T>
+void logsumexp(const T* x, const strides_t& xs, T* out, const strides_t& out_strides, const shape_t& shape, int axis) {
+    reduce<T>(reduction::logsumexp, x, xs, out, out_strides, shape, axis);
+}
+
+// Elementwise exp with the library's vector kernel (within 1 ULP for float32).
+template <class T>
+void exp(const T* x, T* y, std::size_t n, const char* isa = nullptr);
+
+// Threads: process-wide; n <= 0 means "as many as OpenMP allows". Capped by omp_get_max_threads(), so
+// OMP_NUM_THREADS and threadpoolctl limits hold. Without OpenMP always 1.
+void set_num_threads(int n);
+int get_num_threads();
+
+// The active kernel set ("scalar", "avx2", "neon") and every set this CPU can run.
+const char* isa();
+std::vector<std::string> available_isas();
+
+const char* version();
+
+}  // namespace normexp

@@ -1,0 +1,673 @@
+// AVX2 + FMA kernels (x86-64, 8 x float32 / 4 x float64 per vector).
+//
+// Compiled with -mavx2 -mfma (this file only). Everything here has internal linkage; the only external
+// symbol is avx2_kernels(), which the dispatcher calls after checking cpuid and xgetbv.
+//
+// The kernels are written once over a lane-type traits struct (F32, F64) in the style of Highway:
+// the exp algorithm and the blocking are shared, the polynomial and the integer tricks differ.
+//
+// exp(t + tl) (see exp_constants.hpp for the polynomials):
+//   k = round(t / ln2);  r = (t - k LN2_HI - k LN2_LO) + tl;  p = poly(r);  result = p * 2^k.
+//   2^k is built in the exponent field; outside the normal range (subnormal results, or near overflow
+//   in the full-range exp) it is applied as 2^(k>>1) * 2^(k - k>>1) so gradual underflow and overflow
+//   round correctly.  That slow path is a predicted-not-taken branch per vector.
+// Measured maximum error of the float32 vector exp against the correctly rounded value over every
+// float32 input: 1 ULP (tests/cpp/test_exp.cpp sweeps all 2^32 inputs per ISA).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "exp_constants.hpp"
+#include "kernel_table.hpp"
+
+namespace normexp::avx2 {
+namespace {
+
+using namespace normexp::expc;
+
+alignas(32) const std::int32_t kTailMask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+alignas(32) const std::int64_t kTailMask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+
+#define NX_LIKELY(x) __builtin_expect(!!(x), 1)
+
+// ------------------------------------------------------------------------------------------------------
+// Double accumulators for the flushed block sums.
+struct acc_plain {  // float32 sums: double has 29 spare bits, plain addition is enough
+    __m256d s = _mm256_setzero_pd();
+    void add(__m256d v) { s = _mm256_add_pd(s, v); }
+    double total() const {
+        alignas(32) double a[4];
+        _mm256_store_pd(a, s);
+        return (a[0] + a[1]) + (a[2] + a[3]);
+    }
+};
+struct acc_neumaier {  // float64 sums: Neumaier compensation per lane
+    __m256d s = _mm256_setzero_pd(), c = _mm256_setzero_pd();
+    void add(__m256d v) {
+        const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+        const __m256d t = _mm256_add_pd(s, v);
+        const __m256d big_s = _mm256_cmp_pd(_mm256_and_pd(s, absmask), _mm256_and_pd(v, absmask), _CMP_GE_OQ);
+        const __m256d cs = _mm256_add_pd(_mm256_sub_pd(s, t), v);
+        const __m256d cv = _mm256_add_pd(_mm256_sub_pd(v, t), s);
+        c = _mm256_add_pd(c, _mm256_blendv_pd(cv, cs, big_s));
+        s = t;
+    }
+    double total() const {
+        alignas(32) double a[4], b[4];
+        _mm256_store_pd(a, s);
+        _mm256_store_pd(b, c);
+        double hi = 0, lo = 0;
+        for (int i = 0; i < 4; ++i) {
+            const double t = hi + a[i];
+            lo += (hi >= a[i] ? (hi - t) + a[i] : (a[i] - t) + hi) + b[i];
+            hi = t;
+        }
+        return hi + lo;
+    }
+};
+
+// ------------------------------------------------------------------------------------------------------
+struct F32 {
+    using T = float;
+    using V = __m256;
+    using M = __m256i;  // lane mask for tails
+    using Acc = acc_plain;
+    static constexpr std::size_t N = 8;
+
+    static V load(const T* p) { return _mm256_loadu_ps(p); }
+    static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
+    static M tail_mask(std::size_t n) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kTailMask32 + 8 - n));
+    }
+    static V load_tail(const T* p, M mk) { return _mm256_maskload_ps(p, mk); }
+    static void store_tail(T* p, M mk, V v) { _mm256_maskstore_ps(p, mk, v); }
+    static V mask_v(M mk) { return _mm256_castsi256_ps(mk); }
+    static V set1(T v) { return _mm256_set1_ps(v); }
+    static V zero() { return _mm256_setzero_ps(); }
+    static V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+    static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }    // a*b + c
+    static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a*b
+    static V fmsub(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }    // a*b - c
+    static V max(V a, V b) { return _mm256_max_ps(a, b); }  // returns b if either is NaN
+    static V min(V a, V b) { return _mm256_min_ps(a, b); }  // returns b if either is NaN
+    static V eq(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+    static V ge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+    static V lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+    static V gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+    static V unord(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }
+    static V and_(V a, V b) { return _mm256_and_ps(a, b); }
+    static V andnot(V a, V b) { return _mm256_andnot_ps(a, b); }  // ~a & b
+    static V or_(V a, V b) { return _mm256_or_ps(a, b); }
+    static V blend(V a, V b, V m) { return _mm256_blendv_ps(a, b, m); }  // m ? b : a
+    static bool any(V m) { return _mm256_movemask_ps(m) != 0; }
+    static T hmax(V v) {
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+        return _mm_cvtss_f32(m);
+    }
+    // Convert a vector to double lanes and add to acc.
+    template <class A>
+    static void flush(A& acc, V v) {
+        acc.add(_mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+    }
+    // Add 1 to count lanes where m is set; counts are kept as int32 (blocks are bounded).
+    using C = __m256i;
+    static C count_zero() { return _mm256_setzero_si256(); }
+    static C count_add(C c, V m) { return _mm256_sub_epi32(c, _mm256_castps_si256(m)); }
+    static double count_total(C c) {
+        alignas(32) std::int32_t a[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(a), c);
+        double s = 0;
+        for (int i = 0; i < 8; ++i) s += a[i];
+        return s;
+    }
+    // Per-lane count and double-sum flush into memory arrays (columns): dst[0..N) += v.
+    static void add_to_doubles(double* dst, V v, M mk, bool full) {
+        const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        if (full) {
+            _mm256_storeu_pd(dst, _mm256_add_pd(_mm256_loadu_pd(dst), lo));
+            _mm256_storeu_pd(dst + 4, _mm256_add_pd(_mm256_loadu_pd(dst + 4), hi));
+        } else {
+            alignas(32) double a[8];
+            alignas(32) std::int32_t m[8];
+            _mm256_store_pd(a, lo);
+            _mm256_store_pd(a + 4, hi);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(m), mk);
+            for (int i = 0; i < 8; ++i)
+                if (m[i]) dst[i] += a[i];
+        }
+    }
+
+    static V pow2(__m256i k) {  // 2^k for k in [-126, 127]
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+    }
+    // exp(t + tl) for t in [kMinArgF, kMaxArgF] (or NaN). FullRange: t may exceed 88.
+    template <bool FullRange>
+    static V exp_core(V t, V tl) {
+        const V k = _mm256_round_ps(mul(t, set1(kLog2eF)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        V r = fnmadd(k, set1(kLn2HiF), t);
+        r = fnmadd(k, set1(kLn2LoF), r);
+        r = add(r, tl);
+        V q = fmadd(set1(kC6F), r, set1(kC5F));
+        q = fmadd(q, r, set1(kC4F));
+        q = fmadd(q, r, set1(kC3F));
+        q = fmadd(q, r, set1(kC2F));
+        const V p = add(fmadd(mul(r, r), q, r), set1(1.0f));
+        const __m256i ki = _mm256_cvtps_epi32(k);
+        V outside = lt(t, set1(kNormalMinArgF));
+        if (FullRange) outside = or_(outside, gt(t, set1(88.0f)));
+        if (NX_LIKELY(!any(outside))) return mul(p, pow2(ki));
+        const __m256i k1 = _mm256_srai_epi32(ki, 1);
+        const __m256i k2 = _mm256_sub_epi32(ki, k1);
+        return mul(mul(p, pow2(k1)), pow2(k2));
+    }
+
+    // float32 log_softmax: beta (x - m) - c evaluated in double (x - m exact), rounded once.
+    static V log_softmax(V x, double m, double beta, double c, bool scaled) {
+        const __m256d md = _mm256_set1_pd(m), cd = _mm256_set1_pd(c), bd = _mm256_set1_pd(beta);
+        __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), md);
+        __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), md);
+        if (scaled) {
+            lo = _mm256_mul_pd(lo, bd);
+            hi = _mm256_mul_pd(hi, bd);
+        }
+        lo = _mm256_sub_pd(lo, cd);
+        hi = _mm256_sub_pd(hi, cd);
+        return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+    }
+    static V log_softmax_cols(V x, V m, double beta, const double* c, bool scaled) {
+        const __m256d bd = _mm256_set1_pd(beta);
+        __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(m)));
+        __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
+        if (scaled) {
+            lo = _mm256_mul_pd(lo, bd);
+            hi = _mm256_mul_pd(hi, bd);
+        }
+        lo = _mm256_sub_pd(lo, _mm256_loadu_pd(c));
+        hi = _mm256_sub_pd(hi, _mm256_loadu_pd(c + 4));
+        return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+    }
+};
+
+struct F64 {
+    using T = double;
+    using V = __m256d;
+    using M = __m256i;
+    using Acc = acc_neumaier;
+    static constexpr std::size_t N = 4;
+
+    static V load(const T* p) { return _mm256_loadu_pd(p); }
+    static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
+    static M tail_mask(std::size_t n) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kTailMask64 + 4 - n));
+    }
+    static V load_tail(const T* p, M mk) { return _mm256_maskload_pd(p, mk); }
+    static void store_tail(T* p, M mk, V v) { _mm256_maskstore_pd(p, mk, v); }
+    static V mask_v(M mk) { return _mm256_castsi256_pd(mk); }
+    static V set1(T v) { return _mm256_set1_pd(v); }
+    static V zero() { return _mm256_setzero_pd(); }
+    static V add(V a, V b) { return _mm256_add_pd(a, b); }
+    static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
+    static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+    static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+    static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_pd(a, b, c); }
+    static V fmsub(V a, V b, V c) { return _mm256_fmsub_pd(a, b, c); }
+    static V max(V a, V b) { return _mm256_max_pd(a, b); }
+    static V min(V a, V b) { return _mm256_min_pd(a, b); }
+    static V eq(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+    static V ge(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
+    static V lt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+    static V gt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+    static V unord(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_UNORD_Q); }
+    static V and_(V a, V b) { return _mm256_and_pd(a, b); }
+    static V andnot(V a, V b) { return _mm256_andnot_pd(a, b); }
+    static V or_(V a, V b) { return _mm256_or_pd(a, b); }
+    static V blend(V a, V b, V m) { return _mm256_blendv_pd(a, b, m); }
+    static bool any(V m) { return _mm256_movemask_pd(m) != 0; }
+    static T hmax(V v) {
+        __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+        m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
+        return _mm_cvtsd_f64(m);
+    }
+    template <class A>
+    static void flush(A& acc, V v) { acc.add(v); }
+    using C = __m256i;
+    static C count_zero() { return _mm256_setzero_si256(); }
+    static C count_add(C c, V m) { return _mm256_sub_epi64(c, _mm256_castpd_si256(m)); }
+    static double count_total(C c) {
+        alignas(32) std::int64_t a[4];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(a), c);
+        return static_cast<double>(a[0] + a[1] + a[2] + a[3]);
+    }
+    static void add_to_doubles(double* dst, V v, M mk, bool full) {
+        if (full) {
+            _mm256_storeu_pd(dst, _mm256_add_pd(_mm256_loadu_pd(dst), v));
+        } else {
+            _mm256_maskstore_pd(dst, mk, _mm256_add_pd(_mm256_maskload_pd(dst, mk), v));
+        }
+    }
+
+    static V pow2(__m256i k) {  // 2^k for k in [-1022, 1023]
+        return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(k, _mm256_set1_epi64x(1023)), 52));
+    }
+    template <bool FullRange>
+    static V exp_core(V t, V tl) {
+        // k by the 1.5*2^52 shifter: the integer k sits in the low mantissa bits of ks.
+        const V ks = fmadd(t, set1(kLog2eD), set1(kShifterD));
+        const V k = sub(ks, set1(kShifterD));
+        const __m256i ki = _mm256_sub_epi64(_mm256_castpd_si256(ks), _mm256_castpd_si256(set1(kShifterD)));
+        V r = fnmadd(k, set1(kLn2HiD), t);
+        r = fnmadd(k, set1(kLn2LoD), r);
+        r = add(r, tl);
+        V p = set1(kInvFact[13]);
+        for (int i = 12; i >= 0; --i) p = fmadd(p, r, set1(kInvFact[i]));
+        V outside = lt(t, set1(kNormalMinArgD));
+        if (FullRange) outside = or_(outside, gt(t, set1(709.0)));
+        if (NX_LIKELY(!any(outside))) return mul(p, pow2(ki));
+        // floor(k/2) without a 64-bit arithmetic shift: ((k + 2048) >> 1) - 1024.
+        const __m256i k1 = _mm256_sub_epi64(_mm256_srli_epi64(_mm256_add_epi64(ki, _mm256_set1_epi64x(2048)), 1),
+                                            _mm256_set1_epi64x(1024));
+        const __m256i k2 = _mm256_sub_epi64(ki, k1);
+        return mul(mul(p, pow2(k1)), pow2(k2));
+    }
+
+    // float64 log_softmax: (hi + lo) - c with the TwoSum error of hi - c folded back in.
+    static V log_softmax_2(V hi, V lo, V c) {
+        const V s = sub(hi, c);
+        const V bb = sub(s, hi);
+        const V err = add(sub(hi, sub(s, bb)), sub(sub(zero(), c), bb));
+        // The correction is NaN only when hi or c is infinite (x = -inf); the result is s then.
+        V corr = add(lo, err);
+        corr = and_(corr, eq(corr, corr));
+        return add(s, corr);
+    }
+};
+
+// ------------------------------------------------------------------------------------------------------
+// Shifted argument t = beta (x - m) as hi + lo (see kernel_table.hpp). Entries whose t is below the
+// underflow threshold (including x = -inf) are clamped to it with lo = 0: their exp rounds to +0.
+template <class F, bool Scaled>
+struct arg {
+    using V = typename F::V;
+    V nm, bh, bl, tmin;
+    arg(typename F::T m, scale2<typename F::T> beta)
+        : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(min_arg())) {}
+    static typename F::T min_arg() {
+        if constexpr (sizeof(typename F::T) == 4) return kMinArgF; else return kMinArgD;
+    }
+    // exp(beta (x - m)) for a vector x and a per-lane maximum given as -m (columns) or the row's.
+    V exp_of(V x, V negm) const {
+        const V d = F::add(x, negm);
+        const V bb = F::sub(d, x);
+        V e = F::add(F::sub(x, F::sub(d, bb)), F::sub(negm, bb));  // TwoSum: x - m = d + e exactly
+        V hi = d, lo = e;
+        if constexpr (Scaled) {
+            hi = F::mul(d, bh);
+            lo = F::fmadd(e, bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
+        }
+        const V keep = F::ge(hi, tmin);  // false for -inf, NaN and far underflow
+        lo = F::and_(lo, keep);
+        hi = F::max(tmin, hi);
+        return F::template exp_core<false>(hi, lo);
+    }
+    V exp_of(V x) const { return exp_of(x, nm); }
+};
+
+// Sum of contrib(i) over full vectors i = 0, N, ... and contrib_tail(i, mask) for the remainder,
+// summed pairwise in blocks of 8 vectors and flushed to double.
+template <class F, class Full, class Tail>
+double blocked_sum(std::size_t n, Full full, Tail tail) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    typename F::Acc acc;
+    std::size_t i = 0;
+    for (; i + 8 * N <= n; i += 8 * N) {
+        const V a0 = F::add(full(i), full(i + N));
+        const V a1 = F::add(full(i + 2 * N), full(i + 3 * N));
+        const V a2 = F::add(full(i + 4 * N), full(i + 5 * N));
+        const V a3 = F::add(full(i + 6 * N), full(i + 7 * N));
+        F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
+    }
+    V part = F::zero();
+    for (; i + N <= n; i += N) part = F::add(part, full(i));
+    if (i < n) part = F::add(part, tail(i, F::tail_mask(n - i)));
+    F::flush(acc, part);
+    return acc.total();
+}
+
+template <class F>
+void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr T lo = sizeof(T) == 4 ? T(kMinArgF) : T(kMinArgD);
+    constexpr T hi = sizeof(T) == 4 ? T(kMaxArgF) : T(kMaxArgD);
+    auto one = [&](V v) { return F::template exp_core<true>(F::min(F::set1(hi), F::max(F::set1(lo), v)), F::zero()); };
+    std::size_t i = 0;
+    for (; i + F::N <= n; i += F::N) F::store(y + i, one(F::load(x + i)));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, one(F::load_tail(x + i, mk)));
+    }
+}
+
+template <class F>
+typename F::T k_row_max(const typename F::T* x, std::size_t n) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    const V ninf = F::set1(-__builtin_huge_val());
+    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf, nan = F::zero();
+    std::size_t i = 0;
+    for (; i + 4 * N <= n; i += 4 * N) {
+        const V a = F::load(x + i), b = F::load(x + i + N), c = F::load(x + i + 2 * N), d = F::load(x + i + 3 * N);
+        m0 = F::max(m0, a);
+        m1 = F::max(m1, b);
+        m2 = F::max(m2, c);
+        m3 = F::max(m3, d);
+        nan = F::or_(nan, F::or_(F::unord(a, b), F::unord(c, d)));
+    }
+    for (; i + N <= n; i += N) {
+        const V a = F::load(x + i);
+        m0 = F::max(m0, a);
+        nan = F::or_(nan, F::unord(a, a));
+    }
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        const V a = F::blend(ninf, F::load_tail(x + i, mk), F::mask_v(mk));
+        m0 = F::max(m0, a);
+        nan = F::or_(nan, F::unord(a, a));
+    }
+    if (F::any(nan)) return T(__builtin_nan(""));
+    return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
+}
+
+template <class F, bool Scaled>
+exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(m, beta);
+    const V mv = F::set1(m);
+    typename F::C cnt = F::count_zero();
+    double total_count = 0;
+    // Counts are flushed with the sums: int32 lanes would overflow past 2^31 elements per lane.
+    constexpr std::size_t kChunk = std::size_t(1) << 24;
+    double rest = 0;
+    for (std::size_t base = 0; base < n; base += kChunk) {
+        const std::size_t len = n - base < kChunk ? n - base : kChunk;
+        const typename F::T* xb = x + base;
+        auto full = [&](std::size_t i) {
+            const V v = F::load(xb + i);
+            const V e = F::eq(v, mv);
+            cnt = F::count_add(cnt, e);
+            return F::andnot(e, a.exp_of(v));
+        };
+        auto tail = [&](std::size_t i, typename F::M mk) {
+            const V v = F::load_tail(xb + i, mk);
+            const V e = F::and_(F::eq(v, mv), F::mask_v(mk));
+            cnt = F::count_add(cnt, e);
+            return F::and_(F::andnot(e, a.exp_of(v)), F::mask_v(mk));
+        };
+        rest += blocked_sum<F>(len, full, tail);
+        total_count += F::count_total(cnt);
+        cnt = F::count_zero();
+    }
+    return {rest, total_count};
+}
+
+template <class F>
+exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+    return beta.lo == 0 && beta.hi == 1 ? row_exp_sum_impl<F, false>(x, n, m, beta)
+                                        : row_exp_sum_impl<F, true>(x, n, m, beta);
+}
+
+template <class F, bool Scaled>
+double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                          scale2<typename F::T> beta) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(m, beta);
+    auto full = [&](std::size_t i) {
+        const V e = a.exp_of(F::load(x + i));
+        F::store(y + i, e);
+        return e;
+    };
+    auto tail = [&](std::size_t i, typename F::M mk) {
+        const V e = F::and_(a.exp_of(F::load_tail(x + i, mk)), F::mask_v(mk));
+        F::store_tail(y + i, mk, e);
+        return e;
+    };
+    return blocked_sum<F>(n, full, tail);
+}
+
+template <class F>
+double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                       scale2<typename F::T> beta) {
+    return beta.lo == 0 && beta.hi == 1 ? row_exp_store_impl<F, false>(x, y, n, m, beta)
+                                        : row_exp_store_impl<F, true>(x, y, n, m, beta);
+}
+
+template <class F>
+void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
+    const auto cv = F::set1(c);
+    std::size_t i = 0;
+    for (; i + 2 * F::N <= n; i += 2 * F::N) {
+        F::store(y + i, F::mul(F::load(y + i), cv));
+        F::store(y + i + F::N, F::mul(F::load(y + i + F::N), cv));
+    }
+    for (; i + F::N <= n; i += F::N) F::store(y + i, F::mul(F::load(y + i), cv));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, F::mul(F::load_tail(y + i, mk), cv));
+    }
+}
+
+template <class F, bool Scaled>
+void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                        scale2<typename F::T> beta, typename F::T c) {
+    const arg<F, Scaled> a(m, beta);
+    const auto cv = F::set1(c);
+    std::size_t i = 0;
+    for (; i + F::N <= n; i += F::N) F::store(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, F::mul(a.exp_of(F::load_tail(x + i, mk)), cv));
+    }
+}
+
+template <class F>
+void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                     scale2<typename F::T> beta, typename F::T c) {
+    if (beta.lo == 0 && beta.hi == 1)
+        row_exp_scale_impl<F, false>(x, y, n, m, beta, c);
+    else
+        row_exp_scale_impl<F, true>(x, y, n, m, beta, c);
+}
+
+// log_softmax per vector: float32 via double, float64 via TwoSum/TwoProduct.
+template <class F>
+struct log_softmax_op;
+template <>
+struct log_softmax_op<F32> {
+    double m, beta;
+    bool scaled;
+    log_softmax_op(float m_, scale2<float> b) : m(m_), beta(double(b.hi) + double(b.lo)), scaled(!(b.lo == 0 && b.hi == 1)) {}
+    __m256 row(__m256 x, double c) const { return F32::log_softmax(x, m, beta, c, scaled); }
+    __m256 col(__m256 x, __m256 mv, const double* c) const { return F32::log_softmax_cols(x, mv, beta, c, scaled); }
+};
+template <>
+struct log_softmax_op<F64> {
+    __m256d bh, bl;
+    bool scaled;
+    double m;
+    log_softmax_op(double m_, scale2<double> b) : bh(F64::set1(b.hi)), bl(F64::set1(b.lo)), scaled(!(b.lo == 0 && b.hi == 1)), m(m_) {}
+    __m256d two(__m256d x, __m256d mv, __m256d c) const {
+        const __m256d d = F64::sub(x, mv);
+        const __m256d bb = F64::sub(d, x);
+        __m256d e = F64::add(F64::sub(x, F64::sub(d, bb)), F64::sub(F64::sub(F64::zero(), mv), bb));
+        __m256d hi = d;
+        if (scaled) {
+            hi = F64::mul(d, bh);
+            e = F64::fmadd(e, bh, F64::fmadd(d, bl, F64::fmsub(d, bh, hi)));
+        }
+        return F64::log_softmax_2(hi, e, c);
+    }
+    __m256d row(__m256d x, double c) const { return two(x, F64::set1(m), F64::set1(c)); }
+    __m256d col(__m256d x, __m256d mv, const double* c) const { return two(x, mv, _mm256_loadu_pd(c)); }
+};
+
+template <class F>
+void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                       scale2<typename F::T> beta, double c) {
+    const log_softmax_op<F> op(m, beta);
+    std::size_t i = 0;
+    for (; i + F::N <= n; i += F::N) F::store(y + i, op.row(F::load(x + i), c));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, op.row(F::load_tail(x + i, mk), c));
+    }
+}
+
+// ---- columns -----------------------------------------------------------------------------------------
+// Iterate column vectors j (N lanes, masked at the tail of w); body(j, mask, full).
+template <class F, class Body>
+void for_col_vectors(std::size_t w, Body body) {
+    std::size_t j = 0;
+    for (; j + F::N <= w; j += F::N) body(j, F::tail_mask(F::N), true);
+    if (j < w) body(j, F::tail_mask(w - j), false);
+}
+
+template <class F>
+typename F::V load_any(const typename F::T* p, typename F::M mk, bool full) {
+    return full ? F::load(p) : F::load_tail(p, mk);
+}
+template <class F>
+void store_any(typename F::T* p, typename F::M mk, bool full, typename F::V v) {
+    if (full)
+        F::store(p, v);
+    else
+        F::store_tail(p, mk, v);
+}
+
+template <class F>
+void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m) {
+    using V = typename F::V;
+    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+        V acc = load_any<F>(m + j, mk, full);
+        V nan = F::unord(acc, acc);
+        for (std::size_t i = 0; i < rows; ++i) {
+            const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+            acc = F::max(acc, v);
+            nan = F::or_(nan, F::unord(v, v));
+        }
+        store_any<F>(m + j, mk, full, F::blend(acc, F::set1(typename F::T(__builtin_nan(""))), nan));
+    });
+}
+
+template <class F, bool Scaled>
+void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
+                      const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(0, beta);
+    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+        const V mv = load_any<F>(m + j, mk, full);
+        const V negm = F::sub(F::zero(), mv);
+        const V one = F::set1(1);
+        std::size_t i = 0;
+        auto term = [&](std::size_t r, V& c) {
+            const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(r) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+            const V e = F::eq(v, mv);
+            c = F::add(c, F::and_(e, one));
+            return F::andnot(e, a.exp_of(v, negm));
+        };
+        while (i < rows) {
+            // Blocks of up to 8 rows summed pairwise in working precision, then flushed to double.
+            V c = F::zero();
+            V s;
+            if (i + 8 <= rows) {
+                const V s0 = F::add(term(i, c), term(i + 1, c));
+                const V s1 = F::add(term(i + 2, c), term(i + 3, c));
+                const V s2 = F::add(term(i + 4, c), term(i + 5, c));
+                const V s3 = F::add(term(i + 6, c), term(i + 7, c));
+                s = F::add(F::add(s0, s1), F::add(s2, s3));
+                i += 8;
+            } else {
+                s = F::zero();
+                for (; i < rows; ++i) s = F::add(s, term(i, c));
+            }
+            F::add_to_doubles(rest + j, s, mk, full);
+            F::add_to_doubles(count + j, c, mk, full);
+        }
+    });
+}
+
+template <class F>
+void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
+                   scale2<typename F::T> beta, double* rest, double* count) {
+    if (beta.lo == 0 && beta.hi == 1)
+        col_exp_sum_impl<F, false>(x, rows, sx, w, m, beta, rest, count);
+    else
+        col_exp_sum_impl<F, true>(x, rows, sx, w, m, beta, rest, count);
+}
+
+template <class F, bool Scaled>
+void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+                        std::size_t rows, std::size_t w, const typename F::T* m, scale2<typename F::T> beta,
+                        const typename F::T* c) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(0, beta);
+    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+        const V negm = F::sub(F::zero(), load_any<F>(m + j, mk, full));
+        const V cv = load_any<F>(c + j, mk, full);
+        for (std::size_t i = 0; i < rows; ++i) {
+            const auto ii = static_cast<std::ptrdiff_t>(i), jj = static_cast<std::ptrdiff_t>(j);
+            const V v = load_any<F>(x + ii * sx + jj, mk, full);
+            store_any<F>(y + ii * sy + jj, mk, full, F::mul(a.exp_of(v, negm), cv));
+        }
+    });
+}
+
+template <class F>
+void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                     std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const typename F::T* c) {
+    if (beta.lo == 0 && beta.hi == 1)
+        col_exp_scale_impl<F, false>(x, sx, y, sy, rows, w, m, beta, c);
+    else
+        col_exp_scale_impl<F, true>(x, sx, y, sy, rows, w, m, beta, c);
+}
+
+template <class F>
+void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                       std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
+    using V = typename F::V;
+    const log_softmax_op<F> op(0, beta);
+    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+        const V mv = load_any<F>(m + j, mk, full);
+        alignas(32) double cbuf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (std::size_t l = 0; l < F::N && j + l < w; ++l) cbuf[l] = c[j + l];
+        for (std::size_t i = 0; i < rows; ++i) {
+            const auto ii = static_cast<std::ptrdiff_t>(i), jj = static_cast<std::ptrdiff_t>(j);
+            const V v = load_any<F>(x + ii * sx + jj, mk, full);
+            store_any<F>(y + ii * sy + jj, mk, full, op.col(v, mv, cbuf));
+        }
+    });
+}
+
+template <class F>
+reduction_kernels<typename F::T> make_kernels() {
+    return {k_exp<F>,         k_row_max<F>,       k_row_exp_sum<F>,     k_row_exp_store<F>,
+            k_row_scale<F>,   k_row_exp_scale<F>, k_row_log_softmax<F>, k_col_max<F>,
+            k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>};
+}
+
+}  // namespace
+}  // namespace normexp::avx2
+
+namespace normexp {
+const kernel_table& avx2_kernels() {
+    static const kernel_table table{"avx2", avx2::make_kernels<avx2::F32>(), avx2::make_kernels<avx2::F64>()};
+    return table;
+}
+}  // namespace normexp

@@ -1,0 +1,59 @@
+// Constants of the exp algorithm shared by every ISA file (values only: no functions, so nothing here
+// can be compiled with one ISA's flags and linked into another's code).
+//
+// Algorithm (Cody-Waite range reduction + polynomial):
+//   exp(t) = 2^k * exp(r),  k = round(t / ln2),  r = t - k*ln2 in [-ln2/2, ln2/2]
+//   with ln2 = LN2_HI + LN2_LO split so that k*LN2_HI is exact for every k that can occur.
+//
+// float32:  exp(r) ~= 1 + r + r^2 * (C2 + r*(C3 + r*(C4 + r*(C5 + r*C6))))
+//   A degree-6 relative-minimax fit on [-ln2/2, ln2/2] (Lawson-iterated weighted least squares against a
+//   40-digit reference); approximation error 3.1e-9 relative = 0.05 ULP.  With the rounding of the
+//   Horner steps the vector kernel is within 1 ULP of the correctly rounded exp over the whole float32
+//   domain (measured exhaustively: tests/cpp/test_exp.cpp and tests/python/test_kernels.py).
+//
+// float64:  exp(r) ~= sum_{i=0..13} r^i / i!   (Taylor, degree 13)
+//   Truncation error |r|^14/14! <= 4.1e-18 relative = 0.04 ULP on |r| <= ln2/2; with Horner rounding
+//   the result is within 1 ULP.
+#pragma once
+
+namespace normexp::expc {
+
+// ---- float32 -----------------------------------------------------------------------------------------
+constexpr float kLog2eF = 0x1.715476p+0f;   // 1/ln2 rounded
+constexpr float kLn2HiF = 0x1.62e4p-1f;     // 16 significant bits: k*kLn2HiF exact for |k| < 2^8
+constexpr float kLn2LoF = 0x1.7f7d1cp-20f;  // ln2 - kLn2HiF
+constexpr float kC2F = 0x1.fffffcp-2f;
+constexpr float kC3F = 0x1.555492p-3f;
+constexpr float kC4F = 0x1.5558f2p-5f;
+constexpr float kC5F = 0x1.1239d4p-7f;
+constexpr float kC6F = 0x1.6a244cp-10f;
+// Below this every exp rounds to +0 in float32 (exp(-104) = 6.8e-46 < 2^-150); clamping there keeps
+// k inside the range where the two-factor scaling 2^(k/2) * 2^(k - k/2) is exact.
+constexpr float kMinArgF = -104.0f;
+// exp(88.8) > FLT_MAX: clamping here still overflows to +inf, and keeps k <= 129.
+constexpr float kMaxArgF = 88.8f;
+// Below this the result is subnormal (k < -126) and needs the two-factor scaling.
+constexpr float kNormalMinArgF = -87.3f;
+
+// ---- float64 -----------------------------------------------------------------------------------------
+constexpr double kLog2eD = 0x1.71547652b82fep+0;
+constexpr double kLn2HiD = 0x1.62e42fp-1;              // 25 significant bits
+constexpr double kLn2LoD = 0x1.df473de6af279p-26;      // ln2 - kLn2HiD
+constexpr double kInvFact[14] = {
+    0x1p+0,                 0x1p+0,                 0x1p-1,                 0x1.5555555555555p-3,
+    0x1.5555555555555p-5,   0x1.1111111111111p-7,   0x1.6c16c16c16c17p-10,  0x1.a01a01a01a01ap-13,
+    0x1.a01a01a01a01ap-16,  0x1.71de3a556c734p-19,  0x1.27e4fb7789f5cp-22,  0x1.ae64567f544e4p-26,
+    0x1.1eed8eff8d898p-29,  0x1.6124613a86d09p-33,
+};
+constexpr double kMinArgD = -746.0;   // exp(-746) < 2^-1075: rounds to +0
+constexpr double kMaxArgD = 709.9;    // exp(709.9) > DBL_MAX
+constexpr double kNormalMinArgD = -708.3;
+
+// Round-to-nearest-integer by the 1.5*2^52 shifter (valid for |v| < 2^51 in round-to-nearest mode).
+constexpr double kShifterD = 0x1.8p+52;
+
+// Rows are summed in blocks of this many elements per accumulator lane before flushing into double,
+// bounding the working-precision error of a block independently of the row length.
+constexpr int kSumBlock = 512;
+
+}  // namespace normexp::expc

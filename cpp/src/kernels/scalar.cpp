@@ -1,0 +1,218 @@
+// Scalar kernels: the specification every SIMD kernel set is tested against.
+//
+// Plain C++ for the baseline CPU (x86-64 SSE2 / armv8-a). float32 kernels compute in double: x - m of
+// two floats is exact in double whenever it matters (|x - m| < 2^29 ulp), the temperature product is
+// rounded once at 2^-53, and exp is the float64 polynomial below, so every float32 result is the
+// correctly rounded value up to ~2^-50 relative (<= 0.5 ULP + a hair).  float64 kernels carry x - m as
+// an unevaluated sum (TwoSum) and the temperature product with Dekker's TwoProduct, then use the
+// Taylor-13 exp (<= 1 ULP).  The library is compiled with -ffp-contract=off, so none of these
+// error-free transformations are silently fused.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "exp_constants.hpp"
+#include "kernel_table.hpp"
+
+namespace normexp::scalar {
+namespace {
+
+using namespace normexp::expc;
+
+double pow2i(int k) {  // 2^k for k in [-1022, 1023]
+    const std::uint64_t bits = static_cast<std::uint64_t>(k + 1023) << 52;
+    double d;
+    std::memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+// exp(t + tlo), |tlo| <= 2^-40 |t| or so. Cody-Waite reduction, Taylor-13, two-factor 2^k scaling
+// outside the normal exponent range (gradual underflow and overflow come out correctly rounded).
+double exp_d(double t, double tlo) {
+    if (!(t >= kMinArgD)) return t != t ? t : 0.0;  // NaN, or below the underflow threshold
+    if (t > kMaxArgD) return std::numeric_limits<double>::infinity();
+    const double kd = (t * kLog2eD + kShifterD) - kShifterD;
+    double r = t - kd * kLn2HiD;  // exact: kd has <= 11 bits, kLn2HiD 25 bits
+    r = (r - kd * kLn2LoD) + tlo;
+    double p = kInvFact[13];
+    for (int i = 12; i >= 0; --i) p = p * r + kInvFact[i];
+    const int k = static_cast<int>(kd);
+    if (k < -1021 || k > 1022) {
+        const int k1 = k / 2;
+        return p * pow2i(k1) * pow2i(k - k1);
+    }
+    return p * pow2i(k);
+}
+
+// Error-free transformations (exact when evaluated without contraction).
+inline double two_sum_err(double a, double b, double s) {
+    const double bb = s - a;
+    return (a - (s - bb)) + (b - bb);
+}
+inline double two_prod_err(double a, double b, double p) {  // Dekker/Veltkamp, no FMA needed
+    constexpr double kSplit = 0x1.0000002p+27;              // 2^27 + 1
+    const double ca = kSplit * a, cb = kSplit * b;
+    const double ah = ca - (ca - a), al = a - ah;
+    const double bh = cb - (cb - b), bl = b - bh;
+    return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+}
+
+// t = beta * (x - m) as hi + lo.
+struct arg2 {
+    double hi, lo;
+};
+inline arg2 shifted(float x, float m, scale2<float> b) {
+    // Exact difference in double; one rounding for the product with the 48-bit beta.
+    const double d = static_cast<double>(x) - static_cast<double>(m);
+    if (b.lo == 0.0f && b.hi == 1.0f) return {d, 0.0};
+    return {d * (static_cast<double>(b.hi) + static_cast<double>(b.lo)), 0.0};
+}
+inline arg2 shifted(double x, double m, scale2<double> b) {
+    const double d = x - m;
+    const double e = two_sum_err(x, -m, d);
+    if (b.lo == 0.0 && b.hi == 1.0) return {d, e};
+    const double p = d * b.hi;
+    if (!(p > kMinArgD)) return {p, 0.0};  // exp underflows anyway (and keeps the split finite)
+    return {p, two_prod_err(d, b.hi, p) + (e * b.hi + d * b.lo)};
+}
+inline double exp_arg(arg2 a) { return exp_d(a.hi, a.lo); }
+
+// Neumaier-compensated accumulator (float64 kernels; float32 sums are exact enough in plain double).
+struct neumaier {
+    double s = 0.0, c = 0.0;
+    void add(double v) {
+        const double t = s + v;
+        c += std::fabs(s) >= std::fabs(v) ? (s - t) + v : (v - t) + s;
+        s = t;
+    }
+    double value() const { return s + c; }
+};
+
+template <class T>
+void k_exp(const T* x, T* y, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<T>(exp_d(static_cast<double>(x[i]), 0.0));
+}
+
+template <class T>
+T k_row_max(const T* x, std::size_t n) {
+    T m = -std::numeric_limits<T>::infinity();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (x[i] != x[i]) return x[i];
+        if (x[i] > m) m = x[i];
+    }
+    return m;
+}
+
+template <class T>
+exp_sum k_row_exp_sum(const T* x, std::size_t n, T m, scale2<T> beta) {
+    neumaier rest;
+    double count = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (x[i] == m)
+            count += 1;
+        else
+            rest.add(exp_arg(shifted(x[i], m, beta)));
+    }
+    return {rest.value(), count};
+}
+
+template <class T>
+double k_row_exp_store(const T* x, T* y, std::size_t n, T m, scale2<T> beta) {
+    neumaier s;
+    for (std::size_t i = 0; i < n; ++i) {
+        const T e = static_cast<T>(exp_arg(shifted(x[i], m, beta)));
+        y[i] = e;
+        s.add(e);
+    }
+    return s.value();
+}
+
+template <class T>
+void k_row_scale(T* y, std::size_t n, T c) {
+    for (std::size_t i = 0; i < n; ++i) y[i] *= c;
+}
+
+template <class T>
+void k_row_exp_scale(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<T>(exp_arg(shifted(x[i], m, beta))) * c;
+}
+
+// beta (x - m) - c with one final rounding in float32 (all in double) and ~1 ULP in float64.
+inline float log_softmax_one(float x, float m, scale2<float> b, double c) {
+    return static_cast<float>(shifted(x, m, b).hi - c);
+}
+inline double log_softmax_one(double x, double m, scale2<double> b, double c) {
+    const arg2 a = shifted(x, m, b);
+    const double s = a.hi - c;
+    const double corr = a.lo + two_sum_err(a.hi, -c, s);
+    return corr == corr ? s + corr : s;  // the correction is NaN only when x = -inf: result s = -inf
+}
+
+template <class T>
+void k_row_log_softmax(const T* x, T* y, std::size_t n, T m, scale2<T> beta, double c) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = log_softmax_one(x[i], m, beta, c);
+}
+
+template <class T>
+void k_col_max(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, T* m) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        for (std::size_t j = 0; j < w; ++j) {
+            if (m[j] != m[j]) continue;
+            if (xi[j] != xi[j] || xi[j] > m[j]) m[j] = xi[j];
+        }
+    }
+}
+
+template <class T>
+void k_col_exp_sum(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const T* m,
+                   scale2<T> beta, double* rest, double* count) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        for (std::size_t j = 0; j < w; ++j) {
+            if (xi[j] == m[j])
+                count[j] += 1;
+            else
+                rest[j] += exp_arg(shifted(xi[j], m[j], beta));
+        }
+    }
+}
+
+template <class T>
+void k_col_exp_scale(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
+                     std::size_t w, const T* m, scale2<T> beta, const T* c) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        T* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
+        for (std::size_t j = 0; j < w; ++j)
+            yi[j] = static_cast<T>(exp_arg(shifted(xi[j], m[j], beta))) * c[j];
+    }
+}
+
+template <class T>
+void k_col_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
+                       std::size_t w, const T* m, scale2<T> beta, const double* c) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        T* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
+        for (std::size_t j = 0; j < w; ++j) yi[j] = log_softmax_one(xi[j], m[j], beta, c[j]);
+    }
+}
+
+template <class T>
+constexpr reduction_kernels<T> make_kernels() {
+    return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T>,     k_row_exp_store<T>,
+            k_row_scale<T>,    k_row_exp_scale<T>, k_row_log_softmax<T>, k_col_max<T>,
+            k_col_exp_sum<T>,  k_col_exp_scale<T>, k_col_log_softmax<T>};
+}
+
+}  // namespace
+}  // namespace normexp::scalar
+
+namespace normexp {
+const kernel_table& scalar_kernels() {
+    static const kernel_table table{"scalar", scalar::make_kernels<float>(), scalar::make_kernels<double>()};
+    return table;
+}
+}  // namespace normexp

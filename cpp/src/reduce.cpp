@@ -1,0 +1,430 @@
+// Driver for softmax, log_softmax and logsumexp along one axis of a strided n-d array.
+//
+// The driver owns everything the kernels do not: validation, the choice of traversal, blocking,
+// threads and the rows or columns whose maximum is not finite.
+//
+// Traversals
+//  * rows:    the axis has unit stride. Each row is handled by the row kernels.
+//             softmax of a row that fits in cache (<= kInCacheBytes): three passes over the row
+//             (max; y = exp(x - m) and its sum; y *= 1/sum), one exp per element.
+//             longer rows and log_softmax/logsumexp: two passes over memory. Pass 1 computes the row
+//             statistics (max, sum of exp) online in L1-sized chunks: each chunk is read once from
+//             memory for its max and again from L1 for its sum. Pass 2 writes the output.
+//  * columns: the axis is strided but another dimension has unit stride (e.g. axis 0 of a C-ordered
+//             matrix). The column kernels vectorize across that contiguous dimension, so no transposing
+//             copy is made; statistics are again computed online over chunks of rows.
+//  * gather:  neither: each row is gathered into a per-thread buffer (and scattered back).
+//
+// Determinism: rows longer than kSuperChunk are split into fixed super-chunks whose statistics are
+// merged in order, whether or not threads run them in parallel, so results are bit-identical for every
+// thread count.
+//
+// Special values (the SciPy conventions): a row containing NaN gives NaN everywhere; a row whose max is
+// +inf gives logsumexp +inf, softmax NaN, log_softmax NaN at the +inf entries and -inf elsewhere; a row
+// of only -inf gives logsumexp -inf and NaN for softmax and log_softmax; an empty row gives -inf.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dispatch.hpp"
+#include "normexp/normexp.hpp"
+#include "threading.hpp"
+
+#if defined(NORMEXP_USE_OPENMP)
+#include <omp.h>
+#endif
+
+namespace normexp {
+namespace {
+
+using detail::threads_for;
+
+constexpr std::size_t kInCacheBytes = std::size_t(256) << 10;  // half of a 512 KiB L2
+constexpr std::size_t kChunkBytes = std::size_t(16) << 10;     // L1-resident chunk for online statistics
+constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit of row splitting
+constexpr std::size_t kColBlock = 256;                         // columns per work item (column traversal)
+
+template <class T>
+constexpr T kInf = std::numeric_limits<T>::infinity();
+template <class T>
+constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
+
+// ------------------------------------------------------------------------------------------------------
+// Row statistics: max m, and sum of exp(beta (x - m)) split as count (entries equal to m) + rest.
+struct stats {
+    double m = -std::numeric_limits<double>::infinity();
+    double rest = 0, count = 0;
+    bool nan = false;
+};
+
+inline bool finite(double v) { return std::isfinite(v); }
+
+// Merge b into a (the online-softmax rule). beta scales the max difference.
+inline void merge(stats& a, const stats& b, double beta) {
+    if (a.nan || b.nan) {
+        a.nan = true;
+        return;
+    }
+    if (b.m == -kInf<double> && b.count == 0) return;  // b empty or all -inf
+    if (a.m == -kInf<double> && a.count == 0) {
+        a = b;
+        return;
+    }
+    if (!finite(a.m) || !finite(b.m)) {  // +inf (or all -inf rows): sums are meaningless, keep the max
+        a.m = std::max(a.m, b.m);
+        return;
+    }
+    if (b.m > a.m) {
+        a.rest = (a.rest + a.count) * std::exp(beta * (a.m - b.m)) + b.rest;
+        a.count = b.count;
+        a.m = b.m;
+    } else if (b.m < a.m) {
+        a.rest += (b.rest + b.count) * std::exp(beta * (b.m - a.m));
+    } else {
+        a.rest += b.rest;
+        a.count += b.count;
+    }
+}
+
+// log(count + rest) with full relative accuracy when a single maximum dominates.
+inline double log_sum(const stats& s) { return s.count == 1 ? std::log1p(s.rest) : std::log(s.count + s.rest); }
+
+template <class T>
+scale2<T> split_beta(double temperature) {
+    const double b = 1.0 / temperature;
+    if constexpr (sizeof(T) == 4) {
+        const float hi = static_cast<float>(b);
+        return {hi, static_cast<float>(b - static_cast<double>(hi))};
+    } else {
+        // 1/T as hi + lo: lo = (1 - hi*T)/T, the residual computed exactly with an FMA.
+        return {b, -std::fma(b, temperature, -1.0) / temperature};
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+template <class T>
+struct plan {
+    const reduction_kernels<T>& k;
+    reduction op;
+    double beta;  // 1/temperature
+    scale2<T> b2;
+};
+
+// Statistics of one contiguous row segment, online over L1-sized chunks.
+template <class T>
+stats segment_stats(const plan<T>& p, const T* x, std::size_t n) {
+    constexpr std::size_t C = kChunkBytes / sizeof(T);
+    stats s;
+    for (std::size_t i = 0; i < n; i += C) {
+        const std::size_t len = std::min(C, n - i);
+        const T cm = p.k.row_max(x + i, len);
+        if (cm != cm) {
+            s.nan = true;
+            return s;
+        }
+        if (cm > s.m) {
+            if (s.count > 0) s.rest = (s.rest + s.count) * std::exp(p.beta * (s.m - double(cm)));
+            s.count = 0;
+            s.m = cm;
+        }
+        if (!finite(s.m)) continue;  // +inf, or all -inf so far: keep scanning for NaN
+        const exp_sum e = p.k.row_exp_sum(x + i, len, static_cast<T>(s.m), p.b2);
+        s.rest += e.rest;
+        s.count += e.count;
+    }
+    return s;
+}
+
+// Statistics of a contiguous row: fixed super-chunks merged in order (threads over super-chunks).
+template <class T>
+stats row_stats(const plan<T>& p, const T* x, std::size_t n, int nt) {
+    const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
+    if (nchunks <= 1) return segment_stats(p, x, n);
+    std::vector<stats> part(nchunks);
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (std::ptrdiff_t c = 0; c < static_cast<std::ptrdiff_t>(nchunks); ++c) {
+        const std::size_t i = std::size_t(c) * kSuperChunk;
+        part[c] = segment_stats(p, x + i, std::min(kSuperChunk, n - i));
+    }
+    (void)nt;
+    stats s = part[0];
+    for (std::size_t c = 1; c < nchunks; ++c) merge(s, part[c], p.beta);
+    return s;
+}
+
+// Outputs of a row whose statistics are not finite (NaN, +inf max, all -inf): SciPy's values.
+template <class T>
+void special_row(reduction op, const stats& s, const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy,
+                 std::size_t n) {
+    const bool nan = s.nan, pinf = !nan && s.m == kInf<double>;
+    for (std::size_t i = 0; i < n; ++i) {
+        T v = kNaN<T>;
+        if (op == reduction::log_softmax && pinf && x[std::ptrdiff_t(i) * sx] != kInf<T>) v = -kInf<T>;
+        y[std::ptrdiff_t(i) * sy] = v;
+    }
+}
+template <class T>
+T special_lse(const stats& s) {
+    return s.nan ? kNaN<T> : static_cast<T>(s.m);  // +inf or -inf
+}
+inline bool is_special(const stats& s) { return s.nan || !finite(s.m); }
+
+// One contiguous row (x and y unit stride; for logsumexp y is the single output).
+template <class T>
+void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
+    if (p.op == reduction::softmax && n * sizeof(T) <= kInCacheBytes) {
+        const T m = p.k.row_max(x, n);
+        stats s;
+        s.m = m;
+        s.nan = m != m;
+        if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
+        const double sum = p.k.row_exp_store(x, y, n, m, p.b2);
+        p.k.row_scale(y, n, static_cast<T>(1.0 / sum));
+        return;
+    }
+    const stats s = row_stats(p, x, n, nt);
+    if (p.op == reduction::logsumexp) {
+        *y = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+        return;
+    }
+    if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
+    const T m = static_cast<T>(s.m);
+    const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
+    const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && nchunks > 1)
+#endif
+    for (std::ptrdiff_t ci = 0; ci < static_cast<std::ptrdiff_t>(nchunks); ++ci) {
+        const std::size_t i = std::size_t(ci) * kSuperChunk, len = std::min(kSuperChunk, n - i);
+        if (p.op == reduction::softmax)
+            p.k.row_exp_scale(x + i, y + i, len, m, p.b2, static_cast<T>(c));
+        else
+            p.k.row_log_softmax(x + i, y + i, len, m, p.b2, c);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Iteration over the dimensions that are neither reduced nor vectorized.
+struct outer_dims {
+    std::vector<std::size_t> shape;
+    std::vector<std::ptrdiff_t> xs, ys;
+    std::size_t count = 1;
+    void add(std::size_t n, std::ptrdiff_t x, std::ptrdiff_t y) {
+        if (n == 1) return;
+        shape.push_back(n);
+        xs.push_back(x);
+        ys.push_back(y);
+        count *= n;
+    }
+    void offsets(std::size_t idx, std::ptrdiff_t& ox, std::ptrdiff_t& oy) const {
+        ox = oy = 0;
+        for (std::size_t d = shape.size(); d-- > 0;) {
+            const std::size_t i = idx % shape[d];
+            idx /= shape[d];
+            ox += std::ptrdiff_t(i) * xs[d];
+            oy += std::ptrdiff_t(i) * ys[d];
+        }
+    }
+};
+
+// Rows: the axis is contiguous in x (and in y unless logsumexp) or gathered.
+template <class T>
+void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
+              std::ptrdiff_t sy) {
+    const bool lse = p.op == reduction::logsumexp;
+    const bool gather_x = sx != 1 && n > 1, scatter_y = !lse && sy != 1 && n > 1;
+    const std::size_t rows = od.count;
+    // Few long rows: threads split each row; many rows: threads take whole rows.
+    const int nt_rows = threads_for(rows * n, rows);
+    const int nt_inner = rows < 2 ? threads_for(n, (n + kSuperChunk - 1) / kSuperChunk) : 1;
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp parallel num_threads(nt_rows) if (nt_rows > 1)
+#endif
+    {
+        std::unique_ptr<T[]> xbuf(gather_x ? new T[n] : nullptr), ybuf(scatter_y ? new T[n] : nullptr);
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {
+            std::ptrdiff_t ox, oy;
+            od.offsets(std::size_t(r), ox, oy);
+            const T* xr = x + ox;
+            T* yr = y + oy;
+            if (gather_x) {
+                for (std::size_t i = 0; i < n; ++i) xbuf[i] = xr[std::ptrdiff_t(i) * sx];
+                xr = xbuf.get();
+            }
+            T* yw = scatter_y ? ybuf.get() : yr;
+            do_row(p, xr, yw, n, nt_inner);
+            if (scatter_y)
+                for (std::size_t i = 0; i < n; ++i) yr[std::ptrdiff_t(i) * sy] = ybuf[i];
+        }
+    }
+}
+
+// Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y.
+template <class T>
+void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
+              std::ptrdiff_t sy, std::size_t w, std::ptrdiff_t y_inner_stride) {
+    const bool lse = p.op == reduction::logsumexp;
+    const std::size_t nblocks = (w + kColBlock - 1) / kColBlock;
+    const std::size_t items = od.count * nblocks;
+    const int nt = threads_for(od.count * n * w, items);
+    const std::size_t R = std::max<std::size_t>(1, kChunkBytes / (kColBlock * sizeof(T)));  // rows per chunk
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        std::vector<T> m(kColBlock), cm(kColBlock), c(kColBlock);
+        std::vector<double> rest(kColBlock), count(kColBlock), lc(kColBlock);
+        std::vector<unsigned char> special(kColBlock);
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (std::ptrdiff_t it = 0; it < static_cast<std::ptrdiff_t>(items); ++it) {
+            const std::size_t o = std::size_t(it) / nblocks, jb = (std::size_t(it) % nblocks) * kColBlock;
+            const std::size_t bw = std::min(kColBlock, w - jb);
+            std::ptrdiff_t ox, oy;
+            od.offsets(o, ox, oy);
+            const T* xb = x + ox + std::ptrdiff_t(jb);
+            T* yb = y + oy + std::ptrdiff_t(jb) * (lse ? y_inner_stride : 1);
+            std::fill_n(m.begin(), bw, -kInf<T>);
+            std::fill_n(rest.begin(), bw, 0.0);
+            std::fill_n(count.begin(), bw, 0.0);
+            // Pass 1: online column statistics over chunks of R rows.
+            for (std::size_t i = 0; i < n; i += R) {
+                const std::size_t len = std::min(R, n - i);
+                const T* xc = xb + std::ptrdiff_t(i) * sx;
+                std::copy_n(m.begin(), bw, cm.begin());
+                p.k.col_max(xc, len, sx, bw, cm.data());  // cm = max(m, chunk max), NaN sticky
+                for (std::size_t j = 0; j < bw; ++j) {
+                    if (cm[j] > m[j]) {
+                        rest[j] = finite(m[j]) ? (rest[j] + count[j]) * std::exp(p.beta * (double(m[j]) - double(cm[j]))) : 0.0;
+                        count[j] = 0;
+                        m[j] = cm[j];
+                    } else if (cm[j] != cm[j]) {
+                        m[j] = cm[j];
+                    }
+                }
+                p.k.col_exp_sum(xc, len, sx, bw, m.data(), p.b2, rest.data(), count.data());
+            }
+            // Pass 2: outputs. Columns whose max is not finite get SciPy's special values afterwards
+            // (the kernels run on them with placeholder statistics).
+            bool any_special = false;
+            for (std::size_t j = 0; j < bw; ++j) {
+                stats s;
+                s.m = m[j], s.rest = rest[j], s.count = count[j], s.nan = m[j] != m[j];
+                special[j] = is_special(s);
+                if (lse) {
+                    yb[std::ptrdiff_t(j) * y_inner_stride] = special[j] ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+                    continue;
+                }
+                if (special[j]) {
+                    any_special = true;
+                    cm[j] = m[j];
+                    m[j] = 0, c[j] = 0, lc[j] = 0;
+                } else if (p.op == reduction::softmax) {
+                    c[j] = static_cast<T>(1.0 / (s.count + s.rest));
+                } else {
+                    lc[j] = log_sum(s);
+                }
+            }
+            if (lse) continue;
+            if (p.op == reduction::softmax)
+                p.k.col_exp_scale(xb, sx, yb, sy, n, bw, m.data(), p.b2, c.data());
+            else
+                p.k.col_log_softmax(xb, sx, yb, sy, n, bw, m.data(), p.b2, lc.data());
+            if (!any_special) continue;
+            for (std::size_t j = 0; j < bw; ++j) {
+                if (!special[j]) continue;
+                stats s;
+                s.m = cm[j], s.nan = cm[j] != cm[j];
+                special_row(p.op, s, xb + std::ptrdiff_t(j), sx, yb + std::ptrdiff_t(j), sy, n);
+            }
+        }
+    }
+}
+
+void check(bool ok, const std::string& msg) {
+    if (!ok) throw error(msg);
+}
+
+}  // namespace
+
+template <class T>
+void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
+            int axis, double temperature, const char* isa) {
+    const std::size_t nd = shape.size();
+    check(nd >= 1, "normexp: the input must have at least one dimension");
+    check(xs.size() == nd && ys.size() == nd, "normexp: strides must have one entry per dimension");
+    const int ind = static_cast<int>(nd);
+    check(axis >= -ind && axis < ind,
+          "normexp: axis " + std::to_string(axis) + " is out of bounds for an array of dimension " + std::to_string(nd));
+    if (axis < 0) axis += ind;
+    check(std::isfinite(temperature) && temperature > 0,
+          "normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
+    check(op != reduction::logsumexp || temperature == 1.0, "normexp: logsumexp takes no temperature");
+    std::size_t total = 1;
+    for (std::size_t d = 0; d < nd; ++d) total *= shape[d];
+    if (total == 0 && shape[axis] != 0) return;
+    check(x != nullptr && y != nullptr, "normexp: null data pointer");
+
+    const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
+    const reduction_kernels<T>* k;
+    if constexpr (sizeof(T) == 4) k = &kt.f32; else k = &kt.f64;
+    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature)};
+
+    const std::size_t n = shape[axis];
+    const bool lse = op == reduction::logsumexp;
+    if (n == 0) {  // empty reduction: logsumexp of nothing is log(0) = -inf; softmax writes nothing
+        if (!lse) return;
+        outer_dims od;
+        for (std::size_t d = 0; d < nd; ++d)
+            if (int(d) != axis) od.add(shape[d], xs[d], ys[d]);
+        for (std::size_t r = 0; r < od.count; ++r) {
+            std::ptrdiff_t ox, oy;
+            od.offsets(r, ox, oy);
+            y[oy] = -kInf<T>;
+        }
+        return;
+    }
+    const std::ptrdiff_t sx = xs[axis], sy = lse ? 0 : ys[axis];
+
+    // Rows if the axis is contiguous (or trivially short); else columns across a contiguous dimension.
+    int inner = -1;
+    if (!(sx == 1 && (lse || sy == 1)) && n > 1) {
+        for (std::size_t d = 0; d < nd; ++d)
+            if (int(d) != axis && shape[d] > 1 && xs[d] == 1 && (lse || ys[d] == 1)) inner = int(d);
+    }
+    outer_dims od;
+    for (std::size_t d = 0; d < nd; ++d)
+        if (int(d) != axis && int(d) != inner) od.add(shape[d], xs[d], ys[d]);
+    if (inner >= 0)
+        run_cols(p, x, y, od, n, sx, sy, shape[inner], ys[inner]);
+    else
+        run_rows(p, x, y, od, n, sx, sy);
+}
+
+template <class T>
+void exp(const T* x, T* y, std::size_t n, const char* isa) {
+    const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
+    if constexpr (sizeof(T) == 4) kt.f32.exp(x, y, n); else kt.f64.exp(x, y, n);
+}
+
+template void reduce<float>(reduction, const float*, const strides_t&, float*, const strides_t&, const shape_t&, int,
+                            double, const char*);
+template void reduce<double>(reduction, const double*, const strides_t&, double*, const strides_t&, const shape_t&,
+                             int, double, const char*);
+template void exp<float>(const float*, float*, std::size_t, const char*);
+template void exp<double>(const double*, double*, std::size_t, const char*);
+
+const char* isa() { return detail::active_kernels().name; }
+std::vector<std::string> available_isas() { return detail::available_isas(); }
+
+}  // namespace normexp

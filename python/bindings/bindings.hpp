@@ -1,0 +1,17 @@
+// Shared helpers of the pybind11 bindings, and one bind_* function per feature file.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "normexp/normexp.hpp"
+
+// Shape and element strides of a NumPy array (strides must be a multiple of the item size).
+struct layout {
+    normexp::shape_t shape;
+    normexp::strides_t strides;
+};
+layout layout_of(const pybind11::array& a, const char* name);
+
+void bind_reductions(pybind11::module_& m);

@@ -1,0 +1,10 @@
+// normexp._core: the pybind11 module. Each feature binds itself from its own file (bindings.hpp).
+#include "bindings.hpp"
+
+#include "normexp/normexp.hpp"
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "normexp native kernels (use the functions of the normexp package)";
+    pybind11::register_exception<normexp::error>(m, "NormexpError", PyExc_ValueError);
+    bind_reductions(m);
+}

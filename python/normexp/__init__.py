@@ -1,0 +1,129 @@
+"""normexp: fast, numerically stable softmax, log_softmax and logsumexp for NumPy arrays.
+
+SIMD kernels (AVX2+FMA on x86-64, NEON on aarch64, a scalar fallback) are chosen once at import;
+``NORMEXP_ISA=scalar|avx2|neon`` forces one. Every function works on the caller's memory without
+copying (any axis, any strides), releases the GIL, and threads large inputs with OpenMP.
+
+>>> import numpy as np, normexp
+>>> p = normexp.softmax(np.array([1.0, 2.0, 3.0]))
+>>> float(p.sum())
+1.0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _api, _core
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "set_num_threads",
+    "get_num_threads",
+    "isa",
+    "available_isas",
+    "use_isa",
+    "special",
+    "__version__",
+]
+
+use_isa = _api.use_isa
+
+
+def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, out: Any = None) -> np.ndarray:
+    """Softmax along ``axis``: ``exp(x / T - max) / sum(exp(x / T - max))``.
+
+    Parameters
+    ----------
+    x : array_like
+        Scores. float32/float64 compute in their own precision; float16 and bfloat16 compute in
+        float32 and return their own dtype; ints and bools are promoted like ``np.exp`` does.
+    axis : int
+        The axis to normalize (negative counts from the end). No transposing copy is made.
+    temperature : float
+        Divides the scores; a finite number > 0.
+    where : array_like of bool, optional
+        Broadcastable mask; False entries get probability 0. A row with no True entry is all zeros.
+    out : ndarray, optional
+        Result's shape and dtype, writeable; may be ``x`` itself (in place). Returned.
+
+    Special values follow SciPy: a NaN makes its row NaN; a row containing +inf or of only -inf is NaN.
+    """
+    return _api.elementwise("softmax", x, axis, temperature, where, out)
+
+
+def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, out: Any = None) -> np.ndarray:
+    """Logarithm of :func:`softmax` along ``axis``, computed as ``x/T - max - log(sum)`` without forming
+    the softmax, with ``log1p`` of the other terms so entries near the maximum keep full relative accuracy.
+
+    Arguments as for :func:`softmax`; masked entries (``where=False``) are ``-inf``, and a row with no
+    True entry is all ``-inf``. A row whose maximum is +inf is NaN at the +inf entries, -inf elsewhere.
+    """
+    return _api.elementwise("log_softmax", x, axis, temperature, where, out)
+
+
+def logsumexp(
+    x: Any,
+    axis: int = -1,
+    *,
+    b: Any = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    out: Any = None,
+) -> Any:
+    """``log(sum(b * exp(x)))`` along ``axis``, without overflow.
+
+    Parameters
+    ----------
+    x : array_like
+        Input (dtype rules as for :func:`softmax`).
+    axis : int
+        The axis to reduce.
+    b : array_like, optional
+        Weights broadcastable to ``x``; may be negative (then use ``return_sign``). Entries with
+        ``b == 0`` are ignored.
+    keepdims : bool
+        Keep the reduced axis with length 1.
+    return_sign : bool
+        Also return the sign of the sum (1, -1, or 0 for an empty sum).
+    out : ndarray, optional
+        Receives the result (the reduced shape and the result dtype).
+
+    Returns the log-sum-exp (a NumPy scalar for 1-d input), and the sign if ``return_sign``. A row of
+    only -inf, and an empty row, give -inf; +inf gives +inf; NaN propagates. A negative weighted sum
+    without ``return_sign`` gives NaN.
+    """
+    return _api.logsumexp(x, axis, b, keepdims, return_sign, out)
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads normexp uses process-wide (``n <= 0``: as many as OpenMP allows).
+
+    Capped by ``omp_get_max_threads()``, so ``OMP_NUM_THREADS`` and threadpoolctl limits still hold.
+    Inputs below ~32k elements always run on the calling thread.
+    """
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads a large call will use."""
+    return _core.get_num_threads()
+
+
+def isa() -> str:
+    """The active kernel set: ``"scalar"``, ``"avx2"`` or ``"neon"``."""
+    return _core.isa()
+
+
+def available_isas() -> list[str]:
+    """Every kernel set this CPU can run, scalar first, best last."""
+    return list(_core.available_isas())
+
+
+from . import special  # noqa: E402  (needs the functions above)

@@ -1,0 +1,269 @@
+"""Argument checking and dispatch for every public function: the one place where Python inputs become
+the (float32 | float64, strided) arrays the native kernels take.
+
+Rules (DESIGN.md section 3):
+  * float32/float64 compute in their own precision; float16 and ml_dtypes.bfloat16 compute in float32
+    and return their own dtype; bool/integer inputs are promoted like ``np.exp`` promotes them.
+  * any axis, negative too, without a transposing copy; non-contiguous and negative strides work.
+  * ``out=`` must have the result's shape and dtype and be writeable; it may be the input itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import operator
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import _core
+
+_isa_override: contextvars.ContextVar[str] = contextvars.ContextVar("normexp_isa", default="")
+
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@contextlib.contextmanager
+def use_isa(name: str) -> Iterator[None]:
+    """Run the enclosed normexp calls on one kernel set (``"scalar"``, ``"avx2"``, ``"neon"``).
+
+    For tests and benchmarks that compare ISAs; the selection made at import (``NORMEXP_ISA``) is
+    unchanged outside the block. Raises ValueError if this CPU cannot run ``name``.
+    """
+    if name not in _core.available_isas():
+        raise ValueError(
+            f"ISA {name!r} is not available on this CPU; available: {', '.join(_core.available_isas())}"
+        )
+    token = _isa_override.set(name)
+    try:
+        yield
+    finally:
+        _isa_override.reset(token)
+
+
+def current_isa_override() -> str:
+    return _isa_override.get()
+
+
+def result_dtype(dtype: np.dtype, name: str = "x") -> tuple[np.dtype, np.dtype]:
+    """(dtype of the result, dtype the kernels compute in) for an input dtype."""
+    kind = dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name}: complex input ({dtype}) is not supported; pass real scores, e.g. {name}.real")
+    if dtype in _NATIVE:
+        return dtype, dtype
+    if dtype == np.float16 or dtype.name == "bfloat16":
+        return dtype, np.dtype(np.float32)
+    if kind in "biu":
+        res = np.exp(np.zeros(1, dtype)).dtype  # NumPy's promotion for exp: int8 -> float16, int32 -> float64
+        return res, (res if res in _NATIVE else np.dtype(np.float32))
+    if kind == "f":
+        raise TypeError(f"{name}: {dtype} is not supported; cast to float64 (or float32)")
+    raise TypeError(f"{name}: expected real numbers (float, int or bool), got an array of dtype {dtype}")
+
+
+def as_array(x: Any, name: str = "x") -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        a = np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"{name}: cannot be converted to an array of numbers ({e})") from None
+    return a
+
+
+def normalize_axis(axis: Any, ndim: int) -> int:
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
+    if not -ndim <= ax < ndim:
+        raise np.exceptions.AxisError(ax, ndim)
+    return ax % ndim
+
+
+def check_temperature(temperature: Any) -> float:
+    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (int, float, np.integer, np.floating)):
+        raise TypeError(f"temperature must be a real number, got {type(temperature).__name__}")
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return t
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape}, but the result has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, but the result has dtype {dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writeable array")
+    return out
+
+
+def _kernel_input(a: np.ndarray, compute: np.dtype) -> np.ndarray:
+    """a as the kernels' dtype, aligned, strides a multiple of the item size (copies only if needed)."""
+    a = a.astype(compute, copy=False)
+    if not a.flags.aligned or any(s % a.itemsize for s in a.strides):
+        a = np.array(a, dtype=compute, copy=True)
+    return a
+
+
+def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides
+
+
+def _native_out(out: np.ndarray | None, src: np.ndarray, shape: tuple[int, ...], compute: np.dtype) -> np.ndarray:
+    """The array the kernel writes: out itself when it has the compute dtype and is usable, else a new one."""
+    if out is not None and out.dtype == compute and out.flags.aligned and not any(s % out.itemsize for s in out.strides):
+        # In place (out is x, same layout) is fine; any other overlap would read already-written values.
+        if not np.shares_memory(out, src) or _same_layout(out, src):
+            return out
+    return np.empty(shape, dtype=compute)
+
+
+def _finish(dst: np.ndarray, out: np.ndarray | None, res: np.dtype) -> np.ndarray:
+    if out is not None:
+        if dst is not out:
+            np.copyto(out, dst, casting="unsafe")
+        return out
+    return dst if dst.dtype == res else dst.astype(res)
+
+
+def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: Any) -> np.ndarray:
+    """softmax / log_softmax along one axis."""
+    a = as_array(x)
+    res, compute = result_dtype(a.dtype)
+    t = check_temperature(temperature)
+    scalar_input = a.ndim == 0
+    if scalar_input:
+        a = a.reshape(1)
+        ax = normalize_axis(axis, 1) if axis not in (-1, 0) else 0
+    else:
+        ax = normalize_axis(axis, a.ndim)
+    shape = a.shape
+    if out is not None:
+        out = check_out(out, () if scalar_input else shape, res)
+    out_k = out.reshape(1) if (out is not None and scalar_input) else out
+
+    mask = None
+    if where is not None:
+        mask = np.asarray(where)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"where must be a boolean array, got dtype {mask.dtype}")
+        try:
+            mask = np.broadcast_to(mask, shape)
+        except ValueError:
+            raise ValueError(f"where with shape {np.shape(where)} cannot be broadcast to the input's shape {shape}") from None
+        src = np.where(mask, a.astype(compute, copy=False), compute.type(-np.inf))
+    else:
+        src = _kernel_input(a, compute)
+
+    dst = _native_out(out_k, src, shape, compute)
+    if a.size:
+        _core.reduce(op, src, dst, ax, t, _isa_override.get())
+        if mask is not None:
+            empty_rows = ~np.any(mask, axis=ax, keepdims=True)
+            if empty_rows.any():
+                fill = 0.0 if op == "softmax" else -np.inf
+                np.copyto(dst, compute.type(fill), where=np.broadcast_to(empty_rows, shape))
+    result = _finish(dst, out_k, res)
+    if scalar_input:
+        return out if out is not None else result.reshape(())
+    return out if out is not None else result
+
+
+def logsumexp(x: Any, axis: Any, b: Any, keepdims: bool, return_sign: bool, out: Any):
+    a = as_array(x)
+    res, compute = result_dtype(a.dtype)
+    if a.ndim == 0:
+        a = a.reshape(1)
+        ax = normalize_axis(axis, 1) if axis not in (-1, 0) else 0
+        keep_shape: tuple[int, ...] = (1,)
+        final_shape: tuple[int, ...] = (1,) if keepdims else ()
+    else:
+        ax = normalize_axis(axis, a.ndim)
+        keep_shape = a.shape[:ax] + (1,) + a.shape[ax + 1 :]
+        final_shape = keep_shape if keepdims else a.shape[:ax] + a.shape[ax + 1 :]
+    if out is not None:
+        out = check_out(out, final_shape, res)
+
+    wrote_out = False
+    if b is not None:
+        val, sign = weighted_logsumexp(a, b, ax, compute)
+        if not return_sign:
+            val = np.where(sign < 0, compute.type(np.nan), val)
+    else:
+        src = _kernel_input(a, compute)
+        out_keep = None
+        if out is not None:
+            out_keep = out.reshape(keep_shape)  # a view unless out's strides forbid it
+            if out.size and not np.shares_memory(out_keep, out):
+                out_keep = None
+        val = _native_out(out_keep, src, keep_shape, compute)
+        wrote_out = out_keep is not None and val is out_keep
+        _core.reduce("logsumexp", src, val, ax, 1.0, _isa_override.get())
+        sign = None
+        if return_sign:
+            sign = np.where(np.isnan(val), np.nan, np.where(val == -np.inf, 0.0, 1.0)).astype(compute)
+
+    val = val.reshape(final_shape)
+    if out is not None:
+        if not wrote_out:
+            np.copyto(out, val, casting="unsafe")
+        result = out
+    else:
+        result = val if val.dtype == res else val.astype(res)
+        if result.ndim == 0:
+            result = result[()]
+    if return_sign:
+        sign = sign.reshape(final_shape).astype(res)
+        return result, (sign[()] if sign.ndim == 0 else sign)
+    return result
+
+
+def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """log|sum b exp(a)| and its sign along ax (keepdims), SciPy's conventions.
+
+    Entries with b == 0 are ignored (even if a is +inf or NaN there). The terms at the maximum are
+    summed separately (m) from the rest (s), and the result is a_max + log|m| + log1p(s/m), which keeps
+    full accuracy when one term dominates.
+    """
+    bb = as_array(b, "b")
+    if bb.dtype.kind == "c":
+        raise TypeError("b: complex weights are not supported")
+    if bb.dtype.kind not in "biuf":
+        raise TypeError(f"b: expected real numbers, got dtype {bb.dtype}")
+    try:
+        a_b, b_b = np.broadcast_arrays(a, bb)
+    except ValueError:
+        raise ValueError(f"b with shape {bb.shape} cannot be broadcast to the input's shape {a.shape}") from None
+    if a_b.shape != a.shape:
+        raise ValueError(f"b with shape {bb.shape} would change the input's shape {a.shape}")
+    av = a_b.astype(compute)
+    bv = b_b.astype(compute)
+    with np.errstate(all="ignore"):
+        av = np.where(bv == 0, compute.type(-np.inf), av)
+        if av.shape[ax] == 0:
+            shape = av.shape[:ax] + (1,) + av.shape[ax + 1 :]
+            return np.full(shape, -np.inf, compute), np.zeros(shape, compute)
+        amax = np.max(av, axis=ax, keepdims=True)
+        at_max = av == amax
+        m = np.sum(np.where(at_max, bv, 0), axis=ax, keepdims=True)
+        safe_max = np.where(np.isfinite(amax), amax, 0)
+        terms = np.where(at_max, 0, bv * np.exp(av - safe_max))
+        s = np.sum(terms, axis=ax, keepdims=True)
+        s = np.where(s == 0, s, s / m)
+        sign = np.sign(s + 1) * np.sign(m)
+        s = np.where(s < -1, -s - 2, s)
+        val = np.log1p(s) + np.log(np.abs(m)) + amax
+        # Non-finite results (overflow of the max, infinities, all weights zero) from the direct formula.
+        direct = np.sum(bv * np.exp(av), axis=ax, keepdims=True)
+        finite = np.isfinite(val)
+        val = np.where(finite, val, np.log(np.abs(direct)))
+        sign = np.where(finite, sign, np.sign(direct))
+    return val.astype(compute), sign.astype(compute)

@@ -1,0 +1,251 @@
+// Every kernel of every ISA this CPU runs, against a long double reference and against the scalar
+// specification, at every length around the vector width (tails) and at block boundaries.
+//
+// Bounds and their reasons:
+//  * exp-valued outputs (row_exp_store, col/row_exp_scale): <= 2 ULP: exp is within 1 ULP and the
+//    final multiplication by the (rounded) reciprocal adds at most one more rounding.
+//  * log_softmax outputs: <= 2 ULP (float32 is evaluated in double and rounded once; float64 carries
+//    x - m and c as TwoSum pairs).
+//  * sums (rest of row_exp_sum / col_exp_sum): relative error <= 64 eps of the type: blocks of at most
+//    8 vectors are summed pairwise in working precision before flushing to double.
+#include <random>
+#include <vector>
+
+#include "check.hpp"
+#include "dispatch.hpp"
+#include "normexp/normexp.hpp"
+
+namespace {
+
+using ld = long double;
+using normexp::scale2;
+
+template <class T>
+scale2<T> beta_of(double temperature) {
+    const double b = 1.0 / temperature;
+    if constexpr (sizeof(T) == 4) {
+        const float hi = float(b);
+        return {hi, float(b - double(hi))};
+    } else {
+        return {b, -std::fma(b, temperature, -1.0) / temperature};
+    }
+}
+
+template <class T>
+const normexp::reduction_kernels<T>& kern(const normexp::kernel_table& t) {
+    if constexpr (sizeof(T) == 4) return t.f32; else return t.f64;
+}
+
+template <class T>
+std::vector<T> make_row(std::mt19937_64& rng, std::size_t n, int kind) {
+    std::normal_distribution<double> g(0.0, kind == 1 ? 30.0 : 3.0);
+    std::vector<T> x(n);
+    for (auto& v : x) v = T(g(rng));
+    if (kind == 2 && n > 2) {  // duplicated maxima and -inf entries
+        x[n / 2] = x[0] = T(20);
+        x[1] = -std::numeric_limits<T>::infinity();
+    }
+    if (kind == 3) for (auto& v : x) v = T(v * 1e-3 + 1000);  // large offset: x - m needs TwoSum
+    return x;
+}
+
+template <class T>
+void test_rows(const normexp::kernel_table& kt) {
+    const auto& k = kern<T>(kt);
+    std::mt19937_64 rng(7);
+    std::vector<std::size_t> lengths;
+    for (std::size_t n = 0; n <= 80; ++n) lengths.push_back(n);
+    for (std::size_t n : {127, 128, 129, 255, 256, 257, 1000, 4099, 70001}) lengths.push_back(n);
+    double worst_exp = 0, worst_ls = 0, worst_sum = 0;
+    for (double temp : {1.0, 0.7}) {
+        const auto b = beta_of<T>(temp);
+        const ld beta = ld(1) / ld(temp);
+        for (int kind = 0; kind < 4; ++kind) {
+            for (std::size_t n : lengths) {
+                const auto x = make_row<T>(rng, n, kind);
+                // max
+                T mref = -std::numeric_limits<T>::infinity();
+                for (T v : x) mref = v > mref ? v : mref;
+                const T m = k.row_max(x.data(), n);
+                CHECK(m == mref, "%s row_max n=%zu", kt.name, n);
+                if (n == 0) continue;
+                // reference exp terms
+                std::vector<ld> e(n);
+                ld rest = 0, sum = 0;
+                double count = 0;
+                for (std::size_t i = 0; i < n; ++i) {
+                    e[i] = std::exp(beta * (ld(x[i]) - ld(m)));
+                    sum += e[i];
+                    if (x[i] == m) count += 1; else rest += e[i];
+                }
+                const auto s = k.row_exp_sum(x.data(), n, m, b);
+                CHECK(s.count == count, "%s row_exp_sum count n=%zu: %g vs %g", kt.name, n, s.count, count);
+                // Terms below the smallest normal number are absolute errors of at most one subnormal ULP.
+                const double abs_err = double(std::fabs(ld(s.rest) - rest));
+                const double tiny = double(n) * std::numeric_limits<T>::denorm_min();
+                const double rel = rest == 0 ? abs_err : abs_err / double(rest);
+                if (abs_err > tiny) worst_sum = std::max(worst_sum, rel / std::numeric_limits<T>::epsilon());
+                CHECK(abs_err <= 64 * std::numeric_limits<T>::epsilon() * double(rest) + tiny,
+                      "%s row_exp_sum n=%zu kind=%d rel %g", kt.name, n, kind, rel);
+                // store + sum
+                std::vector<T> y(n), z(n);
+                const double st = k.row_exp_store(x.data(), y.data(), n, m, b);
+                CHECK(std::fabs(st - double(sum)) <= 64 * std::numeric_limits<T>::epsilon() * double(sum),
+                      "%s row_exp_store sum n=%zu", kt.name, n);
+                for (std::size_t i = 0; i < n; ++i) {
+                    const double u = check::ulp_diff(y[i], T(e[i]));
+                    worst_exp = std::max(worst_exp, u);
+                    CHECK(u <= 1, "%s row_exp_store n=%zu i=%zu x=%a: %a vs %a", kt.name, n, i, double(x[i]), double(y[i]), double(T(e[i])));
+                }
+                // in place scale
+                const T c = T(1 / sum);
+                k.row_scale(y.data(), n, c);
+                k.row_exp_scale(x.data(), z.data(), n, m, b, c);
+                for (std::size_t i = 0; i < n; ++i) {
+                    const T ref = T(e[i] * ld(c));
+                    CHECK(check::ulp_diff(z[i], ref) <= 2, "%s row_exp_scale n=%zu i=%zu", kt.name, n, i);
+                    CHECK(check::ulp_diff(y[i], ref) <= 2, "%s row_scale n=%zu i=%zu", kt.name, n, i);
+                }
+                // log_softmax, in place
+                const double lc = double(std::log(sum));
+                z = x;
+                k.row_log_softmax(z.data(), z.data(), n, m, b, lc);
+                for (std::size_t i = 0; i < n; ++i) {
+                    const T ref = T(beta * (ld(x[i]) - ld(m)) - ld(lc));
+                    const double u = check::ulp_diff(z[i], ref);
+                    worst_ls = std::max(worst_ls, u);
+                    CHECK(u <= 2, "%s row_log_softmax n=%zu i=%zu: %a vs %a", kt.name, n, i, double(z[i]), double(ref));
+                }
+            }
+        }
+    }
+    std::printf("%-7s %s rows: max exp error %.0f ULP, log_softmax %.0f ULP, sum %.1f eps\n", kt.name,
+                sizeof(T) == 4 ? "float32" : "float64", worst_exp, worst_ls, worst_sum);
+}
+
+template <class T>
+void test_cols(const normexp::kernel_table& kt) {
+    const auto& k = kern<T>(kt);
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> g(0.0, 5.0);
+    for (double temp : {1.0, 2.5}) {
+        const auto b = beta_of<T>(temp);
+        const ld beta = ld(1) / ld(temp);
+        for (std::size_t rows : {1, 2, 7, 8, 9, 17}) {
+            for (std::size_t w = 0; w <= 20; ++w) {
+                const std::ptrdiff_t sx = std::ptrdiff_t(w) + 3, sy = std::ptrdiff_t(w) + 1;
+                std::vector<T> x(rows * sx), y(rows * sy, T(-7)), z(rows * sy, T(-7));
+                for (auto& v : x) v = T(g(rng));
+                if (w && rows > 1) x[sx + 0] = x[0];  // duplicated max in column 0 (maybe)
+                std::vector<T> m(w, -std::numeric_limits<T>::infinity()), c(w);
+                std::vector<double> rest(w, 0), count(w, 0), lc(w);
+                k.col_max(x.data(), rows, sx, w, m.data());
+                k.col_exp_sum(x.data(), rows, sx, w, m.data(), b, rest.data(), count.data());
+                for (std::size_t j = 0; j < w; ++j) {
+                    T mref = -std::numeric_limits<T>::infinity();
+                    for (std::size_t i = 0; i < rows; ++i) mref = std::max(mref, x[i * sx + j]);
+                    CHECK(m[j] == mref, "%s col_max rows=%zu w=%zu j=%zu", kt.name, rows, w, j);
+                    ld r = 0, sum = 0;
+                    double cnt = 0;
+                    for (std::size_t i = 0; i < rows; ++i) {
+                        const ld e = std::exp(beta * (ld(x[i * sx + j]) - ld(m[j])));
+                        sum += e;
+                        if (x[i * sx + j] == m[j]) cnt += 1; else r += e;
+                    }
+                    CHECK(count[j] == cnt, "%s col_exp_sum count", kt.name);
+                    CHECK(std::fabs(ld(rest[j]) - r) <= 64 * std::numeric_limits<T>::epsilon() * r + 1e-300L,
+                          "%s col_exp_sum rows=%zu w=%zu j=%zu", kt.name, rows, w, j);
+                    c[j] = T(1 / sum);
+                    lc[j] = double(std::log(sum));
+                }
+                k.col_exp_scale(x.data(), sx, y.data(), sy, rows, w, m.data(), b, c.data());
+                k.col_log_softmax(x.data(), sx, z.data(), sy, rows, w, m.data(), b, lc.data());
+                for (std::size_t i = 0; i < rows; ++i) {
+                    for (std::size_t j = 0; j < w; ++j) {
+                        const ld t = beta * (ld(x[i * sx + j]) - ld(m[j]));
+                        CHECK(check::ulp_diff(y[i * sy + j], T(std::exp(t) * ld(c[j]))) <= 2, "%s col_exp_scale", kt.name);
+                        CHECK(check::ulp_diff(z[i * sy + j], T(t - ld(lc[j]))) <= 2, "%s col_log_softmax", kt.name);
+                    }
+                    for (std::size_t j = w; j < std::size_t(sy); ++j) {  // padding untouched (masked tails)
+                        CHECK(y[i * sy + j] == T(-7) && z[i * sy + j] == T(-7), "%s col kernels wrote past w", kt.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// The strided driver on all axes of a 3-d array against a long double reference.
+template <class T>
+void test_driver(const std::string& isa) {
+    std::mt19937_64 rng(3);
+    std::normal_distribution<double> g(0.0, 4.0);
+    const normexp::shape_t shape{5, 37, 19};
+    std::vector<T> x(5 * 37 * 19);
+    for (auto& v : x) v = T(g(rng));
+    const normexp::strides_t cs{37 * 19, 19, 1};
+    for (int axis = 0; axis < 3; ++axis) {
+        for (auto op : {normexp::reduction::softmax, normexp::reduction::log_softmax, normexp::reduction::logsumexp}) {
+            std::vector<T> y(x.size());
+            normexp::strides_t ys = cs;
+            if (op == normexp::reduction::logsumexp) ys[axis] = 0;
+            normexp::reduce<T>(op, x.data(), cs, y.data(), ys, shape, axis, 1.0, isa.c_str());
+            for (std::size_t a = 0; a < 5; ++a)
+                for (std::size_t b = 0; b < 37; ++b)
+                    for (std::size_t c = 0; c < 19; ++c) {
+                        std::size_t idx[3] = {a, b, c};
+                        if (idx[axis] != 0 && op == normexp::reduction::logsumexp) continue;
+                        ld mx = -INFINITY, s = 0;
+                        for (std::size_t i = 0; i < shape[axis]; ++i) {
+                            idx[axis] = i;
+                            mx = std::max(mx, ld(x[idx[0] * cs[0] + idx[1] * cs[1] + idx[2]]));
+                        }
+                        // s = sum of exp(x - max) over all but one maximal entry: log(1 + s) is then
+                        // formed as log1p(s), as exact as the long double reference allows.
+                        bool skipped = false;
+                        for (std::size_t i = 0; i < shape[axis]; ++i) {
+                            idx[axis] = i;
+                            const ld v = x[idx[0] * cs[0] + idx[1] * cs[1] + idx[2]];
+                            if (v == mx && !skipped) skipped = true; else s += std::exp(v - mx);
+                        }
+                        idx[axis] = op == normexp::reduction::logsumexp ? 0 : (a + b + c) % shape[axis];
+                        const std::size_t off = idx[0] * cs[0] + idx[1] * cs[1] + idx[2];
+                        const std::size_t yoff = idx[0] * ys[0] + idx[1] * ys[1] + idx[2] * ys[2];
+                        const ld xv = x[off];
+                        const ld ref = op == normexp::reduction::softmax     ? std::exp(xv - mx) / (1 + s)
+                                       : op == normexp::reduction::log_softmax ? xv - mx - std::log1p(s)
+                                                                                : mx + std::log1p(s);
+                        // <= 4 ULP, or an absolute 8 eps: log(sum) carries an absolute error of a few eps
+                        // (relative error of the sum), which no longer looks small in ULP when
+                        // m + log(sum) cancels to near zero (an ill-conditioned output; log_softmax
+                        // at the maximum, where it matters, is -log1p(rest): relative accuracy holds).
+                        const double tol_abs = 8 * std::numeric_limits<T>::epsilon();
+                        CHECK(check::ulp_diff(y[yoff], T(ref)) <= 4 || std::fabs(double(y[yoff]) - double(ref)) <= tol_abs, "%s driver op=%d axis=%d: %a vs %a", isa.c_str(), int(op), axis, double(y[yoff]), double(T(ref)));
+                    }
+        }
+    }
+    // Errors are exceptions derived from std::invalid_argument.
+    bool threw = false;
+    try {
+        std::vector<T> y(x.size());
+        normexp::reduce<T>(normexp::reduction::softmax, x.data(), cs, y.data(), cs, shape, 3, 1.0, isa.c_str());
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
+    CHECK(threw, "bad axis must throw");
+}
+
+}  // namespace
+
+int main() {
+    for (const auto& name : normexp::detail::available_isas()) {
+        const auto& kt = normexp::detail::kernels_for(name);
+        test_rows<float>(kt);
+        test_rows<double>(kt);
+        test_cols<float>(kt);
+        test_cols<double>(kt);
+        test_driver<float>(name);
+        test_driver<double>(name);
+    }
+    return check::finish("test_kernels");
+}
