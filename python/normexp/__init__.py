@@ -20,6 +20,9 @@ from . import _api, _core
 
 __version__: str = _core.__version__
 
+# Select the kernel set now, so a bad NORMEXP_ISA fails the import with its message.
+_core.isa()
+
 __all__ = [
     "softmax",
     "log_softmax",
@@ -87,7 +90,7 @@ def logsumexp(
         The axis to reduce.
     b : array_like, optional
         Weights broadcastable to ``x``; may be negative (then use ``return_sign``). Entries with
-        ``b == 0`` are ignored.
+        ``b == 0`` do not take part in the maximum (SciPy's rule).
     keepdims : bool
         Keep the reduced axis with length 1.
     return_sign : bool
