@@ -7,6 +7,8 @@
 //    is described with the input's rank: its stride along `axis` is ignored (the keepdims layout).
 // y may be x (in place) when both have the same layout. All functions are thread-safe and run their own
 // OpenMP team (see set_num_threads). Bad arguments throw normexp::error (a std::invalid_argument).
+// Symbols: every function or class defined in the library (not inline here) is declared NORMEXP_API
+// (normexp/export.h); a shared build exports those and nothing else. The C API is normexp/normexp.h.
 #pragma once
 
 #include <cstddef>
