@@ -43,6 +43,7 @@ constexpr std::size_t kInCacheBytes = std::size_t(256) << 10;  // half of a 512 
 constexpr std::size_t kChunkBytes = std::size_t(16) << 10;     // L1-resident chunk for online statistics
 constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit of row splitting
 constexpr std::size_t kColBlock = 256;                         // columns per work item (column traversal)
+constexpr std::size_t kStreamBytes = std::size_t(8) << 20;     // softmax rows this long bypass the caches
 
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
@@ -193,7 +194,9 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
     const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
     detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
-        if (p.op == reduction::softmax)
+        if (p.op == reduction::softmax && n * sizeof(T) >= kStreamBytes)
+            p.k.row_exp_scale_stream(x + i, y + i, len, m, p.b2, static_cast<T>(c));
+        else if (p.op == reduction::softmax)
             p.k.row_exp_scale(x + i, y + i, len, m, p.b2, static_cast<T>(c));
         else
             p.k.row_log_softmax(x + i, y + i, len, m, p.b2, c);

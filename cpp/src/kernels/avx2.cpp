@@ -89,6 +89,7 @@ struct F32 {
     }
     static V load_tail(const T* p, M mk) { return _mm256_maskload_ps(p, mk); }
     static void store_tail(T* p, M mk, V v) { _mm256_maskstore_ps(p, mk, v); }
+    static void stream(T* p, V v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
     static V mask_v(M mk) { return _mm256_castsi256_ps(mk); }
     static V set1(T v) { return _mm256_set1_ps(v); }
     static V zero() { return _mm256_setzero_ps(); }
@@ -226,6 +227,7 @@ struct F64 {
     }
     static V load_tail(const T* p, M mk) { return _mm256_maskload_pd(p, mk); }
     static void store_tail(T* p, M mk, V v) { _mm256_maskstore_pd(p, mk, v); }
+    static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
     static V mask_v(M mk) { return _mm256_castsi256_pd(mk); }
     static V set1(T v) { return _mm256_set1_pd(v); }
     static V zero() { return _mm256_setzero_pd(); }
@@ -513,6 +515,30 @@ NX_FLATTEN void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::s
         row_exp_scale_impl<F, true>(x, y, n, m, beta, c);
 }
 
+template <class F, bool Scaled>
+void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                               scale2<typename F::T> beta, typename F::T c) {
+    // Head up to the first 32-byte boundary of y with ordinary stores, then aligned streaming stores.
+    std::size_t head = (32 - reinterpret_cast<std::uintptr_t>(y) % 32) % 32 / sizeof(typename F::T);
+    if (head > n) head = n;
+    row_exp_scale_impl<F, Scaled>(x, y, head, m, beta, c);
+    const arg<F, Scaled> a(m, beta);
+    const auto cv = F::set1(c);
+    std::size_t i = head;
+    for (; i + F::N <= n; i += F::N) F::stream(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    _mm_sfence();  // order the streaming stores before anything that follows
+    row_exp_scale_impl<F, Scaled>(x + i, y + i, n - i, m, beta, c);
+}
+
+template <class F>
+NX_FLATTEN void k_row_exp_scale_stream(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                                       scale2<typename F::T> beta, typename F::T c) {
+    if (beta.lo == 0 && beta.hi == 1)
+        row_exp_scale_stream_impl<F, false>(x, y, n, m, beta, c);
+    else
+        row_exp_scale_stream_impl<F, true>(x, y, n, m, beta, c);
+}
+
 // log_softmax per vector: float32 via double, float64 via TwoSum/TwoProduct.
 template <class F>
 struct log_softmax_op;
@@ -779,7 +805,7 @@ reduction_kernels<typename F::T> make_kernels() {
     return {k_exp<F>,         k_row_max<F>,       k_row_exp_sum<F>,     k_row_exp_store<F>,
             k_row_scale<F>,   k_row_exp_scale<F>, k_row_log_softmax<F>, k_col_max<F>,
             k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>, k_col_exp_store<F>,
-            k_col_scale<F>};
+            k_col_scale<F>,   k_row_exp_scale_stream<F>};
 }
 
 }  // namespace

@@ -74,6 +74,9 @@ struct reduction_kernels {
     // y[i*sy + j] = x[i*sx + j] * c[j].
     void (*col_scale)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t w,
                       const T* c);
+    // row_exp_scale for outputs far larger than the caches: stores bypass them where the ISA can
+    // (non-temporal), saving the read-for-ownership of every output line. Same results.
+    void (*row_exp_scale_stream)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c);
 };
 
 struct kernel_table {

@@ -229,7 +229,7 @@ constexpr reduction_kernels<T> make_kernels() {
     return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T>,     k_row_exp_store<T>,
             k_row_scale<T>,    k_row_exp_scale<T>, k_row_log_softmax<T>, k_col_max<T>,
             k_col_exp_sum<T>,  k_col_exp_scale<T>, k_col_log_softmax<T>, k_col_exp_store<T>,
-            k_col_scale<T>};
+            k_col_scale<T>,    k_row_exp_scale<T>};
 }
 
 }  // namespace
