@@ -49,6 +49,8 @@ def current_isa_override() -> str:
 
 def result_dtype(dtype: np.dtype, name: str = "x") -> tuple[np.dtype, np.dtype]:
     """(dtype of the result, dtype the kernels compute in) for an input dtype."""
+    if not dtype.isnative:  # byte-swapped input ('>f4' on x86): NumPy's ufuncs return native order too
+        dtype = dtype.newbyteorder("=")
     kind = dtype.kind
     if kind == "c":
         raise TypeError(f"{name}: complex input ({dtype}) is not supported; pass real scores, e.g. {name}.real")
