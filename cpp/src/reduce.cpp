@@ -27,6 +27,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -243,11 +244,23 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // Few long rows: threads split each row; many rows: threads take whole rows.
     const int nt_rows = threads_for(rows * n, rows);
     const int nt_inner = rows < 2 ? threads_for(n, (n + kSuperChunk - 1) / kSuperChunk) : 1;
+    // Gather/scatter buffers for every thread are allocated here, before the parallel region: an
+    // exception must not leave an OpenMP region (the runtime calls std::terminate), and an allocation
+    // that cannot be satisfied (a huge strided row) must reach the caller as std::bad_alloc.
+    const std::size_t per_thread = (gather_x ? n : 0) + (scatter_y ? n : 0);
+    if (per_thread > std::numeric_limits<std::size_t>::max() / sizeof(T) / std::size_t(nt_rows)) throw std::bad_alloc();
+    const std::unique_ptr<T[]> bufs(per_thread ? new T[per_thread * std::size_t(nt_rows)] : nullptr);
 #if defined(NORMEXP_USE_OPENMP)
 #pragma omp parallel num_threads(nt_rows) if (nt_rows > 1)
 #endif
     {
-        std::unique_ptr<T[]> xbuf(gather_x ? new T[n] : nullptr), ybuf(scatter_y ? new T[n] : nullptr);
+#if defined(NORMEXP_USE_OPENMP)
+        T* const mine = per_thread ? bufs.get() + per_thread * std::size_t(omp_get_thread_num()) : nullptr;
+#else
+        T* const mine = per_thread ? bufs.get() : nullptr;
+#endif
+        T* const xbuf = gather_x ? mine : nullptr;
+        T* const ybuf = scatter_y ? mine + (gather_x ? n : 0) : nullptr;
 #if defined(NORMEXP_USE_OPENMP)
 #pragma omp for schedule(static)
 #endif
@@ -258,9 +271,9 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
             T* yr = y + oy;
             if (gather_x) {
                 for (std::size_t i = 0; i < n; ++i) xbuf[i] = xr[std::ptrdiff_t(i) * sx];
-                xr = xbuf.get();
+                xr = xbuf;
             }
-            T* yw = scatter_y ? ybuf.get() : yr;
+            T* yw = scatter_y ? ybuf : yr;
             do_row(p, xr, yw, n, nt_inner);
             if (scatter_y)
                 for (std::size_t i = 0; i < n; ++i) yr[std::ptrdiff_t(i) * sy] = ybuf[i];
