@@ -383,6 +383,11 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
     check(std::isfinite(temperature) && temperature > 0,
           "normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
     check(op != reduction::logsumexp || temperature == 1.0, "normexp: logsumexp takes no temperature");
+    // The kernels scale by beta = 1/temperature in T; if that overflows (float32: temperature < 2.9e-39)
+    // every entry at the maximum would get inf * 0 = NaN: refuse instead of answering NaN silently.
+    check(1.0 / temperature <= double(std::numeric_limits<T>::max()),
+          "normexp: temperature " + std::to_string(temperature) + " is too small for " +
+              (sizeof(T) == 4 ? "float32" : "float64") + " scores (1/temperature overflows); use a larger one or float64");
     std::size_t total = 1;
     for (std::size_t d = 0; d < nd; ++d) total *= shape[d];
     if (total == 0 && shape[axis] != 0) return;

@@ -44,3 +44,18 @@ def test_byte_swapped_input(name, f, sf, dtype):
     assert got.dtype == native.dtype and got.dtype.isnative
     assert np.array_equal(got, f(native))
     assert np.array_equal(sf(xs, axis=1), sf(native, axis=1))
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_temperature_whose_reciprocal_overflows_is_rejected(op):
+    # Bug: float32 scores with temperature < 1/FLT_MAX (e.g. 1e-40) gave all-NaN rows silently: beta =
+    # 1/temperature overflowed to inf in float32 and inf * (x - m) = inf * 0 = NaN at the maximum.
+    f = getattr(normexp, op)
+    x = np.array([1.0, 2.0, 2.0, -1.0], np.float32)
+    with pytest.raises(ValueError, match="temperature"):
+        f(x, temperature=1e-40)
+    # float64 computes it (1/temperature = 1e40 is finite), and float32 just above the limit too.
+    assert np.array_equal(normexp.softmax(x.astype(np.float64), temperature=1e-40), [0, 0.5, 0.5, 0])
+    assert np.array_equal(normexp.softmax(x, temperature=1e-38), np.float32([0, 0.5, 0.5, 0]))
+    with pytest.raises(ValueError, match="temperature"):
+        f(x.astype(np.float64), temperature=1e-310)  # subnormal: 1/temperature = inf in float64
