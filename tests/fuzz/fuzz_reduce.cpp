@@ -31,6 +31,8 @@
 
 namespace {
 
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
 [[noreturn]] void fail(const char* what) {
     std::fprintf(stderr, "fuzz_reduce: invariant violated: %s\n", what);
     std::abort();
@@ -148,8 +150,8 @@ void run(FuzzedDataProvider& fdp) {
     double temperature = 1.0;
     switch (fdp.ConsumeIntegralInRange<int>(0, 5)) {
         case 0: break;
-        case 1: temperature = fdp.PickValueInArray({0.5, 2.0, 0.37, 1e-3, 1e3, 1e-30, 1e30}); break;
-        case 2: temperature = fdp.PickValueInArray({0.0, -1.0, -0.0, INFINITY, -INFINITY, NAN}); break;  // invalid
+        case 1: temperature = fdp.PickValueInArray<double>({0.5, 2.0, 0.37, 1e-3, 1e3, 1e-30, 1e30, 1e-40}); break;
+        case 2: temperature = fdp.PickValueInArray<double>({0.0, -1.0, -0.0, kInf, -kInf, std::nan("")}); break;  // invalid
         case 3: temperature = fdp.ConsumeFloatingPoint<double>(); break;
         default: break;
     }
@@ -251,7 +253,7 @@ void run(FuzzedDataProvider& fdp) {
             m = std::max(m, double(v));
         }
         const std::size_t cnt = lse ? 1 : n;
-        double sum = 0;
+        long double sum = 0;  // the check's own rounding must stay far below eps
         for (std::size_t i = 0; i < cnt; ++i) {
             const std::size_t yo = std::size_t(yoff0 + (lse ? 0 : std::ptrdiff_t(i) * vy.strides[ax]));
             const T ref = results[0][yo];
@@ -265,14 +267,17 @@ void run(FuzzedDataProvider& fdp) {
                                    (std::isfinite(got) && std::isfinite(ref) && (op != normexp::reduction::softmax) &&
                                     std::fabs(double(got) - double(ref)) <= 8 * eps * scale);
                 if (!close) {
-                    std::fprintf(stderr, "isa %s: %a vs scalar %a (n=%zu)\n", isas[k].c_str(), double(got), double(ref), n);
+                    std::fprintf(stderr, "isa %s: %a vs scalar %a (op %d, n=%zu, entry %zu, temperature %a, row max %a)\n",
+                                 isas[k].c_str(), double(got), double(ref), int(op), n, i, temperature, m);
+                    for (std::size_t j = 0; j < n && j < 400; ++j)
+                        std::fprintf(stderr, "  x %a\n", double(x_before[xoff0 + std::ptrdiff_t(j) * vx.strides[ax]]));
                     fail("kernel sets disagree");
                 }
             }
             if (!finite_row) continue;
             if (op == normexp::reduction::softmax) {
                 if (!(ref >= 0 && ref <= 1)) fail("softmax outside [0, 1]");
-                sum += double(ref);
+                sum += (long double)ref;
             } else if (op == normexp::reduction::log_softmax) {
                 if (!(ref <= 0)) fail("log_softmax > 0");
             } else if (n > 0 && !(double(ref) >= m)) {
@@ -281,8 +286,13 @@ void run(FuzzedDataProvider& fdp) {
         }
         // 4 ULP per entry relative (see test_properties.py) -> |sum - 1| <= 4 eps, plus subnormal flushes.
         if (op == normexp::reduction::softmax && finite_row && n > 0 &&
-            !(std::fabs(sum - 1) <= 4 * eps + double(n) * std::numeric_limits<T>::denorm_min()))
+            !(std::fabs(double(sum - 1)) <= 4 * eps + double(n) * std::numeric_limits<T>::denorm_min())) {
+            std::fprintf(stderr, "sum - 1 = %g (n=%zu, max %a, temperature %a)\n", double(sum - 1), n, m, temperature);
+            for (std::size_t i = 0; i < n && i < 64; ++i)
+                std::fprintf(stderr, "  x %a -> %a\n", double(x_before[xoff0 + std::ptrdiff_t(i) * vx.strides[ax]]),
+                             double(results[0][std::size_t(yoff0 + std::ptrdiff_t(i) * vy.strides[ax])]));
             fail("softmax does not sum to 1");
+        }
     });
 }
 

@@ -59,3 +59,19 @@ def test_temperature_whose_reciprocal_overflows_is_rejected(op):
     assert np.array_equal(normexp.softmax(x, temperature=1e-38), np.float32([0, 0.5, 0.5, 0]))
     with pytest.raises(ValueError, match="temperature"):
         f(x.astype(np.float64), temperature=1e-310)  # subnormal: 1/temperature = inf in float64
+
+
+@pytest.mark.parametrize("isa", normexp.available_isas())
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_huge_differences_with_huge_temperature(isa, op):
+    # Bug (found by the fuzzer): float64 scores whose difference exceeds 2^996 with a temperature large
+    # enough to bring t = (x - m) / T back into exp's range gave NaN on the scalar kernels: Dekker's
+    # split in the TwoProduct error overflowed (inf - inf).
+    x = np.array([0.0, 1e301, 1e301 - 1e287], np.float64)
+    t = 1e300
+    z = (x - x.max()) / t  # [-10, 0, -1e-13] exactly enough
+    want = np.exp(z) / np.exp(z).sum() if op == "softmax" else z - np.log(np.exp(z).sum())
+    with normexp.use_isa(isa):
+        got = getattr(normexp, op)(x, temperature=t)
+    assert np.all(np.isfinite(got))
+    assert np.allclose(got, want, rtol=1e-12, atol=0)
