@@ -287,10 +287,14 @@ def test_weighted_logsumexp(data):
         A = np.sum(np.abs(bl) * np.exp(xm - ms), axis=-1)
         got = np.asarray(sign, LD) * np.exp(np.asarray(r, LD) - ms[..., 0])
     got = np.where(np.asarray(sign) == 0, 0, got)
+    # Weights are used in the compute dtype; below its smallest subnormal they are lost: a few of those
+    # per entry (absolute) on top of the relative bound.
+    n = max(xl.shape[-1], 1)
     # 8 ULP: the kernels' few-ULP terms and the sum; (1 + |r|): r itself is only good to a few ULPs of
     # its size, and exp turns that absolute error into a relative one.
-    tol = 8 * eps_of(x.dtype) * A * (1 + np.abs(np.asarray(r, LD)))
-    assert np.all(np.abs(got - S) <= tol + 1e-300), (got, S, tol)
+    tol = 8 * eps_of(x.dtype) * A * (1 + np.abs(np.where(np.isfinite(r), np.asarray(r, LD), 0)))
+    tol = tol + 4 * n * float(np.finfo(x.dtype).smallest_subnormal) / np.where(np.isfinite(ms[..., 0]), np.exp(ms[..., 0]), 1)
+    assert np.all(np.abs(got - S) <= tol), (got, S, tol)
     assert np.all(np.sign(S[np.abs(S) > tol]) == np.asarray(sign)[np.abs(S) > tol])
 
 
@@ -509,14 +513,16 @@ def test_special_is_a_scipy_drop_in(data, name):
         (got, got_sign), (want, want_sign) = got, want
         assert np.shape(got_sign) == np.shape(want_sign)
         both = np.isfinite(np.asarray(want, np.float64))
-        assert np.array_equal(np.asarray(got_sign)[both], np.asarray(want_sign)[both])
+        if x.dtype.kind == "f":
+            assert np.array_equal(np.asarray(got_sign)[both], np.asarray(want_sign)[both])
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
-    # NaN and infinities where SciPy has them.
+    # NaN and infinities where SciPy has them (float inputs: SciPy's x - max wraps around for ints).
     gw, ww = got.astype(np.float64), want.astype(np.float64)
-    assert np.array_equal(np.isnan(gw), np.isnan(ww))
-    assert np.array_equal(gw[np.isinf(ww)], ww[np.isinf(ww)])
+    if x.dtype.kind == "f":
+        assert np.array_equal(np.isnan(gw), np.isnan(ww))
+        assert np.array_equal(gw[np.isinf(ww)], ww[np.isinf(ww)])
     # Values: within our bound of the long double reference (SciPy's own error is not our contract).
     flat, perm = _flatten_axes(x, axis)
     ref = reference(name, flat, -1)

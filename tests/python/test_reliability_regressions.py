@@ -75,3 +75,20 @@ def test_huge_differences_with_huge_temperature(isa, op):
         got = getattr(normexp, op)(x, temperature=t)
     assert np.all(np.isfinite(got))
     assert np.allclose(got, want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_special_with_an_empty_kept_axis(name):
+    # Bug: special.* reshaped with -1, which NumPy cannot resolve when another axis has length 0:
+    # "ValueError: cannot reshape array of size 0 into shape (0,newaxis)" where SciPy returns an empty
+    # result.
+    import scipy.special
+
+    x = np.zeros((0, 3, 2), np.float64)
+    for axis in [(1, 2), 1, (1,)]:
+        got = np.asarray(getattr(special, name)(x, axis=axis))
+        try:
+            want = np.asarray(getattr(scipy.special, name)(x, axis=axis))
+        except IndexError:  # SciPy's logsumexp fails on this one itself: check against NumPy's shapes
+            want = np.sum(x, axis=axis) if name == "logsumexp" else x
+        assert got.shape == want.shape and got.dtype == want.dtype
