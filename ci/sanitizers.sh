@@ -15,6 +15,7 @@ ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" ctest --test-dir build/asan --out
 
 echo "== ASan+UBSan: Python module and the Python test suite"
 python3 -m venv --system-site-packages build/asan-venv
+build/asan-venv/bin/pip install -q "scikit-build-core>=0.10" "pybind11>=2.12"  # no-op where installed
 build/asan-venv/bin/pip install -q --no-build-isolation \
   -C build-dir=build/asan-py -C cmake.build-type=RelWithDebInfo \
   -C "cmake.define.CMAKE_CXX_FLAGS=$SAN" -C "cmake.define.CMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined" .

@@ -486,7 +486,8 @@ def _flatten_axes(x: np.ndarray, axis) -> tuple[np.ndarray, list]:
     rest = [d for d in range(x.ndim) if d not in axes]
     perm = rest + sorted(axes)
     moved = np.transpose(x, perm)
-    return moved.reshape(moved.shape[: len(rest)] + (-1,)), perm
+    merged = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    return moved.reshape(moved.shape[: len(rest)] + (merged,)), perm
 
 
 @PROPS
