@@ -336,10 +336,18 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks)
 
 }  // namespace
 
-int main() {
+// argv[1] (optional): an ISA that must be available (ctest passes "neon" on aarch64, where NEON is
+// architectural), so a build that silently lost its SIMD set cannot pass by comparing nothing.
+int main(int argc, char** argv) {
     const auto& scalar = normexp::detail::kernels_for("scalar");
+    const auto isas = normexp::detail::available_isas();
+    if (argc > 1) {
+        bool found = false;
+        for (const auto& n : isas) found = found || n == argv[1];
+        CHECK(found, "required ISA '%s' is not available in this build/CPU", argv[1]);
+    }
     int compared = 0;
-    for (const auto& name : normexp::detail::available_isas()) {
+    for (const auto& name : isas) {
         if (name == "scalar") continue;
         const auto& kt = normexp::detail::kernels_for(name);
         test_max<float>(kt, scalar);
