@@ -2,7 +2,7 @@
 //
 // Advanced SIMD is part of armv8-a, so this file needs no extra flags; it is compiled only for aarch64
 // (cmake/normexpIsa.cmake). Everything here has internal linkage; the only external symbol is
-// neon_kernels(). The structure mirrors avx2.cpp line for line: a lane-type traits struct (F32, F64)
+// neon_kernels(). The structure mirrors avx2.cpp: a lane-type traits struct (F32, F64)
 // under one set of kernel templates, the same exp algorithm and constants (exp_constants.hpp), the same
 // TwoSum-compensated arguments, the same blocked summation and the same tail handling, so the two SIMD
 // sets differ only in the intrinsics below.
