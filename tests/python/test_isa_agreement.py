@@ -155,25 +155,25 @@ def test_listing():
             pass
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kset", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", OPS)
-def test_rows_special_values_every_position(isa, dtype, op, rng):
+def test_rows_special_values_every_position(kset, dtype, op, rng):
     """Unit-stride rows (the row kernels), every length and position, against the reference and scalar."""
     for n in LENGTHS:
         x = special_rows(n, dtype, rng)
         ref = reference(x, op, -1)
-        got = _call(op, x, -1, isa)
+        got = _call(op, x, -1, kset)
         assert got.dtype == np.dtype(dtype)
-        assert_agree(got, ref, op, f"{isa} {op} {np.dtype(dtype)} rows n={n}")
-        if isa != "scalar":
-            assert_agree(got, _call(op, x, -1, "scalar"), op, f"{isa} vs scalar {op} {np.dtype(dtype)} n={n}")
+        assert_agree(got, ref, op, f"{kset} {op} {np.dtype(dtype)} rows n={n}")
+        if kset != "scalar":
+            assert_agree(got, _call(op, x, -1, "scalar"), op, f"{kset} vs scalar {op} {np.dtype(dtype)} n={n}")
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kset", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", OPS)
-def test_columns_special_values_every_width(isa, dtype, op, rng):
+def test_columns_special_values_every_width(kset, dtype, op, rng):
     """axis 0 of a C-ordered matrix (the column kernels: vectors across the contiguous axis), every width."""
     for n in (1, 2, 3, 9, 17):
         cols = np.ascontiguousarray(special_rows(n, dtype, rng).T)  # every special row becomes a column
@@ -184,38 +184,38 @@ def test_columns_special_values_every_width(isa, dtype, op, rng):
             off = (7 * w) % max(1, k - w) if w < k else 0
             x = np.ascontiguousarray(cols[:, off : off + w])
             ref = reference(x, op, 0)
-            got = _call(op, x, 0, isa)
-            assert_agree(got, ref, op, f"{isa} {op} {np.dtype(dtype)} columns n={n} w={w}")
-            if isa != "scalar":
-                assert_agree(got, _call(op, x, 0, "scalar"), op, f"{isa} vs scalar {op} columns n={n} w={w}")
+            got = _call(op, x, 0, kset)
+            assert_agree(got, ref, op, f"{kset} {op} {np.dtype(dtype)} columns n={n} w={w}")
+            if kset != "scalar":
+                assert_agree(got, _call(op, x, 0, "scalar"), op, f"{kset} vs scalar {op} columns n={n} w={w}")
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kset", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_strided_temperature_and_where(isa, dtype, rng):
+def test_strided_temperature_and_where(kset, dtype, rng):
     """Non-unit-stride rows (gathered), temperature scaling and where= masks."""
     x = special_rows(13, dtype, rng)
     xs = np.repeat(x, 2, axis=1)[:, ::2]  # stride 2 along the reduced axis
     assert not xs.flags.c_contiguous
     mask = (np.arange(13) % 3 != 1)[None, :] & (np.arange(x.shape[0]) % 4 != 0)[:, None]
     for op in ("softmax", "log_softmax"):
-        got = _call(op, xs, -1, isa, temperature=0.37)
-        assert_agree(got, reference(x, op, -1, temperature=0.37), op, f"{isa} {op} strided T=0.37")
+        got = _call(op, xs, -1, kset, temperature=0.37)
+        assert_agree(got, reference(x, op, -1, temperature=0.37), op, f"{kset} {op} strided T=0.37")
         # where=: identical to scalar (including fully masked rows), and to the reference of the
         # masked scores on rows with at least one entry kept.
-        gw = _call(op, x, -1, isa, where=mask)
-        assert_agree(gw, _call(op, x, -1, "scalar", where=mask), op, f"{isa} vs scalar {op} where=")
+        gw = _call(op, x, -1, kset, where=mask)
+        assert_agree(gw, _call(op, x, -1, "scalar", where=mask), op, f"{kset} vs scalar {op} where=")
         kept = mask.any(axis=1)
         ref = reference(np.where(mask, x, -np.inf).astype(dtype), op, -1)
-        assert_agree(gw[kept], ref[kept], op, f"{isa} {op} where= against the reference")
+        assert_agree(gw[kept], ref[kept], op, f"{kset} {op} where= against the reference")
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_long_rows(isa, rng):
+@pytest.mark.parametrize("kset", ISAS)
+def test_long_rows(kset, rng):
     """Rows past the blocked-summation and in-cache thresholds: sums must not drift with length."""
     for dtype in DTYPES:
         x = rng.normal(0, 5, (2, 150_001)).astype(dtype)  # > 256 KiB and > 2^16: split rows
         x[1, 12345] = np.nan
         for op in OPS:
-            got = _call(op, x, -1, isa)
-            assert_agree(got, reference(x, op, -1), op, f"{isa} {op} {np.dtype(dtype)} long rows")
+            got = _call(op, x, -1, kset)
+            assert_agree(got, reference(x, op, -1), op, f"{kset} {op} {np.dtype(dtype)} long rows")
