@@ -42,7 +42,7 @@ int main(void) {
 }
 EOF
 ${CC:-cc} -O0 -o "$work/canary" "$work/canary.c"
-if ("$qemu" -cpu Nehalem "$work/canary") 2>/dev/null; then  # subshell: keeps bash quiet about SIGILL
+if { "$qemu" -cpu Nehalem "$work/canary"; } 2>/dev/null; then  # braces: bash reports SIGILL quietly
   echo "isa_guard: qemu -cpu Nehalem executed an AVX2 instruction: it cannot detect ISA leaks here"; exit 1
 fi
 "$qemu" -cpu Haswell "$work/canary" 2>/dev/null || { echo "isa_guard: qemu -cpu Haswell cannot run AVX2+FMA"; exit 1; }
