@@ -88,6 +88,7 @@ struct F32 {
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
     static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V div(V a, V b) { return _mm256_div_ps(a, b); }
     static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }    // a*b + c
     static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a*b
     static V fmsub(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }    // a*b - c
@@ -214,6 +215,7 @@ struct F64 {
     static V add(V a, V b) { return _mm256_add_pd(a, b); }
     static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
     static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+    static V div(V a, V b) { return _mm256_div_pd(a, b); }
     static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
     static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_pd(a, b, c); }
     static V fmsub(V a, V b, V c) { return _mm256_fmsub_pd(a, b, c); }
@@ -662,12 +664,324 @@ reduction_kernels<typename F::T> make_kernels() {
             k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>};
 }
 
+// ======================================================================================================
+// Attention micro-kernels (kernel_table.hpp, attention_kernels). Register-blocked like a GEMM:
+//   qk: S = Q K^T with K^T packed in panels of 16 keys; a tile is 6 query rows x 2 vectors of keys
+//       (12 accumulators + 2 panel loads + 1 broadcast = 15 of the 16 ymm registers), one broadcast
+//       of q[i][d] and two loads of kt[d] per 12 FMAs, so the loop is FMA-bound, not load-bound.
+//   pv: O = alpha O + P V; a tile is 6 rows x 2 vectors of the value dimension, one broadcast of p[i][j]
+//       and two loads of v[j] per 12 FMAs; V rows are read in place (unit stride along dv).
+//   softmax_step: scores, running max, exp(x - m) with the library's exp (TwoSum argument, <= 1 ULP),
+//       the block sum in working precision over at most a block (flushed to double by row).
+// ======================================================================================================
+
+constexpr int kAttnRows = 6;  // rows per register tile (both products)
+
+// ---- pack_kt -----------------------------------------------------------------------------------------
+inline void transpose_store(const float* k, std::ptrdiff_t k_row, float* kt, std::size_t ldkt) {  // 8 x 8
+    __m256 r0 = _mm256_loadu_ps(k), r1 = _mm256_loadu_ps(k + k_row), r2 = _mm256_loadu_ps(k + 2 * k_row),
+           r3 = _mm256_loadu_ps(k + 3 * k_row), r4 = _mm256_loadu_ps(k + 4 * k_row),
+           r5 = _mm256_loadu_ps(k + 5 * k_row), r6 = _mm256_loadu_ps(k + 6 * k_row),
+           r7 = _mm256_loadu_ps(k + 7 * k_row);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r0 = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r2 = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r4 = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r6 = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+    _mm256_storeu_ps(kt, r0);
+    _mm256_storeu_ps(kt + ldkt, r1);
+    _mm256_storeu_ps(kt + 2 * ldkt, r2);
+    _mm256_storeu_ps(kt + 3 * ldkt, r3);
+    _mm256_storeu_ps(kt + 4 * ldkt, r4);
+    _mm256_storeu_ps(kt + 5 * ldkt, r5);
+    _mm256_storeu_ps(kt + 6 * ldkt, r6);
+    _mm256_storeu_ps(kt + 7 * ldkt, r7);
+}
+inline void transpose_store(const double* k, std::ptrdiff_t k_row, double* kt, std::size_t ldkt) {  // 4 x 4
+    const __m256d r0 = _mm256_loadu_pd(k), r1 = _mm256_loadu_pd(k + k_row), r2 = _mm256_loadu_pd(k + 2 * k_row),
+                  r3 = _mm256_loadu_pd(k + 3 * k_row);
+    const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(kt, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(kt + ldkt, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(kt + 2 * ldkt, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(kt + 3 * ldkt, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+
+template <class F>
+void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
+               typename F::T* kt, std::size_t ldkt) {
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    std::size_t j0 = 0, d0 = 0;  // the part done by N x N transposes: keys < j0, dims < d0
+    if (k_col == 1) {
+        j0 = keys / N * N;
+        d0 = dim / N * N;
+        for (std::size_t j = 0; j < j0; j += N)
+            for (std::size_t d = 0; d < d0; d += N)
+                transpose_store(k + static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d), k_row,
+                                kt + d * ldkt + j, ldkt);
+    }
+    auto at = [&](std::size_t j, std::size_t d) {
+        return k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col];
+    };
+    for (std::size_t d = 0; d < dim; ++d) {
+        T* row = kt + d * ldkt;
+        for (std::size_t j = d < d0 ? j0 : 0; j < keys; ++j) row[j] = at(j, d);
+        for (std::size_t j = keys; j < padded; ++j) row[j] = T(0);
+    }
+}
+
+// ---- qk ----------------------------------------------------------------------------------------------
+template <class F, int R>
+inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt,
+                    std::size_t dim, typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    V a0[R], a1[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = F::zero();
+    for (std::size_t d = 0; d < dim; ++d) {
+        const V b0 = F::load(kt + d * ldkt), b1 = F::load(kt + d * ldkt + N);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const V a = F::set1(q[r * ldq + d]);
+            a0[r] = F::fmadd(a, b0, a0[r]);
+            a1[r] = F::fmadd(a, b1, a1[r]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        F::store(s + r * lds, a0[r]);
+        F::store(s + r * lds + N, a1[r]);
+    }
+}
+
+template <class F>
+void k_qk(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt, std::size_t rows,
+          std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
+    constexpr std::size_t W = 2 * F::N;  // columns per tile; divides kAttnKeyPanel
+    static_assert(kAttnKeyPanel % W == 0, "tile width must divide the key panel");
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    for (std::size_t j = 0; j < padded; j += W) {
+        std::size_t i = 0;
+        for (; i + kAttnRows <= rows; i += kAttnRows)
+            qk_tile<F, kAttnRows>(q + i * ldq, ldq, kt + j, ldkt, dim, s + i * lds + j, lds);
+        const auto* qi = q + i * ldq;
+        auto* si = s + i * lds + j;
+        switch (rows - i) {
+            case 5: qk_tile<F, 5>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
+            case 4: qk_tile<F, 4>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
+            case 3: qk_tile<F, 3>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
+            case 2: qk_tile<F, 2>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
+            case 1: qk_tile<F, 1>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
+            default: break;
+        }
+    }
+}
+
+// ---- softmax_step ------------------------------------------------------------------------------------
+// Lanes j .. j+N of a boolean mask row as an all-ones-where-masked-out vector (n valid lanes).
+inline __m256 masked_out(const std::uint8_t* p, std::size_t n, F32) {
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, p, n < 8 ? n : 8);
+    const __m256i w = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(bits)));
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(w, _mm256_setzero_si256()));
+}
+inline __m256d masked_out(const std::uint8_t* p, std::size_t n, F64) {
+    std::uint32_t bits = 0;
+    std::memcpy(&bits, p, n < 4 ? n : 4);
+    const __m256i w = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(static_cast<int>(bits)));
+    return _mm256_castsi256_pd(_mm256_cmpeq_epi64(w, _mm256_setzero_si256()));
+}
+inline __m256 iota(F32) { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
+inline __m256d iota(F64) { return _mm256_setr_pd(0, 1, 2, 3); }
+
+// softcap * tanh(x / softcap): tanh|y| = (1 - e) / (1 + e) with e = exp(-2|y|) from the library's exp.
+// Absolute error <= ~2 ulp(1) of tanh, i.e. <= 2 ulp(softcap) on the capped score.
+template <class F>
+inline typename F::V soft_cap(typename F::V x, typename F::V cap, typename F::V tmin) {
+    using V = typename F::V;
+    const V sign = F::set1(typename F::T(-0.0));
+    const V y = F::div(x, cap);
+    const V a = F::andnot(sign, y);
+    const V e = F::template exp_core<false>(F::max(tmin, F::mul(F::set1(-2), a)), F::zero());
+    const V one = F::set1(1);
+    const V th = F::div(F::sub(one, e), F::add(one, e));
+    return F::mul(cap, F::or_(th, F::and_(sign, y)));
+}
+
+template <class F>
+void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                    const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    const V ninf = F::set1(-__builtin_huge_val());
+    const V scale = F::set1(sc.scale), cap = F::set1(sc.softcap), slope = F::set1(sc.alibi_slope);
+    const V tmin = F::set1(arg<F, false>::min_arg());
+    const V lanes = iota(F{});
+    const V all_ones = F::eq(F::zero(), F::zero());
+    const bool capped = sc.softcap > 0, alibi = sc.alibi_slope != 0;
+    // Band limits as T: j - i is an exact small integer; limits outside +-2^22 act as "none".
+    auto clampT = [](std::ptrdiff_t v) { return T(v < -(1 << 22) ? -(1 << 22) : v > (1 << 22) ? (1 << 22) : v); };
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* si = s + i * lds;
+        const V band_lo = F::set1(clampT(sc.band_lo + static_cast<std::ptrdiff_t>(i)));
+        const V band_hi = F::set1(clampT(sc.band_hi + static_cast<std::ptrdiff_t>(i)));
+        const V centre = F::set1(T(static_cast<std::ptrdiff_t>(i) + sc.alibi_center));
+        const T* brow = sc.bias ? sc.bias + static_cast<std::ptrdiff_t>(i) * sc.bias_ld : nullptr;
+        const std::uint8_t* krow = sc.keep ? sc.keep + static_cast<std::ptrdiff_t>(i) * sc.keep_ld : nullptr;
+        V mx = ninf;
+        // Pass 1: scores (stored back) and their maximum; lanes past `keys` are -inf.
+        for (std::size_t j = 0; j < keys; j += N) {
+            const std::size_t n = keys - j < N ? keys - j : N;
+            const auto mk = F::tail_mask(n);
+            V x = F::mul(n == N ? F::load(si + j) : F::load_tail(si + j, mk), scale);
+            const V jv = F::add(F::set1(T(j)), lanes);
+            if (capped) x = soft_cap<F>(x, cap, tmin);
+            if (alibi) {
+                const V dist = F::andnot(F::set1(T(-0.0)), F::sub(jv, centre));
+                x = F::fnmadd(slope, dist, x);
+            }
+            if (brow) x = F::add(x, n == N ? F::load(brow + j) : F::load_tail(brow + j, mk));
+            V out = F::andnot(F::mask_v(mk), all_ones);  // lanes past the end
+            if (krow) out = F::or_(out, masked_out(krow + j, n, F{}));
+            if (sc.band) out = F::or_(out, F::or_(F::lt(jv, band_lo), F::gt(jv, band_hi)));
+            x = F::blend(x, ninf, out);
+            if (n == N) F::store(si + j, x); else F::store_tail(si + j, mk, x);
+            mx = F::max(mx, x);
+        }
+        const T m_old = m[i];
+        T m_new = F::hmax(mx);
+        if (!(m_new >= m_old)) m_new = m_old == m_old ? m_old : m_new;  // keep the running max (NaN-safe)
+        const T mu = m_new == -__builtin_huge_val() ? T(0) : m_new;
+        const arg<F, false> ex(mu, {T(1), T(0)});
+        T a = T(1);
+        if (m_old != m_new && m_new != -__builtin_huge_val()) {
+            alignas(32) T tmp[N];
+            F::store(tmp, ex.exp_of(F::set1(m_old)));
+            a = tmp[0];
+        }
+        // Pass 2: p = exp(x - m) and its sum (working precision within the block, then double).
+        V sum = F::zero();
+        for (std::size_t j = 0; j < keys; j += N) {
+            const std::size_t n = keys - j < N ? keys - j : N;
+            if (n == N) {
+                const V p = ex.exp_of(F::load(si + j));
+                F::store(si + j, p);
+                sum = F::add(sum, p);
+            } else {
+                const auto mk = F::tail_mask(n);
+                const V p = F::and_(ex.exp_of(F::load_tail(si + j, mk)), F::mask_v(mk));
+                F::store_tail(si + j, mk, p);
+                sum = F::add(sum, p);
+            }
+        }
+        typename F::Acc acc;
+        F::flush(acc, sum);
+        l[i] = l[i] * double(a) + acc.total();
+        m[i] = m_new;
+        alpha[i] = a;
+    }
+}
+
+// ---- pv ----------------------------------------------------------------------------------------------
+template <class F, int R, bool Tail>
+inline void pv_tile(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv,
+                    std::size_t keys, const typename F::T* alpha, typename F::T* o, std::size_t ldo,
+                    typename F::M mk0, typename F::M mk1) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    V a0[R], a1[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        const V al = F::set1(alpha[r]);
+        a0[r] = F::mul(al, Tail ? F::load_tail(o + r * ldo, mk0) : F::load(o + r * ldo));
+        a1[r] = F::mul(al, Tail ? F::load_tail(o + r * ldo + N, mk1) : F::load(o + r * ldo + N));
+    }
+    for (std::size_t j = 0; j < keys; ++j) {
+        const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
+        const V b0 = Tail ? F::load_tail(vj, mk0) : F::load(vj);
+        const V b1 = Tail ? F::load_tail(vj + N, mk1) : F::load(vj + N);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const V a = F::set1(p[r * ldp + j]);
+            a0[r] = F::fmadd(a, b0, a0[r]);
+            a1[r] = F::fmadd(a, b1, a1[r]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        if (Tail) {
+            F::store_tail(o + r * ldo, mk0, a0[r]);
+            F::store_tail(o + r * ldo + N, mk1, a1[r]);
+        } else {
+            F::store(o + r * ldo, a0[r]);
+            F::store(o + r * ldo + N, a1[r]);
+        }
+    }
+}
+
+template <class F, bool Tail>
+void pv_cols(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv, std::size_t rows,
+             std::size_t keys, const typename F::T* alpha, typename F::T* o, std::size_t ldo, typename F::M mk0,
+             typename F::M mk1) {
+    std::size_t i = 0;
+    for (; i + kAttnRows <= rows; i += kAttnRows)
+        pv_tile<F, kAttnRows, Tail>(p + i * ldp, ldp, v, ldv, keys, alpha + i, o + i * ldo, ldo, mk0, mk1);
+    const auto *pi = p + i * ldp, *ai = alpha + i;
+    auto* oi = o + i * ldo;
+    switch (rows - i) {
+        case 5: pv_tile<F, 5, Tail>(pi, ldp, v, ldv, keys, ai, oi, ldo, mk0, mk1); break;
+        case 4: pv_tile<F, 4, Tail>(pi, ldp, v, ldv, keys, ai, oi, ldo, mk0, mk1); break;
+        case 3: pv_tile<F, 3, Tail>(pi, ldp, v, ldv, keys, ai, oi, ldo, mk0, mk1); break;
+        case 2: pv_tile<F, 2, Tail>(pi, ldp, v, ldv, keys, ai, oi, ldo, mk0, mk1); break;
+        case 1: pv_tile<F, 1, Tail>(pi, ldp, v, ldv, keys, ai, oi, ldo, mk0, mk1); break;
+        default: break;
+    }
+}
+
+template <class F>
+void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv, std::size_t rows,
+          std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
+    constexpr std::size_t N = F::N;
+    const auto full = F::tail_mask(N);
+    std::size_t c = 0;
+    for (; c + 2 * N <= dv; c += 2 * N) pv_cols<F, false>(p, ldp, v + c, ldv, rows, keys, alpha, o + c, ldo, full, full);
+    if (c < dv) {
+        const std::size_t rem = dv - c;
+        const auto mk0 = F::tail_mask(rem < N ? rem : N);
+        const auto mk1 = F::tail_mask(rem > N ? rem - N : 0);
+        pv_cols<F, true>(p, ldp, v + c, ldv, rows, keys, alpha, o + c, ldo, mk0, mk1);
+    }
+}
+
+template <class F>
+attention_kernels<typename F::T> make_attention_kernels() {
+    return {k_pack_kt<F>, k_qk<F>, k_softmax_step<F>, k_pv<F>};
+}
+
 }  // namespace
 }  // namespace normexp::avx2
 
 namespace normexp {
 const kernel_table& avx2_kernels() {
-    static const kernel_table table{"avx2", avx2::make_kernels<avx2::F32>(), avx2::make_kernels<avx2::F64>()};
+    static const kernel_table table{"avx2", avx2::make_kernels<avx2::F32>(), avx2::make_kernels<avx2::F64>(),
+                                    avx2::make_attention_kernels<avx2::F32>(),
+                                    avx2::make_attention_kernels<avx2::F64>()};
     return table;
 }
 }  // namespace normexp
