@@ -31,6 +31,8 @@ __all__ = [
     "use_isa",
     "special",
     "__version__",
+    "attention",
+    "merge_attention",
 ]
 
 use_isa = _api.use_isa
@@ -127,3 +129,4 @@ def available_isas() -> list[str]:
 
 
 from . import special  # noqa: E402  (needs the functions above)
+from .attention import attention, merge_attention  # noqa: E402
