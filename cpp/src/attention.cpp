@@ -198,6 +198,11 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
 // out row = o / l and lse = m + log(l); a row that saw no key (l == 0) gives 0 and -inf.
 template <class T>
 void finish_row(const T* o, double m, double l, std::size_t Dv, T* out, std::ptrdiff_t out_c, T* lse) {
+    if (l != l) {  // a NaN score (NaN or infinite input) poisons its row
+        for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = std::numeric_limits<T>::quiet_NaN();
+        if (lse) *lse = std::numeric_limits<T>::quiet_NaN();
+        return;
+    }
     if (l == 0 || m == -std::numeric_limits<double>::infinity()) {
         for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = T(0);
         if (lse) *lse = -std::numeric_limits<T>::infinity();

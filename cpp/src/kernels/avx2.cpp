@@ -823,12 +823,95 @@ inline typename F::V soft_cap(typename F::V x, typename F::V cap, typename F::V 
     return F::mul(cap, F::or_(th, F::and_(sign, y)));
 }
 
+// alpha = exp(m_old - m_new) (1 when the maximum did not move or is still -inf), with the library's exp.
+template <class F>
+inline typename F::T rescale_factor(typename F::T m_old, typename F::T m_new) {
+    using T = typename F::T;
+    if (m_old == m_new || m_new == -__builtin_huge_val()) return T(1);
+    const arg<F, false> ex(m_new, {T(1), T(0)});
+    alignas(32) T tmp[F::N];
+    F::store(tmp, ex.exp_of(F::set1(m_old)));
+    return tmp[0];
+}
+
+// The common case: only a scale (no softcap, ALiBi, mask or band). Pass 1 is the maximum of the raw
+// dot products (max(scale s) = scale max(s) for scale > 0, min for scale < 0: rounding is monotonic, so
+// this is exactly the maximum of the rounded scores); pass 2 forms t = scale s - m with one FMA (one
+// rounding: |dt| <= u |t|, so |dp| <= u |t| e^t <= u/e, below half an ulp of 1) and p = exp(t).
+template <class F>
+void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys, typename F::T scale,
+                        typename F::T* m, double* l, typename F::T* alpha) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    const V ninf = F::set1(-__builtin_huge_val()), pinf = F::set1(__builtin_huge_val());
+    const V vscale = F::set1(scale), tmin = F::set1(arg<F, false>::min_arg());
+    const bool neg = scale < 0;
+    const std::size_t full = keys / N * N;
+    const auto mk = F::tail_mask(keys - full);
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* si = s + i * lds;
+        V hi0 = ninf, hi1 = ninf, lo0 = pinf, lo1 = pinf;
+        std::size_t j = 0;
+        for (; j + 2 * N <= full; j += 2 * N) {
+            const V a = F::load(si + j), b = F::load(si + j + N);
+            hi0 = F::max(hi0, a);
+            hi1 = F::max(hi1, b);
+            lo0 = F::min(lo0, a);
+            lo1 = F::min(lo1, b);
+        }
+        if (j < full) {
+            const V a = F::load(si + j);
+            hi0 = F::max(hi0, a);
+            lo0 = F::min(lo0, a);
+        }
+        if (full < keys) {
+            const V a = F::load_tail(si + full, mk);
+            hi1 = F::max(hi1, F::blend(ninf, a, F::mask_v(mk)));
+            lo1 = F::min(lo1, F::blend(pinf, a, F::mask_v(mk)));
+        }
+        const T ext = neg ? -F::hmax(F::sub(F::zero(), F::min(lo0, lo1))) : F::hmax(F::max(hi0, hi1));
+        const T m_old = m[i];
+        T m_new = static_cast<T>(ext * scale);
+        if (!(m_new >= m_old)) m_new = m_old == m_old ? m_old : m_new;
+        const T a = rescale_factor<F>(m_old, m_new);
+        const V mv = F::set1(m_new == -__builtin_huge_val() ? T(0) : m_new);
+        V sum0 = F::zero(), sum1 = F::zero();
+        auto pexp = [&](V x) { return F::template exp_core<false>(F::max(tmin, F::fmsub(x, vscale, mv)), F::zero()); };
+        j = 0;
+        for (; j + 2 * N <= full; j += 2 * N) {
+            const V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
+            F::store(si + j, p0);
+            F::store(si + j + N, p1);
+            sum0 = F::add(sum0, p0);
+            sum1 = F::add(sum1, p1);
+        }
+        if (j < full) {
+            const V p0 = pexp(F::load(si + j));
+            F::store(si + j, p0);
+            sum0 = F::add(sum0, p0);
+        }
+        if (full < keys) {
+            const V p1 = F::and_(pexp(F::load_tail(si + full, mk)), F::mask_v(mk));
+            F::store_tail(si + full, mk, p1);
+            sum1 = F::add(sum1, p1);
+        }
+        typename F::Acc acc;
+        F::flush(acc, F::add(sum0, sum1));
+        l[i] = l[i] * double(a) + acc.total();
+        m[i] = m_new;
+        alpha[i] = a;
+    }
+}
+
 template <class F>
 void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
                     const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
+    if (!(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep && !sc.band)
+        return softmax_step_plain<F>(s, lds, rows, keys, sc.scale, m, l, alpha);
     const V ninf = F::set1(-__builtin_huge_val());
     const V scale = F::set1(sc.scale), cap = F::set1(sc.softcap), slope = F::set1(sc.alibi_slope);
     const V tmin = F::set1(arg<F, false>::min_arg());
@@ -869,12 +952,7 @@ void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::si
         if (!(m_new >= m_old)) m_new = m_old == m_old ? m_old : m_new;  // keep the running max (NaN-safe)
         const T mu = m_new == -__builtin_huge_val() ? T(0) : m_new;
         const arg<F, false> ex(mu, {T(1), T(0)});
-        T a = T(1);
-        if (m_old != m_new && m_new != -__builtin_huge_val()) {
-            alignas(32) T tmp[N];
-            F::store(tmp, ex.exp_of(F::set1(m_old)));
-            a = tmp[0];
-        }
+        const T a = rescale_factor<F>(m_old, m_new);
         // Pass 2: p = exp(x - m) and its sum (working precision within the block, then double).
         V sum = F::zero();
         for (std::size_t j = 0; j < keys; j += N) {
