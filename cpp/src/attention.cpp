@@ -38,6 +38,7 @@ namespace {
 
 constexpr std::size_t kBlockQ = 96;         // query rows per task (a multiple of the 6-row register tile)
 constexpr std::size_t kBlockK = 128;        // keys per block (a multiple of kAttnKeyPanel)
+constexpr std::size_t kDiagRows = 24;       // row groups on the causal diagonal (a multiple of 6)
 constexpr std::size_t kSplitTasks = 32;     // decode: split keys until there are about this many tasks
 constexpr std::size_t kSplitMinKeys = 512;  // decode: never split below this many keys per piece
 static_assert(kBlockK % kAttnKeyPanel == 0, "key blocks must be whole panels");
@@ -179,9 +180,6 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
         }
 
         p.k.pack_kt(kp + j0 * p.ks[2], p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
-        p.k.qk(qp, ldq, ws.kt.data(), kBlockK, rows, keys, D, ws.s.data(), kBlockK);
-        p.k.softmax_step(ws.s.data(), kBlockK, rows, keys, sc, ws.m.data(), ws.l.data(), ws.alpha.data());
-
         const T* vb = vp + j0 * p.vs[2];
         std::ptrdiff_t ldv = p.vs[2];
         if (p.vs[3] != 1) {
@@ -191,7 +189,34 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             vb = ws.vbuf.data();
             ldv = sp(Dv);
         }
-        p.k.pv(ws.s.data(), kBlockK, vb, ldv, rows, keys, Dv, ws.alpha.data(), ws.o.data(), Dv);
+        // Rows [r0, r0 + nr) against the first nk keys of the block (shifting the row-relative parts of sc).
+        auto step = [&](std::size_t r0, std::size_t nr, std::size_t nk) {
+            attn_scores<T> g = sc;
+            const std::ptrdiff_t r = sp(r0);
+            if (g.band) {
+                g.band_lo = g.band_lo <= -kNoLimit ? g.band_lo : g.band_lo + r;
+                g.band_hi = g.band_hi >= kNoLimit ? g.band_hi : g.band_hi + r;
+            }
+            g.alibi_center += r;
+            if (g.bias) g.bias += r * g.bias_ld;
+            if (g.keep) g.keep += r * g.keep_ld;
+            T* sb = ws.s.data() + r0 * kBlockK;
+            p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kBlockK, nr, nk, D, sb, kBlockK);
+            p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + r0, ws.l.data() + r0, ws.alpha.data() + r0);
+            p.k.pv(sb, kBlockK, vb, ldv, nr, nk, Dv, ws.alpha.data() + r0, ws.o.data() + r0 * Dv, Dv);
+        };
+        if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
+            // The causal diagonal crosses this block: in groups of kDiagRows rows, only the keys the group's
+            // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that sees
+            // none of them is skipped: its statistics and output are unchanged (alpha = 1).
+            for (std::size_t r0 = 0; r0 < rows; r0 += kDiagRows) {
+                const std::size_t nr = std::min(kDiagRows, rows - r0);
+                const std::ptrdiff_t nk = std::min(sp(keys), sc.band_hi + sp(r0 + nr));
+                if (nk > 0) step(r0, nr, static_cast<std::size_t>(nk));
+            }
+        } else {
+            step(0, rows, keys);
+        }
     }
 }
 

@@ -98,6 +98,7 @@ struct F32 {
     static V ge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
     static V lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
     static V gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+    static V le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
     static V unord(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }
     static V and_(V a, V b) { return _mm256_and_ps(a, b); }
     static V andnot(V a, V b) { return _mm256_andnot_ps(a, b); }  // ~a & b
@@ -225,6 +226,7 @@ struct F64 {
     static V ge(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
     static V lt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
     static V gt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+    static V le(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
     static V unord(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_UNORD_Q); }
     static V and_(V a, V b) { return _mm256_and_pd(a, b); }
     static V andnot(V a, V b) { return _mm256_andnot_pd(a, b); }
@@ -834,41 +836,61 @@ inline typename F::T rescale_factor(typename F::T m_old, typename F::T m_new) {
     return tmp[0];
 }
 
-// The common case: only a scale (no softcap, ALiBi, mask or band). Pass 1 is the maximum of the raw
-// dot products (max(scale s) = scale max(s) for scale > 0, min for scale < 0: rounding is monotonic, so
-// this is exactly the maximum of the rounded scores); pass 2 forms t = scale s - m with one FMA (one
-// rounding: |dt| <= u |t|, so |dp| <= u |t| e^t <= u/e, below half an ulp of 1) and p = exp(t).
-template <class F>
-void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys, typename F::T scale,
-                        typename F::T* m, double* l, typename F::T* alpha) {
+// The common case: only a scale, and possibly the causal/window band (no softcap, ALiBi or mask). Pass 1
+// is the maximum of the raw dot products (max(scale s) = scale max(s) for scale > 0, min for scale < 0:
+// rounding is monotonic, so this is exactly the maximum of the rounded scores); pass 2 forms
+// t = scale s - m with one FMA (one rounding: |dt| <= u |t|, so |dp| <= u |t| e^t <= u/e, below half an
+// ulp of 1) and p = exp(t). With Band, key j of row i counts only if band_lo <= j - i <= band_hi; the
+// others get p = 0 (row i's visible keys are one interval, so this is a lane compare, not a mask load).
+template <class F, bool Band>
+void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                        const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
+    const T scale = sc.scale;
     const V ninf = F::set1(-__builtin_huge_val()), pinf = F::set1(__builtin_huge_val());
     const V vscale = F::set1(scale), tmin = F::set1(arg<F, false>::min_arg());
+    const V lanes = iota(F{});
     const bool neg = scale < 0;
     const std::size_t full = keys / N * N;
     const auto mk = F::tail_mask(keys - full);
+    auto clampT = [](std::ptrdiff_t v) { return T(v < -(1 << 22) ? -(1 << 22) : v > (1 << 22) ? (1 << 22) : v); };
     for (std::size_t i = 0; i < rows; ++i) {
         T* si = s + i * lds;
+        V blo = ninf, bhi = pinf;
+        if constexpr (Band) {
+            blo = F::set1(clampT(sc.band_lo + static_cast<std::ptrdiff_t>(i)));
+            bhi = F::set1(clampT(sc.band_hi + static_cast<std::ptrdiff_t>(i)));
+        }
+        // Lanes that count: inside the band (and inside the row, for the tail).
+        auto inside = [&](std::size_t j) {
+            const V jv = F::add(F::set1(T(j)), lanes);
+            return F::and_(F::ge(jv, blo), F::le(jv, bhi));
+        };
         V hi0 = ninf, hi1 = ninf, lo0 = pinf, lo1 = pinf;
         std::size_t j = 0;
         for (; j + 2 * N <= full; j += 2 * N) {
-            const V a = F::load(si + j), b = F::load(si + j + N);
-            hi0 = F::max(hi0, a);
-            hi1 = F::max(hi1, b);
-            lo0 = F::min(lo0, a);
-            lo1 = F::min(lo1, b);
+            V a = F::load(si + j), b = F::load(si + j + N);
+            if constexpr (Band) {
+                const V ia = inside(j), ib = inside(j + N);
+                hi0 = F::max(hi0, F::blend(ninf, a, ia));
+                hi1 = F::max(hi1, F::blend(ninf, b, ib));
+                lo0 = F::min(lo0, F::blend(pinf, a, ia));
+                lo1 = F::min(lo1, F::blend(pinf, b, ib));
+            } else {
+                hi0 = F::max(hi0, a);
+                hi1 = F::max(hi1, b);
+                lo0 = F::min(lo0, a);
+                lo1 = F::min(lo1, b);
+            }
         }
-        if (j < full) {
-            const V a = F::load(si + j);
-            hi0 = F::max(hi0, a);
-            lo0 = F::min(lo0, a);
-        }
-        if (full < keys) {
-            const V a = F::load_tail(si + full, mk);
-            hi1 = F::max(hi1, F::blend(ninf, a, F::mask_v(mk)));
-            lo1 = F::min(lo1, F::blend(pinf, a, F::mask_v(mk)));
+        for (; j < keys; j += N) {
+            V in = j < full ? F::eq(F::zero(), F::zero()) : F::mask_v(mk);
+            if constexpr (Band) in = F::and_(in, inside(j));
+            const V a = j < full ? F::load(si + j) : F::load_tail(si + j, mk);
+            hi1 = F::max(hi1, F::blend(ninf, a, in));
+            lo1 = F::min(lo1, F::blend(pinf, a, in));
         }
         const T ext = neg ? -F::hmax(F::sub(F::zero(), F::min(lo0, lo1))) : F::hmax(F::max(hi0, hi1));
         const T m_old = m[i];
@@ -880,21 +902,28 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
         auto pexp = [&](V x) { return F::template exp_core<false>(F::max(tmin, F::fmsub(x, vscale, mv)), F::zero()); };
         j = 0;
         for (; j + 2 * N <= full; j += 2 * N) {
-            const V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
+            V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
+            if constexpr (Band) {
+                p0 = F::and_(p0, inside(j));
+                p1 = F::and_(p1, inside(j + N));
+            }
             F::store(si + j, p0);
             F::store(si + j + N, p1);
             sum0 = F::add(sum0, p0);
             sum1 = F::add(sum1, p1);
         }
-        if (j < full) {
-            const V p0 = pexp(F::load(si + j));
-            F::store(si + j, p0);
-            sum0 = F::add(sum0, p0);
-        }
-        if (full < keys) {
-            const V p1 = F::and_(pexp(F::load_tail(si + full, mk)), F::mask_v(mk));
-            F::store_tail(si + full, mk, p1);
-            sum1 = F::add(sum1, p1);
+        for (; j < keys; j += N) {
+            if (j < full) {
+                V p0 = pexp(F::load(si + j));
+                if constexpr (Band) p0 = F::and_(p0, inside(j));
+                F::store(si + j, p0);
+                sum0 = F::add(sum0, p0);
+            } else {
+                V p1 = F::and_(pexp(F::load_tail(si + j, mk)), F::mask_v(mk));
+                if constexpr (Band) p1 = F::and_(p1, inside(j));
+                F::store_tail(si + j, mk, p1);
+                sum1 = F::add(sum1, p1);
+            }
         }
         typename F::Acc acc;
         F::flush(acc, F::add(sum0, sum1));
@@ -910,8 +939,9 @@ void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::si
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
-    if (!(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep && !sc.band)
-        return softmax_step_plain<F>(s, lds, rows, keys, sc.scale, m, l, alpha);
+    if (!(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep)
+        return sc.band ? softmax_step_plain<F, true>(s, lds, rows, keys, sc, m, l, alpha)
+                       : softmax_step_plain<F, false>(s, lds, rows, keys, sc, m, l, alpha);
     const V ninf = F::set1(-__builtin_huge_val());
     const V scale = F::set1(sc.scale), cap = F::set1(sc.softcap), slope = F::set1(sc.alibi_slope);
     const V tmin = F::set1(arg<F, false>::min_arg());
@@ -1037,13 +1067,17 @@ void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::
           std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
     constexpr std::size_t N = F::N;
     const auto full = F::tail_mask(N);
+    const std::size_t RB = kAttnRows;  // row chunk outer, column panels inner: P rows stay in L1
+    for (std::size_t i = 0; i < rows; i += RB) {
+    const std::size_t rr = rows - i < RB ? rows - i : RB;
     std::size_t c = 0;
-    for (; c + 2 * N <= dv; c += 2 * N) pv_cols<F, false>(p, ldp, v + c, ldv, rows, keys, alpha, o + c, ldo, full, full);
+    for (; c + 2 * N <= dv; c += 2 * N) pv_cols<F, false>(p + i * ldp, ldp, v + c, ldv, rr, keys, alpha + i, o + i * ldo + c, ldo, full, full);
     if (c < dv) {
         const std::size_t rem = dv - c;
         const auto mk0 = F::tail_mask(rem < N ? rem : N);
         const auto mk1 = F::tail_mask(rem > N ? rem - N : 0);
-        pv_cols<F, true>(p, ldp, v + c, ldv, rows, keys, alpha, o + c, ldo, mk0, mk1);
+        pv_cols<F, true>(p + i * ldp, ldp, v + c, ldv, rr, keys, alpha + i, o + i * ldo + c, ldo, mk0, mk1);
+    }
     }
 }
 
