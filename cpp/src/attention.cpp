@@ -38,6 +38,7 @@ namespace {
 
 constexpr std::size_t kBlockQ = 96;         // query rows per task (a multiple of the 6-row register tile)
 constexpr std::size_t kBlockK = 128;        // keys per block (a multiple of kAttnKeyPanel)
+constexpr std::size_t kDirectRows = 4;      // up to this many query rows: no K^T packing (qk_direct)
 constexpr std::size_t kDiagRows = 24;       // row groups on the causal diagonal (a multiple of 6)
 constexpr std::size_t kSplitTasks = 32;     // decode: split keys until there are about this many tasks
 constexpr std::size_t kSplitMinKeys = 512;  // decode: never split below this many keys per piece
@@ -179,7 +180,10 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             }
         }
 
-        p.k.pack_kt(kp + j0 * p.ks[2], p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
+        // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows.
+        const bool direct = rows <= kDirectRows && p.ks[3] == 1;
+        const T* kb = kp + j0 * p.ks[2];
+        if (!direct) p.k.pack_kt(kb, p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
         const T* vb = vp + j0 * p.vs[2];
         std::ptrdiff_t ldv = p.vs[2];
         if (p.vs[3] != 1) {
@@ -201,7 +205,10 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             if (g.bias) g.bias += r * g.bias_ld;
             if (g.keep) g.keep += r * g.keep_ld;
             T* sb = ws.s.data() + r0 * kBlockK;
-            p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kBlockK, nr, nk, D, sb, kBlockK);
+            if (direct)
+                p.k.qk_direct(qp + r0 * ldq, ldq, kb, p.ks[2], nr, nk, D, sb, kBlockK);
+            else
+                p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kBlockK, nr, nk, D, sb, kBlockK);
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + r0, ws.l.data() + r0, ws.alpha.data() + r0);
             p.k.pv(sb, kBlockK, vb, ldv, nr, nk, Dv, ws.alpha.data() + r0, ws.o.data() + r0 * Dv, Dv);
         };

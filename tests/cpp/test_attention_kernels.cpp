@@ -92,6 +92,37 @@ void test_qk(const attention_kernels<T>& ks, const attention_kernels<T>& kv, con
 }
 
 template <class T>
+void test_qk_direct(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
+    std::mt19937_64 rng(5);
+    const double u = std::numeric_limits<T>::epsilon() / 2;
+    double worst = 0;
+    for (std::size_t rows = 1; rows <= 5; ++rows)
+        for (std::size_t keys = 0; keys <= 19; ++keys)
+            for (std::size_t dim : {1, 3, 4, 7, 8, 9, 16, 17, 64, 129}) {
+                const std::size_t ldq = dim + 1, lds = keys + 2;
+                const std::ptrdiff_t ldk = std::ptrdiff_t(dim) + 3;
+                const auto q = randn<T>(rng, rows * ldq);
+                const auto k = randn<T>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldk));
+                std::vector<T> a(rows * lds, T(5)), b(rows * lds, T(5));
+                ks.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds);
+                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, b.data(), lds);
+                for (std::size_t i = 0; i < rows; ++i) {
+                    for (std::size_t j = 0; j < keys; ++j) {
+                        double mag = 0;
+                        for (std::size_t d = 0; d < dim; ++d) mag += std::fabs(double(q[i * ldq + d]) * k[j * ldk + d]);
+                        const double err = std::fabs(double(a[i * lds + j]) - double(b[i * lds + j]));
+                        worst = std::max(worst, err / (u * mag + 1e-300));
+                        CHECK(err <= (dim + 1) * u * mag, "%s qk_direct<%zu> rows=%zu keys=%zu dim=%zu: err %g", isa,
+                              sizeof(T), rows, keys, dim, err);
+                    }
+                    for (std::size_t j = keys; j < lds; ++j)
+                        CHECK(b[i * lds + j] == T(5), "%s qk_direct wrote past keys", isa);
+                }
+            }
+    std::printf("  %s qk_direct<%zu>: worst error %.1f u * sum|q k|\n", isa, sizeof(T), worst);
+}
+
+template <class T>
 void test_softmax(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
     std::mt19937_64 rng(3);
     const double u = std::numeric_limits<T>::epsilon() / 2, eps = 2 * u;
@@ -234,6 +265,7 @@ void test_all(const normexp::kernel_table& isa) {
     const auto& kv = kern<T>(isa);
     test_pack<T>(ks, kv, isa.name);
     test_qk<T>(ks, kv, isa.name);
+    test_qk_direct<T>(ks, kv, isa.name);
     test_softmax<T>(ks, kv, isa.name);
     test_pv<T>(ks, kv, isa.name);
 }

@@ -123,6 +123,11 @@ struct attention_kernels {
     // o[i * ldo + c] = alpha[i] * o[i * ldo + c] + sum_{j < keys} p[i * ldp + j] * v[j * ldv + c], c < dv.
     void (*pv)(const T* p, std::size_t ldp, const T* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
                std::size_t dv, const T* alpha, T* o, std::size_t ldo);
+    // s[i * lds + j] = sum_d q[i * ldq + d] * k[j * ldk + d] for i < rows, j < keys, straight from the key rows
+    // (no packing; for a few query rows, i.e. decoding, where each key is used once and packing would cost
+    // as much as the product).
+    void (*qk_direct)(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows,
+                      std::size_t keys, std::size_t dim, T* s, std::size_t lds);
 };
 
 struct kernel_table {

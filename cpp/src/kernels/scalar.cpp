@@ -294,8 +294,20 @@ void k_pv(const T* p, std::size_t ldp, const T* v, std::ptrdiff_t ldv, std::size
 }
 
 template <class T>
+void k_qk_direct(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows, std::size_t keys,
+                 std::size_t dim, T* s, std::size_t lds) {
+    for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t j = 0; j < keys; ++j) {
+            double acc = 0;
+            for (std::size_t d = 0; d < dim; ++d)
+                acc += double(q[i * ldq + d]) * double(k[static_cast<std::ptrdiff_t>(j) * ldk + static_cast<std::ptrdiff_t>(d)]);
+            s[i * lds + j] = static_cast<T>(acc);
+        }
+}
+
+template <class T>
 constexpr attention_kernels<T> make_attention_kernels() {
-    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>};
+    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>};
 }
 
 }  // namespace
