@@ -677,10 +677,11 @@ reduction_kernels<typename F::T> make_kernels() {
 //       the block sum in working precision over at most a block (flushed to double by row).
 // ======================================================================================================
 
-constexpr int kAttnRows = 6;
+constexpr int kAttnRows = 6;                 // rows per register tile (both products)
+constexpr std::size_t kQkRowGroup = 24;     // qk: rows whose q (<= 12 KiB at head_dim 128) stay in L1 across panels
 // Decoding kernels prefetch the key/value row this many rows ahead (8 KiB at head_dim 128): each key is
 // used once, so the loads are DRAM-latency bound; measured ~5% faster than hardware prefetch alone.
-constexpr std::ptrdiff_t kPrefetchRows = 16;  // rows per register tile (both products)
+constexpr std::ptrdiff_t kPrefetchRows = 16;
 
 // ---- pack_kt -----------------------------------------------------------------------------------------
 inline void transpose_store(const float* k, std::ptrdiff_t k_row, float* kt, std::size_t ldkt) {  // 8 x 8
@@ -780,13 +781,16 @@ void k_qk(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std:
     constexpr std::size_t W = 2 * F::N;  // columns per tile; divides kAttnKeyPanel
     static_assert(kAttnKeyPanel % W == 0, "tile width must divide the key panel");
     const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    const std::size_t RG = kQkRowGroup;
+    for (std::size_t i0 = 0; i0 < rows; i0 += RG) {
+    const std::size_t i1 = rows - i0 < RG ? rows : i0 + RG;
     for (std::size_t j = 0; j < padded; j += W) {
-        std::size_t i = 0;
-        for (; i + kAttnRows <= rows; i += kAttnRows)
+        std::size_t i = i0;
+        for (; i + kAttnRows <= i1; i += kAttnRows)
             qk_tile<F, kAttnRows>(q + i * ldq, ldq, kt + j, ldkt, dim, s + i * lds + j, lds);
         const auto* qi = q + i * ldq;
         auto* si = s + i * lds + j;
-        switch (rows - i) {
+        switch (i1 - i) {
             case 5: qk_tile<F, 5>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
             case 4: qk_tile<F, 4>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
             case 3: qk_tile<F, 3>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
@@ -794,6 +798,7 @@ void k_qk(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std:
             case 1: qk_tile<F, 1>(qi, ldq, kt + j, ldkt, dim, si, lds); break;
             default: break;
         }
+    }
     }
 }
 
@@ -839,6 +844,28 @@ inline typename F::T rescale_factor(typename F::T m_old, typename F::T m_new) {
     return tmp[0];
 }
 
+// exp(t) for t in [kNormalMinArg, ~0] (normal results only), by the same reduction and polynomial as
+// exp_core (<= 1 ULP), with k from the round-to-nearest shifter instead of round + convert and without the
+// subnormal branch. Callers clamp t at kNormalMinArg: a probability below 2^-126 (float32) becomes
+// exp(kNormalMinArg) ~ 1.2e-38 instead of something smaller, an absolute change of < 1.2e-38, far below the
+// rounding of the row sum (>= 1).
+inline __m256 exp_normal(__m256 t, F32) {
+    const __m256 ks = _mm256_fmadd_ps(t, _mm256_set1_ps(kLog2eF), _mm256_set1_ps(0x1.8p23f));
+    const __m256 k = _mm256_sub_ps(ks, _mm256_set1_ps(0x1.8p23f));
+    const __m256i ki = _mm256_sub_epi32(_mm256_castps_si256(ks), _mm256_castps_si256(_mm256_set1_ps(0x1.8p23f)));
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2HiF), t);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2LoF), r);
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(kC6F), r, _mm256_set1_ps(kC5F));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kC4F));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kC3F));
+    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(kC2F));
+    const __m256 p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(r, r), q, r), _mm256_set1_ps(1.0f));
+    return _mm256_mul_ps(p, F32::pow2(ki));
+}
+inline __m256d exp_normal(__m256d t, F64) { return F64::exp_core<false>(t, F64::zero()); }
+inline float normal_min_arg(F32) { return kNormalMinArgF; }
+inline double normal_min_arg(F64) { return kNormalMinArgD; }
+
 // The common case: only a scale, and possibly the causal/window band (no softcap, ALiBi or mask). Pass 1
 // is the maximum of the raw dot products (max(scale s) = scale max(s) for scale > 0, min for scale < 0:
 // rounding is monotonic, so this is exactly the maximum of the rounded scores); pass 2 forms
@@ -851,88 +878,111 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
+    constexpr std::size_t kChunk = 64;  // rows per phase (the per-row maxima live on the stack)
     const T scale = sc.scale;
     const V ninf = F::set1(-__builtin_huge_val()), pinf = F::set1(__builtin_huge_val());
-    const V vscale = F::set1(scale), tmin = F::set1(arg<F, false>::min_arg());
+    const V vscale = F::set1(scale), tnorm = F::set1(normal_min_arg(F{}));
     const V lanes = iota(F{});
     const bool neg = scale < 0;
     const std::size_t full = keys / N * N;
     const auto mk = F::tail_mask(keys - full);
     auto clampT = [](std::ptrdiff_t v) { return T(v < -(1 << 22) ? -(1 << 22) : v > (1 << 22) ? (1 << 22) : v); };
-    for (std::size_t i = 0; i < rows; ++i) {
-        T* si = s + i * lds;
-        V blo = ninf, bhi = pinf;
-        if constexpr (Band) {
-            blo = F::set1(clampT(sc.band_lo + static_cast<std::ptrdiff_t>(i)));
-            bhi = F::set1(clampT(sc.band_hi + static_cast<std::ptrdiff_t>(i)));
-        }
-        // Lanes that count: inside the band (and inside the row, for the tail).
-        auto inside = [&](std::size_t j) {
-            const V jv = F::add(F::set1(T(j)), lanes);
-            return F::and_(F::ge(jv, blo), F::le(jv, bhi));
-        };
-        V hi0 = ninf, hi1 = ninf, lo0 = pinf, lo1 = pinf;
-        std::size_t j = 0;
-        for (; j + 2 * N <= full; j += 2 * N) {
-            V a = F::load(si + j), b = F::load(si + j + N);
-            if constexpr (Band) {
-                const V ia = inside(j), ib = inside(j + N);
-                hi0 = F::max(hi0, F::blend(ninf, a, ia));
-                hi1 = F::max(hi1, F::blend(ninf, b, ib));
-                lo0 = F::min(lo0, F::blend(pinf, a, ia));
-                lo1 = F::min(lo1, F::blend(pinf, b, ib));
-            } else {
-                hi0 = F::max(hi0, a);
-                hi1 = F::max(hi1, b);
-                lo0 = F::min(lo0, a);
-                lo1 = F::min(lo1, b);
+    // Lanes of row i that count: inside the band (all of them without Band).
+    auto inside = [&](std::size_t i, std::size_t j) {
+        const V jv = F::add(F::set1(T(j)), lanes);
+        return F::and_(F::ge(jv, F::set1(clampT(sc.band_lo + static_cast<std::ptrdiff_t>(i)))),
+                       F::le(jv, F::set1(clampT(sc.band_hi + static_cast<std::ptrdiff_t>(i)))));
+    };
+    // Three phases per chunk of rows, so the short serial parts of each row (the horizontal max, the
+    // rescale factor, the horizontal sum) are batched instead of sitting between the long loops:
+    // (1) row maxima, (2) the rescale factors of 8 (or 4) rows at once, (3) p = exp(t) and the row sums.
+    alignas(32) T m_new[kChunk + 8];
+    for (std::size_t c0 = 0; c0 < rows; c0 += kChunk) {
+        const std::size_t nr = rows - c0 < kChunk ? rows - c0 : kChunk;
+        for (std::size_t r = 0; r < nr; ++r) {
+            const std::size_t i = c0 + r;
+            const T* si = s + i * lds;
+            V hi0 = ninf, hi1 = ninf, lo0 = pinf, lo1 = pinf;
+            std::size_t j = 0;
+            for (; j + 2 * N <= full; j += 2 * N) {
+                const V a = F::load(si + j), b = F::load(si + j + N);
+                if constexpr (Band) {
+                    const V ia = inside(i, j), ib = inside(i, j + N);
+                    hi0 = F::max(hi0, F::blend(ninf, a, ia));
+                    hi1 = F::max(hi1, F::blend(ninf, b, ib));
+                    lo0 = F::min(lo0, F::blend(pinf, a, ia));
+                    lo1 = F::min(lo1, F::blend(pinf, b, ib));
+                } else {
+                    hi0 = F::max(hi0, a);
+                    hi1 = F::max(hi1, b);
+                    lo0 = F::min(lo0, a);
+                    lo1 = F::min(lo1, b);
+                }
             }
-        }
-        for (; j < keys; j += N) {
-            V in = j < full ? F::eq(F::zero(), F::zero()) : F::mask_v(mk);
-            if constexpr (Band) in = F::and_(in, inside(j));
-            const V a = j < full ? F::load(si + j) : F::load_tail(si + j, mk);
-            hi1 = F::max(hi1, F::blend(ninf, a, in));
-            lo1 = F::min(lo1, F::blend(pinf, a, in));
-        }
-        const T ext = neg ? -F::hmax(F::sub(F::zero(), F::min(lo0, lo1))) : F::hmax(F::max(hi0, hi1));
-        const T m_old = m[i];
-        T m_new = static_cast<T>(ext * scale);
-        if (!(m_new >= m_old)) m_new = m_old == m_old ? m_old : m_new;
-        const T a = rescale_factor<F>(m_old, m_new);
-        const V mv = F::set1(m_new == -__builtin_huge_val() ? T(0) : m_new);
-        V sum0 = F::zero(), sum1 = F::zero();
-        auto pexp = [&](V x) { return F::template exp_core<false>(F::max(tmin, F::fmsub(x, vscale, mv)), F::zero()); };
-        j = 0;
-        for (; j + 2 * N <= full; j += 2 * N) {
-            V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
-            if constexpr (Band) {
-                p0 = F::and_(p0, inside(j));
-                p1 = F::and_(p1, inside(j + N));
+            for (; j < keys; j += N) {
+                V in = j < full ? F::eq(F::zero(), F::zero()) : F::mask_v(mk);
+                if constexpr (Band) in = F::and_(in, inside(i, j));
+                const V a = j < full ? F::load(si + j) : F::load_tail(si + j, mk);
+                hi1 = F::max(hi1, F::blend(ninf, a, in));
+                lo1 = F::min(lo1, F::blend(pinf, a, in));
             }
-            F::store(si + j, p0);
-            F::store(si + j + N, p1);
-            sum0 = F::add(sum0, p0);
-            sum1 = F::add(sum1, p1);
+            const T ext = neg ? -F::hmax(F::sub(F::zero(), F::min(lo0, lo1))) : F::hmax(F::max(hi0, hi1));
+            const T m_old = m[i];
+            T mn = static_cast<T>(ext * scale);
+            if (!(mn >= m_old)) mn = m_old == m_old ? m_old : mn;  // the running max (NaN-safe)
+            m_new[r] = mn;
         }
-        for (; j < keys; j += N) {
-            if (j < full) {
-                V p0 = pexp(F::load(si + j));
-                if constexpr (Band) p0 = F::and_(p0, inside(j));
+        // alpha = exp(m_old - m_new); 1 while the maximum is -inf (and exactly 1 when it did not move).
+        for (std::size_t r = 0; r < nr; r += N) {
+            alignas(32) T mo[N], mn[N], a[N];
+            for (std::size_t t = 0; t < N; ++t) {
+                const bool live = r + t < nr;
+                mo[t] = live ? m[c0 + r + t] : T(0);
+                mn[t] = live ? m_new[r + t] : T(0);
+            }
+            const V vn = F::load(mn);
+            const arg<F, false> ex(T(0), {T(1), T(0)});
+            V av = ex.exp_of(F::load(mo), F::sub(F::zero(), vn));
+            av = F::blend(av, F::set1(T(1)), F::or_(F::eq(vn, ninf), F::eq(F::load(mo), vn)));
+            F::store(a, av);
+            for (std::size_t t = 0; t < N && r + t < nr; ++t) alpha[c0 + r + t] = a[t];
+        }
+        for (std::size_t r = 0; r < nr; ++r) {
+            const std::size_t i = c0 + r;
+            T* si = s + i * lds;
+            const V mv = F::set1(m_new[r] == -__builtin_huge_val() ? T(0) : m_new[r]);
+            V sum0 = F::zero(), sum1 = F::zero();
+            auto pexp = [&](V x) { return exp_normal(F::max(tnorm, F::fmsub(x, vscale, mv)), F{}); };
+            std::size_t j = 0;
+            for (; j + 2 * N <= full; j += 2 * N) {
+                V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
+                if constexpr (Band) {
+                    p0 = F::and_(p0, inside(i, j));
+                    p1 = F::and_(p1, inside(i, j + N));
+                }
                 F::store(si + j, p0);
+                F::store(si + j + N, p1);
                 sum0 = F::add(sum0, p0);
-            } else {
-                V p1 = F::and_(pexp(F::load_tail(si + j, mk)), F::mask_v(mk));
-                if constexpr (Band) p1 = F::and_(p1, inside(j));
-                F::store_tail(si + j, mk, p1);
                 sum1 = F::add(sum1, p1);
             }
+            for (; j < keys; j += N) {
+                if (j < full) {
+                    V p0 = pexp(F::load(si + j));
+                    if constexpr (Band) p0 = F::and_(p0, inside(i, j));
+                    F::store(si + j, p0);
+                    sum0 = F::add(sum0, p0);
+                } else {
+                    V p1 = F::and_(pexp(F::load_tail(si + j, mk)), F::mask_v(mk));
+                    if constexpr (Band) p1 = F::and_(p1, inside(i, j));
+                    F::store_tail(si + j, mk, p1);
+                    sum1 = F::add(sum1, p1);
+                }
+            }
+            typename F::Acc acc;
+            F::flush(acc, F::add(sum0, sum1));
+            l[i] = l[i] * double(alpha[i]) + acc.total();
+            m[i] = m_new[r];
         }
-        typename F::Acc acc;
-        F::flush(acc, F::add(sum0, sum1));
-        l[i] = l[i] * double(a) + acc.total();
-        m[i] = m_new;
-        alpha[i] = a;
     }
 }
 
