@@ -17,7 +17,9 @@
 // (O, m, l) are merged afterwards with the log-sum-exp rule (flash-decoding). The split depends only on
 // the problem size, never on the thread count, so results are identical for every thread count.
 //
-// Grouped-query attention: query head h reads key/value head h / (heads_q / heads_kv) in place.
+// Grouped-query attention: query head h reads key/value head h / (heads_q / heads_kv) in place. When
+// decoding (len_q == 1) the query heads of a group are the rows of one task, so each key/value block is
+// read once per group rather than once per query head.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -70,6 +72,10 @@ struct plan {
     std::ptrdiff_t off;          // diag(i) = i + off
     std::ptrdiff_t lo_d, hi_d;   // visible keys: lo_d <= j - i <= hi_d
     std::size_t nqb, nsplit;     // query blocks per head, key splits per query block
+    // Decoding with grouped-query attention (len_q == 1, heads_q > heads_kv, no ALiBi): one task takes all
+    // the query heads of a key/value head as its rows, so K and V are read once per group, not per head.
+    bool grouped;
+    std::size_t rows_per_task;   // for the split partials: the rows of a task with one query block
 };
 
 // Per-thread buffers.
@@ -96,8 +102,9 @@ void key_range(const plan<T>& p, std::size_t i0, std::size_t rows, std::ptrdiff_
     if (hi < lo) hi = lo;
 }
 
-// One task: query rows [i0, i0 + rows) of head (b, h) against keys [jlo, jhi). Leaves the unnormalized
-// output in ws.o (rows x head_dim_v) and the running statistics in ws.m, ws.l.
+// One task: query rows [i0, i0 + rows) of head (b, h) against keys [jlo, jhi) (grouped: query heads
+// h .. h + rows of query position 0). Leaves the unnormalized output in ws.o (rows x head_dim_v) and the
+// running statistics in ws.m, ws.l.
 template <class T>
 void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h, std::size_t i0, std::size_t rows,
                std::ptrdiff_t jlo, std::ptrdiff_t jhi) {
@@ -111,11 +118,12 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
 
     // Q rows: in place when the head dimension is contiguous and rows go forward, else packed once.
     const T* qp = p.q + sp(b) * p.qs[0] + sp(h) * p.qs[1] + sp(i0) * p.qs[2];
-    std::size_t ldq = static_cast<std::size_t>(p.qs[2]);
-    if (!(p.qs[3] == 1 && p.qs[2] >= 0)) {
+    const std::ptrdiff_t qrow = p.grouped ? p.qs[1] : p.qs[2];  // from one row to the next
+    std::size_t ldq = static_cast<std::size_t>(qrow);
+    if (!(p.qs[3] == 1 && qrow >= 0)) {
         ws.qbuf.resize(std::max<std::size_t>(1, rows * D));
         for (std::size_t i = 0; i < rows; ++i)
-            for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = qp[sp(i) * p.qs[2] + sp(d) * p.qs[3]];
+            for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = qp[sp(i) * qrow + sp(d) * p.qs[3]];
         qp = ws.qbuf.data();
         ldq = D;
     }
@@ -140,7 +148,8 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
         const std::size_t keys = static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0));
         // Band limits of this block in local indices; skip blocks no row can see.
         const std::ptrdiff_t shift = j0 - sp(i0);  // global (j - i) = local (j - i) + shift
-        const std::ptrdiff_t dmin = shift - sp(rows - 1), dmax = shift + sp(keys - 1);
+        const std::size_t span = p.grouped ? 1 : rows;  // distinct query positions among the rows
+        const std::ptrdiff_t dmin = shift - sp(span - 1), dmax = shift + sp(keys - 1);
         if (dmin > p.hi_d || dmax < p.lo_d) continue;
         sc.band = dmax > p.hi_d || dmin < p.lo_d;
         sc.band_lo = p.lo_d <= -kNoLimit ? -kNoLimit : p.lo_d - shift;
@@ -150,7 +159,7 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
         sc.bias = nullptr;
         sc.keep = nullptr;
         if (mbase) {
-            const std::ptrdiff_t ms2 = opt.mask_strides[2], ms3 = opt.mask_strides[3];
+            const std::ptrdiff_t ms2 = p.grouped ? opt.mask_strides[1] : opt.mask_strides[2], ms3 = opt.mask_strides[3];
             const char* mb = mbase + j0 * ms3 * sp(msize);
             std::ptrdiff_t ld = ms2;
             const void* blk = mb;
@@ -197,11 +206,12 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
         auto step = [&](std::size_t r0, std::size_t nr, std::size_t nk) {
             attn_scores<T> g = sc;
             const std::ptrdiff_t r = sp(r0);
+            const std::ptrdiff_t rpos = p.grouped ? 0 : r;  // grouped rows share query position 0
             if (g.band) {
-                g.band_lo = g.band_lo <= -kNoLimit ? g.band_lo : g.band_lo + r;
-                g.band_hi = g.band_hi >= kNoLimit ? g.band_hi : g.band_hi + r;
+                g.band_lo = g.band_lo <= -kNoLimit ? g.band_lo : g.band_lo + rpos;
+                g.band_hi = g.band_hi >= kNoLimit ? g.band_hi : g.band_hi + rpos;
             }
-            g.alibi_center += r;
+            g.alibi_center += rpos;
             if (g.bias) g.bias += r * g.bias_ld;
             if (g.keep) g.keep += r * g.keep_ld;
             T* sb = ws.s.data() + r0 * kBlockK;
@@ -212,7 +222,10 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + r0, ws.l.data() + r0, ws.alpha.data() + r0);
             p.k.pv(sb, kBlockK, vb, ldv, nr, nk, Dv, ws.alpha.data() + r0, ws.o.data() + r0 * Dv, Dv);
         };
-        if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
+        if (p.grouped && sc.band) {
+            // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
+            for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
+        } else if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
             // The causal diagonal crosses this block: in groups of kDiagRows rows, only the keys the group's
             // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that sees
             // none of them is skipped: its statistics and output are unchanged (alpha = 1).
@@ -266,11 +279,15 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     const std::ptrdiff_t off =
         opt.alignment == causal_alignment::bottom_right ? sp(sh.len_kv) - sp(sh.len_q) : 0;
     plan<T> p{attn_kernels<T>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale), sh.heads_q / sh.heads_kv, off,
-              opt.window > 0 ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit, 0, 1};
+              opt.window > 0 ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit, 0, 1,
+              false, 0};
     p.nqb = (sh.len_q + kBlockQ - 1) / kBlockQ;
+    p.grouped = sh.len_q == 1 && p.group > 1 && p.group <= kBlockQ && opt.alibi_slopes == nullptr;
+    p.rows_per_task = p.grouped ? p.group : sh.len_q;
+    const std::size_t units = p.grouped ? sh.heads_kv : sh.heads_q;  // (b, unit) pairs: heads or head groups
 
     // Decode: split the key range when there are too few (head, query block) tasks to share out.
-    const std::size_t tasks0 = sh.batch * sh.heads_q * p.nqb;
+    const std::size_t tasks0 = sh.batch * units * p.nqb;
     if (p.nqb == 1 && tasks0 < kSplitTasks) {
         std::ptrdiff_t lo, hi;
         key_range(p, 0, sh.len_q, lo, hi);
@@ -287,9 +304,9 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     std::vector<T> part_o;
     std::vector<double> part_m, part_l;
     if (split) {
-        part_o.resize(ntasks * sh.len_q * std::max<std::size_t>(1, Dv));
-        part_m.resize(ntasks * sh.len_q);
-        part_l.resize(ntasks * sh.len_q);
+        part_o.resize(ntasks * p.rows_per_task * std::max<std::size_t>(1, Dv));
+        part_m.resize(ntasks * p.rows_per_task);
+        part_l.resize(ntasks * p.rows_per_task);
     }
 
 #if defined(NORMEXP_USE_OPENMP)
@@ -302,10 +319,10 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
 #endif
         for (std::size_t t = 0; t < ntasks; ++t) {
             const std::size_t s = t % p.nsplit, qb = (t / p.nsplit) % p.nqb, bh = t / (p.nsplit * p.nqb);
-            const std::size_t b = bh / sh.heads_q, h = bh % sh.heads_q;
-            const std::size_t i0 = qb * kBlockQ, rows = std::min(kBlockQ, sh.len_q - i0);
+            const std::size_t b = bh / units, h = p.grouped ? (bh % units) * p.group : bh % units;
+            const std::size_t i0 = qb * kBlockQ, rows = p.grouped ? p.group : std::min(kBlockQ, sh.len_q - i0);
             std::ptrdiff_t lo, hi;
-            key_range(p, i0, rows, lo, hi);
+            key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
             if (split) {  // piece s of the key range, in whole blocks
                 const std::ptrdiff_t range = hi - lo;
                 std::ptrdiff_t chunk = (range + sp(p.nsplit) - 1) / sp(p.nsplit);
@@ -316,17 +333,20 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
             }
             run_block(p, ws, b, h, i0, rows, lo, hi);
             if (split) {
-                std::copy(ws.o.begin(), ws.o.begin() + rows * Dv, part_o.begin() + t * sh.len_q * Dv);
+                const std::size_t rpt = p.rows_per_task;
+                std::copy(ws.o.begin(), ws.o.begin() + rows * Dv, part_o.begin() + t * rpt * Dv);
                 for (std::size_t i = 0; i < rows; ++i) {
-                    part_m[t * sh.len_q + i] = double(ws.m[i]);
-                    part_l[t * sh.len_q + i] = ws.l[i];
+                    part_m[t * rpt + i] = double(ws.m[i]);
+                    part_l[t * rpt + i] = ws.l[i];
                 }
                 continue;
             }
             for (std::size_t i = 0; i < rows; ++i) {
-                T* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i0 + i) * os[2];
-                T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] +
-                                        sp(i0 + i) * opt.lse_strides[2]
+                // Row i is query i0 + i of head h, or (grouped) query 0 of head h + i.
+                const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i0 + i;
+                T* orow = out + sp(b) * os[0] + sp(hh) * os[1] + sp(ii) * os[2];
+                T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(hh) * opt.lse_strides[1] +
+                                        sp(ii) * opt.lse_strides[2]
                                   : nullptr;
                 finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
             }
@@ -339,24 +359,28 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     std::vector<double> accd(std::max<std::size_t>(1, Dv));
     for (std::size_t bh = 0; bh < sh.batch * sh.heads_q; ++bh) {
         const std::size_t b = bh / sh.heads_q, h = bh % sh.heads_q;
+        // The split partials of (b, h, i): tasks (base + s), row r of each.
+        const std::size_t rpt = p.rows_per_task;
+        const std::size_t base = p.grouped ? (b * sh.heads_kv + h / p.group) * p.nsplit : bh * p.nsplit;
         for (std::size_t i = 0; i < sh.len_q; ++i) {
+            const std::size_t r = p.grouped ? h % p.group : i;
+            auto at = [&](std::size_t s) { return (base + s) * rpt + r; };
             double M = -std::numeric_limits<double>::infinity();
             bool nan = false;
             for (std::size_t s = 0; s < p.nsplit; ++s) {
-                const double ms = part_m[(bh * p.nsplit + s) * sh.len_q + i];
-                nan |= ms != ms || part_l[(bh * p.nsplit + s) * sh.len_q + i] != part_l[(bh * p.nsplit + s) * sh.len_q + i];
+                const double ms = part_m[at(s)];
+                nan |= ms != ms || part_l[at(s)] != part_l[at(s)];
                 if (ms > M) M = ms;
             }
             double L = 0;
             std::fill(accd.begin(), accd.end(), 0.0);
             if (M != -std::numeric_limits<double>::infinity()) {
                 for (std::size_t s = 0; s < p.nsplit; ++s) {
-                    const std::size_t t = bh * p.nsplit + s;
-                    const double ls = part_l[t * sh.len_q + i];
+                    const double ls = part_l[at(s)];
                     if (ls == 0) continue;
-                    const double w = std::exp(part_m[t * sh.len_q + i] - M);
+                    const double w = std::exp(part_m[at(s)] - M);
                     L += ls * w;
-                    const T* po = part_o.data() + (t * sh.len_q + i) * Dv;
+                    const T* po = part_o.data() + at(s) * Dv;
                     for (std::size_t c = 0; c < Dv; ++c) accd[c] += w * double(po[c]);
                 }
             }

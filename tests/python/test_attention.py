@@ -287,6 +287,24 @@ def test_decode_split(isa):
         check(q, k, v, isa=isa, mask=mask, alibi_slopes=[0.01, 0.02])
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("hq,hk", [(8, 2), (16, 2), (6, 1), (128, 1)])
+def test_gqa_decode(isa, hq, hk):
+    # One query position, several query heads per kv head: the heads of a group are one task's rows.
+    b, d = 2, 24
+    for lk in (37, 3000):  # 3000: also split across tasks (flash-decoding)
+        q, k, v = rand((b, hq, 1, d)), rand((b, hk, lk, d)), rand((b, hk, lk, 16))
+        check(q, k, v, isa=isa)
+        check(q, k, v, isa=isa, mask=RNG.random((b, hq, 1, lk)) < 0.7)  # a different mask row per head
+        check(q, k, v, isa=isa, mask=rand((1, lk)))
+        check(q, k, v, isa=isa, is_causal=True)  # top-left: query 0 sees key 0 only (a band in every head)
+        check(q, k, v, isa=isa, is_causal=True, causal_alignment="bottom_right", window=20, softcap=5.0)
+        check(q[:, ::-1], k, v, isa=isa)  # negative head stride: q rows packed
+        check(q, k, v, isa=isa, alibi_slopes=RNG.random(hq))  # per-head slopes: one task per head
+        big = rand((b, 1, hq, 2 * d))  # (B, L, H, D) storage with a head-dim stride of 2
+        check(big.swapaxes(1, 2)[..., ::2], k, v, isa=isa)
+
+
 def test_thread_count_does_not_change_results():
     q, k, v = rand((2, 4, 150, 32)), rand((2, 4, 333, 32)), rand((2, 4, 333, 32))
     qd, kd, vd = rand((1, 1, 1, 64)), rand((1, 1, 9000, 64)), rand((1, 1, 9000, 64))
