@@ -88,7 +88,9 @@ constexpr std::size_t kAttnKeyPanel = 16;
 //   x += bias[i * bias_ld + j]                            if bias (additive mask, unit key stride)
 //   x = -inf  unless keep[i * keep_ld + j] != 0           if keep (boolean mask, unit key stride)
 //   x = -inf  unless band_lo <= j - i <= band_hi          if band (causal diagonal / sliding window)
-// ld may be 0 (one mask row broadcast over the queries).
+// ld may be 0 (one mask row broadcast over the queries). An entry masked by keep or band is -inf (p = 0)
+// whatever its dot product, even NaN. float32 SIMD kernels may round after each step (the scalar
+// specification rounds once); the tests bound the difference.
 template <class T>
 struct attn_scores {
     T scale;
