@@ -20,6 +20,7 @@
 
 #include "check.hpp"
 #include "dispatch.hpp"
+#include "normexp/normexp.hpp"
 
 namespace {
 
@@ -270,6 +271,114 @@ void test_all(const normexp::kernel_table& isa) {
     test_pv<T>(ks, kv, isa.name);
 }
 
+// The C++ API (contiguous overload, options, merge_attention) against a naive double reference, so a
+// C++-only build (no Python) tests the driver too. Bound: as in tests/python/test_attention.py,
+// |d out| <= max|v| (2 (D + 9) u |scale| sum|q k| + (Lkv + 16) u) per row; a merge of two parts adds a
+// few roundings of out (64 u max|v| is generous).
+template <class T>
+void test_driver(const char* isa) {
+    std::mt19937_64 rng(6);
+    const double u = std::numeric_limits<T>::epsilon() / 2;
+    const std::size_t B = 2, Hq = 4, Hk = 2, Lq = 37, Lk = 300, D = 24, Dv = 20;
+    const auto q = randn<T>(rng, B * Hq * Lq * D), k = randn<T>(rng, B * Hk * Lk * D), v = randn<T>(rng, B * Hk * Lk * Dv);
+    double vmax = 0;
+    for (T x : v) vmax = std::max(vmax, std::fabs(double(x)));
+    double magmax = 0;  // max over rows and keys of |scale| sum_d |q_d k_d|
+    for (int causal = 0; causal < 2; ++causal) {
+        normexp::attention_options<T> opt;
+        opt.is_causal = causal;
+        opt.alignment = normexp::causal_alignment::bottom_right;
+        opt.window = 100;
+        opt.isa = isa;
+        std::vector<T> out(B * Hq * Lq * Dv), lse(B * Hq * Lq);
+        opt.lse = lse.data();
+        opt.lse_strides = {std::ptrdiff_t(Hq * Lq), std::ptrdiff_t(Lq), 1};
+        normexp::attention<T>(q.data(), k.data(), v.data(), out.data(), B, Hq, Hk, Lq, Lk, D, Dv, opt);
+        const double scale = 1 / std::sqrt(double(D));
+        double worst = 0;
+        for (std::size_t b = 0; b < B; ++b)
+            for (std::size_t h = 0; h < Hq; ++h)
+                for (std::size_t i = 0; i < Lq; ++i) {
+                    const std::size_t hk = h / (Hq / Hk);
+                    const std::ptrdiff_t diag = std::ptrdiff_t(i + Lk - Lq);
+                    std::vector<double> s(Lk, -INFINITY);
+                    double m = -INFINITY, mag = 0;
+                    for (std::size_t j = 0; j < Lk; ++j) {
+                        const std::ptrdiff_t jj = std::ptrdiff_t(j);
+                        if ((causal && jj > diag) || jj <= diag - 100) continue;
+                        double acc = 0, a = 0;
+                        for (std::size_t d = 0; d < D; ++d) {
+                            acc += double(q[((b * Hq + h) * Lq + i) * D + d]) * k[((b * Hk + hk) * Lk + j) * D + d];
+                            a += std::fabs(double(q[((b * Hq + h) * Lq + i) * D + d]) * k[((b * Hk + hk) * Lk + j) * D + d]);
+                        }
+                        s[j] = acc * scale;
+                        m = std::max(m, s[j]);
+                        mag = std::max(mag, a * scale);
+                    }
+                    double l = 0;
+                    std::vector<double> o(Dv, 0.0);
+                    for (std::size_t j = 0; j < Lk; ++j) {
+                        if (s[j] == -INFINITY) continue;
+                        const double p = std::exp(s[j] - m);
+                        l += p;
+                        for (std::size_t c = 0; c < Dv; ++c) o[c] += p * v[((b * Hk + hk) * Lk + j) * Dv + c];
+                    }
+                    magmax = std::max(magmax, mag);
+                    const double bound = vmax * (2 * (D + 9) * u * mag + (Lk + 16) * u);
+                    for (std::size_t c = 0; c < Dv; ++c) {
+                        const double err = std::fabs(o[c] / l - double(out[((b * Hq + h) * Lq + i) * Dv + c]));
+                        worst = std::max(worst, err / bound);
+                        CHECK(err <= bound, "%s attention<%zu> causal=%d (%zu,%zu,%zu,%zu): err %g > %g", isa, sizeof(T),
+                              causal, b, h, i, c, err, bound);
+                    }
+                    const double lerr = std::fabs(m + std::log(l) - double(lse[(b * Hq + h) * Lq + i]));
+                    CHECK(lerr <= mag * (D + 9) * u + (Lk + 8) * u, "%s lse<%zu> err %g", isa, sizeof(T), lerr);
+                }
+        // Split the keys in two, attend to each half, merge: the same result.
+        if (!causal) {
+            normexp::attention_options<T> o2;
+            o2.isa = isa;
+            const std::size_t half = 131;
+            std::vector<T> outs[2], lses[2];
+            for (int part = 0; part < 2; ++part) {
+                const std::size_t a = part ? half : 0, n = part ? Lk - half : half;
+                std::vector<T> kp(B * Hk * n * D), vp(B * Hk * n * Dv);
+                for (std::size_t bh = 0; bh < B * Hk; ++bh)
+                    for (std::size_t j = 0; j < n; ++j) {
+                        for (std::size_t d = 0; d < D; ++d) kp[(bh * n + j) * D + d] = k[(bh * Lk + a + j) * D + d];
+                        for (std::size_t c = 0; c < Dv; ++c) vp[(bh * n + j) * Dv + c] = v[(bh * Lk + a + j) * Dv + c];
+                    }
+                outs[part].resize(B * Hq * Lq * Dv);
+                lses[part].resize(B * Hq * Lq);
+                o2.lse = lses[part].data();
+                o2.lse_strides = {std::ptrdiff_t(Hq * Lq), std::ptrdiff_t(Lq), 1};
+                normexp::attention<T>(q.data(), kp.data(), vp.data(), outs[part].data(), B, Hq, Hk, Lq, n, D, Dv, o2);
+            }
+            std::vector<T> full(B * Hq * Lq * Dv), merged(full.size()), mlse(B * Hq * Lq);
+            o2.lse = nullptr;
+            normexp::attention<T>(q.data(), k.data(), v.data(), full.data(), B, Hq, Hk, Lq, Lk, D, Dv, o2);
+            const T* po[2] = {outs[0].data(), outs[1].data()};
+            const T* pl[2] = {lses[0].data(), lses[1].data()};
+            normexp::merge_attention<T>(2, po, pl, B * Hq * Lq, Dv, merged.data(), mlse.data());
+            double md = 0;
+            for (std::size_t x = 0; x < full.size(); ++x) md = std::max(md, std::fabs(double(full[x]) - merged[x]));
+            // Both are within the bound above of the exact result; merging adds a few roundings of out.
+            CHECK(md <= 2 * vmax * (2 * (D + 9) * u * magmax + (Lk + 16) * u) + 64 * u * vmax, "%s merge<%zu>: %g", isa,
+                  sizeof(T), md);
+        }
+        std::printf("  %s attention<%zu> causal=%d: worst error %.3f of the bound\n", isa, sizeof(T), causal, worst);
+    }
+    // Bad arguments throw normexp::error.
+    bool threw = false;
+    try {
+        std::vector<T> o(Lq * Dv);
+        normexp::attention<T>(q.data(), k.data(), v.data(), o.data(), 1, 3, 2, Lq, Lk, D, Dv);
+    } catch (const normexp::error&) {
+        threw = true;
+    }
+    CHECK(threw, "heads_q not a multiple of heads_kv must throw");
+}
+
 }  // namespace
 
 int main() {
@@ -278,6 +387,8 @@ int main() {
         std::printf("%s\n", t.name);
         test_all<float>(t);
         test_all<double>(t);
+        test_driver<float>(t.name);
+        test_driver<double>(t.name);
     }
     return check::finish("test_attention_kernels");
 }
