@@ -210,7 +210,8 @@ def attention(
         out = _api.check_out(out, out_shape, dtype)
     res = out
     inputs = [a for a in (q, k, v, mask_b) if a is not None]
-    if res is None or any(np.shares_memory(res, a) for a in inputs) or res is not _kernel_view(res):
+    # may_share_memory: a bounds check (exact overlap tests can be slow); a false positive only costs a copy.
+    if res is None or any(np.may_share_memory(res, a) for a in inputs) or res is not _kernel_view(res):
         res = np.empty(out_shape, dtype)
     lse = np.empty(batch + (hq, lq), dtype) if return_lse else None
 
