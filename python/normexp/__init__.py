@@ -35,6 +35,8 @@ __all__ = [
     "use_isa",
     "special",
     "__version__",
+    "attention",
+    "merge_attention",
 ]
 
 use_isa = _api.use_isa
@@ -149,3 +151,4 @@ def available_isas() -> list[str]:
 
 
 from . import special  # noqa: E402  (needs the functions above)
+from .attention import attention, merge_attention  # noqa: E402

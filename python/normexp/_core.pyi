@@ -14,3 +14,24 @@ def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def isa() -> str: ...
 def available_isas() -> list[str]: ...
+def attention(
+    q: npt.NDArray[np.floating],
+    k: npt.NDArray[np.floating],
+    v: npt.NDArray[np.floating],
+    out: npt.NDArray[np.floating],
+    lse: npt.NDArray[np.floating] | None,
+    mask: npt.NDArray[np.generic] | None,
+    is_causal: bool,
+    bottom_right: bool,
+    scale: float,
+    window: int,
+    softcap: float,
+    alibi: npt.NDArray[np.float64] | None,
+    isa: str = "",
+) -> None: ...
+def merge_attention(
+    outs: list[npt.NDArray[np.floating]],
+    lses: list[npt.NDArray[np.floating]],
+    out: npt.NDArray[np.floating],
+    lse: npt.NDArray[np.floating],
+) -> None: ...

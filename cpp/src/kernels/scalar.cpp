@@ -241,12 +241,117 @@ constexpr reduction_kernels<T> make_kernels() {
             k_col_scale<T>,    k_row_exp_scale<T>};
 }
 
+// ---- attention ---------------------------------------------------------------------------------------
+// The specification of the attention micro-kernels (kernel_table.hpp): every product and sum in double
+// (float32 inputs), every stored value rounded once to T.
+
+template <class T>
+void k_pack_kt(const T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim, T* kt,
+               std::size_t ldkt) {
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    for (std::size_t d = 0; d < dim; ++d) {
+        T* row = kt + d * ldkt;
+        for (std::size_t j = 0; j < keys; ++j)
+            row[j] = k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col];
+        for (std::size_t j = keys; j < padded; ++j) row[j] = T(0);
+    }
+}
+
+template <class T>
+void k_qk(const T* q, std::size_t ldq, const T* kt, std::size_t ldkt, std::size_t rows, std::size_t keys,
+          std::size_t dim, T* s, std::size_t lds) {
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t j = 0; j < padded; ++j) {
+            double acc = 0;
+            for (std::size_t d = 0; d < dim; ++d) acc += double(q[i * ldq + d]) * double(kt[d * ldkt + j]);
+            s[i * lds + j] = static_cast<T>(acc);
+        }
+    }
+}
+
+// The score of one entry (attn_scores), evaluated in double and rounded once to T.
+template <class T>
+T attn_score(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {
+    const auto di = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
+    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return -std::numeric_limits<T>::infinity();
+    if (sc.keep && !sc.keep[static_cast<std::ptrdiff_t>(i) * sc.keep_ld + static_cast<std::ptrdiff_t>(j)])
+        return -std::numeric_limits<T>::infinity();
+    double x = double(raw) * double(sc.scale);
+    if (sc.softcap > 0) x = double(sc.softcap) * std::tanh(x / double(sc.softcap));
+    if (sc.alibi_slope != 0) x -= double(sc.alibi_slope) * std::fabs(double(di - sc.alibi_center));
+    if (sc.bias) x += double(sc.bias[static_cast<std::ptrdiff_t>(i) * sc.bias_ld + static_cast<std::ptrdiff_t>(j)]);
+    return static_cast<T>(x);
+}
+
+template <class T>
+void k_softmax_step(T* s, std::size_t lds, std::size_t rows, std::size_t keys, const attn_scores<T>& sc, T* m,
+                    double* l, T* alpha) {
+    constexpr scale2<T> one{T(1), T(0)};
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* si = s + i * lds;
+        T mx = m[i];
+        for (std::size_t j = 0; j < keys; ++j) {
+            const T x = attn_score(si[j], i, j, sc);
+            si[j] = x;
+            if (x > mx) mx = x;
+        }
+        // While every score so far is -inf, subtract 0 instead: masked entries give exp(-inf) = 0 and a
+        // NaN score still gives NaN.
+        const T mu = mx == -std::numeric_limits<T>::infinity() ? T(0) : mx;
+        const T a = mx == m[i] || mx == -std::numeric_limits<T>::infinity()
+                        ? T(1)
+                        : static_cast<T>(exp_arg(shifted(m[i], mu, one)));
+        neumaier sum;
+        for (std::size_t j = 0; j < keys; ++j) {
+            const T p = static_cast<T>(exp_arg(shifted(si[j], mu, one)));
+            si[j] = p;
+            sum.add(double(p));
+        }
+        l[i] = l[i] * double(a) + sum.value();
+        m[i] = mx;
+        alpha[i] = a;
+    }
+}
+
+template <class T>
+void k_pv(const T* p, std::size_t ldp, const T* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
+          std::size_t dv, const T* alpha, T* o, std::size_t ldo) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t c = 0; c < dv; ++c) {
+            double acc = double(alpha[i]) * double(o[i * ldo + c]);
+            for (std::size_t j = 0; j < keys; ++j)
+                acc += double(p[i * ldp + j]) * double(v[static_cast<std::ptrdiff_t>(j) * ldv + static_cast<std::ptrdiff_t>(c)]);
+            o[i * ldo + c] = static_cast<T>(acc);
+        }
+    }
+}
+
+template <class T>
+void k_qk_direct(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows, std::size_t keys,
+                 std::size_t dim, T* s, std::size_t lds) {
+    for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t j = 0; j < keys; ++j) {
+            double acc = 0;
+            for (std::size_t d = 0; d < dim; ++d)
+                acc += double(q[i * ldq + d]) * double(k[static_cast<std::ptrdiff_t>(j) * ldk + static_cast<std::ptrdiff_t>(d)]);
+            s[i * lds + j] = static_cast<T>(acc);
+        }
+}
+
+template <class T>
+constexpr attention_kernels<T> make_attention_kernels() {
+    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>};
+}
+
 }  // namespace
 }  // namespace normexp::scalar
 
 namespace normexp {
 const kernel_table& scalar_kernels() {
-    static const kernel_table table{"scalar", scalar::make_kernels<float>(), scalar::make_kernels<double>()};
+    static const kernel_table table{"scalar", scalar::make_kernels<float>(), scalar::make_kernels<double>(),
+                                    scalar::make_attention_kernels<float>(),
+                                    scalar::make_attention_kernels<double>()};
     return table;
 }
 }  // namespace normexp
