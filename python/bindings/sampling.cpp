@@ -57,7 +57,8 @@ double* optional_doubles(const std::optional<py::array>& a, py::ssize_t rows, co
     if (!a->dtype().is(py::dtype::of<double>()) || a->size() != rows || !(a->flags() & py::array::c_style) ||
         !a->writeable())
         throw py::value_error(std::string("cross_entropy: ") + name + " must be a writeable contiguous float64 array of one entry per row");
-    return static_cast<double*>(a->mutable_data());
+    py::array arr = *a;  // another handle to the same buffer (the caller's keeps it alive)
+    return static_cast<double*>(arr.mutable_data());
 }
 
 template <class T>

@@ -31,6 +31,12 @@ __all__ = [
     "use_isa",
     "special",
     "__version__",
+    # the language-model output layer (normexp/sampling.py)
+    "sample",
+    "cross_entropy",
+    "fit_temperature",
+    "calibration_error",
+    "TemperatureFit",
 ]
 
 use_isa = _api.use_isa
@@ -127,3 +133,4 @@ def available_isas() -> list[str]:
 
 
 from . import special  # noqa: E402  (needs the functions above)
+from .sampling import TemperatureFit, calibration_error, cross_entropy, fit_temperature, sample  # noqa: E402

@@ -13,3 +13,26 @@ def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def isa() -> str: ...
 def available_isas() -> list[str]: ...
+def sample(
+    x: npt.NDArray[np.floating],
+    uniforms: npt.NDArray[np.float64] | None,
+    out: npt.NDArray[np.int64],
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    min_p: float,
+    isa: str = "",
+) -> None: ...
+def cross_entropy(
+    x: npt.NDArray[np.floating],
+    labels: npt.NDArray[np.int64],
+    loss: npt.NDArray[np.float64],
+    axis: int,
+    temperature: float,
+    label_smoothing: float,
+    use_ignore_index: bool,
+    ignore_index: int,
+    dloss: npt.NDArray[np.float64] | None = None,
+    d2loss: npt.NDArray[np.float64] | None = None,
+    isa: str = "",
+) -> None: ...
