@@ -101,12 +101,14 @@ struct sample_scratch {
 
 // Streaming top-k (see the file comment). Returns tau_k, the k-th largest score; s.cand ends as the
 // indices of every entry >= tau_k in increasing order (ties at tau_k included). Requires kk < n.
-// Correctness: the threshold is always the k-th largest of a subset, so <= tau_k; an entry is dropped
-// only when it is below the threshold of its time, hence below tau_k.
+// `start` is a valid starting threshold (<= tau_k). Correctness: the threshold is always the k-th
+// largest of a subset, so <= tau_k; an entry is dropped only when it is below the threshold of its
+// time, hence below tau_k.
 template <class T>
-T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, sample_scratch<T>& s) {
+T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T start,
+               sample_scratch<T>& s) {
     std::size_t cap = std::max<std::size_t>(2 * kk, kk + 1024);
-    T thr = -kInf<T>;
+    T thr = start;
     s.cand.clear();
     s.idx.resize(kScanChunk);
     auto kth = [&]() {
@@ -132,6 +134,29 @@ T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::si
     const T tau = kth();
     prune(tau);
     return tau;
+}
+
+// The row maximum together with a starting threshold for select_top_k: the row is cut into at least
+// 4k blocks (of >= 16 entries) and the k-th largest block maximum is taken. That is a valid lower bound
+// of tau_k (k distinct entries reach it) and, when the top k entries fall into distinct blocks, nearly
+// tau_k itself, so the streaming pass collects little more than the answer. Returns NaN for a NaN row.
+template <class T>
+T block_max_start(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T& start,
+                  sample_scratch<T>& s) {
+    std::size_t b = n / (4 * kk);
+    start = -kInf<T>;
+    if (b < 16) return k.row_max(x, n);  // too few blocks for a useful bound: start from -inf
+    s.vals.clear();
+    T m = -kInf<T>;
+    for (std::size_t i = 0; i < n; i += b) {
+        const T bm = k.row_max(x + i, std::min(b, n - i));
+        if (bm != bm) return bm;
+        m = std::max(m, bm);
+        s.vals.push_back(bm);
+    }
+    std::nth_element(s.vals.begin(), s.vals.begin() + std::ptrdiff_t(kk - 1), s.vals.end(), std::greater<T>());
+    start = s.vals[kk - 1];
+    return m;
 }
 
 // The top-p threshold over weights a (permuted in place): the largest value v with
@@ -263,7 +288,9 @@ struct sample_plan {
 template <class T>
 row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<float>& kf, const T* x, std::size_t n,
                       const sample_plan& p, T beta, double u, std::int64_t& token, sample_scratch<T>& s) {
-    const T m = k.row_max(x, n);
+    const bool list_path = !p.greedy && p.top_k && p.top_k <= kListMaxK;
+    T start = -kInf<T>;
+    const T m = list_path ? block_max_start(k, x, n, p.top_k, start, s) : k.row_max(x, n);
     if (m != m) return kNaN;
     if (m == kInf<T>) return kPosInf;
     if (m == -kInf<T>) return kAllNegInf;
@@ -279,8 +306,8 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     }
     if (!(u >= 0 && u < 1)) return kBadUniform;
 
-    if (p.top_k && p.top_k <= kListMaxK) {
-        select_top_k(k, x, n, p.top_k, s);
+    if (list_path) {
+        select_top_k(k, x, n, p.top_k, start, s);
         const std::size_t cnt = s.cand.size();
         s.gathered.resize(cnt);
         for (std::size_t j = 0; j < cnt; ++j) s.gathered[j] = x[s.cand[j]];
