@@ -520,3 +520,17 @@ def test_calibration_error():
         normexp.calibration_error(p1, y, n_bins=0)
     with pytest.raises(ValueError, match="out of range"):
         normexp.calibration_error(p1, y + 10)
+
+
+def test_readme_decoding_example():
+    """The README's decoding example runs as written."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+    section = readme.read_text().split("## Decoding", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    ns: dict = {}
+    exec(code, ns)
+    np.testing.assert_array_equal(ns["greedy"], ns["logits"].argmax(-1))
+    assert ns["tokens"].shape == (8,) and ns["fit"].converged
