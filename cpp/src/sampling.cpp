@@ -18,7 +18,8 @@
 //           top_p / min_p: the weights are stored, and a threshold is chosen that provably keeps every
 //           entry of the answer: min_p itself, and for top_p theta = (1 - p) Z / n (everything below it
 //           weighs less than (1 - p) Z in total, so the top-p set lies above it). row_collect_ge collects
-//           the entries >= theta; top_p is a weighted quickselect on their weights (the largest weight v
+//           the entries >= theta (theta raised further from the block sums: top_p_collect_bound);
+//           top_p is a weighted quickselect on their weights (the largest weight v
 //           with mass(w >= v) >= p Z, expected linear); then min_p; then the draw from the list.
 // Determinism: every weight and every sum compared with u * Z is computed by the bit-exact sampling
 // weights (kernels/sampling_weights.hpp) and by sequential double arithmetic here, in an order fixed by
@@ -159,10 +160,29 @@ T block_max_start(const reduction_kernels<T>& k, const T* x, std::size_t n, std:
     return m;
 }
 
+// Branchless Lomuto partition of a[lo, hi): the entries satisfying pred first; returns their end and
+// their mass. (The weights of a flat distribution are in random order: a branchy partition would
+// mispredict on about every other entry.)
+template <class Pred>
+std::size_t partition_mass(std::vector<float>& a, std::size_t lo, std::size_t hi, Pred pred, double& mass) {
+    std::size_t j = lo;
+    double m[2] = {0, 0};  // two chains: the double adds, not the swaps, bound the loop
+    for (std::size_t i = lo; i < hi; ++i) {
+        const float v = a[i];
+        const bool t = pred(v);
+        a[i] = a[j];
+        a[j] = v;
+        j += t;
+        m[i & 1] += double(v) * double(t);  // a multiply, not a select: the compiler keeps it branch-free
+    }
+    mass = m[0] + m[1];
+    return j;
+}
+
 // The top-p threshold over weights a (permuted in place): the largest value v with
-// mass(a >= v) >= target, by a three-way quickselect that carries the mass of the part already known
-// to be kept. Median-of-three pivots; after 64 rounds the rest is sorted (bounds the worst case).
-// If rounding leaves the whole mass short of the target, the smallest weight is returned (keep all).
+// mass(a >= v) >= target, by a quickselect that carries the mass of the part already known to be kept.
+// Median-of-three pivots; after 64 rounds the rest is sorted (bounds the worst case). If rounding
+// leaves the whole mass short of the target, the smallest weight is returned (keep all).
 float top_p_threshold(std::vector<float>& a, double target) {
     double above = 0;  // mass of entries known to be above every entry of [lo, hi)
     std::size_t lo = 0, hi = a.size();
@@ -177,30 +197,43 @@ float top_p_threshold(std::vector<float>& a, double target) {
         }
         const float p0 = a[lo], p1 = a[lo + (hi - lo) / 2], p2 = a[hi - 1];
         const float pivot = std::max(std::min(p0, p1), std::min(std::max(p0, p1), p2));
-        // Dutch-flag partition of [lo, hi) into [> pivot][== pivot][< pivot].
-        std::size_t g = lo, i = lo, l = hi;
-        while (i < l) {
-            if (a[i] > pivot)
-                std::swap(a[g++], a[i++]);
-            else if (a[i] < pivot)
-                std::swap(a[i], a[--l]);
-            else
-                ++i;
-        }
         double mg = 0, me = 0;
-        for (std::size_t j = lo; j < g; ++j) mg += a[j];
-        me = double(pivot) * double(l - g);
+        const std::size_t g = partition_mass(a, lo, hi, [pivot](float v) { return v > pivot; }, mg);
         if (above + mg >= target) {
             hi = g;  // the answer is inside the greater part (non-empty: above < target)
-        } else if (above + mg + me >= target) {
-            return pivot;
-        } else {
-            above += mg + me;
-            if (l == hi) return pivot;  // nothing smaller: keep everything
-            lo = l;
+            continue;
         }
+        const std::size_t l = partition_mass(a, g, hi, [pivot](float v) { return v == pivot; }, me);
+        if (above + mg + me >= target) return pivot;
+        above += mg + me;
+        if (l == hi) return pivot;  // nothing smaller: keep everything
+        lo = l;
     }
     return a.empty() ? 0.0f : a[lo > 0 ? lo - 1 : 0];
+}
+
+// A weight threshold theta below which the entries weigh at most `budget` in total, so every entry of the
+// top-p set (whose complement weighs (1 - p) Z) is >= theta. Block b holds at most 64 entries below
+// theta and at most its sum S_b, so the mass below theta is <= F(theta) = sum_b min(S_b, 64 theta).
+// theta = budget / n always qualifies (F <= n theta); it is raised by factors of 4 while F stays within
+// the budget, which for a peaked distribution (most blocks hold only tiny weights) lifts theta by orders
+// of magnitude and shrinks the candidate list accordingly. budget carries a 2e-5 relative margin for the
+// float32 rounding of the block sums (64 terms: <= 4e-6 relative each).
+double top_p_collect_bound(const std::vector<float>& bs, std::size_t n, double budget) {
+    double theta = budget / double(n);
+    for (int it = 0; it < 64; ++it) {
+        const double next = theta * 4, cap = next * double(kBlock);
+        double f0 = 0, f1 = 0;
+        std::size_t b = 0;
+        for (; b + 2 <= bs.size(); b += 2) {
+            f0 += std::min(double(bs[b]), cap);
+            f1 += std::min(double(bs[b + 1]), cap);
+        }
+        if (b < bs.size()) f0 += std::min(double(bs[b]), cap);
+        if (f0 + f1 > budget) break;
+        theta = next;
+    }
+    return theta;
 }
 
 // Inverse CDF over a list (index order): the first entry whose running sum exceeds u * total; the last
@@ -337,21 +370,20 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     }
     // Collect every entry that can survive the cuts (see the file comment), then cut the list.
     double theta = 0;
-    if (p.top_p < 1) theta = (1 - p.top_p) * z / double(n);
+    if (p.top_p < 1) theta = top_p_collect_bound(s.bs, n, (1 - p.top_p) * z * (1 - 2e-5));
     if (p.min_p > 0) theta = std::max(theta, p.min_p);
     float tf = static_cast<float>(theta);
     if (double(tf) > theta) tf = std::nextafter(tf, 0.0f);  // round down: never lose an entry
-    s.cand.clear();
-    s.cw.clear();
-    s.idx.resize(kScanChunk);
+    s.cand.resize(n);
+    std::size_t cnt = 0;
     for (std::size_t c0 = 0; c0 < n; c0 += kScanChunk) {
-        const std::size_t got = kf.row_collect_ge(s.w.data() + c0, std::min(kScanChunk, n - c0), tf, s.idx.data());
-        for (std::size_t j = 0; j < got; ++j) {
-            const std::uint32_t i = static_cast<std::uint32_t>(c0 + s.idx[j]);
-            s.cand.push_back(i);
-            s.cw.push_back(s.w[i]);
-        }
+        const std::size_t got = kf.row_collect_ge(s.w.data() + c0, std::min(kScanChunk, n - c0), tf, s.cand.data() + cnt);
+        for (std::size_t j = cnt; j < cnt + got; ++j) s.cand[j] += static_cast<std::uint32_t>(c0);
+        cnt += got;
     }
+    s.cand.resize(cnt);
+    s.cw.resize(cnt);
+    for (std::size_t j = 0; j < cnt; ++j) s.cw[j] = s.w[s.cand[j]];
     token = finish_list(s, z, p.top_p, p.min_p, u);
     return kOk;
 }
