@@ -42,10 +42,6 @@
 #include "normexp/normexp.hpp"
 #include "threading.hpp"
 
-#if defined(NORMEXP_USE_OPENMP)
-#include <omp.h>
-#endif
-
 namespace normexp {
 namespace {
 
@@ -509,21 +505,13 @@ void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stri
     const sample_plan plan{greedy, o.top_k >= n ? 0 : o.top_k, o.top_p, o.min_p};
 
     std::vector<std::uint8_t> status(rows, kOk);
-    const int nt = threads_for(rows * n, rows);
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
+    detail::parallel_ranges(threads_for(rows * n, rows), rows, [&](std::size_t r0, std::size_t r1) {
         sample_scratch<T> s;
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {
-            status[r] = sample_row(k, kt.f32, x + r * row_stride, n, plan, beta, uniforms ? uniforms[r] : 0.0,
-                                   tokens[r], s);
+        for (std::size_t r = r0; r < r1; ++r) {
+            status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
+                                   uniforms ? uniforms[r] : 0.0, tokens[r], s);
         }
-    }
-    (void)nt;
+    });
     for (std::size_t r = 0; r < rows; ++r)
         if (status[r] != kOk) throw error(row_message("normexp.sample", row_status(status[r]), r));
 }
@@ -570,21 +558,14 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
     const std::ptrdiff_t sx = xs[axis];
     const bool derivs = dloss != nullptr || d2loss != nullptr;
     std::vector<std::uint8_t> status(rows, kOk);
-    const int nt = threads_for(rows * n, rows);
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
+    detail::parallel_ranges(threads_for(rows * n, rows), rows, [&](std::size_t r0, std::size_t r1) {
         std::vector<T> gather, buf;
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {
+        for (std::size_t r = r0; r < r1; ++r) {
             const std::int64_t y = labels[r];
             ce_row_result res;
             if (!(o.use_ignore_index && y == o.ignore_index)) {
                 std::ptrdiff_t off = 0;
-                std::size_t idx = std::size_t(r);
+                std::size_t idx = r;
                 for (std::size_t d = oshape.size(); d-- > 0;) {
                     off += std::ptrdiff_t(idx % oshape[d]) * ostr[d];
                     idx /= oshape[d];
@@ -602,8 +583,7 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
             if (dloss) dloss[r] = res.d1;
             if (d2loss) d2loss[r] = res.d2;
         }
-    }
-    (void)nt;
+    });
     for (std::size_t r = 0; r < rows; ++r)
         if (status[r] != kOk) throw error(row_message("normexp.cross_entropy", row_status(status[r]), r));
 }
