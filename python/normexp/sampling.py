@@ -172,6 +172,7 @@ def sample(
     vocab = a.shape[-1]
     if vocab == 0:
         raise ValueError("logits: the vocabulary (last) axis is empty; there is nothing to sample")
+    k = min(k, vocab)  # k >= vocab keeps everything (and fits the native size type)
     gen = _generator(rng) if t > 0 else None
     batch = a.shape[:-1]
     x = _api._kernel_input(a, compute).reshape(-1, vocab)

@@ -222,6 +222,13 @@ def test_same_tokens_on_every_isa_and_thread_count(kw, dtype):
         np.testing.assert_array_equal(r, results[0])
 
 
+def test_top_k_at_or_above_vocab_keeps_everything():
+    x = logits_row(9, v=30)
+    base = normexp.sample(np.broadcast_to(x, (500, 30)), rng=4)
+    for k in (30, 31, 10**30):
+        np.testing.assert_array_equal(normexp.sample(np.broadcast_to(x, (500, 30)), rng=4, top_k=k), base)
+
+
 def test_rng_forms_and_reproducibility():
     x = logits_row(5, v=100)
     batch = np.broadcast_to(x, (64, 100))
