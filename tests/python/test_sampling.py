@@ -108,7 +108,7 @@ def test_large_vocab_block_path_and_large_k():
     x = rng.standard_normal(5000) * 1.5
     x[:10] += 6  # a few dominant tokens so counts per category are large
     for kw in (dict(), dict(top_k=4500, top_p=0.6), dict(min_p=0.01), dict(top_k=4500), dict(top_k=20, top_p=0.95)):
-        tok = draw(x, 30_000, seed=5, **kw)
+        tok = draw(x, 12_000, seed=5, **kw)
         p, keep = reference_probs(x, **kw)
         counts = np.bincount(tok, minlength=x.size)
         assert counts[~keep].sum() == 0
@@ -354,7 +354,7 @@ RTOL = {np.float32: 2e-6, np.float64: 1e-12}
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_matches_float64_reference(dtype, each_isa):
     rng = np.random.default_rng(10)
-    for shape, axis in (((64, 1000), -1), ((5, 7, 3), 1), ((4, 9, 6), 0), ((37,), 0), ((3, 70001), -1)):
+    for shape, axis in (((64, 1000), -1), ((5, 7, 3), 1), ((4, 9, 6), 0), ((37,), 0), ((3, 20001), -1)):
         x = (rng.standard_normal(shape) * 4).astype(dtype)
         lshape = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
         y = rng.integers(0, shape[axis], lshape)
