@@ -21,6 +21,8 @@
 //           the entries >= theta (theta raised further from the block sums: top_p_collect_bound);
 //           top_p is a weighted quickselect on their weights (the largest weight v
 //           with mass(w >= v) >= p Z, expected linear); then min_p; then the draw from the list.
+// Threads: rows in parallel; a batch smaller than the thread count (batch 1 when decoding) splits each
+// row's passes (max, block maxima, top-k streaming, weights) into 16384-entry chunks over the threads.
 // Determinism: every weight and every sum compared with u * Z is computed by the bit-exact sampling
 // weights (kernels/sampling_weights.hpp) and by sequential double arithmetic here, in an order fixed by
 // the row alone; thresholds are exact comparisons. So the token depends only on the logits and u.
@@ -51,6 +53,7 @@ constexpr std::size_t kBlock = sampling::kSampleBlock;
 constexpr std::size_t kScanChunk = 4096;   // entries per row_collect_ge call (its index buffer stays in L1)
 constexpr std::size_t kListMaxK = 4096;    // top_k up to this: streaming selection into a candidate list
 constexpr std::size_t kChunk = 4096;       // cross_entropy: entries per online-statistics chunk (L1)
+constexpr std::size_t kInnerChunk = std::size_t(1) << 14;  // a single long row split over threads (64 | it)
 
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
@@ -96,41 +99,87 @@ struct sample_scratch {
     std::vector<float> bs;            // block sums
 };
 
-// Streaming top-k (see the file comment). Returns tau_k, the k-th largest score; s.cand ends as the
-// indices of every entry >= tau_k in increasing order (ties at tau_k included). Requires kk < n.
-// `start` is a valid starting threshold (<= tau_k). Correctness: the threshold is always the k-th
-// largest of a subset, so <= tau_k; an entry is dropped only when it is below the threshold of its
-// time, hence below tau_k.
+// Streaming top-k (see the file comment): one pass over x[lo, hi) appending to cand (indices into x,
+// increasing) every entry >= a threshold that starts at `start` and only rises: when the buffer fills,
+// the threshold becomes the k-th largest candidate and the buffer is pruned. Valid for any sub-range
+// and any start <= tau_k (the k-th largest score of the row): the threshold is always the k-th largest
+// of a subset of the row, so <= tau_k, and an entry is dropped only below it. So cand ends holding every
+// entry of x[lo, hi) that is >= tau_k.
 template <class T>
-T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T start,
-               sample_scratch<T>& s) {
+T kth_largest(const T* x, const std::vector<std::uint32_t>& cand, std::size_t kk, std::vector<T>& vals) {
+    vals.resize(cand.size());
+    for (std::size_t j = 0; j < cand.size(); ++j) vals[j] = x[cand[j]];
+    std::nth_element(vals.begin(), vals.begin() + std::ptrdiff_t(kk - 1), vals.end(), std::greater<T>());
+    return vals[kk - 1];
+}
+template <class T>
+void prune_below(const T* x, std::vector<std::uint32_t>& cand, T t) {
+    cand.erase(std::remove_if(cand.begin(), cand.end(), [&](std::uint32_t i) { return x[i] < t; }), cand.end());
+}
+template <class T>
+void stream_top_k(const reduction_kernels<T>& k, const T* x, std::size_t lo, std::size_t hi, std::size_t kk, T start,
+                  std::vector<std::uint32_t>& cand, std::vector<T>& vals, std::vector<std::uint32_t>& idx) {
     std::size_t cap = std::max<std::size_t>(2 * kk, kk + 1024);
     T thr = start;
-    s.cand.clear();
-    s.idx.resize(kScanChunk);
-    auto kth = [&]() {
-        s.vals.resize(s.cand.size());
-        for (std::size_t j = 0; j < s.cand.size(); ++j) s.vals[j] = x[s.cand[j]];
-        std::nth_element(s.vals.begin(), s.vals.begin() + std::ptrdiff_t(kk - 1), s.vals.end(), std::greater<T>());
-        return s.vals[kk - 1];
-    };
-    auto prune = [&](T t) {
-        s.cand.erase(std::remove_if(s.cand.begin(), s.cand.end(), [&](std::uint32_t i) { return x[i] < t; }),
-                     s.cand.end());
-    };
-    for (std::size_t c0 = 0; c0 < n; c0 += kScanChunk) {
-        const std::size_t len = std::min(kScanChunk, n - c0);
-        const std::size_t got = k.row_collect_ge(x + c0, len, thr, s.idx.data());
-        for (std::size_t j = 0; j < got; ++j) s.cand.push_back(static_cast<std::uint32_t>(c0 + s.idx[j]));
-        if (s.cand.size() > cap) {
-            thr = kth();
-            prune(thr);
-            if (s.cand.size() > cap / 2) cap = 2 * s.cand.size();  // many ties at the threshold: grow
+    idx.resize(kScanChunk);
+    for (std::size_t c0 = lo; c0 < hi; c0 += kScanChunk) {
+        const std::size_t got = k.row_collect_ge(x + c0, std::min(kScanChunk, hi - c0), thr, idx.data());
+        for (std::size_t j = 0; j < got; ++j) cand.push_back(static_cast<std::uint32_t>(c0 + idx[j]));
+        if (cand.size() > cap) {
+            thr = kth_largest(x, cand, kk, vals);
+            prune_below(x, cand, thr);
+            if (cand.size() > cap / 2) cap = 2 * cand.size();  // many ties at the threshold: grow
         }
     }
-    const T tau = kth();
-    prune(tau);
+}
+
+// tau_k and s.cand = the indices of every entry >= tau_k, increasing (ties at tau_k included); kk < n.
+// With nt > 1 the row is cut into chunks streamed in parallel, their candidates concatenated in order;
+// the result is the same set (it is defined by tau_k alone), so the token does not depend on nt.
+template <class T>
+T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T start,
+               sample_scratch<T>& s, int nt) {
+    s.cand.clear();
+    const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+    if (nt > 1 && nchunks > 1) {
+        std::vector<std::vector<std::uint32_t>> parts(nchunks);
+        detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
+            std::vector<T> vals;
+            std::vector<std::uint32_t> idx;
+            for (std::size_t c = c0; c < c1; ++c)
+                stream_top_k(k, x, c * kInnerChunk, std::min(n, (c + 1) * kInnerChunk), kk, start, parts[c], vals, idx);
+        });
+        for (const auto& part : parts) s.cand.insert(s.cand.end(), part.begin(), part.end());
+    } else {
+        stream_top_k(k, x, 0, n, kk, start, s.cand, s.vals, s.idx);
+    }
+    const T tau = kth_largest(x, s.cand, kk, s.vals);
+    prune_below(x, s.cand, tau);
     return tau;
+}
+
+// Max of a NaN-free-so-far set of partial maxima; NaN if any is NaN.
+template <class T>
+T combine_max(const std::vector<T>& part) {
+    T m = -kInf<T>;
+    for (T v : part) {
+        if (v != v) return v;
+        m = std::max(m, v);
+    }
+    return m;
+}
+
+// The row max (NaN if any entry is NaN), with nt threads over chunks.
+template <class T>
+T row_max(const reduction_kernels<T>& k, const T* x, std::size_t n, int nt) {
+    const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+    if (nt <= 1 || nchunks < 2) return k.row_max(x, n);
+    std::vector<T> part(nchunks);
+    detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
+        for (std::size_t c = c0; c < c1; ++c)
+            part[c] = k.row_max(x + c * kInnerChunk, std::min(kInnerChunk, n - c * kInnerChunk));
+    });
+    return combine_max(part);
 }
 
 // The row maximum together with a starting threshold for select_top_k: the row is cut into at least
@@ -139,18 +188,17 @@ T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::si
 // tau_k itself, so the streaming pass collects little more than the answer. Returns NaN for a NaN row.
 template <class T>
 T block_max_start(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T& start,
-                  sample_scratch<T>& s) {
-    std::size_t b = n / (4 * kk);
+                  sample_scratch<T>& s, int nt) {
+    const std::size_t b = n / (4 * kk);
     start = -kInf<T>;
-    if (b < 16) return k.row_max(x, n);  // too few blocks for a useful bound: start from -inf
-    s.vals.clear();
-    T m = -kInf<T>;
-    for (std::size_t i = 0; i < n; i += b) {
-        const T bm = k.row_max(x + i, std::min(b, n - i));
-        if (bm != bm) return bm;
-        m = std::max(m, bm);
-        s.vals.push_back(bm);
-    }
+    if (b < 16) return row_max(k, x, n, nt);  // too few blocks for a useful bound: start from -inf
+    const std::size_t nb = (n + b - 1) / b;
+    s.vals.resize(nb);
+    detail::parallel_ranges(nb * b >= 2 * kInnerChunk ? nt : 1, nb, [&](std::size_t b0, std::size_t b1) {
+        for (std::size_t i = b0; i < b1; ++i) s.vals[i] = k.row_max(x + i * b, std::min(b, n - i * b));
+    });
+    const T m = combine_max(s.vals);
+    if (m != m) return m;
     std::nth_element(s.vals.begin(), s.vals.begin() + std::ptrdiff_t(kk - 1), s.vals.end(), std::greater<T>());
     start = s.vals[kk - 1];
     return m;
@@ -314,12 +362,16 @@ struct sample_plan {
     double top_p, min_p;
 };
 
+// One row. nt > 1 (a batch too small to fill the threads): the passes over the row are split into
+// kInnerChunk chunks across threads; every chunk boundary is a multiple of the 64-entry block, and
+// each pass produces exactly what one thread would (maxima are exact, block sums are per block, the
+// top-k and top-p candidate sets are defined by their thresholds), so the token does not change.
 template <class T>
 row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<float>& kf, const T* x, std::size_t n,
-                      const sample_plan& p, T beta, double u, std::int64_t& token, sample_scratch<T>& s) {
+                      const sample_plan& p, T beta, double u, std::int64_t& token, sample_scratch<T>& s, int nt) {
     const bool list_path = !p.greedy && p.top_k && p.top_k <= kListMaxK;
     T start = -kInf<T>;
-    const T m = list_path ? block_max_start(k, x, n, p.top_k, start, s) : k.row_max(x, n);
+    const T m = list_path ? block_max_start(k, x, n, p.top_k, start, s, nt) : row_max(k, x, n, nt);
     if (m != m) return kNaN;
     if (m == kInf<T>) return kPosInf;
     if (m == -kInf<T>) return kAllNegInf;
@@ -336,7 +388,7 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     if (!(u >= 0 && u < 1)) return kBadUniform;
 
     if (list_path) {
-        select_top_k(k, x, n, p.top_k, start, s);
+        select_top_k(k, x, n, p.top_k, start, s, nt);
         const std::size_t cnt = s.cand.size();
         s.gathered.resize(cnt);
         for (std::size_t j = 0; j < cnt; ++j) s.gathered[j] = x[s.cand[j]];
@@ -357,7 +409,11 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     const bool cuts = p.top_p < 1 || p.min_p > 0;
     s.bs.resize((n + kBlock - 1) / kBlock);
     if (cuts) s.w.resize(n);
-    k.row_sample_weights(x, n, m, beta, thr, cuts ? s.w.data() : nullptr, s.bs.data());
+    const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+    detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
+        const std::size_t i0 = c0 * kInnerChunk, i1 = std::min(n, c1 * kInnerChunk);
+        k.row_sample_weights(x + i0, i1 - i0, m, beta, thr, cuts ? s.w.data() + i0 : nullptr, s.bs.data() + i0 / kBlock);
+    });
     double z = 0;
     for (float v : s.bs) z += v;
     if (!cuts) {
@@ -505,13 +561,23 @@ void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stri
     const sample_plan plan{greedy, o.top_k >= n ? 0 : o.top_k, o.top_p, o.min_p};
 
     std::vector<std::uint8_t> status(rows, kOk);
-    detail::parallel_ranges(threads_for(rows * n, rows), rows, [&](std::size_t r0, std::size_t r1) {
+    // Threads over rows; a batch smaller than the thread count runs its rows one after another, each
+    // split over the threads (batch 1 is the common decoding case).
+    const int nt_rows = threads_for(rows * n, rows);
+    const int nt_inner = threads_for(n, (n + kInnerChunk - 1) / kInnerChunk);
+    if (rows < std::size_t(nt_inner)) {
         sample_scratch<T> s;
-        for (std::size_t r = r0; r < r1; ++r) {
+        for (std::size_t r = 0; r < rows; ++r)
             status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
-                                   uniforms ? uniforms[r] : 0.0, tokens[r], s);
-        }
-    });
+                                   uniforms ? uniforms[r] : 0.0, tokens[r], s, nt_inner);
+    } else {
+        detail::parallel_ranges(nt_rows, rows, [&](std::size_t r0, std::size_t r1) {
+            sample_scratch<T> s;
+            for (std::size_t r = r0; r < r1; ++r)
+                status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
+                                       uniforms ? uniforms[r] : 0.0, tokens[r], s, 1);
+        });
+    }
     for (std::size_t r = 0; r < rows; ++r)
         if (status[r] != kOk) throw error(row_message("normexp.sample", row_status(status[r]), r));
 }

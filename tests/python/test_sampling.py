@@ -229,6 +229,31 @@ def test_top_k_at_or_above_vocab_keeps_everything():
         np.testing.assert_array_equal(normexp.sample(np.broadcast_to(x, (500, 30)), rng=4, top_k=k), base)
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(top_k=40), dict(top_k=40, top_p=0.9), dict(top_p=0.9), dict(min_p=0.02),
+                                dict(top_k=5000, top_p=0.5), dict(temperature=0)])
+def test_single_row_split_over_threads_gives_the_same_tokens(kw):
+    """Batch 1 with a long row: the passes are split over threads (chunk-parallel); tokens must not
+    change with the thread count or the ISA. Many seeds, so many different uniforms are exercised."""
+    rng = np.random.default_rng(21)
+    x = (rng.standard_normal((1, 150_000)) * 2.5).astype(np.float32)
+    x[0, rng.choice(150_000, 15, replace=False)] += 9
+    old = normexp.get_num_threads()
+    try:
+        ref = None
+        for isa in ISAS:
+            for threads in (1, 2, 3):
+                normexp.set_num_threads(threads)
+                with normexp.use_isa(isa):
+                    got = [int(normexp.sample(x, rng=seed, **kw)[0]) for seed in range(15)]
+                if ref is None:
+                    ref = got
+                assert got == ref, (isa, threads)
+    finally:
+        normexp.set_num_threads(0 if old >= 1 else old)
+    if "top_k" in kw and kw["top_k"] <= 40:  # every token is one of the 40 largest
+        assert set(ref) <= set(np.argsort(-x[0])[:40].tolist())
+
+
 def test_rng_forms_and_reproducibility():
     x = logits_row(5, v=100)
     batch = np.broadcast_to(x, (64, 100))
