@@ -37,6 +37,12 @@ __all__ = [
     "__version__",
     "attention",
     "merge_attention",
+    # the language-model output layer (normexp/sampling.py)
+    "sample",
+    "cross_entropy",
+    "fit_temperature",
+    "calibration_error",
+    "TemperatureFit",
 ]
 
 use_isa = _api.use_isa
@@ -152,3 +158,4 @@ def available_isas() -> list[str]:
 
 from . import special  # noqa: E402  (needs the functions above)
 from .attention import attention, merge_attention  # noqa: E402
+from .sampling import TemperatureFit, calibration_error, cross_entropy, fit_temperature, sample  # noqa: E402

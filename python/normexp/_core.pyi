@@ -34,4 +34,26 @@ def merge_attention(
     lses: list[npt.NDArray[np.floating]],
     out: npt.NDArray[np.floating],
     lse: npt.NDArray[np.floating],
+def sample(
+    x: npt.NDArray[np.floating],
+    uniforms: npt.NDArray[np.float64] | None,
+    out: npt.NDArray[np.int64],
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    min_p: float,
+    isa: str = "",
+) -> None: ...
+def cross_entropy(
+    x: npt.NDArray[np.floating],
+    labels: npt.NDArray[np.int64],
+    loss: npt.NDArray[np.float64],
+    axis: int,
+    temperature: float,
+    label_smoothing: float,
+    use_ignore_index: bool,
+    ignore_index: int,
+    dloss: npt.NDArray[np.float64] | None = None,
+    d2loss: npt.NDArray[np.float64] | None = None,
+    isa: str = "",
 ) -> None: ...

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -168,5 +169,48 @@ void attention(const T* q, const T* k, const T* v, T* out, std::size_t batch, st
 template <class T>
 NORMEXP_API void merge_attention(std::size_t parts, const T* const* outs, const T* const* lses, std::size_t rows,
                      std::size_t dv, T* out, T* lse);
+// ---- decoding: sampling and the loss at the output layer (cpp/src/sampling.cpp) --------------------------
+//
+// sample: one token per row of a rows x vocab matrix of logits (unit stride along the vocabulary, rows
+// row_stride elements apart). Per row, in this order (the order of the common LLM samplers):
+//   temperature T   scores x / T. T == 0 is greedy: the lowest index of the maximum (the cuts are moot).
+//   top_k  (k > 0)  keep the entries whose score is >= the k-th largest score (ties at the boundary kept).
+//   top_p  (p < 1)  of those, keep the smallest set of the most probable entries whose probability
+//                   (renormalized over the top-k set) reaches p, plus entries tied with its least member.
+//   min_p  (> 0)    of those, keep the entries with probability >= min_p x the largest probability.
+// Then one entry is drawn with probability proportional to exp((x - max) / T) over the kept set, by the
+// inverse CDF (in index order) at uniforms[row] in [0, 1). The weights are the float32 sampling weights
+// of kernels/sampling_weights.hpp, bit-identical on every ISA, and each row is computed by one thread,
+// so given uniforms give the same tokens on every ISA and thread count. uniforms may be null when
+// T == 0. Errors (normexp::error): a row containing NaN or +inf, a row of only -inf, bad options.
+struct sample_options {
+    double temperature = 1.0;  // finite, >= 0
+    std::size_t top_k = 0;     // 0: no top-k cut (k >= vocab: none either)
+    double top_p = 1.0;        // in (0, 1]; 1: no cut
+    double min_p = 0.0;        // in [0, 1]; 0: no cut
+};
+template <class T>
+NORMEXP_API void sample(const T* logits, std::size_t rows, std::size_t vocab, std::ptrdiff_t row_stride, const double* uniforms,
+            std::int64_t* tokens, const sample_options& options = {}, const char* isa = nullptr);
+
+// cross_entropy: the loss of softmax(x / T) along `axis` against integer labels, per row, as
+// torch.nn.functional.cross_entropy computes it (before its reduction):
+//   loss = (1 - eps) (lse - x_y / T) + eps (lse - mean(x) / T),   lse = logsumexp(x / T),  eps = label_smoothing.
+// Rows are the positions of the other dimensions in C order; labels[r] and loss[r] belong to row r. One
+// fused pass per row (online max and sum of exp over L1-sized chunks; the label's score is one load).
+// Rows whose label is ignore_index (when use_ignore_index) get loss 0 and are not read. dloss/d2loss,
+// if given, receive d loss / d beta and d^2 loss / d beta^2 at beta = 1/T (a second pass per row), which
+// normexp.fit_temperature uses. Errors (normexp::error): label out of [0, classes), NaN or +inf in a row
+// that is read, a row of only -inf, bad options.
+struct cross_entropy_options {
+    double temperature = 1.0;      // finite, > 0
+    double label_smoothing = 0.0;  // in [0, 1]
+    bool use_ignore_index = false;
+    std::int64_t ignore_index = -100;
+};
+template <class T>
+NORMEXP_API void cross_entropy(const T* x, const strides_t& x_strides, const shape_t& shape, int axis, const std::int64_t* labels,
+                   double* loss, const cross_entropy_options& options = {}, double* dloss = nullptr,
+                   double* d2loss = nullptr, const char* isa = nullptr);
 
 }  // namespace normexp

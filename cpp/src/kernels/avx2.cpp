@@ -21,6 +21,7 @@
 
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
+#include "sampling_weights.hpp"
 
 namespace normexp::avx2 {
 namespace {
@@ -804,12 +805,139 @@ NX_FLATTEN void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename 
     }
 }
 
+// ==== sampling kernels (issue 8) ======================================================================
+// row_collect_ge: compare a vector with the threshold, turn the lanes that pass into indices (rare
+// after the first few chunks, so the bit loop is cheap). row_sample_weights: the float32 operation
+// sequence of sampling_weights.hpp with separate mul/add (never fmadd), 8 lanes = the 8 lane sums.
+
+inline std::uint32_t movemask(__m256 v) { return static_cast<std::uint32_t>(_mm256_movemask_ps(v)); }
+inline std::uint32_t movemask(__m256d v) { return static_cast<std::uint32_t>(_mm256_movemask_pd(v)); }
+
+template <class F>
+std::size_t k_row_collect_ge(const typename F::T* x, std::size_t n, typename F::T thr, std::uint32_t* idx) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    const V t = F::set1(thr);
+    std::size_t c = 0, i = 0;
+    auto emit = [&](std::uint32_t bits, std::size_t base) {
+        while (bits) {
+            idx[c++] = static_cast<std::uint32_t>(base + static_cast<std::size_t>(__builtin_ctz(bits)));
+            bits &= bits - 1;
+        }
+    };
+    for (; i + 4 * N <= n; i += 4 * N) {
+        const V a = F::ge(F::load(x + i), t), b = F::ge(F::load(x + i + N), t);
+        const V cc = F::ge(F::load(x + i + 2 * N), t), d = F::ge(F::load(x + i + 3 * N), t);
+        if (!F::any(F::or_(F::or_(a, b), F::or_(cc, d)))) continue;
+        emit(movemask(a), i);
+        emit(movemask(b), i + N);
+        emit(movemask(cc), i + 2 * N);
+        emit(movemask(d), i + 3 * N);
+    }
+    for (; i + N <= n; i += N) emit(movemask(F::ge(F::load(x + i), t)), i);
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        emit(movemask(F::ge(F::load_tail(x + i, mk), t)) & ((1u << (n - i)) - 1u), i);
+    }
+    return c;
+}
+
+// 8 float32 sampling arguments t = float(beta (x - m)) from x[0..8) (float32: in float32; float64: in
+// float64, then rounded), and the mask x >= thr; `valid` lanes beyond it are excluded (tails).
+inline void sample_args(const float* x, std::size_t valid, float m, float beta, float thr, __m256& t, __m256& keep) {
+    __m256 v;
+    if (valid >= 8) {
+        v = _mm256_loadu_ps(x);
+        keep = _mm256_cmp_ps(v, _mm256_set1_ps(thr), _CMP_GE_OQ);
+    } else {
+        const __m256i mk = F32::tail_mask(valid);
+        v = _mm256_maskload_ps(x, mk);
+        keep = _mm256_and_ps(_mm256_cmp_ps(v, _mm256_set1_ps(thr), _CMP_GE_OQ), _mm256_castsi256_ps(mk));
+    }
+    t = _mm256_mul_ps(_mm256_sub_ps(v, _mm256_set1_ps(m)), _mm256_set1_ps(beta));
+}
+inline void sample_args(const double* x, std::size_t valid, double m, double beta, double thr, __m256& t, __m256& keep) {
+    const __m256d md = _mm256_set1_pd(m), bd = _mm256_set1_pd(beta), td = _mm256_set1_pd(thr);
+    __m256d lo, hi, klo, khi;
+    if (valid >= 8) {
+        lo = _mm256_loadu_pd(x);
+        hi = _mm256_loadu_pd(x + 4);
+        klo = _mm256_cmp_pd(lo, td, _CMP_GE_OQ);
+        khi = _mm256_cmp_pd(hi, td, _CMP_GE_OQ);
+    } else {
+        const __m256i mlo = F64::tail_mask(valid < 4 ? valid : 4);
+        const __m256i mhi = F64::tail_mask(valid > 4 ? valid - 4 : 0);
+        lo = _mm256_maskload_pd(x, mlo);
+        hi = _mm256_maskload_pd(x + 4, mhi);
+        klo = _mm256_and_pd(_mm256_cmp_pd(lo, td, _CMP_GE_OQ), _mm256_castsi256_pd(mlo));
+        khi = _mm256_and_pd(_mm256_cmp_pd(hi, td, _CMP_GE_OQ), _mm256_castsi256_pd(mhi));
+    }
+    const __m128 tlo = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_sub_pd(lo, md), bd));
+    const __m128 thi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_sub_pd(hi, md), bd));
+    t = _mm256_insertf128_ps(_mm256_castps128_ps256(tlo), thi, 1);
+    // 64-bit lane masks -> 32-bit lane masks (each 64-bit mask is all ones or all zeros).
+    const __m256i pk = _mm256_permutevar8x32_epi32(
+        _mm256_castpd_si256(klo), _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0));
+    const __m256i ph = _mm256_permutevar8x32_epi32(
+        _mm256_castpd_si256(khi), _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0));
+    keep = _mm256_castsi256_ps(_mm256_inserti128_si256(pk, _mm256_castsi256_si128(ph), 1));
+}
+
+// sample_exp of sampling_weights.hpp on 8 lanes; lanes with !keep or t < kSampleMinArg give +0.
+inline __m256 sample_exp8(__m256 t, __m256 keep) {
+    using namespace normexp::sampling;
+    keep = _mm256_and_ps(keep, _mm256_cmp_ps(t, _mm256_set1_ps(kSampleMinArg), _CMP_GE_OQ));
+    t = _mm256_max_ps(t, _mm256_set1_ps(kSampleMinArg));  // keeps the dropped lanes harmless
+    const __m256 sh = _mm256_set1_ps(kSampleShifter);
+    const __m256 kd = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(t, _mm256_set1_ps(kLog2eF)), sh), sh);
+    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(t, _mm256_mul_ps(kd, _mm256_set1_ps(kLn2HiF))),
+                                   _mm256_mul_ps(kd, _mm256_set1_ps(kLn2LoF)));
+    __m256 q = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(kC6F), r), _mm256_set1_ps(kC5F));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(kC4F));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(kC3F));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(kC2F));
+    const __m256 p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(r, r), q), r), _mm256_set1_ps(1.0f));
+    const __m256 w = _mm256_mul_ps(p, F32::pow2(_mm256_cvttps_epi32(kd)));
+    return _mm256_and_ps(w, keep);
+}
+
+template <class F>
+void k_row_sample_weights(const typename F::T* x, std::size_t n, typename F::T m, typename F::T beta,
+                          typename F::T thr, float* w, float* block_sums) {
+    constexpr std::size_t B = normexp::sampling::kSampleBlock;
+    for (std::size_t b0 = 0; b0 < n; b0 += B) {
+        __m256 acc = _mm256_setzero_ps();
+        for (std::size_t q = 0; q < B / 8 && b0 + 8 * q < n; ++q) {
+            const std::size_t i = b0 + 8 * q, valid = n - i;
+            __m256 t, keep;
+            sample_args(x + i, valid, m, beta, thr, t, keep);
+            const __m256 wv = sample_exp8(t, keep);
+            // L_j = ((w[j] + w[8+j]) + ...): the first add is 0 + w[j] = w[j] exactly (w >= +0).
+            acc = _mm256_add_ps(acc, wv);
+            if (w) {
+                if (valid >= 8)
+                    _mm256_storeu_ps(w + i, wv);
+                else
+                    _mm256_maskstore_ps(w + i, F32::tail_mask(valid), wv);
+            }
+        }
+        if (block_sums) {
+            // s_j = L_j + L_{j+4}; (s0 + s2), (s1 + s3); their sum. Missing vectors of a short last
+            // block would add +0, which changes no bit, so they are skipped.
+            const __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+            const __m128 u = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            block_sums[b0 / B] = _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
+        }
+    }
+}
+
 template <class F>
 reduction_kernels<typename F::T> make_kernels() {
     return {k_exp<F>,         k_row_max<F>,       k_row_exp_sum<F>,     k_row_exp_store<F>,
             k_row_scale<F>,   k_row_exp_scale<F>, k_row_log_softmax<F>, k_col_max<F>,
             k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>, k_col_exp_store<F>,
-            k_col_scale<F>,   k_row_exp_scale_stream<F>};
+            k_col_scale<F>,   k_row_exp_scale_stream<F>,
+            k_row_collect_ge<F>, k_row_sample_weights<F>};
 }
 
 // ======================================================================================================

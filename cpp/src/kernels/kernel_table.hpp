@@ -77,6 +77,19 @@ struct reduction_kernels {
     // row_exp_scale for outputs far larger than the caches: stores bypass them where the ISA can
     // (non-temporal), saving the read-for-ownership of every output line. Same results.
     void (*row_exp_scale_stream)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c);
+
+    // ---- sampling (issue 8; driver cpp/src/sampling.cpp) ------------------------------------------
+    // Writes the indices i < n with x[i] >= thr to idx in increasing order and returns how many
+    // (NaN is never collected). idx has room for n entries; n < 2^32.
+    std::size_t (*row_collect_ge)(const T* x, std::size_t n, T thr, std::uint32_t* idx);
+    // Sampling weights, BIT-IDENTICAL on every ISA (same seed -> same token rests on this; see
+    // sampling_weights.hpp for the exact operation sequence every implementation must follow):
+    //   t_i = float32 of beta * (x_i - m)   (float32 input: both operations in float32;
+    //                                         float64 input: both in float64, then rounded to float32)
+    //   w_i = sample_exp(t_i) if x_i >= thr, else 0          (m is the row max, so t_i <= 0, w_i <= 1)
+    // w (if not null) receives w[0..n). block_sums (if not null) receives one float per block of
+    // kSampleBlock = 64 entries (the last one padded with zeros), summed in a fixed lane order.
+    void (*row_sample_weights)(const T* x, std::size_t n, T m, T beta, T thr, float* w, float* block_sums);
 };
 
 // ---- attention (blocked, flash-style) ------------------------------------------------------------------

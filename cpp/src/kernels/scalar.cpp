@@ -14,6 +14,7 @@
 
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
+#include "sampling_weights.hpp"
 
 namespace normexp::scalar {
 namespace {
@@ -211,6 +212,59 @@ void k_col_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, s
     }
 }
 
+// ==== sampling kernels (issue 8) ======================================================================
+// The specification of sampling_weights.hpp, written out operation by operation in float32.
+
+template <class T>
+std::size_t k_row_collect_ge(const T* x, std::size_t n, T thr, std::uint32_t* idx) {
+    std::size_t c = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (x[i] >= thr) idx[c++] = static_cast<std::uint32_t>(i);
+    return c;
+}
+
+inline float sample_arg(float x, float m, float beta) { return (x - m) * beta; }
+inline float sample_arg(double x, double m, double beta) { return static_cast<float>((x - m) * beta); }
+
+inline float sample_exp(float t) {
+    using namespace normexp::sampling;
+    if (!(t >= kSampleMinArg)) return 0.0f;
+    const float kd = (t * kLog2eF + kSampleShifter) - kSampleShifter;
+    const float r = (t - kd * kLn2HiF) - kd * kLn2LoF;
+    float q = kC6F * r + kC5F;
+    q = q * r + kC4F;
+    q = q * r + kC3F;
+    q = q * r + kC2F;
+    const float p = ((r * r) * q + r) + 1.0f;
+    const std::uint32_t bits = static_cast<std::uint32_t>(static_cast<int>(kd) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+template <class T>
+void k_row_sample_weights(const T* x, std::size_t n, T m, T beta, T thr, float* w, float* block_sums) {
+    constexpr std::size_t B = normexp::sampling::kSampleBlock;
+    for (std::size_t b0 = 0; b0 < n; b0 += B) {
+        float wb[B];
+        for (std::size_t i = 0; i < B; ++i) {
+            const std::size_t j = b0 + i;
+            wb[i] = j < n && x[j] >= thr ? sample_exp(sample_arg(x[j], m, beta)) : 0.0f;
+        }
+        if (w)
+            for (std::size_t i = 0; i < B && b0 + i < n; ++i) w[b0 + i] = wb[i];
+        if (block_sums) {
+            float L[8];
+            for (int j = 0; j < 8; ++j) {
+                L[j] = wb[j];
+                for (int q = 1; q < 8; ++q) L[j] = L[j] + wb[8 * q + j];
+            }
+            const float s0 = L[0] + L[4], s1 = L[1] + L[5], s2 = L[2] + L[6], s3 = L[3] + L[7];
+            block_sums[b0 / B] = (s0 + s2) + (s1 + s3);
+        }
+    }
+}
+
 template <class T>
 void k_col_exp_store(T* x, std::size_t rows, std::size_t w, const T* m, scale2<T> beta, double* sum) {
     for (std::size_t j = 0; j < w; ++j) {
@@ -238,7 +292,8 @@ constexpr reduction_kernels<T> make_kernels() {
     return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T>,     k_row_exp_store<T>,
             k_row_scale<T>,    k_row_exp_scale<T>, k_row_log_softmax<T>, k_col_max<T>,
             k_col_exp_sum<T>,  k_col_exp_scale<T>, k_col_log_softmax<T>, k_col_exp_store<T>,
-            k_col_scale<T>,    k_row_exp_scale<T>};
+            k_col_scale<T>,    k_row_exp_scale<T>,
+            k_row_collect_ge<T>, k_row_sample_weights<T>};
 }
 
 // ---- attention ---------------------------------------------------------------------------------------
