@@ -171,7 +171,8 @@ def machine_lines(results: Results) -> list[str]:
         parts = [f"read {row['read']:.1f} GB/s", f"copy {row['copy']:.1f} GB/s"]
         if row.get("copy_nt"):
             parts.append(f"non-temporal copy {row['copy_nt']:.1f} GB/s")
-        parts.append(f"FMA peak {row['fma']:.0f} GFLOP/s ({row['fma_isa']})")
+        isa = f" ({row['fma_isa']})" if row.get("fma_isa") else ""
+        parts.append(f"FMA peak {row['fma']:.0f} GFLOP/s{isa}")
         lines.append(f"limits at {t} thread{'s' if t != '1' else ''}: " + ", ".join(parts))
     if not results.limits:
         lines.append("limits: not measured (--no-probe): no '% limit' column values")
