@@ -19,6 +19,7 @@ examples:
   python -m normexp bench --ops softmax --shapes 1x32000,1x16M --threads 1
   python -m normexp bench --ops attention --attention-shapes 1x8x1024x64:causal,1x32x1x4096x128
   python -m normexp bench --from-json bench/results/results.json --out bench/results   re-render only
+  python -m normexp bench --out bench/results --plots bench/figures --readme README.md  the README's run
 
 shapes: ROWSxCOLS[:AXIS] with k = 2^10 and M = 2^20 (4096x1024:0 reduces axis 0);
 attention: BxHxLxD or BxHxLqxLkvxD, ':causal' to mask (causal needs Lq = Lkv).
@@ -63,6 +64,9 @@ def build_parser(prog: str = "python -m normexp bench") -> argparse.ArgumentPars
     g.add_argument("--json", default=None, help="write every measurement as JSON here")
     g.add_argument("--markdown", default=None, help="write the Markdown tables here")
     g.add_argument("--plots", default=None, help="write one PNG per operation into this directory")
+    g.add_argument("--readme", default=None, metavar="PATH",
+                   help="fill the block between '<!-- normexp-bench:begin -->' and '<!-- normexp-bench:end -->' "
+                   "in this file with the summary tables and links to the plots")
     g.add_argument("--long", action="store_true", help="also print one row per measurement")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--list", action="store_true", help="print the cases that would run, then exit")
@@ -198,12 +202,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
         with open(paths["markdown"], "w", encoding="utf-8") as f:
             f.write(report.render_markdown(results, command))
         log(f"wrote {paths['markdown']}")
+    figures: list[str] = []
     if paths["plots"]:
         why = plots.available()
         if why:
             log(why)
         else:
-            for path in plots.plot_all(results, paths["plots"]):
+            figures = plots.plot_all(results, paths["plots"])
+            for path in figures:
                 log(f"wrote {path}")
+    if args.readme:
+        base = os.path.dirname(os.path.abspath(args.readme))
+        rel = [os.path.relpath(os.path.abspath(f), base) for f in figures]
+        try:
+            report.update_readme(args.readme, report.render_readme_block(results, command, rel))
+        except (OSError, ValueError) as e:
+            log(f"README not updated: {e}")
+            return 1
+        log(f"updated {args.readme}")
     bad = [r for r in results.records if r["peer"] == "normexp" and r["check"] in ("WRONG", "error")]
     return 1 if bad else 0

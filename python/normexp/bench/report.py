@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any, Iterable, Sequence
 
 from .runner import Results
@@ -226,3 +227,31 @@ def load_json(path: str) -> Results:
     with open(path, encoding="utf-8") as f:
         d = json.load(f)
     return Results(meta=d["meta"], limits=d["limits"], records=d["records"], notices=d.get("notices", []))
+
+
+README_BEGIN = "<!-- normexp-bench:begin -->"
+README_END = "<!-- normexp-bench:end -->"
+
+
+def render_readme_block(results: Results, command: str, figures: Sequence[str] = ()) -> str:
+    """The README's benchmark block: the command, the machine and its limits, the summary tables, the
+    legend and the figures (paths relative to the README)."""
+    out = [f"Measured with `{command}`:", ""]
+    out += [line + "  " for line in machine_lines(results)] + [""]
+    for op, header, rows in summary_tables(results):
+        out += [f"**{op}**", "", markdown_table(header, rows), ""]
+    out += [LEGEND, ""]
+    out += [f"![{os.path.splitext(os.path.basename(f))[0]}]({f})" for f in figures]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def update_readme(path: str, block: str) -> None:
+    """Replace the text between the README_BEGIN and README_END marker lines of `path` with `block`."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    i, j = text.find(README_BEGIN), text.find(README_END)
+    if i < 0 or j < i:
+        raise ValueError(f"{path} has no '{README_BEGIN}' ... '{README_END}' block to fill")
+    text = text[: i + len(README_BEGIN)] + "\n" + block + text[j:]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
