@@ -367,6 +367,17 @@ def test_cli_end_to_end(tmp_path, capsys):
     # re-render from the JSON without measuring
     rc = cli.main(["--from-json", str(tmp_path / "results.json"), "--markdown", str(tmp_path / "again.md")])
     assert rc == 0 and "5x4 axis 0" in (tmp_path / "again.md").read_text()
+    # fill a README's marked block: the tables, the original command, links to the plots
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{report.README_BEGIN}\nslot\n{report.README_END}\nafter\n")
+    rc = cli.main(["--from-json", str(tmp_path / "results.json"), "--plots", str(tmp_path / "fig"),
+                   "--readme", str(readme)])
+    text = readme.read_text()
+    assert rc == 0 and "slot" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    assert "`python -m normexp bench --ops softmax,log_softmax" in text and "](fig/softmax.png)" in text
+    assert "| 5x4 axis 0 | float64 |" in text
+    readme.write_text("no markers\n")
+    assert cli.main(["--from-json", str(tmp_path / "results.json"), "--readme", str(readme)]) == 1
 
 
 def test_cli_list_and_errors(capsys):

@@ -12,8 +12,9 @@ How each one is pinned to ``threads`` cores:
 * PyTorch: ``torch.set_num_threads``.
 * ONNX Runtime: a session per (case, threads) with ``intra_op_num_threads = threads`` and one inter-op
   thread.
-* JAX: XLA has no run-time thread setting, so JAX runs in a worker process per thread count whose CPU
-  affinity is set to ``threads`` cores before jax is imported (every thread XLA creates inherits it).
+* JAX: XLA has no documented thread-count setting, so JAX runs in a worker process per thread count
+  whose CPU affinity is set to ``threads`` cores before jax is imported (every thread XLA creates
+  inherits it); at 1 thread ``--xla_cpu_multi_thread_eigen=false`` also keeps its Eigen kernels serial.
 """
 
 from __future__ import annotations
@@ -425,6 +426,8 @@ class _Worker:
         env = dict(os.environ)
         root = os.path.dirname(os.path.dirname(os.path.abspath(normexp.__file__)))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        if threads == 1:  # also keep XLA's Eigen kernels (matmuls) on one thread
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", self._CODE, str(child.fileno()), ",".join(map(str, cpus))],
