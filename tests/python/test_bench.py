@@ -389,6 +389,20 @@ def test_cli_list_and_errors(capsys):
     assert "bad shape" in capsys.readouterr().err
 
 
+def test_unknown_peer_and_missing_peer_notice(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--peers", "numpy,tensorflow", "--shapes", "2x3"])
+    assert "unknown peer 'tensorflow'" in capsys.readouterr().err
+
+    class Absent(Peer):
+        name = "absent"
+        module = "normexp_no_such_module"
+        install = "pip install absent"
+
+    why = Absent().missing()
+    assert why.startswith("absent: not installed (pip install absent)") and "\n" not in why
+
+
 def test_python_m_normexp_help_and_self_check():
     from normexp import _quick
 

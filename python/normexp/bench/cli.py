@@ -175,6 +175,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
             threads = parse_threads(args.threads or ("all" if args.quick else "1,all"), machine.usable_cpus())
             cases, notices = select_cases(args, hasattr(normexp, "attention"))
             timing = timing_from(args)
+            peer_names = _csv(args.peers)
+            for n in peer_names:
+                if n not in PEER_NAMES:
+                    raise ValueError(f"unknown peer {n!r}; choose from {', '.join(PEER_NAMES)}")
         except ValueError as e:
             parser.error(str(e))
         if args.list:
@@ -185,7 +189,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
             log(n)
         if not cases:
             parser.error("nothing to run: no case matches the arguments")
-        results = runner.run(cases, threads=threads, peers=_csv(args.peers), timing=timing, seed=args.seed,
+        results = runner.run(cases, threads=threads, peers=peer_names, timing=timing, seed=args.seed,
                              probe=not args.no_probe, quick_probe=args.quick, progress=not args.no_progress,
                              log=log)
         results.notices = notices + results.notices
