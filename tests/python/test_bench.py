@@ -294,6 +294,16 @@ def test_time_calls_counts_and_rotation():
     assert calls == [i % 3 for i in range(len(calls))]  # in turn
 
 
+def test_noise_warnings():
+    quiet = [{"iqr_rel": 0.02}] * 10
+    meta = {"cpus_usable": 2, "load_average": [0.5, 0.4, 0.3], "load_average_end": [1.0, 0.5, 0.3]}
+    assert runner.noise_notices(quiet, meta) == []
+    busy = quiet[:7] + [{"iqr_rel": 0.5}] * 3
+    assert "3 of 10 measurements" in runner.noise_notices(busy, meta)[0]
+    loaded = dict(meta, load_average_end=[6.5, 3.0, 1.0])
+    assert "6.5 on 2 usable CPUs" in runner.noise_notices(quiet, loaded)[0]
+
+
 def test_summarize_quartiles():
     s = summarize([5.0, 1.0, 3.0, 2.0, 4.0])
     assert (s["median"], s["q1"], s["q3"], s["min"], s["max"]) == (3.0, 2.0, 4.0, 1.0, 5.0)

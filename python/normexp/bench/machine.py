@@ -102,7 +102,17 @@ def machine_info() -> dict[str, Any]:
         "normexp_threads": normexp.get_num_threads(),
         "libraries": library_versions(),
         "env": env,
+        "load_average": load_average(),
     }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages (runnable threads), None where the OS does not say. Above the
+    usable CPU count the machine was busy during the run and its numbers are noisy."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def probe_limits(threads: Sequence[int], *, quick: bool = False, llc: int | None = None,

@@ -216,7 +216,30 @@ def run(cases: Sequence[Case], *, threads: Sequence[int], peers: Sequence[str | 
         for p in objs:
             p.close()
         normexp.set_num_threads(0)
+    meta["load_average_end"] = machine.load_average()
+    notices += noise_notices(records, meta)
     return Results(meta=meta, limits=limits, records=records, notices=notices)
+
+
+# Spread above which a measurement counts as noisy: on an idle machine the interquartile range of a
+# median-of-samples timing is a few percent.
+NOISY_IQR = 0.10
+
+
+def noise_notices(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    """Warnings that the machine was busy: many wide spreads, or a load above the usable CPU count."""
+    out = []
+    timed = [r for r in records if r.get("iqr_rel") is not None]
+    noisy = [r for r in timed if r["iqr_rel"] > NOISY_IQR]
+    if timed and len(noisy) > 0.2 * len(timed):
+        out.append(f"warning: {len(noisy)} of {len(timed)} measurements have a spread (IQR/median) above "
+                   f"{100 * NOISY_IQR:.0f}%: the machine was busy, rerun on a quiet machine before publishing")
+    cpus = meta.get("cpus_usable") or 1
+    loads = [v for key in ("load_average", "load_average_end") for v in (meta.get(key) or [])[:1]]
+    if loads and max(loads) > cpus:
+        out.append(f"warning: the load average reached {max(loads):.1f} on {cpus} usable CPUs during the run: "
+                   "other programs competed for the cores")
+    return out
 
 
 def _measure(case: Case, peer: Peer, buffers: list[tuple[np.ndarray, ...]], ref: np.ndarray, threads: int,
