@@ -161,8 +161,8 @@ def run(cases: Sequence[Case], *, threads: Sequence[int], peers: Sequence[str | 
         log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Results:
     """Measure every case at every thread count with every peer.
 
-    `peers` names peers (normexp is always included) or passes Peer objects directly (tests inject a
-    deliberately wrong one). `limits` skips the probe and uses the given machine limits.
+    `peers` names peers (normexp is then added first) and/or passes Peer objects, which run as given
+    (tests inject a deliberately wrong one this way; with objects only, normexp runs only if passed). `limits` skips the probe and uses the given machine limits.
     """
     notices: list[str] = []
     objs: list[Peer] = []
