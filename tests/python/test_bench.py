@@ -264,8 +264,8 @@ def test_every_peer_runs_or_says_why():
 def test_numpy_attention_matches_reference():
     c = Case("attention", (2, 3, 7, 7, 5), causal=True)
     q, k, v = c.make_inputs(3)
-    masked = np.triu(np.ones((7, 7), bool), 1)
-    got = numpy_attention(q, k, v, masked)
+    bias = np.where(np.triu(np.ones((7, 7), bool), 1), -np.inf, 0.0).astype(np.float32)
+    got = numpy_attention(q, k, v, bias)
     assert runner.classify(runner.max_error(got, c.reference((q, k, v)), c), c) == "ok"
 
 
