@@ -5,8 +5,9 @@ line, one panel per thread count.
   against elements per call, for the float32 last-axis cases; the ceiling is the measured memory
   bandwidth (copy bandwidth, or read bandwidth for logsumexp). In-cache sizes can sit above it: that
   ceiling is DRAM's, and the cache is faster.
-* attention: a roofline: GFLOP/s against arithmetic intensity (flops per byte of compulsory traffic);
-  the ceiling is min(FMA peak, intensity x read bandwidth).
+* attention: a roofline: GFLOP/s against arithmetic intensity (flops per byte of compulsory traffic),
+  one point per case and library (the cases are different shapes, so no line joins them); the ceiling
+  is min(FMA peak, intensity x read bandwidth).
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def plot_op(results: Results, op: str, path: str) -> bool:
         for i, peer in enumerate(peers):
             pts = series.get(peer)
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=peer, **_style(peer, i))
+                style = _style(peer, i)
+                if op == "attention":  # distinct shapes, not a size sweep: points, no connecting line
+                    style = dict(style, linestyle="none", markersize=7)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=peer, **style)
         if op == "attention":
             peak = machine.limit_value(results.limits, t, "fma")
             bw = machine.limit_value(results.limits, t, "read")
