@@ -229,7 +229,7 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: bool, return_sign: bool, out:
 def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """log|sum b exp(a)| and its sign along ax (keepdims), SciPy's conventions.
 
-    Entries with b == 0 are ignored (even if a is +inf or NaN there). The terms at the maximum are
+    Entries with b == 0 do not take part in the maximum. The terms at the maximum are
     summed separately (m) from the rest (s), and the result is a_max + log|m| + log1p(s/m), which keeps
     full accuracy when one term dominates.
     """
@@ -244,10 +244,10 @@ def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tup
         raise ValueError(f"b with shape {bb.shape} cannot be broadcast to the input's shape {a.shape}") from None
     if a_b.shape != a.shape:
         raise ValueError(f"b with shape {bb.shape} would change the input's shape {a.shape}")
-    av = a_b.astype(compute)
+    a_in = a_b.astype(compute)
     bv = b_b.astype(compute)
     with np.errstate(all="ignore"):
-        av = np.where(bv == 0, compute.type(-np.inf), av)
+        av = np.where(bv == 0, compute.type(-np.inf), a_in)
         if av.shape[ax] == 0:
             shape = av.shape[:ax] + (1,) + av.shape[ax + 1 :]
             return np.full(shape, -np.inf, compute), np.zeros(shape, compute)
@@ -261,8 +261,9 @@ def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tup
         sign = np.sign(s + 1) * np.sign(m)
         s = np.where(s < -1, -s - 2, s)
         val = np.log1p(s) + np.log(np.abs(m)) + amax
-        # Non-finite results (overflow of the max, infinities, all weights zero) from the direct formula.
-        direct = np.sum(bv * np.exp(av), axis=ax, keepdims=True)
+        # Non-finite results (infinities, all weights zero) from the direct formula, as SciPy does
+        # (there 0 * exp(+inf) is NaN: a zero weight does not hide an infinite or NaN score).
+        direct = np.sum(bv * np.exp(a_in), axis=ax, keepdims=True)
         finite = np.isfinite(val)
         val = np.where(finite, val, np.log(np.abs(direct)))
         sign = np.where(finite, sign, np.sign(direct))

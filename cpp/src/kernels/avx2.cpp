@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
@@ -30,6 +31,12 @@ alignas(32) const std::int32_t kTailMask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1
 alignas(32) const std::int64_t kTailMask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 
 #define NX_LIKELY(x) __builtin_expect(!!(x), 1)
+// The exp and its argument reduction must be inlined into every loop: as calls they spill the vector
+// constants and cost a third of the kernel.
+#define NX_INLINE inline __attribute__((always_inline))
+// Kernel entry points inline everything they call (the per-vector lambdas included): GCC's size
+// heuristics otherwise leave the lambdas as calls that reload every constant per vector.
+#define NX_FLATTEN __attribute__((flatten))
 
 // ------------------------------------------------------------------------------------------------------
 // Double accumulators for the flushed block sums.
@@ -82,6 +89,7 @@ struct F32 {
     }
     static V load_tail(const T* p, M mk) { return _mm256_maskload_ps(p, mk); }
     static void store_tail(T* p, M mk, V v) { _mm256_maskstore_ps(p, mk, v); }
+    static void stream(T* p, V v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
     static V mask_v(M mk) { return _mm256_castsi256_ps(mk); }
     static V set1(T v) { return _mm256_set1_ps(v); }
     static V zero() { return _mm256_setzero_ps(); }
@@ -147,9 +155,12 @@ struct F32 {
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
     }
     // exp(t + tl) for t in [kMinArgF, kMaxArgF] (or NaN). FullRange: t may exceed 88.
+    // k = round(t/ln2) by the biased shifter: kb holds k + 127 in its low bits, so 2^k = kb << 23.
+    // exp(r) by Horner fully fused: 1 + r (1 + r (C2 + r (C3 + r (C4 + r (C5 + r C6))))).
     template <bool FullRange>
-    static V exp_core(V t, V tl) {
-        const V k = _mm256_round_ps(mul(t, set1(kLog2eF)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    NX_INLINE static V exp_core(V t, V tl) {
+        const V kb = fmadd(t, set1(kLog2eF), set1(kShifterBiasedF));
+        const V k = sub(kb, set1(kShifterBiasedF));
         V r = fnmadd(k, set1(kLn2HiF), t);
         r = fnmadd(k, set1(kLn2LoF), r);
         r = add(r, tl);
@@ -157,14 +168,22 @@ struct F32 {
         q = fmadd(q, r, set1(kC4F));
         q = fmadd(q, r, set1(kC3F));
         q = fmadd(q, r, set1(kC2F));
-        const V p = add(fmadd(mul(r, r), q, r), set1(1.0f));
-        const __m256i ki = _mm256_cvtps_epi32(k);
+        q = fmadd(q, r, set1(1.0f));
+        const V p = fmadd(q, r, set1(1.0f));
         V outside = lt(t, set1(kNormalMinArgF));
         if (FullRange) outside = or_(outside, gt(t, set1(88.0f)));
-        if (NX_LIKELY(!any(outside))) return mul(p, pow2(ki));
+        if (NX_LIKELY(!any(outside))) return mul(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(kb), 23)));
+        const __m256i ki = _mm256_cvtps_epi32(k);
         const __m256i k1 = _mm256_srai_epi32(ki, 1);
         const __m256i k2 = _mm256_sub_epi32(ki, k1);
         return mul(mul(p, pow2(k1)), pow2(k2));
+    }
+    // Lower clamp for x: at or below m - kClampOffsetF (exact in double, then lowered by 2^-22 relative
+    // so that rounding to float cannot land above it), and never -inf (see exp_constants.hpp).
+    static T clamp_below(T m) {
+        const double l = static_cast<double>(m) - kClampOffsetF;
+        const double f = l - (l < 0 ? -l : l) * 0x1p-22;
+        return f < -__FLT_MAX__ ? -__FLT_MAX__ : static_cast<float>(f);
     }
 
     // float32 log_softmax: beta (x - m) - c evaluated in double (x - m exact), rounded once.
@@ -208,6 +227,7 @@ struct F64 {
     }
     static V load_tail(const T* p, M mk) { return _mm256_maskload_pd(p, mk); }
     static void store_tail(T* p, M mk, V v) { _mm256_maskstore_pd(p, mk, v); }
+    static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
     static V mask_v(M mk) { return _mm256_castsi256_pd(mk); }
     static V set1(T v) { return _mm256_set1_pd(v); }
     static V zero() { return _mm256_setzero_pd(); }
@@ -256,7 +276,7 @@ struct F64 {
         return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(k, _mm256_set1_epi64x(1023)), 52));
     }
     template <bool FullRange>
-    static V exp_core(V t, V tl) {
+    NX_INLINE static V exp_core(V t, V tl) {
         // k by the 1.5*2^52 shifter: the integer k sits in the low mantissa bits of ks.
         const V ks = fmadd(t, set1(kLog2eD), set1(kShifterD));
         const V k = sub(ks, set1(kShifterD));
@@ -274,6 +294,11 @@ struct F64 {
                                             _mm256_set1_epi64x(1024));
         const __m256i k2 = _mm256_sub_epi64(ki, k1);
         return mul(mul(p, pow2(k1)), pow2(k2));
+    }
+    static T clamp_below(T m) {  // lowered by 2^-50 relative: certainly <= m - offset after rounding
+        const double l = m - kClampOffsetD;
+        const double f = l - (l < 0 ? -l : l) * 0x1p-50;
+        return f < -__DBL_MAX__ ? -__DBL_MAX__ : f;
     }
 
     // float64 log_softmax: (hi + lo) - c with the TwoSum error of hi - c folded back in.
@@ -294,28 +319,32 @@ struct F64 {
 template <class F, bool Scaled>
 struct arg {
     using V = typename F::V;
-    V nm, bh, bl, tmin;
-    arg(typename F::T m, scale2<typename F::T> beta)
-        : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(min_arg())) {}
-    static typename F::T min_arg() {
-        if constexpr (sizeof(typename F::T) == 4) return kMinArgF; else return kMinArgD;
+    using T = typename F::T;
+    V nm, bh, bl, tmin, xmin;
+    arg(T m, scale2<T> beta)
+        : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(min_arg())),
+          xmin(F::set1(F::clamp_below(m))) {}
+    static T min_arg() {
+        if constexpr (sizeof(T) == 4) return kMinArgF; else return kMinArgD;
     }
-    // exp(beta (x - m)) for a vector x and a per-lane maximum given as -m (columns) or the row's.
-    V exp_of(V x, V negm) const {
+    // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)).
+    NX_INLINE V exp_of(V x, V negm, V xlow) const {
+        if constexpr (!Scaled) x = F::max(xlow, x);  // keeps x - m and its TwoSum error finite
         const V d = F::add(x, negm);
         const V bb = F::sub(d, x);
-        V e = F::add(F::sub(x, F::sub(d, bb)), F::sub(negm, bb));  // TwoSum: x - m = d + e exactly
-        V hi = d, lo = e;
+        V lo = F::add(F::sub(x, F::sub(d, bb)), F::sub(negm, bb));  // TwoSum: x - m = d + lo exactly
+        V hi = d;
         if constexpr (Scaled) {
+            // beta * (d + lo) as hi + lo; products can overflow for extreme temperatures, so entries
+            // below the underflow threshold (and x = -inf, whose TwoSum error is NaN) drop lo.
             hi = F::mul(d, bh);
-            lo = F::fmadd(e, bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
+            lo = F::fmadd(lo, bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
+            lo = F::and_(lo, F::ge(hi, tmin));
         }
-        const V keep = F::ge(hi, tmin);  // false for -inf, NaN and far underflow
-        lo = F::and_(lo, keep);
         hi = F::max(tmin, hi);
         return F::template exp_core<false>(hi, lo);
     }
-    V exp_of(V x) const { return exp_of(x, nm); }
+    NX_INLINE V exp_of(V x) const { return exp_of(x, nm, xmin); }
 };
 
 // Sum of contrib(i) over full vectors i = 0, N, ... and contrib_tail(i, mask) for the remainder,
@@ -341,7 +370,7 @@ double blocked_sum(std::size_t n, Full full, Tail tail) {
 }
 
 template <class F>
-void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
+NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr T lo = sizeof(T) == 4 ? T(kMinArgF) : T(kMinArgD);
@@ -356,7 +385,7 @@ void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
 }
 
 template <class F>
-typename F::T k_row_max(const typename F::T* x, std::size_t n) {
+NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
@@ -387,7 +416,7 @@ typename F::T k_row_max(const typename F::T* x, std::size_t n) {
 }
 
 template <class F, bool Scaled>
-exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
     using V = typename F::V;
     const arg<F, Scaled> a(m, beta);
     const V mv = F::set1(m);
@@ -419,13 +448,13 @@ exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m,
 }
 
 template <class F>
-exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+NX_FLATTEN exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
     return beta.lo == 0 && beta.hi == 1 ? row_exp_sum_impl<F, false>(x, n, m, beta)
                                         : row_exp_sum_impl<F, true>(x, n, m, beta);
 }
 
 template <class F, bool Scaled>
-double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                           scale2<typename F::T> beta) {
     using V = typename F::V;
     const arg<F, Scaled> a(m, beta);
@@ -443,14 +472,14 @@ double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t 
 }
 
 template <class F>
-double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                        scale2<typename F::T> beta) {
     return beta.lo == 0 && beta.hi == 1 ? row_exp_store_impl<F, false>(x, y, n, m, beta)
                                         : row_exp_store_impl<F, true>(x, y, n, m, beta);
 }
 
 template <class F>
-void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
+NX_FLATTEN void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
     const auto cv = F::set1(c);
     std::size_t i = 0;
     for (; i + 2 * F::N <= n; i += 2 * F::N) {
@@ -465,7 +494,7 @@ void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
 }
 
 template <class F, bool Scaled>
-void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                         scale2<typename F::T> beta, typename F::T c) {
     const arg<F, Scaled> a(m, beta);
     const auto cv = F::set1(c);
@@ -478,12 +507,36 @@ void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n,
 }
 
 template <class F>
-void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                      scale2<typename F::T> beta, typename F::T c) {
     if (beta.lo == 0 && beta.hi == 1)
         row_exp_scale_impl<F, false>(x, y, n, m, beta, c);
     else
         row_exp_scale_impl<F, true>(x, y, n, m, beta, c);
+}
+
+template <class F, bool Scaled>
+void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                               scale2<typename F::T> beta, typename F::T c) {
+    // Head up to the first 32-byte boundary of y with ordinary stores, then aligned streaming stores.
+    std::size_t head = (32 - reinterpret_cast<std::uintptr_t>(y) % 32) % 32 / sizeof(typename F::T);
+    if (head > n) head = n;
+    row_exp_scale_impl<F, Scaled>(x, y, head, m, beta, c);
+    const arg<F, Scaled> a(m, beta);
+    const auto cv = F::set1(c);
+    std::size_t i = head;
+    for (; i + F::N <= n; i += F::N) F::stream(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    _mm_sfence();  // order the streaming stores before anything that follows
+    row_exp_scale_impl<F, Scaled>(x + i, y + i, n - i, m, beta, c);
+}
+
+template <class F>
+NX_FLATTEN void k_row_exp_scale_stream(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                                       scale2<typename F::T> beta, typename F::T c) {
+    if (beta.lo == 0 && beta.hi == 1)
+        row_exp_scale_stream_impl<F, false>(x, y, n, m, beta, c);
+    else
+        row_exp_scale_stream_impl<F, true>(x, y, n, m, beta, c);
 }
 
 // log_softmax per vector: float32 via double, float64 via TwoSum/TwoProduct.
@@ -519,7 +572,7 @@ struct log_softmax_op<F64> {
 };
 
 template <class F>
-void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                        scale2<typename F::T> beta, double c) {
     const log_softmax_op<F> op(m, beta);
     std::size_t i = 0;
@@ -531,34 +584,39 @@ void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, 
 }
 
 // ---- columns -----------------------------------------------------------------------------------------
-// Iterate column vectors j (N lanes, masked at the tail of w); body(j, mask, full).
+// Iterate column vectors j (N lanes, masked at the tail of w): body(j, mask, full) where full is
+// std::true_type for whole vectors and std::false_type for the masked tail (a compile-time choice, so
+// the hot loop carries no branch per load).
 template <class F, class Body>
 void for_col_vectors(std::size_t w, Body body) {
     std::size_t j = 0;
-    for (; j + F::N <= w; j += F::N) body(j, F::tail_mask(F::N), true);
-    if (j < w) body(j, F::tail_mask(w - j), false);
+    const auto all = F::tail_mask(F::N);
+    for (; j + F::N <= w; j += F::N) body(j, all, std::true_type{});
+    if (j < w) body(j, F::tail_mask(w - j), std::false_type{});
 }
 
-template <class F>
-typename F::V load_any(const typename F::T* p, typename F::M mk, bool full) {
-    return full ? F::load(p) : F::load_tail(p, mk);
+template <class F, class Full>
+typename F::V load_any(const typename F::T* p, typename F::M mk, Full) {
+    if constexpr (Full::value) return F::load(p); else return F::load_tail(p, mk);
 }
-template <class F>
-void store_any(typename F::T* p, typename F::M mk, bool full, typename F::V v) {
-    if (full)
-        F::store(p, v);
-    else
-        F::store_tail(p, mk, v);
+template <class F, class Full>
+void store_any(typename F::T* p, typename F::M mk, Full, typename F::V v) {
+    if constexpr (Full::value) F::store(p, v); else F::store_tail(p, mk, v);
 }
 
-template <class F>
-void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m) {
+// Column kernels stage per-column parameters for up to this many columns in stack arrays.
+constexpr std::size_t kColPanel = 256;
+
+template <class F, bool Copy>
+NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+                  typename F::T* copy) {
     using V = typename F::V;
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, auto full) {
         V acc = load_any<F>(m + j, mk, full);
         V nan = F::unord(acc, acc);
         for (std::size_t i = 0; i < rows; ++i) {
             const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+            if constexpr (Copy) store_any<F>(copy + i * w + j, mk, full, v);
             acc = F::max(acc, v);
             nan = F::or_(nan, F::unord(v, v));
         }
@@ -566,45 +624,62 @@ void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std:
     });
 }
 
+template <class F>
+NX_FLATTEN void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+               typename F::T* copy) {
+    if (copy)
+        col_max_impl<F, true>(x, rows, sx, w, m, copy);
+    else
+        col_max_impl<F, false>(x, rows, sx, w, m, nullptr);
+}
+
 template <class F, bool Scaled>
-void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
+NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
+    using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
-        const V mv = load_any<F>(m + j, mk, full);
-        const V negm = F::sub(F::zero(), mv);
-        const V one = F::set1(1);
-        std::size_t i = 0;
-        auto term = [&](std::size_t r, V& c) {
-            const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(r) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
-            const V e = F::eq(v, mv);
-            c = F::add(c, F::and_(e, one));
-            return F::andnot(e, a.exp_of(v, negm));
-        };
-        while (i < rows) {
-            // Blocks of up to 8 rows summed pairwise in working precision, then flushed to double.
-            V c = F::zero();
-            V s;
-            if (i + 8 <= rows) {
-                const V s0 = F::add(term(i, c), term(i + 1, c));
-                const V s1 = F::add(term(i + 2, c), term(i + 3, c));
-                const V s2 = F::add(term(i + 4, c), term(i + 5, c));
-                const V s3 = F::add(term(i + 6, c), term(i + 7, c));
-                s = F::add(F::add(s0, s1), F::add(s2, s3));
-                i += 8;
-            } else {
-                s = F::zero();
-                for (; i < rows; ++i) s = F::add(s, term(i, c));
+    alignas(32) T xlow_panel[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw; ++j) xlow_panel[j] = F::clamp_below(m[j0 + j]);
+        const T* xp = x + static_cast<std::ptrdiff_t>(j0);
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const V mv = load_any<F>(m + j0 + j, mk, full);
+            const V negm = F::sub(F::zero(), mv);
+            const V xlow = F::load(xlow_panel + j);
+            const V one = F::set1(1);
+            auto term = [&](std::size_t r, V& c) {
+                const V v = load_any<F>(xp + static_cast<std::ptrdiff_t>(r) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+                const V e = F::eq(v, mv);
+                c = F::add(c, F::and_(e, one));
+                return F::andnot(e, a.exp_of(v, negm, xlow));
+            };
+            std::size_t i = 0;
+            while (i < rows) {
+                // Blocks of up to 8 rows summed pairwise in working precision, then flushed to double.
+                V c = F::zero();
+                V s;
+                if (i + 8 <= rows) {
+                    const V s0 = F::add(term(i, c), term(i + 1, c));
+                    const V s1 = F::add(term(i + 2, c), term(i + 3, c));
+                    const V s2 = F::add(term(i + 4, c), term(i + 5, c));
+                    const V s3 = F::add(term(i + 6, c), term(i + 7, c));
+                    s = F::add(F::add(s0, s1), F::add(s2, s3));
+                    i += 8;
+                } else {
+                    s = F::zero();
+                    for (; i < rows; ++i) s = F::add(s, term(i, c));
+                }
+                F::add_to_doubles(rest + j0 + j, s, mk, decltype(full)::value);
+                F::add_to_doubles(count + j0 + j, c, mk, decltype(full)::value);
             }
-            F::add_to_doubles(rest + j, s, mk, full);
-            F::add_to_doubles(count + j, c, mk, full);
-        }
-    });
+        });
+    }
 }
 
 template <class F>
-void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
+NX_FLATTEN void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
                    scale2<typename F::T> beta, double* rest, double* count) {
     if (beta.lo == 0 && beta.hi == 1)
         col_exp_sum_impl<F, false>(x, rows, sx, w, m, beta, rest, count);
@@ -612,25 +687,34 @@ void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, 
         col_exp_sum_impl<F, true>(x, rows, sx, w, m, beta, rest, count);
 }
 
+// Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
+// from memory; the per-column parameters are staged in small arrays (kColPanel) that stay in L1.
+
 template <class F, bool Scaled>
-void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
                         std::size_t rows, std::size_t w, const typename F::T* m, scale2<typename F::T> beta,
                         const typename F::T* c) {
     using V = typename F::V;
+    using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
-        const V negm = F::sub(F::zero(), load_any<F>(m + j, mk, full));
-        const V cv = load_any<F>(c + j, mk, full);
+    alignas(32) T negm[kColPanel], xlow[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw; ++j) negm[j] = -m[j0 + j], xlow[j] = F::clamp_below(m[j0 + j]);
         for (std::size_t i = 0; i < rows; ++i) {
-            const auto ii = static_cast<std::ptrdiff_t>(i), jj = static_cast<std::ptrdiff_t>(j);
-            const V v = load_any<F>(x + ii * sx + jj, mk, full);
-            store_any<F>(y + ii * sy + jj, mk, full, F::mul(a.exp_of(v, negm), cv));
+            const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+            T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v = load_any<F>(xi + j, mk, full);
+                const V e = a.exp_of(v, F::load(negm + j), F::load(xlow + j));
+                store_any<F>(yi + j, mk, full, F::mul(e, load_any<F>(c + j0 + j, mk, full)));
+            });
         }
-    });
+    }
 }
 
 template <class F>
-void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+NX_FLATTEN void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
                      std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const typename F::T* c) {
     if (beta.lo == 0 && beta.hi == 1)
         col_exp_scale_impl<F, false>(x, sx, y, sy, rows, w, m, beta, c);
@@ -639,27 +723,89 @@ void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y
 }
 
 template <class F>
-void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
                        std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
     using V = typename F::V;
+    using T = typename F::T;
     const log_softmax_op<F> op(0, beta);
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
-        const V mv = load_any<F>(m + j, mk, full);
-        alignas(32) double cbuf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (std::size_t l = 0; l < F::N && j + l < w; ++l) cbuf[l] = c[j + l];
+    alignas(32) double cbuf[kColPanel + 8];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw + 8; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
         for (std::size_t i = 0; i < rows; ++i) {
-            const auto ii = static_cast<std::ptrdiff_t>(i), jj = static_cast<std::ptrdiff_t>(j);
-            const V v = load_any<F>(x + ii * sx + jj, mk, full);
-            store_any<F>(y + ii * sy + jj, mk, full, op.col(v, mv, cbuf));
+            const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+            T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v = load_any<F>(xi + j, mk, full);
+                store_any<F>(yi + j, mk, full, op.col(v, load_any<F>(m + j0 + j, mk, full), cbuf + j));
+            });
         }
-    });
+    }
+}
+
+template <class F, bool Scaled>
+NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                        scale2<typename F::T> beta, double* sum) {
+    using V = typename F::V;
+    using T = typename F::T;
+    const arg<F, Scaled> a(0, beta);
+    alignas(32) T xlow_panel[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw; ++j) xlow_panel[j] = F::clamp_below(m[j0 + j]);
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const V negm = F::sub(F::zero(), load_any<F>(m + j0 + j, mk, full));
+            const V xlow = F::load(xlow_panel + j);
+            T* xp = x + j0 + j;
+            auto term = [&](std::size_t r) {
+                const V e = a.exp_of(load_any<F>(xp + r * w, mk, full), negm, xlow);
+                store_any<F>(xp + r * w, mk, full, e);
+                return e;
+            };
+            std::size_t i = 0;
+            while (i < rows) {
+                V s;
+                if (i + 8 <= rows) {
+                    s = F::add(F::add(F::add(term(i), term(i + 1)), F::add(term(i + 2), term(i + 3))),
+                               F::add(F::add(term(i + 4), term(i + 5)), F::add(term(i + 6), term(i + 7))));
+                    i += 8;
+                } else {
+                    s = F::zero();
+                    for (; i < rows; ++i) s = F::add(s, term(i));
+                }
+                F::add_to_doubles(sum + j0 + j, s, mk, decltype(full)::value);
+            }
+        });
+    }
+}
+
+template <class F>
+NX_FLATTEN void k_col_exp_store(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                     scale2<typename F::T> beta, double* sum) {
+    if (beta.lo == 0 && beta.hi == 1)
+        col_exp_store_impl<F, false>(x, rows, w, m, beta, sum);
+    else
+        col_exp_store_impl<F, true>(x, rows, w, m, beta, sum);
+}
+
+template <class F>
+NX_FLATTEN void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                 std::size_t w, const typename F::T* c) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        auto* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
+        for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, auto full) {
+            store_any<F>(yi + j, mk, full, F::mul(load_any<F>(xi + j, mk, full), load_any<F>(c + j, mk, full)));
+        });
+    }
 }
 
 template <class F>
 reduction_kernels<typename F::T> make_kernels() {
     return {k_exp<F>,         k_row_max<F>,       k_row_exp_sum<F>,     k_row_exp_store<F>,
             k_row_scale<F>,   k_row_exp_scale<F>, k_row_log_softmax<F>, k_col_max<F>,
-            k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>};
+            k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>, k_col_exp_store<F>,
+            k_col_scale<F>,   k_row_exp_scale_stream<F>};
 }
 
 }  // namespace
