@@ -326,7 +326,7 @@ def test_text_and_markdown_reports(small_results):
     assert "softmax" in text and "logsumexp" in text and "% limit" in text and "limits at 1 thread" in text
     md = report.render_markdown(small_results, command="python -m normexp bench --x")
     assert "`python -m normexp bench --x`" in md
-    assert "| case | dtype | thr | normexp |" in md and "<details>" in md
+    assert "| case | dtype | cache | thr | normexp |" in md and "<details>" in md
     tables = report.summary_tables(small_results)
     assert [t[0] for t in tables] == ["softmax", "logsumexp", "attention"]
     sm = dict((t[0], t) for t in tables)["softmax"]
@@ -385,7 +385,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     text = readme.read_text()
     assert rc == 0 and "slot" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
     assert "`python -m normexp bench --ops softmax,log_softmax" in text and "](fig/softmax.png)" in text
-    assert "| 5x4 axis 0 | float64 |" in text
+    assert "| 5x4 axis 0 | float64 | in |" in text
     readme.write_text("no markers\n")
     assert cli.main(["--from-json", str(tmp_path / "results.json"), "--readme", str(readme)]) == 1
 

@@ -19,7 +19,8 @@ from .runner import Results
 
 LIMIT_NAMES = {"copy": "copy", "read": "read", "fma": "FMA"}
 LEGEND = (
-    "Times are medians per call (±: interquartile range / median). '% limit': achieved GB/s over the measured "
+    "Times are medians per call (±: interquartile range / median). cache: 'in' when input + output fit in "
+    "half the last-level cache (measured hot), 'out' otherwise (measured cold). '% limit': achieved GB/s over the measured "
     "memory bandwidth (copy bw for softmax/log_softmax, read bw for logsumexp and attention decode) or GFLOP/s "
     "over the measured FMA peak (attention prefill); in-cache cases can exceed 100% of memory bandwidth. "
     "'*' inaccurate result (right function, error above rounding level), WRONG: wrong answer (not timed), "
@@ -91,7 +92,7 @@ def summary_tables(results: Results) -> list[tuple[str, list[str], list[list[str
     groups = group(results.records)
     for op in dict.fromkeys(k[0] for k in groups):
         attn = op == "attention"
-        header = ["case", "dtype", "thr", "normexp", "±"]
+        header = ["case", "dtype", "cache", "thr", "normexp", "±"]
         header += ["GFLOP/s"] if attn else ["Gelem/s", "GB/s"]
         header += ["% limit"] + peers + ["best peer", "vs best"]
         rows = []
@@ -100,7 +101,7 @@ def summary_tables(results: Results) -> list[tuple[str, list[str], list[list[str
                 continue
             nx = by_peer.get("normexp")
             any_rec = next(iter(by_peer.values()))
-            row = [any_rec["label"], any_rec["dtype"], str(key[5])]
+            row = [any_rec["label"], any_rec["dtype"], any_rec.get("cache", ""), str(key[5])]
             if nx is not None and nx["time_s"]:
                 row += [fmt_time(nx["time_s"]) + (" *" if nx["check"] == "inaccurate" else ""),
                         f"{100 * nx['iqr_rel']:.0f}%" if nx.get("iqr_rel") is not None else ""]
@@ -121,7 +122,7 @@ def summary_tables(results: Results) -> list[tuple[str, list[str], list[list[str
 
 def detail_table(results: Results) -> tuple[list[str], list[list[str]]]:
     """One row per measurement."""
-    header = ["op", "case", "dtype", "thr", "peer", "median", "q1", "q3", "Gelem/s", "GB/s", "GFLOP/s", "% limit",
+    header = ["op", "case", "dtype", "cache", "thr", "peer", "median", "q1", "q3", "Gelem/s", "GB/s", "GFLOP/s", "% limit",
               "vs normexp", "max error", "check", "note"]
     rows = []
     groups = group(results.records)
@@ -132,7 +133,8 @@ def detail_table(results: Results) -> tuple[list[str], list[list[str]]]:
             if nx is not None and nx["time_s"] and r["time_s"] and r["peer"] != "normexp":
                 rel = f"{r['time_s'] / nx['time_s']:.2f}x"
             err = r.get("max_error")
-            rows.append([r["op"], r["label"], r["dtype"], str(r["threads"]), r["peer"], fmt_time(r["time_s"]),
+            rows.append([r["op"], r["label"], r["dtype"], r.get("cache", ""), str(r["threads"]), r["peer"],
+                         fmt_time(r["time_s"]),
                          fmt_time(r["time_q1_s"]), fmt_time(r["time_q3_s"]), fmt_rate(r["gelem_per_s"]),
                          fmt_rate(r["gb_per_s"]), fmt_rate(r["gflop_per_s"]), fmt_frac(r), rel,
                          "" if err is None else f"{err:.1e}", r["check"], r["note"]])
