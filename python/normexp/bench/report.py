@@ -243,6 +243,8 @@ def render_readme_block(results: Results, command: str, figures: Sequence[str] =
     for op, header, rows in summary_tables(results):
         out += [f"**{op}**", "", markdown_table(header, rows), ""]
     out += [LEGEND, ""]
+    if results.notices:
+        out += ["Notices: " + "; ".join(results.notices), ""]
     out += [f"![{os.path.splitext(os.path.basename(f))[0]}]({f})" for f in figures]
     return "\n".join(out).rstrip() + "\n"
 
