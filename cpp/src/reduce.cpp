@@ -112,6 +112,10 @@ struct plan {
     reduction op;
     double beta;  // 1/temperature
     scale2<T> b2;
+    // logsumexp_parts only: logsumexp writes the max m to y and log(sum exp(beta (x - m))) here, at the
+    // same element offset from y0 (the two outputs share their element strides).
+    double* parts_l = nullptr;
+    const T* y0 = nullptr;
 };
 
 // Statistics of one contiguous row segment, online over L1-sized chunks.
@@ -175,6 +179,19 @@ T special_lse(const stats& s) {
 }
 inline bool is_special(const stats& s) { return s.nan || !finite(s.m); }
 
+// The logsumexp output of one row: m + log_sum, or with parts_l the pair (m, log_sum) unsummed, so that
+// partial results over disjoint pieces of a row can be merged without rounding m + log_sum to T.
+// Rows whose statistics are not finite get m = NaN / +inf / -inf and log_sum = 0.
+template <class T>
+void write_lse(const plan<T>& p, T* y, const stats& s) {
+    if (p.parts_l) {
+        *y = s.nan ? kNaN<T> : static_cast<T>(s.m);
+        p.parts_l[y - p.y0] = is_special(s) ? 0.0 : log_sum(s);
+        return;
+    }
+    *y = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+}
+
 // One contiguous row (x and y unit stride; for logsumexp y is the single output).
 template <class T>
 void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
@@ -190,7 +207,7 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
     }
     const stats s = row_stats(p, x, n, nt);
     if (p.op == reduction::logsumexp) {
-        *y = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+        write_lse(p, y, s);
         return;
     }
     if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
@@ -322,7 +339,7 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
                 s.m = m[j], s.rest = rest[j], s.count = count[j], s.nan = m[j] != m[j];
                 special[j] = is_special(s);
                 if (lse) {
-                    yb[std::ptrdiff_t(j) * y_inner_stride] = special[j] ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+                    write_lse(p, yb + std::ptrdiff_t(j) * y_inner_stride, s);
                     continue;
                 }
                 if (special[j]) {
@@ -355,11 +372,10 @@ void check(bool ok, const std::string& msg) {
     if (!ok) throw error(msg);
 }
 
-}  // namespace
-
+// reduce() and logsumexp_parts(): parts_l non-null selects the (max, log-sum) logsumexp output.
 template <class T>
-void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
-            int axis, double temperature, const char* isa) {
+void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
+                 int axis, double temperature, const char* isa, double* parts_l) {
     const std::size_t nd = shape.size();
     check(nd >= 1, "normexp: the input must have at least one dimension");
     check(xs.size() == nd && ys.size() == nd, "normexp: strides must have one entry per dimension");
@@ -369,7 +385,7 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
     if (axis < 0) axis += ind;
     check(std::isfinite(temperature) && temperature > 0,
           "normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
-    check(op != reduction::logsumexp || temperature == 1.0, "normexp: logsumexp takes no temperature");
+    check(op != reduction::logsumexp || temperature == 1.0 || parts_l, "normexp: logsumexp takes no temperature");
     std::size_t total = 1;
     for (std::size_t d = 0; d < nd; ++d) total *= shape[d];
     if (total == 0 && shape[axis] != 0) return;
@@ -378,7 +394,7 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
     const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
     const reduction_kernels<T>* k;
     if constexpr (sizeof(T) == 4) k = &kt.f32; else k = &kt.f64;
-    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature)};
+    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature), parts_l, y};
 
     const std::size_t n = shape[axis];
     const bool lse = op == reduction::logsumexp;
@@ -391,6 +407,7 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
             std::ptrdiff_t ox, oy;
             od.offsets(r, ox, oy);
             y[oy] = -kInf<T>;
+            if (parts_l) parts_l[oy] = 0.0;
         }
         return;
     }
@@ -411,6 +428,21 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
         run_rows(p, x, y, od, n, sx, sy);
 }
 
+}  // namespace
+
+template <class T>
+void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
+            int axis, double temperature, const char* isa) {
+    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, nullptr);
+}
+
+template <class T>
+void logsumexp_parts(const T* x, const strides_t& xs, T* m, double* l, const strides_t& out_strides,
+                     const shape_t& shape, int axis, double temperature, const char* isa) {
+    check(l != nullptr, "normexp: null data pointer");
+    reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, l);
+}
+
 template <class T>
 void exp(const T* x, T* y, std::size_t n, const char* isa) {
     const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
@@ -421,6 +453,10 @@ template void reduce<float>(reduction, const float*, const strides_t&, float*, c
                             double, const char*);
 template void reduce<double>(reduction, const double*, const strides_t&, double*, const strides_t&, const shape_t&,
                              int, double, const char*);
+template void logsumexp_parts<float>(const float*, const strides_t&, float*, double*, const strides_t&,
+                                     const shape_t&, int, double, const char*);
+template void logsumexp_parts<double>(const double*, const strides_t&, double*, double*, const strides_t&,
+                                      const shape_t&, int, double, const char*);
 template void exp<float>(const float*, float*, std::size_t, const char*);
 template void exp<double>(const double*, double*, std::size_t, const char*);
 

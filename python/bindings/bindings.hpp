@@ -15,3 +15,4 @@ struct layout {
 layout layout_of(const pybind11::array& a, const char* name);
 
 void bind_reductions(pybind11::module_& m);
+void bind_parts(pybind11::module_& m);
