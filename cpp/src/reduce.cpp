@@ -112,9 +112,9 @@ struct plan {
     reduction op;
     double beta;  // 1/temperature
     scale2<T> b2;
-    // logsumexp_parts only: logsumexp writes the max m to y and log(sum exp(beta (x - m))) here, at the
-    // same element offset from y0 (the two outputs share their element strides).
-    double* parts_l = nullptr;
+    // logsumexp_parts only: logsumexp writes the max m to y and the sum of exp(beta (x - m)) as the pair
+    // (count, rest) to parts[2 k], parts[2 k + 1], k = y - y0 (parts has twice y's element strides).
+    double* parts = nullptr;
     const T* y0 = nullptr;
 };
 
@@ -179,14 +179,16 @@ T special_lse(const stats& s) {
 }
 inline bool is_special(const stats& s) { return s.nan || !finite(s.m); }
 
-// The logsumexp output of one row: m + log_sum, or with parts_l the pair (m, log_sum) unsummed, so that
-// partial results over disjoint pieces of a row can be merged without rounding m + log_sum to T.
-// Rows whose statistics are not finite get m = NaN / +inf / -inf and log_sum = 0.
+// The logsumexp output of one row: m + log_sum, or with parts the statistics (m, count, rest) themselves,
+// so that partial results over disjoint pieces of a row merge exactly (nothing rounded to T but m, which
+// is an entry of x). Rows whose statistics are not finite get m = NaN / +inf / -inf, count = rest = 0.
 template <class T>
 void write_lse(const plan<T>& p, T* y, const stats& s) {
-    if (p.parts_l) {
+    if (p.parts) {
+        const bool sp = is_special(s);
         *y = s.nan ? kNaN<T> : static_cast<T>(s.m);
-        p.parts_l[y - p.y0] = is_special(s) ? 0.0 : log_sum(s);
+        p.parts[2 * (y - p.y0)] = sp ? 0.0 : s.count;
+        p.parts[2 * (y - p.y0) + 1] = sp ? 0.0 : s.rest;
         return;
     }
     *y = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
@@ -372,10 +374,10 @@ void check(bool ok, const std::string& msg) {
     if (!ok) throw error(msg);
 }
 
-// reduce() and logsumexp_parts(): parts_l non-null selects the (max, log-sum) logsumexp output.
+// reduce() and logsumexp_parts(): parts non-null selects the (max, count, rest) logsumexp output.
 template <class T>
 void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
-                 int axis, double temperature, const char* isa, double* parts_l) {
+                 int axis, double temperature, const char* isa, double* parts) {
     const std::size_t nd = shape.size();
     check(nd >= 1, "normexp: the input must have at least one dimension");
     check(xs.size() == nd && ys.size() == nd, "normexp: strides must have one entry per dimension");
@@ -385,7 +387,7 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     if (axis < 0) axis += ind;
     check(std::isfinite(temperature) && temperature > 0,
           "normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
-    check(op != reduction::logsumexp || temperature == 1.0 || parts_l, "normexp: logsumexp takes no temperature");
+    check(op != reduction::logsumexp || temperature == 1.0 || parts, "normexp: logsumexp takes no temperature");
     std::size_t total = 1;
     for (std::size_t d = 0; d < nd; ++d) total *= shape[d];
     if (total == 0 && shape[axis] != 0) return;
@@ -394,7 +396,7 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
     const reduction_kernels<T>* k;
     if constexpr (sizeof(T) == 4) k = &kt.f32; else k = &kt.f64;
-    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature), parts_l, y};
+    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature), parts, y};
 
     const std::size_t n = shape[axis];
     const bool lse = op == reduction::logsumexp;
@@ -407,7 +409,7 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
             std::ptrdiff_t ox, oy;
             od.offsets(r, ox, oy);
             y[oy] = -kInf<T>;
-            if (parts_l) parts_l[oy] = 0.0;
+            if (parts) parts[2 * oy] = parts[2 * oy + 1] = 0.0;
         }
         return;
     }
@@ -437,10 +439,10 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
 }
 
 template <class T>
-void logsumexp_parts(const T* x, const strides_t& xs, T* m, double* l, const strides_t& out_strides,
+void logsumexp_parts(const T* x, const strides_t& xs, T* m, double* sums, const strides_t& out_strides,
                      const shape_t& shape, int axis, double temperature, const char* isa) {
-    check(l != nullptr, "normexp: null data pointer");
-    reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, l);
+    check(sums != nullptr, "normexp: null data pointer");
+    reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, sums);
 }
 
 template <class T>

@@ -63,13 +63,15 @@ void logsumexp(const T* x, const strides_t& xs, T* out, const strides_t& out_str
     reduce<T>(reduction::logsumexp, x, xs, out, out_strides, shape, axis);
 }
 
-// logsumexp split into parts that merge exactly: m receives the max along `axis` (NaN if the row has a
-// NaN, -inf if it is empty or all -inf) and l receives log(sum(exp((x - m) / temperature))) in double,
-// 0 for those rows and rows whose max is +inf. m and l have the input's rank with length 1 along `axis`
-// and share out_strides (in elements). The logsumexp is m / temperature + l; partial results over
-// disjoint pieces of a row combine with the online-softmax rule (normexp.dask, merge across machines).
+// The statistics behind logsumexp, for merging partial results over disjoint pieces of a row exactly
+// (the online-softmax rule; normexp.dask merges them across chunks and machines). m receives the max
+// along `axis` (NaN if the row has a NaN, -inf if it is empty or all -inf); the sum of
+// exp((x - m) / temperature) is written in double as a pair, sums[2k] = count (the entries equal to m)
+// and sums[2k + 1] = rest (the others), both 0 for rows whose max is not finite; k is m's element
+// offset. m has the input's rank with length 1 along `axis` and element strides out_strides; sums has
+// twice those strides. logsumexp = m / temperature + log(count + rest), via log1p(rest) if count is 1.
 template <class T>
-void logsumexp_parts(const T* x, const strides_t& x_strides, T* m, double* l, const strides_t& out_strides,
+void logsumexp_parts(const T* x, const strides_t& x_strides, T* m, double* sums, const strides_t& out_strides,
                      const shape_t& shape, int axis, double temperature = 1.0, const char* isa = nullptr);
 
 // Elementwise exp with the library's vector kernel (within 1 ULP for float32).
