@@ -116,7 +116,22 @@ struct plan {
     // (count, rest) to parts[2 k], parts[2 k + 1], k = y - y0 (parts has twice y's element strides).
     double* parts = nullptr;
     const T* y0 = nullptr;
+    // normalize_with only: softmax / log_softmax take each row's statistics from here instead of computing
+    // them (m and the (count, rest) pairs, at the offset outer_dims gives as oz; sums at 2 oz).
+    const T* given_m = nullptr;
+    const double* given_sums = nullptr;
 };
+
+// The statistics given for the row at offset oz (normalize_with).
+template <class T>
+stats given_stats(const plan<T>& p, std::ptrdiff_t oz) {
+    stats s;
+    s.m = p.given_m[oz];
+    s.nan = s.m != s.m;
+    s.count = p.given_sums[2 * oz];
+    s.rest = p.given_sums[2 * oz + 1];
+    return s;
+}
 
 // Statistics of one contiguous row segment, online over L1-sized chunks.
 template <class T>
@@ -195,9 +210,10 @@ void write_lse(const plan<T>& p, T* y, const stats& s) {
 }
 
 // One contiguous row (x and y unit stride; for logsumexp y is the single output).
+// given: the row's statistics when they come from outside (normalize_with), else nullptr.
 template <class T>
-void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
-    if (p.op == reduction::softmax && n * sizeof(T) <= kInCacheBytes) {
+void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const stats* given = nullptr) {
+    if (!given && p.op == reduction::softmax && n * sizeof(T) <= kInCacheBytes) {
         const T m = p.k.row_max(x, n);
         stats s;
         s.m = m;
@@ -207,7 +223,7 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
         p.k.row_scale(y, n, static_cast<T>(1.0 / sum));
         return;
     }
-    const stats s = row_stats(p, x, n, nt);
+    const stats s = given ? *given : row_stats(p, x, n, nt);
     if (p.op == reduction::logsumexp) {
         write_lse(p, y, s);
         return;
@@ -230,24 +246,31 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
 
 // ------------------------------------------------------------------------------------------------------
 // Iteration over the dimensions that are neither reduced nor vectorized.
+// zs: strides of given statistics (normalize_with), 0 otherwise.
 struct outer_dims {
     std::vector<std::size_t> shape;
-    std::vector<std::ptrdiff_t> xs, ys;
+    std::vector<std::ptrdiff_t> xs, ys, zs;
     std::size_t count = 1;
-    void add(std::size_t n, std::ptrdiff_t x, std::ptrdiff_t y) {
+    void add(std::size_t n, std::ptrdiff_t x, std::ptrdiff_t y, std::ptrdiff_t z = 0) {
         if (n == 1) return;
         shape.push_back(n);
         xs.push_back(x);
         ys.push_back(y);
+        zs.push_back(z);
         count *= n;
     }
     void offsets(std::size_t idx, std::ptrdiff_t& ox, std::ptrdiff_t& oy) const {
-        ox = oy = 0;
+        std::ptrdiff_t oz;
+        offsets(idx, ox, oy, oz);
+    }
+    void offsets(std::size_t idx, std::ptrdiff_t& ox, std::ptrdiff_t& oy, std::ptrdiff_t& oz) const {
+        ox = oy = oz = 0;
         for (std::size_t d = shape.size(); d-- > 0;) {
             const std::size_t i = idx % shape[d];
             idx /= shape[d];
             ox += std::ptrdiff_t(i) * xs[d];
             oy += std::ptrdiff_t(i) * ys[d];
+            oz += std::ptrdiff_t(i) * zs[d];
         }
     }
 };
@@ -271,8 +294,8 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
 #pragma omp for schedule(static)
 #endif
         for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {
-            std::ptrdiff_t ox, oy;
-            od.offsets(std::size_t(r), ox, oy);
+            std::ptrdiff_t ox, oy, oz;
+            od.offsets(std::size_t(r), ox, oy, oz);
             const T* xr = x + ox;
             T* yr = y + oy;
             if (gather_x) {
@@ -280,17 +303,23 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
                 xr = xbuf.get();
             }
             T* yw = scatter_y ? ybuf.get() : yr;
-            do_row(p, xr, yw, n, nt_inner);
+            if (p.given_m) {
+                const stats g = given_stats(p, oz);
+                do_row(p, xr, yw, n, nt_inner, &g);
+            } else {
+                do_row(p, xr, yw, n, nt_inner);
+            }
             if (scatter_y)
                 for (std::size_t i = 0; i < n; ++i) yr[std::ptrdiff_t(i) * sy] = ybuf[i];
         }
     }
 }
 
-// Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y.
+// Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y
+// (z_inner_stride: the given statistics' stride along it, normalize_with).
 template <class T>
 void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
-              std::ptrdiff_t sy, std::size_t w, std::ptrdiff_t y_inner_stride) {
+              std::ptrdiff_t sy, std::size_t w, std::ptrdiff_t y_inner_stride, std::ptrdiff_t z_inner_stride) {
     const bool lse = p.op == reduction::logsumexp;
     const std::size_t nblocks = (w + kColBlock - 1) / kColBlock;
     const std::size_t items = od.count * nblocks;
@@ -309,15 +338,21 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
         for (std::ptrdiff_t it = 0; it < static_cast<std::ptrdiff_t>(items); ++it) {
             const std::size_t o = std::size_t(it) / nblocks, jb = (std::size_t(it) % nblocks) * kColBlock;
             const std::size_t bw = std::min(kColBlock, w - jb);
-            std::ptrdiff_t ox, oy;
-            od.offsets(o, ox, oy);
+            std::ptrdiff_t ox, oy, oz;
+            od.offsets(o, ox, oy, oz);
             const T* xb = x + ox + std::ptrdiff_t(jb);
             T* yb = y + oy + std::ptrdiff_t(jb) * (lse ? y_inner_stride : 1);
             std::fill_n(m.begin(), bw, -kInf<T>);
             std::fill_n(rest.begin(), bw, 0.0);
             std::fill_n(count.begin(), bw, 0.0);
+            if (p.given_m) {  // normalize_with: the statistics are given, pass 1 is skipped
+                for (std::size_t j = 0; j < bw; ++j) {
+                    const stats g = given_stats(p, oz + std::ptrdiff_t(jb + j) * z_inner_stride);
+                    m[j] = static_cast<T>(g.m), count[j] = g.count, rest[j] = g.rest;
+                }
+            }
             // Pass 1: online column statistics over chunks of R rows.
-            for (std::size_t i = 0; i < n; i += R) {
+            for (std::size_t i = 0; !p.given_m && i < n; i += R) {
                 const std::size_t len = std::min(R, n - i);
                 const T* xc = xb + std::ptrdiff_t(i) * sx;
                 std::copy_n(m.begin(), bw, cm.begin());
@@ -374,10 +409,20 @@ void check(bool ok, const std::string& msg) {
     if (!ok) throw error(msg);
 }
 
-// reduce() and logsumexp_parts(): parts non-null selects the (max, count, rest) logsumexp output.
+// What logsumexp_parts and normalize_with add to reduce(): the (count, rest) output of logsumexp, or the
+// given statistics of softmax / log_softmax with their element strides (sums: twice those).
+template <class T>
+struct extras {
+    double* parts = nullptr;
+    const T* given_m = nullptr;
+    const double* given_sums = nullptr;
+    const strides_t* zs = nullptr;
+};
+
 template <class T>
 void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
-                 int axis, double temperature, const char* isa, double* parts) {
+                 int axis, double temperature, const char* isa, const extras<T>& ex) {
+    double* const parts = ex.parts;
     const std::size_t nd = shape.size();
     check(nd >= 1, "normexp: the input must have at least one dimension");
     check(xs.size() == nd && ys.size() == nd, "normexp: strides must have one entry per dimension");
@@ -396,7 +441,10 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
     const reduction_kernels<T>* k;
     if constexpr (sizeof(T) == 4) k = &kt.f32; else k = &kt.f64;
-    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature), parts, y};
+    check(!ex.given_m || (ex.given_sums && ex.zs && ex.zs->size() == nd && op != reduction::logsumexp),
+          "normexp: given statistics need m, sums, their strides, and softmax or log_softmax");
+    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature), parts, y, ex.given_m, ex.given_sums};
+    auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 
     const std::size_t n = shape[axis];
     const bool lse = op == reduction::logsumexp;
@@ -423,9 +471,9 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     }
     outer_dims od;
     for (std::size_t d = 0; d < nd; ++d)
-        if (int(d) != axis && int(d) != inner) od.add(shape[d], xs[d], ys[d]);
+        if (int(d) != axis && int(d) != inner) od.add(shape[d], xs[d], ys[d], zstride(d));
     if (inner >= 0)
-        run_cols(p, x, y, od, n, sx, sy, shape[inner], ys[inner]);
+        run_cols(p, x, y, od, n, sx, sy, shape[inner], ys[inner], zstride(std::size_t(inner)));
     else
         run_rows(p, x, y, od, n, sx, sy);
 }
@@ -435,14 +483,29 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
 template <class T>
 void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
             int axis, double temperature, const char* isa) {
-    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, nullptr);
+    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, extras<T>{});
 }
 
 template <class T>
 void logsumexp_parts(const T* x, const strides_t& xs, T* m, double* sums, const strides_t& out_strides,
                      const shape_t& shape, int axis, double temperature, const char* isa) {
     check(sums != nullptr, "normexp: null data pointer");
-    reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, sums);
+    extras<T> ex;
+    ex.parts = sums;
+    reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, ex);
+}
+
+template <class T>
+void normalize_with(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
+                    int axis, const T* m, const double* sums, const strides_t& stat_strides, double temperature,
+                    const char* isa) {
+    check(op != reduction::logsumexp, "normexp: normalize_with takes softmax or log_softmax");
+    check(m != nullptr && sums != nullptr, "normexp: null data pointer");
+    extras<T> ex;
+    ex.given_m = m;
+    ex.given_sums = sums;
+    ex.zs = &stat_strides;
+    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, ex);
 }
 
 template <class T>
@@ -459,6 +522,12 @@ template void logsumexp_parts<float>(const float*, const strides_t&, float*, dou
                                      const shape_t&, int, double, const char*);
 template void logsumexp_parts<double>(const double*, const strides_t&, double*, double*, const strides_t&,
                                       const shape_t&, int, double, const char*);
+template void normalize_with<float>(reduction, const float*, const strides_t&, float*, const strides_t&,
+                                    const shape_t&, int, const float*, const double*, const strides_t&, double,
+                                    const char*);
+template void normalize_with<double>(reduction, const double*, const strides_t&, double*, const strides_t&,
+                                     const shape_t&, int, const double*, const double*, const strides_t&, double,
+                                     const char*);
 template void exp<float>(const float*, float*, std::size_t, const char*);
 template void exp<double>(const double*, double*, std::size_t, const char*);
 

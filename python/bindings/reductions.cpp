@@ -43,11 +43,11 @@ void reduce_typed(normexp::reduction op, const py::array& x, py::array& out, int
 void reduce(const std::string& op_name, const py::array& x, py::array out, int axis, double temperature,
             const std::string& isa) {
     const auto op = parse_op(op_name);
-    if (!x.dtype().is(out.dtype())) throw py::type_error("x and out must have the same dtype");
+    if (!x.dtype().equal(out.dtype())) throw py::type_error("x and out must have the same dtype");
     if (out.ndim() != x.ndim()) throw py::value_error("out must have the rank of x");
-    if (x.dtype().is(py::dtype::of<float>()))
+    if (x.dtype().equal(py::dtype::of<float>()))
         reduce_typed<float>(op, x, out, axis, temperature, isa);
-    else if (x.dtype().is(py::dtype::of<double>()))
+    else if (x.dtype().equal(py::dtype::of<double>()))
         reduce_typed<double>(op, x, out, axis, temperature, isa);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays");
@@ -64,13 +64,13 @@ void exp_typed(const py::array& x, py::array& out, const std::string& isa) {
 
 // Elementwise exp of a C-contiguous array into a C-contiguous array of the same dtype and size.
 void vexp(const py::array& x, py::array out, const std::string& isa) {
-    if (!x.dtype().is(out.dtype())) throw py::type_error("x and out must have the same dtype");
+    if (!x.dtype().equal(out.dtype())) throw py::type_error("x and out must have the same dtype");
     if (x.size() != out.size()) throw py::value_error("x and out must have the same size");
     const auto cflags = py::array::c_style;
     if (!(x.flags() & cflags) || !(out.flags() & cflags)) throw py::value_error("x and out must be C-contiguous");
-    if (x.dtype().is(py::dtype::of<float>()))
+    if (x.dtype().equal(py::dtype::of<float>()))
         exp_typed<float>(x, out, isa);
-    else if (x.dtype().is(py::dtype::of<double>()))
+    else if (x.dtype().equal(py::dtype::of<double>()))
         exp_typed<double>(x, out, isa);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays");

@@ -15,18 +15,17 @@ array([1., 1., 1., 1.])
 Algorithm. When the reduced axis is one chunk, each block is a plain call of the NumPy API (results are
 bit-identical to it). Otherwise:
 
-1. *Parts*: each block's rows are summarized by the pair (m, l): m the row's maximum (exact: it is an
-   entry of x) and l = log(sum(exp((x - m) / T))) in float64, from the same native statistics pass
-   ``normexp.logsumexp`` uses (``_core.logsumexp_parts``). Keeping m and l apart, instead of their sum
-   rounded to x's dtype, keeps the merge exact to the last bits even for float32 and large |m|.
-2. *Tree merge* (``dask.array.reduction``, ``split_every`` inputs per node): pairs merge with the
-   online-softmax rule, M = max m_j, L = log(sum_j exp((m_j - M) / T + l_j)), where the log-sum over the
-   parts is normexp's float64 logsumexp (so a dominant part keeps full relative accuracy: log1p of the
-   others). logsumexp is then M / T + L, rounded once to the result dtype.
-3. *Map* (softmax, log_softmax): each block is normalized on its own by the native kernel and corrected
-   by d = lse_block - lse_row = ((m_c - M) / T + l_c) - L <= 0: log_softmax adds d, softmax multiplies by
-   exp(d). Both terms of the sum are <= 0 (no cancellation) and the product has positive factors, so the
-   relative error stays that of the kernel plus one rounding.
+1. *Parts*: each block's rows are summarized by the native statistics pass that ``normexp.logsumexp``
+   uses (``_core.logsumexp_parts``): m, the row's maximum (exact: an entry of x), and the sum of
+   exp((x - m) / T) in float64 as count (entries equal to m) + rest. Nothing is rounded to x's dtype, so
+   float32 rows with large |m| merge without losing bits, and log1p(rest) stays available.
+2. *Tree merge* (``dask.array.reduction``, ``split_every`` inputs per node): the online-softmax rule the
+   driver uses between its own super-chunks, M = max m_j, rest += (count_j + rest_j) exp((m_j - M) / T),
+   with the exp argument carried as hi + lo. logsumexp is M / T + log(count + rest) (log1p(rest) when
+   count is 1), rounded once to the result dtype: the driver's formula.
+3. *Map* (softmax, log_softmax): each block runs the native second pass with the row's merged
+   statistics (``_core.normalize_with``): y = exp((x - M) / T) / (count + rest), or its log, one read and
+   one write per element, with the kernels' accuracy (the merged sum carries a few eps of extra rounding).
 
 Special values are those of the NumPy API (SciPy's): a NaN makes its row NaN (logsumexp NaN); a row whose
 maximum is +inf gives logsumexp +inf, softmax NaN, log_softmax NaN at the +inf entries and -inf elsewhere;
@@ -202,49 +201,18 @@ def _finish_lse(merged: np.ndarray, axis: int, keepdims: bool, compute: np.dtype
     return v if keepdims else v.reshape(v.shape[:axis] + v.shape[axis + 1 :])
 
 
-def _block_normalize(block: np.ndarray, part: np.ndarray, merged: np.ndarray, op: str, axis: int,
-                     temperature: float, isa: str, compute: np.dtype, res: np.dtype) -> np.ndarray:
-    """softmax / log_softmax of one block of a row split over several blocks.
-
-    part: this block's (m_c, count_c, rest_c) per row, merged: the row's (M, count, rest), both stacked
-    on a first axis of length 3. The block is normalized by the native kernel on its own (using its own
-    statistics), then corrected with u = beta (m_c - M) <= 0 carried as hi + lo, S_c = count_c + rest_c
-    and S = count + rest:
-      softmax:     y * (S_c / S) exp(u)          positive factors: relative errors add, ~4 eps
-      log_softmax: y + (u + log S_c - log S)     both terms <= 0: no cancellation in the final sum
-    """
-    y = _native(op, block, axis, temperature, isa, compute)
-    if y.size == 0:
-        return y.astype(res, copy=False)
-    pm, pc, pr = part
-    gm, gc, gr = merged
-    finite = np.isfinite(gm) & np.isfinite(pm)
-    with np.errstate(invalid="ignore", over="ignore", under="ignore", divide="ignore"):
-        u_hi, u_lo = _scaled_diff(np.where(finite, pm, 0.0), np.where(finite, gm, 0.0), 1.0 / temperature)
-        # Rows the correction cannot express: NaN rows, all -inf rows (NaN, as the kernel already wrote
-        # for the block's own all -inf rows) and empty or all -inf blocks of a finite row (-inf / 0).
-        special = np.where(np.isfinite(gm) & (pm == -np.inf), -np.inf, np.nan)
-        if op == "log_softmax":
-            # log S_c - log S: each log is relative-accurate near 0 (log1p), and it is added to u_hi
-            # first; u_lo (below half an ulp of u_hi) matters only in float64, where it is added to y
-            # first (|y + u_lo| <= |result|, so that rounding costs at most half an ulp of the result).
-            d = u_hi + (_log_sum(pc, pr) - _log_sum(gc, gr))
-            if compute == _F64:
-                np.add(y, np.where(finite, u_lo, 0.0), out=y)
-            np.add(y, np.where(finite, d, special), out=y, casting="unsafe")
-        else:
-            f = ((pc + pr) / (gc + gr)) * (np.exp(u_hi) * (1.0 + u_lo))
-            np.multiply(y, np.where(finite, f, np.where(np.isnan(special), np.nan, 0.0)), out=y, casting="unsafe")
-    row_inf = gm == np.inf
-    if row_inf.any():
-        # The row's max is +inf: softmax NaN everywhere; log_softmax NaN at the +inf entries, -inf elsewhere.
-        if op == "softmax":
-            y = np.where(row_inf, compute.type(np.nan), y).astype(compute, copy=False)
-        else:
-            x = np.asarray(block)
-            y = np.where(row_inf, np.where(x == np.inf, compute.type(np.nan), compute.type(-np.inf)), y)
-            y = y.astype(compute, copy=False)
-    return y.astype(res, copy=False)
+def _block_normalize(block: np.ndarray, merged: np.ndarray, op: str, axis: int, temperature: float, isa: str,
+                     compute: np.dtype, res: np.dtype) -> np.ndarray:
+    """softmax / log_softmax of one block of a row split over several blocks, given the row's merged
+    (M, count, rest) (stacked on a first axis of length 3): the native pass 2 with those statistics,
+    y = exp((x - M) / T) / (count + rest) or its log, so accuracy and special values are the kernels'."""
+    src = _api._kernel_input(np.asarray(block), compute)
+    dst = np.empty(src.shape, dtype=compute)
+    if src.size:
+        m = np.ascontiguousarray(merged[0]).astype(compute)  # exact: M is an entry of x (or NaN / inf)
+        sums = np.ascontiguousarray(np.stack([merged[1], merged[2]], axis=-1))
+        _core.normalize_with(op, src, dst, m, sums, axis, temperature, isa)
+    return dst.astype(res, copy=False)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -280,9 +248,9 @@ def _elementwise(op: str, x: Any, axis: Any, temperature: Any, split_every: Any)
             _block_whole, op=op, axis=ax, temperature=t, isa=isa, compute=compute, res=res, keepdims=True,
             dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
         )
-    parts, merged = _merged_parts(x, ax, t, isa, compute, split_every)
+    _, merged = _merged_parts(x, ax, t, isa, compute, split_every)
     return da.map_blocks(
-        _block_normalize, x, parts, merged,
+        _block_normalize, x, merged,
         op=op, axis=ax, temperature=t, isa=isa, compute=compute, res=res,
         drop_axis=0, chunks=x.chunks, dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
     )

@@ -74,6 +74,16 @@ template <class T>
 void logsumexp_parts(const T* x, const strides_t& x_strides, T* m, double* sums, const strides_t& out_strides,
                      const shape_t& shape, int axis, double temperature = 1.0, const char* isa = nullptr);
 
+// softmax or log_softmax along `axis` with each row's statistics given instead of computed, as
+// logsumexp_parts writes them (m, and sums = (count, rest) pairs, possibly merged over the pieces of a
+// longer row of which x holds one): y = exp((x - m) / T) / (count + rest), or its log, with the same
+// kernels, accuracy and special values as softmax. m has x's rank with length 1 along `axis` and element
+// strides stat_strides; sums has twice those. One pass over x: how normexp.dask normalizes each chunk.
+template <class T>
+void normalize_with(reduction op, const T* x, const strides_t& x_strides, T* y, const strides_t& y_strides,
+                    const shape_t& shape, int axis, const T* m, const double* sums, const strides_t& stat_strides,
+                    double temperature = 1.0, const char* isa = nullptr);
+
 // Elementwise exp with the library's vector kernel (within 1 ULP for float32).
 template <class T>
 void exp(const T* x, T* y, std::size_t n, const char* isa = nullptr);
