@@ -34,10 +34,6 @@
 #include "normexp/normexp.hpp"
 #include "threading.hpp"
 
-#if defined(NORMEXP_USE_OPENMP)
-#include <omp.h>
-#endif
-
 namespace normexp {
 namespace {
 
@@ -164,14 +160,12 @@ stats row_stats(const plan<T>& p, const T* x, std::size_t n, int nt) {
     const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
     if (nchunks <= 1) return segment_stats(p, x, n);
     std::vector<stats> part(nchunks);
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (std::ptrdiff_t c = 0; c < static_cast<std::ptrdiff_t>(nchunks); ++c) {
-        const std::size_t i = std::size_t(c) * kSuperChunk;
-        part[c] = segment_stats(p, x + i, std::min(kSuperChunk, n - i));
-    }
-    (void)nt;
+    detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
+        for (std::size_t c = b; c < e; ++c) {
+            const std::size_t i = c * kSuperChunk;
+            part[c] = segment_stats(p, x + i, std::min(kSuperChunk, n - i));
+        }
+    });
     stats s = part[0];
     for (std::size_t c = 1; c < nchunks; ++c) merge(s, part[c], p.beta);
     return s;
@@ -232,16 +226,13 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const sta
     const T m = static_cast<T>(s.m);
     const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
     const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && nchunks > 1)
-#endif
-    for (std::ptrdiff_t ci = 0; ci < static_cast<std::ptrdiff_t>(nchunks); ++ci) {
-        const std::size_t i = std::size_t(ci) * kSuperChunk, len = std::min(kSuperChunk, n - i);
+    detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
+        const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
         if (p.op == reduction::softmax)
             p.k.row_exp_scale(x + i, y + i, len, m, p.b2, static_cast<T>(c));
         else
             p.k.row_log_softmax(x + i, y + i, len, m, p.b2, c);
-    }
+    });
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -285,17 +276,11 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // Few long rows: threads split each row; many rows: threads take whole rows.
     const int nt_rows = threads_for(rows * n, rows);
     const int nt_inner = rows < 2 ? threads_for(n, (n + kSuperChunk - 1) / kSuperChunk) : 1;
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp parallel num_threads(nt_rows) if (nt_rows > 1)
-#endif
-    {
+    detail::parallel_ranges(nt_rows, rows, [&](std::size_t rb, std::size_t re) {
         std::unique_ptr<T[]> xbuf(gather_x ? new T[n] : nullptr), ybuf(scatter_y ? new T[n] : nullptr);
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {
+        for (std::size_t r = rb; r < re; ++r) {
             std::ptrdiff_t ox, oy, oz;
-            od.offsets(std::size_t(r), ox, oy, oz);
+            od.offsets(r, ox, oy, oz);
             const T* xr = x + ox;
             T* yr = y + oy;
             if (gather_x) {
@@ -312,7 +297,7 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
             if (scatter_y)
                 for (std::size_t i = 0; i < n; ++i) yr[std::ptrdiff_t(i) * sy] = ybuf[i];
         }
-    }
+    });
 }
 
 // Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y
@@ -325,18 +310,12 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     const std::size_t items = od.count * nblocks;
     const int nt = threads_for(od.count * n * w, items);
     const std::size_t R = std::max<std::size_t>(1, kChunkBytes / (kColBlock * sizeof(T)));  // rows per chunk
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
+    detail::parallel_ranges(nt, items, [&](std::size_t ib, std::size_t ie) {
         std::vector<T> m(kColBlock), cm(kColBlock), c(kColBlock);
         std::vector<double> rest(kColBlock), count(kColBlock), lc(kColBlock);
         std::vector<unsigned char> special(kColBlock);
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (std::ptrdiff_t it = 0; it < static_cast<std::ptrdiff_t>(items); ++it) {
-            const std::size_t o = std::size_t(it) / nblocks, jb = (std::size_t(it) % nblocks) * kColBlock;
+        for (std::size_t it = ib; it < ie; ++it) {
+            const std::size_t o = it / nblocks, jb = (it % nblocks) * kColBlock;
             const std::size_t bw = std::min(kColBlock, w - jb);
             std::ptrdiff_t ox, oy, oz;
             od.offsets(o, ox, oy, oz);
@@ -402,11 +381,7 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
                 special_row(p.op, s, xb + std::ptrdiff_t(j), sx, yb + std::ptrdiff_t(j), sy, n);
             }
         }
-    }
-}
-
-void check(bool ok, const std::string& msg) {
-    if (!ok) throw error(msg);
+    });
 }
 
 // What logsumexp_parts and normalize_with add to reduce(): the (count, rest) output of logsumexp, or the
@@ -422,27 +397,30 @@ struct extras {
 template <class T>
 void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
                  int axis, double temperature, const char* isa, const extras<T>& ex) {
+    // Messages are built only on failure: this runs on every call, including 1000-element ones.
     double* const parts = ex.parts;
     const std::size_t nd = shape.size();
-    check(nd >= 1, "normexp: the input must have at least one dimension");
-    check(xs.size() == nd && ys.size() == nd, "normexp: strides must have one entry per dimension");
+    if (nd < 1) throw error("normexp: the input must have at least one dimension");
+    if (xs.size() != nd || ys.size() != nd) throw error("normexp: strides must have one entry per dimension");
     const int ind = static_cast<int>(nd);
-    check(axis >= -ind && axis < ind,
-          "normexp: axis " + std::to_string(axis) + " is out of bounds for an array of dimension " + std::to_string(nd));
+    if (axis < -ind || axis >= ind)
+        throw error("normexp: axis " + std::to_string(axis) + " is out of bounds for an array of dimension " +
+                    std::to_string(nd));
     if (axis < 0) axis += ind;
-    check(std::isfinite(temperature) && temperature > 0,
-          "normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
-    check(op != reduction::logsumexp || temperature == 1.0 || parts, "normexp: logsumexp takes no temperature");
+    if (!(std::isfinite(temperature) && temperature > 0))
+        throw error("normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
+    if (op == reduction::logsumexp && temperature != 1.0 && !parts)
+        throw error("normexp: logsumexp takes no temperature");
     std::size_t total = 1;
     for (std::size_t d = 0; d < nd; ++d) total *= shape[d];
     if (total == 0 && shape[axis] != 0) return;
-    check(x != nullptr && y != nullptr, "normexp: null data pointer");
+    if (x == nullptr || y == nullptr) throw error("normexp: null data pointer");
 
     const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
     const reduction_kernels<T>* k;
     if constexpr (sizeof(T) == 4) k = &kt.f32; else k = &kt.f64;
-    check(!ex.given_m || (ex.given_sums && ex.zs && ex.zs->size() == nd && op != reduction::logsumexp),
-          "normexp: given statistics need m, sums, their strides, and softmax or log_softmax");
+    if (ex.given_m && !(ex.given_sums && ex.zs && ex.zs->size() == nd && op != reduction::logsumexp))
+        throw error("normexp: given statistics need m, sums, their strides, and softmax or log_softmax");
     const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature), parts, y, ex.given_m, ex.given_sums};
     auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 
@@ -489,7 +467,7 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
 template <class T>
 void logsumexp_parts(const T* x, const strides_t& xs, T* m, double* sums, const strides_t& out_strides,
                      const shape_t& shape, int axis, double temperature, const char* isa) {
-    check(sums != nullptr, "normexp: null data pointer");
+    if (sums == nullptr) throw error("normexp: null data pointer");
     extras<T> ex;
     ex.parts = sums;
     reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, ex);
@@ -499,8 +477,8 @@ template <class T>
 void normalize_with(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
                     int axis, const T* m, const double* sums, const strides_t& stat_strides, double temperature,
                     const char* isa) {
-    check(op != reduction::logsumexp, "normexp: normalize_with takes softmax or log_softmax");
-    check(m != nullptr && sums != nullptr, "normexp: null data pointer");
+    if (op == reduction::logsumexp) throw error("normexp: normalize_with takes softmax or log_softmax");
+    if (m == nullptr || sums == nullptr) throw error("normexp: null data pointer");
     extras<T> ex;
     ex.given_m = m;
     ex.given_sums = sums;

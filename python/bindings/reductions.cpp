@@ -1,7 +1,11 @@
 // Bindings of the reductions (softmax, log_softmax, logsumexp, exp) and of the library-wide controls.
 // Argument checking, dtype promotion and broadcasting live in python/normexp/_api.py; this layer only
 // reads buffer layouts, releases the GIL and calls the C++ API.
+#include <cmath>
+#include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bindings.hpp"
 
@@ -76,9 +80,116 @@ void vexp(const py::array& x, py::array out, const std::string& isa) {
         throw py::type_error("normexp kernels take float32 or float64 arrays");
 }
 
+// ---- fast path ---------------------------------------------------------------------------------------
+// The common call (an exact ndarray of float32/float64, an int axis, a valid temperature, no where=,
+// out= absent or a matching array) is handled here in one crossing, without the Python-level checks:
+// the general path in _api.py costs ~10 us, which dominates small inputs. Anything else returns None
+// and the caller runs the general path, which owns every error message.
+bool is_exact_ndarray(py::handle h) {
+    static PyObject* const ndarray_type = py::module_::import("numpy").attr("ndarray").ptr();  // kept alive by numpy
+    return reinterpret_cast<PyObject*>(Py_TYPE(h.ptr())) == ndarray_type;
+}
+
+bool kernel_ready(const py::array& a, bool writeable) {
+    const int num = a.dtype().num();
+    if (num != py::detail::npy_api::NPY_FLOAT_ && num != py::detail::npy_api::NPY_DOUBLE_) return false;
+    const int need = py::detail::npy_api::NPY_ARRAY_ALIGNED_ | (writeable ? py::detail::npy_api::NPY_ARRAY_WRITEABLE_ : 0);
+    if ((a.flags() & need) != need) return false;
+    for (py::ssize_t d = 0; d < a.ndim(); ++d)
+        if (a.strides(d) % a.itemsize() != 0) return false;
+    return true;
+}
+
+// Byte range [lo, hi) an array can touch.
+std::pair<std::uintptr_t, std::uintptr_t> extent(const py::array& a) {
+    std::intptr_t lo = 0, hi = a.itemsize();
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+        if (a.shape(d) == 0) return {0, 0};
+        const std::intptr_t span = (a.shape(d) - 1) * a.strides(d);
+        (span < 0 ? lo : hi) += span;
+    }
+    const auto base = reinterpret_cast<std::intptr_t>(a.data());
+    return {std::uintptr_t(base + lo), std::uintptr_t(base + hi)};
+}
+
+// out may be x itself (same data and strides), or disjoint from it.
+bool safe_alias(const py::array& x, const py::array& out) {
+    const auto a = extent(x), b = extent(out);
+    if (a.second <= b.first || b.second <= a.first) return true;
+    if (x.data() != out.data() || x.ndim() != out.ndim()) return false;
+    for (py::ssize_t d = 0; d < x.ndim(); ++d)
+        if (x.strides(d) != out.strides(d)) return false;
+    return true;
+}
+
+py::object fast_reduce(int op_code, py::handle xh, py::handle axis_h, py::handle temp_h, py::handle out_h,
+                       bool keepdims, const std::string& isa) {
+    if (!is_exact_ndarray(xh)) return py::none();
+    const auto x = py::reinterpret_borrow<py::array>(xh);
+    const py::ssize_t nd = x.ndim();
+    if (nd < 1 || !kernel_ready(x, false) || !PyLong_CheckExact(axis_h.ptr())) return py::none();
+    long axis = PyLong_AsLong(axis_h.ptr());
+    if (axis < -nd || axis >= nd) return py::none();
+    if (axis < 0) axis += nd;
+    double temperature = 1.0;
+    if (PyFloat_CheckExact(temp_h.ptr()))
+        temperature = PyFloat_AS_DOUBLE(temp_h.ptr());
+    else if (PyLong_CheckExact(temp_h.ptr()))
+        temperature = PyLong_AsDouble(temp_h.ptr());
+    else
+        return py::none();
+    if (!(std::isfinite(temperature) && temperature > 0)) return py::none();
+    const auto op = static_cast<normexp::reduction>(op_code);
+    const bool lse = op == normexp::reduction::logsumexp;
+
+    // Result shape: x's, or x's without the axis (keepdims: with length 1).
+    std::vector<py::ssize_t> rshape;
+    for (py::ssize_t d = 0; d < nd; ++d) {
+        if (lse && d == axis) {
+            if (keepdims) rshape.push_back(1);
+        } else {
+            rshape.push_back(x.shape(d));
+        }
+    }
+    py::array out;
+    if (out_h.is_none()) {
+        out = py::array(x.dtype(), rshape);
+    } else {
+        if (!is_exact_ndarray(out_h)) return py::none();
+        out = py::reinterpret_borrow<py::array>(out_h);
+        if (!out.dtype().is(x.dtype()) || !kernel_ready(out, true) || out.ndim() != py::ssize_t(rshape.size()))
+            return py::none();
+        for (std::size_t d = 0; d < rshape.size(); ++d)
+            if (out.shape(py::ssize_t(d)) != rshape[d]) return py::none();
+        if (!safe_alias(x, out)) return py::none();
+    }
+    const layout lx = layout_of(x, "x");
+    normexp::strides_t ys(std::size_t(nd), 0);
+    for (py::ssize_t d = 0, k = 0; d < nd; ++d) {
+        if (lse && d == axis) {
+            if (keepdims) ++k;
+            continue;
+        }
+        ys[std::size_t(d)] = out.strides(k) / out.itemsize();
+        ++k;
+    }
+    {
+        py::gil_scoped_release nogil;
+        if (x.itemsize() == 4)
+            normexp::reduce<float>(op, static_cast<const float*>(x.data()), lx.strides, static_cast<float*>(out.mutable_data()),
+                                   ys, lx.shape, int(axis), temperature, isa.c_str());
+        else
+            normexp::reduce<double>(op, static_cast<const double*>(x.data()), lx.strides, static_cast<double*>(out.mutable_data()),
+                                    ys, lx.shape, int(axis), temperature, isa.c_str());
+    }
+    if (out_h.is_none() && out.ndim() == 0) return out[py::tuple()];  // a NumPy scalar, like NumPy reductions
+    return std::move(out);
+}
+
 }  // namespace
 
 void bind_reductions(py::module_& m) {
+    m.def("fast_reduce", &fast_reduce);
     m.def("reduce", &reduce, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("temperature"),
           py::arg("isa") = "");
     m.def("exp", &vexp, py::arg("x"), py::arg("out"), py::arg("isa") = "");

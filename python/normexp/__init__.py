@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 use_isa = _api.use_isa
+_fast = _core.fast_reduce  # the common call in one crossing; None means "take the general path"
+_isa = _api._isa_override
 
 
 def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, out: Any = None) -> np.ndarray:
@@ -58,6 +60,10 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = No
 
     Special values follow SciPy: a NaN makes its row NaN; a row containing +inf or of only -inf is NaN.
     """
+    if where is None:
+        r = _fast(0, x, axis, temperature, out, False, _isa.get())
+        if r is not None:
+            return r
     return _api.elementwise("softmax", x, axis, temperature, where, out)
 
 
@@ -68,6 +74,10 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any 
     Arguments as for :func:`softmax`; masked entries (``where=False``) are ``-inf``, and a row with no
     True entry is all ``-inf``. A row whose maximum is +inf is NaN at the +inf entries, -inf elsewhere.
     """
+    if where is None:
+        r = _fast(1, x, axis, temperature, out, False, _isa.get())
+        if r is not None:
+            return r
     return _api.elementwise("log_softmax", x, axis, temperature, where, out)
 
 
@@ -102,6 +112,10 @@ def logsumexp(
     only -inf, and an empty row, give -inf; +inf gives +inf; NaN propagates. A negative weighted sum
     without ``return_sign`` gives NaN.
     """
+    if b is None and not return_sign and (keepdims is False or keepdims is True):
+        r = _fast(2, x, axis, 1.0, out, keepdims, _isa.get())
+        if r is not None:
+            return r
     return _api.logsumexp(x, axis, b, keepdims, return_sign, out)
 
 

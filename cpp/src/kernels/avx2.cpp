@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
@@ -147,9 +148,12 @@ struct F32 {
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
     }
     // exp(t + tl) for t in [kMinArgF, kMaxArgF] (or NaN). FullRange: t may exceed 88.
+    // k = round(t/ln2) by the biased shifter: kb holds k + 127 in its low bits, so 2^k = kb << 23.
+    // exp(r) by Horner fully fused: 1 + r (1 + r (C2 + r (C3 + r (C4 + r (C5 + r C6))))).
     template <bool FullRange>
     static V exp_core(V t, V tl) {
-        const V k = _mm256_round_ps(mul(t, set1(kLog2eF)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const V kb = fmadd(t, set1(kLog2eF), set1(kShifterBiasedF));
+        const V k = sub(kb, set1(kShifterBiasedF));
         V r = fnmadd(k, set1(kLn2HiF), t);
         r = fnmadd(k, set1(kLn2LoF), r);
         r = add(r, tl);
@@ -157,14 +161,22 @@ struct F32 {
         q = fmadd(q, r, set1(kC4F));
         q = fmadd(q, r, set1(kC3F));
         q = fmadd(q, r, set1(kC2F));
-        const V p = add(fmadd(mul(r, r), q, r), set1(1.0f));
-        const __m256i ki = _mm256_cvtps_epi32(k);
+        q = fmadd(q, r, set1(1.0f));
+        const V p = fmadd(q, r, set1(1.0f));
         V outside = lt(t, set1(kNormalMinArgF));
         if (FullRange) outside = or_(outside, gt(t, set1(88.0f)));
-        if (NX_LIKELY(!any(outside))) return mul(p, pow2(ki));
+        if (NX_LIKELY(!any(outside))) return mul(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(kb), 23)));
+        const __m256i ki = _mm256_cvtps_epi32(k);
         const __m256i k1 = _mm256_srai_epi32(ki, 1);
         const __m256i k2 = _mm256_sub_epi32(ki, k1);
         return mul(mul(p, pow2(k1)), pow2(k2));
+    }
+    // Lower clamp for x: at or below m - kClampOffsetF (exact in double, then lowered by 2^-22 relative
+    // so that rounding to float cannot land above it), and never -inf (see exp_constants.hpp).
+    static T clamp_below(T m) {
+        const double l = static_cast<double>(m) - kClampOffsetF;
+        const double f = l - (l < 0 ? -l : l) * 0x1p-22;
+        return f < -__FLT_MAX__ ? -__FLT_MAX__ : static_cast<float>(f);
     }
 
     // float32 log_softmax: beta (x - m) - c evaluated in double (x - m exact), rounded once.
@@ -275,6 +287,11 @@ struct F64 {
         const __m256i k2 = _mm256_sub_epi64(ki, k1);
         return mul(mul(p, pow2(k1)), pow2(k2));
     }
+    static T clamp_below(T m) {  // lowered by 2^-50 relative: certainly <= m - offset after rounding
+        const double l = m - kClampOffsetD;
+        const double f = l - (l < 0 ? -l : l) * 0x1p-50;
+        return f < -__DBL_MAX__ ? -__DBL_MAX__ : f;
+    }
 
     // float64 log_softmax: (hi + lo) - c with the TwoSum error of hi - c folded back in.
     static V log_softmax_2(V hi, V lo, V c) {
@@ -294,28 +311,32 @@ struct F64 {
 template <class F, bool Scaled>
 struct arg {
     using V = typename F::V;
-    V nm, bh, bl, tmin;
-    arg(typename F::T m, scale2<typename F::T> beta)
-        : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(min_arg())) {}
-    static typename F::T min_arg() {
-        if constexpr (sizeof(typename F::T) == 4) return kMinArgF; else return kMinArgD;
+    using T = typename F::T;
+    V nm, bh, bl, tmin, xmin;
+    arg(T m, scale2<T> beta)
+        : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(min_arg())),
+          xmin(F::set1(F::clamp_below(m))) {}
+    static T min_arg() {
+        if constexpr (sizeof(T) == 4) return kMinArgF; else return kMinArgD;
     }
-    // exp(beta (x - m)) for a vector x and a per-lane maximum given as -m (columns) or the row's.
-    V exp_of(V x, V negm) const {
+    // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)).
+    V exp_of(V x, V negm, V xlow) const {
+        if constexpr (!Scaled) x = F::max(xlow, x);  // keeps x - m and its TwoSum error finite
         const V d = F::add(x, negm);
         const V bb = F::sub(d, x);
-        V e = F::add(F::sub(x, F::sub(d, bb)), F::sub(negm, bb));  // TwoSum: x - m = d + e exactly
-        V hi = d, lo = e;
+        V lo = F::add(F::sub(x, F::sub(d, bb)), F::sub(negm, bb));  // TwoSum: x - m = d + lo exactly
+        V hi = d;
         if constexpr (Scaled) {
+            // beta * (d + lo) as hi + lo; products can overflow for extreme temperatures, so entries
+            // below the underflow threshold (and x = -inf, whose TwoSum error is NaN) drop lo.
             hi = F::mul(d, bh);
-            lo = F::fmadd(e, bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
+            lo = F::fmadd(lo, bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
+            lo = F::and_(lo, F::ge(hi, tmin));
         }
-        const V keep = F::ge(hi, tmin);  // false for -inf, NaN and far underflow
-        lo = F::and_(lo, keep);
         hi = F::max(tmin, hi);
         return F::template exp_core<false>(hi, lo);
     }
-    V exp_of(V x) const { return exp_of(x, nm); }
+    V exp_of(V x) const { return exp_of(x, nm, xmin); }
 };
 
 // Sum of contrib(i) over full vectors i = 0, N, ... and contrib_tail(i, mask) for the remainder,
@@ -531,30 +552,33 @@ void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, 
 }
 
 // ---- columns -----------------------------------------------------------------------------------------
-// Iterate column vectors j (N lanes, masked at the tail of w); body(j, mask, full).
+// Iterate column vectors j (N lanes, masked at the tail of w): body(j, mask, full) where full is
+// std::true_type for whole vectors and std::false_type for the masked tail (a compile-time choice, so
+// the hot loop carries no branch per load).
 template <class F, class Body>
 void for_col_vectors(std::size_t w, Body body) {
     std::size_t j = 0;
-    for (; j + F::N <= w; j += F::N) body(j, F::tail_mask(F::N), true);
-    if (j < w) body(j, F::tail_mask(w - j), false);
+    const auto all = F::tail_mask(F::N);
+    for (; j + F::N <= w; j += F::N) body(j, all, std::true_type{});
+    if (j < w) body(j, F::tail_mask(w - j), std::false_type{});
 }
 
-template <class F>
-typename F::V load_any(const typename F::T* p, typename F::M mk, bool full) {
-    return full ? F::load(p) : F::load_tail(p, mk);
+template <class F, class Full>
+typename F::V load_any(const typename F::T* p, typename F::M mk, Full) {
+    if constexpr (Full::value) return F::load(p); else return F::load_tail(p, mk);
 }
-template <class F>
-void store_any(typename F::T* p, typename F::M mk, bool full, typename F::V v) {
-    if (full)
-        F::store(p, v);
-    else
-        F::store_tail(p, mk, v);
+template <class F, class Full>
+void store_any(typename F::T* p, typename F::M mk, Full, typename F::V v) {
+    if constexpr (Full::value) F::store(p, v); else F::store_tail(p, mk, v);
 }
+
+// Column kernels stage per-column parameters for up to this many columns in stack arrays.
+constexpr std::size_t kColPanel = 256;
 
 template <class F>
 void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m) {
     using V = typename F::V;
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, auto full) {
         V acc = load_any<F>(m + j, mk, full);
         V nan = F::unord(acc, acc);
         for (std::size_t i = 0; i < rows; ++i) {
@@ -570,37 +594,45 @@ template <class F, bool Scaled>
 void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
+    using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
-        const V mv = load_any<F>(m + j, mk, full);
-        const V negm = F::sub(F::zero(), mv);
-        const V one = F::set1(1);
-        std::size_t i = 0;
-        auto term = [&](std::size_t r, V& c) {
-            const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(r) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
-            const V e = F::eq(v, mv);
-            c = F::add(c, F::and_(e, one));
-            return F::andnot(e, a.exp_of(v, negm));
-        };
-        while (i < rows) {
-            // Blocks of up to 8 rows summed pairwise in working precision, then flushed to double.
-            V c = F::zero();
-            V s;
-            if (i + 8 <= rows) {
-                const V s0 = F::add(term(i, c), term(i + 1, c));
-                const V s1 = F::add(term(i + 2, c), term(i + 3, c));
-                const V s2 = F::add(term(i + 4, c), term(i + 5, c));
-                const V s3 = F::add(term(i + 6, c), term(i + 7, c));
-                s = F::add(F::add(s0, s1), F::add(s2, s3));
-                i += 8;
-            } else {
-                s = F::zero();
-                for (; i < rows; ++i) s = F::add(s, term(i, c));
+    alignas(32) T xlow_panel[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw; ++j) xlow_panel[j] = F::clamp_below(m[j0 + j]);
+        const T* xp = x + static_cast<std::ptrdiff_t>(j0);
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const V mv = load_any<F>(m + j0 + j, mk, full);
+            const V negm = F::sub(F::zero(), mv);
+            const V xlow = F::load(xlow_panel + j);
+            const V one = F::set1(1);
+            auto term = [&](std::size_t r, V& c) {
+                const V v = load_any<F>(xp + static_cast<std::ptrdiff_t>(r) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+                const V e = F::eq(v, mv);
+                c = F::add(c, F::and_(e, one));
+                return F::andnot(e, a.exp_of(v, negm, xlow));
+            };
+            std::size_t i = 0;
+            while (i < rows) {
+                // Blocks of up to 8 rows summed pairwise in working precision, then flushed to double.
+                V c = F::zero();
+                V s;
+                if (i + 8 <= rows) {
+                    const V s0 = F::add(term(i, c), term(i + 1, c));
+                    const V s1 = F::add(term(i + 2, c), term(i + 3, c));
+                    const V s2 = F::add(term(i + 4, c), term(i + 5, c));
+                    const V s3 = F::add(term(i + 6, c), term(i + 7, c));
+                    s = F::add(F::add(s0, s1), F::add(s2, s3));
+                    i += 8;
+                } else {
+                    s = F::zero();
+                    for (; i < rows; ++i) s = F::add(s, term(i, c));
+                }
+                F::add_to_doubles(rest + j0 + j, s, mk, decltype(full)::value);
+                F::add_to_doubles(count + j0 + j, c, mk, decltype(full)::value);
             }
-            F::add_to_doubles(rest + j, s, mk, full);
-            F::add_to_doubles(count + j, c, mk, full);
-        }
-    });
+        });
+    }
 }
 
 template <class F>
@@ -612,21 +644,30 @@ void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, 
         col_exp_sum_impl<F, true>(x, rows, sx, w, m, beta, rest, count);
 }
 
+// Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
+// from memory; the per-column parameters are staged in small arrays (kColPanel) that stay in L1.
+
 template <class F, bool Scaled>
 void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
                         std::size_t rows, std::size_t w, const typename F::T* m, scale2<typename F::T> beta,
                         const typename F::T* c) {
     using V = typename F::V;
+    using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
-        const V negm = F::sub(F::zero(), load_any<F>(m + j, mk, full));
-        const V cv = load_any<F>(c + j, mk, full);
+    alignas(32) T negm[kColPanel], xlow[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw; ++j) negm[j] = -m[j0 + j], xlow[j] = F::clamp_below(m[j0 + j]);
         for (std::size_t i = 0; i < rows; ++i) {
-            const auto ii = static_cast<std::ptrdiff_t>(i), jj = static_cast<std::ptrdiff_t>(j);
-            const V v = load_any<F>(x + ii * sx + jj, mk, full);
-            store_any<F>(y + ii * sy + jj, mk, full, F::mul(a.exp_of(v, negm), cv));
+            const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+            T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v = load_any<F>(xi + j, mk, full);
+                const V e = a.exp_of(v, F::load(negm + j), F::load(xlow + j));
+                store_any<F>(yi + j, mk, full, F::mul(e, load_any<F>(c + j0 + j, mk, full)));
+            });
         }
-    });
+    }
 }
 
 template <class F>
@@ -642,17 +683,21 @@ template <class F>
 void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
                        std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
     using V = typename F::V;
+    using T = typename F::T;
     const log_softmax_op<F> op(0, beta);
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
-        const V mv = load_any<F>(m + j, mk, full);
-        alignas(32) double cbuf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (std::size_t l = 0; l < F::N && j + l < w; ++l) cbuf[l] = c[j + l];
+    alignas(32) double cbuf[kColPanel + 8];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw + 8; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
         for (std::size_t i = 0; i < rows; ++i) {
-            const auto ii = static_cast<std::ptrdiff_t>(i), jj = static_cast<std::ptrdiff_t>(j);
-            const V v = load_any<F>(x + ii * sx + jj, mk, full);
-            store_any<F>(y + ii * sy + jj, mk, full, op.col(v, mv, cbuf));
+            const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+            T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v = load_any<F>(xi + j, mk, full);
+                store_any<F>(yi + j, mk, full, op.col(v, load_any<F>(m + j0 + j, mk, full), cbuf + j));
+            });
         }
-    });
+    }
 }
 
 template <class F>

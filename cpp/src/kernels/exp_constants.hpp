@@ -51,6 +51,15 @@ constexpr double kNormalMinArgD = -708.3;
 
 // Round-to-nearest-integer by the 1.5*2^52 shifter (valid for |v| < 2^51 in round-to-nearest mode).
 constexpr double kShifterD = 0x1.8p+52;
+// float32: 1.5*2^23 + 127. v + kShifterBiasedF rounds v to an integer k and leaves k + 127 (the biased
+// exponent of 2^k) in the low mantissa bits, so (bits << 23) is 2^k directly (valid for |v| < 2^22).
+constexpr float kShifterBiasedF = 0x1.8000fep+23f;
+
+// Scores are clamped from below at m - kClampOffset (rounded down) before forming x - m, just past
+// the underflow threshold. Then x - m and its TwoSum error stay finite (x = -inf would make both NaN),
+// and the error is tiny: below 2^-16 when |m| < 2 kClampOffset, and 0 (Sterbenz) otherwise.
+constexpr double kClampOffsetF = 105.0;
+constexpr double kClampOffsetD = 747.0;
 
 // Rows are summed in blocks of this many elements per accumulator lane before flushing into double,
 // bounding the working-precision error of a block independently of the row length.
