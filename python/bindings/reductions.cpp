@@ -93,6 +93,14 @@ bool is_exact_ndarray(py::handle h) {
 bool kernel_ready(const py::array& a, bool writeable) {
     const int num = a.dtype().num();
     if (num != py::detail::npy_api::NPY_FLOAT_ && num != py::detail::npy_api::NPY_DOUBLE_) return false;
+    // num() ignores the byte order: a byte-swapped float64 ('>f8' here) has the same number and would be
+    // read as garbage. Only native order takes the fast path.
+    static const char native = [] {
+        const std::uint16_t one = 1;
+        return *reinterpret_cast<const unsigned char*>(&one) == 1 ? '<' : '>';
+    }();
+    const char order = a.dtype().byteorder();
+    if (order != '=' && order != '|' && order != native) return false;
     const int need = py::detail::npy_api::NPY_ARRAY_ALIGNED_ | (writeable ? py::detail::npy_api::NPY_ARRAY_WRITEABLE_ : 0);
     if ((a.flags() & need) != need) return false;
     for (py::ssize_t d = 0; d < a.ndim(); ++d)
