@@ -51,7 +51,7 @@ except ImportError as e:  # pragma: no cover - exercised only without dask insta
 
 from . import _api, _core
 
-__all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "attention"]
 
 _F64 = np.dtype(np.float64)
 
@@ -321,3 +321,245 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: An
         _finish_lse, axis=ax, keepdims=keepdims, compute=compute, res=res,
         drop_axis=drop, dtype=res, meta=_meta(out_nd, res), name="normexp-logsumexp",
     )
+
+
+# ------------------------------------------------------------------------------------------------------
+# Attention over a key/value sequence split into chunks (a KV cache spread over workers).
+_ALIGNMENTS = ("top_left", "bottom_right")
+
+
+def _np_attention():
+    """normexp.attention and normexp.merge_attention, looked up when a task runs (they live in
+    normexp.attention, a module that older builds lack; nothing here imports it at import time)."""
+    from .attention import attention as att, merge_attention as merge  # noqa: PLC0415
+
+    return att, merge
+
+
+def _position_mask(lq: int, lkv: int, start: int, length: int, is_causal: bool, window: int,
+                   bottom_right: bool) -> np.ndarray | None:
+    """Which keys start..start+length of a length-lkv sequence each of lq queries sees (is_causal and
+    window, normexp.attention's definitions with diag(i) = i or i + lkv - lq); None if all of them."""
+    if not is_causal and not window:
+        return None
+    diag = np.arange(lq)[:, None] + (lkv - lq if bottom_right else 0)
+    j = start + np.arange(length)[None, :]
+    keep = np.ones((lq, length), dtype=bool)
+    if is_causal:
+        keep &= j <= diag
+    if window:
+        keep &= j > diag - window
+    return None if keep.all() else keep
+
+
+def _attention_chunk(k: np.ndarray, v: np.ndarray, q: np.ndarray, start: np.ndarray, *rest: np.ndarray,
+                     has_mask: bool, lkv: int, scale: float | None, softcap: float | None, alibi: np.ndarray | None,
+                     is_causal: bool, window: int, bottom_right: bool, isa: str) -> np.ndarray:
+    """Partial attention of q over one key/value chunk: (out, lse) packed as (1, ..., Hq, Lq, Dv + 1).
+
+    The chunk's keys are positions start..start+Lc of the whole sequence; causal, window and ALiBi refer
+    to those positions, so they are given to normexp.attention as an explicit mask of the chunk (bool,
+    or additive float with ALiBi's -slope |j - diag(i)|) unless the chunk is the whole sequence. A chunk
+    no query can see is not computed: output 0, lse -inf, which merge_attention ignores.
+    """
+    att, _ = _np_attention()
+    # Arrays that were pickled (dask.distributed moves blocks between workers) carry a dtype object equal
+    # to, but not the same object as, NumPy's float32/float64; native bindings that compare dtypes by
+    # identity reject them. A view with the canonical dtype is free.
+    k, v, q = (np.asarray(a).view(np.dtype(np.asarray(a).dtype.name)) for a in (k, v, q))
+    user = rest[0] if has_mask else None
+    lq, lc = q.shape[-2], k.shape[-2]
+    s = int(start[0])
+    out_shape = q.shape[:-1] + (v.shape[-1] + 1,)
+    whole = s == 0 and lc == lkv
+    kw: dict[str, Any] = dict(scale=scale, softcap=softcap, return_lse=True)
+    mask = user
+    if whole:
+        kw.update(is_causal=is_causal, window=window or None, alibi_slopes=alibi,
+                  causal_alignment="bottom_right" if bottom_right else "top_left")
+    else:
+        keep = _position_mask(lq, lkv, s, lc, is_causal, window, bottom_right)
+        if lc == 0 or (keep is not None and not keep.any()):
+            part = np.zeros(out_shape, dtype=q.dtype)
+            part[..., -1] = -np.inf
+            return part[None]
+        if alibi is not None:
+            diag = np.arange(lq)[:, None] + (lkv - lq if bottom_right else 0)
+            dist = np.abs(s + np.arange(lc)[None, :] - diag).astype(np.float64)
+            bias = (-np.asarray(alibi, np.float64)[..., None, None] * dist).astype(q.dtype)  # (..., Hq, Lq, Lc)
+            if user is not None and user.dtype == np.bool_:
+                bias = np.where(user, bias, q.dtype.type(-np.inf))
+            elif user is not None:
+                bias = bias + user.astype(q.dtype)
+            mask = bias if keep is None else np.where(keep, bias, q.dtype.type(-np.inf))
+        elif keep is not None:
+            if user is None:
+                mask = keep
+            elif user.dtype == np.bool_:
+                mask = user & keep
+            else:
+                mask = np.where(keep, user.astype(q.dtype), q.dtype.type(-np.inf))
+    if isa:
+        with _api.use_isa(isa):
+            out, lse = att(q, k, v, mask=mask, **kw)
+    else:
+        out, lse = att(q, k, v, mask=mask, **kw)
+    part = np.empty(out_shape, dtype=q.dtype)
+    part[..., :-1] = out
+    part[..., -1] = lse
+    return part[None]
+
+
+def _merge_attention_parts(parts: np.ndarray, axis: Any = 0, keepdims: bool = True) -> np.ndarray:
+    """merge_attention over the parts stacked on axis 0 (out and lse packed as in _attention_chunk)."""
+    _, merge = _np_attention()
+    parts = np.asarray(parts).view(np.dtype(parts.dtype.name))  # canonical dtype (see _attention_chunk)
+    outs = [np.ascontiguousarray(parts[i, ..., :-1]) for i in range(parts.shape[0])]
+    lses = [np.ascontiguousarray(parts[i, ..., -1]) for i in range(parts.shape[0])]
+    out, lse = merge(outs, lses)
+    merged = np.empty(parts.shape[1:], dtype=parts.dtype)
+    merged[..., :-1] = out
+    merged[..., -1] = lse
+    return merged[None]
+
+
+def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = False, scale: float | None = None,
+              window: int | None = None, softcap: float | None = None, alibi_slopes: Any = None,
+              causal_alignment: str = "top_left", return_lse: bool = False, split_every: Any = None) -> Any:
+    """Lazy :func:`normexp.attention` with keys and values chunked along the sequence (dimension -2).
+
+    Each key/value chunk's partial attention and its log-sum-exp come from
+    ``normexp.attention(q, k_chunk, v_chunk, return_lse=True)`` on the worker that holds the chunk, and
+    the partials are tree-merged with ``normexp.merge_attention`` (the log-sum-exp rule): exact, for a
+    KV cache that lives on many workers. Only q (small when decoding) and the partial results travel.
+
+    Parameters are those of :func:`normexp.attention` (layout ``(..., H, L, D)``, grouped-query heads,
+    bool or additive ``mask`` broadcastable to ``(..., Hq, Lq, Lkv)``, ``is_causal``, ``window``,
+    ``softcap``, ``alibi_slopes``, ``causal_alignment``), plus ``split_every`` (the merge tree's fan-in).
+    k and v are dask arrays (the other dimensions are made single chunks); q and mask may be NumPy or
+    dask arrays (q is given whole to every chunk; a mask's key dimension follows k's chunks). Causal,
+    window and ALiBi refer to positions in the whole sequence: chunks that straddle the diagonal or the
+    window edge get them as an explicit mask of their size, chunks no query sees are skipped.
+
+    Returns a dask array ``(..., Hq, Lq, Dv)``, or ``(out, lse)`` with lse ``(..., Hq, Lq)``.
+    """
+    if not isinstance(k, da.Array) or not isinstance(v, da.Array):
+        raise TypeError(
+            "normexp.dask.attention takes k and v as dask.array.Array (chunked along the sequence); "
+            "use normexp.attention for NumPy arrays"
+        )
+    q = q if isinstance(q, da.Array) else da.from_array(_api.as_array(q, "q"))
+    floats = (np.dtype(np.float32), np.dtype(np.float64))
+    if q.dtype not in floats or k.dtype not in floats or v.dtype not in floats:
+        raise TypeError(f"q, k and v must be float32 or float64; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k and v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    nd = q.ndim
+    if nd < 2 or k.ndim != nd or v.ndim != nd:
+        raise ValueError(f"q, k and v must have the same number of dimensions (at least 2: len, head_dim); "
+                         f"got shapes {q.shape}, {k.shape}, {v.shape}")
+    for a, name in ((q, "q"), (k, "k"), (v, "v")):
+        if any(np.isnan(c) for cs in a.chunks for c in cs):
+            raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
+    if q.shape[:-3] != k.shape[:-3] or q.shape[:-3] != v.shape[:-3]:
+        raise ValueError(f"batch dimensions must match: q {q.shape[:-3]}, k {k.shape[:-3]}, v {v.shape[:-3]}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"head_dim: q has {q.shape[-1]} but k has {k.shape[-1]} (the last dimension of q and k must match)")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"key length: k has {k.shape[-2]} but v has {v.shape[-2]} (dimension -2 of k and v must match)")
+    if nd >= 3:
+        hq, hk = q.shape[-3], k.shape[-3]
+        if v.shape[-3] != hk:
+            raise ValueError(f"heads: k has {hk} key/value heads but v has {v.shape[-3]} (dimension -3 must match)")
+        if (hk == 0 and hq != 0) or (hk and hq % hk):
+            raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k and v")
+    if causal_alignment not in _ALIGNMENTS:
+        raise ValueError(f"causal_alignment must be 'top_left' or 'bottom_right', got {causal_alignment!r}")
+    win = 0
+    if window is not None:
+        import operator
+
+        if isinstance(window, (bool, np.bool_)):
+            raise TypeError("window must be an integer number of keys, got bool")
+        try:
+            win = operator.index(window)
+        except TypeError:
+            raise TypeError(f"window must be an integer number of keys, got {type(window).__name__}") from None
+        if win < 1:
+            raise ValueError(f"window must be >= 1 (keys each query may see), got {window}")
+    for val, name, ok in ((scale, "scale", lambda f: f != 0), (softcap, "softcap", lambda f: f > 0)):
+        if val is None:
+            continue
+        if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a real number, got {type(val).__name__}")
+        if not (np.isfinite(val) and ok(float(val))):
+            raise ValueError(f"{name} must be a finite number {'!= 0' if name == 'scale' else '> 0'}, got {val!r}")
+    split_every = _check_split_every(split_every)
+    lq, lkv, dv = q.shape[-2], k.shape[-2], v.shape[-1]
+    full = q.shape[:-2] + (lq, lkv)
+    alibi = None
+    if alibi_slopes is not None:
+        alibi = np.asarray(_api.as_array(alibi_slopes, "alibi_slopes"))
+        if alibi.dtype.kind not in "fiu":
+            raise TypeError(f"alibi_slopes must be real numbers, got dtype {alibi.dtype}")
+        alibi = alibi.astype(np.float64)
+        if not np.all(np.isfinite(alibi)):
+            raise ValueError("alibi_slopes must be finite")
+        if nd == 2:  # one head
+            if alibi.size != 1:
+                raise ValueError(f"alibi_slopes with shape {alibi.shape} for 2-d inputs (one head) must have one value")
+            alibi = alibi.reshape(())
+        else:
+            try:
+                alibi = np.broadcast_to(alibi, q.shape[:-2]).copy()
+            except ValueError:
+                raise ValueError(f"alibi_slopes with shape {alibi.shape} cannot be broadcast to (..., Hq) = {q.shape[:-2]}") from None
+
+    # Every dimension one chunk except the sequence of k and v (v follows k's chunks).
+    seq = nd - 2
+    k = k.rechunk({d: -1 for d in range(nd) if d != seq})
+    v = v.rechunk({d: (k.chunks[seq] if d == seq else -1) for d in range(nd)})
+    q = q.rechunk(-1)
+    starts = np.concatenate([[0], np.cumsum(k.chunks[seq])[:-1]]).astype(np.int64)
+    start_arr = da.from_array(starts, chunks=1)
+
+    kidx = tuple(f"k{d}" for d in range(nd))
+    kidx = kidx[:seq] + ("seq",) + kidx[seq + 1 :]
+    vidx = tuple(f"v{d}" for d in range(nd))
+    vidx = vidx[:seq] + ("seq",) + vidx[seq + 1 :]
+    qidx = tuple(f"q{d}" for d in range(nd))
+    args: list[Any] = [k, kidx, v, vidx, q, qidx, start_arr, ("seq",)]
+    if mask is not None:
+        m = mask if isinstance(mask, da.Array) else da.from_array(_api.as_array(mask, "mask"))
+        if m.dtype != np.bool_ and m.dtype.kind != "f":
+            raise TypeError(f"mask must be bool (True keeps) or a float additive mask, got dtype {m.dtype}")
+        if m.ndim > len(full):
+            raise ValueError(f"mask with shape {m.shape} has more dimensions than the scores {full}")
+        try:
+            np.broadcast_shapes(m.shape, full)
+        except ValueError:
+            raise ValueError(f"mask with shape {m.shape} cannot be broadcast to the scores' shape {full} (..., Hq, Lq, Lkv)") from None
+        keyed = m.ndim >= 1 and m.shape[-1] == lkv and lkv != 1
+        m = m.rechunk({d: (k.chunks[seq] if keyed and d == m.ndim - 1 else -1) for d in range(m.ndim)})
+        midx = tuple(f"m{d}" for d in range(m.ndim))
+        if keyed:
+            midx = midx[:-1] + ("seq",)
+        args += [m, midx]
+    out_idx = ("seq",) + qidx[:-1] + ("dvp",)
+    parts = da.blockwise(
+        _attention_chunk, out_idx, *args,
+        new_axes={"dvp": dv + 1}, adjust_chunks={"seq": 1}, concatenate=True, align_arrays=False,
+        dtype=q.dtype, meta=_meta(nd + 1, q.dtype), name="normexp-attention-part",
+        has_mask=mask is not None, lkv=lkv, scale=scale, softcap=softcap, alibi=alibi,
+        is_causal=bool(is_causal), window=win, bottom_right=causal_alignment == "bottom_right",
+        isa=_api.current_isa_override(),
+    )
+    merged = da.reduction(
+        parts, chunk=_identity_parts, combine=_merge_attention_parts, aggregate=_merge_attention_parts,
+        axis=0, keepdims=True, dtype=q.dtype, split_every=split_every, concatenate=True,
+        meta=_meta(nd + 1, q.dtype), name="normexp-attention-merge",
+    )[0]
+    out = merged[..., :dv]
+    if return_lse:
+        return out, merged[..., dv]
+    return out
