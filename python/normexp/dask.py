@@ -94,8 +94,11 @@ def _keep_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
 
 # ------------------------------------------------------------------------------------------------------
 # Block functions: module-level (picklable for the process and distributed schedulers), NumPy in and out.
-def _native(op: str, block: np.ndarray, axis: int, temperature: float, isa: str, compute: np.dtype) -> np.ndarray:
+# The compute dtype travels as its name: an unpickled np.dtype is equal to NumPy's float32 / float64 but
+# not the same object, and np.dtype(name) gives back the canonical one.
+def _native(op: str, block: np.ndarray, axis: int, temperature: float, isa: str, compute: str) -> np.ndarray:
     """The native op on one block, in the compute dtype (logsumexp: keepdims)."""
+    compute = np.dtype(compute)
     src = _api._kernel_input(np.asarray(block), compute)
     shape = _keep_shape(src.shape, axis) if op == "logsumexp" else src.shape
     dst = np.empty(shape, dtype=compute)
@@ -104,7 +107,7 @@ def _native(op: str, block: np.ndarray, axis: int, temperature: float, isa: str,
     return dst
 
 
-def _block_whole(block: np.ndarray, op: str, axis: int, temperature: float, isa: str, compute: np.dtype,
+def _block_whole(block: np.ndarray, op: str, axis: int, temperature: float, isa: str, compute: str,
                  res: np.dtype, keepdims: bool) -> np.ndarray:
     """The axis is one chunk: the NumPy API's computation on the block, bit for bit."""
     y = _native(op, block, axis, temperature, isa, compute)
@@ -113,8 +116,9 @@ def _block_whole(block: np.ndarray, op: str, axis: int, temperature: float, isa:
     return y.astype(res, copy=False)
 
 
-def _block_parts(block: np.ndarray, axis: int, temperature: float, isa: str, compute: np.dtype) -> np.ndarray:
+def _block_parts(block: np.ndarray, axis: int, temperature: float, isa: str, compute: str) -> np.ndarray:
     """(m, count, rest) of each row of the block on a new first axis of length 3 (float64, keepdims)."""
+    compute = np.dtype(compute)
     src = _api._kernel_input(np.asarray(block), compute)
     keep = _keep_shape(src.shape, axis)
     m = np.empty(keep, dtype=compute)
@@ -191,9 +195,10 @@ def _log_sum(count: np.ndarray, rest: np.ndarray) -> np.ndarray:
         return np.where(count == 1, np.log1p(rest), np.log(count + rest))
 
 
-def _finish_lse(merged: np.ndarray, axis: int, keepdims: bool, compute: np.dtype, res: np.dtype) -> np.ndarray:
+def _finish_lse(merged: np.ndarray, axis: int, keepdims: bool, compute: str, res: np.dtype) -> np.ndarray:
     """logsumexp = M + log(count + rest), rounded once to the compute dtype (the driver's formula);
     rows whose M is NaN, +inf or -inf give M."""
+    compute = np.dtype(compute)
     big_m = merged[0]
     with np.errstate(invalid="ignore"):
         v = np.where(np.isfinite(big_m), big_m + _log_sum(merged[1], merged[2]), big_m)
@@ -202,10 +207,11 @@ def _finish_lse(merged: np.ndarray, axis: int, keepdims: bool, compute: np.dtype
 
 
 def _block_normalize(block: np.ndarray, merged: np.ndarray, op: str, axis: int, temperature: float, isa: str,
-                     compute: np.dtype, res: np.dtype) -> np.ndarray:
+                     compute: str, res: np.dtype) -> np.ndarray:
     """softmax / log_softmax of one block of a row split over several blocks, given the row's merged
     (M, count, rest) (stacked on a first axis of length 3): the native pass 2 with those statistics,
     y = exp((x - M) / T) / (count + rest) or its log, so accuracy and special values are the kernels'."""
+    compute = np.dtype(compute)
     src = _api._kernel_input(np.asarray(block), compute)
     dst = np.empty(src.shape, dtype=compute)
     if src.size:
@@ -225,7 +231,7 @@ def _merged_parts(x: da.Array, axis: int, temperature: float, isa: str, compute:
     nd = x.ndim
     pchunks = ((3,),) + tuple(((1,) * len(c) if i == axis else c) for i, c in enumerate(x.chunks))
     parts = x.map_blocks(
-        _block_parts, axis=axis, temperature=temperature, isa=isa, compute=compute,
+        _block_parts, axis=axis, temperature=temperature, isa=isa, compute=compute.name,
         chunks=pchunks, new_axis=0, dtype=_F64, meta=_meta(nd + 1, _F64),
         name="normexp-parts",
     )
@@ -245,13 +251,13 @@ def _elementwise(op: str, x: Any, axis: Any, temperature: Any, split_every: Any)
     isa = _api.current_isa_override()
     if x.numblocks[ax] == 1:
         return x.map_blocks(
-            _block_whole, op=op, axis=ax, temperature=t, isa=isa, compute=compute, res=res, keepdims=True,
+            _block_whole, op=op, axis=ax, temperature=t, isa=isa, compute=compute.name, res=res, keepdims=True,
             dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
         )
     _, merged = _merged_parts(x, ax, t, isa, compute, split_every)
     return da.map_blocks(
         _block_normalize, x, merged,
-        op=op, axis=ax, temperature=t, isa=isa, compute=compute, res=res,
+        op=op, axis=ax, temperature=t, isa=isa, compute=compute.name, res=res,
         drop_axis=0, chunks=x.chunks, dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
     )
 
@@ -310,7 +316,7 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: An
     out_nd = x.ndim if keepdims else x.ndim - 1
     if x.numblocks[ax] == 1:
         return x.map_blocks(
-            _block_whole, op="logsumexp", axis=ax, temperature=1.0, isa=isa, compute=compute, res=res,
+            _block_whole, op="logsumexp", axis=ax, temperature=1.0, isa=isa, compute=compute.name, res=res,
             keepdims=keepdims, chunks=tuple(
                 (1,) if i == ax else c for i, c in enumerate(x.chunks) if keepdims or i != ax),
             drop_axis=[] if keepdims else [ax], dtype=res, meta=_meta(out_nd, res), name="normexp-logsumexp",
@@ -318,7 +324,7 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: An
     _, merged = _merged_parts(x, ax, 1.0, isa, compute, split_every)
     drop = [0] if keepdims else [0, ax + 1]
     return merged.map_blocks(
-        _finish_lse, axis=ax, keepdims=keepdims, compute=compute, res=res,
+        _finish_lse, axis=ax, keepdims=keepdims, compute=compute.name, res=res,
         drop_axis=drop, dtype=res, meta=_meta(out_nd, res), name="normexp-logsumexp",
     )
 
