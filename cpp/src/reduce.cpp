@@ -43,6 +43,7 @@ constexpr std::size_t kInCacheBytes = std::size_t(256) << 10;  // half of a 512 
 constexpr std::size_t kChunkBytes = std::size_t(16) << 10;     // L1-resident chunk for online statistics
 constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit of row splitting
 constexpr std::size_t kColBlock = 256;                         // columns per work item (column traversal)
+constexpr std::size_t kStreamBytes = std::size_t(8) << 20;     // softmax rows this long bypass the caches
 
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
@@ -228,7 +229,9 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const sta
     const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
     detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
-        if (p.op == reduction::softmax)
+        if (p.op == reduction::softmax && n * sizeof(T) >= kStreamBytes)
+            p.k.row_exp_scale_stream(x + i, y + i, len, m, p.b2, static_cast<T>(c));
+        else if (p.op == reduction::softmax)
             p.k.row_exp_scale(x + i, y + i, len, m, p.b2, static_cast<T>(c));
         else
             p.k.row_log_softmax(x + i, y + i, len, m, p.b2, c);
@@ -300,86 +303,146 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     });
 }
 
+// ---- columns ----------------------------------------------------------------------------------------
+// Per-thread buffers for one column block.
+template <class T>
+struct col_buffers {
+    std::vector<T> m, cm, c, scratch;
+    std::vector<double> rest, count, lc;
+    std::vector<unsigned char> special;
+    explicit col_buffers(std::size_t bw, std::size_t scratch_elems)
+        : m(bw), cm(bw), c(bw), scratch(scratch_elems), rest(bw), count(bw), lc(bw), special(bw) {}
+};
+
+// Marks columns whose maximum is not finite (their outputs come from special_row) and gives the
+// kernels harmless placeholder statistics for them; returns whether there are any.
+template <class T>
+bool mark_special_columns(col_buffers<T>& b, std::size_t bw) {
+    bool any = false;
+    for (std::size_t j = 0; j < bw; ++j) {
+        b.special[j] = !finite(b.m[j]);
+        if (b.special[j]) {
+            any = true;
+            b.cm[j] = b.m[j];
+            b.m[j] = 0, b.c[j] = 0, b.lc[j] = 0, b.rest[j] = 0, b.count[j] = 1;
+        }
+    }
+    return any;
+}
+
+template <class T>
+void finish_special_columns(const plan<T>& p, col_buffers<T>& b, std::size_t bw, const T* xb, std::ptrdiff_t sx, T* yb,
+                            std::ptrdiff_t sy, std::size_t n) {
+    for (std::size_t j = 0; j < bw; ++j) {
+        if (!b.special[j]) continue;
+        stats s;
+        s.m = b.cm[j], s.nan = b.cm[j] != b.cm[j];
+        special_row(p.op, s, xb + std::ptrdiff_t(j), sx, yb + std::ptrdiff_t(j), sy, n);
+    }
+}
+
+// softmax of a column block whose n x bw values fit in cache: the max pass also gathers the block into
+// contiguous scratch, exp is taken once in place there, and the scaled values are written to y, so x
+// and y each cross memory once and exp runs once per element, as in the last-axis case.
+template <class T>
+void col_block_softmax_in_cache(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb,
+                                std::ptrdiff_t sy, std::size_t n, std::size_t bw) {
+    std::fill_n(b.m.begin(), bw, -kInf<T>);
+    p.k.col_max(xb, n, sx, bw, b.m.data(), b.scratch.data());
+    const bool any_special = mark_special_columns(b, bw);
+    std::fill_n(b.rest.begin(), bw, 0.0);
+    p.k.col_exp_store(b.scratch.data(), n, bw, b.m.data(), p.b2, b.rest.data());
+    for (std::size_t j = 0; j < bw; ++j) b.c[j] = static_cast<T>(1.0 / b.rest[j]);
+    p.k.col_scale(b.scratch.data(), std::ptrdiff_t(bw), yb, sy, n, bw, b.c.data());
+    if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
+}
+
+// Any reduction of a column block, two passes over memory: column statistics online over chunks of
+// R rows (each chunk read from memory for its max and again from L1 for its sum), then the outputs.
+// With given statistics (normalize_with) the first pass is replaced by reading them: column j's are at
+// offset oz + j * zs.
+template <class T>
+void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb, std::ptrdiff_t sy,
+                      std::ptrdiff_t y_inner_stride, std::size_t n, std::size_t bw, std::ptrdiff_t oz,
+                      std::ptrdiff_t zs) {
+    const std::size_t R = std::max<std::size_t>(1, kChunkBytes / (kColBlock * sizeof(T)));
+    std::fill_n(b.m.begin(), bw, -kInf<T>);
+    std::fill_n(b.rest.begin(), bw, 0.0);
+    std::fill_n(b.count.begin(), bw, 0.0);
+    if (p.given_m) {
+        for (std::size_t j = 0; j < bw; ++j) {
+            const stats g = given_stats(p, oz + std::ptrdiff_t(j) * zs);
+            b.m[j] = static_cast<T>(g.m), b.count[j] = g.count, b.rest[j] = g.rest;
+        }
+    }
+    for (std::size_t i = 0; !p.given_m && i < n; i += R) {
+        const std::size_t len = std::min(R, n - i);
+        const T* xc = xb + std::ptrdiff_t(i) * sx;
+        std::copy_n(b.m.begin(), bw, b.cm.begin());
+        p.k.col_max(xc, len, sx, bw, b.cm.data(), nullptr);  // cm = max(m, chunk max), NaN sticky
+        for (std::size_t j = 0; j < bw; ++j) {
+            if (b.cm[j] > b.m[j]) {  // the online rule: rescale what was summed against the old max
+                b.rest[j] = finite(b.m[j]) ? (b.rest[j] + b.count[j]) * std::exp(p.beta * (double(b.m[j]) - double(b.cm[j]))) : 0.0;
+                b.count[j] = 0;
+                b.m[j] = b.cm[j];
+            } else if (b.cm[j] != b.cm[j]) {
+                b.m[j] = b.cm[j];
+            }
+        }
+        p.k.col_exp_sum(xc, len, sx, bw, b.m.data(), p.b2, b.rest.data(), b.count.data());
+    }
+    if (p.op == reduction::logsumexp) {
+        for (std::size_t j = 0; j < bw; ++j) {
+            stats s;
+            s.m = b.m[j], s.rest = b.rest[j], s.count = b.count[j], s.nan = b.m[j] != b.m[j];
+            write_lse(p, yb + std::ptrdiff_t(j) * y_inner_stride, s);
+        }
+        return;
+    }
+    const bool any_special = mark_special_columns(b, bw);
+    for (std::size_t j = 0; j < bw; ++j) {
+        stats s;
+        s.rest = b.rest[j], s.count = b.count[j];
+        if (p.op == reduction::softmax)
+            b.c[j] = static_cast<T>(1.0 / (s.count + s.rest));
+        else
+            b.lc[j] = log_sum(s);
+    }
+    if (p.op == reduction::softmax)
+        p.k.col_exp_scale(xb, sx, yb, sy, n, bw, b.m.data(), p.b2, b.c.data());
+    else
+        p.k.col_log_softmax(xb, sx, yb, sy, n, bw, b.m.data(), p.b2, b.lc.data());
+    if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
+}
+
 // Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y
 // (z_inner_stride: the given statistics' stride along it, normalize_with).
+// Work items are (outer index, block of columns); the blocking depends only on the shape.
 template <class T>
 void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
               std::ptrdiff_t sy, std::size_t w, std::ptrdiff_t y_inner_stride, std::ptrdiff_t z_inner_stride) {
     const bool lse = p.op == reduction::logsumexp;
-    const std::size_t nblocks = (w + kColBlock - 1) / kColBlock;
+    // softmax: blocks narrow enough that n x block fits in cache, if a block can still be 8 wide.
+    const std::size_t fit = kInCacheBytes / (n * sizeof(T));
+    const bool in_cache = p.op == reduction::softmax && fit >= 8 && !p.given_m;
+    const std::size_t block = in_cache ? std::min(kColBlock, fit / 8 * 8) : kColBlock;
+    const std::size_t nblocks = (w + block - 1) / block;
     const std::size_t items = od.count * nblocks;
     const int nt = threads_for(od.count * n * w, items);
-    const std::size_t R = std::max<std::size_t>(1, kChunkBytes / (kColBlock * sizeof(T)));  // rows per chunk
     detail::parallel_ranges(nt, items, [&](std::size_t ib, std::size_t ie) {
-        std::vector<T> m(kColBlock), cm(kColBlock), c(kColBlock);
-        std::vector<double> rest(kColBlock), count(kColBlock), lc(kColBlock);
-        std::vector<unsigned char> special(kColBlock);
+        col_buffers<T> b(block, in_cache ? n * block : 0);
         for (std::size_t it = ib; it < ie; ++it) {
-            const std::size_t o = it / nblocks, jb = (it % nblocks) * kColBlock;
-            const std::size_t bw = std::min(kColBlock, w - jb);
+            const std::size_t o = it / nblocks, jb = (it % nblocks) * block;
+            const std::size_t bw = std::min(block, w - jb);
             std::ptrdiff_t ox, oy, oz;
             od.offsets(o, ox, oy, oz);
             const T* xb = x + ox + std::ptrdiff_t(jb);
             T* yb = y + oy + std::ptrdiff_t(jb) * (lse ? y_inner_stride : 1);
-            std::fill_n(m.begin(), bw, -kInf<T>);
-            std::fill_n(rest.begin(), bw, 0.0);
-            std::fill_n(count.begin(), bw, 0.0);
-            if (p.given_m) {  // normalize_with: the statistics are given, pass 1 is skipped
-                for (std::size_t j = 0; j < bw; ++j) {
-                    const stats g = given_stats(p, oz + std::ptrdiff_t(jb + j) * z_inner_stride);
-                    m[j] = static_cast<T>(g.m), count[j] = g.count, rest[j] = g.rest;
-                }
-            }
-            // Pass 1: online column statistics over chunks of R rows.
-            for (std::size_t i = 0; !p.given_m && i < n; i += R) {
-                const std::size_t len = std::min(R, n - i);
-                const T* xc = xb + std::ptrdiff_t(i) * sx;
-                std::copy_n(m.begin(), bw, cm.begin());
-                p.k.col_max(xc, len, sx, bw, cm.data());  // cm = max(m, chunk max), NaN sticky
-                for (std::size_t j = 0; j < bw; ++j) {
-                    if (cm[j] > m[j]) {
-                        rest[j] = finite(m[j]) ? (rest[j] + count[j]) * std::exp(p.beta * (double(m[j]) - double(cm[j]))) : 0.0;
-                        count[j] = 0;
-                        m[j] = cm[j];
-                    } else if (cm[j] != cm[j]) {
-                        m[j] = cm[j];
-                    }
-                }
-                p.k.col_exp_sum(xc, len, sx, bw, m.data(), p.b2, rest.data(), count.data());
-            }
-            // Pass 2: outputs. Columns whose max is not finite get SciPy's special values afterwards
-            // (the kernels run on them with placeholder statistics).
-            bool any_special = false;
-            for (std::size_t j = 0; j < bw; ++j) {
-                stats s;
-                s.m = m[j], s.rest = rest[j], s.count = count[j], s.nan = m[j] != m[j];
-                special[j] = is_special(s);
-                if (lse) {
-                    write_lse(p, yb + std::ptrdiff_t(j) * y_inner_stride, s);
-                    continue;
-                }
-                if (special[j]) {
-                    any_special = true;
-                    cm[j] = m[j];
-                    m[j] = 0, c[j] = 0, lc[j] = 0;
-                } else if (p.op == reduction::softmax) {
-                    c[j] = static_cast<T>(1.0 / (s.count + s.rest));
-                } else {
-                    lc[j] = log_sum(s);
-                }
-            }
-            if (lse) continue;
-            if (p.op == reduction::softmax)
-                p.k.col_exp_scale(xb, sx, yb, sy, n, bw, m.data(), p.b2, c.data());
+            if (in_cache)
+                col_block_softmax_in_cache(p, b, xb, sx, yb, sy, n, bw);
             else
-                p.k.col_log_softmax(xb, sx, yb, sy, n, bw, m.data(), p.b2, lc.data());
-            if (!any_special) continue;
-            for (std::size_t j = 0; j < bw; ++j) {
-                if (!special[j]) continue;
-                stats s;
-                s.m = cm[j], s.nan = cm[j] != cm[j];
-                special_row(p.op, s, xb + std::ptrdiff_t(j), sx, yb + std::ptrdiff_t(j), sy, n);
-            }
+                col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw, oz + std::ptrdiff_t(jb) * z_inner_stride,
+                                 z_inner_stride);
         }
     });
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <exception>
 
 #if defined(NORMEXP_USE_OPENMP)
 #include <omp.h>
@@ -23,13 +24,21 @@ template <class Body>
 void parallel_ranges(int nt, std::size_t count, Body&& body) {
 #if defined(NORMEXP_USE_OPENMP)
     if (nt > 1 && count > 1) {
+        // An exception must not leave an OpenMP region (std::terminate): the first one is carried out.
+        std::exception_ptr error;
 #pragma omp parallel num_threads(nt)
         {
             const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
             const std::size_t T = static_cast<std::size_t>(omp_get_num_threads());
             const std::size_t b = count * t / T, e = count * (t + 1) / T;
-            if (b < e) body(b, e);
+            try {
+                if (b < e) body(b, e);
+            } catch (...) {
+#pragma omp critical(normexp_parallel_error)
+                if (!error) error = std::current_exception();
+            }
         }
+        if (error) std::rethrow_exception(error);
         return;
     }
 #endif

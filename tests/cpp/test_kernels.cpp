@@ -101,6 +101,13 @@ void test_rows(const normexp::kernel_table& kt) {
                 const T c = T(1 / sum);
                 k.row_scale(y.data(), n, c);
                 k.row_exp_scale(x.data(), z.data(), n, m, b, c);
+                // The streaming variant gives the same bits at every alignment of y.
+                for (std::size_t off = 0; off < 3; ++off) {
+                    std::vector<T> zs(n + 8);
+                    k.row_exp_scale_stream(x.data(), zs.data() + off, n, m, b, c);
+                    for (std::size_t i = 0; i < n; ++i)
+                        CHECK(zs[off + i] == z[i], "%s row_exp_scale_stream n=%zu off=%zu", kt.name, n, off);
+                }
                 for (std::size_t i = 0; i < n; ++i) {
                     const T ref = T(e[i] * ld(c));
                     CHECK(check::ulp_diff(z[i], ref) <= 2, "%s row_exp_scale n=%zu i=%zu", kt.name, n, i);
@@ -139,7 +146,10 @@ void test_cols(const normexp::kernel_table& kt) {
                 if (w && rows > 1) x[sx + 0] = x[0];  // duplicated max in column 0 (maybe)
                 std::vector<T> m(w, -std::numeric_limits<T>::infinity()), c(w);
                 std::vector<double> rest(w, 0), count(w, 0), lc(w);
-                k.col_max(x.data(), rows, sx, w, m.data());
+                std::vector<T> copy(rows * w);
+                k.col_max(x.data(), rows, sx, w, m.data(), copy.data());
+                for (std::size_t i = 0; i < rows; ++i)
+                    for (std::size_t j = 0; j < w; ++j) CHECK(copy[i * w + j] == x[i * sx + j], "%s col_max copy", kt.name);
                 k.col_exp_sum(x.data(), rows, sx, w, m.data(), b, rest.data(), count.data());
                 for (std::size_t j = 0; j < w; ++j) {
                     T mref = -std::numeric_limits<T>::infinity();
@@ -157,6 +167,21 @@ void test_cols(const normexp::kernel_table& kt) {
                           "%s col_exp_sum rows=%zu w=%zu j=%zu", kt.name, rows, w, j);
                     c[j] = T(1 / sum);
                     lc[j] = double(std::log(sum));
+                }
+                // In-cache column softmax kernels: exp in place on the gathered block, then the scale.
+                std::vector<double> sums(w, 0.0);
+                k.col_exp_store(copy.data(), rows, w, m.data(), b, sums.data());
+                std::vector<T> scaled(rows * sy, T(-7));
+                k.col_scale(copy.data(), std::ptrdiff_t(w), scaled.data(), sy, rows, w, c.data());
+                for (std::size_t j = 0; j < w; ++j) {
+                    ld sref = 0;
+                    for (std::size_t i = 0; i < rows; ++i) {
+                        const ld e = std::exp(beta * (ld(x[i * sx + j]) - ld(m[j])));
+                        sref += e;
+                        CHECK(check::ulp_diff(copy[i * w + j], T(e)) <= 1, "%s col_exp_store", kt.name);
+                        CHECK(scaled[i * sy + j] == copy[i * w + j] * c[j], "%s col_scale", kt.name);
+                    }
+                    CHECK(std::fabs(ld(sums[j]) - sref) <= 64 * std::numeric_limits<T>::epsilon() * sref, "%s col_exp_store sum", kt.name);
                 }
                 k.col_exp_scale(x.data(), sx, y.data(), sy, rows, w, m.data(), b, c.data());
                 k.col_log_softmax(x.data(), sx, z.data(), sy, rows, w, m.data(), b, lc.data());

@@ -31,6 +31,12 @@ alignas(32) const std::int32_t kTailMask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1
 alignas(32) const std::int64_t kTailMask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 
 #define NX_LIKELY(x) __builtin_expect(!!(x), 1)
+// The exp and its argument reduction must be inlined into every loop: as calls they spill the vector
+// constants and cost a third of the kernel.
+#define NX_INLINE inline __attribute__((always_inline))
+// Kernel entry points inline everything they call (the per-vector lambdas included): GCC's size
+// heuristics otherwise leave the lambdas as calls that reload every constant per vector.
+#define NX_FLATTEN __attribute__((flatten))
 
 // ------------------------------------------------------------------------------------------------------
 // Double accumulators for the flushed block sums.
@@ -83,6 +89,7 @@ struct F32 {
     }
     static V load_tail(const T* p, M mk) { return _mm256_maskload_ps(p, mk); }
     static void store_tail(T* p, M mk, V v) { _mm256_maskstore_ps(p, mk, v); }
+    static void stream(T* p, V v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
     static V mask_v(M mk) { return _mm256_castsi256_ps(mk); }
     static V set1(T v) { return _mm256_set1_ps(v); }
     static V zero() { return _mm256_setzero_ps(); }
@@ -151,7 +158,7 @@ struct F32 {
     // k = round(t/ln2) by the biased shifter: kb holds k + 127 in its low bits, so 2^k = kb << 23.
     // exp(r) by Horner fully fused: 1 + r (1 + r (C2 + r (C3 + r (C4 + r (C5 + r C6))))).
     template <bool FullRange>
-    static V exp_core(V t, V tl) {
+    NX_INLINE static V exp_core(V t, V tl) {
         const V kb = fmadd(t, set1(kLog2eF), set1(kShifterBiasedF));
         const V k = sub(kb, set1(kShifterBiasedF));
         V r = fnmadd(k, set1(kLn2HiF), t);
@@ -220,6 +227,7 @@ struct F64 {
     }
     static V load_tail(const T* p, M mk) { return _mm256_maskload_pd(p, mk); }
     static void store_tail(T* p, M mk, V v) { _mm256_maskstore_pd(p, mk, v); }
+    static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
     static V mask_v(M mk) { return _mm256_castsi256_pd(mk); }
     static V set1(T v) { return _mm256_set1_pd(v); }
     static V zero() { return _mm256_setzero_pd(); }
@@ -268,7 +276,7 @@ struct F64 {
         return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(k, _mm256_set1_epi64x(1023)), 52));
     }
     template <bool FullRange>
-    static V exp_core(V t, V tl) {
+    NX_INLINE static V exp_core(V t, V tl) {
         // k by the 1.5*2^52 shifter: the integer k sits in the low mantissa bits of ks.
         const V ks = fmadd(t, set1(kLog2eD), set1(kShifterD));
         const V k = sub(ks, set1(kShifterD));
@@ -320,7 +328,7 @@ struct arg {
         if constexpr (sizeof(T) == 4) return kMinArgF; else return kMinArgD;
     }
     // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)).
-    V exp_of(V x, V negm, V xlow) const {
+    NX_INLINE V exp_of(V x, V negm, V xlow) const {
         if constexpr (!Scaled) x = F::max(xlow, x);  // keeps x - m and its TwoSum error finite
         const V d = F::add(x, negm);
         const V bb = F::sub(d, x);
@@ -336,7 +344,7 @@ struct arg {
         hi = F::max(tmin, hi);
         return F::template exp_core<false>(hi, lo);
     }
-    V exp_of(V x) const { return exp_of(x, nm, xmin); }
+    NX_INLINE V exp_of(V x) const { return exp_of(x, nm, xmin); }
 };
 
 // Sum of contrib(i) over full vectors i = 0, N, ... and contrib_tail(i, mask) for the remainder,
@@ -362,7 +370,7 @@ double blocked_sum(std::size_t n, Full full, Tail tail) {
 }
 
 template <class F>
-void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
+NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr T lo = sizeof(T) == 4 ? T(kMinArgF) : T(kMinArgD);
@@ -377,7 +385,7 @@ void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
 }
 
 template <class F>
-typename F::T k_row_max(const typename F::T* x, std::size_t n) {
+NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
@@ -408,7 +416,7 @@ typename F::T k_row_max(const typename F::T* x, std::size_t n) {
 }
 
 template <class F, bool Scaled>
-exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
     using V = typename F::V;
     const arg<F, Scaled> a(m, beta);
     const V mv = F::set1(m);
@@ -440,13 +448,13 @@ exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m,
 }
 
 template <class F>
-exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+NX_FLATTEN exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
     return beta.lo == 0 && beta.hi == 1 ? row_exp_sum_impl<F, false>(x, n, m, beta)
                                         : row_exp_sum_impl<F, true>(x, n, m, beta);
 }
 
 template <class F, bool Scaled>
-double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                           scale2<typename F::T> beta) {
     using V = typename F::V;
     const arg<F, Scaled> a(m, beta);
@@ -464,14 +472,14 @@ double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t 
 }
 
 template <class F>
-double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                        scale2<typename F::T> beta) {
     return beta.lo == 0 && beta.hi == 1 ? row_exp_store_impl<F, false>(x, y, n, m, beta)
                                         : row_exp_store_impl<F, true>(x, y, n, m, beta);
 }
 
 template <class F>
-void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
+NX_FLATTEN void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
     const auto cv = F::set1(c);
     std::size_t i = 0;
     for (; i + 2 * F::N <= n; i += 2 * F::N) {
@@ -486,7 +494,7 @@ void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
 }
 
 template <class F, bool Scaled>
-void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                         scale2<typename F::T> beta, typename F::T c) {
     const arg<F, Scaled> a(m, beta);
     const auto cv = F::set1(c);
@@ -499,12 +507,36 @@ void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n,
 }
 
 template <class F>
-void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                      scale2<typename F::T> beta, typename F::T c) {
     if (beta.lo == 0 && beta.hi == 1)
         row_exp_scale_impl<F, false>(x, y, n, m, beta, c);
     else
         row_exp_scale_impl<F, true>(x, y, n, m, beta, c);
+}
+
+template <class F, bool Scaled>
+void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                               scale2<typename F::T> beta, typename F::T c) {
+    // Head up to the first 32-byte boundary of y with ordinary stores, then aligned streaming stores.
+    std::size_t head = (32 - reinterpret_cast<std::uintptr_t>(y) % 32) % 32 / sizeof(typename F::T);
+    if (head > n) head = n;
+    row_exp_scale_impl<F, Scaled>(x, y, head, m, beta, c);
+    const arg<F, Scaled> a(m, beta);
+    const auto cv = F::set1(c);
+    std::size_t i = head;
+    for (; i + F::N <= n; i += F::N) F::stream(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    _mm_sfence();  // order the streaming stores before anything that follows
+    row_exp_scale_impl<F, Scaled>(x + i, y + i, n - i, m, beta, c);
+}
+
+template <class F>
+NX_FLATTEN void k_row_exp_scale_stream(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                                       scale2<typename F::T> beta, typename F::T c) {
+    if (beta.lo == 0 && beta.hi == 1)
+        row_exp_scale_stream_impl<F, false>(x, y, n, m, beta, c);
+    else
+        row_exp_scale_stream_impl<F, true>(x, y, n, m, beta, c);
 }
 
 // log_softmax per vector: float32 via double, float64 via TwoSum/TwoProduct.
@@ -540,7 +572,7 @@ struct log_softmax_op<F64> {
 };
 
 template <class F>
-void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+NX_FLATTEN void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                        scale2<typename F::T> beta, double c) {
     const log_softmax_op<F> op(m, beta);
     std::size_t i = 0;
@@ -575,14 +607,16 @@ void store_any(typename F::T* p, typename F::M mk, Full, typename F::V v) {
 // Column kernels stage per-column parameters for up to this many columns in stack arrays.
 constexpr std::size_t kColPanel = 256;
 
-template <class F>
-void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m) {
+template <class F, bool Copy>
+NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+                  typename F::T* copy) {
     using V = typename F::V;
     for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, auto full) {
         V acc = load_any<F>(m + j, mk, full);
         V nan = F::unord(acc, acc);
         for (std::size_t i = 0; i < rows; ++i) {
             const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+            if constexpr (Copy) store_any<F>(copy + i * w + j, mk, full, v);
             acc = F::max(acc, v);
             nan = F::or_(nan, F::unord(v, v));
         }
@@ -590,8 +624,17 @@ void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std:
     });
 }
 
+template <class F>
+NX_FLATTEN void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+               typename F::T* copy) {
+    if (copy)
+        col_max_impl<F, true>(x, rows, sx, w, m, copy);
+    else
+        col_max_impl<F, false>(x, rows, sx, w, m, nullptr);
+}
+
 template <class F, bool Scaled>
-void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
+NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
     using T = typename F::T;
@@ -636,7 +679,7 @@ void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t s
 }
 
 template <class F>
-void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
+NX_FLATTEN void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
                    scale2<typename F::T> beta, double* rest, double* count) {
     if (beta.lo == 0 && beta.hi == 1)
         col_exp_sum_impl<F, false>(x, rows, sx, w, m, beta, rest, count);
@@ -648,7 +691,7 @@ void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, 
 // from memory; the per-column parameters are staged in small arrays (kColPanel) that stay in L1.
 
 template <class F, bool Scaled>
-void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
                         std::size_t rows, std::size_t w, const typename F::T* m, scale2<typename F::T> beta,
                         const typename F::T* c) {
     using V = typename F::V;
@@ -671,7 +714,7 @@ void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T
 }
 
 template <class F>
-void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+NX_FLATTEN void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
                      std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const typename F::T* c) {
     if (beta.lo == 0 && beta.hi == 1)
         col_exp_scale_impl<F, false>(x, sx, y, sy, rows, w, m, beta, c);
@@ -680,7 +723,7 @@ void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y
 }
 
 template <class F>
-void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
                        std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
     using V = typename F::V;
     using T = typename F::T;
@@ -700,11 +743,69 @@ void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T*
     }
 }
 
+template <class F, bool Scaled>
+NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                        scale2<typename F::T> beta, double* sum) {
+    using V = typename F::V;
+    using T = typename F::T;
+    const arg<F, Scaled> a(0, beta);
+    alignas(32) T xlow_panel[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw; ++j) xlow_panel[j] = F::clamp_below(m[j0 + j]);
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const V negm = F::sub(F::zero(), load_any<F>(m + j0 + j, mk, full));
+            const V xlow = F::load(xlow_panel + j);
+            T* xp = x + j0 + j;
+            auto term = [&](std::size_t r) {
+                const V e = a.exp_of(load_any<F>(xp + r * w, mk, full), negm, xlow);
+                store_any<F>(xp + r * w, mk, full, e);
+                return e;
+            };
+            std::size_t i = 0;
+            while (i < rows) {
+                V s;
+                if (i + 8 <= rows) {
+                    s = F::add(F::add(F::add(term(i), term(i + 1)), F::add(term(i + 2), term(i + 3))),
+                               F::add(F::add(term(i + 4), term(i + 5)), F::add(term(i + 6), term(i + 7))));
+                    i += 8;
+                } else {
+                    s = F::zero();
+                    for (; i < rows; ++i) s = F::add(s, term(i));
+                }
+                F::add_to_doubles(sum + j0 + j, s, mk, decltype(full)::value);
+            }
+        });
+    }
+}
+
+template <class F>
+NX_FLATTEN void k_col_exp_store(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                     scale2<typename F::T> beta, double* sum) {
+    if (beta.lo == 0 && beta.hi == 1)
+        col_exp_store_impl<F, false>(x, rows, w, m, beta, sum);
+    else
+        col_exp_store_impl<F, true>(x, rows, w, m, beta, sum);
+}
+
+template <class F>
+NX_FLATTEN void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                 std::size_t w, const typename F::T* c) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        auto* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
+        for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, auto full) {
+            store_any<F>(yi + j, mk, full, F::mul(load_any<F>(xi + j, mk, full), load_any<F>(c + j, mk, full)));
+        });
+    }
+}
+
 template <class F>
 reduction_kernels<typename F::T> make_kernels() {
     return {k_exp<F>,         k_row_max<F>,       k_row_exp_sum<F>,     k_row_exp_store<F>,
             k_row_scale<F>,   k_row_exp_scale<F>, k_row_log_softmax<F>, k_col_max<F>,
-            k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>};
+            k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>, k_col_exp_store<F>,
+            k_col_scale<F>,   k_row_exp_scale_stream<F>};
 }
 
 }  // namespace

@@ -56,8 +56,9 @@ struct reduction_kernels {
     void (*row_log_softmax)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, double c);
 
     // ---- columns: `rows` rows of `w` contiguous entries, rows `sx` (or `sy`) elements apart ----------
-    // m[j] = max(m[j], max_i x[i*sx + j]); NaN sticks.
-    void (*col_max)(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, T* m);
+    // m[j] = max(m[j], max_i x[i*sx + j]); NaN sticks. If copy is not null, also copy[i*w + j] = x[i*sx + j]
+    // (gathers a strided column block into contiguous scratch while it streams by).
+    void (*col_max)(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, T* m, T* copy);
     // rest[j] += sum over x != m[j] of exp(beta (x - m[j])); count[j] += #(x == m[j]).
     void (*col_exp_sum)(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const T* m,
                         scale2<T> beta, double* rest, double* count);
@@ -67,6 +68,15 @@ struct reduction_kernels {
     // y[i*sy + j] = beta (x[i*sx + j] - m[j]) - c[j].
     void (*col_log_softmax)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
                             std::size_t w, const T* m, scale2<T> beta, const double* c);
+    // In place on a contiguous rows x w block: x[i*w + j] = exp(beta (x[i*w + j] - m[j])); sum[j] += the
+    // column's sum of the stored values.
+    void (*col_exp_store)(T* x, std::size_t rows, std::size_t w, const T* m, scale2<T> beta, double* sum);
+    // y[i*sy + j] = x[i*sx + j] * c[j].
+    void (*col_scale)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t w,
+                      const T* c);
+    // row_exp_scale for outputs far larger than the caches: stores bypass them where the ISA can
+    // (non-temporal), saving the read-for-ownership of every output line. Same results.
+    void (*row_exp_scale_stream)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c);
 };
 
 struct kernel_table {

@@ -155,9 +155,11 @@ void k_row_log_softmax(const T* x, T* y, std::size_t n, T m, scale2<T> beta, dou
 }
 
 template <class T>
-void k_col_max(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, T* m) {
+void k_col_max(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, T* m, T* copy) {
     for (std::size_t i = 0; i < rows; ++i) {
         const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        if (copy)
+            for (std::size_t j = 0; j < w; ++j) copy[i * w + j] = xi[j];
         for (std::size_t j = 0; j < w; ++j) {
             if (m[j] != m[j]) continue;
             if (xi[j] != xi[j] || xi[j] > m[j]) m[j] = xi[j];
@@ -201,10 +203,33 @@ void k_col_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, s
 }
 
 template <class T>
+void k_col_exp_store(T* x, std::size_t rows, std::size_t w, const T* m, scale2<T> beta, double* sum) {
+    for (std::size_t j = 0; j < w; ++j) {
+        neumaier s;
+        for (std::size_t i = 0; i < rows; ++i) {
+            const T e = static_cast<T>(exp_arg(shifted(x[i * w + j], m[j], beta)));
+            x[i * w + j] = e;
+            s.add(e);
+        }
+        sum[j] += s.value();
+    }
+}
+
+template <class T>
+void k_col_scale(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t w,
+                 const T* c) {
+    for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t j = 0; j < w; ++j)
+            y[static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j)] =
+                x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)] * c[j];
+}
+
+template <class T>
 constexpr reduction_kernels<T> make_kernels() {
     return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T>,     k_row_exp_store<T>,
             k_row_scale<T>,    k_row_exp_scale<T>, k_row_log_softmax<T>, k_col_max<T>,
-            k_col_exp_sum<T>,  k_col_exp_scale<T>, k_col_log_softmax<T>};
+            k_col_exp_sum<T>,  k_col_exp_scale<T>, k_col_log_softmax<T>, k_col_exp_store<T>,
+            k_col_scale<T>,    k_row_exp_scale<T>};
 }
 
 }  // namespace

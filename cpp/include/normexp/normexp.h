@@ -1,0 +1,96 @@
+/* normexp C API: softmax, log_softmax and logsumexp over the rows of a row-major matrix.
+ *
+ * Valid C99 (and C++). Every function that can fail returns an int status: NORMEXP_OK (0) on
+ * success, one of the normexp_status codes below otherwise. Nothing else reports errors: no
+ * exception, abort or signal ever leaves these functions, whatever the arguments. After a failure,
+ * normexp_last_error() describes it.
+ *
+ * Data layout: x is a contiguous, row-major rows x cols matrix; each row is reduced along its cols
+ * entries. softmax / log_softmax write a rows x cols matrix y; y may be x itself (in place) but must
+ * not otherwise overlap x. logsumexp writes rows values to out, which must not overlap x.
+ * float32 is computed to within a few ULP of the float64 reference (see the README for the measured
+ * error); special values follow SciPy (a row with NaN gives NaN, a row of -inf gives softmax NaN and
+ * logsumexp -inf, +inf gives logsumexp +inf).
+ *
+ * Threads: the functions are thread-safe; each call may use several OpenMP threads for large inputs
+ * (see normexp_set_num_threads). Kernels are chosen once per process from the CPU (AVX2+FMA, NEON or
+ * scalar); the environment variable NORMEXP_ISA=scalar|avx2|neon forces one.
+ *
+ * Example:
+ *     float x[2][3] = {{1, 2, 3}, {1000, 1000, -1000}};
+ *     if (normexp_softmax_f32(&x[0][0], &x[0][0], 2, 3) != NORMEXP_OK)
+ *         fprintf(stderr, "%s\n", normexp_last_error());
+ */
+#ifndef NORMEXP_H
+#define NORMEXP_H
+
+#include <stddef.h>
+
+#include "normexp/export.h"
+#include "normexp/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. Values are stable across versions; new codes may be added at the end. */
+typedef enum normexp_status {
+    NORMEXP_OK = 0,
+    /* A required pointer argument is NULL. */
+    NORMEXP_ERROR_NULL_POINTER = 1,
+    /* A size is zero, or the data it describes cannot exist: the element count or its size in bytes
+     * exceeds PTRDIFF_MAX (a negative int converted to size_t lands here). */
+    NORMEXP_ERROR_INVALID_SIZE = 2,
+    /* The output overlaps the input other than in the one allowed way (y == x for softmax and
+     * log_softmax; no overlap for logsumexp). */
+    NORMEXP_ERROR_OVERLAP = 3,
+    /* Any other argument out of its domain (e.g. a NaN scale, or shapes that do not fit together). */
+    NORMEXP_ERROR_INVALID_ARGUMENT = 4,
+    /* NORMEXP_ISA names an instruction set that is unknown or not supported by this CPU. */
+    NORMEXP_ERROR_ISA = 5,
+    /* Working memory could not be allocated. */
+    NORMEXP_ERROR_OUT_OF_MEMORY = 6,
+    /* An unexpected internal failure (a bug: please report it with normexp_last_error()). */
+    NORMEXP_ERROR_INTERNAL = 7
+} normexp_status;
+
+/* ---- reductions along the rows of a row-major rows x cols matrix --------------------------------- */
+NORMEXP_API int normexp_softmax_f32(const float* x, float* y, size_t rows, size_t cols);
+NORMEXP_API int normexp_softmax_f64(const double* x, double* y, size_t rows, size_t cols);
+NORMEXP_API int normexp_log_softmax_f32(const float* x, float* y, size_t rows, size_t cols);
+NORMEXP_API int normexp_log_softmax_f64(const double* x, double* y, size_t rows, size_t cols);
+/* out[r] = log(sum_c exp(x[r][c])), for r < rows. */
+NORMEXP_API int normexp_logsumexp_f32(const float* x, float* out, size_t rows, size_t cols);
+NORMEXP_API int normexp_logsumexp_f64(const double* x, double* out, size_t rows, size_t cols);
+
+/* ---- attention -----------------------------------------------------------------------------------
+ * normexp_attention_f32 (contiguous (batch, heads, len, dim) tensors; see the attention issue) belongs
+ * here. It follows the same rules: NULL_POINTER for a NULL q/k/v/out, INVALID_SIZE for a zero or
+ * overflowing batch/heads/len/dim, INVALID_ARGUMENT for heads_q not a multiple of heads_kv or a scale
+ * that is negative or not finite, OVERLAP when out overlaps q, k or v. */
+
+/* ---- errors -------------------------------------------------------------------------------------- */
+/* The message of the most recent status-returning normexp call on the calling thread: "" after a
+ * success, a sentence naming the function and the bad argument after a failure. Thread-local; the
+ * pointer stays valid until the next normexp call on this thread. Never NULL. */
+NORMEXP_API const char* normexp_last_error(void);
+/* A static description of a status code ("invalid size", ...); "unknown status" for other values. */
+NORMEXP_API const char* normexp_status_string(int status);
+
+/* ---- library ------------------------------------------------------------------------------------- */
+/* The active kernel set: "scalar", "avx2" or "neon". NULL if NORMEXP_ISA names an unknown or
+ * unsupported set (normexp_last_error() then says which; the reductions return NORMEXP_ERROR_ISA). */
+NORMEXP_API const char* normexp_isa(void);
+/* Threads used by one call, process-wide. n <= 0 means as many as OpenMP allows. The count is capped
+ * by omp_get_max_threads() (so OMP_NUM_THREADS holds); a build without OpenMP always uses 1. */
+NORMEXP_API void normexp_set_num_threads(int n);
+NORMEXP_API int normexp_get_num_threads(void);
+/* The library's version ("0.1.0"): compare with NORMEXP_VERSION_STRING to detect a header/library
+ * mismatch. */
+NORMEXP_API const char* normexp_version(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* NORMEXP_H */
