@@ -340,3 +340,24 @@ def test_native_parts_entry_point():
         normexp._core.logsumexp_parts(x, np.empty((5, 1)), np.empty((5, 1, 4))[..., :2], 1, 1.0)
     with pytest.raises(TypeError):
         normexp._core.logsumexp_parts(x, np.empty((5, 1), np.float32), np.empty((5, 1, 2)), 1, 1.0)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_native_normalize_with_own_statistics_is_the_numpy_api(op):
+    # normalize_with given a row's own statistics (from logsumexp_parts) is the second pass of the NumPy
+    # API: the same kernels with the same statistics, through rows and columns, with special rows.
+    x = special_rows(np.float64)
+    rng = np.random.default_rng(12)
+    x = np.concatenate([x, rng.standard_normal((3, 12)) * 9])
+    for axis, xx in [(1, x), (0, np.ascontiguousarray(x.T))]:
+        for temperature in (1.0, 0.5):
+            keep = list(xx.shape)
+            keep[axis] = 1
+            m, sums = np.empty(keep), np.empty(keep + [2])
+            normexp._core.logsumexp_parts(xx, m, sums, axis, temperature)
+            y = np.empty_like(xx)
+            normexp._core.normalize_with(op, xx, y, m, sums, axis, temperature)
+            assert_same_specials(y, numpy_api(op, xx, axis, temperature=temperature))
+    with pytest.raises(ValueError, match="softmax"):
+        normexp._core.normalize_with("logsumexp", x, np.empty_like(x), np.empty((15, 1)),
+                                     np.empty((15, 1, 2)), 1)
