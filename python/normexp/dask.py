@@ -244,25 +244,51 @@ def _merged_parts(x: da.Array, axis: int, temperature: float, isa: str, compute:
     return parts, merged
 
 
-def _elementwise(op: str, x: Any, axis: Any, temperature: Any, split_every: Any) -> da.Array:
+def _where_mask(where: Any, x: da.Array) -> da.Array:
+    """where= as a boolean dask array with x's shape and chunks (the NumPy API's rules)."""
+    w = where if isinstance(where, da.Array) else da.from_array(np.asarray(where))
+    if w.dtype != np.bool_:
+        raise TypeError(f"where must be a boolean array, got dtype {w.dtype}")
+    try:
+        ok = np.broadcast_shapes(w.shape, x.shape) == x.shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"where with shape {w.shape} cannot be broadcast to the input's shape {x.shape}")
+    return da.broadcast_to(w, x.shape).rechunk(x.chunks)
+
+
+def _elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, split_every: Any) -> da.Array:
     x, ax, res, compute = _check(x, axis, op)
     t = _api.check_temperature(temperature)
     split_every = _check_split_every(split_every)
     isa = _api.current_isa_override()
+    mask = None
+    if where is not None:
+        # As the NumPy API: masked entries become -inf (probability 0), rows with no True entry are
+        # filled afterwards (softmax 0, log_softmax -inf) instead of the all -inf row's NaN.
+        mask = _where_mask(where, x)
+        x = da.where(mask, x.astype(compute), compute.type(-np.inf))
     if x.numblocks[ax] == 1:
-        return x.map_blocks(
+        y = x.map_blocks(
             _block_whole, op=op, axis=ax, temperature=t, isa=isa, compute=compute.name, res=res, keepdims=True,
             dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
         )
-    _, merged = _merged_parts(x, ax, t, isa, compute, split_every)
-    return da.map_blocks(
-        _block_normalize, x, merged,
-        op=op, axis=ax, temperature=t, isa=isa, compute=compute.name, res=res,
-        drop_axis=0, chunks=x.chunks, dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
-    )
+    else:
+        _, merged = _merged_parts(x, ax, t, isa, compute, split_every)
+        y = da.map_blocks(
+            _block_normalize, x, merged,
+            op=op, axis=ax, temperature=t, isa=isa, compute=compute.name, res=res,
+            drop_axis=0, chunks=x.chunks, dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
+        )
+    if mask is not None:
+        empty_rows = ~mask.any(axis=ax, keepdims=True)
+        y = da.where(empty_rows, res.type(0.0 if op == "softmax" else -np.inf), y)
+    return y
 
 
-def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, split_every: Any = None) -> da.Array:
+def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None,
+            split_every: Any = None) -> da.Array:
     """Lazy :func:`normexp.softmax` of a dask array along ``axis``, which may span many chunks.
 
     Parameters
@@ -273,22 +299,26 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, split_every: An
         The axis to normalize (negative counts from the end).
     temperature : float
         Divides the scores; a finite number > 0.
+    where : array_like or dask.array.Array of bool, optional
+        Broadcastable mask; False entries get probability 0, and a row with no True entry is all zeros.
     split_every : int, optional
         Fan-in of the tree that merges the per-chunk statistics (``dask.array.reduction``'s).
 
     Returns a dask array with x's shape and chunks; nothing is computed until you ask. Special values as
     the NumPy API; an empty or all -inf chunk of a finite row gives 0 there.
     """
-    return _elementwise("softmax", x, axis, temperature, split_every)
+    return _elementwise("softmax", x, axis, temperature, where, split_every)
 
 
-def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, split_every: Any = None) -> da.Array:
+def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None,
+                split_every: Any = None) -> da.Array:
     """Lazy :func:`normexp.log_softmax` of a dask array along ``axis``, which may span many chunks.
 
-    Arguments as for :func:`softmax`. Entries near the row's maximum keep full relative accuracy (the
-    per-chunk correction is a sum of two non-positive terms).
+    Arguments as for :func:`softmax`; masked entries (``where=False``) are -inf, and a row with no True
+    entry is all -inf. Entries near the row's maximum keep full relative accuracy (log1p of the other
+    terms, as in the NumPy API, also when they lie in other chunks).
     """
-    return _elementwise("log_softmax", x, axis, temperature, split_every)
+    return _elementwise("log_softmax", x, axis, temperature, where, split_every)
 
 
 def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: Any = None) -> da.Array:

@@ -239,6 +239,29 @@ def test_empty_axis_and_empty_arrays(op):
     np.testing.assert_array_equal(got, numpy_api(op, np.empty((2, 0)), -1))
 
 
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_where_matches_numpy_api(op):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((6, 40)) * 5
+    keep = rng.random((6, 40)) < 0.5
+    keep[2] = False                       # a row with no True entry: 0 / -inf, not NaN
+    keep[3, :20] = False                  # the first chunks of a row all masked out
+    for where in (keep, keep[:, :1] | True, da.from_array(keep, chunks=(4, 7))):
+        w_np = where.compute() if isinstance(where, da.Array) else where
+        want = numpy_api(op, x, -1, where=w_np)
+        for chunks in [(6, 40), (3, (10, 10, 0, 20)), (6, 7)]:
+            got = lazy(op, da.from_array(x, chunks=chunks), -1, where=where).compute()
+            assert_same_specials(got, want)
+    x16 = x.astype(np.float16)  # the result keeps the input's dtype
+    got = lazy(op, da.from_array(x16, chunks=(6, 9)), -1, where=keep).compute()
+    assert got.dtype == np.float16
+    assert_same_specials(got, numpy_api(op, x16, -1, where=keep))
+    with pytest.raises(TypeError, match="boolean"):
+        lazy(op, da.from_array(x, chunks=8), -1, where=keep.astype(int))
+    with pytest.raises(ValueError, match="broadcast"):
+        lazy(op, da.from_array(x, chunks=8), -1, where=keep[:3])
+
+
 # ------------------------------------------------------------------------------------------------------
 # Laziness: building the graph computes nothing.
 def _refuse(*args, **kwargs):
@@ -260,6 +283,8 @@ def test_building_the_graph_computes_nothing(op, monkeypatch):
         outs = [lazy(op, d, -1) for d in inputs]
         outs += [lazy(op, d, 0) for d in inputs]
         outs.append(lazy(op, da.from_array(x, chunks=(3, 120)) + 1, -1, split_every=2))
+        if op != "logsumexp":
+            outs.append(lazy(op, inputs[2], -1, where=inputs[2] > 0))
     assert all(isinstance(o, da.Array) for o in outs)
     assert calls == [], "a kernel ran while building the graph"
     with dask.config.set(scheduler="sync"):
