@@ -27,6 +27,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -279,8 +280,12 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // Few long rows: threads split each row; many rows: threads take whole rows.
     const int nt_rows = threads_for(rows * n, rows);
     const int nt_inner = rows < 2 ? threads_for(n, (n + kSuperChunk - 1) / kSuperChunk) : 1;
+    // Per-thread gather/scatter buffers; a failed allocation (a huge strided row) leaves the parallel
+    // region as std::bad_alloc through parallel_ranges, and reaches Python as MemoryError.
     detail::parallel_ranges(nt_rows, rows, [&](std::size_t rb, std::size_t re) {
-        std::unique_ptr<T[]> xbuf(gather_x ? new T[n] : nullptr), ybuf(scatter_y ? new T[n] : nullptr);
+        const std::unique_ptr<T[]> xbuf_owner(gather_x ? new T[n] : nullptr), ybuf_owner(scatter_y ? new T[n] : nullptr);
+        T* const xbuf = xbuf_owner.get();
+        T* const ybuf = ybuf_owner.get();
         for (std::size_t r = rb; r < re; ++r) {
             std::ptrdiff_t ox, oy, oz;
             od.offsets(r, ox, oy, oz);
@@ -288,9 +293,9 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
             T* yr = y + oy;
             if (gather_x) {
                 for (std::size_t i = 0; i < n; ++i) xbuf[i] = xr[std::ptrdiff_t(i) * sx];
-                xr = xbuf.get();
+                xr = xbuf;
             }
-            T* yw = scatter_y ? ybuf.get() : yr;
+            T* yw = scatter_y ? ybuf : yr;
             if (p.given_m) {
                 const stats g = given_stats(p, oz);
                 do_row(p, xr, yw, n, nt_inner, &g);
@@ -474,6 +479,11 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
         throw error("normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
     if (op == reduction::logsumexp && temperature != 1.0 && !parts)
         throw error("normexp: logsumexp takes no temperature");
+    // The kernels scale by beta = 1/temperature in T; if that overflows (float32: temperature < 2.9e-39)
+    // every entry at the maximum would get inf * 0 = NaN: refuse instead of answering NaN silently.
+    if (!(1.0 / temperature <= double(std::numeric_limits<T>::max())))
+        throw error("normexp: temperature " + std::to_string(temperature) + " is too small for " +
+                    (sizeof(T) == 4 ? "float32" : "float64") + " scores (1/temperature overflows); use a larger one or float64");
     std::size_t total = 1;
     for (std::size_t d = 0; d < nd; ++d) total *= shape[d];
     if (total == 0 && shape[axis] != 0) return;

@@ -16,3 +16,11 @@ layout layout_of(const pybind11::array& a, const char* name);
 
 void bind_reductions(pybind11::module_& m);
 void bind_parts(pybind11::module_& m);
+
+// True if a's dtype is T's (native byte order), compared by equivalence: NumPy dtype objects are not
+// singletons (an unpickled float32 array has its own descriptor), so pointer identity (dtype::is)
+// would wrongly reject them.
+template <class T>
+bool has_dtype(const pybind11::array& a) {
+    return pybind11::isinstance<pybind11::array_t<T>>(a);
+}

@@ -25,7 +25,7 @@ void parts_typed(const py::array& x, py::array& m, py::array& sums, int axis, do
 // length 2 (count, rest), with twice m's element strides and unit stride last (e.g. both C-contiguous).
 void check_stats(const py::array& x, const py::array& m, const py::array& sums, int& axis, bool writeable) {
     if (!x.dtype().equal(m.dtype())) throw py::type_error("x and m must have the same dtype");
-    if (!sums.dtype().equal(py::dtype::of<double>())) throw py::type_error("sums must be a float64 array");
+    if (!has_dtype<double>(sums)) throw py::type_error("sums must be a float64 array");
     const auto nd = x.ndim();
     if (nd < 1) throw py::value_error("x must have at least one dimension");
     if (axis < -nd || axis >= nd) throw py::value_error("axis is out of bounds");
@@ -46,9 +46,9 @@ void check_stats(const py::array& x, const py::array& m, const py::array& sums, 
 void logsumexp_parts(const py::array& x, py::array m, py::array sums, int axis, double temperature,
                      const std::string& isa) {
     check_stats(x, m, sums, axis, true);
-    if (x.dtype().equal(py::dtype::of<float>()))
+    if (has_dtype<float>(x) && has_dtype<float>(m))
         parts_typed<float>(x, m, sums, axis, temperature, isa);
-    else if (x.dtype().equal(py::dtype::of<double>()))
+    else if (has_dtype<double>(x) && has_dtype<double>(m))
         parts_typed<double>(x, m, sums, axis, temperature, isa);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays");
@@ -83,9 +83,9 @@ void normalize_with(const std::string& op_name, const py::array& x, py::array ou
     for (py::ssize_t d = 0; d < x.ndim(); ++d)
         if (out.shape(d) != x.shape(d)) throw py::value_error("out must have x's shape");
     if (!out.writeable()) throw py::value_error("out must be writeable");
-    if (x.dtype().equal(py::dtype::of<float>()))
+    if (has_dtype<float>(x) && has_dtype<float>(out) && has_dtype<float>(m))
         normalize_typed<float>(op, x, out, m, sums, axis, temperature, isa);
-    else if (x.dtype().equal(py::dtype::of<double>()))
+    else if (has_dtype<double>(x) && has_dtype<double>(out) && has_dtype<double>(m))
         normalize_typed<double>(op, x, out, m, sums, axis, temperature, isa);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays");

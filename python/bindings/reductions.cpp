@@ -3,6 +3,7 @@
 // reads buffer layouts, releases the GIL and calls the C++ API.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,14 +48,13 @@ void reduce_typed(normexp::reduction op, const py::array& x, py::array& out, int
 void reduce(const std::string& op_name, const py::array& x, py::array out, int axis, double temperature,
             const std::string& isa) {
     const auto op = parse_op(op_name);
-    if (!x.dtype().equal(out.dtype())) throw py::type_error("x and out must have the same dtype");
     if (out.ndim() != x.ndim()) throw py::value_error("out must have the rank of x");
-    if (x.dtype().equal(py::dtype::of<float>()))
+    if (has_dtype<float>(x) && has_dtype<float>(out))
         reduce_typed<float>(op, x, out, axis, temperature, isa);
-    else if (x.dtype().equal(py::dtype::of<double>()))
+    else if (has_dtype<double>(x) && has_dtype<double>(out))
         reduce_typed<double>(op, x, out, axis, temperature, isa);
     else
-        throw py::type_error("normexp kernels take float32 or float64 arrays");
+        throw py::type_error("normexp kernels take float32 or float64 arrays (x and out of the same dtype)");
 }
 
 template <class T>
@@ -68,16 +68,15 @@ void exp_typed(const py::array& x, py::array& out, const std::string& isa) {
 
 // Elementwise exp of a C-contiguous array into a C-contiguous array of the same dtype and size.
 void vexp(const py::array& x, py::array out, const std::string& isa) {
-    if (!x.dtype().equal(out.dtype())) throw py::type_error("x and out must have the same dtype");
     if (x.size() != out.size()) throw py::value_error("x and out must have the same size");
     const auto cflags = py::array::c_style;
     if (!(x.flags() & cflags) || !(out.flags() & cflags)) throw py::value_error("x and out must be C-contiguous");
-    if (x.dtype().equal(py::dtype::of<float>()))
+    if (has_dtype<float>(x) && has_dtype<float>(out))
         exp_typed<float>(x, out, isa);
-    else if (x.dtype().equal(py::dtype::of<double>()))
+    else if (has_dtype<double>(x) && has_dtype<double>(out))
         exp_typed<double>(x, out, isa);
     else
-        throw py::type_error("normexp kernels take float32 or float64 arrays");
+        throw py::type_error("normexp kernels take float32 or float64 arrays (x and out of the same dtype)");
 }
 
 // ---- fast path ---------------------------------------------------------------------------------------
@@ -90,17 +89,20 @@ bool is_exact_ndarray(py::handle h) {
     return reinterpret_cast<PyObject*>(Py_TYPE(h.ptr())) == ndarray_type;
 }
 
+bool is_little_endian() {
+    const std::uint16_t probe = 1;
+    unsigned char first;
+    std::memcpy(&first, &probe, 1);
+    return first == 1;
+}
+
 bool kernel_ready(const py::array& a, bool writeable) {
-    const int num = a.dtype().num();
+    // Native float32/float64 only (dtype equivalence includes the byte order: a '>f4' array must take
+    // the general path, which converts it, never be read as native floats).
+    const py::dtype dt = a.dtype();
+    const int num = dt.num();
     if (num != py::detail::npy_api::NPY_FLOAT_ && num != py::detail::npy_api::NPY_DOUBLE_) return false;
-    // num() ignores the byte order: a byte-swapped float64 ('>f8' here) has the same number and would be
-    // read as garbage. Only native order takes the fast path.
-    static const char native = [] {
-        const std::uint16_t one = 1;
-        return *reinterpret_cast<const unsigned char*>(&one) == 1 ? '<' : '>';
-    }();
-    const char order = a.dtype().byteorder();
-    if (order != '=' && order != '|' && order != native) return false;
+    if (dt.byteorder() == (is_little_endian() ? '>' : '<')) return false;
     const int need = py::detail::npy_api::NPY_ARRAY_ALIGNED_ | (writeable ? py::detail::npy_api::NPY_ARRAY_WRITEABLE_ : 0);
     if ((a.flags() & need) != need) return false;
     for (py::ssize_t d = 0; d < a.ndim(); ++d)

@@ -12,6 +12,7 @@ copying (any axis, any strides), releases the GIL, and threads large inputs with
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -125,7 +126,11 @@ def set_num_threads(n: int) -> None:
     Capped by ``omp_get_max_threads()``, so ``OMP_NUM_THREADS`` and threadpoolctl limits still hold.
     Inputs below ~32k elements always run on the calling thread.
     """
-    _core.set_num_threads(int(n))
+    try:
+        n = operator.index(n)  # int(0.5) would silently mean "all threads"
+    except TypeError:
+        raise TypeError(f"set_num_threads: n must be an integer, got {type(n).__name__}") from None
+    _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:

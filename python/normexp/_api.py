@@ -49,6 +49,8 @@ def current_isa_override() -> str:
 
 def result_dtype(dtype: np.dtype, name: str = "x") -> tuple[np.dtype, np.dtype]:
     """(dtype of the result, dtype the kernels compute in) for an input dtype."""
+    if not dtype.isnative:  # byte-swapped input ('>f4' on x86): NumPy's ufuncs return native order too
+        dtype = dtype.newbyteorder("=")
     kind = dtype.kind
     if kind == "c":
         raise TypeError(f"{name}: complex input ({dtype}) is not supported; pass real scores, e.g. {name}.real")
@@ -229,9 +231,9 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: bool, return_sign: bool, out:
 def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """log|sum b exp(a)| and its sign along ax (keepdims), SciPy's conventions.
 
-    Entries with b == 0 do not take part in the maximum. The terms at the maximum are
-    summed separately (m) from the rest (s), and the result is a_max + log|m| + log1p(s/m), which keeps
-    full accuracy when one term dominates.
+    Entries with b == 0 do not take part. The largest terms |b| exp(a) are summed separately (m) from
+    the rest (s), and the result is c_max + log|m| + log1p(s/m) with c = a + log|b|, which keeps full
+    accuracy when one term dominates and never cancels when a tiny weight sits on the largest score.
     """
     bb = as_array(b, "b")
     if bb.dtype.kind == "c":
@@ -244,27 +246,36 @@ def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tup
         raise ValueError(f"b with shape {bb.shape} cannot be broadcast to the input's shape {a.shape}") from None
     if a_b.shape != a.shape:
         raise ValueError(f"b with shape {bb.shape} would change the input's shape {a.shape}")
+    # Evaluated in float64 (at least): a weight or a product that float32 cannot hold (b = 1e-148
+    # against a score of 238) still counts; the result is rounded to the compute dtype at the end.
+    out_dtype = compute
+    compute = np.promote_types(compute, np.float64)
     a_in = a_b.astype(compute)
     bv = b_b.astype(compute)
     with np.errstate(all="ignore"):
         av = np.where(bv == 0, compute.type(-np.inf), a_in)
         if av.shape[ax] == 0:
             shape = av.shape[:ax] + (1,) + av.shape[ax + 1 :]
-            return np.full(shape, -np.inf, compute), np.zeros(shape, compute)
-        amax = np.max(av, axis=ax, keepdims=True)
-        at_max = av == amax
-        m = np.sum(np.where(at_max, bv, 0), axis=ax, keepdims=True)
-        safe_max = np.where(np.isfinite(amax), amax, 0)
-        terms = np.where(at_max, 0, bv * np.exp(av - safe_max))
+            return np.full(shape, -np.inf, out_dtype), np.zeros(shape, out_dtype)
+        # Terms are compared by magnitude, c = a + log|b|: the largest term(s) are the reference m, so
+        # the rest s = sum(others) / m has |s| <= n and log1p(s) never cancels against log|m|.
+        c = av + np.log(np.abs(bv))
+        cmax = np.max(c, axis=ax, keepdims=True)
+        at_max = c == cmax
+        m = np.sum(np.where(at_max, np.sign(bv), 0), axis=ax, keepdims=True)
+        safe_max = np.where(np.isfinite(cmax), cmax, 0)
+        terms = np.where(at_max, 0, np.sign(bv) * np.exp(c - safe_max))
         s = np.sum(terms, axis=ax, keepdims=True)
         s = np.where(s == 0, s, s / m)
         sign = np.sign(s + 1) * np.sign(m)
         s = np.where(s < -1, -s - 2, s)
-        val = np.log1p(s) + np.log(np.abs(m)) + amax
-        # Non-finite results (infinities, all weights zero) from the direct formula, as SciPy does
-        # (there 0 * exp(+inf) is NaN: a zero weight does not hide an infinite or NaN score).
-        direct = np.sum(bv * np.exp(a_in), axis=ax, keepdims=True)
+        val = np.log1p(s) + np.log(np.abs(m)) + cmax
+        # Non-finite results (infinities, all weights zero) from the direct formula, as SciPy does:
+        # a zero weight on +inf or NaN gives NaN (0 * inf), but a zero weight on a finite score is
+        # exactly 0 even where exp(score) would overflow (SciPy's 0 * exp(710) = NaN is an artifact).
+        terms = np.where(bv == 0, np.where(np.isnan(a_in) | (a_in == np.inf), np.nan, 0.0), bv * np.exp(a_in))
+        direct = np.sum(terms, axis=ax, keepdims=True)
         finite = np.isfinite(val)
         val = np.where(finite, val, np.log(np.abs(direct)))
         sign = np.where(finite, sign, np.sign(direct))
-    return val.astype(compute), sign.astype(compute)
+    return val.astype(out_dtype), sign.astype(out_dtype)

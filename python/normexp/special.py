@@ -37,7 +37,8 @@ def _to_last(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """a with the reduced axes merged into one trailing axis (a view when possible)."""
     rest = [d for d in range(a.ndim) if d not in axes]
     moved = np.transpose(a, rest + sorted(axes))
-    return moved.reshape(moved.shape[: len(rest)] + (-1,))
+    # The merged length explicitly: reshape(..., -1) is ambiguous (an error) when another axis is 0.
+    return moved.reshape(moved.shape[: len(rest)] + (int(np.prod([a.shape[d] for d in axes], dtype=np.int64)),))
 
 
 def _elementwise(op: str, x: Any, axis: Any) -> np.ndarray:

@@ -58,6 +58,15 @@ inline double two_prod_err(double a, double b, double p) {  // Dekker/Veltkamp, 
     return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
 }
 
+// two_prod_err where one factor may exceed 2^995 (Dekker's split of it would overflow to inf - inf =
+// NaN). Callers have |p| < 746, so the other factor is then tiny; scaling the two by 2^-64 and 2^64 is
+// exact and keeps the product and its rounding error.
+inline double two_prod_err_wide(double a, double b, double p) {
+    if (std::fabs(a) > 0x1p995) return two_prod_err(a * 0x1p-64, b * 0x1p64, p);
+    if (std::fabs(b) > 0x1p995) return two_prod_err(a * 0x1p64, b * 0x1p-64, p);
+    return two_prod_err(a, b, p);
+}
+
 // t = beta * (x - m) as hi + lo.
 struct arg2 {
     double hi, lo;
@@ -74,7 +83,7 @@ inline arg2 shifted(double x, double m, scale2<double> b) {
     if (b.lo == 0.0 && b.hi == 1.0) return {d, e};
     const double p = d * b.hi;
     if (!(p > kMinArgD)) return {p, 0.0};  // exp underflows anyway (and keeps the split finite)
-    return {p, two_prod_err(d, b.hi, p) + (e * b.hi + d * b.lo)};
+    return {p, two_prod_err_wide(d, b.hi, p) + (e * b.hi + d * b.lo)};
 }
 inline double exp_arg(arg2 a) { return exp_d(a.hi, a.lo); }
 

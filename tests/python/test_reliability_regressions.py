@@ -1,0 +1,94 @@
+"""Regression tests for foundation bugs found by the reliability work (each failed before its fix)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import normexp
+from normexp import special
+
+FUNCS = [
+    ("softmax", normexp.softmax, special.softmax),
+    ("log_softmax", normexp.log_softmax, special.log_softmax),
+    ("logsumexp", normexp.logsumexp, special.logsumexp),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,f,sf", FUNCS)
+def test_unpickled_arrays_are_accepted(name, f, sf, dtype):
+    # Bug: the bindings compared dtypes by object identity (py::dtype::is). An array that crossed a
+    # process boundary (pickle, multiprocessing with spawn/forkserver) has its own float32 descriptor
+    # object and was rejected with "normexp kernels take float32 or float64 arrays".
+    x = np.random.default_rng(0).standard_normal((4, 9)).astype(dtype)
+    y = pickle.loads(pickle.dumps(x))
+    assert y.dtype is not np.dtype(dtype)  # the situation of the bug
+    assert np.array_equal(f(y), f(x))
+    assert np.array_equal(sf(y, axis=-1), sf(x, axis=-1))
+    out = pickle.loads(pickle.dumps(np.empty_like(f(x))))
+    assert f(y, out=out) is out and np.array_equal(out, f(x))
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8", "<f4", "<f8"])
+@pytest.mark.parametrize("name,f,sf", FUNCS)
+def test_byte_swapped_input(name, f, sf, dtype):
+    # Bug: a non-native byte order float input raised "TypeError: >f4 is not supported; cast to
+    # float64". Like np.exp, it now computes in the native type of the same width.
+    x = np.random.default_rng(1).standard_normal((3, 8))
+    xs = x.astype(dtype)
+    native = xs.astype(np.dtype(dtype).newbyteorder("="))
+    got = f(xs)
+    assert got.dtype == native.dtype and got.dtype.isnative
+    assert np.array_equal(got, f(native))
+    assert np.array_equal(sf(xs, axis=1), sf(native, axis=1))
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_temperature_whose_reciprocal_overflows_is_rejected(op):
+    # Bug: float32 scores with temperature < 1/FLT_MAX (e.g. 1e-40) gave all-NaN rows silently: beta =
+    # 1/temperature overflowed to inf in float32 and inf * (x - m) = inf * 0 = NaN at the maximum.
+    f = getattr(normexp, op)
+    x = np.array([1.0, 2.0, 2.0, -1.0], np.float32)
+    with pytest.raises(ValueError, match="temperature"):
+        f(x, temperature=1e-40)
+    # float64 computes it (1/temperature = 1e40 is finite), and float32 just above the limit too.
+    assert np.array_equal(normexp.softmax(x.astype(np.float64), temperature=1e-40), [0, 0.5, 0.5, 0])
+    assert np.array_equal(normexp.softmax(x, temperature=1e-38), np.float32([0, 0.5, 0.5, 0]))
+    with pytest.raises(ValueError, match="temperature"):
+        f(x.astype(np.float64), temperature=1e-310)  # subnormal: 1/temperature = inf in float64
+
+
+@pytest.mark.parametrize("isa", normexp.available_isas())
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_huge_differences_with_huge_temperature(isa, op):
+    # Bug (found by the fuzzer): float64 scores whose difference exceeds 2^996 with a temperature large
+    # enough to bring t = (x - m) / T back into exp's range gave NaN on the scalar kernels: Dekker's
+    # split in the TwoProduct error overflowed (inf - inf).
+    x = np.array([0.0, 1e301, 1e301 - 1e287], np.float64)
+    t = 1e300
+    z = (x - x.max()) / t  # [-10, 0, -1e-13] exactly enough
+    want = np.exp(z) / np.exp(z).sum() if op == "softmax" else z - np.log(np.exp(z).sum())
+    with normexp.use_isa(isa):
+        got = getattr(normexp, op)(x, temperature=t)
+    assert np.all(np.isfinite(got))
+    assert np.allclose(got, want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_special_with_an_empty_kept_axis(name):
+    # Bug: special.* reshaped with -1, which NumPy cannot resolve when another axis has length 0:
+    # "ValueError: cannot reshape array of size 0 into shape (0,newaxis)" where SciPy returns an empty
+    # result.
+    import scipy.special
+
+    x = np.zeros((0, 3, 2), np.float64)
+    for axis in [(1, 2), 1, (1,)]:
+        got = np.asarray(getattr(special, name)(x, axis=axis))
+        try:
+            want = np.asarray(getattr(scipy.special, name)(x, axis=axis))
+        except IndexError:  # SciPy's logsumexp fails on this one itself: check against NumPy's shapes
+            want = np.sum(x, axis=axis) if name == "logsumexp" else x
+        assert got.shape == want.shape and got.dtype == want.dtype
