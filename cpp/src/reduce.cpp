@@ -110,7 +110,26 @@ struct plan {
     reduction op;
     double beta;  // 1/temperature
     scale2<T> b2;
+    // logsumexp_parts only: logsumexp writes the max m to y and the sum of exp(beta (x - m)) as the pair
+    // (count, rest) to parts[2 k], parts[2 k + 1], k = y - y0 (parts has twice y's element strides).
+    double* parts = nullptr;
+    const T* y0 = nullptr;
+    // normalize_with only: softmax / log_softmax take each row's statistics from here instead of computing
+    // them (m and the (count, rest) pairs, at the offset outer_dims gives as oz; sums at 2 oz).
+    const T* given_m = nullptr;
+    const double* given_sums = nullptr;
 };
+
+// The statistics given for the row at offset oz (normalize_with).
+template <class T>
+stats given_stats(const plan<T>& p, std::ptrdiff_t oz) {
+    stats s;
+    s.m = p.given_m[oz];
+    s.nan = s.m != s.m;
+    s.count = p.given_sums[2 * oz];
+    s.rest = p.given_sums[2 * oz + 1];
+    return s;
+}
 
 // Statistics of one contiguous row segment, online over L1-sized chunks.
 template <class T>
@@ -171,10 +190,26 @@ T special_lse(const stats& s) {
 }
 inline bool is_special(const stats& s) { return s.nan || !finite(s.m); }
 
-// One contiguous row (x and y unit stride; for logsumexp y is the single output).
+// The logsumexp output of one row: m + log_sum, or with parts the statistics (m, count, rest) themselves,
+// so that partial results over disjoint pieces of a row merge exactly (nothing rounded to T but m, which
+// is an entry of x). Rows whose statistics are not finite get m = NaN / +inf / -inf, count = rest = 0.
 template <class T>
-void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
-    if (p.op == reduction::softmax && n * sizeof(T) <= kInCacheBytes) {
+void write_lse(const plan<T>& p, T* y, const stats& s) {
+    if (p.parts) {
+        const bool sp = is_special(s);
+        *y = s.nan ? kNaN<T> : static_cast<T>(s.m);
+        p.parts[2 * (y - p.y0)] = sp ? 0.0 : s.count;
+        p.parts[2 * (y - p.y0) + 1] = sp ? 0.0 : s.rest;
+        return;
+    }
+    *y = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+}
+
+// One contiguous row (x and y unit stride; for logsumexp y is the single output).
+// given: the row's statistics when they come from outside (normalize_with), else nullptr.
+template <class T>
+void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const stats* given = nullptr) {
+    if (!given && p.op == reduction::softmax && n * sizeof(T) <= kInCacheBytes) {
         const T m = p.k.row_max(x, n);
         stats s;
         s.m = m;
@@ -184,9 +219,9 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
         p.k.row_scale(y, n, static_cast<T>(1.0 / sum));
         return;
     }
-    const stats s = row_stats(p, x, n, nt);
+    const stats s = given ? *given : row_stats(p, x, n, nt);
     if (p.op == reduction::logsumexp) {
-        *y = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+        write_lse(p, y, s);
         return;
     }
     if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
@@ -206,24 +241,31 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt) {
 
 // ------------------------------------------------------------------------------------------------------
 // Iteration over the dimensions that are neither reduced nor vectorized.
+// zs: strides of given statistics (normalize_with), 0 otherwise.
 struct outer_dims {
     std::vector<std::size_t> shape;
-    std::vector<std::ptrdiff_t> xs, ys;
+    std::vector<std::ptrdiff_t> xs, ys, zs;
     std::size_t count = 1;
-    void add(std::size_t n, std::ptrdiff_t x, std::ptrdiff_t y) {
+    void add(std::size_t n, std::ptrdiff_t x, std::ptrdiff_t y, std::ptrdiff_t z = 0) {
         if (n == 1) return;
         shape.push_back(n);
         xs.push_back(x);
         ys.push_back(y);
+        zs.push_back(z);
         count *= n;
     }
     void offsets(std::size_t idx, std::ptrdiff_t& ox, std::ptrdiff_t& oy) const {
-        ox = oy = 0;
+        std::ptrdiff_t oz;
+        offsets(idx, ox, oy, oz);
+    }
+    void offsets(std::size_t idx, std::ptrdiff_t& ox, std::ptrdiff_t& oy, std::ptrdiff_t& oz) const {
+        ox = oy = oz = 0;
         for (std::size_t d = shape.size(); d-- > 0;) {
             const std::size_t i = idx % shape[d];
             idx /= shape[d];
             ox += std::ptrdiff_t(i) * xs[d];
             oy += std::ptrdiff_t(i) * ys[d];
+            oz += std::ptrdiff_t(i) * zs[d];
         }
     }
 };
@@ -245,8 +287,8 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
         T* const xbuf = xbuf_owner.get();
         T* const ybuf = ybuf_owner.get();
         for (std::size_t r = rb; r < re; ++r) {
-            std::ptrdiff_t ox, oy;
-            od.offsets(r, ox, oy);
+            std::ptrdiff_t ox, oy, oz;
+            od.offsets(r, ox, oy, oz);
             const T* xr = x + ox;
             T* yr = y + oy;
             if (gather_x) {
@@ -254,7 +296,12 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
                 xr = xbuf;
             }
             T* yw = scatter_y ? ybuf : yr;
-            do_row(p, xr, yw, n, nt_inner);
+            if (p.given_m) {
+                const stats g = given_stats(p, oz);
+                do_row(p, xr, yw, n, nt_inner, &g);
+            } else {
+                do_row(p, xr, yw, n, nt_inner);
+            }
             if (scatter_y)
                 for (std::size_t i = 0; i < n; ++i) yr[std::ptrdiff_t(i) * sy] = ybuf[i];
         }
@@ -317,14 +364,23 @@ void col_block_softmax_in_cache(const plan<T>& p, col_buffers<T>& b, const T* xb
 
 // Any reduction of a column block, two passes over memory: column statistics online over chunks of
 // R rows (each chunk read from memory for its max and again from L1 for its sum), then the outputs.
+// With given statistics (normalize_with) the first pass is replaced by reading them: column j's are at
+// offset oz + j * zs.
 template <class T>
 void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb, std::ptrdiff_t sy,
-                      std::ptrdiff_t y_inner_stride, std::size_t n, std::size_t bw) {
+                      std::ptrdiff_t y_inner_stride, std::size_t n, std::size_t bw, std::ptrdiff_t oz,
+                      std::ptrdiff_t zs) {
     const std::size_t R = std::max<std::size_t>(1, kChunkBytes / (kColBlock * sizeof(T)));
     std::fill_n(b.m.begin(), bw, -kInf<T>);
     std::fill_n(b.rest.begin(), bw, 0.0);
     std::fill_n(b.count.begin(), bw, 0.0);
-    for (std::size_t i = 0; i < n; i += R) {
+    if (p.given_m) {
+        for (std::size_t j = 0; j < bw; ++j) {
+            const stats g = given_stats(p, oz + std::ptrdiff_t(j) * zs);
+            b.m[j] = static_cast<T>(g.m), b.count[j] = g.count, b.rest[j] = g.rest;
+        }
+    }
+    for (std::size_t i = 0; !p.given_m && i < n; i += R) {
         const std::size_t len = std::min(R, n - i);
         const T* xc = xb + std::ptrdiff_t(i) * sx;
         std::copy_n(b.m.begin(), bw, b.cm.begin());
@@ -344,7 +400,7 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
         for (std::size_t j = 0; j < bw; ++j) {
             stats s;
             s.m = b.m[j], s.rest = b.rest[j], s.count = b.count[j], s.nan = b.m[j] != b.m[j];
-            yb[std::ptrdiff_t(j) * y_inner_stride] = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+            write_lse(p, yb + std::ptrdiff_t(j) * y_inner_stride, s);
         }
         return;
     }
@@ -364,15 +420,16 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
     if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
 }
 
-// Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y.
+// Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y
+// (z_inner_stride: the given statistics' stride along it, normalize_with).
 // Work items are (outer index, block of columns); the blocking depends only on the shape.
 template <class T>
 void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
-              std::ptrdiff_t sy, std::size_t w, std::ptrdiff_t y_inner_stride) {
+              std::ptrdiff_t sy, std::size_t w, std::ptrdiff_t y_inner_stride, std::ptrdiff_t z_inner_stride) {
     const bool lse = p.op == reduction::logsumexp;
     // softmax: blocks narrow enough that n x block fits in cache, if a block can still be 8 wide.
     const std::size_t fit = kInCacheBytes / (n * sizeof(T));
-    const bool in_cache = p.op == reduction::softmax && fit >= 8;
+    const bool in_cache = p.op == reduction::softmax && fit >= 8 && !p.given_m;
     const std::size_t block = in_cache ? std::min(kColBlock, fit / 8 * 8) : kColBlock;
     const std::size_t nblocks = (w + block - 1) / block;
     const std::size_t items = od.count * nblocks;
@@ -382,24 +439,34 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
         for (std::size_t it = ib; it < ie; ++it) {
             const std::size_t o = it / nblocks, jb = (it % nblocks) * block;
             const std::size_t bw = std::min(block, w - jb);
-            std::ptrdiff_t ox, oy;
-            od.offsets(o, ox, oy);
+            std::ptrdiff_t ox, oy, oz;
+            od.offsets(o, ox, oy, oz);
             const T* xb = x + ox + std::ptrdiff_t(jb);
             T* yb = y + oy + std::ptrdiff_t(jb) * (lse ? y_inner_stride : 1);
             if (in_cache)
                 col_block_softmax_in_cache(p, b, xb, sx, yb, sy, n, bw);
             else
-                col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw);
+                col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw, oz + std::ptrdiff_t(jb) * z_inner_stride,
+                                 z_inner_stride);
         }
     });
 }
 
-}  // namespace
+// What logsumexp_parts and normalize_with add to reduce(): the (count, rest) output of logsumexp, or the
+// given statistics of softmax / log_softmax with their element strides (sums: twice those).
+template <class T>
+struct extras {
+    double* parts = nullptr;
+    const T* given_m = nullptr;
+    const double* given_sums = nullptr;
+    const strides_t* zs = nullptr;
+};
 
 template <class T>
-void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
-            int axis, double temperature, const char* isa) {
+void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
+                 int axis, double temperature, const char* isa, const extras<T>& ex) {
     // Messages are built only on failure: this runs on every call, including 1000-element ones.
+    double* const parts = ex.parts;
     const std::size_t nd = shape.size();
     if (nd < 1) throw error("normexp: the input must have at least one dimension");
     if (xs.size() != nd || ys.size() != nd) throw error("normexp: strides must have one entry per dimension");
@@ -410,7 +477,8 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
     if (axis < 0) axis += ind;
     if (!(std::isfinite(temperature) && temperature > 0))
         throw error("normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
-    if (op == reduction::logsumexp && temperature != 1.0) throw error("normexp: logsumexp takes no temperature");
+    if (op == reduction::logsumexp && temperature != 1.0 && !parts)
+        throw error("normexp: logsumexp takes no temperature");
     // The kernels scale by beta = 1/temperature in T; if that overflows (float32: temperature < 2.9e-39)
     // every entry at the maximum would get inf * 0 = NaN: refuse instead of answering NaN silently.
     if (!(1.0 / temperature <= double(std::numeric_limits<T>::max())))
@@ -424,7 +492,10 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
     const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
     const reduction_kernels<T>* k;
     if constexpr (sizeof(T) == 4) k = &kt.f32; else k = &kt.f64;
-    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature)};
+    if (ex.given_m && !(ex.given_sums && ex.zs && ex.zs->size() == nd && op != reduction::logsumexp))
+        throw error("normexp: given statistics need m, sums, their strides, and softmax or log_softmax");
+    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature), parts, y, ex.given_m, ex.given_sums};
+    auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 
     const std::size_t n = shape[axis];
     const bool lse = op == reduction::logsumexp;
@@ -437,6 +508,7 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
             std::ptrdiff_t ox, oy;
             od.offsets(r, ox, oy);
             y[oy] = -kInf<T>;
+            if (parts) parts[2 * oy] = parts[2 * oy + 1] = 0.0;
         }
         return;
     }
@@ -450,11 +522,41 @@ void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t
     }
     outer_dims od;
     for (std::size_t d = 0; d < nd; ++d)
-        if (int(d) != axis && int(d) != inner) od.add(shape[d], xs[d], ys[d]);
+        if (int(d) != axis && int(d) != inner) od.add(shape[d], xs[d], ys[d], zstride(d));
     if (inner >= 0)
-        run_cols(p, x, y, od, n, sx, sy, shape[inner], ys[inner]);
+        run_cols(p, x, y, od, n, sx, sy, shape[inner], ys[inner], zstride(std::size_t(inner)));
     else
         run_rows(p, x, y, od, n, sx, sy);
+}
+
+}  // namespace
+
+template <class T>
+void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
+            int axis, double temperature, const char* isa) {
+    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, extras<T>{});
+}
+
+template <class T>
+void logsumexp_parts(const T* x, const strides_t& xs, T* m, double* sums, const strides_t& out_strides,
+                     const shape_t& shape, int axis, double temperature, const char* isa) {
+    if (sums == nullptr) throw error("normexp: null data pointer");
+    extras<T> ex;
+    ex.parts = sums;
+    reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, ex);
+}
+
+template <class T>
+void normalize_with(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
+                    int axis, const T* m, const double* sums, const strides_t& stat_strides, double temperature,
+                    const char* isa) {
+    if (op == reduction::logsumexp) throw error("normexp: normalize_with takes softmax or log_softmax");
+    if (m == nullptr || sums == nullptr) throw error("normexp: null data pointer");
+    extras<T> ex;
+    ex.given_m = m;
+    ex.given_sums = sums;
+    ex.zs = &stat_strides;
+    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, ex);
 }
 
 template <class T>
@@ -467,6 +569,16 @@ template void reduce<float>(reduction, const float*, const strides_t&, float*, c
                             double, const char*);
 template void reduce<double>(reduction, const double*, const strides_t&, double*, const strides_t&, const shape_t&,
                              int, double, const char*);
+template void logsumexp_parts<float>(const float*, const strides_t&, float*, double*, const strides_t&,
+                                     const shape_t&, int, double, const char*);
+template void logsumexp_parts<double>(const double*, const strides_t&, double*, double*, const strides_t&,
+                                      const shape_t&, int, double, const char*);
+template void normalize_with<float>(reduction, const float*, const strides_t&, float*, const strides_t&,
+                                    const shape_t&, int, const float*, const double*, const strides_t&, double,
+                                    const char*);
+template void normalize_with<double>(reduction, const double*, const strides_t&, double*, const strides_t&,
+                                     const shape_t&, int, const double*, const double*, const strides_t&, double,
+                                     const char*);
 template void exp<float>(const float*, float*, std::size_t, const char*);
 template void exp<double>(const double*, double*, std::size_t, const char*);
 

@@ -15,6 +15,7 @@ struct layout {
 layout layout_of(const pybind11::array& a, const char* name);
 
 void bind_reductions(pybind11::module_& m);
+void bind_parts(pybind11::module_& m);
 
 // True if a's dtype is T's (native byte order), compared by equivalence: NumPy dtype objects are not
 // singletons (an unpickled float32 array has its own descriptor), so pointer identity (dtype::is)

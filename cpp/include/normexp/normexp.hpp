@@ -71,6 +71,29 @@ void logsumexp(const T* x, const strides_t& xs, T* out, const strides_t& out_str
     reduce<T>(reduction::logsumexp, x, xs, out, out_strides, shape, axis);
 }
 
+// The statistics behind logsumexp, for merging partial results over disjoint pieces of a row exactly
+// (the online-softmax rule; normexp.dask merges them across chunks and machines). m receives the max
+// along `axis` (NaN if the row has a NaN, -inf if it is empty or all -inf); the sum of
+// exp((x - m) / temperature) is written in double as a pair, sums[2k] = count (the entries equal to m)
+// and sums[2k + 1] = rest (the others), both 0 for rows whose max is not finite; k is m's element
+// offset. m has the input's rank with length 1 along `axis` and element strides out_strides; sums has
+// twice those strides. logsumexp = m / temperature + log(count + rest), via log1p(rest) if count is 1.
+template <class T>
+NORMEXP_API void logsumexp_parts(const T* x, const strides_t& x_strides, T* m, double* sums,
+                                 const strides_t& out_strides, const shape_t& shape, int axis,
+                                 double temperature = 1.0, const char* isa = nullptr);
+
+// softmax or log_softmax along `axis` with each row's statistics given instead of computed, as
+// logsumexp_parts writes them (m, and sums = (count, rest) pairs, possibly merged over the pieces of a
+// longer row of which x holds one): y = exp((x - m) / T) / (count + rest), or its log, with the same
+// kernels, accuracy and special values as softmax. m has x's rank with length 1 along `axis` and element
+// strides stat_strides; sums has twice those. One pass over x: how normexp.dask normalizes each chunk.
+template <class T>
+NORMEXP_API void normalize_with(reduction op, const T* x, const strides_t& x_strides, T* y,
+                                const strides_t& y_strides, const shape_t& shape, int axis, const T* m,
+                                const double* sums, const strides_t& stat_strides, double temperature = 1.0,
+                                const char* isa = nullptr);
+
 // Elementwise exp with the library's vector kernel (within 1 ULP for float32).
 template <class T>
 NORMEXP_API void exp(const T* x, T* y, std::size_t n, const char* isa = nullptr);

@@ -1,0 +1,101 @@
+// Bindings of normexp::logsumexp_parts (the (max, count, rest) statistics of each row, the partial result
+// that normexp.dask merges across chunks) and normexp::normalize_with (softmax / log_softmax of a chunk
+// with the merged statistics). Argument checking lives in python/normexp/dask.py; this layer checks what
+// the C++ calls need to be memory-safe.
+#include <string>
+
+#include "bindings.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+template <class T>
+void parts_typed(const py::array& x, py::array& m, py::array& sums, int axis, double temperature,
+                 const std::string& isa) {
+    const layout lx = layout_of(x, "x"), lm = layout_of(m, "m");
+    const T* xp = static_cast<const T*>(x.data());
+    T* mp = static_cast<T*>(m.mutable_data());
+    double* sp = static_cast<double*>(sums.mutable_data());
+    py::gil_scoped_release nogil;
+    normexp::logsumexp_parts<T>(xp, lx.strides, mp, sp, lm.strides, lx.shape, axis, temperature, isa.c_str());
+}
+
+// m: x's dtype and rank, x's shape with length 1 along axis. sums: float64, m's shape plus a last axis of
+// length 2 (count, rest), with twice m's element strides and unit stride last (e.g. both C-contiguous).
+void check_stats(const py::array& x, const py::array& m, const py::array& sums, int& axis, bool writeable) {
+    if (!x.dtype().equal(m.dtype())) throw py::type_error("x and m must have the same dtype");
+    if (!has_dtype<double>(sums)) throw py::type_error("sums must be a float64 array");
+    const auto nd = x.ndim();
+    if (nd < 1) throw py::value_error("x must have at least one dimension");
+    if (axis < -nd || axis >= nd) throw py::value_error("axis is out of bounds");
+    if (axis < 0) axis += static_cast<int>(nd);
+    if (m.ndim() != nd || sums.ndim() != nd + 1) throw py::value_error("m must have x's rank and sums one more");
+    if (writeable && (!m.writeable() || !sums.writeable())) throw py::value_error("m and sums must be writeable");
+    const layout lm = layout_of(m, "m"), ls = layout_of(sums, "sums");
+    if (ls.shape[nd] != 2 || ls.strides[nd] != 1) throw py::value_error("sums must end in a unit-stride axis of length 2");
+    for (py::ssize_t d = 0; d < nd; ++d) {
+        const auto want = d == axis ? std::size_t(1) : static_cast<std::size_t>(x.shape(d));
+        if (lm.shape[d] != want || ls.shape[d] != want)
+            throw py::value_error("m and sums must have x's shape with length 1 along axis");
+        if (want > 1 && ls.strides[d] != 2 * lm.strides[d])
+            throw py::value_error("sums must have twice m's element strides");
+    }
+}
+
+void logsumexp_parts(const py::array& x, py::array m, py::array sums, int axis, double temperature,
+                     const std::string& isa) {
+    check_stats(x, m, sums, axis, true);
+    if (has_dtype<float>(x) && has_dtype<float>(m))
+        parts_typed<float>(x, m, sums, axis, temperature, isa);
+    else if (has_dtype<double>(x) && has_dtype<double>(m))
+        parts_typed<double>(x, m, sums, axis, temperature, isa);
+    else
+        throw py::type_error("normexp kernels take float32 or float64 arrays");
+}
+
+template <class T>
+void normalize_typed(normexp::reduction op, const py::array& x, py::array& out, const py::array& m,
+                     const py::array& sums, int axis, double temperature, const std::string& isa) {
+    const layout lx = layout_of(x, "x"), lo = layout_of(out, "out"), lm = layout_of(m, "m");
+    const T* xp = static_cast<const T*>(x.data());
+    T* yp = static_cast<T*>(out.mutable_data());
+    const T* mp = static_cast<const T*>(m.data());
+    const double* sp = static_cast<const double*>(sums.data());
+    py::gil_scoped_release nogil;
+    normexp::normalize_with<T>(op, xp, lx.strides, yp, lo.strides, lx.shape, axis, mp, sp, lm.strides, temperature,
+                               isa.c_str());
+}
+
+// op: "softmax" or "log_softmax"; out: x's shape and dtype, writeable; m, sums as for logsumexp_parts.
+void normalize_with(const std::string& op_name, const py::array& x, py::array out, const py::array& m,
+                    const py::array& sums, int axis, double temperature, const std::string& isa) {
+    normexp::reduction op;
+    if (op_name == "softmax")
+        op = normexp::reduction::softmax;
+    else if (op_name == "log_softmax")
+        op = normexp::reduction::log_softmax;
+    else
+        throw py::value_error("normalize_with takes 'softmax' or 'log_softmax', got '" + op_name + "'");
+    check_stats(x, m, sums, axis, false);
+    if (!x.dtype().equal(out.dtype())) throw py::type_error("x and out must have the same dtype");
+    if (out.ndim() != x.ndim()) throw py::value_error("out must have x's shape");
+    for (py::ssize_t d = 0; d < x.ndim(); ++d)
+        if (out.shape(d) != x.shape(d)) throw py::value_error("out must have x's shape");
+    if (!out.writeable()) throw py::value_error("out must be writeable");
+    if (has_dtype<float>(x) && has_dtype<float>(out) && has_dtype<float>(m))
+        normalize_typed<float>(op, x, out, m, sums, axis, temperature, isa);
+    else if (has_dtype<double>(x) && has_dtype<double>(out) && has_dtype<double>(m))
+        normalize_typed<double>(op, x, out, m, sums, axis, temperature, isa);
+    else
+        throw py::type_error("normexp kernels take float32 or float64 arrays");
+}
+
+}  // namespace
+
+void bind_parts(py::module_& m) {
+    m.def("logsumexp_parts", &logsumexp_parts, py::arg("x"), py::arg("m"), py::arg("sums"), py::arg("axis"),
+          py::arg("temperature") = 1.0, py::arg("isa") = "");
+    m.def("normalize_with", &normalize_with, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("m"), py::arg("sums"),
+          py::arg("axis"), py::arg("temperature") = 1.0, py::arg("isa") = "");
+}
