@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -125,3 +126,36 @@ def test_calibration_error_with_more_bins_than_memory():
     want = np.mean(np.abs((labels == pred) - conf))
     for bins in (10**6, 10**12):
         assert normexp.calibration_error(probs, labels, n_bins=bins) == pytest.approx(want, rel=1e-12)
+
+
+def _unpickled(a):
+    return pickle.loads(pickle.dumps(a))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unpickled_arrays_are_accepted_by_attention_and_the_output_layer(dtype):
+    # The same bug in the attention and sampling bindings (dtype::is): found by the spawn/forkserver
+    # test once reliability_cases covered them ("normexp attention takes float32 or float64 arrays",
+    # "every part must have out's dtype", "normexp kernels take float32 or float64 arrays").
+    g = np.random.default_rng(2)
+    q, k, v = (g.standard_normal((2, 3, 4)).astype(dtype) for _ in range(3))
+    mask = g.random((3, 3)) < 0.7
+    mask[:, 0] = True
+    out = np.empty_like(q)
+    want, lse = normexp.attention(q, k, v, mask=mask, return_lse=True)
+    got = normexp.attention(*map(_unpickled, (q, k, v)), mask=_unpickled(mask), return_lse=True, out=_unpickled(out))
+    assert np.array_equal(got[0], want) and np.array_equal(got[1], lse)
+    parts = [normexp.attention(q, k[:, s], v[:, s], return_lse=True) for s in (slice(0, 1), slice(1, 3))]
+    outs, lses = [p[0] for p in parts], [p[1] for p in parts]
+    m = normexp.merge_attention(_unpickled(outs), _unpickled(lses))
+    w = normexp.merge_attention(outs, lses)
+    assert np.array_equal(m[0], w[0]) and np.array_equal(m[1], w[1])
+    x = (g.standard_normal((5, 11)) * 2).astype(dtype)
+    y = g.integers(0, 11, 5)
+    assert np.array_equal(normexp.sample(_unpickled(x), rng=3), normexp.sample(x, rng=3))
+    assert normexp.cross_entropy(_unpickled(x), _unpickled(y)) == normexp.cross_entropy(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # random labels: the optimum may be at a bound
+        assert normexp.fit_temperature(_unpickled(x), _unpickled(y)) == normexp.fit_temperature(x, y)
+    p = normexp.softmax(x.astype(np.float64))
+    assert normexp.calibration_error(_unpickled(p), _unpickled(y)) == normexp.calibration_error(p, y)
