@@ -11,6 +11,12 @@ namespace py = pybind11;
 
 namespace {
 
+// Both float32 or both float64, compared by equivalence (has_dtype): an unpickled array has its own dtype
+// descriptor, so pointer identity (dtype::is) rejected the arrays of a spawn/forkserver child.
+bool same_float_dtype(const py::array& a, const py::array& b) {
+    return (has_dtype<float>(a) && has_dtype<float>(b)) || (has_dtype<double>(a) && has_dtype<double>(b));
+}
+
 template <std::size_t N>
 std::array<std::ptrdiff_t, N> strides_of(const py::array& a, const char* name) {
     const layout l = layout_of(a, name);
@@ -42,9 +48,9 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
     py::array mask_a, alibi_a, lse_a;
     if (!mask.is_none()) {
         mask_a = mask.cast<py::array>();
-        if (mask_a.dtype().is(py::dtype::of<bool>())) {
+        if (has_dtype<bool>(mask_a)) {
             opt.mask_kind = normexp::attention_mask_kind::keep;
-        } else if (mask_a.dtype().is(py::dtype::of<T>())) {
+        } else if (has_dtype<T>(mask_a)) {
             opt.mask_kind = normexp::attention_mask_kind::additive;
         } else {
             throw py::type_error("mask must be bool or the dtype of q");
@@ -54,13 +60,13 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
     }
     if (!alibi.is_none()) {
         alibi_a = alibi.cast<py::array>();
-        if (!alibi_a.dtype().is(py::dtype::of<double>())) throw py::type_error("alibi_slopes must be float64 here");
+        if (!has_dtype<double>(alibi_a)) throw py::type_error("alibi_slopes must be float64 here");
         opt.alibi_slopes = static_cast<const double*>(alibi_a.data());
         opt.alibi_strides = strides_of<2>(alibi_a, "alibi_slopes");
     }
     if (!lse.is_none()) {
         lse_a = lse.cast<py::array>();
-        if (!lse_a.dtype().is(py::dtype::of<T>())) throw py::type_error("lse must have the dtype of q");
+        if (!has_dtype<T>(lse_a)) throw py::type_error("lse must have the dtype of q");
         opt.lse = static_cast<T*>(lse_a.mutable_data());
         opt.lse_strides = strides_of<3>(lse_a, "lse");
     }
@@ -82,11 +88,11 @@ void attention(const py::array& q, const py::array& k, const py::array& v, py::a
                double softcap, const py::object& alibi, const std::string& isa) {
     if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4 || out.ndim() != 4)
         throw py::value_error("q, k, v and out must be 4-d here");
-    if (!q.dtype().is(k.dtype()) || !q.dtype().is(v.dtype()) || !q.dtype().is(out.dtype()))
+    if (!same_float_dtype(q, k) || !same_float_dtype(q, v) || !same_float_dtype(q, out))
         throw py::type_error("q, k, v and out must have the same dtype");
-    if (q.dtype().is(py::dtype::of<float>()))
+    if (has_dtype<float>(q))
         attention_typed<float>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, isa);
-    else if (q.dtype().is(py::dtype::of<double>()))
+    else if (has_dtype<double>(q))
         attention_typed<double>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, isa);
     else
         throw py::type_error("normexp attention takes float32 or float64 arrays");
@@ -113,15 +119,15 @@ void merge_attention(const std::vector<py::array>& outs, const std::vector<py::a
     if (out.ndim() != 2 || lse.ndim() != 1 || !(out.flags() & cflags) || !(lse.flags() & cflags))
         throw py::value_error("out must be a C-contiguous (rows, dv) array and lse (rows,)");
     for (std::size_t p = 0; p < outs.size(); ++p) {
-        if (!outs[p].dtype().is(out.dtype()) || !lses[p].dtype().is(out.dtype()))
+        if (!same_float_dtype(outs[p], out) || !same_float_dtype(lses[p], out))
             throw py::type_error("every part must have out's dtype");
         if (!(outs[p].flags() & cflags) || !(lses[p].flags() & cflags) || outs[p].ndim() != 2 || lses[p].ndim() != 1 ||
             outs[p].shape(0) != out.shape(0) || outs[p].shape(1) != out.shape(1) || lses[p].shape(0) != out.shape(0))
             throw py::value_error("every part must be C-contiguous with out's shape");
     }
-    if (out.dtype().is(py::dtype::of<float>()))
+    if (has_dtype<float>(out))
         merge_typed<float>(outs, lses, out, lse);
-    else if (out.dtype().is(py::dtype::of<double>()))
+    else if (has_dtype<double>(out))
         merge_typed<double>(outs, lses, out, lse);
     else
         throw py::type_error("merge_attention takes float32 or float64 arrays");

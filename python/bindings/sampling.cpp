@@ -31,11 +31,11 @@ void sample(const py::array& x, const std::optional<py::array>& uniforms, py::ar
         throw py::value_error("sample: logits must be contiguous along the vocabulary axis");
     if (x.strides(0) % x.itemsize() != 0) throw py::value_error("sample: row stride must be a multiple of the item size");
     const auto c = py::array::c_style;
-    if (!out.dtype().is(py::dtype::of<std::int64_t>()) || out.ndim() != 1 || out.shape(0) != x.shape(0) ||
+    if (!has_dtype<std::int64_t>(out) || out.ndim() != 1 || out.shape(0) != x.shape(0) ||
         !(out.flags() & c) || !out.writeable())
         throw py::value_error("sample: out must be a writeable contiguous int64 array of one entry per row");
     if (uniforms) {
-        if (!uniforms->dtype().is(py::dtype::of<double>()) || uniforms->ndim() != 1 ||
+        if (!has_dtype<double>(*uniforms) || uniforms->ndim() != 1 ||
             uniforms->shape(0) != x.shape(0) || !(uniforms->flags() & c))
             throw py::value_error("sample: uniforms must be a contiguous float64 array of one entry per row");
     }
@@ -44,9 +44,9 @@ void sample(const py::array& x, const std::optional<py::array>& uniforms, py::ar
     opt.top_k = top_k;
     opt.top_p = top_p;
     opt.min_p = min_p;
-    if (x.dtype().is(py::dtype::of<float>()))
+    if (has_dtype<float>(x))
         sample_typed<float>(x, uniforms, out, opt, isa);
-    else if (x.dtype().is(py::dtype::of<double>()))
+    else if (has_dtype<double>(x))
         sample_typed<double>(x, uniforms, out, opt, isa);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays");
@@ -54,7 +54,7 @@ void sample(const py::array& x, const std::optional<py::array>& uniforms, py::ar
 
 double* optional_doubles(const std::optional<py::array>& a, py::ssize_t rows, const char* name) {
     if (!a) return nullptr;
-    if (!a->dtype().is(py::dtype::of<double>()) || a->size() != rows || !(a->flags() & py::array::c_style) ||
+    if (!has_dtype<double>(*a) || a->size() != rows || !(a->flags() & py::array::c_style) ||
         !a->writeable())
         throw py::value_error(std::string("cross_entropy: ") + name + " must be a writeable contiguous float64 array of one entry per row");
     py::array arr = *a;  // another handle to the same buffer (the caller's keeps it alive)
@@ -82,9 +82,9 @@ void cross_entropy(const py::array& x, const py::array& labels, py::array loss, 
     for (py::ssize_t d = 0; d < x.ndim(); ++d)
         if (d != ax) rows *= x.shape(d);
     const auto c = py::array::c_style;
-    if (!labels.dtype().is(py::dtype::of<std::int64_t>()) || !(labels.flags() & c) || labels.size() != rows)
+    if (!has_dtype<std::int64_t>(labels) || !(labels.flags() & c) || labels.size() != rows)
         throw py::value_error("cross_entropy: labels must be a contiguous int64 array of one entry per row");
-    if (!loss.dtype().is(py::dtype::of<double>()) || !(loss.flags() & c) || !loss.writeable() ||
+    if (!has_dtype<double>(loss) || !(loss.flags() & c) || !loss.writeable() ||
         loss.size() != labels.size())
         throw py::value_error("cross_entropy: loss must be a writeable contiguous float64 array like labels");
     normexp::cross_entropy_options opt;
@@ -96,9 +96,9 @@ void cross_entropy(const py::array& x, const py::array& labels, py::array loss, 
     double* d2 = optional_doubles(d2loss, labels.size(), "d2loss");
     const auto* lp = static_cast<const std::int64_t*>(labels.data());
     auto* lo = static_cast<double*>(loss.mutable_data());
-    if (x.dtype().is(py::dtype::of<float>()))
+    if (has_dtype<float>(x))
         ce_typed<float>(x, lp, lo, axis, opt, d1, d2, isa);
-    else if (x.dtype().is(py::dtype::of<double>()))
+    else if (has_dtype<double>(x))
         ce_typed<double>(x, lp, lo, axis, opt, d1, d2, isa);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays");

@@ -31,6 +31,14 @@ def _real(x: Any, name: str) -> float:
     return float(x)
 
 
+def _flag(x: Any, name: str) -> bool:
+    """A bool option: True/False (NumPy bools too). A string or an array is refused rather than read by
+    its truthiness (``is_causal="no"`` would mean True)."""
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(x).__name__}")
+    return bool(x)
+
+
 def _as_4d(a: np.ndarray, nbatch: int) -> np.ndarray | None:
     """a (batch..., H, L, D) as a 4-d view (B, H, L, D); None if the batch dimensions cannot be merged
     without a copy."""
@@ -112,6 +120,8 @@ def attention(
     Returns ``out``, or ``(out, lse)``. A row whose keys are all masked out gives output 0 and lse
     ``-inf`` (never NaN). A NaN in a row's scores makes that row NaN.
     """
+    is_causal = _flag(is_causal, "is_causal")
+    return_lse = _flag(return_lse, "return_lse")
     q = _float_tensor(q, "q")
     k = _float_tensor(k, "k")
     v = _float_tensor(v, "v")
@@ -168,6 +178,10 @@ def attention(
             raise TypeError(f"window must be an integer number of keys, got {type(window).__name__}") from None
         if win < 1:
             raise ValueError(f"window must be >= 1 (keys each query may see), got {window}")
+        # Every window above Lq + Lkv lets each query see all its keys (its diagonal is below both
+        # lengths), so clip: the native size_t would wrap a window >= 2^63 to a negative limit and
+        # mask every key (window=2**64-1 returned a wrong answer, > 2^64 a pybind11 TypeError).
+        win = min(win, lq + lk + 1)
     cap = 0.0
     if softcap is not None:
         cap = _real(softcap, "softcap")
@@ -261,6 +275,9 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     processes or machines. Returns ``(out, lse)``, so merges compose. Rows that are fully masked in every
     part give 0 and ``-inf``.
     """
+    for name, parts in (("outs", outs), ("lses", lses)):
+        if isinstance(parts, (str, bytes)) or not hasattr(parts, "__iter__"):
+            raise TypeError(f"{name} must be a sequence of arrays (one per key/value block), got {type(parts).__name__}")
     if isinstance(outs, np.ndarray) or isinstance(lses, np.ndarray):
         outs = list(outs)
         lses = list(lses)

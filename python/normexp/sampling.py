@@ -280,6 +280,8 @@ def fit_temperature(
 
     Returns :class:`TemperatureFit` ``(temperature, nll_before, nll_after, iterations, converged)``.
     """
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2:
+        raise TypeError(f"bounds must be a pair (low, high) of temperatures, got {bounds!r}")
     lo_t, hi_t = (_real(bounds[0], "bounds[0]"), _real(bounds[1], "bounds[1]"))
     if not (0 < lo_t < hi_t and math.isfinite(hi_t)):
         raise ValueError(f"bounds must be (low, high) with 0 < low < high < inf, got {bounds!r}")
@@ -391,5 +393,7 @@ def calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, axis: int = 
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == lab).astype(np.float64)
     b = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    gap = np.bincount(b, weights=correct - conf, minlength=n_bins)
+    # Sum over the occupied bins only (empty bins add 0): n_bins = 10**12 must not allocate an 8 TB
+    # histogram (np.bincount(b, minlength=n_bins) raised MemoryError).
+    gap = np.bincount(np.unique(b, return_inverse=True)[1].reshape(-1), weights=correct - conf)
     return float(np.sum(np.abs(gap)) / lab.size)

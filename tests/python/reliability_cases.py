@@ -5,9 +5,11 @@ builds the arguments (``scale="small"`` stays on the calling thread, ``"large"``
 an OpenMP team: more than ``kParallelMinElements`` = 2^15 elements and more than one row) and
 ``call(*args)`` returns an ndarray or a tuple of them. The rows cover every traversal of the driver
 (contiguous rows, columns, gathered rows), both native dtypes, the promoted ones, temperature,
-``where=``, ``b=``, ``out=`` and normexp.special.
+``where=``, ``b=``, ``out=``, normexp.special, attention (causal, masks, ALiBi, softcap, window, GQA
+decode with split keys, ``out=``), merge_attention, and the output layer (sample, cross_entropy,
+fit_temperature, calibration_error).
 
-To cover a new public function (attention, sampling, the C API through ctypes), append rows to
+To cover a new public function (the C API through ctypes, ...), append rows to
 ``CASES`` below; test_threads.py, test_fork.py and test_memory.py pick them up unchanged.
 """
 
@@ -79,6 +81,91 @@ CASES: list[Case] = [
     Case("special.softmax", lambda g, s: (_scores(g, s, np.float64),), lambda x: special.softmax(x, axis=(0, 1))),
     Case("special.log_softmax", lambda g, s: (_scores(g, s),), lambda x: special.log_softmax(x)),
     Case("special.logsumexp", lambda g, s: (_scores(g, s, np.float64),), lambda x: special.logsumexp(x, axis=0)),
+]
+
+
+# ---- attention ---------------------------------------------------------------------------------------
+# "large" shapes open an OpenMP team: Lq * Lkv * (D + Dv + 8) per head far above 2^15 and more than one
+# task (heads x query blocks of 96 rows, or the key splits of a decode step). Kept to a few MFLOP a call.
+def _qkv(rng: np.random.Generator, q_shape: tuple, kv_shape: tuple, dv: int, dtype: Any = np.float32) -> tuple:
+    q = rng.standard_normal(q_shape).astype(dtype)
+    k = rng.standard_normal(kv_shape).astype(dtype)
+    v = rng.standard_normal(kv_shape[:-1] + (dv,)).astype(dtype)
+    return q, k, v
+
+
+def _att_causal(rng: np.random.Generator, scale: str) -> tuple:
+    if scale == "small":
+        return _qkv(rng, (2, 2, 5, 8), (2, 2, 7, 8), 6)
+    return _qkv(rng, (2, 2, 160, 32), (2, 2, 200, 32), 24)  # 2 query blocks x 4 heads
+
+
+def _att_options(rng: np.random.Generator, scale: str) -> tuple:
+    h, lq, lk, d = (2, 4, 6, 8) if scale == "small" else (4, 96, 160, 32)
+    q, k, v = _qkv(rng, (h, lq, d), (h, lk, d), d, np.float64)
+    mask = rng.random((lq, lk)) < 0.8  # bool, broadcast over the heads
+    slopes = 2.0 ** -np.arange(1, h + 1)
+    return q, k, v, mask, slopes
+
+
+def _att_decode(rng: np.random.Generator, scale: str) -> tuple:
+    # Grouped-query decode (Lq = 1, 4 query heads per key/value head): large splits the 2048 keys.
+    return _qkv(rng, (8, 1, 16), (2, 20, 16), 16) if scale == "small" else _qkv(rng, (8, 1, 32), (2, 2048, 32), 32)
+
+
+def _att_parts(rng: np.random.Generator, scale: str) -> tuple:
+    q, k, v = _att_causal(rng, scale)
+    cut = k.shape[-2] // 3
+    a = normexp.attention(q, k[..., :cut, :], v[..., :cut, :], return_lse=True)
+    b = normexp.attention(q, k[..., cut:, :], v[..., cut:, :], return_lse=True)
+    return [a[0], b[0]], [a[1], b[1]]
+
+
+# ---- the output layer: sampling, cross-entropy, temperature, calibration --------------------------------
+def _labels_for(rng: np.random.Generator, x: np.ndarray, axis: int = -1) -> np.ndarray:
+    shape = x.shape[:axis % x.ndim] + x.shape[axis % x.ndim + 1 :]
+    return rng.integers(0, x.shape[axis], shape)
+
+
+def _ce_case(rng: np.random.Generator, scale: str, dtype: Any = np.float32, axis: int = -1) -> tuple:
+    x = _scores(rng, scale, dtype, 3.0)
+    return x, _labels_for(rng, x, axis)
+
+
+def _calibrated_case(rng: np.random.Generator, scale: str) -> tuple:
+    # Labels drawn from softmax(x / 2): the fit has an interior optimum near T = 2 (converges, no warning).
+    x = _scores(rng, scale, np.float32, 3.0)
+    return x, normexp.sample(x, temperature=2.0, rng=rng)
+
+
+def _probs_case(rng: np.random.Generator, scale: str) -> tuple:
+    x, lab = _ce_case(rng, scale, np.float64)
+    return normexp.softmax(x), lab
+
+
+CASES += [
+    Case("attention/f32/causal-bottom-right", _att_causal, lambda q, k, v: normexp.attention(q, k, v, is_causal=True, causal_alignment="bottom_right")),
+    Case(
+        "attention/f64/mask-alibi-softcap-window-lse",
+        _att_options,
+        lambda q, k, v, m, s: normexp.attention(q, k, v, mask=m, alibi_slopes=s, softcap=20.0, window=50, return_lse=True),
+    ),
+    Case("attention/f32/gqa-decode", _att_decode, lambda q, k, v: normexp.attention(q, k, v, return_lse=True)),
+    Case("attention/f32/out", _att_causal, lambda q, k, v: normexp.attention(q, k, v, out=np.empty(q.shape[:-1] + v.shape[-1:], q.dtype))),
+    Case("merge_attention", _att_parts, lambda o, l: normexp.merge_attention(o, l)),
+    # A seed, not a Generator: every call draws the same uniforms, so results must be identical.
+    Case("sample/f32/top_k-top_p", lambda g, s: (_scores(g, s),), lambda x: normexp.sample(x, temperature=0.8, top_k=50, top_p=0.9, rng=7)),
+    Case("sample/f64/min_p", lambda g, s: (_scores(g, s, np.float64),), lambda x: normexp.sample(x, min_p=0.05, rng=8)),
+    Case("sample/f32/long-row", _long_row, lambda x: normexp.sample(x, top_p=0.95, rng=9)),
+    Case("sample/f16/greedy", lambda g, s: (_scores(g, s, np.float16, 4.0),), lambda x: normexp.sample(x, temperature=0.0)),
+    Case("cross_entropy/f32/mean-smoothing", _ce_case, lambda x, y: normexp.cross_entropy(x, y, label_smoothing=0.1)),
+    Case(
+        "cross_entropy/f64/none-axis0-ignore",
+        lambda g, s: _ce_case(g, s, np.float64, 0),
+        lambda x, y: normexp.cross_entropy(x, y, axis=0, reduction="none", ignore_index=int(y.flat[0])),
+    ),
+    Case("fit_temperature", _calibrated_case, lambda x, y: normexp.fit_temperature(x, y)),
+    Case("calibration_error", _probs_case, lambda p, y: normexp.calibration_error(p, y, n_bins=10)),
 ]
 
 

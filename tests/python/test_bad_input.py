@@ -132,12 +132,299 @@ def test_bad_argument_is_rejected_and_nothing_is_written(fn, kind, make, exc, wo
         assert np.array_equal(b, b_before)
 
 
+# ---- attention and the output layer --------------------------------------------------------------------
+# These functions take several arrays, so their rows are whole calls: CALLS[name] builds fresh valid keyword
+# arguments, and each row of CALL_BAD replaces some of them with bad ones. The test checks the exception
+# type and message words, and that no array argument (out= included, filled with a sentinel) was written.
+def _rng():
+    return np.random.default_rng(0)
+
+
+def _att_args():
+    g = _rng()
+    return {
+        "q": g.standard_normal((2, 4, 3)).astype(np.float32),
+        "k": g.standard_normal((2, 5, 3)).astype(np.float32),
+        "v": g.standard_normal((2, 5, 3)).astype(np.float32),
+    }
+
+
+def _merge_args():
+    a = _att_args()
+    o1, l1 = normexp.attention(a["q"], a["k"][:, :2], a["v"][:, :2], return_lse=True)
+    o2, l2 = normexp.attention(a["q"], a["k"][:, 2:], a["v"][:, 2:], return_lse=True)
+    return {"outs": [o1, o2], "lses": [l1, l2]}
+
+
+def _logits_args():
+    g = _rng()
+    return {"logits": (g.standard_normal((4, 6)) * 3).astype(np.float32)}
+
+
+def _ce_args():
+    return {**_logits_args(), "labels": np.array([0, 5, 2, 3])}
+
+
+def _ece_args():
+    a = _ce_args()
+    return {"probs": normexp.softmax(a["logits"].astype(np.float64)), "labels": a["labels"]}
+
+
+CALLS: dict[str, tuple[Callable[..., Any], Callable[[], dict]]] = {
+    "attention": (normexp.attention, _att_args),
+    "merge_attention": (normexp.merge_attention, _merge_args),
+    "sample": (normexp.sample, _logits_args),
+    "cross_entropy": (normexp.cross_entropy, _ce_args),
+    "fit_temperature": (normexp.fit_temperature, _ce_args),
+    "calibration_error": (normexp.calibration_error, _ece_args),
+}
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _with_nan(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a[1, 2] = np.nan
+    return a
+
+
+def _with_inf(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a[2, 0] = np.inf
+    return a
+
+
+def _row_neg_inf(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a[3] = -np.inf
+    return a
+
+
+F32, F64 = np.float32, np.float64
+NAN, INF = float("nan"), float("inf")
+# (function, kind, change(args) -> overrides, exception, message words)
+CALL_BAD: list[tuple[str, str, Callable[[dict], dict], Any, tuple[str, ...]]] = [
+    # ---- attention: tensors ----
+    ("attention", "q int", lambda a: {"q": a["q"].astype(np.int32)}, TypeError, ("q", "float32")),
+    ("attention", "q complex", lambda a: {"q": a["q"].astype(np.complex64)}, TypeError, ("q",)),
+    ("attention", "q float16", lambda a: {"q": a["q"].astype(np.float16)}, TypeError, ("q", "float32")),
+    ("attention", "q strings", lambda a: {"q": np.array([["a", "b"], ["c", "d"]])}, TypeError, ("q",)),
+    ("attention", "q ragged", lambda a: {"q": _ragged()}, (TypeError, ValueError), ("q",)),
+    ("attention", "mixed dtypes", lambda a: {"k": a["k"].astype(F64)}, TypeError, ("dtype", "float64")),
+    ("attention", "q 1-d", lambda a: {"q": a["q"][0, 0]}, ValueError, ("q", "dimensions")),
+    ("attention", "k rank differs", lambda a: {"k": a["k"][0]}, ValueError, ("dimensions",)),
+    ("attention", "head_dim differs", lambda a: {"k": a["k"][..., :2]}, ValueError, ("head_dim", "3", "2")),
+    ("attention", "key length differs", lambda a: {"v": a["v"][:, :4]}, ValueError, ("key length", "dimension -2")),
+    ("attention", "kv heads differ", lambda a: {"v": a["v"][:1]}, ValueError, ("heads", "dimension -3")),
+    ("attention", "q heads not a multiple", lambda a: {"q": np.concatenate([a["q"], a["q"][:1]])}, ValueError, ("heads", "multiple")),
+    ("attention", "batch differs", lambda a: {"q": a["q"][None], "k": np.stack([a["k"]] * 2), "v": np.stack([a["v"]] * 2)}, ValueError, ("batch",)),
+    # ---- attention: mask ----
+    ("attention", "mask int", lambda a: {"mask": np.ones((4, 5), np.int32)}, TypeError, ("mask", "bool")),
+    ("attention", "mask complex", lambda a: {"mask": np.ones((4, 5), np.complex64)}, TypeError, ("mask",)),
+    ("attention", "mask strings", lambda a: {"mask": np.array(["a", "b"])}, TypeError, ("mask",)),
+    ("attention", "mask shape", lambda a: {"mask": np.ones((4, 4), bool)}, ValueError, ("mask", "broadcast")),
+    ("attention", "mask float shape", lambda a: {"mask": np.zeros((3, 4, 5), F32)}, ValueError, ("mask", "broadcast")),
+    ("attention", "mask too many dims", lambda a: {"mask": np.ones((1, 1, 2, 4, 5), bool)}, ValueError, ("mask", "dimensions")),
+    # ---- attention: scalars ----
+    ("attention", "scale NaN", lambda a: {"scale": NAN}, ValueError, ("scale", "finite")),
+    ("attention", "scale inf", lambda a: {"scale": INF}, ValueError, ("scale", "finite")),
+    ("attention", "scale 0", lambda a: {"scale": 0.0}, ValueError, ("scale", "non-zero")),
+    ("attention", "scale string", lambda a: {"scale": "1"}, TypeError, ("scale",)),
+    ("attention", "scale bool", lambda a: {"scale": True}, TypeError, ("scale",)),
+    ("attention", "scale array", lambda a: {"scale": np.ones(2)}, TypeError, ("scale",)),
+    ("attention", "window 0", lambda a: {"window": 0}, ValueError, ("window", ">= 1")),
+    ("attention", "window negative", lambda a: {"window": -3}, ValueError, ("window",)),
+    ("attention", "window float", lambda a: {"window": 2.0}, TypeError, ("window", "integer")),
+    ("attention", "window bool", lambda a: {"window": True}, TypeError, ("window",)),
+    ("attention", "softcap 0", lambda a: {"softcap": 0.0}, ValueError, ("softcap", "> 0")),
+    ("attention", "softcap negative", lambda a: {"softcap": -30.0}, ValueError, ("softcap",)),
+    ("attention", "softcap NaN", lambda a: {"softcap": NAN}, ValueError, ("softcap",)),
+    ("attention", "softcap inf", lambda a: {"softcap": INF}, ValueError, ("softcap",)),
+    ("attention", "softcap string", lambda a: {"softcap": "30"}, TypeError, ("softcap",)),
+    ("attention", "alibi_slopes shape", lambda a: {"alibi_slopes": np.ones(3)}, ValueError, ("alibi_slopes", "broadcast")),
+    ("attention", "alibi_slopes NaN", lambda a: {"alibi_slopes": np.array([NAN, 1.0])}, ValueError, ("alibi_slopes", "finite")),
+    ("attention", "alibi_slopes inf", lambda a: {"alibi_slopes": np.array([INF, 1.0])}, ValueError, ("alibi_slopes", "finite")),
+    ("attention", "alibi_slopes complex", lambda a: {"alibi_slopes": np.ones(2, complex)}, TypeError, ("alibi_slopes",)),
+    ("attention", "alibi_slopes strings", lambda a: {"alibi_slopes": np.array(["a", "b"])}, TypeError, ("alibi_slopes",)),
+    ("attention", "causal_alignment unknown", lambda a: {"causal_alignment": "bottom"}, ValueError, ("causal_alignment", "bottom_right")),
+    ("attention", "causal_alignment case", lambda a: {"causal_alignment": "TOP_LEFT"}, ValueError, ("causal_alignment",)),
+    ("attention", "causal_alignment None", lambda a: {"causal_alignment": None}, ValueError, ("causal_alignment",)),
+    # Regression: a string or an array was read by its truthiness (is_causal="no" meant causal) or failed
+    # with NumPy's "truth value of an array is ambiguous".
+    ("attention", "is_causal string", lambda a: {"is_causal": "no"}, TypeError, ("is_causal",)),
+    ("attention", "is_causal array", lambda a: {"is_causal": np.array([True, False])}, TypeError, ("is_causal",)),
+    ("attention", "return_lse string", lambda a: {"return_lse": "yes"}, TypeError, ("return_lse",)),
+    # ---- attention: out ----
+    ("attention", "out shape", lambda a: {"out": np.zeros((2, 4, 2), F32)}, ValueError, ("out", "shape")),
+    ("attention", "out dtype", lambda a: {"out": np.zeros((2, 4, 3), F64)}, TypeError, ("out", "dtype")),
+    ("attention", "out read-only", lambda a: {"out": _ro(np.zeros((2, 4, 3), F32))}, ValueError, ("out", "read-only")),
+    ("attention", "out a list", lambda a: {"out": np.zeros((2, 4, 3)).tolist()}, TypeError, ("out",)),
+    ("attention", "out 2-d shape", lambda a: {"q": a["q"][0], "k": a["k"][0], "v": a["v"][0], "out": np.zeros((4, 2), F32)}, ValueError, ("out", "shape")),
+    ("attention", "out with a bad option", lambda a: {"out": np.zeros((2, 4, 3), F32), "window": 0}, ValueError, ("window",)),
+    # ---- merge_attention ----
+    ("merge_attention", "outs mixed dtypes", lambda a: {"outs": [a["outs"][0], a["outs"][1].astype(F64)]}, TypeError, ("outs[1]", "dtype")),
+    ("merge_attention", "lses dtype", lambda a: {"lses": [a["lses"][0], a["lses"][1].astype(F64)]}, TypeError, ("lses[1]", "dtype")),
+    ("merge_attention", "outs int", lambda a: {"outs": [a["outs"][0].astype(np.int32), a["outs"][1]]}, TypeError, ("outs[0]",)),
+    ("merge_attention", "part counts differ", lambda a: {"lses": a["lses"][:1]}, ValueError, ("parts",)),
+    ("merge_attention", "no parts", lambda a: {"outs": [], "lses": []}, ValueError, ("at least one",)),
+    ("merge_attention", "outs shapes differ", lambda a: {"outs": [a["outs"][0], a["outs"][1][:1]]}, ValueError, ("outs[1]", "shape")),
+    ("merge_attention", "lses shape", lambda a: {"lses": [a["lses"][0], a["lses"][1][:, :3]]}, ValueError, ("lses[1]", "shape")),
+    ("merge_attention", "outs 0-d", lambda a: {"outs": [np.float32(1)], "lses": [np.float32(0)]}, ValueError, ("dimension",)),
+    # Regression: a non-sequence failed with "'int' object is not iterable", naming no argument.
+    ("merge_attention", "outs an int", lambda a: {"outs": 5}, TypeError, ("outs", "sequence")),
+    ("merge_attention", "lses None", lambda a: {"lses": None}, TypeError, ("lses", "sequence")),
+    ("merge_attention", "outs a string", lambda a: {"outs": "ab"}, TypeError, ("outs", "sequence")),
+    # ---- sample ----
+    ("sample", "logits complex", lambda a: {"logits": a["logits"].astype(np.complex64)}, TypeError, ("logits", "complex")),
+    ("sample", "logits strings", lambda a: {"logits": np.array(["a", "b"])}, TypeError, ("logits",)),
+    ("sample", "logits scalar", lambda a: {"logits": np.float32(1)}, ValueError, ("logits", "dimension")),
+    ("sample", "empty vocabulary", lambda a: {"logits": np.zeros((2, 0), F32)}, ValueError, ("vocabulary", "empty")),
+    ("sample", "NaN logits", lambda a: {"logits": _with_nan(a["logits"])}, ValueError, ("row 1", "nan")),
+    ("sample", "NaN logits greedy", lambda a: {"logits": _with_nan(a["logits"]), "temperature": 0.0}, ValueError, ("nan",)),
+    ("sample", "+inf logits", lambda a: {"logits": _with_inf(a["logits"])}, ValueError, ("row 2", "+inf")),
+    ("sample", "row of -inf", lambda a: {"logits": _row_neg_inf(a["logits"])}, ValueError, ("row 3", "-inf")),
+    ("sample", "temperature negative", lambda a: {"temperature": -1.0}, ValueError, ("temperature",)),
+    ("sample", "temperature NaN", lambda a: {"temperature": NAN}, ValueError, ("temperature", "nan")),
+    ("sample", "temperature inf", lambda a: {"temperature": INF}, ValueError, ("temperature",)),
+    ("sample", "temperature string", lambda a: {"temperature": "1"}, TypeError, ("temperature",)),
+    ("sample", "top_k 0", lambda a: {"top_k": 0}, ValueError, ("top_k", ">= 1")),
+    ("sample", "top_k negative", lambda a: {"top_k": -2}, ValueError, ("top_k",)),
+    ("sample", "top_k float", lambda a: {"top_k": 2.0}, TypeError, ("top_k", "integer")),
+    ("sample", "top_k bool", lambda a: {"top_k": True}, TypeError, ("top_k",)),
+    ("sample", "top_p 0", lambda a: {"top_p": 0.0}, ValueError, ("top_p", "(0, 1]")),
+    ("sample", "top_p negative", lambda a: {"top_p": -0.5}, ValueError, ("top_p",)),
+    ("sample", "top_p above 1", lambda a: {"top_p": 1.5}, ValueError, ("top_p",)),
+    ("sample", "top_p NaN", lambda a: {"top_p": NAN}, ValueError, ("top_p",)),
+    ("sample", "top_p string", lambda a: {"top_p": "0.9"}, TypeError, ("top_p",)),
+    ("sample", "min_p negative", lambda a: {"min_p": -0.1}, ValueError, ("min_p", "[0, 1]")),
+    ("sample", "min_p above 1", lambda a: {"min_p": 1.5}, ValueError, ("min_p",)),
+    ("sample", "min_p NaN", lambda a: {"min_p": NAN}, ValueError, ("min_p",)),
+    ("sample", "min_p array", lambda a: {"min_p": np.array([0.1])}, TypeError, ("min_p",)),
+    ("sample", "rng string", lambda a: {"rng": "seed"}, TypeError, ("rng", "generator")),
+    ("sample", "rng float", lambda a: {"rng": 1.5}, TypeError, ("rng",)),
+    ("sample", "rng bool", lambda a: {"rng": True}, TypeError, ("rng",)),
+    ("sample", "rng RandomState", lambda a: {"rng": np.random.RandomState(0)}, TypeError, ("rng", "randomstate")),
+    ("sample", "rng negative seed", lambda a: {"rng": -1}, ValueError, ("rng", "seed")),
+    # ---- cross_entropy ----
+    ("cross_entropy", "label too large", lambda a: {"labels": np.array([0, 6, 2, 3])}, ValueError, ("labels", "6", "out of range")),
+    ("cross_entropy", "label negative", lambda a: {"labels": np.array([0, 1, -1, 3])}, ValueError, ("labels", "-1", "position (2,)")),
+    ("cross_entropy", "label -100 without ignore_index", lambda a: {"labels": np.array([0, 1, -100, 3])}, ValueError, ("labels", "ignore_index")),
+    ("cross_entropy", "label not the ignored one", lambda a: {"labels": np.array([0, 1, -1, 3]), "ignore_index": -100}, ValueError, ("labels", "-1")),
+    ("cross_entropy", "label uint64 huge", lambda a: {"labels": np.array([0, 1, 2**64 - 1, 3], np.uint64)}, ValueError, ("labels", "out of range")),
+    ("cross_entropy", "labels float", lambda a: {"labels": a["labels"].astype(F64)}, TypeError, ("labels", "integer")),
+    ("cross_entropy", "labels bool", lambda a: {"labels": a["labels"] > 1}, TypeError, ("labels", "integer")),
+    ("cross_entropy", "labels shape", lambda a: {"labels": a["labels"][:3]}, ValueError, ("labels", "shape")),
+    ("cross_entropy", "labels for the wrong axis", lambda a: {"axis": 0}, ValueError, ("labels", "shape")),
+    ("cross_entropy", "axis out of range", lambda a: {"axis": 2}, AxisError, ("axis",)),
+    ("cross_entropy", "axis float", lambda a: {"axis": 1.0}, TypeError, ("axis",)),
+    ("cross_entropy", "reduction unknown", lambda a: {"reduction": "avg"}, ValueError, ("reduction", "mean")),
+    ("cross_entropy", "reduction None", lambda a: {"reduction": None}, ValueError, ("reduction",)),
+    ("cross_entropy", "label_smoothing negative", lambda a: {"label_smoothing": -0.1}, ValueError, ("label_smoothing", "[0, 1]")),
+    ("cross_entropy", "label_smoothing above 1", lambda a: {"label_smoothing": 1.1}, ValueError, ("label_smoothing",)),
+    ("cross_entropy", "label_smoothing NaN", lambda a: {"label_smoothing": NAN}, ValueError, ("label_smoothing",)),
+    ("cross_entropy", "label_smoothing string", lambda a: {"label_smoothing": "0.1"}, TypeError, ("label_smoothing",)),
+    ("cross_entropy", "ignore_index float", lambda a: {"ignore_index": -100.0}, TypeError, ("ignore_index", "integer")),
+    ("cross_entropy", "ignore_index string", lambda a: {"ignore_index": "-100"}, TypeError, ("ignore_index",)),
+    ("cross_entropy", "ignore_index bool", lambda a: {"ignore_index": False}, TypeError, ("ignore_index",)),
+    ("cross_entropy", "NaN logits", lambda a: {"logits": _with_nan(a["logits"])}, ValueError, ("row 1", "nan")),
+    ("cross_entropy", "+inf logits", lambda a: {"logits": _with_inf(a["logits"])}, ValueError, ("+inf",)),
+    ("cross_entropy", "row of -inf", lambda a: {"logits": _row_neg_inf(a["logits"])}, ValueError, ("-inf",)),
+    ("cross_entropy", "logits complex", lambda a: {"logits": a["logits"].astype(complex)}, TypeError, ("logits", "complex")),
+    ("cross_entropy", "logits scalar", lambda a: {"logits": np.float32(1), "labels": np.int64(0)}, ValueError, ("logits", "dimension")),
+    # ---- fit_temperature ----
+    ("fit_temperature", "bounds reversed", lambda a: {"bounds": (10.0, 0.1)}, ValueError, ("bounds", "low < high")),
+    ("fit_temperature", "bounds low 0", lambda a: {"bounds": (0.0, 10.0)}, ValueError, ("bounds",)),
+    ("fit_temperature", "bounds high inf", lambda a: {"bounds": (0.1, INF)}, ValueError, ("bounds",)),
+    ("fit_temperature", "bounds NaN", lambda a: {"bounds": (NAN, 10.0)}, ValueError, ("bounds[0]", "nan")),
+    ("fit_temperature", "bounds string", lambda a: {"bounds": (0.1, "10")}, TypeError, ("bounds[1]",)),
+    # Regression: (1,) raised IndexError, None and 5 "not subscriptable", (1, 2, 3) was accepted.
+    ("fit_temperature", "bounds one value", lambda a: {"bounds": (0.1,)}, TypeError, ("bounds", "pair")),
+    ("fit_temperature", "bounds three values", lambda a: {"bounds": (0.1, 1.0, 10.0)}, TypeError, ("bounds", "pair")),
+    ("fit_temperature", "bounds None", lambda a: {"bounds": None}, TypeError, ("bounds", "pair")),
+    ("fit_temperature", "bounds a number", lambda a: {"bounds": 5.0}, TypeError, ("bounds", "pair")),
+    ("fit_temperature", "max_iter 0", lambda a: {"max_iter": 0}, ValueError, ("max_iter", ">= 1")),
+    ("fit_temperature", "max_iter float", lambda a: {"max_iter": 10.5}, TypeError, ("max_iter",)),
+    ("fit_temperature", "label out of range", lambda a: {"labels": np.array([0, 6, 2, 3])}, ValueError, ("labels", "out of range")),
+    ("fit_temperature", "labels float", lambda a: {"labels": a["labels"].astype(F32)}, TypeError, ("labels", "integer")),
+    ("fit_temperature", "labels shape", lambda a: {"labels": a["labels"][None]}, ValueError, ("labels", "shape")),
+    ("fit_temperature", "every row ignored", lambda a: {"labels": np.full(4, -100), "ignore_index": -100}, ValueError, ("labelled",)),
+    ("fit_temperature", "no rows", lambda a: {"logits": np.zeros((0, 6), F32), "labels": np.zeros(0, np.int64)}, ValueError, ("labelled",)),
+    ("fit_temperature", "NaN logits", lambda a: {"logits": _with_nan(a["logits"])}, ValueError, ("nan",)),
+    ("fit_temperature", "+inf logits", lambda a: {"logits": _with_inf(a["logits"])}, ValueError, ("+inf",)),
+    ("fit_temperature", "logits complex", lambda a: {"logits": a["logits"].astype(complex)}, TypeError, ("logits",)),
+    ("fit_temperature", "axis out of range", lambda a: {"axis": -3}, AxisError, ("axis",)),
+    ("fit_temperature", "ignore_index float", lambda a: {"ignore_index": 1.5}, TypeError, ("ignore_index",)),
+    # ---- calibration_error ----
+    ("calibration_error", "probs negative", lambda a: {"probs": a["probs"] - 0.5}, ValueError, ("probs", "[0, 1]")),
+    ("calibration_error", "probs above 1", lambda a: {"probs": a["probs"] + 1}, ValueError, ("probs", "[0, 1]")),
+    ("calibration_error", "probs NaN", lambda a: {"probs": _with_nan(a["probs"])}, ValueError, ("probs", "nan")),
+    ("calibration_error", "probs complex", lambda a: {"probs": a["probs"].astype(complex)}, TypeError, ("probs",)),
+    ("calibration_error", "probs strings", lambda a: {"probs": np.array([["a", "b"]])}, TypeError, ("probs",)),
+    ("calibration_error", "probs scalar", lambda a: {"probs": 0.5, "labels": 0}, ValueError, ("probs", "dimension")),
+    ("calibration_error", "no classes", lambda a: {"probs": np.zeros((4, 0))}, ValueError, ("probs", "class axis")),
+    ("calibration_error", "label out of range", lambda a: {"labels": np.array([0, 1, 2, 6])}, ValueError, ("labels", "out of range")),
+    ("calibration_error", "label negative", lambda a: {"labels": np.array([0, 1, -1, 3])}, ValueError, ("labels",)),
+    ("calibration_error", "labels float", lambda a: {"labels": a["labels"].astype(F64)}, TypeError, ("labels", "integer")),
+    ("calibration_error", "labels shape", lambda a: {"labels": a["labels"][:2]}, ValueError, ("labels", "shape")),
+    ("calibration_error", "n_bins 0", lambda a: {"n_bins": 0}, ValueError, ("n_bins", ">= 1")),
+    ("calibration_error", "n_bins float", lambda a: {"n_bins": 15.0}, TypeError, ("n_bins",)),
+    ("calibration_error", "axis out of range", lambda a: {"axis": 2}, AxisError, ("axis",)),
+]
+
+
+def _arrays(obj: Any) -> list[np.ndarray]:
+    """Every ndarray in an argument (lists and tuples of arrays too)."""
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [a for o in obj for a in _arrays(o)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "fname,kind,change,exc,words", CALL_BAD, ids=[f"{f}-{k}" for f, k, *_ in CALL_BAD]
+)
+def test_bad_call_is_rejected_and_nothing_is_written(fname, kind, change, exc, words):
+    fn, base = CALLS[fname]
+    kwargs = base()
+    kwargs.update(change(kwargs))
+    out = kwargs.get("out")
+    if isinstance(out, np.ndarray) and out.flags.writeable:
+        out[...] = 7  # sentinel
+    arrays = [a for v in kwargs.values() for a in _arrays(v)]
+    before = [(a.dtype, a.shape, a.tobytes()) for a in arrays]
+    with pytest.raises(exc) as info:
+        fn(**kwargs)
+    msg = str(info.value).lower()
+    assert msg, "the exception must say what to change"
+    for w in words:
+        assert w.lower() in msg, f"message {msg!r} should mention {w!r}"
+    for a, (dt, sh, data) in zip(arrays, before):
+        assert a.dtype == dt and a.shape == sh and a.tobytes() == data, "an argument was written"
+
+
+@pytest.mark.parametrize("fname", list(CALLS))
+def test_call_table_base_arguments_are_valid(fname):
+    # Each row changes only what its kind says: the base call itself must succeed.
+    fn, base = CALLS[fname]
+    fn(**base())
+
+
 def test_table_covers_every_public_function():
-    # A new public reduction must get rows here (and in reliability_cases.CASES).
-    public = {n for n in normexp.__all__ if callable(getattr(normexp, n)) and n not in
-              {"set_num_threads", "get_num_threads", "isa", "available_isas", "use_isa"}}
+    # A new public function must get rows here (FUNCTIONS or CALLS) and in reliability_cases.CASES.
+    # Classes (TemperatureFit, a result type) and modules (special) are not functions: excluded by type.
+    public = {
+        n for n in normexp.__all__
+        if callable(getattr(normexp, n)) and not isinstance(getattr(normexp, n), type)
+        and n not in {"set_num_threads", "get_num_threads", "isa", "available_isas", "use_isa"}
+    }
     public |= {f"special.{n}" for n in special.__all__}
-    assert public <= {f.name for f in FUNCTIONS}, public - {f.name for f in FUNCTIONS}
+    covered = {f.name for f in FUNCTIONS} | set(CALLS)
+    assert public <= covered, public - covered
+    assert {f for f, *_ in CALL_BAD} == set(CALLS)
 
 
 @pytest.mark.parametrize("bad", [0.5, "2", None, [1]])

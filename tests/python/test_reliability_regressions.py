@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -92,3 +93,69 @@ def test_special_with_an_empty_kept_axis(name):
         except IndexError:  # SciPy's logsumexp fails on this one itself: check against NumPy's shapes
             want = np.sum(x, axis=axis) if name == "logsumexp" else x
         assert got.shape == want.shape and got.dtype == want.dtype
+
+
+@pytest.mark.parametrize("window", [2**63, 2**64 - 1, 2**70])
+@pytest.mark.parametrize("alignment", ["top_left", "bottom_right"])
+def test_attention_window_beyond_any_length_is_no_window(window, alignment):
+    # The native window is a size_t: 2**64 - 1 used to wrap to a negative lower limit and mask keys
+    # (a silently wrong answer), and 2**70 failed with pybind11's "incompatible function arguments".
+    # Any window above Lq + Lkv lets every query see all its keys, so the result equals no window.
+    g = np.random.default_rng(4)
+    q = g.standard_normal((2, 3, 8)).astype(np.float32)
+    k = g.standard_normal((2, 5, 8)).astype(np.float32)
+    v = g.standard_normal((2, 5, 4)).astype(np.float32)
+    for causal in (False, True):
+        want = normexp.attention(q, k, v, is_causal=causal, causal_alignment=alignment)
+        got = normexp.attention(q, k, v, is_causal=causal, causal_alignment=alignment, window=window)
+        assert np.array_equal(got, want)
+
+
+def test_calibration_error_with_more_bins_than_memory():
+    # n_bins = 10**12 used to allocate a 10**12-entry histogram (MemoryError). With confidences at least
+    # 1e-3 apart every row has a bin of its own, so ECE = mean |correct - confidence| exactly
+    # (up to the float64 rounding of the sums: 1e-15 relative).
+    g = np.random.default_rng(6)
+    n, c = 40, 3
+    conf = 0.4 + 0.5 * np.arange(n) / n  # 0.4 ... 0.8875, distinct, above 1/3 so the row's max
+    pred = g.integers(0, c, n)
+    probs = np.empty((n, c))
+    probs[...] = ((1 - conf) / (c - 1))[:, None]
+    probs[np.arange(n), pred] = conf
+    labels = np.where(g.random(n) < 0.5, pred, (pred + 1) % c)
+    want = np.mean(np.abs((labels == pred) - conf))
+    for bins in (10**6, 10**12):
+        assert normexp.calibration_error(probs, labels, n_bins=bins) == pytest.approx(want, rel=1e-12)
+
+
+def _unpickled(a):
+    return pickle.loads(pickle.dumps(a))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unpickled_arrays_are_accepted_by_attention_and_the_output_layer(dtype):
+    # The same bug in the attention and sampling bindings (dtype::is): found by the spawn/forkserver
+    # test once reliability_cases covered them ("normexp attention takes float32 or float64 arrays",
+    # "every part must have out's dtype", "normexp kernels take float32 or float64 arrays").
+    g = np.random.default_rng(2)
+    q, k, v = (g.standard_normal((2, 3, 4)).astype(dtype) for _ in range(3))
+    mask = g.random((3, 3)) < 0.7
+    mask[:, 0] = True
+    out = np.empty_like(q)
+    want, lse = normexp.attention(q, k, v, mask=mask, return_lse=True)
+    got = normexp.attention(*map(_unpickled, (q, k, v)), mask=_unpickled(mask), return_lse=True, out=_unpickled(out))
+    assert np.array_equal(got[0], want) and np.array_equal(got[1], lse)
+    parts = [normexp.attention(q, k[:, s], v[:, s], return_lse=True) for s in (slice(0, 1), slice(1, 3))]
+    outs, lses = [p[0] for p in parts], [p[1] for p in parts]
+    m = normexp.merge_attention(_unpickled(outs), _unpickled(lses))
+    w = normexp.merge_attention(outs, lses)
+    assert np.array_equal(m[0], w[0]) and np.array_equal(m[1], w[1])
+    x = (g.standard_normal((5, 11)) * 2).astype(dtype)
+    y = g.integers(0, 11, 5)
+    assert np.array_equal(normexp.sample(_unpickled(x), rng=3), normexp.sample(x, rng=3))
+    assert normexp.cross_entropy(_unpickled(x), _unpickled(y)) == normexp.cross_entropy(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # random labels: the optimum may be at a bound
+        assert normexp.fit_temperature(_unpickled(x), _unpickled(y)) == normexp.fit_temperature(x, y)
+    p = normexp.softmax(x.astype(np.float64))
+    assert normexp.calibration_error(_unpickled(p), _unpickled(y)) == normexp.calibration_error(p, y)
