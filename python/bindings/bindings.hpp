@@ -24,3 +24,6 @@ template <class T>
 bool has_dtype(const pybind11::array& a) {
     return pybind11::isinstance<pybind11::array_t<T>>(a);
 }
+
+void bind_attention(pybind11::module_& m);
+void bind_sampling(pybind11::module_& m);

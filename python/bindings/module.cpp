@@ -8,4 +8,6 @@ PYBIND11_MODULE(_core, m) {
     pybind11::register_exception<normexp::error>(m, "NormexpError", PyExc_ValueError);
     bind_reductions(m);
     bind_parts(m);
+    bind_attention(m);
+    bind_sampling(m);
 }

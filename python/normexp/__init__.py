@@ -35,6 +35,14 @@ __all__ = [
     "use_isa",
     "special",
     "__version__",
+    "attention",
+    "merge_attention",
+    # the language-model output layer (normexp/sampling.py)
+    "sample",
+    "cross_entropy",
+    "fit_temperature",
+    "calibration_error",
+    "TemperatureFit",
 ]
 
 use_isa = _api.use_isa
@@ -149,3 +157,5 @@ def available_isas() -> list[str]:
 
 
 from . import special  # noqa: E402  (needs the functions above)
+from .attention import attention, merge_attention  # noqa: E402
+from .sampling import TemperatureFit, calibration_error, cross_entropy, fit_temperature, sample  # noqa: E402

@@ -14,5 +14,49 @@ def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def isa() -> str: ...
 def available_isas() -> list[str]: ...
+def attention(
+    q: npt.NDArray[np.floating],
+    k: npt.NDArray[np.floating],
+    v: npt.NDArray[np.floating],
+    out: npt.NDArray[np.floating],
+    lse: npt.NDArray[np.floating] | None,
+    mask: npt.NDArray[np.generic] | None,
+    is_causal: bool,
+    bottom_right: bool,
+    scale: float,
+    window: int,
+    softcap: float,
+    alibi: npt.NDArray[np.float64] | None,
+    isa: str = "",
+) -> None: ...
+def merge_attention(
+    outs: list[npt.NDArray[np.floating]],
+    lses: list[npt.NDArray[np.floating]],
+    out: npt.NDArray[np.floating],
+    lse: npt.NDArray[np.floating],
+) -> None: ...
+def sample(
+    x: npt.NDArray[np.floating],
+    uniforms: npt.NDArray[np.float64] | None,
+    out: npt.NDArray[np.int64],
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    min_p: float,
+    isa: str = "",
+) -> None: ...
+def cross_entropy(
+    x: npt.NDArray[np.floating],
+    labels: npt.NDArray[np.int64],
+    loss: npt.NDArray[np.float64],
+    axis: int,
+    temperature: float,
+    label_smoothing: float,
+    use_ignore_index: bool,
+    ignore_index: int,
+    dloss: npt.NDArray[np.float64] | None = None,
+    d2loss: npt.NDArray[np.float64] | None = None,
+    isa: str = "",
+) -> None: ...
 def logsumexp_parts(x: npt.NDArray[np.floating], m: npt.NDArray[np.floating], sums: npt.NDArray[np.float64], axis: int, temperature: float = 1.0, isa: str = "") -> None: ...
 def normalize_with(op: str, x: npt.NDArray[np.floating], out: npt.NDArray[np.floating], m: npt.NDArray[np.floating], sums: npt.NDArray[np.float64], axis: int, temperature: float = 1.0, isa: str = "") -> None: ...

@@ -37,7 +37,7 @@ check_symbols() {  # only the API may be exported from the shared library
     if grep -q '_ZN7normexp6detail' <<<"$syms"; then echo "normexp::detail symbols are exported"; return 1; fi
     local f
     for f in softmax_f32 softmax_f64 log_softmax_f32 log_softmax_f64 logsumexp_f32 logsumexp_f64 isa \
-             set_num_threads get_num_threads last_error status_string version; do
+             set_num_threads get_num_threads last_error status_string version attention_f32; do
         grep -qx "normexp_$f" <<<"$syms" || { echo "normexp_$f is not exported"; return 1; }
     done
     echo "exported: $(grep -c '^normexp_' <<<"$syms") C symbols, $(grep -vc '^normexp_' <<<"$syms") C++ symbols:"

@@ -64,10 +64,17 @@ NORMEXP_API int normexp_logsumexp_f32(const float* x, float* out, size_t rows, s
 NORMEXP_API int normexp_logsumexp_f64(const double* x, double* out, size_t rows, size_t cols);
 
 /* ---- attention -----------------------------------------------------------------------------------
- * normexp_attention_f32 (contiguous (batch, heads, len, dim) tensors; see the attention issue) belongs
- * here. It follows the same rules: NULL_POINTER for a NULL q/k/v/out, INVALID_SIZE for a zero or
- * overflowing batch/heads/len/dim, INVALID_ARGUMENT for heads_q not a multiple of heads_kv or a scale
- * that is negative or not finite, OVERLAP when out overlaps q, k or v. */
+ * out = softmax(scale * q k^T (causal: keys j <= i only)) v for contiguous (batch, heads, len, dim)
+ * tensors: q (batch, heads_q, len_q, head_dim), k (batch, heads_kv, len_kv, head_dim),
+ * v (batch, heads_kv, len_kv, head_dim_v), out (batch, heads_q, len_q, head_dim_v). Grouped-query:
+ * query head h reads key/value head h / (heads_q / heads_kv). scale == 0 means 1/sqrt(head_dim).
+ * is_causal != 0 aligns the triangle at the top left (query i sees keys 0..i), like PyTorch.
+ * NULL_POINTER for a NULL q/k/v/out, INVALID_SIZE for a zero or overflowing batch/heads/len/dim,
+ * INVALID_ARGUMENT for heads_q not a multiple of heads_kv or a scale that is negative or not finite,
+ * OVERLAP when out overlaps q, k or v. A query with no visible key gets an output of 0. */
+NORMEXP_API int normexp_attention_f32(const float* q, const float* k, const float* v, float* out, size_t batch,
+                                      size_t heads_q, size_t heads_kv, size_t len_q, size_t len_kv,
+                                      size_t head_dim, size_t head_dim_v, float scale, int is_causal);
 
 /* ---- errors -------------------------------------------------------------------------------------- */
 /* The message of the most recent status-returning normexp call on the calling thread: "" after a

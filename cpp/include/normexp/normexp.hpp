@@ -11,7 +11,9 @@
 // (normexp/export.h); a shared build exports those and nothing else. The C API is normexp/normexp.h.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -106,5 +108,132 @@ NORMEXP_API const char* isa();
 NORMEXP_API std::vector<std::string> available_isas();
 
 NORMEXP_API const char* version();
+
+// ---- attention -----------------------------------------------------------------------------------------
+// Blocked (flash-style) scaled dot-product attention: out = softmax(scale * q k^T + bias, masked) v, computed
+// over key/value blocks with an online softmax, so no len_q x len_kv matrix is ever formed (extra memory is
+// O(threads x block)). Layout like torch.nn.functional.scaled_dot_product_attention:
+//   q (batch, heads_q, len_q, head_dim), k (batch, heads_kv, len_kv, head_dim),
+//   v (batch, heads_kv, len_kv, head_dim_v) -> out (batch, heads_q, len_q, head_dim_v),
+// each given by a pointer and 4 strides in elements (any sign; a head_dim stride other than 1 is packed per
+// block). heads_q must be a multiple of heads_kv: query head h reads key/value head h / (heads_q / heads_kv).
+
+enum class causal_alignment {
+    top_left,      // query i sees keys j <= i (PyTorch's is_causal)
+    bottom_right,  // query i sees keys j <= i + len_kv - len_q (decoding with a KV cache: the last query
+                   // row sees every key)
+};
+
+enum class attention_mask_kind {
+    none,
+    keep,      // const unsigned char/bool: non-zero keeps the score, zero masks it out
+    additive,  // const T: added to the scaled (and soft-capped) score; -inf masks out
+};
+
+using strides4 = std::array<std::ptrdiff_t, 4>;
+
+struct attention_shape {
+    std::size_t batch = 1, heads_q = 1, heads_kv = 1, len_q = 0, len_kv = 0, head_dim = 0, head_dim_v = 0;
+};
+
+template <class T>
+struct attention_options {
+    // The score of query i and key j (all optional), in this order:
+    //   x = scale * q_i . k_j                     scale == 0 means 1/sqrt(head_dim)
+    //   x = softcap * tanh(x / softcap)           softcap > 0
+    //   x -= slope[b, h] * |j - diag(i)|          alibi_slopes != nullptr
+    //   x += mask[b, h, i, j]                     mask_kind == additive
+    //   x = -inf if !mask[b, h, i, j]             mask_kind == keep
+    //   x = -inf if is_causal and j > diag(i)
+    //   x = -inf if window > 0 and j <= diag(i) - window   (each query sees at most `window` keys up to
+    //                                                        its diagonal; with is_causal: a sliding window)
+    // diag(i) = i (top_left) or i + len_kv - len_q (bottom_right). A row with no key left gives out 0 and
+    // lse -inf.
+    double scale = 0;
+    bool is_causal = false;
+    causal_alignment alignment = causal_alignment::top_left;
+    std::size_t window = 0;  // 0: unlimited
+    double softcap = 0;      // 0: none
+    // Mask, broadcast to (batch, heads_q, len_q, len_kv) by its strides (0 on broadcast dimensions).
+    attention_mask_kind mask_kind = attention_mask_kind::none;
+    const void* mask = nullptr;  // const unsigned char* (keep) or const T* (additive)
+    strides4 mask_strides{0, 0, 0, 0};
+    // ALiBi slopes per (batch, head_q) by strides (e.g. {0, 1} for one slope per head).
+    const double* alibi_slopes = nullptr;
+    std::array<std::ptrdiff_t, 2> alibi_strides{0, 1};
+    // Optional output: lse[b, h, i] = log sum_j exp(x_ij), strides (batch, heads_q, len_q).
+    T* lse = nullptr;
+    std::array<std::ptrdiff_t, 3> lse_strides{0, 0, 0};
+    const char* isa = nullptr;  // a kernel set by name, or nullptr for the active one
+};
+
+template <class T>
+NORMEXP_API void attention(const attention_shape& shape, const T* q, const strides4& q_strides, const T* k,
+               const strides4& k_strides, const T* v, const strides4& v_strides, T* out, const strides4& out_strides,
+               const attention_options<T>& options = {});
+
+// Contiguous (batch, heads, len, dim) tensors (the C API's layout).
+template <class T>
+void attention(const T* q, const T* k, const T* v, T* out, std::size_t batch, std::size_t heads_q,
+               std::size_t heads_kv, std::size_t len_q, std::size_t len_kv, std::size_t head_dim,
+               std::size_t head_dim_v, const attention_options<T>& options = {}) {
+    const auto c = [](std::size_t h, std::size_t l, std::size_t d) {
+        return strides4{std::ptrdiff_t(h * l * d), std::ptrdiff_t(l * d), std::ptrdiff_t(d), 1};
+    };
+    attention<T>({batch, heads_q, heads_kv, len_q, len_kv, head_dim, head_dim_v}, q, c(heads_q, len_q, head_dim), k,
+                 c(heads_kv, len_kv, head_dim), v, c(heads_kv, len_kv, head_dim_v), out,
+                 c(heads_q, len_q, head_dim_v), options);
+}
+
+// Merge attentions computed over disjoint key/value blocks (the log-sum-exp rule):
+//   lse = log sum_p exp(lse_p),  out = sum_p exp(lse_p - lse) out_p.
+// outs[p] is rows x dv and lses[p] has rows entries, all contiguous; out and lse receive the merged result
+// (lse may be nullptr). Rows whose lse is -inf in every part give 0 and -inf.
+template <class T>
+NORMEXP_API void merge_attention(std::size_t parts, const T* const* outs, const T* const* lses, std::size_t rows,
+                     std::size_t dv, T* out, T* lse);
+// ---- decoding: sampling and the loss at the output layer (cpp/src/sampling.cpp) --------------------------
+//
+// sample: one token per row of a rows x vocab matrix of logits (unit stride along the vocabulary, rows
+// row_stride elements apart). Per row, in this order (the order of the common LLM samplers):
+//   temperature T   scores x / T. T == 0 is greedy: the lowest index of the maximum (the cuts are moot).
+//   top_k  (k > 0)  keep the entries whose score is >= the k-th largest score (ties at the boundary kept).
+//   top_p  (p < 1)  of those, keep the smallest set of the most probable entries whose probability
+//                   (renormalized over the top-k set) reaches p, plus entries tied with its least member.
+//   min_p  (> 0)    of those, keep the entries with probability >= min_p x the largest probability.
+// Then one entry is drawn with probability proportional to exp((x - max) / T) over the kept set, by the
+// inverse CDF (in index order) at uniforms[row] in [0, 1). The weights are the float32 sampling weights
+// of kernels/sampling_weights.hpp, bit-identical on every ISA, and each row is computed by one thread,
+// so given uniforms give the same tokens on every ISA and thread count. uniforms may be null when
+// T == 0. Errors (normexp::error): a row containing NaN or +inf, a row of only -inf, bad options.
+struct sample_options {
+    double temperature = 1.0;  // finite, >= 0
+    std::size_t top_k = 0;     // 0: no top-k cut (k >= vocab: none either)
+    double top_p = 1.0;        // in (0, 1]; 1: no cut
+    double min_p = 0.0;        // in [0, 1]; 0: no cut
+};
+template <class T>
+NORMEXP_API void sample(const T* logits, std::size_t rows, std::size_t vocab, std::ptrdiff_t row_stride, const double* uniforms,
+            std::int64_t* tokens, const sample_options& options = {}, const char* isa = nullptr);
+
+// cross_entropy: the loss of softmax(x / T) along `axis` against integer labels, per row, as
+// torch.nn.functional.cross_entropy computes it (before its reduction):
+//   loss = (1 - eps) (lse - x_y / T) + eps (lse - mean(x) / T),   lse = logsumexp(x / T),  eps = label_smoothing.
+// Rows are the positions of the other dimensions in C order; labels[r] and loss[r] belong to row r. One
+// fused pass per row (online max and sum of exp over L1-sized chunks; the label's score is one load).
+// Rows whose label is ignore_index (when use_ignore_index) get loss 0 and are not read. dloss/d2loss,
+// if given, receive d loss / d beta and d^2 loss / d beta^2 at beta = 1/T (a second pass per row), which
+// normexp.fit_temperature uses. Errors (normexp::error): label out of [0, classes), NaN or +inf in a row
+// that is read, a row of only -inf, bad options.
+struct cross_entropy_options {
+    double temperature = 1.0;      // finite, > 0
+    double label_smoothing = 0.0;  // in [0, 1]
+    bool use_ignore_index = false;
+    std::int64_t ignore_index = -100;
+};
+template <class T>
+NORMEXP_API void cross_entropy(const T* x, const strides_t& x_strides, const shape_t& shape, int axis, const std::int64_t* labels,
+                   double* loss, const cross_entropy_options& options = {}, double* dloss = nullptr,
+                   double* d2loss = nullptr, const char* isa = nullptr);
 
 }  // namespace normexp

@@ -77,12 +77,91 @@ struct reduction_kernels {
     // row_exp_scale for outputs far larger than the caches: stores bypass them where the ISA can
     // (non-temporal), saving the read-for-ownership of every output line. Same results.
     void (*row_exp_scale_stream)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c);
+
+    // ---- sampling (issue 8; driver cpp/src/sampling.cpp) ------------------------------------------
+    // Writes the indices i < n with x[i] >= thr to idx in increasing order and returns how many
+    // (NaN is never collected). idx has room for n entries; n < 2^32.
+    std::size_t (*row_collect_ge)(const T* x, std::size_t n, T thr, std::uint32_t* idx);
+    // Sampling weights, BIT-IDENTICAL on every ISA (same seed -> same token rests on this; see
+    // sampling_weights.hpp for the exact operation sequence every implementation must follow):
+    //   t_i = float32 of beta * (x_i - m)   (float32 input: both operations in float32;
+    //                                         float64 input: both in float64, then rounded to float32)
+    //   w_i = sample_exp(t_i) if x_i >= thr, else 0          (m is the row max, so t_i <= 0, w_i <= 1)
+    // w (if not null) receives w[0..n). block_sums (if not null) receives one float per block of
+    // kSampleBlock = 64 entries (the last one padded with zeros), summed in a fixed lane order.
+    void (*row_sample_weights)(const T* x, std::size_t n, T m, T beta, T thr, float* w, float* block_sums);
+};
+
+// ---- attention (blocked, flash-style) ------------------------------------------------------------------
+// One query block (rows) against one key/value block (keys) of one head. The driver (attention.cpp) runs
+// for each key/value block:  pack_kt -> qk -> softmax_step -> pv,  with per-row running statistics
+// (max m, sum l) and an unnormalized output accumulator o, so the Lq x Lkv score matrix never exists.
+// All matrices are row-major with a leading dimension (ld) in elements; the head dimension of q and v
+// has unit stride (the driver packs other layouts).
+
+// Packed K^T panels are zero-padded to a multiple of this many keys, so every micro-kernel can compute
+// whole panels (16 = 2 AVX2 float32 vectors = 4 NEON vectors).
+constexpr std::size_t kAttnKeyPanel = 16;
+
+// How one block's raw dot products s become scores x (in this order), in block-local indices i (row) and
+// j (key):
+//   x = scale * s
+//   x = softcap * tanh(x / softcap)                       if softcap > 0
+//   x -= alibi_slope * |j - i - alibi_center|             if alibi_slope != 0
+//   x += bias[i * bias_ld + j]                            if bias (additive mask, unit key stride)
+//   x = -inf  unless keep[i * keep_ld + j] != 0           if keep (boolean mask, unit key stride)
+//   x = -inf  unless band_lo <= j - i <= band_hi          if band (causal diagonal / sliding window)
+// ld may be 0 (one mask row broadcast over the queries). An entry masked by keep or band is -inf (p = 0)
+// whatever its dot product, even NaN. float32 SIMD kernels may round after each step (the scalar
+// specification rounds once); the tests bound the difference.
+template <class T>
+struct attn_scores {
+    T scale;
+    T softcap;
+    T alibi_slope;
+    std::ptrdiff_t alibi_center;
+    const T* bias;
+    std::ptrdiff_t bias_ld;
+    const std::uint8_t* keep;
+    std::ptrdiff_t keep_ld;
+    bool band;
+    std::ptrdiff_t band_lo, band_hi;
+};
+
+template <class T>
+struct attention_kernels {
+    // kt[d * ldkt + j] = k[j * k_row + d * k_col] for j < keys, d < dim; columns keys .. round_up(keys,
+    // kAttnKeyPanel) are set to 0. ldkt >= round_up(keys, kAttnKeyPanel).
+    void (*pack_kt)(const T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
+                    T* kt, std::size_t ldkt);
+    // s[i * lds + j] = sum_d q[i * ldq + d] * kt[d * ldkt + j] for i < rows and every j < round_up(keys,
+    // kAttnKeyPanel) (lds must leave room for the padded panel).
+    void (*qk)(const T* q, std::size_t ldq, const T* kt, std::size_t ldkt, std::size_t rows, std::size_t keys,
+               std::size_t dim, T* s, std::size_t lds);
+    // The online-softmax step of one block, per row i < rows, over j < keys:
+    //   x_j as in attn_scores;  m' = max(m_i, max_j x_j);
+    //   alpha_i = exp(m_i - m') (1 while m' = -inf);  p_j = exp(x_j - m') (0 while m' = -inf);
+    //   l_i = l_i * alpha_i + sum_j p_j;  m_i = m';  s[i * lds + j] = p_j.
+    // m starts at -inf and l at 0. A NaN score makes the row's l (and so its output) NaN.
+    void (*softmax_step)(T* s, std::size_t lds, std::size_t rows, std::size_t keys, const attn_scores<T>& sc, T* m,
+                         double* l, T* alpha);
+    // o[i * ldo + c] = alpha[i] * o[i * ldo + c] + sum_{j < keys} p[i * ldp + j] * v[j * ldv + c], c < dv.
+    void (*pv)(const T* p, std::size_t ldp, const T* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
+               std::size_t dv, const T* alpha, T* o, std::size_t ldo);
+    // s[i * lds + j] = sum_d q[i * ldq + d] * k[j * ldk + d] for i < rows, j < keys, straight from the key rows
+    // (no packing; for a few query rows, i.e. decoding, where each key is used once and packing would cost
+    // as much as the product).
+    void (*qk_direct)(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows,
+                      std::size_t keys, std::size_t dim, T* s, std::size_t lds);
 };
 
 struct kernel_table {
     const char* name;
     reduction_kernels<float> f32;
     reduction_kernels<double> f64;
+    // Appended after the reductions (other features append their own fields after these).
+    attention_kernels<float> attn_f32;
+    attention_kernels<double> attn_f64;
 };
 
 // One getter per ISA translation unit; each is compiled with its own flags.

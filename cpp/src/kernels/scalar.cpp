@@ -14,6 +14,7 @@
 
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
+#include "sampling_weights.hpp"
 
 namespace normexp::scalar {
 namespace {
@@ -211,6 +212,59 @@ void k_col_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, s
     }
 }
 
+// ==== sampling kernels (issue 8) ======================================================================
+// The specification of sampling_weights.hpp, written out operation by operation in float32.
+
+template <class T>
+std::size_t k_row_collect_ge(const T* x, std::size_t n, T thr, std::uint32_t* idx) {
+    std::size_t c = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (x[i] >= thr) idx[c++] = static_cast<std::uint32_t>(i);
+    return c;
+}
+
+inline float sample_arg(float x, float m, float beta) { return (x - m) * beta; }
+inline float sample_arg(double x, double m, double beta) { return static_cast<float>((x - m) * beta); }
+
+inline float sample_exp(float t) {
+    using namespace normexp::sampling;
+    if (!(t >= kSampleMinArg)) return 0.0f;
+    const float kd = (t * kLog2eF + kSampleShifter) - kSampleShifter;
+    const float r = (t - kd * kLn2HiF) - kd * kLn2LoF;
+    float q = kC6F * r + kC5F;
+    q = q * r + kC4F;
+    q = q * r + kC3F;
+    q = q * r + kC2F;
+    const float p = ((r * r) * q + r) + 1.0f;
+    const std::uint32_t bits = static_cast<std::uint32_t>(static_cast<int>(kd) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+template <class T>
+void k_row_sample_weights(const T* x, std::size_t n, T m, T beta, T thr, float* w, float* block_sums) {
+    constexpr std::size_t B = normexp::sampling::kSampleBlock;
+    for (std::size_t b0 = 0; b0 < n; b0 += B) {
+        float wb[B];
+        for (std::size_t i = 0; i < B; ++i) {
+            const std::size_t j = b0 + i;
+            wb[i] = j < n && x[j] >= thr ? sample_exp(sample_arg(x[j], m, beta)) : 0.0f;
+        }
+        if (w)
+            for (std::size_t i = 0; i < B && b0 + i < n; ++i) w[b0 + i] = wb[i];
+        if (block_sums) {
+            float L[8];
+            for (int j = 0; j < 8; ++j) {
+                L[j] = wb[j];
+                for (int q = 1; q < 8; ++q) L[j] = L[j] + wb[8 * q + j];
+            }
+            const float s0 = L[0] + L[4], s1 = L[1] + L[5], s2 = L[2] + L[6], s3 = L[3] + L[7];
+            block_sums[b0 / B] = (s0 + s2) + (s1 + s3);
+        }
+    }
+}
+
 template <class T>
 void k_col_exp_store(T* x, std::size_t rows, std::size_t w, const T* m, scale2<T> beta, double* sum) {
     for (std::size_t j = 0; j < w; ++j) {
@@ -238,7 +292,111 @@ constexpr reduction_kernels<T> make_kernels() {
     return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T>,     k_row_exp_store<T>,
             k_row_scale<T>,    k_row_exp_scale<T>, k_row_log_softmax<T>, k_col_max<T>,
             k_col_exp_sum<T>,  k_col_exp_scale<T>, k_col_log_softmax<T>, k_col_exp_store<T>,
-            k_col_scale<T>,    k_row_exp_scale<T>};
+            k_col_scale<T>,    k_row_exp_scale<T>,
+            k_row_collect_ge<T>, k_row_sample_weights<T>};
+}
+
+// ---- attention ---------------------------------------------------------------------------------------
+// The specification of the attention micro-kernels (kernel_table.hpp): every product and sum in double
+// (float32 inputs), every stored value rounded once to T.
+
+template <class T>
+void k_pack_kt(const T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim, T* kt,
+               std::size_t ldkt) {
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    for (std::size_t d = 0; d < dim; ++d) {
+        T* row = kt + d * ldkt;
+        for (std::size_t j = 0; j < keys; ++j)
+            row[j] = k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col];
+        for (std::size_t j = keys; j < padded; ++j) row[j] = T(0);
+    }
+}
+
+template <class T>
+void k_qk(const T* q, std::size_t ldq, const T* kt, std::size_t ldkt, std::size_t rows, std::size_t keys,
+          std::size_t dim, T* s, std::size_t lds) {
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t j = 0; j < padded; ++j) {
+            double acc = 0;
+            for (std::size_t d = 0; d < dim; ++d) acc += double(q[i * ldq + d]) * double(kt[d * ldkt + j]);
+            s[i * lds + j] = static_cast<T>(acc);
+        }
+    }
+}
+
+// The score of one entry (attn_scores), evaluated in double and rounded once to T.
+template <class T>
+T attn_score(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {
+    const auto di = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
+    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return -std::numeric_limits<T>::infinity();
+    if (sc.keep && !sc.keep[static_cast<std::ptrdiff_t>(i) * sc.keep_ld + static_cast<std::ptrdiff_t>(j)])
+        return -std::numeric_limits<T>::infinity();
+    double x = double(raw) * double(sc.scale);
+    if (sc.softcap > 0) x = double(sc.softcap) * std::tanh(x / double(sc.softcap));
+    if (sc.alibi_slope != 0) x -= double(sc.alibi_slope) * std::fabs(double(di - sc.alibi_center));
+    if (sc.bias) x += double(sc.bias[static_cast<std::ptrdiff_t>(i) * sc.bias_ld + static_cast<std::ptrdiff_t>(j)]);
+    return static_cast<T>(x);
+}
+
+template <class T>
+void k_softmax_step(T* s, std::size_t lds, std::size_t rows, std::size_t keys, const attn_scores<T>& sc, T* m,
+                    double* l, T* alpha) {
+    constexpr scale2<T> one{T(1), T(0)};
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* si = s + i * lds;
+        T mx = m[i];
+        for (std::size_t j = 0; j < keys; ++j) {
+            const T x = attn_score(si[j], i, j, sc);
+            si[j] = x;
+            if (x > mx) mx = x;
+        }
+        // While every score so far is -inf, subtract 0 instead: masked entries give exp(-inf) = 0 and a
+        // NaN score still gives NaN.
+        const T mu = mx == -std::numeric_limits<T>::infinity() ? T(0) : mx;
+        const T a = mx == m[i] || mx == -std::numeric_limits<T>::infinity()
+                        ? T(1)
+                        : static_cast<T>(exp_arg(shifted(m[i], mu, one)));
+        neumaier sum;
+        for (std::size_t j = 0; j < keys; ++j) {
+            const T p = static_cast<T>(exp_arg(shifted(si[j], mu, one)));
+            si[j] = p;
+            sum.add(double(p));
+        }
+        l[i] = l[i] * double(a) + sum.value();
+        m[i] = mx;
+        alpha[i] = a;
+    }
+}
+
+template <class T>
+void k_pv(const T* p, std::size_t ldp, const T* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
+          std::size_t dv, const T* alpha, T* o, std::size_t ldo) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t c = 0; c < dv; ++c) {
+            double acc = double(alpha[i]) * double(o[i * ldo + c]);
+            for (std::size_t j = 0; j < keys; ++j)
+                acc += double(p[i * ldp + j]) * double(v[static_cast<std::ptrdiff_t>(j) * ldv + static_cast<std::ptrdiff_t>(c)]);
+            o[i * ldo + c] = static_cast<T>(acc);
+        }
+    }
+}
+
+template <class T>
+void k_qk_direct(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows, std::size_t keys,
+                 std::size_t dim, T* s, std::size_t lds) {
+    for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t j = 0; j < keys; ++j) {
+            double acc = 0;
+            for (std::size_t d = 0; d < dim; ++d)
+                acc += double(q[i * ldq + d]) * double(k[static_cast<std::ptrdiff_t>(j) * ldk + static_cast<std::ptrdiff_t>(d)]);
+            s[i * lds + j] = static_cast<T>(acc);
+        }
+}
+
+template <class T>
+constexpr attention_kernels<T> make_attention_kernels() {
+    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>};
 }
 
 }  // namespace
@@ -246,7 +404,9 @@ constexpr reduction_kernels<T> make_kernels() {
 
 namespace normexp {
 const kernel_table& scalar_kernels() {
-    static const kernel_table table{"scalar", scalar::make_kernels<float>(), scalar::make_kernels<double>()};
+    static const kernel_table table{"scalar", scalar::make_kernels<float>(), scalar::make_kernels<double>(),
+                                    scalar::make_attention_kernels<float>(),
+                                    scalar::make_attention_kernels<double>()};
     return table;
 }
 }  // namespace normexp

@@ -1,0 +1,469 @@
+// Driver for blocked (flash-style) scaled dot-product attention (normexp.hpp, "attention").
+//
+// Work is split into tasks (batch b, query head h, query block of kBlockQ rows, key split). A task walks
+// its key/value range in blocks of kBlockK keys and runs the kernels of kernel_table.hpp on each block:
+//   pack_kt (K block -> K^T panels)  ->  qk (S = Q K^T)  ->  softmax_step (scores, running max m and sum l,
+//   P = exp(x - m), rescale factor alpha)  ->  pv (O = alpha O + P V).
+// The output row is O / l and lse = m + log(l). Per-thread memory: the K^T panels (head_dim x kBlockK),
+// S (kBlockQ x kBlockK), O (kBlockQ x head_dim_v) and a few rows: independent of len_q x len_kv.
+//
+// Skipped work: key blocks entirely above the causal diagonal or entirely before the sliding window are
+// never visited; blocks that straddle the diagonal or the window edge get a band mask (j - i limits) in
+// the kernel. Masks are read in place through their strides (a broadcast dimension has stride 0); only a
+// mask whose key stride is not 1 is copied, one block at a time.
+//
+// Decoding (a single query block per head and few heads): each head's key range is split into up to
+// kSplitTasks / heads pieces (>= kSplitMinKeys keys each) that run in parallel; their partial results
+// (O, m, l) are merged afterwards with the log-sum-exp rule (flash-decoding). The split depends only on
+// the problem size, never on the thread count, so results are identical for every thread count.
+//
+// Grouped-query attention: query head h reads key/value head h / (heads_q / heads_kv) in place. When
+// decoding (len_q == 1) the query heads of a group are the rows of one task, so each key/value block is
+// read once per group rather than once per query head.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "dispatch.hpp"
+#include "normexp/normexp.hpp"
+#include "threading.hpp"
+
+#if defined(NORMEXP_USE_OPENMP)
+#include <omp.h>
+#endif
+
+namespace normexp {
+namespace {
+
+constexpr std::size_t kBlockQ = 96;         // query rows per task (a multiple of the 6-row register tile)
+constexpr std::size_t kBlockK = 128;        // keys per block (a multiple of kAttnKeyPanel)
+constexpr std::size_t kDirectRows = 4;      // up to this many query rows: no K^T packing (qk_direct)
+constexpr std::size_t kDiagRows = 24;       // row groups on the causal diagonal (a multiple of 6)
+constexpr std::size_t kSplitTasks = 32;     // decode: split keys until there are about this many tasks
+constexpr std::size_t kSplitMinKeys = 512;  // decode: never split below this many keys per piece
+static_assert(kBlockK % kAttnKeyPanel == 0, "key blocks must be whole panels");
+
+constexpr std::ptrdiff_t kNoLimit = std::numeric_limits<std::ptrdiff_t>::max() / 4;
+
+void check(bool ok, const std::string& msg) {
+    if (!ok) throw error("normexp.attention: " + msg);
+}
+
+template <class T>
+const attention_kernels<T>& attn_kernels(const kernel_table& kt) {
+    if constexpr (sizeof(T) == 4) return kt.attn_f32; else return kt.attn_f64;
+}
+
+inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
+
+// Everything constant over one call.
+template <class T>
+struct plan {
+    const attention_kernels<T>& k;
+    attention_shape sh;
+    const T *q, *kk, *v;
+    strides4 qs, ks, vs;
+    const attention_options<T>& opt;
+    T scale;
+    std::size_t group;           // heads_q / heads_kv
+    std::ptrdiff_t off;          // diag(i) = i + off
+    std::ptrdiff_t lo_d, hi_d;   // visible keys: lo_d <= j - i <= hi_d
+    std::size_t nqb, nsplit;     // query blocks per head, key splits per query block
+    // Decoding with grouped-query attention (len_q == 1, heads_q > heads_kv, no ALiBi): one task takes all
+    // the query heads of a key/value head as its rows, so K and V are read once per group, not per head.
+    bool grouped;
+    std::size_t rows_per_task;   // for the split partials: the rows of a task with one query block
+};
+
+// Per-thread buffers.
+template <class T>
+struct workspace {
+    std::vector<T> kt, s, o, qbuf, vbuf, bias, m, alpha;
+    std::vector<std::uint8_t> keep;
+    std::vector<double> l;
+    workspace(const attention_shape& sh) {
+        kt.resize(std::max<std::size_t>(1, sh.head_dim * kBlockK));
+        s.resize(kBlockQ * kBlockK);
+        o.resize(std::max<std::size_t>(1, kBlockQ * sh.head_dim_v));
+        m.resize(kBlockQ);
+        alpha.resize(kBlockQ);
+        l.resize(kBlockQ);
+    }
+};
+
+// Key range [lo, hi) that query rows [i0, i0 + rows) can see.
+template <class T>
+void key_range(const plan<T>& p, std::size_t i0, std::size_t rows, std::ptrdiff_t& lo, std::ptrdiff_t& hi) {
+    lo = std::max<std::ptrdiff_t>(0, sp(i0) + p.lo_d);
+    hi = std::min<std::ptrdiff_t>(sp(p.sh.len_kv), sp(i0 + rows) - 1 + p.hi_d + 1);
+    if (hi < lo) hi = lo;
+}
+
+// One task: query rows [i0, i0 + rows) of head (b, h) against keys [jlo, jhi) (grouped: query heads
+// h .. h + rows of query position 0). Leaves the unnormalized output in ws.o (rows x head_dim_v) and the
+// running statistics in ws.m, ws.l.
+template <class T>
+void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h, std::size_t i0, std::size_t rows,
+               std::ptrdiff_t jlo, std::ptrdiff_t jhi) {
+    const attention_shape& sh = p.sh;
+    const attention_options<T>& opt = p.opt;
+    const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, hk = h / p.group;
+    std::fill(ws.m.begin(), ws.m.begin() + rows, -std::numeric_limits<T>::infinity());
+    std::fill(ws.l.begin(), ws.l.begin() + rows, 0.0);
+    std::fill(ws.o.begin(), ws.o.begin() + rows * Dv, T(0));
+    if (jhi <= jlo) return;
+
+    // Q rows: in place when the head dimension is contiguous and rows go forward, else packed once.
+    const T* qp = p.q + sp(b) * p.qs[0] + sp(h) * p.qs[1] + sp(i0) * p.qs[2];
+    const std::ptrdiff_t qrow = p.grouped ? p.qs[1] : p.qs[2];  // from one row to the next
+    std::size_t ldq = static_cast<std::size_t>(qrow);
+    if (!(p.qs[3] == 1 && qrow >= 0)) {
+        ws.qbuf.resize(std::max<std::size_t>(1, rows * D));
+        for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = qp[sp(i) * qrow + sp(d) * p.qs[3]];
+        qp = ws.qbuf.data();
+        ldq = D;
+    }
+    const T* kp = p.kk + sp(b) * p.ks[0] + sp(hk) * p.ks[1];
+    const T* vp = p.v + sp(b) * p.vs[0] + sp(hk) * p.vs[1];
+
+    attn_scores<T> sc{};
+    sc.scale = p.scale;
+    sc.softcap = T(opt.softcap);
+    sc.alibi_slope = T(0);
+    if (opt.alibi_slopes)
+        sc.alibi_slope = T(opt.alibi_slopes[sp(b) * opt.alibi_strides[0] + sp(h) * opt.alibi_strides[1]]);
+    const char* mbase = nullptr;
+    std::size_t msize = 0;
+    if (opt.mask_kind != attention_mask_kind::none) {
+        msize = opt.mask_kind == attention_mask_kind::keep ? 1 : sizeof(T);
+        mbase = static_cast<const char*>(opt.mask) +
+                (sp(b) * opt.mask_strides[0] + sp(h) * opt.mask_strides[1] + sp(i0) * opt.mask_strides[2]) * sp(msize);
+    }
+
+    for (std::ptrdiff_t j0 = jlo; j0 < jhi; j0 += sp(kBlockK)) {
+        const std::size_t keys = static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0));
+        // Band limits of this block in local indices; skip blocks no row can see.
+        const std::ptrdiff_t shift = j0 - sp(i0);  // global (j - i) = local (j - i) + shift
+        const std::size_t span = p.grouped ? 1 : rows;  // distinct query positions among the rows
+        const std::ptrdiff_t dmin = shift - sp(span - 1), dmax = shift + sp(keys - 1);
+        if (dmin > p.hi_d || dmax < p.lo_d) continue;
+        sc.band = dmax > p.hi_d || dmin < p.lo_d;
+        sc.band_lo = p.lo_d <= -kNoLimit ? -kNoLimit : p.lo_d - shift;
+        sc.band_hi = p.hi_d >= kNoLimit ? kNoLimit : p.hi_d - shift;
+        sc.alibi_center = p.off - shift;
+
+        sc.bias = nullptr;
+        sc.keep = nullptr;
+        if (mbase) {
+            const std::ptrdiff_t ms2 = p.grouped ? opt.mask_strides[1] : opt.mask_strides[2], ms3 = opt.mask_strides[3];
+            const char* mb = mbase + j0 * ms3 * sp(msize);
+            std::ptrdiff_t ld = ms2;
+            const void* blk = mb;
+            if (ms3 != 1) {  // copy this block of the mask with unit key stride (one row if broadcast)
+                const std::size_t nr = ms2 == 0 ? 1 : rows;
+                if (opt.mask_kind == attention_mask_kind::keep) {
+                    ws.keep.resize(kBlockQ * kBlockK);
+                    const auto* src = reinterpret_cast<const std::uint8_t*>(mb);
+                    for (std::size_t i = 0; i < nr; ++i)
+                        for (std::size_t j = 0; j < keys; ++j) ws.keep[i * keys + j] = src[sp(i) * ms2 + sp(j) * ms3];
+                    blk = ws.keep.data();
+                } else {
+                    ws.bias.resize(kBlockQ * kBlockK);
+                    const auto* src = reinterpret_cast<const T*>(mb);
+                    for (std::size_t i = 0; i < nr; ++i)
+                        for (std::size_t j = 0; j < keys; ++j) ws.bias[i * keys + j] = src[sp(i) * ms2 + sp(j) * ms3];
+                    blk = ws.bias.data();
+                }
+                ld = ms2 == 0 ? 0 : sp(keys);
+            }
+            if (opt.mask_kind == attention_mask_kind::keep) {
+                sc.keep = static_cast<const std::uint8_t*>(blk);
+                sc.keep_ld = ld;
+            } else {
+                sc.bias = static_cast<const T*>(blk);
+                sc.bias_ld = ld;
+            }
+        }
+
+        // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows.
+        const bool direct = rows <= kDirectRows && p.ks[3] == 1;
+        const T* kb = kp + j0 * p.ks[2];
+        if (!direct) p.k.pack_kt(kb, p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
+        const T* vb = vp + j0 * p.vs[2];
+        std::ptrdiff_t ldv = p.vs[2];
+        if (p.vs[3] != 1) {
+            ws.vbuf.resize(std::max<std::size_t>(1, kBlockK * Dv));
+            for (std::size_t j = 0; j < keys; ++j)
+                for (std::size_t c = 0; c < Dv; ++c) ws.vbuf[j * Dv + c] = vb[sp(j) * p.vs[2] + sp(c) * p.vs[3]];
+            vb = ws.vbuf.data();
+            ldv = sp(Dv);
+        }
+        // Rows [r0, r0 + nr) against the first nk keys of the block (shifting the row-relative parts of sc).
+        auto step = [&](std::size_t r0, std::size_t nr, std::size_t nk) {
+            attn_scores<T> g = sc;
+            const std::ptrdiff_t r = sp(r0);
+            const std::ptrdiff_t rpos = p.grouped ? 0 : r;  // grouped rows share query position 0
+            if (g.band) {
+                g.band_lo = g.band_lo <= -kNoLimit ? g.band_lo : g.band_lo + rpos;
+                g.band_hi = g.band_hi >= kNoLimit ? g.band_hi : g.band_hi + rpos;
+            }
+            g.alibi_center += rpos;
+            if (g.bias) g.bias += r * g.bias_ld;
+            if (g.keep) g.keep += r * g.keep_ld;
+            T* sb = ws.s.data() + r0 * kBlockK;
+            if (direct)
+                p.k.qk_direct(qp + r0 * ldq, ldq, kb, p.ks[2], nr, nk, D, sb, kBlockK);
+            else
+                p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kBlockK, nr, nk, D, sb, kBlockK);
+            p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + r0, ws.l.data() + r0, ws.alpha.data() + r0);
+            p.k.pv(sb, kBlockK, vb, ldv, nr, nk, Dv, ws.alpha.data() + r0, ws.o.data() + r0 * Dv, Dv);
+        };
+        if (p.grouped && sc.band) {
+            // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
+            for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
+        } else if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
+            // The causal diagonal crosses this block: in groups of kDiagRows rows, only the keys the group's
+            // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that sees
+            // none of them is skipped: its statistics and output are unchanged (alpha = 1).
+            for (std::size_t r0 = 0; r0 < rows; r0 += kDiagRows) {
+                const std::size_t nr = std::min(kDiagRows, rows - r0);
+                const std::ptrdiff_t nk = std::min(sp(keys), sc.band_hi + sp(r0 + nr));
+                if (nk > 0) step(r0, nr, static_cast<std::size_t>(nk));
+            }
+        } else {
+            step(0, rows, keys);
+        }
+    }
+}
+
+// out row = o / l and lse = m + log(l); a row that saw no key (l == 0) gives 0 and -inf.
+template <class T>
+void finish_row(const T* o, double m, double l, std::size_t Dv, T* out, std::ptrdiff_t out_c, T* lse) {
+    if (l != l) {  // a NaN score (NaN or infinite input) poisons its row
+        for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = std::numeric_limits<T>::quiet_NaN();
+        if (lse) *lse = std::numeric_limits<T>::quiet_NaN();
+        return;
+    }
+    if (l == 0 || m == -std::numeric_limits<double>::infinity()) {
+        for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = T(0);
+        if (lse) *lse = -std::numeric_limits<T>::infinity();
+        return;
+    }
+    const double inv = 1.0 / l;
+    for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = static_cast<T>(double(o[c]) * inv);
+    if (lse) *lse = static_cast<T>(m + std::log(l));
+}
+
+}  // namespace
+
+template <class T>
+void attention(const attention_shape& sh, const T* q, const strides4& qs, const T* k, const strides4& ks, const T* v,
+               const strides4& vs, T* out, const strides4& os, const attention_options<T>& opt) {
+    check(sh.heads_kv > 0 || sh.heads_q == 0, "heads_kv must be at least 1");
+    check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0,
+          "heads_q (" + std::to_string(sh.heads_q) + ") must be a multiple of heads_kv (" +
+              std::to_string(sh.heads_kv) + ")");
+    check(std::isfinite(opt.scale), "scale must be finite");
+    check(std::isfinite(opt.softcap) && opt.softcap >= 0, "softcap must be a finite number > 0 (or 0 for none)");
+    check(opt.mask_kind == attention_mask_kind::none || opt.mask != nullptr, "mask_kind is set but mask is null");
+    const std::size_t rows_total = sh.batch * sh.heads_q * sh.len_q;
+    if (rows_total == 0) return;
+    check(q && k && v && (out || sh.head_dim_v == 0), "null data pointer");
+
+    const kernel_table& kt = (opt.isa && *opt.isa) ? detail::kernels_for(opt.isa) : detail::active_kernels();
+    const double scale = opt.scale != 0 ? opt.scale : 1.0 / std::sqrt(double(std::max<std::size_t>(1, sh.head_dim)));
+    const std::ptrdiff_t off =
+        opt.alignment == causal_alignment::bottom_right ? sp(sh.len_kv) - sp(sh.len_q) : 0;
+    plan<T> p{attn_kernels<T>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale), sh.heads_q / sh.heads_kv, off,
+              opt.window > 0 ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit, 0, 1,
+              false, 0};
+    p.nqb = (sh.len_q + kBlockQ - 1) / kBlockQ;
+    p.grouped = sh.len_q == 1 && p.group > 1 && p.group <= kBlockQ && opt.alibi_slopes == nullptr;
+    p.rows_per_task = p.grouped ? p.group : sh.len_q;
+    const std::size_t units = p.grouped ? sh.heads_kv : sh.heads_q;  // (b, unit) pairs: heads or head groups
+
+    // Decode: split the key range when there are too few (head, query block) tasks to share out.
+    const std::size_t tasks0 = sh.batch * units * p.nqb;
+    if (p.nqb == 1 && tasks0 < kSplitTasks) {
+        std::ptrdiff_t lo, hi;
+        key_range(p, 0, sh.len_q, lo, hi);
+        const std::size_t range = static_cast<std::size_t>(hi - lo);
+        p.nsplit = std::max<std::size_t>(1, std::min((kSplitTasks + tasks0 - 1) / tasks0, range / kSplitMinKeys));
+    }
+    const std::size_t ntasks = tasks0 * p.nsplit;
+    const std::size_t Dv = sh.head_dim_v;
+    const std::size_t flops = rows_total * std::max<std::size_t>(1, sh.len_kv) * (sh.head_dim + Dv + 8);
+    const int nt = detail::threads_for(flops, ntasks);
+
+    // Partial results of split tasks: o (rows x Dv), m, l per split.
+    const bool split = p.nsplit > 1;
+    std::vector<T> part_o;
+    std::vector<double> part_m, part_l;
+    if (split) {
+        part_o.resize(ntasks * p.rows_per_task * std::max<std::size_t>(1, Dv));
+        part_m.resize(ntasks * p.rows_per_task);
+        part_l.resize(ntasks * p.rows_per_task);
+    }
+
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        workspace<T> ws(sh);
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (std::size_t t = 0; t < ntasks; ++t) {
+            const std::size_t s = t % p.nsplit, qb = (t / p.nsplit) % p.nqb, bh = t / (p.nsplit * p.nqb);
+            const std::size_t b = bh / units, h = p.grouped ? (bh % units) * p.group : bh % units;
+            const std::size_t i0 = qb * kBlockQ, rows = p.grouped ? p.group : std::min(kBlockQ, sh.len_q - i0);
+            std::ptrdiff_t lo, hi;
+            key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
+            if (split) {  // piece s of the key range, in whole blocks
+                const std::ptrdiff_t range = hi - lo;
+                std::ptrdiff_t chunk = (range + sp(p.nsplit) - 1) / sp(p.nsplit);
+                chunk = (chunk + sp(kBlockK) - 1) / sp(kBlockK) * sp(kBlockK);
+                const std::ptrdiff_t a = std::min(hi, lo + sp(s) * chunk);
+                hi = std::min(hi, a + chunk);
+                lo = a;
+            }
+            run_block(p, ws, b, h, i0, rows, lo, hi);
+            if (split) {
+                const std::size_t rpt = p.rows_per_task;
+                std::copy(ws.o.begin(), ws.o.begin() + rows * Dv, part_o.begin() + t * rpt * Dv);
+                for (std::size_t i = 0; i < rows; ++i) {
+                    part_m[t * rpt + i] = double(ws.m[i]);
+                    part_l[t * rpt + i] = ws.l[i];
+                }
+                continue;
+            }
+            for (std::size_t i = 0; i < rows; ++i) {
+                // Row i is query i0 + i of head h, or (grouped) query 0 of head h + i.
+                const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i0 + i;
+                T* orow = out + sp(b) * os[0] + sp(hh) * os[1] + sp(ii) * os[2];
+                T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(hh) * opt.lse_strides[1] +
+                                        sp(ii) * opt.lse_strides[2]
+                                  : nullptr;
+                finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
+            }
+        }
+    }
+    if (!split) return;
+
+    // Merge the pieces of each (b, h) in order: M = max m_s, l = sum l_s e^(m_s - M), o = sum o_s e^(m_s - M).
+    std::vector<T> acc(std::max<std::size_t>(1, Dv));
+    std::vector<double> accd(std::max<std::size_t>(1, Dv));
+    for (std::size_t bh = 0; bh < sh.batch * sh.heads_q; ++bh) {
+        const std::size_t b = bh / sh.heads_q, h = bh % sh.heads_q;
+        // The split partials of (b, h, i): tasks (base + s), row r of each.
+        const std::size_t rpt = p.rows_per_task;
+        const std::size_t base = p.grouped ? (b * sh.heads_kv + h / p.group) * p.nsplit : bh * p.nsplit;
+        for (std::size_t i = 0; i < sh.len_q; ++i) {
+            const std::size_t r = p.grouped ? h % p.group : i;
+            auto at = [&](std::size_t s) { return (base + s) * rpt + r; };
+            double M = -std::numeric_limits<double>::infinity();
+            bool nan = false;
+            for (std::size_t s = 0; s < p.nsplit; ++s) {
+                const double ms = part_m[at(s)];
+                nan |= ms != ms || part_l[at(s)] != part_l[at(s)];
+                if (ms > M) M = ms;
+            }
+            double L = 0;
+            std::fill(accd.begin(), accd.end(), 0.0);
+            if (M != -std::numeric_limits<double>::infinity()) {
+                for (std::size_t s = 0; s < p.nsplit; ++s) {
+                    const double ls = part_l[at(s)];
+                    if (ls == 0) continue;
+                    const double w = std::exp(part_m[at(s)] - M);
+                    L += ls * w;
+                    const T* po = part_o.data() + at(s) * Dv;
+                    for (std::size_t c = 0; c < Dv; ++c) accd[c] += w * double(po[c]);
+                }
+            }
+            if (nan) L = std::numeric_limits<double>::quiet_NaN();
+            for (std::size_t c = 0; c < Dv; ++c) acc[c] = static_cast<T>(accd[c]);
+            T* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
+            T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
+                              : nullptr;
+            if (nan) {
+                for (std::size_t c = 0; c < Dv; ++c) orow[sp(c) * os[3]] = std::numeric_limits<T>::quiet_NaN();
+                if (lrow) *lrow = std::numeric_limits<T>::quiet_NaN();
+                continue;
+            }
+            // finish_row with the merged accumulator (kept in double until the division).
+            if (L == 0) {
+                finish_row<T>(acc.data(), M, 0.0, Dv, orow, os[3], lrow);
+            } else {
+                const double inv = 1.0 / L;
+                for (std::size_t c = 0; c < Dv; ++c) orow[sp(c) * os[3]] = static_cast<T>(accd[c] * inv);
+                if (lrow) *lrow = static_cast<T>(M + std::log(L));
+            }
+        }
+    }
+}
+
+template <class T>
+void merge_attention(std::size_t parts, const T* const* outs, const T* const* lses, std::size_t rows, std::size_t dv,
+                     T* out, T* lse) {
+    if (rows == 0) return;
+    check(parts > 0, "merge_attention needs at least one part");
+    const int nt = detail::threads_for(parts * rows * (dv + 1), rows);
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        std::vector<double> acc(std::max<std::size_t>(1, dv));
+#if defined(NORMEXP_USE_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (std::size_t r = 0; r < rows; ++r) {
+            double M = -std::numeric_limits<double>::infinity();
+            bool nan = false;
+            for (std::size_t p = 0; p < parts; ++p) {
+                const double l = double(lses[p][r]);
+                nan |= l != l;
+                if (l > M) M = l;
+            }
+            T* orow = out + r * dv;
+            if (nan || M == std::numeric_limits<double>::infinity()) {
+                for (std::size_t c = 0; c < dv; ++c) orow[c] = std::numeric_limits<T>::quiet_NaN();
+                if (lse) lse[r] = nan ? std::numeric_limits<T>::quiet_NaN() : std::numeric_limits<T>::infinity();
+                continue;
+            }
+            if (M == -std::numeric_limits<double>::infinity()) {
+                for (std::size_t c = 0; c < dv; ++c) orow[c] = T(0);
+                if (lse) lse[r] = -std::numeric_limits<T>::infinity();
+                continue;
+            }
+            // lse = M + log(sum_p e^(lse_p - M)); weights e^(lse_p - lse) sum to 1.
+            double sum = 0;
+            for (std::size_t p = 0; p < parts; ++p) sum += std::exp(double(lses[p][r]) - M);
+            const double total = M + std::log(sum);
+            std::fill(acc.begin(), acc.end(), 0.0);
+            for (std::size_t p = 0; p < parts; ++p) {
+                const double w = std::exp(double(lses[p][r]) - total);
+                if (w == 0) continue;
+                const T* po = outs[p] + r * dv;
+                for (std::size_t c = 0; c < dv; ++c) acc[c] += w * double(po[c]);
+            }
+            for (std::size_t c = 0; c < dv; ++c) orow[c] = static_cast<T>(acc[c]);
+            if (lse) lse[r] = static_cast<T>(total);
+        }
+    }
+}
+
+template void attention<float>(const attention_shape&, const float*, const strides4&, const float*, const strides4&,
+                               const float*, const strides4&, float*, const strides4&, const attention_options<float>&);
+template void attention<double>(const attention_shape&, const double*, const strides4&, const double*,
+                                const strides4&, const double*, const strides4&, double*, const strides4&,
+                                const attention_options<double>&);
+template void merge_attention<float>(std::size_t, const float* const*, const float* const*, std::size_t, std::size_t,
+                                     float*, float*);
+template void merge_attention<double>(std::size_t, const double* const*, const double* const*, std::size_t,
+                                      std::size_t, double*, double*);
+
+}  // namespace normexp

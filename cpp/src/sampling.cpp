@@ -1,0 +1,666 @@
+// Driver for the language-model output layer: token sampling (temperature, top-k, top-p, min-p, greedy)
+// and the cross-entropy loss (with the derivatives in 1/T that temperature fitting needs).
+//
+// Sampling, per row (one thread per row; rows in parallel):
+//   pass 1  m = row max (row_max kernel; NaN, +inf and all -inf rows are errors).
+//   greedy  the first index with x == m (row_collect_ge on chunks, stops at the first hit).
+//   top_k <= kListMaxK (the usual k = 20..100):
+//   pass 2  streaming selection: row_collect_ge gathers the entries >= a threshold that only rises (the
+//           k-th largest of the candidates so far); when the candidate buffer fills, nth_element finds the
+//           new threshold and the buffer is pruned. Expected O(n + k log(n/k) log k): after the first
+//           chunks nearly every vector fails the compare. Ends with tau_k and the candidates x >= tau_k.
+//           Their weights (row_sample_weights on the gathered scores), then top_p / min_p on that list
+//           and the draw from it. The vocabulary is never sorted.
+//   otherwise (no top_k, or a large one: tau_k by nth_element on a copy):
+//   pass 2  row_sample_weights: the weights of the entries >= tau_k and one float sum per 64-entry block.
+//           No top_p / min_p: the draw walks the block sums (double, in order) to the block holding
+//           u * Z and recomputes that block's 64 weights: the token. Nothing else is read.
+//           top_p / min_p: the weights are stored, and a threshold is chosen that provably keeps every
+//           entry of the answer: min_p itself, and for top_p theta = (1 - p) Z / n (everything below it
+//           weighs less than (1 - p) Z in total, so the top-p set lies above it). row_collect_ge collects
+//           the entries >= theta (theta raised further from the block sums: top_p_collect_bound);
+//           top_p is a weighted quickselect on their weights (the largest weight v
+//           with mass(w >= v) >= p Z, expected linear); then min_p; then the draw from the list.
+// Threads: rows in parallel; a batch smaller than the thread count (batch 1 when decoding) splits each
+// row's passes (max, block maxima, top-k streaming, weights) into 16384-entry chunks over the threads.
+// Determinism: every weight and every sum compared with u * Z is computed by the bit-exact sampling
+// weights (kernels/sampling_weights.hpp) and by sequential double arithmetic here, in an order fixed by
+// the row alone; thresholds are exact comparisons. So the token depends only on the logits and u.
+//
+// Cross-entropy, per row: online max and exp-sum over L1-sized chunks (row_max, row_exp_sum: one pass
+// over memory), the label's score by one load; label smoothing adds the row sum, computed on the same
+// chunks while they are in L1. Non-contiguous rows are gathered into a per-thread buffer first.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "dispatch.hpp"
+#include "kernels/sampling_weights.hpp"
+#include "normexp/normexp.hpp"
+#include "threading.hpp"
+
+namespace normexp {
+namespace {
+
+using detail::threads_for;
+
+constexpr std::size_t kBlock = sampling::kSampleBlock;
+constexpr std::size_t kScanChunk = 4096;   // entries per row_collect_ge call (its index buffer stays in L1)
+constexpr std::size_t kListMaxK = 4096;    // top_k up to this: streaming selection into a candidate list
+constexpr std::size_t kChunk = 4096;       // cross_entropy: entries per online-statistics chunk (L1)
+constexpr std::size_t kInnerChunk = std::size_t(1) << 14;  // a single long row split over threads (64 | it)
+
+template <class T>
+constexpr T kInf = std::numeric_limits<T>::infinity();
+
+template <class T>
+const reduction_kernels<T>& kernels_of(const kernel_table& kt) {
+    if constexpr (sizeof(T) == 4) return kt.f32; else return kt.f64;
+}
+
+const kernel_table& table_for(const char* isa) {
+    return (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
+}
+
+void check(bool ok, const std::string& msg) {
+    if (!ok) throw error(msg);
+}
+
+// Per-row outcome, turned into an exception after the parallel region (exceptions must not escape it).
+enum row_status : std::uint8_t { kOk = 0, kNaN, kPosInf, kAllNegInf, kBadLabel, kBadUniform };
+
+std::string row_message(const char* fn, row_status st, std::size_t row) {
+    const std::string r = std::to_string(row);
+    switch (st) {
+        case kNaN: return std::string(fn) + ": logits row " + r + " contains NaN";
+        case kPosInf: return std::string(fn) + ": logits row " + r + " contains +inf; probabilities are undefined";
+        case kAllNegInf: return std::string(fn) + ": logits row " + r + " is all -inf (no class has any probability)";
+        case kBadUniform: return std::string(fn) + ": uniforms[" + r + "] is not in [0, 1)";
+        default: return std::string(fn) + ": bad row " + r;
+    }
+}
+
+// ======================================================================================================
+// Sampling
+// ======================================================================================================
+template <class T>
+struct sample_scratch {
+    std::vector<std::uint32_t> idx;   // row_collect_ge output for one chunk
+    std::vector<std::uint32_t> cand;  // candidate indices, increasing
+    std::vector<T> vals;              // scores for selection
+    std::vector<T> gathered;          // candidate scores, contiguous
+    std::vector<float> cw, cw2;       // candidate weights (and a copy the quickselect permutes)
+    std::vector<float> w;             // the row's weights (block path with top_p / min_p)
+    std::vector<float> bs;            // block sums
+};
+
+// Streaming top-k (see the file comment): one pass over x[lo, hi) appending to cand (indices into x,
+// increasing) every entry >= a threshold that starts at `start` and only rises: when the buffer fills,
+// the threshold becomes the k-th largest candidate and the buffer is pruned. Valid for any sub-range
+// and any start <= tau_k (the k-th largest score of the row): the threshold is always the k-th largest
+// of a subset of the row, so <= tau_k, and an entry is dropped only below it. So cand ends holding every
+// entry of x[lo, hi) that is >= tau_k.
+template <class T>
+T kth_largest(const T* x, const std::vector<std::uint32_t>& cand, std::size_t kk, std::vector<T>& vals) {
+    vals.resize(cand.size());
+    for (std::size_t j = 0; j < cand.size(); ++j) vals[j] = x[cand[j]];
+    std::nth_element(vals.begin(), vals.begin() + std::ptrdiff_t(kk - 1), vals.end(), std::greater<T>());
+    return vals[kk - 1];
+}
+template <class T>
+void prune_below(const T* x, std::vector<std::uint32_t>& cand, T t) {
+    cand.erase(std::remove_if(cand.begin(), cand.end(), [&](std::uint32_t i) { return x[i] < t; }), cand.end());
+}
+template <class T>
+void stream_top_k(const reduction_kernels<T>& k, const T* x, std::size_t lo, std::size_t hi, std::size_t kk, T start,
+                  std::vector<std::uint32_t>& cand, std::vector<T>& vals, std::vector<std::uint32_t>& idx) {
+    std::size_t cap = std::max<std::size_t>(2 * kk, kk + 1024);
+    T thr = start;
+    idx.resize(kScanChunk);
+    for (std::size_t c0 = lo; c0 < hi; c0 += kScanChunk) {
+        const std::size_t got = k.row_collect_ge(x + c0, std::min(kScanChunk, hi - c0), thr, idx.data());
+        for (std::size_t j = 0; j < got; ++j) cand.push_back(static_cast<std::uint32_t>(c0 + idx[j]));
+        if (cand.size() > cap) {
+            thr = kth_largest(x, cand, kk, vals);
+            prune_below(x, cand, thr);
+            if (cand.size() > cap / 2) cap = 2 * cand.size();  // many ties at the threshold: grow
+        }
+    }
+}
+
+// tau_k and s.cand = the indices of every entry >= tau_k, increasing (ties at tau_k included); kk < n.
+// With nt > 1 the row is cut into chunks streamed in parallel, their candidates concatenated in order;
+// the result is the same set (it is defined by tau_k alone), so the token does not depend on nt.
+template <class T>
+T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T start,
+               sample_scratch<T>& s, int nt) {
+    s.cand.clear();
+    const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+    if (nt > 1 && nchunks > 1) {
+        std::vector<std::vector<std::uint32_t>> parts(nchunks);
+        detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
+            std::vector<T> vals;
+            std::vector<std::uint32_t> idx;
+            for (std::size_t c = c0; c < c1; ++c)
+                stream_top_k(k, x, c * kInnerChunk, std::min(n, (c + 1) * kInnerChunk), kk, start, parts[c], vals, idx);
+        });
+        for (const auto& part : parts) s.cand.insert(s.cand.end(), part.begin(), part.end());
+    } else {
+        stream_top_k(k, x, 0, n, kk, start, s.cand, s.vals, s.idx);
+    }
+    const T tau = kth_largest(x, s.cand, kk, s.vals);
+    prune_below(x, s.cand, tau);
+    return tau;
+}
+
+// Max of a NaN-free-so-far set of partial maxima; NaN if any is NaN.
+template <class T>
+T combine_max(const std::vector<T>& part) {
+    T m = -kInf<T>;
+    for (T v : part) {
+        if (v != v) return v;
+        m = std::max(m, v);
+    }
+    return m;
+}
+
+// The row max (NaN if any entry is NaN), with nt threads over chunks.
+template <class T>
+T row_max(const reduction_kernels<T>& k, const T* x, std::size_t n, int nt) {
+    const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+    if (nt <= 1 || nchunks < 2) return k.row_max(x, n);
+    std::vector<T> part(nchunks);
+    detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
+        for (std::size_t c = c0; c < c1; ++c)
+            part[c] = k.row_max(x + c * kInnerChunk, std::min(kInnerChunk, n - c * kInnerChunk));
+    });
+    return combine_max(part);
+}
+
+// The row maximum together with a starting threshold for select_top_k: the row is cut into at least
+// 4k blocks (of >= 16 entries) and the k-th largest block maximum is taken. That is a valid lower bound
+// of tau_k (k distinct entries reach it) and, when the top k entries fall into distinct blocks, nearly
+// tau_k itself, so the streaming pass collects little more than the answer. Returns NaN for a NaN row.
+template <class T>
+T block_max_start(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T& start,
+                  sample_scratch<T>& s, int nt) {
+    const std::size_t b = n / (4 * kk);
+    start = -kInf<T>;
+    if (b < 16) return row_max(k, x, n, nt);  // too few blocks for a useful bound: start from -inf
+    const std::size_t nb = (n + b - 1) / b;
+    s.vals.resize(nb);
+    detail::parallel_ranges(nb * b >= 2 * kInnerChunk ? nt : 1, nb, [&](std::size_t b0, std::size_t b1) {
+        for (std::size_t i = b0; i < b1; ++i) s.vals[i] = k.row_max(x + i * b, std::min(b, n - i * b));
+    });
+    const T m = combine_max(s.vals);
+    if (m != m) return m;
+    std::nth_element(s.vals.begin(), s.vals.begin() + std::ptrdiff_t(kk - 1), s.vals.end(), std::greater<T>());
+    start = s.vals[kk - 1];
+    return m;
+}
+
+// Branchless Lomuto partition of a[lo, hi): the entries satisfying pred first; returns their end and
+// their mass. (The weights of a flat distribution are in random order: a branchy partition would
+// mispredict on about every other entry.)
+template <class Pred>
+std::size_t partition_mass(std::vector<float>& a, std::size_t lo, std::size_t hi, Pred pred, double& mass) {
+    std::size_t j = lo;
+    double m[2] = {0, 0};  // two chains: the double adds, not the swaps, bound the loop
+    for (std::size_t i = lo; i < hi; ++i) {
+        const float v = a[i];
+        const bool t = pred(v);
+        a[i] = a[j];
+        a[j] = v;
+        j += t;
+        m[i & 1] += double(v) * double(t);  // a multiply, not a select: the compiler keeps it branch-free
+    }
+    mass = m[0] + m[1];
+    return j;
+}
+
+// The top-p threshold over weights a (permuted in place): the largest value v with
+// mass(a >= v) >= target, by a quickselect that carries the mass of the part already known to be kept.
+// Median-of-three pivots; after 64 rounds the rest is sorted (bounds the worst case). If rounding
+// leaves the whole mass short of the target, the smallest weight is returned (keep all).
+float top_p_threshold(std::vector<float>& a, double target) {
+    double above = 0;  // mass of entries known to be above every entry of [lo, hi)
+    std::size_t lo = 0, hi = a.size();
+    for (int round = 0; hi > lo; ++round) {
+        if (round == 64) {
+            std::sort(a.begin() + std::ptrdiff_t(lo), a.begin() + std::ptrdiff_t(hi), std::greater<float>());
+            for (std::size_t i = lo; i < hi; ++i) {
+                above += a[i];
+                if (above >= target) return a[i];
+            }
+            return a[hi - 1];
+        }
+        const float p0 = a[lo], p1 = a[lo + (hi - lo) / 2], p2 = a[hi - 1];
+        const float pivot = std::max(std::min(p0, p1), std::min(std::max(p0, p1), p2));
+        double mg = 0, me = 0;
+        const std::size_t g = partition_mass(a, lo, hi, [pivot](float v) { return v > pivot; }, mg);
+        if (above + mg >= target) {
+            hi = g;  // the answer is inside the greater part (non-empty: above < target)
+            continue;
+        }
+        const std::size_t l = partition_mass(a, g, hi, [pivot](float v) { return v == pivot; }, me);
+        if (above + mg + me >= target) return pivot;
+        above += mg + me;
+        if (l == hi) return pivot;  // nothing smaller: keep everything
+        lo = l;
+    }
+    return a.empty() ? 0.0f : a[lo > 0 ? lo - 1 : 0];
+}
+
+// A weight threshold theta below which the entries weigh at most `budget` in total, so every entry of the
+// top-p set (whose complement weighs (1 - p) Z) is >= theta. Block b holds at most 64 entries below
+// theta and at most its sum S_b, so the mass below theta is <= F(theta) = sum_b min(S_b, 64 theta).
+// theta = budget / n always qualifies (F <= n theta); it is raised by factors of 4 while F stays within
+// the budget, which for a peaked distribution (most blocks hold only tiny weights) lifts theta by orders
+// of magnitude and shrinks the candidate list accordingly. budget carries a 2e-5 relative margin for the
+// float32 rounding of the block sums (64 terms: <= 4e-6 relative each).
+double top_p_collect_bound(const std::vector<float>& bs, std::size_t n, double budget) {
+    double theta = budget / double(n);
+    for (int it = 0; it < 64; ++it) {
+        const double next = theta * 4, cap = next * double(kBlock);
+        double f0 = 0, f1 = 0;
+        std::size_t b = 0;
+        for (; b + 2 <= bs.size(); b += 2) {
+            f0 += std::min(double(bs[b]), cap);
+            f1 += std::min(double(bs[b + 1]), cap);
+        }
+        if (b < bs.size()) f0 += std::min(double(bs[b]), cap);
+        if (f0 + f1 > budget) break;
+        theta = next;
+    }
+    return theta;
+}
+
+// Inverse CDF over a list (index order): the first entry whose running sum exceeds u * total; the last
+// entry of positive weight if rounding leaves none.
+std::uint32_t draw_list(const std::uint32_t* idx, const float* w, std::size_t cnt, double u) {
+    double z = 0;
+    for (std::size_t j = 0; j < cnt; ++j) z += w[j];
+    const double target = u * z;
+    double c = 0;
+    std::size_t last = 0;
+    for (std::size_t j = 0; j < cnt; ++j) {
+        if (!(w[j] > 0)) continue;
+        last = j;
+        c += w[j];
+        if (c > target) return idx[j];
+    }
+    return idx[last];
+}
+
+// top_p and min_p over a candidate list (indices increasing, weights cw), then the draw.
+// z: the mass top_p is relative to (the top-k set's).
+template <class T>
+std::uint32_t finish_list(sample_scratch<T>& s, double z, double top_p, double min_p, double u) {
+    double thr = 0;
+    if (top_p < 1) {
+        s.cw2 = s.cw;
+        thr = top_p_threshold(s.cw2, top_p * z);
+    }
+    if (min_p > 0) thr = std::max(thr, min_p);  // the largest weight is exactly 1 (t = 0)
+    if (thr > 0) {
+        std::size_t o = 0;
+        for (std::size_t j = 0; j < s.cand.size(); ++j) {
+            if (double(s.cw[j]) >= thr) {
+                s.cand[o] = s.cand[j];
+                s.cw[o++] = s.cw[j];
+            }
+        }
+        s.cand.resize(o);
+        s.cw.resize(o);
+    }
+    return draw_list(s.cand.data(), s.cw.data(), s.cand.size(), u);
+}
+
+// Inverse CDF over the block sums: the block holding u * Z, then that block's 64 weights recomputed.
+template <class T>
+std::size_t draw_blocks(const reduction_kernels<T>& k, const T* x, std::size_t n, T m, T beta, T thr,
+                        const std::vector<float>& bs, double z, double u) {
+    const double target = u * z;
+    double c = 0;
+    std::size_t b = bs.size(), last = 0;
+    for (std::size_t j = 0; j < bs.size(); ++j) {
+        if (!(bs[j] > 0)) continue;
+        last = j;
+        if (c + bs[j] > target) {
+            b = j;
+            break;
+        }
+        c += bs[j];
+    }
+    double rem = target - c;
+    if (b == bs.size()) {  // rounding: take the last entry of positive weight
+        b = last;
+        rem = std::numeric_limits<double>::infinity();
+    }
+    float wb[kBlock];
+    const std::size_t b0 = b * kBlock, len = std::min(kBlock, n - b0);
+    k.row_sample_weights(x + b0, len, m, beta, thr, wb, nullptr);
+    double cc = 0;
+    std::size_t lastpos = 0;
+    for (std::size_t i = 0; i < len; ++i) {
+        if (!(wb[i] > 0)) continue;
+        lastpos = i;
+        cc += wb[i];
+        if (cc > rem) return b0 + i;
+    }
+    return b0 + lastpos;
+}
+
+struct sample_plan {
+    bool greedy;
+    std::size_t top_k;  // 0: none (also when >= vocab)
+    double top_p, min_p;
+};
+
+// One row. nt > 1 (a batch too small to fill the threads): the passes over the row are split into
+// kInnerChunk chunks across threads; every chunk boundary is a multiple of the 64-entry block, and
+// each pass produces exactly what one thread would (maxima are exact, block sums are per block, the
+// top-k and top-p candidate sets are defined by their thresholds), so the token does not change.
+template <class T>
+row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<float>& kf, const T* x, std::size_t n,
+                      const sample_plan& p, T beta, double u, std::int64_t& token, sample_scratch<T>& s, int nt) {
+    const bool list_path = !p.greedy && p.top_k && p.top_k <= kListMaxK;
+    T start = -kInf<T>;
+    const T m = list_path ? block_max_start(k, x, n, p.top_k, start, s, nt) : row_max(k, x, n, nt);
+    if (m != m) return kNaN;
+    if (m == kInf<T>) return kPosInf;
+    if (m == -kInf<T>) return kAllNegInf;
+    if (p.greedy) {
+        s.idx.resize(kScanChunk);
+        for (std::size_t c0 = 0; c0 < n; c0 += 1024) {
+            if (k.row_collect_ge(x + c0, std::min<std::size_t>(1024, n - c0), m, s.idx.data())) {
+                token = std::int64_t(c0 + s.idx[0]);
+                return kOk;
+            }
+        }
+        return kNaN;  // unreachable: m is an element of x
+    }
+    if (!(u >= 0 && u < 1)) return kBadUniform;
+
+    if (list_path) {
+        select_top_k(k, x, n, p.top_k, start, s, nt);
+        const std::size_t cnt = s.cand.size();
+        s.gathered.resize(cnt);
+        for (std::size_t j = 0; j < cnt; ++j) s.gathered[j] = x[s.cand[j]];
+        s.cw.resize(cnt);
+        k.row_sample_weights(s.gathered.data(), cnt, m, beta, -kInf<T>, s.cw.data(), nullptr);
+        double z = 0;
+        for (float v : s.cw) z += v;
+        token = finish_list(s, z, p.top_p, p.min_p, u);
+        return kOk;
+    }
+
+    T thr = -kInf<T>;
+    if (p.top_k) {  // a large k: the k-th largest by nth_element on a copy (O(n))
+        s.vals.assign(x, x + n);
+        std::nth_element(s.vals.begin(), s.vals.begin() + std::ptrdiff_t(p.top_k - 1), s.vals.end(), std::greater<T>());
+        thr = s.vals[p.top_k - 1];
+    }
+    const bool cuts = p.top_p < 1 || p.min_p > 0;
+    s.bs.resize((n + kBlock - 1) / kBlock);
+    if (cuts) s.w.resize(n);
+    const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+    detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
+        const std::size_t i0 = c0 * kInnerChunk, i1 = std::min(n, c1 * kInnerChunk);
+        k.row_sample_weights(x + i0, i1 - i0, m, beta, thr, cuts ? s.w.data() + i0 : nullptr, s.bs.data() + i0 / kBlock);
+    });
+    double z = 0;
+    for (float v : s.bs) z += v;
+    if (!cuts) {
+        token = std::int64_t(draw_blocks(k, x, n, m, beta, thr, s.bs, z, u));
+        return kOk;
+    }
+    // Collect every entry that can survive the cuts (see the file comment), then cut the list.
+    double theta = 0;
+    if (p.top_p < 1) theta = top_p_collect_bound(s.bs, n, (1 - p.top_p) * z * (1 - 2e-5));
+    if (p.min_p > 0) theta = std::max(theta, p.min_p);
+    float tf = static_cast<float>(theta);
+    if (double(tf) > theta) tf = std::nextafter(tf, 0.0f);  // round down: never lose an entry
+    s.cand.resize(n);
+    std::size_t cnt = 0;
+    for (std::size_t c0 = 0; c0 < n; c0 += kScanChunk) {
+        const std::size_t got = kf.row_collect_ge(s.w.data() + c0, std::min(kScanChunk, n - c0), tf, s.cand.data() + cnt);
+        for (std::size_t j = cnt; j < cnt + got; ++j) s.cand[j] += static_cast<std::uint32_t>(c0);
+        cnt += got;
+    }
+    s.cand.resize(cnt);
+    s.cw.resize(cnt);
+    for (std::size_t j = 0; j < cnt; ++j) s.cw[j] = s.w[s.cand[j]];
+    token = finish_list(s, z, p.top_p, p.min_p, u);
+    return kOk;
+}
+
+// ======================================================================================================
+// Cross-entropy
+// ======================================================================================================
+template <class T>
+scale2<T> split_beta(double temperature) {  // 1/T as hi + lo (as in reduce.cpp)
+    const double b = 1.0 / temperature;
+    if constexpr (sizeof(T) == 4) {
+        const float hi = static_cast<float>(b);
+        return {hi, static_cast<float>(b - static_cast<double>(hi))};
+    } else {
+        return {b, -std::fma(b, temperature, -1.0) / temperature};
+    }
+}
+
+// Sum of x[0..n) in double: 4 independent accumulators per 256-entry block, blocks Neumaier-summed.
+template <class T>
+struct row_summer {
+    double s = 0, c = 0;
+    void add(const T* x, std::size_t n) {
+        for (std::size_t b = 0; b < n; b += 256) {
+            const std::size_t e = std::min(n, b + 256);
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            std::size_t i = b;
+            for (; i + 4 <= e; i += 4) {
+                a0 += double(x[i]);
+                a1 += double(x[i + 1]);
+                a2 += double(x[i + 2]);
+                a3 += double(x[i + 3]);
+            }
+            for (; i < e; ++i) a0 += double(x[i]);
+            const double v = (a0 + a1) + (a2 + a3);
+            const double t = s + v;
+            c += std::fabs(s) >= std::fabs(v) ? (s - t) + v : (v - t) + s;
+            s = t;
+        }
+    }
+    double value() const { return s + c; }
+};
+
+struct ce_row_result {
+    row_status st = kOk;
+    double loss = 0, d1 = 0, d2 = 0;
+};
+
+template <class T>
+ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t label, double beta,
+                     scale2<T> b2, double eps, bool derivs, std::vector<T>& buf) {
+    ce_row_result res;
+    double m = -kInf<double>, rest = 0, count = 0;
+    row_summer<T> sum;
+    for (std::size_t i = 0; i < n; i += kChunk) {
+        const std::size_t len = std::min(kChunk, n - i);
+        const T cm = k.row_max(x + i, len);
+        if (cm != cm) return res.st = kNaN, res;
+        if (cm == kInf<T>) return res.st = kPosInf, res;
+        if (double(cm) > m) {
+            if (count > 0) rest = (rest + count) * std::exp(beta * (m - double(cm)));
+            count = 0;
+            m = cm;
+        }
+        if (eps > 0) sum.add(x + i, len);
+        if (m == -kInf<double>) continue;  // all -inf so far
+        const exp_sum e = k.row_exp_sum(x + i, len, static_cast<T>(m), b2);
+        rest += e.rest;
+        count += e.count;
+    }
+    if (m == -kInf<double>) return res.st = kAllNegInf, res;
+    const double ls = count == 1 ? std::log1p(rest) : std::log(count + rest);
+    const double xy = double(x[label]);
+    const double nll = xy == -kInf<double> ? kInf<double> : ls + beta * (m - xy);
+    const double mean = eps > 0 ? sum.value() / double(n) : 0.0;
+    if (eps > 0) {
+        const double smooth = mean == -kInf<double> ? kInf<double> : ls + beta * (m - mean);
+        res.loss = (1 - eps) * nll + eps * smooth;
+    } else {
+        res.loss = nll;
+    }
+    if (derivs) {
+        // E_p[x] - m and Var_p[x] from S1 = sum e (x - m), S2 = sum e (x - m)^2, e = exp(beta (x - m)).
+        double s1 = 0, s2 = 0;
+        buf.resize(std::min(kChunk, n));
+        for (std::size_t i = 0; i < n; i += kChunk) {
+            const std::size_t len = std::min(kChunk, n - i);
+            k.row_exp_store(x + i, buf.data(), len, static_cast<T>(m), b2);
+            for (std::size_t j = 0; j < len; ++j) {
+                if (!(buf[j] > 0)) continue;
+                const double d = double(x[i + j]) - m, e = double(buf[j]);
+                s1 += e * d;
+                s2 += e * d * d;
+            }
+        }
+        const double z = count + rest, e1 = s1 / z;
+        res.d1 = e1 - (1 - eps) * (xy - m) - (eps > 0 ? eps * (mean - m) : 0.0);
+        res.d2 = std::max(0.0, s2 / z - e1 * e1);
+    }
+    return res;
+}
+
+}  // namespace
+
+template <class T>
+void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stride, const double* uniforms,
+            std::int64_t* tokens, const sample_options& o, const char* isa) {
+    check(std::isfinite(o.temperature) && o.temperature >= 0,
+          "normexp.sample: temperature must be a finite number >= 0 (0 is greedy), got " + std::to_string(o.temperature));
+    check(o.top_p > 0 && o.top_p <= 1, "normexp.sample: top_p must be in (0, 1], got " + std::to_string(o.top_p));
+    check(o.min_p >= 0 && o.min_p <= 1, "normexp.sample: min_p must be in [0, 1], got " + std::to_string(o.min_p));
+    if (rows == 0) return;
+    check(n >= 1, "normexp.sample: the vocabulary (last axis) is empty");
+    check(n < (std::size_t(1) << 32), "normexp.sample: vocabularies of 2^32 entries or more are not supported");
+    check(x != nullptr && tokens != nullptr, "normexp.sample: null data pointer");
+    const bool greedy = o.temperature == 0;
+    check(greedy || uniforms != nullptr, "normexp.sample: uniforms are required when temperature > 0");
+
+    const kernel_table& kt = table_for(isa);
+    const reduction_kernels<T>& k = kernels_of<T>(kt);
+    const double bmax = double(std::numeric_limits<T>::max());
+    const T beta = static_cast<T>(greedy ? 1.0 : std::min(1.0 / o.temperature, bmax));
+    const sample_plan plan{greedy, o.top_k >= n ? 0 : o.top_k, o.top_p, o.min_p};
+
+    std::vector<std::uint8_t> status(rows, kOk);
+    // Threads over rows; a batch smaller than the thread count runs its rows one after another, each
+    // split over the threads (batch 1 is the common decoding case).
+    const int nt_rows = threads_for(rows * n, rows);
+    const int nt_inner = threads_for(n, (n + kInnerChunk - 1) / kInnerChunk);
+    if (rows < std::size_t(nt_inner)) {
+        sample_scratch<T> s;
+        for (std::size_t r = 0; r < rows; ++r)
+            status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
+                                   uniforms ? uniforms[r] : 0.0, tokens[r], s, nt_inner);
+    } else {
+        detail::parallel_ranges(nt_rows, rows, [&](std::size_t r0, std::size_t r1) {
+            sample_scratch<T> s;
+            for (std::size_t r = r0; r < r1; ++r)
+                status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
+                                       uniforms ? uniforms[r] : 0.0, tokens[r], s, 1);
+        });
+    }
+    for (std::size_t r = 0; r < rows; ++r)
+        if (status[r] != kOk) throw error(row_message("normexp.sample", row_status(status[r]), r));
+}
+
+template <class T>
+void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int axis, const std::int64_t* labels,
+                   double* loss, const cross_entropy_options& o, double* dloss, double* d2loss, const char* isa) {
+    const std::size_t nd = shape.size();
+    check(nd >= 1, "normexp.cross_entropy: logits must have at least one dimension");
+    check(xs.size() == nd, "normexp.cross_entropy: strides must have one entry per dimension");
+    const int ind = static_cast<int>(nd);
+    check(axis >= -ind && axis < ind, "normexp.cross_entropy: axis " + std::to_string(axis) +
+                                          " is out of bounds for an array of dimension " + std::to_string(nd));
+    if (axis < 0) axis += ind;
+    check(std::isfinite(o.temperature) && o.temperature > 0,
+          "normexp.cross_entropy: temperature must be a finite number > 0, got " + std::to_string(o.temperature));
+    check(o.label_smoothing >= 0 && o.label_smoothing <= 1,
+          "normexp.cross_entropy: label_smoothing must be in [0, 1], got " + std::to_string(o.label_smoothing));
+    const std::size_t n = shape[axis];
+    std::vector<std::size_t> oshape;
+    std::vector<std::ptrdiff_t> ostr;
+    std::size_t rows = 1;
+    for (std::size_t d = 0; d < nd; ++d) {
+        if (int(d) == axis) continue;
+        rows *= shape[d];
+        if (shape[d] != 1) {
+            oshape.push_back(shape[d]);
+            ostr.push_back(xs[d]);
+        }
+    }
+    if (rows == 0) return;
+    check(n >= 1, "normexp.cross_entropy: the class axis is empty");
+    check(x != nullptr && labels != nullptr && loss != nullptr, "normexp.cross_entropy: null data pointer");
+    for (std::size_t r = 0; r < rows; ++r) {  // labels first: a clear message before any work
+        const std::int64_t y = labels[r];
+        if (o.use_ignore_index && y == o.ignore_index) continue;
+        check(y >= 0 && std::uint64_t(y) < n, "normexp.cross_entropy: label " + std::to_string(y) + " at row " +
+                                                  std::to_string(r) + " is out of range [0, " + std::to_string(n) + ")");
+    }
+
+    const reduction_kernels<T>& k = kernels_of<T>(table_for(isa));
+    const double beta = 1.0 / o.temperature;
+    const scale2<T> b2 = split_beta<T>(o.temperature);
+    const std::ptrdiff_t sx = xs[axis];
+    const bool derivs = dloss != nullptr || d2loss != nullptr;
+    std::vector<std::uint8_t> status(rows, kOk);
+    detail::parallel_ranges(threads_for(rows * n, rows), rows, [&](std::size_t r0, std::size_t r1) {
+        std::vector<T> gather, buf;
+        for (std::size_t r = r0; r < r1; ++r) {
+            const std::int64_t y = labels[r];
+            ce_row_result res;
+            if (!(o.use_ignore_index && y == o.ignore_index)) {
+                std::ptrdiff_t off = 0;
+                std::size_t idx = r;
+                for (std::size_t d = oshape.size(); d-- > 0;) {
+                    off += std::ptrdiff_t(idx % oshape[d]) * ostr[d];
+                    idx /= oshape[d];
+                }
+                const T* xr = x + off;
+                if (sx != 1 && n > 1) {
+                    gather.resize(n);
+                    for (std::size_t i = 0; i < n; ++i) gather[i] = xr[std::ptrdiff_t(i) * sx];
+                    xr = gather.data();
+                }
+                res = ce_row(k, xr, n, std::size_t(y), beta, b2, o.label_smoothing, derivs, buf);
+            }
+            status[r] = res.st;
+            loss[r] = res.loss;
+            if (dloss) dloss[r] = res.d1;
+            if (d2loss) d2loss[r] = res.d2;
+        }
+    });
+    for (std::size_t r = 0; r < rows; ++r)
+        if (status[r] != kOk) throw error(row_message("normexp.cross_entropy", row_status(status[r]), r));
+}
+
+template void sample<float>(const float*, std::size_t, std::size_t, std::ptrdiff_t, const double*, std::int64_t*,
+                            const sample_options&, const char*);
+template void sample<double>(const double*, std::size_t, std::size_t, std::ptrdiff_t, const double*, std::int64_t*,
+                             const sample_options&, const char*);
+template void cross_entropy<float>(const float*, const strides_t&, const shape_t&, int, const std::int64_t*, double*,
+                                   const cross_entropy_options&, double*, double*, const char*);
+template void cross_entropy<double>(const double*, const strides_t&, const shape_t&, int, const std::int64_t*, double*,
+                                    const cross_entropy_options&, double*, double*, const char*);
+
+}  // namespace normexp

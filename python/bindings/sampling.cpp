@@ -1,0 +1,115 @@
+// Bindings of the output-layer functions: sample and cross_entropy. Argument checking, dtype promotion
+// and the random numbers live in python/normexp/sampling.py; this layer checks buffer layouts, releases
+// the GIL and calls the C++ API.
+#include <optional>
+#include <string>
+
+#include "bindings.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+template <class T>
+void sample_typed(const py::array& x, const std::optional<py::array>& u, py::array& out,
+                  const normexp::sample_options& opt, const std::string& isa) {
+    const auto rows = static_cast<std::size_t>(x.shape(0)), vocab = static_cast<std::size_t>(x.shape(1));
+    const T* xp = static_cast<const T*>(x.data());
+    const double* up = u ? static_cast<const double*>(u->data()) : nullptr;
+    auto* op = static_cast<std::int64_t*>(out.mutable_data());
+    const std::ptrdiff_t rs = x.strides(0) / static_cast<py::ssize_t>(sizeof(T));
+    py::gil_scoped_release nogil;
+    normexp::sample<T>(xp, rows, vocab, rs, up, op, opt, isa.c_str());
+}
+
+// x: (rows, vocab) float32/float64 with unit stride along vocab; uniforms: (rows,) float64 contiguous or
+// None (greedy); out: (rows,) int64 contiguous, writeable.
+void sample(const py::array& x, const std::optional<py::array>& uniforms, py::array out, double temperature,
+            std::size_t top_k, double top_p, double min_p, const std::string& isa) {
+    if (x.ndim() != 2) throw py::value_error("sample: logits must be 2-d (rows, vocab)");
+    if (x.shape(1) > 1 && x.strides(1) != x.itemsize())
+        throw py::value_error("sample: logits must be contiguous along the vocabulary axis");
+    if (x.strides(0) % x.itemsize() != 0) throw py::value_error("sample: row stride must be a multiple of the item size");
+    const auto c = py::array::c_style;
+    if (!out.dtype().is(py::dtype::of<std::int64_t>()) || out.ndim() != 1 || out.shape(0) != x.shape(0) ||
+        !(out.flags() & c) || !out.writeable())
+        throw py::value_error("sample: out must be a writeable contiguous int64 array of one entry per row");
+    if (uniforms) {
+        if (!uniforms->dtype().is(py::dtype::of<double>()) || uniforms->ndim() != 1 ||
+            uniforms->shape(0) != x.shape(0) || !(uniforms->flags() & c))
+            throw py::value_error("sample: uniforms must be a contiguous float64 array of one entry per row");
+    }
+    normexp::sample_options opt;
+    opt.temperature = temperature;
+    opt.top_k = top_k;
+    opt.top_p = top_p;
+    opt.min_p = min_p;
+    if (x.dtype().is(py::dtype::of<float>()))
+        sample_typed<float>(x, uniforms, out, opt, isa);
+    else if (x.dtype().is(py::dtype::of<double>()))
+        sample_typed<double>(x, uniforms, out, opt, isa);
+    else
+        throw py::type_error("normexp kernels take float32 or float64 arrays");
+}
+
+double* optional_doubles(const std::optional<py::array>& a, py::ssize_t rows, const char* name) {
+    if (!a) return nullptr;
+    if (!a->dtype().is(py::dtype::of<double>()) || a->size() != rows || !(a->flags() & py::array::c_style) ||
+        !a->writeable())
+        throw py::value_error(std::string("cross_entropy: ") + name + " must be a writeable contiguous float64 array of one entry per row");
+    py::array arr = *a;  // another handle to the same buffer (the caller's keeps it alive)
+    return static_cast<double*>(arr.mutable_data());
+}
+
+template <class T>
+void ce_typed(const py::array& x, const std::int64_t* labels, double* loss, int axis,
+              const normexp::cross_entropy_options& opt, double* d1, double* d2, const std::string& isa) {
+    const layout lx = layout_of(x, "logits");
+    const T* xp = static_cast<const T*>(x.data());
+    py::gil_scoped_release nogil;
+    normexp::cross_entropy<T>(xp, lx.strides, lx.shape, axis, labels, loss, opt, d1, d2, isa.c_str());
+}
+
+// logits: any layout; labels: int64 contiguous, one per row (C order of the non-class dimensions);
+// loss (and dloss, d2loss): float64 contiguous, one per row.
+void cross_entropy(const py::array& x, const py::array& labels, py::array loss, int axis, double temperature,
+                   double label_smoothing, bool use_ignore_index, std::int64_t ignore_index,
+                   const std::optional<py::array>& dloss, const std::optional<py::array>& d2loss, const std::string& isa) {
+    if (x.ndim() < 1) throw py::value_error("cross_entropy: logits must have at least one dimension");
+    const py::ssize_t ax = axis < 0 ? axis + x.ndim() : axis;
+    if (ax < 0 || ax >= x.ndim()) throw py::value_error("cross_entropy: axis out of bounds");
+    py::ssize_t rows = 1;
+    for (py::ssize_t d = 0; d < x.ndim(); ++d)
+        if (d != ax) rows *= x.shape(d);
+    const auto c = py::array::c_style;
+    if (!labels.dtype().is(py::dtype::of<std::int64_t>()) || !(labels.flags() & c) || labels.size() != rows)
+        throw py::value_error("cross_entropy: labels must be a contiguous int64 array of one entry per row");
+    if (!loss.dtype().is(py::dtype::of<double>()) || !(loss.flags() & c) || !loss.writeable() ||
+        loss.size() != labels.size())
+        throw py::value_error("cross_entropy: loss must be a writeable contiguous float64 array like labels");
+    normexp::cross_entropy_options opt;
+    opt.temperature = temperature;
+    opt.label_smoothing = label_smoothing;
+    opt.use_ignore_index = use_ignore_index;
+    opt.ignore_index = ignore_index;
+    double* d1 = optional_doubles(dloss, labels.size(), "dloss");
+    double* d2 = optional_doubles(d2loss, labels.size(), "d2loss");
+    const auto* lp = static_cast<const std::int64_t*>(labels.data());
+    auto* lo = static_cast<double*>(loss.mutable_data());
+    if (x.dtype().is(py::dtype::of<float>()))
+        ce_typed<float>(x, lp, lo, axis, opt, d1, d2, isa);
+    else if (x.dtype().is(py::dtype::of<double>()))
+        ce_typed<double>(x, lp, lo, axis, opt, d1, d2, isa);
+    else
+        throw py::type_error("normexp kernels take float32 or float64 arrays");
+}
+
+}  // namespace
+
+void bind_sampling(py::module_& m) {
+    m.def("sample", &sample, py::arg("x"), py::arg("uniforms"), py::arg("out"), py::arg("temperature"),
+          py::arg("top_k"), py::arg("top_p"), py::arg("min_p"), py::arg("isa") = "");
+    m.def("cross_entropy", &cross_entropy, py::arg("x"), py::arg("labels"), py::arg("loss"), py::arg("axis"),
+          py::arg("temperature"), py::arg("label_smoothing"), py::arg("use_ignore_index"), py::arg("ignore_index"),
+          py::arg("dloss") = py::none(), py::arg("d2loss") = py::none(), py::arg("isa") = "");
+}

@@ -1,0 +1,298 @@
+"""Scaled dot-product attention on the CPU: blocked (flash-style), never forming the Lq x Lkv scores.
+
+``attention`` checks and broadcasts its arguments here, turns every tensor into a 4-d strided view
+(batch, heads, length, dim) without copying, and calls the native driver (cpp/src/attention.cpp).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _api, _core
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_ALIGNMENTS = ("top_left", "bottom_right")
+
+
+def _float_tensor(x: Any, name: str) -> np.ndarray:
+    a = _api.as_array(x, name)
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{name}: attention takes float32 or float64 arrays, got {a.dtype}; cast with {name}.astype(np.float32)")
+    return a
+
+
+def _real(x: Any, name: str) -> float:
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    return float(x)
+
+
+def _as_4d(a: np.ndarray, nbatch: int) -> np.ndarray | None:
+    """a (batch..., H, L, D) as a 4-d view (B, H, L, D); None if the batch dimensions cannot be merged
+    without a copy."""
+    if nbatch == 1:
+        return a
+    if nbatch == 0:
+        return a.reshape((1,) + a.shape)
+    b = a.view()
+    try:
+        b.shape = (math.prod(a.shape[:nbatch]),) + a.shape[nbatch:]
+    except AttributeError:
+        return None
+    return b
+
+
+def _kernel_view(a: np.ndarray) -> np.ndarray:
+    """a itself when the kernels can read it (aligned, strides a multiple of the item size), else a copy."""
+    if a.flags.aligned and not any(s % a.itemsize for s in a.strides):
+        return a
+    return np.array(a, copy=True)
+
+
+def attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    mask: Any = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    window: int | None = None,
+    softcap: float | None = None,
+    alibi_slopes: Any = None,
+    causal_alignment: str = "top_left",
+    return_lse: bool = False,
+    out: Any = None,
+) -> Any:
+    """Scaled dot-product attention ``softmax(q k^T * scale + bias) v``, blocked like FlashAttention.
+
+    The scores are processed in key/value blocks with an online softmax, so the ``Lq x Lkv`` score
+    matrix is never formed: extra memory is O(threads x block) whatever the lengths.
+
+    Parameters
+    ----------
+    q, k, v : array_like, float32 or float64 (all the same dtype)
+        Layout of ``torch.nn.functional.scaled_dot_product_attention``: q ``(..., Hq, Lq, D)``,
+        k ``(..., Hkv, Lkv, D)``, v ``(..., Hkv, Lkv, Dv)``; also 3-d ``(H, L, D)`` and 2-d ``(L, D)``.
+        Leading batch dimensions must match. Any strides (e.g. a ``(B, L, H, D)`` buffer seen as
+        ``(B, H, L, D)`` through ``swapaxes``) are read in place. Grouped-query / multi-query attention:
+        ``Hq`` a multiple of ``Hkv``; query head ``h`` reads key/value head ``h // (Hq // Hkv)``.
+    mask : array_like, optional
+        Broadcastable to ``(..., Hq, Lq, Lkv)`` and never expanded in memory. bool: True keeps a score,
+        False masks it out. float: added to the scores (``-inf`` masks out); cast to q's dtype.
+    is_causal : bool
+        Query ``i`` sees keys ``j <= diag(i)``; see ``causal_alignment``.
+    scale : float, optional
+        Multiplies ``q k^T``; default ``1 / sqrt(D)``. Must be finite and non-zero.
+    window : int, optional
+        Sliding window: query ``i`` sees at most ``window`` keys ending at its diagonal, i.e. keys
+        ``j > diag(i) - window`` (with ``is_causal``: ``diag(i) - window < j <= diag(i)``, the
+        Mistral/Gemma convention; ``window=w`` is flash-attn's ``window_size=(w - 1, 0)``).
+    softcap : float, optional
+        Scores become ``softcap * tanh(score / softcap)`` before ALiBi and the mask (Gemma 2).
+    alibi_slopes : array_like, optional
+        Shape ``(Hq,)`` or broadcastable to ``(..., Hq)``: adds ``-slope * |j - diag(i)|`` to the scores
+        (flash-attn's definition; with ``is_causal`` this is the original ALiBi ``slope * (j - i)`` up
+        to a per-row constant that the softmax cancels).
+    causal_alignment : {"top_left", "bottom_right"}
+        Where the diagonal lies when ``Lq != Lkv``: ``diag(i) = i`` (``"top_left"``, PyTorch's
+        ``is_causal``) or ``diag(i) = i + Lkv - Lq`` (``"bottom_right"``: the last query sees every
+        key, as decoding with a KV cache needs; flash-attn's convention). Also places ``window`` and
+        ALiBi.
+    return_lse : bool
+        Also return ``lse`` of shape ``(..., Hq, Lq)``: the log-sum-exp of each row's final scores (for
+        :func:`merge_attention`).
+    out : ndarray, optional
+        ``(..., Hq, Lq, Dv)`` of q's dtype, writeable; receives the result.
+
+    Returns ``out``, or ``(out, lse)``. A row whose keys are all masked out gives output 0 and lse
+    ``-inf`` (never NaN). A NaN in a row's scores makes that row NaN.
+    """
+    q = _float_tensor(q, "q")
+    k = _float_tensor(k, "k")
+    v = _float_tensor(v, "v")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k and v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    dtype = q.dtype
+    nd = q.ndim
+    if nd < 2:
+        raise ValueError(f"q must have at least 2 dimensions (len, head_dim), got shape {q.shape}")
+    if k.ndim != nd or v.ndim != nd:
+        raise ValueError(f"q, k and v must have the same number of dimensions; got {q.ndim}, {k.ndim}, {v.ndim}")
+    if nd == 2:  # (L, D): one head
+        if out is not None:
+            out = _api.check_out(out, (q.shape[0], v.shape[1]), dtype)
+        r = attention(
+            q[None], k[None], v[None], mask=mask, is_causal=is_causal, scale=scale, window=window, softcap=softcap,
+            alibi_slopes=alibi_slopes, causal_alignment=causal_alignment, return_lse=return_lse,
+            out=None if out is None else out[None],
+        )
+        if return_lse:
+            return (out if out is not None else r[0][0]), r[1][0]
+        return out if out is not None else r[0]
+    nb = max(0, nd - 3)
+    batch = q.shape[:nb]
+    if k.shape[:nb] != batch or v.shape[:nb] != batch:
+        raise ValueError(f"batch dimensions must match: q {batch}, k {k.shape[:nb]}, v {v.shape[:nb]}")
+    hq = q.shape[-3] if nd >= 3 else 1
+    hk = k.shape[-3] if nd >= 3 else 1
+    lq, d = q.shape[-2:]
+    lk, dk = k.shape[-2:]
+    lv, dv = v.shape[-2:]
+    if dk != d:
+        raise ValueError(f"head_dim: q has {d} but k has {dk} (the last dimension of q and k must match)")
+    if lv != lk:
+        raise ValueError(f"key length: k has {lk} but v has {lv} (dimension -2 of k and v must match)")
+    if nd >= 3 and v.shape[-3] != hk:
+        raise ValueError(f"heads: k has {hk} key/value heads but v has {v.shape[-3]} (dimension -3 must match)")
+    if hk == 0 and hq != 0 or hk and hq % hk:
+        raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k and v")
+
+    if scale is None:
+        sc = 1.0 / math.sqrt(d) if d else 1.0
+    else:
+        sc = _real(scale, "scale")
+        if not math.isfinite(sc) or sc == 0:
+            raise ValueError(f"scale must be a finite non-zero number, got {scale!r}")
+    win = 0
+    if window is not None:
+        if isinstance(window, (bool, np.bool_)):
+            raise TypeError("window must be an integer number of keys, got bool")
+        try:
+            win = operator.index(window)
+        except TypeError:
+            raise TypeError(f"window must be an integer number of keys, got {type(window).__name__}") from None
+        if win < 1:
+            raise ValueError(f"window must be >= 1 (keys each query may see), got {window}")
+    cap = 0.0
+    if softcap is not None:
+        cap = _real(softcap, "softcap")
+        if not (math.isfinite(cap) and cap > 0):
+            raise ValueError(f"softcap must be a finite number > 0, got {softcap!r}")
+    if causal_alignment not in _ALIGNMENTS:
+        raise ValueError(f"causal_alignment must be 'top_left' or 'bottom_right', got {causal_alignment!r}")
+    bottom_right = causal_alignment == "bottom_right"
+
+    full = batch + (hq, lq, lk)
+    mask_b = None
+    if mask is not None:
+        m = _api.as_array(mask, "mask")
+        if m.dtype != np.bool_:
+            if m.dtype.kind != "f":
+                raise TypeError(f"mask must be bool (True keeps) or a float additive mask, got dtype {m.dtype}")
+            m = m.astype(dtype, copy=False)
+        if m.ndim > len(full):
+            raise ValueError(f"mask with shape {m.shape} has more dimensions than the scores {full}")
+        try:
+            mask_b = np.broadcast_to(m, full)
+        except ValueError:
+            raise ValueError(f"mask with shape {m.shape} cannot be broadcast to the scores' shape {full} (..., Hq, Lq, Lkv)") from None
+        mask_b = _kernel_view(mask_b) if mask_b.dtype != np.bool_ else mask_b
+    alibi_b = None
+    if alibi_slopes is not None:
+        s = _api.as_array(alibi_slopes, "alibi_slopes")
+        if s.dtype.kind not in "fiu":
+            raise TypeError(f"alibi_slopes must be real numbers, got dtype {s.dtype}")
+        s = s.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(s)):
+            raise ValueError("alibi_slopes must be finite")
+        try:
+            alibi_b = np.broadcast_to(s, batch + (hq,))
+        except ValueError:
+            raise ValueError(f"alibi_slopes with shape {s.shape} cannot be broadcast to (..., Hq) = {batch + (hq,)}") from None
+
+    out_shape = batch + (hq, lq, dv)
+    if out is not None:
+        out = _api.check_out(out, out_shape, dtype)
+    res = out
+    inputs = [a for a in (q, k, v, mask_b) if a is not None]
+    # may_share_memory: a bounds check (exact overlap tests can be slow); a false positive only costs a copy.
+    if res is None or any(np.may_share_memory(res, a) for a in inputs) or res is not _kernel_view(res):
+        res = np.empty(out_shape, dtype)
+    lse = np.empty(batch + (hq, lq), dtype) if return_lse else None
+
+    if res.size or (lse is not None and lse.size):
+        q, k, v = _kernel_view(q), _kernel_view(k), _kernel_view(v)
+        isa = _api.current_isa_override()
+        args = dict(is_causal=bool(is_causal), bottom_right=bottom_right, scale=sc, window=win, softcap=cap, isa=isa)
+        views = [_as_4d(q, nb), _as_4d(k, nb), _as_4d(v, nb), _as_4d(res, nb)]
+        mask4 = _as_4d(mask_b, nb) if mask_b is not None else None
+        lse4 = _as_4d(lse.reshape(lse.shape + (1,)), nb)[..., 0] if lse is not None else None
+        alibi2 = None
+        if alibi_b is not None:
+            alibi2 = _as_4d(alibi_b.reshape(alibi_b.shape + (1, 1)), nb)[..., 0, 0]
+        if all(x is not None for x in views) and (mask_b is None or mask4 is not None) and (
+            alibi_b is None or alibi2 is not None
+        ):
+            _core.attention(*views, lse4, mask4, alibi=alibi2, **args)
+        else:  # batch dimensions that cannot be merged without a copy: one call per batch index
+            for idx in np.ndindex(*batch):
+                one = lambda a: a[idx][None]  # noqa: E731
+                _core.attention(
+                    one(q), one(k), one(v), one(res),
+                    one(lse) if lse is not None else None,
+                    one(mask_b) if mask_b is not None else None,
+                    alibi=one(alibi_b) if alibi_b is not None else None,
+                    **args,
+                )
+    if out is not None and res is not out:
+        np.copyto(out, res)
+        res = out
+    if return_lse:
+        return res, lse
+    return res
+
+
+def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Combine attentions computed over disjoint key/value blocks into the attention over all of them.
+
+    ``outs[p]`` ``(..., Lq, Dv)`` and ``lses[p]`` ``(..., Lq)`` are the results of
+    ``attention(q, k_p, v_p, ..., return_lse=True)`` for the blocks ``k_p, v_p`` of the keys (with the
+    same q, scale and options; a block's mask, ALiBi and causal alignment must describe its keys'
+    positions in the whole sequence). Uses the log-sum-exp rule::
+
+        lse = log(sum_p exp(lse_p)),   out = sum_p exp(lse_p - lse) * out_p
+
+    which is exact up to rounding: this is how attention over a KV cache is split across threads,
+    processes or machines. Returns ``(out, lse)``, so merges compose. Rows that are fully masked in every
+    part give 0 and ``-inf``.
+    """
+    if isinstance(outs, np.ndarray) or isinstance(lses, np.ndarray):
+        outs = list(outs)
+        lses = list(lses)
+    outs = [_float_tensor(o, f"outs[{i}]") for i, o in enumerate(outs)]
+    lses = [_float_tensor(l_, f"lses[{i}]") for i, l_ in enumerate(lses)]
+    if len(outs) != len(lses):
+        raise ValueError(f"outs has {len(outs)} parts but lses has {len(lses)}")
+    if not outs:
+        raise ValueError("merge_attention needs at least one part")
+    dtype = outs[0].dtype
+    for name, parts in (("outs", outs), ("lses", lses)):
+        for i, a in enumerate(parts):
+            if a.dtype != dtype:
+                raise TypeError(f"{name}[{i}] has dtype {a.dtype}, but outs[0] has {dtype}; all parts must share a dtype")
+    shape = outs[0].shape
+    if len(shape) < 1:
+        raise ValueError("outs[0] must have at least 1 dimension (..., Dv)")
+    for i, o in enumerate(outs):
+        if o.shape != shape:
+            raise ValueError(f"outs[{i}] has shape {o.shape}, but outs[0] has {shape}")
+    for i, l_ in enumerate(lses):
+        if l_.shape != shape[:-1]:
+            raise ValueError(f"lses[{i}] has shape {l_.shape}, expected {shape[:-1]} (the shape of outs without its last dimension)")
+    rows = math.prod(shape[:-1])
+    dv = shape[-1]
+    out = np.empty(shape, dtype)
+    lse = np.empty(shape[:-1], dtype)
+    if out.size or lse.size:
+        _core.merge_attention(
+            [np.ascontiguousarray(o).reshape(rows, dv) for o in outs],
+            [np.ascontiguousarray(l_).reshape(rows) for l_ in lses],
+            out.reshape(rows, dv),
+            lse.reshape(rows),
+        )
+    return out, lse

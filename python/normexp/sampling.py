@@ -1,0 +1,395 @@
+"""The language-model output layer: token sampling, the cross-entropy loss, temperature scaling and the
+expected calibration error.
+
+``sample`` draws one token per row in one or two streaming passes over the vocabulary (no softmax array,
+no sort); ``cross_entropy`` computes logsumexp and the label's score in one fused pass per row. Both run
+rows in parallel (OpenMP) with the GIL released. Randomness is one ``Generator.random()`` double per row,
+drawn here and handed to the native code, so a seed gives the same tokens on every ISA and thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _api, _core
+
+__all__ = ["sample", "cross_entropy", "fit_temperature", "calibration_error", "TemperatureFit"]
+
+
+class TemperatureFit(NamedTuple):
+    """Result of :func:`fit_temperature`."""
+
+    temperature: float
+    """The fitted temperature T (divide the logits by it)."""
+    nll_before: float
+    """Mean negative log-likelihood at T = 1."""
+    nll_after: float
+    """Mean negative log-likelihood at the fitted T."""
+    iterations: int
+    """Evaluations of the NLL and its derivatives (one pass over the data each)."""
+    converged: bool
+    """False when the optimum lies at a bound of ``bounds`` (a warning is issued too)."""
+
+
+# ---- argument checking (specific to this module; array handling comes from _api) ----------------------
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} must not be NaN")
+    return v
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def _generator(rng: Any) -> np.random.Generator:
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(f"rng: a seed must be a non-negative integer, got {rng}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng must be a numpy.random.Generator, an integer seed or None, got {type(rng).__name__}")
+
+
+def _logits(x: Any, name: str = "logits") -> tuple[np.ndarray, np.dtype, np.dtype]:
+    a = _api.as_array(x, name)
+    res, compute = _api.result_dtype(a.dtype, name)
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (a class/vocabulary axis), got a scalar")
+    return a, res, compute
+
+
+def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int | None) -> np.ndarray:
+    """labels as contiguous int64, checked for shape and range (ignore_index entries are exempt)."""
+    lab = _api.as_array(labels, "labels")
+    if lab.dtype.kind not in "iu":
+        raise TypeError(
+            f"labels must be integer class indices, got dtype {lab.dtype} "
+            "(class-probability targets are not supported; pass the index of the true class)"
+        )
+    if lab.shape != shape:
+        raise ValueError(f"labels have shape {lab.shape}, but the logits without the class axis have shape {shape}")
+    if lab.dtype == np.uint64 and lab.size and int(lab.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"labels: {int(lab.max())} is out of range [0, {classes})")
+    lab64 = np.ascontiguousarray(lab, dtype=np.int64)
+    bad = (lab64 < 0) | (lab64 >= classes)
+    if ignore_index is not None:
+        bad &= lab64 != ignore_index
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        val = int(lab64[pos])
+        hint = " (pass ignore_index=-100 to skip such rows, as PyTorch does by default)" if val == -100 and ignore_index is None else ""
+        raise ValueError(f"labels: {val} at position {pos} is out of range [0, {classes}){hint}")
+    return lab64
+
+
+# ---- sampling ----------------------------------------------------------------------------------------
+def sample(
+    logits: Any,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    rng: Any = None,
+) -> Any:
+    """Draw one token per row of ``logits`` (shape ``(..., vocab)``); returns int64 indices of shape ``(...)``
+    (a NumPy integer for 1-d logits).
+
+    The cuts apply in this order, as in the common LLM samplers (Hugging Face, vLLM, llama.cpp):
+
+    1. ``temperature`` T: the scores become ``logits / T``. ``T = 0`` is greedy decoding: the index of the
+       maximum (the lowest index on ties), and the other arguments are moot.
+    2. ``top_k``: keep the entries whose score is at least the k-th largest (ties at the boundary are kept,
+       so more than k may remain). ``k >= vocab`` keeps everything.
+    3. ``top_p``: of those, keep the smallest set of most probable entries whose probability (renormalized
+       over the top-k set) reaches ``top_p``, plus entries tied with its least probable member.
+    4. ``min_p``: of those, keep the entries whose probability is at least ``min_p`` times the largest.
+
+    The token is then drawn with probability proportional to ``exp((logits - max) / T)`` over the kept
+    entries (inverse CDF in index order at one uniform per row). The vocabulary is never sorted: top-k is
+    a streaming selection, top-p a threshold search among the entries that can matter.
+
+    Parameters
+    ----------
+    logits : array_like
+        Scores, at least 1-d; the last axis is the vocabulary. float32/float64 compute in their own
+        precision for the cuts (float16/bfloat16/integers as in :func:`softmax`); the sampling
+        probabilities are computed in float32 (relative error < 1e-6, far below anything a sample can
+        resolve) with a weight flushed to 0 below ``exp(-86)`` relative to the maximum.
+    temperature : float
+        Finite, >= 0.
+    top_k : int, optional
+        >= 1. None: no cut.
+    top_p : float, optional
+        In (0, 1]. None or 1: no cut.
+    min_p : float, optional
+        In [0, 1]. None or 0: no cut.
+    rng : numpy.random.Generator, int or None
+        The randomness: one ``rng.random()`` double per row (rows in C order), not consumed when
+        ``temperature == 0``. An int is a seed for ``numpy.random.default_rng`` (a new Generator per call,
+        ~25 us: when decoding token by token, create one Generator and pass it); None draws fresh
+        entropy. The same seed gives the same tokens on every ISA (``normexp.use_isa``) and thread count.
+
+    Raises ValueError for NaN or +inf logits, a row of only -inf, an empty vocabulary, and options out of
+    range; TypeError for non-numeric arguments.
+    """
+    a, _, compute = _logits(logits)
+    t = _real(temperature, "temperature")
+    if not (math.isfinite(t) and t >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
+    k = 0
+    if top_k is not None:
+        k = _int(top_k, "top_k")
+        if k < 1:
+            raise ValueError(f"top_k must be >= 1 (or None for no top-k cut), got {k}")
+    p = 1.0
+    if top_p is not None:
+        p = _real(top_p, "top_p")
+        if not 0 < p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (or None for no cut), got {top_p!r}")
+    mp = 0.0
+    if min_p is not None:
+        mp = _real(min_p, "min_p")
+        if not 0 <= mp <= 1:
+            raise ValueError(f"min_p must be in [0, 1] (or None for no cut), got {min_p!r}")
+    vocab = a.shape[-1]
+    if vocab == 0:
+        raise ValueError("logits: the vocabulary (last) axis is empty; there is nothing to sample")
+    k = min(k, vocab)  # k >= vocab keeps everything (and fits the native size type)
+    gen = _generator(rng) if t > 0 else None
+    batch = a.shape[:-1]
+    x = _api._kernel_input(a, compute).reshape(-1, vocab)
+    if vocab > 1 and x.strides[1] != x.itemsize:
+        x = np.ascontiguousarray(x)
+    rows = x.shape[0]
+    out = np.empty(rows, dtype=np.int64)
+    u = gen.random(rows) if gen is not None else None
+    if rows:
+        _core.sample(x, u, out, t, k, p, mp, _api.current_isa_override())
+    out = out.reshape(batch)
+    return out[()] if out.ndim == 0 else out
+
+
+# ---- cross-entropy -----------------------------------------------------------------------------------
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _ce_prepare(logits: Any, labels: Any, axis: Any, ignore_index: Any):
+    a, res, compute = _logits(logits)
+    ax = _api.normalize_axis(axis, a.ndim)
+    ign = None if ignore_index is None else _int(ignore_index, "ignore_index")
+    shape = a.shape[:ax] + a.shape[ax + 1 :]
+    lab = _labels(labels, shape, a.shape[ax], ign)
+    if a.shape[ax] == 0 and lab.size:
+        raise ValueError("logits: the class axis is empty")
+    return _api._kernel_input(a, compute), res, ax, lab, ign, shape
+
+
+def cross_entropy(
+    logits: Any,
+    labels: Any,
+    *,
+    axis: int = -1,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+) -> Any:
+    """Cross-entropy of ``softmax(logits)`` along ``axis`` against integer ``labels``, with the values of
+    ``torch.nn.functional.cross_entropy``.
+
+    Per row: ``loss = (1 - eps) * (lse - x[label]) + eps * (lse - mean(x))`` with ``lse = logsumexp(x)``
+    and ``eps = label_smoothing``, computed in one fused pass (logsumexp and the label's score together).
+
+    Parameters
+    ----------
+    logits : array_like
+        Scores; ``axis`` is the class axis (PyTorch's layout ``(N, C, d1, ...)`` is ``axis=1``).
+    labels : array_like of int
+        Class indices, shape ``logits.shape`` without ``axis``; each in ``[0, classes)`` or ``ignore_index``.
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` averages over the rows that are not ignored (NaN if all are, like PyTorch); ``"none"``
+        returns the per-row losses (0 for ignored rows) with the shape of ``labels``.
+    ignore_index : int, optional
+        Rows with this label contribute nothing (PyTorch's default is -100; here the default is None).
+    label_smoothing : float
+        In [0, 1].
+
+    Returns a NumPy scalar (``"mean"``, ``"sum"``) or an array (``"none"``) of the logits' result dtype.
+    Raises ValueError for labels out of range, NaN or +inf logits in a row that is used, a row of only
+    -inf, or a bad option; TypeError for non-integer labels.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    eps = _real(label_smoothing, "label_smoothing")
+    if not 0 <= eps <= 1:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    x, res, ax, lab, ign, shape = _ce_prepare(logits, labels, axis, ignore_index)
+    loss = np.zeros(lab.size, dtype=np.float64)
+    if lab.size:
+        _core.cross_entropy(
+            x, lab.reshape(-1), loss, ax, 1.0, eps, ign is not None, 0 if ign is None else ign,
+            None, None, _api.current_isa_override(),
+        )
+    if reduction == "none":
+        out = loss.reshape(shape).astype(res)
+        return out[()] if out.ndim == 0 else out
+    total = float(np.sum(loss))
+    if reduction == "sum":
+        return res.type(total)
+    count = int(lab.size if ign is None else np.count_nonzero(lab != ign))
+    return res.type(total / count if count else math.nan)
+
+
+# ---- temperature scaling -----------------------------------------------------------------------------
+def fit_temperature(
+    logits: Any,
+    labels: Any,
+    *,
+    axis: int = -1,
+    ignore_index: int | None = None,
+    bounds: tuple[float, float] = (1e-3, 1e3),
+    max_iter: int = 100,
+) -> TemperatureFit:
+    """The temperature T minimizing the mean negative log-likelihood of ``softmax(logits / T)`` on held-out
+    ``(logits, labels)`` (temperature scaling, Guo et al. 2017).
+
+    Solver: the NLL is convex in beta = 1/T (a log-sum-exp minus a linear term), so its derivative is
+    increasing. The derivative and the curvature come with the loss from one fused pass per evaluation
+    (``d/dbeta = E_p[x] - x[label]``, ``d2/dbeta2 = Var_p[x] >= 0``). Starting at T = 1 the root is
+    bracketed by steps of 4x in beta, then found by Newton steps safeguarded by bisection (in log beta)
+    inside the bracket, to a relative step of 1e-10 (or where float rounding stops progress). If the NLL
+    still decreases at a bound, that bound is returned with ``converged=False`` and a RuntimeWarning
+    (e.g. perfectly separated data, where the optimum is T -> 0).
+
+    Returns :class:`TemperatureFit` ``(temperature, nll_before, nll_after, iterations, converged)``.
+    """
+    lo_t, hi_t = (_real(bounds[0], "bounds[0]"), _real(bounds[1], "bounds[1]"))
+    if not (0 < lo_t < hi_t and math.isfinite(hi_t)):
+        raise ValueError(f"bounds must be (low, high) with 0 < low < high < inf, got {bounds!r}")
+    max_iter = _int(max_iter, "max_iter")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    x, _, ax, lab, ign, _ = _ce_prepare(logits, labels, axis, ignore_index)
+    flat = lab.reshape(-1)
+    count = int(flat.size if ign is None else np.count_nonzero(flat != ign))
+    if count == 0:
+        raise ValueError("fit_temperature needs at least one labelled row (all rows are empty or ignored)")
+    loss = np.empty(flat.size)
+    d1 = np.empty(flat.size)
+    d2 = np.empty(flat.size)
+    isa = _api.current_isa_override()
+    evals = 0
+
+    def evaluate(beta: float) -> tuple[float, float, float]:
+        nonlocal evals
+        evals += 1
+        _core.cross_entropy(x, flat, loss, ax, 1.0 / beta, 0.0, ign is not None, 0 if ign is None else ign, d1, d2, isa)
+        return float(np.sum(loss)) / count, float(np.sum(d1)) / count, float(np.sum(d2)) / count
+
+    b_min, b_max = 1.0 / hi_t, 1.0 / lo_t
+    f1, g1, h1 = evaluate(1.0)
+    nll_before = f1
+    beta = min(max(1.0, b_min), b_max)
+    f, g, h = (f1, g1, h1) if beta == 1.0 else evaluate(beta)
+    best = (beta, f)
+    # Bracket the root of g (increasing in beta): lo has g < 0, hi has g > 0.
+    lo, hi = (beta, None) if g < 0 else (None, beta)
+    converged = True
+    while g != 0 and (lo is None or hi is None) and evals < max_iter:
+        if hi is None:
+            if beta >= b_max:
+                converged = False
+                break
+            beta = min(beta * 4, b_max)
+        else:
+            if beta <= b_min:
+                converged = False
+                break
+            beta = max(beta / 4, b_min)
+        f, g, h = evaluate(beta)
+        if g < 0:
+            lo = beta
+        elif g > 0:
+            hi = beta
+    if g != 0 and (lo is None or hi is None):
+        converged = False  # at a bound, or out of iterations while bracketing
+    if converged and g != 0 and lo is not None and hi is not None:
+        while evals < max_iter:
+            step_ok = h > 0 and math.isfinite(h)
+            cand = beta - g / h if step_ok else math.nan
+            if not (lo < cand < hi):
+                cand = math.sqrt(lo * hi)  # bisection in log beta
+            done = abs(cand - beta) <= 1e-10 * beta or hi / lo - 1 <= 1e-12
+            beta = cand
+            f, g, h = evaluate(beta)
+            if g < 0:
+                lo = beta
+            elif g > 0:
+                hi = beta
+            if done or g == 0:
+                break
+    if f > best[1] and converged:  # keep the better of the start and the end (rounding-level safety)
+        beta, f = best
+    if not converged:
+        warnings.warn(
+            f"fit_temperature: no minimum found inside the bounds (stopped at T = {1 / beta:g} after {evals} "
+            "evaluations); the NLL may keep decreasing towards a bound (separable data) or max_iter is too small",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return TemperatureFit(1.0 / beta, nll_before, f, evals, converged)
+
+
+# ---- calibration -------------------------------------------------------------------------------------
+def calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, axis: int = -1) -> float:
+    """Expected calibration error (ECE, Guo et al. 2017) of class probabilities ``probs`` against ``labels``.
+
+    Each row's confidence is its largest probability and its prediction the class holding it (the lowest
+    index on ties). Confidences fall into ``n_bins`` equal-width bins ``(b/n, (b+1)/n]`` (a confidence of
+    exactly 0 goes to the first bin). ``ECE = sum_b (|B_b| / N) * |accuracy(B_b) - mean confidence(B_b)|``,
+    in [0, 1]; 0 is perfectly calibrated. Compute ``probs`` with ``normexp.softmax(logits / T)``.
+
+    Raises ValueError if probs has a value outside [0, 1] (or NaN), labels are out of range or of the wrong
+    shape, or n_bins < 1.
+    """
+    n_bins = _int(n_bins, "n_bins")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    p = _api.as_array(probs, "probs")
+    if p.dtype.kind not in "fiub":
+        raise TypeError(f"probs must be real numbers, got dtype {p.dtype}")
+    if p.ndim == 0:
+        raise ValueError("probs must have at least one dimension (the class axis)")
+    ax = _api.normalize_axis(axis, p.ndim)
+    p = np.moveaxis(np.asarray(p, dtype=np.float64), ax, -1)
+    classes = p.shape[-1]
+    if classes == 0:
+        raise ValueError("probs: the class axis is empty")
+    lab = _labels(labels, p.shape[:-1], classes, None).reshape(-1)
+    p = p.reshape(-1, classes)
+    if lab.size == 0:
+        return 0.0
+    if not np.all((p >= 0) & (p <= 1)):
+        raise ValueError("probs must be probabilities in [0, 1] (no NaN); to start from logits use normexp.softmax")
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == lab).astype(np.float64)
+    b = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    gap = np.bincount(b, weights=correct - conf, minlength=n_bins)
+    return float(np.sum(np.abs(gap)) / lab.size)

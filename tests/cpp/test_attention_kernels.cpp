@@ -1,0 +1,394 @@
+// The attention micro-kernels (kernel_table.hpp, attention_kernels) of every ISA this CPU runs, against
+// the scalar specification, at every tail length of rows (register tile 6), keys (panel 16, vector 8/4)
+// and head dimensions (vector 8/4, tile 16/8), and with every score feature (scale, softcap, ALiBi,
+// additive and boolean masks with row stride 0 or not, causal/window band).
+//
+// Bounds and their reasons (eps = machine epsilon of T, u = eps / 2):
+//  * pack_kt: a copy, exact.
+//  * qk: a dot product of length dim with FMAs in working precision vs. the scalar's double sum rounded
+//    once: |err| <= (dim + 1) u sum_d |q_d k_d|  (the standard gamma_n bound, plus the final rounding).
+//  * softmax_step: the SIMD kernel rounds the score after each of scale, softcap, ALiBi and bias (at most
+//    5 roundings plus tanh's ~2 ulp(softcap)), the scalar once: |dx| <= 8 u (|x| + |softcap| + 1). exp is
+//    within 1 ULP and its TwoSum argument exact, so |dp| <= p (|dx| + |dm| + 2 eps) with |dm| bounded like
+//    |dx|; the row sum adds at most keys * u relative. We check |dp| <= 2 (8 u X + 2 eps) + keys u with
+//    X = max |x| + |softcap| + 1 over the row, and the same relative bound on l and alpha.
+//  * pv: alpha o + sum_j p_j v_j with FMAs: |err| <= (keys + 2) u (|alpha o| + sum_j |p_j v_j|).
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "check.hpp"
+#include "dispatch.hpp"
+#include "normexp/normexp.hpp"
+
+namespace {
+
+using normexp::attention_kernels;
+using normexp::attn_scores;
+using normexp::kAttnKeyPanel;
+
+template <class T>
+const attention_kernels<T>& kern(const normexp::kernel_table& t) {
+    if constexpr (sizeof(T) == 4) return t.attn_f32; else return t.attn_f64;
+}
+
+std::size_t padded(std::size_t keys) { return (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel; }
+
+template <class T>
+std::vector<T> randn(std::mt19937_64& rng, std::size_t n, double sd = 1.0) {
+    std::normal_distribution<double> g(0.0, sd);
+    std::vector<T> v(n);
+    for (auto& x : v) x = T(g(rng));
+    return v;
+}
+
+template <class T>
+void test_pack(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
+    std::mt19937_64 rng(1);
+    for (std::size_t keys = 0; keys <= 41; ++keys)
+        for (std::size_t dim : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 64, 100}) {
+            for (std::ptrdiff_t kcol : {1, 3}) {
+                const std::ptrdiff_t krow = std::ptrdiff_t(dim) * kcol + 5;
+                const auto k = randn<T>(rng, keys * std::size_t(krow) + dim * std::size_t(kcol) + 1);
+                const std::size_t ld = padded(keys) + 3;
+                std::vector<T> a(dim * ld, T(7)), b(dim * ld, T(7));
+                ks.pack_kt(k.data(), krow, kcol, keys, dim, a.data(), ld);
+                kv.pack_kt(k.data(), krow, kcol, keys, dim, b.data(), ld);
+                bool same = true;
+                for (std::size_t d = 0; d < dim; ++d)
+                    for (std::size_t j = 0; j < padded(keys); ++j) same &= a[d * ld + j] == b[d * ld + j];
+                CHECK(same, "%s pack_kt<%zu> keys=%zu dim=%zu kcol=%td differs from scalar", isa, sizeof(T), keys, dim,
+                      kcol);
+            }
+        }
+}
+
+template <class T>
+void test_qk(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
+    std::mt19937_64 rng(2);
+    const double u = std::numeric_limits<T>::epsilon() / 2;
+    double worst = 0;
+    for (std::size_t rows = 1; rows <= 13; ++rows)
+        for (std::size_t keys : {1, 5, 8, 15, 16, 17, 31, 33, 64, 128})
+            for (std::size_t dim : {1, 3, 8, 9, 64, 129}) {
+                const std::size_t ldq = dim + 2, ldkt = padded(keys) + 16, lds = padded(keys) + 8;
+                const auto q = randn<T>(rng, rows * ldq);
+                const auto kt = randn<T>(rng, dim * ldkt);
+                std::vector<T> a(rows * lds, T(0)), b(rows * lds, T(0));
+                ks.qk(q.data(), ldq, kt.data(), ldkt, rows, keys, dim, a.data(), lds);
+                kv.qk(q.data(), ldq, kt.data(), ldkt, rows, keys, dim, b.data(), lds);
+                for (std::size_t i = 0; i < rows; ++i)
+                    for (std::size_t j = 0; j < padded(keys); ++j) {
+                        double mag = 0;
+                        for (std::size_t d = 0; d < dim; ++d) mag += std::fabs(double(q[i * ldq + d]) * kt[d * ldkt + j]);
+                        const double err = std::fabs(double(a[i * lds + j]) - double(b[i * lds + j]));
+                        const double bound = (dim + 1) * u * mag;
+                        worst = std::max(worst, err / (u * mag + 1e-300));
+                        CHECK(err <= bound, "%s qk<%zu> rows=%zu keys=%zu dim=%zu (%zu,%zu): err %g > %g", isa, sizeof(T),
+                              rows, keys, dim, i, j, err, bound);
+                    }
+            }
+    std::printf("  %s qk<%zu>: worst error %.1f u * sum|q k|\n", isa, sizeof(T), worst);
+}
+
+template <class T>
+void test_qk_direct(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
+    std::mt19937_64 rng(5);
+    const double u = std::numeric_limits<T>::epsilon() / 2;
+    double worst = 0;
+    for (std::size_t rows = 1; rows <= 5; ++rows)
+        for (std::size_t keys = 0; keys <= 19; ++keys)
+            for (std::size_t dim : {1, 3, 4, 7, 8, 9, 16, 17, 64, 129}) {
+                const std::size_t ldq = dim + 1, lds = keys + 2;
+                const std::ptrdiff_t ldk = std::ptrdiff_t(dim) + 3;
+                const auto q = randn<T>(rng, rows * ldq);
+                const auto k = randn<T>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldk));
+                std::vector<T> a(rows * lds, T(5)), b(rows * lds, T(5));
+                ks.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds);
+                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, b.data(), lds);
+                for (std::size_t i = 0; i < rows; ++i) {
+                    for (std::size_t j = 0; j < keys; ++j) {
+                        double mag = 0;
+                        for (std::size_t d = 0; d < dim; ++d) mag += std::fabs(double(q[i * ldq + d]) * k[j * ldk + d]);
+                        const double err = std::fabs(double(a[i * lds + j]) - double(b[i * lds + j]));
+                        worst = std::max(worst, err / (u * mag + 1e-300));
+                        CHECK(err <= (dim + 1) * u * mag, "%s qk_direct<%zu> rows=%zu keys=%zu dim=%zu: err %g", isa,
+                              sizeof(T), rows, keys, dim, err);
+                    }
+                    for (std::size_t j = keys; j < lds; ++j)
+                        CHECK(b[i * lds + j] == T(5), "%s qk_direct wrote past keys", isa);
+                }
+            }
+    std::printf("  %s qk_direct<%zu>: worst error %.1f u * sum|q k|\n", isa, sizeof(T), worst);
+}
+
+template <class T>
+void test_softmax(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
+    std::mt19937_64 rng(3);
+    const double u = std::numeric_limits<T>::epsilon() / 2, eps = 2 * u;
+    double worst = 0;
+    std::size_t cases = 0;
+    for (int feature = 0; feature < 8; ++feature)
+        for (std::size_t rows : {1, 2, 3, 5, 7})
+            for (std::size_t keys = 1; keys <= 40 || keys == 127 || keys == 128; keys = keys == 40 ? 127 : keys + 1) {
+                const std::size_t lds = padded(keys) + 3;
+                auto s0 = randn<T>(rng, rows * lds, 4.0);
+                attn_scores<T> sc{};
+                sc.scale = T(0.37);
+                std::vector<T> bias;
+                std::vector<std::uint8_t> keep;
+                switch (feature) {
+                    case 0: break;
+                    case 1: sc.softcap = T(5); sc.scale = T(3); break;
+                    case 2: sc.alibi_slope = T(0.3); sc.alibi_center = std::ptrdiff_t(keys / 2) - 3; break;
+                    case 3:
+                        bias = randn<T>(rng, rows * keys, 2.0);
+                        bias[0] = -std::numeric_limits<T>::infinity();
+                        sc.bias = bias.data();
+                        sc.bias_ld = std::ptrdiff_t(keys);
+                        break;
+                    case 4:
+                        bias = randn<T>(rng, keys, 2.0);
+                        sc.bias = bias.data();
+                        sc.bias_ld = 0;
+                        break;
+                    case 5:
+                        keep.resize(rows * keys);
+                        for (auto& b : keep) b = std::uint8_t(rng() % 3 != 0);
+                        sc.keep = keep.data();
+                        sc.keep_ld = std::ptrdiff_t(keys);
+                        break;
+                    case 6:  // causal diagonal inside the block, with a window
+                        sc.band = true;
+                        sc.band_lo = -4;
+                        sc.band_hi = std::ptrdiff_t(keys % 5) - 2;
+                        break;
+                    default:  // everything at once; some rows fully masked
+                        sc.softcap = T(8);
+                        sc.alibi_slope = T(0.125);
+                        sc.alibi_center = 1;
+                        bias = randn<T>(rng, keys);
+                        sc.bias = bias.data();
+                        sc.bias_ld = 0;
+                        keep.resize(rows * keys);
+                        for (auto& b : keep) b = std::uint8_t(rng() % 2);
+                        sc.keep = keep.data();
+                        sc.keep_ld = std::ptrdiff_t(keys);
+                        sc.band = true;
+                        sc.band_lo = -std::ptrdiff_t(keys);
+                        sc.band_hi = 0;
+                }
+                // Two consecutive blocks, so the running statistics and alpha are exercised.
+                std::vector<T> ma(rows, -std::numeric_limits<T>::infinity()), mb = ma, aa(rows), ab(rows);
+                std::vector<double> la(rows, 0.0), lb(rows, 0.0);
+                for (int step = 0; step < 2; ++step) {
+                    if (step == 1)
+                        for (auto& x : s0) x = T(x * 1.7);
+                    std::vector<T> a = s0, b = s0;
+                    ks.softmax_step(a.data(), lds, rows, keys, sc, ma.data(), la.data(), aa.data());
+                    kv.softmax_step(b.data(), lds, rows, keys, sc, mb.data(), lb.data(), ab.data());
+                    ++cases;
+                    for (std::size_t i = 0; i < rows; ++i) {
+                        double X = std::fabs(double(sc.softcap)) + 1;
+                        for (std::size_t j = 0; j < keys; ++j)
+                            X = std::max(X, std::fabs(double(s0[i * lds + j]) * sc.scale) +
+                                                std::fabs(double(sc.alibi_slope)) * double(keys + 8) + 8);
+                        const double tol = 2 * (8 * u * X + 2 * eps) + keys * u;
+                        CHECK(ma[i] == mb[i] || std::fabs(double(ma[i]) - double(mb[i])) <= 8 * u * X,
+                              "%s softmax<%zu> f%d rows=%zu keys=%zu row %zu: m %g vs %g", isa, sizeof(T), feature, rows,
+                              keys, i, double(ma[i]), double(mb[i]));
+                        CHECK(std::fabs(la[i] - lb[i]) <= tol * std::max(1.0, la[i]),
+                              "%s softmax<%zu> f%d rows=%zu keys=%zu row %zu: l %g vs %g", isa, sizeof(T), feature, rows,
+                              keys, i, la[i], lb[i]);
+                        CHECK(std::fabs(double(aa[i]) - double(ab[i])) <= tol,
+                              "%s softmax<%zu> f%d rows=%zu keys=%zu row %zu: alpha %g vs %g", isa, sizeof(T), feature,
+                              rows, keys, i, double(aa[i]), double(ab[i]));
+                        for (std::size_t j = 0; j < keys; ++j) {
+                            const double pa = a[i * lds + j], pb = b[i * lds + j];
+                            const double err = std::fabs(pa - pb);
+                            worst = std::max(worst, err / eps);
+                            CHECK(err <= tol && ((pa == 0) == (pb == 0) || err <= tol),
+                                  "%s softmax<%zu> f%d rows=%zu keys=%zu (%zu,%zu): p %.9g vs %.9g (tol %g)", isa,
+                                  sizeof(T), feature, rows, keys, i, j, pa, pb, tol);
+                        }
+                        // Masked entries are exactly 0 in both.
+                        if (sc.keep)
+                            for (std::size_t j = 0; j < keys; ++j)
+                                if (!sc.keep[i * keys + j]) CHECK(b[i * lds + j] == 0, "%s masked entry not 0", isa);
+                    }
+                }
+            }
+    std::printf("  %s softmax_step<%zu>: %zu blocks, worst |dp| %.1f eps\n", isa, sizeof(T), cases, worst);
+}
+
+template <class T>
+void test_pv(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
+    std::mt19937_64 rng(4);
+    const double u = std::numeric_limits<T>::epsilon() / 2;
+    double worst = 0;
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    for (std::size_t rows = 1; rows <= 13; ++rows)
+        for (std::size_t keys : {0, 1, 2, 7, 16, 33, 128})
+            for (std::size_t dv = 1; dv <= 40 || dv == 64 || dv == 128 || dv == 129;
+                 dv = dv == 40 ? 64 : dv == 64 ? 128 : dv == 128 ? 129 : dv + 1) {
+                const std::size_t ldp = keys + 5, ldo = dv + 3;
+                const std::ptrdiff_t ldv = std::ptrdiff_t(dv) + 7;
+                std::vector<T> p(rows * ldp), alpha(rows);
+                for (auto& x : p) x = T(unif(rng));
+                for (auto& x : alpha) x = T(unif(rng));
+                alpha[0] = T(1);
+                const auto v = randn<T>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldv));
+                const auto o0 = randn<T>(rng, rows * ldo);
+                std::vector<T> a = o0, b = o0;
+                ks.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), a.data(), ldo);
+                kv.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), b.data(), ldo);
+                bool pad_ok = true;
+                for (std::size_t i = 0; i < rows; ++i) {
+                    for (std::size_t c = 0; c < dv; ++c) {
+                        double mag = std::fabs(double(alpha[i]) * o0[i * ldo + c]);
+                        for (std::size_t j = 0; j < keys; ++j) mag += std::fabs(double(p[i * ldp + j]) * v[j * ldv + c]);
+                        const double err = std::fabs(double(a[i * ldo + c]) - double(b[i * ldo + c]));
+                        worst = std::max(worst, err / (u * mag + 1e-300));
+                        CHECK(err <= (keys + 2) * u * mag, "%s pv<%zu> rows=%zu keys=%zu dv=%zu (%zu,%zu): err %g", isa,
+                              sizeof(T), rows, keys, dv, i, c, err);
+                    }
+                    for (std::size_t c = dv; c < ldo; ++c) pad_ok &= b[i * ldo + c] == o0[i * ldo + c];
+                }
+                CHECK(pad_ok, "%s pv<%zu> rows=%zu keys=%zu dv=%zu wrote past dv", isa, sizeof(T), rows, keys, dv);
+            }
+    std::printf("  %s pv<%zu>: worst error %.1f u * (|alpha o| + sum|p v|)\n", isa, sizeof(T), worst);
+}
+
+template <class T>
+void test_all(const normexp::kernel_table& isa) {
+    const auto& ks = kern<T>(normexp::scalar_kernels());
+    const auto& kv = kern<T>(isa);
+    test_pack<T>(ks, kv, isa.name);
+    test_qk<T>(ks, kv, isa.name);
+    test_qk_direct<T>(ks, kv, isa.name);
+    test_softmax<T>(ks, kv, isa.name);
+    test_pv<T>(ks, kv, isa.name);
+}
+
+// The C++ API (contiguous overload, options, merge_attention) against a naive double reference, so a
+// C++-only build (no Python) tests the driver too. Bound: as in tests/python/test_attention.py,
+// |d out| <= max|v| (2 (D + 9) u |scale| sum|q k| + (Lkv + 16) u) per row; a merge of two parts adds a
+// few roundings of out (64 u max|v| is generous).
+template <class T>
+void test_driver(const char* isa) {
+    std::mt19937_64 rng(6);
+    const double u = std::numeric_limits<T>::epsilon() / 2;
+    const std::size_t B = 2, Hq = 4, Hk = 2, Lq = 37, Lk = 300, D = 24, Dv = 20;
+    const auto q = randn<T>(rng, B * Hq * Lq * D), k = randn<T>(rng, B * Hk * Lk * D), v = randn<T>(rng, B * Hk * Lk * Dv);
+    double vmax = 0;
+    for (T x : v) vmax = std::max(vmax, std::fabs(double(x)));
+    double magmax = 0;  // max over rows and keys of |scale| sum_d |q_d k_d|
+    for (int causal = 0; causal < 2; ++causal) {
+        normexp::attention_options<T> opt;
+        opt.is_causal = causal;
+        opt.alignment = normexp::causal_alignment::bottom_right;
+        opt.window = 100;
+        opt.isa = isa;
+        std::vector<T> out(B * Hq * Lq * Dv), lse(B * Hq * Lq);
+        opt.lse = lse.data();
+        opt.lse_strides = {std::ptrdiff_t(Hq * Lq), std::ptrdiff_t(Lq), 1};
+        normexp::attention<T>(q.data(), k.data(), v.data(), out.data(), B, Hq, Hk, Lq, Lk, D, Dv, opt);
+        const double scale = 1 / std::sqrt(double(D));
+        double worst = 0;
+        for (std::size_t b = 0; b < B; ++b)
+            for (std::size_t h = 0; h < Hq; ++h)
+                for (std::size_t i = 0; i < Lq; ++i) {
+                    const std::size_t hk = h / (Hq / Hk);
+                    const std::ptrdiff_t diag = std::ptrdiff_t(i + Lk - Lq);
+                    std::vector<double> s(Lk, -INFINITY);
+                    double m = -INFINITY, mag = 0;
+                    for (std::size_t j = 0; j < Lk; ++j) {
+                        const std::ptrdiff_t jj = std::ptrdiff_t(j);
+                        if ((causal && jj > diag) || jj <= diag - 100) continue;
+                        double acc = 0, a = 0;
+                        for (std::size_t d = 0; d < D; ++d) {
+                            acc += double(q[((b * Hq + h) * Lq + i) * D + d]) * k[((b * Hk + hk) * Lk + j) * D + d];
+                            a += std::fabs(double(q[((b * Hq + h) * Lq + i) * D + d]) * k[((b * Hk + hk) * Lk + j) * D + d]);
+                        }
+                        s[j] = acc * scale;
+                        m = std::max(m, s[j]);
+                        mag = std::max(mag, a * scale);
+                    }
+                    double l = 0;
+                    std::vector<double> o(Dv, 0.0);
+                    for (std::size_t j = 0; j < Lk; ++j) {
+                        if (s[j] == -INFINITY) continue;
+                        const double p = std::exp(s[j] - m);
+                        l += p;
+                        for (std::size_t c = 0; c < Dv; ++c) o[c] += p * v[((b * Hk + hk) * Lk + j) * Dv + c];
+                    }
+                    magmax = std::max(magmax, mag);
+                    const double bound = vmax * (2 * (D + 9) * u * mag + (Lk + 16) * u);
+                    for (std::size_t c = 0; c < Dv; ++c) {
+                        const double err = std::fabs(o[c] / l - double(out[((b * Hq + h) * Lq + i) * Dv + c]));
+                        worst = std::max(worst, err / bound);
+                        CHECK(err <= bound, "%s attention<%zu> causal=%d (%zu,%zu,%zu,%zu): err %g > %g", isa, sizeof(T),
+                              causal, b, h, i, c, err, bound);
+                    }
+                    const double lerr = std::fabs(m + std::log(l) - double(lse[(b * Hq + h) * Lq + i]));
+                    CHECK(lerr <= mag * (D + 9) * u + (Lk + 8) * u, "%s lse<%zu> err %g", isa, sizeof(T), lerr);
+                }
+        // Split the keys in two, attend to each half, merge: the same result.
+        if (!causal) {
+            normexp::attention_options<T> o2;
+            o2.isa = isa;
+            const std::size_t half = 131;
+            std::vector<T> outs[2], lses[2];
+            for (int part = 0; part < 2; ++part) {
+                const std::size_t a = part ? half : 0, n = part ? Lk - half : half;
+                std::vector<T> kp(B * Hk * n * D), vp(B * Hk * n * Dv);
+                for (std::size_t bh = 0; bh < B * Hk; ++bh)
+                    for (std::size_t j = 0; j < n; ++j) {
+                        for (std::size_t d = 0; d < D; ++d) kp[(bh * n + j) * D + d] = k[(bh * Lk + a + j) * D + d];
+                        for (std::size_t c = 0; c < Dv; ++c) vp[(bh * n + j) * Dv + c] = v[(bh * Lk + a + j) * Dv + c];
+                    }
+                outs[part].resize(B * Hq * Lq * Dv);
+                lses[part].resize(B * Hq * Lq);
+                o2.lse = lses[part].data();
+                o2.lse_strides = {std::ptrdiff_t(Hq * Lq), std::ptrdiff_t(Lq), 1};
+                normexp::attention<T>(q.data(), kp.data(), vp.data(), outs[part].data(), B, Hq, Hk, Lq, n, D, Dv, o2);
+            }
+            std::vector<T> full(B * Hq * Lq * Dv), merged(full.size()), mlse(B * Hq * Lq);
+            o2.lse = nullptr;
+            normexp::attention<T>(q.data(), k.data(), v.data(), full.data(), B, Hq, Hk, Lq, Lk, D, Dv, o2);
+            const T* po[2] = {outs[0].data(), outs[1].data()};
+            const T* pl[2] = {lses[0].data(), lses[1].data()};
+            normexp::merge_attention<T>(2, po, pl, B * Hq * Lq, Dv, merged.data(), mlse.data());
+            double md = 0;
+            for (std::size_t x = 0; x < full.size(); ++x) md = std::max(md, std::fabs(double(full[x]) - merged[x]));
+            // Both are within the bound above of the exact result; merging adds a few roundings of out.
+            CHECK(md <= 2 * vmax * (2 * (D + 9) * u * magmax + (Lk + 16) * u) + 64 * u * vmax, "%s merge<%zu>: %g", isa,
+                  sizeof(T), md);
+        }
+        std::printf("  %s attention<%zu> causal=%d: worst error %.3f of the bound\n", isa, sizeof(T), causal, worst);
+    }
+    // Bad arguments throw normexp::error.
+    bool threw = false;
+    try {
+        std::vector<T> o(Lq * Dv);
+        normexp::attention<T>(q.data(), k.data(), v.data(), o.data(), 1, 3, 2, Lq, Lk, D, Dv);
+    } catch (const normexp::error&) {
+        threw = true;
+    }
+    CHECK(threw, "heads_q not a multiple of heads_kv must throw");
+}
+
+}  // namespace
+
+int main() {
+    for (const auto& name : normexp::detail::available_isas()) {
+        const auto& t = normexp::detail::kernels_for(name);
+        std::printf("%s\n", t.name);
+        test_all<float>(t);
+        test_all<double>(t);
+        test_driver<float>(t.name);
+        test_driver<double>(t.name);
+    }
+    return check::finish("test_attention_kernels");
+}
