@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
     bind_parts(m);
     bind_attention(m);
     bind_sampling(m);
+    bind_probe(m);
 }

@@ -1,0 +1,255 @@
+// Memory bandwidth and FMA peak of this machine (see machine_probe.hpp). Compiled for the baseline CPU;
+// the AVX2 FMA loop is in machine_probe_avx2.cpp.
+//
+// Method (STREAM-like): buffers far larger than the last-level cache (the caller picks the size), each
+// thread works on its own contiguous part and first-touches it (pages land on its NUMA node), one
+// untimed warm-up pass, then `reps` passes each timed between two barriers. Copy traffic is counted as
+// bytes read + bytes written (the STREAM convention); regular stores also cost a read-for-ownership of
+// each written line, which non-temporal stores avoid.
+#include "machine_probe.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#include "normexp/normexp.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64)
+#include <emmintrin.h>
+#define NORMEXP_PROBE_SSE2 1
+#endif
+
+namespace normexp::probe {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double now() { return std::chrono::duration<double>(clock_type::now().time_since_epoch()).count(); }
+
+struct free_deleter {
+    void operator()(void* p) const { std::free(p); }
+};
+using buffer = std::unique_ptr<std::uint64_t, free_deleter>;
+
+buffer allocate(std::size_t bytes) {
+    // 2 MiB alignment lets the kernel back the buffer with transparent huge pages (fewer TLB misses).
+    constexpr std::size_t align = std::size_t(2) << 20;
+    const std::size_t rounded = (bytes + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, rounded);
+    if (!p) throw std::bad_alloc();
+    return buffer(static_cast<std::uint64_t*>(p));
+}
+
+volatile std::uint64_t g_sink;  // keeps the read pass observable
+
+// Sum of n 64-bit words with 8 independent integer accumulators: integer addition is associative, so
+// the compiler may vectorize it freely, and no dependency chain limits the load rate.
+std::uint64_t read_words(const std::uint64_t* p, std::size_t n) {
+    std::uint64_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; ++j) a[j] += p[i + j];
+    for (; i < n; ++i) a[0] += p[i];
+    std::uint64_t s = 0;
+    for (auto v : a) s += v;
+    return s;
+}
+
+// Copies n words (n a multiple of 8, p and q 64-byte aligned) with explicit vector loads and stores,
+// so the compiler cannot turn the loop into a memcpy call (glibc's memcpy switches to non-temporal
+// stores for large sizes, which would make "regular" and "non-temporal" the same measurement).
+void copy_words(const std::uint64_t* p, std::uint64_t* q, std::size_t n, bool nontemporal) {
+#if defined(NORMEXP_PROBE_SSE2)
+    const auto* src = reinterpret_cast<const __m128i*>(p);
+    auto* dst = reinterpret_cast<__m128i*>(q);
+    const std::size_t m = n / 2;
+    if (nontemporal) {
+        for (std::size_t i = 0; i < m; i += 4) {
+            const __m128i a = _mm_load_si128(src + i), b = _mm_load_si128(src + i + 1);
+            const __m128i c = _mm_load_si128(src + i + 2), d = _mm_load_si128(src + i + 3);
+            _mm_stream_si128(dst + i, a);
+            _mm_stream_si128(dst + i + 1, b);
+            _mm_stream_si128(dst + i + 2, c);
+            _mm_stream_si128(dst + i + 3, d);
+        }
+        _mm_sfence();
+    } else {
+        for (std::size_t i = 0; i < m; i += 4) {
+            const __m128i a = _mm_load_si128(src + i), b = _mm_load_si128(src + i + 1);
+            const __m128i c = _mm_load_si128(src + i + 2), d = _mm_load_si128(src + i + 3);
+            _mm_store_si128(dst + i, a);
+            _mm_store_si128(dst + i + 1, b);
+            _mm_store_si128(dst + i + 2, c);
+            _mm_store_si128(dst + i + 3, d);
+        }
+    }
+#else
+    (void)nontemporal;  // supported() is false for copy_nt here
+    for (std::size_t i = 0; i < n; i += 8) {
+        std::uint64_t t[8];
+        for (int j = 0; j < 8; ++j) t[j] = reinterpret_cast<const volatile std::uint64_t*>(p)[i + j];
+        for (int j = 0; j < 8; ++j) q[i + j] = t[j];
+    }
+#endif
+}
+
+int clamp_threads(int threads) {
+#if defined(_OPENMP)
+    return std::max(1, std::min(threads, omp_get_num_procs()));
+#else
+    (void)threads;
+    return 1;
+#endif
+}
+
+// Runs body(thread_index, thread_count, pass) on `threads` threads: pass -1 untimed (warm-up), then
+// passes 0..reps-1 each timed from a barrier to a barrier.
+template <class Body>
+timed_passes timed_parallel(int threads, int reps, Body body) {
+    timed_passes r;
+    r.seconds.assign(static_cast<std::size_t>(reps), 0.0);
+    threads = clamp_threads(threads);
+    int used = 1;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+#if defined(_OPENMP)
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int t = 0, nt = 1;
+#endif
+        if (t == 0) used = nt;
+        body(t, nt, -1);
+        double t0 = 0.0;
+        for (int pass = 0; pass < reps; ++pass) {
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
+            if (t == 0) t0 = now();
+            body(t, nt, pass);
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
+            if (t == 0) r.seconds[static_cast<std::size_t>(pass)] = now() - t0;
+        }
+    }
+    r.threads = used;
+    return r;
+}
+
+// The part [begin, end) of n words for thread t of nt, in whole 64-byte lines.
+void part(std::size_t n, int t, int nt, std::size_t& begin, std::size_t& end) {
+    const std::size_t lines = n / 8;
+    begin = lines * static_cast<std::size_t>(t) / static_cast<std::size_t>(nt) * 8;
+    end = lines * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(nt) * 8;
+}
+
+constexpr int kBaselineChains = 12;  // as in the AVX2 loop: enough independent chains to fill the ports
+typedef float v4f __attribute__((vector_size(16)));
+
+float fma_loop_baseline(std::size_t iterations, float seed) {
+    const v4f a = {0.999f, 0.999f, 0.999f, 0.999f}, b = {0.001f, 0.001f, 0.001f, 0.001f};
+    v4f acc[kBaselineChains];
+    for (int j = 0; j < kBaselineChains; ++j) {
+        const float s = seed + 0.01f * static_cast<float>(j);
+        acc[j] = v4f{s, s, s, s};
+    }
+    for (std::size_t i = 0; i < iterations; ++i)
+        for (int j = 0; j < kBaselineChains; ++j) acc[j] = acc[j] * a + b;
+    v4f s = acc[0];
+    for (int j = 1; j < kBaselineChains; ++j) s += acc[j];
+    return s[0] + s[1] + s[2] + s[3];
+}
+
+volatile float g_fsink;
+
+#if defined(NORMEXP_PROBE_HAVE_AVX2)
+bool avx2_available() {
+    const auto isas = normexp::available_isas();
+    return std::find(isas.begin(), isas.end(), "avx2") != isas.end();
+}
+#endif
+
+}  // namespace
+
+bool supported(memory_op op) {
+#if defined(NORMEXP_PROBE_SSE2)
+    (void)op;
+    return true;
+#else
+    return op != memory_op::copy_nt;
+#endif
+}
+
+timed_passes memory_bandwidth(memory_op op, std::size_t bytes, int threads, int reps) {
+    if (bytes < 4096) throw std::invalid_argument("memory probe: bytes must be at least 4096");
+    if (threads < 1) throw std::invalid_argument("memory probe: threads must be >= 1");
+    if (reps < 1) throw std::invalid_argument("memory probe: reps must be >= 1");
+    if (!supported(op)) throw std::invalid_argument("memory probe: this CPU has no non-temporal store");
+    const std::size_t n = bytes / 64 * 8;  // whole 64-byte lines
+    buffer src = allocate(n * 8);
+    buffer dst = op == memory_op::read ? buffer() : allocate(n * 8);
+    std::uint64_t* p = src.get();
+    std::uint64_t* q = dst.get();
+    timed_passes r = timed_parallel(threads, reps, [&](int t, int nt, int pass) {
+        std::size_t b, e;
+        part(n, t, nt, b, e);
+        if (pass < 0) {  // first touch by the owning thread
+            for (std::size_t i = b; i < e; ++i) p[i] = i;
+            if (q) std::memset(q + b, 0, (e - b) * 8);
+        }
+        if (op == memory_op::read)
+            g_sink = read_words(p + b, e - b);
+        else
+            copy_words(p + b, q + b, e - b, op == memory_op::copy_nt);
+    });
+#if defined(NORMEXP_PROBE_SSE2)
+    r.variant = "sse2";
+#else
+    r.variant = "generic";
+#endif
+    if (q && q[n - 1] != n - 1) throw std::runtime_error("memory probe: copy check failed");
+    return r;
+}
+
+double fma_flops_per_iteration(const std::string& isa) {
+    if (isa == "avx2") return fma_avx2_flops_per_iteration;
+    return kBaselineChains * 4 * 2;
+}
+
+timed_passes fma_peak(const std::string& isa, std::size_t iterations, int threads, int reps) {
+    if (threads < 1) throw std::invalid_argument("fma probe: threads must be >= 1");
+    if (reps < 1) throw std::invalid_argument("fma probe: reps must be >= 1");
+    const bool use_avx2 = isa == "avx2";
+    if (!use_avx2 && !isa.empty() && isa != "baseline")
+        throw std::invalid_argument("fma probe: isa must be 'avx2' or 'baseline', got '" + isa + "'");
+#if defined(NORMEXP_PROBE_HAVE_AVX2)
+    if (use_avx2 && !avx2_available())
+        throw std::invalid_argument("fma probe: this CPU cannot run avx2 (see normexp.available_isas())");
+#else
+    if (use_avx2) throw std::invalid_argument("fma probe: this build has no avx2 loop");
+#endif
+    timed_passes r = timed_parallel(threads, reps, [&](int t, int, int pass) {
+        const float seed = 0.5f + 0.001f * static_cast<float>(t);
+        const std::size_t iters = pass < 0 ? iterations / 4 + 1 : iterations;
+#if defined(NORMEXP_PROBE_HAVE_AVX2)
+        if (use_avx2) {
+            g_fsink = fma_loop_avx2(iters, seed);
+            return;
+        }
+#endif
+        g_fsink = fma_loop_baseline(iters, seed);
+    });
+    r.variant = use_avx2 ? "avx2-fma" : "baseline";
+    return r;
+}
+
+}  // namespace normexp::probe

@@ -1,0 +1,40 @@
+// The machine's own limits, measured by the benchmark (python -m normexp bench): memory bandwidth and
+// FP32 FMA peak. Not part of the library's public API; linked only into the Python module.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace normexp::probe {
+
+// One pass over `bytes` of memory: read (sum of 64-bit words), copy (regular stores, so each written
+// line is also read for ownership) or copy_nt (non-temporal stores that bypass the caches).
+enum class memory_op { read, copy, copy_nt };
+
+struct timed_passes {
+    std::vector<double> seconds;  // one entry per timed pass
+    int threads = 1;              // threads that actually ran (OpenMP may give fewer than asked)
+    std::string variant;          // what ran: e.g. "sse2", "generic", "avx2-fma"
+};
+
+// Times `reps` passes of `op` over a buffer of `bytes` (copy: two buffers of `bytes`), split evenly over
+// `threads` threads, after one untimed warm-up pass. Each thread first-touches its own part. Throws
+// std::invalid_argument for bytes < 4 KiB, threads < 1, reps < 1, or copy_nt where the CPU has no
+// non-temporal store (supported(op) tells).
+timed_passes memory_bandwidth(memory_op op, std::size_t bytes, int threads, int reps);
+bool supported(memory_op op);
+
+// Times `reps` passes of a register-blocked multiply-add loop on `threads` threads, each thread running
+// `iterations` iterations; flops_per_thread_pass() gives the floating-point operations of one thread's
+// pass (a fused multiply-add counts as 2). isa: "avx2" runs 256-bit FMA instructions (only allowed when
+// normexp::available_isas() lists avx2, else std::invalid_argument); "" or "baseline" runs 128-bit
+// vectors compiled for the baseline CPU (mul + add on x86-64, fused on aarch64).
+timed_passes fma_peak(const std::string& isa, std::size_t iterations, int threads, int reps);
+double fma_flops_per_iteration(const std::string& isa);
+
+// The AVX2 loop lives in machine_probe_avx2.cpp, the only file compiled with -mavx2 -mfma.
+float fma_loop_avx2(std::size_t iterations, float seed);
+extern const int fma_avx2_flops_per_iteration;
+
+}  // namespace normexp::probe

@@ -1,0 +1,177 @@
+"""The machine a benchmark ran on: CPU, caches, library versions, and its measured limits (memory
+bandwidth and FP32 FMA peak, from the probe compiled with normexp: ``normexp._core.probe_*``)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+from importlib import metadata
+from typing import Any, Callable, Sequence
+
+
+import normexp
+from normexp import _core
+
+_LIBRARIES = ("numpy", "scipy", "torch", "onnxruntime", "onnx", "jax", "jaxlib", "threadpoolctl", "matplotlib")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("model name", "Model", "cpu model")) and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), not the machine's total."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def caches() -> dict[str, int]:
+    """Cache sizes in bytes of CPU 0, e.g. {'L1d': 32768, 'L2': 524288, 'L3': 33554432} (Linux sysfs)."""
+    out: dict[str, int] = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for e in entries:
+        if not e.startswith("index"):
+            continue
+        try:
+            level = open(f"{base}/{e}/level").read().strip()
+            kind = open(f"{base}/{e}/type").read().strip()
+            size = open(f"{base}/{e}/size").read().strip()
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+        num = size[:-1] if size[-1:] in "KMG" else size
+        name = f"L{level}" + ("d" if kind == "Data" else "")
+        try:
+            out[name] = int(num) * mult
+        except ValueError:
+            pass
+    return out
+
+
+def llc_bytes() -> int:
+    """Size of the last-level cache; 32 MiB when the OS does not say (errs towards larger buffers)."""
+    c = caches()
+    sizes = [v for k, v in c.items() if k in ("L2", "L3", "L4")]
+    return max(sizes) if sizes else 32 << 20
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                      "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NORMEXP_ISA", "XLA_FLAGS")
+           if k in os.environ}
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "cpus_usable": usable_cpus(),
+        "cpus_total": os.cpu_count(),
+        "caches": caches(),
+        "llc_bytes": llc_bytes(),
+        "python": sys.version.split()[0],
+        "normexp": normexp.__version__,
+        "isa": normexp.isa(),
+        "available_isas": normexp.available_isas(),
+        "normexp_threads": normexp.get_num_threads(),
+        "libraries": library_versions(),
+        "env": env,
+        "load_average": load_average(),
+    }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages (runnable threads), None where the OS does not say. Above the
+    usable CPU count the machine was busy during the run and its numbers are noisy."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def probe_limits(threads: Sequence[int], *, quick: bool = False, llc: int | None = None,
+                 buffer_bytes: int | None = None,
+                 log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+    """Memory read / copy / non-temporal copy bandwidth (GB/s = 1e9 B/s) and FP32 FMA peak (GFLOP/s) at
+    each thread count, keyed by str(threads).
+
+    Buffers are 8x the last-level cache (at least 256 MiB; 4x and 128 MiB when quick) so every pass
+    streams from memory. The limit is the best pass (the machine's capability; a loaded machine only
+    makes passes slower) and the median is kept beside it. The FMA loop runs 256-bit FMA when
+    normexp.available_isas() lists avx2, else 128-bit vectors of the baseline ISA.
+    """
+    llc = llc or llc_bytes()
+    if buffer_bytes is None:
+        buffer_bytes = max(4 * llc, 128 << 20) if quick else max(8 * llc, 256 << 20)
+    reps = 4 if quick else 10
+    fma_isa = "avx2" if "avx2" in normexp.available_isas() else "baseline"
+    # Short FMA passes (a few ms each), many of them: the best one is the peak, and on a shared machine
+    # a short pass is more likely to find its core free.
+    fma_iters, fma_reps = (1_000_000, 8) if quick else (2_000_000, 20)
+    out: dict[str, dict[str, Any]] = {}
+    for t in dict.fromkeys(threads):
+        row: dict[str, Any] = {"buffer_bytes": buffer_bytes}
+        for op in ("read", "copy", "copy_nt"):
+            if not _core.probe_memory_supported(op):
+                row[op] = None
+                continue
+            r = _core.probe_memory(op, buffer_bytes, t, reps)
+            moved = buffer_bytes * (1 if op == "read" else 2)  # copy: read + write (STREAM's count)
+            rates = [moved / s / 1e9 for s in r["seconds"]]
+            row[op] = max(rates)
+            row[op + "_median"] = statistics.median(rates)
+            row["threads_run"] = r["threads"]
+        r = _core.probe_fma(fma_isa, fma_iters, t, fma_reps)
+        rates = [r["flops_per_thread_pass"] * r["threads"] / s / 1e9 for s in r["seconds"]]
+        row["fma"] = max(rates)
+        row["fma_median"] = statistics.median(rates)
+        row["fma_isa"] = r["variant"]
+        out[str(t)] = row
+        if log:
+            log(f"  {t} thread{'s' if t > 1 else ' '}: read {row['read']:.1f} GB/s, copy {row['copy']:.1f} GB/s"
+                + (f", non-temporal copy {row['copy_nt']:.1f} GB/s" if row.get("copy_nt") else "")
+                + f", FMA peak {row['fma']:.1f} GFLOP/s ({row['fma_isa']})")
+    return out
+
+
+def limit_value(limits: dict[str, dict[str, Any]], threads: int, kind: str) -> float | None:
+    """The limit of `kind` ('read', 'copy', 'fma') at `threads`: the probe's value at that thread count,
+    or at the largest probed count below it. 'copy' is the better of regular and non-temporal copies
+    (a library may use either)."""
+    if not limits:
+        return None
+    keys = sorted(int(k) for k in limits)
+    below = [k for k in keys if k <= threads] or keys[:1]
+    row = limits[str(below[-1])]
+    if kind == "copy":
+        vals = [v for v in (row.get("copy"), row.get("copy_nt")) if v]
+        return max(vals) if vals else None
+    return row.get(kind)
+
+

@@ -1,0 +1,261 @@
+"""Tables from benchmark records: the terminal (plain text), Markdown (for the README), and JSON.
+
+The summary has one row per (case, threads): normexp's median time with its spread, its throughput and
+its fraction of the machine's limit, then every peer's median time with its own fraction of the limit,
+then the fastest peer whose answer is right and normexp's speed-up over it. Marks in a peer's cell:
+``*`` inaccurate (right function, error above the rounding level: see max_error in the JSON),
+``WRONG`` (a different answer: not timed), ``error`` (the peer raised; the JSON has the message),
+``-`` (the peer has no such operation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Iterable, Sequence
+
+from .runner import Results
+
+LIMIT_NAMES = {"copy": "copy", "read": "read", "fma": "FMA"}
+LEGEND = (
+    "Times are medians per call (±: interquartile range / median). cache: 'in' when input + output fit in "
+    "half the last-level cache (measured hot), 'out' otherwise (measured cold). '% limit': achieved GB/s over the measured "
+    "memory bandwidth (copy bw for softmax/log_softmax, read bw for logsumexp and attention decode) or GFLOP/s "
+    "over the measured FMA peak (attention prefill); in-cache cases can exceed 100% of memory bandwidth. "
+    "'*' inaccurate result (right function, error above rounding level), WRONG: wrong answer (not timed), "
+    "'-': not offered by that library. 'vs best': best correct peer's time / normexp's time."
+)
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return ""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if s >= scale or unit == "ns":
+            v = s / scale
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return ""
+
+
+def fmt_rate(v: float | None) -> str:
+    if v is None or not math.isfinite(v):
+        return ""
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def fmt_frac(rec: dict[str, Any]) -> str:
+    f = rec.get("limit_fraction")
+    if f is None:
+        return ""
+    return f"{100 * f:.0f}% {LIMIT_NAMES.get(rec['limit_kind'], rec['limit_kind'])}"
+
+
+def peer_cell(rec: dict[str, Any] | None, with_limit: bool = True) -> str:
+    if rec is None:
+        return ""
+    chk = rec["check"]
+    if chk == "n/a":
+        return "-"
+    if chk in ("WRONG", "error"):
+        return chk
+    cell = fmt_time(rec["time_s"])
+    if with_limit and rec.get("limit_fraction") is not None:
+        cell += f" ({100 * rec['limit_fraction']:.0f}%)"
+    if chk == "inaccurate":
+        cell += " *"
+    return cell
+
+
+def _case_key(r: dict[str, Any]) -> tuple:
+    return (r["op"], r["dtype"], tuple(r["shape"]), r["axis"], r["causal"], r["threads"])
+
+
+def group(records: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, dict[str, Any]]]:
+    """{(op, dtype, shape, axis, causal, threads): {peer: record}} in first-seen order."""
+    out: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(_case_key(r), {})[r["peer"]] = r
+    return out
+
+
+def best_peer(by_peer: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The fastest peer other than normexp whose result passed the check (ok or inaccurate)."""
+    timed = [r for p, r in by_peer.items() if p != "normexp" and r["check"] in ("ok", "inaccurate") and r["time_s"]]
+    return min(timed, key=lambda r: r["time_s"]) if timed else None
+
+
+def summary_tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) per operation."""
+    peers = [p for p in results.meta.get("peers", {}) if p != "normexp"]
+    tables = []
+    groups = group(results.records)
+    for op in dict.fromkeys(k[0] for k in groups):
+        attn = op == "attention"
+        header = ["case", "dtype", "cache", "thr", "normexp", "±"]
+        header += ["GFLOP/s"] if attn else ["Gelem/s", "GB/s"]
+        header += ["% limit"] + peers + ["best peer", "vs best"]
+        rows = []
+        for key, by_peer in groups.items():
+            if key[0] != op:
+                continue
+            nx = by_peer.get("normexp")
+            any_rec = next(iter(by_peer.values()))
+            row = [any_rec["label"], any_rec["dtype"], any_rec.get("cache", ""), str(key[5])]
+            if nx is not None and nx["time_s"]:
+                row += [fmt_time(nx["time_s"]) + (" *" if nx["check"] == "inaccurate" else ""),
+                        f"{100 * nx['iqr_rel']:.0f}%" if nx.get("iqr_rel") is not None else ""]
+                row += [fmt_rate(nx["gflop_per_s"])] if attn else [fmt_rate(nx["gelem_per_s"]), fmt_rate(nx["gb_per_s"])]
+                row += [fmt_frac(nx)]
+            else:
+                row += [peer_cell(nx, False) if nx else "", ""] + [""] * (1 if attn else 2) + [""]
+            row += [peer_cell(by_peer.get(p)) for p in peers]
+            b = best_peer(by_peer)
+            if b is not None and nx is not None and nx["time_s"]:
+                row += [b["peer"], f"{b['time_s'] / nx['time_s']:.2f}x"]
+            else:
+                row += [b["peer"] if b else "", ""]
+            rows.append(row)
+        tables.append((op, header, rows))
+    return tables
+
+
+def detail_table(results: Results) -> tuple[list[str], list[list[str]]]:
+    """One row per measurement."""
+    header = ["op", "case", "dtype", "cache", "thr", "peer", "median", "q1", "q3", "Gelem/s", "GB/s", "GFLOP/s", "% limit",
+              "vs normexp", "max error", "check", "note"]
+    rows = []
+    groups = group(results.records)
+    for by_peer in groups.values():
+        nx = by_peer.get("normexp")
+        for r in by_peer.values():
+            rel = ""
+            if nx is not None and nx["time_s"] and r["time_s"] and r["peer"] != "normexp":
+                rel = f"{r['time_s'] / nx['time_s']:.2f}x"
+            err = r.get("max_error")
+            rows.append([r["op"], r["label"], r["dtype"], r.get("cache", ""), str(r["threads"]), r["peer"],
+                         fmt_time(r["time_s"]),
+                         fmt_time(r["time_q1_s"]), fmt_time(r["time_q3_s"]), fmt_rate(r["gelem_per_s"]),
+                         fmt_rate(r["gb_per_s"]), fmt_rate(r["gflop_per_s"]), fmt_frac(r), rel,
+                         "" if err is None else f"{err:.1e}", r["check"], r["note"]])
+    return header, rows
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    left = {0, 1}  # case and dtype/peer columns read better left-aligned
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(c: str) -> str:
+        return c.replace("|", "\\|").replace("*", "\\*")
+
+    out = ["| " + " | ".join(esc(h) for h in header) + " |",
+           "|" + "|".join(":---" if i < 2 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def machine_lines(results: Results) -> list[str]:
+    m = results.meta
+    caches = m.get("caches", {})
+    llc = max((v for k, v in caches.items() if k[:2] in ("L2", "L3", "L4")), default=m.get("llc_bytes", 0))
+    lines = [
+        f"normexp {m['normexp']} · ISA {m['isa']} (available: {', '.join(m['available_isas'])}) · "
+        f"{m['cpus_usable']} usable CPUs · {m['cpu']} · LLC {llc / 2**20:.0f} MiB · {m['date_utc']}",
+        "peers: " + ", ".join(f"{p} {v}" for p, v in m.get("peers", {}).items()),
+    ]
+    for t, row in sorted(results.limits.items(), key=lambda kv: int(kv[0])):
+        parts = [f"read {row['read']:.1f} GB/s", f"copy {row['copy']:.1f} GB/s"]
+        if row.get("copy_nt"):
+            parts.append(f"non-temporal copy {row['copy_nt']:.1f} GB/s")
+        isa = f" ({row['fma_isa']})" if row.get("fma_isa") else ""
+        parts.append(f"FMA peak {row['fma']:.0f} GFLOP/s{isa}")
+        lines.append(f"limits at {t} thread{'s' if t != '1' else ''}: " + ", ".join(parts))
+    if not results.limits:
+        lines.append("limits: not measured (--no-probe): no '% limit' column values")
+    return lines
+
+
+def render_text(results: Results, long: bool = False) -> str:
+    out = machine_lines(results) + [""]
+    if long:
+        header, rows = detail_table(results)
+        out += [text_table(header, rows), ""]
+    for op, header, rows in summary_tables(results):
+        out += [op, text_table(header, rows), ""]
+    out.append(LEGEND)
+    out += results.notices
+    return "\n".join(out)
+
+
+def render_markdown(results: Results, command: str = "") -> str:
+    out = []
+    if command:
+        out += [f"Command: `{command}`", ""]
+    out += [line + "  " for line in machine_lines(results)] + [""]
+    for op, header, rows in summary_tables(results):
+        out += [f"**{op}**", "", markdown_table(header, rows), ""]
+    out += [LEGEND, ""]
+    if results.notices:
+        out += ["Notices: " + "; ".join(results.notices), ""]
+    header, rows = detail_table(results)
+    out += ["<details><summary>Every measurement</summary>", "", markdown_table(header, rows), "", "</details>", ""]
+    return "\n".join(out)
+
+
+def write_json(results: Results, path: str, command: str = "") -> None:
+    data = results.to_json()
+    data["meta"] = dict(data["meta"], command=command)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, default=_jsonable)
+        f.write("\n")
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def load_json(path: str) -> Results:
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    return Results(meta=d["meta"], limits=d["limits"], records=d["records"], notices=d.get("notices", []))
+
+
+README_BEGIN = "<!-- normexp-bench:begin -->"
+README_END = "<!-- normexp-bench:end -->"
+
+
+def render_readme_block(results: Results, command: str, figures: Sequence[str] = ()) -> str:
+    """The README's benchmark block: the command, the machine and its limits, the summary tables, the
+    legend and the figures (paths relative to the README)."""
+    out = [f"Measured with `{command}`:", ""]
+    out += [line + "  " for line in machine_lines(results)] + [""]
+    for op, header, rows in summary_tables(results):
+        out += [f"**{op}**", "", markdown_table(header, rows), ""]
+    out += [LEGEND, ""]
+    if results.notices:
+        out += ["Notices: " + "; ".join(results.notices), ""]
+    out += [f"![{os.path.splitext(os.path.basename(f))[0]}]({f})" for f in figures]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def update_readme(path: str, block: str) -> None:
+    """Replace the text between the README_BEGIN and README_END marker lines of `path` with `block`."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    i, j = text.find(README_BEGIN), text.find(README_END)
+    if i < 0 or j < i:
+        raise ValueError(f"{path} has no '{README_BEGIN}' ... '{README_END}' block to fill")
+    text = text[: i + len(README_BEGIN)] + "\n" + block + text[j:]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
