@@ -7,8 +7,8 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "normexp native kernels (use the functions of the normexp package)";
     pybind11::register_exception<normexp::error>(m, "NormexpError", PyExc_ValueError);
     bind_reductions(m);
-    bind_parts(m);
     bind_attention(m);
     bind_sampling(m);
     bind_probe(m);
+    bind_parts(m);
 }
