@@ -34,6 +34,7 @@ def merge_attention(
     lses: list[npt.NDArray[np.floating]],
     out: npt.NDArray[np.floating],
     lse: npt.NDArray[np.floating],
+) -> None: ...
 def sample(
     x: npt.NDArray[np.floating],
     uniforms: npt.NDArray[np.float64] | None,

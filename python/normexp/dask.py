@@ -365,8 +365,8 @@ _ALIGNMENTS = ("top_left", "bottom_right")
 
 
 def _np_attention():
-    """normexp.attention and normexp.merge_attention, looked up when a task runs (they live in
-    normexp.attention, a module that older builds lack; nothing here imports it at import time)."""
+    """normexp.attention and normexp.merge_attention (module normexp.attention), looked up when a task
+    runs."""
     from .attention import attention as att, merge_attention as merge  # noqa: PLC0415
 
     return att, merge

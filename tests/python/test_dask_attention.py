@@ -21,12 +21,6 @@ import dask  # noqa: E402
 
 import normexp.dask as nd  # noqa: E402
 
-if not hasattr(normexp, "attention"):  # pragma: no cover
-    # Only on a tree that predates normexp.attention (issue 4), which normexp.dask.attention calls per
-    # chunk; wherever normexp.attention exists these tests run.
-    pytest.skip("normexp.attention is not in this tree", allow_module_level=True)
-
-
 def close(got, want, v) -> None:
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape and got.dtype == want.dtype
