@@ -27,6 +27,7 @@
 
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
+#include "sampling_weights.hpp"
 
 namespace normexp::neon {
 namespace {
@@ -562,19 +563,31 @@ void store_any(typename F::T* p, typename F::M mk, bool full, typename F::V v) {
         F::store_tail(p, mk, v);
 }
 
-template <class F>
-void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m) {
+template <class F, bool Copy>
+void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+                  typename F::T* copy) {
     using V = typename F::V;
     for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
         V acc = load_any<F>(m + j, mk, full);
         V nan = F::unord(acc, acc);
         for (std::size_t i = 0; i < rows; ++i) {
             const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+            if constexpr (Copy) store_any<F>(copy + i * w + j, mk, full, v);
             acc = F::max(acc, v);
             nan = F::or_(nan, F::unord(v, v));
         }
         store_any<F>(m + j, mk, full, F::blend(acc, F::set1(typename F::T(__builtin_nan(""))), nan));
     });
+}
+
+// m[j] = max(m[j], column j), NaN sticky; with copy, the block is also gathered to copy (rows x w).
+template <class F>
+void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+               typename F::T* copy) {
+    if (copy)
+        col_max_impl<F, true>(x, rows, sx, w, m, copy);
+    else
+        col_max_impl<F, false>(x, rows, sx, w, m, nullptr);
 }
 
 template <class F, bool Scaled>
@@ -666,11 +679,223 @@ void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T*
     });
 }
 
+// In place on a contiguous rows x w block: x = exp(beta (x - m[j])), column sums in blocks of 8 rows
+// summed pairwise in working precision and flushed to double (as col_exp_sum).
+template <class F, bool Scaled>
+void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                        scale2<typename F::T> beta, double* sum) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(0, beta);
+    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+        const V negm = F::sub(F::zero(), load_any<F>(m + j, mk, full));
+        typename F::T* xp = x + j;
+        auto term = [&](std::size_t r) {
+            const V e = a.exp_of(load_any<F>(xp + r * w, mk, full), negm);
+            store_any<F>(xp + r * w, mk, full, e);
+            return e;
+        };
+        std::size_t i = 0;
+        while (i < rows) {
+            V s;
+            if (i + 8 <= rows) {
+                const V s0 = F::add(term(i), term(i + 1));
+                const V s1 = F::add(term(i + 2), term(i + 3));
+                const V s2 = F::add(term(i + 4), term(i + 5));
+                const V s3 = F::add(term(i + 6), term(i + 7));
+                s = F::add(F::add(s0, s1), F::add(s2, s3));
+                i += 8;
+            } else {
+                s = F::zero();
+                for (; i < rows; ++i) s = F::add(s, term(i));
+            }
+            F::add_to_doubles(sum + j, s, mk, full);
+        }
+    });
+}
+
+template <class F>
+void k_col_exp_store(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                     scale2<typename F::T> beta, double* sum) {
+    if (beta.lo == 0 && beta.hi == 1)
+        col_exp_store_impl<F, false>(x, rows, w, m, beta, sum);
+    else
+        col_exp_store_impl<F, true>(x, rows, w, m, beta, sum);
+}
+
+// y[i*sy + j] = x[i*sx + j] * c[j]: one rounding, the same product as scalar.
+template <class F>
+void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                 std::size_t w, const typename F::T* c) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        auto* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
+        for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+            store_any<F>(yi + j, mk, full, F::mul(load_any<F>(xi + j, mk, full), load_any<F>(c + j, mk, full)));
+        });
+    }
+}
+
+// row_exp_scale_stream: AVX2 uses non-temporal stores here. AArch64 Advanced SIMD has no cache-bypassing
+// vector store worth using for this (STNP is only a hint, and most cores still allocate the lines), so
+// on NEON the streaming variant is the ordinary row_exp_scale (same results, by construction).
+
+// ==== sampling kernels (issue 8) ======================================================================
+// row_collect_ge: compare 4 vectors with the threshold and, only if any lane passes, turn the lane masks
+// into indices (NEON has no movemask: AND with lane bits {1, 2, 4, 8} and add across). NaN compares
+// false, so it is never collected.
+inline std::uint32_t lane_bits(float32x4_t m) {
+    alignas(16) static const std::uint32_t kBits[4] = {1, 2, 4, 8};
+    return vaddvq_u32(vandq_u32(vreinterpretq_u32_f32(m), vld1q_u32(kBits)));
+}
+inline std::uint32_t lane_bits(float64x2_t m) {
+    alignas(16) static const std::uint64_t kBits[2] = {1, 2};
+    return static_cast<std::uint32_t>(vaddvq_u64(vandq_u64(vreinterpretq_u64_f64(m), vld1q_u64(kBits))));
+}
+
+template <class F>
+std::size_t k_row_collect_ge(const typename F::T* x, std::size_t n, typename F::T thr, std::uint32_t* idx) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    const V t = F::set1(thr);
+    std::size_t c = 0, i = 0;
+    auto emit = [&](std::uint32_t bits, std::size_t base) {
+        while (bits) {
+            idx[c++] = static_cast<std::uint32_t>(base + static_cast<std::size_t>(__builtin_ctz(bits)));
+            bits &= bits - 1;
+        }
+    };
+    for (; i + 4 * N <= n; i += 4 * N) {
+        const V a = F::ge(F::load(x + i), t), b = F::ge(F::load(x + i + N), t);
+        const V cc = F::ge(F::load(x + i + 2 * N), t), d = F::ge(F::load(x + i + 3 * N), t);
+        if (!F::any(F::or_(F::or_(a, b), F::or_(cc, d)))) continue;
+        emit(lane_bits(a), i);
+        emit(lane_bits(b), i + N);
+        emit(lane_bits(cc), i + 2 * N);
+        emit(lane_bits(d), i + 3 * N);
+    }
+    for (; i + N <= n; i += N) emit(lane_bits(F::ge(F::load(x + i), t)), i);
+    if (i < n) {  // the tail's unused lanes load as 0, which may pass: cut them off
+        const auto mk = F::tail_mask(n - i);
+        emit(lane_bits(F::ge(F::load_tail(x + i, mk), t)) & ((1u << (n - i)) - 1u), i);
+    }
+    return c;
+}
+
+// row_sample_weights: the float32 operation sequence of sampling_weights.hpp, one IEEE operation per
+// intrinsic (vmulq/vaddq/vsubq, never vfmaq; the file is built with -ffp-contract=off, so GCC's
+// arm_neon.h, which writes vmulq_f32 as a plain a * b, cannot fuse them either). The 8 lane sums L_j of a
+// block are two float32x4 accumulators: lo holds L_0..L_3, hi holds L_4..L_7.
+
+// Sampling arguments t = float(beta (x - m)) of x[0..8) as two float32x4 (lanes 0-3, 4-7), and the
+// masks x >= thr restricted to the `valid` first lanes.
+inline void sample_args(const float* x, std::size_t valid, float m, float beta, float thr, float32x4_t t[2],
+                        uint32x4_t keep[2]) {
+    for (int h = 0; h < 2; ++h) {
+        const std::size_t vh = valid > 4u * h ? valid - 4u * h : 0;
+        float32x4_t v;
+        uint32x4_t lanes;
+        if (vh >= 4) {
+            v = vld1q_f32(x + 4 * h);
+            lanes = vdupq_n_u32(~0u);
+        } else {
+            const mask32 mk = F32::tail_mask(vh);
+            v = F32::load_tail(x + 4 * h, mk);
+            lanes = mk.m;
+        }
+        keep[h] = vandq_u32(vcgeq_f32(v, vdupq_n_f32(thr)), lanes);
+        t[h] = vmulq_f32(vsubq_f32(v, vdupq_n_f32(m)), vdupq_n_f32(beta));
+    }
+}
+inline void sample_args(const double* x, std::size_t valid, double m, double beta, double thr, float32x4_t t[2],
+                        uint32x4_t keep[2]) {
+    const float64x2_t md = vdupq_n_f64(m), bd = vdupq_n_f64(beta), td = vdupq_n_f64(thr);
+    float32x2_t tq[4];
+    uint32x2_t kq[4];
+    for (int q = 0; q < 4; ++q) {
+        const std::size_t vq = valid > 2u * q ? valid - 2u * q : 0;
+        float64x2_t v;
+        uint64x2_t lanes;
+        if (vq >= 2) {
+            v = vld1q_f64(x + 2 * q);
+            lanes = vdupq_n_u64(~0ull);
+        } else {
+            const mask64 mk = F64::tail_mask(vq);
+            v = F64::load_tail(x + 2 * q, mk);
+            lanes = mk.m;
+        }
+        // (x - m) * beta in float64, then one rounding to float32 (FCVTN, round to nearest even).
+        tq[q] = vcvt_f32_f64(vmulq_f64(vsubq_f64(v, md), bd));
+        kq[q] = vmovn_u64(vandq_u64(vcgeq_f64(v, td), lanes));  // all-ones/zero 64-bit lanes -> 32-bit
+    }
+    t[0] = vcombine_f32(tq[0], tq[1]);
+    t[1] = vcombine_f32(tq[2], tq[3]);
+    keep[0] = vcombine_u32(kq[0], kq[1]);
+    keep[1] = vcombine_u32(kq[2], kq[3]);
+}
+
+// sample_exp of sampling_weights.hpp on 4 lanes; lanes with !keep or t < kSampleMinArg give +0.
+inline float32x4_t sample_exp4(float32x4_t t, uint32x4_t keep) {
+    using namespace normexp::sampling;
+    const float32x4_t tmin = vdupq_n_f32(kSampleMinArg);
+    keep = vandq_u32(keep, vcgeq_f32(t, tmin));
+    t = vbslq_f32(keep, t, tmin);  // the dropped lanes (NaN included) compute something harmless
+    const float32x4_t sh = vdupq_n_f32(kSampleShifter);
+    const float32x4_t kd = vsubq_f32(vaddq_f32(vmulq_f32(t, vdupq_n_f32(kLog2eF)), sh), sh);
+    const float32x4_t r = vsubq_f32(vsubq_f32(t, vmulq_f32(kd, vdupq_n_f32(kLn2HiF))),
+                                    vmulq_f32(kd, vdupq_n_f32(kLn2LoF)));
+    float32x4_t q = vaddq_f32(vmulq_f32(vdupq_n_f32(kC6F), r), vdupq_n_f32(kC5F));
+    q = vaddq_f32(vmulq_f32(q, r), vdupq_n_f32(kC4F));
+    q = vaddq_f32(vmulq_f32(q, r), vdupq_n_f32(kC3F));
+    q = vaddq_f32(vmulq_f32(q, r), vdupq_n_f32(kC2F));
+    const float32x4_t p = vaddq_f32(vaddq_f32(vmulq_f32(vmulq_f32(r, r), q), r), vdupq_n_f32(1.0f));
+    const float32x4_t w = vmulq_f32(p, F32::pow2(vcvtq_s32_f32(kd)));  // kd is an integer in [-124, 0]
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(w), keep));
+}
+
+template <class F>
+void k_row_sample_weights(const typename F::T* x, std::size_t n, typename F::T m, typename F::T beta,
+                          typename F::T thr, float* w, float* block_sums) {
+    constexpr std::size_t B = normexp::sampling::kSampleBlock;
+    for (std::size_t b0 = 0; b0 < n; b0 += B) {
+        float32x4_t lo = vdupq_n_f32(0.0f), hi = vdupq_n_f32(0.0f);
+        for (std::size_t q = 0; q < B / 8 && b0 + 8 * q < n; ++q) {
+            const std::size_t i = b0 + 8 * q, valid = n - i;
+            float32x4_t t[2];
+            uint32x4_t keep[2];
+            sample_args(x + i, valid, m, beta, thr, t, keep);
+            const float32x4_t w0 = sample_exp4(t[0], keep[0]), w1 = sample_exp4(t[1], keep[1]);
+            // L_j = ((w[j] + w[8+j]) + ...): the first add is 0 + w[j] = w[j] exactly (w >= +0).
+            lo = vaddq_f32(lo, w0);
+            hi = vaddq_f32(hi, w1);
+            if (w) {
+                if (valid >= 8) {
+                    vst1q_f32(w + i, w0);
+                    vst1q_f32(w + i + 4, w1);
+                } else if (valid > 4) {
+                    vst1q_f32(w + i, w0);
+                    F32::store_tail(w + i + 4, F32::tail_mask(valid - 4), w1);
+                } else {
+                    F32::store_tail(w + i, F32::tail_mask(valid), w0);
+                }
+            }
+        }
+        if (block_sums) {
+            // s_j = L_j + L_{j+4}; (s0 + s2), (s1 + s3); their sum. Missing vectors of a short last block
+            // would add +0, which changes no bit, so they are skipped (as on AVX2).
+            const float32x4_t s = vaddq_f32(lo, hi);
+            const float32x2_t u = vadd_f32(vget_low_f32(s), vget_high_f32(s));  // {s0 + s2, s1 + s3}
+            block_sums[b0 / B] = vget_lane_f32(u, 0) + vget_lane_f32(u, 1);
+        }
+    }
+}
+
 template <class F>
 reduction_kernels<typename F::T> make_kernels() {
-    return {k_exp<F>,         k_row_max<F>,       k_row_exp_sum<F>,     k_row_exp_store<F>,
-            k_row_scale<F>,   k_row_exp_scale<F>, k_row_log_softmax<F>, k_col_max<F>,
-            k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>};
+    return {k_exp<F>,            k_row_max<F>,          k_row_exp_sum<F>,     k_row_exp_store<F>,
+            k_row_scale<F>,      k_row_exp_scale<F>,    k_row_log_softmax<F>, k_col_max<F>,
+            k_col_exp_sum<F>,    k_col_exp_scale<F>,    k_col_log_softmax<F>, k_col_exp_store<F>,
+            k_col_scale<F>,      k_row_exp_scale<F>,  // row_exp_scale_stream: see above
+            k_row_collect_ge<F>, k_row_sample_weights<F>};
 }
 
 }  // namespace
@@ -678,7 +903,10 @@ reduction_kernels<typename F::T> make_kernels() {
 
 namespace normexp {
 const kernel_table& neon_kernels() {
-    static const kernel_table table{"neon", neon::make_kernels<neon::F32>(), neon::make_kernels<neon::F64>()};
+    // Attention entries: null for now; the dispatcher fills them with the scalar kernels (dispatch.cpp,
+    // with_fallback). NEON attention micro-kernels are not written yet (see README, Supported platforms).
+    static const kernel_table table{"neon", neon::make_kernels<neon::F32>(), neon::make_kernels<neon::F64>(),
+                                    attention_kernels<float>{}, attention_kernels<double>{}};
     return table;
 }
 }  // namespace normexp
