@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
@@ -898,15 +899,132 @@ reduction_kernels<typename F::T> make_kernels() {
             k_row_collect_ge<F>, k_row_sample_weights<F>};
 }
 
+
+// ==== attention micro-kernels (kernel_table.hpp, attention_kernels) ===================================
+// qk and pv are register-blocked like a GEMM: a tile is R = 4 query rows x 4 vectors (16 float32 = one
+// key panel, or 8 float64), i.e. 16 accumulators + 4 loads + 1 broadcast of the 32 NEON registers, and
+// each step does one broadcast and 4 loads per 16 vfmaq. Accumulation is in working precision with one
+// FMA per product, so |err| <= dim u sum|q k| (qk) and (keys + 1) u (|alpha o| + sum|p v|) (pv), the
+// bounds test_attention_kernels checks. pack_kt, softmax_step and qk_direct are not written for NEON yet:
+// their entries stay null and the dispatcher fills them with the scalar kernels (dispatch.cpp).
+constexpr int kAttnRowsNeon = 4;
+
+template <class F, int R>
+inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt,
+                    std::size_t dim, typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    V a[R][4];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < 4; ++c) a[r][c] = F::zero();
+    for (std::size_t d = 0; d < dim; ++d) {
+        const typename F::T* kd = kt + d * ldkt;
+        const V b0 = F::load(kd), b1 = F::load(kd + N), b2 = F::load(kd + 2 * N), b3 = F::load(kd + 3 * N);
+        for (int r = 0; r < R; ++r) {
+            const V x = F::set1(q[r * ldq + d]);
+            a[r][0] = F::fmadd(x, b0, a[r][0]);
+            a[r][1] = F::fmadd(x, b1, a[r][1]);
+            a[r][2] = F::fmadd(x, b2, a[r][2]);
+            a[r][3] = F::fmadd(x, b3, a[r][3]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < 4; ++c) F::store(s + r * lds + c * N, a[r][c]);
+}
+
+// Calls tile.template operator()<R>(i) over row tiles: full tiles of kAttnRowsNeon, then one of 1..3.
+template <class Tile>
+void for_row_tiles(std::size_t rows, Tile tile) {
+    std::size_t i = 0;
+    for (; i + kAttnRowsNeon <= rows; i += kAttnRowsNeon) tile(i, std::integral_constant<int, kAttnRowsNeon>{});
+    switch (rows - i) {
+        case 3: tile(i, std::integral_constant<int, 3>{}); break;
+        case 2: tile(i, std::integral_constant<int, 2>{}); break;
+        case 1: tile(i, std::integral_constant<int, 1>{}); break;
+        default: break;
+    }
+}
+
+template <class F>
+void k_qk(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt, std::size_t rows,
+          std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
+    constexpr std::size_t W = 4 * F::N;  // columns per tile
+    static_assert(kAttnKeyPanel % W == 0, "tile width must divide the key panel");
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    for (std::size_t j = 0; j < padded; j += W)
+        for_row_tiles(rows, [&](std::size_t i, auto r) {
+            qk_tile<F, decltype(r)::value>(q + i * ldq, ldq, kt + j, ldkt, dim, s + i * lds + j, lds);
+        });
+}
+
+// o = alpha o + p V on R rows x NV vectors of the value dimension; Tail: NV == 1 and only mk.n columns.
+template <class F, int R, int NV, bool Tail>
+inline void pv_tile(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv,
+                    std::size_t keys, const typename F::T* alpha, typename F::T* o, std::size_t ldo,
+                    typename F::M mk) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    static_assert(!Tail || NV == 1, "only single-vector tiles have a tail");
+    V a[R][NV];
+    for (int r = 0; r < R; ++r) {
+        const V al = F::set1(alpha[r]);
+        for (int c = 0; c < NV; ++c)
+            a[r][c] = F::mul(al, Tail ? F::load_tail(o + r * ldo, mk) : F::load(o + r * ldo + c * N));
+    }
+    for (std::size_t j = 0; j < keys; ++j) {
+        const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
+        V b[NV];
+        for (int c = 0; c < NV; ++c) b[c] = Tail ? F::load_tail(vj, mk) : F::load(vj + c * N);
+        for (int r = 0; r < R; ++r) {
+            const V x = F::set1(p[r * ldp + j]);
+            for (int c = 0; c < NV; ++c) a[r][c] = F::fmadd(x, b[c], a[r][c]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < NV; ++c) {
+            if (Tail)
+                F::store_tail(o + r * ldo, mk, a[r][c]);
+            else
+                F::store(o + r * ldo + c * N, a[r][c]);
+        }
+}
+
+template <class F>
+void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv, std::size_t rows,
+          std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
+    constexpr std::size_t N = F::N;
+    const auto full = F::tail_mask(N);
+    // Row tiles outer, column tiles inner: a tile's P rows stay in L1 while V streams by.
+    for_row_tiles(rows, [&](std::size_t i, auto r) {
+        constexpr int R = decltype(r)::value;
+        const auto* pi = p + i * ldp;
+        const auto* ai = alpha + i;
+        auto* oi = o + i * ldo;
+        std::size_t c = 0;
+        for (; c + 4 * N <= dv; c += 4 * N) pv_tile<F, R, 4, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full);
+        for (; c + N <= dv; c += N) pv_tile<F, R, 1, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full);
+        if (c < dv) pv_tile<F, R, 1, true>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, F::tail_mask(dv - c));
+    });
+}
+
+template <class F>
+attention_kernels<typename F::T> make_attention_kernels() {
+    attention_kernels<typename F::T> k{};  // null entries: scalar kernels, filled in by the dispatcher
+    k.qk = k_qk<F>;
+    k.pv = k_pv<F>;
+    return k;
+}
+
 }  // namespace
 }  // namespace normexp::neon
 
 namespace normexp {
 const kernel_table& neon_kernels() {
-    // Attention entries: null for now; the dispatcher fills them with the scalar kernels (dispatch.cpp,
-    // with_fallback). NEON attention micro-kernels are not written yet (see README, Supported platforms).
+    // Attention: qk and pv are NEON; pack_kt, softmax_step and qk_direct are left null and the dispatcher
+    // fills them with the scalar kernels (dispatch.cpp, with_fallback; README, Supported platforms).
     static const kernel_table table{"neon", neon::make_kernels<neon::F32>(), neon::make_kernels<neon::F64>(),
-                                    attention_kernels<float>{}, attention_kernels<double>{}};
+                                    neon::make_attention_kernels<neon::F32>(),
+                                    neon::make_attention_kernels<neon::F64>()};
     return table;
 }
 }  // namespace normexp
