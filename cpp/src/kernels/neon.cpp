@@ -905,7 +905,7 @@ reduction_kernels<typename F::T> make_kernels() {
 // key panel, or 8 float64), i.e. 16 accumulators + 4 loads + 1 broadcast of the 32 NEON registers, and
 // each step does one broadcast and 4 loads per 16 vfmaq. Accumulation is in working precision with one
 // FMA per product, so |err| <= dim u sum|q k| (qk) and (keys + 1) u (|alpha o| + sum|p v|) (pv), the
-// bounds test_attention_kernels checks. pack_kt, softmax_step and qk_direct are not written for NEON yet:
+// bounds test_attention_kernels checks. pack_kt and softmax_step are not written for NEON yet:
 // their entries stay null and the dispatcher fills them with the scalar kernels (dispatch.cpp).
 constexpr int kAttnRowsNeon = 4;
 
@@ -1007,11 +1007,64 @@ void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::
     });
 }
 
+// qk_direct (decoding): four keys at a time, four accumulators over the head dimension (the tail lanes
+// load as zeros and add nothing), then one pairwise horizontal add per key (FADDP). Each key row is read
+// once, contiguously. |err| <= (dim + 1) u sum|q k| like qk.
+inline float hsum(float32x4_t a) { return vaddvq_f32(a); }
+inline double hsum(float64x2_t a) { return vaddvq_f64(a); }
+
+template <class F>
+void k_qk_direct(const typename F::T* q, std::size_t ldq, const typename F::T* k, std::ptrdiff_t ldk, std::size_t rows,
+                 std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    const std::size_t full = dim / N * N;
+    const auto mk = F::tail_mask(dim - full);
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto* qi = q + i * ldq;
+        auto* si = s + i * lds;
+        std::size_t j = 0;
+        for (; j + 4 <= keys; j += 4) {
+            const auto* k0 = k + static_cast<std::ptrdiff_t>(j) * ldk;
+            const auto *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+            V a0 = F::zero(), a1 = F::zero(), a2 = F::zero(), a3 = F::zero();
+            std::size_t d = 0;
+            for (; d < full; d += N) {
+                const V qv = F::load(qi + d);
+                a0 = F::fmadd(qv, F::load(k0 + d), a0);
+                a1 = F::fmadd(qv, F::load(k1 + d), a1);
+                a2 = F::fmadd(qv, F::load(k2 + d), a2);
+                a3 = F::fmadd(qv, F::load(k3 + d), a3);
+            }
+            if (d < dim) {
+                const V qv = F::load_tail(qi + d, mk);
+                a0 = F::fmadd(qv, F::load_tail(k0 + d, mk), a0);
+                a1 = F::fmadd(qv, F::load_tail(k1 + d, mk), a1);
+                a2 = F::fmadd(qv, F::load_tail(k2 + d, mk), a2);
+                a3 = F::fmadd(qv, F::load_tail(k3 + d, mk), a3);
+            }
+            si[j] = hsum(a0);
+            si[j + 1] = hsum(a1);
+            si[j + 2] = hsum(a2);
+            si[j + 3] = hsum(a3);
+        }
+        for (; j < keys; ++j) {
+            const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
+            V a = F::zero();
+            std::size_t d = 0;
+            for (; d < full; d += N) a = F::fmadd(F::load(qi + d), F::load(kj + d), a);
+            if (d < dim) a = F::fmadd(F::load_tail(qi + d, mk), F::load_tail(kj + d, mk), a);
+            si[j] = hsum(a);
+        }
+    }
+}
+
 template <class F>
 attention_kernels<typename F::T> make_attention_kernels() {
     attention_kernels<typename F::T> k{};  // null entries: scalar kernels, filled in by the dispatcher
     k.qk = k_qk<F>;
     k.pv = k_pv<F>;
+    k.qk_direct = k_qk_direct<F>;
     return k;
 }
 
@@ -1020,7 +1073,7 @@ attention_kernels<typename F::T> make_attention_kernels() {
 
 namespace normexp {
 const kernel_table& neon_kernels() {
-    // Attention: qk and pv are NEON; pack_kt, softmax_step and qk_direct are left null and the dispatcher
+    // Attention: qk, pv and qk_direct are NEON; pack_kt and softmax_step are left null and the dispatcher
     // fills them with the scalar kernels (dispatch.cpp, with_fallback; README, Supported platforms).
     static const kernel_table table{"neon", neon::make_kernels<neon::F32>(), neon::make_kernels<neon::F64>(),
                                     neon::make_attention_kernels<neon::F32>(),
