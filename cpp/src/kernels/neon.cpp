@@ -899,14 +899,14 @@ reduction_kernels<typename F::T> make_kernels() {
             k_row_collect_ge<F>, k_row_sample_weights<F>};
 }
 
-
 // ==== attention micro-kernels (kernel_table.hpp, attention_kernels) ===================================
 // qk and pv are register-blocked like a GEMM: a tile is R = 4 query rows x 4 vectors (16 float32 = one
 // key panel, or 8 float64), i.e. 16 accumulators + 4 loads + 1 broadcast of the 32 NEON registers, and
 // each step does one broadcast and 4 loads per 16 vfmaq. Accumulation is in working precision with one
 // FMA per product, so |err| <= dim u sum|q k| (qk) and (keys + 1) u (|alpha o| + sum|p v|) (pv), the
-// bounds test_attention_kernels checks. pack_kt and softmax_step are not written for NEON yet:
-// their entries stay null and the dispatcher fills them with the scalar kernels (dispatch.cpp).
+// bounds test_attention_kernels checks. softmax_step (online softmax with softcap, ALiBi, bias, masks
+// and band) is not written for NEON yet: its entry stays null and the dispatcher fills it with the
+// scalar kernel (dispatch.cpp, with_fallback).
 constexpr int kAttnRowsNeon = 4;
 
 template <class F, int R>
@@ -1059,9 +1059,51 @@ void k_qk_direct(const typename F::T* q, std::size_t ldq, const typename F::T* k
     }
 }
 
+// pack_kt: N x N register transposes (TRN1/TRN2) where the key rows have unit stride along the head
+// dimension, element by element for the edges and other layouts; the zero padding as the spec says.
+inline void transpose_store(const float* k, std::ptrdiff_t k_row, float* kt, std::size_t ldkt) {  // 4 x 4
+    const float32x4_t r0 = vld1q_f32(k), r1 = vld1q_f32(k + k_row), r2 = vld1q_f32(k + 2 * k_row),
+                      r3 = vld1q_f32(k + 3 * k_row);
+    const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1)), t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+    const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3)), t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+    vst1q_f32(kt, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+    vst1q_f32(kt + ldkt, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+    vst1q_f32(kt + 2 * ldkt, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+    vst1q_f32(kt + 3 * ldkt, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+}
+inline void transpose_store(const double* k, std::ptrdiff_t k_row, double* kt, std::size_t ldkt) {  // 2 x 2
+    const float64x2_t r0 = vld1q_f64(k), r1 = vld1q_f64(k + k_row);
+    vst1q_f64(kt, vtrn1q_f64(r0, r1));
+    vst1q_f64(kt + ldkt, vtrn2q_f64(r0, r1));
+}
+
+template <class F>
+void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
+               typename F::T* kt, std::size_t ldkt) {
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    std::size_t j0 = 0, d0 = 0;  // the part done by N x N transposes: keys < j0, dims < d0
+    if (k_col == 1) {
+        j0 = keys / N * N;
+        d0 = dim / N * N;
+        for (std::size_t j = 0; j < j0; j += N)
+            for (std::size_t d = 0; d < d0; d += N)
+                transpose_store(k + static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d), k_row,
+                                kt + d * ldkt + j, ldkt);
+    }
+    for (std::size_t d = 0; d < dim; ++d) {
+        T* row = kt + d * ldkt;
+        for (std::size_t j = d < d0 ? j0 : 0; j < keys; ++j)
+            row[j] = k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col];
+        for (std::size_t j = keys; j < padded; ++j) row[j] = T(0);
+    }
+}
+
 template <class F>
 attention_kernels<typename F::T> make_attention_kernels() {
     attention_kernels<typename F::T> k{};  // null entries: scalar kernels, filled in by the dispatcher
+    k.pack_kt = k_pack_kt<F>;
     k.qk = k_qk<F>;
     k.pv = k_pv<F>;
     k.qk_direct = k_qk_direct<F>;
@@ -1073,8 +1115,8 @@ attention_kernels<typename F::T> make_attention_kernels() {
 
 namespace normexp {
 const kernel_table& neon_kernels() {
-    // Attention: qk, pv and qk_direct are NEON; pack_kt and softmax_step are left null and the dispatcher
-    // fills them with the scalar kernels (dispatch.cpp, with_fallback; README, Supported platforms).
+    // Attention: pack_kt, qk, pv and qk_direct are NEON; softmax_step is left null and the dispatcher
+    // fills it with the scalar kernel (dispatch.cpp, with_fallback; README, Supported platforms).
     static const kernel_table table{"neon", neon::make_kernels<neon::F32>(), neon::make_kernels<neon::F64>(),
                                     neon::make_attention_kernels<neon::F32>(),
                                     neon::make_attention_kernels<neon::F64>()};
