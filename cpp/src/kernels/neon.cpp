@@ -22,6 +22,7 @@
 //    (never touching memory past the end), with zeros in the unused lanes, like _mm256_maskload.
 #include <arm_neon.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -904,9 +905,8 @@ reduction_kernels<typename F::T> make_kernels() {
 // key panel, or 8 float64), i.e. 16 accumulators + 4 loads + 1 broadcast of the 32 NEON registers, and
 // each step does one broadcast and 4 loads per 16 vfmaq. Accumulation is in working precision with one
 // FMA per product, so |err| <= dim u sum|q k| (qk) and (keys + 1) u (|alpha o| + sum|p v|) (pv), the
-// bounds test_attention_kernels checks. softmax_step (online softmax with softcap, ALiBi, bias, masks
-// and band) is not written for NEON yet: its entry stays null and the dispatcher fills it with the
-// scalar kernel (dispatch.cpp, with_fallback).
+// bounds test_attention_kernels checks. Every attention entry is NEON (a null one would get the scalar
+// kernel from the dispatcher: dispatch.cpp, with_fallback).
 constexpr int kAttnRowsNeon = 4;
 
 template <class F, int R>
@@ -1100,11 +1100,88 @@ void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_co
     }
 }
 
+// softmax_step: the scores, then the online-softmax update with the library's exp (<= 1 ULP, TwoSum
+// argument) and the block sum of row_exp_store (working precision in blocks, flushed to double).
+//  * Scores: with only a scale (and possibly the band) x = scale * s is one vector multiply: the product
+//    of two T values rounded once to T, which is what the specification's double product rounded to T
+//    gives (the double product of two floats is exact; for doubles it is the same single rounding). Keys
+//    outside the band are one prefix and one suffix of the row, set to -inf. With softcap, ALiBi, bias or
+//    a boolean mask each score is formed exactly as the scalar specification does (double, one rounding).
+//  * The maximum ignores NaN (FMAXNM, starting from -inf), like the specification's `x > mx`; a NaN score
+//    still makes its p, and so l, NaN.
+template <class T>
+T attn_score_spec(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {
+    const auto di = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
+    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return -__builtin_huge_val();
+    if (sc.keep && !sc.keep[static_cast<std::ptrdiff_t>(i) * sc.keep_ld + static_cast<std::ptrdiff_t>(j)])
+        return -__builtin_huge_val();
+    double x = double(raw) * double(sc.scale);
+    if (sc.softcap > 0) x = double(sc.softcap) * std::tanh(x / double(sc.softcap));
+    if (sc.alibi_slope != 0) x -= double(sc.alibi_slope) * std::fabs(double(di - sc.alibi_center));
+    if (sc.bias) x += double(sc.bias[static_cast<std::ptrdiff_t>(i) * sc.bias_ld + static_cast<std::ptrdiff_t>(j)]);
+    return static_cast<T>(x);
+}
+
+inline float32x4_t maxnm(float32x4_t a, float32x4_t b) { return vmaxnmq_f32(a, b); }
+inline float64x2_t maxnm(float64x2_t a, float64x2_t b) { return vmaxnmq_f64(a, b); }
+inline float hmaxnm(float32x4_t a) { return vmaxnmvq_f32(a); }
+inline double hmaxnm(float64x2_t a) { return vmaxnmvq_f64(a); }
+
+template <class F>
+void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                    const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    constexpr T ninf = -__builtin_huge_val();
+    const bool plain = !(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep;
+    const V scale = F::set1(sc.scale);
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* si = s + i * lds;
+        if (plain) {
+            std::size_t j = 0;
+            for (; j + N <= keys; j += N) F::store(si + j, F::mul(F::load(si + j), scale));
+            for (; j < keys; ++j) si[j] = si[j] * sc.scale;
+            if (sc.band) {  // visible keys: band_lo <= j - i <= band_hi
+                const auto ii = static_cast<std::ptrdiff_t>(i), kk = static_cast<std::ptrdiff_t>(keys);
+                std::ptrdiff_t lo = ii + sc.band_lo, hi = ii + sc.band_hi + 1;  // [lo, hi) clipped to [0, keys)
+                lo = lo < 0 ? 0 : lo > kk ? kk : lo;
+                hi = hi > kk ? kk : hi < lo ? lo : hi;
+                for (std::ptrdiff_t q = 0; q < lo; ++q) si[q] = ninf;
+                for (std::ptrdiff_t q = hi; q < kk; ++q) si[q] = ninf;
+            }
+        } else {
+            for (std::size_t j = 0; j < keys; ++j) si[j] = attn_score_spec(si[j], i, j, sc);
+        }
+        V mv = F::set1(ninf);
+        std::size_t j = 0;
+        for (; j + N <= keys; j += N) mv = maxnm(mv, F::load(si + j));
+        T rmax = hmaxnm(mv);
+        for (; j < keys; ++j)
+            if (si[j] > rmax) rmax = si[j];
+        const T mx = rmax > m[i] ? rmax : m[i];
+        // While every score so far is -inf, subtract 0 instead: masked entries give exp(-inf) = 0.
+        const T mu = mx == ninf ? T(0) : mx;
+        T a = T(1);
+        if (!(mx == m[i] || mx == ninf)) {
+            const arg<F, false> e(mu, scale2<T>{T(1), T(0)});
+            T out[N];
+            F::store(out, e.exp_of(F::set1(m[i])));
+            a = out[0];
+        }
+        const double sum = row_exp_store_impl<F, false>(si, si, keys, mu, scale2<T>{T(1), T(0)});
+        l[i] = l[i] * double(a) + sum;
+        m[i] = mx;
+        alpha[i] = a;
+    }
+}
+
 template <class F>
 attention_kernels<typename F::T> make_attention_kernels() {
-    attention_kernels<typename F::T> k{};  // null entries: scalar kernels, filled in by the dispatcher
+    attention_kernels<typename F::T> k{};
     k.pack_kt = k_pack_kt<F>;
     k.qk = k_qk<F>;
+    k.softmax_step = k_softmax_step<F>;
     k.pv = k_pv<F>;
     k.qk_direct = k_qk_direct<F>;
     return k;
@@ -1115,8 +1192,7 @@ attention_kernels<typename F::T> make_attention_kernels() {
 
 namespace normexp {
 const kernel_table& neon_kernels() {
-    // Attention: pack_kt, qk, pv and qk_direct are NEON; softmax_step is left null and the dispatcher
-    // fills it with the scalar kernel (dispatch.cpp, with_fallback; README, Supported platforms).
+    // Every entry is filled; an entry left null would run the scalar kernel (dispatch.cpp, with_fallback).
     static const kernel_table table{"neon", neon::make_kernels<neon::F32>(), neon::make_kernels<neon::F64>(),
                                     neon::make_attention_kernels<neon::F32>(),
                                     neon::make_attention_kernels<neon::F64>()};
