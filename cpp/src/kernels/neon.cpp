@@ -20,6 +20,11 @@
 //    where both ISAs propagate it.
 //  * There are no masked loads or stores: tails use lane loads/stores of exactly the n valid elements
 //    (never touching memory past the end), with zeros in the unused lanes, like _mm256_maskload.
+//
+// Every entry of the kernel table is provided: the reductions, the sampling kernels (row_sample_weights
+// bit-identical to scalar: the operation sequence of sampling_weights.hpp, one IEEE operation per
+// intrinsic) and the attention micro-kernels (register-blocked qk/pv with vfmaq, qk_direct, pack_kt by
+// TRN transposes, the online-softmax step). The dispatcher would fill a null entry with the scalar one.
 #include <arm_neon.h>
 
 #include <cmath>
