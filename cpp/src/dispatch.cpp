@@ -28,6 +28,31 @@ bool cpu_has_avx2_fma() {
 }
 #endif
 
+// Overwrite the entries of `base` with every function pointer `isa` provides (DESIGN.md §2: "fill the
+// table with scalar entries, overwrite with the best ISA"). The member lists below are the one place
+// that must name every function pointer of kernel_table.hpp; test_dispatch checks each one.
+template <class T>
+void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {
+#define NX_TAKE(f) if (s.f) b.f = s.f
+    NX_TAKE(exp); NX_TAKE(row_max); NX_TAKE(row_exp_sum); NX_TAKE(row_exp_store); NX_TAKE(row_scale);
+    NX_TAKE(row_exp_scale); NX_TAKE(row_log_softmax); NX_TAKE(col_max); NX_TAKE(col_exp_sum);
+    NX_TAKE(col_exp_scale); NX_TAKE(col_log_softmax); NX_TAKE(col_exp_store); NX_TAKE(col_scale);
+    NX_TAKE(row_exp_scale_stream); NX_TAKE(row_collect_ge); NX_TAKE(row_sample_weights);
+}
+template <class T>
+void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {
+    NX_TAKE(pack_kt); NX_TAKE(qk); NX_TAKE(softmax_step); NX_TAKE(pv); NX_TAKE(qk_direct);
+#undef NX_TAKE
+}
+
+// Selected tables are cached per ISA; an ISA's getter runs only once the CPU is known to support it
+// (constructing its table may already execute that ISA's instructions).
+template <const kernel_table& (*Get)()>
+const kernel_table* filled() {
+    static const kernel_table t = with_fallback(Get(), scalar_kernels());
+    return &t;
+}
+
 struct isa_entry {
     const char* name;
     bool supported;
@@ -36,12 +61,12 @@ struct isa_entry {
 
 std::vector<isa_entry> all_isas() {
     std::vector<isa_entry> v;
-    v.push_back({"scalar", true, [] { return &scalar_kernels(); }});
+    v.push_back({"scalar", true, [] { return &scalar_kernels(); }});  // complete: the specification
 #if defined(NORMEXP_HAVE_AVX2)
-    v.push_back({"avx2", cpu_has_avx2_fma(), [] { return &avx2_kernels(); }});
+    v.push_back({"avx2", cpu_has_avx2_fma(), filled<avx2_kernels>});
 #endif
 #if defined(NORMEXP_HAVE_NEON)
-    v.push_back({"neon", true, [] { return &neon_kernels(); }});
+    v.push_back({"neon", true, filled<neon_kernels>});
 #endif
     return v;
 }
@@ -61,6 +86,16 @@ const kernel_table& select() {
 }
 
 }  // namespace
+
+kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback) {
+    kernel_table t = fallback;
+    t.name = isa.name;
+    overwrite(t.f32, isa.f32);
+    overwrite(t.f64, isa.f64);
+    overwrite(t.attn_f32, isa.attn_f32);
+    overwrite(t.attn_f64, isa.attn_f64);
+    return t;
+}
 
 const kernel_table& kernels_for(const std::string& isa) {
     std::string known;

@@ -15,6 +15,11 @@ const kernel_table& active_kernels();
 // The table for one ISA by name; throws std::invalid_argument if unknown or unsupported on this CPU.
 const kernel_table& kernels_for(const std::string& isa);
 
+// `fallback` (the scalar table) with every non-null function pointer of `isa` written over it, named
+// `isa.name`. Every table the two functions above return went through this, so an ISA may leave an
+// entry null (where its file says so) and the scalar kernel runs in its place.
+kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback);
+
 // ISAs this build contains and this CPU can run, scalar first, best last.
 std::vector<std::string> available_isas();
 

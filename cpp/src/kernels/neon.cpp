@@ -20,13 +20,21 @@
 //    where both ISAs propagate it.
 //  * There are no masked loads or stores: tails use lane loads/stores of exactly the n valid elements
 //    (never touching memory past the end), with zeros in the unused lanes, like _mm256_maskload.
+//
+// Every entry of the kernel table is provided: the reductions, the sampling kernels (row_sample_weights
+// bit-identical to scalar: the operation sequence of sampling_weights.hpp, one IEEE operation per
+// intrinsic) and the attention micro-kernels (register-blocked qk/pv with vfmaq, qk_direct, pack_kt by
+// TRN transposes, the online-softmax step). The dispatcher would fill a null entry with the scalar one.
 #include <arm_neon.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
+#include "sampling_weights.hpp"
 
 namespace normexp::neon {
 namespace {
@@ -562,19 +570,31 @@ void store_any(typename F::T* p, typename F::M mk, bool full, typename F::V v) {
         F::store_tail(p, mk, v);
 }
 
-template <class F>
-void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m) {
+template <class F, bool Copy>
+void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+                  typename F::T* copy) {
     using V = typename F::V;
     for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
         V acc = load_any<F>(m + j, mk, full);
         V nan = F::unord(acc, acc);
         for (std::size_t i = 0; i < rows; ++i) {
             const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+            if constexpr (Copy) store_any<F>(copy + i * w + j, mk, full, v);
             acc = F::max(acc, v);
             nan = F::or_(nan, F::unord(v, v));
         }
         store_any<F>(m + j, mk, full, F::blend(acc, F::set1(typename F::T(__builtin_nan(""))), nan));
     });
+}
+
+// m[j] = max(m[j], column j), NaN sticky; with copy, the block is also gathered to copy (rows x w).
+template <class F>
+void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+               typename F::T* copy) {
+    if (copy)
+        col_max_impl<F, true>(x, rows, sx, w, m, copy);
+    else
+        col_max_impl<F, false>(x, rows, sx, w, m, nullptr);
 }
 
 template <class F, bool Scaled>
@@ -666,11 +686,510 @@ void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T*
     });
 }
 
+// In place on a contiguous rows x w block: x = exp(beta (x - m[j])), column sums in blocks of 8 rows
+// summed pairwise in working precision and flushed to double (as col_exp_sum).
+template <class F, bool Scaled>
+void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                        scale2<typename F::T> beta, double* sum) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(0, beta);
+    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+        const V negm = F::sub(F::zero(), load_any<F>(m + j, mk, full));
+        typename F::T* xp = x + j;
+        auto term = [&](std::size_t r) {
+            const V e = a.exp_of(load_any<F>(xp + r * w, mk, full), negm);
+            store_any<F>(xp + r * w, mk, full, e);
+            return e;
+        };
+        std::size_t i = 0;
+        while (i < rows) {
+            V s;
+            if (i + 8 <= rows) {
+                const V s0 = F::add(term(i), term(i + 1));
+                const V s1 = F::add(term(i + 2), term(i + 3));
+                const V s2 = F::add(term(i + 4), term(i + 5));
+                const V s3 = F::add(term(i + 6), term(i + 7));
+                s = F::add(F::add(s0, s1), F::add(s2, s3));
+                i += 8;
+            } else {
+                s = F::zero();
+                for (; i < rows; ++i) s = F::add(s, term(i));
+            }
+            F::add_to_doubles(sum + j, s, mk, full);
+        }
+    });
+}
+
+template <class F>
+void k_col_exp_store(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                     scale2<typename F::T> beta, double* sum) {
+    if (beta.lo == 0 && beta.hi == 1)
+        col_exp_store_impl<F, false>(x, rows, w, m, beta, sum);
+    else
+        col_exp_store_impl<F, true>(x, rows, w, m, beta, sum);
+}
+
+// y[i*sy + j] = x[i*sx + j] * c[j]: one rounding, the same product as scalar.
+template <class F>
+void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                 std::size_t w, const typename F::T* c) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        auto* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
+        for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, bool full) {
+            store_any<F>(yi + j, mk, full, F::mul(load_any<F>(xi + j, mk, full), load_any<F>(c + j, mk, full)));
+        });
+    }
+}
+
+// row_exp_scale_stream: AVX2 uses non-temporal stores here. AArch64 Advanced SIMD has no cache-bypassing
+// vector store worth using for this (STNP is only a hint, and most cores still allocate the lines), so
+// on NEON the streaming variant is the ordinary row_exp_scale (same results, by construction).
+
+// ==== sampling kernels (issue 8) ======================================================================
+// row_collect_ge: compare 4 vectors with the threshold and, only if any lane passes, turn the lane masks
+// into indices (NEON has no movemask: AND with lane bits {1, 2, 4, 8} and add across). NaN compares
+// false, so it is never collected.
+inline std::uint32_t lane_bits(float32x4_t m) {
+    alignas(16) static const std::uint32_t kBits[4] = {1, 2, 4, 8};
+    return vaddvq_u32(vandq_u32(vreinterpretq_u32_f32(m), vld1q_u32(kBits)));
+}
+inline std::uint32_t lane_bits(float64x2_t m) {
+    alignas(16) static const std::uint64_t kBits[2] = {1, 2};
+    return static_cast<std::uint32_t>(vaddvq_u64(vandq_u64(vreinterpretq_u64_f64(m), vld1q_u64(kBits))));
+}
+
+template <class F>
+std::size_t k_row_collect_ge(const typename F::T* x, std::size_t n, typename F::T thr, std::uint32_t* idx) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    const V t = F::set1(thr);
+    std::size_t c = 0, i = 0;
+    auto emit = [&](std::uint32_t bits, std::size_t base) {
+        while (bits) {
+            idx[c++] = static_cast<std::uint32_t>(base + static_cast<std::size_t>(__builtin_ctz(bits)));
+            bits &= bits - 1;
+        }
+    };
+    for (; i + 4 * N <= n; i += 4 * N) {
+        const V a = F::ge(F::load(x + i), t), b = F::ge(F::load(x + i + N), t);
+        const V cc = F::ge(F::load(x + i + 2 * N), t), d = F::ge(F::load(x + i + 3 * N), t);
+        if (!F::any(F::or_(F::or_(a, b), F::or_(cc, d)))) continue;
+        emit(lane_bits(a), i);
+        emit(lane_bits(b), i + N);
+        emit(lane_bits(cc), i + 2 * N);
+        emit(lane_bits(d), i + 3 * N);
+    }
+    for (; i + N <= n; i += N) emit(lane_bits(F::ge(F::load(x + i), t)), i);
+    if (i < n) {  // the tail's unused lanes load as 0, which may pass: cut them off
+        const auto mk = F::tail_mask(n - i);
+        emit(lane_bits(F::ge(F::load_tail(x + i, mk), t)) & ((1u << (n - i)) - 1u), i);
+    }
+    return c;
+}
+
+// row_sample_weights: the float32 operation sequence of sampling_weights.hpp, one IEEE operation per
+// intrinsic (vmulq/vaddq/vsubq, never vfmaq; the file is built with -ffp-contract=off, so GCC's
+// arm_neon.h, which writes vmulq_f32 as a plain a * b, cannot fuse them either). The 8 lane sums L_j of a
+// block are two float32x4 accumulators: lo holds L_0..L_3, hi holds L_4..L_7.
+
+// Sampling arguments t = float(beta (x - m)) of x[0..8) as two float32x4 (lanes 0-3, 4-7), and the
+// masks x >= thr restricted to the `valid` first lanes.
+inline void sample_args(const float* x, std::size_t valid, float m, float beta, float thr, float32x4_t t[2],
+                        uint32x4_t keep[2]) {
+    for (int h = 0; h < 2; ++h) {
+        const std::size_t vh = valid > 4u * h ? valid - 4u * h : 0;
+        float32x4_t v;
+        uint32x4_t lanes;
+        if (vh >= 4) {
+            v = vld1q_f32(x + 4 * h);
+            lanes = vdupq_n_u32(~0u);
+        } else {
+            const mask32 mk = F32::tail_mask(vh);
+            v = F32::load_tail(x + 4 * h, mk);
+            lanes = mk.m;
+        }
+        keep[h] = vandq_u32(vcgeq_f32(v, vdupq_n_f32(thr)), lanes);
+        t[h] = vmulq_f32(vsubq_f32(v, vdupq_n_f32(m)), vdupq_n_f32(beta));
+    }
+}
+inline void sample_args(const double* x, std::size_t valid, double m, double beta, double thr, float32x4_t t[2],
+                        uint32x4_t keep[2]) {
+    const float64x2_t md = vdupq_n_f64(m), bd = vdupq_n_f64(beta), td = vdupq_n_f64(thr);
+    float32x2_t tq[4];
+    uint32x2_t kq[4];
+    for (int q = 0; q < 4; ++q) {
+        const std::size_t vq = valid > 2u * q ? valid - 2u * q : 0;
+        float64x2_t v;
+        uint64x2_t lanes;
+        if (vq >= 2) {
+            v = vld1q_f64(x + 2 * q);
+            lanes = vdupq_n_u64(~0ull);
+        } else {
+            const mask64 mk = F64::tail_mask(vq);
+            v = F64::load_tail(x + 2 * q, mk);
+            lanes = mk.m;
+        }
+        // (x - m) * beta in float64, then one rounding to float32 (FCVTN, round to nearest even).
+        tq[q] = vcvt_f32_f64(vmulq_f64(vsubq_f64(v, md), bd));
+        kq[q] = vmovn_u64(vandq_u64(vcgeq_f64(v, td), lanes));  // all-ones/zero 64-bit lanes -> 32-bit
+    }
+    t[0] = vcombine_f32(tq[0], tq[1]);
+    t[1] = vcombine_f32(tq[2], tq[3]);
+    keep[0] = vcombine_u32(kq[0], kq[1]);
+    keep[1] = vcombine_u32(kq[2], kq[3]);
+}
+
+// sample_exp of sampling_weights.hpp on 4 lanes; lanes with !keep or t < kSampleMinArg give +0.
+inline float32x4_t sample_exp4(float32x4_t t, uint32x4_t keep) {
+    using namespace normexp::sampling;
+    const float32x4_t tmin = vdupq_n_f32(kSampleMinArg);
+    keep = vandq_u32(keep, vcgeq_f32(t, tmin));
+    t = vbslq_f32(keep, t, tmin);  // the dropped lanes (NaN included) compute something harmless
+    const float32x4_t sh = vdupq_n_f32(kSampleShifter);
+    const float32x4_t kd = vsubq_f32(vaddq_f32(vmulq_f32(t, vdupq_n_f32(kLog2eF)), sh), sh);
+    const float32x4_t r = vsubq_f32(vsubq_f32(t, vmulq_f32(kd, vdupq_n_f32(kLn2HiF))),
+                                    vmulq_f32(kd, vdupq_n_f32(kLn2LoF)));
+    float32x4_t q = vaddq_f32(vmulq_f32(vdupq_n_f32(kC6F), r), vdupq_n_f32(kC5F));
+    q = vaddq_f32(vmulq_f32(q, r), vdupq_n_f32(kC4F));
+    q = vaddq_f32(vmulq_f32(q, r), vdupq_n_f32(kC3F));
+    q = vaddq_f32(vmulq_f32(q, r), vdupq_n_f32(kC2F));
+    const float32x4_t p = vaddq_f32(vaddq_f32(vmulq_f32(vmulq_f32(r, r), q), r), vdupq_n_f32(1.0f));
+    const float32x4_t w = vmulq_f32(p, F32::pow2(vcvtq_s32_f32(kd)));  // kd is an integer in [-124, 0]
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(w), keep));
+}
+
+template <class F>
+void k_row_sample_weights(const typename F::T* x, std::size_t n, typename F::T m, typename F::T beta,
+                          typename F::T thr, float* w, float* block_sums) {
+    constexpr std::size_t B = normexp::sampling::kSampleBlock;
+    for (std::size_t b0 = 0; b0 < n; b0 += B) {
+        float32x4_t lo = vdupq_n_f32(0.0f), hi = vdupq_n_f32(0.0f);
+        for (std::size_t q = 0; q < B / 8 && b0 + 8 * q < n; ++q) {
+            const std::size_t i = b0 + 8 * q, valid = n - i;
+            float32x4_t t[2];
+            uint32x4_t keep[2];
+            sample_args(x + i, valid, m, beta, thr, t, keep);
+            const float32x4_t w0 = sample_exp4(t[0], keep[0]), w1 = sample_exp4(t[1], keep[1]);
+            // L_j = ((w[j] + w[8+j]) + ...): the first add is 0 + w[j] = w[j] exactly (w >= +0).
+            lo = vaddq_f32(lo, w0);
+            hi = vaddq_f32(hi, w1);
+            if (w) {
+                if (valid >= 8) {
+                    vst1q_f32(w + i, w0);
+                    vst1q_f32(w + i + 4, w1);
+                } else if (valid > 4) {
+                    vst1q_f32(w + i, w0);
+                    F32::store_tail(w + i + 4, F32::tail_mask(valid - 4), w1);
+                } else {
+                    F32::store_tail(w + i, F32::tail_mask(valid), w0);
+                }
+            }
+        }
+        if (block_sums) {
+            // s_j = L_j + L_{j+4}; (s0 + s2), (s1 + s3); their sum. Missing vectors of a short last block
+            // would add +0, which changes no bit, so they are skipped (as on AVX2).
+            const float32x4_t s = vaddq_f32(lo, hi);
+            const float32x2_t u = vadd_f32(vget_low_f32(s), vget_high_f32(s));  // {s0 + s2, s1 + s3}
+            block_sums[b0 / B] = vget_lane_f32(u, 0) + vget_lane_f32(u, 1);
+        }
+    }
+}
+
 template <class F>
 reduction_kernels<typename F::T> make_kernels() {
-    return {k_exp<F>,         k_row_max<F>,       k_row_exp_sum<F>,     k_row_exp_store<F>,
-            k_row_scale<F>,   k_row_exp_scale<F>, k_row_log_softmax<F>, k_col_max<F>,
-            k_col_exp_sum<F>, k_col_exp_scale<F>, k_col_log_softmax<F>};
+    return {k_exp<F>,            k_row_max<F>,          k_row_exp_sum<F>,     k_row_exp_store<F>,
+            k_row_scale<F>,      k_row_exp_scale<F>,    k_row_log_softmax<F>, k_col_max<F>,
+            k_col_exp_sum<F>,    k_col_exp_scale<F>,    k_col_log_softmax<F>, k_col_exp_store<F>,
+            k_col_scale<F>,      k_row_exp_scale<F>,  // row_exp_scale_stream: see above
+            k_row_collect_ge<F>, k_row_sample_weights<F>};
+}
+
+// ==== attention micro-kernels (kernel_table.hpp, attention_kernels) ===================================
+// qk and pv are register-blocked like a GEMM: a tile is R = 4 query rows x 4 vectors (16 float32 = one
+// key panel, or 8 float64), i.e. 16 accumulators + 4 loads + 1 broadcast of the 32 NEON registers, and
+// each step does one broadcast and 4 loads per 16 vfmaq. Accumulation is in working precision with one
+// FMA per product, so |err| <= dim u sum|q k| (qk) and (keys + 1) u (|alpha o| + sum|p v|) (pv), the
+// bounds test_attention_kernels checks. Every attention entry is NEON (a null one would get the scalar
+// kernel from the dispatcher: dispatch.cpp, with_fallback).
+constexpr int kAttnRowsNeon = 4;
+
+template <class F, int R>
+inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt,
+                    std::size_t dim, typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    V a[R][4];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < 4; ++c) a[r][c] = F::zero();
+    for (std::size_t d = 0; d < dim; ++d) {
+        const typename F::T* kd = kt + d * ldkt;
+        const V b0 = F::load(kd), b1 = F::load(kd + N), b2 = F::load(kd + 2 * N), b3 = F::load(kd + 3 * N);
+        for (int r = 0; r < R; ++r) {
+            const V x = F::set1(q[r * ldq + d]);
+            a[r][0] = F::fmadd(x, b0, a[r][0]);
+            a[r][1] = F::fmadd(x, b1, a[r][1]);
+            a[r][2] = F::fmadd(x, b2, a[r][2]);
+            a[r][3] = F::fmadd(x, b3, a[r][3]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < 4; ++c) F::store(s + r * lds + c * N, a[r][c]);
+}
+
+// Calls tile.template operator()<R>(i) over row tiles: full tiles of kAttnRowsNeon, then one of 1..3.
+template <class Tile>
+void for_row_tiles(std::size_t rows, Tile tile) {
+    std::size_t i = 0;
+    for (; i + kAttnRowsNeon <= rows; i += kAttnRowsNeon) tile(i, std::integral_constant<int, kAttnRowsNeon>{});
+    switch (rows - i) {
+        case 3: tile(i, std::integral_constant<int, 3>{}); break;
+        case 2: tile(i, std::integral_constant<int, 2>{}); break;
+        case 1: tile(i, std::integral_constant<int, 1>{}); break;
+        default: break;
+    }
+}
+
+template <class F>
+void k_qk(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt, std::size_t rows,
+          std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
+    constexpr std::size_t W = 4 * F::N;  // columns per tile
+    static_assert(kAttnKeyPanel % W == 0, "tile width must divide the key panel");
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    for (std::size_t j = 0; j < padded; j += W)
+        for_row_tiles(rows, [&](std::size_t i, auto r) {
+            qk_tile<F, decltype(r)::value>(q + i * ldq, ldq, kt + j, ldkt, dim, s + i * lds + j, lds);
+        });
+}
+
+// o = alpha o + p V on R rows x NV vectors of the value dimension; Tail: NV == 1 and only mk.n columns.
+template <class F, int R, int NV, bool Tail>
+inline void pv_tile(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv,
+                    std::size_t keys, const typename F::T* alpha, typename F::T* o, std::size_t ldo,
+                    typename F::M mk) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    static_assert(!Tail || NV == 1, "only single-vector tiles have a tail");
+    V a[R][NV];
+    for (int r = 0; r < R; ++r) {
+        const V al = F::set1(alpha[r]);
+        for (int c = 0; c < NV; ++c)
+            a[r][c] = F::mul(al, Tail ? F::load_tail(o + r * ldo, mk) : F::load(o + r * ldo + c * N));
+    }
+    for (std::size_t j = 0; j < keys; ++j) {
+        const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
+        V b[NV];
+        for (int c = 0; c < NV; ++c) b[c] = Tail ? F::load_tail(vj, mk) : F::load(vj + c * N);
+        for (int r = 0; r < R; ++r) {
+            const V x = F::set1(p[r * ldp + j]);
+            for (int c = 0; c < NV; ++c) a[r][c] = F::fmadd(x, b[c], a[r][c]);
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < NV; ++c) {
+            if (Tail)
+                F::store_tail(o + r * ldo, mk, a[r][c]);
+            else
+                F::store(o + r * ldo + c * N, a[r][c]);
+        }
+}
+
+template <class F>
+void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv, std::size_t rows,
+          std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
+    constexpr std::size_t N = F::N;
+    const auto full = F::tail_mask(N);
+    // Row tiles outer, column tiles inner: a tile's P rows stay in L1 while V streams by.
+    for_row_tiles(rows, [&](std::size_t i, auto r) {
+        constexpr int R = decltype(r)::value;
+        const auto* pi = p + i * ldp;
+        const auto* ai = alpha + i;
+        auto* oi = o + i * ldo;
+        std::size_t c = 0;
+        for (; c + 4 * N <= dv; c += 4 * N) pv_tile<F, R, 4, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full);
+        for (; c + N <= dv; c += N) pv_tile<F, R, 1, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full);
+        if (c < dv) pv_tile<F, R, 1, true>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, F::tail_mask(dv - c));
+    });
+}
+
+// qk_direct (decoding): four keys at a time, four accumulators over the head dimension (the tail lanes
+// load as zeros and add nothing), then one pairwise horizontal add per key (FADDP). Each key row is read
+// once, contiguously. |err| <= (dim + 1) u sum|q k| like qk.
+inline float hsum(float32x4_t a) { return vaddvq_f32(a); }
+inline double hsum(float64x2_t a) { return vaddvq_f64(a); }
+
+template <class F>
+void k_qk_direct(const typename F::T* q, std::size_t ldq, const typename F::T* k, std::ptrdiff_t ldk, std::size_t rows,
+                 std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    const std::size_t full = dim / N * N;
+    const auto mk = F::tail_mask(dim - full);
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto* qi = q + i * ldq;
+        auto* si = s + i * lds;
+        std::size_t j = 0;
+        for (; j + 4 <= keys; j += 4) {
+            const auto* k0 = k + static_cast<std::ptrdiff_t>(j) * ldk;
+            const auto *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+            V a0 = F::zero(), a1 = F::zero(), a2 = F::zero(), a3 = F::zero();
+            std::size_t d = 0;
+            for (; d < full; d += N) {
+                const V qv = F::load(qi + d);
+                a0 = F::fmadd(qv, F::load(k0 + d), a0);
+                a1 = F::fmadd(qv, F::load(k1 + d), a1);
+                a2 = F::fmadd(qv, F::load(k2 + d), a2);
+                a3 = F::fmadd(qv, F::load(k3 + d), a3);
+            }
+            if (d < dim) {
+                const V qv = F::load_tail(qi + d, mk);
+                a0 = F::fmadd(qv, F::load_tail(k0 + d, mk), a0);
+                a1 = F::fmadd(qv, F::load_tail(k1 + d, mk), a1);
+                a2 = F::fmadd(qv, F::load_tail(k2 + d, mk), a2);
+                a3 = F::fmadd(qv, F::load_tail(k3 + d, mk), a3);
+            }
+            si[j] = hsum(a0);
+            si[j + 1] = hsum(a1);
+            si[j + 2] = hsum(a2);
+            si[j + 3] = hsum(a3);
+        }
+        for (; j < keys; ++j) {
+            const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
+            V a = F::zero();
+            std::size_t d = 0;
+            for (; d < full; d += N) a = F::fmadd(F::load(qi + d), F::load(kj + d), a);
+            if (d < dim) a = F::fmadd(F::load_tail(qi + d, mk), F::load_tail(kj + d, mk), a);
+            si[j] = hsum(a);
+        }
+    }
+}
+
+// pack_kt: N x N register transposes (TRN1/TRN2) where the key rows have unit stride along the head
+// dimension, element by element for the edges and other layouts; the zero padding as the spec says.
+inline void transpose_store(const float* k, std::ptrdiff_t k_row, float* kt, std::size_t ldkt) {  // 4 x 4
+    const float32x4_t r0 = vld1q_f32(k), r1 = vld1q_f32(k + k_row), r2 = vld1q_f32(k + 2 * k_row),
+                      r3 = vld1q_f32(k + 3 * k_row);
+    const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1)), t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+    const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3)), t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+    vst1q_f32(kt, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+    vst1q_f32(kt + ldkt, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+    vst1q_f32(kt + 2 * ldkt, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+    vst1q_f32(kt + 3 * ldkt, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+}
+inline void transpose_store(const double* k, std::ptrdiff_t k_row, double* kt, std::size_t ldkt) {  // 2 x 2
+    const float64x2_t r0 = vld1q_f64(k), r1 = vld1q_f64(k + k_row);
+    vst1q_f64(kt, vtrn1q_f64(r0, r1));
+    vst1q_f64(kt + ldkt, vtrn2q_f64(r0, r1));
+}
+
+template <class F>
+void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
+               typename F::T* kt, std::size_t ldkt) {
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+    std::size_t j0 = 0, d0 = 0;  // the part done by N x N transposes: keys < j0, dims < d0
+    if (k_col == 1) {
+        j0 = keys / N * N;
+        d0 = dim / N * N;
+        for (std::size_t j = 0; j < j0; j += N)
+            for (std::size_t d = 0; d < d0; d += N)
+                transpose_store(k + static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d), k_row,
+                                kt + d * ldkt + j, ldkt);
+    }
+    for (std::size_t d = 0; d < dim; ++d) {
+        T* row = kt + d * ldkt;
+        for (std::size_t j = d < d0 ? j0 : 0; j < keys; ++j)
+            row[j] = k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col];
+        for (std::size_t j = keys; j < padded; ++j) row[j] = T(0);
+    }
+}
+
+// softmax_step: the scores, then the online-softmax update with the library's exp (<= 1 ULP, TwoSum
+// argument) and the block sum of row_exp_store (working precision in blocks, flushed to double).
+//  * Scores: with only a scale (and possibly the band) x = scale * s is one vector multiply: the product
+//    of two T values rounded once to T, which is what the specification's double product rounded to T
+//    gives (the double product of two floats is exact; for doubles it is the same single rounding). Keys
+//    outside the band are one prefix and one suffix of the row, set to -inf. With softcap, ALiBi, bias or
+//    a boolean mask each score is formed exactly as the scalar specification does (double, one rounding).
+//  * The maximum ignores NaN (FMAXNM, starting from -inf), like the specification's `x > mx`; a NaN score
+//    still makes its p, and so l, NaN.
+template <class T>
+T attn_score_spec(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {
+    const auto di = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
+    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return -__builtin_huge_val();
+    if (sc.keep && !sc.keep[static_cast<std::ptrdiff_t>(i) * sc.keep_ld + static_cast<std::ptrdiff_t>(j)])
+        return -__builtin_huge_val();
+    double x = double(raw) * double(sc.scale);
+    if (sc.softcap > 0) x = double(sc.softcap) * std::tanh(x / double(sc.softcap));
+    if (sc.alibi_slope != 0) x -= double(sc.alibi_slope) * std::fabs(double(di - sc.alibi_center));
+    if (sc.bias) x += double(sc.bias[static_cast<std::ptrdiff_t>(i) * sc.bias_ld + static_cast<std::ptrdiff_t>(j)]);
+    return static_cast<T>(x);
+}
+
+inline float32x4_t maxnm(float32x4_t a, float32x4_t b) { return vmaxnmq_f32(a, b); }
+inline float64x2_t maxnm(float64x2_t a, float64x2_t b) { return vmaxnmq_f64(a, b); }
+inline float hmaxnm(float32x4_t a) { return vmaxnmvq_f32(a); }
+inline double hmaxnm(float64x2_t a) { return vmaxnmvq_f64(a); }
+
+template <class F>
+void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                    const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    constexpr T ninf = -__builtin_huge_val();
+    const bool plain = !(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep;
+    const V scale = F::set1(sc.scale);
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* si = s + i * lds;
+        if (plain) {
+            std::size_t j = 0;
+            for (; j + N <= keys; j += N) F::store(si + j, F::mul(F::load(si + j), scale));
+            for (; j < keys; ++j) si[j] = si[j] * sc.scale;
+            if (sc.band) {  // visible keys: band_lo <= j - i <= band_hi
+                const auto ii = static_cast<std::ptrdiff_t>(i), kk = static_cast<std::ptrdiff_t>(keys);
+                std::ptrdiff_t lo = ii + sc.band_lo, hi = ii + sc.band_hi + 1;  // [lo, hi) clipped to [0, keys)
+                lo = lo < 0 ? 0 : lo > kk ? kk : lo;
+                hi = hi > kk ? kk : hi < lo ? lo : hi;
+                for (std::ptrdiff_t q = 0; q < lo; ++q) si[q] = ninf;
+                for (std::ptrdiff_t q = hi; q < kk; ++q) si[q] = ninf;
+            }
+        } else {
+            for (std::size_t j = 0; j < keys; ++j) si[j] = attn_score_spec(si[j], i, j, sc);
+        }
+        V mv = F::set1(ninf);
+        std::size_t j = 0;
+        for (; j + N <= keys; j += N) mv = maxnm(mv, F::load(si + j));
+        T rmax = hmaxnm(mv);
+        for (; j < keys; ++j)
+            if (si[j] > rmax) rmax = si[j];
+        const T mx = rmax > m[i] ? rmax : m[i];
+        // While every score so far is -inf, subtract 0 instead: masked entries give exp(-inf) = 0.
+        const T mu = mx == ninf ? T(0) : mx;
+        T a = T(1);
+        if (!(mx == m[i] || mx == ninf)) {
+            const arg<F, false> e(mu, scale2<T>{T(1), T(0)});
+            T out[N];
+            F::store(out, e.exp_of(F::set1(m[i])));
+            a = out[0];
+        }
+        const double sum = row_exp_store_impl<F, false>(si, si, keys, mu, scale2<T>{T(1), T(0)});
+        l[i] = l[i] * double(a) + sum;
+        m[i] = mx;
+        alpha[i] = a;
+    }
+}
+
+template <class F>
+attention_kernels<typename F::T> make_attention_kernels() {
+    attention_kernels<typename F::T> k{};
+    k.pack_kt = k_pack_kt<F>;
+    k.qk = k_qk<F>;
+    k.softmax_step = k_softmax_step<F>;
+    k.pv = k_pv<F>;
+    k.qk_direct = k_qk_direct<F>;
+    return k;
 }
 
 }  // namespace
@@ -678,7 +1197,10 @@ reduction_kernels<typename F::T> make_kernels() {
 
 namespace normexp {
 const kernel_table& neon_kernels() {
-    static const kernel_table table{"neon", neon::make_kernels<neon::F32>(), neon::make_kernels<neon::F64>()};
+    // Every entry is filled; an entry left null would run the scalar kernel (dispatch.cpp, with_fallback).
+    static const kernel_table table{"neon", neon::make_kernels<neon::F32>(), neon::make_kernels<neon::F64>(),
+                                    neon::make_attention_kernels<neon::F32>(),
+                                    neon::make_attention_kernels<neon::F64>()};
     return table;
 }
 }  // namespace normexp
