@@ -33,6 +33,7 @@
 
 #include "dispatch.hpp"
 #include "normexp/normexp.hpp"
+#include "temperature.hpp"
 #include "threading.hpp"
 
 namespace normexp {
@@ -91,17 +92,7 @@ inline void merge(stats& a, const stats& b, double beta) {
 // log(count + rest) with full relative accuracy when a single maximum dominates.
 inline double log_sum(const stats& s) { return s.count == 1 ? std::log1p(s.rest) : std::log(s.count + s.rest); }
 
-template <class T>
-scale2<T> split_beta(double temperature) {
-    const double b = 1.0 / temperature;
-    if constexpr (sizeof(T) == 4) {
-        const float hi = static_cast<float>(b);
-        return {hi, static_cast<float>(b - static_cast<double>(hi))};
-    } else {
-        // 1/T as hi + lo: lo = (1 - hi*T)/T, the residual computed exactly with an FMA.
-        return {b, -std::fma(b, temperature, -1.0) / temperature};
-    }
-}
+using detail::split_beta;
 
 // ------------------------------------------------------------------------------------------------------
 template <class T>

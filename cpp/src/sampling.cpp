@@ -42,6 +42,7 @@
 #include "dispatch.hpp"
 #include "kernels/sampling_weights.hpp"
 #include "normexp/normexp.hpp"
+#include "temperature.hpp"
 #include "threading.hpp"
 
 namespace normexp {
@@ -443,16 +444,7 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
 // ======================================================================================================
 // Cross-entropy
 // ======================================================================================================
-template <class T>
-scale2<T> split_beta(double temperature) {  // 1/T as hi + lo (as in reduce.cpp)
-    const double b = 1.0 / temperature;
-    if constexpr (sizeof(T) == 4) {
-        const float hi = static_cast<float>(b);
-        return {hi, static_cast<float>(b - static_cast<double>(hi))};
-    } else {
-        return {b, -std::fma(b, temperature, -1.0) / temperature};
-    }
-}
+using detail::split_beta;
 
 // Sum of x[0..n) in double: 4 independent accumulators per 256-entry block, blocks Neumaier-summed.
 template <class T>

@@ -26,6 +26,7 @@
 
 #include "check.hpp"
 #include "dispatch.hpp"
+#include "temperature.hpp"
 
 namespace {
 
@@ -36,16 +37,6 @@ const normexp::reduction_kernels<T>& kern(const normexp::kernel_table& t) {
     if constexpr (sizeof(T) == 4) return t.f32; else return t.f64;
 }
 
-template <class T>
-scale2<T> beta_of(double temperature) {
-    const double b = 1.0 / temperature;
-    if constexpr (sizeof(T) == 4) {
-        const float hi = float(b);
-        return {hi, float(b - double(hi))};
-    } else {
-        return {b, -std::fma(b, temperature, -1.0) / temperature};
-    }
-}
 
 template <class T>
 bool same(T a, T b) {  // identical value (NaN == NaN; +0 == -0)
@@ -219,7 +210,7 @@ void test_rows(const normexp::kernel_table& kt, const normexp::kernel_table& ks)
     std::mt19937_64 rng(17);
     worst_t<T> w;
     for (double temp : {1.0, 0.3}) {
-        const auto beta = beta_of<T>(temp);
+        const auto beta = normexp::detail::split_beta<T>(temp);
         for (int kind = 0; kind < 3; ++kind) {
             for (std::size_t n : lengths()) {
                 if (n == 0) continue;
@@ -283,7 +274,7 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks)
     const auto &k = kern<T>(kt), &s = kern<T>(ks);
     std::mt19937_64 rng(23);
     for (double temp : {1.0, 0.3}) {
-        const auto beta = beta_of<T>(temp);
+        const auto beta = normexp::detail::split_beta<T>(temp);
         for (std::size_t rows : {1, 2, 3, 8, 9, 17}) {
             for (std::size_t w = 0; w <= 19; ++w) {
                 const std::ptrdiff_t sx = std::ptrdiff_t(w) + 1, sy = std::ptrdiff_t(w) + 2;

@@ -13,6 +13,7 @@
 
 #include "check.hpp"
 #include "dispatch.hpp"
+#include "temperature.hpp"
 #include "normexp/normexp.hpp"
 
 namespace {
@@ -20,16 +21,6 @@ namespace {
 using ld = long double;
 using normexp::scale2;
 
-template <class T>
-scale2<T> beta_of(double temperature) {
-    const double b = 1.0 / temperature;
-    if constexpr (sizeof(T) == 4) {
-        const float hi = float(b);
-        return {hi, float(b - double(hi))};
-    } else {
-        return {b, -std::fma(b, temperature, -1.0) / temperature};
-    }
-}
 
 template <class T>
 const normexp::reduction_kernels<T>& kern(const normexp::kernel_table& t) {
@@ -58,7 +49,7 @@ void test_rows(const normexp::kernel_table& kt) {
     for (std::size_t n : {127, 128, 129, 255, 256, 257, 1000, 4099, 70001}) lengths.push_back(n);
     double worst_exp = 0, worst_ls = 0, worst_sum = 0;
     for (double temp : {1.0, 0.7}) {
-        const auto b = beta_of<T>(temp);
+        const auto b = normexp::detail::split_beta<T>(temp);
         const ld beta = ld(1) / ld(temp);
         for (int kind = 0; kind < 4; ++kind) {
             for (std::size_t n : lengths) {
@@ -136,7 +127,7 @@ void test_cols(const normexp::kernel_table& kt) {
     std::mt19937_64 rng(11);
     std::normal_distribution<double> g(0.0, 5.0);
     for (double temp : {1.0, 2.5}) {
-        const auto b = beta_of<T>(temp);
+        const auto b = normexp::detail::split_beta<T>(temp);
         const ld beta = ld(1) / ld(temp);
         for (std::size_t rows : {1, 2, 7, 8, 9, 17}) {
             for (std::size_t w = 0; w <= 20; ++w) {
