@@ -25,7 +25,9 @@ foreach(obj IN LISTS objects)
     string(REGEX MATCHALL "[^\n]+" lines "${out}")
     set(symbols "")
     foreach(line IN LISTS lines)
-      if(line MATCHES "^[0-9a-fA-F]* *[A-Za-z] +([^ ]+)$")
+      # DW.ref.__gxx_personality_v0 is exception-handling data the compiler emits (hidden, weak) in some
+      # builds (-g, sanitizers): a pointer to libstdc++'s personality routine, no code of ours.
+      if(line MATCHES "^[0-9a-fA-F]* *[A-Za-z] +([^ ]+)$" AND NOT CMAKE_MATCH_1 STREQUAL "DW.ref.__gxx_personality_v0")
         list(APPEND symbols "${CMAKE_MATCH_1}")
       endif()
     endforeach()
