@@ -114,3 +114,25 @@ def test_thread_count_is_capped_by_openmp(restore_threads):
     assert normexp.get_num_threads() == cap
     normexp.set_num_threads(-3)  # <= 0: as many as OpenMP allows
     assert normexp.get_num_threads() == cap
+
+
+def test_omp_num_threads_limits_normexp():
+    # OMP_NUM_THREADS=1 in the environment caps get_num_threads() at 1, whatever set_num_threads asks.
+    import os
+    import subprocess
+    import sys
+
+    code = "import normexp; normexp.set_num_threads(8); print(normexp.get_num_threads())"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1"
+
+
+def test_threadpoolctl_limits_normexp(restore_threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl is in the test extra")
+    normexp.set_num_threads(0)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert normexp.get_num_threads() == 1
+        x = np.random.default_rng(0).standard_normal((64, 4096)).astype(np.float32)
+        np.testing.assert_allclose(normexp.softmax(x).sum(axis=-1), 1, rtol=1e-5)
