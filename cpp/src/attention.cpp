@@ -298,6 +298,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     const std::size_t Dv = sh.head_dim_v;
     const std::size_t flops = rows_total * std::max<std::size_t>(1, sh.len_kv) * (sh.head_dim + Dv + 8);
     const int nt = detail::threads_for(flops, ntasks);
+    (void)nt;  // unused when built without OpenMP
 
     // Partial results of split tasks: o (rows x Dv), m, l per split.
     const bool split = p.nsplit > 1;
@@ -412,6 +413,7 @@ void merge_attention(std::size_t parts, const T* const* outs, const T* const* ls
     if (rows == 0) return;
     check(parts > 0, "merge_attention needs at least one part");
     const int nt = detail::threads_for(parts * rows * (dv + 1), rows);
+    (void)nt;  // unused when built without OpenMP
 #if defined(NORMEXP_USE_OPENMP)
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif

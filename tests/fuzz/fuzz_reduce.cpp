@@ -263,7 +263,12 @@ void run(FuzzedDataProvider& fdp) {
                 // logsumexp and log_softmax also get an absolute floor of a few ULPs of the row's scale,
                 // where m + log(sum) cancels (float64).
                 const double scale = std::max(std::fabs(m) / temperature, 1.0);
-                const bool close = ulps(got, ref) <= 8 ||
+                // float64 softmax: 16 ULP between sets. The SIMD sets' float64 sums are compensated
+                // (after the fuzzer found 9 and 32 ULP from pairwise blocks rounding 1 + tiny terms),
+                // but the online column statistics still rescale partial sums by a rounded exp at each
+                // new column maximum, a few ULP per rescale that the scalar set accumulates differently.
+                const double bound = (sizeof(T) == 8 && op == normexp::reduction::softmax) ? 16 : 8;
+                const bool close = ulps(got, ref) <= bound ||
                                    (std::isfinite(got) && std::isfinite(ref) && (op != normexp::reduction::softmax) &&
                                     std::fabs(double(got) - double(ref)) <= 8 * eps * scale);
                 if (!close) {

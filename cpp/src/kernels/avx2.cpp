@@ -360,6 +360,14 @@ double blocked_sum(std::size_t n, Full full, Tail tail) {
     constexpr std::size_t N = F::N;
     typename F::Acc acc;
     std::size_t i = 0;
+    if constexpr (std::is_same_v<F, F64>) {
+        // float64: every vector goes straight into the Neumaier accumulator. A pairwise block in
+        // working precision would round 1 + tiny terms in the lane holding the maximum (several ULP
+        // on rows dominated by one term, found by the fuzzer).
+        for (; i + N <= n; i += N) F::flush(acc, full(i));
+        if (i < n) F::flush(acc, tail(i, F::tail_mask(n - i)));
+        return acc.total();
+    }
     for (; i + 8 * N <= n; i += 8 * N) {
         const V a0 = F::add(full(i), full(i + N));
         const V a1 = F::add(full(i + 2 * N), full(i + 3 * N));
@@ -768,6 +776,13 @@ NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size
                 return e;
             };
             std::size_t i = 0;
+            if constexpr (std::is_same_v<F, F64>) {
+                // float64: the column's terms are Neumaier-summed in registers and added once (the
+                // plain double accumulation of block sums rounded 1 + tiny at every block).
+                acc_neumaier acc;
+                for (; i < rows; ++i) acc.add(term(i));
+                F::add_to_doubles(sum + j0 + j, F::add(acc.s, acc.c), mk, decltype(full)::value);
+            }
             while (i < rows) {
                 V s;
                 if (i + 8 <= rows) {
