@@ -168,16 +168,8 @@ def attention(
         sc = _real(scale, "scale")
         if not math.isfinite(sc) or sc == 0:
             raise ValueError(f"scale must be a finite non-zero number, got {scale!r}")
-    win = 0
+    win = check_window(window)
     if window is not None:
-        if isinstance(window, (bool, np.bool_)):
-            raise TypeError("window must be an integer number of keys, got bool")
-        try:
-            win = operator.index(window)
-        except TypeError:
-            raise TypeError(f"window must be an integer number of keys, got {type(window).__name__}") from None
-        if win < 1:
-            raise ValueError(f"window must be >= 1 (keys each query may see), got {window}")
         # Every window above Lq + Lkv lets each query see all its keys (its diagonal is below both
         # lengths), so clip: the native size_t would wrap a window >= 2^63 to a negative limit and
         # mask every key (window=2**64-1 returned a wrong answer, > 2^64 a pybind11 TypeError).
@@ -313,3 +305,18 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
             lse.reshape(rows),
         )
     return out, lse
+
+
+def check_window(window: Any) -> int:
+    """The sliding window as an int >= 1, or 0 for None (no window); TypeError/ValueError otherwise."""
+    if window is None:
+        return 0
+    if isinstance(window, (bool, np.bool_)):
+        raise TypeError("window must be an integer number of keys, got bool")
+    try:
+        win = operator.index(window)
+    except TypeError:
+        raise TypeError(f"window must be an integer number of keys, got {type(window).__name__}") from None
+    if win < 1:
+        raise ValueError(f"window must be >= 1 (keys each query may see), got {window}")
+    return win

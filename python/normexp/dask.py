@@ -511,18 +511,9 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
             raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k and v")
     if causal_alignment not in _ALIGNMENTS:
         raise ValueError(f"causal_alignment must be 'top_left' or 'bottom_right', got {causal_alignment!r}")
-    win = 0
-    if window is not None:
-        import operator
+    from .attention import check_window
 
-        if isinstance(window, (bool, np.bool_)):
-            raise TypeError("window must be an integer number of keys, got bool")
-        try:
-            win = operator.index(window)
-        except TypeError:
-            raise TypeError(f"window must be an integer number of keys, got {type(window).__name__}") from None
-        if win < 1:
-            raise ValueError(f"window must be >= 1 (keys each query may see), got {window}")
+    win = check_window(window)
     for val, name, ok in ((scale, "scale", lambda f: f != 0), (softcap, "softcap", lambda f: f > 0)):
         if val is None:
             continue
