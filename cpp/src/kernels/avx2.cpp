@@ -669,6 +669,14 @@ NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::
                 return F::andnot(e, a.exp_of(v, negm, xlow));
             };
             std::size_t i = 0;
+            if constexpr (std::is_same_v<F, F64>) {
+                // float64: the column's terms are Neumaier-summed in registers and added once.
+                acc_neumaier acc;
+                V c = F::zero();
+                for (; i < rows; ++i) acc.add(term(i, c));
+                F::add_to_doubles(rest + j0 + j, F::add(acc.s, acc.c), mk, decltype(full)::value);
+                F::add_to_doubles(count + j0 + j, c, mk, decltype(full)::value);
+            }
             while (i < rows) {
                 // Blocks of up to 8 rows summed pairwise in working precision, then flushed to double.
                 V c = F::zero();

@@ -613,6 +613,14 @@ void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t s
             c = F::add(c, F::and_(e, one));
             return F::andnot(e, a.exp_of(v, negm));
         };
+        if constexpr (std::is_same_v<F, F64>) {
+            // float64: the column's terms are Neumaier-summed in registers and added once.
+            acc_neumaier acc;
+            V c = F::zero();
+            for (; i < rows; ++i) acc.add(term(i, c));
+            F::add_to_doubles(rest + j, F::add(acc.s, acc.c), mk, full);
+            F::add_to_doubles(count + j, c, mk, full);
+        }
         while (i < rows) {
             // Blocks of up to 8 rows summed pairwise in working precision, then flushed to double.
             V c = F::zero();
@@ -702,6 +710,13 @@ void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const
             return e;
         };
         std::size_t i = 0;
+        if constexpr (std::is_same_v<F, F64>) {
+            // float64: the column's terms are Neumaier-summed in registers and added once (the plain
+            // double accumulation of block sums rounds 1 + tiny at every block).
+            acc_neumaier acc;
+            for (; i < rows; ++i) acc.add(term(i));
+            F::add_to_doubles(sum + j, F::add(acc.s, acc.c), mk, full);
+        }
         while (i < rows) {
             V s;
             if (i + 8 <= rows) {
