@@ -89,8 +89,14 @@ inline void merge(stats& a, const stats& b, double beta) {
     }
 }
 
-// log(count + rest) with full relative accuracy when a single maximum dominates.
-inline double log_sum(const stats& s) { return s.count == 1 ? std::log1p(s.rest) : std::log(s.count + s.rest); }
+// log(count + rest) with full relative accuracy when a single maximum dominates. log1p(r) as
+// log(u) + (r - (u - 1)) / u with u = 1 + r rounded: the quotient restores what rounding u lost (the
+// classic correction; within ~1 ULP like std::log1p, at the cost of a log, which is 2-3x faster here).
+inline double log_sum(const stats& s) {
+    if (s.count != 1) return std::log(s.count + s.rest);
+    const double u = 1.0 + s.rest;
+    return u == 1.0 ? s.rest : std::log(u) + (s.rest - (u - 1.0)) / u;
+}
 
 using detail::split_beta;
 
