@@ -334,10 +334,12 @@ struct arg {
     }
     // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)).
     NX_INLINE V exp_of(V x, V negm, V xlow) const {
-        if constexpr (!Scaled) x = F::max(xlow, x);  // keeps x - m and its TwoSum error finite
+        if constexpr (!Scaled) x = F::max(xlow, x);  // keeps x - m and its rounding error finite
         const V d = F::add(x, negm);
-        const V bb = F::sub(d, x);
-        V lo = F::add(F::sub(x, F::sub(d, bb)), F::sub(negm, bb));  // TwoSum: x - m = d + lo exactly
+        // x - m = d + lo exactly by Fast2Sum on (a, b) = (min, max)(x, -m), which has |a| >= |b| because
+        // x <= m: m <= 0 gives a = x, |x| >= |m|; m > 0 gives a = -m when |x| <= m, else a = x < -m.
+        // (One operation fewer than TwoSum, with the same exact lo.)
+        V lo = F::sub(F::max(x, negm), F::sub(d, F::min(x, negm)));
         V hi = d;
         if constexpr (Scaled) {
             // beta * (d + lo) as hi + lo; products can overflow for extreme temperatures, so entries
