@@ -12,7 +12,10 @@
 //             memory for its max and again from L1 for its sum. Pass 2 writes the output.
 //  * columns: the axis is strided but another dimension has unit stride (e.g. axis 0 of a C-ordered
 //             matrix). The column kernels vectorize across that contiguous dimension, so no transposing
-//             copy is made; statistics are again computed online over chunks of rows.
+//             copy is made. Blocks are up to kColBlock columns wide, so each row of a block is a long
+//             contiguous run (narrow runs one page apart defeat the prefetchers). Statistics are computed
+//             online over chunks of rows, per row super-chunk (threads split the rows of a single block);
+//             float32 softmax stores exp(x - running max) in y and rescales it (one exp per element).
 //  * gather:  neither: each row is gathered into a per-thread buffer (and scattered back).
 //
 // Determinism: rows longer than kSuperChunk are split into fixed super-chunks whose statistics are
@@ -43,8 +46,10 @@ using detail::threads_for;
 
 constexpr std::size_t kInCacheBytes = std::size_t(256) << 10;  // half of a 512 KiB L2
 constexpr std::size_t kChunkBytes = std::size_t(16) << 10;     // L1-resident chunk for online statistics
+constexpr std::size_t kColChunkBytes = std::size_t(64) << 10;  // L2-resident chunk of a column block
+constexpr std::size_t kColSuperBytes = std::size_t(1) << 20;    // unit of splitting a column block's rows
 constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit of row splitting
-constexpr std::size_t kColBlock = 256;                         // columns per work item (column traversal)
+constexpr std::size_t kColBlock = 1024;                        // columns per work item (column traversal)
 constexpr std::size_t kStreamBytes = std::size_t(8) << 20;     // softmax rows this long bypass the caches
 
 template <class T>
@@ -62,8 +67,27 @@ struct stats {
 
 inline bool finite(double v) { return std::isfinite(v); }
 
-// Merge b into a (the online-softmax rule). beta scales the max difference.
-inline void merge(stats& a, const stats& b, double beta) {
+// exp(beta (a - b)) for finite a <= b-ish maxima, within ~1 ULP of double: the rescale factor of the
+// online rule. a - b is carried as a TwoSum pair and multiplied by beta = hi + lo (split_beta) as a
+// TwoProduct, so the argument is exact to ~2^-100 relative; exp(p + e) = exp(p) (1 + e). A plain
+// std::exp(beta * (a - b)) has the argument's rounding, |t| 2^-53: 40 ULP at t = -40 (float64 columns
+// whose maximum moved by 40 measured 35 ULP).
+struct exp_scale {
+    double hi = 1, lo = 0;
+    double operator()(double a, double b) const {
+        const double d = a - b;
+        const double bb = d - a;
+        const double dl = (a - (d - bb)) + (-b - bb);
+        const double p = hi * d;
+        const double r = std::exp(p);
+        if (!(r > 0) || !std::isfinite(r)) return r;  // underflow (or an argument beyond the checks)
+        const double e = std::fma(hi, d, -p) + (hi * dl + lo * d);
+        return r + r * e;
+    }
+};
+
+// Merge b into a (the online-softmax rule). ex: exp(beta (. - .)).
+inline void merge(stats& a, const stats& b, const exp_scale& ex) {
     if (a.nan || b.nan) {
         a.nan = true;
         return;
@@ -78,11 +102,11 @@ inline void merge(stats& a, const stats& b, double beta) {
         return;
     }
     if (b.m > a.m) {
-        a.rest = (a.rest + a.count) * std::exp(beta * (a.m - b.m)) + b.rest;
+        a.rest = (a.rest + a.count) * ex(a.m, b.m) + b.rest;
         a.count = b.count;
         a.m = b.m;
     } else if (b.m < a.m) {
-        a.rest += (b.rest + b.count) * std::exp(beta * (b.m - a.m));
+        a.rest += (b.rest + b.count) * ex(b.m, a.m);
     } else {
         a.rest += b.rest;
         a.count += b.count;
@@ -105,8 +129,8 @@ template <class T>
 struct plan {
     const reduction_kernels<T>& k;
     reduction op;
-    double beta;  // 1/temperature
-    scale2<T> b2;
+    scale2<T> b2;  // 1/temperature for the kernels
+    exp_scale ex;  // exp(beta (a - b)) for the online rule
     // logsumexp_parts only: logsumexp writes the max m to y and the sum of exp(beta (x - m)) as the pair
     // (count, rest) to parts[2 k], parts[2 k + 1], k = y - y0 (parts has twice y's element strides).
     double* parts = nullptr;
@@ -141,7 +165,7 @@ stats segment_stats(const plan<T>& p, const T* x, std::size_t n) {
             return s;
         }
         if (cm > s.m) {
-            if (s.count > 0) s.rest = (s.rest + s.count) * std::exp(p.beta * (s.m - double(cm)));
+            if (s.count > 0) s.rest = (s.rest + s.count) * p.ex(s.m, double(cm));
             s.count = 0;
             s.m = cm;
         }
@@ -166,7 +190,7 @@ stats row_stats(const plan<T>& p, const T* x, std::size_t n, int nt) {
         }
     });
     stats s = part[0];
-    for (std::size_t c = 1; c < nchunks; ++c) merge(s, part[c], p.beta);
+    for (std::size_t c = 1; c < nchunks; ++c) merge(s, part[c], p.ex);
     return s;
 }
 
@@ -359,39 +383,95 @@ void col_block_softmax_in_cache(const plan<T>& p, col_buffers<T>& b, const T* xb
     if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
 }
 
-// Any reduction of a column block, two passes over memory: column statistics online over chunks of
-// R rows (each chunk read from memory for its max and again from L1 for its sum), then the outputs.
+// Rows per chunk of col_block_softmax_stored: its gathered chunk fills the in-cache scratch.
+template <class T>
+std::size_t col_stored_rows(std::size_t bw) {
+    return std::max<std::size_t>(1, kInCacheBytes / (bw * sizeof(T)));
+}
+
+// Rows per chunk of the online column statistics (col_stats_rows).
+template <class T>
+std::size_t col_chunk_rows(std::size_t bw) {
+    return std::max<std::size_t>(1, kColChunkBytes / (bw * sizeof(T)));
+}
+
+// Rows of a column block per row super-chunk: about kColSuperBytes, a multiple of the chunk R (each
+// super-chunk restarts the online maximum, and their merge costs an exp per column: they are large).
+// Depends only on the shape, so the merged statistics are the same for every thread count.
+template <class T>
+std::size_t col_super_rows(std::size_t bw, std::size_t R) {
+    return std::max<std::size_t>(1, kColSuperBytes / (bw * sizeof(T)) / R) * R;
+}
+
+// Column statistics (m, rest, count; bw columns) of rows [0, n) of a column block, online over chunks of
+// R rows (each chunk read from memory for its max and again from L2 for its sum). cm: bw scratch.
+template <class T>
+void col_stats_rows(const plan<T>& p, const T* xb, std::ptrdiff_t sx, std::size_t n, std::size_t bw, T* m, T* cm,
+                    double* rest, double* count) {
+    const std::size_t R = col_chunk_rows<T>(bw);
+    std::fill_n(m, bw, -kInf<T>);
+    std::fill_n(rest, bw, 0.0);
+    std::fill_n(count, bw, 0.0);
+    for (std::size_t i = 0; i < n; i += R) {
+        const std::size_t len = std::min(R, n - i);
+        const T* xc = xb + std::ptrdiff_t(i) * sx;
+        std::copy_n(m, bw, cm);
+        p.k.col_max(xc, len, sx, bw, cm, nullptr);  // cm = max(m, chunk max), NaN sticky
+        for (std::size_t j = 0; j < bw; ++j) {
+            if (cm[j] > m[j]) {  // the online rule: rescale what was summed against the old max
+                rest[j] = finite(m[j]) ? (rest[j] + count[j]) * p.ex(m[j], cm[j]) : 0.0;
+                count[j] = 0;
+                m[j] = cm[j];
+            } else if (cm[j] != cm[j]) {
+                m[j] = cm[j];
+            }
+        }
+        p.k.col_exp_sum(xc, len, sx, bw, m, p.b2, rest, count);
+    }
+    // A column still all -inf has no sum (the kernel counted its entries as equal to the max): an empty
+    // part for merge(), as segment_stats leaves it.
+    for (std::size_t j = 0; j < bw; ++j)
+        if (m[j] == -kInf<T>) rest[j] = count[j] = 0;
+}
+
+// Any reduction of a column block, two passes over memory: column statistics over row super-chunks
+// (threads over them when nt > 1, merged in order), then the outputs (threads over row ranges).
 // With given statistics (normalize_with) the first pass is replaced by reading them: column j's are at
 // offset oz + j * zs.
 template <class T>
 void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb, std::ptrdiff_t sy,
                       std::ptrdiff_t y_inner_stride, std::size_t n, std::size_t bw, std::ptrdiff_t oz,
-                      std::ptrdiff_t zs) {
-    const std::size_t R = std::max<std::size_t>(1, kChunkBytes / (kColBlock * sizeof(T)));
-    std::fill_n(b.m.begin(), bw, -kInf<T>);
-    std::fill_n(b.rest.begin(), bw, 0.0);
-    std::fill_n(b.count.begin(), bw, 0.0);
+                      std::ptrdiff_t zs, int nt) {
+    const std::size_t RS = col_super_rows<T>(bw, col_chunk_rows<T>(bw)), nsc = (n + RS - 1) / RS;
     if (p.given_m) {
         for (std::size_t j = 0; j < bw; ++j) {
             const stats g = given_stats(p, oz + std::ptrdiff_t(j) * zs);
             b.m[j] = static_cast<T>(g.m), b.count[j] = g.count, b.rest[j] = g.rest;
         }
-    }
-    for (std::size_t i = 0; !p.given_m && i < n; i += R) {
-        const std::size_t len = std::min(R, n - i);
-        const T* xc = xb + std::ptrdiff_t(i) * sx;
-        std::copy_n(b.m.begin(), bw, b.cm.begin());
-        p.k.col_max(xc, len, sx, bw, b.cm.data(), nullptr);  // cm = max(m, chunk max), NaN sticky
+    } else if (nsc <= 1) {
+        col_stats_rows(p, xb, sx, n, bw, b.m.data(), b.cm.data(), b.rest.data(), b.count.data());
+    } else {
+        // Per super-chunk: m, scratch (T), rest, count (double); merged in order below.
+        std::vector<T> pm(nsc * bw), pcm(nsc * bw);
+        std::vector<double> prest(nsc * bw), pcount(nsc * bw);
+        detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
+            for (std::size_t c = cb; c < ce; ++c)
+                col_stats_rows(p, xb + std::ptrdiff_t(c * RS) * sx, sx, std::min(RS, n - c * RS), bw, &pm[c * bw],
+                               &pcm[c * bw], &prest[c * bw], &pcount[c * bw]);
+        });
         for (std::size_t j = 0; j < bw; ++j) {
-            if (b.cm[j] > b.m[j]) {  // the online rule: rescale what was summed against the old max
-                b.rest[j] = finite(b.m[j]) ? (b.rest[j] + b.count[j]) * std::exp(p.beta * (double(b.m[j]) - double(b.cm[j]))) : 0.0;
-                b.count[j] = 0;
-                b.m[j] = b.cm[j];
-            } else if (b.cm[j] != b.cm[j]) {
-                b.m[j] = b.cm[j];
+            stats s;
+            for (std::size_t c = 0; c < nsc; ++c) {
+                stats e;
+                e.m = pm[c * bw + j], e.nan = e.m != e.m, e.rest = prest[c * bw + j], e.count = pcount[c * bw + j];
+                if (c == 0)
+                    s = e;
+                else
+                    merge(s, e, p.ex);
             }
+            // NaN and non-finite maxima go on as the block's max (mark_special_columns reads them).
+            b.m[j] = s.nan ? kNaN<T> : static_cast<T>(s.m), b.rest[j] = s.rest, b.count[j] = s.count;
         }
-        p.k.col_exp_sum(xc, len, sx, bw, b.m.data(), p.b2, b.rest.data(), b.count.data());
     }
     if (p.op == reduction::logsumexp) {
         for (std::size_t j = 0; j < bw; ++j) {
@@ -410,10 +490,99 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
         else
             b.lc[j] = log_sum(s);
     }
-    if (p.op == reduction::softmax)
-        p.k.col_exp_scale(xb, sx, yb, sy, n, bw, b.m.data(), p.b2, b.c.data());
-    else
-        p.k.col_log_softmax(xb, sx, yb, sy, n, bw, b.m.data(), p.b2, b.lc.data());
+    detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
+        const std::size_t r0 = cb * RS, rows = std::min(ce * RS, n) - r0;
+        const T* xr = xb + std::ptrdiff_t(r0) * sx;
+        T* yr = yb + std::ptrdiff_t(r0) * sy;
+        if (p.op == reduction::softmax)
+            p.k.col_exp_scale(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.c.data());
+        else
+            p.k.col_log_softmax(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.lc.data());
+    });
+    if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
+}
+
+// softmax of a column block too tall for cache scratch, with one exp per element (the online path takes
+// two). Pass 1, over chunks of R rows per row super-chunk: the chunk's max updates the running max m_c
+// (online, sums rescaled), the chunk is gathered into L2 scratch, exp(beta (x - m_c)) is stored there
+// and summed (col_exp_store), and copied to y; m_c is kept per chunk (R is large: that is 1/R-th of the
+// block's size). The super-chunks' statistics merge in order into (m, S). Pass 2 scales each chunk's
+// stored values in y by exp(beta (m_c - m)) / S (just 1/S where the max did not move), one rounding
+// more than exp(beta (x - m)) / S: within the same few ULP.
+template <class T>
+void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb,
+                              std::ptrdiff_t sy, std::size_t n, std::size_t bw, int nt) {
+    const std::size_t R = col_stored_rows<T>(bw), RS = col_super_rows<T>(bw, R), nsc = (n + RS - 1) / RS;
+    const std::size_t nchunks = (n + R - 1) / R;
+    std::vector<T> mc(nchunks * bw), pm(nsc * bw);
+    std::vector<double> prest(nsc * bw);
+    detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
+        std::vector<T> scratch(sy == std::ptrdiff_t(bw) ? 0 : R * bw), cm(bw), km(bw);
+        for (std::size_t c = cb; c < ce; ++c) {
+            T* m = &pm[c * bw];
+            double* rest = &prest[c * bw];
+            std::fill_n(m, bw, -kInf<T>);
+            std::fill_n(rest, bw, 0.0);
+            for (std::size_t i = c * RS; i < std::min(n, (c + 1) * RS); i += R) {
+                const std::size_t len = std::min(R, n - i);
+                // Gathered straight into y where its rows are contiguous (they stay in L2 until scaled).
+                T* const buf = sy == std::ptrdiff_t(bw) ? yb + std::ptrdiff_t(i) * sy : scratch.data();
+                std::copy_n(m, bw, cm.data());
+                p.k.col_max(xb + std::ptrdiff_t(i) * sx, len, sx, bw, cm.data(), buf);
+                bool any_nonfinite = false;
+                for (std::size_t j = 0; j < bw; ++j) {
+                    if (cm[j] > m[j]) {
+                        rest[j] = finite(m[j]) ? rest[j] * p.ex(m[j], cm[j]) : 0.0;
+                        m[j] = cm[j];
+                    } else if (cm[j] != cm[j]) {
+                        m[j] = cm[j];
+                    }
+                    // The kernel takes finite maxima only. A column whose max is not finite (yet) stores
+                    // 0: right for one still all -inf (its sum restarts at its first finite max); NaN
+                    // and +inf columns are rewritten at the end.
+                    km[j] = finite(m[j]) ? m[j] : T(0);
+                    any_nonfinite |= !finite(m[j]);
+                }
+                p.k.col_exp_store(buf, len, bw, km.data(), p.b2, rest);
+                if (any_nonfinite)
+                    for (std::size_t j = 0; j < bw; ++j)
+                        if (!finite(m[j])) {
+                            rest[j] = 0;
+                            for (std::size_t r = 0; r < len; ++r) buf[r * bw + j] = 0;
+                        }
+                if (buf == scratch.data())
+                    for (std::size_t r = 0; r < len; ++r)
+                        std::memcpy(yb + std::ptrdiff_t(i + r) * sy, &scratch[r * bw], bw * sizeof(T));
+                std::copy_n(m, bw, &mc[(i / R) * bw]);
+            }
+        }
+    });
+    for (std::size_t j = 0; j < bw; ++j) {
+        stats s;
+        for (std::size_t c = 0; c < nsc; ++c) {
+            stats e;
+            e.m = pm[c * bw + j], e.nan = e.m != e.m, e.rest = prest[c * bw + j];
+            if (c == 0)
+                s = e;
+            else
+                merge(s, e, p.ex);
+        }
+        b.m[j] = s.nan ? kNaN<T> : static_cast<T>(s.m);
+        b.lc[j] = 1.0 / s.rest;  // 1/S
+    }
+    const bool any_special = mark_special_columns(b, bw);
+    detail::parallel_ranges(nt, nchunks, [&](std::size_t cb, std::size_t ce) {
+        std::vector<T> f(bw);
+        for (std::size_t c = cb; c < ce; ++c) {
+            const T* m_c = &mc[c * bw];
+            for (std::size_t j = 0; j < bw; ++j)
+                f[j] = b.special[j] ? T(0)
+                       : m_c[j] == b.m[j] ? static_cast<T>(b.lc[j])
+                                          : static_cast<T>(p.ex(m_c[j], b.m[j]) * b.lc[j]);
+            T* yc = yb + std::ptrdiff_t(c * R) * sy;
+            p.k.col_scale(yc, sy, yc, sy, std::min(R, n - c * R), bw, f.data());
+        }
+    });
     if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
 }
 
@@ -424,13 +593,23 @@ template <class T>
 void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
               std::ptrdiff_t sy, std::size_t w, std::ptrdiff_t y_inner_stride, std::ptrdiff_t z_inner_stride) {
     const bool lse = p.op == reduction::logsumexp;
-    // softmax: blocks narrow enough that n x block fits in cache, if a block can still be 8 wide.
+    // Blocks are wide (kColBlock): rows read as long contiguous runs stream from memory; 64-byte runs
+    // one page apart defeat the prefetchers (measured 3x slower). softmax gathers the block into cache
+    // scratch (one exp per element) when n x min(w, kColBlock) fits there, else goes online.
     const std::size_t fit = kInCacheBytes / (n * sizeof(T));
-    const bool in_cache = p.op == reduction::softmax && fit >= 8 && !p.given_m;
+    const bool in_cache = p.op == reduction::softmax && fit >= std::min(w, kColBlock) && !p.given_m;
     const std::size_t block = in_cache ? std::min(kColBlock, fit / 8 * 8) : kColBlock;
     const std::size_t nblocks = (w + block - 1) / block;
     const std::size_t items = od.count * nblocks;
     const int nt = threads_for(od.count * n * w, items);
+    // A single block (a matrix as wide as a block): threads split its rows instead.
+    // softmax keeps exp(x - m_c) in y and rescales it (one exp per element) in float32, where the rescale
+    // factor and the sums, formed in double, add nothing measurable; float64 takes the online path
+    // (a second exp), whose error does not include the factor's (the stored path measured 8-10 ULP).
+    const bool stored = p.op == reduction::softmax && !p.given_m && !in_cache && sizeof(T) == 4;
+    const std::size_t bw0 = std::min(block, w);
+    const std::size_t RS = col_super_rows<T>(bw0, stored ? col_stored_rows<T>(bw0) : col_chunk_rows<T>(bw0));
+    const int nt_inner = items < 2 && !in_cache ? threads_for(n * w, (n + RS - 1) / RS) : 1;
     detail::parallel_ranges(nt, items, [&](std::size_t ib, std::size_t ie) {
         col_buffers<T> b(block, in_cache ? n * block : 0);
         for (std::size_t it = ib; it < ie; ++it) {
@@ -442,9 +621,11 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
             T* yb = y + oy + std::ptrdiff_t(jb) * (lse ? y_inner_stride : 1);
             if (in_cache)
                 col_block_softmax_in_cache(p, b, xb, sx, yb, sy, n, bw);
+            else if (stored)
+                col_block_softmax_stored(p, b, xb, sx, yb, sy, n, bw, nt_inner);
             else
                 col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw, oz + std::ptrdiff_t(jb) * z_inner_stride,
-                                 z_inner_stride);
+                                 z_inner_stride, nt_inner);
         }
     });
 }
@@ -491,7 +672,9 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     if constexpr (sizeof(T) == 4) k = &kt.f32; else k = &kt.f64;
     if (ex.given_m && !(ex.given_sums && ex.zs && ex.zs->size() == nd && op != reduction::logsumexp))
         throw error("normexp: given statistics need m, sums, their strides, and softmax or log_softmax");
-    const plan<T> p{*k, op, 1.0 / temperature, split_beta<T>(temperature), parts, y, ex.given_m, ex.given_sums};
+    const scale2<double> bd = split_beta<double>(temperature);
+    const plan<T> p{*k, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo}, parts, y, ex.given_m,
+                    ex.given_sums};
     auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 
     const std::size_t n = shape[axis];

@@ -189,6 +189,17 @@ struct F32 {
         return f < -__FLT_MAX__ ? -__FLT_MAX__ : static_cast<float>(f);
     }
 
+    // clamp_below for 8 lanes at once (the same double arithmetic, so the same values).
+    static V clamp_below_v(V m) {
+        const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+        auto half = [&](__m128 h) {
+            const __m256d l = _mm256_sub_pd(_mm256_cvtps_pd(h), _mm256_set1_pd(kClampOffsetF));
+            const __m256d f = _mm256_sub_pd(l, _mm256_mul_pd(_mm256_and_pd(l, absmask), _mm256_set1_pd(0x1p-22)));
+            return _mm256_cvtpd_ps(_mm256_max_pd(f, _mm256_set1_pd(-__FLT_MAX__)));
+        };
+        return _mm256_insertf128_ps(_mm256_castps128_ps256(half(_mm256_castps256_ps128(m))), half(_mm256_extractf128_ps(m, 1)), 1);
+    }
+
     // float32 log_softmax: beta (x - m) - c evaluated in double (x - m exact), rounded once.
     static V log_softmax(V x, double m, double beta, double c, bool scaled) {
         const __m256d md = _mm256_set1_pd(m), cd = _mm256_set1_pd(c), bd = _mm256_set1_pd(beta);
@@ -304,6 +315,11 @@ struct F64 {
         const double l = m - kClampOffsetD;
         const double f = l - (l < 0 ? -l : l) * 0x1p-50;
         return f < -__DBL_MAX__ ? -__DBL_MAX__ : f;
+    }
+    static V clamp_below_v(V m) {
+        const V l = sub(m, set1(kClampOffsetD));
+        const V f = sub(l, mul(and_(l, _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL))), set1(0x1p-50)));
+        return max(f, set1(-__DBL_MAX__));
     }
 
     // float64 log_softmax: (hi + lo) - c with the TwoSum error of hi - c folded back in.
@@ -620,23 +636,49 @@ void store_any(typename F::T* p, typename F::M mk, Full, typename F::V v) {
 }
 
 // Column kernels stage per-column parameters for up to this many columns in stack arrays.
-constexpr std::size_t kColPanel = 256;
+constexpr std::size_t kColPanel = 1024;
 
 template <class F, bool Copy>
 NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
                   typename F::T* copy) {
+    // Rows outer (4 at a time), so wide blocks stream from memory row by row; the running maxima and
+    // NaN flags of a panel of columns stay in L1.
     using V = typename F::V;
-    for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, auto full) {
-        V acc = load_any<F>(m + j, mk, full);
-        V nan = F::unord(acc, acc);
-        for (std::size_t i = 0; i < rows; ++i) {
-            const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
-            if constexpr (Copy) store_any<F>(copy + i * w + j, mk, full, v);
-            acc = F::max(acc, v);
-            nan = F::or_(nan, F::unord(v, v));
+    using T = typename F::T;
+    alignas(32) T nanf[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        T* mp = m + j0;
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const V acc = load_any<F>(mp + j, mk, full);
+            F::store(nanf + j, F::unord(acc, acc));
+        });
+        auto row = [&](std::size_t i, std::size_t j, typename F::M mk, auto full) {
+            const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0 + j), mk, full);
+            if constexpr (Copy) store_any<F>(copy + i * w + j0 + j, mk, full, v);
+            return v;
+        };
+        std::size_t i = 0;
+        for (; i + 4 <= rows; i += 4) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v0 = row(i, j, mk, full), v1 = row(i + 1, j, mk, full);
+                const V v2 = row(i + 2, j, mk, full), v3 = row(i + 3, j, mk, full);
+                const V acc = F::max(load_any<F>(mp + j, mk, full), F::max(F::max(v0, v1), F::max(v2, v3)));
+                store_any<F>(mp + j, mk, full, acc);
+                F::store(nanf + j, F::or_(F::load(nanf + j), F::or_(F::unord(v0, v1), F::unord(v2, v3))));
+            });
         }
-        store_any<F>(m + j, mk, full, F::blend(acc, F::set1(typename F::T(__builtin_nan(""))), nan));
-    });
+        for (; i < rows; ++i) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v = row(i, j, mk, full);
+                store_any<F>(mp + j, mk, full, F::max(load_any<F>(mp + j, mk, full), v));
+                F::store(nanf + j, F::or_(F::load(nanf + j), F::unord(v, v)));
+            });
+        }
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            store_any<F>(mp + j, mk, full, F::blend(load_any<F>(mp + j, mk, full), F::set1(T(__builtin_nan(""))), F::load(nanf + j)));
+        });
+    }
 }
 
 template <class F>
@@ -654,15 +696,13 @@ NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::
     using V = typename F::V;
     using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    alignas(32) T xlow_panel[kColPanel];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
-        for (std::size_t j = 0; j < pw; ++j) xlow_panel[j] = F::clamp_below(m[j0 + j]);
         const T* xp = x + static_cast<std::ptrdiff_t>(j0);
         for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
             const V mv = load_any<F>(m + j0 + j, mk, full);
             const V negm = F::sub(F::zero(), mv);
-            const V xlow = F::load(xlow_panel + j);
+            const V xlow = F::clamp_below_v(mv);
             const V one = F::set1(1);
             auto term = [&](std::size_t r, V& c) {
                 const V v = load_any<F>(xp + static_cast<std::ptrdiff_t>(r) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
@@ -769,43 +809,53 @@ NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typ
 template <class F, bool Scaled>
 NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
                         scale2<typename F::T> beta, double* sum) {
+    // Rows outer, so the block streams through L1 row by row (a column walk at a stride of w elements
+    // thrashes L1 sets once w is a few KiB); each column's running sum lives in a stack array.
+    // float32: 4 rows are summed in float (3 roundings, as a pairwise block of 8) and flushed to double.
+    // float64: every term goes into a per-column Neumaier pair.
     using V = typename F::V;
     using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    alignas(32) T xlow_panel[kColPanel];
+    constexpr bool f64 = std::is_same_v<F, F64>;
+    constexpr std::size_t kFlushRows = 4;
+    alignas(32) T negm[kColPanel], xlow[kColPanel], part[kColPanel], comp[f64 ? kColPanel : 1];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
-        for (std::size_t j = 0; j < pw; ++j) xlow_panel[j] = F::clamp_below(m[j0 + j]);
         for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-            const V negm = F::sub(F::zero(), load_any<F>(m + j0 + j, mk, full));
-            const V xlow = F::load(xlow_panel + j);
-            T* xp = x + j0 + j;
-            auto term = [&](std::size_t r) {
-                const V e = a.exp_of(load_any<F>(xp + r * w, mk, full), negm, xlow);
-                store_any<F>(xp + r * w, mk, full, e);
-                return e;
-            };
-            std::size_t i = 0;
-            if constexpr (std::is_same_v<F, F64>) {
-                // float64: the column's terms are Neumaier-summed in registers and added once (the
-                // plain double accumulation of block sums rounded 1 + tiny at every block).
-                acc_neumaier acc;
-                for (; i < rows; ++i) acc.add(term(i));
-                F::add_to_doubles(sum + j0 + j, F::add(acc.s, acc.c), mk, decltype(full)::value);
-            }
-            while (i < rows) {
-                V s;
-                if (i + 8 <= rows) {
-                    s = F::add(F::add(F::add(term(i), term(i + 1)), F::add(term(i + 2), term(i + 3))),
-                               F::add(F::add(term(i + 4), term(i + 5)), F::add(term(i + 6), term(i + 7))));
-                    i += 8;
-                } else {
-                    s = F::zero();
-                    for (; i < rows; ++i) s = F::add(s, term(i));
-                }
-                F::add_to_doubles(sum + j0 + j, s, mk, decltype(full)::value);
-            }
+            const V mv = load_any<F>(m + j0 + j, mk, full);
+            F::store(negm + j, F::sub(F::zero(), mv));
+            F::store(xlow + j, F::clamp_below_v(mv));
+            F::store(part + j, F::zero());
+            if constexpr (f64) F::store(comp + j, F::zero());
         });
+        for (std::size_t i = 0; i < rows; ++i) {
+            T* xi = x + i * w + j0;
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                V e = a.exp_of(load_any<F>(xi + j, mk, full), F::load(negm + j), F::load(xlow + j));
+                store_any<F>(xi + j, mk, full, e);
+                if constexpr (!full) e = F::and_(e, F::mask_v(mk));
+                if constexpr (f64) {
+                    acc_neumaier acc;
+                    acc.s = F::load(part + j), acc.c = F::load(comp + j);
+                    acc.add(e);
+                    F::store(part + j, acc.s);
+                    F::store(comp + j, acc.c);
+                } else {
+                    F::store(part + j, F::add(F::load(part + j), e));
+                }
+            });
+            if (!f64 && ((i + 1) % kFlushRows == 0 || i + 1 == rows)) {
+                for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                    F::add_to_doubles(sum + j0 + j, F::load(part + j), mk, decltype(full)::value);
+                    F::store(part + j, F::zero());
+                });
+            }
+        }
+        if constexpr (f64) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                F::add_to_doubles(sum + j0 + j, F::add(F::load(part + j), F::load(comp + j)), mk, decltype(full)::value);
+            });
+        }
     }
 }
 
