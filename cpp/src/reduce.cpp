@@ -75,13 +75,16 @@ inline bool finite(double v) { return std::isfinite(v); }
 struct exp_scale {
     double hi = 1, lo = 0;
     double operator()(double a, double b) const {
+        // |a - b| > DBL_MAX with a large temperature: the same from the halves (exact here), doubled.
+        const double s = std::isinf(a - b) ? 0.5 : 1.0;
+        a *= s, b *= s;
         const double d = a - b;
         const double bb = d - a;
         const double dl = (a - (d - bb)) + (-b - bb);
-        const double p = hi * d;
+        const double p = hi * d / s;
         const double r = std::exp(p);
         if (!(r > 0) || !std::isfinite(r)) return r;  // underflow (or an argument beyond the checks)
-        const double e = std::fma(hi, d, -p) + (hi * dl + lo * d);
+        const double e = (std::fma(hi, d, -hi * d) + (hi * dl + lo * d)) / s;
         return r + r * e;
     }
 };
@@ -128,6 +131,7 @@ using detail::split_beta;
 template <class T>
 struct plan {
     const reduction_kernels<T>& k;
+    const reduction_kernels<T>& spec;  // the scalar set (see kernels_for_max)
     reduction op;
     scale2<T> b2;  // 1/temperature for the kernels
     exp_scale ex;  // exp(beta (a - b)) for the online rule
@@ -140,6 +144,23 @@ struct plan {
     const T* given_m = nullptr;
     const double* given_sums = nullptr;
 };
+
+// The kernels for scores whose maximum is m (a row's, or the largest of a column block's). With a
+// temperature, x - m overflows T once m > 2^102 (float32; 2^969 float64), since x >= -max: beta (x - m)
+// can still be moderate. The scalar specification forms it exactly there (float32 in double, float64
+// from halves); the SIMD sets do not, so such rows (scores near the top of T's range) take the scalar
+// kernels. Without a temperature, an overflowing x - m is -inf, which is right.
+template <class T>
+const reduction_kernels<T>& kernels_for_max(const plan<T>& p, double m) {
+    constexpr double kHuge = sizeof(T) == 4 ? 0x1p102 : 0x1p969;
+    return m > kHuge && !(p.b2.hi == 1 && p.b2.lo == 0) ? p.spec : p.k;
+}
+template <class T>
+const reduction_kernels<T>& kernels_for_max(const plan<T>& p, const T* m, std::size_t w) {
+    double mx = -kInf<double>;
+    for (std::size_t j = 0; j < w; ++j) mx = m[j] > mx ? double(m[j]) : mx;  // NaN ignored
+    return kernels_for_max(p, mx);
+}
 
 // The statistics given for the row at offset oz (normalize_with).
 template <class T>
@@ -170,7 +191,7 @@ stats segment_stats(const plan<T>& p, const T* x, std::size_t n) {
             s.m = cm;
         }
         if (!finite(s.m)) continue;  // +inf, or all -inf so far: keep scanning for NaN
-        const exp_sum e = p.k.row_exp_sum(x + i, len, static_cast<T>(s.m), p.b2);
+        const exp_sum e = kernels_for_max(p, s.m).row_exp_sum(x + i, len, static_cast<T>(s.m), p.b2);
         s.rest += e.rest;
         s.count += e.count;
     }
@@ -236,7 +257,7 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const sta
         s.m = m;
         s.nan = m != m;
         if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
-        const double sum = p.k.row_exp_store(x, y, n, m, p.b2);
+        const double sum = kernels_for_max(p, m).row_exp_store(x, y, n, m, p.b2);
         p.k.row_scale(y, n, static_cast<T>(1.0 / sum));
         return;
     }
@@ -252,11 +273,11 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const sta
     detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
         if (p.op == reduction::softmax && n * sizeof(T) >= kStreamBytes)
-            p.k.row_exp_scale_stream(x + i, y + i, len, m, p.b2, static_cast<T>(c));
+            kernels_for_max(p, m).row_exp_scale_stream(x + i, y + i, len, m, p.b2, static_cast<T>(c));
         else if (p.op == reduction::softmax)
-            p.k.row_exp_scale(x + i, y + i, len, m, p.b2, static_cast<T>(c));
+            kernels_for_max(p, m).row_exp_scale(x + i, y + i, len, m, p.b2, static_cast<T>(c));
         else
-            p.k.row_log_softmax(x + i, y + i, len, m, p.b2, c);
+            kernels_for_max(p, m).row_log_softmax(x + i, y + i, len, m, p.b2, c);
     });
 }
 
@@ -377,7 +398,7 @@ void col_block_softmax_in_cache(const plan<T>& p, col_buffers<T>& b, const T* xb
     p.k.col_max(xb, n, sx, bw, b.m.data(), b.scratch.data());
     const bool any_special = mark_special_columns(b, bw);
     std::fill_n(b.rest.begin(), bw, 0.0);
-    p.k.col_exp_store(b.scratch.data(), n, bw, b.m.data(), p.b2, b.rest.data());
+    kernels_for_max(p, b.m.data(), bw).col_exp_store(b.scratch.data(), n, bw, b.m.data(), p.b2, b.rest.data());
     for (std::size_t j = 0; j < bw; ++j) b.c[j] = static_cast<T>(1.0 / b.rest[j]);
     p.k.col_scale(b.scratch.data(), std::ptrdiff_t(bw), yb, sy, n, bw, b.c.data());
     if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
@@ -426,7 +447,7 @@ void col_stats_rows(const plan<T>& p, const T* xb, std::ptrdiff_t sx, std::size_
                 m[j] = cm[j];
             }
         }
-        p.k.col_exp_sum(xc, len, sx, bw, m, p.b2, rest, count);
+        kernels_for_max(p, m, bw).col_exp_sum(xc, len, sx, bw, m, p.b2, rest, count);
     }
     // A column still all -inf has no sum (the kernel counted its entries as equal to the max): an empty
     // part for merge(), as segment_stats leaves it.
@@ -495,9 +516,9 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
         const T* xr = xb + std::ptrdiff_t(r0) * sx;
         T* yr = yb + std::ptrdiff_t(r0) * sy;
         if (p.op == reduction::softmax)
-            p.k.col_exp_scale(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.c.data());
+            kernels_for_max(p, b.m.data(), bw).col_exp_scale(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.c.data());
         else
-            p.k.col_log_softmax(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.lc.data());
+            kernels_for_max(p, b.m.data(), bw).col_log_softmax(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.lc.data());
     });
     if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
 }
@@ -543,7 +564,7 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
                     km[j] = finite(m[j]) ? m[j] : T(0);
                     any_nonfinite |= !finite(m[j]);
                 }
-                p.k.col_exp_store(buf, len, bw, km.data(), p.b2, rest);
+                kernels_for_max(p, km.data(), bw).col_exp_store(buf, len, bw, km.data(), p.b2, rest);
                 if (any_nonfinite)
                     for (std::size_t j = 0; j < bw; ++j)
                         if (!finite(m[j])) {
@@ -673,7 +694,10 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     if (ex.given_m && !(ex.given_sums && ex.zs && ex.zs->size() == nd && op != reduction::logsumexp))
         throw error("normexp: given statistics need m, sums, their strides, and softmax or log_softmax");
     const scale2<double> bd = split_beta<double>(temperature);
-    const plan<T> p{*k, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo}, parts, y, ex.given_m,
+    static const kernel_table& spec_table = detail::kernels_for("scalar");
+    const reduction_kernels<T>* spec;
+    if constexpr (sizeof(T) == 4) spec = &spec_table.f32; else spec = &spec_table.f64;
+    const plan<T> p{*k, *spec, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo}, parts, y, ex.given_m,
                     ex.given_sums};
     auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 

@@ -177,3 +177,28 @@ def test_float64_column_sums_of_many_equal_terms(isa, op):
     for j in range(5):
         got = cols[..., j]
         assert np.all(np.abs(got - row) <= 2 * np.spacing(np.abs(row))), (got - row) / np.spacing(np.abs(row))
+
+
+@pytest.mark.parametrize("isa", normexp.available_isas())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_score_range_beyond_the_dtype_with_a_huge_temperature(isa, dtype, op, axis):
+    # Bug (found by the fuzzer): scores spanning more than the dtype's range (x - m overflows to -inf)
+    # with a temperature that brings beta (x - m) back to moderate values gave NaN (AVX2 float32: -inf
+    # times a beta that rounds to 0) or a silent 0 (float64, every ISA; SciPy divides first and is right).
+    big = np.finfo(dtype).max * 0.9
+    x = np.array([-big, big, 0.0, big / 3], dtype)
+    t = float(big) / 2
+    want = getattr(special, op)(x.astype(np.float64) / t)
+    with normexp.use_isa(isa):
+        got = getattr(normexp, op)(x if axis == -1 else x[:, None], axis=axis, temperature=t).ravel()
+    assert np.all(np.isfinite(got))
+    assert np.allclose(got, want, rtol=8 * np.finfo(dtype).eps, atol=0)
+    # Long rows: super-chunks whose maxima differ by more than the range merge through the same rule.
+    xl = np.zeros(200_000, dtype)
+    xl[0], xl[-1] = -big, big
+    with normexp.use_isa(isa):
+        gl = getattr(normexp, op)(xl, temperature=t)
+    wl = getattr(special, op)(xl.astype(np.float64) / t)
+    assert np.allclose(gl, wl, rtol=16 * np.finfo(dtype).eps, atol=0)

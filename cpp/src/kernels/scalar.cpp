@@ -82,6 +82,14 @@ inline arg2 shifted(double x, double m, scale2<double> b) {
     const double d = x - m;
     const double e = two_sum_err(x, -m, d);
     if (b.lo == 0.0 && b.hi == 1.0) return {d, e};
+    if (std::isinf(d) && std::isfinite(x) && std::isfinite(m)) {
+        // |x - m| > DBL_MAX, yet beta (x - m) may be moderate: form it from the halves (exact at these
+        // magnitudes) and double the result.
+        const double xh = 0.5 * x, mh = 0.5 * m, dh = xh - mh;
+        const double ph = dh * b.hi;
+        if (!(2 * ph > kMinArgD)) return {2 * ph, 0.0};
+        return {2 * ph, 2 * (two_prod_err_wide(dh, b.hi, ph) + (two_sum_err(xh, -mh, dh) * b.hi + dh * b.lo))};
+    }
     const double p = d * b.hi;
     if (!(p > kMinArgD)) return {p, 0.0};  // exp underflows anyway (and keeps the split finite)
     return {p, two_prod_err_wide(d, b.hi, p) + (e * b.hi + d * b.lo)};
