@@ -46,7 +46,7 @@ using detail::threads_for;
 
 constexpr std::size_t kInCacheBytes = std::size_t(256) << 10;  // half of a 512 KiB L2
 constexpr std::size_t kChunkBytes = std::size_t(16) << 10;     // L1-resident chunk for online statistics
-constexpr std::size_t kColChunkBytes = std::size_t(64) << 10;  // L2-resident chunk of a column block
+constexpr std::size_t kColChunkBytes = std::size_t(256) << 10; // L2-resident chunk of a column block
 constexpr std::size_t kColSuperBytes = std::size_t(1) << 20;    // unit of splitting a column block's rows
 constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit of row splitting
 constexpr std::size_t kColBlock = 1024;                        // columns per work item (column traversal)

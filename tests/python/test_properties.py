@@ -123,7 +123,12 @@ def ref_rows(op: str, z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def reference(op: str, x: np.ndarray, axis: int, temperature: float = 1.0, where: Any = None) -> np.ndarray:
     """op of x along axis; masked entries are scores of -inf, rows with no unmasked entry are 0 (softmax)
     or -inf (log_softmax)."""
-    z = np.asarray(x).astype(np.float64).astype(LD) if np.asarray(x).dtype == BF16 else np.asarray(x).astype(LD)
+    xa = np.asarray(x)
+    if xa.dtype not in FLOATS:
+        # normexp computes on the promoted input, as np.exp does: int64 above 2^53 rounds to float64 first
+        # (the reference once took the exact integers and found "errors" of 1e17 ULP that were promotion).
+        xa = xa.astype(compute_dtype(xa.dtype))
+    z = xa.astype(np.float64).astype(LD) if xa.dtype == BF16 else xa.astype(LD)
     if where is not None:
         w = np.broadcast_to(where, z.shape)
         z = np.where(w, z, LD(-np.inf))

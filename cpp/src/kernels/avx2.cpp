@@ -690,55 +690,78 @@ NX_FLATTEN void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff
         col_max_impl<F, false>(x, rows, sx, w, m, nullptr);
 }
 
+// Column sums, rows outer: the block streams through L1 row by row (a column walk at a stride of w
+// elements thrashes L1 sets once w is a few KiB); each column's running sum (and count) lives in a stack
+// array. term(i, j, mask, full, m, -m, xlow, count) returns the row-i vector of column vector j to add.
+// float32: 4 rows are summed in float (3 roundings, as a pairwise block of 8) and flushed to double.
+// float64: every term goes into a per-column Neumaier pair.
+template <class F, bool Count, class Term>
+NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typename F::T* m, double* sum, double* count,
+                                   Term term) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr bool f64 = std::is_same_v<F, F64>;
+    constexpr std::size_t kFlushRows = 4;
+    alignas(32) T mv[kColPanel], negm[kColPanel], xlow[kColPanel], part[kColPanel];
+    alignas(32) T comp[f64 ? kColPanel : 1], cnt[Count ? kColPanel : 1];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const V v = load_any<F>(m + j0 + j, mk, full);
+            F::store(mv + j, v);
+            F::store(negm + j, F::sub(F::zero(), v));
+            F::store(xlow + j, F::clamp_below_v(v));
+            F::store(part + j, F::zero());
+            if constexpr (f64) F::store(comp + j, F::zero());
+            if constexpr (Count) F::store(cnt + j, F::zero());
+        });
+        auto flush = [&](auto with_comp) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                V s = F::load(part + j);
+                if constexpr (decltype(with_comp)::value) s = F::add(s, F::load(comp + j));
+                F::add_to_doubles(sum + j0 + j, s, mk, decltype(full)::value);
+                F::store(part + j, F::zero());
+                if constexpr (Count) {
+                    F::add_to_doubles(count + j0 + j, F::load(cnt + j), mk, decltype(full)::value);
+                    F::store(cnt + j, F::zero());
+                }
+            });
+        };
+        for (std::size_t i = 0; i < rows; ++i) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                V c = Count ? F::load(cnt + j) : F::zero();
+                V e = term(i, j0 + j, mk, full, F::load(mv + j), F::load(negm + j), F::load(xlow + j), c);
+                if constexpr (Count) F::store(cnt + j, c);
+                if constexpr (!decltype(full)::value) e = F::and_(e, F::mask_v(mk));
+                if constexpr (f64) {
+                    acc_neumaier acc;
+                    acc.s = F::load(part + j), acc.c = F::load(comp + j);
+                    acc.add(e);
+                    F::store(part + j, acc.s);
+                    F::store(comp + j, acc.c);
+                } else {
+                    F::store(part + j, F::add(F::load(part + j), e));
+                }
+            });
+            if (!f64 && ((i + 1) % kFlushRows == 0 || i + 1 == rows)) flush(std::false_type{});
+        }
+        if (f64 && rows > 0) flush(std::true_type{});
+    }
+}
+
 template <class F, bool Scaled>
 NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
-    using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
-        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
-        const T* xp = x + static_cast<std::ptrdiff_t>(j0);
-        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-            const V mv = load_any<F>(m + j0 + j, mk, full);
-            const V negm = F::sub(F::zero(), mv);
-            const V xlow = F::clamp_below_v(mv);
-            const V one = F::set1(1);
-            auto term = [&](std::size_t r, V& c) {
-                const V v = load_any<F>(xp + static_cast<std::ptrdiff_t>(r) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
-                const V e = F::eq(v, mv);
-                c = F::add(c, F::and_(e, one));
-                return F::andnot(e, a.exp_of(v, negm, xlow));
-            };
-            std::size_t i = 0;
-            if constexpr (std::is_same_v<F, F64>) {
-                // float64: the column's terms are Neumaier-summed in registers and added once.
-                acc_neumaier acc;
-                V c = F::zero();
-                for (; i < rows; ++i) acc.add(term(i, c));
-                F::add_to_doubles(rest + j0 + j, F::add(acc.s, acc.c), mk, decltype(full)::value);
-                F::add_to_doubles(count + j0 + j, c, mk, decltype(full)::value);
-            }
-            while (i < rows) {
-                // Blocks of up to 8 rows summed pairwise in working precision, then flushed to double.
-                V c = F::zero();
-                V s;
-                if (i + 8 <= rows) {
-                    const V s0 = F::add(term(i, c), term(i + 1, c));
-                    const V s1 = F::add(term(i + 2, c), term(i + 3, c));
-                    const V s2 = F::add(term(i + 4, c), term(i + 5, c));
-                    const V s3 = F::add(term(i + 6, c), term(i + 7, c));
-                    s = F::add(F::add(s0, s1), F::add(s2, s3));
-                    i += 8;
-                } else {
-                    s = F::zero();
-                    for (; i < rows; ++i) s = F::add(s, term(i, c));
-                }
-                F::add_to_doubles(rest + j0 + j, s, mk, decltype(full)::value);
-                F::add_to_doubles(count + j0 + j, c, mk, decltype(full)::value);
-            }
-        });
-    }
+    const V one = F::set1(1);
+    col_sums_rows_outer<F, true>(rows, w, m, rest, count,
+                                 [&](std::size_t i, std::size_t j, typename F::M mk, auto full, V mv, V negm, V xlow, V& c) {
+                                     const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+                                     const V e = F::eq(v, mv);
+                                     c = F::add(c, F::and_(e, one));
+                                     return F::andnot(e, a.exp_of(v, negm, xlow));
+                                 });
 }
 
 template <class F>
@@ -809,54 +832,15 @@ NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typ
 template <class F, bool Scaled>
 NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
                         scale2<typename F::T> beta, double* sum) {
-    // Rows outer, so the block streams through L1 row by row (a column walk at a stride of w elements
-    // thrashes L1 sets once w is a few KiB); each column's running sum lives in a stack array.
-    // float32: 4 rows are summed in float (3 roundings, as a pairwise block of 8) and flushed to double.
-    // float64: every term goes into a per-column Neumaier pair.
     using V = typename F::V;
-    using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    constexpr bool f64 = std::is_same_v<F, F64>;
-    constexpr std::size_t kFlushRows = 4;
-    alignas(32) T negm[kColPanel], xlow[kColPanel], part[kColPanel], comp[f64 ? kColPanel : 1];
-    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
-        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
-        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-            const V mv = load_any<F>(m + j0 + j, mk, full);
-            F::store(negm + j, F::sub(F::zero(), mv));
-            F::store(xlow + j, F::clamp_below_v(mv));
-            F::store(part + j, F::zero());
-            if constexpr (f64) F::store(comp + j, F::zero());
-        });
-        for (std::size_t i = 0; i < rows; ++i) {
-            T* xi = x + i * w + j0;
-            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-                V e = a.exp_of(load_any<F>(xi + j, mk, full), F::load(negm + j), F::load(xlow + j));
-                store_any<F>(xi + j, mk, full, e);
-                if constexpr (!full) e = F::and_(e, F::mask_v(mk));
-                if constexpr (f64) {
-                    acc_neumaier acc;
-                    acc.s = F::load(part + j), acc.c = F::load(comp + j);
-                    acc.add(e);
-                    F::store(part + j, acc.s);
-                    F::store(comp + j, acc.c);
-                } else {
-                    F::store(part + j, F::add(F::load(part + j), e));
-                }
-            });
-            if (!f64 && ((i + 1) % kFlushRows == 0 || i + 1 == rows)) {
-                for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-                    F::add_to_doubles(sum + j0 + j, F::load(part + j), mk, decltype(full)::value);
-                    F::store(part + j, F::zero());
-                });
-            }
-        }
-        if constexpr (f64) {
-            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-                F::add_to_doubles(sum + j0 + j, F::add(F::load(part + j), F::load(comp + j)), mk, decltype(full)::value);
-            });
-        }
-    }
+    col_sums_rows_outer<F, false>(rows, w, m, sum, nullptr,
+                                  [&](std::size_t i, std::size_t j, typename F::M mk, auto full, V, V negm, V xlow, V&) {
+                                      typename F::T* p = x + i * w + j;
+                                      const V e = a.exp_of(load_any<F>(p, mk, full), negm, xlow);
+                                      store_any<F>(p, mk, full, e);
+                                      return e;
+                                  });
 }
 
 template <class F>
