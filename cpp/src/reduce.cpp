@@ -81,13 +81,19 @@ struct exp_scale {
         const double d = a - b;
         const double bb = d - a;
         const double dl = (a - (d - bb)) + (-b - bb);
-        const double p = hi * d / s;
-        const double r = std::exp(p);
+        const double q = hi * d;
+        const double r = std::exp(q / s);
         if (!(r > 0) || !std::isfinite(r)) return r;  // underflow (or an argument beyond the checks)
-        const double e = (std::fma(hi, d, -hi * d) + (hi * dl + lo * d)) / s;
+        const double e = (std::fma(hi, d, -q) + (hi * dl + lo * d)) / s;  // TwoProduct error + the lo parts
         return r + r * e;
     }
 };
+
+// The online rule's step when the running maximum moves from m_old to m_new > m_old: what was summed
+// against m_old is rescaled, or dropped while m_old is not finite (nothing real was summed yet).
+inline double rescaled(const exp_scale& ex, double sum, double m_old, double m_new) {
+    return finite(m_old) ? sum * ex(m_old, m_new) : 0.0;
+}
 
 // Merge b into a (the online-softmax rule). ex: exp(beta (. - .)).
 inline void merge(stats& a, const stats& b, const exp_scale& ex) {
@@ -114,6 +120,14 @@ inline void merge(stats& a, const stats& b, const exp_scale& ex) {
         a.rest += b.rest;
         a.count += b.count;
     }
+}
+
+// Parts 0..n-1 merged in their order (so the result does not depend on how threads computed them).
+template <class Part>
+stats merge_in_order(std::size_t n, const exp_scale& ex, Part part) {
+    stats s = part(0);
+    for (std::size_t c = 1; c < n; ++c) merge(s, part(c), ex);
+    return s;
 }
 
 // log(count + rest) with full relative accuracy when a single maximum dominates. log1p(r) as
@@ -186,7 +200,7 @@ stats segment_stats(const plan<T>& p, const T* x, std::size_t n) {
             return s;
         }
         if (cm > s.m) {
-            if (s.count > 0) s.rest = (s.rest + s.count) * p.ex(s.m, double(cm));
+            s.rest = rescaled(p.ex, s.rest + s.count, s.m, double(cm));
             s.count = 0;
             s.m = cm;
         }
@@ -210,9 +224,7 @@ stats row_stats(const plan<T>& p, const T* x, std::size_t n, int nt) {
             part[c] = segment_stats(p, x + i, std::min(kSuperChunk, n - i));
         }
     });
-    stats s = part[0];
-    for (std::size_t c = 1; c < nchunks; ++c) merge(s, part[c], p.ex);
-    return s;
+    return merge_in_order(nchunks, p.ex, [&](std::size_t c) { return part[c]; });
 }
 
 // Outputs of a row whose statistics are not finite (NaN, +inf max, all -inf): SciPy's values.
@@ -424,6 +436,13 @@ std::size_t col_super_rows(std::size_t bw, std::size_t R) {
     return std::max<std::size_t>(1, kColSuperBytes / (bw * sizeof(T)) / R) * R;
 }
 
+// One column's statistics from a super-chunk's arrays (a NaN maximum marks the part NaN).
+inline stats col_part(double m, double rest, double count) {
+    stats s;
+    s.m = m, s.rest = rest, s.count = count, s.nan = m != m;
+    return s;
+}
+
 // Column statistics (m, rest, count; bw columns) of rows [0, n) of a column block, online over chunks of
 // R rows (each chunk read from memory for its max and again from L2 for its sum). cm: bw scratch.
 template <class T>
@@ -440,7 +459,7 @@ void col_stats_rows(const plan<T>& p, const T* xb, std::ptrdiff_t sx, std::size_
         p.k.col_max(xc, len, sx, bw, cm, nullptr);  // cm = max(m, chunk max), NaN sticky
         for (std::size_t j = 0; j < bw; ++j) {
             if (cm[j] > m[j]) {  // the online rule: rescale what was summed against the old max
-                rest[j] = finite(m[j]) ? (rest[j] + count[j]) * p.ex(m[j], cm[j]) : 0.0;
+                rest[j] = rescaled(p.ex, rest[j] + count[j], m[j], cm[j]);
                 count[j] = 0;
                 m[j] = cm[j];
             } else if (cm[j] != cm[j]) {
@@ -456,14 +475,15 @@ void col_stats_rows(const plan<T>& p, const T* xb, std::ptrdiff_t sx, std::size_
 }
 
 // Any reduction of a column block, two passes over memory: column statistics over row super-chunks
-// (threads over them when nt > 1, merged in order), then the outputs (threads over row ranges).
+// (threads over them with split_rows, merged in order), then the outputs (threads over row ranges).
 // With given statistics (normalize_with) the first pass is replaced by reading them: column j's are at
 // offset oz + j * zs.
 template <class T>
 void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb, std::ptrdiff_t sy,
                       std::ptrdiff_t y_inner_stride, std::size_t n, std::size_t bw, std::ptrdiff_t oz,
-                      std::ptrdiff_t zs, int nt) {
+                      std::ptrdiff_t zs, bool split_rows) {
     const std::size_t RS = col_super_rows<T>(bw, col_chunk_rows<T>(bw)), nsc = (n + RS - 1) / RS;
+    const int nt = split_rows ? threads_for(n * bw, nsc) : 1;
     if (p.given_m) {
         for (std::size_t j = 0; j < bw; ++j) {
             const stats g = given_stats(p, oz + std::ptrdiff_t(j) * zs);
@@ -481,15 +501,9 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
                                &pcm[c * bw], &prest[c * bw], &pcount[c * bw]);
         });
         for (std::size_t j = 0; j < bw; ++j) {
-            stats s;
-            for (std::size_t c = 0; c < nsc; ++c) {
-                stats e;
-                e.m = pm[c * bw + j], e.nan = e.m != e.m, e.rest = prest[c * bw + j], e.count = pcount[c * bw + j];
-                if (c == 0)
-                    s = e;
-                else
-                    merge(s, e, p.ex);
-            }
+            const stats s = merge_in_order(nsc, p.ex, [&](std::size_t c) {
+                return col_part(pm[c * bw + j], prest[c * bw + j], pcount[c * bw + j]);
+            });
             // NaN and non-finite maxima go on as the block's max (mark_special_columns reads them).
             b.m[j] = s.nan ? kNaN<T> : static_cast<T>(s.m), b.rest[j] = s.rest, b.count[j] = s.count;
         }
@@ -532,8 +546,9 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
 // more than exp(beta (x - m)) / S: within the same few ULP.
 template <class T>
 void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb,
-                              std::ptrdiff_t sy, std::size_t n, std::size_t bw, int nt) {
+                              std::ptrdiff_t sy, std::size_t n, std::size_t bw, bool split_rows) {
     const std::size_t R = col_stored_rows<T>(bw), RS = col_super_rows<T>(bw, R), nsc = (n + RS - 1) / RS;
+    const int nt = split_rows ? threads_for(n * bw, nsc) : 1;
     const std::size_t nchunks = (n + R - 1) / R;
     std::vector<T> mc(nchunks * bw), pm(nsc * bw);
     std::vector<double> prest(nsc * bw);
@@ -553,7 +568,7 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
                 bool any_nonfinite = false;
                 for (std::size_t j = 0; j < bw; ++j) {
                     if (cm[j] > m[j]) {
-                        rest[j] = finite(m[j]) ? rest[j] * p.ex(m[j], cm[j]) : 0.0;
+                        rest[j] = rescaled(p.ex, rest[j], m[j], cm[j]);
                         m[j] = cm[j];
                     } else if (cm[j] != cm[j]) {
                         m[j] = cm[j];
@@ -579,15 +594,7 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
         }
     });
     for (std::size_t j = 0; j < bw; ++j) {
-        stats s;
-        for (std::size_t c = 0; c < nsc; ++c) {
-            stats e;
-            e.m = pm[c * bw + j], e.nan = e.m != e.m, e.rest = prest[c * bw + j];
-            if (c == 0)
-                s = e;
-            else
-                merge(s, e, p.ex);
-        }
+        const stats s = merge_in_order(nsc, p.ex, [&](std::size_t c) { return col_part(pm[c * bw + j], prest[c * bw + j], 0.0); });
         b.m[j] = s.nan ? kNaN<T> : static_cast<T>(s.m);
         b.lc[j] = 1.0 / s.rest;  // 1/S
     }
@@ -623,14 +630,12 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     const std::size_t nblocks = (w + block - 1) / block;
     const std::size_t items = od.count * nblocks;
     const int nt = threads_for(od.count * n * w, items);
-    // A single block (a matrix as wide as a block): threads split its rows instead.
     // softmax keeps exp(x - m_c) in y and rescales it (one exp per element) in float32, where the rescale
     // factor and the sums, formed in double, add nothing measurable; float64 takes the online path
     // (a second exp), whose error does not include the factor's (the stored path measured 8-10 ULP).
     const bool stored = p.op == reduction::softmax && !p.given_m && !in_cache && sizeof(T) == 4;
-    const std::size_t bw0 = std::min(block, w);
-    const std::size_t RS = col_super_rows<T>(bw0, stored ? col_stored_rows<T>(bw0) : col_chunk_rows<T>(bw0));
-    const int nt_inner = items < 2 && !in_cache ? threads_for(n * w, (n + RS - 1) / RS) : 1;
+    // A single block (a matrix as wide as a block): threads split its rows instead.
+    const bool split_rows = items < 2;
     detail::parallel_ranges(nt, items, [&](std::size_t ib, std::size_t ie) {
         col_buffers<T> b(block, in_cache ? n * block : 0);
         for (std::size_t it = ib; it < ie; ++it) {
@@ -643,10 +648,10 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
             if (in_cache)
                 col_block_softmax_in_cache(p, b, xb, sx, yb, sy, n, bw);
             else if (stored)
-                col_block_softmax_stored(p, b, xb, sx, yb, sy, n, bw, nt_inner);
+                col_block_softmax_stored(p, b, xb, sx, yb, sy, n, bw, split_rows);
             else
                 col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw, oz + std::ptrdiff_t(jb) * z_inner_stride,
-                                 z_inner_stride, nt_inner);
+                                 z_inner_stride, split_rows);
         }
     });
 }
