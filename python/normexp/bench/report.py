@@ -194,16 +194,20 @@ def render_text(results: Results, long: bool = False) -> str:
     return "\n".join(out)
 
 
-def render_markdown(results: Results, command: str = "") -> str:
-    out = []
-    if command:
-        out += [f"Command: `{command}`", ""]
-    out += [line + "  " for line in machine_lines(results)] + [""]
+def _summary_markdown(results: Results) -> list[str]:
+    """The machine and its limits, one summary table per operation, the legend and any notices."""
+    out = [line + "  " for line in machine_lines(results)] + [""]
     for op, header, rows in summary_tables(results):
         out += [f"**{op}**", "", markdown_table(header, rows), ""]
     out += [LEGEND, ""]
     if results.notices:
         out += ["Notices: " + "; ".join(results.notices), ""]
+    return out
+
+
+def render_markdown(results: Results, command: str = "") -> str:
+    out = [f"Command: `{command}`", ""] if command else []
+    out += _summary_markdown(results)
     header, rows = detail_table(results)
     out += ["<details><summary>Every measurement</summary>", "", markdown_table(header, rows), "", "</details>", ""]
     return "\n".join(out)
@@ -238,13 +242,7 @@ README_END = "<!-- normexp-bench:end -->"
 def render_readme_block(results: Results, command: str, figures: Sequence[str] = ()) -> str:
     """The README's benchmark block: the command, the machine and its limits, the summary tables, the
     legend and the figures (paths relative to the README)."""
-    out = [f"Measured with `{command}`:", ""]
-    out += [line + "  " for line in machine_lines(results)] + [""]
-    for op, header, rows in summary_tables(results):
-        out += [f"**{op}**", "", markdown_table(header, rows), ""]
-    out += [LEGEND, ""]
-    if results.notices:
-        out += ["Notices: " + "; ".join(results.notices), ""]
+    out = [f"Measured with `{command}`:", ""] + _summary_markdown(results)
     out += [f"![{os.path.splitext(os.path.basename(f))[0]}]({f})" for f in figures]
     return "\n".join(out).rstrip() + "\n"
 
