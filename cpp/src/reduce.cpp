@@ -36,6 +36,7 @@
 
 #include "dispatch.hpp"
 #include "normexp/normexp.hpp"
+#include "online_stats.hpp"
 #include "temperature.hpp"
 #include "threading.hpp"
 
@@ -67,33 +68,8 @@ struct stats {
 
 inline bool finite(double v) { return std::isfinite(v); }
 
-// exp(beta (a - b)) for finite a <= b-ish maxima, within ~1 ULP of double: the rescale factor of the
-// online rule. a - b is carried as a TwoSum pair and multiplied by beta = hi + lo (split_beta) as a
-// TwoProduct, so the argument is exact to ~2^-100 relative; exp(p + e) = exp(p) (1 + e). A plain
-// std::exp(beta * (a - b)) has the argument's rounding, |t| 2^-53: 40 ULP at t = -40 (float64 columns
-// whose maximum moved by 40 measured 35 ULP).
-struct exp_scale {
-    double hi = 1, lo = 0;
-    double operator()(double a, double b) const {
-        // |a - b| > DBL_MAX with a large temperature: the same from the halves (exact here), doubled.
-        const double s = std::isinf(a - b) ? 0.5 : 1.0;
-        a *= s, b *= s;
-        const double d = a - b;
-        const double bb = d - a;
-        const double dl = (a - (d - bb)) + (-b - bb);
-        const double q = hi * d;
-        const double r = std::exp(q / s);
-        if (!(r > 0) || !std::isfinite(r)) return r;  // underflow (or an argument beyond the checks)
-        const double e = (std::fma(hi, d, -q) + (hi * dl + lo * d)) / s;  // TwoProduct error + the lo parts
-        return r + r * e;
-    }
-};
-
-// The online rule's step when the running maximum moves from m_old to m_new > m_old: what was summed
-// against m_old is rescaled, or dropped while m_old is not finite (nothing real was summed yet).
-inline double rescaled(const exp_scale& ex, double sum, double m_old, double m_new) {
-    return finite(m_old) ? sum * ex(m_old, m_new) : 0.0;
-}
+using detail::exp_scale;
+using detail::rescaled;
 
 // Merge b into a (the online-softmax rule). ex: exp(beta (. - .)).
 inline void merge(stats& a, const stats& b, const exp_scale& ex) {
@@ -130,14 +106,8 @@ stats merge_in_order(std::size_t n, const exp_scale& ex, Part part) {
     return s;
 }
 
-// log(count + rest) with full relative accuracy when a single maximum dominates. log1p(r) as
-// log(u) + (r - (u - 1)) / u with u = 1 + r rounded: the quotient restores what rounding u lost (the
-// classic correction; within ~1 ULP like std::log1p, at the cost of a log, which is 2-3x faster here).
-inline double log_sum(const stats& s) {
-    if (s.count != 1) return std::log(s.count + s.rest);
-    const double u = 1.0 + s.rest;
-    return u == 1.0 ? s.rest : std::log(u) + (s.rest - (u - 1.0)) / u;
-}
+// log(count + rest) of a row's statistics (online_stats.hpp).
+inline double log_sum(const stats& s) { return detail::log_sum(s.count, s.rest); }
 
 using detail::split_beta;
 

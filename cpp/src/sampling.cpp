@@ -42,6 +42,7 @@
 #include "dispatch.hpp"
 #include "kernels/sampling_weights.hpp"
 #include "normexp/normexp.hpp"
+#include "online_stats.hpp"
 #include "temperature.hpp"
 #include "threading.hpp"
 
@@ -478,7 +479,7 @@ struct ce_row_result {
 
 template <class T>
 ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t label, double beta,
-                     scale2<T> b2, double eps, bool derivs, std::vector<T>& buf) {
+                     scale2<T> b2, const detail::exp_scale& ex, double eps, bool derivs, std::vector<T>& buf) {
     ce_row_result res;
     double m = -kInf<double>, rest = 0, count = 0;
     row_summer<T> sum;
@@ -488,7 +489,7 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
         if (cm != cm) return res.st = kNaN, res;
         if (cm == kInf<T>) return res.st = kPosInf, res;
         if (double(cm) > m) {
-            if (count > 0) rest = (rest + count) * std::exp(beta * (m - double(cm)));
+            rest = detail::rescaled(ex, rest + count, m, double(cm));
             count = 0;
             m = cm;
         }
@@ -499,7 +500,7 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
         count += e.count;
     }
     if (m == -kInf<double>) return res.st = kAllNegInf, res;
-    const double ls = count == 1 ? std::log1p(rest) : std::log(count + rest);
+    const double ls = detail::log_sum(count, rest);
     const double xy = double(x[label]);
     const double nll = xy == -kInf<double> ? kInf<double> : ls + beta * (m - xy);
     const double mean = eps > 0 ? sum.value() / double(n) : 0.0;
@@ -613,6 +614,8 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
     const reduction_kernels<T>& k = kernels_of<T>(table_for(isa));
     const double beta = 1.0 / o.temperature;
     const scale2<T> b2 = split_beta<T>(o.temperature);
+    const scale2<double> bd = split_beta<double>(o.temperature);
+    const detail::exp_scale ex{bd.hi, bd.lo};
     const std::ptrdiff_t sx = xs[axis];
     const bool derivs = dloss != nullptr || d2loss != nullptr;
     std::vector<std::uint8_t> status(rows, kOk);
@@ -634,7 +637,7 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
                     for (std::size_t i = 0; i < n; ++i) gather[i] = xr[std::ptrdiff_t(i) * sx];
                     xr = gather.data();
                 }
-                res = ce_row(k, xr, n, std::size_t(y), beta, b2, o.label_smoothing, derivs, buf);
+                res = ce_row(k, xr, n, std::size_t(y), beta, b2, ex, o.label_smoothing, derivs, buf);
             }
             status[r] = res.st;
             loss[r] = res.loss;
