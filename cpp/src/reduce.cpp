@@ -229,6 +229,20 @@ void write_lse(const plan<T>& p, T* y, const stats& s) {
     *y = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
 }
 
+// The outputs of len entries of a row (x, y) from the row's statistics: c is 1/sum (softmax) or log(sum)
+// (log_softmax). stream: softmax output bypasses the caches (same values as the cached store).
+template <class T>
+void row_piece(const plan<T>& p, const stats& s, double c, const T* x, T* y, std::size_t len, bool stream) {
+    const T m = static_cast<T>(s.m);
+    const reduction_kernels<T>& k = kernels_for_max(p, m);
+    if (p.op == reduction::softmax && stream)
+        k.row_exp_scale_stream(x, y, len, m, p.b2, static_cast<T>(c));
+    else if (p.op == reduction::softmax)
+        k.row_exp_scale(x, y, len, m, p.b2, static_cast<T>(c));
+    else
+        k.row_log_softmax(x, y, len, m, p.b2, c);
+}
+
 // One contiguous row (x and y unit stride; for logsumexp y is the single output).
 // given: the row's statistics when they come from outside (normalize_with), else nullptr.
 template <class T>
@@ -249,17 +263,78 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const sta
         return;
     }
     if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
-    const T m = static_cast<T>(s.m);
     const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
     const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
     detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
-        if (p.op == reduction::softmax && n * sizeof(T) >= kStreamBytes)
-            kernels_for_max(p, m).row_exp_scale_stream(x + i, y + i, len, m, p.b2, static_cast<T>(c));
-        else if (p.op == reduction::softmax)
-            kernels_for_max(p, m).row_exp_scale(x + i, y + i, len, m, p.b2, static_cast<T>(c));
-        else
-            kernels_for_max(p, m).row_log_softmax(x + i, y + i, len, m, p.b2, c);
+        row_piece(p, s, c, x + i, y + i, len, n * sizeof(T) >= kStreamBytes);
+    });
+}
+
+// Per-thread buffers of a strided row: at most kSuperChunk elements each, whatever the row's length
+// (a broadcast row of 2^40 elements needs no more than a short one).
+template <class T>
+struct gather_buffers {
+    std::unique_ptr<T[]> x, y;
+    gather_buffers(std::size_t n, bool gather_x, bool scatter_y)
+        : x(gather_x ? new T[std::min(n, kSuperChunk)] : nullptr), y(scatter_y ? new T[std::min(n, kSuperChunk)] : nullptr) {}
+};
+
+template <class T>
+void gather(const T* x, std::ptrdiff_t sx, std::size_t n, T* buf) {
+    for (std::size_t i = 0; i < n; ++i) buf[i] = x[std::ptrdiff_t(i) * sx];
+}
+template <class T>
+void scatter(const T* buf, std::size_t n, T* y, std::ptrdiff_t sy) {
+    for (std::size_t i = 0; i < n; ++i) y[std::ptrdiff_t(i) * sy] = buf[i];
+}
+
+// A row whose x (or y) is not contiguous: handled piece by piece through buffers of kSuperChunk
+// elements. A row that fits in one piece is gathered whole and goes through do_row; a longer one is cut
+// at the super-chunk boundaries that row_stats and do_row use, so the results are bit-identical to
+// those of the same row stored contiguously. buf: the calling thread's buffers (threads over the pieces
+// of one row allocate their own).
+template <class T>
+void do_strided_row(const plan<T>& p, const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t n, int nt,
+                    const stats* given, gather_buffers<T>& buf) {
+    const bool gx = buf.x != nullptr, sc = buf.y != nullptr;
+    if (n <= kSuperChunk) {
+        if (gx) gather(x, sx, n, buf.x.get());
+        do_row(p, gx ? buf.x.get() : x, sc ? buf.y.get() : y, n, nt, given);
+        if (sc) scatter(buf.y.get(), n, y, sy);
+        return;
+    }
+    const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
+    // body(c, b) over the pieces c of the row, each with the x piece gathered (b: that thread's buffers).
+    auto pieces = [&](auto&& body) {
+        detail::parallel_ranges(nt, nchunks, [&](std::size_t cb, std::size_t ce) {
+            std::unique_ptr<gather_buffers<T>> own;
+            if (nt > 1) own = std::make_unique<gather_buffers<T>>(n, gx, sc);
+            gather_buffers<T>& b = own ? *own : buf;
+            for (std::size_t c = cb; c < ce; ++c) {
+                const std::size_t i = c * kSuperChunk, len = std::min(kSuperChunk, n - i);
+                if (gx) gather(x + std::ptrdiff_t(i) * sx, sx, len, b.x.get());
+                body(c, i, len, gx ? b.x.get() : x + i, b);
+            }
+        });
+    };
+    stats s;
+    if (given) {
+        s = *given;
+    } else {
+        std::vector<stats> part(nchunks);
+        pieces([&](std::size_t c, std::size_t, std::size_t len, const T* xp, gather_buffers<T>&) {
+            part[c] = segment_stats(p, xp, len);
+        });
+        s = merge_in_order(nchunks, p.ex, [&](std::size_t c) { return part[c]; });
+    }
+    if (p.op == reduction::logsumexp) return write_lse(p, y, s);
+    if (is_special(s)) return special_row(p.op, s, x, sx, y, sy, n);
+    const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
+    pieces([&](std::size_t, std::size_t i, std::size_t len, const T* xp, gather_buffers<T>& b) {
+        T* yp = y + std::ptrdiff_t(i) * sy;
+        row_piece(p, s, c, xp, sc ? b.y.get() : yp, len, false);
+        if (sc) scatter(b.y.get(), len, yp, sy);
     });
 }
 
@@ -304,30 +379,20 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // Few long rows: threads split each row; many rows: threads take whole rows.
     const int nt_rows = threads_for(rows * n, rows);
     const int nt_inner = rows < 2 ? threads_for(n, (n + kSuperChunk - 1) / kSuperChunk) : 1;
-    // Per-thread gather/scatter buffers; a failed allocation (a huge strided row) leaves the parallel
+    // Per-thread gather/scatter buffers (bounded: do_strided_row); a failed allocation leaves the parallel
     // region as std::bad_alloc through parallel_ranges, and reaches Python as MemoryError.
     detail::parallel_ranges(nt_rows, rows, [&](std::size_t rb, std::size_t re) {
-        const std::unique_ptr<T[]> xbuf_owner(gather_x ? new T[n] : nullptr), ybuf_owner(scatter_y ? new T[n] : nullptr);
-        T* const xbuf = xbuf_owner.get();
-        T* const ybuf = ybuf_owner.get();
+        gather_buffers<T> buf(n, gather_x, scatter_y);
         for (std::size_t r = rb; r < re; ++r) {
             std::ptrdiff_t ox, oy, oz;
             od.offsets(r, ox, oy, oz);
-            const T* xr = x + ox;
-            T* yr = y + oy;
-            if (gather_x) {
-                for (std::size_t i = 0; i < n; ++i) xbuf[i] = xr[std::ptrdiff_t(i) * sx];
-                xr = xbuf;
-            }
-            T* yw = scatter_y ? ybuf : yr;
-            if (p.given_m) {
-                const stats g = given_stats(p, oz);
-                do_row(p, xr, yw, n, nt_inner, &g);
-            } else {
-                do_row(p, xr, yw, n, nt_inner);
-            }
-            if (scatter_y)
-                for (std::size_t i = 0; i < n; ++i) yr[std::ptrdiff_t(i) * sy] = ybuf[i];
+            stats g;
+            if (p.given_m) g = given_stats(p, oz);
+            const stats* given = p.given_m ? &g : nullptr;
+            if (gather_x || scatter_y)
+                do_strided_row(p, x + ox, sx, y + oy, sy, n, nt_inner, given, buf);
+            else
+                do_row(p, x + ox, y + oy, n, nt_inner, given);
         }
     });
 }
@@ -594,9 +659,11 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // Blocks are wide (kColBlock): rows read as long contiguous runs stream from memory; 64-byte runs
     // one page apart defeat the prefetchers (measured 3x slower). softmax gathers the block into cache
     // scratch (one exp per element) when n x min(w, kColBlock) fits there, else goes online.
-    const std::size_t fit = kInCacheBytes / (n * sizeof(T));
+    // fit: columns whose n rows fit in kInCacheBytes (>= 1 when in_cache; a multiple of 8 unless the
+    // block is narrower than 8). Divided in this order so that a huge n (a broadcast view) cannot wrap.
+    const std::size_t fit = n > kInCacheBytes / sizeof(T) ? 0 : kInCacheBytes / sizeof(T) / n;
     const bool in_cache = p.op == reduction::softmax && fit >= std::min(w, kColBlock) && !p.given_m;
-    const std::size_t block = in_cache ? std::min(kColBlock, fit / 8 * 8) : kColBlock;
+    const std::size_t block = in_cache ? std::min(kColBlock, fit >= 8 ? fit / 8 * 8 : fit) : kColBlock;
     const std::size_t nblocks = (w + block - 1) / block;
     const std::size_t items = od.count * nblocks;
     const int nt = threads_for(od.count * n * w, items);

@@ -102,3 +102,50 @@ def test_column_results_do_not_depend_on_the_thread_count(op):
     finally:
         normexp.set_num_threads(before)
     assert np.array_equal(one, many)
+
+
+# Block sizes of the column traversal are formulas of (rows, columns, dtype): softmax gathers a block
+# into kInCacheBytes (256 KiB) of scratch when its rows fit there, so a block is floor(256 KiB / (rows *
+# itemsize)) columns, rounded down to a multiple of 8. Rows just below and above each step of that
+# formula (1..9 columns fitting, none fitting), every narrow width, both dtypes and every op: the block
+# size once rounded down to 0 for tall narrow arrays and the driver divided by it (SIGFPE).
+def _fit_boundary_rows(itemsize):
+    elems = (256 << 10) // itemsize
+    rows = set()
+    for k in range(1, 10):
+        b = elems // k
+        rows |= {b - 1, b, b + 1}
+    return sorted(rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_block_sizes_at_every_cache_fit_boundary(dtype):
+    rng = np.random.default_rng(7)
+    for n in _fit_boundary_rows(np.dtype(dtype).itemsize):
+        base = (rng.standard_normal((n, 17)) * 3).astype(dtype)
+        for w in (2, 3, 4, 5, 7, 8, 9, 16, 17):
+            x = base[:, :w]  # rows padded to 17: not contiguous, so axis 0 is a column traversal
+            for op in OPS:
+                got = _call(op, x, 0)
+                _check(op, got, x, 0, 1.0, dtype)
+            _check("softmax", _call("softmax", x, 0, 0.5), x, 0, 0.5, dtype)
+
+
+def test_column_block_sizes_through_every_entry_point():
+    # The shape that crashed, through each public function that reaches the column traversal.
+    from normexp import special
+
+    x = np.zeros((10000, 4), np.float32)
+    want = np.full((10000, 4), np.float32(1e-4))
+    np.testing.assert_allclose(normexp.softmax(x, axis=0), want, rtol=1e-6)
+    np.testing.assert_allclose(special.softmax(x, axis=0), want, rtol=1e-6)
+    np.testing.assert_allclose(normexp.softmax(x, axis=0, temperature=3.0), want, rtol=1e-6)
+    w = np.ones_like(x, bool)
+    w[::2] = False
+    got = normexp.softmax(x, axis=0, where=w)
+    np.testing.assert_allclose(got[1::2], np.full((5000, 4), 2e-4), rtol=1e-6)
+    assert np.all(got[::2] == 0)
+    np.testing.assert_allclose(normexp.log_softmax(x[:, :3], axis=0), np.log(want[:, :3]), rtol=1e-6)
+    np.testing.assert_allclose(normexp.logsumexp(np.zeros((20000, 3)), axis=0), np.log(20000.0), rtol=1e-15)
+    y = np.zeros((3, 16384, 5), np.float32)  # the middle axis of a 3-d array
+    np.testing.assert_allclose(normexp.softmax(y, axis=1), np.full(y.shape, 1 / 16384), rtol=1e-6)
