@@ -28,8 +28,8 @@ bool cpu_has_avx2_fma() {
 }
 #endif
 
-// Overwrite the entries of `base` with every function pointer `isa` provides (DESIGN.md §2: "fill the
-// table with scalar entries, overwrite with the best ISA"). The member lists below are the one place
+// Overwrite the entries of `base` with every function pointer `isa` provides: each table starts as the
+// scalar set and takes the ISA's entries, so an ISA that leaves one null still gets the scalar kernel. The member lists below are the one place
 // that must name every function pointer of kernel_table.hpp; test_dispatch checks each one.
 template <class T>
 void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {

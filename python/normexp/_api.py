@@ -1,7 +1,7 @@
 """Argument checking and dispatch for every public function: the one place where Python inputs become
 the (float32 | float64, strided) arrays the native kernels take.
 
-Rules (DESIGN.md section 3):
+Rules:
   * float32/float64 compute in their own precision; float16 and ml_dtypes.bfloat16 compute in float32
     and return their own dtype; bool/integer inputs are promoted like ``np.exp`` promotes them.
   * any axis, negative too, without a transposing copy; non-contiguous and negative strides work.

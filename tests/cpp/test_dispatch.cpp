@@ -1,5 +1,5 @@
 // The dispatcher fills every table it hands out from scalar's and overwrites it with the ISA's entries
-// (DESIGN.md §2), so an ISA that leaves an entry null still gets a working (scalar) kernel there.
+// (cpp/src/dispatch.cpp), so an ISA that leaves an entry null still gets a working (scalar) kernel there.
 //
 // The kernel table is a run of pointer-sized members (the name, then only function pointers), so the
 // test reads it as words: that is what catches a member added to kernel_table.hpp but not to the

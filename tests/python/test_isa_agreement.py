@@ -1,7 +1,7 @@
 """Every kernel set this CPU runs (forced with ``normexp.use_isa``) gives the same answers.
 
-Each ISA is compared with an independent long double reference that follows SciPy's special-value rules
-(DESIGN.md section 3), and every SIMD set is also compared with the scalar specification, on rows with
+Each ISA is compared with an independent long double reference that follows SciPy's special-value rules,
+and every SIMD set is also compared with the scalar specification, on rows with
 NaN, +-inf, signed zeros, subnormals, huge spreads and offsets, placed at every position of every length
 around the vector widths (tails), along rows (unit stride), columns (axis 0) and strided gathers.
 

@@ -864,7 +864,7 @@ NX_FLATTEN void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename 
     }
 }
 
-// ==== sampling kernels (issue 8) ======================================================================
+// ==== sampling kernels ==============================================================================
 // row_collect_ge: compare a vector with the threshold, turn the lanes that pass into indices (rare
 // after the first few chunks, so the bit loop is cheap). row_sample_weights: the float32 operation
 // sequence of sampling_weights.hpp with separate mul/add (never fmadd), 8 lanes = the 8 lane sums.

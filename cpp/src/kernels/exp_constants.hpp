@@ -9,7 +9,7 @@
 //   A degree-6 relative-minimax fit on [-ln2/2, ln2/2] (Lawson-iterated weighted least squares against a
 //   40-digit reference); approximation error 3.1e-9 relative = 0.05 ULP.  With the rounding of the
 //   Horner steps the vector kernel is within 1 ULP of the correctly rounded exp over the whole float32
-//   domain (measured exhaustively: tests/cpp/test_exp.cpp and tests/python/test_kernels.py).
+//   domain (measured exhaustively: tests/cpp/test_exp.cpp).
 //
 // float64:  exp(r) ~= sum_{i=0..13} r^i / i!   (Taylor, degree 13)
 //   Truncation error |r|^14/14! <= 4.1e-18 relative = 0.04 ULP on |r| <= ln2/2; with Horner rounding

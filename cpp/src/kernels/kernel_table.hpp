@@ -78,7 +78,7 @@ struct reduction_kernels {
     // (non-temporal), saving the read-for-ownership of every output line. Same results.
     void (*row_exp_scale_stream)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c);
 
-    // ---- sampling (issue 8; driver cpp/src/sampling.cpp) ------------------------------------------
+    // ---- sampling (driver cpp/src/sampling.cpp) ---------------------------------------------------
     // Writes the indices i < n with x[i] >= thr to idx in increasing order and returns how many
     // (NaN is never collected). idx has room for n entries; n < 2^32.
     std::size_t (*row_collect_ge)(const T* x, std::size_t n, T thr, std::uint32_t* idx);

@@ -761,7 +761,7 @@ void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, st
 // vector store worth using for this (STNP is only a hint, and most cores still allocate the lines), so
 // on NEON the streaming variant is the ordinary row_exp_scale (same results, by construction).
 
-// ==== sampling kernels (issue 8) ======================================================================
+// ==== sampling kernels ==============================================================================
 // row_collect_ge: compare 4 vectors with the threshold and, only if any lane passes, turn the lane masks
 // into indices (NEON has no movemask: AND with lane bits {1, 2, 4, 8} and add across). NaN compares
 // false, so it is never collected.

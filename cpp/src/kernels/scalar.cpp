@@ -227,7 +227,7 @@ void k_col_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, s
     }
 }
 
-// ==== sampling kernels (issue 8) ======================================================================
+// ==== sampling kernels ==============================================================================
 // The specification of sampling_weights.hpp, written out operation by operation in float32.
 
 template <class T>
