@@ -627,7 +627,8 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // scratch (one exp per element) when n x min(w, kColBlock) fits there, else goes online.
     const std::size_t fit = kInCacheBytes / (n * sizeof(T));
     const bool in_cache = p.op == reduction::softmax && fit >= std::min(w, kColBlock) && !p.given_m;
-    const std::size_t block = in_cache ? std::min(kColBlock, fit / 8 * 8) : kColBlock;
+    // In cache: blocks of a multiple of 8 columns that fit; fewer than 8 fit only when w does (w <= fit).
+    const std::size_t block = !in_cache ? kColBlock : fit >= 8 ? std::min(kColBlock, fit / 8 * 8) : fit;
     const std::size_t nblocks = (w + block - 1) / block;
     const std::size_t items = od.count * nblocks;
     const int nt = threads_for(od.count * n * w, items);

@@ -102,3 +102,19 @@ def test_column_results_do_not_depend_on_the_thread_count(op):
     finally:
         normexp.set_num_threads(before)
     assert np.array_equal(one, many)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_softmax_when_fewer_than_8_columns_fit_the_cache_scratch(isa, dtype):
+    # softmax along axis 0 gathers blocks of columns into a 256 KiB scratch, a multiple of 8 columns wide;
+    # when the column is so long that only 2..7 columns fit (and the array is that narrow), the block was
+    # 0 columns wide and the driver divided by zero (SIGFPE killed the process).
+    rng = np.random.default_rng(7)
+    itemsize = np.dtype(dtype).itemsize
+    for fit in range(2, 8):
+        n = (256 << 10) // (fit * itemsize)  # exactly `fit` columns fit
+        for w in sorted({2, fit}):
+            x = (rng.standard_normal((n, w)) * 4).astype(dtype)
+            x[n // 2, 0] += 30  # a late maximum
+            _check("softmax", normexp.softmax(x, axis=0), x, 0, 1.0, dtype)
+            _check("softmax", normexp.softmax(x, axis=0, temperature=0.5), x, 0, 0.5, dtype)
