@@ -5,7 +5,9 @@
 //   pack_kt (K block -> K^T panels)  ->  qk (S = Q K^T)  ->  softmax_step (scores, running max m and sum l,
 //   P = exp(x - m), rescale factor alpha)  ->  pv (O = alpha O + P V).
 // The output row is O / l and lse = m + log(l). Per-thread memory: the K^T panels (head_dim x kBlockK),
-// S (kBlockQ x kBlockK), O (kBlockQ x head_dim_v) and a few rows: independent of len_q x len_kv.
+// S (kBlockQ x kBlockK), O (kBlockQ x head_dim_v) and a few rows: independent of len_q x len_kv. All of
+// it, and the decode partials, is allocated before any task runs: a failed allocation throws before
+// anything is written, and nothing inside the parallel region allocates (threading.hpp).
 //
 // Skipped work: key blocks entirely above the causal diagonal or entirely before the sliding window are
 // never visited; blocks that straddle the diagonal or the window edge get a band mask (j - i limits) in
@@ -30,10 +32,6 @@
 #include "dispatch.hpp"
 #include "normexp/normexp.hpp"
 #include "threading.hpp"
-
-#if defined(NORMEXP_USE_OPENMP)
-#include <omp.h>
-#endif
 
 namespace normexp {
 namespace {
@@ -78,19 +76,31 @@ struct plan {
     std::size_t rows_per_task;   // for the split partials: the rows of a task with one query block
 };
 
-// Per-thread buffers.
+// Which optional per-thread buffers a call needs (the copies run_block makes of non-unit-stride data).
+struct copies {
+    bool q;     // Q rows packed: head_dim stride not 1, or rows going backwards
+    bool v;     // V block packed: head_dim_v stride not 1
+    bool keep;  // a bool mask block copied: key stride not 1
+    bool bias;  // an additive mask block copied: key stride not 1
+};
+
+// Per-thread buffers, sized for the largest task (kBlockQ rows, kBlockK keys) when constructed.
 template <class T>
 struct workspace {
     std::vector<T> kt, s, o, qbuf, vbuf, bias, m, alpha;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
-    workspace(const attention_shape& sh) {
+    workspace(const attention_shape& sh, const copies& c) {
         kt.resize(std::max<std::size_t>(1, sh.head_dim * kBlockK));
         s.resize(kBlockQ * kBlockK);
         o.resize(std::max<std::size_t>(1, kBlockQ * sh.head_dim_v));
         m.resize(kBlockQ);
         alpha.resize(kBlockQ);
         l.resize(kBlockQ);
+        if (c.q) qbuf.resize(std::max<std::size_t>(1, kBlockQ * sh.head_dim));  // a task has <= kBlockQ rows
+        if (c.v) vbuf.resize(std::max<std::size_t>(1, kBlockK * sh.head_dim_v));
+        if (c.keep) keep.resize(kBlockQ * kBlockK);
+        if (c.bias) bias.resize(kBlockQ * kBlockK);
     }
 };
 
@@ -120,8 +130,7 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
     const T* qp = p.q + sp(b) * p.qs[0] + sp(h) * p.qs[1] + sp(i0) * p.qs[2];
     const std::ptrdiff_t qrow = p.grouped ? p.qs[1] : p.qs[2];  // from one row to the next
     std::size_t ldq = static_cast<std::size_t>(qrow);
-    if (!(p.qs[3] == 1 && qrow >= 0)) {
-        ws.qbuf.resize(std::max<std::size_t>(1, rows * D));
+    if (!(p.qs[3] == 1 && qrow >= 0)) {  // ws.qbuf holds kBlockQ x D (copies::q)
         for (std::size_t i = 0; i < rows; ++i)
             for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = qp[sp(i) * qrow + sp(d) * p.qs[3]];
         qp = ws.qbuf.data();
@@ -165,14 +174,12 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             const void* blk = mb;
             if (ms3 != 1) {  // copy this block of the mask with unit key stride (one row if broadcast)
                 const std::size_t nr = ms2 == 0 ? 1 : rows;
-                if (opt.mask_kind == attention_mask_kind::keep) {
-                    ws.keep.resize(kBlockQ * kBlockK);
+                if (opt.mask_kind == attention_mask_kind::keep) {  // ws.keep, ws.bias: kBlockQ x kBlockK
                     const auto* src = reinterpret_cast<const std::uint8_t*>(mb);
                     for (std::size_t i = 0; i < nr; ++i)
                         for (std::size_t j = 0; j < keys; ++j) ws.keep[i * keys + j] = src[sp(i) * ms2 + sp(j) * ms3];
                     blk = ws.keep.data();
                 } else {
-                    ws.bias.resize(kBlockQ * kBlockK);
                     const auto* src = reinterpret_cast<const T*>(mb);
                     for (std::size_t i = 0; i < nr; ++i)
                         for (std::size_t j = 0; j < keys; ++j) ws.bias[i * keys + j] = src[sp(i) * ms2 + sp(j) * ms3];
@@ -195,8 +202,7 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
         if (!direct) p.k.pack_kt(kb, p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
         const T* vb = vp + j0 * p.vs[2];
         std::ptrdiff_t ldv = p.vs[2];
-        if (p.vs[3] != 1) {
-            ws.vbuf.resize(std::max<std::size_t>(1, kBlockK * Dv));
+        if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
             for (std::size_t j = 0; j < keys; ++j)
                 for (std::size_t c = 0; c < Dv; ++c) ws.vbuf[j * Dv + c] = vb[sp(j) * p.vs[2] + sp(c) * p.vs[3]];
             vb = ws.vbuf.data();
@@ -298,66 +304,68 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     const std::size_t Dv = sh.head_dim_v;
     const std::size_t flops = rows_total * std::max<std::size_t>(1, sh.len_kv) * (sh.head_dim + Dv + 8);
     const int nt = detail::threads_for(flops, ntasks);
-    (void)nt;  // unused when built without OpenMP
 
-    // Partial results of split tasks: o (rows x Dv), m, l per split.
+    // Everything is allocated here, before the first write to out or lse: one workspace per thread (with
+    // the copies this call's strides need), the partial results of split tasks (o: rows x Dv, m, l per
+    // split) and the merge's accumulators.
     const bool split = p.nsplit > 1;
+    const std::ptrdiff_t qrow = p.grouped ? qs[1] : qs[2];
+    const bool mask_copy = opt.mask_kind != attention_mask_kind::none && opt.mask_strides[3] != 1;
+    const copies cp{!(qs[3] == 1 && qrow >= 0), vs[3] != 1, mask_copy && opt.mask_kind == attention_mask_kind::keep,
+                    mask_copy && opt.mask_kind == attention_mask_kind::additive};
+    std::vector<workspace<T>> wss;
+    wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
+    for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(sh, cp);
     std::vector<T> part_o;
-    std::vector<double> part_m, part_l;
+    std::vector<double> part_m, part_l, accd;
     if (split) {
-        part_o.resize(ntasks * p.rows_per_task * std::max<std::size_t>(1, Dv));
-        part_m.resize(ntasks * p.rows_per_task);
-        part_l.resize(ntasks * p.rows_per_task);
+        const std::size_t prow = detail::scratch_elems(ntasks, p.rows_per_task);
+        part_o.resize(detail::scratch_elems(prow, std::max<std::size_t>(1, Dv)));
+        part_m.resize(prow);
+        part_l.resize(prow);
+        accd.resize(std::max<std::size_t>(1, Dv));
     }
 
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        workspace<T> ws(sh);
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (std::size_t t = 0; t < ntasks; ++t) {
-            const std::size_t s = t % p.nsplit, qb = (t / p.nsplit) % p.nqb, bh = t / (p.nsplit * p.nqb);
-            const std::size_t b = bh / units, h = p.grouped ? (bh % units) * p.group : bh % units;
-            const std::size_t i0 = qb * kBlockQ, rows = p.grouped ? p.group : std::min(kBlockQ, sh.len_q - i0);
-            std::ptrdiff_t lo, hi;
-            key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
-            if (split) {  // piece s of the key range, in whole blocks
-                const std::ptrdiff_t range = hi - lo;
-                std::ptrdiff_t chunk = (range + sp(p.nsplit) - 1) / sp(p.nsplit);
-                chunk = (chunk + sp(kBlockK) - 1) / sp(kBlockK) * sp(kBlockK);
-                const std::ptrdiff_t a = std::min(hi, lo + sp(s) * chunk);
-                hi = std::min(hi, a + chunk);
-                lo = a;
-            }
-            run_block(p, ws, b, h, i0, rows, lo, hi);
-            if (split) {
-                const std::size_t rpt = p.rows_per_task;
-                std::copy(ws.o.begin(), ws.o.begin() + rows * Dv, part_o.begin() + t * rpt * Dv);
-                for (std::size_t i = 0; i < rows; ++i) {
-                    part_m[t * rpt + i] = double(ws.m[i]);
-                    part_l[t * rpt + i] = ws.l[i];
-                }
-                continue;
-            }
-            for (std::size_t i = 0; i < rows; ++i) {
-                // Row i is query i0 + i of head h, or (grouped) query 0 of head h + i.
-                const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i0 + i;
-                T* orow = out + sp(b) * os[0] + sp(hh) * os[1] + sp(ii) * os[2];
-                T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(hh) * opt.lse_strides[1] +
-                                        sp(ii) * opt.lse_strides[2]
-                                  : nullptr;
-                finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
-            }
+    // Tasks differ in cost (causal blocks, windows): handed out one at a time. Each writes only its own
+    // rows of out and lse (or its own partial slots), so which thread runs it does not matter.
+    detail::parallel_dynamic(nt, ntasks, [&](std::size_t slot, std::size_t t) {
+        workspace<T>& ws = wss[slot];
+        const std::size_t s = t % p.nsplit, qb = (t / p.nsplit) % p.nqb, bh = t / (p.nsplit * p.nqb);
+        const std::size_t b = bh / units, h = p.grouped ? (bh % units) * p.group : bh % units;
+        const std::size_t i0 = qb * kBlockQ, rows = p.grouped ? p.group : std::min(kBlockQ, sh.len_q - i0);
+        std::ptrdiff_t lo, hi;
+        key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
+        if (split) {  // piece s of the key range, in whole blocks
+            const std::ptrdiff_t range = hi - lo;
+            std::ptrdiff_t chunk = (range + sp(p.nsplit) - 1) / sp(p.nsplit);
+            chunk = (chunk + sp(kBlockK) - 1) / sp(kBlockK) * sp(kBlockK);
+            const std::ptrdiff_t a = std::min(hi, lo + sp(s) * chunk);
+            hi = std::min(hi, a + chunk);
+            lo = a;
         }
-    }
+        run_block(p, ws, b, h, i0, rows, lo, hi);
+        if (split) {
+            const std::size_t rpt = p.rows_per_task;
+            std::copy(ws.o.begin(), ws.o.begin() + rows * Dv, part_o.begin() + t * rpt * Dv);
+            for (std::size_t i = 0; i < rows; ++i) {
+                part_m[t * rpt + i] = double(ws.m[i]);
+                part_l[t * rpt + i] = ws.l[i];
+            }
+            return;
+        }
+        for (std::size_t i = 0; i < rows; ++i) {
+            // Row i is query i0 + i of head h, or (grouped) query 0 of head h + i.
+            const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i0 + i;
+            T* orow = out + sp(b) * os[0] + sp(hh) * os[1] + sp(ii) * os[2];
+            T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(hh) * opt.lse_strides[1] +
+                                    sp(ii) * opt.lse_strides[2]
+                              : nullptr;
+            finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
+        }
+    });
     if (!split) return;
 
     // Merge the pieces of each (b, h) in order: M = max m_s, l = sum l_s e^(m_s - M), o = sum o_s e^(m_s - M).
-    std::vector<T> acc(std::max<std::size_t>(1, Dv));
-    std::vector<double> accd(std::max<std::size_t>(1, Dv));
     for (std::size_t bh = 0; bh < sh.batch * sh.heads_q; ++bh) {
         const std::size_t b = bh / sh.heads_q, h = bh % sh.heads_q;
         // The split partials of (b, h, i): tasks (base + s), row r of each.
@@ -386,7 +394,6 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
                 }
             }
             if (nan) L = std::numeric_limits<double>::quiet_NaN();
-            for (std::size_t c = 0; c < Dv; ++c) acc[c] = static_cast<T>(accd[c]);
             T* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
             T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
                               : nullptr;
@@ -397,7 +404,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
             }
             // finish_row with the merged accumulator (kept in double until the division).
             if (L == 0) {
-                finish_row<T>(acc.data(), M, 0.0, Dv, orow, os[3], lrow);
+                finish_row<T>(nullptr, M, 0.0, Dv, orow, os[3], lrow);  // no key: 0 and -inf (o unread)
             } else {
                 const double inv = 1.0 / L;
                 for (std::size_t c = 0; c < Dv; ++c) orow[sp(c) * os[3]] = static_cast<T>(accd[c] * inv);
@@ -413,16 +420,12 @@ void merge_attention(std::size_t parts, const T* const* outs, const T* const* ls
     if (rows == 0) return;
     check(parts > 0, "merge_attention needs at least one part");
     const int nt = detail::threads_for(parts * rows * (dv + 1), rows);
-    (void)nt;  // unused when built without OpenMP
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        std::vector<double> acc(std::max<std::size_t>(1, dv));
-#if defined(NORMEXP_USE_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (std::size_t r = 0; r < rows; ++r) {
+    // One accumulator row per thread, allocated before anything is written.
+    const std::size_t width = std::max<std::size_t>(1, dv);
+    std::vector<double> accs(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
+    detail::parallel_slices(nt, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
+        double* const acc = accs.data() + slot * width;
+        for (std::size_t r = r0; r < r1; ++r) {
             double M = -std::numeric_limits<double>::infinity();
             bool nan = false;
             for (std::size_t p = 0; p < parts; ++p) {
@@ -445,7 +448,7 @@ void merge_attention(std::size_t parts, const T* const* outs, const T* const* ls
             double sum = 0;
             for (std::size_t p = 0; p < parts; ++p) sum += std::exp(double(lses[p][r]) - M);
             const double total = M + std::log(sum);
-            std::fill(acc.begin(), acc.end(), 0.0);
+            std::fill(acc, acc + width, 0.0);
             for (std::size_t p = 0; p < parts; ++p) {
                 const double w = std::exp(double(lses[p][r]) - total);
                 if (w == 0) continue;
@@ -455,7 +458,7 @@ void merge_attention(std::size_t parts, const T* const* outs, const T* const* ls
             for (std::size_t c = 0; c < dv; ++c) orow[c] = static_cast<T>(acc[c]);
             if (lse) lse[r] = static_cast<T>(total);
         }
-    }
+    });
 }
 
 template void attention<float>(const attention_shape&, const float*, const strides4&, const float*, const strides4&,

@@ -182,12 +182,15 @@ stats segment_stats(const plan<T>& p, const T* x, std::size_t n) {
     return s;
 }
 
+// Super-chunks of a row of n elements.
+inline std::size_t super_chunks(std::size_t n) { return (n + kSuperChunk - 1) / kSuperChunk; }
+
 // Statistics of a contiguous row: fixed super-chunks merged in order (threads over super-chunks).
+// part: scratch for super_chunks(n) statistics when there are several.
 template <class T>
-stats row_stats(const plan<T>& p, const T* x, std::size_t n, int nt) {
-    const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
+stats row_stats(const plan<T>& p, const T* x, std::size_t n, int nt, stats* part) {
+    const std::size_t nchunks = super_chunks(n);
     if (nchunks <= 1) return segment_stats(p, x, n);
-    std::vector<stats> part(nchunks);
     detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
         for (std::size_t c = b; c < e; ++c) {
             const std::size_t i = c * kSuperChunk;
@@ -245,8 +248,9 @@ void row_piece(const plan<T>& p, const stats& s, double c, const T* x, T* y, std
 
 // One contiguous row (x and y unit stride; for logsumexp y is the single output).
 // given: the row's statistics when they come from outside (normalize_with), else nullptr.
+// part: row_stats' scratch.
 template <class T>
-void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const stats* given = nullptr) {
+void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, stats* part, const stats* given) {
     if (!given && p.op == reduction::softmax && n * sizeof(T) <= kInCacheBytes) {
         const T m = p.k.row_max(x, n);
         stats s;
@@ -257,27 +261,26 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, const sta
         p.k.row_scale(y, n, static_cast<T>(1.0 / sum));
         return;
     }
-    const stats s = given ? *given : row_stats(p, x, n, nt);
+    const stats s = given ? *given : row_stats(p, x, n, nt, part);
     if (p.op == reduction::logsumexp) {
         write_lse(p, y, s);
         return;
     }
     if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
     const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
-    const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
-    detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
+    detail::parallel_ranges(nt, super_chunks(n), [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
         row_piece(p, s, c, x + i, y + i, len, n * sizeof(T) >= kStreamBytes);
     });
 }
 
-// Per-thread buffers of a strided row: at most kSuperChunk elements each, whatever the row's length
-// (a broadcast row of 2^40 elements needs no more than a short one).
+// Scratch of a strided row (do_strided_row): gather and scatter buffers of `piece` elements for each
+// thread over the row's pieces (x, y: null when not needed), super-chunk statistics (part).
 template <class T>
-struct gather_buffers {
-    std::unique_ptr<T[]> x, y;
-    gather_buffers(std::size_t n, bool gather_x, bool scatter_y)
-        : x(gather_x ? new T[std::min(n, kSuperChunk)] : nullptr), y(scatter_y ? new T[std::min(n, kSuperChunk)] : nullptr) {}
+struct row_scratch {
+    T *x, *y;
+    std::size_t piece;
+    stats* part;
 };
 
 template <class T>
@@ -292,29 +295,27 @@ void scatter(const T* buf, std::size_t n, T* y, std::ptrdiff_t sy) {
 // A row whose x (or y) is not contiguous: handled piece by piece through buffers of kSuperChunk
 // elements. A row that fits in one piece is gathered whole and goes through do_row; a longer one is cut
 // at the super-chunk boundaries that row_stats and do_row use, so the results are bit-identical to
-// those of the same row stored contiguously. buf: the calling thread's buffers (threads over the pieces
-// of one row allocate their own).
+// those of the same row stored contiguously. With nt threads over the pieces, thread t uses the buffers
+// at t * rs.piece.
 template <class T>
 void do_strided_row(const plan<T>& p, const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t n, int nt,
-                    const stats* given, gather_buffers<T>& buf) {
-    const bool gx = buf.x != nullptr, sc = buf.y != nullptr;
+                    const stats* given, const row_scratch<T>& rs) {
     if (n <= kSuperChunk) {
-        if (gx) gather(x, sx, n, buf.x.get());
-        do_row(p, gx ? buf.x.get() : x, sc ? buf.y.get() : y, n, nt, given);
-        if (sc) scatter(buf.y.get(), n, y, sy);
+        if (rs.x) gather(x, sx, n, rs.x);
+        do_row(p, rs.x ? rs.x : x, rs.y ? rs.y : y, n, nt, rs.part, given);
+        if (rs.y) scatter(rs.y, n, y, sy);
         return;
     }
-    const std::size_t nchunks = (n + kSuperChunk - 1) / kSuperChunk;
-    // body(c, b) over the pieces c of the row, each with the x piece gathered (b: that thread's buffers).
+    const std::size_t nchunks = super_chunks(n);
+    // body(c, i, len, x piece, y buffer) over the pieces c = [i, i + len) of the row, x gathered.
     auto pieces = [&](auto&& body) {
-        detail::parallel_ranges(nt, nchunks, [&](std::size_t cb, std::size_t ce) {
-            std::unique_ptr<gather_buffers<T>> own;
-            if (nt > 1) own = std::make_unique<gather_buffers<T>>(n, gx, sc);
-            gather_buffers<T>& b = own ? *own : buf;
+        detail::parallel_slices(nt, nchunks, [&](std::size_t t, std::size_t cb, std::size_t ce) {
+            T* const xb = rs.x ? rs.x + t * rs.piece : nullptr;
+            T* const yb = rs.y ? rs.y + t * rs.piece : nullptr;
             for (std::size_t c = cb; c < ce; ++c) {
                 const std::size_t i = c * kSuperChunk, len = std::min(kSuperChunk, n - i);
-                if (gx) gather(x + std::ptrdiff_t(i) * sx, sx, len, b.x.get());
-                body(c, i, len, gx ? b.x.get() : x + i, b);
+                if (xb) gather(x + std::ptrdiff_t(i) * sx, sx, len, xb);
+                body(c, i, len, xb ? xb : x + i, yb);
             }
         });
     };
@@ -322,19 +323,16 @@ void do_strided_row(const plan<T>& p, const T* x, std::ptrdiff_t sx, T* y, std::
     if (given) {
         s = *given;
     } else {
-        std::vector<stats> part(nchunks);
-        pieces([&](std::size_t c, std::size_t, std::size_t len, const T* xp, gather_buffers<T>&) {
-            part[c] = segment_stats(p, xp, len);
-        });
-        s = merge_in_order(nchunks, p.ex, [&](std::size_t c) { return part[c]; });
+        pieces([&](std::size_t c, std::size_t, std::size_t len, const T* xp, T*) { rs.part[c] = segment_stats(p, xp, len); });
+        s = merge_in_order(nchunks, p.ex, [&](std::size_t c) { return rs.part[c]; });
     }
     if (p.op == reduction::logsumexp) return write_lse(p, y, s);
     if (is_special(s)) return special_row(p.op, s, x, sx, y, sy, n);
     const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
-    pieces([&](std::size_t, std::size_t i, std::size_t len, const T* xp, gather_buffers<T>& b) {
-        T* yp = y + std::ptrdiff_t(i) * sy;
-        row_piece(p, s, c, xp, sc ? b.y.get() : yp, len, false);
-        if (sc) scatter(b.y.get(), len, yp, sy);
+    pieces([&](std::size_t, std::size_t i, std::size_t len, const T* xp, T* yb) {
+        T* const yp = y + std::ptrdiff_t(i) * sy;
+        row_piece(p, s, c, xp, yb ? yb : yp, len, false);
+        if (yb) scatter(yb, len, yp, sy);
     });
 }
 
@@ -378,11 +376,21 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     const std::size_t rows = od.count;
     // Few long rows: threads split each row; many rows: threads take whole rows.
     const int nt_rows = threads_for(rows * n, rows);
-    const int nt_inner = rows < 2 ? threads_for(n, (n + kSuperChunk - 1) / kSuperChunk) : 1;
-    // Per-thread gather/scatter buffers (bounded: do_strided_row); a failed allocation leaves the parallel
-    // region as std::bad_alloc through parallel_ranges, and reaches Python as MemoryError.
-    detail::parallel_ranges(nt_rows, rows, [&](std::size_t rb, std::size_t re) {
-        gather_buffers<T> buf(n, gather_x, scatter_y);
+    const int nt_inner = rows < 2 ? threads_for(n, super_chunks(n)) : 1;  // nt_rows is 1 then
+    // Per-thread buffers, allocated before the first row is written (a failed allocation throws
+    // std::bad_alloc, MemoryError in Python, with y untouched): pieces of a gathered row and of a row to
+    // scatter (do_strided_row: at most kSuperChunk elements, whatever n is), a long row's super-chunk
+    // statistics. Slots are the threads over rows or, for a single row, over its pieces.
+    const std::size_t slots = static_cast<std::size_t>(std::max({nt_rows, nt_inner, 1}));
+    const std::size_t piece = std::min(n, kSuperChunk);
+    const std::unique_ptr<T[]> xbufs(gather_x ? new T[detail::scratch_elems(slots, piece)] : nullptr);
+    const std::unique_ptr<T[]> ybufs(scatter_y ? new T[detail::scratch_elems(slots, piece)] : nullptr);
+    const std::size_t nparts = super_chunks(n) > 1 ? super_chunks(n) : 0;
+    std::vector<stats> parts(detail::scratch_elems(slots, nparts));
+    detail::parallel_slices(nt_rows, rows, [&](std::size_t slot, std::size_t rb, std::size_t re) {
+        const row_scratch<T> rs{gather_x ? xbufs.get() + slot * piece : nullptr,
+                                scatter_y ? ybufs.get() + slot * piece : nullptr, piece,
+                                nparts ? parts.data() + slot * nparts : nullptr};
         for (std::size_t r = rb; r < re; ++r) {
             std::ptrdiff_t ox, oy, oz;
             od.offsets(r, ox, oy, oz);
@@ -390,22 +398,40 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
             if (p.given_m) g = given_stats(p, oz);
             const stats* given = p.given_m ? &g : nullptr;
             if (gather_x || scatter_y)
-                do_strided_row(p, x + ox, sx, y + oy, sy, n, nt_inner, given, buf);
+                do_strided_row(p, x + ox, sx, y + oy, sy, n, nt_inner, given, rs);
             else
-                do_row(p, x + ox, y + oy, n, nt_inner, given);
+                do_row(p, x + ox, y + oy, n, nt_inner, rs.part, given);
         }
     });
 }
 
 // ---- columns ----------------------------------------------------------------------------------------
-// Per-thread buffers for one column block.
+// Sizes of the scratch a thread needs for the column blocks of one call (col_needs computes them, for
+// the widest of its blocks' needs); every buffer is allocated before the first block is written.
+struct col_need {
+    std::size_t bw = 0;        // columns per block
+    std::size_t scratch = 0;   // in-cache softmax: the gathered block
+    std::size_t supers = 0;    // statistics per row super-chunk and column (online with several; stored)
+    std::size_t chunks = 0;    // stored softmax: the running maximum per chunk and column
+    std::size_t tchunk = 0;    // stored softmax, per thread splitting the rows: one gathered chunk
+    std::size_t threads = 1;   // threads splitting one block's rows (a single block), else 1
+};
+
+// Per-thread buffers for the column blocks.
 template <class T>
 struct col_buffers {
     std::vector<T> m, cm, c, scratch;
     std::vector<double> rest, count, lc;
     std::vector<unsigned char> special;
-    explicit col_buffers(std::size_t bw, std::size_t scratch_elems)
-        : m(bw), cm(bw), c(bw), scratch(scratch_elems), rest(bw), count(bw), lc(bw), special(bw) {}
+    std::vector<T> pm, pcm, mc;              // per super-chunk maxima (and their scratch), per chunk maxima
+    std::vector<double> prest, pcount;       // per super-chunk sums
+    std::vector<T> tchunk, tcm, tkm, tf;     // per row-splitting thread: a chunk, maxima, factors (bw each)
+    std::size_t tchunk_elems;
+    explicit col_buffers(const col_need& need)
+        : m(need.bw), cm(need.bw), c(need.bw), scratch(need.scratch), rest(need.bw), count(need.bw), lc(need.bw),
+          special(need.bw), pm(need.supers), pcm(need.supers), mc(need.chunks), prest(need.supers),
+          pcount(need.supers), tchunk(detail::scratch_elems(need.threads, need.tchunk)),
+          tcm(need.chunks ? need.threads * need.bw : 0), tkm(tcm.size()), tf(tcm.size()), tchunk_elems(need.tchunk) {}
 };
 
 // Marks columns whose maximum is not finite (their outputs come from special_row) and gives the
@@ -510,15 +536,15 @@ void col_stats_rows(const plan<T>& p, const T* xb, std::ptrdiff_t sx, std::size_
 }
 
 // Any reduction of a column block, two passes over memory: column statistics over row super-chunks
-// (threads over them with split_rows, merged in order), then the outputs (threads over row ranges).
+// (nt threads over them when a single block splits its rows, merged in order), then the outputs
+// (threads over row ranges).
 // With given statistics (normalize_with) the first pass is replaced by reading them: column j's are at
 // offset oz + j * zs.
 template <class T>
 void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb, std::ptrdiff_t sy,
                       std::ptrdiff_t y_inner_stride, std::size_t n, std::size_t bw, std::ptrdiff_t oz,
-                      std::ptrdiff_t zs, bool split_rows) {
+                      std::ptrdiff_t zs, int nt) {
     const std::size_t RS = col_super_rows<T>(bw, col_chunk_rows<T>(bw)), nsc = (n + RS - 1) / RS;
-    const int nt = split_rows ? threads_for(n * bw, nsc) : 1;
     if (p.given_m) {
         for (std::size_t j = 0; j < bw; ++j) {
             const stats g = given_stats(p, oz + std::ptrdiff_t(j) * zs);
@@ -528,8 +554,10 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
         col_stats_rows(p, xb, sx, n, bw, b.m.data(), b.cm.data(), b.rest.data(), b.count.data());
     } else {
         // Per super-chunk: m, scratch (T), rest, count (double); merged in order below.
-        std::vector<T> pm(nsc * bw), pcm(nsc * bw);
-        std::vector<double> prest(nsc * bw), pcount(nsc * bw);
+        T* const pm = b.pm.data();
+        T* const pcm = b.pcm.data();
+        double* const prest = b.prest.data();
+        double* const pcount = b.pcount.data();
         detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
             for (std::size_t c = cb; c < ce; ++c)
                 col_stats_rows(p, xb + std::ptrdiff_t(c * RS) * sx, sx, std::min(RS, n - c * RS), bw, &pm[c * bw],
@@ -581,14 +609,16 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
 // more than exp(beta (x - m)) / S: within the same few ULP.
 template <class T>
 void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb,
-                              std::ptrdiff_t sy, std::size_t n, std::size_t bw, bool split_rows) {
+                              std::ptrdiff_t sy, std::size_t n, std::size_t bw, int nt) {
     const std::size_t R = col_stored_rows<T>(bw), RS = col_super_rows<T>(bw, R), nsc = (n + RS - 1) / RS;
-    const int nt = split_rows ? threads_for(n * bw, nsc) : 1;
     const std::size_t nchunks = (n + R - 1) / R;
-    std::vector<T> mc(nchunks * bw), pm(nsc * bw);
-    std::vector<double> prest(nsc * bw);
-    detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
-        std::vector<T> scratch(sy == std::ptrdiff_t(bw) ? 0 : R * bw), cm(bw), km(bw);
+    T* const mc = b.mc.data();
+    T* const pm = b.pm.data();
+    double* const prest = b.prest.data();
+    detail::parallel_slices(nt, nsc, [&](std::size_t slot, std::size_t cb, std::size_t ce) {
+        T* const scratch = b.tchunk.data() + slot * b.tchunk_elems;  // R x bw unless y's rows are contiguous
+        T* const cm = b.tcm.data() + slot * bw;
+        T* const km = b.tkm.data() + slot * bw;
         for (std::size_t c = cb; c < ce; ++c) {
             T* m = &pm[c * bw];
             double* rest = &prest[c * bw];
@@ -597,9 +627,9 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
             for (std::size_t i = c * RS; i < std::min(n, (c + 1) * RS); i += R) {
                 const std::size_t len = std::min(R, n - i);
                 // Gathered straight into y where its rows are contiguous (they stay in L2 until scaled).
-                T* const buf = sy == std::ptrdiff_t(bw) ? yb + std::ptrdiff_t(i) * sy : scratch.data();
-                std::copy_n(m, bw, cm.data());
-                p.k.col_max(xb + std::ptrdiff_t(i) * sx, len, sx, bw, cm.data(), buf);
+                T* const buf = sy == std::ptrdiff_t(bw) ? yb + std::ptrdiff_t(i) * sy : scratch;
+                std::copy_n(m, bw, cm);
+                p.k.col_max(xb + std::ptrdiff_t(i) * sx, len, sx, bw, cm, buf);
                 bool any_nonfinite = false;
                 for (std::size_t j = 0; j < bw; ++j) {
                     if (cm[j] > m[j]) {
@@ -614,14 +644,14 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
                     km[j] = finite(m[j]) ? m[j] : T(0);
                     any_nonfinite |= !finite(m[j]);
                 }
-                kernels_for_max(p, km.data(), bw).col_exp_store(buf, len, bw, km.data(), p.b2, rest);
+                kernels_for_max(p, km, bw).col_exp_store(buf, len, bw, km, p.b2, rest);
                 if (any_nonfinite)
                     for (std::size_t j = 0; j < bw; ++j)
                         if (!finite(m[j])) {
                             rest[j] = 0;
                             for (std::size_t r = 0; r < len; ++r) buf[r * bw + j] = 0;
                         }
-                if (buf == scratch.data())
+                if (buf == scratch)
                     for (std::size_t r = 0; r < len; ++r)
                         std::memcpy(yb + std::ptrdiff_t(i + r) * sy, &scratch[r * bw], bw * sizeof(T));
                 std::copy_n(m, bw, &mc[(i / R) * bw]);
@@ -634,8 +664,8 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
         b.lc[j] = 1.0 / s.rest;  // 1/S
     }
     const bool any_special = mark_special_columns(b, bw);
-    detail::parallel_ranges(nt, nchunks, [&](std::size_t cb, std::size_t ce) {
-        std::vector<T> f(bw);
+    detail::parallel_slices(nt, nchunks, [&](std::size_t slot, std::size_t cb, std::size_t ce) {
+        T* const f = b.tf.data() + slot * bw;
         for (std::size_t c = cb; c < ce; ++c) {
             const T* m_c = &mc[c * bw];
             for (std::size_t j = 0; j < bw; ++j)
@@ -643,7 +673,7 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
                        : m_c[j] == b.m[j] ? static_cast<T>(b.lc[j])
                                           : static_cast<T>(p.ex(m_c[j], b.m[j]) * b.lc[j]);
             T* yc = yb + std::ptrdiff_t(c * R) * sy;
-            p.k.col_scale(yc, sy, yc, sy, std::min(R, n - c * R), bw, f.data());
+            p.k.col_scale(yc, sy, yc, sy, std::min(R, n - c * R), bw, f);
         }
     });
     if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
@@ -671,10 +701,31 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // factor and the sums, formed in double, add nothing measurable; float64 takes the online path
     // (a second exp), whose error does not include the factor's (the stored path measured 8-10 ULP).
     const bool stored = p.op == reduction::softmax && !p.given_m && !in_cache && sizeof(T) == 4;
-    // A single block (a matrix as wide as a block): threads split its rows instead.
-    const bool split_rows = items < 2;
-    detail::parallel_ranges(nt, items, [&](std::size_t ib, std::size_t ie) {
-        col_buffers<T> b(block, in_cache ? n * block : 0);
+    // Every thread's buffers, allocated before the first block is written (a failed allocation leaves y
+    // untouched). Sized for the widest need over the block widths (all blocks are `block` wide but the
+    // last), and for the threads that split a single block's rows (items < 2, so nt == 1 then).
+    col_need need;
+    need.bw = std::min(block, w);
+    if (in_cache) need.scratch = detail::scratch_elems(n, block);
+    for (const std::size_t bw : {std::min(block, w), w - (nblocks - 1) * block}) {
+        std::size_t R = 0, super = 0;
+        if (stored) {
+            R = col_stored_rows<T>(bw), super = col_super_rows<T>(bw, R);
+            need.chunks = std::max(need.chunks, detail::scratch_elems((n + R - 1) / R, bw));
+            if (sy != std::ptrdiff_t(bw)) need.tchunk = std::max(need.tchunk, R * bw);
+        } else if (!in_cache) {
+            super = col_super_rows<T>(bw, col_chunk_rows<T>(bw));
+        }
+        const std::size_t nsc = super ? (n + super - 1) / super : 0;
+        if (stored || (nsc > 1 && !p.given_m)) need.supers = std::max(need.supers, detail::scratch_elems(nsc, bw));
+        if (items < 2 && super) need.threads = static_cast<std::size_t>(threads_for(n * bw, nsc));
+    }
+    const int nt_split = static_cast<int>(need.threads);
+    std::vector<col_buffers<T>> bufs;
+    bufs.reserve(static_cast<std::size_t>(std::max(nt, 1)));
+    for (int i = 0; i < std::max(nt, 1); ++i) bufs.emplace_back(need);
+    detail::parallel_slices(nt, items, [&](std::size_t slot, std::size_t ib, std::size_t ie) {
+        col_buffers<T>& b = bufs[slot];
         for (std::size_t it = ib; it < ie; ++it) {
             const std::size_t o = it / nblocks, jb = (it % nblocks) * block;
             const std::size_t bw = std::min(block, w - jb);
@@ -685,10 +736,10 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
             if (in_cache)
                 col_block_softmax_in_cache(p, b, xb, sx, yb, sy, n, bw);
             else if (stored)
-                col_block_softmax_stored(p, b, xb, sx, yb, sy, n, bw, split_rows);
+                col_block_softmax_stored(p, b, xb, sx, yb, sy, n, bw, nt_split);
             else
                 col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw, oz + std::ptrdiff_t(jb) * z_inner_stride,
-                                 z_inner_stride, split_rows);
+                                 z_inner_stride, nt_split);
         }
     });
 }

@@ -90,6 +90,10 @@ std::string row_message(const char* fn, row_status st, std::size_t row) {
 // ======================================================================================================
 // Sampling
 // ======================================================================================================
+// A thread's buffers for sampling rows, created before any parallel region (prepare_scratch sizes the
+// ones whose size the options fix). The candidate lists of the top-k and top-p paths grow with the
+// data inside the rows; they are bounded by the vocabulary and grow only inside the guarded regions of
+// threading.hpp, so a failed allocation there is a std::bad_alloc like any other.
 template <class T>
 struct sample_scratch {
     std::vector<std::uint32_t> idx;   // row_collect_ge output for one chunk
@@ -99,6 +103,12 @@ struct sample_scratch {
     std::vector<float> cw, cw2;       // candidate weights (and a copy the quickselect permutes)
     std::vector<float> w;             // the row's weights (block path with top_p / min_p)
     std::vector<float> bs;            // block sums
+    // A row split over threads (nt > 1): maxima per chunk, candidates per chunk, and per thread the
+    // selection scores and row_collect_ge output of stream_top_k.
+    std::vector<T> part;
+    std::vector<std::vector<std::uint32_t>> chunk_cand;
+    std::vector<std::vector<T>> tvals;
+    std::vector<std::uint32_t> tidx;
 };
 
 // Streaming top-k (see the file comment): one pass over x[lo, hi) appending to cand (indices into x,
@@ -118,14 +128,14 @@ template <class T>
 void prune_below(const T* x, std::vector<std::uint32_t>& cand, T t) {
     cand.erase(std::remove_if(cand.begin(), cand.end(), [&](std::uint32_t i) { return x[i] < t; }), cand.end());
 }
+// idx: kScanChunk entries of scratch.
 template <class T>
 void stream_top_k(const reduction_kernels<T>& k, const T* x, std::size_t lo, std::size_t hi, std::size_t kk, T start,
-                  std::vector<std::uint32_t>& cand, std::vector<T>& vals, std::vector<std::uint32_t>& idx) {
+                  std::vector<std::uint32_t>& cand, std::vector<T>& vals, std::uint32_t* idx) {
     std::size_t cap = std::max<std::size_t>(2 * kk, kk + 1024);
     T thr = start;
-    idx.resize(kScanChunk);
     for (std::size_t c0 = lo; c0 < hi; c0 += kScanChunk) {
-        const std::size_t got = k.row_collect_ge(x + c0, std::min(kScanChunk, hi - c0), thr, idx.data());
+        const std::size_t got = k.row_collect_ge(x + c0, std::min(kScanChunk, hi - c0), thr, idx);
         for (std::size_t j = 0; j < got; ++j) cand.push_back(static_cast<std::uint32_t>(c0 + idx[j]));
         if (cand.size() > cap) {
             thr = kth_largest(x, cand, kk, vals);
@@ -143,17 +153,16 @@ T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::si
                sample_scratch<T>& s, int nt) {
     s.cand.clear();
     const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
-    if (nt > 1 && nchunks > 1) {
-        std::vector<std::vector<std::uint32_t>> parts(nchunks);
-        detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
-            std::vector<T> vals;
-            std::vector<std::uint32_t> idx;
+    if (nt > 1 && nchunks > 1) {  // s.chunk_cand, s.tvals, s.tidx: prepared for nt threads
+        for (auto& part : s.chunk_cand) part.clear();
+        detail::parallel_slices(nt, nchunks, [&](std::size_t slot, std::size_t c0, std::size_t c1) {
             for (std::size_t c = c0; c < c1; ++c)
-                stream_top_k(k, x, c * kInnerChunk, std::min(n, (c + 1) * kInnerChunk), kk, start, parts[c], vals, idx);
+                stream_top_k(k, x, c * kInnerChunk, std::min(n, (c + 1) * kInnerChunk), kk, start, s.chunk_cand[c],
+                             s.tvals[slot], s.tidx.data() + slot * kScanChunk);
         });
-        for (const auto& part : parts) s.cand.insert(s.cand.end(), part.begin(), part.end());
+        for (const auto& part : s.chunk_cand) s.cand.insert(s.cand.end(), part.begin(), part.end());
     } else {
-        stream_top_k(k, x, 0, n, kk, start, s.cand, s.vals, s.idx);
+        stream_top_k(k, x, 0, n, kk, start, s.cand, s.vals, s.idx.data());
     }
     const T tau = kth_largest(x, s.cand, kk, s.vals);
     prune_below(x, s.cand, tau);
@@ -171,12 +180,11 @@ T combine_max(const std::vector<T>& part) {
     return m;
 }
 
-// The row max (NaN if any entry is NaN), with nt threads over chunks.
+// The row max (NaN if any entry is NaN), with nt threads over chunks (part: one entry per chunk).
 template <class T>
-T row_max(const reduction_kernels<T>& k, const T* x, std::size_t n, int nt) {
+T row_max(const reduction_kernels<T>& k, const T* x, std::size_t n, int nt, std::vector<T>& part) {
     const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
     if (nt <= 1 || nchunks < 2) return k.row_max(x, n);
-    std::vector<T> part(nchunks);
     detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
         for (std::size_t c = c0; c < c1; ++c)
             part[c] = k.row_max(x + c * kInnerChunk, std::min(kInnerChunk, n - c * kInnerChunk));
@@ -193,7 +201,7 @@ T block_max_start(const reduction_kernels<T>& k, const T* x, std::size_t n, std:
                   sample_scratch<T>& s, int nt) {
     const std::size_t b = n / (4 * kk);
     start = -kInf<T>;
-    if (b < 16) return row_max(k, x, n, nt);  // too few blocks for a useful bound: start from -inf
+    if (b < 16) return row_max(k, x, n, nt, s.part);  // too few blocks for a useful bound: start from -inf
     const std::size_t nb = (n + b - 1) / b;
     s.vals.resize(nb);
     detail::parallel_ranges(nb * b >= 2 * kInnerChunk ? nt : 1, nb, [&](std::size_t b0, std::size_t b1) {
@@ -364,6 +372,33 @@ struct sample_plan {
     double top_p, min_p;
 };
 
+// Allocates the buffers of s whose size depends only on the plan, the vocabulary n and the threads nt
+// that split one row (sample_row's uses, path by path).
+template <class T>
+void prepare_scratch(sample_scratch<T>& s, const sample_plan& p, std::size_t n, int nt) {
+    const bool list_path = !p.greedy && p.top_k && p.top_k <= kListMaxK;
+    const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+    const bool split = nt > 1 && nchunks > 1;
+    s.idx.resize(kScanChunk);
+    if (split) s.part.resize(nchunks);
+    if (list_path) {
+        const std::size_t b = n / (4 * p.top_k);  // block_max_start's blocks
+        if (b >= 16) s.vals.reserve((n + b - 1) / b);
+        if (split) {
+            s.chunk_cand.resize(nchunks);
+            s.tvals.resize(static_cast<std::size_t>(nt));
+            s.tidx.resize(detail::scratch_elems(static_cast<std::size_t>(nt), kScanChunk));
+        }
+    } else if (!p.greedy) {
+        if (p.top_k) s.vals.reserve(n);
+        s.bs.reserve((n + kBlock - 1) / kBlock);
+        if (p.top_p < 1 || p.min_p > 0) {
+            s.w.reserve(n);
+            s.cand.reserve(n);
+        }
+    }
+}
+
 // One row. nt > 1 (a batch too small to fill the threads): the passes over the row are split into
 // kInnerChunk chunks across threads; every chunk boundary is a multiple of the 64-entry block, and
 // each pass produces exactly what one thread would (maxima are exact, block sums are per block, the
@@ -373,12 +408,11 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
                       const sample_plan& p, T beta, double u, std::int64_t& token, sample_scratch<T>& s, int nt) {
     const bool list_path = !p.greedy && p.top_k && p.top_k <= kListMaxK;
     T start = -kInf<T>;
-    const T m = list_path ? block_max_start(k, x, n, p.top_k, start, s, nt) : row_max(k, x, n, nt);
+    const T m = list_path ? block_max_start(k, x, n, p.top_k, start, s, nt) : row_max(k, x, n, nt, s.part);
     if (m != m) return kNaN;
     if (m == kInf<T>) return kPosInf;
     if (m == -kInf<T>) return kAllNegInf;
     if (p.greedy) {
-        s.idx.resize(kScanChunk);
         for (std::size_t c0 = 0; c0 < n; c0 += 1024) {
             if (k.row_collect_ge(x + c0, std::min<std::size_t>(1024, n - c0), m, s.idx.data())) {
                 token = std::int64_t(c0 + s.idx[0]);
@@ -558,14 +592,18 @@ void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stri
     // split over the threads (batch 1 is the common decoding case).
     const int nt_rows = threads_for(rows * n, rows);
     const int nt_inner = threads_for(n, (n + kInnerChunk - 1) / kInnerChunk);
+    // Per-thread scratch, allocated before the first row (see sample_scratch).
     if (rows < std::size_t(nt_inner)) {
         sample_scratch<T> s;
+        prepare_scratch(s, plan, n, nt_inner);
         for (std::size_t r = 0; r < rows; ++r)
             status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
                                    uniforms ? uniforms[r] : 0.0, tokens[r], s, nt_inner);
     } else {
-        detail::parallel_ranges(nt_rows, rows, [&](std::size_t r0, std::size_t r1) {
-            sample_scratch<T> s;
+        std::vector<sample_scratch<T>> scratch(static_cast<std::size_t>(std::max(nt_rows, 1)));
+        for (auto& s : scratch) prepare_scratch(s, plan, n, 1);
+        detail::parallel_slices(nt_rows, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
+            sample_scratch<T>& s = scratch[slot];
             for (std::size_t r = r0; r < r1; ++r)
                 status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
                                        uniforms ? uniforms[r] : 0.0, tokens[r], s, 1);
@@ -619,8 +657,18 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
     const std::ptrdiff_t sx = xs[axis];
     const bool derivs = dloss != nullptr || d2loss != nullptr;
     std::vector<std::uint8_t> status(rows, kOk);
-    detail::parallel_ranges(threads_for(rows * n, rows), rows, [&](std::size_t r0, std::size_t r1) {
-        std::vector<T> gather, buf;
+    // Per-thread buffers, allocated before the first row: a gathered row (strided class axis) and
+    // ce_row's chunk for the derivatives.
+    const int nt = threads_for(rows * n, rows);
+    const std::size_t slots = static_cast<std::size_t>(std::max(nt, 1));
+    std::vector<std::vector<T>> gathers(slots), bufs(slots);
+    for (std::size_t t = 0; t < slots; ++t) {
+        if (sx != 1 && n > 1) gathers[t].resize(n);
+        if (derivs) bufs[t].resize(std::min(kChunk, n));
+    }
+    detail::parallel_slices(nt, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
+        std::vector<T>& gather = gathers[slot];
+        std::vector<T>& buf = bufs[slot];
         for (std::size_t r = r0; r < r1; ++r) {
             const std::int64_t y = labels[r];
             ce_row_result res;
@@ -633,7 +681,6 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
                 }
                 const T* xr = x + off;
                 if (sx != 1 && n > 1) {
-                    gather.resize(n);
                     for (std::size_t i = 0; i < n; ++i) gather[i] = xr[std::ptrdiff_t(i) * sx];
                     xr = gather.data();
                 }

@@ -1,8 +1,11 @@
-// Thread-count policy shared by every driver. OpenMP appears only in the drivers' .cpp files.
+// Thread-count policy and the parallel regions shared by every driver (the only places that enter OpenMP).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <exception>
+#include <limits>
+#include <new>
 
 #if defined(NORMEXP_USE_OPENMP)
 #include <omp.h>
@@ -17,14 +20,28 @@ constexpr std::size_t kParallelMinElements = std::size_t(1) << 15;
 // Threads to use for `work` elements split into `items` independent pieces.
 int threads_for(std::size_t work, std::size_t items);
 
-// body(begin, end) over [0, count) split into contiguous ranges, one per thread (the split depends only
-// on the thread count, and callers make results independent of it). With nt <= 1 the body runs on the
-// calling thread and no OpenMP region is entered: a region costs microseconds even with one thread.
+// count * each elements of scratch; std::bad_alloc if that overflows size_t (it could not be allocated).
+inline std::size_t scratch_elems(std::size_t count, std::size_t each) {
+    if (each != 0 && count > std::numeric_limits<std::size_t>::max() / each) throw std::bad_alloc();
+    return count * each;
+}
+
+// Parallel regions. Every driver enters OpenMP only through these: an exception must not leave an
+// OpenMP region (the runtime calls std::terminate), so each thread catches what its body throws and the
+// first exception is rethrown on the calling thread after the region. Drivers also allocate every
+// per-thread buffer before the region (indexed by the `slot` argument below), so that a failed
+// allocation happens before any output is written.
+//
+// With nt <= 1 the body runs on the calling thread and no OpenMP region is entered: a region costs
+// microseconds even with one thread.
+
+// body(slot, begin, end) over [0, count) split into contiguous ranges, one per thread; slot in [0, nt)
+// is the thread's index (for per-thread scratch). The split depends only on the team size, and callers
+// make results independent of it.
 template <class Body>
-void parallel_ranges(int nt, std::size_t count, Body&& body) {
+void parallel_slices(int nt, std::size_t count, Body&& body) {
 #if defined(NORMEXP_USE_OPENMP)
     if (nt > 1 && count > 1) {
-        // An exception must not leave an OpenMP region (std::terminate): the first one is carried out.
         std::exception_ptr error;
 #pragma omp parallel num_threads(nt)
         {
@@ -32,7 +49,7 @@ void parallel_ranges(int nt, std::size_t count, Body&& body) {
             const std::size_t T = static_cast<std::size_t>(omp_get_num_threads());
             const std::size_t b = count * t / T, e = count * (t + 1) / T;
             try {
-                if (b < e) body(b, e);
+                if (b < e) body(t, b, e);
             } catch (...) {
 #pragma omp critical(normexp_parallel_error)
                 if (!error) error = std::current_exception();
@@ -43,7 +60,44 @@ void parallel_ranges(int nt, std::size_t count, Body&& body) {
     }
 #endif
     (void)nt;
-    body(std::size_t(0), count);
+    body(std::size_t(0), std::size_t(0), count);
+}
+
+// body(begin, end): parallel_slices without the slot.
+template <class Body>
+void parallel_ranges(int nt, std::size_t count, Body&& body) {
+    parallel_slices(nt, count, [&](std::size_t, std::size_t b, std::size_t e) { body(b, e); });
+}
+
+// body(slot, i) for every i in [0, count), handed out one at a time in increasing order from a shared
+// counter (a dynamic schedule, for items of uneven cost). Which thread runs an item varies from run to
+// run, so each item must write only its own outputs. After an exception no new item is started.
+template <class Body>
+void parallel_dynamic(int nt, std::size_t count, Body&& body) {
+#if defined(NORMEXP_USE_OPENMP)
+    if (nt > 1 && count > 1) {
+        std::exception_ptr error;
+        std::atomic<std::size_t> next{0};
+        std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(nt)
+        {
+            const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
+            try {
+                for (std::size_t i; !failed.load(std::memory_order_relaxed) &&
+                                    (i = next.fetch_add(1, std::memory_order_relaxed)) < count;)
+                    body(t, i);
+            } catch (...) {
+                failed.store(true, std::memory_order_relaxed);
+#pragma omp critical(normexp_parallel_error)
+                if (!error) error = std::current_exception();
+            }
+        }
+        if (error) std::rethrow_exception(error);
+        return;
+    }
+#endif
+    (void)nt;
+    for (std::size_t i = 0; i < count; ++i) body(std::size_t(0), i);
 }
 
 }  // namespace normexp::detail

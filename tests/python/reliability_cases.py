@@ -6,7 +6,7 @@ an OpenMP team: more than ``kParallelMinElements`` = 2^15 elements and more than
 ``call(*args)`` returns an ndarray or a tuple of them. The rows cover every traversal of the driver
 (contiguous rows, columns, gathered rows), both native dtypes, the promoted ones, temperature,
 ``where=``, ``b=``, ``out=``, normexp.special, attention (causal, masks, ALiBi, softcap, window, GQA
-decode with split keys, ``out=``), merge_attention, and the output layer (sample, cross_entropy,
+decode with split keys, strided q/v/mask, ``out=``), merge_attention, and the output layer (sample, cross_entropy,
 fit_temperature, calibration_error).
 
 To cover a new public function (the C API through ctypes, ...), append rows to
@@ -113,6 +113,17 @@ def _att_decode(rng: np.random.Generator, scale: str) -> tuple:
     return _qkv(rng, (8, 1, 16), (2, 20, 16), 16) if scale == "small" else _qkv(rng, (8, 1, 32), (2, 2048, 32), 32)
 
 
+def _att_strided(rng: np.random.Generator, scale: str) -> tuple:
+    # q and v with a non-unit head_dim stride and a bool mask with a non-unit key stride: the driver
+    # copies them per task / per block into per-thread buffers.
+    h, lq, lk, d = (2, 5, 7, 8) if scale == "small" else (4, 100, 300, 16)
+    q = np.swapaxes(rng.standard_normal((h, d, lq)).astype(np.float32), -1, -2)
+    k = rng.standard_normal((h, lk, d)).astype(np.float32)
+    v = np.swapaxes(rng.standard_normal((h, d, lk)).astype(np.float32), -1, -2)
+    mask = (rng.random((lk, lq)) < 0.8).T
+    return q, k, v, mask
+
+
 def _att_parts(rng: np.random.Generator, scale: str) -> tuple:
     q, k, v = _att_causal(rng, scale)
     cut = k.shape[-2] // 3
@@ -151,6 +162,7 @@ CASES += [
         lambda q, k, v, m, s: normexp.attention(q, k, v, mask=m, alibi_slopes=s, softcap=20.0, window=50, return_lse=True),
     ),
     Case("attention/f32/gqa-decode", _att_decode, lambda q, k, v: normexp.attention(q, k, v, return_lse=True)),
+    Case("attention/f32/strided-q-v-mask", _att_strided, lambda q, k, v, m: normexp.attention(q, k, v, mask=m, is_causal=True)),
     Case("attention/f32/out", _att_causal, lambda q, k, v: normexp.attention(q, k, v, out=np.empty(q.shape[:-1] + v.shape[-1:], q.dtype))),
     Case("merge_attention", _att_parts, lambda o, l: normexp.merge_attention(o, l)),
     # A seed, not a Generator: every call draws the same uniforms, so results must be identical.
