@@ -338,3 +338,64 @@ def test_overflowing_scores(dtype):
     for scale in (4.0, 16.5, -16.5, 1e30, -1e30):
         check_every_isa(q, k, v, f"overflow scale={scale}", scale=scale)
         check_every_isa(q, k, v, f"overflow scale={scale} causal", scale=scale, is_causal=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Merging partial attentions (normexp.merge_attention, normexp.dask.attention) at large lse: there
+# lse = M + log(sum_p e^(lse_p - M)) rounds to M, and the weights must still sum to 1.
+def merge_reference(outs, lses):
+    ls = np.stack([np.asarray(x, LD) for x in lses])
+    os_ = np.stack([np.asarray(x, LD) for x in outs])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.max(ls, axis=0)
+        dead = np.isneginf(m)
+        w = np.exp(ls - np.where(dead, 0, m))
+        s = w.sum(axis=0)
+        out = np.where(dead[..., None], 0, (w[..., None] * os_).sum(axis=0) / np.where(dead, 1, s)[..., None])
+        lse = np.where(dead, -np.inf, m + np.log(np.where(dead, 1, s)))
+    return out, lse
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_merge_attention_at_large_lse(dtype):
+    """merge_attention's rule on its inputs, lse = log sum_p e^(lse_p) and out = sum_p e^(lse_p - lse) out_p
+    (a convex combination of the parts), for |lse| up to the dtype's range: parts tied at the maximum,
+    parts a few ulp below it, and fully masked parts (-inf)."""
+    rng = np.random.default_rng(17)
+    top = float(np.finfo(dtype).max)
+    for big in (0.0, 1e3, 1e15, 1e17, 1e30, -1e30, top / 2, -top / 2):
+        for parts in (1, 2, 3, 5):
+            rows, dv = 6, 3
+            lses = []
+            for p in range(parts):
+                lp = np.full(rows, dtype(big))
+                for _ in range(2):  # 0, 1 or 2 ulp below the top value
+                    lp = np.where(rng.random(rows) < 0.5, np.nextafter(lp, dtype(-np.inf)), lp)
+                if p:
+                    lp[p % (rows - 1)] = -np.inf  # a part that saw no key of this row
+                lp[rows - 1] = -np.inf  # a row no part saw a key of: out 0, lse -inf
+                lses.append(lp)
+            outs = [values(rng, (rows, dv), dtype) for _ in range(parts)]
+            got = normexp.merge_attention(outs, lses)
+            want = merge_reference(outs, lses)
+            assert_close(got, want, np.stack(outs), 8, dtype, f"merge parts={parts} lse~{big:g}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dask_attention_at_large_scores(dtype):
+    """normexp.dask.attention over chunks that hold the same keys (so every chunk's lse is the same
+    value): the merge averages the chunks exactly as the unsplit attention does, at every magnitude."""
+    da = pytest.importorskip("dask.array")  # in the test extra (pyproject.toml)
+    import normexp.dask as nd
+
+    rng = np.random.default_rng(18)
+    for magnitude in MAGNITUDES[dtype]:
+        q, k8, _ = exact_qk(rng, (1, 2, 3, 4), (1, 1, 8, 4), dtype, magnitude, ties=3)
+        k = np.concatenate([k8] * 4, axis=-2)
+        v = values(rng, (1, 1, 32, 5), dtype)
+        want = normexp.attention(q, k, v, scale=0.37, return_lse=True)
+        for chunks in ((8, 8, 8, 8), (16, 16)):
+            lazy = nd.attention(q, da.from_array(k, chunks=(1, 1, chunks, 4)), da.from_array(v, chunks=(1, 1, chunks, 5)),
+                                scale=0.37, return_lse=True, split_every=2)
+            got = tuple(x.compute() for x in lazy)
+            assert_close(got, want, v, 32, dtype, f"dask |qk|<={magnitude:g} chunks={chunks}")
