@@ -444,13 +444,15 @@ void merge_attention(std::size_t parts, const T* const* outs, const T* const* ls
                 if (lse) lse[r] = -std::numeric_limits<T>::infinity();
                 continue;
             }
-            // lse = M + log(sum_p e^(lse_p - M)); weights e^(lse_p - lse) sum to 1.
+            // lse = M + log(s) with s = sum_p e^(lse_p - M) in [1, parts]; the weights e^(lse_p - M) / s sum
+            // to 1 (a few u) even where M + log(s) rounds to M (|M| > 2^53 log(s)), which would make
+            // e^(lse_p - lse) ~1 for every part.
             double sum = 0;
             for (std::size_t p = 0; p < parts; ++p) sum += std::exp(double(lses[p][r]) - M);
-            const double total = M + std::log(sum);
+            const double total = M + std::log(sum), inv = 1.0 / sum;
             std::fill(acc, acc + width, 0.0);
             for (std::size_t p = 0; p < parts; ++p) {
-                const double w = std::exp(double(lses[p][r]) - total);
+                const double w = std::exp(double(lses[p][r]) - M) * inv;
                 if (w == 0) continue;
                 const T* po = outs[p] + r * dv;
                 for (std::size_t c = 0; c < dv; ++c) acc[c] += w * double(po[c]);

@@ -222,6 +222,102 @@ void test_softmax(const attention_kernels<T>& ks, const attention_kernels<T>& kv
     std::printf("  %s softmax_step<%zu>: %zu blocks, worst |dp| %.1f eps\n", isa, sizeof(T), cases, worst);
 }
 
+// softmax_step at extreme magnitudes: raw scores N 2^k (integers |N| < 2^12, with ties) up to the top of
+// the dtype's range, times scales that round the product (1/3, 1e10, -7.3) or not (powers of two). The
+// specification rounds each score once and takes the shifted argument from that rounded score, so the
+// maximal entries have p = 1 exactly and no p exceeds 1; a kernel that shifts the unrounded product
+// gets exp(+-ulp(m)/2) there. Features that round again are exact here: softcap is saturated (|x| >= 64
+// softcap: tanh = +-1 in both dtypes), ALiBi slopes and biases are powers of two (times small integers)
+// close to the scores' unit, with a power-of-two scale. So every kernel set forms the same scores and
+// maxima (m identical), and p, alpha differ by exp's rounding only: |dp| <= 4 eps; l by 4 eps + keys u
+// relative.
+template <class T>
+void test_softmax_extremes(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
+    std::mt19937_64 rng(7);
+    const double u = std::numeric_limits<T>::epsilon() / 2, eps = 2 * u;
+    const int top = std::numeric_limits<T>::max_exponent - 14;  // N 2^k < 2^(max_exponent - 2)
+    const int exps[] = {0, 20, 40, 70, top / 2, top - 40, top};
+    const double scales[] = {0x1.5555555555555p-2, 0x1.2a05f2p+33, -0x1.d333333333333p+2, 0x1p-40, -0x1p+20};
+    std::uniform_int_distribution<int> small(-4095, 4095);
+    std::size_t cases = 0;
+    for (int k : exps)
+        for (double scale_d : scales)
+            for (int feature = 0; feature < 6; ++feature)
+                for (std::size_t rows : {1, 3, 7})
+                    for (std::size_t keys : {1, 2, 5, 8, 9, 16, 17, 33, 127, 128}) {
+                        const T scale = T(scale_d);
+                        if (std::ldexp(4096.0, k) * std::fabs(scale_d) > 0.25 * double(std::numeric_limits<T>::max()))
+                            continue;  // no overflow (tests/python/test_attention_extremes.py covers infinite scores)
+                        const int se = std::ilogb(scale_d);
+                        const bool exact_scale = std::ldexp(1.0, se) == std::fabs(scale_d);
+                        if ((feature == 3 || feature == 4) && !exact_scale) continue;
+                        const std::size_t lds = padded(keys) + 3;
+                        // Raw scores: few distinct values per row (ties), copied across the row.
+                        std::vector<T> s0(rows * lds, T(0));
+                        for (std::size_t i = 0; i < rows; ++i) {
+                            const int distinct[3] = {small(rng), small(rng), small(rng)};
+                            for (std::size_t j = 0; j < keys; ++j)
+                                s0[i * lds + j] = T(std::ldexp(double(distinct[(j * 7 + i) % 3] + int(j % 2)), k));
+                        }
+                        const double unit = std::ldexp(std::fabs(scale_d), k);  // scores are multiples of it
+                        attn_scores<T> sc{};
+                        sc.scale = scale;
+                        std::vector<T> bias;
+                        std::vector<std::uint8_t> keep;
+                        switch (feature) {
+                            case 0: break;
+                            case 1: sc.band = true; sc.band_lo = -3; sc.band_hi = std::ptrdiff_t(keys % 5) - 2; break;
+                            case 2: sc.softcap = T(unit / 64); break;
+                            case 3: sc.alibi_slope = T(unit / 4); sc.alibi_center = std::ptrdiff_t(keys / 2); break;
+                            case 4:
+                                bias.resize(rows * keys);
+                                for (auto& b : bias) b = T(double(small(rng) % 8) * unit * 2);
+                                bias[0] = -std::numeric_limits<T>::infinity();
+                                sc.bias = bias.data();
+                                sc.bias_ld = std::ptrdiff_t(keys);
+                                break;
+                            default:
+                                keep.resize(rows * keys);
+                                for (auto& b : keep) b = std::uint8_t(rng() % 3 != 0);
+                                sc.keep = keep.data();
+                                sc.keep_ld = std::ptrdiff_t(keys);
+                        }
+                        std::vector<T> ma(rows, -std::numeric_limits<T>::infinity()), mb = ma, aa(rows), ab(rows);
+                        std::vector<double> la(rows, 0.0), lb(rows, 0.0);
+                        for (int step = 0; step < 2; ++step) {
+                            if (step == 1)  // a second block whose maximum is larger in some rows
+                                for (std::size_t x = 0; x < s0.size(); ++x) s0[x] = (x / lds) % 2 ? s0[x] * T(2) : s0[x];
+                            std::vector<T> a = s0, b = s0;
+                            ks.softmax_step(a.data(), lds, rows, keys, sc, ma.data(), la.data(), aa.data());
+                            kv.softmax_step(b.data(), lds, rows, keys, sc, mb.data(), lb.data(), ab.data());
+                            ++cases;
+                            for (std::size_t i = 0; i < rows; ++i) {
+                                CHECK(ma[i] == mb[i], "%s softmax extremes<%zu> 2^%d scale %g f%d rows=%zu keys=%zu row %zu: m %g vs %g",
+                                      isa, sizeof(T), k, scale_d, feature, rows, keys, i, double(ma[i]), double(mb[i]));
+                                CHECK(std::fabs(la[i] - lb[i]) <= (4 * eps + keys * u) * std::max(1.0, la[i]),
+                                      "%s softmax extremes<%zu> 2^%d scale %g f%d rows=%zu keys=%zu row %zu: l %.17g vs %.17g",
+                                      isa, sizeof(T), k, scale_d, feature, rows, keys, i, la[i], lb[i]);
+                                CHECK(std::fabs(double(aa[i]) - double(ab[i])) <= 4 * eps,
+                                      "%s softmax extremes<%zu> 2^%d scale %g f%d: alpha %g vs %g", isa, sizeof(T), k,
+                                      scale_d, feature, double(aa[i]), double(ab[i]));
+                                for (std::size_t j = 0; j < keys; ++j) {
+                                    const double pa = a[i * lds + j], pb = b[i * lds + j];
+                                    CHECK(std::fabs(pa - pb) <= 4 * eps && pb <= 1,
+                                          "%s softmax extremes<%zu> 2^%d scale %g f%d rows=%zu keys=%zu (%zu,%zu): p %.9g vs %.9g",
+                                          isa, sizeof(T), k, scale_d, feature, rows, keys, i, j, pa, pb);
+                                    // Scale only: an entry whose score is the running maximum has p = 1 exactly.
+                                    const auto di = std::ptrdiff_t(j) - std::ptrdiff_t(i);
+                                    const bool seen = !sc.band || (di >= sc.band_lo && di <= sc.band_hi);
+                                    if (feature <= 1 && seen && T(double(s0[i * lds + j]) * double(scale)) == mb[i])
+                                        CHECK(pa == 1 && pb == 1, "%s softmax extremes<%zu> 2^%d scale %g: p of a maximal "
+                                              "entry %.17g (scalar %.17g)", isa, sizeof(T), k, scale_d, pb, pa);
+                                }
+                            }
+                        }
+                    }
+    std::printf("  %s softmax_step<%zu> extremes: %zu blocks\n", isa, sizeof(T), cases);
+}
+
 template <class T>
 void test_pv(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
     std::mt19937_64 rng(4);
@@ -268,6 +364,7 @@ void test_all(const normexp::kernel_table& isa) {
     test_qk<T>(ks, kv, isa.name);
     test_qk_direct<T>(ks, kv, isa.name);
     test_softmax<T>(ks, kv, isa.name);
+    test_softmax_extremes<T>(ks, kv, isa.name);
     test_pv<T>(ks, kv, isa.name);
 }
 

@@ -1006,8 +1006,9 @@ reduction_kernels<typename F::T> make_kernels() {
 //       of q[i][d] and two loads of kt[d] per 12 FMAs, so the loop is FMA-bound, not load-bound.
 //   pv: O = alpha O + P V; a tile is 6 rows x 2 vectors of the value dimension, one broadcast of p[i][j]
 //       and two loads of v[j] per 12 FMAs; V rows are read in place (unit stride along dv).
-//   softmax_step: scores, running max, exp(x - m) with the library's exp (TwoSum argument, <= 1 ULP),
-//       the block sum in working precision over at most a block (flushed to double by row).
+//   softmax_step: scores, running max, exp(x - m) of the rounded scores with the library's exp (TwoSum
+//       argument, or x - m rounded once where only a scale applies; <= 1 ULP), the block sum in working
+//       precision over at most a block (flushed to double by row).
 // ======================================================================================================
 
 constexpr int kAttnRows = 6;                 // rows per register tile (both products)
@@ -1179,9 +1180,9 @@ inline typename F::T rescale_factor(typename F::T m_old, typename F::T m_new) {
 
 // exp(t) for t in [kNormalMinArg, ~0] (normal results only), by the same reduction and polynomial as
 // exp_core (<= 1 ULP), with k from the round-to-nearest shifter instead of round + convert and without the
-// subnormal branch. Callers clamp t at kNormalMinArg: a probability below 2^-126 (float32) becomes
-// exp(kNormalMinArg) ~ 1.2e-38 instead of something smaller, an absolute change of < 1.2e-38, far below the
-// rounding of the row sum (>= 1).
+// subnormal branch. Callers clamp t at kNormalMinArg and set p = 0 where t was below it: a probability
+// below exp(kNormalMinArg) (~2^-126 float32, ~2^-1022 float64) becomes 0, an absolute change smaller than
+// that, far below the rounding of the row sum (>= 1).
 inline __m256 exp_normal(__m256 t, F32) {
     const __m256 ks = _mm256_fmadd_ps(t, _mm256_set1_ps(kLog2eF), _mm256_set1_ps(0x1.8p23f));
     const __m256 k = _mm256_sub_ps(ks, _mm256_set1_ps(0x1.8p23f));
@@ -1199,12 +1200,17 @@ inline __m256d exp_normal(__m256d t, F64) { return F64::exp_core<false>(t, F64::
 inline float normal_min_arg(F32) { return kNormalMinArgF; }
 inline double normal_min_arg(F64) { return kNormalMinArgD; }
 
-// The common case: only a scale, and possibly the causal/window band (no softcap, ALiBi or mask). Pass 1
-// is the maximum of the raw dot products (max(scale s) = scale max(s) for scale > 0, min for scale < 0:
-// rounding is monotonic, so this is exactly the maximum of the rounded scores); pass 2 forms
-// t = scale s - m with one FMA (one rounding: |dt| <= u |t|, so |dp| <= u |t| e^t <= u/e, below half an
-// ulp of 1) and p = exp(t). With Band, key j of row i counts only if band_lo <= j - i <= band_hi; the
-// others get p = 0 (row i's visible keys are one interval, so this is a lane compare, not a mask load).
+// The common case: only a scale, and possibly the causal/window band (no softcap, ALiBi or mask). The
+// score is x = scale s rounded once to T (the specification's). Pass 1 is the maximum of the raw dot
+// products (max(scale s) = scale max(s) for scale > 0, min for scale < 0: rounding is monotonic, so
+// m = round(scale max s) is exactly the maximum of the rounded scores x); pass 2 forms x again and
+// t = x - m, rounded once, and p = exp(t). Every x <= m, so t <= 0, and t = 0 exactly for the maximal
+// entry. The subtraction rounds once: |dt| <= u |t| (0 when x and m are within a factor 2), so
+// |dp| <= u |t| e^t <= u/e, below half an ulp of 1 (and p = 0 below exp(kNormalMinArg), see exp_normal).
+// One FMA, scale s - m rounded once, would not do: for the maximal entry it is the rounding error of m,
+// up to ulp(m)/2, far outside exp's range for large |m|. With Band, key j of row i counts only if
+// band_lo <= j - i <= band_hi; the others get p = 0 (row i's visible keys are one interval, so this is a
+// lane compare, not a mask load).
 template <class F, bool Band>
 void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
                         const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
@@ -1286,7 +1292,10 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
             T* si = s + i * lds;
             const V mv = F::set1(m_new[r] == -__builtin_huge_val() ? T(0) : m_new[r]);
             V sum0 = F::zero(), sum1 = F::zero();
-            auto pexp = [&](V x) { return exp_normal(F::max(tnorm, F::fmsub(x, vscale, mv)), F{}); };
+            auto pexp = [&](V x) {
+                const V t = F::sub(F::mul(x, vscale), mv);
+                return F::andnot(F::lt(t, tnorm), exp_normal(F::max(tnorm, t), F{}));
+            };
             std::size_t j = 0;
             for (; j + 2 * N <= full; j += 2 * N) {
                 V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
