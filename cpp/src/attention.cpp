@@ -284,9 +284,11 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     const double scale = opt.scale != 0 ? opt.scale : 1.0 / std::sqrt(double(std::max<std::size_t>(1, sh.head_dim)));
     const std::ptrdiff_t off =
         opt.alignment == causal_alignment::bottom_right ? sp(sh.len_kv) - sp(sh.len_q) : 0;
+    // A window of len_q + len_kv keys or more reaches past key 0 from every diagonal: no limit (and no
+    // conversion of a window >= 2^63 to a negative ptrdiff_t).
+    const bool windowed = opt.window > 0 && opt.window < sh.len_q + sh.len_kv;
     plan<T> p{attn_kernels<T>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale), sh.heads_q / sh.heads_kv, off,
-              opt.window > 0 ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit, 0, 1,
-              false, 0};
+              windowed ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit, 0, 1, false, 0};
     p.nqb = (sh.len_q + kBlockQ - 1) / kBlockQ;
     p.grouped = sh.len_q == 1 && p.group > 1 && p.group <= kBlockQ && opt.alibi_slopes == nullptr;
     p.rows_per_task = p.grouped ? p.group : sh.len_q;
