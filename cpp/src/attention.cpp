@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -48,6 +49,12 @@ constexpr std::ptrdiff_t kNoLimit = std::numeric_limits<std::ptrdiff_t>::max() /
 
 void check(bool ok, const std::string& msg) {
     if (!ok) throw error("normexp.attention: " + msg);
+}
+
+std::string num(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
 }
 
 template <class T>
@@ -276,9 +283,25 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     check(std::isfinite(opt.scale), "scale must be finite");
     check(std::isfinite(opt.softcap) && opt.softcap >= 0, "softcap must be a finite number > 0 (or 0 for none)");
     check(opt.mask_kind == attention_mask_kind::none || opt.mask != nullptr, "mask_kind is set but mask is null");
+    // The options arrive as doubles and the kernels take them in T: one beyond T's range would become inf
+    // there and every score inf or NaN (softcap * tanh(x / softcap) = inf * 0 for a float32 softcap 1e39).
+    constexpr double kMaxT = double(std::numeric_limits<T>::max());
+    const char* const tname = sizeof(T) == 4 ? "float32" : "float64";
+    if (!(std::fabs(opt.scale) <= kMaxT))
+        check(false, "scale " + num(opt.scale) + " overflows " + tname + "; use a smaller scale or float64 inputs");
+    if (!(opt.softcap <= kMaxT))
+        check(false, "softcap " + num(opt.softcap) + " overflows " + tname + "; use a smaller softcap or float64 inputs");
     const std::size_t rows_total = sh.batch * sh.heads_q * sh.len_q;
     if (rows_total == 0) return;
     check(q && k && v && (out || sh.head_dim_v == 0), "null data pointer");
+    if (opt.alibi_slopes)
+        for (std::size_t b = 0; b < sh.batch; ++b)
+            for (std::size_t h = 0; h < sh.heads_q; ++h) {
+                const double slope = opt.alibi_slopes[sp(b) * opt.alibi_strides[0] + sp(h) * opt.alibi_strides[1]];
+                if (!(std::fabs(slope) <= kMaxT))
+                    check(false, "alibi_slopes[" + std::to_string(b) + ", " + std::to_string(h) + "] = " +
+                                     num(slope) + " is not a finite " + tname + " number (use float64 inputs for larger slopes)");
+            }
 
     const kernel_table& kt = (opt.isa && *opt.isa) ? detail::kernels_for(opt.isa) : detail::active_kernels();
     const double scale = opt.scale != 0 ? opt.scale : 1.0 / std::sqrt(double(std::max<std::size_t>(1, sh.head_dim)));
