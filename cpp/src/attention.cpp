@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -48,6 +49,12 @@ constexpr std::ptrdiff_t kNoLimit = std::numeric_limits<std::ptrdiff_t>::max() /
 
 void check(bool ok, const std::string& msg) {
     if (!ok) throw error("normexp.attention: " + msg);
+}
+
+std::string num(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
 }
 
 template <class T>
@@ -276,17 +283,35 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     check(std::isfinite(opt.scale), "scale must be finite");
     check(std::isfinite(opt.softcap) && opt.softcap >= 0, "softcap must be a finite number > 0 (or 0 for none)");
     check(opt.mask_kind == attention_mask_kind::none || opt.mask != nullptr, "mask_kind is set but mask is null");
+    // The options arrive as doubles and the kernels take them in T: one beyond T's range would become inf
+    // there and every score inf or NaN (softcap * tanh(x / softcap) = inf * 0 for a float32 softcap 1e39).
+    constexpr double kMaxT = double(std::numeric_limits<T>::max());
+    const char* const tname = sizeof(T) == 4 ? "float32" : "float64";
+    if (!(std::fabs(opt.scale) <= kMaxT))
+        check(false, "scale " + num(opt.scale) + " overflows " + tname + "; use a smaller scale or float64 inputs");
+    if (!(opt.softcap <= kMaxT))
+        check(false, "softcap " + num(opt.softcap) + " overflows " + tname + "; use a smaller softcap or float64 inputs");
     const std::size_t rows_total = sh.batch * sh.heads_q * sh.len_q;
     if (rows_total == 0) return;
     check(q && k && v && (out || sh.head_dim_v == 0), "null data pointer");
+    if (opt.alibi_slopes)
+        for (std::size_t b = 0; b < sh.batch; ++b)
+            for (std::size_t h = 0; h < sh.heads_q; ++h) {
+                const double slope = opt.alibi_slopes[sp(b) * opt.alibi_strides[0] + sp(h) * opt.alibi_strides[1]];
+                if (!(std::fabs(slope) <= kMaxT))
+                    check(false, "alibi_slopes[" + std::to_string(b) + ", " + std::to_string(h) + "] = " +
+                                     num(slope) + " is not a finite " + tname + " number (use float64 inputs for larger slopes)");
+            }
 
     const kernel_table& kt = (opt.isa && *opt.isa) ? detail::kernels_for(opt.isa) : detail::active_kernels();
     const double scale = opt.scale != 0 ? opt.scale : 1.0 / std::sqrt(double(std::max<std::size_t>(1, sh.head_dim)));
     const std::ptrdiff_t off =
         opt.alignment == causal_alignment::bottom_right ? sp(sh.len_kv) - sp(sh.len_q) : 0;
+    // A window of len_q + len_kv keys or more reaches past key 0 from every diagonal: no limit (and no
+    // conversion of a window >= 2^63 to a negative ptrdiff_t).
+    const bool windowed = opt.window > 0 && opt.window < sh.len_q + sh.len_kv;
     plan<T> p{attn_kernels<T>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale), sh.heads_q / sh.heads_kv, off,
-              opt.window > 0 ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit, 0, 1,
-              false, 0};
+              windowed ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit, 0, 1, false, 0};
     p.nqb = (sh.len_q + kBlockQ - 1) / kBlockQ;
     p.grouped = sh.len_q == 1 && p.group > 1 && p.group <= kBlockQ && opt.alibi_slopes == nullptr;
     p.rows_per_task = p.grouped ? p.group : sh.len_q;

@@ -406,7 +406,7 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
 }
 
 // ---- columns ----------------------------------------------------------------------------------------
-// Sizes of the scratch a thread needs for the column blocks of one call (col_needs computes them, for
+// Sizes of the scratch a thread needs for the column blocks of one call (run_cols computes them, for
 // the widest of its blocks' needs); every buffer is allocated before the first block is written.
 struct col_need {
     std::size_t bw = 0;        // columns per block

@@ -15,6 +15,7 @@
 //  * pv: alpha o + sum_j p_j v_j with FMAs: |err| <= (keys + 2) u (|alpha o| + sum_j |p_j v_j|).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -474,6 +475,23 @@ void test_driver(const char* isa) {
         threw = true;
     }
     CHECK(threw, "heads_q not a multiple of heads_kv must throw");
+
+    // A window of len_q + len_kv keys or more limits nothing, up to SIZE_MAX: the same result as none (a
+    // window >= 2^63 once became a negative limit that masked every key, through a signed overflow).
+    for (int causal = 0; causal < 2; ++causal) {
+        normexp::attention_options<T> opt;
+        opt.is_causal = causal;
+        opt.isa = isa;
+        std::vector<T> none(B * Hq * Lq * Dv), wide(none.size());
+        normexp::attention<T>(q.data(), k.data(), v.data(), none.data(), B, Hq, Hk, Lq, Lk, D, Dv, opt);
+        for (const std::size_t w : {Lq + Lk, Lq + Lk + 1, std::size_t(1) << 62, std::size_t(1) << 63,
+                                    std::numeric_limits<std::size_t>::max()}) {
+            opt.window = w;
+            normexp::attention<T>(q.data(), k.data(), v.data(), wide.data(), B, Hq, Hk, Lq, Lk, D, Dv, opt);
+            CHECK(std::memcmp(none.data(), wide.data(), none.size() * sizeof(T)) == 0, "%s window %zu (causal %d) masks keys",
+                  isa, w, causal);
+        }
+    }
 }
 
 }  // namespace

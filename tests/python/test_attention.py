@@ -509,6 +509,18 @@ def test_bad_inputs():
         normexp.attention(q, k, v, out=ro)
 
 
+@pytest.mark.parametrize("kw", [dict(scale=1e39), dict(softcap=1e39), dict(alibi_slopes=[0.5, 1e39])], ids=lambda kw: next(iter(kw)))
+def test_options_beyond_float32_raise_instead_of_nan(kw):
+    # scale, softcap and ALiBi slopes are doubles, but the float32 kernels take them in float32: a finite
+    # value beyond 3.4e38 became inf there and made every score inf or NaN (softcap * tanh(x / softcap) =
+    # inf * 0), a silently all-NaN result. float64 inputs accept such values (no error).
+    q, k, v = rand((1, 2, 4, 8)), rand((1, 2, 6, 8)), rand((1, 2, 6, 5))
+    name = next(iter(kw))
+    with pytest.raises(ValueError, match=f"{name}.*float32"):
+        normexp.attention(q, k, v, **kw)
+    assert normexp.attention(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), **kw).shape == (1, 2, 4, 5)
+
+
 # ---------------------------------------------------------------------------------------------------------
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed (optional peer)")
 @pytest.mark.parametrize("isa", ISAS)
