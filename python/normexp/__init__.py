@@ -108,12 +108,14 @@ def logsumexp(
     axis : int
         The axis to reduce.
     b : array_like, optional
-        Weights broadcastable to ``x``; may be negative (then use ``return_sign``). Entries with
-        ``b == 0`` do not take part in the maximum (SciPy's rule).
+        Weights broadcastable to ``x``; may be negative (then use ``return_sign``). An entry with
+        ``b == 0`` takes no part, whatever its score, NaN and inf too (SciPy's rule). Entries with
+        equal scores cancel in their weights alone, at any magnitude (``b=[1, -0.5]`` on
+        ``[1e17, 1e17]`` gives ``1e17``); a sum that cancels exactly gives -inf with sign 0.
     keepdims : bool
         Keep the reduced axis with length 1.
     return_sign : bool
-        Also return the sign of the sum (1, -1, or 0 for an empty sum).
+        Also return the sign of the sum (1, -1, or 0 for an empty or cancelled sum).
     out : ndarray, optional
         Receives the result (the reduced shape and the result dtype).
 
