@@ -472,6 +472,21 @@ struct row_summer {
     double value() const { return s + c; }
 };
 
+// The mean of x[0..n) when row_summer's sum is not finite: -inf if an entry is -inf (the compensation
+// turns -inf - (-inf) into NaN, and the mean is -inf), else a float64 row whose sum overflows while its
+// mean does not: summed scaled by 2^-64 (exact above 2^-958; n < 2^64 terms cannot overflow then).
+template <class T>
+double slow_row_mean(const T* x, std::size_t n) {
+    double s = 0, c = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (x[i] == -kInf<T>) return -kInf<double>;
+        const double v = double(x[i]) * 0x1p-64, t = s + v;
+        c += std::fabs(s) >= std::fabs(v) ? (s - t) + v : (v - t) + s;
+        s = t;
+    }
+    return (s + c) / double(n) * 0x1p64;
+}
+
 struct ce_row_result {
     row_status st = kOk;
     double loss = 0, d1 = 0, d2 = 0;
@@ -503,10 +518,13 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
     const double ls = detail::log_sum(count, rest);
     const double xy = double(x[label]);
     const double nll = xy == -kInf<double> ? kInf<double> : ls + beta * (m - xy);
-    const double mean = eps > 0 ? sum.value() / double(n) : 0.0;
+    double mean = 0;
     if (eps > 0) {
+        mean = sum.value() / double(n);
+        if (!std::isfinite(mean)) mean = slow_row_mean(x, n);
         const double smooth = mean == -kInf<double> ? kInf<double> : ls + beta * (m - mean);
-        res.loss = (1 - eps) * nll + eps * smooth;
+        // eps = 1: the label's term has weight 0 and is left out (0 * inf would be NaN for a -inf label).
+        res.loss = (eps < 1 ? (1 - eps) * nll : 0.0) + eps * smooth;
     } else {
         res.loss = nll;
     }
@@ -525,7 +543,7 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
             }
         }
         const double z = count + rest, e1 = s1 / z;
-        res.d1 = e1 - (1 - eps) * (xy - m) - (eps > 0 ? eps * (mean - m) : 0.0);
+        res.d1 = e1 - (eps < 1 ? (1 - eps) * (xy - m) : 0.0) - (eps > 0 ? eps * (mean - m) : 0.0);
         res.d2 = std::max(0.0, s2 / z - e1 * e1);
     }
     return res;

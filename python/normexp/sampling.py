@@ -232,8 +232,11 @@ def cross_entropy(
         In [0, 1].
 
     Returns a NumPy scalar (``"mean"``, ``"sum"``) or an array (``"none"``) of the logits' result dtype.
-    Raises ValueError for labels out of range, NaN or +inf logits in a row that is used, a row of only
-    -inf, or a bad option; TypeError for non-integer labels.
+    A -inf score gives the row an infinite loss where it is the label's, or anywhere in the row when
+    ``label_smoothing > 0`` (as PyTorch; with ``label_smoothing = 1`` the label's term has weight 0, so
+    the loss is inf where PyTorch's 0 * inf gives NaN). Raises ValueError for labels out of range, NaN
+    or +inf logits in a row that is used, a row of only -inf, or a bad option; TypeError for
+    non-integer labels.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
