@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "dispatch.hpp"
+#include "format.hpp"
 #include "kernels/sampling_weights.hpp"
 #include "normexp/normexp.hpp"
 #include "online_stats.hpp"
@@ -555,9 +556,9 @@ template <class T>
 void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stride, const double* uniforms,
             std::int64_t* tokens, const sample_options& o, const char* isa) {
     check(std::isfinite(o.temperature) && o.temperature >= 0,
-          "normexp.sample: temperature must be a finite number >= 0 (0 is greedy), got " + std::to_string(o.temperature));
-    check(o.top_p > 0 && o.top_p <= 1, "normexp.sample: top_p must be in (0, 1], got " + std::to_string(o.top_p));
-    check(o.min_p >= 0 && o.min_p <= 1, "normexp.sample: min_p must be in [0, 1], got " + std::to_string(o.min_p));
+          "normexp.sample: temperature must be a finite number >= 0 (0 is greedy), got " + detail::format_number(o.temperature));
+    check(o.top_p > 0 && o.top_p <= 1, "normexp.sample: top_p must be in (0, 1], got " + detail::format_number(o.top_p));
+    check(o.min_p >= 0 && o.min_p <= 1, "normexp.sample: min_p must be in [0, 1], got " + detail::format_number(o.min_p));
     if (rows == 0) return;
     check(n >= 1, "normexp.sample: the vocabulary (last axis) is empty");
     check(n < (std::size_t(1) << 32), "normexp.sample: vocabularies of 2^32 entries or more are not supported");
@@ -604,9 +605,9 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
                                           " is out of bounds for an array of dimension " + std::to_string(nd));
     if (axis < 0) axis += ind;
     check(std::isfinite(o.temperature) && o.temperature > 0,
-          "normexp.cross_entropy: temperature must be a finite number > 0, got " + std::to_string(o.temperature));
+          "normexp.cross_entropy: temperature must be a finite number > 0, got " + detail::format_number(o.temperature));
     check(o.label_smoothing >= 0 && o.label_smoothing <= 1,
-          "normexp.cross_entropy: label_smoothing must be in [0, 1], got " + std::to_string(o.label_smoothing));
+          "normexp.cross_entropy: label_smoothing must be in [0, 1], got " + detail::format_number(o.label_smoothing));
     const std::size_t n = shape[axis];
     std::vector<std::size_t> oshape;
     std::vector<std::ptrdiff_t> ostr;
