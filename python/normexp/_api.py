@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import math
 import operator
+import reprlib
 from typing import Any, Iterator
 
 import numpy as np
@@ -32,9 +33,11 @@ def use_isa(name: str) -> Iterator[None]:
     For tests and benchmarks that compare ISAs; the selection made at import (``NORMEXP_ISA``) is
     unchanged outside the block. Raises ValueError if this CPU cannot run ``name``.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"use_isa: name must be a string such as 'avx2', got {type(name).__name__}")
     if name not in _core.available_isas():
         raise ValueError(
-            f"ISA {name!r} is not available on this CPU; available: {', '.join(_core.available_isas())}"
+            f"use_isa: name {shown(name)} is not available on this CPU; available: {', '.join(_core.available_isas())}"
         )
     token = _isa_override.set(name)
     try:
@@ -76,7 +79,67 @@ def as_array(x: Any, name: str = "x") -> np.ndarray:
     return a
 
 
+# ---- scalar arguments ----------------------------------------------------------------------------------
+# Every public function checks its scalar arguments with these, so each kind of argument is refused the
+# same way everywhere: TypeError for the wrong kind of object, ValueError (from the caller's range check)
+# for a value out of range, always naming the argument. Python ints are unbounded: they are mapped onto
+# what the native code can hold here, never handed to a C conversion that would raise OverflowError or
+# pybind11's "incompatible function arguments".
+_REAL_TYPES = (int, float, np.integer, np.floating)
+
+
+def shown(value: Any) -> str:
+    """A short repr for messages (an absurd argument may be a huge int or a large array)."""
+    return reprlib.repr(value)
+
+
+def real(value: Any, name: str) -> float:
+    """A real-number argument as a float (Python or NumPy int or float). bool, complex, timedelta64,
+    strings, arrays and everything else are a TypeError. An int beyond float64's range becomes +-inf, so
+    the caller's range check refuses it with a ValueError that names the argument."""
+    if isinstance(value, (bool, np.bool_, np.timedelta64)) or not isinstance(value, _REAL_TYPES):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        try:
+            return float(v)
+        except OverflowError:  # |v| >= 2^1024 - 2^970: beyond float64
+            return math.inf if v > 0 else -math.inf
+    with np.errstate(over="ignore"):  # a longdouble beyond float64's range is +-inf, refused by the caller
+        return float(value)
+
+
+def integer(value: Any, name: str) -> int:
+    """An integer argument (Python or NumPy int; bool and floats are a TypeError). Unbounded: the caller
+    clips or checks the range."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def flag(value: Any, name: str) -> bool:
+    """A bool option: True/False, NumPy bools, or the integers 0 and 1. A string or an array is refused
+    rather than read by its truthiness (``is_causal="no"`` would mean True)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {shown(value) if isinstance(value, (int, np.integer)) else type(value).__name__}")
+
+
+def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    """One of the strings in options (anything else, a non-string too, is a ValueError naming them)."""
+    if not (isinstance(value, str) and value in options):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {shown(value)}")
+    return value
+
+
 def normalize_axis(axis: Any, ndim: int) -> int:
+    if isinstance(axis, (bool, np.bool_)):  # NumPy's reductions refuse axis=True too
+        raise TypeError("axis must be an integer, got bool")
     try:
         ax = operator.index(axis)
     except TypeError:
@@ -86,12 +149,17 @@ def normalize_axis(axis: Any, ndim: int) -> int:
     return ax % ndim
 
 
-def check_temperature(temperature: Any) -> float:
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (int, float, np.integer, np.floating)):
-        raise TypeError(f"temperature must be a real number, got {type(temperature).__name__}")
-    t = float(temperature)
+def check_temperature(temperature: Any, compute: np.dtype | None = None) -> float:
+    """temperature as a float: finite, > 0 and, for the kernels' dtype compute, with 1/temperature finite
+    in it (float32: temperature >= 2.9e-39), since the kernels scale the scores by 1/temperature there."""
+    t = real(temperature, "temperature")
     if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        raise ValueError(f"temperature must be a finite number > 0, got {shown(temperature)}")
+    if compute is not None and not 1.0 / t <= float(np.finfo(compute).max):
+        raise ValueError(
+            f"temperature {t:g} is too small for {np.dtype(compute).name} scores (1/temperature overflows); "
+            "use a larger one or float64"
+        )
     return t
 
 
@@ -140,11 +208,11 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     """softmax / log_softmax along one axis."""
     a = as_array(x)
     res, compute = result_dtype(a.dtype)
-    t = check_temperature(temperature)
+    t = check_temperature(temperature, compute)
     scalar_input = a.ndim == 0
     if scalar_input:
         a = a.reshape(1)
-        ax = normalize_axis(axis, 1) if axis not in (-1, 0) else 0
+        ax = normalize_axis(axis, 1)
     else:
         ax = normalize_axis(axis, a.ndim)
     shape = a.shape
@@ -154,7 +222,7 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
 
     mask = None
     if where is not None:
-        mask = np.asarray(where)
+        mask = as_array(where, "where")
         if mask.dtype != np.bool_:
             raise TypeError(f"where must be a boolean array, got dtype {mask.dtype}")
         try:
@@ -179,12 +247,14 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     return out if out is not None else result
 
 
-def logsumexp(x: Any, axis: Any, b: Any, keepdims: bool, return_sign: bool, out: Any):
-    a = as_array(x)
-    res, compute = result_dtype(a.dtype)
+def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: Any, name: str = "x"):
+    a = as_array(x, name)
+    res, compute = result_dtype(a.dtype, name)
+    keepdims = flag(keepdims, "keepdims")
+    return_sign = flag(return_sign, "return_sign")
     if a.ndim == 0:
         a = a.reshape(1)
-        ax = normalize_axis(axis, 1) if axis not in (-1, 0) else 0
+        ax = normalize_axis(axis, 1)
         keep_shape: tuple[int, ...] = (1,)
         final_shape: tuple[int, ...] = (1,) if keepdims else ()
     else:
@@ -253,6 +323,8 @@ def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tup
         raise TypeError("b: complex weights are not supported")
     if bb.dtype.kind not in "biuf":
         raise TypeError(f"b: expected real numbers, got dtype {bb.dtype}")
+    if bb.dtype.kind == "f":
+        result_dtype(bb.dtype, "b")  # the float dtypes of x; longdouble is refused as for x
     try:
         a_b, b_b = np.broadcast_arrays(a, bb)
     except ValueError:
