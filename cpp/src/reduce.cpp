@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "dispatch.hpp"
+#include "format.hpp"
 #include "normexp/normexp.hpp"
 #include "online_stats.hpp"
 #include "temperature.hpp"
@@ -768,13 +769,13 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
                     std::to_string(nd));
     if (axis < 0) axis += ind;
     if (!(std::isfinite(temperature) && temperature > 0))
-        throw error("normexp: temperature must be a finite number > 0, got " + std::to_string(temperature));
+        throw error("normexp: temperature must be a finite number > 0, got " + detail::format_number(temperature));
     if (op == reduction::logsumexp && temperature != 1.0 && !parts)
         throw error("normexp: logsumexp takes no temperature");
     // The kernels scale by beta = 1/temperature in T; if that overflows (float32: temperature < 2.9e-39)
     // every entry at the maximum would get inf * 0 = NaN: refuse instead of answering NaN silently.
     if (!(1.0 / temperature <= double(std::numeric_limits<T>::max())))
-        throw error("normexp: temperature " + std::to_string(temperature) + " is too small for " +
+        throw error("normexp: temperature " + detail::format_number(temperature) + " is too small for " +
                     (sizeof(T) == 4 ? "float32" : "float64") + " scores (1/temperature overflows); use a larger one or float64");
     std::size_t total = 1;
     for (std::size_t d = 0; d < nd; ++d) total *= shape[d];

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "dispatch.hpp"
+#include "format.hpp"
 #include "kernels/sampling_weights.hpp"
 #include "normexp/normexp.hpp"
 #include "online_stats.hpp"
@@ -506,6 +507,21 @@ struct row_summer {
     double value() const { return s + c; }
 };
 
+// The mean of x[0..n) when row_summer's sum is not finite: -inf if an entry is -inf (the compensation
+// turns -inf - (-inf) into NaN, and the mean is -inf), else a float64 row whose sum overflows while its
+// mean does not: summed scaled by 2^-64 (exact above 2^-958; n < 2^64 terms cannot overflow then).
+template <class T>
+double slow_row_mean(const T* x, std::size_t n) {
+    double s = 0, c = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (x[i] == -kInf<T>) return -kInf<double>;
+        const double v = double(x[i]) * 0x1p-64, t = s + v;
+        c += std::fabs(s) >= std::fabs(v) ? (s - t) + v : (v - t) + s;
+        s = t;
+    }
+    return (s + c) / double(n) * 0x1p64;
+}
+
 struct ce_row_result {
     row_status st = kOk;
     double loss = 0, d1 = 0, d2 = 0;
@@ -537,10 +553,13 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
     const double ls = detail::log_sum(count, rest);
     const double xy = double(x[label]);
     const double nll = xy == -kInf<double> ? kInf<double> : ls + beta * (m - xy);
-    const double mean = eps > 0 ? sum.value() / double(n) : 0.0;
+    double mean = 0;
     if (eps > 0) {
+        mean = sum.value() / double(n);
+        if (!std::isfinite(mean)) mean = slow_row_mean(x, n);
         const double smooth = mean == -kInf<double> ? kInf<double> : ls + beta * (m - mean);
-        res.loss = (1 - eps) * nll + eps * smooth;
+        // eps = 1: the label's term has weight 0 and is left out (0 * inf would be NaN for a -inf label).
+        res.loss = (eps < 1 ? (1 - eps) * nll : 0.0) + eps * smooth;
     } else {
         res.loss = nll;
     }
@@ -559,7 +578,7 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
             }
         }
         const double z = count + rest, e1 = s1 / z;
-        res.d1 = e1 - (1 - eps) * (xy - m) - (eps > 0 ? eps * (mean - m) : 0.0);
+        res.d1 = e1 - (eps < 1 ? (1 - eps) * (xy - m) : 0.0) - (eps > 0 ? eps * (mean - m) : 0.0);
         res.d2 = std::max(0.0, s2 / z - e1 * e1);
     }
     return res;
@@ -571,9 +590,9 @@ template <class T>
 void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stride, const double* uniforms,
             std::int64_t* tokens, const sample_options& o, const char* isa) {
     check(std::isfinite(o.temperature) && o.temperature >= 0,
-          "normexp.sample: temperature must be a finite number >= 0 (0 is greedy), got " + std::to_string(o.temperature));
-    check(o.top_p > 0 && o.top_p <= 1, "normexp.sample: top_p must be in (0, 1], got " + std::to_string(o.top_p));
-    check(o.min_p >= 0 && o.min_p <= 1, "normexp.sample: min_p must be in [0, 1], got " + std::to_string(o.min_p));
+          "normexp.sample: temperature must be a finite number >= 0 (0 is greedy), got " + detail::format_number(o.temperature));
+    check(o.top_p > 0 && o.top_p <= 1, "normexp.sample: top_p must be in (0, 1], got " + detail::format_number(o.top_p));
+    check(o.min_p >= 0 && o.min_p <= 1, "normexp.sample: min_p must be in [0, 1], got " + detail::format_number(o.min_p));
     if (rows == 0) return;
     check(n >= 1, "normexp.sample: the vocabulary (last axis) is empty");
     check(n < (std::size_t(1) << 32), "normexp.sample: vocabularies of 2^32 entries or more are not supported");
@@ -624,9 +643,13 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
                                           " is out of bounds for an array of dimension " + std::to_string(nd));
     if (axis < 0) axis += ind;
     check(std::isfinite(o.temperature) && o.temperature > 0,
-          "normexp.cross_entropy: temperature must be a finite number > 0, got " + std::to_string(o.temperature));
+          "normexp.cross_entropy: temperature must be a finite number > 0, got " + detail::format_number(o.temperature));
+    // The scores are scaled by 1/temperature in T (split_beta): it must not overflow there.
+    check(1.0 / o.temperature <= double(std::numeric_limits<T>::max()),
+          "normexp.cross_entropy: temperature " + detail::format_number(o.temperature) + " is too small for " +
+              (sizeof(T) == 4 ? "float32" : "float64") + " logits (1/temperature overflows)");
     check(o.label_smoothing >= 0 && o.label_smoothing <= 1,
-          "normexp.cross_entropy: label_smoothing must be in [0, 1], got " + std::to_string(o.label_smoothing));
+          "normexp.cross_entropy: label_smoothing must be in [0, 1], got " + detail::format_number(o.label_smoothing));
     const std::size_t n = shape[axis];
     std::vector<std::size_t> oshape;
     std::vector<std::ptrdiff_t> ostr;

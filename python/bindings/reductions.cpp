@@ -138,16 +138,28 @@ py::object fast_reduce(int op_code, py::handle xh, py::handle axis_h, py::handle
     const auto x = py::reinterpret_borrow<py::array>(xh);
     const py::ssize_t nd = x.ndim();
     if (nd < 1 || !kernel_ready(x, false) || !PyLong_CheckExact(axis_h.ptr())) return py::none();
-    long axis = PyLong_AsLong(axis_h.ptr());
+    // An int beyond a C long (axis=2**63) or a double (temperature=10**400) sets OverflowError: clear it
+    // (returning with an exception set is a SystemError) and let the general path refuse the value.
+    int overflow = 0;
+    long axis = PyLong_AsLongAndOverflow(axis_h.ptr(), &overflow);
+    if (overflow != 0 || (axis == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return py::none();
+    }
     if (axis < -nd || axis >= nd) return py::none();
     if (axis < 0) axis += nd;
     double temperature = 1.0;
-    if (PyFloat_CheckExact(temp_h.ptr()))
+    if (PyFloat_CheckExact(temp_h.ptr())) {
         temperature = PyFloat_AS_DOUBLE(temp_h.ptr());
-    else if (PyLong_CheckExact(temp_h.ptr()))
+    } else if (PyLong_CheckExact(temp_h.ptr())) {
         temperature = PyLong_AsDouble(temp_h.ptr());
-    else
+        if (temperature == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return py::none();
+        }
+    } else {
         return py::none();
+    }
     if (!(std::isfinite(temperature) && temperature > 0)) return py::none();
     const auto op = static_cast<normexp::reduction>(op_code);
     const bool lse = op == normexp::reduction::logsumexp;

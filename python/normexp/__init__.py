@@ -12,7 +12,6 @@ copying (any axis, any strides), releases the GIL, and threads large inputs with
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
@@ -108,12 +107,14 @@ def logsumexp(
     axis : int
         The axis to reduce.
     b : array_like, optional
-        Weights broadcastable to ``x``; may be negative (then use ``return_sign``). Entries with
-        ``b == 0`` do not take part in the maximum (SciPy's rule).
+        Weights broadcastable to ``x``; may be negative (then use ``return_sign``). An entry with
+        ``b == 0`` takes no part, whatever its score, NaN and inf too (SciPy's rule). Entries with
+        equal scores cancel in their weights alone, at any magnitude (``b=[1, -0.5]`` on
+        ``[1e17, 1e17]`` gives ``1e17``); a sum that cancels exactly gives -inf with sign 0.
     keepdims : bool
-        Keep the reduced axis with length 1.
+        Keep the reduced axis with length 1 (True/False, or 0/1).
     return_sign : bool
-        Also return the sign of the sum (1, -1, or 0 for an empty sum).
+        Also return the sign of the sum (1, -1, or 0 for an empty or cancelled sum).
     out : ndarray, optional
         Receives the result (the reduced shape and the result dtype).
 
@@ -121,7 +122,7 @@ def logsumexp(
     only -inf, and an empty row, give -inf; +inf gives +inf; NaN propagates. A negative weighted sum
     without ``return_sign`` gives NaN.
     """
-    if b is None and not return_sign and (keepdims is False or keepdims is True):
+    if b is None and return_sign is False and (keepdims is False or keepdims is True):
         r = _fast(2, x, axis, 1.0, out, keepdims, _isa.get())
         if r is not None:
             return r
@@ -129,16 +130,15 @@ def logsumexp(
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads normexp uses process-wide (``n <= 0``: as many as OpenMP allows).
+    """Set the number of threads normexp uses process-wide (``n <= 0``: as many as OpenMP allows; any
+    integer is accepted, a count above the cap means the cap).
 
     Capped by ``omp_get_max_threads()``, so ``OMP_NUM_THREADS`` and threadpoolctl limits still hold.
     Inputs below ~32k elements always run on the calling thread.
     """
-    try:
-        n = operator.index(n)  # int(0.5) would silently mean "all threads"
-    except TypeError:
-        raise TypeError(f"set_num_threads: n must be an integer, got {type(n).__name__}") from None
-    _core.set_num_threads(n)
+    n = _api.integer(n, "set_num_threads: n")  # int(0.5) would silently mean "all threads"
+    # Any n above the OpenMP cap means the cap, any n <= 0 "all": clip to what the native int holds.
+    _core.set_num_threads(min(max(n, 0), 2**31 - 1))
 
 
 def get_num_threads() -> int:

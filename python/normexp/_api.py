@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import math
 import operator
+import reprlib
 from typing import Any, Iterator
 
 import numpy as np
@@ -32,9 +33,11 @@ def use_isa(name: str) -> Iterator[None]:
     For tests and benchmarks that compare ISAs; the selection made at import (``NORMEXP_ISA``) is
     unchanged outside the block. Raises ValueError if this CPU cannot run ``name``.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"use_isa: name must be a string such as 'avx2', got {type(name).__name__}")
     if name not in _core.available_isas():
         raise ValueError(
-            f"ISA {name!r} is not available on this CPU; available: {', '.join(_core.available_isas())}"
+            f"use_isa: name {shown(name)} is not available on this CPU; available: {', '.join(_core.available_isas())}"
         )
     token = _isa_override.set(name)
     try:
@@ -76,7 +79,67 @@ def as_array(x: Any, name: str = "x") -> np.ndarray:
     return a
 
 
+# ---- scalar arguments ----------------------------------------------------------------------------------
+# Every public function checks its scalar arguments with these, so each kind of argument is refused the
+# same way everywhere: TypeError for the wrong kind of object, ValueError (from the caller's range check)
+# for a value out of range, always naming the argument. Python ints are unbounded: they are mapped onto
+# what the native code can hold here, never handed to a C conversion that would raise OverflowError or
+# pybind11's "incompatible function arguments".
+_REAL_TYPES = (int, float, np.integer, np.floating)
+
+
+def shown(value: Any) -> str:
+    """A short repr for messages (an absurd argument may be a huge int or a large array)."""
+    return reprlib.repr(value)
+
+
+def real(value: Any, name: str) -> float:
+    """A real-number argument as a float (Python or NumPy int or float). bool, complex, timedelta64,
+    strings, arrays and everything else are a TypeError. An int beyond float64's range becomes +-inf, so
+    the caller's range check refuses it with a ValueError that names the argument."""
+    if isinstance(value, (bool, np.bool_, np.timedelta64)) or not isinstance(value, _REAL_TYPES):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        try:
+            return float(v)
+        except OverflowError:  # |v| >= 2^1024 - 2^970: beyond float64
+            return math.inf if v > 0 else -math.inf
+    with np.errstate(over="ignore"):  # a longdouble beyond float64's range is +-inf, refused by the caller
+        return float(value)
+
+
+def integer(value: Any, name: str) -> int:
+    """An integer argument (Python or NumPy int; bool and floats are a TypeError). Unbounded: the caller
+    clips or checks the range."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def flag(value: Any, name: str) -> bool:
+    """A bool option: True/False, NumPy bools, or the integers 0 and 1. A string or an array is refused
+    rather than read by its truthiness (``is_causal="no"`` would mean True)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {shown(value) if isinstance(value, (int, np.integer)) else type(value).__name__}")
+
+
+def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    """One of the strings in options (anything else, a non-string too, is a ValueError naming them)."""
+    if not (isinstance(value, str) and value in options):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {shown(value)}")
+    return value
+
+
 def normalize_axis(axis: Any, ndim: int) -> int:
+    if isinstance(axis, (bool, np.bool_)):  # NumPy's reductions refuse axis=True too
+        raise TypeError("axis must be an integer, got bool")
     try:
         ax = operator.index(axis)
     except TypeError:
@@ -86,12 +149,17 @@ def normalize_axis(axis: Any, ndim: int) -> int:
     return ax % ndim
 
 
-def check_temperature(temperature: Any) -> float:
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (int, float, np.integer, np.floating)):
-        raise TypeError(f"temperature must be a real number, got {type(temperature).__name__}")
-    t = float(temperature)
+def check_temperature(temperature: Any, compute: np.dtype | None = None) -> float:
+    """temperature as a float: finite, > 0 and, for the kernels' dtype compute, with 1/temperature finite
+    in it (float32: temperature >= 2.9e-39), since the kernels scale the scores by 1/temperature there."""
+    t = real(temperature, "temperature")
     if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        raise ValueError(f"temperature must be a finite number > 0, got {shown(temperature)}")
+    if compute is not None and not 1.0 / t <= float(np.finfo(compute).max):
+        raise ValueError(
+            f"temperature {t:g} is too small for {np.dtype(compute).name} scores (1/temperature overflows); "
+            "use a larger one or float64"
+        )
     return t
 
 
@@ -140,11 +208,11 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     """softmax / log_softmax along one axis."""
     a = as_array(x)
     res, compute = result_dtype(a.dtype)
-    t = check_temperature(temperature)
+    t = check_temperature(temperature, compute)
     scalar_input = a.ndim == 0
     if scalar_input:
         a = a.reshape(1)
-        ax = normalize_axis(axis, 1) if axis not in (-1, 0) else 0
+        ax = normalize_axis(axis, 1)
     else:
         ax = normalize_axis(axis, a.ndim)
     shape = a.shape
@@ -154,7 +222,7 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
 
     mask = None
     if where is not None:
-        mask = np.asarray(where)
+        mask = as_array(where, "where")
         if mask.dtype != np.bool_:
             raise TypeError(f"where must be a boolean array, got dtype {mask.dtype}")
         try:
@@ -179,12 +247,14 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     return out if out is not None else result
 
 
-def logsumexp(x: Any, axis: Any, b: Any, keepdims: bool, return_sign: bool, out: Any):
-    a = as_array(x)
-    res, compute = result_dtype(a.dtype)
+def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: Any, name: str = "x"):
+    a = as_array(x, name)
+    res, compute = result_dtype(a.dtype, name)
+    keepdims = flag(keepdims, "keepdims")
+    return_sign = flag(return_sign, "return_sign")
     if a.ndim == 0:
         a = a.reshape(1)
-        ax = normalize_axis(axis, 1) if axis not in (-1, 0) else 0
+        ax = normalize_axis(axis, 1)
         keep_shape: tuple[int, ...] = (1,)
         final_shape: tuple[int, ...] = (1,) if keepdims else ()
     else:
@@ -229,53 +299,88 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: bool, return_sign: bool, out:
 
 
 def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """log|sum b exp(a)| and its sign along ax (keepdims), SciPy's conventions.
+    """log|sum b exp(a)| and its sign along ax (keepdims), evaluated in float64 (at least) and rounded
+    to compute at the end: a weight or a product that float32 cannot hold (b = 1e-148 against a score of
+    238) still counts.
 
-    Entries with b == 0 do not take part. The largest terms |b| exp(a) are summed separately (m) from
-    the rest (s), and the result is c_max + log|m| + log1p(s/m) with c = a + log|b|, which keeps full
-    accuracy when one term dominates and never cancels when a tiny weight sits on the largest score.
+    An entry with b == 0 takes no part, whatever its score (NaN and inf too). Of the others, per row:
+      * a NaN score or weight, an infinite weight on a -inf score (inf * 0), or infinite terms of both
+        signs give NaN (sign NaN);
+      * otherwise an infinite term (score +inf, or weight +-inf) gives +inf with its sign;
+      * otherwise the sum is finite. Entries with equal scores are merged first into one level whose
+        weight is the sum of theirs: equal scores cancel in the weights alone (b = [1, -0.5] on
+        a = [1e17, 1e17] is 0.5 exp(1e17); comparing a + log|b| instead rounds log|b| away once
+        |a| > 2^53), and a level whose weights cancel is removed, however far above the others.
+        Level l is the term W_l exp(a_l) = sign(W_l) exp(d_l) exp(r) with r the largest score left and
+        d_l = (a_l - r) + log|W_l|. The levels at the largest d (m = the sum of their signs) are kept
+        apart from the rest, s = sum sign exp(d - d_max), and
+            log|sum| = r + d_max + log|m| + log1p(s / m):
+        full accuracy when the reference terms dominate, and no cancellation when a tiny weight sits
+        on the largest score (the reference is the largest term, not the largest score).
     """
     bb = as_array(b, "b")
     if bb.dtype.kind == "c":
         raise TypeError("b: complex weights are not supported")
     if bb.dtype.kind not in "biuf":
         raise TypeError(f"b: expected real numbers, got dtype {bb.dtype}")
+    if bb.dtype.kind == "f":
+        result_dtype(bb.dtype, "b")  # the float dtypes of x; longdouble is refused as for x
     try:
         a_b, b_b = np.broadcast_arrays(a, bb)
     except ValueError:
         raise ValueError(f"b with shape {bb.shape} cannot be broadcast to the input's shape {a.shape}") from None
     if a_b.shape != a.shape:
         raise ValueError(f"b with shape {bb.shape} would change the input's shape {a.shape}")
-    # Evaluated in float64 (at least): a weight or a product that float32 cannot hold (b = 1e-148
-    # against a score of 238) still counts; the result is rounded to the compute dtype at the end.
-    out_dtype = compute
-    compute = np.promote_types(compute, np.float64)
-    a_in = a_b.astype(compute)
-    bv = b_b.astype(compute)
+    keep_shape = a.shape[:ax] + (1,) + a.shape[ax + 1 :]
+    n = a.shape[ax]
+    if n == 0 or a.size == 0:
+        return np.full(keep_shape, -np.inf, compute), np.zeros(keep_shape, compute)
+    wide = np.promote_types(compute, np.float64)
+    # Rows of the reduction: (rows, n), the reduced axis last.
+    A = np.moveaxis(a_b, ax, -1).astype(wide).reshape(-1, n)
+    B = np.moveaxis(b_b, ax, -1).astype(wide).reshape(-1, n)
     with np.errstate(all="ignore"):
-        av = np.where(bv == 0, compute.type(-np.inf), a_in)
-        if av.shape[ax] == 0:
-            shape = av.shape[:ax] + (1,) + av.shape[ax + 1 :]
-            return np.full(shape, -np.inf, out_dtype), np.zeros(shape, out_dtype)
-        # Terms are compared by magnitude, c = a + log|b|: the largest term(s) are the reference m, so
-        # the rest s = sum(others) / m has |s| <= n and log1p(s) never cancels against log|m|.
-        c = av + np.log(np.abs(bv))
-        cmax = np.max(c, axis=ax, keepdims=True)
-        at_max = c == cmax
-        m = np.sum(np.where(at_max, np.sign(bv), 0), axis=ax, keepdims=True)
-        safe_max = np.where(np.isfinite(cmax), cmax, 0)
-        terms = np.where(at_max, 0, np.sign(bv) * np.exp(c - safe_max))
-        s = np.sum(terms, axis=ax, keepdims=True)
-        s = np.where(s == 0, s, s / m)
-        sign = np.sign(s + 1) * np.sign(m)
-        s = np.where(s < -1, -s - 2, s)
-        val = np.log1p(s) + np.log(np.abs(m)) + cmax
-        # Non-finite results (infinities, all weights zero) from the direct formula, as SciPy does:
-        # a zero weight on +inf or NaN gives NaN (0 * inf), but a zero weight on a finite score is
-        # exactly 0 even where exp(score) would overflow (SciPy's 0 * exp(710) = NaN is an artifact).
-        terms = np.where(bv == 0, np.where(np.isnan(a_in) | (a_in == np.inf), np.nan, 0.0), bv * np.exp(a_in))
-        direct = np.sum(terms, axis=ax, keepdims=True)
-        finite = np.isfinite(val)
-        val = np.where(finite, val, np.log(np.abs(direct)))
-        sign = np.where(finite, sign, np.sign(direct))
-    return val.astype(out_dtype), sign.astype(out_dtype)
+        used = B != 0  # NaN weights too
+        nan_term = used & (np.isnan(A) | np.isnan(B) | (np.isinf(B) & (A == -np.inf)))
+        inf_term = used & ~nan_term & ((A == np.inf) | np.isinf(B))
+        pos_inf = np.any(inf_term & (B > 0), axis=1, keepdims=True)
+        neg_inf = np.any(inf_term & (B < 0), axis=1, keepdims=True)
+        row_nan = np.any(nan_term, axis=1, keepdims=True) | (pos_inf & neg_inf)
+        row_inf = pos_inf | neg_inf
+
+        # The finite terms (rows with a NaN or an infinite term get their result below), merged into
+        # levels of equal score: sorted by score (unused entries, -inf, last), the weights of each run of
+        # equal scores summed onto its first entry.
+        act = used & np.isfinite(A) & np.isfinite(B)
+        order = np.argsort(np.where(act, -A, np.inf), axis=1, kind="stable")
+        a_s = np.take_along_axis(np.where(act, A, -np.inf), order, axis=1)
+        b_s = np.take_along_axis(np.where(act, B, 0.0), order, axis=1)
+        first = np.ones(a_s.shape, dtype=bool)
+        first[:, 1:] = a_s[:, 1:] != a_s[:, :-1]
+        level = np.cumsum(first.reshape(-1)) - 1  # unique across rows: each row starts a level
+        w = np.bincount(level, weights=b_s.reshape(-1))[level].reshape(a_s.shape)
+        live = first & (w != 0)
+
+        r = np.max(np.where(live, a_s, -np.inf), axis=1, keepdims=True)
+        r = np.where(np.isfinite(r), r, 0.0)  # a row without terms: its d are all -inf
+        d = np.where(live, (a_s - r) + np.log(np.abs(w)), -np.inf)
+        sg = np.where(live, np.sign(w), 0.0)
+        d_max = np.max(d, axis=1, keepdims=True)
+        top = live & (d == d_max)
+        m = np.sum(np.where(top, sg, 0.0), axis=1, keepdims=True)
+        d_ref = np.where(np.isfinite(d_max), d_max, 0.0)
+        s = np.sum(np.where(live & ~top, sg * np.exp(d - d_ref), 0.0), axis=1, keepdims=True)
+
+        # m == 0: levels of distinct scores whose terms are equal to rounding, of opposite signs: their
+        # sum is 0 in this precision and the rest, s, is what is left.
+        q = np.where(m != 0, s / m, 0.0)
+        sign = np.where(m != 0, np.sign(1 + q) * np.sign(m), np.sign(s))
+        q = np.where(q < -1, -q - 2, q)  # log|1 + q| = log1p(-q - 2) when 1 + q < 0
+        mag = np.where(m != 0, np.log1p(q) + np.log(np.abs(m)), np.log(np.abs(s)))
+        val = (mag + d_max) + r
+        val = np.where(row_nan, np.nan, np.where(row_inf, np.inf, val))
+        sign = np.where(row_nan, np.nan, np.where(pos_inf, 1.0, np.where(neg_inf, -1.0, sign)))
+    lead = a.shape[:ax] + a.shape[ax + 1 :]
+    val = np.expand_dims(val.reshape(lead), ax).astype(compute)
+    sign = np.expand_dims(sign.reshape(lead), ax).astype(compute)
+    return val, sign

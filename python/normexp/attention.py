@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,20 +22,6 @@ def _float_tensor(x: Any, name: str) -> np.ndarray:
     if a.dtype not in _FLOATS:
         raise TypeError(f"{name}: attention takes float32 or float64 arrays, got {a.dtype}; cast with {name}.astype(np.float32)")
     return a
-
-
-def _real(x: Any, name: str) -> float:
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    return float(x)
-
-
-def _flag(x: Any, name: str) -> bool:
-    """A bool option: True/False (NumPy bools too). A string or an array is refused rather than read by
-    its truthiness (``is_causal="no"`` would mean True)."""
-    if not isinstance(x, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(x).__name__}")
-    return bool(x)
 
 
 def _as_4d(a: np.ndarray, nbatch: int) -> np.ndarray | None:
@@ -120,8 +105,8 @@ def attention(
     Returns ``out``, or ``(out, lse)``. A row whose keys are all masked out gives output 0 and lse
     ``-inf`` (never NaN). A NaN in a row's scores makes that row NaN.
     """
-    is_causal = _flag(is_causal, "is_causal")
-    return_lse = _flag(return_lse, "return_lse")
+    is_causal = _api.flag(is_causal, "is_causal")
+    return_lse = _api.flag(return_lse, "return_lse")
     q = _float_tensor(q, "q")
     k = _float_tensor(k, "k")
     v = _float_tensor(v, "v")
@@ -162,26 +147,10 @@ def attention(
     if hk == 0 and hq != 0 or hk and hq % hk:
         raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k and v")
 
-    if scale is None:
-        sc = 1.0 / math.sqrt(d) if d else 1.0
-    else:
-        sc = _real(scale, "scale")
-        if not math.isfinite(sc) or sc == 0:
-            raise ValueError(f"scale must be a finite non-zero number, got {scale!r}")
-    win = check_window(window)
-    if window is not None:
-        # Every window above Lq + Lkv lets each query see all its keys (its diagonal is below both
-        # lengths), so clip: the native size_t would wrap a window >= 2^63 to a negative limit and
-        # mask every key (window=2**64-1 returned a wrong answer, > 2^64 a pybind11 TypeError).
-        win = min(win, lq + lk + 1)
-    cap = 0.0
-    if softcap is not None:
-        cap = _real(softcap, "softcap")
-        if not (math.isfinite(cap) and cap > 0):
-            raise ValueError(f"softcap must be a finite number > 0, got {softcap!r}")
-    if causal_alignment not in _ALIGNMENTS:
-        raise ValueError(f"causal_alignment must be 'top_left' or 'bottom_right', got {causal_alignment!r}")
-    bottom_right = causal_alignment == "bottom_right"
+    sc = check_scale(scale, dtype, d)
+    win = check_window(window, lq, lk)
+    cap = check_softcap(softcap, dtype)
+    bottom_right = _api.choice(causal_alignment, "causal_alignment", _ALIGNMENTS) == "bottom_right"
 
     full = batch + (hq, lq, lk)
     mask_b = None
@@ -190,7 +159,7 @@ def attention(
         if m.dtype != np.bool_:
             if m.dtype.kind != "f":
                 raise TypeError(f"mask must be bool (True keeps) or a float additive mask, got dtype {m.dtype}")
-            m = m.astype(dtype, copy=False)
+            m = additive_mask(m, dtype)
         if m.ndim > len(full):
             raise ValueError(f"mask with shape {m.shape} has more dimensions than the scores {full}")
         try:
@@ -200,12 +169,7 @@ def attention(
         mask_b = _kernel_view(mask_b) if mask_b.dtype != np.bool_ else mask_b
     alibi_b = None
     if alibi_slopes is not None:
-        s = _api.as_array(alibi_slopes, "alibi_slopes")
-        if s.dtype.kind not in "fiu":
-            raise TypeError(f"alibi_slopes must be real numbers, got dtype {s.dtype}")
-        s = s.astype(np.float64, copy=False)
-        if not np.all(np.isfinite(s)):
-            raise ValueError("alibi_slopes must be finite")
+        s = check_alibi(alibi_slopes, dtype, lq, lk, bottom_right)
         try:
             alibi_b = np.broadcast_to(s, batch + (hq,))
         except ValueError:
@@ -268,7 +232,8 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     part give 0 and ``-inf``.
     """
     for name, parts in (("outs", outs), ("lses", lses)):
-        if isinstance(parts, (str, bytes)) or not hasattr(parts, "__iter__"):
+        scalar_array = isinstance(parts, np.ndarray) and parts.ndim == 0
+        if isinstance(parts, (str, bytes)) or not hasattr(parts, "__iter__") or scalar_array:
             raise TypeError(f"{name} must be a sequence of arrays (one per key/value block), got {type(parts).__name__}")
     if isinstance(outs, np.ndarray) or isinstance(lses, np.ndarray):
         outs = list(outs)
@@ -307,16 +272,88 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     return out, lse
 
 
-def check_window(window: Any) -> int:
-    """The sliding window as an int >= 1, or 0 for None (no window); TypeError/ValueError otherwise."""
+# ---- scalar options, checked in the dtype the kernels use ----------------------------------------------
+# The kernels hold scale, softcap and the ALiBi slopes in q's dtype (kernels/kernel_table.hpp:
+# attn_scores), so each is checked there: a float64 value that float32 rounds to inf or 0 would turn the
+# scores into NaN (inf * 0) or silently drop the option. normexp.dask.attention uses the same checks.
+def _normal_range(v: float, name: str, dtype: np.dtype) -> float:
+    fin = np.finfo(dtype)
+    if not float(fin.tiny) <= abs(v) <= float(fin.max):
+        raise ValueError(
+            f"{name} {v:g} is outside the range of {np.dtype(dtype).name} (the dtype of q), "
+            f"[{float(fin.tiny):g}, {float(fin.max):g}] in magnitude; use float64 inputs or a smaller {name}"
+        )
+    return v
+
+
+def check_scale(scale: Any, dtype: np.dtype, head_dim: int) -> float:
+    """scale as a float: finite, non-zero and a normal number of dtype; None: 1 / sqrt(head_dim)."""
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim) if head_dim else 1.0
+    sc = _api.real(scale, "scale")
+    if not math.isfinite(sc) or sc == 0:
+        raise ValueError(f"scale must be a finite non-zero number, got {_api.shown(scale)}")
+    return _normal_range(sc, "scale", dtype)
+
+
+def check_softcap(softcap: Any, dtype: np.dtype) -> float:
+    """softcap as a float: finite, > 0 and a normal number of dtype; None: 0 (no cap)."""
+    if softcap is None:
+        return 0.0
+    cap = _api.real(softcap, "softcap")
+    if not (math.isfinite(cap) and cap > 0):
+        raise ValueError(f"softcap must be a finite number > 0, got {_api.shown(softcap)}")
+    return _normal_range(cap, "softcap", dtype)
+
+
+def check_alibi(alibi_slopes: Any, dtype: np.dtype, lq: int, lk: int, bottom_right: bool) -> np.ndarray:
+    """The slopes as float64 (not broadcast), each finite with |slope| * (the largest key distance)
+    finite in dtype: the bias -slope |j - diag(i)| of every score then exists in q's dtype (an
+    overflowing bias would be -inf, masking keys that are visible, or +inf, making the row NaN)."""
+    s = _api.as_array(alibi_slopes, "alibi_slopes")
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"alibi_slopes must be real numbers, got dtype {s.dtype}")
+    s = s.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(s)):
+        raise ValueError("alibi_slopes must be finite")
+    # diag(i) = i + off; the distance |j - diag(i)| is largest at a corner of the score matrix.
+    off = lk - lq if bottom_right else 0
+    dist = max(1, abs(lq - 1 + off), abs(lk - 1 - off)) if lq and lk else 1
+    big = float(np.max(np.abs(s))) if s.size else 0.0
+    limit = float(np.finfo(dtype).max) / dist
+    if big > limit:
+        raise ValueError(
+            f"alibi_slopes: |slope| {big:g} times the largest key distance {dist} overflows "
+            f"{np.dtype(dtype).name} (the dtype of q); slopes must be at most {limit:g} in magnitude here"
+        )
+    return s
+
+
+def additive_mask(m: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A float additive mask in q's dtype; a finite value that the conversion would turn into +-inf is
+    refused (it would mask a key, or make the row NaN, where the given bias does neither)."""
+    with np.errstate(over="ignore"):
+        c = m.astype(dtype, copy=False)
+    if c is not m and m.dtype.itemsize > c.dtype.itemsize:
+        bad = np.isinf(c) & np.isfinite(m)
+        if bad.any():
+            v = float(m[bad][0])
+            raise ValueError(
+                f"mask: the value {v:g} overflows {np.dtype(dtype).name} (the dtype of q); clip the additive "
+                "mask to the range of q's dtype (or use -inf to mask a key out)"
+            )
+    return c
+
+
+def check_window(window: Any, lq: int, lk: int) -> int:
+    """The sliding window as an int >= 1, or 0 for None (no window); TypeError/ValueError otherwise.
+
+    Every window above Lq + Lkv lets each query see all its keys (its diagonal is below both lengths),
+    so it is clipped to Lq + Lkv + 1: the native size_t would wrap a window >= 2^63 to a negative limit,
+    and NumPy's int64 arithmetic on positions could not hold it."""
     if window is None:
         return 0
-    if isinstance(window, (bool, np.bool_)):
-        raise TypeError("window must be an integer number of keys, got bool")
-    try:
-        win = operator.index(window)
-    except TypeError:
-        raise TypeError(f"window must be an integer number of keys, got {type(window).__name__}") from None
+    win = _api.integer(window, "window")
     if win < 1:
-        raise ValueError(f"window must be >= 1 (keys each query may see), got {window}")
-    return win
+        raise ValueError(f"window must be >= 1 (keys each query may see), got {_api.shown(window)}")
+    return min(win, lq + lk + 1)

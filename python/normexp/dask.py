@@ -61,7 +61,7 @@ _F64 = np.dtype(np.float64)
 def _check(x: Any, axis: Any, func: str) -> tuple[da.Array, int, np.dtype, np.dtype]:
     if not isinstance(x, da.Array):
         raise TypeError(
-            f"normexp.dask.{func} takes a dask.array.Array, got {type(x).__name__}; "
+            f"normexp.dask.{func}: x must be a dask.array.Array, got {type(x).__name__}; "
             f"use normexp.{func} for NumPy arrays, or wrap with dask.array.from_array(x, chunks=...)"
         )
     res, compute = _api.result_dtype(x.dtype)
@@ -74,14 +74,18 @@ def _check(x: Any, axis: Any, func: str) -> tuple[da.Array, int, np.dtype, np.dt
     return x, _api.normalize_axis(axis, x.ndim), res, compute
 
 
-def _check_split_every(split_every: Any) -> Any:
+def _check_split_every(split_every: Any, blocks: int) -> Any:
+    """split_every as an int >= 2 (or None), clipped to the number of blocks it merges: a larger fan-in
+    merges them all in one step just the same, and dask sizes work by it (2**31 raised MemoryError)."""
     if split_every is None:
         return None
-    if isinstance(split_every, (bool, np.bool_)) or not isinstance(split_every, (int, np.integer)):
-        raise TypeError(f"split_every must be an integer >= 2 or None, got {type(split_every).__name__}")
-    if split_every < 2:
-        raise ValueError(f"split_every must be >= 2, got {split_every}")
-    return int(split_every)
+    try:
+        n = _api.integer(split_every, "split_every")
+    except TypeError:
+        raise TypeError(f"split_every must be an integer >= 2 or None, got {type(split_every).__name__}") from None
+    if n < 2:
+        raise ValueError(f"split_every must be >= 2, got {_api.shown(split_every)}")
+    return min(n, max(2, blocks))
 
 
 def _meta(ndim: int, dtype: np.dtype) -> np.ndarray:
@@ -246,9 +250,10 @@ def _merged_parts(x: da.Array, axis: int, temperature: float, isa: str, compute:
 
 def _where_mask(where: Any, x: da.Array) -> da.Array:
     """where= as a boolean dask array with x's shape and chunks (the NumPy API's rules)."""
-    w = where if isinstance(where, da.Array) else da.from_array(np.asarray(where))
+    w = where if isinstance(where, da.Array) else _api.as_array(where, "where")
     if w.dtype != np.bool_:
         raise TypeError(f"where must be a boolean array, got dtype {w.dtype}")
+    w = w if isinstance(w, da.Array) else da.from_array(w)
     try:
         ok = np.broadcast_shapes(w.shape, x.shape) == x.shape
     except ValueError:
@@ -260,8 +265,8 @@ def _where_mask(where: Any, x: da.Array) -> da.Array:
 
 def _elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, split_every: Any) -> da.Array:
     x, ax, res, compute = _check(x, axis, op)
-    t = _api.check_temperature(temperature)
-    split_every = _check_split_every(split_every)
+    t = _api.check_temperature(temperature, compute)
+    split_every = _check_split_every(split_every, x.numblocks[ax])
     isa = _api.current_isa_override()
     mask = None
     if where is not None:
@@ -340,8 +345,8 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: An
     NumPy-API only.
     """
     x, ax, res, compute = _check(x, axis, "logsumexp")
-    split_every = _check_split_every(split_every)
-    keepdims = bool(keepdims)
+    split_every = _check_split_every(split_every, x.numblocks[ax])
+    keepdims = _api.flag(keepdims, "keepdims")
     isa = _api.current_isa_override()
     out_nd = x.ndim if keepdims else x.ndim - 1
     if x.numblocks[ax] == 1:
@@ -399,6 +404,8 @@ def _attention_chunk(k: np.ndarray, v: np.ndarray, q: np.ndarray, start: np.ndar
     no query can see is not computed: output 0, lse -inf, which merge_attention ignores.
     """
     att, _ = _np_attention()
+    from .attention import additive_mask
+
     # Arrays that were pickled (dask.distributed moves blocks between workers) carry a dtype object equal
     # to, but not the same object as, NumPy's float32/float64; native bindings that compare dtypes by
     # identity reject them. A view with the canonical dtype is free.
@@ -426,7 +433,7 @@ def _attention_chunk(k: np.ndarray, v: np.ndarray, q: np.ndarray, start: np.ndar
             if user is not None and user.dtype == np.bool_:
                 bias = np.where(user, bias, q.dtype.type(-np.inf))
             elif user is not None:
-                bias = bias + user.astype(q.dtype)
+                bias = bias + additive_mask(user, q.dtype)
             mask = bias if keep is None else np.where(keep, bias, q.dtype.type(-np.inf))
         elif keep is not None:
             if user is None:
@@ -434,7 +441,7 @@ def _attention_chunk(k: np.ndarray, v: np.ndarray, q: np.ndarray, start: np.ndar
             elif user.dtype == np.bool_:
                 mask = user & keep
             else:
-                mask = np.where(keep, user.astype(q.dtype), q.dtype.type(-np.inf))
+                mask = np.where(keep, additive_mask(user, q.dtype), q.dtype.type(-np.inf))
     if isa:
         with _api.use_isa(isa):
             out, lse = att(q, k, v, mask=mask, **kw)
@@ -484,10 +491,11 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
             "normexp.dask.attention takes k and v as dask.array.Array (chunked along the sequence); "
             "use normexp.attention for NumPy arrays"
         )
-    q = q if isinstance(q, da.Array) else da.from_array(_api.as_array(q, "q"))
+    q = q if isinstance(q, da.Array) else _api.as_array(q, "q")
     floats = (np.dtype(np.float32), np.dtype(np.float64))
     if q.dtype not in floats or k.dtype not in floats or v.dtype not in floats:
         raise TypeError(f"q, k and v must be float32 or float64; got {q.dtype}, {k.dtype}, {v.dtype}")
+    q = q if isinstance(q, da.Array) else da.from_array(q)
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k and v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
     nd = q.ndim
@@ -509,29 +517,22 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
             raise ValueError(f"heads: k has {hk} key/value heads but v has {v.shape[-3]} (dimension -3 must match)")
         if (hk == 0 and hq != 0) or (hk and hq % hk):
             raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k and v")
-    if causal_alignment not in _ALIGNMENTS:
-        raise ValueError(f"causal_alignment must be 'top_left' or 'bottom_right', got {causal_alignment!r}")
-    from .attention import check_window
+    from .attention import additive_mask, check_alibi, check_scale, check_softcap, check_window
 
-    win = check_window(window)
-    for val, name, ok in ((scale, "scale", lambda f: f != 0), (softcap, "softcap", lambda f: f > 0)):
-        if val is None:
-            continue
-        if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a real number, got {type(val).__name__}")
-        if not (np.isfinite(val) and ok(float(val))):
-            raise ValueError(f"{name} must be a finite number {'!= 0' if name == 'scale' else '> 0'}, got {val!r}")
-    split_every = _check_split_every(split_every)
+    bottom_right = _api.choice(causal_alignment, "causal_alignment", _ALIGNMENTS) == "bottom_right"
+    is_causal = _api.flag(is_causal, "is_causal")
+    return_lse = _api.flag(return_lse, "return_lse")
     lq, lkv, dv = q.shape[-2], k.shape[-2], v.shape[-1]
+    win = check_window(window, lq, lkv)
+    # Checked here, in q's dtype, so that the graph is refused when it is built; the values are passed
+    # on as given (the chunks' normexp.attention calls take them).
+    check_scale(scale, q.dtype, q.shape[-1])
+    check_softcap(softcap, q.dtype)
+    split_every = _check_split_every(split_every, k.numblocks[-2])
     full = q.shape[:-2] + (lq, lkv)
     alibi = None
     if alibi_slopes is not None:
-        alibi = np.asarray(_api.as_array(alibi_slopes, "alibi_slopes"))
-        if alibi.dtype.kind not in "fiu":
-            raise TypeError(f"alibi_slopes must be real numbers, got dtype {alibi.dtype}")
-        alibi = alibi.astype(np.float64)
-        if not np.all(np.isfinite(alibi)):
-            raise ValueError("alibi_slopes must be finite")
+        alibi = check_alibi(alibi_slopes, q.dtype, lq, lkv, bottom_right)
         if nd == 2:  # one head
             if alibi.size != 1:
                 raise ValueError(f"alibi_slopes with shape {alibi.shape} for 2-d inputs (one head) must have one value")
@@ -557,9 +558,13 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
     qidx = tuple(f"q{d}" for d in range(nd))
     args: list[Any] = [k, kidx, v, vidx, q, qidx, start_arr, ("seq",)]
     if mask is not None:
-        m = mask if isinstance(mask, da.Array) else da.from_array(_api.as_array(mask, "mask"))
+        m = mask if isinstance(mask, da.Array) else _api.as_array(mask, "mask")
         if m.dtype != np.bool_ and m.dtype.kind != "f":
             raise TypeError(f"mask must be bool (True keeps) or a float additive mask, got dtype {m.dtype}")
+        if not isinstance(m, da.Array):
+            if m.dtype != np.bool_:
+                additive_mask(m, q.dtype)  # refused now, not when a task casts it
+            m = da.from_array(m)
         if m.ndim > len(full):
             raise ValueError(f"mask with shape {m.shape} has more dimensions than the scores {full}")
         try:
@@ -578,7 +583,7 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
         new_axes={"dvp": dv + 1}, adjust_chunks={"seq": 1}, concatenate=True, align_arrays=False,
         dtype=q.dtype, meta=_meta(nd + 1, q.dtype), name="normexp-attention-part",
         has_mask=mask is not None, lkv=lkv, scale=scale, softcap=softcap, alibi=alibi,
-        is_causal=bool(is_causal), window=win, bottom_right=causal_alignment == "bottom_right",
+        is_causal=is_causal, window=win, bottom_right=bottom_right,
         isa=_api.current_isa_override(),
     )
     merged = da.reduction(

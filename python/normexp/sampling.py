@@ -10,8 +10,8 @@ drawn here and handed to the native code, so a seed gives the same tokens on eve
 from __future__ import annotations
 
 import math
-import operator
 import warnings
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -38,21 +38,13 @@ class TemperatureFit(NamedTuple):
 
 # ---- argument checking (specific to this module; array handling comes from _api) ----------------------
 def _real(value: Any, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
+    v = _api.real(value, name)
     if math.isnan(v):
         raise ValueError(f"{name} must not be NaN")
     return v
 
 
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+_int = _api.integer
 
 
 def _generator(rng: Any) -> np.random.Generator:
@@ -60,7 +52,7 @@ def _generator(rng: Any) -> np.random.Generator:
         return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_, np.timedelta64)):
         if rng < 0:
             raise ValueError(f"rng: a seed must be a non-negative integer, got {rng}")
         return np.random.default_rng(int(rng))
@@ -75,7 +67,7 @@ def _logits(x: Any, name: str = "logits") -> tuple[np.ndarray, np.dtype, np.dtyp
     return a, res, compute
 
 
-def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int | None) -> np.ndarray:
+def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int | None, scores: str = "logits") -> np.ndarray:
     """labels as contiguous int64, checked for shape and range (ignore_index entries are exempt)."""
     lab = _api.as_array(labels, "labels")
     if lab.dtype.kind not in "iu":
@@ -84,7 +76,7 @@ def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int
             "(class-probability targets are not supported; pass the index of the true class)"
         )
     if lab.shape != shape:
-        raise ValueError(f"labels have shape {lab.shape}, but the logits without the class axis have shape {shape}")
+        raise ValueError(f"labels have shape {lab.shape}, but the {scores} without the class axis have shape {shape}")
     if lab.dtype == np.uint64 and lab.size and int(lab.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"labels: {int(lab.max())} is out of range [0, {classes})")
     lab64 = np.ascontiguousarray(lab, dtype=np.int64)
@@ -153,7 +145,7 @@ def sample(
     a, _, compute = _logits(logits)
     t = _real(temperature, "temperature")
     if not (math.isfinite(t) and t >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {_api.shown(temperature)}")
     k = 0
     if top_k is not None:
         k = _int(top_k, "top_k")
@@ -163,12 +155,12 @@ def sample(
     if top_p is not None:
         p = _real(top_p, "top_p")
         if not 0 < p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (or None for no cut), got {top_p!r}")
+            raise ValueError(f"top_p must be in (0, 1] (or None for no cut), got {_api.shown(top_p)}")
     mp = 0.0
     if min_p is not None:
         mp = _real(min_p, "min_p")
         if not 0 <= mp <= 1:
-            raise ValueError(f"min_p must be in [0, 1] (or None for no cut), got {min_p!r}")
+            raise ValueError(f"min_p must be in [0, 1] (or None for no cut), got {_api.shown(min_p)}")
     vocab = a.shape[-1]
     if vocab == 0:
         raise ValueError("logits: the vocabulary (last) axis is empty; there is nothing to sample")
@@ -195,6 +187,8 @@ def _ce_prepare(logits: Any, labels: Any, axis: Any, ignore_index: Any):
     a, res, compute = _logits(logits)
     ax = _api.normalize_axis(axis, a.ndim)
     ign = None if ignore_index is None else _int(ignore_index, "ignore_index")
+    if ign is not None and not -(2**63) <= ign < 2**63:
+        ign = None  # equal to no label (they are int64): nothing is ignored
     shape = a.shape[:ax] + a.shape[ax + 1 :]
     lab = _labels(labels, shape, a.shape[ax], ign)
     if a.shape[ax] == 0 and lab.size:
@@ -232,14 +226,16 @@ def cross_entropy(
         In [0, 1].
 
     Returns a NumPy scalar (``"mean"``, ``"sum"``) or an array (``"none"``) of the logits' result dtype.
-    Raises ValueError for labels out of range, NaN or +inf logits in a row that is used, a row of only
-    -inf, or a bad option; TypeError for non-integer labels.
+    A -inf score gives the row an infinite loss where it is the label's, or anywhere in the row when
+    ``label_smoothing > 0`` (as PyTorch; with ``label_smoothing = 1`` the label's term has weight 0, so
+    the loss is inf where PyTorch's 0 * inf gives NaN). Raises ValueError for labels out of range, NaN
+    or +inf logits in a row that is used, a row of only -inf, or a bad option; TypeError for
+    non-integer labels. An ``ignore_index`` beyond int64 matches no label.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    _api.choice(reduction, "reduction", _REDUCTIONS)
     eps = _real(label_smoothing, "label_smoothing")
     if not 0 <= eps <= 1:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        raise ValueError(f"label_smoothing must be in [0, 1], got {_api.shown(label_smoothing)}")
     x, res, ax, lab, ign, shape = _ce_prepare(logits, labels, axis, ignore_index)
     loss = np.zeros(lab.size, dtype=np.float64)
     if lab.size:
@@ -280,15 +276,21 @@ def fit_temperature(
 
     Returns :class:`TemperatureFit` ``(temperature, nll_before, nll_after, iterations, converged)``.
     """
-    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2:
-        raise TypeError(f"bounds must be a pair (low, high) of temperatures, got {bounds!r}")
+    pair = isinstance(bounds, (tuple, list)) or (isinstance(bounds, np.ndarray) and bounds.ndim == 1)
+    if not pair or len(bounds) != 2:
+        raise TypeError(f"bounds must be a pair (low, high) of temperatures, got {_api.shown(bounds)}")
     lo_t, hi_t = (_real(bounds[0], "bounds[0]"), _real(bounds[1], "bounds[1]"))
     if not (0 < lo_t < hi_t and math.isfinite(hi_t)):
-        raise ValueError(f"bounds must be (low, high) with 0 < low < high < inf, got {bounds!r}")
+        raise ValueError(f"bounds must be (low, high) with 0 < low < high < inf, got {_api.shown(bounds)}")
     max_iter = _int(max_iter, "max_iter")
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
     x, _, ax, lab, ign, _ = _ce_prepare(logits, labels, axis, ignore_index)
+    if not 1.0 / lo_t <= float(np.finfo(x.dtype).max):  # the kernels scale by 1/T in the logits' dtype
+        raise ValueError(
+            f"bounds[0] = {lo_t:g} is too small for {x.dtype} logits (1/T overflows {x.dtype}); "
+            "use a larger low bound or float64 logits"
+        )
     flat = lab.reshape(-1)
     count = int(flat.size if ign is None else np.count_nonzero(flat != ign))
     if count == 0:
@@ -384,7 +386,7 @@ def calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, axis: int = 
     classes = p.shape[-1]
     if classes == 0:
         raise ValueError("probs: the class axis is empty")
-    lab = _labels(labels, p.shape[:-1], classes, None).reshape(-1)
+    lab = _labels(labels, p.shape[:-1], classes, None, "probs").reshape(-1)
     p = p.reshape(-1, classes)
     if lab.size == 0:
         return 0.0
@@ -392,7 +394,10 @@ def calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, axis: int = 
         raise ValueError("probs must be probabilities in [0, 1] (no NaN); to start from logits use normexp.softmax")
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == lab).astype(np.float64)
-    b = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    if n_bins <= 2**53:  # conf * n_bins <= 2^53: ceil of the float product fits an int64
+        b = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    else:  # bins finer than float64 resolves: each confidence's bin exactly, in Python integers
+        b = np.array([max(math.ceil(Fraction(c) * n_bins) - 1, 0) for c in conf.tolist()], dtype=object)
     # Sum over the occupied bins only (empty bins add 0): n_bins = 10**12 must not allocate an 8 TB
     # histogram (np.bincount(b, minlength=n_bins) raised MemoryError).
     gap = np.bincount(np.unique(b, return_inverse=True)[1].reshape(-1), weights=correct - conf)

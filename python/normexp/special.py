@@ -44,6 +44,7 @@ def _to_last(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 def _elementwise(op: str, x: Any, axis: Any) -> np.ndarray:
     a = _api.as_array(x)
     if a.ndim == 0:
+        _axes(axis, 1)  # None, 0 or -1
         return _api.elementwise(op, a, -1, 1.0, None, None)
     axes = _axes(axis, a.ndim)
     if len(axes) == 1:
@@ -67,23 +68,30 @@ def log_softmax(x: Any, axis: Any = None) -> np.ndarray:
 
 def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False, return_sign: bool = False) -> Any:
     """``log(sum(b * exp(a)))`` over ``axis``, like ``scipy.special.logsumexp``."""
-    arr = _api.as_array(a)
+    arr = _api.as_array(a, "a")
+    keepdims = _api.flag(keepdims, "keepdims")
+    return_sign = _api.flag(return_sign, "return_sign")
     if arr.dtype.kind in "biu":
         arr = arr.astype(np.float64)  # SciPy promotes integers to float64 here
     if b is not None:
         bb = _api.as_array(b, "b")
         if bb.dtype.kind == "f" and arr.dtype.kind == "f":
-            arr = arr.astype(np.result_type(arr.dtype, bb.dtype), copy=False)
-        arr, b = np.broadcast_arrays(arr, bb)
+            promoted = np.result_type(arr.dtype, bb.dtype)
+            if promoted.itemsize <= 8:  # SciPy's result dtype; a longdouble b is refused as b
+                arr = arr.astype(promoted, copy=False)
+        try:
+            arr, b = np.broadcast_arrays(arr, bb)
+        except ValueError:
+            raise ValueError(f"b with shape {bb.shape} cannot be broadcast with a's shape {arr.shape}") from None
     if arr.ndim == 0:
+        _axes(axis, 1)  # None, 0 or -1
         arr = arr.reshape(1)
         b = None if b is None else np.reshape(b, 1)
-        r = _api.logsumexp(arr, 0, b, False, return_sign, None)
-        return r
+        return _api.logsumexp(arr, 0, b, False, return_sign, None, name="a")
     axes = _axes(axis, arr.ndim)
     flat = _to_last(arr, axes)
     fb = None if b is None else _to_last(np.asarray(b), axes)
-    r = _api.logsumexp(flat, -1, fb, False, return_sign, None)
+    r = _api.logsumexp(flat, -1, fb, False, return_sign, None, name="a")
     kept = [1 if d in axes else arr.shape[d] for d in range(arr.ndim)]
     final = kept if keepdims else [arr.shape[d] for d in range(arr.ndim) if d not in axes]
 
