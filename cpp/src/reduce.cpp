@@ -761,6 +761,8 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     // Messages are built only on failure: this runs on every call, including 1000-element ones.
     double* const parts = ex.parts;
     const std::size_t nd = shape.size();
+    if (op != reduction::softmax && op != reduction::log_softmax && op != reduction::logsumexp)
+        throw error("normexp: unknown reduction " + std::to_string(static_cast<int>(op)));
     if (nd < 1) throw error("normexp: the input must have at least one dimension");
     if (xs.size() != nd || ys.size() != nd) throw error("normexp: strides must have one entry per dimension");
     const int ind = static_cast<int>(nd);

@@ -14,6 +14,11 @@ struct layout {
 };
 layout layout_of(const pybind11::array& a, const char* name);
 
+// True if a has x's shape, with length 1 along dimension `reduced` (-1: none). The bindings take axes
+// normalized by python/normexp/_api.py; any other value just asks for x's whole shape here, and the
+// C++ call then refuses the axis or writes less than a holds: never out of bounds.
+bool has_shape_of(const pybind11::array& a, const pybind11::array& x, pybind11::ssize_t reduced);
+
 void bind_reductions(pybind11::module_& m);
 void bind_parts(pybind11::module_& m);
 

@@ -1,7 +1,8 @@
 // Bindings of normexp::logsumexp_parts (the (max, count, rest) statistics of each row, the partial result
 // that normexp.dask merges across chunks) and normexp::normalize_with (softmax / log_softmax of a chunk
-// with the merged statistics). Argument checking lives in python/normexp/dask.py; this layer checks what
-// the C++ calls need to be memory-safe.
+// with the merged statistics). Argument checking lives in python/normexp/dask.py and _api.py (axes come
+// normalized); this layer checks what the raw-pointer C++ calls need to be memory-safe, and the C++
+// library checks its own arguments (axis, temperature, op).
 #include <string>
 
 #include "bindings.hpp"
@@ -21,24 +22,21 @@ void parts_typed(const py::array& x, py::array& m, py::array& sums, int axis, do
     normexp::logsumexp_parts<T>(xp, lx.strides, mp, sp, lm.strides, lx.shape, axis, temperature, isa.c_str());
 }
 
-// m: x's dtype and rank, x's shape with length 1 along axis. sums: float64, m's shape plus a last axis of
-// length 2 (count, rest), with twice m's element strides and unit stride last (e.g. both C-contiguous).
-void check_stats(const py::array& x, const py::array& m, const py::array& sums, int& axis, bool writeable) {
+// m: x's dtype and rank, x's shape with length 1 along axis (normalized: 0 <= axis < x.ndim). sums:
+// float64, m's shape plus a last axis of length 2 (count, rest), with twice m's element strides and unit
+// stride last (e.g. both C-contiguous).
+void check_stats(const py::array& x, const py::array& m, const py::array& sums, int axis, bool writeable) {
     if (!x.dtype().equal(m.dtype())) throw py::type_error("x and m must have the same dtype");
     if (!has_dtype<double>(sums)) throw py::type_error("sums must be a float64 array");
     const auto nd = x.ndim();
-    if (nd < 1) throw py::value_error("x must have at least one dimension");
-    if (axis < -nd || axis >= nd) throw py::value_error("axis is out of bounds");
-    if (axis < 0) axis += static_cast<int>(nd);
-    if (m.ndim() != nd || sums.ndim() != nd + 1) throw py::value_error("m must have x's rank and sums one more");
+    if (!has_shape_of(m, x, axis)) throw py::value_error("m must have x's shape with length 1 along axis");
+    if (sums.ndim() != nd + 1) throw py::value_error("sums must have m's shape plus a last axis of length 2");
     if (writeable && (!m.writeable() || !sums.writeable())) throw py::value_error("m and sums must be writeable");
     const layout lm = layout_of(m, "m"), ls = layout_of(sums, "sums");
     if (ls.shape[nd] != 2 || ls.strides[nd] != 1) throw py::value_error("sums must end in a unit-stride axis of length 2");
     for (py::ssize_t d = 0; d < nd; ++d) {
-        const auto want = d == axis ? std::size_t(1) : static_cast<std::size_t>(x.shape(d));
-        if (lm.shape[d] != want || ls.shape[d] != want)
-            throw py::value_error("m and sums must have x's shape with length 1 along axis");
-        if (want > 1 && ls.strides[d] != 2 * lm.strides[d])
+        if (ls.shape[d] != lm.shape[d]) throw py::value_error("sums must have m's shape plus a last axis of length 2");
+        if (lm.shape[d] > 1 && ls.strides[d] != 2 * lm.strides[d])
             throw py::value_error("sums must have twice m's element strides");
     }
 }
@@ -67,21 +65,13 @@ void normalize_typed(normexp::reduction op, const py::array& x, py::array& out, 
                                isa.c_str());
 }
 
-// op: "softmax" or "log_softmax"; out: x's shape and dtype, writeable; m, sums as for logsumexp_parts.
-void normalize_with(const std::string& op_name, const py::array& x, py::array out, const py::array& m,
+// op: softmax or log_softmax (the library refuses logsumexp); out: x's shape and dtype, writeable; m,
+// sums as for logsumexp_parts.
+void normalize_with(normexp::reduction op, const py::array& x, py::array out, const py::array& m,
                     const py::array& sums, int axis, double temperature, const std::string& isa) {
-    normexp::reduction op;
-    if (op_name == "softmax")
-        op = normexp::reduction::softmax;
-    else if (op_name == "log_softmax")
-        op = normexp::reduction::log_softmax;
-    else
-        throw py::value_error("normalize_with takes 'softmax' or 'log_softmax', got '" + op_name + "'");
     check_stats(x, m, sums, axis, false);
     if (!x.dtype().equal(out.dtype())) throw py::type_error("x and out must have the same dtype");
-    if (out.ndim() != x.ndim()) throw py::value_error("out must have x's shape");
-    for (py::ssize_t d = 0; d < x.ndim(); ++d)
-        if (out.shape(d) != x.shape(d)) throw py::value_error("out must have x's shape");
+    if (!has_shape_of(out, x, -1)) throw py::value_error("out must have x's shape");
     if (!out.writeable()) throw py::value_error("out must be writeable");
     if (has_dtype<float>(x) && has_dtype<float>(out) && has_dtype<float>(m))
         normalize_typed<float>(op, x, out, m, sums, axis, temperature, isa);

@@ -1,6 +1,9 @@
 // Bindings of the reductions (softmax, log_softmax, logsumexp, exp) and of the library-wide controls.
-// Argument checking, dtype promotion and broadcasting live in python/normexp/_api.py; this layer only
-// reads buffer layouts, releases the GIL and calls the C++ API.
+// Argument checking, dtype promotion and broadcasting live in python/normexp/_api.py: this layer trusts
+// the arguments it is given (axes normalized, temperatures checked) and checks only what the raw-pointer
+// C++ calls need to be memory-safe (dtypes, ranks, shapes, writeability). The C++ library checks its own
+// arguments again for its C and C++ callers (cpp/src/reduce.cpp). The op is the bound enum
+// normexp._core.Reduction, never an integer or a string.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -11,6 +14,13 @@
 #include "bindings.hpp"
 
 namespace py = pybind11;
+
+bool has_shape_of(const py::array& a, const py::array& x, py::ssize_t reduced) {
+    if (a.ndim() != x.ndim()) return false;
+    for (py::ssize_t d = 0; d < x.ndim(); ++d)
+        if (a.shape(d) != (d == reduced ? 1 : x.shape(d))) return false;
+    return true;
+}
 
 layout layout_of(const py::array& a, const char* name) {
     layout l;
@@ -26,13 +36,6 @@ layout layout_of(const py::array& a, const char* name) {
 
 namespace {
 
-normexp::reduction parse_op(const std::string& op) {
-    if (op == "softmax") return normexp::reduction::softmax;
-    if (op == "log_softmax") return normexp::reduction::log_softmax;
-    if (op == "logsumexp") return normexp::reduction::logsumexp;
-    throw py::value_error("unknown reduction '" + op + "'");
-}
-
 template <class T>
 void reduce_typed(normexp::reduction op, const py::array& x, py::array& out, int axis, double temperature,
                   const std::string& isa) {
@@ -43,12 +46,12 @@ void reduce_typed(normexp::reduction op, const py::array& x, py::array& out, int
     normexp::reduce<T>(op, xp, lx.strides, op_, lo.strides, lx.shape, axis, temperature, isa.c_str());
 }
 
-// x and out: float32 or float64 arrays of the same dtype, out writeable; for logsumexp out has x's rank
-// with length 1 along axis (its stride there is ignored).
-void reduce(const std::string& op_name, const py::array& x, py::array out, int axis, double temperature,
+// x and out: float32 or float64 arrays of the same dtype, out writeable with x's shape; for logsumexp
+// with length 1 along axis (its stride there is ignored). axis: normalized (0 <= axis < x.ndim).
+void reduce(normexp::reduction op, const py::array& x, py::array out, int axis, double temperature,
             const std::string& isa) {
-    const auto op = parse_op(op_name);
-    if (out.ndim() != x.ndim()) throw py::value_error("out must have the rank of x");
+    if (!has_shape_of(out, x, op == normexp::reduction::logsumexp ? axis : -1))
+        throw py::value_error("out must have x's shape (logsumexp: with length 1 along axis)");
     if (has_dtype<float>(x) && has_dtype<float>(out))
         reduce_typed<float>(op, x, out, axis, temperature, isa);
     else if (has_dtype<double>(x) && has_dtype<double>(out))
@@ -132,7 +135,7 @@ bool safe_alias(const py::array& x, const py::array& out) {
     return true;
 }
 
-py::object fast_reduce(int op_code, py::handle xh, py::handle axis_h, py::handle temp_h, py::handle out_h,
+py::object fast_reduce(normexp::reduction op, py::handle xh, py::handle axis_h, py::handle temp_h, py::handle out_h,
                        bool keepdims, const std::string& isa) {
     if (!is_exact_ndarray(xh)) return py::none();
     const auto x = py::reinterpret_borrow<py::array>(xh);
@@ -161,7 +164,6 @@ py::object fast_reduce(int op_code, py::handle xh, py::handle axis_h, py::handle
         return py::none();
     }
     if (!(std::isfinite(temperature) && temperature > 0)) return py::none();
-    const auto op = static_cast<normexp::reduction>(op_code);
     const bool lse = op == normexp::reduction::logsumexp;
 
     // Result shape: x's, or x's without the axis (keepdims: with length 1).
@@ -211,6 +213,12 @@ py::object fast_reduce(int op_code, py::handle xh, py::handle axis_h, py::handle
 }  // namespace
 
 void bind_reductions(py::module_& m) {
+    // The op of reduce, fast_reduce and normalize_with. pybind11 converts only members of this type
+    // (an int is a TypeError); Reduction(7) can still be built from Python, and the library refuses it.
+    py::enum_<normexp::reduction>(m, "Reduction")
+        .value("softmax", normexp::reduction::softmax)
+        .value("log_softmax", normexp::reduction::log_softmax)
+        .value("logsumexp", normexp::reduction::logsumexp);
     m.def("fast_reduce", &fast_reduce);
     m.def("reduce", &reduce, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("temperature"),
           py::arg("isa") = "");

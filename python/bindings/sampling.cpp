@@ -1,6 +1,7 @@
 // Bindings of the output-layer functions: sample and cross_entropy. Argument checking, dtype promotion
-// and the random numbers live in python/normexp/sampling.py; this layer checks buffer layouts, releases
-// the GIL and calls the C++ API.
+// and the random numbers live in python/normexp/sampling.py (with _api.py's helpers); this layer checks
+// what the raw-pointer calls need to be memory-safe (buffer layouts and sizes), releases the GIL and
+// calls the C++ API, which checks its own arguments.
 #include <optional>
 #include <string>
 
@@ -70,17 +71,17 @@ void ce_typed(const py::array& x, const std::int64_t* labels, double* loss, int 
     normexp::cross_entropy<T>(xp, lx.strides, lx.shape, axis, labels, loss, opt, d1, d2, isa.c_str());
 }
 
-// logits: any layout; labels: int64 contiguous, one per row (C order of the non-class dimensions);
+// logits: any layout; axis: normalized (0 <= axis < logits.ndim); labels: int64 contiguous, one per row
+// (C order of the non-class dimensions);
 // loss (and dloss, d2loss): float64 contiguous, one per row.
 void cross_entropy(const py::array& x, const py::array& labels, py::array loss, int axis, double temperature,
                    double label_smoothing, bool use_ignore_index, std::int64_t ignore_index,
                    const std::optional<py::array>& dloss, const std::optional<py::array>& d2loss, const std::string& isa) {
-    if (x.ndim() < 1) throw py::value_error("cross_entropy: logits must have at least one dimension");
-    const py::ssize_t ax = axis < 0 ? axis + x.ndim() : axis;
-    if (ax < 0 || ax >= x.ndim()) throw py::value_error("cross_entropy: axis out of bounds");
+    // axis comes normalized (python/normexp/sampling.py); any other value counts every element as a row
+    // here, and the library refuses the axis before it reads a label.
     py::ssize_t rows = 1;
     for (py::ssize_t d = 0; d < x.ndim(); ++d)
-        if (d != ax) rows *= x.shape(d);
+        if (d != axis) rows *= x.shape(d);
     const auto c = py::array::c_style;
     if (!has_dtype<std::int64_t>(labels) || !(labels.flags() & c) || labels.size() != rows)
         throw py::value_error("cross_entropy: labels must be a contiguous int64 array of one entry per row");

@@ -47,6 +47,7 @@ __all__ = [
 use_isa = _api.use_isa
 _fast = _core.fast_reduce  # the common call in one crossing; None means "take the general path"
 _isa = _api._isa_override
+_SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = _core.Reduction.softmax, _core.Reduction.log_softmax, _core.Reduction.logsumexp
 
 
 def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, out: Any = None) -> np.ndarray:
@@ -69,7 +70,7 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = No
     Special values follow SciPy: a NaN makes its row NaN; a row containing +inf or of only -inf is NaN.
     """
     if where is None:
-        r = _fast(0, x, axis, temperature, out, False, _isa.get())
+        r = _fast(_SOFTMAX, x, axis, temperature, out, False, _isa.get())
         if r is not None:
             return r
     return _api.elementwise("softmax", x, axis, temperature, where, out)
@@ -83,7 +84,7 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any 
     True entry is all ``-inf``. A row whose maximum is +inf is NaN at the +inf entries, -inf elsewhere.
     """
     if where is None:
-        r = _fast(1, x, axis, temperature, out, False, _isa.get())
+        r = _fast(_LOG_SOFTMAX, x, axis, temperature, out, False, _isa.get())
         if r is not None:
             return r
     return _api.elementwise("log_softmax", x, axis, temperature, where, out)
@@ -123,7 +124,7 @@ def logsumexp(
     without ``return_sign`` gives NaN.
     """
     if b is None and return_sign is False and (keepdims is False or keepdims is True):
-        r = _fast(2, x, axis, 1.0, out, keepdims, _isa.get())
+        r = _fast(_LOGSUMEXP, x, axis, 1.0, out, keepdims, _isa.get())
         if r is not None:
             return r
     return _api.logsumexp(x, axis, b, keepdims, return_sign, out)

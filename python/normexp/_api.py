@@ -25,6 +25,14 @@ _isa_override: contextvars.ContextVar[str] = contextvars.ContextVar("normexp_isa
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
+# The native op of each reduction name: the bound enum is all that crosses into _core (never an int or a
+# string), so no unchecked value reaches the C++ enum.
+REDUCTION: dict[str, _core.Reduction] = {
+    "softmax": _core.Reduction.softmax,
+    "log_softmax": _core.Reduction.log_softmax,
+    "logsumexp": _core.Reduction.logsumexp,
+}
+
 
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[None]:
@@ -235,7 +243,7 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
 
     dst = _native_out(out_k, src, shape, compute)
     if a.size:
-        _core.reduce(op, src, dst, ax, t, _isa_override.get())
+        _core.reduce(REDUCTION[op], src, dst, ax, t, _isa_override.get())
         if mask is not None:
             empty_rows = ~np.any(mask, axis=ax, keepdims=True)
             if empty_rows.any():
@@ -278,7 +286,7 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: A
                 out_keep = None
         val = _native_out(out_keep, src, keep_shape, compute)
         wrote_out = out_keep is not None and val is out_keep
-        _core.reduce("logsumexp", src, val, ax, 1.0, _isa_override.get())
+        _core.reduce(_core.Reduction.logsumexp, src, val, ax, 1.0, _isa_override.get())
         sign = None
         if return_sign:
             sign = np.where(np.isnan(val), np.nan, np.where(val == -np.inf, 0.0, 1.0)).astype(compute)

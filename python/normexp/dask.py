@@ -107,7 +107,7 @@ def _native(op: str, block: np.ndarray, axis: int, temperature: float, isa: str,
     shape = _keep_shape(src.shape, axis) if op == "logsumexp" else src.shape
     dst = np.empty(shape, dtype=compute)
     if src.size or (op == "logsumexp" and dst.size):
-        _core.reduce(op, src, dst, axis, temperature, isa)
+        _core.reduce(_api.REDUCTION[op], src, dst, axis, temperature, isa)
     return dst
 
 
@@ -221,7 +221,7 @@ def _block_normalize(block: np.ndarray, merged: np.ndarray, op: str, axis: int, 
     if src.size:
         m = np.ascontiguousarray(merged[0]).astype(compute)  # exact: M is an entry of x (or NaN / inf)
         sums = np.ascontiguousarray(np.stack([merged[1], merged[2]], axis=-1))
-        _core.normalize_with(op, src, dst, m, sums, axis, temperature, isa)
+        _core.normalize_with(_api.REDUCTION[op], src, dst, m, sums, axis, temperature, isa)
     return dst.astype(res, copy=False)
 
 

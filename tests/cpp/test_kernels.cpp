@@ -249,6 +249,15 @@ void test_driver(const std::string& isa) {
         threw = true;
     }
     CHECK(threw, "bad axis must throw");
+    // An op that is no member of the enum (a cast integer) is refused, not run as some other op.
+    threw = false;
+    try {
+        std::vector<T> y(x.size());
+        normexp::reduce<T>(static_cast<normexp::reduction>(7), x.data(), cs, y.data(), cs, shape, 0, 1.0, isa.c_str());
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
+    CHECK(threw, "an unknown reduction must throw");
 }
 
 }  // namespace

@@ -469,10 +469,10 @@ def test_native_messages_print_numbers_in_g_format():
     # std::to_string printed 1e-45 as "0.000000" in the message that says it is too small.
     x32 = np.zeros((2, 3), np.float32)
     with pytest.raises(ValueError, match=r"temperature 1e-45 is too small") as info:
-        normexp._core.reduce("softmax", x32, np.zeros_like(x32), -1, 1e-45)
+        normexp._core.reduce(normexp._core.Reduction.softmax, x32, np.zeros_like(x32), -1, 1e-45)
     assert "0.000000" not in str(info.value)
     with pytest.raises(ValueError, match=r"got -1e-300"):
-        normexp._core.reduce("softmax", x32, np.zeros_like(x32), -1, -1e-300)
+        normexp._core.reduce(normexp._core.Reduction.softmax, x32, np.zeros_like(x32), -1, -1e-300)
     out = np.zeros(2, np.int64)
     with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\], got -1e-320"):
         normexp._core.sample(x32, None, out, 0.0, 0, -1e-320, 0.0)
@@ -483,9 +483,9 @@ def test_native_messages_print_numbers_in_g_format():
     labels = np.zeros(2, np.int64)
     loss = np.zeros(2)
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got -1e-09"):
-        normexp._core.cross_entropy(x32, labels, loss, -1, 1.0, -1e-9, False, 0)
+        normexp._core.cross_entropy(x32, labels, loss, 1, 1.0, -1e-9, False, 0)
     with pytest.raises(ValueError, match=r"temperature 1e-45 is too small for float32"):
-        normexp._core.cross_entropy(x32, labels, loss, -1, 1e-45, 0.0, False, 0)
+        normexp._core.cross_entropy(x32, labels, loss, 1, 1e-45, 0.0, False, 0)
     # Python-side messages use repr / %g as well.
     with pytest.raises(ValueError, match=r"temperature 1e-45 is too small for float32"):
         normexp.softmax(x32, temperature=1e-45, where=np.ones(3, bool))

@@ -143,8 +143,8 @@ OUT_CASES: list[Case] = [
         lambda q, k, v, m, o: normexp.attention(q, k, v, mask=m, window=40, out=o),
     ),
     Case("attention/f32/gqa-decode-split/out", _att_decode_out, lambda q, k, v, o: normexp.attention(q, k, v, out=o)),
-    Case("_core.normalize_with/f64/cols/out", lambda g, s: _normalize_args(g, s, 0), lambda x, m, sm, o: _core.normalize_with("softmax", x, o, m, sm, 0, 1.0, "")),
-    Case("_core.normalize_with/f64/rows/out", lambda g, s: _normalize_args(g, s, 1), lambda x, m, sm, o: _core.normalize_with("log_softmax", x, o, m, sm, 1, 1.0, "")),
+    Case("_core.normalize_with/f64/cols/out", lambda g, s: _normalize_args(g, s, 0), lambda x, m, sm, o: _core.normalize_with(_core.Reduction.softmax, x, o, m, sm, 0, 1.0, "")),
+    Case("_core.normalize_with/f64/rows/out", lambda g, s: _normalize_args(g, s, 1), lambda x, m, sm, o: _core.normalize_with(_core.Reduction.log_softmax, x, o, m, sm, 1, 1.0, "")),
 ]
 # Rows without out= beyond the shared table: the native parts, the top-k paths of a long row.
 EXTRA_CASES: list[Case] = [

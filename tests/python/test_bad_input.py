@@ -442,19 +442,55 @@ def test_use_isa_rejects_unknown_names():
 
 
 def test_native_layer_rejects_what_python_never_passes():
-    # _core is private, but must not crash on misuse either: mismatched dtypes, ranks, unknown ops.
+    # _core is private, but must not crash on misuse either: mismatched dtypes, ranks, shapes, axes.
     x = np.zeros((2, 3), np.float32)
     with pytest.raises(TypeError):
-        normexp._core.reduce("softmax", x, np.zeros((2, 3), np.float64), -1, 1.0)
+        normexp._core.reduce(normexp._core.Reduction.softmax, x, np.zeros((2, 3), np.float64), -1, 1.0)
     with pytest.raises(ValueError):
-        normexp._core.reduce("softmax", x, np.zeros((6,), np.float32), -1, 1.0)
+        normexp._core.reduce(normexp._core.Reduction.softmax, x, np.zeros((6,), np.float32), -1, 1.0)
     with pytest.raises(ValueError):
-        normexp._core.reduce("sum", x, np.zeros((2, 3), np.float32), -1, 1.0)
+        normexp._core.reduce(normexp._core.Reduction.softmax, x, np.zeros((2, 3), np.float32), 5, 1.0)
     with pytest.raises(ValueError):
-        normexp._core.reduce("softmax", x, np.zeros((2, 3), np.float32), 5, 1.0)
+        normexp._core.reduce(normexp._core.Reduction.softmax, x, np.zeros((2, 3), np.float32), -1, float("nan"))
     with pytest.raises(ValueError):
-        normexp._core.reduce("softmax", x, np.zeros((2, 3), np.float32), -1, float("nan"))
-    with pytest.raises(ValueError):
-        normexp._core.reduce("softmax", x, np.zeros((2, 3), np.float32), -1, 1.0, "avx1024")
+        normexp._core.reduce(normexp._core.Reduction.softmax, x, np.zeros((2, 3), np.float32), -1, 1.0, "avx1024")
     with pytest.raises(TypeError):
-        normexp._core.reduce("softmax", x.astype(np.int32), np.zeros((2, 3), np.int32), -1, 1.0)
+        normexp._core.reduce(normexp._core.Reduction.softmax, x.astype(np.int32), np.zeros((2, 3), np.int32), -1, 1.0)
+
+
+def test_native_op_is_the_bound_enum_and_never_an_unchecked_value():
+    # The op crosses into _core only as normexp._core.Reduction: a string or an int is refused by the
+    # binding, and an enum built from an out-of-range int (pybind11 allows Reduction(7)) is refused by
+    # the library before anything is read or written.
+    core = normexp._core
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert sorted(core.Reduction.__members__) == ["log_softmax", "logsumexp", "softmax"]
+    bogus = core.Reduction(7)
+    for op in ("softmax", 0, 7, None):
+        with pytest.raises(TypeError):
+            core.reduce(op, x, np.zeros_like(x), 1, 1.0)
+        with pytest.raises(TypeError):
+            core.fast_reduce(op, x, -1, 1.0, None, False, "")
+    for call in (
+        lambda y: core.reduce(bogus, x, y, 1, 1.0),
+        lambda y: core.fast_reduce(bogus, x, -1, 1.0, y, False, ""),
+        lambda y: core.normalize_with(bogus, x, y, np.zeros((2, 1), np.float32), np.zeros((2, 1, 2)), 1),
+    ):
+        y = np.full_like(x, 5.0)
+        with pytest.raises(ValueError, match="unknown reduction 7"):
+            call(y)
+        np.testing.assert_array_equal(y, 5.0)  # nothing written
+    with pytest.raises(ValueError, match="softmax or log_softmax"):
+        core.normalize_with(core.Reduction.logsumexp, x, np.zeros_like(x), np.zeros((2, 1), np.float32),
+                            np.zeros((2, 1, 2)), 1)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "logsumexp"])
+def test_native_reduce_refuses_an_out_smaller_than_the_result(op):
+    # The binding checks out's whole shape (it once checked only the rank): a smaller out would be
+    # written past its end.
+    core = normexp._core
+    x = np.arange(12, dtype=np.float64).reshape(3, 4)
+    for shape in [(3, 1), (1, 4), (2, 4)] if op != "logsumexp" else [(2, 1), (3, 0)]:
+        with pytest.raises(ValueError, match="shape"):
+            core.reduce(core.Reduction.__members__[op], x, np.zeros(shape), 1, 1.0)

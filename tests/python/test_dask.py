@@ -381,8 +381,8 @@ def test_native_normalize_with_own_statistics_is_the_numpy_api(op):
             m, sums = np.empty(keep), np.empty(keep + [2])
             normexp._core.logsumexp_parts(xx, m, sums, axis, temperature)
             y = np.empty_like(xx)
-            normexp._core.normalize_with(op, xx, y, m, sums, axis, temperature)
+            normexp._core.normalize_with(normexp._core.Reduction.__members__[op], xx, y, m, sums, axis, temperature)
             assert_same_specials(y, numpy_api(op, xx, axis, temperature=temperature))
     with pytest.raises(ValueError, match="softmax"):
-        normexp._core.normalize_with("logsumexp", x, np.empty_like(x), np.empty((15, 1)),
+        normexp._core.normalize_with(normexp._core.Reduction.logsumexp, x, np.empty_like(x), np.empty((15, 1)),
                                      np.empty((15, 1, 2)), 1)
