@@ -147,15 +147,20 @@ const reduction_kernels<T>& kernels_for_max(const plan<T>& p, const T* m, std::s
     return kernels_for_max(p, mx);
 }
 
+// Statistics as logsumexp_parts writes them: m, and sums[0], sums[1] = count, rest.
+inline stats stats_from(double m, const double* sums) {
+    stats s;
+    s.m = m;
+    s.nan = m != m;
+    s.count = sums[0];
+    s.rest = sums[1];
+    return s;
+}
+
 // The statistics given for the row at offset oz (normalize_with).
 template <class T>
 stats given_stats(const plan<T>& p, std::ptrdiff_t oz) {
-    stats s;
-    s.m = p.given_m[oz];
-    s.nan = s.m != s.m;
-    s.count = p.given_sums[2 * oz];
-    s.rest = p.given_sums[2 * oz + 1];
-    return s;
+    return stats_from(p.given_m[oz], p.given_sums + 2 * oz);
 }
 
 // Statistics of one contiguous row segment, online over L1-sized chunks.
@@ -857,6 +862,32 @@ void normalize_with(reduction op, const T* x, const strides_t& xs, T* y, const s
     ex.given_sums = sums;
     ex.zs = &stat_strides;
     reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, ex);
+}
+
+void merge_parts(std::size_t parts, std::size_t rows, const double* m, const double* sums, double* m_out,
+                 double* sums_out, double temperature) {
+    if (!(std::isfinite(temperature) && temperature > 0))
+        throw error("normexp: temperature must be a finite number > 0, got " + detail::format_number(temperature));
+    if (rows == 0) return;
+    if ((parts > 0 && (m == nullptr || sums == nullptr)) || m_out == nullptr || sums_out == nullptr)
+        throw error("normexp: null data pointer");
+    const scale2<double> bd = split_beta<double>(temperature);
+    const exp_scale ex{bd.hi, bd.lo};
+    for (std::size_t r = 0; r < rows; ++r) {
+        stats s;  // no piece yet: an empty row
+        for (std::size_t p = 0; p < parts; ++p) merge(s, stats_from(m[p * rows + r], sums + 2 * (p * rows + r)), ex);
+        const bool sp = is_special(s);
+        m_out[r] = s.nan ? kNaN<double> : s.m;
+        sums_out[2 * r] = sp ? 0.0 : s.count;
+        sums_out[2 * r + 1] = sp ? 0.0 : s.rest;
+    }
+}
+
+void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums, double* out) {
+    if (rows == 0) return;
+    if (m == nullptr || sums == nullptr || out == nullptr) throw error("normexp: null data pointer");
+    for (std::size_t r = 0; r < rows; ++r)
+        out[r] = finite(m[r]) ? m[r] + detail::log_sum(sums[2 * r], sums[2 * r + 1]) : m[r];
 }
 
 template <class T>

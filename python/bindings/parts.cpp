@@ -1,9 +1,11 @@
 // Bindings of normexp::logsumexp_parts (the (max, count, rest) statistics of each row, the partial result
-// that normexp.dask merges across chunks) and normexp::normalize_with (softmax / log_softmax of a chunk
-// with the merged statistics). Argument checking lives in python/normexp/dask.py and _api.py (axes come
+// that normexp.dask merges across chunks), normexp::merge_parts and logsumexp_from_parts (the merge and
+// the logsumexp of merged statistics: the driver's own rule, cpp/src/reduce.cpp) and
+// normexp::normalize_with (softmax / log_softmax of a chunk with the merged statistics). Argument checking lives in python/normexp/dask.py and _api.py (axes come
 // normalized); this layer checks what the raw-pointer C++ calls need to be memory-safe, and the C++
 // library checks its own arguments (axis, temperature, op).
 #include <string>
+#include <utility>
 
 #include "bindings.hpp"
 
@@ -81,9 +83,45 @@ void normalize_with(normexp::reduction op, const py::array& x, py::array out, co
         throw py::type_error("normexp kernels take float32 or float64 arrays");
 }
 
+bool is_c_float64(const py::array& a, py::ssize_t ndim) {
+    return has_dtype<double>(a) && a.ndim() == ndim && (a.flags() & py::array::c_style);
+}
+
+// m: (parts, rows) and sums: (parts, rows, 2), float64 C-contiguous, piece by piece as logsumexp_parts
+// wrote them (m in float64). Returns the merged (m, sums) of shapes (rows,) and (rows, 2).
+py::tuple merge_parts(const py::array& m, const py::array& sums, double temperature) {
+    if (!is_c_float64(m, 2) || !is_c_float64(sums, 3) || sums.shape(0) != m.shape(0) ||
+        sums.shape(1) != m.shape(1) || sums.shape(2) != 2)
+        throw py::value_error("merge_parts: m (parts, rows) and sums (parts, rows, 2) must be C-contiguous float64");
+    const auto parts = static_cast<std::size_t>(m.shape(0)), rows = static_cast<std::size_t>(m.shape(1));
+    py::array_t<double> m_out(m.shape(1)), sums_out({m.shape(1), py::ssize_t(2)});
+    const auto* mp = static_cast<const double*>(m.data());
+    const auto* sp = static_cast<const double*>(sums.data());
+    double* mo = m_out.mutable_data();
+    double* so = sums_out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        normexp::merge_parts(parts, rows, mp, sp, mo, so, temperature);
+    }
+    return py::make_tuple(std::move(m_out), std::move(sums_out));
+}
+
+// m: (rows,) and sums: (rows, 2), float64 C-contiguous. Returns logsumexp (rows,) in float64.
+py::array_t<double> logsumexp_from_parts(const py::array& m, const py::array& sums) {
+    if (!is_c_float64(m, 1) || !is_c_float64(sums, 2) || sums.shape(0) != m.shape(0) || sums.shape(1) != 2)
+        throw py::value_error("logsumexp_from_parts: m (rows,) and sums (rows, 2) must be C-contiguous float64");
+    py::array_t<double> out(m.shape(0));
+    const auto* mp = static_cast<const double*>(m.data());
+    const auto* sp = static_cast<const double*>(sums.data());
+    normexp::logsumexp_from_parts(static_cast<std::size_t>(m.shape(0)), mp, sp, out.mutable_data());
+    return out;
+}
+
 }  // namespace
 
 void bind_parts(py::module_& m) {
+    m.def("merge_parts", &merge_parts, py::arg("m"), py::arg("sums"), py::arg("temperature") = 1.0);
+    m.def("logsumexp_from_parts", &logsumexp_from_parts, py::arg("m"), py::arg("sums"));
     m.def("logsumexp_parts", &logsumexp_parts, py::arg("x"), py::arg("m"), py::arg("sums"), py::arg("axis"),
           py::arg("temperature") = 1.0, py::arg("isa") = "");
     m.def("normalize_with", &normalize_with, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("m"), py::arg("sums"),

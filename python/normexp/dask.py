@@ -21,8 +21,11 @@ bit-identical to it). Otherwise:
    float32 rows with large |m| merge without losing bits, and log1p(rest) stays available.
 2. *Tree merge* (``dask.array.reduction``, ``split_every`` inputs per node): the online-softmax rule the
    driver uses between its own super-chunks, M = max m_j, rest += (count_j + rest_j) exp((m_j - M) / T),
-   with the exp argument carried as hi + lo. logsumexp is M / T + log(count + rest) (log1p(rest) when
-   count is 1), rounded once to the result dtype: the driver's formula.
+   with the exp argument carried as hi + lo: the driver's own code (``_core.merge_parts``), not a copy.
+   logsumexp is M + log(count + rest) (log1p(rest) when count is 1), rounded once to the result dtype:
+   the driver's formula (``_core.logsumexp_from_parts``). Chunks that split the axis at multiples of
+   65536 elements, merged in one step (``split_every`` at least the number of chunks), give the NumPy
+   API's results bit for bit: the driver splits long rows into such super-chunks itself.
 3. *Map* (softmax, log_softmax): each block runs the native second pass with the row's merged
    statistics (``_core.normalize_with``): y = exp((x - M) / T) / (count + rest), or its log, one read and
    one write per element, with the kernels' accuracy (the merged sum carries a few eps of extra rounding).
@@ -40,6 +43,7 @@ Importing ``normexp`` never imports dask; ``import normexp.dask`` needs ``pip in
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -136,76 +140,34 @@ def _identity_parts(parts: np.ndarray, axis: Any = None, keepdims: bool = True) 
     return parts
 
 
-def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """s + e == a + b exactly, s = fl(a + b) (Knuth's TwoSum; e = 0 where s is not finite)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        s = a + b
-        bb = s - a
-        e = (a - (s - bb)) + (b - bb)
-    return s, np.where(np.isfinite(s), e, 0.0)
+def _merge_parts(parts: np.ndarray, axis: Any, keepdims: bool = True, temperature: float = 1.0) -> np.ndarray:
+    """Merge (m, count, rest) triples along axis into one per row, in their order: the native driver's
+    own online-softmax rule (``_core.merge_parts``, normexp::merge_parts in cpp/src/reduce.cpp, the merge
+    of a long row's super-chunks, with its compensated exp argument).
 
-
-def _scaled_diff(m: np.ndarray, big_m: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """beta * (m - M) as hi + lo, exact up to the rounding of lo (TwoSum, then Dekker's product).
-
-    The native kernels form x - m exactly before exp; these differences between chunk maxima get the same
-    care, since exp turns an absolute error e of its argument into a relative error e (|m - M| of 700
-    would otherwise cost ~700 ulp in softmax).
-    """
-    hi, lo = _two_sum(m, -big_m)
-    if beta == 1.0:
-        return hi, lo
-    with np.errstate(invalid="ignore", over="ignore"):
-        p = hi * beta
-        split = 134217729.0  # 2**27 + 1: Veltkamp's split of a double into two 26-bit halves
-        ah = hi * split
-        ah = ah - (ah - hi)
-        al = hi - ah
-        bh = beta * split
-        bh = bh - (bh - beta)
-        bl = beta - bh
-        err = ((ah * bh - p) + ah * bl + al * bh) + al * bl
-    err = np.where(np.isfinite(p) & np.isfinite(err), err, 0.0)
-    return p, err + lo * beta
-
-
-def _merge_parts(parts: np.ndarray, axis: Any, keepdims: bool = True, beta: float = 1.0) -> np.ndarray:
-    """Merge (m, count, rest) triples along axis into one per row: the online-softmax rule, exactly as the
-    native driver merges its super-chunks (reduce.cpp, merge), with a compensated exp argument.
-
-    M = max_j m_j (NaN if any is NaN); count = sum of count_j over the parts whose m_j == M; rest = the
-    sum of their rest_j plus (count_j + rest_j) exp(beta (m_j - M)) for the others. Parts that are empty
-    or all -inf carry zeros and drop out; rows whose M is not finite get zeros, as the native parts do.
-    There are at most split_every parts per row, so this is cheap NumPy.
+    M = max_j m_j (NaN if any is NaN); count and rest sum what was summed against M, the other parts
+    rescaled by exp((m_j - M) / T). Parts that are empty or all -inf carry zeros and drop out; rows whose
+    M is not finite get zeros, as the native parts do. keepdims: the result keeps axis, with length 1.
     """
     ax = (axis[0] if isinstance(axis, tuple) else axis) - 1  # parts' axis 0 is (m, count, rest)
-    m, c, r = parts[0], parts[1], parts[2]
-    big_m = np.max(m, axis=ax, keepdims=True)
-    finite = np.isfinite(big_m)
-    at_max = m == big_m
-    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
-        u_hi, u_lo = _scaled_diff(np.where(finite, m, 0.0), np.where(finite, big_m, 0.0), beta)
-        scaled = (c + r) * (np.exp(u_hi) * (1.0 + u_lo))
-    count = np.sum(np.where(at_max, c, 0.0), axis=ax, keepdims=True)
-    rest = np.sum(np.where(at_max, r, np.where(m == -np.inf, 0.0, scaled)), axis=ax, keepdims=True)
-    count = np.where(finite, count, 0.0)
-    rest = np.where(finite, rest, 0.0)
-    return np.stack([big_m, count, rest])
-
-
-def _log_sum(count: np.ndarray, rest: np.ndarray) -> np.ndarray:
-    """log(count + rest), via log1p(rest) when count is 1 (full relative accuracy near 0), as the driver."""
-    with np.errstate(divide="ignore"):
-        return np.where(count == 1, np.log1p(rest), np.log(count + rest))
+    stats = np.moveaxis(parts, ax + 1, 1)  # (3, parts, *rows)
+    rows = stats.shape[2:]
+    n, k = math.prod(rows), stats.shape[1]
+    m = np.ascontiguousarray(stats[0]).reshape(k, n)
+    sums = np.ascontiguousarray(np.moveaxis(stats[1:], 0, -1)).reshape(k, n, 2)
+    big_m, merged = _core.merge_parts(m, sums, temperature)
+    out = np.concatenate([big_m[None], merged.T]).reshape((3,) + rows)
+    return np.expand_dims(out, ax + 1)
 
 
 def _finish_lse(merged: np.ndarray, axis: int, keepdims: bool, compute: str, res: np.dtype) -> np.ndarray:
-    """logsumexp = M + log(count + rest), rounded once to the compute dtype (the driver's formula);
-    rows whose M is NaN, +inf or -inf give M."""
+    """logsumexp = M + log(count + rest) (log1p(rest) when count is 1), rounded once to the compute dtype:
+    the driver's formula (``_core.logsumexp_from_parts``); rows whose M is NaN, +inf or -inf give M."""
     compute = np.dtype(compute)
-    big_m = merged[0]
-    with np.errstate(invalid="ignore"):
-        v = np.where(np.isfinite(big_m), big_m + _log_sum(merged[1], merged[2]), big_m)
+    shape = merged.shape[1:]
+    m = np.ascontiguousarray(merged[0]).reshape(-1)
+    sums = np.ascontiguousarray(np.moveaxis(merged[1:], 0, -1)).reshape(-1, 2)
+    v = _core.logsumexp_from_parts(m, sums).reshape(shape)
     v = v.astype(compute).astype(res, copy=False)
     return v if keepdims else v.reshape(v.shape[:axis] + v.shape[axis + 1 :])
 
@@ -239,7 +201,7 @@ def _merged_parts(x: da.Array, axis: int, temperature: float, isa: str, compute:
         chunks=pchunks, new_axis=0, dtype=_F64, meta=_meta(nd + 1, _F64),
         name="normexp-parts",
     )
-    merge = functools.partial(_merge_parts, beta=1.0 / temperature)
+    merge = functools.partial(_merge_parts, temperature=temperature)
     merged = da.reduction(
         parts, chunk=_identity_parts, combine=merge, aggregate=merge,
         axis=axis + 1, keepdims=True, dtype=_F64, split_every=split_every, concatenate=True,

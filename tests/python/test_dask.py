@@ -155,6 +155,91 @@ def test_float32_large_offsets_stay_accurate(op):
     assert_close(op, got, reference(x, -1, op))
 
 
+SUPER = 1 << 16  # the driver's super-chunk (cpp/src/reduce.cpp): it merges a long row's pieces of this size
+
+
+def adversarial_rows(n: int, dtype) -> np.ndarray:
+    """Rows of 4 pieces of n elements that stress the merge: piece maxima far apart (rescale factors
+    near exp's underflow), ties at the maximum in several pieces (counts that merge), a maximum alone
+    among -inf, a first piece of only -inf, one dominant entry (count 1 and a tiny rest: log1p), and
+    large offsets."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((6, 4 * n))
+    x[0] += np.repeat([-80.0, 0.0, 60.25, 5.0], n)
+    x[1] = np.round(x[1])
+    x[1, [10, n + 10, 3 * n + 10]] = 40.0
+    x[2, n : 2 * n] = -np.inf
+    x[2, n + 7] = 9.0
+    x[3] = -46.0
+    x[3, 2 * n + 5] = 0.0
+    x[4, :n] = -np.inf
+    x[5] = x[5] * 30 + 1e4
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunks_at_super_chunk_boundaries_are_bit_identical(dtype):
+    # The merge is the driver's own code (_core.merge_parts): chunks cut where the driver cuts a long
+    # row, merged in one step in order, give the NumPy API's results bit for bit.
+    x = adversarial_rows(SUPER, dtype)
+    d = da.from_array(x, chunks=(3, SUPER))
+    for op in OPS:
+        got = lazy(op, d, -1, split_every=4).compute()
+        np.testing.assert_array_equal(got, numpy_api(op, x, -1), err_msg=op)
+
+
+@pytest.mark.parametrize(
+    "chunks,split_every",
+    [
+        ((1, 4999, 2, 6998, 8000), None),  # the maxima alone or cut off at chunk edges
+        (500, 2),                          # 40 chunks in a binary tree: the deepest merge
+        ((7000, 13000), None),             # pieces that hold several of the rows' regions
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", OPS)
+def test_adversarial_chunkings_stay_within_the_bound(op, dtype, chunks, split_every):
+    # Any chunking and merge tree: within the documented bound of the longdouble reference, and within
+    # 8 ULP of the one-shot NumPy API (each is within 4 ULP).
+    x = adversarial_rows(5000, dtype)
+    got = lazy(op, da.from_array(x, chunks=(6, chunks)), -1, split_every=split_every).compute()
+    with np.errstate(invalid="ignore"):  # -inf - -inf where both give log_softmax -inf
+        assert_close(op, got, reference(x, -1, op))
+    assert_same_specials(got, numpy_api(op, x, -1))
+
+
+def test_native_merge_parts_is_the_drivers_merge():
+    # _core.merge_parts over statistics of a row's super-chunks gives the statistics of the whole row,
+    # bit for bit, and logsumexp_from_parts its logsumexp; special pieces follow logsumexp_parts.
+    core = normexp._core
+    x = adversarial_rows(SUPER, np.float64)
+    rows = x.shape[0]
+    m, sums = np.empty((rows, 1)), np.empty((rows, 1, 2))
+    core.logsumexp_parts(x, m, sums, 1)
+    pm, ps = np.empty((4, rows)), np.empty((4, rows, 2))
+    for p in range(4):
+        core.logsumexp_parts(np.ascontiguousarray(x[:, p * SUPER : (p + 1) * SUPER]), pm[p].reshape(rows, 1),
+                             ps[p].reshape(rows, 1, 2), 1)
+    big_m, merged = core.merge_parts(pm, ps)
+    np.testing.assert_array_equal(big_m, m[:, 0])
+    np.testing.assert_array_equal(merged, sums[:, 0])
+    np.testing.assert_array_equal(core.logsumexp_from_parts(big_m, merged), normexp.logsumexp(x, axis=-1))
+    # Special pieces: NaN wins, +inf keeps no sums, empty / all -inf pieces drop out, no pieces is empty.
+    inf, nan = np.inf, np.nan
+    pm = np.array([[nan, inf, -inf, 2.0], [1.0, 3.0, -inf, -inf]])
+    ps = np.array([[[0, 0], [0, 0], [0, 0], [1, 0.5]], [[1, 0.25], [0, 0], [0, 0], [0, 0]]], float)
+    big_m, merged = core.merge_parts(pm, ps)
+    np.testing.assert_array_equal(big_m, [nan, inf, -inf, 2.0])
+    np.testing.assert_array_equal(merged, [[0, 0], [0, 0], [0, 0], [1, 0.5]])
+    big_m, merged = core.merge_parts(np.empty((0, 3)), np.empty((0, 3, 2)))
+    np.testing.assert_array_equal(big_m, [-inf] * 3)
+    np.testing.assert_array_equal(core.logsumexp_from_parts(big_m, merged), [-inf] * 3)
+    with pytest.raises(ValueError, match="C-contiguous float64"):
+        core.merge_parts(pm.astype(np.float32), ps)
+    with pytest.raises(ValueError, match="temperature"):
+        core.merge_parts(pm, ps, 0.0)
+
+
 def test_logsumexp_keepdims_and_scalar():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 50))

@@ -94,6 +94,23 @@ NORMEXP_API void normalize_with(reduction op, const T* x, const strides_t& x_str
                                 const double* sums, const strides_t& stat_strides, double temperature = 1.0,
                                 const char* isa = nullptr);
 
+// Merges the statistics of `parts` disjoint pieces of each of `rows` rows, as logsumexp_parts writes
+// them, into the statistics of the whole rows, with the rule the driver applies between the pieces of a
+// long row (the online-softmax merge, pieces taken in the order p = 0, 1, ...; exp of a compensated
+// argument). Piece p of row r is m[p * rows + r] (logsumexp_parts' m widened to double, which is
+// exact) with (count, rest) = sums[2 (p * rows + r)], sums[2 (p * rows + r) + 1]; row r's result is
+// m_out[r] with sums_out[2 r], sums_out[2 r + 1], in logsumexp_parts' conventions (NaN if a piece has
+// NaN; +inf, or -inf if all pieces are empty or all -inf, with count = rest = 0). temperature: the one
+// the pieces were computed with. Pieces that split a row at multiples of 65536 elements, merged in
+// order, give the driver's own statistics of the whole row, bit for bit. normexp.dask merges with this.
+NORMEXP_API void merge_parts(std::size_t parts, std::size_t rows, const double* m, const double* sums,
+                             double* m_out, double* sums_out, double temperature = 1.0);
+
+// logsumexp of `rows` rows from their statistics (computed with temperature 1): out[r] = m[r] +
+// log(count + rest), with log1p(rest) when count is 1, or m[r] itself when it is not finite. Rounding
+// out to float32 or float64 gives what logsumexp returns for statistics of the whole row.
+NORMEXP_API void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums, double* out);
+
 // Elementwise exp with the library's vector kernel (within 1 ULP for float32).
 template <class T>
 NORMEXP_API void exp(const T* x, T* y, std::size_t n, const char* isa = nullptr);
