@@ -9,6 +9,7 @@
 #include "machine_probe.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -16,11 +17,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "normexp/normexp.hpp"
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
+#include "threading.hpp"
 #if defined(__x86_64__) || defined(_M_X64)
 #include <emmintrin.h>
 #define NORMEXP_PROBE_SSE2 1
@@ -101,7 +98,7 @@ void copy_words(const std::uint64_t* p, std::uint64_t* q, std::size_t n, bool no
 }
 
 int clamp_threads(int threads) {
-#if defined(_OPENMP)
+#if defined(NORMEXP_USE_OPENMP)
     return std::max(1, std::min(threads, omp_get_num_procs()));
 #else
     (void)threads;
@@ -109,39 +106,30 @@ int clamp_threads(int threads) {
 #endif
 }
 
-// Runs body(thread_index, thread_count, pass) on `threads` threads: pass -1 untimed (warm-up), then
-// passes 0..reps-1 each timed from a barrier to a barrier.
+// Runs body(part, parts, pass) for parts 0..threads-1, thread t of the team on part t: pass -1 untimed
+// (warm-up and first touch), then passes 0..reps-1, each one parallel region of the threading guard
+// (cpp/src/threading.hpp: exceptions come back to the caller) timed from its start to its end. The
+// split depends only on the team size, so each thread touches the same part in every pass (its pages'
+// NUMA node); a region's start and join (microseconds) are noise against a pass (milliseconds).
 template <class Body>
 timed_passes timed_parallel(int threads, int reps, Body body) {
     timed_passes r;
     r.seconds.assign(static_cast<std::size_t>(reps), 0.0);
-    threads = clamp_threads(threads);
-    int used = 1;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-#if defined(_OPENMP)
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int t = 0, nt = 1;
-#endif
-        if (t == 0) used = nt;
-        body(t, nt, -1);
-        double t0 = 0.0;
-        for (int pass = 0; pass < reps; ++pass) {
-#if defined(_OPENMP)
-#pragma omp barrier
-#endif
-            if (t == 0) t0 = now();
-            body(t, nt, pass);
-#if defined(_OPENMP)
-#pragma omp barrier
-#endif
-            if (t == 0) r.seconds[static_cast<std::size_t>(pass)] = now() - t0;
-        }
+    const int parts = clamp_threads(threads);
+    std::atomic<int> team{0};  // threads that ran the warm-up (OpenMP may give fewer than asked)
+    auto pass = [&](int k) {
+        detail::parallel_slices(parts, static_cast<std::size_t>(parts), [&](std::size_t, std::size_t b, std::size_t e) {
+            if (k < 0) team.fetch_add(1, std::memory_order_relaxed);
+            for (std::size_t t = b; t < e; ++t) body(static_cast<int>(t), parts, k);
+        });
+    };
+    pass(-1);
+    for (int k = 0; k < reps; ++k) {
+        const double t0 = now();
+        pass(k);
+        r.seconds[static_cast<std::size_t>(k)] = now() - t0;
     }
-    r.threads = used;
+    r.threads = team.load();
     return r;
 }
 
@@ -170,13 +158,6 @@ float fma_loop_baseline(std::size_t iterations, float seed) {
 }
 
 volatile float g_fsink;
-
-#if defined(NORMEXP_PROBE_HAVE_AVX2)
-bool avx2_available() {
-    const auto isas = normexp::available_isas();
-    return std::find(isas.begin(), isas.end(), "avx2") != isas.end();
-}
-#endif
 
 }  // namespace
 
@@ -225,14 +206,14 @@ double fma_flops_per_iteration(const std::string& isa) {
     return kBaselineChains * 4 * 2;
 }
 
-timed_passes fma_peak(const std::string& isa, std::size_t iterations, int threads, int reps) {
+timed_passes fma_peak(const std::string& isa, bool avx2_runs, std::size_t iterations, int threads, int reps) {
     if (threads < 1) throw std::invalid_argument("fma probe: threads must be >= 1");
     if (reps < 1) throw std::invalid_argument("fma probe: reps must be >= 1");
     const bool use_avx2 = isa == "avx2";
     if (!use_avx2 && !isa.empty() && isa != "baseline")
         throw std::invalid_argument("fma probe: isa must be 'avx2' or 'baseline', got '" + isa + "'");
 #if defined(NORMEXP_PROBE_HAVE_AVX2)
-    if (use_avx2 && !avx2_available())
+    if (use_avx2 && !avx2_runs)
         throw std::invalid_argument("fma probe: this CPU cannot run avx2 (see normexp.available_isas())");
 #else
     if (use_avx2) throw std::invalid_argument("fma probe: this build has no avx2 loop");

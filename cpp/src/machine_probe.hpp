@@ -1,5 +1,6 @@
 // The machine's own limits, measured by the benchmark (python -m normexp bench): memory bandwidth and
-// FP32 FMA peak. Not part of the library's public API; linked only into the Python module.
+// FP32 FMA peak. Not part of the library: built only into the benchmark's module normexp._probe
+// (python/bindings/probe.cpp), whose threads go through the drivers' threading guard (threading.hpp).
 #pragma once
 
 #include <cstddef>
@@ -28,9 +29,10 @@ bool supported(memory_op op);
 // Times `reps` passes of a register-blocked multiply-add loop on `threads` threads, each thread running
 // `iterations` iterations; flops_per_thread_pass() gives the floating-point operations of one thread's
 // pass (a fused multiply-add counts as 2). isa: "avx2" runs 256-bit FMA instructions (only allowed when
-// normexp::available_isas() lists avx2, else std::invalid_argument); "" or "baseline" runs 128-bit
-// vectors compiled for the baseline CPU (mul + add on x86-64, fused on aarch64).
-timed_passes fma_peak(const std::string& isa, std::size_t iterations, int threads, int reps);
+// avx2_runs, the caller's word that normexp::available_isas() lists avx2, else std::invalid_argument);
+// "" or "baseline" runs 128-bit vectors compiled for the baseline CPU (mul + add on x86-64, fused on
+// aarch64).
+timed_passes fma_peak(const std::string& isa, bool avx2_runs, std::size_t iterations, int threads, int reps);
 double fma_flops_per_iteration(const std::string& isa);
 
 // The AVX2 loop lives in machine_probe_avx2.cpp, the only file compiled with -mavx2 -mfma.

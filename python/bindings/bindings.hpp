@@ -32,4 +32,3 @@ bool has_dtype(const pybind11::array& a) {
 
 void bind_attention(pybind11::module_& m);
 void bind_sampling(pybind11::module_& m);
-void bind_probe(pybind11::module_& m);

@@ -9,6 +9,5 @@ PYBIND11_MODULE(_core, m) {
     bind_reductions(m);
     bind_attention(m);
     bind_sampling(m);
-    bind_probe(m);
     bind_parts(m);
 }

@@ -1,8 +1,11 @@
-// Bindings of the machine probe (cpp/src/machine_probe.hpp): memory bandwidth and FMA peak, used by the
-// benchmark (normexp.bench.machine) to put every measurement next to this machine's physical limits.
+// normexp._probe: the machine probe (cpp/src/machine_probe.hpp), memory bandwidth and FMA peak, used by
+// the benchmark (normexp.bench.machine) to put every measurement next to this machine's physical limits.
+// A module of its own, so that the library module normexp._core carries no benchmark code.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
 #include <string>
 
-#include "bindings.hpp"
 #include "machine_probe.hpp"
 
 namespace py = pybind11;
@@ -25,9 +28,18 @@ py::dict as_dict(const pr::timed_passes& r) {
     return d;
 }
 
+// True if the library's dispatch lists avx2 (normexp.available_isas(): this CPU and OS run it), asked of
+// normexp._core so that this module links no copy of the dispatcher.
+bool avx2_runs() {
+    for (const auto& name : py::module_::import("normexp._core").attr("available_isas")())
+        if (name.cast<std::string>() == "avx2") return true;
+    return false;
+}
+
 }  // namespace
 
-void bind_probe(py::module_& m) {
+PYBIND11_MODULE(_probe, m) {
+    m.doc() = "normexp's machine probe for the benchmark (memory bandwidth, FMA peak)";
     m.def(
         "probe_memory",
         [](const std::string& op, std::size_t bytes, int threads, int reps) {
@@ -45,10 +57,11 @@ void bind_probe(py::module_& m) {
     m.def(
         "probe_fma",
         [](const std::string& isa, std::size_t iterations, int threads, int reps) {
+            const bool avx2 = isa == "avx2" && avx2_runs();
             pr::timed_passes r;
             {
                 py::gil_scoped_release nogil;
-                r = pr::fma_peak(isa, iterations, threads, reps);
+                r = pr::fma_peak(isa, avx2, iterations, threads, reps);
             }
             py::dict d = as_dict(r);
             d["flops_per_thread_pass"] = pr::fma_flops_per_iteration(isa) * static_cast<double>(iterations);

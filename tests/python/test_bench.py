@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import normexp
-from normexp import _core
+from normexp import _probe
 from normexp.bench import cli, machine, plots, report, runner
 from normexp.bench.cases import Case, default_cases, parse_attention_shape, parse_shape
 from normexp.bench.peers import PEER_CLASSES, CallSession, NumpyPeer, Peer, make_peers, numpy_attention
@@ -429,24 +430,39 @@ def test_python_m_normexp_help_and_self_check():
 
 def test_probe_memory_small():
     for op in ("read", "copy", "copy_nt"):
-        if not _core.probe_memory_supported(op):
+        if not _probe.probe_memory_supported(op):
             continue
-        r = _core.probe_memory(op, 1 << 20, 2, 2)
+        r = _probe.probe_memory(op, 1 << 20, 2, 2)
         assert len(r["seconds"]) == 2 and all(s > 0 for s in r["seconds"])
         assert 1 <= r["threads"] <= 2
     for bad in (("read", 100, 1, 1), ("read", 1 << 20, 0, 1), ("read", 1 << 20, 1, 0), ("scan", 1 << 20, 1, 1)):
         with pytest.raises(ValueError):
-            _core.probe_memory(*bad)
+            _probe.probe_memory(*bad)
+
+
+def test_probe_is_not_part_of_the_library_module():
+    # Benchmark code lives in its own module, normexp._probe; the library module has none of it.
+    assert not [name for name in dir(normexp._core) if "probe" in name]
+    assert {"probe_memory", "probe_memory_supported", "probe_fma"} <= set(dir(_probe))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two usable cores")
+def test_probe_runs_the_threads_it_is_asked_for():
+    # Its passes run through the library's threading guard with OpenMP (the probe was once compiled
+    # without OpenMP inside _core, and every "2-thread" limit was measured on one thread).
+    assert _probe.probe_memory("read", 1 << 22, 2, 1)["threads"] == 2
+    assert _probe.probe_fma("baseline", 1000, 2, 1)["threads"] == 2
 
 
 def test_probe_fma_small():
-    r = _core.probe_fma("baseline", 1000, 1, 2)
+    r = _probe.probe_fma("baseline", 1000, 1, 2)
     assert len(r["seconds"]) == 2 and r["flops_per_thread_pass"] == 1000 * 12 * 4 * 2
     if "avx2" in normexp.available_isas():
-        r = _core.probe_fma("avx2", 1000, 1, 1)
+        r = _probe.probe_fma("avx2", 1000, 1, 1)
         assert r["variant"] == "avx2-fma" and r["flops_per_thread_pass"] == 1000 * 12 * 8 * 2
     with pytest.raises(ValueError):
-        _core.probe_fma("sse9", 10, 1, 1)
+        _probe.probe_fma("sse9", 10, 1, 1)
 
 
 def test_probe_limits_and_limit_lookup():

@@ -1,5 +1,5 @@
 """The machine a benchmark ran on: CPU, caches, library versions, and its measured limits (memory
-bandwidth and FP32 FMA peak, from the probe compiled with normexp: ``normexp._core.probe_*``)."""
+bandwidth and FP32 FMA peak, from the benchmark's own native module ``normexp._probe``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 
 import normexp
-from normexp import _core
+from normexp import _probe
 
 _LIBRARIES = ("numpy", "scipy", "torch", "onnxruntime", "onnx", "jax", "jaxlib", "threadpoolctl", "matplotlib")
 
@@ -138,16 +138,16 @@ def probe_limits(threads: Sequence[int], *, quick: bool = False, llc: int | None
     for t in dict.fromkeys(threads):
         row: dict[str, Any] = {"buffer_bytes": buffer_bytes}
         for op in ("read", "copy", "copy_nt"):
-            if not _core.probe_memory_supported(op):
+            if not _probe.probe_memory_supported(op):
                 row[op] = None
                 continue
-            r = _core.probe_memory(op, buffer_bytes, t, reps)
+            r = _probe.probe_memory(op, buffer_bytes, t, reps)
             moved = buffer_bytes * (1 if op == "read" else 2)  # copy: read + write (STREAM's count)
             rates = [moved / s / 1e9 for s in r["seconds"]]
             row[op] = max(rates)
             row[op + "_median"] = statistics.median(rates)
             row["threads_run"] = r["threads"]
-        r = _core.probe_fma(fma_isa, fma_iters, t, fma_reps)
+        r = _probe.probe_fma(fma_isa, fma_iters, t, fma_reps)
         rates = [r["flops_per_thread_pass"] * r["threads"] / s / 1e9 for s in r["seconds"]]
         row["fma"] = max(rates)
         row["fma_median"] = statistics.median(rates)
