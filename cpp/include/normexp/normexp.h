@@ -8,7 +8,7 @@
  * Data layout: x is a contiguous, row-major rows x cols matrix; each row is reduced along its cols
  * entries. softmax / log_softmax write a rows x cols matrix y; y may be x itself (in place) but must
  * not otherwise overlap x. logsumexp writes rows values to out, which must not overlap x.
- * float32 is computed to within a few ULP of the float64 reference (see the README for the measured
+ * float32 is computed to within a few ULP of the float64 reference (see docs/accuracy.md for the measured
  * error); special values follow SciPy (a row with NaN gives NaN, a row of -inf gives softmax NaN and
  * logsumexp -inf, +inf gives logsumexp +inf).
  *

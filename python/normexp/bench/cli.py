@@ -19,7 +19,7 @@ examples:
   python -m normexp bench --ops softmax --shapes 1x32000,1x16M --threads 1
   python -m normexp bench --ops attention --attention-shapes 1x8x1024x64:causal,1x32x1x4096x128
   python -m normexp bench --from-json bench/results/results.json --out bench/results   re-render only
-  python -m normexp bench --out bench/results --plots bench/figures --readme README.md  the README's run
+  python -m normexp bench --out bench/results --plots bench/figures --readme docs/benchmarks.md  the published run
 
 shapes: ROWSxCOLS[:AXIS] with k = 2^10 and M = 2^20 (4096x1024:0 reduces axis 0);
 attention: BxHxLxD or BxHxLqxLkvxD, ':causal' to mask (causal needs Lq = Lkv).
