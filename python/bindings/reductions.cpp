@@ -151,19 +151,21 @@ py::object fast_reduce(normexp::reduction op, py::handle xh, py::handle axis_h, 
     }
     if (axis < -nd || axis >= nd) return py::none();
     if (axis < 0) axis += nd;
-    double temperature = 1.0;
-    if (PyFloat_CheckExact(temp_h.ptr())) {
-        temperature = PyFloat_AS_DOUBLE(temp_h.ptr());
-    } else if (PyLong_CheckExact(temp_h.ptr())) {
-        temperature = PyLong_AsDouble(temp_h.ptr());
-        if (temperature == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
+    double temperature = 1.0;  // logsumexp passes no temperature (a null handle)
+    if (temp_h) {
+        if (PyFloat_CheckExact(temp_h.ptr())) {
+            temperature = PyFloat_AS_DOUBLE(temp_h.ptr());
+        } else if (PyLong_CheckExact(temp_h.ptr())) {
+            temperature = PyLong_AsDouble(temp_h.ptr());
+            if (temperature == -1.0 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return py::none();
+            }
+        } else {
             return py::none();
         }
-    } else {
-        return py::none();
+        if (!(std::isfinite(temperature) && temperature > 0)) return py::none();
     }
-    if (!(std::isfinite(temperature) && temperature > 0)) return py::none();
     const bool lse = op == normexp::reduction::logsumexp;
 
     // Result shape: x's, or x's without the axis (keepdims: with length 1).
@@ -213,13 +215,22 @@ py::object fast_reduce(normexp::reduction op, py::handle xh, py::handle axis_h, 
 }  // namespace
 
 void bind_reductions(py::module_& m) {
-    // The op of reduce, fast_reduce and normalize_with. pybind11 converts only members of this type
+    // The op of reduce and normalize_with. pybind11 converts only members of this type
     // (an int is a TypeError); Reduction(7) can still be built from Python, and the library refuses it.
     py::enum_<normexp::reduction>(m, "Reduction")
         .value("softmax", normexp::reduction::softmax)
         .value("log_softmax", normexp::reduction::log_softmax)
         .value("logsumexp", normexp::reduction::logsumexp);
-    m.def("fast_reduce", &fast_reduce);
+    // The fast path: one entry point per op, so no op value crosses on the hot path at all.
+    m.def("fast_softmax", [](py::handle x, py::handle axis, py::handle temperature, py::handle out, const std::string& isa) {
+        return fast_reduce(normexp::reduction::softmax, x, axis, temperature, out, false, isa);
+    });
+    m.def("fast_log_softmax", [](py::handle x, py::handle axis, py::handle temperature, py::handle out, const std::string& isa) {
+        return fast_reduce(normexp::reduction::log_softmax, x, axis, temperature, out, false, isa);
+    });
+    m.def("fast_logsumexp", [](py::handle x, py::handle axis, py::handle out, bool keepdims, const std::string& isa) {
+        return fast_reduce(normexp::reduction::logsumexp, x, axis, py::handle(), out, keepdims, isa);
+    });
     m.def("reduce", &reduce, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("temperature"),
           py::arg("isa") = "");
     m.def("exp", &vexp, py::arg("x"), py::arg("out"), py::arg("isa") = "");

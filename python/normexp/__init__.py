@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 use_isa = _api.use_isa
-_fast = _core.fast_reduce  # the common call in one crossing; None means "take the general path"
+# The common call in one crossing, one entry point per op; None means "take the general path".
+_fast_softmax, _fast_log_softmax, _fast_logsumexp = _core.fast_softmax, _core.fast_log_softmax, _core.fast_logsumexp
 _isa = _api._isa_override
-_SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = _core.Reduction.softmax, _core.Reduction.log_softmax, _core.Reduction.logsumexp
 
 
 def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, out: Any = None) -> np.ndarray:
@@ -70,7 +70,7 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = No
     Special values follow SciPy: a NaN makes its row NaN; a row containing +inf or of only -inf is NaN.
     """
     if where is None:
-        r = _fast(_SOFTMAX, x, axis, temperature, out, False, _isa.get())
+        r = _fast_softmax(x, axis, temperature, out, _isa.get())
         if r is not None:
             return r
     return _api.elementwise("softmax", x, axis, temperature, where, out)
@@ -84,7 +84,7 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any 
     True entry is all ``-inf``. A row whose maximum is +inf is NaN at the +inf entries, -inf elsewhere.
     """
     if where is None:
-        r = _fast(_LOG_SOFTMAX, x, axis, temperature, out, False, _isa.get())
+        r = _fast_log_softmax(x, axis, temperature, out, _isa.get())
         if r is not None:
             return r
     return _api.elementwise("log_softmax", x, axis, temperature, where, out)
@@ -124,7 +124,7 @@ def logsumexp(
     without ``return_sign`` gives NaN.
     """
     if b is None and return_sign is False and (keepdims is False or keepdims is True):
-        r = _fast(_LOGSUMEXP, x, axis, 1.0, out, keepdims, _isa.get())
+        r = _fast_logsumexp(x, axis, out, keepdims, _isa.get())
         if r is not None:
             return r
     return _api.logsumexp(x, axis, b, keepdims, return_sign, out)

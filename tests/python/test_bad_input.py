@@ -459,21 +459,22 @@ def test_native_layer_rejects_what_python_never_passes():
 
 
 def test_native_op_is_the_bound_enum_and_never_an_unchecked_value():
-    # The op crosses into _core only as normexp._core.Reduction: a string or an int is refused by the
-    # binding, and an enum built from an out-of-range int (pybind11 allows Reduction(7)) is refused by
-    # the library before anything is read or written.
+    # The op crosses into _core only as normexp._core.Reduction (the fast path has one entry point per
+    # op and takes none): a string or an int is refused by the binding, and an enum built from an
+    # out-of-range int (pybind11 allows Reduction(7)) is refused by the library before anything is read
+    # or written.
     core = normexp._core
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     assert sorted(core.Reduction.__members__) == ["log_softmax", "logsumexp", "softmax"]
+    assert not hasattr(core, "fast_reduce")
     bogus = core.Reduction(7)
     for op in ("softmax", 0, 7, None):
         with pytest.raises(TypeError):
             core.reduce(op, x, np.zeros_like(x), 1, 1.0)
         with pytest.raises(TypeError):
-            core.fast_reduce(op, x, -1, 1.0, None, False, "")
+            core.normalize_with(op, x, np.zeros_like(x), np.zeros((2, 1), np.float32), np.zeros((2, 1, 2)), 1)
     for call in (
         lambda y: core.reduce(bogus, x, y, 1, 1.0),
-        lambda y: core.fast_reduce(bogus, x, -1, 1.0, y, False, ""),
         lambda y: core.normalize_with(bogus, x, y, np.zeros((2, 1), np.float32), np.zeros((2, 1, 2)), 1),
     ):
         y = np.full_like(x, 5.0)
