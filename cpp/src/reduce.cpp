@@ -886,8 +886,10 @@ void merge_parts(std::size_t parts, std::size_t rows, const double* m, const dou
 void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums, double* out) {
     if (rows == 0) return;
     if (m == nullptr || sums == nullptr || out == nullptr) throw error("normexp: null data pointer");
-    for (std::size_t r = 0; r < rows; ++r)
-        out[r] = finite(m[r]) ? m[r] + detail::log_sum(sums[2 * r], sums[2 * r + 1]) : m[r];
+    for (std::size_t r = 0; r < rows; ++r) {  // write_lse's formula, in double
+        const stats s = stats_from(m[r], sums + 2 * r);
+        out[r] = is_special(s) ? special_lse<double>(s) : s.m + log_sum(s);
+    }
 }
 
 template <class T>
