@@ -22,11 +22,13 @@ module: tests/python/test_scipy_suite.py):
 
 Real float32/float64 inputs (ints, bools, float16 and bfloat16 too) are computed by normexp's kernels.
 
-Differences (all where SciPy raises or normexp refuses; no result differs): ``softmax``/``log_softmax``
-of an empty array, and of a bool array (float16, like ``np.exp``), return a result where SciPy raises;
-``logsumexp`` over several axes of an empty array gives -inf where SciPy 1.17 raises IndexError; real
-long double input is refused with a TypeError where SciPy computes in long double; SciPy's other
-array-API backends (torch, cupy, jax, ...) are not accepted, only NumPy arrays and array-likes.
+Values agree with SciPy's to rounding, except where SciPy's are inaccurate: weighted sums that cancel
+(see ``normexp.logsumexp``) and integer ``softmax`` input whose ``x - max`` wraps around in SciPy.
+Other differences: ``softmax``/``log_softmax`` of an empty array, and of a bool array (float16, like
+``np.exp``), return a result where SciPy raises; ``logsumexp`` over several axes of an empty array gives
+-inf where SciPy 1.17 raises IndexError; bfloat16 (ml_dtypes) is accepted, SciPy refuses it; real long
+double input is refused with a TypeError where SciPy computes in long double; SciPy's other array-API
+backends (torch, cupy, jax, ...) are not accepted, only NumPy arrays and array-likes.
 """
 
 from __future__ import annotations
@@ -223,8 +225,8 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False, r
     with an integer array is float64, integers and bools give float64, float16 stays float16.
 
     Real input runs on normexp's kernels (the weighted sum in at least float64, see
-    ``normexp.logsumexp``). Complex ``a`` or ``b`` (complex64, complex128) is computed with NumPy by
-    SciPy's algorithm: the result's imaginary part lies in (-pi, pi]; with ``return_sign`` the result is
+    ``normexp.logsumexp``). Complex ``a`` or ``b`` (complex64, complex128, complex long double; each in
+    its own precision) is computed with NumPy by SciPy's algorithm: the result's imaginary part lies in (-pi, pi]; with ``return_sign`` the result is
     the real ``log|sum|`` and the sign the complex phase ``sum / |sum|``; infinite terms give C99's
     results for ``log(sum(exp(a)))``. Real long double input is refused (TypeError).
     """
@@ -237,8 +239,9 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False, r
         raise TypeError(f"b: expected numbers, got an array of dtype {bb.dtype}")
     if target is not None and target.kind == "c":
         return _logsumexp_complex_call(arr, bb, axis, keepdims, return_sign, target)
-    if target is not None and target.kind == "f" and target.itemsize <= 8 and arr.dtype.kind in "biuf":
-        arr = arr.astype(target, copy=False)  # a longdouble b is refused as b, below
+    if target is not None and target.kind == "f" and target.itemsize <= 8 and arr.dtype != target:
+        if arr.dtype.kind in "biuf" or arr.dtype.name == "bfloat16":  # bfloat16 with float32 b: float32
+            arr = arr.astype(target)  # (a longdouble b is refused as b, below)
     if bb is not None:
         try:
             arr, b = np.broadcast_arrays(arr, bb)
