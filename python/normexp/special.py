@@ -226,9 +226,10 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False, r
 
     Real input runs on normexp's kernels (the weighted sum in at least float64, see
     ``normexp.logsumexp``). Complex ``a`` or ``b`` (complex64, complex128, complex long double; each in
-    its own precision) is computed with NumPy by SciPy's algorithm: the result's imaginary part lies in (-pi, pi]; with ``return_sign`` the result is
-    the real ``log|sum|`` and the sign the complex phase ``sum / |sum|``; infinite terms give C99's
-    results for ``log(sum(exp(a)))``. Real long double input is refused (TypeError).
+    its own precision) is computed with NumPy by SciPy's algorithm: the result's imaginary part lies in
+    (-pi, pi]; with ``return_sign`` the result is the real ``log|sum|`` and the sign the complex phase
+    ``sum / |sum|``; infinite terms give C99's results for ``log(sum(exp(a)))``. Real long double input
+    is refused (TypeError).
     """
     arr = _api.as_array(a, "a")
     keepdims = _api.flag(keepdims, "keepdims")
