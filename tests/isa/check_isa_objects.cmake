@@ -1,10 +1,13 @@
 # ISA-leak check on the library's object files (run by ctest as `isa_objects`, see tests/cpp/CMakeLists.txt):
 #  1. each ISA translation unit (kernels/<isa>.cpp.o) defines exactly one external symbol, its table
-#     getter normexp::<isa>_kernels(). Any other global or weak definition (an inline function or a
-#     template instantiated with the ISA's flags) is the ODR trap: the linker may pick that copy for
-#     baseline code, which then runs AVX2 instructions on a CPU without them.
-#  2. on x86-64, no baseline object (everything but avx2.cpp.o) contains an AVX/AVX-512 instruction
-#     (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on their own file.
+#     getter normexp::<isa>_kernels(); each kernel-family unit of an ISA (kernels/<isa>/<family>.cpp.o,
+#     see kernels/isa_parts.hpp) defines only strong functions normexp::<isa>_add_<family>(...), which
+#     the getter calls. Any other global or weak definition (an inline function or a template
+#     instantiated with the ISA's flags) is the ODR trap: the linker may pick that copy for baseline
+#     code, which then runs AVX2 instructions on a CPU without them.
+#  2. on x86-64, no baseline object (everything but avx2.cpp.o and kernels/avx2/*.o) contains an
+#     AVX/AVX-512 instruction (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on
+#     their own files.
 # Arguments (-D): NM, OBJDUMP (may be empty: step 2 is then impossible and the check fails on x86-64),
 # OBJECTS ("|"-separated object files), X86 (ON/OFF).
 cmake_minimum_required(VERSION 3.18)
@@ -13,7 +16,46 @@ set(failures 0)
 set(isa_objects 0)
 foreach(obj IN LISTS objects)
   get_filename_component(name "${obj}" NAME)
-  if(name MATCHES "^(scalar|avx2|neon|avx512)\\.cpp\\.(o|obj)$")
+  get_filename_component(dir "${obj}" DIRECTORY)
+  get_filename_component(dir "${dir}" NAME)
+  set(family_isa "")
+  if(dir MATCHES "^(avx2|neon|avx512)$" AND obj MATCHES "/kernels/(avx2|neon|avx512)/[^/]+\\.cpp\\.(o|obj)$")
+    set(family_isa "${CMAKE_MATCH_1}")
+  endif()
+  if(family_isa)
+    execute_process(COMMAND "${NM}" -g --defined-only "${obj}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(SEND_ERROR "${NM} failed on ${obj}")
+      math(EXPR failures "${failures} + 1")
+      continue()
+    endif()
+    string(REGEX MATCHALL "[^\n]+" lines "${out}")
+    string(LENGTH "${family_isa}_add_" len0)
+    set(bad "")
+    set(good 0)
+    foreach(line IN LISTS lines)
+      if(line MATCHES "^[0-9a-fA-F]* *([A-Za-z]) +([^ ]+)$")
+        set(kind "${CMAKE_MATCH_1}")
+        set(sym "${CMAKE_MATCH_2}")
+        if(sym STREQUAL "DW.ref.__gxx_personality_v0")
+          continue()
+        endif()
+        # _ZN7normexp<len><isa>_add_<family>E...: a strong (T) function of that name and nothing else.
+        if(kind STREQUAL "T" AND sym MATCHES "^_ZN7normexp([0-9]+)${family_isa}_add_[a-z_]+E")
+          math(EXPR good "${good} + 1")
+        else()
+          list(APPEND bad "${kind} ${sym}")
+        endif()
+      endif()
+    endforeach()
+    if(bad OR good EQUAL 0)
+      message(SEND_ERROR "${family_isa}/${name} must export only strong functions normexp::${family_isa}_add_*(), but defines: ${bad}")
+      math(EXPR failures "${failures} + 1")
+    else()
+      message(STATUS "${family_isa}/${name}: exports only ${good} normexp::${family_isa}_add_* function(s)")
+    endif()
+  endif()
+  if(name MATCHES "^(scalar|avx2|neon|avx512)\\.cpp\\.(o|obj)$" AND NOT family_isa)
     set(isa "${CMAKE_MATCH_1}")
     math(EXPR isa_objects "${isa_objects} + 1")
     execute_process(COMMAND "${NM}" -g --defined-only "${obj}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
@@ -40,7 +82,7 @@ foreach(obj IN LISTS objects)
       message(STATUS "${name}: exports only ${expected}")
     endif()
   endif()
-  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$")
+  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$" AND NOT family_isa STREQUAL "avx2")
     if(NOT OBJDUMP)
       message(SEND_ERROR "objdump not found: cannot scan ${name} for AVX instructions")
       math(EXPR failures "${failures} + 1")

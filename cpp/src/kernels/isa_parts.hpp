@@ -1,0 +1,28 @@
+// The kernel families of the SIMD ISAs, one translation unit each, compiled with the ISA's flags:
+//   <isa>/reductions.cpp   exp, row_* and col_* kernels (generic/reductions.hpp over <isa>/traits.hpp)
+//   <isa>/sampling.cpp     row_collect_ge, row_sample_weights (generic/sampling.hpp)
+// Each fills its entries of a table; the ISA's table getter (avx2.cpp: avx2_kernels(), neon.cpp:
+// neon_kernels()) assembles them. These are the only external symbols of those files: plain functions
+// with unique names, called only by the getter after the CPU check, so no ISA code can stand in for
+// baseline code (tests/isa/check_isa_objects.cmake checks both).
+#pragma once
+
+#include "kernel_table.hpp"
+
+namespace normexp {
+
+#if defined(NORMEXP_HAVE_AVX2)
+void avx2_add_reductions(reduction_kernels<float>& k);
+void avx2_add_reductions(reduction_kernels<double>& k);
+void avx2_add_sampling(reduction_kernels<float>& k);
+void avx2_add_sampling(reduction_kernels<double>& k);
+#endif
+
+#if defined(NORMEXP_HAVE_NEON)
+void neon_add_reductions(reduction_kernels<float>& k);
+void neon_add_reductions(reduction_kernels<double>& k);
+void neon_add_sampling(reduction_kernels<float>& k);
+void neon_add_sampling(reduction_kernels<double>& k);
+#endif
+
+}  // namespace normexp
