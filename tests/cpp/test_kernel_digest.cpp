@@ -146,7 +146,8 @@ void rows(const normexp::reduction_kernels<T>& k, digests& out) {
                 std::vector<T> y(n + 1, T(7));
                 d_store.value(k.row_exp_store(x.data(), y.data(), n, m, b));
                 d_store.array(y, n + 1);
-                const T c = T(1.0 / (es.rest + es.count + 0.5));
+                // c and log(sum) do not come from the kernels above, so each digest covers one kernel's own results.
+                const T c = T(1.0 / (double(n) + 0.5));
                 k.row_scale(y.data(), n, c);
                 d_scale.array(y, n + 1);
                 std::vector<T> z(n + 1, T(7)), s(n + 9, T(7));
@@ -154,7 +155,7 @@ void rows(const normexp::reduction_kernels<T>& k, digests& out) {
                 d_escale.array(z, n + 1);
                 k.row_exp_scale_stream(x.data(), s.data() + 1, n, m, b, c);  // misaligned start
                 d_stream.array(s, n + 9);
-                k.row_log_softmax(x.data(), z.data(), n, m, b, std::log(es.rest + es.count + 1.0));
+                k.row_log_softmax(x.data(), z.data(), n, m, b, std::log(double(n) + 1.0));
                 d_log.array(z, n + 1);
             }
             // Sampling: collect x >= thr (NaN planted), weights with and without the outputs.
@@ -243,8 +244,8 @@ void cols(const normexp::reduction_kernels<T>& k, digests& out) {
                 std::vector<T> c(w);
                 std::vector<double> lc(w);
                 for (std::size_t j = 0; j < w; ++j) {
-                    c[j] = T(1.0 / (rest[j] + count[j]));
-                    lc[j] = std::log(rest[j] + count[j]);
+                    c[j] = T(1.0 / (double(rows + j) + 0.5));  // not from col_exp_sum (see rows())
+                    lc[j] = std::log(double(rows + j) + 1.0);
                 }
                 std::vector<T> y(rows * sy + 1, T(7));
                 k.col_exp_scale(x.data(), static_cast<std::ptrdiff_t>(sx), y.data(), static_cast<std::ptrdiff_t>(sy), rows, w,
