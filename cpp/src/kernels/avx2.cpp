@@ -614,10 +614,8 @@ const kernel_table& avx2_kernels() {
     static const kernel_table table = [] {
         kernel_table t{};
         t.name = "avx2";
-        avx2_add_reductions(t.f32);
-        avx2_add_reductions(t.f64);
-        avx2_add_sampling(t.f32);
-        avx2_add_sampling(t.f64);
+        avx2_add_reductions(t);
+        avx2_add_sampling(t);
         t.attn_f32 = avx2::make_attention_kernels<avx2::F32>();
         t.attn_f64 = avx2::make_attention_kernels<avx2::F64>();
         return t;

@@ -11,18 +11,14 @@
 
 namespace normexp {
 
+// <isa>_add_<family>(t) sets that family's entries of t.f32 and t.f64.
 #if defined(NORMEXP_HAVE_AVX2)
-void avx2_add_reductions(reduction_kernels<float>& k);
-void avx2_add_reductions(reduction_kernels<double>& k);
-void avx2_add_sampling(reduction_kernels<float>& k);
-void avx2_add_sampling(reduction_kernels<double>& k);
+void avx2_add_reductions(kernel_table& t);
+void avx2_add_sampling(kernel_table& t);
 #endif
-
 #if defined(NORMEXP_HAVE_NEON)
-void neon_add_reductions(reduction_kernels<float>& k);
-void neon_add_reductions(reduction_kernels<double>& k);
-void neon_add_sampling(reduction_kernels<float>& k);
-void neon_add_sampling(reduction_kernels<double>& k);
+void neon_add_reductions(kernel_table& t);
+void neon_add_sampling(kernel_table& t);
 #endif
 
 }  // namespace normexp

@@ -17,6 +17,8 @@ namespace {
 }  // namespace normexp::avx2
 
 namespace normexp {
-void avx2_add_sampling(reduction_kernels<float>& k) { avx2::add_sampling<avx2::F32>(k); }
-void avx2_add_sampling(reduction_kernels<double>& k) { avx2::add_sampling<avx2::F64>(k); }
+void avx2_add_sampling(kernel_table& t) {
+    avx2::add_sampling<avx2::F32>(t.f32);
+    avx2::add_sampling<avx2::F64>(t.f64);
+}
 }  // namespace normexp
