@@ -9,6 +9,13 @@
 // Columns are always walked rows outer (each row's w contiguous entries stream once from memory), with
 // the per-column state of a panel of kColPanel columns in stack arrays that stay in L1.
 
+// Every kernel with a temperature is instantiated twice: Scaled = false for beta == 1 exactly (t = x - m,
+// no product and no TwoProduct error term), Scaled = true otherwise; the k_* entry points pick one.
+template <class T>
+NX_INLINE bool unit_beta(scale2<T> b) {
+    return b.lo == 0 && b.hi == 1;
+}
+
 // Sum of contrib(i) over full vectors i = 0, N, ... and contrib_tail(i, mask) for the remainder,
 // summed pairwise in blocks of 8 vectors and flushed to double.
 template <class F, class Full, class Tail>
@@ -119,8 +126,8 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typen
 
 template <class F>
 NX_FLATTEN exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
-    return beta.lo == 0 && beta.hi == 1 ? row_exp_sum_impl<F, false>(x, n, m, beta)
-                                        : row_exp_sum_impl<F, true>(x, n, m, beta);
+    return unit_beta(beta) ? row_exp_sum_impl<F, false>(x, n, m, beta)
+                           : row_exp_sum_impl<F, true>(x, n, m, beta);
 }
 
 template <class F, bool Scaled>
@@ -144,8 +151,8 @@ NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, s
 template <class F>
 NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                        scale2<typename F::T> beta) {
-    return beta.lo == 0 && beta.hi == 1 ? row_exp_store_impl<F, false>(x, y, n, m, beta)
-                                        : row_exp_store_impl<F, true>(x, y, n, m, beta);
+    return unit_beta(beta) ? row_exp_store_impl<F, false>(x, y, n, m, beta)
+                           : row_exp_store_impl<F, true>(x, y, n, m, beta);
 }
 
 template <class F>
@@ -179,10 +186,8 @@ NX_FLATTEN void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std
 template <class F>
 NX_FLATTEN void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                      scale2<typename F::T> beta, typename F::T c) {
-    if (beta.lo == 0 && beta.hi == 1)
-        row_exp_scale_impl<F, false>(x, y, n, m, beta, c);
-    else
-        row_exp_scale_impl<F, true>(x, y, n, m, beta, c);
+    unit_beta(beta) ? row_exp_scale_impl<F, false>(x, y, n, m, beta, c)
+                    : row_exp_scale_impl<F, true>(x, y, n, m, beta, c);
 }
 
 template <class F, bool Scaled>
@@ -205,10 +210,8 @@ void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::si
 template <class F>
 NX_FLATTEN void k_row_exp_scale_stream(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                                        scale2<typename F::T> beta, typename F::T c) {
-    if (beta.lo == 0 && beta.hi == 1)
-        row_exp_scale_stream_impl<F, false>(x, y, n, m, beta, c);
-    else
-        row_exp_scale_stream_impl<F, true>(x, y, n, m, beta, c);
+    unit_beta(beta) ? row_exp_scale_stream_impl<F, false>(x, y, n, m, beta, c)
+                    : row_exp_scale_stream_impl<F, true>(x, y, n, m, beta, c);
 }
 
 // log_softmax per vector (the scalar specification's arithmetic, scalar.cpp: log_softmax_one):
@@ -221,7 +224,7 @@ struct log_softmax_op {  // float32
     using D = typename F::D;
     double m, beta;
     bool scaled;
-    log_softmax_op(float m_, scale2<float> b) : m(m_), beta(double(b.hi) + double(b.lo)), scaled(!(b.lo == 0 && b.hi == 1)) {}
+    log_softmax_op(float m_, scale2<float> b) : m(m_), beta(double(b.hi) + double(b.lo)), scaled(!unit_beta(b)) {}
     V finish(typename D::V lo, typename D::V hi, typename D::V clo, typename D::V chi) const {
         if (scaled) {
             lo = D::mul(lo, D::set1(beta));
@@ -244,7 +247,7 @@ struct log_softmax_op<F, false> {  // float64
     V bh, bl;
     bool scaled;
     double m;
-    log_softmax_op(double m_, scale2<double> b) : bh(F::set1(b.hi)), bl(F::set1(b.lo)), scaled(!(b.lo == 0 && b.hi == 1)), m(m_) {}
+    log_softmax_op(double m_, scale2<double> b) : bh(F::set1(b.hi)), bl(F::set1(b.lo)), scaled(!unit_beta(b)), m(m_) {}
     V two(V x, V mv, V c) const {
         const V d = F::sub(x, mv);
         const V bb = F::sub(d, x);
@@ -433,10 +436,8 @@ NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::
 template <class F>
 NX_FLATTEN void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
                    scale2<typename F::T> beta, double* rest, double* count) {
-    if (beta.lo == 0 && beta.hi == 1)
-        col_exp_sum_impl<F, false>(x, rows, sx, w, m, beta, rest, count);
-    else
-        col_exp_sum_impl<F, true>(x, rows, sx, w, m, beta, rest, count);
+    unit_beta(beta) ? col_exp_sum_impl<F, false>(x, rows, sx, w, m, beta, rest, count)
+                    : col_exp_sum_impl<F, true>(x, rows, sx, w, m, beta, rest, count);
 }
 
 // Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
@@ -468,10 +469,8 @@ NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, ty
 template <class F>
 NX_FLATTEN void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
                      std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const typename F::T* c) {
-    if (beta.lo == 0 && beta.hi == 1)
-        col_exp_scale_impl<F, false>(x, sx, y, sy, rows, w, m, beta, c);
-    else
-        col_exp_scale_impl<F, true>(x, sx, y, sy, rows, w, m, beta, c);
+    unit_beta(beta) ? col_exp_scale_impl<F, false>(x, sx, y, sy, rows, w, m, beta, c)
+                    : col_exp_scale_impl<F, true>(x, sx, y, sy, rows, w, m, beta, c);
 }
 
 template <class F>
@@ -512,10 +511,8 @@ NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size
 template <class F>
 NX_FLATTEN void k_col_exp_store(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
                      scale2<typename F::T> beta, double* sum) {
-    if (beta.lo == 0 && beta.hi == 1)
-        col_exp_store_impl<F, false>(x, rows, w, m, beta, sum);
-    else
-        col_exp_store_impl<F, true>(x, rows, w, m, beta, sum);
+    unit_beta(beta) ? col_exp_store_impl<F, false>(x, rows, w, m, beta, sum)
+                    : col_exp_store_impl<F, true>(x, rows, w, m, beta, sum);
 }
 
 template <class F>

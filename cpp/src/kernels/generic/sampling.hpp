@@ -43,44 +43,35 @@ std::size_t k_row_collect_ge(const typename F::T* x, std::size_t n, typename F::
 constexpr std::size_t kSampleVecs = 8 / F32::N;
 static_assert(kSampleVecs * F32::N == 8 && F32::N == 2 * F64::N, "8 lanes = whole float32 vectors = float64 pairs");
 
-// The sampling arguments t = float32 of beta (x - m) of x[0..8) as float32 vectors, and the masks
-// x >= thr restricted to the `valid` first lanes (lanes past them load as 0 and are dropped).
-//  float32 input: (x - m) * beta in float32.
-inline void sample_args(const float* x, std::size_t valid, float m, float beta, float thr, F32::V* t, F32::V* keep) {
-    for (std::size_t h = 0; h < kSampleVecs; ++h) {
-        const std::size_t vh = valid > h * F32::N ? valid - h * F32::N : 0;
-        F32::V v, in;
-        if (vh >= F32::N) {
-            v = F32::load(x + h * F32::N);
-            in = F32::eq(F32::zero(), F32::zero());
+// The sampling arguments of the 8 / F::N vectors of x[0..8) in F's own precision: t = (x - m) * beta and
+// keep = x >= thr, restricted to the `valid` first lanes (lanes past them load as 0 and are dropped).
+template <class F>
+void sample_args_native(const typename F::T* x, std::size_t valid, typename F::T m, typename F::T beta,
+                        typename F::T thr, typename F::V* t, typename F::V* keep) {
+    for (std::size_t q = 0; q < 8 / F::N; ++q) {
+        const std::size_t vq = valid > q * F::N ? valid - q * F::N : 0;
+        typename F::V v, in;
+        if (vq >= F::N) {
+            v = F::load(x + q * F::N);
+            in = F::eq(F::zero(), F::zero());
         } else {
-            const auto mk = F32::tail_mask(vh);
-            v = F32::load_tail(x + h * F32::N, mk);
-            in = F32::mask_v(mk);
+            const auto mk = F::tail_mask(vq);
+            v = F::load_tail(x + q * F::N, mk);
+            in = F::mask_v(mk);
         }
-        keep[h] = F32::and_(F32::ge(v, F32::set1(thr)), in);
-        t[h] = F32::mul(F32::sub(v, F32::set1(m)), F32::set1(beta));
+        keep[q] = F::and_(F::ge(v, F::set1(thr)), in);
+        t[q] = F::mul(F::sub(v, F::set1(m)), F::set1(beta));
     }
 }
-//  float64 input: (x - m) * beta in float64, then one rounding to float32 (round to nearest even).
+// As float32 vectors: float32 input computes in float32; float64 input in float64, then each t is
+// rounded once to float32 (round to nearest even) and the masks are narrowed to 32-bit lanes.
+inline void sample_args(const float* x, std::size_t valid, float m, float beta, float thr, F32::V* t, F32::V* keep) {
+    sample_args_native<F32>(x, valid, m, beta, thr, t, keep);
+}
 inline void sample_args(const double* x, std::size_t valid, double m, double beta, double thr, F32::V* t,
                         F32::V* keep) {
-    constexpr std::size_t Q = 2 * kSampleVecs;  // float64 vectors per 8 entries
-    F64::V tq[Q], kq[Q];
-    for (std::size_t q = 0; q < Q; ++q) {
-        const std::size_t vq = valid > q * F64::N ? valid - q * F64::N : 0;
-        F64::V v, in;
-        if (vq >= F64::N) {
-            v = F64::load(x + q * F64::N);
-            in = F64::eq(F64::zero(), F64::zero());
-        } else {
-            const auto mk = F64::tail_mask(vq);
-            v = F64::load_tail(x + q * F64::N, mk);
-            in = F64::mask_v(mk);
-        }
-        kq[q] = F64::and_(F64::ge(v, F64::set1(thr)), in);
-        tq[q] = F64::mul(F64::sub(v, F64::set1(m)), F64::set1(beta));
-    }
+    F64::V tq[2 * kSampleVecs], kq[2 * kSampleVecs];
+    sample_args_native<F64>(x, valid, m, beta, thr, tq, kq);
     for (std::size_t h = 0; h < kSampleVecs; ++h) {
         t[h] = F32::narrow(tq[2 * h], tq[2 * h + 1]);
         keep[h] = F32::narrow_mask(kq[2 * h], kq[2 * h + 1]);
