@@ -30,7 +30,7 @@ namespace {
 //       of q[i][d] and two loads of kt[d] per 12 FMAs, so the loop is FMA-bound, not load-bound.
 //   pv: O = alpha O + P V; a tile is 6 rows x 2 vectors of the value dimension, one broadcast of p[i][j]
 //       and two loads of v[j] per 12 FMAs; V rows are read in place (unit stride along dv).
-//   softmax_step: scores, running max, exp(x - m) of the rounded scores with the library's exp (TwoSum
+//   softmax_step: scores, running max, exp(x - m) of the rounded scores with the library's exp (Fast2Sum
 //       argument, or x - m rounded once where only a scale applies; <= 1 ULP), the block sum in working
 //       precision over at most a block (flushed to double by row).
 // ======================================================================================================

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "exp_constants.hpp"
@@ -226,8 +227,8 @@ void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_co
     }
 }
 
-// softmax_step: the scores, then the online-softmax update with the library's exp (<= 1 ULP, TwoSum
-// argument) and the block sum of row_exp_store (working precision in blocks, flushed to double).
+// softmax_step: the scores, then the online-softmax update with the library's exp (<= 1 ULP, Fast2Sum
+// argument: generic/lanes.hpp) and the block sum of row_exp_store (working precision in blocks, flushed to double).
 //  * Scores: with only a scale (and possibly the band) x = scale * s is one vector multiply: the product
 //    of two T values rounded once to T, which is what the specification's double product rounded to T
 //    gives (the double product of two floats is exact; for doubles it is the same single rounding). Keys
@@ -235,17 +236,10 @@ void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_co
 //    a boolean mask each score is formed exactly as the scalar specification does (double, one rounding).
 //  * The maximum ignores NaN (FMAXNM, starting from -inf), like the specification's `x > mx`; a NaN score
 //    still makes its p, and so l, NaN.
+#include "attn_score.hpp"
 template <class T>
-T attn_score_spec(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {
-    const auto di = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
-    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return -__builtin_huge_val();
-    if (sc.keep && !sc.keep[static_cast<std::ptrdiff_t>(i) * sc.keep_ld + static_cast<std::ptrdiff_t>(j)])
-        return -__builtin_huge_val();
-    double x = double(raw) * double(sc.scale);
-    if (sc.softcap > 0) x = double(sc.softcap) * std::tanh(x / double(sc.softcap));
-    if (sc.alibi_slope != 0) x -= double(sc.alibi_slope) * std::fabs(double(di - sc.alibi_center));
-    if (sc.bias) x += double(sc.bias[static_cast<std::ptrdiff_t>(i) * sc.bias_ld + static_cast<std::ptrdiff_t>(j)]);
-    return static_cast<T>(x);
+T attn_score_spec(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {  // scalar.cpp's, exactly
+    return attn_score(raw, i, j, sc);
 }
 
 inline float32x4_t maxnm(float32x4_t a, float32x4_t b) { return vmaxnmq_f32(a, b); }
