@@ -1,46 +1,89 @@
 # ISA-leak check on the library's object files (run by ctest as `isa_objects`, see tests/cpp/CMakeLists.txt):
 #  1. each ISA translation unit (kernels/<isa>.cpp.o) defines exactly one external symbol, its table
-#     getter normexp::<isa>_kernels(). Any other global or weak definition (an inline function or a
-#     template instantiated with the ISA's flags) is the ODR trap: the linker may pick that copy for
-#     baseline code, which then runs AVX2 instructions on a CPU without them.
-#  2. on x86-64, no baseline object (everything but avx2.cpp.o) contains an AVX/AVX-512 instruction
-#     (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on their own file.
+#     getter normexp::<isa>_kernels(); each kernel-family unit of an ISA (kernels/<isa>/<family>.cpp.o,
+#     see kernels/isa_parts.hpp) defines only strong functions normexp::<isa>_add_<family>(...), which
+#     the getter calls. Any other global or weak definition (an inline function or a template
+#     instantiated with the ISA's flags) is the ODR trap: the linker may pick that copy for baseline
+#     code, which then runs AVX2 instructions on a CPU without them.
+#  2. on x86-64, no baseline object (everything but avx2.cpp.o and kernels/avx2/*.o) contains an
+#     AVX/AVX-512 instruction (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on
+#     their own files.
 # Arguments (-D): NM, OBJDUMP (may be empty: step 2 is then impossible and the check fails on x86-64),
 # OBJECTS ("|"-separated object files), X86 (ON/OFF).
 cmake_minimum_required(VERSION 3.18)
 string(REPLACE "|" ";" objects "${OBJECTS}")
 set(failures 0)
 set(isa_objects 0)
+
+# The external symbols ${obj} defines, as a list of "<nm type letter> <symbol>", in ${out_var}; "FAILED" if
+# nm fails. DW.ref.__gxx_personality_v0 is left out: exception-handling data the compiler emits (hidden,
+# weak) in some builds (-g, sanitizers), a pointer to libstdc++'s personality routine, no code of ours.
+function(defined_symbols obj out_var)
+  execute_process(COMMAND "${NM}" -g --defined-only "${obj}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    set(${out_var} "FAILED" PARENT_SCOPE)
+    return()
+  endif()
+  string(REGEX MATCHALL "[^\n]+" lines "${out}")
+  set(symbols "")
+  foreach(line IN LISTS lines)
+    if(line MATCHES "^[0-9a-fA-F]* *([A-Za-z]) +([^ ]+)$" AND NOT CMAKE_MATCH_2 STREQUAL "DW.ref.__gxx_personality_v0")
+      list(APPEND symbols "${CMAKE_MATCH_1} ${CMAKE_MATCH_2}")
+    endif()
+  endforeach()
+  set(${out_var} "${symbols}" PARENT_SCOPE)
+endfunction()
+
 foreach(obj IN LISTS objects)
   get_filename_component(name "${obj}" NAME)
-  if(name MATCHES "^(scalar|avx2|neon|avx512)\\.cpp\\.(o|obj)$")
-    set(isa "${CMAKE_MATCH_1}")
-    math(EXPR isa_objects "${isa_objects} + 1")
-    execute_process(COMMAND "${NM}" -g --defined-only "${obj}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
-    if(NOT rc EQUAL 0)
+  get_filename_component(dir "${obj}" DIRECTORY)
+  get_filename_component(dir "${dir}" NAME)
+  set(family_isa "")
+  set(table_isa "")
+  if(dir MATCHES "^(avx2|neon|avx512)$" AND obj MATCHES "/kernels/(avx2|neon|avx512)/[^/]+\\.cpp\\.(o|obj)$")
+    set(family_isa "${CMAKE_MATCH_1}")
+  elseif(name MATCHES "^(scalar|avx2|neon|avx512)\\.cpp\\.(o|obj)$")
+    set(table_isa "${CMAKE_MATCH_1}")
+  endif()
+  if(family_isa OR table_isa)
+    defined_symbols("${obj}" symbols)
+    if(symbols STREQUAL "FAILED")
       message(SEND_ERROR "${NM} failed on ${obj}")
       math(EXPR failures "${failures} + 1")
       continue()
     endif()
-    string(REGEX MATCHALL "[^\n]+" lines "${out}")
-    set(symbols "")
-    foreach(line IN LISTS lines)
-      # DW.ref.__gxx_personality_v0 is exception-handling data the compiler emits (hidden, weak) in some
-      # builds (-g, sanitizers): a pointer to libstdc++'s personality routine, no code of ours.
-      if(line MATCHES "^[0-9a-fA-F]* *[A-Za-z] +([^ ]+)$" AND NOT CMAKE_MATCH_1 STREQUAL "DW.ref.__gxx_personality_v0")
-        list(APPEND symbols "${CMAKE_MATCH_1}")
+  endif()
+  if(family_isa)
+    # Only strong (T) functions _ZN7normexp<len><isa>_add_<family>E...(...).
+    set(bad "")
+    set(good 0)
+    foreach(s IN LISTS symbols)
+      if(s MATCHES "^T _ZN7normexp[0-9]+${family_isa}_add_[a-z_]+E")
+        math(EXPR good "${good} + 1")
+      else()
+        list(APPEND bad "${s}")
       endif()
     endforeach()
-    string(LENGTH "${isa}_kernels" len)
-    set(expected "_ZN7normexp${len}${isa}_kernelsEv")
+    if(bad OR good EQUAL 0)
+      message(SEND_ERROR "${family_isa}/${name} must export only strong functions normexp::${family_isa}_add_*(), but defines: ${bad}")
+      math(EXPR failures "${failures} + 1")
+    else()
+      message(STATUS "${family_isa}/${name}: exports only ${good} normexp::${family_isa}_add_* function(s)")
+    endif()
+  endif()
+  if(table_isa)
+    math(EXPR isa_objects "${isa_objects} + 1")
+    string(LENGTH "${table_isa}_kernels" len)
+    set(expected "_ZN7normexp${len}${table_isa}_kernelsEv")
+    list(TRANSFORM symbols REPLACE "^[A-Za-z] " "")
     if(NOT symbols STREQUAL expected)
-      message(SEND_ERROR "${name} must export only ${expected} (normexp::${isa}_kernels()), but defines: ${symbols}")
+      message(SEND_ERROR "${name} must export only ${expected} (normexp::${table_isa}_kernels()), but defines: ${symbols}")
       math(EXPR failures "${failures} + 1")
     else()
       message(STATUS "${name}: exports only ${expected}")
     endif()
   endif()
-  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$")
+  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$" AND NOT family_isa STREQUAL "avx2")
     if(NOT OBJDUMP)
       message(SEND_ERROR "objdump not found: cannot scan ${name} for AVX instructions")
       math(EXPR failures "${failures} + 1")
