@@ -17,6 +17,11 @@
 // strided q/k/v layouts, scores large enough for subnormal probabilities, fully masked rows and NaN input.
 // Inputs come from a fixed integer hash (splitmix64), not from <random>, so they are the same bits on every
 // platform and standard library.
+//
+// Below the driver, each micro-kernel of the table (kernel_table.hpp, attention_kernels) is also hashed over a
+// sweep of shapes (every row tail of the register tiles, every key and head-dimension tail, leading
+// dimensions larger than the data, two consecutive softmax steps so the running maximum moves), one hash per
+// (isa, kernel, dtype): lines "isa kernel:<name>_<dtype> hash" in the same file.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -27,6 +32,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "dispatch.hpp"
 #include "normexp/normexp.hpp"
 
 namespace {
@@ -38,13 +44,17 @@ std::uint64_t splitmix(std::uint64_t x) {
     return x ^ (x >> 31);
 }
 
-// n values in [-amp, amp): a 24-bit integer of the hash times 2^-23 (exact in float32 and float64).
+// n values in [-amp, amp) with full significands: a 24-bit (float32) or 53-bit (float64) integer of the hash
+// times 2^-23 or 2^-52 (exact; amp is a power of two or small). Full float64 significands matter: products of
+// 24-bit values are exact in double, which would hide a change between FMA and separate rounding.
 template <class T>
 std::vector<T> fill(std::size_t n, std::uint64_t seed, double amp = 1.0) {
+    constexpr int bits = sizeof(T) == 4 ? 24 : 53;
     std::vector<T> v(n);
     for (std::size_t i = 0; i < n; ++i) {
-        const auto r = static_cast<std::int64_t>(splitmix(seed * 0x100000001b3ull + i) >> 40) - (1 << 23);
-        v[i] = static_cast<T>(double(r) * 0x1p-23 * amp);
+        const auto r = static_cast<std::int64_t>(splitmix(seed * 0x100000001b3ull + i) >> (64 - bits)) -
+                       (std::int64_t(1) << (bits - 1));
+        v[i] = static_cast<T>(double(r) * amp / double(std::int64_t(1) << (bits - 1)));
     }
     return v;
 }
@@ -196,6 +206,154 @@ std::uint64_t run(const spec& c, const char* isa) {
     return h.h;
 }
 
+
+// ---- the micro-kernels, called directly -------------------------------------------------------------------
+using normexp::attention_kernels;
+using normexp::attn_scores;
+
+std::size_t padded(std::size_t keys) {
+    return (keys + normexp::kAttnKeyPanel - 1) / normexp::kAttnKeyPanel * normexp::kAttnKeyPanel;
+}
+
+template <class T>
+void hash_vec(fnv& h, const std::vector<T>& v) {
+    h.add(v.data(), v.size() * sizeof(T));
+}
+
+template <class T>
+std::uint64_t kernel_pack(const attention_kernels<T>& k) {
+    fnv h;
+    std::uint64_t seed = 100;
+    for (std::size_t keys = 0; keys <= 41; ++keys)
+        for (std::size_t dim : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 64})
+            for (std::ptrdiff_t kcol : {1, 3}) {
+                const std::ptrdiff_t krow = std::ptrdiff_t(dim) * kcol + 5;
+                const auto src = fill<T>(keys * std::size_t(krow) + dim * std::size_t(kcol) + 1, ++seed);
+                const std::size_t ld = padded(keys) + 3;
+                std::vector<T> kt(dim * ld, T(7));
+                k.pack_kt(src.data(), krow, kcol, keys, dim, kt.data(), ld);
+                hash_vec(h, kt);
+            }
+    return h.h;
+}
+
+template <class T>
+std::uint64_t kernel_qk(const attention_kernels<T>& k) {
+    fnv h;
+    std::uint64_t seed = 200;
+    for (std::size_t rows = 1; rows <= 13; ++rows)
+        for (std::size_t keys : {1, 5, 8, 15, 16, 17, 31, 33, 64, 128})
+            for (std::size_t dim : {1, 3, 8, 9, 17, 64, 129}) {
+                const std::size_t ldq = dim + 2, ldkt = padded(keys) + 16, lds = padded(keys) + 8;
+                const auto q = fill<T>(rows * ldq, ++seed), kt = fill<T>(dim * ldkt, ++seed);
+                std::vector<T> s(rows * lds, T(0));
+                k.qk(q.data(), ldq, kt.data(), ldkt, rows, keys, dim, s.data(), lds);
+                hash_vec(h, s);
+            }
+    for (std::size_t rows : {30, 50}) {  // more than one row group
+        const std::size_t keys = 128, dim = 40, ldq = dim, ldkt = keys, lds = keys;
+        const auto q = fill<T>(rows * ldq, ++seed), kt = fill<T>(dim * ldkt, ++seed);
+        std::vector<T> s(rows * lds, T(0));
+        k.qk(q.data(), ldq, kt.data(), ldkt, rows, keys, dim, s.data(), lds);
+        hash_vec(h, s);
+    }
+    return h.h;
+}
+
+template <class T>
+std::uint64_t kernel_qk_direct(const attention_kernels<T>& k) {
+    fnv h;
+    std::uint64_t seed = 300;
+    for (std::size_t rows = 1; rows <= 5; ++rows)
+        for (std::size_t keys = 0; keys <= 19; ++keys)
+            for (std::size_t dim : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 64, 129}) {
+                const std::size_t ldq = dim + 1, lds = keys + 2;
+                const std::ptrdiff_t ldk = std::ptrdiff_t(dim) + 3;
+                const auto q = fill<T>(rows * ldq, ++seed);
+                const auto kk = fill<T>((keys + 1) * std::size_t(ldk), ++seed);
+                std::vector<T> s(rows * lds, T(5));
+                k.qk_direct(q.data(), ldq, kk.data(), ldk, rows, keys, dim, s.data(), lds);
+                hash_vec(h, s);
+            }
+    return h.h;
+}
+
+template <class T>
+std::uint64_t kernel_pv(const attention_kernels<T>& k) {
+    fnv h;
+    std::uint64_t seed = 400;
+    for (std::size_t rows = 1; rows <= 13; ++rows)
+        for (std::size_t keys : {0, 1, 5, 16, 17, 33, 128})
+            for (std::size_t dv : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 24, 31, 32, 33, 40, 63, 64,
+                                   65, 72, 100, 128, 130}) {
+                const std::size_t ldp = keys + 3, ldo = dv + 5;
+                const std::ptrdiff_t ldv = std::ptrdiff_t(dv) + 2;
+                auto p = fill<T>(rows * ldp, ++seed);
+                for (auto& x : p) x = x < 0 ? -x : x;  // probabilities are >= 0 (not that pv cares)
+                const auto v = fill<T>((keys + 1) * std::size_t(ldv), ++seed, 4.0);
+                auto alpha = fill<T>(rows, ++seed);
+                auto o = fill<T>(rows * ldo, ++seed, 3.0);
+                k.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), o.data(), ldo);
+                hash_vec(h, o);
+            }
+    return h.h;
+}
+
+template <class T>
+std::uint64_t kernel_softmax(const attention_kernels<T>& k) {
+    fnv h;
+    std::uint64_t seed = 500;
+    const T inf = T(__builtin_huge_val());
+    for (int feature = 0; feature < 10; ++feature)
+        for (std::size_t rows : {1, 2, 3, 5, 7, 13, 70})
+            for (std::size_t keys = 1; keys <= 128; keys += keys < 40 ? 1 : 29) {
+                const std::size_t lds = padded(keys) + 3;
+                attn_scores<T> sc{};
+                sc.scale = T(0.37);
+                const auto bias = fill<T>(rows * keys + 1, ++seed, 2.0);
+                std::vector<std::uint8_t> keep(rows * keys + 1);
+                for (std::size_t i = 0; i < keep.size(); ++i) keep[i] = splitmix(seed * 31 + i) % 4 != 0;
+                switch (feature) {
+                    case 1: sc.band = true, sc.band_lo = -3, sc.band_hi = 2; break;    // window + causal
+                    case 2: sc.band = true, sc.band_lo = -1000000, sc.band_hi = 0; break;  // causal
+                    case 3: sc.softcap = T(1.7); break;
+                    case 4: sc.alibi_slope = T(0.25), sc.alibi_center = 3; break;
+                    case 5: sc.bias = bias.data(), sc.bias_ld = std::ptrdiff_t(keys); break;
+                    case 6: sc.keep = keep.data(), sc.keep_ld = std::ptrdiff_t(keys); break;
+                    case 7: sc.keep = keep.data(), sc.keep_ld = 0, sc.band = true, sc.band_lo = -5, sc.band_hi = 1; break;
+                    case 8: sc.softcap = T(3), sc.alibi_slope = T(-0.5), sc.bias = bias.data(), sc.bias_ld = 0; break;
+                    case 9: sc.scale = T(-45); break;  // negative scale, scores far apart (subnormal p)
+                    default: break;
+                }
+                std::vector<T> m(rows, -inf), alpha(rows, T(9));
+                std::vector<double> l(rows, 0.0);
+                for (int step = 0; step < 2; ++step) {  // the second step rescales (alpha != 1)
+                    auto s = fill<T>(rows * lds, ++seed, step ? 6.0 : 3.0);
+                    if (feature == 0 && step == 1 && rows > 1) s[lds] = T(__builtin_nan(""));  // a NaN score
+                    k.softmax_step(s.data(), lds, rows, keys, sc, m.data(), l.data(), alpha.data());
+                    for (std::size_t i = 0; i < rows; ++i) h.add(s.data() + i * lds, keys * sizeof(T));
+                    hash_vec(h, m);
+                    hash_vec(h, l);
+                    hash_vec(h, alpha);
+                }
+            }
+    return h.h;
+}
+
+template <class T>
+void kernel_hashes(const normexp::kernel_table& t, const std::string& isa, const char* dt,
+                   std::vector<std::pair<std::string, std::uint64_t>>& out) {
+    const attention_kernels<T>& k = [&]() -> const attention_kernels<T>& {
+        if constexpr (sizeof(T) == 4) return t.attn_f32; else return t.attn_f64;
+    }();
+    const std::string p = isa + " kernel:";
+    out.emplace_back(p + "pack_kt_" + dt, kernel_pack(k));
+    out.emplace_back(p + "qk_" + dt, kernel_qk(k));
+    out.emplace_back(p + "qk_direct_" + dt, kernel_qk_direct(k));
+    out.emplace_back(p + "softmax_step_" + dt, kernel_softmax(k));
+    out.emplace_back(p + "pv_" + dt, kernel_pv(k));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,6 +388,27 @@ int main(int argc, char** argv) {
                           it->second.c_str());
                     ++compared;
                 }
+            }
+        }
+    }
+    for (const std::string& isa : normexp::available_isas()) {
+        std::vector<std::pair<std::string, std::uint64_t>> ks;
+        const normexp::kernel_table& t = normexp::detail::kernels_for(isa);
+        kernel_hashes<float>(t, isa, "f32", ks);
+        kernel_hashes<double>(t, isa, "f64", ks);
+        for (const auto& [key, h] : ks) {
+            char hex[17];
+            std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+            if (write) {
+                std::printf("%s %s\n", key.c_str(), hex);
+                continue;
+            }
+            const auto it = golden.find(key);
+            CHECK(it != golden.end(), "%s: no recorded hash", key.c_str());
+            if (it != golden.end()) {
+                CHECK(it->second == hex, "%s: hash %s, recorded %s (kernel output changed)", key.c_str(), hex,
+                      it->second.c_str());
+                ++compared;
             }
         }
     }

@@ -31,14 +31,17 @@ WRITE = os.environ.get("NORMEXP_WRITE_GOLDEN") == "1"
 ISAS = [i for i in normexp.available_isas() if i in ("scalar", "avx2", "neon")]
 
 
-def _hash_values(seed: int, n: int) -> np.ndarray:
-    """n values in [-1, 1), exact in float32: a splitmix64 hash's top 24 bits scaled by 2^-23."""
+def _hash_values(seed: int, n: int, dtype) -> np.ndarray:
+    """n values in [-1, 1) with full significands (24 bits float32, 53 bits float64, exact): a splitmix64
+    hash's top bits scaled. Full float64 significands keep FMA-vs-rounded-product changes visible."""
+    bits = 24 if np.dtype(dtype) == np.float32 else 53
     with np.errstate(over="ignore"):
         x = (np.arange(n, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x100000001B3)) + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
-    return ((x >> np.uint64(40)).astype(np.int64) - (1 << 23)).astype(np.float64) * 2.0**-23
+    r = (x >> np.uint64(64 - bits)).astype(np.int64) - (1 << (bits - 1))
+    return r.astype(np.float64) * 2.0 ** -(bits - 1)
 
 
 def _cases():
@@ -78,16 +81,16 @@ CASES = _cases()
 
 def _run(dtype, lq, lkv, d, dv, hq=1, hkv=1, amp=1.0, mask=None, alibi=False, layout=None, **opts):
     seed = int.from_bytes(hashlib.sha256(repr((hq, hkv, lq, lkv, d, dv, mask, layout)).encode()).digest()[:2], "little")
-    q = (_hash_values(seed * 4 + 1, 2 * hq * lq * d) * amp).astype(dtype).reshape(2, hq, lq, d)
-    k = (_hash_values(seed * 4 + 2, 2 * hkv * lkv * d) * amp).astype(dtype).reshape(2, hkv, lkv, d)
-    v = (_hash_values(seed * 4 + 3, 2 * hkv * lkv * dv) * 4).astype(dtype).reshape(2, hkv, lkv, dv)
+    q = (_hash_values(seed * 4 + 1, 2 * hq * lq * d, dtype) * amp).astype(dtype).reshape(2, hq, lq, d)
+    k = (_hash_values(seed * 4 + 2, 2 * hkv * lkv * d, dtype) * amp).astype(dtype).reshape(2, hkv, lkv, d)
+    v = (_hash_values(seed * 4 + 3, 2 * hkv * lkv * dv, dtype) * 4).astype(dtype).reshape(2, hkv, lkv, dv)
     if layout == "bhld_as_blhd":  # (B, L, H, D) buffers seen as (B, H, L, D): strided rows, read in place
         q = np.ascontiguousarray(q.swapaxes(1, 2)).swapaxes(1, 2)
         k = np.ascontiguousarray(k.swapaxes(1, 2)).swapaxes(1, 2)
         v = np.ascontiguousarray(v.swapaxes(1, 2)).swapaxes(1, 2)
     kw = dict(opts)
     if mask is not None:
-        h = _hash_values(seed * 4 + 4, 2 * hq * lq * lkv).reshape(2, hq, lq, lkv)
+        h = _hash_values(seed * 4 + 4, 2 * hq * lq * lkv, dtype).reshape(2, hq, lq, lkv)
         if mask == "keep":
             kw["mask"] = np.abs(h) > 0.2
         elif mask == "keep_bcast":
