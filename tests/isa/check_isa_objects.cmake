@@ -3,8 +3,11 @@
 #     getter normexp::<isa>_kernels(). Any other global or weak definition (an inline function or a
 #     template instantiated with the ISA's flags) is the ODR trap: the linker may pick that copy for
 #     baseline code, which then runs AVX2 instructions on a CPU without them.
-#  2. on x86-64, no baseline object (everything but avx2.cpp.o) contains an AVX/AVX-512 instruction
-#     (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on their own file.
+#     An ISA's other translation units, kernels/<isa>/*.cpp (e.g. kernels/avx2/attention.cpp), may export
+#     only strong (T) functions of namespace normexp::<isa> (their table makers, declared in kernel_table.hpp):
+#     no weak or inline definition, nothing in a namespace that baseline code could also define.
+#  2. on x86-64, no baseline object (everything but avx2.cpp.o and kernels/avx2/*.o) contains an AVX/AVX-512
+#     instruction (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on their own files.
 # Arguments (-D): NM, OBJDUMP (may be empty: step 2 is then impossible and the check fails on x86-64),
 # OBJECTS ("|"-separated object files), X86 (ON/OFF).
 cmake_minimum_required(VERSION 3.18)
@@ -13,6 +16,39 @@ set(failures 0)
 set(isa_objects 0)
 foreach(obj IN LISTS objects)
   get_filename_component(name "${obj}" NAME)
+  set(isa_dir "")
+  if(obj MATCHES "/kernels/(avx2|neon|avx512)/[^/]+\\.cpp\\.(o|obj)$")
+    set(isa_dir "${CMAKE_MATCH_1}")
+  endif()
+  if(isa_dir)
+    execute_process(COMMAND "${NM}" -g --defined-only "${obj}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(SEND_ERROR "${NM} failed on ${obj}")
+      math(EXPR failures "${failures} + 1")
+      continue()
+    endif()
+    string(LENGTH "${isa_dir}" len)
+    set(prefix "_ZN7normexp${len}${isa_dir}")
+    string(REGEX MATCHALL "[^\n]+" lines "${out}")
+    set(bad "")
+    set(good "")
+    foreach(line IN LISTS lines)
+      if(line MATCHES "^[0-9a-fA-F]* *([A-Za-z]) +([^ ]+)$" AND NOT CMAKE_MATCH_2 STREQUAL "DW.ref.__gxx_personality_v0")
+        string(FIND "${CMAKE_MATCH_2}" "${prefix}" at)
+        if(CMAKE_MATCH_1 STREQUAL "T" AND at EQUAL 0)
+          list(APPEND good "${CMAKE_MATCH_2}")
+        else()
+          list(APPEND bad "${CMAKE_MATCH_1} ${CMAKE_MATCH_2}")
+        endif()
+      endif()
+    endforeach()
+    if(bad OR NOT good)
+      message(SEND_ERROR "kernels/${isa_dir}/${name} must export only strong functions of normexp::${isa_dir} (${prefix}...), but defines: ${bad} ${good}")
+      math(EXPR failures "${failures} + 1")
+    else()
+      message(STATUS "kernels/${isa_dir}/${name}: exports only ${good}")
+    endif()
+  endif()
   if(name MATCHES "^(scalar|avx2|neon|avx512)\\.cpp\\.(o|obj)$")
     set(isa "${CMAKE_MATCH_1}")
     math(EXPR isa_objects "${isa_objects} + 1")
@@ -40,7 +76,7 @@ foreach(obj IN LISTS objects)
       message(STATUS "${name}: exports only ${expected}")
     endif()
   endif()
-  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$")
+  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$" AND NOT isa_dir STREQUAL "avx2")
     if(NOT OBJDUMP)
       message(SEND_ERROR "objdump not found: cannot scan ${name} for AVX instructions")
       math(EXPR failures "${failures} + 1")

@@ -153,6 +153,10 @@ struct attention_kernels {
     // as much as the product).
     void (*qk_direct)(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows,
                       std::size_t keys, std::size_t dim, T* s, std::size_t lds);
+    // Rows per register tile of qk and pv (the kernel's, not the driver's choice: 6 on AVX2, 4 on NEON, 1 for
+    // the scalar specification). The driver sizes its row groups (query blocks, causal-diagonal groups) in
+    // whole tiles, so no group ends in a partial tile (attention.cpp, row_blocking).
+    std::size_t tile_rows;
 };
 
 struct kernel_table {
@@ -171,6 +175,22 @@ const kernel_table& avx2_kernels();
 #endif
 #if defined(NORMEXP_HAVE_NEON)
 const kernel_table& neon_kernels();
+#endif
+
+// The attention kernels of each SIMD ISA live in a translation unit of their own, kernels/<isa>/attention.cpp
+// (kernels/generic/attention.hpp over kernels/<isa>/attention_traits.hpp, compiled with the ISA's flags);
+// the ISA's table getter takes its attention entries from these.
+#if defined(NORMEXP_HAVE_AVX2)
+namespace avx2 {
+attention_kernels<float> make_attention_kernels_f32();
+attention_kernels<double> make_attention_kernels_f64();
+}  // namespace avx2
+#endif
+#if defined(NORMEXP_HAVE_NEON)
+namespace neon {
+attention_kernels<float> make_attention_kernels_f32();
+attention_kernels<double> make_attention_kernels_f64();
+}  // namespace neon
 #endif
 
 }  // namespace normexp

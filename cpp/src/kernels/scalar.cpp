@@ -411,7 +411,7 @@ void k_qk_direct(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, st
 
 template <class T>
 constexpr attention_kernels<T> make_attention_kernels() {
-    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>};
+    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>, /*tile_rows=*/1};
 }
 
 }  // namespace
