@@ -394,6 +394,12 @@ int main(int argc, char** argv) {
     for (const std::string& isa : normexp::available_isas()) {
         std::vector<std::pair<std::string, std::uint64_t>> ks;
         const normexp::kernel_table& t = normexp::detail::kernels_for(isa);
+        // The driver's row groups (24-row diagonal groups, 96-row query blocks: attention.cpp, blocking_for)
+        // are whole register tiles for every tile height that divides 24; the recorded results assume them.
+        const std::size_t tile = t.attn_f32.tile_rows;
+        CHECK(tile >= 1 && 24 % tile == 0 && t.attn_f64.tile_rows == tile, "%s: tile_rows %zu / %zu", isa.c_str(),
+              tile, t.attn_f64.tile_rows);
+        if (!write) std::printf("%s: register tile %zu rows\n", isa.c_str(), tile);
         kernel_hashes<float>(t, isa, "f32", ks);
         kernel_hashes<double>(t, isa, "f64", ks);
         for (const auto& [key, h] : ks) {
