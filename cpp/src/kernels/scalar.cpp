@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 
+#include "attention_score.hpp"
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
 #include "sampling_weights.hpp"
@@ -340,19 +341,8 @@ void k_qk(const T* q, std::size_t ldq, const T* kt, std::size_t ldkt, std::size_
     }
 }
 
-// The score of one entry (attn_scores), evaluated in double and rounded once to T.
-template <class T>
-T attn_score(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {
-    const auto di = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
-    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return -std::numeric_limits<T>::infinity();
-    if (sc.keep && !sc.keep[static_cast<std::ptrdiff_t>(i) * sc.keep_ld + static_cast<std::ptrdiff_t>(j)])
-        return -std::numeric_limits<T>::infinity();
-    double x = double(raw) * double(sc.scale);
-    if (sc.softcap > 0) x = double(sc.softcap) * std::tanh(x / double(sc.softcap));
-    if (sc.alibi_slope != 0) x -= double(sc.alibi_slope) * std::fabs(double(di - sc.alibi_center));
-    if (sc.bias) x += double(sc.bias[static_cast<std::ptrdiff_t>(i) * sc.bias_ld + static_cast<std::ptrdiff_t>(j)]);
-    return static_cast<T>(x);
-}
+// The score of one entry (attn_scores), evaluated in double and rounded once to T: attn_score of
+// attention_score.hpp (shared with the NEON softmax_step, so its scores are these bits).
 
 template <class T>
 void k_softmax_step(T* s, std::size_t lds, std::size_t rows, std::size_t keys, const attn_scores<T>& sc, T* m,

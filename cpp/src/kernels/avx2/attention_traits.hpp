@@ -13,7 +13,7 @@
 //     is deleted and replaced by an include of that header; the only requirement on it is that the names
 //     below exist with the same semantics and instruction sequences (the attention golden test,
 //     tests/cpp/test_attention_golden.cpp, fails on any changed bit).
-//  2. Attention traits (AttnF32, AttnF64, deriving from layer 1): what only the attention kernels use: the
+//  2. Attention traits (AttnF32, AttnF64, deriving from layer 1 and AttnAvx2): what only the attention kernels use: the
 //     register-tile shape, the N x N transpose of pack_kt, the 4-way horizontal sum of qk_direct, the
 //     boolean-mask lane expansion, prefetch distance, exp for normal results (exp_normal) and exp(x - m)
 //     with an exact argument (exp_minus). kernels/generic/attention.hpp is written against these names.
@@ -251,9 +251,10 @@ NX_ATTN_INLINE typename B::V avx2_exp_minus(typename B::V x, typename B::V negm,
     return B::exp_core(B::max(B::set1(B::kMinArg), d), lo);
 }
 
-struct AttnF32 : F32 {
-    // qk and pv register tiles: 6 rows x 2 vectors (16 keys, one panel) = 12 accumulators + 2 loads + 1
-    // broadcast of the 16 ymm registers; one broadcast and two loads per 12 FMAs.
+// What both lane types share.
+struct AttnAvx2 {
+    // qk and pv register tiles: 6 rows x 2 vectors (16 float32 keys = one panel, or 8 float64) = 12
+    // accumulators + 2 loads + 1 broadcast of the 16 ymm registers; one broadcast and two loads per 12 FMAs.
     static constexpr int kTileRows = 6;
     static constexpr int kQkVectors = 2;
     static constexpr int kPvVectors = 2;
@@ -263,6 +264,9 @@ struct AttnF32 : F32 {
     static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
     // softmax_step: scores in vector arithmetic, rounded after each step (kernel_table.hpp allows it).
     static constexpr bool kSpecScores = false;
+};
+
+struct AttnF32 : F32, AttnAvx2 {
 
     static V iota() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
     // All ones in the lanes whose boolean mask byte is 0 (n valid bytes at p, n <= N).
@@ -335,15 +339,7 @@ struct AttnF32 : F32 {
     NX_ATTN_INLINE static V exp_minus(V x, V negm, V xlow) { return avx2_exp_minus<F32>(x, negm, xlow); }
 };
 
-struct AttnF64 : F64 {
-    // 6 rows x 2 vectors (8 keys) per register tile, as for float32.
-    static constexpr int kTileRows = 6;
-    static constexpr int kQkVectors = 2;
-    static constexpr int kPvVectors = 2;
-    static constexpr std::ptrdiff_t kPrefetchRows = 16;
-    static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
-    static constexpr bool kSpecScores = false;
-
+struct AttnF64 : F64, AttnAvx2 {
     static V iota() { return _mm256_setr_pd(0, 1, 2, 3); }
     static V keep_out(const std::uint8_t* p, std::size_t n) {
         std::uint32_t bits = 0;

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../attention_score.hpp"
 #include "../exp_constants.hpp"
 #include "../kernel_table.hpp"
 
@@ -521,21 +522,6 @@ void softmax_step_rounded(typename F::T* s, std::size_t lds, std::size_t rows, s
 
 // -- kSpecScores == true: non-plain scores exactly as the scalar specification forms them ---------------
 
-// The score of one entry (attn_scores) in double, rounded once to T: the formula of kernels/scalar.cpp
-// (attn_score), so these scores are bit-identical to the specification's.
-template <class T>
-T attn_score_spec(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {
-    const auto di = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
-    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return -__builtin_huge_val();
-    if (sc.keep && !sc.keep[static_cast<std::ptrdiff_t>(i) * sc.keep_ld + static_cast<std::ptrdiff_t>(j)])
-        return -__builtin_huge_val();
-    double x = double(raw) * double(sc.scale);
-    if (sc.softcap > 0) x = double(sc.softcap) * std::tanh(x / double(sc.softcap));
-    if (sc.alibi_slope != 0) x -= double(sc.alibi_slope) * std::fabs(double(di - sc.alibi_center));
-    if (sc.bias) x += double(sc.bias[static_cast<std::ptrdiff_t>(i) * sc.bias_ld + static_cast<std::ptrdiff_t>(j)]);
-    return static_cast<T>(x);
-}
-
 // y = exp(x - mu) over a row, returning its sum: blocks of 8 vectors summed pairwise in working precision and
 // flushed to double (the reduction kernels' row_exp_store with beta = 1; OVERLAP: their blocked_sum).
 template <class F>
@@ -571,8 +557,9 @@ double exp_store_row(typename F::T* x, std::size_t n, typename F::T mu) {
 // With only a scale (and possibly the band) x = scale * s is one vector multiply: the product of two T values
 // rounded once to T, which is what the specification's double product rounded to T gives (the double product
 // of two floats is exact; for doubles it is the same single rounding). Keys outside the band are one prefix
-// and one suffix of the row, set to -inf. Otherwise each score is attn_score_spec. The maximum ignores NaN
-// (FMAXNM from -inf), like the specification's `x > mx`; a NaN score still makes its p, and so l, NaN.
+// and one suffix of the row, set to -inf. Otherwise each score is the specification's attn_score. The maximum
+// ignores NaN (FMAXNM from -inf), like the specification's `x > mx`; a NaN score still makes its p, and so l,
+// NaN.
 template <class F>
 void softmax_step_spec(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
                        const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
@@ -597,7 +584,7 @@ void softmax_step_spec(typename F::T* s, std::size_t lds, std::size_t rows, std:
                 for (std::ptrdiff_t q = hi; q < kk; ++q) si[q] = ninf;
             }
         } else {
-            for (std::size_t j = 0; j < keys; ++j) si[j] = attn_score_spec(si[j], i, j, sc);
+            for (std::size_t j = 0; j < keys; ++j) si[j] = attn_score(si[j], i, j, sc);  // attention_score.hpp
         }
         V mv = F::set1(ninf);
         std::size_t j = 0;

@@ -8,7 +8,8 @@
 //  1. General vector traits (F32, F64). OVERLAP: the same operations and instruction sequences as the F32/F64
 //     traits of the reduction kernels in kernels/neon.cpp (moving to kernels/neon/traits.hpp); deleted at the
 //     merge in favour of that header.
-//  2. Attention traits (AttnF32, AttnF64) used by kernels/generic/attention.hpp.
+//  2. Attention traits (AttnF32, AttnF64, deriving from layer 1 and AttnNeon) used by
+//     kernels/generic/attention.hpp.
 //
 // NEON has no masked loads or stores: a tail mask carries its lane count n, and tails use lane loads/stores
 // of exactly the n valid elements (zeros in the other lanes, like _mm256_maskload).
@@ -221,16 +222,20 @@ typename B::V neon_exp_minus(typename B::V x, typename B::V negm) {
     return B::exp_core(B::max(tmin, d), e);
 }
 
-struct AttnF32 : F32 {
-    // qk and pv register tiles: 4 rows x 4 vectors (16 keys, one panel) = 16 accumulators + 4 loads + 1
-    // broadcast of the 32 NEON registers; one broadcast and 4 loads per 16 FMAs.
+// What both lane types share.
+struct AttnNeon {
+    // qk and pv register tiles: 4 rows x 4 vectors (16 float32 keys = one panel, or 8 float64) = 16
+    // accumulators + 4 loads + 1 broadcast of the 32 NEON registers; one broadcast and 4 loads per 16 FMAs.
     static constexpr int kTileRows = 4;
     static constexpr int kQkVectors = 4;
     static constexpr int kPvVectors = 4;
     static constexpr std::ptrdiff_t kPrefetchRows = 0;  // no software prefetch
     static void prefetch(const void*) {}
-    // softmax_step: non-plain scores formed as the scalar specification does (double, one rounding).
+    // softmax_step: non-plain scores formed as the scalar specification does (attention_score.hpp).
     static constexpr bool kSpecScores = true;
+};
+
+struct AttnF32 : F32, AttnNeon {
 
     // kt[r * ldkt + c] = k[c * k_row + r] for a 4 x 4 block: TRN1/TRN2 on 32-bit, then on 64-bit lanes.
     static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
@@ -257,15 +262,7 @@ struct AttnF32 : F32 {
     static V exp_minus(V x, V negm, V /*xlow*/) { return neon_exp_minus<F32>(x, negm); }
 };
 
-struct AttnF64 : F64 {
-    // 4 rows x 4 vectors (8 keys) per register tile.
-    static constexpr int kTileRows = 4;
-    static constexpr int kQkVectors = 4;
-    static constexpr int kPvVectors = 4;
-    static constexpr std::ptrdiff_t kPrefetchRows = 0;
-    static void prefetch(const void*) {}
-    static constexpr bool kSpecScores = true;
-
+struct AttnF64 : F64, AttnNeon {
     static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {  // 2 x 2
         const float64x2_t r0 = vld1q_f64(k), r1 = vld1q_f64(k + k_row);
         vst1q_f64(kt, vtrn1q_f64(r0, r1));
