@@ -370,24 +370,25 @@ int main(int argc, char** argv) {
         while (in >> isa >> name >> hash) golden[isa + " " + name] = hash;
     }
     std::size_t compared = 0;
+    // --write: print "key hash"; else compare with the recorded hash.
+    auto record = [&](const std::string& key, std::uint64_t h) {
+        char hex[17];
+        std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+        if (write) {
+            std::printf("%s %s\n", key.c_str(), hex);
+            return;
+        }
+        const auto it = golden.find(key);
+        CHECK(it != golden.end(), "%s: no recorded hash", key.c_str());
+        if (it == golden.end()) return;
+        CHECK(it->second == hex, "%s: hash %s, recorded %s (output changed)", key.c_str(), hex, it->second.c_str());
+        ++compared;
+    };
     for (const std::string& isa : normexp::available_isas()) {
         for (const spec& c : cases()) {
             for (int dt = 0; dt < 2; ++dt) {
                 const std::string key = isa + " " + c.name + (dt ? "_f64" : "_f32");
-                const std::uint64_t h = dt ? run<double>(c, isa.c_str()) : run<float>(c, isa.c_str());
-                char hex[17];
-                std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-                if (write) {
-                    std::printf("%s %s\n", key.c_str(), hex);
-                    continue;
-                }
-                const auto it = golden.find(key);
-                CHECK(it != golden.end(), "%s: no recorded hash", key.c_str());
-                if (it != golden.end()) {
-                    CHECK(it->second == hex, "%s: hash %s, recorded %s (attention output changed)", key.c_str(), hex,
-                          it->second.c_str());
-                    ++compared;
-                }
+                record(key, dt ? run<double>(c, isa.c_str()) : run<float>(c, isa.c_str()));
             }
         }
     }
@@ -402,21 +403,7 @@ int main(int argc, char** argv) {
         if (!write) std::printf("%s: register tile %zu rows\n", isa.c_str(), tile);
         kernel_hashes<float>(t, isa, "f32", ks);
         kernel_hashes<double>(t, isa, "f64", ks);
-        for (const auto& [key, h] : ks) {
-            char hex[17];
-            std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-            if (write) {
-                std::printf("%s %s\n", key.c_str(), hex);
-                continue;
-            }
-            const auto it = golden.find(key);
-            CHECK(it != golden.end(), "%s: no recorded hash", key.c_str());
-            if (it != golden.end()) {
-                CHECK(it->second == hex, "%s: hash %s, recorded %s (kernel output changed)", key.c_str(), hex,
-                      it->second.c_str());
-                ++compared;
-            }
-        }
+        for (const auto& [key, h] : ks) record(key, h);
     }
     if (!write) std::printf("attention_golden: %zu (isa, case) results compared bit for bit\n", compared);
     return check::failures() ? 1 : 0;
