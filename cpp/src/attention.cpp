@@ -25,12 +25,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "dispatch.hpp"
+#include "format.hpp"
 #include "normexp/normexp.hpp"
 #include "threading.hpp"
 
@@ -49,12 +49,6 @@ constexpr std::ptrdiff_t kNoLimit = std::numeric_limits<std::ptrdiff_t>::max() /
 
 void check(bool ok, const std::string& msg) {
     if (!ok) throw error("normexp.attention: " + msg);
-}
-
-std::string num(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
 }
 
 template <class T>
@@ -308,9 +302,9 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     constexpr double kMaxT = double(std::numeric_limits<T>::max());
     const char* const tname = sizeof(T) == 4 ? "float32" : "float64";
     if (!(std::fabs(opt.scale) <= kMaxT))
-        check(false, "scale " + num(opt.scale) + " overflows " + tname + "; use a smaller scale or float64 inputs");
+        check(false, "scale " + detail::format_number(opt.scale) + " overflows " + tname + "; use a smaller scale or float64 inputs");
     if (!(opt.softcap <= kMaxT))
-        check(false, "softcap " + num(opt.softcap) + " overflows " + tname + "; use a smaller softcap or float64 inputs");
+        check(false, "softcap " + detail::format_number(opt.softcap) + " overflows " + tname + "; use a smaller softcap or float64 inputs");
     const std::size_t rows_total = sh.batch * sh.heads_q * sh.len_q;
     if (rows_total == 0) return;
     check(q && k && v && (out || sh.head_dim_v == 0), "null data pointer");
@@ -320,7 +314,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
                 const double slope = opt.alibi_slopes[sp(b) * opt.alibi_strides[0] + sp(h) * opt.alibi_strides[1]];
                 if (!(std::fabs(slope) <= kMaxT))
                     check(false, "alibi_slopes[" + std::to_string(b) + ", " + std::to_string(h) + "] = " +
-                                     num(slope) + " is not a finite " + tname + " number (use float64 inputs for larger slopes)");
+                                     detail::format_number(slope) + " is not a finite " + tname + " number (use float64 inputs for larger slopes)");
             }
 
     const kernel_table& kt = (opt.isa && *opt.isa) ? detail::kernels_for(opt.isa) : detail::active_kernels();

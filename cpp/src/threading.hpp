@@ -38,24 +38,44 @@ inline std::size_t scratch_elems(std::size_t count, std::size_t each) {
 // body(slot, begin, end) over [0, count) split into contiguous ranges, one per thread; slot in [0, nt)
 // is the thread's index (for per-thread scratch). The split depends only on the team size, and callers
 // make results independent of it.
+#if defined(NORMEXP_USE_OPENMP)
+// The first exception thrown by any thread of a region, rethrown on the calling thread after it.
+class region_error {
+public:
+    template <class F>
+    void run(F&& f) noexcept {
+        try {
+            f();
+        } catch (...) {
+            failed_.store(true, std::memory_order_relaxed);
+#pragma omp critical(normexp_parallel_error)
+            if (!error_) error_ = std::current_exception();
+        }
+    }
+    bool failed() const { return failed_.load(std::memory_order_relaxed); }
+    void rethrow() const {
+        if (error_) std::rethrow_exception(error_);
+    }
+
+private:
+    std::exception_ptr error_;
+    std::atomic<bool> failed_{false};
+};
+#endif
+
 template <class Body>
 void parallel_slices(int nt, std::size_t count, Body&& body) {
 #if defined(NORMEXP_USE_OPENMP)
     if (nt > 1 && count > 1) {
-        std::exception_ptr error;
+        region_error error;
 #pragma omp parallel num_threads(nt)
         {
             const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
             const std::size_t T = static_cast<std::size_t>(omp_get_num_threads());
             const std::size_t b = count * t / T, e = count * (t + 1) / T;
-            try {
-                if (b < e) body(t, b, e);
-            } catch (...) {
-#pragma omp critical(normexp_parallel_error)
-                if (!error) error = std::current_exception();
-            }
+            if (b < e) error.run([&] { body(t, b, e); });
         }
-        if (error) std::rethrow_exception(error);
+        error.rethrow();
         return;
     }
 #endif
@@ -76,23 +96,17 @@ template <class Body>
 void parallel_dynamic(int nt, std::size_t count, Body&& body) {
 #if defined(NORMEXP_USE_OPENMP)
     if (nt > 1 && count > 1) {
-        std::exception_ptr error;
+        region_error error;
         std::atomic<std::size_t> next{0};
-        std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(nt)
         {
             const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
-            try {
-                for (std::size_t i; !failed.load(std::memory_order_relaxed) &&
-                                    (i = next.fetch_add(1, std::memory_order_relaxed)) < count;)
+            error.run([&] {
+                for (std::size_t i; !error.failed() && (i = next.fetch_add(1, std::memory_order_relaxed)) < count;)
                     body(t, i);
-            } catch (...) {
-                failed.store(true, std::memory_order_relaxed);
-#pragma omp critical(normexp_parallel_error)
-                if (!error) error = std::current_exception();
-            }
+            });
         }
-        if (error) std::rethrow_exception(error);
+        error.rethrow();
         return;
     }
 #endif

@@ -147,8 +147,9 @@ def get_num_threads() -> int:
 
 
 def isa() -> str:
-    """The active kernel set: ``"scalar"``, ``"avx2"`` or ``"neon"``."""
-    return _core.isa()
+    """The kernel set calls from this context use: ``"scalar"``, ``"avx2"`` or ``"neon"``; inside
+    ``with use_isa(name)`` that name, elsewhere the set chosen at import (``NORMEXP_ISA`` or the best)."""
+    return _api.current_isa_override() or _core.isa()
 
 
 def available_isas() -> list[str]:

@@ -1,25 +1,27 @@
 # ISA-leak check on the library's object files (run by ctest as `isa_objects`, see tests/cpp/CMakeLists.txt):
 #  1. each ISA translation unit (kernels/<isa>.cpp.o) defines exactly one external symbol, its table
-#     getter normexp::<isa>_kernels(). Any other global or weak definition (an inline function or a
-#     template instantiated with the ISA's flags) is the ODR trap: the linker may pick that copy for
-#     baseline code, which then runs AVX2 instructions on a CPU without them.
-#     An ISA's other translation units, kernels/<isa>/*.cpp (e.g. kernels/avx2/attention.cpp), may export
-#     only strong (T) functions of namespace normexp::<isa> (their table makers, declared in kernel_table.hpp):
-#     no weak or inline definition, nothing in a namespace that baseline code could also define.
-#  2. on x86-64, no baseline object (everything but avx2.cpp.o and kernels/avx2/*.o) contains an AVX/AVX-512
-#     instruction (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on their own files.
+#     getter normexp::<isa>_kernels(); each kernel-family unit of an ISA (kernels/<isa>/<family>.cpp.o,
+#     see kernels/isa_parts.hpp) defines only strong functions normexp::<isa>_add_<family>(...), which
+#     the getter calls. Any other global or weak definition (an inline function or a template
+#     instantiated with the ISA's flags) is the ODR trap: the linker may pick that copy for baseline
+#     code, which then runs AVX2 instructions on a CPU without them.
+#  2. on x86-64, no baseline object (everything but avx2.cpp.o and kernels/avx2/*.o) contains an
+#     AVX/AVX-512 instruction (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on
+#     their own files.
 # Arguments (-D): NM, OBJDUMP (may be empty: step 2 is then impossible and the check fails on x86-64),
 # OBJECTS ("|"-separated object files), X86 (ON/OFF).
 cmake_minimum_required(VERSION 3.18)
 string(REPLACE "|" ";" objects "${OBJECTS}")
+set(failures 0)
+set(isa_objects 0)
 
-# The external symbols obj defines (nm -g --defined-only) as "<type letter> <name>" entries in out_var, or
-# NM_FAILED. DW.ref.__gxx_personality_v0 is left out: exception-handling data the compiler emits (hidden,
+# The external symbols ${obj} defines, as a list of "<nm type letter> <symbol>", in ${out_var}; "FAILED" if
+# nm fails. DW.ref.__gxx_personality_v0 is left out: exception-handling data the compiler emits (hidden,
 # weak) in some builds (-g, sanitizers), a pointer to libstdc++'s personality routine, no code of ours.
 function(defined_symbols obj out_var)
   execute_process(COMMAND "${NM}" -g --defined-only "${obj}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
-    set(${out_var} "NM_FAILED" PARENT_SCOPE)
+    set(${out_var} "FAILED" PARENT_SCOPE)
     return()
   endif()
   string(REGEX MATCHALL "[^\n]+" lines "${out}")
@@ -32,60 +34,56 @@ function(defined_symbols obj out_var)
   set(${out_var} "${symbols}" PARENT_SCOPE)
 endfunction()
 
-set(failures 0)
-set(isa_objects 0)
 foreach(obj IN LISTS objects)
   get_filename_component(name "${obj}" NAME)
-  set(isa_dir "")
-  if(obj MATCHES "/kernels/(avx2|neon|avx512)/[^/]+\\.cpp\\.(o|obj)$")
-    set(isa_dir "${CMAKE_MATCH_1}")
+  get_filename_component(dir "${obj}" DIRECTORY)
+  get_filename_component(dir "${dir}" NAME)
+  set(family_isa "")
+  set(table_isa "")
+  if(dir MATCHES "^(avx2|neon|avx512)$" AND obj MATCHES "/kernels/(avx2|neon|avx512)/[^/]+\\.cpp\\.(o|obj)$")
+    set(family_isa "${CMAKE_MATCH_1}")
+  elseif(name MATCHES "^(scalar|avx2|neon|avx512)\\.cpp\\.(o|obj)$")
+    set(table_isa "${CMAKE_MATCH_1}")
   endif()
-  if(isa_dir)
+  if(family_isa OR table_isa)
     defined_symbols("${obj}" symbols)
-    if(symbols STREQUAL "NM_FAILED")
+    if(symbols STREQUAL "FAILED")
       message(SEND_ERROR "${NM} failed on ${obj}")
       math(EXPR failures "${failures} + 1")
       continue()
     endif()
-    string(LENGTH "${isa_dir}" len)
-    set(prefix "_ZN7normexp${len}${isa_dir}")
+  endif()
+  if(family_isa)
+    # Only strong (T) functions _ZN7normexp<len><isa>_add_<family>E...(...).
     set(bad "")
-    set(good "")
-    foreach(sym IN LISTS symbols)
-      if(sym MATCHES "^T ${prefix}")
-        string(SUBSTRING "${sym}" 2 -1 fn)
-        list(APPEND good "${fn}")
+    set(good 0)
+    foreach(s IN LISTS symbols)
+      if(s MATCHES "^T _ZN7normexp[0-9]+${family_isa}_add_[a-z_]+E")
+        math(EXPR good "${good} + 1")
       else()
-        list(APPEND bad "${sym}")
+        list(APPEND bad "${s}")
       endif()
     endforeach()
-    if(bad OR NOT good)
-      message(SEND_ERROR "kernels/${isa_dir}/${name} must export only strong functions of normexp::${isa_dir} (${prefix}...), but defines: ${bad} ${good}")
+    if(bad OR good EQUAL 0)
+      message(SEND_ERROR "${family_isa}/${name} must export only strong functions normexp::${family_isa}_add_*(), but defines: ${bad}")
       math(EXPR failures "${failures} + 1")
     else()
-      message(STATUS "kernels/${isa_dir}/${name}: exports only ${good}")
+      message(STATUS "${family_isa}/${name}: exports only ${good} normexp::${family_isa}_add_* function(s)")
     endif()
   endif()
-  if(name MATCHES "^(scalar|avx2|neon|avx512)\\.cpp\\.(o|obj)$")
-    set(isa "${CMAKE_MATCH_1}")
+  if(table_isa)
     math(EXPR isa_objects "${isa_objects} + 1")
-    defined_symbols("${obj}" symbols)
-    if(symbols STREQUAL "NM_FAILED")
-      message(SEND_ERROR "${NM} failed on ${obj}")
-      math(EXPR failures "${failures} + 1")
-      continue()
-    endif()
-    list(TRANSFORM symbols REPLACE "^[A-Za-z] " "")  # the names (any symbol type)
-    string(LENGTH "${isa}_kernels" len)
-    set(expected "_ZN7normexp${len}${isa}_kernelsEv")
+    string(LENGTH "${table_isa}_kernels" len)
+    set(expected "_ZN7normexp${len}${table_isa}_kernelsEv")
+    list(TRANSFORM symbols REPLACE "^[A-Za-z] " "")
     if(NOT symbols STREQUAL expected)
-      message(SEND_ERROR "${name} must export only ${expected} (normexp::${isa}_kernels()), but defines: ${symbols}")
+      message(SEND_ERROR "${name} must export only ${expected} (normexp::${table_isa}_kernels()), but defines: ${symbols}")
       math(EXPR failures "${failures} + 1")
     else()
       message(STATUS "${name}: exports only ${expected}")
     endif()
   endif()
-  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$" AND NOT isa_dir STREQUAL "avx2")
+  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$" AND NOT family_isa STREQUAL "avx2")
     if(NOT OBJDUMP)
       message(SEND_ERROR "objdump not found: cannot scan ${name} for AVX instructions")
       math(EXPR failures "${failures} + 1")

@@ -303,8 +303,12 @@ def test_special_dtypes_match_scipy():
 def test_isa_introspection():
     assert normexp.isa() in normexp.available_isas()
     assert normexp.available_isas()[0] == "scalar"
-    with normexp.use_isa("scalar"):
-        assert normexp.softmax(np.zeros(3))[0] == pytest.approx(1 / 3)
+    default = normexp.isa()
+    for name in normexp.available_isas():
+        with normexp.use_isa(name):
+            assert normexp.isa() == name  # what the calls in the block run
+            assert normexp.softmax(np.zeros(3))[0] == pytest.approx(1 / 3)
+        assert normexp.isa() == default
     with pytest.raises(ValueError, match="not available"):
         with normexp.use_isa("sve9000"):
             pass

@@ -1,14 +1,17 @@
 // The kernel table: the one interface between the ISA translation units and the drivers.
 //
-// Every ISA file (scalar.cpp, avx2.cpp, neon.cpp) implements these kernels with internal linkage and
-// exports exactly one function returning a filled table. Kernels are single-threaded, take pointers and
-// counts, and never allocate. Drivers (cpp/src/*.cpp) own axes, blocking, threads and special values.
+// Every ISA (scalar.cpp; avx2.cpp + avx2/; neon.cpp + neon/) implements these kernels with internal
+// linkage and exports exactly one function returning a filled table (the SIMD ones assemble it from
+// their kernel-family files: isa_parts.hpp; the algorithms are written once in generic/). Kernels are
+// single-threaded, take pointers and counts, and never allocate. Drivers (cpp/src/*.cpp) own axes,
+// blocking, threads and special values.
 //
 // Conventions shared by all kernels
 //  * "t = beta * (x - m)" is the shifted, temperature-scaled score.  x - m is formed with an error term
-//    (TwoSum), and beta is a two-term constant {hi, lo}, so t is known to ~2^-48 relative before exp;
-//    this is what keeps exp(t) within a few ULP when |t| is large (a plain fl(x - m) costs up to
-//    |t| * 2^-24 relative error, i.e. ~50 ULP at t = -100).
+//    (TwoSum in scalar.cpp; Fast2Sum in generic/lanes.hpp, exact as well because x <= m), and beta is
+//    a two-term constant {hi, lo}, so t is known to ~2^-48 relative before exp; this is what keeps
+//    exp(t) within a few ULP when |t| is large (a plain fl(x - m) costs up to |t| * 2^-24 relative
+//    error, i.e. ~50 ULP at t = -100).
 //  * m is the row (or column) maximum: t <= 0 for every entry, and m is finite (drivers handle rows whose
 //    maximum is NaN or +-inf before calling a kernel).
 //  * Sums of exp are accumulated in blocks in working precision and flushed into double (Neumaier
@@ -175,22 +178,6 @@ const kernel_table& avx2_kernels();
 #endif
 #if defined(NORMEXP_HAVE_NEON)
 const kernel_table& neon_kernels();
-#endif
-
-// The attention kernels of each SIMD ISA live in a translation unit of their own, kernels/<isa>/attention.cpp
-// (kernels/generic/attention.hpp over kernels/<isa>/attention_traits.hpp, compiled with the ISA's flags);
-// the ISA's table getter takes its attention entries from these.
-#if defined(NORMEXP_HAVE_AVX2)
-namespace avx2 {
-attention_kernels<float> make_attention_kernels_f32();
-attention_kernels<double> make_attention_kernels_f64();
-}  // namespace avx2
-#endif
-#if defined(NORMEXP_HAVE_NEON)
-namespace neon {
-attention_kernels<float> make_attention_kernels_f32();
-attention_kernels<double> make_attention_kernels_f64();
-}  // namespace neon
 #endif
 
 }  // namespace normexp

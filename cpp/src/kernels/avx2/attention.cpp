@@ -1,14 +1,15 @@
-// AVX2 + FMA attention micro-kernels: the algorithms of kernels/generic/attention.hpp over the traits of
-// kernels/avx2/attention_traits.hpp, compiled with -mavx2 -mfma like kernels/avx2.cpp (cmake/normexpIsa.cmake).
-// Everything here has internal linkage except the two table makers declared in kernel_table.hpp, which
-// avx2_kernels() (kernels/avx2.cpp) calls to fill its attention entries.
+// AVX2 + FMA (x86-64) attention micro-kernels: generic/attention.hpp over avx2/attention_traits.hpp,
+// compiled with -mavx2 -mfma like every file of kernels/avx2/ (cmake/normexpIsa.cmake). Exports only avx2_add_attention (isa_parts.hpp).
+#include "../isa_parts.hpp"
 #include "attention_traits.hpp"
 
 #define NORMEXP_ISA avx2
 #include "../generic/attention.hpp"
 #undef NORMEXP_ISA
 
-namespace normexp::avx2 {
-attention_kernels<float> make_attention_kernels_f32() { return make_attention_table<AttnF32>(); }
-attention_kernels<double> make_attention_kernels_f64() { return make_attention_table<AttnF64>(); }
-}  // namespace normexp::avx2
+namespace normexp {
+void avx2_add_attention(kernel_table& t) {
+    t.attn_f32 = avx2::make_attention_table<avx2::AttnF32>();
+    t.attn_f64 = avx2::make_attention_table<avx2::AttnF64>();
+}
+}  // namespace normexp

