@@ -1,39 +1,42 @@
-// The attention micro-kernels (kernel_table.hpp, attention_kernels), written once over a vector-traits struct
-// F (kernels/<isa>/attention_traits.hpp: AttnF32, AttnF64) and compiled once per SIMD ISA.
+// The attention micro-kernels (kernel_table.hpp, attention_kernels), written once over an attention traits
+// struct F (kernels/<isa>/attention_traits.hpp: AttnF32, AttnF64) and compiled once per SIMD ISA.
 //
-// Use (the simdjson "generic/" pattern): an ISA's attention translation unit, compiled with that ISA's flags,
-// includes its traits header, defines NORMEXP_ISA to its namespace name and includes this file, which opens
-// namespace normexp::NORMEXP_ISA { namespace { ... } }. Everything here then has internal linkage in that
-// ISA's own namespace, so nothing compiled with one ISA's flags can be linked into another's code (see
-// tests/isa/check_isa_objects.cmake). No include guard: one inclusion per ISA.
+// Textual include, the pattern of generic/lanes.hpp and generic/reductions.hpp: an ISA's attention translation
+// unit (kernels/<isa>/attention.cpp, compiled with that ISA's flags) includes <isa>/traits.hpp, then INSIDE its
+// namespace normexp::<isa>::(anonymous) generic/lanes.hpp, <isa>/attention_traits.hpp and this file, and
+// exports only <isa>_add_attention (kernels/isa_parts.hpp), which calls make_attention_table<AttnF32/AttnF64>.
+// Everything here therefore has internal linkage in that ISA's namespace (tests/isa/check_isa_objects.cmake).
+// No #include and no include guard; the includer provides <cmath>, <cstddef>, <cstdint>, <type_traits>,
+// exp_constants.hpp, kernel_table.hpp and attention_score.hpp.
 //
-// What F provides: the general vector operations (T, V, M, N, load/store, load_tail/store_tail/tail_mask/mask_v,
-// set1, zero, add, sub, mul, fmadd, fnmadd, max, compare/select, flush into the double accumulator Acc, exp_core)
-// and the attention-specific ones (kTileRows, kQkVectors, kPvVectors, kPrefetchRows + prefetch,
-// transpose_store, hsum, store_hsum4, exp_minus; with kSpecScores == false also div, min, le, gt, andnot, or_,
-// blend, hmax, iota, keep_out, clamp_below, exp_normal, kNormalMinArg; with kSpecScores == true maxnm, hmaxnm).
+// What an attention traits struct F must provide. Derive it from the element traits lanes<P> (F32/F64 of
+// generic/lanes.hpp), which give every general operation, and add the attention-specific members:
+//  from lanes<P> / the ISA's traits.hpp (general; add a missing one there, for every ISA):
+//    T, V, M, N; load, store, tail_mask, load_tail, store_tail, mask_v; set1, zero, add, sub, mul, div, fmadd,
+//    fnmadd, max, min, eq, ge, lt, gt, le, and_, andnot, or_, blend, hmax, hsum, iota; Acc and flush(acc, v)
+//    (the double accumulator of the row sums); exp_core<false>(t, tl); clamp_below(m); kMinArg,
+//    kNormalMinArg; exp_minus(x, -m, clamp_below(m)) = exp(x - m) for x <= m with an exact argument.
+//  attention-specific (kernels/<isa>/attention_traits.hpp):
+//    kTileRows, kQkVectors, kPvVectors   register tile of qk and pv: kTileRows query rows x kQkVectors
+//                                        (kPvVectors) vectors; kQkVectors * N must divide kAttnKeyPanel and
+//                                        kTileRows must divide kQkRowGroup (24). tile_rows of the table.
+//    kPrefetchRows, prefetch(p)          software prefetch distance of the decoding kernels in rows (0: none).
+//    transpose_store(k, k_row, kt, ldkt) N x N block transpose of pack_kt (k rows with unit stride).
+//    store_hsum4(s, a0, a1, a2, a3)      s[0..4) = the horizontal sums of four vectors (qk_direct).
+//    kSpecScores                         which softmax_step: false = softmax_step_rounded (scores in vector
+//                                        arithmetic; needs keep_out(p, n): all ones where the mask byte is 0,
+//                                        and exp_normal(t): exp for t >= kNormalMinArg), true =
+//                                        softmax_step_spec (scores of attention_score.hpp; needs maxnm,
+//                                        hmaxnm: maxima that ignore NaN).
+//  exp_minus is lanes' unless the traits redefine it: NEON's keeps its pre-generic exp (neon/attention_traits.hpp);
+//  a new ISA inherits lanes'. The tile shapes do not change results (every product is one FMA chain in the
+//  order of its reduction index); store_hsum4's order and kSpecScores do.
 //
 // Products (qk, qk_direct, pv) are register-blocked like a GEMM; each output is one FMA chain in the order of
 // the reduction index (d for qk, j for pv) starting from 0 (qk) or alpha * o (pv), so the result does not
 // depend on the tile shape: |err| <= (dim + 1) u sum_d |q_d k_d| for qk (the gamma_n bound plus the final
 // rounding, u = unit roundoff of T) and (keys + 2) u (|alpha o| + sum_j |p_j v_j|) for pv, the bounds
 // tests/cpp/test_attention_kernels.cpp checks against the scalar specification (kernels/scalar.cpp).
-#ifndef NORMEXP_ISA
-#error "kernels/generic/attention.hpp: define NORMEXP_ISA (the ISA namespace) and include the ISA's traits first"
-#endif
-
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <type_traits>
-
-#include "../attention_score.hpp"
-#include "../exp_constants.hpp"
-#include "../kernel_table.hpp"
-
-namespace normexp::NORMEXP_ISA {
-namespace {
-
 // qk visits the key panels for groups of this many query rows, so the group's q rows (<= 12 KiB at head_dim
 // 128, float32) stay in L1 while the packed K^T streams by. A multiple of every ISA's tile height (6, 4).
 constexpr std::size_t kQkRowGroup = 24;
@@ -303,7 +306,7 @@ inline typename F::V soft_cap(typename F::V x, typename F::V cap, typename F::V 
     const V sign = F::set1(typename F::T(-0.0));
     const V y = F::div(x, cap);
     const V a = F::andnot(sign, y);
-    const V e = F::exp_core(F::max(tmin, F::mul(F::set1(-2), a)), F::zero());
+    const V e = F::template exp_core<false>(F::max(tmin, F::mul(F::set1(-2), a)), F::zero());
     const V one = F::set1(1);
     const V th = F::div(F::sub(one, e), F::add(one, e));
     return F::mul(cap, F::or_(th, F::and_(sign, y)));
@@ -522,36 +525,23 @@ void softmax_step_rounded(typename F::T* s, std::size_t lds, std::size_t rows, s
 
 // -- kSpecScores == true: non-plain scores exactly as the scalar specification forms them ---------------
 
-// y = exp(x - mu) over a row, returning its sum: blocks of 8 vectors summed pairwise in working precision and
-// flushed to double (the reduction kernels' row_exp_store with beta = 1; OVERLAP: their blocked_sum).
+// x = exp(x - mu) in place over a row, returning its sum: generic/lanes.hpp's blocked_sum with float64 in blocks
+// too (PerTerm = false), the reduction kernels' row_exp_store with beta = 1 and the F::exp_minus of this ISA.
 template <class F>
 double exp_store_row(typename F::T* x, std::size_t n, typename F::T mu) {
     using V = typename F::V;
-    constexpr std::size_t N = F::N;
-    const V negm = F::set1(-mu);
+    const V negm = F::set1(-mu), xlow = F::set1(F::clamp_below(mu));
     auto full = [&](std::size_t i) {
-        const V e = F::exp_minus(F::load(x + i), negm, negm);
+        const V e = F::exp_minus(F::load(x + i), negm, xlow);
         F::store(x + i, e);
         return e;
     };
-    typename F::Acc acc;
-    std::size_t i = 0;
-    for (; i + 8 * N <= n; i += 8 * N) {
-        const V e0 = full(i), e1 = full(i + N), e2 = full(i + 2 * N), e3 = full(i + 3 * N);
-        const V e4 = full(i + 4 * N), e5 = full(i + 5 * N), e6 = full(i + 6 * N), e7 = full(i + 7 * N);
-        const V a0 = F::add(e0, e1), a1 = F::add(e2, e3), a2 = F::add(e4, e5), a3 = F::add(e6, e7);
-        F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
-    }
-    V part = F::zero();
-    for (; i + N <= n; i += N) part = F::add(part, full(i));
-    if (i < n) {
-        const auto mk = F::tail_mask(n - i);
-        const V e = F::and_(F::exp_minus(F::load_tail(x + i, mk), negm, negm), F::mask_v(mk));
+    auto tail = [&](std::size_t i, typename F::M mk) {
+        const V e = F::and_(F::exp_minus(F::load_tail(x + i, mk), negm, xlow), F::mask_v(mk));
         F::store_tail(x + i, mk, e);
-        part = F::add(part, e);
-    }
-    F::flush(acc, part);
-    return acc.total();
+        return e;
+    };
+    return blocked_sum<F, false>(n, full, tail);
 }
 
 // With only a scale (and possibly the band) x = scale * s is one vector multiply: the product of two T values
@@ -598,7 +588,7 @@ void softmax_step_spec(typename F::T* s, std::size_t lds, std::size_t rows, std:
         T a = T(1);
         if (!(mx == m[i] || mx == ninf)) {
             T out[N];
-            F::store(out, F::exp_minus(F::set1(m[i]), F::set1(-mu), F::set1(-mu)));
+            F::store(out, F::exp_minus(F::set1(m[i]), F::set1(-mu), F::set1(F::clamp_below(mu))));
             a = out[0];
         }
         const double sum = exp_store_row<F>(si, keys, mu);
@@ -629,6 +619,3 @@ attention_kernels<typename F::T> make_attention_table() {
     k.tile_rows = static_cast<std::size_t>(F::kTileRows);
     return k;
 }
-
-}  // namespace
-}  // namespace normexp::NORMEXP_ISA

@@ -1,11 +1,24 @@
-// NEON (aarch64 Advanced SIMD) attention micro-kernels: generic/attention.hpp over neon/attention_traits.hpp,
-// compiled for aarch64 only; Advanced SIMD needs no flags (cmake/normexpIsa.cmake). Exports only neon_add_attention (isa_parts.hpp).
-#include "../isa_parts.hpp"
-#include "attention_traits.hpp"
+// NEON (aarch64 Advanced SIMD) attention micro-kernels: generic/attention.hpp over neon/attention_traits.hpp, built on the
+// element traits of generic/lanes.hpp over neon/traits.hpp (compiled for aarch64 only; Advanced SIMD needs no flags,
+// cmake/normexpIsa.cmake). Exports only neon_add_attention (isa_parts.hpp).
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
-#define NORMEXP_ISA neon
+#include "../attention_score.hpp"
+#include "../exp_constants.hpp"
+#include "../isa_parts.hpp"
+#include "traits.hpp"
+
+namespace normexp::neon {
+namespace {
+#include "../generic/lanes.hpp"
+#include "attention_traits.hpp"
 #include "../generic/attention.hpp"
-#undef NORMEXP_ISA
+}  // namespace
+}  // namespace normexp::neon
 
 namespace normexp {
 void neon_add_attention(kernel_table& t) {
