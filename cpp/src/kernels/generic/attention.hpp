@@ -92,6 +92,19 @@ void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_co
 }
 
 // ---- qk ----------------------------------------------------------------------------------------------
+// One step of a register tile: a[r][c] = fma(x[r * ldx], b[c], a[r][c]), a rank-1 update (one broadcast per row,
+// R * NV FMAs). qk and pv are chains of these in the order of their reduction index.
+template <class F, int R, int NV>
+NX_INLINE void rank1_update(typename F::V (&a)[R][NV], const typename F::V (&b)[NV], const typename F::T* x,
+                            std::size_t ldx) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        const typename F::V xr = F::set1(x[r * ldx]);
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c) a[r][c] = F::fmadd(xr, b[c], a[r][c]);
+    }
+}
+
 // One register tile: R query rows x F::kQkVectors vectors of keys; per head-dimension step one broadcast of
 // q[r][d] per row and kQkVectors loads of kt[d] feed R * kQkVectors FMAs.
 template <class F, int R>
@@ -109,12 +122,7 @@ inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T
         V b[NV];
 #pragma GCC unroll 4
         for (int c = 0; c < NV; ++c) b[c] = F::load(kt + d * ldkt + c * N);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-            const V x = F::set1(q[r * ldq + d]);
-#pragma GCC unroll 4
-            for (int c = 0; c < NV; ++c) a[r][c] = F::fmadd(x, b[c], a[r][c]);
-        }
+        rank1_update<F, R, NV>(a, b, q + d, ldq);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -213,12 +221,7 @@ inline void pv_tile(const typename F::T* p, std::size_t ldp, const typename F::T
         V b[NV];
 #pragma GCC unroll 4
         for (int c = 0; c < NV; ++c) b[c] = Tail ? F::load_tail(vj, mk) : F::load(vj + c * N);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-            const V x = F::set1(p[r * ldp + j]);
-#pragma GCC unroll 4
-            for (int c = 0; c < NV; ++c) a[r][c] = F::fmadd(x, b[c], a[r][c]);
-        }
+        rank1_update<F, R, NV>(a, b, p + j, ldp);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
