@@ -21,3 +21,17 @@ function(normexp_add_isa_kernels target)
     target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_NEON)
   endif()
 endfunction()
+
+# The machine probe of the benchmark (memory bandwidth, FMA peak), linked into the Python module only.
+# Its FMA loop for AVX2 is the one probe file with ISA flags; the probe runs it only after the library's
+# available_isas() lists avx2.
+function(normexp_add_probe_sources target)
+  set(_src ${PROJECT_SOURCE_DIR}/cpp/src)
+  target_sources(${target} PRIVATE ${_src}/machine_probe.cpp)
+  target_include_directories(${target} PRIVATE ${_src})
+  if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+    target_sources(${target} PRIVATE ${_src}/machine_probe_avx2.cpp)
+    set_source_files_properties(${_src}/machine_probe_avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
+    target_compile_definitions(${target} PRIVATE NORMEXP_PROBE_HAVE_AVX2)
+  endif()
+endfunction()
