@@ -18,8 +18,9 @@
 //    kNormalMinArg; exp_minus(x, -m, clamp_below(m)) = exp(x - m) for x <= m with an exact argument.
 //  attention-specific (kernels/<isa>/attention_traits.hpp):
 //    kTileRows, kQkVectors, kPvVectors   register tile of qk and pv: kTileRows query rows x kQkVectors
-//                                        (kPvVectors) vectors; kQkVectors * N must divide kAttnKeyPanel and
-//                                        kTileRows must divide kQkRowGroup (24). tile_rows of the table.
+//                                        (kPvVectors) vectors; kQkVectors * N must divide kAttnKeyPanel
+//                                        (static_assert), and kTileRows should divide kQkRowGroup (24), or
+//                                        each row group ends in a short tile. kTileRows is the table's tile_rows.
 //    kPrefetchRows, prefetch(p)          software prefetch distance of the decoding kernels in rows (0: none).
 //    transpose_store(k, k_row, kt, ldkt) N x N block transpose of pack_kt (k rows with unit stride).
 //    store_hsum4(s, a0, a1, a2, a3)      s[0..4) = the horizontal sums of four vectors (qk_direct).
@@ -30,13 +31,15 @@
 //                                        hmaxnm: maxima that ignore NaN).
 //  exp_minus is lanes' unless the traits redefine it: NEON's keeps its pre-generic exp (neon/attention_traits.hpp);
 //  a new ISA inherits lanes'. The tile shapes do not change results (every product is one FMA chain in the
-//  order of its reduction index); store_hsum4's order and kSpecScores do.
+//  order of its reduction index); the summation orders of hsum and store_hsum4, and kSpecScores, do.
+//  NX_INLINE and blocked_sum come from generic/lanes.hpp.
 //
 // Products (qk, qk_direct, pv) are register-blocked like a GEMM; each output is one FMA chain in the order of
 // the reduction index (d for qk, j for pv) starting from 0 (qk) or alpha * o (pv), so the result does not
 // depend on the tile shape: |err| <= (dim + 1) u sum_d |q_d k_d| for qk (the gamma_n bound plus the final
 // rounding, u = unit roundoff of T) and (keys + 2) u (|alpha o| + sum_j |p_j v_j|) for pv, the bounds
 // tests/cpp/test_attention_kernels.cpp checks against the scalar specification (kernels/scalar.cpp).
+
 // qk visits the key panels for groups of this many query rows, so the group's q rows (<= 12 KiB at head_dim
 // 128, float32) stay in L1 while the packed K^T streams by. A multiple of every ISA's tile height (6, 4).
 constexpr std::size_t kQkRowGroup = 24;
