@@ -94,6 +94,11 @@ struct V64 {
         return static_cast<std::uint32_t>(vaddvq_u64(vandq_u64(u(m), vld1q_u64(kBits))));
     }
     static T hmax(V v) { return vmaxvq_f64(v); }  // only called on NaN-free vectors
+    static T hsum(V a) { return vaddvq_f64(a); }     // FADDP: a0 + a1
+    static V iota() {
+        alignas(16) static const double kIota[2] = {0, 1};
+        return vld1q_f64(kIota);
+    }
 
     // ---- integer lanes (exponent arithmetic, counts) ----
     static I isub(I a, I b) { return vsubq_s64(a, b); }
@@ -171,6 +176,11 @@ struct V32 {
         return vaddvq_u32(vandq_u32(u(m), vld1q_u32(kBits)));
     }
     static T hmax(V v) { return vmaxvq_f32(v); }
+    static T hsum(V a) { return vaddvq_f32(a); }  // FADDP: (a0 + a1) + (a2 + a3)
+    static V iota() {
+        alignas(16) static const float kIota[4] = {0, 1, 2, 3};
+        return vld1q_f32(kIota);
+    }
 
     // ---- float64 lanes ----
     static V64::V widen_lo(V v) { return vcvt_f64_f32(vget_low_f32(v)); }
