@@ -47,8 +47,9 @@ std::size_t k_row_collect_ge(const typename F::T* x, std::size_t n, typename F::
 constexpr std::size_t kStep = F32::N > 8 ? F32::N : 8;
 constexpr std::size_t kStepVecs = kStep / F32::N;
 constexpr std::size_t kSampleVecs = F32::N > 8 ? 1 : 8 / F32::N;
-static_assert(kStep % 8 == 0 && normexp::sampling::kSampleBlock % kStep == 0 && F32::N == 2 * F64::N,
-              "steps of whole groups of 8 and whole float32 vectors; float64 vectors in pairs");
+static_assert(kStep % 8 == 0 && normexp::sampling::kSampleBlock % kStep == 0 && F32::N == 2 * F64::N &&
+                  kStepVecs == kSampleVecs,
+              "steps of whole groups of 8 and whole float32 vectors (one accumulator each); float64 vectors in pairs");
 
 // The sampling arguments of the kStep / F::N vectors of x[0..kStep) in F's own precision:
 // t = (x - m) * beta and keep = x >= thr, restricted to the `valid` first lanes (lanes past them load as
@@ -135,7 +136,7 @@ void k_row_sample_weights(const typename F::T* x, std::size_t n, typename F::T m
                 const F32::V wv = sample_exp(t[h], keep[h]);
                 // L_j = ((w[j] + w[8+j]) + ...): the first add is 0 + w[j] = w[j] exactly (w >= +0).
                 // 16 lanes: lanes past the row are +0 (keep), and adding +0 to a sum >= +0 changes no bit.
-                acc[kSampleVecs == 1 ? 0 : h] = add_groups<F32>(acc[kSampleVecs == 1 ? 0 : h], wv);
+                acc[h] = add_groups<F32>(acc[h], wv);
                 if (w) {
                     const std::size_t vh = valid > h * NS ? valid - h * NS : 0;
                     if (vh >= NS)
