@@ -28,7 +28,7 @@ _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[None]:
-    """Run the enclosed normexp calls on one kernel set (``"scalar"``, ``"avx2"``, ``"neon"``).
+    """Run the enclosed normexp calls on one kernel set (``"scalar"``, ``"avx2"``, ``"avx512"``, ``"neon"``).
 
     For tests and benchmarks that compare ISAs; the selection made at import (``NORMEXP_ISA``) is
     unchanged outside the block. Raises ValueError if this CPU cannot run ``name``.
