@@ -21,13 +21,17 @@
 // no AVX-512 code can be picked by the linker for baseline or AVX2 code.
 #pragma once
 
-// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() (a self-initialized variable) as the unused
+// GCC's AVX-512 intrinsics (12 at least) pass _mm512_undefined_ps() (a self-initialized variable) as the unused
 // merge source of unmasked operations (vmaxps, vcvtps2pd, vscalefps, ...), which -Wmaybe-uninitialized
 // reports at every inlined use; the warning is about the header's idiom, not our values.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 
 #include <cstddef>
 #include <cstdint>
