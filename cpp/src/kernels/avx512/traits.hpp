@@ -16,6 +16,10 @@
 //    rounded in the one instruction, and lanes.hpp drops the out-of-range branch and its two-factor
 //    scaling (whose result, RN(p * 2^k) as well, is the same bits: the float32 exp stays bit-identical
 //    to the AVX2 one). max/min have the SSE/AVX2 semantics (second operand if either is NaN).
+//  * No vrndscaleps/pd: exp's k = round(t log2e) comes from the shifter, fma(t, log2e, S) - S, which
+//    rounds the exact product once; vmulps + vrndscaleps is as many instructions but rounds the product
+//    first, so near a half-integer it can pick the other k (still a valid reduction, but different
+//    bits from AVX2/NEON and the scalar specification's structure). Nothing to gain, so not used.
 // Include only from translation units compiled with the AVX-512 flags (cmake/normexpIsa.cmake).
 // Everything is in an anonymous namespace: each AVX-512 translation unit gets its own internal copy, so
 // no AVX-512 code can be picked by the linker for baseline or AVX2 code.
