@@ -1,11 +1,11 @@
 // Driver for blocked (flash-style) scaled dot-product attention (normexp.hpp, "attention").
 //
-// Work is split into tasks (batch b, query head h, query block of kBlockQ rows, key split). A task walks
+// Work is split into tasks (batch b, query head h, query block of block_q rows, key split). A task walks
 // its key/value range in blocks of kBlockK keys and runs the kernels of kernel_table.hpp on each block:
 //   pack_kt (K block -> K^T panels)  ->  qk (S = Q K^T)  ->  softmax_step (scores, running max m and sum l,
 //   P = exp(x - m), rescale factor alpha)  ->  pv (O = alpha O + P V).
 // The output row is O / l and lse = m + log(l). Per-thread memory: the K^T panels (head_dim x kBlockK),
-// S (kBlockQ x kBlockK), O (kBlockQ x head_dim_v) and a few rows: independent of len_q x len_kv. All of
+// S (block_q x kBlockK), O (block_q x head_dim_v) and a few rows: independent of len_q x len_kv. All of
 // it, and the decode partials, is allocated before any task runs: a failed allocation throws before
 // anything is written, and nothing inside the parallel region allocates (threading.hpp).
 //
@@ -37,10 +37,10 @@
 namespace normexp {
 namespace {
 
-constexpr std::size_t kBlockQ = 96;         // query rows per task (a multiple of the 6-row register tile)
+constexpr std::size_t kBlockQMin = 96;      // query rows per task: at least this many (see row_blocking)
 constexpr std::size_t kBlockK = 128;        // keys per block (a multiple of kAttnKeyPanel)
 constexpr std::size_t kDirectRows = 4;      // up to this many query rows: no K^T packing (qk_direct)
-constexpr std::size_t kDiagRows = 24;       // row groups on the causal diagonal (a multiple of 6)
+constexpr std::size_t kDiagRowsMin = 24;    // row groups on the causal diagonal: at least this many rows
 constexpr std::size_t kSplitTasks = 32;     // decode: split keys until there are about this many tasks
 constexpr std::size_t kSplitMinKeys = 512;  // decode: never split below this many keys per piece
 static_assert(kBlockK % kAttnKeyPanel == 0, "key blocks must be whole panels");
@@ -54,6 +54,22 @@ void check(bool ok, const std::string& msg) {
 template <class T>
 const attention_kernels<T>& attn_kernels(const kernel_table& kt) {
     if constexpr (sizeof(T) == 4) return kt.attn_f32; else return kt.attn_f64;
+}
+
+// Row groups in whole register tiles of the kernels (attention_kernels::tile_rows): causal-diagonal groups of
+// kDiagRowsMin rows rounded up to whole tiles, query blocks of kBlockQMin rows rounded up to whole diagonal
+// groups, so neither ends in a partial tile (24 and 96 rows for the 6-row AVX2, 4-row NEON and 1-row scalar
+// tiles). Results depend on the diagonal groups (a group computes the keys its last row sees, and the extra
+// zeros can change the order of the kernels' partial sums), so a change of these sizes changes bits; the
+// golden tests (tests/cpp/test_attention_golden.cpp) pin them.
+struct row_blocking {
+    std::size_t diag;     // rows per group on the causal diagonal
+    std::size_t block_q;  // query rows per task
+};
+inline row_blocking blocking_for(std::size_t tile_rows) {
+    const std::size_t tile = std::max<std::size_t>(1, tile_rows);
+    const std::size_t diag = (kDiagRowsMin + tile - 1) / tile * tile;
+    return {diag, (kBlockQMin + diag - 1) / diag * diag};
 }
 
 inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
@@ -70,6 +86,7 @@ struct plan {
     std::size_t group;           // heads_q / heads_kv
     std::ptrdiff_t off;          // diag(i) = i + off
     std::ptrdiff_t lo_d, hi_d;   // visible keys: lo_d <= j - i <= hi_d
+    row_blocking rb;             // row groups in whole register tiles of k
     std::size_t nqb, nsplit;     // query blocks per head, key splits per query block
     // Decoding with grouped-query attention (len_q == 1, heads_q > heads_kv, no ALiBi): one task takes all
     // the query heads of a key/value head as its rows, so K and V are read once per group, not per head.
@@ -85,23 +102,26 @@ struct copies {
     bool bias;  // an additive mask block copied: key stride not 1
 };
 
-// Per-thread buffers, sized for the largest task (kBlockQ rows, kBlockK keys) when constructed.
+// Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed.
 template <class T>
 struct workspace {
     std::vector<T> kt, s, o, qbuf, vbuf, bias, m, alpha;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
-    workspace(const attention_shape& sh, const copies& c) {
-        kt.resize(std::max<std::size_t>(1, sh.head_dim * kBlockK));
-        s.resize(kBlockQ * kBlockK);
-        o.resize(std::max<std::size_t>(1, kBlockQ * sh.head_dim_v));
-        m.resize(kBlockQ);
-        alpha.resize(kBlockQ);
-        l.resize(kBlockQ);
-        if (c.q) qbuf.resize(std::max<std::size_t>(1, kBlockQ * sh.head_dim));  // a task has <= kBlockQ rows
-        if (c.v) vbuf.resize(std::max<std::size_t>(1, kBlockK * sh.head_dim_v));
-        if (c.keep) keep.resize(kBlockQ * kBlockK);
-        if (c.bias) bias.resize(kBlockQ * kBlockK);
+    // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
+    // std::bad_alloc instead of wrapping around to a small buffer.
+    workspace(const attention_shape& sh, const copies& c, std::size_t bq) {
+        using detail::scratch_elems;
+        kt.resize(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kBlockK)));
+        s.resize(scratch_elems(bq, kBlockK));
+        o.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim_v)));
+        m.resize(bq);
+        alpha.resize(bq);
+        l.resize(bq);
+        if (c.q) qbuf.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
+        if (c.v) vbuf.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
+        if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
+        if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
 };
 
@@ -131,7 +151,7 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
     const T* qp = p.q + sp(b) * p.qs[0] + sp(h) * p.qs[1] + sp(i0) * p.qs[2];
     const std::ptrdiff_t qrow = p.grouped ? p.qs[1] : p.qs[2];  // from one row to the next
     std::size_t ldq = static_cast<std::size_t>(qrow);
-    if (!(p.qs[3] == 1 && qrow >= 0)) {  // ws.qbuf holds kBlockQ x D (copies::q)
+    if (!(p.qs[3] == 1 && qrow >= 0)) {  // ws.qbuf holds block_q x D (copies::q)
         for (std::size_t i = 0; i < rows; ++i)
             for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = qp[sp(i) * qrow + sp(d) * p.qs[3]];
         qp = ws.qbuf.data();
@@ -175,7 +195,7 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             const void* blk = mb;
             if (ms3 != 1) {  // copy this block of the mask with unit key stride (one row if broadcast)
                 const std::size_t nr = ms2 == 0 ? 1 : rows;
-                if (opt.mask_kind == attention_mask_kind::keep) {  // ws.keep, ws.bias: kBlockQ x kBlockK
+                if (opt.mask_kind == attention_mask_kind::keep) {  // ws.keep, ws.bias: block_q x kBlockK
                     const auto* src = reinterpret_cast<const std::uint8_t*>(mb);
                     for (std::size_t i = 0; i < nr; ++i)
                         for (std::size_t j = 0; j < keys; ++j) ws.keep[i * keys + j] = src[sp(i) * ms2 + sp(j) * ms3];
@@ -233,11 +253,11 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
             for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
         } else if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
-            // The causal diagonal crosses this block: in groups of kDiagRows rows, only the keys the group's
+            // The causal diagonal crosses this block: in groups of rb.diag rows, only the keys the group's
             // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that sees
             // none of them is skipped: its statistics and output are unchanged (alpha = 1).
-            for (std::size_t r0 = 0; r0 < rows; r0 += kDiagRows) {
-                const std::size_t nr = std::min(kDiagRows, rows - r0);
+            for (std::size_t r0 = 0; r0 < rows; r0 += p.rb.diag) {
+                const std::size_t nr = std::min(p.rb.diag, rows - r0);
                 const std::ptrdiff_t nk = std::min(sp(keys), sc.band_hi + sp(r0 + nr));
                 if (nk > 0) step(r0, nr, static_cast<std::size_t>(nk));
             }
@@ -304,10 +324,13 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     // A window of len_q + len_kv keys or more reaches past key 0 from every diagonal: no limit (and no
     // conversion of a window >= 2^63 to a negative ptrdiff_t).
     const bool windowed = opt.window > 0 && opt.window < sh.len_q + sh.len_kv;
-    plan<T> p{attn_kernels<T>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale), sh.heads_q / sh.heads_kv, off,
-              windowed ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit, 0, 1, false, 0};
-    p.nqb = (sh.len_q + kBlockQ - 1) / kBlockQ;
-    p.grouped = sh.len_q == 1 && p.group > 1 && p.group <= kBlockQ && opt.alibi_slopes == nullptr;
+    const attention_kernels<T>& ak = attn_kernels<T>(kt);
+    plan<T> p{ak, sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale), sh.heads_q / sh.heads_kv, off,
+              windowed ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit,
+              blocking_for(ak.tile_rows), 0, 1, false, 0};
+    const std::size_t block_q = p.rb.block_q;
+    p.nqb = (sh.len_q + block_q - 1) / block_q;
+    p.grouped = sh.len_q == 1 && p.group > 1 && p.group <= block_q && opt.alibi_slopes == nullptr;
     p.rows_per_task = p.grouped ? p.group : sh.len_q;
     const std::size_t units = p.grouped ? sh.heads_kv : sh.heads_q;  // (b, unit) pairs: heads or head groups
 
@@ -334,7 +357,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
                     mask_copy && opt.mask_kind == attention_mask_kind::additive};
     std::vector<workspace<T>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
-    for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(sh, cp);
+    for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(sh, cp, block_q);
     std::vector<T> part_o;
     std::vector<double> part_m, part_l, accd;
     if (split) {
@@ -351,7 +374,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
         workspace<T>& ws = wss[slot];
         const std::size_t s = t % p.nsplit, qb = (t / p.nsplit) % p.nqb, bh = t / (p.nsplit * p.nqb);
         const std::size_t b = bh / units, h = p.grouped ? (bh % units) * p.group : bh % units;
-        const std::size_t i0 = qb * kBlockQ, rows = p.grouped ? p.group : std::min(kBlockQ, sh.len_q - i0);
+        const std::size_t i0 = qb * block_q, rows = p.grouped ? p.group : std::min(block_q, sh.len_q - i0);
         std::ptrdiff_t lo, hi;
         key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
         if (split) {  // piece s of the key range, in whole blocks

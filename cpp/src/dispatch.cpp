@@ -60,7 +60,7 @@ void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {
 }
 template <class T>
 void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {
-    NX_TAKE(pack_kt); NX_TAKE(qk); NX_TAKE(softmax_step); NX_TAKE(pv); NX_TAKE(qk_direct);
+    NX_TAKE(pack_kt); NX_TAKE(qk); NX_TAKE(softmax_step); NX_TAKE(pv); NX_TAKE(qk_direct); NX_TAKE(tile_rows);
 #undef NX_TAKE
 }
 

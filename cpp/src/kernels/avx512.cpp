@@ -8,11 +8,11 @@
 // Entries:
 //  * reductions and sampling (f32, f64): AVX-512 native, the algorithms of generic/ over
 //    avx512/traits.hpp (avx512/reductions.cpp, avx512/sampling.cpp).
-//  * attention (attn_f32, attn_f64): BORROWED from the AVX2 set. The attention micro-kernels are still
-//    AVX2-specific code in avx2.cpp (they are being moved to generic/ like the reductions); until then
-//    this table takes avx2_kernels()' attention entries, which are valid on every CPU with AVX-512F
-//    (the dispatcher lists avx512 only where AVX2 + FMA are supported too). Results are those of the
-//    avx2 set.
+//  * attention (attn_f32, attn_f64): BORROWED from the AVX2 set (avx2_add_attention: generic/attention.hpp
+//    over avx2/attention_traits.hpp), valid on every CPU this table runs on (the dispatcher lists avx512
+//    only where AVX2 + FMA are supported too). Results are those of the avx2 set. The generic attention
+//    compares into vector lanes (F::and_/or_/blend of comparison results), which the opmask traits of
+//    avx512/traits.hpp do not provide; instantiating it here needs it on the mask hooks first.
 #include "isa_parts.hpp"
 #include "kernel_table.hpp"
 
@@ -23,10 +23,8 @@ const kernel_table& avx512_kernels() {
         t.name = "avx512";
         avx512_add_reductions(t);
         avx512_add_sampling(t);
-        // Borrowed until the generic attention lands (see the header): the AVX2 micro-kernels.
-        const kernel_table& avx2 = avx2_kernels();
-        t.attn_f32 = avx2.attn_f32;
-        t.attn_f64 = avx2.attn_f64;
+        // Borrowed (see the header): the AVX2 attention micro-kernels.
+        avx2_add_attention(t);
         return t;
     }();
     return table;

@@ -1,9 +1,10 @@
 // The kernel families of the SIMD ISAs, one translation unit each, compiled with the ISA's flags:
 //   <isa>/reductions.cpp   exp, row_* and col_* kernels (generic/reductions.hpp over <isa>/traits.hpp)
 //   <isa>/sampling.cpp     row_collect_ge, row_sample_weights (generic/sampling.hpp)
+//   <isa>/attention.cpp    the attention micro-kernels (generic/attention.hpp over <isa>/attention_traits.hpp)
 // Each fills its entries of a table; the ISA's table getter (avx2.cpp: avx2_kernels(), avx512.cpp:
-// avx512_kernels(), neon.cpp: neon_kernels()) assembles them. These are the only external symbols of those files: plain functions
-// with unique names, called only by the getter after the CPU check, so no ISA code can stand in for
+// avx512_kernels(), neon.cpp: neon_kernels()) assembles them. These are the only external symbols of
+// those files: plain functions with unique names, called only by the getter after the CPU check, so no ISA code can stand in for
 // baseline code (tests/isa/check_isa_objects.cmake checks both).
 #pragma once
 
@@ -11,10 +12,11 @@
 
 namespace normexp {
 
-// <isa>_add_<family>(t) sets that family's entries of t.f32 and t.f64.
+// <isa>_add_<family>(t) sets that family's entries of t.f32 and t.f64 (attention: t.attn_f32, t.attn_f64).
 #if defined(NORMEXP_HAVE_AVX2)
 void avx2_add_reductions(kernel_table& t);
 void avx2_add_sampling(kernel_table& t);
+void avx2_add_attention(kernel_table& t);
 #endif
 #if defined(NORMEXP_HAVE_AVX512)
 void avx512_add_reductions(kernel_table& t);
@@ -23,6 +25,7 @@ void avx512_add_sampling(kernel_table& t);
 #if defined(NORMEXP_HAVE_NEON)
 void neon_add_reductions(kernel_table& t);
 void neon_add_sampling(kernel_table& t);
+void neon_add_attention(kernel_table& t);
 #endif
 
 }  // namespace normexp

@@ -157,6 +157,10 @@ struct attention_kernels {
     // as much as the product).
     void (*qk_direct)(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows,
                       std::size_t keys, std::size_t dim, T* s, std::size_t lds);
+    // Rows per register tile of qk and pv (the kernel's, not the driver's choice: 6 on AVX2, 4 on NEON, 1 for
+    // the scalar specification). The driver sizes its row groups (query blocks, causal-diagonal groups) in
+    // whole tiles, so no group ends in a partial tile (attention.cpp, row_blocking).
+    std::size_t tile_rows;
 };
 
 struct kernel_table {

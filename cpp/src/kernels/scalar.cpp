@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 
+#include "attention_score.hpp"
 #include "exp_constants.hpp"
 #include "kernel_table.hpp"
 #include "sampling_weights.hpp"
@@ -340,7 +341,8 @@ void k_qk(const T* q, std::size_t ldq, const T* kt, std::size_t ldkt, std::size_
     }
 }
 
-#include "attn_score.hpp"  // attn_score: the score of one entry, evaluated in double, rounded once to T
+// The score of one entry (attn_scores), evaluated in double and rounded once to T: attn_score of
+// attention_score.hpp (shared with the NEON softmax_step, so its scores are these bits).
 
 template <class T>
 void k_softmax_step(T* s, std::size_t lds, std::size_t rows, std::size_t keys, const attn_scores<T>& sc, T* m,
@@ -399,7 +401,7 @@ void k_qk_direct(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, st
 
 template <class T>
 constexpr attention_kernels<T> make_attention_kernels() {
-    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>};
+    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>, /*tile_rows=*/1};
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 //    load_tail/store_tail never touch memory past them (masked lanes load as +0).
 //  * kScalef = false: no single instruction for p * 2^k over the whole range, so lanes.hpp's exp uses
 //    pow2/pow2_biased with a branch to a two-factor scaling outside the normal range.
+//  * hsum(v): the lanes' sum in a fixed, ISA-specific order (each ISA's cheapest); iota(): lane i holds i.
 //  * pow2(k) = 2^k exactly for k in the normal exponent range; pow2_biased(kb) the same from a value
 //    kb = 1.5*2^23 + 127 + k whose low mantissa bits hold the biased exponent (float32 only);
 //    int_of_shifted(ks, s) = k for ks = s + k formed by a round-to-nearest shifter s (bit difference).
@@ -85,6 +86,11 @@ struct V64 {
         m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
         return _mm_cvtsd_f64(m);
     }
+    static T hsum(V a) {  // (a0 + a2) + (a1 + a3)
+        const __m128d x = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+        return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
+    }
+    static V iota() { return _mm256_setr_pd(0, 1, 2, 3); }  // lane i holds i
 
     // ---- masks (B = V: all-ones/all-zeros lanes) ----
     static B mnone() { return _mm256_setzero_pd(); }
@@ -168,6 +174,12 @@ struct V32 {
         m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
         return _mm_cvtss_f32(m);
     }
+    static T hsum(V a) {  // ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))
+        __m128 x = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+        return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+    }
+    static V iota() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
 
     // ---- masks (B = V: all-ones/all-zeros lanes) ----
     static B mnone() { return _mm256_setzero_ps(); }

@@ -81,6 +81,10 @@ struct lanes : P {
     using D = typename P::D;
     static constexpr bool f32 = sizeof(T) == 4;
     using Acc = std::conditional_t<f32, acc_plain<D>, acc_neumaier<D>>;
+    // exp arguments (exp_constants.hpp): below kMinArg exp rounds to +0; from kNormalMinArg up its result is
+    // normal (the fast path of exp_core).
+    static constexpr T kMinArg = f32 ? T(kMinArgF) : T(kMinArgD);
+    static constexpr T kNormalMinArg = f32 ? T(kNormalMinArgF) : T(kNormalMinArgD);
 
     // exp(t + tl) for t in [kMinArg, kMaxArg] (or NaN), |tl| tiny. FullRange: t may exceed the largest
     // argument with a normal result (88 float32, 709 float64); otherwise t <= ~0.
@@ -131,6 +135,17 @@ struct lanes : P {
             if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2(ki));
             return scale_split(p, ki);
         }
+    }
+    // The float32 polynomial in the other evaluation order, p = 1 + (r + r^2 q) with q = C2 + r (C3 + r (C4 +
+    // r (C5 + r C6))) (the same coefficients, one rounding more). Not the library's exp: only the attention
+    // kernels' exp_normal (avx2/attention_traits.hpp) and NEON's attention exp (neon/attention_traits.hpp)
+    // use it, because their results are pinned bit for bit by tests/cpp/attention_golden.txt.
+    NX_INLINE static V poly_split(V r) {
+        V q = P::fmadd(P::set1(kC6F), r, P::set1(kC5F));
+        q = P::fmadd(q, r, P::set1(kC4F));
+        q = P::fmadd(q, r, P::set1(kC3F));
+        q = P::fmadd(q, r, P::set1(kC2F));
+        return P::add(P::fmadd(P::mul(r, r), q, r), P::set1(1.0f));
     }
     // p * 2^k as (p * 2^floor(k/2)) * 2^(k - floor(k/2)): both factors normal for every k exp can reach.
     static V scale_split(V p, I k) {
@@ -199,6 +214,20 @@ struct lanes : P {
         }
     }
 
+    // x - m = d + lo exactly, d = x + (-m) rounded (Fast2Sum, Dekker, on (a, b) = (min, max)(x, -m)): lo =
+    // b - (d - a) is exact when |a| >= |b|, which holds because x <= m: m <= 0 gives a = x, |x| >= |m|; m > 0
+    // gives a = -m when |x| <= m, else a = x < -m. (One operation fewer than TwoSum, the same exact lo.)
+    NX_INLINE static V minus_lo(V x, V negm, V d) { return P::sub(P::max(x, negm), P::sub(d, P::min(x, negm))); }
+    // exp(x - m) for x <= m, given -m and xlow = clamp_below(m) per lane (so one vector may mix rows, as the
+    // attention kernels' rescale factors do): x is clamped at xlow (keeps x - m and lo finite for x = -inf),
+    // the argument d + lo is exact, and d below kMinArg is raised to it (exp rounds to +0 there). <= 1 ULP.
+    // arg<F, false>::exp_of below is this with one row's constants.
+    NX_INLINE static V exp_minus(V x, V negm, V xlow) {
+        x = P::max(xlow, x);
+        const V d = P::add(x, negm);
+        return exp_core<false>(P::max(P::set1(kMinArg), d), minus_lo(x, negm, d));
+    }
+
     // Counts of entries equal to the maximum, per lane in integer lanes (a true mask is -1).
     using C = I;
     static C count_zero() { return P::izero(); }
@@ -209,6 +238,38 @@ struct lanes : P {
 using F32 = lanes<V32>;
 using F64 = lanes<V64>;
 
+// Sum of full(i) over full vectors i = 0, N, ... and tail(i, mask) for the remainder, summed pairwise in
+// blocks of 8 vectors and flushed to double. PerTerm (the default for float64, generic/reductions.hpp):
+// every vector goes into the accumulator instead. Only NEON's attention softmax_step asks for float64 blocks
+// (PerTerm = false), the sum its results were recorded with (neon/attention_traits.hpp).
+template <class F, bool PerTerm = sizeof(typename F::T) == 8, class Full, class Tail>
+double blocked_sum(std::size_t n, Full full, Tail tail) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    typename F::Acc acc;
+    std::size_t i = 0;
+    if constexpr (PerTerm) {
+        // float64: every vector goes straight into the Neumaier accumulator. A pairwise block in
+        // working precision would round 1 + tiny terms in the lane holding the maximum (several ULP
+        // on rows dominated by one term, found by the fuzzer).
+        for (; i + N <= n; i += N) F::flush(acc, full(i));
+        if (i < n) F::flush(acc, tail(i, F::tail_mask(n - i)));
+        return acc.total();
+    }
+    for (; i + 8 * N <= n; i += 8 * N) {
+        const V a0 = F::add(full(i), full(i + N));
+        const V a1 = F::add(full(i + 2 * N), full(i + 3 * N));
+        const V a2 = F::add(full(i + 4 * N), full(i + 5 * N));
+        const V a3 = F::add(full(i + 6 * N), full(i + 7 * N));
+        F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
+    }
+    V part = F::zero();
+    for (; i + N <= n; i += N) part = F::add(part, full(i));
+    if (i < n) part = F::add(part, tail(i, F::tail_mask(n - i)));
+    F::flush(acc, part);
+    return acc.total();
+}
+
 // ------------------------------------------------------------------------------------------------------
 // Shifted argument t = beta (x - m) as hi + lo (see kernel_table.hpp). Entries whose t is below the
 // underflow threshold (including x = -inf) are clamped to it: their exp rounds to +0.
@@ -218,30 +279,23 @@ struct arg {
     using T = typename F::T;
     V nm, bh, bl, tmin, xmin;
     arg(T m, scale2<T> beta)
-        : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(min_arg())),
+        : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(F::kMinArg)),
           xmin(F::set1(F::clamp_below(m))) {}
-    static T min_arg() {
-        if constexpr (sizeof(T) == 4) return kMinArgF; else return kMinArgD;
-    }
     // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)).
     NX_INLINE V exp_of(V x, V negm, V xlow) const {
-        if constexpr (!Scaled) x = F::max(xlow, x);  // keeps x - m and its rounding error finite
-        const V d = F::add(x, negm);
-        // x - m = d + lo exactly by Fast2Sum (Dekker) on (a, b) = (min, max)(x, -m): lo = b - (d - a) is
-        // exact when |a| >= |b|, which holds because x <= m: m <= 0 gives a = x, |x| >= |m|; m > 0 gives
-        // a = -m when |x| <= m, else a = x < -m. (One operation fewer than TwoSum, the same exact lo.)
-        V lo = F::sub(F::max(x, negm), F::sub(d, F::min(x, negm)));
-        V hi = d;
-        if constexpr (Scaled) {
-            // beta * (d + lo) as hi + lo (TwoProduct by FMA: fmsub(d, bh, hi) is the exact error of the
-            // product); products can overflow for extreme temperatures, so entries below the underflow
-            // threshold (and x = -inf, whose error term is NaN) drop lo.
-            hi = F::mul(d, bh);
-            lo = F::fmadd(lo, bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
+        if constexpr (!Scaled) {
+            return F::exp_minus(x, negm, xlow);
+        } else {
+            // x - m = d + lo exactly (F::minus_lo), then beta * (d + lo) as hi + lo (TwoProduct by FMA:
+            // fmsub(d, bh, hi) is the exact error of the product); products can overflow for extreme
+            // temperatures, so entries below the underflow threshold (and x = -inf, whose error term is NaN)
+            // drop lo.
+            const V d = F::add(x, negm);
+            const V hi = F::mul(d, bh);
+            V lo = F::fmadd(F::minus_lo(x, negm, d), bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
             lo = F::zero_unless(F::ge(hi, tmin), lo);
+            return F::template exp_core<false>(F::max(tmin, hi), lo);
         }
-        hi = F::max(tmin, hi);
-        return F::template exp_core<false>(hi, lo);
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, xmin); }
 };

@@ -16,36 +16,6 @@ NX_INLINE bool unit_beta(scale2<T> b) {
     return b.lo == 0 && b.hi == 1;
 }
 
-// Sum of contrib(i) over full vectors i = 0, N, ... and contrib_tail(i, mask) for the remainder,
-// summed pairwise in blocks of 8 vectors and flushed to double.
-template <class F, class Full, class Tail>
-double blocked_sum(std::size_t n, Full full, Tail tail) {
-    using V = typename F::V;
-    constexpr std::size_t N = F::N;
-    typename F::Acc acc;
-    std::size_t i = 0;
-    if constexpr (sizeof(typename F::T) == 8) {
-        // float64: every vector goes straight into the Neumaier accumulator. A pairwise block in
-        // working precision would round 1 + tiny terms in the lane holding the maximum (several ULP
-        // on rows dominated by one term, found by the fuzzer).
-        for (; i + N <= n; i += N) F::flush(acc, full(i));
-        if (i < n) F::flush(acc, tail(i, F::tail_mask(n - i)));
-        return acc.total();
-    }
-    for (; i + 8 * N <= n; i += 8 * N) {
-        const V a0 = F::add(full(i), full(i + N));
-        const V a1 = F::add(full(i + 2 * N), full(i + 3 * N));
-        const V a2 = F::add(full(i + 4 * N), full(i + 5 * N));
-        const V a3 = F::add(full(i + 6 * N), full(i + 7 * N));
-        F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
-    }
-    V part = F::zero();
-    for (; i + N <= n; i += N) part = F::add(part, full(i));
-    if (i < n) part = F::add(part, tail(i, F::tail_mask(n - i)));
-    F::flush(acc, part);
-    return acc.total();
-}
-
 template <class F>
 NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
     using V = typename F::V;

@@ -96,6 +96,11 @@ struct V64 {
         return static_cast<std::uint32_t>(vaddvq_u64(vandq_u64(u(m), vld1q_u64(kBits))));
     }
     static T hmax(V v) { return vmaxvq_f64(v); }  // only called on NaN-free vectors
+    static T hsum(V a) { return vaddvq_f64(a); }     // FADDP: a0 + a1
+    static V iota() {
+        alignas(16) static const double kIota[2] = {0, 1};
+        return vld1q_f64(kIota);
+    }
 
     // ---- masks (B = V: all-ones/all-zeros lanes) ----
     static B mnone() { return zero(); }
@@ -185,6 +190,11 @@ struct V32 {
         return vaddvq_u32(vandq_u32(u(m), vld1q_u32(kBits)));
     }
     static T hmax(V v) { return vmaxvq_f32(v); }
+    static T hsum(V a) { return vaddvq_f32(a); }  // FADDP: (a0 + a1) + (a2 + a3)
+    static V iota() {
+        alignas(16) static const float kIota[4] = {0, 1, 2, 3};
+        return vld1q_f32(kIota);
+    }
 
     // ---- masks ----
     static B mnone() { return zero(); }

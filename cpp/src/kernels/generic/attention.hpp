@@ -1,0 +1,627 @@
+// The attention micro-kernels (kernel_table.hpp, attention_kernels), written once over an attention traits
+// struct F (kernels/<isa>/attention_traits.hpp: AttnF32, AttnF64) and compiled once per SIMD ISA.
+//
+// Textual include, the pattern of generic/lanes.hpp and generic/reductions.hpp: an ISA's attention translation
+// unit (kernels/<isa>/attention.cpp, compiled with that ISA's flags) includes <isa>/traits.hpp, then INSIDE its
+// namespace normexp::<isa>::(anonymous) generic/lanes.hpp, <isa>/attention_traits.hpp and this file, and
+// exports only <isa>_add_attention (kernels/isa_parts.hpp), which calls make_attention_table<AttnF32/AttnF64>.
+// Everything here therefore has internal linkage in that ISA's namespace (tests/isa/check_isa_objects.cmake).
+// No #include and no include guard; the includer provides <cmath>, <cstddef>, <cstdint>, <type_traits>,
+// exp_constants.hpp, kernel_table.hpp and attention_score.hpp.
+//
+// What an attention traits struct F must provide. Derive it from the element traits lanes<P> (F32/F64 of
+// generic/lanes.hpp), which give every general operation, and add the attention-specific members:
+//  from lanes<P> / the ISA's traits.hpp (general; add a missing one there, for every ISA):
+//    T, V, M, N; load, store, tail_mask, load_tail, store_tail, mask_v; set1, zero, add, sub, mul, div, fmadd,
+//    fnmadd, max, min, eq, ge, lt, gt, le, and_, andnot, or_, blend, hmax, hsum, iota; Acc and flush(acc, v)
+//    (the double accumulator of the row sums); exp_core<false>(t, tl); clamp_below(m); kMinArg,
+//    kNormalMinArg; exp_minus(x, -m, clamp_below(m)) = exp(x - m) for x <= m with an exact argument.
+//  attention-specific (kernels/<isa>/attention_traits.hpp):
+//    kTileRows, kQkVectors, kPvVectors   register tile of qk and pv: kTileRows query rows x kQkVectors
+//                                        (kPvVectors) vectors; kQkVectors * N must divide kAttnKeyPanel
+//                                        (static_assert), and kTileRows should divide kQkRowGroup (24), or
+//                                        each row group ends in a short tile. kTileRows is the table's tile_rows.
+//    kPrefetchRows, prefetch(p)          software prefetch distance of the decoding kernels in rows (0: none).
+//    transpose_store(k, k_row, kt, ldkt) N x N block transpose of pack_kt (k rows with unit stride).
+//    store_hsum4(s, a0, a1, a2, a3)      s[0..4) = the horizontal sums of four vectors (qk_direct).
+//    kSpecScores                         which softmax_step: false = softmax_step_rounded (scores in vector
+//                                        arithmetic; needs keep_out(p, n): all ones where the mask byte is 0,
+//                                        and exp_normal(t): exp for t >= kNormalMinArg), true =
+//                                        softmax_step_spec (scores of attention_score.hpp; needs maxnm,
+//                                        hmaxnm: maxima that ignore NaN).
+//  exp_minus is lanes' unless the traits redefine it: NEON's keeps its pre-generic exp (neon/attention_traits.hpp);
+//  a new ISA inherits lanes'. The tile shapes do not change results (every product is one FMA chain in the
+//  order of its reduction index); the summation orders of hsum and store_hsum4, and kSpecScores, do.
+//  NX_INLINE and blocked_sum come from generic/lanes.hpp.
+//
+// Products (qk, qk_direct, pv) are register-blocked like a GEMM; each output is one FMA chain in the order of
+// the reduction index (d for qk, j for pv) starting from 0 (qk) or alpha * o (pv), so the result does not
+// depend on the tile shape: |err| <= (dim + 1) u sum_d |q_d k_d| for qk (the gamma_n bound plus the final
+// rounding, u = unit roundoff of T) and (keys + 2) u (|alpha o| + sum_j |p_j v_j|) for pv, the bounds
+// tests/cpp/test_attention_kernels.cpp checks against the scalar specification (kernels/scalar.cpp).
+
+// qk visits the key panels for groups of this many query rows, so the group's q rows (<= 12 KiB at head_dim
+// 128, float32) stay in L1 while the packed K^T streams by. A multiple of every ISA's tile height (6, 4).
+constexpr std::size_t kQkRowGroup = 24;
+
+inline std::size_t padded_keys(std::size_t keys) {
+    return (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+}
+
+// Calls tile(i, std::integral_constant<int, R>{}) over [0, rows): full tiles of F::kTileRows rows, then one
+// tile of the remaining 1 .. kTileRows - 1 rows (R is a compile-time constant, so the accumulators of every
+// tile height live in registers).
+template <int R, class Tile>
+inline void row_tail(std::size_t n, std::size_t i, Tile& tile) {
+    if constexpr (R > 0) {
+        if (n == R)
+            tile(i, std::integral_constant<int, R>{});
+        else
+            row_tail<R - 1>(n, i, tile);
+    }
+}
+template <class F, class Tile>
+inline void for_row_tiles(std::size_t rows, Tile tile) {
+    constexpr int R = F::kTileRows;
+    std::size_t i = 0;
+    for (; i + R <= rows; i += R) tile(i, std::integral_constant<int, R>{});
+    row_tail<R - 1>(rows - i, i, tile);
+}
+
+// ---- pack_kt -----------------------------------------------------------------------------------------
+// N x N register transposes (F::transpose_store) where the key rows have unit stride along the head dimension,
+// element by element for the edges and other layouts; columns keys .. padded are zero.
+template <class F>
+void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
+               typename F::T* kt, std::size_t ldkt) {
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    const std::size_t padded = padded_keys(keys);
+    std::size_t j0 = 0, d0 = 0;  // the part done by N x N transposes: keys < j0, dims < d0
+    if (k_col == 1) {
+        j0 = keys / N * N;
+        d0 = dim / N * N;
+        for (std::size_t j = 0; j < j0; j += N)
+            for (std::size_t d = 0; d < d0; d += N)
+                F::transpose_store(k + static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d), k_row,
+                                   kt + d * ldkt + j, ldkt);
+    }
+    for (std::size_t d = 0; d < dim; ++d) {
+        T* row = kt + d * ldkt;
+        for (std::size_t j = d < d0 ? j0 : 0; j < keys; ++j)
+            row[j] = k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col];
+        for (std::size_t j = keys; j < padded; ++j) row[j] = T(0);
+    }
+}
+
+// ---- qk ----------------------------------------------------------------------------------------------
+// One step of a register tile: a[r][c] = fma(x[r * ldx], b[c], a[r][c]), a rank-1 update (one broadcast per row,
+// R * NV FMAs). qk and pv are chains of these in the order of their reduction index.
+template <class F, int R, int NV>
+NX_INLINE void rank1_update(typename F::V (&a)[R][NV], const typename F::V (&b)[NV], const typename F::T* x,
+                            std::size_t ldx) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        const typename F::V xr = F::set1(x[r * ldx]);
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c) a[r][c] = F::fmadd(xr, b[c], a[r][c]);
+    }
+}
+
+// One register tile: R query rows x F::kQkVectors vectors of keys; per head-dimension step one broadcast of
+// q[r][d] per row and kQkVectors loads of kt[d] feed R * kQkVectors FMAs.
+template <class F, int R>
+inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt,
+                    std::size_t dim, typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    constexpr int NV = F::kQkVectors;
+    V a[R][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c) a[r][c] = F::zero();
+    for (std::size_t d = 0; d < dim; ++d) {
+        V b[NV];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c) b[c] = F::load(kt + d * ldkt + c * N);
+        rank1_update<F, R, NV>(a, b, q + d, ldq);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c) F::store(s + r * lds + c * N, a[r][c]);
+}
+
+template <class F>
+void k_qk(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt, std::size_t rows,
+          std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
+    constexpr std::size_t W = F::kQkVectors * F::N;  // keys per tile
+    static_assert(kAttnKeyPanel % W == 0, "the tile width must divide the key panel");
+    const std::size_t padded = padded_keys(keys);
+    for (std::size_t i0 = 0; i0 < rows; i0 += kQkRowGroup) {
+        const std::size_t nr = rows - i0 < kQkRowGroup ? rows - i0 : kQkRowGroup;
+        for (std::size_t j = 0; j < padded; j += W)
+            for_row_tiles<F>(nr, [&](std::size_t i, auto r) {
+                const std::size_t row = i0 + i;
+                qk_tile<F, decltype(r)::value>(q + row * ldq, ldq, kt + j, ldkt, dim, s + row * lds + j, lds);
+            });
+    }
+}
+
+// ---- qk_direct (decoding) ----------------------------------------------------------------------------
+// Four keys at a time: four accumulators over the head dimension (FMAs; the tail lanes load as zeros and add
+// nothing), then the four horizontal sums (F::store_hsum4; the single keys left over use F::hsum, whose lane
+// order may differ). Each key row is read once, contiguously, F::kPrefetchRows rows ahead where the ISA
+// prefetches. |err| <= (dim + 1) u sum|q k| as for qk.
+template <class F>
+void k_qk_direct(const typename F::T* q, std::size_t ldq, const typename F::T* k, std::ptrdiff_t ldk, std::size_t rows,
+                 std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    const std::size_t full = dim / N * N;
+    const auto mk = F::tail_mask(dim - full);
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto* qi = q + i * ldq;
+        auto* si = s + i * lds;
+        std::size_t j = 0;
+        for (; j + 4 <= keys; j += 4) {
+            const auto* k0 = k + static_cast<std::ptrdiff_t>(j) * ldk;
+            const auto *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+            V a0 = F::zero(), a1 = F::zero(), a2 = F::zero(), a3 = F::zero();
+            std::size_t d = 0;
+            for (; d < full; d += N) {
+                const V qv = F::load(qi + d);
+                if constexpr (F::kPrefetchRows > 0) {
+                    if ((d * sizeof(typename F::T)) % 64 == 0)  // once per cache line of each of the 4 rows
+                        for (int r = 0; r < 4; ++r) F::prefetch(k0 + (F::kPrefetchRows + r) * ldk + d);
+                }
+                a0 = F::fmadd(qv, F::load(k0 + d), a0);
+                a1 = F::fmadd(qv, F::load(k1 + d), a1);
+                a2 = F::fmadd(qv, F::load(k2 + d), a2);
+                a3 = F::fmadd(qv, F::load(k3 + d), a3);
+            }
+            if (d < dim) {
+                const V qv = F::load_tail(qi + d, mk);
+                a0 = F::fmadd(qv, F::load_tail(k0 + d, mk), a0);
+                a1 = F::fmadd(qv, F::load_tail(k1 + d, mk), a1);
+                a2 = F::fmadd(qv, F::load_tail(k2 + d, mk), a2);
+                a3 = F::fmadd(qv, F::load_tail(k3 + d, mk), a3);
+            }
+            F::store_hsum4(si + j, a0, a1, a2, a3);
+        }
+        for (; j < keys; ++j) {
+            const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
+            V a = F::zero();
+            std::size_t d = 0;
+            for (; d < full; d += N) a = F::fmadd(F::load(qi + d), F::load(kj + d), a);
+            if (d < dim) a = F::fmadd(F::load_tail(qi + d, mk), F::load_tail(kj + d, mk), a);
+            si[j] = F::hsum(a);
+        }
+    }
+}
+
+// ---- pv ----------------------------------------------------------------------------------------------
+// o = alpha o + p V on R rows x NV vectors of the value dimension (V rows read in place, unit stride along dv);
+// Tail: NV == 1 and only mk.n columns.
+template <class F, int R, int NV, bool Tail>
+inline void pv_tile(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv,
+                    std::size_t keys, const typename F::T* alpha, typename F::T* o, std::size_t ldo,
+                    typename F::M mk) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    static_assert(!Tail || NV == 1, "only single-vector tiles have a tail");
+    V a[R][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        const V al = F::set1(alpha[r]);
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c)
+            a[r][c] = F::mul(al, Tail ? F::load_tail(o + r * ldo, mk) : F::load(o + r * ldo + c * N));
+    }
+    for (std::size_t j = 0; j < keys; ++j) {
+        const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
+        V b[NV];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c) b[c] = Tail ? F::load_tail(vj, mk) : F::load(vj + c * N);
+        rank1_update<F, R, NV>(a, b, p + j, ldp);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; ++c) {
+            if (Tail)
+                F::store_tail(o + r * ldo, mk, a[r][c]);
+            else
+                F::store(o + r * ldo + c * N, a[r][c]);
+        }
+}
+
+// One row x 8 vectors (64 float32 / 32 float64 columns on AVX2): for a few rows (decoding) each value row is
+// read in long contiguous pieces (8 accumulators; the FMAs take their V operand from memory).
+template <class F>
+void pv_wide_row(const typename F::T* p, const typename F::T* v, std::ptrdiff_t ldv, std::size_t keys,
+                 typename F::T alpha, typename F::T* o) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    const V al = F::set1(alpha);
+    V a[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) a[c] = F::mul(al, F::load(o + c * N));
+    for (std::size_t j = 0; j < keys; ++j) {
+        const V pj = F::set1(p[j]);
+        const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
+        if constexpr (F::kPrefetchRows > 0) {
+            constexpr std::size_t L = 64 / sizeof(typename F::T);  // one prefetch per cache line
+            for (std::size_t c = 0; c < 8 * N; c += L) F::prefetch(vj + F::kPrefetchRows * ldv + std::ptrdiff_t(c));
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) a[c] = F::fmadd(pj, F::load(vj + c * N), a[c]);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) F::store(o + c * N, a[c]);
+}
+
+template <class F>
+void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv, std::size_t rows,
+          std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
+    constexpr std::size_t N = F::N;
+    constexpr int NV = F::kPvVectors;
+    if (rows <= 2 && dv >= 8 * N) {
+        const std::size_t wide = dv / (8 * N) * (8 * N);
+        for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t c = 0; c < wide; c += 8 * N)
+                pv_wide_row<F>(p + i * ldp, v + c, ldv, keys, alpha[i], o + i * ldo + c);
+        if (wide < dv) k_pv<F>(p, ldp, v + wide, ldv, rows, keys, dv - wide, alpha, o + wide, ldo);
+        return;
+    }
+    const auto full = F::tail_mask(N);
+    // Row tiles outer, column tiles inner: a tile's P rows stay in L1 while V streams by.
+    for_row_tiles<F>(rows, [&](std::size_t i, auto r) {
+        constexpr int R = decltype(r)::value;
+        const auto* pi = p + i * ldp;
+        const auto* ai = alpha + i;
+        auto* oi = o + i * ldo;
+        std::size_t c = 0;
+        for (; c + NV * N <= dv; c += NV * N) pv_tile<F, R, NV, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full);
+        for (; c + N <= dv; c += N) pv_tile<F, R, 1, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full);
+        if (c < dv) pv_tile<F, R, 1, true>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, F::tail_mask(dv - c));
+    });
+}
+
+// ---- softmax_step ------------------------------------------------------------------------------------
+// The online-softmax update of kernel_table.hpp with the library's exp (exp_constants.hpp, <= 1 ULP) and an
+// exact argument x - m (F::exp_minus). Two score algorithms, chosen per ISA by F::kSpecScores; they round the
+// non-plain scores differently (both within the bound kernel_table.hpp allows), so the ISAs' results differ
+// in the last bits. Unifying them is a numerical change (one ISA's outputs move), not a refactor; both are
+// kept as they were, written once here.
+
+// Band limits as T: j - i is an exact small integer; limits outside +-2^22 act as "none".
+template <class T>
+inline T band_limit(std::ptrdiff_t v) {
+    return T(v < -(1 << 22) ? -(1 << 22) : v > (1 << 22) ? (1 << 22) : v);
+}
+
+// -- kSpecScores == false: scores in vector arithmetic, rounded after each step ------------------------
+
+// softcap * tanh(x / softcap): tanh|y| = (1 - e) / (1 + e) with e = exp(-2|y|) from the library's exp.
+// Absolute error <= ~2 ulp(1) of tanh, i.e. <= 2 ulp(softcap) on the capped score.
+template <class F>
+inline typename F::V soft_cap(typename F::V x, typename F::V cap, typename F::V tmin) {
+    using V = typename F::V;
+    const V sign = F::set1(typename F::T(-0.0));
+    const V y = F::div(x, cap);
+    const V a = F::andnot(sign, y);
+    const V e = F::template exp_core<false>(F::max(tmin, F::mul(F::set1(-2), a)), F::zero());
+    const V one = F::set1(1);
+    const V th = F::div(F::sub(one, e), F::add(one, e));
+    return F::mul(cap, F::or_(th, F::and_(sign, y)));
+}
+
+// alpha = exp(m_old - m_new) (1 when the maximum did not move or is still -inf), with the library's exp.
+template <class F>
+inline typename F::T rescale_factor(typename F::T m_old, typename F::T m_new) {
+    using T = typename F::T;
+    if (m_old == m_new || m_new == -__builtin_huge_val()) return T(1);
+    alignas(64) T tmp[F::N];
+    F::store(tmp, F::exp_minus(F::set1(m_old), F::set1(-m_new), F::set1(F::clamp_below(m_new))));
+    return tmp[0];
+}
+
+// The common case: only a scale, and possibly the causal/window band (no softcap, ALiBi or mask). The score
+// is x = scale s rounded once to T (the specification's). Pass 1 is the maximum of the raw dot products
+// (max(scale s) = scale max(s) for scale > 0, min for scale < 0: rounding is monotonic, so m = round(scale
+// max s) is exactly the maximum of the rounded scores x); pass 2 forms x again and t = x - m, rounded once,
+// and p = exp(t). Every x <= m, so t <= 0, and t = 0 exactly for the maximal entry. The subtraction rounds
+// once: |dt| <= u |t| (0 when x and m are within a factor 2), so |dp| <= u |t| e^t <= u/e, below half an ulp
+// of 1; and p = 0 below exp(kNormalMinArg) (~2^-126 float32, ~2^-1022 float64), an absolute change far below
+// the rounding of the row sum (>= 1). One FMA, scale s - m rounded once, would not do: for the maximal entry
+// it is the rounding error of m, up to ulp(m)/2, far outside exp's range for large |m|. With Band, key j of
+// row i counts only if band_lo <= j - i <= band_hi; the others get p = 0 (row i's visible keys are one
+// interval, so this is a lane compare, not a mask load).
+template <class F, bool Band>
+void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                        const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    constexpr std::size_t kChunk = 64;  // rows per phase (the per-row maxima live on the stack)
+    const T scale = sc.scale;
+    const V ninf = F::set1(-__builtin_huge_val()), pinf = F::set1(__builtin_huge_val());
+    const V vscale = F::set1(scale), tnorm = F::set1(F::kNormalMinArg);
+    const V lanes = F::iota();
+    const bool neg = scale < 0;
+    const std::size_t full = keys / N * N;
+    const auto mk = F::tail_mask(keys - full);
+    // Lanes of row i that count: inside the band (all of them without Band).
+    auto inside = [&](std::size_t i, std::size_t j) {
+        const V jv = F::add(F::set1(T(j)), lanes);
+        return F::and_(F::ge(jv, F::set1(band_limit<T>(sc.band_lo + static_cast<std::ptrdiff_t>(i)))),
+                       F::le(jv, F::set1(band_limit<T>(sc.band_hi + static_cast<std::ptrdiff_t>(i)))));
+    };
+    // Three phases per chunk of rows, so the short serial parts of each row (the horizontal max, the
+    // rescale factor, the horizontal sum) are batched instead of sitting between the long loops:
+    // (1) row maxima, (2) the rescale factors of N rows at once, (3) p = exp(t) and the row sums.
+    alignas(64) T m_new[kChunk + 8];
+    for (std::size_t c0 = 0; c0 < rows; c0 += kChunk) {
+        const std::size_t nr = rows - c0 < kChunk ? rows - c0 : kChunk;
+        for (std::size_t r = 0; r < nr; ++r) {
+            const std::size_t i = c0 + r;
+            const T* si = s + i * lds;
+            V hi0 = ninf, hi1 = ninf, lo0 = pinf, lo1 = pinf;
+            std::size_t j = 0;
+            for (; j + 2 * N <= full; j += 2 * N) {
+                const V a = F::load(si + j), b = F::load(si + j + N);
+                if constexpr (Band) {
+                    const V ia = inside(i, j), ib = inside(i, j + N);
+                    hi0 = F::max(hi0, F::blend(ninf, a, ia));
+                    hi1 = F::max(hi1, F::blend(ninf, b, ib));
+                    lo0 = F::min(lo0, F::blend(pinf, a, ia));
+                    lo1 = F::min(lo1, F::blend(pinf, b, ib));
+                } else {
+                    hi0 = F::max(hi0, a);
+                    hi1 = F::max(hi1, b);
+                    lo0 = F::min(lo0, a);
+                    lo1 = F::min(lo1, b);
+                }
+            }
+            for (; j < keys; j += N) {
+                V in = j < full ? F::eq(F::zero(), F::zero()) : F::mask_v(mk);
+                if constexpr (Band) in = F::and_(in, inside(i, j));
+                const V a = j < full ? F::load(si + j) : F::load_tail(si + j, mk);
+                hi1 = F::max(hi1, F::blend(ninf, a, in));
+                lo1 = F::min(lo1, F::blend(pinf, a, in));
+            }
+            const T ext = neg ? -F::hmax(F::sub(F::zero(), F::min(lo0, lo1))) : F::hmax(F::max(hi0, hi1));
+            const T m_old = m[i];
+            T mn = static_cast<T>(ext * scale);
+            if (!(mn >= m_old)) mn = m_old == m_old ? m_old : mn;  // the running max (NaN-safe)
+            m_new[r] = mn;
+        }
+        // alpha = exp(m_old - m_new); 1 while the maximum is -inf (and exactly 1 when it did not move).
+        for (std::size_t r = 0; r < nr; r += N) {
+            alignas(64) T mo[N], mn[N], xl[N], a[N];
+            for (std::size_t t = 0; t < N; ++t) {
+                const bool live = r + t < nr;
+                mo[t] = live ? m[c0 + r + t] : T(0);
+                mn[t] = live ? m_new[r + t] : T(0);
+                xl[t] = F::clamp_below(mn[t]);  // m_old = -inf is clamped there: exp underflows to 0
+            }
+            const V vn = F::load(mn);
+            V av = F::exp_minus(F::load(mo), F::sub(F::zero(), vn), F::load(xl));
+            av = F::blend(av, F::set1(T(1)), F::or_(F::eq(vn, ninf), F::eq(F::load(mo), vn)));
+            F::store(a, av);
+            for (std::size_t t = 0; t < N && r + t < nr; ++t) alpha[c0 + r + t] = a[t];
+        }
+        for (std::size_t r = 0; r < nr; ++r) {
+            const std::size_t i = c0 + r;
+            T* si = s + i * lds;
+            const V mv = F::set1(m_new[r] == -__builtin_huge_val() ? T(0) : m_new[r]);
+            V sum0 = F::zero(), sum1 = F::zero();
+            auto pexp = [&](V x) {
+                const V t = F::sub(F::mul(x, vscale), mv);
+                return F::andnot(F::lt(t, tnorm), F::exp_normal(F::max(tnorm, t)));
+            };
+            std::size_t j = 0;
+            for (; j + 2 * N <= full; j += 2 * N) {
+                V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
+                if constexpr (Band) {
+                    p0 = F::and_(p0, inside(i, j));
+                    p1 = F::and_(p1, inside(i, j + N));
+                }
+                F::store(si + j, p0);
+                F::store(si + j + N, p1);
+                sum0 = F::add(sum0, p0);
+                sum1 = F::add(sum1, p1);
+            }
+            for (; j < keys; j += N) {
+                if (j < full) {
+                    V p0 = pexp(F::load(si + j));
+                    if constexpr (Band) p0 = F::and_(p0, inside(i, j));
+                    F::store(si + j, p0);
+                    sum0 = F::add(sum0, p0);
+                } else {
+                    V p1 = F::and_(pexp(F::load_tail(si + j, mk)), F::mask_v(mk));
+                    if constexpr (Band) p1 = F::and_(p1, inside(i, j));
+                    F::store_tail(si + j, mk, p1);
+                    sum1 = F::add(sum1, p1);
+                }
+            }
+            typename F::Acc acc;
+            F::flush(acc, F::add(sum0, sum1));
+            l[i] = l[i] * double(alpha[i]) + acc.total();
+            m[i] = m_new[r];
+        }
+    }
+}
+
+// Softcap, ALiBi, bias or a boolean mask: each step of the score in vector arithmetic (rounded after each,
+// at most 5 roundings plus tanh's ~2 ulp(softcap)), then p = exp(x - m) with the exact argument and the row
+// sum in working precision (at most one key block) flushed to double.
+template <class F>
+void softmax_step_rounded(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                          const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    if (!(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep)
+        return sc.band ? softmax_step_plain<F, true>(s, lds, rows, keys, sc, m, l, alpha)
+                       : softmax_step_plain<F, false>(s, lds, rows, keys, sc, m, l, alpha);
+    const V ninf = F::set1(-__builtin_huge_val());
+    const V scale = F::set1(sc.scale), cap = F::set1(sc.softcap), slope = F::set1(sc.alibi_slope);
+    const V tmin = F::set1(F::kMinArg);
+    const V lanes = F::iota();
+    const V all_ones = F::eq(F::zero(), F::zero());
+    const bool capped = sc.softcap > 0, alibi = sc.alibi_slope != 0;
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* si = s + i * lds;
+        const V band_lo = F::set1(band_limit<T>(sc.band_lo + static_cast<std::ptrdiff_t>(i)));
+        const V band_hi = F::set1(band_limit<T>(sc.band_hi + static_cast<std::ptrdiff_t>(i)));
+        const V centre = F::set1(T(static_cast<std::ptrdiff_t>(i) + sc.alibi_center));
+        const T* brow = sc.bias ? sc.bias + static_cast<std::ptrdiff_t>(i) * sc.bias_ld : nullptr;
+        const std::uint8_t* krow = sc.keep ? sc.keep + static_cast<std::ptrdiff_t>(i) * sc.keep_ld : nullptr;
+        V mx = ninf;
+        // Pass 1: scores (stored back) and their maximum; lanes past `keys` are -inf.
+        for (std::size_t j = 0; j < keys; j += N) {
+            const std::size_t n = keys - j < N ? keys - j : N;
+            const auto mk = F::tail_mask(n);
+            V x = F::mul(n == N ? F::load(si + j) : F::load_tail(si + j, mk), scale);
+            const V jv = F::add(F::set1(T(j)), lanes);
+            if (capped) x = soft_cap<F>(x, cap, tmin);
+            if (alibi) {
+                const V dist = F::andnot(F::set1(T(-0.0)), F::sub(jv, centre));
+                x = F::fnmadd(slope, dist, x);
+            }
+            if (brow) x = F::add(x, n == N ? F::load(brow + j) : F::load_tail(brow + j, mk));
+            V out = F::andnot(F::mask_v(mk), all_ones);  // lanes past the end
+            if (krow) out = F::or_(out, F::keep_out(krow + j, n));
+            if (sc.band) out = F::or_(out, F::or_(F::lt(jv, band_lo), F::gt(jv, band_hi)));
+            x = F::blend(x, ninf, out);
+            if (n == N) F::store(si + j, x); else F::store_tail(si + j, mk, x);
+            mx = F::max(mx, x);
+        }
+        const T m_old = m[i];
+        T m_new = F::hmax(mx);
+        if (!(m_new >= m_old)) m_new = m_old == m_old ? m_old : m_new;  // keep the running max (NaN-safe)
+        const T mu = m_new == -__builtin_huge_val() ? T(0) : m_new;
+        const V negm = F::set1(-mu), xlow = F::set1(F::clamp_below(mu));
+        const T a = rescale_factor<F>(m_old, m_new);
+        // Pass 2: p = exp(x - m) and its sum (working precision within the block, then double).
+        V sum = F::zero();
+        for (std::size_t j = 0; j < keys; j += N) {
+            const std::size_t n = keys - j < N ? keys - j : N;
+            if (n == N) {
+                const V p = F::exp_minus(F::load(si + j), negm, xlow);
+                F::store(si + j, p);
+                sum = F::add(sum, p);
+            } else {
+                const auto mk = F::tail_mask(n);
+                const V p = F::and_(F::exp_minus(F::load_tail(si + j, mk), negm, xlow), F::mask_v(mk));
+                F::store_tail(si + j, mk, p);
+                sum = F::add(sum, p);
+            }
+        }
+        typename F::Acc acc;
+        F::flush(acc, sum);
+        l[i] = l[i] * double(a) + acc.total();
+        m[i] = m_new;
+        alpha[i] = a;
+    }
+}
+
+// -- kSpecScores == true: non-plain scores exactly as the scalar specification forms them ---------------
+
+// x = exp(x - mu) in place over a row, returning its sum: generic/lanes.hpp's blocked_sum with float64 in blocks
+// too (PerTerm = false), the reduction kernels' row_exp_store with beta = 1 and the F::exp_minus of this ISA.
+template <class F>
+double exp_store_row(typename F::T* x, std::size_t n, typename F::T mu) {
+    using V = typename F::V;
+    const V negm = F::set1(-mu), xlow = F::set1(F::clamp_below(mu));
+    auto full = [&](std::size_t i) {
+        const V e = F::exp_minus(F::load(x + i), negm, xlow);
+        F::store(x + i, e);
+        return e;
+    };
+    auto tail = [&](std::size_t i, typename F::M mk) {
+        const V e = F::and_(F::exp_minus(F::load_tail(x + i, mk), negm, xlow), F::mask_v(mk));
+        F::store_tail(x + i, mk, e);
+        return e;
+    };
+    return blocked_sum<F, false>(n, full, tail);
+}
+
+// With only a scale (and possibly the band) x = scale * s is one vector multiply: the product of two T values
+// rounded once to T, which is what the specification's double product rounded to T gives (the double product
+// of two floats is exact; for doubles it is the same single rounding). Keys outside the band are one prefix
+// and one suffix of the row, set to -inf. Otherwise each score is the specification's attn_score. The maximum
+// ignores NaN (FMAXNM from -inf), like the specification's `x > mx`; a NaN score still makes its p, and so l,
+// NaN.
+template <class F>
+void softmax_step_spec(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                       const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
+    using V = typename F::V;
+    using T = typename F::T;
+    constexpr std::size_t N = F::N;
+    constexpr T ninf = -__builtin_huge_val();
+    const bool plain = !(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep;
+    const V scale = F::set1(sc.scale);
+    for (std::size_t i = 0; i < rows; ++i) {
+        T* si = s + i * lds;
+        if (plain) {
+            std::size_t j = 0;
+            for (; j + N <= keys; j += N) F::store(si + j, F::mul(F::load(si + j), scale));
+            for (; j < keys; ++j) si[j] = si[j] * sc.scale;
+            if (sc.band) {  // visible keys: band_lo <= j - i <= band_hi
+                const auto ii = static_cast<std::ptrdiff_t>(i), kk = static_cast<std::ptrdiff_t>(keys);
+                std::ptrdiff_t lo = ii + sc.band_lo, hi = ii + sc.band_hi + 1;  // [lo, hi) clipped to [0, keys)
+                lo = lo < 0 ? 0 : lo > kk ? kk : lo;
+                hi = hi > kk ? kk : hi < lo ? lo : hi;
+                for (std::ptrdiff_t q = 0; q < lo; ++q) si[q] = ninf;
+                for (std::ptrdiff_t q = hi; q < kk; ++q) si[q] = ninf;
+            }
+        } else {
+            for (std::size_t j = 0; j < keys; ++j) si[j] = attn_score(si[j], i, j, sc);  // attention_score.hpp
+        }
+        V mv = F::set1(ninf);
+        std::size_t j = 0;
+        for (; j + N <= keys; j += N) mv = F::maxnm(mv, F::load(si + j));
+        T rmax = F::hmaxnm(mv);
+        for (; j < keys; ++j)
+            if (si[j] > rmax) rmax = si[j];
+        const T mx = rmax > m[i] ? rmax : m[i];
+        // While every score so far is -inf, subtract 0 instead: masked entries give exp(-inf) = 0.
+        const T mu = mx == ninf ? T(0) : mx;
+        T a = T(1);
+        if (!(mx == m[i] || mx == ninf)) {
+            T out[N];
+            F::store(out, F::exp_minus(F::set1(m[i]), F::set1(-mu), F::set1(F::clamp_below(mu))));
+            a = out[0];
+        }
+        const double sum = exp_store_row<F>(si, keys, mu);
+        l[i] = l[i] * double(a) + sum;
+        m[i] = mx;
+        alpha[i] = a;
+    }
+}
+
+template <class F>
+void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                    const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
+    if constexpr (F::kSpecScores)
+        softmax_step_spec<F>(s, lds, rows, keys, sc, m, l, alpha);
+    else
+        softmax_step_rounded<F>(s, lds, rows, keys, sc, m, l, alpha);
+}
+
+// ---- the table entries ---------------------------------------------------------------------------------
+template <class F>
+attention_kernels<typename F::T> make_attention_table() {
+    attention_kernels<typename F::T> k{};
+    k.pack_kt = k_pack_kt<F>;
+    k.qk = k_qk<F>;
+    k.softmax_step = k_softmax_step<F>;
+    k.pv = k_pv<F>;
+    k.qk_direct = k_qk_direct<F>;
+    k.tile_rows = static_cast<std::size_t>(F::kTileRows);
+    return k;
+}
