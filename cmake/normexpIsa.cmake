@@ -1,11 +1,18 @@
 # Per-ISA kernel sources. Each ISA translation unit gets its own flags; nothing global.
 #   x86-64:  kernels/avx2.cpp and every kernels/avx2/*.cpp with -mavx2 -mfma   (selected at run time after
 #            cpuid/xgetbv)
+#            kernels/avx512.cpp and every kernels/avx512/*.cpp with the x86-64-v4 AVX-512 subset (F, BW,
+#            DQ, VL) plus AVX2, FMA, F16C (selected after cpuid and the OS's opmask/ZMM state in xgetbv); left
+#            out, with a message, where the compiler lacks the flags or NORMEXP_AVX512=OFF
 #   aarch64: kernels/neon.cpp and every kernels/neon/*.cpp (Advanced SIMD is part of armv8-a: no extra flags)
 # kernels/<isa>.cpp holds only the table getter; kernels/<isa>/ the kernel families (kernels/isa_parts.hpp),
 # the algorithms of kernels/generic/ over kernels/<isa>/traits.hpp. The flags go on exactly these files, so
 # a new family file in kernels/<isa>/ gets them without an edit here (and never a baseline file).
 include_guard(GLOBAL)
+include(CheckCXXCompilerFlag)
+
+option(NORMEXP_AVX512 "Build the avx512 kernel set (x86-64; chosen at run time only where supported)" ON)
+set(NORMEXP_AVX512_FLAGS -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c)
 
 function(normexp_add_isa_kernels target)
   set(_src ${PROJECT_SOURCE_DIR}/cpp/src/kernels)
@@ -15,6 +22,19 @@ function(normexp_add_isa_kernels target)
     target_sources(${target} PRIVATE ${_avx2})
     set_source_files_properties(${_avx2} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
     target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AVX2)
+    if(NORMEXP_AVX512)
+      list(JOIN NORMEXP_AVX512_FLAGS " " _flags)
+      check_cxx_compiler_flag("${_flags}" NORMEXP_CXX_HAS_AVX512_FLAGS)
+      if(NORMEXP_CXX_HAS_AVX512_FLAGS)
+        file(GLOB _avx512 CONFIGURE_DEPENDS ${_src}/avx512/*.cpp)
+        list(PREPEND _avx512 ${_src}/avx512.cpp)
+        target_sources(${target} PRIVATE ${_avx512})
+        set_source_files_properties(${_avx512} PROPERTIES COMPILE_OPTIONS "${NORMEXP_AVX512_FLAGS}")
+        target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AVX512)
+      else()
+        message(STATUS "normexp: the compiler does not accept ${_flags}: no avx512 kernel set")
+      endif()
+    endif()
   elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
     file(GLOB _neon CONFIGURE_DEPENDS ${_src}/neon/*.cpp)
     target_sources(${target} PRIVATE ${_src}/neon.cpp ${_neon})

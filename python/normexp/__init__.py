@@ -1,8 +1,8 @@
 """normexp: fast, numerically stable softmax, log_softmax and logsumexp for NumPy arrays.
 
-SIMD kernels (AVX2+FMA on x86-64, NEON on aarch64, a scalar fallback) are chosen once at import;
-``NORMEXP_ISA=scalar|avx2|neon`` forces one. Every function works on the caller's memory without
-copying (any axis, any strides), releases the GIL, and threads large inputs with OpenMP.
+SIMD kernels (AVX-512 or AVX2+FMA on x86-64, NEON on aarch64, a scalar fallback) are chosen once at
+import; ``NORMEXP_ISA=scalar|avx2|avx512|neon`` forces one. Every function works on the caller's memory
+without copying (any axis, any strides), releases the GIL, and threads large inputs with OpenMP.
 
 >>> import numpy as np, normexp
 >>> p = normexp.softmax(np.array([1.0, 2.0, 3.0]))
@@ -148,8 +148,8 @@ def get_num_threads() -> int:
 
 
 def isa() -> str:
-    """The kernel set calls from this context use: ``"scalar"``, ``"avx2"`` or ``"neon"``; inside
-    ``with use_isa(name)`` that name, elsewhere the set chosen at import (``NORMEXP_ISA`` or the best)."""
+    """The kernel set calls from this context use: ``"scalar"``, ``"avx2"``, ``"avx512"`` or ``"neon"``;
+    inside ``with use_isa(name)`` that name, elsewhere the set chosen at import (``NORMEXP_ISA`` or the best)."""
     return _api.current_isa_override() or _core.isa()
 
 

@@ -36,7 +36,7 @@ REDUCTION: dict[str, _core.Reduction] = {
 
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[None]:
-    """Run the enclosed normexp calls on one kernel set (``"scalar"``, ``"avx2"``, ``"neon"``).
+    """Run the enclosed normexp calls on one kernel set (``"scalar"``, ``"avx2"``, ``"avx512"``, ``"neon"``).
 
     For tests and benchmarks that compare ISAs; the selection made at import (``NORMEXP_ISA``) is
     unchanged outside the block. Raises ValueError if this CPU cannot run ``name``.

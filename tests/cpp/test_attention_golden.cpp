@@ -1,4 +1,4 @@
-// Bit-for-bit regression test of normexp::attention on every ISA this CPU runs (scalar and avx2 on x86-64,
+// Bit-for-bit regression test of normexp::attention on every ISA this CPU runs (scalar, avx2, avx512 on x86-64,
 // scalar and neon on aarch64, the latter under qemu-aarch64 in ci/cross_aarch64.sh).
 //
 // Each case runs attention (out and lse) and hashes the bytes of both with FNV-1a 64; the hashes are

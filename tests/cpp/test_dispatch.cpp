@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "check.hpp"
@@ -66,6 +67,43 @@ int main() {
         const auto tw = words(t);
         for (std::size_t i = 0; i < kWords; ++i) CHECK(tw[i] != 0, "%s: word %zu is null", name.c_str(), i);
     }
+    // The x86-64 SIMD sets follow the CPU and the OS: GCC's __builtin_cpu_supports reads cpuid and
+    // (for AVX/AVX-512) the xgetbv state bits, independently of dispatch.cpp. A set built in must be
+    // available exactly when they say so, and the log line shows when this machine cannot test one.
+#if defined(__x86_64__)
+    {
+        const auto isas = normexp::detail::available_isas();
+        CHECK(!isas.empty() && isas.front() == "scalar", "scalar first");
+        struct want {
+            const char* name;
+            bool cpu;
+        };
+        __builtin_cpu_init();
+        const want sets[] = {
+            {"avx2", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")},
+            {"avx512", __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")},
+        };
+        for (const want& w : sets) {
+            bool listed = false;
+            for (const auto& n : isas) listed = listed || n == w.name;
+            bool built = true;
+            try {
+                (void)normexp::detail::kernels_for(w.name);
+            } catch (const std::invalid_argument& e) {
+                built = std::strstr(e.what(), "unknown ISA") == nullptr;
+            }
+            if (!built) {
+                std::printf("test_dispatch: %s is not built in: not tested\n", w.name);
+                continue;
+            }
+            CHECK(listed == w.cpu, "%s listed %d, but the CPU/OS support says %d", w.name, listed, w.cpu);
+            if (!listed) std::printf("test_dispatch: this CPU/OS cannot run %s: its kernels are NOT tested here\n", w.name);
+        }
+        if (!isas.empty() && isas.back() == "avx512") std::printf("test_dispatch: avx512 available and tested\n");
+    }
+#endif
     const auto actw = words(normexp::detail::active_kernels());
     for (std::size_t i = 0; i < kWords; ++i) CHECK(actw[i] != 0, "active table: word %zu is null", i);
 

@@ -6,7 +6,7 @@
 // this test fails if any digest of an ISA present in this build differs from the recorded one, so a
 // refactor of the kernels that claims "no change in behaviour" is checked to the last bit.
 //
-// The cases: every length 0 .. 70 (every tail length 0 .. 2N+1 of every vector width in use, N <= 8, and
+// The cases: every length 0 .. 70 (every tail length 0 .. 2N+1 of every vector width in use, N <= 16, and
 // the 8-vector pairwise blocks) plus longer rows; values of ordinary, wide, huge and tiny magnitude, with
 // -inf, +inf, NaN, -0, subnormals and repeated maxima planted at varying positions (row_max/col_max
 // also see NaN and +inf; the other kernels see rows whose maximum is finite, their precondition);

@@ -5,9 +5,10 @@
 #     the getter calls. Any other global or weak definition (an inline function or a template
 #     instantiated with the ISA's flags) is the ODR trap: the linker may pick that copy for baseline
 #     code, which then runs AVX2 instructions on a CPU without them.
-#  2. on x86-64, no baseline object (everything but avx2.cpp.o and kernels/avx2/*.o) contains an
-#     AVX/AVX-512 instruction (a VEX/EVEX mnemonic or a ymm/zmm/mask register): ISA flags must stay on
-#     their own files.
+#  2. on x86-64, no baseline object (everything but avx2.cpp.o, avx512.cpp.o, kernels/avx2/*.o and
+#     kernels/avx512/*.o) contains an AVX/AVX-512 instruction (a VEX/EVEX mnemonic or a ymm/zmm/mask
+#     register), and no AVX2 object contains an AVX-512 one (a zmm or opmask register, or an xmm/ymm
+#     register 16-31, which only EVEX encodes): ISA flags must stay on their own files.
 # Arguments (-D): NM, OBJDUMP (may be empty: step 2 is then impossible and the check fails on x86-64),
 # OBJECTS ("|"-separated object files), X86 (ON/OFF).
 cmake_minimum_required(VERSION 3.18)
@@ -83,7 +84,35 @@ foreach(obj IN LISTS objects)
       message(STATUS "${name}: exports only ${expected}")
     endif()
   endif()
-  if(X86 AND NOT name MATCHES "^avx2\\.cpp\\.(o|obj)$" AND NOT family_isa STREQUAL "avx2")
+  set(x86_isa "")
+  if(name MATCHES "^(avx2|avx512)\\.cpp\\.(o|obj)$")
+    set(x86_isa "${CMAKE_MATCH_1}")
+  elseif(family_isa MATCHES "^(avx2|avx512)$")
+    set(x86_isa "${family_isa}")
+  endif()
+  if(X86 AND x86_isa STREQUAL "avx2")
+    if(NOT OBJDUMP)
+      message(SEND_ERROR "objdump not found: cannot scan ${name} for AVX-512 instructions")
+      math(EXPR failures "${failures} + 1")
+      continue()
+    endif()
+    execute_process(COMMAND "${OBJDUMP}" -d --no-show-raw-insn "${obj}" OUTPUT_VARIABLE asm RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(SEND_ERROR "${OBJDUMP} failed on ${obj}")
+      math(EXPR failures "${failures} + 1")
+      continue()
+    endif()
+    string(REGEX MATCHALL "\n *[0-9a-f]+:\t[^\n]*(%zmm[0-9]+|%k[0-7]|%[xy]mm(1[6-9]|2[0-9]|3[01]))[^\n]*" hits "${asm}")
+    list(LENGTH hits nbad)
+    if(nbad GREATER 0)
+      list(SUBLIST hits 0 5 first)
+      message(SEND_ERROR "AVX2 object ${name} contains ${nbad} AVX-512 instruction(s), e.g.: ${first}")
+      math(EXPR failures "${failures} + 1")
+    else()
+      message(STATUS "${name} (avx2): no AVX-512 instructions")
+    endif()
+  endif()
+  if(X86 AND NOT x86_isa)
     if(NOT OBJDUMP)
       message(SEND_ERROR "objdump not found: cannot scan ${name} for AVX instructions")
       math(EXPR failures "${failures} + 1")

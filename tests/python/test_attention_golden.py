@@ -28,7 +28,7 @@ import normexp
 
 GOLDEN = pathlib.Path(__file__).with_name("attention_golden.json")
 WRITE = os.environ.get("NORMEXP_WRITE_GOLDEN") == "1"
-ISAS = [i for i in normexp.available_isas() if i in ("scalar", "avx2", "neon")]
+ISAS = [i for i in normexp.available_isas() if i in ("scalar", "avx2", "avx512", "neon")]
 
 
 def _hash_values(seed: int, n: int, dtype) -> np.ndarray:

@@ -391,6 +391,31 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert cli.main(["--from-json", str(tmp_path / "results.json"), "--readme", str(readme)]) == 1
 
 
+def test_cli_isa_side_by_side(tmp_path, capsys):
+    """--isa runs normexp once per kernel set (each session inside use_isa), names the first 'normexp'
+    and the others 'normexp[<isa>]', and adds the table of times and speed-ups; an unavailable set is
+    a usage error."""
+    isas = normexp.available_isas()
+    pick = [isas[-1], isas[0]] if len(isas) > 1 else isas
+    before = normexp.isa()
+    rc = cli.main(["--ops", "softmax", "--shapes", "3x40", "--threads", "1", "--peers", "", "--isa", ",".join(pick),
+                   "--no-probe", "--no-progress", "--repeat", "2", "--min-repeat", "1", "--max-time", "0.0001",
+                   "--warmup", "0", "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["meta"]["isas"] == pick
+    assert [r["peer"] for r in data["records"]] == ["normexp"] + [f"normexp[{i}]" for i in pick[1:]]
+    assert data["meta"]["peers"]["normexp"].endswith(f"({pick[0]})")
+    assert all(r["check"] == "ok" for r in data["records"])
+    out = capsys.readouterr().out
+    if len(pick) > 1:
+        assert "kernel sets (--isa)" in out and f"{pick[1]}/{pick[0]} speed-up" in out
+    assert normexp.isa() == before  # the override ended with the session
+    with pytest.raises(SystemExit):
+        cli.main(["--isa", "avx1024", "--shapes", "2x3"])
+    assert "not available" in capsys.readouterr().err
+
+
 def test_cli_list_and_errors(capsys):
     assert cli.main(["--list", "--ops", "logsumexp", "--shapes", "2x3"]) == 0
     assert capsys.readouterr().out.strip() == "logsumexp float32 2x3"

@@ -8,7 +8,7 @@ digests of a known-good build are recorded in golden_outputs.json next to this f
 the kernels that must not change a bit (test_isa_agreement.py checks the bounds between ISAs, this
 checks that each ISA stays what it was).
 
-Cases: every length 0..40 (every tail length 0..2N+1 of every vector width, N <= 8, and the 8-vector
+Cases: every length 0..40 (every tail length 0..2N+1 of every vector width, N <= 16, and the 8-vector
 blocks) plus longer rows; ordinary, wide, huge and tiny magnitudes with -inf, +inf and NaN planted;
 column blocks of many widths (axis 0), including widths past the kernels' 1024-column panel.
 

@@ -13,8 +13,8 @@
  * logsumexp -inf, +inf gives logsumexp +inf).
  *
  * Threads: the functions are thread-safe; each call may use several OpenMP threads for large inputs
- * (see normexp_set_num_threads). Kernels are chosen once per process from the CPU (AVX2+FMA, NEON or
- * scalar); the environment variable NORMEXP_ISA=scalar|avx2|neon forces one.
+ * (see normexp_set_num_threads). Kernels are chosen once per process from the CPU (AVX-512, AVX2+FMA, NEON or
+ * scalar); the environment variable NORMEXP_ISA=scalar|avx2|avx512|neon forces one.
  *
  * Example:
  *     float x[2][3] = {{1, 2, 3}, {1000, 1000, -1000}};
@@ -85,7 +85,7 @@ NORMEXP_API const char* normexp_last_error(void);
 NORMEXP_API const char* normexp_status_string(int status);
 
 /* ---- library ------------------------------------------------------------------------------------- */
-/* The active kernel set: "scalar", "avx2" or "neon". NULL if NORMEXP_ISA names an unknown or
+/* The active kernel set: "scalar", "avx2", "avx512" or "neon". NULL if NORMEXP_ISA names an unknown or
  * unsupported set (normexp_last_error() then says which; the reductions return NORMEXP_ERROR_ISA). */
 NORMEXP_API const char* normexp_isa(void);
 /* Threads used by one call, process-wide. n <= 0 means as many as OpenMP allows. The count is capped

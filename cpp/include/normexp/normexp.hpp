@@ -36,7 +36,7 @@ enum class reduction { softmax, log_softmax, logsumexp };
 
 // Reduce along `axis` (negative counts from the end). temperature divides the scores (softmax and
 // log_softmax; must be finite and > 0; logsumexp requires 1). isa: a kernel set by name ("scalar",
-// "avx2", "neon"), or nullptr/"" for the active one.
+// "avx2", "avx512", "neon"), or nullptr/"" for the active one.
 template <class T>
 NORMEXP_API void reduce(reduction op, const T* x, const strides_t& x_strides, T* y, const strides_t& y_strides,
             const shape_t& shape, int axis, double temperature = 1.0, const char* isa = nullptr);
@@ -120,7 +120,7 @@ NORMEXP_API void exp(const T* x, T* y, std::size_t n, const char* isa = nullptr)
 NORMEXP_API void set_num_threads(int n);
 NORMEXP_API int get_num_threads();
 
-// The active kernel set ("scalar", "avx2", "neon") and every set this CPU can run.
+// The active kernel set ("scalar", "avx2", "avx512", "neon") and every set this CPU can run.
 NORMEXP_API const char* isa();
 NORMEXP_API std::vector<std::string> available_isas();
 

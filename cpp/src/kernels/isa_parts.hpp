@@ -2,9 +2,9 @@
 //   <isa>/reductions.cpp   exp, row_* and col_* kernels (generic/reductions.hpp over <isa>/traits.hpp)
 //   <isa>/sampling.cpp     row_collect_ge, row_sample_weights (generic/sampling.hpp)
 //   <isa>/attention.cpp    the attention micro-kernels (generic/attention.hpp over <isa>/attention_traits.hpp)
-// Each fills its entries of a table; the ISA's table getter (avx2.cpp: avx2_kernels(), neon.cpp:
-// neon_kernels()) assembles them. These are the only external symbols of those files: plain functions
-// with unique names, called only by the getter after the CPU check, so no ISA code can stand in for
+// Each fills its entries of a table; the ISA's table getter (avx2.cpp: avx2_kernels(), avx512.cpp:
+// avx512_kernels(), neon.cpp: neon_kernels()) assembles them. These are the only external symbols of
+// those files: plain functions with unique names, called only by the getter after the CPU check, so no ISA code can stand in for
 // baseline code (tests/isa/check_isa_objects.cmake checks both).
 #pragma once
 
@@ -17,6 +17,10 @@ namespace normexp {
 void avx2_add_reductions(kernel_table& t);
 void avx2_add_sampling(kernel_table& t);
 void avx2_add_attention(kernel_table& t);
+#endif
+#if defined(NORMEXP_HAVE_AVX512)
+void avx512_add_reductions(kernel_table& t);
+void avx512_add_sampling(kernel_table& t);
 #endif
 #if defined(NORMEXP_HAVE_NEON)
 void neon_add_reductions(kernel_table& t);

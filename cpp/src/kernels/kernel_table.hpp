@@ -1,8 +1,9 @@
 // The kernel table: the one interface between the ISA translation units and the drivers.
 //
-// Every ISA (scalar.cpp; avx2.cpp + avx2/; neon.cpp + neon/) implements these kernels with internal
-// linkage and exports exactly one function returning a filled table (the SIMD ones assemble it from
-// their kernel-family files: isa_parts.hpp; the algorithms are written once in generic/). Kernels are
+// Every ISA (scalar.cpp; avx2.cpp + avx2/; avx512.cpp + avx512/; neon.cpp + neon/) implements these
+// kernels with internal linkage and exports exactly one function returning a filled table (the SIMD
+// ones assemble it from their kernel-family files: isa_parts.hpp; the algorithms are written once in
+// generic/). Kernels are
 // single-threaded, take pointers and counts, and never allocate. Drivers (cpp/src/*.cpp) own axes,
 // blocking, threads and special values.
 //
@@ -175,6 +176,9 @@ struct kernel_table {
 const kernel_table& scalar_kernels();
 #if defined(NORMEXP_HAVE_AVX2)
 const kernel_table& avx2_kernels();
+#endif
+#if defined(NORMEXP_HAVE_AVX512)
+const kernel_table& avx512_kernels();
 #endif
 #if defined(NORMEXP_HAVE_NEON)
 const kernel_table& neon_kernels();

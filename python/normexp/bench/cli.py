@@ -18,6 +18,7 @@ examples:
   python -m normexp bench --out bench/results            everything, with JSON, Markdown and PNG plots
   python -m normexp bench --ops softmax --shapes 1x32000,1x16M --threads 1
   python -m normexp bench --ops attention --attention-shapes 1x8x1024x64:causal,1x32x1x4096x128
+  python -m normexp bench --ops softmax --isa avx2,avx512 --peers '' --threads 1   kernel sets side by side
   python -m normexp bench --from-json bench/results/results.json --out bench/results   re-render only
   python -m normexp bench --out bench/results --plots bench/figures --readme docs/benchmarks.md  the published run
 
@@ -47,6 +48,10 @@ def build_parser(prog: str = "python -m normexp bench") -> argparse.ArgumentPars
     g.add_argument("--peers", default=",".join(PEER_NAMES[1:]),
                    help=f"comma list of {', '.join(PEER_NAMES[1:])} (default: all; missing ones are skipped "
                    "with a notice); normexp always runs")
+    g.add_argument("--isa", default=None,
+                   help="comma list of normexp kernel sets to run side by side (e.g. avx2,avx512; see "
+                   "normexp.available_isas()); the first is the 'normexp' column, the others 'normexp[<isa>]', "
+                   "and a table of their times and speed-ups over the first follows (default: the selected set)")
     g.add_argument("--quick", action="store_true",
                    help="the short default run of `python -m normexp` (few shapes, all threads only)")
     g = p.add_argument_group("method")
@@ -179,6 +184,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
             for n in peer_names:
                 if n not in PEER_NAMES:
                     raise ValueError(f"unknown peer {n!r}; choose from {', '.join(PEER_NAMES)}")
+            isas = _csv(args.isa) if args.isa is not None else []
+            for isa in isas:
+                if isa not in normexp.available_isas():
+                    raise ValueError(f"--isa: {isa!r} is not available on this CPU; available: "
+                                     f"{', '.join(normexp.available_isas())}")
         except ValueError as e:
             parser.error(str(e))
         if args.list:
@@ -191,7 +201,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
             parser.error("nothing to run: no case matches the arguments")
         results = runner.run(cases, threads=threads, peers=peer_names, timing=timing, seed=args.seed,
                              probe=not args.no_probe, quick_probe=args.quick, progress=not args.no_progress,
-                             log=log)
+                             log=log, isas=isas)
         results.notices = notices + results.notices
 
     print(report.render_text(results, long=args.long))
@@ -224,5 +234,5 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
             log(f"README not updated: {e}")
             return 1
         log(f"updated {args.readme}")
-    bad = [r for r in results.records if r["peer"] == "normexp" and r["check"] in ("WRONG", "error")]
+    bad = [r for r in results.records if r["peer"].startswith("normexp") and r["check"] in ("WRONG", "error")]
     return 1 if bad else 0

@@ -115,17 +115,28 @@ class Peer:
 
 
 class NormexpPeer(Peer):
+    """normexp on the kernel set it selected, or on the one named by `isa` (``--isa``): the session then
+    runs inside ``normexp.use_isa(isa)``, entered in start() and left in close(), so the timed calls
+    carry no context-manager cost. Named ``normexp`` unless `name` says otherwise."""
+
     name = "normexp"
     module = "normexp"
+
+    def __init__(self, isa: str = "", name: str = "") -> None:
+        self.isa = isa
+        if name:
+            self.name = name
 
     def version(self) -> str:
         import normexp
 
-        return f"{normexp.__version__} ({normexp.isa()})"
+        return f"{normexp.__version__} ({self.isa or normexp.isa()})"
 
     def supports(self, case: Case) -> str | None:
         import normexp
 
+        if self.isa and self.isa not in normexp.available_isas():
+            return f"ISA {self.isa} is not available on this CPU (available: {', '.join(normexp.available_isas())})"
         if case.is_attention and not hasattr(normexp, "attention"):
             return "normexp.attention is not in this build"
         return None
@@ -133,6 +144,11 @@ class NormexpPeer(Peer):
     def start(self, case: Case, buffers: Buffers, threads: int) -> Session:
         import normexp
 
+        on_close = None
+        if self.isa:
+            cm = normexp.use_isa(self.isa)
+            cm.__enter__()
+            on_close = lambda: cm.__exit__(None, None, None)  # noqa: E731
         normexp.set_num_threads(threads)
         note = "" if normexp.get_num_threads() == threads else f"runs {normexp.get_num_threads()} threads"
         dt = np.dtype(case.dtype)
@@ -145,12 +161,12 @@ class NormexpPeer(Peer):
                     fns.append(lambda q=q, k=k, v=v, o=o: normexp.attention(q, k, v, is_causal=case.causal, out=o))
                 else:
                     fns.append(lambda q=q, k=k, v=v: normexp.attention(q, k, v, is_causal=case.causal))
-            return CallSession(fns, np.asarray, note=note)
+            return CallSession(fns, np.asarray, on_close=on_close, note=note)
         f = getattr(normexp, case.op)
         for (x,) in buffers:
             o = np.empty(case.out_shape, dt)
             fns.append(lambda x=x, o=o: f(x, axis=case.norm_axis, out=o))
-        return CallSession(fns, np.asarray, note=note)
+        return CallSession(fns, np.asarray, on_close=on_close, note=note)
 
 
 # ---- NumPy and SciPy --------------------------------------------------------------------------------
@@ -575,14 +591,24 @@ PEER_CLASSES: dict[str, type[Peer]] = {
 PEER_NAMES = tuple(PEER_CLASSES)
 
 
-def make_peers(names: Sequence[str]) -> tuple[list[Peer], list[str]]:
-    """Instances of the named peers that can run here (normexp always first), and one notice per
-    peer that cannot."""
+def normexp_isa_name(isa: str, first: bool) -> str:
+    """The peer name of normexp on kernel set `isa` under ``--isa``: the first set is ``normexp`` (the
+    column every other peer is compared with), the others ``normexp[<isa>]``."""
+    return "normexp" if first else f"normexp[{isa}]"
+
+
+def make_peers(names: Sequence[str], isas: Sequence[str] = ()) -> tuple[list[Peer], list[str]]:
+    """Instances of the named peers that can run here (normexp always first; one normexp per kernel set
+    of `isas` when given, see normexp_isa_name), and one notice per peer that cannot."""
     wanted = ["normexp"] + [n for n in names if n != "normexp"]
     peers, notices = [], []
+    for i, isa in enumerate(dict.fromkeys(isas)):
+        peers.append(NormexpPeer(isa, normexp_isa_name(isa, i == 0)))
     for n in dict.fromkeys(wanted):
         if n not in PEER_CLASSES:
             raise ValueError(f"unknown peer {n!r}; choose from {', '.join(PEER_NAMES)}")
+        if n == "normexp" and isas:
+            continue
         p = PEER_CLASSES[n]()
         why = p.missing()
         if why:

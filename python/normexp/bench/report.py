@@ -80,8 +80,10 @@ def group(records: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, dict[str, 
 
 
 def best_peer(by_peer: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The fastest peer other than normexp whose result passed the check (ok or inaccurate)."""
-    timed = [r for p, r in by_peer.items() if p != "normexp" and r["check"] in ("ok", "inaccurate") and r["time_s"]]
+    """The fastest peer other than normexp (on any kernel set) whose result passed the check (ok or
+    inaccurate)."""
+    timed = [r for p, r in by_peer.items()
+             if not p.startswith("normexp") and r["check"] in ("ok", "inaccurate") and r["time_s"]]
     return min(timed, key=lambda r: r["time_s"]) if timed else None
 
 
@@ -118,6 +120,32 @@ def summary_tables(results: Results) -> list[tuple[str, list[str], list[list[str
             rows.append(row)
         tables.append((op, header, rows))
     return tables
+
+
+def isa_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
+    """With ``--isa A,B,...``: per (case, threads) the median time of normexp on each kernel set and the
+    speed-up of each over the first (time on A / time on B); None without --isa."""
+    from .peers import normexp_isa_name
+
+    isas = results.meta.get("isas") or []
+    if len(isas) < 2:
+        return None
+    names = [normexp_isa_name(isa, i == 0) for i, isa in enumerate(isas)]
+    header = ["op", "case", "dtype", "cache", "thr"] + [f"{isa} median" for isa in isas]
+    header += [f"{isa}/{isas[0]} speed-up" for isa in isas[1:]]
+    rows = []
+    for key, by_peer in group(results.records).items():
+        recs = [by_peer.get(n) for n in names]
+        if all(r is None for r in recs):
+            continue
+        any_rec = next(r for r in recs if r is not None)
+        row = [any_rec["op"], any_rec["label"], any_rec["dtype"], any_rec.get("cache", ""), str(key[5])]
+        row += [fmt_time(r["time_s"]) if r and r["time_s"] else (r["check"] if r else "") for r in recs]
+        base = recs[0]["time_s"] if recs[0] else None
+        for r in recs[1:]:
+            row.append(f"{base / r['time_s']:.2f}x" if base and r and r["time_s"] else "")
+        rows.append(row)
+    return header, rows
 
 
 def detail_table(results: Results) -> tuple[list[str], list[list[str]]]:
@@ -189,6 +217,9 @@ def render_text(results: Results, long: bool = False) -> str:
         out += [text_table(header, rows), ""]
     for op, header, rows in summary_tables(results):
         out += [op, text_table(header, rows), ""]
+    it = isa_table(results)
+    if it is not None:
+        out += ["kernel sets (--isa)", text_table(*it), ""]
     out.append(LEGEND)
     out += results.notices
     return "\n".join(out)
@@ -199,6 +230,9 @@ def _summary_markdown(results: Results) -> list[str]:
     out = [line + "  " for line in machine_lines(results)] + [""]
     for op, header, rows in summary_tables(results):
         out += [f"**{op}**", "", markdown_table(header, rows), ""]
+    it = isa_table(results)
+    if it is not None:
+        out += ["**kernel sets (--isa)**", "", markdown_table(*it), ""]
     out += [LEGEND, ""]
     if results.notices:
         out += ["Notices: " + "; ".join(results.notices), ""]

@@ -158,17 +158,18 @@ class _Progress:
 def run(cases: Sequence[Case], *, threads: Sequence[int], peers: Sequence[str | Peer] = ("numpy",),
         timing: Timing = Timing(), seed: int = 0, probe: bool = True, quick_probe: bool = False,
         limits: dict[str, dict[str, Any]] | None = None, progress: bool = True,
-        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Results:
+        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), isas: Sequence[str] = ()) -> Results:
     """Measure every case at every thread count with every peer.
 
     `peers` names peers (normexp is then added first) and/or passes Peer objects, which run as given
     (tests inject a deliberately wrong one this way; with objects only, normexp runs only if passed). `limits` skips the probe and uses the given machine limits.
+    `isas` runs normexp once per named kernel set, side by side (peers.make_peers; meta["isas"]).
     """
     notices: list[str] = []
     objs: list[Peer] = []
     names = [p for p in peers if isinstance(p, str)]
     if names or not any(isinstance(p, Peer) for p in peers):
-        found, notes = make_peers(names)
+        found, notes = make_peers(names, isas)
         objs += found
         notices += notes
     objs += [p for p in peers if isinstance(p, Peer)]
@@ -184,6 +185,7 @@ def run(cases: Sequence[Case], *, threads: Sequence[int], peers: Sequence[str | 
         except Exception as e:  # a version lookup must not stop the run
             meta["peers"][p.name] = f"? ({type(e).__name__})"
     meta["threads"] = list(threads)
+    meta["isas"] = list(dict.fromkeys(isas))
     meta["timing"] = dataclasses.asdict(timing)
     meta["seed"] = seed
 

@@ -10,8 +10,13 @@
 // Semantics the generic code relies on (and neon/traits.hpp provides too):
 //  * max/min: any result when an operand is NaN (AVX2 returns the second operand, NEON NaN); callers
 //    track NaN explicitly or pass NaN only where both give NaN.
-//  * Masks are all-ones/all-zeros lanes of the vector type; tail_mask(n) enables the first n lanes and
+//  * Comparison results B are all-ones/all-zeros lanes of the vector type here (B = V; AVX-512 uses
+//    opmask registers, avx512/traits.hpp), so the generic code combines them only through the mask
+//    operations (mor, mand, zero_unless, zero_if, blend, inc_where, store_mask/load_mask), never the
+//    bitwise ones. tail_mask(n) enables the first n lanes (mask_v turns it into a B) and
 //    load_tail/store_tail never touch memory past them (masked lanes load as +0).
+//  * kScalef = false: no single instruction for p * 2^k over the whole range, so lanes.hpp's exp uses
+//    pow2/pow2_biased with a branch to a two-factor scaling outside the normal range.
 //  * hsum(v): the lanes' sum in a fixed, ISA-specific order (each ISA's cheapest); iota(): lane i holds i.
 //  * pow2(k) = 2^k exactly for k in the normal exponent range; pow2_biased(kb) the same from a value
 //    kb = 1.5*2^23 + 127 + k whose low mantissa bits hold the biased exponent (float32 only);
@@ -33,6 +38,7 @@ struct V64 {
     using T = double;
     using V = __m256d;
     using M = __m256i;  // lane mask for tails
+    using B = __m256d;  // comparison results: all-ones/all-zeros lanes
     using I = __m256i;  // 4 x int64
     using D = V64;      // the float64 traits (sums are flushed into double lanes)
     static constexpr std::size_t N = 4;
@@ -44,7 +50,7 @@ struct V64 {
     }
     static V load_tail(const T* p, M mk) { return _mm256_maskload_pd(p, mk); }
     static void store_tail(T* p, M mk, V v) { _mm256_maskstore_pd(p, mk, v); }
-    static V mask_v(M mk) { return _mm256_castsi256_pd(mk); }
+    static B mask_v(M mk) { return _mm256_castsi256_pd(mk); }
     // Non-temporal stores (p 32-byte aligned), ordered by stream_fence() before anything that follows.
     static constexpr bool kStream = true;
     static constexpr std::size_t kStreamAlign = 32;
@@ -86,6 +92,15 @@ struct V64 {
     }
     static V iota() { return _mm256_setr_pd(0, 1, 2, 3); }  // lane i holds i
 
+    // ---- masks (B = V: all-ones/all-zeros lanes) ----
+    static B mnone() { return _mm256_setzero_pd(); }
+    static B mor(B a, B b) { return _mm256_or_pd(a, b); }
+    static B mand(B a, B b) { return _mm256_and_pd(a, b); }
+    static V zero_unless(B m, V v) { return _mm256_and_pd(m, v); }    // m ? v : +0
+    static V zero_if(B m, V v) { return _mm256_andnot_pd(m, v); }     // m ? +0 : v
+    static void store_mask(T* p, B m) { store(p, m); }
+    static B load_mask(const T* p) { return load(p); }
+
     // ---- integer lanes (exponent arithmetic, counts) ----
     static I isub(I a, I b) { return _mm256_sub_epi64(a, b); }
     static I izero() { return _mm256_setzero_si256(); }
@@ -99,16 +114,19 @@ struct V64 {
         return _mm256_sub_epi64(_mm256_srli_epi64(_mm256_add_epi64(k, _mm256_set1_epi64x(2048)), 1),
                                 _mm256_set1_epi64x(1024));
     }
+    static I inc_where(I c, B m) { return _mm256_sub_epi64(c, bits(m)); }  // c + 1 where m (m = -1)
     static I int_of_shifted(V ks, V s) { return _mm256_sub_epi64(bits(ks), bits(s)); }
     static V pow2(I k) {  // 2^k for k in [-1022, 1023]
         return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(k, _mm256_set1_epi64x(1023)), 52));
     }
+    static constexpr bool kScalef = false;
 };
 
 struct V32 {
     using T = float;
     using V = __m256;
     using M = __m256i;
+    using B = __m256;
     using I = __m256i;  // 8 x int32
     using D = V64;
     static constexpr std::size_t N = 8;
@@ -120,7 +138,7 @@ struct V32 {
     }
     static V load_tail(const T* p, M mk) { return _mm256_maskload_ps(p, mk); }
     static void store_tail(T* p, M mk, V v) { _mm256_maskstore_ps(p, mk, v); }
-    static V mask_v(M mk) { return _mm256_castsi256_ps(mk); }
+    static B mask_v(M mk) { return _mm256_castsi256_ps(mk); }
     static constexpr bool kStream = true;
     static constexpr std::size_t kStreamAlign = 32;
     static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
@@ -163,6 +181,15 @@ struct V32 {
     }
     static V iota() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
 
+    // ---- masks (B = V: all-ones/all-zeros lanes) ----
+    static B mnone() { return _mm256_setzero_ps(); }
+    static B mor(B a, B b) { return _mm256_or_ps(a, b); }
+    static B mand(B a, B b) { return _mm256_and_ps(a, b); }
+    static V zero_unless(B m, V v) { return _mm256_and_ps(m, v); }    // m ? v : +0
+    static V zero_if(B m, V v) { return _mm256_andnot_ps(m, v); }     // m ? +0 : v
+    static void store_mask(T* p, B m) { store(p, m); }
+    static B load_mask(const T* p) { return load(p); }
+
     // ---- float64 lanes: lanes 0..3 and 4..7 widened (exact), and two float64 vectors narrowed ----
     static V64::V widen_lo(V v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
     static V64::V widen_hi(V v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
@@ -188,11 +215,13 @@ struct V32 {
         return s;
     }
     static I ihalf(I k) { return _mm256_srai_epi32(k, 1); }  // floor(k/2)
+    static I inc_where(I c, B m) { return _mm256_sub_epi32(c, bits(m)); }
     static I int_of_shifted(V ks, V s) { return _mm256_sub_epi32(bits(ks), bits(s)); }
     static V pow2(I k) {  // 2^k for k in [-126, 127]
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
     }
     static V pow2_biased(V kb) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(kb), 23)); }
+    static constexpr bool kScalef = false;
 };
 
 }  // namespace

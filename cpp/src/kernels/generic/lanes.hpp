@@ -1,4 +1,5 @@
-// Element traits and the exp, written once over an ISA's vector traits (avx2/traits.hpp, neon/traits.hpp).
+// Element traits and the exp, written once over an ISA's vector traits (avx2/traits.hpp, neon/traits.hpp,
+// avx512/traits.hpp).
 //
 // Textual include, the simdjson "generic" pattern: an ISA translation unit includes its traits.hpp, then
 // this file INSIDE its own namespace (normexp::<isa>::(anonymous)), so every name here is a distinct,
@@ -9,6 +10,10 @@
 // Defined here: the double accumulators, lanes<P> (the primitives of P plus the exp core, the clamps,
 // the flush to double and the counters, i.e. what the kernels call F::...), F32 = lanes<V32>,
 // F64 = lanes<V64>, and arg<F, Scaled>, the shifted exp argument beta (x - m) of kernel_table.hpp.
+//
+// Comparison results have the traits' mask type B (vector lanes on AVX2/NEON, opmask registers on
+// AVX-512) and are combined only through the mask operations of the traits (mor, mand, zero_unless,
+// zero_if, blend, any, movemask, inc_where, store_mask/load_mask), never by bitwise and/or on values.
 
 #define NX_LIKELY(x) __builtin_expect(!!(x), 1)
 // The exp and its argument reduction must be inlined into every loop: as calls they spill the vector
@@ -46,7 +51,7 @@ struct acc_neumaier {
     typename D::V s = D::zero(), c = D::zero();
     void add(typename D::V v) {
         const typename D::V t = D::add(s, v);
-        const typename D::V big_s = D::ge(D::abs(s), D::abs(v));
+        const typename D::B big_s = D::ge(D::abs(s), D::abs(v));
         const typename D::V cs = D::add(D::sub(s, t), v);
         const typename D::V cv = D::add(D::sub(v, t), s);
         c = D::add(c, D::blend(cv, cs, big_s));
@@ -72,6 +77,7 @@ struct lanes : P {
     using T = typename P::T;
     using V = typename P::V;
     using I = typename P::I;
+    using B = typename P::B;
     using D = typename P::D;
     static constexpr bool f32 = sizeof(T) == 4;
     using Acc = std::conditional_t<f32, acc_plain<D>, acc_neumaier<D>>;
@@ -89,7 +95,9 @@ struct lanes : P {
     //   float64: Taylor-13 in Horner form (kInvFact).
     //   result = p * 2^k, 2^k built in the exponent field. Outside the normal range (subnormal results, or
     //   near overflow with FullRange) as 2^(k>>1) * 2^(k - k>>1), so gradual underflow and overflow round
-    //   once, correctly; that slow path is a predicted-not-taken branch per vector.
+    //   once, correctly; that slow path is a predicted-not-taken branch per vector. With P::kScalef
+    //   (AVX-512 vscalefps/pd) the one instruction RN(p * 2^k) does all of it, branch-free; both give
+    //   RN(p * 2^k), so the results are the same bits.
     // Error: <= 1 ULP against the correctly rounded exp (float32 measured exhaustively over all 2^32
     // inputs by tests/cpp/test_exp.cpp; float64 Taylor truncation 0.04 ULP plus the Horner rounding).
     template <bool FullRange>
@@ -107,8 +115,9 @@ struct lanes : P {
             q = P::fmadd(q, r, P::set1(kC2F));
             q = P::fmadd(q, r, P::set1(1.0f));
             const V p = P::fmadd(q, r, P::set1(1.0f));
-            V outside = P::lt(t, P::set1(kNormalMinArgF));
-            if (FullRange) outside = P::or_(outside, P::gt(t, P::set1(88.0f)));
+            if constexpr (P::kScalef) return P::scalef(p, k);  // k in [-150, 128]: one rounding
+            B outside = P::lt(t, P::set1(kNormalMinArgF));
+            if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(88.0f)));
             if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2_biased(kb));
             return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
         } else {
@@ -120,8 +129,9 @@ struct lanes : P {
             r = P::add(r, tl);
             V p = P::set1(kInvFact[13]);
             for (int i = 12; i >= 0; --i) p = P::fmadd(p, r, P::set1(kInvFact[i]));
-            V outside = P::lt(t, P::set1(kNormalMinArgD));
-            if (FullRange) outside = P::or_(outside, P::gt(t, P::set1(709.0)));
+            if constexpr (P::kScalef) return P::scalef(p, k);  // k in [-1076, 1024]: one rounding
+            B outside = P::lt(t, P::set1(kNormalMinArgD));
+            if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(709.0)));
             if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2(ki));
             return scale_split(p, ki);
         }
@@ -221,7 +231,7 @@ struct lanes : P {
     // Counts of entries equal to the maximum, per lane in integer lanes (a true mask is -1).
     using C = I;
     static C count_zero() { return P::izero(); }
-    static C count_add(C c, V m) { return P::isub(c, P::bits(m)); }
+    static C count_add(C c, B m) { return P::inc_where(c, m); }
     static double count_total(C c) { return static_cast<double>(P::ihsum(c)); }
 };
 
@@ -283,7 +293,7 @@ struct arg {
             const V d = F::add(x, negm);
             const V hi = F::mul(d, bh);
             V lo = F::fmadd(F::minus_lo(x, negm, d), bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
-            lo = F::and_(lo, F::ge(hi, tmin));
+            lo = F::zero_unless(F::ge(hi, tmin), lo);
             return F::template exp_core<false>(F::max(tmin, hi), lo);
         }
     }

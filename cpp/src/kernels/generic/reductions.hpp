@@ -37,7 +37,8 @@ NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
     using T = typename F::T;
     constexpr std::size_t N = F::N;
     const V ninf = F::set1(-__builtin_huge_val());
-    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf, nan = F::zero();
+    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    typename F::B nan = F::mnone();
     std::size_t i = 0;
     for (; i + 4 * N <= n; i += 4 * N) {
         const V a = F::load(x + i), b = F::load(x + i + N), c = F::load(x + i + 2 * N), d = F::load(x + i + 3 * N);
@@ -45,18 +46,18 @@ NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
         m1 = F::max(m1, b);
         m2 = F::max(m2, c);
         m3 = F::max(m3, d);
-        nan = F::or_(nan, F::or_(F::unord(a, b), F::unord(c, d)));
+        nan = F::mor(nan, F::mor(F::unord(a, b), F::unord(c, d)));
     }
     for (; i + N <= n; i += N) {
         const V a = F::load(x + i);
         m0 = F::max(m0, a);
-        nan = F::or_(nan, F::unord(a, a));
+        nan = F::mor(nan, F::unord(a, a));
     }
     if (i < n) {
         const auto mk = F::tail_mask(n - i);
         const V a = F::blend(ninf, F::load_tail(x + i, mk), F::mask_v(mk));
         m0 = F::max(m0, a);
-        nan = F::or_(nan, F::unord(a, a));
+        nan = F::mor(nan, F::unord(a, a));
     }
     if (F::any(nan)) return T(__builtin_nan(""));
     return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
@@ -77,15 +78,15 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typen
         const typename F::T* xb = x + base;
         auto full = [&](std::size_t i) {
             const V v = F::load(xb + i);
-            const V e = F::eq(v, mv);
+            const typename F::B e = F::eq(v, mv);
             cnt = F::count_add(cnt, e);
-            return F::andnot(e, a.exp_of(v));
+            return F::zero_if(e, a.exp_of(v));
         };
         auto tail = [&](std::size_t i, typename F::M mk) {
             const V v = F::load_tail(xb + i, mk);
-            const V e = F::and_(F::eq(v, mv), F::mask_v(mk));
+            const typename F::B e = F::mand(F::eq(v, mv), F::mask_v(mk));
             cnt = F::count_add(cnt, e);
-            return F::and_(F::andnot(e, a.exp_of(v)), F::mask_v(mk));
+            return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v)));
         };
         rest += blocked_sum<F>(len, full, tail);
         total_count += F::count_total(cnt);
@@ -111,7 +112,7 @@ NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, s
         return e;
     };
     auto tail = [&](std::size_t i, typename F::M mk) {
-        const V e = F::and_(a.exp_of(F::load_tail(x + i, mk)), F::mask_v(mk));
+        const V e = F::zero_unless(F::mask_v(mk), a.exp_of(F::load_tail(x + i, mk)));
         F::store_tail(y + i, mk, e);
         return e;
     };
@@ -233,7 +234,7 @@ struct log_softmax_op<F, false> {  // float64
         const V err = F::add(F::sub(hi, F::sub(s, b2)), F::sub(F::sub(F::zero(), c), b2));
         // The correction is NaN only when hi or c is infinite (x = -inf); the result is s then.
         V corr = F::add(e, err);
-        corr = F::and_(corr, F::eq(corr, corr));
+        corr = F::zero_unless(F::eq(corr, corr), corr);
         return F::add(s, corr);
     }
     V row(V x, double c) const { return two(x, F::set1(m), F::set1(c)); }
@@ -283,13 +284,13 @@ NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrd
     // NaN flags of a panel of columns stay in L1.
     using V = typename F::V;
     using T = typename F::T;
-    alignas(32) T nanf[kColPanel];
+    alignas(64) T nanf[kColPanel];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         T* mp = m + j0;
         for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
             const V acc = load_any<F>(mp + j, mk, full);
-            F::store(nanf + j, F::unord(acc, acc));
+            F::store_mask(nanf + j, F::unord(acc, acc));
         });
         auto row = [&](std::size_t i, std::size_t j, typename F::M mk, auto full) {
             const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0 + j), mk, full);
@@ -303,18 +304,18 @@ NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrd
                 const V v2 = row(i + 2, j, mk, full), v3 = row(i + 3, j, mk, full);
                 const V acc = F::max(load_any<F>(mp + j, mk, full), F::max(F::max(v0, v1), F::max(v2, v3)));
                 store_any<F>(mp + j, mk, full, acc);
-                F::store(nanf + j, F::or_(F::load(nanf + j), F::or_(F::unord(v0, v1), F::unord(v2, v3))));
+                F::store_mask(nanf + j, F::mor(F::load_mask(nanf + j), F::mor(F::unord(v0, v1), F::unord(v2, v3))));
             });
         }
         for (; i < rows; ++i) {
             for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
                 const V v = row(i, j, mk, full);
                 store_any<F>(mp + j, mk, full, F::max(load_any<F>(mp + j, mk, full), v));
-                F::store(nanf + j, F::or_(F::load(nanf + j), F::unord(v, v)));
+                F::store_mask(nanf + j, F::mor(F::load_mask(nanf + j), F::unord(v, v)));
             });
         }
         for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-            store_any<F>(mp + j, mk, full, F::blend(load_any<F>(mp + j, mk, full), F::set1(T(__builtin_nan(""))), F::load(nanf + j)));
+            store_any<F>(mp + j, mk, full, F::blend(load_any<F>(mp + j, mk, full), F::set1(T(__builtin_nan(""))), F::load_mask(nanf + j)));
         });
     }
 }
@@ -340,8 +341,8 @@ NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typena
     using T = typename F::T;
     constexpr bool f64 = sizeof(T) == 8;
     constexpr std::size_t kFlushRows = 4;
-    alignas(32) T mv[kColPanel], negm[kColPanel], xlow[kColPanel], part[kColPanel];
-    alignas(32) T comp[f64 ? kColPanel : 1], cnt[Count ? kColPanel : 1];
+    alignas(64) T mv[kColPanel], negm[kColPanel], xlow[kColPanel], part[kColPanel];
+    alignas(64) T comp[f64 ? kColPanel : 1], cnt[Count ? kColPanel : 1];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
@@ -371,7 +372,7 @@ NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typena
                 V c = Count ? F::load(cnt + j) : F::zero();
                 V e = term(i, j0 + j, mk, full, F::load(mv + j), F::load(negm + j), F::load(xlow + j), c);
                 if constexpr (Count) F::store(cnt + j, c);
-                if constexpr (!decltype(full)::value) e = F::and_(e, F::mask_v(mk));
+                if constexpr (!decltype(full)::value) e = F::zero_unless(F::mask_v(mk), e);
                 if constexpr (f64) {
                     acc_neumaier<typename F::D> acc;
                     acc.s = F::load(part + j), acc.c = F::load(comp + j);
@@ -397,9 +398,9 @@ NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::
     col_sums_rows_outer<F, true>(rows, w, m, rest, count,
                                  [&](std::size_t i, std::size_t j, typename F::M mk, auto full, V mv, V negm, V xlow, V& c) {
                                      const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
-                                     const V e = F::eq(v, mv);
-                                     c = F::add(c, F::and_(e, one));
-                                     return F::andnot(e, a.exp_of(v, negm, xlow));
+                                     const typename F::B e = F::eq(v, mv);
+                                     c = F::add(c, F::zero_unless(e, one));
+                                     return F::zero_if(e, a.exp_of(v, negm, xlow));
                                  });
 }
 
@@ -420,7 +421,7 @@ NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, ty
     using V = typename F::V;
     using T = typename F::T;
     const arg<F, Scaled> a(0, beta);
-    alignas(32) T negm[kColPanel], xlow[kColPanel];
+    alignas(64) T negm[kColPanel], xlow[kColPanel];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         for (std::size_t j = 0; j < pw; ++j) negm[j] = -m[j0 + j], xlow[j] = F::clamp_below(m[j0 + j]);
@@ -449,10 +450,10 @@ NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typ
     using V = typename F::V;
     using T = typename F::T;
     const log_softmax_op<F> op(0, beta);
-    alignas(32) double cbuf[kColPanel + 8];
+    alignas(64) double cbuf[kColPanel + F::N];  // a tail vector's lanes past pw read zeros
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
-        for (std::size_t j = 0; j < pw + 8; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
+        for (std::size_t j = 0; j < pw + F::N; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
         for (std::size_t i = 0; i < rows; ++i) {
             const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
             T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);

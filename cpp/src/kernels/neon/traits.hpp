@@ -11,6 +11,7 @@
 //  * There are no masked loads or stores: a tail mask carries its lane count n, and tails use lane
 //    loads/stores of exactly the n valid elements (never touching memory past the end), with zeros in
 //    the unused lanes, like _mm256_maskload.
+//  * Comparison results B are vector lanes (B = V), as on AVX2.
 //  * No cache-bypassing vector store worth using (kStream = false: STNP is only a hint, and most cores
 //    still allocate the lines).
 // Everything is in an anonymous namespace: each NEON translation unit gets its own internal copy.
@@ -41,6 +42,7 @@ struct V64 {
     using T = double;
     using V = float64x2_t;
     using M = mask64;
+    using B = float64x2_t;  // comparison results: all-ones/all-zeros lanes
     using I = int64x2_t;
     using D = V64;
     static constexpr std::size_t N = 2;
@@ -59,7 +61,7 @@ struct V64 {
         if (mk.n == 1) vst1q_lane_f64(p, v, 0);
         else if (mk.n == 2) vst1q_f64(p, v);
     }
-    static V mask_v(M mk) { return vreinterpretq_f64_u64(mk.m); }
+    static B mask_v(M mk) { return vreinterpretq_f64_u64(mk.m); }
     static constexpr bool kStream = false;
 
     static V set1(T v) { return vdupq_n_f64(v); }
@@ -100,22 +102,34 @@ struct V64 {
         return vld1q_f64(kIota);
     }
 
+    // ---- masks (B = V: all-ones/all-zeros lanes) ----
+    static B mnone() { return zero(); }
+    static B mor(B a, B b) { return or_(a, b); }
+    static B mand(B a, B b) { return and_(a, b); }
+    static V zero_unless(B m, V v) { return and_(m, v); }  // m ? v : +0
+    static V zero_if(B m, V v) { return andnot(m, v); }    // m ? +0 : v
+    static void store_mask(T* p, B m) { store(p, m); }
+    static B load_mask(const T* p) { return load(p); }
+
     // ---- integer lanes (exponent arithmetic, counts) ----
     static I isub(I a, I b) { return vsubq_s64(a, b); }
     static I izero() { return vdupq_n_s64(0); }
     static I bits(V v) { return vreinterpretq_s64_f64(v); }
     static std::int64_t ihsum(I c) { return vaddvq_s64(c); }
     static I ihalf(I k) { return vshrq_n_s64(k, 1); }  // arithmetic shift: floor(k/2)
+    static I inc_where(I c, B m) { return vsubq_s64(c, bits(m)); }  // c + 1 where m (m = -1)
     static I int_of_shifted(V ks, V s) { return vsubq_s64(bits(ks), bits(s)); }
     static V pow2(I k) {  // 2^k for k in [-1022, 1023]
         return vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(k, vdupq_n_s64(1023)), 52));
     }
+    static constexpr bool kScalef = false;  // (FSCALE is SVE only)
 };
 
 struct V32 {
     using T = float;
     using V = float32x4_t;
     using M = mask32;
+    using B = float32x4_t;
     using I = int32x4_t;
     using D = V64;
     static constexpr std::size_t N = 4;
@@ -142,7 +156,7 @@ struct V32 {
             default: break;
         }
     }
-    static V mask_v(M mk) { return vreinterpretq_f32_u32(mk.m); }
+    static B mask_v(M mk) { return vreinterpretq_f32_u32(mk.m); }
     static constexpr bool kStream = false;
 
     static V set1(T v) { return vdupq_n_f32(v); }
@@ -182,6 +196,15 @@ struct V32 {
         return vld1q_f32(kIota);
     }
 
+    // ---- masks ----
+    static B mnone() { return zero(); }
+    static B mor(B a, B b) { return or_(a, b); }
+    static B mand(B a, B b) { return and_(a, b); }
+    static V zero_unless(B m, V v) { return and_(m, v); }
+    static V zero_if(B m, V v) { return andnot(m, v); }
+    static void store_mask(T* p, B m) { store(p, m); }
+    static B load_mask(const T* p) { return load(p); }
+
     // ---- float64 lanes ----
     static V64::V widen_lo(V v) { return vcvt_f64_f32(vget_low_f32(v)); }
     static V64::V widen_hi(V v) { return vcvt_high_f64_f32(v); }
@@ -196,11 +219,13 @@ struct V32 {
     static I bits(V v) { return vreinterpretq_s32_f32(v); }
     static std::int64_t ihsum(I c) { return vaddlvq_s32(c); }
     static I ihalf(I k) { return vshrq_n_s32(k, 1); }  // arithmetic shift: floor(k/2)
+    static I inc_where(I c, B m) { return vsubq_s32(c, bits(m)); }
     static I int_of_shifted(V ks, V s) { return vsubq_s32(bits(ks), bits(s)); }
     static V pow2(I k) {  // 2^k for k in [-126, 127]
         return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k, vdupq_n_s32(127)), 23));
     }
     static V pow2_biased(V kb) { return vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(kb), 23)); }
+    static constexpr bool kScalef = false;
 };
 
 }  // namespace

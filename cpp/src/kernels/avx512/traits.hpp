@@ -1,0 +1,205 @@
+// AVX-512 (F + BW + DQ + VL, with FMA) vector traits: the only place the reduction and sampling
+// algorithms meet AVX-512 intrinsics.
+//
+// V32 (16 x float32) and V64 (8 x float64) wrap one intrinsic (or a fixed short sequence) per operation
+// and contain no algorithm; the algorithms are written once over them in ../generic/ (lanes.hpp builds
+// F32 = lanes<V32>, F64 = lanes<V64>). The operations and their semantics are those of
+// ../avx2/traits.hpp (see there); where AVX-512 differs:
+//  * Masks are opmask registers (B = M = __mmask16 / __mmask8, bit i = lane i), not vector lanes:
+//    comparisons write a k register, and zero_unless/zero_if/blend/inc_where consume one directly
+//    (zero-masking moves, vblendmps, masked integer add). store_mask/load_mask spill a mask to a T
+//    array as all-ones/zero lanes (vpmovm2d / vpmovd2m, AVX512DQ).
+//  * Tails are masked loads and stores (vmovups with a k mask): the masked-off lanes are never read
+//    (no fault past the end) and load as +0, as _mm256_maskload does.
+//  * kScalef: exp scales its polynomial by 2^k with vscalefps/vscalefpd, RN(p * 2^k) with a single
+//    rounding for every integral k, so overflow to +inf and gradual underflow come out correctly
+//    rounded in the one instruction, and lanes.hpp drops the out-of-range branch and its two-factor
+//    scaling (whose result, RN(p * 2^k) as well, is the same bits: the float32 exp stays bit-identical
+//    to the AVX2 one). max/min have the SSE/AVX2 semantics (second operand if either is NaN).
+//  * No vrndscaleps/pd: exp's k = round(t log2e) comes from the shifter, fma(t, log2e, S) - S, which
+//    rounds the exact product once; vmulps + vrndscaleps is as many instructions but rounds the product
+//    first, so near a half-integer it can pick the other k (still a valid reduction, but different
+//    bits from AVX2/NEON and the scalar specification's structure). Nothing to gain, so not used.
+// Include only from translation units compiled with the AVX-512 flags (cmake/normexpIsa.cmake).
+// Everything is in an anonymous namespace: each AVX-512 translation unit gets its own internal copy, so
+// no AVX-512 code can be picked by the linker for baseline or AVX2 code.
+#pragma once
+
+// GCC's AVX-512 intrinsics (12 at least) pass _mm512_undefined_ps() (a self-initialized variable) as the unused
+// merge source of unmasked operations (vmaxps, vcvtps2pd, vscalefps, ...), which -Wmaybe-uninitialized
+// reports at every inlined use; the warning is about the header's idiom, not our values.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+namespace normexp::avx512 {
+namespace {
+
+struct V64 {
+    using T = double;
+    using V = __m512d;
+    using M = __mmask8;  // tail mask
+    using B = __mmask8;  // comparison results
+    using I = __m512i;   // 8 x int64
+    using D = V64;
+    static constexpr std::size_t N = 8;
+
+    static V load(const T* p) { return _mm512_loadu_pd(p); }
+    static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+    static M tail_mask(std::size_t n) { return static_cast<M>((1u << n) - 1u); }  // n <= 8
+    static V load_tail(const T* p, M mk) { return _mm512_maskz_loadu_pd(mk, p); }
+    static void store_tail(T* p, M mk, V v) { _mm512_mask_storeu_pd(p, mk, v); }
+    static B mask_v(M mk) { return mk; }
+    static constexpr bool kStream = true;
+    static constexpr std::size_t kStreamAlign = 64;
+    static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
+    static void stream_fence() { _mm_sfence(); }
+
+    static V set1(T v) { return _mm512_set1_pd(v); }
+    static V zero() { return _mm512_setzero_pd(); }
+    static V add(V a, V b) { return _mm512_add_pd(a, b); }
+    static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
+    static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+    static V div(V a, V b) { return _mm512_div_pd(a, b); }
+    static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }    // a*b + c, one rounding
+    static V fnmadd(V a, V b, V c) { return _mm512_fnmadd_pd(a, b, c); }  // c - a*b, one rounding
+    static V fmsub(V a, V b, V c) { return _mm512_fmsub_pd(a, b, c); }    // a*b - c, one rounding
+    static V max(V a, V b) { return _mm512_max_pd(a, b); }  // b if either is NaN
+    static V min(V a, V b) { return _mm512_min_pd(a, b); }  // b if either is NaN
+    static V abs(V a) { return _mm512_abs_pd(a); }
+    static B eq(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+    static B ge(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
+    static B lt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+    static B gt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+    static B le(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ); }
+    static B unord(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_UNORD_Q); }
+    static V and_(V a, V b) { return _mm512_and_pd(a, b); }
+    static V andnot(V a, V b) { return _mm512_andnot_pd(a, b); }  // ~a & b
+    static V or_(V a, V b) { return _mm512_or_pd(a, b); }
+    static V blend(V a, V b, B m) { return _mm512_mask_blend_pd(m, a, b); }  // m ? b : a
+    static bool any(B m) { return m != 0; }
+    static std::uint32_t movemask(B m) { return m; }  // bit i = lane i
+    static T hmax(V v) { return _mm512_reduce_max_pd(v); }  // NaN-free v
+
+    // ---- masks ----
+    static B mnone() { return 0; }
+    static B mor(B a, B b) { return static_cast<B>(a | b); }
+    static B mand(B a, B b) { return static_cast<B>(a & b); }
+    static V zero_unless(B m, V v) { return _mm512_maskz_mov_pd(m, v); }    // m ? v : +0
+    static V zero_if(B m, V v) { return _mm512_mask_mov_pd(v, m, zero()); }  // m ? +0 : v
+    static void store_mask(T* p, B m) { store(p, _mm512_castsi512_pd(_mm512_movm_epi64(m))); }
+    static B load_mask(const T* p) { return _mm512_movepi64_mask(_mm512_castpd_si512(load(p))); }
+
+    // ---- integer lanes (exponent arithmetic, counts) ----
+    static I isub(I a, I b) { return _mm512_sub_epi64(a, b); }
+    static I izero() { return _mm512_setzero_si512(); }
+    static I bits(V v) { return _mm512_castpd_si512(v); }
+    static I inc_where(I c, B m) { return _mm512_mask_add_epi64(c, m, c, _mm512_set1_epi64(1)); }
+    static std::int64_t ihsum(I c) { return _mm512_reduce_add_epi64(c); }
+    static I ihalf(I k) { return _mm512_srai_epi64(k, 1); }  // floor(k/2)
+    static I int_of_shifted(V ks, V s) { return _mm512_sub_epi64(bits(ks), bits(s)); }
+    static V pow2(I k) {  // 2^k for k in [-1022, 1023]
+        return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(k, _mm512_set1_epi64(1023)), 52));
+    }
+    // p * 2^k (k integral, as a double) rounded once: vscalefpd (overflow +inf, gradual underflow).
+    static constexpr bool kScalef = true;
+    static V scalef(V p, V k) { return _mm512_scalef_pd(p, k); }
+};
+
+struct V32 {
+    using T = float;
+    using V = __m512;
+    using M = __mmask16;
+    using B = __mmask16;
+    using I = __m512i;  // 16 x int32
+    using D = V64;
+    static constexpr std::size_t N = 16;
+
+    static V load(const T* p) { return _mm512_loadu_ps(p); }
+    static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+    static M tail_mask(std::size_t n) { return static_cast<M>((1u << n) - 1u); }  // n <= 16
+    static V load_tail(const T* p, M mk) { return _mm512_maskz_loadu_ps(mk, p); }
+    static void store_tail(T* p, M mk, V v) { _mm512_mask_storeu_ps(p, mk, v); }
+    static B mask_v(M mk) { return mk; }
+    static constexpr bool kStream = true;
+    static constexpr std::size_t kStreamAlign = 64;
+    static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
+    static void stream_fence() { _mm_sfence(); }
+
+    static V set1(T v) { return _mm512_set1_ps(v); }
+    static V zero() { return _mm512_setzero_ps(); }
+    static V add(V a, V b) { return _mm512_add_ps(a, b); }
+    static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+    static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+    static V div(V a, V b) { return _mm512_div_ps(a, b); }
+    static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    static V fnmadd(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
+    static V fmsub(V a, V b, V c) { return _mm512_fmsub_ps(a, b, c); }
+    static V max(V a, V b) { return _mm512_max_ps(a, b); }
+    static V min(V a, V b) { return _mm512_min_ps(a, b); }
+    static V abs(V a) { return _mm512_abs_ps(a); }
+    static B eq(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+    static B ge(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+    static B lt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+    static B gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+    static B le(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+    static B unord(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
+    static V and_(V a, V b) { return _mm512_and_ps(a, b); }
+    static V andnot(V a, V b) { return _mm512_andnot_ps(a, b); }
+    static V or_(V a, V b) { return _mm512_or_ps(a, b); }
+    static V blend(V a, V b, B m) { return _mm512_mask_blend_ps(m, a, b); }
+    static bool any(B m) { return m != 0; }
+    static std::uint32_t movemask(B m) { return m; }
+    static T hmax(V v) { return _mm512_reduce_max_ps(v); }
+
+    // ---- masks ----
+    static B mnone() { return 0; }
+    static B mor(B a, B b) { return static_cast<B>(a | b); }
+    static B mand(B a, B b) { return static_cast<B>(a & b); }
+    static V zero_unless(B m, V v) { return _mm512_maskz_mov_ps(m, v); }
+    static V zero_if(B m, V v) { return _mm512_mask_mov_ps(v, m, zero()); }
+    static void store_mask(T* p, B m) { store(p, _mm512_castsi512_ps(_mm512_movm_epi32(m))); }
+    static B load_mask(const T* p) { return _mm512_movepi32_mask(_mm512_castps_si512(load(p))); }
+
+    // ---- float64 lanes: lanes 0..7 and 8..15 widened (exact), and two float64 vectors narrowed ----
+    static V64::V widen_lo(V v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+    static V64::V widen_hi(V v) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)); }
+    static V narrow(V64::V lo, V64::V hi) {  // each lane rounded to nearest float32
+        return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
+    }
+    static V hi8(V v) { return _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(3, 2, 3, 2)); }  // lanes 8..15 to 0..7
+    static B narrow_mask(V64::B lo, V64::B hi) {  // lanes 0..7 from lo, 8..15 from hi
+        return static_cast<B>(static_cast<unsigned>(lo) | (static_cast<unsigned>(hi) << 8));
+    }
+
+    // ---- integer lanes ----
+    static I isub(I a, I b) { return _mm512_sub_epi32(a, b); }
+    static I izero() { return _mm512_setzero_si512(); }
+    static I bits(V v) { return _mm512_castps_si512(v); }
+    static I inc_where(I c, B m) { return _mm512_mask_add_epi32(c, m, c, _mm512_set1_epi32(1)); }
+    static std::int64_t ihsum(I c) {  // widened to int64 lanes first: no int32 overflow in the sum
+        const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(c));
+        const __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(c, 1));
+        return _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi));
+    }
+    static I ihalf(I k) { return _mm512_srai_epi32(k, 1); }  // floor(k/2)
+    static I int_of_shifted(V ks, V s) { return _mm512_sub_epi32(bits(ks), bits(s)); }
+    static V pow2(I k) {  // 2^k for k in [-126, 127]
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k, _mm512_set1_epi32(127)), 23));
+    }
+    static V pow2_biased(V kb) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(kb), 23)); }
+    // p * 2^k (k integral, as a float) rounded once: vscalefps (overflow +inf, gradual underflow).
+    static constexpr bool kScalef = true;
+    static V scalef(V p, V k) { return _mm512_scalef_ps(p, k); }
+};
+
+}  // namespace
+}  // namespace normexp::avx512
