@@ -19,12 +19,16 @@
 //    kMinArg, kNormalMinArg; exp_minus(x, -m, clamp_below(m)) = exp(x - m) for x <= m with an exact argument.
 //  attention-specific (kernels/<isa>/attention_traits.hpp):
 //    kTileRows, kQkVectors, kPvVectors   register tile of qk and pv: kTileRows query rows x kQkVectors
-//                                        (kPvVectors) vectors; kQkVectors * N must divide kAttnKeyPanel
-//                                        (static_assert), and kTileRows should divide kQkRowGroup (24), or
-//                                        each row group ends in a short tile. kTileRows is the table's tile_rows.
+//                                        (kPvVectors) vectors; kQkVectors * N must divide kAttnKeyPanel or be
+//                                        a multiple of it (static_assert; the panels after the last whole
+//                                        tile then go one vector at a time), and kTileRows should divide
+//                                        kQkRowGroup (24), or each row group ends in a short tile.
+//                                        kTileRows is the table's tile_rows.
 //    kPrefetchRows, prefetch(p)          software prefetch distance of the decoding kernels in rows (0: none).
 //    transpose_store(k, k_row, kt, ldkt) N x N block transpose of pack_kt (k rows with unit stride).
-//    hsum(v), store_hsum4(s, a0..a3)     horizontal sums of one and of four vectors (qk_direct).
+//    hsum(v)                             the horizontal sum of a vector (qk_direct).
+//    store_hsum4(s, a0..a3) (optional)   s[0..4) = the horizontal sums of four vectors where the ISA has a
+//                                        cheaper four-way form (qk_direct); without it, hsum of each.
 //    iota()                              lane i holds i (the key index of a lane, for the band and ALiBi).
 //    keep_in(p, n)                       a mask B: lane i set where the boolean mask byte p[i] is non-zero
 //                                        (n valid bytes at p, n <= N; lanes from n on are clear).
@@ -105,14 +109,13 @@ NX_INLINE void rank1_update(typename F::V (&a)[R][NV], const typename F::V (&b)[
     }
 }
 
-// One register tile: R query rows x F::kQkVectors vectors of keys; per head-dimension step one broadcast of
-// q[r][d] per row and kQkVectors loads of kt[d] feed R * kQkVectors FMAs.
-template <class F, int R>
+// One register tile: R query rows x NV vectors of keys (F::kQkVectors, or 1 for the last panels); per
+// head-dimension step one broadcast of q[r][d] per row and NV loads of kt[d] feed R * NV FMAs.
+template <class F, int R, int NV>
 inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt,
                     std::size_t dim, typename F::T* s, std::size_t lds) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
-    constexpr int NV = F::kQkVectors;
     V a[R][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -133,22 +136,49 @@ inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T
 template <class F>
 void k_qk(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt, std::size_t rows,
           std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
-    constexpr std::size_t W = F::kQkVectors * F::N;  // keys per tile
-    static_assert(kAttnKeyPanel % W == 0, "the tile width must divide the key panel");
+    constexpr std::size_t N = F::N;
+    constexpr std::size_t W = F::kQkVectors * N;  // keys per tile
+    static_assert(kAttnKeyPanel % N == 0 && (kAttnKeyPanel % W == 0 || W % kAttnKeyPanel == 0),
+                  "a key panel is whole vectors, and tiles are whole panels or divide one");
     const std::size_t padded = padded_keys(keys);
     for (std::size_t i0 = 0; i0 < rows; i0 += kQkRowGroup) {
         const std::size_t nr = rows - i0 < kQkRowGroup ? rows - i0 : kQkRowGroup;
-        for (std::size_t j = 0; j < padded; j += W)
+        std::size_t j = 0;
+        for (; j + W <= padded; j += W)
             for_row_tiles<F>(nr, [&](std::size_t i, auto r) {
                 const std::size_t row = i0 + i;
-                qk_tile<F, decltype(r)::value>(q + row * ldq, ldq, kt + j, ldkt, dim, s + row * lds + j, lds);
+                qk_tile<F, decltype(r)::value, F::kQkVectors>(q + row * ldq, ldq, kt + j, ldkt, dim, s + row * lds + j,
+                                                              lds);
+            });
+        for (; j < padded; j += N)  // the panels after the last whole tile (W > kAttnKeyPanel): one vector wide
+            for_row_tiles<F>(nr, [&](std::size_t i, auto r) {
+                const std::size_t row = i0 + i;
+                qk_tile<F, decltype(r)::value, 1>(q + row * ldq, ldq, kt + j, ldkt, dim, s + row * lds + j, lds);
             });
     }
 }
 
 // ---- qk_direct (decoding) ----------------------------------------------------------------------------
+// s[0..4) = the horizontal sums of a0..a3: F::store_hsum4 where the traits have it, else F::hsum of each.
+template <class F, class = void>
+struct has_store_hsum4 : std::false_type {};
+template <class F>
+struct has_store_hsum4<F, std::void_t<decltype(F::store_hsum4(static_cast<typename F::T*>(nullptr), F::zero(), F::zero(),
+                                                                F::zero(), F::zero()))>> : std::true_type {};
+template <class F>
+NX_INLINE void store_hsum4(typename F::T* s, typename F::V a0, typename F::V a1, typename F::V a2, typename F::V a3) {
+    if constexpr (has_store_hsum4<F>::value) {
+        F::store_hsum4(s, a0, a1, a2, a3);
+    } else {
+        s[0] = F::hsum(a0);
+        s[1] = F::hsum(a1);
+        s[2] = F::hsum(a2);
+        s[3] = F::hsum(a3);
+    }
+}
+
 // Four keys at a time: four accumulators over the head dimension (FMAs; the tail lanes load as zeros and add
-// nothing), then the four horizontal sums (F::store_hsum4; the single keys left over use F::hsum, whose lane
+// nothing), then the four horizontal sums (store_hsum4 above; the single keys left over use F::hsum, whose lane
 // order may differ). Each key row is read once, contiguously, F::kPrefetchRows rows ahead where the ISA
 // prefetches. |err| <= (dim + 1) u sum|q k| as for qk.
 template <class F>
@@ -185,7 +215,7 @@ void k_qk_direct(const typename F::T* q, std::size_t ldq, const typename F::T* k
                 a2 = F::fmadd(qv, F::load_tail(k2 + d, mk), a2);
                 a3 = F::fmadd(qv, F::load_tail(k3 + d, mk), a3);
             }
-            F::store_hsum4(si + j, a0, a1, a2, a3);
+            store_hsum4<F>(si + j, a0, a1, a2, a3);
         }
         for (; j < keys; ++j) {
             const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;

@@ -7,15 +7,6 @@
 // after neon/traits.hpp and generic/lanes.hpp (internal linkage; see tests/isa/check_isa_objects.cmake).
 // No include guard; the includer provides <cstring> (memcpy) and <arm_neon.h>.
 
-// store_hsum4: hsum (FADDP) of each vector; NEON has no cheaper four-way form.
-template <class F>
-inline void store_each_hsum(typename F::T* s, typename F::V a0, typename F::V a1, typename F::V a2, typename F::V a3) {
-    s[0] = F::hsum(a0);
-    s[1] = F::hsum(a1);
-    s[2] = F::hsum(a2);
-    s[3] = F::hsum(a3);
-}
-
 // What both lane types share.
 struct AttnNeon {
     // qk and pv register tiles: 4 rows x 4 vectors (16 float32 keys = one panel, or 8 float64) = 16
@@ -39,7 +30,6 @@ struct AttnF32 : F32, AttnNeon {
         vst1q_f32(kt + 2 * ldkt, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
         vst1q_f32(kt + 3 * ldkt, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
     }
-    static void store_hsum4(T* s, V a0, V a1, V a2, V a3) { store_each_hsum<F32>(s, a0, a1, a2, a3); }
     // All ones in the lanes whose boolean mask byte is non-zero (n valid bytes at p, n <= N): the bytes
     // widened to 32-bit lanes, then CMTST against themselves.
     static B keep_in(const std::uint8_t* p, std::size_t n) {
@@ -56,7 +46,6 @@ struct AttnF64 : F64, AttnNeon {
         vst1q_f64(kt, vtrn1q_f64(r0, r1));
         vst1q_f64(kt + ldkt, vtrn2q_f64(r0, r1));
     }
-    static void store_hsum4(T* s, V a0, V a1, V a2, V a3) { store_each_hsum<F64>(s, a0, a1, a2, a3); }
     static B keep_in(const std::uint8_t* p, std::size_t n) {
         const std::uint64_t lanes[2] = {n > 0 && p[0] ? ~std::uint64_t(0) : 0, n > 1 && p[1] ? ~std::uint64_t(0) : 0};
         return vreinterpretq_f64_u64(vld1q_u64(lanes));
