@@ -32,6 +32,7 @@
 #include "dispatch.hpp"
 #include "format.hpp"
 #include "normexp/normexp.hpp"
+#include "online_stats.hpp"
 #include "threading.hpp"
 
 namespace normexp {
@@ -267,9 +268,10 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
     }
 }
 
-// out row = o / l and lse = m + log(l); a row that saw no key (l == 0) gives 0 and -inf.
-template <class T>
-void finish_row(const T* o, double m, double l, std::size_t Dv, T* out, std::ptrdiff_t out_c, T* lse) {
+// out row = o / l and lse = m + log(l); a row that saw no key (l == 0) gives 0 and -inf. O is the task's
+// output row (T) or a merged accumulator (double, kept in double until the division).
+template <class T, class O>
+void finish_row(const O* o, double m, double l, std::size_t Dv, T* out, std::ptrdiff_t out_c, T* lse) {
     if (l != l) {  // a NaN score (NaN or infinite input) poisons its row
         for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = std::numeric_limits<T>::quiet_NaN();
         if (lse) *lse = std::numeric_limits<T>::quiet_NaN();
@@ -407,7 +409,8 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     });
     if (!split) return;
 
-    // Merge the pieces of each (b, h) in order: M = max m_s, l = sum l_s e^(m_s - M), o = sum o_s e^(m_s - M).
+    // Merge the pieces of each (b, h) in order (online_stats.hpp, merge_pieces): M = max m_s,
+    // l = sum l_s e^(m_s - M), o = sum o_s e^(m_s - M); the output o / l and the lse M + log(l) as finish_row.
     for (std::size_t bh = 0; bh < sh.batch * sh.heads_q; ++bh) {
         const std::size_t b = bh / sh.heads_q, h = bh % sh.heads_q;
         // The split partials of (b, h, i): tasks (base + s), row r of each.
@@ -416,42 +419,18 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
         for (std::size_t i = 0; i < sh.len_q; ++i) {
             const std::size_t r = p.grouped ? h % p.group : i;
             auto at = [&](std::size_t s) { return (base + s) * rpt + r; };
-            double M = -std::numeric_limits<double>::infinity();
-            bool nan = false;
-            for (std::size_t s = 0; s < p.nsplit; ++s) {
-                const double ms = part_m[at(s)];
-                nan |= ms != ms || part_l[at(s)] != part_l[at(s)];
-                if (ms > M) M = ms;
-            }
-            double L = 0;
-            std::fill(accd.begin(), accd.end(), 0.0);
-            if (M != -std::numeric_limits<double>::infinity()) {
-                for (std::size_t s = 0; s < p.nsplit; ++s) {
-                    const double ls = part_l[at(s)];
-                    if (ls == 0) continue;
-                    const double w = std::exp(part_m[at(s)] - M);
-                    L += ls * w;
-                    const T* po = part_o.data() + at(s) * Dv;
-                    for (std::size_t c = 0; c < Dv; ++c) accd[c] += w * double(po[c]);
-                }
-            }
-            if (nan) L = std::numeric_limits<double>::quiet_NaN();
+            const detail::merged mg = detail::merge_pieces<T>(
+                p.nsplit,
+                [&](std::size_t s) {
+                    return detail::piece<T>{part_m[at(s)], part_l[at(s)], part_o.data() + at(s) * Dv};
+                },
+                accd.data(), Dv);
             T* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
             T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
                               : nullptr;
-            if (nan) {
-                for (std::size_t c = 0; c < Dv; ++c) orow[sp(c) * os[3]] = std::numeric_limits<T>::quiet_NaN();
-                if (lrow) *lrow = std::numeric_limits<T>::quiet_NaN();
-                continue;
-            }
-            // finish_row with the merged accumulator (kept in double until the division).
-            if (L == 0) {
-                finish_row<T>(nullptr, M, 0.0, Dv, orow, os[3], lrow);  // no key: 0 and -inf (o unread)
-            } else {
-                const double inv = 1.0 / L;
-                for (std::size_t c = 0; c < Dv; ++c) orow[sp(c) * os[3]] = static_cast<T>(accd[c] * inv);
-                if (lrow) *lrow = static_cast<T>(M + std::log(L));
-            }
+            // A NaN piece, or an infinite maximum (whose piece's sum is NaN too): NaN, as finish_row.
+            const bool nan = mg.nan || mg.m == std::numeric_limits<double>::infinity();
+            finish_row(accd.data(), mg.m, nan ? std::numeric_limits<double>::quiet_NaN() : mg.l, Dv, orow, os[3], lrow);
         }
     }
 }
@@ -468,39 +447,25 @@ void merge_attention(std::size_t parts, const T* const* outs, const T* const* ls
     detail::parallel_slices(nt, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
         double* const acc = accs.data() + slot * width;
         for (std::size_t r = r0; r < r1; ++r) {
-            double M = -std::numeric_limits<double>::infinity();
-            bool nan = false;
-            for (std::size_t p = 0; p < parts; ++p) {
-                const double l = double(lses[p][r]);
-                nan |= l != l;
-                if (l > M) M = l;
-            }
+            // Part p is a piece of the online rule with maximum lse_p and sum 1 (its out is normalized): merged
+            // (online_stats.hpp), s = sum_p e^(lse_p - M) in [1, parts], out = sum_p e^(lse_p - M) out_p / s and
+            // lse = M + log(s). The weights e^(lse_p - M) / s sum to 1 (a few u) even where M + log(s) rounds
+            // to M (|M| > 2^53 log(s)), which would make e^(lse_p - lse) ~1 for every part. Parts with lse -inf
+            // (no key) are skipped.
+            const detail::merged mg = detail::merge_pieces<T>(
+                parts,
+                [&](std::size_t p) {
+                    const double l = double(lses[p][r]);
+                    return detail::piece<T>{l, l == -std::numeric_limits<double>::infinity() ? 0.0 : 1.0, outs[p] + r * dv};
+                },
+                acc, dv);
             T* orow = out + r * dv;
-            if (nan || M == std::numeric_limits<double>::infinity()) {
+            if (mg.nan || mg.m == std::numeric_limits<double>::infinity()) {
                 for (std::size_t c = 0; c < dv; ++c) orow[c] = std::numeric_limits<T>::quiet_NaN();
-                if (lse) lse[r] = nan ? std::numeric_limits<T>::quiet_NaN() : std::numeric_limits<T>::infinity();
+                if (lse) lse[r] = mg.nan ? std::numeric_limits<T>::quiet_NaN() : std::numeric_limits<T>::infinity();
                 continue;
             }
-            if (M == -std::numeric_limits<double>::infinity()) {
-                for (std::size_t c = 0; c < dv; ++c) orow[c] = T(0);
-                if (lse) lse[r] = -std::numeric_limits<T>::infinity();
-                continue;
-            }
-            // lse = M + log(s) with s = sum_p e^(lse_p - M) in [1, parts]; the weights e^(lse_p - M) / s sum
-            // to 1 (a few u) even where M + log(s) rounds to M (|M| > 2^53 log(s)), which would make
-            // e^(lse_p - lse) ~1 for every part.
-            double sum = 0;
-            for (std::size_t p = 0; p < parts; ++p) sum += std::exp(double(lses[p][r]) - M);
-            const double total = M + std::log(sum), inv = 1.0 / sum;
-            std::fill(acc, acc + width, 0.0);
-            for (std::size_t p = 0; p < parts; ++p) {
-                const double w = std::exp(double(lses[p][r]) - M) * inv;
-                if (w == 0) continue;
-                const T* po = outs[p] + r * dv;
-                for (std::size_t c = 0; c < dv; ++c) acc[c] += w * double(po[c]);
-            }
-            for (std::size_t c = 0; c < dv; ++c) orow[c] = static_cast<T>(acc[c]);
-            if (lse) lse[r] = static_cast<T>(total);
+            finish_row(acc, mg.m, mg.l, dv, orow, 1, lse ? lse + r : nullptr);  // M = -inf: 0 and -inf
         }
     });
 }

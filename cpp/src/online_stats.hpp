@@ -1,9 +1,12 @@
-// The online-softmax statistics shared by the drivers (reduce.cpp, sampling.cpp): a row's maximum m and
-// the sum of exp(beta (x - m)) split as count (entries equal to m) + rest. Drivers only, like
-// temperature.hpp (ISA files must not include inline code the linker could pick for baseline code).
+// The online-softmax statistics shared by the drivers (reduce.cpp, sampling.cpp, attention.cpp): a row's
+// maximum m and the sum of exp(beta (x - m)) split as count (entries equal to m) + rest; the rescaling when
+// the maximum moves; the merge of partial results over disjoint pieces of a row (merge_pieces). Drivers
+// only, like temperature.hpp (ISA files must not include inline code the linker could pick for baseline code).
 #pragma once
 
 #include <cmath>
+#include <cstddef>
+#include <limits>
 
 namespace normexp::detail {
 
@@ -42,6 +45,48 @@ inline double log_sum(double count, double rest) {
     if (count != 1) return std::log(count + rest);
     const double u = 1.0 + rest;
     return u == 1.0 ? rest : std::log(u) + (rest - (u - 1.0)) / u;
+}
+
+// Partial results of the online rule over disjoint pieces of a row, merged in piece order (attention's key
+// splits and merge_attention; reduce.cpp's `merge` is the same rule on (m, count, rest)). Piece s has a
+// maximum m_s, a sum l_s = sum_j exp(x_j - m_s) (0: the piece saw nothing) and a vector o_s of dv values,
+// o_s = sum_j exp(x_j - m_s) v_j (or any vector the weights apply to):
+//   M = max_s m_s,  w_s = exp(m_s - M),  L = sum_s l_s w_s,  acc = sum_s w_s o_s  (in double).
+// w_s comes from exp_scale (beta = 1), so the argument m_s - M is exact even where the double subtraction
+// rounds (float64 maxima): w_s within ~1 ULP of double. Where the subtraction is exact, as for float32 maxima,
+// w_s is std::exp(m_s - M) itself. Pieces with l_s = 0 add nothing. If M is not finite (every piece saw
+// nothing, or an infinite maximum) or any m_s or l_s is NaN, acc and L are left 0 and the caller decides
+// (the flags say which). piece(s) returns {m_s, l_s, o_s}. A piece whose weight underflows to 0 still adds
+// 0 * o_s (NaN where o_s is not finite), as the rescaling by alpha = 0 does inside the kernels.
+template <class T>
+struct piece {
+    double m, l;
+    const T* o;
+};
+struct merged {
+    double m = -std::numeric_limits<double>::infinity();  // M
+    double l = 0;                                          // L
+    bool nan = false;                                      // some m_s or l_s is NaN
+};
+template <class T, class Piece>
+merged merge_pieces(std::size_t n, Piece piece_at, double* acc, std::size_t dv) {
+    merged r;
+    for (std::size_t s = 0; s < n; ++s) {
+        const piece<T> p = piece_at(s);
+        r.nan |= p.m != p.m || p.l != p.l;
+        if (p.m > r.m) r.m = p.m;
+    }
+    for (std::size_t c = 0; c < dv; ++c) acc[c] = 0;
+    if (r.nan || !std::isfinite(r.m)) return r;
+    const exp_scale ex;
+    for (std::size_t s = 0; s < n; ++s) {
+        const piece<T> p = piece_at(s);
+        if (p.l == 0) continue;
+        const double w = ex(p.m, r.m);
+        r.l += p.l * w;
+        for (std::size_t c = 0; c < dv; ++c) acc[c] += w * double(p.o[c]);
+    }
+    return r;
 }
 
 }  // namespace normexp::detail

@@ -70,8 +70,8 @@ void test_qk(const attention_kernels<T>& ks, const attention_kernels<T>& kv, con
     std::mt19937_64 rng(2);
     const double u = std::numeric_limits<T>::epsilon() / 2;
     double worst = 0;
-    for (std::size_t rows = 1; rows <= 13; ++rows)
-        for (std::size_t keys : {1, 5, 8, 15, 16, 17, 31, 33, 64, 128})
+    for (std::size_t rows = 1; rows <= 25; ++rows)
+        for (std::size_t keys : {1, 5, 8, 15, 16, 17, 31, 33, 64, 80, 100, 128})
             for (std::size_t dim : {1, 3, 8, 9, 64, 129}) {
                 const std::size_t ldq = dim + 2, ldkt = padded(keys) + 16, lds = padded(keys) + 8;
                 const auto q = randn<T>(rng, rows * ldq);
@@ -325,7 +325,7 @@ void test_pv(const attention_kernels<T>& ks, const attention_kernels<T>& kv, con
     const double u = std::numeric_limits<T>::epsilon() / 2;
     double worst = 0;
     std::uniform_real_distribution<double> unif(0.0, 1.0);
-    for (std::size_t rows = 1; rows <= 13; ++rows)
+    for (std::size_t rows = 1; rows <= 25; ++rows)
         for (std::size_t keys : {0, 1, 2, 7, 16, 33, 128})
             for (std::size_t dv = 1; dv <= 40 || dv == 64 || dv == 128 || dv == 129;
                  dv = dv == 40 ? 64 : dv == 64 ? 128 : dv == 128 ? 129 : dv + 1) {

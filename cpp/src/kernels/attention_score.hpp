@@ -1,8 +1,8 @@
 // The score of one attention entry as the scalar specification forms it (kernel_table.hpp, attn_scores): the
 // band and the boolean mask first (-inf, whatever the dot product, even NaN), then in double
 //   x = scale * raw;  x = softcap * tanh(x / softcap);  x -= slope * |j - i - centre|;  x += bias
-// rounded once to T. Used by kernels/scalar.cpp (the specification) and by the NEON softmax_step
-// (kernels/generic/attention.hpp, softmax_step_spec), whose scores are therefore bit-identical to it.
+// rounded once to T. Used by kernels/scalar.cpp (the specification); the SIMD softmax_step
+// (kernels/generic/attention.hpp) forms the same score in vector arithmetic, rounding after each step.
 //
 // A function template in an anonymous namespace: every translation unit that includes this file gets its
 // own copy, compiled with its own flags, so no ISA's code can be linked into another's (the ODR trap that

@@ -21,6 +21,7 @@ void avx2_add_attention(kernel_table& t);
 #if defined(NORMEXP_HAVE_AVX512)
 void avx512_add_reductions(kernel_table& t);
 void avx512_add_sampling(kernel_table& t);
+void avx512_add_attention(kernel_table& t);
 #endif
 #if defined(NORMEXP_HAVE_NEON)
 void neon_add_reductions(kernel_table& t);

@@ -19,17 +19,16 @@ struct AttnAvx2 {
     // are DRAM-latency bound; measured ~5% faster than the hardware prefetcher alone).
     static constexpr std::ptrdiff_t kPrefetchRows = 16;
     static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
-    // softmax_step: scores in vector arithmetic, rounded after each step (kernel_table.hpp allows it).
-    static constexpr bool kSpecScores = false;
 };
 
 struct AttnF32 : F32, AttnAvx2 {
-    // All ones in the lanes whose boolean mask byte is 0 (n valid bytes at p, n <= N).
-    static V keep_out(const std::uint8_t* p, std::size_t n) {
+    // All ones in the lanes whose boolean mask byte is non-zero (n valid bytes at p, n <= N; the bytes are
+    // zero-extended, so non-zero is > 0).
+    static B keep_in(const std::uint8_t* p, std::size_t n) {
         std::uint64_t bits = 0;
         std::memcpy(&bits, p, n < 8 ? n : 8);
         const __m256i w = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(bits)));
-        return _mm256_castsi256_ps(_mm256_cmpeq_epi32(w, _mm256_setzero_si256()));
+        return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
     }
     // kt[r * ldkt + c] = k[c * k_row + r] for an 8 x 8 block (unpack/shuffle/permute2f128 transpose).
     static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
@@ -68,26 +67,14 @@ struct AttnF32 : F32, AttnAvx2 {
         const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
         _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
     }
-    // exp(t) for t in [kNormalMinArg, ~0] (normal results only): the reduction of exp_core with k from the
-    // round-to-nearest shifter 0x1.8p23 (k = ks - S exactly, its integer by the bit difference), the
-    // polynomial as poly_split (generic/lanes.hpp: p = 1 + (r + r^2 q), <= 1 ULP) and no subnormal branch.
-    // Callers clamp t at kNormalMinArg and set the result to 0 where t was below it.
-    NX_INLINE static V exp_normal(V t) {
-        const V shifter = set1(0x1.8p23f);
-        const V ks = fmadd(t, set1(kLog2eF), shifter);
-        const V k = sub(ks, shifter);
-        V r = fnmadd(k, set1(kLn2HiF), t);
-        r = fnmadd(k, set1(kLn2LoF), r);
-        return mul(poly_split(r), pow2(int_of_shifted(ks, shifter)));
-    }
 };
 
 struct AttnF64 : F64, AttnAvx2 {
-    static V keep_out(const std::uint8_t* p, std::size_t n) {
+    static B keep_in(const std::uint8_t* p, std::size_t n) {
         std::uint32_t bits = 0;
         std::memcpy(&bits, p, n < 4 ? n : 4);
         const __m256i w = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(static_cast<int>(bits)));
-        return _mm256_castsi256_pd(_mm256_cmpeq_epi64(w, _mm256_setzero_si256()));
+        return _mm256_castsi256_pd(_mm256_cmpgt_epi64(w, _mm256_setzero_si256()));
     }
     static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {  // 4 x 4
         const __m256d r0 = _mm256_loadu_pd(k), r1 = _mm256_loadu_pd(k + k_row), r2 = _mm256_loadu_pd(k + 2 * k_row),
@@ -105,7 +92,4 @@ struct AttnF64 : F64, AttnAvx2 {
         const __m256d lo = _mm256_permute2f128_pd(t0, t1, 0x20), hi = _mm256_permute2f128_pd(t0, t1, 0x31);
         _mm256_storeu_pd(s, _mm256_add_pd(lo, hi));
     }
-    // float64 has no separate normal-range exp: exp_core with tl = 0 (its subnormal branch is never taken
-    // for t >= kNormalMinArg).
-    NX_INLINE static V exp_normal(V t) { return exp_core<false>(t, zero()); }
 };

@@ -7,32 +7,33 @@
 // exports only <isa>_add_attention (kernels/isa_parts.hpp), which calls make_attention_table<AttnF32/AttnF64>.
 // Everything here therefore has internal linkage in that ISA's namespace (tests/isa/check_isa_objects.cmake).
 // No #include and no include guard; the includer provides <cmath>, <cstddef>, <cstdint>, <type_traits>,
-// exp_constants.hpp, kernel_table.hpp and attention_score.hpp.
+// exp_constants.hpp and kernel_table.hpp.
 //
 // What an attention traits struct F must provide. Derive it from the element traits lanes<P> (F32/F64 of
 // generic/lanes.hpp), which give every general operation, and add the attention-specific members:
 //  from lanes<P> / the ISA's traits.hpp (general; add a missing one there, for every ISA):
-//    T, V, M, N; load, store, tail_mask, load_tail, store_tail, mask_v; set1, zero, add, sub, mul, div, fmadd,
-//    fnmadd, max, min, eq, ge, lt, gt, le, and_, andnot, or_, blend, hmax, hsum, iota; Acc and flush(acc, v)
-//    (the double accumulator of the row sums); exp_core<false>(t, tl); clamp_below(m); kMinArg,
-//    kNormalMinArg; exp_minus(x, -m, clamp_below(m)) = exp(x - m) for x <= m with an exact argument.
+//    T, V, M, B, N; load, store, tail_mask, load_tail, store_tail, mask_v; set1, zero, add, sub, mul, div,
+//    fmadd, fnmadd, max, min, eq, ge, lt, le, and_, andnot, or_ (bitwise, on values only); the masks B of
+//    the comparisons through mand, mor, zero_unless, zero_if, blend; hmax; Acc and flush(acc, v) (the double
+//    accumulator of the row sums); exp_core<false>(t, tl), poly_split, pow2, int_of_shifted; clamp_below(m);
+//    kMinArg, kNormalMinArg; exp_minus(x, -m, clamp_below(m)) = exp(x - m) for x <= m with an exact argument.
 //  attention-specific (kernels/<isa>/attention_traits.hpp):
 //    kTileRows, kQkVectors, kPvVectors   register tile of qk and pv: kTileRows query rows x kQkVectors
-//                                        (kPvVectors) vectors; kQkVectors * N must divide kAttnKeyPanel
-//                                        (static_assert), and kTileRows should divide kQkRowGroup (24), or
-//                                        each row group ends in a short tile. kTileRows is the table's tile_rows.
+//                                        (kPvVectors) vectors; kQkVectors * N must divide kAttnKeyPanel or be
+//                                        a multiple of it (static_assert; the panels after the last whole
+//                                        tile then go one vector at a time), and kTileRows should divide
+//                                        kQkRowGroup (24), or each row group ends in a short tile.
+//                                        kTileRows is the table's tile_rows.
 //    kPrefetchRows, prefetch(p)          software prefetch distance of the decoding kernels in rows (0: none).
 //    transpose_store(k, k_row, kt, ldkt) N x N block transpose of pack_kt (k rows with unit stride).
-//    store_hsum4(s, a0, a1, a2, a3)      s[0..4) = the horizontal sums of four vectors (qk_direct).
-//    kSpecScores                         which softmax_step: false = softmax_step_rounded (scores in vector
-//                                        arithmetic; needs keep_out(p, n): all ones where the mask byte is 0,
-//                                        and exp_normal(t): exp for t >= kNormalMinArg), true =
-//                                        softmax_step_spec (scores of attention_score.hpp; needs maxnm,
-//                                        hmaxnm: maxima that ignore NaN).
-//  exp_minus is lanes' unless the traits redefine it: NEON's keeps its pre-generic exp (neon/attention_traits.hpp);
-//  a new ISA inherits lanes'. The tile shapes do not change results (every product is one FMA chain in the
-//  order of its reduction index); the summation orders of hsum and store_hsum4, and kSpecScores, do.
-//  NX_INLINE and blocked_sum come from generic/lanes.hpp.
+//    hsum(v)                             the horizontal sum of a vector (qk_direct).
+//    store_hsum4(s, a0..a3) (optional)   s[0..4) = the horizontal sums of four vectors where the ISA has a
+//                                        cheaper four-way form (qk_direct); without it, hsum of each.
+//    iota()                              lane i holds i (the key index of a lane, for the band and ALiBi).
+//    keep_in(p, n)                       a mask B: lane i set where the boolean mask byte p[i] is non-zero
+//                                        (n valid bytes at p, n <= N; lanes from n on are clear).
+//  The tile shapes do not change results (every product is one FMA chain in the order of its reduction
+//  index); the summation orders of hsum and store_hsum4 do. NX_INLINE comes from generic/lanes.hpp.
 //
 // Products (qk, qk_direct, pv) are register-blocked like a GEMM; each output is one FMA chain in the order of
 // the reduction index (d for qk, j for pv) starting from 0 (qk) or alpha * o (pv), so the result does not
@@ -108,14 +109,13 @@ NX_INLINE void rank1_update(typename F::V (&a)[R][NV], const typename F::V (&b)[
     }
 }
 
-// One register tile: R query rows x F::kQkVectors vectors of keys; per head-dimension step one broadcast of
-// q[r][d] per row and kQkVectors loads of kt[d] feed R * kQkVectors FMAs.
-template <class F, int R>
+// One register tile: R query rows x NV vectors of keys (F::kQkVectors, or 1 for the last panels); per
+// head-dimension step one broadcast of q[r][d] per row and NV loads of kt[d] feed R * NV FMAs.
+template <class F, int R, int NV>
 inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt,
                     std::size_t dim, typename F::T* s, std::size_t lds) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
-    constexpr int NV = F::kQkVectors;
     V a[R][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -136,22 +136,49 @@ inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T
 template <class F>
 void k_qk(const typename F::T* q, std::size_t ldq, const typename F::T* kt, std::size_t ldkt, std::size_t rows,
           std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
-    constexpr std::size_t W = F::kQkVectors * F::N;  // keys per tile
-    static_assert(kAttnKeyPanel % W == 0, "the tile width must divide the key panel");
+    constexpr std::size_t N = F::N;
+    constexpr std::size_t W = F::kQkVectors * N;  // keys per tile
+    static_assert(kAttnKeyPanel % N == 0 && (kAttnKeyPanel % W == 0 || W % kAttnKeyPanel == 0),
+                  "a key panel is whole vectors, and tiles are whole panels or divide one");
     const std::size_t padded = padded_keys(keys);
     for (std::size_t i0 = 0; i0 < rows; i0 += kQkRowGroup) {
         const std::size_t nr = rows - i0 < kQkRowGroup ? rows - i0 : kQkRowGroup;
-        for (std::size_t j = 0; j < padded; j += W)
+        std::size_t j = 0;
+        for (; j + W <= padded; j += W)
             for_row_tiles<F>(nr, [&](std::size_t i, auto r) {
                 const std::size_t row = i0 + i;
-                qk_tile<F, decltype(r)::value>(q + row * ldq, ldq, kt + j, ldkt, dim, s + row * lds + j, lds);
+                qk_tile<F, decltype(r)::value, F::kQkVectors>(q + row * ldq, ldq, kt + j, ldkt, dim, s + row * lds + j,
+                                                              lds);
+            });
+        for (; j < padded; j += N)  // the panels after the last whole tile (W > kAttnKeyPanel): one vector wide
+            for_row_tiles<F>(nr, [&](std::size_t i, auto r) {
+                const std::size_t row = i0 + i;
+                qk_tile<F, decltype(r)::value, 1>(q + row * ldq, ldq, kt + j, ldkt, dim, s + row * lds + j, lds);
             });
     }
 }
 
 // ---- qk_direct (decoding) ----------------------------------------------------------------------------
+// s[0..4) = the horizontal sums of a0..a3: F::store_hsum4 where the traits have it, else F::hsum of each.
+template <class F, class = void>
+struct has_store_hsum4 : std::false_type {};
+template <class F>
+struct has_store_hsum4<F, std::void_t<decltype(F::store_hsum4(static_cast<typename F::T*>(nullptr), F::zero(), F::zero(),
+                                                                F::zero(), F::zero()))>> : std::true_type {};
+template <class F>
+NX_INLINE void store_hsum4(typename F::T* s, typename F::V a0, typename F::V a1, typename F::V a2, typename F::V a3) {
+    if constexpr (has_store_hsum4<F>::value) {
+        F::store_hsum4(s, a0, a1, a2, a3);
+    } else {
+        s[0] = F::hsum(a0);
+        s[1] = F::hsum(a1);
+        s[2] = F::hsum(a2);
+        s[3] = F::hsum(a3);
+    }
+}
+
 // Four keys at a time: four accumulators over the head dimension (FMAs; the tail lanes load as zeros and add
-// nothing), then the four horizontal sums (F::store_hsum4; the single keys left over use F::hsum, whose lane
+// nothing), then the four horizontal sums (store_hsum4 above; the single keys left over use F::hsum, whose lane
 // order may differ). Each key row is read once, contiguously, F::kPrefetchRows rows ahead where the ISA
 // prefetches. |err| <= (dim + 1) u sum|q k| as for qk.
 template <class F>
@@ -188,7 +215,7 @@ void k_qk_direct(const typename F::T* q, std::size_t ldq, const typename F::T* k
                 a2 = F::fmadd(qv, F::load_tail(k2 + d, mk), a2);
                 a3 = F::fmadd(qv, F::load_tail(k3 + d, mk), a3);
             }
-            F::store_hsum4(si + j, a0, a1, a2, a3);
+            store_hsum4<F>(si + j, a0, a1, a2, a3);
         }
         for (; j < keys; ++j) {
             const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
@@ -290,11 +317,13 @@ void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::
 }
 
 // ---- softmax_step ------------------------------------------------------------------------------------
-// The online-softmax update of kernel_table.hpp with the library's exp (exp_constants.hpp, <= 1 ULP) and an
-// exact argument x - m (F::exp_minus). Two score algorithms, chosen per ISA by F::kSpecScores; they round the
-// non-plain scores differently (both within the bound kernel_table.hpp allows), so the ISAs' results differ
-// in the last bits. Unifying them is a numerical change (one ISA's outputs move), not a refactor; both are
-// kept as they were, written once here.
+// The online-softmax update of kernel_table.hpp, one algorithm on every SIMD ISA. The score is formed in
+// vector arithmetic, rounded after each of scale, softcap, ALiBi and bias (the bound kernel_table.hpp allows;
+// the scalar specification, kernels/scalar.cpp with attention_score.hpp, rounds once in double). p = exp(x - m)
+// uses the library's exp core (generic/lanes.hpp, <= 1 ULP): with the exact argument x - m (F::exp_minus) in
+// general, and on the plain path (only a scale and the band) with t = x - m rounded once (exp_normal below,
+// where that rounding is harmless). Comparison results are the traits' mask type F::B (vector lanes on
+// AVX2/NEON, opmask registers on AVX-512), combined only through mand/mor/zero_unless/zero_if/blend.
 
 // Band limits as T: j - i is an exact small integer; limits outside +-2^22 act as "none".
 template <class T>
@@ -302,7 +331,27 @@ inline T band_limit(std::ptrdiff_t v) {
     return T(v < -(1 << 22) ? -(1 << 22) : v > (1 << 22) ? (1 << 22) : v);
 }
 
-// -- kSpecScores == false: scores in vector arithmetic, rounded after each step ------------------------
+// exp(t) for t in [kNormalMinArg, ~0] (normal results only; callers clamp t at kNormalMinArg and zero the
+// result where t was below it). The reduction of lanes' exp_core without its subnormal branch: k =
+// round(t log2e) by the shifter S = 0x1.8p23 (fma(t, log2e, S) - S, k's integer by the bit difference), r = t -
+// k LN2_HI - k LN2_LO (Cody-Waite), p(r) evaluated as lanes' poly_split (1 + (r + r^2 q), the coefficients of
+// exp_core, one rounding more than its Horner form, both <= 1 ULP; the attention goldens pin this form),
+// times 2^k built in the exponent field (normal for every t here). float64: exp_core itself with tl = 0 (its
+// subnormal branch is never taken for t >= kNormalMinArg).
+template <class F>
+NX_INLINE typename F::V exp_normal(typename F::V t) {
+    using V = typename F::V;
+    if constexpr (sizeof(typename F::T) == 4) {
+        const V shifter = F::set1(0x1.8p23f);
+        const V ks = F::fmadd(t, F::set1(kLog2eF), shifter);
+        const V k = F::sub(ks, shifter);
+        V r = F::fnmadd(k, F::set1(kLn2HiF), t);
+        r = F::fnmadd(k, F::set1(kLn2LoF), r);
+        return F::mul(F::poly_split(r), F::pow2(F::int_of_shifted(ks, shifter)));
+    } else {
+        return F::template exp_core<false>(t, F::zero());
+    }
+}
 
 // softcap * tanh(x / softcap): tanh|y| = (1 - e) / (1 + e) with e = exp(-2|y|) from the library's exp.
 // Absolute error <= ~2 ulp(1) of tanh, i.e. <= 2 ulp(softcap) on the capped score.
@@ -343,6 +392,7 @@ template <class F, bool Band>
 void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
                         const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
     using V = typename F::V;
+    using B = typename F::B;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
     constexpr std::size_t kChunk = 64;  // rows per phase (the per-row maxima live on the stack)
@@ -356,13 +406,13 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
     // Lanes of row i that count: inside the band (all of them without Band).
     auto inside = [&](std::size_t i, std::size_t j) {
         const V jv = F::add(F::set1(T(j)), lanes);
-        return F::and_(F::ge(jv, F::set1(band_limit<T>(sc.band_lo + static_cast<std::ptrdiff_t>(i)))),
+        return F::mand(F::ge(jv, F::set1(band_limit<T>(sc.band_lo + static_cast<std::ptrdiff_t>(i)))),
                        F::le(jv, F::set1(band_limit<T>(sc.band_hi + static_cast<std::ptrdiff_t>(i)))));
     };
     // Three phases per chunk of rows, so the short serial parts of each row (the horizontal max, the
     // rescale factor, the horizontal sum) are batched instead of sitting between the long loops:
     // (1) row maxima, (2) the rescale factors of N rows at once, (3) p = exp(t) and the row sums.
-    alignas(64) T m_new[kChunk + 8];
+    alignas(64) T m_new[kChunk + 16];
     for (std::size_t c0 = 0; c0 < rows; c0 += kChunk) {
         const std::size_t nr = rows - c0 < kChunk ? rows - c0 : kChunk;
         for (std::size_t r = 0; r < nr; ++r) {
@@ -373,7 +423,7 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
             for (; j + 2 * N <= full; j += 2 * N) {
                 const V a = F::load(si + j), b = F::load(si + j + N);
                 if constexpr (Band) {
-                    const V ia = inside(i, j), ib = inside(i, j + N);
+                    const B ia = inside(i, j), ib = inside(i, j + N);
                     hi0 = F::max(hi0, F::blend(ninf, a, ia));
                     hi1 = F::max(hi1, F::blend(ninf, b, ib));
                     lo0 = F::min(lo0, F::blend(pinf, a, ia));
@@ -386,8 +436,8 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
                 }
             }
             for (; j < keys; j += N) {
-                V in = j < full ? F::eq(F::zero(), F::zero()) : F::mask_v(mk);
-                if constexpr (Band) in = F::and_(in, inside(i, j));
+                B in = j < full ? F::eq(F::zero(), F::zero()) : F::mask_v(mk);
+                if constexpr (Band) in = F::mand(in, inside(i, j));
                 const V a = j < full ? F::load(si + j) : F::load_tail(si + j, mk);
                 hi1 = F::max(hi1, F::blend(ninf, a, in));
                 lo1 = F::min(lo1, F::blend(pinf, a, in));
@@ -409,7 +459,7 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
             }
             const V vn = F::load(mn);
             V av = F::exp_minus(F::load(mo), F::sub(F::zero(), vn), F::load(xl));
-            av = F::blend(av, F::set1(T(1)), F::or_(F::eq(vn, ninf), F::eq(F::load(mo), vn)));
+            av = F::blend(av, F::set1(T(1)), F::mor(F::eq(vn, ninf), F::eq(F::load(mo), vn)));
             F::store(a, av);
             for (std::size_t t = 0; t < N && r + t < nr; ++t) alpha[c0 + r + t] = a[t];
         }
@@ -420,14 +470,14 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
             V sum0 = F::zero(), sum1 = F::zero();
             auto pexp = [&](V x) {
                 const V t = F::sub(F::mul(x, vscale), mv);
-                return F::andnot(F::lt(t, tnorm), F::exp_normal(F::max(tnorm, t)));
+                return F::zero_if(F::lt(t, tnorm), exp_normal<F>(F::max(tnorm, t)));
             };
             std::size_t j = 0;
             for (; j + 2 * N <= full; j += 2 * N) {
                 V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
                 if constexpr (Band) {
-                    p0 = F::and_(p0, inside(i, j));
-                    p1 = F::and_(p1, inside(i, j + N));
+                    p0 = F::zero_unless(inside(i, j), p0);
+                    p1 = F::zero_unless(inside(i, j + N), p1);
                 }
                 F::store(si + j, p0);
                 F::store(si + j + N, p1);
@@ -437,12 +487,12 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
             for (; j < keys; j += N) {
                 if (j < full) {
                     V p0 = pexp(F::load(si + j));
-                    if constexpr (Band) p0 = F::and_(p0, inside(i, j));
+                    if constexpr (Band) p0 = F::zero_unless(inside(i, j), p0);
                     F::store(si + j, p0);
                     sum0 = F::add(sum0, p0);
                 } else {
-                    V p1 = F::and_(pexp(F::load_tail(si + j, mk)), F::mask_v(mk));
-                    if constexpr (Band) p1 = F::and_(p1, inside(i, j));
+                    V p1 = F::zero_unless(F::mask_v(mk), pexp(F::load_tail(si + j, mk)));
+                    if constexpr (Band) p1 = F::zero_unless(inside(i, j), p1);
                     F::store_tail(si + j, mk, p1);
                     sum1 = F::add(sum1, p1);
                 }
@@ -457,11 +507,13 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
 
 // Softcap, ALiBi, bias or a boolean mask: each step of the score in vector arithmetic (rounded after each,
 // at most 5 roundings plus tanh's ~2 ulp(softcap)), then p = exp(x - m) with the exact argument and the row
-// sum in working precision (at most one key block) flushed to double.
+// sum in working precision (at most one key block) flushed to double. The maximum is F::max over the row, so
+// a NaN score may or may not reach m (max's NaN rule is the ISA's); it makes its p, and so l, NaN either way.
 template <class F>
-void softmax_step_rounded(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
-                          const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
+void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
+                    const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
     using V = typename F::V;
+    using B = typename F::B;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
     if (!(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep)
@@ -471,7 +523,6 @@ void softmax_step_rounded(typename F::T* s, std::size_t lds, std::size_t rows, s
     const V scale = F::set1(sc.scale), cap = F::set1(sc.softcap), slope = F::set1(sc.alibi_slope);
     const V tmin = F::set1(F::kMinArg);
     const V lanes = F::iota();
-    const V all_ones = F::eq(F::zero(), F::zero());
     const bool capped = sc.softcap > 0, alibi = sc.alibi_slope != 0;
     for (std::size_t i = 0; i < rows; ++i) {
         T* si = s + i * lds;
@@ -493,10 +544,10 @@ void softmax_step_rounded(typename F::T* s, std::size_t lds, std::size_t rows, s
                 x = F::fnmadd(slope, dist, x);
             }
             if (brow) x = F::add(x, n == N ? F::load(brow + j) : F::load_tail(brow + j, mk));
-            V out = F::andnot(F::mask_v(mk), all_ones);  // lanes past the end
-            if (krow) out = F::or_(out, F::keep_out(krow + j, n));
-            if (sc.band) out = F::or_(out, F::or_(F::lt(jv, band_lo), F::gt(jv, band_hi)));
-            x = F::blend(x, ninf, out);
+            B in = F::mask_v(mk);  // lanes that count: before the end, kept by the mask, inside the band
+            if (krow) in = F::mand(in, F::keep_in(krow + j, n));
+            if (sc.band) in = F::mand(in, F::mand(F::ge(jv, band_lo), F::le(jv, band_hi)));
+            x = F::blend(ninf, x, in);
             if (n == N) F::store(si + j, x); else F::store_tail(si + j, mk, x);
             mx = F::max(mx, x);
         }
@@ -516,7 +567,7 @@ void softmax_step_rounded(typename F::T* s, std::size_t lds, std::size_t rows, s
                 sum = F::add(sum, p);
             } else {
                 const auto mk = F::tail_mask(n);
-                const V p = F::and_(F::exp_minus(F::load_tail(si + j, mk), negm, xlow), F::mask_v(mk));
+                const V p = F::zero_unless(F::mask_v(mk), F::exp_minus(F::load_tail(si + j, mk), negm, xlow));
                 F::store_tail(si + j, mk, p);
                 sum = F::add(sum, p);
             }
@@ -527,90 +578,6 @@ void softmax_step_rounded(typename F::T* s, std::size_t lds, std::size_t rows, s
         m[i] = m_new;
         alpha[i] = a;
     }
-}
-
-// -- kSpecScores == true: non-plain scores exactly as the scalar specification forms them ---------------
-
-// x = exp(x - mu) in place over a row, returning its sum: generic/lanes.hpp's blocked_sum with float64 in blocks
-// too (PerTerm = false), the reduction kernels' row_exp_store with beta = 1 and the F::exp_minus of this ISA.
-template <class F>
-double exp_store_row(typename F::T* x, std::size_t n, typename F::T mu) {
-    using V = typename F::V;
-    const V negm = F::set1(-mu), xlow = F::set1(F::clamp_below(mu));
-    auto full = [&](std::size_t i) {
-        const V e = F::exp_minus(F::load(x + i), negm, xlow);
-        F::store(x + i, e);
-        return e;
-    };
-    auto tail = [&](std::size_t i, typename F::M mk) {
-        const V e = F::and_(F::exp_minus(F::load_tail(x + i, mk), negm, xlow), F::mask_v(mk));
-        F::store_tail(x + i, mk, e);
-        return e;
-    };
-    return blocked_sum<F, false>(n, full, tail);
-}
-
-// With only a scale (and possibly the band) x = scale * s is one vector multiply: the product of two T values
-// rounded once to T, which is what the specification's double product rounded to T gives (the double product
-// of two floats is exact; for doubles it is the same single rounding). Keys outside the band are one prefix
-// and one suffix of the row, set to -inf. Otherwise each score is the specification's attn_score. The maximum
-// ignores NaN (FMAXNM from -inf), like the specification's `x > mx`; a NaN score still makes its p, and so l,
-// NaN.
-template <class F>
-void softmax_step_spec(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
-                       const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
-    using V = typename F::V;
-    using T = typename F::T;
-    constexpr std::size_t N = F::N;
-    constexpr T ninf = -__builtin_huge_val();
-    const bool plain = !(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep;
-    const V scale = F::set1(sc.scale);
-    for (std::size_t i = 0; i < rows; ++i) {
-        T* si = s + i * lds;
-        if (plain) {
-            std::size_t j = 0;
-            for (; j + N <= keys; j += N) F::store(si + j, F::mul(F::load(si + j), scale));
-            for (; j < keys; ++j) si[j] = si[j] * sc.scale;
-            if (sc.band) {  // visible keys: band_lo <= j - i <= band_hi
-                const auto ii = static_cast<std::ptrdiff_t>(i), kk = static_cast<std::ptrdiff_t>(keys);
-                std::ptrdiff_t lo = ii + sc.band_lo, hi = ii + sc.band_hi + 1;  // [lo, hi) clipped to [0, keys)
-                lo = lo < 0 ? 0 : lo > kk ? kk : lo;
-                hi = hi > kk ? kk : hi < lo ? lo : hi;
-                for (std::ptrdiff_t q = 0; q < lo; ++q) si[q] = ninf;
-                for (std::ptrdiff_t q = hi; q < kk; ++q) si[q] = ninf;
-            }
-        } else {
-            for (std::size_t j = 0; j < keys; ++j) si[j] = attn_score(si[j], i, j, sc);  // attention_score.hpp
-        }
-        V mv = F::set1(ninf);
-        std::size_t j = 0;
-        for (; j + N <= keys; j += N) mv = F::maxnm(mv, F::load(si + j));
-        T rmax = F::hmaxnm(mv);
-        for (; j < keys; ++j)
-            if (si[j] > rmax) rmax = si[j];
-        const T mx = rmax > m[i] ? rmax : m[i];
-        // While every score so far is -inf, subtract 0 instead: masked entries give exp(-inf) = 0.
-        const T mu = mx == ninf ? T(0) : mx;
-        T a = T(1);
-        if (!(mx == m[i] || mx == ninf)) {
-            T out[N];
-            F::store(out, F::exp_minus(F::set1(m[i]), F::set1(-mu), F::set1(F::clamp_below(mu))));
-            a = out[0];
-        }
-        const double sum = exp_store_row<F>(si, keys, mu);
-        l[i] = l[i] * double(a) + sum;
-        m[i] = mx;
-        alpha[i] = a;
-    }
-}
-
-template <class F>
-void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::size_t keys,
-                    const attn_scores<typename F::T>& sc, typename F::T* m, double* l, typename F::T* alpha) {
-    if constexpr (F::kSpecScores)
-        softmax_step_spec<F>(s, lds, rows, keys, sc, m, l, alpha);
-    else
-        softmax_step_rounded<F>(s, lds, rows, keys, sc, m, l, alpha);
 }
 
 // ---- the table entries ---------------------------------------------------------------------------------

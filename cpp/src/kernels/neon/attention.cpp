@@ -7,7 +7,6 @@
 #include <cstring>
 #include <type_traits>
 
-#include "../attention_score.hpp"
 #include "../exp_constants.hpp"
 #include "../isa_parts.hpp"
 #include "traits.hpp"

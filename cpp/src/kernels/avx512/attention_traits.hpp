@@ -1,0 +1,110 @@
+// AVX-512 (F + BW + DQ + VL, with FMA) attention traits (16 x float32 / 8 x float64 per __m512 register):
+// what only the attention kernels need on top of the element traits F32 = lanes<V32>, F64 = lanes<V64>
+// (generic/lanes.hpp over avx512/traits.hpp), which supply every general vector operation, the opmask
+// comparisons (B = __mmask16 / __mmask8), the accumulators and the exp. kernels/generic/attention.hpp lists
+// what an attention traits struct must provide.
+//
+// Textual include, like generic/: kernels/avx512/attention.cpp (compiled with the AVX-512 flags,
+// cmake/normexpIsa.cmake) includes it INSIDE normexp::avx512::(anonymous), after avx512/traits.hpp and
+// generic/lanes.hpp, so everything here has internal linkage (tests/isa/check_isa_objects.cmake). No include
+// guard; the includer provides <immintrin.h> (through avx512/traits.hpp).
+
+// The shuffles of the transposes as their merge-masked forms with every lane selected (the same instruction):
+// GCC's unmasked intrinsics pass _mm512_undefined_ps() as the merge source, which -Wuninitialized reports
+// at each use (see avx512/traits.hpp).
+constexpr __mmask16 kAll16 = 0xFFFF;
+constexpr __mmask8 kAll8 = 0xFF;
+inline __m512 unpacklo32(__m512 a, __m512 b) { return _mm512_mask_unpacklo_ps(a, kAll16, a, b); }
+inline __m512 unpackhi32(__m512 a, __m512 b) { return _mm512_mask_unpackhi_ps(a, kAll16, a, b); }
+template <int Imm>
+inline __m512 shuffle32(__m512 a, __m512 b) { return _mm512_mask_shuffle_ps(a, kAll16, a, b, Imm); }
+template <int Imm>
+inline __m512 shuffle128x32(__m512 a, __m512 b) { return _mm512_mask_shuffle_f32x4(a, kAll16, a, b, Imm); }
+inline __m512d unpacklo64(__m512d a, __m512d b) { return _mm512_mask_unpacklo_pd(a, kAll8, a, b); }
+inline __m512d unpackhi64(__m512d a, __m512d b) { return _mm512_mask_unpackhi_pd(a, kAll8, a, b); }
+template <int Imm>
+inline __m512d shuffle128x64(__m512d a, __m512d b) { return _mm512_mask_shuffle_f64x2(a, kAll8, a, b, Imm); }
+
+// What both lane types share.
+struct AttnAvx512 {
+    // Decoding kernels prefetch the key/value row this many rows ahead (as avx2/attention_traits.hpp).
+    static constexpr std::ptrdiff_t kPrefetchRows = 16;
+    static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+};
+
+struct AttnF32 : F32, AttnAvx512 {
+    // qk and pv register tiles: 6 rows x 4 vectors (64 float32 keys, four key panels, or 64 value columns)
+    // = 24 accumulators + 4 loads + 1 broadcast of the 32 zmm registers; one broadcast and four loads per 24
+    // FMAs. Chosen by measurement (one Zen 4 core, 96 rows x 128 keys, head_dim 64 and 128): 105-110 GFLOP/s
+    // for qk and pv, against 54-65 (12 x 1) and 61-70 (12 x 2), and AVX2's 6 x 2 ymm at 84-100. The rows
+    // stay 6, so the driver's row groups are the AVX2 set's.
+    static constexpr int kTileRows = 6;
+    static constexpr int kQkVectors = 4;
+    static constexpr int kPvVectors = 4;
+    static T hsum(V a) { return _mm512_reduce_add_ps(a); }
+    static V iota() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+    // Lanes whose boolean mask byte is non-zero (n valid bytes at p, n <= 16; the others are not read).
+    static B keep_in(const std::uint8_t* p, std::size_t n) {
+        const __m128i b = _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << n) - 1u), p);
+        return _mm_test_epi8_mask(b, b);
+    }
+    // kt[r * ldkt + c] = k[c * k_row + r] for a 16 x 16 block: unpack 32-bit pairs, shuffle 64-bit pairs,
+    // then two rounds of 128-bit lane shuffles (vshuff32x4).
+    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
+        __m512 r[16], t[16];
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(k + i * k_row);
+        for (int i = 0; i < 16; i += 2) {
+            t[i] = unpacklo32(r[i], r[i + 1]);
+            t[i + 1] = unpackhi32(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 16; i += 4) {
+            r[i] = shuffle32<0x44>(t[i], t[i + 2]);
+            r[i + 1] = shuffle32<0xEE>(t[i], t[i + 2]);
+            r[i + 2] = shuffle32<0x44>(t[i + 1], t[i + 3]);
+            r[i + 3] = shuffle32<0xEE>(t[i + 1], t[i + 3]);
+        }
+        for (int h = 0; h < 16; h += 8)
+            for (int i = 0; i < 4; ++i) {
+                t[h + i] = shuffle128x32<0x88>(r[h + i], r[h + 4 + i]);
+                t[h + 4 + i] = shuffle128x32<0xDD>(r[h + i], r[h + 4 + i]);
+            }
+        for (int i = 0; i < 8; ++i) {
+            r[i] = shuffle128x32<0x88>(t[i], t[8 + i]);
+            r[8 + i] = shuffle128x32<0xDD>(t[i], t[8 + i]);
+        }
+        for (int i = 0; i < 16; ++i) _mm512_storeu_ps(kt + i * ldkt, r[i]);
+    }
+};
+
+struct AttnF64 : F64, AttnAvx512 {
+    // 6 rows x 4 vectors (32 float64 keys or value columns), as for float32.
+    static constexpr int kTileRows = 6;
+    static constexpr int kQkVectors = 4;
+    static constexpr int kPvVectors = 4;
+    static T hsum(V a) { return _mm512_reduce_add_pd(a); }
+    static V iota() { return _mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7); }
+    static B keep_in(const std::uint8_t* p, std::size_t n) {  // n <= 8
+        const __m128i b = _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << n) - 1u), p);
+        return static_cast<B>(_mm_test_epi8_mask(b, b));
+    }
+    // 8 x 8 block: unpack 64-bit pairs, then two rounds of 128-bit lane shuffles (vshuff64x2).
+    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
+        __m512d r[8], t[8];
+        for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_pd(k + i * k_row);
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = unpacklo64(r[i], r[i + 1]);
+            t[i + 1] = unpackhi64(r[i], r[i + 1]);
+        }
+        for (int h = 0; h < 8; h += 4) {
+            r[h] = shuffle128x64<0x88>(t[h], t[h + 2]);
+            r[h + 1] = shuffle128x64<0x88>(t[h + 1], t[h + 3]);
+            r[h + 2] = shuffle128x64<0xDD>(t[h], t[h + 2]);
+            r[h + 3] = shuffle128x64<0xDD>(t[h + 1], t[h + 3]);
+        }
+        for (int i = 0; i < 4; ++i) {
+            t[i] = shuffle128x64<0x88>(r[i], r[4 + i]);
+            t[4 + i] = shuffle128x64<0xDD>(r[i], r[4 + i]);
+        }
+        for (int i = 0; i < 8; ++i) _mm512_storeu_pd(kt + i * ldkt, t[i]);
+    }
+};
