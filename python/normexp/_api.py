@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import _core
+from . import _core, _interop
 
 _isa_override: contextvars.ContextVar[str] = contextvars.ContextVar("normexp_isa", default="")
 
@@ -80,6 +80,8 @@ def result_dtype(dtype: np.dtype, name: str = "x") -> tuple[np.dtype, np.dtype]:
 def as_array(x: Any, name: str = "x") -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
+    if _interop.is_foreign(x):  # a torch tensor, JAX array, ...: a view of its memory
+        return _interop.to_numpy(x, name)
     try:
         a = np.asarray(x)
     except (ValueError, TypeError) as e:
@@ -173,7 +175,7 @@ def check_temperature(temperature: Any, compute: np.dtype | None = None) -> floa
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"out must be a numpy.ndarray or a CPU array with __dlpack__ (a torch tensor), got {type(out).__name__}")
     if out.shape != tuple(shape):
         raise ValueError(f"out has shape {out.shape}, but the result has shape {tuple(shape)}")
     if out.dtype != dtype:
@@ -212,6 +214,7 @@ def _finish(dst: np.ndarray, out: np.ndarray | None, res: np.dtype) -> np.ndarra
     return dst if dst.dtype == res else dst.astype(res)
 
 
+@_interop.dlpack_io("x")
 def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: Any) -> np.ndarray:
     """softmax / log_softmax along one axis."""
     a = as_array(x)
@@ -255,6 +258,7 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     return out if out is not None else result
 
 
+@_interop.dlpack_io("x")
 def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: Any, name: str = "x"):
     a = as_array(x, name)
     res, compute = result_dtype(a.dtype, name)

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import _api, _core
+from . import _api, _core, _interop
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _ALIGNMENTS = ("top_left", "bottom_right")
@@ -46,6 +46,7 @@ def _kernel_view(a: np.ndarray) -> np.ndarray:
     return np.array(a, copy=True)
 
 
+@_interop.dlpack_io("q", "k", "v")
 def attention(
     q: Any,
     k: Any,
@@ -217,6 +218,7 @@ def attention(
     return res
 
 
+@_interop.dlpack_io("outs", "lses")
 def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Combine attentions computed over disjoint key/value blocks into the attention over all of them.
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _api
+from . import _api, _interop
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
 
@@ -190,6 +190,7 @@ def _elementwise(op: str, x: Any, axis: Any) -> Any:
     return np.transpose(y, np.argsort(perm))
 
 
+@_interop.dlpack_io("x")
 def softmax(x: Any, axis: Any = None) -> Any:
     """``exp(x) / sum(exp(x))`` over ``axis`` (None: all axes; an int or a tuple of ints), like
     ``scipy.special.softmax``.
@@ -202,6 +203,7 @@ def softmax(x: Any, axis: Any = None) -> Any:
     return _elementwise("softmax", x, axis)
 
 
+@_interop.dlpack_io("x")
 def log_softmax(x: Any, axis: Any = None) -> Any:
     """``log(softmax(x))`` over ``axis`` (None: all axes; an int or a tuple of ints), like
     ``scipy.special.log_softmax``, accurate where ``softmax`` underflows.
@@ -212,6 +214,7 @@ def log_softmax(x: Any, axis: Any = None) -> Any:
     return _elementwise("log_softmax", x, axis)
 
 
+@_interop.dlpack_io("a", "b")
 def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False, return_sign: bool = False) -> Any:
     """``log(sum(b * exp(a)))`` over ``axis``, like ``scipy.special.logsumexp``.
 
