@@ -147,9 +147,16 @@ def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     return value
 
 
-def normalize_axis(axis: Any, ndim: int) -> int:
+def normalize_axis(axis: Any, ndim: int, function: str = "") -> int:
+    """axis as an int in [0, ndim). ``function`` names a top-level reduction, whose message for
+    axis=None or a tuple points to its SciPy-style twin in normexp.special."""
     if isinstance(axis, (bool, np.bool_)):  # NumPy's reductions refuse axis=True too
         raise TypeError("axis must be an integer, got bool")
+    if function and (axis is None or isinstance(axis, (tuple, list))):
+        raise TypeError(
+            f"axis must be an integer, got {shown(axis)}: normexp.{function} works along one axis; for the "
+            f"whole array (axis=None) or several axes use normexp.special.{function}, SciPy's semantics"
+        )
     try:
         ax = operator.index(axis)
     except TypeError:
@@ -223,9 +230,9 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     scalar_input = a.ndim == 0
     if scalar_input:
         a = a.reshape(1)
-        ax = normalize_axis(axis, 1)
+        ax = normalize_axis(axis, 1, op)
     else:
-        ax = normalize_axis(axis, a.ndim)
+        ax = normalize_axis(axis, a.ndim, op)
     shape = a.shape
     if out is not None:
         out = check_out(out, () if scalar_input else shape, res)
@@ -266,11 +273,11 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: A
     return_sign = flag(return_sign, "return_sign")
     if a.ndim == 0:
         a = a.reshape(1)
-        ax = normalize_axis(axis, 1)
+        ax = normalize_axis(axis, 1, "logsumexp")
         keep_shape: tuple[int, ...] = (1,)
         final_shape: tuple[int, ...] = (1,) if keepdims else ()
     else:
-        ax = normalize_axis(axis, a.ndim)
+        ax = normalize_axis(axis, a.ndim, "logsumexp")
         keep_shape = a.shape[:ax] + (1,) + a.shape[ax + 1 :]
         final_shape = keep_shape if keepdims else a.shape[:ax] + a.shape[ax + 1 :]
     if out is not None:
