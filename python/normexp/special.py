@@ -27,8 +27,9 @@ Values agree with SciPy's to rounding, except where SciPy's are inaccurate: weig
 Other differences: ``softmax``/``log_softmax`` of an empty array, and of a bool array (float16, like
 ``np.exp``), return a result where SciPy raises; ``logsumexp`` over several axes of an empty array gives
 -inf where SciPy 1.17 raises IndexError; bfloat16 (ml_dtypes) is accepted, SciPy refuses it; real long
-double input is refused with a TypeError where SciPy computes in long double; SciPy's other array-API
-backends (torch, cupy, jax, ...) are not accepted, only NumPy arrays and array-likes.
+double input is refused with a TypeError where SciPy computes in long double. Of SciPy's other array-API
+backends, CPU torch tensors and JAX arrays (any CPU ``__dlpack__`` array) are accepted and give results
+of their type, computed as for NumPy; GPU arrays (CuPy, CUDA tensors) are refused.
 """
 
 from __future__ import annotations
