@@ -139,7 +139,7 @@ def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
             if not found:
                 return f(*args, **kwargs)
             convert = _converter(_lead(get(args, kwargs, found[0])))
-            out_obj = get(args, kwargs, "out") if "out" in found else None
+            out_obj = get(args, kwargs, "out") if "out" in where else None
             args_l = list(args)
             for n in found:
                 v = get(args, kwargs, n)
@@ -151,7 +151,7 @@ def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
                     args_l[where[n]] = v
                 else:
                     kwargs[n] = v
-            out_view = get(tuple(args_l), kwargs, "out") if "out" in found else None
+            out_view = get(tuple(args_l), kwargs, "out") if "out" in where else None  # out itself if NumPy
 
             def back(r: Any) -> Any:
                 if out_view is not None and r is out_view:

@@ -199,6 +199,8 @@ def test_out_tensor_is_written_in_place(op, dtype):
     out2 = torch.empty(6, 33, dtype=dtype)
     assert f(as_np(x), out=out2) is out2
     same(out2, f(as_np(x)))
+    out3 = np.empty((6, 33), as_np(x).dtype)  # tensor input, NumPy out: out itself comes back
+    assert f(x, out=out3) is out3
     y = x.clone()
     assert f(y, out=y) is y
     same(y, f(as_np(x)))
