@@ -213,12 +213,21 @@ def _native_out(out: np.ndarray | None, src: np.ndarray, shape: tuple[int, ...],
     return np.empty(shape, dtype=compute)
 
 
+def narrow(a: np.ndarray, res: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
+    """a (computed in float32/float64) as the result dtype res, into out if given. A value beyond a
+    16-bit dtype's range (a log_softmax below -65504 in float16) becomes +-inf, which is its correct
+    rounding there: not an overflow to warn about."""
+    with np.errstate(over="ignore"):
+        if out is not None:
+            np.copyto(out, a, casting="unsafe")
+            return out
+        return a if a.dtype == res else a.astype(res)
+
+
 def _finish(dst: np.ndarray, out: np.ndarray | None, res: np.dtype) -> np.ndarray:
     if out is not None:
-        if dst is not out:
-            np.copyto(out, dst, casting="unsafe")
-        return out
-    return dst if dst.dtype == res else dst.astype(res)
+        return out if dst is out else narrow(dst, res, out)
+    return narrow(dst, res)
 
 
 @_interop.dlpack_io("x")
@@ -305,10 +314,10 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: A
     val = val.reshape(final_shape)
     if out is not None:
         if not wrote_out:
-            np.copyto(out, val, casting="unsafe")
+            narrow(val, res, out)
         result = out
     else:
-        result = val if val.dtype == res else val.astype(res)
+        result = narrow(val, res)
         if result.ndim == 0:
             result = result[()]
     if return_sign:

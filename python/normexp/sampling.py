@@ -246,13 +246,13 @@ def cross_entropy(
             None, None, _api.current_isa_override(),
         )
     if reduction == "none":
-        out = loss.reshape(shape).astype(res)
+        out = _api.narrow(loss.reshape(shape), res)
         return out[()] if out.ndim == 0 else out
     total = float(np.sum(loss))
     if reduction == "sum":
-        return res.type(total)
+        return _api.narrow(np.asarray(total), res)[()]
     count = int(lab.size if ign is None else np.count_nonzero(lab != ign))
-    return res.type(total / count if count else math.nan)
+    return _api.narrow(np.asarray(total / count if count else math.nan), res)[()]
 
 
 # ---- temperature scaling -----------------------------------------------------------------------------
