@@ -124,6 +124,19 @@ def _lead(value: Any) -> Any:
     return value[0] if isinstance(value, (list, tuple)) and value else value
 
 
+def _back(r: Any, convert: Callable[[np.ndarray], Any], out_view: Any, out_obj: Any) -> Any:
+    """A result in the caller's type: out's NumPy view becomes the object passed as out, arrays and NumPy
+    scalars are converted, tuples element by element. (A function, not a recursive closure: that would
+    be a reference cycle per call, freed only by the garbage collector.)"""
+    if out_view is not None and r is out_view:
+        return out_obj
+    if isinstance(r, tuple) and not hasattr(r, "_fields"):  # not a NamedTuple of floats
+        return tuple(_back(e, convert, out_view, out_obj) for e in r)
+    if isinstance(r, np.generic):
+        r = np.asarray(r)
+    return convert(r) if isinstance(r, np.ndarray) else r
+
+
 def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
     """Decorator: the array arguments named in ``inputs`` (and ``out``) may be foreign arrays.
 
@@ -160,17 +173,7 @@ def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
                 else:
                     kwargs[n] = v
             out_view = get(tuple(args_l), kwargs, "out") if "out" in where else None  # out itself if NumPy
-
-            def back(r: Any) -> Any:
-                if out_view is not None and r is out_view:
-                    return out_obj
-                if isinstance(r, tuple) and not hasattr(r, "_fields"):  # not a NamedTuple of floats
-                    return tuple(back(e) for e in r)
-                if isinstance(r, np.generic):
-                    r = np.asarray(r)
-                return convert(r) if isinstance(r, np.ndarray) else r
-
-            return back(f(*args_l, **kwargs))
+            return _back(f(*args_l, **kwargs), convert, out_view, out_obj)
 
         return wrapper  # type: ignore[return-value]
 

@@ -288,6 +288,28 @@ def test_results_are_tensors_sharing_the_results_memory():
     assert r.data_ptr() != x.data_ptr()
 
 
+def test_calls_leave_no_reference_cycles():
+    """A call on tensors frees everything it made when it returns (no garbage for the collector: a
+    cycle per call costs the collector's time on every small call)."""
+    import gc
+
+    x, q = torch.randn(3, 4), torch.randn(2, 4, 8)
+    calls = [lambda: normexp.softmax(x, out=torch.empty(3, 4)), lambda: normexp.logsumexp(x, return_sign=True),
+             lambda: normexp.attention(q, q, q, return_lse=True), lambda: normexp.special.logsumexp(x)]
+    for call in calls:
+        call()
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        for _ in range(50):
+            for call in calls:
+                call()
+        assert len(gc.get_objects()) - before < 50
+    finally:
+        gc.enable()
+
+
 # ---- errors ---------------------------------------------------------------------------------------------
 def test_requires_grad_is_refused_with_detach_hint():
     x = torch.randn(3, 4, requires_grad=True)
