@@ -2,7 +2,9 @@
 
 SIMD kernels (AVX-512 or AVX2+FMA on x86-64, NEON on aarch64, a scalar fallback) are chosen once at
 import; ``NORMEXP_ISA=scalar|avx2|avx512|neon`` forces one. Every function works on the caller's memory
-without copying (any axis, any strides), releases the GIL, and threads large inputs with OpenMP.
+without copying (any axis, any strides), releases the GIL, and threads large inputs with OpenMP. NumPy
+arrays and any CPU array with ``__dlpack__`` (torch tensors, JAX arrays) are accepted, and results come
+back as the caller's array type (python/normexp/_interop.py).
 
 >>> import numpy as np, normexp
 >>> p = normexp.softmax(np.array([1.0, 2.0, 3.0]))
@@ -55,7 +57,7 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = No
 
     Parameters
     ----------
-    x : array_like
+    x : array_like, or a CPU tensor / array with ``__dlpack__`` (torch, JAX: the result is of its type)
         Scores. float32/float64 compute in their own precision; float16 and bfloat16 compute in
         float32 and return their own dtype; ints and bools are promoted like ``np.exp`` does.
     axis : int
@@ -64,8 +66,8 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = No
         Divides the scores; a finite number > 0.
     where : array_like of bool, optional
         Broadcastable mask; False entries get probability 0. A row with no True entry is all zeros.
-    out : ndarray, optional
-        Result's shape and dtype, writeable; may be ``x`` itself (in place). Returned.
+    out : ndarray or torch tensor, optional
+        Result's shape and dtype, writeable; may be ``x`` itself (in place). Returned (the same object).
 
     Special values follow SciPy: a NaN makes its row NaN; a row containing +inf or of only -inf is NaN.
     """
@@ -116,7 +118,7 @@ def logsumexp(
         Keep the reduced axis with length 1 (True/False, or 0/1).
     return_sign : bool
         Also return the sign of the sum (1, -1, or 0 for an empty or cancelled sum).
-    out : ndarray, optional
+    out : ndarray or torch tensor, optional
         Receives the result (the reduced shape and the result dtype).
 
     Returns the log-sum-exp (a NumPy scalar for 1-d input), and the sign if ``return_sign``. A row of

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import _core
+from . import _core, _interop
 
 _isa_override: contextvars.ContextVar[str] = contextvars.ContextVar("normexp_isa", default="")
 
@@ -80,6 +80,8 @@ def result_dtype(dtype: np.dtype, name: str = "x") -> tuple[np.dtype, np.dtype]:
 def as_array(x: Any, name: str = "x") -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
+    if _interop.is_foreign(x):  # a torch tensor, JAX array, ...: a view of its memory
+        return _interop.to_numpy(x, name)
     try:
         a = np.asarray(x)
     except (ValueError, TypeError) as e:
@@ -145,9 +147,16 @@ def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     return value
 
 
-def normalize_axis(axis: Any, ndim: int) -> int:
+def normalize_axis(axis: Any, ndim: int, function: str = "") -> int:
+    """axis as an int in [0, ndim). ``function`` names a top-level reduction, whose message for
+    axis=None or a tuple points to its SciPy-style twin in normexp.special."""
     if isinstance(axis, (bool, np.bool_)):  # NumPy's reductions refuse axis=True too
         raise TypeError("axis must be an integer, got bool")
+    if function and (axis is None or isinstance(axis, (tuple, list))):
+        raise TypeError(
+            f"axis must be an integer, got {shown(axis)}: normexp.{function} works along one axis; for the "
+            f"whole array (axis=None) or several axes use normexp.special.{function}, SciPy's semantics"
+        )
     try:
         ax = operator.index(axis)
     except TypeError:
@@ -173,7 +182,7 @@ def check_temperature(temperature: Any, compute: np.dtype | None = None) -> floa
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"out must be a numpy.ndarray or a CPU array with __dlpack__ (a torch tensor), got {type(out).__name__}")
     if out.shape != tuple(shape):
         raise ValueError(f"out has shape {out.shape}, but the result has shape {tuple(shape)}")
     if out.dtype != dtype:
@@ -204,14 +213,24 @@ def _native_out(out: np.ndarray | None, src: np.ndarray, shape: tuple[int, ...],
     return np.empty(shape, dtype=compute)
 
 
+def narrow(a: np.ndarray, res: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
+    """a (computed in float32/float64) as the result dtype res, into out if given. A value beyond a
+    16-bit dtype's range (a log_softmax below -65504 in float16) becomes +-inf, which is its correct
+    rounding there: not an overflow to warn about."""
+    with np.errstate(over="ignore"):
+        if out is not None:
+            np.copyto(out, a, casting="unsafe")
+            return out
+        return a if a.dtype == res else a.astype(res)
+
+
 def _finish(dst: np.ndarray, out: np.ndarray | None, res: np.dtype) -> np.ndarray:
     if out is not None:
-        if dst is not out:
-            np.copyto(out, dst, casting="unsafe")
-        return out
-    return dst if dst.dtype == res else dst.astype(res)
+        return out if dst is out else narrow(dst, res, out)
+    return narrow(dst, res)
 
 
+@_interop.dlpack_io("x")
 def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: Any) -> np.ndarray:
     """softmax / log_softmax along one axis."""
     a = as_array(x)
@@ -220,9 +239,9 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     scalar_input = a.ndim == 0
     if scalar_input:
         a = a.reshape(1)
-        ax = normalize_axis(axis, 1)
+        ax = normalize_axis(axis, 1, op)
     else:
-        ax = normalize_axis(axis, a.ndim)
+        ax = normalize_axis(axis, a.ndim, op)
     shape = a.shape
     if out is not None:
         out = check_out(out, () if scalar_input else shape, res)
@@ -255,6 +274,7 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     return out if out is not None else result
 
 
+@_interop.dlpack_io("x")
 def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: Any, name: str = "x"):
     a = as_array(x, name)
     res, compute = result_dtype(a.dtype, name)
@@ -262,11 +282,11 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: A
     return_sign = flag(return_sign, "return_sign")
     if a.ndim == 0:
         a = a.reshape(1)
-        ax = normalize_axis(axis, 1)
+        ax = normalize_axis(axis, 1, "logsumexp")
         keep_shape: tuple[int, ...] = (1,)
         final_shape: tuple[int, ...] = (1,) if keepdims else ()
     else:
-        ax = normalize_axis(axis, a.ndim)
+        ax = normalize_axis(axis, a.ndim, "logsumexp")
         keep_shape = a.shape[:ax] + (1,) + a.shape[ax + 1 :]
         final_shape = keep_shape if keepdims else a.shape[:ax] + a.shape[ax + 1 :]
     if out is not None:
@@ -294,10 +314,10 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: A
     val = val.reshape(final_shape)
     if out is not None:
         if not wrote_out:
-            np.copyto(out, val, casting="unsafe")
+            narrow(val, res, out)
         result = out
     else:
-        result = val if val.dtype == res else val.astype(res)
+        result = narrow(val, res)
         if result.ndim == 0:
             result = result[()]
     if return_sign:

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import _api, _core
+from . import _api, _core, _interop
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _ALIGNMENTS = ("top_left", "bottom_right")
@@ -46,6 +46,7 @@ def _kernel_view(a: np.ndarray) -> np.ndarray:
     return np.array(a, copy=True)
 
 
+@_interop.dlpack_io("q", "k", "v")
 def attention(
     q: Any,
     k: Any,
@@ -68,7 +69,7 @@ def attention(
 
     Parameters
     ----------
-    q, k, v : array_like, float32 or float64 (all the same dtype)
+    q, k, v : array_like or CPU tensors (torch, JAX; results of their type), float32 or float64 (one dtype)
         Layout of ``torch.nn.functional.scaled_dot_product_attention``: q ``(..., Hq, Lq, D)``,
         k ``(..., Hkv, Lkv, D)``, v ``(..., Hkv, Lkv, Dv)``; also 3-d ``(H, L, D)`` and 2-d ``(L, D)``.
         Leading batch dimensions must match. Any strides (e.g. a ``(B, L, H, D)`` buffer seen as
@@ -99,7 +100,7 @@ def attention(
     return_lse : bool
         Also return ``lse`` of shape ``(..., Hq, Lq)``: the log-sum-exp of each row's final scores (for
         :func:`merge_attention`).
-    out : ndarray, optional
+    out : ndarray or torch tensor, optional
         ``(..., Hq, Lq, Dv)`` of q's dtype, writeable; receives the result.
 
     Returns ``out``, or ``(out, lse)``. A row whose keys are all masked out gives output 0 and lse
@@ -217,6 +218,7 @@ def attention(
     return res
 
 
+@_interop.dlpack_io("outs", "lses")
 def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Combine attentions computed over disjoint key/value blocks into the attention over all of them.
 

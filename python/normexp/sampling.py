@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _api, _core
+from . import _api, _core, _interop
 
 __all__ = ["sample", "cross_entropy", "fit_temperature", "calibration_error", "TemperatureFit"]
 
@@ -92,6 +92,7 @@ def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int
 
 
 # ---- sampling ----------------------------------------------------------------------------------------
+@_interop.dlpack_io("logits")
 def sample(
     logits: Any,
     *,
@@ -196,6 +197,7 @@ def _ce_prepare(logits: Any, labels: Any, axis: Any, ignore_index: Any):
     return _api._kernel_input(a, compute), res, ax, lab, ign, shape
 
 
+@_interop.dlpack_io("logits")
 def cross_entropy(
     logits: Any,
     labels: Any,
@@ -244,13 +246,13 @@ def cross_entropy(
             None, None, _api.current_isa_override(),
         )
     if reduction == "none":
-        out = loss.reshape(shape).astype(res)
+        out = _api.narrow(loss.reshape(shape), res)
         return out[()] if out.ndim == 0 else out
     total = float(np.sum(loss))
     if reduction == "sum":
-        return res.type(total)
+        return _api.narrow(np.asarray(total), res)[()]
     count = int(lab.size if ign is None else np.count_nonzero(lab != ign))
-    return res.type(total / count if count else math.nan)
+    return _api.narrow(np.asarray(total / count if count else math.nan), res)[()]
 
 
 # ---- temperature scaling -----------------------------------------------------------------------------
@@ -377,7 +379,7 @@ def calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, axis: int = 
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     p = _api.as_array(probs, "probs")
-    if p.dtype.kind not in "fiub":
+    if p.dtype.kind not in "fiub" and p.dtype.name != "bfloat16":  # bfloat16: softmax's own output dtype
         raise TypeError(f"probs must be real numbers, got dtype {p.dtype}")
     if p.ndim == 0:
         raise ValueError("probs must have at least one dimension (the class axis)")

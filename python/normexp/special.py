@@ -27,8 +27,9 @@ Values agree with SciPy's to rounding, except where SciPy's are inaccurate: weig
 Other differences: ``softmax``/``log_softmax`` of an empty array, and of a bool array (float16, like
 ``np.exp``), return a result where SciPy raises; ``logsumexp`` over several axes of an empty array gives
 -inf where SciPy 1.17 raises IndexError; bfloat16 (ml_dtypes) is accepted, SciPy refuses it; real long
-double input is refused with a TypeError where SciPy computes in long double; SciPy's other array-API
-backends (torch, cupy, jax, ...) are not accepted, only NumPy arrays and array-likes.
+double input is refused with a TypeError where SciPy computes in long double. Of SciPy's other array-API
+backends, CPU torch tensors and JAX arrays (any CPU ``__dlpack__`` array) are accepted and give results
+of their type, computed as for NumPy; GPU arrays (CuPy, CUDA tensors) are refused.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _api
+from . import _api, _interop
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
 
@@ -190,6 +191,7 @@ def _elementwise(op: str, x: Any, axis: Any) -> Any:
     return np.transpose(y, np.argsort(perm))
 
 
+@_interop.dlpack_io("x")
 def softmax(x: Any, axis: Any = None) -> Any:
     """``exp(x) / sum(exp(x))`` over ``axis`` (None: all axes; an int or a tuple of ints), like
     ``scipy.special.softmax``.
@@ -202,6 +204,7 @@ def softmax(x: Any, axis: Any = None) -> Any:
     return _elementwise("softmax", x, axis)
 
 
+@_interop.dlpack_io("x")
 def log_softmax(x: Any, axis: Any = None) -> Any:
     """``log(softmax(x))`` over ``axis`` (None: all axes; an int or a tuple of ints), like
     ``scipy.special.log_softmax``, accurate where ``softmax`` underflows.
@@ -212,6 +215,7 @@ def log_softmax(x: Any, axis: Any = None) -> Any:
     return _elementwise("log_softmax", x, axis)
 
 
+@_interop.dlpack_io("a", "b")
 def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False, return_sign: bool = False) -> Any:
     """``log(sum(b * exp(a)))`` over ``axis``, like ``scipy.special.logsumexp``.
 

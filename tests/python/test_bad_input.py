@@ -496,3 +496,15 @@ def test_native_reduce_refuses_an_out_smaller_than_the_result(op):
     for shape in [(3, 1), (1, 4), (2, 4)] if op != "logsumexp" else [(2, 1), (3, 0)]:
         with pytest.raises(ValueError, match="shape"):
             core.reduce(core.Reduction.__members__[op], x, np.zeros(shape), 1, 1.0)
+
+
+@pytest.mark.parametrize("axis", [None, (0, 1), [0]], ids=["None", "tuple", "list"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_several_axes_point_to_normexp_special(name, axis):
+    """The top-level reductions work along one axis; axis=None or a tuple is SciPy's, in normexp.special."""
+    x = np.arange(6.0).reshape(2, 3)
+    with pytest.raises(TypeError, match=rf"axis must be an integer, got .*use normexp\.special\.{name}"):
+        getattr(normexp, name)(x, axis=axis)
+    # ... where it means what SciPy means (the whole array, for None).
+    assert np.allclose(getattr(special, name)(x, axis=None if axis is None else (0, 1)),
+                       getattr(special, name)(x.reshape(-1), axis=-1).reshape(() if name == "logsumexp" else x.shape))

@@ -151,3 +151,17 @@ def test_half_precision_inputs(dtype_name):
         diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
         spacing = np.abs(ref.astype(np.float64)) * (2.0 ** -(np.finfo(np.float16).nmant if dt == np.float16 else 7))
         assert (diff <= spacing + 1e-30).all(), op
+
+
+def test_results_beyond_float16_range_round_to_inf_without_warning():
+    """A log_softmax below -65504 is -inf in float16 (its correct rounding), a loss above 65504 inf: the
+    narrowing cast is not an overflow to warn about (pyproject.toml turns normexp's RuntimeWarnings into
+    errors, so a warning here fails)."""
+    x = np.array([0, 0, 37280, -28240], np.float16)
+    assert normexp.log_softmax(x)[-1] == -np.inf
+    out = np.empty(4, np.float16)
+    assert normexp.log_softmax(x, out=out)[-1] == -np.inf
+    assert normexp.logsumexp(np.array([65504, 65504], np.float16)) == np.float16(65504)
+    logits = np.array([[60000.0, -60000.0]], np.float16)
+    assert normexp.cross_entropy(logits, [1], reduction="none")[0] == np.inf
+    assert normexp.cross_entropy(logits, [1], reduction="sum") == np.inf

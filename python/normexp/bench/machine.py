@@ -36,6 +36,11 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def _read(path: str) -> str:
+    with open(path, encoding="ascii") as f:  # closed at once (no ResourceWarning)
+        return f.read().strip()
+
+
 def caches() -> dict[str, int]:
     """Cache sizes in bytes of CPU 0, e.g. {'L1d': 32768, 'L2': 524288, 'L3': 33554432} (Linux sysfs)."""
     out: dict[str, int] = {}
@@ -48,9 +53,7 @@ def caches() -> dict[str, int]:
         if not e.startswith("index"):
             continue
         try:
-            level = open(f"{base}/{e}/level").read().strip()
-            kind = open(f"{base}/{e}/type").read().strip()
-            size = open(f"{base}/{e}/size").read().strip()
+            level, kind, size = (_read(f"{base}/{e}/{field}") for field in ("level", "type", "size"))
         except OSError:
             continue
         if kind == "Instruction":

@@ -20,12 +20,21 @@ from .runner import Results
 LIMIT_NAMES = {"copy": "copy", "read": "read", "fma": "FMA"}
 LEGEND = (
     "Times are medians per call (±: interquartile range / median). cache: 'in' when input + output fit in "
-    "half the last-level cache (measured hot), 'out' otherwise (measured cold). '% limit': achieved GB/s over the measured "
-    "memory bandwidth (copy bw for softmax/log_softmax, read bw for logsumexp and attention decode) or GFLOP/s "
-    "over the measured FMA peak (attention prefill); in-cache cases can exceed 100% of memory bandwidth. "
+    "half the last-level cache (measured hot), 'out' otherwise (measured cold). '% limit': achieved GB/s over "
+    "the 'limits' line's memory bandwidth (copy for softmax/log_softmax: the better of the regular and the "
+    "non-temporal copy; read for logsumexp and attention decode) or GFLOP/s over its FMA peak (attention "
+    "prefill); in-cache cases can exceed 100% of memory bandwidth. "
     "'*' inaccurate result (right function, error above rounding level), WRONG: wrong answer (not timed), "
     "'-': not offered by that library. 'vs best': best correct peer's time / normexp's time."
 )
+SKIPPED_PEER = "skipped "  # runner/peers.make_peers: "skipped <peer>: <why>"
+
+
+def split_notices(notices: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(the peers that did not run, as "<peer>: <why>"; the other notices), each once, in order."""
+    unique = list(dict.fromkeys(notices))
+    skipped = [n[len(SKIPPED_PEER):] for n in unique if n.startswith(SKIPPED_PEER)]
+    return skipped, [n for n in unique if not n.startswith(SKIPPED_PEER)]
 
 
 def fmt_time(s: float | None) -> str:
@@ -198,10 +207,16 @@ def machine_lines(results: Results) -> list[str]:
         f"{m['cpus_usable']} usable CPUs · {m['cpu']} · LLC {llc / 2**20:.0f} MiB · {m['date_utc']}",
         "peers: " + ", ".join(f"{p} {v}" for p, v in m.get("peers", {}).items()),
     ]
+    skipped, _ = split_notices(results.notices)
+    if skipped:
+        lines[-1] += "; not run: " + "; ".join(skipped)
     for t, row in sorted(results.limits.items(), key=lambda kv: int(kv[0])):
-        parts = [f"read {row['read']:.1f} GB/s", f"copy {row['copy']:.1f} GB/s"]
-        if row.get("copy_nt"):
-            parts.append(f"non-temporal copy {row['copy_nt']:.1f} GB/s")
+        parts = [f"read {row['read']:.1f} GB/s"]
+        if row.get("copy_nt"):  # '% limit' of softmax divides by the better of the two (machine.limit_value)
+            best = max(row["copy"], row["copy_nt"])
+            parts.append(f"copy {best:.1f} GB/s (the better of regular {row['copy']:.1f} and non-temporal {row['copy_nt']:.1f})")
+        else:
+            parts.append(f"copy {row['copy']:.1f} GB/s")
         isa = f" ({row['fma_isa']})" if row.get("fma_isa") else ""
         parts.append(f"FMA peak {row['fma']:.0f} GFLOP/s{isa}")
         lines.append(f"limits at {t} thread{'s' if t != '1' else ''}: " + ", ".join(parts))
@@ -221,7 +236,7 @@ def render_text(results: Results, long: bool = False) -> str:
     if it is not None:
         out += ["kernel sets (--isa)", text_table(*it), ""]
     out.append(LEGEND)
-    out += results.notices
+    out += split_notices(results.notices)[1]  # skipped peers are on the "peers:" line
     return "\n".join(out)
 
 
@@ -234,8 +249,9 @@ def _summary_markdown(results: Results) -> list[str]:
     if it is not None:
         out += ["**kernel sets (--isa)**", "", markdown_table(*it), ""]
     out += [LEGEND, ""]
-    if results.notices:
-        out += ["Notices: " + "; ".join(results.notices), ""]
+    notices = split_notices(results.notices)[1]
+    if notices:
+        out += ["Notices: " + "; ".join(notices), ""]
     return out
 
 

@@ -1,0 +1,180 @@
+"""Arrays from other libraries: any CPU object with ``__dlpack__`` (torch tensors, JAX arrays, CuPy host
+arrays, ...) in, the caller's array type out. The only module that knows about them.
+
+In: :func:`to_numpy` makes a NumPy view of the object's memory, never a copy, so the kernels read the
+caller's tensor in place and ``out=`` writes into it: ``np.from_dlpack`` for any DLPack object, and for
+torch tensors ``Tensor.numpy()``, the same view without a DLPack capsule per call. NumPy has no bfloat16:
+a torch bfloat16 tensor is seen as int16 and viewed as ``ml_dtypes.bfloat16`` (same bits, still no copy);
+other bfloat16 objects go through their ``__array__`` (JAX's is an ml_dtypes array).
+Refused, with what to do: a torch tensor that requires grad (normexp does no autograd), memory on another
+device than the CPU, and dtypes NumPy cannot view.
+
+Out: :func:`dlpack_io` wraps a public function. When one of its array arguments (or ``out=``) is a
+foreign object, the NumPy results become the caller's type: torch tensors through ``torch.from_numpy``
+(sharing the result's memory, bfloat16 by the same int16 view), array-API objects (JAX) through their
+namespace's ``from_dlpack`` (``asarray`` for what DLPack cannot carry). ``out=`` comes back as the very
+object passed in. A NumPy call pays one check per named argument and nothing else.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# DLPack's device types (dlpack.h, DLDeviceType), for messages.
+_CPU = 1
+_DEVICES = {2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi", 10: "rocm",
+            11: "rocm_host", 12: "ext_dev", 13: "cuda_managed", 14: "oneapi", 15: "webgpu", 16: "hexagon"}
+
+
+def is_foreign(obj: Any) -> bool:
+    """True for an array of another library: it speaks DLPack and is not a NumPy array."""
+    return not isinstance(obj, np.ndarray) and hasattr(type(obj), "__dlpack__")
+
+
+def _torch_of(obj: Any) -> Any:
+    """The torch module if obj is a torch tensor (torch is never imported here), else None."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(obj, torch.Tensor) else None
+
+
+def _bfloat16() -> np.dtype:
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("bfloat16 arrays need the ml_dtypes package (pip install ml_dtypes)") from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def to_numpy(obj: Any, name: str) -> np.ndarray:
+    """A NumPy view of a foreign array's memory (no copy). TypeError or ValueError naming the argument
+    for a tensor that requires grad, a non-CPU device, or a dtype NumPy cannot view."""
+    torch = _torch_of(obj)
+    if torch is not None:
+        if obj.requires_grad:
+            raise TypeError(
+                f"{name}: the tensor requires grad, and normexp does not do autograd; pass {name}.detach() "
+                "(or compute it under torch.no_grad())"
+            )
+        if obj.device.type != "cpu":
+            raise ValueError(f"{name} is on device {obj.device}; normexp runs on the CPU: move it there with {name}.cpu()")
+        obj = obj.resolve_conj().resolve_neg()  # lazy conjugate/negative views cannot be exported (a copy)
+        # Tensor.numpy() is torch's own DLPack-free view of the same memory: the same result as
+        # np.from_dlpack, at a fraction of the cost (no capsule to make and release per call).
+        try:
+            if obj.dtype == torch.bfloat16:
+                return obj.view(torch.int16).numpy().view(_bfloat16())
+            return obj.numpy()
+        except TypeError as e:  # a dtype NumPy has no equivalent for (float8, ...)
+            raise TypeError(f"{name}: cannot read a tensor of dtype {obj.dtype} ({e}); cast it to float32, "
+                            "float64, float16 or bfloat16") from None
+    else:
+        device = getattr(obj, "__dlpack_device__", None)
+        kind, index = device() if device is not None else (_CPU, 0)
+        if int(kind) != _CPU:
+            where = f"{_DEVICES.get(int(kind), f'DLPack device type {int(kind)}')}:{index}"
+            raise ValueError(f"{name} is on device {where}; normexp runs on the CPU: copy it to host memory first")
+    try:
+        return np.from_dlpack(obj)
+    except (BufferError, TypeError, ValueError, RuntimeError) as e:
+        dtype = getattr(obj, "dtype", None)
+        if torch is None and hasattr(obj, "__array__") and "bfloat16" in str(dtype):
+            return np.asarray(obj)  # NumPy's DLPack import has no bfloat16; JAX's __array__ gives ml_dtypes'
+        raise TypeError(
+            f"{name}: cannot read a {type(obj).__name__} of dtype {dtype} ({e}); "
+            "cast it to float32, float64, float16 or bfloat16"
+        ) from None
+
+
+# ---- results in the caller's type ------------------------------------------------------------------------
+def _to_torch(torch: Any, r: np.ndarray) -> Any:
+    if not r.flags.writeable or min(r.strides, default=0) < 0:
+        r = r.copy()  # torch.from_numpy takes neither (results are fresh arrays; this is for safety)
+    if r.dtype.kind == "V":  # ml_dtypes.bfloat16 (dtype.name is slow to ask on every call)
+        return torch.from_numpy(r.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(r)
+
+
+def _to_namespace(xp: Any, r: np.ndarray) -> Any:
+    try:
+        return xp.from_dlpack(r)
+    except (BufferError, TypeError, ValueError, RuntimeError):  # bfloat16: NumPy cannot export it
+        return xp.asarray(r)
+
+
+def _converter(obj: Any) -> Callable[[np.ndarray], Any]:
+    """The function that turns a NumPy result into obj's array type (NumPy if it has no namespace)."""
+    torch = _torch_of(obj)
+    if torch is not None:
+        return functools.partial(_to_torch, torch)
+    namespace = getattr(obj, "__array_namespace__", None)
+    if namespace is not None:
+        return functools.partial(_to_namespace, namespace())
+    return lambda r: r
+
+
+def _lead(value: Any) -> Any:
+    """value, or the first element of a list/tuple of arrays (merge_attention's parts)."""
+    return value[0] if isinstance(value, (list, tuple)) and value else value
+
+
+def _back(r: Any, convert: Callable[[np.ndarray], Any], out_view: Any, out_obj: Any) -> Any:
+    """A result in the caller's type: out's NumPy view becomes the object passed as out, arrays and NumPy
+    scalars are converted, tuples element by element. (A function, not a recursive closure: that would
+    be a reference cycle per call, freed only by the garbage collector.)"""
+    if out_view is not None and r is out_view:
+        return out_obj
+    if isinstance(r, tuple) and not hasattr(r, "_fields"):  # not a NamedTuple of floats
+        return tuple(_back(e, convert, out_view, out_obj) for e in r)
+    if isinstance(r, np.generic):
+        r = np.asarray(r)
+    return convert(r) if isinstance(r, np.ndarray) else r
+
+
+def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
+    """Decorator: the array arguments named in ``inputs`` (and ``out``) may be foreign arrays.
+
+    If one is, they are replaced by NumPy views (:func:`to_numpy`), and the results (arrays and NumPy
+    scalars, also inside a returned tuple) come back as the type of the first foreign one among
+    ``inputs``, then ``out``; ``out=`` itself is returned as the object passed in. Other array arguments
+    (masks, weights, labels) are converted where the function reads them (``_api.as_array``)."""
+
+    def decorate(f: _F) -> _F:
+        params = list(inspect.signature(f).parameters)
+        names = tuple(inputs) + (("out",) if "out" in params else ())
+        where = {n: params.index(n) for n in names}
+
+        def get(args: tuple, kwargs: dict, n: str) -> Any:
+            i = where[n]
+            return args[i] if i < len(args) else kwargs.get(n)
+
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            found = [n for n in names if is_foreign(_lead(get(args, kwargs, n)))]
+            if not found:
+                return f(*args, **kwargs)
+            convert = _converter(_lead(get(args, kwargs, found[0])))
+            out_obj = get(args, kwargs, "out") if "out" in where else None
+            args_l = list(args)
+            for n in found:
+                v = get(args, kwargs, n)
+                if isinstance(v, (list, tuple)):
+                    v = [to_numpy(e, f"{n}[{i}]") if is_foreign(e) else e for i, e in enumerate(v)]
+                else:
+                    v = to_numpy(v, n)
+                if where[n] < len(args):
+                    args_l[where[n]] = v
+                else:
+                    kwargs[n] = v
+            out_view = get(tuple(args_l), kwargs, "out") if "out" in where else None  # out itself if NumPy
+            return _back(f(*args_l, **kwargs), convert, out_view, out_obj)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
