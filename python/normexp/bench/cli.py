@@ -20,6 +20,7 @@ examples:
   python -m normexp bench --ops softmax --shapes 1x32000,1x16M --threads 1
   python -m normexp bench --ops attention --attention-shapes 1x8x1024x64:causal,1x32x1x4096x128
   python -m normexp bench --ops softmax --isa avx2,avx512 --peers '' --threads 1   kernel sets side by side
+  python -m normexp bench --ops softmax --shapes 512x4096,1x16M --threads 1,2 --contention 1   beside a busy process
   python -m normexp bench --from-json bench/results/results.json --out bench/results   re-render only
   python -m normexp bench --out bench/results --plots bench/figures --readme docs/benchmarks.md  the published run
 
