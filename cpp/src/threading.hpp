@@ -117,6 +117,7 @@ void parallel_slices(int nt, std::size_t count, Body&& body) {
     }
     const std::size_t per = static_cast<std::size_t>(nt) * kChunksPerThread;
     const std::size_t nchunks = count < per ? count : per;
+    // Chunk c is [floor(count c / nchunks), floor(count (c + 1) / nchunks)), formed without overflow.
     auto f = [&](std::size_t slot, std::size_t c) {
         body(slot, count / nchunks * c + (count % nchunks) * c / nchunks,
              count / nchunks * (c + 1) + (count % nchunks) * (c + 1) / nchunks);
