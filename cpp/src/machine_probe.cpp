@@ -118,7 +118,7 @@ timed_passes timed_parallel(int threads, int reps, Body body) {
     const int parts = clamp_threads(threads);
     std::atomic<int> team{0};  // threads that ran the warm-up (OpenMP may give fewer than asked)
     auto pass = [&](int k) {
-        detail::parallel_slices(parts, static_cast<std::size_t>(parts), [&](std::size_t, std::size_t b, std::size_t e) {
+        detail::parallel_team(parts, static_cast<std::size_t>(parts), [&](std::size_t, std::size_t b, std::size_t e) {
             if (k < 0) team.fetch_add(1, std::memory_order_relaxed);
             for (std::size_t t = b; t < e; ++t) body(static_cast<int>(t), parts, k);
         });

@@ -1,10 +1,11 @@
-// Thread-count policy and the parallel regions shared by every driver (the only places that enter OpenMP).
+// Thread-count policy and the parallel helpers shared by every driver (the only places that use threads).
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <exception>
 #include <limits>
+#include <mutex>
 #include <new>
 
 #if defined(NORMEXP_USE_OPENMP)
@@ -13,7 +14,7 @@
 
 namespace normexp::detail {
 
-// Below this many elements of work a call runs on the calling thread: a parallel region costs a few
+// Below this many elements of work a call runs on the calling thread: waking a helper costs a few
 // microseconds, and calls from many Python threads must not oversubscribe the cores.
 constexpr std::size_t kParallelMinElements = std::size_t(1) << 15;
 
@@ -26,20 +27,31 @@ inline std::size_t scratch_elems(std::size_t count, std::size_t each) {
     return count * each;
 }
 
-// Parallel regions. Every driver enters OpenMP only through these: an exception must not leave an
-// OpenMP region (the runtime calls std::terminate), so each thread catches what its body throws and the
-// first exception is rethrown on the calling thread after the region. Drivers also allocate every
-// per-thread buffer before the region (indexed by the `slot` argument below), so that a failed
-// allocation happens before any output is written.
+// ---- How work is shared out ------------------------------------------------------------------------
+// A call with nt > 1 threads cuts its items into chunks and runs them through the helper pool
+// (threading.cpp): the calling thread starts on the chunks at once, claiming them one at a time from a
+// shared counter, and up to nt - 1 pool threads (OpenMP threads of one long-lived team) join in as they
+// wake. A helper that arrives late finds the chunks taken and goes back to sleep; the caller waits only
+// for chunks that someone has claimed and not finished, never for a helper that has nothing left to do.
+// Waits are a short spin and then a sleep, so a helper that another process's time slice has delayed
+// does not hold the call up, and idle helpers leave the cores to whoever needs them (a busy neighbour
+// process, the caller's own Python code). No OpenMP barrier is on the calling thread's path.
 //
-// With nt <= 1 the body runs on the calling thread and no OpenMP region is entered: a region costs
-// microseconds even with one thread.
+// Which thread runs which chunk varies from call to call; what each chunk computes and where it writes
+// does not (chunk boundaries depend only on the item count and nt, and drivers merge per-item partial
+// results in item order), so results are bit-identical for every thread count.
+//
+// The pool serves one call at a time: a call that finds it busy (another Python thread's call, or a
+// nested call from inside a chunk) runs on its own thread, which keeps concurrent callers from
+// oversubscribing the cores.
+//
+// Exceptions: one leaving a helper thread would terminate the process, so each chunk's exception is
+// caught; after the first, the remaining chunks are skipped and it is rethrown on the calling thread
+// once every claimed chunk has finished. Drivers allocate every per-thread buffer before the call
+// (indexed by the `slot` argument below), so that a failed allocation happens before any output is
+// written.
 
-// body(slot, begin, end) over [0, count) split into contiguous ranges, one per thread; slot in [0, nt)
-// is the thread's index (for per-thread scratch). The split depends only on the team size, and callers
-// make results independent of it.
-#if defined(NORMEXP_USE_OPENMP)
-// The first exception thrown by any thread of a region, rethrown on the calling thread after it.
+// The first exception thrown by any chunk of a call, rethrown on the calling thread after it.
 class region_error {
 public:
     template <class F>
@@ -47,9 +59,9 @@ public:
         try {
             f();
         } catch (...) {
-            failed_.store(true, std::memory_order_relaxed);
-#pragma omp critical(normexp_parallel_error)
+            std::lock_guard<std::mutex> lock(mutex_);
             if (!error_) error_ = std::current_exception();
+            failed_.store(true, std::memory_order_relaxed);
         }
     }
     bool failed() const { return failed_.load(std::memory_order_relaxed); }
@@ -58,13 +70,86 @@ public:
     }
 
 private:
+    std::mutex mutex_;
     std::exception_ptr error_;
     std::atomic<bool> failed_{false};
 };
-#endif
 
+// run(ctx, slot, chunk) for every chunk in [0, nchunks), on the calling thread (slot 0) and up to nt - 1
+// pool threads (slots 1 .. nt - 1; a slot is never used by two threads at once). Returns once every
+// chunk has run. run must not throw. Falls back to the calling thread alone where there is no pool
+// (no OpenMP, after fork(), a busy pool).
+using chunk_fn = void (*)(void* ctx, std::size_t slot, std::size_t chunk);
+void run_chunks(int nt, std::size_t nchunks, chunk_fn run, void* ctx);
+
+// Chunks per thread of parallel_slices: enough that the thread that runs while another is delayed
+// takes over most of the delayed one's share (the imbalance at the end is at most one chunk).
+constexpr std::size_t kChunksPerThread = 16;
+
+// Runs f(slot, chunk) for every chunk through run_chunks, catching what f throws; after the first
+// exception the remaining chunks are skipped, and it is rethrown here.
+template <class F>
+void run_chunked(int nt, std::size_t nchunks, F& f) {
+    struct ctx_t {
+        F& f;
+        region_error error;
+    } ctx{f, {}};
+    run_chunks(nt, nchunks,
+               [](void* p, std::size_t slot, std::size_t chunk) {
+                   ctx_t& c = *static_cast<ctx_t*>(p);
+                   if (!c.error.failed()) c.error.run([&] { c.f(slot, chunk); });
+               },
+               &ctx);
+    ctx.error.rethrow();
+}
+
+// With nt <= 1 (or a single item) each helper below runs its body on the calling thread, with no
+// atomic operation and no pool.
+
+// body(slot, begin, end) over [0, count) split into contiguous ranges (about kChunksPerThread per
+// thread), each run once, by any thread; slot in [0, nt) names the running thread's per-thread scratch.
+// One thread may run several ranges, in any order: callers make results independent of the split.
 template <class Body>
 void parallel_slices(int nt, std::size_t count, Body&& body) {
+    if (nt <= 1 || count <= 1) {
+        body(std::size_t(0), std::size_t(0), count);
+        return;
+    }
+    const std::size_t per = static_cast<std::size_t>(nt) * kChunksPerThread;
+    const std::size_t nchunks = count < per ? count : per;
+    // Chunk c is [floor(count c / nchunks), floor(count (c + 1) / nchunks)), formed without overflow.
+    auto f = [&](std::size_t slot, std::size_t c) {
+        body(slot, count / nchunks * c + (count % nchunks) * c / nchunks,
+             count / nchunks * (c + 1) + (count % nchunks) * (c + 1) / nchunks);
+    };
+    run_chunked(nt, nchunks, f);
+}
+
+// body(begin, end): parallel_slices without the slot.
+template <class Body>
+void parallel_ranges(int nt, std::size_t count, Body&& body) {
+    parallel_slices(nt, count, [&](std::size_t, std::size_t b, std::size_t e) { body(b, e); });
+}
+
+// body(slot, i) for every i in [0, count), handed out one at a time in increasing order from the shared
+// counter (for items of uneven cost). Which thread runs an item varies from run to run, so each item must
+// write only its own outputs. After an exception no new item is started.
+template <class Body>
+void parallel_dynamic(int nt, std::size_t count, Body&& body) {
+    if (nt <= 1 || count <= 1) {
+        for (std::size_t i = 0; i < count; ++i) body(std::size_t(0), i);
+        return;
+    }
+    auto f = [&](std::size_t slot, std::size_t i) { body(slot, i); };
+    run_chunked(nt, count, f);
+}
+
+// body(slot, begin, end) with [0, count) split into one contiguous range per thread of an OpenMP team of
+// nt threads, all running at once, thread t on range t: for the benchmark's machine probe
+// (machine_probe.cpp), which measures what nt threads reach together. A team barrier ends it, so it is
+// not for the drivers.
+template <class Body>
+void parallel_team(int nt, std::size_t count, Body&& body) {
 #if defined(NORMEXP_USE_OPENMP)
     if (nt > 1 && count > 1) {
         region_error error;
@@ -81,37 +166,6 @@ void parallel_slices(int nt, std::size_t count, Body&& body) {
 #endif
     (void)nt;
     body(std::size_t(0), std::size_t(0), count);
-}
-
-// body(begin, end): parallel_slices without the slot.
-template <class Body>
-void parallel_ranges(int nt, std::size_t count, Body&& body) {
-    parallel_slices(nt, count, [&](std::size_t, std::size_t b, std::size_t e) { body(b, e); });
-}
-
-// body(slot, i) for every i in [0, count), handed out one at a time in increasing order from a shared
-// counter (a dynamic schedule, for items of uneven cost). Which thread runs an item varies from run to
-// run, so each item must write only its own outputs. After an exception no new item is started.
-template <class Body>
-void parallel_dynamic(int nt, std::size_t count, Body&& body) {
-#if defined(NORMEXP_USE_OPENMP)
-    if (nt > 1 && count > 1) {
-        region_error error;
-        std::atomic<std::size_t> next{0};
-#pragma omp parallel num_threads(nt)
-        {
-            const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
-            error.run([&] {
-                for (std::size_t i; !error.failed() && (i = next.fetch_add(1, std::memory_order_relaxed)) < count;)
-                    body(t, i);
-            });
-        }
-        error.rethrow();
-        return;
-    }
-#endif
-    (void)nt;
-    for (std::size_t i = 0; i < count; ++i) body(std::size_t(0), i);
 }
 
 }  // namespace normexp::detail

@@ -5,8 +5,9 @@
 //  * strided:    softmax(x, x_strides, y, y_strides, shape, axis)  reduces along `axis` of an n-d array
 //    given by its shape and its strides in elements (negative strides allowed). For logsumexp the output
 //    is described with the input's rank: its stride along `axis` is ignored (the keepdims layout).
-// y may be x (in place) when both have the same layout. All functions are thread-safe and run their own
-// OpenMP team (see set_num_threads). Bad arguments throw normexp::error (a std::invalid_argument).
+// y may be x (in place) when both have the same layout. All functions are thread-safe; a large call shares
+// its work with up to set_num_threads() - 1 OpenMP helper threads. Bad arguments throw normexp::error (a
+// std::invalid_argument).
 // Symbols: every function or class defined in the library (not inline here) is declared NORMEXP_API
 // (normexp/export.h); a shared build exports those and nothing else. The C API is normexp/normexp.h.
 #pragma once

@@ -10,6 +10,7 @@ import sys
 from typing import Sequence
 
 from . import cases as C
+from . import contention
 from .peers import PEER_NAMES
 from .timing import Timing
 
@@ -19,6 +20,7 @@ examples:
   python -m normexp bench --ops softmax --shapes 1x32000,1x16M --threads 1
   python -m normexp bench --ops attention --attention-shapes 1x8x1024x64:causal,1x32x1x4096x128
   python -m normexp bench --ops softmax --isa avx2,avx512 --peers '' --threads 1   kernel sets side by side
+  python -m normexp bench --ops softmax --shapes 512x4096,1x16M --threads 1,2 --contention 1   beside a busy process
   python -m normexp bench --from-json bench/results/results.json --out bench/results   re-render only
   python -m normexp bench --out bench/results --plots bench/figures --readme docs/benchmarks.md  the published run
 
@@ -64,6 +66,11 @@ def build_parser(prog: str = "python -m normexp bench") -> argparse.ArgumentPars
                    help="seconds one sample lasts at least (calls are batched; default 0.005)")
     g.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
     g.add_argument("--no-probe", action="store_true", help="skip measuring memory bandwidth and FMA peak")
+    g.add_argument("--contention", type=int, nargs="?", const=1, default=0, metavar="N",
+                   help="run beside N busy processes (default N=1), started after the probe and killed at the "
+                   "end; each call is timed alone (per-call timing: 300 samples, at most 1.5 s per measurement "
+                   "unless --repeat/--max-time/... say otherwise) and a table of mean and 90th-percentile "
+                   "times per thread count, with their ratios to the one-thread run, is added")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="directory for results.json, results.md and <op>.png")
     g.add_argument("--json", default=None, help="write every measurement as JSON here")
@@ -144,9 +151,11 @@ def select_cases(args: argparse.Namespace, has_attention: bool) -> tuple[list[C.
 
 
 def timing_from(args: argparse.Namespace) -> Timing:
-    base = Timing(repeat=11, max_time=0.15) if args.quick else Timing()
     kw = {k: v for k, v in dict(repeat=args.repeat, min_repeat=args.min_repeat, max_time=args.max_time,
                                 warmup=args.warmup, min_sample=args.min_sample).items() if v is not None}
+    if getattr(args, "contention", 0):
+        return contention.timing(kw)
+    base = Timing(repeat=11, max_time=0.15) if args.quick else Timing()
     return dataclasses.replace(base, **kw)
 
 
@@ -179,6 +188,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
         try:
             threads = parse_threads(args.threads or ("all" if args.quick else "1,all"), machine.usable_cpus())
             cases, notices = select_cases(args, hasattr(normexp, "attention"))
+            if args.contention < 0:
+                raise ValueError(f"--contention takes a number of busy processes >= 0, got {args.contention}")
             timing = timing_from(args)
             peer_names = _csv(args.peers)
             for n in peer_names:
@@ -201,7 +212,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
             parser.error("nothing to run: no case matches the arguments")
         results = runner.run(cases, threads=threads, peers=peer_names, timing=timing, seed=args.seed,
                              probe=not args.no_probe, quick_probe=args.quick, progress=not args.no_progress,
-                             log=log, isas=isas)
+                             log=log, isas=isas, contention=args.contention)
         results.notices = notices + results.notices
 
     print(report.render_text(results, long=args.long))

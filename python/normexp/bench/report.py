@@ -15,6 +15,7 @@ import math
 import os
 from typing import Any, Iterable, Sequence
 
+from . import contention
 from .runner import Results
 
 LIMIT_NAMES = {"copy": "copy", "read": "read", "fma": "FMA"}
@@ -222,6 +223,9 @@ def machine_lines(results: Results) -> list[str]:
         lines.append(f"limits at {t} thread{'s' if t != '1' else ''}: " + ", ".join(parts))
     if not results.limits:
         lines.append("limits: not measured (--no-probe): no '% limit' column values")
+    busy = contention.describe(m)
+    if busy:
+        lines.append(busy)
     return lines
 
 
@@ -235,6 +239,8 @@ def render_text(results: Results, long: bool = False) -> str:
     it = isa_table(results)
     if it is not None:
         out += ["kernel sets (--isa)", text_table(*it), ""]
+    if results.meta.get("contention"):
+        out += ["beside busy processes (--contention)", text_table(*contention.table(results.records)), ""]
     out.append(LEGEND)
     out += split_notices(results.notices)[1]  # skipped peers are on the "peers:" line
     return "\n".join(out)
@@ -248,6 +254,8 @@ def _summary_markdown(results: Results) -> list[str]:
     it = isa_table(results)
     if it is not None:
         out += ["**kernel sets (--isa)**", "", markdown_table(*it), ""]
+    if results.meta.get("contention"):
+        out += ["**beside busy processes (--contention)**", "", markdown_table(*contention.table(results.records)), ""]
     out += [LEGEND, ""]
     notices = split_notices(results.notices)[1]
     if notices:

@@ -3,6 +3,7 @@ anything is timed, threads pinned per run, one record per (case, threads, peer).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
@@ -13,6 +14,7 @@ import numpy as np
 
 from . import machine
 from .cases import Case
+from .contention import BUSY_CODE, busy_processes
 from .peers import Peer, make_peers
 from .timing import Timing, summarize
 
@@ -96,7 +98,8 @@ def make_record(case: Case, peer: str, version: str, threads: int, llc: int, rot
     if samples:
         s = summarize(samples)
         t = s["median"]
-        rec.update(time_s=t, time_q1_s=s["q1"], time_q3_s=s["q3"], time_min_s=s["min"],
+        rec.update(time_s=t, time_q1_s=s["q1"], time_q3_s=s["q3"], time_min_s=s["min"], time_mean_s=s["mean"],
+                   time_p90_s=s["p90"],
                    iqr_rel=(s["q3"] - s["q1"]) / t if t > 0 else None, samples=len(samples),
                    calls_per_sample=calls_per_sample)
         rec["gelem_per_s"] = case.elements / t / 1e9 if not case.is_attention else None
@@ -105,7 +108,8 @@ def make_record(case: Case, peer: str, version: str, threads: int, llc: int, rot
         achieved = rec["gflop_per_s"] if case.limit_kind == "fma" else rec["gb_per_s"]
         rec["limit_fraction"] = achieved / lim if lim else None
     else:
-        rec.update(time_s=None, time_q1_s=None, time_q3_s=None, time_min_s=None, iqr_rel=None, samples=0,
+        rec.update(time_s=None, time_q1_s=None, time_q3_s=None, time_min_s=None, time_mean_s=None, time_p90_s=None,
+                   iqr_rel=None, samples=0,
                    calls_per_sample=0, gelem_per_s=None, gb_per_s=None, gflop_per_s=None, limit_fraction=None)
     return rec
 
@@ -158,12 +162,15 @@ class _Progress:
 def run(cases: Sequence[Case], *, threads: Sequence[int], peers: Sequence[str | Peer] = ("numpy",),
         timing: Timing = Timing(), seed: int = 0, probe: bool = True, quick_probe: bool = False,
         limits: dict[str, dict[str, Any]] | None = None, progress: bool = True,
-        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), isas: Sequence[str] = ()) -> Results:
+        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), isas: Sequence[str] = (),
+        contention: int = 0) -> Results:
     """Measure every case at every thread count with every peer.
 
     `peers` names peers (normexp is then added first) and/or passes Peer objects, which run as given
     (tests inject a deliberately wrong one this way; with objects only, normexp runs only if passed). `limits` skips the probe and uses the given machine limits.
     `isas` runs normexp once per named kernel set, side by side (peers.make_peers; meta["isas"]).
+    `contention` busy processes run beside every measurement (after the probe; see contention.py, which
+    also has the per-call timing such a run should use; meta["contention"]).
     """
     notices: list[str] = []
     objs: list[Peer] = []
@@ -199,7 +206,11 @@ def run(cases: Sequence[Case], *, threads: Sequence[int], peers: Sequence[str | 
 
     records: list[dict[str, Any]] = []
     bar = _Progress(len(cases) * len(threads) * len(objs), progress)
+    busy = contextlib.ExitStack()
     try:
+        if contention > 0:
+            procs = busy.enter_context(busy_processes(contention))
+            meta["contention"] = {"processes": contention, "pids": [p.pid for p in procs], "code": BUSY_CODE}
         for case in cases:
             bar.describe(f"{case.label}: inputs and reference")
             inputs = case.make_inputs(seed)
@@ -213,8 +224,13 @@ def run(cases: Sequence[Case], *, threads: Sequence[int], peers: Sequence[str | 
                     bar.step()
             del inputs, ref, buffers
             gc.collect()
+        if contention > 0:
+            gone = [p.pid for p in procs if p.poll() is not None]
+            if gone:
+                notices.append(f"warning: busy process(es) {gone} exited during the run: the contention was partial")
     finally:
         bar.close()
+        busy.close()
         for p in objs:
             p.close()
         normexp.set_num_threads(0)

@@ -73,7 +73,8 @@ def time_calls(fns: Sequence[Callable[[], Any]], timing: Timing) -> tuple[list[f
 
 
 def summarize(samples: Sequence[float]) -> dict[str, float]:
-    """Median and quartiles (linear interpolation, as numpy.percentile's default)."""
+    """Median, quartiles and 90th percentile (linear interpolation, as numpy.percentile's default), and
+    the mean."""
     s = sorted(samples)
 
     def q(p: float) -> float:
@@ -82,4 +83,5 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
         hi = min(lo + 1, len(s) - 1)
         return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
-    return {"median": q(0.5), "q1": q(0.25), "q3": q(0.75), "min": s[0], "max": s[-1]}
+    return {"median": q(0.5), "q1": q(0.25), "q3": q(0.75), "p90": q(0.9), "min": s[0], "max": s[-1],
+            "mean": math.fsum(s) / len(s)}
