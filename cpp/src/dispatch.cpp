@@ -122,6 +122,10 @@ kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback
     overwrite(t.f64, isa.f64);
     overwrite(t.attn_f32, isa.attn_f32);
     overwrite(t.attn_f64, isa.attn_f64);
+    overwrite(t.f32_fast, isa.f32_fast);
+    overwrite(t.f64_fast, isa.f64_fast);
+    share_mode_free(t.f32_fast, t.f32);  // the ISA's sampling entries, not the fallback's
+    share_mode_free(t.f64_fast, t.f64);
     return t;
 }
 
