@@ -69,8 +69,9 @@ def softmax(
     accuracy : {"high", "fast"}
         ``"high"`` (default): ``x - max`` exact, within 4 ULP of the float64 reference for float32 anywhere.
         ``"fast"``: ``t = (x - max) / T`` rounded once in working precision, as other libraries compute it:
-        relative error at most about 2 ULP + ``|t| * 2**-24`` for an entry ``t`` (float64: ``2**-53``),
-        i.e. a few ULP near the maximum, ~50 ULP for float32 entries 100 below it. Faster.
+        relative error at most about 2 ULP + ``|t| * 2**-24`` for an entry ``t`` (float64: ``2**-53``;
+        ``3 |t|`` with a temperature, whose ``1/T`` and product are rounded too), i.e. a few ULP near the
+        maximum, ~50 ULP for float32 entries 100 below it. Faster.
     out : ndarray, optional
         Result's shape and dtype, writeable; may be ``x`` itself (in place). Returned.
 

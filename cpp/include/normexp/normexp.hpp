@@ -39,7 +39,8 @@ enum class reduction { softmax, log_softmax, logsumexp };
 //    softmax within 4 ULP of the float64 reference anywhere, log_softmax / logsumexp with full relative
 //    accuracy near the maximum.
 //  * fast: t = (x - m) / temperature rounded in working precision, as the peers compute it, and no
-//    bookkeeping: relative error at most about 2 ULP + |t| 2^-24 for an entry t (float64: 2^-53);
+//    bookkeeping: relative error at most about 2 ULP + |t| 2^-24 for an entry t (float64: 2^-53; with a
+//    temperature 3 |t| 2^-24: 1/temperature and the product are rounded too);
 //    log_softmax = t - log(sum) in working precision, logsumexp = m + log(sum).
 enum class accuracy { high, fast };
 

@@ -23,7 +23,8 @@
 //  * accuracy::fast (kernel_table::f32_fast / f64_fast: the same entry points, filled by the same
 //    templates with the mode as a parameter): t = fl(fl(x - m) * beta.hi), rounded in working precision as
 //    the peers round it (no error term: relative error |t| 2^-24, 2^-53 for float64, per rounding, on top of
-//    the exp's <= 1 ULP); nothing is counted (row_exp_sum / col_exp_sum return count 0 and the whole sum in
+//    the exp's <= 1 ULP: one rounding without a temperature, three with one, counting beta.hi's own); nothing
+//    is counted (row_exp_sum / col_exp_sum return count 0 and the whole sum in
 //    rest, so log(count + rest) is log(rest)); log_softmax is fl(t - fl(c)) in working precision. Sums are
 //    accumulated as in the high mode. The entries that do not depend on the mode (exp, row_max, row_scale,
 //    col_max, col_scale, sampling) are the high table's.

@@ -303,7 +303,8 @@ struct arg {
 
 // The shifted argument of accuracy::fast (kernel_table.hpp): t = fl(fl(x - m) * beta.hi), rounded as the
 // peers round it, with no error term. Relative error of exp(t): the exp's <= 1 ULP plus |t| 2^-24 (float64:
-// 2^-53) from each of the (at most two) roundings of the argument, since d(exp t)/exp t = dt. x = -inf gives
+// 2^-53) from each rounding of the argument, since d(exp t)/exp t = dt: one (x - m), or three with a
+// temperature (x - m, beta rounded to beta.hi, the product). x = -inf gives
 // t = -inf, raised to kMinArg (exp rounds to +0 there); a product that overflows is -inf too. The same
 // interface as arg, so the kernels take either (xlow is not needed: nothing here can be NaN for x <= m).
 template <class F, bool Scaled>
