@@ -379,6 +379,50 @@ struct outer_dims {
     }
 };
 
+// Rows per batch of the several-rows kernels (rows_softmax, rows_exp_sum): their maxima and sums go to
+// stack arrays of this size.
+constexpr std::size_t kRowBatch = 64;
+
+// Rows [rb, re) of a 2-d contiguous layout (row r at x + r xr, y + r yr) whose rows are short: softmax in
+// cache, or a log-family row that is one chunk of segment_stats. The kernels take a batch of rows per call;
+// each row gets exactly what do_row gives it (the same kernels on the same values: bit-identical), and a
+// row they skip (a maximum that is not finite, or one that needs the scalar kernels: kernels_for_max)
+// goes through do_row itself.
+template <class T>
+void short_rows(const plan<T>& p, const T* x, std::ptrdiff_t xr, T* y, std::ptrdiff_t yr, std::size_t n,
+                std::size_t rb, std::size_t re) {
+    constexpr double kHuge = sizeof(T) == 4 ? 0x1p102 : 0x1p969;  // kernels_for_max
+    const bool unit = p.b2.hi == 1 && p.b2.lo == 0;
+    const T m_limit = unit ? std::numeric_limits<T>::max() : static_cast<T>(kHuge);
+    T m[kRowBatch];
+    exp_sum es[kRowBatch];
+    for (std::size_t b = rb; b < re; b += kRowBatch) {
+        const std::size_t cnt = std::min(kRowBatch, re - b);
+        const T* xb = x + std::ptrdiff_t(b) * xr;
+        T* yb = y + std::ptrdiff_t(b) * yr;
+        if (p.op == reduction::softmax)
+            p.k.rows_softmax(xb, xr, yb, yr, cnt, n, p.b2, m_limit, m);
+        else
+            p.k.rows_exp_sum(xb, xr, cnt, n, p.b2, m_limit, m, es);
+        for (std::size_t i = 0; i < cnt; ++i) {
+            const T* xi = xb + std::ptrdiff_t(i) * xr;
+            T* yi = yb + std::ptrdiff_t(i) * yr;
+            if (!(m[i] <= m_limit) || m[i] == -kInf<T>) {
+                do_row(p, xi, yi, n, 1, nullptr, nullptr);
+                continue;
+            }
+            if (p.op == reduction::softmax) continue;
+            stats s;  // segment_stats of a single chunk
+            s.m = m[i], s.rest = es[i].rest, s.count = es[i].count;
+            if (p.op == reduction::logsumexp) {
+                write_lse(p, yi, s);
+                continue;
+            }
+            p.k.row_log_softmax(xi, yi, n, m[i], p.b2, log_sum(s));
+        }
+    }
+}
+
 // Rows: the axis is contiguous in x (and in y unless logsumexp) or gathered.
 template <class T>
 void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
@@ -399,6 +443,15 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     const std::unique_ptr<T[]> ybufs(scatter_y ? new T[detail::scratch_elems(slots, piece)] : nullptr);
     const std::size_t nparts = super_chunks(n) > 1 ? super_chunks(n) : 0;
     std::vector<stats> parts(detail::scratch_elems(slots, nparts));
+    // Many short rows of a 2-d layout: several rows per kernel call (short_rows).
+    const bool short_ok = rows > 1 && !gather_x && !scatter_y && !p.given_m && od.shape.size() == 1 &&
+                          (p.op == reduction::softmax ? n * sizeof(T) <= kInCacheBytes : n * sizeof(T) <= kChunkBytes);
+    if (short_ok) {
+        detail::parallel_slices(nt_rows, rows, [&](std::size_t, std::size_t rb, std::size_t re) {
+            short_rows(p, x, od.xs[0], y, od.ys[0], n, rb, re);
+        });
+        return;
+    }
     detail::parallel_slices(nt_rows, rows, [&](std::size_t slot, std::size_t rb, std::size_t re) {
         const row_scratch<T> rs{gather_x ? xbufs.get() + slot * piece : nullptr,
                                 scatter_y ? ybufs.get() + slot * piece : nullptr, piece,

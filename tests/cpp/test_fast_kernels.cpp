@@ -1,5 +1,7 @@
 // The accuracy::fast kernels (kernel_table.hpp: f32_fast, f64_fast) of every kernel set against the scalar
-// fast specification and against a long double reference, at every length around the vector widths.
+// fast specification and against a long double reference, at every length around the vector widths; and
+// the several-rows kernels (rows_softmax, rows_exp_sum) of both modes against the single-row kernels they
+// stand for, bit for bit, skipped rows included.
 //
 // Bounds and their reasons:
 //  * row_exp_sum / col_exp_sum: count is 0 (nothing is counted) and rest is the whole sum; SIMD against
@@ -133,6 +135,50 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
     }
 }
 
+// rows_softmax / rows_exp_sum: each row exactly row_max, row_exp_store + row_scale (or row_exp_sum); rows
+// with a NaN, +inf, all -inf or a maximum above m_limit are skipped (y untouched, sums {0, 0}).
+template <class T>
+void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature) {
+    const scale2<T> b = normexp::detail::split_beta<T>(temperature);
+    const T inf = std::numeric_limits<T>::infinity();
+    std::mt19937_64 rng(13);
+    std::normal_distribution<double> g(0.0, 10.0);
+    for (std::size_t n : {1, 7, 16, 17, 33, 128, 300}) {
+        const std::size_t rows = 9;
+        const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
+        std::vector<T> x(rows * std::size_t(sx));
+        for (auto& v : x) v = T(g(rng));
+        x[1 * std::size_t(sx)] = std::numeric_limits<T>::quiet_NaN();  // row 1: NaN
+        x[3 * std::size_t(sx) + n / 2] = inf;                          // row 3: +inf
+        for (std::size_t j = 0; j < n; ++j) x[5 * std::size_t(sx) + j] = -inf;  // row 5: all -inf
+        x[7 * std::size_t(sx)] = T(1e30);                              // row 7: above the limit below
+        const T m_limit = T(1e20);
+        std::vector<T> y(rows * std::size_t(sy), T(7)), m(rows);
+        std::vector<normexp::exp_sum> es(rows);
+        k.rows_softmax(x.data(), sx, y.data(), sy, rows, n, b, m_limit, m.data());
+        k.rows_exp_sum(x.data(), sx, rows, n, b, m_limit, m.data(), es.data());
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* xr = x.data() + r * std::size_t(sx);
+            const T* yr = y.data() + r * std::size_t(sy);
+            const T mr = k.row_max(xr, n);
+            CHECK(check::ulp_diff(m[r], mr) == 0, "%s n=%zu r=%zu: max", name, n, r);
+            const bool skip = r == 1 || r == 3 || r == 5 || r == 7;
+            if (skip) {
+                CHECK(es[r].rest == 0 && es[r].count == 0, "%s n=%zu r=%zu: skipped sums", name, n, r);
+                for (std::size_t j = 0; j < n; ++j) CHECK(yr[j] == T(7), "%s n=%zu r=%zu: skipped row written", name, n, r);
+                continue;
+            }
+            std::vector<T> want(n);
+            const double sum = k.row_exp_store(xr, want.data(), n, mr, b);
+            k.row_scale(want.data(), n, T(1.0 / sum));
+            for (std::size_t j = 0; j < n; ++j)
+                CHECK(yr[j] == want[j], "%s n=%zu r=%zu j=%zu: rows_softmax %.9g vs %.9g", name, n, r, j, double(yr[j]), double(want[j]));
+            const normexp::exp_sum e = k.row_exp_sum(xr, n, mr, b);
+            CHECK(es[r].rest == e.rest && es[r].count == e.count, "%s n=%zu r=%zu: rows_exp_sum", name, n, r);
+        }
+    }
+}
+
 // The mode-free entries of a fast table are the high table's, and the high tables did not change.
 void test_tables(const normexp::kernel_table& t) {
     CHECK(t.f32_fast.row_max == t.f32.row_max && t.f64_fast.col_max == t.f64.col_max, "%s: shared max", t.name);
@@ -148,6 +194,12 @@ int main() {
     for (const std::string& name : normexp::detail::available_isas()) {
         const normexp::kernel_table& kt = normexp::detail::kernels_for(name);
         test_tables(kt);
+        for (double temperature : {1.0, 0.7}) {
+            test_several_rows<float>(kt.f32, kt.name, temperature);
+            test_several_rows<double>(kt.f64, kt.name, temperature);
+            test_several_rows<float>(kt.f32_fast, kt.name, temperature);
+            test_several_rows<double>(kt.f64_fast, kt.name, temperature);
+        }
         for (double temperature : {1.0, 0.7, 3.0}) {
             test_rows<float>(kt, ks, temperature);
             test_rows<double>(kt, ks, temperature);

@@ -102,6 +102,18 @@ struct reduction_kernels {
     // w (if not null) receives w[0..n). block_sums (if not null) receives one float per block of
     // kSampleBlock = 64 entries (the last one padded with zeros), summed in a fixed lane order.
     void (*row_sample_weights)(const T* x, std::size_t n, T m, T beta, T thr, float* w, float* block_sums);
+
+    // ---- several short rows per call: `rows` rows of n entries, x rows sx apart (y rows sy apart) --------
+    // One call per batch of rows amortizes what a row costs besides its arithmetic (the driver's
+    // bookkeeping, the calls, the horizontal reductions that end each row, which now overlap the next row's
+    // work). Per row r: m[r] = row_max(row r); a row is skipped when m[r] is not finite or m[r] > m_limit
+    // (its outputs are left to the driver); for the others exactly what the single-row entries give:
+    //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
+    //   rows_exp_sum:  s[r] = row_exp_sum(x_r, m[r])  (s[r] = {0, 0} for skipped rows).
+    void (*rows_softmax)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                         scale2<T> beta, T m_limit, T* m);
+    void (*rows_exp_sum)(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit,
+                         T* m, exp_sum* s);
 };
 
 // ---- attention (blocked, flash-style) ------------------------------------------------------------------

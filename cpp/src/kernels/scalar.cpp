@@ -326,6 +326,35 @@ void k_col_scale(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::si
                 x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)] * c[j];
 }
 
+// Several rows per call (kernel_table.hpp): the single-row specification, row by row.
+template <class T>
+bool row_skipped(T m, T m_limit) {
+    return !(m <= m_limit) || m == -std::numeric_limits<T>::infinity();
+}
+
+template <class T, bool Fast>
+void k_rows_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                    scale2<T> beta, T m_limit, T* m) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
+        m[r] = k_row_max(xr, n);
+        if (row_skipped(m[r], m_limit)) continue;
+        const double sum = k_row_exp_store<T, Fast>(xr, yr, n, m[r], beta);
+        k_row_scale(yr, n, static_cast<T>(1.0 / sum));
+    }
+}
+
+template <class T, bool Fast>
+void k_rows_exp_sum(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit, T* m,
+                    exp_sum* s) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        m[r] = k_row_max(xr, n);
+        s[r] = row_skipped(m[r], m_limit) ? exp_sum{0, 0} : k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
+    }
+}
+
 // Fast: the accuracy::fast table (kernel_table.hpp); the mode-free entries are the same functions.
 template <class T, bool Fast = false>
 constexpr reduction_kernels<T> make_kernels() {
@@ -333,7 +362,8 @@ constexpr reduction_kernels<T> make_kernels() {
             k_row_scale<T>,    k_row_exp_scale<T, Fast>, k_row_log_softmax<T, Fast>, k_col_max<T>,
             k_col_exp_sum<T, Fast>,  k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>, k_col_exp_store<T, Fast>,
             k_col_scale<T>,    k_row_exp_scale<T, Fast>,
-            k_row_collect_ge<T>, k_row_sample_weights<T>};
+            k_row_collect_ge<T>, k_row_sample_weights<T>,
+            k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>};
 }
 
 // ---- attention ---------------------------------------------------------------------------------------

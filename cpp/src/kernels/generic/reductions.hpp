@@ -298,6 +298,41 @@ NX_FLATTEN void k_row_log_softmax(const typename F::T* x, typename F::T* y, std:
     }
 }
 
+// ---- several short rows per call (kernel_table.hpp: rows_softmax, rows_exp_sum) ----------------------
+// The single-row kernels inlined into one loop over the rows: the same operations, so the same bits.
+template <class T>
+NX_INLINE bool row_skipped(T m, T m_limit) {
+    return !(m <= m_limit) || m == -__builtin_huge_val();  // NaN, +inf, above the limit, all -inf
+}
+
+template <class F, bool Fast>
+NX_FLATTEN void k_rows_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+                               std::size_t rows, std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
+                               typename F::T* m) {
+    using T = typename F::T;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
+        const T mr = k_row_max<F>(xr, n);
+        m[r] = mr;
+        if (row_skipped(mr, m_limit)) continue;
+        const double sum = k_row_exp_store<F, Fast>(xr, yr, n, mr, beta);
+        k_row_scale<F>(yr, n, static_cast<T>(1.0 / sum));
+    }
+}
+
+template <class F, bool Fast>
+NX_FLATTEN void k_rows_exp_sum(const typename F::T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
+                               scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
+    using T = typename F::T;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        const T mr = k_row_max<F>(xr, n);
+        m[r] = mr;
+        s[r] = row_skipped(mr, m_limit) ? exp_sum{0, 0} : k_row_exp_sum<F, Fast>(xr, n, mr, beta);
+    }
+}
+
 // ---- columns -----------------------------------------------------------------------------------------
 // Iterate column vectors j (N lanes, masked at the tail of w): body(j, mask, full) where full is
 // std::true_type for whole vectors and std::false_type for the masked tail (a compile-time choice, so
@@ -576,4 +611,6 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
     // hint that most cores ignore), the streaming entry is the ordinary kernel: same results.
     if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F, Fast>;
     else k.row_exp_scale_stream = k_row_exp_scale<F, Fast>;
+    k.rows_softmax = k_rows_softmax<F, Fast>;
+    k.rows_exp_sum = k_rows_exp_sum<F, Fast>;
 }
