@@ -85,8 +85,12 @@ int check_sizes(const char* fn, std::size_t a, std::size_t b, std::size_t elem_s
 namespace {
 
 template <class T>
-int reduce_rows(const char* fn, reduction op, const T* x, T* y, std::size_t rows, std::size_t cols) noexcept {
+int reduce_rows(const char* fn, reduction op, const T* x, T* y, std::size_t rows, std::size_t cols,
+                int accuracy = NORMEXP_ACCURACY_HIGH) noexcept {
     const bool lse = op == reduction::logsumexp;
+    if (accuracy != NORMEXP_ACCURACY_HIGH && accuracy != NORMEXP_ACCURACY_FAST)
+        return failf(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
+                     "accuracy must be NORMEXP_ACCURACY_HIGH (0) or NORMEXP_ACCURACY_FAST (1), got %d", accuracy);
     if (!x) return failf(NORMEXP_ERROR_NULL_POINTER, fn, "x is NULL");
     if (!y) return failf(NORMEXP_ERROR_NULL_POINTER, fn, lse ? "out is NULL" : "y is NULL");
     std::size_t n = 0;
@@ -98,7 +102,8 @@ int reduce_rows(const char* fn, reduction op, const T* x, T* y, std::size_t rows
                          : "y overlaps x without being x (pass y == x for in place, or a separate buffer)");
     return guard(fn, [&] {
         const std::ptrdiff_t c = static_cast<std::ptrdiff_t>(cols);
-        reduce<T>(op, x, {c, 1}, y, lse ? strides_t{1, 0} : strides_t{c, 1}, {rows, cols}, 1);
+        reduce<T>(op, x, {c, 1}, y, lse ? strides_t{1, 0} : strides_t{c, 1}, {rows, cols}, 1, 1.0, nullptr,
+                  accuracy == NORMEXP_ACCURACY_FAST ? normexp::accuracy::fast : normexp::accuracy::high);
         return int(NORMEXP_OK);
     });
 }
@@ -128,6 +133,24 @@ int normexp_logsumexp_f32(const float* x, float* out, size_t rows, size_t cols) 
 }
 int normexp_logsumexp_f64(const double* x, double* out, size_t rows, size_t cols) {
     return reduce_rows("normexp_logsumexp_f64", reduction::logsumexp, x, out, rows, cols);
+}
+int normexp_softmax_ex_f32(const float* x, float* y, size_t rows, size_t cols, int accuracy) {
+    return reduce_rows("normexp_softmax_ex_f32", reduction::softmax, x, y, rows, cols, accuracy);
+}
+int normexp_softmax_ex_f64(const double* x, double* y, size_t rows, size_t cols, int accuracy) {
+    return reduce_rows("normexp_softmax_ex_f64", reduction::softmax, x, y, rows, cols, accuracy);
+}
+int normexp_log_softmax_ex_f32(const float* x, float* y, size_t rows, size_t cols, int accuracy) {
+    return reduce_rows("normexp_log_softmax_ex_f32", reduction::log_softmax, x, y, rows, cols, accuracy);
+}
+int normexp_log_softmax_ex_f64(const double* x, double* y, size_t rows, size_t cols, int accuracy) {
+    return reduce_rows("normexp_log_softmax_ex_f64", reduction::log_softmax, x, y, rows, cols, accuracy);
+}
+int normexp_logsumexp_ex_f32(const float* x, float* out, size_t rows, size_t cols, int accuracy) {
+    return reduce_rows("normexp_logsumexp_ex_f32", reduction::logsumexp, x, out, rows, cols, accuracy);
+}
+int normexp_logsumexp_ex_f64(const double* x, double* out, size_t rows, size_t cols, int accuracy) {
+    return reduce_rows("normexp_logsumexp_ex_f64", reduction::logsumexp, x, out, rows, cols, accuracy);
 }
 
 const char* normexp_last_error(void) { return normexp::capi::t_message; }

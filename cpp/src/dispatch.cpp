@@ -57,6 +57,7 @@ void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {
     NX_TAKE(row_exp_scale); NX_TAKE(row_log_softmax); NX_TAKE(col_max); NX_TAKE(col_exp_sum);
     NX_TAKE(col_exp_scale); NX_TAKE(col_log_softmax); NX_TAKE(col_exp_store); NX_TAKE(col_scale);
     NX_TAKE(row_exp_scale_stream); NX_TAKE(row_collect_ge); NX_TAKE(row_sample_weights);
+    NX_TAKE(rows_softmax); NX_TAKE(rows_exp_sum);
 }
 template <class T>
 void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {
@@ -122,6 +123,10 @@ kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback
     overwrite(t.f64, isa.f64);
     overwrite(t.attn_f32, isa.attn_f32);
     overwrite(t.attn_f64, isa.attn_f64);
+    overwrite(t.f32_fast, isa.f32_fast);
+    overwrite(t.f64_fast, isa.f64_fast);
+    share_mode_free(t.f32_fast, t.f32);  // the ISA's sampling entries, not the fallback's
+    share_mode_free(t.f64_fast, t.f64);
     return t;
 }
 

@@ -22,6 +22,11 @@
 // merged in order, whether or not threads run them in parallel, so results are bit-identical for every
 // thread count.
 //
+// Accuracy: accuracy::fast runs the same traversals with the kernel table's fast entries (f32_fast /
+// f64_fast, kernel_table.hpp): the shifted argument rounded once and nothing counted, so the statistics
+// are (m, count = 0, rest = the whole sum) and log_sum is log(rest). The merge rule, the rescale factors
+// and the special values are the same in both modes.
+//
 // Special values (the SciPy conventions): a row containing NaN gives NaN everywhere; a row whose max is
 // +inf gives logsumexp +inf, softmax NaN, log_softmax NaN at the +inf entries and -inf elsewhere; a row
 // of only -inf gives logsumexp -inf and NaN for softmax and log_softmax; an empty row gives -inf.
@@ -115,8 +120,8 @@ using detail::split_beta;
 // ------------------------------------------------------------------------------------------------------
 template <class T>
 struct plan {
-    const reduction_kernels<T>& k;
-    const reduction_kernels<T>& spec;  // the scalar set (see kernels_for_max)
+    const reduction_kernels<T>& k;     // the mode's table (accuracy::high or fast)
+    const reduction_kernels<T>& spec;  // the scalar set, accuracy::high in both modes (see kernels_for_max)
     reduction op;
     scale2<T> b2;  // 1/temperature for the kernels
     exp_scale ex;  // exp(beta (a - b)) for the online rule
@@ -134,7 +139,8 @@ struct plan {
 // temperature, x - m overflows T once m > 2^102 (float32; 2^969 float64), since x >= -max: beta (x - m)
 // can still be moderate. The scalar specification forms it exactly there (float32 in double, float64
 // from halves); the SIMD sets do not, so such rows (scores near the top of T's range) take the scalar
-// kernels. Without a temperature, an overflowing x - m is -inf, which is right.
+// kernels. Without a temperature, an overflowing x - m is -inf, which is right. In accuracy::fast too (the
+// exact argument is within the fast bound; the fast argument would be -inf there).
 template <class T>
 const reduction_kernels<T>& kernels_for_max(const plan<T>& p, double m) {
     constexpr double kHuge = sizeof(T) == 4 ? 0x1p102 : 0x1p969;
@@ -373,6 +379,55 @@ struct outer_dims {
     }
 };
 
+// Rows per batch of the several-rows kernels (rows_softmax, rows_exp_sum): their maxima and sums go to
+// stack arrays of this size. The log family reads a batch twice (rows_exp_sum, then row_log_softmax row by
+// row), so its batches are also kept to kChunkBytes: still in L1 for the second read (a batch of 64
+// 16 KiB rows came back from L3 and took 1.5x as long).
+constexpr std::size_t kRowBatch = 64;
+
+// Rows [rb, re) of a 2-d contiguous layout (row r at x + r xr, y + r yr) whose rows are short: softmax in
+// cache, or a log-family row that is one chunk of segment_stats. The kernels take a batch of rows per call;
+// each row gets exactly what do_row gives it (the same kernels on the same values: bit-identical), and a
+// row they skip (a maximum that is not finite, or one that needs the scalar kernels: kernels_for_max)
+// goes through do_row itself.
+template <class T>
+void short_rows(const plan<T>& p, const T* x, std::ptrdiff_t xr, T* y, std::ptrdiff_t yr, std::size_t n,
+                std::size_t rb, std::size_t re) {
+    constexpr double kHuge = sizeof(T) == 4 ? 0x1p102 : 0x1p969;  // kernels_for_max
+    const bool unit = p.b2.hi == 1 && p.b2.lo == 0;
+    const T m_limit = unit ? std::numeric_limits<T>::max() : static_cast<T>(kHuge);
+    T m[kRowBatch];
+    exp_sum es[kRowBatch];
+    const std::size_t batch = p.op == reduction::softmax
+                                  ? kRowBatch
+                                  : std::max<std::size_t>(1, std::min(kRowBatch, kChunkBytes / (n * sizeof(T))));
+    for (std::size_t b = rb; b < re; b += batch) {
+        const std::size_t cnt = std::min(batch, re - b);
+        const T* xb = x + std::ptrdiff_t(b) * xr;
+        T* yb = y + std::ptrdiff_t(b) * yr;
+        if (p.op == reduction::softmax)
+            p.k.rows_softmax(xb, xr, yb, yr, cnt, n, p.b2, m_limit, m);
+        else
+            p.k.rows_exp_sum(xb, xr, cnt, n, p.b2, m_limit, m, es);
+        for (std::size_t i = 0; i < cnt; ++i) {
+            const T* xi = xb + std::ptrdiff_t(i) * xr;
+            T* yi = yb + std::ptrdiff_t(i) * yr;
+            if (!(m[i] <= m_limit) || m[i] == -kInf<T>) {
+                do_row(p, xi, yi, n, 1, nullptr, nullptr);
+                continue;
+            }
+            if (p.op == reduction::softmax) continue;
+            stats s;  // segment_stats of a single chunk
+            s.m = m[i], s.rest = es[i].rest, s.count = es[i].count;
+            if (p.op == reduction::logsumexp) {
+                write_lse(p, yi, s);
+                continue;
+            }
+            p.k.row_log_softmax(xi, yi, n, m[i], p.b2, log_sum(s));
+        }
+    }
+}
+
 // Rows: the axis is contiguous in x (and in y unless logsumexp) or gathered.
 template <class T>
 void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
@@ -393,6 +448,15 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     const std::unique_ptr<T[]> ybufs(scatter_y ? new T[detail::scratch_elems(slots, piece)] : nullptr);
     const std::size_t nparts = super_chunks(n) > 1 ? super_chunks(n) : 0;
     std::vector<stats> parts(detail::scratch_elems(slots, nparts));
+    // Many short rows of a 2-d layout: several rows per kernel call (short_rows).
+    const bool short_ok = rows > 1 && !gather_x && !scatter_y && !p.given_m && od.shape.size() == 1 &&
+                          (p.op == reduction::softmax ? n * sizeof(T) <= kInCacheBytes : n * sizeof(T) <= kChunkBytes);
+    if (short_ok) {
+        detail::parallel_slices(nt_rows, rows, [&](std::size_t, std::size_t rb, std::size_t re) {
+            short_rows(p, x, od.xs[0], y, od.ys[0], n, rb, re);
+        });
+        return;
+    }
     detail::parallel_slices(nt_rows, rows, [&](std::size_t slot, std::size_t rb, std::size_t re) {
         const row_scratch<T> rs{gather_x ? xbufs.get() + slot * piece : nullptr,
                                 scatter_y ? ybufs.get() + slot * piece : nullptr, piece,
@@ -762,12 +826,14 @@ struct extras {
 
 template <class T>
 void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
-                 int axis, double temperature, const char* isa, const extras<T>& ex) {
+                 int axis, double temperature, const char* isa, accuracy acc, const extras<T>& ex) {
     // Messages are built only on failure: this runs on every call, including 1000-element ones.
     double* const parts = ex.parts;
     const std::size_t nd = shape.size();
     if (op != reduction::softmax && op != reduction::log_softmax && op != reduction::logsumexp)
         throw error("normexp: unknown reduction " + std::to_string(static_cast<int>(op)));
+    if (acc != accuracy::high && acc != accuracy::fast)
+        throw error("normexp: unknown accuracy " + std::to_string(static_cast<int>(acc)) + " (accuracy::high or accuracy::fast)");
     if (nd < 1) throw error("normexp: the input must have at least one dimension");
     if (xs.size() != nd || ys.size() != nd) throw error("normexp: strides must have one entry per dimension");
     const int ind = static_cast<int>(nd);
@@ -790,8 +856,9 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     if (x == nullptr || y == nullptr) throw error("normexp: null data pointer");
 
     const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
+    const bool fast = acc == accuracy::fast;
     const reduction_kernels<T>* k;
-    if constexpr (sizeof(T) == 4) k = &kt.f32; else k = &kt.f64;
+    if constexpr (sizeof(T) == 4) k = fast ? &kt.f32_fast : &kt.f32; else k = fast ? &kt.f64_fast : &kt.f64;
     if (ex.given_m && !(ex.given_sums && ex.zs && ex.zs->size() == nd && op != reduction::logsumexp))
         throw error("normexp: given statistics need m, sums, their strides, and softmax or log_softmax");
     const scale2<double> bd = split_beta<double>(temperature);
@@ -838,30 +905,30 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
 
 template <class T>
 void reduce(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
-            int axis, double temperature, const char* isa) {
-    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, extras<T>{});
+            int axis, double temperature, const char* isa, accuracy acc) {
+    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, acc, extras<T>{});
 }
 
 template <class T>
 void logsumexp_parts(const T* x, const strides_t& xs, T* m, double* sums, const strides_t& out_strides,
-                     const shape_t& shape, int axis, double temperature, const char* isa) {
+                     const shape_t& shape, int axis, double temperature, const char* isa, accuracy acc) {
     if (sums == nullptr) throw error("normexp: null data pointer");
     extras<T> ex;
     ex.parts = sums;
-    reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, ex);
+    reduce_impl<T>(reduction::logsumexp, x, xs, m, out_strides, shape, axis, temperature, isa, acc, ex);
 }
 
 template <class T>
 void normalize_with(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
                     int axis, const T* m, const double* sums, const strides_t& stat_strides, double temperature,
-                    const char* isa) {
+                    const char* isa, accuracy acc) {
     if (op == reduction::logsumexp) throw error("normexp: normalize_with takes softmax or log_softmax");
     if (m == nullptr || sums == nullptr) throw error("normexp: null data pointer");
     extras<T> ex;
     ex.given_m = m;
     ex.given_sums = sums;
     ex.zs = &stat_strides;
-    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, ex);
+    reduce_impl<T>(op, x, xs, y, ys, shape, axis, temperature, isa, acc, ex);
 }
 
 void merge_parts(std::size_t parts, std::size_t rows, const double* m, const double* sums, double* m_out,
@@ -899,19 +966,19 @@ void exp(const T* x, T* y, std::size_t n, const char* isa) {
 }
 
 template void reduce<float>(reduction, const float*, const strides_t&, float*, const strides_t&, const shape_t&, int,
-                            double, const char*);
+                            double, const char*, accuracy);
 template void reduce<double>(reduction, const double*, const strides_t&, double*, const strides_t&, const shape_t&,
-                             int, double, const char*);
+                             int, double, const char*, accuracy);
 template void logsumexp_parts<float>(const float*, const strides_t&, float*, double*, const strides_t&,
-                                     const shape_t&, int, double, const char*);
+                                     const shape_t&, int, double, const char*, accuracy);
 template void logsumexp_parts<double>(const double*, const strides_t&, double*, double*, const strides_t&,
-                                      const shape_t&, int, double, const char*);
+                                      const shape_t&, int, double, const char*, accuracy);
 template void normalize_with<float>(reduction, const float*, const strides_t&, float*, const strides_t&,
                                     const shape_t&, int, const float*, const double*, const strides_t&, double,
-                                    const char*);
+                                    const char*, accuracy);
 template void normalize_with<double>(reduction, const double*, const strides_t&, double*, const strides_t&,
                                      const shape_t&, int, const double*, const double*, const strides_t&, double,
-                                     const char*);
+                                     const char*, accuracy);
 template void exp<float>(const float*, float*, std::size_t, const char*);
 template void exp<double>(const double*, double*, std::size_t, const char*);
 

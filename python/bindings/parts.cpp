@@ -15,13 +15,13 @@ namespace {
 
 template <class T>
 void parts_typed(const py::array& x, py::array& m, py::array& sums, int axis, double temperature,
-                 const std::string& isa) {
+                 const std::string& isa, normexp::accuracy acc) {
     const layout lx = layout_of(x, "x"), lm = layout_of(m, "m");
     const T* xp = static_cast<const T*>(x.data());
     T* mp = static_cast<T*>(m.mutable_data());
     double* sp = static_cast<double*>(sums.mutable_data());
     py::gil_scoped_release nogil;
-    normexp::logsumexp_parts<T>(xp, lx.strides, mp, sp, lm.strides, lx.shape, axis, temperature, isa.c_str());
+    normexp::logsumexp_parts<T>(xp, lx.strides, mp, sp, lm.strides, lx.shape, axis, temperature, isa.c_str(), acc);
 }
 
 // m: x's dtype and rank, x's shape with length 1 along axis (normalized: 0 <= axis < x.ndim). sums:
@@ -44,19 +44,20 @@ void check_stats(const py::array& x, const py::array& m, const py::array& sums, 
 }
 
 void logsumexp_parts(const py::array& x, py::array m, py::array sums, int axis, double temperature,
-                     const std::string& isa) {
+                     const std::string& isa, normexp::accuracy acc) {
     check_stats(x, m, sums, axis, true);
     if (has_dtype<float>(x) && has_dtype<float>(m))
-        parts_typed<float>(x, m, sums, axis, temperature, isa);
+        parts_typed<float>(x, m, sums, axis, temperature, isa, acc);
     else if (has_dtype<double>(x) && has_dtype<double>(m))
-        parts_typed<double>(x, m, sums, axis, temperature, isa);
+        parts_typed<double>(x, m, sums, axis, temperature, isa, acc);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays");
 }
 
 template <class T>
 void normalize_typed(normexp::reduction op, const py::array& x, py::array& out, const py::array& m,
-                     const py::array& sums, int axis, double temperature, const std::string& isa) {
+                     const py::array& sums, int axis, double temperature, const std::string& isa,
+                     normexp::accuracy acc) {
     const layout lx = layout_of(x, "x"), lo = layout_of(out, "out"), lm = layout_of(m, "m");
     const T* xp = static_cast<const T*>(x.data());
     T* yp = static_cast<T*>(out.mutable_data());
@@ -64,21 +65,22 @@ void normalize_typed(normexp::reduction op, const py::array& x, py::array& out, 
     const double* sp = static_cast<const double*>(sums.data());
     py::gil_scoped_release nogil;
     normexp::normalize_with<T>(op, xp, lx.strides, yp, lo.strides, lx.shape, axis, mp, sp, lm.strides, temperature,
-                               isa.c_str());
+                               isa.c_str(), acc);
 }
 
 // op: softmax or log_softmax (the library refuses logsumexp); out: x's shape and dtype, writeable; m,
 // sums as for logsumexp_parts.
 void normalize_with(normexp::reduction op, const py::array& x, py::array out, const py::array& m,
-                    const py::array& sums, int axis, double temperature, const std::string& isa) {
+                    const py::array& sums, int axis, double temperature, const std::string& isa,
+                    normexp::accuracy acc) {
     check_stats(x, m, sums, axis, false);
     if (!x.dtype().equal(out.dtype())) throw py::type_error("x and out must have the same dtype");
     if (!has_shape_of(out, x, -1)) throw py::value_error("out must have x's shape");
     if (!out.writeable()) throw py::value_error("out must be writeable");
     if (has_dtype<float>(x) && has_dtype<float>(out) && has_dtype<float>(m))
-        normalize_typed<float>(op, x, out, m, sums, axis, temperature, isa);
+        normalize_typed<float>(op, x, out, m, sums, axis, temperature, isa, acc);
     else if (has_dtype<double>(x) && has_dtype<double>(out) && has_dtype<double>(m))
-        normalize_typed<double>(op, x, out, m, sums, axis, temperature, isa);
+        normalize_typed<double>(op, x, out, m, sums, axis, temperature, isa, acc);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays");
 }
@@ -123,7 +125,8 @@ void bind_parts(py::module_& m) {
     m.def("merge_parts", &merge_parts, py::arg("m"), py::arg("sums"), py::arg("temperature") = 1.0);
     m.def("logsumexp_from_parts", &logsumexp_from_parts, py::arg("m"), py::arg("sums"));
     m.def("logsumexp_parts", &logsumexp_parts, py::arg("x"), py::arg("m"), py::arg("sums"), py::arg("axis"),
-          py::arg("temperature") = 1.0, py::arg("isa") = "");
+          py::arg("temperature") = 1.0, py::arg("isa") = "", py::arg("accuracy") = normexp::accuracy::high);
     m.def("normalize_with", &normalize_with, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("m"), py::arg("sums"),
-          py::arg("axis"), py::arg("temperature") = 1.0, py::arg("isa") = "");
+          py::arg("axis"), py::arg("temperature") = 1.0, py::arg("isa") = "",
+          py::arg("accuracy") = normexp::accuracy::high);
 }

@@ -38,24 +38,24 @@ namespace {
 
 template <class T>
 void reduce_typed(normexp::reduction op, const py::array& x, py::array& out, int axis, double temperature,
-                  const std::string& isa) {
+                  const std::string& isa, normexp::accuracy acc) {
     const layout lx = layout_of(x, "x"), lo = layout_of(out, "out");
     const T* xp = static_cast<const T*>(x.data());
     T* op_ = static_cast<T*>(out.mutable_data());
     py::gil_scoped_release nogil;
-    normexp::reduce<T>(op, xp, lx.strides, op_, lo.strides, lx.shape, axis, temperature, isa.c_str());
+    normexp::reduce<T>(op, xp, lx.strides, op_, lo.strides, lx.shape, axis, temperature, isa.c_str(), acc);
 }
 
 // x and out: float32 or float64 arrays of the same dtype, out writeable with x's shape; for logsumexp
 // with length 1 along axis (its stride there is ignored). axis: normalized (0 <= axis < x.ndim).
 void reduce(normexp::reduction op, const py::array& x, py::array out, int axis, double temperature,
-            const std::string& isa) {
+            const std::string& isa, normexp::accuracy acc) {
     if (!has_shape_of(out, x, op == normexp::reduction::logsumexp ? axis : -1))
         throw py::value_error("out must have x's shape (logsumexp: with length 1 along axis)");
     if (has_dtype<float>(x) && has_dtype<float>(out))
-        reduce_typed<float>(op, x, out, axis, temperature, isa);
+        reduce_typed<float>(op, x, out, axis, temperature, isa, acc);
     else if (has_dtype<double>(x) && has_dtype<double>(out))
-        reduce_typed<double>(op, x, out, axis, temperature, isa);
+        reduce_typed<double>(op, x, out, axis, temperature, isa, acc);
     else
         throw py::type_error("normexp kernels take float32 or float64 arrays (x and out of the same dtype)");
 }
@@ -135,9 +135,20 @@ bool safe_alias(const py::array& x, const py::array& out) {
     return true;
 }
 
+// The accuracy keyword as the fast path reads it: exactly the str "high" or "fast", else nothing (the general
+// path owns the message).
+bool accuracy_of(py::handle h, normexp::accuracy& acc) {
+    if (!PyUnicode_CheckExact(h.ptr())) return false;
+    if (PyUnicode_CompareWithASCIIString(h.ptr(), "high") == 0) acc = normexp::accuracy::high;
+    else if (PyUnicode_CompareWithASCIIString(h.ptr(), "fast") == 0) acc = normexp::accuracy::fast;
+    else return false;
+    return true;
+}
+
 py::object fast_reduce(normexp::reduction op, py::handle xh, py::handle axis_h, py::handle temp_h, py::handle out_h,
-                       bool keepdims, const std::string& isa) {
-    if (!is_exact_ndarray(xh)) return py::none();
+                       bool keepdims, const std::string& isa, py::handle acc_h) {
+    normexp::accuracy acc = normexp::accuracy::high;
+    if (!is_exact_ndarray(xh) || !accuracy_of(acc_h, acc)) return py::none();
     const auto x = py::reinterpret_borrow<py::array>(xh);
     const py::ssize_t nd = x.ndim();
     if (nd < 1 || !kernel_ready(x, false) || !PyLong_CheckExact(axis_h.ptr())) return py::none();
@@ -203,10 +214,10 @@ py::object fast_reduce(normexp::reduction op, py::handle xh, py::handle axis_h, 
         py::gil_scoped_release nogil;
         if (x.itemsize() == 4)
             normexp::reduce<float>(op, static_cast<const float*>(x.data()), lx.strides, static_cast<float*>(out.mutable_data()),
-                                   ys, lx.shape, int(axis), temperature, isa.c_str());
+                                   ys, lx.shape, int(axis), temperature, isa.c_str(), acc);
         else
             normexp::reduce<double>(op, static_cast<const double*>(x.data()), lx.strides, static_cast<double*>(out.mutable_data()),
-                                    ys, lx.shape, int(axis), temperature, isa.c_str());
+                                    ys, lx.shape, int(axis), temperature, isa.c_str(), acc);
     }
     if (out_h.is_none() && out.ndim() == 0) return out[py::tuple()];  // a NumPy scalar, like NumPy reductions
     return std::move(out);
@@ -221,18 +232,27 @@ void bind_reductions(py::module_& m) {
         .value("softmax", normexp::reduction::softmax)
         .value("log_softmax", normexp::reduction::log_softmax)
         .value("logsumexp", normexp::reduction::logsumexp);
-    // The fast path: one entry point per op, so no op value crosses on the hot path at all.
-    m.def("fast_softmax", [](py::handle x, py::handle axis, py::handle temperature, py::handle out, const std::string& isa) {
-        return fast_reduce(normexp::reduction::softmax, x, axis, temperature, out, false, isa);
+    // The accuracy contract of reduce, logsumexp_parts and normalize_with (normexp::accuracy); like Reduction,
+    // only members convert (the Python API maps the strings "high" / "fast" onto it, _api.py).
+    py::enum_<normexp::accuracy>(m, "Accuracy")
+        .value("high", normexp::accuracy::high)
+        .value("fast", normexp::accuracy::fast);
+    // The fast path: one entry point per op, so no op value crosses on the hot path at all. accuracy is the
+    // user's value, taken only when it is exactly "high" or "fast".
+    m.def("fast_softmax", [](py::handle x, py::handle axis, py::handle temperature, py::handle out, const std::string& isa,
+                             py::handle accuracy) {
+        return fast_reduce(normexp::reduction::softmax, x, axis, temperature, out, false, isa, accuracy);
     });
-    m.def("fast_log_softmax", [](py::handle x, py::handle axis, py::handle temperature, py::handle out, const std::string& isa) {
-        return fast_reduce(normexp::reduction::log_softmax, x, axis, temperature, out, false, isa);
+    m.def("fast_log_softmax", [](py::handle x, py::handle axis, py::handle temperature, py::handle out, const std::string& isa,
+                                 py::handle accuracy) {
+        return fast_reduce(normexp::reduction::log_softmax, x, axis, temperature, out, false, isa, accuracy);
     });
-    m.def("fast_logsumexp", [](py::handle x, py::handle axis, py::handle out, bool keepdims, const std::string& isa) {
-        return fast_reduce(normexp::reduction::logsumexp, x, axis, py::handle(), out, keepdims, isa);
+    m.def("fast_logsumexp", [](py::handle x, py::handle axis, py::handle out, bool keepdims, const std::string& isa,
+                               py::handle accuracy) {
+        return fast_reduce(normexp::reduction::logsumexp, x, axis, py::handle(), out, keepdims, isa, accuracy);
     });
     m.def("reduce", &reduce, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("temperature"),
-          py::arg("isa") = "");
+          py::arg("isa") = "", py::arg("accuracy") = normexp::accuracy::high);
     m.def("exp", &vexp, py::arg("x"), py::arg("out"), py::arg("isa") = "");
     m.def("set_num_threads", &normexp::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &normexp::get_num_threads);

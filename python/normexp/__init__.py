@@ -52,7 +52,9 @@ _fast_softmax, _fast_log_softmax, _fast_logsumexp = _core.fast_softmax, _core.fa
 _isa = _api._isa_override
 
 
-def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, out: Any = None) -> np.ndarray:
+def softmax(
+    x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, accuracy: str = "high", out: Any = None
+) -> np.ndarray:
     """Softmax along ``axis``: ``exp(x / T - max) / sum(exp(x / T - max))``.
 
     Parameters
@@ -66,30 +68,41 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = No
         Divides the scores; a finite number > 0.
     where : array_like of bool, optional
         Broadcastable mask; False entries get probability 0. A row with no True entry is all zeros.
+    accuracy : {"high", "fast"}
+        ``"high"`` (default): ``x - max`` exact, within 4 ULP of the float64 reference for float32 anywhere.
+        ``"fast"``: ``t = (x - max) / T`` rounded once in working precision, as other libraries compute it:
+        relative error at most about 2 ULP + ``|t| * 2**-24`` for an entry ``t`` (float64: ``2**-53``;
+        ``3 |t|`` with a temperature, whose ``1/T`` and product are rounded too), i.e. a few ULP near the
+        maximum, ~50 ULP for float32 entries 100 below it. Faster.
     out : ndarray or torch tensor, optional
         Result's shape and dtype, writeable; may be ``x`` itself (in place). Returned (the same object).
 
     Special values follow SciPy: a NaN makes its row NaN; a row containing +inf or of only -inf is NaN.
     """
     if where is None:
-        r = _fast_softmax(x, axis, temperature, out, _isa.get())
+        r = _fast_softmax(x, axis, temperature, out, _isa.get(), accuracy)
         if r is not None:
             return r
-    return _api.elementwise("softmax", x, axis, temperature, where, out)
+    return _api.elementwise("softmax", x, axis, temperature, where, out, accuracy)
 
 
-def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, out: Any = None) -> np.ndarray:
+def log_softmax(
+    x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, accuracy: str = "high", out: Any = None
+) -> np.ndarray:
     """Logarithm of :func:`softmax` along ``axis``, computed as ``x/T - max - log(sum)`` without forming
     the softmax, with ``log1p`` of the other terms so entries near the maximum keep full relative accuracy.
 
     Arguments as for :func:`softmax`; masked entries (``where=False``) are ``-inf``, and a row with no
     True entry is all ``-inf``. A row whose maximum is +inf is NaN at the +inf entries, -inf elsewhere.
+    ``accuracy="fast"`` computes ``t - log(sum)`` in working precision with ``t = (x - max) / T`` rounded
+    once and ``log(sum)`` rounded to the dtype: error about 2 ULP + ``(|t| + |log(sum)|) * 2**-24``
+    (float64: ``2**-53``) absolute, so a few ULP relative except where the result cancels towards 0.
     """
     if where is None:
-        r = _fast_log_softmax(x, axis, temperature, out, _isa.get())
+        r = _fast_log_softmax(x, axis, temperature, out, _isa.get(), accuracy)
         if r is not None:
             return r
-    return _api.elementwise("log_softmax", x, axis, temperature, where, out)
+    return _api.elementwise("log_softmax", x, axis, temperature, where, out, accuracy)
 
 
 def logsumexp(
@@ -99,6 +112,7 @@ def logsumexp(
     b: Any = None,
     keepdims: bool = False,
     return_sign: bool = False,
+    accuracy: str = "high",
     out: Any = None,
 ) -> Any:
     """``log(sum(b * exp(x)))`` along ``axis``, without overflow.
@@ -118,6 +132,11 @@ def logsumexp(
         Keep the reduced axis with length 1 (True/False, or 0/1).
     return_sign : bool
         Also return the sign of the sum (1, -1, or 0 for an empty or cancelled sum).
+    accuracy : {"high", "fast"}
+        ``"high"`` (default): ``x - max`` exact and ``log1p`` of the terms below the maximum, full relative
+        accuracy. ``"fast"``: ``max + log(sum)`` with each ``x - max`` rounded once: relative error of the
+        sum about 2 ULP + ``max |t| * 2**-24`` (float64: ``2**-53``), so an absolute error of the result of
+        about that much. Faster. (With ``b=`` the result is the high-accuracy one in either mode.)
     out : ndarray or torch tensor, optional
         Receives the result (the reduced shape and the result dtype).
 
@@ -126,10 +145,10 @@ def logsumexp(
     without ``return_sign`` gives NaN.
     """
     if b is None and return_sign is False and (keepdims is False or keepdims is True):
-        r = _fast_logsumexp(x, axis, out, keepdims, _isa.get())
+        r = _fast_logsumexp(x, axis, out, keepdims, _isa.get(), accuracy)
         if r is not None:
             return r
-    return _api.logsumexp(x, axis, b, keepdims, return_sign, out)
+    return _api.logsumexp(x, axis, b, keepdims, return_sign, out, acc=accuracy)
 
 
 def set_num_threads(n: int) -> None:

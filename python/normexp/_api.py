@@ -33,6 +33,14 @@ REDUCTION: dict[str, _core.Reduction] = {
     "logsumexp": _core.Reduction.logsumexp,
 }
 
+# The accuracy keyword of the reductions: the string a user passes -> the bound enum.
+ACCURACY: dict[str, _core.Accuracy] = {"high": _core.Accuracy.high, "fast": _core.Accuracy.fast}
+
+
+def accuracy(value: Any) -> _core.Accuracy:
+    """The accuracy= keyword as the kernels' enum ("high" or "fast"; anything else is a ValueError naming both)."""
+    return ACCURACY[choice(value, "accuracy", tuple(ACCURACY))]
+
 
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[None]:
@@ -231,8 +239,9 @@ def _finish(dst: np.ndarray, out: np.ndarray | None, res: np.dtype) -> np.ndarra
 
 
 @_interop.dlpack_io("x")
-def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: Any) -> np.ndarray:
+def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: Any, acc: Any = "high") -> np.ndarray:
     """softmax / log_softmax along one axis."""
+    mode = accuracy(acc)
     a = as_array(x)
     res, compute = result_dtype(a.dtype)
     t = check_temperature(temperature, compute)
@@ -262,7 +271,7 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
 
     dst = _native_out(out_k, src, shape, compute)
     if a.size:
-        _core.reduce(REDUCTION[op], src, dst, ax, t, _isa_override.get())
+        _core.reduce(REDUCTION[op], src, dst, ax, t, _isa_override.get(), mode)
         if mask is not None:
             empty_rows = ~np.any(mask, axis=ax, keepdims=True)
             if empty_rows.any():
@@ -275,7 +284,8 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
 
 
 @_interop.dlpack_io("x")
-def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: Any, name: str = "x"):
+def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: Any, name: str = "x", acc: Any = "high"):
+    mode = accuracy(acc)  # b= is computed at high accuracy in either mode (weighted_logsumexp)
     a = as_array(x, name)
     res, compute = result_dtype(a.dtype, name)
     keepdims = flag(keepdims, "keepdims")
@@ -306,7 +316,7 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: A
                 out_keep = None
         val = _native_out(out_keep, src, keep_shape, compute)
         wrote_out = out_keep is not None and val is out_keep
-        _core.reduce(_core.Reduction.logsumexp, src, val, ax, 1.0, _isa_override.get())
+        _core.reduce(_core.Reduction.logsumexp, src, val, ax, 1.0, _isa_override.get(), mode)
         sign = None
         if return_sign:
             sign = np.where(np.isnan(val), np.nan, np.where(val == -np.inf, 0.0, 1.0)).astype(compute)

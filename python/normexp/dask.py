@@ -104,35 +104,38 @@ def _keep_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
 # Block functions: module-level (picklable for the process and distributed schedulers), NumPy in and out.
 # The compute dtype travels as its name: an unpickled np.dtype is equal to NumPy's float32 / float64 but
 # not the same object, and np.dtype(name) gives back the canonical one.
-def _native(op: str, block: np.ndarray, axis: int, temperature: float, isa: str, compute: str) -> np.ndarray:
+def _native(op: str, block: np.ndarray, axis: int, temperature: float, isa: str, compute: str,
+            accuracy: str = "high") -> np.ndarray:
     """The native op on one block, in the compute dtype (logsumexp: keepdims)."""
     compute = np.dtype(compute)
     src = _api._kernel_input(np.asarray(block), compute)
     shape = _keep_shape(src.shape, axis) if op == "logsumexp" else src.shape
     dst = np.empty(shape, dtype=compute)
     if src.size or (op == "logsumexp" and dst.size):
-        _core.reduce(_api.REDUCTION[op], src, dst, axis, temperature, isa)
+        _core.reduce(_api.REDUCTION[op], src, dst, axis, temperature, isa, _api.ACCURACY[accuracy])
     return dst
 
 
 def _block_whole(block: np.ndarray, op: str, axis: int, temperature: float, isa: str, compute: str,
-                 res: np.dtype, keepdims: bool) -> np.ndarray:
+                 res: np.dtype, keepdims: bool, accuracy: str = "high") -> np.ndarray:
     """The axis is one chunk: the NumPy API's computation on the block, bit for bit."""
-    y = _native(op, block, axis, temperature, isa, compute)
+    y = _native(op, block, axis, temperature, isa, compute, accuracy)
     if op == "logsumexp" and not keepdims:
         y = y.reshape(y.shape[:axis] + y.shape[axis + 1 :])
     return y.astype(res, copy=False)
 
 
-def _block_parts(block: np.ndarray, axis: int, temperature: float, isa: str, compute: str) -> np.ndarray:
-    """(m, count, rest) of each row of the block on a new first axis of length 3 (float64, keepdims)."""
+def _block_parts(block: np.ndarray, axis: int, temperature: float, isa: str, compute: str,
+                 accuracy: str = "high") -> np.ndarray:
+    """(m, count, rest) of each row of the block on a new first axis of length 3 (float64, keepdims);
+    accuracy "fast" counts nothing (count 0, rest the whole sum), which merges by the same rule."""
     compute = np.dtype(compute)
     src = _api._kernel_input(np.asarray(block), compute)
     keep = _keep_shape(src.shape, axis)
     m = np.empty(keep, dtype=compute)
     sums = np.empty(keep + (2,), dtype=_F64)
     if m.size:
-        _core.logsumexp_parts(src, m, sums, axis, temperature, isa)
+        _core.logsumexp_parts(src, m, sums, axis, temperature, isa, _api.ACCURACY[accuracy])
     return np.stack([m.astype(_F64), sums[..., 0], sums[..., 1]])
 
 
@@ -173,7 +176,7 @@ def _finish_lse(merged: np.ndarray, axis: int, keepdims: bool, compute: str, res
 
 
 def _block_normalize(block: np.ndarray, merged: np.ndarray, op: str, axis: int, temperature: float, isa: str,
-                     compute: str, res: np.dtype) -> np.ndarray:
+                     compute: str, res: np.dtype, accuracy: str = "high") -> np.ndarray:
     """softmax / log_softmax of one block of a row split over several blocks, given the row's merged
     (M, count, rest) (stacked on a first axis of length 3): the native pass 2 with those statistics,
     y = exp((x - M) / T) / (count + rest) or its log, so accuracy and special values are the kernels'."""
@@ -183,21 +186,21 @@ def _block_normalize(block: np.ndarray, merged: np.ndarray, op: str, axis: int, 
     if src.size:
         m = np.ascontiguousarray(merged[0]).astype(compute)  # exact: M is an entry of x (or NaN / inf)
         sums = np.ascontiguousarray(np.stack([merged[1], merged[2]], axis=-1))
-        _core.normalize_with(_api.REDUCTION[op], src, dst, m, sums, axis, temperature, isa)
+        _core.normalize_with(_api.REDUCTION[op], src, dst, m, sums, axis, temperature, isa, _api.ACCURACY[accuracy])
     return dst.astype(res, copy=False)
 
 
 # ------------------------------------------------------------------------------------------------------
 # Graph construction.
 def _merged_parts(x: da.Array, axis: int, temperature: float, isa: str, compute: np.dtype,
-                  split_every: Any) -> tuple[da.Array, da.Array]:
+                  split_every: Any, accuracy: str = "high") -> tuple[da.Array, da.Array]:
     """(parts, merged): per-block (m, count, rest) with one entry per block along axis, and the
     tree-merged triple per row (length 1 along axis); float64, stacked on a new first axis of length 3
     (first, so that map_blocks aligns the other axes with x's)."""
     nd = x.ndim
     pchunks = ((3,),) + tuple(((1,) * len(c) if i == axis else c) for i, c in enumerate(x.chunks))
     parts = x.map_blocks(
-        _block_parts, axis=axis, temperature=temperature, isa=isa, compute=compute.name,
+        _block_parts, axis=axis, temperature=temperature, isa=isa, compute=compute.name, accuracy=accuracy,
         chunks=pchunks, new_axis=0, dtype=_F64, meta=_meta(nd + 1, _F64),
         name="normexp-parts",
     )
@@ -225,7 +228,9 @@ def _where_mask(where: Any, x: da.Array) -> da.Array:
     return da.broadcast_to(w, x.shape).rechunk(x.chunks)
 
 
-def _elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, split_every: Any) -> da.Array:
+def _elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, split_every: Any,
+                 accuracy: Any = "high") -> da.Array:
+    acc = _api.accuracy(accuracy).name  # checked now; the blocks take the name (picklable)
     x, ax, res, compute = _check(x, axis, op)
     t = _api.check_temperature(temperature, compute)
     split_every = _check_split_every(split_every, x.numblocks[ax])
@@ -239,13 +244,13 @@ def _elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, split
     if x.numblocks[ax] == 1:
         y = x.map_blocks(
             _block_whole, op=op, axis=ax, temperature=t, isa=isa, compute=compute.name, res=res, keepdims=True,
-            dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
+            accuracy=acc, dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
         )
     else:
-        _, merged = _merged_parts(x, ax, t, isa, compute, split_every)
+        _, merged = _merged_parts(x, ax, t, isa, compute, split_every, acc)
         y = da.map_blocks(
             _block_normalize, x, merged,
-            op=op, axis=ax, temperature=t, isa=isa, compute=compute.name, res=res,
+            op=op, axis=ax, temperature=t, isa=isa, compute=compute.name, res=res, accuracy=acc,
             drop_axis=0, chunks=x.chunks, dtype=res, meta=_meta(x.ndim, res), name=f"normexp-{op}",
         )
     if mask is not None:
@@ -254,7 +259,7 @@ def _elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, split
     return y
 
 
-def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None,
+def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, accuracy: str = "high",
             split_every: Any = None) -> da.Array:
     """Lazy :func:`normexp.softmax` of a dask array along ``axis``, which may span many chunks.
 
@@ -268,27 +273,32 @@ def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = No
         Divides the scores; a finite number > 0.
     where : array_like or dask.array.Array of bool, optional
         Broadcastable mask; False entries get probability 0, and a row with no True entry is all zeros.
+    accuracy : {"high", "fast"}
+        As :func:`normexp.softmax`: ``"fast"`` rounds ``(x - max) / T`` once (relative error about
+        2 ULP + ``|t| * 2**-24``), chunk by chunk, with the same merge of the chunks' statistics.
     split_every : int, optional
         Fan-in of the tree that merges the per-chunk statistics (``dask.array.reduction``'s).
 
     Returns a dask array with x's shape and chunks; nothing is computed until you ask. Special values as
     the NumPy API; an empty or all -inf chunk of a finite row gives 0 there.
     """
-    return _elementwise("softmax", x, axis, temperature, where, split_every)
+    return _elementwise("softmax", x, axis, temperature, where, split_every, accuracy)
 
 
-def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None,
+def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, accuracy: str = "high",
                 split_every: Any = None) -> da.Array:
     """Lazy :func:`normexp.log_softmax` of a dask array along ``axis``, which may span many chunks.
 
     Arguments as for :func:`softmax`; masked entries (``where=False``) are -inf, and a row with no True
     entry is all -inf. Entries near the row's maximum keep full relative accuracy (log1p of the other
-    terms, as in the NumPy API, also when they lie in other chunks).
+    terms, as in the NumPy API, also when they lie in other chunks); ``accuracy="fast"`` as
+    :func:`normexp.log_softmax`.
     """
-    return _elementwise("log_softmax", x, axis, temperature, where, split_every)
+    return _elementwise("log_softmax", x, axis, temperature, where, split_every, accuracy)
 
 
-def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: Any = None) -> da.Array:
+def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, accuracy: str = "high",
+              split_every: Any = None) -> da.Array:
     """Lazy :func:`normexp.logsumexp` of a dask array along ``axis``, which may span many chunks.
 
     Parameters
@@ -299,6 +309,8 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: An
         The axis to reduce.
     keepdims : bool
         Keep the reduced axis with length 1.
+    accuracy : {"high", "fast"}
+        As :func:`normexp.logsumexp`.
     split_every : int, optional
         Fan-in of the merge tree (``dask.array.reduction``'s ``split_every``).
 
@@ -306,6 +318,7 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: An
     with the online-softmax rule in float64 and rounded once. Weights (``b=``) and ``return_sign`` are
     NumPy-API only.
     """
+    acc = _api.accuracy(accuracy).name
     x, ax, res, compute = _check(x, axis, "logsumexp")
     split_every = _check_split_every(split_every, x.numblocks[ax])
     keepdims = _api.flag(keepdims, "keepdims")
@@ -314,11 +327,11 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, split_every: An
     if x.numblocks[ax] == 1:
         return x.map_blocks(
             _block_whole, op="logsumexp", axis=ax, temperature=1.0, isa=isa, compute=compute.name, res=res,
-            keepdims=keepdims, chunks=tuple(
+            keepdims=keepdims, accuracy=acc, chunks=tuple(
                 (1,) if i == ax else c for i, c in enumerate(x.chunks) if keepdims or i != ax),
             drop_axis=[] if keepdims else [ax], dtype=res, meta=_meta(out_nd, res), name="normexp-logsumexp",
         )
-    _, merged = _merged_parts(x, ax, 1.0, isa, compute, split_every)
+    _, merged = _merged_parts(x, ax, 1.0, isa, compute, split_every, acc)
     drop = [0] if keepdims else [0, ax + 1]
     return merged.map_blocks(
         _finish_lse, axis=ax, keepdims=keepdims, compute=compute.name, res=res,

@@ -280,6 +280,37 @@ int run_bad_isa() {
 
 }  // namespace
 
+// The _ex functions: NORMEXP_ACCURACY_HIGH is the plain function bit for bit; FAST is within its bound of
+// it on ordinary data (|x - m| < 30: 2 ULP + 30 * 2^-24 relative, ~32 ULP for float32); any other value is
+// INVALID_ARGUMENT with a message naming accuracy, and nothing is written.
+void check_accuracy_ex() {
+    float x[2][40], y[2][40], yh[2][40], l[2][40], lh[2][40], s[2], sh[2];
+    for (int r = 0; r < 2; ++r)
+        for (int c = 0; c < 40; ++c) x[r][c] = float((c * 7 + r * 3) % 23) - 11.5f;
+    CHECK(normexp_softmax_f32(&x[0][0], &yh[0][0], 2, 40) == NORMEXP_OK, "softmax");
+    CHECK(normexp_log_softmax_f32(&x[0][0], &lh[0][0], 2, 40) == NORMEXP_OK, "log_softmax");
+    CHECK(normexp_logsumexp_f32(&x[0][0], sh, 2, 40) == NORMEXP_OK, "logsumexp");
+    CHECK(normexp_softmax_ex_f32(&x[0][0], &y[0][0], 2, 40, NORMEXP_ACCURACY_HIGH) == NORMEXP_OK, "softmax_ex high");
+    CHECK(std::memcmp(y, yh, sizeof y) == 0, "softmax_ex high is softmax");
+    CHECK(normexp_softmax_ex_f32(&x[0][0], &y[0][0], 2, 40, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "softmax_ex fast");
+    CHECK(normexp_log_softmax_ex_f32(&x[0][0], &l[0][0], 2, 40, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "log_softmax_ex");
+    CHECK(normexp_logsumexp_ex_f32(&x[0][0], s, 2, 40, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "logsumexp_ex");
+    for (int r = 0; r < 2; ++r) {
+        CHECK(std::fabs(s[r] - sh[r]) <= 4e-6f * std::fabs(sh[r]) + 1e-6f, "logsumexp fast %g vs %g", s[r], sh[r]);
+        for (int c = 0; c < 40; ++c) {
+            CHECK(check::ulp_diff(y[r][c], yh[r][c]) <= 40, "softmax fast %g vs %g", y[r][c], yh[r][c]);
+            CHECK(std::fabs(l[r][c] - lh[r][c]) <= 4e-6f * (std::fabs(lh[r][c]) + 12), "log_softmax fast");
+        }
+    }
+    double xd[3] = {1, 2, 3}, yd[3] = {7, 7, 7};
+    CHECK(normexp_softmax_ex_f64(xd, yd, 1, 3, 2) == NORMEXP_ERROR_INVALID_ARGUMENT, "accuracy 2 refused");
+    CHECK(std::strstr(normexp_last_error(), "accuracy") != nullptr, "message names accuracy: %s", normexp_last_error());
+    CHECK(yd[0] == 7 && yd[2] == 7, "nothing written after a refused accuracy");
+    CHECK(normexp_logsumexp_ex_f64(xd, yd, 1, 3, -1) == NORMEXP_ERROR_INVALID_ARGUMENT, "accuracy -1 refused");
+    CHECK(normexp_log_softmax_ex_f64(xd, yd, 1, 3, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "f64 fast");
+    CHECK(std::fabs(yd[2] - (-0.40760596444438013)) <= 1e-15, "f64 fast log_softmax %.17g", yd[2]);
+}
+
 int main(int argc, char** argv) {
     if (argc > 1 && std::string(argv[1]) == "bad-isa") return run_bad_isa();
     CHECK(*normexp_last_error() == '\0', "no error before the first call");
@@ -291,5 +322,6 @@ int main(int argc, char** argv) {
     check_errors<double>();
     check_thread_local_messages();
     check_library_functions();
+    check_accuracy_ex();
     return check::finish("c_api");
 }

@@ -164,9 +164,9 @@ def _use_isa(**kw: Any) -> None:
 
 # qualified name -> (call, base kwargs factory, the parameters' names)
 TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
-    "normexp.softmax": (normexp.softmax, lambda: {"x": _x()}, {"x", "axis", "temperature", "where", "out"}),
-    "normexp.log_softmax": (normexp.log_softmax, lambda: {"x": _x()}, {"x", "axis", "temperature", "where", "out"}),
-    "normexp.logsumexp": (normexp.logsumexp, lambda: {"x": _x()}, {"x", "axis", "b", "keepdims", "return_sign", "out"}),
+    "normexp.softmax": (normexp.softmax, lambda: {"x": _x()}, {"x", "axis", "temperature", "where", "accuracy", "out"}),
+    "normexp.log_softmax": (normexp.log_softmax, lambda: {"x": _x()}, {"x", "axis", "temperature", "where", "accuracy", "out"}),
+    "normexp.logsumexp": (normexp.logsumexp, lambda: {"x": _x()}, {"x", "axis", "b", "keepdims", "return_sign", "accuracy", "out"}),
     "normexp.set_num_threads": (normexp.set_num_threads, lambda: {"n": 1}, {"n"}),
     "normexp.get_num_threads": (normexp.get_num_threads, dict, set()),
     "normexp.isa": (normexp.isa, dict, set()),
@@ -192,10 +192,10 @@ TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
     "normexp.special.log_softmax": (special.log_softmax, lambda: {"x": _x()}, {"x", "axis"}),
     "normexp.special.logsumexp": (special.logsumexp, lambda: {"a": _x(), "b": np.ones(5)},
                                   {"a", "axis", "b", "keepdims", "return_sign"}),
-    "normexp.dask.softmax": (nd.softmax, lambda: {"x": _dask_x()}, {"x", "axis", "temperature", "where", "split_every"}),
+    "normexp.dask.softmax": (nd.softmax, lambda: {"x": _dask_x()}, {"x", "axis", "temperature", "where", "accuracy", "split_every"}),
     "normexp.dask.log_softmax": (nd.log_softmax, lambda: {"x": _dask_x()},
-                                 {"x", "axis", "temperature", "where", "split_every"}),
-    "normexp.dask.logsumexp": (nd.logsumexp, lambda: {"x": _dask_x()}, {"x", "axis", "keepdims", "split_every"}),
+                                 {"x", "axis", "temperature", "where", "accuracy", "split_every"}),
+    "normexp.dask.logsumexp": (nd.logsumexp, lambda: {"x": _dask_x()}, {"x", "axis", "keepdims", "accuracy", "split_every"}),
     "normexp.dask.attention": (
         nd.attention, _dask_att,
         {"q", "k", "v", "mask", "is_causal", "scale", "window", "softcap", "alibi_slopes", "causal_alignment",

@@ -111,12 +111,22 @@ def test_attention_dropped_by_default_when_normexp_lacks_it():
 
 
 def test_select_cases_options():
-    cases, _ = _cases(["--ops", "softmax,logsumexp", "--shapes", "4x8,6x5:0", "--dtypes", "float64"])
+    cases, _ = _cases(["--ops", "softmax,logsumexp", "--shapes", "4x8,6x5:0", "--dtypes", "float64", "--accuracy", "high"])
     assert [(c.op, c.shape, c.norm_axis, c.dtype) for c in cases] == [
         ("softmax", (4, 8), 1, "float64"), ("softmax", (6, 5), 0, "float64"),
         ("logsumexp", (4, 8), 1, "float64"), ("logsumexp", (6, 5), 0, "float64")]
+    # By default each reduction row is followed by its accuracy="fast" row; attention has one row.
+    cases, _ = _cases(["--ops", "softmax,attention", "--shapes", "4x8", "--attention-shapes", "1x2x4x8"])
+    assert [(c.op, c.shape_label, c.accuracy) for c in cases] == [
+        ("softmax", "4x8", "high"), ("softmax", "4x8 fast", "fast"), ("attention", "B1 H2 L4 D8", "high")]
+    assert [c.accuracy for c in _cases(["--ops", "softmax", "--shapes", "4x8", "--accuracy", "fast"])[0]] == ["fast"]
+    with pytest.raises(ValueError, match="accuracy"):
+        _cases(["--ops", "softmax", "--accuracy", "exact"])
+    with pytest.raises(ValueError, match="accuracy"):
+        Case("attention", (1, 1, 2, 2, 4), accuracy="fast")
     cases, _ = _cases(["--quick"])
     assert {c.op for c in cases} == {"softmax", "logsumexp"} and all(c.dtype == "float32" for c in cases)
+    assert all(c.accuracy == "high" for c in cases)  # the quick run keeps to the default mode
     with pytest.raises(ValueError, match="unknown operation"):
         _cases(["--ops", "softmin"])
     with pytest.raises(ValueError, match="dtype"):
@@ -371,8 +381,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3x33" in out and "5x4 axis 0" in out and "float64" in out
     data = json.loads((tmp_path / "results.json").read_text())
-    assert len(data["records"]) == 2 * 2 * 2 * 2  # ops x shapes x dtypes x peers
+    assert len(data["records"]) == 2 * 2 * 2 * 2 * 2  # ops x shapes x dtypes x accuracies x peers
     assert all(r["check"] == "ok" for r in data["records"])
+    assert "3x33 fast" in out and sum(r["accuracy"] == "fast" for r in data["records"]) == 16
     assert data["meta"]["command"].startswith("python -m normexp bench --ops softmax,log_softmax")
     assert (tmp_path / "results.md").exists() and (tmp_path / "softmax.png").exists()
     # re-render from the JSON without measuring
@@ -399,7 +410,7 @@ def test_cli_isa_side_by_side(tmp_path, capsys):
     pick = [isas[-1], isas[0]] if len(isas) > 1 else isas
     before = normexp.isa()
     rc = cli.main(["--ops", "softmax", "--shapes", "3x40", "--threads", "1", "--peers", "", "--isa", ",".join(pick),
-                   "--no-probe", "--no-progress", "--repeat", "2", "--min-repeat", "1", "--max-time", "0.0001",
+                   "--accuracy", "high", "--no-probe", "--no-progress", "--repeat", "2", "--min-repeat", "1", "--max-time", "0.0001",
                    "--warmup", "0", "--json", str(tmp_path / "r.json")])
     assert rc == 0
     data = json.loads((tmp_path / "r.json").read_text())
@@ -418,7 +429,7 @@ def test_cli_isa_side_by_side(tmp_path, capsys):
 
 def test_cli_list_and_errors(capsys):
     assert cli.main(["--list", "--ops", "logsumexp", "--shapes", "2x3"]) == 0
-    assert capsys.readouterr().out.strip() == "logsumexp float32 2x3"
+    assert capsys.readouterr().out.strip() == "logsumexp float32 2x3\nlogsumexp float32 2x3 fast"
     with pytest.raises(SystemExit) as e:
         cli.main(["--shapes", "2xq"])
     assert e.value.code == 2

@@ -63,6 +63,20 @@ NORMEXP_API int normexp_log_softmax_f64(const double* x, double* y, size_t rows,
 NORMEXP_API int normexp_logsumexp_f32(const float* x, float* out, size_t rows, size_t cols);
 NORMEXP_API int normexp_logsumexp_f64(const double* x, double* out, size_t rows, size_t cols);
 
+/* The accuracy contract (docs/accuracy.md). HIGH, what the functions above compute: x - max exact,
+ * entries equal to the maximum counted, log1p of the rest (float32 softmax within 4 ULP anywhere).
+ * FAST: t = x - max rounded once in working precision, as other libraries compute it, and no
+ * bookkeeping: relative error at most about 2 ULP + |t| * 2^-24 for an entry t = x - max (float64:
+ * 2^-53). */
+typedef enum normexp_accuracy { NORMEXP_ACCURACY_HIGH = 0, NORMEXP_ACCURACY_FAST = 1 } normexp_accuracy;
+/* The functions above with an accuracy (a normexp_accuracy value; any other is INVALID_ARGUMENT). */
+NORMEXP_API int normexp_softmax_ex_f32(const float* x, float* y, size_t rows, size_t cols, int accuracy);
+NORMEXP_API int normexp_softmax_ex_f64(const double* x, double* y, size_t rows, size_t cols, int accuracy);
+NORMEXP_API int normexp_log_softmax_ex_f32(const float* x, float* y, size_t rows, size_t cols, int accuracy);
+NORMEXP_API int normexp_log_softmax_ex_f64(const double* x, double* y, size_t rows, size_t cols, int accuracy);
+NORMEXP_API int normexp_logsumexp_ex_f32(const float* x, float* out, size_t rows, size_t cols, int accuracy);
+NORMEXP_API int normexp_logsumexp_ex_f64(const double* x, double* out, size_t rows, size_t cols, int accuracy);
+
 /* ---- attention -----------------------------------------------------------------------------------
  * out = softmax(scale * q k^T (causal: keys j <= i only)) v for contiguous (batch, heads, len, dim)
  * tensors: q (batch, heads_q, len_q, head_dim), k (batch, heads_kv, len_kv, head_dim),

@@ -35,41 +35,55 @@ using strides_t = std::vector<std::ptrdiff_t>;  // in elements, not bytes
 
 enum class reduction { softmax, log_softmax, logsumexp };
 
+// The accuracy contract of a reduction (docs/accuracy.md).
+//  * high (the default): x - m exact, entries equal to the maximum counted and log1p of the rest: float32
+//    softmax within 4 ULP of the float64 reference anywhere, log_softmax / logsumexp with full relative
+//    accuracy near the maximum.
+//  * fast: t = (x - m) / temperature rounded in working precision, as the peers compute it, and no
+//    bookkeeping: relative error at most about 2 ULP + |t| 2^-24 for an entry t (float64: 2^-53; with a
+//    temperature 3 |t| 2^-24: 1/temperature and the product are rounded too);
+//    log_softmax = t - log(sum) in working precision, logsumexp = m + log(sum).
+enum class accuracy { high, fast };
+
 // Reduce along `axis` (negative counts from the end). temperature divides the scores (softmax and
 // log_softmax; must be finite and > 0; logsumexp requires 1). isa: a kernel set by name ("scalar",
-// "avx2", "avx512", "neon"), or nullptr/"" for the active one.
+// "avx2", "avx512", "neon"), or nullptr/"" for the active one. acc: the accuracy contract.
 template <class T>
 NORMEXP_API void reduce(reduction op, const T* x, const strides_t& x_strides, T* y, const strides_t& y_strides,
-            const shape_t& shape, int axis, double temperature = 1.0, const char* isa = nullptr);
+            const shape_t& shape, int axis, double temperature = 1.0, const char* isa = nullptr,
+            accuracy acc = accuracy::high);
 
 template <class T>
-void softmax(const T* x, T* y, std::size_t rows, std::size_t cols, double temperature = 1.0) {
+void softmax(const T* x, T* y, std::size_t rows, std::size_t cols, double temperature = 1.0,
+             accuracy acc = accuracy::high) {
     reduce<T>(reduction::softmax, x, {std::ptrdiff_t(cols), 1}, y, {std::ptrdiff_t(cols), 1}, {rows, cols}, 1,
-              temperature);
+              temperature, nullptr, acc);
 }
 template <class T>
-void log_softmax(const T* x, T* y, std::size_t rows, std::size_t cols, double temperature = 1.0) {
+void log_softmax(const T* x, T* y, std::size_t rows, std::size_t cols, double temperature = 1.0,
+                 accuracy acc = accuracy::high) {
     reduce<T>(reduction::log_softmax, x, {std::ptrdiff_t(cols), 1}, y, {std::ptrdiff_t(cols), 1}, {rows, cols}, 1,
-              temperature);
+              temperature, nullptr, acc);
 }
 template <class T>
-void logsumexp(const T* x, T* out, std::size_t rows, std::size_t cols) {
-    reduce<T>(reduction::logsumexp, x, {std::ptrdiff_t(cols), 1}, out, {1, 0}, {rows, cols}, 1);
+void logsumexp(const T* x, T* out, std::size_t rows, std::size_t cols, accuracy acc = accuracy::high) {
+    reduce<T>(reduction::logsumexp, x, {std::ptrdiff_t(cols), 1}, out, {1, 0}, {rows, cols}, 1, 1.0, nullptr, acc);
 }
 
 template <class T>
 void softmax(const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape, int axis,
-             double temperature = 1.0) {
-    reduce<T>(reduction::softmax, x, xs, y, ys, shape, axis, temperature);
+             double temperature = 1.0, accuracy acc = accuracy::high) {
+    reduce<T>(reduction::softmax, x, xs, y, ys, shape, axis, temperature, nullptr, acc);
 }
 template <class T>
 void log_softmax(const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape, int axis,
-                 double temperature = 1.0) {
-    reduce<T>(reduction::log_softmax, x, xs, y, ys, shape, axis, temperature);
+                 double temperature = 1.0, accuracy acc = accuracy::high) {
+    reduce<T>(reduction::log_softmax, x, xs, y, ys, shape, axis, temperature, nullptr, acc);
 }
 template <class T>
-void logsumexp(const T* x, const strides_t& xs, T* out, const strides_t& out_strides, const shape_t& shape, int axis) {
-    reduce<T>(reduction::logsumexp, x, xs, out, out_strides, shape, axis);
+void logsumexp(const T* x, const strides_t& xs, T* out, const strides_t& out_strides, const shape_t& shape, int axis,
+               accuracy acc = accuracy::high) {
+    reduce<T>(reduction::logsumexp, x, xs, out, out_strides, shape, axis, 1.0, nullptr, acc);
 }
 
 // The statistics behind logsumexp, for merging partial results over disjoint pieces of a row exactly
@@ -79,10 +93,12 @@ void logsumexp(const T* x, const strides_t& xs, T* out, const strides_t& out_str
 // and sums[2k + 1] = rest (the others), both 0 for rows whose max is not finite; k is m's element
 // offset. m has the input's rank with length 1 along `axis` and element strides out_strides; sums has
 // twice those strides. logsumexp = m / temperature + log(count + rest), via log1p(rest) if count is 1.
+// With accuracy::fast nothing is counted: count is 0 and rest the whole sum.
 template <class T>
 NORMEXP_API void logsumexp_parts(const T* x, const strides_t& x_strides, T* m, double* sums,
                                  const strides_t& out_strides, const shape_t& shape, int axis,
-                                 double temperature = 1.0, const char* isa = nullptr);
+                                 double temperature = 1.0, const char* isa = nullptr,
+                                 accuracy acc = accuracy::high);
 
 // softmax or log_softmax along `axis` with each row's statistics given instead of computed, as
 // logsumexp_parts writes them (m, and sums = (count, rest) pairs, possibly merged over the pieces of a
@@ -93,7 +109,7 @@ template <class T>
 NORMEXP_API void normalize_with(reduction op, const T* x, const strides_t& x_strides, T* y,
                                 const strides_t& y_strides, const shape_t& shape, int axis, const T* m,
                                 const double* sums, const strides_t& stat_strides, double temperature = 1.0,
-                                const char* isa = nullptr);
+                                const char* isa = nullptr, accuracy acc = accuracy::high);
 
 // Merges the statistics of `parts` disjoint pieces of each of `rows` rows, as logsumexp_parts writes
 // them, into the statistics of the whole rows, with the rule the driver applies between the pieces of a

@@ -20,6 +20,14 @@
 //  * "rest/count" split: entries equal to m contribute exactly exp(0) = 1 each and are counted instead
 //    of summed, so the driver can form log(count + rest) as log1p(rest) when count == 1 and keep full
 //    relative accuracy near the maximum.
+//  * accuracy::fast (kernel_table::f32_fast / f64_fast: the same entry points, filled by the same
+//    templates with the mode as a parameter): t = fl(fl(x - m) * beta.hi), rounded in working precision as
+//    the peers round it (no error term: relative error |t| 2^-24, 2^-53 for float64, per rounding, on top of
+//    the exp's <= 1 ULP: one rounding without a temperature, three with one, counting beta.hi's own); nothing
+//    is counted (row_exp_sum / col_exp_sum return count 0 and the whole sum in
+//    rest, so log(count + rest) is log(rest)); log_softmax is fl(t - fl(c)) in working precision. Sums are
+//    accumulated as in the high mode. The entries that do not depend on the mode (exp, row_max, row_scale,
+//    col_max, col_scale, sampling) are the high table's.
 #pragma once
 
 #include <cstddef>
@@ -94,6 +102,18 @@ struct reduction_kernels {
     // w (if not null) receives w[0..n). block_sums (if not null) receives one float per block of
     // kSampleBlock = 64 entries (the last one padded with zeros), summed in a fixed lane order.
     void (*row_sample_weights)(const T* x, std::size_t n, T m, T beta, T thr, float* w, float* block_sums);
+
+    // ---- several short rows per call: `rows` rows of n entries, x rows sx apart (y rows sy apart) --------
+    // One call per batch of rows amortizes what a row costs besides its arithmetic (the driver's
+    // bookkeeping, the calls, the horizontal reductions that end each row, which now overlap the next row's
+    // work). Per row r: m[r] = row_max(row r); a row is skipped when m[r] is not finite or m[r] > m_limit
+    // (its outputs are left to the driver); for the others exactly what the single-row entries give:
+    //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
+    //   rows_exp_sum:  s[r] = row_exp_sum(x_r, m[r])  (s[r] = {0, 0} for skipped rows).
+    void (*rows_softmax)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                         scale2<T> beta, T m_limit, T* m);
+    void (*rows_exp_sum)(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit,
+                         T* m, exp_sum* s);
 };
 
 // ---- attention (blocked, flash-style) ------------------------------------------------------------------
@@ -170,7 +190,18 @@ struct kernel_table {
     // Appended after the reductions (other features append their own fields after these).
     attention_kernels<float> attn_f32;
     attention_kernels<double> attn_f64;
+    // The reductions in accuracy::fast (see the conventions above).
+    reduction_kernels<float> f32_fast;
+    reduction_kernels<double> f64_fast;
 };
+
+// The entries of a fast table that do not depend on the mode and that the reduction families do not fill
+// (sampling): taken from the high table, so both tables of an ISA are complete.
+template <class T>
+void share_mode_free(reduction_kernels<T>& fast, const reduction_kernels<T>& high) {
+    fast.row_collect_ge = high.row_collect_ge;
+    fast.row_sample_weights = high.row_sample_weights;
+}
 
 // One getter per ISA translation unit; each is compiled with its own flags.
 const kernel_table& scalar_kernels();

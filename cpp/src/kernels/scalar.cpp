@@ -97,6 +97,21 @@ inline arg2 shifted(double x, double m, scale2<double> b) {
 }
 inline double exp_arg(arg2 a) { return exp_d(a.hi, a.lo); }
 
+// The argument of each mode (kernel_table.hpp). accuracy::high: shifted above, exact. accuracy::fast: what
+// the SIMD sets round, t = fl(fl(x - m) * beta.hi) in T (IEEE operations in T, no contraction), carried as
+// a double; exp_d then gives its exp correctly rounded up to ~2^-50, so a SIMD set differs from this only
+// by its exp's <= 1 ULP.
+template <bool Fast, class T>
+inline arg2 shifted_mode(T x, T m, scale2<T> b) {
+    if constexpr (!Fast) {
+        return shifted(x, m, b);
+    } else {
+        const T d = x - m;
+        const T t = b.lo == T(0) && b.hi == T(1) ? d : d * b.hi;
+        return {static_cast<double>(t), 0.0};
+    }
+}
+
 // Neumaier-compensated accumulator (float64 kernels; float32 sums are exact enough in plain double).
 struct neumaier {
     double s = 0.0, c = 0.0;
@@ -123,24 +138,25 @@ T k_row_max(const T* x, std::size_t n) {
     return m;
 }
 
-template <class T>
+// accuracy::fast counts nothing: every entry is summed (those equal to m as exp(0) = 1), count = 0.
+template <class T, bool Fast>
 exp_sum k_row_exp_sum(const T* x, std::size_t n, T m, scale2<T> beta) {
     neumaier rest;
     double count = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        if (x[i] == m)
+        if (!Fast && x[i] == m)
             count += 1;
         else
-            rest.add(exp_arg(shifted(x[i], m, beta)));
+            rest.add(exp_arg(shifted_mode<Fast>(x[i], m, beta)));
     }
     return {rest.value(), count};
 }
 
-template <class T>
+template <class T, bool Fast>
 double k_row_exp_store(const T* x, T* y, std::size_t n, T m, scale2<T> beta) {
     neumaier s;
     for (std::size_t i = 0; i < n; ++i) {
-        const T e = static_cast<T>(exp_arg(shifted(x[i], m, beta)));
+        const T e = static_cast<T>(exp_arg(shifted_mode<Fast>(x[i], m, beta)));
         y[i] = e;
         s.add(e);
     }
@@ -152,9 +168,9 @@ void k_row_scale(T* y, std::size_t n, T c) {
     for (std::size_t i = 0; i < n; ++i) y[i] *= c;
 }
 
-template <class T>
+template <class T, bool Fast>
 void k_row_exp_scale(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c) {
-    for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<T>(exp_arg(shifted(x[i], m, beta))) * c;
+    for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<T>(exp_arg(shifted_mode<Fast>(x[i], m, beta))) * c;
 }
 
 // beta (x - m) - c with one final rounding in float32 (all in double) and ~1 ULP in float64.
@@ -168,9 +184,16 @@ inline double log_softmax_one(double x, double m, scale2<double> b, double c) {
     return corr == corr ? s + corr : s;  // the correction is NaN only when x = -inf: result s = -inf
 }
 
-template <class T>
+// accuracy::fast: fl(t - fl(c)) in T, t the fast argument.
+template <bool Fast, class T>
+inline T log_softmax_mode(T x, T m, scale2<T> b, double c) {
+    if constexpr (Fast) return static_cast<T>(shifted_mode<true>(x, m, b).hi) - static_cast<T>(c);
+    else return log_softmax_one(x, m, b, c);
+}
+
+template <class T, bool Fast>
 void k_row_log_softmax(const T* x, T* y, std::size_t n, T m, scale2<T> beta, double c) {
-    for (std::size_t i = 0; i < n; ++i) y[i] = log_softmax_one(x[i], m, beta, c);
+    for (std::size_t i = 0; i < n; ++i) y[i] = log_softmax_mode<Fast>(x[i], m, beta, c);
 }
 
 template <class T>
@@ -186,7 +209,7 @@ void k_col_max(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, T
     }
 }
 
-template <class T>
+template <class T, bool Fast>
 void k_col_exp_sum(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const T* m,
                    scale2<T> beta, double* rest, double* count) {
     // Column by column (the chunk is L1-resident), each column's terms Neumaier-summed and added to
@@ -197,34 +220,34 @@ void k_col_exp_sum(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t 
         double c = 0;
         for (std::size_t i = 0; i < rows; ++i) {
             const T v = x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)];
-            if (v == m[j])
+            if (!Fast && v == m[j])
                 c += 1;
             else
-                s.add(exp_arg(shifted(v, m[j], beta)));
+                s.add(exp_arg(shifted_mode<Fast>(v, m[j], beta)));
         }
         rest[j] += s.value();
         count[j] += c;
     }
 }
 
-template <class T>
+template <class T, bool Fast>
 void k_col_exp_scale(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
                      std::size_t w, const T* m, scale2<T> beta, const T* c) {
     for (std::size_t i = 0; i < rows; ++i) {
         const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
         T* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
         for (std::size_t j = 0; j < w; ++j)
-            yi[j] = static_cast<T>(exp_arg(shifted(xi[j], m[j], beta))) * c[j];
+            yi[j] = static_cast<T>(exp_arg(shifted_mode<Fast>(xi[j], m[j], beta))) * c[j];
     }
 }
 
-template <class T>
+template <class T, bool Fast>
 void k_col_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
                        std::size_t w, const T* m, scale2<T> beta, const double* c) {
     for (std::size_t i = 0; i < rows; ++i) {
         const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
         T* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
-        for (std::size_t j = 0; j < w; ++j) yi[j] = log_softmax_one(xi[j], m[j], beta, c[j]);
+        for (std::size_t j = 0; j < w; ++j) yi[j] = log_softmax_mode<Fast>(xi[j], m[j], beta, c[j]);
     }
 }
 
@@ -281,12 +304,12 @@ void k_row_sample_weights(const T* x, std::size_t n, T m, T beta, T thr, float* 
     }
 }
 
-template <class T>
+template <class T, bool Fast>
 void k_col_exp_store(T* x, std::size_t rows, std::size_t w, const T* m, scale2<T> beta, double* sum) {
     for (std::size_t j = 0; j < w; ++j) {
         neumaier s;
         for (std::size_t i = 0; i < rows; ++i) {
-            const T e = static_cast<T>(exp_arg(shifted(x[i * w + j], m[j], beta)));
+            const T e = static_cast<T>(exp_arg(shifted_mode<Fast>(x[i * w + j], m[j], beta)));
             x[i * w + j] = e;
             s.add(e);
         }
@@ -303,13 +326,44 @@ void k_col_scale(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::si
                 x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)] * c[j];
 }
 
+// Several rows per call (kernel_table.hpp): the single-row specification, row by row.
 template <class T>
+bool row_skipped(T m, T m_limit) {
+    return !(m <= m_limit) || m == -std::numeric_limits<T>::infinity();
+}
+
+template <class T, bool Fast>
+void k_rows_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                    scale2<T> beta, T m_limit, T* m) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
+        m[r] = k_row_max(xr, n);
+        if (row_skipped(m[r], m_limit)) continue;
+        const double sum = k_row_exp_store<T, Fast>(xr, yr, n, m[r], beta);
+        k_row_scale(yr, n, static_cast<T>(1.0 / sum));
+    }
+}
+
+template <class T, bool Fast>
+void k_rows_exp_sum(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit, T* m,
+                    exp_sum* s) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        m[r] = k_row_max(xr, n);
+        s[r] = row_skipped(m[r], m_limit) ? exp_sum{0, 0} : k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
+    }
+}
+
+// Fast: the accuracy::fast table (kernel_table.hpp); the mode-free entries are the same functions.
+template <class T, bool Fast = false>
 constexpr reduction_kernels<T> make_kernels() {
-    return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T>,     k_row_exp_store<T>,
-            k_row_scale<T>,    k_row_exp_scale<T>, k_row_log_softmax<T>, k_col_max<T>,
-            k_col_exp_sum<T>,  k_col_exp_scale<T>, k_col_log_softmax<T>, k_col_exp_store<T>,
-            k_col_scale<T>,    k_row_exp_scale<T>,
-            k_row_collect_ge<T>, k_row_sample_weights<T>};
+    return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T, Fast>,     k_row_exp_store<T, Fast>,
+            k_row_scale<T>,    k_row_exp_scale<T, Fast>, k_row_log_softmax<T, Fast>, k_col_max<T>,
+            k_col_exp_sum<T, Fast>,  k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>, k_col_exp_store<T, Fast>,
+            k_col_scale<T>,    k_row_exp_scale<T, Fast>,
+            k_row_collect_ge<T>, k_row_sample_weights<T>,
+            k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>};
 }
 
 // ---- attention ---------------------------------------------------------------------------------------
@@ -411,7 +465,8 @@ namespace normexp {
 const kernel_table& scalar_kernels() {
     static const kernel_table table{"scalar", scalar::make_kernels<float>(), scalar::make_kernels<double>(),
                                     scalar::make_attention_kernels<float>(),
-                                    scalar::make_attention_kernels<double>()};
+                                    scalar::make_attention_kernels<double>(),
+                                    scalar::make_kernels<float, true>(), scalar::make_kernels<double, true>()};
     return table;
 }
 }  // namespace normexp

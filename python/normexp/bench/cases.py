@@ -1,7 +1,9 @@
 """What is measured: one :class:`Case` per (operation, shape, axis, dtype[, causal]), its inputs, its
 float64 reference result, and the traffic / work model that turns a time into GB/s or GFLOP/s.
 
-Reductions (softmax, log_softmax, logsumexp) are described by the input shape and the reduced axis.
+Reductions (softmax, log_softmax, logsumexp) are described by the input shape and the reduced axis, and
+normexp's accuracy contract (``accuracy="high"``, the default, or ``"fast"``: the row labelled ``fast``,
+in which the peers compute the same function as in the high row).
 Attention is described by (batch, heads, q_len, kv_len, head_dim) in the layout of
 ``torch.nn.functional.scaled_dot_product_attention``: q (B, H, Lq, D), k and v (B, H, Lkv, D).
 """
@@ -18,6 +20,7 @@ import numpy as np
 REDUCTIONS = ("softmax", "log_softmax", "logsumexp")
 OPERATIONS = REDUCTIONS + ("attention",)
 DTYPES = ("float32", "float64")
+ACCURACIES = ("high", "fast")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,12 +33,17 @@ class Case:
     dtype: str = "float32"
     axis: int = -1
     causal: bool = False
+    accuracy: str = "high"
 
     def __post_init__(self) -> None:
         if self.op not in OPERATIONS:
             raise ValueError(f"unknown operation {self.op!r}; choose from {', '.join(OPERATIONS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        if self.accuracy not in ACCURACIES:
+            raise ValueError(f"unknown accuracy {self.accuracy!r}; choose from {', '.join(ACCURACIES)}")
+        if self.is_attention and self.accuracy != "high":
+            raise ValueError("accuracy applies to the reductions only")
         if any(int(n) < 1 for n in self.shape):
             raise ValueError(f"every dimension must be >= 1, got {self.shape}")
         if self.op == "attention":
@@ -72,7 +80,8 @@ class Case:
                 s = f"B{b} H{h} Lq{lq} Lkv{lkv} D{d}"
             return s + (" causal" if self.causal else "")
         s = "x".join(str(n) for n in self.shape)
-        return s if self.last_axis else f"{s} axis {self.norm_axis}"
+        s = s if self.last_axis else f"{s} axis {self.norm_axis}"
+        return s + (" fast" if self.accuracy == "fast" else "")
 
     @property
     def label(self) -> str:
@@ -193,6 +202,7 @@ class Case:
             "dtype": self.dtype,
             "axis": self.norm_axis if not self.is_attention else None,
             "causal": self.causal if self.is_attention else None,
+            "accuracy": self.accuracy,
             "label": self.shape_label,
         }
 
@@ -282,6 +292,21 @@ def default_cases(ops: Sequence[str], dtypes: Sequence[str] | None = None) -> li
             cases += [Case(op, s, "float32", axis=a) for s, a in DEFAULT_SHAPES]
             cases += [Case(op, s, "float64", axis=a) for s, a in DEFAULT_SHAPES_F64]
     return cases
+
+
+def with_accuracies(cases: Sequence[Case], accuracies: Sequence[str]) -> list[Case]:
+    """Each reduction case once per accuracy (in the given order, so a fast row follows its high row);
+    attention cases once."""
+    for a in accuracies:
+        if a not in ACCURACIES:
+            raise ValueError(f"unknown accuracy {a!r}; choose from {', '.join(ACCURACIES)}")
+    out: list[Case] = []
+    for c in cases:
+        if c.is_attention:
+            out.append(c)
+        else:
+            out += [dataclasses.replace(c, accuracy=a) for a in dict.fromkeys(accuracies)]
+    return out
 
 
 # ---- parsing shapes from the command line -----------------------------------------------------------

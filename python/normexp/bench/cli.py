@@ -54,6 +54,9 @@ def build_parser(prog: str = "python -m normexp bench") -> argparse.ArgumentPars
                    help="comma list of normexp kernel sets to run side by side (e.g. avx2,avx512; see "
                    "normexp.available_isas()); the first is the 'normexp' column, the others 'normexp[<isa>]', "
                    "and a table of their times and speed-ups over the first follows (default: the selected set)")
+    g.add_argument("--accuracy", default=None,
+                   help="comma list of normexp accuracy modes (high, fast), one row each per reduction case "
+                   "(default: high,fast; with --quick: high)")
     g.add_argument("--quick", action="store_true",
                    help="the short default run of `python -m normexp` (few shapes, all threads only)")
     g = p.add_argument_group("method")
@@ -147,7 +150,8 @@ def select_cases(args: argparse.Namespace, has_attention: bool) -> tuple[list[C.
             cases += [C.Case("attention", s, dt, causal=c) for dt in (dtypes or ["float32"]) for s, c in specs]
         else:
             cases += C.default_cases(["attention"], dtypes)
-    return cases, notices
+    accuracies = _csv(args.accuracy or ("high" if args.quick else "high,fast"))
+    return C.with_accuracies(cases, accuracies), notices
 
 
 def timing_from(args: argparse.Namespace) -> Timing:

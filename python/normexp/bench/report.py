@@ -78,11 +78,12 @@ def peer_cell(rec: dict[str, Any] | None, with_limit: bool = True) -> str:
 
 
 def _case_key(r: dict[str, Any]) -> tuple:
-    return (r["op"], r["dtype"], tuple(r["shape"]), r["axis"], r["causal"], r["threads"])
+    # accuracy: records written before the keyword existed are the high rows
+    return (r["op"], r["dtype"], tuple(r["shape"]), r["axis"], r["causal"], r["threads"], r.get("accuracy", "high"))
 
 
 def group(records: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, dict[str, Any]]]:
-    """{(op, dtype, shape, axis, causal, threads): {peer: record}} in first-seen order."""
+    """{(op, dtype, shape, axis, causal, threads, accuracy): {peer: record}} in first-seen order."""
     out: dict[tuple, dict[str, dict[str, Any]]] = {}
     for r in records:
         out.setdefault(_case_key(r), {})[r["peer"]] = r

@@ -19,5 +19,7 @@ namespace normexp {
 void avx2_add_reductions(kernel_table& t) {
     avx2::add_reductions<avx2::F32>(t.f32);
     avx2::add_reductions<avx2::F64>(t.f64);
+    avx2::add_reductions<avx2::F32, true>(t.f32_fast);
+    avx2::add_reductions<avx2::F64, true>(t.f64_fast);
 }
 }  // namespace normexp

@@ -19,5 +19,7 @@ namespace normexp {
 void avx512_add_reductions(kernel_table& t) {
     avx512::add_reductions<avx512::F32>(t.f32);
     avx512::add_reductions<avx512::F64>(t.f64);
+    avx512::add_reductions<avx512::F32, true>(t.f32_fast);
+    avx512::add_reductions<avx512::F64, true>(t.f64_fast);
 }
 }  // namespace normexp

@@ -87,7 +87,8 @@ struct lanes : P {
     static constexpr T kNormalMinArg = f32 ? T(kNormalMinArgF) : T(kNormalMinArgD);
 
     // exp(t + tl) for t in [kMinArg, kMaxArg] (or NaN), |tl| tiny. FullRange: t may exceed the largest
-    // argument with a normal result (88 float32, 709 float64); otherwise t <= ~0.
+    // argument with a normal result (88 float32, 709 float64); otherwise t <= ~0. HasLo = false: tl is
+    // zero (the fast argument of fast_arg below) and its addition is left out.
     //   k = round(t / ln2) by a shifter: fma(t, log2e, S) rounds t log2e to an integer (S = 1.5*2^23 or
     //       1.5*2^52: the binade where the ulp is 1), and subtracting S gives k exactly.
     //   r = (t - k LN2_HI - k LN2_LO) + tl  (Cody-Waite: k LN2_HI exact, see exp_constants.hpp), |r| <= ln2/2.
@@ -100,7 +101,7 @@ struct lanes : P {
     //   RN(p * 2^k), so the results are the same bits.
     // Error: <= 1 ULP against the correctly rounded exp (float32 measured exhaustively over all 2^32
     // inputs by tests/cpp/test_exp.cpp; float64 Taylor truncation 0.04 ULP plus the Horner rounding).
-    template <bool FullRange>
+    template <bool FullRange, bool HasLo = true>
     NX_INLINE static V exp_core(V t, V tl) {
         if constexpr (f32) {
             // kb = 1.5*2^23 + 127 + k: its low mantissa bits are the biased exponent of 2^k.
@@ -108,7 +109,7 @@ struct lanes : P {
             const V k = P::sub(kb, P::set1(kShifterBiasedF));
             V r = P::fnmadd(k, P::set1(kLn2HiF), t);
             r = P::fnmadd(k, P::set1(kLn2LoF), r);
-            r = P::add(r, tl);
+            if constexpr (HasLo) r = P::add(r, tl);
             V q = P::fmadd(P::set1(kC6F), r, P::set1(kC5F));
             q = P::fmadd(q, r, P::set1(kC4F));
             q = P::fmadd(q, r, P::set1(kC3F));
@@ -126,7 +127,7 @@ struct lanes : P {
             const I ki = P::int_of_shifted(ks, P::set1(kShifterD));
             V r = P::fnmadd(k, P::set1(kLn2HiD), t);
             r = P::fnmadd(k, P::set1(kLn2LoD), r);
-            r = P::add(r, tl);
+            if constexpr (HasLo) r = P::add(r, tl);
             V p = P::set1(kInvFact[13]);
             for (int i = 12; i >= 0; --i) p = P::fmadd(p, r, P::set1(kInvFact[i]));
             if constexpr (P::kScalef) return P::scalef(p, k);  // k in [-1076, 1024]: one rounding
@@ -299,3 +300,30 @@ struct arg {
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, xmin); }
 };
+
+// The shifted argument of accuracy::fast (kernel_table.hpp): t = fl(fl(x - m) * beta.hi), rounded as the
+// peers round it, with no error term. Relative error of exp(t): the exp's <= 1 ULP plus |t| 2^-24 (float64:
+// 2^-53) from each rounding of the argument, since d(exp t)/exp t = dt: one (x - m), or three with a
+// temperature (x - m, beta rounded to beta.hi, the product). x = -inf gives
+// t = -inf, raised to kMinArg (exp rounds to +0 there); a product that overflows is -inf too. The same
+// interface as arg, so the kernels take either (xlow is not needed: nothing here can be NaN for x <= m).
+template <class F, bool Scaled>
+struct fast_arg {
+    using V = typename F::V;
+    using T = typename F::T;
+    V nm, bh, tmin;
+    fast_arg(T m, scale2<T> beta) : nm(F::set1(-m)), bh(F::set1(beta.hi)), tmin(F::set1(F::kMinArg)) {}
+    // The argument itself, before the clamp (log_softmax's t).
+    NX_INLINE V t_of(V x, V negm) const {
+        const V d = F::add(x, negm);
+        return Scaled ? F::mul(d, bh) : d;
+    }
+    NX_INLINE V exp_of(V x, V negm, V) const {
+        return F::template exp_core<false, false>(F::max(tmin, t_of(x, negm)), F::zero());
+    }
+    NX_INLINE V exp_of(V x) const { return exp_of(x, nm, nm); }
+};
+
+// The argument of each mode: Fast selects fast_arg (accuracy::fast), else the exact arg.
+template <class F, bool Scaled, bool Fast>
+using mode_arg = std::conditional_t<Fast, fast_arg<F, Scaled>, arg<F, Scaled>>;

@@ -11,6 +11,10 @@
 
 // Every kernel with a temperature is instantiated twice: Scaled = false for beta == 1 exactly (t = x - m,
 // no product and no TwoProduct error term), Scaled = true otherwise; the k_* entry points pick one.
+// Every kernel whose result depends on the accuracy mode takes Fast (kernel_table.hpp): false for
+// accuracy::high (the exact argument arg, entries equal to the maximum counted), true for accuracy::fast
+// (fast_arg, no counting: count is 0 and rest the whole sum; log_softmax in working precision).
+// add_reductions<F, Fast> fills a table of either mode from the same templates.
 template <class T>
 NX_INLINE bool unit_beta(scale2<T> b) {
     return b.lo == 0 && b.hi == 1;
@@ -63,10 +67,17 @@ NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
     return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
 }
 
-template <class F, bool Scaled>
+template <class F, bool Scaled, bool Fast>
 NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
     using V = typename F::V;
-    const arg<F, Scaled> a(m, beta);
+    const mode_arg<F, Scaled, Fast> a(m, beta);
+    if constexpr (Fast) {  // the whole sum, entries at the maximum included (exp(0) = 1 exactly)
+        auto full = [&](std::size_t i) { return a.exp_of(F::load(x + i)); };
+        auto tail = [&](std::size_t i, typename F::M mk) {
+            return F::zero_unless(F::mask_v(mk), a.exp_of(F::load_tail(x + i, mk)));
+        };
+        return {blocked_sum<F>(n, full, tail), 0.0};
+    }
     const V mv = F::set1(m);
     typename F::C cnt = F::count_zero();
     double total_count = 0;
@@ -95,17 +106,17 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typen
     return {rest, total_count};
 }
 
-template <class F>
+template <class F, bool Fast>
 NX_FLATTEN exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
-    return unit_beta(beta) ? row_exp_sum_impl<F, false>(x, n, m, beta)
-                           : row_exp_sum_impl<F, true>(x, n, m, beta);
+    return unit_beta(beta) ? row_exp_sum_impl<F, false, Fast>(x, n, m, beta)
+                           : row_exp_sum_impl<F, true, Fast>(x, n, m, beta);
 }
 
-template <class F, bool Scaled>
+template <class F, bool Scaled, bool Fast>
 NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                           scale2<typename F::T> beta) {
     using V = typename F::V;
-    const arg<F, Scaled> a(m, beta);
+    const mode_arg<F, Scaled, Fast> a(m, beta);
     auto full = [&](std::size_t i) {
         const V e = a.exp_of(F::load(x + i));
         F::store(y + i, e);
@@ -119,11 +130,11 @@ NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, s
     return blocked_sum<F>(n, full, tail);
 }
 
-template <class F>
+template <class F, bool Fast>
 NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                        scale2<typename F::T> beta) {
-    return unit_beta(beta) ? row_exp_store_impl<F, false>(x, y, n, m, beta)
-                           : row_exp_store_impl<F, true>(x, y, n, m, beta);
+    return unit_beta(beta) ? row_exp_store_impl<F, false, Fast>(x, y, n, m, beta)
+                           : row_exp_store_impl<F, true, Fast>(x, y, n, m, beta);
 }
 
 template <class F>
@@ -141,10 +152,10 @@ NX_FLATTEN void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
     }
 }
 
-template <class F, bool Scaled>
+template <class F, bool Scaled, bool Fast>
 NX_FLATTEN void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                         scale2<typename F::T> beta, typename F::T c) {
-    const arg<F, Scaled> a(m, beta);
+    const mode_arg<F, Scaled, Fast> a(m, beta);
     const auto cv = F::set1(c);
     std::size_t i = 0;
     for (; i + F::N <= n; i += F::N) F::store(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
@@ -154,14 +165,14 @@ NX_FLATTEN void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std
     }
 }
 
-template <class F>
+template <class F, bool Fast>
 NX_FLATTEN void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                      scale2<typename F::T> beta, typename F::T c) {
-    unit_beta(beta) ? row_exp_scale_impl<F, false>(x, y, n, m, beta, c)
-                    : row_exp_scale_impl<F, true>(x, y, n, m, beta, c);
+    unit_beta(beta) ? row_exp_scale_impl<F, false, Fast>(x, y, n, m, beta, c)
+                    : row_exp_scale_impl<F, true, Fast>(x, y, n, m, beta, c);
 }
 
-template <class F, bool Scaled>
+template <class F, bool Scaled, bool Fast>
 void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                                scale2<typename F::T> beta, typename F::T c) {
     // Head up to the first kStreamAlign-byte boundary of y with ordinary stores, then aligned streaming
@@ -169,20 +180,20 @@ void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::si
     constexpr std::size_t A = F::kStreamAlign;
     std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(typename F::T);
     if (head > n) head = n;
-    row_exp_scale_impl<F, Scaled>(x, y, head, m, beta, c);
-    const arg<F, Scaled> a(m, beta);
+    row_exp_scale_impl<F, Scaled, Fast>(x, y, head, m, beta, c);
+    const mode_arg<F, Scaled, Fast> a(m, beta);
     const auto cv = F::set1(c);
     std::size_t i = head;
     for (; i + F::N <= n; i += F::N) F::stream(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
     F::stream_fence();  // order the streaming stores before anything that follows
-    row_exp_scale_impl<F, Scaled>(x + i, y + i, n - i, m, beta, c);
+    row_exp_scale_impl<F, Scaled, Fast>(x + i, y + i, n - i, m, beta, c);
 }
 
-template <class F>
+template <class F, bool Fast>
 NX_FLATTEN void k_row_exp_scale_stream(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                                        scale2<typename F::T> beta, typename F::T c) {
-    unit_beta(beta) ? row_exp_scale_stream_impl<F, false>(x, y, n, m, beta, c)
-                    : row_exp_scale_stream_impl<F, true>(x, y, n, m, beta, c);
+    unit_beta(beta) ? row_exp_scale_stream_impl<F, false, Fast>(x, y, n, m, beta, c)
+                    : row_exp_scale_stream_impl<F, true, Fast>(x, y, n, m, beta, c);
 }
 
 // log_softmax per vector (the scalar specification's arithmetic, scalar.cpp: log_softmax_one):
@@ -241,15 +252,84 @@ struct log_softmax_op<F, false> {  // float64
     V col(V x, V mv, const double* c) const { return two(x, mv, F::load(c)); }
 };
 
+// log_softmax of accuracy::fast, both element types: fl(t - c) in working precision with t = fast_arg's
+// argument and c = log(sum) rounded to T (as the peers compute it). Error: |t| 2^-24 (float64 2^-53) per
+// rounding of t, |c| 2^-24 from rounding c, and the final rounding: ~2 ULP + (|t| + |c|) 2^-24 absolute
+// against y = t - c, i.e. relative ~2 ULP wherever y is not cancelling towards 0.
 template <class F>
+NX_INLINE typename F::V load_doubles_as_t(const double* c) {  // F::N doubles, each rounded to T
+    if constexpr (sizeof(typename F::T) == 4) return F::narrow(F::D::load(c), F::D::load(c + F::D::N));
+    else return F::load(c);
+}
+
+template <class F, bool Scaled>
+NX_FLATTEN void row_log_softmax_fast(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
+                                     scale2<typename F::T> beta, double c) {
+    using V = typename F::V;
+    const fast_arg<F, Scaled> a(m, beta);
+    const V cv = F::set1(static_cast<typename F::T>(c));
+    auto one = [&](V v) { return F::sub(a.t_of(v, a.nm), cv); };
+    std::size_t i = 0;
+    for (; i + 2 * F::N <= n; i += 2 * F::N) {
+        F::store(y + i, one(F::load(x + i)));
+        F::store(y + i + F::N, one(F::load(x + i + F::N)));
+    }
+    for (; i + F::N <= n; i += F::N) F::store(y + i, one(F::load(x + i)));
+    if (i < n) {
+        const auto mk = F::tail_mask(n - i);
+        F::store_tail(y + i, mk, one(F::load_tail(x + i, mk)));
+    }
+}
+
+template <class F, bool Fast>
 NX_FLATTEN void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                        scale2<typename F::T> beta, double c) {
+    if constexpr (Fast) {
+        unit_beta(beta) ? row_log_softmax_fast<F, false>(x, y, n, m, beta, c)
+                        : row_log_softmax_fast<F, true>(x, y, n, m, beta, c);
+        return;
+    }
     const log_softmax_op<F> op(m, beta);
     std::size_t i = 0;
     for (; i + F::N <= n; i += F::N) F::store(y + i, op.row(F::load(x + i), c));
     if (i < n) {
         const auto mk = F::tail_mask(n - i);
         F::store_tail(y + i, mk, op.row(F::load_tail(x + i, mk), c));
+    }
+}
+
+// ---- several short rows per call (kernel_table.hpp: rows_softmax, rows_exp_sum) ----------------------
+// The single-row kernels inlined into one loop over the rows: the same operations, so the same bits.
+template <class T>
+NX_INLINE bool row_skipped(T m, T m_limit) {
+    return !(m <= m_limit) || m == -__builtin_huge_val();  // NaN, +inf, above the limit, all -inf
+}
+
+template <class F, bool Fast>
+NX_FLATTEN void k_rows_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+                               std::size_t rows, std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
+                               typename F::T* m) {
+    using T = typename F::T;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
+        const T mr = k_row_max<F>(xr, n);
+        m[r] = mr;
+        if (row_skipped(mr, m_limit)) continue;
+        const double sum = k_row_exp_store<F, Fast>(xr, yr, n, mr, beta);
+        k_row_scale<F>(yr, n, static_cast<T>(1.0 / sum));
+    }
+}
+
+template <class F, bool Fast>
+NX_FLATTEN void k_rows_exp_sum(const typename F::T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
+                               scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
+    using T = typename F::T;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        const T mr = k_row_max<F>(xr, n);
+        m[r] = mr;
+        s[r] = row_skipped(mr, m_limit) ? exp_sum{0, 0} : k_row_exp_sum<F, Fast>(xr, n, mr, beta);
     }
 }
 
@@ -389,38 +469,42 @@ NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typena
     }
 }
 
-template <class F, bool Scaled>
+template <class F, bool Scaled, bool Fast>
 NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
-    const arg<F, Scaled> a(0, beta);
+    const mode_arg<F, Scaled, Fast> a(0, beta);
     const V one = F::set1(1);
-    col_sums_rows_outer<F, true>(rows, w, m, rest, count,
+    col_sums_rows_outer<F, !Fast>(rows, w, m, rest, count,
                                  [&](std::size_t i, std::size_t j, typename F::M mk, auto full, V mv, V negm, V xlow, V& c) {
                                      const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
-                                     const typename F::B e = F::eq(v, mv);
-                                     c = F::add(c, F::zero_unless(e, one));
-                                     return F::zero_if(e, a.exp_of(v, negm, xlow));
+                                     if constexpr (Fast) {  // no count (count[] untouched)
+                                         return a.exp_of(v, negm, xlow);
+                                     } else {
+                                         const typename F::B e = F::eq(v, mv);
+                                         c = F::add(c, F::zero_unless(e, one));
+                                         return F::zero_if(e, a.exp_of(v, negm, xlow));
+                                     }
                                  });
 }
 
-template <class F>
+template <class F, bool Fast>
 NX_FLATTEN void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
                    scale2<typename F::T> beta, double* rest, double* count) {
-    unit_beta(beta) ? col_exp_sum_impl<F, false>(x, rows, sx, w, m, beta, rest, count)
-                    : col_exp_sum_impl<F, true>(x, rows, sx, w, m, beta, rest, count);
+    unit_beta(beta) ? col_exp_sum_impl<F, false, Fast>(x, rows, sx, w, m, beta, rest, count)
+                    : col_exp_sum_impl<F, true, Fast>(x, rows, sx, w, m, beta, rest, count);
 }
 
 // Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
 // from memory; the per-column parameters are staged in small arrays (kColPanel) that stay in L1.
 
-template <class F, bool Scaled>
+template <class F, bool Scaled, bool Fast>
 NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
                         std::size_t rows, std::size_t w, const typename F::T* m, scale2<typename F::T> beta,
                         const typename F::T* c) {
     using V = typename F::V;
     using T = typename F::T;
-    const arg<F, Scaled> a(0, beta);
+    const mode_arg<F, Scaled, Fast> a(0, beta);
     alignas(64) T negm[kColPanel], xlow[kColPanel];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
@@ -437,19 +521,23 @@ NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, ty
     }
 }
 
-template <class F>
+template <class F, bool Fast>
 NX_FLATTEN void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
                      std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const typename F::T* c) {
-    unit_beta(beta) ? col_exp_scale_impl<F, false>(x, sx, y, sy, rows, w, m, beta, c)
-                    : col_exp_scale_impl<F, true>(x, sx, y, sy, rows, w, m, beta, c);
+    unit_beta(beta) ? col_exp_scale_impl<F, false, Fast>(x, sx, y, sy, rows, w, m, beta, c)
+                    : col_exp_scale_impl<F, true, Fast>(x, sx, y, sy, rows, w, m, beta, c);
 }
 
-template <class F>
+template <class F, bool Fast, bool Scaled = false>
 NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
                        std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
     using V = typename F::V;
     using T = typename F::T;
+    if constexpr (Fast && !Scaled) {
+        if (!unit_beta(beta)) return k_col_log_softmax<F, true, true>(x, sx, y, sy, rows, w, m, beta, c);
+    }
     const log_softmax_op<F> op(0, beta);
+    const fast_arg<F, Scaled> fa(0, beta);
     alignas(64) double cbuf[kColPanel + F::N];  // a tail vector's lanes past pw read zeros
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
@@ -458,18 +546,21 @@ NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typ
             const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
             T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
             for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-                const V v = load_any<F>(xi + j, mk, full);
-                store_any<F>(yi + j, mk, full, op.col(v, load_any<F>(m + j0 + j, mk, full), cbuf + j));
+                const V v = load_any<F>(xi + j, mk, full), mv = load_any<F>(m + j0 + j, mk, full);
+                if constexpr (Fast)  // fl(fl(x - m) beta - fl(c)), as row_log_softmax_fast
+                    store_any<F>(yi + j, mk, full, F::sub(fa.t_of(v, F::sub(F::zero(), mv)), load_doubles_as_t<F>(cbuf + j)));
+                else
+                    store_any<F>(yi + j, mk, full, op.col(v, mv, cbuf + j));
             });
         }
     }
 }
 
-template <class F, bool Scaled>
+template <class F, bool Scaled, bool Fast>
 NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
                         scale2<typename F::T> beta, double* sum) {
     using V = typename F::V;
-    const arg<F, Scaled> a(0, beta);
+    const mode_arg<F, Scaled, Fast> a(0, beta);
     col_sums_rows_outer<F, false>(rows, w, m, sum, nullptr,
                                   [&](std::size_t i, std::size_t j, typename F::M mk, auto full, V, V negm, V xlow, V&) {
                                       typename F::T* p = x + i * w + j;
@@ -479,11 +570,11 @@ NX_FLATTEN void col_exp_store_impl(typename F::T* x, std::size_t rows, std::size
                                   });
 }
 
-template <class F>
+template <class F, bool Fast>
 NX_FLATTEN void k_col_exp_store(typename F::T* x, std::size_t rows, std::size_t w, const typename F::T* m,
                      scale2<typename F::T> beta, double* sum) {
-    unit_beta(beta) ? col_exp_store_impl<F, false>(x, rows, w, m, beta, sum)
-                    : col_exp_store_impl<F, true>(x, rows, w, m, beta, sum);
+    unit_beta(beta) ? col_exp_store_impl<F, false, Fast>(x, rows, w, m, beta, sum)
+                    : col_exp_store_impl<F, true, Fast>(x, rows, w, m, beta, sum);
 }
 
 template <class F>
@@ -498,24 +589,28 @@ NX_FLATTEN void k_col_scale(const typename F::T* x, std::ptrdiff_t sx, typename 
     }
 }
 
-// Fills the reduction entries of k (the sampling entries come from generic/sampling.hpp: add_sampling).
-template <class F>
+// Fills the reduction entries of k for one accuracy mode (Fast: the table's f32_fast / f64_fast); the
+// entries that do not depend on the mode are the same functions in both. The sampling entries come from
+// generic/sampling.hpp: add_sampling.
+template <class F, bool Fast = false>
 void add_reductions(reduction_kernels<typename F::T>& k) {
     k.exp = k_exp<F>;
     k.row_max = k_row_max<F>;
-    k.row_exp_sum = k_row_exp_sum<F>;
-    k.row_exp_store = k_row_exp_store<F>;
+    k.row_exp_sum = k_row_exp_sum<F, Fast>;
+    k.row_exp_store = k_row_exp_store<F, Fast>;
     k.row_scale = k_row_scale<F>;
-    k.row_exp_scale = k_row_exp_scale<F>;
-    k.row_log_softmax = k_row_log_softmax<F>;
+    k.row_exp_scale = k_row_exp_scale<F, Fast>;
+    k.row_log_softmax = k_row_log_softmax<F, Fast>;
     k.col_max = k_col_max<F>;
-    k.col_exp_sum = k_col_exp_sum<F>;
-    k.col_exp_scale = k_col_exp_scale<F>;
-    k.col_log_softmax = k_col_log_softmax<F>;
-    k.col_exp_store = k_col_exp_store<F>;
+    k.col_exp_sum = k_col_exp_sum<F, Fast>;
+    k.col_exp_scale = k_col_exp_scale<F, Fast>;
+    k.col_log_softmax = k_col_log_softmax<F, Fast>;
+    k.col_exp_store = k_col_exp_store<F, Fast>;
     k.col_scale = k_col_scale<F>;
     // Without a cache-bypassing vector store worth using (F::kStream false: NEON, whose STNP is only a
     // hint that most cores ignore), the streaming entry is the ordinary kernel: same results.
-    if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F>;
-    else k.row_exp_scale_stream = k_row_exp_scale<F>;
+    if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F, Fast>;
+    else k.row_exp_scale_stream = k_row_exp_scale<F, Fast>;
+    k.rows_softmax = k_rows_softmax<F, Fast>;
+    k.rows_exp_sum = k_rows_exp_sum<F, Fast>;
 }

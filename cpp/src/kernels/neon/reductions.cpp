@@ -19,5 +19,7 @@ namespace normexp {
 void neon_add_reductions(kernel_table& t) {
     neon::add_reductions<neon::F32>(t.f32);
     neon::add_reductions<neon::F64>(t.f64);
+    neon::add_reductions<neon::F32, true>(t.f32_fast);
+    neon::add_reductions<neon::F64, true>(t.f64_fast);
 }
 }  // namespace normexp

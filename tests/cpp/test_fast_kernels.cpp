@@ -1,0 +1,211 @@
+// The accuracy::fast kernels (kernel_table.hpp: f32_fast, f64_fast) of every kernel set against the scalar
+// fast specification and against a long double reference, at every length around the vector widths; and
+// the several-rows kernels (rows_softmax, rows_exp_sum) of both modes against the single-row kernels they
+// stand for, bit for bit, skipped rows included.
+//
+// Bounds and their reasons:
+//  * row_exp_sum / col_exp_sum: count is 0 (nothing is counted) and rest is the whole sum; SIMD against
+//    scalar within 64 eps relative (the blocked summation bound of test_kernels).
+//  * exp(t) outputs (row_exp_store, row_exp_scale(_stream), col_exp_store, col_exp_scale): the argument t
+//    is the same rounded value on every set (IEEE operations in T), so only the exps differ: <= 2 ULP
+//    apart (each <= 1 ULP), 3 with the scale's rounding.
+//  * log_softmax (row and column): identical bits (fl(fl(fl(x - m) beta) - fl(c)) on every set).
+//  * against the exact value exp(beta (x - m)): relative error <= 2 ULP + |t| 2^-24 per rounding of the
+//    argument (float64: 2^-53; one rounding, x - m, or three with a temperature: x - m, beta.hi, the
+//    product), the stated contract of accuracy::fast.
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "dispatch.hpp"
+#include "temperature.hpp"
+
+namespace {
+
+using normexp::scale2;
+
+template <class T>
+const normexp::reduction_kernels<T>& fast(const normexp::kernel_table& t) {
+    if constexpr (sizeof(T) == 4) return t.f32_fast; else return t.f64_fast;
+}
+
+std::vector<std::size_t> lengths() {
+    std::vector<std::size_t> v;
+    for (std::size_t n = 0; n <= 40; ++n) v.push_back(n);
+    for (std::size_t n : {63, 64, 65, 127, 128, 129, 1000}) v.push_back(n);
+    return v;
+}
+
+template <class T>
+void test_rows(const normexp::kernel_table& kt, const normexp::kernel_table& ks, double temperature) {
+    const auto &k = fast<T>(kt), &s = fast<T>(ks);
+    const scale2<T> b = normexp::detail::split_beta<T>(temperature);
+    const long double beta = 1.0L / temperature;
+    const double eps = std::numeric_limits<T>::epsilon();
+    const double arg_u = sizeof(T) == 4 ? 0x1p-24 : 0x1p-53;
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> g(0.0, 30.0);
+    for (std::size_t n : lengths()) {
+        std::vector<T> x(n), y(n), ys(n);
+        for (auto& v : x) v = T(g(rng));
+        if (n > 3) x[n / 2] = -std::numeric_limits<T>::infinity();
+        const T m = s.row_max(x.data(), n);
+        if (n == 0 || !std::isfinite(m)) continue;
+        const std::string where = std::string(kt.name) + " n=" + std::to_string(n) + " T=" + std::to_string(temperature);
+        // Sums: nothing counted, the whole sum in rest.
+        const normexp::exp_sum e = k.row_exp_sum(x.data(), n, m, b), es = s.row_exp_sum(x.data(), n, m, b);
+        CHECK(e.count == 0 && es.count == 0, "%s: count %g / %g", where.c_str(), e.count, es.count);
+        CHECK(std::fabs(e.rest - es.rest) <= 64 * eps * es.rest, "%s: sum %.17g vs %.17g", where.c_str(), e.rest, es.rest);
+        // Stored exps, against the specification and the exact value.
+        const double sum = k.row_exp_store(x.data(), y.data(), n, m, b);
+        s.row_exp_store(x.data(), ys.data(), n, m, b);
+        CHECK(std::fabs(sum - es.rest) <= 64 * eps * es.rest, "%s: store sum %.17g vs %.17g", where.c_str(), sum, es.rest);
+        for (std::size_t i = 0; i < n; ++i) {
+            CHECK(check::ulp_diff(y[i], ys[i]) <= 2, "%s i=%zu: exp %.9g vs spec %.9g", where.c_str(), i, double(y[i]), double(ys[i]));
+            const long double t = beta * ((long double)x[i] - (long double)m);
+            const long double ref = std::exp(t);
+            if (ref < std::numeric_limits<T>::min()) continue;  // subnormal results: absolute, checked by the ULP test above
+            const double rel = double(std::fabs((long double)y[i] - ref) / ref);
+            const double bound = 2 * eps + (temperature == 1.0 ? 1 : 3) * double(std::fabs(t)) * arg_u;
+            CHECK(rel <= bound, "%s i=%zu: t=%g rel %g > %g", where.c_str(), i, double(t), rel, bound);
+        }
+        const T c = T(1 / sum);
+        for (auto* f : {k.row_exp_scale, k.row_exp_scale_stream}) {
+            f(x.data(), y.data(), n, m, b, c);
+            s.row_exp_scale(x.data(), ys.data(), n, m, b, c);
+            for (std::size_t i = 0; i < n; ++i)
+                CHECK(check::ulp_diff(y[i], ys[i]) <= 3, "%s i=%zu: exp*c %.9g vs %.9g", where.c_str(), i, double(y[i]), double(ys[i]));
+        }
+        const double lc = std::log(sum);
+        k.row_log_softmax(x.data(), y.data(), n, m, b, lc);
+        s.row_log_softmax(x.data(), ys.data(), n, m, b, lc);
+        for (std::size_t i = 0; i < n; ++i)
+            CHECK(y[i] == ys[i], "%s i=%zu: log_softmax %.9g vs %.9g", where.c_str(), i, double(y[i]), double(ys[i]));
+    }
+}
+
+template <class T>
+void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks, double temperature) {
+    const auto &k = fast<T>(kt), &s = fast<T>(ks);
+    const scale2<T> b = normexp::detail::split_beta<T>(temperature);
+    const double eps = std::numeric_limits<T>::epsilon();
+    std::mt19937_64 rng(12);
+    std::normal_distribution<double> g(0.0, 20.0);
+    for (std::size_t w : lengths()) {
+        if (w > 129) continue;
+        const std::size_t rows = 7;
+        const std::ptrdiff_t sx = std::ptrdiff_t(w) + 3;
+        std::vector<T> x(rows * std::size_t(sx)), m(w, -std::numeric_limits<T>::infinity());
+        for (auto& v : x) v = T(g(rng));
+        s.col_max(x.data(), rows, sx, w, m.data(), nullptr);
+        const std::string where = std::string(kt.name) + " w=" + std::to_string(w) + " T=" + std::to_string(temperature);
+        std::vector<double> rest(w, 0), count(w, 0), rs(w, 0), cs(w, 0);
+        k.col_exp_sum(x.data(), rows, sx, w, m.data(), b, rest.data(), count.data());
+        s.col_exp_sum(x.data(), rows, sx, w, m.data(), b, rs.data(), cs.data());
+        std::vector<T> c(w);
+        std::vector<double> lc(w);
+        for (std::size_t j = 0; j < w; ++j) {
+            CHECK(count[j] == 0 && cs[j] == 0, "%s j=%zu: count %g", where.c_str(), j, count[j]);
+            CHECK(std::fabs(rest[j] - rs[j]) <= 64 * eps * rs[j], "%s j=%zu: sum %.17g vs %.17g", where.c_str(), j, rest[j], rs[j]);
+            c[j] = T(1 / rs[j]);
+            lc[j] = std::log(rs[j]);
+        }
+        std::vector<T> y(rows * w), ys(rows * w);
+        k.col_exp_scale(x.data(), sx, y.data(), std::ptrdiff_t(w), rows, w, m.data(), b, c.data());
+        s.col_exp_scale(x.data(), sx, ys.data(), std::ptrdiff_t(w), rows, w, m.data(), b, c.data());
+        for (std::size_t i = 0; i < y.size(); ++i)
+            CHECK(check::ulp_diff(y[i], ys[i]) <= 3, "%s i=%zu: col exp*c %.9g vs %.9g", where.c_str(), i, double(y[i]), double(ys[i]));
+        k.col_log_softmax(x.data(), sx, y.data(), std::ptrdiff_t(w), rows, w, m.data(), b, lc.data());
+        s.col_log_softmax(x.data(), sx, ys.data(), std::ptrdiff_t(w), rows, w, m.data(), b, lc.data());
+        for (std::size_t i = 0; i < y.size(); ++i)
+            CHECK(y[i] == ys[i], "%s i=%zu: col log_softmax %.9g vs %.9g", where.c_str(), i, double(y[i]), double(ys[i]));
+        // In place on a contiguous block.
+        std::vector<T> blk(rows * w), blks(rows * w);
+        for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t j = 0; j < w; ++j) blk[i * w + j] = blks[i * w + j] = x[i * std::size_t(sx) + j];
+        std::vector<double> sum(w, 0), sums(w, 0);
+        k.col_exp_store(blk.data(), rows, w, m.data(), b, sum.data());
+        s.col_exp_store(blks.data(), rows, w, m.data(), b, sums.data());
+        for (std::size_t i = 0; i < blk.size(); ++i)
+            CHECK(check::ulp_diff(blk[i], blks[i]) <= 2, "%s i=%zu: col store %.9g vs %.9g", where.c_str(), i, double(blk[i]), double(blks[i]));
+        for (std::size_t j = 0; j < w; ++j)
+            CHECK(std::fabs(sum[j] - sums[j]) <= 64 * eps * sums[j], "%s j=%zu: col store sum", where.c_str(), j);
+    }
+}
+
+// rows_softmax / rows_exp_sum: each row exactly row_max, row_exp_store + row_scale (or row_exp_sum); rows
+// with a NaN, +inf, all -inf or a maximum above m_limit are skipped (y untouched, sums {0, 0}).
+template <class T>
+void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature) {
+    const scale2<T> b = normexp::detail::split_beta<T>(temperature);
+    const T inf = std::numeric_limits<T>::infinity();
+    std::mt19937_64 rng(13);
+    std::normal_distribution<double> g(0.0, 10.0);
+    for (std::size_t n : {1, 7, 16, 17, 33, 128, 300}) {
+        const std::size_t rows = 9;
+        const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
+        std::vector<T> x(rows * std::size_t(sx));
+        for (auto& v : x) v = T(g(rng));
+        x[1 * std::size_t(sx)] = std::numeric_limits<T>::quiet_NaN();  // row 1: NaN
+        x[3 * std::size_t(sx) + n / 2] = inf;                          // row 3: +inf
+        for (std::size_t j = 0; j < n; ++j) x[5 * std::size_t(sx) + j] = -inf;  // row 5: all -inf
+        x[7 * std::size_t(sx)] = T(1e30);                              // row 7: above the limit below
+        const T m_limit = T(1e20);
+        std::vector<T> y(rows * std::size_t(sy), T(7)), m(rows);
+        std::vector<normexp::exp_sum> es(rows);
+        k.rows_softmax(x.data(), sx, y.data(), sy, rows, n, b, m_limit, m.data());
+        k.rows_exp_sum(x.data(), sx, rows, n, b, m_limit, m.data(), es.data());
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* xr = x.data() + r * std::size_t(sx);
+            const T* yr = y.data() + r * std::size_t(sy);
+            const T mr = k.row_max(xr, n);
+            CHECK(check::ulp_diff(m[r], mr) == 0, "%s n=%zu r=%zu: max", name, n, r);
+            const bool skip = r == 1 || r == 3 || r == 5 || r == 7;
+            if (skip) {
+                CHECK(es[r].rest == 0 && es[r].count == 0, "%s n=%zu r=%zu: skipped sums", name, n, r);
+                for (std::size_t j = 0; j < n; ++j) CHECK(yr[j] == T(7), "%s n=%zu r=%zu: skipped row written", name, n, r);
+                continue;
+            }
+            std::vector<T> want(n);
+            const double sum = k.row_exp_store(xr, want.data(), n, mr, b);
+            k.row_scale(want.data(), n, T(1.0 / sum));
+            for (std::size_t j = 0; j < n; ++j)
+                CHECK(yr[j] == want[j], "%s n=%zu r=%zu j=%zu: rows_softmax %.9g vs %.9g", name, n, r, j, double(yr[j]), double(want[j]));
+            const normexp::exp_sum e = k.row_exp_sum(xr, n, mr, b);
+            CHECK(es[r].rest == e.rest && es[r].count == e.count, "%s n=%zu r=%zu: rows_exp_sum", name, n, r);
+        }
+    }
+}
+
+// The mode-free entries of a fast table are the high table's, and the high tables did not change.
+void test_tables(const normexp::kernel_table& t) {
+    CHECK(t.f32_fast.row_max == t.f32.row_max && t.f64_fast.col_max == t.f64.col_max, "%s: shared max", t.name);
+    CHECK(t.f32_fast.row_sample_weights == t.f32.row_sample_weights, "%s: shared sampling", t.name);
+    CHECK(t.f32_fast.row_exp_sum != t.f32.row_exp_sum && t.f64_fast.row_log_softmax != t.f64.row_log_softmax,
+          "%s: the fast entries are their own", t.name);
+}
+
+}  // namespace
+
+int main() {
+    const normexp::kernel_table& ks = normexp::detail::kernels_for("scalar");
+    for (const std::string& name : normexp::detail::available_isas()) {
+        const normexp::kernel_table& kt = normexp::detail::kernels_for(name);
+        test_tables(kt);
+        for (double temperature : {1.0, 0.7}) {
+            test_several_rows<float>(kt.f32, kt.name, temperature);
+            test_several_rows<double>(kt.f64, kt.name, temperature);
+            test_several_rows<float>(kt.f32_fast, kt.name, temperature);
+            test_several_rows<double>(kt.f64_fast, kt.name, temperature);
+        }
+        for (double temperature : {1.0, 0.7, 3.0}) {
+            test_rows<float>(kt, ks, temperature);
+            test_rows<double>(kt, ks, temperature);
+            test_cols<float>(kt, ks, temperature);
+            test_cols<double>(kt, ks, temperature);
+        }
+    }
+    return check::finish("fast_kernels");
+}
