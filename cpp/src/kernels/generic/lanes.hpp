@@ -139,8 +139,8 @@ struct lanes : P {
     }
     // The float32 polynomial in the other evaluation order, p = 1 + (r + r^2 q) with q = C2 + r (C3 + r (C4 +
     // r (C5 + r C6))) (the same coefficients, one rounding more). Not the library's exp: only the attention
-    // kernels' exp_normal (avx2/attention_traits.hpp) and NEON's attention exp (neon/attention_traits.hpp)
-    // use it, because their results are pinned bit for bit by tests/cpp/attention_golden.txt.
+    // kernels' exp_normal (generic/attention.hpp) uses it, because its results are pinned bit for bit by
+    // tests/cpp/attention_golden.txt.
     NX_INLINE static V poly_split(V r) {
         V q = P::fmadd(P::set1(kC6F), r, P::set1(kC5F));
         q = P::fmadd(q, r, P::set1(kC4F));
@@ -240,15 +240,15 @@ using F32 = lanes<V32>;
 using F64 = lanes<V64>;
 
 // Sum of full(i) over full vectors i = 0, N, ... and tail(i, mask) for the remainder, summed pairwise in
-// blocks of 8 vectors and flushed to double. PerTerm (the default for float64, generic/reductions.hpp):
-// every vector goes into the accumulator instead. Only NEON's attention softmax_step asks for float64 blocks
-// (PerTerm = false), the sum its results were recorded with (neon/attention_traits.hpp).
-template <class F, bool PerTerm = sizeof(typename F::T) == 8, class Full, class Tail>
+// blocks of 8 vectors and flushed to double (float32). float64: every vector goes into the Neumaier
+// accumulator instead (PerTerm).
+template <class F, class Full, class Tail>
 double blocked_sum(std::size_t n, Full full, Tail tail) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     typename F::Acc acc;
     std::size_t i = 0;
+    constexpr bool PerTerm = sizeof(typename F::T) == 8;
     if constexpr (PerTerm) {
         // float64: every vector goes straight into the Neumaier accumulator. A pairwise block in
         // working precision would round 1 + tiny terms in the lane holding the maximum (several ULP
