@@ -5,7 +5,7 @@ kernels' rows_softmax / rows_exp_sum), written against the contract rather than 
   all -inf, maxima past the temperature limit of kernels_for_max, one element), in place too, at row
   counts around the batch size and row lengths around the batching thresholds, for every thread count;
 * the batched layouts a user can make: padded, reversed and broadcast rows, out= with other row strides;
-* normexp.special keeps SciPy's semantics and takes no accuracy.
+* the error bounds the docstrings of log_softmax and logsumexp state for accuracy="fast";
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import pytest
 
 import normexp
 
+from conftest import reference
+
+U = {np.float32: 2.0**-24, np.float64: 2.0**-53}
 OPS = ("softmax", "log_softmax", "logsumexp")
 MODES = ("high", "fast")
 
@@ -155,6 +158,46 @@ def test_logsumexp_out_is_the_first_column_of_x(acc):
         y = x.copy()
         got = normexp.logsumexp(y, axis=axis, keepdims=True, out=y[sl], accuracy=acc)
         assert same_bits(got, want), shape
+
+
+def _fast_errors(op, isa_name, dtype, scale, temperature):
+    rng = np.random.default_rng(int(scale * 10) + 7)
+    x = (rng.standard_normal((32, 513)) * scale).astype(dtype)
+    x[7] = x[7, 0]  # ties: the maximal entries are not counted in this mode
+    kw = {} if op == "logsumexp" else {"temperature": temperature}
+    with normexp.use_isa(isa_name):
+        got = normexp.__dict__[op](x, accuracy="fast", **kw).astype(np.longdouble)
+    ref = reference(x, -1, op, temperature)
+    xl = x.astype(np.longdouble) / np.longdouble(temperature)
+    t = np.abs(xl - xl.max(axis=1, keepdims=True))
+    lse = np.abs(np.log(np.sum(np.exp(-t), axis=1, keepdims=True)))
+    return np.abs(got - ref) / U[dtype], t, lse, ref
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature", [1.0, 0.1, 7.3])
+def test_log_softmax_fast_error_as_documented(dtype, temperature):
+    """normexp.log_softmax's docstring: absolute error at most about 2 (1 + |t| + |log(sum)|) u, with 3 |t|
+    when there is a temperature (measured: 1.97 and 1.35 times (1 + k |t| + |log(sum)|) u at most)."""
+    k = 1 if temperature == 1.0 else 3
+    for isa_name in normexp.available_isas():
+        for scale in (0.01, 1.0, 30.0, 3000.0):
+            err, t, lse, _ = _fast_errors("log_softmax", isa_name, dtype, scale, temperature)
+            assert np.all(err <= 2 * (1 + k * t + lse)), (isa_name, scale, float(np.max(err / (1 + k * t + lse))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_fast_error_as_documented(dtype):
+    """normexp.logsumexp's docstring: the sum's error, 2 ULP + max |t| u, plus the rounding of the result
+    itself (half an ULP of it): a row of equal scores 8000 has t = 0 and is still off by ~|y| u / 2."""
+    for isa_name in normexp.available_isas():
+        for scale in (0.01, 1.0, 30.0, 3000.0):
+            err, t, _, ref = _fast_errors("logsumexp", isa_name, dtype, scale, 1.0)
+            bound = 2 * (2 + t.max(axis=1) + np.abs(ref) / 2)
+            assert np.all(err <= bound), (isa_name, scale, float(np.max(err / bound)))
+    x = np.full(16, 8000.0, dtype)
+    err = abs(np.longdouble(normexp.logsumexp(x, accuracy="fast")) - (np.longdouble(8000) + np.log(np.longdouble(16))))
+    assert 0 < err / U[dtype] <= 2 * (2 + 8004.0 / 2)
 
 
 def test_special_functions_keep_scipy_semantics_and_take_no_accuracy():
