@@ -6,6 +6,8 @@ kernels' rows_softmax / rows_exp_sum), written against the contract rather than 
   counts around the batch size and row lengths around the batching thresholds, for every thread count;
 * the batched layouts a user can make: padded, reversed and broadcast rows, out= with other row strides;
 * the error bounds the docstrings of log_softmax and logsumexp state for accuracy="fast";
+* normexp.special keeps SciPy's semantics and takes no accuracy;
+* the benchmark's plots draw the fast series they say they draw.
 """
 
 from __future__ import annotations
@@ -216,3 +218,32 @@ def test_special_functions_keep_scipy_semantics_and_take_no_accuracy():
         with pytest.raises(TypeError, match="accuracy"):
             getattr(ns, name)(x, accuracy="fast")
 
+
+def test_bench_plots_draw_the_fast_series(tmp_path, monkeypatch):
+    """bench --accuracy high,fast: plots.py makes a "normexp fast" series; the figure must draw it (the
+    panel loop drew only the peers named in the results' metadata)."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from normexp.bench import plots, runner
+    from normexp.bench.cases import Case
+    from normexp.bench.timing import Timing
+
+    timing = Timing(warmup=0.0, repeat=2, min_repeat=1, max_time=1e-4, min_sample=0.0)
+    for accuracies in (("high", "fast"), ("fast",)):
+        cases = [Case("softmax", (2, n), accuracy=a) for n in (64, 1024) for a in accuracies]
+        results = runner.run(cases, threads=[1], peers=["normexp", "numpy"], timing=timing, limits={},
+                             progress=False, log=lambda s: None)
+        labels: list[str] = []
+        real_plot = Axes.plot
+
+        def recording_plot(self, *args, label=None, **kw):
+            labels.append(label)
+            return real_plot(self, *args, label=label, **kw)
+
+        monkeypatch.setattr(Axes, "plot", recording_plot)
+        assert plots.plot_op(results, "softmax", str(tmp_path / "softmax.png"))
+        monkeypatch.undo()
+        assert "normexp fast" in labels, (accuracies, labels)
+        assert ("normexp" in labels) == ("high" in accuracies), (accuracies, labels)
+        assert ("normexp" in labels) == ("high" in accuracies), (accuracies, labels)
