@@ -95,8 +95,9 @@ def log_softmax(
     Arguments as for :func:`softmax`; masked entries (``where=False``) are ``-inf``, and a row with no
     True entry is all ``-inf``. A row whose maximum is +inf is NaN at the +inf entries, -inf elsewhere.
     ``accuracy="fast"`` computes ``t - log(sum)`` in working precision with ``t = (x - max) / T`` rounded
-    once and ``log(sum)`` rounded to the dtype: error about 2 ULP + ``(|t| + |log(sum)|) * 2**-24``
-    (float64: ``2**-53``) absolute, so a few ULP relative except where the result cancels towards 0.
+    once and ``log(sum)`` rounded to the dtype: absolute error at most about
+    ``2 * (1 + |t| + |log(sum)|) * 2**-24`` (float64: ``2**-53``; ``3 |t|`` with a temperature), so a few
+    ULP relative except where the result cancels towards 0.
     """
     if where is None:
         r = _fast_log_softmax(x, axis, temperature, out, _isa.get(), accuracy)
@@ -136,7 +137,8 @@ def logsumexp(
         ``"high"`` (default): ``x - max`` exact and ``log1p`` of the terms below the maximum, full relative
         accuracy. ``"fast"``: ``max + log(sum)`` with each ``x - max`` rounded once: relative error of the
         sum about 2 ULP + ``max |t| * 2**-24`` (float64: ``2**-53``), so an absolute error of the result of
-        about that much. Faster. (With ``b=`` the result is the high-accuracy one in either mode.)
+        about that much plus the rounding of the result itself (half an ULP of it, which dominates when
+        ``|result|`` is large). Faster. (With ``b=`` the result is the high-accuracy one in either mode.)
     out : ndarray or torch tensor, optional
         Receives the result (the reduced shape and the result dtype).
 

@@ -30,6 +30,9 @@ struct capi<float> {
     static constexpr auto softmax = normexp_softmax_f32;
     static constexpr auto log_softmax = normexp_log_softmax_f32;
     static constexpr auto logsumexp = normexp_logsumexp_f32;
+    static constexpr auto softmax_ex = normexp_softmax_ex_f32;
+    static constexpr auto log_softmax_ex = normexp_log_softmax_ex_f32;
+    static constexpr auto logsumexp_ex = normexp_logsumexp_ex_f32;
     static constexpr const char* suffix = "f32";
 };
 template <>
@@ -37,6 +40,9 @@ struct capi<double> {
     static constexpr auto softmax = normexp_softmax_f64;
     static constexpr auto log_softmax = normexp_log_softmax_f64;
     static constexpr auto logsumexp = normexp_logsumexp_f64;
+    static constexpr auto softmax_ex = normexp_softmax_ex_f64;
+    static constexpr auto log_softmax_ex = normexp_log_softmax_ex_f64;
+    static constexpr auto logsumexp_ex = normexp_logsumexp_ex_f64;
     static constexpr const char* suffix = "f64";
 };
 
@@ -157,7 +163,7 @@ void check_special_values() {
 // A failing call returns `code`, names `fn` in the message and leaves `y` (n values) untouched.
 template <class T, class F>
 void expect_fail(const char* what, int code, const char* fn, F&& call, const T* y = nullptr, std::size_t n = 0) {
-    std::vector<T> before(y, y + n);
+    const std::vector<T> before = y ? std::vector<T>(y, y + n) : std::vector<T>();  // (y, y + 0) from null: -Wnonnull
     const int rc = call();
     CHECK(rc == code, "%s: expected %d (%s), got %d (%s)", what, code, normexp_status_string(code), rc,
           normexp_status_string(rc));
@@ -167,11 +173,27 @@ void expect_fail(const char* what, int code, const char* fn, F&& call, const T* 
     for (std::size_t i = 0; i < n; ++i) CHECK(same_bits(y[i], before[i]), "%s: output %zu modified", what, i);
 }
 
-template <class T>
-void check_errors() {
+// The plain functions (Acc < 0) or the _ex ones with accuracy Acc, under one signature, so that
+// check_errors holds the _ex functions to every rule of the plain ones.
+template <class T, int Acc>
+struct variant {
     using C = capi<T>;
-    const std::string sm = std::string("normexp_softmax_") + C::suffix, lsm = std::string("normexp_log_softmax_") + C::suffix,
-                      lse = std::string("normexp_logsumexp_") + C::suffix;
+    static int softmax(const T* x, T* y, std::size_t r, std::size_t c) {
+        if constexpr (Acc < 0) return C::softmax(x, y, r, c); else return C::softmax_ex(x, y, r, c, Acc);
+    }
+    static int log_softmax(const T* x, T* y, std::size_t r, std::size_t c) {
+        if constexpr (Acc < 0) return C::log_softmax(x, y, r, c); else return C::log_softmax_ex(x, y, r, c, Acc);
+    }
+    static int logsumexp(const T* x, T* out, std::size_t r, std::size_t c) {
+        if constexpr (Acc < 0) return C::logsumexp(x, out, r, c); else return C::logsumexp_ex(x, out, r, c, Acc);
+    }
+    static std::string name(const char* op) { return std::string("normexp_") + op + (Acc < 0 ? "_" : "_ex_") + C::suffix; }
+};
+
+template <class T, int Acc = -1>
+void check_errors() {
+    using C = variant<T, Acc>;
+    const std::string sm = C::name("softmax"), lsm = C::name("log_softmax"), lse = C::name("logsumexp");
     std::vector<T> x(64, T(1)), y(64, T(7)), s(8, T(7));
     const std::size_t big = std::numeric_limits<std::size_t>::max();
     const std::size_t max_elems = std::size_t(PTRDIFF_MAX) / sizeof(T);
@@ -295,6 +317,13 @@ void check_accuracy_ex() {
     CHECK(normexp_softmax_ex_f32(&x[0][0], &y[0][0], 2, 40, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "softmax_ex fast");
     CHECK(normexp_log_softmax_ex_f32(&x[0][0], &l[0][0], 2, 40, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "log_softmax_ex");
     CHECK(normexp_logsumexp_ex_f32(&x[0][0], s, 2, 40, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "logsumexp_ex");
+    float z[2][40];  // in place (y == x) is the out-of-place result bit for bit, in the fast mode too
+    std::memcpy(z, x, sizeof z);
+    CHECK(normexp_softmax_ex_f32(&z[0][0], &z[0][0], 2, 40, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "softmax_ex in place");
+    CHECK(std::memcmp(z, y, sizeof z) == 0, "softmax_ex fast in place");
+    std::memcpy(z, x, sizeof z);
+    CHECK(normexp_log_softmax_ex_f32(&z[0][0], &z[0][0], 2, 40, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "log_softmax_ex in place");
+    CHECK(std::memcmp(z, l, sizeof z) == 0, "log_softmax_ex fast in place");
     for (int r = 0; r < 2; ++r) {
         CHECK(std::fabs(s[r] - sh[r]) <= 4e-6f * std::fabs(sh[r]) + 1e-6f, "logsumexp fast %g vs %g", s[r], sh[r]);
         for (int c = 0; c < 40; ++c) {
@@ -307,6 +336,14 @@ void check_accuracy_ex() {
     CHECK(std::strstr(normexp_last_error(), "accuracy") != nullptr, "message names accuracy: %s", normexp_last_error());
     CHECK(yd[0] == 7 && yd[2] == 7, "nothing written after a refused accuracy");
     CHECK(normexp_logsumexp_ex_f64(xd, yd, 1, 3, -1) == NORMEXP_ERROR_INVALID_ARGUMENT, "accuracy -1 refused");
+    for (const int bad : {2, -1, 7, std::numeric_limits<int>::min(), std::numeric_limits<int>::max()}) {
+        for (auto f : {normexp_softmax_ex_f64, normexp_log_softmax_ex_f64, normexp_logsumexp_ex_f64})
+            CHECK(f(xd, yd, 1, 3, bad) == NORMEXP_ERROR_INVALID_ARGUMENT, "accuracy %d refused", bad);
+        // The accuracy is checked first: a bad one is reported whatever the other arguments are.
+        CHECK(normexp_softmax_ex_f32(nullptr, nullptr, 0, 0, bad) == NORMEXP_ERROR_INVALID_ARGUMENT, "accuracy %d first", bad);
+        CHECK(std::strstr(normexp_last_error(), "normexp_softmax_ex_f32: accuracy") != nullptr, "%s", normexp_last_error());
+    }
+    CHECK(yd[0] == 7 && yd[2] == 7, "nothing written after a refused accuracy");
     CHECK(normexp_log_softmax_ex_f64(xd, yd, 1, 3, NORMEXP_ACCURACY_FAST) == NORMEXP_OK, "f64 fast");
     CHECK(std::fabs(yd[2] - (-0.40760596444438013)) <= 1e-15, "f64 fast log_softmax %.17g", yd[2]);
 }
@@ -320,6 +357,10 @@ int main(int argc, char** argv) {
     check_special_values<double>();
     check_errors<float>();
     check_errors<double>();
+    check_errors<float, NORMEXP_ACCURACY_HIGH>();
+    check_errors<double, NORMEXP_ACCURACY_HIGH>();
+    check_errors<float, NORMEXP_ACCURACY_FAST>();
+    check_errors<double, NORMEXP_ACCURACY_FAST>();
     check_thread_local_messages();
     check_library_functions();
     check_accuracy_ex();

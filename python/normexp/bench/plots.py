@@ -33,7 +33,18 @@ def available() -> str | None:
 
 
 def _style(peer: str, i: int) -> dict[str, Any]:
-    return _STYLE.get(peer, dict(marker=_MARKERS[i % len(_MARKERS)], linewidth=1.3, markersize=5))
+    base = peer.removesuffix(" fast")
+    style = _STYLE.get(base, dict(marker=_MARKERS[i % len(_MARKERS)], linewidth=1.3, markersize=5))
+    return dict(style, linestyle="--") if base != peer else style  # accuracy="fast": its library's style, dashed
+
+
+def _legend_order(peers: list[str], present: set[str]) -> list[str]:
+    """The peers in the results' order, each followed by its " fast" series (normexp's accuracy="fast"
+    rows, named by _series and absent from the metadata), then anything else that was measured."""
+    order: list[str] = []
+    for p in peers:
+        order += [q for q in (p, p + " fast") if q in present and q not in order]
+    return order + sorted(present - set(order))
 
 
 def _series(results: Results, op: str, threads: int) -> dict[str, list[tuple[float, float, str]]]:
@@ -74,7 +85,7 @@ def plot_op(results: Results, op: str, path: str) -> bool:
     panels = [(t, s) for t, s in panels if s]
     if not panels:
         return False
-    peers = list(results.meta.get("peers", {})) or sorted({p for _, s in panels for p in s})
+    peers = _legend_order(list(results.meta.get("peers", {})), {p for _, s in panels for p in s})
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False, sharey=True)
     for ax, (t, series) in zip(axes[0], panels):
         xs = [x for v in series.values() for x, _, _ in v]

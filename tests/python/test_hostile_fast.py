@@ -1,0 +1,249 @@
+"""Hostile tests of accuracy="fast" and of the batched short rows (cpp/src/reduce.cpp: short_rows, the
+kernels' rows_softmax / rows_exp_sum), written against the contract rather than the code:
+
+* a row of a batch gets exactly the bits it gets alone (do_row), whatever its neighbours are (NaN, +inf,
+  all -inf, maxima past the temperature limit of kernels_for_max, one element), in place too, at row
+  counts around the batch size and row lengths around the batching thresholds, for every thread count;
+* the batched layouts a user can make: padded, reversed and broadcast rows, out= with other row strides;
+* the error bounds the docstrings of log_softmax and logsumexp state for accuracy="fast";
+* normexp.special keeps SciPy's semantics and takes no accuracy;
+* the benchmark's plots draw the fast series they say they draw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import normexp
+
+from conftest import reference
+
+U = {np.float32: 2.0**-24, np.float64: 2.0**-53}
+OPS = ("softmax", "log_softmax", "logsumexp")
+MODES = ("high", "fast")
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def call(op, x, acc, **kw):
+    with np.errstate(all="ignore"):  # the SciPy special values of the reference rows
+        return getattr(normexp, op)(x, accuracy=acc, **kw)
+
+
+def one_by_one(op, x, acc, **kw):
+    """Each row of a 2-d x on its own (a 1-d call: do_row, never the several-rows kernels)."""
+    return np.stack([call(op, x[r], acc, **kw) for r in range(x.shape[0])])
+
+
+def special_batch(rng, rows, n, dtype):
+    """rows x n scores, every fifth row special in one of six ways."""
+    x = (rng.standard_normal((rows, n)) * 10).astype(dtype)
+    info = np.finfo(dtype)
+    for r in range(0, rows, 5):
+        kind = (r // 5) % 6
+        if kind == 0:
+            x[r, rng.integers(n)] = np.nan
+        elif kind == 1:
+            x[r, rng.integers(n)] = np.inf
+        elif kind == 2:
+            x[r] = -np.inf
+        elif kind == 3:
+            x[r] = info.max  # past kernels_for_max's limit when there is a temperature
+        elif kind == 4:
+            x[r] = info.tiny / 4  # subnormal, all equal
+        else:
+            x[r, 0] = -info.max
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_rows_are_the_single_row_bits(isa, dtype):
+    rng = np.random.default_rng(0)
+    per_chunk = 16384 // np.dtype(dtype).itemsize  # the log family's batching limit (kChunkBytes)
+    for n in (1, 2, 7, 17, 33, 100, per_chunk, per_chunk + 1):
+        for rows in (2, 63, 64, 65, 67):
+            if n > 100 and rows > 3:
+                rows = 3
+            x = special_batch(rng, rows, n, dtype)
+            for acc in MODES:
+                for op in OPS:
+                    for temperature in ((1.0,) if op == "logsumexp" else (1.0, 0.37)):
+                        kw = {} if op == "logsumexp" else {"temperature": temperature}
+                        batch = call(op, x, acc, **kw)
+                        assert same_bits(batch, one_by_one(op, x, acc, **kw)), (n, rows, acc, op, temperature)
+                        if op != "logsumexp":
+                            y = x.copy()
+                            assert call(op, y, acc, out=y, **kw) is y
+                            assert same_bits(y, batch), ("in place", n, rows, acc, op, temperature)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_rows_around_the_in_cache_threshold(dtype):
+    """softmax batches rows up to kInCacheBytes (256 KiB): one element less, exactly, one more."""
+    rng = np.random.default_rng(1)
+    limit = (256 << 10) // np.dtype(dtype).itemsize
+    for n in (limit - 1, limit, limit + 1):
+        x = (rng.standard_normal((3, n)) * 30).astype(dtype)
+        x[1, 5] = np.nan
+        for acc in MODES:
+            for op in OPS:
+                assert same_bits(call(op, x, acc), one_by_one(op, x, acc)), (n, acc, op)
+
+
+@pytest.mark.parametrize("acc", MODES)
+def test_batched_rows_every_thread_count(acc):
+    rng = np.random.default_rng(2)
+    for dtype in (np.float32, np.float64):
+        for n in (5, 33, 300):
+            rows = 70000 // n + 7  # above the 32k elements that start threads; not a multiple of 64
+            x = (rng.standard_normal((rows, n + 11)) * 20).astype(dtype)[:, 3 : 3 + n]  # padded rows
+            x[::17, 1] = np.nan
+            x[5::23] = -np.inf
+            x[7::29, 0] = np.inf
+            for op in OPS:
+                got = []
+                try:
+                    for threads in (1, 2, 3, 4):
+                        normexp.set_num_threads(threads)
+                        got.append(call(op, x, acc))
+                finally:
+                    normexp.set_num_threads(0)
+                assert all(same_bits(g, got[0]) for g in got[1:]), (dtype, n, op)
+
+
+@pytest.mark.parametrize("acc", MODES)
+def test_huge_maxima_with_a_temperature_in_a_batch(acc):
+    """Rows whose maximum is past kernels_for_max's limit (the scalar high kernels) among ordinary ones."""
+    rng = np.random.default_rng(3)
+    for dtype, big, temperature in ((np.float32, 2.0**110, 1e30), (np.float64, 2.0**980, 1e300)):
+        x = rng.standard_normal((70, 37)).astype(dtype)
+        x[::3] += dtype(big)
+        x[2::5, 0] = -np.finfo(dtype).max
+        for op in ("softmax", "log_softmax"):
+            got = call(op, x, acc, temperature=temperature)
+            assert not np.isnan(got).any(), op
+            assert same_bits(got, one_by_one(op, x, acc, temperature=temperature)), op
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_layouts(isa, dtype):
+    rng = np.random.default_rng(4)
+    base = (rng.standard_normal((40, 50)) * 5).astype(dtype)
+    for acc in MODES:
+        for op in OPS:
+            want = call(op, base, acc)
+            assert same_bits(call(op, base[::-1], acc), want[::-1]), (acc, op, "reversed rows")
+            rows = np.broadcast_to(base[3], (9, 50))  # row stride 0
+            assert same_bits(call(op, rows, acc), np.broadcast_to(want[3], (9,) + want.shape[1:])), (acc, op)
+            if op == "logsumexp":
+                for out in (np.zeros(80, dtype)[::2], np.zeros(80, dtype)[::-2]):
+                    call(op, base, acc, out=out)
+                    assert same_bits(out, want), (acc, "strided out")
+                continue
+            for out in (np.zeros((40, 80), dtype)[:, 5:55], np.zeros((80, 50), dtype)[::-2]):
+                call(op, base, acc, out=out)
+                assert same_bits(out, want), (acc, op, out.strides)
+
+
+@pytest.mark.parametrize("acc", MODES)
+def test_logsumexp_out_is_the_first_column_of_x(acc):
+    """keepdims out= x[:, :1] (same data pointer and strides as x: the one-crossing path takes it as in
+    place): every row's statistics are formed before its output is written."""
+    rng = np.random.default_rng(5)
+    for shape, axis, sl in (((5, 300), 1, np.s_[:, :1]), ((300, 5), 0, np.s_[:1, :]), ((3, 70000), 1, np.s_[:, :1])):
+        x = rng.standard_normal(shape) * 5
+        want = normexp.logsumexp(x, axis=axis, keepdims=True, accuracy=acc)
+        y = x.copy()
+        got = normexp.logsumexp(y, axis=axis, keepdims=True, out=y[sl], accuracy=acc)
+        assert same_bits(got, want), shape
+
+
+def _fast_errors(op, isa_name, dtype, scale, temperature):
+    rng = np.random.default_rng(int(scale * 10) + 7)
+    x = (rng.standard_normal((32, 513)) * scale).astype(dtype)
+    x[7] = x[7, 0]  # ties: the maximal entries are not counted in this mode
+    kw = {} if op == "logsumexp" else {"temperature": temperature}
+    with normexp.use_isa(isa_name):
+        got = normexp.__dict__[op](x, accuracy="fast", **kw).astype(np.longdouble)
+    ref = reference(x, -1, op, temperature)
+    xl = x.astype(np.longdouble) / np.longdouble(temperature)
+    t = np.abs(xl - xl.max(axis=1, keepdims=True))
+    lse = np.abs(np.log(np.sum(np.exp(-t), axis=1, keepdims=True)))
+    return np.abs(got - ref) / U[dtype], t, lse, ref
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature", [1.0, 0.1, 7.3])
+def test_log_softmax_fast_error_as_documented(dtype, temperature):
+    """normexp.log_softmax's docstring: absolute error at most about 2 (1 + |t| + |log(sum)|) u, with 3 |t|
+    when there is a temperature (measured: 1.97 and 1.35 times (1 + k |t| + |log(sum)|) u at most)."""
+    k = 1 if temperature == 1.0 else 3
+    for isa_name in normexp.available_isas():
+        for scale in (0.01, 1.0, 30.0, 3000.0):
+            err, t, lse, _ = _fast_errors("log_softmax", isa_name, dtype, scale, temperature)
+            assert np.all(err <= 2 * (1 + k * t + lse)), (isa_name, scale, float(np.max(err / (1 + k * t + lse))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_fast_error_as_documented(dtype):
+    """normexp.logsumexp's docstring: the sum's error, 2 ULP + max |t| u, plus the rounding of the result
+    itself (half an ULP of it): a row of equal scores 8000 has t = 0 and is still off by ~|y| u / 2."""
+    for isa_name in normexp.available_isas():
+        for scale in (0.01, 1.0, 30.0, 3000.0):
+            err, t, _, ref = _fast_errors("logsumexp", isa_name, dtype, scale, 1.0)
+            bound = 2 * (2 + t.max(axis=1) + np.abs(ref) / 2)
+            assert np.all(err <= bound), (isa_name, scale, float(np.max(err / bound)))
+    x = np.full(16, 8000.0, dtype)
+    err = abs(np.longdouble(normexp.logsumexp(x, accuracy="fast")) - (np.longdouble(8000) + np.log(np.longdouble(16))))
+    assert 0 < err / U[dtype] <= 2 * (2 + 8004.0 / 2)
+
+
+def test_special_functions_keep_scipy_semantics_and_take_no_accuracy():
+    scipy_special = pytest.importorskip("scipy.special")
+    import normexp.special as ns
+
+    inf, nan = np.inf, np.nan
+    x = np.array([[1, 2, 3], [nan, 1, 2], [inf, 1, 2], [-inf, -inf, -inf], [inf, inf, 1], [-inf, 0, -inf]])
+    with np.errstate(all="ignore"):
+        for name in ("softmax", "log_softmax"):
+            for axis in (None, 0, 1, (0, 1)):
+                np.testing.assert_allclose(getattr(ns, name)(x, axis=axis), getattr(scipy_special, name)(x, axis=axis))
+        for axis in (None, 0, 1):
+            np.testing.assert_allclose(ns.logsumexp(x, axis=axis), scipy_special.logsumexp(x, axis=axis))
+    for name in ("softmax", "log_softmax", "logsumexp"):
+        with pytest.raises(TypeError, match="accuracy"):
+            getattr(ns, name)(x, accuracy="fast")
+
+
+def test_bench_plots_draw_the_fast_series(tmp_path, monkeypatch):
+    """bench --accuracy high,fast: plots.py makes a "normexp fast" series; the figure must draw it (the
+    panel loop drew only the peers named in the results' metadata)."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from normexp.bench import plots, runner
+    from normexp.bench.cases import Case
+    from normexp.bench.timing import Timing
+
+    timing = Timing(warmup=0.0, repeat=2, min_repeat=1, max_time=1e-4, min_sample=0.0)
+    for accuracies in (("high", "fast"), ("fast",)):
+        cases = [Case("softmax", (2, n), accuracy=a) for n in (64, 1024) for a in accuracies]
+        results = runner.run(cases, threads=[1], peers=["normexp", "numpy"], timing=timing, limits={},
+                             progress=False, log=lambda s: None)
+        labels: list[str] = []
+        real_plot = Axes.plot
+
+        def recording_plot(self, *args, label=None, **kw):
+            labels.append(label)
+            return real_plot(self, *args, label=label, **kw)
+
+        monkeypatch.setattr(Axes, "plot", recording_plot)
+        assert plots.plot_op(results, "softmax", str(tmp_path / "softmax.png"))
+        monkeypatch.undo()
+        assert "normexp fast" in labels, (accuracies, labels)
+        assert ("normexp" in labels) == ("high" in accuracies), (accuracies, labels)
+        assert ("normexp" in labels) == ("high" in accuracies), (accuracies, labels)
