@@ -52,11 +52,19 @@ def _bfloat16() -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def to_numpy(obj: Any, name: str) -> np.ndarray:
+def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
     """A NumPy view of a foreign array's memory (no copy). TypeError or ValueError naming the argument
-    for a tensor that requires grad, a non-CPU device, or a dtype NumPy cannot view."""
+    for a tensor that requires grad, a non-CPU device, or a dtype NumPy cannot view; with ``writeable``
+    (``out=``), also for a torch lazy negative or conjugate view, whose memory does not hold its values."""
     torch = _torch_of(obj)
     if torch is not None:
+        if writeable and (obj.is_neg() or obj.is_conj()):
+            # Resolving it would make a copy: the result would be written there and out left unchanged.
+            kind = "negative" if obj.is_neg() else "conjugate"
+            raise ValueError(
+                f"{name} is a lazy {kind} view (its memory holds the {kind} of its values) and cannot be "
+                f"written in place; pass {name}.resolve_neg() / {name}.resolve_conj() (a copy) or a plain tensor"
+            )
         if obj.requires_grad:
             raise TypeError(
                 f"{name}: the tensor requires grad, and normexp does not do autograd; pass {name}.detach() "
@@ -167,7 +175,7 @@ def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
                 if isinstance(v, (list, tuple)):
                     v = [to_numpy(e, f"{n}[{i}]") if is_foreign(e) else e for i, e in enumerate(v)]
                 else:
-                    v = to_numpy(v, n)
+                    v = to_numpy(v, n, writeable=(n == "out"))
                 if where[n] < len(args):
                     args_l[where[n]] = v
                 else:

@@ -1,0 +1,49 @@
+"""Hostile cases for the torch/DLPack interop (python/normexp/_interop.py) that the main interop tests do
+not reach: torch's lazy negative views as out=, in-place writes that autograd must see, and DLPack objects
+whose protocol methods misbehave. Each case failed (a silently ignored out=, a silently wrong gradient, a
+bare KeyError/AttributeError) before the fix in _interop.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import normexp
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install torch (.ci/run installs 2.13.0)")
+
+
+def neg_view(shape, dtype=torch.float64):
+    """A real tensor with torch's lazy negation bit set: the imaginary part of a lazy conjugate."""
+    z = torch.randn(shape, dtype=torch.complex128 if dtype == torch.float64 else torch.complex64)
+    v = z.conj().imag
+    assert v.is_neg() and v.dtype == dtype
+    return v
+
+
+# ---- lazy negative / conjugate views ---------------------------------------------------------------------
+def test_negative_view_as_input_reads_its_values():
+    v = neg_view((4, 8))
+    np.testing.assert_array_equal(normexp.softmax(v).numpy(), normexp.softmax(v.resolve_neg().numpy()))
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_negative_view_as_out_is_refused_not_ignored(op):
+    # Its memory holds -value: a NumPy view cannot write through the negation, and writing into a resolved
+    # copy would return out unchanged.
+    x = torch.randn(4, 8, dtype=torch.float64)
+    out = neg_view((4, 8))
+    before = out.clone()
+    with pytest.raises(ValueError, match=r"out is a lazy negative view.*resolve_neg"):
+        getattr(normexp, op)(x, out=out)
+    assert torch.equal(out, before)
+
+
+def test_negative_view_as_logsumexp_and_attention_out_is_refused():
+    x = torch.randn(4, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="out is a lazy negative view"):
+        normexp.logsumexp(x, out=neg_view((4,)))
+    q = torch.randn(2, 4, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="out is a lazy negative view"):
+        normexp.attention(q, q, q, out=neg_view((2, 4, 8)))
