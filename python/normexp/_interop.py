@@ -145,6 +145,15 @@ def _back(r: Any, convert: Callable[[np.ndarray], Any], out_view: Any, out_obj: 
     return convert(r) if isinstance(r, np.ndarray) else r
 
 
+def _written(obj: Any) -> None:
+    """Tell torch that out= was written in place through its NumPy view, as its own in-place ops do (the
+    version counter): autograd then refuses a backward pass that saved the tensor's old values, where it
+    would otherwise compute a wrong gradient from the new ones."""
+    torch = _torch_of(obj)
+    if torch is not None and not obj.is_inference():  # inference tensors have no version counter
+        torch.autograd.graph.increment_version(obj)
+
+
 def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
     """Decorator: the array arguments named in ``inputs`` (and ``out``) may be foreign arrays.
 
@@ -181,7 +190,10 @@ def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
                 else:
                     kwargs[n] = v
             out_view = get(tuple(args_l), kwargs, "out") if "out" in where else None  # out itself if NumPy
-            return _back(f(*args_l, **kwargs), convert, out_view, out_obj)
+            r = f(*args_l, **kwargs)
+            if out_view is not None and out_view is not out_obj:
+                _written(out_obj)
+            return _back(r, convert, out_view, out_obj)
 
         return wrapper  # type: ignore[return-value]
 

@@ -47,3 +47,36 @@ def test_negative_view_as_logsumexp_and_attention_out_is_refused():
     q = torch.randn(2, 4, 8, dtype=torch.float64)
     with pytest.raises(ValueError, match="out is a lazy negative view"):
         normexp.attention(q, q, q, out=neg_view((2, 4, 8)))
+
+
+# ---- autograd's version counter ---------------------------------------------------------------------------
+def test_out_write_bumps_the_version_counter():
+    w = torch.randn(6)
+    v0 = w._version
+    normexp.softmax(torch.randn(6), out=w)
+    assert w._version > v0
+
+
+def test_out_overwriting_a_tensor_saved_for_backward_is_caught_by_autograd():
+    # torch's own in-place ops make backward() raise here; a silent write would give a wrong gradient.
+    p = torch.randn(3, requires_grad=True)
+    w = torch.randn(3)
+    y = (p * w).sum()
+    normexp.softmax(torch.randn(3), out=w)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+def test_in_place_call_bumps_the_version_counter():
+    x = torch.randn(2, 5)
+    v0 = x._version
+    assert normexp.log_softmax(x, out=x) is x
+    assert x._version > v0
+
+
+def test_failed_call_does_not_bump_the_version_counter():
+    w = torch.full((3,), 7.0)
+    v0 = w._version
+    with pytest.raises(ValueError, match="temperature"):
+        normexp.softmax(torch.randn(3), temperature=-1.0, out=w)
+    assert w._version == v0 and torch.all(w == 7.0)
