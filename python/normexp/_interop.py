@@ -84,13 +84,21 @@ def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
                             "float64, float16 or bfloat16") from None
     else:
         device = getattr(obj, "__dlpack_device__", None)
-        kind, index = device() if device is not None else (_CPU, 0)
-        if int(kind) != _CPU:
-            where = f"{_DEVICES.get(int(kind), f'DLPack device type {int(kind)}')}:{index}"
+        try:
+            kind, index = device() if device is not None else (_CPU, 0)
+            kind = int(kind)
+        except MemoryError:
+            raise
+        except Exception as e:  # a broken protocol method: say which argument, not a bare error from inside it
+            raise TypeError(f"{name}: cannot read a {type(obj).__name__}: its __dlpack_device__() failed ({e!r})") from None
+        if kind != _CPU:
+            where = f"{_DEVICES.get(kind, f'DLPack device type {kind}')}:{index}"
             raise ValueError(f"{name} is on device {where}; normexp runs on the CPU: copy it to host memory first")
     try:
         return np.from_dlpack(obj)
-    except (BufferError, TypeError, ValueError, RuntimeError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # BufferError, TypeError, ... or whatever a third-party __dlpack__ raises
         dtype = getattr(obj, "dtype", None)
         if torch is None and hasattr(obj, "__array__") and "bfloat16" in str(dtype):
             return np.asarray(obj)  # NumPy's DLPack import has no bfloat16; JAX's __array__ gives ml_dtypes'

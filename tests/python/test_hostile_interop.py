@@ -80,3 +80,44 @@ def test_failed_call_does_not_bump_the_version_counter():
     with pytest.raises(ValueError, match="temperature"):
         normexp.softmax(torch.randn(3), temperature=-1.0, out=w)
     assert w._version == v0 and torch.all(w == 7.0)
+
+
+# ---- DLPack objects whose protocol methods misbehave ------------------------------------------------------
+class _RaisesKeyError:
+    def __dlpack__(self, **kwargs):
+        raise KeyError("stream")
+
+
+class _BadDevice:
+    def __dlpack__(self, **kwargs):
+        raise RuntimeError("unused")
+
+    def __dlpack_device__(self):
+        return "cpu"
+
+
+class _DeviceRaises:
+    def __dlpack__(self, **kwargs):
+        raise RuntimeError("unused")
+
+    def __dlpack_device__(self):
+        raise AttributeError("no device")
+
+
+@pytest.mark.parametrize("obj", [_RaisesKeyError(), _BadDevice(), _DeviceRaises()], ids=type)
+def test_broken_dlpack_objects_give_a_type_error_naming_the_argument(obj):
+    with pytest.raises(TypeError, match=r"^x: cannot read"):
+        normexp.softmax(obj)
+    with pytest.raises(TypeError, match=r"^out: cannot read"):
+        normexp.softmax(np.zeros(3), out=obj)
+    with pytest.raises(TypeError, match=r"^where: cannot read"):
+        normexp.softmax(np.zeros(3), where=obj)
+
+
+def test_memory_error_from_dlpack_is_not_renamed():
+    class Oom:
+        def __dlpack__(self, **kwargs):
+            raise MemoryError
+
+    with pytest.raises(MemoryError):
+        normexp.softmax(Oom())
