@@ -55,7 +55,8 @@ def _bfloat16() -> np.dtype:
 def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
     """A NumPy view of a foreign array's memory (no copy). TypeError or ValueError naming the argument
     for a tensor that requires grad, a non-CPU device, or a dtype NumPy cannot view; with ``writeable``
-    (``out=``), also for a torch lazy negative or conjugate view, whose memory does not hold its values."""
+    (``out=``), also for a torch lazy negative or conjugate view, whose memory does not hold its values,
+    and for a tensor whose elements share memory (torch's own out= refuses it)."""
     torch = _torch_of(obj)
     if torch is not None:
         if writeable and (obj.is_neg() or obj.is_conj()):
@@ -64,6 +65,12 @@ def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
             raise ValueError(
                 f"{name} is a lazy {kind} view (its memory holds the {kind} of its values) and cannot be "
                 f"written in place; pass {name}.resolve_neg() / {name}.resolve_conj() (a copy) or a plain tensor"
+            )
+        if writeable and any(st == 0 and n > 1 for st, n in zip(obj.stride(), obj.shape)):
+            # What torch's own out= refuses: rows written into the same memory keep only the last one.
+            raise ValueError(
+                f"{name} has elements that share memory (a stride-0 view, e.g. from expand()); pass a tensor "
+                f"with memory of its own, e.g. {name}.contiguous() or torch.empty(...)"
             )
         if obj.requires_grad:
             raise TypeError(

@@ -121,3 +121,18 @@ def test_memory_error_from_dlpack_is_not_renamed():
 
     with pytest.raises(MemoryError):
         normexp.softmax(Oom())
+
+
+# ---- out= whose elements share memory ---------------------------------------------------------------------
+def test_expanded_out_tensor_is_refused_like_torch_does():
+    # torch's own out= refuses a tensor whose elements share memory; writing rows into one row of memory
+    # left only the last row's result there.
+    x = torch.randn(3, 4)
+    out = torch.zeros(1, 4).expand(3, 4)
+    with pytest.raises(RuntimeError):
+        torch.exp(x, out=out)
+    with pytest.raises(ValueError, match=r"out has elements that share memory.*expand"):
+        normexp.softmax(x, out=out)
+    with pytest.raises(ValueError, match="out has elements that share memory"):
+        normexp.logsumexp(torch.randn(4, 3), axis=0, out=torch.zeros(1).expand(3))
+    assert torch.all(out == 0)
