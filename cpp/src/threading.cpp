@@ -45,9 +45,17 @@ const int g_atfork_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
 // 32 bits: `claim` = (g, next chunk) and `tickets` = (g, helpers joined). A helper joins job g by
 // taking a ticket (slot = ticket + 1, at most nt - 1 of them) and claims chunks by compare-and-swap
 // on `claim` expecting generation g, so a helper that wakes after job g has ended can never claim a
-// chunk of it, nor of a later job with g's description. The caller returns when `done` reaches the
-// chunk count; the job's description (function, context on the caller's stack) is read by a helper
-// only before a successful claim of one of its chunks, so it is never used after the caller returns.
+// chunk of it. The caller returns when `done` reaches the chunk count; the job's description (function,
+// context on the caller's stack, chunk and helper counts) is read by a helper only before a successful
+// claim of one of its chunks, so it is never used after the caller returns.
+//
+// The description is written while `claim` still shows the previous job (it must be complete before
+// the job is published), so a helper that sees generation g may read fields of job g + 1 that is being
+// written: with g's claim word and g + 1's chunk count it could claim "chunk" n_g of g + 1 before g + 1
+// is published (that chunk then runs twice, on a slot another helper also gets, and its count in `done`
+// is lost or counted twice, letting the caller return while a chunk still runs). So the description is
+// a seqlock: `described` holds the generation whose description is stored (kWriting while one is being
+// written), and a helper uses what it read only if `described` was g before and after reading it.
 //
 // Waits: a spin of kSpin (a call that follows within it, as back-to-back calls from Python do, starts
 // with the helpers awake), then a sleep on a condition variable. Short on purpose: on a loaded machine a
@@ -66,6 +74,7 @@ inline void cpu_relax() {
 }
 
 constexpr std::uint64_t gen_of(std::uint64_t w) { return w >> 32; }
+constexpr std::uint64_t kWriting = ~std::uint64_t(0);  // `described` while a description is written
 constexpr std::uint64_t low_of(std::uint64_t w) { return w & 0xffffffffu; }
 
 // Spins for up to kSpin until done() is true; returns done().
@@ -94,10 +103,13 @@ public:
         }
         const std::uint64_t g = (gen_of(claim_.load(std::memory_order_relaxed)) + 1) & 0xffffffffu;
         const std::uint64_t n = nchunks;
+        described_.store(kWriting, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_release);  // kWriting is seen before any new field
         fn_.store(fn, std::memory_order_relaxed);
         ctx_.store(ctx, std::memory_order_relaxed);
         nchunks_.store(n, std::memory_order_relaxed);
         helpers_.store(helpers, std::memory_order_relaxed);
+        described_.store(g, std::memory_order_release);
         done_.store(0, std::memory_order_relaxed);
         tickets_.store(g << 32, std::memory_order_relaxed);
         claim_.store(g << 32, std::memory_order_seq_cst);  // publishes the job
@@ -149,11 +161,15 @@ private:
             const std::uint64_t w = claim_.load(std::memory_order_acquire);
             const std::uint64_t g = gen_of(w);
             seen = g;
-            // The description of job g, or of a later job (then every claim below fails).
+            // The description of job g, read as a seqlock (see above): if `described` is not g on both
+            // sides of the reads, job g has ended and the next call is replacing it; nothing to join.
+            const std::uint64_t before = described_.load(std::memory_order_acquire);
             const detail::chunk_fn fn = fn_.load(std::memory_order_relaxed);
             void* const ctx = ctx_.load(std::memory_order_relaxed);
             const std::uint64_t n = nchunks_.load(std::memory_order_relaxed);
             const std::uint64_t helpers = helpers_.load(std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (before != g || described_.load(std::memory_order_relaxed) != g) continue;
             if (low_of(w) >= n) continue;  // all claimed already: nothing to join
             std::uint64_t t = tickets_.load(std::memory_order_relaxed);
             bool joined = false;
@@ -190,7 +206,7 @@ private:
     std::atomic<std::uint64_t> claim_{0}, tickets_{0}, done_{0};
     std::atomic<detail::chunk_fn> fn_{nullptr};
     std::atomic<void*> ctx_{nullptr};
-    std::atomic<std::uint64_t> nchunks_{0}, helpers_{0};
+    std::atomic<std::uint64_t> nchunks_{0}, helpers_{0}, described_{0};
     std::atomic<int> sleepers_{0};
     std::atomic<bool> caller_sleeping_{false}, stop_{false};
     std::mutex mutex_;

@@ -76,7 +76,7 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
     const T* kp = static_cast<const T*>(k.data());
     const T* vp = static_cast<const T*>(v.data());
     T* op = static_cast<T*>(out.mutable_data());
-    py::gil_scoped_release nogil;
+    release_gil nogil;
     normexp::attention<T>(sh, qp, qs, kp, ks, vp, vs, op, os, opt);
 }
 
@@ -107,7 +107,7 @@ void merge_typed(const std::vector<py::array>& outs, const std::vector<py::array
     const auto rows = static_cast<std::size_t>(out.shape(0)), dv = static_cast<std::size_t>(out.shape(1));
     T* o = static_cast<T*>(out.mutable_data());
     T* l = static_cast<T*>(lse.mutable_data());
-    py::gil_scoped_release nogil;
+    release_gil nogil;
     normexp::merge_attention<T>(po.size(), po.data(), pl.data(), rows, dv, o, l);
 }
 

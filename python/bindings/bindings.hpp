@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include "normexp/normexp.hpp"
+#include "release_gil.hpp"
 
 // Shape and element strides of a NumPy array (strides must be a multiple of the item size).
 struct layout {

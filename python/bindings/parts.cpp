@@ -20,7 +20,7 @@ void parts_typed(const py::array& x, py::array& m, py::array& sums, int axis, do
     const T* xp = static_cast<const T*>(x.data());
     T* mp = static_cast<T*>(m.mutable_data());
     double* sp = static_cast<double*>(sums.mutable_data());
-    py::gil_scoped_release nogil;
+    release_gil nogil;
     normexp::logsumexp_parts<T>(xp, lx.strides, mp, sp, lm.strides, lx.shape, axis, temperature, isa.c_str(), acc);
 }
 
@@ -63,7 +63,7 @@ void normalize_typed(normexp::reduction op, const py::array& x, py::array& out, 
     T* yp = static_cast<T*>(out.mutable_data());
     const T* mp = static_cast<const T*>(m.data());
     const double* sp = static_cast<const double*>(sums.data());
-    py::gil_scoped_release nogil;
+    release_gil nogil;
     normexp::normalize_with<T>(op, xp, lx.strides, yp, lo.strides, lx.shape, axis, mp, sp, lm.strides, temperature,
                                isa.c_str(), acc);
 }
@@ -102,7 +102,7 @@ py::tuple merge_parts(const py::array& m, const py::array& sums, double temperat
     double* mo = m_out.mutable_data();
     double* so = sums_out.mutable_data();
     {
-        py::gil_scoped_release nogil;
+        release_gil nogil;
         normexp::merge_parts(parts, rows, mp, sp, mo, so, temperature);
     }
     return py::make_tuple(std::move(m_out), std::move(sums_out));

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "machine_probe.hpp"
+#include "release_gil.hpp"
 
 namespace py = pybind11;
 namespace pr = normexp::probe;
@@ -46,7 +47,7 @@ PYBIND11_MODULE(_probe, m) {
             const auto o = parse_memory_op(op);
             pr::timed_passes r;
             {
-                py::gil_scoped_release nogil;
+                release_gil nogil;
                 r = pr::memory_bandwidth(o, bytes, threads, reps);
             }
             return as_dict(r);
@@ -60,7 +61,7 @@ PYBIND11_MODULE(_probe, m) {
             const bool avx2 = isa == "avx2" && avx2_runs();
             pr::timed_passes r;
             {
-                py::gil_scoped_release nogil;
+                release_gil nogil;
                 r = pr::fma_peak(isa, avx2, iterations, threads, reps);
             }
             py::dict d = as_dict(r);

@@ -42,7 +42,7 @@ void reduce_typed(normexp::reduction op, const py::array& x, py::array& out, int
     const layout lx = layout_of(x, "x"), lo = layout_of(out, "out");
     const T* xp = static_cast<const T*>(x.data());
     T* op_ = static_cast<T*>(out.mutable_data());
-    py::gil_scoped_release nogil;
+    release_gil nogil;
     normexp::reduce<T>(op, xp, lx.strides, op_, lo.strides, lx.shape, axis, temperature, isa.c_str(), acc);
 }
 
@@ -65,7 +65,7 @@ void exp_typed(const py::array& x, py::array& out, const std::string& isa) {
     const T* xp = static_cast<const T*>(x.data());
     T* yp = static_cast<T*>(out.mutable_data());
     const auto n = static_cast<std::size_t>(x.size());
-    py::gil_scoped_release nogil;
+    release_gil nogil;
     normexp::exp<T>(xp, yp, n, isa.c_str());
 }
 
@@ -211,7 +211,7 @@ py::object fast_reduce(normexp::reduction op, py::handle xh, py::handle axis_h, 
         ++k;
     }
     {
-        py::gil_scoped_release nogil;
+        release_gil nogil;
         if (x.itemsize() == 4)
             normexp::reduce<float>(op, static_cast<const float*>(x.data()), lx.strides, static_cast<float*>(out.mutable_data()),
                                    ys, lx.shape, int(axis), temperature, isa.c_str(), acc);

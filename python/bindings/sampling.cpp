@@ -19,7 +19,7 @@ void sample_typed(const py::array& x, const std::optional<py::array>& u, py::arr
     const double* up = u ? static_cast<const double*>(u->data()) : nullptr;
     auto* op = static_cast<std::int64_t*>(out.mutable_data());
     const std::ptrdiff_t rs = x.strides(0) / static_cast<py::ssize_t>(sizeof(T));
-    py::gil_scoped_release nogil;
+    release_gil nogil;
     normexp::sample<T>(xp, rows, vocab, rs, up, op, opt, isa.c_str());
 }
 
@@ -67,7 +67,7 @@ void ce_typed(const py::array& x, const std::int64_t* labels, double* loss, int 
               const normexp::cross_entropy_options& opt, double* d1, double* d2, const std::string& isa) {
     const layout lx = layout_of(x, "logits");
     const T* xp = static_cast<const T*>(x.data());
-    py::gil_scoped_release nogil;
+    release_gil nogil;
     normexp::cross_entropy<T>(xp, lx.strides, lx.shape, axis, labels, loss, opt, d1, d2, isa.c_str());
 }
 

@@ -52,11 +52,26 @@ def _bfloat16() -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def to_numpy(obj: Any, name: str) -> np.ndarray:
+def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
     """A NumPy view of a foreign array's memory (no copy). TypeError or ValueError naming the argument
-    for a tensor that requires grad, a non-CPU device, or a dtype NumPy cannot view."""
+    for a tensor that requires grad, a non-CPU device, or a dtype NumPy cannot view; with ``writeable``
+    (``out=``), also for a torch lazy negative or conjugate view, whose memory does not hold its values,
+    and for a tensor whose elements share memory (torch's own out= refuses it)."""
     torch = _torch_of(obj)
     if torch is not None:
+        if writeable and (obj.is_neg() or obj.is_conj()):
+            # Resolving it would make a copy: the result would be written there and out left unchanged.
+            kind = "negative" if obj.is_neg() else "conjugate"
+            raise ValueError(
+                f"{name} is a lazy {kind} view (its memory holds the {kind} of its values) and cannot be "
+                f"written in place; pass {name}.resolve_neg() / {name}.resolve_conj() (a copy) or a plain tensor"
+            )
+        if writeable and any(st == 0 and n > 1 for st, n in zip(obj.stride(), obj.shape)):
+            # What torch's own out= refuses: rows written into the same memory keep only the last one.
+            raise ValueError(
+                f"{name} has elements that share memory (a stride-0 view, e.g. from expand()); pass a tensor "
+                f"with memory of its own, e.g. {name}.contiguous() or torch.empty(...)"
+            )
         if obj.requires_grad:
             raise TypeError(
                 f"{name}: the tensor requires grad, and normexp does not do autograd; pass {name}.detach() "
@@ -76,13 +91,21 @@ def to_numpy(obj: Any, name: str) -> np.ndarray:
                             "float64, float16 or bfloat16") from None
     else:
         device = getattr(obj, "__dlpack_device__", None)
-        kind, index = device() if device is not None else (_CPU, 0)
-        if int(kind) != _CPU:
-            where = f"{_DEVICES.get(int(kind), f'DLPack device type {int(kind)}')}:{index}"
+        try:
+            kind, index = device() if device is not None else (_CPU, 0)
+            kind = int(kind)
+        except MemoryError:
+            raise
+        except Exception as e:  # a broken protocol method: say which argument, not a bare error from inside it
+            raise TypeError(f"{name}: cannot read a {type(obj).__name__}: its __dlpack_device__() failed ({e!r})") from None
+        if kind != _CPU:
+            where = f"{_DEVICES.get(kind, f'DLPack device type {kind}')}:{index}"
             raise ValueError(f"{name} is on device {where}; normexp runs on the CPU: copy it to host memory first")
     try:
         return np.from_dlpack(obj)
-    except (BufferError, TypeError, ValueError, RuntimeError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # BufferError, TypeError, ... or whatever a third-party __dlpack__ raises
         dtype = getattr(obj, "dtype", None)
         if torch is None and hasattr(obj, "__array__") and "bfloat16" in str(dtype):
             return np.asarray(obj)  # NumPy's DLPack import has no bfloat16; JAX's __array__ gives ml_dtypes'
@@ -137,6 +160,15 @@ def _back(r: Any, convert: Callable[[np.ndarray], Any], out_view: Any, out_obj: 
     return convert(r) if isinstance(r, np.ndarray) else r
 
 
+def _written(obj: Any) -> None:
+    """Tell torch that out= was written in place through its NumPy view, as its own in-place ops do (the
+    version counter): autograd then refuses a backward pass that saved the tensor's old values, where it
+    would otherwise compute a wrong gradient from the new ones."""
+    torch = _torch_of(obj)
+    if torch is not None and not obj.is_inference():  # inference tensors have no version counter
+        torch.autograd.graph.increment_version(obj)
+
+
 def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
     """Decorator: the array arguments named in ``inputs`` (and ``out``) may be foreign arrays.
 
@@ -167,13 +199,16 @@ def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
                 if isinstance(v, (list, tuple)):
                     v = [to_numpy(e, f"{n}[{i}]") if is_foreign(e) else e for i, e in enumerate(v)]
                 else:
-                    v = to_numpy(v, n)
+                    v = to_numpy(v, n, writeable=(n == "out"))
                 if where[n] < len(args):
                     args_l[where[n]] = v
                 else:
                     kwargs[n] = v
             out_view = get(tuple(args_l), kwargs, "out") if "out" in where else None  # out itself if NumPy
-            return _back(f(*args_l, **kwargs), convert, out_view, out_obj)
+            r = f(*args_l, **kwargs)
+            if out_view is not None and out_view is not out_obj:
+                _written(out_obj)
+            return _back(r, convert, out_view, out_obj)
 
         return wrapper  # type: ignore[return-value]
 
