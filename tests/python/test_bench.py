@@ -420,7 +420,9 @@ def test_cli_isa_side_by_side(tmp_path, capsys):
     assert all(r["check"] == "ok" for r in data["records"])
     out = capsys.readouterr().out
     if len(pick) > 1:
-        assert "kernel sets (--isa)" in out and f"{pick[1]}/{pick[0]} speed-up" in out
+        assert "kernel sets (--isa)" in out and f"{pick[0]} speed-up over {pick[1]}" in out
+        t0, t1 = (r["time_s"] for r in data["records"])
+        assert f"{t1 / t0:.2f}x" in out.split("kernel sets (--isa)")[1]  # time on the other set / on the first
     assert normexp.isa() == before  # the override ended with the session
     with pytest.raises(SystemExit):
         cli.main(["--isa", "avx1024", "--shapes", "2x3"])

@@ -135,7 +135,8 @@ def summary_tables(results: Results) -> list[tuple[str, list[str], list[list[str
 
 def isa_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
     """With ``--isa A,B,...``: per (case, threads) the median time of normexp on each kernel set and the
-    speed-up of each over the first (time on A / time on B); None without --isa."""
+    first set's speed-up over each other one (time on B / time on A: above 1 when A is faster); None
+    without --isa."""
     from .peers import normexp_isa_name
 
     isas = results.meta.get("isas") or []
@@ -143,7 +144,7 @@ def isa_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
         return None
     names = [normexp_isa_name(isa, i == 0) for i, isa in enumerate(isas)]
     header = ["op", "case", "dtype", "cache", "thr"] + [f"{isa} median" for isa in isas]
-    header += [f"{isa}/{isas[0]} speed-up" for isa in isas[1:]]
+    header += [f"{isas[0]} speed-up over {isa}" for isa in isas[1:]]
     rows = []
     for key, by_peer in group(results.records).items():
         recs = [by_peer.get(n) for n in names]
@@ -154,7 +155,7 @@ def isa_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
         row += [fmt_time(r["time_s"]) if r and r["time_s"] else (r["check"] if r else "") for r in recs]
         base = recs[0]["time_s"] if recs[0] else None
         for r in recs[1:]:
-            row.append(f"{base / r['time_s']:.2f}x" if base and r and r["time_s"] else "")
+            row.append(f"{r['time_s'] / base:.2f}x" if base and r and r["time_s"] else "")
         rows.append(row)
     return header, rows
 
