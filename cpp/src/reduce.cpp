@@ -142,9 +142,14 @@ struct plan {
 // kernels. Without a temperature, an overflowing x - m is -inf, which is right. In accuracy::fast too (the
 // exact argument is within the fast bound; the fast argument would be -inf there).
 template <class T>
+constexpr double kHugeMax = sizeof(T) == 4 ? 0x1p102 : 0x1p969;
+template <class T>
+bool unit_temperature(const plan<T>& p) {
+    return p.b2.hi == 1 && p.b2.lo == 0;
+}
+template <class T>
 const reduction_kernels<T>& kernels_for_max(const plan<T>& p, double m) {
-    constexpr double kHuge = sizeof(T) == 4 ? 0x1p102 : 0x1p969;
-    return m > kHuge && !(p.b2.hi == 1 && p.b2.lo == 0) ? p.spec : p.k;
+    return m > kHugeMax<T> && !unit_temperature(p) ? p.spec : p.k;
 }
 template <class T>
 const reduction_kernels<T>& kernels_for_max(const plan<T>& p, const T* m, std::size_t w) {
@@ -393,9 +398,8 @@ constexpr std::size_t kRowBatch = 64;
 template <class T>
 void short_rows(const plan<T>& p, const T* x, std::ptrdiff_t xr, T* y, std::ptrdiff_t yr, std::size_t n,
                 std::size_t rb, std::size_t re) {
-    constexpr double kHuge = sizeof(T) == 4 ? 0x1p102 : 0x1p969;  // kernels_for_max
-    const bool unit = p.b2.hi == 1 && p.b2.lo == 0;
-    const T m_limit = unit ? std::numeric_limits<T>::max() : static_cast<T>(kHuge);
+    // The largest maximum the SIMD kernels take: above it a row needs the scalar ones (kernels_for_max).
+    const T m_limit = unit_temperature(p) ? std::numeric_limits<T>::max() : static_cast<T>(kHugeMax<T>);
     T m[kRowBatch];
     exp_sum es[kRowBatch];
     const std::size_t batch = p.op == reduction::softmax
