@@ -1,5 +1,5 @@
 # Per-ISA kernel sources. Each ISA translation unit gets its own flags; nothing global.
-#   x86-64:  kernels/avx2.cpp and every kernels/avx2/*.cpp with -mavx2 -mfma   (selected at run time after
+#   x86-64:  kernels/avx2.cpp and every kernels/avx2/*.cpp with -mavx2 -mfma -mf16c  (selected at run time after
 #            cpuid/xgetbv)
 #            kernels/avx512.cpp and every kernels/avx512/*.cpp with the x86-64-v4 AVX-512 subset (F, BW,
 #            DQ, VL) plus AVX2, FMA, F16C (selected after cpuid and the OS's opmask/ZMM state in xgetbv); left
@@ -20,7 +20,7 @@ function(normexp_add_isa_kernels target)
     file(GLOB _avx2 CONFIGURE_DEPENDS ${_src}/avx2/*.cpp)
     list(PREPEND _avx2 ${_src}/avx2.cpp)
     target_sources(${target} PRIVATE ${_avx2})
-    set_source_files_properties(${_avx2} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
+    set_source_files_properties(${_avx2} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
     target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AVX2)
     if(NORMEXP_AVX512)
       list(JOIN NORMEXP_AVX512_FLAGS " " _flags)

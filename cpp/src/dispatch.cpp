@@ -1,8 +1,8 @@
 // CPU feature detection and the single kernel-selection point.
 //
-// x86-64: AVX2 needs cpuid.7.EBX[5], FMA cpuid.1.ECX[12], and the OS must save YMM state
-// (cpuid.1.ECX[27] OSXSAVE, then xgetbv(0) bits 1 and 2). AVX-512 (the avx512 set: F, BW, DQ, VL) needs
-// all of that, F16C cpuid.1.ECX[29], cpuid.7.EBX bits 16 (F), 17 (DQ), 30 (BW), 31 (VL), and the OS
+// x86-64: AVX2 needs cpuid.7.EBX[5], FMA cpuid.1.ECX[12], F16C cpuid.1.ECX[29] (its 16-bit loads and
+// stores; every AVX2 CPU has it), and the OS must save YMM state (cpuid.1.ECX[27] OSXSAVE, then xgetbv(0)
+// bits 1 and 2). AVX-512 (the avx512 set: F, BW, DQ, VL) needs all of that, cpuid.7.EBX bits 16 (F), 17 (DQ), 30 (BW), 31 (VL), and the OS
 // must save the AVX-512 state too: xgetbv(0) bits 5 (opmask k0-k7), 6 (ZMM_Hi256: upper halves of
 // zmm0-15) and 7 (Hi16_ZMM: zmm16-31). An OS that leaves those off (some hypervisors, or Linux booted
 // with AVX-512 state disabled) makes every AVX-512 instruction fault although cpuid lists it.
@@ -23,8 +23,8 @@ namespace {
 bool cpu_has_avx2_fma() {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-    const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
-    if (!(fma && osxsave && avx)) return false;
+    const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!(fma && osxsave && avx && f16c)) return false;
     unsigned xcr0_lo, xcr0_hi;
     __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     if ((xcr0_lo & 0x6) != 0x6) return false;  // XMM and YMM state enabled by the OS
@@ -37,7 +37,6 @@ bool cpu_has_avx2_fma() {
 bool cpu_has_avx512() {
     if (!cpu_has_avx2_fma()) return false;  // also proves OSXSAVE, so xgetbv is valid
     unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 29) & 1)) return false;  // F16C
     unsigned xcr0_lo, xcr0_hi;
     __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     if ((xcr0_lo & 0xe6) != 0xe6) return false;  // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM state
@@ -62,6 +61,9 @@ void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {
 template <class T>
 void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {
     NX_TAKE(pack_kt); NX_TAKE(qk); NX_TAKE(softmax_step); NX_TAKE(pv); NX_TAKE(qk_direct); NX_TAKE(tile_rows);
+}
+void overwrite(convert_kernels& b, const convert_kernels& s) {
+    NX_TAKE(f16_to_f32); NX_TAKE(f32_to_f16); NX_TAKE(bf16_to_f32); NX_TAKE(f32_to_bf16);
 #undef NX_TAKE
 }
 
@@ -125,6 +127,7 @@ kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback
     overwrite(t.attn_f64, isa.attn_f64);
     overwrite(t.f32_fast, isa.f32_fast);
     overwrite(t.f64_fast, isa.f64_fast);
+    overwrite(t.cvt, isa.cvt);
     share_mode_free(t.f32_fast, t.f32);  // the ISA's sampling entries, not the fallback's
     share_mode_free(t.f64_fast, t.f64);
     return t;

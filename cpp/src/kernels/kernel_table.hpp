@@ -33,6 +33,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "normexp/half.hpp"
+
 namespace normexp {
 
 // beta = 1/temperature as an unevaluated sum hi + lo (lo == 0 when the temperature is 1).
@@ -183,6 +185,19 @@ struct attention_kernels {
     std::size_t tile_rows;
 };
 
+// ---- 16-bit conversions -------------------------------------------------------------------------------
+// y[i] = x[i] widened (exact) or rounded once to nearest even, for i < n, in the bits half_convert.hpp
+// specifies (NaN quieted with its top payload bits, overflow to inf). Whole vectors through the traits'
+// load_f16 / store_f16 / load_bf16 / store_bf16 and one masked (or buffered) tail: these entries are what
+// the tests hold every set's 16-bit loads and stores to, and what drivers use to round a float32 result
+// row into a 16-bit output.
+struct convert_kernels {
+    void (*f16_to_f32)(const float16* x, float* y, std::size_t n);
+    void (*f32_to_f16)(const float* x, float16* y, std::size_t n);
+    void (*bf16_to_f32)(const bfloat16* x, float* y, std::size_t n);
+    void (*f32_to_bf16)(const float* x, bfloat16* y, std::size_t n);
+};
+
 struct kernel_table {
     const char* name;
     reduction_kernels<float> f32;
@@ -193,6 +208,7 @@ struct kernel_table {
     // The reductions in accuracy::fast (see the conventions above).
     reduction_kernels<float> f32_fast;
     reduction_kernels<double> f64_fast;
+    convert_kernels cvt;
 };
 
 // The entries of a fast table that do not depend on the mode and that the reduction families do not fill

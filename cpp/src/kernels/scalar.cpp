@@ -14,6 +14,7 @@
 
 #include "attention_score.hpp"
 #include "exp_constants.hpp"
+#include "half_convert.hpp"
 #include "kernel_table.hpp"
 #include "sampling_weights.hpp"
 
@@ -458,6 +459,21 @@ constexpr attention_kernels<T> make_attention_kernels() {
     return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>, /*tile_rows=*/1};
 }
 
+// 16-bit conversions: the specification itself (half_convert.hpp), one element at a time.
+template <class S>
+void k_widen(const S* x, float* y, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = detail::to_f32(x[i]);
+}
+void k_narrow_f16(const float* x, float16* y, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = detail::to_f16(x[i]);
+}
+void k_narrow_bf16(const float* x, bfloat16* y, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = detail::to_bf16(x[i]);
+}
+constexpr convert_kernels make_convert_kernels() {
+    return {k_widen<float16>, k_narrow_f16, k_widen<bfloat16>, k_narrow_bf16};
+}
+
 }  // namespace
 }  // namespace normexp::scalar
 
@@ -466,7 +482,8 @@ const kernel_table& scalar_kernels() {
     static const kernel_table table{"scalar", scalar::make_kernels<float>(), scalar::make_kernels<double>(),
                                     scalar::make_attention_kernels<float>(),
                                     scalar::make_attention_kernels<double>(),
-                                    scalar::make_kernels<float, true>(), scalar::make_kernels<double, true>()};
+                                    scalar::make_kernels<float, true>(), scalar::make_kernels<double, true>(),
+                                    scalar::make_convert_kernels()};
     return table;
 }
 }  // namespace normexp

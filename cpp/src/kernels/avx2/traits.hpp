@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace normexp::avx2 {
 namespace {
@@ -204,6 +205,48 @@ struct V32 {
         const __m256i pl = _mm256_permutevar8x32_epi32(_mm256_castpd_si256(lo), pick);
         const __m256i ph = _mm256_permutevar8x32_epi32(_mm256_castpd_si256(hi), pick);
         return _mm256_castsi256_ps(_mm256_inserti128_si256(pl, _mm256_castsi256_si128(ph), 1));
+    }
+
+    // ---- 16-bit storage (the bits of half_convert.hpp): float16 by F16C, bfloat16 by integer shifts ----
+    // Tails (n < 8) go through a zeroed stack buffer: AVX2 has no masked 16-bit load or store.
+    static V load_f16(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+    static void store_f16(std::uint16_t* p, V v) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    static V load_bf16(const std::uint16_t* p) {
+        const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+    }
+    static void store_bf16(std::uint16_t* p, V v) {
+        // Round to nearest even on the bits: u + 0x7fff + (bit 16 of u), top half; NaN -> top half | quiet bit.
+        const __m256i u = _mm256_castps_si256(v);
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+        const __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+        const __m256i h = _mm256_blendv_epi8(r, qnan, _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+        // packus (values <= 0xffff) interleaves the 128-bit halves; vpermq puts lanes 0..7 in the low half.
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0xd8);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+    }
+    static V load_f16_tail(const std::uint16_t* p, std::size_t n) { return load_f16(tail_copy(p, n).b); }
+    static V load_bf16_tail(const std::uint16_t* p, std::size_t n) { return load_bf16(tail_copy(p, n).b); }
+    static void store_f16_tail(std::uint16_t* p, std::size_t n, V v) {
+        alignas(16) std::uint16_t b[8];
+        store_f16(b, v);
+        std::memcpy(p, b, n * sizeof b[0]);
+    }
+    static void store_bf16_tail(std::uint16_t* p, std::size_t n, V v) {
+        alignas(16) std::uint16_t b[8];
+        store_bf16(b, v);
+        std::memcpy(p, b, n * sizeof b[0]);
+    }
+    struct tail_buf {
+        alignas(16) std::uint16_t b[8];
+    };
+    static tail_buf tail_copy(const std::uint16_t* p, std::size_t n) {  // lanes >= n: +0
+        tail_buf t{};
+        std::memcpy(t.b, p, n * sizeof t.b[0]);
+        return t;
     }
 
     // ---- integer lanes ----

@@ -1,5 +1,5 @@
 // AVX-512 (F+BW+DQ+VL, FMA) reductions kernels: generic/reductions.hpp over avx512/traits.hpp (compiled with the
-// AVX-512 flags, cmake/normexpIsa.cmake). Exports only avx512_add_reductions (isa_parts.hpp).
+// AVX-512 flags, cmake/normexpIsa.cmake). Also the 16-bit conversions (generic/convert.hpp). Exports only avx512_add_reductions (isa_parts.hpp).
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -12,6 +12,7 @@ namespace normexp::avx512 {
 namespace {
 #include "../generic/lanes.hpp"
 #include "../generic/reductions.hpp"
+#include "../generic/convert.hpp"
 }  // namespace
 }  // namespace normexp::avx512
 
@@ -21,5 +22,6 @@ void avx512_add_reductions(kernel_table& t) {
     avx512::add_reductions<avx512::F64>(t.f64);
     avx512::add_reductions<avx512::F32, true>(t.f32_fast);
     avx512::add_reductions<avx512::F64, true>(t.f64_fast);
+    avx512::add_convert<avx512::F32>(t.cvt);
 }
 }  // namespace normexp

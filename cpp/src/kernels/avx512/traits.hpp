@@ -186,6 +186,36 @@ struct V32 {
         return static_cast<B>(static_cast<unsigned>(lo) | (static_cast<unsigned>(hi) << 8));
     }
 
+    // ---- 16-bit storage (the bits of half_convert.hpp): float16 by F16C, bfloat16 by integer shifts ----
+    // (vcvtneps2bf16 would need AVX512_BF16, which x86-64-v4 does not include.) Tails are masked.
+    static V load_f16(const std::uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+    static void store_f16(std::uint16_t* p, V v) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    static V load_bf16(const std::uint16_t* p) {
+        return widen_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static void store_bf16(std::uint16_t* p, V v) { _mm512_mask_cvtepi32_storeu_epi16(p, 0xffff, round_bf16(v)); }
+    static V load_f16_tail(const std::uint16_t* p, std::size_t n) {
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(n), p));
+    }
+    static void store_f16_tail(std::uint16_t* p, std::size_t n, V v) {
+        _mm256_mask_storeu_epi16(p, tail_mask(n), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    static V load_bf16_tail(const std::uint16_t* p, std::size_t n) { return widen_bf16(_mm256_maskz_loadu_epi16(tail_mask(n), p)); }
+    static void store_bf16_tail(std::uint16_t* p, std::size_t n, V v) {
+        _mm512_mask_cvtepi32_storeu_epi16(p, tail_mask(n), round_bf16(v));
+    }
+    static V widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+    // Round to nearest even on the bits: (u + 0x7fff + bit 16 of u) >> 16; NaN: (u >> 16) | quiet bit.
+    static __m512i round_bf16(V v) {
+        const __m512i u = _mm512_castps_si512(v);
+        const __m512i hi = _mm512_srli_epi32(u, 16);
+        const __m512i odd = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+        const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+        return _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), hi, _mm512_set1_epi32(0x40));
+    }
+
     // ---- integer lanes ----
     static I isub(I a, I b) { return _mm512_sub_epi32(a, b); }
     static I izero() { return _mm512_setzero_si512(); }

@@ -81,6 +81,38 @@ struct lanes : P {
     using D = typename P::D;
     static constexpr bool f32 = sizeof(T) == 4;
     using Acc = std::conditional_t<f32, acc_plain<D>, acc_neumaier<D>>;
+    // ---- storage S of T's lanes: T itself or, for float32 lanes, float16 / bfloat16 (normexp/half.hpp),
+    // widened exactly on load and rounded once to nearest even on store (the bits of half_convert.hpp).
+    // Tails: lanes n.. load as +0 and are not stored; no access past p + n.
+    template <class S>
+    static constexpr bool kStorage = std::is_same_v<S, T> || (f32 && (std::is_same_v<S, float16> || std::is_same_v<S, bfloat16>));
+    template <class S>
+    NX_INLINE static V load_as(const S* p) {
+        static_assert(kStorage<S>, "no such storage for these lanes");
+        if constexpr (std::is_same_v<S, T>) return P::load(p);
+        else if constexpr (std::is_same_v<S, float16>) return P::load_f16(&p->bits);
+        else return P::load_bf16(&p->bits);
+    }
+    template <class S>
+    NX_INLINE static V load_as_tail(const S* p, std::size_t n) {
+        if constexpr (std::is_same_v<S, T>) return P::load_tail(p, P::tail_mask(n));
+        else if constexpr (std::is_same_v<S, float16>) return P::load_f16_tail(&p->bits, n);
+        else return P::load_bf16_tail(&p->bits, n);
+    }
+    template <class S>
+    NX_INLINE static void store_as(S* p, V v) {
+        static_assert(kStorage<S>, "no such storage for these lanes");
+        if constexpr (std::is_same_v<S, T>) P::store(p, v);
+        else if constexpr (std::is_same_v<S, float16>) P::store_f16(&p->bits, v);
+        else P::store_bf16(&p->bits, v);
+    }
+    template <class S>
+    NX_INLINE static void store_as_tail(S* p, std::size_t n, V v) {
+        if constexpr (std::is_same_v<S, T>) P::store_tail(p, P::tail_mask(n), v);
+        else if constexpr (std::is_same_v<S, float16>) P::store_f16_tail(&p->bits, n, v);
+        else P::store_bf16_tail(&p->bits, n, v);
+    }
+
     // exp arguments (exp_constants.hpp): below kMinArg exp rounds to +0; from kNormalMinArg up its result is
     // normal (the fast path of exp_core).
     static constexpr T kMinArg = f32 ? T(kMinArgF) : T(kMinArgD);

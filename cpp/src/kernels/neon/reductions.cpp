@@ -1,5 +1,5 @@
 // NEON reduction kernels: generic/reductions.hpp over neon/traits.hpp (Advanced SIMD: no extra flags,
-// cmake/normexpIsa.cmake). Exports only neon_add_reductions (isa_parts.hpp).
+// cmake/normexpIsa.cmake). Also the 16-bit conversions (generic/convert.hpp). Exports only neon_add_reductions (isa_parts.hpp).
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -12,6 +12,7 @@ namespace normexp::neon {
 namespace {
 #include "../generic/lanes.hpp"
 #include "../generic/reductions.hpp"
+#include "../generic/convert.hpp"
 }  // namespace
 }  // namespace normexp::neon
 
@@ -21,5 +22,6 @@ void neon_add_reductions(kernel_table& t) {
     neon::add_reductions<neon::F64>(t.f64);
     neon::add_reductions<neon::F32, true>(t.f32_fast);
     neon::add_reductions<neon::F64, true>(t.f64_fast);
+    neon::add_convert<neon::F32>(t.cvt);
 }
 }  // namespace normexp

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace normexp::neon {
 namespace {
@@ -212,6 +213,40 @@ struct V32 {
     static constexpr bool kConvertHalves = false;  // FCVTL2 / FCVTN2 take the high half without a shuffle
     static V narrow_mask(V64::V lo, V64::V hi) {  // 64-bit all-ones/zero lane masks -> 32-bit lane masks
         return vreinterpretq_f32_u32(vcombine_u32(vmovn_u64(V64::u(lo)), vmovn_u64(V64::u(hi))));
+    }
+
+    // ---- 16-bit storage (the bits of half_convert.hpp): float16 by FCVTL / FCVTN (round to nearest even,
+    // NaN quieted: FPCR.DN is clear), bfloat16 by shifts. Tails (n < 4) go through a zeroed buffer. ----
+    static V load_f16(const std::uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+    static void store_f16(std::uint16_t* p, V v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
+    static V load_bf16(const std::uint16_t* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+    static void store_bf16(std::uint16_t* p, V v) {
+        // Round to nearest even on the bits: (u + 0x7fff + bit 16 of u) >> 16; NaN: (u >> 16) | quiet bit.
+        const uint32x4_t w = u(v);
+        const uint32x4_t odd = vandq_u32(vshrq_n_u32(w, 16), vdupq_n_u32(1));
+        const uint32x4_t r = vshrq_n_u32(vaddq_u32(w, vaddq_u32(odd, vdupq_n_u32(0x7fff))), 16);
+        const uint32x4_t qnan = vorrq_u32(vshrq_n_u32(w, 16), vdupq_n_u32(0x40));
+        vst1_u16(p, vmovn_u32(vbslq_u32(vceqq_f32(v, v), r, qnan)));
+    }
+    static V load_f16_tail(const std::uint16_t* p, std::size_t n) { return load_f16(tail_copy(p, n).b); }
+    static V load_bf16_tail(const std::uint16_t* p, std::size_t n) { return load_bf16(tail_copy(p, n).b); }
+    static void store_f16_tail(std::uint16_t* p, std::size_t n, V v) {
+        std::uint16_t b[4];
+        store_f16(b, v);
+        std::memcpy(p, b, n * sizeof b[0]);
+    }
+    static void store_bf16_tail(std::uint16_t* p, std::size_t n, V v) {
+        std::uint16_t b[4];
+        store_bf16(b, v);
+        std::memcpy(p, b, n * sizeof b[0]);
+    }
+    struct tail_buf {
+        std::uint16_t b[4];
+    };
+    static tail_buf tail_copy(const std::uint16_t* p, std::size_t n) {  // lanes >= n: +0
+        tail_buf t{};
+        std::memcpy(t.b, p, n * sizeof t.b[0]);
+        return t;
     }
 
     // ---- integer lanes ----

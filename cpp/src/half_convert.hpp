@@ -1,0 +1,71 @@
+// The specification of the 16-bit conversions (normexp/half.hpp types), for baseline code only: the scalar
+// kernel set (kernels/scalar.cpp) and the drivers. Every SIMD set's loads and stores of 16-bit lanes
+// (kernels/<isa>/traits.hpp: load_f16, store_f16, load_bf16, store_bf16) must give these bits exactly
+// (tests/cpp/test_convert.cpp, over every float16 and bfloat16 value and ~10^6 float32 values per set).
+// ISA translation units must not include this file (the ODR trap: docs/architecture.md, "Dispatch").
+//
+//   widening (16 -> 32 bits) is exact. float16 NaN -> float32 NaN with the payload in the top mantissa bits
+//     and the quiet bit set (what F16C's vcvtph2ps and aarch64's fcvtl give); bfloat16 is the top half of a
+//     float32, so widening is a 16-bit shift (a signalling NaN stays signalling).
+//   narrowing (32 -> 16 bits) rounds once, to nearest, ties to even; beyond the largest finite value it
+//     gives inf (float16: |x| >= 65520 = 0x1.ffcp15 + half an ulp); float16 subnormals round exactly;
+//     NaN -> quiet NaN of the same sign with the top payload bits (vcvtps2ph, fcvtn, and the bfloat16
+//     rule x86 and Arm bfloat16 instructions use).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "normexp/half.hpp"
+
+namespace normexp::detail {
+
+inline std::uint32_t f32_bits(float f) {
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+inline float f32_from_bits(std::uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+inline float to_f32(bfloat16 h) { return f32_from_bits(std::uint32_t(h.bits) << 16); }
+
+inline bfloat16 to_bf16(float f) {
+    const std::uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return {static_cast<std::uint16_t>((u >> 16) | 0x40u)};
+    return {static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
+}
+
+inline float to_f32(float16 h) {
+    const std::uint32_t sign = std::uint32_t(h.bits & 0x8000u) << 16;
+    const std::uint32_t e = (h.bits >> 10) & 0x1fu, m = h.bits & 0x3ffu;
+    if (e == 0x1f) return f32_from_bits(sign | 0x7f800000u | (m << 13) | (m ? 0x00400000u : 0u));
+    if (e == 0) {  // zero or subnormal: m * 2^-24, exact in float32
+        const float a = static_cast<float>(m) * 0x1p-24f;
+        return sign ? -a : a;
+    }
+    return f32_from_bits(sign | ((e + 112u) << 23) | (m << 13));  // rebias 15 -> 127
+}
+
+inline float16 to_f16(float f) {
+    const std::uint32_t u = f32_bits(f);
+    const std::uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return {static_cast<std::uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu))};
+    if (a >= 0x477ff000u) return {static_cast<std::uint16_t>(sign | 0x7c00u)};  // >= 65520: inf
+    if (a >= 0x38800000u) {  // normal float16 (>= 2^-14): rebias, round the 13 dropped bits to nearest even
+        const std::uint32_t r = a - (112u << 23);
+        return {static_cast<std::uint16_t>(sign | ((r + 0xfffu + ((r >> 13) & 1u)) >> 13))};
+    }
+    // Subnormal float16: round(|f| / 2^-24) = m 2^(e - 126) for the float32 significand m (implicit bit
+    // included) and biased exponent e; below 2^-25 (shift > 24) it is 0.
+    const std::uint32_t e = a >> 23;
+    if (e < 102) return {static_cast<std::uint16_t>(sign)};
+    const std::uint32_t m = (a & 0x7fffffu) | 0x800000u, shift = 126 - e;  // 14 <= shift <= 24
+    const std::uint32_t q = m >> shift, rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    return {static_cast<std::uint16_t>(sign | (q + (rem > half || (rem == half && (q & 1u)))))};
+}
+
+}  // namespace normexp::detail

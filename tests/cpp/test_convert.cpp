@@ -1,0 +1,199 @@
+// The 16-bit conversions: the specification (half_convert.hpp) against independent references, and every
+// kernel set's convert_kernels (its traits' load_f16 / store_f16 / load_bf16 / store_bf16 and their tails)
+// against the specification, bit for bit.
+//
+//  * widening: all 65536 float16 and bfloat16 patterns; float16 against the compiler's _Float16 (numbers
+//    exactly, NaN as a quiet NaN with the payload on top), bfloat16 against the 16-bit shift.
+//  * narrowing: float32 values of every class (random bit patterns: NaNs with payloads, infinities,
+//    subnormals, both signs) and the hard cases (exact ties between two 16-bit neighbours, around the
+//    overflow threshold 65520 and the float16 subnormal range), against the nearest-even neighbour chosen
+//    with exact double arithmetic (for float16 also against _Float16's conversion).
+//  * every ISA: identical bits to the specification for whole vectors and every tail length 0..40 at
+//    every offset 0..3, and nothing written past n (canaries).
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "dispatch.hpp"
+#include "half_convert.hpp"
+
+// _Float16 in C++: GCC 12 has it on x86-64 (not on aarch64, where the nearest-even reference remains).
+#if defined(__x86_64__) && defined(__FLT16_MAX__)
+#define NX_HAVE_FLOAT16 1
+#else
+#define NX_HAVE_FLOAT16 0
+#endif
+
+namespace {
+
+using normexp::bfloat16;
+using normexp::float16;
+namespace d = normexp::detail;
+
+bool is_nan32(std::uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; }
+
+// The nearest-even 16-bit neighbour of a finite float f, given the value of each 16-bit magnitude code c
+// (codes ordered by value; `top` the first code that is infinite, treated as the value 2^(emax+1) as IEEE
+// rounding does) and the code's sign bit.
+template <class Value>
+std::uint16_t nearest(float f, std::uint16_t sign_bit, std::uint16_t top, Value value) {
+    const double a = std::fabs(double(f));
+    std::uint16_t lo = 0, hi = top;  // value(lo) <= a < value(hi), by bisection over the codes
+    if (a >= value(top)) return static_cast<std::uint16_t>((std::signbit(f) ? sign_bit : 0) | top);
+    while (hi - lo > 1) {
+        const std::uint16_t mid = static_cast<std::uint16_t>((lo + hi) / 2);
+        (value(mid) <= a ? lo : hi) = mid;
+    }
+    const double dl = a - value(lo), dh = value(hi) - a;  // exact: both are doubles near a float
+    const std::uint16_t c = dl < dh ? lo : dh < dl ? hi : (lo % 2 == 0 ? lo : hi);
+    return static_cast<std::uint16_t>((std::signbit(f) ? sign_bit : 0) | c);
+}
+double f16_value(std::uint16_t c) {  // magnitude codes 0..0x7c00 (0x7c00: 2^16)
+    if (c >= 0x7c00) return 65536.0;
+    const int e = c >> 10, m = c & 0x3ff;
+    return e == 0 ? std::ldexp(double(m), -24) : std::ldexp(double(1024 + m), e - 25);
+}
+double bf16_value(std::uint16_t c) {  // magnitude codes 0..0x7f80 (0x7f80: 2^128)
+    if (c >= 0x7f80) return std::ldexp(1.0, 128);
+    return double(d::f32_from_bits(std::uint32_t(c) << 16));
+}
+
+std::uint16_t spec_f16_nan(std::uint32_t u) {
+    return static_cast<std::uint16_t>(((u >> 16) & 0x8000u) | 0x7e00u | ((u >> 13) & 0x3ffu));
+}
+
+void check_spec(const std::vector<float>& xs) {
+    // widening
+    for (std::uint32_t h = 0; h < 65536; ++h) {
+        const float fb = d::to_f32(bfloat16{static_cast<std::uint16_t>(h)});
+        CHECK(d::f32_bits(fb) == h << 16, "bf16 widen %04x", h);
+        const float ff = d::to_f32(float16{static_cast<std::uint16_t>(h)});
+        const bool nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu);
+        if (nan) {
+            const std::uint32_t want = ((h & 0x8000u) << 16) | 0x7fc00000u | ((h & 0x3ffu) << 13);
+            CHECK(d::f32_bits(ff) == want, "f16 widen NaN %04x: %08x", h, d::f32_bits(ff));
+        } else {
+#if NX_HAVE_FLOAT16
+            _Float16 r;
+            const std::uint16_t hb = static_cast<std::uint16_t>(h);
+            std::memcpy(&r, &hb, 2);
+            CHECK(d::f32_bits(ff) == d::f32_bits(static_cast<float>(r)), "f16 widen %04x", h);
+#endif
+            const double v = f16_value(h & 0x7fffu) * ((h & 0x8000u) ? -1 : 1);
+            CHECK((h & 0x7fffu) == 0x7c00u ? std::isinf(ff) && std::signbit(ff) == bool(h & 0x8000u) : double(ff) == v,
+                  "f16 widen %04x value", h);
+        }
+    }
+    // narrowing
+    for (const float f : xs) {
+        const std::uint32_t u = d::f32_bits(f);
+        const std::uint16_t h = d::to_f16(f).bits, b = d::to_bf16(f).bits;
+        if (is_nan32(u)) {
+            CHECK(h == spec_f16_nan(u), "f16 narrow NaN %08x -> %04x", u, h);
+            CHECK(b == static_cast<std::uint16_t>((u >> 16) | 0x40u), "bf16 narrow NaN %08x -> %04x", u, b);
+            continue;
+        }
+        if (std::isinf(f)) {
+            CHECK(h == ((u >> 16) & 0x8000u) + 0x7c00u, "f16 narrow inf");
+            CHECK(b == (u >> 16), "bf16 narrow inf");
+            continue;
+        }
+        CHECK(h == nearest(f, 0x8000, 0x7c00, f16_value), "f16 narrow %a (%08x) -> %04x", double(f), u, h);
+        CHECK(b == nearest(f, 0x8000, 0x7f80, bf16_value), "bf16 narrow %a (%08x) -> %04x", double(f), u, b);
+#if NX_HAVE_FLOAT16
+        const _Float16 r = static_cast<_Float16>(f);
+        std::uint16_t rb;
+        std::memcpy(&rb, &r, 2);
+        CHECK(h == rb, "f16 narrow %a: spec %04x, _Float16 %04x", double(f), h, rb);
+#endif
+    }
+}
+
+// Floats of every class plus the ties and thresholds of both 16-bit formats.
+std::vector<float> narrowing_inputs() {
+    std::vector<float> xs;
+    std::mt19937 rng(12345);
+    for (int i = 0; i < 1 << 20; ++i) xs.push_back(d::f32_from_bits(static_cast<std::uint32_t>(rng())));
+    for (std::uint32_t c = 0; c < 0x7c00; ++c)  // float16: every code, its midpoint to the next, +-1 ulp of float32
+        for (const double v : {f16_value(c), (f16_value(c) + f16_value(c + 1)) / 2}) {
+            const float f = static_cast<float>(v);  // exact: float16 midpoints need 12 bits
+            for (const float g : {f, std::nextafter(f, 0.0f), std::nextafter(f, 1e30f)}) {
+                xs.push_back(g);
+                xs.push_back(-g);
+            }
+        }
+    for (std::uint32_t c = 0; c < 0x7f80; c += 7)  // bfloat16 midpoints (exact in float32) and neighbours
+        for (const std::uint32_t u : {(c << 16) | 0x8000u, (c << 16) | 0x7fffu, (c << 16) | 0x8001u}) {
+            xs.push_back(d::f32_from_bits(u));
+            xs.push_back(d::f32_from_bits(u | 0x80000000u));
+        }
+    for (const float f : {65504.0f, 65519.996f, 65520.0f, 65536.0f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f, 0x1.000002p-25f,
+                          0x1.8p-24f, 0x1.4p-23f, 0x1.ffcp-15f, 0x1.ffep-15f, 3.4028235e38f, 0x1.fffep127f, 0x1.ff7p127f})
+        xs.push_back(f);
+    return xs;
+}
+
+template <class S>
+std::uint16_t bits_of(S s) { return s.bits; }
+
+void check_isa(const std::string& name, const std::vector<float>& xs) {
+    const int failures_before = check::failures();
+    const normexp::convert_kernels& c = d::kernels_for(name).cvt;
+    // Widen all 65536 patterns at once, then every short length and offset.
+    std::vector<float16> h(65536 + 64);
+    std::vector<bfloat16> b(65536 + 64);
+    for (std::uint32_t i = 0; i < 65536 + 64; ++i) {
+        h[i].bits = static_cast<std::uint16_t>(i * 40503u);
+        b[i].bits = static_cast<std::uint16_t>(i * 40503u);
+    }
+    std::vector<float> y(65536 + 64);
+    auto widen_check = [&](std::size_t off, std::size_t n) {
+        std::fill(y.begin(), y.end(), -7.0f);
+        c.f16_to_f32(h.data() + off, y.data(), n);
+        for (std::size_t i = 0; i < n; ++i)
+            CHECK(d::f32_bits(y[i]) == d::f32_bits(d::to_f32(h[off + i])), "%s f16->f32 [%zu] %04x", name.c_str(), i, h[off + i].bits);
+        CHECK(y[n] == -7.0f, "%s f16->f32 wrote past n = %zu", name.c_str(), n);
+        std::fill(y.begin(), y.end(), -7.0f);
+        c.bf16_to_f32(b.data() + off, y.data(), n);
+        for (std::size_t i = 0; i < n; ++i)
+            CHECK(d::f32_bits(y[i]) == d::f32_bits(d::to_f32(b[off + i])), "%s bf16->f32 [%zu]", name.c_str(), i);
+        CHECK(y[n] == -7.0f, "%s bf16->f32 wrote past n = %zu", name.c_str(), n);
+    };
+    widen_check(0, 65536);
+    for (std::size_t off = 0; off < 4; ++off)
+        for (std::size_t n = 0; n <= 40; ++n) widen_check(off, n);
+
+    std::vector<float16> ho(xs.size() + 1);
+    std::vector<bfloat16> bo(xs.size() + 1);
+    auto narrow_check = [&](std::size_t off, std::size_t n) {
+        for (auto& v : ho) v.bits = 0x5555;
+        for (auto& v : bo) v.bits = 0x5555;
+        c.f32_to_f16(xs.data() + off, ho.data(), n);
+        c.f32_to_bf16(xs.data() + off, bo.data(), n);
+        for (std::size_t i = 0; i < n; ++i) {
+            CHECK(ho[i].bits == d::to_f16(xs[off + i]).bits, "%s f32->f16 %a (%08x): %04x, spec %04x", name.c_str(),
+                  double(xs[off + i]), d::f32_bits(xs[off + i]), ho[i].bits, d::to_f16(xs[off + i]).bits);
+            CHECK(bo[i].bits == d::to_bf16(xs[off + i]).bits, "%s f32->bf16 %a (%08x): %04x, spec %04x", name.c_str(),
+                  double(xs[off + i]), d::f32_bits(xs[off + i]), bo[i].bits, d::to_bf16(xs[off + i]).bits);
+        }
+        CHECK(ho[n].bits == 0x5555 && bo[n].bits == 0x5555, "%s narrowing wrote past n = %zu", name.c_str(), n);
+    };
+    narrow_check(0, xs.size() - 4);
+    for (std::size_t off = 0; off < 4; ++off)
+        for (std::size_t n = 0; n <= 40; ++n) narrow_check(off + 1000 * n, n);
+    if (check::failures() == failures_before)
+        std::printf("%s: 16-bit conversions identical to the specification\n", name.c_str());
+}
+
+}  // namespace
+
+int main() {
+    const std::vector<float> xs = narrowing_inputs();
+    check_spec(xs);
+    for (const auto& name : d::available_isas()) check_isa(name, xs);
+    if (check::failures()) std::fprintf(stderr, "%d failures\n", check::failures());
+    return check::failures() ? 1 : 0;
+}
