@@ -77,8 +77,9 @@ void check(bool ok, const std::string& msg) {
 // Per-row outcome, turned into an exception after the parallel region (exceptions must not escape it).
 enum row_status : std::uint8_t { kOk = 0, kNaN, kPosInf, kAllNegInf, kBadLabel, kBadUniform };
 
-std::string row_message(const char* fn, row_status st, std::size_t row) {
-    const std::string r = std::to_string(row);
+// modified: the row was changed by logit_bias or penalties before the check (sample), said in the message.
+std::string row_message(const char* fn, row_status st, std::size_t row, bool modified = false) {
+    const std::string r = std::to_string(row) + (modified ? " (after logit_bias and penalties)" : "");
     switch (st) {
         case kNaN: return std::string(fn) + ": logits row " + r + " contains NaN";
         case kPosInf: return std::string(fn) + ": logits row " + r + " contains +inf; probabilities are undefined";
@@ -110,6 +111,9 @@ struct sample_scratch {
     std::vector<std::vector<std::uint32_t>> chunk_cand;
     std::vector<std::vector<T>> tvals;
     std::vector<std::uint32_t> tidx;
+    // Rows changed by logit_bias or penalties: the changed row, and the row's seen tokens sorted.
+    std::vector<T> row;
+    std::vector<std::int64_t> seen;
 };
 
 // Streaming top-k (see the file comment): one pass over x[lo, hi) appending to cand (indices into x,
@@ -291,9 +295,12 @@ double top_p_collect_bound(const std::vector<float>& bs, std::size_t n, double b
     return theta;
 }
 
+// log(w / z): the log-probability of a drawn entry of weight w > 0 among weights summing to z.
+double log_share(float w, double z) { return std::log(double(w)) - std::log(z); }
+
 // Inverse CDF over a list (index order): the first entry whose running sum exceeds u * total; the last
-// entry of positive weight if rounding leaves none.
-std::uint32_t draw_list(const std::uint32_t* idx, const float* w, std::size_t cnt, double u) {
+// entry of positive weight if rounding leaves none. Returns its index and sets its log_share.
+std::uint32_t draw_list(const std::uint32_t* idx, const float* w, std::size_t cnt, double u, double& logprob) {
     double z = 0;
     for (std::size_t j = 0; j < cnt; ++j) z += w[j];
     const double target = u * z;
@@ -303,15 +310,17 @@ std::uint32_t draw_list(const std::uint32_t* idx, const float* w, std::size_t cn
         if (!(w[j] > 0)) continue;
         last = j;
         c += w[j];
-        if (c > target) return idx[j];
+        if (c > target) break;
     }
+    // The loop stops at the drawn entry; if it ran out, `last` is the last one of positive weight.
+    logprob = log_share(w[last], z);
     return idx[last];
 }
 
 // top_p and min_p over a candidate list (indices increasing, weights cw), then the draw.
 // z: the mass top_p is relative to (the top-k set's).
 template <class T>
-std::uint32_t finish_list(sample_scratch<T>& s, double z, double top_p, double min_p, double u) {
+std::uint32_t finish_list(sample_scratch<T>& s, double z, double top_p, double min_p, double u, double& logprob) {
     double thr = 0;
     if (top_p < 1) {
         s.cw2 = s.cw;
@@ -329,13 +338,14 @@ std::uint32_t finish_list(sample_scratch<T>& s, double z, double top_p, double m
         s.cand.resize(o);
         s.cw.resize(o);
     }
-    return draw_list(s.cand.data(), s.cw.data(), s.cand.size(), u);
+    return draw_list(s.cand.data(), s.cw.data(), s.cand.size(), u, logprob);
 }
 
 // Inverse CDF over the block sums: the block holding u * Z, then that block's 64 weights recomputed.
+// Sets the drawn entry's log_share of Z.
 template <class T>
 std::size_t draw_blocks(const reduction_kernels<T>& k, const T* x, std::size_t n, T m, T beta, T thr,
-                        const std::vector<float>& bs, double z, double u) {
+                        const std::vector<float>& bs, double z, double u, double& logprob) {
     const double target = u * z;
     double c = 0;
     std::size_t b = bs.size(), last = 0;
@@ -362,8 +372,9 @@ std::size_t draw_blocks(const reduction_kernels<T>& k, const T* x, std::size_t n
         if (!(wb[i] > 0)) continue;
         lastpos = i;
         cc += wb[i];
-        if (cc > rem) return b0 + i;
+        if (cc > rem) break;
     }
+    logprob = log_share(wb[lastpos], z);
     return b0 + lastpos;
 }
 
@@ -406,7 +417,9 @@ void prepare_scratch(sample_scratch<T>& s, const sample_plan& p, std::size_t n, 
 // top-k and top-p candidate sets are defined by their thresholds), so the token does not change.
 template <class T>
 row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<float>& kf, const T* x, std::size_t n,
-                      const sample_plan& p, T beta, double u, std::int64_t& token, sample_scratch<T>& s, int nt) {
+                      const sample_plan& p, T beta, double u, std::int64_t& token, double& logprob, sample_scratch<T>& s,
+                      int nt) {
+    logprob = 0;
     const bool list_path = !p.greedy && p.top_k && p.top_k <= kListMaxK;
     T start = -kInf<T>;
     const T m = list_path ? block_max_start(k, x, n, p.top_k, start, s, nt) : row_max(k, x, n, nt, s.part);
@@ -433,7 +446,7 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
         k.row_sample_weights(s.gathered.data(), cnt, m, beta, -kInf<T>, s.cw.data(), nullptr);
         double z = 0;
         for (float v : s.cw) z += v;
-        token = finish_list(s, z, p.top_p, p.min_p, u);
+        token = finish_list(s, z, p.top_p, p.min_p, u, logprob);
         return kOk;
     }
 
@@ -454,7 +467,7 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     double z = 0;
     for (float v : s.bs) z += v;
     if (!cuts) {
-        token = std::int64_t(draw_blocks(k, x, n, m, beta, thr, s.bs, z, u));
+        token = std::int64_t(draw_blocks(k, x, n, m, beta, thr, s.bs, z, u, logprob));
         return kOk;
     }
     // Collect every entry that can survive the cuts (see the file comment), then cut the list.
@@ -473,7 +486,7 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     s.cand.resize(cnt);
     s.cw.resize(cnt);
     for (std::size_t j = 0; j < cnt; ++j) s.cw[j] = s.w[s.cand[j]];
-    token = finish_list(s, z, p.top_p, p.min_p, u);
+    token = finish_list(s, z, p.top_p, p.min_p, u, logprob);
     return kOk;
 }
 
@@ -584,52 +597,187 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
     return res;
 }
 
+// One row's parameters, resolved from the options (a per-row array entry or the scalar).
+struct row_params {
+    double temperature, top_p, min_p, rep, pres, freq;
+    std::size_t top_k;
+    bool penalized() const { return rep != 1 || pres != 0 || freq != 0; }
+};
+
+row_params params_of(const sample_options& o, std::size_t r) {
+    row_params q;
+    q.temperature = o.temperatures ? o.temperatures[r] : o.temperature;
+    q.top_k = o.top_ks ? static_cast<std::size_t>(o.top_ks[r]) : o.top_k;  // checked >= 0 first
+    q.top_p = o.top_ps ? o.top_ps[r] : o.top_p;
+    q.min_p = o.min_ps ? o.min_ps[r] : o.min_p;
+    q.rep = o.repetition_penalties ? o.repetition_penalties[r] : o.repetition_penalty;
+    q.pres = o.presence_penalties ? o.presence_penalties[r] : o.presence_penalty;
+    q.freq = o.frequency_penalties ? o.frequency_penalties[r] : o.frequency_penalty;
+    return q;
+}
+
+// The name of an option in messages: the scalar's, or "<array>[r]" for a per-row entry.
+std::string option_name(const char* scalar, const char* array, bool per_row, std::size_t r) {
+    return per_row ? std::string(array) + "[" + std::to_string(r) + "]" : std::string(scalar);
+}
+
+// Every option of every row, and prev_tokens, before any row is sampled.
+void check_sample_options(const sample_options& o, std::size_t rows, std::size_t n) {
+    const std::size_t checked_rows = std::max<std::size_t>(rows, 1);  // the scalars are checked even for no rows
+    for (std::size_t r = 0; r < checked_rows; ++r) {
+        const bool any = r < rows;
+        auto value = [&](const double* a, double v) { return a && any ? a[r] : v; };
+        auto name = [&](const char* sc, const char* ar, const double* a) { return option_name(sc, ar, a && any, r); };
+        const double t = value(o.temperatures, o.temperature);
+        check(std::isfinite(t) && t >= 0, "normexp.sample: " + name("temperature", "temperatures", o.temperatures) +
+                                              " must be a finite number >= 0 (0 is greedy), got " + detail::format_number(t));
+        const double tp = value(o.top_ps, o.top_p);
+        check(tp > 0 && tp <= 1, "normexp.sample: " + name("top_p", "top_ps", o.top_ps) + " must be in (0, 1], got " +
+                                     detail::format_number(tp));
+        const double mp = value(o.min_ps, o.min_p);
+        check(mp >= 0 && mp <= 1, "normexp.sample: " + name("min_p", "min_ps", o.min_ps) + " must be in [0, 1], got " +
+                                      detail::format_number(mp));
+        const double rp = value(o.repetition_penalties, o.repetition_penalty);
+        check(std::isfinite(rp) && rp > 0,
+              "normexp.sample: " + name("repetition_penalty", "repetition_penalties", o.repetition_penalties) +
+                  " must be a finite number > 0 (1: none), got " + detail::format_number(rp));
+        const double pp = value(o.presence_penalties, o.presence_penalty);
+        check(std::isfinite(pp) && pp >= 0,
+              "normexp.sample: " + name("presence_penalty", "presence_penalties", o.presence_penalties) +
+                  " must be a finite number >= 0, got " + detail::format_number(pp));
+        const double fp = value(o.frequency_penalties, o.frequency_penalty);
+        check(std::isfinite(fp) && fp >= 0,
+              "normexp.sample: " + name("frequency_penalty", "frequency_penalties", o.frequency_penalties) +
+                  " must be a finite number >= 0, got " + detail::format_number(fp));
+        if (o.top_ks && any)
+            check(o.top_ks[r] >= 0, "normexp.sample: top_ks[" + std::to_string(r) + "] must be >= 0 (0: no cut), got " +
+                                        std::to_string(o.top_ks[r]));
+        if (o.prev_tokens && any) {
+            for (std::size_t j = 0; j < o.prev_len; ++j) {
+                const std::int64_t t = o.prev_tokens[r * o.prev_len + j];
+                check(t == -1 || (t >= 0 && std::uint64_t(t) < n),
+                      "normexp.sample: prev_tokens row " + std::to_string(r) + " holds token " + std::to_string(t) +
+                          ", out of range [0, " + std::to_string(n) + ") (-1 is padding)");
+            }
+        }
+    }
+    check(o.prev_len == 0 || rows == 0 || o.prev_tokens != nullptr, "normexp.sample: prev_tokens is null but prev_len > 0");
+}
+
+// The row as the sampler sees it after logit_bias and penalties, built in s.row (x is not written).
+// The bias is added in T over kInnerChunk chunks split over nt threads (an elementwise add: the same bits
+// however it is split); the penalties touch only the seen tokens: the row's ids sorted, then one update
+// per distinct token t with its count c, in float64 rounded to T:
+//   v = x_t > 0 ? x_t / r : x_t * r;   x_t = v - (p + f c).
+template <class T>
+const T* penalized_row(const T* x, const T* bias, std::size_t n, const std::int64_t* prev, std::size_t prev_len,
+                       const row_params& q, sample_scratch<T>& s, int nt) {
+    T* row = s.row.data();
+    const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+    detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
+        const std::size_t i0 = c0 * kInnerChunk, i1 = std::min(n, c1 * kInnerChunk);
+        if (bias)
+            for (std::size_t i = i0; i < i1; ++i) row[i] = x[i] + bias[i];
+        else
+            std::memcpy(row + i0, x + i0, (i1 - i0) * sizeof(T));
+    });
+    if (!prev || !q.penalized()) return row;
+    std::size_t cnt = 0;
+    for (std::size_t j = 0; j < prev_len; ++j)
+        if (prev[j] >= 0) s.seen[cnt++] = prev[j];
+    std::sort(s.seen.begin(), s.seen.begin() + std::ptrdiff_t(cnt));
+    for (std::size_t j = 0; j < cnt;) {
+        const std::int64_t t = s.seen[j];
+        std::size_t e = j + 1;
+        while (e < cnt && s.seen[e] == t) ++e;
+        double v = double(row[t]);
+        if (q.rep != 1) v = v > 0 ? v / q.rep : v * q.rep;
+        row[t] = static_cast<T>(v - (q.pres + q.freq * double(e - j)));
+        j = e;
+    }
+    return row;
+}
+
 }  // namespace
 
 template <class T>
 void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stride, const double* uniforms,
-            std::int64_t* tokens, const sample_options& o, const char* isa) {
-    check(std::isfinite(o.temperature) && o.temperature >= 0,
-          "normexp.sample: temperature must be a finite number >= 0 (0 is greedy), got " + detail::format_number(o.temperature));
-    check(o.top_p > 0 && o.top_p <= 1, "normexp.sample: top_p must be in (0, 1], got " + detail::format_number(o.top_p));
-    check(o.min_p >= 0 && o.min_p <= 1, "normexp.sample: min_p must be in [0, 1], got " + detail::format_number(o.min_p));
+            std::int64_t* tokens, const sample_options& o, const char* isa, const T* bias, std::ptrdiff_t bias_stride,
+            double* logprobs) {
+    check_sample_options(o, rows, n);
     if (rows == 0) return;
     check(n >= 1, "normexp.sample: the vocabulary (last axis) is empty");
     check(n < (std::size_t(1) << 32), "normexp.sample: vocabularies of 2^32 entries or more are not supported");
     check(x != nullptr && tokens != nullptr, "normexp.sample: null data pointer");
-    const bool greedy = o.temperature == 0;
-    check(greedy || uniforms != nullptr, "normexp.sample: uniforms are required when temperature > 0");
+    const bool per_row = o.temperatures || o.top_ks || o.top_ps || o.min_ps || o.repetition_penalties ||
+                         o.presence_penalties || o.frequency_penalties;
+    const bool prev = o.prev_tokens != nullptr && o.prev_len > 0;
+
+    // The rows' plans. With scalar options every row has the same one, as before the per-row options.
+    const double bmax = double(std::numeric_limits<T>::max());
+    std::vector<sample_plan> plans(per_row ? rows : 1);
+    std::vector<T> betas(plans.size());
+    bool any_sampled = false, any_changed = bias != nullptr;
+    for (std::size_t r = 0; r < plans.size(); ++r) {
+        const row_params q = params_of(o, r);
+        const bool greedy = q.temperature == 0;
+        plans[r] = sample_plan{greedy, q.top_k >= n ? 0 : q.top_k, q.top_p, q.min_p};
+        betas[r] = static_cast<T>(greedy ? 1.0 : std::min(1.0 / q.temperature, bmax));
+        any_sampled |= !greedy;
+        any_changed |= prev && q.penalized();
+    }
+    check(!any_sampled || uniforms != nullptr, "normexp.sample: uniforms are required when temperature > 0");
 
     const kernel_table& kt = table_for(isa);
     const reduction_kernels<T>& k = kernels_of<T>(kt);
-    const double bmax = double(std::numeric_limits<T>::max());
-    const T beta = static_cast<T>(greedy ? 1.0 : std::min(1.0 / o.temperature, bmax));
-    const sample_plan plan{greedy, o.top_k >= n ? 0 : o.top_k, o.top_p, o.min_p};
-
     std::vector<std::uint8_t> status(rows, kOk);
+    constexpr std::uint8_t kChanged = 0x80;  // status flag: the row was changed by bias or penalties
+    auto one_row = [&](std::size_t r, sample_scratch<T>& s, int nt) {
+        const std::size_t pr = per_row ? r : 0;
+        const T* xr = x + std::ptrdiff_t(r) * row_stride;
+        std::uint8_t changed = 0;
+        const row_params q = per_row ? params_of(o, r) : params_of(o, 0);
+        if (bias || (prev && q.penalized())) {
+            xr = penalized_row(xr, bias ? bias + std::ptrdiff_t(r) * bias_stride : nullptr, n,
+                               prev ? o.prev_tokens + r * o.prev_len : nullptr, o.prev_len, q, s, nt);
+            changed = kChanged;
+        }
+        double lp = 0;
+        const row_status st = sample_row(k, kt.f32, xr, n, plans[pr], betas[pr], uniforms ? uniforms[r] : 0.0,
+                                         tokens[r], lp, s, nt);
+        status[r] = st == kOk ? std::uint8_t(kOk) : std::uint8_t(st | changed);
+        if (logprobs) logprobs[r] = lp;
+    };
+    // Per-thread scratch, allocated before the first row (see sample_scratch) for every plan in use.
+    auto prepare = [&](sample_scratch<T>& s, int nt) {
+        for (std::size_t r = 0; r < plans.size(); ++r) {
+            const sample_plan& p = plans[r];
+            if (r > 0 && p.greedy == plans[r - 1].greedy && p.top_k == plans[r - 1].top_k &&
+                p.top_p == plans[r - 1].top_p && p.min_p == plans[r - 1].min_p)
+                continue;  // the same buffers as the previous row's plan
+            prepare_scratch(s, p, n, nt);
+        }
+        if (any_changed) s.row.resize(n);
+        if (prev && any_changed) s.seen.resize(o.prev_len);
+    };
     // Threads over rows; a batch smaller than the thread count runs its rows one after another, each
     // split over the threads (batch 1 is the common decoding case).
     const int nt_rows = threads_for(rows * n, rows);
     const int nt_inner = threads_for(n, (n + kInnerChunk - 1) / kInnerChunk);
-    // Per-thread scratch, allocated before the first row (see sample_scratch).
     if (rows < std::size_t(nt_inner)) {
         sample_scratch<T> s;
-        prepare_scratch(s, plan, n, nt_inner);
-        for (std::size_t r = 0; r < rows; ++r)
-            status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
-                                   uniforms ? uniforms[r] : 0.0, tokens[r], s, nt_inner);
+        prepare(s, nt_inner);
+        for (std::size_t r = 0; r < rows; ++r) one_row(r, s, nt_inner);
     } else {
         std::vector<sample_scratch<T>> scratch(static_cast<std::size_t>(std::max(nt_rows, 1)));
-        for (auto& s : scratch) prepare_scratch(s, plan, n, 1);
+        for (auto& s : scratch) prepare(s, 1);
         detail::parallel_slices(nt_rows, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
-            sample_scratch<T>& s = scratch[slot];
-            for (std::size_t r = r0; r < r1; ++r)
-                status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
-                                       uniforms ? uniforms[r] : 0.0, tokens[r], s, 1);
+            for (std::size_t r = r0; r < r1; ++r) one_row(r, scratch[slot], 1);
         });
     }
     for (std::size_t r = 0; r < rows; ++r)
-        if (status[r] != kOk) throw error(row_message("normexp.sample", row_status(status[r]), r));
+        if (status[r] != kOk)
+            throw error(row_message("normexp.sample", row_status(status[r] & ~kChanged), r, status[r] & kChanged));
 }
 
 template <class T>
@@ -720,9 +868,9 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
 }
 
 template void sample<float>(const float*, std::size_t, std::size_t, std::ptrdiff_t, const double*, std::int64_t*,
-                            const sample_options&, const char*);
+                            const sample_options&, const char*, const float*, std::ptrdiff_t, double*);
 template void sample<double>(const double*, std::size_t, std::size_t, std::ptrdiff_t, const double*, std::int64_t*,
-                             const sample_options&, const char*);
+                             const sample_options&, const char*, const double*, std::ptrdiff_t, double*);
 template void cross_entropy<float>(const float*, const strides_t&, const shape_t&, int, const std::int64_t*, double*,
                                    const cross_entropy_options&, double*, double*, const char*);
 template void cross_entropy<double>(const double*, const strides_t&, const shape_t&, int, const std::int64_t*, double*,
