@@ -108,6 +108,8 @@ def _real_option(value: Any, name: str, batch: tuple[int, ...], test: Any, rule:
         return default, None
     v, arr = _api.per_row(value, name, batch)
     if arr is None:
+        if math.isnan(v):
+            raise ValueError(f"{name} must not be NaN")
         if not test(v):
             raise ValueError(f"{name} must be {rule}, got {_api.shown(value)}")
         return v, None
