@@ -102,8 +102,9 @@ std::string row_message(const char* fn, row_status st, std::size_t row, bool mod
 // ======================================================================================================
 // A thread's buffers for sampling rows, created before any parallel region (prepare_scratch sizes the
 // ones whose size the options fix). The candidate lists of the top-k and top-p paths grow with the
-// data inside the rows; they are bounded by the vocabulary and grow only inside the guarded regions of
-// threading.hpp, so a failed allocation there is a std::bad_alloc like any other.
+// data inside the rows (as does `row` for a row whose penalties touch many blocks, see changed_row); they
+// are bounded by the vocabulary and grow only inside the guarded regions of threading.hpp, so a failed
+// allocation there is a std::bad_alloc like any other.
 template <class T>
 struct sample_scratch {
     std::vector<std::uint32_t> idx;   // row_collect_ge output for one chunk
@@ -743,7 +744,10 @@ void check_sample_options(const sample_options& o, std::size_t rows, std::size_t
 //   v = x_t > 0 ? x_t / r : x_t * r;   x_t = v - (p + f c).
 // With a bias the row is built in s.row (x + bias added in T over kInnerChunk chunks split over nt
 // threads: an elementwise add, the same bits however it is split) and penalized there. With penalties
-// alone nothing is copied: the changed tokens are the view's patches (s.patch_ids, s.patch_vals).
+// alone the changed tokens are the view's patches (s.patch_ids, s.patch_vals) and nothing is copied,
+// unless they touch more than 1/16 of the 64-entry blocks: then each pass would copy a large part of the
+// row piece by piece (measured slower than one copy), and the row is copied into s.row and penalized
+// there. Both give the same row, so the same bits: the choice is only about speed.
 template <class T>
 row_view<T> changed_row(const T* x, const T* bias, std::size_t n, const std::int64_t* prev, std::size_t prev_len,
                         const row_params& q, sample_scratch<T>& s, int nt) {
@@ -765,11 +769,18 @@ row_view<T> changed_row(const T* x, const T* bias, std::size_t n, const std::int
             j = e;
         }
     };
-    if (bias) {
+    std::size_t blocks = 0;  // distinct 64-entry blocks holding a seen token
+    for (std::size_t j = 0; j < cnt; ++j) blocks += j == 0 || s.seen[j] / std::int64_t(kBlock) != s.seen[j - 1] / std::int64_t(kBlock);
+    if (bias || blocks * 16 > (n + kBlock - 1) / kBlock) {
+        s.row.resize(n);  // grows at most once per thread; inside the guarded regions (see sample_scratch)
         T* row = s.row.data();
         const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
         detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
-            for (std::size_t i = c0 * kInnerChunk, e = std::min(n, c1 * kInnerChunk); i < e; ++i) row[i] = x[i] + bias[i];
+            const std::size_t i0 = c0 * kInnerChunk, i1 = std::min(n, c1 * kInnerChunk);
+            if (bias)
+                for (std::size_t i = i0; i < i1; ++i) row[i] = x[i] + bias[i];
+            else
+                std::memcpy(row + i0, x + i0, (i1 - i0) * sizeof(T));
         });
         each_penalized(row, [&](std::size_t t, T v) { row[t] = v; });
         return row_view<T>{row, n};
@@ -842,7 +853,7 @@ void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stri
                 continue;  // the same buffers as the previous row's plan
             prepare_scratch(s, p, n, nt);
         }
-        if (bias) s.row.resize(n);
+        if (bias) s.row.resize(n);  // penalties alone: only if a row needs it (changed_row)
         if (prev && any_changed) {
             s.seen.resize(o.prev_len);
             if (!bias) {
