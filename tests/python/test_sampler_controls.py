@@ -462,19 +462,23 @@ SPARSE_CASES = [dict(temperature=0), dict(), dict(top_k=40), dict(top_k=5000), d
                 dict(top_k=60, top_p=0.9, temperature=0.7)]
 
 
+@pytest.mark.parametrize("spread", ["few blocks", "many blocks"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kw", SPARSE_CASES, ids=[str(c) for c in SPARSE_CASES])
-def test_penalties_alone_draw_what_the_built_row_draws(kw, dtype, isa):
-    """A row changed by penalties alone is read in place with its changed 64-entry blocks patched; with a
-    bias (zeros here) it is built in a row buffer. Both must give the same tokens and logprobs bit for bit,
-    on every path: seen tokens at block edges, clustered, at the row's ends, and the row's maximum."""
+def test_penalties_alone_draw_what_the_built_row_draws(kw, dtype, spread, isa):
+    """A row changed by penalties alone is read in place with its changed 64-entry blocks patched (or, when
+    they touch more than 1/16 of the blocks, copied once); with a bias (zeros here) it is built in a row
+    buffer. All must give the same tokens and logprobs bit for bit, on every path: seen tokens at block
+    edges, clustered, at the row's ends, and the row's maximum."""
     g = np.random.default_rng(21)
     rows, v = 24, 9001  # not a multiple of 64: the last block is short
     x = (g.standard_normal((rows, v)) * 3).astype(dtype)
-    prev = g.integers(-1, v, (rows, 300))
+    prev = np.full((rows, 300), -1)
+    if spread == "many blocks":
+        prev[:] = g.integers(-1, v, (rows, 300))
     prev[:, :8] = [0, 63, 64, 127, v - 1, v - 2, 8960, 8961]
     prev[:, 8] = np.argmax(x, axis=1)
-    prev[::3, 9:40] = np.arange(31) + 1000  # a dense cluster
+    prev[::3, 9:40] = np.arange(31) + 1000  # a dense cluster over a block edge
     pen = dict(prev_tokens=prev, repetition_penalty=np.linspace(0.7, 2.0, rows), presence_penalty=0.4,
                frequency_penalty=0.1)
     a = normexp.sample(x, rng=6, return_logprobs=True, **pen, **kw)
