@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _api, _core, _interop
 
@@ -164,15 +165,15 @@ def _logit_bias(value: Any, shape: tuple[int, ...], compute: np.dtype) -> np.nda
 def sample(
     logits: Any,
     *,
-    temperature: Any = 1.0,
-    top_k: Any = None,
-    top_p: Any = None,
-    min_p: Any = None,
-    logit_bias: Any = None,
-    prev_tokens: Any = None,
-    repetition_penalty: Any = 1.0,
-    presence_penalty: Any = 0.0,
-    frequency_penalty: Any = 0.0,
+    temperature: npt.ArrayLike = 1.0,
+    top_k: npt.ArrayLike | None = None,
+    top_p: npt.ArrayLike | None = None,
+    min_p: npt.ArrayLike | None = None,
+    logit_bias: npt.ArrayLike | None = None,
+    prev_tokens: npt.ArrayLike | None = None,
+    repetition_penalty: npt.ArrayLike = 1.0,
+    presence_penalty: npt.ArrayLike = 0.0,
+    frequency_penalty: npt.ArrayLike = 0.0,
     return_logprobs: bool = False,
     rng: Any = None,
 ) -> Any:
