@@ -841,7 +841,7 @@ void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stri
         double lp = 0;
         const row_status st = sample_row(k, kt.f32, view, n, plans[pr], betas[pr], uniforms ? uniforms[r] : 0.0,
                                          tokens[r], lp, s, nt);
-        status[r] = st == kOk ? std::uint8_t(kOk) : std::uint8_t(st | changed);
+        status[r] = st == kOk || st == kBadUniform ? std::uint8_t(st) : std::uint8_t(st | changed);
         if (logprobs) logprobs[r] = lp;
     };
     // Per-thread scratch, allocated before the first row (see sample_scratch) for every plan in use.

@@ -234,8 +234,8 @@ NORMEXP_API void merge_attention(std::size_t parts, const T* const* outs, const 
 //   logit_bias      x += bias (a vocab-entry row, or one per row), added in T.
 //   penalties       for each token t seen c > 0 times in the row's prev_tokens (in float64, rounded to T):
 //                   x_t = x_t > 0 ? x_t / r : x_t * r (repetition r), then x_t -= p + f * c (presence p,
-//                   frequency f). Rows with neither bias nor active penalties are read in place; the
-//                   others are built in a per-thread row buffer (the caller's logits are never written).
+//                   frequency f). The caller's logits are never written: a row with a bias is built
+//                   in a per-thread row buffer; penalties alone patch the seen tokens as they are read.
 //   temperature T   scores x / T. T == 0 is greedy: the lowest index of the maximum (the cuts are moot).
 //   top_k  (k > 0)  keep the entries whose score is >= the k-th largest score (ties at the boundary kept).
 //   top_p  (p < 1)  of those, keep the smallest set of the most probable entries whose probability
