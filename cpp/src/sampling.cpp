@@ -1,7 +1,13 @@
-// Driver for the language-model output layer: token sampling (temperature, top-k, top-p, min-p, greedy)
+// Driver for the language-model output layer: token sampling (logit bias, repetition / presence /
+// frequency penalties, temperature, top-k, top-p, min-p, greedy; per-row parameters; log-probabilities)
 // and the cross-entropy loss (with the derivatives in 1/T that temperature fitting needs).
 //
 // Sampling, per row (one thread per row; rows in parallel):
+//   options  every option of every row and every prev_tokens id are checked first (check_sample_options).
+//   changes  logit_bias: the row is built in a per-thread buffer (x + bias in T, then the penalties);
+//           penalties alone: the seen tokens' new values are patches over the caller's row, read through
+//           row_view (only the 64-entry blocks holding a patch are copied, to the stack, as a pass
+//           reaches them). The passes below then run on that row exactly as on an unchanged one.
 //   pass 1  m = row max (row_max kernel; NaN, +inf and all -inf rows are errors).
 //   greedy  the first index with x == m (row_collect_ge on chunks, stops at the first hit).
 //   top_k <= kListMaxK (the usual k = 20..100):
@@ -26,6 +32,8 @@
 // Determinism: every weight and every sum compared with u * Z is computed by the bit-exact sampling
 // weights (kernels/sampling_weights.hpp) and by sequential double arithmetic here, in an order fixed by
 // the row alone; thresholds are exact comparisons. So the token depends only on the logits and u.
+// logprobs: log(w_token) - log(Z_kept), the float32 weight of the drawn entry over the (double) sum of
+// the kept weights it was drawn among: the log-probability under the distribution actually sampled.
 //
 // Cross-entropy, per row: online max and exp-sum over L1-sized chunks (row_max, row_exp_sum: one pass
 // over memory), the label's score by one load; label smoothing adds the row sum, computed on the same
@@ -77,8 +85,9 @@ void check(bool ok, const std::string& msg) {
 // Per-row outcome, turned into an exception after the parallel region (exceptions must not escape it).
 enum row_status : std::uint8_t { kOk = 0, kNaN, kPosInf, kAllNegInf, kBadLabel, kBadUniform };
 
-std::string row_message(const char* fn, row_status st, std::size_t row) {
-    const std::string r = std::to_string(row);
+// modified: the row was changed by logit_bias or penalties before the check (sample), said in the message.
+std::string row_message(const char* fn, row_status st, std::size_t row, bool modified = false) {
+    const std::string r = std::to_string(row) + (modified ? " (after logit_bias and penalties)" : "");
     switch (st) {
         case kNaN: return std::string(fn) + ": logits row " + r + " contains NaN";
         case kPosInf: return std::string(fn) + ": logits row " + r + " contains +inf; probabilities are undefined";
@@ -93,8 +102,9 @@ std::string row_message(const char* fn, row_status st, std::size_t row) {
 // ======================================================================================================
 // A thread's buffers for sampling rows, created before any parallel region (prepare_scratch sizes the
 // ones whose size the options fix). The candidate lists of the top-k and top-p paths grow with the
-// data inside the rows; they are bounded by the vocabulary and grow only inside the guarded regions of
-// threading.hpp, so a failed allocation there is a std::bad_alloc like any other.
+// data inside the rows (as does `row` for a row whose penalties touch many blocks, see changed_row); they
+// are bounded by the vocabulary and grow only inside the guarded regions of threading.hpp, so a failed
+// allocation there is a std::bad_alloc like any other.
 template <class T>
 struct sample_scratch {
     std::vector<std::uint32_t> idx;   // row_collect_ge output for one chunk
@@ -110,6 +120,74 @@ struct sample_scratch {
     std::vector<std::vector<std::uint32_t>> chunk_cand;
     std::vector<std::vector<T>> tvals;
     std::vector<std::uint32_t> tidx;
+    // Rows changed by logit_bias or penalties: the changed row (with a bias), the row's seen tokens
+    // sorted, and the patches of a row changed by penalties alone (see row_view).
+    std::vector<T> row;
+    std::vector<std::int64_t> seen;
+    std::vector<std::uint32_t> patch_ids;
+    std::vector<T> patch_vals;
+};
+
+// The row the sampler reads: x itself with, optionally, a few entries replaced (the patches: the tokens
+// a penalty changed, by increasing index, and their new values), so that a row changed by penalties
+// alone is never copied. Passes over the row go through pieces(lo, hi, f), which calls f(p, off, len)
+// with p[0..len) = the row's entries off..off+len: in-place pieces of x, and for each 64-entry block
+// holding a patch, that block's part of [lo, hi) copied to the stack with the patches applied. Pieces
+// start at lo or at a block boundary, so a pass over whole blocks (the sampling weights and their block
+// sums) computes each block from exactly its entries: the same bits as over a patched copy of the row.
+// Without patches, pieces is one call on x[lo, hi) and at(i) is x[i]: the plain path is unchanged.
+template <class T>
+struct row_view {
+    const T* x;
+    std::size_t n;
+    const std::uint32_t* ids = nullptr;  // patched indices, increasing
+    const T* vals = nullptr;             // their values
+    std::size_t count = 0;
+
+    T at(std::size_t i) const {
+        if (count == 0) return x[i];
+        const std::uint32_t* p = std::lower_bound(ids, ids + count, static_cast<std::uint32_t>(i));
+        return (p != ids + count && *p == i) ? vals[p - ids] : x[i];
+    }
+    template <class F>
+    void pieces(std::size_t lo, std::size_t hi, F&& f) const {
+        std::size_t j = count ? std::size_t(std::lower_bound(ids, ids + count, static_cast<std::uint32_t>(lo)) - ids) : 0;
+        std::size_t pos = lo;
+        while (pos < hi) {
+            if (j == count || ids[j] >= hi) {
+                f(x + pos, pos, hi - pos);
+                return;
+            }
+            const std::size_t blk = std::size_t(ids[j]) / kBlock * kBlock;
+            const std::size_t b0 = std::max(pos, blk), b1 = std::min(hi, blk + kBlock);
+            if (b0 > pos) f(x + pos, pos, b0 - pos);
+            T buf[kBlock];
+            std::memcpy(buf, x + b0, (b1 - b0) * sizeof(T));
+            for (; j < count && ids[j] < b1; ++j) buf[ids[j] - b0] = vals[j];
+            f(static_cast<const T*>(buf), b0, b1 - b0);
+            pos = b1;
+        }
+    }
+    // max of [lo, hi) (exact, so however it is cut), NaN if an entry is NaN.
+    T max(const reduction_kernels<T>& k, std::size_t lo, std::size_t hi) const {
+        T m = -std::numeric_limits<T>::infinity();
+        pieces(lo, hi, [&](const T* p, std::size_t, std::size_t len) {
+            const T c = k.row_max(p, len);
+            m = (c != c || m != m) ? std::numeric_limits<T>::quiet_NaN() : std::max(m, c);
+        });
+        return m;
+    }
+    // row_collect_ge over [lo, hi): the indices (relative to lo, increasing) of the entries >= thr.
+    std::size_t collect_ge(const reduction_kernels<T>& k, std::size_t lo, std::size_t hi, T thr, std::uint32_t* idx) const {
+        std::size_t c = 0;
+        pieces(lo, hi, [&](const T* p, std::size_t off, std::size_t len) {
+            const std::size_t got = k.row_collect_ge(p, len, thr, idx + c);
+            if (off != lo)
+                for (std::size_t j = c; j < c + got; ++j) idx[j] += static_cast<std::uint32_t>(off - lo);
+            c += got;
+        });
+        return c;
+    }
 };
 
 // Streaming top-k (see the file comment): one pass over x[lo, hi) appending to cand (indices into x,
@@ -119,24 +197,24 @@ struct sample_scratch {
 // of a subset of the row, so <= tau_k, and an entry is dropped only below it. So cand ends holding every
 // entry of x[lo, hi) that is >= tau_k.
 template <class T>
-T kth_largest(const T* x, const std::vector<std::uint32_t>& cand, std::size_t kk, std::vector<T>& vals) {
+T kth_largest(const row_view<T>& x, const std::vector<std::uint32_t>& cand, std::size_t kk, std::vector<T>& vals) {
     vals.resize(cand.size());
-    for (std::size_t j = 0; j < cand.size(); ++j) vals[j] = x[cand[j]];
+    for (std::size_t j = 0; j < cand.size(); ++j) vals[j] = x.at(cand[j]);
     std::nth_element(vals.begin(), vals.begin() + std::ptrdiff_t(kk - 1), vals.end(), std::greater<T>());
     return vals[kk - 1];
 }
 template <class T>
-void prune_below(const T* x, std::vector<std::uint32_t>& cand, T t) {
-    cand.erase(std::remove_if(cand.begin(), cand.end(), [&](std::uint32_t i) { return x[i] < t; }), cand.end());
+void prune_below(const row_view<T>& x, std::vector<std::uint32_t>& cand, T t) {
+    cand.erase(std::remove_if(cand.begin(), cand.end(), [&](std::uint32_t i) { return x.at(i) < t; }), cand.end());
 }
 // idx: kScanChunk entries of scratch.
 template <class T>
-void stream_top_k(const reduction_kernels<T>& k, const T* x, std::size_t lo, std::size_t hi, std::size_t kk, T start,
+void stream_top_k(const reduction_kernels<T>& k, const row_view<T>& x, std::size_t lo, std::size_t hi, std::size_t kk, T start,
                   std::vector<std::uint32_t>& cand, std::vector<T>& vals, std::uint32_t* idx) {
     std::size_t cap = std::max<std::size_t>(2 * kk, kk + 1024);
     T thr = start;
     for (std::size_t c0 = lo; c0 < hi; c0 += kScanChunk) {
-        const std::size_t got = k.row_collect_ge(x + c0, std::min(kScanChunk, hi - c0), thr, idx);
+        const std::size_t got = x.collect_ge(k, c0, c0 + std::min(kScanChunk, hi - c0), thr, idx);
         for (std::size_t j = 0; j < got; ++j) cand.push_back(static_cast<std::uint32_t>(c0 + idx[j]));
         if (cand.size() > cap) {
             thr = kth_largest(x, cand, kk, vals);
@@ -150,7 +228,7 @@ void stream_top_k(const reduction_kernels<T>& k, const T* x, std::size_t lo, std
 // With nt > 1 the row is cut into chunks streamed in parallel, their candidates concatenated in order;
 // the result is the same set (it is defined by tau_k alone), so the token does not depend on nt.
 template <class T>
-T select_top_k(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T start,
+T select_top_k(const reduction_kernels<T>& k, const row_view<T>& x, std::size_t n, std::size_t kk, T start,
                sample_scratch<T>& s, int nt) {
     s.cand.clear();
     const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
@@ -183,12 +261,12 @@ T combine_max(const std::vector<T>& part) {
 
 // The row max (NaN if any entry is NaN), with nt threads over chunks (part: one entry per chunk).
 template <class T>
-T row_max(const reduction_kernels<T>& k, const T* x, std::size_t n, int nt, std::vector<T>& part) {
+T row_max(const reduction_kernels<T>& k, const row_view<T>& x, std::size_t n, int nt, std::vector<T>& part) {
     const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
-    if (nt <= 1 || nchunks < 2) return k.row_max(x, n);
+    if (nt <= 1 || nchunks < 2) return x.max(k, 0, n);
     detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
         for (std::size_t c = c0; c < c1; ++c)
-            part[c] = k.row_max(x + c * kInnerChunk, std::min(kInnerChunk, n - c * kInnerChunk));
+            part[c] = x.max(k, c * kInnerChunk, std::min(n, (c + 1) * kInnerChunk));
     });
     return combine_max(part);
 }
@@ -198,7 +276,7 @@ T row_max(const reduction_kernels<T>& k, const T* x, std::size_t n, int nt, std:
 // of tau_k (k distinct entries reach it) and, when the top k entries fall into distinct blocks, nearly
 // tau_k itself, so the streaming pass collects little more than the answer. Returns NaN for a NaN row.
 template <class T>
-T block_max_start(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t kk, T& start,
+T block_max_start(const reduction_kernels<T>& k, const row_view<T>& x, std::size_t n, std::size_t kk, T& start,
                   sample_scratch<T>& s, int nt) {
     const std::size_t b = n / (4 * kk);
     start = -kInf<T>;
@@ -206,7 +284,7 @@ T block_max_start(const reduction_kernels<T>& k, const T* x, std::size_t n, std:
     const std::size_t nb = (n + b - 1) / b;
     s.vals.resize(nb);
     detail::parallel_ranges(nb * b >= 2 * kInnerChunk ? nt : 1, nb, [&](std::size_t b0, std::size_t b1) {
-        for (std::size_t i = b0; i < b1; ++i) s.vals[i] = k.row_max(x + i * b, std::min(b, n - i * b));
+        for (std::size_t i = b0; i < b1; ++i) s.vals[i] = x.max(k, i * b, std::min(n, (i + 1) * b));
     });
     const T m = combine_max(s.vals);
     if (m != m) return m;
@@ -291,9 +369,12 @@ double top_p_collect_bound(const std::vector<float>& bs, std::size_t n, double b
     return theta;
 }
 
+// log(w / z): the log-probability of a drawn entry of weight w > 0 among weights summing to z.
+double log_share(float w, double z) { return std::log(double(w)) - std::log(z); }
+
 // Inverse CDF over a list (index order): the first entry whose running sum exceeds u * total; the last
-// entry of positive weight if rounding leaves none.
-std::uint32_t draw_list(const std::uint32_t* idx, const float* w, std::size_t cnt, double u) {
+// entry of positive weight if rounding leaves none. Returns its index and sets its log_share.
+std::uint32_t draw_list(const std::uint32_t* idx, const float* w, std::size_t cnt, double u, double& logprob) {
     double z = 0;
     for (std::size_t j = 0; j < cnt; ++j) z += w[j];
     const double target = u * z;
@@ -303,15 +384,17 @@ std::uint32_t draw_list(const std::uint32_t* idx, const float* w, std::size_t cn
         if (!(w[j] > 0)) continue;
         last = j;
         c += w[j];
-        if (c > target) return idx[j];
+        if (c > target) break;
     }
+    // The loop stops at the drawn entry; if it ran out, `last` is the last one of positive weight.
+    logprob = log_share(w[last], z);
     return idx[last];
 }
 
 // top_p and min_p over a candidate list (indices increasing, weights cw), then the draw.
 // z: the mass top_p is relative to (the top-k set's).
 template <class T>
-std::uint32_t finish_list(sample_scratch<T>& s, double z, double top_p, double min_p, double u) {
+std::uint32_t finish_list(sample_scratch<T>& s, double z, double top_p, double min_p, double u, double& logprob) {
     double thr = 0;
     if (top_p < 1) {
         s.cw2 = s.cw;
@@ -329,13 +412,14 @@ std::uint32_t finish_list(sample_scratch<T>& s, double z, double top_p, double m
         s.cand.resize(o);
         s.cw.resize(o);
     }
-    return draw_list(s.cand.data(), s.cw.data(), s.cand.size(), u);
+    return draw_list(s.cand.data(), s.cw.data(), s.cand.size(), u, logprob);
 }
 
 // Inverse CDF over the block sums: the block holding u * Z, then that block's 64 weights recomputed.
+// Sets the drawn entry's log_share of Z.
 template <class T>
-std::size_t draw_blocks(const reduction_kernels<T>& k, const T* x, std::size_t n, T m, T beta, T thr,
-                        const std::vector<float>& bs, double z, double u) {
+std::size_t draw_blocks(const reduction_kernels<T>& k, const row_view<T>& x, std::size_t n, T m, T beta, T thr,
+                        const std::vector<float>& bs, double z, double u, double& logprob) {
     const double target = u * z;
     double c = 0;
     std::size_t b = bs.size(), last = 0;
@@ -355,15 +439,18 @@ std::size_t draw_blocks(const reduction_kernels<T>& k, const T* x, std::size_t n
     }
     float wb[kBlock];
     const std::size_t b0 = b * kBlock, len = std::min(kBlock, n - b0);
-    k.row_sample_weights(x + b0, len, m, beta, thr, wb, nullptr);
+    x.pieces(b0, b0 + len, [&](const T* p, std::size_t off, std::size_t l) {
+        k.row_sample_weights(p, l, m, beta, thr, wb + (off - b0), nullptr);
+    });
     double cc = 0;
     std::size_t lastpos = 0;
     for (std::size_t i = 0; i < len; ++i) {
         if (!(wb[i] > 0)) continue;
         lastpos = i;
         cc += wb[i];
-        if (cc > rem) return b0 + i;
+        if (cc > rem) break;
     }
+    logprob = log_share(wb[lastpos], z);
     return b0 + lastpos;
 }
 
@@ -405,8 +492,10 @@ void prepare_scratch(sample_scratch<T>& s, const sample_plan& p, std::size_t n, 
 // each pass produces exactly what one thread would (maxima are exact, block sums are per block, the
 // top-k and top-p candidate sets are defined by their thresholds), so the token does not change.
 template <class T>
-row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<float>& kf, const T* x, std::size_t n,
-                      const sample_plan& p, T beta, double u, std::int64_t& token, sample_scratch<T>& s, int nt) {
+row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<float>& kf, const row_view<T>& x, std::size_t n,
+                      const sample_plan& p, T beta, double u, std::int64_t& token, double& logprob, sample_scratch<T>& s,
+                      int nt) {
+    logprob = 0;
     const bool list_path = !p.greedy && p.top_k && p.top_k <= kListMaxK;
     T start = -kInf<T>;
     const T m = list_path ? block_max_start(k, x, n, p.top_k, start, s, nt) : row_max(k, x, n, nt, s.part);
@@ -415,7 +504,7 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     if (m == -kInf<T>) return kAllNegInf;
     if (p.greedy) {
         for (std::size_t c0 = 0; c0 < n; c0 += 1024) {
-            if (k.row_collect_ge(x + c0, std::min<std::size_t>(1024, n - c0), m, s.idx.data())) {
+            if (x.collect_ge(k, c0, std::min<std::size_t>(n, c0 + 1024), m, s.idx.data())) {
                 token = std::int64_t(c0 + s.idx[0]);
                 return kOk;
             }
@@ -428,18 +517,19 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
         select_top_k(k, x, n, p.top_k, start, s, nt);
         const std::size_t cnt = s.cand.size();
         s.gathered.resize(cnt);
-        for (std::size_t j = 0; j < cnt; ++j) s.gathered[j] = x[s.cand[j]];
+        for (std::size_t j = 0; j < cnt; ++j) s.gathered[j] = x.at(s.cand[j]);
         s.cw.resize(cnt);
         k.row_sample_weights(s.gathered.data(), cnt, m, beta, -kInf<T>, s.cw.data(), nullptr);
         double z = 0;
         for (float v : s.cw) z += v;
-        token = finish_list(s, z, p.top_p, p.min_p, u);
+        token = finish_list(s, z, p.top_p, p.min_p, u, logprob);
         return kOk;
     }
 
     T thr = -kInf<T>;
     if (p.top_k) {  // a large k: the k-th largest by nth_element on a copy (O(n))
-        s.vals.assign(x, x + n);
+        s.vals.assign(x.x, x.x + n);
+        for (std::size_t j = 0; j < x.count; ++j) s.vals[x.ids[j]] = x.vals[j];
         std::nth_element(s.vals.begin(), s.vals.begin() + std::ptrdiff_t(p.top_k - 1), s.vals.end(), std::greater<T>());
         thr = s.vals[p.top_k - 1];
     }
@@ -449,12 +539,14 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
     detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
         const std::size_t i0 = c0 * kInnerChunk, i1 = std::min(n, c1 * kInnerChunk);
-        k.row_sample_weights(x + i0, i1 - i0, m, beta, thr, cuts ? s.w.data() + i0 : nullptr, s.bs.data() + i0 / kBlock);
+        x.pieces(i0, i1, [&](const T* p, std::size_t off, std::size_t len) {
+            k.row_sample_weights(p, len, m, beta, thr, cuts ? s.w.data() + off : nullptr, s.bs.data() + off / kBlock);
+        });
     });
     double z = 0;
     for (float v : s.bs) z += v;
     if (!cuts) {
-        token = std::int64_t(draw_blocks(k, x, n, m, beta, thr, s.bs, z, u));
+        token = std::int64_t(draw_blocks(k, x, n, m, beta, thr, s.bs, z, u, logprob));
         return kOk;
     }
     // Collect every entry that can survive the cuts (see the file comment), then cut the list.
@@ -473,7 +565,7 @@ row_status sample_row(const reduction_kernels<T>& k, const reduction_kernels<flo
     s.cand.resize(cnt);
     s.cw.resize(cnt);
     for (std::size_t j = 0; j < cnt; ++j) s.cw[j] = s.w[s.cand[j]];
-    token = finish_list(s, z, p.top_p, p.min_p, u);
+    token = finish_list(s, z, p.top_p, p.min_p, u, logprob);
     return kOk;
 }
 
@@ -584,52 +676,210 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
     return res;
 }
 
+// One row's parameters, resolved from the options (a per-row array entry or the scalar).
+struct row_params {
+    double temperature, top_p, min_p, rep, pres, freq;
+    std::size_t top_k;
+    bool penalized() const { return rep != 1 || pres != 0 || freq != 0; }
+};
+
+row_params params_of(const sample_options& o, std::size_t r) {
+    row_params q;
+    q.temperature = o.temperatures ? o.temperatures[r] : o.temperature;
+    q.top_k = o.top_ks ? static_cast<std::size_t>(o.top_ks[r]) : o.top_k;  // checked >= 0 first
+    q.top_p = o.top_ps ? o.top_ps[r] : o.top_p;
+    q.min_p = o.min_ps ? o.min_ps[r] : o.min_p;
+    q.rep = o.repetition_penalties ? o.repetition_penalties[r] : o.repetition_penalty;
+    q.pres = o.presence_penalties ? o.presence_penalties[r] : o.presence_penalty;
+    q.freq = o.frequency_penalties ? o.frequency_penalties[r] : o.frequency_penalty;
+    return q;
+}
+
+// One option of every row: the per-row array's entries, or else the scalar, must satisfy ok(v); the
+// message (built only for a failure) names the scalar, or the array entry "<array>[r]".
+template <class Ok>
+void check_option(const double* per_row, double scalar, std::size_t rows, Ok ok, const char* scalar_name,
+                  const char* array_name, const char* rule) {
+    auto fail = [&](const std::string& name, double v) {
+        throw error("normexp.sample: " + name + " must be " + rule + ", got " + detail::format_number(v));
+    };
+    if (!per_row) {
+        if (!ok(scalar)) fail(scalar_name, scalar);
+        return;
+    }
+    for (std::size_t r = 0; r < rows; ++r)
+        if (!ok(per_row[r])) fail(std::string(array_name) + "[" + std::to_string(r) + "]", per_row[r]);
+}
+
+// Every option of every row, and prev_tokens, before any row is sampled.
+void check_sample_options(const sample_options& o, std::size_t rows, std::size_t n) {
+    check_option(o.temperatures, o.temperature, rows, [](double v) { return std::isfinite(v) && v >= 0; },
+                 "temperature", "temperatures", "a finite number >= 0 (0 is greedy)");
+    check_option(o.top_ps, o.top_p, rows, [](double v) { return v > 0 && v <= 1; }, "top_p", "top_ps", "in (0, 1]");
+    check_option(o.min_ps, o.min_p, rows, [](double v) { return v >= 0 && v <= 1; }, "min_p", "min_ps", "in [0, 1]");
+    check_option(o.repetition_penalties, o.repetition_penalty, rows, [](double v) { return std::isfinite(v) && v > 0; },
+                 "repetition_penalty", "repetition_penalties", "a finite number > 0 (1: none)");
+    check_option(o.presence_penalties, o.presence_penalty, rows, [](double v) { return std::isfinite(v) && v >= 0; },
+                 "presence_penalty", "presence_penalties", "a finite number >= 0");
+    check_option(o.frequency_penalties, o.frequency_penalty, rows, [](double v) { return std::isfinite(v) && v >= 0; },
+                 "frequency_penalty", "frequency_penalties", "a finite number >= 0");
+    if (o.top_ks)
+        for (std::size_t r = 0; r < rows; ++r)
+            if (o.top_ks[r] < 0)
+                throw error("normexp.sample: top_ks[" + std::to_string(r) + "] must be >= 0 (0: no cut), got " +
+                            std::to_string(o.top_ks[r]));
+    if (o.prev_len == 0 || rows == 0) return;
+    check(o.prev_tokens != nullptr, "normexp.sample: prev_tokens is null but prev_len > 0");
+    for (std::size_t i = 0; i < rows * o.prev_len; ++i) {
+        const std::int64_t t = o.prev_tokens[i];
+        if (t == -1 || (t >= 0 && std::uint64_t(t) < n)) continue;
+        throw error("normexp.sample: prev_tokens row " + std::to_string(i / o.prev_len) + " holds token " +
+                    std::to_string(t) + ", out of range [0, " + std::to_string(n) + ") (-1 is padding)");
+    }
+}
+
+// The row as the sampler sees it after logit_bias and penalties (x is never written). The penalties
+// change only the seen tokens: the row's ids are sorted, and each distinct token t seen c times gets,
+// in float64 rounded to T,
+//   v = x_t > 0 ? x_t / r : x_t * r;   x_t = v - (p + f c).
+// With a bias the row is built in s.row (x + bias added in T over kInnerChunk chunks split over nt
+// threads: an elementwise add, the same bits however it is split) and penalized there. With penalties
+// alone the changed tokens are the view's patches (s.patch_ids, s.patch_vals) and nothing is copied,
+// unless they touch more than 1/16 of the 64-entry blocks: then each pass would copy a large part of the
+// row piece by piece (measured slower than one copy), and the row is copied into s.row and penalized
+// there. Both give the same row, so the same bits: the choice is only about speed.
+template <class T>
+row_view<T> changed_row(const T* x, const T* bias, std::size_t n, const std::int64_t* prev, std::size_t prev_len,
+                        const row_params& q, sample_scratch<T>& s, int nt) {
+    std::size_t cnt = 0;
+    if (prev && q.penalized()) {
+        for (std::size_t j = 0; j < prev_len; ++j)
+            if (prev[j] >= 0) s.seen[cnt++] = prev[j];
+        std::sort(s.seen.begin(), s.seen.begin() + std::ptrdiff_t(cnt));
+    }
+    // Calls f(t, new value of x_t) for each distinct seen token t, by increasing t.
+    auto each_penalized = [&](const T* row, auto&& f) {
+        for (std::size_t j = 0; j < cnt;) {
+            const std::int64_t t = s.seen[j];
+            std::size_t e = j + 1;
+            while (e < cnt && s.seen[e] == t) ++e;
+            double v = double(row[t]);
+            if (q.rep != 1) v = v > 0 ? v / q.rep : v * q.rep;
+            f(static_cast<std::size_t>(t), static_cast<T>(v - (q.pres + q.freq * double(e - j))));
+            j = e;
+        }
+    };
+    std::size_t blocks = 0;  // distinct 64-entry blocks holding a seen token
+    for (std::size_t j = 0; j < cnt; ++j) blocks += j == 0 || s.seen[j] / std::int64_t(kBlock) != s.seen[j - 1] / std::int64_t(kBlock);
+    if (bias || blocks * 16 > (n + kBlock - 1) / kBlock) {
+        s.row.resize(n);  // grows at most once per thread; inside the guarded regions (see sample_scratch)
+        T* row = s.row.data();
+        const std::size_t nchunks = (n + kInnerChunk - 1) / kInnerChunk;
+        detail::parallel_ranges(nt, nchunks, [&](std::size_t c0, std::size_t c1) {
+            const std::size_t i0 = c0 * kInnerChunk, i1 = std::min(n, c1 * kInnerChunk);
+            if (bias)
+                for (std::size_t i = i0; i < i1; ++i) row[i] = x[i] + bias[i];
+            else
+                std::memcpy(row + i0, x + i0, (i1 - i0) * sizeof(T));
+        });
+        each_penalized(row, [&](std::size_t t, T v) { row[t] = v; });
+        return row_view<T>{row, n};
+    }
+    std::size_t np = 0;
+    each_penalized(x, [&](std::size_t t, T v) {
+        s.patch_ids[np] = static_cast<std::uint32_t>(t);
+        s.patch_vals[np++] = v;
+    });
+    return row_view<T>{x, n, s.patch_ids.data(), s.patch_vals.data(), np};
+}
+
 }  // namespace
 
 template <class T>
 void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stride, const double* uniforms,
-            std::int64_t* tokens, const sample_options& o, const char* isa) {
-    check(std::isfinite(o.temperature) && o.temperature >= 0,
-          "normexp.sample: temperature must be a finite number >= 0 (0 is greedy), got " + detail::format_number(o.temperature));
-    check(o.top_p > 0 && o.top_p <= 1, "normexp.sample: top_p must be in (0, 1], got " + detail::format_number(o.top_p));
-    check(o.min_p >= 0 && o.min_p <= 1, "normexp.sample: min_p must be in [0, 1], got " + detail::format_number(o.min_p));
+            std::int64_t* tokens, const sample_options& o, const char* isa, const T* bias, std::ptrdiff_t bias_stride,
+            double* logprobs) {
+    check_sample_options(o, rows, n);
     if (rows == 0) return;
     check(n >= 1, "normexp.sample: the vocabulary (last axis) is empty");
     check(n < (std::size_t(1) << 32), "normexp.sample: vocabularies of 2^32 entries or more are not supported");
     check(x != nullptr && tokens != nullptr, "normexp.sample: null data pointer");
-    const bool greedy = o.temperature == 0;
-    check(greedy || uniforms != nullptr, "normexp.sample: uniforms are required when temperature > 0");
+    const bool per_row = o.temperatures || o.top_ks || o.top_ps || o.min_ps || o.repetition_penalties ||
+                         o.presence_penalties || o.frequency_penalties;
+    const bool prev = o.prev_tokens != nullptr && o.prev_len > 0;
+
+    // The rows' plans. With scalar options every row has the same one, as before the per-row options.
+    const double bmax = double(std::numeric_limits<T>::max());
+    std::vector<sample_plan> plans(per_row ? rows : 1);
+    std::vector<T> betas(plans.size());
+    bool any_sampled = false, any_changed = bias != nullptr;
+    for (std::size_t r = 0; r < plans.size(); ++r) {
+        const row_params q = params_of(o, r);
+        const bool greedy = q.temperature == 0;
+        plans[r] = sample_plan{greedy, q.top_k >= n ? 0 : q.top_k, q.top_p, q.min_p};
+        betas[r] = static_cast<T>(greedy ? 1.0 : std::min(1.0 / q.temperature, bmax));
+        any_sampled |= !greedy;
+        any_changed |= prev && q.penalized();
+    }
+    check(!any_sampled || uniforms != nullptr, "normexp.sample: uniforms are required when temperature > 0");
 
     const kernel_table& kt = table_for(isa);
     const reduction_kernels<T>& k = kernels_of<T>(kt);
-    const double bmax = double(std::numeric_limits<T>::max());
-    const T beta = static_cast<T>(greedy ? 1.0 : std::min(1.0 / o.temperature, bmax));
-    const sample_plan plan{greedy, o.top_k >= n ? 0 : o.top_k, o.top_p, o.min_p};
-
     std::vector<std::uint8_t> status(rows, kOk);
+    constexpr std::uint8_t kChanged = 0x80;  // status flag: the row was changed by bias or penalties
+    auto one_row = [&](std::size_t r, sample_scratch<T>& s, int nt) {
+        const std::size_t pr = per_row ? r : 0;
+        const T* xr = x + std::ptrdiff_t(r) * row_stride;
+        row_view<T> view{xr, n};
+        std::uint8_t changed = 0;
+        const row_params q = per_row ? params_of(o, r) : params_of(o, 0);
+        if (bias || (prev && q.penalized())) {
+            view = changed_row(xr, bias ? bias + std::ptrdiff_t(r) * bias_stride : nullptr, n,
+                               prev ? o.prev_tokens + r * o.prev_len : nullptr, o.prev_len, q, s, nt);
+            changed = kChanged;
+        }
+        double lp = 0;
+        const row_status st = sample_row(k, kt.f32, view, n, plans[pr], betas[pr], uniforms ? uniforms[r] : 0.0,
+                                         tokens[r], lp, s, nt);
+        status[r] = st == kOk || st == kBadUniform ? std::uint8_t(st) : std::uint8_t(st | changed);
+        if (logprobs) logprobs[r] = lp;
+    };
+    // Per-thread scratch, allocated before the first row (see sample_scratch) for every plan in use.
+    auto prepare = [&](sample_scratch<T>& s, int nt) {
+        for (std::size_t r = 0; r < plans.size(); ++r) {
+            const sample_plan& p = plans[r];
+            if (r > 0 && p.greedy == plans[r - 1].greedy && p.top_k == plans[r - 1].top_k &&
+                p.top_p == plans[r - 1].top_p && p.min_p == plans[r - 1].min_p)
+                continue;  // the same buffers as the previous row's plan
+            prepare_scratch(s, p, n, nt);
+        }
+        if (bias) s.row.resize(n);  // penalties alone: only if a row needs it (changed_row)
+        if (prev && any_changed) {
+            s.seen.resize(o.prev_len);
+            if (!bias) {
+                s.patch_ids.resize(o.prev_len);
+                s.patch_vals.resize(o.prev_len);
+            }
+        }
+    };
     // Threads over rows; a batch smaller than the thread count runs its rows one after another, each
     // split over the threads (batch 1 is the common decoding case).
     const int nt_rows = threads_for(rows * n, rows);
     const int nt_inner = threads_for(n, (n + kInnerChunk - 1) / kInnerChunk);
-    // Per-thread scratch, allocated before the first row (see sample_scratch).
     if (rows < std::size_t(nt_inner)) {
         sample_scratch<T> s;
-        prepare_scratch(s, plan, n, nt_inner);
-        for (std::size_t r = 0; r < rows; ++r)
-            status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
-                                   uniforms ? uniforms[r] : 0.0, tokens[r], s, nt_inner);
+        prepare(s, nt_inner);
+        for (std::size_t r = 0; r < rows; ++r) one_row(r, s, nt_inner);
     } else {
         std::vector<sample_scratch<T>> scratch(static_cast<std::size_t>(std::max(nt_rows, 1)));
-        for (auto& s : scratch) prepare_scratch(s, plan, n, 1);
+        for (auto& s : scratch) prepare(s, 1);
         detail::parallel_slices(nt_rows, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
-            sample_scratch<T>& s = scratch[slot];
-            for (std::size_t r = r0; r < r1; ++r)
-                status[r] = sample_row(k, kt.f32, x + std::ptrdiff_t(r) * row_stride, n, plan, beta,
-                                       uniforms ? uniforms[r] : 0.0, tokens[r], s, 1);
+            for (std::size_t r = r0; r < r1; ++r) one_row(r, scratch[slot], 1);
         });
     }
     for (std::size_t r = 0; r < rows; ++r)
-        if (status[r] != kOk) throw error(row_message("normexp.sample", row_status(status[r]), r));
+        if (status[r] != kOk)
+            throw error(row_message("normexp.sample", row_status(status[r] & ~kChanged), r, status[r] & kChanged));
 }
 
 template <class T>
@@ -720,9 +970,9 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
 }
 
 template void sample<float>(const float*, std::size_t, std::size_t, std::ptrdiff_t, const double*, std::int64_t*,
-                            const sample_options&, const char*);
+                            const sample_options&, const char*, const float*, std::ptrdiff_t, double*);
 template void sample<double>(const double*, std::size_t, std::size_t, std::ptrdiff_t, const double*, std::int64_t*,
-                             const sample_options&, const char*);
+                             const sample_options&, const char*, const double*, std::ptrdiff_t, double*);
 template void cross_entropy<float>(const float*, const strides_t&, const shape_t&, int, const std::int64_t*, double*,
                                    const cross_entropy_options&, double*, double*, const char*);
 template void cross_entropy<double>(const double*, const strides_t&, const shape_t&, int, const std::int64_t*, double*,

@@ -138,6 +138,36 @@ def integer(value: Any, name: str) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
+def per_row(value: Any, name: str, shape: tuple[int, ...], ints: bool = False) -> tuple[Any, np.ndarray | None]:
+    """An option given once or per row: ``(scalar, None)`` for a scalar (a float by :func:`real`, or an int
+    by :func:`integer` with ``ints``; a 0-d array counts as one), else ``(None, array)`` for an array of
+    exactly ``shape`` (one entry per row), flattened in C order, contiguous, as float64 (int64 with
+    ``ints``: unsigned values beyond int64 become its maximum). The caller checks the range. TypeError
+    for non-numbers (bools too), ValueError for another shape; both name the argument."""
+    if isinstance(value, (np.ndarray, list, tuple)) or _interop.is_foreign(value):
+        a = as_array(value, name)
+        if a.ndim == 0:
+            value = a[()]
+        else:
+            if a.shape != tuple(shape):
+                raise ValueError(
+                    f"{name} has shape {a.shape}: pass a scalar or one value per row, of shape {tuple(shape)} "
+                    "(the logits' shape without the vocabulary axis)"
+                )
+            kind = a.dtype.kind
+            if ints:
+                if kind not in "iu":
+                    raise TypeError(f"{name} must hold integers, got an array of dtype {a.dtype}")
+                if kind == "u" and a.dtype.itemsize == 8:
+                    a = np.minimum(a, np.uint64(np.iinfo(np.int64).max))
+                return None, np.ascontiguousarray(a.reshape(-1), dtype=np.int64)
+            if not (kind in "iuf" or a.dtype.name == "bfloat16"):
+                raise TypeError(f"{name} must hold real numbers, got an array of dtype {a.dtype}")
+            with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf, refused by the caller
+                return None, np.ascontiguousarray(a.reshape(-1), dtype=np.float64)
+    return (integer(value, name) if ints else real(value, name)), None
+
+
 def flag(value: Any, name: str) -> bool:
     """A bool option: True/False, NumPy bools, or the integers 0 and 1. A string or an array is refused
     rather than read by its truthiness (``is_causal="no"`` would mean True)."""

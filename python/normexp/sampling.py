@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _api, _core, _interop
 
@@ -92,32 +93,116 @@ def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int
 
 
 # ---- sampling ----------------------------------------------------------------------------------------
+def _rows_checked(a: np.ndarray, ok: np.ndarray, name: str, batch: tuple[int, ...], rule: str) -> None:
+    """ValueError naming the first row of a per-row option whose value breaks ``rule`` (ok is False)."""
+    if not ok.all():
+        i = int(np.argmin(ok))
+        pos = tuple(int(j) for j in np.unravel_index(i, batch))
+        where = pos[0] if len(pos) == 1 else pos
+        raise ValueError(f"{name}[{where}] must be {rule}, got {_api.shown(a[i].item())}")
+
+
+def _real_option(value: Any, name: str, batch: tuple[int, ...], test: Any, rule: str, default: float) -> tuple[float, np.ndarray | None]:
+    """A float option, scalar or per row (see _api.per_row), with its range rule: test(v) -> bool (arrays
+    elementwise). None means the default."""
+    if value is None:
+        return default, None
+    v, arr = _api.per_row(value, name, batch)
+    if arr is None:
+        if math.isnan(v):
+            raise ValueError(f"{name} must not be NaN")
+        if not test(v):
+            raise ValueError(f"{name} must be {rule}, got {_api.shown(value)}")
+        return v, None
+    with np.errstate(invalid="ignore"):
+        _rows_checked(arr, test(arr), name, batch, rule)
+    return default, arr
+
+
+def _prev_tokens(value: Any, batch: tuple[int, ...], vocab: int) -> np.ndarray:
+    """prev_tokens as a C-contiguous int64 (rows, n) array, every entry in [0, vocab) or -1."""
+    a = _api.as_array(value, "prev_tokens")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"prev_tokens must be integer token ids (padded with -1), got dtype {a.dtype}")
+    if a.ndim != len(batch) + 1 or a.shape[:-1] != batch:
+        raise ValueError(
+            f"prev_tokens has shape {a.shape}, but the logits' rows need shape {batch + ('n',)} "
+            "(the logits' shape with the vocabulary axis replaced by the tokens seen, padded with -1)"
+        )
+    flat = a.reshape(math.prod(batch), a.shape[-1])
+    bad = flat >= vocab
+    if a.dtype.kind == "i":
+        bad |= flat < -1
+    if bad.any():
+        r, j = (int(v) for v in np.argwhere(bad)[0])
+        row = tuple(int(v) for v in np.unravel_index(r, batch)) if batch else ()
+        where = f"row {row[0] if len(row) == 1 else row}" if batch else "the row"
+        raise IndexError(
+            f"prev_tokens: token {int(flat[r, j])} at position {j} of {where} is out of range "
+            f"[0, {vocab}) (the vocabulary; -1 is padding)"
+        )
+    return np.ascontiguousarray(flat, dtype=np.int64)
+
+
+def _logit_bias(value: Any, shape: tuple[int, ...], compute: np.dtype) -> np.ndarray:
+    """logit_bias in the kernels' dtype, (vocab,) or (rows, vocab), unit stride along the vocabulary (a
+    copy only for another dtype or layout: never of the logits)."""
+    b = _api.as_array(value, "logit_bias")
+    _api.result_dtype(b.dtype, "logit_bias")  # a TypeError naming it for complex, strings, objects
+    if b.dtype.kind == "b":
+        raise TypeError("logit_bias must hold real numbers, got a bool array")
+    if b.shape not in (shape[-1:], shape):
+        raise ValueError(f"logit_bias has shape {b.shape}; it must be ({shape[-1]},) (one value per token) or the logits' shape {shape}")
+    with np.errstate(over="ignore"):
+        b = b.astype(compute, copy=False)
+    b = b.reshape(-1) if b.ndim == 1 else b.reshape(-1, shape[-1])
+    if not b.flags.aligned or any(st % b.itemsize for st in b.strides) or (shape[-1] > 1 and b.strides[-1] != b.itemsize):
+        b = np.ascontiguousarray(b)
+    return b
+
+
 @_interop.dlpack_io("logits")
 def sample(
     logits: Any,
     *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
+    temperature: npt.ArrayLike = 1.0,
+    top_k: npt.ArrayLike | None = None,
+    top_p: npt.ArrayLike | None = None,
+    min_p: npt.ArrayLike | None = None,
+    logit_bias: npt.ArrayLike | None = None,
+    prev_tokens: npt.ArrayLike | None = None,
+    repetition_penalty: npt.ArrayLike = 1.0,
+    presence_penalty: npt.ArrayLike = 0.0,
+    frequency_penalty: npt.ArrayLike = 0.0,
+    return_logprobs: bool = False,
     rng: Any = None,
 ) -> Any:
     """Draw one token per row of ``logits`` (shape ``(..., vocab)``); returns int64 indices of shape ``(...)``
-    (a NumPy integer for 1-d logits).
+    (a NumPy integer for 1-d logits), and with ``return_logprobs=True`` the pair ``(tokens, logprobs)``.
 
-    The cuts apply in this order, as in the common LLM samplers (Hugging Face, vLLM, llama.cpp):
+    The controls of a serving stack apply in this order, as in the common LLM samplers (Hugging Face,
+    vLLM, llama.cpp):
 
-    1. ``temperature`` T: the scores become ``logits / T``. ``T = 0`` is greedy decoding: the index of the
-       maximum (the lowest index on ties), and the other arguments are moot.
-    2. ``top_k``: keep the entries whose score is at least the k-th largest (ties at the boundary are kept,
-       so more than k may remain). ``k >= vocab`` keeps everything.
-    3. ``top_p``: of those, keep the smallest set of most probable entries whose probability (renormalized
+    1. ``logit_bias`` b: the scores become ``logits + b`` (added in the computing dtype).
+    2. Penalties over ``prev_tokens``: for each token t seen c > 0 times in the row's ``prev_tokens``,
+       ``x_t = x_t / r if x_t > 0 else x_t * r`` (``repetition_penalty`` r), then
+       ``x_t -= p + f * c`` (``presence_penalty`` p, ``frequency_penalty`` f), in float64, rounded to the
+       computing dtype. Only the seen tokens change; the caller's logits are never written (a changed row
+       is built in a per-thread buffer).
+    3. ``temperature`` T: the scores become ``x / T``. ``T = 0`` is greedy decoding for that row: the index
+       of the maximum (the lowest index on ties), and the cuts are moot.
+    4. ``top_k``: keep the entries whose score is at least the k-th largest (ties at the boundary are kept,
+       so more than k may remain). ``k >= vocab`` and ``k = 0`` keep everything.
+    5. ``top_p``: of those, keep the smallest set of most probable entries whose probability (renormalized
        over the top-k set) reaches ``top_p``, plus entries tied with its least probable member.
-    4. ``min_p``: of those, keep the entries whose probability is at least ``min_p`` times the largest.
+    6. ``min_p``: of those, keep the entries whose probability is at least ``min_p`` times the largest.
 
-    The token is then drawn with probability proportional to ``exp((logits - max) / T)`` over the kept
+    The token is then drawn with probability proportional to ``exp((x - max) / T)`` over the kept
     entries (inverse CDF in index order at one uniform per row). The vocabulary is never sorted: top-k is
     a streaming selection, top-p a threshold search among the entries that can matter.
+
+    ``temperature``, ``top_k``, ``top_p``, ``min_p`` and the three penalties each take a scalar (every
+    row) or an array of shape ``logits.shape[:-1]`` (one value per row, e.g. per request of a batch).
 
     Parameters
     ----------
@@ -126,58 +211,97 @@ def sample(
         precision for the cuts (float16/bfloat16/integers as in :func:`softmax`); the sampling
         probabilities are computed in float32 (relative error < 1e-6, far below anything a sample can
         resolve) with a weight flushed to 0 below ``exp(-86)`` relative to the maximum.
-    temperature : float
-        Finite, >= 0.
-    top_k : int, optional
-        >= 1. None: no cut.
-    top_p : float, optional
+    temperature : float or array
+        Finite, >= 0 (0: greedy).
+    top_k : int or array of int, optional
+        >= 0 (0 or None: no cut).
+    top_p : float or array, optional
         In (0, 1]. None or 1: no cut.
-    min_p : float, optional
+    min_p : float or array, optional
         In [0, 1]. None or 0: no cut.
+    logit_bias : array_like, optional
+        Added to the scores: shape ``(vocab,)`` (every row) or the logits' shape. ``-inf`` bans a token;
+        a row left with NaN, +inf or only -inf is an error.
+    prev_tokens : array_like of int, optional
+        The tokens each row has seen (the prompt and what was generated, as the caller chooses): shape
+        ``logits.shape[:-1] + (n,)``, each in ``[0, vocab)`` or -1 (padding, ignored). The counts c of
+        the penalties come from it.
+    repetition_penalty : float or array
+        Finite, > 0 (1: none; > 1 discourages repeats).
+    presence_penalty, frequency_penalty : float or array
+        Finite, >= 0 (0: none).
+    return_logprobs : bool
+        Also return the log-probability of each drawn token under the distribution it was drawn from
+        (after every step above; the float32 weights of the kept set), in the logits' result dtype;
+        0 for a greedy row.
     rng : numpy.random.Generator, int or None
-        The randomness: one ``rng.random()`` double per row (rows in C order), not consumed when
-        ``temperature == 0``. An int is a seed for ``numpy.random.default_rng`` (a new Generator per call,
-        ~25 us: when decoding token by token, create one Generator and pass it); None draws fresh
-        entropy. The same seed gives the same tokens on every ISA (``normexp.use_isa``) and thread count.
+        The randomness: one ``rng.random()`` double per row (rows in C order), not consumed when every
+        row is greedy (greedy rows among sampled ones ignore theirs). An int is a seed for
+        ``numpy.random.default_rng`` (a new Generator per call, ~25 us: when decoding token by token,
+        create one Generator and pass it); None draws fresh entropy. The same seed gives the same
+        tokens on every ISA (``normexp.use_isa``) and thread count.
 
-    Raises ValueError for NaN or +inf logits, a row of only -inf, an empty vocabulary, and options out of
-    range; TypeError for non-numeric arguments.
+    Raises ValueError for NaN or +inf scores, a row of only -inf, an empty vocabulary, options out of
+    range or of the wrong shape (naming the option and the row); IndexError for a ``prev_tokens`` id
+    outside the vocabulary (naming the row); TypeError for non-numeric arguments. Every argument is
+    checked before any row is sampled.
     """
-    a, _, compute = _logits(logits)
-    t = _real(temperature, "temperature")
-    if not (math.isfinite(t) and t >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {_api.shown(temperature)}")
-    k = 0
+    a, res, compute = _logits(logits)
+    batch = a.shape[:-1]
+    t, ts = _real_option(temperature, "temperature", batch, lambda v: np.isfinite(v) & (v >= 0),
+                         "a finite number >= 0 (0 means greedy)", 1.0)
+    k, ks = 0, None
     if top_k is not None:
-        k = _int(top_k, "top_k")
-        if k < 1:
-            raise ValueError(f"top_k must be >= 1 (or None for no top-k cut), got {k}")
-    p = 1.0
-    if top_p is not None:
-        p = _real(top_p, "top_p")
-        if not 0 < p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (or None for no cut), got {_api.shown(top_p)}")
-    mp = 0.0
-    if min_p is not None:
-        mp = _real(min_p, "min_p")
-        if not 0 <= mp <= 1:
-            raise ValueError(f"min_p must be in [0, 1] (or None for no cut), got {_api.shown(min_p)}")
+        k, ks = _api.per_row(top_k, "top_k", batch, ints=True)
+        if ks is None and k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 or None: no top-k cut), got {k}")
+        if ks is not None:
+            _rows_checked(ks, ks >= 0, "top_k", batch, ">= 0 (0: no top-k cut)")
+        k = k or 0
+    p, ps = _real_option(top_p, "top_p", batch, lambda v: (v > 0) & (v <= 1), "in (0, 1] (or None for no cut)", 1.0)
+    mp, mps = _real_option(min_p, "min_p", batch, lambda v: (v >= 0) & (v <= 1), "in [0, 1] (or None for no cut)", 0.0)
+    rp, rps = _real_option(repetition_penalty, "repetition_penalty", batch, lambda v: np.isfinite(v) & (v > 0),
+                           "a finite number > 0 (1: none)", 1.0)
+    pp, pps = _real_option(presence_penalty, "presence_penalty", batch, lambda v: np.isfinite(v) & (v >= 0),
+                           "a finite number >= 0 (0: none)", 0.0)
+    fp, fps = _real_option(frequency_penalty, "frequency_penalty", batch, lambda v: np.isfinite(v) & (v >= 0),
+                           "a finite number >= 0 (0: none)", 0.0)
+    want_logprobs = _api.flag(return_logprobs, "return_logprobs")
     vocab = a.shape[-1]
     if vocab == 0:
-        raise ValueError("logits: the vocabulary (last) axis is empty; there is nothing to sample")
+        raise ValueError("logits: the vocabulary (last axis) is empty; there is nothing to sample")
+    prev = None if prev_tokens is None else _prev_tokens(prev_tokens, batch, vocab)
+    bias = None if logit_bias is None else _logit_bias(logit_bias, a.shape, compute)
     k = min(k, vocab)  # k >= vocab keeps everything (and fits the native size type)
-    gen = _generator(rng) if t > 0 else None
-    batch = a.shape[:-1]
+    if ks is not None:
+        ks = np.minimum(ks, vocab)
+    sampled = bool(np.any(ts > 0)) if ts is not None else t > 0
+    gen = _generator(rng) if sampled else None
     x = _api._kernel_input(a, compute).reshape(-1, vocab)
     if vocab > 1 and x.strides[1] != x.itemsize:
         x = np.ascontiguousarray(x)
     rows = x.shape[0]
+    if prev is not None and (prev.shape[1] == 0 or (rps is None and pps is None and fps is None and rp == 1 and pp == 0 and fp == 0)):
+        prev = None  # nothing to count, or no penalty to apply
+    if bias is not None and bias.ndim == 2 and rows == 0:
+        bias = None
     out = np.empty(rows, dtype=np.int64)
+    lp = np.zeros(rows, dtype=np.float64) if want_logprobs else None
     u = gen.random(rows) if gen is not None else None
     if rows:
-        _core.sample(x, u, out, t, k, p, mp, _api.current_isa_override())
+        _core.sample(
+            x, u, out, t, k, p, mp, _api.current_isa_override(),
+            repetition_penalty=rp, presence_penalty=pp, frequency_penalty=fp,
+            temperatures=ts, top_ks=ks, top_ps=ps, min_ps=mps,
+            repetition_penalties=rps, presence_penalties=pps, frequency_penalties=fps,
+            prev_tokens=prev, logit_bias=bias, logprobs=lp,
+        )
     out = out.reshape(batch)
-    return out[()] if out.ndim == 0 else out
+    tokens = out[()] if out.ndim == 0 else out
+    if not want_logprobs:
+        return tokens
+    lpr = _api.narrow(lp.reshape(batch), res)
+    return tokens, (lpr[()] if lpr.ndim == 0 else lpr)
 
 
 # ---- cross-entropy -----------------------------------------------------------------------------------

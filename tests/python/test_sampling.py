@@ -302,8 +302,8 @@ def test_shapes_dtypes_and_layouts():
 @pytest.mark.parametrize(
     "kw, exc, msg",
     [
-        (dict(top_k=0), ValueError, "top_k must be >= 1"),
-        (dict(top_k=-3), ValueError, "top_k must be >= 1"),
+        (dict(top_k=-1), ValueError, "top_k must be >= 0"),  # 0 means no cut
+        (dict(top_k=-3), ValueError, "top_k must be >= 0"),
         (dict(top_k=2.5), TypeError, "top_k must be an integer"),
         (dict(top_k=True), TypeError, "top_k"),
         (dict(top_p=0.0), ValueError, r"top_p must be in \(0, 1\]"),

@@ -229,7 +229,13 @@ NORMEXP_API void merge_attention(std::size_t parts, const T* const* outs, const 
 // ---- decoding: sampling and the loss at the output layer (cpp/src/sampling.cpp) --------------------------
 //
 // sample: one token per row of a rows x vocab matrix of logits (unit stride along the vocabulary, rows
-// row_stride elements apart). Per row, in this order (the order of the common LLM samplers):
+// row_stride elements apart). Per row, in this order (the order of the common LLM samplers, vLLM's and
+// llama.cpp's controls):
+//   logit_bias      x += bias (a vocab-entry row, or one per row), added in T.
+//   penalties       for each token t seen c > 0 times in the row's prev_tokens (in float64, rounded to T):
+//                   x_t = x_t > 0 ? x_t / r : x_t * r (repetition r), then x_t -= p + f * c (presence p,
+//                   frequency f). The caller's logits are never written: a row with a bias is built
+//                   in a per-thread row buffer; penalties alone patch the seen tokens as they are read.
 //   temperature T   scores x / T. T == 0 is greedy: the lowest index of the maximum (the cuts are moot).
 //   top_k  (k > 0)  keep the entries whose score is >= the k-th largest score (ties at the boundary kept).
 //   top_p  (p < 1)  of those, keep the smallest set of the most probable entries whose probability
@@ -239,16 +245,37 @@ NORMEXP_API void merge_attention(std::size_t parts, const T* const* outs, const 
 // inverse CDF (in index order) at uniforms[row] in [0, 1). The weights are the float32 sampling weights
 // of kernels/sampling_weights.hpp, bit-identical on every ISA, and each row is computed by one thread,
 // so given uniforms give the same tokens on every ISA and thread count. uniforms may be null when
-// T == 0. Errors (normexp::error): a row containing NaN or +inf, a row of only -inf, bad options.
+// every row is greedy. logprobs (if not null, rows entries) receives log(w_token / sum of the kept
+// weights): the log-probability of the token under the distribution it was drawn from (0 for a greedy
+// row). Errors (normexp::error), all raised before any row is sampled for bad options and prev_tokens:
+// a row containing NaN or +inf (after bias and penalties), a row of only -inf, bad options.
 struct sample_options {
-    double temperature = 1.0;  // finite, >= 0
-    std::size_t top_k = 0;     // 0: no top-k cut (k >= vocab: none either)
-    double top_p = 1.0;        // in (0, 1]; 1: no cut
-    double min_p = 0.0;        // in [0, 1]; 0: no cut
+    double temperature = 1.0;         // finite, >= 0
+    std::size_t top_k = 0;            // 0: no top-k cut (k >= vocab: none either)
+    double top_p = 1.0;               // in (0, 1]; 1: no cut
+    double min_p = 0.0;               // in [0, 1]; 0: no cut
+    double repetition_penalty = 1.0;  // finite, > 0; 1: none
+    double presence_penalty = 0.0;    // finite, >= 0
+    double frequency_penalty = 0.0;   // finite, >= 0
+    // Per-row values: null, or `rows` entries that replace the scalar above row by row (same ranges;
+    // top_ks: >= 0, 0 = no cut).
+    const double* temperatures = nullptr;
+    const std::int64_t* top_ks = nullptr;
+    const double* top_ps = nullptr;
+    const double* min_ps = nullptr;
+    const double* repetition_penalties = nullptr;
+    const double* presence_penalties = nullptr;
+    const double* frequency_penalties = nullptr;
+    // The tokens each row has seen (the penalties' counts): rows x prev_len, row-major, each in
+    // [0, vocab) or -1 (padding, ignored).
+    const std::int64_t* prev_tokens = nullptr;
+    std::size_t prev_len = 0;
 };
+// logit_bias: null, or vocab entries per row, logit_bias_row_stride apart (0: one row for every row).
 template <class T>
 NORMEXP_API void sample(const T* logits, std::size_t rows, std::size_t vocab, std::ptrdiff_t row_stride, const double* uniforms,
-            std::int64_t* tokens, const sample_options& options = {}, const char* isa = nullptr);
+            std::int64_t* tokens, const sample_options& options = {}, const char* isa = nullptr,
+            const T* logit_bias = nullptr, std::ptrdiff_t logit_bias_row_stride = 0, double* logprobs = nullptr);
 
 // cross_entropy: the loss of softmax(x / T) along `axis` against integer labels, per row, as
 // torch.nn.functional.cross_entropy computes it (before its reduction):
