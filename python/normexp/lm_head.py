@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _api, _core, _interop
+from .sampling import _labels
 
 __all__ = ["linear_logsumexp", "linear_cross_entropy"]
 
@@ -140,7 +141,7 @@ def linear_cross_entropy(
     if ign is not None and not -(2**63) <= ign < 2**63:
         ign = None  # equal to no label (they are int64): nothing is ignored
     h, w, b, batch = _prepare(hidden, weight, bias)
-    lab = _labels(labels, batch, w.shape[0], ign)
+    lab = _labels(labels, batch, w.shape[0], ign, "logits hidden @ weight.T", IndexError)
     loss = np.zeros(lab.size, dtype=np.float64)
     if lab.size:
         _core.linear_cross_entropy(
@@ -156,22 +157,3 @@ def linear_cross_entropy(
     count = int(lab.size if ign is None else np.count_nonzero(lab != ign))
     return np.asarray(total / count if count else math.nan, dtype=h.dtype)[()]
 
-
-def _labels(labels: Any, shape: tuple[int, ...], vocab: int, ignore_index: int | None) -> np.ndarray:
-    """labels as contiguous int64 of the given shape; IndexError for one outside [0, vocab) that is not
-    ignore_index (as PyTorch's "Target out of bounds")."""
-    lab = _api.as_array(labels, "labels")
-    if lab.dtype.kind not in "iu":
-        raise TypeError(f"labels must be integer token indices, got dtype {lab.dtype}")
-    if lab.shape != shape:
-        raise ValueError(f"labels have shape {lab.shape}, but hidden without its last axis has shape {shape}")
-    if lab.dtype == np.uint64 and lab.size and int(lab.max()) > np.iinfo(np.int64).max:
-        raise IndexError(f"labels: {int(lab.max())} is out of range [0, {vocab})")
-    lab64 = np.ascontiguousarray(lab, dtype=np.int64)
-    bad = (lab64 < 0) | (lab64 >= vocab)
-    if ignore_index is not None:
-        bad &= lab64 != ignore_index
-    if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise IndexError(f"labels: {int(lab64[pos])} at position {pos} is out of range [0, {vocab})")
-    return lab64
