@@ -23,7 +23,8 @@ normexp::linear_head_options<T> head_options(const char* fn, const py::array& hi
     if (!has_dtype<T>(weight)) throw py::type_error(f + ": hidden and weight must have the same dtype");
     const auto item = static_cast<py::ssize_t>(sizeof(T));
     for (const py::array* a : {&hidden, &weight})
-        if ((a->shape(1) > 1 && a->strides(1) != item) || a->strides(0) < 0 || a->strides(0) % item != 0)
+        if ((a->shape(1) > 1 && a->strides(1) != item) || (a->shape(0) > 1 && a->strides(0) <= 0) ||
+            a->strides(0) % item != 0)
             throw py::value_error(f + ": hidden and weight must have unit stride along dim and forward rows");
     normexp::linear_head_options<T> o;
     if (bias) {
@@ -32,7 +33,7 @@ normexp::linear_head_options<T> head_options(const char* fn, const py::array& hi
             throw py::value_error(f + ": bias must be a contiguous array of one entry per vocabulary row, like weight");
         o.bias = static_cast<const T*>(bias->data());
     }
-    // A row stride of 0 means "dim" to the library: only possible here for a single row or dim 0.
+    // A row stride of 0 means "dim" to the library: only a single row gets here with one (checked above).
     const auto stride = [&](const py::array& a) {
         const py::ssize_t s = a.strides(0) / item;
         return s > 0 ? static_cast<std::ptrdiff_t>(s) : static_cast<std::ptrdiff_t>(a.shape(1));

@@ -34,6 +34,12 @@ def _matrix(x: Any, name: str) -> np.ndarray:
     return a
 
 
+def _rows_layout(a: np.ndarray) -> bool:
+    """True if the kernels read a (rows, dim) in place: unit stride along dim, rows going forward (a
+    broadcast row, stride 0, is copied)."""
+    return (a.shape[1] <= 1 or a.strides[1] == a.itemsize) and (a.shape[0] <= 1 or a.strides[0] > 0)
+
+
 def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[int, ...]]:
     """hidden as (rows, dim), weight (vocab, dim) and bias (vocab,) in the kernels' layout (unit stride
     along dim: copies only where an array is not), and the batch shape hidden.shape[:-1]."""
@@ -48,11 +54,11 @@ def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarra
     if h.shape[-1] != w.shape[1]:
         raise ValueError(f"hidden has dim {h.shape[-1]} (last axis) but weight has dim {w.shape[1]} (shape {w.shape})")
     batch = h.shape[:-1]
-    h2 = _api._kernel_input(h, h.dtype).reshape(-1, h.shape[-1])
+    h2 = _api._kernel_input(h, h.dtype).reshape(math.prod(batch), h.shape[-1])
     w2 = _api._kernel_input(w, w.dtype)
-    if h2.shape[1] > 1 and h2.strides[1] != h2.itemsize or h2.strides[0] < 0:
+    if not _rows_layout(h2):
         h2 = np.ascontiguousarray(h2)
-    if w2.shape[1] > 1 and w2.strides[1] != w2.itemsize or w2.strides[0] < 0:
+    if not _rows_layout(w2):
         w2 = np.ascontiguousarray(w2)
     b = None
     if bias is not None:

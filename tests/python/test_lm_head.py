@@ -155,6 +155,15 @@ def test_batch_dimensions_and_layouts():
     np.testing.assert_array_equal(normexp.linear_logsumexp(h[::2], wt), normexp.linear_logsumexp(h[::2].copy(), w))
     np.testing.assert_array_equal(normexp.linear_logsumexp(h[:, ::-1], w[:, ::-1]),
                                   normexp.linear_logsumexp(h[:, ::-1].copy(), w[:, ::-1].copy()))
+    # a broadcast row (stride 0) is read as the same row every time, not as contiguous memory
+    hb = np.broadcast_to(h[3], (5, 12))
+    np.testing.assert_array_equal(normexp.linear_logsumexp(hb, w, bias=b),
+                                  np.repeat(normexp.linear_logsumexp(h[3:4], w, bias=b), 5))
+    wb = np.broadcast_to(w[7], (515, 12))
+    np.testing.assert_array_equal(normexp.linear_logsumexp(h, wb), normexp.linear_logsumexp(h, wb.copy()))
+    # dim 0: the logits are the bias
+    np.testing.assert_allclose(normexp.linear_logsumexp(h[:, :0], w[:, :0], bias=b),
+                               np.full(24, np.log(np.sum(np.exp(b.astype(np.float64))))), rtol=1e-13)
     # empty: no rows, and a vocabulary of 0 (log of an empty sum)
     assert normexp.linear_logsumexp(h[:0], w).shape == (0,)
     assert np.all(normexp.linear_logsumexp(h, w[:0]) == -np.inf)
@@ -275,6 +284,8 @@ def test_bad_arguments():
         _core.linear_logsumexp(h, np.asfortranarray(w), None, np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="out"):
         _core.linear_logsumexp(h, w, None, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="forward rows"):
+        _core.linear_logsumexp(np.broadcast_to(h[0], (4, 6)), w, None, np.zeros(4, np.float32))
 
 
 THREADS = textwrap.dedent(
