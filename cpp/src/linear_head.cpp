@@ -108,6 +108,18 @@ struct workspace {
     }
 };
 
+// sum_j x_j over one block's row of logits, x_j = s_j (+ bias_j, rounded to T as softmax_step rounds it), in
+// double with four partial sums (one dependent add chain would take 4 cycles per entry).
+template <class T>
+double block_sum(const T* s, const T* bias, std::size_t n) {
+    double a[4] = {0, 0, 0, 0};
+    std::size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (std::size_t k = 0; k < 4; ++k) a[k] += double(bias ? T(s[j + k] + bias[j + k]) : s[j + k]);
+    for (; j < n; ++j) a[0] += double(bias ? T(s[j] + bias[j]) : s[j]);
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 // Statistics of every row and piece (and the extras) for hidden rows x vocab, on nt threads.
 template <class T, class W>
 void run_pieces(const weight_reader<T, W>& wr, const attention_kernels<T>& ak, const T* hidden, std::size_t ldh,
@@ -163,15 +175,7 @@ void run_pieces(const weight_reader<T, W>& wr, const attention_kernels<T>& ak, c
                     pt.label[r0 + i] = double(x);
                 }
             if (sums)
-                for (std::size_t i = 0; i < nr; ++i) {
-                    const T* si = s + i * kBlockV;
-                    double acc = 0;
-                    if (bb)
-                        for (std::size_t j = 0; j < n; ++j) acc += double(T(si[j] + bb[j]));
-                    else
-                        for (std::size_t j = 0; j < n; ++j) acc += double(si[j]);
-                    sums[(r0 + i) * np + p] += acc;
-                }
+                for (std::size_t i = 0; i < nr; ++i) sums[(r0 + i) * np + p] += block_sum(s + i * kBlockV, bb, n);
             sc.bias = bb;
             ak.softmax_step(s, kBlockV, nr, n, sc, ws.m.data(), ws.l.data(), ws.alpha.data());
         }
