@@ -44,8 +44,16 @@ def test_cli_table_and_json(tmp_path, capsys):
         assert r["normexp_s"] > 0 and r["normexp_peak"] >= 0 and r["logits_bytes"] == 16 * 300 * 4
 
 
-def test_run_without_memory():
-    recs = lm_head.run([(8, 4, 100)], [1], Timing(repeat=1, min_repeat=1, max_time=0.01, warmup=0),
+def test_run_sets_both_libraries_and_restores_them():
+    # torch.set_num_threads caps normexp too (one OpenMP runtime): a normexp row after a one-thread torch row
+    # must still run the threads it asks for, and the caller's settings come back afterwards.
+    import normexp
+
+    torch = pytest.importorskip("torch")
+    before = (normexp.get_num_threads(), torch.get_num_threads())
+    recs = lm_head.run([(8, 4, 100)], [1, 2], Timing(repeat=1, min_repeat=1, max_time=0.01, warmup=0),
                        ops=("linear_logsumexp",), memory=False)
-    assert len(recs) == 1 and "normexp_peak" not in recs[0]
+    assert (normexp.get_num_threads(), torch.get_num_threads()) == before
+    assert [r["threads"] for r in recs] == [1, 2] and "normexp_peak" not in recs[0]
+    assert recs[1]["normexp_threads"] == recs[1]["torch_threads"] == 2, recs
     assert "linear_logsumexp | 8x4x100 | 1 |" in lm_head.render(recs)

@@ -71,15 +71,22 @@ def calls(lib: str, op: str, h: np.ndarray, w: np.ndarray, y: np.ndarray) -> Cal
     return lambda: torch.logsumexp(ht @ wt.T, -1)
 
 
-def _set_threads(lib: str, n: int) -> None:
-    if lib == "normexp":
-        import normexp
+def _set_threads(n: int) -> dict[str, int]:
+    """n threads for both libraries, torch first: torch.set_num_threads calls omp_set_num_threads, which caps
+    normexp too (one OpenMP runtime), so normexp is set after it. Returns the counts each will run."""
+    import normexp
 
-        normexp.set_num_threads(n)
-    else:
+    got = {}
+    try:
         import torch
 
         torch.set_num_threads(n)
+        got["torch"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    normexp.set_num_threads(n)
+    got["normexp"] = normexp.get_num_threads()
+    return got
 
 
 # ---- peak memory, in a fresh interpreter -------------------------------------------------------------
@@ -103,7 +110,7 @@ def peak_main(argv: Sequence[str]) -> None:
     if lib == "torch":
         import torch  # noqa: F401
     h, w, y = make_inputs((tokens, dim, vocab))
-    _set_threads(lib, threads)
+    _set_threads(threads)
     f = calls(lib, op, h, w, y)
     try:
         f()  # warm-up: thread pools and lazy initialisation are not the call's memory
@@ -133,31 +140,41 @@ def peak_growth(lib: str, op: str, shape: tuple[int, int, int], threads: int) ->
 # ---- the run -----------------------------------------------------------------------------------------
 def run(shapes: Sequence[tuple[int, int, int]], threads: Sequence[int], timing: Timing, ops: Sequence[str] = OPS,
         memory: bool = True, log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
-    """One record per (op, shape, thread count): median seconds and peak growth of each library."""
+    """One record per (op, shape, thread count): median seconds and peak growth of each library, and the
+    thread counts each really ran (``<lib>_threads``). Both libraries' thread settings are restored."""
+    import normexp
+
+    before: dict[str, int] = {"normexp": normexp.get_num_threads()}
     try:
-        import torch  # noqa: F401
+        import torch
 
         libs = ["normexp", "torch"]
+        before["torch"] = torch.get_num_threads()
     except ImportError:
         log("torch is not installed: normexp only")
         libs = ["normexp"]
     records = []
-    for shape in shapes:
-        h, w, y = make_inputs(shape)
-        for op in ops:
-            for n in threads:
-                rec: dict[str, Any] = {"op": op, "shape": list(shape), "threads": n,
-                                       "logits_bytes": shape[0] * shape[2] * 4}
-                for lib in libs:
-                    log(f"{op} {'x'.join(map(str, shape))} {n} thread(s): {lib}")
-                    _set_threads(lib, n)
-                    samples, _ = time_calls([calls(lib, op, h, w, y)], timing)
-                    rec[f"{lib}_s"] = summarize(samples)["median"]
-                    if memory:
-                        p = peak_growth(lib, op, shape, n)
-                        rec[f"{lib}_peak"] = p["growth"]
-                        rec["method"] = p["method"]
-                records.append(rec)
+    try:
+        for shape in shapes:
+            h, w, y = make_inputs(shape)
+            for op in ops:
+                for n in threads:
+                    rec: dict[str, Any] = {"op": op, "shape": list(shape), "threads": n,
+                                           "logits_bytes": shape[0] * shape[2] * 4}
+                    for lib in libs:
+                        log(f"{op} {'x'.join(map(str, shape))} {n} thread(s): {lib}")
+                        rec[f"{lib}_threads"] = _set_threads(n)[lib]
+                        samples, _ = time_calls([calls(lib, op, h, w, y)], timing)
+                        rec[f"{lib}_s"] = summarize(samples)["median"]
+                        if memory:
+                            p = peak_growth(lib, op, shape, n)
+                            rec[f"{lib}_peak"] = p["growth"]
+                            rec["method"] = p["method"]
+                    records.append(rec)
+    finally:
+        if "torch" in before:
+            torch.set_num_threads(before["torch"])
+        normexp.set_num_threads(before["normexp"])
     return records
 
 
@@ -178,6 +195,10 @@ def render(records: Sequence[dict[str, Any]]) -> str:
             f"{1e3 * t_t:.1f} | {speed} | {pn_s} | {pt_s} |" if t_t is not None else
             f"| {r['op']} | {'x'.join(map(str, r['shape']))} | {r['threads']} | {1e3 * t_n:.1f} | - | - | {pn_s} | - |"
         )
+    short = [f"{r['op']} {'x'.join(map(str, r['shape']))}: {lib} ran {r[lib + '_threads']} thread(s), not {r['threads']}"
+             for r in records for lib in ("normexp", "torch") if r.get(lib + "_threads", r["threads"]) != r["threads"]]
+    if short:
+        lines += [""] + short
     method = {r.get("method") for r in records} - {None}
     if method:
         lines.append("")
