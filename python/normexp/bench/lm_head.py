@@ -7,8 +7,10 @@ against ``torch.logsumexp(h @ W.T, -1)``, for (tokens x dim x vocab) shapes and 
   ``normexp.set_num_threads(n)`` and ``torch.set_num_threads(n)``;
 * memory: the peak resident-set growth of one call, measured in a fresh interpreter per (library, shape,
   thread count), since tracemalloc sees neither library's native allocations. The interpreter makes the
-  inputs, makes one warm-up call (thread pools, lazy initialisation), resets the kernel's high-water mark
-  (``/proc/self/clear_refs`` "5"), and reports VmHWM after the call minus VmRSS before it. Where the reset
+  inputs, makes one warm-up call (thread pools, lazy initialisation), returns the heap memory that call
+  freed to the system (glibc ``malloc_trim``, so that the measured call cannot reuse it unseen), resets the
+  kernel's high-water mark (``/proc/self/clear_refs`` "5"), and reports VmHWM after the call minus VmRSS
+  before it. Where the reset
   is not allowed it makes no warm-up call and reports the growth of ``ru_maxrss`` instead (``method``).
 
 The logits the fused call avoids are ``tokens x vocab x 4`` bytes of float32 (262 MB at 2048 x 32000); the
@@ -77,13 +79,10 @@ def _set_threads(n: int) -> dict[str, int]:
     import normexp
 
     got = {}
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # only where it is loaded (not in normexp's peak-memory interpreter)
+    if torch is not None:
         torch.set_num_threads(n)
         got["torch"] = torch.get_num_threads()
-    except ImportError:
-        pass
     normexp.set_num_threads(n)
     got["normexp"] = normexp.get_num_threads()
     return got
@@ -96,6 +95,19 @@ def _status(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     raise OSError(f"/proc/self/status has no {field}")
+
+
+def _trim() -> None:
+    """glibc's malloc_trim(0): heap memory freed by the warm-up call is returned to the system instead of
+    staying resident, where the measured call would reuse it unseen. Nothing where it is missing."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def peak_main(argv: Sequence[str]) -> None:
@@ -115,6 +127,7 @@ def peak_main(argv: Sequence[str]) -> None:
     try:
         f()  # warm-up: thread pools and lazy initialisation are not the call's memory
         gc.collect()
+        _trim()  # what the warm-up freed goes back to the system, so reusing it counts again
         with open("/proc/self/clear_refs", "w", encoding="ascii") as c:
             c.write("5")  # VmHWM := VmRSS
         base = _status("VmRSS")
