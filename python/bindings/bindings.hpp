@@ -33,3 +33,4 @@ bool has_dtype(const pybind11::array& a) {
 
 void bind_attention(pybind11::module_& m);
 void bind_sampling(pybind11::module_& m);
+void bind_lm_head(pybind11::module_& m);

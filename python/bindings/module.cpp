@@ -9,5 +9,6 @@ PYBIND11_MODULE(_core, m) {
     bind_reductions(m);
     bind_attention(m);
     bind_sampling(m);
+    bind_lm_head(m);
     bind_parts(m);
 }

@@ -44,6 +44,9 @@ __all__ = [
     "fit_temperature",
     "calibration_error",
     "TemperatureFit",
+    # the output layer fused with its reduction (normexp/lm_head.py)
+    "linear_logsumexp",
+    "linear_cross_entropy",
 ]
 
 use_isa = _api.use_isa
@@ -184,3 +187,4 @@ def available_isas() -> list[str]:
 from . import special  # noqa: E402  (needs the functions above)
 from .attention import attention, merge_attention  # noqa: E402
 from .sampling import TemperatureFit, calibration_error, cross_entropy, fit_temperature, sample  # noqa: E402
+from .lm_head import linear_cross_entropy, linear_logsumexp  # noqa: E402

@@ -89,6 +89,24 @@ def cross_entropy(
     d2loss: npt.NDArray[np.float64] | None = None,
     isa: str = "",
 ) -> None: ...
+def linear_logsumexp(
+    hidden: npt.NDArray[np.floating],
+    weight: npt.NDArray[np.floating],
+    bias: npt.NDArray[np.floating] | None,
+    out: npt.NDArray[np.floating],
+    isa: str = "",
+) -> None: ...
+def linear_cross_entropy(
+    hidden: npt.NDArray[np.floating],
+    weight: npt.NDArray[np.floating],
+    labels: npt.NDArray[np.int64],
+    bias: npt.NDArray[np.floating] | None,
+    loss: npt.NDArray[np.float64],
+    label_smoothing: float,
+    use_ignore_index: bool,
+    ignore_index: int,
+    isa: str = "",
+) -> None: ...
 
 def logsumexp_parts(x: npt.NDArray[np.floating], m: npt.NDArray[np.floating], sums: npt.NDArray[np.float64], axis: int, temperature: float = 1.0, isa: str = "", accuracy: Accuracy = ...) -> None: ...
 def normalize_with(op: Reduction, x: npt.NDArray[np.floating], out: npt.NDArray[np.floating], m: npt.NDArray[np.floating], sums: npt.NDArray[np.float64], axis: int, temperature: float = 1.0, isa: str = "", accuracy: Accuracy = ...) -> None: ...

@@ -68,8 +68,12 @@ def _logits(x: Any, name: str = "logits") -> tuple[np.ndarray, np.dtype, np.dtyp
     return a, res, compute
 
 
-def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int | None, scores: str = "logits") -> np.ndarray:
-    """labels as contiguous int64, checked for shape and range (ignore_index entries are exempt)."""
+def _labels(
+    labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int | None, scores: str = "logits",
+    out_of_range: type[Exception] = ValueError,
+) -> np.ndarray:
+    """labels as contiguous int64, checked for shape and range (ignore_index entries are exempt; a label
+    out of range raises ``out_of_range``: lm_head.py raises IndexError as PyTorch does)."""
     lab = _api.as_array(labels, "labels")
     if lab.dtype.kind not in "iu":
         raise TypeError(
@@ -79,7 +83,7 @@ def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int
     if lab.shape != shape:
         raise ValueError(f"labels have shape {lab.shape}, but the {scores} without the class axis have shape {shape}")
     if lab.dtype == np.uint64 and lab.size and int(lab.max()) > np.iinfo(np.int64).max:
-        raise ValueError(f"labels: {int(lab.max())} is out of range [0, {classes})")
+        raise out_of_range(f"labels: {int(lab.max())} is out of range [0, {classes})")
     lab64 = np.ascontiguousarray(lab, dtype=np.int64)
     bad = (lab64 < 0) | (lab64 >= classes)
     if ignore_index is not None:
@@ -88,7 +92,7 @@ def _labels(labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
         val = int(lab64[pos])
         hint = " (pass ignore_index=-100 to skip such rows, as PyTorch does by default)" if val == -100 and ignore_index is None else ""
-        raise ValueError(f"labels: {val} at position {pos} is out of range [0, {classes}){hint}")
+        raise out_of_range(f"labels: {val} at position {pos} is out of range [0, {classes}){hint}")
     return lab64
 
 

@@ -7,7 +7,7 @@ an OpenMP team: more than ``kParallelMinElements`` = 2^15 elements and more than
 (contiguous rows, columns, gathered rows), both native dtypes, the promoted ones, temperature,
 ``where=``, ``b=``, ``out=``, normexp.special, attention (causal, masks, ALiBi, softcap, window, GQA
 decode with split keys, strided q/v/mask, ``out=``), merge_attention, and the output layer (sample, cross_entropy,
-fit_temperature, calibration_error).
+fit_temperature, calibration_error, linear_logsumexp, linear_cross_entropy).
 
 To cover a new public function (the C API through ctypes, ...), append rows to
 ``CASES`` below; test_threads.py, test_fork.py and test_memory.py pick them up unchanged.
@@ -154,6 +154,14 @@ def _probs_case(rng: np.random.Generator, scale: str) -> tuple:
     return normexp.softmax(x), lab
 
 
+def _lm_case(rng: np.random.Generator, scale: str, dtype: Any = np.float32) -> tuple:
+    # large: 200 rows x 9001 vocabulary x 16: two row blocks x three vocabulary pieces of the driver
+    rows, vocab, dim = (3, 37, 5) if scale == "small" else (200, 9001, 16)
+    h = rng.standard_normal((rows, dim)).astype(dtype)
+    w = (rng.standard_normal((vocab, dim)) / 2).astype(dtype)
+    return h, w, rng.standard_normal(vocab).astype(dtype), rng.integers(0, vocab, rows)
+
+
 CASES += [
     Case("attention/f32/causal-bottom-right", _att_causal, lambda q, k, v: normexp.attention(q, k, v, is_causal=True, causal_alignment="bottom_right")),
     Case(
@@ -178,6 +186,14 @@ CASES += [
     ),
     Case("fit_temperature", _calibrated_case, lambda x, y: normexp.fit_temperature(x, y)),
     Case("calibration_error", _probs_case, lambda p, y: normexp.calibration_error(p, y, n_bins=10)),
+    Case("linear_logsumexp/f32/bias", _lm_case, lambda h, w, b, y: normexp.linear_logsumexp(h, w, bias=b)),
+    Case(
+        "linear_cross_entropy/f64/none-smoothing-ignore",
+        lambda g, s: _lm_case(g, s, np.float64),
+        lambda h, w, b, y: normexp.linear_cross_entropy(
+            h, w, y, bias=b, label_smoothing=0.1, ignore_index=int(y[0]), reduction="none"
+        ),
+    ),
 ]
 
 

@@ -148,6 +148,11 @@ def _fit() -> dict:
     return {"logits": g.standard_normal((16, 4)).astype(np.float32), "labels": g.integers(0, 4, 16)}
 
 
+def _lm() -> dict:
+    g = np.random.default_rng(5)
+    return {"hidden": g.standard_normal((3, 5)).astype(np.float32), "weight": g.standard_normal((7, 5)).astype(np.float32)}
+
+
 def _dask_x() -> Any:
     return da.from_array(_x(), chunks=(3, 2))  # the class axis over three chunks: the merge path
 
@@ -188,6 +193,11 @@ TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
     "normexp.calibration_error": (
         normexp.calibration_error, lambda: {"probs": normexp.softmax(_ce()["logits"]), "labels": np.array([0, 3, 2])},
         {"probs", "labels", "n_bins", "axis"},
+    ),
+    "normexp.linear_logsumexp": (normexp.linear_logsumexp, _lm, {"hidden", "weight", "bias"}),
+    "normexp.linear_cross_entropy": (
+        normexp.linear_cross_entropy, lambda: {**_lm(), "labels": np.array([0, 6, 2])},
+        {"hidden", "weight", "labels", "bias", "ignore_index", "label_smoothing", "reduction"},
     ),
     "normexp.special.softmax": (special.softmax, lambda: {"x": _x()}, {"x", "axis"}),
     "normexp.special.log_softmax": (special.log_softmax, lambda: {"x": _x()}, {"x", "axis"}),

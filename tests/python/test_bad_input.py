@@ -171,6 +171,15 @@ def _ece_args():
     return {"probs": normexp.softmax(a["logits"].astype(np.float64)), "labels": a["labels"]}
 
 
+def _lm_args():
+    g = _rng()
+    return {"hidden": g.standard_normal((4, 5)).astype(np.float32), "weight": g.standard_normal((6, 5)).astype(np.float32)}
+
+
+def _lm_ce_args():
+    return {**_lm_args(), "labels": np.array([0, 5, 2, 3])}
+
+
 CALLS: dict[str, tuple[Callable[..., Any], Callable[[], dict]]] = {
     "attention": (normexp.attention, _att_args),
     "merge_attention": (normexp.merge_attention, _merge_args),
@@ -178,6 +187,8 @@ CALLS: dict[str, tuple[Callable[..., Any], Callable[[], dict]]] = {
     "cross_entropy": (normexp.cross_entropy, _ce_args),
     "fit_temperature": (normexp.fit_temperature, _ce_args),
     "calibration_error": (normexp.calibration_error, _ece_args),
+    "linear_logsumexp": (normexp.linear_logsumexp, _lm_args),
+    "linear_cross_entropy": (normexp.linear_cross_entropy, _lm_ce_args),
 }
 
 
@@ -392,6 +403,24 @@ CALL_BAD: list[tuple[str, str, Callable[[dict], dict], Any, tuple[str, ...]]] = 
     ("calibration_error", "n_bins 0", lambda a: {"n_bins": 0}, ValueError, ("n_bins", ">= 1")),
     ("calibration_error", "n_bins float", lambda a: {"n_bins": 15.0}, TypeError, ("n_bins",)),
     ("calibration_error", "axis out of range", lambda a: {"axis": 2}, AxisError, ("axis",)),
+    # ---- the fused LM head ----
+    ("linear_logsumexp", "dim mismatch", lambda a: {"weight": a["weight"][:, :4]}, ValueError, ("hidden", "weight", "dim")),
+    ("linear_logsumexp", "weight 1-d", lambda a: {"weight": a["weight"][0]}, ValueError, ("weight", "2-d")),
+    ("linear_logsumexp", "hidden scalar", lambda a: {"hidden": np.float32(1)}, ValueError, ("hidden", "dimension")),
+    ("linear_logsumexp", "dtypes differ", lambda a: {"weight": a["weight"].astype(F64)}, TypeError, ("hidden", "weight", "dtype")),
+    ("linear_logsumexp", "float16 weight", lambda a: {"hidden": a["hidden"].astype(np.float16), "weight": a["weight"].astype(np.float16)}, TypeError, ("hidden", "float16")),
+    ("linear_logsumexp", "int hidden", lambda a: {"hidden": a["hidden"].astype(np.int64)}, TypeError, ("hidden", "float32")),
+    ("linear_logsumexp", "bias shape", lambda a: {"bias": np.zeros(5, np.float32)}, ValueError, ("bias", "shape")),
+    ("linear_logsumexp", "bias strings", lambda a: {"bias": np.array(["a"] * 6)}, TypeError, ("bias",)),
+    ("linear_cross_entropy", "label too large", lambda a: {"labels": np.array([0, 6, 2, 3])}, IndexError, ("labels", "6", "out of range")),
+    ("linear_cross_entropy", "label negative", lambda a: {"labels": np.array([0, 1, -1, 3])}, IndexError, ("labels", "-1", "position (2,)")),
+    ("linear_cross_entropy", "label -100 without ignore_index", lambda a: {"labels": np.array([0, 1, -100, 3]), "ignore_index": None}, IndexError, ("labels", "ignore_index")),
+    ("linear_cross_entropy", "labels float", lambda a: {"labels": a["labels"].astype(F64)}, TypeError, ("labels", "integer")),
+    ("linear_cross_entropy", "labels shape", lambda a: {"labels": a["labels"][:3]}, ValueError, ("labels", "shape")),
+    ("linear_cross_entropy", "reduction unknown", lambda a: {"reduction": "avg"}, ValueError, ("reduction", "mean")),
+    ("linear_cross_entropy", "label_smoothing above 1", lambda a: {"label_smoothing": 1.1}, ValueError, ("label_smoothing", "[0, 1]")),
+    ("linear_cross_entropy", "label_smoothing NaN", lambda a: {"label_smoothing": NAN}, ValueError, ("label_smoothing",)),
+    ("linear_cross_entropy", "ignore_index float", lambda a: {"ignore_index": -100.0}, TypeError, ("ignore_index", "integer")),
 ]
 
 

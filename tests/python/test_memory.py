@@ -68,6 +68,9 @@ _slopes = np.array([0.5, 0.25])
 _att_out = np.empty((4, 16), np.float32)
 _parts = [normexp.attention(_q, _k[:, :3], _v[:, :3], return_lse=True), normexp.attention(_q, _k[:, 3:], _v[:, 3:], return_lse=True)]
 _labels = _g.integers(0, 33, 4)
+_hid = _g.standard_normal((4, 16)).astype(np.float32)  # the fused LM head: 4 rows, vocabulary 33
+_wlm = _g.standard_normal((33, 16)).astype(np.float32)
+_blm = _g.standard_normal(33).astype(np.float32)
 _gen = np.random.default_rng(0)
 _probs = normexp.softmax(_x64)
 _xfit = np.repeat(_x, 16, axis=0)  # 64 rows: labels drawn at T = 2, so the fit converges inside the bounds
@@ -101,6 +104,8 @@ LEAK_CASES.update({
     "sample(greedy)": lambda: normexp.sample(_x, temperature=0.0),
     "cross_entropy(smoothing, ignore_index)": lambda: normexp.cross_entropy(_x, _labels, label_smoothing=0.1, ignore_index=int(_labels[0])),
     "cross_entropy(f64, none)": lambda: normexp.cross_entropy(_x64, _labels, reduction="none"),
+    "linear_logsumexp(bias)": lambda: normexp.linear_logsumexp(_hid, _wlm, bias=_blm),
+    "linear_cross_entropy(smoothing, none)": lambda: normexp.linear_cross_entropy(_hid, _wlm, _labels, label_smoothing=0.1, reduction="none"),
     "fit_temperature": lambda: normexp.fit_temperature(_xfit, _lfit),
     "calibration_error": lambda: normexp.calibration_error(_probs, _labels),
     "bad logits (native NormexpError)": _bad_native_call,

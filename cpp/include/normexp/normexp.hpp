@@ -297,4 +297,45 @@ NORMEXP_API void cross_entropy(const T* x, const strides_t& x_strides, const sha
                    double* loss, const cross_entropy_options& options = {}, double* dloss = nullptr,
                    double* d2loss = nullptr, const char* isa = nullptr);
 
+// ---- the output layer fused with its reduction (cpp/src/linear_head.cpp) -------------------------------
+//
+// The logits of a language model's output layer, x = hidden @ weight^T + bias, reduced over the vocabulary
+// without ever forming the rows x vocab matrix: hidden is rows x dim (row i at hidden + i * hidden_stride),
+// weight is vocab x dim as a model stores it (row j at weight + j * weight_stride), both with unit stride
+// along dim; bias (vocab entries, or nullptr) is added to every row's logits. The logits are computed in
+// blocks of vocabulary entries by the attention kernels' register-blocked product (the vocabulary plays the
+// keys) and folded into a running maximum and sum by attention's online softmax step; the pieces of the
+// vocabulary are merged with the log-sum-exp rule in a fixed order, so results are bit-identical for every
+// thread count. A NaN or +inf logit makes its row's result NaN; a row whose logits are all -inf has lse
+// -inf. Scratch memory: per thread O(dim x block + row block x block), per row a few doubles per piece of
+// the vocabulary; never rows x vocab.
+template <class T>
+struct linear_head_options {
+    const T* bias = nullptr;           // vocab entries, or nullptr for none
+    std::ptrdiff_t hidden_stride = 0;  // elements between rows of hidden; 0 means dim (contiguous)
+    std::ptrdiff_t weight_stride = 0;  // elements between rows of weight; 0 means dim (contiguous)
+    const char* isa = nullptr;         // a kernel set by name, or nullptr for the active one
+};
+
+// lse[i] = log sum_j exp(x_ij), i < rows.
+template <class T>
+NORMEXP_API void linear_logsumexp(const T* hidden, const T* weight, std::size_t rows, std::size_t vocab,
+                                  std::size_t dim, T* lse, const linear_head_options<T>& options = {});
+
+// loss[i] = torch.nn.functional.cross_entropy of row i's logits against labels[i], before the reduction:
+//   loss = (1 - eps) (lse - x_y) + eps (lse - mean_j x_j),   lse = log sum_j exp(x_j),  eps = label_smoothing
+// (eps = 0 leaves the mean out, eps = 1 the label's term: 0 * inf would be NaN). Rows whose label is
+// ignore_index (when use_ignore_index) get loss 0. Errors (normexp::error, thrown before anything is
+// written): a label outside [0, vocab) that is not ignored, label_smoothing outside [0, 1], vocab == 0.
+struct linear_cross_entropy_options {
+    double label_smoothing = 0.0;  // in [0, 1]
+    bool use_ignore_index = true;
+    std::int64_t ignore_index = -100;
+};
+template <class T>
+NORMEXP_API void linear_cross_entropy(const T* hidden, const T* weight, std::size_t rows, std::size_t vocab,
+                                      std::size_t dim, const std::int64_t* labels, double* loss,
+                                      const linear_cross_entropy_options& ce = {},
+                                      const linear_head_options<T>& options = {});
+
 }  // namespace normexp

@@ -21,10 +21,12 @@ examples:
   python -m normexp bench --ops attention --attention-shapes 1x8x1024x64:causal,1x32x1x4096x128
   python -m normexp bench --ops softmax --isa avx2,avx512 --peers '' --threads 1   kernel sets side by side
   python -m normexp bench --ops softmax --shapes 512x4096,1x16M --threads 1,2 --contention 1   beside a busy process
+  python -m normexp bench --lm-head --threads 2            fused LM head vs torch (time, peak memory)
   python -m normexp bench --from-json bench/results/results.json --out bench/results   re-render only
   python -m normexp bench --out bench/results --plots bench/figures --readme docs/benchmarks.md  the published run
 
 shapes: ROWSxCOLS[:AXIS] with k = 2^10 and M = 2^20 (4096x1024:0 reduces axis 0);
+LM head: TOKENSxDIMxVOCAB (default 2048x1024x32000,512x1024x32000);
 attention: BxHxLxD or BxHxLqxLkvxD, ':causal' to mask (causal needs Lq = Lkv).
 """
 
@@ -57,6 +59,11 @@ def build_parser(prog: str = "python -m normexp bench") -> argparse.ArgumentPars
     g.add_argument("--accuracy", default=None,
                    help="comma list of normexp accuracy modes (high, fast), one row each per reduction case "
                    "(default: high,fast; with --quick: high)")
+    g.add_argument("--lm-head", nargs="?", const="", default=None, metavar="SHAPES",
+                   help="instead of the suite: linear_cross_entropy and linear_logsumexp against torch's two steps "
+                   "(F.cross_entropy(h @ W.T, y)), time and peak memory growth (fresh interpreter per library), "
+                   "for a comma list of TOKENSxDIMxVOCAB shapes (default: 2048x1024x32000,512x1024x32000); "
+                   "honours --threads, --repeat, --max-time, --json")
     g.add_argument("--quick", action="store_true",
                    help="the short default run of `python -m normexp` (few shapes, all threads only)")
     g = p.add_argument_group("method")
@@ -185,6 +192,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
     def log(s: str) -> None:
         print(s, file=sys.stderr)
 
+    if args.lm_head is not None:
+        return _lm_head(args, parser, log)
     if args.from_json:
         results = report.load_json(args.from_json)
         command = results.meta.get("command", command)
@@ -251,3 +260,27 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
         log(f"updated {args.readme}")
     bad = [r for r in results.records if r["peer"].startswith("normexp") and r["check"] in ("WRONG", "error")]
     return 1 if bad else 0
+
+
+def _lm_head(args: argparse.Namespace, parser: argparse.ArgumentParser, log) -> int:
+    """--lm-head: the fused output layer's table (bench/lm_head.py)."""
+    import json
+
+    from . import lm_head, machine
+
+    try:
+        shapes = [lm_head.parse_shape(s) for s in _csv(args.lm_head)] or list(lm_head.DEFAULT_SHAPES)
+        threads = parse_threads(args.threads or "1,all", machine.usable_cpus())
+        kw = {k: v for k, v in dict(repeat=args.repeat, min_repeat=args.min_repeat, max_time=args.max_time,
+                                    warmup=args.warmup, min_sample=args.min_sample).items() if v is not None}
+        timing = dataclasses.replace(Timing(repeat=7, max_time=2.0, min_sample=0.0), **kw)
+    except ValueError as e:
+        parser.error(str(e))
+    records = lm_head.run(shapes, threads, timing, log=log)
+    print(lm_head.render(records))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"command": shlex.join(sys.argv), "lm_head": records}, f, indent=1)
+        log(f"wrote {args.json}")
+    return 0
