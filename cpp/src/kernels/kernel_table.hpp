@@ -127,11 +127,14 @@ struct reduction_kernels {
 //  * the SIMD sets use accuracy::fast's arithmetic whatever accuracy= says: t = fl(fl(x - m) * beta.hi)
 //    costs |t| 2^-24 relative (three roundings with a temperature), and |t| is below ~17 wherever a float16
 //    softmax is not 0 (~90 for bfloat16), so ~2^-20 relative at most: far below the output's rounding,
-//    2^-11 (float16) or 2^-8 (bfloat16). Nothing is counted (count 0, rest the whole sum), and
-//    log_softmax is fl(t - fl(c)): t <= 0 <= c, so y = t - c never cancels.
+//    2^-11 (float16) or 2^-8 (bfloat16); log_softmax is fl(t - fl(c)): t <= 0 <= c, so y = t - c never
+//    cancels. The sums (row_exp_sum, col_exp_sum) are the high mode's, entries equal to the maximum counted:
+//    c = log(count + rest) must be log1p(rest) when the maximum dominates, since a float32 block sum
+//    1 + rest keeps rest only to 2^-24 absolute, and log_softmax / logsumexp near 0 (|y| ~ 1e-5, float16
+//    subnormals) would be off by several ULP of the 16-bit result.
 //  * the scalar set is the specification: the exact argument of the float32 specification (in double), exp
 //    in double, each output rounded once from double into S (half_convert.hpp: to_f16 / to_bf16 of a
-//    double), and nothing counted either.
+//    double); its sums, in double, need no count (count 0, rest the whole sum).
 // Both are within 1 ULP of S against the exact result. The entries that store a value to read it back
 // (row_exp_store, row_scale, col_exp_store, col_scale) are absent: a 16-bit intermediate would round twice,
 // so the driver takes the two-exp paths (row_exp_sum then row_exp_scale) for 16-bit softmax, and rows_softmax

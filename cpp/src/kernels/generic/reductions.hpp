@@ -94,7 +94,6 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
         };
         return {blocked_sum<F>(n, full, tail), 0.0};
     } else {
-    static_assert(std::is_same_v<S, typename F::T>, "16-bit storage takes the fast arithmetic (kernel_table.hpp)");
     const V mv = F::set1(m);
     typename F::C cnt = F::count_zero();
     double total_count = 0;
@@ -103,15 +102,15 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
     double rest = 0;
     for (std::size_t base = 0; base < n; base += kChunk) {
         const std::size_t len = n - base < kChunk ? n - base : kChunk;
-        const typename F::T* xb = x + base;
+        const S* xb = x + base;
         auto full = [&](std::size_t i) {
-            const V v = F::load(xb + i);
+            const V v = F::template load_as<S>(xb + i);
             const typename F::B e = F::eq(v, mv);
             cnt = F::count_add(cnt, e);
             return F::zero_if(e, a.exp_of(v));
         };
         auto tail = [&](std::size_t i, typename F::M mk) {
-            const V v = F::load_tail(xb + i, mk);
+            const V v = load_s_tail<F>(xb + i, mk, len - i);
             const typename F::B e = F::mand(F::eq(v, mv), F::mask_v(mk));
             cnt = F::count_add(cnt, e);
             return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v)));
@@ -339,8 +338,8 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
     return !(m <= m_limit) || m == -__builtin_huge_val();  // NaN, +inf, above the limit, all -inf
 }
 
-// 16-bit storage (S != T): a stored exp read back would round twice, so a row is max, row_exp_sum and
-// row_exp_scale (storage_kernels in kernel_table.hpp).
+// 16-bit storage (S != T): a stored exp read back would round twice, so a row is max, row_exp_sum (the
+// counting one) and row_exp_scale (storage_kernels in kernel_table.hpp).
 template <class F, bool Fast, class S = typename F::T>
 NX_FLATTEN void k_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                                scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
@@ -354,8 +353,8 @@ NX_FLATTEN void k_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff
         if constexpr (std::is_same_v<S, T>) {
             const double sum = k_row_exp_store<F, Fast>(xr, yr, n, mr, beta);
             k_row_scale<F>(yr, n, static_cast<T>(1.0 / sum));
-        } else {
-            const exp_sum e = k_row_exp_sum<F, Fast, S>(xr, n, mr, beta);
+        } else {  // storage_kernels' row_exp_sum (counting) and row_exp_scale, as the driver's do_row
+            const exp_sum e = k_row_exp_sum<F, false, S>(xr, n, mr, beta);
             k_row_exp_scale<F, Fast, S>(xr, yr, n, mr, beta, static_cast<T>(1.0 / (e.count + e.rest)));
         }
     }
@@ -675,17 +674,17 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
 }
 
 // Fills a storage_kernels table (16-bit scores, kernel_table.hpp) from the same templates, with the
-// storage S and accuracy::fast's arithmetic.
+// storage S: accuracy::fast's arithmetic, but the sums of the high mode (entries at the maximum counted).
 template <class F, class S>
 void add_storage_reductions(storage_kernels<S>& k) {
     k.row_max = k_row_max<F, S>;
-    k.row_exp_sum = k_row_exp_sum<F, true, S>;
+    k.row_exp_sum = k_row_exp_sum<F, false, S>;
     k.row_exp_scale = k_row_exp_scale<F, true, S>;
     k.row_log_softmax = k_row_log_softmax<F, true, S>;
     k.col_max = k_col_max<F, S>;
-    k.col_exp_sum = k_col_exp_sum<F, true, S>;
+    k.col_exp_sum = k_col_exp_sum<F, false, S>;
     k.col_exp_scale = k_col_exp_scale<F, true, S>;
     k.col_log_softmax = k_col_log_softmax<F, true, S>;
     k.rows_softmax = k_rows_softmax<F, true, S>;
-    k.rows_exp_sum = k_rows_exp_sum<F, true, S>;
+    k.rows_exp_sum = k_rows_exp_sum<F, false, S>;
 }
