@@ -134,7 +134,7 @@ struct reduction_kernels {
 //    subnormals) would be off by several ULP of the 16-bit result.
 //  * the scalar set is the specification: the exact argument of the float32 specification (in double), exp
 //    in double, each output rounded once from double into S (half_convert.hpp: to_f16 / to_bf16 of a
-//    double); its sums, in double, need no count (count 0, rest the whole sum).
+//    double), entries equal to the maximum counted as well.
 // Both are within 1 ULP of S against the exact result. The entries that store a value to read it back
 // (row_exp_store, row_scale, col_exp_store, col_scale) are absent: a 16-bit intermediate would round twice,
 // so the driver takes the two-exp paths (row_exp_sum then row_exp_scale) for 16-bit softmax, and rows_softmax

@@ -477,9 +477,9 @@ constexpr convert_kernels make_convert_kernels() {
 
 // ---- float16 / bfloat16 scores (storage_kernels, kernel_table.hpp) ----------------------------------------
 // The specification: every x widened exactly (half_convert.hpp), the float32 specification's arithmetic (the
-// exact argument beta (x - m) in double, exp_d), every y rounded once from double into S, and nothing counted
-// (count 0, rest the whole sum, as accuracy::fast). The SIMD sets' fast float32 arithmetic differs from this
-// by far less than S's rounding (kernel_table.hpp): both are within 1 ULP of S.
+// exact argument beta (x - m) in double, exp_d, entries equal to m counted so that log_softmax near 0 is
+// log1p of the rest), every y rounded once from double into S. The SIMD sets' fast float32 arithmetic
+// differs from this by far less than S's rounding (kernel_table.hpp): both are within 1 ULP of S.
 inline float wide(float16 h) { return detail::to_f32(h); }
 inline float wide(bfloat16 h) { return detail::to_f32(h); }
 template <class S>
@@ -500,8 +500,15 @@ float s_row_max(const S* x, std::size_t n) {
 template <class S>
 exp_sum s_row_exp_sum(const S* x, std::size_t n, float m, scale2<float> beta) {
     neumaier rest;
-    for (std::size_t i = 0; i < n; ++i) rest.add(exp_arg(shifted(wide(x[i]), m, beta)));
-    return {rest.value(), 0.0};
+    double count = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = wide(x[i]);
+        if (v == m)
+            count += 1;
+        else
+            rest.add(exp_arg(shifted(v, m, beta)));
+    }
+    return {rest.value(), count};
 }
 template <class S>
 void s_row_exp_scale(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c) {
@@ -522,12 +529,19 @@ void s_col_max(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, f
 }
 template <class S>
 void s_col_exp_sum(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const float* m, scale2<float> beta,
-                   double* rest, double*) {
+                   double* rest, double* count) {
     for (std::size_t j = 0; j < w; ++j) {
         neumaier s;
-        for (std::size_t i = 0; i < rows; ++i)
-            s.add(exp_arg(shifted(wide(x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)]), m[j], beta)));
+        double c = 0;
+        for (std::size_t i = 0; i < rows; ++i) {
+            const float v = wide(x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)]);
+            if (v == m[j])
+                c += 1;
+            else
+                s.add(exp_arg(shifted(v, m[j], beta)));
+        }
         rest[j] += s.value();
+        count[j] += c;
     }
 }
 template <class S>
@@ -557,7 +571,8 @@ void s_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std:
         m[r] = s_row_max(xr, n);
         if (row_skipped(m[r], m_limit)) continue;
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
-        s_row_exp_scale(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, static_cast<float>(1.0 / e.rest));
+        s_row_exp_scale(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta,
+                        static_cast<float>(1.0 / (e.count + e.rest)));
     }
 }
 template <class S>
