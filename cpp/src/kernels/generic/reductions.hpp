@@ -34,6 +34,10 @@ NX_INLINE void store_s_tail(S* p, typename F::M mk, std::size_t n, typename F::V
     if constexpr (std::is_same_v<S, typename F::T>) F::store_tail(p, mk, v);
     else F::template store_as_tail<S>(p, n, v);
 }
+// The exp argument of a sum kernel: the mode's, except that 16-bit storage always takes the fast one, which
+// is exact to its precision (kernel_table.hpp, storage_kernels), also where the maximum is counted.
+template <class F, bool Scaled, bool Fast, class S>
+using storage_arg = mode_arg<F, Scaled, Fast || !std::is_same_v<S, typename F::T>>;
 
 template <class F>
 NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
@@ -86,7 +90,7 @@ NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
 template <class F, bool Scaled, bool Fast, class S = typename F::T>
 NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
     using V = typename F::V;
-    const mode_arg<F, Scaled, Fast> a(m, beta);
+    const storage_arg<F, Scaled, Fast, S> a(m, beta);
     if constexpr (Fast) {  // the whole sum, entries at the maximum included (exp(0) = 1 exactly)
         auto full = [&](std::size_t i) { return a.exp_of(F::template load_as<S>(x + i)); };
         auto tail = [&](std::size_t i, typename F::M mk) {
@@ -531,7 +535,7 @@ template <class F, bool Scaled, bool Fast, class S = typename F::T>
 NX_FLATTEN void col_exp_sum_impl(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
-    const mode_arg<F, Scaled, Fast> a(0, beta);
+    const storage_arg<F, Scaled, Fast, S> a(0, beta);
     const V one = F::set1(1);
     col_sums_rows_outer<F, !Fast>(rows, w, m, rest, count,
                                  [&](std::size_t i, std::size_t j, auto mk, auto full, V mv, V negm, V xlow, V& c) {
@@ -674,7 +678,8 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
 }
 
 // Fills a storage_kernels table (16-bit scores, kernel_table.hpp) from the same templates, with the
-// storage S: accuracy::fast's arithmetic, but the sums of the high mode (entries at the maximum counted).
+// storage S: accuracy::fast's arithmetic, but the sums count the entries at the maximum, as the high mode's
+// (with the fast argument: storage_arg).
 template <class F, class S>
 void add_storage_reductions(storage_kernels<S>& k) {
     k.row_max = k_row_max<F, S>;
