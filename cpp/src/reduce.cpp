@@ -250,6 +250,14 @@ stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
 // Super-chunks of a row of n elements.
 inline std::size_t super_chunks(std::size_t n) { return (n + kSuperChunk - 1) / kSuperChunk; }
 
+// softmax rows that take the in-cache path of do_row (and rows_softmax): at most kInCacheBytes and one
+// super-chunk (the float32 limit of both; 16-bit rows fit twice as many elements in the bytes, but a longer
+// row must be cut at the super-chunks, as do_strided_row cuts it, to give the same bits either way).
+template <class S>
+bool in_cache_row(std::size_t n) {
+    return n * sizeof(S) <= kInCacheBytes && n <= kSuperChunk;
+}
+
 // Statistics of a contiguous row: fixed super-chunks merged in order (threads over super-chunks).
 // part: scratch for super_chunks(n) statistics when there are several.
 template <class S>
@@ -321,7 +329,7 @@ void row_piece(const plan<S>& p, const stats& s, double c, const S* x, S* y, std
 template <class S>
 void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* part, const stats* given) {
     using T = value_t<S>;
-    if (!given && p.op == reduction::softmax && n * sizeof(S) <= kInCacheBytes) {
+    if (!given && p.op == reduction::softmax && in_cache_row<S>(n)) {
         const T m = p.k.row_max(x, n);
         stats s;
         s.m = m;
@@ -513,7 +521,7 @@ void run_rows(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
     std::vector<stats> parts(detail::scratch_elems(slots, nparts));
     // Many short rows of a 2-d layout: several rows per kernel call (short_rows).
     const bool short_ok = rows > 1 && !gather_x && !scatter_y && !p.given_m && od.shape.size() == 1 &&
-                          (p.op == reduction::softmax ? n * sizeof(S) <= kInCacheBytes : n * sizeof(S) <= kChunkBytes);
+                          (p.op == reduction::softmax ? in_cache_row<S>(n) : n * sizeof(S) <= kChunkBytes);
     if (short_ok) {
         detail::parallel_slices(nt_rows, rows, [&](std::size_t, std::size_t rb, std::size_t re) {
             short_rows(p, x, od.xs[0], y, od.ys[0], n, rb, re);

@@ -104,6 +104,21 @@ def test_strided_and_negative_strides(isa, dtype, op):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("op", OPS)
+def test_strided_rows_give_the_contiguous_bits(dtype, op):
+    # Rows past one super-chunk (65536 elements) are cut at the super-chunks whether gathered or not.
+    rng = np.random.default_rng(13)
+    for n in (65536, 65537, 100_000, 140_000):
+        base = scores(rng, 2 * n, dtype)
+        v = base[::2]
+        c = np.ascontiguousarray(v)
+        np.testing.assert_array_equal(np.asarray(call(op, v)).view(np.int16), np.asarray(call(op, c)).view(np.int16))
+        rows = scores(rng, (3, n), dtype)  # several rows (short_rows) against one at a time
+        one = np.stack([call(op, r) for r in rows])
+        np.testing.assert_array_equal(np.asarray(call(op, rows)).view(np.int16), one.view(np.int16))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float16", "bfloat16"])
 def test_out_and_in_place(dtype):
     rng = np.random.default_rng(4)
     x = scores(rng, (6, 513), dtype)
