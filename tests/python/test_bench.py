@@ -130,7 +130,7 @@ def test_select_cases_options():
     with pytest.raises(ValueError, match="unknown operation"):
         _cases(["--ops", "softmin"])
     with pytest.raises(ValueError, match="dtype"):
-        _cases(["--dtypes", "float16"])
+        _cases(["--dtypes", "float8"])
     with pytest.raises(ValueError, match="Lq = Lkv"):
         _cases(["--ops", "attention", "--attention-shapes", "1x2x4x8x16:causal"])
 
