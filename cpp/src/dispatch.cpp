@@ -64,6 +64,12 @@ void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {
 }
 void overwrite(convert_kernels& b, const convert_kernels& s) {
     NX_TAKE(f16_to_f32); NX_TAKE(f32_to_f16); NX_TAKE(bf16_to_f32); NX_TAKE(f32_to_bf16);
+}
+template <class S>
+void overwrite(storage_kernels<S>& b, const storage_kernels<S>& s) {
+    NX_TAKE(row_max); NX_TAKE(row_exp_sum); NX_TAKE(row_exp_scale); NX_TAKE(row_log_softmax); NX_TAKE(col_max);
+    NX_TAKE(col_exp_sum); NX_TAKE(col_exp_scale); NX_TAKE(col_log_softmax); NX_TAKE(rows_softmax);
+    NX_TAKE(rows_exp_sum);
 #undef NX_TAKE
 }
 
@@ -128,6 +134,8 @@ kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback
     overwrite(t.f32_fast, isa.f32_fast);
     overwrite(t.f64_fast, isa.f64_fast);
     overwrite(t.cvt, isa.cvt);
+    overwrite(t.f16, isa.f16);
+    overwrite(t.bf16, isa.bf16);
     share_mode_free(t.f32_fast, t.f32);  // the ISA's sampling entries, not the fallback's
     share_mode_free(t.f64_fast, t.f64);
     return t;

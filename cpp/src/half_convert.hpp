@@ -68,4 +68,20 @@ inline float16 to_f16(float f) {
     return {static_cast<std::uint16_t>(sign | (q + (rem > half || (rem == half && (q & 1u)))))};
 }
 
+// x rounded to float32 to odd: the float32 next to x towards zero, with its last bit set when that is not
+// x itself (x exact or NaN: x). It keeps what a second rounding to a format of at most 22 bits needs (the
+// rounding direction and the sticky bit), so to_f16 / to_bf16 of it round x itself once, correctly. A
+// finite x beyond float32's range gives the largest float32 (odd), which both round to inf.
+inline float to_f32_odd(double x) {
+    const float f = static_cast<float>(x);
+    if (static_cast<double>(f) == x || x != x) return f;
+    std::uint32_t u = f32_bits(f);
+    if (static_cast<double>(f < 0 ? -f : f) > (x < 0 ? -x : x)) --u;  // rounded away from zero: one step back
+    return f32_from_bits(u | 1u);
+}
+// A double rounded once to nearest even into a 16-bit type (the drivers' logsumexp, the scalar
+// specification's outputs).
+inline float16 to_f16(double x) { return to_f16(to_f32_odd(x)); }
+inline bfloat16 to_bf16(double x) { return to_bf16(to_f32_odd(x)); }
+
 }  // namespace normexp::detail

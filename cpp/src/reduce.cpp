@@ -41,6 +41,7 @@
 
 #include "dispatch.hpp"
 #include "format.hpp"
+#include "half_convert.hpp"
 #include "normexp/normexp.hpp"
 #include "online_stats.hpp"
 #include "temperature.hpp"
@@ -63,6 +64,51 @@ template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
 template <class T>
 constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
+
+// Storage S of the scores and outputs: float, double, or the 16-bit float16 / bfloat16 (normexp/half.hpp),
+// whose values the kernels widen to float32 and whose outputs they round once (storage_kernels,
+// kernel_table.hpp). value_t<S> is the type of the statistics the driver keeps (maxima, factors): S itself or
+// float. No 16-bit array is ever widened into a float32 copy: the driver's buffers (gathered pieces of strided
+// rows) hold S.
+template <class S>
+struct storage_of {
+    using value = S;
+    using kernels = reduction_kernels<S>;
+};
+template <>
+struct storage_of<float16> {
+    using value = float;
+    using kernels = storage_kernels<float16>;
+};
+template <>
+struct storage_of<bfloat16> {
+    using value = float;
+    using kernels = storage_kernels<bfloat16>;
+};
+template <class S>
+using value_t = typename storage_of<S>::value;
+template <class S>
+using kernels_t = typename storage_of<S>::kernels;
+template <class S>
+constexpr bool kHalf = std::is_same_v<S, float16> || std::is_same_v<S, bfloat16>;
+
+// An element of S as a value (exact), and a double rounded once into S.
+template <class S>
+value_t<S> widen(S v) {
+    if constexpr (kHalf<S>) return detail::to_f32(v); else return v;
+}
+template <class S>
+S to_storage(double v) {
+    if constexpr (std::is_same_v<S, float16>) return detail::to_f16(v);
+    else if constexpr (std::is_same_v<S, bfloat16>) return detail::to_bf16(v);
+    else return static_cast<S>(v);
+}
+template <class S>
+const char* dtype_name() {
+    if constexpr (std::is_same_v<S, float16>) return "float16";
+    else if constexpr (std::is_same_v<S, bfloat16>) return "bfloat16";
+    else return sizeof(S) == 4 ? "float32" : "float64";
+}
 
 // ------------------------------------------------------------------------------------------------------
 // Row statistics: max m, and sum of exp(beta (x - m)) split as count (entries equal to m) + rest.
@@ -118,20 +164,21 @@ inline double log_sum(const stats& s) { return detail::log_sum(s.count, s.rest);
 using detail::split_beta;
 
 // ------------------------------------------------------------------------------------------------------
-template <class T>
+template <class S>
 struct plan {
-    const reduction_kernels<T>& k;     // the mode's table (accuracy::high or fast)
-    const reduction_kernels<T>& spec;  // the scalar set, accuracy::high in both modes (see kernels_for_max)
+    using T = value_t<S>;
+    const kernels_t<S>& k;     // the mode's table (accuracy::high or fast; 16-bit S: the one table)
+    const kernels_t<S>& spec;  // the scalar set, accuracy::high in both modes (see kernels_for_max)
     reduction op;
     scale2<T> b2;  // 1/temperature for the kernels
     exp_scale ex;  // exp(beta (a - b)) for the online rule
     // logsumexp_parts only: logsumexp writes the max m to y and the sum of exp(beta (x - m)) as the pair
     // (count, rest) to parts[2 k], parts[2 k + 1], k = y - y0 (parts has twice y's element strides).
     double* parts = nullptr;
-    const T* y0 = nullptr;
+    const S* y0 = nullptr;
     // normalize_with only: softmax / log_softmax take each row's statistics from here instead of computing
     // them (m and the (count, rest) pairs, at the offset outer_dims gives as oz; sums at 2 oz).
-    const T* given_m = nullptr;
+    const S* given_m = nullptr;
     const double* given_sums = nullptr;
 };
 
@@ -143,16 +190,16 @@ struct plan {
 // exact argument is within the fast bound; the fast argument would be -inf there).
 template <class T>
 constexpr double kHugeMax = sizeof(T) == 4 ? 0x1p102 : 0x1p969;
-template <class T>
-bool unit_temperature(const plan<T>& p) {
+template <class S>
+bool unit_temperature(const plan<S>& p) {
     return p.b2.hi == 1 && p.b2.lo == 0;
 }
-template <class T>
-const reduction_kernels<T>& kernels_for_max(const plan<T>& p, double m) {
-    return m > kHugeMax<T> && !unit_temperature(p) ? p.spec : p.k;
+template <class S>
+const kernels_t<S>& kernels_for_max(const plan<S>& p, double m) {
+    return m > kHugeMax<value_t<S>> && !unit_temperature(p) ? p.spec : p.k;
 }
-template <class T>
-const reduction_kernels<T>& kernels_for_max(const plan<T>& p, const T* m, std::size_t w) {
+template <class S>
+const kernels_t<S>& kernels_for_max(const plan<S>& p, const value_t<S>* m, std::size_t w) {
     double mx = -kInf<double>;
     for (std::size_t j = 0; j < w; ++j) mx = m[j] > mx ? double(m[j]) : mx;  // NaN ignored
     return kernels_for_max(p, mx);
@@ -169,15 +216,16 @@ inline stats stats_from(double m, const double* sums) {
 }
 
 // The statistics given for the row at offset oz (normalize_with).
-template <class T>
-stats given_stats(const plan<T>& p, std::ptrdiff_t oz) {
-    return stats_from(p.given_m[oz], p.given_sums + 2 * oz);
+template <class S>
+stats given_stats(const plan<S>& p, std::ptrdiff_t oz) {
+    return stats_from(widen(p.given_m[oz]), p.given_sums + 2 * oz);
 }
 
 // Statistics of one contiguous row segment, online over L1-sized chunks.
-template <class T>
-stats segment_stats(const plan<T>& p, const T* x, std::size_t n) {
-    constexpr std::size_t C = kChunkBytes / sizeof(T);
+template <class S>
+stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
+    using T = value_t<S>;
+    constexpr std::size_t C = kChunkBytes / sizeof(S);
     stats s;
     for (std::size_t i = 0; i < n; i += C) {
         const std::size_t len = std::min(C, n - i);
@@ -202,10 +250,18 @@ stats segment_stats(const plan<T>& p, const T* x, std::size_t n) {
 // Super-chunks of a row of n elements.
 inline std::size_t super_chunks(std::size_t n) { return (n + kSuperChunk - 1) / kSuperChunk; }
 
+// softmax rows that take the in-cache path of do_row (and rows_softmax): at most kInCacheBytes and one
+// super-chunk (the float32 limit of both; 16-bit rows fit twice as many elements in the bytes, but a longer
+// row must be cut at the super-chunks, as do_strided_row cuts it, to give the same bits either way).
+template <class S>
+bool in_cache_row(std::size_t n) {
+    return n * sizeof(S) <= kInCacheBytes && n <= kSuperChunk;
+}
+
 // Statistics of a contiguous row: fixed super-chunks merged in order (threads over super-chunks).
 // part: scratch for super_chunks(n) statistics when there are several.
-template <class T>
-stats row_stats(const plan<T>& p, const T* x, std::size_t n, int nt, stats* part) {
+template <class S>
+stats row_stats(const plan<S>& p, const S* x, std::size_t n, int nt, stats* part) {
     const std::size_t nchunks = super_chunks(n);
     if (nchunks <= 1) return segment_stats(p, x, n);
     detail::parallel_ranges(nt, nchunks, [&](std::size_t b, std::size_t e) {
@@ -218,13 +274,14 @@ stats row_stats(const plan<T>& p, const T* x, std::size_t n, int nt, stats* part
 }
 
 // Outputs of a row whose statistics are not finite (NaN, +inf max, all -inf): SciPy's values.
-template <class T>
-void special_row(reduction op, const stats& s, const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy,
+template <class S>
+void special_row(reduction op, const stats& s, const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy,
                  std::size_t n) {
     const bool nan = s.nan, pinf = !nan && s.m == kInf<double>;
+    const S vnan = to_storage<S>(kNaN<double>), vninf = to_storage<S>(-kInf<double>);
     for (std::size_t i = 0; i < n; ++i) {
-        T v = kNaN<T>;
-        if (op == reduction::log_softmax && pinf && x[std::ptrdiff_t(i) * sx] != kInf<T>) v = -kInf<T>;
+        S v = vnan;
+        if (op == reduction::log_softmax && pinf && widen(x[std::ptrdiff_t(i) * sx]) != kInf<double>) v = vninf;
         y[std::ptrdiff_t(i) * sy] = v;
     }
 }
@@ -237,27 +294,30 @@ inline bool is_special(const stats& s) { return s.nan || !finite(s.m); }
 // The logsumexp output of one row: m + log_sum, or with parts the statistics (m, count, rest) themselves,
 // so that partial results over disjoint pieces of a row merge exactly (nothing rounded to T but m, which
 // is an entry of x). Rows whose statistics are not finite get m = NaN / +inf / -inf, count = rest = 0.
-template <class T>
-void write_lse(const plan<T>& p, T* y, const stats& s) {
+template <class S>
+void write_lse(const plan<S>& p, S* y, const stats& s) {
     if (p.parts) {
         const bool sp = is_special(s);
-        *y = s.nan ? kNaN<T> : static_cast<T>(s.m);
+        *y = to_storage<S>(s.nan ? kNaN<double> : s.m);
         p.parts[2 * (y - p.y0)] = sp ? 0.0 : s.count;
         p.parts[2 * (y - p.y0) + 1] = sp ? 0.0 : s.rest;
         return;
     }
-    *y = is_special(s) ? special_lse<T>(s) : static_cast<T>(s.m + log_sum(s));
+    *y = to_storage<S>(is_special(s) ? special_lse<double>(s) : s.m + log_sum(s));  // rounded once
 }
 
 // The outputs of len entries of a row (x, y) from the row's statistics: c is 1/sum (softmax) or log(sum)
 // (log_softmax). stream: softmax output bypasses the caches (same values as the cached store).
-template <class T>
-void row_piece(const plan<T>& p, const stats& s, double c, const T* x, T* y, std::size_t len, bool stream) {
+template <class S>
+void row_piece(const plan<S>& p, const stats& s, double c, const S* x, S* y, std::size_t len, bool stream) {
+    using T = value_t<S>;
     const T m = static_cast<T>(s.m);
-    const reduction_kernels<T>& k = kernels_for_max(p, m);
-    if (p.op == reduction::softmax && stream)
-        k.row_exp_scale_stream(x, y, len, m, p.b2, static_cast<T>(c));
-    else if (p.op == reduction::softmax)
+    const kernels_t<S>& k = kernels_for_max(p, m);
+    if constexpr (!kHalf<S>) {  // 16-bit storage: no streaming stores of its own
+        if (p.op == reduction::softmax && stream) return k.row_exp_scale_stream(x, y, len, m, p.b2, static_cast<T>(c));
+    }
+    (void)stream;
+    if (p.op == reduction::softmax)
         k.row_exp_scale(x, y, len, m, p.b2, static_cast<T>(c));
     else
         k.row_log_softmax(x, y, len, m, p.b2, c);
@@ -266,16 +326,22 @@ void row_piece(const plan<T>& p, const stats& s, double c, const T* x, T* y, std
 // One contiguous row (x and y unit stride; for logsumexp y is the single output).
 // given: the row's statistics when they come from outside (normalize_with), else nullptr.
 // part: row_stats' scratch.
-template <class T>
-void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, stats* part, const stats* given) {
-    if (!given && p.op == reduction::softmax && n * sizeof(T) <= kInCacheBytes) {
+template <class S>
+void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* part, const stats* given) {
+    using T = value_t<S>;
+    if (!given && p.op == reduction::softmax && in_cache_row<S>(n)) {
         const T m = p.k.row_max(x, n);
         stats s;
         s.m = m;
         s.nan = m != m;
         if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
-        const double sum = kernels_for_max(p, m).row_exp_store(x, y, n, m, p.b2);
-        p.k.row_scale(y, n, static_cast<T>(1.0 / sum));
+        if constexpr (kHalf<S>) {  // a stored 16-bit exp read back would round twice: exp twice instead
+            const exp_sum e = kernels_for_max(p, m).row_exp_sum(x, n, m, p.b2);
+            kernels_for_max(p, m).row_exp_scale(x, y, n, m, p.b2, static_cast<T>(1.0 / (e.count + e.rest)));
+        } else {
+            const double sum = kernels_for_max(p, m).row_exp_store(x, y, n, m, p.b2);
+            p.k.row_scale(y, n, static_cast<T>(1.0 / sum));
+        }
         return;
     }
     const stats s = given ? *given : row_stats(p, x, n, nt, part);
@@ -287,7 +353,7 @@ void do_row(const plan<T>& p, const T* x, T* y, std::size_t n, int nt, stats* pa
     const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
     detail::parallel_ranges(nt, super_chunks(n), [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
-        row_piece(p, s, c, x + i, y + i, len, n * sizeof(T) >= kStreamBytes);
+        row_piece(p, s, c, x + i, y + i, len, n * sizeof(S) >= kStreamBytes);
     });
 }
 
@@ -314,9 +380,9 @@ void scatter(const T* buf, std::size_t n, T* y, std::ptrdiff_t sy) {
 // at the super-chunk boundaries that row_stats and do_row use, so the results are bit-identical to
 // those of the same row stored contiguously. With nt threads over the pieces, thread t uses the buffers
 // at t * rs.piece.
-template <class T>
-void do_strided_row(const plan<T>& p, const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t n, int nt,
-                    const stats* given, const row_scratch<T>& rs) {
+template <class S>
+void do_strided_row(const plan<S>& p, const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t n, int nt,
+                    const stats* given, const row_scratch<S>& rs) {
     if (n <= kSuperChunk) {
         if (rs.x) gather(x, sx, n, rs.x);
         do_row(p, rs.x ? rs.x : x, rs.y ? rs.y : y, n, nt, rs.part, given);
@@ -327,8 +393,8 @@ void do_strided_row(const plan<T>& p, const T* x, std::ptrdiff_t sx, T* y, std::
     // body(c, i, len, x piece, y buffer) over the pieces c = [i, i + len) of the row, x gathered.
     auto pieces = [&](auto&& body) {
         detail::parallel_slices(nt, nchunks, [&](std::size_t t, std::size_t cb, std::size_t ce) {
-            T* const xb = rs.x ? rs.x + t * rs.piece : nullptr;
-            T* const yb = rs.y ? rs.y + t * rs.piece : nullptr;
+            S* const xb = rs.x ? rs.x + t * rs.piece : nullptr;
+            S* const yb = rs.y ? rs.y + t * rs.piece : nullptr;
             for (std::size_t c = cb; c < ce; ++c) {
                 const std::size_t i = c * kSuperChunk, len = std::min(kSuperChunk, n - i);
                 if (xb) gather(x + std::ptrdiff_t(i) * sx, sx, len, xb);
@@ -340,14 +406,14 @@ void do_strided_row(const plan<T>& p, const T* x, std::ptrdiff_t sx, T* y, std::
     if (given) {
         s = *given;
     } else {
-        pieces([&](std::size_t c, std::size_t, std::size_t len, const T* xp, T*) { rs.part[c] = segment_stats(p, xp, len); });
+        pieces([&](std::size_t c, std::size_t, std::size_t len, const S* xp, S*) { rs.part[c] = segment_stats(p, xp, len); });
         s = merge_in_order(nchunks, p.ex, [&](std::size_t c) { return rs.part[c]; });
     }
     if (p.op == reduction::logsumexp) return write_lse(p, y, s);
     if (is_special(s)) return special_row(p.op, s, x, sx, y, sy, n);
     const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
-    pieces([&](std::size_t, std::size_t i, std::size_t len, const T* xp, T* yb) {
-        T* const yp = y + std::ptrdiff_t(i) * sy;
+    pieces([&](std::size_t, std::size_t i, std::size_t len, const S* xp, S* yb) {
+        S* const yp = y + std::ptrdiff_t(i) * sy;
         row_piece(p, s, c, xp, yb ? yb : yp, len, false);
         if (yb) scatter(yb, len, yp, sy);
     });
@@ -395,27 +461,28 @@ constexpr std::size_t kRowBatch = 64;
 // each row gets exactly what do_row gives it (the same kernels on the same values: bit-identical), and a
 // row they skip (a maximum that is not finite, or one that needs the scalar kernels: kernels_for_max)
 // goes through do_row itself.
-template <class T>
-void short_rows(const plan<T>& p, const T* x, std::ptrdiff_t xr, T* y, std::ptrdiff_t yr, std::size_t n,
+template <class S>
+void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrdiff_t yr, std::size_t n,
                 std::size_t rb, std::size_t re) {
+    using T = value_t<S>;
     // The largest maximum the SIMD kernels take: above it a row needs the scalar ones (kernels_for_max).
     const T m_limit = unit_temperature(p) ? std::numeric_limits<T>::max() : static_cast<T>(kHugeMax<T>);
     T m[kRowBatch];
     exp_sum es[kRowBatch];
     const std::size_t batch = p.op == reduction::softmax
                                   ? kRowBatch
-                                  : std::max<std::size_t>(1, std::min(kRowBatch, kChunkBytes / (n * sizeof(T))));
+                                  : std::max<std::size_t>(1, std::min(kRowBatch, kChunkBytes / (n * sizeof(S))));
     for (std::size_t b = rb; b < re; b += batch) {
         const std::size_t cnt = std::min(batch, re - b);
-        const T* xb = x + std::ptrdiff_t(b) * xr;
-        T* yb = y + std::ptrdiff_t(b) * yr;
+        const S* xb = x + std::ptrdiff_t(b) * xr;
+        S* yb = y + std::ptrdiff_t(b) * yr;
         if (p.op == reduction::softmax)
             p.k.rows_softmax(xb, xr, yb, yr, cnt, n, p.b2, m_limit, m);
         else
             p.k.rows_exp_sum(xb, xr, cnt, n, p.b2, m_limit, m, es);
         for (std::size_t i = 0; i < cnt; ++i) {
-            const T* xi = xb + std::ptrdiff_t(i) * xr;
-            T* yi = yb + std::ptrdiff_t(i) * yr;
+            const S* xi = xb + std::ptrdiff_t(i) * xr;
+            S* yi = yb + std::ptrdiff_t(i) * yr;
             if (!(m[i] <= m_limit) || m[i] == -kInf<T>) {
                 do_row(p, xi, yi, n, 1, nullptr, nullptr);
                 continue;
@@ -433,8 +500,8 @@ void short_rows(const plan<T>& p, const T* x, std::ptrdiff_t xr, T* y, std::ptrd
 }
 
 // Rows: the axis is contiguous in x (and in y unless logsumexp) or gathered.
-template <class T>
-void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
+template <class S>
+void run_rows(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
               std::ptrdiff_t sy) {
     const bool lse = p.op == reduction::logsumexp;
     const bool gather_x = sx != 1 && n > 1, scatter_y = !lse && sy != 1 && n > 1;
@@ -448,13 +515,13 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // statistics. Slots are the threads over rows or, for a single row, over its pieces.
     const std::size_t slots = static_cast<std::size_t>(std::max({nt_rows, nt_inner, 1}));
     const std::size_t piece = std::min(n, kSuperChunk);
-    const std::unique_ptr<T[]> xbufs(gather_x ? new T[detail::scratch_elems(slots, piece)] : nullptr);
-    const std::unique_ptr<T[]> ybufs(scatter_y ? new T[detail::scratch_elems(slots, piece)] : nullptr);
+    const std::unique_ptr<S[]> xbufs(gather_x ? new S[detail::scratch_elems(slots, piece)] : nullptr);
+    const std::unique_ptr<S[]> ybufs(scatter_y ? new S[detail::scratch_elems(slots, piece)] : nullptr);
     const std::size_t nparts = super_chunks(n) > 1 ? super_chunks(n) : 0;
     std::vector<stats> parts(detail::scratch_elems(slots, nparts));
     // Many short rows of a 2-d layout: several rows per kernel call (short_rows).
     const bool short_ok = rows > 1 && !gather_x && !scatter_y && !p.given_m && od.shape.size() == 1 &&
-                          (p.op == reduction::softmax ? n * sizeof(T) <= kInCacheBytes : n * sizeof(T) <= kChunkBytes);
+                          (p.op == reduction::softmax ? in_cache_row<S>(n) : n * sizeof(S) <= kChunkBytes);
     if (short_ok) {
         detail::parallel_slices(nt_rows, rows, [&](std::size_t, std::size_t rb, std::size_t re) {
             short_rows(p, x, od.xs[0], y, od.ys[0], n, rb, re);
@@ -462,7 +529,7 @@ void run_rows(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
         return;
     }
     detail::parallel_slices(nt_rows, rows, [&](std::size_t slot, std::size_t rb, std::size_t re) {
-        const row_scratch<T> rs{gather_x ? xbufs.get() + slot * piece : nullptr,
+        const row_scratch<S> rs{gather_x ? xbufs.get() + slot * piece : nullptr,
                                 scatter_y ? ybufs.get() + slot * piece : nullptr, piece,
                                 nparts ? parts.data() + slot * nparts : nullptr};
         for (std::size_t r = rb; r < re; ++r) {
@@ -492,14 +559,17 @@ struct col_need {
 };
 
 // Per-thread buffers for the column blocks.
-template <class T>
+template <class S>
 struct col_buffers {
-    std::vector<T> m, cm, c, scratch;
+    using T = value_t<S>;
+    std::vector<T> m, cm, c;
+    std::vector<S> scratch;
     std::vector<double> rest, count, lc;
     std::vector<unsigned char> special;
     std::vector<T> pm, pcm, mc;              // per super-chunk maxima (and their scratch), per chunk maxima
     std::vector<double> prest, pcount;       // per super-chunk sums
-    std::vector<T> tchunk, tcm, tkm, tf;     // per row-splitting thread: a chunk, maxima, factors (bw each)
+    std::vector<S> tchunk;                   // per row-splitting thread: a chunk,
+    std::vector<T> tcm, tkm, tf;             // maxima, factors (bw each)
     std::size_t tchunk_elems;
     explicit col_buffers(const col_need& need)
         : m(need.bw), cm(need.bw), c(need.bw), scratch(need.scratch), rest(need.bw), count(need.bw), lc(need.bw),
@@ -510,8 +580,8 @@ struct col_buffers {
 
 // Marks columns whose maximum is not finite (their outputs come from special_row) and gives the
 // kernels harmless placeholder statistics for them; returns whether there are any.
-template <class T>
-bool mark_special_columns(col_buffers<T>& b, std::size_t bw) {
+template <class S>
+bool mark_special_columns(col_buffers<S>& b, std::size_t bw) {
     bool any = false;
     for (std::size_t j = 0; j < bw; ++j) {
         b.special[j] = !finite(b.m[j]);
@@ -524,8 +594,8 @@ bool mark_special_columns(col_buffers<T>& b, std::size_t bw) {
     return any;
 }
 
-template <class T>
-void finish_special_columns(const plan<T>& p, col_buffers<T>& b, std::size_t bw, const T* xb, std::ptrdiff_t sx, T* yb,
+template <class S>
+void finish_special_columns(const plan<S>& p, col_buffers<S>& b, std::size_t bw, const S* xb, std::ptrdiff_t sx, S* yb,
                             std::ptrdiff_t sy, std::size_t n) {
     for (std::size_t j = 0; j < bw; ++j) {
         if (!b.special[j]) continue;
@@ -560,7 +630,7 @@ std::size_t col_stored_rows(std::size_t bw) {
 // Rows per chunk of the online column statistics (col_stats_rows).
 template <class T>
 std::size_t col_chunk_rows(std::size_t bw) {
-    return std::max<std::size_t>(1, kColChunkBytes / (bw * sizeof(T)));
+    return std::max<std::size_t>(1, kColChunkBytes / (bw * sizeof(T)));  // T: the storage
 }
 
 // Rows of a column block per row super-chunk: about kColSuperBytes, a multiple of the chunk R (each
@@ -580,16 +650,17 @@ inline stats col_part(double m, double rest, double count) {
 
 // Column statistics (m, rest, count; bw columns) of rows [0, n) of a column block, online over chunks of
 // R rows (each chunk read from memory for its max and again from L2 for its sum). cm: bw scratch.
-template <class T>
-void col_stats_rows(const plan<T>& p, const T* xb, std::ptrdiff_t sx, std::size_t n, std::size_t bw, T* m, T* cm,
-                    double* rest, double* count) {
-    const std::size_t R = col_chunk_rows<T>(bw);
+template <class S>
+void col_stats_rows(const plan<S>& p, const S* xb, std::ptrdiff_t sx, std::size_t n, std::size_t bw, value_t<S>* m,
+                    value_t<S>* cm, double* rest, double* count) {
+    using T = value_t<S>;
+    const std::size_t R = col_chunk_rows<S>(bw);
     std::fill_n(m, bw, -kInf<T>);
     std::fill_n(rest, bw, 0.0);
     std::fill_n(count, bw, 0.0);
     for (std::size_t i = 0; i < n; i += R) {
         const std::size_t len = std::min(R, n - i);
-        const T* xc = xb + std::ptrdiff_t(i) * sx;
+        const S* xc = xb + std::ptrdiff_t(i) * sx;
         std::copy_n(m, bw, cm);
         p.k.col_max(xc, len, sx, bw, cm, nullptr);  // cm = max(m, chunk max), NaN sticky
         for (std::size_t j = 0; j < bw; ++j) {
@@ -614,11 +685,12 @@ void col_stats_rows(const plan<T>& p, const T* xb, std::ptrdiff_t sx, std::size_
 // (threads over row ranges).
 // With given statistics (normalize_with) the first pass is replaced by reading them: column j's are at
 // offset oz + j * zs.
-template <class T>
-void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb, std::ptrdiff_t sy,
+template <class S>
+void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptrdiff_t sx, S* yb, std::ptrdiff_t sy,
                       std::ptrdiff_t y_inner_stride, std::size_t n, std::size_t bw, std::ptrdiff_t oz,
                       std::ptrdiff_t zs, int nt) {
-    const std::size_t RS = col_super_rows<T>(bw, col_chunk_rows<T>(bw)), nsc = (n + RS - 1) / RS;
+    using T = value_t<S>;
+    const std::size_t RS = col_super_rows<S>(bw, col_chunk_rows<S>(bw)), nsc = (n + RS - 1) / RS;
     if (p.given_m) {
         for (std::size_t j = 0; j < bw; ++j) {
             const stats g = given_stats(p, oz + std::ptrdiff_t(j) * zs);
@@ -664,8 +736,8 @@ void col_block_online(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptr
     }
     detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
         const std::size_t r0 = cb * RS, rows = std::min(ce * RS, n) - r0;
-        const T* xr = xb + std::ptrdiff_t(r0) * sx;
-        T* yr = yb + std::ptrdiff_t(r0) * sy;
+        const S* xr = xb + std::ptrdiff_t(r0) * sx;
+        S* yr = yb + std::ptrdiff_t(r0) * sy;
         if (p.op == reduction::softmax)
             kernels_for_max(p, b.m.data(), bw).col_exp_scale(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.c.data());
         else
@@ -756,9 +828,10 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
 // Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y
 // (z_inner_stride: the given statistics' stride along it, normalize_with).
 // Work items are (outer index, block of columns); the blocking depends only on the shape.
-template <class T>
-void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
+template <class S>
+void run_cols(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::size_t n, std::ptrdiff_t sx,
               std::ptrdiff_t sy, std::size_t w, std::ptrdiff_t y_inner_stride, std::ptrdiff_t z_inner_stride) {
+    using T = S;  // the sizes below are in elements of the storage
     const bool lse = p.op == reduction::logsumexp;
     // Blocks are wide (kColBlock): rows read as long contiguous runs stream from memory; 64-byte runs
     // one page apart defeat the prefetchers (measured 3x slower). softmax gathers the block into cache
@@ -766,7 +839,8 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // fit: columns whose n rows fit in kInCacheBytes (>= 1 when in_cache; a multiple of 8 unless the
     // block is narrower than 8). Divided in this order so that a huge n (a broadcast view) cannot wrap.
     const std::size_t fit = n > kInCacheBytes / sizeof(T) ? 0 : kInCacheBytes / sizeof(T) / n;
-    const bool in_cache = p.op == reduction::softmax && fit >= std::min(w, kColBlock) && !p.given_m;
+    // 16-bit storage takes the online path: the other two store exp in S and read it back (two roundings).
+    const bool in_cache = p.op == reduction::softmax && fit >= std::min(w, kColBlock) && !p.given_m && !kHalf<S>;
     const std::size_t block = in_cache ? std::min(kColBlock, fit >= 8 ? fit / 8 * 8 : fit) : kColBlock;
     const std::size_t nblocks = (w + block - 1) / block;
     const std::size_t items = od.count * nblocks;
@@ -774,7 +848,7 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
     // softmax keeps exp(x - m_c) in y and rescales it (one exp per element) in float32, where the rescale
     // factor and the sums, formed in double, add nothing measurable; float64 takes the online path
     // (a second exp), whose error does not include the factor's (the stored path measured 8-10 ULP).
-    const bool stored = p.op == reduction::softmax && !p.given_m && !in_cache && sizeof(T) == 4;
+    const bool stored = p.op == reduction::softmax && !p.given_m && !in_cache && std::is_same_v<S, float>;
     // Every thread's buffers, allocated before the first block is written (a failed allocation leaves y
     // untouched). Sized for the widest need over the block widths (all blocks are `block` wide but the
     // last), and for the threads that split a single block's rows (items < 2, so nt == 1 then).
@@ -807,13 +881,18 @@ void run_cols(const plan<T>& p, const T* x, T* y, const outer_dims& od, std::siz
             od.offsets(o, ox, oy, oz);
             const T* xb = x + ox + std::ptrdiff_t(jb);
             T* yb = y + oy + std::ptrdiff_t(jb) * (lse ? y_inner_stride : 1);
-            if (in_cache)
-                col_block_softmax_in_cache(p, b, xb, sx, yb, sy, n, bw);
-            else if (stored)
-                col_block_softmax_stored(p, b, xb, sx, yb, sy, n, bw, nt_split);
-            else
-                col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw, oz + std::ptrdiff_t(jb) * z_inner_stride,
-                                 z_inner_stride, nt_split);
+            if constexpr (!kHalf<S>) {
+                if (in_cache) {
+                    col_block_softmax_in_cache(p, b, xb, sx, yb, sy, n, bw);
+                    continue;
+                }
+                if (stored) {
+                    col_block_softmax_stored(p, b, xb, sx, yb, sy, n, bw, nt_split);
+                    continue;
+                }
+            }
+            col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw, oz + std::ptrdiff_t(jb) * z_inner_stride,
+                             z_inner_stride, nt_split);
         }
     });
 }
@@ -828,9 +907,10 @@ struct extras {
     const strides_t* zs = nullptr;
 };
 
-template <class T>
-void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const strides_t& ys, const shape_t& shape,
-                 int axis, double temperature, const char* isa, accuracy acc, const extras<T>& ex) {
+template <class S>
+void reduce_impl(reduction op, const S* x, const strides_t& xs, S* y, const strides_t& ys, const shape_t& shape,
+                 int axis, double temperature, const char* isa, accuracy acc, const extras<S>& ex) {
+    using T = value_t<S>;
     // Messages are built only on failure: this runs on every call, including 1000-element ones.
     double* const parts = ex.parts;
     const std::size_t nd = shape.size();
@@ -853,7 +933,7 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
     // every entry at the maximum would get inf * 0 = NaN: refuse instead of answering NaN silently.
     if (!(1.0 / temperature <= double(std::numeric_limits<T>::max())))
         throw error("normexp: temperature " + detail::format_number(temperature) + " is too small for " +
-                    (sizeof(T) == 4 ? "float32" : "float64") + " scores (1/temperature overflows); use a larger one or float64");
+                    dtype_name<S>() + " scores (1/temperature overflows); use a larger one or float64");
     std::size_t total = 1;
     for (std::size_t d = 0; d < nd; ++d) total *= shape[d];
     if (total == 0 && shape[axis] != 0) return;
@@ -861,15 +941,22 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
 
     const kernel_table& kt = (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
     const bool fast = acc == accuracy::fast;
-    const reduction_kernels<T>* k;
-    if constexpr (sizeof(T) == 4) k = fast ? &kt.f32_fast : &kt.f32; else k = fast ? &kt.f64_fast : &kt.f64;
+    // 16-bit storage has one table, whatever the accuracy (storage_kernels, kernel_table.hpp).
+    const kernels_t<S>* k;
+    if constexpr (std::is_same_v<S, float16>) k = &kt.f16;
+    else if constexpr (std::is_same_v<S, bfloat16>) k = &kt.bf16;
+    else if constexpr (sizeof(S) == 4) k = fast ? &kt.f32_fast : &kt.f32;
+    else k = fast ? &kt.f64_fast : &kt.f64;
     if (ex.given_m && !(ex.given_sums && ex.zs && ex.zs->size() == nd && op != reduction::logsumexp))
         throw error("normexp: given statistics need m, sums, their strides, and softmax or log_softmax");
     const scale2<double> bd = split_beta<double>(temperature);
     static const kernel_table& spec_table = detail::kernels_for("scalar");
-    const reduction_kernels<T>* spec;
-    if constexpr (sizeof(T) == 4) spec = &spec_table.f32; else spec = &spec_table.f64;
-    const plan<T> p{*k, *spec, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo}, parts, y, ex.given_m,
+    const kernels_t<S>* spec;
+    if constexpr (std::is_same_v<S, float16>) spec = &spec_table.f16;
+    else if constexpr (std::is_same_v<S, bfloat16>) spec = &spec_table.bf16;
+    else if constexpr (sizeof(S) == 4) spec = &spec_table.f32;
+    else spec = &spec_table.f64;
+    const plan<S> p{*k, *spec, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo}, parts, y, ex.given_m,
                     ex.given_sums};
     auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 
@@ -883,7 +970,7 @@ void reduce_impl(reduction op, const T* x, const strides_t& xs, T* y, const stri
         for (std::size_t r = 0; r < od.count; ++r) {
             std::ptrdiff_t ox, oy;
             od.offsets(r, ox, oy);
-            y[oy] = -kInf<T>;
+            y[oy] = to_storage<S>(-kInf<double>);
             if (parts) parts[2 * oy] = parts[2 * oy + 1] = 0.0;
         }
         return;
@@ -983,6 +1070,16 @@ template void normalize_with<float>(reduction, const float*, const strides_t&, f
 template void normalize_with<double>(reduction, const double*, const strides_t&, double*, const strides_t&,
                                      const shape_t&, int, const double*, const double*, const strides_t&, double,
                                      const char*, accuracy);
+#define NX_INSTANTIATE_16(S)                                                                                       \
+    template void reduce<S>(reduction, const S*, const strides_t&, S*, const strides_t&, const shape_t&, int, double,   \
+                            const char*, accuracy);                                                                    \
+    template void logsumexp_parts<S>(const S*, const strides_t&, S*, double*, const strides_t&, const shape_t&, int,   \
+                                     double, const char*, accuracy);                                                   \
+    template void normalize_with<S>(reduction, const S*, const strides_t&, S*, const strides_t&, const shape_t&, int,  \
+                                    const S*, const double*, const strides_t&, double, const char*, accuracy);
+NX_INSTANTIATE_16(float16)
+NX_INSTANTIATE_16(bfloat16)
+#undef NX_INSTANTIATE_16
 template void exp<float>(const float*, float*, std::size_t, const char*);
 template void exp<double>(const double*, double*, std::size_t, const char*);
 

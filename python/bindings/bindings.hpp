@@ -31,6 +31,11 @@ bool has_dtype(const pybind11::array& a) {
     return pybind11::isinstance<pybind11::array_t<T>>(a);
 }
 
+// The 16-bit storage types the kernels read and write in place (normexp::float16 / bfloat16): NumPy's
+// float16 in native byte order, and ml_dtypes.bfloat16 (a NumPy user dtype, recognized by its name and size).
+bool is_float16(const pybind11::array& a);
+bool is_bfloat16(const pybind11::array& a);
+
 void bind_attention(pybind11::module_& m);
 void bind_sampling(pybind11::module_& m);
 void bind_lm_head(pybind11::module_& m);

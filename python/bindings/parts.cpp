@@ -50,8 +50,12 @@ void logsumexp_parts(const py::array& x, py::array m, py::array sums, int axis, 
         parts_typed<float>(x, m, sums, axis, temperature, isa, acc);
     else if (has_dtype<double>(x) && has_dtype<double>(m))
         parts_typed<double>(x, m, sums, axis, temperature, isa, acc);
+    else if (is_float16(x) && is_float16(m))
+        parts_typed<normexp::float16>(x, m, sums, axis, temperature, isa, acc);
+    else if (is_bfloat16(x) && is_bfloat16(m))
+        parts_typed<normexp::bfloat16>(x, m, sums, axis, temperature, isa, acc);
     else
-        throw py::type_error("normexp kernels take float32 or float64 arrays");
+        throw py::type_error("normexp kernels take float32, float64, float16 or bfloat16 arrays");
 }
 
 template <class T>
@@ -81,8 +85,12 @@ void normalize_with(normexp::reduction op, const py::array& x, py::array out, co
         normalize_typed<float>(op, x, out, m, sums, axis, temperature, isa, acc);
     else if (has_dtype<double>(x) && has_dtype<double>(out) && has_dtype<double>(m))
         normalize_typed<double>(op, x, out, m, sums, axis, temperature, isa, acc);
+    else if (is_float16(x) && is_float16(out) && is_float16(m))
+        normalize_typed<normexp::float16>(op, x, out, m, sums, axis, temperature, isa, acc);
+    else if (is_bfloat16(x) && is_bfloat16(out) && is_bfloat16(m))
+        normalize_typed<normexp::bfloat16>(op, x, out, m, sums, axis, temperature, isa, acc);
     else
-        throw py::type_error("normexp kernels take float32 or float64 arrays");
+        throw py::type_error("normexp kernels take float32, float64, float16 or bfloat16 arrays");
 }
 
 bool is_c_float64(const py::array& a, py::ssize_t ndim) {

@@ -3,7 +3,9 @@ the (float32 | float64, strided) arrays the native kernels take.
 
 Rules:
   * float32/float64 compute in their own precision; float16 and ml_dtypes.bfloat16 compute in float32
-    and return their own dtype; bool/integer inputs are promoted like ``np.exp`` promotes them.
+    and return their own dtype; bool/integer inputs are promoted like ``np.exp`` promotes them. The
+    reductions (softmax, log_softmax, logsumexp) read and write float16 / bfloat16 arrays in place
+    (``kernel_dtype``): the kernels widen them in registers, so no float32 copy is made.
   * any axis, negative too, without a transposing copy; non-contiguous and negative strides work.
   * ``out=`` must have the result's shape and dtype and be writeable; it may be the input itself.
 """
@@ -24,6 +26,7 @@ from . import _core, _interop
 _isa_override: contextvars.ContextVar[str] = contextvars.ContextVar("normexp_isa", default="")
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+_HALF_NAMES = ("float16", "bfloat16")
 
 # The native op of each reduction name: the bound enum is all that crosses into _core (never an int or a
 # string), so no unchecked value reaches the C++ enum.
@@ -83,6 +86,13 @@ def result_dtype(dtype: np.dtype, name: str = "x") -> tuple[np.dtype, np.dtype]:
     if kind == "f":
         raise TypeError(f"{name}: {dtype} is not supported; cast to float64 (or float32)")
     raise TypeError(f"{name}: expected real numbers (float, int or bool), got an array of dtype {dtype}")
+
+
+def kernel_dtype(res: np.dtype, compute: np.dtype) -> np.dtype:
+    """The dtype the reduction kernels read and write for a result dtype res (result_dtype's compute
+    otherwise): float16 and bfloat16 are taken as they are, 2 bytes per element (widened to float32 in
+    registers, each result rounded once; within 1 ULP of the 16-bit type), so no float32 copy is made."""
+    return res if res.name in _HALF_NAMES else compute
 
 
 def as_array(x: Any, name: str = "x") -> np.ndarray:
@@ -210,6 +220,8 @@ def check_temperature(temperature: Any, compute: np.dtype | None = None) -> floa
     t = real(temperature, "temperature")
     if not (math.isfinite(t) and t > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {shown(temperature)}")
+    if compute is not None and np.dtype(compute).name in _HALF_NAMES:
+        compute = np.dtype(np.float32)  # 16-bit scores are scaled in float32 registers
     if compute is not None and not 1.0 / t <= float(np.finfo(compute).max):
         raise ValueError(
             f"temperature {t:g} is too small for {np.dtype(compute).name} scores (1/temperature overflows); "
@@ -274,6 +286,7 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
     mode = accuracy(acc)
     a = as_array(x)
     res, compute = result_dtype(a.dtype)
+    compute = kernel_dtype(res, compute)
     t = check_temperature(temperature, compute)
     scalar_input = a.ndim == 0
     if scalar_input:
@@ -338,6 +351,7 @@ def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: A
         if not return_sign:
             val = np.where(sign < 0, compute.type(np.nan), val)
     else:
+        compute = kernel_dtype(res, compute)
         src = _kernel_input(a, compute)
         out_keep = None
         if out is not None:

@@ -69,6 +69,7 @@ def _check(x: Any, axis: Any, func: str) -> tuple[da.Array, int, np.dtype, np.dt
             f"use normexp.{func} for NumPy arrays, or wrap with dask.array.from_array(x, chunks=...)"
         )
     res, compute = _api.result_dtype(x.dtype)
+    compute = _api.kernel_dtype(res, compute)  # float16 / bfloat16 chunks go to the kernels as they are
     if x.ndim == 0:
         raise ValueError(f"normexp.dask.{func}: x is 0-dimensional; use normexp.{func} on x.compute()")
     if any(np.isnan(c) for cs in x.chunks for c in cs):

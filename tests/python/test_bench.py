@@ -16,7 +16,7 @@ import pytest
 import normexp
 from normexp import _probe
 from normexp.bench import cli, machine, plots, report, runner
-from normexp.bench.cases import Case, default_cases, parse_attention_shape, parse_shape
+from normexp.bench.cases import Case, default_cases, parse_attention_shape, parse_shape, with_accuracies
 from normexp.bench.peers import PEER_CLASSES, CallSession, NumpyPeer, Peer, make_peers, numpy_attention
 from normexp.bench.timing import Timing, summarize, time_calls
 
@@ -130,7 +130,7 @@ def test_select_cases_options():
     with pytest.raises(ValueError, match="unknown operation"):
         _cases(["--ops", "softmin"])
     with pytest.raises(ValueError, match="dtype"):
-        _cases(["--dtypes", "float16"])
+        _cases(["--dtypes", "float8"])
     with pytest.raises(ValueError, match="Lq = Lkv"):
         _cases(["--ops", "attention", "--attention-shapes", "1x2x4x8x16:causal"])
 
@@ -270,6 +270,34 @@ def test_every_peer_runs_or_says_why():
             assert r["note"]
             continue
         assert r["check"] == "ok", r
+
+
+def test_half_precision_cases():
+    """float16 / bfloat16 reduction rows: in the default list (once, whatever the accuracies), 16-bit
+    inputs, measured by normexp and torch (the others say n/a), checked within the 16-bit tolerances."""
+    cases, _ = _cases([], has_attention=True)
+    for dt in ("float16", "bfloat16"):
+        labels = {(c.op, c.shape_label) for c in cases if c.dtype == dt}
+        for op in ("softmax", "log_softmax", "logsumexp"):
+            assert {(op, "1x16777216"), (op, "512x4096"), (op, "1x32000"), (op, "4096x128")} <= labels
+        assert not any(c.is_attention for c in cases if c.dtype == dt)
+        assert len(with_accuracies([Case("softmax", (2, 8), dt)], ["high", "fast"])) == 1
+        with pytest.raises(ValueError):
+            Case("attention", (1, 2, 6, 6, 4), dt)
+    cases = [Case(op, (3, 700), dt) for op in ("softmax", "log_softmax", "logsumexp") for dt in ("float16", "bfloat16")]
+    assert cases[1].make_inputs()[0].dtype.name == "bfloat16" and cases[1].itemsize == 2
+    res = runner.run(cases, threads=[1], peers=["numpy", "torch"], timing=FAST, limits=LIMITS, progress=False,
+                     log=lambda s: None)
+    by = {(r["op"], r["dtype"], r["peer"]): r for r in res.records}
+    for op in ("softmax", "log_softmax", "logsumexp"):
+        for dt in ("float16", "bfloat16"):
+            assert by[(op, dt, "normexp")]["check"] == "ok", by[(op, dt, "normexp")]
+            assert by[(op, dt, "torch")]["check"] in ("ok", "inaccurate"), by[(op, dt, "torch")]
+        assert by[(op, "bfloat16", "numpy")]["check"] == "n/a"
+    # A result off by a few bfloat16 ULP is not "ok".
+    c = Case("softmax", (1, 4), "bfloat16")
+    ref = np.array([[0.1, 0.2, 0.3, 0.4]])
+    assert runner.classify(runner.max_error(ref * (1 + 2 ** -6), ref, c), c) != "ok"
 
 
 def test_numpy_attention_matches_reference():

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "normexp/export.h"
+#include "normexp/half.hpp"
 #include "normexp/version.h"
 
 namespace normexp {
@@ -48,6 +49,12 @@ enum class accuracy { high, fast };
 // Reduce along `axis` (negative counts from the end). temperature divides the scores (softmax and
 // log_softmax; must be finite and > 0; logsumexp requires 1). isa: a kernel set by name ("scalar",
 // "avx2", "avx512", "neon"), or nullptr/"" for the active one. acc: the accuracy contract.
+// T: float, double, or the 16-bit normexp::float16 / normexp::bfloat16 (normexp/half.hpp), which are read
+// and written in place as 16-bit values (widened in registers, computed in float32, each output rounded
+// once; no float32 copy is made). For them acc does not matter: float32 arithmetic with t = (x - m) /
+// temperature rounded once is already far more accurate than the output's 16 bits (the kernel_table.hpp
+// comment derives it), and every result is within 1 ULP of the 16-bit type. This holds for every function
+// template below (softmax, log_softmax, logsumexp, logsumexp_parts, normalize_with).
 template <class T>
 NORMEXP_API void reduce(reduction op, const T* x, const strides_t& x_strides, T* y, const strides_t& y_strides,
             const shape_t& shape, int axis, double temperature = 1.0, const char* isa = nullptr,

@@ -118,6 +118,46 @@ struct reduction_kernels {
                          T* m, exp_sum* s);
 };
 
+// ---- reductions over 16-bit storage ---------------------------------------------------------------------
+// The entries of reduction_kernels that the driver needs for float16 / bfloat16 scores (S), with the same
+// contracts and argument orders, except that x and y are in S: each entry widens x to float32 in registers,
+// computes in float32 and rounds every y once, to nearest even, into S (the bits of half_convert.hpp). The
+// statistics (m, the sums, c) are float32 / double as in reduction_kernels<float>. There is one table per
+// storage type and no accuracy mode:
+//  * the SIMD sets use accuracy::fast's arithmetic whatever accuracy= says: t = fl(fl(x - m) * beta.hi)
+//    costs |t| 2^-24 relative (three roundings with a temperature), and |t| is below ~17 wherever a float16
+//    softmax is not 0 (~90 for bfloat16), so ~2^-20 relative at most: far below the output's rounding,
+//    2^-11 (float16) or 2^-8 (bfloat16); log_softmax is fl(t - fl(c)): t <= 0 <= c, so y = t - c never
+//    cancels. The sums (row_exp_sum, col_exp_sum) are the high mode's, entries equal to the maximum counted:
+//    c = log(count + rest) must be log1p(rest) when the maximum dominates, since a float32 block sum
+//    1 + rest keeps rest only to 2^-24 absolute, and log_softmax / logsumexp near 0 (|y| ~ 1e-5, float16
+//    subnormals) would be off by several ULP of the 16-bit result.
+//  * the scalar set is the specification: the exact argument of the float32 specification (in double), exp
+//    in double, each output rounded once from double into S (half_convert.hpp: to_f16 / to_bf16 of a
+//    double), entries equal to the maximum counted as well.
+// Both are within 1 ULP of S against the exact result. The entries that store a value to read it back
+// (row_exp_store, row_scale, col_exp_store, col_scale) are absent: a 16-bit intermediate would round twice,
+// so the driver takes the two-exp paths (row_exp_sum then row_exp_scale) for 16-bit softmax, and rows_softmax
+// is max, row_exp_sum and row_exp_scale per row. col_max's copy must be null.
+template <class S>
+struct storage_kernels {
+    float (*row_max)(const S* x, std::size_t n);
+    exp_sum (*row_exp_sum)(const S* x, std::size_t n, float m, scale2<float> beta);
+    void (*row_exp_scale)(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c);
+    void (*row_log_softmax)(const S* x, S* y, std::size_t n, float m, scale2<float> beta, double c);
+    void (*col_max)(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, float* m, S* copy);
+    void (*col_exp_sum)(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const float* m,
+                        scale2<float> beta, double* rest, double* count);
+    void (*col_exp_scale)(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t w,
+                          const float* m, scale2<float> beta, const float* c);
+    void (*col_log_softmax)(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
+                            std::size_t w, const float* m, scale2<float> beta, const double* c);
+    void (*rows_softmax)(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                         scale2<float> beta, float m_limit, float* m);
+    void (*rows_exp_sum)(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<float> beta,
+                         float m_limit, float* m, exp_sum* s);
+};
+
 // ---- attention (blocked, flash-style) ------------------------------------------------------------------
 // One query block (rows) against one key/value block (keys) of one head. The driver (attention.cpp) runs
 // for each key/value block:  pack_kt -> qk -> softmax_step -> pv,  with per-row running statistics
@@ -209,6 +249,9 @@ struct kernel_table {
     reduction_kernels<float> f32_fast;
     reduction_kernels<double> f64_fast;
     convert_kernels cvt;
+    // The reductions of float16 and bfloat16 scores (storage_kernels above).
+    storage_kernels<float16> f16;
+    storage_kernels<bfloat16> bf16;
 };
 
 // The entries of a fast table that do not depend on the mode and that the reduction families do not fill

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "attention_score.hpp"
 #include "exp_constants.hpp"
@@ -474,6 +475,121 @@ constexpr convert_kernels make_convert_kernels() {
     return {k_widen<float16>, k_narrow_f16, k_widen<bfloat16>, k_narrow_bf16};
 }
 
+// ---- float16 / bfloat16 scores (storage_kernels, kernel_table.hpp) ----------------------------------------
+// The specification: every x widened exactly (half_convert.hpp), the float32 specification's arithmetic (the
+// exact argument beta (x - m) in double, exp_d, entries equal to m counted so that log_softmax near 0 is
+// log1p of the rest), every y rounded once from double into S. The SIMD sets' fast float32 arithmetic
+// differs from this by far less than S's rounding (kernel_table.hpp): both are within 1 ULP of S.
+inline float wide(float16 h) { return detail::to_f32(h); }
+inline float wide(bfloat16 h) { return detail::to_f32(h); }
+template <class S>
+S narrow_to(double v) {
+    if constexpr (std::is_same_v<S, float16>) return detail::to_f16(v); else return detail::to_bf16(v);
+}
+
+template <class S>
+float s_row_max(const S* x, std::size_t n) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = wide(x[i]);
+        if (v != v) return v;
+        if (v > m) m = v;
+    }
+    return m;
+}
+template <class S>
+exp_sum s_row_exp_sum(const S* x, std::size_t n, float m, scale2<float> beta) {
+    neumaier rest;
+    double count = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = wide(x[i]);
+        if (v == m)
+            count += 1;
+        else
+            rest.add(exp_arg(shifted(v, m, beta)));
+    }
+    return {rest.value(), count};
+}
+template <class S>
+void s_row_exp_scale(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = narrow_to<S>(exp_arg(shifted(wide(x[i]), m, beta)) * double(c));
+}
+template <class S>
+void s_row_log_softmax(const S* x, S* y, std::size_t n, float m, scale2<float> beta, double c) {
+    for (std::size_t i = 0; i < n; ++i) y[i] = narrow_to<S>(shifted(wide(x[i]), m, beta).hi - c);
+}
+template <class S>
+void s_col_max(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, float* m, S*) {
+    for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t j = 0; j < w; ++j) {
+            const float v = wide(x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)]);
+            if (m[j] != m[j]) continue;
+            if (v != v || v > m[j]) m[j] = v;
+        }
+}
+template <class S>
+void s_col_exp_sum(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const float* m, scale2<float> beta,
+                   double* rest, double* count) {
+    for (std::size_t j = 0; j < w; ++j) {
+        neumaier s;
+        double c = 0;
+        for (std::size_t i = 0; i < rows; ++i) {
+            const float v = wide(x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)]);
+            if (v == m[j])
+                c += 1;
+            else
+                s.add(exp_arg(shifted(v, m[j], beta)));
+        }
+        rest[j] += s.value();
+        count[j] += c;
+    }
+}
+template <class S>
+void s_row_exp_scale_cols(const S* x, S* y, std::size_t w, const float* m, scale2<float> beta, const float* c) {
+    for (std::size_t j = 0; j < w; ++j) y[j] = narrow_to<S>(exp_arg(shifted(wide(x[j]), m[j], beta)) * double(c[j]));
+}
+template <class S>
+void s_col_exp_scale(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t w,
+                     const float* m, scale2<float> beta, const float* c) {
+    for (std::size_t i = 0; i < rows; ++i)
+        s_row_exp_scale_cols(x + static_cast<std::ptrdiff_t>(i) * sx, y + static_cast<std::ptrdiff_t>(i) * sy, w, m, beta, c);
+}
+template <class S>
+void s_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t w,
+                       const float* m, scale2<float> beta, const double* c) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        const S* xi = x + static_cast<std::ptrdiff_t>(i) * sx;
+        S* yi = y + static_cast<std::ptrdiff_t>(i) * sy;
+        for (std::size_t j = 0; j < w; ++j) yi[j] = narrow_to<S>(shifted(wide(xi[j]), m[j], beta).hi - c[j]);
+    }
+}
+template <class S>
+void s_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                    scale2<float> beta, float m_limit, float* m) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        m[r] = s_row_max(xr, n);
+        if (row_skipped(m[r], m_limit)) continue;
+        const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
+        s_row_exp_scale(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta,
+                        static_cast<float>(1.0 / (e.count + e.rest)));
+    }
+}
+template <class S>
+void s_rows_exp_sum(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<float> beta, float m_limit,
+                    float* m, exp_sum* s) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        m[r] = s_row_max(xr, n);
+        s[r] = row_skipped(m[r], m_limit) ? exp_sum{0, 0} : s_row_exp_sum(xr, n, m[r], beta);
+    }
+}
+template <class S>
+constexpr storage_kernels<S> make_storage_kernels() {
+    return {s_row_max<S>,      s_row_exp_sum<S>,     s_row_exp_scale<S>, s_row_log_softmax<S>, s_col_max<S>,
+            s_col_exp_sum<S>,  s_col_exp_scale<S>,   s_col_log_softmax<S>, s_rows_softmax<S>,  s_rows_exp_sum<S>};
+}
+
 }  // namespace
 }  // namespace normexp::scalar
 
@@ -483,7 +599,8 @@ const kernel_table& scalar_kernels() {
                                     scalar::make_attention_kernels<float>(),
                                     scalar::make_attention_kernels<double>(),
                                     scalar::make_kernels<float, true>(), scalar::make_kernels<double, true>(),
-                                    scalar::make_convert_kernels()};
+                                    scalar::make_convert_kernels(), scalar::make_storage_kernels<float16>(),
+                                    scalar::make_storage_kernels<bfloat16>()};
     return table;
 }
 }  // namespace normexp

@@ -19,7 +19,18 @@ import numpy as np
 
 REDUCTIONS = ("softmax", "log_softmax", "logsumexp")
 OPERATIONS = REDUCTIONS + ("attention",)
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+# The 16-bit types: reductions only (normexp reads and writes them in place); bfloat16 is ml_dtypes'.
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The NumPy dtype of a case's dtype name (bfloat16: ml_dtypes.bfloat16, imported on first use)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 ACCURACIES = ("high", "fast")
 
 
@@ -44,6 +55,8 @@ class Case:
             raise ValueError(f"unknown accuracy {self.accuracy!r}; choose from {', '.join(ACCURACIES)}")
         if self.is_attention and self.accuracy != "high":
             raise ValueError("accuracy applies to the reductions only")
+        if self.is_attention and self.dtype in HALF_DTYPES:
+            raise ValueError("attention is measured in float32 and float64")
         if any(int(n) < 1 for n in self.shape):
             raise ValueError(f"every dimension must be >= 1, got {self.shape}")
         if self.op == "attention":
@@ -89,7 +102,7 @@ class Case:
 
     @property
     def itemsize(self) -> int:
-        return np.dtype(self.dtype).itemsize
+        return np_dtype(self.dtype).itemsize
 
     # ---- sizes and the traffic / work model -----------------------------------------------------------
     @property
@@ -172,7 +185,7 @@ class Case:
         """The inputs every peer gets: scores ~ N(0, 4^2) for reductions (a spread of ~ +-20 that makes
         the max subtraction matter and keeps every probability a normal float32), q/k/v ~ N(0, 1)."""
         rng = np.random.default_rng(seed)
-        dt = np.dtype(self.dtype)
+        dt = np_dtype(self.dtype)
         if self.is_attention:
             return tuple(_normal(rng, s, dt) for s in self.input_shapes)
         x = _normal(rng, self.shape, dt)
@@ -210,6 +223,8 @@ class Case:
 def _normal(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
     if dt == np.float32:
         return rng.standard_normal(shape, dtype=np.float32)
+    if dt.itemsize == 2:  # float16, bfloat16: float32 draws rounded once
+        return rng.standard_normal(shape, dtype=np.float32).astype(dt)
     return rng.standard_normal(shape)
 
 
@@ -253,6 +268,14 @@ DEFAULT_SHAPES_F64: tuple[tuple[tuple[int, ...], int], ...] = (
     ((512, 4096), -1),
     ((1, 1 << 24), -1),
 )
+# float16 and bfloat16 (reductions): the in-cache rows and the 16M-element row, whose element rate is
+# compared with float32's (half the bytes per element) and with torch's 16-bit softmax.
+DEFAULT_SHAPES_HALF: tuple[tuple[tuple[int, ...], int], ...] = (
+    ((1, 32000), -1),
+    ((4096, 128), -1),
+    ((512, 4096), -1),
+    ((1, 1 << 24), -1),
+)
 # (B, H, Lq, Lkv, D), causal: prefill with and without the causal mask, then decode (one query against
 # a long KV cache; not causal, since a single query sees the whole cache).
 DEFAULT_ATTENTION: tuple[tuple[tuple[int, int, int, int, int], bool], ...] = (
@@ -279,24 +302,27 @@ QUICK_SHAPES: tuple[tuple[tuple[int, ...], int], ...] = (
 
 def default_cases(ops: Sequence[str], dtypes: Sequence[str] | None = None) -> list[Case]:
     """The issue's default list for the given operations; ``dtypes`` (if given) replaces the default
-    dtype mix (float32 everywhere plus float64 on two shapes) by every listed dtype on every shape."""
+    dtype mix (float32 everywhere, float64 on two shapes, float16 and bfloat16 on four) by every listed
+    dtype on every shape (attention: float32 and float64 only)."""
     cases: list[Case] = []
     for op in ops:
         if op == "attention":
             for dt in dtypes or ("float32",):
-                cases += [Case("attention", s, dt, causal=c) for s, c in DEFAULT_ATTENTION]
+                if dt not in HALF_DTYPES:
+                    cases += [Case("attention", s, dt, causal=c) for s, c in DEFAULT_ATTENTION]
             continue
         if dtypes:
             cases += [Case(op, s, dt, axis=a) for dt in dtypes for s, a in DEFAULT_SHAPES]
         else:
             cases += [Case(op, s, "float32", axis=a) for s, a in DEFAULT_SHAPES]
             cases += [Case(op, s, "float64", axis=a) for s, a in DEFAULT_SHAPES_F64]
+            cases += [Case(op, s, dt, axis=a) for dt in HALF_DTYPES for s, a in DEFAULT_SHAPES_HALF]
     return cases
 
 
 def with_accuracies(cases: Sequence[Case], accuracies: Sequence[str]) -> list[Case]:
     """Each reduction case once per accuracy (in the given order, so a fast row follows its high row);
-    attention cases once."""
+    attention cases and 16-bit cases (whose results accuracy= does not change) once, in the first."""
     for a in accuracies:
         if a not in ACCURACIES:
             raise ValueError(f"unknown accuracy {a!r}; choose from {', '.join(ACCURACIES)}")
@@ -304,6 +330,8 @@ def with_accuracies(cases: Sequence[Case], accuracies: Sequence[str]) -> list[Ca
     for c in cases:
         if c.is_attention:
             out.append(c)
+        elif c.dtype in HALF_DTYPES:
+            out.append(dataclasses.replace(c, accuracy=next(iter(accuracies), c.accuracy)))
         else:
             out += [dataclasses.replace(c, accuracy=a) for a in dict.fromkeys(accuracies)]
     return out

@@ -46,7 +46,8 @@ def build_parser(prog: str = "python -m normexp bench") -> argparse.ArgumentPars
     g.add_argument("--shapes", default=None, help="comma list of reduction shapes (default: the standard list)")
     g.add_argument("--attention-shapes", default=None, help="comma list of attention shapes")
     g.add_argument("--dtypes", default=None,
-                   help="comma list of float32, float64 for every shape (default: float32, plus float64 on two)")
+                   help="comma list of float32, float64, float16, bfloat16 for every shape (default: float32, plus "
+                        "float64 on two shapes and float16 / bfloat16 on four; attention: float32, float64)")
     g.add_argument("--threads", default=None, help="comma list of thread counts; 'all' = every usable CPU "
                    "(default: 1,all; with --quick: all)")
     g.add_argument("--peers", default=",".join(PEER_NAMES[1:]),
@@ -154,7 +155,8 @@ def select_cases(args: argparse.Namespace, has_attention: bool) -> tuple[list[C.
                 if causal and lq != lkv:
                     raise ValueError(f"causal attention needs Lq = Lkv in the benchmark (libraries align the "
                                      f"mask differently otherwise), got Lq={lq}, Lkv={lkv}")
-            cases += [C.Case("attention", s, dt, causal=c) for dt in (dtypes or ["float32"]) for s, c in specs]
+            cases += [C.Case("attention", s, dt, causal=c) for dt in (dtypes or ["float32"]) for s, c in specs
+                      if dt not in C.HALF_DTYPES]
         else:
             cases += C.default_cases(["attention"], dtypes)
     accuracies = _csv(args.accuracy or ("high" if args.quick else "high,fast"))

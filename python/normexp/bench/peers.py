@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .cases import Case
+from .cases import Case, np_dtype
 from .timing import Timing, time_calls
 
 Buffers = Sequence[tuple[np.ndarray, ...]]
@@ -86,6 +86,8 @@ class Peer:
     name = ""
     module = ""
     install = ""
+    # The case dtypes the peer is measured on (the runner reports the others as n/a).
+    dtypes: tuple[str, ...] = ("float32", "float64")
 
     def missing(self) -> str | None:
         """None when the peer can run, else a one-line reason."""
@@ -121,6 +123,7 @@ class NormexpPeer(Peer):
 
     name = "normexp"
     module = "normexp"
+    dtypes = ("float32", "float64", "float16", "bfloat16")
 
     def __init__(self, isa: str = "", name: str = "") -> None:
         self.isa = isa
@@ -151,7 +154,7 @@ class NormexpPeer(Peer):
             on_close = lambda: cm.__exit__(None, None, None)  # noqa: E731
         normexp.set_num_threads(threads)
         note = "" if normexp.get_num_threads() == threads else f"runs {normexp.get_num_threads()} threads"
-        dt = np.dtype(case.dtype)
+        dt = np_dtype(case.dtype)
         fns = []
         if case.is_attention:
             takes_out = "out" in inspect.signature(normexp.attention).parameters
@@ -204,6 +207,7 @@ class NumpyPeer(Peer):
     """NumPy written the usual fast way: max, subtract, exp, sum, divide, all in preallocated buffers."""
 
     name = "numpy"
+    dtypes = ("float32", "float64", "float16")
     module = "numpy"
 
     def start(self, case: Case, buffers: Buffers, threads: int) -> Session:
@@ -277,6 +281,7 @@ class TorchPeer(Peer):
     name = "torch"
     module = "torch"
     install = "pip install torch==2.13.0"
+    dtypes = ("float32", "float64", "float16", "bfloat16")
 
     def start(self, case: Case, buffers: Buffers, threads: int) -> Session:
         import torch
@@ -290,7 +295,7 @@ class TorchPeer(Peer):
         def restore() -> None:
             torch.set_num_threads(before)
 
-        dt = np.dtype(case.dtype)
+        dt = np_dtype(case.dtype)
         fns = []
         if case.is_attention:
             sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -300,11 +305,19 @@ class TorchPeer(Peer):
             return CallSession(fns, lambda r: r.numpy(), on_close=restore, note=note)
         f = {"softmax": torch.softmax, "log_softmax": torch.log_softmax, "logsumexp": torch.logsumexp}[case.op]
         ax = case.norm_axis
+        bf16 = case.dtype == "bfloat16"  # NumPy has no bfloat16: the same bits through an int16 view
+
+        def tensor(a: np.ndarray) -> Any:
+            return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if bf16 else torch.from_numpy(a)
+
+        def fetch(r: Any) -> np.ndarray:
+            return r.view(torch.int16).numpy().view(dt) if bf16 else r.numpy()
+
         for (x,) in buffers:
             o = np.empty(case.out_shape, dt)
-            xt, ot = torch.from_numpy(x), torch.from_numpy(o)
+            xt, ot = tensor(x), tensor(o)
             fns.append(lambda xt=xt, ot=ot: f(xt, ax, out=ot))
-        return CallSession(fns, lambda r: r.numpy(), on_close=restore, note=note)
+        return CallSession(fns, fetch, on_close=restore, note=note)
 
 
 # ---- ONNX Runtime -----------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ TOLERANCES: dict[tuple[str, bool], tuple[float, float]] = {
     ("float32", True): (1e-4, 1e-2),
     ("float64", False): (1e-12, 1e-6),
     ("float64", True): (1e-12, 1e-6),
+    # 16-bit results: within a unit roundoff of the type is right (2^-11, 2^-8 relative).
+    ("float16", False): (1e-3, 1e-1),
+    ("bfloat16", False): (8e-3, 1e-1),
 }
 
 
@@ -59,7 +62,8 @@ def max_error(got: Any, ref: np.ndarray, case: Case) -> float:
     if case.is_attention:
         return float(d.max() / max(r.max(), 1e-300))
     if case.op == "softmax":
-        floor = 1e-30 if case.dtype == "float32" else 1e-300
+        # float16 below its normal range (6.1e-5) is absolute (2^-24 steps), as is bfloat16 below float32's.
+        floor = {"float32": 1e-30, "float16": 1e-4, "bfloat16": 1e-30}.get(case.dtype, 1e-300)
         return float((d / np.maximum(r, floor)).max())
     return float((d / np.maximum(r, 1.0)).max())
 
@@ -267,6 +271,8 @@ def _measure(case: Case, peer: Peer, buffers: list[tuple[np.ndarray, ...]], ref:
     common = dict(case=case, peer=peer.name, version=version, threads=threads, llc=llc, rotation=rot,
                   limits=limits)
     why = peer.supports(case)
+    if not why and case.dtype not in peer.dtypes:
+        why = f"{peer.name} is not measured on {case.dtype}"
     if why:
         return make_record(**common, check="n/a", note=why)
     session = None

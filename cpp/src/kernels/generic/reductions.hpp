@@ -20,6 +20,25 @@ NX_INLINE bool unit_beta(scale2<T> b) {
     return b.lo == 0 && b.hi == 1;
 }
 
+// Storage S of x and y: T itself (reduction_kernels) or, for float32 lanes, float16 / bfloat16
+// (storage_kernels, kernel_table.hpp), widened on load and rounded once on store by lanes::load_as /
+// store_as. Tails take the lane mask (S = T: the masked load and store as ever) and the lane count (16-bit
+// storage). Kernels with a storage parameter S default it to T, the instantiations of reduction_kernels.
+template <class F, class S>
+NX_INLINE typename F::V load_s_tail(const S* p, typename F::M mk, std::size_t n) {
+    if constexpr (std::is_same_v<S, typename F::T>) return F::load_tail(p, mk);
+    else return F::template load_as_tail<S>(p, n);
+}
+template <class F, class S>
+NX_INLINE void store_s_tail(S* p, typename F::M mk, std::size_t n, typename F::V v) {
+    if constexpr (std::is_same_v<S, typename F::T>) F::store_tail(p, mk, v);
+    else F::template store_as_tail<S>(p, n, v);
+}
+// The exp argument of a sum kernel: the mode's, except that 16-bit storage always takes the fast one, which
+// is exact to its precision (kernel_table.hpp, storage_kernels), also where the maximum is counted.
+template <class F, bool Scaled, bool Fast, class S>
+using storage_arg = mode_arg<F, Scaled, Fast || !std::is_same_v<S, typename F::T>>;
+
 template <class F>
 NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
     using V = typename F::V;
@@ -35,8 +54,8 @@ NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
     }
 }
 
-template <class F>
-NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
+template <class F, class S = typename F::T>
+NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
@@ -45,7 +64,8 @@ NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
     typename F::B nan = F::mnone();
     std::size_t i = 0;
     for (; i + 4 * N <= n; i += 4 * N) {
-        const V a = F::load(x + i), b = F::load(x + i + N), c = F::load(x + i + 2 * N), d = F::load(x + i + 3 * N);
+        const V a = F::template load_as<S>(x + i), b = F::template load_as<S>(x + i + N);
+        const V c = F::template load_as<S>(x + i + 2 * N), d = F::template load_as<S>(x + i + 3 * N);
         m0 = F::max(m0, a);
         m1 = F::max(m1, b);
         m2 = F::max(m2, c);
@@ -53,13 +73,13 @@ NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
         nan = F::mor(nan, F::mor(F::unord(a, b), F::unord(c, d)));
     }
     for (; i + N <= n; i += N) {
-        const V a = F::load(x + i);
+        const V a = F::template load_as<S>(x + i);
         m0 = F::max(m0, a);
         nan = F::mor(nan, F::unord(a, a));
     }
     if (i < n) {
         const auto mk = F::tail_mask(n - i);
-        const V a = F::blend(ninf, F::load_tail(x + i, mk), F::mask_v(mk));
+        const V a = F::blend(ninf, load_s_tail<F>(x + i, mk, n - i), F::mask_v(mk));
         m0 = F::max(m0, a);
         nan = F::mor(nan, F::unord(a, a));
     }
@@ -67,17 +87,17 @@ NX_FLATTEN typename F::T k_row_max(const typename F::T* x, std::size_t n) {
     return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
 }
 
-template <class F, bool Scaled, bool Fast>
-NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+template <class F, bool Scaled, bool Fast, class S = typename F::T>
+NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
     using V = typename F::V;
-    const mode_arg<F, Scaled, Fast> a(m, beta);
+    const storage_arg<F, Scaled, Fast, S> a(m, beta);
     if constexpr (Fast) {  // the whole sum, entries at the maximum included (exp(0) = 1 exactly)
-        auto full = [&](std::size_t i) { return a.exp_of(F::load(x + i)); };
+        auto full = [&](std::size_t i) { return a.exp_of(F::template load_as<S>(x + i)); };
         auto tail = [&](std::size_t i, typename F::M mk) {
-            return F::zero_unless(F::mask_v(mk), a.exp_of(F::load_tail(x + i, mk)));
+            return F::zero_unless(F::mask_v(mk), a.exp_of(load_s_tail<F>(x + i, mk, n - i)));
         };
         return {blocked_sum<F>(n, full, tail), 0.0};
-    }
+    } else {
     const V mv = F::set1(m);
     typename F::C cnt = F::count_zero();
     double total_count = 0;
@@ -86,15 +106,15 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typen
     double rest = 0;
     for (std::size_t base = 0; base < n; base += kChunk) {
         const std::size_t len = n - base < kChunk ? n - base : kChunk;
-        const typename F::T* xb = x + base;
+        const S* xb = x + base;
         auto full = [&](std::size_t i) {
-            const V v = F::load(xb + i);
+            const V v = F::template load_as<S>(xb + i);
             const typename F::B e = F::eq(v, mv);
             cnt = F::count_add(cnt, e);
             return F::zero_if(e, a.exp_of(v));
         };
         auto tail = [&](std::size_t i, typename F::M mk) {
-            const V v = F::load_tail(xb + i, mk);
+            const V v = load_s_tail<F>(xb + i, mk, len - i);
             const typename F::B e = F::mand(F::eq(v, mv), F::mask_v(mk));
             cnt = F::count_add(cnt, e);
             return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v)));
@@ -104,12 +124,13 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const typename F::T* x, std::size_t n, typen
         cnt = F::count_zero();
     }
     return {rest, total_count};
+    }
 }
 
-template <class F, bool Fast>
-NX_FLATTEN exp_sum k_row_exp_sum(const typename F::T* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
-    return unit_beta(beta) ? row_exp_sum_impl<F, false, Fast>(x, n, m, beta)
-                           : row_exp_sum_impl<F, true, Fast>(x, n, m, beta);
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN exp_sum k_row_exp_sum(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+    return unit_beta(beta) ? row_exp_sum_impl<F, false, Fast, S>(x, n, m, beta)
+                           : row_exp_sum_impl<F, true, Fast, S>(x, n, m, beta);
 }
 
 template <class F, bool Scaled, bool Fast>
@@ -152,24 +173,24 @@ NX_FLATTEN void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
     }
 }
 
-template <class F, bool Scaled, bool Fast>
-NX_FLATTEN void row_exp_scale_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                        scale2<typename F::T> beta, typename F::T c) {
+template <class F, bool Scaled, bool Fast, class S = typename F::T>
+NX_FLATTEN void row_exp_scale_impl(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                   typename F::T c) {
     const mode_arg<F, Scaled, Fast> a(m, beta);
     const auto cv = F::set1(c);
     std::size_t i = 0;
-    for (; i + F::N <= n; i += F::N) F::store(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    for (; i + F::N <= n; i += F::N) F::template store_as<S>(y + i, F::mul(a.exp_of(F::template load_as<S>(x + i)), cv));
     if (i < n) {
         const auto mk = F::tail_mask(n - i);
-        F::store_tail(y + i, mk, F::mul(a.exp_of(F::load_tail(x + i, mk)), cv));
+        store_s_tail<F>(y + i, mk, n - i, F::mul(a.exp_of(load_s_tail<F>(x + i, mk, n - i)), cv));
     }
 }
 
-template <class F, bool Fast>
-NX_FLATTEN void k_row_exp_scale(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                     scale2<typename F::T> beta, typename F::T c) {
-    unit_beta(beta) ? row_exp_scale_impl<F, false, Fast>(x, y, n, m, beta, c)
-                    : row_exp_scale_impl<F, true, Fast>(x, y, n, m, beta, c);
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_row_exp_scale(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                typename F::T c) {
+    unit_beta(beta) ? row_exp_scale_impl<F, false, Fast, S>(x, y, n, m, beta, c)
+                    : row_exp_scale_impl<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
 template <class F, bool Scaled, bool Fast>
@@ -270,33 +291,33 @@ NX_INLINE typename F::V load_doubles_as_t(const double* c) {  // F::N doubles, e
     else return F::load(c);
 }
 
-template <class F, bool Scaled>
-NX_FLATTEN void row_log_softmax_fast(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                                     scale2<typename F::T> beta, double c) {
+template <class F, bool Scaled, class S>
+NX_FLATTEN void row_log_softmax_fast(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                     double c) {
     using V = typename F::V;
     const fast_arg<F, Scaled> a(m, beta);
     const V cv = F::set1(static_cast<typename F::T>(c));
     auto one = [&](V v) { return F::sub(a.t_of(v, a.nm), cv); };
     std::size_t i = 0;
     for (; i + 2 * F::N <= n; i += 2 * F::N) {
-        F::store(y + i, one(F::load(x + i)));
-        F::store(y + i + F::N, one(F::load(x + i + F::N)));
+        F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
+        F::template store_as<S>(y + i + F::N, one(F::template load_as<S>(x + i + F::N)));
     }
-    for (; i + F::N <= n; i += F::N) F::store(y + i, one(F::load(x + i)));
+    for (; i + F::N <= n; i += F::N) F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
     if (i < n) {
         const auto mk = F::tail_mask(n - i);
-        F::store_tail(y + i, mk, one(F::load_tail(x + i, mk)));
+        store_s_tail<F>(y + i, mk, n - i, one(load_s_tail<F>(x + i, mk, n - i)));
     }
 }
 
-template <class F, bool Fast>
-NX_FLATTEN void k_row_log_softmax(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                       scale2<typename F::T> beta, double c) {
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_row_log_softmax(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                  double c) {
     if constexpr (Fast) {
-        unit_beta(beta) ? row_log_softmax_fast<F, false>(x, y, n, m, beta, c)
-                        : row_log_softmax_fast<F, true>(x, y, n, m, beta, c);
-        return;
-    }
+        unit_beta(beta) ? row_log_softmax_fast<F, false, S>(x, y, n, m, beta, c)
+                        : row_log_softmax_fast<F, true, S>(x, y, n, m, beta, c);
+    } else {
+    static_assert(std::is_same_v<S, typename F::T>, "16-bit storage takes the fast arithmetic (kernel_table.hpp)");
     const log_softmax_op<F> op(m, beta);
     std::size_t i = 0;
     if constexpr (sizeof(typename F::T) == 4) {
@@ -311,6 +332,7 @@ NX_FLATTEN void k_row_log_softmax(const typename F::T* x, typename F::T* y, std:
         const auto mk = F::tail_mask(n - i);
         F::store_tail(y + i, mk, op.row(F::load_tail(x + i, mk), c));
     }
+    }
 }
 
 // ---- several short rows per call (kernel_table.hpp: rows_softmax, rows_exp_sum) ----------------------
@@ -320,31 +342,37 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
     return !(m <= m_limit) || m == -__builtin_huge_val();  // NaN, +inf, above the limit, all -inf
 }
 
-template <class F, bool Fast>
-NX_FLATTEN void k_rows_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
-                               std::size_t rows, std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
-                               typename F::T* m) {
+// 16-bit storage (S != T): a stored exp read back would round twice, so a row is max, row_exp_sum (the
+// counting one) and row_exp_scale (storage_kernels in kernel_table.hpp).
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                               scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
     using T = typename F::T;
     for (std::size_t r = 0; r < rows; ++r) {
-        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
-        const T mr = k_row_max<F>(xr, n);
+        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        S* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
+        const T mr = k_row_max<F, S>(xr, n);
         m[r] = mr;
         if (row_skipped(mr, m_limit)) continue;
-        const double sum = k_row_exp_store<F, Fast>(xr, yr, n, mr, beta);
-        k_row_scale<F>(yr, n, static_cast<T>(1.0 / sum));
+        if constexpr (std::is_same_v<S, T>) {
+            const double sum = k_row_exp_store<F, Fast>(xr, yr, n, mr, beta);
+            k_row_scale<F>(yr, n, static_cast<T>(1.0 / sum));
+        } else {  // storage_kernels' row_exp_sum (counting) and row_exp_scale, as the driver's do_row
+            const exp_sum e = k_row_exp_sum<F, false, S>(xr, n, mr, beta);
+            k_row_exp_scale<F, Fast, S>(xr, yr, n, mr, beta, static_cast<T>(1.0 / (e.count + e.rest)));
+        }
     }
 }
 
-template <class F, bool Fast>
-NX_FLATTEN void k_rows_exp_sum(const typename F::T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_rows_exp_sum(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
                                scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
     using T = typename F::T;
     for (std::size_t r = 0; r < rows; ++r) {
-        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        const T mr = k_row_max<F>(xr, n);
+        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        const T mr = k_row_max<F, S>(xr, n);
         m[r] = mr;
-        s[r] = row_skipped(mr, m_limit) ? exp_sum{0, 0} : k_row_exp_sum<F, Fast>(xr, n, mr, beta);
+        s[r] = row_skipped(mr, m_limit) ? exp_sum{0, 0} : k_row_exp_sum<F, Fast, S>(xr, n, mr, beta);
     }
 }
 
@@ -352,12 +380,21 @@ NX_FLATTEN void k_rows_exp_sum(const typename F::T* x, std::ptrdiff_t sx, std::s
 // Iterate column vectors j (N lanes, masked at the tail of w): body(j, mask, full) where full is
 // std::true_type for whole vectors and std::false_type for the masked tail (a compile-time choice, so
 // the hot loop carries no branch per load).
+// The mask argument is a col_lanes: the lane mask (it converts to F::M) and the number of lanes in use, which
+// the 16-bit tails take.
+template <class F>
+struct col_lanes {
+    typename F::M mk;
+    std::size_t n;
+    operator typename F::M() const { return mk; }
+};
+
 template <class F, class Body>
 void for_col_vectors(std::size_t w, Body body) {
     std::size_t j = 0;
-    const auto all = F::tail_mask(F::N);
+    const col_lanes<F> all{F::tail_mask(F::N), F::N};
     for (; j + F::N <= w; j += F::N) body(j, all, std::true_type{});
-    if (j < w) body(j, F::tail_mask(w - j), std::false_type{});
+    if (j < w) body(j, col_lanes<F>{F::tail_mask(w - j), w - j}, std::false_type{});
 }
 
 template <class F, class Full>
@@ -368,13 +405,22 @@ template <class F, class Full>
 void store_any(typename F::T* p, typename F::M mk, Full, typename F::V v) {
     if constexpr (Full::value) F::store(p, v); else F::store_tail(p, mk, v);
 }
+// x and y in a storage S (float16 / bfloat16, or T itself).
+template <class F, class Full, class S>
+typename F::V load_any(const S* p, const col_lanes<F>& l, Full) {
+    if constexpr (Full::value) return F::template load_as<S>(p); else return load_s_tail<F>(p, l.mk, l.n);
+}
+template <class F, class Full, class S>
+void store_any(S* p, const col_lanes<F>& l, Full, typename F::V v) {
+    if constexpr (Full::value) F::template store_as<S>(p, v); else store_s_tail<F>(p, l.mk, l.n, v);
+}
 
 // Column kernels stage per-column parameters for up to this many columns in stack arrays.
 constexpr std::size_t kColPanel = 1024;
 
-template <class F, bool Copy>
-NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
-                  typename F::T* copy) {
+template <class F, bool Copy, class S = typename F::T>
+NX_FLATTEN void col_max_impl(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
+                  S* copy) {
     // Rows outer (4 at a time), so wide blocks stream from memory row by row; the running maxima and
     // NaN flags of a panel of columns stay in L1.
     using V = typename F::V;
@@ -387,14 +433,14 @@ NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrd
             const V acc = load_any<F>(mp + j, mk, full);
             F::store_mask(nanf + j, F::unord(acc, acc));
         });
-        auto row = [&](std::size_t i, std::size_t j, typename F::M mk, auto full) {
+        auto row = [&](std::size_t i, std::size_t j, auto mk, auto full) {
             const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0 + j), mk, full);
             if constexpr (Copy) store_any<F>(copy + i * w + j0 + j, mk, full, v);
             return v;
         };
         std::size_t i = 0;
         for (; i + 4 <= rows; i += 4) {
-            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) {
                 const V v0 = row(i, j, mk, full), v1 = row(i + 1, j, mk, full);
                 const V v2 = row(i + 2, j, mk, full), v3 = row(i + 3, j, mk, full);
                 const V acc = F::max(load_any<F>(mp + j, mk, full), F::max(F::max(v0, v1), F::max(v2, v3)));
@@ -403,7 +449,7 @@ NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrd
             });
         }
         for (; i < rows; ++i) {
-            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) {
                 const V v = row(i, j, mk, full);
                 store_any<F>(mp + j, mk, full, F::max(load_any<F>(mp + j, mk, full), v));
                 F::store_mask(nanf + j, F::mor(F::load_mask(nanf + j), F::unord(v, v)));
@@ -415,13 +461,14 @@ NX_FLATTEN void col_max_impl(const typename F::T* x, std::size_t rows, std::ptrd
     }
 }
 
-template <class F>
-NX_FLATTEN void k_col_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m,
-               typename F::T* copy) {
-    if (copy)
-        col_max_impl<F, true>(x, rows, sx, w, m, copy);
+template <class F, class S = typename F::T>
+NX_FLATTEN void k_col_max(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, typename F::T* m, S* copy) {
+    if constexpr (!std::is_same_v<S, typename F::T>)  // storage_kernels: no copy
+        col_max_impl<F, false, S>(x, rows, sx, w, m, nullptr);
+    else if (copy)
+        col_max_impl<F, true, S>(x, rows, sx, w, m, copy);
     else
-        col_max_impl<F, false>(x, rows, sx, w, m, nullptr);
+        col_max_impl<F, false, S>(x, rows, sx, w, m, nullptr);
 }
 
 // Column sums, rows outer: the block streams through L1 row by row (a column walk at a stride of w
@@ -463,7 +510,7 @@ NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typena
             });
         };
         for (std::size_t i = 0; i < rows; ++i) {
-            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) {
                 V c = Count ? F::load(cnt + j) : F::zero();
                 V e = term(i, j0 + j, mk, full, F::load(mv + j), F::load(negm + j), F::load(xlow + j), c);
                 if constexpr (Count) F::store(cnt + j, c);
@@ -484,14 +531,14 @@ NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typena
     }
 }
 
-template <class F, bool Scaled, bool Fast>
-NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
+template <class F, bool Scaled, bool Fast, class S = typename F::T>
+NX_FLATTEN void col_exp_sum_impl(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
-    const mode_arg<F, Scaled, Fast> a(0, beta);
+    const storage_arg<F, Scaled, Fast, S> a(0, beta);
     const V one = F::set1(1);
     col_sums_rows_outer<F, !Fast>(rows, w, m, rest, count,
-                                 [&](std::size_t i, std::size_t j, typename F::M mk, auto full, V mv, V negm, V xlow, V& c) {
+                                 [&](std::size_t i, std::size_t j, auto mk, auto full, V mv, V negm, V xlow, V& c) {
                                      const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
                                      if constexpr (Fast) {  // no count (count[] untouched)
                                          return a.exp_of(v, negm, xlow);
@@ -503,18 +550,18 @@ NX_FLATTEN void col_exp_sum_impl(const typename F::T* x, std::size_t rows, std::
                                  });
 }
 
-template <class F, bool Fast>
-NX_FLATTEN void k_col_exp_sum(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_col_exp_sum(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const typename F::T* m,
                    scale2<typename F::T> beta, double* rest, double* count) {
-    unit_beta(beta) ? col_exp_sum_impl<F, false, Fast>(x, rows, sx, w, m, beta, rest, count)
-                    : col_exp_sum_impl<F, true, Fast>(x, rows, sx, w, m, beta, rest, count);
+    unit_beta(beta) ? col_exp_sum_impl<F, false, Fast, S>(x, rows, sx, w, m, beta, rest, count)
+                    : col_exp_sum_impl<F, true, Fast, S>(x, rows, sx, w, m, beta, rest, count);
 }
 
 // Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
 // from memory; the per-column parameters are staged in small arrays (kColPanel) that stay in L1.
 
-template <class F, bool Scaled, bool Fast>
-NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+template <class F, bool Scaled, bool Fast, class S = typename F::T>
+NX_FLATTEN void col_exp_scale_impl(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy,
                         std::size_t rows, std::size_t w, const typename F::T* m, scale2<typename F::T> beta,
                         const typename F::T* c) {
     using V = typename F::V;
@@ -525,9 +572,9 @@ NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, ty
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         for (std::size_t j = 0; j < pw; ++j) negm[j] = -m[j0 + j], xlow[j] = F::clamp_below(m[j0 + j]);
         for (std::size_t i = 0; i < rows; ++i) {
-            const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
-            T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
-            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const S* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+            S* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+            for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) {
                 const V v = load_any<F>(xi + j, mk, full);
                 const V e = a.exp_of(v, F::load(negm + j), F::load(xlow + j));
                 store_any<F>(yi + j, mk, full, F::mul(e, load_any<F>(c + j0 + j, mk, full)));
@@ -536,20 +583,20 @@ NX_FLATTEN void col_exp_scale_impl(const typename F::T* x, std::ptrdiff_t sx, ty
     }
 }
 
-template <class F, bool Fast>
-NX_FLATTEN void k_col_exp_scale(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_col_exp_scale(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
                      std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const typename F::T* c) {
-    unit_beta(beta) ? col_exp_scale_impl<F, false, Fast>(x, sx, y, sy, rows, w, m, beta, c)
-                    : col_exp_scale_impl<F, true, Fast>(x, sx, y, sy, rows, w, m, beta, c);
+    unit_beta(beta) ? col_exp_scale_impl<F, false, Fast, S>(x, sx, y, sy, rows, w, m, beta, c)
+                    : col_exp_scale_impl<F, true, Fast, S>(x, sx, y, sy, rows, w, m, beta, c);
 }
 
-template <class F, bool Fast, bool Scaled = false>
-NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy, std::size_t rows,
+template <class F, bool Fast, class S = typename F::T, bool Scaled = false>
+NX_FLATTEN void k_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
                        std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
     using V = typename F::V;
-    using T = typename F::T;
+    static_assert(Fast || std::is_same_v<S, typename F::T>, "16-bit storage takes the fast arithmetic (kernel_table.hpp)");
     if constexpr (Fast && !Scaled) {
-        if (!unit_beta(beta)) return k_col_log_softmax<F, true, true>(x, sx, y, sy, rows, w, m, beta, c);
+        if (!unit_beta(beta)) return k_col_log_softmax<F, true, S, true>(x, sx, y, sy, rows, w, m, beta, c);
     }
     const log_softmax_op<F> op(0, beta);
     const fast_arg<F, Scaled> fa(0, beta);
@@ -558,14 +605,14 @@ NX_FLATTEN void k_col_log_softmax(const typename F::T* x, std::ptrdiff_t sx, typ
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         for (std::size_t j = 0; j < pw + F::N; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
         for (std::size_t i = 0; i < rows; ++i) {
-            const T* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
-            T* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
-            for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
+            const S* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+            S* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+            for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) {
                 const V v = load_any<F>(xi + j, mk, full), mv = load_any<F>(m + j0 + j, mk, full);
                 if constexpr (Fast)  // fl(fl(x - m) beta - fl(c)), as row_log_softmax_fast
                     store_any<F>(yi + j, mk, full, F::sub(fa.t_of(v, F::sub(F::zero(), mv)), load_doubles_as_t<F>(cbuf + j)));
                 else
-                    store_any<F>(yi + j, mk, full, op.col(v, mv, cbuf + j));
+                    store_any<F>(yi + j, typename F::M(mk), full, op.col(v, mv, cbuf + j));
             });
         }
     }
@@ -628,4 +675,21 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
     else k.row_exp_scale_stream = k_row_exp_scale<F, Fast>;
     k.rows_softmax = k_rows_softmax<F, Fast>;
     k.rows_exp_sum = k_rows_exp_sum<F, Fast>;
+}
+
+// Fills a storage_kernels table (16-bit scores, kernel_table.hpp) from the same templates, with the
+// storage S: accuracy::fast's arithmetic, but the sums count the entries at the maximum, as the high mode's
+// (with the fast argument: storage_arg).
+template <class F, class S>
+void add_storage_reductions(storage_kernels<S>& k) {
+    k.row_max = k_row_max<F, S>;
+    k.row_exp_sum = k_row_exp_sum<F, false, S>;
+    k.row_exp_scale = k_row_exp_scale<F, true, S>;
+    k.row_log_softmax = k_row_log_softmax<F, true, S>;
+    k.col_max = k_col_max<F, S>;
+    k.col_exp_sum = k_col_exp_sum<F, false, S>;
+    k.col_exp_scale = k_col_exp_scale<F, true, S>;
+    k.col_log_softmax = k_col_log_softmax<F, true, S>;
+    k.rows_softmax = k_rows_softmax<F, true, S>;
+    k.rows_exp_sum = k_rows_exp_sum<F, false, S>;
 }

@@ -1,5 +1,5 @@
 // NEON reduction kernels: generic/reductions.hpp over neon/traits.hpp (Advanced SIMD: no extra flags,
-// cmake/normexpIsa.cmake). Also the 16-bit conversions (generic/convert.hpp). Exports only neon_add_reductions (isa_parts.hpp).
+// cmake/normexpIsa.cmake). Also the 16-bit conversions (generic/convert.hpp) and the float16 / bfloat16 reductions (storage_kernels). Exports only neon_add_reductions (isa_parts.hpp).
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -23,5 +23,7 @@ void neon_add_reductions(kernel_table& t) {
     neon::add_reductions<neon::F32, true>(t.f32_fast);
     neon::add_reductions<neon::F64, true>(t.f64_fast);
     neon::add_convert<neon::F32>(t.cvt);
+    neon::add_storage_reductions<neon::F32>(t.f16);
+    neon::add_storage_reductions<neon::F32>(t.bf16);
 }
 }  // namespace normexp

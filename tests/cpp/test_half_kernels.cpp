@@ -1,0 +1,220 @@
+// The float16 / bfloat16 reduction kernels (kernel_table.hpp: storage_kernels, the tables f16 and bf16) of
+// every kernel set against the scalar specification and a long double reference, at every length around the
+// vector widths, rows and columns, with and without a temperature.
+//
+// Bounds and their reasons (kernel_table.hpp, storage_kernels):
+//  * row_max / col_max: exact (a maximum is one of the widened inputs), NaN sticky.
+//  * row_exp_sum / col_exp_sum: the same count of entries equal to the maximum; rest within 64 float32 eps
+//    relative of the specification's (the blocked float32 summation bound of test_kernels).
+//  * outputs (row_exp_scale, row_log_softmax, col_exp_scale, col_log_softmax): within 1 ULP of S of the
+//    specification and of the exact value (both round once to S; the SIMD argument's |t| 2^-24 is far below
+//    S's half ULP), and nothing is stored past the last element.
+//  * rows_softmax / rows_exp_sum: bit for bit what the single-row entries give (the driver's do_row).
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "dispatch.hpp"
+#include "half_convert.hpp"
+#include "temperature.hpp"
+
+namespace {
+
+using normexp::bfloat16;
+using normexp::float16;
+using normexp::scale2;
+namespace d = normexp::detail;
+
+template <class S>
+const normexp::storage_kernels<S>& table(const normexp::kernel_table& t) {
+    if constexpr (std::is_same_v<S, float16>) return t.f16; else return t.bf16;
+}
+template <class S>
+const char* type_name() {
+    return std::is_same_v<S, float16> ? "float16" : "bfloat16";
+}
+template <class S>
+S narrow(double v) {
+    if constexpr (std::is_same_v<S, float16>) return d::to_f16(v); else return d::to_bf16(v);
+}
+
+// Position of a 16-bit value on a monotonic integer line (sign-magnitude to two's complement).
+int ord16(std::uint16_t b) { return (b & 0x8000u) ? -int(b & 0x7fffu) : int(b); }
+template <class S>
+int ulps(S a, S b) {
+    const bool na = std::isnan(d::to_f32(a)), nb = std::isnan(d::to_f32(b));
+    if (na || nb) return na && nb ? 0 : 1 << 20;
+    return std::abs(ord16(a.bits) - ord16(b.bits));
+}
+
+std::vector<std::size_t> lengths() {
+    std::vector<std::size_t> v;
+    for (std::size_t n = 0; n <= 40; ++n) v.push_back(n);
+    for (std::size_t n : {63, 64, 65, 127, 128, 129, 1000}) v.push_back(n);
+    return v;
+}
+
+constexpr std::uint16_t kGuard = 0x7e5a;  // a NaN pattern no kernel stores
+
+template <class S>
+std::vector<S> scores(std::mt19937_64& rng, std::size_t n, double scale) {
+    std::normal_distribution<double> g(0.0, scale);
+    std::vector<S> x(n);
+    for (auto& v : x) v = narrow<S>(g(rng));
+    return x;
+}
+
+template <class S>
+void test_rows(const normexp::kernel_table& kt, const normexp::kernel_table& ks, double temperature) {
+    const auto &k = table<S>(kt), &s = table<S>(ks);
+    const scale2<float> b = d::split_beta<float>(temperature);
+    const long double beta = 1.0L / temperature;
+    std::mt19937_64 rng(21);
+    for (std::size_t n : lengths()) {
+        std::vector<S> x = scores<S>(rng, n, 4.0);
+        if (n > 3) x[n / 2] = narrow<S>(-INFINITY), x[n / 3] = x[1];  // -inf, and a repeated value
+        const std::string where = std::string(kt.name) + " " + type_name<S>() + " n=" + std::to_string(n) +
+                                  " T=" + std::to_string(temperature);
+        const float m = s.row_max(x.data(), n), mk = k.row_max(x.data(), n);
+        CHECK(m == mk || (std::isnan(m) && std::isnan(mk)), "%s: row_max %g vs %g", where.c_str(), mk, m);
+        if (n == 0 || !std::isfinite(m)) continue;
+        const normexp::exp_sum e = k.row_exp_sum(x.data(), n, m, b), es = s.row_exp_sum(x.data(), n, m, b);
+        CHECK(e.count == es.count && e.count >= 1, "%s: count %g vs %g", where.c_str(), e.count, es.count);
+        CHECK(std::fabs(e.rest - es.rest) <= 64 * 0x1p-23 * (es.rest + 1e-300), "%s: rest %.9g vs %.9g", where.c_str(),
+              e.rest, es.rest);
+        const double sum = es.count + es.rest;
+        const float c = static_cast<float>(1.0 / sum);
+        const double lc = std::log(sum);
+        std::vector<S> y(n + 8), ys(n + 8), z(n + 8), zs(n + 8);
+        for (auto* v : {&y, &ys, &z, &zs})
+            for (auto& h : *v) h.bits = kGuard;
+        k.row_exp_scale(x.data(), y.data(), n, m, b, c);
+        s.row_exp_scale(x.data(), ys.data(), n, m, b, c);
+        k.row_log_softmax(x.data(), z.data(), n, m, b, lc);
+        s.row_log_softmax(x.data(), zs.data(), n, m, b, lc);
+        for (std::size_t i = 0; i < n; ++i) {
+            const long double t = beta * ((long double)d::to_f32(x[i]) - m);
+            const S ex = narrow<S>(double(std::exp(t) * c)), lx = narrow<S>(double(t - lc));
+            CHECK(ulps(y[i], ys[i]) <= 1 && ulps(y[i], ex) <= 1, "%s: exp_scale[%zu] %a, spec %a, exact %a",
+                  where.c_str(), i, d::to_f32(y[i]), d::to_f32(ys[i]), d::to_f32(ex));
+            CHECK(ulps(z[i], zs[i]) <= 1 && ulps(z[i], lx) <= 1, "%s: log_softmax[%zu] %a, spec %a, exact %a",
+                  where.c_str(), i, d::to_f32(z[i]), d::to_f32(zs[i]), d::to_f32(lx));
+        }
+        for (std::size_t i = n; i < n + 8; ++i)
+            CHECK(y[i].bits == kGuard && z[i].bits == kGuard, "%s: stored past the end at %zu", where.c_str(), i);
+
+        // Several rows per call: the single-row entries' bits (rows of n, 3 rows, stride n + 5).
+        const std::size_t R = 3, sx = n + 5;
+        std::vector<S> xr(R * sx), yr(R * sx), yo(R * sx);
+        for (std::size_t r = 0; r < R; ++r)
+            for (std::size_t i = 0; i < n; ++i) xr[r * sx + i] = x[(i + 7 * r) % n];
+        float mr[R];
+        normexp::exp_sum er[R];
+        const float limit = 3e38f;
+        k.rows_softmax(xr.data(), std::ptrdiff_t(sx), yr.data(), std::ptrdiff_t(sx), R, n, b, limit, mr);
+        k.rows_exp_sum(xr.data(), std::ptrdiff_t(sx), R, n, b, limit, mr, er);
+        for (std::size_t r = 0; r < R; ++r) {
+            const S* xi = &xr[r * sx];
+            const float m1 = k.row_max(xi, n);
+            const normexp::exp_sum e1 = k.row_exp_sum(xi, n, m1, b);
+            CHECK(mr[r] == m1 && er[r].rest == e1.rest && er[r].count == e1.count, "%s: rows_exp_sum row %zu",
+                  where.c_str(), r);
+            k.row_exp_scale(xi, &yo[r * sx], n, m1, b, static_cast<float>(1.0 / (e1.count + e1.rest)));
+            for (std::size_t i = 0; i < n; ++i)
+                CHECK(yr[r * sx + i].bits == yo[r * sx + i].bits, "%s: rows_softmax row %zu [%zu]", where.c_str(), r, i);
+        }
+    }
+}
+
+template <class S>
+void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks, double temperature) {
+    const auto &k = table<S>(kt), &s = table<S>(ks);
+    const scale2<float> b = d::split_beta<float>(temperature);
+    const long double beta = 1.0L / temperature;
+    std::mt19937_64 rng(22);
+    const std::size_t rows = 6;
+    for (std::size_t w : lengths()) {
+        if (w == 0) continue;
+        const std::size_t sx = w + 3;
+        std::vector<S> x = scores<S>(rng, rows * sx, 4.0);
+        x[sx + w / 2] = narrow<S>(-INFINITY);
+        const std::string where = std::string(kt.name) + " " + type_name<S>() + " cols w=" + std::to_string(w) +
+                                  " T=" + std::to_string(temperature);
+        std::vector<float> m(w, -INFINITY), ms(w, -INFINITY);
+        k.col_max(x.data(), rows, std::ptrdiff_t(sx), w, m.data(), nullptr);
+        s.col_max(x.data(), rows, std::ptrdiff_t(sx), w, ms.data(), nullptr);
+        for (std::size_t j = 0; j < w; ++j) CHECK(m[j] == ms[j], "%s: col_max[%zu] %g vs %g", where.c_str(), j, m[j], ms[j]);
+        std::vector<double> rest(w, 0.0), count(w, 0.0), rests(w, 0.0), counts(w, 0.0), lc(w);
+        k.col_exp_sum(x.data(), rows, std::ptrdiff_t(sx), w, ms.data(), b, rest.data(), count.data());
+        s.col_exp_sum(x.data(), rows, std::ptrdiff_t(sx), w, ms.data(), b, rests.data(), counts.data());
+        std::vector<float> c(w);
+        for (std::size_t j = 0; j < w; ++j) {
+            CHECK(count[j] == counts[j] && count[j] >= 1, "%s: count[%zu] %g vs %g", where.c_str(), j, count[j], counts[j]);
+            CHECK(std::fabs(rest[j] - rests[j]) <= 64 * 0x1p-23 * (rests[j] + 1e-300), "%s: rest[%zu]", where.c_str(), j);
+            c[j] = static_cast<float>(1.0 / (counts[j] + rests[j]));
+            lc[j] = std::log(counts[j] + rests[j]);
+        }
+        std::vector<S> y(rows * sx), ys(rows * sx), z(rows * sx), zs(rows * sx);
+        for (auto* v : {&y, &ys, &z, &zs})
+            for (auto& h : *v) h.bits = kGuard;
+        k.col_exp_scale(x.data(), std::ptrdiff_t(sx), y.data(), std::ptrdiff_t(sx), rows, w, ms.data(), b, c.data());
+        s.col_exp_scale(x.data(), std::ptrdiff_t(sx), ys.data(), std::ptrdiff_t(sx), rows, w, ms.data(), b, c.data());
+        k.col_log_softmax(x.data(), std::ptrdiff_t(sx), z.data(), std::ptrdiff_t(sx), rows, w, ms.data(), b, lc.data());
+        s.col_log_softmax(x.data(), std::ptrdiff_t(sx), zs.data(), std::ptrdiff_t(sx), rows, w, ms.data(), b, lc.data());
+        for (std::size_t i = 0; i < rows; ++i) {
+            for (std::size_t j = 0; j < sx; ++j) {
+                const std::size_t q = i * sx + j;
+                if (j >= w) {
+                    CHECK(y[q].bits == kGuard && z[q].bits == kGuard, "%s: stored past the block at (%zu, %zu)",
+                          where.c_str(), i, j);
+                    continue;
+                }
+                const long double t = beta * ((long double)d::to_f32(x[q]) - ms[j]);
+                const S ex = narrow<S>(double(std::exp(t) * c[j])), lx = narrow<S>(double(t - lc[j]));
+                CHECK(ulps(y[q], ys[q]) <= 1 && ulps(y[q], ex) <= 1, "%s: col_exp_scale (%zu, %zu)", where.c_str(), i, j);
+                CHECK(ulps(z[q], zs[q]) <= 1 && ulps(z[q], lx) <= 1, "%s: col_log_softmax (%zu, %zu)", where.c_str(), i, j);
+            }
+        }
+    }
+}
+
+// NaN rows: row_max and col_max report NaN.
+template <class S>
+void test_nan(const normexp::kernel_table& kt) {
+    const auto& k = table<S>(kt);
+    for (std::size_t n : lengths()) {
+        if (n == 0) continue;
+        std::vector<S> x(n, narrow<S>(1.0));
+        x[n - 1] = narrow<S>(NAN);
+        CHECK(std::isnan(k.row_max(x.data(), n)), "%s %s: NaN at the end of %zu", kt.name, type_name<S>(), n);
+        std::vector<float> m(n, -INFINITY);
+        k.col_max(x.data(), 1, 0, n, m.data(), nullptr);
+        CHECK(std::isnan(m[n - 1]) && (n == 1 || m[0] == 1.0f), "%s %s: col_max NaN lane", kt.name, type_name<S>());
+    }
+}
+
+}  // namespace
+
+int main() {
+    const normexp::kernel_table& ks = normexp::detail::kernels_for("scalar");
+    for (const std::string& name : normexp::detail::available_isas()) {
+        const normexp::kernel_table& kt = normexp::detail::kernels_for(name);
+        if (name != "scalar") {  // every SIMD set provides its own 16-bit kernels (not the scalar fallback)
+            CHECK(kt.f16.row_exp_scale != ks.f16.row_exp_scale && kt.bf16.col_log_softmax != ks.bf16.col_log_softmax,
+                  "%s: 16-bit kernels fall back to scalar", name.c_str());
+        }
+        for (double temperature : {1.0, 0.7}) {
+            test_rows<float16>(kt, ks, temperature);
+            test_rows<bfloat16>(kt, ks, temperature);
+            test_cols<float16>(kt, ks, temperature);
+            test_cols<bfloat16>(kt, ks, temperature);
+        }
+        test_nan<float16>(kt);
+        test_nan<bfloat16>(kt);
+        std::printf("%s: float16 / bfloat16 kernels checked\n", name.c_str());
+    }
+    return check::failures() == 0 ? 0 : 1;
+}
