@@ -64,6 +64,10 @@ void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {
 }
 void overwrite(convert_kernels& b, const convert_kernels& s) {
     NX_TAKE(f16_to_f32); NX_TAKE(f32_to_f16); NX_TAKE(bf16_to_f32); NX_TAKE(f32_to_bf16);
+}
+template <class S>
+void overwrite(attention_kv_kernels<S>& b, const attention_kv_kernels<S>& s) {
+    NX_TAKE(pack_kt); NX_TAKE(pv); NX_TAKE(qk_direct);
 #undef NX_TAKE
 }
 
@@ -128,6 +132,8 @@ kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback
     overwrite(t.f32_fast, isa.f32_fast);
     overwrite(t.f64_fast, isa.f64_fast);
     overwrite(t.cvt, isa.cvt);
+    overwrite(t.attn_kv_f16, isa.attn_kv_f16);
+    overwrite(t.attn_kv_bf16, isa.attn_kv_bf16);
     share_mode_free(t.f32_fast, t.f32);  // the ISA's sampling entries, not the fallback's
     share_mode_free(t.f64_fast, t.f64);
     return t;

@@ -13,6 +13,7 @@
 //     rule x86 and Arm bfloat16 instructions use).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -67,5 +68,25 @@ inline float16 to_f16(float f) {
     const std::uint32_t q = m >> shift, rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
     return {static_cast<std::uint16_t>(sign | (q + (rem > half || (rem == half && (q & 1u)))))};
 }
+
+// double -> 16 bits, rounded once to nearest even (a result computed in double, such as attention's o / l,
+// stored in a 16-bit output). First to float32 rounded to odd: the float32 next to d towards zero, with its
+// last significand bit set when that is inexact; then to_f16 / to_bf16 above. Rounding to odd keeps the
+// information a second rounding needs (inexact results stay off the midpoints of the coarser format), so
+// the pair is the correctly rounded double -> 16-bit conversion whenever the intermediate has at least 2 more
+// significand bits than the target at every magnitude: float32 has 24 against float16's 11 (float16's
+// subnormals, from 2^-24, are normal float32 numbers) and bfloat16's 8 (their subnormals both have 2^-149 /
+// 2^-133 steps). Boldo and Melquiond, "Emulation of FMA and correctly rounded sums: proved algorithms using
+// rounding to odd", IEEE TC 57(4), 2008. A plain double -> float -> 16-bit chain rounds twice and can land
+// on the wrong side of a 16-bit midpoint (1 + 2^-11 + 2^-40 -> 1 in float16 instead of 1 + 2^-10).
+inline float f32_round_to_odd(double d) {
+    const float f = static_cast<float>(d);  // nearest (even); inf beyond the float32 range
+    if (d != d || double(f) == d) return f;  // NaN, or exact
+    std::uint32_t u = f32_bits(f);
+    if (std::fabs(double(f)) > std::fabs(d)) --u;  // rounded away from zero: step back (inf -> FLT_MAX)
+    return f32_from_bits(u | 1u);
+}
+inline float16 f64_to_f16(double d) { return to_f16(f32_round_to_odd(d)); }
+inline bfloat16 f64_to_bf16(double d) { return to_bf16(f32_round_to_odd(d)); }
 
 }  // namespace normexp::detail

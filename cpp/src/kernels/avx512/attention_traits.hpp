@@ -49,10 +49,11 @@ struct AttnF32 : F32, AttnAvx512 {
         return _mm_test_epi8_mask(b, b);
     }
     // kt[r * ldkt + c] = k[c * k_row + r] for a 16 x 16 block: unpack 32-bit pairs, shuffle 64-bit pairs,
-    // then two rounds of 128-bit lane shuffles (vshuff32x4).
-    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
+    // then two rounds of 128-bit lane shuffles (vshuff32x4). Rows of storage S widened as loaded (load_as).
+    template <class S>
+    static void transpose_store(const S* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
         __m512 r[16], t[16];
-        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(k + i * k_row);
+        for (int i = 0; i < 16; ++i) r[i] = load_as<S>(k + i * k_row);
         for (int i = 0; i < 16; i += 2) {
             t[i] = unpacklo32(r[i], r[i + 1]);
             t[i + 1] = unpackhi32(r[i], r[i + 1]);
@@ -88,7 +89,8 @@ struct AttnF64 : F64, AttnAvx512 {
         return static_cast<B>(_mm_test_epi8_mask(b, b));
     }
     // 8 x 8 block: unpack 64-bit pairs, then two rounds of 128-bit lane shuffles (vshuff64x2).
-    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
+    template <class S>  // S = T only (float64 has no 16-bit storage)
+    static void transpose_store(const S* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
         __m512d r[8], t[8];
         for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_pd(k + i * k_row);
         for (int i = 0; i < 8; i += 2) {
