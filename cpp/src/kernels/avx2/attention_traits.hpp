@@ -10,6 +10,9 @@
 
 // What both lane types share.
 struct AttnAvx2 {
+    // qk_direct's register tile: 2 query rows x 4 keys (8 accumulators + 4 key vectors + 1 query vector
+    // of the 16 registers).
+    static constexpr int kDirectRows = 2;
     // qk and pv register tiles: 6 rows x 2 vectors (16 float32 keys = one panel, or 8 float64) = 12
     // accumulators + 2 loads + 1 broadcast of the 16 ymm registers; one broadcast and two loads per 12 FMAs.
     static constexpr int kTileRows = 6;

@@ -27,6 +27,9 @@ inline __m512d shuffle128x64(__m512d a, __m512d b) { return _mm512_mask_shuffle_
 
 // What both lane types share.
 struct AttnAvx512 {
+    // qk_direct's register tile: 4 query rows x 4 keys (16 accumulators + 4 key vectors + 1 query vector
+    // of the 32 registers).
+    static constexpr int kDirectRows = 4;
     // Decoding kernels prefetch the key/value row this many rows ahead (as avx2/attention_traits.hpp).
     static constexpr std::ptrdiff_t kPrefetchRows = 16;
     static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }

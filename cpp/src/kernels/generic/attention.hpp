@@ -30,6 +30,8 @@
 //                                        kQkRowGroup (24), or each row group ends in a short tile.
 //                                        kTileRows is the table's tile_rows.
 //    kPrefetchRows, prefetch(p)          software prefetch distance of the decoding kernels in rows (0: none).
+//    kDirectRows                         query rows per register tile of qk_direct (x 4 keys: 4 kDirectRows
+//                                        accumulators, so 2 on 16-register ISAs, 4 with 32 registers).
 //    transpose_store<S>(k, k_row, kt, ldkt)  N x N block transpose of pack_kt (k rows of storage S with unit
 //                                        stride, widened as they are loaded; S = T for float64).
 //    hsum(v)                             the horizontal sum of a vector (qk_direct).
@@ -209,10 +211,69 @@ NX_INLINE void store_hsum4(typename F::T* s, typename F::V a0, typename F::V a1,
     }
 }
 
-// Four keys at a time: four accumulators over the head dimension (FMAs; the tail lanes load as zeros and add
-// nothing), then the four horizontal sums (store_hsum4 above; the single keys left over use F::hsum, whose lane
-// order may differ). Each key row is read once, contiguously, F::kPrefetchRows rows ahead where the ISA
-// prefetches. |err| <= (dim + 1) u sum|q k| as for qk.
+// R query rows x four keys: 4 R accumulators over the head dimension (FMAs; the tail lanes load as zeros and add
+// nothing), then per row the four horizontal sums (store_hsum4 above). Each key vector is loaded (and, for a
+// 16-bit cache, widened) once for all R rows, and the four key rows are read once, contiguously,
+// F::kPrefetchRows rows ahead where the ISA prefetches. The chain of each (row, key) is the one of a single
+// row: fma over d in order from 0, so R does not change results.
+template <class F, int R, class S>
+NX_INLINE void qk_direct_tile(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
+                              std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
+                              typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    V a[R][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) a[r][c] = F::zero();
+    std::size_t d = 0;
+    for (; d < full; d += N) {
+        if constexpr (F::kPrefetchRows > 0) {
+            if ((d * sizeof(S)) % 64 == 0)  // once per cache line of each of the 4 key rows
+                for (int c = 0; c < 4; ++c) F::prefetch(k0 + (F::kPrefetchRows + c) * ldk + d);
+        }
+        V kv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) kv[c] = load_kv<F>(k0 + c * ldk + d);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const V qv = F::load(q + r * ldq + d);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; ++c) a[r][c] = F::fmadd(qv, kv[c], a[r][c]);
+        }
+    }
+    if (d < dim) {
+        V kv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) kv[c] = load_kv_tail<F>(k0 + c * ldk + d, mk, tn);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const V qv = F::load_tail(q + r * ldq + d, mk);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; ++c) a[r][c] = F::fmadd(qv, kv[c], a[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) store_hsum4<F>(s + r * lds, a[r][0], a[r][1], a[r][2], a[r][3]);
+}
+
+// Rows [i, rows) of one four-key group in tiles of up to Rmax rows (the last one shorter).
+template <class F, int Rmax, class S>
+NX_INLINE void qk_direct_rows(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
+                              std::size_t rows, std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
+                              typename F::T* s, std::size_t lds) {
+    std::size_t i = 0;
+    for (; i + Rmax <= rows; i += Rmax) qk_direct_tile<F, Rmax>(q + i * ldq, ldq, k0, ldk, dim, full, mk, tn, s + i * lds, lds);
+    if constexpr (Rmax > 1) {
+        if (i < rows) qk_direct_rows<F, Rmax - 1>(q + i * ldq, ldq, k0, ldk, rows - i, dim, full, mk, tn, s + i * lds, lds);
+    }
+}
+
+// Decoding (a few query rows, each key used once): keys in groups of four, each group against all the rows in
+// register tiles of F::kDirectRows rows (so a key row is read from memory once, not once per query row, and a
+// 16-bit one widened once per tile); the single keys left over use F::hsum, whose lane order may differ from
+// store_hsum4's. |err| <= (dim + 1) u sum|q k| as for qk.
 template <class F, class S = typename F::T>
 void k_qk_direct(const typename F::T* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
                  std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
@@ -220,42 +281,19 @@ void k_qk_direct(const typename F::T* q, std::size_t ldq, const S* k, std::ptrdi
     constexpr std::size_t N = F::N;
     const std::size_t full = dim / N * N, tn = dim - full;
     const auto mk = F::tail_mask(tn);
-    for (std::size_t i = 0; i < rows; ++i) {
-        const auto* qi = q + i * ldq;
-        auto* si = s + i * lds;
-        std::size_t j = 0;
-        for (; j + 4 <= keys; j += 4) {
-            const auto* k0 = k + static_cast<std::ptrdiff_t>(j) * ldk;
-            const auto *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-            V a0 = F::zero(), a1 = F::zero(), a2 = F::zero(), a3 = F::zero();
-            std::size_t d = 0;
-            for (; d < full; d += N) {
-                const V qv = F::load(qi + d);
-                if constexpr (F::kPrefetchRows > 0) {
-                    if ((d * sizeof(S)) % 64 == 0)  // once per cache line of each of the 4 rows
-                        for (int r = 0; r < 4; ++r) F::prefetch(k0 + (F::kPrefetchRows + r) * ldk + d);
-                }
-                a0 = F::fmadd(qv, load_kv<F>(k0 + d), a0);
-                a1 = F::fmadd(qv, load_kv<F>(k1 + d), a1);
-                a2 = F::fmadd(qv, load_kv<F>(k2 + d), a2);
-                a3 = F::fmadd(qv, load_kv<F>(k3 + d), a3);
-            }
-            if (d < dim) {
-                const V qv = F::load_tail(qi + d, mk);
-                a0 = F::fmadd(qv, load_kv_tail<F>(k0 + d, mk, tn), a0);
-                a1 = F::fmadd(qv, load_kv_tail<F>(k1 + d, mk, tn), a1);
-                a2 = F::fmadd(qv, load_kv_tail<F>(k2 + d, mk, tn), a2);
-                a3 = F::fmadd(qv, load_kv_tail<F>(k3 + d, mk, tn), a3);
-            }
-            store_hsum4<F>(si + j, a0, a1, a2, a3);
-        }
-        for (; j < keys; ++j) {
-            const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
+    std::size_t j = 0;
+    for (; j + 4 <= keys; j += 4)
+        qk_direct_rows<F, F::kDirectRows>(q, ldq, k + static_cast<std::ptrdiff_t>(j) * ldk, ldk, rows, dim, full, mk,
+                                          tn, s + j, lds);
+    for (; j < keys; ++j) {
+        const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
+        for (std::size_t i = 0; i < rows; ++i) {
+            const auto* qi = q + i * ldq;
             V a = F::zero();
             std::size_t d = 0;
             for (; d < full; d += N) a = F::fmadd(F::load(qi + d), load_kv<F>(kj + d), a);
             if (d < dim) a = F::fmadd(F::load_tail(qi + d, mk), load_kv_tail<F>(kj + d, mk, tn), a);
-            si[j] = F::hsum(a);
+            s[i * lds + j] = F::hsum(a);
         }
     }
 }

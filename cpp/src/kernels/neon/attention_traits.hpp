@@ -9,6 +9,9 @@
 
 // What both lane types share.
 struct AttnNeon {
+    // qk_direct's register tile: 4 query rows x 4 keys (16 accumulators + 4 key vectors + 1 query vector
+    // of the 32 registers).
+    static constexpr int kDirectRows = 4;
     // qk and pv register tiles: 4 rows x 4 vectors (16 float32 keys = one panel, or 8 float64) = 16
     // accumulators + 4 loads + 1 broadcast of the 32 NEON registers; one broadcast and 4 loads per 16 FMAs.
     static constexpr int kTileRows = 4;
