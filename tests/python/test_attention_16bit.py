@@ -16,7 +16,7 @@ import pytest
 import normexp
 from normexp.attention import _kernel_view
 
-from test_attention import _bounds, reference
+from test_attention import _bounds, reference, reference_for
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F16 = np.dtype(np.float16)
@@ -44,19 +44,8 @@ def half_ulp(dtype):
 def check16(q, k, v, **kw):
     """normexp.attention(return_lse=True) against the float64 reference of the same values."""
     out, lse = normexp.attention(q, k, v, return_lse=True, **kw)
-    ref_kw = dict(kw)
-    if "causal_alignment" in ref_kw:
-        ref_kw["alignment"] = ref_kw.pop("causal_alignment")
-    if "alibi_slopes" in ref_kw:
-        ref_kw["alibi"] = ref_kw.pop("alibi_slopes")
     q64, k64, v64 = (np.asarray(a).astype(np.float64) for a in (q, k, v))
-    r_out, r_lse = reference(q64, k64, v64, **ref_kw)
-    extra = 0.0
-    if kw.get("alibi_slopes") is not None:
-        extra += float(np.abs(kw["alibi_slopes"]).max()) * (q.shape[-2] + k.shape[-2])
-    if kw.get("mask") is not None and np.asarray(kw["mask"]).dtype != np.bool_:
-        m = np.asarray(kw["mask"]).astype(np.float64)
-        extra += float(np.abs(m[np.isfinite(m)]).max(initial=0.0))
+    r_out, r_lse, extra = reference_for(q64, k64, v64, kw)
     b32, b_lse = _bounds(q64, k64, v64, np.float32, kw.get("scale"), kw.get("softcap"), extra)
     assert out.dtype == q.dtype and lse.dtype == F32
     got = out.astype(np.float64)
