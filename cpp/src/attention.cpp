@@ -194,8 +194,8 @@ void key_range(const P& p, std::size_t i0, std::size_t rows, std::ptrdiff_t& lo,
 // h .. h + rows of query position 0). Leaves the unnormalized output in ws.o (rows x head_dim_v) and the
 // running statistics in ws.m, ws.l.
 template <class T, class Q, class S>
-void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::size_t h, std::size_t i0, std::size_t rows,
-               std::ptrdiff_t jlo, std::ptrdiff_t jhi) {
+void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::size_t h, std::size_t i0,
+               std::size_t rows, std::ptrdiff_t jlo, std::ptrdiff_t jhi) {
     const attention_shape& sh = p.sh;
     const attention_options<T>& opt = p.opt;
     const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, hk = h / p.group;
@@ -389,9 +389,9 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
     // conversion of a window >= 2^63 to a negative ptrdiff_t).
     const bool windowed = opt.window > 0 && opt.window < sh.len_q + sh.len_kv;
     const attention_kernels<T>& ak = attn_kernels<T>(kt);
-    plan<T, Q, S> p{ak, kv_kernels_for<T, S>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale), sh.heads_q / sh.heads_kv, off,
-              windowed ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit,
-              blocking_for(ak.tile_rows), 0, 1, false, 0};
+    plan<T, Q, S> p{ak, kv_kernels_for<T, S>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale),
+                    sh.heads_q / sh.heads_kv, off, windowed ? off - sp(opt.window) + 1 : -kNoLimit,
+                    opt.is_causal ? off : kNoLimit, blocking_for(ak.tile_rows), 0, 1, false, 0};
     const std::size_t block_q = p.rb.block_q;
     p.nqb = (sh.len_q + block_q - 1) / block_q;
     p.grouped = sh.len_q == 1 && p.group > 1 && p.group <= block_q && opt.alibi_slopes == nullptr;
@@ -417,7 +417,8 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
     const bool split = p.nsplit > 1;
     const std::ptrdiff_t qrow = p.grouped ? qs[1] : qs[2];
     const bool mask_copy = opt.mask_kind != attention_mask_kind::none && opt.mask_strides[3] != 1;
-    const copies cp{!(qs[3] == 1 && qrow >= 0) || !std::is_same_v<Q, T>, vs[3] != 1, mask_copy && opt.mask_kind == attention_mask_kind::keep,
+    const copies cp{!(qs[3] == 1 && qrow >= 0) || !std::is_same_v<Q, T>, vs[3] != 1,
+                    mask_copy && opt.mask_kind == attention_mask_kind::keep,
                     mask_copy && opt.mask_kind == attention_mask_kind::additive};
     std::vector<workspace<T, S>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));

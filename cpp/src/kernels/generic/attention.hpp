@@ -264,9 +264,11 @@ NX_INLINE void qk_direct_rows(const typename F::T* q, std::size_t ldq, const S* 
                               std::size_t rows, std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
                               typename F::T* s, std::size_t lds) {
     std::size_t i = 0;
-    for (; i + Rmax <= rows; i += Rmax) qk_direct_tile<F, Rmax>(q + i * ldq, ldq, k0, ldk, dim, full, mk, tn, s + i * lds, lds);
+    for (; i + Rmax <= rows; i += Rmax)
+        qk_direct_tile<F, Rmax>(q + i * ldq, ldq, k0, ldk, dim, full, mk, tn, s + i * lds, lds);
     if constexpr (Rmax > 1) {
-        if (i < rows) qk_direct_rows<F, Rmax - 1>(q + i * ldq, ldq, k0, ldk, rows - i, dim, full, mk, tn, s + i * lds, lds);
+        if (i < rows)
+            qk_direct_rows<F, Rmax - 1>(q + i * ldq, ldq, k0, ldk, rows - i, dim, full, mk, tn, s + i * lds, lds);
     }
 }
 
