@@ -375,6 +375,40 @@ void test_all(const normexp::kernel_table& isa) {
     test_pv<T>(ks, kv, isa.name);
 }
 
+// One query row of attention in double: scores x_j = scale q . k_j + bias(j) over the keys with visible(j), their
+// maximum m, l = sum_j e^(x_j - m), o = sum_j e^(x_j - m) v_j, and mag = max_j scale sum_d |q_d k_jd| (the bounds'
+// magnitude). q(d), k(j, d), v(j, c) read the operands.
+struct ref_row {
+    double m = -INFINITY, l = 0, mag = 0;
+    std::vector<double> o;
+};
+template <class QAt, class KAt, class VAt, class Visible, class Bias>
+ref_row reference_row(std::size_t Lk, std::size_t D, std::size_t Dv, double scale, QAt q, KAt k, VAt v,
+                      Visible visible, Bias bias) {
+    ref_row r;
+    std::vector<double> s(Lk, -INFINITY);
+    for (std::size_t j = 0; j < Lk; ++j) {
+        if (!visible(j)) continue;
+        double acc = 0, a = 0;
+        for (std::size_t d = 0; d < D; ++d) {
+            const double x = double(q(d)) * double(k(j, d));
+            acc += x;
+            a += std::fabs(x);
+        }
+        s[j] = acc * scale + bias(j);
+        r.m = std::max(r.m, s[j]);
+        r.mag = std::max(r.mag, a * scale);
+    }
+    r.o.assign(Dv, 0.0);
+    for (std::size_t j = 0; j < Lk; ++j) {
+        if (s[j] == -INFINITY) continue;
+        const double p = std::exp(s[j] - r.m);
+        r.l += p;
+        for (std::size_t c = 0; c < Dv; ++c) r.o[c] += p * double(v(j, c));
+    }
+    return r;
+}
+
 // The C++ API (contiguous overload, options, merge_attention) against a naive double reference, so a
 // C++-only build (no Python) tests the driver too. Bound: as in tests/python/test_attention.py,
 // |d out| <= max|v| (2 (D + 9) u |scale| sum|q k| + (Lkv + 16) u) per row; a merge of two parts adds a
@@ -405,28 +439,17 @@ void test_driver(const char* isa) {
                 for (std::size_t i = 0; i < Lq; ++i) {
                     const std::size_t hk = h / (Hq / Hk);
                     const std::ptrdiff_t diag = std::ptrdiff_t(i + Lk - Lq);
-                    std::vector<double> s(Lk, -INFINITY);
-                    double m = -INFINITY, mag = 0;
-                    for (std::size_t j = 0; j < Lk; ++j) {
-                        const std::ptrdiff_t jj = std::ptrdiff_t(j);
-                        if ((causal && jj > diag) || jj <= diag - 100) continue;
-                        double acc = 0, a = 0;
-                        for (std::size_t d = 0; d < D; ++d) {
-                            acc += double(q[((b * Hq + h) * Lq + i) * D + d]) * k[((b * Hk + hk) * Lk + j) * D + d];
-                            a += std::fabs(double(q[((b * Hq + h) * Lq + i) * D + d]) * k[((b * Hk + hk) * Lk + j) * D + d]);
-                        }
-                        s[j] = acc * scale;
-                        m = std::max(m, s[j]);
-                        mag = std::max(mag, a * scale);
-                    }
-                    double l = 0;
-                    std::vector<double> o(Dv, 0.0);
-                    for (std::size_t j = 0; j < Lk; ++j) {
-                        if (s[j] == -INFINITY) continue;
-                        const double p = std::exp(s[j] - m);
-                        l += p;
-                        for (std::size_t c = 0; c < Dv; ++c) o[c] += p * v[((b * Hk + hk) * Lk + j) * Dv + c];
-                    }
+                    const ref_row r = reference_row(
+                        Lk, D, Dv, scale, [&](std::size_t d) { return q[((b * Hq + h) * Lq + i) * D + d]; },
+                        [&](std::size_t j, std::size_t d) { return k[((b * Hk + hk) * Lk + j) * D + d]; },
+                        [&](std::size_t j, std::size_t c) { return v[((b * Hk + hk) * Lk + j) * Dv + c]; },
+                        [&](std::size_t j) {
+                            const std::ptrdiff_t jj = std::ptrdiff_t(j);
+                            return !((causal && jj > diag) || jj <= diag - 100);
+                        },
+                        [](std::size_t) { return 0.0; });
+                    const double m = r.m, l = r.l, mag = r.mag;
+                    const std::vector<double>& o = r.o;
                     magmax = std::max(magmax, mag);
                     const double bound = vmax * (2 * (D + 9) * u * mag + (Lk + 16) * u);
                     for (std::size_t c = 0; c < Dv; ++c) {
@@ -666,29 +689,14 @@ void test_driver_16(const char* isa) {
             for (std::size_t i = 0; i < Lq; ++i) {
                 const std::size_t hk = h / (Hq / Hk);
                 const std::ptrdiff_t diag = std::ptrdiff_t(i + Lk - Lq);
-                std::vector<double> s(Lk, -INFINITY);
-                double m = -INFINITY, mag = 0;
-                for (std::size_t j = 0; j < Lk; ++j) {
-                    const std::ptrdiff_t jj = std::ptrdiff_t(j);
-                    if (jj > diag || jj <= diag - 600) continue;
-                    double acc = 0, a = 0;
-                    for (std::size_t d = 0; d < D; ++d) {
-                        const double x = double(qw[((b * Hq + h) * Lq + i) * D + d]) * kw[((b * Lk + j) * Hk + hk) * D + d];
-                        acc += x;
-                        a += std::fabs(x);
-                    }
-                    s[j] = acc * scale + mask[i * Lk + j];
-                    m = std::max(m, s[j]);
-                    mag = std::max(mag, a * scale + 4);
-                }
-                double l = 0;
-                std::vector<double> o(Dv, 0.0);
-                for (std::size_t j = 0; j < Lk; ++j) {
-                    if (s[j] == -INFINITY) continue;
-                    const double p = std::exp(s[j] - m);
-                    l += p;
-                    for (std::size_t c = 0; c < Dv; ++c) o[c] += p * vw[((b * Lk + j) * Hk + hk) * Dv + c];
-                }
+                const ref_row r = reference_row(
+                    Lk, D, Dv, scale, [&](std::size_t d) { return qw[((b * Hq + h) * Lq + i) * D + d]; },
+                    [&](std::size_t j, std::size_t d) { return kw[((b * Lk + j) * Hk + hk) * D + d]; },
+                    [&](std::size_t j, std::size_t c) { return vw[((b * Lk + j) * Hk + hk) * Dv + c]; },
+                    [&](std::size_t j) { return !(std::ptrdiff_t(j) > diag || std::ptrdiff_t(j) <= diag - 600); },
+                    [&](std::size_t j) { return double(mask[i * Lk + j]); });
+                const double m = r.m, l = r.l, mag = r.mag + 4;  // + the mask's magnitude (its values are in [-3, 0])
+                const std::vector<double>& o = r.o;
                 const double bound32 = vmax * (2 * (D + 9) * u * mag + (Lk + 16) * u);
                 for (std::size_t c = 0; c < Dv; ++c) {
                     const double ref = o[c] / l;
