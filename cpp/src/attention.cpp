@@ -22,6 +22,14 @@
 // Grouped-query attention: query head h reads key/value head h / (heads_q / heads_kv) in place. When
 // decoding (len_q == 1) the query heads of a group are the rows of one task, so each key/value block is
 // read once per group rather than once per query head.
+//
+// 16-bit inputs (the float16 / bfloat16 overloads of normexp.hpp): the compute type T is float32 and the
+// storage types are template parameters, Q for q and out, S for k and v. K and V are read in place in S by
+// the K/V entries of the kernel table (attention_kv_kernels: pack_kt, qk_direct, pv widen each vector in
+// registers), so no float32 copy of the cache exists (a V block whose head_dim_v stride is not 1 is packed in
+// S, as float32 V is). A 16-bit q is widened per task into the q buffer (block_q x head_dim floats). The
+// output is rounded once from the double quotient o / l (half_convert.hpp, to_f16 / to_bf16); lse,
+// an additive mask, the split partials and the options stay float32.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -31,6 +39,7 @@
 
 #include "dispatch.hpp"
 #include "format.hpp"
+#include "half_convert.hpp"
 #include "normexp/normexp.hpp"
 #include "online_stats.hpp"
 #include "threading.hpp"
@@ -57,6 +66,49 @@ const attention_kernels<T>& attn_kernels(const kernel_table& kt) {
     if constexpr (sizeof(T) == 4) return kt.attn_f32; else return kt.attn_f64;
 }
 
+// The entries that read K or V, for compute type T and K/V storage S (S = T: attention_kernels<T>'s own).
+template <class T, class S>
+struct kv_kernels {
+    void (*pack_kt)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
+    void (*pv)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, const T*, T*,
+               std::size_t);
+    void (*qk_direct)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, T*,
+                      std::size_t);
+};
+template <class T, class S>
+kv_kernels<T, S> kv_kernels_for(const kernel_table& kt) {
+    if constexpr (std::is_same_v<S, T>) {
+        const attention_kernels<T>& a = attn_kernels<T>(kt);
+        return {a.pack_kt, a.pv, a.qk_direct};
+    } else {
+        static_assert(std::is_same_v<T, float>, "16-bit K/V compute in float32");
+        const attention_kv_kernels<S>& a = [&]() -> const attention_kv_kernels<S>& {
+            if constexpr (std::is_same_v<S, float16>) return kt.attn_kv_f16; else return kt.attn_kv_bf16;
+        }();
+        return {a.pack_kt, a.pv, a.qk_direct};
+    }
+}
+
+// Storage <-> compute: widening is exact; a result is rounded once from double (to float32 / float64 by the
+// cast, to 16 bits by half_convert.hpp's correctly rounded to_f16 / to_bf16).
+inline float widen(float16 h) { return detail::to_f32(h); }
+inline float widen(bfloat16 h) { return detail::to_f32(h); }
+inline float widen(float x) { return x; }
+inline double widen(double x) { return x; }
+template <class Q>
+inline Q narrow(double x) {
+    if constexpr (std::is_same_v<Q, float16>) return detail::to_f16(x);
+    else if constexpr (std::is_same_v<Q, bfloat16>) return detail::to_bf16(x);
+    else return static_cast<Q>(x);
+}
+template <class Q>
+constexpr const char* type_name() {
+    if constexpr (std::is_same_v<Q, float16>) return "float16";
+    else if constexpr (std::is_same_v<Q, bfloat16>) return "bfloat16";
+    else if constexpr (std::is_same_v<Q, float>) return "float32";
+    else return "float64";
+}
+
 // Row groups in whole register tiles of the kernels (attention_kernels::tile_rows): causal-diagonal groups of
 // kDiagRowsMin rows rounded up to whole tiles, query blocks of kBlockQMin rows rounded up to whole diagonal
 // groups, so neither ends in a partial tile (24 and 96 rows for the 6-row AVX2, 4-row NEON and 1-row scalar
@@ -75,12 +127,14 @@ inline row_blocking blocking_for(std::size_t tile_rows) {
 
 inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
-// Everything constant over one call.
-template <class T>
+// Everything constant over one call: compute type T, q storage Q, k/v storage S.
+template <class T, class Q, class S>
 struct plan {
     const attention_kernels<T>& k;
+    kv_kernels<T, S> kv;
     attention_shape sh;
-    const T *q, *kk, *v;
+    const Q* q;
+    const S *kk, *v;
     strides4 qs, ks, vs;
     const attention_options<T>& opt;
     T scale;
@@ -103,10 +157,12 @@ struct copies {
     bool bias;  // an additive mask block copied: key stride not 1
 };
 
-// Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed.
-template <class T>
+// Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf holds
+// a V block in its own storage S.
+template <class T, class S>
 struct workspace {
-    std::vector<T> kt, s, o, qbuf, vbuf, bias, m, alpha;
+    std::vector<T> kt, s, o, qbuf, bias, m, alpha;
+    std::vector<S> vbuf;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
     // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
@@ -127,8 +183,8 @@ struct workspace {
 };
 
 // Key range [lo, hi) that query rows [i0, i0 + rows) can see.
-template <class T>
-void key_range(const plan<T>& p, std::size_t i0, std::size_t rows, std::ptrdiff_t& lo, std::ptrdiff_t& hi) {
+template <class P>
+void key_range(const P& p, std::size_t i0, std::size_t rows, std::ptrdiff_t& lo, std::ptrdiff_t& hi) {
     lo = std::max<std::ptrdiff_t>(0, sp(i0) + p.lo_d);
     hi = std::min<std::ptrdiff_t>(sp(p.sh.len_kv), sp(i0 + rows) - 1 + p.hi_d + 1);
     if (hi < lo) hi = lo;
@@ -137,9 +193,9 @@ void key_range(const plan<T>& p, std::size_t i0, std::size_t rows, std::ptrdiff_
 // One task: query rows [i0, i0 + rows) of head (b, h) against keys [jlo, jhi) (grouped: query heads
 // h .. h + rows of query position 0). Leaves the unnormalized output in ws.o (rows x head_dim_v) and the
 // running statistics in ws.m, ws.l.
-template <class T>
-void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h, std::size_t i0, std::size_t rows,
-               std::ptrdiff_t jlo, std::ptrdiff_t jhi) {
+template <class T, class Q, class S>
+void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::size_t h, std::size_t i0,
+               std::size_t rows, std::ptrdiff_t jlo, std::ptrdiff_t jhi) {
     const attention_shape& sh = p.sh;
     const attention_options<T>& opt = p.opt;
     const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, hk = h / p.group;
@@ -148,18 +204,23 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
     std::fill(ws.o.begin(), ws.o.begin() + rows * Dv, T(0));
     if (jhi <= jlo) return;
 
-    // Q rows: in place when the head dimension is contiguous and rows go forward, else packed once.
-    const T* qp = p.q + sp(b) * p.qs[0] + sp(h) * p.qs[1] + sp(i0) * p.qs[2];
+    // Q rows: in place when the head dimension is contiguous and rows go forward (and q is T), else packed
+    // (16-bit q widened) once per task.
+    const Q* qsrc = p.q + sp(b) * p.qs[0] + sp(h) * p.qs[1] + sp(i0) * p.qs[2];
     const std::ptrdiff_t qrow = p.grouped ? p.qs[1] : p.qs[2];  // from one row to the next
+    const T* qp = nullptr;
     std::size_t ldq = static_cast<std::size_t>(qrow);
-    if (!(p.qs[3] == 1 && qrow >= 0)) {  // ws.qbuf holds block_q x D (copies::q)
+    if constexpr (std::is_same_v<Q, T>) {
+        if (p.qs[3] == 1 && qrow >= 0) qp = qsrc;
+    }
+    if (!qp) {  // ws.qbuf holds block_q x D (copies::q)
         for (std::size_t i = 0; i < rows; ++i)
-            for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = qp[sp(i) * qrow + sp(d) * p.qs[3]];
+            for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = widen(qsrc[sp(i) * qrow + sp(d) * p.qs[3]]);
         qp = ws.qbuf.data();
         ldq = D;
     }
-    const T* kp = p.kk + sp(b) * p.ks[0] + sp(hk) * p.ks[1];
-    const T* vp = p.v + sp(b) * p.vs[0] + sp(hk) * p.vs[1];
+    const S* kp = p.kk + sp(b) * p.ks[0] + sp(hk) * p.ks[1];
+    const S* vp = p.v + sp(b) * p.vs[0] + sp(hk) * p.vs[1];
 
     attn_scores<T> sc{};
     sc.scale = p.scale;
@@ -220,9 +281,9 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
 
         // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows.
         const bool direct = rows <= kDirectRows && p.ks[3] == 1;
-        const T* kb = kp + j0 * p.ks[2];
-        if (!direct) p.k.pack_kt(kb, p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
-        const T* vb = vp + j0 * p.vs[2];
+        const S* kb = kp + j0 * p.ks[2];
+        if (!direct) p.kv.pack_kt(kb, p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
+        const S* vb = vp + j0 * p.vs[2];
         std::ptrdiff_t ldv = p.vs[2];
         if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
             for (std::size_t j = 0; j < keys; ++j)
@@ -244,11 +305,11 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             if (g.keep) g.keep += r * g.keep_ld;
             T* sb = ws.s.data() + r0 * kBlockK;
             if (direct)
-                p.k.qk_direct(qp + r0 * ldq, ldq, kb, p.ks[2], nr, nk, D, sb, kBlockK);
+                p.kv.qk_direct(qp + r0 * ldq, ldq, kb, p.ks[2], nr, nk, D, sb, kBlockK);
             else
                 p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kBlockK, nr, nk, D, sb, kBlockK);
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + r0, ws.l.data() + r0, ws.alpha.data() + r0);
-            p.k.pv(sb, kBlockK, vb, ldv, nr, nk, Dv, ws.alpha.data() + r0, ws.o.data() + r0 * Dv, Dv);
+            p.kv.pv(sb, kBlockK, vb, ldv, nr, nk, Dv, ws.alpha.data() + r0, ws.o.data() + r0 * Dv, Dv);
         };
         if (p.grouped && sc.band) {
             // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
@@ -269,29 +330,30 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
 }
 
 // out row = o / l and lse = m + log(l); a row that saw no key (l == 0) gives 0 and -inf. O is the task's
-// output row (T) or a merged accumulator (double, kept in double until the division).
-template <class T, class O>
-void finish_row(const O* o, double m, double l, std::size_t Dv, T* out, std::ptrdiff_t out_c, T* lse) {
+// output row (T) or a merged accumulator (double, kept in double until the division); the output (of storage Q)
+// is rounded once from that double (narrow), the lse (L: T, float32 for 16-bit outputs) likewise.
+template <class Q, class L, class O>
+void finish_row(const O* o, double m, double l, std::size_t Dv, Q* out, std::ptrdiff_t out_c, L* lse) {
     if (l != l) {  // a NaN score (NaN or infinite input) poisons its row
-        for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = std::numeric_limits<T>::quiet_NaN();
-        if (lse) *lse = std::numeric_limits<T>::quiet_NaN();
+        for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = narrow<Q>(std::numeric_limits<double>::quiet_NaN());
+        if (lse) *lse = std::numeric_limits<L>::quiet_NaN();
         return;
     }
     if (l == 0 || m == -std::numeric_limits<double>::infinity()) {
-        for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = T(0);
-        if (lse) *lse = -std::numeric_limits<T>::infinity();
+        for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = narrow<Q>(0.0);
+        if (lse) *lse = -std::numeric_limits<L>::infinity();
         return;
     }
     const double inv = 1.0 / l;
-    for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = static_cast<T>(double(o[c]) * inv);
-    if (lse) *lse = static_cast<T>(m + std::log(l));
+    for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = narrow<Q>(double(o[c]) * inv);
+    if (lse) *lse = static_cast<L>(m + std::log(l));
 }
 
-}  // namespace
-
-template <class T>
-void attention(const attention_shape& sh, const T* q, const strides4& qs, const T* k, const strides4& ks, const T* v,
-               const strides4& vs, T* out, const strides4& os, const attention_options<T>& opt) {
+// The driver for compute type T, q / out storage Q and k / v storage S (Q = S = T, or T = float with S 16-bit
+// and Q = S or float).
+template <class T, class Q, class S>
+void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks,
+                    const S* v, const strides4& vs, Q* out, const strides4& os, const attention_options<T>& opt) {
     check(sh.heads_kv > 0 || sh.heads_q == 0, "heads_kv must be at least 1");
     check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0,
           "heads_q (" + std::to_string(sh.heads_q) + ") must be a multiple of heads_kv (" +
@@ -302,7 +364,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     // The options arrive as doubles and the kernels take them in T: one beyond T's range would become inf
     // there and every score inf or NaN (softcap * tanh(x / softcap) = inf * 0 for a float32 softcap 1e39).
     constexpr double kMaxT = double(std::numeric_limits<T>::max());
-    const char* const tname = sizeof(T) == 4 ? "float32" : "float64";
+    const char* const tname = type_name<T>();
     if (!(std::fabs(opt.scale) <= kMaxT))
         check(false, "scale " + detail::format_number(opt.scale) + " overflows " + tname + "; use a smaller scale or float64 inputs");
     if (!(opt.softcap <= kMaxT))
@@ -327,9 +389,9 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     // conversion of a window >= 2^63 to a negative ptrdiff_t).
     const bool windowed = opt.window > 0 && opt.window < sh.len_q + sh.len_kv;
     const attention_kernels<T>& ak = attn_kernels<T>(kt);
-    plan<T> p{ak, sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale), sh.heads_q / sh.heads_kv, off,
-              windowed ? off - sp(opt.window) + 1 : -kNoLimit, opt.is_causal ? off : kNoLimit,
-              blocking_for(ak.tile_rows), 0, 1, false, 0};
+    plan<T, Q, S> p{ak, kv_kernels_for<T, S>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale),
+                    sh.heads_q / sh.heads_kv, off, windowed ? off - sp(opt.window) + 1 : -kNoLimit,
+                    opt.is_causal ? off : kNoLimit, blocking_for(ak.tile_rows), 0, 1, false, 0};
     const std::size_t block_q = p.rb.block_q;
     p.nqb = (sh.len_q + block_q - 1) / block_q;
     p.grouped = sh.len_q == 1 && p.group > 1 && p.group <= block_q && opt.alibi_slopes == nullptr;
@@ -355,9 +417,10 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     const bool split = p.nsplit > 1;
     const std::ptrdiff_t qrow = p.grouped ? qs[1] : qs[2];
     const bool mask_copy = opt.mask_kind != attention_mask_kind::none && opt.mask_strides[3] != 1;
-    const copies cp{!(qs[3] == 1 && qrow >= 0), vs[3] != 1, mask_copy && opt.mask_kind == attention_mask_kind::keep,
+    const copies cp{!(qs[3] == 1 && qrow >= 0) || !std::is_same_v<Q, T>, vs[3] != 1,
+                    mask_copy && opt.mask_kind == attention_mask_kind::keep,
                     mask_copy && opt.mask_kind == attention_mask_kind::additive};
-    std::vector<workspace<T>> wss;
+    std::vector<workspace<T, S>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
     for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(sh, cp, block_q);
     std::vector<T> part_o;
@@ -373,7 +436,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     // Tasks differ in cost (causal blocks, windows): handed out one at a time. Each writes only its own
     // rows of out and lse (or its own partial slots), so which thread runs it does not matter.
     detail::parallel_dynamic(nt, ntasks, [&](std::size_t slot, std::size_t t) {
-        workspace<T>& ws = wss[slot];
+        workspace<T, S>& ws = wss[slot];
         const std::size_t s = t % p.nsplit, qb = (t / p.nsplit) % p.nqb, bh = t / (p.nsplit * p.nqb);
         const std::size_t b = bh / units, h = p.grouped ? (bh % units) * p.group : bh % units;
         const std::size_t i0 = qb * block_q, rows = p.grouped ? p.group : std::min(block_q, sh.len_q - i0);
@@ -400,7 +463,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
         for (std::size_t i = 0; i < rows; ++i) {
             // Row i is query i0 + i of head h, or (grouped) query 0 of head h + i.
             const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i0 + i;
-            T* orow = out + sp(b) * os[0] + sp(hh) * os[1] + sp(ii) * os[2];
+            Q* orow = out + sp(b) * os[0] + sp(hh) * os[1] + sp(ii) * os[2];
             T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(hh) * opt.lse_strides[1] +
                                     sp(ii) * opt.lse_strides[2]
                               : nullptr;
@@ -425,7 +488,7 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
                     return detail::piece<T>{part_m[at(s)], part_l[at(s)], part_o.data() + at(s) * Dv};
                 },
                 accd.data(), Dv);
-            T* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
+            Q* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
             T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
                               : nullptr;
             // A NaN piece, or an infinite maximum (whose piece's sum is NaN too): NaN, as finish_row.
@@ -435,39 +498,91 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     }
 }
 
-template <class T>
-void merge_attention(std::size_t parts, const T* const* outs, const T* const* lses, std::size_t rows, std::size_t dv,
-                     T* out, T* lse) {
+// Q: the storage of the parts' outputs and of out, L: of the lses (T; float32 for 16-bit outputs). A 16-bit
+// part row is widened into the thread's scratch (parts x dv floats) before the merge, which is then the
+// float32 one; the output is rounded once from the double accumulator as attention's is.
+template <class Q, class L>
+void merge_impl(std::size_t parts, const Q* const* outs, const L* const* lses, std::size_t rows, std::size_t dv,
+                Q* out, L* lse) {
+    using W = decltype(widen(Q{}));  // the parts' values as merge_pieces reads them
     if (rows == 0) return;
     check(parts > 0, "merge_attention needs at least one part");
     const int nt = detail::threads_for(parts * rows * (dv + 1), rows);
-    // One accumulator row per thread, allocated before anything is written.
+    // One accumulator row per thread (and for 16-bit parts their widened rows), allocated before anything is
+    // written.
     const std::size_t width = std::max<std::size_t>(1, dv);
-    std::vector<double> accs(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
+    const std::size_t nthr = static_cast<std::size_t>(std::max(nt, 1));
+    std::vector<double> accs(detail::scratch_elems(nthr, width));
+    std::vector<W> wide;
+    if constexpr (!std::is_same_v<Q, W>) wide.resize(detail::scratch_elems(nthr, detail::scratch_elems(parts, width)));
     detail::parallel_slices(nt, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
         double* const acc = accs.data() + slot * width;
         for (std::size_t r = r0; r < r1; ++r) {
+            auto part_row = [&](std::size_t p) -> const W* {
+                if constexpr (std::is_same_v<Q, W>) {
+                    return outs[p] + r * dv;
+                } else {
+                    W* w = wide.data() + (slot * parts + p) * width;
+                    for (std::size_t c = 0; c < dv; ++c) w[c] = widen(outs[p][r * dv + c]);
+                    return w;
+                }
+            };
             // Part p is a piece of the online rule with maximum lse_p and sum 1 (its out is normalized): merged
             // (online_stats.hpp), s = sum_p e^(lse_p - M) in [1, parts], out = sum_p e^(lse_p - M) out_p / s and
             // lse = M + log(s). The weights e^(lse_p - M) / s sum to 1 (a few u) even where M + log(s) rounds
             // to M (|M| > 2^53 log(s)), which would make e^(lse_p - lse) ~1 for every part. Parts with lse -inf
             // (no key) are skipped.
-            const detail::merged mg = detail::merge_pieces<T>(
+            const detail::merged mg = detail::merge_pieces<W>(
                 parts,
                 [&](std::size_t p) {
                     const double l = double(lses[p][r]);
-                    return detail::piece<T>{l, l == -std::numeric_limits<double>::infinity() ? 0.0 : 1.0, outs[p] + r * dv};
+                    return detail::piece<W>{l, l == -std::numeric_limits<double>::infinity() ? 0.0 : 1.0, part_row(p)};
                 },
                 acc, dv);
-            T* orow = out + r * dv;
+            Q* orow = out + r * dv;
             if (mg.nan || mg.m == std::numeric_limits<double>::infinity()) {
-                for (std::size_t c = 0; c < dv; ++c) orow[c] = std::numeric_limits<T>::quiet_NaN();
-                if (lse) lse[r] = mg.nan ? std::numeric_limits<T>::quiet_NaN() : std::numeric_limits<T>::infinity();
+                for (std::size_t c = 0; c < dv; ++c) orow[c] = narrow<Q>(std::numeric_limits<double>::quiet_NaN());
+                if (lse) lse[r] = mg.nan ? std::numeric_limits<L>::quiet_NaN() : std::numeric_limits<L>::infinity();
                 continue;
             }
             finish_row(acc, mg.m, mg.l, dv, orow, 1, lse ? lse + r : nullptr);  // M = -inf: 0 and -inf
         }
     });
+}
+
+}  // namespace
+
+template <class T>
+void attention(const attention_shape& sh, const T* q, const strides4& qs, const T* k, const strides4& ks, const T* v,
+               const strides4& vs, T* out, const strides4& os, const attention_options<T>& opt) {
+    attention_impl<T, T, T>(sh, q, qs, k, ks, v, vs, out, os, opt);
+}
+
+// 16-bit inputs: q, k, v of one 16-bit type, or float32 q with a 16-bit K/V cache (normexp.hpp).
+#define NX_ATTENTION_16(Q, S)                                                                                   \
+    void attention(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks, \
+                   const S* v, const strides4& vs, Q* out, const strides4& os,                                \
+                   const attention_options<float>& opt) {                                                     \
+        attention_impl<float, Q, S>(sh, q, qs, k, ks, v, vs, out, os, opt);                                   \
+    }
+NX_ATTENTION_16(float16, float16)
+NX_ATTENTION_16(bfloat16, bfloat16)
+NX_ATTENTION_16(float, float16)
+NX_ATTENTION_16(float, bfloat16)
+#undef NX_ATTENTION_16
+
+template <class T>
+void merge_attention(std::size_t parts, const T* const* outs, const T* const* lses, std::size_t rows, std::size_t dv,
+                     T* out, T* lse) {
+    merge_impl<T, T>(parts, outs, lses, rows, dv, out, lse);
+}
+void merge_attention(std::size_t parts, const float16* const* outs, const float* const* lses, std::size_t rows,
+                     std::size_t dv, float16* out, float* lse) {
+    merge_impl<float16, float>(parts, outs, lses, rows, dv, out, lse);
+}
+void merge_attention(std::size_t parts, const bfloat16* const* outs, const float* const* lses, std::size_t rows,
+                     std::size_t dv, bfloat16* out, float* lse) {
+    merge_impl<bfloat16, float>(parts, outs, lses, rows, dv, out, lse);
 }
 
 template void attention<float>(const attention_shape&, const float*, const strides4&, const float*, const strides4&,

@@ -70,6 +70,10 @@ void overwrite(storage_kernels<S>& b, const storage_kernels<S>& s) {
     NX_TAKE(row_max); NX_TAKE(row_exp_sum); NX_TAKE(row_exp_scale); NX_TAKE(row_log_softmax); NX_TAKE(col_max);
     NX_TAKE(col_exp_sum); NX_TAKE(col_exp_scale); NX_TAKE(col_log_softmax); NX_TAKE(rows_softmax);
     NX_TAKE(rows_exp_sum);
+}
+template <class S>
+void overwrite(attention_kv_kernels<S>& b, const attention_kv_kernels<S>& s) {
+    NX_TAKE(pack_kt); NX_TAKE(pv); NX_TAKE(qk_direct);
 #undef NX_TAKE
 }
 
@@ -136,6 +140,8 @@ kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback
     overwrite(t.cvt, isa.cvt);
     overwrite(t.f16, isa.f16);
     overwrite(t.bf16, isa.bf16);
+    overwrite(t.attn_kv_f16, isa.attn_kv_f16);
+    overwrite(t.attn_kv_bf16, isa.attn_kv_bf16);
     share_mode_free(t.f32_fast, t.f32);  // the ISA's sampling entries, not the fallback's
     share_mode_free(t.f64_fast, t.f64);
     return t;

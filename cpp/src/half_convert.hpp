@@ -13,6 +13,7 @@
 //     rule x86 and Arm bfloat16 instructions use).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -68,19 +69,25 @@ inline float16 to_f16(float f) {
     return {static_cast<std::uint16_t>(sign | (q + (rem > half || (rem == half && (q & 1u)))))};
 }
 
-// x rounded to float32 to odd: the float32 next to x towards zero, with its last bit set when that is not
-// x itself (x exact or NaN: x). It keeps what a second rounding to a format of at most 22 bits needs (the
-// rounding direction and the sticky bit), so to_f16 / to_bf16 of it round x itself once, correctly. A
-// finite x beyond float32's range gives the largest float32 (odd), which both round to inf.
+// double -> 16 bits, rounded once to nearest even (a result computed in double: attention's o / l, the
+// drivers' logsumexp, the scalar specification's outputs). First to float32 rounded to odd: the float32 next
+// to x towards zero, with its last significand bit set when that is inexact (x exact or NaN: x; a finite x
+// beyond float32's range gives the largest float32, odd, which both round to inf); then to_f16 / to_bf16
+// above. Rounding to odd keeps what a second rounding needs (inexact results stay off the midpoints of the
+// coarser format), so the pair is the correctly rounded double -> 16-bit conversion whenever the
+// intermediate has at least 2 more significand bits than the target at every magnitude: float32 has 24
+// against float16's 11 (float16's subnormals, from 2^-24, are normal float32 numbers) and bfloat16's 8
+// (their subnormals both have 2^-149 / 2^-133 steps). Boldo and Melquiond, "Emulation of FMA and correctly
+// rounded sums: proved algorithms using rounding to odd", IEEE TC 57(4), 2008. A plain double -> float ->
+// 16-bit chain rounds twice and can land on the wrong side of a 16-bit midpoint (1 + 2^-11 + 2^-40 -> 1 in
+// float16 instead of 1 + 2^-10).
 inline float to_f32_odd(double x) {
-    const float f = static_cast<float>(x);
+    const float f = static_cast<float>(x);  // nearest (even); inf beyond the float32 range
     if (static_cast<double>(f) == x || x != x) return f;
     std::uint32_t u = f32_bits(f);
     if (static_cast<double>(f < 0 ? -f : f) > (x < 0 ? -x : x)) --u;  // rounded away from zero: one step back
     return f32_from_bits(u | 1u);
 }
-// A double rounded once to nearest even into a 16-bit type (the drivers' logsumexp, the scalar
-// specification's outputs).
 inline float16 to_f16(double x) { return to_f16(to_f32_odd(x)); }
 inline bfloat16 to_bf16(double x) { return to_bf16(to_f32_odd(x)); }
 

@@ -3,6 +3,7 @@
 // calls the C++ API.
 #include <array>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bindings.hpp"
@@ -17,6 +18,26 @@ bool same_float_dtype(const py::array& a, const py::array& b) {
     return (has_dtype<float>(a) && has_dtype<float>(b)) || (has_dtype<double>(a) && has_dtype<double>(b));
 }
 
+// The element type of an attention operand: float32, float64, float16 (NumPy's, native byte order) or
+// bfloat16 (ml_dtypes'; NumPy has none, so it is recognized by name and size).
+enum class elem { f32, f64, f16, bf16, other };
+elem elem_of(const py::array& a) {
+    if (has_dtype<float>(a)) return elem::f32;
+    if (has_dtype<double>(a)) return elem::f64;
+    const py::dtype dt = a.dtype();
+    if (dt.itemsize() != 2 || !dt.attr("isnative").cast<bool>()) return elem::other;
+    if (dt.kind() == 'f') return elem::f16;
+    if (py::str(dt.attr("name")).cast<std::string>() == "bfloat16") return elem::bf16;
+    return elem::other;
+}
+template <class X>
+constexpr elem elem_for() {
+    if constexpr (std::is_same_v<X, float>) return elem::f32;
+    else if constexpr (std::is_same_v<X, double>) return elem::f64;
+    else if constexpr (std::is_same_v<X, normexp::float16>) return elem::f16;
+    else return elem::bf16;
+}
+
 template <std::size_t N>
 std::array<std::ptrdiff_t, N> strides_of(const py::array& a, const char* name) {
     const layout l = layout_of(a, name);
@@ -26,7 +47,8 @@ std::array<std::ptrdiff_t, N> strides_of(const py::array& a, const char* name) {
     return s;
 }
 
-template <class T>
+// T: the compute type (float32 for 16-bit operands), Q: q's and out's element type, S: k's and v's.
+template <class T, class Q, class S>
 void attention_typed(const py::array& q, const py::array& k, const py::array& v, py::array& out,
                      const py::object& lse, const py::object& mask, bool is_causal, bool bottom_right, double scale,
                      std::size_t window, double softcap, const py::object& alibi, const std::string& isa) {
@@ -53,7 +75,8 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
         } else if (has_dtype<T>(mask_a)) {
             opt.mask_kind = normexp::attention_mask_kind::additive;
         } else {
-            throw py::type_error("mask must be bool or the dtype of q");
+            throw py::type_error(std::is_same_v<Q, T> ? "mask must be bool or the dtype of q"
+                                                      : "mask must be bool or float32 (16-bit attention)");
         }
         opt.mask = mask_a.data();
         opt.mask_strides = strides_of<4>(mask_a, "mask");
@@ -66,18 +89,21 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
     }
     if (!lse.is_none()) {
         lse_a = lse.cast<py::array>();
-        if (!has_dtype<T>(lse_a)) throw py::type_error("lse must have the dtype of q");
+        if (!has_dtype<T>(lse_a)) throw py::type_error("lse must be float32 (16-bit q) or have the dtype of q");
         opt.lse = static_cast<T*>(lse_a.mutable_data());
         opt.lse_strides = strides_of<3>(lse_a, "lse");
     }
     const auto qs = strides_of<4>(q, "q"), ks = strides_of<4>(k, "k"), vs = strides_of<4>(v, "v"),
                os = strides_of<4>(out, "out");
-    const T* qp = static_cast<const T*>(q.data());
-    const T* kp = static_cast<const T*>(k.data());
-    const T* vp = static_cast<const T*>(v.data());
-    T* op = static_cast<T*>(out.mutable_data());
+    const Q* qp = static_cast<const Q*>(q.data());
+    const S* kp = static_cast<const S*>(k.data());
+    const S* vp = static_cast<const S*>(v.data());
+    Q* op = static_cast<Q*>(out.mutable_data());
     release_gil nogil;
-    normexp::attention<T>(sh, qp, qs, kp, ks, vp, vs, op, os, opt);
+    if constexpr (std::is_same_v<Q, T> && std::is_same_v<S, T>)
+        normexp::attention<T>(sh, qp, qs, kp, ks, vp, vs, op, os, opt);
+    else
+        normexp::attention(sh, qp, qs, kp, ks, vp, vs, op, os, opt);
 }
 
 // q (B, Hq, Lq, D), k (B, Hkv, Lkv, D), v (B, Hkv, Lkv, Dv), out (B, Hq, Lq, Dv), lse (B, Hq, Lq) or None,
@@ -88,27 +114,44 @@ void attention(const py::array& q, const py::array& k, const py::array& v, py::a
                double softcap, const py::object& alibi, const std::string& isa) {
     if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4 || out.ndim() != 4)
         throw py::value_error("q, k, v and out must be 4-d here");
-    if (!same_float_dtype(q, k) || !same_float_dtype(q, v) || !same_float_dtype(q, out))
-        throw py::type_error("q, k, v and out must have the same dtype");
-    if (has_dtype<float>(q))
-        attention_typed<float>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, isa);
-    else if (has_dtype<double>(q))
-        attention_typed<double>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, isa);
+    const elem eq = elem_of(q), ek = elem_of(k);
+    if (elem_of(v) != ek || elem_of(out) != eq)
+        throw py::type_error("k and v must share a dtype, and out must have q's dtype");
+    auto run = [&](auto t, auto qt, auto st) {
+        using T = decltype(t);
+        using Q = decltype(qt);
+        using S = decltype(st);
+        attention_typed<T, Q, S>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, isa);
+    };
+    using normexp::bfloat16;
+    using normexp::float16;
+    if (eq == elem::f32 && ek == elem::f32) run(float{}, float{}, float{});
+    else if (eq == elem::f64 && ek == elem::f64) run(double{}, double{}, double{});
+    else if (eq == elem::f16 && ek == elem::f16) run(float{}, float16{}, float16{});
+    else if (eq == elem::bf16 && ek == elem::bf16) run(float{}, bfloat16{}, bfloat16{});
+    else if (eq == elem::f32 && ek == elem::f16) run(float{}, float{}, float16{});
+    else if (eq == elem::f32 && ek == elem::bf16) run(float{}, float{}, bfloat16{});
     else
-        throw py::type_error("normexp attention takes float32 or float64 arrays");
+        throw py::type_error("normexp attention takes q, k, v all float32, all float64, all float16 or all bfloat16, "
+                             "or float32 q with float16 or bfloat16 k and v");
 }
 
-template <class T>
+// Q: the outputs' element type, L: the lses' (Q, or float32 for 16-bit outputs).
+template <class Q, class L>
 void merge_typed(const std::vector<py::array>& outs, const std::vector<py::array>& lses, py::array& out,
                  py::array& lse) {
-    std::vector<const T*> po, pl;
-    for (const auto& a : outs) po.push_back(static_cast<const T*>(a.data()));
-    for (const auto& a : lses) pl.push_back(static_cast<const T*>(a.data()));
+    std::vector<const Q*> po;
+    std::vector<const L*> pl;
+    for (const auto& a : outs) po.push_back(static_cast<const Q*>(a.data()));
+    for (const auto& a : lses) pl.push_back(static_cast<const L*>(a.data()));
     const auto rows = static_cast<std::size_t>(out.shape(0)), dv = static_cast<std::size_t>(out.shape(1));
-    T* o = static_cast<T*>(out.mutable_data());
-    T* l = static_cast<T*>(lse.mutable_data());
+    Q* o = static_cast<Q*>(out.mutable_data());
+    L* l = static_cast<L*>(lse.mutable_data());
     release_gil nogil;
-    normexp::merge_attention<T>(po.size(), po.data(), pl.data(), rows, dv, o, l);
+    if constexpr (std::is_same_v<Q, L>)
+        normexp::merge_attention<Q>(po.size(), po.data(), pl.data(), rows, dv, o, l);
+    else
+        normexp::merge_attention(po.size(), po.data(), pl.data(), rows, dv, o, l);
 }
 
 // outs: C-contiguous (rows, dv) arrays, lses: C-contiguous (rows,) arrays, all of out's dtype.
@@ -118,19 +161,27 @@ void merge_attention(const std::vector<py::array>& outs, const std::vector<py::a
     if (outs.size() != lses.size() || outs.empty()) throw py::value_error("outs and lses must be equally long, non-empty");
     if (out.ndim() != 2 || lse.ndim() != 1 || !(out.flags() & cflags) || !(lse.flags() & cflags))
         throw py::value_error("out must be a C-contiguous (rows, dv) array and lse (rows,)");
+    const elem eo = elem_of(out);
+    const bool half = eo == elem::f16 || eo == elem::bf16;
+    if (half ? !has_dtype<float>(lse) : !same_float_dtype(lse, out))
+        throw py::type_error("lse must have out's dtype (float32 for 16-bit outputs)");
     for (std::size_t p = 0; p < outs.size(); ++p) {
-        if (!same_float_dtype(outs[p], out) || !same_float_dtype(lses[p], out))
-            throw py::type_error("every part must have out's dtype");
+        if (elem_of(outs[p]) != eo || (half ? !has_dtype<float>(lses[p]) : !same_float_dtype(lses[p], out)))
+            throw py::type_error("every part must have out's dtype (lses: float32 for 16-bit outputs)");
         if (!(outs[p].flags() & cflags) || !(lses[p].flags() & cflags) || outs[p].ndim() != 2 || lses[p].ndim() != 1 ||
             outs[p].shape(0) != out.shape(0) || outs[p].shape(1) != out.shape(1) || lses[p].shape(0) != out.shape(0))
             throw py::value_error("every part must be C-contiguous with out's shape");
     }
-    if (has_dtype<float>(out))
-        merge_typed<float>(outs, lses, out, lse);
-    else if (has_dtype<double>(out))
-        merge_typed<double>(outs, lses, out, lse);
+    if (eo == elem::f32)
+        merge_typed<float, float>(outs, lses, out, lse);
+    else if (eo == elem::f64)
+        merge_typed<double, double>(outs, lses, out, lse);
+    else if (eo == elem::f16)
+        merge_typed<normexp::float16, float>(outs, lses, out, lse);
+    else if (eo == elem::bf16)
+        merge_typed<normexp::bfloat16, float>(outs, lses, out, lse);
     else
-        throw py::type_error("merge_attention takes float32 or float64 arrays");
+        throw py::type_error("merge_attention takes float32, float64, float16 or bfloat16 arrays");
 }
 
 }  // namespace

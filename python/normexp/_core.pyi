@@ -33,11 +33,13 @@ def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def isa() -> str: ...
 def available_isas() -> list[str]: ...
+# q, k, v, out: float32, float64, float16 or ml_dtypes.bfloat16 (not an np.floating subclass), in the
+# combinations normexp.attention accepts; lse float32 when any operand is 16-bit.
 def attention(
-    q: npt.NDArray[np.floating],
-    k: npt.NDArray[np.floating],
-    v: npt.NDArray[np.floating],
-    out: npt.NDArray[np.floating],
+    q: npt.NDArray[np.generic],
+    k: npt.NDArray[np.generic],
+    v: npt.NDArray[np.generic],
+    out: npt.NDArray[np.generic],
     lse: npt.NDArray[np.floating] | None,
     mask: npt.NDArray[np.generic] | None,
     is_causal: bool,
@@ -49,9 +51,9 @@ def attention(
     isa: str = "",
 ) -> None: ...
 def merge_attention(
-    outs: list[npt.NDArray[np.floating]],
+    outs: list[npt.NDArray[np.generic]],
     lses: list[npt.NDArray[np.floating]],
-    out: npt.NDArray[np.floating],
+    out: npt.NDArray[np.generic],
     lse: npt.NDArray[np.floating],
 ) -> None: ...
 def sample(

@@ -14,14 +14,37 @@ import numpy as np
 from . import _api, _core, _interop
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_F32 = np.dtype(np.float32)
 _ALIGNMENTS = ("top_left", "bottom_right")
+_COMBINATIONS = (
+    "q, k and v all float32, all float64, all float16 or all bfloat16, "
+    "or float32 q with float16 or bfloat16 k and v"
+)
+
+
+def is_16bit(dtype: np.dtype) -> bool:
+    """float16 or ml_dtypes.bfloat16 (NumPy has no bfloat16: ml_dtypes' is a kind 'V' dtype of 2 bytes)."""
+    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
 
 
 def _float_tensor(x: Any, name: str) -> np.ndarray:
     a = _api.as_array(x, name)
-    if a.dtype not in _FLOATS:
-        raise TypeError(f"{name}: attention takes float32 or float64 arrays, got {a.dtype}; cast with {name}.astype(np.float32)")
-    return a
+    if a.dtype in _FLOATS:
+        return a
+    if is_16bit(a.dtype):
+        return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+    raise TypeError(
+        f"{name}: attention takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}; "
+        f"cast with {name}.astype(np.float32)"
+    )
+
+
+def check_dtypes(q: np.dtype, k: np.dtype, v: np.dtype) -> np.dtype:
+    """The dtype the kernels compute in (float32 for 16-bit operands) for a supported combination of the
+    dtypes of q, k and v; TypeError naming the supported combinations otherwise."""
+    if k == v and (q == k or (q == _F32 and is_16bit(k))):
+        return _F32 if is_16bit(q) or is_16bit(k) else q
+    raise TypeError(f"q, k, v have dtypes {q}, {k}, {v}; attention takes {_COMBINATIONS}")
 
 
 def _as_4d(a: np.ndarray, nbatch: int) -> np.ndarray | None:
@@ -69,7 +92,11 @@ def attention(
 
     Parameters
     ----------
-    q, k, v : array_like or CPU tensors (torch, JAX; results of their type), float32 or float64 (one dtype)
+    q, k, v : array_like or CPU tensors (torch, JAX; results of their type)
+        dtypes: all float32, all float64, all float16 or all ``ml_dtypes.bfloat16`` (torch bfloat16
+        tensors arrive as such), or a float32 q with a float16 or bfloat16 k and v (a 16-bit KV cache).
+        16-bit k and v are read as stored and widened in registers (never copied to float32); products,
+        the softmax and the output accumulate in float32; the output has q's dtype, rounded once.
         Layout of ``torch.nn.functional.scaled_dot_product_attention``: q ``(..., Hq, Lq, D)``,
         k ``(..., Hkv, Lkv, D)``, v ``(..., Hkv, Lkv, Dv)``; also 3-d ``(H, L, D)`` and 2-d ``(L, D)``.
         Leading batch dimensions must match. Any strides (e.g. a ``(B, L, H, D)`` buffer seen as
@@ -77,7 +104,8 @@ def attention(
         ``Hq`` a multiple of ``Hkv``; query head ``h`` reads key/value head ``h // (Hq // Hkv)``.
     mask : array_like, optional
         Broadcastable to ``(..., Hq, Lq, Lkv)`` and never expanded in memory. bool: True keeps a score,
-        False masks it out. float: added to the scores (``-inf`` masks out); cast to q's dtype.
+        False masks it out. float: added to the scores (``-inf`` masks out); cast to q's dtype
+        (to float32 when q, k or v is 16-bit).
     is_causal : bool
         Query ``i`` sees keys ``j <= diag(i)``; see ``causal_alignment``.
     scale : float, optional
@@ -99,7 +127,7 @@ def attention(
         ALiBi.
     return_lse : bool
         Also return ``lse`` of shape ``(..., Hq, Lq)``: the log-sum-exp of each row's final scores (for
-        :func:`merge_attention`).
+        :func:`merge_attention`); float32 when q, k or v is 16-bit, else q's dtype.
     out : ndarray or torch tensor, optional
         ``(..., Hq, Lq, Dv)`` of q's dtype, writeable; receives the result.
 
@@ -111,9 +139,8 @@ def attention(
     q = _float_tensor(q, "q")
     k = _float_tensor(k, "k")
     v = _float_tensor(v, "v")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k and v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
-    dtype = q.dtype
+    cdtype = check_dtypes(q.dtype, k.dtype, v.dtype)  # the kernels' dtype: options, masks and lse are in it
+    dtype = q.dtype  # the output's
     nd = q.ndim
     if nd < 2:
         raise ValueError(f"q must have at least 2 dimensions (len, head_dim), got shape {q.shape}")
@@ -148,9 +175,9 @@ def attention(
     if hk == 0 and hq != 0 or hk and hq % hk:
         raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k and v")
 
-    sc = check_scale(scale, dtype, d)
+    sc = check_scale(scale, cdtype, d)
     win = check_window(window, lq, lk)
-    cap = check_softcap(softcap, dtype)
+    cap = check_softcap(softcap, cdtype)
     bottom_right = _api.choice(causal_alignment, "causal_alignment", _ALIGNMENTS) == "bottom_right"
 
     full = batch + (hq, lq, lk)
@@ -160,7 +187,7 @@ def attention(
         if m.dtype != np.bool_:
             if m.dtype.kind != "f":
                 raise TypeError(f"mask must be bool (True keeps) or a float additive mask, got dtype {m.dtype}")
-            m = additive_mask(m, dtype)
+            m = additive_mask(m, cdtype)
         if m.ndim > len(full):
             raise ValueError(f"mask with shape {m.shape} has more dimensions than the scores {full}")
         try:
@@ -170,7 +197,7 @@ def attention(
         mask_b = _kernel_view(mask_b) if mask_b.dtype != np.bool_ else mask_b
     alibi_b = None
     if alibi_slopes is not None:
-        s = check_alibi(alibi_slopes, dtype, lq, lk, bottom_right)
+        s = check_alibi(alibi_slopes, cdtype, lq, lk, bottom_right)
         try:
             alibi_b = np.broadcast_to(s, batch + (hq,))
         except ValueError:
@@ -184,7 +211,7 @@ def attention(
     # may_share_memory: a bounds check (exact overlap tests can be slow); a false positive only costs a copy.
     if res is None or any(np.may_share_memory(res, a) for a in inputs) or res is not _kernel_view(res):
         res = np.empty(out_shape, dtype)
-    lse = np.empty(batch + (hq, lq), dtype) if return_lse else None
+    lse = np.empty(batch + (hq, lq), cdtype) if return_lse else None
 
     if res.size or (lse is not None and lse.size):
         q, k, v = _kernel_view(q), _kernel_view(k), _kernel_view(v)
@@ -231,7 +258,9 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
 
     which is exact up to rounding: this is how attention over a KV cache is split across threads,
     processes or machines. Returns ``(out, lse)``, so merges compose. Rows that are fully masked in every
-    part give 0 and ``-inf``.
+    part give 0 and ``-inf``. dtypes: outs all float32, float64, float16 or bfloat16, lses of the same dtype
+    (float32 for 16-bit outs, as ``attention`` returns them); 16-bit parts are merged in float32 and double
+    and the output is rounded once to their dtype.
     """
     for name, parts in (("outs", outs), ("lses", lses)):
         scalar_array = isinstance(parts, np.ndarray) and parts.ndim == 0
@@ -247,10 +276,14 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     if not outs:
         raise ValueError("merge_attention needs at least one part")
     dtype = outs[0].dtype
-    for name, parts in (("outs", outs), ("lses", lses)):
+    ldtype = _F32 if is_16bit(dtype) else dtype
+    for name, parts, want in (("outs", outs, dtype), ("lses", lses, ldtype)):
         for i, a in enumerate(parts):
-            if a.dtype != dtype:
-                raise TypeError(f"{name}[{i}] has dtype {a.dtype}, but outs[0] has {dtype}; all parts must share a dtype")
+            if a.dtype != want:
+                raise TypeError(
+                    f"{name}[{i}] has dtype {a.dtype}, but outs[0] has {dtype}; all outs must share a dtype and "
+                    f"the lses must be {ldtype} (float32 for 16-bit outs)"
+                )
     shape = outs[0].shape
     if len(shape) < 1:
         raise ValueError("outs[0] must have at least 1 dimension (..., Dv)")
@@ -263,7 +296,7 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     rows = math.prod(shape[:-1])
     dv = shape[-1]
     out = np.empty(shape, dtype)
-    lse = np.empty(shape[:-1], dtype)
+    lse = np.empty(shape[:-1], ldtype)
     if out.size or lse.size:
         _core.merge_attention(
             [np.ascontiguousarray(o).reshape(rows, dv) for o in outs],

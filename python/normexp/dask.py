@@ -385,7 +385,9 @@ def _attention_chunk(k: np.ndarray, v: np.ndarray, q: np.ndarray, start: np.ndar
     # Arrays that were pickled (dask.distributed moves blocks between workers) carry a dtype object equal
     # to, but not the same object as, NumPy's float32/float64; native bindings that compare dtypes by
     # identity reject them. A view with the canonical dtype is free.
-    k, v, q = (np.asarray(a).view(np.dtype(np.asarray(a).dtype.name)) for a in (k, v, q))
+    # (bfloat16, ml_dtypes' kind 'V' dtype, is left as it is: NumPy cannot look its name up.)
+    k, v, q = (np.asarray(a) for a in (k, v, q))
+    k, v, q = (a.view(np.dtype(a.dtype.name)) if a.dtype.kind == "f" else a for a in (k, v, q))
     user = rest[0] if has_mask else None
     lq, lc = q.shape[-2], k.shape[-2]
     s = int(start[0])
@@ -460,6 +462,11 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
     window and ALiBi refer to positions in the whole sequence: chunks that straddle the diagonal or the
     window edge get them as an explicit mask of their size, chunks no query sees are skipped.
 
+    dtypes as :func:`normexp.attention` (16-bit k/v chunks are read as stored). With 16-bit operands the
+    chunks compute against q in float32 (a 16-bit q is widened once, it is small), the partials and their
+    merge are float32 and lse is float32; the output is rounded to q's dtype at the end (within one 16-bit
+    rounding of the float32 result, not the single rounding of normexp.attention).
+
     Returns a dask array ``(..., Hq, Lq, Dv)``, or ``(out, lse)`` with lse ``(..., Hq, Lq)``.
     """
     if not isinstance(k, da.Array) or not isinstance(v, da.Array):
@@ -467,13 +474,16 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
             "normexp.dask.attention takes k and v as dask.array.Array (chunked along the sequence); "
             "use normexp.attention for NumPy arrays"
         )
+    from .attention import check_dtypes, is_16bit
+
     q = q if isinstance(q, da.Array) else _api.as_array(q, "q")
-    floats = (np.dtype(np.float32), np.dtype(np.float64))
-    if q.dtype not in floats or k.dtype not in floats or v.dtype not in floats:
-        raise TypeError(f"q, k and v must be float32 or float64; got {q.dtype}, {k.dtype}, {v.dtype}")
+    for a, name in ((q, "q"), (k, "k"), (v, "v")):
+        if a.dtype not in (np.dtype(np.float32), np.dtype(np.float64)) and not is_16bit(a.dtype):
+            raise TypeError(f"{name}: attention takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}")
+    cdtype = check_dtypes(q.dtype, k.dtype, v.dtype)  # the partials' dtype (float32 for 16-bit operands)
+    out_dtype = q.dtype
     q = q if isinstance(q, da.Array) else da.from_array(q)
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k and v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    q = q.astype(cdtype) if q.dtype != cdtype else q  # a 16-bit q widened (small); k and v stay as stored
     nd = q.ndim
     if nd < 2 or k.ndim != nd or v.ndim != nd:
         raise ValueError(f"q, k and v must have the same number of dimensions (at least 2: len, head_dim); "
@@ -502,8 +512,8 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
     win = check_window(window, lq, lkv)
     # Checked here, in q's dtype, so that the graph is refused when it is built; the values are passed
     # on as given (the chunks' normexp.attention calls take them).
-    check_scale(scale, q.dtype, q.shape[-1])
-    check_softcap(softcap, q.dtype)
+    check_scale(scale, cdtype, q.shape[-1])
+    check_softcap(softcap, cdtype)
     split_every = _check_split_every(split_every, k.numblocks[-2])
     full = q.shape[:-2] + (lq, lkv)
     alibi = None
@@ -568,6 +578,8 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
         meta=_meta(nd + 1, q.dtype), name="normexp-attention-merge",
     )[0]
     out = merged[..., :dv]
+    if out_dtype != cdtype:
+        out = out.astype(out_dtype)
     if return_lse:
         return out, merged[..., dv]
     return out

@@ -13,6 +13,11 @@
 //    |dx|; the row sum adds at most keys * u relative. We check |dp| <= 2 (8 u X + 2 eps) + keys u with
 //    X = max |x| + |softcap| + 1 over the row, and the same relative bound on l and alpha.
 //  * pv: alpha o + sum_j p_j v_j with FMAs: |err| <= (keys + 2) u (|alpha o| + sum_j |p_j v_j|).
+//
+// The K/V entries for 16-bit caches (attention_kv_kernels<float16 / bfloat16>): on every set, bit for bit the
+// set's own float32 entry applied to the widened values (their contract, and what the float32 bounds above
+// then cover), at every tail length, with NaN and infinities among the values; and the C++ API's 16-bit
+// overloads against a double reference built from the same 16-bit values (test_driver_16).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,6 +26,7 @@
 
 #include "check.hpp"
 #include "dispatch.hpp"
+#include "half_convert.hpp"
 #include "normexp/normexp.hpp"
 
 namespace {
@@ -369,6 +375,40 @@ void test_all(const normexp::kernel_table& isa) {
     test_pv<T>(ks, kv, isa.name);
 }
 
+// One query row of attention in double: scores x_j = scale q . k_j + bias(j) over the keys with visible(j), their
+// maximum m, l = sum_j e^(x_j - m), o = sum_j e^(x_j - m) v_j, and mag = max_j scale sum_d |q_d k_jd| (the bounds'
+// magnitude). q(d), k(j, d), v(j, c) read the operands.
+struct ref_row {
+    double m = -INFINITY, l = 0, mag = 0;
+    std::vector<double> o;
+};
+template <class QAt, class KAt, class VAt, class Visible, class Bias>
+ref_row reference_row(std::size_t Lk, std::size_t D, std::size_t Dv, double scale, QAt q, KAt k, VAt v,
+                      Visible visible, Bias bias) {
+    ref_row r;
+    std::vector<double> s(Lk, -INFINITY);
+    for (std::size_t j = 0; j < Lk; ++j) {
+        if (!visible(j)) continue;
+        double acc = 0, a = 0;
+        for (std::size_t d = 0; d < D; ++d) {
+            const double x = double(q(d)) * double(k(j, d));
+            acc += x;
+            a += std::fabs(x);
+        }
+        s[j] = acc * scale + bias(j);
+        r.m = std::max(r.m, s[j]);
+        r.mag = std::max(r.mag, a * scale);
+    }
+    r.o.assign(Dv, 0.0);
+    for (std::size_t j = 0; j < Lk; ++j) {
+        if (s[j] == -INFINITY) continue;
+        const double p = std::exp(s[j] - r.m);
+        r.l += p;
+        for (std::size_t c = 0; c < Dv; ++c) r.o[c] += p * double(v(j, c));
+    }
+    return r;
+}
+
 // The C++ API (contiguous overload, options, merge_attention) against a naive double reference, so a
 // C++-only build (no Python) tests the driver too. Bound: as in tests/python/test_attention.py,
 // |d out| <= max|v| (2 (D + 9) u |scale| sum|q k| + (Lkv + 16) u) per row; a merge of two parts adds a
@@ -399,28 +439,17 @@ void test_driver(const char* isa) {
                 for (std::size_t i = 0; i < Lq; ++i) {
                     const std::size_t hk = h / (Hq / Hk);
                     const std::ptrdiff_t diag = std::ptrdiff_t(i + Lk - Lq);
-                    std::vector<double> s(Lk, -INFINITY);
-                    double m = -INFINITY, mag = 0;
-                    for (std::size_t j = 0; j < Lk; ++j) {
-                        const std::ptrdiff_t jj = std::ptrdiff_t(j);
-                        if ((causal && jj > diag) || jj <= diag - 100) continue;
-                        double acc = 0, a = 0;
-                        for (std::size_t d = 0; d < D; ++d) {
-                            acc += double(q[((b * Hq + h) * Lq + i) * D + d]) * k[((b * Hk + hk) * Lk + j) * D + d];
-                            a += std::fabs(double(q[((b * Hq + h) * Lq + i) * D + d]) * k[((b * Hk + hk) * Lk + j) * D + d]);
-                        }
-                        s[j] = acc * scale;
-                        m = std::max(m, s[j]);
-                        mag = std::max(mag, a * scale);
-                    }
-                    double l = 0;
-                    std::vector<double> o(Dv, 0.0);
-                    for (std::size_t j = 0; j < Lk; ++j) {
-                        if (s[j] == -INFINITY) continue;
-                        const double p = std::exp(s[j] - m);
-                        l += p;
-                        for (std::size_t c = 0; c < Dv; ++c) o[c] += p * v[((b * Hk + hk) * Lk + j) * Dv + c];
-                    }
+                    const ref_row r = reference_row(
+                        Lk, D, Dv, scale, [&](std::size_t d) { return q[((b * Hq + h) * Lq + i) * D + d]; },
+                        [&](std::size_t j, std::size_t d) { return k[((b * Hk + hk) * Lk + j) * D + d]; },
+                        [&](std::size_t j, std::size_t c) { return v[((b * Hk + hk) * Lk + j) * Dv + c]; },
+                        [&](std::size_t j) {
+                            const std::ptrdiff_t jj = std::ptrdiff_t(j);
+                            return !((causal && jj > diag) || jj <= diag - 100);
+                        },
+                        [](std::size_t) { return 0.0; });
+                    const double m = r.m, l = r.l, mag = r.mag;
+                    const std::vector<double>& o = r.o;
                     magmax = std::max(magmax, mag);
                     const double bound = vmax * (2 * (D + 9) * u * mag + (Lk + 16) * u);
                     for (std::size_t c = 0; c < Dv; ++c) {
@@ -494,6 +523,239 @@ void test_driver(const char* isa) {
     }
 }
 
+// ---- 16-bit K/V ----------------------------------------------------------------------------------------
+template <class S>
+const normexp::attention_kv_kernels<S>& kv_kern(const normexp::kernel_table& t) {
+    if constexpr (std::is_same_v<S, normexp::float16>) return t.attn_kv_f16; else return t.attn_kv_bf16;
+}
+template <class S>
+S to16(float x) {
+    if constexpr (std::is_same_v<S, normexp::float16>) return normexp::detail::to_f16(x); else return normexp::detail::to_bf16(x);
+}
+template <class S>
+const char* name16() { return std::is_same_v<S, normexp::float16> ? "float16" : "bfloat16"; }
+
+// n 16-bit values from N(0, sd) (rounded to nearest even), about one in 64 replaced by +-inf or NaN if
+// `specials`; `wide` receives them widened (exact).
+template <class S>
+std::vector<S> randn16(std::mt19937_64& rng, std::size_t n, std::vector<float>& wide, bool specials, double sd = 1.0) {
+    std::normal_distribution<double> g(0.0, sd);
+    std::uniform_int_distribution<int> pick(0, 191);
+    std::vector<S> v(n);
+    wide.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        float x = float(g(rng));
+        if (specials) {
+            const int c = pick(rng);
+            if (c == 0) x = INFINITY; else if (c == 1) x = -INFINITY; else if (c == 2) x = NAN;
+        }
+        v[i] = to16<S>(x);
+        wide[i] = normexp::detail::to_f32(v[i]);
+    }
+    return v;
+}
+
+// Identical bits, or both NaN: where several NaNs meet in one FMA, which one it propagates depends on the operand
+// order the compiler chose for that instantiation (x86 returns the first source's), so NaN payloads may differ.
+bool same_bits(const float* a, const float* b, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+        if (std::memcmp(a + i, b + i, sizeof(float)) != 0 && !(a[i] != a[i] && b[i] != b[i])) return false;
+    return true;
+}
+
+template <class S>
+void test_kv(const normexp::kernel_table& isa) {
+    const auto& k16 = kv_kern<S>(isa);
+    const auto& k32 = isa.attn_f32;
+    const char* nm = isa.name;
+    std::mt19937_64 rng(7);
+    std::vector<float> wide;
+    std::size_t cases = 0;
+    for (int specials = 0; specials < 2; ++specials) {
+        // pack_kt: every key count 0..41, head dims across the vector and tile widths, unit and strided columns.
+        for (std::size_t keys = 0; keys <= 41; ++keys)
+            for (std::size_t dim : {1, 2, 3, 7, 8, 9, 15, 16, 17, 33, 64})
+                for (std::ptrdiff_t kcol : {1, 3}) {
+                    const std::ptrdiff_t krow = std::ptrdiff_t(dim) * kcol + 5;
+                    const auto k = randn16<S>(rng, keys * std::size_t(krow) + dim * std::size_t(kcol) + 1, wide, specials);
+                    const std::size_t ld = padded(keys) + 3;
+                    std::vector<float> a(dim * ld, 7.f), b(dim * ld, 7.f);
+                    k16.pack_kt(k.data(), krow, kcol, keys, dim, a.data(), ld);
+                    k32.pack_kt(wide.data(), krow, kcol, keys, dim, b.data(), ld);
+                    ++cases;
+                    CHECK(same_bits(a.data(), b.data(), a.size()), "%s pack_kt<%s> keys=%zu dim=%zu kcol=%td differs from float32",
+                          nm, name16<S>(), keys, dim, kcol);
+                }
+        // qk_direct: rows 1..5, every key count 0..19 (the 4-key groups and the single keys), every dim tail.
+        for (std::size_t rows = 1; rows <= 5; ++rows)
+            for (std::size_t keys = 0; keys <= 19; ++keys)
+                for (std::size_t dim : {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 129}) {
+                    const std::size_t ldq = dim + 1, lds = keys + 2;
+                    const std::ptrdiff_t ldk = std::ptrdiff_t(dim) + 3;
+                    const auto q = randn<float>(rng, rows * ldq);
+                    const auto k = randn16<S>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldk), wide, specials);
+                    std::vector<float> a(rows * lds, 5.f), b(rows * lds, 5.f);
+                    k16.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds);
+                    k32.qk_direct(q.data(), ldq, wide.data(), ldk, rows, keys, dim, b.data(), lds);
+                    ++cases;
+                    CHECK(same_bits(a.data(), b.data(), a.size()), "%s qk_direct<%s> rows=%zu keys=%zu dim=%zu differs from float32",
+                          nm, name16<S>(), rows, keys, dim);
+                }
+        // pv: rows 1..13 (both sides of the wide-row path and the 6-row tiles), dv 1..40, 64, 128, 129.
+        std::uniform_real_distribution<double> unif(0.0, 1.0);
+        for (std::size_t rows = 1; rows <= 13; ++rows)
+            for (std::size_t keys : {0, 1, 2, 7, 16, 33})
+                for (std::size_t dv = 1; dv <= 40 || dv == 64 || dv == 128 || dv == 129;
+                     dv = dv == 40 ? 64 : dv == 64 ? 128 : dv == 128 ? 129 : dv + 1) {
+                    const std::size_t ldp = keys + 5, ldo = dv + 3;
+                    const std::ptrdiff_t ldv = std::ptrdiff_t(dv) + 7;
+                    std::vector<float> p(rows * ldp), alpha(rows);
+                    for (auto& x : p) x = float(unif(rng));
+                    for (auto& x : alpha) x = float(unif(rng));
+                    const auto v = randn16<S>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldv), wide, specials);
+                    const auto o0 = randn<float>(rng, rows * ldo);
+                    std::vector<float> a = o0, b = o0;
+                    k16.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), a.data(), ldo);
+                    k32.pv(p.data(), ldp, wide.data(), ldv, rows, keys, dv, alpha.data(), b.data(), ldo);
+                    ++cases;
+                    CHECK(same_bits(a.data(), b.data(), a.size()), "%s pv<%s> rows=%zu keys=%zu dv=%zu differs from float32",
+                          nm, name16<S>(), rows, keys, dv);
+                }
+    }
+    // Negative control: the comparison sees a difference of one value's lowest bit.
+    {
+        const std::size_t dim = 9, keys = 3;
+        const auto q = randn<float>(rng, dim);
+        auto k = randn16<S>(rng, keys * dim, wide, false);
+        std::vector<float> a(keys), b(keys);
+        k.back().bits ^= 1u;
+        k16.qk_direct(q.data(), dim, k.data(), std::ptrdiff_t(dim), 1, keys, dim, a.data(), keys);
+        k32.qk_direct(q.data(), dim, wide.data(), std::ptrdiff_t(dim), 1, keys, dim, b.data(), keys);
+        CHECK(!same_bits(a.data(), b.data(), keys), "%s qk_direct<%s>: a changed key bit went unnoticed", nm, name16<S>());
+    }
+    std::printf("  %s K/V entries <%s>: %zu cases bit-identical to float32 on the widened values\n", nm, name16<S>(), cases);
+}
+
+// The 16-bit overloads of the C++ API against a double reference from the same 16-bit values: products and
+// sums in float32 as the float32 driver (the bound of test_driver with u = 2^-24), then one rounding of the
+// output to Q (half an ulp of Q). K/V strided as a (batch, len, heads, dim) buffer, GQA, bottom-right causal
+// with a window, an additive float32 mask, lse in float32, merge_attention of two halves, and every split
+// / thread count giving the same bits (decode shapes).
+template <class Q, class S>
+void test_driver_16(const char* isa) {
+    using normexp::float16;
+    using normexp::bfloat16;
+    constexpr bool q16 = !std::is_same_v<Q, float>;
+    std::mt19937_64 rng(8);
+    const double u = 0x1p-24;
+    const double uq = std::is_same_v<Q, float> ? u : std::is_same_v<Q, float16> ? 0x1p-11 : 0x1p-8;
+    const std::size_t B = 2, Hq = 4, Hk = 2, Lq = 5, Lk = 1100, D = 24, Dv = 20;
+    std::vector<float> qw, kw, vw;
+    // q: 16-bit values (q16) or float32 ones; k, v: (B, Lk, Hk, D) buffers read as (B, Hk, Lk, D) views.
+    std::vector<S> k = randn16<S>(rng, B * Lk * Hk * D, kw, false), v = randn16<S>(rng, B * Lk * Hk * Dv, vw, false);
+    std::vector<Q> q(B * Hq * Lq * D);
+    if constexpr (q16) {
+        q = randn16<Q>(rng, q.size(), qw, false);
+    } else {
+        qw = randn<float>(rng, q.size());
+        q = qw;
+    }
+    std::vector<float> mask(Lq * Lk);  // broadcast over batch and heads
+    for (std::size_t i = 0; i < mask.size(); ++i) mask[i] = float((i * 7919) % 13) * -0.25f;
+    const normexp::strides4 qs{std::ptrdiff_t(Hq * Lq * D), std::ptrdiff_t(Lq * D), std::ptrdiff_t(D), 1};
+    const normexp::strides4 ks{std::ptrdiff_t(Lk * Hk * D), std::ptrdiff_t(D), std::ptrdiff_t(Hk * D), 1};
+    const normexp::strides4 vs{std::ptrdiff_t(Lk * Hk * Dv), std::ptrdiff_t(Dv), std::ptrdiff_t(Hk * Dv), 1};
+    const normexp::strides4 os{std::ptrdiff_t(Hq * Lq * Dv), std::ptrdiff_t(Lq * Dv), std::ptrdiff_t(Dv), 1};
+    const normexp::attention_shape sh{B, Hq, Hk, Lq, Lk, D, Dv};
+    normexp::attention_options<float> opt;
+    opt.is_causal = true;
+    opt.alignment = normexp::causal_alignment::bottom_right;
+    opt.window = 600;
+    opt.mask_kind = normexp::attention_mask_kind::additive;
+    opt.mask = mask.data();
+    opt.mask_strides = {0, 0, std::ptrdiff_t(Lk), 1};
+    opt.isa = isa;
+    std::vector<Q> out(B * Hq * Lq * Dv);
+    std::vector<float> lse(B * Hq * Lq);
+    opt.lse = lse.data();
+    opt.lse_strides = {std::ptrdiff_t(Hq * Lq), std::ptrdiff_t(Lq), 1};
+    normexp::attention(sh, q.data(), qs, k.data(), ks, v.data(), vs, out.data(), os, opt);
+    const double scale = 1 / std::sqrt(double(D));
+    double vmax = 0;
+    for (float x : vw) vmax = std::max(vmax, std::fabs(double(x)));
+    double worst = 0;
+    for (std::size_t b = 0; b < B; ++b)
+        for (std::size_t h = 0; h < Hq; ++h)
+            for (std::size_t i = 0; i < Lq; ++i) {
+                const std::size_t hk = h / (Hq / Hk);
+                const std::ptrdiff_t diag = std::ptrdiff_t(i + Lk - Lq);
+                const ref_row r = reference_row(
+                    Lk, D, Dv, scale, [&](std::size_t d) { return qw[((b * Hq + h) * Lq + i) * D + d]; },
+                    [&](std::size_t j, std::size_t d) { return kw[((b * Lk + j) * Hk + hk) * D + d]; },
+                    [&](std::size_t j, std::size_t c) { return vw[((b * Lk + j) * Hk + hk) * Dv + c]; },
+                    [&](std::size_t j) { return !(std::ptrdiff_t(j) > diag || std::ptrdiff_t(j) <= diag - 600); },
+                    [&](std::size_t j) { return double(mask[i * Lk + j]); });
+                const double m = r.m, l = r.l, mag = r.mag + 4;  // + the mask's magnitude (its values are in [-3, 0])
+                const std::vector<double>& o = r.o;
+                const double bound32 = vmax * (2 * (D + 9) * u * mag + (Lk + 16) * u);
+                for (std::size_t c = 0; c < Dv; ++c) {
+                    const double ref = o[c] / l;
+                    double got;
+                    if constexpr (q16) got = normexp::detail::to_f32(out[((b * Hq + h) * Lq + i) * Dv + c]);
+                    else got = out[((b * Hq + h) * Lq + i) * Dv + c];
+                    const double bound = bound32 + uq * (std::fabs(ref) + bound32) + 1e-300;
+                    worst = std::max(worst, std::fabs(got - ref) / bound);
+                    CHECK(std::fabs(got - ref) <= bound, "%s attention(%s q, %s kv) (%zu,%zu,%zu,%zu): %.9g vs %.9g", isa,
+                          q16 ? name16<Q>() : "float32", name16<S>(), b, h, i, c, got, ref);
+                }
+                const double lerr = std::fabs(m + std::log(l) - double(lse[(b * Hq + h) * Lq + i]));
+                CHECK(lerr <= mag * (D + 9) * u + (Lk + 8) * u, "%s lse 16-bit err %g", isa, lerr);
+            }
+    std::printf("  %s attention(%s q, %s kv): worst error %.3f of the bound\n", isa, q16 ? name16<Q>() : "float32",
+                name16<S>(), worst);
+
+    // Decode (one query, two query heads per K/V head; 1100 keys split in two pieces): the same bits for 1 and 3 threads,
+    // and merge_attention of two halves of the keys within the bound of two roundings of the output.
+    {
+        const normexp::attention_shape d1{B, Hq, Hk, 1, Lk, D, Dv};
+        normexp::attention_options<float> o1;
+        o1.isa = isa;
+        std::vector<Q> a(B * Hq * Dv), c(B * Hq * Dv);
+        const normexp::strides4 q1{std::ptrdiff_t(Hq * D), std::ptrdiff_t(D), std::ptrdiff_t(D), 1};
+        const normexp::strides4 o1s{std::ptrdiff_t(Hq * Dv), std::ptrdiff_t(Dv), std::ptrdiff_t(Dv), 1};
+        normexp::set_num_threads(1);
+        normexp::attention(d1, q.data(), q1, k.data(), ks, v.data(), vs, a.data(), o1s, o1);
+        normexp::set_num_threads(3);
+        normexp::attention(d1, q.data(), q1, k.data(), ks, v.data(), vs, c.data(), o1s, o1);
+        normexp::set_num_threads(0);
+        CHECK(std::memcmp(a.data(), c.data(), a.size() * sizeof(Q)) == 0, "%s 16-bit decode differs across thread counts", isa);
+        if constexpr (q16) {
+            const std::size_t half = 300;
+            std::vector<Q> parts[2];
+            std::vector<float> plse[2];
+            for (int part = 0; part < 2; ++part) {
+                const std::size_t j0 = part ? half : 0, n = part ? Lk - half : half;
+                const normexp::attention_shape dp{B, Hq, Hk, 1, n, D, Dv};
+                parts[part].resize(B * Hq * Dv);
+                plse[part].resize(B * Hq);
+                o1.lse = plse[part].data();
+                o1.lse_strides = {std::ptrdiff_t(Hq), 1, 0};
+                normexp::attention(dp, q.data(), q1, k.data() + j0 * Hk * D, ks, v.data() + j0 * Hk * Dv, vs,
+                                   parts[part].data(), o1s, o1);
+            }
+            std::vector<Q> merged(B * Hq * Dv);
+            std::vector<float> mlse(B * Hq);
+            const Q* po[2] = {parts[0].data(), parts[1].data()};
+            const float* pl[2] = {plse[0].data(), plse[1].data()};
+            normexp::merge_attention(2, po, pl, B * Hq, Dv, merged.data(), mlse.data());
+            double md = 0;
+            for (std::size_t x = 0; x < merged.size(); ++x)
+                md = std::max(md, std::fabs(double(normexp::detail::to_f32(merged[x])) - normexp::detail::to_f32(a[x])));
+            CHECK(md <= 4 * uq * vmax, "%s merge_attention<%s>: %g", isa, name16<Q>(), md);
+        }
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -504,6 +766,12 @@ int main() {
         test_all<double>(t);
         test_driver<float>(t.name);
         test_driver<double>(t.name);
+        test_kv<normexp::float16>(t);
+        test_kv<normexp::bfloat16>(t);
+        test_driver_16<normexp::float16, normexp::float16>(t.name);
+        test_driver_16<normexp::bfloat16, normexp::bfloat16>(t.name);
+        test_driver_16<float, normexp::float16>(t.name);
+        test_driver_16<float, normexp::bfloat16>(t.name);
     }
     return check::finish("test_attention_kernels");
 }

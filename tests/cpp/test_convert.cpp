@@ -10,8 +10,10 @@
 //    with exact double arithmetic (for float16 also against _Float16's conversion).
 //  * every ISA: identical bits to the specification for whole vectors and every tail length 0..40 at
 //    every offset 0..3, and nothing written past n (canaries).
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,7 +41,7 @@ bool is_nan32(std::uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; }
 // (codes ordered by value; `top` the first code that is infinite, treated as the value 2^(emax+1) as IEEE
 // rounding does) and the code's sign bit.
 template <class Value>
-std::uint16_t nearest(float f, std::uint16_t sign_bit, std::uint16_t top, Value value) {
+std::uint16_t nearest(double f, std::uint16_t sign_bit, std::uint16_t top, Value value) {
     const double a = std::fabs(double(f));
     std::uint16_t lo = 0, hi = top;  // value(lo) <= a < value(hi), by bisection over the codes
     if (a >= value(top)) return static_cast<std::uint16_t>((std::signbit(f) ? sign_bit : 0) | top);
@@ -47,7 +49,7 @@ std::uint16_t nearest(float f, std::uint16_t sign_bit, std::uint16_t top, Value 
         const std::uint16_t mid = static_cast<std::uint16_t>((lo + hi) / 2);
         (value(mid) <= a ? lo : hi) = mid;
     }
-    const double dl = a - value(lo), dh = value(hi) - a;  // exact: both are doubles near a float
+    const double dl = a - value(lo), dh = value(hi) - a;  // exact (Sterbenz) where the two are close
     const std::uint16_t c = dl < dh ? lo : dh < dl ? hi : (lo % 2 == 0 ? lo : hi);
     return static_cast<std::uint16_t>((std::signbit(f) ? sign_bit : 0) | c);
 }
@@ -190,9 +192,45 @@ void check_isa(const std::string& name, const std::vector<float>& xs) {
 
 }  // namespace
 
+// double -> 16 bits (to_f16, to_bf16: float32 rounded to odd, then nearest even) against the nearest-even
+// neighbour of the double itself: random doubles over both ranges (overflow and subnormals included) and the
+// hard cases, the exact midpoints of two 16-bit neighbours and the doubles just beside them (2^-40 relative),
+// where a plain double -> float -> 16-bit chain rounds twice; the test counts how often that chain is wrong
+// (negative control: it must be wrong somewhere, or these cases do not test the single rounding).
+template <class S>
+void check_from_double(std::uint16_t top, double (*value)(std::uint16_t), S (*conv)(double), S (*naive)(float),
+                       const char* name) {
+    std::mt19937_64 rng(11);
+    std::vector<double> ds;
+    std::uniform_real_distribution<double> e(-30.0, 17.0), e_bf(-140.0, 130.0);
+    const bool f16 = top == 0x7c00;
+    for (int i = 0; i < 200000; ++i) {
+        const double d = std::ldexp(1.0 + std::uniform_real_distribution<double>(0.0, 1.0)(rng), int(f16 ? e(rng) : e_bf(rng)));
+        ds.push_back(i % 2 ? -d : d);
+    }
+    for (std::uint16_t c = 0; c < top; c = static_cast<std::uint16_t>(c + (f16 ? 1 : 3))) {
+        const double mid = (value(c) + value(static_cast<std::uint16_t>(c + 1))) / 2;  // exact in double
+        for (double d : {mid, mid * (1 + 0x1p-40), mid * (1 - 0x1p-40), -mid * (1 + 0x1p-40)}) ds.push_back(d);
+    }
+    int bad = 0, naive_wrong = 0;
+    for (double d : ds) {
+        const std::uint16_t want = nearest(d, 0x8000, top, value);
+        const std::uint16_t got = conv(d).bits;
+        if (got != want && bad++ < 5) std::fprintf(stderr, "%s(%a) = 0x%04x, want 0x%04x\n", name, d, got, want);
+        naive_wrong += naive(static_cast<float>(d)).bits != want;
+    }
+    CHECK(bad == 0, "%s: %d of %zu doubles not rounded to nearest even", name, bad, ds.size());
+    CHECK(naive_wrong > 0, "%s: the double-rounding chain was never wrong (the hard cases test nothing)", name);
+    const std::uint16_t qnan = conv(std::numeric_limits<double>::quiet_NaN()).bits;
+    CHECK((qnan & 0x7fffu) > top, "%s(NaN) = 0x%04x is not a NaN", name, qnan);
+    std::printf("%s: %zu doubles correctly rounded (the double-rounding chain: %d wrong)\n", name, ds.size(), naive_wrong);
+}
+
 int main() {
     const std::vector<float> xs = narrowing_inputs();
     check_spec(xs);
+    check_from_double<normexp::float16>(0x7c00, f16_value, d::to_f16, d::to_f16, "to_f16");
+    check_from_double<normexp::bfloat16>(0x7f80, bf16_value, d::to_bf16, d::to_bf16, "to_bf16");
     for (const auto& name : d::available_isas()) check_isa(name, xs);
     if (check::failures()) std::fprintf(stderr, "%d failures\n", check::failures());
     return check::failures() ? 1 : 0;

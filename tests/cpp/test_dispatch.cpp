@@ -47,18 +47,20 @@ int main() {
     const auto bw = words(b);
     for (std::size_t i = 0; i < kWords; ++i) CHECK(bw[i] == sw[i], "entry (word %zu) of the ISA not taken", i);
 
-    // Two null entries among provided ones: exactly those come from the fallback.
+    // Three null entries among provided ones: exactly those come from the fallback.
     kernel_table partial = scalar;
     partial.name = "partial";
     partial.f32.col_scale = nullptr;
     partial.attn_f64.pv = nullptr;
+    partial.attn_kv_bf16.qk_direct = nullptr;
     const kernel_table c = normexp::detail::with_fallback(partial, scalar);
     CHECK(c.f32.col_scale == scalar.f32.col_scale, "f32.col_scale filled from scalar");
     CHECK(c.attn_f64.pv == scalar.attn_f64.pv, "attn_f64.pv filled from scalar");
+    CHECK(c.attn_kv_bf16.qk_direct == scalar.attn_kv_bf16.qk_direct, "attn_kv_bf16.qk_direct filled from scalar");
     const auto dw = words(normexp::detail::with_fallback(partial, empty));
     std::size_t nulls = 0;
     for (std::size_t i = 1; i < kWords; ++i) nulls += dw[i] == 0;
-    CHECK(nulls == 2, "over an empty fallback exactly the 2 null entries stay null (got %zu)", nulls);
+    CHECK(nulls == 3, "over an empty fallback exactly the 3 null entries stay null (got %zu)", nulls);
 
     // Every table the dispatcher hands out is complete.
     for (const auto& name : normexp::detail::available_isas()) {

@@ -109,12 +109,9 @@ def rand(shape, dtype=np.float32, sd=1.0):
     return (RNG.standard_normal(shape) * sd).astype(dtype)
 
 
-def check(q, k, v, dtype=None, isa=None, **kw):
-    """Run normexp.attention (return_lse) and compare with the reference; returns (out, lse)."""
-    dtype = dtype or q.dtype
-    ctx = normexp.use_isa(isa) if isa else _null()
-    with ctx:
-        out, lse = normexp.attention(q, k, v, return_lse=True, **kw)
+def reference_for(q, k, v, kw):
+    """(out, lse) of the reference for normexp.attention's keyword arguments kw, and the extra score
+    magnitude (ALiBi, additive mask) that _bounds adds."""
     ref_kw = dict(kw)
     if "causal_alignment" in ref_kw:
         ref_kw["alignment"] = ref_kw.pop("causal_alignment")
@@ -125,8 +122,18 @@ def check(q, k, v, dtype=None, isa=None, **kw):
     if kw.get("alibi_slopes") is not None:
         extra += float(np.abs(kw["alibi_slopes"]).max()) * (q.shape[-2] + k.shape[-2])
     if kw.get("mask") is not None and np.asarray(kw["mask"]).dtype != np.bool_:
-        m = np.asarray(kw["mask"], np.float64)
+        m = np.asarray(kw["mask"]).astype(np.float64)
         extra += float(np.abs(m[np.isfinite(m)]).max(initial=0.0))
+    return r_out, r_lse, extra
+
+
+def check(q, k, v, dtype=None, isa=None, **kw):
+    """Run normexp.attention (return_lse) and compare with the reference; returns (out, lse)."""
+    dtype = dtype or q.dtype
+    ctx = normexp.use_isa(isa) if isa else _null()
+    with ctx:
+        out, lse = normexp.attention(q, k, v, return_lse=True, **kw)
+    r_out, r_lse, extra = reference_for(q, k, v, kw)
     b_out, b_lse = _bounds(q, k, v, dtype, kw.get("scale"), kw.get("softcap"), extra)
     assert out.dtype == dtype and lse.dtype == dtype
     assert out.shape == r_out.shape and lse.shape == r_lse.shape
@@ -457,11 +464,12 @@ def test_special_values(isa, lk):
 
 def test_bad_inputs():
     q, k, v = rand((1, 2, 4, 8)), rand((1, 2, 6, 8)), rand((1, 2, 6, 5))
-    with pytest.raises(TypeError, match="share a dtype"):
+    combos = "all float32, all float64, all float16 or all bfloat16, or float32 q with float16 or bfloat16 k and v"
+    with pytest.raises(TypeError, match=combos):
         normexp.attention(q, k.astype(np.float64), v)
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match=combos):
         normexp.attention(q.astype(np.float16), k, v)
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="q: attention takes float32, float64, float16 or bfloat16"):
         normexp.attention(q.astype(np.int32), k, v)
     with pytest.raises(ValueError, match="head_dim"):
         normexp.attention(q, rand((1, 2, 6, 7)), v)

@@ -150,13 +150,20 @@ def test_attention_matches_numpy(dtype, layout):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_attention_16bit_refused_like_numpy(dtype):
+def test_attention_16bit_tensors_like_numpy(dtype):
+    # 16-bit tensors are read as they are (bfloat16 through an int16 view as ml_dtypes.bfloat16): the same
+    # bits as the NumPy call, a tensor of q's dtype back; a mixed combination is refused alike.
     q = torch.randn(2, 4, 8).to(dtype)
-    with pytest.raises(TypeError, match="attention takes float32 or float64") as e:
-        normexp.attention(q, q, q)
-    with pytest.raises(TypeError) as ref:
-        normexp.attention(as_np(q), as_np(q), as_np(q))
-    assert str(e.value) == str(ref.value)
+    out = normexp.attention(q, q, q)
+    assert isinstance(out, torch.Tensor) and out.dtype == dtype
+    ref = normexp.attention(as_np(q), as_np(q), as_np(q))
+    assert out.view(torch.int16).numpy().tobytes() == ref.view(np.int16).tobytes()
+    other = torch.bfloat16 if dtype == torch.float16 else torch.float16
+    with pytest.raises(TypeError, match="float32 q with float16 or bfloat16 k and v") as e:
+        normexp.attention(q, q.to(other), q.to(other))
+    with pytest.raises(TypeError) as r:
+        normexp.attention(as_np(q), as_np(q.to(other)), as_np(q.to(other)))
+    assert str(e.value) == str(r.value)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -226,6 +226,24 @@ void attention(const T* q, const T* k, const T* v, T* out, std::size_t batch, st
                  c(heads_q, len_q, head_dim_v), options);
 }
 
+// 16-bit inputs: q, k and v all float16 or all bfloat16, or a float32 q against a float16 / bfloat16 K/V
+// cache (k and v of one type). K and V are read in their own type and widened in registers (no float32 copy
+// of them is made, for any strides); products, the online softmax and the output accumulate in float32, and
+// the output (q's type) is rounded once, to nearest even, from o / l computed in double. The options are
+// float32's: an additive mask is const float* and lse (if requested) float32.
+NORMEXP_API void attention(const attention_shape& shape, const float16* q, const strides4& q_strides, const float16* k,
+                           const strides4& k_strides, const float16* v, const strides4& v_strides, float16* out,
+                           const strides4& out_strides, const attention_options<float>& options = {});
+NORMEXP_API void attention(const attention_shape& shape, const bfloat16* q, const strides4& q_strides, const bfloat16* k,
+                           const strides4& k_strides, const bfloat16* v, const strides4& v_strides, bfloat16* out,
+                           const strides4& out_strides, const attention_options<float>& options = {});
+NORMEXP_API void attention(const attention_shape& shape, const float* q, const strides4& q_strides, const float16* k,
+                           const strides4& k_strides, const float16* v, const strides4& v_strides, float* out,
+                           const strides4& out_strides, const attention_options<float>& options = {});
+NORMEXP_API void attention(const attention_shape& shape, const float* q, const strides4& q_strides, const bfloat16* k,
+                           const strides4& k_strides, const bfloat16* v, const strides4& v_strides, float* out,
+                           const strides4& out_strides, const attention_options<float>& options = {});
+
 // Merge attentions computed over disjoint key/value blocks (the log-sum-exp rule):
 //   lse = log sum_p exp(lse_p),  out = sum_p exp(lse_p - lse) out_p.
 // outs[p] is rows x dv and lses[p] has rows entries, all contiguous; out and lse receive the merged result
@@ -233,6 +251,11 @@ void attention(const T* q, const T* k, const T* v, T* out, std::size_t batch, st
 template <class T>
 NORMEXP_API void merge_attention(std::size_t parts, const T* const* outs, const T* const* lses, std::size_t rows,
                      std::size_t dv, T* out, T* lse);
+// 16-bit outputs (from the 16-bit attention overloads): the lses are float32; each out is rounded once.
+NORMEXP_API void merge_attention(std::size_t parts, const float16* const* outs, const float* const* lses,
+                                 std::size_t rows, std::size_t dv, float16* out, float* lse);
+NORMEXP_API void merge_attention(std::size_t parts, const bfloat16* const* outs, const float* const* lses,
+                                 std::size_t rows, std::size_t dv, bfloat16* out, float* lse);
 // ---- decoding: sampling and the loss at the output layer (cpp/src/sampling.cpp) --------------------------
 //
 // sample: one token per row of a rows x vocab matrix of logits (unit stride along the vocabulary, rows

@@ -12,7 +12,8 @@
 
 namespace normexp {
 
-// <isa>_add_<family>(t) sets that family's entries of t.f32 and t.f64 (attention: t.attn_f32, t.attn_f64).
+// <isa>_add_<family>(t) sets that family's entries of t.f32 and t.f64 (attention: t.attn_f32, t.attn_f64 and the
+// 16-bit K/V entries t.attn_kv_f16, t.attn_kv_bf16).
 #if defined(NORMEXP_HAVE_AVX2)
 void avx2_add_reductions(kernel_table& t);
 void avx2_add_sampling(kernel_table& t);

@@ -225,6 +225,22 @@ struct attention_kernels {
     std::size_t tile_rows;
 };
 
+// The entries that read K or V, for a key/value cache stored in 16 bits (S = float16 or bfloat16): the
+// contracts of attention_kernels<float>'s pack_kt, qk_direct and pv with k / v read as S and widened exactly
+// to float32 in registers (no float32 copy of K or V exists); everything else is float32, and qk and
+// softmax_step (which never see K or V) are attn_f32's. Each result is the float32 entry's on the widened
+// values, bit for bit where the float32 entry is (the same templates; the scalar specification widens with
+// half_convert.hpp's to_f32 and then runs its float32 arithmetic).
+template <class S>
+struct attention_kv_kernels {
+    void (*pack_kt)(const S* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
+                    float* kt, std::size_t ldkt);
+    void (*pv)(const float* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
+               std::size_t dv, const float* alpha, float* o, std::size_t ldo);
+    void (*qk_direct)(const float* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
+                      std::size_t keys, std::size_t dim, float* s, std::size_t lds);
+};
+
 // ---- 16-bit conversions -------------------------------------------------------------------------------
 // y[i] = x[i] widened (exact) or rounded once to nearest even, for i < n, in the bits half_convert.hpp
 // specifies (NaN quieted with its top payload bits, overflow to inf). Whole vectors through the traits'
@@ -252,6 +268,9 @@ struct kernel_table {
     // The reductions of float16 and bfloat16 scores (storage_kernels above).
     storage_kernels<float16> f16;
     storage_kernels<bfloat16> bf16;
+    // Attention over 16-bit K/V (attention_kv_kernels above).
+    attention_kv_kernels<float16> attn_kv_f16;
+    attention_kv_kernels<bfloat16> attn_kv_bf16;
 };
 
 // The entries of a fast table that do not depend on the mode and that the reduction families do not fill

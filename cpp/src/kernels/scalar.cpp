@@ -370,16 +370,23 @@ constexpr reduction_kernels<T> make_kernels() {
 
 // ---- attention ---------------------------------------------------------------------------------------
 // The specification of the attention micro-kernels (kernel_table.hpp): every product and sum in double
-// (float32 inputs), every stored value rounded once to T.
+// (float32 inputs), every stored value rounded once to T. The entries that read K or V take its storage S
+// (S = T, or float16 / bfloat16 with T = float: attention_kv_kernels): each element is widened exactly to
+// float32 by half_convert.hpp's to_f32 (widen below) and then used as the float32 kernel uses it.
 
+inline float widen(float16 h) { return detail::to_f32(h); }
+inline float widen(bfloat16 h) { return detail::to_f32(h); }
 template <class T>
-void k_pack_kt(const T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim, T* kt,
+inline T widen(T x) { return x; }
+
+template <class T, class S = T>
+void k_pack_kt(const S* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim, T* kt,
                std::size_t ldkt) {
     const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
     for (std::size_t d = 0; d < dim; ++d) {
         T* row = kt + d * ldkt;
         for (std::size_t j = 0; j < keys; ++j)
-            row[j] = k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col];
+            row[j] = widen(k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col]);
         for (std::size_t j = keys; j < padded; ++j) row[j] = T(0);
     }
 }
@@ -430,27 +437,29 @@ void k_softmax_step(T* s, std::size_t lds, std::size_t rows, std::size_t keys, c
     }
 }
 
-template <class T>
-void k_pv(const T* p, std::size_t ldp, const T* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
+template <class T, class S = T>
+void k_pv(const T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
           std::size_t dv, const T* alpha, T* o, std::size_t ldo) {
     for (std::size_t i = 0; i < rows; ++i) {
         for (std::size_t c = 0; c < dv; ++c) {
             double acc = double(alpha[i]) * double(o[i * ldo + c]);
             for (std::size_t j = 0; j < keys; ++j)
-                acc += double(p[i * ldp + j]) * double(v[static_cast<std::ptrdiff_t>(j) * ldv + static_cast<std::ptrdiff_t>(c)]);
+                acc += double(p[i * ldp + j]) *
+                       double(widen(v[static_cast<std::ptrdiff_t>(j) * ldv + static_cast<std::ptrdiff_t>(c)]));
             o[i * ldo + c] = static_cast<T>(acc);
         }
     }
 }
 
-template <class T>
-void k_qk_direct(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows, std::size_t keys,
+template <class T, class S = T>
+void k_qk_direct(const T* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows, std::size_t keys,
                  std::size_t dim, T* s, std::size_t lds) {
     for (std::size_t i = 0; i < rows; ++i)
         for (std::size_t j = 0; j < keys; ++j) {
             double acc = 0;
             for (std::size_t d = 0; d < dim; ++d)
-                acc += double(q[i * ldq + d]) * double(k[static_cast<std::ptrdiff_t>(j) * ldk + static_cast<std::ptrdiff_t>(d)]);
+                acc += double(q[i * ldq + d]) *
+                       double(widen(k[static_cast<std::ptrdiff_t>(j) * ldk + static_cast<std::ptrdiff_t>(d)]));
             s[i * lds + j] = static_cast<T>(acc);
         }
 }
@@ -458,6 +467,10 @@ void k_qk_direct(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, st
 template <class T>
 constexpr attention_kernels<T> make_attention_kernels() {
     return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>, /*tile_rows=*/1};
+}
+template <class S>
+constexpr attention_kv_kernels<S> make_attention_kv_kernels() {
+    return {k_pack_kt<float, S>, k_pv<float, S>, k_qk_direct<float, S>};
 }
 
 // 16-bit conversions: the specification itself (half_convert.hpp), one element at a time.
@@ -600,7 +613,9 @@ const kernel_table& scalar_kernels() {
                                     scalar::make_attention_kernels<double>(),
                                     scalar::make_kernels<float, true>(), scalar::make_kernels<double, true>(),
                                     scalar::make_convert_kernels(), scalar::make_storage_kernels<float16>(),
-                                    scalar::make_storage_kernels<bfloat16>()};
+                                    scalar::make_storage_kernels<bfloat16>(),
+                                    scalar::make_attention_kv_kernels<float16>(),
+                                    scalar::make_attention_kv_kernels<bfloat16>()};
     return table;
 }
 }  // namespace normexp

@@ -23,5 +23,7 @@ namespace normexp {
 void avx2_add_attention(kernel_table& t) {
     t.attn_f32 = avx2::make_attention_table<avx2::AttnF32>();
     t.attn_f64 = avx2::make_attention_table<avx2::AttnF64>();
+    t.attn_kv_f16 = avx2::make_attention_kv_table<avx2::AttnF32, float16>();
+    t.attn_kv_bf16 = avx2::make_attention_kv_table<avx2::AttnF32, bfloat16>();
 }
 }  // namespace normexp

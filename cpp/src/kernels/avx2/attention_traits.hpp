@@ -10,6 +10,9 @@
 
 // What both lane types share.
 struct AttnAvx2 {
+    // qk_direct's register tile: 2 query rows x 4 keys (8 accumulators + 4 key vectors + 1 query vector
+    // of the 16 registers).
+    static constexpr int kDirectRows = 2;
     // qk and pv register tiles: 6 rows x 2 vectors (16 float32 keys = one panel, or 8 float64) = 12
     // accumulators + 2 loads + 1 broadcast of the 16 ymm registers; one broadcast and two loads per 12 FMAs.
     static constexpr int kTileRows = 6;
@@ -30,12 +33,13 @@ struct AttnF32 : F32, AttnAvx2 {
         const __m256i w = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(bits)));
         return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
     }
-    // kt[r * ldkt + c] = k[c * k_row + r] for an 8 x 8 block (unpack/shuffle/permute2f128 transpose).
-    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
-        __m256 r0 = _mm256_loadu_ps(k), r1 = _mm256_loadu_ps(k + k_row), r2 = _mm256_loadu_ps(k + 2 * k_row),
-               r3 = _mm256_loadu_ps(k + 3 * k_row), r4 = _mm256_loadu_ps(k + 4 * k_row),
-               r5 = _mm256_loadu_ps(k + 5 * k_row), r6 = _mm256_loadu_ps(k + 6 * k_row),
-               r7 = _mm256_loadu_ps(k + 7 * k_row);
+    // kt[r * ldkt + c] = k[c * k_row + r] for an 8 x 8 block (unpack/shuffle/permute2f128 transpose); the rows
+    // of storage S (float, float16, bfloat16) are widened as they are loaded (load_as).
+    template <class S>
+    static void transpose_store(const S* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
+        __m256 r0 = load_as<S>(k), r1 = load_as<S>(k + k_row), r2 = load_as<S>(k + 2 * k_row),
+               r3 = load_as<S>(k + 3 * k_row), r4 = load_as<S>(k + 4 * k_row), r5 = load_as<S>(k + 5 * k_row),
+               r6 = load_as<S>(k + 6 * k_row), r7 = load_as<S>(k + 7 * k_row);
         const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
         const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
         const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -76,7 +80,8 @@ struct AttnF64 : F64, AttnAvx2 {
         const __m256i w = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(static_cast<int>(bits)));
         return _mm256_castsi256_pd(_mm256_cmpgt_epi64(w, _mm256_setzero_si256()));
     }
-    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {  // 4 x 4
+    template <class S>  // S = T only (float64 has no 16-bit storage)
+    static void transpose_store(const S* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {  // 4 x 4
         const __m256d r0 = _mm256_loadu_pd(k), r1 = _mm256_loadu_pd(k + k_row), r2 = _mm256_loadu_pd(k + 2 * k_row),
                       r3 = _mm256_loadu_pd(k + 3 * k_row);
         const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);

@@ -22,5 +22,7 @@ namespace normexp {
 void avx512_add_attention(kernel_table& t) {
     t.attn_f32 = avx512::make_attention_table<avx512::AttnF32>();
     t.attn_f64 = avx512::make_attention_table<avx512::AttnF64>();
+    t.attn_kv_f16 = avx512::make_attention_kv_table<avx512::AttnF32, float16>();
+    t.attn_kv_bf16 = avx512::make_attention_kv_table<avx512::AttnF32, bfloat16>();
 }
 }  // namespace normexp

@@ -27,6 +27,9 @@ inline __m512d shuffle128x64(__m512d a, __m512d b) { return _mm512_mask_shuffle_
 
 // What both lane types share.
 struct AttnAvx512 {
+    // qk_direct's register tile: 4 query rows x 4 keys (16 accumulators + 4 key vectors + 1 query vector
+    // of the 32 registers).
+    static constexpr int kDirectRows = 4;
     // Decoding kernels prefetch the key/value row this many rows ahead (as avx2/attention_traits.hpp).
     static constexpr std::ptrdiff_t kPrefetchRows = 16;
     static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
@@ -49,10 +52,11 @@ struct AttnF32 : F32, AttnAvx512 {
         return _mm_test_epi8_mask(b, b);
     }
     // kt[r * ldkt + c] = k[c * k_row + r] for a 16 x 16 block: unpack 32-bit pairs, shuffle 64-bit pairs,
-    // then two rounds of 128-bit lane shuffles (vshuff32x4).
-    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
+    // then two rounds of 128-bit lane shuffles (vshuff32x4). Rows of storage S widened as loaded (load_as).
+    template <class S>
+    static void transpose_store(const S* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
         __m512 r[16], t[16];
-        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(k + i * k_row);
+        for (int i = 0; i < 16; ++i) r[i] = load_as<S>(k + i * k_row);
         for (int i = 0; i < 16; i += 2) {
             t[i] = unpacklo32(r[i], r[i + 1]);
             t[i + 1] = unpackhi32(r[i], r[i + 1]);
@@ -88,7 +92,8 @@ struct AttnF64 : F64, AttnAvx512 {
         return static_cast<B>(_mm_test_epi8_mask(b, b));
     }
     // 8 x 8 block: unpack 64-bit pairs, then two rounds of 128-bit lane shuffles (vshuff64x2).
-    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
+    template <class S>  // S = T only (float64 has no 16-bit storage)
+    static void transpose_store(const S* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
         __m512d r[8], t[8];
         for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_pd(k + i * k_row);
         for (int i = 0; i < 8; i += 2) {

@@ -188,7 +188,11 @@ struct V32 {
 
     // ---- 16-bit storage (the bits of half_convert.hpp): float16 by F16C, bfloat16 by integer shifts ----
     // (vcvtneps2bf16 would need AVX512_BF16, which x86-64-v4 does not include.) Tails are masked.
-    static V load_f16(const std::uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+    // The widening loads use the zero-masked forms with every lane selected (the same instructions): inlined
+    // into some callers, the unmasked intrinsics' _mm512_undefined_* merge source draws -Wuninitialized.
+    static V load_f16(const std::uint16_t* p) {
+        return _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
     static void store_f16(std::uint16_t* p, V v) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }
@@ -197,7 +201,7 @@ struct V32 {
     }
     static void store_bf16(std::uint16_t* p, V v) { _mm512_mask_cvtepi32_storeu_epi16(p, 0xffff, round_bf16(v)); }
     static V load_f16_tail(const std::uint16_t* p, std::size_t n) {
-        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(n), p));
+        return _mm512_maskz_cvtph_ps(0xffff, _mm256_maskz_loadu_epi16(tail_mask(n), p));
     }
     static void store_f16_tail(std::uint16_t* p, std::size_t n, V v) {
         _mm256_mask_storeu_epi16(p, tail_mask(n), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
@@ -206,7 +210,9 @@ struct V32 {
     static void store_bf16_tail(std::uint16_t* p, std::size_t n, V v) {
         _mm512_mask_cvtepi32_storeu_epi16(p, tail_mask(n), round_bf16(v));
     }
-    static V widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+    static V widen_bf16(__m256i h) {
+        return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, h), 16));
+    }
     // Round to nearest even on the bits: (u + 0x7fff + bit 16 of u) >> 16; NaN: (u >> 16) | quiet bit.
     static __m512i round_bf16(V v) {
         const __m512i u = _mm512_castps_si512(v);

@@ -1,5 +1,10 @@
 // The attention micro-kernels (kernel_table.hpp, attention_kernels), written once over an attention traits
-// struct F (kernels/<isa>/attention_traits.hpp: AttnF32, AttnF64) and compiled once per SIMD ISA.
+// struct F (kernels/<isa>/attention_traits.hpp: AttnF32, AttnF64) and compiled once per SIMD ISA. The entries
+// that read K or V (pack_kt, qk_direct, pv) are templates on the storage S of K/V as well: S = T for
+// attention_kernels, S = float16 / bfloat16 with T = float for attention_kv_kernels (make_attention_kv_table),
+// where each vector of K or V is loaded widened to float32 in registers (F::load_as<S>, exact) and the
+// arithmetic is the float32 kernel's, instruction for instruction. S = T loads exactly as before, so the
+// float32 and float64 kernels are unchanged (the goldens pin them).
 //
 // Textual include, the pattern of generic/lanes.hpp and generic/reductions.hpp: an ISA's attention translation
 // unit (kernels/<isa>/attention.cpp, compiled with that ISA's flags) includes <isa>/traits.hpp, then INSIDE its
@@ -25,7 +30,10 @@
 //                                        kQkRowGroup (24), or each row group ends in a short tile.
 //                                        kTileRows is the table's tile_rows.
 //    kPrefetchRows, prefetch(p)          software prefetch distance of the decoding kernels in rows (0: none).
-//    transpose_store(k, k_row, kt, ldkt) N x N block transpose of pack_kt (k rows with unit stride).
+//    kDirectRows                         query rows per register tile of qk_direct (x 4 keys: 4 kDirectRows
+//                                        accumulators, so 2 on 16-register ISAs, 4 with 32 registers).
+//    transpose_store<S>(k, k_row, kt, ldkt)  N x N block transpose of pack_kt (k rows of storage S with unit
+//                                        stride, widened as they are loaded; S = T for float64).
 //    hsum(v)                             the horizontal sum of a vector (qk_direct).
 //    store_hsum4(s, a0..a3) (optional)   s[0..4) = the horizontal sums of four vectors where the ISA has a
 //                                        cheaper four-way form (qk_direct); without it, hsum of each.
@@ -47,6 +55,19 @@ constexpr std::size_t kQkRowGroup = 24;
 
 inline std::size_t padded_keys(std::size_t keys) {
     return (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+}
+
+// One vector of K or V of storage S, widened to T (S = T: the plain load), and its tail of n lanes (mk =
+// F::tail_mask(n)).
+template <class F, class S>
+NX_INLINE typename F::V load_kv(const S* p) {
+    if constexpr (std::is_same_v<S, typename F::T>) return F::load(p);
+    else return F::template load_as<S>(p);
+}
+template <class F, class S>
+NX_INLINE typename F::V load_kv_tail(const S* p, typename F::M mk, std::size_t n) {
+    if constexpr (std::is_same_v<S, typename F::T>) return F::load_tail(p, mk);
+    else return F::template load_as_tail<S>(p, n);
 }
 
 // Calls tile(i, std::integral_constant<int, R>{}) over [0, rows): full tiles of F::kTileRows rows, then one
@@ -71,9 +92,11 @@ inline void for_row_tiles(std::size_t rows, Tile tile) {
 
 // ---- pack_kt -----------------------------------------------------------------------------------------
 // N x N register transposes (F::transpose_store) where the key rows have unit stride along the head dimension,
-// element by element for the edges and other layouts; columns keys .. padded are zero.
-template <class F>
-void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
+// element by element for the edges and other layouts; columns keys .. padded are zero. 16-bit S: the edges
+// gather up to N elements of one kt row into a small buffer of S and widen it as one vector (the ISA's own
+// exact widening; no scalar conversion in ISA code).
+template <class F, class S = typename F::T>
+void k_pack_kt(const S* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
                typename F::T* kt, std::size_t ldkt) {
     using T = typename F::T;
     constexpr std::size_t N = F::N;
@@ -84,13 +107,24 @@ void k_pack_kt(const typename F::T* k, std::ptrdiff_t k_row, std::ptrdiff_t k_co
         d0 = dim / N * N;
         for (std::size_t j = 0; j < j0; j += N)
             for (std::size_t d = 0; d < d0; d += N)
-                F::transpose_store(k + static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d), k_row,
-                                   kt + d * ldkt + j, ldkt);
+                F::template transpose_store<S>(k + static_cast<std::ptrdiff_t>(j) * k_row +
+                                                   static_cast<std::ptrdiff_t>(d),
+                                               k_row, kt + d * ldkt + j, ldkt);
     }
     for (std::size_t d = 0; d < dim; ++d) {
         T* row = kt + d * ldkt;
-        for (std::size_t j = d < d0 ? j0 : 0; j < keys; ++j)
-            row[j] = k[static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(d) * k_col];
+        const S* kd = k + static_cast<std::ptrdiff_t>(d) * k_col;
+        if constexpr (std::is_same_v<S, T>) {
+            for (std::size_t j = d < d0 ? j0 : 0; j < keys; ++j) row[j] = kd[static_cast<std::ptrdiff_t>(j) * k_row];
+        } else {
+            for (std::size_t j = d < d0 ? j0 : 0; j < keys; j += N) {
+                const std::size_t n = keys - j < N ? keys - j : N;
+                S buf[N];
+                for (std::size_t t = 0; t < n; ++t) buf[t] = kd[static_cast<std::ptrdiff_t>(j + t) * k_row];
+                if (n == N) F::store(row + j, F::template load_as<S>(buf));
+                else F::store_tail(row + j, F::tail_mask(n), F::template load_as_tail<S>(buf, n));
+            }
+        }
         for (std::size_t j = keys; j < padded; ++j) row[j] = T(0);
     }
 }
@@ -177,64 +211,102 @@ NX_INLINE void store_hsum4(typename F::T* s, typename F::V a0, typename F::V a1,
     }
 }
 
-// Four keys at a time: four accumulators over the head dimension (FMAs; the tail lanes load as zeros and add
-// nothing), then the four horizontal sums (store_hsum4 above; the single keys left over use F::hsum, whose lane
-// order may differ). Each key row is read once, contiguously, F::kPrefetchRows rows ahead where the ISA
-// prefetches. |err| <= (dim + 1) u sum|q k| as for qk.
-template <class F>
-void k_qk_direct(const typename F::T* q, std::size_t ldq, const typename F::T* k, std::ptrdiff_t ldk, std::size_t rows,
+// R query rows x four keys: 4 R accumulators over the head dimension (FMAs; the tail lanes load as zeros and add
+// nothing), then per row the four horizontal sums (store_hsum4 above). Each key vector is loaded (and, for a
+// 16-bit cache, widened) once for all R rows, and the four key rows are read once, contiguously,
+// F::kPrefetchRows rows ahead where the ISA prefetches. The chain of each (row, key) is the one of a single
+// row: fma over d in order from 0, so R does not change results.
+template <class F, int R, class S>
+NX_INLINE void qk_direct_tile(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
+                              std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
+                              typename F::T* s, std::size_t lds) {
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    V a[R][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) a[r][c] = F::zero();
+    std::size_t d = 0;
+    for (; d < full; d += N) {
+        if constexpr (F::kPrefetchRows > 0) {
+            if ((d * sizeof(S)) % 64 == 0)  // once per cache line of each of the 4 key rows
+                for (int c = 0; c < 4; ++c) F::prefetch(k0 + (F::kPrefetchRows + c) * ldk + d);
+        }
+        V kv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) kv[c] = load_kv<F>(k0 + c * ldk + d);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const V qv = F::load(q + r * ldq + d);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; ++c) a[r][c] = F::fmadd(qv, kv[c], a[r][c]);
+        }
+    }
+    if (d < dim) {
+        V kv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) kv[c] = load_kv_tail<F>(k0 + c * ldk + d, mk, tn);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const V qv = F::load_tail(q + r * ldq + d, mk);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; ++c) a[r][c] = F::fmadd(qv, kv[c], a[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) store_hsum4<F>(s + r * lds, a[r][0], a[r][1], a[r][2], a[r][3]);
+}
+
+// Rows [i, rows) of one four-key group in tiles of up to Rmax rows (the last one shorter).
+template <class F, int Rmax, class S>
+NX_INLINE void qk_direct_rows(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
+                              std::size_t rows, std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
+                              typename F::T* s, std::size_t lds) {
+    std::size_t i = 0;
+    for (; i + Rmax <= rows; i += Rmax)
+        qk_direct_tile<F, Rmax>(q + i * ldq, ldq, k0, ldk, dim, full, mk, tn, s + i * lds, lds);
+    if constexpr (Rmax > 1) {
+        if (i < rows)
+            qk_direct_rows<F, Rmax - 1>(q + i * ldq, ldq, k0, ldk, rows - i, dim, full, mk, tn, s + i * lds, lds);
+    }
+}
+
+// Decoding (a few query rows, each key used once): keys in groups of four, each group against all the rows in
+// register tiles of F::kDirectRows rows (so a key row is read from memory once, not once per query row, and a
+// 16-bit one widened once per tile); the single keys left over use F::hsum, whose lane order may differ from
+// store_hsum4's. |err| <= (dim + 1) u sum|q k| as for qk.
+template <class F, class S = typename F::T>
+void k_qk_direct(const typename F::T* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
                  std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
-    const std::size_t full = dim / N * N;
-    const auto mk = F::tail_mask(dim - full);
-    for (std::size_t i = 0; i < rows; ++i) {
-        const auto* qi = q + i * ldq;
-        auto* si = s + i * lds;
-        std::size_t j = 0;
-        for (; j + 4 <= keys; j += 4) {
-            const auto* k0 = k + static_cast<std::ptrdiff_t>(j) * ldk;
-            const auto *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-            V a0 = F::zero(), a1 = F::zero(), a2 = F::zero(), a3 = F::zero();
-            std::size_t d = 0;
-            for (; d < full; d += N) {
-                const V qv = F::load(qi + d);
-                if constexpr (F::kPrefetchRows > 0) {
-                    if ((d * sizeof(typename F::T)) % 64 == 0)  // once per cache line of each of the 4 rows
-                        for (int r = 0; r < 4; ++r) F::prefetch(k0 + (F::kPrefetchRows + r) * ldk + d);
-                }
-                a0 = F::fmadd(qv, F::load(k0 + d), a0);
-                a1 = F::fmadd(qv, F::load(k1 + d), a1);
-                a2 = F::fmadd(qv, F::load(k2 + d), a2);
-                a3 = F::fmadd(qv, F::load(k3 + d), a3);
-            }
-            if (d < dim) {
-                const V qv = F::load_tail(qi + d, mk);
-                a0 = F::fmadd(qv, F::load_tail(k0 + d, mk), a0);
-                a1 = F::fmadd(qv, F::load_tail(k1 + d, mk), a1);
-                a2 = F::fmadd(qv, F::load_tail(k2 + d, mk), a2);
-                a3 = F::fmadd(qv, F::load_tail(k3 + d, mk), a3);
-            }
-            store_hsum4<F>(si + j, a0, a1, a2, a3);
-        }
-        for (; j < keys; ++j) {
-            const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
+    const std::size_t full = dim / N * N, tn = dim - full;
+    const auto mk = F::tail_mask(tn);
+    std::size_t j = 0;
+    for (; j + 4 <= keys; j += 4)
+        qk_direct_rows<F, F::kDirectRows>(q, ldq, k + static_cast<std::ptrdiff_t>(j) * ldk, ldk, rows, dim, full, mk,
+                                          tn, s + j, lds);
+    for (; j < keys; ++j) {
+        const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
+        for (std::size_t i = 0; i < rows; ++i) {
+            const auto* qi = q + i * ldq;
             V a = F::zero();
             std::size_t d = 0;
-            for (; d < full; d += N) a = F::fmadd(F::load(qi + d), F::load(kj + d), a);
-            if (d < dim) a = F::fmadd(F::load_tail(qi + d, mk), F::load_tail(kj + d, mk), a);
-            si[j] = F::hsum(a);
+            for (; d < full; d += N) a = F::fmadd(F::load(qi + d), load_kv<F>(kj + d), a);
+            if (d < dim) a = F::fmadd(F::load_tail(qi + d, mk), load_kv_tail<F>(kj + d, mk, tn), a);
+            s[i * lds + j] = F::hsum(a);
         }
     }
 }
 
 // ---- pv ----------------------------------------------------------------------------------------------
 // o = alpha o + p V on R rows x NV vectors of the value dimension (V rows read in place, unit stride along dv);
-// Tail: NV == 1 and only mk.n columns.
-template <class F, int R, int NV, bool Tail>
-inline void pv_tile(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv,
+// Tail: NV == 1 and only tn columns (mk = F::tail_mask(tn)).
+template <class F, int R, int NV, bool Tail, class S>
+inline void pv_tile(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv,
                     std::size_t keys, const typename F::T* alpha, typename F::T* o, std::size_t ldo,
-                    typename F::M mk) {
+                    typename F::M mk, std::size_t tn) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     static_assert(!Tail || NV == 1, "only single-vector tiles have a tail");
@@ -250,7 +322,7 @@ inline void pv_tile(const typename F::T* p, std::size_t ldp, const typename F::T
         const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
         V b[NV];
 #pragma GCC unroll 4
-        for (int c = 0; c < NV; ++c) b[c] = Tail ? F::load_tail(vj, mk) : F::load(vj + c * N);
+        for (int c = 0; c < NV; ++c) b[c] = Tail ? load_kv_tail<F>(vj, mk, tn) : load_kv<F>(vj + c * N);
         rank1_update<F, R, NV>(a, b, p + j, ldp);
     }
 #pragma GCC unroll 8
@@ -266,8 +338,8 @@ inline void pv_tile(const typename F::T* p, std::size_t ldp, const typename F::T
 
 // One row x 8 vectors (64 float32 / 32 float64 columns on AVX2): for a few rows (decoding) each value row is
 // read in long contiguous pieces (8 accumulators; the FMAs take their V operand from memory).
-template <class F>
-void pv_wide_row(const typename F::T* p, const typename F::T* v, std::ptrdiff_t ldv, std::size_t keys,
+template <class F, class S>
+void pv_wide_row(const typename F::T* p, const S* v, std::ptrdiff_t ldv, std::size_t keys,
                  typename F::T alpha, typename F::T* o) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
@@ -279,18 +351,18 @@ void pv_wide_row(const typename F::T* p, const typename F::T* v, std::ptrdiff_t 
         const V pj = F::set1(p[j]);
         const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
         if constexpr (F::kPrefetchRows > 0) {
-            constexpr std::size_t L = 64 / sizeof(typename F::T);  // one prefetch per cache line
+            constexpr std::size_t L = 64 / sizeof(S);  // one prefetch per cache line
             for (std::size_t c = 0; c < 8 * N; c += L) F::prefetch(vj + F::kPrefetchRows * ldv + std::ptrdiff_t(c));
         }
 #pragma GCC unroll 8
-        for (int c = 0; c < 8; ++c) a[c] = F::fmadd(pj, F::load(vj + c * N), a[c]);
+        for (int c = 0; c < 8; ++c) a[c] = F::fmadd(pj, load_kv<F>(vj + c * N), a[c]);
     }
 #pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) F::store(o + c * N, a[c]);
 }
 
-template <class F>
-void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::ptrdiff_t ldv, std::size_t rows,
+template <class F, class S = typename F::T>
+void k_pv(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows,
           std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
     constexpr std::size_t N = F::N;
     constexpr int NV = F::kPvVectors;
@@ -298,8 +370,8 @@ void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::
         const std::size_t wide = dv / (8 * N) * (8 * N);
         for (std::size_t i = 0; i < rows; ++i)
             for (std::size_t c = 0; c < wide; c += 8 * N)
-                pv_wide_row<F>(p + i * ldp, v + c, ldv, keys, alpha[i], o + i * ldo + c);
-        if (wide < dv) k_pv<F>(p, ldp, v + wide, ldv, rows, keys, dv - wide, alpha, o + wide, ldo);
+                pv_wide_row<F, S>(p + i * ldp, v + c, ldv, keys, alpha[i], o + i * ldo + c);
+        if (wide < dv) k_pv<F, S>(p, ldp, v + wide, ldv, rows, keys, dv - wide, alpha, o + wide, ldo);
         return;
     }
     const auto full = F::tail_mask(N);
@@ -310,9 +382,10 @@ void k_pv(const typename F::T* p, std::size_t ldp, const typename F::T* v, std::
         const auto* ai = alpha + i;
         auto* oi = o + i * ldo;
         std::size_t c = 0;
-        for (; c + NV * N <= dv; c += NV * N) pv_tile<F, R, NV, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full);
-        for (; c + N <= dv; c += N) pv_tile<F, R, 1, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full);
-        if (c < dv) pv_tile<F, R, 1, true>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, F::tail_mask(dv - c));
+        for (; c + NV * N <= dv; c += NV * N)
+            pv_tile<F, R, NV, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full, N);
+        for (; c + N <= dv; c += N) pv_tile<F, R, 1, false>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, full, N);
+        if (c < dv) pv_tile<F, R, 1, true>(pi, ldp, v + c, ldv, keys, ai, oi + c, ldo, F::tail_mask(dv - c), dv - c);
     });
 }
 
@@ -590,5 +663,15 @@ attention_kernels<typename F::T> make_attention_table() {
     k.pv = k_pv<F>;
     k.qk_direct = k_qk_direct<F>;
     k.tile_rows = static_cast<std::size_t>(F::kTileRows);
+    return k;
+}
+
+// The K/V-reading entries for a 16-bit cache S (F: the float32 attention traits).
+template <class F, class S>
+attention_kv_kernels<S> make_attention_kv_table() {
+    attention_kv_kernels<S> k{};
+    k.pack_kt = k_pack_kt<F, S>;
+    k.pv = k_pv<F, S>;
+    k.qk_direct = k_qk_direct<F, S>;
     return k;
 }

@@ -23,5 +23,7 @@ namespace normexp {
 void neon_add_attention(kernel_table& t) {
     t.attn_f32 = neon::make_attention_table<neon::AttnF32>();
     t.attn_f64 = neon::make_attention_table<neon::AttnF64>();
+    t.attn_kv_f16 = neon::make_attention_kv_table<neon::AttnF32, float16>();
+    t.attn_kv_bf16 = neon::make_attention_kv_table<neon::AttnF32, bfloat16>();
 }
 }  // namespace normexp

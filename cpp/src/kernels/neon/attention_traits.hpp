@@ -9,6 +9,9 @@
 
 // What both lane types share.
 struct AttnNeon {
+    // qk_direct's register tile: 4 query rows x 4 keys (16 accumulators + 4 key vectors + 1 query vector
+    // of the 32 registers).
+    static constexpr int kDirectRows = 4;
     // qk and pv register tiles: 4 rows x 4 vectors (16 float32 keys = one panel, or 8 float64) = 16
     // accumulators + 4 loads + 1 broadcast of the 32 NEON registers; one broadcast and 4 loads per 16 FMAs.
     static constexpr int kTileRows = 4;
@@ -19,10 +22,12 @@ struct AttnNeon {
 };
 
 struct AttnF32 : F32, AttnNeon {
-    // kt[r * ldkt + c] = k[c * k_row + r] for a 4 x 4 block: TRN1/TRN2 on 32-bit, then on 64-bit lanes.
-    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
-        const float32x4_t r0 = vld1q_f32(k), r1 = vld1q_f32(k + k_row), r2 = vld1q_f32(k + 2 * k_row),
-                          r3 = vld1q_f32(k + 3 * k_row);
+    // kt[r * ldkt + c] = k[c * k_row + r] for a 4 x 4 block: TRN1/TRN2 on 32-bit, then on 64-bit lanes; rows of
+    // storage S widened as loaded (load_as).
+    template <class S>
+    static void transpose_store(const S* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {
+        const float32x4_t r0 = load_as<S>(k), r1 = load_as<S>(k + k_row), r2 = load_as<S>(k + 2 * k_row),
+                          r3 = load_as<S>(k + 3 * k_row);
         const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1)), t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
         const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3)), t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
         vst1q_f32(kt, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
@@ -41,7 +46,8 @@ struct AttnF32 : F32, AttnNeon {
 };
 
 struct AttnF64 : F64, AttnNeon {
-    static void transpose_store(const T* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {  // 2 x 2
+    template <class S>  // S = T only (float64 has no 16-bit storage)
+    static void transpose_store(const S* k, std::ptrdiff_t k_row, T* kt, std::size_t ldkt) {  // 2 x 2
         const float64x2_t r0 = vld1q_f64(k), r1 = vld1q_f64(k + k_row);
         vst1q_f64(kt, vtrn1q_f64(r0, r1));
         vst1q_f64(kt + ldkt, vtrn2q_f64(r0, r1));
