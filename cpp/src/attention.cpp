@@ -93,7 +93,17 @@ struct plan {
     // the query heads of a key/value head as its rows, so K and V are read once per group, not per head.
     bool grouped;
     std::size_t rows_per_task;   // for the split partials: the rows of a task with one query block
+    // A paged cache (paged_attention): key j of this plan's sequence is row j % page_size of page
+    // pages[j / page_size] (kk, v point at page 0; k_page, v_page are the page strides; ks[0], vs[0] unused).
+    // nullptr: the contiguous layout, key j at row j.
+    const std::int32_t* pages = nullptr;
+    std::size_t page_size = 0;
+    std::ptrdiff_t k_page = 0, v_page = 0;
 };
+
+// Leading dimension of the packed K^T panels: a block's keys plus one panel, so that pack_kt's zero padding
+// after a page segment that ends inside a panel stays inside its row (a later segment overwrites it).
+constexpr std::size_t kLdKt = kBlockK + kAttnKeyPanel;
 
 // Which optional per-thread buffers a call needs (the copies run_block makes of non-unit-stride data).
 struct copies {
@@ -106,19 +116,27 @@ struct copies {
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed.
 template <class T>
 struct workspace {
-    std::vector<T> kt, s, o, qbuf, vbuf, bias, m, alpha;
+    std::vector<T> kt, s, o, qbuf, vbuf, bias, m, alpha, ones;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
+    // The segments of the current key block (run_block): at most kBlockK (pages of one key).
+    std::vector<std::size_t> seg_off, seg_n;
+    std::vector<const T*> seg_k, seg_v;
     // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
     // std::bad_alloc instead of wrapping around to a small buffer.
     workspace(const attention_shape& sh, const copies& c, std::size_t bq) {
         using detail::scratch_elems;
-        kt.resize(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kBlockK)));
+        kt.resize(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kLdKt)));
         s.resize(scratch_elems(bq, kBlockK));
         o.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim_v)));
         m.resize(bq);
         alpha.resize(bq);
+        ones.assign(bq, T(1));
         l.resize(bq);
+        seg_off.resize(kBlockK);
+        seg_n.resize(kBlockK);
+        seg_k.resize(kBlockK);
+        seg_v.resize(kBlockK);
         if (c.q) qbuf.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
         if (c.v) vbuf.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
@@ -218,16 +236,50 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             }
         }
 
-        // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows.
+        // The block's keys as segments of contiguous rows: the whole block (contiguous layout), or the runs of
+        // keys inside one page. Segment g is keys [off_g, off_g + n_g) of the block; its K and V rows start at
+        // kseg[g], vseg[g] (row strides ks[2], vs[2]). Each kernel below writes or reads its columns at off_g,
+        // in order, so a block made of segments computes what the block in one piece does.
+        std::size_t nseg = 0;
+        if (!p.pages) {
+            ws.seg_off[0] = 0;
+            ws.seg_n[0] = keys;
+            ws.seg_k[0] = kp + j0 * p.ks[2];
+            ws.seg_v[0] = vp + j0 * p.vs[2];
+            nseg = 1;
+        } else {
+            for (std::size_t done = 0; done < keys; ++nseg) {
+                const std::size_t j = static_cast<std::size_t>(j0) + done, slot = j % p.page_size;
+                const std::ptrdiff_t page = p.pages[j / p.page_size];  // validated by paged_attention
+                const std::size_t n = std::min(keys - done, p.page_size - slot);
+                ws.seg_off[nseg] = done;
+                ws.seg_n[nseg] = n;
+                ws.seg_k[nseg] = kp + page * p.k_page + sp(slot) * p.ks[2];
+                ws.seg_v[nseg] = vp + page * p.v_page + sp(slot) * p.vs[2];
+                done += n;
+            }
+        }
+        // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows. pack_kt
+        // pads its panel with zeros after a segment's keys; the next segment overwrites them, and after the last
+        // one the block's padding is zeroed (it may end past the last segment's own padding).
         const bool direct = rows <= kDirectRows && p.ks[3] == 1;
-        const T* kb = kp + j0 * p.ks[2];
-        if (!direct) p.k.pack_kt(kb, p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
-        const T* vb = vp + j0 * p.vs[2];
+        if (!direct) {
+            for (std::size_t g = 0; g < nseg; ++g)
+                p.k.pack_kt(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.data() + ws.seg_off[g], kLdKt);
+            if (nseg > 1) {
+                const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+                for (std::size_t d = 0; d < D; ++d)
+                    std::fill(ws.kt.begin() + sp(d * kLdKt + keys), ws.kt.begin() + sp(d * kLdKt + padded), T(0));
+            }
+        }
         std::ptrdiff_t ldv = p.vs[2];
         if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
-            for (std::size_t j = 0; j < keys; ++j)
-                for (std::size_t c = 0; c < Dv; ++c) ws.vbuf[j * Dv + c] = vb[sp(j) * p.vs[2] + sp(c) * p.vs[3]];
-            vb = ws.vbuf.data();
+            for (std::size_t g = 0; g < nseg; ++g) {
+                T* dst = ws.vbuf.data() + ws.seg_off[g] * Dv;
+                for (std::size_t j = 0; j < ws.seg_n[g]; ++j)
+                    for (std::size_t c = 0; c < Dv; ++c) dst[j * Dv + c] = ws.seg_v[g][sp(j) * p.vs[2] + sp(c) * p.vs[3]];
+                ws.seg_v[g] = dst;
+            }
             ldv = sp(Dv);
         }
         // Rows [r0, r0 + nr) against the first nk keys of the block (shifting the row-relative parts of sc).
@@ -243,12 +295,19 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             if (g.bias) g.bias += r * g.bias_ld;
             if (g.keep) g.keep += r * g.keep_ld;
             T* sb = ws.s.data() + r0 * kBlockK;
-            if (direct)
-                p.k.qk_direct(qp + r0 * ldq, ldq, kb, p.ks[2], nr, nk, D, sb, kBlockK);
-            else
-                p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kBlockK, nr, nk, D, sb, kBlockK);
+            if (direct) {
+                for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
+                    p.k.qk_direct(qp + r0 * ldq, ldq, ws.seg_k[sg], p.ks[2], nr,
+                                  std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), D, sb + ws.seg_off[sg], kBlockK);
+            } else {
+                p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
+            }
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + r0, ws.l.data() + r0, ws.alpha.data() + r0);
-            p.k.pv(sb, kBlockK, vb, ldv, nr, nk, Dv, ws.alpha.data() + r0, ws.o.data() + r0 * Dv, Dv);
+            // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain in key
+            // order with alpha = 1 (exact), so the chain is the one of the block in one piece.
+            for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
+                p.k.pv(sb + ws.seg_off[sg], kBlockK, ws.seg_v[sg], ldv, nr, std::min(ws.seg_n[sg], nk - ws.seg_off[sg]),
+                       Dv, sg == 0 ? ws.alpha.data() + r0 : ws.ones.data(), ws.o.data() + r0 * Dv, Dv);
         };
         if (p.grouped && sc.band) {
             // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
@@ -480,6 +539,231 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
     }
 }
 
+// ---- paged attention ----------------------------------------------------------------------------------
+// The same tasks as attention<T>, one plan per sequence: the plan's sequence is batch 0 of a one-sequence
+// problem (len_q = its new queries, len_kv = its keys, bottom-right), whose keys run_block reads through the
+// block table (plan::pages) in page segments. Key splits are decided for the whole batch: a task (sequence,
+// head or head group, query block) of a sequence with one query block is cut into
+//   nsplit = max(1, min(ceil(kSplitTasks range / total), range / kSplitMinKeys))
+// pieces, range its visible keys and total the sum of every task's range, so long sequences are split and
+// short ones are not, and a batch of one sequence splits exactly as attention<T> does. The split depends only
+// on the shapes; pieces are merged in order with the sink (finish_merged), by all threads.
+namespace {
+
+void paged_check(bool ok, const std::string& msg) {
+    if (!ok) throw error("normexp.paged_attention: " + msg);
+}
+
+struct paged_task {
+    std::size_t seq, unit, qb, split, nsplit;
+    std::size_t part;  // split tasks: the first of their rows in the partial results
+};
+
+}  // namespace
+
+template <class T>
+void paged_attention(const paged_attention_shape& sh, const T* q, const strides3& qs3, const T* k_pages,
+                     const strides4& ks4, const T* v_pages, const strides4& vs4, const std::int32_t* table,
+                     std::ptrdiff_t table_row, const std::int32_t* seq_lens, const std::int32_t* query_start, T* out,
+                     const strides3& os3, const paged_attention_options<T>& po) {
+    using std::to_string;
+    paged_check(sh.heads_kv > 0 || sh.heads_q == 0, "heads_kv must be at least 1");
+    paged_check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0,
+                "heads_q (" + to_string(sh.heads_q) + ") must be a multiple of heads_kv (" + to_string(sh.heads_kv) + ")");
+    paged_check(std::isfinite(po.scale), "scale must be finite");
+    paged_check(std::isfinite(po.softcap) && po.softcap >= 0, "softcap must be a finite number > 0 (or 0 for none)");
+    constexpr double kMaxT = double(std::numeric_limits<T>::max());
+    const char* const tname = sizeof(T) == 4 ? "float32" : "float64";
+    paged_check(std::fabs(po.scale) <= kMaxT, "scale " + detail::format_number(po.scale) + " overflows " + tname);
+    paged_check(po.softcap <= kMaxT, "softcap " + detail::format_number(po.softcap) + " overflows " + tname);
+    if (sh.num_seqs == 0) {
+        paged_check(sh.total_queries == 0, "total_queries must be 0 without sequences");
+        return;
+    }
+    // The table: every offset, length and page index this call reads, before anything is read.
+    paged_check(seq_lens && query_start, "seq_lens and query_start must not be null");
+    paged_check(query_start[0] == 0, "query_start[0] must be 0, got " + to_string(query_start[0]));
+    for (std::size_t s = 0; s < sh.num_seqs; ++s) {
+        const std::int32_t a = query_start[s], b = query_start[s + 1];
+        paged_check(b >= a && std::size_t(b) <= sh.total_queries,
+                    "sequence " + to_string(s) + ": query_start[" + to_string(s + 1) + "] = " + to_string(b) +
+                        " must be in [query_start[" + to_string(s) + "] = " + to_string(a) + ", total_queries = " +
+                        to_string(sh.total_queries) + "]");
+    }
+    paged_check(std::size_t(query_start[sh.num_seqs]) == sh.total_queries,
+                "query_start[" + to_string(sh.num_seqs) + "] = " + to_string(query_start[sh.num_seqs]) +
+                    " must be total_queries = " + to_string(sh.total_queries));
+    for (std::size_t s = 0; s < sh.num_seqs; ++s) {
+        const std::int32_t len = seq_lens[s];
+        paged_check(len >= 0, "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) + " is negative");
+        if (len == 0) continue;
+        paged_check(sh.page_size > 0, "page_size must be at least 1");
+        const std::size_t need = (std::size_t(len) + sh.page_size - 1) / sh.page_size;
+        paged_check(need <= sh.max_pages, "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) +
+                                              " needs " + to_string(need) + " pages of " + to_string(sh.page_size) +
+                                              " keys, but block_table has " + to_string(sh.max_pages) + " columns");
+        paged_check(table != nullptr, "block_table must not be null");
+        const std::int32_t* row = table + sp(s) * table_row;
+        for (std::size_t i = 0; i < need; ++i)
+            if (!(row[i] >= 0 && std::size_t(row[i]) < sh.num_pages))
+                paged_check(false, "sequence " + to_string(s) + ": block_table[" + to_string(s) + ", " + to_string(i) +
+                                       "] = " + to_string(row[i]) + " is not a page index in [0, " +
+                                       to_string(sh.num_pages) + ")");
+    }
+    for (const bool sink : {false, true}) {
+        const double* arr = sink ? po.sinks : po.alibi_slopes;
+        const char* name = sink ? "sinks" : "alibi_slopes";
+        if (!arr) continue;
+        for (std::size_t h = 0; h < sh.heads_q; ++h) {
+            if (!(std::fabs(arr[h]) <= kMaxT || (sink && arr[h] == -std::numeric_limits<double>::infinity())))
+                paged_check(false, std::string(name) + "[" + to_string(h) + "] = " + detail::format_number(arr[h]) +
+                                       " is not a finite " + tname + " number" + (sink ? " (or -inf)" : ""));
+        }
+    }
+    if (sh.total_queries == 0 || sh.heads_q == 0) return;
+    paged_check(q && k_pages && v_pages && (out || sh.head_dim_v == 0), "null data pointer");
+
+    const kernel_table& kt = (po.isa && *po.isa) ? detail::kernels_for(po.isa) : detail::active_kernels();
+    const attention_kernels<T>& ak = attn_kernels<T>(kt);
+    attention_options<T> aopt;  // what run_block reads: per head (sequence = batch 0 of its plan)
+    aopt.scale = po.scale;
+    aopt.is_causal = po.is_causal;
+    aopt.alignment = causal_alignment::bottom_right;
+    aopt.window = po.window;
+    aopt.softcap = po.softcap;
+    aopt.alibi_slopes = po.alibi_slopes;
+    aopt.alibi_strides = {0, 1};
+    aopt.sinks = po.sinks;
+    aopt.sinks_strides = {0, 1};
+    const double scale = po.scale != 0 ? po.scale : 1.0 / std::sqrt(double(std::max<std::size_t>(1, sh.head_dim)));
+    const row_blocking rb = blocking_for(ak.tile_rows);
+    const std::size_t block_q = rb.block_q, group = sh.heads_q / sh.heads_kv, Dv = sh.head_dim_v;
+
+    // One plan per sequence, then the tasks in order (sequence, unit, query block, split).
+    std::vector<plan<T>> plans;
+    plans.reserve(sh.num_seqs);
+    std::size_t total_range = 0;
+    for (std::size_t s = 0; s < sh.num_seqs; ++s) {
+        const std::size_t nq = std::size_t(query_start[s + 1] - query_start[s]), len = std::size_t(seq_lens[s]);
+        const attention_shape one{1, sh.heads_q, sh.heads_kv, nq, len, sh.head_dim, Dv};
+        const std::ptrdiff_t off = sp(len) - sp(nq);
+        const bool windowed = po.window > 0 && po.window < nq + len;
+        plan<T> p{ak, one, q + sp(std::size_t(query_start[s])) * qs3[0], k_pages, v_pages,
+                  strides4{0, qs3[1], qs3[0], qs3[2]}, strides4{0, ks4[2], ks4[1], ks4[3]},
+                  strides4{0, vs4[2], vs4[1], vs4[3]}, aopt, static_cast<T>(scale), group, off,
+                  windowed ? off - sp(po.window) + 1 : -kNoLimit, po.is_causal ? off : kNoLimit, rb,
+                  (nq + block_q - 1) / block_q, 1, false, 0, table + sp(s) * table_row, sh.page_size, ks4[0], vs4[0]};
+        p.grouped = nq == 1 && group > 1 && group <= block_q && po.alibi_slopes == nullptr;
+        p.rows_per_task = p.grouped ? group : nq;
+        if (p.nqb == 1) {
+            std::ptrdiff_t lo, hi;
+            key_range(p, 0, p.grouped ? 1 : nq, lo, hi);
+            total_range += (p.grouped ? sh.heads_kv : sh.heads_q) * std::size_t(hi - lo);
+        }
+        plans.push_back(p);
+    }
+    std::vector<paged_task> tasks;
+    std::vector<std::size_t> merges;  // the first task of each split (sequence, unit)
+    std::size_t parts = 0;
+    for (std::size_t s = 0; s < sh.num_seqs; ++s) {
+        const plan<T>& p = plans[s];
+        const std::size_t units = p.grouped ? sh.heads_kv : sh.heads_q;
+        std::size_t nsplit = 1;
+        if (p.nqb == 1 && total_range > 0) {
+            std::ptrdiff_t lo, hi;
+            key_range(p, 0, p.grouped ? 1 : p.sh.len_q, lo, hi);
+            const std::size_t range = std::size_t(hi - lo);
+            const std::size_t want = (kSplitTasks * range + total_range - 1) / total_range;
+            nsplit = std::max<std::size_t>(1, std::min(want, range / kSplitMinKeys));
+        }
+        for (std::size_t u = 0; u < units; ++u)
+            for (std::size_t qb = 0; qb < p.nqb; ++qb) {
+                if (nsplit > 1) merges.push_back(tasks.size());
+                for (std::size_t sp_ = 0; sp_ < nsplit; ++sp_) {
+                    tasks.push_back({s, u, qb, sp_, nsplit, parts});
+                    if (nsplit > 1) parts += p.rows_per_task;
+                }
+            }
+    }
+    std::size_t flops = 0;
+    for (std::size_t s = 0; s < sh.num_seqs; ++s)
+        flops += plans[s].sh.len_q * sh.heads_q * std::max<std::size_t>(1, plans[s].sh.len_kv) * (sh.head_dim + Dv + 8);
+    const int nt = detail::threads_for(flops, tasks.size());
+
+    // Everything allocated before the first write (as attention<T>).
+    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0), vs4[3] != 1, false, false};
+    const attention_shape wsh{1, sh.heads_q, sh.heads_kv, block_q, 0, sh.head_dim, Dv};
+    std::vector<workspace<T>> wss;
+    wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
+    for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(wsh, cp, block_q);
+    const std::size_t width = std::max<std::size_t>(1, Dv);
+    std::vector<T> part_o(detail::scratch_elems(parts, width)), zeros(width, T(0));
+    std::vector<double> part_m(parts), part_l(parts),
+        accs(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
+
+    auto out_row = [&](std::size_t s, std::size_t hh, std::size_t ii, T*& orow, T*& lrow) {
+        const std::ptrdiff_t r = sp(std::size_t(query_start[s]) + ii);
+        orow = out + r * os3[0] + sp(hh) * os3[1];
+        lrow = po.lse ? po.lse + r * po.lse_strides[0] + sp(hh) * po.lse_strides[1] : nullptr;
+    };
+    detail::parallel_dynamic(nt, tasks.size(), [&](std::size_t slot, std::size_t t) {
+        const paged_task& tk = tasks[t];
+        const plan<T>& p = plans[tk.seq];
+        workspace<T>& ws = wss[slot];
+        const std::size_t h = p.grouped ? tk.unit * group : tk.unit;
+        const std::size_t i0 = tk.qb * block_q, rows = p.grouped ? group : std::min(block_q, p.sh.len_q - i0);
+        std::ptrdiff_t lo, hi;
+        key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
+        if (tk.nsplit > 1) {  // piece tk.split of the key range, in whole blocks (as attention<T>)
+            std::ptrdiff_t chunk = (hi - lo + sp(tk.nsplit) - 1) / sp(tk.nsplit);
+            chunk = (chunk + sp(kBlockK) - 1) / sp(kBlockK) * sp(kBlockK);
+            const std::ptrdiff_t a = std::min(hi, lo + sp(tk.split) * chunk);
+            hi = std::min(hi, a + chunk);
+            lo = a;
+        }
+        run_block(p, ws, 0, h, i0, rows, lo, hi);
+        if (tk.nsplit > 1) {
+            std::copy(ws.o.begin(), ws.o.begin() + sp(rows * Dv), part_o.begin() + sp(tk.part * Dv));
+            for (std::size_t i = 0; i < rows; ++i) {
+                part_m[tk.part + i] = double(ws.m[i]);
+                part_l[tk.part + i] = ws.l[i];
+            }
+            return;
+        }
+        for (std::size_t i = 0; i < rows; ++i) {
+            const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i0 + i;
+            T *orow, *lrow;
+            out_row(tk.seq, hh, ii, orow, lrow);
+            if (po.sinks) {
+                const double mi = double(ws.m[i]), li = ws.l[i];
+                const T* oi = ws.o.data() + i * Dv;
+                finish_merged<T>(1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, po.sinks + hh,
+                                 zeros.data(), accs.data() + slot * width, Dv, orow, os3[2], lrow);
+            } else {
+                finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os3[2], lrow);
+            }
+        }
+    });
+    // The split tasks' pieces, merged in order per row, with the sink (finish_merged).
+    detail::parallel_dynamic(nt, merges.size(), [&](std::size_t slot, std::size_t g) {
+        const paged_task& first = tasks[merges[g]];
+        const plan<T>& p = plans[first.seq];
+        const std::size_t h = p.grouped ? first.unit * group : first.unit;
+        for (std::size_t i = 0; i < p.rows_per_task; ++i) {
+            const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i;
+            T *orow, *lrow;
+            out_row(first.seq, hh, ii, orow, lrow);
+            finish_merged<T>(
+                first.nsplit,
+                [&](std::size_t sidx) {
+                    const std::size_t r = tasks[merges[g] + sidx].part + i;
+                    return detail::piece<T>{part_m[r], part_l[r], part_o.data() + r * Dv};
+                },
+                po.sinks ? po.sinks + hh : nullptr, zeros.data(), accs.data() + slot * width, Dv, orow, os3[2], lrow);
+        }
+    });
+}
+
 template <class T>
 void merge_attention(std::size_t parts, const T* const* outs, const T* const* lses, std::size_t rows, std::size_t dv,
                      T* out, T* lse) {
@@ -520,6 +804,14 @@ template void attention<float>(const attention_shape&, const float*, const strid
 template void attention<double>(const attention_shape&, const double*, const strides4&, const double*,
                                 const strides4&, const double*, const strides4&, double*, const strides4&,
                                 const attention_options<double>&);
+template void paged_attention<float>(const paged_attention_shape&, const float*, const strides3&, const float*,
+                                     const strides4&, const float*, const strides4&, const std::int32_t*,
+                                     std::ptrdiff_t, const std::int32_t*, const std::int32_t*, float*, const strides3&,
+                                     const paged_attention_options<float>&);
+template void paged_attention<double>(const paged_attention_shape&, const double*, const strides3&, const double*,
+                                      const strides4&, const double*, const strides4&, const std::int32_t*,
+                                      std::ptrdiff_t, const std::int32_t*, const std::int32_t*, double*,
+                                      const strides3&, const paged_attention_options<double>&);
 template void merge_attention<float>(std::size_t, const float* const*, const float* const*, std::size_t, std::size_t,
                                      float*, float*);
 template void merge_attention<double>(std::size_t, const double* const*, const double* const*, std::size_t,

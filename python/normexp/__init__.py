@@ -38,6 +38,7 @@ __all__ = [
     "__version__",
     "attention",
     "merge_attention",
+    "paged_attention",
     # the language-model output layer (normexp/sampling.py)
     "sample",
     "cross_entropy",
@@ -182,5 +183,5 @@ def available_isas() -> list[str]:
 
 
 from . import special  # noqa: E402  (needs the functions above)
-from .attention import attention, merge_attention  # noqa: E402
+from .attention import attention, merge_attention, paged_attention  # noqa: E402
 from .sampling import TemperatureFit, calibration_error, cross_entropy, fit_temperature, sample  # noqa: E402

@@ -298,6 +298,196 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     return out, lse
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def _index_array(x: Any, name: str, ndim: int) -> np.ndarray:
+    """An integer array of ndim dimensions as C-contiguous int32 (TypeError for other dtypes, ValueError for
+    another rank or values beyond int32)."""
+    a = _api.as_array(x, name)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array (int32), got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension{'s' if ndim > 1 else ''}, got shape {a.shape}")
+    if a.size and (int(a.max()) > _INT32_MAX or int(a.min()) < -_INT32_MAX - 1):
+        raise ValueError(f"{name} has values beyond the int32 range")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+@_interop.dlpack_io("q", "k_pages", "v_pages")
+def paged_attention(
+    q: Any,
+    k_pages: Any,
+    v_pages: Any,
+    block_table: Any,
+    seq_lens: Any,
+    *,
+    query_start: Any = None,
+    is_causal: bool = True,
+    scale: float | None = None,
+    sinks: Any = None,
+    window: int | None = None,
+    softcap: float | None = None,
+    alibi_slopes: Any = None,
+    return_lse: bool = False,
+    out: Any = None,
+) -> Any:
+    """Attention of a batch of sequences whose keys and values live in the pages of a shared pool (a paged
+    KV cache, as an inference server with continuous batching keeps it).
+
+    Sequence ``s`` has ``seq_lens[s]`` keys; key ``j`` of it is row ``j % page_size`` of page
+    ``block_table[s, j // page_size]``. Its new tokens are rows ``query_start[s]:query_start[s + 1]`` of
+    ``q``: one for a decoding sequence, many for a prompt being prefilled (in chunks), none for a sequence
+    that waits. Each query attends to its own sequence's keys only, with bottom-right causal alignment: the
+    last query of a sequence sits at its last key. The result is that of :func:`attention` over each
+    sequence's pages gathered into a contiguous cache (``causal_alignment="bottom_right"``), without the
+    gather.
+
+    Parameters
+    ----------
+    q : array_like or CPU tensor, float32 or float64, ``(total_queries, Hq, D)``
+        The new tokens of all sequences packed one after another.
+    k_pages, v_pages : ``(num_pages, page_size, Hkv, D)`` and ``(num_pages, page_size, Hkv, Dv)``, q's dtype
+        The pool (any strides). ``Hq`` a multiple of ``Hkv`` (grouped-query / multi-query attention:
+        query head ``h`` reads key/value head ``h // (Hq // Hkv)``).
+    block_table : integer ``(num_seqs, max_pages)``
+        Page indices of each sequence in order. Only the first ``ceil(seq_lens[s] / page_size)`` entries
+        of row ``s`` are read (the rest may hold anything, e.g. -1); each of those must be a page of the pool.
+    seq_lens : integer ``(num_seqs,)``
+        Keys of each sequence (>= 0), the new tokens included.
+    query_start : integer ``(num_seqs + 1,)``, optional
+        Cumulative offsets into q: 0 first, ``total_queries`` last, non-decreasing. Default: one query per
+        sequence (a decode step), ``arange(num_seqs + 1)``.
+    is_causal : bool
+        Query ``r`` of ``n`` new ones sees keys ``j <= seq_len - n + r`` (default True).
+    scale, window, softcap, alibi_slopes, sinks :
+        As in :func:`attention` (per query head; ``alibi_slopes`` and ``sinks`` of shape ``(Hq,)``), with
+        the diagonal ``diag(r) = seq_len - n + r`` of each sequence.
+    return_lse : bool
+        Also return ``lse`` ``(total_queries, Hq)`` (the sink included).
+    out : ndarray or tensor ``(total_queries, Hq, Dv)`` of q's dtype, optional
+        Receives the result.
+
+    Returns ``out``, or ``(out, lse)``. Every page index, length and offset is checked before anything is
+    read: a bad table raises ``IndexError`` (a page index outside the pool) or ``ValueError`` (lengths and
+    offsets), naming the sequence and the entry. Work is split over (sequence, head, query block) and, for
+    sequences with few new queries, key ranges, so one long sequence does not serialize a batch; results
+    are bit-identical for every thread count.
+    """
+    is_causal = _api.flag(is_causal, "is_causal")
+    return_lse = _api.flag(return_lse, "return_lse")
+    q = _float_tensor(q, "q")
+    k_pages = _float_tensor(k_pages, "k_pages")
+    v_pages = _float_tensor(v_pages, "v_pages")
+    if not (q.dtype == k_pages.dtype == v_pages.dtype):
+        raise TypeError(f"q, k_pages and v_pages must share a dtype; got {q.dtype}, {k_pages.dtype}, {v_pages.dtype}")
+    dtype = q.dtype
+    if q.ndim != 3:
+        raise ValueError(f"q must have 3 dimensions (total_queries, heads_q, head_dim), got shape {q.shape}")
+    for name, a in (("k_pages", k_pages), ("v_pages", v_pages)):
+        if a.ndim != 4:
+            raise ValueError(f"{name} must have 4 dimensions (num_pages, page_size, heads_kv, dim), got shape {a.shape}")
+    nq_total, hq, d = q.shape
+    npages, psize, hk, dk = k_pages.shape
+    if v_pages.shape[:3] != k_pages.shape[:3]:
+        raise ValueError(f"v_pages {v_pages.shape} and k_pages {k_pages.shape} must agree in (num_pages, page_size, heads_kv)")
+    dv = v_pages.shape[3]
+    if dk != d:
+        raise ValueError(f"head_dim: q has {d} but k_pages has {dk} (the last dimension of q and k_pages must match)")
+    if hk == 0 and hq != 0 or hk and hq % hk:
+        raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k_pages and v_pages")
+
+    table = _index_array(block_table, "block_table", 2)
+    lens = _index_array(seq_lens, "seq_lens", 1)
+    nseq = lens.shape[0]
+    if table.shape[0] != nseq:
+        raise ValueError(f"block_table has {table.shape[0]} rows but seq_lens has {nseq} sequences")
+    if query_start is None:
+        if nq_total != nseq:
+            raise ValueError(
+                f"q has {nq_total} queries but there are {nseq} sequences: without query_start each sequence has "
+                "one new query (a decode step); pass query_start for prefills"
+            )
+        starts = np.arange(nseq + 1, dtype=np.int32)
+    else:
+        starts = _index_array(query_start, "query_start", 1)
+        if starts.shape[0] != nseq + 1:
+            raise ValueError(f"query_start must have num_seqs + 1 = {nseq + 1} entries, got {starts.shape[0]}")
+        if starts[0] != 0:
+            raise ValueError(f"query_start[0] must be 0, got {int(starts[0])}")
+        if starts[-1] != nq_total:
+            raise ValueError(f"query_start[{nseq}] = {int(starts[-1])} must be the number of queries in q, {nq_total}")
+        bad = np.flatnonzero(np.diff(starts) < 0)
+        if bad.size:
+            s = int(bad[0])
+            raise ValueError(
+                f"query_start must be non-decreasing: sequence {s} has query_start[{s + 1}] = {int(starts[s + 1])} "
+                f"< query_start[{s}] = {int(starts[s])}"
+            )
+    neg = np.flatnonzero(lens < 0)
+    if neg.size:
+        s = int(neg[0])
+        raise ValueError(f"seq_lens[{s}] = {int(lens[s])}: sequence {s} has a negative length")
+    if nseq and int(lens.max()) > 0 and psize == 0:
+        raise ValueError("k_pages has pages of 0 keys (page_size, dimension 1), but seq_lens has keys")
+    need = (lens.astype(np.int64) + max(psize, 1) - 1) // max(psize, 1)
+    over = np.flatnonzero(need > table.shape[1])
+    if over.size:
+        s = int(over[0])
+        raise ValueError(
+            f"seq_lens[{s}] = {int(lens[s])}: sequence {s} needs {int(need[s])} pages of {psize} keys, but "
+            f"block_table has {table.shape[1]} columns"
+        )
+    used = np.arange(table.shape[1])[None, :] < need[:, None]
+    bad = used & ((table < 0) | (table >= npages))
+    if bad.any():
+        s, j = (int(i) for i in np.argwhere(bad)[0])
+        raise IndexError(
+            f"block_table[{s}, {j}] = {int(table[s, j])}: page {j} of sequence {s} is not a page of the pool "
+            f"(k_pages has {npages} pages)"
+        )
+
+    max_len = int(lens.max()) if nseq else 0
+    max_q = int(np.diff(starts).max()) if nseq else 0
+    sc = check_scale(scale, dtype, d)
+    win = check_window(window, max_q, max_len)
+    cap = check_softcap(softcap, dtype)
+    slopes = None
+    if alibi_slopes is not None:
+        a = check_alibi(alibi_slopes, dtype, max_q, max_len, True)
+        try:
+            slopes = np.ascontiguousarray(np.broadcast_to(a, (hq,)))
+        except ValueError:
+            raise ValueError(f"alibi_slopes with shape {a.shape} cannot be broadcast to (Hq,) = ({hq},)") from None
+    sink_arr = None
+    if sinks is not None:
+        a = check_sinks(sinks, dtype)
+        try:
+            sink_arr = np.ascontiguousarray(np.broadcast_to(a, (hq,)))
+        except ValueError:
+            raise ValueError(f"sinks with shape {a.shape} cannot be broadcast to (Hq,) = ({hq},)") from None
+
+    out_shape = (nq_total, hq, dv)
+    if out is not None:
+        out = _api.check_out(out, out_shape, dtype)
+    res = out
+    if res is None or any(np.may_share_memory(res, a) for a in (q, k_pages, v_pages)) or res is not _kernel_view(res):
+        res = np.empty(out_shape, dtype)
+    lse = np.empty((nq_total, hq), dtype) if return_lse else None
+    if res.size or (lse is not None and lse.size):
+        _core.paged_attention(
+            _kernel_view(q), _kernel_view(k_pages), _kernel_view(v_pages), table, lens, starts, res, lse,
+            is_causal=bool(is_causal), scale=sc, window=win, softcap=cap, alibi=slopes, sinks=sink_arr,
+            isa=_api.current_isa_override(),
+        )
+    if out is not None and res is not out:
+        np.copyto(out, res)
+        res = out
+    if return_lse:
+        return res, lse
+    return res
+
+
 # ---- scalar options, checked in the dtype the kernels use ----------------------------------------------
 # The kernels hold scale, softcap and the ALiBi slopes in q's dtype (kernels/kernel_table.hpp:
 # attn_scores), so each is checked there: a float64 value that float32 rounds to inf or 0 would turn the

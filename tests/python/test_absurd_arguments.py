@@ -152,6 +152,17 @@ def _dask_x() -> Any:
     return da.from_array(_x(), chunks=(3, 2))  # the class axis over three chunks: the merge path
 
 
+def _paged() -> dict:
+    g = np.random.default_rng(1)
+    return {
+        "q": g.standard_normal((2, 4, 3)).astype(np.float32),
+        "k_pages": g.standard_normal((4, 2, 2, 3)).astype(np.float32),
+        "v_pages": g.standard_normal((4, 2, 2, 3)).astype(np.float32),
+        "block_table": np.array([[3, 0], [1, 2]], np.int32),
+        "seq_lens": np.array([3, 4], np.int32),
+    }
+
+
 def _dask_att() -> dict:
     a = _att()
     return {"q": a["q"], "k": da.from_array(a["k"], chunks=(2, 2, 3)), "v": da.from_array(a["v"], chunks=(2, 2, 3))}
@@ -178,6 +189,11 @@ TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
          "sinks", "return_lse", "out"},
     ),
     "normexp.merge_attention": (normexp.merge_attention, _merge, {"outs", "lses"}),
+    "normexp.paged_attention": (
+        normexp.paged_attention, _paged,
+        {"q", "k_pages", "v_pages", "block_table", "seq_lens", "query_start", "is_causal", "scale", "sinks", "window",
+         "softcap", "alibi_slopes", "return_lse", "out"},
+    ),
     "normexp.sample": (normexp.sample, lambda: {"logits": _x(), "rng": 0},
                        {"logits", "temperature", "top_k", "top_p", "min_p", "rng"}),
     "normexp.cross_entropy": (normexp.cross_entropy, _ce,
