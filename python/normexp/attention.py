@@ -24,6 +24,33 @@ def _float_tensor(x: Any, name: str) -> np.ndarray:
     return a
 
 
+def _float_tensors(arrays: Sequence[Any], names: Sequence[str]) -> list[np.ndarray]:
+    """The tensors of one attention call: each float32 or float64, all of one dtype."""
+    ts = [_float_tensor(a, n) for a, n in zip(arrays, names)]
+    if len({t.dtype for t in ts}) > 1:
+        raise TypeError(
+            f"{', '.join(names[:-1])} and {names[-1]} must share a dtype; got {', '.join(str(t.dtype) for t in ts)}"
+        )
+    return ts
+
+
+def _work_buffer(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Where the kernels write: out itself, or a new array when there is no out, when out may share memory
+    with an input (may_share_memory: a bounds check, exact overlap tests can be slow; a false positive only
+    costs a copy) or when the kernels cannot address it."""
+    if out is None or any(np.may_share_memory(out, a) for a in inputs) or out is not _kernel_view(out):
+        return np.empty(shape, dtype)
+    return out
+
+
+def _finish(res: np.ndarray, out: np.ndarray | None, lse: np.ndarray | None, return_lse: bool) -> Any:
+    """The result, copied into out if the kernels wrote elsewhere; with lse when asked."""
+    if out is not None and res is not out:
+        np.copyto(out, res)
+        res = out
+    return (res, lse) if return_lse else res
+
+
 def _as_4d(a: np.ndarray, nbatch: int) -> np.ndarray | None:
     """a (batch..., H, L, D) as a 4-d view (B, H, L, D); None if the batch dimensions cannot be merged
     without a copy."""
@@ -124,11 +151,7 @@ def attention(
     """
     is_causal = _api.flag(is_causal, "is_causal")
     return_lse = _api.flag(return_lse, "return_lse")
-    q = _float_tensor(q, "q")
-    k = _float_tensor(k, "k")
-    v = _float_tensor(v, "v")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k and v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    q, k, v = _float_tensors((q, k, v), ("q", "k", "v"))
     dtype = q.dtype
     nd = q.ndim
     if nd < 2:
@@ -203,11 +226,7 @@ def attention(
     out_shape = batch + (hq, lq, dv)
     if out is not None:
         out = _api.check_out(out, out_shape, dtype)
-    res = out
-    inputs = [a for a in (q, k, v, mask_b) if a is not None]
-    # may_share_memory: a bounds check (exact overlap tests can be slow); a false positive only costs a copy.
-    if res is None or any(np.may_share_memory(res, a) for a in inputs) or res is not _kernel_view(res):
-        res = np.empty(out_shape, dtype)
+    res = _work_buffer(out, out_shape, dtype, [a for a in (q, k, v, mask_b) if a is not None])
     lse = np.empty(batch + (hq, lq), dtype) if return_lse else None
 
     if res.size or (lse is not None and lse.size):
@@ -234,12 +253,7 @@ def attention(
                     sinks=one(sinks_b) if sinks_b is not None else None,
                     **args,
                 )
-    if out is not None and res is not out:
-        np.copyto(out, res)
-        res = out
-    if return_lse:
-        return res, lse
-    return res
+    return _finish(res, out, lse, return_lse)
 
 
 @_interop.dlpack_io("outs", "lses")
@@ -376,11 +390,7 @@ def paged_attention(
     """
     is_causal = _api.flag(is_causal, "is_causal")
     return_lse = _api.flag(return_lse, "return_lse")
-    q = _float_tensor(q, "q")
-    k_pages = _float_tensor(k_pages, "k_pages")
-    v_pages = _float_tensor(v_pages, "v_pages")
-    if not (q.dtype == k_pages.dtype == v_pages.dtype):
-        raise TypeError(f"q, k_pages and v_pages must share a dtype; got {q.dtype}, {k_pages.dtype}, {v_pages.dtype}")
+    q, k_pages, v_pages = _float_tensors((q, k_pages, v_pages), ("q", "k_pages", "v_pages"))
     dtype = q.dtype
     if q.ndim != 3:
         raise ValueError(f"q must have 3 dimensions (total_queries, heads_q, head_dim), got shape {q.shape}")
@@ -470,9 +480,7 @@ def paged_attention(
     out_shape = (nq_total, hq, dv)
     if out is not None:
         out = _api.check_out(out, out_shape, dtype)
-    res = out
-    if res is None or any(np.may_share_memory(res, a) for a in (q, k_pages, v_pages)) or res is not _kernel_view(res):
-        res = np.empty(out_shape, dtype)
+    res = _work_buffer(out, out_shape, dtype, (q, k_pages, v_pages))
     lse = np.empty((nq_total, hq), dtype) if return_lse else None
     if res.size or (lse is not None and lse.size):
         _core.paged_attention(
@@ -480,12 +488,7 @@ def paged_attention(
             is_causal=bool(is_causal), scale=sc, window=win, softcap=cap, alibi=slopes, sinks=sink_arr,
             isa=_api.current_isa_override(),
         )
-    if out is not None and res is not out:
-        np.copyto(out, res)
-        res = out
-    if return_lse:
-        return res, lse
-    return res
+    return _finish(res, out, lse, return_lse)
 
 
 # ---- scalar options, checked in the dtype the kernels use ----------------------------------------------

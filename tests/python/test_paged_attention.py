@@ -17,7 +17,7 @@ import pytest
 import normexp
 from normexp import _core
 from test_attention import _bounds, reference
-from test_attention_sinks import reference_sinks
+from test_attention_sinks import reference_sinks, same_for_thread_counts
 
 RNG = np.random.default_rng(20261203)
 
@@ -169,18 +169,8 @@ def test_thread_counts():
     k_pages, v_pages, table, _, _ = make_cache(lens, 16, 2, 64, 64)
     starts = np.concatenate([[0], np.cumsum(nqs)]).astype(np.int32)
     q = RNG.standard_normal((int(starts[-1]), 8, 64)).astype(np.float32)
-    old = normexp.get_num_threads()
-    res = []
-    try:
-        for n in (1, 2, 3, 4):
-            normexp.set_num_threads(n)
-            res.append(normexp.paged_attention(q, k_pages, v_pages, table, lens, query_start=starts, return_lse=True,
-                                               sinks=np.linspace(-1, 1, 8)))
-    finally:
-        normexp.set_num_threads(old)
-    for o, l_ in res[1:]:
-        np.testing.assert_array_equal(o, res[0][0])
-        np.testing.assert_array_equal(l_, res[0][1])
+    same_for_thread_counts(lambda: normexp.paged_attention(q, k_pages, v_pages, table, lens, query_start=starts,
+                                                           return_lse=True, sinks=np.linspace(-1, 1, 8)))
 
 
 def test_out_strides_dtypes_and_tensors():
