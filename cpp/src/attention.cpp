@@ -111,12 +111,13 @@ struct copies {
     bool v;     // V block packed: head_dim_v stride not 1
     bool keep;  // a bool mask block copied: key stride not 1
     bool bias;  // an additive mask block copied: key stride not 1
+    bool gather = false;  // paged decode: K and V blocks gathered from their pages (run_block)
 };
 
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed.
 template <class T>
 struct workspace {
-    std::vector<T> kt, s, o, qbuf, vbuf, bias, m, alpha, ones;
+    std::vector<T> kt, s, o, qbuf, vbuf, kbuf, bias, m, alpha, ones;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
     // The segments of the current key block (run_block): at most kBlockK (pages of one key).
@@ -138,11 +139,32 @@ struct workspace {
         seg_k.resize(kBlockK);
         seg_v.resize(kBlockK);
         if (c.q) qbuf.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
-        if (c.v) vbuf.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
+        if (c.v || c.gather) vbuf.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
+        if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim)));
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
         if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
 };
+
+// Rows of each page segment of the next key block that a paged prefill prefetches (run_block).
+constexpr std::size_t kPrefetchAhead = 16;
+
+// f(offset, k row, v row, count) for the segments of keys [j0, j0 + keys) of the K and V rows at kp, vp (one
+// (sequence, key/value head)): the whole range in the contiguous layout, else the runs of keys inside one page.
+template <class T, class F>
+void for_segments(const plan<T>& p, const T* kp, const T* vp, std::ptrdiff_t j0, std::size_t keys, F&& f) {
+    if (!p.pages) {
+        f(std::size_t(0), kp + j0 * p.ks[2], vp + j0 * p.vs[2], keys);
+        return;
+    }
+    for (std::size_t done = 0; done < keys;) {
+        const std::size_t j = static_cast<std::size_t>(j0) + done, slot = j % p.page_size;
+        const std::ptrdiff_t page = p.pages[j / p.page_size];  // validated by paged_attention
+        const std::size_t n = std::min(keys - done, p.page_size - slot);
+        f(done, kp + page * p.k_page + sp(slot) * p.ks[2], vp + page * p.v_page + sp(slot) * p.vs[2], n);
+        done += n;
+    }
+}
 
 // Key range [lo, hi) that query rows [i0, i0 + rows) can see.
 template <class T>
@@ -241,28 +263,34 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
         // kseg[g], vseg[g] (row strides ks[2], vs[2]). Each kernel below writes or reads its columns at off_g,
         // in order, so a block made of segments computes what the block in one piece does.
         std::size_t nseg = 0;
-        if (!p.pages) {
-            ws.seg_off[0] = 0;
-            ws.seg_n[0] = keys;
-            ws.seg_k[0] = kp + j0 * p.ks[2];
-            ws.seg_v[0] = vp + j0 * p.vs[2];
-            nseg = 1;
-        } else {
-            for (std::size_t done = 0; done < keys; ++nseg) {
-                const std::size_t j = static_cast<std::size_t>(j0) + done, slot = j % p.page_size;
-                const std::ptrdiff_t page = p.pages[j / p.page_size];  // validated by paged_attention
-                const std::size_t n = std::min(keys - done, p.page_size - slot);
-                ws.seg_off[nseg] = done;
-                ws.seg_n[nseg] = n;
-                ws.seg_k[nseg] = kp + page * p.k_page + sp(slot) * p.ks[2];
-                ws.seg_v[nseg] = vp + page * p.v_page + sp(slot) * p.vs[2];
-                done += n;
-            }
-        }
-        // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows. pack_kt
-        // pads its panel with zeros after a segment's keys; the next segment overwrites them, and after the last
-        // one the block's padding is zeroed (it may end past the last segment's own padding).
+        for_segments(p, kp, vp, j0, keys, [&](std::size_t off, const T* kr, const T* vr, std::size_t n) {
+            ws.seg_off[nseg] = off;
+            ws.seg_n[nseg] = n;
+            ws.seg_k[nseg] = kr;
+            ws.seg_v[nseg] = vr;
+            ++nseg;
+        });
+        // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows.
         const bool direct = rows <= kDirectRows && p.ks[3] == 1;
+        const bool gather = direct && p.pages;  // copies::gather
+        const std::size_t next = j0 + sp(kBlockK) < jhi
+                                     ? static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0 - sp(kBlockK)))
+                                     : 0;
+        // A paged prefill: the next block's first rows of each page segment, K and V, into the cache while this
+        // block computes (a paged decode prefetches the whole next block as it gathers, below; a contiguous
+        // cache is one stream, which the hardware and the kernels prefetch).
+        if (next && p.pages && !gather) {
+            for_segments(p, kp, vp, j0 + sp(kBlockK), next, [&](std::size_t, const T* kr, const T* vr, std::size_t n) {
+                for (std::size_t r = 0; r < std::min(n, kPrefetchAhead); ++r) {
+                    for (std::size_t b = 0; b < D * sizeof(T); b += 64)
+                        __builtin_prefetch(reinterpret_cast<const char*>(kr + sp(r) * p.ks[2]) + b);
+                    for (std::size_t b = 0; b < Dv * sizeof(T); b += 64)
+                        __builtin_prefetch(reinterpret_cast<const char*>(vr + sp(r) * p.vs[2]) + b);
+                }
+            });
+        }
+        // pack_kt pads its panel with zeros after a segment's keys; the next segment overwrites them, and after
+        // the last one the block's padding is zeroed (it may end past the last segment's own padding).
         if (!direct) {
             for (std::size_t g = 0; g < nseg; ++g)
                 p.k.pack_kt(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.data() + ws.seg_off[g], kLdKt);
@@ -272,8 +300,42 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
                     std::fill(ws.kt.begin() + sp(d * kLdKt + keys), ws.kt.begin() + sp(d * kLdKt + padded), T(0));
             }
         }
-        std::ptrdiff_t ldv = p.vs[2];
-        if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
+        std::ptrdiff_t ldk = p.ks[2], ldv = p.vs[2];
+        if (gather) {
+            // A paged decode copies the block's K and V rows into ws.kbuf / ws.vbuf (kBlockK x D, kBlockK x Dv),
+            // prefetching row i of the next block as it copies row i of this one. A key/value head's rows lie
+            // one page apart at segment ends and, in the (page, slot, head, dim) layout, heads_kv x head_dim
+            // apart inside a page (4 KiB for 8 heads of 128 float32): rows in separate 4 KiB pages, which the
+            // hardware prefetchers do not follow, and the kernels' own prefetch stops at the end of a call.
+            // The kernels then read one contiguous segment from the cache, as for a contiguous cache, with
+            // the same bits (tests/python/test_paged_attention.py).
+            std::size_t i = 0;
+            for (std::size_t g = 0; g < nseg; ++g)
+                for (std::size_t j = 0; j < ws.seg_n[g]; ++j, ++i) {
+                    if (i < next) {
+                        const std::size_t jn = static_cast<std::size_t>(j0) + kBlockK + i, slot = jn % p.page_size;
+                        const std::ptrdiff_t page = p.pages[jn / p.page_size];
+                        const char* kn = reinterpret_cast<const char*>(kp + page * p.k_page + sp(slot) * p.ks[2]);
+                        const char* vn = reinterpret_cast<const char*>(vp + page * p.v_page + sp(slot) * p.vs[2]);
+                        for (std::size_t b = 0; b < D * sizeof(T); b += 64) __builtin_prefetch(kn + b);
+                        for (std::size_t b = 0; b < Dv * sizeof(T); b += 64) __builtin_prefetch(vn + b);
+                    }
+                    const T* kr = ws.seg_k[g] + sp(j) * p.ks[2];
+                    const T* vr = ws.seg_v[g] + sp(j) * p.vs[2];
+                    std::copy(kr, kr + D, ws.kbuf.data() + i * D);
+                    if (p.vs[3] == 1)
+                        std::copy(vr, vr + Dv, ws.vbuf.data() + i * Dv);
+                    else
+                        for (std::size_t c = 0; c < Dv; ++c) ws.vbuf[i * Dv + c] = vr[sp(c) * p.vs[3]];
+                }
+            nseg = 1;
+            ws.seg_off[0] = 0;
+            ws.seg_n[0] = keys;
+            ws.seg_k[0] = ws.kbuf.data();
+            ws.seg_v[0] = ws.vbuf.data();
+            ldk = sp(D);
+            ldv = sp(Dv);
+        } else if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
             for (std::size_t g = 0; g < nseg; ++g) {
                 T* dst = ws.vbuf.data() + ws.seg_off[g] * Dv;
                 for (std::size_t j = 0; j < ws.seg_n[g]; ++j)
@@ -297,7 +359,7 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             T* sb = ws.s.data() + r0 * kBlockK;
             if (direct) {
                 for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
-                    p.k.qk_direct(qp + r0 * ldq, ldq, ws.seg_k[sg], p.ks[2], nr,
+                    p.k.qk_direct(qp + r0 * ldq, ldq, ws.seg_k[sg], ldk, nr,
                                   std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), D, sb + ws.seg_off[sg], kBlockK);
             } else {
                 p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
@@ -691,7 +753,7 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
     const int nt = detail::threads_for(flops, tasks.size());
 
     // Everything allocated before the first write (as attention<T>).
-    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0), vs4[3] != 1, false, false};
+    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0), vs4[3] != 1, false, false, ks4[3] == 1};
     const attention_shape wsh{1, sh.heads_q, sh.heads_kv, block_q, 0, sh.head_dim, Dv};
     std::vector<workspace<T>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));

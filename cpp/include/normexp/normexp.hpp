@@ -246,10 +246,10 @@ NORMEXP_API void merge_attention(std::size_t parts, const T* const* outs, const 
 // ceil(seq_len / page_size) entries of a sequence's row of the table are read, each must be in [0, num_pages).
 // Everything is validated before any read (normexp::error naming the sequence and the entry).
 // Scores, windows, softcap, ALiBi, sinks and GQA as attention_options; results are those of attention<T> over
-// each sequence's keys gathered contiguously with bottom-right alignment: bit for bit on the SIMD kernel sets
-// for a batch of one sequence when a decode's direct score kernel sees the same groups of 4 keys (page_size and
-// the first visible key multiples of 4; prefills: any page size); the scalar specification rounds P V once per page segment instead
-// of once per block (tests/python/test_paged_attention.py).
+// each sequence's keys gathered contiguously with bottom-right alignment; for a batch of one sequence bit for
+// bit (decodes of up to 4 query rows gather each key block and run the contiguous kernels on it; prefills run
+// the kernels per page segment, which the scalar specification rounds once per segment instead of once per
+// block; tests/python/test_paged_attention.py).
 // Work is split over (sequence, head, query block) and, for sequences with few queries, key ranges (merged
 // with the log-sum-exp rule): the split depends only on the shapes, so results are identical for every thread
 // count.
