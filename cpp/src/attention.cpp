@@ -99,6 +99,10 @@ struct plan {
     const std::int32_t* pages = nullptr;
     std::size_t page_size = 0;
     std::ptrdiff_t k_page = 0, v_page = 0;
+    // A paged decode whose key/value heads are adjacent in each page slot (head stride = head_dim): one task
+    // takes `units` consecutive units (key/value head groups, or heads when heads_q == heads_kv), so each
+    // slot's rows of all heads are gathered in one contiguous read (run_block). 1: one unit per task.
+    std::size_t units = 1;
 };
 
 // Leading dimension of the packed K^T panels: a block's keys plus one panel, so that pack_kt's zero padding
@@ -111,7 +115,8 @@ struct copies {
     bool v;     // V block packed: head_dim_v stride not 1
     bool keep;  // a bool mask block copied: key stride not 1
     bool bias;  // an additive mask block copied: key stride not 1
-    bool gather = false;  // paged decode: K and V blocks gathered from their pages (run_block)
+    bool gather = false;    // paged decode: K and V blocks gathered from their pages (run_block)
+    std::size_t units = 1;  // the most plan::units of a call (the gathered rows' width in heads)
 };
 
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed.
@@ -139,8 +144,9 @@ struct workspace {
         seg_k.resize(kBlockK);
         seg_v.resize(kBlockK);
         if (c.q) qbuf.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
-        if (c.v || c.gather) vbuf.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
-        if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim)));
+        if (c.v || c.gather)
+            vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
+        if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
         if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
@@ -175,28 +181,35 @@ void key_range(const plan<T>& p, std::size_t i0, std::size_t rows, std::ptrdiff_
 }
 
 // One task: query rows [i0, i0 + rows) of head (b, h) against keys [jlo, jhi) (grouped: query heads
-// h .. h + rows of query position 0). Leaves the unnormalized output in ws.o (rows x head_dim_v) and the
-// running statistics in ws.m, ws.l.
+// h .. h + rows of query position 0), and with p.units = n > 1 the same for the n - 1 units after it (unit u:
+// head h + u rows (grouped) or h + u, key/value head h / group + u; its rows follow unit u - 1's). Leaves the
+// unnormalized output in ws.o (n rows x head_dim_v) and the running statistics in ws.m, ws.l.
 template <class T>
 void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h, std::size_t i0, std::size_t rows,
                std::ptrdiff_t jlo, std::ptrdiff_t jhi) {
     const attention_shape& sh = p.sh;
     const attention_options<T>& opt = p.opt;
-    const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, hk = h / p.group;
-    std::fill(ws.m.begin(), ws.m.begin() + rows, -std::numeric_limits<T>::infinity());
-    std::fill(ws.l.begin(), ws.l.begin() + rows, 0.0);
-    std::fill(ws.o.begin(), ws.o.begin() + rows * Dv, T(0));
+    const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, hk = h / p.group, U = p.units;
+    std::fill(ws.m.begin(), ws.m.begin() + sp(rows * U), -std::numeric_limits<T>::infinity());
+    std::fill(ws.l.begin(), ws.l.begin() + sp(rows * U), 0.0);
+    std::fill(ws.o.begin(), ws.o.begin() + sp(rows * U * Dv), T(0));
     if (jhi <= jlo) return;
 
-    // Q rows: in place when the head dimension is contiguous and rows go forward, else packed once.
+    // Q rows: in place when the head dimension is contiguous and rows go forward, else packed once. Unit u's
+    // rows start unit_heads * u heads after unit 0's.
     const T* qp = p.q + sp(b) * p.qs[0] + sp(h) * p.qs[1] + sp(i0) * p.qs[2];
     const std::ptrdiff_t qrow = p.grouped ? p.qs[1] : p.qs[2];  // from one row to the next
+    const std::ptrdiff_t qunit = sp(p.grouped ? rows : 1) * p.qs[1];
     std::size_t ldq = static_cast<std::size_t>(qrow);
-    if (!(p.qs[3] == 1 && qrow >= 0)) {  // ws.qbuf holds block_q x D (copies::q)
-        for (std::size_t i = 0; i < rows; ++i)
-            for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = qp[sp(i) * qrow + sp(d) * p.qs[3]];
+    std::ptrdiff_t ldq_unit = qunit;
+    if (!(p.qs[3] == 1 && qrow >= 0 && qunit >= 0)) {  // ws.qbuf holds block_q x D (copies::q)
+        for (std::size_t u = 0; u < U; ++u)
+            for (std::size_t i = 0; i < rows; ++i)
+                for (std::size_t d = 0; d < D; ++d)
+                    ws.qbuf[(u * rows + i) * D + d] = qp[sp(u) * qunit + sp(i) * qrow + sp(d) * p.qs[3]];
         qp = ws.qbuf.data();
         ldq = D;
+        ldq_unit = sp(rows * D);
     }
     const T* kp = p.kk + sp(b) * p.ks[0] + sp(hk) * p.ks[1];
     const T* vp = p.v + sp(b) * p.vs[0] + sp(hk) * p.vs[1];
@@ -309,6 +322,9 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             // hardware prefetchers do not follow, and the kernels' own prefetch stops at the end of a call.
             // The kernels then read one contiguous segment from the cache, as for a contiguous cache, with
             // the same bits (tests/python/test_paged_attention.py).
+            // With p.units = U > 1 the U heads' rows of a slot are adjacent (plan::units): one read of U x D
+            // per slot, kept as rows of U x D (unit u's row at column u D).
+            const std::size_t wk = U * D, wv = U * Dv;
             std::size_t i = 0;
             for (std::size_t g = 0; g < nseg; ++g)
                 for (std::size_t j = 0; j < ws.seg_n[g]; ++j, ++i) {
@@ -317,14 +333,14 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
                         const std::ptrdiff_t page = p.pages[jn / p.page_size];
                         const char* kn = reinterpret_cast<const char*>(kp + page * p.k_page + sp(slot) * p.ks[2]);
                         const char* vn = reinterpret_cast<const char*>(vp + page * p.v_page + sp(slot) * p.vs[2]);
-                        for (std::size_t b = 0; b < D * sizeof(T); b += 64) __builtin_prefetch(kn + b);
-                        for (std::size_t b = 0; b < Dv * sizeof(T); b += 64) __builtin_prefetch(vn + b);
+                        for (std::size_t b = 0; b < wk * sizeof(T); b += 64) __builtin_prefetch(kn + b);
+                        for (std::size_t b = 0; b < wv * sizeof(T); b += 64) __builtin_prefetch(vn + b);
                     }
                     const T* kr = ws.seg_k[g] + sp(j) * p.ks[2];
                     const T* vr = ws.seg_v[g] + sp(j) * p.vs[2];
-                    std::copy(kr, kr + D, ws.kbuf.data() + i * D);
+                    std::copy(kr, kr + wk, ws.kbuf.data() + i * wk);
                     if (p.vs[3] == 1)
-                        std::copy(vr, vr + Dv, ws.vbuf.data() + i * Dv);
+                        std::copy(vr, vr + wv, ws.vbuf.data() + i * wv);
                     else
                         for (std::size_t c = 0; c < Dv; ++c) ws.vbuf[i * Dv + c] = vr[sp(c) * p.vs[3]];
                 }
@@ -333,8 +349,8 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             ws.seg_n[0] = keys;
             ws.seg_k[0] = ws.kbuf.data();
             ws.seg_v[0] = ws.vbuf.data();
-            ldk = sp(D);
-            ldv = sp(Dv);
+            ldk = sp(wk);
+            ldv = sp(wv);
         } else if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
             for (std::size_t g = 0; g < nseg; ++g) {
                 T* dst = ws.vbuf.data() + ws.seg_off[g] * Dv;
@@ -345,6 +361,11 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             ldv = sp(Dv);
         }
         // Rows [r0, r0 + nr) against the first nk keys of the block (shifting the row-relative parts of sc).
+        // The unit being computed (p.units > 1: gathered rows of U heads): its first row among the task's rows,
+        // its query rows and its columns in the gathered K and V rows.
+        std::size_t ub = 0;
+        const T* qu = qp;
+        std::ptrdiff_t koff = 0, voff = 0;
         auto step = [&](std::size_t r0, std::size_t nr, std::size_t nk) {
             attn_scores<T> g = sc;
             const std::ptrdiff_t r = sp(r0);
@@ -356,35 +377,43 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
             g.alibi_center += rpos;
             if (g.bias) g.bias += r * g.bias_ld;
             if (g.keep) g.keep += r * g.keep_ld;
-            T* sb = ws.s.data() + r0 * kBlockK;
+            const std::size_t rr = ub + r0;
+            T* sb = ws.s.data() + rr * kBlockK;
             if (direct) {
                 for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
-                    p.k.qk_direct(qp + r0 * ldq, ldq, ws.seg_k[sg], ldk, nr,
+                    p.k.qk_direct(qu + r0 * ldq, ldq, ws.seg_k[sg] + koff, ldk, nr,
                                   std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), D, sb + ws.seg_off[sg], kBlockK);
             } else {
-                p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
+                p.k.qk(qu + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
             }
-            p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + r0, ws.l.data() + r0, ws.alpha.data() + r0);
+            p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + rr, ws.l.data() + rr, ws.alpha.data() + rr);
             // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain in key
             // order with alpha = 1 (exact), so the chain is the one of the block in one piece.
             for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
-                p.k.pv(sb + ws.seg_off[sg], kBlockK, ws.seg_v[sg], ldv, nr, std::min(ws.seg_n[sg], nk - ws.seg_off[sg]),
-                       Dv, sg == 0 ? ws.alpha.data() + r0 : ws.ones.data(), ws.o.data() + r0 * Dv, Dv);
+                p.k.pv(sb + ws.seg_off[sg], kBlockK, ws.seg_v[sg] + voff, ldv, nr,
+                       std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), Dv, sg == 0 ? ws.alpha.data() + rr : ws.ones.data(),
+                       ws.o.data() + rr * Dv, Dv);
         };
-        if (p.grouped && sc.band) {
-            // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
-            for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
-        } else if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
-            // The causal diagonal crosses this block: in groups of rb.diag rows, only the keys the group's
-            // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that sees
-            // none of them is skipped: its statistics and output are unchanged (alpha = 1).
-            for (std::size_t r0 = 0; r0 < rows; r0 += p.rb.diag) {
-                const std::size_t nr = std::min(p.rb.diag, rows - r0);
-                const std::ptrdiff_t nk = std::min(sp(keys), sc.band_hi + sp(r0 + nr));
-                if (nk > 0) step(r0, nr, static_cast<std::size_t>(nk));
+        for (std::size_t u = 0; u < U; ++u) {
+            ub = u * rows;
+            qu = qp + sp(u) * ldq_unit;
+            koff = sp(u * D);
+            voff = sp(u * Dv);
+            if (p.grouped && sc.band) {
+                // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
+                for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
+            } else if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
+                // The causal diagonal crosses this block: in groups of rb.diag rows, only the keys the group's
+                // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that
+                // sees none of them is skipped: its statistics and output are unchanged (alpha = 1).
+                for (std::size_t r0 = 0; r0 < rows; r0 += p.rb.diag) {
+                    const std::size_t nr = std::min(p.rb.diag, rows - r0);
+                    const std::ptrdiff_t nk = std::min(sp(keys), sc.band_hi + sp(r0 + nr));
+                    if (nk > 0) step(r0, nr, static_cast<std::size_t>(nk));
+                }
+            } else {
+                step(0, rows, keys);
             }
-        } else {
-            step(0, rows, keys);
         }
     }
 }
@@ -716,7 +745,14 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
                   windowed ? off - sp(po.window) + 1 : -kNoLimit, po.is_causal ? off : kNoLimit, rb,
                   (nq + block_q - 1) / block_q, 1, false, 0, table + sp(s) * table_row, sh.page_size, ks4[0], vs4[0]};
         p.grouped = nq == 1 && group > 1 && group <= block_q && po.alibi_slopes == nullptr;
-        p.rows_per_task = p.grouped ? group : nq;
+        // A decode whose key/value heads are adjacent in a page slot takes all units in one task (plan::units):
+        // each slot's heads are then read in one piece rather than heads_kv pieces heads_kv x head_dim apart.
+        const std::size_t unit_rows = p.grouped ? group : nq, nunits = p.grouped ? sh.heads_kv : sh.heads_q;
+        if (nq > 0 && unit_rows <= kDirectRows && (p.grouped || group == 1) && po.alibi_slopes == nullptr &&
+            unit_rows * nunits <= block_q && ks4[3] == 1 && vs4[3] == 1 && ks4[2] == sp(sh.head_dim) &&
+            vs4[2] == sp(Dv))
+            p.units = nunits;
+        p.rows_per_task = unit_rows * p.units;
         if (p.nqb == 1) {
             std::ptrdiff_t lo, hi;
             key_range(p, 0, p.grouped ? 1 : nq, lo, hi);
@@ -729,7 +765,7 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
     std::size_t parts = 0;
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
         const plan<T>& p = plans[s];
-        const std::size_t units = p.grouped ? sh.heads_kv : sh.heads_q;
+        const std::size_t units = (p.grouped ? sh.heads_kv : sh.heads_q) / p.units;
         std::size_t nsplit = 1;
         if (p.nqb == 1 && total_range > 0) {
             std::ptrdiff_t lo, hi;
@@ -753,7 +789,9 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
     const int nt = detail::threads_for(flops, tasks.size());
 
     // Everything allocated before the first write (as attention<T>).
-    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0), vs4[3] != 1, false, false, ks4[3] == 1};
+    std::size_t max_units = 1;
+    for (const plan<T>& p : plans) max_units = std::max(max_units, p.units);
+    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0), vs4[3] != 1, false, false, ks4[3] == 1, max_units};
     const attention_shape wsh{1, sh.heads_q, sh.heads_kv, block_q, 0, sh.head_dim, Dv};
     std::vector<workspace<T>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
@@ -784,16 +822,17 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
             lo = a;
         }
         run_block(p, ws, 0, h, i0, rows, lo, hi);
+        const std::size_t all = rows * p.units;  // row i: unit i / rows, row i % rows of it
         if (tk.nsplit > 1) {
-            std::copy(ws.o.begin(), ws.o.begin() + sp(rows * Dv), part_o.begin() + sp(tk.part * Dv));
-            for (std::size_t i = 0; i < rows; ++i) {
+            std::copy(ws.o.begin(), ws.o.begin() + sp(all * Dv), part_o.begin() + sp(tk.part * Dv));
+            for (std::size_t i = 0; i < all; ++i) {
                 part_m[tk.part + i] = double(ws.m[i]);
                 part_l[tk.part + i] = ws.l[i];
             }
             return;
         }
-        for (std::size_t i = 0; i < rows; ++i) {
-            const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i0 + i;
+        for (std::size_t i = 0; i < all; ++i) {
+            const std::size_t hh = p.grouped ? h + i : h + i / rows, ii = p.grouped ? 0 : i0 + i % rows;
             T *orow, *lrow;
             out_row(tk.seq, hh, ii, orow, lrow);
             if (po.sinks) {
@@ -811,8 +850,9 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
         const paged_task& first = tasks[merges[g]];
         const plan<T>& p = plans[first.seq];
         const std::size_t h = p.grouped ? first.unit * group : first.unit;
+        const std::size_t rows = p.rows_per_task / p.units;
         for (std::size_t i = 0; i < p.rows_per_task; ++i) {
-            const std::size_t hh = p.grouped ? h + i : h, ii = p.grouped ? 0 : i;
+            const std::size_t hh = p.grouped ? h + i : h + i / rows, ii = p.grouped ? 0 : i % rows;
             T *orow, *lrow;
             out_row(first.seq, hh, ii, orow, lrow);
             finish_merged<T>(
