@@ -202,7 +202,7 @@ void run_block(const plan<T>& p, workspace<T>& ws, std::size_t b, std::size_t h,
     const std::ptrdiff_t qunit = sp(p.grouped ? rows : 1) * p.qs[1];
     std::size_t ldq = static_cast<std::size_t>(qrow);
     std::ptrdiff_t ldq_unit = qunit;
-    if (!(p.qs[3] == 1 && qrow >= 0 && qunit >= 0)) {  // ws.qbuf holds block_q x D (copies::q)
+    if (!(p.qs[3] == 1 && qrow >= 0 && (U == 1 || qunit >= 0))) {  // ws.qbuf holds block_q x D (copies::q)
         for (std::size_t u = 0; u < U; ++u)
             for (std::size_t i = 0; i < rows; ++i)
                 for (std::size_t d = 0; d < D; ++d)

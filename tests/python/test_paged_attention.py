@@ -185,6 +185,10 @@ def test_out_strides_dtypes_and_tensors():
     vt = np.ascontiguousarray(v_pages.swapaxes(1, 2)).swapaxes(1, 2)
     qt = np.ascontiguousarray(q.swapaxes(0, 1)).swapaxes(0, 1)
     np.testing.assert_array_equal(normexp.paged_attention(qt, kt, vt, table, [50, 9]), want)
+    # Reversed heads (a negative head stride: the decode's rows of all heads are packed per task).
+    qr = q[:, ::-1]
+    np.testing.assert_array_equal(normexp.paged_attention(qr, k_pages, v_pages, table, [50, 9]),
+                                  normexp.paged_attention(np.ascontiguousarray(qr), k_pages, v_pages, table, [50, 9]))
     # Integer tables of any integer dtype.
     np.testing.assert_array_equal(normexp.paged_attention(q, k_pages, v_pages, table.astype(np.int64),
                                                           np.array([50, 9], np.uint16)), want)
