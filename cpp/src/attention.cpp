@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -128,7 +129,7 @@ inline row_blocking blocking_for(std::size_t tile_rows) {
 inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
 // Everything constant over one call: compute type T, q storage Q, k/v storage S.
-template <class T, class Q, class S>
+template <class T, class Q = T, class S = T>
 struct plan {
     const attention_kernels<T>& k;
     kv_kernels<T, S> kv;
@@ -147,7 +148,21 @@ struct plan {
     // the query heads of a key/value head as its rows, so K and V are read once per group, not per head.
     bool grouped;
     std::size_t rows_per_task;   // for the split partials: the rows of a task with one query block
+    // A paged cache (paged_attention): key j of this plan's sequence is row j % page_size of page
+    // pages[j / page_size] (kk, v point at page 0; k_page, v_page are the page strides; ks[0], vs[0] unused).
+    // nullptr: the contiguous layout, key j at row j.
+    const std::int32_t* pages = nullptr;
+    std::size_t page_size = 0;
+    std::ptrdiff_t k_page = 0, v_page = 0;
+    // A paged decode whose key/value heads are adjacent in each page slot (head stride = head_dim): one task
+    // takes `units` consecutive units (key/value head groups, or heads when heads_q == heads_kv), so each
+    // slot's rows of all heads are gathered in one contiguous read (run_block). 1: one unit per task.
+    std::size_t units = 1;
 };
+
+// Leading dimension of the packed K^T panels: a block's keys plus one panel, so that pack_kt's zero padding
+// after a page segment that ends inside a panel stays inside its row (a later segment overwrites it).
+constexpr std::size_t kLdKt = kBlockK + kAttnKeyPanel;
 
 // Which optional per-thread buffers a call needs (the copies run_block makes of non-unit-stride data).
 struct copies {
@@ -155,32 +170,64 @@ struct copies {
     bool v;     // V block packed: head_dim_v stride not 1
     bool keep;  // a bool mask block copied: key stride not 1
     bool bias;  // an additive mask block copied: key stride not 1
+    bool gather = false;    // paged decode: K and V blocks gathered from their pages (run_block)
+    std::size_t units = 1;  // the most plan::units of a call (the gathered rows' width in heads)
 };
 
-// Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf holds
-// a V block in its own storage S.
-template <class T, class S>
+// Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf and
+// kbuf hold V and K rows in their own storage S.
+template <class T, class S = T>
 struct workspace {
-    std::vector<T> kt, s, o, qbuf, bias, m, alpha;
-    std::vector<S> vbuf;
+    std::vector<T> kt, s, o, qbuf, bias, m, alpha, ones;
+    std::vector<S> vbuf, kbuf;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
+    // The segments of the current key block (run_block): at most kBlockK (pages of one key).
+    std::vector<std::size_t> seg_off, seg_n;
+    std::vector<const S*> seg_k, seg_v;
     // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
     // std::bad_alloc instead of wrapping around to a small buffer.
     workspace(const attention_shape& sh, const copies& c, std::size_t bq) {
         using detail::scratch_elems;
-        kt.resize(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kBlockK)));
+        kt.resize(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kLdKt)));
         s.resize(scratch_elems(bq, kBlockK));
         o.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim_v)));
         m.resize(bq);
         alpha.resize(bq);
+        ones.assign(bq, T(1));
         l.resize(bq);
+        seg_off.resize(kBlockK);
+        seg_n.resize(kBlockK);
+        seg_k.resize(kBlockK);
+        seg_v.resize(kBlockK);
         if (c.q) qbuf.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
-        if (c.v) vbuf.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
+        if (c.v || c.gather)
+            vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
+        if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
         if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
 };
+
+// Rows of each page segment of the next key block that a paged prefill prefetches (run_block).
+constexpr std::size_t kPrefetchAhead = 16;
+
+// f(offset, k row, v row, count) for the segments of keys [j0, j0 + keys) of the K and V rows at kp, vp (one
+// (sequence, key/value head)): the whole range in the contiguous layout, else the runs of keys inside one page.
+template <class T, class Q, class S, class F>
+void for_segments(const plan<T, Q, S>& p, const S* kp, const S* vp, std::ptrdiff_t j0, std::size_t keys, F&& f) {
+    if (!p.pages) {
+        f(std::size_t(0), kp + j0 * p.ks[2], vp + j0 * p.vs[2], keys);
+        return;
+    }
+    for (std::size_t done = 0; done < keys;) {
+        const std::size_t j = static_cast<std::size_t>(j0) + done, slot = j % p.page_size;
+        const std::ptrdiff_t page = p.pages[j / p.page_size];  // validated by paged_attention
+        const std::size_t n = std::min(keys - done, p.page_size - slot);
+        f(done, kp + page * p.k_page + sp(slot) * p.ks[2], vp + page * p.v_page + sp(slot) * p.vs[2], n);
+        done += n;
+    }
+}
 
 // Key range [lo, hi) that query rows [i0, i0 + rows) can see.
 template <class P>
@@ -191,33 +238,39 @@ void key_range(const P& p, std::size_t i0, std::size_t rows, std::ptrdiff_t& lo,
 }
 
 // One task: query rows [i0, i0 + rows) of head (b, h) against keys [jlo, jhi) (grouped: query heads
-// h .. h + rows of query position 0). Leaves the unnormalized output in ws.o (rows x head_dim_v) and the
-// running statistics in ws.m, ws.l.
+// h .. h + rows of query position 0), and with p.units = n > 1 the same for the n - 1 units after it (unit u:
+// head h + u rows (grouped) or h + u, key/value head h / group + u; its rows follow unit u - 1's). Leaves the
+// unnormalized output in ws.o (n rows x head_dim_v) and the running statistics in ws.m, ws.l.
 template <class T, class Q, class S>
 void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::size_t h, std::size_t i0,
                std::size_t rows, std::ptrdiff_t jlo, std::ptrdiff_t jhi) {
     const attention_shape& sh = p.sh;
     const attention_options<T>& opt = p.opt;
-    const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, hk = h / p.group;
-    std::fill(ws.m.begin(), ws.m.begin() + rows, -std::numeric_limits<T>::infinity());
-    std::fill(ws.l.begin(), ws.l.begin() + rows, 0.0);
-    std::fill(ws.o.begin(), ws.o.begin() + rows * Dv, T(0));
+    const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, hk = h / p.group, U = p.units;
+    std::fill(ws.m.begin(), ws.m.begin() + sp(rows * U), -std::numeric_limits<T>::infinity());
+    std::fill(ws.l.begin(), ws.l.begin() + sp(rows * U), 0.0);
+    std::fill(ws.o.begin(), ws.o.begin() + sp(rows * U * Dv), T(0));
     if (jhi <= jlo) return;
 
     // Q rows: in place when the head dimension is contiguous and rows go forward (and q is T), else packed
-    // (16-bit q widened) once per task.
+    // (16-bit q widened) once per task. Unit u's rows start unit_heads * u heads after unit 0's.
     const Q* qsrc = p.q + sp(b) * p.qs[0] + sp(h) * p.qs[1] + sp(i0) * p.qs[2];
     const std::ptrdiff_t qrow = p.grouped ? p.qs[1] : p.qs[2];  // from one row to the next
+    const std::ptrdiff_t qunit = sp(p.grouped ? rows : 1) * p.qs[1];
     const T* qp = nullptr;
     std::size_t ldq = static_cast<std::size_t>(qrow);
+    std::ptrdiff_t ldq_unit = qunit;
     if constexpr (std::is_same_v<Q, T>) {
-        if (p.qs[3] == 1 && qrow >= 0) qp = qsrc;
+        if (p.qs[3] == 1 && qrow >= 0 && (U == 1 || qunit >= 0)) qp = qsrc;
     }
     if (!qp) {  // ws.qbuf holds block_q x D (copies::q)
-        for (std::size_t i = 0; i < rows; ++i)
-            for (std::size_t d = 0; d < D; ++d) ws.qbuf[i * D + d] = widen(qsrc[sp(i) * qrow + sp(d) * p.qs[3]]);
+        for (std::size_t u = 0; u < U; ++u)
+            for (std::size_t i = 0; i < rows; ++i)
+                for (std::size_t d = 0; d < D; ++d)
+                    ws.qbuf[(u * rows + i) * D + d] = widen(qsrc[sp(u) * qunit + sp(i) * qrow + sp(d) * p.qs[3]]);
         qp = ws.qbuf.data();
         ldq = D;
+        ldq_unit = sp(rows * D);
     }
     const S* kp = p.kk + sp(b) * p.ks[0] + sp(hk) * p.ks[1];
     const S* vp = p.v + sp(b) * p.vs[0] + sp(hk) * p.vs[1];
@@ -279,19 +332,101 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             }
         }
 
+        // The block's keys as segments of contiguous rows: the whole block (contiguous layout), or the runs of
+        // keys inside one page. Segment g is keys [off_g, off_g + n_g) of the block; its K and V rows start at
+        // kseg[g], vseg[g] (row strides ks[2], vs[2]). Each kernel below writes or reads its columns at off_g,
+        // in order, so a block made of segments computes what the block in one piece does.
+        std::size_t nseg = 0;
+        for_segments(p, kp, vp, j0, keys, [&](std::size_t off, const S* kr, const S* vr, std::size_t n) {
+            ws.seg_off[nseg] = off;
+            ws.seg_n[nseg] = n;
+            ws.seg_k[nseg] = kr;
+            ws.seg_v[nseg] = vr;
+            ++nseg;
+        });
         // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows.
         const bool direct = rows <= kDirectRows && p.ks[3] == 1;
-        const S* kb = kp + j0 * p.ks[2];
-        if (!direct) p.kv.pack_kt(kb, p.ks[2], p.ks[3], keys, D, ws.kt.data(), kBlockK);
-        const S* vb = vp + j0 * p.vs[2];
-        std::ptrdiff_t ldv = p.vs[2];
-        if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
-            for (std::size_t j = 0; j < keys; ++j)
-                for (std::size_t c = 0; c < Dv; ++c) ws.vbuf[j * Dv + c] = vb[sp(j) * p.vs[2] + sp(c) * p.vs[3]];
-            vb = ws.vbuf.data();
+        const bool gather = direct && p.pages;  // copies::gather
+        const std::size_t next = j0 + sp(kBlockK) < jhi
+                                     ? static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0 - sp(kBlockK)))
+                                     : 0;
+        // A paged prefill: the next block's first rows of each page segment, K and V, into the cache while this
+        // block computes (a paged decode prefetches the whole next block as it gathers, below; a contiguous
+        // cache is one stream, which the hardware and the kernels prefetch).
+        if (next && p.pages && !gather) {
+            for_segments(p, kp, vp, j0 + sp(kBlockK), next, [&](std::size_t, const S* kr, const S* vr, std::size_t n) {
+                for (std::size_t r = 0; r < std::min(n, kPrefetchAhead); ++r) {
+                    for (std::size_t b = 0; b < D * sizeof(S); b += 64)
+                        __builtin_prefetch(reinterpret_cast<const char*>(kr + sp(r) * p.ks[2]) + b);
+                    for (std::size_t b = 0; b < Dv * sizeof(S); b += 64)
+                        __builtin_prefetch(reinterpret_cast<const char*>(vr + sp(r) * p.vs[2]) + b);
+                }
+            });
+        }
+        // pack_kt pads its panel with zeros after a segment's keys; the next segment overwrites them, and after
+        // the last one the block's padding is zeroed (it may end past the last segment's own padding).
+        if (!direct) {
+            for (std::size_t g = 0; g < nseg; ++g)
+                p.kv.pack_kt(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.data() + ws.seg_off[g], kLdKt);
+            if (nseg > 1) {
+                const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
+                for (std::size_t d = 0; d < D; ++d)
+                    std::fill(ws.kt.begin() + sp(d * kLdKt + keys), ws.kt.begin() + sp(d * kLdKt + padded), T(0));
+            }
+        }
+        std::ptrdiff_t ldk = p.ks[2], ldv = p.vs[2];
+        if (gather) {
+            // A paged decode copies the block's K and V rows into ws.kbuf / ws.vbuf (kBlockK x D, kBlockK x Dv),
+            // prefetching row i of the next block as it copies row i of this one. A key/value head's rows lie
+            // one page apart at segment ends and, in the (page, slot, head, dim) layout, heads_kv x head_dim
+            // apart inside a page (4 KiB for 8 heads of 128 float32): rows in separate 4 KiB pages, which the
+            // hardware prefetchers do not follow, and the kernels' own prefetch stops at the end of a call.
+            // The kernels then read one contiguous segment from the cache, as for a contiguous cache, with
+            // the same bits (tests/python/test_paged_attention.py).
+            // With p.units = U > 1 the U heads' rows of a slot are adjacent (plan::units): one read of U x D
+            // per slot, kept as rows of U x D (unit u's row at column u D).
+            const std::size_t wk = U * D, wv = U * Dv;
+            std::size_t i = 0;
+            for (std::size_t g = 0; g < nseg; ++g)
+                for (std::size_t j = 0; j < ws.seg_n[g]; ++j, ++i) {
+                    if (i < next) {
+                        const std::size_t jn = static_cast<std::size_t>(j0) + kBlockK + i, slot = jn % p.page_size;
+                        const std::ptrdiff_t page = p.pages[jn / p.page_size];
+                        const char* kn = reinterpret_cast<const char*>(kp + page * p.k_page + sp(slot) * p.ks[2]);
+                        const char* vn = reinterpret_cast<const char*>(vp + page * p.v_page + sp(slot) * p.vs[2]);
+                        for (std::size_t b = 0; b < wk * sizeof(S); b += 64) __builtin_prefetch(kn + b);
+                        for (std::size_t b = 0; b < wv * sizeof(S); b += 64) __builtin_prefetch(vn + b);
+                    }
+                    const S* kr = ws.seg_k[g] + sp(j) * p.ks[2];
+                    const S* vr = ws.seg_v[g] + sp(j) * p.vs[2];
+                    std::copy(kr, kr + wk, ws.kbuf.data() + i * wk);
+                    if (p.vs[3] == 1)
+                        std::copy(vr, vr + wv, ws.vbuf.data() + i * wv);
+                    else
+                        for (std::size_t c = 0; c < Dv; ++c) ws.vbuf[i * Dv + c] = vr[sp(c) * p.vs[3]];
+                }
+            nseg = 1;
+            ws.seg_off[0] = 0;
+            ws.seg_n[0] = keys;
+            ws.seg_k[0] = ws.kbuf.data();
+            ws.seg_v[0] = ws.vbuf.data();
+            ldk = sp(wk);
+            ldv = sp(wv);
+        } else if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
+            for (std::size_t g = 0; g < nseg; ++g) {
+                S* dst = ws.vbuf.data() + ws.seg_off[g] * Dv;
+                for (std::size_t j = 0; j < ws.seg_n[g]; ++j)
+                    for (std::size_t c = 0; c < Dv; ++c) dst[j * Dv + c] = ws.seg_v[g][sp(j) * p.vs[2] + sp(c) * p.vs[3]];
+                ws.seg_v[g] = dst;
+            }
             ldv = sp(Dv);
         }
         // Rows [r0, r0 + nr) against the first nk keys of the block (shifting the row-relative parts of sc).
+        // The unit being computed (p.units > 1: gathered rows of U heads): its first row among the task's rows,
+        // its query rows and its columns in the gathered K and V rows.
+        std::size_t ub = 0;
+        const T* qu = qp;
+        std::ptrdiff_t koff = 0, voff = 0;
         auto step = [&](std::size_t r0, std::size_t nr, std::size_t nk) {
             attn_scores<T> g = sc;
             const std::ptrdiff_t r = sp(r0);
@@ -303,28 +438,43 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             g.alibi_center += rpos;
             if (g.bias) g.bias += r * g.bias_ld;
             if (g.keep) g.keep += r * g.keep_ld;
-            T* sb = ws.s.data() + r0 * kBlockK;
-            if (direct)
-                p.kv.qk_direct(qp + r0 * ldq, ldq, kb, p.ks[2], nr, nk, D, sb, kBlockK);
-            else
-                p.k.qk(qp + r0 * ldq, ldq, ws.kt.data(), kBlockK, nr, nk, D, sb, kBlockK);
-            p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + r0, ws.l.data() + r0, ws.alpha.data() + r0);
-            p.kv.pv(sb, kBlockK, vb, ldv, nr, nk, Dv, ws.alpha.data() + r0, ws.o.data() + r0 * Dv, Dv);
-        };
-        if (p.grouped && sc.band) {
-            // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
-            for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
-        } else if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
-            // The causal diagonal crosses this block: in groups of rb.diag rows, only the keys the group's
-            // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that sees
-            // none of them is skipped: its statistics and output are unchanged (alpha = 1).
-            for (std::size_t r0 = 0; r0 < rows; r0 += p.rb.diag) {
-                const std::size_t nr = std::min(p.rb.diag, rows - r0);
-                const std::ptrdiff_t nk = std::min(sp(keys), sc.band_hi + sp(r0 + nr));
-                if (nk > 0) step(r0, nr, static_cast<std::size_t>(nk));
+            const std::size_t rr = ub + r0;
+            T* sb = ws.s.data() + rr * kBlockK;
+            if (direct) {
+                for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
+                    p.kv.qk_direct(qu + r0 * ldq, ldq, ws.seg_k[sg] + koff, ldk, nr,
+                                  std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), D, sb + ws.seg_off[sg], kBlockK);
+            } else {
+                p.k.qk(qu + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
             }
-        } else {
-            step(0, rows, keys);
+            p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + rr, ws.l.data() + rr, ws.alpha.data() + rr);
+            // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain in key
+            // order with alpha = 1 (exact), so the chain is the one of the block in one piece.
+            for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
+                p.kv.pv(sb + ws.seg_off[sg], kBlockK, ws.seg_v[sg] + voff, ldv, nr,
+                       std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), Dv, sg == 0 ? ws.alpha.data() + rr : ws.ones.data(),
+                       ws.o.data() + rr * Dv, Dv);
+        };
+        for (std::size_t u = 0; u < U; ++u) {
+            ub = u * rows;
+            qu = qp + sp(u) * ldq_unit;
+            koff = sp(u * D);
+            voff = sp(u * Dv);
+            if (p.grouped && sc.band) {
+                // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
+                for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
+            } else if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
+                // The causal diagonal crosses this block: in groups of rb.diag rows, only the keys the group's
+                // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that
+                // sees none of them is skipped: its statistics and output are unchanged (alpha = 1).
+                for (std::size_t r0 = 0; r0 < rows; r0 += p.rb.diag) {
+                    const std::size_t nr = std::min(p.rb.diag, rows - r0);
+                    const std::ptrdiff_t nk = std::min(sp(keys), sc.band_hi + sp(r0 + nr));
+                    if (nk > 0) step(r0, nr, static_cast<std::size_t>(nk));
+                }
+            } else {
+                step(0, rows, keys);
+            }
         }
     }
 }
@@ -347,6 +497,25 @@ void finish_row(const O* o, double m, double l, std::size_t Dv, Q* out, std::ptr
     const double inv = 1.0 / l;
     for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = narrow<Q>(double(o[c]) * inv);
     if (lse) *lse = static_cast<L>(m + std::log(l));
+}
+
+// A row from pieces of its keys' online statistics merged in order (online_stats.hpp, merge_pieces): the key
+// splits of a decode task, or the one piece of a task that saw all its keys. An attention sink is one more
+// piece, after them: maximum sink, sum 1 (the single term exp(sink - sink)) and the zero vector as output (it
+// has no value row). So M = max(m_keys, sink), L = l_keys e^(m_keys - M) + e^(sink - M), out = o / L and
+// lse = M + log(L), with the rescaling by exp_scale's exact argument; a sink of -inf has weight 0 (and
+// changes no bit of o / l), a row without keys gives 0 and lse = sink. acc: Dv doubles; zeros: Dv zeros.
+template <class T, class Piece, class Q, class L>
+void finish_merged(std::size_t pieces, Piece piece_at, const double* sink, const T* zeros, double* acc,
+                   std::size_t Dv, Q* out, std::ptrdiff_t out_c, L* lse) {
+    const std::size_t n = pieces + (sink ? 1 : 0);
+    const detail::merged mg = detail::merge_pieces<T>(
+        n,
+        [&](std::size_t s) { return s < pieces ? piece_at(s) : detail::piece<T>{*sink, 1.0, zeros}; },
+        acc, Dv);
+    // A NaN piece, or an infinite maximum (whose piece's sum is NaN too): NaN, as finish_row.
+    const bool nan = mg.nan || mg.m == std::numeric_limits<double>::infinity();
+    finish_row(acc, mg.m, nan ? std::numeric_limits<double>::quiet_NaN() : mg.l, Dv, out, out_c, lse);
 }
 
 // The driver for compute type T, q / out storage Q and k / v storage S (Q = S = T, or T = float with S 16-bit
@@ -379,6 +548,15 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
                 if (!(std::fabs(slope) <= kMaxT))
                     check(false, "alibi_slopes[" + std::to_string(b) + ", " + std::to_string(h) + "] = " +
                                      detail::format_number(slope) + " is not a finite " + tname + " number (use float64 inputs for larger slopes)");
+            }
+
+    if (opt.sinks)
+        for (std::size_t b = 0; b < sh.batch; ++b)
+            for (std::size_t h = 0; h < sh.heads_q; ++h) {
+                const double sink = opt.sinks[sp(b) * opt.sinks_strides[0] + sp(h) * opt.sinks_strides[1]];
+                if (!(std::fabs(sink) <= kMaxT || sink == -std::numeric_limits<double>::infinity()))
+                    check(false, "sinks[" + std::to_string(b) + ", " + std::to_string(h) + "] = " +
+                                     detail::format_number(sink) + " is neither a finite " + tname + " number nor -inf");
             }
 
     const kernel_table& kt = (opt.isa && *opt.isa) ? detail::kernels_for(opt.isa) : detail::active_kernels();
@@ -432,6 +610,18 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
         part_l.resize(prow);
         accd.resize(std::max<std::size_t>(1, Dv));
     }
+    // Sinks: the sink piece's zero output vector and, for tasks that finish their rows, a merge accumulator
+    // per thread.
+    std::vector<T> zeros;
+    std::vector<double> sink_acc;
+    const std::size_t width = std::max<std::size_t>(1, Dv);
+    if (opt.sinks) {
+        zeros.assign(width, T(0));
+        if (!split) sink_acc.resize(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
+    }
+    auto sink_of = [&](std::size_t b, std::size_t h) -> const double* {
+        return opt.sinks ? opt.sinks + sp(b) * opt.sinks_strides[0] + sp(h) * opt.sinks_strides[1] : nullptr;
+    };
 
     // Tasks differ in cost (causal blocks, windows): handed out one at a time. Each writes only its own
     // rows of out and lse (or its own partial slots), so which thread runs it does not matter.
@@ -467,13 +657,21 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
             T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(hh) * opt.lse_strides[1] +
                                     sp(ii) * opt.lse_strides[2]
                               : nullptr;
-            finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
+            if (opt.sinks) {
+                const double mi = double(ws.m[i]), li = ws.l[i];
+                const T* oi = ws.o.data() + i * Dv;
+                finish_merged<T>(1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, sink_of(b, hh),
+                                 zeros.data(), sink_acc.data() + slot * width, Dv, orow, os[3], lrow);
+            } else {
+                finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
+            }
         }
     });
     if (!split) return;
 
     // Merge the pieces of each (b, h) in order (online_stats.hpp, merge_pieces): M = max m_s,
-    // l = sum l_s e^(m_s - M), o = sum o_s e^(m_s - M); the output o / l and the lse M + log(l) as finish_row.
+    // l = sum l_s e^(m_s - M), o = sum o_s e^(m_s - M), then the sink if any (finish_merged); the output o / l
+    // and the lse M + log(l) as finish_row.
     for (std::size_t bh = 0; bh < sh.batch * sh.heads_q; ++bh) {
         const std::size_t b = bh / sh.heads_q, h = bh % sh.heads_q;
         // The split partials of (b, h, i): tasks (base + s), row r of each.
@@ -482,21 +680,277 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
         for (std::size_t i = 0; i < sh.len_q; ++i) {
             const std::size_t r = p.grouped ? h % p.group : i;
             auto at = [&](std::size_t s) { return (base + s) * rpt + r; };
-            const detail::merged mg = detail::merge_pieces<T>(
+            Q* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
+            T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
+                              : nullptr;
+            finish_merged<T>(
                 p.nsplit,
                 [&](std::size_t s) {
                     return detail::piece<T>{part_m[at(s)], part_l[at(s)], part_o.data() + at(s) * Dv};
                 },
-                accd.data(), Dv);
-            Q* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
-            T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
-                              : nullptr;
-            // A NaN piece, or an infinite maximum (whose piece's sum is NaN too): NaN, as finish_row.
-            const bool nan = mg.nan || mg.m == std::numeric_limits<double>::infinity();
-            finish_row(accd.data(), mg.m, nan ? std::numeric_limits<double>::quiet_NaN() : mg.l, Dv, orow, os[3], lrow);
+                sink_of(b, h), zeros.data(), accd.data(), Dv, orow, os[3], lrow);
         }
     }
 }
+
+}  // namespace
+
+template <class T>
+void attention(const attention_shape& sh, const T* q, const strides4& qs, const T* k, const strides4& ks, const T* v,
+               const strides4& vs, T* out, const strides4& os, const attention_options<T>& opt) {
+    attention_impl<T, T, T>(sh, q, qs, k, ks, v, vs, out, os, opt);
+}
+
+// 16-bit inputs: q, k, v of one 16-bit type, or float32 q with a 16-bit K/V cache (normexp.hpp).
+#define NX_ATTENTION_16(Q, S)                                                                                   \
+    void attention(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks, \
+                   const S* v, const strides4& vs, Q* out, const strides4& os,                                \
+                   const attention_options<float>& opt) {                                                     \
+        attention_impl<float, Q, S>(sh, q, qs, k, ks, v, vs, out, os, opt);                                   \
+    }
+NX_ATTENTION_16(float16, float16)
+NX_ATTENTION_16(bfloat16, bfloat16)
+NX_ATTENTION_16(float, float16)
+NX_ATTENTION_16(float, bfloat16)
+#undef NX_ATTENTION_16
+
+// ---- paged attention ----------------------------------------------------------------------------------
+// The same tasks as attention<T>, one plan per sequence: the plan's sequence is batch 0 of a one-sequence
+// problem (len_q = its new queries, len_kv = its keys, bottom-right), whose keys run_block reads through the
+// block table (plan::pages) in page segments. Key splits are decided for the whole batch: a task (sequence,
+// head or head group, query block) of a sequence with one query block is cut into
+//   nsplit = max(1, min(ceil(kSplitTasks range / total), range / kSplitMinKeys))
+// pieces, range its visible keys and total the sum of every task's range, so long sequences are split and
+// short ones are not, and a batch of one sequence splits exactly as attention<T> does. The split depends only
+// on the shapes; pieces are merged in order with the sink (finish_merged), by all threads.
+namespace {
+
+void paged_check(bool ok, const std::string& msg) {
+    if (!ok) throw error("normexp.paged_attention: " + msg);
+}
+
+struct paged_task {
+    std::size_t seq, unit, qb, split, nsplit;
+    std::size_t part;  // split tasks: the first of their rows in the partial results
+};
+
+}  // namespace
+
+template <class T>
+void paged_attention(const paged_attention_shape& sh, const T* q, const strides3& qs3, const T* k_pages,
+                     const strides4& ks4, const T* v_pages, const strides4& vs4, const std::int32_t* table,
+                     std::ptrdiff_t table_row, const std::int32_t* seq_lens, const std::int32_t* query_start, T* out,
+                     const strides3& os3, const paged_attention_options<T>& po) {
+    using std::to_string;
+    paged_check(sh.heads_kv > 0 || sh.heads_q == 0, "heads_kv must be at least 1");
+    paged_check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0,
+                "heads_q (" + to_string(sh.heads_q) + ") must be a multiple of heads_kv (" + to_string(sh.heads_kv) + ")");
+    paged_check(std::isfinite(po.scale), "scale must be finite");
+    paged_check(std::isfinite(po.softcap) && po.softcap >= 0, "softcap must be a finite number > 0 (or 0 for none)");
+    constexpr double kMaxT = double(std::numeric_limits<T>::max());
+    const char* const tname = sizeof(T) == 4 ? "float32" : "float64";
+    paged_check(std::fabs(po.scale) <= kMaxT, "scale " + detail::format_number(po.scale) + " overflows " + tname);
+    paged_check(po.softcap <= kMaxT, "softcap " + detail::format_number(po.softcap) + " overflows " + tname);
+    if (sh.num_seqs == 0) {
+        paged_check(sh.total_queries == 0, "total_queries must be 0 without sequences");
+        return;
+    }
+    // The table: every offset, length and page index this call reads, before anything is read.
+    paged_check(seq_lens && query_start, "seq_lens and query_start must not be null");
+    paged_check(query_start[0] == 0, "query_start[0] must be 0, got " + to_string(query_start[0]));
+    for (std::size_t s = 0; s < sh.num_seqs; ++s) {
+        const std::int32_t a = query_start[s], b = query_start[s + 1];
+        paged_check(b >= a && std::size_t(b) <= sh.total_queries,
+                    "sequence " + to_string(s) + ": query_start[" + to_string(s + 1) + "] = " + to_string(b) +
+                        " must be in [query_start[" + to_string(s) + "] = " + to_string(a) + ", total_queries = " +
+                        to_string(sh.total_queries) + "]");
+    }
+    paged_check(std::size_t(query_start[sh.num_seqs]) == sh.total_queries,
+                "query_start[" + to_string(sh.num_seqs) + "] = " + to_string(query_start[sh.num_seqs]) +
+                    " must be total_queries = " + to_string(sh.total_queries));
+    for (std::size_t s = 0; s < sh.num_seqs; ++s) {
+        const std::int32_t len = seq_lens[s];
+        paged_check(len >= 0, "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) + " is negative");
+        if (len == 0) continue;
+        paged_check(sh.page_size > 0, "page_size must be at least 1");
+        const std::size_t need = (std::size_t(len) + sh.page_size - 1) / sh.page_size;
+        paged_check(need <= sh.max_pages, "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) +
+                                              " needs " + to_string(need) + " pages of " + to_string(sh.page_size) +
+                                              " keys, but block_table has " + to_string(sh.max_pages) + " columns");
+        paged_check(table != nullptr, "block_table must not be null");
+        const std::int32_t* row = table + sp(s) * table_row;
+        for (std::size_t i = 0; i < need; ++i)
+            if (!(row[i] >= 0 && std::size_t(row[i]) < sh.num_pages))
+                paged_check(false, "sequence " + to_string(s) + ": block_table[" + to_string(s) + ", " + to_string(i) +
+                                       "] = " + to_string(row[i]) + " is not a page index in [0, " +
+                                       to_string(sh.num_pages) + ")");
+    }
+    for (const bool sink : {false, true}) {
+        const double* arr = sink ? po.sinks : po.alibi_slopes;
+        const char* name = sink ? "sinks" : "alibi_slopes";
+        if (!arr) continue;
+        for (std::size_t h = 0; h < sh.heads_q; ++h) {
+            if (!(std::fabs(arr[h]) <= kMaxT || (sink && arr[h] == -std::numeric_limits<double>::infinity())))
+                paged_check(false, std::string(name) + "[" + to_string(h) + "] = " + detail::format_number(arr[h]) +
+                                       " is not a finite " + tname + " number" + (sink ? " (or -inf)" : ""));
+        }
+    }
+    if (sh.total_queries == 0 || sh.heads_q == 0) return;
+    paged_check(q && k_pages && v_pages && (out || sh.head_dim_v == 0), "null data pointer");
+
+    const kernel_table& kt = (po.isa && *po.isa) ? detail::kernels_for(po.isa) : detail::active_kernels();
+    const attention_kernels<T>& ak = attn_kernels<T>(kt);
+    attention_options<T> aopt;  // what run_block reads: per head (sequence = batch 0 of its plan)
+    aopt.scale = po.scale;
+    aopt.is_causal = po.is_causal;
+    aopt.alignment = causal_alignment::bottom_right;
+    aopt.window = po.window;
+    aopt.softcap = po.softcap;
+    aopt.alibi_slopes = po.alibi_slopes;
+    aopt.alibi_strides = {0, 1};
+    aopt.sinks = po.sinks;
+    aopt.sinks_strides = {0, 1};
+    const double scale = po.scale != 0 ? po.scale : 1.0 / std::sqrt(double(std::max<std::size_t>(1, sh.head_dim)));
+    const row_blocking rb = blocking_for(ak.tile_rows);
+    const std::size_t block_q = rb.block_q, group = sh.heads_q / sh.heads_kv, Dv = sh.head_dim_v;
+
+    // One plan per sequence, then the tasks in order (sequence, unit, query block, split).
+    std::vector<plan<T>> plans;
+    plans.reserve(sh.num_seqs);
+    std::size_t total_range = 0;
+    for (std::size_t s = 0; s < sh.num_seqs; ++s) {
+        const std::size_t nq = std::size_t(query_start[s + 1] - query_start[s]), len = std::size_t(seq_lens[s]);
+        const attention_shape one{1, sh.heads_q, sh.heads_kv, nq, len, sh.head_dim, Dv};
+        const std::ptrdiff_t off = sp(len) - sp(nq);
+        const bool windowed = po.window > 0 && po.window < nq + len;
+        plan<T> p{ak, kv_kernels_for<T, T>(kt), one, q + sp(std::size_t(query_start[s])) * qs3[0], k_pages, v_pages,
+                  strides4{0, qs3[1], qs3[0], qs3[2]}, strides4{0, ks4[2], ks4[1], ks4[3]},
+                  strides4{0, vs4[2], vs4[1], vs4[3]}, aopt, static_cast<T>(scale), group, off,
+                  windowed ? off - sp(po.window) + 1 : -kNoLimit, po.is_causal ? off : kNoLimit, rb,
+                  (nq + block_q - 1) / block_q, 1, false, 0, table + sp(s) * table_row, sh.page_size, ks4[0], vs4[0]};
+        p.grouped = nq == 1 && group > 1 && group <= block_q && po.alibi_slopes == nullptr;
+        // A decode whose key/value heads are adjacent in a page slot takes all units in one task (plan::units):
+        // each slot's heads are then read in one piece rather than heads_kv pieces heads_kv x head_dim apart.
+        const std::size_t unit_rows = p.grouped ? group : nq, nunits = p.grouped ? sh.heads_kv : sh.heads_q;
+        if (nq > 0 && unit_rows <= kDirectRows && (p.grouped || group == 1) && po.alibi_slopes == nullptr &&
+            unit_rows * nunits <= block_q && ks4[3] == 1 && vs4[3] == 1 && ks4[2] == sp(sh.head_dim) &&
+            vs4[2] == sp(Dv))
+            p.units = nunits;
+        p.rows_per_task = unit_rows * p.units;
+        if (p.nqb == 1) {
+            std::ptrdiff_t lo, hi;
+            key_range(p, 0, p.grouped ? 1 : nq, lo, hi);
+            total_range += (p.grouped ? sh.heads_kv : sh.heads_q) * std::size_t(hi - lo);
+        }
+        plans.push_back(p);
+    }
+    std::vector<paged_task> tasks;
+    std::vector<std::size_t> merges;  // the first task of each split (sequence, unit)
+    std::size_t parts = 0;
+    for (std::size_t s = 0; s < sh.num_seqs; ++s) {
+        const plan<T>& p = plans[s];
+        const std::size_t units = (p.grouped ? sh.heads_kv : sh.heads_q) / p.units;
+        std::size_t nsplit = 1;
+        if (p.nqb == 1 && total_range > 0) {
+            std::ptrdiff_t lo, hi;
+            key_range(p, 0, p.grouped ? 1 : p.sh.len_q, lo, hi);
+            const std::size_t range = std::size_t(hi - lo);
+            const std::size_t want = (kSplitTasks * range + total_range - 1) / total_range;
+            nsplit = std::max<std::size_t>(1, std::min(want, range / kSplitMinKeys));
+        }
+        for (std::size_t u = 0; u < units; ++u)
+            for (std::size_t qb = 0; qb < p.nqb; ++qb) {
+                if (nsplit > 1) merges.push_back(tasks.size());
+                for (std::size_t sp_ = 0; sp_ < nsplit; ++sp_) {
+                    tasks.push_back({s, u, qb, sp_, nsplit, parts});
+                    if (nsplit > 1) parts += p.rows_per_task;
+                }
+            }
+    }
+    std::size_t flops = 0;
+    for (std::size_t s = 0; s < sh.num_seqs; ++s)
+        flops += plans[s].sh.len_q * sh.heads_q * std::max<std::size_t>(1, plans[s].sh.len_kv) * (sh.head_dim + Dv + 8);
+    const int nt = detail::threads_for(flops, tasks.size());
+
+    // Everything allocated before the first write (as attention<T>).
+    std::size_t max_units = 1;
+    for (const plan<T>& p : plans) max_units = std::max(max_units, p.units);
+    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0), vs4[3] != 1, false, false, ks4[3] == 1, max_units};
+    const attention_shape wsh{1, sh.heads_q, sh.heads_kv, block_q, 0, sh.head_dim, Dv};
+    std::vector<workspace<T>> wss;
+    wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
+    for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(wsh, cp, block_q);
+    const std::size_t width = std::max<std::size_t>(1, Dv);
+    std::vector<T> part_o(detail::scratch_elems(parts, width)), zeros(width, T(0));
+    std::vector<double> part_m(parts), part_l(parts),
+        accs(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
+
+    auto out_row = [&](std::size_t s, std::size_t hh, std::size_t ii, T*& orow, T*& lrow) {
+        const std::ptrdiff_t r = sp(std::size_t(query_start[s]) + ii);
+        orow = out + r * os3[0] + sp(hh) * os3[1];
+        lrow = po.lse ? po.lse + r * po.lse_strides[0] + sp(hh) * po.lse_strides[1] : nullptr;
+    };
+    detail::parallel_dynamic(nt, tasks.size(), [&](std::size_t slot, std::size_t t) {
+        const paged_task& tk = tasks[t];
+        const plan<T>& p = plans[tk.seq];
+        workspace<T>& ws = wss[slot];
+        const std::size_t h = p.grouped ? tk.unit * group : tk.unit;
+        const std::size_t i0 = tk.qb * block_q, rows = p.grouped ? group : std::min(block_q, p.sh.len_q - i0);
+        std::ptrdiff_t lo, hi;
+        key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
+        if (tk.nsplit > 1) {  // piece tk.split of the key range, in whole blocks (as attention<T>)
+            std::ptrdiff_t chunk = (hi - lo + sp(tk.nsplit) - 1) / sp(tk.nsplit);
+            chunk = (chunk + sp(kBlockK) - 1) / sp(kBlockK) * sp(kBlockK);
+            const std::ptrdiff_t a = std::min(hi, lo + sp(tk.split) * chunk);
+            hi = std::min(hi, a + chunk);
+            lo = a;
+        }
+        run_block(p, ws, 0, h, i0, rows, lo, hi);
+        const std::size_t all = rows * p.units;  // row i: unit i / rows, row i % rows of it
+        if (tk.nsplit > 1) {
+            std::copy(ws.o.begin(), ws.o.begin() + sp(all * Dv), part_o.begin() + sp(tk.part * Dv));
+            for (std::size_t i = 0; i < all; ++i) {
+                part_m[tk.part + i] = double(ws.m[i]);
+                part_l[tk.part + i] = ws.l[i];
+            }
+            return;
+        }
+        for (std::size_t i = 0; i < all; ++i) {
+            const std::size_t hh = p.grouped ? h + i : h + i / rows, ii = p.grouped ? 0 : i0 + i % rows;
+            T *orow, *lrow;
+            out_row(tk.seq, hh, ii, orow, lrow);
+            if (po.sinks) {
+                const double mi = double(ws.m[i]), li = ws.l[i];
+                const T* oi = ws.o.data() + i * Dv;
+                finish_merged<T>(1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, po.sinks + hh,
+                                 zeros.data(), accs.data() + slot * width, Dv, orow, os3[2], lrow);
+            } else {
+                finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os3[2], lrow);
+            }
+        }
+    });
+    // The split tasks' pieces, merged in order per row, with the sink (finish_merged).
+    detail::parallel_dynamic(nt, merges.size(), [&](std::size_t slot, std::size_t g) {
+        const paged_task& first = tasks[merges[g]];
+        const plan<T>& p = plans[first.seq];
+        const std::size_t h = p.grouped ? first.unit * group : first.unit;
+        const std::size_t rows = p.rows_per_task / p.units;
+        for (std::size_t i = 0; i < p.rows_per_task; ++i) {
+            const std::size_t hh = p.grouped ? h + i : h + i / rows, ii = p.grouped ? 0 : i % rows;
+            T *orow, *lrow;
+            out_row(first.seq, hh, ii, orow, lrow);
+            finish_merged<T>(
+                first.nsplit,
+                [&](std::size_t sidx) {
+                    const std::size_t r = tasks[merges[g] + sidx].part + i;
+                    return detail::piece<T>{part_m[r], part_l[r], part_o.data() + r * Dv};
+                },
+                po.sinks ? po.sinks + hh : nullptr, zeros.data(), accs.data() + slot * width, Dv, orow, os3[2], lrow);
+        }
+    });
+}
+
+namespace {
 
 // Q: the storage of the parts' outputs and of out, L: of the lses (T; float32 for 16-bit outputs). A 16-bit
 // part row is widened into the thread's scratch (parts x dv floats) before the merge, which is then the
@@ -553,25 +1007,6 @@ void merge_impl(std::size_t parts, const Q* const* outs, const L* const* lses, s
 }  // namespace
 
 template <class T>
-void attention(const attention_shape& sh, const T* q, const strides4& qs, const T* k, const strides4& ks, const T* v,
-               const strides4& vs, T* out, const strides4& os, const attention_options<T>& opt) {
-    attention_impl<T, T, T>(sh, q, qs, k, ks, v, vs, out, os, opt);
-}
-
-// 16-bit inputs: q, k, v of one 16-bit type, or float32 q with a 16-bit K/V cache (normexp.hpp).
-#define NX_ATTENTION_16(Q, S)                                                                                   \
-    void attention(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks, \
-                   const S* v, const strides4& vs, Q* out, const strides4& os,                                \
-                   const attention_options<float>& opt) {                                                     \
-        attention_impl<float, Q, S>(sh, q, qs, k, ks, v, vs, out, os, opt);                                   \
-    }
-NX_ATTENTION_16(float16, float16)
-NX_ATTENTION_16(bfloat16, bfloat16)
-NX_ATTENTION_16(float, float16)
-NX_ATTENTION_16(float, bfloat16)
-#undef NX_ATTENTION_16
-
-template <class T>
 void merge_attention(std::size_t parts, const T* const* outs, const T* const* lses, std::size_t rows, std::size_t dv,
                      T* out, T* lse) {
     merge_impl<T, T>(parts, outs, lses, rows, dv, out, lse);
@@ -590,6 +1025,14 @@ template void attention<float>(const attention_shape&, const float*, const strid
 template void attention<double>(const attention_shape&, const double*, const strides4&, const double*,
                                 const strides4&, const double*, const strides4&, double*, const strides4&,
                                 const attention_options<double>&);
+template void paged_attention<float>(const paged_attention_shape&, const float*, const strides3&, const float*,
+                                     const strides4&, const float*, const strides4&, const std::int32_t*,
+                                     std::ptrdiff_t, const std::int32_t*, const std::int32_t*, float*, const strides3&,
+                                     const paged_attention_options<float>&);
+template void paged_attention<double>(const paged_attention_shape&, const double*, const strides3&, const double*,
+                                      const strides4&, const double*, const strides4&, const std::int32_t*,
+                                      std::ptrdiff_t, const std::int32_t*, const std::int32_t*, double*,
+                                      const strides3&, const paged_attention_options<double>&);
 template void merge_attention<float>(std::size_t, const float* const*, const float* const*, std::size_t, std::size_t,
                                      float*, float*);
 template void merge_attention<double>(std::size_t, const double* const*, const double* const*, std::size_t,

@@ -1,6 +1,10 @@
-// normexp_attention_f32: the C entry point of blocked attention (contiguous (batch, heads, len, dim)).
+// The C entry points of attention: normexp_attention_f32 (contiguous (batch, heads, len, dim), causal only),
+// normexp_attention and normexp_paged_attention (every option, through a parameter struct).
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <vector>
 
 #include "c_api.hpp"
 #include "normexp/normexp.h"
@@ -43,6 +47,226 @@ extern "C" int normexp_attention_f32(const float* q, const float* k, const float
         o.scale = scale;
         o.is_causal = is_causal != 0;
         normexp::attention<float>(q, k, v, out, batch, heads_q, heads_kv, len_q, len_kv, head_dim, head_dim_v, o);
+        return NORMEXP_OK;
+    });
+}
+
+// ---- normexp_attention / normexp_paged_attention: the parameter structs -------------------------------
+namespace {
+
+using normexp::capi::fail;
+
+// Element size of a dtype the calls take (4 or 8), or 0 with INVALID_ARGUMENT recorded.
+int element_size(const char* fn, int dtype, int kv_dtype, std::size_t& size) {
+    const int kv = kv_dtype == 0 ? dtype : kv_dtype;
+    if (dtype != NORMEXP_FLOAT32 && dtype != NORMEXP_FLOAT64)
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
+                    dtype == NORMEXP_FLOAT16 || dtype == NORMEXP_BFLOAT16
+                        ? "dtype: 16-bit queries are not supported (use NORMEXP_FLOAT32 or NORMEXP_FLOAT64)"
+                        : "dtype must be NORMEXP_FLOAT32 or NORMEXP_FLOAT64");
+    if (kv != dtype)
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
+                    "kv_dtype: keys and values must have q's dtype (16-bit keys and values are not supported yet)");
+    size = dtype == NORMEXP_FLOAT32 ? sizeof(float) : sizeof(double);
+    return NORMEXP_OK;
+}
+
+// n = a * b * c * d elements of `size` bytes, each factor > 0, within PTRDIFF_MAX bytes.
+int elems4(const char* fn, std::size_t a, std::size_t b, std::size_t c, std::size_t d, std::size_t size, std::size_t& n) {
+    std::size_t ab = 0, cd = 0;
+    if (const int rc = normexp::capi::check_sizes(fn, a, b, 1, ab)) return rc;
+    if (const int rc = normexp::capi::check_sizes(fn, c, d, 1, cd)) return rc;
+    return normexp::capi::check_sizes(fn, ab, cd, size, n);
+}
+
+struct region {
+    const void* p;
+    std::size_t bytes;
+};
+
+// Does an output region overlap any of the others (the inputs, and the other output)?
+bool any_overlap(const region& o, std::initializer_list<region> others) {
+    for (const region& r : others)
+        if (o.p && r.p && normexp::capi::overlaps(o.p, o.bytes, r.p, r.bytes)) return true;
+    return false;
+}
+
+template <class T>
+void run_attention(const normexp_attention_params& p) {
+    normexp::attention_options<T> o;
+    o.scale = p.scale;
+    o.is_causal = p.is_causal != 0;
+    o.alignment = p.causal_alignment == NORMEXP_CAUSAL_BOTTOM_RIGHT ? normexp::causal_alignment::bottom_right
+                                                                     : normexp::causal_alignment::top_left;
+    o.window = p.window;
+    o.softcap = p.softcap;
+    if (p.mask_kind != NORMEXP_MASK_NONE) {
+        o.mask_kind = p.mask_kind == NORMEXP_MASK_KEEP ? normexp::attention_mask_kind::keep
+                                                       : normexp::attention_mask_kind::additive;
+        o.mask = p.mask;
+        const auto lk = std::ptrdiff_t(p.len_kv), lq = std::ptrdiff_t(p.len_q);
+        o.mask_strides = {p.mask_batch == 1 ? 0 : std::ptrdiff_t(p.mask_heads) * lq * lk, p.mask_heads == 1 ? 0 : lq * lk,
+                          lk, 1};
+    }
+    o.alibi_slopes = p.alibi_slopes;
+    o.alibi_strides = {0, 1};
+    o.sinks = p.sinks;
+    o.sinks_strides = {0, 1};
+    o.lse = static_cast<T*>(p.lse);
+    o.lse_strides = {std::ptrdiff_t(p.heads_q * p.len_q), std::ptrdiff_t(p.len_q), 1};
+    normexp::attention<T>(static_cast<const T*>(p.q), static_cast<const T*>(p.k), static_cast<const T*>(p.v),
+                          static_cast<T*>(p.out), p.batch, p.heads_q, p.heads_kv, p.len_q, p.len_kv, p.head_dim,
+                          p.head_dim_v, o);
+}
+
+template <class T>
+void run_paged(const normexp_paged_attention_params& p) {
+    normexp::paged_attention_shape sh;
+    sh.num_seqs = p.num_seqs;
+    sh.total_queries = p.total_queries;
+    sh.heads_q = p.heads_q;
+    sh.heads_kv = p.heads_kv;
+    sh.head_dim = p.head_dim;
+    sh.head_dim_v = p.head_dim_v;
+    sh.num_pages = p.num_pages;
+    sh.page_size = p.page_size;
+    sh.max_pages = p.max_pages;
+    normexp::paged_attention_options<T> o;
+    o.scale = p.scale;
+    o.is_causal = p.is_causal != 0;
+    o.window = p.window;
+    o.softcap = p.softcap;
+    o.alibi_slopes = p.alibi_slopes;
+    o.sinks = p.sinks;
+    o.lse = static_cast<T*>(p.lse);
+    o.lse_strides = {std::ptrdiff_t(p.heads_q), 1};
+    std::vector<std::int32_t> decode;  // query_start NULL: one query per sequence
+    const std::int32_t* starts = p.query_start;
+    if (!starts) {
+        decode.resize(p.num_seqs + 1);
+        for (std::size_t s = 0; s <= p.num_seqs; ++s) decode[s] = static_cast<std::int32_t>(s);
+        starts = decode.data();
+    }
+    const auto d = [](std::size_t heads, std::size_t dim) {  // (rows, heads, dim), contiguous
+        return normexp::strides3{std::ptrdiff_t(heads * dim), std::ptrdiff_t(dim), 1};
+    };
+    const auto pg = [](std::size_t s, std::size_t h, std::size_t dim) {
+        return normexp::strides4{std::ptrdiff_t(s * h * dim), std::ptrdiff_t(h * dim), std::ptrdiff_t(dim), 1};
+    };
+    normexp::paged_attention<T>(sh, static_cast<const T*>(p.q), d(p.heads_q, p.head_dim),
+                                static_cast<const T*>(p.k_pages), pg(p.page_size, p.heads_kv, p.head_dim),
+                                static_cast<const T*>(p.v_pages), pg(p.page_size, p.heads_kv, p.head_dim_v),
+                                p.block_table, std::ptrdiff_t(p.max_pages), p.seq_lens, starts, static_cast<T*>(p.out),
+                                d(p.heads_q, p.head_dim_v), o);
+}
+
+}  // namespace
+
+extern "C" void normexp_attention_params_init(normexp_attention_params* p) {
+    if (!p) return;
+    *p = normexp_attention_params{};
+    p->struct_size = sizeof(normexp_attention_params);
+    p->dtype = NORMEXP_FLOAT32;
+    p->causal_alignment = NORMEXP_CAUSAL_TOP_LEFT;
+    p->mask_kind = NORMEXP_MASK_NONE;
+    p->mask_batch = 1;
+    p->mask_heads = 1;
+    p->batch = p->heads_q = p->heads_kv = 1;
+}
+
+extern "C" void normexp_paged_attention_params_init(normexp_paged_attention_params* p) {
+    if (!p) return;
+    *p = normexp_paged_attention_params{};
+    p->struct_size = sizeof(normexp_paged_attention_params);
+    p->dtype = NORMEXP_FLOAT32;
+    p->is_causal = 1;
+    p->heads_q = p->heads_kv = 1;
+}
+
+extern "C" int normexp_attention(const normexp_attention_params* params) {
+    static const char* const fn = "normexp_attention";
+    if (!params) return fail(NORMEXP_ERROR_NULL_POINTER, fn, "params must not be NULL");
+    const normexp_attention_params& p = *params;
+    if (p.struct_size != sizeof(normexp_attention_params))
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
+                    "struct_size does not match this library's normexp_attention_params (call normexp_attention_params_init)");
+    std::size_t es = 0;
+    if (const int rc = element_size(fn, p.dtype, p.kv_dtype, es)) return rc;
+    if (!p.q || !p.k || !p.v || !p.out) return fail(NORMEXP_ERROR_NULL_POINTER, fn, "q, k, v and out must not be NULL");
+    std::size_t nq = 0, nk = 0, nv = 0, no = 0, nm = 0;
+    if (const int rc = elems4(fn, p.batch, p.heads_q, p.len_q, p.head_dim, es, nq)) return rc;
+    if (const int rc = elems4(fn, p.batch, p.heads_kv, p.len_kv, p.head_dim, es, nk)) return rc;
+    if (const int rc = elems4(fn, p.batch, p.heads_kv, p.len_kv, p.head_dim_v, es, nv)) return rc;
+    if (const int rc = elems4(fn, p.batch, p.heads_q, p.len_q, p.head_dim_v, es, no)) return rc;
+    if (p.heads_q % p.heads_kv != 0)
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "heads_q must be a multiple of heads_kv (grouped-query attention)");
+    if (!(std::isfinite(p.scale) && p.scale >= 0))
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "scale must be finite and >= 0 (0 means 1/sqrt(head_dim))");
+    if (p.causal_alignment != NORMEXP_CAUSAL_TOP_LEFT && p.causal_alignment != NORMEXP_CAUSAL_BOTTOM_RIGHT)
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "causal_alignment must be NORMEXP_CAUSAL_TOP_LEFT or NORMEXP_CAUSAL_BOTTOM_RIGHT");
+    std::size_t mask_elem = 0;
+    if (p.mask_kind != NORMEXP_MASK_NONE) {
+        if (p.mask_kind != NORMEXP_MASK_KEEP && p.mask_kind != NORMEXP_MASK_ADDITIVE)
+            return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "mask_kind must be a normexp_mask_kind");
+        if (!p.mask) return fail(NORMEXP_ERROR_NULL_POINTER, fn, "mask must not be NULL when mask_kind is set");
+        if (!(p.mask_batch == 1 || p.mask_batch == p.batch) || !(p.mask_heads == 1 || p.mask_heads == p.heads_q))
+            return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "mask_batch must be 1 or batch, and mask_heads 1 or heads_q");
+        mask_elem = p.mask_kind == NORMEXP_MASK_KEEP ? 1 : es;
+        if (const int rc = elems4(fn, p.mask_batch, p.mask_heads, p.len_q, p.len_kv, mask_elem, nm)) return rc;
+    }
+    const std::size_t nl = no / p.head_dim_v;  // batch x heads_q x len_q
+    const region in_q{p.q, nq * es}, in_k{p.k, nk * es}, in_v{p.v, nv * es}, in_m{p.mask, nm * mask_elem};
+    const region out_r{p.out, no * es}, lse_r{p.lse, nl * es};
+    if (any_overlap(out_r, {in_q, in_k, in_v, in_m, lse_r}) || any_overlap(lse_r, {in_q, in_k, in_v, in_m}))
+        return fail(NORMEXP_ERROR_OVERLAP, fn, "out and lse must not overlap q, k, v, the mask or each other");
+    return normexp::capi::guard(fn, [&] {
+        if (p.dtype == NORMEXP_FLOAT32)
+            run_attention<float>(p);
+        else
+            run_attention<double>(p);
+        return NORMEXP_OK;
+    });
+}
+
+extern "C" int normexp_paged_attention(const normexp_paged_attention_params* params) {
+    static const char* const fn = "normexp_paged_attention";
+    if (!params) return fail(NORMEXP_ERROR_NULL_POINTER, fn, "params must not be NULL");
+    const normexp_paged_attention_params& p = *params;
+    if (p.struct_size != sizeof(normexp_paged_attention_params))
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
+                    "struct_size does not match this library's normexp_paged_attention_params (call "
+                    "normexp_paged_attention_params_init)");
+    std::size_t es = 0;
+    if (const int rc = element_size(fn, p.dtype, p.kv_dtype, es)) return rc;
+    if (!p.q || !p.k_pages || !p.v_pages || !p.out || !p.block_table || !p.seq_lens)
+        return fail(NORMEXP_ERROR_NULL_POINTER, fn, "q, k_pages, v_pages, out, block_table and seq_lens must not be NULL");
+    std::size_t nq = 0, nk = 0, nv = 0, no = 0, nt = 0;
+    if (const int rc = elems4(fn, p.total_queries, p.heads_q, p.head_dim, 1, es, nq)) return rc;
+    if (const int rc = elems4(fn, p.num_pages, p.page_size, p.heads_kv, p.head_dim, es, nk)) return rc;
+    if (const int rc = elems4(fn, p.num_pages, p.page_size, p.heads_kv, p.head_dim_v, es, nv)) return rc;
+    if (const int rc = elems4(fn, p.total_queries, p.heads_q, p.head_dim_v, 1, es, no)) return rc;
+    if (const int rc = elems4(fn, p.num_seqs, p.max_pages, 1, 1, sizeof(std::int32_t), nt)) return rc;
+    if (p.num_seqs >= std::size_t(INT32_MAX) || p.total_queries > std::size_t(INT32_MAX))
+        return fail(NORMEXP_ERROR_INVALID_SIZE, fn, "num_seqs and total_queries must fit int32 offsets");
+    if (!p.query_start && p.total_queries != p.num_seqs)
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
+                    "query_start is NULL (one query per sequence) but total_queries differs from num_seqs");
+    if (p.heads_q % p.heads_kv != 0)
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "heads_q must be a multiple of heads_kv (grouped-query attention)");
+    if (!(std::isfinite(p.scale) && p.scale >= 0))
+        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "scale must be finite and >= 0 (0 means 1/sqrt(head_dim))");
+    const region in_q{p.q, nq * es}, in_k{p.k_pages, nk * es}, in_v{p.v_pages, nv * es},
+        in_t{p.block_table, nt * sizeof(std::int32_t)}, in_l{p.seq_lens, p.num_seqs * sizeof(std::int32_t)},
+        in_s{p.query_start, (p.num_seqs + 1) * sizeof(std::int32_t)};
+    const region out_r{p.out, no * es}, lse_r{p.lse, no / p.head_dim_v * es};
+    if (any_overlap(out_r, {in_q, in_k, in_v, in_t, in_l, in_s, lse_r}) ||
+        any_overlap(lse_r, {in_q, in_k, in_v, in_t, in_l, in_s}))
+        return fail(NORMEXP_ERROR_OVERLAP, fn, "out and lse must not overlap the inputs or each other");
+    return normexp::capi::guard(fn, [&] {
+        if (p.dtype == NORMEXP_FLOAT32)
+            run_paged<float>(p);
+        else
+            run_paged<double>(p);
         return NORMEXP_OK;
     });
 }

@@ -51,7 +51,8 @@ std::array<std::ptrdiff_t, N> strides_of(const py::array& a, const char* name) {
 template <class T, class Q, class S>
 void attention_typed(const py::array& q, const py::array& k, const py::array& v, py::array& out,
                      const py::object& lse, const py::object& mask, bool is_causal, bool bottom_right, double scale,
-                     std::size_t window, double softcap, const py::object& alibi, const std::string& isa) {
+                     std::size_t window, double softcap, const py::object& alibi, const py::object& sinks,
+                     const std::string& isa) {
     normexp::attention_shape sh;
     sh.batch = static_cast<std::size_t>(q.shape(0));
     sh.heads_q = static_cast<std::size_t>(q.shape(1));
@@ -67,7 +68,7 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
     opt.window = window;
     opt.softcap = softcap;
     opt.isa = isa.c_str();
-    py::array mask_a, alibi_a, lse_a;
+    py::array mask_a, alibi_a, lse_a, sinks_a;
     if (!mask.is_none()) {
         mask_a = mask.cast<py::array>();
         if (has_dtype<bool>(mask_a)) {
@@ -86,6 +87,14 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
         if (!has_dtype<double>(alibi_a)) throw py::type_error("alibi_slopes must be float64 here");
         opt.alibi_slopes = static_cast<const double*>(alibi_a.data());
         opt.alibi_strides = strides_of<2>(alibi_a, "alibi_slopes");
+    }
+    if (!sinks.is_none()) {
+        sinks_a = sinks.cast<py::array>();
+        if (!has_dtype<double>(sinks_a)) throw py::type_error("sinks must be float64 here");
+        if (sinks_a.ndim() != 2 || sinks_a.shape(0) != q.shape(0) || sinks_a.shape(1) != q.shape(1))
+            throw py::value_error("sinks must have shape (batch, heads_q) here");
+        opt.sinks = static_cast<const double*>(sinks_a.data());
+        opt.sinks_strides = strides_of<2>(sinks_a, "sinks");
     }
     if (!lse.is_none()) {
         lse_a = lse.cast<py::array>();
@@ -108,10 +117,10 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
 
 // q (B, Hq, Lq, D), k (B, Hkv, Lkv, D), v (B, Hkv, Lkv, Dv), out (B, Hq, Lq, Dv), lse (B, Hq, Lq) or None,
 // mask (B, Hq, Lq, Lkv) (bool or q's dtype; stride 0 on broadcast dimensions) or None, alibi (B, Hq) float64
-// or None. Shapes are checked by the caller (normexp.attention).
+// or None, sinks (B, Hq) float64 or None. Shapes are checked by the caller (normexp.attention).
 void attention(const py::array& q, const py::array& k, const py::array& v, py::array out, const py::object& lse,
                const py::object& mask, bool is_causal, bool bottom_right, double scale, std::size_t window,
-               double softcap, const py::object& alibi, const std::string& isa) {
+               double softcap, const py::object& alibi, const py::object& sinks, const std::string& isa) {
     if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4 || out.ndim() != 4)
         throw py::value_error("q, k, v and out must be 4-d here");
     const elem eq = elem_of(q), ek = elem_of(k);
@@ -121,7 +130,8 @@ void attention(const py::array& q, const py::array& k, const py::array& v, py::a
         using T = decltype(t);
         using Q = decltype(qt);
         using S = decltype(st);
-        attention_typed<T, Q, S>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, isa);
+        attention_typed<T, Q, S>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, sinks,
+                                 isa);
     };
     using normexp::bfloat16;
     using normexp::float16;
@@ -134,6 +144,94 @@ void attention(const py::array& q, const py::array& k, const py::array& v, py::a
     else
         throw py::type_error("normexp attention takes q, k, v all float32, all float64, all float16 or all bfloat16, "
                              "or float32 q with float16 or bfloat16 k and v");
+}
+
+template <class T>
+void paged_typed(const py::array& q, const py::array& kp, const py::array& vp, const py::array& table,
+                 const py::array& seq_lens, const py::array& query_start, py::array& out, const py::object& lse,
+                 bool is_causal, double scale, std::size_t window, double softcap, const py::object& alibi,
+                 const py::object& sinks, const std::string& isa) {
+    normexp::paged_attention_shape sh;
+    sh.num_seqs = static_cast<std::size_t>(seq_lens.shape(0));
+    sh.total_queries = static_cast<std::size_t>(q.shape(0));
+    sh.heads_q = static_cast<std::size_t>(q.shape(1));
+    sh.heads_kv = static_cast<std::size_t>(kp.shape(2));
+    sh.head_dim = static_cast<std::size_t>(q.shape(2));
+    sh.head_dim_v = static_cast<std::size_t>(vp.shape(3));
+    sh.num_pages = static_cast<std::size_t>(kp.shape(0));
+    sh.page_size = static_cast<std::size_t>(kp.shape(1));
+    sh.max_pages = static_cast<std::size_t>(table.shape(1));
+    normexp::paged_attention_options<T> opt;
+    opt.scale = scale;
+    opt.is_causal = is_causal;
+    opt.window = window;
+    opt.softcap = softcap;
+    opt.isa = isa.c_str();
+    py::array alibi_a, sinks_a, lse_a;
+    auto per_head = [&](const py::object& o, py::array& keep, const char* name) -> const double* {
+        if (o.is_none()) return nullptr;
+        keep = o.cast<py::array>();
+        if (!has_dtype<double>(keep) || keep.ndim() != 1 || static_cast<std::size_t>(keep.shape(0)) != sh.heads_q ||
+            !(keep.flags() & py::array::c_style))
+            throw py::value_error(std::string(name) + " must be a contiguous float64 array of heads_q values here");
+        return static_cast<const double*>(keep.data());
+    };
+    opt.alibi_slopes = per_head(alibi, alibi_a, "alibi_slopes");
+    opt.sinks = per_head(sinks, sinks_a, "sinks");
+    if (!lse.is_none()) {
+        lse_a = lse.cast<py::array>();
+        if (!has_dtype<T>(lse_a) || lse_a.ndim() != 2 || lse_a.shape(0) != q.shape(0) || lse_a.shape(1) != q.shape(1) ||
+            !lse_a.writeable())
+            throw py::value_error("lse must be a writeable (total_queries, heads_q) array of q's dtype");
+        opt.lse = static_cast<T*>(lse_a.mutable_data());
+        opt.lse_strides = strides_of<2>(lse_a, "lse");
+    }
+    const auto qs = strides_of<3>(q, "q"), os = strides_of<3>(out, "out");
+    const auto ks = strides_of<4>(kp, "k_pages"), vs = strides_of<4>(vp, "v_pages");
+    const T* qd = static_cast<const T*>(q.data());
+    const T* kd = static_cast<const T*>(kp.data());
+    const T* vd = static_cast<const T*>(vp.data());
+    const auto* td = static_cast<const std::int32_t*>(table.data());
+    const auto* ld = static_cast<const std::int32_t*>(seq_lens.data());
+    const auto* qsd = static_cast<const std::int32_t*>(query_start.data());
+    T* od = static_cast<T*>(out.mutable_data());
+    const std::ptrdiff_t trow = static_cast<std::ptrdiff_t>(sh.max_pages);
+    release_gil nogil;
+    normexp::paged_attention<T>(sh, qd, qs, kd, ks, vd, vs, td, trow, ld, qsd, od, os, opt);
+}
+
+// q (T, Hq, D), k_pages (P, S, Hkv, D), v_pages (P, S, Hkv, Dv), out (T, Hq, Dv) of one float dtype (any
+// strides); block_table (N, M), seq_lens (N,), query_start (N + 1,): C-contiguous int32; lse (T, Hq) or
+// None; alibi, sinks: (Hq,) contiguous float64 or None. normexp.paged_attention checks the values; the
+// library checks them again (every page index before any read).
+void paged_attention(const py::array& q, const py::array& kp, const py::array& vp, const py::array& table,
+                     const py::array& seq_lens, const py::array& query_start, py::array out, const py::object& lse,
+                     bool is_causal, double scale, std::size_t window, double softcap, const py::object& alibi,
+                     const py::object& sinks, const std::string& isa) {
+    if (q.ndim() != 3 || kp.ndim() != 4 || vp.ndim() != 4 || out.ndim() != 3)
+        throw py::value_error("q and out must be 3-d and k_pages, v_pages 4-d here");
+    if (!same_float_dtype(q, kp) || !same_float_dtype(q, vp) || !same_float_dtype(q, out))
+        throw py::type_error("q, k_pages, v_pages and out must have the same dtype");
+    const auto cflags = py::array::c_style;
+    for (const py::array* a : {&table, &seq_lens, &query_start})
+        if (!has_dtype<std::int32_t>(*a) || !(a->flags() & cflags))
+            throw py::type_error("block_table, seq_lens and query_start must be C-contiguous int32 arrays here");
+    if (table.ndim() != 2 || seq_lens.ndim() != 1 || query_start.ndim() != 1 || table.shape(0) != seq_lens.shape(0) ||
+        query_start.shape(0) != seq_lens.shape(0) + 1)
+        throw py::value_error("block_table (N, M), seq_lens (N,) and query_start (N + 1,) do not fit together");
+    if (kp.shape(0) != vp.shape(0) || kp.shape(1) != vp.shape(1) || kp.shape(2) != vp.shape(2) ||
+        kp.shape(3) != q.shape(2) || out.shape(0) != q.shape(0) || out.shape(1) != q.shape(1) ||
+        out.shape(2) != vp.shape(3))
+        throw py::value_error("q, k_pages, v_pages and out have shapes that do not fit together");
+    if (!out.writeable()) throw py::value_error("out must be writeable");
+    if (has_dtype<float>(q))
+        paged_typed<float>(q, kp, vp, table, seq_lens, query_start, out, lse, is_causal, scale, window, softcap, alibi,
+                           sinks, isa);
+    else if (has_dtype<double>(q))
+        paged_typed<double>(q, kp, vp, table, seq_lens, query_start, out, lse, is_causal, scale, window, softcap, alibi,
+                            sinks, isa);
+    else
+        throw py::type_error("normexp paged_attention takes float32 or float64 arrays");
 }
 
 // Q: the outputs' element type, L: the lses' (Q, or float32 for 16-bit outputs).
@@ -189,6 +287,10 @@ void merge_attention(const std::vector<py::array>& outs, const std::vector<py::a
 void bind_attention(py::module_& m) {
     m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"),
           py::arg("mask"), py::arg("is_causal"), py::arg("bottom_right"), py::arg("scale"), py::arg("window"),
-          py::arg("softcap"), py::arg("alibi"), py::arg("isa") = "");
+          py::arg("softcap"), py::arg("alibi"), py::arg("sinks") = py::none(), py::arg("isa") = "");
+    m.def("paged_attention", &paged_attention, py::arg("q"), py::arg("k_pages"), py::arg("v_pages"),
+          py::arg("block_table"), py::arg("seq_lens"), py::arg("query_start"), py::arg("out"), py::arg("lse"),
+          py::arg("is_causal"), py::arg("scale"), py::arg("window"), py::arg("softcap"), py::arg("alibi"),
+          py::arg("sinks"), py::arg("isa") = "");
     m.def("merge_attention", &merge_attention, py::arg("outs"), py::arg("lses"), py::arg("out"), py::arg("lse"));
 }

@@ -38,6 +38,7 @@ __all__ = [
     "__version__",
     "attention",
     "merge_attention",
+    "paged_attention",
     # the language-model output layer (normexp/sampling.py)
     "sample",
     "cross_entropy",
@@ -185,6 +186,6 @@ def available_isas() -> list[str]:
 
 
 from . import special  # noqa: E402  (needs the functions above)
-from .attention import attention, merge_attention  # noqa: E402
+from .attention import attention, merge_attention, paged_attention  # noqa: E402
 from .sampling import TemperatureFit, calibration_error, cross_entropy, fit_temperature, sample  # noqa: E402
 from .lm_head import linear_cross_entropy, linear_logsumexp  # noqa: E402

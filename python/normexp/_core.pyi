@@ -48,6 +48,24 @@ def attention(
     window: int,
     softcap: float,
     alibi: npt.NDArray[np.float64] | None,
+    sinks: npt.NDArray[np.float64] | None = None,
+    isa: str = "",
+) -> None: ...
+def paged_attention(
+    q: npt.NDArray[np.floating],
+    k_pages: npt.NDArray[np.floating],
+    v_pages: npt.NDArray[np.floating],
+    block_table: npt.NDArray[np.int32],
+    seq_lens: npt.NDArray[np.int32],
+    query_start: npt.NDArray[np.int32],
+    out: npt.NDArray[np.floating],
+    lse: npt.NDArray[np.floating] | None,
+    is_causal: bool,
+    scale: float,
+    window: int,
+    softcap: float,
+    alibi: npt.NDArray[np.float64] | None,
+    sinks: npt.NDArray[np.float64] | None,
     isa: str = "",
 ) -> None: ...
 def merge_attention(

@@ -47,6 +47,33 @@ def check_dtypes(q: np.dtype, k: np.dtype, v: np.dtype) -> np.dtype:
     raise TypeError(f"q, k, v have dtypes {q}, {k}, {v}; attention takes {_COMBINATIONS}")
 
 
+def _float_tensors(arrays: Sequence[Any], names: Sequence[str]) -> list[np.ndarray]:
+    """The tensors of one attention call: each float32 or float64, all of one dtype."""
+    ts = [_float_tensor(a, n) for a, n in zip(arrays, names)]
+    if len({t.dtype for t in ts}) > 1:
+        raise TypeError(
+            f"{', '.join(names[:-1])} and {names[-1]} must share a dtype; got {', '.join(str(t.dtype) for t in ts)}"
+        )
+    return ts
+
+
+def _work_buffer(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Where the kernels write: out itself, or a new array when there is no out, when out may share memory
+    with an input (may_share_memory: a bounds check, exact overlap tests can be slow; a false positive only
+    costs a copy) or when the kernels cannot address it."""
+    if out is None or any(np.may_share_memory(out, a) for a in inputs) or out is not _kernel_view(out):
+        return np.empty(shape, dtype)
+    return out
+
+
+def _finish(res: np.ndarray, out: np.ndarray | None, lse: np.ndarray | None, return_lse: bool) -> Any:
+    """The result, copied into out if the kernels wrote elsewhere; with lse when asked."""
+    if out is not None and res is not out:
+        np.copyto(out, res)
+        res = out
+    return (res, lse) if return_lse else res
+
+
 def _as_4d(a: np.ndarray, nbatch: int) -> np.ndarray | None:
     """a (batch..., H, L, D) as a 4-d view (B, H, L, D); None if the batch dimensions cannot be merged
     without a copy."""
@@ -60,6 +87,15 @@ def _as_4d(a: np.ndarray, nbatch: int) -> np.ndarray | None:
     except AttributeError:
         return None
     return b
+
+
+def _per_head_2d(a: np.ndarray | None, nbatch: int) -> np.ndarray | None:
+    """A per-head array (batch..., H) as a 2-d view (B, H); None if absent or if the batch dimensions
+    cannot be merged without a copy."""
+    if a is None:
+        return None
+    b = _as_4d(a.reshape(a.shape + (1, 1)), nbatch)
+    return None if b is None else b[..., 0, 0]
 
 
 def _kernel_view(a: np.ndarray) -> np.ndarray:
@@ -82,6 +118,7 @@ def attention(
     softcap: float | None = None,
     alibi_slopes: Any = None,
     causal_alignment: str = "top_left",
+    sinks: Any = None,
     return_lse: bool = False,
     out: Any = None,
 ) -> Any:
@@ -125,14 +162,21 @@ def attention(
         ``is_causal``) or ``diag(i) = i + Lkv - Lq`` (``"bottom_right"``: the last query sees every
         key, as decoding with a KV cache needs; flash-attn's convention). Also places ``window`` and
         ALiBi.
+    sinks : array_like, optional
+        Attention-sink logits, shape ``(Hq,)`` or broadcastable to ``(..., Hq)``: one more term of each
+        row's softmax with no value row (gpt-oss; ONNX Runtime's and vLLM's ``sinks``),
+        ``out_i = sum_j exp(s_ij - M) v_j / (exp(sink_h - M) + sum_j exp(s_ij - M))`` with ``s`` the final
+        scores and ``M`` the maximum over the row and the sink. Each is finite in the kernels' dtype
+        (float32 for 16-bit inputs), or ``-inf``
+        (no effect). The sink is not scaled, soft-capped or masked.
     return_lse : bool
-        Also return ``lse`` of shape ``(..., Hq, Lq)``: the log-sum-exp of each row's final scores (for
-        :func:`merge_attention`); float32 when q, k or v is 16-bit, else q's dtype.
+        Also return ``lse`` of shape ``(..., Hq, Lq)``: the log-sum-exp of each row's final scores,
+        including the sink (for :func:`merge_attention`); float32 when q, k or v is 16-bit, else q's dtype.
     out : ndarray or torch tensor, optional
         ``(..., Hq, Lq, Dv)`` of q's dtype, writeable; receives the result.
 
     Returns ``out``, or ``(out, lse)``. A row whose keys are all masked out gives output 0 and lse
-    ``-inf`` (never NaN). A NaN in a row's scores makes that row NaN.
+    ``-inf`` (never NaN), or ``sink_h`` with sinks. A NaN in a row's scores makes that row NaN.
     """
     is_causal = _api.flag(is_causal, "is_causal")
     return_lse = _api.flag(return_lse, "return_lse")
@@ -151,7 +195,7 @@ def attention(
             out = _api.check_out(out, (q.shape[0], v.shape[1]), dtype)
         r = attention(
             q[None], k[None], v[None], mask=mask, is_causal=is_causal, scale=scale, window=window, softcap=softcap,
-            alibi_slopes=alibi_slopes, causal_alignment=causal_alignment, return_lse=return_lse,
+            alibi_slopes=alibi_slopes, causal_alignment=causal_alignment, sinks=sinks, return_lse=return_lse,
             out=None if out is None else out[None],
         )
         if return_lse:
@@ -203,14 +247,18 @@ def attention(
         except ValueError:
             raise ValueError(f"alibi_slopes with shape {s.shape} cannot be broadcast to (..., Hq) = {batch + (hq,)}") from None
 
+    sinks_b = None
+    if sinks is not None:
+        s = check_sinks(sinks, cdtype)
+        try:
+            sinks_b = np.broadcast_to(s, batch + (hq,))
+        except ValueError:
+            raise ValueError(f"sinks with shape {s.shape} cannot be broadcast to (..., Hq) = {batch + (hq,)}") from None
+
     out_shape = batch + (hq, lq, dv)
     if out is not None:
         out = _api.check_out(out, out_shape, dtype)
-    res = out
-    inputs = [a for a in (q, k, v, mask_b) if a is not None]
-    # may_share_memory: a bounds check (exact overlap tests can be slow); a false positive only costs a copy.
-    if res is None or any(np.may_share_memory(res, a) for a in inputs) or res is not _kernel_view(res):
-        res = np.empty(out_shape, dtype)
+    res = _work_buffer(out, out_shape, dtype, [a for a in (q, k, v, mask_b) if a is not None])
     lse = np.empty(batch + (hq, lq), cdtype) if return_lse else None
 
     if res.size or (lse is not None and lse.size):
@@ -220,13 +268,12 @@ def attention(
         views = [_as_4d(q, nb), _as_4d(k, nb), _as_4d(v, nb), _as_4d(res, nb)]
         mask4 = _as_4d(mask_b, nb) if mask_b is not None else None
         lse4 = _as_4d(lse.reshape(lse.shape + (1,)), nb)[..., 0] if lse is not None else None
-        alibi2 = None
-        if alibi_b is not None:
-            alibi2 = _as_4d(alibi_b.reshape(alibi_b.shape + (1, 1)), nb)[..., 0, 0]
+        alibi2 = _per_head_2d(alibi_b, nb)
+        sinks2 = _per_head_2d(sinks_b, nb)
         if all(x is not None for x in views) and (mask_b is None or mask4 is not None) and (
             alibi_b is None or alibi2 is not None
-        ):
-            _core.attention(*views, lse4, mask4, alibi=alibi2, **args)
+        ) and (sinks_b is None or sinks2 is not None):
+            _core.attention(*views, lse4, mask4, alibi=alibi2, sinks=sinks2, **args)
         else:  # batch dimensions that cannot be merged without a copy: one call per batch index
             for idx in np.ndindex(*batch):
                 one = lambda a: a[idx][None]  # noqa: E731
@@ -235,14 +282,10 @@ def attention(
                     one(lse) if lse is not None else None,
                     one(mask_b) if mask_b is not None else None,
                     alibi=one(alibi_b) if alibi_b is not None else None,
+                    sinks=one(sinks_b) if sinks_b is not None else None,
                     **args,
                 )
-    if out is not None and res is not out:
-        np.copyto(out, res)
-        res = out
-    if return_lse:
-        return res, lse
-    return res
+    return _finish(res, out, lse, return_lse)
 
 
 @_interop.dlpack_io("outs", "lses")
@@ -307,6 +350,187 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     return out, lse
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def _index_array(x: Any, name: str, ndim: int) -> np.ndarray:
+    """An integer array of ndim dimensions as C-contiguous int32 (TypeError for other dtypes, ValueError for
+    another rank or values beyond int32)."""
+    a = _api.as_array(x, name)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array (int32), got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension{'s' if ndim > 1 else ''}, got shape {a.shape}")
+    if a.size and (int(a.max()) > _INT32_MAX or int(a.min()) < -_INT32_MAX - 1):
+        raise ValueError(f"{name} has values beyond the int32 range")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+@_interop.dlpack_io("q", "k_pages", "v_pages")
+def paged_attention(
+    q: Any,
+    k_pages: Any,
+    v_pages: Any,
+    block_table: Any,
+    seq_lens: Any,
+    *,
+    query_start: Any = None,
+    is_causal: bool = True,
+    scale: float | None = None,
+    sinks: Any = None,
+    window: int | None = None,
+    softcap: float | None = None,
+    alibi_slopes: Any = None,
+    return_lse: bool = False,
+    out: Any = None,
+) -> Any:
+    """Attention of a batch of sequences whose keys and values live in the pages of a shared pool (a paged
+    KV cache, as an inference server with continuous batching keeps it).
+
+    Sequence ``s`` has ``seq_lens[s]`` keys; key ``j`` of it is row ``j % page_size`` of page
+    ``block_table[s, j // page_size]``. Its new tokens are rows ``query_start[s]:query_start[s + 1]`` of
+    ``q``: one for a decoding sequence, many for a prompt being prefilled (in chunks), none for a sequence
+    that waits. Each query attends to its own sequence's keys only, with bottom-right causal alignment: the
+    last query of a sequence sits at its last key. The result is that of :func:`attention` over each
+    sequence's pages gathered into a contiguous cache (``causal_alignment="bottom_right"``), without the
+    gather.
+
+    Parameters
+    ----------
+    q : array_like or CPU tensor, float32 or float64, ``(total_queries, Hq, D)``
+        The new tokens of all sequences packed one after another.
+    k_pages, v_pages : ``(num_pages, page_size, Hkv, D)`` and ``(num_pages, page_size, Hkv, Dv)``, q's dtype
+        The pool (any strides). ``Hq`` a multiple of ``Hkv`` (grouped-query / multi-query attention:
+        query head ``h`` reads key/value head ``h // (Hq // Hkv)``).
+    block_table : integer ``(num_seqs, max_pages)``
+        Page indices of each sequence in order. Only the first ``ceil(seq_lens[s] / page_size)`` entries
+        of row ``s`` are read (the rest may hold anything, e.g. -1); each of those must be a page of the pool.
+    seq_lens : integer ``(num_seqs,)``
+        Keys of each sequence (>= 0), the new tokens included.
+    query_start : integer ``(num_seqs + 1,)``, optional
+        Cumulative offsets into q: 0 first, ``total_queries`` last, non-decreasing. Default: one query per
+        sequence (a decode step), ``arange(num_seqs + 1)``.
+    is_causal : bool
+        Query ``r`` of ``n`` new ones sees keys ``j <= seq_len - n + r`` (default True).
+    scale, window, softcap, alibi_slopes, sinks :
+        As in :func:`attention` (per query head; ``alibi_slopes`` and ``sinks`` of shape ``(Hq,)``), with
+        the diagonal ``diag(r) = seq_len - n + r`` of each sequence.
+    return_lse : bool
+        Also return ``lse`` ``(total_queries, Hq)`` (the sink included).
+    out : ndarray or tensor ``(total_queries, Hq, Dv)`` of q's dtype, optional
+        Receives the result.
+
+    Returns ``out``, or ``(out, lse)``. Every page index, length and offset is checked before anything is
+    read: a bad table raises ``IndexError`` (a page index outside the pool) or ``ValueError`` (lengths and
+    offsets), naming the sequence and the entry. Work is split over (sequence, head, query block) and, for
+    sequences with few new queries, key ranges, so one long sequence does not serialize a batch; results
+    are bit-identical for every thread count.
+    """
+    is_causal = _api.flag(is_causal, "is_causal")
+    return_lse = _api.flag(return_lse, "return_lse")
+    q, k_pages, v_pages = _float_tensors((q, k_pages, v_pages), ("q", "k_pages", "v_pages"))
+    dtype = q.dtype
+    if is_16bit(dtype):
+        raise TypeError(f"paged_attention takes float32 or float64 q and pages, got {dtype} (16-bit pages: not yet)")
+    if q.ndim != 3:
+        raise ValueError(f"q must have 3 dimensions (total_queries, heads_q, head_dim), got shape {q.shape}")
+    for name, a in (("k_pages", k_pages), ("v_pages", v_pages)):
+        if a.ndim != 4:
+            raise ValueError(f"{name} must have 4 dimensions (num_pages, page_size, heads_kv, dim), got shape {a.shape}")
+    nq_total, hq, d = q.shape
+    npages, psize, hk, dk = k_pages.shape
+    if v_pages.shape[:3] != k_pages.shape[:3]:
+        raise ValueError(f"v_pages {v_pages.shape} and k_pages {k_pages.shape} must agree in (num_pages, page_size, heads_kv)")
+    dv = v_pages.shape[3]
+    if dk != d:
+        raise ValueError(f"head_dim: q has {d} but k_pages has {dk} (the last dimension of q and k_pages must match)")
+    if hk == 0 and hq != 0 or hk and hq % hk:
+        raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k_pages and v_pages")
+
+    table = _index_array(block_table, "block_table", 2)
+    lens = _index_array(seq_lens, "seq_lens", 1)
+    nseq = lens.shape[0]
+    if table.shape[0] != nseq:
+        raise ValueError(f"block_table has {table.shape[0]} rows but seq_lens has {nseq} sequences")
+    if query_start is None:
+        if nq_total != nseq:
+            raise ValueError(
+                f"q has {nq_total} queries but there are {nseq} sequences: without query_start each sequence has "
+                "one new query (a decode step); pass query_start for prefills"
+            )
+        starts = np.arange(nseq + 1, dtype=np.int32)
+    else:
+        starts = _index_array(query_start, "query_start", 1)
+        if starts.shape[0] != nseq + 1:
+            raise ValueError(f"query_start must have num_seqs + 1 = {nseq + 1} entries, got {starts.shape[0]}")
+        if starts[0] != 0:
+            raise ValueError(f"query_start[0] must be 0, got {int(starts[0])}")
+        if starts[-1] != nq_total:
+            raise ValueError(f"query_start[{nseq}] = {int(starts[-1])} must be the number of queries in q, {nq_total}")
+        bad = np.flatnonzero(np.diff(starts) < 0)
+        if bad.size:
+            s = int(bad[0])
+            raise ValueError(
+                f"query_start must be non-decreasing: sequence {s} has query_start[{s + 1}] = {int(starts[s + 1])} "
+                f"< query_start[{s}] = {int(starts[s])}"
+            )
+    neg = np.flatnonzero(lens < 0)
+    if neg.size:
+        s = int(neg[0])
+        raise ValueError(f"seq_lens[{s}] = {int(lens[s])}: sequence {s} has a negative length")
+    if nseq and int(lens.max()) > 0 and psize == 0:
+        raise ValueError("k_pages has pages of 0 keys (page_size, dimension 1), but seq_lens has keys")
+    need = (lens.astype(np.int64) + max(psize, 1) - 1) // max(psize, 1)
+    over = np.flatnonzero(need > table.shape[1])
+    if over.size:
+        s = int(over[0])
+        raise ValueError(
+            f"seq_lens[{s}] = {int(lens[s])}: sequence {s} needs {int(need[s])} pages of {psize} keys, but "
+            f"block_table has {table.shape[1]} columns"
+        )
+    used = np.arange(table.shape[1])[None, :] < need[:, None]
+    bad = used & ((table < 0) | (table >= npages))
+    if bad.any():
+        s, j = (int(i) for i in np.argwhere(bad)[0])
+        raise IndexError(
+            f"block_table[{s}, {j}] = {int(table[s, j])}: page {j} of sequence {s} is not a page of the pool "
+            f"(k_pages has {npages} pages)"
+        )
+
+    max_len = int(lens.max()) if nseq else 0
+    max_q = int(np.diff(starts).max()) if nseq else 0
+    sc = check_scale(scale, dtype, d)
+    win = check_window(window, max_q, max_len)
+    cap = check_softcap(softcap, dtype)
+    slopes = None
+    if alibi_slopes is not None:
+        a = check_alibi(alibi_slopes, dtype, max_q, max_len, True)
+        try:
+            slopes = np.ascontiguousarray(np.broadcast_to(a, (hq,)))
+        except ValueError:
+            raise ValueError(f"alibi_slopes with shape {a.shape} cannot be broadcast to (Hq,) = ({hq},)") from None
+    sink_arr = None
+    if sinks is not None:
+        a = check_sinks(sinks, dtype)
+        try:
+            sink_arr = np.ascontiguousarray(np.broadcast_to(a, (hq,)))
+        except ValueError:
+            raise ValueError(f"sinks with shape {a.shape} cannot be broadcast to (Hq,) = ({hq},)") from None
+
+    out_shape = (nq_total, hq, dv)
+    if out is not None:
+        out = _api.check_out(out, out_shape, dtype)
+    res = _work_buffer(out, out_shape, dtype, (q, k_pages, v_pages))
+    lse = np.empty((nq_total, hq), dtype) if return_lse else None
+    if res.size or (lse is not None and lse.size):
+        _core.paged_attention(
+            _kernel_view(q), _kernel_view(k_pages), _kernel_view(v_pages), table, lens, starts, res, lse,
+            is_causal=bool(is_causal), scale=sc, window=win, softcap=cap, alibi=slopes, sinks=sink_arr,
+            isa=_api.current_isa_override(),
+        )
+    return _finish(res, out, lse, return_lse)
+
+
 # ---- scalar options, checked in the dtype the kernels use ----------------------------------------------
 # The kernels hold scale, softcap and the ALiBi slopes in q's dtype (kernels/kernel_table.hpp:
 # attn_scores), so each is checked there: a float64 value that float32 rounds to inf or 0 would turn the
@@ -360,6 +584,22 @@ def check_alibi(alibi_slopes: Any, dtype: np.dtype, lq: int, lk: int, bottom_rig
         raise ValueError(
             f"alibi_slopes: |slope| {big:g} times the largest key distance {dist} overflows "
             f"{np.dtype(dtype).name} (the dtype of q); slopes must be at most {limit:g} in magnitude here"
+        )
+    return s
+
+
+def check_sinks(sinks: Any, dtype: np.dtype) -> np.ndarray:
+    """The sink logits as float64 (not broadcast): each finite in dtype (the lse that includes it must be
+    representable) or -inf (a sink with no effect); NaN and +inf are refused."""
+    s = _api.as_array(sinks, "sinks")
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"sinks must be real numbers (one logit per query head), got dtype {s.dtype}")
+    s = s.astype(np.float64, copy=False)
+    big = float(np.finfo(dtype).max)
+    bad = ~((np.abs(s) <= big) | (s == -np.inf))
+    if bad.any():
+        raise ValueError(
+            f"sinks must be finite {np.dtype(dtype).name} numbers (the kernels' dtype: q's, float32 for 16-bit inputs) or -inf, got {float(s[bad][0]):g}"
         )
     return s
 

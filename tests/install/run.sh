@@ -37,7 +37,8 @@ check_symbols() {  # only the API may be exported from the shared library
     if grep -q '_ZN7normexp6detail' <<<"$syms"; then echo "normexp::detail symbols are exported"; return 1; fi
     local f
     for f in softmax_f32 softmax_f64 log_softmax_f32 log_softmax_f64 logsumexp_f32 logsumexp_f64 isa \
-             set_num_threads get_num_threads last_error status_string version attention_f32; do
+             set_num_threads get_num_threads last_error status_string version attention_f32 attention \
+             paged_attention attention_params_init paged_attention_params_init; do
         grep -qx "normexp_$f" <<<"$syms" || { echo "normexp_$f is not exported"; return 1; }
     done
     echo "exported: $(grep -c '^normexp_' <<<"$syms") C symbols, $(grep -vc '^normexp_' <<<"$syms") C++ symbols:"
@@ -78,6 +79,7 @@ for kind in static shared; do
     done
     "$work/$kind/example-cpp/next_token"
     "$work/$kind/example-c/softmax_c"
+    "$work/$kind/example-c/paged_decode_c"
 
     step "$kind: C-only CMake project"
     if [ "$kind" = shared ]; then

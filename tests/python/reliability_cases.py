@@ -132,6 +132,23 @@ def _att_parts(rng: np.random.Generator, scale: str) -> tuple:
     return [a[0], b[0]], [a[1], b[1]]
 
 
+def _att_paged(rng: np.random.Generator, scale: str) -> tuple:
+    # A paged pool in a random page order: decodes (split keys at "large"), a sequence without queries, a prefill.
+    lens, nqs, ps = ([9, 3, 20], [1, 0, 4], 4) if scale == "small" else ([3000, 1, 700, 40], [1, 1, 0, 130], 16)
+    need = [(n + ps - 1) // ps for n in lens]
+    k_pages = rng.standard_normal((sum(need) + 1, ps, 2, 16)).astype(np.float32)
+    v_pages = rng.standard_normal((sum(need) + 1, ps, 2, 16)).astype(np.float32)
+    perm = rng.permutation(sum(need)).astype(np.int32)
+    table = np.full((len(lens), max(need)), -1, np.int32)
+    at = 0
+    for i, n in enumerate(need):
+        table[i, :n] = perm[at : at + n]
+        at += n
+    starts = np.concatenate([[0], np.cumsum(nqs)]).astype(np.int32)
+    q = rng.standard_normal((int(starts[-1]), 8, 16)).astype(np.float32)
+    return q, k_pages, v_pages, table, np.array(lens, np.int32), starts
+
+
 # ---- the output layer: sampling, cross-entropy, temperature, calibration --------------------------------
 def _labels_for(rng: np.random.Generator, x: np.ndarray, axis: int = -1) -> np.ndarray:
     shape = x.shape[:axis % x.ndim] + x.shape[axis % x.ndim + 1 :]
@@ -173,6 +190,11 @@ CASES += [
     Case("attention/f32/strided-q-v-mask", _att_strided, lambda q, k, v, m: normexp.attention(q, k, v, mask=m, is_causal=True)),
     Case("attention/f32/out", _att_causal, lambda q, k, v: normexp.attention(q, k, v, out=np.empty(q.shape[:-1] + v.shape[-1:], q.dtype))),
     Case("merge_attention", _att_parts, lambda o, l: normexp.merge_attention(o, l)),
+    Case(
+        "paged_attention/f32/sinks-lse",
+        _att_paged,
+        lambda q, kp, vp, t, n, st: normexp.paged_attention(q, kp, vp, t, n, query_start=st, sinks=np.linspace(-1, 1, 8), return_lse=True),
+    ),
     # A seed, not a Generator: every call draws the same uniforms, so results must be identical.
     Case("sample/f32/top_k-top_p", lambda g, s: (_scores(g, s),), lambda x: normexp.sample(x, temperature=0.8, top_k=50, top_p=0.9, rng=7)),
     Case("sample/f64/min_p", lambda g, s: (_scores(g, s, np.float64),), lambda x: normexp.sample(x, min_p=0.05, rng=8)),

@@ -157,6 +157,17 @@ def _dask_x() -> Any:
     return da.from_array(_x(), chunks=(3, 2))  # the class axis over three chunks: the merge path
 
 
+def _paged() -> dict:
+    g = np.random.default_rng(1)
+    return {
+        "q": g.standard_normal((2, 4, 3)).astype(np.float32),
+        "k_pages": g.standard_normal((4, 2, 2, 3)).astype(np.float32),
+        "v_pages": g.standard_normal((4, 2, 2, 3)).astype(np.float32),
+        "block_table": np.array([[3, 0], [1, 2]], np.int32),
+        "seq_lens": np.array([3, 4], np.int32),
+    }
+
+
 def _dask_att() -> dict:
     a = _att()
     return {"q": a["q"], "k": da.from_array(a["k"], chunks=(2, 2, 3)), "v": da.from_array(a["v"], chunks=(2, 2, 3))}
@@ -180,9 +191,14 @@ TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
     "normexp.attention": (
         normexp.attention, _att,
         {"q", "k", "v", "mask", "is_causal", "scale", "window", "softcap", "alibi_slopes", "causal_alignment",
-         "return_lse", "out"},
+         "sinks", "return_lse", "out"},
     ),
     "normexp.merge_attention": (normexp.merge_attention, _merge, {"outs", "lses"}),
+    "normexp.paged_attention": (
+        normexp.paged_attention, _paged,
+        {"q", "k_pages", "v_pages", "block_table", "seq_lens", "query_start", "is_causal", "scale", "sinks", "window",
+         "softcap", "alibi_slopes", "return_lse", "out"},
+    ),
     "normexp.sample": (normexp.sample, lambda: {"logits": _x(), "rng": 0},
                        {"logits", "temperature", "top_k", "top_p", "min_p", "logit_bias", "prev_tokens",
                         "repetition_penalty", "presence_penalty", "frequency_penalty", "return_logprobs", "rng"}),
@@ -210,7 +226,7 @@ TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
     "normexp.dask.attention": (
         nd.attention, _dask_att,
         {"q", "k", "v", "mask", "is_causal", "scale", "window", "softcap", "alibi_slopes", "causal_alignment",
-         "return_lse", "split_every"},
+         "sinks", "return_lse", "split_every"},
     ),
 }
 
@@ -419,6 +435,7 @@ F32_MAX = float(np.finfo(np.float32).max)
         ({"alibi_slopes": [-1e39, 1.0]}, "alibi_slopes"),
         ({"alibi_slopes": [F32_MAX / 2, 1.0]}, "alibi_slopes"),  # fits, but times a distance of 4 does not
         ({"alibi_slopes": [1.0, -F32_MAX]}, "alibi_slopes"),
+        ({"sinks": [1e39, 1.0]}, "sinks"),  # finite in float64, inf in float32 (the lse would be inf)
         ({"scale": 1e39}, "scale"),
         ({"scale": -1e39}, "scale"),
         ({"scale": 1e-46}, "scale"),  # rounds to 0 in float32: every score 0

@@ -157,6 +157,18 @@ def _merge_args():
     return {"outs": [o1, o2], "lses": [l1, l2]}
 
 
+def _paged_args():
+    g = _rng()
+    return {
+        "q": g.standard_normal((3, 4, 3)).astype(np.float32),
+        "k_pages": g.standard_normal((5, 2, 2, 3)).astype(np.float32),
+        "v_pages": g.standard_normal((5, 2, 2, 3)).astype(np.float32),
+        "block_table": np.array([[4, 0, -1], [2, 1, 3]], np.int32),
+        "seq_lens": np.array([3, 5], np.int32),
+        "query_start": np.array([0, 1, 3], np.int32),
+    }
+
+
 def _logits_args():
     g = _rng()
     return {"logits": (g.standard_normal((4, 6)) * 3).astype(np.float32)}
@@ -183,6 +195,7 @@ def _lm_ce_args():
 CALLS: dict[str, tuple[Callable[..., Any], Callable[[], dict]]] = {
     "attention": (normexp.attention, _att_args),
     "merge_attention": (normexp.merge_attention, _merge_args),
+    "paged_attention": (normexp.paged_attention, _paged_args),
     "sample": (normexp.sample, _logits_args),
     "cross_entropy": (normexp.cross_entropy, _ce_args),
     "fit_temperature": (normexp.fit_temperature, _ce_args),
@@ -276,6 +289,19 @@ CALL_BAD: list[tuple[str, str, Callable[[dict], dict], Any, tuple[str, ...]]] = 
     ("attention", "out a list", lambda a: {"out": np.zeros((2, 4, 3)).tolist()}, TypeError, ("out",)),
     ("attention", "out 2-d shape", lambda a: {"q": a["q"][0], "k": a["k"][0], "v": a["v"][0], "out": np.zeros((4, 2), F32)}, ValueError, ("out", "shape")),
     ("attention", "out with a bad option", lambda a: {"out": np.zeros((2, 4, 3), F32), "window": 0}, ValueError, ("window",)),
+    # ---- paged_attention ----
+    ("paged_attention", "page index past the pool", lambda a: {"block_table": np.array([[4, 5, -1], [2, 1, 3]], np.int32)}, IndexError, ("block_table[0, 1]", "sequence 0")),
+    ("paged_attention", "negative page index", lambda a: {"block_table": np.array([[4, 0, -1], [2, 1, -1]], np.int32)}, IndexError, ("block_table[1, 2]", "sequence 1")),
+    ("paged_attention", "too few columns", lambda a: {"seq_lens": np.array([3, 7], np.int32)}, ValueError, ("seq_lens[1]", "columns")),
+    ("paged_attention", "negative length", lambda a: {"seq_lens": np.array([-1, 5], np.int32)}, ValueError, ("seq_lens[0]", "negative")),
+    ("paged_attention", "query_start decreasing", lambda a: {"query_start": np.array([0, 4, 3], np.int32)}, ValueError, ("query_start", "sequence 1")),
+    ("paged_attention", "query_start end", lambda a: {"query_start": np.array([0, 1, 2], np.int32)}, ValueError, ("query_start[2]",)),
+    ("paged_attention", "float table", lambda a: {"block_table": a["block_table"].astype(F32)}, TypeError, ("block_table", "integer")),
+    ("paged_attention", "k_pages float64", lambda a: {"k_pages": a["k_pages"].astype(F64)}, TypeError, ("dtype",)),
+    ("paged_attention", "q 4-d", lambda a: {"q": a["q"][None]}, ValueError, ("q", "3 dimensions")),
+    ("paged_attention", "out shape", lambda a: {"out": np.zeros((3, 4, 2), F32)}, ValueError, ("out", "shape")),
+    ("paged_attention", "out with a bad table", lambda a: {"out": np.zeros((3, 4, 3), F32), "seq_lens": np.array([3, 99], np.int32)}, ValueError, ("seq_lens[1]",)),
+    ("paged_attention", "sinks NaN", lambda a: {"sinks": [np.nan] * 4}, ValueError, ("sinks",)),
     # ---- merge_attention ----
     ("merge_attention", "outs mixed dtypes", lambda a: {"outs": [a["outs"][0], a["outs"][1].astype(F64)]}, TypeError, ("outs[1]", "dtype")),
     ("merge_attention", "lses dtype", lambda a: {"lses": [a["lses"][0], a["lses"][1].astype(F64)]}, TypeError, ("lses[1]", "dtype")),

@@ -67,6 +67,12 @@ _mask = _g.random((4, 6)) < 0.8
 _slopes = np.array([0.5, 0.25])
 _att_out = np.empty((4, 16), np.float32)
 _parts = [normexp.attention(_q, _k[:, :3], _v[:, :3], return_lse=True), normexp.attention(_q, _k[:, 3:], _v[:, 3:], return_lse=True)]
+_pk = _g.standard_normal((5, 2, 2, 16)).astype(np.float32)  # 5 pages of 2 keys, 2 key/value heads
+_pv = _g.standard_normal((5, 2, 2, 16)).astype(np.float32)
+_pq = _g.standard_normal((4, 4, 16)).astype(np.float32)
+_ptable = np.array([[4, 1, -1], [0, 2, 3]], np.int32)
+_plens = np.array([3, 6], np.int32)
+_pstarts = np.array([0, 1, 4], np.int32)
 _labels = _g.integers(0, 33, 4)
 _hid = _g.standard_normal((4, 16)).astype(np.float32)  # the fused LM head: 4 rows, vocabulary 33
 _wlm = _g.standard_normal((33, 16)).astype(np.float32)
@@ -99,6 +105,9 @@ LEAK_CASES.update({
     ),
     "attention(2-d, out, bottom_right)": lambda: normexp.attention(_q[0], _k[0], _v[0], out=_att_out, is_causal=True, causal_alignment="bottom_right"),
     "merge_attention": lambda: normexp.merge_attention([_parts[0][0], _parts[1][0]], [_parts[0][1], _parts[1][1]]),
+    "paged_attention(sinks, window, lse)": lambda: normexp.paged_attention(
+        _pq, _pk, _pv, _ptable, _plens, query_start=_pstarts, sinks=[0.5, 0.0, -1.0, 1.0], window=4, return_lse=True
+    ),
     "sample(Generator, top_k, top_p, min_p)": lambda: normexp.sample(_x, top_k=5, top_p=0.9, min_p=0.01, rng=_gen),
     "sample(seed, f64)": lambda: normexp.sample(_x64, rng=5),
     "sample(greedy)": lambda: normexp.sample(_x, temperature=0.0),
@@ -112,6 +121,7 @@ LEAK_CASES.update({
 })
 LEAK_CALLS = {
     "attention(mask, causal, alibi, softcap, window, lse)": 20_000,
+    "paged_attention(sinks, window, lse)": 20_000,
     "attention(2-d, out, bottom_right)": 20_000,
     "sample(seed, f64)": 20_000,  # a new Generator per call (~25 us)
     "fit_temperature": 3_000,

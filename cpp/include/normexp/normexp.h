@@ -1,4 +1,5 @@
-/* normexp C API: softmax, log_softmax and logsumexp over the rows of a row-major matrix.
+/* normexp C API: softmax, log_softmax and logsumexp over the rows of a row-major matrix, and attention
+ * (contiguous tensors or a paged KV cache).
  *
  * Valid C99 (and C++). Every function that can fail returns an int status: NORMEXP_OK (0) on
  * success, one of the normexp_status codes below otherwise. Nothing else reports errors: no
@@ -25,6 +26,7 @@
 #define NORMEXP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "normexp/export.h"
 #include "normexp/version.h"
@@ -90,6 +92,106 @@ NORMEXP_API int normexp_logsumexp_ex_f64(const double* x, double* out, size_t ro
 NORMEXP_API int normexp_attention_f32(const float* q, const float* k, const float* v, float* out, size_t batch,
                                       size_t heads_q, size_t heads_kv, size_t len_q, size_t len_kv,
                                       size_t head_dim, size_t head_dim_v, float scale, int is_causal);
+
+/* ---- attention with every option: one parameter struct per layout ---------------------------------
+ * Fill a struct with its _init function (which sets struct_size and every default), set the fields you
+ * need, and pass it. struct_size lets later versions add fields at the end: a struct from an older header
+ * keeps working. Errors as everywhere in this API (status code + normexp_last_error()); out and lse are
+ * untouched when a call fails its checks. */
+
+/* Element types. The calls take FLOAT32 and FLOAT64 (q, k, v, out and lse of one type); kv_dtype is the
+ * type of k and v (or of the pages) where it may differ from q's, 0 meaning "dtype". FLOAT16 and BFLOAT16
+ * are reserved for 16-bit keys and values (INVALID_ARGUMENT until the kernels take them). */
+typedef enum normexp_dtype {
+    NORMEXP_FLOAT32 = 1,
+    NORMEXP_FLOAT64 = 2,
+    NORMEXP_FLOAT16 = 3,
+    NORMEXP_BFLOAT16 = 4
+} normexp_dtype;
+
+typedef enum normexp_mask_kind {
+    NORMEXP_MASK_NONE = 0,
+    NORMEXP_MASK_KEEP = 1,     /* const unsigned char: non-zero keeps a score, zero masks it out */
+    NORMEXP_MASK_ADDITIVE = 2  /* of dtype: added to the score; -inf masks it out */
+} normexp_mask_kind;
+
+typedef enum normexp_causal_alignment {
+    NORMEXP_CAUSAL_TOP_LEFT = 0,    /* query i sees keys j <= i (PyTorch's is_causal) */
+    NORMEXP_CAUSAL_BOTTOM_RIGHT = 1 /* query i sees keys j <= i + len_kv - len_q (decoding with a KV cache) */
+} normexp_causal_alignment;
+
+/* Contiguous (batch, heads, len, dim) tensors, as normexp_attention_f32 takes them. The score of query i
+ * and key j, in this order: x = scale q_i.k_j (scale 0: 1/sqrt(head_dim)); x = softcap tanh(x / softcap)
+ * (softcap > 0); x -= alibi_slopes[h] |j - diag(i)|; + mask (ADDITIVE) or -inf where the mask is 0 (KEEP);
+ * -inf where is_causal and j > diag(i), or window > 0 and j <= diag(i) - window. diag(i) = i (top-left) or
+ * i + len_kv - len_q (bottom-right). sinks[h] adds exp(sinks[h] - M) to each row's denominator with no
+ * value row (an attention sink). A row with no visible key gives 0 and lse -inf (with a sink: lse = sink).
+ * Grouped-query: query head h reads key/value head h / (heads_q / heads_kv). */
+typedef struct normexp_attention_params {
+    size_t struct_size; /* sizeof(normexp_attention_params), set by normexp_attention_params_init */
+    int dtype;          /* normexp_dtype of q, out, lse (default FLOAT32) */
+    int kv_dtype;       /* normexp_dtype of k and v; 0 (default): dtype */
+    const void* q;      /* (batch, heads_q, len_q, head_dim) */
+    const void* k;      /* (batch, heads_kv, len_kv, head_dim) */
+    const void* v;      /* (batch, heads_kv, len_kv, head_dim_v) */
+    void* out;          /* (batch, heads_q, len_q, head_dim_v); must not overlap the inputs */
+    void* lse;          /* NULL, or (batch, heads_q, len_q): log-sum-exp of each row's scores (sink included) */
+    size_t batch, heads_q, heads_kv;  /* default 1 */
+    size_t len_q, len_kv, head_dim, head_dim_v;
+    double scale;                /* 0 (default): 1/sqrt(head_dim); else finite and > 0 */
+    int is_causal;               /* default 0 */
+    int causal_alignment;        /* normexp_causal_alignment, default TOP_LEFT; also places window and ALiBi */
+    size_t window;               /* 0 (default): unlimited */
+    double softcap;              /* 0 (default): none */
+    int mask_kind;               /* normexp_mask_kind, default NONE */
+    const void* mask;            /* (mask_batch, mask_heads, len_q, len_kv), contiguous */
+    size_t mask_batch;           /* 1 (default, broadcast over the batch) or batch */
+    size_t mask_heads;           /* 1 (default, broadcast over the heads) or heads_q */
+    const double* alibi_slopes;  /* NULL, or heads_q slopes */
+    const double* sinks;         /* NULL, or heads_q sink logits (finite in dtype, or -inf: no effect) */
+} normexp_attention_params;
+
+/* A paged KV cache and a batch of sequences (continuous batching): sequence s has seq_lens[s] keys; key j
+ * is row j % page_size of page block_table[s * max_pages + j / page_size] of the pool
+ * k_pages (num_pages, page_size, heads_kv, head_dim), v_pages (num_pages, page_size, heads_kv, head_dim_v).
+ * Its new queries are rows query_start[s] .. query_start[s + 1] of q (total_queries, heads_q, head_dim);
+ * out (total_queries, heads_q, head_dim_v). query_start: num_seqs + 1 non-decreasing offsets from 0 to
+ * total_queries, or NULL for one query per sequence (a decode step: total_queries == num_seqs). Causal
+ * alignment is bottom-right (the last query of a sequence sits at its last key). Only the first
+ * ceil(seq_lens[s] / page_size) entries of a row of block_table are read; each must be in [0, num_pages).
+ * Every offset, length and page index is checked before any read: a bad one is INVALID_ARGUMENT with a
+ * message naming the sequence and the entry. All arrays contiguous. */
+typedef struct normexp_paged_attention_params {
+    size_t struct_size; /* sizeof(normexp_paged_attention_params), set by normexp_paged_attention_params_init */
+    int dtype;          /* normexp_dtype of q, out, lse (default FLOAT32) */
+    int kv_dtype;       /* normexp_dtype of the pages; 0 (default): dtype */
+    const void* q;
+    const void* k_pages;
+    const void* v_pages;
+    void* out;  /* must not overlap q or the pages */
+    void* lse;  /* NULL, or (total_queries, heads_q) */
+    const int32_t* block_table; /* (num_seqs, max_pages) */
+    const int32_t* seq_lens;    /* num_seqs */
+    const int32_t* query_start; /* num_seqs + 1, or NULL */
+    size_t num_seqs, total_queries;
+    size_t heads_q, heads_kv; /* default 1 */
+    size_t head_dim, head_dim_v, num_pages, page_size, max_pages;
+    double scale;               /* 0 (default): 1/sqrt(head_dim) */
+    int is_causal;              /* default 1 */
+    size_t window;              /* 0 (default): unlimited */
+    double softcap;             /* 0 (default): none */
+    const double* alibi_slopes; /* NULL, or heads_q slopes */
+    const double* sinks;        /* NULL, or heads_q sink logits */
+} normexp_paged_attention_params;
+
+NORMEXP_API void normexp_attention_params_init(normexp_attention_params* params);
+NORMEXP_API void normexp_paged_attention_params_init(normexp_paged_attention_params* params);
+/* NULL_POINTER: params, q, k, v or out NULL (mask with a mask_kind, ...); INVALID_SIZE: a zero or
+ * overflowing size; OVERLAP: out or lse overlapping an input or each other; INVALID_ARGUMENT: anything
+ * else (struct_size, a dtype, heads_q not a multiple of heads_kv, a scale, softcap, slope or sink out of
+ * range, mask_batch / mask_heads, a bad table). */
+NORMEXP_API int normexp_attention(const normexp_attention_params* params);
+NORMEXP_API int normexp_paged_attention(const normexp_paged_attention_params* params);
 
 /* ---- errors -------------------------------------------------------------------------------------- */
 /* The message of the most recent status-returning normexp call on the calling thread: "" after a

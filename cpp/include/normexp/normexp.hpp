@@ -190,6 +190,10 @@ struct attention_options {
     //                                                        its diagonal; with is_causal: a sliding window)
     // diag(i) = i (top_left) or i + len_kv - len_q (bottom_right). A row with no key left gives out 0 and
     // lse -inf.
+    // With sinks, each row's softmax has one more term, exp(sink[b, h] - M), that has no value row (an
+    // "attention sink"): out_i = sum_j exp(x_ij - M) v_j / (exp(sink - M) + sum_j exp(x_ij - M)) with M the
+    // maximum over the row's scores and the sink; lse includes the sink. A sink of -inf changes nothing; a row
+    // with no key left gives out 0 and lse = sink.
     double scale = 0;
     bool is_causal = false;
     causal_alignment alignment = causal_alignment::top_left;
@@ -202,6 +206,10 @@ struct attention_options {
     // ALiBi slopes per (batch, head_q) by strides (e.g. {0, 1} for one slope per head).
     const double* alibi_slopes = nullptr;
     std::array<std::ptrdiff_t, 2> alibi_strides{0, 1};
+    // Attention-sink logits per (batch, head_q) by strides (e.g. {0, 1} for one per head); each is finite in T
+    // or -inf.
+    const double* sinks = nullptr;
+    std::array<std::ptrdiff_t, 2> sinks_strides{0, 1};
     // Optional output: lse[b, h, i] = log sum_j exp(x_ij), strides (batch, heads_q, len_q).
     T* lse = nullptr;
     std::array<std::ptrdiff_t, 3> lse_strides{0, 0, 0};
@@ -256,6 +264,55 @@ NORMEXP_API void merge_attention(std::size_t parts, const float16* const* outs, 
                                  std::size_t rows, std::size_t dv, float16* out, float* lse);
 NORMEXP_API void merge_attention(std::size_t parts, const bfloat16* const* outs, const float* const* lses,
                                  std::size_t rows, std::size_t dv, bfloat16* out, float* lse);
+
+// ---- paged attention: a batch of sequences whose keys and values live in the pages of a shared pool -------
+// What an inference server with continuous batching calls (vLLM's paged KV cache): sequence s has seq_lens[s]
+// keys; key j of it is row j % page_size of page block_table[s * block_table_row + j / page_size] of the pool,
+//   k_pages (num_pages, page_size, heads_kv, head_dim), v_pages (num_pages, page_size, heads_kv, head_dim_v),
+// each given by a pointer and 4 strides in elements (page, slot, head, dim). Its new queries are rows
+// query_start[s] .. query_start[s + 1] of q (total_queries, heads_q, head_dim) (strides: query, head, dim), and
+// out (total_queries, heads_q, head_dim_v) receives their attention. Causal alignment is bottom-right: the last
+// query of a sequence sits at its last key (query r of n sits at key seq_len - n + r). query_start[0] must be 0
+// and query_start[num_seqs] total_queries, non-decreasing (a sequence may have no new query); only the first
+// ceil(seq_len / page_size) entries of a sequence's row of the table are read, each must be in [0, num_pages).
+// Everything is validated before any read (normexp::error naming the sequence and the entry).
+// Scores, windows, softcap, ALiBi, sinks and GQA as attention_options; results are those of attention<T> over
+// each sequence's keys gathered contiguously with bottom-right alignment; for a batch of one sequence bit for
+// bit (decodes of up to 4 query rows gather each key block and run the contiguous kernels on it; prefills run
+// the kernels per page segment, which the scalar specification rounds once per segment instead of once per
+// block; tests/python/test_paged_attention.py).
+// Work is split over (sequence, head, query block) and, for sequences with few queries, key ranges (merged
+// with the log-sum-exp rule): the split depends only on the shapes, so results are identical for every thread
+// count.
+struct paged_attention_shape {
+    std::size_t num_seqs = 0, total_queries = 0, heads_q = 1, heads_kv = 1, head_dim = 0, head_dim_v = 0;
+    std::size_t num_pages = 0, page_size = 0, max_pages = 0;  // the pool; block_table columns
+};
+
+template <class T>
+struct paged_attention_options {
+    double scale = 0;        // 0: 1/sqrt(head_dim)
+    bool is_causal = true;   // bottom-right
+    std::size_t window = 0;  // 0: unlimited
+    double softcap = 0;      // 0: none
+    const double* alibi_slopes = nullptr;  // heads_q slopes (contiguous), or nullptr
+    const double* sinks = nullptr;         // heads_q sink logits (contiguous), or nullptr
+    // Optional output: lse[r * lse_strides[0] + h * lse_strides[1]] for query row r, head h.
+    T* lse = nullptr;
+    std::array<std::ptrdiff_t, 2> lse_strides{0, 0};
+    const char* isa = nullptr;  // a kernel set by name, or nullptr for the active one
+};
+
+using strides3 = std::array<std::ptrdiff_t, 3>;
+
+template <class T>
+NORMEXP_API void paged_attention(const paged_attention_shape& shape, const T* q, const strides3& q_strides,
+                                 const T* k_pages, const strides4& k_strides, const T* v_pages,
+                                 const strides4& v_strides, const std::int32_t* block_table,
+                                 std::ptrdiff_t block_table_row, const std::int32_t* seq_lens,
+                                 const std::int32_t* query_start, T* out, const strides3& out_strides,
+                                 const paged_attention_options<T>& options = {});
+
 // ---- decoding: sampling and the loss at the output layer (cpp/src/sampling.cpp) --------------------------
 //
 // sample: one token per row of a rows x vocab matrix of logits (unit stride along the vocabulary, rows
