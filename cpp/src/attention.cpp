@@ -287,6 +287,25 @@ void finish_row(const O* o, double m, double l, std::size_t Dv, T* out, std::ptr
     if (lse) *lse = static_cast<T>(m + std::log(l));
 }
 
+// A row from pieces of its keys' online statistics merged in order (online_stats.hpp, merge_pieces): the key
+// splits of a decode task, or the one piece of a task that saw all its keys. An attention sink is one more
+// piece, after them: maximum sink, sum 1 (the single term exp(sink - sink)) and the zero vector as output (it
+// has no value row). So M = max(m_keys, sink), L = l_keys e^(m_keys - M) + e^(sink - M), out = o / L and
+// lse = M + log(L), with the rescaling by exp_scale's exact argument; a sink of -inf has weight 0 (and
+// changes no bit of o / l), a row without keys gives 0 and lse = sink. acc: Dv doubles; zeros: Dv zeros.
+template <class T, class Piece>
+void finish_merged(std::size_t pieces, Piece piece_at, const double* sink, const T* zeros, double* acc,
+                   std::size_t Dv, T* out, std::ptrdiff_t out_c, T* lse) {
+    const std::size_t n = pieces + (sink ? 1 : 0);
+    const detail::merged mg = detail::merge_pieces<T>(
+        n,
+        [&](std::size_t s) { return s < pieces ? piece_at(s) : detail::piece<T>{*sink, 1.0, zeros}; },
+        acc, Dv);
+    // A NaN piece, or an infinite maximum (whose piece's sum is NaN too): NaN, as finish_row.
+    const bool nan = mg.nan || mg.m == std::numeric_limits<double>::infinity();
+    finish_row(acc, mg.m, nan ? std::numeric_limits<double>::quiet_NaN() : mg.l, Dv, out, out_c, lse);
+}
+
 }  // namespace
 
 template <class T>
@@ -317,6 +336,15 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
                 if (!(std::fabs(slope) <= kMaxT))
                     check(false, "alibi_slopes[" + std::to_string(b) + ", " + std::to_string(h) + "] = " +
                                      detail::format_number(slope) + " is not a finite " + tname + " number (use float64 inputs for larger slopes)");
+            }
+
+    if (opt.sinks)
+        for (std::size_t b = 0; b < sh.batch; ++b)
+            for (std::size_t h = 0; h < sh.heads_q; ++h) {
+                const double sink = opt.sinks[sp(b) * opt.sinks_strides[0] + sp(h) * opt.sinks_strides[1]];
+                if (!(std::fabs(sink) <= kMaxT || sink == -std::numeric_limits<double>::infinity()))
+                    check(false, "sinks[" + std::to_string(b) + ", " + std::to_string(h) + "] = " +
+                                     detail::format_number(sink) + " is neither a finite " + tname + " number nor -inf");
             }
 
     const kernel_table& kt = (opt.isa && *opt.isa) ? detail::kernels_for(opt.isa) : detail::active_kernels();
@@ -369,6 +397,18 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
         part_l.resize(prow);
         accd.resize(std::max<std::size_t>(1, Dv));
     }
+    // Sinks: the sink piece's zero output vector and, for tasks that finish their rows, a merge accumulator
+    // per thread.
+    std::vector<T> zeros;
+    std::vector<double> sink_acc;
+    const std::size_t width = std::max<std::size_t>(1, Dv);
+    if (opt.sinks) {
+        zeros.assign(width, T(0));
+        if (!split) sink_acc.resize(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
+    }
+    auto sink_of = [&](std::size_t b, std::size_t h) -> const double* {
+        return opt.sinks ? opt.sinks + sp(b) * opt.sinks_strides[0] + sp(h) * opt.sinks_strides[1] : nullptr;
+    };
 
     // Tasks differ in cost (causal blocks, windows): handed out one at a time. Each writes only its own
     // rows of out and lse (or its own partial slots), so which thread runs it does not matter.
@@ -404,13 +444,21 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
             T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(hh) * opt.lse_strides[1] +
                                     sp(ii) * opt.lse_strides[2]
                               : nullptr;
-            finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
+            if (opt.sinks) {
+                const double mi = double(ws.m[i]), li = ws.l[i];
+                const T* oi = ws.o.data() + i * Dv;
+                finish_merged<T>(1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, sink_of(b, hh),
+                                 zeros.data(), sink_acc.data() + slot * width, Dv, orow, os[3], lrow);
+            } else {
+                finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
+            }
         }
     });
     if (!split) return;
 
     // Merge the pieces of each (b, h) in order (online_stats.hpp, merge_pieces): M = max m_s,
-    // l = sum l_s e^(m_s - M), o = sum o_s e^(m_s - M); the output o / l and the lse M + log(l) as finish_row.
+    // l = sum l_s e^(m_s - M), o = sum o_s e^(m_s - M), then the sink if any (finish_merged); the output o / l
+    // and the lse M + log(l) as finish_row.
     for (std::size_t bh = 0; bh < sh.batch * sh.heads_q; ++bh) {
         const std::size_t b = bh / sh.heads_q, h = bh % sh.heads_q;
         // The split partials of (b, h, i): tasks (base + s), row r of each.
@@ -419,18 +467,15 @@ void attention(const attention_shape& sh, const T* q, const strides4& qs, const 
         for (std::size_t i = 0; i < sh.len_q; ++i) {
             const std::size_t r = p.grouped ? h % p.group : i;
             auto at = [&](std::size_t s) { return (base + s) * rpt + r; };
-            const detail::merged mg = detail::merge_pieces<T>(
+            T* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
+            T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
+                              : nullptr;
+            finish_merged<T>(
                 p.nsplit,
                 [&](std::size_t s) {
                     return detail::piece<T>{part_m[at(s)], part_l[at(s)], part_o.data() + at(s) * Dv};
                 },
-                accd.data(), Dv);
-            T* orow = out + sp(b) * os[0] + sp(h) * os[1] + sp(i) * os[2];
-            T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
-                              : nullptr;
-            // A NaN piece, or an infinite maximum (whose piece's sum is NaN too): NaN, as finish_row.
-            const bool nan = mg.nan || mg.m == std::numeric_limits<double>::infinity();
-            finish_row(accd.data(), mg.m, nan ? std::numeric_limits<double>::quiet_NaN() : mg.l, Dv, orow, os[3], lrow);
+                sink_of(b, h), zeros.data(), accd.data(), Dv, orow, os[3], lrow);
         }
     }
 }

@@ -29,7 +29,8 @@ std::array<std::ptrdiff_t, N> strides_of(const py::array& a, const char* name) {
 template <class T>
 void attention_typed(const py::array& q, const py::array& k, const py::array& v, py::array& out,
                      const py::object& lse, const py::object& mask, bool is_causal, bool bottom_right, double scale,
-                     std::size_t window, double softcap, const py::object& alibi, const std::string& isa) {
+                     std::size_t window, double softcap, const py::object& alibi, const py::object& sinks,
+                     const std::string& isa) {
     normexp::attention_shape sh;
     sh.batch = static_cast<std::size_t>(q.shape(0));
     sh.heads_q = static_cast<std::size_t>(q.shape(1));
@@ -45,7 +46,7 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
     opt.window = window;
     opt.softcap = softcap;
     opt.isa = isa.c_str();
-    py::array mask_a, alibi_a, lse_a;
+    py::array mask_a, alibi_a, lse_a, sinks_a;
     if (!mask.is_none()) {
         mask_a = mask.cast<py::array>();
         if (has_dtype<bool>(mask_a)) {
@@ -63,6 +64,14 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
         if (!has_dtype<double>(alibi_a)) throw py::type_error("alibi_slopes must be float64 here");
         opt.alibi_slopes = static_cast<const double*>(alibi_a.data());
         opt.alibi_strides = strides_of<2>(alibi_a, "alibi_slopes");
+    }
+    if (!sinks.is_none()) {
+        sinks_a = sinks.cast<py::array>();
+        if (!has_dtype<double>(sinks_a)) throw py::type_error("sinks must be float64 here");
+        if (sinks_a.ndim() != 2 || sinks_a.shape(0) != q.shape(0) || sinks_a.shape(1) != q.shape(1))
+            throw py::value_error("sinks must have shape (batch, heads_q) here");
+        opt.sinks = static_cast<const double*>(sinks_a.data());
+        opt.sinks_strides = strides_of<2>(sinks_a, "sinks");
     }
     if (!lse.is_none()) {
         lse_a = lse.cast<py::array>();
@@ -82,18 +91,18 @@ void attention_typed(const py::array& q, const py::array& k, const py::array& v,
 
 // q (B, Hq, Lq, D), k (B, Hkv, Lkv, D), v (B, Hkv, Lkv, Dv), out (B, Hq, Lq, Dv), lse (B, Hq, Lq) or None,
 // mask (B, Hq, Lq, Lkv) (bool or q's dtype; stride 0 on broadcast dimensions) or None, alibi (B, Hq) float64
-// or None. Shapes are checked by the caller (normexp.attention).
+// or None, sinks (B, Hq) float64 or None. Shapes are checked by the caller (normexp.attention).
 void attention(const py::array& q, const py::array& k, const py::array& v, py::array out, const py::object& lse,
                const py::object& mask, bool is_causal, bool bottom_right, double scale, std::size_t window,
-               double softcap, const py::object& alibi, const std::string& isa) {
+               double softcap, const py::object& alibi, const py::object& sinks, const std::string& isa) {
     if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4 || out.ndim() != 4)
         throw py::value_error("q, k, v and out must be 4-d here");
     if (!same_float_dtype(q, k) || !same_float_dtype(q, v) || !same_float_dtype(q, out))
         throw py::type_error("q, k, v and out must have the same dtype");
     if (has_dtype<float>(q))
-        attention_typed<float>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, isa);
+        attention_typed<float>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, sinks, isa);
     else if (has_dtype<double>(q))
-        attention_typed<double>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, isa);
+        attention_typed<double>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, sinks, isa);
     else
         throw py::type_error("normexp attention takes float32 or float64 arrays");
 }
@@ -138,6 +147,6 @@ void merge_attention(const std::vector<py::array>& outs, const std::vector<py::a
 void bind_attention(py::module_& m) {
     m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"),
           py::arg("mask"), py::arg("is_causal"), py::arg("bottom_right"), py::arg("scale"), py::arg("window"),
-          py::arg("softcap"), py::arg("alibi"), py::arg("isa") = "");
+          py::arg("softcap"), py::arg("alibi"), py::arg("sinks") = py::none(), py::arg("isa") = "");
     m.def("merge_attention", &merge_attention, py::arg("outs"), py::arg("lses"), py::arg("out"), py::arg("lse"));
 }

@@ -44,6 +44,7 @@ def attention(
     window: int,
     softcap: float,
     alibi: npt.NDArray[np.float64] | None,
+    sinks: npt.NDArray[np.float64] | None = None,
     isa: str = "",
 ) -> None: ...
 def merge_attention(

@@ -39,6 +39,15 @@ def _as_4d(a: np.ndarray, nbatch: int) -> np.ndarray | None:
     return b
 
 
+def _per_head_2d(a: np.ndarray | None, nbatch: int) -> np.ndarray | None:
+    """A per-head array (batch..., H) as a 2-d view (B, H); None if absent or if the batch dimensions
+    cannot be merged without a copy."""
+    if a is None:
+        return None
+    b = _as_4d(a.reshape(a.shape + (1, 1)), nbatch)
+    return None if b is None else b[..., 0, 0]
+
+
 def _kernel_view(a: np.ndarray) -> np.ndarray:
     """a itself when the kernels can read it (aligned, strides a multiple of the item size), else a copy."""
     if a.flags.aligned and not any(s % a.itemsize for s in a.strides):
@@ -59,6 +68,7 @@ def attention(
     softcap: float | None = None,
     alibi_slopes: Any = None,
     causal_alignment: str = "top_left",
+    sinks: Any = None,
     return_lse: bool = False,
     out: Any = None,
 ) -> Any:
@@ -97,14 +107,20 @@ def attention(
         ``is_causal``) or ``diag(i) = i + Lkv - Lq`` (``"bottom_right"``: the last query sees every
         key, as decoding with a KV cache needs; flash-attn's convention). Also places ``window`` and
         ALiBi.
+    sinks : array_like, optional
+        Attention-sink logits, shape ``(Hq,)`` or broadcastable to ``(..., Hq)``: one more term of each
+        row's softmax with no value row (gpt-oss; ONNX Runtime's and vLLM's ``sinks``),
+        ``out_i = sum_j exp(s_ij - M) v_j / (exp(sink_h - M) + sum_j exp(s_ij - M))`` with ``s`` the final
+        scores and ``M`` the maximum over the row and the sink. Each is finite in q's dtype, or ``-inf``
+        (no effect). The sink is not scaled, soft-capped or masked.
     return_lse : bool
-        Also return ``lse`` of shape ``(..., Hq, Lq)``: the log-sum-exp of each row's final scores (for
-        :func:`merge_attention`).
+        Also return ``lse`` of shape ``(..., Hq, Lq)``: the log-sum-exp of each row's final scores,
+        including the sink (for :func:`merge_attention`).
     out : ndarray or torch tensor, optional
         ``(..., Hq, Lq, Dv)`` of q's dtype, writeable; receives the result.
 
     Returns ``out``, or ``(out, lse)``. A row whose keys are all masked out gives output 0 and lse
-    ``-inf`` (never NaN). A NaN in a row's scores makes that row NaN.
+    ``-inf`` (never NaN), or ``sink_h`` with sinks. A NaN in a row's scores makes that row NaN.
     """
     is_causal = _api.flag(is_causal, "is_causal")
     return_lse = _api.flag(return_lse, "return_lse")
@@ -124,7 +140,7 @@ def attention(
             out = _api.check_out(out, (q.shape[0], v.shape[1]), dtype)
         r = attention(
             q[None], k[None], v[None], mask=mask, is_causal=is_causal, scale=scale, window=window, softcap=softcap,
-            alibi_slopes=alibi_slopes, causal_alignment=causal_alignment, return_lse=return_lse,
+            alibi_slopes=alibi_slopes, causal_alignment=causal_alignment, sinks=sinks, return_lse=return_lse,
             out=None if out is None else out[None],
         )
         if return_lse:
@@ -176,6 +192,14 @@ def attention(
         except ValueError:
             raise ValueError(f"alibi_slopes with shape {s.shape} cannot be broadcast to (..., Hq) = {batch + (hq,)}") from None
 
+    sinks_b = None
+    if sinks is not None:
+        s = check_sinks(sinks, dtype)
+        try:
+            sinks_b = np.broadcast_to(s, batch + (hq,))
+        except ValueError:
+            raise ValueError(f"sinks with shape {s.shape} cannot be broadcast to (..., Hq) = {batch + (hq,)}") from None
+
     out_shape = batch + (hq, lq, dv)
     if out is not None:
         out = _api.check_out(out, out_shape, dtype)
@@ -193,13 +217,12 @@ def attention(
         views = [_as_4d(q, nb), _as_4d(k, nb), _as_4d(v, nb), _as_4d(res, nb)]
         mask4 = _as_4d(mask_b, nb) if mask_b is not None else None
         lse4 = _as_4d(lse.reshape(lse.shape + (1,)), nb)[..., 0] if lse is not None else None
-        alibi2 = None
-        if alibi_b is not None:
-            alibi2 = _as_4d(alibi_b.reshape(alibi_b.shape + (1, 1)), nb)[..., 0, 0]
+        alibi2 = _per_head_2d(alibi_b, nb)
+        sinks2 = _per_head_2d(sinks_b, nb)
         if all(x is not None for x in views) and (mask_b is None or mask4 is not None) and (
             alibi_b is None or alibi2 is not None
-        ):
-            _core.attention(*views, lse4, mask4, alibi=alibi2, **args)
+        ) and (sinks_b is None or sinks2 is not None):
+            _core.attention(*views, lse4, mask4, alibi=alibi2, sinks=sinks2, **args)
         else:  # batch dimensions that cannot be merged without a copy: one call per batch index
             for idx in np.ndindex(*batch):
                 one = lambda a: a[idx][None]  # noqa: E731
@@ -208,6 +231,7 @@ def attention(
                     one(lse) if lse is not None else None,
                     one(mask_b) if mask_b is not None else None,
                     alibi=one(alibi_b) if alibi_b is not None else None,
+                    sinks=one(sinks_b) if sinks_b is not None else None,
                     **args,
                 )
     if out is not None and res is not out:
@@ -327,6 +351,22 @@ def check_alibi(alibi_slopes: Any, dtype: np.dtype, lq: int, lk: int, bottom_rig
         raise ValueError(
             f"alibi_slopes: |slope| {big:g} times the largest key distance {dist} overflows "
             f"{np.dtype(dtype).name} (the dtype of q); slopes must be at most {limit:g} in magnitude here"
+        )
+    return s
+
+
+def check_sinks(sinks: Any, dtype: np.dtype) -> np.ndarray:
+    """The sink logits as float64 (not broadcast): each finite in dtype (the lse that includes it must be
+    representable) or -inf (a sink with no effect); NaN and +inf are refused."""
+    s = _api.as_array(sinks, "sinks")
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"sinks must be real numbers (one logit per query head), got dtype {s.dtype}")
+    s = s.astype(np.float64, copy=False)
+    big = float(np.finfo(dtype).max)
+    bad = ~((np.abs(s) <= big) | (s == -np.inf))
+    if bad.any():
+        raise ValueError(
+            f"sinks must be finite {np.dtype(dtype).name} numbers (the dtype of q) or -inf, got {float(s[bad][0]):g}"
         )
     return s
 

@@ -428,6 +428,21 @@ def _attention_chunk(k: np.ndarray, v: np.ndarray, q: np.ndarray, start: np.ndar
     return part[None]
 
 
+def _merge_sinks(merged: np.ndarray, sinks: np.ndarray) -> np.ndarray:
+    """The attention sinks (..., Hq) merged into (out, lse) packed as (..., Hq, Lq, Dv + 1): a sink is a
+    part with output 0 and lse sink_h (merge_attention's rule, as the native attention applies it)."""
+    _, merge = _np_attention()
+    merged = np.asarray(merged).view(np.dtype(merged.dtype.name))
+    out = np.ascontiguousarray(merged[..., :-1])
+    lse = np.ascontiguousarray(merged[..., -1])
+    sink_lse = np.ascontiguousarray(np.broadcast_to(np.asarray(sinks, merged.dtype)[..., None], lse.shape))
+    o, l_ = merge([out, np.zeros_like(out)], [lse, sink_lse])
+    res = np.empty(merged.shape, dtype=merged.dtype)
+    res[..., :-1] = o
+    res[..., -1] = l_
+    return res
+
+
 def _merge_attention_parts(parts: np.ndarray, axis: Any = 0, keepdims: bool = True) -> np.ndarray:
     """merge_attention over the parts stacked on axis 0 (out and lse packed as in _attention_chunk)."""
     _, merge = _np_attention()
@@ -443,7 +458,8 @@ def _merge_attention_parts(parts: np.ndarray, axis: Any = 0, keepdims: bool = Tr
 
 def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = False, scale: float | None = None,
               window: int | None = None, softcap: float | None = None, alibi_slopes: Any = None,
-              causal_alignment: str = "top_left", return_lse: bool = False, split_every: Any = None) -> Any:
+              causal_alignment: str = "top_left", sinks: Any = None, return_lse: bool = False,
+              split_every: Any = None) -> Any:
     """Lazy :func:`normexp.attention` with keys and values chunked along the sequence (dimension -2).
 
     Each key/value chunk's partial attention and its log-sum-exp come from
@@ -453,7 +469,8 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
 
     Parameters are those of :func:`normexp.attention` (layout ``(..., H, L, D)``, grouped-query heads,
     bool or additive ``mask`` broadcastable to ``(..., Hq, Lq, Lkv)``, ``is_causal``, ``window``,
-    ``softcap``, ``alibi_slopes``, ``causal_alignment``), plus ``split_every`` (the merge tree's fan-in).
+    ``softcap``, ``alibi_slopes``, ``causal_alignment``, ``sinks``), plus ``split_every`` (the merge tree's
+    fan-in). Sinks join once, after the chunks are merged: one more part with output 0 and lse ``sink_h``.
     k and v are dask arrays (the other dimensions are made single chunks); q and mask may be NumPy or
     dask arrays (q is given whole to every chunk; a mask's key dimension follows k's chunks). Causal,
     window and ALiBi refer to positions in the whole sequence: chunks that straddle the diagonal or the
@@ -492,7 +509,7 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
             raise ValueError(f"heads: k has {hk} key/value heads but v has {v.shape[-3]} (dimension -3 must match)")
         if (hk == 0 and hq != 0) or (hk and hq % hk):
             raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k and v")
-    from .attention import additive_mask, check_alibi, check_scale, check_softcap, check_window
+    from .attention import additive_mask, check_alibi, check_scale, check_sinks, check_softcap, check_window
 
     bottom_right = _api.choice(causal_alignment, "causal_alignment", _ALIGNMENTS) == "bottom_right"
     is_causal = _api.flag(is_causal, "is_causal")
@@ -517,6 +534,15 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
                 alibi = np.broadcast_to(alibi, q.shape[:-2]).copy()
             except ValueError:
                 raise ValueError(f"alibi_slopes with shape {alibi.shape} cannot be broadcast to (..., Hq) = {q.shape[:-2]}") from None
+
+    sinks_b = None
+    if sinks is not None:
+        sinks_b = check_sinks(sinks, q.dtype)
+        heads = q.shape[:-2]  # (..., Hq); () for 2-d inputs (one head)
+        try:
+            sinks_b = np.broadcast_to(sinks_b.reshape(()) if nd == 2 and sinks_b.size == 1 else sinks_b, heads).copy()
+        except ValueError:
+            raise ValueError(f"sinks with shape {sinks_b.shape} cannot be broadcast to (..., Hq) = {heads}") from None
 
     # Every dimension one chunk except the sequence of k and v (v follows k's chunks).
     seq = nd - 2
@@ -566,6 +592,9 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
         axis=0, keepdims=True, dtype=q.dtype, split_every=split_every, concatenate=True,
         meta=_meta(nd + 1, q.dtype), name="normexp-attention-merge",
     )[0]
+    if sinks_b is not None:
+        merged = merged.map_blocks(_merge_sinks, sinks=sinks_b, dtype=q.dtype, meta=_meta(nd, q.dtype),
+                                   name="normexp-attention-sinks")
     out = merged[..., :dv]
     if return_lse:
         return out, merged[..., dv]

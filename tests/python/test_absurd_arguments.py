@@ -175,7 +175,7 @@ TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
     "normexp.attention": (
         normexp.attention, _att,
         {"q", "k", "v", "mask", "is_causal", "scale", "window", "softcap", "alibi_slopes", "causal_alignment",
-         "return_lse", "out"},
+         "sinks", "return_lse", "out"},
     ),
     "normexp.merge_attention": (normexp.merge_attention, _merge, {"outs", "lses"}),
     "normexp.sample": (normexp.sample, lambda: {"logits": _x(), "rng": 0},
@@ -199,7 +199,7 @@ TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
     "normexp.dask.attention": (
         nd.attention, _dask_att,
         {"q", "k", "v", "mask", "is_causal", "scale", "window", "softcap", "alibi_slopes", "causal_alignment",
-         "return_lse", "split_every"},
+         "sinks", "return_lse", "split_every"},
     ),
 }
 
@@ -408,6 +408,7 @@ F32_MAX = float(np.finfo(np.float32).max)
         ({"alibi_slopes": [-1e39, 1.0]}, "alibi_slopes"),
         ({"alibi_slopes": [F32_MAX / 2, 1.0]}, "alibi_slopes"),  # fits, but times a distance of 4 does not
         ({"alibi_slopes": [1.0, -F32_MAX]}, "alibi_slopes"),
+        ({"sinks": [1e39, 1.0]}, "sinks"),  # finite in float64, inf in float32 (the lse would be inf)
         ({"scale": 1e39}, "scale"),
         ({"scale": -1e39}, "scale"),
         ({"scale": 1e-46}, "scale"),  # rounds to 0 in float32: every score 0

@@ -183,6 +183,10 @@ struct attention_options {
     //                                                        its diagonal; with is_causal: a sliding window)
     // diag(i) = i (top_left) or i + len_kv - len_q (bottom_right). A row with no key left gives out 0 and
     // lse -inf.
+    // With sinks, each row's softmax has one more term, exp(sink[b, h] - M), that has no value row (an
+    // "attention sink"): out_i = sum_j exp(x_ij - M) v_j / (exp(sink - M) + sum_j exp(x_ij - M)) with M the
+    // maximum over the row's scores and the sink; lse includes the sink. A sink of -inf changes nothing; a row
+    // with no key left gives out 0 and lse = sink.
     double scale = 0;
     bool is_causal = false;
     causal_alignment alignment = causal_alignment::top_left;
@@ -195,6 +199,10 @@ struct attention_options {
     // ALiBi slopes per (batch, head_q) by strides (e.g. {0, 1} for one slope per head).
     const double* alibi_slopes = nullptr;
     std::array<std::ptrdiff_t, 2> alibi_strides{0, 1};
+    // Attention-sink logits per (batch, head_q) by strides (e.g. {0, 1} for one per head); each is finite in T
+    // or -inf.
+    const double* sinks = nullptr;
+    std::array<std::ptrdiff_t, 2> sinks_strides{0, 1};
     // Optional output: lse[b, h, i] = log sum_j exp(x_ij), strides (batch, heads_q, len_q).
     T* lse = nullptr;
     std::array<std::ptrdiff_t, 3> lse_strides{0, 0, 0};
