@@ -21,37 +21,10 @@ transformers = pytest.importorskip("transformers")
 
 import normexp  # noqa: E402
 import normexp.integrations.transformers as nt  # noqa: E402
+from hf_models import FAMILIES, NEW_TOKENS, PADDING, PROMPT, WINDOW, batch, make_model, rel_err, run, spy_native_attention  # noqa: E402
 from transformers.masking_utils import sdpa_mask  # noqa: E402
 
-WINDOW = 6  # sliding window of the Mistral, Gemma 2 and gpt-oss models: the prompt and the generation pass it
-PROMPT = 10
-NEW_TOKENS = 12
 RTOL = 1e-4
-
-COMMON = dict(
-    vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=None,
-    # Wider than the default 0.02, so the scores are large enough for the softcap and the sinks to matter
-    # (the negative controls) and greedy choices are not near-ties.
-    initializer_range=0.2,
-)
-
-
-def _configs():
-    return {
-        "llama": transformers.LlamaConfig(**COMMON),
-        "qwen2": transformers.Qwen2Config(**COMMON),
-        "mistral": transformers.MistralConfig(**COMMON, sliding_window=WINDOW),
-        "gemma2": transformers.Gemma2Config(
-            **COMMON, head_dim=16, query_pre_attn_scalar=16, sliding_window=WINDOW, attn_logit_softcapping=2.0,
-            final_logit_softcapping=30.0),
-        "gpt_oss": transformers.GptOssConfig(
-            **COMMON, head_dim=16, sliding_window=WINDOW, num_local_experts=4, num_experts_per_tok=2,
-            layer_types=["sliding_attention", "full_attention"]),
-    }
-
-
-FAMILIES = list(_configs())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,55 +32,9 @@ def registered():
     nt.register()
 
 
-def make_model(family: str, **overrides):
-    cfg = _configs()[family]
-    for k, v in overrides.items():
-        setattr(cfg, k, v)
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
-    model.generation_config.eos_token_id = None
-    model.generation_config.pad_token_id = 0
-    return model
-
-
-def batch():
-    """Two prompts, the first left-padded by 3 tokens."""
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, 256, (2, PROMPT), generator=g)
-    mask = torch.ones_like(ids)
-    ids[0, :3] = 0
-    mask[0, :3] = 0
-    return ids, mask
-
-
-def rel_err(got, ref, keep=None) -> float:
-    if keep is not None:
-        got, ref = got[keep], ref[keep]
-    return float((got.double() - ref.double()).abs().max() / ref.double().abs().max())
-
-
 @pytest.fixture
 def native_calls(monkeypatch):
-    """Every call of the native attention driver: the dtypes and data pointers of q, k, v and out."""
-    calls = []
-    real = normexp._core.attention
-
-    def spy(q, k, v, out, *args, **kwargs):
-        calls.append(dict(dtype=q.dtype, ptrs=[a.__array_interface__["data"][0] for a in (q, k, v, out)],
-                          mask=args[1], shapes=(q.shape, k.shape)))
-        return real(q, k, v, out, *args, **kwargs)
-
-    monkeypatch.setattr(normexp._core, "attention", spy)
-    return calls
-
-
-def run(model, impl, ids, mask):
-    model.set_attn_implementation(impl)
-    with torch.no_grad():
-        logits = model(ids, attention_mask=mask).logits
-        gen = model.generate(ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, do_sample=False,
-                             output_logits=True, return_dict_in_generate=True)
-    return logits, gen.sequences, torch.stack(gen.logits)
+    return spy_native_attention(monkeypatch)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -126,7 +53,7 @@ def test_family_matches_eager(family, native_calls):
     keep = mask.bool()  # padded positions attend to nothing: their outputs are not compared
     assert rel_err(logits, ref_logits, keep) < RTOL
     assert torch.equal(seq, ref_seq)
-    assert seq.shape[1] - (PROMPT - 3) > 2 * WINDOW  # the first row's sequence runs well past the window
+    assert seq.shape[1] - (PROMPT - PADDING) > 2 * WINDOW  # the first row's sequence runs well past the window
     assert rel_err(steps, ref_steps) < RTOL
 
 

@@ -68,7 +68,9 @@ def _attention_op(
     _normexp_attention(
         query.detach(), key.detach(), value.detach(),
         mask=None if mask is None else mask.detach(),
-        sinks=None if sinks is None else sinks.detach(),
+        # The sinks as float32 (one number per head, exactly): normexp takes them in any float dtype but
+        # NumPy's bfloat16 is not one of its floats.
+        sinks=None if sinks is None else sinks.detach().to(torch.float32),
         is_causal=is_causal, scale=scale, softcap=softcap if softcap else None,
         out=out.transpose(1, 2),
     )
