@@ -193,3 +193,26 @@ def test_importing_normexp_imports_neither_torch_nor_transformers():
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_bench_generate(tmp_path, capsys):
+    """python -m normexp bench generate on a tiny model: a row per implementation, normexp's greedy tokens
+    equal to eager's, the JSON written; bad arguments are refused by name."""
+    import json
+
+    from normexp.bench import cli
+
+    path = tmp_path / "gen.json"
+    argv = ["generate", "--hidden", "64", "--layers", "1", "--heads", "4", "--kv-heads", "2", "--vocab", "256",
+            "--prompt", "8", "--new-tokens", "3", "--repeat", "1", "--threads", "1", "--json", str(path)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "prefill tok/s" in text and "decode tok/s" in text
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["impl"] for r in rows] == ["normexp", "sdpa", "eager"]
+    assert all(r["same_tokens_as_eager"] and r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 for r in rows)
+    for bad, what in [(["--impls", "flash"], "--impls"), (["--prompt", "0"], "--prompt"),
+                      (["--heads", "3"], "--hidden"), (["--dtype", "int8"], "--dtype")]:
+        with pytest.raises(SystemExit):
+            cli.main(["generate"] + bad)
+        assert what in capsys.readouterr().err
