@@ -171,10 +171,14 @@ def test_backward_and_dropout_refused():
         model(ids, attention_mask=mask)
 
 
-def test_position_bias_refused():
+def test_unsupported_arguments_refused():
     q = torch.randn(1, 2, 3, 8)
     with pytest.raises(ValueError, match="position_bias"):
         nt.attention_forward(torch.nn.Module(), q, q, q, None, position_bias=torch.zeros(1, 2, 3, 3))
+    with pytest.raises(ValueError, match="cache: a paged KV cache"):
+        nt.attention_forward(torch.nn.Module(), q, q, q, None, cache=object())
+    out, _ = nt.attention_forward(torch.nn.Module(), q, q, q, None, cache=None, position_bias=None)
+    assert out.shape == (1, 3, 2, 8)
 
 
 def test_register_arguments():

@@ -129,8 +129,9 @@ def attention_forward(
     weights are formed). ``sliding_window`` is already applied by the mask; other keyword arguments (the
     models' position ids, cache positions, ...) are not needed here and are ignored.
 
-    Raises ValueError for ``dropout > 0`` (the model is in training mode: call ``model.eval()``) and for a
-    ``position_bias`` (T5-style relative bias; not supported).
+    Raises ValueError for ``dropout > 0`` (the model is in training mode: call ``model.eval()``), for a
+    ``position_bias`` (T5-style relative bias) and for a paged ``cache`` (continuous batching): neither is
+    supported.
     """
     if dropout:
         raise ValueError(
@@ -139,6 +140,11 @@ def attention_forward(
         )
     if kwargs.get("position_bias") is not None:
         raise ValueError("position_bias: relative position biases (T5-style) are not supported by the normexp backend")
+    if kwargs.get("cache") is not None:
+        raise ValueError(
+            "cache: a paged KV cache (transformers' continuous batching) is not supported by the normexp "
+            "backend; use generate() with its default cache"
+        )
     # SDPA's rule (transformers' sdpa_attention_forward): the module's is_causal unless the call says
     # otherwise, and only for a mask-free call with several queries. A mask holds causality itself, and a
     # single query with no mask sees every key of the cache.
