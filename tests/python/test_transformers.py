@@ -57,6 +57,26 @@ def test_family_matches_eager(family, native_calls):
     assert rel_err(steps, ref_steps) < RTOL
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_static_cache(family, native_calls):
+    """A static cache (the one torch.compile'd decoding uses): keys beyond the prompt are empty slots. The
+    unpadded prefill comes without a mask (Lq = 10 queries, Lkv = the cache's length), where normexp must be
+    causal with the top-left alignment; the decode steps come with masks over the whole cache."""
+    model = make_model(family)
+    ids, mask = batch()
+    ids, mask = ids[1:], mask[1:]  # the unpadded prompt
+    out = {}
+    for impl in ("eager", "normexp"):
+        model.set_attn_implementation(impl)
+        with torch.no_grad():
+            out[impl] = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                                       cache_implementation="static", output_logits=True, return_dict_in_generate=True)
+    assert torch.equal(out["normexp"].sequences, out["eager"].sequences)
+    assert rel_err(torch.stack(out["normexp"].logits), torch.stack(out["eager"].logits)) < RTOL
+    # The full-attention layer's prefill: no mask, more keys than queries.
+    assert any(c["mask"] is None and c["shapes"][0][2] == PROMPT < c["shapes"][1][2] for c in native_calls)
+
+
 def _variant(name, **changes):
     """Register normexp under another name with some arguments changed (the negative controls)."""
 
