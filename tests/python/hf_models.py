@@ -22,27 +22,26 @@ COMMON = dict(
     initializer_range=0.2,
 )
 
-
-def configs() -> dict:
-    return {
-        "llama": transformers.LlamaConfig(**COMMON),  # GQA: 4 query heads over 2 key/value heads
-        "qwen2": transformers.Qwen2Config(**COMMON),
-        "mistral": transformers.MistralConfig(**COMMON, sliding_window=WINDOW),
-        "gemma2": transformers.Gemma2Config(
-            **COMMON, head_dim=16, query_pre_attn_scalar=16, sliding_window=WINDOW, attn_logit_softcapping=2.0,
-            final_logit_softcapping=30.0),
-        "gpt_oss": transformers.GptOssConfig(
-            **COMMON, head_dim=16, sliding_window=WINDOW, num_local_experts=4, num_experts_per_tok=2,
-            layer_types=["sliding_attention", "full_attention"]),
-    }
-
-
-FAMILIES = list(configs())
+CONFIGS = {
+    "llama": lambda: transformers.LlamaConfig(**COMMON),  # GQA: 4 query heads over 2 key/value heads
+    "qwen2": lambda: transformers.Qwen2Config(**COMMON),
+    "mistral": lambda: transformers.MistralConfig(**COMMON, sliding_window=WINDOW),
+    "gemma2": lambda: transformers.Gemma2Config(
+        **COMMON, head_dim=16, query_pre_attn_scalar=16, sliding_window=WINDOW, attn_logit_softcapping=2.0,
+        final_logit_softcapping=30.0),
+    "gpt_oss": lambda: transformers.GptOssConfig(
+        **COMMON, head_dim=16, sliding_window=WINDOW, num_local_experts=4, num_experts_per_tok=2,
+        layer_types=["sliding_attention", "full_attention"],
+        # gpt-oss's YaRN RoPE, its original context scaled to this model's 256 positions (factor 32).
+        rope_parameters=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0, beta_fast=32.0, beta_slow=1.0,
+                             truncate=False, original_max_position_embeddings=8)),
+}
+FAMILIES = list(CONFIGS)
 
 
 def make_model(family: str, dtype: torch.dtype = torch.float32, **overrides):
     """The family's model with fixed random weights, in eager mode, generating exactly max_new_tokens."""
-    cfg = configs()[family]
+    cfg = CONFIGS[family]()
     for k, v in overrides.items():
         setattr(cfg, k, v)
     torch.manual_seed(0)

@@ -19,7 +19,6 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-import normexp  # noqa: E402
 import normexp.integrations.transformers as nt  # noqa: E402
 from hf_models import FAMILIES, NEW_TOKENS, PADDING, PROMPT, WINDOW, batch, make_model, rel_err, run, spy_native_attention  # noqa: E402
 from transformers.masking_utils import sdpa_mask  # noqa: E402

@@ -78,16 +78,9 @@ def _attention_op(
 
 
 @_attention_op.register_fake
-def _attention_fake(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: Optional[torch.Tensor],
-    sinks: Optional[torch.Tensor],
-    scale: float,
-    softcap: float,
-    is_causal: bool,
-) -> torch.Tensor:
+def _attention_fake(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *options: Any) -> torch.Tensor:
+    """The output's shape, dtype and layout, for torch.compile's tracing (the other arguments do not change
+    them)."""
     b, hq, lq, _ = query.shape
     return query.new_empty((b, lq, hq, value.shape[-1]))
 
