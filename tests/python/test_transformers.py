@@ -164,6 +164,26 @@ def test_torch_compile_fullgraph(native_calls):
     assert rel_err(got, ref, mask.bool()) < 1e-6
 
 
+def test_torch_compile_decode_static_cache(native_calls):
+    """generate() with a static cache and a compile config compiles the decode step (fullgraph=True: a graph
+    break raises); the tokens are eager's and every step ran on normexp. transformers compiles only on
+    accelerators unless the config's _compile_all_devices is set (its own switch for CPUs)."""
+    model = make_model("gemma2")
+    ids, mask = batch()
+    config = transformers.CompileConfig(fullgraph=True, backend="aot_eager")
+    config._compile_all_devices = True
+    torch._dynamo.utils.counters.clear()
+    seqs = {}
+    for impl in ("normexp", "eager"):
+        model.set_attn_implementation(impl)
+        with torch.no_grad():
+            seqs[impl] = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                                        cache_implementation="static", compile_config=config if impl == "normexp" else None)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the decode step was compiled
+    assert torch.equal(seqs["normexp"], seqs["eager"])
+    assert len(native_calls) == model.config.num_hidden_layers * 6  # the prefill and 5 decode steps
+
+
 def test_custom_op_opcheck():
     """torch.library.opcheck: the schema, the fake implementation and the autograd registration agree with
     the real one."""
