@@ -194,6 +194,31 @@ def test_custom_op_opcheck():
         torch.library.opcheck(torch.ops.normexp.attention.default, args)
 
 
+def test_eager_calls_skip_the_dispatcher(monkeypatch):
+    """attention_forward calls the implementation directly where the op's dispatcher has nothing to do (plain
+    tensors, no autograd to record, not traced) and goes through torch.ops.normexp.attention otherwise: the
+    same bits either way."""
+    through_op = []
+    real = torch.ops.normexp.attention
+
+    class Ops:
+        @staticmethod
+        def attention(*args):
+            through_op.append(1)
+            return real(*args)
+
+    monkeypatch.setattr(torch.ops, "normexp", Ops)
+    q = torch.randn(1, 4, 3, 8)
+    k, v = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
+    sinks = torch.nn.Parameter(torch.randn(4))
+    with torch.no_grad():
+        direct, _ = nt.attention_forward(torch.nn.Module(), q, k, v, None, s_aux=sinks)
+    assert not through_op
+    recorded, _ = nt.attention_forward(torch.nn.Module(), q, k, v, None, s_aux=sinks)  # the sinks require grad
+    assert through_op == [1] and recorded.grad_fn is not None
+    assert torch.equal(direct, recorded.detach())
+
+
 def test_backward_and_dropout_refused():
     q = torch.randn(1, 2, 3, 8, requires_grad=True)
     k, v = torch.randn(1, 2, 3, 8), torch.randn(1, 2, 3, 8)

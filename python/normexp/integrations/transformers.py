@@ -45,8 +45,7 @@ DEFAULT_NAME = "normexp"
 _RESERVED = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3", "flash_attention_4")
 
 
-@torch.library.custom_op("normexp::attention", mutates_args=())
-def _attention_op(
+def _attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -75,6 +74,9 @@ def _attention_op(
         out=out.transpose(1, 2),
     )
     return out
+
+
+_attention_op = torch.library.custom_op("normexp::attention", mutates_args=())(_attention)
 
 
 @_attention_op.register_fake
@@ -145,10 +147,23 @@ def attention_forward(
         is_causal = getattr(module, "is_causal", True)
     causal = bool(is_causal) and attention_mask is None and query.shape[2] > 1
     scale = float(scaling) if scaling is not None else 1.0 / math.sqrt(query.shape[-1])
-    out = torch.ops.normexp.attention(
-        query, key, value, attention_mask, s_aux, scale, float(softcap) if softcap else 0.0, causal
-    )
+    op = _attention if _eager_call(query, key, value, attention_mask, s_aux) else torch.ops.normexp.attention
+    out = op(query, key, value, attention_mask, s_aux, scale, float(softcap) if softcap else 0.0, causal)
     return out, None
+
+
+def _eager_call(*tensors: Optional[torch.Tensor]) -> bool:
+    """True where the custom op's dispatcher has nothing to do, so the implementation is called directly:
+    an eager call (not traced by torch.compile, torch.export or torch.jit) on plain CPU tensors with no
+    autograd history to record. The dispatcher's round trip through Python costs about as much as a
+    decode step's attention of a small model; generate() runs under no_grad, so it never pays it."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    grad = torch.is_grad_enabled()
+    return all(t is None or (type(t) in _PLAIN and not (grad and t.requires_grad)) for t in tensors)
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # not FakeTensor, FunctionalTensor, ... (traced: the op)
 
 
 def register(name: str = DEFAULT_NAME) -> str:
