@@ -154,7 +154,7 @@ def attention_forward(
 
 def _eager_call(*tensors: Optional[torch.Tensor]) -> bool:
     """True where the custom op's dispatcher has nothing to do, so the implementation is called directly:
-    an eager call (not traced by torch.compile, torch.export or torch.jit) on plain CPU tensors with no
+    an eager call (not traced by torch.compile, torch.export or torch.jit) on plain tensors with no
     autograd history to record. The dispatcher's round trip through Python costs about as much as a
     decode step's attention of a small model; generate() runs under no_grad, so it never pays it."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
