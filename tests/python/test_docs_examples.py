@@ -1,8 +1,8 @@
 """Every ```python block of README.md and docs/*.md runs as written, so a documented example cannot rot.
 
 Each block runs on its own (a fresh namespace, the working directory a temporary one): a block must be
-self-contained. A block that imports torch, jax or dask skips, naming the package, where it is not
-installed; .ci/run installs all three, so in CI every block runs.
+self-contained. A block that imports torch, jax, dask or transformers skips, naming the package, where it
+is not installed; .ci/run installs all four, so in CI every block runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
-OPTIONAL = ("torch", "jax", "dask")
+OPTIONAL = ("torch", "jax", "dask", "transformers")
 
 
 def blocks() -> list:

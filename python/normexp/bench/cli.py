@@ -23,6 +23,7 @@ examples:
   python -m normexp bench --ops softmax --shapes 512x4096,1x16M --threads 1,2 --contention 1   beside a busy process
   python -m normexp bench --lm-head --threads 2            fused LM head vs torch (time, peak memory)
   python -m normexp bench --from-json bench/results/results.json --out bench/results   re-render only
+  python -m normexp bench generate --dtype bfloat16   greedy generation with transformers (its own --help)
   python -m normexp bench --out bench/results --plots bench/figures --readme docs/benchmarks.md  the published run
 
 shapes: ROWSxCOLS[:AXIS] with k = 2^10 and M = 2^20 (4096x1024:0 reduces axis 0);
@@ -183,6 +184,10 @@ def output_paths(args: argparse.Namespace) -> dict[str, str | None]:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "generate":  # end-to-end generation with transformers (bench/generation.py)
+        from .generation import main as generate_main
+
+        return generate_main(argv[1:], prog=f"{prog} generate")
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     command = f"{prog} {shlex.join(argv)}".strip()
