@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 #include <vector>
 
 #include "c_api.hpp"
@@ -56,18 +57,30 @@ namespace {
 
 using normexp::capi::fail;
 
-// Element size of a dtype the calls take (4 or 8), or 0 with INVALID_ARGUMENT recorded.
-int element_size(const char* fn, int dtype, int kv_dtype, std::size_t& size) {
+std::size_t size_of(int dtype) {
+    return dtype == NORMEXP_FLOAT64 ? 8 : dtype == NORMEXP_FLOAT32 ? 4 : 2;
+}
+
+// The element sizes of one call's operands, or INVALID_ARGUMENT naming the supported combinations:
+// q, k, v all FLOAT32, all FLOAT64, all FLOAT16 or all BFLOAT16, or a FLOAT32 q over FLOAT16 / BFLOAT16
+// keys and values (with_16bit; paged attention takes FLOAT32 and FLOAT64 pages only). eq: q and out; ekv:
+// k and v; ec: the computation's type, which lse and an additive mask have (FLOAT32 for 16-bit operands).
+int element_sizes(const char* fn, int dtype, int kv_dtype, bool with_16bit, std::size_t& eq, std::size_t& ekv,
+                  std::size_t& ec) {
     const int kv = kv_dtype == 0 ? dtype : kv_dtype;
-    if (dtype != NORMEXP_FLOAT32 && dtype != NORMEXP_FLOAT64)
+    const auto known = [](int t) { return t >= NORMEXP_FLOAT32 && t <= NORMEXP_BFLOAT16; };
+    const bool half_kv = kv == NORMEXP_FLOAT16 || kv == NORMEXP_BFLOAT16;
+    const bool ok = known(dtype) && known(kv) && (kv == dtype || (dtype == NORMEXP_FLOAT32 && half_kv)) &&
+                    (with_16bit || !half_kv);
+    if (!ok)
         return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
-                    dtype == NORMEXP_FLOAT16 || dtype == NORMEXP_BFLOAT16
-                        ? "dtype: 16-bit queries are not supported (use NORMEXP_FLOAT32 or NORMEXP_FLOAT64)"
-                        : "dtype must be NORMEXP_FLOAT32 or NORMEXP_FLOAT64");
-    if (kv != dtype)
-        return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
-                    "kv_dtype: keys and values must have q's dtype (16-bit keys and values are not supported yet)");
-    size = dtype == NORMEXP_FLOAT32 ? sizeof(float) : sizeof(double);
+                    with_16bit ? "dtype / kv_dtype: q, k, v must be all FLOAT32, all FLOAT64, all FLOAT16 or all "
+                                 "BFLOAT16, or a FLOAT32 q with FLOAT16 or BFLOAT16 keys and values"
+                               : "dtype / kv_dtype: q and the pages must be all FLOAT32 or all FLOAT64 (16-bit pages "
+                                 "are not supported yet)");
+    eq = size_of(dtype);
+    ekv = size_of(kv);
+    ec = dtype == NORMEXP_FLOAT64 ? 8 : 4;
     return NORMEXP_OK;
 }
 
@@ -91,7 +104,8 @@ bool any_overlap(const region& o, std::initializer_list<region> others) {
     return false;
 }
 
-template <class T>
+// T: the computation's type (of lse and an additive mask), Q: q's and out's, S: k's and v's.
+template <class T, class Q = T, class S = T>
 void run_attention(const normexp_attention_params& p) {
     normexp::attention_options<T> o;
     o.scale = p.scale;
@@ -114,9 +128,20 @@ void run_attention(const normexp_attention_params& p) {
     o.sinks_strides = {0, 1};
     o.lse = static_cast<T*>(p.lse);
     o.lse_strides = {std::ptrdiff_t(p.heads_q * p.len_q), std::ptrdiff_t(p.len_q), 1};
-    normexp::attention<T>(static_cast<const T*>(p.q), static_cast<const T*>(p.k), static_cast<const T*>(p.v),
-                          static_cast<T*>(p.out), p.batch, p.heads_q, p.heads_kv, p.len_q, p.len_kv, p.head_dim,
-                          p.head_dim_v, o);
+    const auto c = [&](std::size_t h, std::size_t l, std::size_t d) {  // contiguous (batch, h, l, d)
+        return normexp::strides4{std::ptrdiff_t(h * l * d), std::ptrdiff_t(l * d), std::ptrdiff_t(d), 1};
+    };
+    const normexp::attention_shape sh{p.batch, p.heads_q, p.heads_kv, p.len_q, p.len_kv, p.head_dim, p.head_dim_v};
+    const auto* q = static_cast<const Q*>(p.q);
+    const auto* k = static_cast<const S*>(p.k);
+    const auto* v = static_cast<const S*>(p.v);
+    auto* out = static_cast<Q*>(p.out);
+    const auto qs = c(p.heads_q, p.len_q, p.head_dim), ks = c(p.heads_kv, p.len_kv, p.head_dim),
+               vs = c(p.heads_kv, p.len_kv, p.head_dim_v), os = c(p.heads_q, p.len_q, p.head_dim_v);
+    if constexpr (std::is_same_v<Q, T> && std::is_same_v<S, T>)
+        normexp::attention<T>(sh, q, qs, k, ks, v, vs, out, os, o);
+    else
+        normexp::attention(sh, q, qs, k, ks, v, vs, out, os, o);
 }
 
 template <class T>
@@ -190,14 +215,14 @@ extern "C" int normexp_attention(const normexp_attention_params* params) {
     if (p.struct_size != sizeof(normexp_attention_params))
         return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
                     "struct_size does not match this library's normexp_attention_params (call normexp_attention_params_init)");
-    std::size_t es = 0;
-    if (const int rc = element_size(fn, p.dtype, p.kv_dtype, es)) return rc;
+    std::size_t eq = 0, ekv = 0, ec = 0;
+    if (const int rc = element_sizes(fn, p.dtype, p.kv_dtype, true, eq, ekv, ec)) return rc;
     if (!p.q || !p.k || !p.v || !p.out) return fail(NORMEXP_ERROR_NULL_POINTER, fn, "q, k, v and out must not be NULL");
     std::size_t nq = 0, nk = 0, nv = 0, no = 0, nm = 0;
-    if (const int rc = elems4(fn, p.batch, p.heads_q, p.len_q, p.head_dim, es, nq)) return rc;
-    if (const int rc = elems4(fn, p.batch, p.heads_kv, p.len_kv, p.head_dim, es, nk)) return rc;
-    if (const int rc = elems4(fn, p.batch, p.heads_kv, p.len_kv, p.head_dim_v, es, nv)) return rc;
-    if (const int rc = elems4(fn, p.batch, p.heads_q, p.len_q, p.head_dim_v, es, no)) return rc;
+    if (const int rc = elems4(fn, p.batch, p.heads_q, p.len_q, p.head_dim, eq, nq)) return rc;
+    if (const int rc = elems4(fn, p.batch, p.heads_kv, p.len_kv, p.head_dim, ekv, nk)) return rc;
+    if (const int rc = elems4(fn, p.batch, p.heads_kv, p.len_kv, p.head_dim_v, ekv, nv)) return rc;
+    if (const int rc = elems4(fn, p.batch, p.heads_q, p.len_q, p.head_dim_v, eq, no)) return rc;
     if (p.heads_q % p.heads_kv != 0)
         return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "heads_q must be a multiple of heads_kv (grouped-query attention)");
     if (!(std::isfinite(p.scale) && p.scale >= 0))
@@ -211,19 +236,24 @@ extern "C" int normexp_attention(const normexp_attention_params* params) {
         if (!p.mask) return fail(NORMEXP_ERROR_NULL_POINTER, fn, "mask must not be NULL when mask_kind is set");
         if (!(p.mask_batch == 1 || p.mask_batch == p.batch) || !(p.mask_heads == 1 || p.mask_heads == p.heads_q))
             return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "mask_batch must be 1 or batch, and mask_heads 1 or heads_q");
-        mask_elem = p.mask_kind == NORMEXP_MASK_KEEP ? 1 : es;
+        mask_elem = p.mask_kind == NORMEXP_MASK_KEEP ? 1 : ec;
         if (const int rc = elems4(fn, p.mask_batch, p.mask_heads, p.len_q, p.len_kv, mask_elem, nm)) return rc;
     }
     const std::size_t nl = no / p.head_dim_v;  // batch x heads_q x len_q
-    const region in_q{p.q, nq * es}, in_k{p.k, nk * es}, in_v{p.v, nv * es}, in_m{p.mask, nm * mask_elem};
-    const region out_r{p.out, no * es}, lse_r{p.lse, nl * es};
+    const region in_q{p.q, nq * eq}, in_k{p.k, nk * ekv}, in_v{p.v, nv * ekv}, in_m{p.mask, nm * mask_elem};
+    const region out_r{p.out, no * eq}, lse_r{p.lse, nl * ec};
     if (any_overlap(out_r, {in_q, in_k, in_v, in_m, lse_r}) || any_overlap(lse_r, {in_q, in_k, in_v, in_m}))
         return fail(NORMEXP_ERROR_OVERLAP, fn, "out and lse must not overlap q, k, v, the mask or each other");
     return normexp::capi::guard(fn, [&] {
-        if (p.dtype == NORMEXP_FLOAT32)
-            run_attention<float>(p);
-        else
-            run_attention<double>(p);
+        using normexp::bfloat16;
+        using normexp::float16;
+        const int kv = p.kv_dtype == 0 ? p.dtype : p.kv_dtype;
+        if (p.dtype == NORMEXP_FLOAT64) run_attention<double>(p);
+        else if (p.dtype == NORMEXP_FLOAT16) run_attention<float, float16, float16>(p);
+        else if (p.dtype == NORMEXP_BFLOAT16) run_attention<float, bfloat16, bfloat16>(p);
+        else if (kv == NORMEXP_FLOAT16) run_attention<float, float, float16>(p);
+        else if (kv == NORMEXP_BFLOAT16) run_attention<float, float, bfloat16>(p);
+        else run_attention<float>(p);
         return NORMEXP_OK;
     });
 }
@@ -236,8 +266,8 @@ extern "C" int normexp_paged_attention(const normexp_paged_attention_params* par
         return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
                     "struct_size does not match this library's normexp_paged_attention_params (call "
                     "normexp_paged_attention_params_init)");
-    std::size_t es = 0;
-    if (const int rc = element_size(fn, p.dtype, p.kv_dtype, es)) return rc;
+    std::size_t es = 0, ekv = 0, ec = 0;
+    if (const int rc = element_sizes(fn, p.dtype, p.kv_dtype, false, es, ekv, ec)) return rc;
     if (!p.q || !p.k_pages || !p.v_pages || !p.out || !p.block_table || !p.seq_lens)
         return fail(NORMEXP_ERROR_NULL_POINTER, fn, "q, k_pages, v_pages, out, block_table and seq_lens must not be NULL");
     std::size_t nq = 0, nk = 0, nv = 0, no = 0, nt = 0;

@@ -148,9 +148,11 @@ void test_attention_params() {
     normexp_attention_params bad = p;
     bad.struct_size = sizeof(bad) - 8;
     expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, "struct_size");
-    bad = p, bad.dtype = NORMEXP_FLOAT16;
+    bad = p, bad.dtype = 9;
     expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, "dtype");
-    bad = p, bad.kv_dtype = NORMEXP_BFLOAT16;
+    bad = p, bad.dtype = NORMEXP_FLOAT16, bad.kv_dtype = NORMEXP_BFLOAT16;  // float16 q over a bfloat16 cache
+    expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, "kv_dtype");
+    bad = p, bad.dtype = NORMEXP_FLOAT64, bad.kv_dtype = NORMEXP_FLOAT16;
     expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, "kv_dtype");
     bad = p, bad.q = nullptr;
     expect(bad, NORMEXP_ERROR_NULL_POINTER, "q, k, v");
@@ -173,6 +175,119 @@ void test_attention_params() {
     expect(bad, NORMEXP_ERROR_OVERLAP, "overlap");
     CHECK(out == before, "out changed by a failing call");
     CHECK(normexp_attention(nullptr) == NORMEXP_ERROR_NULL_POINTER, "NULL params");
+}
+
+// 16-bit operands through normexp_attention: all bfloat16, all float16, and float32 q over a bfloat16 or
+// float16 cache (with GQA, causal, a float32 additive mask and lse). Each against the C++ overload (the same
+// bits) and a float64 reference over the widened values: 16-bit inputs accumulate in float32, so the error
+// is a 16-bit output's rounding (2^-8 / 2^-11 relative) plus ~1e-5.
+std::uint16_t to_bits16(float f, bool bf) {  // test data: bfloat16 by truncation, float16 of |f| in [2^-3, 4)
+    std::uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if (bf) return static_cast<std::uint16_t>(u >> 16);
+    const std::uint32_t e = std::min<std::uint32_t>(16, std::max<std::uint32_t>(12, (u >> 23 & 0xff) - 112));
+    return static_cast<std::uint16_t>((u >> 16 & 0x8000) | e << 10 | (u >> 13 & 0x3ff));
+}
+float widen16(std::uint16_t h, bool bf) {
+    if (bf) {
+        const std::uint32_t u = std::uint32_t(h) << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+    }
+    const float m = 1.0f + float(h & 0x3ff) / 1024.0f;
+    const float v = std::ldexp(m, int(h >> 10 & 0x1f) - 15);
+    return (h & 0x8000) ? -v : v;
+}
+
+void test_attention_16bit() {
+    const std::size_t B = 1, Hq = 4, Hkv = 2, Lq = 19, Lk = 45, D = 24, Dv = 12;
+    std::mt19937 rng(31);
+    std::normal_distribution<float> g(0, 1);
+    std::vector<float> qf(B * Hq * Lq * D), kf(B * Hkv * Lk * D), vf(B * Hkv * Lk * Dv);
+    for (auto* t : {&qf, &kf, &vf})
+        for (auto& x : *t) x = g(rng);
+    std::vector<float> bias(Lq * Lk);
+    for (auto& x : bias) x = 0.25f * g(rng);
+    for (const bool bf : {true, false})
+        for (const bool q16 : {true, false}) {
+            std::vector<std::uint16_t> q16v(qf.size()), k16(kf.size()), v16(vf.size());
+            std::vector<float> qw(qf.size()), kw(kf.size()), vw(vf.size());  // the values the kernels see
+            for (std::size_t i = 0; i < qf.size(); ++i) {
+                q16v[i] = to_bits16(qf[i], bf);
+                qw[i] = q16 ? widen16(q16v[i], bf) : qf[i];
+            }
+            for (std::size_t i = 0; i < kf.size(); ++i) kw[i] = widen16(k16[i] = to_bits16(kf[i], bf), bf);
+            for (std::size_t i = 0; i < vf.size(); ++i) vw[i] = widen16(v16[i] = to_bits16(vf[i], bf), bf);
+            const int t16 = bf ? NORMEXP_BFLOAT16 : NORMEXP_FLOAT16;
+            normexp_attention_params p;
+            normexp_attention_params_init(&p);
+            p.dtype = q16 ? t16 : NORMEXP_FLOAT32;
+            p.kv_dtype = t16;
+            p.q = q16 ? static_cast<const void*>(q16v.data()) : qf.data();
+            p.k = k16.data(), p.v = v16.data();
+            std::vector<std::uint16_t> out16(B * Hq * Lq * Dv), cpp16(out16.size());
+            std::vector<float> out32(out16.size()), cpp32(out16.size()), lse(B * Hq * Lq), cpp_lse(lse.size());
+            p.out = q16 ? static_cast<void*>(out16.data()) : out32.data();
+            p.lse = lse.data();
+            p.batch = B, p.heads_q = Hq, p.heads_kv = Hkv, p.len_q = Lq, p.len_kv = Lk, p.head_dim = D, p.head_dim_v = Dv;
+            p.is_causal = 1, p.causal_alignment = NORMEXP_CAUSAL_BOTTOM_RIGHT;
+            p.mask_kind = NORMEXP_MASK_ADDITIVE, p.mask = bias.data();
+            const int rc = normexp_attention(&p);
+            CHECK(rc == NORMEXP_OK, "16-bit (bf=%d, q16=%d): %s", int(bf), int(q16), normexp_last_error());
+            // The C++ overload with the same operands.
+            normexp::attention_options<float> o;
+            o.is_causal = true, o.alignment = normexp::causal_alignment::bottom_right;
+            o.mask_kind = normexp::attention_mask_kind::additive, o.mask = bias.data(),
+            o.mask_strides = {0, 0, std::ptrdiff_t(Lk), 1};
+            o.lse = cpp_lse.data(), o.lse_strides = {std::ptrdiff_t(Hq * Lq), std::ptrdiff_t(Lq), 1};
+            const normexp::attention_shape sh{B, Hq, Hkv, Lq, Lk, D, Dv};
+            const normexp::strides4 qs{std::ptrdiff_t(Hq * Lq * D), std::ptrdiff_t(Lq * D), std::ptrdiff_t(D), 1},
+                ks{std::ptrdiff_t(Hkv * Lk * D), std::ptrdiff_t(Lk * D), std::ptrdiff_t(D), 1},
+                vs{std::ptrdiff_t(Hkv * Lk * Dv), std::ptrdiff_t(Lk * Dv), std::ptrdiff_t(Dv), 1},
+                os{std::ptrdiff_t(Hq * Lq * Dv), std::ptrdiff_t(Lq * Dv), std::ptrdiff_t(Dv), 1};
+            auto run = [&](auto tag) {
+                using S = decltype(tag);
+                const auto* k = reinterpret_cast<const S*>(k16.data());
+                const auto* v = reinterpret_cast<const S*>(v16.data());
+                if (q16)
+                    normexp::attention(sh, reinterpret_cast<const S*>(q16v.data()), qs, k, ks, v, vs,
+                                       reinterpret_cast<S*>(cpp16.data()), os, o);
+                else
+                    normexp::attention(sh, qf.data(), qs, k, ks, v, vs, cpp32.data(), os, o);
+            };
+            if (bf) run(normexp::bfloat16{}); else run(normexp::float16{});
+            CHECK((q16 ? cpp16 == out16 : cpp32 == out32) && cpp_lse == lse, "16-bit (bf=%d, q16=%d): C and C++ differ",
+                  int(bf), int(q16));
+            // Against the float64 reference over the widened values (bottom-right causal, the additive mask).
+            const double tol = q16 ? (bf ? 0x1p-8 : 0x1p-11) : 0.0;
+            double worst = 0;
+            for (std::size_t h = 0; h < Hq; ++h) {
+                std::vector<float> qh(qw.begin() + h * Lq * D, qw.begin() + (h + 1) * Lq * D);
+                const std::size_t hk = h / (Hq / Hkv);
+                for (std::size_t i = 0; i < Lq; ++i) {
+                    std::vector<double> s(Lk, -INFINITY);
+                    double m = -INFINITY;
+                    for (std::size_t j = 0; j + Lq <= Lk + i; ++j) {
+                        double dot = 0;
+                        for (std::size_t d = 0; d < D; ++d) dot += double(qh[i * D + d]) * kw[(hk * Lk + j) * D + d];
+                        s[j] = dot / std::sqrt(double(D)) + bias[i * Lk + j];
+                        m = std::max(m, s[j]);
+                    }
+                    double sum = 0;
+                    for (double& x : s) sum += (x = std::exp(x - m));
+                    for (std::size_t c = 0; c < Dv; ++c) {
+                        double acc = 0;
+                        for (std::size_t j = 0; j < Lk; ++j) acc += s[j] / sum * vw[(hk * Lk + j) * Dv + c];
+                        const double got = q16 ? widen16(out16[(h * Lq + i) * Dv + c], bf) : out32[(h * Lq + i) * Dv + c];
+                        worst = std::max(worst, std::fabs(got - acc) / (tol * std::fabs(acc) + 1e-5));
+                    }
+                    const double lse_ref = m + std::log(sum);
+                    worst = std::max(worst, std::fabs(lse[h * Lq + i] - lse_ref) / 1e-5);
+                }
+            }
+            CHECK(worst <= 1.0, "16-bit (bf=%d, q16=%d) vs float64: %g of the bound", int(bf), int(q16), worst);
+        }
 }
 
 // normexp_paged_attention on a pool in a random page order (page size 5: pages end inside key blocks) with
@@ -275,6 +390,7 @@ void test_paged_params() {
 
 int main() {
     test_attention_params();
+    test_attention_16bit();
     test_paged_params();
     const std::size_t B = 2, Hq = 4, Hkv = 2, Lq = 37, Lk = 53, D = 24, Dv = 17;
     std::mt19937 rng(5);

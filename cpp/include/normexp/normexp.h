@@ -99,9 +99,11 @@ NORMEXP_API int normexp_attention_f32(const float* q, const float* k, const floa
  * keeps working. Errors as everywhere in this API (status code + normexp_last_error()); out and lse are
  * untouched when a call fails its checks. */
 
-/* Element types. The calls take FLOAT32 and FLOAT64 (q, k, v, out and lse of one type); kv_dtype is the
- * type of k and v (or of the pages) where it may differ from q's, 0 meaning "dtype". FLOAT16 and BFLOAT16
- * are reserved for 16-bit keys and values (INVALID_ARGUMENT until the kernels take them). */
+/* Element types (dtype: q and out; kv_dtype: k and v, or the pages, 0 meaning "dtype"). normexp_attention
+ * takes q, k, v all FLOAT32, all FLOAT64, all FLOAT16 or all BFLOAT16 (IEEE binary16 / bfloat16 bits, as
+ * uint16_t), or a FLOAT32 q over FLOAT16 or BFLOAT16 keys and values: 16-bit operands are widened in
+ * registers and computed in float32, lse and an ADDITIVE mask are then float32, and a 16-bit out is rounded
+ * once. normexp_paged_attention takes FLOAT32 or FLOAT64 (q and pages of one type). */
 typedef enum normexp_dtype {
     NORMEXP_FLOAT32 = 1,
     NORMEXP_FLOAT64 = 2,
@@ -112,7 +114,7 @@ typedef enum normexp_dtype {
 typedef enum normexp_mask_kind {
     NORMEXP_MASK_NONE = 0,
     NORMEXP_MASK_KEEP = 1,     /* const unsigned char: non-zero keeps a score, zero masks it out */
-    NORMEXP_MASK_ADDITIVE = 2  /* of dtype: added to the score; -inf masks it out */
+    NORMEXP_MASK_ADDITIVE = 2  /* of the computation's type (FLOAT64, else float32): added to the score */
 } normexp_mask_kind;
 
 typedef enum normexp_causal_alignment {
@@ -135,7 +137,8 @@ typedef struct normexp_attention_params {
     const void* k;      /* (batch, heads_kv, len_kv, head_dim) */
     const void* v;      /* (batch, heads_kv, len_kv, head_dim_v) */
     void* out;          /* (batch, heads_q, len_q, head_dim_v); must not overlap the inputs */
-    void* lse;          /* NULL, or (batch, heads_q, len_q): log-sum-exp of each row's scores (sink included) */
+    void* lse;          /* NULL, or (batch, heads_q, len_q): log-sum-exp of each row's scores (sink included),
+                           float64 for FLOAT64, else float32 */
     size_t batch, heads_q, heads_kv;  /* default 1 */
     size_t len_q, len_kv, head_dim, head_dim_v;
     double scale;                /* 0 (default): 1/sqrt(head_dim); else finite and > 0 */
