@@ -736,11 +736,14 @@ struct paged_task {
 
 }  // namespace
 
-template <class T>
-void paged_attention(const paged_attention_shape& sh, const T* q, const strides3& qs3, const T* k_pages,
-                     const strides4& ks4, const T* v_pages, const strides4& vs4, const std::int32_t* table,
-                     std::ptrdiff_t table_row, const std::int32_t* seq_lens, const std::int32_t* query_start, T* out,
-                     const strides3& os3, const paged_attention_options<T>& po) {
+namespace {
+
+// Compute type T, q / out storage Q, page storage S (as attention_impl).
+template <class T, class Q, class S>
+void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3, const S* k_pages,
+                const strides4& ks4, const S* v_pages, const strides4& vs4, const std::int32_t* table,
+                std::ptrdiff_t table_row, const std::int32_t* seq_lens, const std::int32_t* query_start, Q* out,
+                const strides3& os3, const paged_attention_options<T>& po) {
     using std::to_string;
     paged_check(sh.heads_kv > 0 || sh.heads_q == 0, "heads_kv must be at least 1");
     paged_check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0,
@@ -815,7 +818,7 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
     const std::size_t block_q = rb.block_q, group = sh.heads_q / sh.heads_kv, Dv = sh.head_dim_v;
 
     // One plan per sequence, then the tasks in order (sequence, unit, query block, split).
-    std::vector<plan<T>> plans;
+    std::vector<plan<T, Q, S>> plans;
     plans.reserve(sh.num_seqs);
     std::size_t total_range = 0;
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
@@ -823,7 +826,7 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
         const attention_shape one{1, sh.heads_q, sh.heads_kv, nq, len, sh.head_dim, Dv};
         const std::ptrdiff_t off = sp(len) - sp(nq);
         const bool windowed = po.window > 0 && po.window < nq + len;
-        plan<T> p{ak, kv_kernels_for<T, T>(kt), one, q + sp(std::size_t(query_start[s])) * qs3[0], k_pages, v_pages,
+        plan<T, Q, S> p{ak, kv_kernels_for<T, S>(kt), one, q + sp(std::size_t(query_start[s])) * qs3[0], k_pages, v_pages,
                   strides4{0, qs3[1], qs3[0], qs3[2]}, strides4{0, ks4[2], ks4[1], ks4[3]},
                   strides4{0, vs4[2], vs4[1], vs4[3]}, aopt, static_cast<T>(scale), group, off,
                   windowed ? off - sp(po.window) + 1 : -kNoLimit, po.is_causal ? off : kNoLimit, rb,
@@ -848,7 +851,7 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
     std::vector<std::size_t> merges;  // the first task of each split (sequence, unit)
     std::size_t parts = 0;
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
-        const plan<T>& p = plans[s];
+        const plan<T, Q, S>& p = plans[s];
         const std::size_t units = (p.grouped ? sh.heads_kv : sh.heads_q) / p.units;
         std::size_t nsplit = 1;
         if (p.nqb == 1 && total_range > 0) {
@@ -874,10 +877,10 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
 
     // Everything allocated before the first write (as attention<T>).
     std::size_t max_units = 1;
-    for (const plan<T>& p : plans) max_units = std::max(max_units, p.units);
-    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0), vs4[3] != 1, false, false, ks4[3] == 1, max_units};
+    for (const plan<T, Q, S>& p : plans) max_units = std::max(max_units, p.units);
+    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0) || !std::is_same_v<Q, T>, vs4[3] != 1, false, false, ks4[3] == 1, max_units};
     const attention_shape wsh{1, sh.heads_q, sh.heads_kv, block_q, 0, sh.head_dim, Dv};
-    std::vector<workspace<T>> wss;
+    std::vector<workspace<T, S>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
     for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(wsh, cp, block_q);
     const std::size_t width = std::max<std::size_t>(1, Dv);
@@ -885,15 +888,15 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
     std::vector<double> part_m(parts), part_l(parts),
         accs(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
 
-    auto out_row = [&](std::size_t s, std::size_t hh, std::size_t ii, T*& orow, T*& lrow) {
+    auto out_row = [&](std::size_t s, std::size_t hh, std::size_t ii, Q*& orow, T*& lrow) {
         const std::ptrdiff_t r = sp(std::size_t(query_start[s]) + ii);
         orow = out + r * os3[0] + sp(hh) * os3[1];
         lrow = po.lse ? po.lse + r * po.lse_strides[0] + sp(hh) * po.lse_strides[1] : nullptr;
     };
     detail::parallel_dynamic(nt, tasks.size(), [&](std::size_t slot, std::size_t t) {
         const paged_task& tk = tasks[t];
-        const plan<T>& p = plans[tk.seq];
-        workspace<T>& ws = wss[slot];
+        const plan<T, Q, S>& p = plans[tk.seq];
+        workspace<T, S>& ws = wss[slot];
         const std::size_t h = p.grouped ? tk.unit * group : tk.unit;
         const std::size_t i0 = tk.qb * block_q, rows = p.grouped ? group : std::min(block_q, p.sh.len_q - i0);
         std::ptrdiff_t lo, hi;
@@ -917,7 +920,8 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
         }
         for (std::size_t i = 0; i < all; ++i) {
             const std::size_t hh = p.grouped ? h + i : h + i / rows, ii = p.grouped ? 0 : i0 + i % rows;
-            T *orow, *lrow;
+            Q* orow;
+            T* lrow;
             out_row(tk.seq, hh, ii, orow, lrow);
             if (po.sinks) {
                 const double mi = double(ws.m[i]), li = ws.l[i];
@@ -932,12 +936,13 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
     // The split tasks' pieces, merged in order per row, with the sink (finish_merged).
     detail::parallel_dynamic(nt, merges.size(), [&](std::size_t slot, std::size_t g) {
         const paged_task& first = tasks[merges[g]];
-        const plan<T>& p = plans[first.seq];
+        const plan<T, Q, S>& p = plans[first.seq];
         const std::size_t h = p.grouped ? first.unit * group : first.unit;
         const std::size_t rows = p.rows_per_task / p.units;
         for (std::size_t i = 0; i < p.rows_per_task; ++i) {
             const std::size_t hh = p.grouped ? h + i : h + i / rows, ii = p.grouped ? 0 : i % rows;
-            T *orow, *lrow;
+            Q* orow;
+            T* lrow;
             out_row(first.seq, hh, ii, orow, lrow);
             finish_merged<T>(
                 first.nsplit,
@@ -949,6 +954,31 @@ void paged_attention(const paged_attention_shape& sh, const T* q, const strides3
         }
     });
 }
+
+}  // namespace
+
+template <class T>
+void paged_attention(const paged_attention_shape& sh, const T* q, const strides3& qs3, const T* k_pages,
+                     const strides4& ks4, const T* v_pages, const strides4& vs4, const std::int32_t* table,
+                     std::ptrdiff_t table_row, const std::int32_t* seq_lens, const std::int32_t* query_start, T* out,
+                     const strides3& os3, const paged_attention_options<T>& po) {
+    paged_impl<T, T, T>(sh, q, qs3, k_pages, ks4, v_pages, vs4, table, table_row, seq_lens, query_start, out, os3, po);
+}
+
+// 16-bit pages: q and pages of one 16-bit type, or a float32 q over 16-bit pages (normexp.hpp).
+#define NX_PAGED_16(Q, S)                                                                                       \
+    void paged_attention(const paged_attention_shape& sh, const Q* q, const strides3& qs3, const S* k_pages,   \
+                         const strides4& ks4, const S* v_pages, const strides4& vs4, const std::int32_t* table,  \
+                         std::ptrdiff_t table_row, const std::int32_t* seq_lens, const std::int32_t* query_start, \
+                         Q* out, const strides3& os3, const paged_attention_options<float>& po) {               \
+        paged_impl<float, Q, S>(sh, q, qs3, k_pages, ks4, v_pages, vs4, table, table_row, seq_lens, query_start, out, \
+                                os3, po);                                                                        \
+    }
+NX_PAGED_16(float16, float16)
+NX_PAGED_16(bfloat16, bfloat16)
+NX_PAGED_16(float, float16)
+NX_PAGED_16(float, bfloat16)
+#undef NX_PAGED_16
 
 namespace {
 

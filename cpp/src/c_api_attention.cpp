@@ -63,21 +63,16 @@ std::size_t size_of(int dtype) {
 
 // The element sizes of one call's operands, or INVALID_ARGUMENT naming the supported combinations:
 // q, k, v all FLOAT32, all FLOAT64, all FLOAT16 or all BFLOAT16, or a FLOAT32 q over FLOAT16 / BFLOAT16
-// keys and values (with_16bit; paged attention takes FLOAT32 and FLOAT64 pages only). eq: q and out; ekv:
-// k and v; ec: the computation's type, which lse and an additive mask have (FLOAT32 for 16-bit operands).
-int element_sizes(const char* fn, int dtype, int kv_dtype, bool with_16bit, std::size_t& eq, std::size_t& ekv,
-                  std::size_t& ec) {
+// keys and values (or pages). eq: q and out; ekv: k and v; ec: the computation's type, which lse and an
+// additive mask have (FLOAT32 for 16-bit operands).
+int element_sizes(const char* fn, int dtype, int kv_dtype, std::size_t& eq, std::size_t& ekv, std::size_t& ec) {
     const int kv = kv_dtype == 0 ? dtype : kv_dtype;
     const auto known = [](int t) { return t >= NORMEXP_FLOAT32 && t <= NORMEXP_BFLOAT16; };
     const bool half_kv = kv == NORMEXP_FLOAT16 || kv == NORMEXP_BFLOAT16;
-    const bool ok = known(dtype) && known(kv) && (kv == dtype || (dtype == NORMEXP_FLOAT32 && half_kv)) &&
-                    (with_16bit || !half_kv);
-    if (!ok)
+    if (!(known(dtype) && known(kv) && (kv == dtype || (dtype == NORMEXP_FLOAT32 && half_kv))))
         return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
-                    with_16bit ? "dtype / kv_dtype: q, k, v must be all FLOAT32, all FLOAT64, all FLOAT16 or all "
-                                 "BFLOAT16, or a FLOAT32 q with FLOAT16 or BFLOAT16 keys and values"
-                               : "dtype / kv_dtype: q and the pages must be all FLOAT32 or all FLOAT64 (16-bit pages "
-                                 "are not supported yet)");
+                    "dtype / kv_dtype: q, k, v must be all FLOAT32, all FLOAT64, all FLOAT16 or all BFLOAT16, or a "
+                    "FLOAT32 q with FLOAT16 or BFLOAT16 keys and values");
     eq = size_of(dtype);
     ekv = size_of(kv);
     ec = dtype == NORMEXP_FLOAT64 ? 8 : 4;
@@ -144,7 +139,7 @@ void run_attention(const normexp_attention_params& p) {
         normexp::attention(sh, q, qs, k, ks, v, vs, out, os, o);
 }
 
-template <class T>
+template <class T, class Q = T, class S = T>
 void run_paged(const normexp_paged_attention_params& p) {
     normexp::paged_attention_shape sh;
     sh.num_seqs = p.num_seqs;
@@ -178,11 +173,18 @@ void run_paged(const normexp_paged_attention_params& p) {
     const auto pg = [](std::size_t s, std::size_t h, std::size_t dim) {
         return normexp::strides4{std::ptrdiff_t(s * h * dim), std::ptrdiff_t(h * dim), std::ptrdiff_t(dim), 1};
     };
-    normexp::paged_attention<T>(sh, static_cast<const T*>(p.q), d(p.heads_q, p.head_dim),
-                                static_cast<const T*>(p.k_pages), pg(p.page_size, p.heads_kv, p.head_dim),
-                                static_cast<const T*>(p.v_pages), pg(p.page_size, p.heads_kv, p.head_dim_v),
-                                p.block_table, std::ptrdiff_t(p.max_pages), p.seq_lens, starts, static_cast<T*>(p.out),
-                                d(p.heads_q, p.head_dim_v), o);
+    const auto* q = static_cast<const Q*>(p.q);
+    const auto* kp = static_cast<const S*>(p.k_pages);
+    const auto* vp = static_cast<const S*>(p.v_pages);
+    auto* out = static_cast<Q*>(p.out);
+    const auto qs = d(p.heads_q, p.head_dim), os = d(p.heads_q, p.head_dim_v);
+    const auto ks = pg(p.page_size, p.heads_kv, p.head_dim), vs = pg(p.page_size, p.heads_kv, p.head_dim_v);
+    if constexpr (std::is_same_v<Q, T> && std::is_same_v<S, T>)
+        normexp::paged_attention<T>(sh, q, qs, kp, ks, vp, vs, p.block_table, std::ptrdiff_t(p.max_pages), p.seq_lens,
+                                    starts, out, os, o);
+    else
+        normexp::paged_attention(sh, q, qs, kp, ks, vp, vs, p.block_table, std::ptrdiff_t(p.max_pages), p.seq_lens,
+                                 starts, out, os, o);
 }
 
 }  // namespace
@@ -216,7 +218,7 @@ extern "C" int normexp_attention(const normexp_attention_params* params) {
         return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn,
                     "struct_size does not match this library's normexp_attention_params (call normexp_attention_params_init)");
     std::size_t eq = 0, ekv = 0, ec = 0;
-    if (const int rc = element_sizes(fn, p.dtype, p.kv_dtype, true, eq, ekv, ec)) return rc;
+    if (const int rc = element_sizes(fn, p.dtype, p.kv_dtype, eq, ekv, ec)) return rc;
     if (!p.q || !p.k || !p.v || !p.out) return fail(NORMEXP_ERROR_NULL_POINTER, fn, "q, k, v and out must not be NULL");
     std::size_t nq = 0, nk = 0, nv = 0, no = 0, nm = 0;
     if (const int rc = elems4(fn, p.batch, p.heads_q, p.len_q, p.head_dim, eq, nq)) return rc;
@@ -267,13 +269,13 @@ extern "C" int normexp_paged_attention(const normexp_paged_attention_params* par
                     "struct_size does not match this library's normexp_paged_attention_params (call "
                     "normexp_paged_attention_params_init)");
     std::size_t es = 0, ekv = 0, ec = 0;
-    if (const int rc = element_sizes(fn, p.dtype, p.kv_dtype, false, es, ekv, ec)) return rc;
+    if (const int rc = element_sizes(fn, p.dtype, p.kv_dtype, es, ekv, ec)) return rc;
     if (!p.q || !p.k_pages || !p.v_pages || !p.out || !p.block_table || !p.seq_lens)
         return fail(NORMEXP_ERROR_NULL_POINTER, fn, "q, k_pages, v_pages, out, block_table and seq_lens must not be NULL");
     std::size_t nq = 0, nk = 0, nv = 0, no = 0, nt = 0;
     if (const int rc = elems4(fn, p.total_queries, p.heads_q, p.head_dim, 1, es, nq)) return rc;
-    if (const int rc = elems4(fn, p.num_pages, p.page_size, p.heads_kv, p.head_dim, es, nk)) return rc;
-    if (const int rc = elems4(fn, p.num_pages, p.page_size, p.heads_kv, p.head_dim_v, es, nv)) return rc;
+    if (const int rc = elems4(fn, p.num_pages, p.page_size, p.heads_kv, p.head_dim, ekv, nk)) return rc;
+    if (const int rc = elems4(fn, p.num_pages, p.page_size, p.heads_kv, p.head_dim_v, ekv, nv)) return rc;
     if (const int rc = elems4(fn, p.total_queries, p.heads_q, p.head_dim_v, 1, es, no)) return rc;
     if (const int rc = elems4(fn, p.num_seqs, p.max_pages, 1, 1, sizeof(std::int32_t), nt)) return rc;
     if (p.num_seqs >= std::size_t(INT32_MAX) || p.total_queries > std::size_t(INT32_MAX))
@@ -285,18 +287,23 @@ extern "C" int normexp_paged_attention(const normexp_paged_attention_params* par
         return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "heads_q must be a multiple of heads_kv (grouped-query attention)");
     if (!(std::isfinite(p.scale) && p.scale >= 0))
         return fail(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "scale must be finite and >= 0 (0 means 1/sqrt(head_dim))");
-    const region in_q{p.q, nq * es}, in_k{p.k_pages, nk * es}, in_v{p.v_pages, nv * es},
+    const region in_q{p.q, nq * es}, in_k{p.k_pages, nk * ekv}, in_v{p.v_pages, nv * ekv},
         in_t{p.block_table, nt * sizeof(std::int32_t)}, in_l{p.seq_lens, p.num_seqs * sizeof(std::int32_t)},
         in_s{p.query_start, (p.num_seqs + 1) * sizeof(std::int32_t)};
-    const region out_r{p.out, no * es}, lse_r{p.lse, no / p.head_dim_v * es};
+    const region out_r{p.out, no * es}, lse_r{p.lse, no / p.head_dim_v * ec};
     if (any_overlap(out_r, {in_q, in_k, in_v, in_t, in_l, in_s, lse_r}) ||
         any_overlap(lse_r, {in_q, in_k, in_v, in_t, in_l, in_s}))
         return fail(NORMEXP_ERROR_OVERLAP, fn, "out and lse must not overlap the inputs or each other");
     return normexp::capi::guard(fn, [&] {
-        if (p.dtype == NORMEXP_FLOAT32)
-            run_paged<float>(p);
-        else
-            run_paged<double>(p);
+        using normexp::bfloat16;
+        using normexp::float16;
+        const int kv = p.kv_dtype == 0 ? p.dtype : p.kv_dtype;
+        if (p.dtype == NORMEXP_FLOAT64) run_paged<double>(p);
+        else if (p.dtype == NORMEXP_FLOAT16) run_paged<float, float16, float16>(p);
+        else if (p.dtype == NORMEXP_BFLOAT16) run_paged<float, bfloat16, bfloat16>(p);
+        else if (kv == NORMEXP_FLOAT16) run_paged<float, float, float16>(p);
+        else if (kv == NORMEXP_BFLOAT16) run_paged<float, float, bfloat16>(p);
+        else run_paged<float>(p);
         return NORMEXP_OK;
     });
 }

@@ -146,7 +146,8 @@ void attention(const py::array& q, const py::array& k, const py::array& v, py::a
                              "or float32 q with float16 or bfloat16 k and v");
 }
 
-template <class T>
+// T: the compute type, Q: q's and out's element type, S: the pages'.
+template <class T, class Q, class S>
 void paged_typed(const py::array& q, const py::array& kp, const py::array& vp, const py::array& table,
                  const py::array& seq_lens, const py::array& query_start, py::array& out, const py::object& lse,
                  bool is_causal, double scale, std::size_t window, double softcap, const py::object& alibi,
@@ -182,22 +183,25 @@ void paged_typed(const py::array& q, const py::array& kp, const py::array& vp, c
         lse_a = lse.cast<py::array>();
         if (!has_dtype<T>(lse_a) || lse_a.ndim() != 2 || lse_a.shape(0) != q.shape(0) || lse_a.shape(1) != q.shape(1) ||
             !lse_a.writeable())
-            throw py::value_error("lse must be a writeable (total_queries, heads_q) array of q's dtype");
+            throw py::value_error("lse must be a writeable (total_queries, heads_q) array of q's dtype (float32 for 16-bit q)");
         opt.lse = static_cast<T*>(lse_a.mutable_data());
         opt.lse_strides = strides_of<2>(lse_a, "lse");
     }
     const auto qs = strides_of<3>(q, "q"), os = strides_of<3>(out, "out");
     const auto ks = strides_of<4>(kp, "k_pages"), vs = strides_of<4>(vp, "v_pages");
-    const T* qd = static_cast<const T*>(q.data());
-    const T* kd = static_cast<const T*>(kp.data());
-    const T* vd = static_cast<const T*>(vp.data());
+    const Q* qd = static_cast<const Q*>(q.data());
+    const S* kd = static_cast<const S*>(kp.data());
+    const S* vd = static_cast<const S*>(vp.data());
     const auto* td = static_cast<const std::int32_t*>(table.data());
     const auto* ld = static_cast<const std::int32_t*>(seq_lens.data());
     const auto* qsd = static_cast<const std::int32_t*>(query_start.data());
-    T* od = static_cast<T*>(out.mutable_data());
+    Q* od = static_cast<Q*>(out.mutable_data());
     const std::ptrdiff_t trow = static_cast<std::ptrdiff_t>(sh.max_pages);
     release_gil nogil;
-    normexp::paged_attention<T>(sh, qd, qs, kd, ks, vd, vs, td, trow, ld, qsd, od, os, opt);
+    if constexpr (std::is_same_v<Q, T> && std::is_same_v<S, T>)
+        normexp::paged_attention<T>(sh, qd, qs, kd, ks, vd, vs, td, trow, ld, qsd, od, os, opt);
+    else
+        normexp::paged_attention(sh, qd, qs, kd, ks, vd, vs, td, trow, ld, qsd, od, os, opt);
 }
 
 // q (T, Hq, D), k_pages (P, S, Hkv, D), v_pages (P, S, Hkv, Dv), out (T, Hq, Dv) of one float dtype (any
@@ -210,8 +214,9 @@ void paged_attention(const py::array& q, const py::array& kp, const py::array& v
                      const py::object& sinks, const std::string& isa) {
     if (q.ndim() != 3 || kp.ndim() != 4 || vp.ndim() != 4 || out.ndim() != 3)
         throw py::value_error("q and out must be 3-d and k_pages, v_pages 4-d here");
-    if (!same_float_dtype(q, kp) || !same_float_dtype(q, vp) || !same_float_dtype(q, out))
-        throw py::type_error("q, k_pages, v_pages and out must have the same dtype");
+    const elem eq = elem_of(q), ek = elem_of(kp);
+    if (elem_of(vp) != ek || elem_of(out) != eq)
+        throw py::type_error("k_pages and v_pages must share a dtype, and out must have q's dtype");
     const auto cflags = py::array::c_style;
     for (const py::array* a : {&table, &seq_lens, &query_start})
         if (!has_dtype<std::int32_t>(*a) || !(a->flags() & cflags))
@@ -224,14 +229,21 @@ void paged_attention(const py::array& q, const py::array& kp, const py::array& v
         out.shape(2) != vp.shape(3))
         throw py::value_error("q, k_pages, v_pages and out have shapes that do not fit together");
     if (!out.writeable()) throw py::value_error("out must be writeable");
-    if (has_dtype<float>(q))
-        paged_typed<float>(q, kp, vp, table, seq_lens, query_start, out, lse, is_causal, scale, window, softcap, alibi,
-                           sinks, isa);
-    else if (has_dtype<double>(q))
-        paged_typed<double>(q, kp, vp, table, seq_lens, query_start, out, lse, is_causal, scale, window, softcap, alibi,
-                            sinks, isa);
+    auto run = [&](auto t, auto qt, auto st) {
+        paged_typed<decltype(t), decltype(qt), decltype(st)>(q, kp, vp, table, seq_lens, query_start, out, lse, is_causal,
+                                                              scale, window, softcap, alibi, sinks, isa);
+    };
+    using normexp::bfloat16;
+    using normexp::float16;
+    if (eq == elem::f32 && ek == elem::f32) run(float{}, float{}, float{});
+    else if (eq == elem::f64 && ek == elem::f64) run(double{}, double{}, double{});
+    else if (eq == elem::f16 && ek == elem::f16) run(float{}, float16{}, float16{});
+    else if (eq == elem::bf16 && ek == elem::bf16) run(float{}, bfloat16{}, bfloat16{});
+    else if (eq == elem::f32 && ek == elem::f16) run(float{}, float{}, float16{});
+    else if (eq == elem::f32 && ek == elem::bf16) run(float{}, float{}, bfloat16{});
     else
-        throw py::type_error("normexp paged_attention takes float32 or float64 arrays");
+        throw py::type_error("normexp paged_attention takes q and pages all float32, all float64, all float16 or all "
+                             "bfloat16, or float32 q with float16 or bfloat16 pages");
 }
 
 // Q: the outputs' element type, L: the lses' (Q, or float32 for 16-bit outputs).

@@ -47,16 +47,6 @@ def check_dtypes(q: np.dtype, k: np.dtype, v: np.dtype) -> np.dtype:
     raise TypeError(f"q, k, v have dtypes {q}, {k}, {v}; attention takes {_COMBINATIONS}")
 
 
-def _float_tensors(arrays: Sequence[Any], names: Sequence[str]) -> list[np.ndarray]:
-    """The tensors of one attention call: each float32 or float64, all of one dtype."""
-    ts = [_float_tensor(a, n) for a, n in zip(arrays, names)]
-    if len({t.dtype for t in ts}) > 1:
-        raise TypeError(
-            f"{', '.join(names[:-1])} and {names[-1]} must share a dtype; got {', '.join(str(t.dtype) for t in ts)}"
-        )
-    return ts
-
-
 def _work_buffer(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype, inputs: Sequence[np.ndarray]) -> np.ndarray:
     """Where the kernels write: out itself, or a new array when there is no out, when out may share memory
     with an input (may_share_memory: a bounds check, exact overlap tests can be slow; a false positive only
@@ -397,10 +387,11 @@ def paged_attention(
 
     Parameters
     ----------
-    q : array_like or CPU tensor, float32 or float64, ``(total_queries, Hq, D)``
+    q : array_like or CPU tensor, ``(total_queries, Hq, D)``
         The new tokens of all sequences packed one after another.
-    k_pages, v_pages : ``(num_pages, page_size, Hkv, D)`` and ``(num_pages, page_size, Hkv, Dv)``, q's dtype
-        The pool (any strides). ``Hq`` a multiple of ``Hkv`` (grouped-query / multi-query attention:
+    k_pages, v_pages : ``(num_pages, page_size, Hkv, D)`` and ``(num_pages, page_size, Hkv, Dv)``
+        The pool (any strides). dtypes as :func:`attention`: q and the pages all float32, float64, float16
+        or bfloat16, or float32 q over float16 / bfloat16 pages (read in place, widened in registers). ``Hq`` a multiple of ``Hkv`` (grouped-query / multi-query attention:
         query head ``h`` reads key/value head ``h // (Hq // Hkv)``).
     block_table : integer ``(num_seqs, max_pages)``
         Page indices of each sequence in order. Only the first ``ceil(seq_lens[s] / page_size)`` entries
@@ -416,7 +407,7 @@ def paged_attention(
         As in :func:`attention` (per query head; ``alibi_slopes`` and ``sinks`` of shape ``(Hq,)``), with
         the diagonal ``diag(r) = seq_len - n + r`` of each sequence.
     return_lse : bool
-        Also return ``lse`` ``(total_queries, Hq)`` (the sink included).
+        Also return ``lse`` ``(total_queries, Hq)`` (the sink included); float32 for 16-bit inputs.
     out : ndarray or tensor ``(total_queries, Hq, Dv)`` of q's dtype, optional
         Receives the result.
 
@@ -428,10 +419,11 @@ def paged_attention(
     """
     is_causal = _api.flag(is_causal, "is_causal")
     return_lse = _api.flag(return_lse, "return_lse")
-    q, k_pages, v_pages = _float_tensors((q, k_pages, v_pages), ("q", "k_pages", "v_pages"))
-    dtype = q.dtype
-    if is_16bit(dtype):
-        raise TypeError(f"paged_attention takes float32 or float64 q and pages, got {dtype} (16-bit pages: not yet)")
+    q = _float_tensor(q, "q")
+    k_pages = _float_tensor(k_pages, "k_pages")
+    v_pages = _float_tensor(v_pages, "v_pages")
+    cdtype = check_dtypes(q.dtype, k_pages.dtype, v_pages.dtype)  # the kernels' dtype: options and lse are in it
+    dtype = q.dtype  # the output's
     if q.ndim != 3:
         raise ValueError(f"q must have 3 dimensions (total_queries, heads_q, head_dim), got shape {q.shape}")
     for name, a in (("k_pages", k_pages), ("v_pages", v_pages)):
@@ -499,19 +491,19 @@ def paged_attention(
 
     max_len = int(lens.max()) if nseq else 0
     max_q = int(np.diff(starts).max()) if nseq else 0
-    sc = check_scale(scale, dtype, d)
+    sc = check_scale(scale, cdtype, d)
     win = check_window(window, max_q, max_len)
-    cap = check_softcap(softcap, dtype)
+    cap = check_softcap(softcap, cdtype)
     slopes = None
     if alibi_slopes is not None:
-        a = check_alibi(alibi_slopes, dtype, max_q, max_len, True)
+        a = check_alibi(alibi_slopes, cdtype, max_q, max_len, True)
         try:
             slopes = np.ascontiguousarray(np.broadcast_to(a, (hq,)))
         except ValueError:
             raise ValueError(f"alibi_slopes with shape {a.shape} cannot be broadcast to (Hq,) = ({hq},)") from None
     sink_arr = None
     if sinks is not None:
-        a = check_sinks(sinks, dtype)
+        a = check_sinks(sinks, cdtype)
         try:
             sink_arr = np.ascontiguousarray(np.broadcast_to(a, (hq,)))
         except ValueError:
@@ -521,7 +513,7 @@ def paged_attention(
     if out is not None:
         out = _api.check_out(out, out_shape, dtype)
     res = _work_buffer(out, out_shape, dtype, (q, k_pages, v_pages))
-    lse = np.empty((nq_total, hq), dtype) if return_lse else None
+    lse = np.empty((nq_total, hq), cdtype) if return_lse else None
     if res.size or (lse is not None and lse.size):
         _core.paged_attention(
             _kernel_view(q), _kernel_view(k_pages), _kernel_view(v_pages), table, lens, starts, res, lse,

@@ -281,3 +281,62 @@ def test_table_fuzz():
             continue
         np.testing.assert_array_equal(_core_call(a), want)
     assert 30 < refused < 300  # both outcomes occur (the fuzz is not vacuous)
+
+
+def _bf16():
+    return np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+
+
+@pytest.mark.parametrize("combo", ["f16", "bf16", "f32q-f16", "f32q-bf16"])
+@pytest.mark.parametrize("nq,length,page_size,hq,hk", [(1, 2100, 16, 8, 2), (1, 37, 5, 2, 2), (40, 300, 7, 4, 2)])
+def test_16bit_pages_match_contiguous_attention(isa, combo, nq, length, page_size, hq, hk):
+    """16-bit pages (and float32 q over them) are read in place like contiguous 16-bit K/V: one sequence
+    gives the bits of normexp.attention over its gathered 16-bit keys (decode on every set; a prefill on the
+    SIMD sets, the scalar one rounding P V once per page segment), lse float32, out in q's dtype."""
+    kv = np.dtype(np.float16) if combo.endswith("f16") and not combo.endswith("bf16") else _bf16()
+    qd = np.dtype(np.float32) if combo.startswith("f32q") else kv
+    d, dv = 32, 16
+    k_pages, v_pages, table, ks, vs = make_cache([length], page_size, hk, d, dv)
+    k_pages, v_pages = k_pages.astype(kv), v_pages.astype(kv)
+    ks = [k.astype(kv) for k in ks]
+    vs = [v.astype(kv) for v in vs]
+    q = RNG.standard_normal((nq, hq, d)).astype(qd)
+    opts = dict(window=200, softcap=10.0, sinks=[0.3] * hq)
+    out, lse = normexp.paged_attention(q, k_pages, v_pages, table, [length], query_start=[0, nq], return_lse=True,
+                                       **opts)
+    want, want_lse = normexp.attention(q.transpose(1, 0, 2), ks[0], vs[0], is_causal=True,
+                                       causal_alignment="bottom_right", return_lse=True, **opts)
+    assert out.dtype == qd and lse.dtype == np.float32
+    np.testing.assert_array_equal(lse, want_lse.T)
+    got, ref = out.astype(np.float64), want.transpose(1, 0, 2).astype(np.float64)
+    if isa == "scalar" and nq > 4:
+        # float32 accumulation rounded per segment, then the output's own rounding: within 2 ulps of q's dtype.
+        rtol = {np.dtype(np.float32): 2 ** -22, np.dtype(np.float16): 2 ** -9}.get(qd, 2 ** -7)
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_16bit_pages_batch_and_errors():
+    """A ragged batch on bfloat16 pages against per-sequence attention (to the bfloat16 output's rounding);
+    mixed page dtypes and float16 q over bfloat16 pages are refused naming the combinations."""
+    bf = _bf16()
+    lens, nqs = [700, 1, 40, 9], [1, 0, 5, 1]
+    k_pages, v_pages, table, ks, vs = make_cache(lens, 16, 2, 32, 32)
+    k_pages, v_pages = k_pages.astype(bf), v_pages.astype(bf)
+    starts = np.concatenate([[0], np.cumsum(nqs)]).astype(np.int32)
+    q = RNG.standard_normal((int(starts[-1]), 4, 32)).astype(bf)
+    out = normexp.paged_attention(q, k_pages, v_pages, table, lens, query_start=starts)
+    assert out.dtype == bf
+    for s, n in enumerate(nqs):
+        if n == 0:
+            continue
+        want = normexp.attention(q[starts[s]:starts[s + 1]].transpose(1, 0, 2), ks[s].astype(bf), vs[s].astype(bf),
+                                 is_causal=True, causal_alignment="bottom_right")
+        np.testing.assert_allclose(out[starts[s]:starts[s + 1]].astype(np.float64),
+                                   want.transpose(1, 0, 2).astype(np.float64), rtol=2 ** -7, atol=1e-6)
+    with pytest.raises(TypeError, match="float32 q with float16 or bfloat16"):
+        normexp.paged_attention(q.astype(np.float16), k_pages, v_pages, table, lens, query_start=starts)
+    with pytest.raises(TypeError, match="float32 q with float16 or bfloat16"):
+        normexp.paged_attention(q.astype(np.float32), k_pages, v_pages.astype(np.float16), table, lens,
+                                query_start=starts)

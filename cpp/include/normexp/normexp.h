@@ -103,7 +103,7 @@ NORMEXP_API int normexp_attention_f32(const float* q, const float* k, const floa
  * takes q, k, v all FLOAT32, all FLOAT64, all FLOAT16 or all BFLOAT16 (IEEE binary16 / bfloat16 bits, as
  * uint16_t), or a FLOAT32 q over FLOAT16 or BFLOAT16 keys and values: 16-bit operands are widened in
  * registers and computed in float32, lse and an ADDITIVE mask are then float32, and a 16-bit out is rounded
- * once. normexp_paged_attention takes FLOAT32 or FLOAT64 (q and pages of one type). */
+ * once. normexp_paged_attention takes the same combinations for q and the pages. */
 typedef enum normexp_dtype {
     NORMEXP_FLOAT32 = 1,
     NORMEXP_FLOAT64 = 2,
@@ -172,7 +172,7 @@ typedef struct normexp_paged_attention_params {
     const void* k_pages;
     const void* v_pages;
     void* out;  /* must not overlap q or the pages */
-    void* lse;  /* NULL, or (total_queries, heads_q) */
+    void* lse;  /* NULL, or (total_queries, heads_q): float64 for FLOAT64, else float32 */
     const int32_t* block_table; /* (num_seqs, max_pages) */
     const int32_t* seq_lens;    /* num_seqs */
     const int32_t* query_start; /* num_seqs + 1, or NULL */

@@ -312,6 +312,20 @@ NORMEXP_API void paged_attention(const paged_attention_shape& shape, const T* q,
                                  std::ptrdiff_t block_table_row, const std::int32_t* seq_lens,
                                  const std::int32_t* query_start, T* out, const strides3& out_strides,
                                  const paged_attention_options<T>& options = {});
+// 16-bit pages, as attention's 16-bit overloads: q and the pages all float16 or all bfloat16, or a float32 q
+// over 16-bit pages; widened in registers, computed in float32 (lse float32), a 16-bit out rounded once.
+#define NORMEXP_PAGED_16(Q, S)                                                                                 \
+    NORMEXP_API void paged_attention(const paged_attention_shape& shape, const Q* q, const strides3& q_strides, \
+                                     const S* k_pages, const strides4& k_strides, const S* v_pages,           \
+                                     const strides4& v_strides, const std::int32_t* block_table,              \
+                                     std::ptrdiff_t block_table_row, const std::int32_t* seq_lens,            \
+                                     const std::int32_t* query_start, Q* out, const strides3& out_strides,    \
+                                     const paged_attention_options<float>& options = {});
+NORMEXP_PAGED_16(float16, float16)
+NORMEXP_PAGED_16(bfloat16, bfloat16)
+NORMEXP_PAGED_16(float, float16)
+NORMEXP_PAGED_16(float, bfloat16)
+#undef NORMEXP_PAGED_16
 
 // ---- decoding: sampling and the loss at the output layer (cpp/src/sampling.cpp) --------------------------
 //
