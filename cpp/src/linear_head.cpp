@@ -25,12 +25,14 @@
 // first task runs (threading.hpp), so a failed allocation throws before anything is written.
 //
 // The weight's element type is a template parameter (weight_reader): only the packing and the direct
-// product read the weight, so another storage type needs a weight_reader that widens it, nothing else.
+// product read the weight, so a float16 / bfloat16 weight is read through the attention kernels that widen
+// 16-bit keys in registers, and nothing else changes.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -59,8 +61,8 @@ void check(bool ok, const char* fn, const std::string& msg) {
 inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
 // How the driver reads the weight: a block of its rows packed into K^T panels, or the products straight
-// from the rows (few hidden rows). W = T: the attention kernels as they are. A weight stored in another
-// type (16-bit) needs a specialization whose two members widen it, and nothing else in this file changes.
+// from the rows (few hidden rows). W = T: the attention kernels as they are; W 16-bit (T float): the
+// attention kernels that widen 16-bit keys in registers (below).
 template <class T, class W>
 struct weight_reader;
 
@@ -78,6 +80,32 @@ struct weight_reader<T, T> {
                 std::size_t dim, T* s, std::size_t lds) const {
         k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds);
     }
+};
+
+// A float16 / bfloat16 weight: the attention kernels that read 16-bit keys (attention_kv_kernels), which
+// widen each vector in registers; the products and everything after them are float32.
+template <class S>
+struct half_weight_reader {
+    const attention_kv_kernels<S>& k;
+    explicit half_weight_reader(const kernel_table& kt) : k(pick(kt)) {}
+    static const attention_kv_kernels<S>& pick(const kernel_table& kt) {
+        if constexpr (std::is_same_v<S, float16>) return kt.attn_kv_f16; else return kt.attn_kv_bf16;
+    }
+    void pack(const S* w, std::ptrdiff_t ldw, std::size_t n, std::size_t dim, float* kt, std::size_t ldkt) const {
+        k.pack_kt(w, ldw, 1, n, dim, kt, ldkt);
+    }
+    void direct(const float* h, std::size_t ldh, const S* w, std::ptrdiff_t ldw, std::size_t rows, std::size_t n,
+                std::size_t dim, float* s, std::size_t lds) const {
+        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds);
+    }
+};
+template <>
+struct weight_reader<float, float16> : half_weight_reader<float16> {
+    using half_weight_reader::half_weight_reader;
+};
+template <>
+struct weight_reader<float, bfloat16> : half_weight_reader<bfloat16> {
+    using half_weight_reader::half_weight_reader;
 };
 
 // What one call computes besides the log-sum-exp.
@@ -198,18 +226,18 @@ double row_lse(const partials& pt, std::size_t i) {
     return mg.m + std::log(mg.l);
 }
 
-template <class T>
+template <class T, class W>
 struct call {
     const T* hidden;
     std::size_t ldh;
-    const T* weight;
+    const W* weight;
     std::ptrdiff_t ldw;
     const kernel_table& kt;
 };
 
-template <class T>
-call<T> prepare(const char* fn, const T* hidden, const T* weight, std::size_t rows, std::size_t vocab,
-                std::size_t dim, const linear_head_options<T>& o) {
+template <class T, class W>
+call<T, W> prepare(const char* fn, const T* hidden, const W* weight, std::size_t rows, std::size_t vocab,
+                   std::size_t dim, const linear_head_options<T>& o) {
     check(o.hidden_stride >= 0, fn, "hidden_stride must be >= 0 (0: contiguous rows)");
     check(o.weight_stride >= 0, fn, "weight_stride must be >= 0 (0: contiguous rows)");
     if (rows > 0 && vocab > 0 && dim > 0) check(hidden != nullptr && weight != nullptr, fn, "null data pointer");
@@ -218,8 +246,8 @@ call<T> prepare(const char* fn, const T* hidden, const T* weight, std::size_t ro
             o.weight_stride ? o.weight_stride : sp(dim), kt};
 }
 
-template <class T>
-partials compute(const call<T>& c, const T* bias, std::size_t rows, std::size_t vocab, std::size_t dim,
+template <class T, class W>
+partials compute(const call<T, W>& c, const T* bias, std::size_t rows, std::size_t vocab, std::size_t dim,
                  const extras& ex) {
     partials pt;
     pt.pieces = (vocab + kPieceVocab - 1) / kPieceVocab;
@@ -228,8 +256,9 @@ partials compute(const call<T>& c, const T* bias, std::size_t rows, std::size_t 
     pt.l.resize(cells);
     if (ex.sums) pt.sum.resize(cells);
     if (ex.labels) pt.label.assign(rows, kNaN);
-    const weight_reader<T, T> wr(c.kt);
-    run_pieces<T, T>(wr, wr.k, c.hidden, c.ldh, c.weight, c.ldw, bias, rows, vocab, dim, ex, pt);
+    const weight_reader<T, W> wr(c.kt);
+    const attention_kernels<T>& ak = weight_reader<T, T>::pick(c.kt);
+    run_pieces<T, W>(wr, ak, c.hidden, c.ldh, c.weight, c.ldw, bias, rows, vocab, dim, ex, pt);
     return pt;
 }
 
@@ -242,13 +271,11 @@ void per_row(std::size_t rows, std::size_t pieces, F&& f) {
     });
 }
 
-}  // namespace
-
-template <class T>
-void linear_logsumexp(const T* hidden, const T* weight, std::size_t rows, std::size_t vocab, std::size_t dim, T* lse,
-                      const linear_head_options<T>& o) {
+template <class T, class W>
+void logsumexp_impl(const T* hidden, const W* weight, std::size_t rows, std::size_t vocab, std::size_t dim, T* lse,
+                    const linear_head_options<T>& o) {
     const char* fn = "linear_logsumexp";
-    const call<T> c = prepare(fn, hidden, weight, rows, vocab, dim, o);
+    const call<T, W> c = prepare(fn, hidden, weight, rows, vocab, dim, o);
     if (rows == 0) return;
     check(lse != nullptr, fn, "null output pointer");
     if (vocab == 0) {  // the log of an empty sum
@@ -259,14 +286,14 @@ void linear_logsumexp(const T* hidden, const T* weight, std::size_t rows, std::s
     per_row(rows, pt.pieces, [&](std::size_t i) { lse[i] = static_cast<T>(row_lse<T>(pt, i)); });
 }
 
-template <class T>
-void linear_cross_entropy(const T* hidden, const T* weight, std::size_t rows, std::size_t vocab, std::size_t dim,
-                          const std::int64_t* labels, double* loss, const linear_cross_entropy_options& ce,
-                          const linear_head_options<T>& o) {
+template <class T, class W>
+void cross_entropy_impl(const T* hidden, const W* weight, std::size_t rows, std::size_t vocab, std::size_t dim,
+                        const std::int64_t* labels, double* loss, const linear_cross_entropy_options& ce,
+                        const linear_head_options<T>& o) {
     const char* fn = "linear_cross_entropy";
     const double eps = ce.label_smoothing;
     check(eps >= 0 && eps <= 1, fn, "label_smoothing must be in [0, 1], got " + detail::format_number(eps));
-    const call<T> c = prepare(fn, hidden, weight, rows, vocab, dim, o);
+    const call<T, W> c = prepare(fn, hidden, weight, rows, vocab, dim, o);
     if (rows == 0) return;
     check(labels != nullptr && loss != nullptr, fn, "null labels or loss pointer");
     auto ignored = [&](std::size_t i) { return ce.use_ignore_index && labels[i] == ce.ignore_index; };
@@ -314,15 +341,43 @@ void linear_cross_entropy(const T* hidden, const T* weight, std::size_t rows, st
     });
 }
 
-#define NORMEXP_LINEAR_HEAD(T)                                                                                 \
-    template void linear_logsumexp<T>(const T*, const T*, std::size_t, std::size_t, std::size_t, T*,  \
-                                                  const linear_head_options<T>&);                                \
-    template void linear_cross_entropy<T>(const T*, const T*, std::size_t, std::size_t, std::size_t, \
-                                                      const std::int64_t*, double*,                              \
-                                                      const linear_cross_entropy_options&,                      \
-                                                      const linear_head_options<T>&);
-NORMEXP_LINEAR_HEAD(float)
-NORMEXP_LINEAR_HEAD(double)
-#undef NORMEXP_LINEAR_HEAD
+}  // namespace
+
+template <class T>
+void linear_logsumexp(const T* hidden, const T* weight, std::size_t rows, std::size_t vocab, std::size_t dim, T* lse,
+                      const linear_head_options<T>& o) {
+    logsumexp_impl(hidden, weight, rows, vocab, dim, lse, o);
+}
+template <class T>
+void linear_cross_entropy(const T* hidden, const T* weight, std::size_t rows, std::size_t vocab, std::size_t dim,
+                          const std::int64_t* labels, double* loss, const linear_cross_entropy_options& ce,
+                          const linear_head_options<T>& o) {
+    cross_entropy_impl(hidden, weight, rows, vocab, dim, labels, loss, ce, o);
+}
+template void linear_logsumexp<float>(const float*, const float*, std::size_t, std::size_t, std::size_t, float*,
+                                      const linear_head_options<float>&);
+template void linear_logsumexp<double>(const double*, const double*, std::size_t, std::size_t, std::size_t, double*,
+                                       const linear_head_options<double>&);
+template void linear_cross_entropy<float>(const float*, const float*, std::size_t, std::size_t, std::size_t,
+                                          const std::int64_t*, double*, const linear_cross_entropy_options&,
+                                          const linear_head_options<float>&);
+template void linear_cross_entropy<double>(const double*, const double*, std::size_t, std::size_t, std::size_t,
+                                           const std::int64_t*, double*, const linear_cross_entropy_options&,
+                                           const linear_head_options<double>&);
+
+// 16-bit weights (float32 hidden, bias and results).
+#define NX_LINEAR_HEAD_16(W)                                                                                        \
+    void linear_logsumexp(const float* hidden, const W* weight, std::size_t rows, std::size_t vocab,                \
+                          std::size_t dim, float* lse, const linear_head_options<float>& o) {                       \
+        logsumexp_impl(hidden, weight, rows, vocab, dim, lse, o);                                                   \
+    }                                                                                                               \
+    void linear_cross_entropy(const float* hidden, const W* weight, std::size_t rows, std::size_t vocab,            \
+                              std::size_t dim, const std::int64_t* labels, double* loss,                            \
+                              const linear_cross_entropy_options& ce, const linear_head_options<float>& o) {        \
+        cross_entropy_impl(hidden, weight, rows, vocab, dim, labels, loss, ce, o);                                  \
+    }
+NX_LINEAR_HEAD_16(float16)
+NX_LINEAR_HEAD_16(bfloat16)
+#undef NX_LINEAR_HEAD_16
 
 }  // namespace normexp

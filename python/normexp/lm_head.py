@@ -25,12 +25,14 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _is_16bit(dtype: np.dtype) -> bool:
+    return dtype == np.float16 or dtype.name == "bfloat16"
+
+
 def _matrix(x: Any, name: str) -> np.ndarray:
     a = _api.as_array(x, name)
-    if a.dtype not in _FLOATS:
-        if a.dtype == np.float16 or a.dtype.name == "bfloat16":
-            raise TypeError(f"{name}: {a.dtype} is not supported yet; cast with {name}.astype(np.float32)")
-        raise TypeError(f"{name}: the fused head takes float32 or float64 arrays, got {a.dtype}")
+    if a.dtype not in _FLOATS and not _is_16bit(a.dtype):
+        raise TypeError(f"{name}: the fused head takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}")
     return a
 
 
@@ -49,13 +51,19 @@ def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarra
         raise ValueError("hidden must have at least one dimension (..., dim), got a scalar")
     if w.ndim != 2:
         raise ValueError(f"weight must be 2-d (vocab, dim) as a model stores it, got shape {w.shape}")
-    if h.dtype != w.dtype:
+    if _is_16bit(w.dtype):
+        # A 16-bit weight is read in place (widened in registers); hidden (rows x dim, small beside the
+        # weight) is taken as float32, the type of the computation and of the results.
+        if h.dtype != w.dtype and h.dtype != np.float32:
+            raise TypeError(f"hidden ({h.dtype}) must be float32 or the weight's dtype ({w.dtype})")
+        h = h.astype(np.float32, copy=False)
+    elif h.dtype != w.dtype:
         raise TypeError(f"hidden ({h.dtype}) and weight ({w.dtype}) must have the same dtype")
     if h.shape[-1] != w.shape[1]:
         raise ValueError(f"hidden has dim {h.shape[-1]} (last axis) but weight has dim {w.shape[1]} (shape {w.shape})")
     batch = h.shape[:-1]
     h2 = _api._kernel_input(h, h.dtype).reshape(math.prod(batch), h.shape[-1])
-    w2 = _api._kernel_input(w, w.dtype)
+    w2 = w if _is_16bit(w.dtype) else _api._kernel_input(w, w.dtype)
     if not _rows_layout(h2):
         h2 = np.ascontiguousarray(h2)
     if not _rows_layout(w2):
@@ -80,15 +88,17 @@ def linear_logsumexp(hidden: Any, weight: Any, *, bias: Any = None) -> Any:
     hidden : array_like, shape ``(..., dim)``
         float32 or float64 hidden states (the last axis is the model dimension).
     weight : array_like, shape ``(vocab, dim)``
-        The output layer's weight as a model stores it (``lm_head.weight``), same dtype as ``hidden``.
+        The output layer's weight as a model stores it (``lm_head.weight``): ``hidden``'s dtype, or float16 /
+        bfloat16 (read in place and widened in registers; ``hidden`` is then taken as float32, and the
+        results are float32).
     bias : array_like, shape ``(vocab,)``, optional
         Added to every row's logits (cast to ``hidden``'s dtype).
 
     Returns an array of shape ``hidden.shape[:-1]`` (a NumPy scalar for 1-d ``hidden``) of ``hidden``'s
     dtype. A NaN (or +inf) logit makes its row NaN; a row of only -inf logits gives -inf. The logits are
     computed in vocabulary blocks by the attention kernels and reduced with the online log-sum-exp rule;
-    results are identical for every thread count. TypeError for other dtypes (float16/bfloat16 weights are
-    not supported yet) or mismatched dtypes; ValueError for mismatched shapes.
+    results are identical for every thread count. TypeError for other dtypes or mismatched dtypes;
+    ValueError for mismatched shapes.
     """
     h, w, b, batch = _prepare(hidden, weight, bias)
     out = np.empty(h.shape[0], dtype=h.dtype)
@@ -121,7 +131,8 @@ def linear_cross_entropy(
     hidden : array_like, shape ``(..., dim)``
         float32 or float64 hidden states.
     weight : array_like, shape ``(vocab, dim)``
-        The output layer's weight as a model stores it, same dtype as ``hidden``.
+        The output layer's weight as a model stores it: ``hidden``'s dtype, or float16 / bfloat16 (read in
+        place, widened in registers; ``hidden`` taken as float32, results float32).
     labels : array_like of int, shape ``hidden.shape[:-1]``
         The target token of each row, in ``[0, vocab)`` or ``ignore_index``.
     bias : array_like, shape ``(vocab,)``, optional

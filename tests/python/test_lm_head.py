@@ -256,8 +256,10 @@ def test_bad_arguments():
         f(h, w, y.astype(np.float32))
     with pytest.raises(TypeError, match="same dtype"):
         f(h, w.astype(np.float64), y)
-    with pytest.raises(TypeError, match="float16 is not supported"):
-        normexp.linear_logsumexp(h, w.astype(np.float16))
+    with pytest.raises(TypeError, match="must be float32 or the weight's dtype"):
+        normexp.linear_logsumexp(h.astype(np.float64), w.astype(np.float16))
+    with pytest.raises(TypeError, match="same dtype"):
+        normexp.linear_logsumexp(h.astype(np.float16), w)
     with pytest.raises(TypeError, match="hidden"):
         normexp.linear_logsumexp(h.astype(np.int32), w)
     with pytest.raises(TypeError, match="bias"):
@@ -323,3 +325,57 @@ def test_bit_identical_for_1_to_4_threads(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(set(out.values())) == 1, out
+
+
+@pytest.mark.parametrize("wdtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("rows,vocab,dim", SHAPES)
+@pytest.mark.parametrize("hidden16", [False, True])
+def test_16bit_weight_matches_float64(isa, wdtype, rows, vocab, dim, hidden16):
+    """A float16 / bfloat16 weight is read in place and widened in registers: the results are those of the
+    float32 computation on the widened weight (float64 reference of the same 16-bit values, float32 bound),
+    float32, for both functions; a 16-bit hidden is taken as float32."""
+    wd = np.dtype(np.float16) if wdtype == "float16" else np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    rng = np.random.default_rng(rows * 31 + vocab + dim)
+    h, w, b = make(rng, rows, vocab, dim, np.float32)
+    w16 = w.astype(wd)
+    hin = h.astype(wd) if hidden16 else h
+    h32 = hin.astype(np.float32)
+    x = logits64(h32, w16.astype(np.float32), b)
+    got = normexp.linear_logsumexp(hin, w16, bias=b)
+    assert got.dtype == np.float32 and got.shape == (rows,)
+    ref = lse64(x)
+    tol = logit_error(h32, w16.astype(np.float32)) + 8 * unit(np.float32) * (1 + np.abs(ref))
+    assert np.all(np.abs(got - ref) <= tol), np.max(np.abs(got - ref) / tol)
+    # Negative control: the unrounded float32 weight gives other results than the tolerance allows.
+    if vocab > 1 and wdtype == "bfloat16":
+        assert np.any(np.abs(lse64(logits64(h32, w, b)) - ref) > tol)
+    y = rng.integers(0, vocab, rows)
+    ce_ref, _ = ce64(x, y, 0.1, -100)
+    ce = normexp.linear_cross_entropy(hin, w16, y, bias=b, label_smoothing=0.1, reduction="none")
+    assert ce.dtype == np.float32
+    ce_tol = 2 * logit_error(h32, w16.astype(np.float32)) + 16 * unit(np.float32) * (1 + np.abs(ref) + np.max(np.abs(x), axis=1))
+    assert np.all(np.abs(ce - ce_ref) <= ce_tol), np.max(np.abs(ce - ce_ref) / ce_tol)
+
+
+def test_16bit_weight_torch_and_threads():
+    """A torch bfloat16 weight tensor goes in without a copy and a tensor comes out; the result does not
+    depend on the thread count."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    h, w, _ = make(rng, 300, 5000, 64, np.float32, bias=False)
+    wt = torch.from_numpy(w).to(torch.bfloat16)
+    ht = torch.from_numpy(h)
+    got = normexp.linear_logsumexp(ht, wt)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    want = torch.logsumexp(ht @ wt.float().T, dim=-1)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
+    before = normexp.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            normexp.set_num_threads(n)
+            results.append(normexp.linear_logsumexp(h, wt.view(torch.int16).numpy().view(
+                np.dtype(pytest.importorskip("ml_dtypes").bfloat16))))
+    finally:
+        normexp.set_num_threads(before)
+    assert all(np.array_equal(results[0], r) for r in results[1:])

@@ -439,4 +439,17 @@ NORMEXP_API void linear_cross_entropy(const T* hidden, const T* weight, std::siz
                                       const linear_cross_entropy_options& ce = {},
                                       const linear_head_options<T>& options = {});
 
+// A float16 / bfloat16 weight (a 16-bit model's output layer, read in place and widened in registers) with a
+// float32 hidden, bias and results.
+#define NORMEXP_LINEAR_HEAD_16(W)                                                                                \
+    NORMEXP_API void linear_logsumexp(const float* hidden, const W* weight, std::size_t rows, std::size_t vocab, \
+                                      std::size_t dim, float* lse, const linear_head_options<float>& options = {}); \
+    NORMEXP_API void linear_cross_entropy(const float* hidden, const W* weight, std::size_t rows,                \
+                                          std::size_t vocab, std::size_t dim, const std::int64_t* labels,        \
+                                          double* loss, const linear_cross_entropy_options& ce = {},             \
+                                          const linear_head_options<float>& options = {});
+NORMEXP_LINEAR_HEAD_16(float16)
+NORMEXP_LINEAR_HEAD_16(bfloat16)
+#undef NORMEXP_LINEAR_HEAD_16
+
 }  // namespace normexp
