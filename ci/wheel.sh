@@ -30,7 +30,7 @@ if unzip -l "$whl" | grep -E 'include/normexp|cmake/normexp|pkgconfig'; then ech
 
 echo "== wheel: clean venv, install, test from outside the tree"
 python3 -m venv "$venv/env"
-"$venv/env/bin/pip" install -q "$whl[test]" "torch==2.13.0" "jax[cpu]==0.10.2"
+"$venv/env/bin/pip" install -q "$whl[test]" "torch==2.13.0" "jax[cpu]==0.10.2" "transformers==5.23.0"
 cd "$venv"
 "$venv/env/bin/python" - <<'EOF'
 import normexp, sys

@@ -159,6 +159,13 @@ def _logit_bias(value: Any, shape: tuple[int, ...], compute: np.dtype) -> np.nda
         raise ValueError(f"logit_bias has shape {b.shape}; it must be ({shape[-1]},) (one value per token) or the logits' shape {shape}")
     with np.errstate(over="ignore"):
         b = b.astype(compute, copy=False)
+    bad = np.isnan(b) | np.isposinf(b)  # -inf bans a token; NaN or +inf would make every weight NaN
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"logit_bias[{', '.join(map(str, at))}] = {float(b[at])}: a bias must be finite or -inf (which bans the "
+            "token); NaN and +inf are refused"
+        )
     b = b.reshape(-1) if b.ndim == 1 else b.reshape(-1, shape[-1])
     if not b.flags.aligned or any(st % b.itemsize for st in b.strides) or (shape[-1] > 1 and b.strides[-1] != b.itemsize):
         b = np.ascontiguousarray(b)
