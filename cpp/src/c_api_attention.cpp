@@ -100,6 +100,20 @@ bool any_overlap(const region& o, std::initializer_list<region> others) {
 }
 
 // T: the computation's type (of lse and an additive mask), Q: q's and out's, S: k's and v's.
+// run(T{}, Q{}, S{}) for the types of a combination element_sizes accepted (T: the computation's type).
+template <class Run>
+void for_dtypes(int dtype, int kv_dtype, Run&& run) {
+    using normexp::bfloat16;
+    using normexp::float16;
+    const int kv = kv_dtype == 0 ? dtype : kv_dtype;
+    if (dtype == NORMEXP_FLOAT64) run(double{}, double{}, double{});
+    else if (dtype == NORMEXP_FLOAT16) run(float{}, float16{}, float16{});
+    else if (dtype == NORMEXP_BFLOAT16) run(float{}, bfloat16{}, bfloat16{});
+    else if (kv == NORMEXP_FLOAT16) run(float{}, float{}, float16{});
+    else if (kv == NORMEXP_BFLOAT16) run(float{}, float{}, bfloat16{});
+    else run(float{}, float{}, float{});
+}
+
 template <class T, class Q = T, class S = T>
 void run_attention(const normexp_attention_params& p) {
     normexp::attention_options<T> o;
@@ -247,15 +261,9 @@ extern "C" int normexp_attention(const normexp_attention_params* params) {
     if (any_overlap(out_r, {in_q, in_k, in_v, in_m, lse_r}) || any_overlap(lse_r, {in_q, in_k, in_v, in_m}))
         return fail(NORMEXP_ERROR_OVERLAP, fn, "out and lse must not overlap q, k, v, the mask or each other");
     return normexp::capi::guard(fn, [&] {
-        using normexp::bfloat16;
-        using normexp::float16;
-        const int kv = p.kv_dtype == 0 ? p.dtype : p.kv_dtype;
-        if (p.dtype == NORMEXP_FLOAT64) run_attention<double>(p);
-        else if (p.dtype == NORMEXP_FLOAT16) run_attention<float, float16, float16>(p);
-        else if (p.dtype == NORMEXP_BFLOAT16) run_attention<float, bfloat16, bfloat16>(p);
-        else if (kv == NORMEXP_FLOAT16) run_attention<float, float, float16>(p);
-        else if (kv == NORMEXP_BFLOAT16) run_attention<float, float, bfloat16>(p);
-        else run_attention<float>(p);
+        for_dtypes(p.dtype, p.kv_dtype, [&](auto t, auto q, auto s) {
+            run_attention<decltype(t), decltype(q), decltype(s)>(p);
+        });
         return NORMEXP_OK;
     });
 }
@@ -295,15 +303,9 @@ extern "C" int normexp_paged_attention(const normexp_paged_attention_params* par
         any_overlap(lse_r, {in_q, in_k, in_v, in_t, in_l, in_s}))
         return fail(NORMEXP_ERROR_OVERLAP, fn, "out and lse must not overlap the inputs or each other");
     return normexp::capi::guard(fn, [&] {
-        using normexp::bfloat16;
-        using normexp::float16;
-        const int kv = p.kv_dtype == 0 ? p.dtype : p.kv_dtype;
-        if (p.dtype == NORMEXP_FLOAT64) run_paged<double>(p);
-        else if (p.dtype == NORMEXP_FLOAT16) run_paged<float, float16, float16>(p);
-        else if (p.dtype == NORMEXP_BFLOAT16) run_paged<float, bfloat16, bfloat16>(p);
-        else if (kv == NORMEXP_FLOAT16) run_paged<float, float, float16>(p);
-        else if (kv == NORMEXP_BFLOAT16) run_paged<float, float, bfloat16>(p);
-        else run_paged<float>(p);
+        for_dtypes(p.dtype, p.kv_dtype, [&](auto t, auto q, auto s) {
+            run_paged<decltype(t), decltype(q), decltype(s)>(p);
+        });
         return NORMEXP_OK;
     });
 }

@@ -38,6 +38,24 @@ constexpr elem elem_for() {
     else return elem::bf16;
 }
 
+// Calls run(T{}, Q{}, S{}) for a supported combination of q's element type eq and k's / v's (or the pages')
+// ek: all float32, all float64, all float16, all bfloat16 (T float32 for 16-bit), or float32 q over a 16-bit
+// cache; a TypeError naming them otherwise. The one place the bindings state the combinations.
+template <class Run>
+void for_combination(elem eq, elem ek, const char* fn, const char* kv, Run&& run) {
+    using normexp::bfloat16;
+    using normexp::float16;
+    if (eq == elem::f32 && ek == elem::f32) run(float{}, float{}, float{});
+    else if (eq == elem::f64 && ek == elem::f64) run(double{}, double{}, double{});
+    else if (eq == elem::f16 && ek == elem::f16) run(float{}, float16{}, float16{});
+    else if (eq == elem::bf16 && ek == elem::bf16) run(float{}, bfloat16{}, bfloat16{});
+    else if (eq == elem::f32 && ek == elem::f16) run(float{}, float{}, float16{});
+    else if (eq == elem::f32 && ek == elem::bf16) run(float{}, float{}, bfloat16{});
+    else
+        throw py::type_error(std::string("normexp ") + fn + " takes q and " + kv + " all float32, all float64, all "
+                             "float16 or all bfloat16, or float32 q with float16 or bfloat16 " + kv);
+}
+
 template <std::size_t N>
 std::array<std::ptrdiff_t, N> strides_of(const py::array& a, const char* name) {
     const layout l = layout_of(a, name);
@@ -126,24 +144,10 @@ void attention(const py::array& q, const py::array& k, const py::array& v, py::a
     const elem eq = elem_of(q), ek = elem_of(k);
     if (elem_of(v) != ek || elem_of(out) != eq)
         throw py::type_error("k and v must share a dtype, and out must have q's dtype");
-    auto run = [&](auto t, auto qt, auto st) {
-        using T = decltype(t);
-        using Q = decltype(qt);
-        using S = decltype(st);
-        attention_typed<T, Q, S>(q, k, v, out, lse, mask, is_causal, bottom_right, scale, window, softcap, alibi, sinks,
-                                 isa);
-    };
-    using normexp::bfloat16;
-    using normexp::float16;
-    if (eq == elem::f32 && ek == elem::f32) run(float{}, float{}, float{});
-    else if (eq == elem::f64 && ek == elem::f64) run(double{}, double{}, double{});
-    else if (eq == elem::f16 && ek == elem::f16) run(float{}, float16{}, float16{});
-    else if (eq == elem::bf16 && ek == elem::bf16) run(float{}, bfloat16{}, bfloat16{});
-    else if (eq == elem::f32 && ek == elem::f16) run(float{}, float{}, float16{});
-    else if (eq == elem::f32 && ek == elem::bf16) run(float{}, float{}, bfloat16{});
-    else
-        throw py::type_error("normexp attention takes q, k, v all float32, all float64, all float16 or all bfloat16, "
-                             "or float32 q with float16 or bfloat16 k and v");
+    for_combination(eq, ek, "attention", "k, v", [&](auto t, auto qt, auto st) {
+        attention_typed<decltype(t), decltype(qt), decltype(st)>(q, k, v, out, lse, mask, is_causal, bottom_right, scale,
+                                                                  window, softcap, alibi, sinks, isa);
+    });
 }
 
 // T: the compute type, Q: q's and out's element type, S: the pages'.
@@ -229,21 +233,10 @@ void paged_attention(const py::array& q, const py::array& kp, const py::array& v
         out.shape(2) != vp.shape(3))
         throw py::value_error("q, k_pages, v_pages and out have shapes that do not fit together");
     if (!out.writeable()) throw py::value_error("out must be writeable");
-    auto run = [&](auto t, auto qt, auto st) {
+    for_combination(eq, ek, "paged_attention", "pages", [&](auto t, auto qt, auto st) {
         paged_typed<decltype(t), decltype(qt), decltype(st)>(q, kp, vp, table, seq_lens, query_start, out, lse, is_causal,
                                                               scale, window, softcap, alibi, sinks, isa);
-    };
-    using normexp::bfloat16;
-    using normexp::float16;
-    if (eq == elem::f32 && ek == elem::f32) run(float{}, float{}, float{});
-    else if (eq == elem::f64 && ek == elem::f64) run(double{}, double{}, double{});
-    else if (eq == elem::f16 && ek == elem::f16) run(float{}, float16{}, float16{});
-    else if (eq == elem::bf16 && ek == elem::bf16) run(float{}, bfloat16{}, bfloat16{});
-    else if (eq == elem::f32 && ek == elem::f16) run(float{}, float{}, float16{});
-    else if (eq == elem::f32 && ek == elem::bf16) run(float{}, float{}, bfloat16{});
-    else
-        throw py::type_error("normexp paged_attention takes q and pages all float32, all float64, all float16 or all "
-                             "bfloat16, or float32 q with float16 or bfloat16 pages");
+    });
 }
 
 // Q: the outputs' element type, L: the lses' (Q, or float32 for 16-bit outputs).

@@ -16,10 +16,6 @@ from . import _api, _core, _interop
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _F32 = np.dtype(np.float32)
 _ALIGNMENTS = ("top_left", "bottom_right")
-_COMBINATIONS = (
-    "q, k and v all float32, all float64, all float16 or all bfloat16, "
-    "or float32 q with float16 or bfloat16 k and v"
-)
 
 
 def is_16bit(dtype: np.dtype) -> bool:
@@ -39,12 +35,18 @@ def _float_tensor(x: Any, name: str) -> np.ndarray:
     )
 
 
-def check_dtypes(q: np.dtype, k: np.dtype, v: np.dtype) -> np.dtype:
+def check_dtypes(q: np.dtype, k: np.dtype, v: np.dtype, kv_names: tuple[str, str] = ("k", "v"),
+                 fn: str = "attention") -> np.dtype:
     """The dtype the kernels compute in (float32 for 16-bit operands) for a supported combination of the
-    dtypes of q, k and v; TypeError naming the supported combinations otherwise."""
+    dtypes of q, k and v (named kv_names in the caller); TypeError naming the supported combinations
+    otherwise."""
     if k == v and (q == k or (q == _F32 and is_16bit(k))):
         return _F32 if is_16bit(q) or is_16bit(k) else q
-    raise TypeError(f"q, k, v have dtypes {q}, {k}, {v}; attention takes {_COMBINATIONS}")
+    kn, vn = kv_names
+    raise TypeError(
+        f"q, {kn}, {vn} have dtypes {q}, {k}, {v}; {fn} takes q, {kn} and {vn} all float32, all float64, all "
+        f"float16 or all bfloat16, or float32 q with float16 or bfloat16 {kn} and {vn}"
+    )
 
 
 def _work_buffer(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype, inputs: Sequence[np.ndarray]) -> np.ndarray:
@@ -422,7 +424,7 @@ def paged_attention(
     q = _float_tensor(q, "q")
     k_pages = _float_tensor(k_pages, "k_pages")
     v_pages = _float_tensor(v_pages, "v_pages")
-    cdtype = check_dtypes(q.dtype, k_pages.dtype, v_pages.dtype)  # the kernels' dtype: options and lse are in it
+    cdtype = check_dtypes(q.dtype, k_pages.dtype, v_pages.dtype, ("k_pages", "v_pages"), "paged_attention")
     dtype = q.dtype  # the output's
     if q.ndim != 3:
         raise ValueError(f"q must have 3 dimensions (total_queries, heads_q, head_dim), got shape {q.shape}")

@@ -434,7 +434,7 @@ CALL_BAD: list[tuple[str, str, Callable[[dict], dict], Any, tuple[str, ...]]] = 
     ("linear_logsumexp", "weight 1-d", lambda a: {"weight": a["weight"][0]}, ValueError, ("weight", "2-d")),
     ("linear_logsumexp", "hidden scalar", lambda a: {"hidden": np.float32(1)}, ValueError, ("hidden", "dimension")),
     ("linear_logsumexp", "dtypes differ", lambda a: {"weight": a["weight"].astype(F64)}, TypeError, ("hidden", "weight", "dtype")),
-    ("linear_logsumexp", "float16 weight", lambda a: {"hidden": a["hidden"].astype(np.float16), "weight": a["weight"].astype(np.float16)}, TypeError, ("hidden", "float16")),
+    ("linear_logsumexp", "float64 hidden, float16 weight", lambda a: {"hidden": a["hidden"].astype(F64), "weight": a["weight"].astype(np.float16)}, TypeError, ("hidden", "float32")),
     ("linear_logsumexp", "int hidden", lambda a: {"hidden": a["hidden"].astype(np.int64)}, TypeError, ("hidden", "float32")),
     ("linear_logsumexp", "bias shape", lambda a: {"bias": np.zeros(5, np.float32)}, ValueError, ("bias", "shape")),
     ("linear_logsumexp", "bias strings", lambda a: {"bias": np.array(["a"] * 6)}, TypeError, ("bias",)),
