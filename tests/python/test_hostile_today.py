@@ -60,3 +60,54 @@ def test_linear_cross_entropy_with_an_empty_vocabulary():
     with pytest.raises(IndexError, match="out of range"):  # no label can be in range: PyTorch's error
         normexp.linear_cross_entropy(hidden, weight, [0, 0])
     assert np.isnan(normexp.linear_cross_entropy(hidden, weight, [-100, -100]))  # every row ignored
+
+
+# ---- bfloat16 sinks, ALiBi slopes and additive masks (python/normexp/attention.py, dask.py) --------------
+# A bfloat16 model's parameters and masks are bfloat16 (gpt-oss's sinks, the additive mask a bfloat16
+# model builds), and attention takes bfloat16 q, k, v; but sinks, alibi_slopes and mask tested the NumPy
+# kind ("f"), which ml_dtypes' bfloat16 is not (kind "V"): "sinks must be real numbers, got dtype
+# bfloat16". float16 ones were accepted.
+def test_bfloat16_sinks_slopes_and_mask_are_their_float32_values(isa):
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(11)
+    q, k, v = (rng.standard_normal(s).astype(bf16) for s in [(1, 2, 3, 8), (1, 2, 10, 8), (1, 2, 10, 8)])
+    sinks = np.array([0.5, -1.25]).astype(bf16)
+    slopes = np.array([0.25, 0.0625]).astype(bf16)
+    mask = rng.standard_normal((3, 10)).astype(bf16)
+    got = normexp.attention(q, k, v, sinks=sinks, alibi_slopes=slopes, mask=mask)
+    want = normexp.attention(
+        q, k, v, sinks=sinks.astype(np.float32), alibi_slopes=slopes.astype(np.float32), mask=mask.astype(np.float32)
+    )
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    # paged_attention's sinks (float32 q and pages) go through the same check
+    pages = rng.standard_normal((4, 2, 1, 8)).astype(np.float32)
+    qp = rng.standard_normal((2, 2, 8)).astype(np.float32)
+    args = (qp, pages, pages, [[0, 1], [2, 3]], [3, 4])
+    got = normexp.paged_attention(*args, sinks=sinks)
+    want = normexp.paged_attention(*args, sinks=sinks.astype(np.float32))
+    assert got.tobytes() == want.tobytes()
+
+
+def test_bfloat16_torch_sinks_and_mask():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(1, 2, 3, 8, generator=g).to(torch.bfloat16)
+    mask = torch.randn(3, 3, generator=g).to(torch.bfloat16)
+    sinks = torch.tensor([0.5, -1.0], dtype=torch.bfloat16)
+    got = normexp.attention(q, q, q, sinks=sinks, mask=mask)
+    want = normexp.attention(q, q, q, sinks=sinks.float(), mask=mask.float())
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+
+
+def test_bfloat16_additive_mask_in_dask_attention():
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    da = pytest.importorskip("dask.array")
+    import normexp.dask
+
+    rng = np.random.default_rng(12)
+    q, k, v = (rng.standard_normal(s).astype(bf16) for s in [(1, 2, 3, 8), (1, 2, 40, 8), (1, 2, 40, 8)])
+    mask = rng.standard_normal((3, 40)).astype(bf16)
+    kc, vc = (da.from_array(a, chunks=(1, 2, 16, 8)) for a in (k, v))
+    got = normexp.dask.attention(da.from_array(q), kc, vc, mask=mask).compute()
+    want = normexp.attention(q, k, v, mask=mask.astype(np.float32))
+    np.testing.assert_array_equal(got.astype(np.float32), want.astype(np.float32))
