@@ -111,3 +111,27 @@ def test_bfloat16_additive_mask_in_dask_attention():
     got = normexp.dask.attention(da.from_array(q), kc, vc, mask=mask).compute()
     want = normexp.attention(q, k, v, mask=mask.astype(np.float32))
     np.testing.assert_array_equal(got.astype(np.float32), want.astype(np.float32))
+
+
+# ---- a bias the fused head's dtype cannot hold (python/normexp/lm_head.py) -----------------------------
+# A float64 bias of 1e300 with float32 hidden/weight was cast to +inf with a RuntimeWarning and every row
+# came back NaN; attention refuses the same overflow in an additive mask with a ValueError.
+@pytest.mark.parametrize("value", [1e300, -1e300, 3.5e38])
+def test_linear_head_refuses_a_bias_that_overflows_float32(value):
+    hidden = np.ones((2, 4), np.float32)
+    weight = np.ones((3, 4), np.float32)
+    bias = np.array([0.0, value, 1.0])
+    with pytest.raises(ValueError, match="bias: the value .* overflows float32 .the dtype of the logits"):
+        normexp.linear_logsumexp(hidden, weight, bias=bias)
+    with pytest.raises(ValueError, match="bias: the value .* overflows float32 .the dtype of the logits"):
+        normexp.linear_cross_entropy(hidden, weight, [0, 1], bias=bias)
+
+
+def test_linear_head_keeps_infinite_and_representable_biases():
+    hidden = np.ones((2, 4), np.float32)
+    weight = np.ones((3, 4), np.float32)
+    bias = np.array([-np.inf, 3e38, 0.0])  # -inf excludes a token; 3e38 is a float32
+    got = normexp.linear_logsumexp(hidden, weight, bias=bias)
+    np.testing.assert_allclose(got, np.float32(3e38), rtol=1e-6)
+    got = normexp.linear_logsumexp(hidden.astype(np.float64), weight.astype(np.float64), bias=[1e300, 0.0, -np.inf])
+    np.testing.assert_allclose(got, 1e300)
