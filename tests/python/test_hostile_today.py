@@ -135,3 +135,16 @@ def test_linear_head_keeps_infinite_and_representable_biases():
     np.testing.assert_allclose(got, np.float32(3e38), rtol=1e-6)
     got = normexp.linear_logsumexp(hidden.astype(np.float64), weight.astype(np.float64), bias=[1e300, 0.0, -np.inf])
     np.testing.assert_allclose(got, 1e300)
+
+
+# ---- logsumexp's weights b in bfloat16 (python/normexp/_api.py: weighted_logsumexp) --------------------
+# bfloat16 scores were taken, but bfloat16 weights raised "b: expected real numbers, got dtype bfloat16"
+# (a NumPy kind test; ml_dtypes' bfloat16 is kind 'V'); float16 weights were taken.
+def test_logsumexp_takes_bfloat16_weights():
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((3, 5)).astype(bf16)
+    b = rng.standard_normal((3, 5)).astype(bf16)
+    got, sign = normexp.logsumexp(x, axis=1, b=b, return_sign=True)
+    want, want_sign = normexp.logsumexp(x, axis=1, b=b.astype(np.float64), return_sign=True)
+    assert got.dtype == bf16 and got.tobytes() == want.tobytes() and sign.tobytes() == want_sign.tobytes()
