@@ -31,6 +31,8 @@ def _is_16bit(dtype: np.dtype) -> bool:
 
 def _matrix(x: Any, name: str) -> np.ndarray:
     a = _api.as_array(x, name)
+    if not a.dtype.isnative and a.dtype.kind == "f":  # byte-swapped ('>f2' on x86): a native copy
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype not in _FLOATS and not _is_16bit(a.dtype):
         raise TypeError(f"{name}: the fused head takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}")
     return a

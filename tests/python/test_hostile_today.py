@@ -148,3 +148,23 @@ def test_logsumexp_takes_bfloat16_weights():
     got, sign = normexp.logsumexp(x, axis=1, b=b, return_sign=True)
     want, want_sign = normexp.logsumexp(x, axis=1, b=b.astype(np.float64), return_sign=True)
     assert got.dtype == bf16 and got.tobytes() == want.tobytes() and sign.tobytes() == want_sign.tobytes()
+
+
+# ---- byte-swapped operands of the fused head (python/normexp/lm_head.py: _matrix) -----------------------
+# A big-endian float32 or float16 array ('>f4', '>f2' on x86, e.g. read from a file) raised "the fused head
+# takes float32, float64, float16 or bfloat16 arrays, got >f2"; every other function takes such input.
+@pytest.mark.parametrize("wdtype", [np.float32, np.float64, np.float16])
+def test_linear_head_takes_byte_swapped_operands(wdtype):
+    rng = np.random.default_rng(14)
+    hdtype = np.float64 if wdtype == np.float64 else np.float32
+    hidden = rng.standard_normal((3, 16)).astype(hdtype)
+    weight = rng.standard_normal((40, 16)).astype(wdtype)
+    labels = np.array([1, 2, 39])
+    swapped_h = hidden.astype(hidden.dtype.newbyteorder(">"))
+    swapped_w = weight.astype(weight.dtype.newbyteorder(">"))
+    want = normexp.linear_logsumexp(hidden, weight)
+    got = normexp.linear_logsumexp(swapped_h, swapped_w)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    want = normexp.linear_cross_entropy(hidden, weight, labels, reduction="none")
+    got = normexp.linear_cross_entropy(swapped_h, swapped_w, labels, reduction="none")
+    assert got.tobytes() == want.tobytes()
