@@ -35,10 +35,12 @@ normexp::linear_head_options<T> head_options(const char* fn, const py::array& hi
         throw py::value_error(f + ": hidden must be 2-d (rows, dim) and weight 2-d (vocab, dim)");
     if (hidden.shape(1) != weight.shape(1)) throw py::value_error(f + ": hidden and weight differ in dim");
     if (!is_dtype<W>(weight)) throw py::type_error(f + ": weight has an unexpected dtype");
+    // An empty array is never read, and NumPy gives it any strides (0, 0 for a fresh one): only the layout of
+    // arrays with elements is checked.
     for (const py::array* a : {&hidden, &weight}) {
         const auto item = static_cast<py::ssize_t>(a == &hidden ? sizeof(T) : sizeof(W));
-        if ((a->shape(1) > 1 && a->strides(1) != item) || (a->shape(0) > 1 && a->strides(0) <= 0) ||
-            a->strides(0) % item != 0)
+        if (a->size() > 0 && ((a->shape(1) > 1 && a->strides(1) != item) || (a->shape(0) > 1 && a->strides(0) <= 0) ||
+                              a->strides(0) % item != 0))
             throw py::value_error(f + ": hidden and weight must have unit stride along dim and forward rows");
     }
     normexp::linear_head_options<T> o;

@@ -403,7 +403,7 @@ def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tup
     bb = as_array(b, "b")
     if bb.dtype.kind == "c":
         raise TypeError("b: complex weights are not supported")
-    if bb.dtype.kind not in "biuf":
+    if bb.dtype.kind not in "biuf" and bb.dtype.name != "bfloat16":  # ml_dtypes' bfloat16 is kind 'V'
         raise TypeError(f"b: expected real numbers, got dtype {bb.dtype}")
     if bb.dtype.kind == "f":
         result_dtype(bb.dtype, "b")  # the float dtypes of x; longdouble is refused as for x

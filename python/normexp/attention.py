@@ -23,6 +23,12 @@ def is_16bit(dtype: np.dtype) -> bool:
     return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
 
 
+def _real_float(dtype: np.dtype) -> bool:
+    """A real floating dtype, ml_dtypes.bfloat16 included (a bfloat16 model's sinks, slopes and additive
+    masks come in bfloat16; NumPy files it under kind 'V')."""
+    return dtype.kind == "f" or is_16bit(dtype)
+
+
 def _float_tensor(x: Any, name: str) -> np.ndarray:
     a = _api.as_array(x, name)
     if a.dtype in _FLOATS:
@@ -221,7 +227,7 @@ def attention(
     if mask is not None:
         m = _api.as_array(mask, "mask")
         if m.dtype != np.bool_:
-            if m.dtype.kind != "f":
+            if not _real_float(m.dtype):
                 raise TypeError(f"mask must be bool (True keeps) or a float additive mask, got dtype {m.dtype}")
             m = additive_mask(m, cdtype)
         if m.ndim > len(full):
@@ -564,7 +570,7 @@ def check_alibi(alibi_slopes: Any, dtype: np.dtype, lq: int, lk: int, bottom_rig
     finite in dtype: the bias -slope |j - diag(i)| of every score then exists in q's dtype (an
     overflowing bias would be -inf, masking keys that are visible, or +inf, making the row NaN)."""
     s = _api.as_array(alibi_slopes, "alibi_slopes")
-    if s.dtype.kind not in "fiu":
+    if not (s.dtype.kind in "iu" or _real_float(s.dtype)):
         raise TypeError(f"alibi_slopes must be real numbers, got dtype {s.dtype}")
     s = s.astype(np.float64, copy=False)
     if not np.all(np.isfinite(s)):
@@ -586,7 +592,7 @@ def check_sinks(sinks: Any, dtype: np.dtype) -> np.ndarray:
     """The sink logits as float64 (not broadcast): each finite in dtype (the lse that includes it must be
     representable) or -inf (a sink with no effect); NaN and +inf are refused."""
     s = _api.as_array(sinks, "sinks")
-    if s.dtype.kind not in "fiu":
+    if not (s.dtype.kind in "iu" or _real_float(s.dtype)):
         raise TypeError(f"sinks must be real numbers (one logit per query head), got dtype {s.dtype}")
     s = s.astype(np.float64, copy=False)
     big = float(np.finfo(dtype).max)

@@ -520,7 +520,7 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
             raise ValueError(f"heads: k has {hk} key/value heads but v has {v.shape[-3]} (dimension -3 must match)")
         if (hk == 0 and hq != 0) or (hk and hq % hk):
             raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k and v")
-    from .attention import additive_mask, check_alibi, check_scale, check_sinks, check_softcap, check_window
+    from .attention import additive_mask, check_alibi, check_scale, check_sinks, check_softcap, check_window, is_16bit
 
     bottom_right = _api.choice(causal_alignment, "causal_alignment", _ALIGNMENTS) == "bottom_right"
     is_causal = _api.flag(is_causal, "is_causal")
@@ -571,7 +571,7 @@ def attention(q: Any, k: Any, v: Any, *, mask: Any = None, is_causal: bool = Fal
     args: list[Any] = [k, kidx, v, vidx, q, qidx, start_arr, ("seq",)]
     if mask is not None:
         m = mask if isinstance(mask, da.Array) else _api.as_array(mask, "mask")
-        if m.dtype != np.bool_ and m.dtype.kind != "f":
+        if m.dtype != np.bool_ and not (m.dtype.kind == "f" or is_16bit(m.dtype)):
             raise TypeError(f"mask must be bool (True keeps) or a float additive mask, got dtype {m.dtype}")
         if not isinstance(m, da.Array):
             if m.dtype != np.bool_:

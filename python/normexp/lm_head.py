@@ -31,6 +31,8 @@ def _is_16bit(dtype: np.dtype) -> bool:
 
 def _matrix(x: Any, name: str) -> np.ndarray:
     a = _api.as_array(x, name)
+    if not a.dtype.isnative and a.dtype.kind == "f":  # byte-swapped ('>f2' on x86): a native copy
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype not in _FLOATS and not _is_16bit(a.dtype):
         raise TypeError(f"{name}: the fused head takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}")
     return a
@@ -75,7 +77,17 @@ def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarra
             raise TypeError(f"bias must be real numbers, got dtype {b.dtype}")
         if b.shape != (w.shape[0],):
             raise ValueError(f"bias must have shape ({w.shape[0]},) (one entry per vocabulary row of weight), got {b.shape}")
-        b = np.ascontiguousarray(b, dtype=h.dtype)
+        with np.errstate(over="ignore"):
+            cast = np.ascontiguousarray(b, dtype=h.dtype)
+        # A finite bias that the cast turns into +-inf would silently make its rows NaN (or ban a token):
+        # refused, as attention refuses such an additive mask.
+        bad = np.isinf(cast) & ~np.isinf(b)
+        if bad.any():
+            raise ValueError(
+                f"bias: the value {float(b[bad][0]):g} overflows {h.dtype} (the dtype of the logits); "
+                "clip it to that range (or use -inf to exclude a token)"
+            )
+        b = cast
     return h2, w2, b, batch
 
 
@@ -98,7 +110,7 @@ def linear_logsumexp(hidden: Any, weight: Any, *, bias: Any = None) -> Any:
     dtype. A NaN (or +inf) logit makes its row NaN; a row of only -inf logits gives -inf. The logits are
     computed in vocabulary blocks by the attention kernels and reduced with the online log-sum-exp rule;
     results are identical for every thread count. TypeError for other dtypes or mismatched dtypes;
-    ValueError for mismatched shapes.
+    ValueError for mismatched shapes or a finite bias that overflows the dtype.
     """
     h, w, b, batch = _prepare(hidden, weight, bias)
     out = np.empty(h.shape[0], dtype=h.dtype)
@@ -148,7 +160,7 @@ def linear_cross_entropy(
     Returns a NumPy scalar (``"mean"``, ``"sum"``) or an array (``"none"``) of ``hidden``'s dtype (a
     torch tensor for torch inputs). A NaN or +inf logit makes its row's loss NaN. IndexError for a label
     out of range; TypeError for non-integer labels or unsupported dtypes; ValueError for mismatched
-    shapes or a bad option.
+    shapes, a bad option or a finite bias that overflows the dtype.
     """
     _api.choice(reduction, "reduction", _REDUCTIONS)
     eps = _api.real(label_smoothing, "label_smoothing")

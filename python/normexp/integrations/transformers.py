@@ -67,8 +67,8 @@ def _attention(
     _normexp_attention(
         query.detach(), key.detach(), value.detach(),
         mask=None if mask is None else mask.detach(),
-        # The sinks as float32 (one number per head, exactly): normexp takes them in any float dtype but
-        # NumPy's bfloat16 is not one of its floats.
+        # The sinks as float32 (one number per head, exactly): the dtype the kernels hold them in for
+        # 16-bit inputs, so the check in attention.check_sinks sees the values the kernels use.
         sinks=None if sinks is None else sinks.detach().to(torch.float32),
         is_causal=is_causal, scale=scale, softcap=softcap if softcap else None,
         out=out.transpose(1, 2),
