@@ -384,6 +384,41 @@ void test_paged_params() {
     bad = p, bad.out = kp.data() + 3;
     expect(bad, NORMEXP_ERROR_OVERLAP, "overlap");
     CHECK(out == before, "out changed by a failing call");
+
+    // 16-bit pages (kv_dtype BFLOAT16 / FLOAT16) under a float32 q: the bits of the C++ overload, and within
+    // the 16-bit rounding of the pages of the float32 result above (2^-8 relative for bfloat16 keys: a few
+    // 1e-2 absolute on these outputs of magnitude ~1).
+    for (const bool bf : {true, false}) {
+        std::vector<std::uint16_t> k16(kp.size()), v16(vp.size());
+        for (std::size_t i = 0; i < kp.size(); ++i) k16[i] = to_bits16(kp[i], bf);
+        for (std::size_t i = 0; i < vp.size(); ++i) v16[i] = to_bits16(vp[i], bf);
+        std::vector<float> o16(out.size()), cpp16(out.size()), l16(lse.size()), cl16(lse.size());
+        normexp_paged_attention_params ph = p;
+        ph.kv_dtype = bf ? NORMEXP_BFLOAT16 : NORMEXP_FLOAT16;
+        ph.k_pages = k16.data(), ph.v_pages = v16.data(), ph.out = o16.data(), ph.lse = l16.data();
+        CHECK(normexp_paged_attention(&ph) == NORMEXP_OK, "16-bit pages: %s", normexp_last_error());
+        normexp::paged_attention_shape sh;
+        sh.num_seqs = nseq, sh.total_queries = 42, sh.heads_q = Hq, sh.heads_kv = Hkv, sh.head_dim = D;
+        sh.head_dim_v = Dv, sh.num_pages = npages, sh.page_size = page, sh.max_pages = maxp;
+        normexp::paged_attention_options<float> po;
+        po.scale = p.scale, po.is_causal = true, po.window = p.window, po.softcap = p.softcap;
+        po.alibi_slopes = p.alibi_slopes, po.sinks = p.sinks, po.lse = cl16.data(), po.lse_strides = {std::ptrdiff_t(Hq), 1};
+        const normexp::strides3 qs{std::ptrdiff_t(Hq * D), std::ptrdiff_t(D), 1}, os{std::ptrdiff_t(Hq * Dv), std::ptrdiff_t(Dv), 1};
+        const normexp::strides4 ks{std::ptrdiff_t(page * Hkv * D), std::ptrdiff_t(Hkv * D), std::ptrdiff_t(D), 1},
+            vs{std::ptrdiff_t(page * Hkv * Dv), std::ptrdiff_t(Hkv * Dv), std::ptrdiff_t(Dv), 1};
+        auto run = [&](auto tag) {
+            using S = decltype(tag);
+            normexp::paged_attention(sh, q.data(), qs, reinterpret_cast<const S*>(k16.data()), ks,
+                                     reinterpret_cast<const S*>(v16.data()), vs, table.data(), std::ptrdiff_t(maxp),
+                                     lens, starts, cpp16.data(), os, po);
+        };
+        if (bf) run(normexp::bfloat16{}); else run(normexp::float16{});
+        CHECK(cpp16 == o16 && cl16 == l16, "16-bit pages (bf=%d): C and C++ differ", int(bf));
+        double d16 = 0;
+        for (std::size_t i = 0; i < out.size(); ++i) d16 = std::max(d16, std::fabs(double(o16[i]) - out[i]));
+        // float16 test data clamps magnitudes to [2^-3, 4) (to_bits16), so only bfloat16 is close to out.
+        if (bf) CHECK(d16 < 0.1 && d16 > 0, "bfloat16 pages vs float32 pages: %g", d16);
+    }
 }
 
 }  // namespace
