@@ -24,20 +24,10 @@ enum class elem { f32, f64, f16, bf16, other };
 elem elem_of(const py::array& a) {
     if (has_dtype<float>(a)) return elem::f32;
     if (has_dtype<double>(a)) return elem::f64;
-    const py::dtype dt = a.dtype();
-    if (dt.itemsize() != 2 || !dt.attr("isnative").cast<bool>()) return elem::other;
-    if (dt.kind() == 'f') return elem::f16;
-    if (py::str(dt.attr("name")).cast<std::string>() == "bfloat16") return elem::bf16;
+    if (is_float16(a)) return elem::f16;
+    if (is_bfloat16(a)) return elem::bf16;
     return elem::other;
 }
-template <class X>
-constexpr elem elem_for() {
-    if constexpr (std::is_same_v<X, float>) return elem::f32;
-    else if constexpr (std::is_same_v<X, double>) return elem::f64;
-    else if constexpr (std::is_same_v<X, normexp::float16>) return elem::f16;
-    else return elem::bf16;
-}
-
 // Calls run(T{}, Q{}, S{}) for a supported combination of q's element type eq and k's / v's (or the pages')
 // ek: all float32, all float64, all float16, all bfloat16 (T float32 for 16-bit), or float32 q over a 16-bit
 // cache; a TypeError naming them otherwise. The one place the bindings state the combinations.

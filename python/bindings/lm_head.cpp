@@ -12,17 +12,12 @@ namespace py = pybind11;
 
 namespace {
 
-// Is a's dtype W? float16 (NumPy's, native order) and ml_dtypes.bfloat16 (by name) for the 16-bit types.
+// Is a's dtype W? float16 and bfloat16 recognized as the reductions' bindings recognize them (bindings.hpp).
 template <class W>
 bool is_dtype(const py::array& a) {
-    if constexpr (std::is_same_v<W, normexp::float16> || std::is_same_v<W, normexp::bfloat16>) {
-        const py::dtype dt = a.dtype();
-        if (dt.itemsize() != 2 || !dt.attr("isnative").cast<bool>()) return false;
-        return std::is_same_v<W, normexp::float16> ? dt.kind() == 'f'
-                                                   : py::str(dt.attr("name")).cast<std::string>() == "bfloat16";
-    } else {
-        return has_dtype<W>(a);
-    }
+    if constexpr (std::is_same_v<W, normexp::float16>) return is_float16(a);
+    else if constexpr (std::is_same_v<W, normexp::bfloat16>) return is_bfloat16(a);
+    else return has_dtype<W>(a);
 }
 
 // hidden (rows, dim) of dtype T and weight (vocab, dim) of dtype W (T, or 16-bit with T float32) with unit

@@ -40,6 +40,11 @@ REDUCTION: dict[str, _core.Reduction] = {
 ACCURACY: dict[str, _core.Accuracy] = {"high": _core.Accuracy.high, "fast": _core.Accuracy.fast}
 
 
+def is_16bit(dtype: np.dtype) -> bool:
+    """float16 or ml_dtypes.bfloat16 (NumPy has no bfloat16: ml_dtypes' is a kind 'V' dtype of 2 bytes)."""
+    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+
+
 def accuracy(value: Any) -> _core.Accuracy:
     """The accuracy= keyword as the kernels' enum ("high" or "fast"; anything else is a ValueError naming both)."""
     return ACCURACY[choice(value, "accuracy", tuple(ACCURACY))]
@@ -78,7 +83,7 @@ def result_dtype(dtype: np.dtype, name: str = "x") -> tuple[np.dtype, np.dtype]:
         raise TypeError(f"{name}: complex input ({dtype}) is not supported; pass real scores, e.g. {name}.real")
     if dtype in _NATIVE:
         return dtype, dtype
-    if dtype == np.float16 or dtype.name == "bfloat16":
+    if is_16bit(dtype):
         return dtype, np.dtype(np.float32)
     if kind in "biu":
         res = np.exp(np.zeros(1, dtype)).dtype  # NumPy's promotion for exp: int8 -> float16, int32 -> float64

@@ -12,15 +12,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _api, _core, _interop
+from ._api import is_16bit
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _F32 = np.dtype(np.float32)
 _ALIGNMENTS = ("top_left", "bottom_right")
 
 
-def is_16bit(dtype: np.dtype) -> bool:
-    """float16 or ml_dtypes.bfloat16 (NumPy has no bfloat16: ml_dtypes' is a kind 'V' dtype of 2 bytes)."""
-    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
 
 
 def _real_float(dtype: np.dtype) -> bool:

@@ -25,15 +25,11 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _is_16bit(dtype: np.dtype) -> bool:
-    return dtype == np.float16 or dtype.name == "bfloat16"
-
-
 def _matrix(x: Any, name: str) -> np.ndarray:
     a = _api.as_array(x, name)
     if not a.dtype.isnative and a.dtype.kind == "f":  # byte-swapped ('>f2' on x86): a native copy
         a = a.astype(a.dtype.newbyteorder("="))
-    if a.dtype not in _FLOATS and not _is_16bit(a.dtype):
+    if a.dtype not in _FLOATS and not _api.is_16bit(a.dtype):
         raise TypeError(f"{name}: the fused head takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}")
     return a
 
@@ -53,7 +49,7 @@ def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarra
         raise ValueError("hidden must have at least one dimension (..., dim), got a scalar")
     if w.ndim != 2:
         raise ValueError(f"weight must be 2-d (vocab, dim) as a model stores it, got shape {w.shape}")
-    if _is_16bit(w.dtype):
+    if _api.is_16bit(w.dtype):
         # A 16-bit weight is read in place (widened in registers); hidden (rows x dim, small beside the
         # weight) is taken as float32, the type of the computation and of the results.
         if h.dtype != w.dtype and h.dtype != np.float32:
@@ -65,7 +61,7 @@ def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"hidden has dim {h.shape[-1]} (last axis) but weight has dim {w.shape[1]} (shape {w.shape})")
     batch = h.shape[:-1]
     h2 = _api._kernel_input(h, h.dtype).reshape(math.prod(batch), h.shape[-1])
-    w2 = w if _is_16bit(w.dtype) else _api._kernel_input(w, w.dtype)
+    w2 = w if _api.is_16bit(w.dtype) else _api._kernel_input(w, w.dtype)
     if not _rows_layout(h2):
         h2 = np.ascontiguousarray(h2)
     if not _rows_layout(w2):
