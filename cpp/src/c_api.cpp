@@ -6,6 +6,7 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <new>
 #include <stdexcept>
 
@@ -54,11 +55,21 @@ int check_isa(const char* fn) noexcept {
     }
 }
 
+// The C++ API names its function in its messages ("normexp.paged_attention: seq_lens[3] = ..."); the C message
+// starts with the C function's name instead, so that prefix is dropped rather than repeated.
+namespace {
+const char* without_cxx_name(const char* what) noexcept {
+    if (std::strncmp(what, "normexp.", 8) != 0) return what;
+    const char* colon = std::strstr(what, ": ");
+    return colon ? colon + 2 : what;
+}
+}  // namespace
+
 int translate_exception(const char* fn) noexcept {
     try {
         throw;
     } catch (const normexp::error& e) {
-        return failf(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "%s", e.what());
+        return failf(NORMEXP_ERROR_INVALID_ARGUMENT, fn, "%s", without_cxx_name(e.what()));
     } catch (const std::bad_alloc&) {
         return failf(NORMEXP_ERROR_OUT_OF_MEMORY, fn, "out of memory");
     } catch (const std::length_error& e) {  // a container asked for more than max_size()

@@ -122,7 +122,10 @@ _REAL_TYPES = (int, float, np.integer, np.floating)
 
 
 def shown(value: Any) -> str:
-    """A short repr for messages (an absurd argument may be a huge int or a large array)."""
+    """A short repr for messages (an absurd argument may be a huge int or a large array). A NumPy scalar
+    shows as its value ("inf", not "np.float16(inf)")."""
+    if isinstance(value, np.generic) and not isinstance(value, (np.void, np.object_)):
+        value = value.item()
     return reprlib.repr(value)
 
 

@@ -318,11 +318,11 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     ldtype = _F32 if is_16bit(dtype) else dtype
     for name, parts, want in (("outs", outs, dtype), ("lses", lses, ldtype)):
         for i, a in enumerate(parts):
+            if a.dtype != want and name == "outs":
+                raise TypeError(f"outs[{i}] has dtype {a.dtype}, but outs[0] has {dtype}; all outs must share a dtype")
             if a.dtype != want:
-                raise TypeError(
-                    f"{name}[{i}] has dtype {a.dtype}, but outs[0] has {dtype}; all outs must share a dtype and "
-                    f"the lses must be {ldtype} (float32 for 16-bit outs)"
-                )
+                why = " (attention returns float32 lses for 16-bit outputs)" if is_16bit(dtype) else " (the outs' dtype)"
+                raise TypeError(f"lses[{i}] has dtype {a.dtype}; with {dtype} outs the lses must be {ldtype}{why}")
     shape = outs[0].shape
     if len(shape) < 1:
         raise ValueError("outs[0] must have at least 1 dimension (..., Dv)")

@@ -361,6 +361,10 @@ void test_paged_params() {
         const int r = normexp_paged_attention(&bad);
         CHECK(r == code, "expected status %d, got %d (%s)", code, r, normexp_last_error());
         CHECK(std::strstr(normexp_last_error(), word) != nullptr, "message %s should name %s", normexp_last_error(), word);
+        // One name: the C function's, not the C++ function's after it.
+        CHECK(std::strncmp(normexp_last_error(), "normexp_paged_attention: ", 25) == 0 &&
+                  std::strstr(normexp_last_error(), "normexp.") == nullptr,
+              "message %s should start with the C function's name only", normexp_last_error());
     };
     std::vector<std::int32_t> broken = table;
     broken[3 * maxp + 10] = std::int32_t(npages);

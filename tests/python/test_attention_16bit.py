@@ -195,8 +195,12 @@ def test_merge_attention(qt, kt):
     np.testing.assert_allclose(out.astype(np.float64), full.astype(np.float64), rtol=0, atol=tol * 4)
     np.testing.assert_allclose(lse, flse, rtol=0, atol=1e-5)
     if qt != F32:
-        with pytest.raises(TypeError, match="float32 for 16-bit outs"):
+        name = np.dtype(qt).name
+        with pytest.raises(TypeError, match=rf"lses\[0\] has dtype {name}; with {name} outs the lses must be float32 "
+                                            r"\(attention returns float32 lses for 16-bit outputs\)"):
             normexp.merge_attention([p[0] for p in parts], [p[1].astype(qt) for p in parts])
+        with pytest.raises(TypeError, match=rf"outs\[1\] has dtype float32, but outs\[0\] has {name}; all outs must share"):
+            normexp.merge_attention([parts[0][0], parts[1][0].astype(F32)], [p[1] for p in parts])
 
 
 @pytest.mark.skipif(torch is None, reason="torch not installed")

@@ -582,3 +582,10 @@ def test_several_axes_point_to_normexp_special(name, axis):
     # ... where it means what SciPy means (the whole array, for None).
     assert np.allclose(getattr(special, name)(x, axis=None if axis is None else (0, 1)),
                        getattr(special, name)(x.reshape(-1), axis=-1).reshape(() if name == "logsumexp" else x.shape))
+
+
+@pytest.mark.parametrize("value", [np.float16(np.inf), np.float32(-1.0), np.float64(-np.inf)])
+def test_numpy_scalar_options_are_shown_as_values(value):
+    """A NumPy scalar in a message reads as its value ("got inf"), not NumPy's repr ("np.float16(inf)")."""
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0 \(0 means greedy\), got (inf|-1\.0|-inf)$"):
+        normexp.sample(np.zeros((2, 8), np.float32), temperature=value, rng=0)
