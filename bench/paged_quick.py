@@ -12,7 +12,8 @@ bandwidth the bench's probe measures at the same thread count. The pool is timed
 dim), read in place through strides (normexp.bench.machine.probe_limits, the best
 of its passes). Medians of interleaved runs, the same inputs for both layouts; the K/V working set (1.2 GB
 in float32) is far beyond the last-level cache, so every call streams from memory. A quick check, not the
-project benchmark (python -m normexp bench).
+project benchmark (python -m normexp bench, whose paged_attention rows measure the same batch in the
+issue's layout: normexp.bench.cases makes the pool, the block table and the lengths for both).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import numpy as np
 
 import normexp
 from normexp.bench import machine
+from normexp.bench.cases import DEFAULT_PAGED, PAGED_DTYPES, Case
 
-SEQS, HEADS_Q, HEADS_KV, DIM = 16, 32, 8, 128
+(SHAPE, HEADS_KV, _PAGE), = DEFAULT_PAGED
+SEQS, HEADS_Q, DIM = SHAPE[0], SHAPE[1], SHAPE[4]
 
 
 def main() -> None:
@@ -35,35 +38,26 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--page", type=int, default=16, help="keys per page")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--dtype", default="float32", choices=list(PAGED_DTYPES))
     ap.add_argument("--no-probe", action="store_true", help="skip the bandwidth probe (no % column)")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
-    dt = np.dtype(a.dtype)
-    rng = np.random.default_rng(0)
-    lens = np.linspace(2048, 16384, SEQS).astype(np.int32)
+    case = Case("paged_attention", SHAPE, a.dtype, heads_kv=HEADS_KV, page=a.page)
+    q, k_pages, v_pages, table, lens = case.make_inputs(0)
     need = (lens + a.page - 1) // a.page
-    npages = int(need.sum())
-    k_pages = rng.standard_normal((npages, a.page, HEADS_KV, DIM), dtype=np.float32).astype(dt, copy=False)
-    v_pages = rng.standard_normal((npages, a.page, HEADS_KV, DIM), dtype=np.float32).astype(dt, copy=False)
+    dt = q.dtype
+    rng = np.random.default_rng(1)
     # The same pool stored head-major, (page, head, slot, dim), seen as (page, slot, head, dim): one head's
     # rows of a page are contiguous.
     k_hm = np.ascontiguousarray(k_pages.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
     v_hm = np.ascontiguousarray(v_pages.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
-    table = np.full((SEQS, int(need.max())), -1, np.int32)
-    perm = rng.permutation(npages).astype(np.int32)
-    at = 0
-    for s in range(SEQS):
-        table[s, : need[s]] = perm[at : at + need[s]]
-        at += need[s]
-    q = rng.standard_normal((SEQS, HEADS_Q, DIM), dtype=np.float32).astype(dt, copy=False)
     sinks = rng.standard_normal(HEADS_Q)
     # The same keys, contiguous per sequence ((1, Hkv, L, D), as attention takes a KV cache).
     ks = [np.ascontiguousarray(k_pages[table[s, : need[s]]].reshape(-1, HEADS_KV, DIM)[: lens[s]].transpose(1, 0, 2))[None]
           for s in range(SEQS)]
     vs = [np.ascontiguousarray(v_pages[table[s, : need[s]]].reshape(-1, HEADS_KV, DIM)[: lens[s]].transpose(1, 0, 2))[None]
           for s in range(SEQS)]
-    kv_bytes = int(lens.sum()) * HEADS_KV * 2 * DIM * dt.itemsize
+    kv_bytes = case.kv_bytes
 
     out = np.empty((SEQS, HEADS_Q, DIM), dt)
     outs = [np.empty((1, HEADS_Q, 1, DIM), dt) for _ in range(SEQS)]
@@ -80,7 +74,7 @@ def main() -> None:
 
     paged()
     contiguous()
-    err = max(float(np.abs(out[s] - outs[s][0, :, 0]).max()) for s in range(SEQS))
+    err = max(float(np.abs(out[s].astype(np.float64) - outs[s][0, :, 0]).max()) for s in range(SEQS))
     limits = {} if a.no_probe else machine.probe_limits(threads, quick=True)
     print(f"normexp {normexp.__version__} isa={normexp.isa()} {a.dtype} page={a.page}: {SEQS} sequences, "
           f"{int(lens.min())}..{int(lens.max())} keys ({int(lens.sum())} in all), Hq={HEADS_Q} Hkv={HEADS_KV} "

@@ -20,10 +20,13 @@ def ulp_distance(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
     dt = got.dtype
     r = np.asarray(ref, dtype=np.float64).astype(dt)
     itype = {4: np.int32, 8: np.int64, 2: np.int16}[dt.itemsize]
-    # Map the bit patterns to a monotonic integer line; longdouble (64-bit significand) holds int64 exactly.
-    a = got.view(itype).astype(np.longdouble)
-    b = r.view(itype).astype(np.longdouble)
-    lo = np.longdouble(np.iinfo(itype).min)
+    # Map the bit patterns to a monotonic integer line; longdouble (64-bit significand) holds int64 exactly,
+    # and int64 holds every difference of 16- and 32-bit patterns exactly (the same numbers, several times
+    # faster than longdouble arithmetic).
+    wide = np.int64 if dt.itemsize <= 4 else np.longdouble
+    a = got.view(itype).astype(wide)
+    b = r.view(itype).astype(wide)
+    lo = wide(np.iinfo(itype).min)
     a = np.where(a < 0, lo - a, a)
     b = np.where(b < 0, lo - b, b)
     d = np.abs(a - b).astype(np.float64)

@@ -3,9 +3,12 @@
 leaves a partly written ``out=``.
 
 tests/python/failalloc/failalloc.cpp is compiled here into a preload library that replaces the global
-operator new; armed through ctypes, it makes the n-th C++ allocation from then on fail. Each case runs in
-a subprocess with it preloaded and is swept over n = 1, 2, ... until a call completes without reaching
-the n-th allocation, at one thread and at three (OMP_NUM_THREADS=3: teams open on the "large" inputs).
+operator new; armed through ctypes, it makes the n-th C++ allocation from then on fail. The cases run in
+a subprocess with it preloaded (one server process that runs them on request, so each does not pay an
+interpreter start-up; a case that kills it fails its own test, and the next case gets a fresh server) and
+each is swept over n = 1, 2, ... until a call completes without reaching the n-th allocation, at one
+thread and at three (OMP_NUM_THREADS=3: teams open on the "large" inputs; not in a forked child, where
+normexp runs serially by design).
 CPython and NumPy allocate with malloc, which is untouched, so only the library and pybind11 see the
 failures. Before the drivers allocated their per-thread buffers ahead of the parallel regions, a
 failure inside attention's OpenMP region called std::terminate (the process aborted), and a failure
@@ -22,10 +25,13 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import os
+import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from typing import Any
 
@@ -204,26 +210,105 @@ def sweep(lib: Any, case: Case, args: tuple) -> tuple[int, int]:
     raise AssertionError("unreachable")
 
 
-CHILD = textwrap.dedent(
-    """
-    import ctypes, sys
-    import numpy as np
-    sys.path.insert(0, {here!r})
-    import normexp
-    import test_alloc_failure as t
-    lib = ctypes.CDLL(None)  # the preloaded injector
-    lib.failalloc_arm.argtypes = [ctypes.c_long]
-    case = t.ALL_CASES[{name!r}]
+ABORT = "abort (negative control)"
+
+
+def run_case_in_server(lib: Any, name: str) -> None:
+    """One case in the case server: the sweep at both scales, at one thread and at OMP_NUM_THREADS (ABORT:
+    the process aborts, the server's negative control)."""
+    if name == ABORT:
+        print("about to abort", flush=True)
+        os.abort()
+    case = ALL_CASES[name]
     for threads in (1, 0):  # one thread, then OMP_NUM_THREADS (3)
         normexp.set_num_threads(threads)
         for scale in ("small", "large"):
             args = case.make(np.random.default_rng(17), scale)
-            allocs, errors = t.sweep(lib, case, args)
+            allocs, errors = sweep(lib, case, args)
             # (0 allocations: a function computed in NumPy alone, e.g. calibration_error)
-            print(f"{{scale}} threads={{normexp.get_num_threads()}}: {{allocs}} allocations, {{errors}} MemoryError")
+            print(f"{scale} threads={normexp.get_num_threads()}: {allocs} allocations, {errors} MemoryError")
     print("ok")
+
+
+# The case server: reads "<case name>\t<output file>" lines; runs each case with its printout in the file
+# and answers with a JSON line: 0 (done) or 1 (an exception, its traceback in the file). A process that dies
+# (SIGABRT from std::terminate when an exception left an OpenMP region or a noexcept function) answers
+# nothing: CaseServer reports its exit code, with faulthandler's Python stack from its stderr, and starts a
+# fresh server for the next case.
+SERVER = textwrap.dedent(
+    """
+    import contextlib, ctypes, faulthandler, json, sys, traceback
+    import numpy as np
+    sys.path.insert(0, {here!r})
+    import normexp
+    import test_alloc_failure as t
+    faulthandler.enable()
+    lib = ctypes.CDLL(None)  # the preloaded injector
+    lib.failalloc_arm.argtypes = [ctypes.c_long]
+    for line in sys.stdin:
+        name, path = line.rstrip("\\n").split("\\t")
+        code = 0
+        with open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f):
+            try:
+                t.run_case_in_server(lib, name)
+            except BaseException:
+                traceback.print_exc(file=f)
+                code = 1
+        print(json.dumps(code), flush=True)
     """
 )
+
+
+class CaseServer:
+    """A Python process that runs cases on request (LD_PRELOAD=the injector, OMP_NUM_THREADS=3), so that a
+    case does not pay an interpreter start-up; started again after a case kills it."""
+
+    def __init__(self, lib: str) -> None:
+        self.lib = lib
+        self.proc: subprocess.Popen | None = None
+        self.stderr: Any = None
+
+    def _start(self) -> subprocess.Popen:
+        env = dict(os.environ, LD_PRELOAD=self.lib, OMP_NUM_THREADS="3")
+        self.stderr = tempfile.TemporaryFile()
+        return subprocess.Popen([sys.executable, "-u", "-c", SERVER.format(here=HERE)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env)
+
+    def run(self, name: str, path: str) -> int:
+        """The exit code of case `name` (0 done, 1 an exception, negative: the signal that killed the server);
+        its printout is in `path`."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.close()
+            self.proc = self._start()
+        self.proc.stdin.write(f"{name}\t{path}\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT_S)
+        if not ready:
+            self.close()
+            raise AssertionError(f"{name}: no answer in {TIMEOUT_S} s")
+        line = self.proc.stdout.readline()
+        if line:
+            return int(json.loads(line))
+        code = self.proc.wait()
+        self.stderr.seek(0)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(self.stderr.read().decode(errors="replace")[-6000:])
+        self.close()
+        return code
+
+    def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.stdin.close()
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self.stderr is not None:
+            self.stderr.close()
+            self.stderr = None
 
 
 @pytest.fixture(scope="session")
@@ -262,15 +347,35 @@ def test_injector_fails_the_nth_allocation(failalloc):
     assert r.stdout.split() == ["MemoryError", "1", "0", repr(float(np.float32(1) / 3))], r.stdout
 
 
+@pytest.fixture(scope="module")
+def case_server(failalloc):
+    server = CaseServer(failalloc)
+    yield server
+    server.close()
+
+
 @pytest.mark.parametrize("name", list(ALL_CASES))
-def test_every_allocation_failure_raises_memory_error(failalloc, name):
-    env = dict(os.environ, LD_PRELOAD=failalloc, OMP_NUM_THREADS="3")
-    code = CHILD.format(here=HERE, name=name)
-    # -u and faulthandler: a process that dies still shows its progress and the Python stack.
-    r = subprocess.run([sys.executable, "-u", "-X", "faulthandler", "-c", code], capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+def test_every_allocation_failure_raises_memory_error(case_server, name, tmp_path):
+    path = str(tmp_path / "case.log")
+    code = case_server.run(name, path)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        out = f.read()
     # A negative return code is a signal: SIGABRT from std::terminate when an exception left an OpenMP
     # region or a noexcept function.
-    assert r.returncode == 0, f"return code {r.returncode}\n{r.stdout}\n{r.stderr[-4000:]}"
-    assert r.stdout.rstrip().endswith("ok"), r.stdout
-    print(r.stdout)
+    assert code == 0, f"return code {code}\n{out[-6000:]}"
+    assert out.rstrip().endswith("ok"), out
+    print(out)
 
+
+def test_a_failing_or_dying_case_fails_its_test_only(case_server, tmp_path):
+    # Negative control of the server: a case that raises (an unknown case: KeyError) answers 1, one that
+    # kills the process (os.abort, as std::terminate would) a negative exit code, each with its output
+    # kept; the next case runs in a fresh server.
+    path = str(tmp_path / "case.log")
+    assert case_server.run("no such case", path) == 1
+    with open(path) as f:
+        assert "KeyError" in f.read()
+    assert case_server.run(ABORT, path) < 0
+    with open(path) as f:
+        assert "about to abort" in f.read()
+    assert case_server.run("softmax/f32/out", path) == 0

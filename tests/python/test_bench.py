@@ -14,11 +14,15 @@ import numpy as np
 import pytest
 
 import normexp
-from normexp import _probe
 from normexp.bench import cli, machine, plots, report, runner
-from normexp.bench.cases import Case, default_cases, parse_attention_shape, parse_shape, with_accuracies
+from normexp.bench.cases import (Case, default_cases, parse_attention_shape, parse_paged_shape, parse_shape,
+                                 split_dtype, with_accuracies)
 from normexp.bench.peers import PEER_CLASSES, CallSession, NumpyPeer, Peer, make_peers, numpy_attention
 from normexp.bench.timing import Timing, summarize, time_calls
+
+# The harness's own logic (ci/sanitizers.sh deselects it: the library calls it makes are tested elsewhere);
+# the C++ probe it measures the machine with is tested, sanitizers included, in test_bench_probe.py.
+pytestmark = pytest.mark.bench_harness
 
 # The smallest budget the timing loop accepts: one warm-up call, one or two samples of one call.
 FAST = Timing(warmup=0.0, repeat=2, min_repeat=1, max_time=1e-4, min_sample=0.0)
@@ -67,12 +71,25 @@ def test_parse_shape():
 
 
 def test_parse_attention_shape():
-    assert parse_attention_shape("1x8x1024x64") == ((1, 8, 1024, 1024, 64), False)
-    assert parse_attention_shape("1x8x1024x64:causal") == ((1, 8, 1024, 1024, 64), True)
-    assert parse_attention_shape("1x32x1x32kx128") == ((1, 32, 1, 32768, 128), False)
-    for bad in ("1x8x64", "1x8x1024x64:mask", "1x2x3x4x5x6"):
+    assert parse_attention_shape("1x8x1024x64") == ((1, 8, 1024, 1024, 64), False, 0)
+    assert parse_attention_shape("1x8x1024x64:causal") == ((1, 8, 1024, 1024, 64), True, 0)
+    assert parse_attention_shape("1x32x1x32kx128") == ((1, 32, 1, 32768, 128), False, 0)
+    assert parse_attention_shape("1x32/8x1x16kx128") == ((1, 32, 1, 16384, 128), False, 8)
+    for bad in ("1x8x64", "1x8x1024x64:mask", "1x2x3x4x5x6", "1x32/x1x4x4", "1/2x4x4x4", "1x32/8/2x1x4x4"):
         with pytest.raises(ValueError):
             parse_attention_shape(bad)
+
+
+def test_parse_paged_shape_and_dtypes():
+    assert parse_paged_shape("16x32/8x2k-16kx128") == ((16, 32, 2048, 16384, 128), 8, 16)
+    assert parse_paged_shape("3x4x5-70x16:8") == ((3, 4, 5, 70, 16), 0, 8)
+    for bad in ("16x32x2k-16kx128:0", "16x32x2kx128", "16x32x16k-2kx128", "16x32x2k-16k", "4x4x1-2x8:x"):
+        with pytest.raises(ValueError):
+            parse_paged_shape(bad)
+    assert split_dtype("bfloat16") == ("bfloat16", "") and split_dtype("float32/float16") == ("float32", "float16")
+    for bad in ("float16/bfloat16", "float32/float64", "float32/", "int8"):
+        with pytest.raises(ValueError):
+            split_dtype(bad)
 
 
 def test_parse_threads():
@@ -99,6 +116,20 @@ def test_default_cases_are_the_issue_list():
     assert {c.shape for c in attn} >= {(1, 8, 1024, 1024, 64), (1, 8, 4096, 4096, 64), (1, 16, 2048, 2048, 128),
                                        (1, 32, 1, 4096, 128), (1, 32, 1, 32768, 128)}
     assert {c.causal for c in attn if c.shape[2] > 1} == {True, False}
+    labels = {c.label for c in attn}
+    # 16-bit prefill and decode, grouped-query decode in every dtype combination, each with its float32 row
+    for dt in ("float16", "bfloat16"):
+        assert {f"attention {dt} B1 H16 L2048 D128", f"attention {dt} B1 H16 L2048 D128 causal",
+                f"attention {dt} B1 H32 Lq1 Lkv32768 D128"} <= labels
+    for lkv in (16384, 32768):
+        for dt in ("float32", "float16", "bfloat16", "float32 q, bfloat16 kv"):
+            assert f"attention {dt} B1 H32/8 Lq1 Lkv{lkv} D128" in labels
+    for c in attn:
+        if c.is_16bit:
+            assert any(f.shape == c.shape and f.causal == c.causal and f.kv_heads == c.kv_heads and not f.is_16bit
+                       for f in attn), c.label
+    assert {c.label for c in attn if c.is_paged} == {
+        "paged_attention float32 S16 H32/8 Lkv2k-16k D128 page16", "paged_attention bfloat16 S16 H32/8 Lkv2k-16k D128 page16"}
     assert notices == []
 
 
@@ -108,6 +139,10 @@ def test_attention_dropped_by_default_when_normexp_lacks_it():
     assert any("attention" in n for n in notices)
     cases, notices = _cases(["--ops", "attention"], has_attention=False)  # asked for: peers still run
     assert cases and all(c.is_attention for c in cases)
+    args = cli.build_parser().parse_args([])
+    cases, notices = cli.select_cases(args, True, has_paged=False)
+    assert not any(c.is_paged for c in cases) and any(c.op == "attention" for c in cases)
+    assert any("paged_attention skipped" in n for n in notices)
 
 
 def test_select_cases_options():
@@ -133,6 +168,19 @@ def test_select_cases_options():
         _cases(["--dtypes", "float8"])
     with pytest.raises(ValueError, match="Lq = Lkv"):
         _cases(["--ops", "attention", "--attention-shapes", "1x2x4x8x16:causal"])
+    # grouped-query shapes and mixed dtypes from the command line; paged shapes in their dtypes
+    cases, _ = _cases(["--ops", "attention", "--attention-shapes", "1x4/2x1x64x8", "--dtypes", "float16,float32/bfloat16"])
+    assert [(c.dtype, c.kv_dtype, c.heads_kv, c.label) for c in cases] == [
+        ("float16", "", 2, "attention float16 B1 H4/2 Lq1 Lkv64 D8"),
+        ("float32", "bfloat16", 2, "attention float32 q, bfloat16 kv B1 H4/2 Lq1 Lkv64 D8")]
+    cases, notices = _cases(["--ops", "paged_attention", "--paged-shapes", "3x4/2x5-70x16:8", "--dtypes", "float64,bfloat16"],
+                            has_attention=True)
+    assert [(c.dtype, c.page, c.heads_kv) for c in cases] == [("bfloat16", 8, 2)]
+    assert any("float64 left out" in n for n in notices)
+    with pytest.raises(ValueError, match="heads_kv must divide"):
+        _cases(["--ops", "attention", "--attention-shapes", "1x6/4x1x64x8"])
+    with pytest.raises(ValueError, match="mixed attention dtype"):
+        _cases(["--ops", "attention", "--dtypes", "bfloat16/float16"])
 
 
 def test_timing_options():
@@ -280,10 +328,11 @@ def test_half_precision_cases():
         labels = {(c.op, c.shape_label) for c in cases if c.dtype == dt}
         for op in ("softmax", "log_softmax", "logsumexp"):
             assert {(op, "1x16777216"), (op, "512x4096"), (op, "1x32000"), (op, "4096x128")} <= labels
-        assert not any(c.is_attention for c in cases if c.dtype == dt)
         assert len(with_accuracies([Case("softmax", (2, 8), dt)], ["high", "fast"])) == 1
         with pytest.raises(ValueError):
-            Case("attention", (1, 2, 6, 6, 4), dt)
+            Case("attention", (1, 2, 6, 6, 4), dt, kv_dtype="float16")  # 16-bit K/V go under a float32 q only
+        with pytest.raises(ValueError):
+            Case("softmax", (2, 8), "float32", kv_dtype=dt)
     cases = [Case(op, (3, 700), dt) for op in ("softmax", "log_softmax", "logsumexp") for dt in ("float16", "bfloat16")]
     assert cases[1].make_inputs()[0].dtype.name == "bfloat16" and cases[1].itemsize == 2
     res = runner.run(cases, threads=[1], peers=["numpy", "torch"], timing=FAST, limits=LIMITS, progress=False,
@@ -306,6 +355,139 @@ def test_numpy_attention_matches_reference():
     bias = np.where(np.triu(np.ones((7, 7), bool), 1), -np.inf, 0.0).astype(np.float32)
     got = numpy_attention(q, k, v, bias)
     assert runner.classify(runner.max_error(got, c.reference((q, k, v)), c), c) == "ok"
+
+
+def test_gqa_16bit_and_paged_traffic_and_inputs():
+    """The traffic / work model of the new attention rows, worked by hand, and their inputs."""
+    g = Case("attention", (1, 8, 1, 100, 16), "bfloat16", heads_kv=2)
+    assert g.input_shapes == [(1, 8, 1, 16), (1, 2, 100, 16), (1, 2, 100, 16)]
+    assert g.kv_bytes == 2 * 100 * 2 * 16 * 2 and g.bytes == g.kv_bytes + 2 * (8 * 16) * 2
+    assert g.flops == 4 * 8 * 100 * 16 and g.limit_kind == "read" and g.is_16bit
+    m = Case("attention", (1, 8, 1, 100, 16), "float32", kv_dtype="float16", heads_kv=2)
+    assert m.kv_bytes == g.kv_bytes and m.bytes == m.kv_bytes + 2 * (8 * 16) * 4 and m.is_16bit
+    q, k, v = m.make_inputs()
+    assert (q.dtype.name, k.dtype.name, v.dtype.name) == ("float32", "float16", "float16")
+    # grouped heads in the reference: query head j reads K/V head j // 4, i.e. the same as repeating K/V
+    ref = m.reference((q, k, v))
+    full = Case("attention", (1, 8, 1, 100, 16))
+    np.testing.assert_allclose(ref, full.reference((q, np.repeat(k, 4, axis=1), np.repeat(v, 4, axis=1))), rtol=1e-12)
+    p = Case("paged_attention", (3, 4, 20, 70, 16), "float32", heads_kv=2, page=8)
+    lens = p.seq_lens
+    assert lens.tolist() == [20, 45, 70] and lens.dtype == np.int32
+    pages = 3 + 6 + 9
+    assert p.input_shapes == [(3, 4, 16), (pages, 8, 2, 16), (pages, 8, 2, 16)] and p.out_shape == (3, 4, 16)
+    assert p.kv_bytes == 2 * 135 * 2 * 16 * 4 and p.flops == 4 * 4 * 135 * 16 and p.limit_kind == "read"
+    q, kp, vp, table, n = p.make_inputs()
+    assert table.shape == (3, 9) and (n == lens).all()
+    used = [table[s, : (lens[s] + 7) // 8] for s in range(3)]
+    assert sorted(np.concatenate(used).tolist()) == list(range(pages))  # every page once, in a random order
+    assert (table[0, 3:] == -1).all() and (table[1, 6:] == -1).all()
+    got = p.reference((q, kp, vp, table, n))
+    for s in range(3):  # the gathered sequence's keys through the contiguous reference
+        ks = kp[used[s]].reshape(-1, 2, 16)[: lens[s]].transpose(1, 0, 2)[None]
+        vs = vp[used[s]].reshape(-1, 2, 16)[: lens[s]].transpose(1, 0, 2)[None]
+        want = Case("attention", (1, 4, 1, int(lens[s]), 16), heads_kv=2).reference((q[s][None, :, None], ks, vs))
+        np.testing.assert_allclose(got[s], want[0, :, 0], rtol=1e-12)
+    for bad in (dict(heads_kv=3), dict(page=4), dict(kv_dtype="bfloat16", dtype="float16")):
+        with pytest.raises(ValueError):
+            Case("attention", (1, 8, 1, 100, 16), **bad)
+    with pytest.raises(ValueError):
+        Case("paged_attention", (3, 4, 20, 70, 16))  # no page size
+    with pytest.raises(ValueError):
+        Case("paged_attention", (3, 4, 70, 20, 16), page=8)
+
+
+class WrongAttentionPeer(Peer):
+    """A deliberately wrong attention: the output scaled by 1.25 (normwise error 25%), in q's dtype."""
+
+    name = "wrong"
+    module = "numpy"
+    dtypes = ("float32", "float16", "bfloat16")
+    paged = True
+
+    def version(self) -> str:
+        return "test"
+
+    def start(self, case, buffers, threads):
+        def f(arrays):
+            ref = case.reference(arrays) * 1.25
+            return ref.astype(arrays[0].dtype)
+
+        return CallSession([lambda a=a: f(a) for a in buffers], np.asarray)
+
+
+@pytest.fixture(scope="module")
+def attention_16bit_results():
+    """16-bit, grouped-query, mixed-dtype and paged rows, with their float32 rows, by normexp, torch, ONNX
+    Runtime and a wrong peer."""
+    cases = [Case("attention", (1, 4, 1, 96, 16), dt, heads_kv=2, kv_dtype=kv)
+             for dt, kv in (("float32", ""), ("float16", ""), ("bfloat16", ""), ("float32", "bfloat16"))]
+    cases += [Case("attention", (1, 2, 24, 24, 16), dt, causal=True) for dt in ("float32", "bfloat16")]
+    cases += [Case("paged_attention", (3, 4, 20, 70, 16), dt, heads_kv=2, page=8) for dt in ("float32", "bfloat16")]
+    peers, _ = make_peers(["torch", "onnxruntime"])
+    return runner.run(cases, threads=[1], peers=peers + [WrongAttentionPeer()], timing=FAST, limits=LIMITS,
+                      progress=False, log=lambda s: None)
+
+
+def test_16bit_gqa_and_paged_rows_are_checked(attention_16bit_results):
+    by = {(r["op"], r["dtype_label"], r["label"], r["peer"]): r for r in attention_16bit_results.records}
+    gqa = "B1 H4/2 Lq1 Lkv96 D16"
+    for dt in ("float32", "float16", "bfloat16", "float32 q, bfloat16 kv"):
+        r = by[("attention", dt, gqa, "normexp")]
+        assert r["check"] == "ok" and r["time_s"] > 0, r
+        assert r["gb_per_s"] == pytest.approx(r["bytes"] / r["time_s"] / 1e9)
+        assert r["limit_kind"] == "read" and r["limit_fraction"] == pytest.approx(r["gb_per_s"] / LIMITS["1"]["read"])
+        assert by[("attention", dt, gqa, "wrong")]["check"] == "WRONG"  # a 25% error is caught in every dtype
+    for key in (("paged_attention", "float32", "S3 H4/2 Lkv20-70 D16 page8"),
+                ("paged_attention", "bfloat16", "S3 H4/2 Lkv20-70 D16 page8")):
+        assert by[key + ("normexp",)]["check"] == "ok", by[key + ("normexp",)]
+        assert by[key + ("wrong",)]["check"] == "WRONG"
+        assert by[key + ("torch",)]["check"] == "n/a" and "paged" in by[key + ("torch",)]["note"]
+    assert by[("attention", "bfloat16", "B1 H2 L24 D16 causal", "normexp")]["limit_kind"] == "fma"
+    if ("attention", "bfloat16", gqa, "torch") in by:  # torch SDPA: enable_gqa, 16-bit on the CPU
+        assert by[("attention", "bfloat16", gqa, "torch")]["check"] in ("ok", "inaccurate")
+        assert by[("attention", "float32 q, bfloat16 kv", gqa, "torch")]["check"] == "n/a"
+    if ("attention", "float16", gqa, "onnxruntime") in by:
+        assert by[("attention", "float16", gqa, "onnxruntime")]["check"] in ("ok", "inaccurate")
+        assert by[("attention", "bfloat16", gqa, "onnxruntime")]["check"] == "n/a"
+
+
+def test_16bit_rows_in_the_reports(attention_16bit_results, tmp_path):
+    res = attention_16bit_results
+    tables = {t[0]: t for t in report.summary_tables(res)}
+    assert set(tables) == {"attention", "paged_attention"}
+    for op, header, rows in tables.values():
+        assert {"GFLOP/s", "GB/s", "% limit", "x float32"} <= set(header)
+        assert all(len(row) == len(header) for row in rows)
+        col = {h: i for i, h in enumerate(header)}
+        nx = {(r["label"], r["dtype_label"]): r for r in res.records if r["op"] == op and r["peer"] == "normexp"}
+        assert len(rows) == len(nx)  # one row per case: mixed-dtype and grouped rows do not merge with others
+        for row in rows:
+            r = nx[(row[0], row[1])]
+            assert row[col["GB/s"]] == report.fmt_rate(r["gb_per_s"])
+            if r["dtype_label"] == "float32":
+                assert row[col["x float32"]] == ""
+                continue
+            f32 = nx[(row[0], "float32")]
+            assert row[col["x float32"]] == f"{f32['time_s'] / r['time_s']:.2f}x"
+    text = report.render_text(res)
+    assert "paged_attention" in text and "float32 q, bfloat16 kv" in text and "x float32" in text
+    md = report.render_markdown(res, "cmd")
+    assert "| B1 H4/2 Lq1 Lkv96 D16 | float32 q, bfloat16 kv |" in md
+    path = tmp_path / "r.json"
+    report.write_json(res, str(path))
+    assert report.render_text(report.load_json(str(path))) == text
+    assert "attention.png" in [os.path.basename(p) for p in plots.plot_all(res, str(tmp_path))]
+
+
+def test_list_shows_the_new_rows(capsys):
+    assert cli.main(["--list", "--ops", "attention,paged_attention", "--attention-shapes", "1x32/8x1x16kx128",
+                     "--paged-shapes", "16x32/8x2k-16kx128", "--dtypes", "bfloat16,float32/bfloat16"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "attention bfloat16 B1 H32/8 Lq1 Lkv16384 D128",
+        "attention float32 q, bfloat16 kv B1 H32/8 Lq1 Lkv16384 D128",
+        "paged_attention bfloat16 S16 H32/8 Lkv2k-16k D128 page16",
+        "paged_attention float32 q, bfloat16 kv S16 H32/8 Lkv2k-16k D128 page16"]
 
 
 def test_onnx_model_or_missing_notice():
@@ -489,59 +671,3 @@ def test_python_m_normexp_help_and_self_check():
     assert r.returncode == 0 and "--attention-shapes" in r.stdout
     r = subprocess.run([sys.executable, "-m", "normexp", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "python -m normexp bench" in r.stdout
-
-
-# ---- the machine probe ---------------------------------------------------------------------------------
-
-
-def test_probe_memory_small():
-    for op in ("read", "copy", "copy_nt"):
-        if not _probe.probe_memory_supported(op):
-            continue
-        r = _probe.probe_memory(op, 1 << 20, 2, 2)
-        assert len(r["seconds"]) == 2 and all(s > 0 for s in r["seconds"])
-        assert 1 <= r["threads"] <= 2
-    for bad in (("read", 100, 1, 1), ("read", 1 << 20, 0, 1), ("read", 1 << 20, 1, 0), ("scan", 1 << 20, 1, 1)):
-        with pytest.raises(ValueError):
-            _probe.probe_memory(*bad)
-
-
-def test_probe_is_not_part_of_the_library_module():
-    # Benchmark code lives in its own module, normexp._probe; the library module has none of it.
-    assert not [name for name in dir(normexp._core) if "probe" in name]
-    assert {"probe_memory", "probe_memory_supported", "probe_fma"} <= set(dir(_probe))
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs two usable cores")
-def test_probe_runs_the_threads_it_is_asked_for():
-    # Its passes run through the library's threading guard with OpenMP (the probe was once compiled
-    # without OpenMP inside _core, and every "2-thread" limit was measured on one thread).
-    assert _probe.probe_memory("read", 1 << 22, 2, 1)["threads"] == 2
-    assert _probe.probe_fma("baseline", 1000, 2, 1)["threads"] == 2
-
-
-def test_probe_fma_small():
-    r = _probe.probe_fma("baseline", 1000, 1, 2)
-    assert len(r["seconds"]) == 2 and r["flops_per_thread_pass"] == 1000 * 12 * 4 * 2
-    if "avx2" in normexp.available_isas():
-        r = _probe.probe_fma("avx2", 1000, 1, 1)
-        assert r["variant"] == "avx2-fma" and r["flops_per_thread_pass"] == 1000 * 12 * 8 * 2
-    with pytest.raises(ValueError):
-        _probe.probe_fma("sse9", 10, 1, 1)
-
-
-def test_probe_limits_and_limit_lookup():
-    lim = machine.probe_limits([1], quick=True, buffer_bytes=1 << 20)
-    row = lim["1"]
-    assert row["read"] > 0 and row["copy"] > 0 and row["fma"] > 0 and row["read"] >= row["read_median"]
-    assert machine.limit_value(LIMITS, 2, "copy") == 20.0
-    assert machine.limit_value(LIMITS, 1, "copy") == 14.0
-    assert machine.limit_value(LIMITS, 8, "fma") == 100.0  # more threads than probed: the largest probed
-    assert machine.limit_value({}, 1, "read") is None
-
-
-def test_machine_info():
-    info = machine.machine_info()
-    assert info["isa"] == normexp.isa() and info["cpus_usable"] >= 1 and info["llc_bytes"] > 0
-    assert info["libraries"]["numpy"] == np.__version__

@@ -12,6 +12,8 @@ from normexp.bench.cases import Case
 from normexp.bench.peers import NumpyPeer
 from normexp.bench.timing import Timing, summarize
 
+pytestmark = pytest.mark.bench_harness  # the harness's logic: ci/sanitizers.sh deselects it
+
 FAST = Timing(warmup=0.0, repeat=3, min_repeat=3, max_time=1e-4, min_sample=0.0)
 LIMITS = {"1": {"read": 10.0, "copy": 12.0, "copy_nt": 14.0, "fma": 50.0},
           "2": {"read": 15.0, "copy": 20.0, "copy_nt": None, "fma": 100.0}}

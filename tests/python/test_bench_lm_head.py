@@ -11,6 +11,8 @@ import pytest
 from normexp.bench import cli, lm_head
 from normexp.bench.timing import Timing
 
+pytestmark = pytest.mark.bench_harness  # the harness's logic: ci/sanitizers.sh deselects it
+
 
 def test_parse_shape():
     assert lm_head.parse_shape("2048x1024x32000") == (2048, 1024, 32000)

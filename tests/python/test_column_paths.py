@@ -8,6 +8,8 @@ splitting the rows of a single block, and special values that appear only in a l
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import reference, ulp_distance
@@ -27,8 +29,11 @@ def _call(op, x, axis, temperature=1.0, out=None):
     return f(x, axis=axis, temperature=temperature, out=out)
 
 
-def _check(op, got, x, axis, temperature, dtype):
-    ref = reference(x, axis, op, temperature)
+def _check(op, got, x, axis, temperature, dtype, ref=None):
+    """got within ULP[dtype] of the reference (computed here unless given: reference(), or a float64 copy
+    of it, which ulp_distance rounds the same way)."""
+    if ref is None:
+        ref = reference(x, axis, op, temperature)
     d = ulp_distance(got, ref)
     if op != "softmax":
         # log-domain results near 0 get an absolute floor of a few ULP of the row's scale (cancellation).
@@ -38,16 +43,28 @@ def _check(op, got, x, axis, temperature, dtype):
     assert d.max() <= ULP[dtype], (op, float(d.max()))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(2500, 1030), (300, 2053), (40000, 24)])
-@pytest.mark.parametrize("op", OPS)
-def test_tall_column_blocks_match_the_reference(isa, op, shape, dtype):
+@functools.lru_cache(maxsize=1)
+def _tall_case(op, shape, dtype):
+    """The input of test_tall_column_blocks_match_the_reference and its references (float64) per
+    temperature: computed once and shared by the kernel sets, which are the fastest-varying parameter (the
+    longdouble reference of a 2.5M-element array costs far more than the calls it checks)."""
     rng = np.random.default_rng(3)
     x = (rng.standard_normal(shape) * 5).astype(dtype)
     # A new column maximum late in the array: the stored exps of earlier chunks must be rescaled.
     x[-7, ::3] += 40
-    for t in (1.0, 0.7) if op != "logsumexp" else (1.0,):
-        _check(op, _call(op, x, 0, t), x, 0, t, dtype)
+    temps = (1.0, 0.7) if op != "logsumexp" else (1.0,)
+    return x, {t: np.asarray(reference(x, 0, op, t), np.float64) for t in temps}
+
+
+@pytest.mark.parametrize("isa_name", normexp.available_isas())  # listed last: it varies fastest
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2500, 1030), (300, 2053), (40000, 24)])
+@pytest.mark.parametrize("op", OPS)
+def test_tall_column_blocks_match_the_reference(op, shape, dtype, isa_name):
+    x, refs = _tall_case(op, shape, dtype)
+    with normexp.use_isa(isa_name):
+        for t, ref in refs.items():
+            _check(op, _call(op, x, 0, t), x, 0, t, dtype, ref)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -123,12 +140,16 @@ def test_column_block_sizes_at_every_cache_fit_boundary(dtype):
     rng = np.random.default_rng(7)
     for n in _fit_boundary_rows(np.dtype(dtype).itemsize):
         base = (rng.standard_normal((n, 17)) * 3).astype(dtype)
+        # Columns are independent along axis 0: the reference of the first w columns is the first w
+        # columns of the reference of all 17 (computed once per n, not once per width).
+        refs = {(op, t): np.asarray(reference(base, 0, op, t), np.float64)
+                for op, t in [(op, 1.0) for op in OPS] + [("softmax", 0.5)]}
         for w in (2, 3, 4, 5, 7, 8, 9, 16, 17):
             x = base[:, :w]  # rows padded to 17: not contiguous, so axis 0 is a column traversal
             for op in OPS:
                 got = _call(op, x, 0)
-                _check(op, got, x, 0, 1.0, dtype)
-            _check("softmax", _call("softmax", x, 0, 0.5), x, 0, 0.5, dtype)
+                _check(op, got, x, 0, 1.0, dtype, refs[(op, 1.0)][..., :w])
+            _check("softmax", _call("softmax", x, 0, 0.5), x, 0, 0.5, dtype, refs[("softmax", 0.5)][..., :w])
 
 
 def test_column_block_sizes_through_every_entry_point():

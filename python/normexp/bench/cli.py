@@ -19,6 +19,8 @@ examples:
   python -m normexp bench --out bench/results            everything, with JSON, Markdown and PNG plots
   python -m normexp bench --ops softmax --shapes 1x32000,1x16M --threads 1
   python -m normexp bench --ops attention --attention-shapes 1x8x1024x64:causal,1x32x1x4096x128
+  python -m normexp bench --ops attention --attention-shapes 1x32/8x1x16kx128 --dtypes float32,bfloat16,float32/bfloat16
+  python -m normexp bench --ops paged_attention --paged-shapes 16x32/8x2k-16kx128:16 --dtypes float32,bfloat16
   python -m normexp bench --ops softmax --isa avx2,avx512 --peers '' --threads 1   kernel sets side by side
   python -m normexp bench --ops softmax --shapes 512x4096,1x16M --threads 1,2 --contention 1   beside a busy process
   python -m normexp bench --lm-head --threads 2            fused LM head vs torch (time, peak memory)
@@ -28,7 +30,10 @@ examples:
 
 shapes: ROWSxCOLS[:AXIS] with k = 2^10 and M = 2^20 (4096x1024:0 reduces axis 0);
 LM head: TOKENSxDIMxVOCAB (default 2048x1024x32000,512x1024x32000);
-attention: BxHxLxD or BxHxLqxLkvxD, ':causal' to mask (causal needs Lq = Lkv).
+attention: BxHxLxD or BxHxLqxLkvxD, H or H/HKV (grouped-query), ':causal' to mask (causal needs Lq = Lkv);
+paged attention (a decode step): SEQSxHxMIN-MAXxD[:PAGE], lengths evenly spaced, PAGE keys per page (16);
+attention dtypes: float32, float64, float16, bfloat16, or float32/float16, float32/bfloat16 (a float32 q
+over a 16-bit K/V cache).
 """
 
 
@@ -46,9 +51,13 @@ def build_parser(prog: str = "python -m normexp bench") -> argparse.ArgumentPars
                    help=f"comma list of {', '.join(C.OPERATIONS)} (default: all; attention when normexp has it)")
     g.add_argument("--shapes", default=None, help="comma list of reduction shapes (default: the standard list)")
     g.add_argument("--attention-shapes", default=None, help="comma list of attention shapes")
+    g.add_argument("--paged-shapes", default=None, help="comma list of paged attention (decode step) shapes")
     g.add_argument("--dtypes", default=None,
                    help="comma list of float32, float64, float16, bfloat16 for every shape (default: float32, plus "
-                        "float64 on two shapes and float16 / bfloat16 on four; attention: float32, float64)")
+                        "float64 on two shapes and float16 / bfloat16 on four; attention: float32, 16-bit on three "
+                        "shapes, and the grouped-query decode in float32, float16, bfloat16 and float32/bfloat16; "
+                        "paged attention: float32, bfloat16); attention also takes float32/float16 and "
+                        "float32/bfloat16 (a float32 q over a 16-bit K/V cache)")
     g.add_argument("--threads", default=None, help="comma list of thread counts; 'all' = every usable CPU "
                    "(default: 1,all; with --quick: all)")
     g.add_argument("--peers", default=",".join(PEER_NAMES[1:]),
@@ -117,14 +126,20 @@ def parse_threads(text: str, usable: int) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-def select_cases(args: argparse.Namespace, has_attention: bool) -> tuple[list[C.Case], list[str]]:
-    """The cases the arguments ask for, and notices (e.g. attention dropped)."""
+def select_cases(args: argparse.Namespace, has_attention: bool,
+                 has_paged: bool | None = None) -> tuple[list[C.Case], list[str]]:
+    """The cases the arguments ask for, and notices (e.g. attention dropped). ``has_paged`` (default:
+    ``has_attention``) says whether normexp has paged_attention."""
+    has_paged = has_attention if has_paged is None else has_paged
     notices: list[str] = []
     if args.ops is None:
         ops = ["softmax", "logsumexp"] if args.quick else list(C.OPERATIONS)
         if "attention" in ops and not has_attention and args.attention_shapes is None:
             ops.remove("attention")
             notices.append("attention skipped: this normexp build has no normexp.attention")
+        if "paged_attention" in ops and not has_paged and args.paged_shapes is None:
+            ops.remove("paged_attention")
+            notices.append("paged_attention skipped: this normexp build has no normexp.paged_attention")
     else:
         ops = _csv(args.ops)
         for op in ops:
@@ -134,9 +149,8 @@ def select_cases(args: argparse.Namespace, has_attention: bool) -> tuple[list[C.
             notices.append("normexp.attention is not in this build: attention rows show the peers only")
     dtypes = _csv(args.dtypes) if args.dtypes else None
     for dt in dtypes or ():
-        if dt not in C.DTYPES:
-            raise ValueError(f"unknown dtype {dt!r}; choose from {', '.join(C.DTYPES)}")
-    red_ops = [op for op in ops if op != "attention"]
+        C.split_dtype(dt)  # raises on an unknown or a bad mixed dtype
+    red_ops = [op for op in ops if op not in C.ATTENTION_OPS]
     cases: list[C.Case] = []
     if args.shapes is not None:
         shapes = [C.parse_shape(s) for s in _csv(args.shapes)]
@@ -152,14 +166,25 @@ def select_cases(args: argparse.Namespace, has_attention: bool) -> tuple[list[C.
     if "attention" in ops:
         if args.attention_shapes is not None:
             specs = [C.parse_attention_shape(s) for s in _csv(args.attention_shapes)]
-            for (b, h, lq, lkv, d), causal in specs:
+            for (b, h, lq, lkv, d), causal, hk in specs:
                 if causal and lq != lkv:
                     raise ValueError(f"causal attention needs Lq = Lkv in the benchmark (libraries align the "
                                      f"mask differently otherwise), got Lq={lq}, Lkv={lkv}")
-            cases += [C.Case("attention", s, dt, causal=c) for dt in (dtypes or ["float32"]) for s, c in specs
-                      if dt not in C.HALF_DTYPES]
+            cases += [C.Case("attention", s, q_dt, causal=c, kv_dtype=kv_dt, heads_kv=hk)
+                      for q_dt, kv_dt in map(C.split_dtype, dtypes or ["float32"]) for s, c, hk in specs]
         else:
             cases += C.default_cases(["attention"], dtypes)
+    if "paged_attention" in ops:
+        if args.paged_shapes is not None:
+            specs = [C.parse_paged_shape(s) for s in _csv(args.paged_shapes)]
+            for q_dt, kv_dt in map(C.split_dtype, dtypes or C.PAGED_DEFAULT_DTYPES):
+                if q_dt not in C.PAGED_DTYPES:
+                    notices.append(f"paged_attention is measured in {', '.join(C.PAGED_DTYPES)}: {q_dt} left out")
+                    continue
+                cases += [C.Case("paged_attention", s, q_dt, kv_dtype=kv_dt, heads_kv=hk, page=pg)
+                          for s, hk, pg in specs]
+        else:
+            cases += C.default_cases(["paged_attention"], dtypes)
     accuracies = _csv(args.accuracy or ("high" if args.quick else "high,fast"))
     return C.with_accuracies(cases, accuracies), notices
 
@@ -207,7 +232,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m normexp bench
     else:
         try:
             threads = parse_threads(args.threads or ("all" if args.quick else "1,all"), machine.usable_cpus())
-            cases, notices = select_cases(args, hasattr(normexp, "attention"))
+            cases, notices = select_cases(args, hasattr(normexp, "attention"), hasattr(normexp, "paged_attention"))
             if args.contention < 0:
                 raise ValueError(f"--contention takes a number of busy processes >= 0, got {args.contention}")
             timing = timing_from(args)

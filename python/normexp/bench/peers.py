@@ -88,6 +88,8 @@ class Peer:
     install = ""
     # The case dtypes the peer is measured on (the runner reports the others as n/a).
     dtypes: tuple[str, ...] = ("float32", "float64")
+    # Whether the peer has attention over a paged KV cache (a block table): only normexp does among these.
+    paged = False
 
     def missing(self) -> str | None:
         """None when the peer can run, else a one-line reason."""
@@ -124,6 +126,7 @@ class NormexpPeer(Peer):
     name = "normexp"
     module = "normexp"
     dtypes = ("float32", "float64", "float16", "bfloat16")
+    paged = True
 
     def __init__(self, isa: str = "", name: str = "") -> None:
         self.isa = isa
@@ -140,8 +143,8 @@ class NormexpPeer(Peer):
 
         if self.isa and self.isa not in normexp.available_isas():
             return f"ISA {self.isa} is not available on this CPU (available: {', '.join(normexp.available_isas())})"
-        if case.is_attention and not hasattr(normexp, "attention"):
-            return "normexp.attention is not in this build"
+        if case.is_attention and not hasattr(normexp, case.op):
+            return f"normexp.{case.op} is not in this build"
         return None
 
     def start(self, case: Case, buffers: Buffers, threads: int) -> Session:
@@ -156,6 +159,11 @@ class NormexpPeer(Peer):
         note = "" if normexp.get_num_threads() == threads else f"runs {normexp.get_num_threads()} threads"
         dt = np_dtype(case.dtype)
         fns = []
+        if case.is_paged:
+            for q, kp, vp, table, lens in buffers:
+                o = np.empty(case.out_shape, dt)
+                fns.append(lambda q=q, kp=kp, vp=vp, t=table, n=lens, o=o: normexp.paged_attention(q, kp, vp, t, n, out=o))
+            return CallSession(fns, np.asarray, on_close=on_close, note=note)
         if case.is_attention:
             takes_out = "out" in inspect.signature(normexp.attention).parameters
             for q, k, v in buffers:
@@ -192,7 +200,14 @@ def _blas_limits(threads: int) -> tuple[Callable[[], None] | None, str]:
 def numpy_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """softmax(q k^T / sqrt(D) + bias) v with stacked matmuls (BLAS) and an in-place stable softmax;
     `bias` (Lq, Lkv) is 0 where a pair takes part and -inf where the causal mask removes it (a
-    broadcast add: much faster than boolean-mask assignment)."""
+    broadcast add: much faster than boolean-mask assignment). k and v may have fewer heads than q
+    (grouped-query attention): q is seen as (B, Hkv, H / Hkv, Lq, D) against K/V broadcast over the group,
+    so no copy of K or V is made."""
+    if q.ndim == 4 and k.shape[1] != q.shape[1]:
+        b, h, lq, d = q.shape
+        hk = k.shape[1]
+        out = numpy_attention(q.reshape(b, hk, h // hk, lq, d), k[:, :, None], v[:, :, None], bias)
+        return out.reshape(b, h, lq, v.shape[-1])
     s = np.matmul(q, np.swapaxes(k, -1, -2))
     s *= s.dtype.type(1.0 / math.sqrt(q.shape[-1]))
     if bias is not None:
@@ -209,6 +224,11 @@ class NumpyPeer(Peer):
     name = "numpy"
     dtypes = ("float32", "float64", "float16")
     module = "numpy"
+
+    def supports(self, case: Case) -> str | None:
+        if case.is_attention and (case.is_16bit or case.is_paged):
+            return "numpy's attention (BLAS matmuls) is measured in float32 and float64, on a contiguous cache"
+        return None
 
     def start(self, case: Case, buffers: Buffers, threads: int) -> Session:
         dt = np.dtype(case.dtype)
@@ -283,6 +303,11 @@ class TorchPeer(Peer):
     install = "pip install torch==2.13.0"
     dtypes = ("float32", "float64", "float16", "bfloat16")
 
+    def supports(self, case: Case) -> str | None:
+        if case.kv_dtype:
+            return "torch SDPA takes one dtype for q, k and v (a float32 q needs a float32 copy of the cache)"
+        return None
+
     def start(self, case: Case, buffers: Buffers, threads: int) -> Session:
         import torch
 
@@ -297,14 +322,6 @@ class TorchPeer(Peer):
 
         dt = np_dtype(case.dtype)
         fns = []
-        if case.is_attention:
-            sdpa = torch.nn.functional.scaled_dot_product_attention
-            for q, k, v in buffers:
-                qt, kt, vt = (torch.from_numpy(a) for a in (q, k, v))
-                fns.append(lambda qt=qt, kt=kt, vt=vt: sdpa(qt, kt, vt, is_causal=case.causal))
-            return CallSession(fns, lambda r: r.numpy(), on_close=restore, note=note)
-        f = {"softmax": torch.softmax, "log_softmax": torch.log_softmax, "logsumexp": torch.logsumexp}[case.op]
-        ax = case.norm_axis
         bf16 = case.dtype == "bfloat16"  # NumPy has no bfloat16: the same bits through an int16 view
 
         def tensor(a: np.ndarray) -> Any:
@@ -312,6 +329,19 @@ class TorchPeer(Peer):
 
         def fetch(r: Any) -> np.ndarray:
             return r.view(torch.int16).numpy().view(dt) if bf16 else r.numpy()
+
+        if case.is_attention:
+            sdpa = torch.nn.functional.scaled_dot_product_attention
+            gqa = case.kv_heads != case.shape[1]  # enable_gqa: K/V heads shared by groups of query heads
+            for q, k, v in buffers:
+                qt, kt, vt = (tensor(a) for a in (q, k, v))
+                if gqa:
+                    fns.append(lambda qt=qt, kt=kt, vt=vt: sdpa(qt, kt, vt, is_causal=case.causal, enable_gqa=True))
+                else:
+                    fns.append(lambda qt=qt, kt=kt, vt=vt: sdpa(qt, kt, vt, is_causal=case.causal))
+            return CallSession(fns, fetch, on_close=restore, note=note)
+        f = {"softmax": torch.softmax, "log_softmax": torch.log_softmax, "logsumexp": torch.logsumexp}[case.op]
+        ax = case.norm_axis
 
         for (x,) in buffers:
             o = np.empty(case.out_shape, dt)
@@ -332,7 +362,7 @@ def onnx_model(case: Case) -> bytes:
     """A one-node ONNX graph computing `case` with fixed shapes."""
     from onnx import TensorProto, helper
 
-    elem = TensorProto.FLOAT if case.dtype == "float32" else TensorProto.DOUBLE
+    elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16}[case.dtype]
     if case.is_attention:
         names = ["q", "k", "v"]
         inputs = [helper.make_tensor_value_info(n, elem, list(s)) for n, s in zip(names, case.input_shapes)]
@@ -360,6 +390,7 @@ class OnnxRuntimePeer(Peer):
     name = "onnxruntime"
     module = "onnxruntime"
     install = "pip install onnxruntime onnx"
+    dtypes = ("float32", "float64", "float16", "bfloat16")
 
     def missing(self) -> str | None:
         for mod in ("onnxruntime", "onnx"):
@@ -370,8 +401,17 @@ class OnnxRuntimePeer(Peer):
         return None
 
     def supports(self, case: Case) -> str | None:
-        if case.is_attention and case.dtype != "float32":
-            return "the ONNX Attention operator runs float32 (not float64) on the CPU"
+        # The ONNX Attention operator (opset 23) with 4-D inputs of H and Hkv heads covers grouped-query
+        # attention; ONNX Runtime 1.32's CPU kernel runs it in float32 and float16 (bfloat16: no kernel,
+        # float64: no kernel), with q, k and v of one type.
+        if case.is_paged:
+            return "onnxruntime has no paged KV cache (block table) attention"
+        if not case.is_attention:
+            return f"{self.name} is not measured on {case.dtype}" if case.dtype in ("float16", "bfloat16") else None
+        if case.kv_dtype:
+            return "the ONNX Attention operator takes one dtype for q, k and v"
+        if case.dtype not in ("float32", "float16"):
+            return f"ONNX Runtime's CPU Attention kernel runs float32 and float16, not {case.dtype}"
         return None
 
     def start(self, case: Case, buffers: Buffers, threads: int) -> Session:
@@ -385,7 +425,7 @@ class OnnxRuntimePeer(Peer):
         so.log_severity_level = 3
         sess = ort.InferenceSession(onnx_model(case), so, providers=["CPUExecutionProvider"])
         names = [i.name for i in sess.get_inputs()]
-        dt = np.dtype(case.dtype)
+        dt = np_dtype(case.dtype)
         fns = []
         for arrays in buffers:
             io = sess.io_binding()
@@ -408,6 +448,13 @@ class JaxPeer(Peer):
     name = "jax"
     module = "jax"
     install = 'pip install "jax[cpu]"'
+
+    def supports(self, case: Case) -> str | None:
+        if case.is_paged:
+            return "jax has no paged KV cache (block table) attention"
+        if case.kv_dtype:
+            return "jax.nn.dot_product_attention takes one dtype for q, k and v"
+        return None
 
     def __init__(self) -> None:
         self._workers: dict[int, _Worker] = {}

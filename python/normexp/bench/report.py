@@ -16,6 +16,7 @@ import os
 from typing import Any, Iterable, Sequence
 
 from . import contention
+from .cases import ATTENTION_OPS
 from .runner import Results
 
 LIMIT_NAMES = {"copy": "copy", "read": "read", "fma": "FMA"}
@@ -23,8 +24,9 @@ LEGEND = (
     "Times are medians per call (±: interquartile range / median). cache: 'in' when input + output fit in "
     "half the last-level cache (measured hot), 'out' otherwise (measured cold). '% limit': achieved GB/s over "
     "the 'limits' line's memory bandwidth (copy for softmax/log_softmax: the better of the regular and the "
-    "non-temporal copy; read for logsumexp and attention decode) or GFLOP/s over its FMA peak (attention "
-    "prefill); in-cache cases can exceed 100% of memory bandwidth. "
+    "non-temporal copy; read for logsumexp and attention decode, paged attention included: its GB/s is almost all "
+    "K/V read) or GFLOP/s over its FMA peak (attention prefill); in-cache cases can exceed 100% of memory "
+    "bandwidth. 'x float32': a 16-bit attention row's speed-up over normexp's float32 row of the same shape. "
     "'*' inaccurate result (right function, error above rounding level), WRONG: wrong answer (not timed), "
     "'-': not offered by that library. 'vs best': best correct peer's time / normexp's time."
 )
@@ -78,12 +80,22 @@ def peer_cell(rec: dict[str, Any] | None, with_limit: bool = True) -> str:
 
 
 def _case_key(r: dict[str, Any]) -> tuple:
-    # accuracy: records written before the keyword existed are the high rows
-    return (r["op"], r["dtype"], tuple(r["shape"]), r["axis"], r["causal"], r["threads"], r.get("accuracy", "high"))
+    # accuracy: records written before the keyword existed are the high rows; kv_dtype, heads_kv and page
+    # (attention) likewise default to the case's dtype, its query heads and no paging.
+    return (r["op"], r["dtype"], tuple(r["shape"]), r["axis"], r["causal"], r["threads"], r.get("accuracy", "high"),
+            r.get("kv_dtype") or r["dtype"], r.get("heads_kv") or (r["shape"][1] if r["causal"] is not None else None),
+            r.get("page"))
+
+
+def float32_key(key: tuple) -> tuple:
+    """The key of the float32 row (q, K and V in float32) of the case of `key`: same shape, heads, mask,
+    threads."""
+    return key[:1] + ("float32",) + key[2:7] + ("float32",) + key[8:]
 
 
 def group(records: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, dict[str, Any]]]:
-    """{(op, dtype, shape, axis, causal, threads, accuracy): {peer: record}} in first-seen order."""
+    """{(op, dtype, shape, axis, causal, threads, accuracy, kv_dtype, heads_kv, page): {peer: record}} in
+    first-seen order."""
     out: dict[tuple, dict[str, dict[str, Any]]] = {}
     for r in records:
         out.setdefault(_case_key(r), {})[r["peer"]] = r
@@ -98,30 +110,45 @@ def best_peer(by_peer: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     return min(timed, key=lambda r: r["time_s"]) if timed else None
 
 
+def x_float32(key: tuple, nx: dict[str, Any] | None, groups: dict[tuple, dict[str, dict[str, Any]]]) -> str:
+    """A 16-bit attention row's speed-up over normexp's float32 row of the same shape (float32 time / this
+    time), '' for float32 rows or when either time is missing."""
+    if nx is None or not nx.get("time_s") or (key[1] == "float32" and key[7] == "float32"):
+        return ""
+    base = groups.get(float32_key(key), {}).get("normexp")
+    if base is None or not base.get("time_s"):
+        return ""
+    return f"{base['time_s'] / nx['time_s']:.2f}x"
+
+
 def summary_tables(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) per operation."""
+    """(title, header, rows) per operation. Attention tables (contiguous and paged) show GFLOP/s and GB/s of
+    compulsory traffic (decode: almost all K/V), the fraction of the FMA peak (prefill) or of the read
+    bandwidth (decode), and for 16-bit rows the speed-up over the float32 row of the same shape."""
     peers = [p for p in results.meta.get("peers", {}) if p != "normexp"]
     tables = []
     groups = group(results.records)
     for op in dict.fromkeys(k[0] for k in groups):
-        attn = op == "attention"
+        attn = op in ATTENTION_OPS
         header = ["case", "dtype", "cache", "thr", "normexp", "±"]
-        header += ["GFLOP/s"] if attn else ["Gelem/s", "GB/s"]
-        header += ["% limit"] + peers + ["best peer", "vs best"]
+        header += ["GFLOP/s", "GB/s"] if attn else ["Gelem/s", "GB/s"]
+        header += ["% limit"] + (["x float32"] if attn else []) + peers + ["best peer", "vs best"]
         rows = []
         for key, by_peer in groups.items():
             if key[0] != op:
                 continue
             nx = by_peer.get("normexp")
             any_rec = next(iter(by_peer.values()))
-            row = [any_rec["label"], any_rec["dtype"], any_rec.get("cache", ""), str(key[5])]
+            row = [any_rec["label"], any_rec.get("dtype_label") or any_rec["dtype"], any_rec.get("cache", ""), str(key[5])]
             if nx is not None and nx["time_s"]:
                 row += [fmt_time(nx["time_s"]) + (" *" if nx["check"] == "inaccurate" else ""),
                         f"{100 * nx['iqr_rel']:.0f}%" if nx.get("iqr_rel") is not None else ""]
-                row += [fmt_rate(nx["gflop_per_s"])] if attn else [fmt_rate(nx["gelem_per_s"]), fmt_rate(nx["gb_per_s"])]
-                row += [fmt_frac(nx)]
+                row += [fmt_rate(nx["gflop_per_s"])] if attn else [fmt_rate(nx["gelem_per_s"])]
+                row += [fmt_rate(nx["gb_per_s"]), fmt_frac(nx)]
             else:
-                row += [peer_cell(nx, False) if nx else "", ""] + [""] * (1 if attn else 2) + [""]
+                row += [peer_cell(nx, False) if nx else "", "", "", "", ""]
+            if attn:
+                row.append(x_float32(key, nx, groups))
             row += [peer_cell(by_peer.get(p)) for p in peers]
             b = best_peer(by_peer)
             if b is not None and nx is not None and nx["time_s"]:
@@ -151,7 +178,8 @@ def isa_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
         if all(r is None for r in recs):
             continue
         any_rec = next(r for r in recs if r is not None)
-        row = [any_rec["op"], any_rec["label"], any_rec["dtype"], any_rec.get("cache", ""), str(key[5])]
+        row = [any_rec["op"], any_rec["label"], any_rec.get("dtype_label") or any_rec["dtype"], any_rec.get("cache", ""),
+               str(key[5])]
         row += [fmt_time(r["time_s"]) if r and r["time_s"] else (r["check"] if r else "") for r in recs]
         base = recs[0]["time_s"] if recs[0] else None
         for r in recs[1:]:
@@ -173,7 +201,7 @@ def detail_table(results: Results) -> tuple[list[str], list[list[str]]]:
             if nx is not None and nx["time_s"] and r["time_s"] and r["peer"] != "normexp":
                 rel = f"{r['time_s'] / nx['time_s']:.2f}x"
             err = r.get("max_error")
-            rows.append([r["op"], r["label"], r["dtype"], r.get("cache", ""), str(r["threads"]), r["peer"],
+            rows.append([r["op"], r["label"], r.get("dtype_label") or r["dtype"], r.get("cache", ""), str(r["threads"]), r["peer"],
                          fmt_time(r["time_s"]),
                          fmt_time(r["time_q1_s"]), fmt_time(r["time_q3_s"]), fmt_rate(r["gelem_per_s"]),
                          fmt_rate(r["gb_per_s"]), fmt_rate(r["gflop_per_s"]), fmt_frac(r), rel,

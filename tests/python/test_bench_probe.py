@@ -1,0 +1,70 @@
+"""The machine probe of the benchmark (normexp._probe, C++, and normexp.bench.machine): memory bandwidth and
+FMA peak passes on tiny buffers, the limit lookup, the machine description. Nothing here asserts a timing.
+Unlike the harness tests (test_bench*.py, marked bench_harness), these run under the sanitizers too."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import normexp
+from normexp import _probe
+from normexp.bench import machine
+
+LIMITS = {"1": {"read": 10.0, "copy": 12.0, "copy_nt": 14.0, "fma": 50.0},
+          "2": {"read": 15.0, "copy": 20.0, "copy_nt": None, "fma": 100.0}}
+
+
+def test_probe_memory_small():
+    for op in ("read", "copy", "copy_nt"):
+        if not _probe.probe_memory_supported(op):
+            continue
+        r = _probe.probe_memory(op, 1 << 20, 2, 2)
+        assert len(r["seconds"]) == 2 and all(s > 0 for s in r["seconds"])
+        assert 1 <= r["threads"] <= 2
+    for bad in (("read", 100, 1, 1), ("read", 1 << 20, 0, 1), ("read", 1 << 20, 1, 0), ("scan", 1 << 20, 1, 1)):
+        with pytest.raises(ValueError):
+            _probe.probe_memory(*bad)
+
+
+def test_probe_is_not_part_of_the_library_module():
+    # Benchmark code lives in its own module, normexp._probe; the library module has none of it.
+    assert not [name for name in dir(normexp._core) if "probe" in name]
+    assert {"probe_memory", "probe_memory_supported", "probe_fma"} <= set(dir(_probe))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two usable cores")
+def test_probe_runs_the_threads_it_is_asked_for():
+    # Its passes run through the library's threading guard with OpenMP (the probe was once compiled
+    # without OpenMP inside _core, and every "2-thread" limit was measured on one thread).
+    assert _probe.probe_memory("read", 1 << 22, 2, 1)["threads"] == 2
+    assert _probe.probe_fma("baseline", 1000, 2, 1)["threads"] == 2
+
+
+def test_probe_fma_small():
+    r = _probe.probe_fma("baseline", 1000, 1, 2)
+    assert len(r["seconds"]) == 2 and r["flops_per_thread_pass"] == 1000 * 12 * 4 * 2
+    if "avx2" in normexp.available_isas():
+        r = _probe.probe_fma("avx2", 1000, 1, 1)
+        assert r["variant"] == "avx2-fma" and r["flops_per_thread_pass"] == 1000 * 12 * 8 * 2
+    with pytest.raises(ValueError):
+        _probe.probe_fma("sse9", 10, 1, 1)
+
+
+def test_probe_limits_and_limit_lookup():
+    lim = machine.probe_limits([1], quick=True, buffer_bytes=1 << 20)
+    row = lim["1"]
+    assert row["read"] > 0 and row["copy"] > 0 and row["fma"] > 0 and row["read"] >= row["read_median"]
+    assert machine.limit_value(LIMITS, 2, "copy") == 20.0
+    assert machine.limit_value(LIMITS, 1, "copy") == 14.0
+    assert machine.limit_value(LIMITS, 8, "fma") == 100.0  # more threads than probed: the largest probed
+    assert machine.limit_value({}, 1, "read") is None
+
+
+def test_machine_info():
+    info = machine.machine_info()
+    assert info["isa"] == normexp.isa() and info["cpus_usable"] >= 1 and info["llc_bytes"] > 0
+    assert info["libraries"]["numpy"] == np.__version__
