@@ -6,8 +6,11 @@
 // vectors pairwise along rows: 3 roundings per block; 4 rows along columns) and flushed into double,
 // so the error does not grow with the length; float64 terms go one by one into Neumaier-compensated
 // double lanes (acc_neumaier: error ~2u |sum| independent of the length), along rows and along columns.
-// Columns are always walked rows outer (each row's w contiguous entries stream once from memory), with
-// the per-column state of a panel of kColPanel columns in stack arrays that stay in L1.
+// Column passes that read from memory walk rows outer (each row's w contiguous entries stream once), with
+// the per-column parameters of a panel of kColPanel columns in stack arrays that stay in L1; col_exp_sum,
+// whose block is in cache, walks strips of one or two column vectors down the rows with the running sums in
+// registers (col_sums_strips); col_exp_store, which writes what it reads, stays rows outer
+// (col_sums_rows_outer).
 
 // Every kernel with a temperature is instantiated twice: Scaled = false for beta == 1 exactly (t = x - m,
 // no product and no TwoProduct error term), Scaled = true otherwise; the k_* entry points pick one.
@@ -471,11 +474,119 @@ NX_FLATTEN void k_col_max(const S* x, std::size_t rows, std::ptrdiff_t sx, std::
         col_max_impl<F, false, S>(x, rows, sx, w, m, nullptr);
 }
 
-// Column sums, rows outer: the block streams through L1 row by row (a column walk at a stride of w
-// elements thrashes L1 sets once w is a few KiB); each column's running sum (and count) lives in a stack
-// array. term(i, j, mask, full, m, -m, xlow, count) returns the row-i vector of column vector j to add.
-// float32: 4 rows are summed in float (3 roundings, as a pairwise block of 8) and flushed to double.
-// float64: every term goes into a per-column Neumaier pair.
+// Column sums in strips of one or two column vectors, rows inner: a strip's running sums (and counts) stay
+// in registers for all the rows, and the rows are read down the strip (the block is in L2: the caller just
+// read it for its maximum, or stored it). The previous walk, rows outer with the running sums in stack
+// arrays, loaded and stored them for every vector of every row, and the stores bound the loop at half the
+// rate of the row kernels. term(i, j, mask, full, m, -m, xlow, count) returns the row-i vector of column
+// vector j to add.
+// float32: each column's terms are added in float in row order and flushed into its double sum every
+// kFlushRows rows and after the last (3 roundings per flush, as a pairwise block of 8).
+// float64: every term goes into a per-column Neumaier pair, added to the sum after the last row.
+// Counts (entries equal to the maximum) are integers, exact in T: flushed every kCountRows rows.
+template <class F>
+struct col_strip {  // one column vector's state
+    typename F::V mv, negm, xlow, part, comp, cnt;
+    typename F::D::V slo, shi;  // float32: the double sums of lanes [0, D::N) and [D::N, N)
+};
+
+template <class F, bool Count, class Term>
+NX_INLINE void col_sums_strips(std::size_t rows, std::size_t w, const typename F::T* m, double* sum, double* count,
+                                   Term term) {
+    using V = typename F::V;
+    using D = typename F::D;
+    using A = col_strip<F>;
+    constexpr bool f64 = sizeof(typename F::T) == 8;
+    constexpr std::size_t N = F::N, kFlushRows = 4, kCountRows = std::size_t(1) << 20;
+    // s: the strip's N sums (a copy for a tail vector, whose lanes past w are padding).
+    auto init = [&](A& a, std::size_t j, auto mk, auto full, const double* s) {
+        const V v = load_any<F>(m + j, mk, full);
+        a.mv = v;
+        a.negm = F::sub(F::zero(), v);
+        a.xlow = F::clamp_below_v(v);
+        a.part = a.comp = a.cnt = F::zero();
+        if constexpr (!f64) a.slo = D::load(s), a.shi = D::load(s + D::N);
+    };
+    auto step = [&](A& a, std::size_t i, std::size_t j, auto mk, auto full) {
+        V c = a.cnt;
+        V e = term(i, j, mk, full, a.mv, a.negm, a.xlow, c);
+        if constexpr (Count) a.cnt = c;
+        if constexpr (!decltype(full)::value) e = F::zero_unless(F::mask_v(mk), e);
+        if constexpr (f64) {
+            acc_neumaier<D> acc;
+            acc.s = a.part, acc.c = a.comp;
+            acc.add(e);
+            a.part = acc.s, a.comp = acc.c;
+        } else {
+            a.part = F::add(a.part, e);
+        }
+    };
+    auto flush = [&](A& a) {
+        if constexpr (!f64) {
+            a.slo = D::add(a.slo, F::widen_lo(a.part));
+            a.shi = D::add(a.shi, F::widen_hi(a.part));
+            a.part = F::zero();
+        }
+    };
+    auto flush_count = [&](A& a, std::size_t j, std::size_t nl) {
+        if constexpr (Count) {
+            F::add_to_doubles(count + j, a.cnt, nl);
+            a.cnt = F::zero();
+        }
+    };
+    auto finish = [&](A& a, std::size_t j, std::size_t nl, double* s) {
+        if constexpr (f64) {
+            if (rows > 0) F::add_to_doubles(s, F::add(a.part, a.comp), nl);
+        } else {
+            D::store(s, a.slo);
+            D::store(s + D::N, a.shi);
+        }
+        flush_count(a, j, nl);
+    };
+    auto rows_of = [&](auto&& each, auto&& flush_all, auto&& count_all) {
+        for (std::size_t i = 0; i < rows; ++i) {
+            each(i);
+            if ((i + 1) % kFlushRows == 0 || i + 1 == rows) flush_all();
+            if ((i + 1) % kCountRows == 0) count_all();
+        }
+    };
+    const col_lanes<F> all{F::tail_mask(N), N};
+    constexpr std::true_type full{};
+    std::size_t j = 0;
+    for (; j + 2 * N <= w; j += 2 * N) {
+        A a, b;
+        init(a, j, all, full, sum + j);
+        init(b, j + N, all, full, sum + j + N);
+        rows_of([&](std::size_t i) { step(a, i, j, all, full), step(b, i, j + N, all, full); },
+                [&] { flush(a), flush(b); }, [&] { flush_count(a, j, N), flush_count(b, j + N, N); });
+        finish(a, j, N, sum + j);
+        finish(b, j + N, N, sum + j + N);
+    }
+    // The last one or two vectors, one at a time; their sums through a padded copy.
+    auto single = [&](std::size_t nl, auto mk, auto is_full) {
+        alignas(64) double s[N] = {};
+        for (std::size_t l = 0; l < nl; ++l) s[l] = sum[j + l];
+        A a;
+        init(a, j, mk, is_full, s);
+        rows_of([&](std::size_t i) { step(a, i, j, mk, is_full); }, [&] { flush(a); }, [&] { flush_count(a, j, nl); });
+        if constexpr (f64) {
+            for (std::size_t l = 0; l < nl; ++l) s[l] = 0;
+            finish(a, j, nl, s);
+            for (std::size_t l = 0; l < nl; ++l) sum[j + l] += s[l];
+        } else {
+            finish(a, j, nl, s);
+            for (std::size_t l = 0; l < nl; ++l) sum[j + l] = s[l];
+        }
+    };
+    if (j + N <= w) single(N, all, full), j += N;
+    if (j < w) single(w - j, col_lanes<F>{F::tail_mask(w - j), w - j}, std::false_type{});
+}
+
+// Column sums, rows outer, each column's running sum in a stack array: col_exp_store's walk. It stores
+// what it reads, and down a strip (col_sums_strips) a store to row i and the load of row i + 1 are 4096
+// bytes apart whenever a row is (w = 1024 float32): the loads wait on the stores (4K aliasing; measured
+// 10-35% slower in L2 on AVX-512 and AVX2). The arithmetic is col_sums_strips', in the same order, so the
+// same bits.
 template <class F, bool Count, class Term>
 NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typename F::T* m, double* sum, double* count,
                                    Term term) {
@@ -537,7 +648,7 @@ NX_FLATTEN void col_exp_sum_impl(const S* x, std::size_t rows, std::ptrdiff_t sx
     using V = typename F::V;
     const storage_arg<F, Scaled, Fast, S> a(0, beta);
     const V one = F::set1(1);
-    col_sums_rows_outer<F, !Fast>(rows, w, m, rest, count,
+    col_sums_strips<F, !Fast>(rows, w, m, rest, count,
                                  [&](std::size_t i, std::size_t j, auto mk, auto full, V mv, V negm, V xlow, V& c) {
                                      const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
                                      if constexpr (Fast) {  // no count (count[] untouched)
@@ -590,6 +701,33 @@ NX_FLATTEN void k_col_exp_scale(const S* x, std::ptrdiff_t sx, S* y, std::ptrdif
                     : col_exp_scale_impl<F, true, Fast, S>(x, sx, y, sy, rows, w, m, beta, c);
 }
 
+// k_col_log_softmax's high-accuracy float32 panel (columns [j0, j0 + pw)) for traits with kConvertHalves:
+// log_softmax_op::col's operations on each lane, D::N columns at a time converted straight from and to
+// memory (log_softmax_op::row_half), so the same bits without the shuffles; the last < D::N columns by col.
+template <class F>
+NX_INLINE void col_log_softmax_halves(const log_softmax_op<F>& op, const float* x, std::ptrdiff_t sx, float* y,
+                                      std::ptrdiff_t sy, std::size_t rows, std::size_t pw, std::size_t j0,
+                                      const float* m, const double* cbuf) {
+    using D = typename F::D;
+    alignas(64) double mbuf[kColPanel];
+    for (std::size_t j = 0; j < pw; ++j) mbuf[j] = m[j0 + j];
+    const std::size_t whole = pw / D::N * D::N;
+    const typename D::V beta = D::set1(op.beta);
+    for (std::size_t i = 0; i < rows; ++i) {
+        const float* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
+        float* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
+        for (std::size_t j = 0; j < whole; j += D::N) {
+            typename D::V d = D::sub(F::load_widen(xi + j), D::load(mbuf + j));
+            if (op.scaled) d = D::mul(d, beta);
+            F::store_narrow(yi + j, D::sub(d, D::load(cbuf + j)));
+        }
+        if (whole < pw) {
+            const auto mk = F::tail_mask(pw - whole);
+            F::store_tail(yi + whole, mk, op.col(F::load_tail(xi + whole, mk), F::load_tail(m + j0 + whole, mk), cbuf + whole));
+        }
+    }
+}
+
 template <class F, bool Fast, class S = typename F::T, bool Scaled = false>
 NX_FLATTEN void k_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
                        std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
@@ -604,6 +742,12 @@ NX_FLATTEN void k_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrd
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         for (std::size_t j = 0; j < pw + F::N; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
+        if constexpr (!Fast && sizeof(typename F::T) == 4) {
+            if constexpr (F::kConvertHalves) {  // by float64 halves from memory, as k_row_log_softmax
+                col_log_softmax_halves<F>(op, x, sx, y, sy, rows, pw, j0, m, cbuf);
+                continue;
+            }
+        }
         for (std::size_t i = 0; i < rows; ++i) {
             const S* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
             S* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
