@@ -265,10 +265,10 @@ struct convert_kernels {
 //   acc = ftz(fma(q[2p+1], k[2p+1], acc));  acc = ftz(fma(q[2p], k[2p], acc))     for p = 0, 1, ...
 // with bfloat16 subnormal inputs read as zero (DAZ) and a float32 subnormal result flushed to a zero of its
 // sign (FTZ), round to nearest even. A product of two bfloat16 values is exact in float32, so each step is one
-// rounding, as for qk's FMA chain: |err| <= (dim + 1) u sum|q_d k_d| (u = 2^-24), plus the flushes: at most
-// 2^-126 per step (a flushed subnormal result or input product is below 2^-126 in magnitude), 2 dim 2^-126 in
-// all. qk_direct_pairs sums 16 such lane chains (pairs p = l mod 16) by a horizontal reduction (4 more
-// roundings: still within the bound, as dim + 1 counts one rounding per term plus one).
+// rounding, as for qk's FMA chain: |err| <= (dim + 1) u sum|q_d k_d| (u = 2^-24), plus the flushes: each
+// product with a subnormal factor is lost (|q_d k_d| < 2^-126 times the other factor), and each flushed partial
+// sum is below 2^-126 (2 dim 2^-126 in all). qk_direct_pairs sums 16 lane chains (pairs p = l mod 16) by halves:
+// (2 ceil(dim / 32) + 4) u sum|q_d k_d| plus the same flushes (tests/cpp/test_attention_bf16.cpp checks both).
 struct bf16_dot_kernels {
     // kt viewed as 32-bit words: word[p * ldkt + j] = bits(k[j][2p]) | bits(k[j][2p + 1]) << 16 for
     // p < ceil(dim / 2) (k[j][dim] = 0 when dim is odd), j < keys, where k[j][d] = k[j * k_row + d * k_col];
