@@ -126,6 +126,10 @@ bool avx512_bf16_in_table() {
     static const bool on = avx512_bf16_wanted();
     return on;
 #else
+    const char* e = std::getenv("NORMEXP_AVX512_BF16");
+    if (e && std::string(e) == "1")
+        throw std::invalid_argument("NORMEXP_AVX512_BF16=1: this build has no AVX512_BF16 kernels (the compiler "
+                                    "lacks -mavx512bf16)");
     return false;
 #endif
 }
