@@ -4,6 +4,9 @@
 #            kernels/avx512.cpp and every kernels/avx512/*.cpp with the x86-64-v4 AVX-512 subset (F, BW,
 #            DQ, VL) plus AVX2, FMA, F16C (selected after cpuid and the OS's opmask/ZMM state in xgetbv); left
 #            out, with a message, where the compiler lacks the flags or NORMEXP_AVX512=OFF
+#            every kernels/avx512bf16/*.cpp with those flags plus -mavx512bf16 (vdpbf16ps, vcvtneps2bf16):
+#            entries the dispatcher writes over the avx512 table's bfloat16 entries where cpuid.(7,1).EAX[5]
+#            says the CPU has AVX512_BF16 (dispatch.cpp); no table of their own
 #   aarch64: kernels/neon.cpp and every kernels/neon/*.cpp (Advanced SIMD is part of armv8-a: no extra flags)
 # kernels/<isa>.cpp holds only the table getter; kernels/<isa>/ the kernel families (kernels/isa_parts.hpp),
 # the algorithms of kernels/generic/ over kernels/<isa>/traits.hpp. The flags go on exactly these files, so
@@ -13,6 +16,7 @@ include(CheckCXXCompilerFlag)
 
 option(NORMEXP_AVX512 "Build the avx512 kernel set (x86-64; chosen at run time only where supported)" ON)
 set(NORMEXP_AVX512_FLAGS -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c)
+set(NORMEXP_AVX512BF16_FLAGS ${NORMEXP_AVX512_FLAGS} -mavx512bf16)
 
 function(normexp_add_isa_kernels target)
   set(_src ${PROJECT_SOURCE_DIR}/cpp/src/kernels)
@@ -31,6 +35,16 @@ function(normexp_add_isa_kernels target)
         target_sources(${target} PRIVATE ${_avx512})
         set_source_files_properties(${_avx512} PROPERTIES COMPILE_OPTIONS "${NORMEXP_AVX512_FLAGS}")
         target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AVX512)
+        list(JOIN NORMEXP_AVX512BF16_FLAGS " " _bf16_flags)
+        check_cxx_compiler_flag("${_bf16_flags}" NORMEXP_CXX_HAS_AVX512BF16_FLAGS)
+        if(NORMEXP_CXX_HAS_AVX512BF16_FLAGS)
+          file(GLOB _avx512bf16 CONFIGURE_DEPENDS ${_src}/avx512bf16/*.cpp)
+          target_sources(${target} PRIVATE ${_avx512bf16})
+          set_source_files_properties(${_avx512bf16} PROPERTIES COMPILE_OPTIONS "${NORMEXP_AVX512BF16_FLAGS}")
+          target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AVX512BF16)
+        else()
+          message(STATUS "normexp: the compiler does not accept -mavx512bf16: the avx512 set without vdpbf16ps")
+        endif()
       else()
         message(STATUS "normexp: the compiler does not accept ${_flags}: no avx512 kernel set")
       endif()

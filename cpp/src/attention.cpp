@@ -68,6 +68,9 @@ const attention_kernels<T>& attn_kernels(const kernel_table& kt) {
 }
 
 // The entries that read K or V, for compute type T and K/V storage S (S = T: attention_kernels<T>'s own).
+// With a bfloat16 q and a bfloat16 K on a table that has them (kernel_table::bf16_dot, the avx512 set with
+// AVX512_BF16), the scores come from the bfloat16 dot-product entries instead, K packed in pairs of head
+// dimensions (their own error bound: kernel_table.hpp); the *_pairs pointers are null otherwise.
 template <class T, class S>
 struct kv_kernels {
     void (*pack_kt)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
@@ -75,18 +78,28 @@ struct kv_kernels {
                std::size_t);
     void (*qk_direct)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, T*,
                       std::size_t);
+    void (*pack_kt_pairs)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
+    void (*qk_pairs)(const T*, std::size_t, const T*, std::size_t, std::size_t, std::size_t, std::size_t, T*,
+                     std::size_t);
+    void (*qk_direct_pairs)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t,
+                            T*, std::size_t);
 };
-template <class T, class S>
+template <class T, class Q, class S>
 kv_kernels<T, S> kv_kernels_for(const kernel_table& kt) {
     if constexpr (std::is_same_v<S, T>) {
         const attention_kernels<T>& a = attn_kernels<T>(kt);
-        return {a.pack_kt, a.pv, a.qk_direct};
+        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr};
     } else {
         static_assert(std::is_same_v<T, float>, "16-bit K/V compute in float32");
         const attention_kv_kernels<S>& a = [&]() -> const attention_kv_kernels<S>& {
             if constexpr (std::is_same_v<S, float16>) return kt.attn_kv_f16; else return kt.attn_kv_bf16;
         }();
-        return {a.pack_kt, a.pv, a.qk_direct};
+        if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
+            const bf16_dot_kernels& b = kt.bf16_dot;
+            if (b.pack_kt_pairs && b.qk_pairs && b.qk_direct_pairs)
+                return {a.pack_kt, a.pv, a.qk_direct, b.pack_kt_pairs, b.qk_pairs, b.qk_direct_pairs};
+        }
+        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr};
     }
 }
 
@@ -376,7 +389,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // the last one the block's padding is zeroed (it may end past the last segment's own padding).
         if (!direct) {
             for (std::size_t g = 0; g < nseg; ++g)
-                p.kv.pack_kt(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.data() + ws.seg_off[g], kLdKt);
+                (p.kv.pack_kt_pairs ? p.kv.pack_kt_pairs : p.kv.pack_kt)(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D,
+                                                                      ws.kt.data() + ws.seg_off[g], kLdKt);
             if (nseg > 1) {
                 const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
                 for (std::size_t d = 0; d < D; ++d)
@@ -451,10 +465,10 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             T* sb = ws.s.data() + rr * kBlockK;
             if (direct) {
                 for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
-                    p.kv.qk_direct(qu + r0 * ldq, ldq, ws.seg_k[sg] + koff, ldk, nr,
+                    (p.kv.qk_direct_pairs ? p.kv.qk_direct_pairs : p.kv.qk_direct)(qu + r0 * ldq, ldq, ws.seg_k[sg] + koff, ldk, nr,
                                   std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), D, sb + ws.seg_off[sg], kBlockK);
             } else {
-                p.k.qk(qu + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
+                (p.kv.qk_pairs ? p.kv.qk_pairs : p.k.qk)(qu + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
             }
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + rr, ws.l.data() + rr, ws.alpha.data() + rr);
             // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain in key
@@ -576,7 +590,7 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
     // conversion of a window >= 2^63 to a negative ptrdiff_t).
     const bool windowed = opt.window > 0 && opt.window < sh.len_q + sh.len_kv;
     const attention_kernels<T>& ak = attn_kernels<T>(kt);
-    plan<T, Q, S> p{ak, kv_kernels_for<T, S>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale),
+    plan<T, Q, S> p{ak, kv_kernels_for<T, Q, S>(kt), sh, q, k, v, qs, ks, vs, opt, static_cast<T>(scale),
                     sh.heads_q / sh.heads_kv, off, windowed ? off - sp(opt.window) + 1 : -kNoLimit,
                     opt.is_causal ? off : kNoLimit, blocking_for(ak.tile_rows), 0, 1, false, 0};
     const std::size_t block_q = p.rb.block_q;
@@ -835,7 +849,7 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
         const attention_shape one{1, sh.heads_q, sh.heads_kv, nq, len, sh.head_dim, Dv};
         const std::ptrdiff_t off = sp(len) - sp(nq);
         const bool windowed = po.window > 0 && po.window < nq + len;
-        plan<T, Q, S> p{ak, kv_kernels_for<T, S>(kt), one, q + sp(std::size_t(query_start[s])) * qs3[0], k_pages, v_pages,
+        plan<T, Q, S> p{ak, kv_kernels_for<T, Q, S>(kt), one, q + sp(std::size_t(query_start[s])) * qs3[0], k_pages, v_pages,
                   strides4{0, qs3[1], qs3[0], qs3[2]}, strides4{0, ks4[2], ks4[1], ks4[3]},
                   strides4{0, vs4[2], vs4[1], vs4[3]}, aopt, static_cast<T>(scale), group, off,
                   windowed ? off - sp(po.window) + 1 : -kNoLimit, po.is_causal ? off : kNoLimit, rb,

@@ -6,8 +6,16 @@
 // must save the AVX-512 state too: xgetbv(0) bits 5 (opmask k0-k7), 6 (ZMM_Hi256: upper halves of
 // zmm0-15) and 7 (Hi16_ZMM: zmm16-31). An OS that leaves those off (some hypervisors, or Linux booted
 // with AVX-512 state disabled) makes every AVX-512 instruction fault although cpuid lists it.
+// AVX512_BF16 (vdpbf16ps, vcvtneps2bf16: kernels/avx512bf16/) is cpuid.(EAX=7,ECX=1).EAX[5], on top of the
+// avx512 set's requirements (its state is the AVX-512 state). It is not an ISA name of its own: it changes
+// only entries of the avx512 table that read or write bfloat16 (a cheaper store with the same bits, and
+// dot products of bfloat16 by bfloat16 with their own error bound: kernel_table.hpp), so the avx512 table
+// takes them where the CPU has it. NORMEXP_AVX512_BF16=0 leaves them out (the plain avx512 table), =1
+// insists on them (an error where unsupported); read once, at the avx512 table's first use.
 // aarch64: Advanced SIMD is architectural.
 #include "dispatch.hpp"
+
+#include "kernels/isa_parts.hpp"
 
 #include <cstdlib>
 #include <stdexcept>
@@ -46,6 +54,29 @@ bool cpu_has_avx512() {
 }
 #endif
 
+#if defined(NORMEXP_HAVE_AVX512BF16)
+bool cpu_has_avx512_bf16() {
+    if (!cpu_has_avx512()) return false;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return false;  // EAX: the highest subleaf of leaf 7
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return (a >> 5) & 1;
+}
+// Whether the avx512 table takes the AVX512_BF16 entries: the CPU, unless NORMEXP_AVX512_BF16 says otherwise.
+bool avx512_bf16_wanted() {
+    const char* e = std::getenv("NORMEXP_AVX512_BF16");
+    const std::string v = e ? e : "";
+    if (v.empty()) return cpu_has_avx512_bf16();
+    if (v == "0") return false;
+    if (v == "1") {
+        if (!cpu_has_avx512_bf16())
+            throw std::invalid_argument("NORMEXP_AVX512_BF16=1: this CPU or OS does not support AVX512_BF16");
+        return true;
+    }
+    throw std::invalid_argument("NORMEXP_AVX512_BF16: expected 0 or 1, got '" + v + "'");
+}
+#endif
+
 // Overwrite the entries of `base` with every function pointer `isa` provides: each table starts as the
 // scalar set and takes the ISA's entries, so an ISA that leaves one null still gets the scalar kernel. The member lists below are the one place
 // that must name every function pointer of kernel_table.hpp; test_dispatch checks each one.
@@ -74,6 +105,9 @@ void overwrite(storage_kernels<S>& b, const storage_kernels<S>& s) {
 template <class S>
 void overwrite(attention_kv_kernels<S>& b, const attention_kv_kernels<S>& s) {
     NX_TAKE(pack_kt); NX_TAKE(pv); NX_TAKE(qk_direct);
+}
+void overwrite(bf16_dot_kernels& b, const bf16_dot_kernels& s) {
+    NX_TAKE(pack_kt_pairs); NX_TAKE(qk_pairs); NX_TAKE(qk_direct_pairs);
 #undef NX_TAKE
 }
 
@@ -84,6 +118,35 @@ const kernel_table* filled() {
     static const kernel_table t = with_fallback(Get(), scalar_kernels());
     return &t;
 }
+
+#if defined(NORMEXP_HAVE_AVX512)
+// The avx512 table: avx512_kernels() with the AVX512_BF16 entries written over its own where wanted.
+bool avx512_bf16_in_table() {
+#if defined(NORMEXP_HAVE_AVX512BF16)
+    static const bool on = avx512_bf16_wanted();
+    return on;
+#else
+    const char* e = std::getenv("NORMEXP_AVX512_BF16");
+    if (e && std::string(e) == "1")
+        throw std::invalid_argument("NORMEXP_AVX512_BF16=1: this build has no AVX512_BF16 kernels (the compiler "
+                                    "lacks -mavx512bf16)");
+    return false;
+#endif
+}
+const kernel_table* filled_avx512() {
+    static const kernel_table t = [] {
+        kernel_table k = with_fallback(avx512_kernels(), scalar_kernels());
+#if defined(NORMEXP_HAVE_AVX512BF16)
+        if (avx512_bf16_in_table()) {
+            avx512bf16_add_reductions(k);
+            avx512bf16_add_attention(k);
+        }
+#endif
+        return k;
+    }();
+    return &t;
+}
+#endif
 
 struct isa_entry {
     const char* name;
@@ -104,7 +167,7 @@ std::vector<isa_entry> all_isas() {
     // call: float32 softmax / logsumexp / log_softmax on in-cache rows 1x32000, 4096x128, 512x4096 run
     // 1.24-1.54x faster (minimum times), and the float64, column and out-of-cache cases of the
     // benchmark 1.1-2.2x; no case was slower. Attention entries are avx2's (avx512.cpp), so equal.
-    v.push_back({"avx512", cpu_has_avx512(), filled<avx512_kernels>});
+    v.push_back({"avx512", cpu_has_avx512(), filled_avx512});
 #endif
 #if defined(NORMEXP_HAVE_NEON)
     v.push_back({"neon", true, filled<neon_kernels>});
@@ -142,6 +205,7 @@ kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback
     overwrite(t.bf16, isa.bf16);
     overwrite(t.attn_kv_f16, isa.attn_kv_f16);
     overwrite(t.attn_kv_bf16, isa.attn_kv_bf16);
+    overwrite(t.bf16_dot, isa.bf16_dot);
     share_mode_free(t.f32_fast, t.f32);  // the ISA's sampling entries, not the fallback's
     share_mode_free(t.f64_fast, t.f64);
     return t;
@@ -163,6 +227,22 @@ const kernel_table& kernels_for(const std::string& isa) {
 const kernel_table& active_kernels() {
     static const kernel_table& table = select();
     return table;
+}
+
+const kernel_table& kernels_without_extensions(const std::string& isa) {
+    const kernel_table& t = kernels_for(isa);  // the checks and messages of a name
+#if defined(NORMEXP_HAVE_AVX512)
+    if (isa == "avx512") return *filled<avx512_kernels>();
+#endif
+    return t;
+}
+
+std::vector<std::string> isa_extensions() {
+    std::vector<std::string> v;
+#if defined(NORMEXP_HAVE_AVX512)
+    if (cpu_has_avx512() && avx512_bf16_in_table()) v.push_back("avx512_bf16");
+#endif
+    return v;
 }
 
 std::vector<std::string> available_isas() {

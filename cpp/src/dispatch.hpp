@@ -23,4 +23,12 @@ kernel_table with_fallback(const kernel_table& isa, const kernel_table& fallback
 // ISAs this build contains and this CPU can run, scalar first, best last.
 std::vector<std::string> available_isas();
 
+// The optional extensions the tables use on top of their ISA ("avx512_bf16": the avx512 table's bfloat16
+// entries, dispatch.cpp), in the order of available_isas().
+std::vector<std::string> isa_extensions();
+
+// kernels_for(isa) without those extensions (avx512: the table of kernels/avx512/ alone), for tests that
+// compare the two in one process.
+const kernel_table& kernels_without_extensions(const std::string& isa);
+
 }  // namespace normexp::detail

@@ -1085,5 +1085,6 @@ template void exp<double>(const double*, double*, std::size_t, const char*);
 
 const char* isa() { return detail::active_kernels().name; }
 std::vector<std::string> available_isas() { return detail::available_isas(); }
+std::vector<std::string> isa_extensions() { return detail::isa_extensions(); }
 
 }  // namespace normexp

@@ -298,5 +298,6 @@ void bind_reductions(py::module_& m) {
     m.def("get_num_threads", &normexp::get_num_threads);
     m.def("isa", [] { return std::string(normexp::isa()); });
     m.def("available_isas", &normexp::available_isas);
+    m.def("isa_extensions", &normexp::isa_extensions);
     m.attr("__version__") = normexp::version();
 }

@@ -33,6 +33,7 @@ __all__ = [
     "get_num_threads",
     "isa",
     "available_isas",
+    "isa_extensions",
     "use_isa",
     "special",
     "__version__",
@@ -183,6 +184,14 @@ def isa() -> str:
 def available_isas() -> list[str]:
     """Every kernel set this CPU can run, scalar first, best last."""
     return list(_core.available_isas())
+
+
+def isa_extensions() -> list[str]:
+    """The optional CPU extensions the kernel sets use on top of their ISA: ``["avx512_bf16"]`` where the
+    ``avx512`` set takes its AVX512_BF16 kernels (bfloat16 stores by ``vcvtneps2bf16``, bfloat16 x bfloat16
+    attention scores by ``vdpbf16ps``), which the environment variable ``NORMEXP_AVX512_BF16=0`` turns off
+    (read at import); ``[]`` otherwise."""
+    return list(_core.isa_extensions())
 
 
 from . import special  # noqa: E402  (needs the functions above)

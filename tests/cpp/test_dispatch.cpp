@@ -3,8 +3,12 @@
 //
 // The kernel table is a run of pointer-sized members (the name, then only function pointers), so the
 // test reads it as words: that is what catches a member added to kernel_table.hpp but not to the
-// member lists in dispatch.cpp (it would stay null in the filled table).
+// member lists in dispatch.cpp (it would stay null in the filled table). The one optional group,
+// kernel_table::bf16_dot (null unless the ISA has a bfloat16 dot product), is the only run of words allowed
+// to stay null; it is checked on its own below (present exactly where isa_extensions() lists avx512_bf16).
+#include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -18,6 +22,9 @@ namespace {
 constexpr std::size_t kWords = sizeof(normexp::kernel_table) / sizeof(void*);
 static_assert(sizeof(normexp::kernel_table) % sizeof(void*) == 0, "kernel_table holds pointers only");
 static_assert(sizeof(void (*)()) == sizeof(void*), "function pointers are pointer-sized");
+constexpr std::size_t kOptFirst = offsetof(normexp::kernel_table, bf16_dot) / sizeof(void*);
+constexpr std::size_t kOptEnd = kOptFirst + sizeof(normexp::bf16_dot_kernels) / sizeof(void*);
+bool optional_word(std::size_t i) { return i >= kOptFirst && i < kOptEnd; }
 
 std::vector<std::uintptr_t> words(const normexp::kernel_table& t) {
     std::vector<std::uintptr_t> w(kWords);
@@ -31,7 +38,7 @@ int main() {
     using normexp::kernel_table;
     const kernel_table& scalar = normexp::scalar_kernels();
     const auto sw = words(scalar);
-    for (std::size_t i = 0; i < kWords; ++i) CHECK(sw[i] != 0, "scalar table word %zu is null", i);
+    for (std::size_t i = 0; i < kWords; ++i) CHECK(sw[i] != 0 || optional_word(i), "scalar table word %zu is null", i);
 
     // An all-null ISA table gets every scalar entry, and its own name.
     kernel_table empty{};
@@ -59,7 +66,7 @@ int main() {
     CHECK(c.attn_kv_bf16.qk_direct == scalar.attn_kv_bf16.qk_direct, "attn_kv_bf16.qk_direct filled from scalar");
     const auto dw = words(normexp::detail::with_fallback(partial, empty));
     std::size_t nulls = 0;
-    for (std::size_t i = 1; i < kWords; ++i) nulls += dw[i] == 0;
+    for (std::size_t i = 1; i < kWords; ++i) nulls += dw[i] == 0 && !optional_word(i);
     CHECK(nulls == 3, "over an empty fallback exactly the 3 null entries stay null (got %zu)", nulls);
 
     // Every table the dispatcher hands out is complete.
@@ -67,8 +74,39 @@ int main() {
         const kernel_table& t = normexp::detail::kernels_for(name);
         CHECK(std::strcmp(t.name, name.c_str()) == 0, "kernels_for(%s) has name %s", name.c_str(), t.name);
         const auto tw = words(t);
-        for (std::size_t i = 0; i < kWords; ++i) CHECK(tw[i] != 0, "%s: word %zu is null", name.c_str(), i);
+        for (std::size_t i = 0; i < kWords; ++i) CHECK(tw[i] != 0 || optional_word(i), "%s: word %zu is null", name.c_str(), i);
+        // The optional bfloat16 dot products: all three or none, and only on avx512 with avx512_bf16.
+        bool ext = false;
+        for (const auto& e : normexp::detail::isa_extensions()) ext = ext || e == "avx512_bf16";
+        const bool want = name == "avx512" && ext;
+        const normexp::bf16_dot_kernels& o = t.bf16_dot;
+        CHECK((o.pack_kt_pairs != nullptr) == want && (o.qk_pairs != nullptr) == want &&
+                  (o.qk_direct_pairs != nullptr) == want,
+              "%s: bf16_dot entries present %d %d %d, expected %d", name.c_str(), o.pack_kt_pairs != nullptr,
+              o.qk_pairs != nullptr, o.qk_direct_pairs != nullptr, want);
+        const normexp::kernel_table& plain = normexp::detail::kernels_without_extensions(name);
+        CHECK(plain.bf16_dot.qk_pairs == nullptr, "%s without extensions has no bf16_dot entries", name.c_str());
     }
+#if defined(__x86_64__)
+    {
+        // AVX512_BF16 is listed exactly where the CPU has it (GCC's own cpuid reading) and the environment
+        // does not turn it off.
+        __builtin_cpu_init();
+        const char* env = std::getenv("NORMEXP_AVX512_BF16");
+        const bool off = env && std::strcmp(env, "0") == 0;
+        bool avx512 = false;
+        for (const auto& n : normexp::detail::available_isas()) avx512 = avx512 || n == "avx512";
+        bool ext = false;
+        for (const auto& e : normexp::detail::isa_extensions()) ext = ext || e == "avx512_bf16";
+#if defined(NORMEXP_HAVE_AVX512BF16)
+        const bool cpu = avx512 && __builtin_cpu_supports("avx512bf16");
+        CHECK(ext == (cpu && !off), "isa_extensions lists avx512_bf16: %d, CPU %d, NORMEXP_AVX512_BF16=0 %d", ext, cpu, off);
+        std::printf("test_dispatch: avx512_bf16 %s\n", ext ? "in the avx512 table" : cpu ? "turned off" : "not on this CPU");
+#else
+        CHECK(!ext, "avx512_bf16 listed although not built in");
+#endif
+    }
+#endif
     // The x86-64 SIMD sets follow the CPU and the OS: GCC's __builtin_cpu_supports reads cpuid and
     // (for AVX/AVX-512) the xgetbv state bits, independently of dispatch.cpp. A set built in must be
     // available exactly when they say so, and the log line shows when this machine cannot test one.
@@ -107,7 +145,7 @@ int main() {
     }
 #endif
     const auto actw = words(normexp::detail::active_kernels());
-    for (std::size_t i = 0; i < kWords; ++i) CHECK(actw[i] != 0, "active table: word %zu is null", i);
+    for (std::size_t i = 0; i < kWords; ++i) CHECK(actw[i] != 0 || optional_word(i), "active table: word %zu is null", i);
 
     return check::finish("test_dispatch");
 }

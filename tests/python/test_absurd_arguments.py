@@ -187,6 +187,7 @@ TABLE: dict[str, tuple[Callable[..., Any], Callable[[], dict], set[str]]] = {
     "normexp.get_num_threads": (normexp.get_num_threads, dict, set()),
     "normexp.isa": (normexp.isa, dict, set()),
     "normexp.available_isas": (normexp.available_isas, dict, set()),
+    "normexp.isa_extensions": (normexp.isa_extensions, dict, set()),
     "normexp.use_isa": (_use_isa, lambda: {"name": "scalar"}, {"name"}),
     "normexp.attention": (
         normexp.attention, _att,

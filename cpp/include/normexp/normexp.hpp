@@ -147,6 +147,9 @@ NORMEXP_API int get_num_threads();
 // The active kernel set ("scalar", "avx2", "avx512", "neon") and every set this CPU can run.
 NORMEXP_API const char* isa();
 NORMEXP_API std::vector<std::string> available_isas();
+// The optional CPU extensions the kernel sets use on top of their ISA: "avx512_bf16" where the avx512 set
+// takes its AVX512_BF16 entries (the CPU has the extension and NORMEXP_AVX512_BF16 is not 0). Empty otherwise.
+NORMEXP_API std::vector<std::string> isa_extensions();
 
 NORMEXP_API const char* version();
 

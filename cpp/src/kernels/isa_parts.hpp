@@ -24,6 +24,13 @@ void avx512_add_reductions(kernel_table& t);
 void avx512_add_sampling(kernel_table& t);
 void avx512_add_attention(kernel_table& t);
 #endif
+#if defined(NORMEXP_HAVE_AVX512BF16)
+// AVX512_BF16 (kernels/avx512bf16/): not a table of its own; these overwrite entries of the avx512 table
+// where the CPU has the extension (dispatch.cpp): the bfloat16 stores (reductions: cvt.f32_to_bf16, bf16)
+// and the bfloat16 x bfloat16 dot products (attention: attn_kv_bf16's *_bf16q entries).
+void avx512bf16_add_reductions(kernel_table& t);
+void avx512bf16_add_attention(kernel_table& t);
+#endif
 #if defined(NORMEXP_HAVE_NEON)
 void neon_add_reductions(kernel_table& t);
 void neon_add_sampling(kernel_table& t);

@@ -254,6 +254,37 @@ struct convert_kernels {
     void (*f32_to_bf16)(const float* x, bfloat16* y, std::size_t n);
 };
 
+// ---- bfloat16 x bfloat16 attention scores (optional) ---------------------------------------------------
+// Scores of a bfloat16 q against a bfloat16 K by a bfloat16 dot-product instruction (x86 AVX512_BF16's
+// vdpbf16ps: kernels/avx512bf16/attention.cpp). Optional: null where the ISA has no such instruction (every
+// table but avx512 on a CPU with AVX512_BF16; the scalar set too), and the driver (attention.cpp) then takes
+// attn_kv_bf16's entries; where present, the driver uses them for every bfloat16-q, bfloat16-K call.
+// q is float32 holding bfloat16 values (a bfloat16 q widened, exactly), so its bfloat16 halves are exact.
+// The arithmetic (specified in tests/cpp/test_attention_bf16.cpp, which holds qk_pairs to it bit for bit):
+// head dimensions in pairs P_p = (2p, 2p + 1), the odd one of a pair first, for each (row, key) one chain
+//   acc = ftz(fma(q[2p+1], k[2p+1], acc));  acc = ftz(fma(q[2p], k[2p], acc))     for p = 0, 1, ...
+// with bfloat16 subnormal inputs read as zero (DAZ) and a float32 subnormal result flushed to a zero of its
+// sign (FTZ), round to nearest even. A product of two bfloat16 values is exact in float32, so each step is one
+// rounding, as for qk's FMA chain: |err| <= (dim + 1) u sum|q_d k_d| (u = 2^-24), plus the flushes: each
+// product with a subnormal factor is lost (|q_d k_d| < 2^-126 times the other factor), and each flushed partial
+// sum is below 2^-126 (2 dim 2^-126 in all). qk_direct_pairs sums 16 lane chains (pairs p = l mod 16) by halves:
+// (2 ceil(dim / 32) + 4) u sum|q_d k_d| plus the same flushes (tests/cpp/test_attention_bf16.cpp checks both).
+struct bf16_dot_kernels {
+    // kt viewed as 32-bit words: word[p * ldkt + j] = bits(k[j][2p]) | bits(k[j][2p + 1]) << 16 for
+    // p < ceil(dim / 2) (k[j][dim] = 0 when dim is odd), j < keys, where k[j][d] = k[j * k_row + d * k_col];
+    // words for keys .. round_up(keys, kAttnKeyPanel) are 0. ldkt >= round_up(keys, kAttnKeyPanel).
+    void (*pack_kt_pairs)(const bfloat16* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys,
+                          std::size_t dim, float* kt, std::size_t ldkt);
+    // s[i * lds + j] = the pair chain above of q row i and key j (kt as pack_kt_pairs leaves it), for i < rows
+    // and every j < round_up(keys, kAttnKeyPanel).
+    void (*qk_pairs)(const float* q, std::size_t ldq, const float* kt, std::size_t ldkt, std::size_t rows,
+                     std::size_t keys, std::size_t dim, float* s, std::size_t lds);
+    // attn_kv_bf16.qk_direct's contract (key rows read in place, unit stride along dim) with the pairs'
+    // arithmetic, summed as stated above.
+    void (*qk_direct_pairs)(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
+                            std::size_t keys, std::size_t dim, float* s, std::size_t lds);
+};
+
 struct kernel_table {
     const char* name;
     reduction_kernels<float> f32;
@@ -271,6 +302,8 @@ struct kernel_table {
     // Attention over 16-bit K/V (attention_kv_kernels above).
     attention_kv_kernels<float16> attn_kv_f16;
     attention_kv_kernels<bfloat16> attn_kv_bf16;
+    // Optional (null unless the ISA has a bfloat16 dot product; test_dispatch allows these nulls only).
+    bf16_dot_kernels bf16_dot;
 };
 
 // The entries of a fast table that do not depend on the mode and that the reduction families do not fill

@@ -615,7 +615,8 @@ const kernel_table& scalar_kernels() {
                                     scalar::make_convert_kernels(), scalar::make_storage_kernels<float16>(),
                                     scalar::make_storage_kernels<bfloat16>(),
                                     scalar::make_attention_kv_kernels<float16>(),
-                                    scalar::make_attention_kv_kernels<bfloat16>()};
+                                    scalar::make_attention_kv_kernels<bfloat16>(),
+                                    bf16_dot_kernels{}};  // optional: no bfloat16 dot product in the specification
     return table;
 }
 }  // namespace normexp

@@ -1,0 +1,219 @@
+// The bfloat16 x bfloat16 attention scores (kernel_table.hpp, bf16_dot_kernels; x86 AVX512_BF16's vdpbf16ps in
+// kernels/avx512bf16/attention.cpp), against the scalar specification of the instruction's arithmetic written
+// here, and against a float64 reference within the stated error bound.
+//
+// The specification (what vdpbf16ps computes per 32-bit lane, the Intel SDM's pseudocode): for the pair of
+// head dimensions (2p, 2p + 1), the odd one first,
+//   acc = ftz(fma(daz(q[2p+1]), daz(k[2p+1]), acc));  acc = ftz(fma(daz(q[2p]), daz(k[2p]), acc))
+// daz: a bfloat16 subnormal reads as a zero of its sign; ftz: a float32 subnormal result becomes a zero of its
+// sign; fma: one rounding to nearest even (a bfloat16 product is exact in float32, so this is the instruction's
+// add). qk_pairs must give these bits exactly, for every row and key tail (rows 1..13, keys 1..70, head_dim
+// 1..70: the 6-row x 64-key tile, its shorter row tiles and the 16-key panels, odd head dimensions). Negative
+// controls: the same chain with the even element first, or without the flushes, differs from the kernel on
+// the data below, so the comparison can fail (a kernel that paired or flushed otherwise would be caught).
+// qk_direct_pairs (16 lane chains summed by halves) is held to the bound against float64 and to the
+// specification within the same bound; pack_kt_pairs to its word layout exactly, padding included.
+//
+// Tested where the CPU has AVX512_BF16 (the avx512 table's bf16_dot entries); elsewhere the test says so.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "dispatch.hpp"
+#include "half_convert.hpp"
+
+namespace {
+
+using normexp::bfloat16;
+namespace d = normexp::detail;
+
+float daz(float x) { return std::fabs(x) < 0x1p-126f ? std::copysign(0.0f, x) : x; }
+
+// One pair step of the specification; even_first / no_flush are the negative controls.
+struct spec_mode {
+    bool even_first = false;
+    bool no_flush = false;
+};
+float step(float acc, float a, float b, spec_mode m) {
+    if (!m.no_flush) {
+        a = daz(a);
+        b = daz(b);
+    }
+    const float r = std::fma(a, b, acc);
+    return m.no_flush ? r : daz(r);  // ftz of the result is daz's rule
+}
+// q row (float32 holding bfloat16 values), k row (bfloat16, unit stride), dim: the chain over the pairs.
+float spec_dot(const float* q, const bfloat16* k, std::size_t dim, spec_mode m = {}) {
+    float acc = 0.0f;
+    for (std::size_t p = 0; 2 * p < dim; ++p) {
+        const std::size_t e = 2 * p, o = 2 * p + 1;
+        const float qe = q[e], ke = d::to_f32(k[e]);
+        const float qo = o < dim ? q[o] : 0.0f, ko = o < dim ? d::to_f32(k[o]) : 0.0f;
+        if (m.even_first) {
+            acc = step(acc, qe, ke, m);
+            acc = step(acc, qo, ko, m);
+        } else {
+            acc = step(acc, qo, ko, m);
+            acc = step(acc, qe, ke, m);
+        }
+    }
+    return acc;
+}
+
+bool same_bits(float a, float b) { return d::f32_bits(a) == d::f32_bits(b); }
+
+// Random bfloat16 values: normal ones of both signs over a few binades, and (tiny) products that fall below
+// 2^-126 together with bfloat16 subnormals, where daz / ftz decide the result.
+bfloat16 random_bf16(std::mt19937& g, bool tiny) {
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    if (!tiny) return d::to_bf16(u(g));
+    switch (g() % 4) {
+        case 0: return {static_cast<std::uint16_t>((g() & 0x8000u) | (1u + g() % 0x7fu))};  // subnormal
+        case 1: return d::to_bf16(std::ldexp(u(g), -64));                                  // product ~2^-128
+        case 2: return d::to_bf16(std::ldexp(u(g), 60));                                   // brings a subnormal up
+        default: return d::to_bf16(u(g));
+    }
+}
+
+void check_pack(const normexp::bf16_dot_kernels& b) {
+    std::mt19937 g(7);
+    std::size_t cases = 0;
+    for (std::size_t keys = 1; keys <= 40; keys += (keys < 20 ? 1 : 7))
+        for (std::size_t dim = 1; dim <= 70; dim += (dim < 36 ? 1 : 11))
+            for (int layout = 0; layout < 3; ++layout) {
+                // 0: rows dim apart rounded up to even (the transposes); 1: rows an odd number apart; 2: strided.
+                const std::ptrdiff_t k_col = layout == 2 ? 3 : 1;
+                const std::ptrdiff_t k_row = layout == 0 ? std::ptrdiff_t((dim + 1) / 2 * 2 + 2)
+                                             : layout == 1 ? std::ptrdiff_t(dim | 1) + 2
+                                                           : std::ptrdiff_t(3 * dim + 1);
+                std::vector<bfloat16> k(keys * std::size_t(k_row) + 8);
+                for (auto& x : k) x = random_bf16(g, false);
+                const std::size_t padded = (keys + 15) / 16 * 16, ldkt = padded + 16, pairs = (dim + 1) / 2;
+                std::vector<float> kt(pairs * ldkt + 1, -1.0f);
+                b.pack_kt_pairs(k.data(), k_row, k_col, keys, dim, kt.data(), ldkt);
+                for (std::size_t p = 0; p < pairs; ++p)
+                    for (std::size_t j = 0; j < padded; ++j) {
+                        std::uint32_t want = 0;
+                        if (j < keys) {
+                            const auto at = [&](std::size_t dd) { return k[j * std::size_t(k_row) + dd * std::size_t(k_col)].bits; };
+                            want = at(2 * p) | (2 * p + 1 < dim ? std::uint32_t(at(2 * p + 1)) << 16 : 0u);
+                        }
+                        CHECK(d::f32_bits(kt[p * ldkt + j]) == want, "pack_kt_pairs keys %zu dim %zu layout %d: word (%zu, %zu)",
+                              keys, dim, layout, p, j);
+                    }
+                CHECK(d::f32_bits(kt[pairs * ldkt]) == d::f32_bits(-1.0f), "pack_kt_pairs wrote past its rows");
+                ++cases;
+            }
+    std::printf("pack_kt_pairs: %zu shapes and layouts, words as specified\n", cases);
+}
+
+// qk_pairs bit for bit against the specification; returns how many scores the negative controls got wrong.
+void check_qk_pairs(const normexp::bf16_dot_kernels& b) {
+    std::mt19937 g(11);
+    std::size_t scores = 0, even_first_wrong = 0, no_flush_wrong = 0;
+    for (int tiny = 0; tiny < 2; ++tiny)
+        for (std::size_t rows = 1; rows <= 13; rows += (rows < 7 ? 1 : 6))
+            for (std::size_t keys = 1; keys <= 70; keys += (keys < 18 ? 1 : 13))
+                for (std::size_t dim = 1; dim <= 70; dim += (dim < 8 ? 1 : dim < 40 ? 7 : 15)) {
+                    const std::size_t ldq = dim + 3, ldk = dim + 1;
+                    std::vector<float> q(rows * ldq);
+                    for (auto& x : q) x = d::to_f32(random_bf16(g, tiny));
+                    std::vector<bfloat16> k(keys * ldk);
+                    for (auto& x : k) x = random_bf16(g, tiny);
+                    const std::size_t padded = (keys + 15) / 16 * 16, ldkt = padded, lds = padded + 5;
+                    std::vector<float> kt((dim + 1) / 2 * ldkt), s(rows * lds, -7.0f);
+                    b.pack_kt_pairs(k.data(), std::ptrdiff_t(ldk), 1, keys, dim, kt.data(), ldkt);
+                    b.qk_pairs(q.data(), ldq, kt.data(), ldkt, rows, keys, dim, s.data(), lds);
+                    for (std::size_t i = 0; i < rows; ++i) {
+                        for (std::size_t j = 0; j < keys; ++j) {
+                            const float got = s[i * lds + j];
+                            const float want = spec_dot(q.data() + i * ldq, k.data() + j * ldk, dim);
+                            CHECK(same_bits(got, want), "qk_pairs rows %zu keys %zu dim %zu tiny %d (%zu, %zu): %a, spec %a",
+                                  rows, keys, dim, tiny, i, j, double(got), double(want));
+                            even_first_wrong += !same_bits(got, spec_dot(q.data() + i * ldq, k.data() + j * ldk, dim, {true, false}));
+                            no_flush_wrong += !same_bits(got, spec_dot(q.data() + i * ldq, k.data() + j * ldk, dim, {false, true}));
+                            ++scores;
+                        }
+                        for (std::size_t j = keys; j < padded; ++j)
+                            CHECK(s[i * lds + j] == 0.0f, "qk_pairs: padded key %zu of row %zu is %a", j, i, double(s[i * lds + j]));
+                        CHECK(s[i * lds + padded] == -7.0f, "qk_pairs wrote past the padded keys");
+                    }
+                }
+    CHECK(even_first_wrong > 0, "negative control: the even-first pairing agrees with the kernel everywhere");
+    CHECK(no_flush_wrong > 0, "negative control: the chain without daz/ftz agrees with the kernel everywhere");
+    std::printf("qk_pairs: %zu scores identical to the specification (negative controls: even-first pairing "
+                "differs on %zu, no flush on %zu)\n", scores, even_first_wrong, no_flush_wrong);
+}
+
+// qk_direct_pairs within (2 ceil(dim / 32) + 4) u sum|q k| + sum|q k| over the products with a subnormal factor
+// (read as 0) + 2 dim 2^-126 (flushed partial sums) of float64, and of the specification.
+void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
+    std::mt19937 g(13);
+    std::size_t scores = 0;
+    double worst = 0;  // the largest error seen, in units of the bound
+    for (int tiny = 0; tiny < 2; ++tiny)
+        for (std::size_t rows = 1; rows <= 6; ++rows)
+            for (std::size_t keys = 1; keys <= 9; ++keys)
+                for (std::size_t dim = 1; dim <= 100; dim += (dim < 70 ? 1 : 9)) {
+                    const std::size_t ldq = dim + 1;
+                    const std::ptrdiff_t ldk = std::ptrdiff_t(dim + 5);
+                    std::vector<float> q(rows * ldq);
+                    for (auto& x : q) x = d::to_f32(random_bf16(g, tiny));
+                    std::vector<bfloat16> k(keys * std::size_t(ldk) + 64);
+                    for (auto& x : k) x = random_bf16(g, tiny);
+                    const std::size_t lds = keys + 2;
+                    std::vector<float> s(rows * lds, -7.0f);
+                    b.qk_direct_pairs(q.data(), ldq, k.data(), ldk, rows, keys, dim, s.data(), lds);
+                    const double u = 0x1p-24, n = 2.0 * double((dim + 31) / 32) + 4.0;
+                    for (std::size_t i = 0; i < rows; ++i) {
+                        for (std::size_t j = 0; j < keys; ++j) {
+                            const float* qi = q.data() + i * ldq;
+                            const bfloat16* kj = k.data() + j * std::size_t(ldk);
+                            double ref = 0, mag = 0, lost = 0;
+                            for (std::size_t dd = 0; dd < dim; ++dd) {
+                                const float kd = d::to_f32(kj[dd]);
+                                const double t = double(qi[dd]) * double(kd);
+                                ref += t;
+                                mag += std::fabs(t);
+                                if (daz(qi[dd]) != qi[dd] || daz(kd) != kd) lost += std::fabs(t);
+                            }
+                            const double bound = n * u / (1 - n * u) * mag + lost + 2.0 * double(dim) * 0x1p-126;
+                            const float got = s[i * lds + j];
+                            const double err = std::fabs(double(got) - ref);
+                            CHECK(err <= bound, "qk_direct_pairs rows %zu keys %zu dim %zu (%zu, %zu): %a vs %a, bound %g",
+                                  rows, keys, dim, i, j, double(got), ref, bound);
+                            const double spec = spec_dot(qi, kj, dim);
+                            CHECK(std::fabs(double(got) - spec) <= 2 * bound, "qk_direct_pairs vs the specification (%zu, %zu)", i, j);
+                            if (bound > 0) worst = std::fmax(worst, err / bound);
+                            ++scores;
+                        }
+                        CHECK(s[i * lds + keys] == -7.0f, "qk_direct_pairs wrote past its keys");
+                    }
+                }
+    std::printf("qk_direct_pairs: %zu scores within the bound (largest error %.3f of it)\n", scores, worst);
+}
+
+}  // namespace
+
+int main() {
+    bool tested = false;
+    for (const auto& name : d::available_isas()) {
+        const normexp::kernel_table& t = d::kernels_for(name);
+        if (!t.bf16_dot.qk_pairs) continue;
+        std::printf("%s: bfloat16 dot products (bf16_dot)\n", name.c_str());
+        check_pack(t.bf16_dot);
+        check_qk_pairs(t.bf16_dot);
+        check_qk_direct_pairs(t.bf16_dot);
+        tested = true;
+    }
+    if (!tested)
+        std::printf("test_attention_bf16: no kernel set here has bfloat16 dot products (AVX512_BF16 absent or "
+                    "NORMEXP_AVX512_BF16=0): NOT tested on this machine\n");
+    if (check::failures()) std::fprintf(stderr, "%d failures\n", check::failures());
+    return check::failures() ? 1 : 0;
+}
