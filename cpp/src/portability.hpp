@@ -33,7 +33,13 @@
 #define NX_PRAGMA(text) _Pragma(#text)
 #define NX_UNROLL(n) NX_PRAGMA(GCC unroll n)
 #define NX_PREFETCH(p) __builtin_prefetch(p)
+#if defined(__MINGW32__)
+// MinGW-w64's C++ runtime uses its own C99 printf (__USE_MINGW_ANSI_STDIO), which takes %zu; `printf`
+// there would mean the old msvcrt format rules.
+#define NX_PRINTF_FORMAT(fmt, args) __attribute__((format(gnu_printf, fmt, args)))
+#else
 #define NX_PRINTF_FORMAT(fmt, args) __attribute__((format(printf, fmt, args)))
+#endif
 #elif defined(_MSC_VER)
 #define NX_LIKELY(x) (x)
 #define NX_INLINE __forceinline
