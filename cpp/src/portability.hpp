@@ -35,8 +35,9 @@
 #define NX_PREFETCH(p) __builtin_prefetch(p)
 #if defined(__MINGW32__)
 // MinGW-w64's C++ runtime uses its own C99 printf (__USE_MINGW_ANSI_STDIO), which takes %zu; `printf`
-// there would mean the old msvcrt format rules.
-#define NX_PRINTF_FORMAT(fmt, args) __attribute__((format(gnu_printf, fmt, args)))
+// there would mean the old msvcrt format rules to GCC. Its _mingw.h names the archetype that matches
+// (gnu_printf for GCC, which Clang does not know).
+#define NX_PRINTF_FORMAT(fmt, args) __attribute__((format(__MINGW_PRINTF_FORMAT, fmt, args)))
 #else
 #define NX_PRINTF_FORMAT(fmt, args) __attribute__((format(printf, fmt, args)))
 #endif
