@@ -1,8 +1,8 @@
 # Per-ISA kernel sources. Each ISA translation unit gets its own flags; nothing global.
-#   x86-64:  kernels/avx2.cpp and every kernels/avx2/*.cpp with -mavx2 -mfma -mf16c  (selected at run time after
-#            cpuid/xgetbv)
+#   x86-64:  kernels/avx2.cpp and every kernels/avx2/*.cpp with -mavx2 -mfma -mf16c (MSVC: /arch:AVX2; the
+#            spellings per compiler are in cmake/normexpCompiler.cmake) (selected at run time after cpuid/xgetbv)
 #            kernels/avx512.cpp and every kernels/avx512/*.cpp with the x86-64-v4 AVX-512 subset (F, BW,
-#            DQ, VL) plus AVX2, FMA, F16C (selected after cpuid and the OS's opmask/ZMM state in xgetbv); left
+#            DQ, VL) plus AVX2, FMA, F16C (MSVC: /arch:AVX512) (selected after cpuid and the OS's opmask/ZMM state in xgetbv); left
 #            out, with a message, where the compiler lacks the flags or NORMEXP_AVX512=OFF
 #            every kernels/avx512bf16/*.cpp with those flags plus -mavx512bf16 (vdpbf16ps, vcvtneps2bf16):
 #            entries the dispatcher writes over the avx512 table's bfloat16 entries where cpuid.(7,1).EAX[5]
@@ -13,10 +13,9 @@
 # a new family file in kernels/<isa>/ gets them without an edit here (and never a baseline file).
 include_guard(GLOBAL)
 include(CheckCXXCompilerFlag)
+include(${CMAKE_CURRENT_LIST_DIR}/normexpCompiler.cmake)  # NORMEXP_AVX2_FLAGS, NORMEXP_AVX512_FLAGS, ...
 
 option(NORMEXP_AVX512 "Build the avx512 kernel set (x86-64; chosen at run time only where supported)" ON)
-set(NORMEXP_AVX512_FLAGS -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c)
-set(NORMEXP_AVX512BF16_FLAGS ${NORMEXP_AVX512_FLAGS} -mavx512bf16)
 
 function(normexp_add_isa_kernels target)
   set(_src ${PROJECT_SOURCE_DIR}/cpp/src/kernels)
@@ -24,7 +23,7 @@ function(normexp_add_isa_kernels target)
     file(GLOB _avx2 CONFIGURE_DEPENDS ${_src}/avx2/*.cpp)
     list(PREPEND _avx2 ${_src}/avx2.cpp)
     target_sources(${target} PRIVATE ${_avx2})
-    set_source_files_properties(${_avx2} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
+    set_source_files_properties(${_avx2} PROPERTIES COMPILE_OPTIONS "${NORMEXP_AVX2_FLAGS}")
     target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AVX2)
     if(NORMEXP_AVX512)
       list(JOIN NORMEXP_AVX512_FLAGS " " _flags)
@@ -43,7 +42,7 @@ function(normexp_add_isa_kernels target)
           set_source_files_properties(${_avx512bf16} PROPERTIES COMPILE_OPTIONS "${NORMEXP_AVX512BF16_FLAGS}")
           target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AVX512BF16)
         else()
-          message(STATUS "normexp: the compiler does not accept -mavx512bf16: the avx512 set without vdpbf16ps")
+          message(STATUS "normexp: the compiler does not accept the AVX512_BF16 flags: the avx512 set without vdpbf16ps")
         endif()
       else()
         message(STATUS "normexp: the compiler does not accept ${_flags}: no avx512 kernel set")
@@ -69,7 +68,7 @@ function(normexp_add_probe_sources target)
   endif()
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     target_sources(${target} PRIVATE ${_src}/machine_probe_avx2.cpp)
-    set_source_files_properties(${_src}/machine_probe_avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
+    set_source_files_properties(${_src}/machine_probe_avx2.cpp PROPERTIES COMPILE_OPTIONS "${NORMEXP_PROBE_AVX2_FLAGS}")
     target_compile_definitions(${target} PRIVATE NORMEXP_PROBE_HAVE_AVX2)
   endif()
 endfunction()

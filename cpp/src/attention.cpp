@@ -43,6 +43,7 @@
 #include "half_convert.hpp"
 #include "normexp/normexp.hpp"
 #include "online_stats.hpp"
+#include "portability.hpp"
 #include "threading.hpp"
 
 namespace normexp {
@@ -370,9 +371,9 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             for_segments(p, kp, vp, j0 + sp(kBlockK), next, [&](std::size_t, const S* kr, const S* vr, std::size_t n) {
                 for (std::size_t r = 0; r < std::min(n, kPrefetchAhead); ++r) {
                     for (std::size_t b = 0; b < D * sizeof(S); b += 64)
-                        __builtin_prefetch(reinterpret_cast<const char*>(kr + sp(r) * p.ks[2]) + b);
+                        NX_PREFETCH(reinterpret_cast<const char*>(kr + sp(r) * p.ks[2]) + b);
                     for (std::size_t b = 0; b < Dv * sizeof(S); b += 64)
-                        __builtin_prefetch(reinterpret_cast<const char*>(vr + sp(r) * p.vs[2]) + b);
+                        NX_PREFETCH(reinterpret_cast<const char*>(vr + sp(r) * p.vs[2]) + b);
                 }
             });
         }
@@ -417,8 +418,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                         const std::ptrdiff_t page = p.pages[jn / p.page_size];
                         const char* kn = reinterpret_cast<const char*>(kp + page * p.k_page + sp(slot) * p.ks[2]);
                         const char* vn = reinterpret_cast<const char*>(vp + page * p.v_page + sp(slot) * p.vs[2]);
-                        for (std::size_t b = 0; b < wk * sizeof(S); b += 64) __builtin_prefetch(kn + b);
-                        for (std::size_t b = 0; b < wv * sizeof(S); b += 64) __builtin_prefetch(vn + b);
+                        for (std::size_t b = 0; b < wk * sizeof(S); b += 64) NX_PREFETCH(kn + b);
+                        for (std::size_t b = 0; b < wv * sizeof(S); b += 64) NX_PREFETCH(vn + b);
                     }
                     const S* kr = ws.seg_k[g] + sp(j) * p.ks[2];
                     const S* vr = ws.seg_v[g] + sp(j) * p.vs[2];

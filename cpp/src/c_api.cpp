@@ -12,6 +12,7 @@
 
 #include "dispatch.hpp"
 #include "normexp/normexp.hpp"
+#include "portability.hpp"
 
 namespace normexp::capi {
 namespace {
@@ -21,9 +22,7 @@ namespace {
 constexpr std::size_t kMessageBytes = 512;
 thread_local char t_message[kMessageBytes] = "";
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
+NX_PRINTF_FORMAT(3, 4)
 int failf(int status, const char* fn, const char* fmt, ...) noexcept {
     int used = std::snprintf(t_message, kMessageBytes, "%s: ", fn);
     if (used < 0) used = 0;

@@ -20,23 +20,53 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(NORMEXP_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#elif defined(NORMEXP_HAVE_AVX2) && defined(_MSC_VER)
+#include <intrin.h>
 #endif
 
 namespace normexp::detail {
 namespace {
 
 #if defined(NORMEXP_HAVE_AVX2)
+// cpuid leaf `leaf`, subleaf `sub` into a, b, c, d; false if the CPU does not have that leaf. GCC and
+// Clang (MinGW-w64 and clang-cl too) through <cpuid.h>, MSVC through __cpuid / __cpuidex.
+bool cpuid(unsigned leaf, unsigned sub, unsigned& a, unsigned& b, unsigned& c, unsigned& d) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __get_cpuid_count(leaf, sub, &a, &b, &c, &d) != 0;
+#else
+    int r[4];
+    __cpuid(r, 0);
+    if (static_cast<unsigned>(r[0]) < leaf) return false;
+    __cpuidex(r, static_cast<int>(leaf), static_cast<int>(sub));
+    a = static_cast<unsigned>(r[0]), b = static_cast<unsigned>(r[1]);
+    c = static_cast<unsigned>(r[2]), d = static_cast<unsigned>(r[3]);
+    return true;
+#endif
+}
+
+// The low word of XCR0 (xgetbv(0)): which register states the OS saves. Valid only once cpuid.1.ECX
+// has shown OSXSAVE.
+unsigned xcr0_low() {
+#if defined(__GNUC__) || defined(__clang__)
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return lo;
+#else
+    return static_cast<unsigned>(_xgetbv(0));
+#endif
+}
+#endif
+
+#if defined(NORMEXP_HAVE_AVX2)
 bool cpu_has_avx2_fma() {
     unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    if (!cpuid(1, 0, a, b, c, d)) return false;
     const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
     if (!(fma && osxsave && avx && f16c)) return false;
-    unsigned xcr0_lo, xcr0_hi;
-    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    if ((xcr0_lo & 0x6) != 0x6) return false;  // XMM and YMM state enabled by the OS
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if ((xcr0_low() & 0x6) != 0x6) return false;  // XMM and YMM state enabled by the OS
+    if (!cpuid(7, 0, a, b, c, d)) return false;
     return (b >> 5) & 1;
 }
 #endif
@@ -45,10 +75,8 @@ bool cpu_has_avx2_fma() {
 bool cpu_has_avx512() {
     if (!cpu_has_avx2_fma()) return false;  // also proves OSXSAVE, so xgetbv is valid
     unsigned a, b, c, d;
-    unsigned xcr0_lo, xcr0_hi;
-    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    if ((xcr0_lo & 0xe6) != 0xe6) return false;  // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM state
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if ((xcr0_low() & 0xe6) != 0xe6) return false;  // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM state
+    if (!cpuid(7, 0, a, b, c, d)) return false;
     const unsigned need = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);  // F, DQ, BW, VL
     return (b & need) == need;
 }

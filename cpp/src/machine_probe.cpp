@@ -17,6 +17,10 @@
 #include <memory>
 #include <stdexcept>
 
+#if defined(_WIN32)
+#include <malloc.h>  // _aligned_malloc, _aligned_free: Windows has no aligned_alloc
+#endif
+
 #include "threading.hpp"
 #if defined(__x86_64__) || defined(_M_X64)
 #include <emmintrin.h>
@@ -30,16 +34,24 @@ using clock_type = std::chrono::steady_clock;
 
 double now() { return std::chrono::duration<double>(clock_type::now().time_since_epoch()).count(); }
 
-struct free_deleter {
+struct aligned_deleter {
+#if defined(_WIN32)
+    void operator()(void* p) const { _aligned_free(p); }
+#else
     void operator()(void* p) const { std::free(p); }
+#endif
 };
-using buffer = std::unique_ptr<std::uint64_t, free_deleter>;
+using buffer = std::unique_ptr<std::uint64_t, aligned_deleter>;
 
 buffer allocate(std::size_t bytes) {
     // 2 MiB alignment lets the kernel back the buffer with transparent huge pages (fewer TLB misses).
     constexpr std::size_t align = std::size_t(2) << 20;
     const std::size_t rounded = (bytes + align - 1) / align * align;
+#if defined(_WIN32)
+    void* p = _aligned_malloc(rounded, align);
+#else
     void* p = std::aligned_alloc(align, rounded);
+#endif
     if (!p) throw std::bad_alloc();
     return buffer(static_cast<std::uint64_t*>(p));
 }
@@ -141,7 +153,19 @@ void part(std::size_t n, int t, int nt, std::size_t& begin, std::size_t& end) {
 }
 
 constexpr int kBaselineChains = 12;  // as in the AVX2 loop: enough independent chains to fill the ports
+#if defined(__GNUC__) || defined(__clang__)
 typedef float v4f __attribute__((vector_size(16)));
+#else
+// MSVC has no vector extension: four floats with the same operations, which its optimizer keeps in
+// one SSE register (the loop below is what is measured, not the type).
+struct v4f {
+    float e[4];
+    float operator[](int i) const { return e[i]; }
+};
+inline v4f operator*(v4f x, v4f y) { return {x.e[0] * y.e[0], x.e[1] * y.e[1], x.e[2] * y.e[2], x.e[3] * y.e[3]}; }
+inline v4f operator+(v4f x, v4f y) { return {x.e[0] + y.e[0], x.e[1] + y.e[1], x.e[2] + y.e[2], x.e[3] + y.e[3]}; }
+inline v4f& operator+=(v4f& x, v4f y) { return x = x + y; }
+#endif
 
 float fma_loop_baseline(std::size_t iterations, float seed) {
     const v4f a = {0.999f, 0.999f, 0.999f, 0.999f}, b = {0.001f, 0.001f, 0.001f, 0.001f};

@@ -8,10 +8,13 @@
 #include <thread>
 
 #include "normexp/normexp.hpp"
+#include "portability.hpp"
 
 #if defined(NORMEXP_USE_OPENMP)
 #include <omp.h>
+#if !defined(_WIN32)
 #include <pthread.h>
+#endif
 #endif
 
 namespace normexp {
@@ -25,10 +28,13 @@ std::atomic<int> g_requested{0};  // 0: as many as OpenMP allows
 // (multiprocessing's default start method on Linux is fork). The child handler marks the process, and
 // get_num_threads() answers 1 there for the rest of its life, so every driver (all size their calls
 // through it) stays on the calling thread; run_chunks checks the mark too. Registered once, at load
-// time, by a static initializer of this translation unit.
+// time, by a static initializer of this translation unit. Windows has no fork(): nothing to register
+// there, and the mark stays false.
 std::atomic<bool> g_forked_child{false};
+#if !defined(_WIN32)
 void on_fork_child() { g_forked_child.store(true, std::memory_order_relaxed); }
 const int g_atfork_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
+#endif
 
 // ---- The helper pool (see "How work is shared out" in threading.hpp) -------------------------------
 //
@@ -65,13 +71,6 @@ const int g_atfork_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
 // apart (mean 0.44-1.0x).
 constexpr std::chrono::microseconds kSpin{10};
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-}
 
 constexpr std::uint64_t gen_of(std::uint64_t w) { return w >> 32; }
 constexpr std::uint64_t kWriting = ~std::uint64_t(0);  // `described` while a description is written
@@ -84,7 +83,7 @@ bool spin_until(Done done) {
     for (;;) {
         for (int i = 0; i < 64; ++i) {
             if (done()) return true;
-            cpu_relax();
+            port::cpu_relax();
         }
         if (std::chrono::steady_clock::now() >= until) return done();
     }
@@ -227,7 +226,9 @@ void set_num_threads(int n) { g_requested.store(n > 0 ? n : 0, std::memory_order
 
 int get_num_threads() {
 #if defined(NORMEXP_USE_OPENMP)
+#if !defined(_WIN32)
     (void)g_atfork_registered;
+#endif
     if (g_forked_child.load(std::memory_order_relaxed)) return 1;
     const int cap = omp_get_max_threads();
     const int req = g_requested.load(std::memory_order_relaxed);

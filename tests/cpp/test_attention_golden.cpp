@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -162,7 +163,7 @@ std::uint64_t run(const spec& c, const char* isa) {
     auto q = fill<T>(c.batch * c.hq * c.lq * c.d * st, seed * 4 + 1, c.amp);
     auto k = fill<T>(c.batch * c.hkv * c.lkv * c.d * st, seed * 4 + 2, c.amp);
     const auto v = fill<T>(c.batch * c.hkv * c.lkv * c.dv * st, seed * 4 + 3, 4.0);
-    if (c.nan) k[(c.lkv / 2) * c.d * st] = T(__builtin_nan(""));
+    if (c.nan) k[(c.lkv / 2) * c.d * st] = T(std::numeric_limits<double>::quiet_NaN());
     std::vector<T> out(c.batch * c.hq * c.lq * c.dv * st, T(0)), lse(c.batch * c.hq * c.lq, T(0));
 
     normexp::attention_options<T> opt;
@@ -187,7 +188,7 @@ std::uint64_t run(const spec& c, const char* isa) {
     for (std::size_t i = 0; i < mlen; ++i) {
         const std::uint64_t h = splitmix(seed * 7919 + i);
         keep[i] = (h % 5) != 0;  // 80% kept
-        bias[i] = (h % 11) == 0 ? -T(__builtin_huge_val()) : T(double(std::int64_t(h >> 44) - (1 << 19)) * 0x1p-19);
+        bias[i] = (h % 11) == 0 ? -T(std::numeric_limits<double>::infinity()) : T(double(std::int64_t(h >> 44) - (1 << 19)) * 0x1p-19);
     }
     if (c.dead_row)
         for (std::size_t j = 0; j < c.lkv; ++j) keep[(3 * c.lkv + j) * std::size_t(mk)] = 0;  // row 3 of head 0
@@ -303,7 +304,7 @@ template <class T>
 std::uint64_t kernel_softmax(const attention_kernels<T>& k) {
     fnv h;
     std::uint64_t seed = 500;
-    const T inf = T(__builtin_huge_val());
+    const T inf = T(std::numeric_limits<double>::infinity());
     for (int feature = 0; feature < 10; ++feature)
         for (std::size_t rows : {1, 2, 3, 5, 7, 13, 70})
             for (std::size_t keys = 1; keys <= 128; keys += keys < 40 ? 1 : 29) {
@@ -329,7 +330,7 @@ std::uint64_t kernel_softmax(const attention_kernels<T>& k) {
                 std::vector<double> l(rows, 0.0);
                 for (int step = 0; step < 2; ++step) {  // the second step rescales (alpha != 1)
                     auto s = fill<T>(rows * lds, ++seed, step ? 6.0 : 3.0);
-                    if (feature == 0 && step == 1 && rows > 1) s[lds] = T(__builtin_nan(""));  // a NaN score
+                    if (feature == 0 && step == 1 && rows > 1) s[lds] = T(std::numeric_limits<double>::quiet_NaN());  // a NaN score
                     k.softmax_step(s.data(), lds, rows, keys, sc, m.data(), l.data(), alpha.data());
                     for (std::size_t i = 0; i < rows; ++i) h.add(s.data() + i * lds, keys * sizeof(T));
                     hash_vec(h, m);

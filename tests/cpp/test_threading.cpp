@@ -2,8 +2,11 @@
 // a slot (per-thread scratch) is never used by two threads at once and stays below the thread count, no
 // more threads than asked take part, exceptions come back to the caller (and the pool keeps working),
 // nested and concurrent calls finish, and a forked child runs everything on its calling thread.
+// (Windows has no fork(): the fork check is compiled out there.)
+#if !defined(_WIN32)
 #include <sys/wait.h>
 #include <unistd.h>
+#endif
 
 #include <atomic>
 #include <memory>
@@ -137,6 +140,7 @@ void check_concurrent(int nt) {
     CHECK(wrong.load() == 0, "nt %d: %d items of concurrent calls ran other than once", nt, wrong.load());
 }
 
+#if !defined(_WIN32)
 // After fork() the child has no pool threads: a call asking for 4 threads must still finish, on the
 // calling thread alone.
 void check_fork() {
@@ -155,6 +159,7 @@ void check_fork() {
     CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/waitpid failed");
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the forked child did not run its call on one thread");
 }
+#endif
 
 // Back-to-back calls with more threads than cores, so helpers are often descheduled and wake after the
 // call they were woken for has ended, while the next call is being published. Every chunk of every call
@@ -198,6 +203,8 @@ int main() {
     }
     check_slices(3, 1000);  // grows the pool again after smaller calls
     for (int nt : {2, 8}) check_back_to_back(nt, 20000);
+#if !defined(_WIN32)
     check_fork();
+#endif
     return check::finish("threading");
 }

@@ -21,9 +21,9 @@ namespace {
 template <class T>
 T attn_score(T raw, std::size_t i, std::size_t j, const attn_scores<T>& sc) {
     const auto di = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i);
-    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return T(-__builtin_huge_val());
+    if (sc.band && (di < sc.band_lo || di > sc.band_hi)) return T(-port::kInf);
     if (sc.keep && !sc.keep[static_cast<std::ptrdiff_t>(i) * sc.keep_ld + static_cast<std::ptrdiff_t>(j)])
-        return T(-__builtin_huge_val());
+        return T(-port::kInf);
     double x = double(raw) * double(sc.scale);
     if (sc.softcap > 0) x = double(sc.softcap) * std::tanh(x / double(sc.softcap));
     if (sc.alibi_slope != 0) x -= double(sc.alibi_slope) * std::fabs(double(di - sc.alibi_center));

@@ -34,6 +34,7 @@
 #include <cstdint>
 
 #include "normexp/half.hpp"
+#include "../portability.hpp"
 
 namespace normexp {
 

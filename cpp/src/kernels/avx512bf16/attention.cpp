@@ -109,9 +109,9 @@ inline void pairs_tile(const float* q, std::size_t ldq, const float* kt, std::si
                        std::size_t lds) {
     const std::size_t pairs = (dim + 1) / 2;
     __m512 a[R][NV];
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c) a[r][c] = _mm512_setzero_ps();
     alignas(64) std::uint32_t qw[R][kChunkPairs];
     for (std::size_t p0 = 0; p0 < pairs; p0 += kChunkPairs) {
@@ -124,19 +124,19 @@ inline void pairs_tile(const float* q, std::size_t ldq, const float* kt, std::si
         for (std::size_t p = 0; p < np; ++p) {
             const float* kp = kt + (p0 + p) * ldkt;
             __m512i b[NV];
-#pragma GCC unroll 4
+NX_UNROLL(4)
             for (int c = 0; c < NV; ++c) b[c] = _mm512_loadu_si512(kp + c * 16);
-#pragma GCC unroll 8
+NX_UNROLL(8)
             for (int r = 0; r < R; ++r) {
                 const __m512i qb = _mm512_set1_epi32(static_cast<int>(qw[r][p]));
-#pragma GCC unroll 4
+NX_UNROLL(4)
                 for (int c = 0; c < NV; ++c) a[r][c] = dp(a[r][c], qb, b[c]);
             }
         }
     }
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c) _mm512_storeu_ps(s + r * lds + c * 16, a[r][c]);
 }
 
@@ -165,21 +165,21 @@ template <int R, int C>
 inline void direct_tile(const float* q, std::size_t ldq, const bfloat16* k0, std::ptrdiff_t ldk, std::size_t dim,
                         float* s, std::size_t lds) {
     __m512 a[R][C];
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < C; ++c) a[r][c] = _mm512_setzero_ps();
     std::size_t d = 0;
     for (; d + 32 <= dim; d += 32) {
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < C; ++c) _mm_prefetch(reinterpret_cast<const char*>(k0 + (kPrefetchRows + c) * ldk + sp(d)), _MM_HINT_T0);
         __m512i kv[C];
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < C; ++c) kv[c] = _mm512_loadu_si512(k0 + c * ldk + sp(d));
-#pragma GCC unroll 8
+NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
             const __m512i qv = q_halves(q + r * ldq + d, 32);
-#pragma GCC unroll 4
+NX_UNROLL(4)
             for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], qv, kv[c]);
         }
     }
@@ -187,18 +187,18 @@ inline void direct_tile(const float* q, std::size_t ldq, const bfloat16* k0, std
         const std::size_t n = dim - d;  // < 32
         const __mmask32 mk = _cvtu32_mask32(static_cast<std::uint32_t>((1u << n) - 1u));
         __m512i kv[C];
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < C; ++c) kv[c] = _mm512_maskz_loadu_epi16(mk, k0 + c * ldk + sp(d));
-#pragma GCC unroll 8
+NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
             const __m512i qv = q_halves(q + r * ldq + d, n);
-#pragma GCC unroll 4
+NX_UNROLL(4)
             for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], qv, kv[c]);
         }
     }
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < C; ++c) s[r * lds + c] = hsum(a[r][c]);
 }
 

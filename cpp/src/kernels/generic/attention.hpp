@@ -135,10 +135,10 @@ void k_pack_kt(const S* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size
 template <class F, int R, int NV>
 NX_INLINE void rank1_update(typename F::V (&a)[R][NV], const typename F::V (&b)[NV], const typename F::T* x,
                             std::size_t ldx) {
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r) {
         const typename F::V xr = F::set1(x[r * ldx]);
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c) a[r][c] = F::fmadd(xr, b[c], a[r][c]);
     }
 }
@@ -151,19 +151,19 @@ inline void qk_tile(const typename F::T* q, std::size_t ldq, const typename F::T
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     V a[R][NV];
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c) a[r][c] = F::zero();
     for (std::size_t d = 0; d < dim; ++d) {
         V b[NV];
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c) b[c] = F::load(kt + d * ldkt + c * N);
         rank1_update<F, R, NV>(a, b, q + d, ldq);
     }
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c) F::store(s + r * lds + c * N, a[r][c]);
 }
 
@@ -223,9 +223,9 @@ NX_INLINE void qk_direct_tile(const typename F::T* q, std::size_t ldq, const S* 
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     V a[R][4];
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < 4; ++c) a[r][c] = F::zero();
     std::size_t d = 0;
     for (; d < full; d += N) {
@@ -234,27 +234,27 @@ NX_INLINE void qk_direct_tile(const typename F::T* q, std::size_t ldq, const S* 
                 for (int c = 0; c < 4; ++c) F::prefetch(k0 + (F::kPrefetchRows + c) * ldk + d);
         }
         V kv[4];
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < 4; ++c) kv[c] = load_kv<F>(k0 + c * ldk + d);
-#pragma GCC unroll 8
+NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
             const V qv = F::load(q + r * ldq + d);
-#pragma GCC unroll 4
+NX_UNROLL(4)
             for (int c = 0; c < 4; ++c) a[r][c] = F::fmadd(qv, kv[c], a[r][c]);
         }
     }
     if (d < dim) {
         V kv[4];
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < 4; ++c) kv[c] = load_kv_tail<F>(k0 + c * ldk + d, mk, tn);
-#pragma GCC unroll 8
+NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
             const V qv = F::load_tail(q + r * ldq + d, mk);
-#pragma GCC unroll 4
+NX_UNROLL(4)
             for (int c = 0; c < 4; ++c) a[r][c] = F::fmadd(qv, kv[c], a[r][c]);
         }
     }
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r) store_hsum4<F>(s + r * lds, a[r][0], a[r][1], a[r][2], a[r][3]);
 }
 
@@ -311,23 +311,23 @@ inline void pv_tile(const typename F::T* p, std::size_t ldp, const S* v, std::pt
     constexpr std::size_t N = F::N;
     static_assert(!Tail || NV == 1, "only single-vector tiles have a tail");
     V a[R][NV];
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r) {
         const V al = F::set1(alpha[r]);
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c)
             a[r][c] = F::mul(al, Tail ? F::load_tail(o + r * ldo, mk) : F::load(o + r * ldo + c * N));
     }
     for (std::size_t j = 0; j < keys; ++j) {
         const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
         V b[NV];
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c) b[c] = Tail ? load_kv_tail<F>(vj, mk, tn) : load_kv<F>(vj + c * N);
         rank1_update<F, R, NV>(a, b, p + j, ldp);
     }
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+NX_UNROLL(4)
         for (int c = 0; c < NV; ++c) {
             if (Tail)
                 F::store_tail(o + r * ldo, mk, a[r][c]);
@@ -345,7 +345,7 @@ void pv_wide_row(const typename F::T* p, const S* v, std::ptrdiff_t ldv, std::si
     constexpr std::size_t N = F::N;
     const V al = F::set1(alpha);
     V a[8];
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int c = 0; c < 8; ++c) a[c] = F::mul(al, F::load(o + c * N));
     for (std::size_t j = 0; j < keys; ++j) {
         const V pj = F::set1(p[j]);
@@ -354,10 +354,10 @@ void pv_wide_row(const typename F::T* p, const S* v, std::ptrdiff_t ldv, std::si
             constexpr std::size_t L = 64 / sizeof(S);  // one prefetch per cache line
             for (std::size_t c = 0; c < 8 * N; c += L) F::prefetch(vj + F::kPrefetchRows * ldv + std::ptrdiff_t(c));
         }
-#pragma GCC unroll 8
+NX_UNROLL(8)
         for (int c = 0; c < 8; ++c) a[c] = F::fmadd(pj, load_kv<F>(vj + c * N), a[c]);
     }
-#pragma GCC unroll 8
+NX_UNROLL(8)
     for (int c = 0; c < 8; ++c) F::store(o + c * N, a[c]);
 }
 
@@ -444,7 +444,7 @@ inline typename F::V soft_cap(typename F::V x, typename F::V cap, typename F::V 
 template <class F>
 inline typename F::T rescale_factor(typename F::T m_old, typename F::T m_new) {
     using T = typename F::T;
-    if (m_old == m_new || m_new == -__builtin_huge_val()) return T(1);
+    if (m_old == m_new || m_new == -port::kInf) return T(1);
     alignas(64) T tmp[F::N];
     F::store(tmp, F::exp_minus(F::set1(m_old), F::set1(-m_new), F::set1(F::clamp_below(m_new))));
     return tmp[0];
@@ -470,7 +470,7 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
     constexpr std::size_t N = F::N;
     constexpr std::size_t kChunk = 64;  // rows per phase (the per-row maxima live on the stack)
     const T scale = sc.scale;
-    const V ninf = F::set1(-__builtin_huge_val()), pinf = F::set1(__builtin_huge_val());
+    const V ninf = F::set1(-port::kInf), pinf = F::set1(port::kInf);
     const V vscale = F::set1(scale), tnorm = F::set1(F::kNormalMinArg);
     const V lanes = F::iota();
     const bool neg = scale < 0;
@@ -539,7 +539,7 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
         for (std::size_t r = 0; r < nr; ++r) {
             const std::size_t i = c0 + r;
             T* si = s + i * lds;
-            const V mv = F::set1(m_new[r] == -__builtin_huge_val() ? T(0) : m_new[r]);
+            const V mv = F::set1(m_new[r] == -port::kInf ? T(0) : m_new[r]);
             V sum0 = F::zero(), sum1 = F::zero();
             auto pexp = [&](V x) {
                 const V t = F::sub(F::mul(x, vscale), mv);
@@ -592,7 +592,7 @@ void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::si
     if (!(sc.softcap > 0) && sc.alibi_slope == 0 && !sc.bias && !sc.keep)
         return sc.band ? softmax_step_plain<F, true>(s, lds, rows, keys, sc, m, l, alpha)
                        : softmax_step_plain<F, false>(s, lds, rows, keys, sc, m, l, alpha);
-    const V ninf = F::set1(-__builtin_huge_val());
+    const V ninf = F::set1(-port::kInf);
     const V scale = F::set1(sc.scale), cap = F::set1(sc.softcap), slope = F::set1(sc.alibi_slope);
     const V tmin = F::set1(F::kMinArg);
     const V lanes = F::iota();
@@ -627,7 +627,7 @@ void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::si
         const T m_old = m[i];
         T m_new = F::hmax(mx);
         if (!(m_new >= m_old)) m_new = m_old == m_old ? m_old : m_new;  // keep the running max (NaN-safe)
-        const T mu = m_new == -__builtin_huge_val() ? T(0) : m_new;
+        const T mu = m_new == -port::kInf ? T(0) : m_new;
         const V negm = F::set1(-mu), xlow = F::set1(F::clamp_below(mu));
         const T a = rescale_factor<F>(m_old, m_new);
         // Pass 2: p = exp(x - m) and its sum (working precision within the block, then double).

@@ -15,13 +15,8 @@
 // AVX-512) and are combined only through the mask operations of the traits (mor, mand, zero_unless,
 // zero_if, blend, any, movemask, inc_where, store_mask/load_mask), never by bitwise and/or on values.
 
-#define NX_LIKELY(x) __builtin_expect(!!(x), 1)
-// The exp and its argument reduction must be inlined into every loop: as calls they spill the vector
-// constants and cost a third of the kernel.
-#define NX_INLINE inline __attribute__((always_inline))
-// Kernel entry points inline everything they call (the per-vector lambdas included): GCC's size
-// heuristics otherwise leave the lambdas as calls that reload every constant per vector.
-#define NX_FLATTEN __attribute__((flatten))
+// NX_LIKELY, NX_INLINE (the exp and its argument reduction are inlined into every loop) and NX_FLATTEN
+// (kernel entry points inline what they call) come from portability.hpp, through kernel_table.hpp.
 
 using namespace normexp::expc;
 

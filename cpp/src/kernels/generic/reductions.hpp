@@ -62,7 +62,7 @@ NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
-    const V ninf = F::set1(-__builtin_huge_val());
+    const V ninf = F::set1(-port::kInf);
     V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
     typename F::B nan = F::mnone();
     std::size_t i = 0;
@@ -86,7 +86,7 @@ NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
         m0 = F::max(m0, a);
         nan = F::mor(nan, F::unord(a, a));
     }
-    if (F::any(nan)) return T(__builtin_nan(""));
+    if (F::any(nan)) return T(port::kNaN);
     return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
 }
 
@@ -342,7 +342,7 @@ NX_FLATTEN void k_row_log_softmax(const S* x, S* y, std::size_t n, typename F::T
 // The single-row kernels inlined into one loop over the rows: the same operations, so the same bits.
 template <class T>
 NX_INLINE bool row_skipped(T m, T m_limit) {
-    return !(m <= m_limit) || m == -__builtin_huge_val();  // NaN, +inf, above the limit, all -inf
+    return !(m <= m_limit) || m == -port::kInf;  // NaN, +inf, above the limit, all -inf
 }
 
 // 16-bit storage (S != T): a stored exp read back would round twice, so a row is max, row_exp_sum (the
@@ -459,7 +459,7 @@ NX_FLATTEN void col_max_impl(const S* x, std::size_t rows, std::ptrdiff_t sx, st
             });
         }
         for_col_vectors<F>(pw, [&](std::size_t j, typename F::M mk, auto full) {
-            store_any<F>(mp + j, mk, full, F::blend(load_any<F>(mp + j, mk, full), F::set1(T(__builtin_nan(""))), F::load_mask(nanf + j)));
+            store_any<F>(mp + j, mk, full, F::blend(load_any<F>(mp + j, mk, full), F::set1(T(port::kNaN)), F::load_mask(nanf + j)));
         });
     }
 }

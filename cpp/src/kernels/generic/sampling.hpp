@@ -21,7 +21,7 @@ std::size_t k_row_collect_ge(const typename F::T* x, std::size_t n, typename F::
     std::size_t c = 0, i = 0;
     auto emit = [&](std::uint32_t bits, std::size_t base) {
         while (bits) {
-            idx[c++] = static_cast<std::uint32_t>(base + static_cast<std::size_t>(__builtin_ctz(bits)));
+            idx[c++] = static_cast<std::uint32_t>(base + static_cast<std::size_t>(port::ctz32(bits)));
             bits &= bits - 1;
         }
     };
