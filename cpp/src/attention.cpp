@@ -384,7 +384,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             for (std::size_t g = 0; g < nseg; ++g)
                 for (std::size_t j = 0; j < ws.seg_n[g]; ++j) {
                     const char* row = reinterpret_cast<const char*>(ws.seg_v[g] + sp(j) * p.vs[2]);
-                    for (std::size_t b = 0; b < Dv * sizeof(S); b += 64) __builtin_prefetch(row + b, 0, 2);
+                    for (std::size_t b = 0; b < Dv * sizeof(S); b += 64) NX_PREFETCH_L2(row + b);
                 }
         // pack_kt pads its panel with zeros after a segment's keys; the next segment overwrites them, and after
         // the last one the block's padding is zeroed (it may end past the last segment's own padding).

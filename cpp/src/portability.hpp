@@ -12,6 +12,7 @@
 //   NX_UNROLL(n)          unroll the next loop n times (`#pragma GCC unroll n`; MSVC has no such pragma and
 //                         would warn C4068 on it, so it expands to nothing there)
 //   NX_PREFETCH(p)        prefetch the cache line at p into all levels (prefetcht0 on x86-64)
+//   NX_PREFETCH_L2(p)     prefetch it into L2 and beyond (prefetcht1 on x86-64, pldl2keep on aarch64)
 //   NX_PRINTF_FORMAT(f,a) printf-style format checking of argument f against the arguments from a
 //   port::kInf, port::kNaN  +infinity and a quiet NaN as double constants (the bit patterns of GCC's
 //                         __builtin_huge_val() and __builtin_nan(""): 0x7ff0... and 0x7ff8...)
@@ -33,6 +34,7 @@
 #define NX_PRAGMA(text) _Pragma(#text)
 #define NX_UNROLL(n) NX_PRAGMA(GCC unroll n)
 #define NX_PREFETCH(p) __builtin_prefetch(p)
+#define NX_PREFETCH_L2(p) __builtin_prefetch(p, 0, 2)
 #if defined(__MINGW32__)
 // MinGW-w64's C++ runtime uses its own C99 printf (__USE_MINGW_ANSI_STDIO), which takes %zu; `printf`
 // there would mean the old msvcrt format rules to GCC. Its _mingw.h names the archetype that matches
@@ -48,8 +50,10 @@
 #define NX_UNROLL(n)
 #if defined(_M_X64) || defined(_M_IX86)
 #define NX_PREFETCH(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0)
+#define NX_PREFETCH_L2(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1)
 #else
 #define NX_PREFETCH(p) __prefetch(p)
+#define NX_PREFETCH_L2(p) __prefetch(p)
 #endif
 #define NX_PRINTF_FORMAT(fmt, args)
 #else
