@@ -58,7 +58,7 @@ struct AttnF32 : F32, AttnAvx512 {
         const V y = _mm512_add_ps(_mm512_castpd_ps(unpacklo64(d01, d23)), _mm512_castpd_ps(unpackhi64(d01, d23)));
         const V z = _mm512_add_ps(y, shuffle128x32<0x4E>(y, y));
         const V w = _mm512_add_ps(z, shuffle128x32<0xB1>(z, z));
-        _mm_storeu_ps(s, _mm512_castps512_ps128(w));
+        _mm512_mask_storeu_ps(s, 0x000F, w);  // lanes 0..3 (GCC's castps512_ps128 draws -Wuninitialized)
     }
     static V iota() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
     // Lanes whose boolean mask byte is non-zero (n valid bytes at p, n <= 16; the others are not read).

@@ -21,12 +21,13 @@
 //    row and vector against qk's 24 FMAs). q rows are cut into their bfloat16 halves (exact: the values
 //    are bfloat16) a chunk of kChunkPairs pairs at a time into a stack buffer.
 //  * k_qk_direct_pairs: decoding, four keys x up to four rows per tile as avx512's qk_direct, 32 head
-//    dimensions per instruction, the key rows read once and prefetched as there; the 16 lanes of each
-//    (row, key) summed by halves (hsum).
+//    dimensions per instruction, the key rows read once and prefetched as there, the q pairs converted once
+//    per call; the four keys of a row summed by avx512's store_hsum4 (a key left over: hsum, by halves).
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "../exp_constants.hpp"
 #include "../isa_parts.hpp"
@@ -43,7 +44,6 @@ constexpr std::size_t kChunkPairs = 64;        // q pairs converted per chunk (1
 constexpr int kRows = 6;                       // qk_pairs tile rows (avx512's qk tile)
 constexpr int kVectors = 4;                    // qk_pairs tile width in vectors of 16 keys
 constexpr int kDirectRows = 4;                 // qk_direct_pairs tile rows
-constexpr std::ptrdiff_t kPrefetchRows = 16;   // decoding: key rows prefetched this far ahead
 
 inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
@@ -160,27 +160,29 @@ void k_qk_pairs(const float* q, std::size_t ldq, const float* kt, std::size_t ld
     for (; j < padded; j += 16) pairs_rows<kRows, 1>(q, ldq, kt + j, ldkt, rows, dim, s + j, lds);
 }
 
-// Decoding: R rows x C keys (C = 4, or 1 for the keys left over), 32 head dimensions per step.
+// Decoding: R rows x C keys (C = 4, or 1 for the keys left over), 32 head dimensions per step. The rows' q
+// pairs come converted (qv: row r's step t at qv[r * steps + t], the last step zero past dim), the four
+// keys' sums of a row are stored by the avx512 attention traits' four-way horizontal sum.
 template <int R, int C>
-inline void direct_tile(const float* q, std::size_t ldq, const bfloat16* k0, std::ptrdiff_t ldk, std::size_t dim,
-                        float* s, std::size_t lds) {
+inline void direct_tile(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
+                        std::size_t dim, float* s, std::size_t lds) {
     __m512 a[R][C];
 NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) a[r][c] = _mm512_setzero_ps();
-    std::size_t d = 0;
-    for (; d + 32 <= dim; d += 32) {
+    std::size_t d = 0, t = 0;
+    for (; d + 32 <= dim; d += 32, ++t) {
 NX_UNROLL(4)
-        for (int c = 0; c < C; ++c) _mm_prefetch(reinterpret_cast<const char*>(k0 + (kPrefetchRows + c) * ldk + sp(d)), _MM_HINT_T0);
+        for (int c = 0; c < C; ++c) AttnF32::prefetch(k0 + (AttnF32::kPrefetchRows + c) * ldk + sp(d));
         __m512i kv[C];
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) kv[c] = _mm512_loadu_si512(k0 + c * ldk + sp(d));
 NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
-            const __m512i qv = q_halves(q + r * ldq + d, 32);
+            const __m512i q = _mm512_load_si512(qv + std::size_t(r) * steps + t);
 NX_UNROLL(4)
-            for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], qv, kv[c]);
+            for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], q, kv[c]);
         }
     }
     if (d < dim) {
@@ -191,32 +193,49 @@ NX_UNROLL(4)
         for (int c = 0; c < C; ++c) kv[c] = _mm512_maskz_loadu_epi16(mk, k0 + c * ldk + sp(d));
 NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
-            const __m512i qv = q_halves(q + r * ldq + d, n);
+            const __m512i q = _mm512_load_si512(qv + std::size_t(r) * steps + t);
 NX_UNROLL(4)
-            for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], qv, kv[c]);
+            for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], q, kv[c]);
         }
     }
 NX_UNROLL(8)
-    for (int r = 0; r < R; ++r)
-NX_UNROLL(4)
-        for (int c = 0; c < C; ++c) s[r * lds + c] = hsum(a[r][c]);
-}
-
-template <int R, int C>
-inline void direct_rows(const float* q, std::size_t ldq, const bfloat16* k0, std::ptrdiff_t ldk, std::size_t rows,
-                        std::size_t dim, float* s, std::size_t lds) {
-    std::size_t i = 0;
-    for (; i + R <= rows; i += R) direct_tile<R, C>(q + i * ldq, ldq, k0, ldk, dim, s + i * lds, lds);
-    if constexpr (R > 1) {
-        if (i < rows) direct_rows<R - 1, C>(q + i * ldq, ldq, k0, ldk, rows - i, dim, s + i * lds, lds);
+    for (int r = 0; r < R; ++r) {
+        if constexpr (C == 4)
+            AttnF32::store_hsum4(s + r * lds, a[r][0], a[r][1], a[r][2], a[r][3]);
+        else
+            s[r * lds] = hsum(a[r][0]);
     }
 }
 
+template <int R, int C>
+inline void direct_rows(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
+                        std::size_t rows, std::size_t dim, float* s, std::size_t lds) {
+    std::size_t i = 0;
+    for (; i + R <= rows; i += R) direct_tile<R, C>(qv + i * steps, steps, k0, ldk, dim, s + i * lds, lds);
+    if constexpr (R > 1) {
+        if (i < rows) direct_rows<R - 1, C>(qv + i * steps, steps, k0, ldk, rows - i, dim, s + i * lds, lds);
+    }
+}
+
+// 32 bfloat16 (16 pairs of q), one vector.
+struct alignas(64) QPairs {
+    std::uint16_t h[32];
+};
+
+// The rows' q pairs are converted once per call into a per-thread buffer (the conversion, a vpermt2w per 32
+// head dimensions, cost a fifth of the instructions when it ran per four keys).
 void k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
                        std::size_t keys, std::size_t dim, float* s, std::size_t lds) {
+    const std::size_t steps = (dim + 31) / 32;
+    thread_local std::vector<QPairs> qbuf;  // QPairs has internal linkage: so has this vector's code
+    if (qbuf.size() < rows * steps) qbuf.resize(rows * steps);
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t t = 0; t < steps; ++t)
+            _mm512_store_si512(qbuf[r * steps + t].h, q_halves(q + r * ldq + 32 * t, dim - 32 * t < 32 ? dim - 32 * t : 32));
+    const auto* qv = reinterpret_cast<const __m512i*>(qbuf.data());
     std::size_t j = 0;
-    for (; j + 4 <= keys; j += 4) direct_rows<kDirectRows, 4>(q, ldq, k + sp(j) * ldk, ldk, rows, dim, s + j, lds);
-    for (; j < keys; ++j) direct_rows<kDirectRows, 1>(q, ldq, k + sp(j) * ldk, ldk, rows, dim, s + j, lds);
+    for (; j + 4 <= keys; j += 4) direct_rows<kDirectRows, 4>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds);
+    for (; j < keys; ++j) direct_rows<kDirectRows, 1>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds);
 }
 
 }  // namespace
