@@ -1,0 +1,117 @@
+"""Regression tests for defects found by attacking the 2026-12-03 changes (AVX512_BF16 kernels, the benchmark's
+16-bit / grouped-query / paged attention rows).
+
+Each test states the defect. Those not fixed on this branch are xfail(strict=True) with the reason: they
+fail today and turn into an XPASS failure (a reminder to drop the marker) once fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import normexp
+from normexp.bench.cases import parse_attention_shape, parse_paged_shape
+
+
+def cpu_has_avx512_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx512_bf16" in f.read() and "avx512" in normexp.available_isas()
+    except OSError:
+        return False
+
+
+def child(code: str, **env: str) -> subprocess.CompletedProcess:
+    """Run code in a fresh interpreter (NORMEXP_AVX512_BF16 is read once per process) with env applied;
+    an empty value removes the variable (the library's default)."""
+    e = dict(os.environ)
+    for key, val in env.items():
+        if val:
+            e[key] = val
+        else:
+            e.pop(key, None)
+    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=120)
+
+
+# ---- vdpbf16ps reads bfloat16 subnormals as zero --------------------------------------------------------
+# docs/attention.md: with AVX512_BF16 the bfloat16 q x bfloat16 K scores come from vdpbf16ps, which reads
+# bfloat16 subnormals as 0 (DAZ). Two consequences that no other kernel set (nor NORMEXP_AVX512_BF16=0) has:
+#   1. a subnormal q entry times an infinite key entry is 0 * inf = NaN instead of -inf / +inf, so a row that
+#      the exact arithmetic masks out entirely (output 0, lse -inf) comes back NaN;
+#   2. a subnormal factor times a large one (|k| near 2^127) drops a product of order 1: the scores, and the
+#      output, are wrong by far more than the bfloat16 rounding the page calls the term "negligible" against.
+# Both on the prefill path (qk_pairs, 30 query rows) and the decode path (qk_direct_pairs, one row).
+SUBNORMAL_RUN = r"""
+import json, numpy as np, ml_dtypes, normexp
+bf = np.dtype(ml_dtypes.bfloat16)
+res = {}
+with normexp.use_isa("avx512"):
+    for lq in (1, 30):
+        # 1: q = -2^-133 (the smallest bfloat16 subnormal), one key of +inf: the exact score is -inf.
+        q = np.full((1, lq, 1), -2.0**-133, np.float32).astype(bf)
+        k = np.full((1, 1, 1), np.inf, np.float32).astype(bf)
+        v = np.ones((1, 1, 1), np.float32).astype(bf)
+        o, lse = normexp.attention(q, k, v, scale=1.0, return_lse=True)
+        res[f"inf {lq}"] = [o.astype(np.float64).ravel().tolist(), lse.astype(np.float64).ravel().tolist()]
+        # 2: q = 2^-127 (subnormal) against keys +-2^127: exact scores +2 and -2, output 1 / (1 + e^-4).
+        q = np.full((1, lq, 2), 2.0**-127, np.float32).astype(bf)
+        k = np.array([[[2.0**127] * 2, [-2.0**127] * 2]], np.float32).astype(bf)
+        v = np.array([[[1.0], [0.0]]], np.float32).astype(bf)
+        o = normexp.attention(q, k, v, scale=1.0)
+        res[f"big {lq}"] = o.astype(np.float64).ravel().tolist()
+print(json.dumps(res).replace("NaN", '"nan"').replace("-Infinity", '"-inf"'))
+"""
+
+
+def run_subnormal(flag: str) -> dict:
+    r = child(SUBNORMAL_RUN, NORMEXP_AVX512_BF16=flag)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def check_subnormal(res: dict) -> None:
+    for lq in (1, 30):
+        o, lse = res[f"inf {lq}"]
+        assert o == [0.0] * lq, f"lq={lq}: a row whose only key scores -inf must give 0, got {o}"
+        assert lse == ["-inf"] * lq, f"lq={lq}: lse of a fully masked row must be -inf, got {lse}"
+        want = 1.0 / (1.0 + np.exp(-4.0))
+        got = np.array(res[f"big {lq}"])
+        assert np.all(np.abs(got - want) <= 2.0**-8 * want), f"lq={lq}: got {got}, want {want} within bfloat16 rounding"
+
+
+@pytest.mark.skipif("avx512" not in normexp.available_isas(), reason="no avx512 set on this CPU: nothing to compare")
+def test_bf16_subnormal_scores_without_the_extension():
+    # The control: the plain avx512 set computes both cases exactly (so the xfail below is the extension's).
+    check_subnormal(run_subnormal("0"))
+
+
+@pytest.mark.skipif(not cpu_has_avx512_bf16(), reason="this CPU has no AVX512_BF16: the vdpbf16ps path is NOT tested")
+@pytest.mark.xfail(strict=True, reason="vdpbf16ps treats bfloat16 subnormals as 0: a subnormal q times an infinite "
+                   "key gives a NaN row (exact: 0, lse -inf), and times |k| ~ 2^127 drops an O(1) score term; "
+                   "needs a fallback to the FMA kernels when q or K holds subnormals (not a small fix)")
+def test_bf16_subnormal_scores_with_the_extension():
+    check_subnormal(run_subnormal(""))
+
+
+# ---- the benchmark's H/HKV heads: HKV = 0 ------------------------------------------------------------
+# '32/0' parsed to heads_kv 0, the internal marker for "no /HKV given", so the run silently measured
+# ungrouped attention with 32 K/V heads and labelled the row 'H32'. An explicit 0 K/V heads is now refused.
+@pytest.mark.parametrize("spec", ["1x32/0x1x64x16", "1x32/00x1x64x16", "1x8/0x16x16"])
+def test_bench_attention_shape_rejects_zero_kv_heads(spec):
+    with pytest.raises(ValueError, match="HKV"):
+        parse_attention_shape(spec)
+
+
+def test_bench_paged_shape_rejects_zero_kv_heads():
+    with pytest.raises(ValueError, match="HKV"):
+        parse_paged_shape("2x4/0x10-20x16:3")
+    # Negative control: a grouped and an ungrouped spec still parse.
+    assert parse_paged_shape("2x4/2x10-20x16:3") == ((2, 4, 10, 20, 16), 2, 3)
+    assert parse_attention_shape("1x32/8x1x64x16") == ((1, 32, 1, 64, 16), False, 8)
+    assert parse_attention_shape("1x32x1x64x16") == ((1, 32, 1, 64, 16), False, 0)
