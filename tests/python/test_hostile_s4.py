@@ -115,3 +115,19 @@ def test_bench_paged_shape_rejects_zero_kv_heads():
     assert parse_paged_shape("2x4/2x10-20x16:3") == ((2, 4, 10, 20, 16), 2, 3)
     assert parse_attention_shape("1x32/8x1x64x16") == ((1, 32, 1, 64, 16), False, 8)
     assert parse_attention_shape("1x32x1x64x16") == ((1, 32, 1, 64, 16), False, 0)
+
+
+# ---- NORMEXP_AVX512_BF16 "read at import" ---------------------------------------------------------------
+# isa_extensions()'s docstring and docs/attention.md say the switch is read at import. With NORMEXP_ISA naming
+# another set, the import did not read it: a bad value passed the import and surfaced later as a ValueError
+# from isa_extensions() (a function without arguments), and a value set after the import still took effect.
+@pytest.mark.skipif("avx512" not in normexp.available_isas(), reason="no avx512 set on this CPU: the switch is never read")
+@pytest.mark.parametrize("forced", ["scalar", "avx2", ""])
+def test_avx512_bf16_switch_is_read_at_import(forced):
+    bad = child("import normexp", NORMEXP_ISA=forced, NORMEXP_AVX512_BF16="yes")
+    assert bad.returncode != 0 and "NORMEXP_AVX512_BF16" in bad.stderr, bad.stderr
+    late = child("import os, normexp\nos.environ['NORMEXP_AVX512_BF16'] = '0'\nprint(normexp.isa_extensions())",
+                 NORMEXP_ISA=forced, NORMEXP_AVX512_BF16="")
+    assert late.returncode == 0, late.stderr
+    want = ["avx512_bf16"] if cpu_has_avx512_bf16() else []
+    assert json.loads(late.stdout.replace("'", '"')) == want
