@@ -131,3 +131,18 @@ def test_avx512_bf16_switch_is_read_at_import(forced):
     assert late.returncode == 0, late.stderr
     want = ["avx512_bf16"] if cpu_has_avx512_bf16() else []
     assert json.loads(late.stdout.replace("'", '"')) == want
+
+
+# ---- bench/*.py --help ------------------------------------------------------------------------------------
+# argparse %-formats help strings: bench/paged_quick.py's "--no-probe" help "(no % column)" made
+# `python bench/paged_quick.py --help` die with "TypeError: %c requires int or char". Every bench script's
+# --help must print its usage and exit 0.
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "bench")
+
+
+@pytest.mark.parametrize("script", sorted(f for f in os.listdir(BENCH) if f.endswith(".py")))
+def test_bench_script_help(script):
+    r = subprocess.run([sys.executable, os.path.join(BENCH, script), "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "usage:" in r.stdout
