@@ -17,14 +17,7 @@ import pytest
 
 import normexp
 from normexp.bench.cases import parse_attention_shape, parse_paged_shape
-
-
-def cpu_has_avx512_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " avx512_bf16" in f.read() and "avx512" in normexp.available_isas()
-    except OSError:
-        return False
+from test_isa_extensions import cpu_has_avx512_bf16
 
 
 def child(code: str, **env: str) -> subprocess.CompletedProcess:
