@@ -139,3 +139,21 @@ def test_bench_script_help(script):
                        timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "usage:" in r.stdout
+
+
+# ---- use_isa("avx512_bf16") --------------------------------------------------------------------------------
+# The extension's name is listed by isa_extensions() next to available_isas(), so it is a natural thing to
+# pass to use_isa; the answer was "'avx512_bf16' is not available on this CPU" on a CPU that has it. It now
+# says that it is an extension of the avx512 set and how to switch it.
+@pytest.mark.parametrize("name", ["avx512_bf16", "AVX512_BF16", "avx512bf16"])
+def test_use_isa_extension_name_is_explained(name):
+    with pytest.raises(ValueError, match=r"extension inside the 'avx512' set.*NORMEXP_AVX512_BF16"):
+        with normexp.use_isa(name):
+            pass
+
+
+def test_use_isa_unknown_name_message_unchanged():
+    # Negative control: other unknown names keep the generic message.
+    with pytest.raises(ValueError, match="is not available on this CPU"):
+        with normexp.use_isa("avx512_fp16"):
+            pass
