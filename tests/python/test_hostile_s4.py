@@ -157,3 +157,23 @@ def test_use_isa_unknown_name_message_unchanged():
     with pytest.raises(ValueError, match="is not available on this CPU"):
         with normexp.use_isa("avx512_fp16"):
             pass
+
+
+# ---- range messages for 16-bit q -------------------------------------------------------------------------
+# scale, softcap, ALiBi slopes and a float mask are checked against the kernels' dtype, float32 for a 16-bit
+# q; the messages called float32 "the dtype of q" when q was bfloat16 / float16 (and told to clip the mask to
+# "the range of q's dtype", 65504 for float16, where float32's range is what counts).
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+@pytest.mark.parametrize("what", ["scale", "softcap", "alibi_slopes", "mask"])
+def test_attention_range_messages_name_the_kernels_dtype(dtype, what):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    q = np.ones((2, 3, 4), dt)
+    kw = {"scale": {"scale": 1e39}, "softcap": {"softcap": 1e-39}, "alibi_slopes": {"alibi_slopes": [3e38, 1.0]},
+          "mask": {"mask": np.full((3, 3), 1e39)}}[what]
+    with pytest.raises(ValueError) as e:
+        normexp.attention(q, q, q, **kw)
+    msg = str(e.value)
+    assert "float32" in msg, msg
+    if dt.itemsize == 2:  # float32 q (the control) was always described right
+        assert "the dtype of q" not in msg and "float32 for 16-bit inputs" in msg, msg
