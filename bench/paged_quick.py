@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--page", type=int, default=16, help="keys per page")
     ap.add_argument("--dtype", default="float32", choices=list(PAGED_DTYPES))
-    ap.add_argument("--no-probe", action="store_true", help="skip the bandwidth probe (no % column)")
+    ap.add_argument("--no-probe", action="store_true", help="skip the bandwidth probe (no %% column)")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
     case = Case("paged_attention", SHAPE, a.dtype, heads_kv=HEADS_KV, page=a.page)

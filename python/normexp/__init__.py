@@ -22,8 +22,11 @@ from . import _api, _core
 
 __version__: str = _core.__version__
 
-# Select the kernel set now, so a bad NORMEXP_ISA fails the import with its message.
+# Select the kernel set now, so a bad NORMEXP_ISA fails the import with its message; and read
+# NORMEXP_AVX512_BF16 now too (isa_extensions() reads it once), also when NORMEXP_ISA selects another set,
+# so a bad value fails the import and a change after it has no effect ("read at import", as documented).
 _core.isa()
+_core.isa_extensions()
 
 __all__ = [
     "softmax",

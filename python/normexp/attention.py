@@ -533,11 +533,15 @@ def paged_attention(
 # The kernels hold scale, softcap and the ALiBi slopes in q's dtype (kernels/kernel_table.hpp:
 # attn_scores), so each is checked there: a float64 value that float32 rounds to inf or 0 would turn the
 # scores into NaN (inf * 0) or silently drop the option. normexp.dask.attention uses the same checks.
+# For 16-bit inputs that dtype is float32, not q's: the messages say which.
+_KERNEL_DTYPE = "(the kernels' dtype: q's, float32 for 16-bit inputs)"
+
+
 def _normal_range(v: float, name: str, dtype: np.dtype) -> float:
     fin = np.finfo(dtype)
     if not float(fin.tiny) <= abs(v) <= float(fin.max):
         raise ValueError(
-            f"{name} {v:g} is outside the range of {np.dtype(dtype).name} (the dtype of q), "
+            f"{name} {v:g} is outside the range of {np.dtype(dtype).name} {_KERNEL_DTYPE}, "
             f"[{float(fin.tiny):g}, {float(fin.max):g}] in magnitude; use float64 inputs or a smaller {name}"
         )
     return v
@@ -581,7 +585,7 @@ def check_alibi(alibi_slopes: Any, dtype: np.dtype, lq: int, lk: int, bottom_rig
     if big > limit:
         raise ValueError(
             f"alibi_slopes: |slope| {big:g} times the largest key distance {dist} overflows "
-            f"{np.dtype(dtype).name} (the dtype of q); slopes must be at most {limit:g} in magnitude here"
+            f"{np.dtype(dtype).name} {_KERNEL_DTYPE}; slopes must be at most {limit:g} in magnitude here"
         )
     return s
 
@@ -597,7 +601,7 @@ def check_sinks(sinks: Any, dtype: np.dtype) -> np.ndarray:
     bad = ~((np.abs(s) <= big) | (s == -np.inf))
     if bad.any():
         raise ValueError(
-            f"sinks must be finite {np.dtype(dtype).name} numbers (the kernels' dtype: q's, float32 for 16-bit inputs) or -inf, got {float(s[bad][0]):g}"
+            f"sinks must be finite {np.dtype(dtype).name} numbers {_KERNEL_DTYPE} or -inf, got {float(s[bad][0]):g}"
         )
     return s
 
@@ -612,8 +616,8 @@ def additive_mask(m: np.ndarray, dtype: np.dtype) -> np.ndarray:
         if bad.any():
             v = float(m[bad][0])
             raise ValueError(
-                f"mask: the value {v:g} overflows {np.dtype(dtype).name} (the dtype of q); clip the additive "
-                "mask to the range of q's dtype (or use -inf to mask a key out)"
+                f"mask: the value {v:g} overflows {np.dtype(dtype).name} {_KERNEL_DTYPE}; clip the additive "
+                f"mask to the range of {np.dtype(dtype).name} (or use -inf to mask a key out)"
             )
     return c
 

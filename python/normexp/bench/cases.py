@@ -578,6 +578,9 @@ def _heads(tok: str, spec: str) -> tuple[int, int]:
     h, _, hk = tok.partition("/")
     if not h.isdigit() or (hk and not hk.isdigit()):
         raise ValueError(f"bad heads {tok!r} in {spec!r}: use H or H/HKV, e.g. 32 or 32/8")
+    # An explicit HKV of 0 is not "ungrouped" (0 is only the internal marker for a missing /HKV): refuse it.
+    if hk and int(hk) < 1:
+        raise ValueError(f"bad heads {tok!r} in {spec!r}: HKV (K/V heads) must be >= 1")
     return int(h), int(hk or 0)
 
 
