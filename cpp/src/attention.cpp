@@ -79,10 +79,10 @@ struct kv_kernels {
                std::size_t);
     void (*qk_direct)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, T*,
                       std::size_t);
-    void (*pack_kt_pairs)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
+    bool (*pack_kt_pairs)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
     void (*qk_pairs)(const T*, std::size_t, const T*, std::size_t, std::size_t, std::size_t, std::size_t, T*,
                      std::size_t);
-    void (*qk_direct_pairs)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t,
+    bool (*qk_direct_pairs)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t,
                             T*, std::size_t);
 };
 template <class T, class Q, class S>
@@ -286,6 +286,14 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         ldq = D;
         ldq_unit = sp(rows * D);
     }
+    // The bfloat16 pair kernels only for q rows without a bfloat16 subnormal (vdpbf16ps reads one as zero).
+    bool pairs_q = false;
+    if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
+        if (p.kv.qk_pairs) {
+            const T* q0 = qp;  // ws.qbuf: a bfloat16 q is always widened there
+            pairs_q = std::none_of(q0, q0 + U * rows * D, [](T x) { return std::fpclassify(x) == FP_SUBNORMAL; });
+        }
+    }
     const S* kp = p.kk + sp(b) * p.ks[0] + sp(hk) * p.ks[1];
     const S* vp = p.v + sp(b) * p.vs[0] + sp(hk) * p.vs[1];
 
@@ -388,10 +396,17 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 }
         // pack_kt pads its panel with zeros after a segment's keys; the next segment overwrites them, and after
         // the last one the block's padding is zeroed (it may end past the last segment's own padding).
+        // The pair kernels (bfloat16 q x K) for this block unless q or the block's K holds a bfloat16 subnormal,
+        // which vdpbf16ps would read as zero (kernel_table.hpp): pack_kt_pairs reports it, and the block is
+        // packed again for the float32 kernels.
+        bool pairs = pairs_q;
         if (!direct) {
-            for (std::size_t g = 0; g < nseg; ++g)
-                (p.kv.pack_kt_pairs ? p.kv.pack_kt_pairs : p.kv.pack_kt)(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D,
-                                                                      ws.kt.data() + ws.seg_off[g], kLdKt);
+            for (std::size_t g = 0; g < nseg && pairs; ++g)
+                pairs = p.kv.pack_kt_pairs(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.data() + ws.seg_off[g],
+                                           kLdKt);
+            if (!pairs)
+                for (std::size_t g = 0; g < nseg; ++g)
+                    p.kv.pack_kt(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.data() + ws.seg_off[g], kLdKt);
             if (nseg > 1) {
                 const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
                 for (std::size_t d = 0; d < D; ++d)
@@ -465,11 +480,15 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             const std::size_t rr = ub + r0;
             T* sb = ws.s.data() + rr * kBlockK;
             if (direct) {
-                for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
-                    (p.kv.qk_direct_pairs ? p.kv.qk_direct_pairs : p.kv.qk_direct)(qu + r0 * ldq, ldq, ws.seg_k[sg] + koff, ldk, nr,
-                                  std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), D, sb + ws.seg_off[sg], kBlockK);
+                for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg) {
+                    const S* ks = ws.seg_k[sg] + koff;
+                    const std::size_t n = std::min(ws.seg_n[sg], nk - ws.seg_off[sg]);
+                    // A segment whose K holds a bfloat16 subnormal: its scores again by the float32 kernel.
+                    if (!(pairs && p.kv.qk_direct_pairs(qu + r0 * ldq, ldq, ks, ldk, nr, n, D, sb + ws.seg_off[sg], kBlockK)))
+                        p.kv.qk_direct(qu + r0 * ldq, ldq, ks, ldk, nr, n, D, sb + ws.seg_off[sg], kBlockK);
+                }
             } else {
-                (p.kv.qk_pairs ? p.kv.qk_pairs : p.k.qk)(qu + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
+                (pairs ? p.kv.qk_pairs : p.k.qk)(qu + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
             }
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + rr, ws.l.data() + rr, ws.alpha.data() + rr);
             // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain in key

@@ -200,6 +200,37 @@ void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
 
 }  // namespace
 
+// pack_kt_pairs and qk_direct_pairs return false exactly when K holds a bfloat16 subnormal (vdpbf16ps would read
+// it as zero; the driver then computes those scores with the float32 kernels): one subnormal placed at every
+// (key, dimension) of blocks whose keys go through the 16 x 16 transposes and the element-by-element edges, of
+// either sign and any fraction; and none reported for zeros, the smallest normal, inf or NaN.
+void check_subnormal_report(const normexp::bf16_dot_kernels& b) {
+    std::size_t cases = 0;
+    const std::uint16_t quiet[] = {0x0000, 0x8000, 0x0080, 0x8080, 0x7F80, 0xFF80, 0x7FC1, 0x3F80};
+    const std::uint16_t subs[] = {0x0001, 0x807F, 0x0040};
+    const float qrow[64] = {};
+    for (std::size_t keys : {3, 17, 33})
+        for (std::size_t dim : {5, 32, 64}) {
+            const std::ptrdiff_t ldk = std::ptrdiff_t(dim + (dim % 2));  // even: the transpose path for dim >= 32
+            std::vector<bfloat16> k(keys * std::size_t(ldk));
+            std::vector<float> kt((dim + 1) / 2 * 48 + 48), s(4 * 48);
+            for (std::size_t n = 0; n < k.size(); ++n) k[n].bits = quiet[n % 8];
+            CHECK(b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
+            CHECK(b.qk_direct_pairs(qrow, dim, k.data(), ldk, 1, keys, dim, s.data(), 48), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
+            for (std::size_t j = 0; j < keys; ++j)
+                for (std::size_t e = 0; e < dim; ++e) {
+                    bfloat16& x = k[j * std::size_t(ldk) + e];
+                    const std::uint16_t keep = x.bits;
+                    x.bits = subs[(j + e) % 3];
+                    CHECK(!b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
+                    CHECK(!b.qk_direct_pairs(qrow, dim, k.data(), ldk, 1, keys, dim, s.data(), 48), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
+                    x.bits = keep;
+                    ++cases;
+                }
+        }
+    std::printf("subnormal report: %zu placements, each reported by pack_kt_pairs and qk_direct_pairs\n", cases);
+}
+
 int main() {
     bool tested = false;
     for (const auto& name : d::available_isas()) {
@@ -209,6 +240,7 @@ int main() {
         check_pack(t.bf16_dot);
         check_qk_pairs(t.bf16_dot);
         check_qk_direct_pairs(t.bf16_dot);
+        check_subnormal_report(t.bf16_dot);
         tested = true;
     }
     if (!tested)

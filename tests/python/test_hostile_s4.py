@@ -58,6 +58,16 @@ with normexp.use_isa("avx512"):
         v = np.array([[[1.0], [0.0]]], np.float32).astype(bf)
         o = normexp.attention(q, k, v, scale=1.0)
         res[f"big {lq}"] = o.astype(np.float64).ravel().tolist()
+        # 3: the same scores with the subnormal in K: q = 2^127, keys +-2^-127 (and 40 keys so that the prefill
+        # block packs K by 16 x 16 transposes as well as element by element; the other 38 keys score 0).
+        q = np.full((1, lq, 32), 2.0**127 / 16, np.float32).astype(bf)
+        k = np.zeros((1, 40, 32), np.float32)
+        k[0, 17] = 2.0**-127
+        k[0, 33] = -(2.0**-127)
+        v = np.zeros((1, 40, 1), np.float32)
+        v[0, 17] = 1.0
+        o = normexp.attention(q, k.astype(bf), v.astype(bf), scale=1.0)
+        res[f"kbig {lq}"] = o.astype(np.float64).ravel().tolist()
 print(json.dumps(res).replace("NaN", '"nan"').replace("-Infinity", '"-inf"'))
 """
 
@@ -76,6 +86,10 @@ def check_subnormal(res: dict) -> None:
         want = 1.0 / (1.0 + np.exp(-4.0))
         got = np.array(res[f"big {lq}"])
         assert np.all(np.abs(got - want) <= 2.0**-8 * want), f"lq={lq}: got {got}, want {want} within bfloat16 rounding"
+        # Scores 2, -2 and 38 zeros: the weight of key 17.
+        want = np.exp(2.0) / (np.exp(2.0) + np.exp(-2.0) + 38.0)
+        got = np.array(res[f"kbig {lq}"])
+        assert np.all(np.abs(got - want) <= 2.0**-8 * want), f"lq={lq} (subnormal K): got {got}, want {want}"
 
 
 @pytest.mark.skipif("avx512" not in normexp.available_isas(), reason="no avx512 set on this CPU: nothing to compare")
@@ -85,10 +99,9 @@ def test_bf16_subnormal_scores_without_the_extension():
 
 
 @pytest.mark.skipif(not cpu_has_avx512_bf16(), reason="this CPU has no AVX512_BF16: the vdpbf16ps path is NOT tested")
-@pytest.mark.xfail(strict=True, reason="vdpbf16ps treats bfloat16 subnormals as 0: a subnormal q times an infinite "
-                   "key gives a NaN row (exact: 0, lse -inf), and times |k| ~ 2^127 drops an O(1) score term; "
-                   "needs a fallback to the FMA kernels when q or K holds subnormals (not a small fix)")
 def test_bf16_subnormal_scores_with_the_extension():
+    # The driver checks q and the pair kernels report a subnormal in K; either sends the scores to the
+    # float32 kernels (cpp/src/attention.cpp, kernel_table.hpp's bf16_dot_kernels).
     check_subnormal(run_subnormal(""))
 
 

@@ -270,19 +270,23 @@ struct convert_kernels {
 // product with a subnormal factor is lost (|q_d k_d| < 2^-126 times the other factor), and each flushed partial
 // sum is below 2^-126 (2 dim 2^-126 in all). qk_direct_pairs sums 16 lane chains (pairs p = l mod 16) by halves:
 // (2 ceil(dim / 32) + 4) u sum|q_d k_d| plus the same flushes (tests/cpp/test_attention_bf16.cpp checks both).
+// A lost product is not small when its other factor is large (2^-127 x 2^127), and 0 x inf is NaN where the
+// exact product is infinite: the entries that read K return false when K holds a bfloat16 subnormal, and the
+// driver then computes those scores with attn_kv_bf16's entries; it checks q itself before it uses them.
 struct bf16_dot_kernels {
     // kt viewed as 32-bit words: word[p * ldkt + j] = bits(k[j][2p]) | bits(k[j][2p + 1]) << 16 for
     // p < ceil(dim / 2) (k[j][dim] = 0 when dim is odd), j < keys, where k[j][d] = k[j * k_row + d * k_col];
     // words for keys .. round_up(keys, kAttnKeyPanel) are 0. ldkt >= round_up(keys, kAttnKeyPanel).
-    void (*pack_kt_pairs)(const bfloat16* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys,
+    // Returns false when one of the keys' elements is a bfloat16 subnormal (kt then as stated, but unusable).
+    bool (*pack_kt_pairs)(const bfloat16* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys,
                           std::size_t dim, float* kt, std::size_t ldkt);
     // s[i * lds + j] = the pair chain above of q row i and key j (kt as pack_kt_pairs leaves it), for i < rows
     // and every j < round_up(keys, kAttnKeyPanel).
     void (*qk_pairs)(const float* q, std::size_t ldq, const float* kt, std::size_t ldkt, std::size_t rows,
                      std::size_t keys, std::size_t dim, float* s, std::size_t lds);
     // attn_kv_bf16.qk_direct's contract (key rows read in place, unit stride along dim) with the pairs'
-    // arithmetic, summed as stated above.
-    void (*qk_direct_pairs)(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
+    // arithmetic, summed as stated above. Returns false (s unusable) when K holds a bfloat16 subnormal.
+    bool (*qk_direct_pairs)(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
                             std::size_t keys, std::size_t dim, float* s, std::size_t lds);
 };
 

@@ -73,34 +73,47 @@ inline __m512i q_halves(const float* q, std::size_t n) {
     return _mm512_permutex2var_epi16(_mm512_maskz_loadu_epi32(m0, q), idx, _mm512_maskz_loadu_epi32(m1, q + 16));
 }
 
+// Lanes of 32 bfloat16 that are subnormal (exponent 0, fraction not 0): vdpbf16ps reads them as zero.
+inline __mmask32 subnormal_lanes(__m512i v) {
+    const __mmask32 exponent = _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7F80));
+    const __mmask32 fraction = _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x007F));
+    return _kandn_mask32(exponent, fraction);
+}
+inline bool subnormal(bfloat16 h) { return (h.bits & 0x7F80u) == 0 && (h.bits & 0x007Fu) != 0; }
+
 inline std::uint32_t word_of(const bfloat16* k, std::ptrdiff_t at0, std::ptrdiff_t at1, bool second) {
     return std::uint32_t(k[at0].bits) | (second ? std::uint32_t(k[at1].bits) << 16 : 0u);
 }
 
-void k_pack_kt_pairs(const bfloat16* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys,
+bool k_pack_kt_pairs(const bfloat16* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys,
                      std::size_t dim, float* kt, std::size_t ldkt) {
     const std::size_t pairs = (dim + 1) / 2, padded = (keys + kPanel - 1) / kPanel * kPanel;
     std::size_t j0 = 0, p0 = 0;  // keys < j0 and pairs < p0 done by 16 x 16 word transposes
+    __mmask32 sub = 0;           // subnormal lanes seen
     if (k_col == 1 && k_row % 2 == 0) {
         j0 = keys / 16 * 16;
         p0 = dim / 32 * 16;
         for (std::size_t j = 0; j < j0; j += 16)
-            for (std::size_t p = 0; p < p0; p += 16)
-                AttnF32::transpose_store<float>(
-                    reinterpret_cast<const float*>(k + static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(2 * p)),
-                    k_row / 2, kt + p * ldkt + j, ldkt);
+            for (std::size_t p = 0; p < p0; p += 16) {
+                const bfloat16* b = k + static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(2 * p);
+                for (std::ptrdiff_t i = 0; i < 16; ++i) sub |= subnormal_lanes(_mm512_loadu_si512(b + i * k_row));
+                AttnF32::transpose_store<float>(reinterpret_cast<const float*>(b), k_row / 2, kt + p * ldkt + j, ldkt);
+            }
     }
+    bool edge_sub = false;
     for (std::size_t p = 0; p < pairs; ++p) {
         float* row = kt + p * ldkt;
         const bool second = 2 * p + 1 < dim;
         const std::ptrdiff_t a0 = static_cast<std::ptrdiff_t>(2 * p) * k_col, a1 = a0 + k_col;
         for (std::size_t j = p < p0 ? j0 : 0; j < keys; ++j) {
             const std::ptrdiff_t r = static_cast<std::ptrdiff_t>(j) * k_row;
+            edge_sub = edge_sub || subnormal(k[r + a0]) || (second && subnormal(k[r + a1]));
             const std::uint32_t w = word_of(k, r + a0, r + a1, second);
             std::memcpy(row + j, &w, sizeof w);
         }
         for (std::size_t j = keys; j < padded; ++j) row[j] = 0.0f;  // +0: the word 0
     }
+    return sub == 0 && !edge_sub;
 }
 
 // One register tile of qk_pairs: R rows x NV vectors of 16 keys over every pair, a chunk of q pairs at a time.
@@ -165,7 +178,7 @@ void k_qk_pairs(const float* q, std::size_t ldq, const float* kt, std::size_t ld
 // keys' sums of a row are stored by the avx512 attention traits' four-way horizontal sum.
 template <int R, int C>
 inline void direct_tile(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
-                        std::size_t dim, float* s, std::size_t lds) {
+                        std::size_t dim, float* s, std::size_t lds, __mmask32& sub) {
     __m512 a[R][C];
 NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
@@ -177,7 +190,10 @@ NX_UNROLL(4)
         for (int c = 0; c < C; ++c) AttnF32::prefetch(k0 + (AttnF32::kPrefetchRows + c) * ldk + sp(d));
         __m512i kv[C];
 NX_UNROLL(4)
-        for (int c = 0; c < C; ++c) kv[c] = _mm512_loadu_si512(k0 + c * ldk + sp(d));
+        for (int c = 0; c < C; ++c) {
+            kv[c] = _mm512_loadu_si512(k0 + c * ldk + sp(d));
+            sub |= subnormal_lanes(kv[c]);
+        }
 NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
             const __m512i q = _mm512_load_si512(qv + std::size_t(r) * steps + t);
@@ -190,7 +206,10 @@ NX_UNROLL(4)
         const __mmask32 mk = _cvtu32_mask32(static_cast<std::uint32_t>((1u << n) - 1u));
         __m512i kv[C];
 NX_UNROLL(4)
-        for (int c = 0; c < C; ++c) kv[c] = _mm512_maskz_loadu_epi16(mk, k0 + c * ldk + sp(d));
+        for (int c = 0; c < C; ++c) {
+            kv[c] = _mm512_maskz_loadu_epi16(mk, k0 + c * ldk + sp(d));
+            sub |= subnormal_lanes(kv[c]);
+        }
 NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
             const __m512i q = _mm512_load_si512(qv + std::size_t(r) * steps + t);
@@ -209,11 +228,11 @@ NX_UNROLL(8)
 
 template <int R, int C>
 inline void direct_rows(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
-                        std::size_t rows, std::size_t dim, float* s, std::size_t lds) {
+                        std::size_t rows, std::size_t dim, float* s, std::size_t lds, __mmask32& sub) {
     std::size_t i = 0;
-    for (; i + R <= rows; i += R) direct_tile<R, C>(qv + i * steps, steps, k0, ldk, dim, s + i * lds, lds);
+    for (; i + R <= rows; i += R) direct_tile<R, C>(qv + i * steps, steps, k0, ldk, dim, s + i * lds, lds, sub);
     if constexpr (R > 1) {
-        if (i < rows) direct_rows<R - 1, C>(qv + i * steps, steps, k0, ldk, rows - i, dim, s + i * lds, lds);
+        if (i < rows) direct_rows<R - 1, C>(qv + i * steps, steps, k0, ldk, rows - i, dim, s + i * lds, lds, sub);
     }
 }
 
@@ -224,7 +243,7 @@ struct alignas(64) QPairs {
 
 // The rows' q pairs are converted once per call into a per-thread buffer (the conversion, a vpermt2w per 32
 // head dimensions, cost a fifth of the instructions when it ran per four keys).
-void k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
+bool k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
                        std::size_t keys, std::size_t dim, float* s, std::size_t lds) {
     const std::size_t steps = (dim + 31) / 32;
     thread_local std::vector<QPairs> qbuf;  // QPairs has internal linkage: so has this vector's code
@@ -233,9 +252,11 @@ void k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::
         for (std::size_t t = 0; t < steps; ++t)
             _mm512_store_si512(qbuf[r * steps + t].h, q_halves(q + r * ldq + 32 * t, dim - 32 * t < 32 ? dim - 32 * t : 32));
     const auto* qv = reinterpret_cast<const __m512i*>(qbuf.data());
+    __mmask32 sub = 0;
     std::size_t j = 0;
-    for (; j + 4 <= keys; j += 4) direct_rows<kDirectRows, 4>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds);
-    for (; j < keys; ++j) direct_rows<kDirectRows, 1>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds);
+    for (; j + 4 <= keys; j += 4) direct_rows<kDirectRows, 4>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
+    for (; j < keys; ++j) direct_rows<kDirectRows, 1>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
+    return sub == 0;
 }
 
 }  // namespace
