@@ -184,26 +184,12 @@ NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) a[r][c] = _mm512_setzero_ps();
-    std::size_t d = 0, t = 0;
-    for (; d + 32 <= dim; d += 32, ++t) {
+    // 32 head dimensions per step, the last one masked (lanes past dim load as zero and add nothing).
+    for (std::size_t d = 0, t = 0; d < dim; d += 32, ++t) {
+        const std::size_t n = dim - d < 32 ? dim - d : 32;
+        const __mmask32 mk = _cvtu32_mask32(n == 32 ? ~0u : (1u << n) - 1u);
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) AttnF32::prefetch(k0 + (AttnF32::kPrefetchRows + c) * ldk + sp(d));
-        __m512i kv[C];
-NX_UNROLL(4)
-        for (int c = 0; c < C; ++c) {
-            kv[c] = _mm512_loadu_si512(k0 + c * ldk + sp(d));
-            sub |= subnormal_lanes(kv[c]);
-        }
-NX_UNROLL(8)
-        for (int r = 0; r < R; ++r) {
-            const __m512i q = _mm512_load_si512(qv + std::size_t(r) * steps + t);
-NX_UNROLL(4)
-            for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], q, kv[c]);
-        }
-    }
-    if (d < dim) {
-        const std::size_t n = dim - d;  // < 32
-        const __mmask32 mk = _cvtu32_mask32(static_cast<std::uint32_t>((1u << n) - 1u));
         __m512i kv[C];
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) {
