@@ -17,8 +17,10 @@ namespace {
 int tensor_elems(const char* fn, std::size_t batch, std::size_t heads, std::size_t len, std::size_t dim,
                  std::size_t& n) {
     std::size_t bh = 0, ld = 0;
-    if (const int rc = normexp::capi::check_sizes(fn, batch, heads, 1, bh)) return rc;
-    if (const int rc = normexp::capi::check_sizes(fn, len, dim, 1, ld)) return rc;
+    // Each partial product is checked at the element size too (a part beyond PTRDIFF_MAX bytes makes the
+    // whole one so), so the message names the real element size.
+    if (const int rc = normexp::capi::check_sizes(fn, batch, heads, sizeof(float), bh)) return rc;
+    if (const int rc = normexp::capi::check_sizes(fn, len, dim, sizeof(float), ld)) return rc;
     return normexp::capi::check_sizes(fn, bh, ld, sizeof(float), n);
 }
 
@@ -82,8 +84,8 @@ int element_sizes(const char* fn, int dtype, int kv_dtype, std::size_t& eq, std:
 // n = a * b * c * d elements of `size` bytes, each factor > 0, within PTRDIFF_MAX bytes.
 int elems4(const char* fn, std::size_t a, std::size_t b, std::size_t c, std::size_t d, std::size_t size, std::size_t& n) {
     std::size_t ab = 0, cd = 0;
-    if (const int rc = normexp::capi::check_sizes(fn, a, b, 1, ab)) return rc;
-    if (const int rc = normexp::capi::check_sizes(fn, c, d, 1, cd)) return rc;
+    if (const int rc = normexp::capi::check_sizes(fn, a, b, size, ab)) return rc;  // as tensor_elems
+    if (const int rc = normexp::capi::check_sizes(fn, c, d, size, cd)) return rc;
     return normexp::capi::check_sizes(fn, ab, cd, size, n);
 }
 

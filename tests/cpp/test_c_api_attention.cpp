@@ -164,6 +164,8 @@ void test_attention_params() {
     expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, "heads_kv");
     bad = p, bad.len_kv = 0;
     expect(bad, NORMEXP_ERROR_INVALID_SIZE, "sizes");
+    bad = p, bad.batch = SIZE_MAX / 2;  // batch x heads alone past PTRDIFF_MAX bytes: the message names float32's 4 bytes
+    expect(bad, NORMEXP_ERROR_INVALID_SIZE, "elements of 4 bytes exceed PTRDIFF_MAX");
     bad = p, bad.causal_alignment = 7;
     expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, "causal_alignment");
     const double nan_sinks[Hq] = {0, NAN, 0, 0};
