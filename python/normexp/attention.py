@@ -27,14 +27,14 @@ def _real_float(dtype: np.dtype) -> bool:
     return dtype.kind == "f" or is_16bit(dtype)
 
 
-def _float_tensor(x: Any, name: str) -> np.ndarray:
+def _float_tensor(x: Any, name: str, fn: str = "attention") -> np.ndarray:
     a = _api.as_array(x, name)
     if a.dtype in _FLOATS:
         return a
     if is_16bit(a.dtype):
         return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
     raise TypeError(
-        f"{name}: attention takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}; "
+        f"{name}: {fn} takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}; "
         f"cast with {name}.astype(np.float32)"
     )
 
@@ -308,8 +308,8 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
     if isinstance(outs, np.ndarray) or isinstance(lses, np.ndarray):
         outs = list(outs)
         lses = list(lses)
-    outs = [_float_tensor(o, f"outs[{i}]") for i, o in enumerate(outs)]
-    lses = [_float_tensor(l_, f"lses[{i}]") for i, l_ in enumerate(lses)]
+    outs = [_float_tensor(o, f"outs[{i}]", "merge_attention") for i, o in enumerate(outs)]
+    lses = [_float_tensor(l_, f"lses[{i}]", "merge_attention") for i, l_ in enumerate(lses)]
     if len(outs) != len(lses):
         raise ValueError(f"outs has {len(outs)} parts but lses has {len(lses)}")
     if not outs:
@@ -425,9 +425,9 @@ def paged_attention(
     """
     is_causal = _api.flag(is_causal, "is_causal")
     return_lse = _api.flag(return_lse, "return_lse")
-    q = _float_tensor(q, "q")
-    k_pages = _float_tensor(k_pages, "k_pages")
-    v_pages = _float_tensor(v_pages, "v_pages")
+    q = _float_tensor(q, "q", "paged_attention")
+    k_pages = _float_tensor(k_pages, "k_pages", "paged_attention")
+    v_pages = _float_tensor(v_pages, "v_pages", "paged_attention")
     cdtype = check_dtypes(q.dtype, k_pages.dtype, v_pages.dtype, ("k_pages", "v_pages"), "paged_attention")
     dtype = q.dtype  # the output's
     if q.ndim != 3:

@@ -239,3 +239,19 @@ def test_dask_attention_16bit():
     with pytest.raises(TypeError, match="float32 q with float16 or bfloat16 k and v"):
         normexp.dask.attention(rand((2, 3, 8), F16), da.from_array(rand((2, 5, 8), BF16)),
                                da.from_array(rand((2, 5, 8), BF16)))
+
+
+@pytest.mark.parametrize("fn", ["merge_attention", "paged_attention"])
+def test_dtype_errors_name_the_function(fn):
+    """A non-float array names the function it was passed to, not attention."""
+    ints = np.zeros((2, 1, 3, 4), np.int32)
+    if fn == "merge_attention":
+        call = lambda: normexp.merge_attention([ints], [np.zeros((2, 1, 3), np.float32)])  # noqa: E731
+        name = r"outs\[0\]"
+    else:
+        pages = np.zeros((2, 4, 1, 4), np.float32)
+        call = lambda: normexp.paged_attention(np.zeros((1, 1, 4), np.int32), pages, pages,  # noqa: E731
+                                               np.zeros((1, 1), np.int32), np.ones(1, np.int32))
+        name = "q"
+    with pytest.raises(TypeError, match=rf"{name}: {fn} takes float32, float64, float16 or bfloat16 arrays, got int32"):
+        call()
