@@ -82,26 +82,32 @@ bool cpu_has_avx512() {
 }
 #endif
 
+#if defined(NORMEXP_HAVE_AVX512)
+// NORMEXP_AVX512_BF16: -1 unset (the CPU decides), 0 off, 1 on; any other value is an error.
+int avx512_bf16_switch() {
+    const char* e = std::getenv("NORMEXP_AVX512_BF16");
+    const std::string v = e ? e : "";
+    if (v.empty()) return -1;
+    if (v == "0" || v == "1") return v == "1";
+    throw std::invalid_argument("NORMEXP_AVX512_BF16: expected 0 or 1, got '" + v + "'");
+}
+#endif
+
 #if defined(NORMEXP_HAVE_AVX512BF16)
 bool cpu_has_avx512_bf16() {
     if (!cpu_has_avx512()) return false;
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return false;  // EAX: the highest subleaf of leaf 7
-    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    if (!cpuid(7, 0, a, b, c, d) || a < 1) return false;  // EAX: the highest subleaf of leaf 7
+    if (!cpuid(7, 1, a, b, c, d)) return false;
     return (a >> 5) & 1;
 }
 // Whether the avx512 table takes the AVX512_BF16 entries: the CPU, unless NORMEXP_AVX512_BF16 says otherwise.
 bool avx512_bf16_wanted() {
-    const char* e = std::getenv("NORMEXP_AVX512_BF16");
-    const std::string v = e ? e : "";
-    if (v.empty()) return cpu_has_avx512_bf16();
-    if (v == "0") return false;
-    if (v == "1") {
-        if (!cpu_has_avx512_bf16())
-            throw std::invalid_argument("NORMEXP_AVX512_BF16=1: this CPU or OS does not support AVX512_BF16");
-        return true;
-    }
-    throw std::invalid_argument("NORMEXP_AVX512_BF16: expected 0 or 1, got '" + v + "'");
+    const int on = avx512_bf16_switch();
+    if (on < 0) return cpu_has_avx512_bf16();
+    if (on == 1 && !cpu_has_avx512_bf16())
+        throw std::invalid_argument("NORMEXP_AVX512_BF16=1: this CPU or OS does not support AVX512_BF16");
+    return on == 1;
 }
 #endif
 
@@ -154,8 +160,7 @@ bool avx512_bf16_in_table() {
     static const bool on = avx512_bf16_wanted();
     return on;
 #else
-    const char* e = std::getenv("NORMEXP_AVX512_BF16");
-    if (e && std::string(e) == "1")
+    if (avx512_bf16_switch() == 1)
         throw std::invalid_argument("NORMEXP_AVX512_BF16=1: this build has no AVX512_BF16 kernels (the compiler "
                                     "lacks -mavx512bf16)");
     return false;
