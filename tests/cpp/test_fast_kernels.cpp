@@ -14,6 +14,7 @@
 //    argument (float64: 2^-53; one rounding, x - m, or three with a temperature: x - m, beta.hi, the
 //    product), the stated contract of accuracy::fast.
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -136,45 +137,66 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 }
 
 // rows_softmax / rows_exp_sum: each row exactly row_max, row_exp_store + row_scale (or row_exp_sum); rows
-// with a NaN, +inf, all -inf or a maximum above m_limit are skipped (y untouched, sums {0, 0}).
+// with a NaN, +inf, all -inf or a maximum above m_limit are skipped (y untouched, sums {0, 0}). The kernels
+// pipeline the rows (one row's exp pass carries the next row's maximum and the previous row's outputs, in
+// blocks of 8 vectors): lengths around every block and 4-vector boundary of every ISA, skipped rows first,
+// last, alone and adjacent, and maxima tied between +0 and -0 (the same zero as row_max, bit for bit).
 template <class T>
 void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature) {
     const scale2<T> b = normexp::detail::split_beta<T>(temperature);
     const T inf = std::numeric_limits<T>::infinity();
     std::mt19937_64 rng(13);
     std::normal_distribution<double> g(0.0, 10.0);
-    for (std::size_t n : {1, 7, 16, 17, 33, 128, 300}) {
-        const std::size_t rows = 9;
-        const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
-        std::vector<T> x(rows * std::size_t(sx));
-        for (auto& v : x) v = T(g(rng));
-        x[1 * std::size_t(sx)] = std::numeric_limits<T>::quiet_NaN();  // row 1: NaN
-        x[3 * std::size_t(sx) + n / 2] = inf;                          // row 3: +inf
-        for (std::size_t j = 0; j < n; ++j) x[5 * std::size_t(sx) + j] = -inf;  // row 5: all -inf
-        x[7 * std::size_t(sx)] = T(1e30);                              // row 7: above the limit below
-        const T m_limit = T(1e20);
-        std::vector<T> y(rows * std::size_t(sy), T(7)), m(rows);
-        std::vector<normexp::exp_sum> es(rows);
-        k.rows_softmax(x.data(), sx, y.data(), sy, rows, n, b, m_limit, m.data());
-        k.rows_exp_sum(x.data(), sx, rows, n, b, m_limit, m.data(), es.data());
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T* xr = x.data() + r * std::size_t(sx);
-            const T* yr = y.data() + r * std::size_t(sy);
-            const T mr = k.row_max(xr, n);
-            CHECK(check::ulp_diff(m[r], mr) == 0, "%s n=%zu r=%zu: max", name, n, r);
-            const bool skip = r == 1 || r == 3 || r == 5 || r == 7;
-            if (skip) {
-                CHECK(es[r].rest == 0 && es[r].count == 0, "%s n=%zu r=%zu: skipped sums", name, n, r);
-                for (std::size_t j = 0; j < n; ++j) CHECK(yr[j] == T(7), "%s n=%zu r=%zu: skipped row written", name, n, r);
-                continue;
+    const std::size_t rows = 11;
+    // Which rows are skipped, and how: 'n' NaN, 'i' +inf, '-' all -inf, 'L' above the limit, '.' none.
+    for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z"}) {
+        for (std::size_t n : {1, 7, 16, 17, 31, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300, 513}) {
+            const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
+            std::vector<T> x(rows * std::size_t(sx));
+            for (auto& v : x) v = T(g(rng));
+            const T m_limit = T(1e20);
+            for (std::size_t r = 0; r < rows; ++r) {
+                T* xr = x.data() + r * std::size_t(sx);
+                switch (layout[r]) {
+                    case 'n': xr[n - 1] = std::numeric_limits<T>::quiet_NaN(); break;
+                    case 'i': xr[n / 2] = inf; break;
+                    case '-': for (std::size_t j = 0; j < n; ++j) xr[j] = -inf; break;
+                    case 'L': xr[0] = T(1e30); break;
+                    case 'z':  // maximum 0: -0 and +0 at positions that meet in different accumulators
+                        for (std::size_t j = 0; j < n; ++j) xr[j] = -std::fabs(xr[j]) - T(1);
+                        xr[n / 3] = T(-0.0), xr[(2 * n) / 3] = T(0.0), xr[n - 1] = T(-0.0);
+                        break;
+                    default: break;
+                }
             }
-            std::vector<T> want(n);
-            const double sum = k.row_exp_store(xr, want.data(), n, mr, b);
-            k.row_scale(want.data(), n, T(1.0 / sum));
-            for (std::size_t j = 0; j < n; ++j)
-                CHECK(yr[j] == want[j], "%s n=%zu r=%zu j=%zu: rows_softmax %.9g vs %.9g", name, n, r, j, double(yr[j]), double(want[j]));
-            const normexp::exp_sum e = k.row_exp_sum(xr, n, mr, b);
-            CHECK(es[r].rest == e.rest && es[r].count == e.count, "%s n=%zu r=%zu: rows_exp_sum", name, n, r);
+            std::vector<T> y(rows * std::size_t(sy), T(7)), m(rows);
+            std::vector<normexp::exp_sum> es(rows);
+            k.rows_softmax(x.data(), sx, y.data(), sy, rows, n, b, m_limit, m.data());
+            std::vector<T> m2(rows);
+            k.rows_exp_sum(x.data(), sx, rows, n, b, m_limit, m2.data(), es.data());
+            for (std::size_t r = 0; r < rows; ++r) {
+                const T* xr = x.data() + r * std::size_t(sx);
+                const T* yr = y.data() + r * std::size_t(sy);
+                const T mr = k.row_max(xr, n);
+                CHECK(std::memcmp(&m[r], &mr, sizeof(T)) == 0 && std::memcmp(&m2[r], &mr, sizeof(T)) == 0,
+                      "%s %s n=%zu r=%zu: max %g / %g vs %g", name, layout, n, r, double(m[r]), double(m2[r]), double(mr));
+                if (layout[r] != '.' && layout[r] != 'z') {
+                    CHECK(es[r].rest == 0 && es[r].count == 0, "%s %s n=%zu r=%zu: skipped sums", name, layout, n, r);
+                    for (std::size_t j = 0; j < n; ++j)
+                        CHECK(yr[j] == T(7), "%s %s n=%zu r=%zu: skipped row written", name, layout, n, r);
+                    continue;
+                }
+                std::vector<T> want(n);
+                const double sum = k.row_exp_store(xr, want.data(), n, mr, b);
+                k.row_scale(want.data(), n, T(1.0 / sum));
+                for (std::size_t j = 0; j < n; ++j)
+                    CHECK(std::memcmp(&yr[j], &want[j], sizeof(T)) == 0, "%s %s n=%zu r=%zu j=%zu: rows_softmax %.9g vs %.9g",
+                          name, layout, n, r, j, double(yr[j]), double(want[j]));
+                for (std::size_t j = n; j < std::size_t(sy); ++j)
+                    CHECK(yr[j] == T(7), "%s %s n=%zu r=%zu: gap written", name, layout, n, r);
+                const normexp::exp_sum e = k.row_exp_sum(xr, n, mr, b);
+                CHECK(es[r].rest == e.rest && es[r].count == e.count, "%s %s n=%zu r=%zu: rows_exp_sum", name, layout, n, r);
+            }
         }
     }
 }

@@ -266,13 +266,34 @@ struct lanes : P {
 using F32 = lanes<V32>;
 using F64 = lanes<V64>;
 
+// Work that a pass over one row carries along for another row (the several-rows kernels' pipeline,
+// reductions.hpp): block(i) for the entries [i, i + kSideBlock * N) before the terms of that block, rest(i)
+// for [i, n) after the last whole block. The default does nothing.
+constexpr std::size_t kSideBlock = 8;
+struct no_side {
+    void block(std::size_t) const {}
+    void rest(std::size_t) const {}
+};
+template <class Block, class Rest>
+struct side_fn {
+    Block b;
+    Rest r;
+    NX_INLINE void block(std::size_t i) { b(i); }
+    NX_INLINE void rest(std::size_t i) { r(i); }
+};
+template <class Block, class Rest>
+side_fn<Block, Rest> make_side(Block b, Rest r) {
+    return {b, r};
+}
+
 // Sum of full(i) over full vectors i = 0, N, ... and tail(i, mask) for the remainder, summed pairwise in
 // blocks of 8 vectors and flushed to double (float32). float64: every vector goes into the Neumaier
-// accumulator instead (PerTerm).
-template <class F, class Full, class Tail>
-double blocked_sum(std::size_t n, Full full, Tail tail) {
+// accumulator instead (PerTerm). side: see no_side; it does not touch the sum.
+template <class F, class Full, class Tail, class Side = no_side>
+double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
+    static_assert(kSideBlock == 8, "the float32 blocks below are the side blocks");
     typename F::Acc acc;
     std::size_t i = 0;
     constexpr bool PerTerm = sizeof(typename F::T) == 8;
@@ -280,17 +301,25 @@ double blocked_sum(std::size_t n, Full full, Tail tail) {
         // float64: every vector goes straight into the Neumaier accumulator. A pairwise block in
         // working precision would round 1 + tiny terms in the lane holding the maximum (several ULP
         // on rows dominated by one term, found by the fuzzer).
+        for (; i + 8 * N <= n; i += 8 * N) {
+            side.block(i);
+            for (std::size_t k = 0; k < 8 * N; k += N) F::flush(acc, full(i + k));
+        }
+        side.rest(i);
         for (; i + N <= n; i += N) F::flush(acc, full(i));
         if (i < n) F::flush(acc, tail(i, F::tail_mask(n - i)));
         return acc.total();
     }
     for (; i + 8 * N <= n; i += 8 * N) {
+        side.block(i);
         const V a0 = F::add(full(i), full(i + N));
         const V a1 = F::add(full(i + 2 * N), full(i + 3 * N));
         const V a2 = F::add(full(i + 4 * N), full(i + 5 * N));
         const V a3 = F::add(full(i + 6 * N), full(i + 7 * N));
         F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
     }
+    side.rest(i);
+    if (i == n) return acc.total();  // no remainder: its flush would add +0, which leaves a sum that started at +0 as it is
     V part = F::zero();
     for (; i + N <= n; i += N) part = F::add(part, full(i));
     if (i < n) part = F::add(part, tail(i, F::tail_mask(n - i)));

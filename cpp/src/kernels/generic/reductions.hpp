@@ -57,41 +57,57 @@ NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
     }
 }
 
-template <class F, class S = typename F::T>
-NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
+// The running maximum of a row, in the steps of k_row_max (block4, then one, then tail): four accumulators
+// and a NaN flag. The several-rows kernels drive the same steps at the same offsets, so the same maximum
+// (the same zero, where +0 and -0 tie).
+template <class F, class S>
+struct max_acc {
     using V = typename F::V;
     using T = typename F::T;
-    constexpr std::size_t N = F::N;
-    const V ninf = F::set1(-port::kInf);
-    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    static constexpr std::size_t N = F::N;
+    V m0 = F::set1(-port::kInf), m1 = m0, m2 = m0, m3 = m0;
     typename F::B nan = F::mnone();
-    std::size_t i = 0;
-    for (; i + 4 * N <= n; i += 4 * N) {
-        const V a = F::template load_as<S>(x + i), b = F::template load_as<S>(x + i + N);
-        const V c = F::template load_as<S>(x + i + 2 * N), d = F::template load_as<S>(x + i + 3 * N);
+    NX_INLINE void block4(const S* p) {
+        const V a = F::template load_as<S>(p), b = F::template load_as<S>(p + N);
+        const V c = F::template load_as<S>(p + 2 * N), d = F::template load_as<S>(p + 3 * N);
         m0 = F::max(m0, a);
         m1 = F::max(m1, b);
         m2 = F::max(m2, c);
         m3 = F::max(m3, d);
         nan = F::mor(nan, F::mor(F::unord(a, b), F::unord(c, d)));
     }
-    for (; i + N <= n; i += N) {
-        const V a = F::template load_as<S>(x + i);
-        m0 = F::max(m0, a);
-        nan = F::mor(nan, F::unord(a, a));
+    // Entries [i, n) of the row at x, i a multiple of 4 N: the rest of k_row_max's loops from i.
+    NX_INLINE void from(const S* x, std::size_t i, std::size_t n) {
+        for (; i + 4 * N <= n; i += 4 * N) block4(x + i);
+        for (; i + N <= n; i += N) {
+            const V a = F::template load_as<S>(x + i);
+            m0 = F::max(m0, a);
+            nan = F::mor(nan, F::unord(a, a));
+        }
+        if (i < n) {
+            const auto mk = F::tail_mask(n - i);
+            const V a = F::blend(F::set1(-port::kInf), load_s_tail<F>(x + i, mk, n - i), F::mask_v(mk));
+            m0 = F::max(m0, a);
+            nan = F::mor(nan, F::unord(a, a));
+        }
     }
-    if (i < n) {
-        const auto mk = F::tail_mask(n - i);
-        const V a = F::blend(ninf, load_s_tail<F>(x + i, mk, n - i), F::mask_v(mk));
-        m0 = F::max(m0, a);
-        nan = F::mor(nan, F::unord(a, a));
+    NX_INLINE T result() const {
+        if (F::any(nan)) return T(port::kNaN);
+        return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
     }
-    if (F::any(nan)) return T(port::kNaN);
-    return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
+};
+
+template <class F, class S = typename F::T>
+NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
+    max_acc<F, S> a;
+    a.from(x, 0, n);
+    return a.result();
 }
 
-template <class F, bool Scaled, bool Fast, class S = typename F::T>
-NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta) {
+// side (generic/lanes.hpp: no_side): work carried along for another row (the several-rows kernels).
+template <class F, bool Scaled, bool Fast, class S = typename F::T, class Side = no_side>
+NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                    Side&& side = Side{}) {
     using V = typename F::V;
     const storage_arg<F, Scaled, Fast, S> a(m, beta);
     if constexpr (Fast) {  // the whole sum, entries at the maximum included (exp(0) = 1 exactly)
@@ -99,12 +115,13 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
         auto tail = [&](std::size_t i, typename F::M mk) {
             return F::zero_unless(F::mask_v(mk), a.exp_of(load_s_tail<F>(x + i, mk, n - i)));
         };
-        return {blocked_sum<F>(n, full, tail), 0.0};
+        return {blocked_sum<F>(n, full, tail, side), 0.0};
     } else {
     const V mv = F::set1(m);
     typename F::C cnt = F::count_zero();
     double total_count = 0;
-    // Counts are flushed with the sums: int32 lanes would overflow past 2^31 elements per lane.
+    // Counts are flushed with the sums: int32 lanes would overflow past 2^31 elements per lane. (A side
+    // goes with rows of one chunk: the several-rows kernels take rows of at most kSuperChunk entries.)
     constexpr std::size_t kChunk = std::size_t(1) << 24;
     double rest = 0;
     for (std::size_t base = 0; base < n; base += kChunk) {
@@ -122,7 +139,7 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
             cnt = F::count_add(cnt, e);
             return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v)));
         };
-        rest += blocked_sum<F>(len, full, tail);
+        rest += blocked_sum<F>(len, full, tail, side);
         total_count += F::count_total(cnt);
         cnt = F::count_zero();
     }
@@ -136,9 +153,9 @@ NX_FLATTEN exp_sum k_row_exp_sum(const S* x, std::size_t n, typename F::T m, sca
                            : row_exp_sum_impl<F, true, Fast, S>(x, n, m, beta);
 }
 
-template <class F, bool Scaled, bool Fast>
+template <class F, bool Scaled, bool Fast, class Side = no_side>
 NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                          scale2<typename F::T> beta) {
+                                     scale2<typename F::T> beta, Side&& side = Side{}) {
     using V = typename F::V;
     const mode_arg<F, Scaled, Fast> a(m, beta);
     auto full = [&](std::size_t i) {
@@ -151,7 +168,7 @@ NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, s
         F::store_tail(y + i, mk, e);
         return e;
     };
-    return blocked_sum<F>(n, full, tail);
+    return blocked_sum<F>(n, full, tail, side);
 }
 
 template <class F, bool Fast>
@@ -161,19 +178,21 @@ NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std:
                            : row_exp_store_impl<F, true, Fast>(x, y, n, m, beta);
 }
 
+// y[j] = op(x[j]) for j in [0, len), whole vectors then one masked tail (x may be y).
+template <class F, class S, class Op>
+NX_INLINE void map_range(const S* x, S* y, std::size_t len, Op op) {
+    std::size_t j = 0;
+    for (; j + F::N <= len; j += F::N) F::template store_as<S>(y + j, op(F::template load_as<S>(x + j)));
+    if (j < len) {
+        const auto mk = F::tail_mask(len - j);
+        store_s_tail<F>(y + j, mk, len - j, op(load_s_tail<F>(x + j, mk, len - j)));
+    }
+}
+
 template <class F>
 NX_FLATTEN void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
     const auto cv = F::set1(c);
-    std::size_t i = 0;
-    for (; i + 2 * F::N <= n; i += 2 * F::N) {
-        F::store(y + i, F::mul(F::load(y + i), cv));
-        F::store(y + i + F::N, F::mul(F::load(y + i + F::N), cv));
-    }
-    for (; i + F::N <= n; i += F::N) F::store(y + i, F::mul(F::load(y + i), cv));
-    if (i < n) {
-        const auto mk = F::tail_mask(n - i);
-        F::store_tail(y + i, mk, F::mul(F::load_tail(y + i, mk), cv));
-    }
+    map_range<F>(y, y, n, [&](typename F::V v) { return F::mul(v, cv); });
 }
 
 template <class F, bool Scaled, bool Fast, class S = typename F::T>
@@ -181,12 +200,7 @@ NX_FLATTEN void row_exp_scale_impl(const S* x, S* y, std::size_t n, typename F::
                                    typename F::T c) {
     const mode_arg<F, Scaled, Fast> a(m, beta);
     const auto cv = F::set1(c);
-    std::size_t i = 0;
-    for (; i + F::N <= n; i += F::N) F::template store_as<S>(y + i, F::mul(a.exp_of(F::template load_as<S>(x + i)), cv));
-    if (i < n) {
-        const auto mk = F::tail_mask(n - i);
-        store_s_tail<F>(y + i, mk, n - i, F::mul(a.exp_of(load_s_tail<F>(x + i, mk, n - i)), cv));
-    }
+    map_range<F>(x, y, n, [&](typename F::V v) { return F::mul(a.exp_of(v), cv); });
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -345,38 +359,108 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
     return !(m <= m_limit) || m == -port::kInf;  // NaN, +inf, above the limit, all -inf
 }
 
-// 16-bit storage (S != T): a stored exp read back would round twice, so a row is max, row_exp_sum (the
-// counting one) and row_exp_scale (storage_kernels in kernel_table.hpp).
+// A software pipeline over the rows: while stage B runs the exp pass of row r, the same loop reads row r + 1
+// for its maximum (stage A: max_acc, at k_row_max's offsets) and writes the outputs of row r - 1 (stage C),
+// kSideBlock vectors at a time (blocked_sum's side). A short row is a chain of dependent steps (maximum, its
+// horizontal reduction, exp, sum, reciprocal, scale) whose latency exceeds its throughput cost: one row after
+// another, the core waited on the chain (128 float32 entries took 1.2x the time on AVX-512 and left the FMA
+// pipes half idle). Each row gets the single-row kernels' operations in their order: the same bits.
+//
+// rows_softmax: B is row_exp_store and C the scale by T(1 / sum); for 16-bit storage (S != T) a stored exp
+// read back would round twice, so B is row_exp_sum (the counting one) and C row_exp_scale's exp and scale
+// (storage_kernels in kernel_table.hpp).
+template <class F, bool Scaled, bool Fast, class S>
+NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                                 scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
+    using T = typename F::T;
+    using V = typename F::V;
+    constexpr std::size_t N = F::N;
+    constexpr bool Half = !std::is_same_v<S, T>;
+    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
+    auto yr = [&](std::size_t r) { return y + static_cast<std::ptrdiff_t>(r) * sy; };
+    // Stage C of row p with c = T(1 / sum): outputs [i, i + len).
+    auto out = [&](std::size_t p, T c, std::size_t i, std::size_t len) {
+        const V cv = F::set1(c);
+        if constexpr (Half) {
+            const mode_arg<F, Scaled, Fast> a(m[p], beta);
+            map_range<F>(xr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(a.exp_of(v), cv); });
+        } else {
+            map_range<F>(yr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(v, cv); });
+        }
+    };
+    if (rows == 0) return;
+    m[0] = k_row_max<F, S>(x, n);
+    bool prev = false;  // row r - 1 awaits stage C, with c_prev
+    T c_prev = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const bool next = r + 1 < rows;
+        const S* const xa = next ? xr(r + 1) : x;
+        max_acc<F, S> ma;
+        const bool c_on = prev;
+        const T c = c_prev;
+        auto side = make_side(
+            [&](std::size_t i) {
+                if (next) ma.block4(xa + i), ma.block4(xa + i + 4 * N);
+                if (c_on) out(r - 1, c, i, kSideBlock * N);
+            },
+            [&](std::size_t i) {
+                if (next) ma.from(xa, i, n);
+                if (c_on) out(r - 1, c, i, n - i);
+            });
+        prev = !row_skipped(m[r], m_limit);
+        if (prev) {
+            double sum;
+            if constexpr (Half) {
+                const exp_sum e = row_exp_sum_impl<F, Scaled, false, S>(xr(r), n, m[r], beta, side);
+                sum = e.count + e.rest;
+            } else {
+                sum = row_exp_store_impl<F, Scaled, Fast>(xr(r), yr(r), n, m[r], beta, side);
+            }
+            c_prev = static_cast<T>(1.0 / sum);
+        } else {
+            side.rest(0);
+        }
+        if (next) m[r + 1] = ma.result();
+    }
+    if (prev) out(rows - 1, c_prev, 0, n);
+}
+
 template <class F, bool Fast, class S = typename F::T>
 NX_FLATTEN void k_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                                scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
-    using T = typename F::T;
+    unit_beta(beta) ? rows_softmax_pipe<F, false, Fast, S>(x, sx, y, sy, rows, n, beta, m_limit, m)
+                    : rows_softmax_pipe<F, true, Fast, S>(x, sx, y, sy, rows, n, beta, m_limit, m);
+}
+
+// rows_exp_sum: stages A and B of the pipeline above.
+template <class F, bool Scaled, bool Fast, class S>
+NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
+                                 scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
+    constexpr std::size_t N = F::N;
+    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
+    if (rows == 0) return;
+    m[0] = k_row_max<F, S>(x, n);
     for (std::size_t r = 0; r < rows; ++r) {
-        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        S* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
-        const T mr = k_row_max<F, S>(xr, n);
-        m[r] = mr;
-        if (row_skipped(mr, m_limit)) continue;
-        if constexpr (std::is_same_v<S, T>) {
-            const double sum = k_row_exp_store<F, Fast>(xr, yr, n, mr, beta);
-            k_row_scale<F>(yr, n, static_cast<T>(1.0 / sum));
-        } else {  // storage_kernels' row_exp_sum (counting) and row_exp_scale, as the driver's do_row
-            const exp_sum e = k_row_exp_sum<F, false, S>(xr, n, mr, beta);
-            k_row_exp_scale<F, Fast, S>(xr, yr, n, mr, beta, static_cast<T>(1.0 / (e.count + e.rest)));
+        const bool next = r + 1 < rows;
+        const S* const xa = next ? xr(r + 1) : x;
+        max_acc<F, S> ma;
+        auto side = make_side([&](std::size_t i) { if (next) ma.block4(xa + i), ma.block4(xa + i + 4 * N); },
+                              [&](std::size_t i) { if (next) ma.from(xa, i, n); });
+        if (row_skipped(m[r], m_limit)) {
+            s[r] = exp_sum{0, 0};
+            side.rest(0);
+        } else {
+            s[r] = row_exp_sum_impl<F, Scaled, Fast, S>(xr(r), n, m[r], beta, side);
         }
+        if (next) m[r + 1] = ma.result();
     }
 }
 
 template <class F, bool Fast, class S = typename F::T>
 NX_FLATTEN void k_rows_exp_sum(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
                                scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
-    using T = typename F::T;
-    for (std::size_t r = 0; r < rows; ++r) {
-        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        const T mr = k_row_max<F, S>(xr, n);
-        m[r] = mr;
-        s[r] = row_skipped(mr, m_limit) ? exp_sum{0, 0} : k_row_exp_sum<F, Fast, S>(xr, n, mr, beta);
-    }
+    unit_beta(beta) ? rows_exp_sum_pipe<F, false, Fast, S>(x, sx, rows, n, beta, m_limit, m, s)
+                    : rows_exp_sum_pipe<F, true, Fast, S>(x, sx, rows, n, beta, m_limit, m, s);
 }
 
 // ---- columns -----------------------------------------------------------------------------------------
