@@ -108,9 +108,10 @@ struct reduction_kernels {
 
     // ---- several short rows per call: `rows` rows of n entries, x rows sx apart (y rows sy apart) --------
     // One call per batch of rows amortizes what a row costs besides its arithmetic (the driver's
-    // bookkeeping, the calls, the horizontal reductions that end each row, which now overlap the next row's
-    // work). Per row r: m[r] = row_max(row r); a row is skipped when m[r] is not finite or m[r] > m_limit
-    // (its outputs are left to the driver); for the others exactly what the single-row entries give:
+    // bookkeeping, the calls, the horizontal reductions that end each row, which overlap the neighbouring
+    // rows' work: generic/reductions.hpp pipelines the rows). Per row r: m[r] = row_max(row r); a row is
+    // skipped when m[r] is not finite or m[r] > m_limit (its outputs are left to the driver); for the others
+    // exactly what the single-row entries give:
     //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
     //   rows_exp_sum:  s[r] = row_exp_sum(x_r, m[r])  (s[r] = {0, 0} for skipped rows).
     void (*rows_softmax)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
