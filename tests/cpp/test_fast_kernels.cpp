@@ -139,8 +139,9 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 // rows_softmax / rows_exp_sum: each row exactly row_max, row_exp_store + row_scale (or row_exp_sum); rows
 // with a NaN, +inf, all -inf or a maximum above m_limit are skipped (y untouched, sums {0, 0}). The kernels
 // pipeline the rows (one row's exp pass carries the next row's maximum and the previous row's outputs, in
-// blocks of 8 vectors): lengths around every block and 4-vector boundary of every ISA, skipped rows first,
-// last, alone and adjacent, and maxima tied between +0 and -0 (the same zero as row_max, bit for bit).
+// blocks of 8 vectors; rows_softmax only for rows of at most 4 KiB): lengths around every block and 4-vector
+// boundary of every ISA and on both sides of 4 KiB, skipped rows first, last, alone and adjacent, and maxima
+// tied between +0 and -0 (the same zero as row_max, bit for bit).
 template <class T>
 void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature) {
     const scale2<T> b = normexp::detail::split_beta<T>(temperature);
@@ -150,7 +151,8 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
     const std::size_t rows = 11;
     // Which rows are skipped, and how: 'n' NaN, 'i' +inf, '-' all -inf, 'L' above the limit, '.' none.
     for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z"}) {
-        for (std::size_t n : {1, 7, 16, 17, 31, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300, 513}) {
+        for (std::size_t n : {1, 7, 16, 17, 31, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300, 513, 1024,
+                              1025, 2000}) {
             const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
             std::vector<T> x(rows * std::size_t(sx));
             for (auto& v : x) v = T(g(rng));

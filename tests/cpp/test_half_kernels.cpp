@@ -53,7 +53,7 @@ int ulps(S a, S b) {
 std::vector<std::size_t> lengths() {
     std::vector<std::size_t> v;
     for (std::size_t n = 0; n <= 40; ++n) v.push_back(n);
-    for (std::size_t n : {63, 64, 65, 127, 128, 129, 1000}) v.push_back(n);
+    for (std::size_t n : {63, 64, 65, 127, 128, 129, 1000, 2049}) v.push_back(n);
     return v;
 }
 
