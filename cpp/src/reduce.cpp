@@ -451,9 +451,10 @@ struct outer_dims {
 };
 
 // Rows per batch of the several-rows kernels (rows_softmax, rows_exp_sum): their maxima and sums go to
-// stack arrays of this size. The log family reads a batch twice (rows_exp_sum, then row_log_softmax row by
+// stack arrays of this size. log_softmax reads a batch twice (rows_exp_sum, then row_log_softmax row by
 // row), so its batches are also kept to kChunkBytes: still in L1 for the second read (a batch of 64
-// 16 KiB rows came back from L3 and took 1.5x as long).
+// 16 KiB rows came back from L3 and took 1.5x as long). logsumexp reads its rows once: whole batches, so
+// that the kernel's pipeline (one row's exp pass carries the next row's maximum) runs across 16 KiB rows too.
 constexpr std::size_t kRowBatch = 64;
 
 // Rows [rb, re) of a 2-d contiguous layout (row r at x + r xr, y + r yr) whose rows are short: softmax in
@@ -469,7 +470,7 @@ void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrd
     const T m_limit = unit_temperature(p) ? std::numeric_limits<T>::max() : static_cast<T>(kHugeMax<T>);
     T m[kRowBatch];
     exp_sum es[kRowBatch];
-    const std::size_t batch = p.op == reduction::softmax
+    const std::size_t batch = p.op != reduction::log_softmax
                                   ? kRowBatch
                                   : std::max<std::size_t>(1, std::min(kRowBatch, kChunkBytes / (n * sizeof(S))));
     for (std::size_t b = rb; b < re; b += batch) {
