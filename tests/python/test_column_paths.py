@@ -170,3 +170,114 @@ def test_column_block_sizes_through_every_entry_point():
     np.testing.assert_allclose(normexp.logsumexp(np.zeros((20000, 3)), axis=0), np.log(20000.0), rtol=1e-15)
     y = np.zeros((3, 16384, 5), np.float32)  # the middle axis of a 3-d array
     np.testing.assert_allclose(normexp.softmax(y, axis=1), np.full(y.shape, 1 / 16384), rtol=1e-6)
+
+
+# ---- outputs of 8 MiB and more: the online path with streaming stores (cpp/src/reduce.cpp, run_cols) ----
+# Its row super-chunks are a quarter of the block, between 1 and 4 MiB, in whole chunks of 256 KiB: float32
+# blocks of 1024 columns have chunks of 64 rows and super-chunks of 256-1024 rows, float64 ones 32 and
+# 128-512. The rows below end on a super-chunk, one row past one, in a partial chunk, and at the 4 MiB cap,
+# and w = 1030 adds a block of 6 columns (a vector tail) beside the wide one.
+STREAMED = {
+    np.float32: [(2048, 1030), (2113, 1030), (4097, 1030)],
+    np.float64: [(1024, 1030), (1025, 1030), (2081, 1030)],
+}
+
+
+def _streamed_input(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    n = shape[0]
+    x[n // 4, ::5] += 30  # new maxima at a super-chunk's first row (or inside one) ...
+    x[-1, 1::7] += 35  # ... in the last row ...
+    x[n // 2 - 1, 2::9] += 25  # ... and at the end of a chunk
+    return x
+
+
+@functools.lru_cache(maxsize=1)
+def _streamed_case(op, shape, dtype):
+    x = _streamed_input(shape, dtype, 20)
+    temps = (1.0, 0.7) if op != "logsumexp" else (1.0,)
+    return x, {t: np.asarray(reference(x, 0, op, t), np.float64) for t in temps}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", OPS)
+def test_streamed_column_blocks_at_chunk_and_super_chunk_boundaries(op, dtype):
+    for shape in STREAMED[dtype]:
+        x, refs = _streamed_case(op, shape, dtype)
+        assert x.nbytes >= 8 << 20  # the streamed path (and logsumexp's large super-chunks)
+        for isa_name in normexp.available_isas():
+            with normexp.use_isa(isa_name):
+                for t, ref in refs.items():
+                    _check(op, _call(op, x, 0, t), x, 0, t, dtype, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_column_special_values(isa, dtype):
+    rng = np.random.default_rng(21)
+    n, w = (2100, 1030) if dtype == np.float32 else (1100, 1030)
+    x = (rng.standard_normal((n, w)) * 3).astype(dtype)
+    x[: n - 300, 1] = -np.inf  # all -inf for the first super-chunks, finite later
+    x[:, 2] = -np.inf  # all -inf: softmax NaN, logsumexp -inf
+    x[n - 5, 3] = np.nan  # NaN in the last super-chunk only
+    x[n // 2, 4] = np.inf  # +inf in a middle super-chunk
+    x[:, 5] = 7.0  # ties everywhere
+    x[7, 1027] = np.nan  # the 6-column block too
+    x[:, 1029] = -np.inf
+    cols = [1, 2, 3, 4, 5, 6, 1027, 1028, 1029]
+    for op in OPS:
+        got = _call(op, x, 0)
+        want = np.stack([_call(op, np.ascontiguousarray(x[:, j]), 0) for j in cols], axis=-1)
+        got = got[..., cols]
+        assert np.array_equal(np.isnan(got), np.isnan(want)), op
+        fin = np.isfinite(want)
+        assert np.array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)]), op
+        d = ulp_distance(got[fin], want[fin])
+        assert d.max() <= 2 * ULP[dtype], (op, float(d.max()))
+    sm = normexp.softmax(x, axis=0)
+    assert np.all(sm[: n - 300, 1] == 0) and np.isclose(sm[:, 1].sum(), 1)
+    assert np.all(np.isnan(sm[:, 2])) and np.all(np.isnan(sm[:, 3]))
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_streamed_column_outputs_in_every_layout_give_the_same_bits(isa, op):
+    # The streaming stores start at each output row's first 64-byte boundary: rows that start elsewhere
+    # (padded rows, an output one element off a boundary, output rows in reverse order) and in place give
+    # the bits of a contiguous output, which the non-streaming kernels' values are (test_kernels.cpp checks
+    # that). Reversed input rows are another summation order: within the contract of the contiguous bits.
+    x = _streamed_input((2100, 1030), np.float32, 22)
+    want = _call(op, x, 0)
+    padded = np.full((2100, 1041), -1.0, np.float32)[:, 3:1033]
+    assert _call(op, x, 0, out=padded) is padded
+    buf = np.empty(x.size + 1, np.float32)
+    shifted = buf[1:].reshape(x.shape)  # every row 4 bytes past where a contiguous one would start
+    _call(op, x, 0, out=shifted)
+    in_place = x.copy()
+    _call(op, in_place, 0, out=in_place)
+    reversed_out = np.empty_like(x)[::-1]
+    _call(op, x, 0, out=reversed_out)
+    for got in (padded, shifted, in_place, reversed_out):
+        np.testing.assert_array_equal(got, want)
+    reversed_rows = _call(op, x[::-1], 0)[::-1]
+    assert ulp_distance(reversed_rows, want).max() <= 2 * ULP[np.float32]
+    assert np.all(np.full((2100, 1041), -1.0, np.float32)[:, :3] == -1)  # (the padding layout is what it says)
+    # Negative control: a different input gives different bits.
+    assert not np.array_equal(_call(op, x * np.float32(1.5), 0), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", OPS)
+def test_streamed_columns_one_and_two_threads_give_the_same_bits(op, dtype):
+    # One block (threads split its rows over the super-chunks) and two blocks (threads take blocks).
+    shapes = [(4097, 1024), (2113, 1030)] if dtype == np.float32 else [(2081, 1024), (1025, 2050)]
+    before = normexp.get_num_threads()
+    try:
+        for shape in shapes:
+            x = _streamed_input(shape, dtype, 23)
+            normexp.set_num_threads(1)
+            one = _call(op, x, 0)
+            normexp.set_num_threads(2)
+            two = _call(op, x, 0)
+            np.testing.assert_array_equal(one, two)
+    finally:
+        normexp.set_num_threads(before)

@@ -742,7 +742,9 @@ NX_FLATTEN void col_exp_scale_impl(const S* x, std::ptrdiff_t sx, S* y, std::ptr
             });
         }
     }
-    if (stream) F::stream_fence();
+    if constexpr (F::kStream) {
+        if (stream) F::stream_fence();  // order the streaming stores before anything that follows
+    }
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -833,7 +835,9 @@ NX_FLATTEN void k_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrd
             });
         }
     }
-    if (stream) F::stream_fence();
+    if constexpr (F::kStream) {
+        if (stream) F::stream_fence();  // order the streaming stores before anything that follows
+    }
 }
 
 template <class F, bool Fast>
