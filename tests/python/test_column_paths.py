@@ -2,8 +2,9 @@
 
 These shapes take the paths small tests never reach: several row super-chunks merged in order (the block
 is larger than 1 MiB), softmax's stored-exp path (exp(x - m_c) per chunk kept in the output and rescaled
-by exp(m_c - m) / S), its scratch variant when the output rows are not contiguous, in place, threads
-splitting the rows of a single block, and special values that appear only in a later chunk.
+by exp(m_c - m) / S), its scratch variant when the output rows are not contiguous, the online path with
+streaming stores of outputs of 8 MiB and more, in place, threads splitting the rows of a single block, and
+special values that appear only in a later chunk.
 """
 
 from __future__ import annotations
@@ -67,16 +68,26 @@ def test_tall_column_blocks_match_the_reference(op, shape, dtype, isa_name):
             _check(op, _call(op, x, 0, t), x, 0, t, dtype, ref)
 
 
+# Blocks below 8 MiB (float32 softmax's stored path) and of 8 MiB and more (the online path with streaming
+# stores and several row super-chunks; w = 1030 adds a block of 6 columns).
+SPECIAL_SHAPES = {"cached": {np.float32: (3000, 300), np.float64: (3000, 300)},
+                  "streamed": {np.float32: (2100, 1030), np.float64: (1100, 1030)}}
+
+
+@pytest.mark.parametrize("size", ["cached", "streamed"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_column_special_values_in_later_chunks(isa, dtype):
+def test_column_special_values_in_later_chunks(isa, dtype, size):
     rng = np.random.default_rng(4)
-    n, w = 3000, 300
+    n, w = SPECIAL_SHAPES[size][dtype]
     x = (rng.standard_normal((n, w)) * 3).astype(dtype)
-    x[:2000, 1] = -np.inf  # all -inf for the first chunks, finite later
+    k = 2 * n // 3
+    x[:k, 1] = -np.inf  # all -inf for the first chunks (and super-chunks), finite later
     x[:, 2] = -np.inf  # all -inf: softmax NaN, logsumexp -inf
-    x[2900, 3] = np.nan  # NaN in the last chunk only
-    x[1500, 4] = np.inf  # +inf in a middle chunk
+    x[n - 100, 3] = np.nan  # NaN in the last chunk only
+    x[n // 2, 4] = np.inf  # +inf in a middle chunk
     x[:, 5] = 7.0  # ties everywhere
+    x[7, w - 3] = np.nan  # the last block too
+    x[:, w - 1] = -np.inf
     for op in OPS:
         got = _call(op, x, 0)
         want = np.stack([_call(op, np.ascontiguousarray(x[:, j]), 0) for j in range(w)], axis=-1)
@@ -86,7 +97,8 @@ def test_column_special_values_in_later_chunks(isa, dtype):
         d = ulp_distance(got[fin], want[fin])
         assert d.max() <= 2 * ULP[dtype], (op, float(d.max()))
     sm = normexp.softmax(x, axis=0)
-    assert np.all(sm[:2000, 1] == 0) and np.isclose(sm[:, 1].sum(), 1)
+    assert np.all(sm[:k, 1] == 0) and np.isclose(sm[:, 1].sum(), 1)
+    assert np.all(np.isnan(sm[:, 2])) and np.all(np.isnan(sm[:, 3]))
 
 
 @pytest.mark.parametrize("layout", ["padded", "in_place", "reversed_rows"])
@@ -210,33 +222,6 @@ def test_streamed_column_blocks_at_chunk_and_super_chunk_boundaries(op, dtype):
             with normexp.use_isa(isa_name):
                 for t, ref in refs.items():
                     _check(op, _call(op, x, 0, t), x, 0, t, dtype, ref)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_streamed_column_special_values(isa, dtype):
-    rng = np.random.default_rng(21)
-    n, w = (2100, 1030) if dtype == np.float32 else (1100, 1030)
-    x = (rng.standard_normal((n, w)) * 3).astype(dtype)
-    x[: n - 300, 1] = -np.inf  # all -inf for the first super-chunks, finite later
-    x[:, 2] = -np.inf  # all -inf: softmax NaN, logsumexp -inf
-    x[n - 5, 3] = np.nan  # NaN in the last super-chunk only
-    x[n // 2, 4] = np.inf  # +inf in a middle super-chunk
-    x[:, 5] = 7.0  # ties everywhere
-    x[7, 1027] = np.nan  # the 6-column block too
-    x[:, 1029] = -np.inf
-    cols = [1, 2, 3, 4, 5, 6, 1027, 1028, 1029]
-    for op in OPS:
-        got = _call(op, x, 0)
-        want = np.stack([_call(op, np.ascontiguousarray(x[:, j]), 0) for j in cols], axis=-1)
-        got = got[..., cols]
-        assert np.array_equal(np.isnan(got), np.isnan(want)), op
-        fin = np.isfinite(want)
-        assert np.array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)]), op
-        d = ulp_distance(got[fin], want[fin])
-        assert d.max() <= 2 * ULP[dtype], (op, float(d.max()))
-    sm = normexp.softmax(x, axis=0)
-    assert np.all(sm[: n - 300, 1] == 0) and np.isclose(sm[:, 1].sum(), 1)
-    assert np.all(np.isnan(sm[:, 2])) and np.all(np.isnan(sm[:, 3]))
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
