@@ -639,7 +639,7 @@ std::size_t col_chunk_rows(std::size_t bw) {
 // Rows of a column block of n rows per row super-chunk: a quarter of the block, at least kColSuperMinBytes and
 // at most kColSuperMaxBytes, rounded down to a multiple of the chunk R (at least R). Each super-chunk restarts
 // the online maximum and its merge costs an exp per column, so they are large: with 1 MiB super-chunks these
-// costs took a fifth of the time of axis 0 of a (4096, 1024) float32 array, with 4 MiB ones a twentieth.
+// costs took a fifth of the time of axis 0 of a (4096, 1024) float32 array, with 4 MiB ones a tenth.
 // Four of them leave work for threads splitting a single block's rows. Depends only on the shape, so the
 // merged statistics are the same for every thread count.
 template <class T>
