@@ -120,7 +120,8 @@ void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {
     NX_TAKE(exp); NX_TAKE(row_max); NX_TAKE(row_exp_sum); NX_TAKE(row_exp_store); NX_TAKE(row_scale);
     NX_TAKE(row_exp_scale); NX_TAKE(row_log_softmax); NX_TAKE(col_max); NX_TAKE(col_exp_sum);
     NX_TAKE(col_exp_scale); NX_TAKE(col_log_softmax); NX_TAKE(col_exp_store); NX_TAKE(col_scale);
-    NX_TAKE(row_exp_scale_stream); NX_TAKE(row_collect_ge); NX_TAKE(row_sample_weights);
+    NX_TAKE(row_exp_scale_stream); NX_TAKE(col_exp_scale_stream); NX_TAKE(col_log_softmax_stream);
+    NX_TAKE(row_collect_ge); NX_TAKE(row_sample_weights);
     NX_TAKE(rows_softmax); NX_TAKE(rows_exp_sum);
 }
 template <class T>

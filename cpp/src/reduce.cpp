@@ -15,7 +15,9 @@
 //             copy is made. Blocks are up to kColBlock columns wide, so each row of a block is a long
 //             contiguous run (narrow runs one page apart defeat the prefetchers). Statistics are computed
 //             online over chunks of rows, per row super-chunk (threads split the rows of a single block);
-//             float32 softmax stores exp(x - running max) in y and rescales it (one exp per element).
+//             float32 softmax stores exp(x - running max) in y and rescales it (one exp per element), except
+//             for outputs of kStreamBytes or more: those (softmax and log_softmax) take the online path with
+//             non-temporal stores, x read twice and y written once (as many bytes as the last axis moves).
 //  * gather:  neither: each row is gathered into a per-thread buffer (and scattered back).
 //
 // Determinism: rows longer than kSuperChunk are split into fixed super-chunks whose statistics are
@@ -55,7 +57,8 @@ using detail::threads_for;
 constexpr std::size_t kInCacheBytes = std::size_t(256) << 10;  // half of a 512 KiB L2
 constexpr std::size_t kChunkBytes = std::size_t(16) << 10;     // L1-resident chunk for online statistics
 constexpr std::size_t kColChunkBytes = std::size_t(256) << 10; // L2-resident chunk of a column block
-constexpr std::size_t kColSuperBytes = std::size_t(1) << 20;    // unit of splitting a column block's rows
+constexpr std::size_t kColSuperMinBytes = std::size_t(1) << 20; // row super-chunks of a column block:
+constexpr std::size_t kColSuperMaxBytes = std::size_t(4) << 20; //   between these sizes (col_super_rows)
 constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit of row splitting
 constexpr std::size_t kColBlock = 1024;                        // columns per work item (column traversal)
 constexpr std::size_t kStreamBytes = std::size_t(8) << 20;     // softmax rows this long bypass the caches
@@ -634,12 +637,19 @@ std::size_t col_chunk_rows(std::size_t bw) {
     return std::max<std::size_t>(1, kColChunkBytes / (bw * sizeof(T)));  // T: the storage
 }
 
-// Rows of a column block per row super-chunk: about kColSuperBytes, a multiple of the chunk R (each
-// super-chunk restarts the online maximum, and their merge costs an exp per column: they are large).
-// Depends only on the shape, so the merged statistics are the same for every thread count.
+// Rows of a column block of n rows per row super-chunk: a quarter of the block, at least kColSuperMinBytes and
+// at most kColSuperMaxBytes, rounded down to a multiple of the chunk R (at least R). Each super-chunk restarts
+// the online maximum and its merge costs an exp per column, so they are large: with 1 MiB super-chunks these
+// costs took a fifth of the time of axis 0 of a (4096, 1024) float32 array, with 4 MiB ones a tenth.
+// Four of them leave work for threads splitting a single block's rows. Depends only on the shape, so the
+// merged statistics are the same for every thread count.
 template <class T>
-std::size_t col_super_rows(std::size_t bw, std::size_t R) {
-    return std::max<std::size_t>(1, kColSuperBytes / (bw * sizeof(T)) / R) * R;
+std::size_t col_super_rows(std::size_t n, std::size_t bw, std::size_t R) {
+    const std::size_t row = bw * sizeof(T);
+    const std::size_t lo = std::max<std::size_t>(1, kColSuperMinBytes / row);
+    const std::size_t hi = std::max<std::size_t>(1, kColSuperMaxBytes / row);
+    const std::size_t rows = std::min(hi, std::max(lo, n / 4));
+    return std::max<std::size_t>(1, rows / R) * R;
 }
 
 // One column's statistics from a super-chunk's arrays (a NaN maximum marks the part NaN).
@@ -689,9 +699,9 @@ void col_stats_rows(const plan<S>& p, const S* xb, std::ptrdiff_t sx, std::size_
 template <class S>
 void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptrdiff_t sx, S* yb, std::ptrdiff_t sy,
                       std::ptrdiff_t y_inner_stride, std::size_t n, std::size_t bw, std::ptrdiff_t oz,
-                      std::ptrdiff_t zs, int nt) {
+                      std::ptrdiff_t zs, int nt, bool stream) {
     using T = value_t<S>;
-    const std::size_t RS = col_super_rows<S>(bw, col_chunk_rows<S>(bw)), nsc = (n + RS - 1) / RS;
+    const std::size_t RS = col_super_rows<S>(n, bw, col_chunk_rows<S>(bw)), nsc = (n + RS - 1) / RS;
     if (p.given_m) {
         for (std::size_t j = 0; j < bw; ++j) {
             const stats g = given_stats(p, oz + std::ptrdiff_t(j) * zs);
@@ -739,10 +749,20 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
         const std::size_t r0 = cb * RS, rows = std::min(ce * RS, n) - r0;
         const S* xr = xb + std::ptrdiff_t(r0) * sx;
         S* yr = yb + std::ptrdiff_t(r0) * sy;
+        const kernels_t<S>& k = kernels_for_max(p, b.m.data(), bw);
+        if constexpr (!kHalf<S>) {  // 16-bit storage: no streaming stores of its own
+            if (stream) {
+                if (p.op == reduction::softmax)
+                    k.col_exp_scale_stream(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.c.data());
+                else
+                    k.col_log_softmax_stream(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.lc.data());
+                return;
+            }
+        }
         if (p.op == reduction::softmax)
-            kernels_for_max(p, b.m.data(), bw).col_exp_scale(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.c.data());
+            k.col_exp_scale(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.c.data());
         else
-            kernels_for_max(p, b.m.data(), bw).col_log_softmax(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.lc.data());
+            k.col_log_softmax(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.lc.data());
     });
     if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
 }
@@ -757,7 +777,7 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
 template <class T>
 void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, std::ptrdiff_t sx, T* yb,
                               std::ptrdiff_t sy, std::size_t n, std::size_t bw, int nt) {
-    const std::size_t R = col_stored_rows<T>(bw), RS = col_super_rows<T>(bw, R), nsc = (n + RS - 1) / RS;
+    const std::size_t R = col_stored_rows<T>(bw), RS = col_super_rows<T>(n, bw, R), nsc = (n + RS - 1) / RS;
     const std::size_t nchunks = (n + R - 1) / R;
     T* const mc = b.mc.data();
     T* const pm = b.pm.data();
@@ -849,7 +869,13 @@ void run_cols(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
     // softmax keeps exp(x - m_c) in y and rescales it (one exp per element) in float32, where the rescale
     // factor and the sums, formed in double, add nothing measurable; float64 takes the online path
     // (a second exp), whose error does not include the factor's (the stored path measured 8-10 ULP).
-    const bool stored = p.op == reduction::softmax && !p.given_m && !in_cache && std::is_same_v<S, float>;
+    // Outputs far larger than the caches (kStreamBytes, as for rows) go online in float32 too, with the
+    // second pass's stores non-temporal (col_*_stream): x read twice and y written once, 3 x the output's
+    // bytes, where the stored path moves 5 x (y written, then read and written again, each write with its
+    // read-for-ownership). Measured on a (4096, 1024) float32 softmax, one thread, Zen 4: 4.0-4.2 ms online
+    // and streamed against 5.3-6.0 ms stored, both with 4 MiB super-chunks (docs/benchmarks.md).
+    const bool stream = !lse && !kHalf<S> && !in_cache && od.count * n * w * sizeof(S) >= kStreamBytes;
+    const bool stored = p.op == reduction::softmax && !p.given_m && !in_cache && std::is_same_v<S, float> && !stream;
     // Every thread's buffers, allocated before the first block is written (a failed allocation leaves y
     // untouched). Sized for the widest need over the block widths (all blocks are `block` wide but the
     // last), and for the threads that split a single block's rows (items < 2, so nt == 1 then).
@@ -859,11 +885,11 @@ void run_cols(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
     for (const std::size_t bw : {std::min(block, w), w - (nblocks - 1) * block}) {
         std::size_t R = 0, super = 0;
         if (stored) {
-            R = col_stored_rows<T>(bw), super = col_super_rows<T>(bw, R);
+            R = col_stored_rows<T>(bw), super = col_super_rows<T>(n, bw, R);
             need.chunks = std::max(need.chunks, detail::scratch_elems((n + R - 1) / R, bw));
             if (sy != std::ptrdiff_t(bw)) need.tchunk = std::max(need.tchunk, R * bw);
         } else if (!in_cache) {
-            super = col_super_rows<T>(bw, col_chunk_rows<T>(bw));
+            super = col_super_rows<T>(n, bw, col_chunk_rows<T>(bw));
         }
         const std::size_t nsc = super ? (n + super - 1) / super : 0;
         if (stored || (nsc > 1 && !p.given_m)) need.supers = std::max(need.supers, detail::scratch_elems(nsc, bw));
@@ -893,7 +919,7 @@ void run_cols(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
                 }
             }
             col_block_online(p, b, xb, sx, yb, sy, y_inner_stride, n, bw, oz + std::ptrdiff_t(jb) * z_inner_stride,
-                             z_inner_stride, nt_split);
+                             z_inner_stride, nt_split, stream);
         }
     });
 }

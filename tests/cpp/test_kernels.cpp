@@ -191,6 +191,72 @@ void test_cols(const normexp::kernel_table& kt) {
     }
 }
 
+// p rounded up to a 64-byte boundary (the caller allocated 64 bytes more).
+template <class T>
+T* align64(T* p) {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+    return reinterpret_cast<T*>((a + 63) / 64 * 64);
+}
+
+// col_exp_scale_stream / col_log_softmax_stream give their plain kernels' bits (only the store instruction
+// differs) at every width of 1-70 columns (every head and tail of a row) with 1-40 rows, both accuracy
+// modes, both temperature cases, output rows contiguous or padded and starting at several offsets from a
+// cache line, and write nothing outside the block (the head before a row's first 64-byte boundary and the
+// tail take masked stores).
+template <class T>
+void test_col_streams(const normexp::kernel_table& kt) {
+    std::mt19937_64 rng(12);
+    std::normal_distribution<double> g(0.0, 5.0);
+    std::size_t compared = 0;
+    const T kSentinel = std::numeric_limits<T>::quiet_NaN();  // compared by bits (memcmp)
+    const normexp::reduction_kernels<T>* fast;
+    if constexpr (sizeof(T) == 4) fast = &kt.f32_fast; else fast = &kt.f64_fast;
+    for (const auto* k : {&kern<T>(kt), fast}) {
+        const auto& kk = *k;
+        for (double temp : {1.0, 2.5}) {
+            const auto b = normexp::detail::split_beta<T>(temp);
+            for (std::size_t rows : {1, 2, 3, 5, 8, 13, 21, 40}) {  // rows are independent: a few counts
+                for (std::size_t w = 1; w <= 70; ++w) {
+                    const std::ptrdiff_t sx = std::ptrdiff_t(w) + 2;
+                    std::vector<T> x(rows * std::size_t(sx));
+                    for (auto& v : x) v = T(g(rng));
+                    std::vector<T> m(w, -std::numeric_limits<T>::infinity()), c(w);
+                    std::vector<double> lc(w);
+                    kk.col_max(x.data(), rows, sx, w, m.data(), nullptr);
+                    for (std::size_t j = 0; j < w; ++j) c[j] = T(1) / T(rows), lc[j] = std::log(double(rows));
+                    // Rows starting 0, 3 or 13 elements past a 64-byte boundary (float64: 0, 24, 104 bytes),
+                    // w or w + 5 elements apart.
+                    for (std::size_t off : {0, 3, 13}) {
+                        for (std::ptrdiff_t pad : {0, 5}) {
+                            const std::ptrdiff_t sy = std::ptrdiff_t(w) + pad;
+                            const std::size_t len = off + rows * std::size_t(sy) + 16;
+                            std::vector<T> ybuf(len + 16, kSentinel), ysbuf(len + 16, kSentinel);
+                            T* const y = align64(ybuf.data());
+                            T* const ys = align64(ysbuf.data());
+                            kk.col_exp_scale(x.data(), sx, y + off, sy, rows, w, m.data(), b, c.data());
+                            kk.col_exp_scale_stream(x.data(), sx, ys + off, sy, rows, w, m.data(), b, c.data());
+                            CHECK(std::memcmp(y, ys, len * sizeof(T)) == 0,
+                                  "%s col_exp_scale_stream rows=%zu w=%zu off=%zu sy=%td T=%g", kt.name, rows, w, off, sy, temp);
+                            std::fill(y, y + len, kSentinel), std::fill(ys, ys + len, kSentinel);
+                            kk.col_log_softmax(x.data(), sx, y + off, sy, rows, w, m.data(), b, lc.data());
+                            kk.col_log_softmax_stream(x.data(), sx, ys + off, sy, rows, w, m.data(), b, lc.data());
+                            CHECK(std::memcmp(y, ys, len * sizeof(T)) == 0,
+                                  "%s col_log_softmax_stream rows=%zu w=%zu off=%zu sy=%td T=%g", kt.name, rows, w, off, sy, temp);
+                            // The plain kernels wrote the block and nothing else (so the comparison is not vacuous).
+                            std::size_t written = 0;
+                            for (std::size_t i = 0; i < len; ++i) written += !std::isnan(y[i]);  // the kernels write no NaN here
+                            CHECK(written == rows * w, "%s col_log_softmax wrote %zu of %zu", kt.name, written, rows * w);
+                            compared += 2;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    std::printf("%-7s %s col_*_stream: %zu blocks bit-identical to the plain kernels\n", kt.name,
+                sizeof(T) == 4 ? "float32" : "float64", compared);
+}
+
 // The strided driver on all axes of a 3-d array against a long double reference.
 template <class T>
 void test_driver(const std::string& isa) {
@@ -269,6 +335,8 @@ int main() {
         test_rows<double>(kt);
         test_cols<float>(kt);
         test_cols<double>(kt);
+        test_col_streams<float>(kt);
+        test_col_streams<double>(kt);
         test_driver<float>(name);
         test_driver<double>(name);
     }

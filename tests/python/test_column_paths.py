@@ -2,8 +2,9 @@
 
 These shapes take the paths small tests never reach: several row super-chunks merged in order (the block
 is larger than 1 MiB), softmax's stored-exp path (exp(x - m_c) per chunk kept in the output and rescaled
-by exp(m_c - m) / S), its scratch variant when the output rows are not contiguous, in place, threads
-splitting the rows of a single block, and special values that appear only in a later chunk.
+by exp(m_c - m) / S), its scratch variant when the output rows are not contiguous, the online path with
+streaming stores of outputs of 8 MiB and more, in place, threads splitting the rows of a single block, and
+special values that appear only in a later chunk.
 """
 
 from __future__ import annotations
@@ -67,16 +68,26 @@ def test_tall_column_blocks_match_the_reference(op, shape, dtype, isa_name):
             _check(op, _call(op, x, 0, t), x, 0, t, dtype, ref)
 
 
+# Blocks below 8 MiB (float32 softmax's stored path) and of 8 MiB and more (the online path with streaming
+# stores and several row super-chunks; w = 1030 adds a block of 6 columns).
+SPECIAL_SHAPES = {"cached": {np.float32: (3000, 300), np.float64: (3000, 300)},
+                  "streamed": {np.float32: (2100, 1030), np.float64: (1100, 1030)}}
+
+
+@pytest.mark.parametrize("size", ["cached", "streamed"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_column_special_values_in_later_chunks(isa, dtype):
+def test_column_special_values_in_later_chunks(isa, dtype, size):
     rng = np.random.default_rng(4)
-    n, w = 3000, 300
+    n, w = SPECIAL_SHAPES[size][dtype]
     x = (rng.standard_normal((n, w)) * 3).astype(dtype)
-    x[:2000, 1] = -np.inf  # all -inf for the first chunks, finite later
+    k = 2 * n // 3
+    x[:k, 1] = -np.inf  # all -inf for the first chunks (and super-chunks), finite later
     x[:, 2] = -np.inf  # all -inf: softmax NaN, logsumexp -inf
-    x[2900, 3] = np.nan  # NaN in the last chunk only
-    x[1500, 4] = np.inf  # +inf in a middle chunk
+    x[n - 100, 3] = np.nan  # NaN in the last chunk only
+    x[n // 2, 4] = np.inf  # +inf in a middle chunk
     x[:, 5] = 7.0  # ties everywhere
+    x[7, w - 3] = np.nan  # the last block too
+    x[:, w - 1] = -np.inf
     for op in OPS:
         got = _call(op, x, 0)
         want = np.stack([_call(op, np.ascontiguousarray(x[:, j]), 0) for j in range(w)], axis=-1)
@@ -86,7 +97,8 @@ def test_column_special_values_in_later_chunks(isa, dtype):
         d = ulp_distance(got[fin], want[fin])
         assert d.max() <= 2 * ULP[dtype], (op, float(d.max()))
     sm = normexp.softmax(x, axis=0)
-    assert np.all(sm[:2000, 1] == 0) and np.isclose(sm[:, 1].sum(), 1)
+    assert np.all(sm[:k, 1] == 0) and np.isclose(sm[:, 1].sum(), 1)
+    assert np.all(np.isnan(sm[:, 2])) and np.all(np.isnan(sm[:, 3]))
 
 
 @pytest.mark.parametrize("layout", ["padded", "in_place", "reversed_rows"])
@@ -170,3 +182,87 @@ def test_column_block_sizes_through_every_entry_point():
     np.testing.assert_allclose(normexp.logsumexp(np.zeros((20000, 3)), axis=0), np.log(20000.0), rtol=1e-15)
     y = np.zeros((3, 16384, 5), np.float32)  # the middle axis of a 3-d array
     np.testing.assert_allclose(normexp.softmax(y, axis=1), np.full(y.shape, 1 / 16384), rtol=1e-6)
+
+
+# ---- outputs of 8 MiB and more: the online path with streaming stores (cpp/src/reduce.cpp, run_cols) ----
+# Its row super-chunks are a quarter of the block, between 1 and 4 MiB, in whole chunks of 256 KiB: float32
+# blocks of 1024 columns have chunks of 64 rows and super-chunks of 256-1024 rows, float64 ones 32 and
+# 128-512. The rows below end on a super-chunk, one row past one, in a partial chunk, and at the 4 MiB cap,
+# and w = 1030 adds a block of 6 columns (a vector tail) beside the wide one.
+STREAMED = {
+    np.float32: [(2048, 1030), (2113, 1030), (4097, 1030)],
+    np.float64: [(1024, 1030), (1025, 1030), (2081, 1030)],
+}
+
+
+def _streamed_input(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    n = shape[0]
+    x[n // 4, ::5] += 30  # new maxima at a super-chunk's first row (or inside one) ...
+    x[-1, 1::7] += 35  # ... in the last row ...
+    x[n // 2 - 1, 2::9] += 25  # ... and at the end of a chunk
+    return x
+
+
+@functools.lru_cache(maxsize=1)
+def _streamed_case(op, shape, dtype):
+    x = _streamed_input(shape, dtype, 20)
+    temps = (1.0, 0.7) if op != "logsumexp" else (1.0,)
+    return x, {t: np.asarray(reference(x, 0, op, t), np.float64) for t in temps}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", OPS)
+def test_streamed_column_blocks_at_chunk_and_super_chunk_boundaries(op, dtype):
+    for shape in STREAMED[dtype]:
+        x, refs = _streamed_case(op, shape, dtype)
+        assert x.nbytes >= 8 << 20  # the streamed path (and logsumexp's large super-chunks)
+        for isa_name in normexp.available_isas():
+            with normexp.use_isa(isa_name):
+                for t, ref in refs.items():
+                    _check(op, _call(op, x, 0, t), x, 0, t, dtype, ref)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_streamed_column_outputs_in_every_layout_give_the_same_bits(isa, op):
+    # The streaming stores start at each output row's first 64-byte boundary: rows that start elsewhere
+    # (padded rows, an output one element off a boundary, output rows in reverse order) and in place give
+    # the bits of a contiguous output, which the non-streaming kernels' values are (test_kernels.cpp checks
+    # that). Reversed input rows are another summation order: within the contract of the contiguous bits.
+    x = _streamed_input((2100, 1030), np.float32, 22)
+    want = _call(op, x, 0)
+    padded = np.full((2100, 1041), -1.0, np.float32)[:, 3:1033]
+    assert _call(op, x, 0, out=padded) is padded
+    buf = np.empty(x.size + 1, np.float32)
+    shifted = buf[1:].reshape(x.shape)  # every row 4 bytes past where a contiguous one would start
+    _call(op, x, 0, out=shifted)
+    in_place = x.copy()
+    _call(op, in_place, 0, out=in_place)
+    reversed_out = np.empty_like(x)[::-1]
+    _call(op, x, 0, out=reversed_out)
+    for got in (padded, shifted, in_place, reversed_out):
+        np.testing.assert_array_equal(got, want)
+    reversed_rows = _call(op, x[::-1], 0)[::-1]
+    assert ulp_distance(reversed_rows, want).max() <= 2 * ULP[np.float32]
+    assert np.all(np.full((2100, 1041), -1.0, np.float32)[:, :3] == -1)  # (the padding layout is what it says)
+    # Negative control: a different input gives different bits.
+    assert not np.array_equal(_call(op, x * np.float32(1.5), 0), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", OPS)
+def test_streamed_columns_one_and_two_threads_give_the_same_bits(op, dtype):
+    # One block (threads split its rows over the super-chunks) and two blocks (threads take blocks).
+    shapes = [(4097, 1024), (2113, 1030)] if dtype == np.float32 else [(2081, 1024), (1025, 2050)]
+    before = normexp.get_num_threads()
+    try:
+        for shape in shapes:
+            x = _streamed_input(shape, dtype, 23)
+            normexp.set_num_threads(1)
+            one = _call(op, x, 0)
+            normexp.set_num_threads(2)
+            two = _call(op, x, 0)
+            np.testing.assert_array_equal(one, two)
+    finally:
+        normexp.set_num_threads(before)

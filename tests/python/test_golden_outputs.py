@@ -10,7 +10,8 @@ checks that each ISA stays what it was).
 
 Cases: every length 0..40 (every tail length 0..2N+1 of every vector width, N <= 16, and the 8-vector
 blocks) plus longer rows; ordinary, wide, huge and tiny magnitudes with -inf, +inf and NaN planted;
-column blocks of many widths (axis 0), including widths past the kernels' 1024-column panel.
+column blocks of many widths (axis 0), including widths past the kernels' 1024-column panel, and a tall
+block of 8 MiB per dtype (row super-chunks; float32 / float64 outputs stored non-temporally).
 
 Record (only when a change of results is intended, and say why in the commit):
     PYTHONPATH=<installed normexp> python3 tests/python/test_golden_outputs.py --record
@@ -137,6 +138,18 @@ def compute(isa: str) -> dict[str, str]:
                         g.add(f"{name} col softmax", key, _call(normexp.softmax, x, axis=0, temperature=temp))
                         g.add(f"{name} col log_softmax", key, _call(normexp.log_softmax, x, axis=0, temperature=temp))
                     g.add(f"{name} col logsumexp", f"w={w} rows={rows}", _call(normexp.logsumexp, x, axis=0))
+            # A tall block of 8 MiB and more (float32 / float64: the online path with streaming stores) cut into
+            # several row super-chunks (cpp/src/reduce.cpp, col_super_rows), new maxima planted late.
+            rows = (8 << 20) // (1030 * np.dtype(dt).itemsize) + 67
+            # (its own generator, so the cases above and below keep their inputs and recorded digests)
+            x = (np.random.default_rng(20261204).standard_normal((rows, 1030)) * 5).astype(dt)
+            x[rows // 4, ::5] += 30
+            x[-1, 1::7] += 35
+            for temp in (1.0, 0.7):
+                key = f"w=1030 rows={rows} T={temp}"
+                g.add(f"{name} tall col softmax", key, _call(normexp.softmax, x, axis=0, temperature=temp))
+                g.add(f"{name} tall col log_softmax", key, _call(normexp.log_softmax, x, axis=0, temperature=temp))
+            g.add(f"{name} tall col logsumexp", f"w=1030 rows={rows}", _call(normexp.logsumexp, x, axis=0))
         # sampling: float32/float64 logits (sample computes its weights in float32 on every ISA)
         for dt in (np.float32, np.float64):
             for vocab in (1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 200, 1000, 5000):

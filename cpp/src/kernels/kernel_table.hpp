@@ -92,6 +92,14 @@ struct reduction_kernels {
     // row_exp_scale for outputs far larger than the caches: stores bypass them where the ISA can
     // (non-temporal), saving the read-for-ownership of every output line. Same results.
     void (*row_exp_scale_stream)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c);
+    // col_exp_scale and col_log_softmax for column blocks far larger than the caches, likewise: the whole
+    // vectors of each output row from its first cache-line boundary on bypass the caches where the ISA can
+    // (the driver's online column path then moves x twice and y once, as many bytes as the last axis).
+    // Same results.
+    void (*col_exp_scale_stream)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
+                                 std::size_t w, const T* m, scale2<T> beta, const T* c);
+    void (*col_log_softmax_stream)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
+                                   std::size_t w, const T* m, scale2<T> beta, const double* c);
 
     // ---- sampling (driver cpp/src/sampling.cpp) ---------------------------------------------------
     // Writes the indices i < n with x[i] >= thr to idx in increasing order and returns how many

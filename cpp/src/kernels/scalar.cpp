@@ -363,7 +363,7 @@ constexpr reduction_kernels<T> make_kernels() {
     return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T, Fast>,     k_row_exp_store<T, Fast>,
             k_row_scale<T>,    k_row_exp_scale<T, Fast>, k_row_log_softmax<T, Fast>, k_col_max<T>,
             k_col_exp_sum<T, Fast>,  k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>, k_col_exp_store<T, Fast>,
-            k_col_scale<T>,    k_row_exp_scale<T, Fast>,
+            k_col_scale<T>,    k_row_exp_scale<T, Fast>, k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>,
             k_row_collect_ge<T>, k_row_sample_weights<T>,
             k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>};
 }

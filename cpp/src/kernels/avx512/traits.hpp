@@ -181,6 +181,8 @@ struct V32 {
     static constexpr bool kConvertHalves = true;
     static V64::V load_widen(const T* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
     static void store_narrow(T* p, V64::V v) { _mm256_storeu_ps(p, _mm512_cvtpd_ps(v)); }
+    // store_narrow non-temporally (p 32-byte aligned; two make a 64-byte line), fenced by stream_fence.
+    static void stream_narrow(T* p, V64::V v) { _mm256_stream_ps(p, _mm512_cvtpd_ps(v)); }
     static V hi8(V v) { return _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(3, 2, 3, 2)); }  // lanes 8..15 to 0..7
     static B narrow_mask(V64::B lo, V64::B hi) {  // lanes 0..7 from lo, 8..15 from hi
         return static_cast<B>(static_cast<unsigned>(lo) | (static_cast<unsigned>(hi) << 8));

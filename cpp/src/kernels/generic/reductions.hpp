@@ -767,13 +767,63 @@ NX_FLATTEN void k_col_exp_sum(const S* x, std::size_t rows, std::ptrdiff_t sx, s
 // Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
 // from memory; the per-column parameters are staged in small arrays (kColPanel) that stay in L1.
 
-template <class F, bool Scaled, bool Fast, class S = typename F::T>
+// Whether a pass-2 column kernel may store y non-temporally (the *_stream entries): the ISA has such a
+// store (F::kStream), the storage is T itself (no 16-bit streaming store) and y is aligned to its element,
+// so that whole vectors can start on a kStreamAlign-byte boundary.
+template <class F, bool Stream, class S>
+NX_INLINE bool col_streams(const S* y) {
+    if constexpr (Stream && F::kStream && std::is_same_v<S, typename F::T>)
+        return reinterpret_cast<std::uintptr_t>(y) % sizeof(S) == 0;
+    else
+        return false;
+}
+
+// Columns [0, h) of an output row yi whose stores come before its first kStreamAlign-byte boundary (at most
+// pw): the head a streaming row writes with an ordinary masked store.
+template <class F, class S>
+NX_INLINE std::size_t col_stream_head(const S* yi, std::size_t pw) {
+    constexpr std::size_t A = F::kStreamAlign;
+    const std::size_t h = (A - reinterpret_cast<std::uintptr_t>(yi) % A) % A / sizeof(S);
+    return h < pw ? h : pw;
+}
+
+// One output row yi of pw columns: value(j, lanes, full) is the vector of columns [j, j + lanes). stream:
+// the whole vectors from the row's first kStreamAlign-byte boundary on go out with non-temporal stores
+// (F::stream: no read-for-ownership of the output lines), the head before it and the tail with ordinary
+// masked stores; the values are the same either way (the caller fences after its last row). Otherwise
+// ordinary stores, for_col_vectors' walk.
+template <class F, class S, class Value>
+NX_INLINE void col_store_row(S* yi, std::size_t pw, bool stream, Value value) {
+    if constexpr (F::kStream && std::is_same_v<S, typename F::T>) {
+        if (stream) {
+            const std::size_t h = col_stream_head<F>(yi, pw);
+            if (h) {
+                const col_lanes<F> l{F::tail_mask(h), h};
+                store_any<F>(yi, l, std::false_type{}, value(std::size_t(0), l, std::false_type{}));
+            }
+            const col_lanes<F> all{F::tail_mask(F::N), F::N};
+            std::size_t j = h;
+            for (; j + F::N <= pw; j += F::N) F::stream(yi + j, value(j, all, std::true_type{}));
+            if (j < pw) {
+                const col_lanes<F> l{F::tail_mask(pw - j), pw - j};
+                store_any<F>(yi + j, l, std::false_type{}, value(j, l, std::false_type{}));
+            }
+            return;
+        }
+    }
+    (void)stream;
+    for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) { store_any<F>(yi + j, mk, full, value(j, mk, full)); });
+}
+
+// Stream: the col_exp_scale_stream entry (col_store_row), same values.
+template <class F, bool Scaled, bool Fast, class S = typename F::T, bool Stream = false>
 NX_FLATTEN void col_exp_scale_impl(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy,
                         std::size_t rows, std::size_t w, const typename F::T* m, scale2<typename F::T> beta,
                         const typename F::T* c) {
     using V = typename F::V;
     using T = typename F::T;
     const mode_arg<F, Scaled, Fast> a(0, beta);
+    const bool stream = col_streams<F, Stream>(y);
     alignas(64) T negm[kColPanel], xlow[kColPanel];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
@@ -781,12 +831,15 @@ NX_FLATTEN void col_exp_scale_impl(const S* x, std::ptrdiff_t sx, S* y, std::ptr
         for (std::size_t i = 0; i < rows; ++i) {
             const S* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
             S* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
-            for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) {
+            col_store_row<F>(yi, pw, stream, [&](std::size_t j, auto mk, auto full) {
                 const V v = load_any<F>(xi + j, mk, full);
                 const V e = a.exp_of(v, F::load(negm + j), F::load(xlow + j));
-                store_any<F>(yi + j, mk, full, F::mul(e, load_any<F>(c + j0 + j, mk, full)));
+                return F::mul(e, load_any<F>(c + j0 + j, mk, full));
             });
         }
+    }
+    if constexpr (F::kStream) {
+        if (stream) F::stream_fence();  // order the streaming stores before anything that follows
     }
 }
 
@@ -797,65 +850,97 @@ NX_FLATTEN void k_col_exp_scale(const S* x, std::ptrdiff_t sx, S* y, std::ptrdif
                     : col_exp_scale_impl<F, true, Fast, S>(x, sx, y, sy, rows, w, m, beta, c);
 }
 
+template <class F, bool Fast>
+NX_FLATTEN void k_col_exp_scale_stream(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+                                       std::size_t rows, std::size_t w, const typename F::T* m,
+                                       scale2<typename F::T> beta, const typename F::T* c) {
+    using T = typename F::T;
+    unit_beta(beta) ? col_exp_scale_impl<F, false, Fast, T, true>(x, sx, y, sy, rows, w, m, beta, c)
+                    : col_exp_scale_impl<F, true, Fast, T, true>(x, sx, y, sy, rows, w, m, beta, c);
+}
+
 // k_col_log_softmax's high-accuracy float32 panel (columns [j0, j0 + pw)) for traits with kConvertHalves:
 // log_softmax_op::col's operations on each lane, D::N columns at a time converted straight from and to
-// memory (log_softmax_op::row_half), so the same bits without the shuffles; the last < D::N columns by col.
+// memory (log_softmax_op::row_half), so the same bits without the shuffles; the columns before the first
+// whole half (stream: up to the row's first kStreamAlign-byte boundary, where the halves' non-temporal
+// stores F::stream_narrow start) and the last < D::N columns by col.
 template <class F>
 NX_INLINE void col_log_softmax_halves(const log_softmax_op<F>& op, const float* x, std::ptrdiff_t sx, float* y,
                                       std::ptrdiff_t sy, std::size_t rows, std::size_t pw, std::size_t j0,
-                                      const float* m, const double* cbuf) {
+                                      const float* m, const double* cbuf, bool stream) {
     using D = typename F::D;
     alignas(64) double mbuf[kColPanel];
     for (std::size_t j = 0; j < pw; ++j) mbuf[j] = m[j0 + j];
-    const std::size_t whole = pw / D::N * D::N;
     const typename D::V beta = D::set1(op.beta);
+    auto by_col = [&](const float* xi, float* yi, std::size_t j, std::size_t n) {
+        const auto mk = F::tail_mask(n);
+        F::store_tail(yi + j, mk, op.col(F::load_tail(xi + j, mk), F::load_tail(m + j0 + j, mk), cbuf + j));
+    };
     for (std::size_t i = 0; i < rows; ++i) {
         const float* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
         float* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
-        for (std::size_t j = 0; j < whole; j += D::N) {
+        const std::size_t h = stream ? col_stream_head<F>(yi, pw) : 0;
+        const std::size_t end = h + (pw - h) / D::N * D::N;
+        if (h) by_col(xi, yi, 0, h);
+        for (std::size_t j = h; j < end; j += D::N) {
             typename D::V d = D::sub(F::load_widen(xi + j), D::load(mbuf + j));
             if (op.scaled) d = D::mul(d, beta);
+            if constexpr (F::kStream) {
+                if (stream) {
+                    F::stream_narrow(yi + j, D::sub(d, D::load(cbuf + j)));
+                    continue;
+                }
+            }
             F::store_narrow(yi + j, D::sub(d, D::load(cbuf + j)));
         }
-        if (whole < pw) {
-            const auto mk = F::tail_mask(pw - whole);
-            F::store_tail(yi + whole, mk, op.col(F::load_tail(xi + whole, mk), F::load_tail(m + j0 + whole, mk), cbuf + whole));
-        }
+        if (end < pw) by_col(xi, yi, end, pw - end);
     }
 }
 
-template <class F, bool Fast, class S = typename F::T, bool Scaled = false>
+// Stream: the col_log_softmax_stream entry (col_store_row), same values.
+template <class F, bool Fast, class S = typename F::T, bool Scaled = false, bool Stream = false>
 NX_FLATTEN void k_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
                        std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
     using V = typename F::V;
     static_assert(Fast || std::is_same_v<S, typename F::T>, "16-bit storage takes the fast arithmetic (kernel_table.hpp)");
     if constexpr (Fast && !Scaled) {
-        if (!unit_beta(beta)) return k_col_log_softmax<F, true, S, true>(x, sx, y, sy, rows, w, m, beta, c);
+        if (!unit_beta(beta)) return k_col_log_softmax<F, true, S, true, Stream>(x, sx, y, sy, rows, w, m, beta, c);
     }
     const log_softmax_op<F> op(0, beta);
     const fast_arg<F, Scaled> fa(0, beta);
+    const bool stream = col_streams<F, Stream>(y);
     alignas(64) double cbuf[kColPanel + F::N];  // a tail vector's lanes past pw read zeros
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         for (std::size_t j = 0; j < pw + F::N; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
         if constexpr (!Fast && sizeof(typename F::T) == 4) {
             if constexpr (F::kConvertHalves) {  // by float64 halves from memory, as k_row_log_softmax
-                col_log_softmax_halves<F>(op, x, sx, y, sy, rows, pw, j0, m, cbuf);
+                col_log_softmax_halves<F>(op, x, sx, y, sy, rows, pw, j0, m, cbuf, stream);
                 continue;
             }
         }
         for (std::size_t i = 0; i < rows; ++i) {
             const S* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
             S* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
-            for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) {
+            col_store_row<F>(yi, pw, stream, [&](std::size_t j, auto mk, auto full) {
                 const V v = load_any<F>(xi + j, mk, full), mv = load_any<F>(m + j0 + j, mk, full);
                 if constexpr (Fast)  // fl(fl(x - m) beta - fl(c)), as row_log_softmax_fast
-                    store_any<F>(yi + j, mk, full, F::sub(fa.t_of(v, F::sub(F::zero(), mv)), load_doubles_as_t<F>(cbuf + j)));
+                    return F::sub(fa.t_of(v, F::sub(F::zero(), mv)), load_doubles_as_t<F>(cbuf + j));
                 else
-                    store_any<F>(yi + j, typename F::M(mk), full, op.col(v, mv, cbuf + j));
+                    return op.col(v, mv, cbuf + j);
             });
         }
     }
+    if constexpr (F::kStream) {
+        if (stream) F::stream_fence();  // order the streaming stores before anything that follows
+    }
+}
+
+template <class F, bool Fast>
+NX_FLATTEN void k_col_log_softmax_stream(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y,
+                                         std::ptrdiff_t sy, std::size_t rows, std::size_t w, const typename F::T* m,
+                                         scale2<typename F::T> beta, const double* c) {
+    k_col_log_softmax<F, Fast, typename F::T, false, true>(x, sx, y, sy, rows, w, m, beta, c);
 }
 
 template <class F, bool Scaled, bool Fast>
@@ -913,6 +998,8 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
     // hint that most cores ignore), the streaming entry is the ordinary kernel: same results.
     if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F, Fast>;
     else k.row_exp_scale_stream = k_row_exp_scale<F, Fast>;
+    k.col_exp_scale_stream = k_col_exp_scale_stream<F, Fast>;  // ordinary stores where !F::kStream
+    k.col_log_softmax_stream = k_col_log_softmax_stream<F, Fast>;
     k.rows_softmax = k_rows_softmax<F, Fast>;
     k.rows_exp_sum = k_rows_exp_sum<F, Fast>;
 }
