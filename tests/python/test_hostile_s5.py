@@ -160,7 +160,8 @@ def test_strided_views_and_out(isa, dt, op):
             got = call(op, v)
             ulp = ulp_distance(got, w)
             assert np.max(np.where(near0, 0, ulp)) <= (1 if dt.itemsize == 2 else 4)
-            assert np.all(np.where(near0, np.abs(got.astype(np.float64) - w), 0) <= eps)
+            with np.errstate(invalid="ignore"):  # inf - inf outside near0
+                assert np.all(np.where(near0, np.abs(got.astype(np.float64) - w), 0) <= eps)
         # out=: a padded view (the padding is left alone), and in place
         if op == "logsumexp":
             ob = np.full((ROWS, 3), 7, dt)
