@@ -343,3 +343,16 @@ def test_normexp_isa_env_matches_use_isa():
         out[name] = a.stdout
     if len(out) > 1:  # negative control: the digest does see the kernel set
         assert len(set(out.values())) > 1
+
+
+@pytest.mark.parametrize("dt", [np.dtype(np.float32), np.dtype(np.float64)], ids=["float32", "float64"])
+def test_near_maximum_relative_accuracy_in_batches(isa, dt):
+    """docs/accuracy.md (log1p): log_softmax at the maximum and logsumexp keep full relative accuracy
+    (2 ULP) when the other terms are small, in batches of rows as for one row."""
+    d = np.linspace(0.01, 80, 401).astype(dt)
+    for n in (2, 17, 64):
+        x = np.zeros((d.size, n), dt)
+        x[:, 1:] = -d[:, None] - np.arange(n - 1, dtype=dt)[None, :]
+        ref = np.log1p(np.exp(x[:, 1:].astype(np.longdouble)).sum(axis=1)).astype(np.float64)
+        assert np.max(ulp_distance(normexp.log_softmax(x, axis=1)[:, 0], -ref)) <= 2
+        assert np.max(ulp_distance(normexp.logsumexp(x, axis=1), ref)) <= 2
