@@ -956,11 +956,10 @@ void reduce_impl(reduction op, const S* x, const strides_t& xs, S* y, const stri
         throw error("normexp: temperature must be a finite number > 0, got " + detail::format_number(temperature));
     if (op == reduction::logsumexp && temperature != 1.0 && !parts)
         throw error("normexp: logsumexp takes no temperature");
-    // The kernels scale by beta = 1/temperature in T; if that overflows (float32: temperature < 2.9e-39)
-    // every entry at the maximum would get inf * 0 = NaN: refuse instead of answering NaN silently.
-    if (!(1.0 / temperature <= double(std::numeric_limits<T>::max())))
-        throw error("normexp: temperature " + detail::format_number(temperature) + " is too small for " +
-                    dtype_name<S>() + " scores (1/temperature overflows); use a larger one or float64");
+    // The kernels scale by beta = 1/temperature in T, carried as hi + lo (temperature.hpp): refuse one that
+    // overflows T or is too small to carry, instead of answering NaN or outside the contract silently.
+    if (const std::string e = detail::temperature_range_error<T>(temperature, dtype_name<S>(), "scores"); !e.empty())
+        throw error("normexp: " + e);
     std::size_t total = 1;
     for (std::size_t d = 0; d < nd; ++d) total *= shape[d];
     if (total == 0 && shape[axis] != 0) return;

@@ -894,10 +894,10 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
     if (axis < 0) axis += ind;
     check(std::isfinite(o.temperature) && o.temperature > 0,
           "normexp.cross_entropy: temperature must be a finite number > 0, got " + detail::format_number(o.temperature));
-    // The scores are scaled by 1/temperature in T (split_beta): it must not overflow there.
-    check(1.0 / o.temperature <= double(std::numeric_limits<T>::max()),
-          "normexp.cross_entropy: temperature " + detail::format_number(o.temperature) + " is too small for " +
-              (sizeof(T) == 4 ? "float32" : "float64") + " logits (1/temperature overflows)");
+    // The scores are scaled by 1/temperature in T (split_beta): it must fit there (temperature.hpp).
+    if (const std::string e = detail::temperature_range_error<T>(o.temperature, sizeof(T) == 4 ? "float32" : "float64", "logits");
+        !e.empty())
+        throw error("normexp.cross_entropy: " + e);
     check(o.label_smoothing >= 0 && o.label_smoothing <= 1,
           "normexp.cross_entropy: label_smoothing must be in [0, 1], got " + detail::format_number(o.label_smoothing));
     const std::size_t n = shape[axis];

@@ -231,16 +231,23 @@ def normalize_axis(axis: Any, ndim: int, function: str = "") -> int:
 
 def check_temperature(temperature: Any, compute: np.dtype | None = None) -> float:
     """temperature as a float: finite, > 0 and, for the kernels' dtype compute, with 1/temperature finite
-    in it (float32: temperature >= 2.9e-39), since the kernels scale the scores by 1/temperature there."""
+    in it (float32: temperature >= 2.9e-39) and, in float32 (16-bit scores too), not rounding to 0
+    (temperature <= 2^149), since the kernels scale the scores by 1/temperature there (cpp/src/temperature.hpp)."""
     t = real(temperature, "temperature")
     if not (math.isfinite(t) and t > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {shown(temperature)}")
-    if compute is not None and np.dtype(compute).name in _HALF_NAMES:
-        compute = np.dtype(np.float32)  # 16-bit scores are scaled in float32 registers
-    if compute is not None and not 1.0 / t <= float(np.finfo(compute).max):
+    if compute is None:
+        return t
+    name = np.dtype(compute).name
+    wide = np.dtype(np.float32) if name in _HALF_NAMES else np.dtype(compute)  # 16-bit: float32 registers
+    if not 1.0 / t <= float(np.finfo(wide).max):
         raise ValueError(
-            f"temperature {t:g} is too small for {np.dtype(compute).name} scores (1/temperature overflows); "
-            "use a larger one or float64"
+            f"temperature {t:g} is too small for {name} scores (1/temperature overflows); use a larger one or float64"
+        )
+    if wide.itemsize == 4 and not 1.0 / t >= 2.0**-149:
+        raise ValueError(
+            f"temperature {t:g} is too large for {name} scores (1/temperature rounds to 0 in float32); "
+            "use a smaller one or float64"
         )
     return t
 

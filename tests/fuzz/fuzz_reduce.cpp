@@ -103,8 +103,10 @@ void run(FuzzedDataProvider& fdp) {
         default: break;
     }
     const bool valid_axis = axis >= -int(nd) && axis < int(nd);
+    // 1/temperature must be finite in T and, in float32, not round to 0 (cpp/src/temperature.hpp).
     const bool valid_t = std::isfinite(temperature) && temperature > 0 && (!lse || temperature == 1.0) &&
-                         1.0 / temperature <= double(std::numeric_limits<T>::max());
+                         1.0 / temperature <= double(std::numeric_limits<T>::max()) &&
+                         (sizeof(T) == 8 || 1.0 / temperature >= 0x1p-149);
     const std::size_t ax = valid_axis ? std::size_t(axis < 0 ? axis + int(nd) : axis) : 0;
 
     // Input view and values.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -60,6 +61,38 @@ def test_temperature_whose_reciprocal_overflows_is_rejected(op):
     assert np.array_equal(normexp.softmax(x, temperature=1e-38), np.float32([0, 0.5, 0.5, 0]))
     with pytest.raises(ValueError, match="temperature"):
         f(x.astype(np.float64), temperature=1e-310)  # subnormal: 1/temperature = inf in float64
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_temperature_whose_reciprocal_rounds_to_zero_is_rejected(dtype, op):
+    # Bug (hostile tester): float32 (and 16-bit) scores with temperature > 2^149 gave all-NaN rows wherever an
+    # entry was -inf or masked: 1/temperature rounds to 0 in float32 and 0 * -inf = NaN. Now a clear error;
+    # float64 (whose 1/temperature never rounds to 0) computes them.
+    import ml_dtypes
+
+    dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    f = getattr(normexp, op)
+    x = np.array([0.5, -np.inf, 0.25, -np.inf], dt)
+    where = np.array([True, False, True, True])
+    for t in (2.0**149 * 1.01, 1e46):
+        if dt.itemsize <= 4:
+            with pytest.raises(ValueError, match=re.escape(f"temperature {t!r} is too large for {dt.name} scores")):
+                f(x, temperature=t)
+            with pytest.raises(ValueError, match="rounds to 0 in float32"):
+                f(x, temperature=t, where=where)
+        else:
+            y = f(x, temperature=t)
+            assert (np.array_equal(y, [0.5, 0, 0.5, 0]) if op == "softmax"
+                    else np.isneginf(y[[1, 3]]).all() and np.allclose(y[[0, 2]], -np.log(2)))
+    # At the limit (1/temperature = 2^-149, the smallest float32): -inf entries give 0 (softmax) / -inf
+    # (log_softmax), the others their equal share; float64 down to 1e308.
+    for t in (2.0**149,) + ((1e308,) if dt.itemsize == 8 else ()):
+        y = f(x, temperature=t).astype(np.float64)
+        if op == "softmax":
+            assert np.array_equal(y, [0.5, 0, 0.5, 0]), (t, y)
+        else:
+            assert np.isneginf(y[[1, 3]]).all() and np.allclose(y[[0, 2]], -np.log(2), rtol=8e-3), (t, y)  # bfloat16: 2^-8
 
 
 @pytest.mark.parametrize("isa", normexp.available_isas())
