@@ -10,6 +10,11 @@
 //    specification and of the exact value (both round once to S; the SIMD argument's |t| 2^-24 is far below
 //    S's half ULP), and nothing is stored past the last element.
 //  * rows_softmax / rows_exp_sum: bit for bit what the single-row entries give (the driver's do_row).
+//  * row_exp_total (softmax's sum of a long row): count 0, rest within 64 float32 eps relative of the
+//    specification's count + rest (the SIMD sets sum as row_exp_sum does, with the 1s of the entries at the
+//    maximum in the float32 blocks; the specification's own row_exp_total to 2^-50 of its count + rest).
+//  * row_exp_scale_stream: row_exp_scale's bits at every offset of y from a 64-byte boundary (the head of
+//    ordinary stores, the streamed middle, the tail), nothing stored before y or past y + n.
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -181,6 +186,49 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
     }
 }
 
+// The long-row softmax entries (row_exp_total, row_exp_scale_stream) against row_exp_sum / row_exp_scale.
+template <class S>
+void test_long_row_entries(const normexp::kernel_table& kt, const normexp::kernel_table& ks, const std::string& name,
+                           double temperature) {
+    const auto &k = table<S>(kt), &s = table<S>(ks);
+    const scale2<float> b = d::split_beta<float>(temperature);
+    std::mt19937_64 rng(23);
+    std::vector<std::size_t> ns = lengths();
+    for (std::size_t n : {255, 256, 257, 4099, 9000}) ns.push_back(n);
+    for (std::size_t n : ns) {
+        std::vector<S> x = scores<S>(rng, n, 4.0);
+        if (n > 3) x[n / 2] = narrow<S>(-INFINITY), x[n / 3] = x[1];
+        if (n > 5) x[n / 5] = narrow<S>(12.0);  // the maximum, twice
+        if (n > 7) x[n - 1] = narrow<S>(12.0);
+        const std::string where = name + " " + type_name<S>() + " n=" + std::to_string(n) + " T=" + std::to_string(temperature);
+        const float m = s.row_max(x.data(), n);
+        if (n == 0 || !std::isfinite(m)) continue;
+        const normexp::exp_sum es = s.row_exp_sum(x.data(), n, m, b);
+        const double want = es.count + es.rest;
+        const normexp::exp_sum t = k.row_exp_total(x.data(), n, m, b), ts = s.row_exp_total(x.data(), n, m, b);
+        CHECK(t.count == 0 && ts.count == 0, "%s: row_exp_total counted %g, spec %g", where.c_str(), t.count, ts.count);
+        CHECK(std::fabs(t.rest - want) <= 64 * 0x1p-23 * want, "%s: row_exp_total %.9g vs %.9g", where.c_str(), t.rest, want);
+        CHECK(std::fabs(ts.rest - want) <= 0x1p-50 * want, "%s: spec row_exp_total %.17g vs %.17g", where.c_str(), ts.rest, want);
+        const float c = static_cast<float>(1.0 / want);
+        std::vector<S> y(n);
+        k.row_exp_scale(x.data(), y.data(), n, m, b, c);
+        // y at every element offset from a 64-byte boundary (32 float16 / bfloat16 elements), guards around.
+        std::vector<S> buf(n + 128);
+        const std::size_t lead = (64 - reinterpret_cast<std::uintptr_t>(buf.data()) % 64) % 64 / sizeof(S);
+        for (std::size_t off = 0; off <= 32; ++off) {
+            for (auto& h : buf) h.bits = kGuard;
+            S* ys = buf.data() + lead + 32 + off;  // off elements past a 64-byte boundary
+            k.row_exp_scale_stream(x.data(), ys, n, m, b, c);
+            bool same = true, clean = true;
+            for (std::size_t i = 0; i < n; ++i) same = same && ys[i].bits == y[i].bits;
+            for (S* g = buf.data(); g < ys; ++g) clean = clean && g->bits == kGuard;
+            for (S* g = ys + n; g < buf.data() + buf.size(); ++g) clean = clean && g->bits == kGuard;
+            CHECK(same, "%s: row_exp_scale_stream differs from row_exp_scale, y offset %zu", where.c_str(), off);
+            CHECK(clean, "%s: row_exp_scale_stream stored outside y, offset %zu", where.c_str(), off);
+        }
+    }
+}
+
 // NaN rows: row_max and col_max report NaN.
 template <class S>
 void test_nan(const normexp::kernel_table& kt) {
@@ -214,6 +262,13 @@ int main() {
         }
         test_nan<float16>(kt);
         test_nan<bfloat16>(kt);
+        // The long-row entries, also on the set without its extensions (avx512 without AVX512_BF16's stores).
+        const normexp::kernel_table& plain = d::kernels_without_extensions(name);
+        for (double temperature : {1.0, 0.7}) {
+            test_long_row_entries<float16>(kt, ks, name, temperature);
+            test_long_row_entries<bfloat16>(kt, ks, name, temperature);
+            if (&plain != &kt) test_long_row_entries<bfloat16>(plain, ks, name + " (no extensions)", temperature);
+        }
         std::printf("%s: float16 / bfloat16 kernels checked\n", name.c_str());
     }
     return check::failures() == 0 ? 0 : 1;

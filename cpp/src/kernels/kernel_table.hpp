@@ -157,6 +157,13 @@ struct storage_kernels {
                          scale2<float> beta, float m_limit, float* m);
     void (*rows_exp_sum)(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<float> beta,
                          float m_limit, float* m, exp_sum* s);
+    // softmax of a long row (the driver's super-chunks; cpp/src/reduce.cpp) needs only count + rest:
+    // row_exp_total is row_exp_sum without the count, {sum over every x of exp(beta (x - m)), 0} (an entry
+    // equal to m adds exp(0) = 1 exactly; accuracy::fast's row_exp_sum), and row_exp_scale_stream is
+    // row_exp_scale with stores that bypass the caches where the ISA can (the same values; NEON: the
+    // ordinary kernel). Sums: the SIMD sets as row_exp_sum's rest, the specification in double.
+    exp_sum (*row_exp_total)(const S* x, std::size_t n, float m, scale2<float> beta);
+    void (*row_exp_scale_stream)(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c);
 };
 
 // ---- attention (blocked, flash-style) ------------------------------------------------------------------

@@ -101,6 +101,17 @@ struct lanes : P {
         else if constexpr (std::is_same_v<S, float16>) P::store_f16(&p->bits, v);
         else P::store_bf16(&p->bits, v);
     }
+    // Non-temporal store_as (P::kStream only), p aligned to kStreamAlignAs<S> bytes (a whole vector of S);
+    // P::stream_fence() orders such stores before anything that follows. The same bits as store_as.
+    template <class S>
+    static constexpr std::size_t kStreamAlignAs = std::is_same_v<S, T> ? P::kStreamAlign : P::N * sizeof(S);
+    template <class S>
+    NX_INLINE static void stream_as(S* p, V v) {
+        static_assert(kStorage<S>, "no such storage for these lanes");
+        if constexpr (std::is_same_v<S, T>) P::stream(p, v);
+        else if constexpr (std::is_same_v<S, float16>) P::stream_f16(&p->bits, v);
+        else P::stream_bf16(&p->bits, v);
+    }
     template <class S>
     NX_INLINE static void store_as_tail(S* p, std::size_t n, V v) {
         if constexpr (std::is_same_v<S, T>) P::store_tail(p, P::tail_mask(n), v);

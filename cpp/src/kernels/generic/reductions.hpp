@@ -196,28 +196,31 @@ NX_FLATTEN void k_row_exp_scale(const S* x, S* y, std::size_t n, typename F::T m
                     : row_exp_scale_impl<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
-template <class F, bool Scaled, bool Fast>
-void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                               scale2<typename F::T> beta, typename F::T c) {
-    // Head up to the first kStreamAlign-byte boundary of y with ordinary stores, then aligned streaming
-    // stores (same values as row_exp_scale: only the store instruction differs).
-    constexpr std::size_t A = F::kStreamAlign;
-    std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(typename F::T);
+template <class F, bool Scaled, bool Fast, class S = typename F::T>
+void row_exp_scale_stream_impl(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                               typename F::T c) {
+    // Head up to the first boundary of y where a whole vector of S is aligned (kStreamAlignAs: 64 bytes for
+    // float32 on AVX-512, a vector's 32 bytes of float16 / bfloat16) with ordinary stores, then aligned
+    // streaming stores (same values as row_exp_scale: only the store instruction differs). y is aligned to
+    // its element (the drivers' contract), so head is a whole number of elements.
+    constexpr std::size_t A = F::template kStreamAlignAs<S>;
+    std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(S);
     if (head > n) head = n;
-    row_exp_scale_impl<F, Scaled, Fast>(x, y, head, m, beta, c);
+    row_exp_scale_impl<F, Scaled, Fast, S>(x, y, head, m, beta, c);
     const mode_arg<F, Scaled, Fast> a(m, beta);
     const auto cv = F::set1(c);
     std::size_t i = head;
-    for (; i + F::N <= n; i += F::N) F::stream(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    for (; i + F::N <= n; i += F::N)
+        F::template stream_as<S>(y + i, F::mul(a.exp_of(F::template load_as<S>(x + i)), cv));
     F::stream_fence();  // order the streaming stores before anything that follows
-    row_exp_scale_impl<F, Scaled, Fast>(x + i, y + i, n - i, m, beta, c);
+    row_exp_scale_impl<F, Scaled, Fast, S>(x + i, y + i, n - i, m, beta, c);
 }
 
-template <class F, bool Fast>
-NX_FLATTEN void k_row_exp_scale_stream(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                                       scale2<typename F::T> beta, typename F::T c) {
-    unit_beta(beta) ? row_exp_scale_stream_impl<F, false, Fast>(x, y, n, m, beta, c)
-                    : row_exp_scale_stream_impl<F, true, Fast>(x, y, n, m, beta, c);
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_row_exp_scale_stream(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                       typename F::T c) {
+    unit_beta(beta) ? row_exp_scale_stream_impl<F, false, Fast, S>(x, y, n, m, beta, c)
+                    : row_exp_scale_stream_impl<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
 // log_softmax per vector (the scalar specification's arithmetic, scalar.cpp: log_softmax_one):
@@ -836,4 +839,7 @@ void add_storage_reductions(storage_kernels<S>& k) {
     k.col_log_softmax = k_col_log_softmax<F, true, S>;
     k.rows_softmax = k_rows_softmax<F, true, S>;
     k.rows_exp_sum = k_rows_exp_sum<F, false, S>;
+    k.row_exp_total = k_row_exp_sum<F, true, S>;  // Fast: nothing counted, the same (fast) argument
+    if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F, true, S>;
+    else k.row_exp_scale_stream = k_row_exp_scale<F, true, S>;
 }
