@@ -129,7 +129,9 @@ struct reduction_kernels {
 //    costs |t| 2^-24 relative (three roundings with a temperature), and |t| is below ~17 wherever a float16
 //    softmax is not 0 (~90 for bfloat16), so ~2^-20 relative at most: far below the output's rounding,
 //    2^-11 (float16) or 2^-8 (bfloat16); log_softmax is fl(t - fl(c)): t <= 0 <= c, so y = t - c never
-//    cancels. The sums (row_exp_sum, col_exp_sum) are the high mode's, entries equal to the maximum counted:
+//    cancels. softmax's own entries (row_exp_scale, row_exp_scale_stream, col_exp_scale, row_exp_total)
+//    take a shorter exp, within 2^-17 relative (exp_constants.hpp: kH2F..), since y = exp(t) / sum is
+//    relative; the counting sums keep the float32 exp (logsumexp = m + log(sum) can cancel towards 0). The sums (row_exp_sum, col_exp_sum) are the high mode's, entries equal to the maximum counted:
 //    c = log(count + rest) must be log1p(rest) when the maximum dominates, since a float32 block sum
 //    1 + rest keeps rest only to 2^-24 absolute, and log_softmax / logsumexp near 0 (|y| ~ 1e-5, float16
 //    subnormals) would be off by several ULP of the 16-bit result.
