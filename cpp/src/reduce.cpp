@@ -224,7 +224,10 @@ stats given_stats(const plan<S>& p, std::ptrdiff_t oz) {
     return stats_from(widen(p.given_m[oz]), p.given_sums + 2 * oz);
 }
 
-// Statistics of one contiguous row segment, online over L1-sized chunks.
+// Statistics of one contiguous row segment, online over L1-sized chunks. 16-bit softmax sums without the
+// count (row_exp_total: softmax needs only count + rest, and its rows here are the long ones, longer than a
+// super-chunk, so every path of such a row, contiguous, strided or threaded, takes this same sum); the log
+// family needs the count (log_sum), and float32 / float64 keep the mode's row_exp_sum.
 template <class S>
 stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
     using T = value_t<S>;
@@ -243,7 +246,10 @@ stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
             s.m = cm;
         }
         if (!finite(s.m)) continue;  // +inf, or all -inf so far: keep scanning for NaN
-        const exp_sum e = kernels_for_max(p, s.m).row_exp_sum(x + i, len, static_cast<T>(s.m), p.b2);
+        const kernels_t<S>& k = kernels_for_max(p, s.m);
+        auto sum = k.row_exp_sum;
+        if constexpr (kHalf<S>) sum = p.op == reduction::softmax ? k.row_exp_total : k.row_exp_sum;
+        const exp_sum e = sum(x + i, len, static_cast<T>(s.m), p.b2);
         s.rest += e.rest;
         s.count += e.count;
     }
@@ -316,10 +322,7 @@ void row_piece(const plan<S>& p, const stats& s, double c, const S* x, S* y, std
     using T = value_t<S>;
     const T m = static_cast<T>(s.m);
     const kernels_t<S>& k = kernels_for_max(p, m);
-    if constexpr (!kHalf<S>) {  // 16-bit storage: no streaming stores of its own
-        if (p.op == reduction::softmax && stream) return k.row_exp_scale_stream(x, y, len, m, p.b2, static_cast<T>(c));
-    }
-    (void)stream;
+    if (p.op == reduction::softmax && stream) return k.row_exp_scale_stream(x, y, len, m, p.b2, static_cast<T>(c));
     if (p.op == reduction::softmax)
         k.row_exp_scale(x, y, len, m, p.b2, static_cast<T>(c));
     else

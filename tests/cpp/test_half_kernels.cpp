@@ -4,12 +4,19 @@
 //
 // Bounds and their reasons (kernel_table.hpp, storage_kernels):
 //  * row_max / col_max: exact (a maximum is one of the widened inputs), NaN sticky.
+//  * the SIMD sets' exp (lanes::exp_core_half, through row_exp_total of one entry): within 2^-17 relative of
+//    exp of the same float32 argument, for every float16 and bfloat16 score against several maxima.
 //  * row_exp_sum / col_exp_sum: the same count of entries equal to the maximum; rest within 64 float32 eps
-//    relative of the specification's (the blocked float32 summation bound of test_kernels).
+//    relative of the specification's (the blocked float32 summation bound of test_kernels; the float32 exp).
 //  * outputs (row_exp_scale, row_log_softmax, col_exp_scale, col_log_softmax): within 1 ULP of S of the
 //    specification and of the exact value (both round once to S; the SIMD argument's |t| 2^-24 is far below
 //    S's half ULP), and nothing is stored past the last element.
 //  * rows_softmax / rows_exp_sum: bit for bit what the single-row entries give (the driver's do_row).
+//  * row_exp_total (softmax's sum of a long row): count 0, rest within 2^-16 relative of the
+//    specification's count + rest (the 16-bit exp's 2^-17 plus the blocked float32 summation) (the SIMD sets sum as row_exp_sum does, with the 1s of the entries at the
+//    maximum in the float32 blocks; the specification's own row_exp_total to 2^-50 of its count + rest).
+//  * row_exp_scale_stream: row_exp_scale's bits at every offset of y from a 64-byte boundary (the head of
+//    ordinary stores, the streamed middle, the tail), nothing stored before y or past y + n.
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -58,6 +65,8 @@ std::vector<std::size_t> lengths() {
 }
 
 constexpr std::uint16_t kGuard = 0x7e5a;  // a NaN pattern no kernel stores
+constexpr double kExpTol = 0x1p-17;        // the 16-bit exp's relative error (exp_constants.hpp)
+constexpr double kSumTol = 0x1p-16;        // row_exp_total against the specification's sum, relative
 
 template <class S>
 std::vector<S> scores(std::mt19937_64& rng, std::size_t n, double scale) {
@@ -181,6 +190,80 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
     }
 }
 
+// The SIMD sets' 16-bit exp through row_exp_total of single entries: exp(t) for t = fl(x - m) (float32, as
+// the kernel forms it), every finite S value x <= m, within kExpTol relative where exp(t) is a normal float32
+// (below 2^-126 the float32 result itself is subnormal, far below every 16-bit output's resolution).
+// Returns the largest relative error seen, which must also be above the float32 exp's (a negative control:
+// the check sees the shorter polynomial).
+template <class S>
+double test_exp(const normexp::kernel_table& kt, const std::string& name) {
+    const auto& k = table<S>(kt);
+    double worst = 0;
+    for (float m : {0.0f, 1.0f, 7.25f, -3.5f, 100.0f}) {
+        for (std::uint32_t b = 0; b < 0x10000; ++b) {
+            S x;
+            x.bits = static_cast<std::uint16_t>(b);
+            const float xf = d::to_f32(x);
+            if (!(xf <= m)) continue;  // NaN, or above the maximum
+            const float t = xf - m;
+            const long double want = std::exp(static_cast<long double>(t));
+            const double got = k.row_exp_total(&x, 1, m, scale2<float>{1.0f, 0.0f}).rest;
+            if (want < 0x1p-126L) {
+                CHECK(got <= 0x1p-125, "%s %s: exp(%a) = %a, want %La", name.c_str(), type_name<S>(), t, got, want);
+                continue;
+            }
+            const double rel = static_cast<double>(std::fabs((got - want) / want));
+            if (rel > worst) worst = rel;
+            CHECK(rel <= kExpTol, "%s %s: exp(%a) = %a, want %La (relative %.3g)", name.c_str(), type_name<S>(), t, got,
+                  want, rel);
+        }
+    }
+    return worst;
+}
+
+// The long-row softmax entries (row_exp_total, row_exp_scale_stream) against row_exp_sum / row_exp_scale.
+template <class S>
+void test_long_row_entries(const normexp::kernel_table& kt, const normexp::kernel_table& ks, const std::string& name,
+                           double temperature) {
+    const auto &k = table<S>(kt), &s = table<S>(ks);
+    const scale2<float> b = d::split_beta<float>(temperature);
+    std::mt19937_64 rng(23);
+    std::vector<std::size_t> ns = lengths();
+    for (std::size_t n : {255, 256, 257, 4099, 9000}) ns.push_back(n);
+    for (std::size_t n : ns) {
+        std::vector<S> x = scores<S>(rng, n, 4.0);
+        if (n > 3) x[n / 2] = narrow<S>(-INFINITY), x[n / 3] = x[1];
+        if (n > 5) x[n / 5] = narrow<S>(12.0);  // the maximum, twice
+        if (n > 7) x[n - 1] = narrow<S>(12.0);
+        const std::string where = name + " " + type_name<S>() + " n=" + std::to_string(n) + " T=" + std::to_string(temperature);
+        const float m = s.row_max(x.data(), n);
+        if (n == 0 || !std::isfinite(m)) continue;
+        const normexp::exp_sum es = s.row_exp_sum(x.data(), n, m, b);
+        const double want = es.count + es.rest;
+        const normexp::exp_sum t = k.row_exp_total(x.data(), n, m, b), ts = s.row_exp_total(x.data(), n, m, b);
+        CHECK(t.count == 0 && ts.count == 0, "%s: row_exp_total counted %g, spec %g", where.c_str(), t.count, ts.count);
+        CHECK(std::fabs(t.rest - want) <= kSumTol * want, "%s: row_exp_total %.9g vs %.9g", where.c_str(), t.rest, want);
+        CHECK(std::fabs(ts.rest - want) <= 0x1p-50 * want, "%s: spec row_exp_total %.17g vs %.17g", where.c_str(), ts.rest, want);
+        const float c = static_cast<float>(1.0 / want);
+        std::vector<S> y(n);
+        k.row_exp_scale(x.data(), y.data(), n, m, b, c);
+        // y at every element offset from a 64-byte boundary (32 float16 / bfloat16 elements), guards around.
+        std::vector<S> buf(n + 128);
+        const std::size_t lead = (64 - reinterpret_cast<std::uintptr_t>(buf.data()) % 64) % 64 / sizeof(S);
+        for (std::size_t off = 0; off <= 32; ++off) {
+            for (auto& h : buf) h.bits = kGuard;
+            S* ys = buf.data() + lead + 32 + off;  // off elements past a 64-byte boundary
+            k.row_exp_scale_stream(x.data(), ys, n, m, b, c);
+            bool same = true, clean = true;
+            for (std::size_t i = 0; i < n; ++i) same = same && ys[i].bits == y[i].bits;
+            for (S* g = buf.data(); g < ys; ++g) clean = clean && g->bits == kGuard;
+            for (S* g = ys + n; g < buf.data() + buf.size(); ++g) clean = clean && g->bits == kGuard;
+            CHECK(same, "%s: row_exp_scale_stream differs from row_exp_scale, y offset %zu", where.c_str(), off);
+            CHECK(clean, "%s: row_exp_scale_stream stored outside y, offset %zu", where.c_str(), off);
+        }
+    }
+}
+
 // NaN rows: row_max and col_max report NaN.
 template <class S>
 void test_nan(const normexp::kernel_table& kt) {
@@ -214,6 +297,19 @@ int main() {
         }
         test_nan<float16>(kt);
         test_nan<bfloat16>(kt);
+        if (name != "scalar") {
+            const double w16 = test_exp<float16>(kt, name), wb16 = test_exp<bfloat16>(kt, name);
+            CHECK(w16 > 0x1p-20 && wb16 > 0x1p-20, "%s: the exp check sees no more than float32 rounding (%g, %g)",
+                  name.c_str(), w16, wb16);
+            std::printf("%s: 16-bit exp within %.3g (float16), %.3g (bfloat16) relative\n", name.c_str(), w16, wb16);
+        }
+        // The long-row entries, also on the set without its extensions (avx512 without AVX512_BF16's stores).
+        const normexp::kernel_table& plain = d::kernels_without_extensions(name);
+        for (double temperature : {1.0, 0.7}) {
+            test_long_row_entries<float16>(kt, ks, name, temperature);
+            test_long_row_entries<bfloat16>(kt, ks, name, temperature);
+            if (&plain != &kt) test_long_row_entries<bfloat16>(plain, ks, name + " (no extensions)", temperature);
+        }
         std::printf("%s: float16 / bfloat16 kernels checked\n", name.c_str());
     }
     return check::failures() == 0 ? 0 : 1;

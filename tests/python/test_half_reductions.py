@@ -242,6 +242,66 @@ def test_thread_counts_give_the_same_bits(dtype):
             np.testing.assert_array_equal(a, b)
 
 
+# A softmax row of at least 8 MiB streams its outputs past the caches (cpp/src/reduce.cpp: kStreamBytes): 4M
+# 16-bit elements; its super-chunk sums leave out the count of the entries at the maximum (row_exp_total).
+STREAM_N = 4 * 1024 * 1024 + 37
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float16", "bfloat16"])
+def test_streamed_long_row(isa, dtype):
+    rng = np.random.default_rng(14)
+    x = scores(rng, STREAM_N, dtype)
+    x[[5, 777_777, STREAM_N - 1]] = x.max()  # the maximum three times
+    x[123] = -np.inf
+    want = expected("softmax", x, -1)
+    got = normexp.softmax(x)
+    assert_within_1ulp(got, want, dtype, f"{isa} streamed row")
+    assert abs(got.astype(np.float64).sum() - 1) < 1e-2
+    # out= at every 2-byte offset from a 64-byte boundary (the streamed part starts at the first boundary):
+    # the same bits, nothing written outside out.
+    buf = np.empty(STREAM_N + 64, dtype=dtype)
+    lead = (-buf.ctypes.data % 64) // 2
+    for off in (0, 1, 2, 15, 16, 17, 31):
+        buf.view(np.uint16)[:] = 0x7E5A
+        out = buf[lead + off: lead + off + STREAM_N]
+        assert normexp.softmax(x, out=out) is out
+        np.testing.assert_array_equal(out.view(np.int16), got.view(np.int16), err_msg=f"offset {off}")
+        rest = np.concatenate([buf[: lead + off], buf[lead + off + STREAM_N:]]).view(np.uint16)
+        assert (rest == 0x7E5A).all(), f"offset {off}: written outside out"
+    # A temperature, a strided view (gathered pieces: not streamed, the same bits), where=.
+    assert_within_1ulp(normexp.softmax(x, temperature=0.7), expected("softmax", x, -1, 0.7), dtype, "T=0.7")
+    base = np.empty(2 * STREAM_N, dtype=dtype)
+    base[::2] = x
+    np.testing.assert_array_equal(normexp.softmax(base[::2]).view(np.int16), got.view(np.int16))
+    mask = np.ones(STREAM_N, dtype=bool)
+    mask[::3] = False
+    want_w = expected("softmax", np.where(mask, x.astype(np.float64), -np.inf), -1)
+    assert_within_1ulp(normexp.softmax(x, where=mask), want_w, dtype, "where=")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float16", "bfloat16"])
+def test_streamed_long_row_special_values_and_threads(dtype):
+    rng = np.random.default_rng(15)
+    x = scores(rng, STREAM_N, dtype)
+    saved = normexp.get_num_threads()
+    try:
+        bits = []
+        for nt in (1, 2, 3):
+            normexp.set_num_threads(nt)
+            bits.append(normexp.softmax(x).view(np.int16).copy())
+    finally:
+        normexp.set_num_threads(saved)
+    for b in bits[1:]:
+        np.testing.assert_array_equal(b, bits[0])
+    for special in (np.nan, np.inf):
+        y = x.copy()
+        y[3_000_001] = special
+        got = normexp.softmax(y)
+        assert_within_1ulp(got, expected("softmax", y, -1), dtype, f"row with {special}")
+    y = np.full(STREAM_N, -np.inf, dtype=dtype)
+    assert np.isnan(normexp.softmax(y)).all()  # all -inf: NaN, as SciPy
+
+
 def peak_bytes(f):
     tracemalloc.start()
     try:

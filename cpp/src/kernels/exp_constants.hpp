@@ -27,6 +27,18 @@ constexpr float kC3F = 0x1.555492p-3f;
 constexpr float kC4F = 0x1.5558f2p-5f;
 constexpr float kC5F = 0x1.1239d4p-7f;
 constexpr float kC6F = 0x1.6a244cp-10f;
+// float16 / bfloat16 softmax (storage_kernels in kernel_table.hpp; lanes::exp_core_half): an output
+// exp(t) / sum rounded to 11 or 8 bits needs exp(t) to about 2^-12 relative for 1 ULP, not float32's 0.05 ULP
+// (the sums of logsumexp / log_softmax keep the float32 exp: their results cancel towards 0), so
+//   r = t - k*kLn2F          (ln2 rounded to float32, one FMA: error |k| |ln2 - kLn2F| < 150 * 2^-28.9)
+//   exp(r) ~= 1 + r + r^2 * (H2 + r*(H3 + r*H4))
+// degree 4, a relative-minimax fit on [-ln2/2, ln2/2] (Lawson-iterated weighted least squares), error
+// 5.3e-6 relative = 2^-17.5 with the float32 Horner rounding (tests/cpp/test_half_kernels.cpp holds the
+// whole exp to 2^-17 over every float16 and bfloat16 argument). Three FMAs fewer than the float32 exp.
+constexpr float kLn2F = 0x1.62e430p-1f;
+constexpr float kH2F = 0x1.0006b6p-1f;
+constexpr float kH3F = 0x1.571cc2p-3f;
+constexpr float kH4F = 0x1.52258ep-5f;
 // Below this every exp rounds to +0 in float32 (exp(-104) = 6.8e-46 < 2^-150); clamping there keeps
 // k inside the range where the two-factor scaling 2^(k/2) * 2^(k - k/2) is exact.
 constexpr float kMinArgF = -104.0f;

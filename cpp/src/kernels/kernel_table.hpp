@@ -138,7 +138,9 @@ struct reduction_kernels {
 //    costs |t| 2^-24 relative (three roundings with a temperature), and |t| is below ~17 wherever a float16
 //    softmax is not 0 (~90 for bfloat16), so ~2^-20 relative at most: far below the output's rounding,
 //    2^-11 (float16) or 2^-8 (bfloat16); log_softmax is fl(t - fl(c)): t <= 0 <= c, so y = t - c never
-//    cancels. The sums (row_exp_sum, col_exp_sum) are the high mode's, entries equal to the maximum counted:
+//    cancels. softmax's own entries (row_exp_scale, row_exp_scale_stream, col_exp_scale, row_exp_total)
+//    take a shorter exp, within 2^-17 relative (exp_constants.hpp: kH2F..), since y = exp(t) / sum is
+//    relative; the counting sums keep the float32 exp (logsumexp = m + log(sum) can cancel towards 0). The sums (row_exp_sum, col_exp_sum) are the high mode's, entries equal to the maximum counted:
 //    c = log(count + rest) must be log1p(rest) when the maximum dominates, since a float32 block sum
 //    1 + rest keeps rest only to 2^-24 absolute, and log_softmax / logsumexp near 0 (|y| ~ 1e-5, float16
 //    subnormals) would be off by several ULP of the 16-bit result.
@@ -166,6 +168,13 @@ struct storage_kernels {
                          scale2<float> beta, float m_limit, float* m);
     void (*rows_exp_sum)(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<float> beta,
                          float m_limit, float* m, exp_sum* s);
+    // softmax of a long row (the driver's super-chunks; cpp/src/reduce.cpp) needs only count + rest:
+    // row_exp_total is row_exp_sum without the count, {sum over every x of exp(beta (x - m)), 0} (an entry
+    // equal to m adds exp(0) = 1 exactly; accuracy::fast's row_exp_sum), and row_exp_scale_stream is
+    // row_exp_scale with stores that bypass the caches where the ISA can (the same values; NEON: the
+    // ordinary kernel). Sums: the SIMD sets as row_exp_sum's rest, the specification in double.
+    exp_sum (*row_exp_total)(const S* x, std::size_t n, float m, scale2<float> beta);
+    void (*row_exp_scale_stream)(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c);
 };
 
 // ---- attention (blocked, flash-style) ------------------------------------------------------------------

@@ -523,6 +523,13 @@ exp_sum s_row_exp_sum(const S* x, std::size_t n, float m, scale2<float> beta) {
     }
     return {rest.value(), count};
 }
+// row_exp_sum without the count: every term summed, exp(0) = 1 exactly for entries equal to m.
+template <class S>
+exp_sum s_row_exp_total(const S* x, std::size_t n, float m, scale2<float> beta) {
+    neumaier rest;
+    for (std::size_t i = 0; i < n; ++i) rest.add(exp_arg(shifted(wide(x[i]), m, beta)));
+    return {rest.value(), 0.0};
+}
 template <class S>
 void s_row_exp_scale(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c) {
     for (std::size_t i = 0; i < n; ++i) y[i] = narrow_to<S>(exp_arg(shifted(wide(x[i]), m, beta)) * double(c));
@@ -600,7 +607,8 @@ void s_rows_exp_sum(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t
 template <class S>
 constexpr storage_kernels<S> make_storage_kernels() {
     return {s_row_max<S>,      s_row_exp_sum<S>,     s_row_exp_scale<S>, s_row_log_softmax<S>, s_col_max<S>,
-            s_col_exp_sum<S>,  s_col_exp_scale<S>,   s_col_log_softmax<S>, s_rows_softmax<S>,  s_rows_exp_sum<S>};
+            s_col_exp_sum<S>,  s_col_exp_scale<S>,   s_col_log_softmax<S>, s_rows_softmax<S>,  s_rows_exp_sum<S>,
+            s_row_exp_total<S>, s_row_exp_scale<S>};  // no streaming store in the specification
 }
 
 }  // namespace

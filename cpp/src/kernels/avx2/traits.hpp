@@ -217,7 +217,8 @@ struct V32 {
         const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
     }
-    static void store_bf16(std::uint16_t* p, V v) {
+    static void store_bf16(std::uint16_t* p, V v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), round_bf16(v)); }
+    static __m128i round_bf16(V v) {
         // Round to nearest even on the bits: u + 0x7fff + (bit 16 of u), top half; NaN -> top half | quiet bit.
         const __m256i u = _mm256_castps_si256(v);
         const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -225,9 +226,13 @@ struct V32 {
         const __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
         const __m256i h = _mm256_blendv_epi8(r, qnan, _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
         // packus (values <= 0xffff) interleaves the 128-bit halves; vpermq puts lanes 0..7 in the low half.
-        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0xd8);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+        return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0xd8));
     }
+    // Non-temporal 16-bit stores (kStream; p 16-byte aligned): the same conversions, then one 128-bit vmovntdq.
+    static void stream_f16(std::uint16_t* p, V v) {
+        _mm_stream_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    static void stream_bf16(std::uint16_t* p, V v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), round_bf16(v)); }
     static V load_f16_tail(const std::uint16_t* p, std::size_t n) { return load_f16(tail_copy(p, n).b); }
     static V load_bf16_tail(const std::uint16_t* p, std::size_t n) { return load_bf16(tail_copy(p, n).b); }
     static void store_f16_tail(std::uint16_t* p, std::size_t n, V v) {

@@ -202,6 +202,14 @@ struct V32 {
         return widen_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     }
     static void store_bf16(std::uint16_t* p, V v) { _mm512_mask_cvtepi32_storeu_epi16(p, 0xffff, round_bf16(v)); }
+    // Non-temporal 16-bit stores (kStream; p 32-byte aligned): the same conversions into a register, then one
+    // 256-bit vmovntdq.
+    static void stream_f16(std::uint16_t* p, V v) {
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    static void stream_bf16(std::uint16_t* p, V v) {
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(round_bf16(v)));
+    }
     static V load_f16_tail(const std::uint16_t* p, std::size_t n) {
         return _mm512_maskz_cvtph_ps(0xffff, _mm256_maskz_loadu_epi16(tail_mask(n), p));
     }

@@ -1,5 +1,5 @@
 // AVX512_BF16 on top of the AVX-512 traits (avx512/traits.hpp): V32 here is avx512::V32 with the bfloat16
-// store done by vcvtneps2bf16, the one AVX512_BF16 instruction the element traits use. Everything else (and
+// stores (ordinary, tail and streaming) done by vcvtneps2bf16, the one AVX512_BF16 instruction the element traits use. Everything else (and
 // V64) is avx512's, so the generic algorithms instantiated over these traits are avx512's kernels with that
 // store, and the same bits (tests/cpp/test_convert.cpp, test_half_kernels.cpp, test_kernel_digest.cpp).
 //
@@ -30,5 +30,6 @@ struct V32 : avx512::V32 {
     static void store_bf16_tail(std::uint16_t* p, std::size_t n, V v) {
         _mm256_mask_storeu_epi16(p, tail_mask(n), cvt_bf16(v));
     }
+    static void stream_bf16(std::uint16_t* p, V v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), cvt_bf16(v)); }
 };
 using V64 = avx512::V64;

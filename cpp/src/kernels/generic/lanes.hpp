@@ -101,6 +101,17 @@ struct lanes : P {
         else if constexpr (std::is_same_v<S, float16>) P::store_f16(&p->bits, v);
         else P::store_bf16(&p->bits, v);
     }
+    // Non-temporal store_as (P::kStream only), p aligned to kStreamAlignAs<S> bytes (a whole vector of S);
+    // P::stream_fence() orders such stores before anything that follows. The same bits as store_as.
+    template <class S>
+    static constexpr std::size_t kStreamAlignAs = std::is_same_v<S, T> ? P::kStreamAlign : P::N * sizeof(S);
+    template <class S>
+    NX_INLINE static void stream_as(S* p, V v) {
+        static_assert(kStorage<S>, "no such storage for these lanes");
+        if constexpr (std::is_same_v<S, T>) P::stream(p, v);
+        else if constexpr (std::is_same_v<S, float16>) P::stream_f16(&p->bits, v);
+        else P::stream_bf16(&p->bits, v);
+    }
     template <class S>
     NX_INLINE static void store_as_tail(S* p, std::size_t n, V v) {
         if constexpr (std::is_same_v<S, T>) P::store_tail(p, P::tail_mask(n), v);
@@ -163,6 +174,22 @@ struct lanes : P {
             if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2(ki));
             return scale_split(p, ki);
         }
+    }
+    // exp(t) for t in [kMinArg, 0] (or NaN) to 2^-17 relative, for results rounded to float16 / bfloat16
+    // (exp_constants.hpp: one-constant ln2 reduction, degree-4 polynomial); float32 lanes only. Scaled by
+    // 2^k as exp_core does (vscalefps, or the normal-range product with the two-factor slow path).
+    NX_INLINE static V exp_core_half(V t) {
+        static_assert(f32, "the 16-bit exp is a float32 kernel");
+        const V kb = P::fmadd(t, P::set1(kLog2eF), P::set1(kShifterBiasedF));
+        const V k = P::sub(kb, P::set1(kShifterBiasedF));
+        const V r = P::fnmadd(k, P::set1(kLn2F), t);
+        V q = P::fmadd(P::set1(kH4F), r, P::set1(kH3F));
+        q = P::fmadd(q, r, P::set1(kH2F));
+        q = P::fmadd(q, r, P::set1(1.0f));
+        const V p = P::fmadd(q, r, P::set1(1.0f));
+        if constexpr (P::kScalef) return P::scalef(p, k);
+        if (NX_LIKELY(!P::any(P::lt(t, P::set1(kNormalMinArgF))))) return P::mul(p, P::pow2_biased(kb));
+        return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
     }
     // The float32 polynomial in the other evaluation order, p = 1 + (r + r^2 q) with q = C2 + r (C3 + r (C4 +
     // r (C5 + r C6))) (the same coefficients, one rounding more). Not the library's exp: only the attention
@@ -363,7 +390,9 @@ struct arg {
 // temperature (x - m, beta rounded to beta.hi, the product). x = -inf gives
 // t = -inf, raised to kMinArg (exp rounds to +0 there); a product that overflows is -inf too. The same
 // interface as arg, so the kernels take either (xlow is not needed: nothing here can be NaN for x <= m).
-template <class F, bool Scaled>
+// Half = true: the same argument with exp_core_half, for outputs and sums of float16 / bfloat16 scores
+// (storage_kernels in kernel_table.hpp).
+template <class F, bool Scaled, bool Half = false>
 struct fast_arg {
     using V = typename F::V;
     using T = typename F::T;
@@ -375,7 +404,8 @@ struct fast_arg {
         return Scaled ? F::mul(d, bh) : d;
     }
     NX_INLINE V exp_of(V x, V negm, V) const {
-        return F::template exp_core<false, false>(F::max(tmin, t_of(x, negm)), F::zero());
+        if constexpr (Half) return F::exp_core_half(F::max(tmin, t_of(x, negm)));
+        else return F::template exp_core<false, false>(F::max(tmin, t_of(x, negm)), F::zero());
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, nm); }
 };

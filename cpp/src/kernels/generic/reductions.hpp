@@ -37,10 +37,16 @@ NX_INLINE void store_s_tail(S* p, typename F::M mk, std::size_t n, typename F::V
     if constexpr (std::is_same_v<S, typename F::T>) F::store_tail(p, mk, v);
     else F::template store_as_tail<S>(p, n, v);
 }
-// The exp argument of a sum kernel: the mode's, except that 16-bit storage always takes the fast one, which
-// is exact to its precision (kernel_table.hpp, storage_kernels), also where the maximum is counted.
+// The exp argument of a kernel with storage S: the mode's, except that 16-bit storage always takes the fast
+// one, which is exact to its precision (kernel_table.hpp, storage_kernels), also where the maximum is
+// counted. With 16-bit storage, Fast marks the kernels of softmax alone (its outputs and its uncounted sum,
+// row_exp_total): their results are relative (y = exp(t) / sum), so they take the 16-bit exp
+// (exp_core_half, 2^-17); the counting sums (Fast = false) feed log(sum) of logsumexp and log_softmax, whose
+// results cancel towards 0 (m + log(sum) ~ 0 needs log(sum) to float32's absolute accuracy), and keep the
+// float32 exp.
 template <class F, bool Scaled, bool Fast, class S>
-using storage_arg = mode_arg<F, Scaled, Fast || !std::is_same_v<S, typename F::T>>;
+using storage_arg = std::conditional_t<std::is_same_v<S, typename F::T>, mode_arg<F, Scaled, Fast>,
+                                       fast_arg<F, Scaled, Fast>>;
 
 template <class F>
 NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
@@ -198,7 +204,7 @@ NX_FLATTEN void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
 template <class F, bool Scaled, bool Fast, class S = typename F::T>
 NX_FLATTEN void row_exp_scale_impl(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
                                    typename F::T c) {
-    const mode_arg<F, Scaled, Fast> a(m, beta);
+    const storage_arg<F, Scaled, Fast, S> a(m, beta);
     const auto cv = F::set1(c);
     map_range<F>(x, y, n, [&](typename F::V v) { return F::mul(a.exp_of(v), cv); });
 }
@@ -210,28 +216,31 @@ NX_FLATTEN void k_row_exp_scale(const S* x, S* y, std::size_t n, typename F::T m
                     : row_exp_scale_impl<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
-template <class F, bool Scaled, bool Fast>
-void row_exp_scale_stream_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                               scale2<typename F::T> beta, typename F::T c) {
-    // Head up to the first kStreamAlign-byte boundary of y with ordinary stores, then aligned streaming
-    // stores (same values as row_exp_scale: only the store instruction differs).
-    constexpr std::size_t A = F::kStreamAlign;
-    std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(typename F::T);
+template <class F, bool Scaled, bool Fast, class S = typename F::T>
+void row_exp_scale_stream_impl(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                               typename F::T c) {
+    // Head up to the first boundary of y where a whole vector of S is aligned (kStreamAlignAs: 64 bytes for
+    // float32 on AVX-512, a vector's 32 bytes of float16 / bfloat16) with ordinary stores, then aligned
+    // streaming stores (same values as row_exp_scale: only the store instruction differs). y is aligned to
+    // its element (the drivers' contract), so head is a whole number of elements.
+    constexpr std::size_t A = F::template kStreamAlignAs<S>;
+    std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(S);
     if (head > n) head = n;
-    row_exp_scale_impl<F, Scaled, Fast>(x, y, head, m, beta, c);
-    const mode_arg<F, Scaled, Fast> a(m, beta);
+    row_exp_scale_impl<F, Scaled, Fast, S>(x, y, head, m, beta, c);
+    const storage_arg<F, Scaled, Fast, S> a(m, beta);
     const auto cv = F::set1(c);
     std::size_t i = head;
-    for (; i + F::N <= n; i += F::N) F::stream(y + i, F::mul(a.exp_of(F::load(x + i)), cv));
+    for (; i + F::N <= n; i += F::N)
+        F::template stream_as<S>(y + i, F::mul(a.exp_of(F::template load_as<S>(x + i)), cv));
     F::stream_fence();  // order the streaming stores before anything that follows
-    row_exp_scale_impl<F, Scaled, Fast>(x + i, y + i, n - i, m, beta, c);
+    row_exp_scale_impl<F, Scaled, Fast, S>(x + i, y + i, n - i, m, beta, c);
 }
 
-template <class F, bool Fast>
-NX_FLATTEN void k_row_exp_scale_stream(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
-                                       scale2<typename F::T> beta, typename F::T c) {
-    unit_beta(beta) ? row_exp_scale_stream_impl<F, false, Fast>(x, y, n, m, beta, c)
-                    : row_exp_scale_stream_impl<F, true, Fast>(x, y, n, m, beta, c);
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_row_exp_scale_stream(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                       typename F::T c) {
+    unit_beta(beta) ? row_exp_scale_stream_impl<F, false, Fast, S>(x, y, n, m, beta, c)
+                    : row_exp_scale_stream_impl<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
 // log_softmax per vector (the scalar specification's arithmetic, scalar.cpp: log_softmax_one):
@@ -386,7 +395,7 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
     auto out = [&](std::size_t p, T c, std::size_t i, std::size_t len) {
         const V cv = F::set1(c);
         if constexpr (Half) {
-            const mode_arg<F, Scaled, Fast> a(m[p], beta);
+            const storage_arg<F, Scaled, Fast, S> a(m[p], beta);  // as row_exp_scale_impl
             map_range<F>(xr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(a.exp_of(v), cv); });
         } else {
             map_range<F>(yr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(v, cv); });
@@ -822,7 +831,7 @@ NX_FLATTEN void col_exp_scale_impl(const S* x, std::ptrdiff_t sx, S* y, std::ptr
                         const typename F::T* c) {
     using V = typename F::V;
     using T = typename F::T;
-    const mode_arg<F, Scaled, Fast> a(0, beta);
+    const storage_arg<F, Scaled, Fast, S> a(0, beta);
     const bool stream = col_streams<F, Stream>(y);
     alignas(64) T negm[kColPanel], xlow[kColPanel];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
@@ -1005,8 +1014,9 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
 }
 
 // Fills a storage_kernels table (16-bit scores, kernel_table.hpp) from the same templates, with the
-// storage S: accuracy::fast's arithmetic, but the sums count the entries at the maximum, as the high mode's
-// (with the fast argument: storage_arg).
+// storage S: accuracy::fast's argument, but the sums count the entries at the maximum, as the high mode's
+// (storage_arg); softmax's own entries (Fast = true: the outputs, and row_exp_total, which counts nothing)
+// take the 16-bit exp.
 template <class F, class S>
 void add_storage_reductions(storage_kernels<S>& k) {
     k.row_max = k_row_max<F, S>;
@@ -1019,4 +1029,7 @@ void add_storage_reductions(storage_kernels<S>& k) {
     k.col_log_softmax = k_col_log_softmax<F, true, S>;
     k.rows_softmax = k_rows_softmax<F, true, S>;
     k.rows_exp_sum = k_rows_exp_sum<F, false, S>;
+    k.row_exp_total = k_row_exp_sum<F, true, S>;  // Fast: nothing counted, the same (fast) argument
+    if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F, true, S>;
+    else k.row_exp_scale_stream = k_row_exp_scale<F, true, S>;
 }
