@@ -833,10 +833,13 @@ NX_FLATTEN void col_exp_scale_impl(const S* x, std::ptrdiff_t sx, S* y, std::ptr
     using T = typename F::T;
     const storage_arg<F, Scaled, Fast, S> a(0, beta);
     const bool stream = col_streams<F, Stream>(y);
-    alignas(64) T negm[kColPanel], xlow[kColPanel];
+    // A streamed row's tail vector starts at the row's first aligned boundary plus whole vectors, so it can
+    // reach up to N - 1 entries past pw = kColPanel: those lanes read the zeros of the padding (not stored).
+    alignas(64) T negm[kColPanel + F::N], xlow[kColPanel + F::N];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         for (std::size_t j = 0; j < pw; ++j) negm[j] = -m[j0 + j], xlow[j] = F::clamp_below(m[j0 + j]);
+        for (std::size_t j = pw; j < pw + F::N; ++j) negm[j] = 0, xlow[j] = 0;
         for (std::size_t i = 0; i < rows; ++i) {
             const S* xi = x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j0);
             S* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
