@@ -34,8 +34,17 @@ build/asan-venv/bin/pip install -q --no-build-isolation \
 # plots of python/normexp/bench, run with peers such as torch and JAX) are deselected here only: they are
 # Python logic, and the library calls they make (tiny softmax / attention / paged_attention) are covered
 # by the rest of the suite; the machine probe's C++ (test_bench_probe.py) still runs here.
+# pytest captures the test's stderr and loses it when a report aborts the process: the reports go to files
+# (log_path) and are printed here when the run fails.
+rm -f build/asan-py-report.*
+status=0
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)" \
-ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1" \
+ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:log_path=$PWD/build/asan-py-report" \
+UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$PWD/build/asan-py-report" \
   build/asan-venv/bin/python -m pytest -q -p no:cacheprovider tests/python --ignore=tests/python/test_alloc_failure.py \
   -m "not bench_harness" \
-  -k "not test_no_leak_over_100k_calls and not test_unsatisfiable_gather_buffer_raises_memory_error"
+  -k "not test_no_leak_over_100k_calls and not test_unsatisfiable_gather_buffer_raises_memory_error" || status=$?
+if [ "$status" -ne 0 ]; then
+  for f in build/asan-py-report.*; do [ -f "$f" ] && { echo "== $f"; cat "$f"; }; done
+  exit "$status"
+fi
