@@ -490,10 +490,11 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         std::size_t pf_step = 0;
         auto pump = [&](std::size_t n) {
             for (const std::size_t e = std::min(ws.pf_n, ws.pf_next + n); ws.pf_next < e; ++ws.pf_next) {
-                const char* row = ws.pf_row[ws.pf_next];
-                const std::size_t len = ws.pf_len[ws.pf_next];
-                for (std::size_t b = 0; b < len; b += 64) NX_PREFETCH_L2(row + b);
-                NX_PREFETCH_L2(row + len - 1);  // a row that does not start on a cache line ends in one more
+                // The row's cache lines, from the one holding its first byte to the one holding its last.
+                const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ws.pf_row[ws.pf_next]);
+                const std::uintptr_t last = (a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63);
+                for (std::uintptr_t b = a & ~std::uintptr_t(63); b <= last; b += 64)
+                    NX_PREFETCH_L2(reinterpret_cast<const char*>(b));
             }
         };
         // f(piece offset in the block, K row, V row, keys) for the pieces of the first nk keys of the block.
