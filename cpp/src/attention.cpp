@@ -393,8 +393,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                                      ? static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0 - sp(kBlockK)))
                                      : 0;
         // A paged prefill: the next block's first rows of each page segment, K and V, into the cache while this
-        // block computes (a paged decode prefetches the whole next block as it gathers, below; a contiguous
-        // cache is one stream, which the hardware and the kernels prefetch).
+        // block computes (a decode prefetches through its own list, below, or as it gathers).
         if (next && p.pages && !direct) {
             for_segments(p, kp, vp, j0 + sp(kBlockK), next, [&](std::size_t, const S* kr, const S* vr, std::size_t n) {
                 for (std::size_t r = 0; r < std::min(n, kPrefetchAhead); ++r) {
@@ -426,13 +425,11 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         }
         std::ptrdiff_t ldk = p.ks[2], ldv = p.vs[2];
         if (gather) {
-            // A paged decode copies the block's K and V rows into ws.kbuf / ws.vbuf (kBlockK x D, kBlockK x Dv),
-            // prefetching row i of the next block as it copies row i of this one. A key/value head's rows lie
-            // one page apart at segment ends and, in the (page, slot, head, dim) layout, heads_kv x head_dim
-            // apart inside a page (4 KiB for 8 heads of 128 float32): rows in separate 4 KiB pages, which the
-            // hardware prefetchers do not follow, and the kernels' own prefetch stops at the end of a call.
-            // The kernels then read one contiguous segment from the cache, as for a contiguous cache, with
-            // the same bits (tests/python/test_paged_attention.py).
+            // A paged decode whose segments cannot be read in place (page_size or j0 not a multiple of 4, or
+            // the scalar set's pv) copies the block's K and V rows into ws.kbuf / ws.vbuf (kBlockK x D,
+            // kBlockK x Dv), prefetching row i of the next block as it copies row i of this one. The kernels
+            // then read one contiguous segment, as for a contiguous cache, with the same bits
+            // (tests/python/test_paged_attention.py).
             // With p.units = U > 1 the U heads' rows of a slot are adjacent (plan::units): one read of U x D
             // per slot, kept as rows of U x D (unit u's row at column u D).
             const std::size_t wk = U * D, wv = U * Dv;
