@@ -477,9 +477,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // A streaming decode (contiguous cache, or pages read in place) computes the scores in pieces of at
         // most kStreamPiece keys (whole four-key groups: the same FMA chains and sums, so the same bits; P V
         // stays one call per segment, as the scalar specification's pv rounds once per call) and, before
-        // each kernel call, prefetches the next rows
-        // of its list into L2 (pump): the V rows of the unit being computed, then the K rows of the next
-        // unit (or of the next block's first unit). So the reads of the next rows are spread over the
+        // each kernel call, prefetches the next rows of its list into L2 (pump): the V rows of the unit being
+        // computed, then the K rows of the next unit (or of the next block's first unit). So the reads of the next rows are spread over the
         // compute of these, and every row is read from memory once, in its own place: a paged cache's rows
         // sit in separate 4 KiB pages (one page apart at segment ends, heads_kv x head_dim apart inside a
         // page), where the hardware prefetchers stop, and the kernels prefetch only inside their own call.
