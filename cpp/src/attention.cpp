@@ -55,6 +55,8 @@ constexpr std::size_t kDirectRows = 4;      // up to this many query rows: no K^
 constexpr std::size_t kDiagRowsMin = 24;    // row groups on the causal diagonal: at least this many rows
 constexpr std::size_t kSplitTasks = 32;     // decode: split keys until there are about this many tasks
 constexpr std::size_t kSplitMinKeys = 512;  // decode: never split below this many keys per piece
+constexpr std::size_t kStreamPiece = 32;    // decode: keys per kernel call between prefetches (run_block)
+static_assert(kStreamPiece % 4 == 0 && kBlockK % kStreamPiece == 0, "pieces of whole four-key groups");
 static_assert(kBlockK % kAttnKeyPanel == 0, "key blocks must be whole panels");
 
 constexpr std::ptrdiff_t kNoLimit = std::numeric_limits<std::ptrdiff_t>::max() / 4;
@@ -199,6 +201,11 @@ struct workspace {
     // The segments of the current key block (run_block): at most kBlockK (pages of one key).
     std::vector<std::size_t> seg_off, seg_n;
     std::vector<const S*> seg_k, seg_v;
+    // A streaming decode's prefetch list (run_block): rows of K and V, their lengths in bytes, and the next
+    // one to prefetch. At most the V rows of one unit's block and the K rows of the next one.
+    std::vector<const char*> pf_row;
+    std::vector<std::size_t> pf_len;
+    std::size_t pf_n = 0, pf_next = 0;
     // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
     // std::bad_alloc instead of wrapping around to a small buffer.
     workspace(const attention_shape& sh, const copies& c, std::size_t bq) {
@@ -214,6 +221,8 @@ struct workspace {
         seg_n.resize(kBlockK);
         seg_k.resize(kBlockK);
         seg_v.resize(kBlockK);
+        pf_row.resize(3 * kBlockK);
+        pf_len.resize(3 * kBlockK);
         if (c.q) qbuf.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
         if (c.v || c.gather)
             vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
@@ -311,6 +320,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 (sp(b) * opt.mask_strides[0] + sp(h) * opt.mask_strides[1] + sp(i0) * opt.mask_strides[2]) * sp(msize);
     }
 
+    bool primed = false;  // a streaming decode: the K rows of its first unit prefetched
+    ws.pf_n = ws.pf_next = 0;
     for (std::ptrdiff_t j0 = jlo; j0 < jhi; j0 += sp(kBlockK)) {
         const std::size_t keys = static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0));
         // Band limits of this block in local indices; skip blocks no row can see.
@@ -367,15 +378,23 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             ++nseg;
         });
         // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows.
+        // A paged decode reads the rows in place, page segment by page segment, when every segment starts
+        // a whole number of four-key groups into the block (page_size and j0 multiples of 4): qk_direct's
+        // groups of four keys (store_hsum4; a key left over: hsum) are then the ones of the block in one
+        // piece, and so are the bits, with a pv that may be cut at page ends (attention_kernels::pv_split:
+        // anywhere on the SIMD sets). Other page sizes, and the scalar set, gather the block into one piece
+        // (copies::gather).
         const bool direct = rows <= kDirectRows && p.ks[3] == 1;
-        const bool gather = direct && p.pages;  // copies::gather
+        const bool gather = direct && p.pages &&
+                            (p.page_size % 4 != 0 || j0 % 4 != 0 || p.page_size % p.k.pv_split != 0 ||
+                             static_cast<std::size_t>(j0) % p.k.pv_split != 0);
+        const bool stream = direct && !gather;  // a decode read in place: the prefetch pipeline below
         const std::size_t next = j0 + sp(kBlockK) < jhi
                                      ? static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0 - sp(kBlockK)))
                                      : 0;
         // A paged prefill: the next block's first rows of each page segment, K and V, into the cache while this
-        // block computes (a paged decode prefetches the whole next block as it gathers, below; a contiguous
-        // cache is one stream, which the hardware and the kernels prefetch).
-        if (next && p.pages && !gather) {
+        // block computes (a decode prefetches through its own list, below, or as it gathers).
+        if (next && p.pages && !direct) {
             for_segments(p, kp, vp, j0 + sp(kBlockK), next, [&](std::size_t, const S* kr, const S* vr, std::size_t n) {
                 for (std::size_t r = 0; r < std::min(n, kPrefetchAhead); ++r) {
                     for (std::size_t b = 0; b < D * sizeof(S); b += 64)
@@ -385,15 +404,6 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 }
             });
         }
-        // A decode on a contiguous cache: the block's V rows into L2 now, while qk_direct streams K (it
-        // prefetches K itself), so P V finds them there and the memory stays busy through both phases. Measured
-        // with the AVX-512 prefetch distance (attention_traits.hpp): 0.9x the time of the decode without it.
-        if (direct && !gather && p.vs[3] == 1)
-            for (std::size_t g = 0; g < nseg; ++g)
-                for (std::size_t j = 0; j < ws.seg_n[g]; ++j) {
-                    const char* row = reinterpret_cast<const char*>(ws.seg_v[g] + sp(j) * p.vs[2]);
-                    for (std::size_t b = 0; b < Dv * sizeof(S); b += 64) NX_PREFETCH_L2(row + b);
-                }
         // pack_kt pads its panel with zeros after a segment's keys; the next segment overwrites them, and after
         // the last one the block's padding is zeroed (it may end past the last segment's own padding).
         // The pair kernels (bfloat16 q x K) for this block unless q or the block's K holds a bfloat16 subnormal,
@@ -415,13 +425,11 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         }
         std::ptrdiff_t ldk = p.ks[2], ldv = p.vs[2];
         if (gather) {
-            // A paged decode copies the block's K and V rows into ws.kbuf / ws.vbuf (kBlockK x D, kBlockK x Dv),
-            // prefetching row i of the next block as it copies row i of this one. A key/value head's rows lie
-            // one page apart at segment ends and, in the (page, slot, head, dim) layout, heads_kv x head_dim
-            // apart inside a page (4 KiB for 8 heads of 128 float32): rows in separate 4 KiB pages, which the
-            // hardware prefetchers do not follow, and the kernels' own prefetch stops at the end of a call.
-            // The kernels then read one contiguous segment from the cache, as for a contiguous cache, with
-            // the same bits (tests/python/test_paged_attention.py).
+            // A paged decode whose segments cannot be read in place (page_size or j0 not a multiple of 4, or
+            // the scalar set's pv) copies the block's K and V rows into ws.kbuf / ws.vbuf (kBlockK x D,
+            // kBlockK x Dv), prefetching row i of the next block as it copies row i of this one. The kernels
+            // then read one contiguous segment, as for a contiguous cache, with the same bits
+            // (tests/python/test_paged_attention.py).
             // With p.units = U > 1 the U heads' rows of a slot are adjacent (plan::units): one read of U x D
             // per slot, kept as rows of U x D (unit u's row at column u D).
             const std::size_t wk = U * D, wv = U * Dv;
@@ -466,6 +474,33 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         std::size_t ub = 0;
         const T* qu = qp;
         std::ptrdiff_t koff = 0, voff = 0;
+        // A streaming decode (contiguous cache, or pages read in place) computes the scores in pieces of at
+        // most kStreamPiece keys (whole four-key groups: the same FMA chains and sums, so the same bits; P V
+        // stays one call per segment, as the scalar specification's pv rounds once per call) and, before
+        // each kernel call, prefetches the next rows of its list into L2 (pump): the V rows of the unit being
+        // computed, then the K rows of the next unit (or of the next block's first unit). So the reads of the next rows are spread over the
+        // compute of these, and every row is read from memory once, in its own place: a paged cache's rows
+        // sit in separate 4 KiB pages (one page apart at segment ends, heads_kv x head_dim apart inside a
+        // page), where the hardware prefetchers stop, and the kernels prefetch only inside their own call.
+        const std::size_t piece = stream ? kStreamPiece : kBlockK;  // qk; pv takes whole segments (kBlockK)
+        std::size_t pf_step = 0;
+        auto pump = [&](std::size_t n) {
+            for (const std::size_t e = std::min(ws.pf_n, ws.pf_next + n); ws.pf_next < e; ++ws.pf_next) {
+                // The row's cache lines, from the one holding its first byte to the one holding its last.
+                const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ws.pf_row[ws.pf_next]);
+                const std::uintptr_t last = (a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63);
+                for (std::uintptr_t b = a & ~std::uintptr_t(63); b <= last; b += 64)
+                    NX_PREFETCH_L2(reinterpret_cast<const char*>(b));
+            }
+        };
+        // f(piece offset in the block, K row, V row, keys) for the pieces of the first nk keys of the block.
+        auto for_pieces = [&](std::size_t nk, std::size_t most, auto&& f) {
+            for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg) {
+                const std::size_t n = std::min(ws.seg_n[sg], nk - ws.seg_off[sg]);
+                for (std::size_t o = 0; o < n; o += most)
+                    f(ws.seg_off[sg] + o, ws.seg_k[sg] + sp(o) * ldk, ws.seg_v[sg] + sp(o) * ldv, std::min(most, n - o));
+            }
+        };
         auto step = [&](std::size_t r0, std::size_t nr, std::size_t nk) {
             attn_scores<T> g = sc;
             const std::ptrdiff_t r = sp(r0);
@@ -480,29 +515,64 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             const std::size_t rr = ub + r0;
             T* sb = ws.s.data() + rr * kBlockK;
             if (direct) {
-                for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg) {
-                    const S* ks = ws.seg_k[sg] + koff;
-                    const std::size_t n = std::min(ws.seg_n[sg], nk - ws.seg_off[sg]);
-                    // A segment whose K holds a bfloat16 subnormal: its scores again by the float32 kernel.
-                    if (!(pairs && p.kv.qk_direct_pairs(qu + r0 * ldq, ldq, ks, ldk, nr, n, D, sb + ws.seg_off[sg], kBlockK)))
-                        p.kv.qk_direct(qu + r0 * ldq, ldq, ks, ldk, nr, n, D, sb + ws.seg_off[sg], kBlockK);
-                }
+                // A block whose K holds a bfloat16 subnormal: its scores again by the float32 kernel.
+                bool done = pairs;
+                if (pairs)
+                    for_pieces(nk, piece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
+                        pump(pf_step);
+                        if (done) done = p.kv.qk_direct_pairs(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK);
+                    });
+                if (!done)
+                    for_pieces(nk, piece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
+                        pump(pf_step);
+                        p.kv.qk_direct(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK);
+                    });
             } else {
                 (pairs ? p.kv.qk_pairs : p.k.qk)(qu + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
             }
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + rr, ws.l.data() + rr, ws.alpha.data() + rr);
-            // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain in key
-            // order with alpha = 1 (exact), so the chain is the one of the block in one piece.
-            for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg)
-                p.kv.pv(sb + ws.seg_off[sg], kBlockK, ws.seg_v[sg] + voff, ldv, nr,
-                       std::min(ws.seg_n[sg], nk - ws.seg_off[sg]), Dv, sg == 0 ? ws.alpha.data() + rr : ws.ones.data(),
-                       ws.o.data() + rr * Dv, Dv);
+            // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain
+            // in key order with alpha = 1 (exact), so the chain is the one of the block in one piece.
+            for_pieces(nk, kBlockK, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
+                pump(pf_step);
+                p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, off == 0 ? ws.alpha.data() + rr : ws.ones.data(),
+                        ws.o.data() + rr * Dv, Dv);
+            });
         };
         for (std::size_t u = 0; u < U; ++u) {
             ub = u * rows;
             qu = qp + sp(u) * ldq_unit;
             koff = sp(u * D);
             voff = sp(u * Dv);
+            if (stream) {
+                // The prefetch list of this unit: its V rows, then the K rows of the next unit or block; the K
+                // rows of the task's first unit are prefetched now, all at once.
+                auto add = [&](std::ptrdiff_t jb, std::size_t n, bool kside, std::size_t unit) {
+                    const std::size_t len = (kside ? D : Dv) * sizeof(S);
+                    const std::ptrdiff_t ld = kside ? p.ks[2] : p.vs[2], col = sp(unit * (kside ? D : Dv));
+                    for_segments(p, kp, vp, jb, n, [&](std::size_t, const S* kr, const S* vr, std::size_t m) {
+                        const S* base = (kside ? kr : vr) + col;
+                        for (std::size_t r = 0; r < m; ++r, ++ws.pf_n) {
+                            ws.pf_row[ws.pf_n] = reinterpret_cast<const char*>(base + sp(r) * ld);
+                            ws.pf_len[ws.pf_n] = len;
+                        }
+                    });
+                };
+                ws.pf_n = ws.pf_next = 0;
+                if (!primed) {
+                    add(j0, keys, true, u);
+                    pump(ws.pf_n);
+                    ws.pf_n = ws.pf_next = 0;
+                    primed = true;
+                }
+                if (p.vs[3] == 1) add(j0, keys, false, u);
+                if (u + 1 < U) add(j0, keys, true, u + 1);
+                else if (next) add(j0 + sp(kBlockK), next, true, 0);
+                std::size_t calls = 0;  // kernel calls of this unit, qk and pv
+                for_pieces(keys, piece, [&](std::size_t, const S*, const S*, std::size_t) { ++calls; });
+                for_pieces(keys, kBlockK, [&](std::size_t, const S*, const S*, std::size_t) { ++calls; });
+                pf_step = (ws.pf_n + calls - 1) / std::max<std::size_t>(1, calls);
+            }
             if (p.grouped && sc.band) {
                 // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
                 for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
@@ -518,6 +588,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             } else {
                 step(0, rows, keys);
             }
+            pump(ws.pf_n);  // what the calls did not reach (a band step of fewer keys)
         }
     }
 }

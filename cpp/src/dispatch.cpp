@@ -127,6 +127,7 @@ void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {
 template <class T>
 void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {
     NX_TAKE(pack_kt); NX_TAKE(qk); NX_TAKE(softmax_step); NX_TAKE(pv); NX_TAKE(qk_direct); NX_TAKE(tile_rows);
+    NX_TAKE(pv_split);
 }
 void overwrite(convert_kernels& b, const convert_kernels& s) {
     NX_TAKE(f16_to_f32); NX_TAKE(f32_to_f16); NX_TAKE(bf16_to_f32); NX_TAKE(f32_to_bf16);

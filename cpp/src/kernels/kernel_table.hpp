@@ -242,7 +242,14 @@ struct attention_kernels {
     // the scalar specification). The driver sizes its row groups (query blocks, causal-diagonal groups) in
     // whole tiles, so no group ends in a partial tile (attention.cpp, row_blocking).
     std::size_t tile_rows;
+    // Where pv may be cut: pv over keys [0, a) and then [a, keys) with alpha = 1 gives the bits of one call
+    // over [0, keys) when a is a multiple of pv_split. 1 on the SIMD sets (one FMA chain per output in key
+    // order, stored and reloaded exactly); kPvNoSplit for the scalar specification, which accumulates a call
+    // in double and rounds once per call. The driver reads a paged decode in place, page segment by page
+    // segment, only where its pages may be cut so (attention.cpp, run_block).
+    std::size_t pv_split;
 };
+constexpr std::size_t kPvNoSplit = ~std::size_t(0);
 
 // The entries that read K or V, for a key/value cache stored in 16 bits (S = float16 or bfloat16): the
 // contracts of attention_kernels<float>'s pack_kt, qk_direct and pv with k / v read as S and widened exactly

@@ -466,7 +466,8 @@ void k_qk_direct(const T* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, st
 
 template <class T>
 constexpr attention_kernels<T> make_attention_kernels() {
-    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>, /*tile_rows=*/1};
+    return {k_pack_kt<T>, k_qk<T>, k_softmax_step<T>, k_pv<T>, k_qk_direct<T>, /*tile_rows=*/1,
+            /*pv_split=*/kPvNoSplit};
 }
 template <class S>
 constexpr attention_kv_kernels<S> make_attention_kv_kernels() {

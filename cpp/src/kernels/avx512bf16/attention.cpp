@@ -176,7 +176,7 @@ void k_qk_pairs(const float* q, std::size_t ldq, const float* kt, std::size_t ld
 // Decoding: R rows x C keys (C = 4, or 1 for the keys left over), 32 head dimensions per step. The rows' q
 // pairs come converted (qv: row r's step t at qv[r * steps + t], the last step zero past dim), the four
 // keys' sums of a row are stored by the avx512 attention traits' four-way horizontal sum.
-template <int R, int C>
+template <int R, int C, bool Pf>
 inline void direct_tile(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
                         std::size_t dim, float* s, std::size_t lds, __mmask32& sub) {
     __m512 a[R][C];
@@ -188,8 +188,10 @@ NX_UNROLL(4)
     for (std::size_t d = 0, t = 0; d < dim; d += 32, ++t) {
         const std::size_t n = dim - d < 32 ? dim - d : 32;
         const __mmask32 mk = _cvtu32_mask32(n == 32 ? ~0u : (1u << n) - 1u);
+        if constexpr (Pf) {
 NX_UNROLL(4)
-        for (int c = 0; c < C; ++c) AttnF32::prefetch(k0 + (AttnF32::kPrefetchRows + c) * ldk + sp(d));
+            for (int c = 0; c < C; ++c) AttnF32::prefetch(k0 + (AttnF32::kPrefetchRows + c) * ldk + sp(d));
+        }
         __m512i kv[C];
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) {
@@ -212,13 +214,13 @@ NX_UNROLL(8)
     }
 }
 
-template <int R, int C>
+template <int R, int C, bool Pf>
 inline void direct_rows(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
                         std::size_t rows, std::size_t dim, float* s, std::size_t lds, __mmask32& sub) {
     std::size_t i = 0;
-    for (; i + R <= rows; i += R) direct_tile<R, C>(qv + i * steps, steps, k0, ldk, dim, s + i * lds, lds, sub);
+    for (; i + R <= rows; i += R) direct_tile<R, C, Pf>(qv + i * steps, steps, k0, ldk, dim, s + i * lds, lds, sub);
     if constexpr (R > 1) {
-        if (i < rows) direct_rows<R - 1, C>(qv + i * steps, steps, k0, ldk, rows - i, dim, s + i * lds, lds, sub);
+        if (i < rows) direct_rows<R - 1, C, Pf>(qv + i * steps, steps, k0, ldk, rows - i, dim, s + i * lds, lds, sub);
     }
 }
 
@@ -240,8 +242,13 @@ bool k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::
     const auto* qv = reinterpret_cast<const __m512i*>(qbuf.data());
     __mmask32 sub = 0;
     std::size_t j = 0;
-    for (; j + 4 <= keys; j += 4) direct_rows<kDirectRows, 4>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
-    for (; j < keys; ++j) direct_rows<kDirectRows, 1>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
+    // The prefetch stays inside the call's key rows (as avx512's qk_direct, generic/attention.hpp).
+    constexpr std::size_t ahead = std::size_t(AttnF32::kPrefetchRows) + 4;
+    for (; j + 4 <= keys && j + ahead <= keys; j += 4)
+        direct_rows<kDirectRows, 4, true>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
+    for (; j + 4 <= keys; j += 4)
+        direct_rows<kDirectRows, 4, false>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
+    for (; j < keys; ++j) direct_rows<kDirectRows, 1, false>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
     return sub == 0;
 }
 

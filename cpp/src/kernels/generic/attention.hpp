@@ -216,7 +216,7 @@ NX_INLINE void store_hsum4(typename F::T* s, typename F::V a0, typename F::V a1,
 // 16-bit cache, widened) once for all R rows, and the four key rows are read once, contiguously,
 // F::kPrefetchRows rows ahead where the ISA prefetches. The chain of each (row, key) is the one of a single
 // row: fma over d in order from 0, so R does not change results.
-template <class F, int R, class S>
+template <class F, int R, bool Pf, class S>
 NX_INLINE void qk_direct_tile(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
                               std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
                               typename F::T* s, std::size_t lds) {
@@ -229,7 +229,7 @@ NX_UNROLL(4)
         for (int c = 0; c < 4; ++c) a[r][c] = F::zero();
     std::size_t d = 0;
     for (; d < full; d += N) {
-        if constexpr (F::kPrefetchRows > 0) {
+        if constexpr (Pf && F::kPrefetchRows > 0) {
             if ((d * sizeof(S)) % 64 == 0)  // once per cache line of each of the 4 key rows
                 for (int c = 0; c < 4; ++c) F::prefetch(k0 + (F::kPrefetchRows + c) * ldk + d);
         }
@@ -259,23 +259,25 @@ NX_UNROLL(8)
 }
 
 // Rows [i, rows) of one four-key group in tiles of up to Rmax rows (the last one shorter).
-template <class F, int Rmax, class S>
+template <class F, int Rmax, bool Pf, class S>
 NX_INLINE void qk_direct_rows(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
                               std::size_t rows, std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
                               typename F::T* s, std::size_t lds) {
     std::size_t i = 0;
     for (; i + Rmax <= rows; i += Rmax)
-        qk_direct_tile<F, Rmax>(q + i * ldq, ldq, k0, ldk, dim, full, mk, tn, s + i * lds, lds);
+        qk_direct_tile<F, Rmax, Pf>(q + i * ldq, ldq, k0, ldk, dim, full, mk, tn, s + i * lds, lds);
     if constexpr (Rmax > 1) {
         if (i < rows)
-            qk_direct_rows<F, Rmax - 1>(q + i * ldq, ldq, k0, ldk, rows - i, dim, full, mk, tn, s + i * lds, lds);
+            qk_direct_rows<F, Rmax - 1, Pf>(q + i * ldq, ldq, k0, ldk, rows - i, dim, full, mk, tn, s + i * lds, lds);
     }
 }
 
 // Decoding (a few query rows, each key used once): keys in groups of four, each group against all the rows in
 // register tiles of F::kDirectRows rows (so a key row is read from memory once, not once per query row, and a
 // 16-bit one widened once per tile); the single keys left over use F::hsum, whose lane order may differ from
-// store_hsum4's. |err| <= (dim + 1) u sum|q k| as for qk.
+// store_hsum4's. |err| <= (dim + 1) u sum|q k| as for qk. The prefetch (F::kPrefetchRows ahead) stays inside
+// the call's own key rows: past them the rows may not be the next keys (a paged cache's segment ends at its
+// page; the driver, which knows where the next keys are, prefetches them, attention.cpp).
 template <class F, class S = typename F::T>
 void k_qk_direct(const typename F::T* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
                  std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
@@ -284,9 +286,13 @@ void k_qk_direct(const typename F::T* q, std::size_t ldq, const S* k, std::ptrdi
     const std::size_t full = dim / N * N, tn = dim - full;
     const auto mk = F::tail_mask(tn);
     std::size_t j = 0;
+    constexpr std::size_t ahead = F::kPrefetchRows > 0 ? static_cast<std::size_t>(F::kPrefetchRows) + 4 : 0;
+    for (; j + 4 <= keys && j + ahead <= keys; j += 4)
+        qk_direct_rows<F, F::kDirectRows, true>(q, ldq, k + static_cast<std::ptrdiff_t>(j) * ldk, ldk, rows, dim, full,
+                                                mk, tn, s + j, lds);
     for (; j + 4 <= keys; j += 4)
-        qk_direct_rows<F, F::kDirectRows>(q, ldq, k + static_cast<std::ptrdiff_t>(j) * ldk, ldk, rows, dim, full, mk,
-                                          tn, s + j, lds);
+        qk_direct_rows<F, F::kDirectRows, false>(q, ldq, k + static_cast<std::ptrdiff_t>(j) * ldk, ldk, rows, dim, full,
+                                                 mk, tn, s + j, lds);
     for (; j < keys; ++j) {
         const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
         for (std::size_t i = 0; i < rows; ++i) {
@@ -350,9 +356,10 @@ NX_UNROLL(8)
     for (std::size_t j = 0; j < keys; ++j) {
         const V pj = F::set1(p[j]);
         const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
-        if constexpr (F::kPrefetchRows > 0) {
+        if constexpr (F::kPrefetchRows > 0) {  // inside the call's rows only (as qk_direct)
             constexpr std::size_t L = 64 / sizeof(S);  // one prefetch per cache line
-            for (std::size_t c = 0; c < 8 * N; c += L) F::prefetch(vj + F::kPrefetchRows * ldv + std::ptrdiff_t(c));
+            if (j + static_cast<std::size_t>(F::kPrefetchRows) < keys)
+                for (std::size_t c = 0; c < 8 * N; c += L) F::prefetch(vj + F::kPrefetchRows * ldv + std::ptrdiff_t(c));
         }
 NX_UNROLL(8)
         for (int c = 0; c < 8; ++c) a[c] = F::fmadd(pj, load_kv<F>(vj + c * N), a[c]);
@@ -663,6 +670,7 @@ attention_kernels<typename F::T> make_attention_table() {
     k.pv = k_pv<F>;
     k.qk_direct = k_qk_direct<F>;
     k.tile_rows = static_cast<std::size_t>(F::kTileRows);
+    k.pv_split = 1;
     return k;
 }
 
