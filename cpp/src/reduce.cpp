@@ -664,9 +664,10 @@ inline stats col_part(double m, double rest, double count) {
 
 // Column statistics (m, rest, count; bw columns) of rows [0, n) of a column block, online over chunks of
 // R rows, each read from memory for its max and again from L2 for its sum. float32 / float64: the sum of a
-// chunk and the max of the next one come from one kernel call (col_exp_sum_max), so the next chunk's read
-// overlaps this chunk's exps; float32 softmax counts nothing (count stays 0, rest is the whole sum: it needs
-// only count + rest). 16-bit storage: col_max then col_exp_sum per chunk. cm: bw scratch.
+// chunk and the max of the next one come from one kernel call (col_exp_sum_max), which overlaps the next
+// chunk's read with this chunk's exps where nothing is counted (accuracy::fast, and float32 softmax, which
+// needs only count + rest: count stays 0 and rest is the whole sum). 16-bit storage: col_max then
+// col_exp_sum per chunk. cm: bw scratch.
 template <class S>
 void col_stats_rows(const plan<S>& p, const S* xb, std::ptrdiff_t sx, std::size_t n, std::size_t bw, value_t<S>* m,
                     value_t<S>* cm, double* rest, double* count) {

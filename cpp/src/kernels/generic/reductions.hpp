@@ -805,20 +805,22 @@ NX_FLATTEN void k_col_exp_sum(const S* x, std::size_t rows, std::ptrdiff_t sx, s
 // col_exp_sum of a chunk in cache fused with col_max of the next chunk (kernel_table.hpp: col_exp_sum_max), so
 // that the next chunk streams from memory while this one's exps run: a separate col_max pass over memory did
 // no arithmetic to overlap its reads (a fifth of the online column statistics' time). col_sums_strips walks
-// this chunk (the terms of col_exp_sum_impl, Count false: every entry's term summed); after each of its row
-// steps, step_done advances col_max_impl's walk of the next chunk (units of 4 rows by one column vector, rows
-// outer, spread evenly over the steps by an integer error term), whose rows left over from the groups of 4
-// and NaN blend follow the strips. Each column gets col_max_impl's operations in its order and
-// col_exp_sum_impl's: the same bits.
-template <class F, bool Scaled, bool Fast, bool Count>
+// this chunk (the terms of col_exp_sum_impl, nothing counted: every entry's term summed); after each of its
+// row steps, step_done advances col_max_impl's walk of the next chunk (units of 4 rows by one column vector,
+// rows outer, spread evenly over the steps by an integer error term), whose rows left over from the groups
+// of 4 and NaN blend follow the strips. Each column gets col_max_impl's operations in its order and
+// col_exp_sum_impl's: the same bits. A counting sum (count not null, accuracy::high) takes the two kernels
+// one after the other: its strips hold a count per vector too, and with the next chunk's step they ran out
+// of AVX2's 16 registers (log_softmax 1.15x, logsumexp 1.05x the time of the two kernels, (4096, 1024) float32,
+// one thread), where AVX-512 gained 1-6%.
+template <class F, bool Scaled, bool Fast>
 NX_FLATTEN void col_exp_sum_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
-                                     const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count,
+                                     const typename F::T* m, scale2<typename F::T> beta, double* rest,
                                      const typename F::T* xn, std::size_t rows_n, typename F::T* mn) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
     const storage_arg<F, Scaled, Fast, T> a(0, beta);
-    const V one = F::set1(1);
     alignas(64) T nanf[kColPanel];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
@@ -849,18 +851,11 @@ NX_FLATTEN void col_exp_sum_max_impl(const typename F::T* x, std::size_t rows, s
             err += units;
             while (err >= steps) err -= steps, unit();
         };
-        col_sums_strips<F, Count && !Fast>(
-            rows, pw, m + j0, rest + j0, count ? count + j0 : nullptr,
-            [&](std::size_t i, std::size_t j, auto mk, auto full, V mv, V negm, V xlow, V& c) {
-                const V xv = load_any<F>(xp + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
-                if constexpr (Fast || !Count) {
-                    (void)mv, (void)c, (void)one;
-                    return a.exp_of(xv, negm, xlow);
-                } else {
-                    const typename F::B e = F::eq(xv, mv);
-                    c = F::add(c, F::zero_unless(e, one));
-                    return F::zero_if(e, a.exp_of(xv, negm, xlow));
-                }
+        col_sums_strips<F, false>(
+            rows, pw, m + j0, rest + j0, nullptr,
+            [&](std::size_t i, std::size_t j, auto mk, auto full, V, V negm, V xlow, V&) {
+                return a.exp_of(load_any<F>(xp + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full),
+                                negm, xlow);
             },
             step_done);
         while (g < groups) unit();  // none left unless rows == 0
@@ -878,15 +873,13 @@ template <class F, bool Fast>
 NX_FLATTEN void k_col_exp_sum_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                                   const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count,
                                   const typename F::T* xn, std::size_t rows_n, typename F::T* mn) {
-    const bool scaled = !unit_beta(beta), counted = !Fast && count;
-    if (scaled && counted)
-        col_exp_sum_max_impl<F, true, Fast, true>(x, rows, sx, w, m, beta, rest, count, xn, rows_n, mn);
-    else if (scaled)
-        col_exp_sum_max_impl<F, true, Fast, false>(x, rows, sx, w, m, beta, rest, count, xn, rows_n, mn);
-    else if (counted)
-        col_exp_sum_max_impl<F, false, Fast, true>(x, rows, sx, w, m, beta, rest, count, xn, rows_n, mn);
-    else
-        col_exp_sum_max_impl<F, false, Fast, false>(x, rows, sx, w, m, beta, rest, count, xn, rows_n, mn);
+    if (!Fast && count) {  // counted: the two kernels (see above)
+        k_col_exp_sum<F, Fast>(x, rows, sx, w, m, beta, rest, count);
+        col_max_impl<F, false, typename F::T>(xn, rows_n, sx, w, mn, nullptr);
+        return;
+    }
+    unit_beta(beta) ? col_exp_sum_max_impl<F, false, Fast>(x, rows, sx, w, m, beta, rest, xn, rows_n, mn)
+                    : col_exp_sum_max_impl<F, true, Fast>(x, rows, sx, w, m, beta, rest, xn, rows_n, mn);
 }
 
 // Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
