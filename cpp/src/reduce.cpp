@@ -663,7 +663,11 @@ inline stats col_part(double m, double rest, double count) {
 }
 
 // Column statistics (m, rest, count; bw columns) of rows [0, n) of a column block, online over chunks of
-// R rows (each chunk read from memory for its max and again from L2 for its sum). cm: bw scratch.
+// R rows, each read from memory for its max and again from L2 for its sum. float32 / float64: the sum of a
+// chunk and the max of the next one come from one kernel call (col_exp_sum_max), which overlaps the next
+// chunk's read with this chunk's exps where nothing is counted (accuracy::fast, and float32 softmax, which
+// needs only count + rest: count stays 0 and rest is the whole sum). 16-bit storage: col_max then
+// col_exp_sum per chunk. cm: bw scratch.
 template <class S>
 void col_stats_rows(const plan<S>& p, const S* xb, std::ptrdiff_t sx, std::size_t n, std::size_t bw, value_t<S>* m,
                     value_t<S>* cm, double* rest, double* count) {
@@ -672,11 +676,22 @@ void col_stats_rows(const plan<S>& p, const S* xb, std::ptrdiff_t sx, std::size_
     std::fill_n(m, bw, -kInf<T>);
     std::fill_n(rest, bw, 0.0);
     std::fill_n(count, bw, 0.0);
+    constexpr bool fused = !kHalf<S>;
+    // float32 softmax counts nothing: its sums are double, far below its outputs' rounding. float64 keeps the
+    // count (exact) apart from rest: summing the 1s into the compensated lanes cost 1-2 ULP more in the
+    // outputs (10 against the 8 of test_column_paths.py).
+    const bool uncounted = p.op == reduction::softmax && sizeof(T) == 4;
+    if (fused && n > 0) {  // the first chunk's max; each call below takes the next one's
+        std::copy_n(m, bw, cm);
+        p.k.col_max(xb, std::min(R, n), sx, bw, cm, nullptr);
+    }
     for (std::size_t i = 0; i < n; i += R) {
         const std::size_t len = std::min(R, n - i);
         const S* xc = xb + std::ptrdiff_t(i) * sx;
-        std::copy_n(m, bw, cm);
-        p.k.col_max(xc, len, sx, bw, cm, nullptr);  // cm = max(m, chunk max), NaN sticky
+        if constexpr (!fused) {
+            std::copy_n(m, bw, cm);
+            p.k.col_max(xc, len, sx, bw, cm, nullptr);  // cm = max(m, chunk max), NaN sticky
+        }
         for (std::size_t j = 0; j < bw; ++j) {
             if (cm[j] > m[j]) {  // the online rule: rescale what was summed against the old max
                 rest[j] = rescaled(p.ex, rest[j] + count[j], m[j], cm[j]);
@@ -686,7 +701,16 @@ void col_stats_rows(const plan<S>& p, const S* xb, std::ptrdiff_t sx, std::size_
                 m[j] = cm[j];
             }
         }
-        kernels_for_max(p, m, bw).col_exp_sum(xc, len, sx, bw, m, p.b2, rest, count);
+        const kernels_t<S>& k = kernels_for_max(p, m, bw);
+        if constexpr (fused) {
+            // cm = max(m, the next chunk's max), what col_max gives, while this chunk is summed.
+            const std::size_t next = i + len < n ? std::min(R, n - i - len) : 0;
+            std::copy_n(m, bw, cm);
+            k.col_exp_sum_max(xc, len, sx, bw, m, p.b2, rest, uncounted ? nullptr : count,
+                              next ? xc + std::ptrdiff_t(len) * sx : nullptr, next, cm);
+        } else {
+            k.col_exp_sum(xc, len, sx, bw, m, p.b2, rest, count);
+        }
     }
     // A column still all -inf has no sum (the kernel counted its entries as equal to the max): an empty
     // part for merge(), as segment_stats leaves it.

@@ -8,6 +8,7 @@
 //    x - m and c as TwoSum pairs).
 //  * sums (rest of row_exp_sum / col_exp_sum): relative error <= 64 eps of the type: blocks of at most
 //    8 vectors are summed pairwise in working precision before flushing to double.
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -25,6 +26,11 @@ using normexp::scale2;
 template <class T>
 const normexp::reduction_kernels<T>& kern(const normexp::kernel_table& t) {
     if constexpr (sizeof(T) == 4) return t.f32; else return t.f64;
+}
+
+template <class T>
+const normexp::reduction_kernels<T>& kern_fast(const normexp::kernel_table& t) {
+    if constexpr (sizeof(T) == 4) return t.f32_fast; else return t.f64_fast;
 }
 
 template <class T>
@@ -328,6 +334,64 @@ void test_driver(const std::string& isa) {
 
 }  // namespace
 
+// col_exp_sum_max (the online column statistics' step): with count, bit for bit col_exp_sum of the chunk and
+// col_max of the next one (NaN, +inf and -inf planted in the next chunk, a running maximum to start from,
+// some of it NaN); with count == nullptr, rest is the whole sum (count + rest of col_exp_sum, within the
+// sums' 64 eps). Shapes around the vector widths, the groups of 4 rows of col_max, and past a 1024-column
+// panel; rows 0 or rows_n 0 (the last chunk).
+template <class T>
+void test_col_exp_sum_max(const normexp::kernel_table& kt) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    std::mt19937_64 rng(29);
+    std::normal_distribution<double> g(0.0, 5.0);
+    auto same = [](T a, T b) { return (a != a && b != b) || (a == b && std::signbit(a) == std::signbit(b)); };
+    for (const auto* kp : {&kern<T>(kt), &kern_fast<T>(kt)}) {
+        const auto& k = *kp;
+        for (double temp : {1.0, 0.7}) {
+            const auto b = normexp::detail::split_beta<T>(temp);
+            for (std::size_t w : {1, 5, 8, 16, 17, 31, 33, 64, 70, 1030}) {
+                for (std::size_t rows : {0, 1, 3, 6, 13}) {
+                    for (std::size_t rows_n : {0, 1, 4, 7, 9}) {
+                        const std::ptrdiff_t sx = std::ptrdiff_t(w) + 5;
+                        std::vector<T> x((rows + rows_n) * sx + 1);
+                        for (auto& v : x) v = T(g(rng));
+                        const T* xn = x.data() + std::ptrdiff_t(rows) * sx;
+                        std::vector<T> m(w), mn(w), mref(w);
+                        for (std::size_t j = 0; j < w; ++j) m[j] = T(10 + j % 2);
+                        if (rows > 1 && w > 2) x[2] = x[sx + 2] = m[2];  // entries equal to the maximum
+                        for (std::size_t j = 0; j < w; ++j) mn[j] = j % 11 == 10 ? T(NAN) : j % 7 == 3 ? T(40) : -inf;
+                        if (rows_n) {  // in the next chunk: NaN in its last row, +inf in its first, -inf
+                            const std::size_t base = rows * std::size_t(sx);
+                            x[base + (rows_n - 1) * sx + (w - 1)] = T(NAN);
+                            if (w > 4) x[base + w / 2] = inf, x[base + (rows_n / 2) * sx + 4] = -inf;
+                        }
+                        mref = mn;
+                        std::vector<double> rest(w, 0.5), count(w, 1), rref(w, 0.5), cref(w, 1), total(w, 0.5);
+                        k.col_exp_sum_max(x.data(), rows, sx, w, m.data(), b, rest.data(), count.data(), rows_n ? xn : nullptr,
+                                          rows_n, mn.data());
+                        k.col_exp_sum(x.data(), rows, sx, w, m.data(), b, rref.data(), cref.data());
+                        k.col_max(xn, rows_n, sx, w, mref.data(), nullptr);
+                        for (std::size_t j = 0; j < w; ++j) {
+                            CHECK(rest[j] == rref[j] && count[j] == cref[j], "%s col_exp_sum_max sum w=%zu rows=%zu j=%zu",
+                                  kt.name, w, rows, j);
+                            CHECK(same(mn[j], mref[j]), "%s col_exp_sum_max max w=%zu rows_n=%zu j=%zu: %g vs %g", kt.name, w,
+                                  rows_n, j, double(mn[j]), double(mref[j]));
+                        }
+                        std::fill(mn.begin(), mn.end(), -inf);
+                        k.col_exp_sum_max(x.data(), rows, sx, w, m.data(), b, total.data(), nullptr, nullptr, 0, mn.data());
+                        for (std::size_t j = 0; j < w; ++j) {
+                            const double want = rref[j] + cref[j] - 1;  // both started from 0.5 (+ count 1)
+                            CHECK(std::fabs(total[j] - want) <= 64 * std::numeric_limits<T>::epsilon() * want,
+                                  "%s col_exp_sum_max uncounted w=%zu rows=%zu j=%zu: %g vs %g", kt.name, w, rows, j, total[j], want);
+                            CHECK(mn[j] == -inf, "%s col_exp_sum_max rows_n = 0 leaves the maxima", kt.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 int main() {
     for (const auto& name : normexp::detail::available_isas()) {
         const auto& kt = normexp::detail::kernels_for(name);
@@ -337,6 +401,8 @@ int main() {
         test_cols<double>(kt);
         test_col_streams<float>(kt);
         test_col_streams<double>(kt);
+        test_col_exp_sum_max<float>(kt);
+        test_col_exp_sum_max<double>(kt);
         test_driver<float>(name);
         test_driver<double>(name);
     }

@@ -126,6 +126,16 @@ struct reduction_kernels {
                          scale2<T> beta, T m_limit, T* m);
     void (*rows_exp_sum)(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit,
                          T* m, exp_sum* s);
+
+    // ---- one step of the online column statistics (the driver's col_stats_rows) ----------------------------
+    // col_exp_sum(x, rows, sx, w, m, beta, rest, count) of a chunk (in cache) and col_max(xn, rows_n, sx, w,
+    // mn, nullptr) of the next one in the same call, so that the next chunk streams from memory while this
+    // one's exps run (where nothing is counted; a counting sum is the two entries one after the other:
+    // generic/reductions.hpp); mn must not alias m. Both results bit for bit what those entries give, except
+    // that count == nullptr counts nothing: every entry's term goes to rest, an entry equal to m[j] adding
+    // exp(0) = 1 exactly (softmax needs only count + rest; accuracy::fast never counts). rows_n may be 0.
+    void (*col_exp_sum_max)(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const T* m,
+                            scale2<T> beta, double* rest, double* count, const T* xn, std::size_t rows_n, T* mn);
 };
 
 // ---- reductions over 16-bit storage ---------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "attention_score.hpp"
 #include "exp_constants.hpp"
@@ -232,6 +233,26 @@ void k_col_exp_sum(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t 
     }
 }
 
+// col_exp_sum fused with the next chunk's col_max (kernel_table.hpp): the two, one after the other; with
+// count == nullptr every entry's term goes to rest (exp_arg of an exact 0 is 1).
+template <class T, bool Fast>
+void k_col_exp_sum_max(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const T* m, scale2<T> beta,
+                       double* rest, double* count, const T* xn, std::size_t rows_n, T* mn) {
+    if (count || Fast) {
+        std::vector<double> none(count ? 0 : w);
+        k_col_exp_sum<T, Fast>(x, rows, sx, w, m, beta, rest, count ? count : none.data());
+    } else {
+        for (std::size_t j = 0; j < w; ++j) {
+            neumaier s;
+            for (std::size_t i = 0; i < rows; ++i)
+                s.add(exp_arg(shifted_mode<Fast>(x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)],
+                                                 m[j], beta)));
+            rest[j] += s.value();
+        }
+    }
+    k_col_max<T>(xn, rows_n, sx, w, mn, nullptr);
+}
+
 template <class T, bool Fast>
 void k_col_exp_scale(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
                      std::size_t w, const T* m, scale2<T> beta, const T* c) {
@@ -365,7 +386,7 @@ constexpr reduction_kernels<T> make_kernels() {
             k_col_exp_sum<T, Fast>,  k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>, k_col_exp_store<T, Fast>,
             k_col_scale<T>,    k_row_exp_scale<T, Fast>, k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>,
             k_row_collect_ge<T>, k_row_sample_weights<T>,
-            k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>};
+            k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>, k_col_exp_sum_max<T, Fast>};
 }
 
 // ---- attention ---------------------------------------------------------------------------------------

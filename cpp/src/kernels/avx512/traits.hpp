@@ -27,10 +27,12 @@
 
 // GCC's AVX-512 intrinsics (12 at least) pass _mm512_undefined_ps() (a self-initialized variable) as the unused
 // merge source of unmasked operations (vmaxps, vcvtps2pd, vscalefps, ...), which -Wmaybe-uninitialized
-// reports at every inlined use; the warning is about the header's idiom, not our values.
+// reports at every inlined use (and -Wuninitialized, where clamp_below_v's conversions are inlined into
+// col_exp_sum_max); the warning is about the header's idiom, not our values.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #else
