@@ -105,6 +105,35 @@ static void report(const char* name, std::vector<double>& tr, std::vector<double
                 name, rb, rm, db, dm, td[td.size() / 2] * 1e3, 100 * db / rb, 100 * dm / rm);
 }
 
+// The A/B itself: reps rounds of (evict, stream-read K and V with nt threads, evict, one decode call),
+// wall time of each into tr / td and CPU time into g_cpu_r / g_cpu_d. One 256 MiB eviction buffer for all.
+static const std::vector<char>& flush_buffer() {
+    static const std::vector<char> flush(256 << 20, 1);
+    return flush;
+}
+
+template <class S, class Decode>
+static void ab(const std::vector<S>& k, const std::vector<S>& v, int nt, int reps, std::vector<double>& tr,
+               std::vector<double>& td, Decode&& decode) {
+    const std::vector<std::pair<const char*, std::size_t>> fb{{flush_buffer().data(), flush_buffer().size()}};
+    const std::vector<std::pair<const char*, std::size_t>> bufs{
+        {reinterpret_cast<const char*>(k.data()), k.size() * sizeof(S)},
+        {reinterpret_cast<const char*>(v.data()), v.size() * sizeof(S)}};
+    set_num_threads(nt);
+    for (int r = 0; r < reps; ++r) {
+        stream_read(fb, nt);
+        double c0 = cpu();
+        tr.push_back(stream_read(bufs, nt));
+        g_cpu_r.push_back(cpu() - c0);
+        stream_read(fb, nt);
+        c0 = cpu();
+        const double t0 = now();
+        decode();
+        td.push_back(now() - t0);
+        g_cpu_d.push_back(cpu() - c0);
+    }
+}
+
 template <class Q, class S>
 static void run_contig(const char* name, std::size_t L, int nt, int reps) {
     const std::size_t H = 32, Hk = 8, D = 128;
@@ -117,25 +146,8 @@ static void run_contig(const char* name, std::size_t L, int nt, int reps) {
     attention_shape sh{1, H, Hk, 1, L, D, D};
     strides4 qs{sp(H * D), sp(D), sp(D), 1}, ks{sp(Hk * L * D), sp(L * D), sp(D), 1};
     attention_options<float> opt;
-    std::vector<std::pair<const char*, std::size_t>> bufs{{reinterpret_cast<const char*>(k.data()), k.size() * sizeof(S)},
-                                                          {reinterpret_cast<const char*>(v.data()), v.size() * sizeof(S)}};
-    // a flush buffer to evict between runs
-    static std::vector<char> flush(256 << 20, 1);
-    std::vector<std::pair<const char*, std::size_t>> fb{{flush.data(), flush.size()}};
-    set_num_threads(nt);
     std::vector<double> tr, td;
-    for (int r = 0; r < reps; ++r) {
-        stream_read(fb, nt);
-        double c0 = cpu();
-        tr.push_back(stream_read(bufs, nt));
-        g_cpu_r.push_back(cpu() - c0);
-        stream_read(fb, nt);
-        c0 = cpu();
-        double t0 = now();
-        attention(sh, q.data(), qs, k.data(), ks, v.data(), ks, out.data(), qs, opt);
-        td.push_back(now() - t0);
-        g_cpu_d.push_back(cpu() - c0);
-    }
+    ab(k, v, nt, reps, tr, td, [&] { attention(sh, q.data(), qs, k.data(), ks, v.data(), ks, out.data(), qs, opt); });
     char nm[128];
     std::snprintf(nm, sizeof nm, "%s L%zuk t%d", name, L / 1024, nt);
     report(nm, tr, td, double(k.size() + v.size()) * sizeof(S));
@@ -172,25 +184,11 @@ static void run_paged(const char* name, int nt, int reps) {
     strides3 qs{sp(H * D), sp(D), 1};
     strides4 ks{sp(P * Hk * D), sp(Hk * D), sp(D), 1};
     paged_attention_options<float> po;
-    std::vector<std::pair<const char*, std::size_t>> bufs{{reinterpret_cast<const char*>(k.data()), k.size() * sizeof(S)},
-                                                          {reinterpret_cast<const char*>(v.data()), v.size() * sizeof(S)}};
-    static std::vector<char> flush(256 << 20, 1);
-    std::vector<std::pair<const char*, std::size_t>> fb{{flush.data(), flush.size()}};
-    set_num_threads(nt);
     std::vector<double> tr, td;
-    for (int r = 0; r < reps; ++r) {
-        stream_read(fb, nt);
-        double c0 = cpu();
-        tr.push_back(stream_read(bufs, nt));
-        g_cpu_r.push_back(cpu() - c0);
-        stream_read(fb, nt);
-        c0 = cpu();
-        double t0 = now();
+    ab(k, v, nt, reps, tr, td, [&] {
         paged_attention(sh, q.data(), qs, k.data(), ks, v.data(), ks, table.data(), sp(maxp), lens.data(), qst.data(),
                         out.data(), qs, po);
-        td.push_back(now() - t0);
-        g_cpu_d.push_back(cpu() - c0);
-    }
+    });
     char nm[128];
     std::snprintf(nm, sizeof nm, "paged %s t%d", name, nt);
     std::size_t keys = std::accumulate(lens.begin(), lens.end(), std::size_t(0));
