@@ -12,7 +12,6 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
-#include <vector>
 
 #include "attention_score.hpp"
 #include "exp_constants.hpp"
@@ -217,39 +216,29 @@ void k_col_exp_sum(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t 
                    scale2<T> beta, double* rest, double* count) {
     // Column by column (the chunk is L1-resident), each column's terms Neumaier-summed and added to
     // rest[j] once: a plain running sum rounds at every row (the fuzzer found 11 ULP in float64
-    // log_softmax over 200 equal terms).
+    // log_softmax over 200 equal terms). count == nullptr (col_exp_sum_max's uncounted sum) counts nothing:
+    // an entry equal to m[j] adds exp_arg of an exact 0, which is 1.
+    const bool counted = !Fast && count != nullptr;
     for (std::size_t j = 0; j < w; ++j) {
         neumaier s;
         double c = 0;
         for (std::size_t i = 0; i < rows; ++i) {
             const T v = x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)];
-            if (!Fast && v == m[j])
+            if (counted && v == m[j])
                 c += 1;
             else
                 s.add(exp_arg(shifted_mode<Fast>(v, m[j], beta)));
         }
         rest[j] += s.value();
-        count[j] += c;
+        if (count) count[j] += c;
     }
 }
 
-// col_exp_sum fused with the next chunk's col_max (kernel_table.hpp): the two, one after the other; with
-// count == nullptr every entry's term goes to rest (exp_arg of an exact 0 is 1).
+// col_exp_sum fused with the next chunk's col_max (kernel_table.hpp): the two, one after the other.
 template <class T, bool Fast>
 void k_col_exp_sum_max(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const T* m, scale2<T> beta,
                        double* rest, double* count, const T* xn, std::size_t rows_n, T* mn) {
-    if (count || Fast) {
-        std::vector<double> none(count ? 0 : w);
-        k_col_exp_sum<T, Fast>(x, rows, sx, w, m, beta, rest, count ? count : none.data());
-    } else {
-        for (std::size_t j = 0; j < w; ++j) {
-            neumaier s;
-            for (std::size_t i = 0; i < rows; ++i)
-                s.add(exp_arg(shifted_mode<Fast>(x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)],
-                                                 m[j], beta)));
-            rest[j] += s.value();
-        }
-    }
+    k_col_exp_sum<T, Fast>(x, rows, sx, w, m, beta, rest, count);
     k_col_max<T>(xn, rows_n, sx, w, mn, nullptr);
 }
 
