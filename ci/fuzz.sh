@@ -14,9 +14,10 @@ if ! command -v clang++ >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev >/dev/null
 fi
 # Fuzz inputs stay below the size at which the drivers open OpenMP teams (2^15 elements), so the build
-# is single-threaded (clang would need libomp otherwise).
+# is single-threaded (clang would need libomp otherwise). Line tables only for debug information: file:line in
+# every report at about half the compile time of -g.
 CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNORMEXP_BUILD_FUZZERS=ON \
-  -DNORMEXP_BUILD_TESTS=OFF -DNORMEXP_OPENMP=OFF \
+  -DNORMEXP_BUILD_TESTS=OFF -DNORMEXP_OPENMP=OFF -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only -DNDEBUG" \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=undefined -fno-omit-frame-pointer" >/dev/null
 cmake --build build/fuzz --target fuzz_reduce fuzz_attention fuzz_c_api
 work=$(mktemp -d)

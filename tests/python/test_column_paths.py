@@ -147,6 +147,9 @@ def _fit_boundary_rows(itemsize):
     return sorted(rows)
 
 
+# Marked large: under the sanitizers the block arithmetic is taken by test_column_block_sizes_through_every_
+# entry_point (the shape that crashed) and the tall-column tests.
+@pytest.mark.large
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_column_block_sizes_at_every_cache_fit_boundary(dtype):
     rng = np.random.default_rng(7)
@@ -212,6 +215,9 @@ def _streamed_case(op, shape, dtype):
     return x, {t: np.asarray(reference(x, 0, op, t), np.float64) for t in temps}
 
 
+# Marked large: under the sanitizers the streamed column path is taken by test_column_special_values_in_later_
+# chunks (its "streamed" cases, every set).
+@pytest.mark.large
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", OPS)
 def test_streamed_column_blocks_at_chunk_and_super_chunk_boundaries(op, dtype):
