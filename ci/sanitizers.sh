@@ -1,39 +1,42 @@
 #!/usr/bin/env bash
-# ASan + UBSan: the C++ tests and the Python test suite against an instrumented library and module.
-# Zero findings: every sanitizer report aborts the process (halt_on_error / -fno-sanitize-recover),
-# which fails the step.
+# ASan + UBSan: the C++ tests and the Python test suite against one instrumented build of the library, its
+# tests and the Python modules (NORMEXP_BUILD_PYTHON: the modules in the same CMake tree, so the library is
+# compiled once for both suites). Zero findings: every sanitizer report aborts the process
+# (halt_on_error / -fno-sanitize-recover), which fails the step.
 #
-# Usage: ci/sanitizers.sh [all|cxx|python]   (default all; .ci/run runs the two halves in its two lanes)
+# Usage: ci/sanitizers.sh   (needs the Python test dependencies installed: pip install ".[test]")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-part="${1:-all}"
-case "$part" in
-  all | cxx | python) ;;
-  *) echo "usage: ci/sanitizers.sh [all|cxx|python]"; exit 2 ;;
-esac
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 # -g1: line tables only (file:line in every report), about half the compile time of -g on these
-# template-heavy sources. The C++ tests build at -O1 (ASan's recommended level, and their run is short);
-# the module keeps -O2, since the Python suite runs the kernels over large arrays.
-CXX_OPT="-O1 -g1 -DNDEBUG"
-PY_OPT="-O2 -g1 -DNDEBUG"
+# template-heavy sources.
+OPT="-O2 -g1 -DNDEBUG"
+LINK="-fsanitize=address,undefined"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
-if [ "$part" != python ]; then
-  echo "== ASan+UBSan: C++ tests"
-  cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNORMEXP_BUILD_TESTS=ON \
-    -DCMAKE_CXX_FLAGS="$SAN" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$CXX_OPT" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
-  cmake --build build/asan
-  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" ctest --test-dir build/asan --output-on-failure
-fi
-[ "$part" != cxx ] || exit 0
+echo "== ASan+UBSan: build (library, C++ tests, Python modules)"
+python3 -m pip install -q "pybind11>=2.12"  # no-op where installed
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNORMEXP_BUILD_TESTS=ON \
+  -DNORMEXP_BUILD_PYTHON=ON -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" \
+  -DCMAKE_CXX_FLAGS="$SAN" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$OPT" \
+  -DCMAKE_EXE_LINKER_FLAGS="$LINK" -DCMAKE_MODULE_LINKER_FLAGS="$LINK" >/dev/null
+cmake --build build/asan
 
-echo "== ASan+UBSan: Python module and the Python test suite"
-python3 -m venv --system-site-packages build/asan-venv
-build/asan-venv/bin/pip install -q "scikit-build-core>=0.10" "pybind11>=2.12"  # no-op where installed
-build/asan-venv/bin/pip install -q --no-build-isolation \
-  -C build-dir=build/asan-py -C cmake.build-type=RelWithDebInfo \
-  -C "cmake.define.CMAKE_CXX_FLAGS=$SAN" -C "cmake.define.CMAKE_CXX_FLAGS_RELWITHDEBINFO=$PY_OPT" -C "cmake.define.CMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined" .
+echo "== ASan+UBSan: C++ tests"
+ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" ctest --test-dir build/asan --output-on-failure
+
+echo "== ASan+UBSan: the Python test suite"
+# The package as pip would install it: the Python sources and the two instrumented modules.
+stage=build/asan-stage
+rm -rf "$stage" && mkdir -p "$stage"
+cp -r python/normexp "$stage/"
+cp build/asan/_core.*.so build/asan/_probe.*.so "$stage/normexp/"
+preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)"
+# The suite must import the instrumented modules from the stage, not an installed normexp.
+PYTHONPATH="$PWD/$stage" LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 python3 -c "
+import normexp
+assert normexp._core.__file__.startswith('$PWD/$stage/'), normexp._core.__file__
+print('   normexp from', normexp._core.__file__)"
 # The ASan runtime must come first in the process: preload it for this run only. CPython itself is not
 # instrumented and keeps memory until exit, so leak detection is off; allocator_may_return_null lets an
 # impossible allocation surface as std::bad_alloc / MemoryError (what test_memory.py checks) instead of
@@ -55,10 +58,11 @@ build/asan-venv/bin/pip install -q --no-build-isolation \
 # (log_path) and are printed here when the run fails.
 rm -f build/asan-py-report.*
 status=0
-LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)" \
+PYTHONPATH="$PWD/$stage" \
+LD_PRELOAD="$preload" \
 ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:log_path=$PWD/build/asan-py-report" \
 UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$PWD/build/asan-py-report" \
-  build/asan-venv/bin/python -m pytest -q -p no:cacheprovider tests/python --ignore=tests/python/test_alloc_failure.py \
+  python3 -m pytest -q -p no:cacheprovider tests/python --ignore=tests/python/test_alloc_failure.py \
   -m "not bench_harness and not large" \
   -k "not test_no_leak_over_100k_calls and not test_unsatisfiable_gather_buffer_raises_memory_error" || status=$?
 if [ "$status" -ne 0 ]; then
