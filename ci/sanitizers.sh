@@ -31,9 +31,13 @@ stage=build/asan-stage
 rm -rf "$stage" && mkdir -p "$stage"
 cp -r python/normexp "$stage/"
 cp build/asan/_core.*.so build/asan/_probe.*.so "$stage/normexp/"
-preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)"
+# python3 on the stage with the sanitizer runtimes preloaded (why: below); ASan's options come from the caller.
+asan_python() {
+  PYTHONPATH="$PWD/$stage" LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)" \
+    python3 "$@"
+}
 # The suite must import the instrumented modules from the stage, not an installed normexp.
-PYTHONPATH="$PWD/$stage" LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 python3 -c "
+ASAN_OPTIONS=detect_leaks=0 asan_python -c "
 import normexp
 assert normexp._core.__file__.startswith('$PWD/$stage/'), normexp._core.__file__
 print('   normexp from', normexp._core.__file__)"
@@ -58,11 +62,9 @@ print('   normexp from', normexp._core.__file__)"
 # (log_path) and are printed here when the run fails.
 rm -f build/asan-py-report.*
 status=0
-PYTHONPATH="$PWD/$stage" \
-LD_PRELOAD="$preload" \
 ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:log_path=$PWD/build/asan-py-report" \
 UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$PWD/build/asan-py-report" \
-  python3 -m pytest -q -p no:cacheprovider tests/python --ignore=tests/python/test_alloc_failure.py \
+  asan_python -m pytest -q -p no:cacheprovider tests/python --ignore=tests/python/test_alloc_failure.py \
   -m "not bench_harness and not large" \
   -k "not test_no_leak_over_100k_calls and not test_unsatisfiable_gather_buffer_raises_memory_error" || status=$?
 if [ "$status" -ne 0 ]; then
