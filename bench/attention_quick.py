@@ -5,7 +5,8 @@
 
 Prints, per shape and dtype, the median wall time of each library (interleaved runs, same inputs),
 GFLOP/s (4 * visible query-key pairs * head_dim; causal counts only the visible half) and its share of
-the FMA peak (--peak GFLOP/s per core, default 92 = 2 FMA x 8 lanes x 2 flop x 2.9 GHz on this Zen 3),
+the FMA peak (the benchmark probe's, normexp.bench.machine.fma_peak, at --threads with the widest vectors the
+machine runs; or --peak GFLOP/s per core),
 and for decode shapes the K/V read rate in GB/s (with --read-bw: as a share of the read bandwidth the
 bench's machine probe measures at --threads). dtypes: float32, float16, bfloat16 (q, k, v all of it;
 torch SDPA in the same dtype) and f32q-float16 / f32q-bfloat16 (a float32 query against a 16-bit K/V
@@ -70,7 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--peak", type=float, default=92.0, help="FMA peak per core, GFLOP/s")
+    ap.add_argument("--peak", type=float, default=None,
+                    help="FMA peak per core, GFLOP/s (default: probed at --threads)")
     ap.add_argument("--only", default="", help="substring filter on the shape names")
     ap.add_argument("--cpu-time", action="store_true")
     ap.add_argument("--dtypes", default="float32", help=f"comma-separated, from {', '.join(DTYPES)}")
@@ -85,8 +87,14 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     clock = time.process_time if a.cpu_time else time.perf_counter
     rng = np.random.default_rng(0)
-    peak = a.peak * a.threads
+    if a.peak is None:
+        from normexp.bench.machine import fma_peak
+
+        peak, _, peak_isa = fma_peak(a.threads, quick=True)
+    else:
+        peak, peak_isa = a.peak * a.threads, "--peak"
     print(f"normexp {normexp.__version__} isa={normexp.isa()} threads={a.threads} peak={peak:.0f} GFLOP/s"
+          f" ({peak_isa})"
           f"{' torch ' + torch.__version__ if torch is not None else ' (torch not installed)'}")
     read_bw = None
     if a.read_bw:

@@ -56,8 +56,9 @@ function(normexp_add_isa_kernels target)
 endfunction()
 
 # The machine probe of the benchmark (memory bandwidth, FMA peak), built into the Python module
-# normexp._probe only, threaded through cpp/src/threading.hpp. Its FMA loop for AVX2 is the one probe
-# file with ISA flags; the probe runs it only after the library's available_isas() lists avx2.
+# normexp._probe only, threaded through cpp/src/threading.hpp. Its FMA loops for AVX2 and AVX-512 are the
+# probe's only files with ISA flags; the probe runs one only after the library's available_isas() lists
+# that set.
 function(normexp_add_probe_sources target)
   set(_src ${PROJECT_SOURCE_DIR}/cpp/src)
   target_sources(${target} PRIVATE ${_src}/machine_probe.cpp)
@@ -70,5 +71,14 @@ function(normexp_add_probe_sources target)
     target_sources(${target} PRIVATE ${_src}/machine_probe_avx2.cpp)
     set_source_files_properties(${_src}/machine_probe_avx2.cpp PROPERTIES COMPILE_OPTIONS "${NORMEXP_PROBE_AVX2_FLAGS}")
     target_compile_definitions(${target} PRIVATE NORMEXP_PROBE_HAVE_AVX2)
+    if(NORMEXP_AVX512)
+      list(JOIN NORMEXP_AVX512_FLAGS " " _flags)
+      check_cxx_compiler_flag("${_flags}" NORMEXP_CXX_HAS_AVX512_FLAGS)
+      if(NORMEXP_CXX_HAS_AVX512_FLAGS)
+        target_sources(${target} PRIVATE ${_src}/machine_probe_avx512.cpp)
+        set_source_files_properties(${_src}/machine_probe_avx512.cpp PROPERTIES COMPILE_OPTIONS "${NORMEXP_AVX512_FLAGS}")
+        target_compile_definitions(${target} PRIVATE NORMEXP_PROBE_HAVE_AVX512)
+      endif()
+    endif()
   endif()
 endfunction()

@@ -1,5 +1,5 @@
 // Memory bandwidth and FMA peak of this machine (see machine_probe.hpp). Compiled for the baseline CPU;
-// the AVX2 FMA loop is in machine_probe_avx2.cpp.
+// the AVX2 and AVX-512 FMA loops are in machine_probe_avx2.cpp and machine_probe_avx512.cpp.
 //
 // Method (STREAM-like): buffers far larger than the last-level cache (the caller picks the size), each
 // thread works on its own contiguous part and first-touches it (pages land on its NUMA node), one
@@ -227,33 +227,46 @@ timed_passes memory_bandwidth(memory_op op, std::size_t bytes, int threads, int 
 
 double fma_flops_per_iteration(const std::string& isa) {
     if (isa == "avx2") return fma_avx2_flops_per_iteration;
+    if (isa == "avx512") return fma_avx512_flops_per_iteration;
     return kBaselineChains * 4 * 2;
 }
 
-timed_passes fma_peak(const std::string& isa, bool avx2_runs, std::size_t iterations, int threads, int reps) {
+timed_passes fma_peak(const std::string& isa, bool isa_runs, std::size_t iterations, int threads, int reps) {
     if (threads < 1) throw std::invalid_argument("fma probe: threads must be >= 1");
     if (reps < 1) throw std::invalid_argument("fma probe: reps must be >= 1");
-    const bool use_avx2 = isa == "avx2";
-    if (!use_avx2 && !isa.empty() && isa != "baseline")
-        throw std::invalid_argument("fma probe: isa must be 'avx2' or 'baseline', got '" + isa + "'");
+    enum class loop { baseline, avx2, avx512 } which = loop::baseline;
+    if (isa == "avx2") which = loop::avx2;
+    else if (isa == "avx512") which = loop::avx512;
+    else if (!isa.empty() && isa != "baseline")
+        throw std::invalid_argument("fma probe: isa must be 'avx512', 'avx2' or 'baseline', got '" + isa + "'");
+    bool built = which == loop::baseline;
 #if defined(NORMEXP_PROBE_HAVE_AVX2)
-    if (use_avx2 && !avx2_runs)
-        throw std::invalid_argument("fma probe: this CPU cannot run avx2 (see normexp.available_isas())");
-#else
-    if (use_avx2) throw std::invalid_argument("fma probe: this build has no avx2 loop");
+    built = built || which == loop::avx2;
 #endif
+#if defined(NORMEXP_PROBE_HAVE_AVX512)
+    built = built || which == loop::avx512;
+#endif
+    if (!built) throw std::invalid_argument("fma probe: this build has no " + isa + " loop");
+    if (which != loop::baseline && !isa_runs)
+        throw std::invalid_argument("fma probe: this CPU cannot run " + isa + " (see normexp.available_isas())");
     timed_passes r = timed_parallel(threads, reps, [&](int t, int, int pass) {
         const float seed = 0.5f + 0.001f * static_cast<float>(t);
         const std::size_t iters = pass < 0 ? iterations / 4 + 1 : iterations;
+#if defined(NORMEXP_PROBE_HAVE_AVX512)
+        if (which == loop::avx512) {
+            g_fsink = fma_loop_avx512(iters, seed);
+            return;
+        }
+#endif
 #if defined(NORMEXP_PROBE_HAVE_AVX2)
-        if (use_avx2) {
+        if (which == loop::avx2) {
             g_fsink = fma_loop_avx2(iters, seed);
             return;
         }
 #endif
         g_fsink = fma_loop_baseline(iters, seed);
     });
-    r.variant = use_avx2 ? "avx2-fma" : "baseline";
+    r.variant = which == loop::avx512 ? "avx512-fma" : which == loop::avx2 ? "avx2-fma" : "baseline";
     return r;
 }
 

@@ -28,15 +28,18 @@ bool supported(memory_op op);
 
 // Times `reps` passes of a register-blocked multiply-add loop on `threads` threads, each thread running
 // `iterations` iterations; flops_per_thread_pass() gives the floating-point operations of one thread's
-// pass (a fused multiply-add counts as 2). isa: "avx2" runs 256-bit FMA instructions (only allowed when
-// avx2_runs, the caller's word that normexp::available_isas() lists avx2, else std::invalid_argument);
-// "" or "baseline" runs 128-bit vectors compiled for the baseline CPU (mul + add on x86-64, fused on
-// aarch64).
-timed_passes fma_peak(const std::string& isa, bool avx2_runs, std::size_t iterations, int threads, int reps);
+// pass (a fused multiply-add counts as 2). isa: "avx2" runs 256-bit FMA instructions, "avx512" 512-bit ones
+// (only allowed when isa_runs, the caller's word that normexp::available_isas() lists that set, else
+// std::invalid_argument); "" or "baseline" runs 128-bit vectors compiled for the baseline CPU (mul + add on
+// x86-64, fused on aarch64).
+timed_passes fma_peak(const std::string& isa, bool isa_runs, std::size_t iterations, int threads, int reps);
 double fma_flops_per_iteration(const std::string& isa);
 
-// The AVX2 loop lives in machine_probe_avx2.cpp, the only file compiled with -mavx2 -mfma.
+// The AVX2 loop lives in machine_probe_avx2.cpp (compiled with -mavx2 -mfma), the AVX-512 loop in
+// machine_probe_avx512.cpp (the avx512 set's flags): the probe's only files with ISA flags.
 float fma_loop_avx2(std::size_t iterations, float seed);
 extern const int fma_avx2_flops_per_iteration;
+float fma_loop_avx512(std::size_t iterations, float seed);
+extern const int fma_avx512_flops_per_iteration;
 
 }  // namespace normexp::probe

@@ -29,11 +29,11 @@ py::dict as_dict(const pr::timed_passes& r) {
     return d;
 }
 
-// True if the library's dispatch lists avx2 (normexp.available_isas(): this CPU and OS run it), asked of
-// normexp._core so that this module links no copy of the dispatcher.
-bool avx2_runs() {
+// True if the library's dispatch lists the kernel set `isa` (normexp.available_isas(): this CPU and OS run
+// it), asked of normexp._core so that this module links no copy of the dispatcher.
+bool isa_runs(const std::string& isa) {
     for (const auto& name : py::module_::import("normexp._core").attr("available_isas")())
-        if (name.cast<std::string>() == "avx2") return true;
+        if (name.cast<std::string>() == isa) return true;
     return false;
 }
 
@@ -58,11 +58,11 @@ PYBIND11_MODULE(_probe, m) {
     m.def(
         "probe_fma",
         [](const std::string& isa, std::size_t iterations, int threads, int reps) {
-            const bool avx2 = isa == "avx2" && avx2_runs();
+            const bool runs = (isa == "avx2" || isa == "avx512") && isa_runs(isa);
             pr::timed_passes r;
             {
                 release_gil nogil;
-                r = pr::fma_peak(isa, avx2, iterations, threads, reps);
+                r = pr::fma_peak(isa, runs, iterations, threads, reps);
             }
             py::dict d = as_dict(r);
             d["flops_per_thread_pass"] = pr::fma_flops_per_iteration(isa) * static_cast<double>(iterations);

@@ -47,11 +47,23 @@ def test_probe_runs_the_threads_it_is_asked_for():
 def test_probe_fma_small():
     r = _probe.probe_fma("baseline", 1000, 1, 2)
     assert len(r["seconds"]) == 2 and r["flops_per_thread_pass"] == 1000 * 12 * 4 * 2
-    if "avx2" in normexp.available_isas():
-        r = _probe.probe_fma("avx2", 1000, 1, 1)
-        assert r["variant"] == "avx2-fma" and r["flops_per_thread_pass"] == 1000 * 12 * 8 * 2
+    for isa, variant, flops in (("avx2", "avx2-fma", 12 * 8 * 2), ("avx512", "avx512-fma", 16 * 16 * 2)):
+        if isa in normexp.available_isas():
+            r = _probe.probe_fma(isa, 1000, 1, 1)
+            assert r["variant"] == variant and r["flops_per_thread_pass"] == 1000 * flops
+        else:  # never an instruction the CPU lacks: a clear error instead
+            with pytest.raises(ValueError, match=isa):
+                _probe.probe_fma(isa, 1000, 1, 1)
     with pytest.raises(ValueError):
         _probe.probe_fma("sse9", 10, 1, 1)
+
+
+def test_probe_limits_use_the_widest_fma_loop():
+    # The FMA peak is the machine's: measured with the widest set it runs (a 256-bit loop halves the peak
+    # of a core with two 512-bit FMA units, and every "% of peak" above 100% was that).
+    widest = next((i for i in ("avx512", "avx2") if i in normexp.available_isas()), None)
+    row = machine.probe_limits([1], quick=True, buffer_bytes=1 << 20)["1"]
+    assert row["fma_isa"] == (f"{widest}-fma" if widest else "baseline")
 
 
 def test_probe_limits_and_limit_lookup():
