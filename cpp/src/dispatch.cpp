@@ -8,10 +8,11 @@
 // with AVX-512 state disabled) makes every AVX-512 instruction fault although cpuid lists it.
 // AVX512_BF16 (vdpbf16ps, vcvtneps2bf16: kernels/avx512bf16/) is cpuid.(EAX=7,ECX=1).EAX[5], on top of the
 // avx512 set's requirements (its state is the AVX-512 state). It is not an ISA name of its own: it changes
-// only entries of the avx512 table that read or write bfloat16 (a cheaper store with the same bits, and
-// dot products of bfloat16 by bfloat16 with their own error bound: kernel_table.hpp), so the avx512 table
-// takes them where the CPU has it. NORMEXP_AVX512_BF16=0 leaves them out (the plain avx512 table), =1
-// insists on them (an error where unsupported); read once, at the avx512 table's first use.
+// only entries of the avx512 table that read or write bfloat16: a cheaper store with the same bits, which
+// the avx512 table takes where the CPU has the extension ("avx512_bf16"), and dot products of bfloat16 by
+// bfloat16 with their own error bound (kernel_table.hpp), which it takes only where vdpbf16ps outruns
+// float32 FMA ("avx512_bf16_dot": avx512_bf16_dot_wanted). NORMEXP_AVX512_BF16=0 leaves both out (the plain
+// avx512 table), =1 insists on both (an error where unsupported); read once, at the avx512 table's first use.
 // aarch64: Advanced SIMD is architectural.
 #include "dispatch.hpp"
 
@@ -109,6 +110,23 @@ bool avx512_bf16_wanted() {
         throw std::invalid_argument("NORMEXP_AVX512_BF16=1: this CPU or OS does not support AVX512_BF16");
     return on == 1;
 }
+// cpuid.0's vendor string "AuthenticAMD" (EBX, EDX, ECX).
+bool cpu_is_amd() {
+    unsigned a, b, c, d;
+    if (!cpuid(0, 0, a, b, c, d)) return false;
+    return b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "Auth" "enti" "cAMD"
+}
+// Whether the table also takes the vdpbf16ps dot products (bf16_dot), given the extension is in: where the
+// instruction outruns float32 FMA: on AMD Zen 4 the pair scores ran at 1.8x qk's rate (docs/attention.md);
+// on the Intel cores with AVX512_BF16 vdpbf16ps has half the FMA rate (a Sapphire Rapids-class Xeon: 80
+// GFLOP/s against 172 of 512-bit FMA per core), and there the pair kernels made bfloat16 attention slower
+// (docs/architecture.md, "Dispatch"). A fixed rule, not a timing: the kernels round
+// differently, and a process's results must not depend on a race with the scheduler.
+// NORMEXP_AVX512_BF16=1 takes them anywhere the CPU has the extension (tests), =0 nowhere.
+bool avx512_bf16_dot_wanted() {
+    const int on = avx512_bf16_switch();
+    return on < 0 ? cpu_is_amd() : on == 1;
+}
 #endif
 
 // Overwrite the entries of `base` with every function pointer `isa` provides: each table starts as the
@@ -168,13 +186,22 @@ bool avx512_bf16_in_table() {
     return false;
 #endif
 }
+// Whether the avx512 table holds the bf16_dot entries too (never without the extension's stores).
+bool avx512_bf16_dot_in_table() {
+#if defined(NORMEXP_HAVE_AVX512BF16)
+    static const bool on = avx512_bf16_in_table() && avx512_bf16_dot_wanted();
+    return on;
+#else
+    return false;
+#endif
+}
 const kernel_table* filled_avx512() {
     static const kernel_table t = [] {
         kernel_table k = with_fallback(avx512_kernels(), scalar_kernels());
 #if defined(NORMEXP_HAVE_AVX512BF16)
         if (avx512_bf16_in_table()) {
             avx512bf16_add_reductions(k);
-            avx512bf16_add_attention(k);
+            if (avx512_bf16_dot_in_table()) avx512bf16_add_attention(k);
         }
 #endif
         return k;
@@ -276,6 +303,7 @@ std::vector<std::string> isa_extensions() {
     std::vector<std::string> v;
 #if defined(NORMEXP_HAVE_AVX512)
     if (cpu_has_avx512() && avx512_bf16_in_table()) v.push_back("avx512_bf16");
+    if (cpu_has_avx512() && avx512_bf16_dot_in_table()) v.push_back("avx512_bf16_dot");
 #endif
     return v;
 }

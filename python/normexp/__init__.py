@@ -190,10 +190,11 @@ def available_isas() -> list[str]:
 
 
 def isa_extensions() -> list[str]:
-    """The optional CPU extensions the kernel sets use on top of their ISA: ``["avx512_bf16"]`` where the
-    ``avx512`` set takes its AVX512_BF16 kernels (bfloat16 stores by ``vcvtneps2bf16``, bfloat16 x bfloat16
-    attention scores by ``vdpbf16ps``), which the environment variable ``NORMEXP_AVX512_BF16=0`` turns off
-    (read at import); ``[]`` otherwise."""
+    """The optional CPU extensions the kernel sets use on top of their ISA: ``"avx512_bf16"`` where the
+    ``avx512`` set takes its AVX512_BF16 kernels (bfloat16 stores by ``vcvtneps2bf16``), and
+    ``"avx512_bf16_dot"`` where it also takes their bfloat16 x bfloat16 attention scores by ``vdpbf16ps``
+    (by default only on AMD CPUs, where that instruction outruns float32 FMA). The environment variable
+    ``NORMEXP_AVX512_BF16`` (read at import) turns both off (``0``) or on (``1``); ``[]`` otherwise."""
     return list(_core.isa_extensions())
 
 

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -232,6 +233,16 @@ void check_subnormal_report(const normexp::bf16_dot_kernels& b) {
 }
 
 int main() {
+#if defined(__x86_64__) && !defined(_WIN32)
+    // The dispatcher takes the dot products by default only where vdpbf16ps outruns float32 FMA (AMD): on
+    // any other CPU with AVX512_BF16 the switch, read at the avx512 table's first use (below), puts them in
+    // for this test, unless the caller chose.
+    __builtin_cpu_init();
+    if (!std::getenv("NORMEXP_AVX512_BF16") && __builtin_cpu_supports("avx512bf16") &&
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        setenv("NORMEXP_AVX512_BF16", "1", 0);
+#endif
     bool tested = false;
     for (const auto& name : d::available_isas()) {
         const normexp::kernel_table& t = d::kernels_for(name);

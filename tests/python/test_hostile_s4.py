@@ -102,7 +102,7 @@ def test_bf16_subnormal_scores_without_the_extension():
 def test_bf16_subnormal_scores_with_the_extension():
     # The driver checks q and the pair kernels report a subnormal in K; either sends the scores to the
     # float32 kernels (cpp/src/attention.cpp, kernel_table.hpp's bf16_dot_kernels).
-    check_subnormal(run_subnormal(""))
+    check_subnormal(run_subnormal("1"))
 
 
 # ---- the benchmark's H/HKV heads: HKV = 0 ------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_bench_script_help(script):
 # The extension's name is listed by isa_extensions() next to available_isas(), so it is a natural thing to
 # pass to use_isa; the answer was "'avx512_bf16' is not available on this CPU" on a CPU that has it. It now
 # says that it is an extension of the avx512 set and how to switch it.
-@pytest.mark.parametrize("name", ["avx512_bf16", "AVX512_BF16", "avx512bf16"])
+@pytest.mark.parametrize("name", ["avx512_bf16", "AVX512_BF16", "avx512bf16", "avx512_bf16_dot"])
 def test_use_isa_extension_name_is_explained(name):
     with pytest.raises(ValueError, match=r"extension inside the 'avx512' set.*NORMEXP_AVX512_BF16"):
         with normexp.use_isa(name):

@@ -33,11 +33,30 @@ def child(code: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=120)
 
 
+def cpu_is_amd() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "AuthenticAMD" in f.read()
+    except OSError:
+        return False
+
+
 def test_isa_extensions_lists_what_the_cpu_has():
     ext = normexp.isa_extensions()
     assert isinstance(ext, list) and all(isinstance(x, str) for x in ext)
-    want = cpu_has_avx512_bf16() and os.environ.get("NORMEXP_AVX512_BF16", "") != "0"
+    flag = os.environ.get("NORMEXP_AVX512_BF16", "")
+    want = cpu_has_avx512_bf16() and flag != "0"
     assert ("avx512_bf16" in ext) == want
+    # The vdpbf16ps dot products by default only where they outrun float32 FMA (AMD Zen 4/5; half its rate on
+    # the Intel cores with AVX512_BF16): docs/architecture.md, "Dispatch".
+    assert ("avx512_bf16_dot" in ext) == (want and (flag == "1" or (flag == "" and cpu_is_amd())))
+
+
+@pytest.mark.skipif(not cpu_has_avx512_bf16(), reason="this CPU has no AVX512_BF16: its kernels are NOT tested here")
+def test_switch_on_takes_the_dot_products_on_any_cpu_with_the_extension():
+    on = child("import normexp; print(normexp.isa_extensions())", NORMEXP_AVX512_BF16="1")
+    assert on.returncode == 0, on.stderr
+    assert "'avx512_bf16'" in on.stdout and "'avx512_bf16_dot'" in on.stdout
 
 
 def test_switch_off_and_bad_value():
