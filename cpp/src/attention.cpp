@@ -86,23 +86,26 @@ struct kv_kernels {
                      std::size_t);
     bool (*qk_direct_pairs)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t,
                             T*, std::size_t);
+    void (*widen)(const S*, T*, std::size_t);  // 16-bit S: the exact widening (convert_kernels); S = T: null
 };
 template <class T, class Q, class S>
 kv_kernels<T, S> kv_kernels_for(const kernel_table& kt) {
     if constexpr (std::is_same_v<S, T>) {
         const attention_kernels<T>& a = attn_kernels<T>(kt);
-        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr};
+        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr, nullptr};
     } else {
         static_assert(std::is_same_v<T, float>, "16-bit K/V compute in float32");
         const attention_kv_kernels<S>& a = [&]() -> const attention_kv_kernels<S>& {
             if constexpr (std::is_same_v<S, float16>) return kt.attn_kv_f16; else return kt.attn_kv_bf16;
         }();
+        void (*widen)(const S*, float*, std::size_t);
+        if constexpr (std::is_same_v<S, float16>) widen = kt.cvt.f16_to_f32; else widen = kt.cvt.bf16_to_f32;
         if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
             const bf16_dot_kernels& b = kt.bf16_dot;
             if (b.pack_kt_pairs && b.qk_pairs && b.qk_direct_pairs)
-                return {a.pack_kt, a.pv, a.qk_direct, b.pack_kt_pairs, b.qk_pairs, b.qk_direct_pairs};
+                return {a.pack_kt, a.pv, a.qk_direct, b.pack_kt_pairs, b.qk_pairs, b.qk_direct_pairs, widen};
         }
-        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr};
+        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr, widen};
     }
 }
 
@@ -191,10 +194,10 @@ struct copies {
 };
 
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf and
-// kbuf hold V and K rows in their own storage S.
+// kbuf hold V and K rows in their own storage S; vw (16-bit S only) a block of V widened to T (run_block).
 template <class T, class S = T>
 struct workspace {
-    std::vector<T> kt, s, o, qbuf, bias, m, alpha, ones;
+    std::vector<T> kt, s, o, qbuf, bias, m, alpha, ones, vw;
     std::vector<S> vbuf, kbuf;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
@@ -227,6 +230,7 @@ struct workspace {
         if (c.v || c.gather)
             vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
         if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
+        if constexpr (!std::is_same_v<S, T>) vw.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
         if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
@@ -468,6 +472,19 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             }
             ldv = sp(Dv);
         }
+        // A block of 16-bit V for many rows (not a decode read in place): widened once, exactly, into ws.vw, so
+        // that P V runs the float32 kernel, instead of every register tile of rows widening the whole block
+        // again (16 tiles of a 96-row task; the widening took a third of pv's vector operations). The same
+        // values in the same FMA chains: the same bits as pv over the 16-bit rows.
+        const T* vw = nullptr;
+        if constexpr (!std::is_same_v<S, T>) {
+            if (!direct && U == 1) {
+                for (std::size_t g = 0; g < nseg; ++g)
+                    for (std::size_t j = 0; j < ws.seg_n[g]; ++j)
+                        p.kv.widen(ws.seg_v[g] + sp(j) * ldv, ws.vw.data() + (ws.seg_off[g] + j) * Dv, Dv);
+                vw = ws.vw.data();
+            }
+        }
         // Rows [r0, r0 + nr) against the first nk keys of the block (shifting the row-relative parts of sc).
         // The unit being computed (p.units > 1: gathered rows of U heads): its first row among the task's rows,
         // its query rows and its columns in the gathered K and V rows.
@@ -535,8 +552,11 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             // in key order with alpha = 1 (exact), so the chain is the one of the block in one piece.
             for_pieces(nk, kBlockK, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
                 pump(pf_step);
-                p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, off == 0 ? ws.alpha.data() + rr : ws.ones.data(),
-                        ws.o.data() + rr * Dv, Dv);
+                const T* al = off == 0 ? ws.alpha.data() + rr : ws.ones.data();
+                if (vw)
+                    p.k.pv(sb + off, kBlockK, vw + off * Dv, sp(Dv), nr, n, Dv, al, ws.o.data() + rr * Dv, Dv);
+                else
+                    p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, al, ws.o.data() + rr * Dv, Dv);
             });
         };
         for (std::size_t u = 0; u < U; ++u) {

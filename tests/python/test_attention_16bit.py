@@ -106,14 +106,16 @@ def test_strided_views_read_in_place(isa, qt, kt):
 
 
 @pytest.mark.parametrize("qt,kt", COMBOS, ids=COMBO_IDS)
-def test_single_rounding_of_the_float32_result(isa, qt, kt):
+@pytest.mark.parametrize("lq,causal", [(1, False), (130, False), (130, True)])
+def test_single_rounding_of_the_float32_result(isa, qt, kt, lq, causal):
     # The 16-bit kernels are the float32 ones on the widened values, and the output is rounded once from the
     # same double quotient: a 16-bit output equals the float32 attention of the widened inputs rounded to
     # 16 bits, except where that float32 result sits next to a 16-bit midpoint (double rounding): never more
-    # than one ulp apart, and almost always equal.
-    q, k, v = rand((2, 8, 1, 64), qt), rand((2, 2, 2000, 64), kt), rand((2, 2, 2000, 64), kt)
-    out = normexp.attention(q, k, v)
-    wide = normexp.attention(q.astype(F32), k.astype(F32), v.astype(F32))
+    # than one ulp apart, and almost always equal. Decoding (one row: K and V read in place, widened in
+    # registers) and prefill (K packed, a V block widened once for all the row tiles), causal too.
+    q, k, v = rand((2, 8, lq, 64), qt), rand((2, 2, 2000, 64), kt), rand((2, 2, 2000, 64), kt)
+    out = normexp.attention(q, k, v, is_causal=causal)
+    wide = normexp.attention(q.astype(F32), k.astype(F32), v.astype(F32), is_causal=causal)
     if qt == F32:
         np.testing.assert_array_equal(out, wide)  # float32 q: the same kernels, the same bits
         return

@@ -53,7 +53,9 @@ GUARDED = {
     "cpp/include/normexp/export.h.in": {"__attribute__"},  # __declspec(dllexport/dllimport) on Windows
     # C++ tests: GCC's independent cpuid check (#if defined(__x86_64__), which MSVC does not define) and
     # the fork check (not on Windows).
-    "tests/cpp/test_dispatch.cpp": {"__builtin_cpu_init", "__builtin_cpu_supports"},
+    "tests/cpp/test_dispatch.cpp": {"__builtin_cpu_init", "__builtin_cpu_supports", "__builtin_cpu_is"},
+    # (and setenv of NORMEXP_AVX512_BF16 before the dispatcher reads it: #if ... && !defined(_WIN32))
+    "tests/cpp/test_attention_bf16.cpp": {"__builtin_cpu_init", "__builtin_cpu_supports"},
     "tests/cpp/test_threading.cpp": {"<unistd.h>"},
 }
 
