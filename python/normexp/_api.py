@@ -60,7 +60,7 @@ def use_isa(name: str) -> Iterator[None]:
     if not isinstance(name, str):
         raise TypeError(f"use_isa: name must be a string such as 'avx2', got {type(name).__name__}")
     if name not in _core.available_isas():
-        if name.lower().replace("-", "_") in ("avx512_bf16", "avx512bf16", "avx512_bf16_dot"):
+        if name.lower().replace("-", "").replace("_", "") in ("avx512bf16", "avx512bf16dot"):
             # An extension of isa_extensions(), not a set: "not available on this CPU" would be wrong where
             # the CPU has it.
             raise ValueError(

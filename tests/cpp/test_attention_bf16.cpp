@@ -238,10 +238,11 @@ int main() {
     // any other CPU with AVX512_BF16 the switch, read at the avx512 table's first use (below), puts them in
     // for this test, unless the caller chose.
     __builtin_cpu_init();
-    if (!std::getenv("NORMEXP_AVX512_BF16") && __builtin_cpu_supports("avx512bf16") &&
+    const char* chosen = std::getenv("NORMEXP_AVX512_BF16");  // "" is unset, as for the dispatcher
+    if ((!chosen || !*chosen) && __builtin_cpu_supports("avx512bf16") &&
         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        setenv("NORMEXP_AVX512_BF16", "1", 0);
+        setenv("NORMEXP_AVX512_BF16", "1", 1);
 #endif
     bool tested = false;
     for (const auto& name : d::available_isas()) {

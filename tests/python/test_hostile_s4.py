@@ -158,7 +158,7 @@ def test_bench_script_help(script):
 # The extension's name is listed by isa_extensions() next to available_isas(), so it is a natural thing to
 # pass to use_isa; the answer was "'avx512_bf16' is not available on this CPU" on a CPU that has it. It now
 # says that it is an extension of the avx512 set and how to switch it.
-@pytest.mark.parametrize("name", ["avx512_bf16", "AVX512_BF16", "avx512bf16", "avx512_bf16_dot"])
+@pytest.mark.parametrize("name", ["avx512_bf16", "AVX512_BF16", "avx512bf16", "avx512_bf16_dot", "avx512bf16dot", "AVX512-BF16-DOT"])
 def test_use_isa_extension_name_is_explained(name):
     with pytest.raises(ValueError, match=r"extension inside the 'avx512' set.*NORMEXP_AVX512_BF16"):
         with normexp.use_isa(name):
