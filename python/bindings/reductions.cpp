@@ -42,9 +42,18 @@ bool is_float16(const py::array& a) {
     std::memcpy(&first, &probe, 1);
     return dt.num() == kNpyHalf && dt.byteorder() != (first == 1 ? '>' : '<');
 }
+// Recognized by name once, by its type number after that (a user dtype's number is fixed for the process,
+// and NumPy builds its name on every access: microseconds per check, most of a small bfloat16 call). Called
+// with the GIL held, so the static needs no atomics.
 bool is_bfloat16(const py::array& a) {
+    constexpr int kNpyUserDef = 256;  // NPY_USERDEF: the first user type number, never a plain void's
+    static int known = -1;
     const py::dtype dt = a.dtype();
-    return dt.itemsize() == 2 && dt.kind() == 'V' && py::str(dt.attr("name")).cast<std::string>() == "bfloat16";
+    if (known >= 0 && dt.num() == known) return true;
+    if (!(dt.itemsize() == 2 && dt.kind() == 'V' && py::str(dt.attr("name")).cast<std::string>() == "bfloat16"))
+        return false;
+    if (dt.num() >= kNpyUserDef) known = dt.num();
+    return true;
 }
 
 namespace {

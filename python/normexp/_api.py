@@ -26,7 +26,6 @@ from . import _core, _interop
 _isa_override: contextvars.ContextVar[str] = contextvars.ContextVar("normexp_isa", default="")
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
-_HALF_NAMES = ("float16", "bfloat16")
 
 # The native op of each reduction name: the bound enum is all that crosses into _core (never an int or a
 # string), so no unchecked value reaches the C++ enum.
@@ -40,9 +39,26 @@ REDUCTION: dict[str, _core.Reduction] = {
 ACCURACY: dict[str, _core.Accuracy] = {"high": _core.Accuracy.high, "fast": _core.Accuracy.fast}
 
 
+# Type numbers of the dtypes found to be ml_dtypes.bfloat16 (a user dtype: its number is fixed for the process).
+_BF16_NUMS: set[int] = set()
+
+
+def is_bfloat16(dtype: np.dtype) -> bool:
+    """ml_dtypes.bfloat16: NumPy has no bfloat16, and ml_dtypes' is a kind 'V' dtype of 2 bytes named "bfloat16".
+    Recognized by name once and by type number after that (NumPy builds a user dtype's name on every access:
+    a microsecond or two, which was most of a small bfloat16 call's time)."""
+    if dtype.num in _BF16_NUMS:
+        return True
+    if dtype.itemsize == 2 and dtype.kind == "V" and dtype.name == "bfloat16":
+        if dtype.num >= 256:  # NPY_USERDEF: its own number, never shared with a plain void dtype
+            _BF16_NUMS.add(dtype.num)
+        return True
+    return False
+
+
 def is_16bit(dtype: np.dtype) -> bool:
-    """float16 or ml_dtypes.bfloat16 (NumPy has no bfloat16: ml_dtypes' is a kind 'V' dtype of 2 bytes)."""
-    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+    """float16 or ml_dtypes.bfloat16."""
+    return dtype.itemsize == 2 and (dtype.kind == "f" or is_bfloat16(dtype))
 
 
 def accuracy(value: Any) -> _core.Accuracy:
@@ -104,7 +120,7 @@ def kernel_dtype(res: np.dtype, compute: np.dtype) -> np.dtype:
     """The dtype the reduction kernels read and write for a result dtype res (result_dtype's compute
     otherwise): float16 and bfloat16 are taken as they are, 2 bytes per element (widened to float32 in
     registers, each result rounded once; within 1 ULP of the 16-bit type), so no float32 copy is made."""
-    return res if res.name in _HALF_NAMES else compute
+    return res if is_16bit(res) else compute
 
 
 def as_array(x: Any, name: str = "x") -> np.ndarray:
@@ -186,7 +202,7 @@ def per_row(value: Any, name: str, shape: tuple[int, ...], ints: bool = False) -
                 if kind == "u" and a.dtype.itemsize == 8:
                     a = np.minimum(a, np.uint64(np.iinfo(np.int64).max))
                 return None, np.ascontiguousarray(a.reshape(-1), dtype=np.int64)
-            if not (kind in "iuf" or a.dtype.name == "bfloat16"):
+            if not (kind in "iuf" or is_bfloat16(a.dtype)):
                 raise TypeError(f"{name} must hold real numbers, got an array of dtype {a.dtype}")
             with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf, refused by the caller
                 return None, np.ascontiguousarray(a.reshape(-1), dtype=np.float64)
@@ -239,7 +255,7 @@ def check_temperature(temperature: Any, compute: np.dtype | None = None) -> floa
     if compute is None:
         return t
     name = np.dtype(compute).name
-    wide = np.dtype(np.float32) if name in _HALF_NAMES else np.dtype(compute)  # 16-bit: float32 registers
+    wide = np.dtype(np.float32) if is_16bit(np.dtype(compute)) else np.dtype(compute)  # 16-bit: float32 registers
     if not 1.0 / t <= float(np.finfo(wide).max):
         raise ValueError(
             f"temperature {t:g} is too small for {name} scores (1/temperature overflows); use a larger one or float64"
@@ -425,7 +441,7 @@ def weighted_logsumexp(a: np.ndarray, b: Any, ax: int, compute: np.dtype) -> tup
     bb = as_array(b, "b")
     if bb.dtype.kind == "c":
         raise TypeError("b: complex weights are not supported")
-    if bb.dtype.kind not in "biuf" and bb.dtype.name != "bfloat16":  # ml_dtypes' bfloat16 is kind 'V'
+    if bb.dtype.kind not in "biuf" and not is_bfloat16(bb.dtype):  # ml_dtypes' bfloat16 is kind 'V'
         raise TypeError(f"b: expected real numbers, got dtype {bb.dtype}")
     if bb.dtype.kind == "f":
         result_dtype(bb.dtype, "b")  # the float dtypes of x; longdouble is refused as for x

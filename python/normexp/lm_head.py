@@ -69,7 +69,7 @@ def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarra
     b = None
     if bias is not None:
         b = _api.as_array(bias, "bias")
-        if b.dtype.kind not in "fiu" and b.dtype.name != "bfloat16":
+        if b.dtype.kind not in "fiu" and not _api.is_bfloat16(b.dtype):
             raise TypeError(f"bias must be real numbers, got dtype {b.dtype}")
         if b.shape != (w.shape[0],):
             raise ValueError(f"bias must have shape ({w.shape[0]},) (one entry per vocabulary row of weight), got {b.shape}")

@@ -514,7 +514,7 @@ def calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, axis: int = 
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     p = _api.as_array(probs, "probs")
-    if p.dtype.kind not in "fiub" and p.dtype.name != "bfloat16":  # bfloat16: softmax's own output dtype
+    if p.dtype.kind not in "fiub" and not _api.is_bfloat16(p.dtype):  # bfloat16: softmax's own output dtype
         raise TypeError(f"probs must be real numbers, got dtype {p.dtype}")
     if p.ndim == 0:
         raise ValueError("probs must have at least one dimension (the class axis)")

@@ -170,7 +170,7 @@ def _promoted(a: Any, arr: np.ndarray, b: Any, bb: np.ndarray | None) -> np.dtyp
         dt = np.result_type(*args, 1.0)
     except Exception:  # noqa: BLE001 - strings, objects, unbounded ints...: refused by the checks
         return None
-    return dt if dt.kind in "fc" or dt.name == "bfloat16" else None
+    return dt if dt.kind in "fc" or _api.is_bfloat16(dt) else None
 
 
 # ---- the public functions -------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False, r
     if target is not None and target.kind == "c":
         return _logsumexp_complex_call(arr, bb, axis, keepdims, return_sign, target)
     if target is not None and target.kind == "f" and target.itemsize <= 8 and arr.dtype != target:
-        if arr.dtype.kind in "biuf" or arr.dtype.name == "bfloat16":  # bfloat16 with float32 b: float32
+        if arr.dtype.kind in "biuf" or _api.is_bfloat16(arr.dtype):  # bfloat16 with float32 b: float32
             arr = arr.astype(target)  # (a longdouble b is refused as b, below)
     if bb is not None:
         try:

@@ -42,3 +42,27 @@ def test_non_native_byte_order_is_never_misread(op):
         assert "cast" in str(e)
     else:
         np.testing.assert_allclose(got, getattr(normexp, op)(x), rtol=1e-15)
+
+
+def test_bfloat16_is_recognized_by_its_type_number_only_after_its_name():
+    # ml_dtypes.bfloat16 is found by name once and by its user type number after that (python/bindings/
+    # reductions.cpp, normexp._api.is_bfloat16): other 2-byte kind-'V' dtypes and other ml_dtypes types
+    # must stay refused after a bfloat16 call, and unpickled bfloat16 arrays stay accepted.
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf = np.dtype(ml_dtypes.bfloat16)
+    x = np.linspace(-3, 3, 40, dtype=np.float32).reshape(4, 10)
+    want = normexp.softmax(x.astype(bf))
+    assert want.dtype == bf
+    assert normexp._api.is_bfloat16(bf) and bf.num in normexp._api._BF16_NUMS
+    again = pickle.loads(pickle.dumps(x.astype(bf)))
+    np.testing.assert_array_equal(normexp.softmax(again).view(np.uint16), want.view(np.uint16))
+    for other in (np.dtype("V2"), np.dtype([("a", "u1"), ("b", "u1")]), np.dtype(ml_dtypes.float8_e4m3fn),
+                  np.dtype(np.int16), np.dtype(np.uint16)):
+        assert not normexp._api.is_bfloat16(other)
+        a = np.zeros((4, 10), dtype=other)
+        if other.kind in "iu":
+            continue  # integers are accepted as numbers (promoted), not as bfloat16
+        with pytest.raises(TypeError):
+            normexp.softmax(a)
+        with pytest.raises(TypeError):
+            normexp._core.reduce(normexp._core.Reduction.softmax, a, np.zeros((4, 10), dtype=other), 1, 1.0, "")
