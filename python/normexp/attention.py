@@ -128,7 +128,7 @@ def attention(
     q, k, v : array_like or CPU tensors (torch, JAX; results of their type)
         dtypes: all float32, all float64, all float16 or all ``ml_dtypes.bfloat16`` (torch bfloat16
         tensors arrive as such), or a float32 q with a float16 or bfloat16 k and v (a 16-bit KV cache).
-        16-bit k and v are read as stored and widened in registers (never copied to float32); products,
+        16-bit k and v are read as stored and widened in registers (never copied whole to float32); products,
         the softmax and the output accumulate in float32; the output has q's dtype, rounded once.
         Layout of ``torch.nn.functional.scaled_dot_product_attention``: q ``(..., Hq, Lq, D)``,
         k ``(..., Hkv, Lkv, D)``, v ``(..., Hkv, Lkv, Dv)``; also 3-d ``(H, L, D)`` and 2-d ``(L, D)``.

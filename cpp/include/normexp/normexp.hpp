@@ -241,7 +241,8 @@ void attention(const T* q, const T* k, const T* v, T* out, std::size_t batch, st
 
 // 16-bit inputs: q, k and v all float16 or all bfloat16, or a float32 q against a float16 / bfloat16 K/V
 // cache (k and v of one type). K and V are read in their own type and widened in registers (no float32 copy
-// of them is made, for any strides); products, the online softmax and the output accumulate in float32, and
+// of them is made, for any strides; a prefill widens one 128-key block of V at a time into per-thread
+// scratch, as it packs K); products, the online softmax and the output accumulate in float32, and
 // the output (q's type) is rounded once, to nearest even, from o / l computed in double. The options are
 // float32's: an additive mask is const float* and lse (if requested) float32.
 NORMEXP_API void attention(const attention_shape& shape, const float16* q, const strides4& q_strides, const float16* k,
