@@ -14,7 +14,6 @@
 #                           MSVC: /arch:AVX512 (F, CD, BW, DQ, VL).
 #   NORMEXP_AVX512BF16_FLAGS the avx512bf16 translation units: the avx512 flags plus AVX512_BF16. MSVC does not
 #                           gate intrinsics by /arch, so /arch:AVX512 there.
-#   NORMEXP_PROBE_AVX2_FLAGS the benchmark probe's AVX2 FMA loop (AVX2 and FMA).
 #   NORMEXP_C_PEDANTIC      the C99 header test: -pedantic-errors (GCC/Clang); MSVC has no equivalent.
 #   NORMEXP_LIBM            the C math library a C program links (m; none on Windows with MSVC).
 #   NORMEXP_NATIVE_FLAGS    NORMEXP_NATIVE=ON: -march=native; MSVC has no equivalent (a warning, no flag).
@@ -40,7 +39,6 @@ if(MSVC)  # cl and clang-cl (CMAKE_CXX_COMPILER_FRONTEND_VARIANT MSVC)
     set(NORMEXP_AVX512_FLAGS /clang:-mavx512f /clang:-mavx512bw /clang:-mavx512dq /clang:-mavx512vl
                              ${NORMEXP_AVX2_FLAGS})
     set(NORMEXP_AVX512BF16_FLAGS ${NORMEXP_AVX512_FLAGS} /clang:-mavx512bf16)
-    set(NORMEXP_PROBE_AVX2_FLAGS /clang:-mavx2 /clang:-mfma)
   else()
     if(MSVC_VERSION LESS 1930)
       message(WARNING "normexp: MSVC ${MSVC_VERSION} contracts a*b+c into fma under /fp:precise; "
@@ -50,7 +48,6 @@ if(MSVC)  # cl and clang-cl (CMAKE_CXX_COMPILER_FRONTEND_VARIANT MSVC)
     set(NORMEXP_AVX2_FLAGS /arch:AVX2)
     set(NORMEXP_AVX512_FLAGS /arch:AVX512)
     set(NORMEXP_AVX512BF16_FLAGS /arch:AVX512)
-    set(NORMEXP_PROBE_AVX2_FLAGS /arch:AVX2)
   endif()
 else()  # GCC, Clang, AppleClang (also MinGW-w64's GCC)
   set(NORMEXP_WARNINGS -Wall -Wextra)
@@ -58,7 +55,6 @@ else()  # GCC, Clang, AppleClang (also MinGW-w64's GCC)
   set(NORMEXP_AVX2_FLAGS -mavx2 -mfma -mf16c)
   set(NORMEXP_AVX512_FLAGS -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c)
   set(NORMEXP_AVX512BF16_FLAGS ${NORMEXP_AVX512_FLAGS} -mavx512bf16)
-  set(NORMEXP_PROBE_AVX2_FLAGS -mavx2 -mfma)
   set(NORMEXP_C_PEDANTIC -pedantic-errors)
   set(NORMEXP_LIBM m)
   set(NORMEXP_NATIVE_FLAGS -march=native)

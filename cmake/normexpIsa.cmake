@@ -57,8 +57,8 @@ endfunction()
 
 # The machine probe of the benchmark (memory bandwidth, FMA peak), built into the Python module
 # normexp._probe only, threaded through cpp/src/threading.hpp. Its FMA loops for AVX2 and AVX-512 are the
-# probe's only files with ISA flags; the probe runs one only after the library's available_isas() lists
-# that set.
+# probe's only files with ISA flags (their kernel set's, whose lane traits they use); the probe runs one only
+# after the library's available_isas() lists that set.
 function(normexp_add_probe_sources target)
   set(_src ${PROJECT_SOURCE_DIR}/cpp/src)
   target_sources(${target} PRIVATE ${_src}/machine_probe.cpp)
@@ -69,7 +69,7 @@ function(normexp_add_probe_sources target)
   endif()
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     target_sources(${target} PRIVATE ${_src}/machine_probe_avx2.cpp)
-    set_source_files_properties(${_src}/machine_probe_avx2.cpp PROPERTIES COMPILE_OPTIONS "${NORMEXP_PROBE_AVX2_FLAGS}")
+    set_source_files_properties(${_src}/machine_probe_avx2.cpp PROPERTIES COMPILE_OPTIONS "${NORMEXP_AVX2_FLAGS}")
     target_compile_definitions(${target} PRIVATE NORMEXP_PROBE_HAVE_AVX2)
     if(NORMEXP_AVX512)
       list(JOIN NORMEXP_AVX512_FLAGS " " _flags)

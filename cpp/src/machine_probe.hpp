@@ -35,7 +35,7 @@ bool supported(memory_op op);
 timed_passes fma_peak(const std::string& isa, bool isa_runs, std::size_t iterations, int threads, int reps);
 double fma_flops_per_iteration(const std::string& isa);
 
-// The AVX2 loop lives in machine_probe_avx2.cpp (compiled with -mavx2 -mfma), the AVX-512 loop in
+// The AVX2 loop lives in machine_probe_avx2.cpp (the avx2 set's flags), the AVX-512 loop in
 // machine_probe_avx512.cpp (the avx512 set's flags): the probe's only files with ISA flags.
 float fma_loop_avx2(std::size_t iterations, float seed);
 extern const int fma_avx2_flops_per_iteration;
