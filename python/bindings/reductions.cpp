@@ -45,10 +45,16 @@ bool is_float16(const py::array& a) {
 // Recognized by name once, by its type number after that (a user dtype's number is fixed for the process,
 // and NumPy builds its name on every access: microseconds per check, most of a small bfloat16 call). Called
 // with the GIL held, so the static needs no atomics.
+// Native byte order only, as is_float16: a byte-swapped bfloat16 has the same number and name, and read in
+// place it would be garbage (the Python layer converts it first).
 bool is_bfloat16(const py::array& a) {
     constexpr int kNpyUserDef = 256;  // NPY_USERDEF: the first user type number, never a plain void's
     static int known = -1;
     const py::dtype dt = a.dtype();
+    const std::uint16_t probe = 1;
+    unsigned char first;
+    std::memcpy(&first, &probe, 1);
+    if (dt.byteorder() == (first == 1 ? '>' : '<')) return false;
     if (known >= 0 && dt.num() == known) return true;
     if (!(dt.itemsize() == 2 && dt.kind() == 'V' && py::str(dt.attr("name")).cast<std::string>() == "bfloat16"))
         return false;

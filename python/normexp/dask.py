@@ -345,6 +345,13 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, accuracy: str =
 _ALIGNMENTS = ("top_left", "bottom_right")
 
 
+def _canonical_float(a: np.ndarray) -> np.ndarray:
+    """a with NumPy's own dtype object of its float type, in native byte order: a view where a already is
+    native, else a converted copy (a view would reinterpret the swapped bytes)."""
+    canon = np.dtype(a.dtype.name)
+    return a.view(canon) if a.dtype.isnative else a.astype(canon)
+
+
 def _np_attention():
     """normexp.attention and normexp.merge_attention (module normexp.attention), looked up when a task
     runs."""
@@ -384,10 +391,11 @@ def _attention_chunk(k: np.ndarray, v: np.ndarray, q: np.ndarray, start: np.ndar
 
     # Arrays that were pickled (dask.distributed moves blocks between workers) carry a dtype object equal
     # to, but not the same object as, NumPy's float32/float64; native bindings that compare dtypes by
-    # identity reject them. A view with the canonical dtype is free.
-    # (bfloat16, ml_dtypes' kind 'V' dtype, is left as it is: NumPy cannot look its name up.)
+    # identity reject them. A view with the canonical dtype is free where the byte order is native; a
+    # byte-swapped chunk ('>f2' here) is converted, never reinterpreted.
+    # (bfloat16, ml_dtypes' kind 'V' dtype, is left as it is: normexp.attention handles its byte order.)
     k, v, q = (np.asarray(a) for a in (k, v, q))
-    k, v, q = (a.view(np.dtype(a.dtype.name)) if a.dtype.kind == "f" else a for a in (k, v, q))
+    k, v, q = (_canonical_float(a) if a.dtype.kind == "f" else a for a in (k, v, q))
     user = rest[0] if has_mask else None
     lq, lc = q.shape[-2], k.shape[-2]
     s = int(start[0])
@@ -435,7 +443,7 @@ def _merge_sinks(merged: np.ndarray, sinks: np.ndarray) -> np.ndarray:
     """The attention sinks (..., Hq) merged into (out, lse) packed as (..., Hq, Lq, Dv + 1): a sink is a
     part with output 0 and lse sink_h (merge_attention's rule, as the native attention applies it)."""
     _, merge = _np_attention()
-    merged = np.asarray(merged).view(np.dtype(merged.dtype.name))
+    merged = _canonical_float(np.asarray(merged))
     out = np.ascontiguousarray(merged[..., :-1])
     lse = np.ascontiguousarray(merged[..., -1])
     sink_lse = np.ascontiguousarray(np.broadcast_to(np.asarray(sinks, merged.dtype)[..., None], lse.shape))
@@ -449,7 +457,7 @@ def _merge_sinks(merged: np.ndarray, sinks: np.ndarray) -> np.ndarray:
 def _merge_attention_parts(parts: np.ndarray, axis: Any = 0, keepdims: bool = True) -> np.ndarray:
     """merge_attention over the parts stacked on axis 0 (out and lse packed as in _attention_chunk)."""
     _, merge = _np_attention()
-    parts = np.asarray(parts).view(np.dtype(parts.dtype.name))  # canonical dtype (see _attention_chunk)
+    parts = _canonical_float(np.asarray(parts))  # canonical dtype (see _attention_chunk)
     outs = [np.ascontiguousarray(parts[i, ..., :-1]) for i in range(parts.shape[0])]
     lses = [np.ascontiguousarray(parts[i, ..., -1]) for i in range(parts.shape[0])]
     out, lse = merge(outs, lses)

@@ -51,7 +51,10 @@ def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"weight must be 2-d (vocab, dim) as a model stores it, got shape {w.shape}")
     if _api.is_16bit(w.dtype):
         # A 16-bit weight is read in place (widened in registers); hidden (rows x dim, small beside the
-        # weight) is taken as float32, the type of the computation and of the results.
+        # weight) is taken as float32, the type of the computation and of the results. A byte-swapped one
+        # ('>f2', or a bfloat16 with swapped bytes) is converted to native order first, never misread.
+        if not w.dtype.isnative:
+            w = w.astype(w.dtype.newbyteorder("="))
         if h.dtype != w.dtype and h.dtype != np.float32:
             raise TypeError(f"hidden ({h.dtype}) must be float32 or the weight's dtype ({w.dtype})")
         h = h.astype(np.float32, copy=False)

@@ -66,3 +66,35 @@ def test_bfloat16_is_recognized_by_its_type_number_only_after_its_name():
             normexp.softmax(a)
         with pytest.raises(TypeError):
             normexp._core.reduce(normexp._core.Reduction.softmax, a, np.zeros((4, 10), dtype=other), 1, 1.0, "")
+
+
+def test_byte_swapped_16_bit_inputs_are_converted_or_refused_never_misread():
+    # A '>f2' array or a bfloat16 with swapped bytes has the name (and, for bfloat16, the type number) of the
+    # native type: read in place it is garbage. Every entry point gives the native result or a TypeError.
+    # (normexp.dask.attention viewed '>f2' chunks as native float16; linear_logsumexp read a swapped 16-bit
+    # weight as native.)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    da = pytest.importorskip("dask.array")
+    import normexp.dask as nd
+
+    x = np.array([[[1.0, 2.0], [3.0, -1.0]]])
+    h = np.ones((1, 2), np.float32)
+    w = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    for native in (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)):
+        swapped = native.newbyteorder(">" if native.isnative and np.little_endian else "<")
+        assert not swapped.isnative
+        cases = {
+            "softmax": lambda d: normexp.softmax(x.astype(d), axis=-1),
+            "logsumexp": lambda d: normexp.logsumexp(x.astype(d), axis=-1),
+            "attention": lambda d: normexp.attention(x.astype(d), x.astype(d), x.astype(d)),
+            "dask.attention": lambda d: nd.attention(x.astype(d), da.from_array(x.astype(d), chunks=1),
+                                                     da.from_array(x.astype(d), chunks=1)).compute(),
+            "linear_logsumexp": lambda d: normexp.linear_logsumexp(h, w.astype(d)),
+        }
+        for name, f in cases.items():
+            want = np.asarray(f(native), dtype=np.float64)
+            try:
+                got = np.asarray(f(swapped)).astype(np.float64)  # converts values, whatever the byte order
+            except TypeError:
+                continue
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} {swapped}")
