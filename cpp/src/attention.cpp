@@ -27,9 +27,10 @@
 // storage types are template parameters, Q for q and out, S for k and v. K and V are read in place in S by
 // the K/V entries of the kernel table (attention_kv_kernels: pack_kt, qk_direct, pv widen each vector in
 // registers), so no float32 copy of the cache exists (a V block whose head_dim_v stride is not 1 is packed in
-// S, as float32 V is; a task that is not a decode widens one block of V at a time into ws.vw, run_block). A 16-bit q is widened per task into the q buffer (block_q x head_dim floats). The
-// output is rounded once from the double quotient o / l (half_convert.hpp, to_f16 / to_bf16); lse,
-// an additive mask, the split partials and the options stay float32.
+// S, as float32 V is; a task that is not a decode widens one block of V at a time into ws.vw, run_block). A
+// 16-bit q is widened per task into the q buffer (block_q x head_dim floats). The output is rounded once from
+// the double quotient o / l (half_convert.hpp, to_f16 / to_bf16); lse, an additive mask, the split partials
+// and the options stay float32.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

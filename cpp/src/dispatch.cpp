@@ -120,9 +120,9 @@ bool cpu_is_amd() {
 // instruction outruns float32 FMA: on AMD Zen 4 the pair scores ran at 1.8x qk's rate (docs/attention.md);
 // on the Intel cores with AVX512_BF16 vdpbf16ps has half the FMA rate (a Sapphire Rapids-class Xeon: 80
 // GFLOP/s against 172 of 512-bit FMA per core), and there the pair kernels made bfloat16 attention slower
-// (docs/architecture.md, "Dispatch"). A fixed rule, not a timing: the kernels round
-// differently, and a process's results must not depend on a race with the scheduler.
-// NORMEXP_AVX512_BF16=1 takes them anywhere the CPU has the extension (tests), =0 nowhere.
+// (docs/architecture.md, "Dispatch"). A fixed rule, not a timing: the kernels round differently, and a
+// process's results must not depend on a race with the scheduler. NORMEXP_AVX512_BF16=1 takes them anywhere
+// the CPU has the extension (tests), =0 nowhere.
 bool avx512_bf16_dot_wanted() {
     const int on = avx512_bf16_switch();
     return on < 0 ? cpu_is_amd() : on == 1;
