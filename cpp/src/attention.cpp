@@ -35,6 +35,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -195,10 +196,13 @@ struct copies {
 };
 
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf and
-// kbuf hold V and K rows in their own storage S; vw (16-bit S only) a block of V widened to T (run_block).
+// kbuf hold V and K rows in their own storage S; vw (16-bit S only) a block of V widened to T (run_block),
+// left uninitialized: run_block writes every row it reads (a zero fill cost a 64 KiB memset per thread and
+// call, decodes included, which never use it).
 template <class T, class S = T>
 struct workspace {
-    std::vector<T> kt, s, o, qbuf, bias, m, alpha, ones, vw;
+    std::vector<T> kt, s, o, qbuf, bias, m, alpha, ones;
+    std::unique_ptr<T[]> vw;
     std::vector<S> vbuf, kbuf;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
@@ -231,7 +235,8 @@ struct workspace {
         if (c.v || c.gather)
             vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
         if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
-        if constexpr (!std::is_same_v<S, T>) vw.resize(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
+        if constexpr (!std::is_same_v<S, T>)
+            vw.reset(new T[std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v))]);
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
         if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
@@ -482,8 +487,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             if (!direct && U == 1) {
                 for (std::size_t g = 0; g < nseg; ++g)
                     for (std::size_t j = 0; j < ws.seg_n[g]; ++j)
-                        p.kv.widen(ws.seg_v[g] + sp(j) * ldv, ws.vw.data() + (ws.seg_off[g] + j) * Dv, Dv);
-                vw = ws.vw.data();
+                        p.kv.widen(ws.seg_v[g] + sp(j) * ldv, ws.vw.get() + (ws.seg_off[g] + j) * Dv, Dv);
+                vw = ws.vw.get();
             }
         }
         // Rows [r0, r0 + nr) against the first nk keys of the block (shifting the row-relative parts of sc).
