@@ -34,13 +34,20 @@ layout layout_of(const py::array& a, const char* name) {
     return l;
 }
 
-bool is_float16(const py::array& a) {
-    constexpr int kNpyHalf = 23;  // NPY_HALF (pybind11's npy_api does not name it)
-    const py::dtype dt = a.dtype();
+namespace {
+// The byte-order character of a dtype that is not in this machine's order ('>' on a little-endian one).
+char swapped_byteorder() {
     const std::uint16_t probe = 1;
     unsigned char first;
     std::memcpy(&first, &probe, 1);
-    return dt.num() == kNpyHalf && dt.byteorder() != (first == 1 ? '>' : '<');
+    return first == 1 ? '>' : '<';
+}
+}  // namespace
+
+bool is_float16(const py::array& a) {
+    constexpr int kNpyHalf = 23;  // NPY_HALF (pybind11's npy_api does not name it)
+    const py::dtype dt = a.dtype();
+    return dt.num() == kNpyHalf && dt.byteorder() != swapped_byteorder();
 }
 // Recognized by name once, by its type number after that (a user dtype's number is fixed for the process,
 // and NumPy builds its name on every access: microseconds per check, most of a small bfloat16 call). Called
@@ -51,10 +58,7 @@ bool is_bfloat16(const py::array& a) {
     constexpr int kNpyUserDef = 256;  // NPY_USERDEF: the first user type number, never a plain void's
     static int known = -1;
     const py::dtype dt = a.dtype();
-    const std::uint16_t probe = 1;
-    unsigned char first;
-    std::memcpy(&first, &probe, 1);
-    if (dt.byteorder() == (first == 1 ? '>' : '<')) return false;
+    if (dt.byteorder() == swapped_byteorder()) return false;
     if (known >= 0 && dt.num() == known) return true;
     if (!(dt.itemsize() == 2 && dt.kind() == 'V' && py::str(dt.attr("name")).cast<std::string>() == "bfloat16"))
         return false;
