@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 # -g1: line tables only (file:line in every report), about half the compile time of -g on these
 # template-heavy sources.
-OPT="-O2 -g1 -DNDEBUG"
+OPT="-O2 -g1 -DNDEBUG -DNORMEXP_POISON_SCRATCH"  # attention scratch starts as NaN (cpp/src/attention.cpp)
 LINK="-fsanitize=address,undefined"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 

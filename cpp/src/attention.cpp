@@ -196,13 +196,26 @@ struct copies {
 };
 
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf and
-// kbuf hold V and K rows in their own storage S; vw (16-bit S only) a block of V widened to T (run_block),
-// left uninitialized: run_block writes every row it reads (a zero fill cost a 64 KiB memset per thread and
-// call, decodes included, which never use it).
+// kbuf hold V and K rows in their own storage S; vw (16-bit S only) a block of V widened to T (run_block).
+// kt, s and vw are left uninitialized: run_block writes every entry of them that a kernel reads (pack_kt the
+// panels qk reads, padding included; qk the scores that softmax_step and pv read; the widening the V rows
+// pv reads). Zero-filled, they cost memsets of 180 KiB per thread and call at head_dim 128 (and the page
+// faults of memory glibc had returned since the previous call), decodes included, which use none but s.
+template <class T>
+std::unique_ptr<T[]> scratch(std::size_t n) {
+    std::unique_ptr<T[]> p(new T[n]);
+#if defined(NORMEXP_POISON_SCRATCH)
+    // The sanitizer build (ci/sanitizers.sh) starts it as NaN: a kernel reading an entry before run_block
+    // wrote it poisons the results, and the suites fail.
+    std::fill(p.get(), p.get() + n, std::numeric_limits<T>::quiet_NaN());
+#endif
+    return p;
+}
+
 template <class T, class S = T>
 struct workspace {
-    std::vector<T> kt, s, o, qbuf, bias, m, alpha, ones;
-    std::unique_ptr<T[]> vw;
+    std::unique_ptr<T[]> kt, s, vw;
+    std::vector<T> o, qbuf, bias, m, alpha, ones;
     std::vector<S> vbuf, kbuf;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
@@ -218,8 +231,8 @@ struct workspace {
     // std::bad_alloc instead of wrapping around to a small buffer.
     workspace(const attention_shape& sh, const copies& c, std::size_t bq) {
         using detail::scratch_elems;
-        kt.resize(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kLdKt)));
-        s.resize(scratch_elems(bq, kBlockK));
+        kt = scratch<T>(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kLdKt)));
+        s = scratch<T>(std::max<std::size_t>(1, scratch_elems(bq, kBlockK)));
         o.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim_v)));
         m.resize(bq);
         alpha.resize(bq);
@@ -236,7 +249,7 @@ struct workspace {
             vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
         if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
         if constexpr (!std::is_same_v<S, T>)
-            vw.reset(new T[std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v))]);
+            vw = scratch<T>(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
         if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
@@ -422,15 +435,15 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         bool pairs = pairs_q;
         if (!direct) {
             for (std::size_t g = 0; g < nseg && pairs; ++g)
-                pairs = p.kv.pack_kt_pairs(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.data() + ws.seg_off[g],
+                pairs = p.kv.pack_kt_pairs(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.get() + ws.seg_off[g],
                                            kLdKt);
             if (!pairs)
                 for (std::size_t g = 0; g < nseg; ++g)
-                    p.kv.pack_kt(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.data() + ws.seg_off[g], kLdKt);
+                    p.kv.pack_kt(ws.seg_k[g], p.ks[2], p.ks[3], ws.seg_n[g], D, ws.kt.get() + ws.seg_off[g], kLdKt);
             if (nseg > 1) {
                 const std::size_t padded = (keys + kAttnKeyPanel - 1) / kAttnKeyPanel * kAttnKeyPanel;
                 for (std::size_t d = 0; d < D; ++d)
-                    std::fill(ws.kt.begin() + sp(d * kLdKt + keys), ws.kt.begin() + sp(d * kLdKt + padded), T(0));
+                    std::fill(ws.kt.get() + d * kLdKt + keys, ws.kt.get() + d * kLdKt + padded, T(0));
             }
         }
         std::ptrdiff_t ldk = p.ks[2], ldv = p.vs[2];
@@ -536,7 +549,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             if (g.bias) g.bias += r * g.bias_ld;
             if (g.keep) g.keep += r * g.keep_ld;
             const std::size_t rr = ub + r0;
-            T* sb = ws.s.data() + rr * kBlockK;
+            T* sb = ws.s.get() + rr * kBlockK;
             if (direct) {
                 // A block whose K holds a bfloat16 subnormal: its scores again by the float32 kernel.
                 bool done = pairs;
@@ -551,7 +564,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                         p.kv.qk_direct(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK);
                     });
             } else {
-                (pairs ? p.kv.qk_pairs : p.k.qk)(qu + r0 * ldq, ldq, ws.kt.data(), kLdKt, nr, nk, D, sb, kBlockK);
+                (pairs ? p.kv.qk_pairs : p.k.qk)(qu + r0 * ldq, ldq, ws.kt.get(), kLdKt, nr, nk, D, sb, kBlockK);
             }
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + rr, ws.l.data() + rr, ws.alpha.data() + rr);
             // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain
