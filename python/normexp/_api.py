@@ -56,6 +56,12 @@ def is_bfloat16(dtype: np.dtype) -> bool:
     return False
 
 
+def native_order(a: np.ndarray) -> np.ndarray:
+    """a in this machine's byte order: a itself, or a converted copy of a byte-swapped array ('>f2' on x86, or a
+    bfloat16 with swapped bytes), which the kernels would otherwise misread."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def is_16bit(dtype: np.dtype) -> bool:
     """float16 or ml_dtypes.bfloat16."""
     return dtype.itemsize == 2 and (dtype.kind == "f" or is_bfloat16(dtype))

@@ -32,7 +32,7 @@ def _float_tensor(x: Any, name: str, fn: str = "attention") -> np.ndarray:
     if a.dtype in _FLOATS:
         return a
     if is_16bit(a.dtype):
-        return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+        return _api.native_order(a)
     raise TypeError(
         f"{name}: {fn} takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}; "
         f"cast with {name}.astype(np.float32)"

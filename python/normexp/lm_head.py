@@ -27,8 +27,8 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 def _matrix(x: Any, name: str) -> np.ndarray:
     a = _api.as_array(x, name)
-    if not a.dtype.isnative and a.dtype.kind == "f":  # byte-swapped ('>f2' on x86): a native copy
-        a = a.astype(a.dtype.newbyteorder("="))
+    if a.dtype.kind == "f" or _api.is_16bit(a.dtype):  # bfloat16 is kind 'V'
+        a = _api.native_order(a)
     if a.dtype not in _FLOATS and not _api.is_16bit(a.dtype):
         raise TypeError(f"{name}: the fused head takes float32, float64, float16 or bfloat16 arrays, got {a.dtype}")
     return a
@@ -51,10 +51,7 @@ def _prepare(hidden: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"weight must be 2-d (vocab, dim) as a model stores it, got shape {w.shape}")
     if _api.is_16bit(w.dtype):
         # A 16-bit weight is read in place (widened in registers); hidden (rows x dim, small beside the
-        # weight) is taken as float32, the type of the computation and of the results. A byte-swapped one
-        # ('>f2', or a bfloat16 with swapped bytes) is converted to native order first, never misread.
-        if not w.dtype.isnative:
-            w = w.astype(w.dtype.newbyteorder("="))
+        # weight) is taken as float32, the type of the computation and of the results.
         if h.dtype != w.dtype and h.dtype != np.float32:
             raise TypeError(f"hidden ({h.dtype}) must be float32 or the weight's dtype ({w.dtype})")
         h = h.astype(np.float32, copy=False)
