@@ -193,14 +193,20 @@ struct copies {
     bool bias;  // an additive mask block copied: key stride not 1
     bool gather = false;    // paged decode: K and V blocks gathered from their pages (run_block)
     std::size_t units = 1;  // the most plan::units of a call (the gathered rows' width in heads)
+    bool kt = true;         // K^T panels packed: some task has more than kDirectRows rows, or K's head_dim
+                            // stride is not 1 (a decode reads its key rows in place: run_block's `direct`)
 };
+
+// Whether tasks of at most `rows` rows over K with head_dim stride ks3 pack K^T (copies::kt).
+inline bool packs_kt(std::size_t rows, std::ptrdiff_t ks3) { return rows > kDirectRows || ks3 != 1; }
 
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf and
 // kbuf hold V and K rows in their own storage S; vw (16-bit S only) a block of V widened to T (run_block).
-// kt, s and vw are left uninitialized: run_block writes every entry of them that a kernel reads (pack_kt the
-// panels qk reads, padding included; qk the scores that softmax_step and pv read; the widening the V rows
-// pv reads). Zero-filled, they cost memsets of 180 KiB per thread and call at head_dim 128 (and the page
-// faults of memory glibc had returned since the previous call), decodes included, which use none but s.
+// kt, s, vw and o are left uninitialized: run_block writes every entry of them that a kernel reads (pack_kt
+// the panels qk reads, padding included; qk the scores that softmax_step and pv read; the widening the V
+// rows pv reads; o's rows of the task, zeroed at its start). Zero-filled, they cost memsets of 230 KiB per
+// thread and call at head_dim 128 (and the page faults of memory glibc had returned since the previous
+// call). A call whose tasks all read K in place (decodes: copies::kt) allocates no K^T panel.
 template <class T>
 std::unique_ptr<T[]> scratch(std::size_t n) {
     std::unique_ptr<T[]> p(new T[n]);
@@ -214,8 +220,8 @@ std::unique_ptr<T[]> scratch(std::size_t n) {
 
 template <class T, class S = T>
 struct workspace {
-    std::unique_ptr<T[]> kt, s, vw;
-    std::vector<T> o, qbuf, bias, m, alpha, ones;
+    std::unique_ptr<T[]> kt, s, vw, o;
+    std::vector<T> qbuf, bias, m, alpha, ones;
     std::vector<S> vbuf, kbuf;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
@@ -231,9 +237,9 @@ struct workspace {
     // std::bad_alloc instead of wrapping around to a small buffer.
     workspace(const attention_shape& sh, const copies& c, std::size_t bq) {
         using detail::scratch_elems;
-        kt = scratch<T>(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kLdKt)));
+        if (c.kt) kt = scratch<T>(std::max<std::size_t>(1, scratch_elems(sh.head_dim, kLdKt)));
         s = scratch<T>(std::max<std::size_t>(1, scratch_elems(bq, kBlockK)));
-        o.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim_v)));
+        o = scratch<T>(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim_v)));
         m.resize(bq);
         alpha.resize(bq);
         ones.assign(bq, T(1));
@@ -295,7 +301,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
     const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, hk = h / p.group, U = p.units;
     std::fill(ws.m.begin(), ws.m.begin() + sp(rows * U), -std::numeric_limits<T>::infinity());
     std::fill(ws.l.begin(), ws.l.begin() + sp(rows * U), 0.0);
-    std::fill(ws.o.begin(), ws.o.begin() + sp(rows * U * Dv), T(0));
+    std::fill(ws.o.get(), ws.o.get() + rows * U * Dv, T(0));
     if (jhi <= jlo) return;
 
     // Q rows: in place when the head dimension is contiguous and rows go forward (and q is T), else packed
@@ -580,9 +586,9 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 pump(pf_step);
                 const T* al = off == 0 ? ws.alpha.data() + rr : ws.ones.data();
                 if (vw)
-                    p.k.pv(sb + off, kBlockK, vw + off * Dv, sp(Dv), nr, n, Dv, al, ws.o.data() + rr * Dv, Dv);
+                    p.k.pv(sb + off, kBlockK, vw + off * Dv, sp(Dv), nr, n, Dv, al, ws.o.get() + rr * Dv, Dv);
                 else
-                    p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, al, ws.o.data() + rr * Dv, Dv);
+                    p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, al, ws.o.get() + rr * Dv, Dv);
             });
         };
         for (std::size_t u = 0; u < U; ++u) {
@@ -757,7 +763,8 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
     const bool mask_copy = opt.mask_kind != attention_mask_kind::none && opt.mask_strides[3] != 1;
     const copies cp{!(qs[3] == 1 && qrow >= 0) || !std::is_same_v<Q, T>, vs[3] != 1,
                     mask_copy && opt.mask_kind == attention_mask_kind::keep,
-                    mask_copy && opt.mask_kind == attention_mask_kind::additive};
+                    mask_copy && opt.mask_kind == attention_mask_kind::additive, false, 1,
+                    packs_kt(std::min(block_q, p.grouped ? p.group : sh.len_q), ks[3])};
     std::vector<workspace<T, S>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
     for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(sh, cp, block_q);
@@ -803,7 +810,7 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
         run_block(p, ws, b, h, i0, rows, lo, hi);
         if (split) {
             const std::size_t rpt = p.rows_per_task;
-            std::copy(ws.o.begin(), ws.o.begin() + rows * Dv, part_o.begin() + t * rpt * Dv);
+            std::copy(ws.o.get(), ws.o.get() + rows * Dv, part_o.begin() + t * rpt * Dv);
             for (std::size_t i = 0; i < rows; ++i) {
                 part_m[t * rpt + i] = double(ws.m[i]);
                 part_l[t * rpt + i] = ws.l[i];
@@ -819,11 +826,11 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
                               : nullptr;
             if (opt.sinks) {
                 const double mi = double(ws.m[i]), li = ws.l[i];
-                const T* oi = ws.o.data() + i * Dv;
+                const T* oi = ws.o.get() + i * Dv;
                 finish_merged<T>(1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, sink_of(b, hh),
                                  zeros.data(), sink_acc.data() + slot * width, Dv, orow, os[3], lrow);
             } else {
-                finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
+                finish_row(ws.o.get() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
             }
         }
     });
@@ -1038,7 +1045,10 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
     // Everything allocated before the first write (as attention<T>).
     std::size_t max_units = 1;
     for (const plan<T, Q, S>& p : plans) max_units = std::max(max_units, p.units);
-    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0) || !std::is_same_v<Q, T>, vs4[3] != 1, false, false, ks4[3] == 1, max_units};
+    bool kt_any = false;
+    for (const plan<T, Q, S>& p : plans)
+        kt_any = kt_any || packs_kt(std::min(block_q, p.grouped ? p.group : p.sh.len_q), ks4[3]);
+    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0) || !std::is_same_v<Q, T>, vs4[3] != 1, false, false, ks4[3] == 1, max_units, kt_any};
     const attention_shape wsh{1, sh.heads_q, sh.heads_kv, block_q, 0, sh.head_dim, Dv};
     std::vector<workspace<T, S>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
@@ -1071,7 +1081,7 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
         run_block(p, ws, 0, h, i0, rows, lo, hi);
         const std::size_t all = rows * p.units;  // row i: unit i / rows, row i % rows of it
         if (tk.nsplit > 1) {
-            std::copy(ws.o.begin(), ws.o.begin() + sp(all * Dv), part_o.begin() + sp(tk.part * Dv));
+            std::copy(ws.o.get(), ws.o.get() + all * Dv, part_o.begin() + sp(tk.part * Dv));
             for (std::size_t i = 0; i < all; ++i) {
                 part_m[tk.part + i] = double(ws.m[i]);
                 part_l[tk.part + i] = ws.l[i];
@@ -1085,11 +1095,11 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
             out_row(tk.seq, hh, ii, orow, lrow);
             if (po.sinks) {
                 const double mi = double(ws.m[i]), li = ws.l[i];
-                const T* oi = ws.o.data() + i * Dv;
+                const T* oi = ws.o.get() + i * Dv;
                 finish_merged<T>(1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, po.sinks + hh,
                                  zeros.data(), accs.data() + slot * width, Dv, orow, os3[2], lrow);
             } else {
-                finish_row(ws.o.data() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os3[2], lrow);
+                finish_row(ws.o.get() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os3[2], lrow);
             }
         }
     });
