@@ -202,11 +202,12 @@ inline bool packs_kt(std::size_t rows, std::ptrdiff_t ks3) { return rows > kDire
 
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf and
 // kbuf hold V and K rows in their own storage S; vw (16-bit S only) a block of V widened to T (run_block).
-// kt, s, vw and o are left uninitialized: run_block writes every entry of them that a kernel reads (pack_kt
-// the panels qk reads, padding included; qk the scores that softmax_step and pv read; the widening the V
-// rows pv reads; o's rows of the task, zeroed at its start). Zero-filled, they cost memsets of 230 KiB per
-// thread and call at head_dim 128 (and the page faults of memory glibc had returned since the previous
-// call). A call whose tasks all read K in place (decodes: copies::kt) allocates no K^T panel.
+// kt, s, vw, o and qbuf are left uninitialized: run_block writes every entry of them that a kernel reads
+// (pack_kt the panels qk reads, padding included; qk the scores that softmax_step and pv read; the widening
+// the V rows pv reads; o's rows of the task, zeroed at its start; the task's q rows). Zero-filled, they cost
+// memsets of 280 KiB per thread and call at head_dim 128 (and the page faults of memory glibc had returned
+// since the previous call). A call whose tasks all read K and V in place (decodes: copies::kt) allocates
+// neither the K^T panel nor the widened V block.
 template <class T>
 std::unique_ptr<T[]> scratch(std::size_t n) {
     std::unique_ptr<T[]> p(new T[n]);
@@ -220,8 +221,8 @@ std::unique_ptr<T[]> scratch(std::size_t n) {
 
 template <class T, class S = T>
 struct workspace {
-    std::unique_ptr<T[]> kt, s, vw, o;
-    std::vector<T> qbuf, bias, m, alpha, ones;
+    std::unique_ptr<T[]> kt, s, vw, o, qbuf;
+    std::vector<T> bias, m, alpha, ones;
     std::vector<S> vbuf, kbuf;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
@@ -250,12 +251,12 @@ struct workspace {
         seg_v.resize(kBlockK);
         pf_row.resize(3 * kBlockK);
         pf_len.resize(3 * kBlockK);
-        if (c.q) qbuf.resize(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
+        if (c.q) qbuf = scratch<T>(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
         if (c.v || c.gather)
             vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
         if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
         if constexpr (!std::is_same_v<S, T>)
-            vw = scratch<T>(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
+            if (c.kt) vw = scratch<T>(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
         if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
@@ -317,10 +318,18 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
     }
     if (!qp) {  // ws.qbuf holds block_q x D (copies::q)
         for (std::size_t u = 0; u < U; ++u)
-            for (std::size_t i = 0; i < rows; ++i)
-                for (std::size_t d = 0; d < D; ++d)
-                    ws.qbuf[(u * rows + i) * D + d] = widen(qsrc[sp(u) * qunit + sp(i) * qrow + sp(d) * p.qs[3]]);
-        qp = ws.qbuf.data();
+            for (std::size_t i = 0; i < rows; ++i) {
+                const Q* src = qsrc + sp(u) * qunit + sp(i) * qrow;
+                T* dst = ws.qbuf.get() + (u * rows + i) * D;
+                if constexpr (std::is_same_v<Q, S> && !std::is_same_v<Q, T>) {
+                    if (p.qs[3] == 1) {  // a 16-bit q row (of K's storage): the exact widening kernel
+                        p.kv.widen(src, dst, D);
+                        continue;
+                    }
+                }
+                for (std::size_t d = 0; d < D; ++d) dst[d] = widen(src[sp(d) * p.qs[3]]);
+            }
+        qp = ws.qbuf.get();
         ldq = D;
         ldq_unit = sp(rows * D);
     }
@@ -645,11 +654,29 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
     }
 }
 
+// The kernel that writes a row o * (1 / l) rounded once into Q (convert_kernels::scale_*, the bits of narrow
+// below) from accumulators of type O; null for float64 outputs, which finish_row's loop writes.
+template <class O, class Q>
+using scale_fn = void (*)(const O*, double, Q*, std::size_t);
+template <class O, class Q>
+scale_fn<O, Q> scale_kernel(const convert_kernels& c) {
+    constexpr bool f = std::is_same_v<O, float>, d = std::is_same_v<O, double>;
+    if constexpr (f && std::is_same_v<Q, float>) return c.scale_f32_to_f32;
+    else if constexpr (f && std::is_same_v<Q, float16>) return c.scale_f32_to_f16;
+    else if constexpr (f && std::is_same_v<Q, bfloat16>) return c.scale_f32_to_bf16;
+    else if constexpr (d && std::is_same_v<Q, float>) return c.scale_f64_to_f32;
+    else if constexpr (d && std::is_same_v<Q, float16>) return c.scale_f64_to_f16;
+    else if constexpr (d && std::is_same_v<Q, bfloat16>) return c.scale_f64_to_bf16;
+    else return nullptr;
+}
+
 // out row = o / l and lse = m + log(l); a row that saw no key (l == 0) gives 0 and -inf. O is the task's
 // output row (T) or a merged accumulator (double, kept in double until the division); the output (of storage Q)
-// is rounded once from that double (narrow), the lse (L: T, float32 for 16-bit outputs) likewise.
+// is rounded once from o * (1 / l) in double (narrow; a unit-stride row by the call's scale kernel, cv), the
+// lse (L: T, float32 for 16-bit outputs) likewise.
 template <class Q, class L, class O>
-void finish_row(const O* o, double m, double l, std::size_t Dv, Q* out, std::ptrdiff_t out_c, L* lse) {
+void finish_row(const convert_kernels& cv, const O* o, double m, double l, std::size_t Dv, Q* out,
+                std::ptrdiff_t out_c, L* lse) {
     if (l != l) {  // a NaN score (NaN or infinite input) poisons its row
         for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = narrow<Q>(std::numeric_limits<double>::quiet_NaN());
         if (lse) *lse = std::numeric_limits<L>::quiet_NaN();
@@ -661,7 +688,11 @@ void finish_row(const O* o, double m, double l, std::size_t Dv, Q* out, std::ptr
         return;
     }
     const double inv = 1.0 / l;
-    for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = narrow<Q>(double(o[c]) * inv);
+    const scale_fn<O, Q> scale = scale_kernel<O, Q>(cv);
+    if (scale && out_c == 1)
+        scale(o, inv, out, Dv);
+    else
+        for (std::size_t c = 0; c < Dv; ++c) out[sp(c) * out_c] = narrow<Q>(double(o[c]) * inv);
     if (lse) *lse = static_cast<L>(m + std::log(l));
 }
 
@@ -672,8 +703,8 @@ void finish_row(const O* o, double m, double l, std::size_t Dv, Q* out, std::ptr
 // lse = M + log(L), with the rescaling by exp_scale's exact argument; a sink of -inf has weight 0 (and
 // changes no bit of o / l), a row without keys gives 0 and lse = sink. acc: Dv doubles; zeros: Dv zeros.
 template <class T, class Piece, class Q, class L>
-void finish_merged(std::size_t pieces, Piece piece_at, const double* sink, const T* zeros, double* acc,
-                   std::size_t Dv, Q* out, std::ptrdiff_t out_c, L* lse) {
+void finish_merged(const convert_kernels& cv, std::size_t pieces, Piece piece_at, const double* sink, const T* zeros,
+                   double* acc, std::size_t Dv, Q* out, std::ptrdiff_t out_c, L* lse) {
     const std::size_t n = pieces + (sink ? 1 : 0);
     const detail::merged mg = detail::merge_pieces<T>(
         n,
@@ -681,7 +712,7 @@ void finish_merged(std::size_t pieces, Piece piece_at, const double* sink, const
         acc, Dv);
     // A NaN piece, or an infinite maximum (whose piece's sum is NaN too): NaN, as finish_row.
     const bool nan = mg.nan || mg.m == std::numeric_limits<double>::infinity();
-    finish_row(acc, mg.m, nan ? std::numeric_limits<double>::quiet_NaN() : mg.l, Dv, out, out_c, lse);
+    finish_row(cv, acc, mg.m, nan ? std::numeric_limits<double>::quiet_NaN() : mg.l, Dv, out, out_c, lse);
 }
 
 // The driver for compute type T, q / out storage Q and k / v storage S (Q = S = T, or T = float with S 16-bit
@@ -827,10 +858,10 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
             if (opt.sinks) {
                 const double mi = double(ws.m[i]), li = ws.l[i];
                 const T* oi = ws.o.get() + i * Dv;
-                finish_merged<T>(1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, sink_of(b, hh),
+                finish_merged<T>(kt.cvt, 1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, sink_of(b, hh),
                                  zeros.data(), sink_acc.data() + slot * width, Dv, orow, os[3], lrow);
             } else {
-                finish_row(ws.o.get() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
+                finish_row(kt.cvt, ws.o.get() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
             }
         }
     });
@@ -851,7 +882,7 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
             T* lrow = opt.lse ? opt.lse + sp(b) * opt.lse_strides[0] + sp(h) * opt.lse_strides[1] + sp(i) * opt.lse_strides[2]
                               : nullptr;
             finish_merged<T>(
-                p.nsplit,
+                kt.cvt, p.nsplit,
                 [&](std::size_t s) {
                     return detail::piece<T>{part_m[at(s)], part_l[at(s)], part_o.data() + at(s) * Dv};
                 },
@@ -1096,10 +1127,10 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
             if (po.sinks) {
                 const double mi = double(ws.m[i]), li = ws.l[i];
                 const T* oi = ws.o.get() + i * Dv;
-                finish_merged<T>(1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, po.sinks + hh,
+                finish_merged<T>(kt.cvt, 1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, po.sinks + hh,
                                  zeros.data(), accs.data() + slot * width, Dv, orow, os3[2], lrow);
             } else {
-                finish_row(ws.o.get() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os3[2], lrow);
+                finish_row(kt.cvt, ws.o.get() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os3[2], lrow);
             }
         }
     });
@@ -1115,7 +1146,7 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
             T* lrow;
             out_row(first.seq, hh, ii, orow, lrow);
             finish_merged<T>(
-                first.nsplit,
+                kt.cvt, first.nsplit,
                 [&](std::size_t sidx) {
                     const std::size_t r = tasks[merges[g] + sidx].part + i;
                     return detail::piece<T>{part_m[r], part_l[r], part_o.data() + r * Dv};
@@ -1162,6 +1193,7 @@ void merge_impl(std::size_t parts, const Q* const* outs, const L* const* lses, s
     if (rows == 0) return;
     check(parts > 0, "merge_attention needs at least one part");
     const int nt = detail::threads_for(parts * rows * (dv + 1), rows);
+    const convert_kernels& cv = detail::active_kernels().cvt;
     // One accumulator row per thread (and for 16-bit parts their widened rows), allocated before anything is
     // written.
     const std::size_t width = std::max<std::size_t>(1, dv);
@@ -1199,7 +1231,7 @@ void merge_impl(std::size_t parts, const Q* const* outs, const L* const* lses, s
                 if (lse) lse[r] = mg.nan ? std::numeric_limits<L>::quiet_NaN() : std::numeric_limits<L>::infinity();
                 continue;
             }
-            finish_row(acc, mg.m, mg.l, dv, orow, 1, lse ? lse + r : nullptr);  // M = -inf: 0 and -inf
+            finish_row(cv, acc, mg.m, mg.l, dv, orow, 1, lse ? lse + r : nullptr);  // M = -inf: 0 and -inf
         }
     });
 }

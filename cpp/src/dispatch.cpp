@@ -149,6 +149,8 @@ void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {
 }
 void overwrite(convert_kernels& b, const convert_kernels& s) {
     NX_TAKE(f16_to_f32); NX_TAKE(f32_to_f16); NX_TAKE(bf16_to_f32); NX_TAKE(f32_to_bf16);
+    NX_TAKE(scale_f32_to_f32); NX_TAKE(scale_f32_to_f16); NX_TAKE(scale_f32_to_bf16);
+    NX_TAKE(scale_f64_to_f32); NX_TAKE(scale_f64_to_f16); NX_TAKE(scale_f64_to_bf16);
 }
 template <class S>
 void overwrite(storage_kernels<S>& b, const storage_kernels<S>& s) {

@@ -10,6 +10,10 @@
 //    with exact double arithmetic (for float16 also against _Float16's conversion).
 //  * every ISA: identical bits to the specification for whole vectors and every tail length 0..40 at
 //    every offset 0..3, and nothing written past n (canaries).
+//  * every ISA's scale_* kernels (attention's o / l rows): x * c in double rounded once to float32 / 16 bits,
+//    bit for bit against the specification's cast and to_f16 / to_bf16 of the double, on products that land
+//    on 16-bit ties and just beside them (where rounding through float32 to nearest is wrong), overflow,
+//    subnormal results, infinities and NaN.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -226,6 +230,81 @@ void check_from_double(std::uint16_t top, double (*value)(std::uint16_t), S (*co
     std::printf("%s: %zu doubles correctly rounded (the double-rounding chain: %d wrong)\n", name, ds.size(), naive_wrong);
 }
 
+// Every set's scale_* kernels against the specification (the cast, to_f16 / to_bf16 of the double product).
+// The doubles: random magnitudes over both 16-bit ranges and float32's, the 16-bit ties (exact in double)
+// and their neighbours 2^-40 apart, values around float32's overflow and underflow, infinities and NaN; each
+// comes as x = value / c for the float64 kernels (c a power of two, so x * c is the value) and, rounded to
+// float32, for the float32 kernels. Bits compared for every tail length 0..40 at offsets 0..3, with canaries.
+void check_scale(const std::string& name, const normexp::convert_kernels& c) {
+    const int failures_before = check::failures();
+    std::mt19937_64 rng(5);
+    std::vector<double> vals;
+    std::uniform_real_distribution<double> u(1.0, 2.0);
+    std::uniform_int_distribution<int> e(-160, 140);
+    for (int i = 0; i < 100000; ++i) vals.push_back((i % 2 ? -1 : 1) * std::ldexp(u(rng), e(rng)));
+    for (std::uint16_t cd = 0; cd < 0x7c00; cd = static_cast<std::uint16_t>(cd + 3)) {
+        const double mid = (f16_value(cd) + f16_value(static_cast<std::uint16_t>(cd + 1))) / 2;
+        for (double v : {mid, mid * (1 + 0x1p-40), mid * (1 - 0x1p-40), -mid * (1 + 0x1p-40)}) vals.push_back(v);
+    }
+    for (std::uint16_t cd = 0; cd < 0x7f80; cd = static_cast<std::uint16_t>(cd + 5)) {
+        const double mid = (bf16_value(cd) + bf16_value(static_cast<std::uint16_t>(cd + 1))) / 2;
+        for (double v : {mid, mid * (1 + 0x1p-40), mid * (1 - 0x1p-40), -mid * (1 + 0x1p-40)}) vals.push_back(v);
+    }
+    for (double v : {0.0, -0.0, 0x1p-149, 0x1p-150, 0x1.8p-150, 0x1p-160, 3.4028235677973366e38, 3.4028235677973366e38 * (1 + 0x1p-30),
+                     0x1.fffffefffffffp127, 0x1p128, 1e300, std::numeric_limits<double>::infinity(),
+                     -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()})
+        vals.push_back(v), vals.push_back(-v);
+    const std::size_t n = vals.size();
+    const double scales[] = {1.0, 0x1p-3, 0x1p5};
+    std::vector<double> x64(n + 4);
+    std::vector<float> x32(n + 4), y32(n + 5);
+    std::vector<float16> yh(n + 5);
+    std::vector<bfloat16> yb(n + 5);
+    auto run = [&](auto kind, double cc, std::size_t off, std::size_t len) {
+        constexpr bool wide = decltype(kind)::value;  // float64 x
+        std::fill(y32.begin(), y32.end(), -7.0f);
+        for (auto& v : yh) v.bits = 0x5555;
+        for (auto& v : yb) v.bits = 0x5555;
+        if constexpr (wide) {
+            c.scale_f64_to_f32(x64.data() + off, cc, y32.data(), len);
+            c.scale_f64_to_f16(x64.data() + off, cc, yh.data(), len);
+            c.scale_f64_to_bf16(x64.data() + off, cc, yb.data(), len);
+        } else {
+            c.scale_f32_to_f32(x32.data() + off, cc, y32.data(), len);
+            c.scale_f32_to_f16(x32.data() + off, cc, yh.data(), len);
+            c.scale_f32_to_bf16(x32.data() + off, cc, yb.data(), len);
+        }
+        int shown = 0;
+        for (std::size_t i = 0; i < len; ++i) {
+            const double p = (wide ? x64[off + i] : double(x32[off + i])) * cc;
+            const bool ok = d::f32_bits(y32[i]) == d::f32_bits(static_cast<float>(p)) && yh[i].bits == d::to_f16(p).bits &&
+                            yb[i].bits == d::to_bf16(p).bits;
+            if (!ok && shown++ < 3)
+                CHECK(false, "%s scale_%s(%a * %a): f32 %08x f16 %04x bf16 %04x, spec %08x %04x %04x", name.c_str(),
+                      wide ? "f64" : "f32", wide ? x64[off + i] : double(x32[off + i]), cc, d::f32_bits(y32[i]),
+                      yh[i].bits, yb[i].bits, d::f32_bits(static_cast<float>(p)), d::to_f16(p).bits, d::to_bf16(p).bits);
+        }
+        CHECK(y32[len] == -7.0f && yh[len].bits == 0x5555 && yb[len].bits == 0x5555, "%s scale wrote past n = %zu",
+              name.c_str(), len);
+    };
+    for (const double cc : scales) {
+        for (std::size_t i = 0; i < n; ++i) {
+            x64[i] = vals[i] / cc;
+            x32[i] = static_cast<float>(vals[i] / cc);
+        }
+        run(std::true_type{}, cc, 0, n);
+        run(std::false_type{}, cc, 0, n);
+        for (std::size_t off = 0; off < 4; ++off)
+            for (std::size_t len = 0; len <= 40; ++len) {
+                run(std::true_type{}, cc, off, len);
+                run(std::false_type{}, cc, off, len);
+            }
+    }
+    if (check::failures() == failures_before)
+        std::printf("%s: scale kernels identical to the specification (%zu values x %zu scales)\n", name.c_str(), n,
+                    std::size(scales));
+}
+
 // f32_to_bf16 of every float32 bit pattern against to_bf16, 2^20 at a time.
 void check_all_f32_to_bf16(const std::string& name, const normexp::convert_kernels& c) {
     constexpr std::size_t kChunk = std::size_t(1) << 20;
@@ -254,6 +333,7 @@ int main() {
     check_from_double<normexp::bfloat16>(0x7f80, bf16_value, d::to_bf16, d::to_bf16, "to_bf16");
     for (const auto& name : d::available_isas()) {
         check_isa(name, d::kernels_for(name), xs);
+        check_scale(name, d::kernels_for(name).cvt);
         // The set without its optional extensions too (avx512 without AVX512_BF16's vcvtneps2bf16 stores).
         const normexp::kernel_table& plain = d::kernels_without_extensions(name);
         if (&plain != &d::kernels_for(name)) check_isa(name + " (no extensions)", plain, xs);

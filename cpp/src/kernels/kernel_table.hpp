@@ -288,6 +288,16 @@ struct convert_kernels {
     void (*f32_to_f16)(const float* x, float16* y, std::size_t n);
     void (*bf16_to_f32)(const bfloat16* x, float* y, std::size_t n);
     void (*f32_to_bf16)(const float* x, bfloat16* y, std::size_t n);
+    // y[i] = x[i] * c for i < n: the product in double (exact for float32 x), rounded once to y's type, float32
+    // by the conversion (nearest even), float16 / bfloat16 as half_convert.hpp's to_f16 / to_bf16 of a double
+    // (float32 rounded to odd, then nearest even). Attention's output rows o / l (attention.cpp, finish_row):
+    // from the float32 accumulator (scale_f32_*) or the double merge of key splits (scale_f64_*).
+    void (*scale_f32_to_f32)(const float* x, double c, float* y, std::size_t n);
+    void (*scale_f32_to_f16)(const float* x, double c, float16* y, std::size_t n);
+    void (*scale_f32_to_bf16)(const float* x, double c, bfloat16* y, std::size_t n);
+    void (*scale_f64_to_f32)(const double* x, double c, float* y, std::size_t n);
+    void (*scale_f64_to_f16)(const double* x, double c, float16* y, std::size_t n);
+    void (*scale_f64_to_bf16)(const double* x, double c, bfloat16* y, std::size_t n);
 };
 
 // ---- bfloat16 x bfloat16 attention scores (optional) ---------------------------------------------------

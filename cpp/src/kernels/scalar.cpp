@@ -495,8 +495,19 @@ void k_narrow_f16(const float* x, float16* y, std::size_t n) {
 void k_narrow_bf16(const float* x, bfloat16* y, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) y[i] = detail::to_bf16(x[i]);
 }
+template <class X, class S>
+void k_scale_narrow(const X* x, double c, S* y, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const double v = double(x[i]) * c;
+        if constexpr (std::is_same_v<S, float>) y[i] = static_cast<float>(v);
+        else if constexpr (std::is_same_v<S, float16>) y[i] = detail::to_f16(v);
+        else y[i] = detail::to_bf16(v);
+    }
+}
 constexpr convert_kernels make_convert_kernels() {
-    return {k_widen<float16>, k_narrow_f16, k_widen<bfloat16>, k_narrow_bf16};
+    return {k_widen<float16>, k_narrow_f16, k_widen<bfloat16>, k_narrow_bf16,
+            k_scale_narrow<float, float>, k_scale_narrow<float, float16>, k_scale_narrow<float, bfloat16>,
+            k_scale_narrow<double, float>, k_scale_narrow<double, float16>, k_scale_narrow<double, bfloat16>};
 }
 
 // ---- float16 / bfloat16 scores (storage_kernels, kernel_table.hpp) ----------------------------------------

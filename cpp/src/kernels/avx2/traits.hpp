@@ -197,6 +197,20 @@ struct V32 {
     static V narrow(V64::V lo, V64::V hi) {  // each lane rounded to nearest float32
         return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
     }
+    // Each lane rounded to float32 by round-to-odd, half_convert.hpp's to_f32_odd step for step (no embedded
+    // rounding here): nearest, one step back towards zero where that went past x (the -1 of the all-ones
+    // mask), then the last bit set where inexact (NaN compares unordered: left as converted).
+    static V narrow_odd(V64::V lo, V64::V hi) {
+        const V f = narrow(lo, hi);
+        const V64::V flo = widen_lo(f), fhi = widen_hi(f);
+        const V inexact = narrow_mask(_mm256_cmp_pd(flo, lo, _CMP_NEQ_OQ), _mm256_cmp_pd(fhi, hi, _CMP_NEQ_OQ));
+        const V64::V sign = _mm256_set1_pd(-0.0);
+        const V away = narrow_mask(_mm256_cmp_pd(_mm256_andnot_pd(sign, flo), _mm256_andnot_pd(sign, lo), _CMP_GT_OQ),
+                                   _mm256_cmp_pd(_mm256_andnot_pd(sign, fhi), _mm256_andnot_pd(sign, hi), _CMP_GT_OQ));
+        const __m256i stepped = _mm256_add_epi32(_mm256_castps_si256(f), _mm256_castps_si256(away));
+        const __m256i odd = _mm256_and_si256(_mm256_castps_si256(inexact), _mm256_set1_epi32(1));
+        return _mm256_castsi256_ps(_mm256_or_si256(stepped, odd));
+    }
     // No load_widen / store_narrow (see avx512/traits.hpp): the 128-bit extract and insert cost little
     // here, and 128-bit loads and stores in their place measured slower on 32000-element rows.
     static constexpr bool kConvertHalves = false;

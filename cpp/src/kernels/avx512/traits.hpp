@@ -177,6 +177,17 @@ struct V32 {
     static V narrow(V64::V lo, V64::V hi) {  // each lane rounded to nearest float32
         return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
     }
+    // Each lane rounded to float32 by round-to-odd (half_convert.hpp, to_f32_odd): truncated by the embedded
+    // rounding mode, the last bit set where that was inexact (NaN compares unordered: left as converted).
+    static V narrow_odd(V64::V lo, V64::V hi) {
+        auto half = [](V64::V x) {
+            const __m256 t = _mm512_cvt_roundpd_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __mmask8 inexact = _mm512_cmp_pd_mask(_mm512_cvtps_pd(t), x, _CMP_NEQ_OQ);
+            const __m256i b = _mm256_castps_si256(t);
+            return _mm256_castsi256_ps(_mm256_mask_or_epi32(b, inexact, b, _mm256_set1_epi32(1)));
+        };
+        return _mm512_insertf32x8(_mm512_castps256_ps512(half(lo)), half(hi), 1);
+    }
     // kConvertHalves: float32 <-> float64 passes convert D::N = 8 floats straight from and to memory
     // (load_widen, store_narrow: vcvtps2pd / vcvtpd2ps with a 256-bit memory operand), without the
     // vextractf32x8 / vinsertf32x8 of widen_hi and narrow, which cost a quarter of such a pass on Zen 4.

@@ -210,6 +210,8 @@ struct V32 {
     static V64::V widen_lo(V v) { return vcvt_f64_f32(vget_low_f32(v)); }
     static V64::V widen_hi(V v) { return vcvt_high_f64_f32(v); }
     static V narrow(V64::V lo, V64::V hi) { return vcvt_high_f32_f64(vcvt_f32_f64(lo), hi); }  // FCVTN: nearest even
+    // FCVTXN: each lane rounded to float32 by round-to-odd (half_convert.hpp, to_f32_odd).
+    static V narrow_odd(V64::V lo, V64::V hi) { return vcvtx_high_f32_f64(vcvtx_f32_f64(lo), hi); }
     static constexpr bool kConvertHalves = false;  // FCVTL2 / FCVTN2 take the high half without a shuffle
     static V narrow_mask(V64::V lo, V64::V hi) {  // 64-bit all-ones/zero lane masks -> 32-bit lane masks
         return vreinterpretq_f32_u32(vcombine_u32(vmovn_u64(V64::u(lo)), vmovn_u64(V64::u(hi))));
