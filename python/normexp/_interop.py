@@ -188,7 +188,9 @@ def dlpack_io(*inputs: str) -> Callable[[_F], _F]:
 
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            found = [n for n in names if is_foreign(_lead(get(args, kwargs, n)))]
+            # NumPy arrays and None (the common call) are not foreign: no attribute lookups for them.
+            found = [n for n in names
+                     if (a := get(args, kwargs, n)) is not None and type(a) is not np.ndarray and is_foreign(_lead(a))]
             if not found:
                 return f(*args, **kwargs)
             convert = _converter(_lead(get(args, kwargs, found[0])))

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import Any, Sequence
 
 import numpy as np
@@ -95,8 +97,10 @@ def _per_head_2d(a: np.ndarray | None, nbatch: int) -> np.ndarray | None:
 
 
 def _kernel_view(a: np.ndarray) -> np.ndarray:
-    """a itself when the kernels can read it (aligned, strides a multiple of the item size), else a copy."""
-    if a.flags.aligned and not any(s % a.itemsize for s in a.strides):
+    """a itself when the kernels can read it (aligned, strides a multiple of the item size), else a copy.
+    (Item sizes are powers of two: a stride's low bits are zero iff those of all strides or-ed together are,
+    a test ~1 us cheaper per array than one remainder per stride, which a decode step paid for four arrays.)"""
+    if a.flags.aligned and not functools.reduce(operator.or_, a.strides, 0) % a.itemsize:
         return a
     return np.array(a, copy=True)
 
