@@ -5,7 +5,9 @@ In: :func:`to_numpy` makes a NumPy view of the object's memory, never a copy, so
 caller's tensor in place and ``out=`` writes into it: ``np.from_dlpack`` for any DLPack object, and for
 torch tensors ``Tensor.numpy()``, the same view without a DLPack capsule per call. NumPy has no bfloat16:
 a torch bfloat16 tensor is seen as int16 and viewed as ``ml_dtypes.bfloat16`` (same bits, still no copy);
-other bfloat16 objects go through their ``__array__`` (JAX's is an ml_dtypes array).
+another object whose DLPack tensor is bfloat16 (NumPy's import refuses the type) is viewed in place from the
+capsule's DLTensor (:func:`_bfloat16_from_dlpack`), and one without ``__dlpack__`` support for it goes through
+its ``__array__`` (JAX's is an ml_dtypes array).
 Refused, with what to do: a torch tensor that requires grad (normexp does no autograd), memory on another
 device than the CPU, and dtypes NumPy cannot view.
 
@@ -18,6 +20,7 @@ object passed in. A NumPy call pays one check per named argument and nothing els
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import inspect
 import sys
@@ -50,6 +53,56 @@ def _bfloat16() -> np.dtype:
     except ImportError:
         raise TypeError("bfloat16 arrays need the ml_dtypes package (pip install ml_dtypes)") from None
     return np.dtype(ml_dtypes.bfloat16)
+
+
+# The DLPack C structures (dlpack.h, the unversioned capsule "dltensor" that ``__dlpack__()`` returns).
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):  # the first member of DLManagedTensor
+    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32), ("dtype", _DLDataType),
+                ("shape", ctypes.POINTER(ctypes.c_int64)), ("strides", ctypes.POINTER(ctypes.c_int64)),
+                ("byte_offset", ctypes.c_uint64)]
+
+
+_kDLBfloat = 4
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+class _CapsuleView:
+    """The base of a view into a DLPack tensor's memory: holds the capsule, whose destructor (the capsule was
+    not consumed) calls the producer's deleter when the last view goes away."""
+
+    def __init__(self, capsule: Any, interface: dict) -> None:
+        self._capsule = capsule
+        self.__array_interface__ = interface
+
+
+def _bfloat16_from_dlpack(obj: Any) -> np.ndarray | None:
+    """A NumPy ``ml_dtypes.bfloat16`` view (no copy) of a CPU DLPack object whose tensor is bfloat16, which
+    ``np.from_dlpack`` refuses; None for any other dtype (and for an object whose capsule cannot be read)."""
+    try:
+        capsule = obj.__dlpack__()
+        ptr = _capsule_pointer(capsule, b"dltensor")
+    except Exception:  # an unusual producer: the caller reports its own error
+        return None
+    t = _DLTensor.from_address(ptr)
+    if (t.dtype.code, t.dtype.bits, t.dtype.lanes) != (_kDLBfloat, 16, 1) or t.device.device_type != _CPU:
+        return None
+    shape = tuple(int(t.shape[i]) for i in range(t.ndim))
+    if 0 in shape:
+        return np.empty(shape, _bfloat16())
+    strides = tuple(int(t.strides[i]) * 2 for i in range(t.ndim)) if t.strides else None  # elements -> bytes
+    interface = {"version": 3, "shape": shape, "strides": strides, "data": (t.data + t.byte_offset, False),
+                 "typestr": ("<" if sys.byteorder == "little" else ">") + "u2"}
+    return np.asarray(_CapsuleView(capsule, interface)).view(_bfloat16())
 
 
 def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
@@ -107,8 +160,12 @@ def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
         raise
     except Exception as e:  # BufferError, TypeError, ... or whatever a third-party __dlpack__ raises
         dtype = getattr(obj, "dtype", None)
+        if torch is None:  # NumPy's DLPack import has no bfloat16: the capsule's tensor read in place
+            view = _bfloat16_from_dlpack(obj)
+            if view is not None:
+                return view
         if torch is None and hasattr(obj, "__array__") and "bfloat16" in str(dtype):
-            return np.asarray(obj)  # NumPy's DLPack import has no bfloat16; JAX's __array__ gives ml_dtypes'
+            return np.asarray(obj)  # JAX's __array__ gives ml_dtypes'
         raise TypeError(
             f"{name}: cannot read a {type(obj).__name__} of dtype {dtype} ({e}); "
             "cast it to float32, float64, float16 or bfloat16"

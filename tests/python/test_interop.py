@@ -7,6 +7,8 @@ run in CI. A plain DLPack object (no torch, no JAX) is covered by a small class 
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -369,6 +371,43 @@ def test_plain_dlpack_object_is_read_in_place_and_gives_numpy():
     np.testing.assert_array_equal(r, normexp.softmax(a[:, ::2]))
     out = np.empty((4, 5), np.float32)
     assert normexp.log_softmax(Borrowed(a[:, ::2]), out=out) is out
+
+
+class TorchBorrowed:
+    """A DLPack-only producer of torch memory (bfloat16 included, which NumPy's DLPack import refuses)."""
+
+    def __init__(self, t):
+        self._t = t
+
+    def __dlpack__(self, **kwargs):
+        return self._t.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._t.__dlpack_device__()
+
+
+def test_plain_dlpack_bfloat16_is_read_and_written_in_place():
+    t = torch.randn(5, 18).to(torch.bfloat16)
+    for view in (t, t[:, ::2], t.T):
+        r = normexp.softmax(TorchBorrowed(view), axis=-1)
+        assert type(r) is np.ndarray and r.dtype.name == "bfloat16"
+        np.testing.assert_array_equal(r.view(np.uint16), normexp.softmax(view, axis=-1).view(torch.int16).numpy().view(np.uint16))
+    out = torch.empty(5, 18, dtype=torch.bfloat16)
+    assert normexp.log_softmax(TorchBorrowed(t), out=TorchBorrowed(out)) is not None
+    assert torch.equal(out, normexp.log_softmax(t))
+    assert normexp.softmax(TorchBorrowed(torch.empty(0, 3, dtype=torch.bfloat16))).shape == (0, 3)
+
+
+def test_plain_dlpack_bfloat16_view_keeps_the_memory_alive():
+    from normexp import _interop
+
+    def view():
+        return _interop.to_numpy(TorchBorrowed(torch.arange(12.0).to(torch.bfloat16)), "x")
+
+    v = view()
+    gc.collect()
+    torch.randn(1 << 20)  # would reuse the tensor's memory had the view not kept it
+    assert v.astype(np.float32).tolist() == list(range(12))
 
 
 def test_plain_dlpack_object_on_another_device_is_refused():
