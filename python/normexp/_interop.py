@@ -132,7 +132,8 @@ def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
             )
         if obj.device.type != "cpu":
             raise ValueError(f"{name} is on device {obj.device}; normexp runs on the CPU: move it there with {name}.cpu()")
-        obj = obj.resolve_conj().resolve_neg()  # lazy conjugate/negative views cannot be exported (a copy)
+        if obj.is_conj() or obj.is_neg():  # lazy conjugate/negative views cannot be exported (a copy)
+            obj = obj.resolve_conj().resolve_neg()
         # Tensor.numpy() is torch's own DLPack-free view of the same memory: the same result as
         # np.from_dlpack, at a fraction of the cost (no capsule to make and release per call).
         try:
