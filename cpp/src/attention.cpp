@@ -429,9 +429,10 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // A decode read in place takes the prefetch pipeline below (stream) unless each head's K and V rows are
         // one contiguous run, which the hardware prefetchers follow on their own: there the pump only cost time
         // (32 heads over 8, head_dim 128, one thread, calls alternating in one process: 128 keys in cache
-        // 43 -> 32 us float32 and 77 -> 65 us bfloat16, 1024 keys 647 -> 502 us; 64k-131k keys from memory
-        // within 1-5% either way). Pages and strided rows (a head's rows a whole (page) slot apart) keep it:
-        // a paged decode from memory took 1.2x (float32) and 1.9x (bfloat16) the time without it.
+        // 43 -> 32 us float32 and 77 -> 65 us bfloat16, 1024 keys 647 -> 502 us; two threads, bfloat16, 4k-8k
+        // keys 1.35-1.45x faster; 16k-131k keys within 5% either way). Pages and strided rows (a head's rows a
+        // whole (page) slot apart) keep it: a paged decode from memory took 1.2x (float32) and 1.9x (bfloat16)
+        // the time without it.
         const bool contiguous_rows = !p.pages && p.ks[2] == sp(D) && p.vs[2] == sp(Dv);
         const bool stream = direct && !gather && !contiguous_rows;
         const std::size_t next = j0 + sp(kBlockK) < jhi
