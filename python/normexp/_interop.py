@@ -94,7 +94,7 @@ def _bfloat16_from_dlpack(obj: Any) -> np.ndarray | None:
     except Exception:  # an unusual producer: the caller reports its own error
         return None
     t = _DLTensor.from_address(ptr)
-    if (t.dtype.code, t.dtype.bits, t.dtype.lanes) != (_kDLBfloat, 16, 1) or t.device.device_type != _CPU:
+    if (t.dtype.code, t.dtype.bits, t.dtype.lanes) != (_kDLBfloat, 16, 1):  # (the caller checked the device)
         return None
     shape = tuple(int(t.shape[i]) for i in range(t.ndim))
     if 0 in shape:
@@ -161,12 +161,12 @@ def to_numpy(obj: Any, name: str, writeable: bool = False) -> np.ndarray:
         raise
     except Exception as e:  # BufferError, TypeError, ... or whatever a third-party __dlpack__ raises
         dtype = getattr(obj, "dtype", None)
-        if torch is None:  # NumPy's DLPack import has no bfloat16: the capsule's tensor read in place
-            view = _bfloat16_from_dlpack(obj)
+        if torch is None:  # NumPy's DLPack import has no bfloat16: the capsule's tensor read in place, else
+            view = _bfloat16_from_dlpack(obj)  # the object's __array__ (JAX's gives an ml_dtypes array)
             if view is not None:
                 return view
-        if torch is None and hasattr(obj, "__array__") and "bfloat16" in str(dtype):
-            return np.asarray(obj)  # JAX's __array__ gives ml_dtypes'
+            if hasattr(obj, "__array__") and "bfloat16" in str(dtype):
+                return np.asarray(obj)
         raise TypeError(
             f"{name}: cannot read a {type(obj).__name__} of dtype {dtype} ({e}); "
             "cast it to float32, float64, float16 or bfloat16"

@@ -495,14 +495,16 @@ void k_narrow_f16(const float* x, float16* y, std::size_t n) {
 void k_narrow_bf16(const float* x, bfloat16* y, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) y[i] = detail::to_bf16(x[i]);
 }
+// A double rounded once into S (float32 by the cast; 16 bits by half_convert.hpp's to_f16 / to_bf16).
+template <class S>
+S narrow_to(double v) {
+    if constexpr (std::is_same_v<S, float>) return static_cast<float>(v);
+    else if constexpr (std::is_same_v<S, float16>) return detail::to_f16(v);
+    else return detail::to_bf16(v);
+}
 template <class X, class S>
 void k_scale_narrow(const X* x, double c, S* y, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-        const double v = double(x[i]) * c;
-        if constexpr (std::is_same_v<S, float>) y[i] = static_cast<float>(v);
-        else if constexpr (std::is_same_v<S, float16>) y[i] = detail::to_f16(v);
-        else y[i] = detail::to_bf16(v);
-    }
+    for (std::size_t i = 0; i < n; ++i) y[i] = narrow_to<S>(double(x[i]) * c);
 }
 constexpr convert_kernels make_convert_kernels() {
     return {k_widen<float16>, k_narrow_f16, k_widen<bfloat16>, k_narrow_bf16,
@@ -517,11 +519,6 @@ constexpr convert_kernels make_convert_kernels() {
 // differs from this by far less than S's rounding (kernel_table.hpp): both are within 1 ULP of S.
 inline float wide(float16 h) { return detail::to_f32(h); }
 inline float wide(bfloat16 h) { return detail::to_f32(h); }
-template <class S>
-S narrow_to(double v) {
-    if constexpr (std::is_same_v<S, float16>) return detail::to_f16(v); else return detail::to_bf16(v);
-}
-
 template <class S>
 float s_row_max(const S* x, std::size_t n) {
     float m = -std::numeric_limits<float>::infinity();
