@@ -38,15 +38,6 @@ inline double rescaled(const exp_scale& ex, double sum, double m_old, double m_n
     return std::isfinite(m_old) ? sum * ex(m_old, m_new) : 0.0;
 }
 
-// log(count + rest) with full relative accuracy when a single maximum dominates. log1p(r) as
-// log(u) + (r - (u - 1)) / u with u = 1 + r rounded: the quotient restores what rounding u lost (the
-// classic correction; within ~1 ULP like std::log1p, at the cost of a log, which is 2-3x faster here).
-inline double log_sum(double count, double rest) {
-    if (count != 1) return std::log(count + rest);
-    const double u = 1.0 + rest;
-    return u == 1.0 ? rest : std::log(u) + (rest - (u - 1.0)) / u;
-}
-
 // Partial results of the online rule over disjoint pieces of a row, merged in piece order (attention's key
 // splits and merge_attention; reduce.cpp's `merge` is the same rule on (m, count, rest)). Piece s has a
 // maximum m_s, a sum l_s = sum_j exp(x_j - m_s) (0: the piece saw nothing) and a vector o_s of dv values,

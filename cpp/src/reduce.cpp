@@ -161,8 +161,8 @@ stats merge_in_order(std::size_t n, const exp_scale& ex, Part part) {
     return s;
 }
 
-// log(count + rest) of a row's statistics (online_stats.hpp).
-inline double log_sum(const stats& s) { return detail::log_sum(s.count, s.rest); }
+// log(count + rest) of a row's statistics (kernels/kernel_table.hpp).
+inline double log_sum(const stats& s) { return normexp::log_sum(s.count, s.rest); }
 
 using detail::split_beta;
 
@@ -456,11 +456,8 @@ struct outer_dims {
     }
 };
 
-// Rows per batch of the several-rows kernels (rows_softmax, rows_exp_sum): their maxima and sums go to
-// stack arrays of this size. log_softmax reads a batch twice (rows_exp_sum, then row_log_softmax row by
-// row), so its batches are also kept to kChunkBytes: still in L1 for the second read (a batch of 64
-// 16 KiB rows came back from L3 and took 1.5x as long). logsumexp reads its rows once: whole batches, so
-// that the kernel's pipeline (one row's exp pass carries the next row's maximum) runs across 16 KiB rows too.
+// Rows per batch of the several-rows kernels (rows_softmax, rows_log_softmax, rows_exp_sum): their maxima and
+// sums go to stack arrays of this size.
 constexpr std::size_t kRowBatch = 64;
 
 // Rows [rb, re) of a 2-d contiguous layout (row r at x + r xr, y + r yr) whose rows are short: softmax in
@@ -476,15 +473,14 @@ void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrd
     const T m_limit = unit_temperature(p) ? std::numeric_limits<T>::max() : static_cast<T>(kHugeMax<T>);
     T m[kRowBatch];
     exp_sum es[kRowBatch];
-    const std::size_t batch = p.op != reduction::log_softmax
-                                  ? kRowBatch
-                                  : std::max<std::size_t>(1, std::min(kRowBatch, kChunkBytes / (n * sizeof(S))));
-    for (std::size_t b = rb; b < re; b += batch) {
-        const std::size_t cnt = std::min(batch, re - b);
+    for (std::size_t b = rb; b < re; b += kRowBatch) {
+        const std::size_t cnt = std::min(kRowBatch, re - b);
         const S* xb = x + std::ptrdiff_t(b) * xr;
         S* yb = y + std::ptrdiff_t(b) * yr;
         if (p.op == reduction::softmax)
             p.k.rows_softmax(xb, xr, yb, yr, cnt, n, p.b2, m_limit, m);
+        else if (p.op == reduction::log_softmax)
+            p.k.rows_log_softmax(xb, xr, yb, yr, cnt, n, p.b2, m_limit, m);
         else
             p.k.rows_exp_sum(xb, xr, cnt, n, p.b2, m_limit, m, es);
         for (std::size_t i = 0; i < cnt; ++i) {
@@ -494,14 +490,10 @@ void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrd
                 do_row(p, xi, yi, n, 1, nullptr, nullptr);
                 continue;
             }
-            if (p.op == reduction::softmax) continue;
+            if (p.op != reduction::logsumexp) continue;
             stats s;  // segment_stats of a single chunk
             s.m = m[i], s.rest = es[i].rest, s.count = es[i].count;
-            if (p.op == reduction::logsumexp) {
-                write_lse(p, yi, s);
-                continue;
-            }
-            p.k.row_log_softmax(xi, yi, n, m[i], p.b2, log_sum(s));
+            write_lse(p, yi, s);
         }
     }
 }

@@ -642,7 +642,7 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
         count += e.count;
     }
     if (m == -kInf<double>) return res.st = kAllNegInf, res;
-    const double ls = detail::log_sum(count, rest);
+    const double ls = normexp::log_sum(count, rest);
     const double xy = double(x[label]);
     const double nll = xy == -kInf<double> ? kInf<double> : ls + beta * (m - xy);
     double mean = 0;

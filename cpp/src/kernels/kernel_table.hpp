@@ -30,6 +30,7 @@
 //    col_max, col_scale, sampling) are the high table's.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -50,6 +51,21 @@ struct exp_sum {
     double rest;
     double count;
 };
+
+// log(count + rest) with full relative accuracy when a single maximum dominates. log1p(r) as
+// log(u) + (r - (u - 1)) / u with u = 1 + r rounded: the quotient restores what rounding u lost (the
+// classic correction; within ~1 ULP like std::log1p, at the cost of a log, which is 2-3x faster here).
+// The drivers and the several-rows kernels (rows_log_softmax) form c = log(sum) with it, so both give the
+// same c. Internal linkage: each translation unit has its own copy, compiled with its own flags (an inline
+// function the linker could pick from an ISA file would run its instructions on any CPU); plain IEEE
+// operations and one call of std::log, never contracted (-ffp-contract=off), so the copies agree.
+namespace {
+inline double log_sum(double count, double rest) {
+    if (count != 1) return std::log(count + rest);
+    const double u = 1.0 + rest;
+    return u == 1.0 ? rest : std::log(u) + (rest - (u - 1.0)) / u;
+}
+}  // namespace
 
 template <class T>
 struct reduction_kernels {
@@ -121,11 +137,14 @@ struct reduction_kernels {
     // skipped when m[r] is not finite or m[r] > m_limit (its outputs are left to the driver); for the others
     // exactly what the single-row entries give:
     //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
-    //   rows_exp_sum:  s[r] = row_exp_sum(x_r, m[r])  (s[r] = {0, 0} for skipped rows).
+    //   rows_exp_sum:  s[r] = row_exp_sum(x_r, m[r])  (s[r] = {0, 0} for skipped rows);
+    //   rows_log_softmax: row_log_softmax(x_r, y_r, m[r], c) with c = log_sum(row_exp_sum(x_r, m[r])).
     void (*rows_softmax)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                          scale2<T> beta, T m_limit, T* m);
     void (*rows_exp_sum)(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit,
                          T* m, exp_sum* s);
+    void (*rows_log_softmax)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
+                             std::size_t n, scale2<T> beta, T m_limit, T* m);
 
     // ---- one step of the online column statistics (the driver's col_stats_rows) ----------------------------
     // col_exp_sum(x, rows, sx, w, m, beta, rest, count) of a chunk (in cache) and col_max(xn, rows_n, sx, w,
@@ -178,6 +197,8 @@ struct storage_kernels {
                          scale2<float> beta, float m_limit, float* m);
     void (*rows_exp_sum)(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<float> beta,
                          float m_limit, float* m, exp_sum* s);
+    void (*rows_log_softmax)(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
+                             std::size_t n, scale2<float> beta, float m_limit, float* m);
     // softmax of a long row (the driver's super-chunks; cpp/src/reduce.cpp) needs only count + rest:
     // row_exp_total is row_exp_sum without the count, {sum over every x of exp(beta (x - m)), 0} (an entry
     // equal to m adds exp(0) = 1 exactly; accuracy::fast's row_exp_sum), and row_exp_scale_stream is

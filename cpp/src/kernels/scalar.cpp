@@ -367,6 +367,18 @@ void k_rows_exp_sum(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t
     }
 }
 
+template <class T, bool Fast>
+void k_rows_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                        scale2<T> beta, T m_limit, T* m) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        m[r] = k_row_max(xr, n);
+        if (row_skipped(m[r], m_limit)) continue;
+        const exp_sum e = k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
+        k_row_log_softmax<T, Fast>(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, log_sum(e.count, e.rest));
+    }
+}
+
 // Fast: the accuracy::fast table (kernel_table.hpp); the mode-free entries are the same functions.
 template <class T, bool Fast = false>
 constexpr reduction_kernels<T> make_kernels() {
@@ -375,7 +387,8 @@ constexpr reduction_kernels<T> make_kernels() {
             k_col_exp_sum<T, Fast>,  k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>, k_col_exp_store<T, Fast>,
             k_col_scale<T>,    k_row_exp_scale<T, Fast>, k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>,
             k_row_collect_ge<T>, k_row_sample_weights<T>,
-            k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>, k_col_exp_sum_max<T, Fast>};
+            k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>, k_rows_log_softmax<T, Fast>,
+            k_col_exp_sum_max<T, Fast>};
 }
 
 // ---- attention ---------------------------------------------------------------------------------------
@@ -624,10 +637,21 @@ void s_rows_exp_sum(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t
     }
 }
 template <class S>
+void s_rows_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                        scale2<float> beta, float m_limit, float* m) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        m[r] = s_row_max(xr, n);
+        if (row_skipped(m[r], m_limit)) continue;
+        const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
+        s_row_log_softmax(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, log_sum(e.count, e.rest));
+    }
+}
+template <class S>
 constexpr storage_kernels<S> make_storage_kernels() {
     return {s_row_max<S>,      s_row_exp_sum<S>,     s_row_exp_scale<S>, s_row_log_softmax<S>, s_col_max<S>,
             s_col_exp_sum<S>,  s_col_exp_scale<S>,   s_col_log_softmax<S>, s_rows_softmax<S>,  s_rows_exp_sum<S>,
-            s_row_exp_total<S>, s_row_exp_scale<S>};  // no streaming store in the specification
+            s_rows_log_softmax<S>, s_row_exp_total<S>, s_row_exp_scale<S>};  // no streaming store in the specification
 }
 
 }  // namespace

@@ -317,51 +317,53 @@ NX_INLINE typename F::V load_doubles_as_t(const double* c) {  // F::N doubles, e
     else return F::load(c);
 }
 
-template <class F, bool Scaled, class S>
-NX_FLATTEN void row_log_softmax_fast(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
-                                     double c) {
+// y = beta (x - m) - c on [0, n): the fast mode's fl(t - fl(c)), or log_softmax_op's one rounding from double
+// (float64: double-double). Element by element, so any split of a row into ranges gives the same bits (the
+// several-rows kernels write a row in blocks).
+template <class F, bool Scaled, bool Fast, class S>
+NX_INLINE void log_softmax_range(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                 double c) {
     using V = typename F::V;
-    const fast_arg<F, Scaled> a(m, beta);
-    const V cv = F::set1(static_cast<typename F::T>(c));
-    auto one = [&](V v) { return F::sub(a.t_of(v, a.nm), cv); };
     std::size_t i = 0;
-    for (; i + 2 * F::N <= n; i += 2 * F::N) {
-        F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
-        F::template store_as<S>(y + i + F::N, one(F::template load_as<S>(x + i + F::N)));
-    }
-    for (; i + F::N <= n; i += F::N) F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
-    if (i < n) {
-        const auto mk = F::tail_mask(n - i);
-        store_s_tail<F>(y + i, mk, n - i, one(load_s_tail<F>(x + i, mk, n - i)));
+    if constexpr (Fast) {
+        const fast_arg<F, Scaled> a(m, beta);
+        const V cv = F::set1(static_cast<typename F::T>(c));
+        auto one = [&](V v) { return F::sub(a.t_of(v, a.nm), cv); };
+        for (; i + 2 * F::N <= n; i += 2 * F::N) {
+            F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
+            F::template store_as<S>(y + i + F::N, one(F::template load_as<S>(x + i + F::N)));
+        }
+        for (; i + F::N <= n; i += F::N) F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
+        if (i < n) {
+            const auto mk = F::tail_mask(n - i);
+            store_s_tail<F>(y + i, mk, n - i, one(load_s_tail<F>(x + i, mk, n - i)));
+        }
+    } else {
+        static_assert(std::is_same_v<S, typename F::T>, "16-bit storage takes the fast arithmetic (kernel_table.hpp)");
+        const log_softmax_op<F> op(m, beta);
+        if constexpr (sizeof(typename F::T) == 4) {
+            if constexpr (F::kConvertHalves) {  // by float64 halves; the last < D::N entries below
+                using D = typename F::D;
+                const typename D::V md = D::set1(op.m), cd = D::set1(c);
+                for (; i + D::N <= n; i += D::N) op.row_half(x + i, y + i, md, cd);
+            }
+        }
+        for (; i + F::N <= n; i += F::N) F::store(y + i, op.row(F::load(x + i), c));
+        if (i < n) {
+            const auto mk = F::tail_mask(n - i);
+            F::store_tail(y + i, mk, op.row(F::load_tail(x + i, mk), c));
+        }
     }
 }
 
 template <class F, bool Fast, class S = typename F::T>
 NX_FLATTEN void k_row_log_softmax(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
                                   double c) {
-    if constexpr (Fast) {
-        unit_beta(beta) ? row_log_softmax_fast<F, false, S>(x, y, n, m, beta, c)
-                        : row_log_softmax_fast<F, true, S>(x, y, n, m, beta, c);
-    } else {
-    static_assert(std::is_same_v<S, typename F::T>, "16-bit storage takes the fast arithmetic (kernel_table.hpp)");
-    const log_softmax_op<F> op(m, beta);
-    std::size_t i = 0;
-    if constexpr (sizeof(typename F::T) == 4) {
-        if constexpr (F::kConvertHalves) {  // by float64 halves; the last < D::N entries below
-            using D = typename F::D;
-            const typename D::V md = D::set1(op.m), cd = D::set1(c);
-            for (; i + D::N <= n; i += D::N) op.row_half(x + i, y + i, md, cd);
-        }
-    }
-    for (; i + F::N <= n; i += F::N) F::store(y + i, op.row(F::load(x + i), c));
-    if (i < n) {
-        const auto mk = F::tail_mask(n - i);
-        F::store_tail(y + i, mk, op.row(F::load_tail(x + i, mk), c));
-    }
-    }
+    unit_beta(beta) ? log_softmax_range<F, false, Fast, S>(x, y, n, m, beta, c)
+                    : log_softmax_range<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
-// ---- several short rows per call (kernel_table.hpp: rows_softmax, rows_exp_sum) ----------------------
+// ---- several short rows per call (kernel_table.hpp: rows_softmax, rows_exp_sum, rows_log_softmax) ----------------------
 // The single-row kernels inlined into one loop over the rows: the same operations, so the same bits.
 template <class T>
 NX_INLINE bool row_skipped(T m, T m_limit) {
@@ -371,64 +373,41 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
 // A software pipeline over the rows: while stage B runs the exp pass of row r, the same loop reads row r + 1
 // for its maximum (stage A: max_acc, at k_row_max's offsets) and writes the outputs of row r - 1 (stage C),
 // kSideBlock vectors at a time (blocked_sum's side). A short row is a chain of dependent steps (maximum, its
-// horizontal reduction, exp, sum, reciprocal, scale) whose latency exceeds its throughput cost: one row after
-// another, the core waited on the chain (128 float32 entries took 1.2x the time on AVX-512 and left the FMA
-// pipes half idle). Each row gets the single-row kernels' operations in their order: the same bits.
+// horizontal reduction, exp, sum, reciprocal or log, outputs) whose latency exceeds its throughput cost: one
+// row after another, the core waited on the chain (128 float32 entries took 1.2x the time on AVX-512 and left
+// the FMA pipes half idle). Each row gets the single-row kernels' operations in their order: the same bits.
 //
-// rows_softmax: B is row_exp_store and C the scale by T(1 / sum); for 16-bit storage (S != T) a stored exp
-// read back would round twice, so B is row_exp_sum (the counting one) and C row_exp_scale's exp and scale
-// (storage_kernels in kernel_table.hpp). The pipeline touches four rows at once (x of rows r + 1 and r, y of
-// rows r and r - 1): for rows longer than kPipelineRowBytes they no longer fit in half of a 32 KiB L1 and the
-// rows go one after another (8 KiB float32 rows took 1.3x the time pipelined, 2 KiB rows 0.85x; AVX-512).
+// pass(r, side) is stage B of a row that is not skipped and returns what stage C needs; out(p, c, i, len)
+// writes outputs [i, i + len) of row p (Out = false: no stage C, rows_exp_sum). With a stage C the pipeline
+// touches four rows at once (x of rows r + 1 and r, y of rows r and r - 1): for rows longer than
+// kPipelineRowBytes they no longer fit in half of a 32 KiB L1 and the rows go one after another (8 KiB float32
+// rows took 1.3x the time pipelined, 2 KiB rows 0.85x; AVX-512).
 constexpr std::size_t kPipelineRowBytes = 4096;
 
-template <class F, bool Scaled, bool Fast, class S>
-NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
-                                 scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
-    using T = typename F::T;
-    using V = typename F::V;
+template <class F, bool Out, class S, class Pass, class Emit>
+NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, typename F::T m_limit,
+                             typename F::T* m, Pass&& pass, Emit&& out) {
     constexpr std::size_t N = F::N;
-    constexpr bool Half = !std::is_same_v<S, T>;
+    using P = decltype(pass(std::size_t(0), std::declval<no_side&>()));
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
-    auto yr = [&](std::size_t r) { return y + static_cast<std::ptrdiff_t>(r) * sy; };
-    // Stage C of row p with c = T(1 / sum): outputs [i, i + len).
-    auto out = [&](std::size_t p, T c, std::size_t i, std::size_t len) {
-        const V cv = F::set1(c);
-        if constexpr (Half) {
-            const storage_arg<F, Scaled, Fast, S> a(m[p], beta);  // as row_exp_scale_impl
-            map_range<F>(xr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(a.exp_of(v), cv); });
-        } else {
-            map_range<F>(yr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(v, cv); });
-        }
-    };
-    // Stage B of row r: T(1 / sum), with side work carried along.
-    auto exp_pass = [&](std::size_t r, auto&& side) {
-        double sum;
-        if constexpr (Half) {
-            const exp_sum e = row_exp_sum_impl<F, Scaled, false, S>(xr(r), n, m[r], beta, side);
-            sum = e.count + e.rest;
-        } else {
-            sum = row_exp_store_impl<F, Scaled, Fast>(xr(r), yr(r), n, m[r], beta, side);
-        }
-        return static_cast<T>(1.0 / sum);
-    };
-    if (n * sizeof(S) > kPipelineRowBytes) {
+    if (Out && n * sizeof(S) > kPipelineRowBytes) {
+        no_side none;
         for (std::size_t r = 0; r < rows; ++r) {
             m[r] = k_row_max<F, S>(xr(r), n);
-            if (!row_skipped(m[r], m_limit)) out(r, exp_pass(r, no_side{}), 0, n);
+            if (!row_skipped(m[r], m_limit)) out(r, pass(r, none), 0, n);
         }
         return;
     }
     if (rows == 0) return;
     m[0] = k_row_max<F, S>(x, n);
     bool prev = false;  // row r - 1 awaits stage C, with c_prev
-    T c_prev = 0;
+    P c_prev{};
     for (std::size_t r = 0; r < rows; ++r) {
         const bool next = r + 1 < rows;
         const S* const xa = next ? xr(r + 1) : x;
         max_acc<F, S> ma;
-        const bool c_on = prev;
-        const T c = c_prev;
+        const bool c_on = Out && prev;
+        const P c = c_prev;
         auto side = make_side(
             [&](std::size_t i) {
                 if (next) ma.block4(xa + i), ma.block4(xa + i + 4 * N);
@@ -439,11 +418,44 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
                 if (c_on) out(r - 1, c, i, n - i);
             });
         prev = !row_skipped(m[r], m_limit);
-        if (prev) c_prev = exp_pass(r, side);
+        if (prev) c_prev = pass(r, side);
         else side.rest(0);
         if (next) m[r + 1] = ma.result();
     }
-    if (prev) out(rows - 1, c_prev, 0, n);
+    if (Out && prev) out(rows - 1, c_prev, 0, n);
+}
+
+// rows_softmax: B is row_exp_store and C the scale by T(1 / sum); for 16-bit storage (S != T) a stored exp
+// read back would round twice, so B is row_exp_sum (the counting one) and C row_exp_scale's exp and scale
+// (storage_kernels in kernel_table.hpp).
+template <class F, bool Scaled, bool Fast, class S>
+NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                                 scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
+    using T = typename F::T;
+    using V = typename F::V;
+    constexpr bool Half = !std::is_same_v<S, T>;
+    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
+    auto yr = [&](std::size_t r) { return y + static_cast<std::ptrdiff_t>(r) * sy; };
+    auto pass = [&](std::size_t r, auto&& side) {
+        double sum;
+        if constexpr (Half) {
+            const exp_sum e = row_exp_sum_impl<F, Scaled, false, S>(xr(r), n, m[r], beta, side);
+            sum = e.count + e.rest;
+        } else {
+            sum = row_exp_store_impl<F, Scaled, Fast>(xr(r), yr(r), n, m[r], beta, side);
+        }
+        return static_cast<T>(1.0 / sum);
+    };
+    auto out = [&](std::size_t p, T c, std::size_t i, std::size_t len) {
+        const V cv = F::set1(c);
+        if constexpr (Half) {
+            const storage_arg<F, Scaled, Fast, S> a(m[p], beta);  // as row_exp_scale_impl
+            map_range<F>(xr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(a.exp_of(v), cv); });
+        } else {
+            map_range<F>(yr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(v, cv); });
+        }
+    };
+    rows_pipeline<F, true, S>(x, sx, rows, n, m_limit, m, pass, out);
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -453,28 +465,41 @@ NX_FLATTEN void k_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff
                     : rows_softmax_pipe<F, true, Fast, S>(x, sx, y, sy, rows, n, beta, m_limit, m);
 }
 
-// rows_exp_sum: stages A and B of the pipeline above.
+// rows_log_softmax: B is row_exp_sum (SumFast: the fast table's, nothing counted) and c = log_sum of it, C
+// log_softmax_range (OutFast: the fast output; 16-bit storage takes it with the counting sum).
+template <class F, bool Scaled, bool SumFast, bool OutFast, class S>
+NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
+                                     std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
+                                     typename F::T* m) {
+    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
+    auto pass = [&](std::size_t r, auto&& side) {
+        const exp_sum e = row_exp_sum_impl<F, Scaled, SumFast, S>(xr(r), n, m[r], beta, side);
+        return log_sum(e.count, e.rest);
+    };
+    auto out = [&](std::size_t p, double c, std::size_t i, std::size_t len) {
+        log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, y + static_cast<std::ptrdiff_t>(p) * sy + i, len, m[p],
+                                                 beta, c);
+    };
+    rows_pipeline<F, true, S>(x, sx, rows, n, m_limit, m, pass, out);
+}
+
+template <class F, bool SumFast, bool OutFast, class S = typename F::T>
+NX_FLATTEN void k_rows_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
+                                   std::size_t n, scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
+    unit_beta(beta) ? rows_log_softmax_pipe<F, false, SumFast, OutFast, S>(x, sx, y, sy, rows, n, beta, m_limit, m)
+                    : rows_log_softmax_pipe<F, true, SumFast, OutFast, S>(x, sx, y, sy, rows, n, beta, m_limit, m);
+}
+
+// rows_exp_sum: stages A and B of the pipeline, for rows of any length (two rows at once).
 template <class F, bool Scaled, bool Fast, class S>
 NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
                                  scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
-    constexpr std::size_t N = F::N;
-    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
-    if (rows == 0) return;
-    m[0] = k_row_max<F, S>(x, n);
-    for (std::size_t r = 0; r < rows; ++r) {
-        const bool next = r + 1 < rows;
-        const S* const xa = next ? xr(r + 1) : x;
-        max_acc<F, S> ma;
-        auto side = make_side([&](std::size_t i) { if (next) ma.block4(xa + i), ma.block4(xa + i + 4 * N); },
-                              [&](std::size_t i) { if (next) ma.from(xa, i, n); });
-        if (row_skipped(m[r], m_limit)) {
-            s[r] = exp_sum{0, 0};
-            side.rest(0);
-        } else {
-            s[r] = row_exp_sum_impl<F, Scaled, Fast, S>(xr(r), n, m[r], beta, side);
-        }
-        if (next) m[r + 1] = ma.result();
-    }
+    for (std::size_t r = 0; r < rows; ++r) s[r] = exp_sum{0, 0};  // what skipped rows keep
+    auto pass = [&](std::size_t r, auto&& side) {
+        s[r] = row_exp_sum_impl<F, Scaled, Fast, S>(x + static_cast<std::ptrdiff_t>(r) * sx, n, m[r], beta, side);
+        return 0;
+    };
+    rows_pipeline<F, false, S>(x, sx, rows, n, m_limit, m, pass, [](std::size_t, int, std::size_t, std::size_t) {});
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -1123,6 +1148,7 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
     k.col_log_softmax_stream = k_col_log_softmax_stream<F, Fast>;
     k.rows_softmax = k_rows_softmax<F, Fast>;
     k.rows_exp_sum = k_rows_exp_sum<F, Fast>;
+    k.rows_log_softmax = k_rows_log_softmax<F, Fast, Fast>;
     k.col_exp_sum_max = k_col_exp_sum_max<F, Fast>;
 }
 
@@ -1142,6 +1168,7 @@ void add_storage_reductions(storage_kernels<S>& k) {
     k.col_log_softmax = k_col_log_softmax<F, true, S>;
     k.rows_softmax = k_rows_softmax<F, true, S>;
     k.rows_exp_sum = k_rows_exp_sum<F, false, S>;
+    k.rows_log_softmax = k_rows_log_softmax<F, false, true, S>;
     k.row_exp_total = k_row_exp_sum<F, true, S>;  // Fast: nothing counted, the same (fast) argument
     if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F, true, S>;
     else k.row_exp_scale_stream = k_row_exp_scale<F, true, S>;
