@@ -136,10 +136,11 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
     }
 }
 
-// rows_softmax / rows_exp_sum: each row exactly row_max, row_exp_store + row_scale (or row_exp_sum); rows
+// rows_softmax / rows_exp_sum / rows_log_softmax: each row exactly row_max, row_exp_store + row_scale (or
+// row_exp_sum, or row_exp_sum + row_log_softmax with c = log_sum); rows
 // with a NaN, +inf, all -inf or a maximum above m_limit are skipped (y untouched, sums {0, 0}). The kernels
 // pipeline the rows (one row's exp pass carries the next row's maximum and the previous row's outputs, in
-// blocks of 8 vectors; rows_softmax only for rows of at most 4 KiB): lengths around every block and 4-vector
+// blocks of 8 vectors; rows_softmax and rows_log_softmax only for rows of at most 4 KiB): lengths around every block and 4-vector
 // boundary of every ISA and on both sides of 4 KiB, skipped rows first, last, alone and adjacent, and maxima
 // tied between +0 and -0 (the same zero as row_max, bit for bit).
 template <class T>
@@ -174,18 +175,22 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
             std::vector<T> y(rows * std::size_t(sy), T(7)), m(rows);
             std::vector<normexp::exp_sum> es(rows);
             k.rows_softmax(x.data(), sx, y.data(), sy, rows, n, b, m_limit, m.data());
-            std::vector<T> m2(rows);
+            std::vector<T> m2(rows), m3(rows), z(rows * std::size_t(sy), T(7));
             k.rows_exp_sum(x.data(), sx, rows, n, b, m_limit, m2.data(), es.data());
+            k.rows_log_softmax(x.data(), sx, z.data(), sy, rows, n, b, m_limit, m3.data());
             for (std::size_t r = 0; r < rows; ++r) {
                 const T* xr = x.data() + r * std::size_t(sx);
                 const T* yr = y.data() + r * std::size_t(sy);
                 const T mr = k.row_max(xr, n);
-                CHECK(std::memcmp(&m[r], &mr, sizeof(T)) == 0 && std::memcmp(&m2[r], &mr, sizeof(T)) == 0,
-                      "%s %s n=%zu r=%zu: max %g / %g vs %g", name, layout, n, r, double(m[r]), double(m2[r]), double(mr));
+                const T* zr = z.data() + r * std::size_t(sy);
+                CHECK(std::memcmp(&m[r], &mr, sizeof(T)) == 0 && std::memcmp(&m2[r], &mr, sizeof(T)) == 0 &&
+                          std::memcmp(&m3[r], &mr, sizeof(T)) == 0,
+                      "%s %s n=%zu r=%zu: max %g / %g / %g vs %g", name, layout, n, r, double(m[r]), double(m2[r]),
+                      double(m3[r]), double(mr));
                 if (layout[r] != '.' && layout[r] != 'z') {
                     CHECK(es[r].rest == 0 && es[r].count == 0, "%s %s n=%zu r=%zu: skipped sums", name, layout, n, r);
                     for (std::size_t j = 0; j < n; ++j)
-                        CHECK(yr[j] == T(7), "%s %s n=%zu r=%zu: skipped row written", name, layout, n, r);
+                        CHECK(yr[j] == T(7) && zr[j] == T(7), "%s %s n=%zu r=%zu: skipped row written", name, layout, n, r);
                     continue;
                 }
                 std::vector<T> want(n);
@@ -198,6 +203,14 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
                     CHECK(yr[j] == T(7), "%s %s n=%zu r=%zu: gap written", name, layout, n, r);
                 const normexp::exp_sum e = k.row_exp_sum(xr, n, mr, b);
                 CHECK(es[r].rest == e.rest && es[r].count == e.count, "%s %s n=%zu r=%zu: rows_exp_sum", name, layout, n, r);
+                // rows_log_softmax: row_log_softmax with c = log_sum of that sum (what the driver's do_row gives).
+                k.row_log_softmax(xr, want.data(), n, mr, b, normexp::log_sum(e.count, e.rest));
+                for (std::size_t j = 0; j < n; ++j)
+                    CHECK(std::memcmp(&zr[j], &want[j], sizeof(T)) == 0,
+                          "%s %s n=%zu r=%zu j=%zu: rows_log_softmax %.9g vs %.9g", name, layout, n, r, j,
+                          double(zr[j]), double(want[j]));
+                for (std::size_t j = n; j < std::size_t(sy); ++j)
+                    CHECK(zr[j] == T(7), "%s %s n=%zu r=%zu: log_softmax gap written", name, layout, n, r);
             }
         }
     }

@@ -11,7 +11,8 @@
 //  * outputs (row_exp_scale, row_log_softmax, col_exp_scale, col_log_softmax): within 1 ULP of S of the
 //    specification and of the exact value (both round once to S; the SIMD argument's |t| 2^-24 is far below
 //    S's half ULP), and nothing is stored past the last element.
-//  * rows_softmax / rows_exp_sum: bit for bit what the single-row entries give (the driver's do_row).
+//  * rows_softmax / rows_exp_sum / rows_log_softmax: bit for bit what the single-row entries give (the
+//    driver's do_row).
 //  * row_exp_total (softmax's sum of a long row): count 0, rest within 2^-16 relative of the
 //    specification's count + rest (the 16-bit exp's 2^-17 plus the blocked float32 summation) (the SIMD sets sum as row_exp_sum does, with the 1s of the entries at the
 //    maximum in the float32 blocks; the specification's own row_exp_total to 2^-50 of its count + rest).
@@ -125,6 +126,9 @@ void test_rows(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
         const float limit = 3e38f;
         k.rows_softmax(xr.data(), std::ptrdiff_t(sx), yr.data(), std::ptrdiff_t(sx), R, n, b, limit, mr);
         k.rows_exp_sum(xr.data(), std::ptrdiff_t(sx), R, n, b, limit, mr, er);
+        std::vector<S> zr(R * sx), zo(R * sx);
+        float mz[R];
+        k.rows_log_softmax(xr.data(), std::ptrdiff_t(sx), zr.data(), std::ptrdiff_t(sx), R, n, b, limit, mz);
         for (std::size_t r = 0; r < R; ++r) {
             const S* xi = &xr[r * sx];
             const float m1 = k.row_max(xi, n);
@@ -134,6 +138,10 @@ void test_rows(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
             k.row_exp_scale(xi, &yo[r * sx], n, m1, b, static_cast<float>(1.0 / (e1.count + e1.rest)));
             for (std::size_t i = 0; i < n; ++i)
                 CHECK(yr[r * sx + i].bits == yo[r * sx + i].bits, "%s: rows_softmax row %zu [%zu]", where.c_str(), r, i);
+            k.row_log_softmax(xi, &zo[r * sx], n, m1, b, normexp::log_sum(e1.count, e1.rest));
+            CHECK(mz[r] == m1, "%s: rows_log_softmax max row %zu", where.c_str(), r);
+            for (std::size_t i = 0; i < n; ++i)
+                CHECK(zr[r * sx + i].bits == zo[r * sx + i].bits, "%s: rows_log_softmax row %zu [%zu]", where.c_str(), r, i);
         }
     }
 }
