@@ -63,6 +63,18 @@ constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit
 constexpr std::size_t kColBlock = 1024;                        // columns per work item (column traversal)
 constexpr std::size_t kStreamBytes = std::size_t(8) << 20;     // softmax rows this long bypass the caches
 
+// Entries of T per part of scratch that different threads write (one part per thread, or per row
+// super-chunk of a column block: pm, pcm, prest, pcount, tcm, tkm, tf index float64 arrays alike, at least as
+// wide as T): n rounded up to a 64-byte line of T and one line more, so that whatever the array's alignment
+// no cache line holds entries of two parts. Packed n apart, the parts of a narrow column block shared lines
+// and the threads' writes bounced them between the cores: axis 0 of a (200003, 7) float32 array,
+// accuracy="fast", took 1.7-2x the one-thread time with two threads (docs/benchmarks.md).
+template <class T>
+std::size_t part_stride(std::size_t n) {
+    constexpr std::size_t L = 64 / sizeof(T);
+    return detail::scratch_elems((n + L - 1) / L + 1, L);
+}
+
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
 template <class T>
@@ -513,9 +525,9 @@ void run_rows(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
     // scatter (do_strided_row: at most kSuperChunk elements, whatever n is), a long row's super-chunk
     // statistics. Slots are the threads over rows or, for a single row, over its pieces.
     const std::size_t slots = static_cast<std::size_t>(std::max({nt_rows, nt_inner, 1}));
-    const std::size_t piece = std::min(n, kSuperChunk);
-    const std::unique_ptr<S[]> xbufs(gather_x ? new S[detail::scratch_elems(slots, piece)] : nullptr);
-    const std::unique_ptr<S[]> ybufs(scatter_y ? new S[detail::scratch_elems(slots, piece)] : nullptr);
+    const std::size_t piece = std::min(n, kSuperChunk), pstride = part_stride<S>(piece);
+    const std::unique_ptr<S[]> xbufs(gather_x ? new S[detail::scratch_elems(slots, pstride)] : nullptr);
+    const std::unique_ptr<S[]> ybufs(scatter_y ? new S[detail::scratch_elems(slots, pstride)] : nullptr);
     const std::size_t nparts = super_chunks(n) > 1 ? super_chunks(n) : 0;
     std::vector<stats> parts(detail::scratch_elems(slots, nparts));
     // Many short rows of a 2-d layout: several rows per kernel call (short_rows).
@@ -528,8 +540,8 @@ void run_rows(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
         return;
     }
     detail::parallel_slices(nt_rows, rows, [&](std::size_t slot, std::size_t rb, std::size_t re) {
-        const row_scratch<S> rs{gather_x ? xbufs.get() + slot * piece : nullptr,
-                                scatter_y ? ybufs.get() + slot * piece : nullptr, piece,
+        const row_scratch<S> rs{gather_x ? xbufs.get() + slot * pstride : nullptr,
+                                scatter_y ? ybufs.get() + slot * pstride : nullptr, piece,
                                 nparts ? parts.data() + slot * nparts : nullptr};
         for (std::size_t r = rb; r < re; ++r) {
             std::ptrdiff_t ox, oy, oz;
@@ -574,7 +586,8 @@ struct col_buffers {
         : m(need.bw), cm(need.bw), c(need.bw), scratch(need.scratch), rest(need.bw), count(need.bw), lc(need.bw),
           special(need.bw), pm(need.supers), pcm(need.supers), mc(need.chunks), prest(need.supers),
           pcount(need.supers), tchunk(detail::scratch_elems(need.threads, need.tchunk)),
-          tcm(need.chunks ? need.threads * need.bw : 0), tkm(tcm.size()), tf(tcm.size()), tchunk_elems(need.tchunk) {}
+          tcm(need.chunks ? need.threads * part_stride<T>(need.bw) : 0), tkm(tcm.size()), tf(tcm.size()),
+          tchunk_elems(need.tchunk) {}
 };
 
 // Marks columns whose maximum is not finite (their outputs come from special_row) and gives the
@@ -734,14 +747,15 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
         T* const pcm = b.pcm.data();
         double* const prest = b.prest.data();
         double* const pcount = b.pcount.data();
+        const std::size_t ps = part_stride<value_t<S>>(bw);
         detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
             for (std::size_t c = cb; c < ce; ++c)
-                col_stats_rows(p, xb + std::ptrdiff_t(c * RS) * sx, sx, std::min(RS, n - c * RS), bw, &pm[c * bw],
-                               &pcm[c * bw], &prest[c * bw], &pcount[c * bw]);
+                col_stats_rows(p, xb + std::ptrdiff_t(c * RS) * sx, sx, std::min(RS, n - c * RS), bw, &pm[c * ps],
+                               &pcm[c * ps], &prest[c * ps], &pcount[c * ps]);
         });
         for (std::size_t j = 0; j < bw; ++j) {
             const stats s = merge_in_order(nsc, p.ex, [&](std::size_t c) {
-                return col_part(pm[c * bw + j], prest[c * bw + j], pcount[c * bw + j]);
+                return col_part(pm[c * ps + j], prest[c * ps + j], pcount[c * ps + j]);
             });
             // NaN and non-finite maxima go on as the block's max (mark_special_columns reads them).
             b.m[j] = s.nan ? kNaN<T> : static_cast<T>(s.m), b.rest[j] = s.rest, b.count[j] = s.count;
@@ -801,13 +815,14 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
     T* const mc = b.mc.data();
     T* const pm = b.pm.data();
     double* const prest = b.prest.data();
+    const std::size_t ps = part_stride<T>(bw);
     detail::parallel_slices(nt, nsc, [&](std::size_t slot, std::size_t cb, std::size_t ce) {
         T* const scratch = b.tchunk.data() + slot * b.tchunk_elems;  // R x bw unless y's rows are contiguous
-        T* const cm = b.tcm.data() + slot * bw;
-        T* const km = b.tkm.data() + slot * bw;
+        T* const cm = b.tcm.data() + slot * ps;
+        T* const km = b.tkm.data() + slot * ps;
         for (std::size_t c = cb; c < ce; ++c) {
-            T* m = &pm[c * bw];
-            double* rest = &prest[c * bw];
+            T* m = &pm[c * ps];
+            double* rest = &prest[c * ps];
             std::fill_n(m, bw, -kInf<T>);
             std::fill_n(rest, bw, 0.0);
             for (std::size_t i = c * RS; i < std::min(n, (c + 1) * RS); i += R) {
@@ -845,13 +860,13 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
         }
     });
     for (std::size_t j = 0; j < bw; ++j) {
-        const stats s = merge_in_order(nsc, p.ex, [&](std::size_t c) { return col_part(pm[c * bw + j], prest[c * bw + j], 0.0); });
+        const stats s = merge_in_order(nsc, p.ex, [&](std::size_t c) { return col_part(pm[c * ps + j], prest[c * ps + j], 0.0); });
         b.m[j] = s.nan ? kNaN<T> : static_cast<T>(s.m);
         b.lc[j] = 1.0 / s.rest;  // 1/S
     }
     const bool any_special = mark_special_columns(b, bw);
     detail::parallel_slices(nt, nchunks, [&](std::size_t slot, std::size_t cb, std::size_t ce) {
-        T* const f = b.tf.data() + slot * bw;
+        T* const f = b.tf.data() + slot * ps;
         for (std::size_t c = cb; c < ce; ++c) {
             const T* m_c = &mc[c * bw];
             for (std::size_t j = 0; j < bw; ++j)
@@ -911,7 +926,8 @@ void run_cols(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
             super = col_super_rows<T>(n, bw, col_chunk_rows<T>(bw));
         }
         const std::size_t nsc = super ? (n + super - 1) / super : 0;
-        if (stored || (nsc > 1 && !p.given_m)) need.supers = std::max(need.supers, detail::scratch_elems(nsc, bw));
+        if (stored || (nsc > 1 && !p.given_m))
+            need.supers = std::max(need.supers, detail::scratch_elems(nsc, part_stride<value_t<S>>(bw)));
         if (items < 2 && super) need.threads = static_cast<std::size_t>(threads_for(n * bw, nsc));
     }
     const int nt_split = static_cast<int>(need.threads);
