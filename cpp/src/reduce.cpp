@@ -517,9 +517,14 @@ void run_rows(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
     const bool lse = p.op == reduction::logsumexp;
     const bool gather_x = sx != 1 && n > 1, scatter_y = !lse && sy != 1 && n > 1;
     const std::size_t rows = od.count;
-    // Few long rows: threads split each row; many rows: threads take whole rows.
-    const int nt_rows = threads_for(rows * n, rows);
-    const int nt_inner = rows < 2 ? threads_for(n, super_chunks(n)) : 1;  // nt_rows is 1 then
+    // Many rows: threads take whole rows. Few long rows (fewer than four per thread, a count that whole rows
+    // cannot share out evenly): the rows go one after another, each split across the threads by its
+    // super-chunks (the same bits for every thread count). Whole rows left threads idle there: 3 rows of 5M
+    // float32 entries ran 1.5x faster on 2 threads than on one, and 3.0-3.6x on 16 (docs/benchmarks.md).
+    const int nt_split = threads_for(n, super_chunks(n));
+    const bool split_rows = nt_split > 1 && (rows < 2 || (rows < 4 * std::size_t(nt_split) && rows % nt_split != 0));
+    const int nt_rows = split_rows ? 1 : threads_for(rows * n, rows);
+    const int nt_inner = split_rows ? nt_split : 1;
     // Per-thread buffers, allocated before the first row is written (a failed allocation throws
     // std::bad_alloc, MemoryError in Python, with y untouched): pieces of a gathered row and of a row to
     // scatter (do_strided_row: at most kSuperChunk elements, whatever n is), a long row's super-chunk

@@ -247,3 +247,30 @@ def test_bench_plots_draw_the_fast_series(tmp_path, monkeypatch):
         assert "normexp fast" in labels, (accuracies, labels)
         assert ("normexp" in labels) == ("high" in accuracies), (accuracies, labels)
         assert ("normexp" in labels) == ("high" in accuracies), (accuracies, labels)
+
+
+@pytest.mark.parametrize("acc", MODES)
+def test_few_long_rows_every_thread_count(acc):
+    """Few rows of several super-chunks each (65536 entries: reduce.cpp's kSuperChunk): at thread counts that
+    do not divide the row count the driver splits each row across the threads instead of giving out whole
+    rows. Every thread count gives the bits of one thread and of each row alone, contiguous and gathered
+    (every other column), with special values in some rows, with and without a temperature."""
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64, np.float16):
+        for rows, n in ((2, 140001), (3, 70001), (5, 65537)):
+            base = (rng.standard_normal((rows, 2 * n)) * 20).astype(dtype)
+            base[0, 7] = np.nan
+            base[rows - 1, 3 * n // 2] = np.inf
+            for x in (base[:, :n], base[:, ::2]):
+                for op in OPS:
+                    for kw in ({}, {"temperature": 0.7}) if op != "logsumexp" else ({},):
+                        got = []
+                        try:
+                            for threads in (1, 2, 3, 4, 5):
+                                normexp.set_num_threads(threads)
+                                got.append(call(op, x, acc, **kw))
+                        finally:
+                            normexp.set_num_threads(0)
+                        alone = one_by_one(op, x, acc, **kw)
+                        assert all(same_bits(g, got[0]) for g in got[1:]), (dtype, rows, n, op, kw)
+                        assert same_bits(got[0], alone), (dtype, rows, n, op, kw)
