@@ -813,10 +813,10 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
     // per thread.
     std::vector<T> zeros;
     std::vector<double> sink_acc;
-    const std::size_t width = std::max<std::size_t>(1, Dv);
+    const std::size_t width = std::max<std::size_t>(1, Dv), accw = detail::slot_stride<double>(width);
     if (opt.sinks) {
         zeros.assign(width, T(0));
-        if (!split) sink_acc.resize(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
+        if (!split) sink_acc.resize(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), accw));
     }
     auto sink_of = [&](std::size_t b, std::size_t h) -> const double* {
         return opt.sinks ? opt.sinks + sp(b) * opt.sinks_strides[0] + sp(h) * opt.sinks_strides[1] : nullptr;
@@ -860,7 +860,7 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
                 const double mi = double(ws.m[i]), li = ws.l[i];
                 const T* oi = ws.o.get() + i * Dv;
                 finish_merged<T>(kt.cvt, 1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, sink_of(b, hh),
-                                 zeros.data(), sink_acc.data() + slot * width, Dv, orow, os[3], lrow);
+                                 zeros.data(), sink_acc.data() + slot * accw, Dv, orow, os[3], lrow);
             } else {
                 finish_row(kt.cvt, ws.o.get() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os[3], lrow);
             }
@@ -1085,10 +1085,10 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
     std::vector<workspace<T, S>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
     for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(wsh, cp, block_q);
-    const std::size_t width = std::max<std::size_t>(1, Dv);
+    const std::size_t width = std::max<std::size_t>(1, Dv), accw = detail::slot_stride<double>(width);
     std::vector<T> part_o(detail::scratch_elems(parts, width)), zeros(width, T(0));
     std::vector<double> part_m(parts), part_l(parts),
-        accs(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), width));
+        accs(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), accw));
 
     auto out_row = [&](std::size_t s, std::size_t hh, std::size_t ii, Q*& orow, T*& lrow) {
         const std::ptrdiff_t r = sp(std::size_t(query_start[s]) + ii);
@@ -1129,7 +1129,7 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
                 const double mi = double(ws.m[i]), li = ws.l[i];
                 const T* oi = ws.o.get() + i * Dv;
                 finish_merged<T>(kt.cvt, 1, [&](std::size_t) { return detail::piece<T>{mi, li, oi}; }, po.sinks + hh,
-                                 zeros.data(), accs.data() + slot * width, Dv, orow, os3[2], lrow);
+                                 zeros.data(), accs.data() + slot * accw, Dv, orow, os3[2], lrow);
             } else {
                 finish_row(kt.cvt, ws.o.get() + i * Dv, double(ws.m[i]), ws.l[i], Dv, orow, os3[2], lrow);
             }
@@ -1152,7 +1152,7 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
                     const std::size_t r = tasks[merges[g] + sidx].part + i;
                     return detail::piece<T>{part_m[r], part_l[r], part_o.data() + r * Dv};
                 },
-                po.sinks ? po.sinks + hh : nullptr, zeros.data(), accs.data() + slot * width, Dv, orow, os3[2], lrow);
+                po.sinks ? po.sinks + hh : nullptr, zeros.data(), accs.data() + slot * accw, Dv, orow, os3[2], lrow);
         }
     });
 }
@@ -1197,19 +1197,20 @@ void merge_impl(std::size_t parts, const Q* const* outs, const L* const* lses, s
     const convert_kernels& cv = detail::active_kernels().cvt;
     // One accumulator row per thread (and for 16-bit parts their widened rows), allocated before anything is
     // written.
-    const std::size_t width = std::max<std::size_t>(1, dv);
+    const std::size_t width = std::max<std::size_t>(1, dv), accw = detail::slot_stride<double>(width);
     const std::size_t nthr = static_cast<std::size_t>(std::max(nt, 1));
-    std::vector<double> accs(detail::scratch_elems(nthr, width));
+    const std::size_t widew = detail::slot_stride<W>(detail::scratch_elems(parts, width));
+    std::vector<double> accs(detail::scratch_elems(nthr, accw));
     std::vector<W> wide;
-    if constexpr (!std::is_same_v<Q, W>) wide.resize(detail::scratch_elems(nthr, detail::scratch_elems(parts, width)));
+    if constexpr (!std::is_same_v<Q, W>) wide.resize(detail::scratch_elems(nthr, widew));
     detail::parallel_slices(nt, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
-        double* const acc = accs.data() + slot * width;
+        double* const acc = accs.data() + slot * accw;
         for (std::size_t r = r0; r < r1; ++r) {
             auto part_row = [&](std::size_t p) -> const W* {
                 if constexpr (std::is_same_v<Q, W>) {
                     return outs[p] + r * dv;
                 } else {
-                    W* w = wide.data() + (slot * parts + p) * width;
+                    W* w = wide.data() + slot * widew + p * width;
                     for (std::size_t c = 0; c < dv; ++c) w[c] = widen(outs[p][r * dv + c]);
                     return w;
                 }

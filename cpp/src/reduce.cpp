@@ -63,18 +63,6 @@ constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit
 constexpr std::size_t kColBlock = 1024;                        // columns per work item (column traversal)
 constexpr std::size_t kStreamBytes = std::size_t(8) << 20;     // softmax rows this long bypass the caches
 
-// Entries of T per part of scratch that different threads write (one part per thread, or per row
-// super-chunk of a column block: pm, pcm, prest, pcount, tcm, tkm, tf index float64 arrays alike, at least as
-// wide as T): n rounded up to a 64-byte line of T and one line more, so that whatever the array's alignment
-// no cache line holds entries of two parts. Packed n apart, the parts of a narrow column block shared lines
-// and the threads' writes bounced them between the cores: axis 0 of a (200003, 7) float32 array,
-// accuracy="fast", took 1.7-2x the one-thread time with two threads (docs/benchmarks.md).
-template <class T>
-std::size_t part_stride(std::size_t n) {
-    constexpr std::size_t L = 64 / sizeof(T);
-    return detail::scratch_elems((n + L - 1) / L + 1, L);
-}
-
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
 template <class T>
@@ -530,7 +518,7 @@ void run_rows(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
     // scatter (do_strided_row: at most kSuperChunk elements, whatever n is), a long row's super-chunk
     // statistics. Slots are the threads over rows or, for a single row, over its pieces.
     const std::size_t slots = static_cast<std::size_t>(std::max({nt_rows, nt_inner, 1}));
-    const std::size_t piece = std::min(n, kSuperChunk), pstride = part_stride<S>(piece);
+    const std::size_t piece = std::min(n, kSuperChunk), pstride = detail::slot_stride<S>(piece);
     const std::unique_ptr<S[]> xbufs(gather_x ? new S[detail::scratch_elems(slots, pstride)] : nullptr);
     const std::unique_ptr<S[]> ybufs(scatter_y ? new S[detail::scratch_elems(slots, pstride)] : nullptr);
     const std::size_t nparts = super_chunks(n) > 1 ? super_chunks(n) : 0;
@@ -574,7 +562,9 @@ struct col_need {
     std::size_t threads = 1;   // threads splitting one block's rows (a single block), else 1
 };
 
-// Per-thread buffers for the column blocks.
+// Per-thread buffers for the column blocks. The per-part arrays that threads write (the super-chunk statistics
+// pm, pcm, prest, pcount; the per-thread tcm, tkm, tf) are detail::slot_stride<T> apart, the float64 ones at the
+// same index as the T ones (whole lines of T are whole lines of float64 too).
 template <class S>
 struct col_buffers {
     using T = value_t<S>;
@@ -591,7 +581,7 @@ struct col_buffers {
         : m(need.bw), cm(need.bw), c(need.bw), scratch(need.scratch), rest(need.bw), count(need.bw), lc(need.bw),
           special(need.bw), pm(need.supers), pcm(need.supers), mc(need.chunks), prest(need.supers),
           pcount(need.supers), tchunk(detail::scratch_elems(need.threads, need.tchunk)),
-          tcm(need.chunks ? need.threads * part_stride<T>(need.bw) : 0), tkm(tcm.size()), tf(tcm.size()),
+          tcm(need.chunks ? need.threads * detail::slot_stride<T>(need.bw) : 0), tkm(tcm.size()), tf(tcm.size()),
           tchunk_elems(need.tchunk) {}
 };
 
@@ -752,7 +742,7 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
         T* const pcm = b.pcm.data();
         double* const prest = b.prest.data();
         double* const pcount = b.pcount.data();
-        const std::size_t ps = part_stride<value_t<S>>(bw);
+        const std::size_t ps = detail::slot_stride<value_t<S>>(bw);
         detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
             for (std::size_t c = cb; c < ce; ++c)
                 col_stats_rows(p, xb + std::ptrdiff_t(c * RS) * sx, sx, std::min(RS, n - c * RS), bw, &pm[c * ps],
@@ -820,7 +810,7 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
     T* const mc = b.mc.data();
     T* const pm = b.pm.data();
     double* const prest = b.prest.data();
-    const std::size_t ps = part_stride<T>(bw);
+    const std::size_t ps = detail::slot_stride<T>(bw);
     detail::parallel_slices(nt, nsc, [&](std::size_t slot, std::size_t cb, std::size_t ce) {
         T* const scratch = b.tchunk.data() + slot * b.tchunk_elems;  // R x bw unless y's rows are contiguous
         T* const cm = b.tcm.data() + slot * ps;
@@ -932,7 +922,7 @@ void run_cols(const plan<S>& p, const S* x, S* y, const outer_dims& od, std::siz
         }
         const std::size_t nsc = super ? (n + super - 1) / super : 0;
         if (stored || (nsc > 1 && !p.given_m))
-            need.supers = std::max(need.supers, detail::scratch_elems(nsc, part_stride<value_t<S>>(bw)));
+            need.supers = std::max(need.supers, detail::scratch_elems(nsc, detail::slot_stride<value_t<S>>(bw)));
         if (items < 2 && super) need.threads = static_cast<std::size_t>(threads_for(n * bw, nsc));
     }
     const int nt_split = static_cast<int>(need.threads);

@@ -27,6 +27,17 @@ inline std::size_t scratch_elems(std::size_t count, std::size_t each) {
     return count * each;
 }
 
+// Elements of T per slot of scratch that different threads write (one slot per thread or per piece of work):
+// n rounded up to a 64-byte line of T and one line more, so that whatever the array's alignment no cache line
+// holds entries of two slots. Packed n apart, narrow slots shared lines and every write bounced a line between
+// the cores (false sharing: axis 0 of a (200003, 7) float32 array, accuracy="fast", took 1.7-2x the
+// one-thread time with two threads; docs/benchmarks.md).
+template <class T>
+inline std::size_t slot_stride(std::size_t n) {
+    constexpr std::size_t L = 64 / sizeof(T) > 0 ? 64 / sizeof(T) : 1;
+    return scratch_elems((n + L - 1) / L + 1, L);
+}
+
 // ---- How work is shared out ------------------------------------------------------------------------
 // A call with nt > 1 threads cuts its items into chunks and runs them through the helper pool
 // (threading.cpp): the calling thread starts on the chunks at once, claiming them one at a time from a
