@@ -343,40 +343,41 @@ template <class T>
 bool row_skipped(T m, T m_limit) {
     return !(m <= m_limit) || m == -std::numeric_limits<T>::infinity();
 }
+// Rows r of x (sx apart): m[r] = row_max(row), then body(r, row) for every row not skipped.
+template <class S, class T, class Max, class Body>
+void for_each_row(const S* x, std::ptrdiff_t sx, std::size_t rows, T m_limit, T* m, Max row_max, Body body) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+        m[r] = row_max(xr);
+        if (!row_skipped(m[r], m_limit)) body(r, xr);
+    }
+}
 
 template <class T, bool Fast>
 void k_rows_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                     scale2<T> beta, T m_limit, T* m) {
-    for (std::size_t r = 0; r < rows; ++r) {
-        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
+    for_each_row(x, sx, rows, m_limit, m, [&](const T* xr) { return k_row_max(xr, n); }, [&](std::size_t r, const T* xr) {
         T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
-        m[r] = k_row_max(xr, n);
-        if (row_skipped(m[r], m_limit)) continue;
         const double sum = k_row_exp_store<T, Fast>(xr, yr, n, m[r], beta);
         k_row_scale(yr, n, static_cast<T>(1.0 / sum));
-    }
+    });
 }
 
 template <class T, bool Fast>
 void k_rows_exp_sum(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit, T* m,
                     exp_sum* s) {
-    for (std::size_t r = 0; r < rows; ++r) {
-        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        m[r] = k_row_max(xr, n);
-        s[r] = row_skipped(m[r], m_limit) ? exp_sum{0, 0} : k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
-    }
+    for (std::size_t r = 0; r < rows; ++r) s[r] = exp_sum{0, 0};
+    for_each_row(x, sx, rows, m_limit, m, [&](const T* xr) { return k_row_max(xr, n); },
+                 [&](std::size_t r, const T* xr) { s[r] = k_row_exp_sum<T, Fast>(xr, n, m[r], beta); });
 }
 
 template <class T, bool Fast>
 void k_rows_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                         scale2<T> beta, T m_limit, T* m) {
-    for (std::size_t r = 0; r < rows; ++r) {
-        const T* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        m[r] = k_row_max(xr, n);
-        if (row_skipped(m[r], m_limit)) continue;
+    for_each_row(x, sx, rows, m_limit, m, [&](const T* xr) { return k_row_max(xr, n); }, [&](std::size_t r, const T* xr) {
         const exp_sum e = k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
         k_row_log_softmax<T, Fast>(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, log_sum(e.count, e.rest));
-    }
+    });
 }
 
 // Fast: the accuracy::fast table (kernel_table.hpp); the mode-free entries are the same functions.
@@ -618,34 +619,26 @@ void s_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, s
 template <class S>
 void s_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                     scale2<float> beta, float m_limit, float* m) {
-    for (std::size_t r = 0; r < rows; ++r) {
-        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        m[r] = s_row_max(xr, n);
-        if (row_skipped(m[r], m_limit)) continue;
+    for_each_row(x, sx, rows, m_limit, m, [&](const S* xr) { return s_row_max(xr, n); }, [&](std::size_t r, const S* xr) {
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
         s_row_exp_scale(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta,
                         static_cast<float>(1.0 / (e.count + e.rest)));
-    }
+    });
 }
 template <class S>
 void s_rows_exp_sum(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<float> beta, float m_limit,
                     float* m, exp_sum* s) {
-    for (std::size_t r = 0; r < rows; ++r) {
-        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        m[r] = s_row_max(xr, n);
-        s[r] = row_skipped(m[r], m_limit) ? exp_sum{0, 0} : s_row_exp_sum(xr, n, m[r], beta);
-    }
+    for (std::size_t r = 0; r < rows; ++r) s[r] = exp_sum{0, 0};
+    for_each_row(x, sx, rows, m_limit, m, [&](const S* xr) { return s_row_max(xr, n); },
+                 [&](std::size_t r, const S* xr) { s[r] = s_row_exp_sum(xr, n, m[r], beta); });
 }
 template <class S>
 void s_rows_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                         scale2<float> beta, float m_limit, float* m) {
-    for (std::size_t r = 0; r < rows; ++r) {
-        const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        m[r] = s_row_max(xr, n);
-        if (row_skipped(m[r], m_limit)) continue;
+    for_each_row(x, sx, rows, m_limit, m, [&](const S* xr) { return s_row_max(xr, n); }, [&](std::size_t r, const S* xr) {
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
         s_row_log_softmax(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, log_sum(e.count, e.rest));
-    }
+    });
 }
 template <class S>
 constexpr storage_kernels<S> make_storage_kernels() {
