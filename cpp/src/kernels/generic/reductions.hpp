@@ -384,9 +384,17 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
 // rows took 1.3x the time pipelined, 2 KiB rows 0.85x; AVX-512).
 constexpr std::size_t kPipelineRowBytes = 4096;
 
-template <class F, bool Out, class S, class Pass, class Emit>
+// seal(P&) finishes what pass gave once the row's step of the loop is over, where the next row's maximum
+// accumulators are no longer live (no_seal: nothing to finish): rows_log_softmax calls std::log there, a call
+// that spills every vector register live across it.
+struct no_seal {
+    template <class P>
+    void operator()(P&) const {}
+};
+
+template <class F, bool Out, class S, class Pass, class Emit, class Seal = no_seal>
 NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, typename F::T m_limit,
-                             typename F::T* m, Pass&& pass, Emit&& out) {
+                             typename F::T* m, Pass&& pass, Emit&& out, Seal&& seal = Seal{}) {
     constexpr std::size_t N = F::N;
     using P = decltype(pass(std::size_t(0), std::declval<no_side&>()));
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
@@ -394,7 +402,10 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
         no_side none;
         for (std::size_t r = 0; r < rows; ++r) {
             m[r] = k_row_max<F, S>(xr(r), n);
-            if (!row_skipped(m[r], m_limit)) out(r, pass(r, none), 0, n);
+            if (row_skipped(m[r], m_limit)) continue;
+            P c = pass(r, none);
+            seal(c);
+            out(r, c, 0, n);
         }
         return;
     }
@@ -421,6 +432,7 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
         if (prev) c_prev = pass(r, side);
         else side.rest(0);
         if (next) m[r + 1] = ma.result();
+        if (prev) seal(c_prev);
     }
     if (Out && prev) out(rows - 1, c_prev, 0, n);
 }
@@ -477,24 +489,24 @@ NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows
     rows_pipeline<F, false, S>(x, sx, rows, n, m_limit, m, pass, [](std::size_t, int, std::size_t, std::size_t) {});
 }
 
-// rows_log_softmax: B is row_exp_sum (SumFast: the fast table's, nothing counted) and c = log_sum of it, C
-// log_softmax_range (OutFast: the fast output; 16-bit storage takes it with the counting sum). Stage C fills
-// idle slots of the exp pass only where there are some: the high mode's output (rounded once from double: 12
-// vector operations per float32 vector against the fast one's 2) has none to fill, and on rows under 1 KiB
-// the pipeline's call of std::log between two rows (which spills the vector registers the pipeline holds)
-// costs more than it hides. There the rows of a batch that fits in 16 KiB of L1 take stages A and B pipelined
-// and then each row its log and outputs. One process, the two orders alternating (AVX-512, float32): high
-// 4096 x 128 0.94-0.98x, 8192 x 64 0.92x the time of the full pipeline; fast 8192 x 64 0.89x and 4096 x 128
-// 0.93-1.01x the time; fast 2048 x 256 and 1024 x 1024 1.14x and 1.31x the time of the full pipeline.
+// rows_log_softmax: B is row_exp_sum (SumFast: the fast table's, nothing counted), its seal c = log_sum of it,
+// C log_softmax_range (OutFast: the fast output; 16-bit storage takes it with the counting sum). The high mode's
+// output (rounded once from double: 12 vector operations per float32 vector against the fast one's 2) leaves
+// no idle slots in the exp pass for stage C to fill: there the rows of a batch that fits in 16 KiB of L1 take
+// stages A and B pipelined, and then each row its log and outputs, the order the driver had before. The fast
+// mode takes the row pipeline; against the driver's two-phase order (the two builds alternating, AVX-512,
+// float32, one thread, a loaded machine) it took 0.99-1.07x the time at 64 entries per row (one round 1.39x),
+// 0.80-1.03x at 128 (one 1.26x), 0.73-0.89x at 256 and 0.64-0.87x at 1024; the two-phase order inside the
+// kernel took 1.16x at 64 and 1.08x at 128.
 template <class F, bool Scaled, bool SumFast, bool OutFast, class S>
 NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
                                      std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
                                      typename F::T* m) {
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
     auto yr = [&](std::size_t r) { return y + static_cast<std::ptrdiff_t>(r) * sy; };
-    if (!OutFast || n * sizeof(S) < 1024) {
+    if constexpr (!OutFast) {
         constexpr std::size_t kBatch = 64, kBatchBytes = std::size_t(16) << 10;
-        const std::size_t fit = kBatchBytes / (n * sizeof(S) + 1);
+        const std::size_t fit = kBatchBytes / (n * sizeof(S));
         const std::size_t batch = fit < 1 ? 1 : fit < kBatch ? fit : kBatch;
         exp_sum s[kBatch];
         for (std::size_t b = 0; b < rows; b += batch) {
@@ -505,16 +517,20 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
                     log_softmax_range<F, Scaled, OutFast, S>(xr(b + i), yr(b + i), n, m[b + i], beta,
                                                              log_sum(s[i].count, s[i].rest));
         }
-        return;
+    } else {
+        struct row_c {
+            exp_sum e;
+            double c;
+        };
+        auto pass = [&](std::size_t r, auto&& side) {
+            return row_c{row_exp_sum_impl<F, Scaled, SumFast, S>(xr(r), n, m[r], beta, side), 0.0};
+        };
+        auto seal = [](row_c& rc) { rc.c = log_sum(rc.e.count, rc.e.rest); };
+        auto out = [&](std::size_t p, const row_c& rc, std::size_t i, std::size_t len) {
+            log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, rc.c);
+        };
+        rows_pipeline<F, true, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
     }
-    auto pass = [&](std::size_t r, auto&& side) {
-        const exp_sum e = row_exp_sum_impl<F, Scaled, SumFast, S>(xr(r), n, m[r], beta, side);
-        return log_sum(e.count, e.rest);
-    };
-    auto out = [&](std::size_t p, double c, std::size_t i, std::size_t len) {
-        log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, c);
-    };
-    rows_pipeline<F, true, S>(x, sx, rows, n, m_limit, m, pass, out);
 }
 
 template <class F, bool SumFast, bool OutFast, class S = typename F::T>
