@@ -506,7 +506,7 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
     auto yr = [&](std::size_t r) { return y + static_cast<std::ptrdiff_t>(r) * sy; };
     if constexpr (!OutFast) {
         constexpr std::size_t kBatch = 64, kBatchBytes = std::size_t(16) << 10;
-        const std::size_t fit = kBatchBytes / (n * sizeof(S));
+        const std::size_t fit = kBatchBytes / (n > 0 ? n * sizeof(S) : 1);
         const std::size_t batch = fit < 1 ? 1 : fit < kBatch ? fit : kBatch;
         exp_sum s[kBatch];
         for (std::size_t b = 0; b < rows; b += batch) {
