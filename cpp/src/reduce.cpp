@@ -855,7 +855,8 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
         }
     });
     for (std::size_t j = 0; j < bw; ++j) {
-        const stats s = merge_in_order(nsc, p.ex, [&](std::size_t c) { return col_part(pm[c * ps + j], prest[c * ps + j], 0.0); });
+        const stats s =
+            merge_in_order(nsc, p.ex, [&](std::size_t c) { return col_part(pm[c * ps + j], prest[c * ps + j], 0.0); });
         b.m[j] = s.nan ? kNaN<T> : static_cast<T>(s.m);
         b.lc[j] = 1.0 / s.rest;  // 1/S
     }

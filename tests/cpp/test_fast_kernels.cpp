@@ -137,12 +137,12 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 }
 
 // rows_softmax / rows_exp_sum / rows_log_softmax: each row exactly row_max, row_exp_store + row_scale (or
-// row_exp_sum, or row_exp_sum + row_log_softmax with c = log_sum); rows
-// with a NaN, +inf, all -inf or a maximum above m_limit are skipped (y untouched, sums {0, 0}). The kernels
-// pipeline the rows (one row's exp pass carries the next row's maximum and the previous row's outputs, in
-// blocks of 8 vectors; rows_softmax and rows_log_softmax only for rows of at most 4 KiB): lengths around every block and 4-vector
-// boundary of every ISA and on both sides of 4 KiB, skipped rows first, last, alone and adjacent, and maxima
-// tied between +0 and -0 (the same zero as row_max, bit for bit).
+// row_exp_sum, or row_exp_sum + row_log_softmax with c = log_sum); rows with a NaN, +inf, all -inf or a maximum
+// above m_limit are skipped (y untouched, sums {0, 0}). The kernels pipeline the rows (one row's exp pass
+// carries the next row's maximum and the previous row's outputs, in blocks of 8 vectors; rows_softmax and
+// rows_log_softmax only for rows of at most 4 KiB): lengths around every block and 4-vector boundary of every
+// ISA and on both sides of 4 KiB, skipped rows first, last, alone and adjacent, and maxima tied between +0 and
+// -0 (the same zero as row_max, bit for bit).
 template <class T>
 void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature) {
     const scale2<T> b = normexp::detail::split_beta<T>(temperature);
@@ -190,7 +190,8 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
                 if (layout[r] != '.' && layout[r] != 'z') {
                     CHECK(es[r].rest == 0 && es[r].count == 0, "%s %s n=%zu r=%zu: skipped sums", name, layout, n, r);
                     for (std::size_t j = 0; j < n; ++j)
-                        CHECK(yr[j] == T(7) && zr[j] == T(7), "%s %s n=%zu r=%zu: skipped row written", name, layout, n, r);
+                        CHECK(yr[j] == T(7) && zr[j] == T(7), "%s %s n=%zu r=%zu: skipped row written", name, layout,
+                              n, r);
                     continue;
                 }
                 std::vector<T> want(n);

@@ -356,7 +356,8 @@ void for_each_row(const S* x, std::ptrdiff_t sx, std::size_t rows, T m_limit, T*
 template <class T, bool Fast>
 void k_rows_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                     scale2<T> beta, T m_limit, T* m) {
-    for_each_row(x, sx, rows, m_limit, m, [&](const T* xr) { return k_row_max(xr, n); }, [&](std::size_t r, const T* xr) {
+    auto row_max = [&](const T* xr) { return k_row_max(xr, n); };
+    for_each_row(x, sx, rows, m_limit, m, row_max, [&](std::size_t r, const T* xr) {
         T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
         const double sum = k_row_exp_store<T, Fast>(xr, yr, n, m[r], beta);
         k_row_scale(yr, n, static_cast<T>(1.0 / sum));
@@ -374,9 +375,11 @@ void k_rows_exp_sum(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t
 template <class T, bool Fast>
 void k_rows_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                         scale2<T> beta, T m_limit, T* m) {
-    for_each_row(x, sx, rows, m_limit, m, [&](const T* xr) { return k_row_max(xr, n); }, [&](std::size_t r, const T* xr) {
+    auto row_max = [&](const T* xr) { return k_row_max(xr, n); };
+    for_each_row(x, sx, rows, m_limit, m, row_max, [&](std::size_t r, const T* xr) {
         const exp_sum e = k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
-        k_row_log_softmax<T, Fast>(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, log_sum(e.count, e.rest));
+        T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
+        k_row_log_softmax<T, Fast>(xr, yr, n, m[r], beta, log_sum(e.count, e.rest));
     });
 }
 
@@ -619,7 +622,8 @@ void s_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, s
 template <class S>
 void s_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                     scale2<float> beta, float m_limit, float* m) {
-    for_each_row(x, sx, rows, m_limit, m, [&](const S* xr) { return s_row_max(xr, n); }, [&](std::size_t r, const S* xr) {
+    auto row_max = [&](const S* xr) { return s_row_max(xr, n); };
+    for_each_row(x, sx, rows, m_limit, m, row_max, [&](std::size_t r, const S* xr) {
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
         s_row_exp_scale(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta,
                         static_cast<float>(1.0 / (e.count + e.rest)));
@@ -635,7 +639,8 @@ void s_rows_exp_sum(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t
 template <class S>
 void s_rows_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                         scale2<float> beta, float m_limit, float* m) {
-    for_each_row(x, sx, rows, m_limit, m, [&](const S* xr) { return s_row_max(xr, n); }, [&](std::size_t r, const S* xr) {
+    auto row_max = [&](const S* xr) { return s_row_max(xr, n); };
+    for_each_row(x, sx, rows, m_limit, m, row_max, [&](std::size_t r, const S* xr) {
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
         s_row_log_softmax(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, log_sum(e.count, e.rest));
     });

@@ -363,7 +363,7 @@ NX_FLATTEN void k_row_log_softmax(const S* x, S* y, std::size_t n, typename F::T
                     : log_softmax_range<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
-// ---- several short rows per call (kernel_table.hpp: rows_softmax, rows_exp_sum, rows_log_softmax) ----------------------
+// ---- several short rows per call (kernel_table.hpp: rows_softmax, rows_exp_sum, rows_log_softmax) -----
 // The single-row kernels inlined into one loop over the rows: the same operations, so the same bits.
 template <class T>
 NX_INLINE bool row_skipped(T m, T m_limit) {
