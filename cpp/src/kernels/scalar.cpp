@@ -343,12 +343,13 @@ template <class T>
 bool row_skipped(T m, T m_limit) {
     return !(m <= m_limit) || m == -std::numeric_limits<T>::infinity();
 }
-// Rows r of x (sx apart): m[r] = row_max(row), then body(r, row) for every row not skipped.
-template <class S, class T, class Max, class Body>
-void for_each_row(const S* x, std::ptrdiff_t sx, std::size_t rows, T m_limit, T* m, Max row_max, Body body) {
+// Rows r of n entries of x (sx apart): m[r] = row_max(row, n), then body(r, row) for every row not skipped.
+template <class S, class T, class Body>
+void for_each_row(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, T m_limit, T* m,
+                  T (*row_max)(const S*, std::size_t), Body body) {
     for (std::size_t r = 0; r < rows; ++r) {
         const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
-        m[r] = row_max(xr);
+        m[r] = row_max(xr, n);
         if (!row_skipped(m[r], m_limit)) body(r, xr);
     }
 }
@@ -356,8 +357,7 @@ void for_each_row(const S* x, std::ptrdiff_t sx, std::size_t rows, T m_limit, T*
 template <class T, bool Fast>
 void k_rows_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                     scale2<T> beta, T m_limit, T* m) {
-    auto row_max = [&](const T* xr) { return k_row_max(xr, n); };
-    for_each_row(x, sx, rows, m_limit, m, row_max, [&](std::size_t r, const T* xr) {
+    for_each_row(x, sx, rows, n, m_limit, m, k_row_max<T>, [&](std::size_t r, const T* xr) {
         T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
         const double sum = k_row_exp_store<T, Fast>(xr, yr, n, m[r], beta);
         k_row_scale(yr, n, static_cast<T>(1.0 / sum));
@@ -368,15 +368,14 @@ template <class T, bool Fast>
 void k_rows_exp_sum(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit, T* m,
                     exp_sum* s) {
     for (std::size_t r = 0; r < rows; ++r) s[r] = exp_sum{0, 0};
-    for_each_row(x, sx, rows, m_limit, m, [&](const T* xr) { return k_row_max(xr, n); },
+    for_each_row(x, sx, rows, n, m_limit, m, k_row_max<T>,
                  [&](std::size_t r, const T* xr) { s[r] = k_row_exp_sum<T, Fast>(xr, n, m[r], beta); });
 }
 
 template <class T, bool Fast>
 void k_rows_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                         scale2<T> beta, T m_limit, T* m) {
-    auto row_max = [&](const T* xr) { return k_row_max(xr, n); };
-    for_each_row(x, sx, rows, m_limit, m, row_max, [&](std::size_t r, const T* xr) {
+    for_each_row(x, sx, rows, n, m_limit, m, k_row_max<T>, [&](std::size_t r, const T* xr) {
         const exp_sum e = k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
         T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
         k_row_log_softmax<T, Fast>(xr, yr, n, m[r], beta, log_sum(e.count, e.rest));
@@ -622,8 +621,7 @@ void s_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, s
 template <class S>
 void s_rows_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                     scale2<float> beta, float m_limit, float* m) {
-    auto row_max = [&](const S* xr) { return s_row_max(xr, n); };
-    for_each_row(x, sx, rows, m_limit, m, row_max, [&](std::size_t r, const S* xr) {
+    for_each_row(x, sx, rows, n, m_limit, m, s_row_max<S>, [&](std::size_t r, const S* xr) {
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
         s_row_exp_scale(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta,
                         static_cast<float>(1.0 / (e.count + e.rest)));
@@ -633,14 +631,13 @@ template <class S>
 void s_rows_exp_sum(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<float> beta, float m_limit,
                     float* m, exp_sum* s) {
     for (std::size_t r = 0; r < rows; ++r) s[r] = exp_sum{0, 0};
-    for_each_row(x, sx, rows, m_limit, m, [&](const S* xr) { return s_row_max(xr, n); },
+    for_each_row(x, sx, rows, n, m_limit, m, s_row_max<S>,
                  [&](std::size_t r, const S* xr) { s[r] = s_row_exp_sum(xr, n, m[r], beta); });
 }
 template <class S>
 void s_rows_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                         scale2<float> beta, float m_limit, float* m) {
-    auto row_max = [&](const S* xr) { return s_row_max(xr, n); };
-    for_each_row(x, sx, rows, m_limit, m, row_max, [&](std::size_t r, const S* xr) {
+    for_each_row(x, sx, rows, n, m_limit, m, s_row_max<S>, [&](std::size_t r, const S* xr) {
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
         s_row_log_softmax(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, log_sum(e.count, e.rest));
     });
