@@ -16,6 +16,11 @@
 // Bound asserted: 1 ULP (the polynomial's 0.05 ULP approximation error plus the Horner rounding; a wrong
 // coefficient or range reduction shows up as thousands of ULP). Reported: the max error and where, and
 // how many results are not the correctly rounded one.
+// accuracy::fast's float32 exp (exp_constants.hpp: kP1F..kP5F, a one-constant reduction) is swept too, over
+// every step-th float32 t in [-104, 0] (the arguments it is given), through each table's f32_fast
+// row_exp_store with m = 0 (t = x - 0 exactly): relative error <= 1.3 2^-23 + |t| 2^-28 where the result
+// is normal, that plus 2^-149 absolute below; reported as the largest fraction of the fast mode's own
+// bound 2^-22 + |t| 2^-24 (docs/accuracy.md). Reference: glibc's exp in double (error 2^-52).
 // float64: a stratified sample of 10M inputs in [-745, 709.7]; reference long double expl (64-bit
 // significand on x86, 113-bit software quad on aarch64); bound 1 ULP.
 #include <algorithm>
@@ -207,6 +212,63 @@ void sweep_f32(const std::vector<const normexp::kernel_table*>& ks, std::uint32_
     }
 }
 
+// The fast exp over t = every step-th float32 in [-104, 0] (bit patterns from -0 up to -104), split into
+// ranges that threads take in turn, as sweep_f32.
+void sweep_fast_f32(const std::vector<const normexp::kernel_table*>& ks, std::uint32_t step, unsigned nthreads) {
+    const std::uint32_t b_lo = 0x80000000u, b_hi = 0xc2d00000u;  // -0 and -104 (0xc2d00000), inclusive
+    struct stats {
+        double worst = 0, worst_ratio = 0;
+        float worst_t = 0, ratio_t = 0;
+        std::uint64_t count = 0;
+    };
+    const std::uint64_t total = std::uint64_t(b_hi - b_lo) + 1, nranges = 1024;
+    const std::uint64_t per = (total / nranges / step + 1) * step;
+    std::atomic<std::uint64_t> next{0};
+    std::vector<std::vector<stats>> part(nthreads, std::vector<stats>(ks.size()));
+    std::vector<std::thread> pool;
+    for (unsigned th = 0; th < nthreads; ++th)
+        pool.emplace_back([&, th] {
+            constexpr std::size_t B = 4096;
+            std::vector<float> x(B), y(B);
+            for (std::uint64_t r; (r = next.fetch_add(1)) * per < total;) {
+                const std::uint64_t hi = std::min(total, (r + 1) * per);
+                for (std::uint64_t o = r * per; o < hi;) {
+                    std::size_t n = 0;
+                    for (; n < B && o < hi; ++n, o += step) x[n] = from_bits(static_cast<std::uint32_t>(b_lo + o));
+                    for (std::size_t j = 0; j < ks.size(); ++j) {
+                        ks[j]->f32_fast.row_exp_store(x.data(), y.data(), n, 0.0f, normexp::scale2<float>{1.0f, 0.0f});
+                        stats& s = part[th][j];
+                        for (std::size_t i = 0; i < n; ++i) {
+                            const double ref = std::exp(static_cast<double>(x[i])), t = std::fabs(double(x[i]));
+                            const double err = std::fabs(double(y[i]) - ref);
+                            const double rel = err / ref;  // ref > 0 on [-104, 0]
+                            const double bound = (1.3 * 0x1p-23 + t * 0x1p-28) * ref + (ref < 0x1p-126 ? 0x1p-149 : 0.0);
+                            if (err / bound > s.worst) s.worst = err / bound, s.worst_t = x[i];
+                            if (ref >= 0x1p-126 && rel / (0x1p-22 + t * 0x1p-24) > s.worst_ratio)
+                                s.worst_ratio = rel / (0x1p-22 + t * 0x1p-24), s.ratio_t = x[i];
+                        }
+                        s.count += n;
+                    }
+                }
+            }
+        });
+    for (auto& t : pool) t.join();
+    for (std::size_t j = 0; j < ks.size(); ++j) {
+        stats s;
+        for (const auto& p : part) {
+            const stats& q = p[j];
+            if (q.worst > s.worst) s.worst = q.worst, s.worst_t = q.worst_t;
+            if (q.worst_ratio > s.worst_ratio) s.worst_ratio = q.worst_ratio, s.ratio_t = q.ratio_t;
+            s.count += q.count;
+        }
+        std::printf("%-7s float32 fast exp: %llu inputs in [-104, 0]: max error %.3f of its bound (t = %a), %.3f of the "
+                    "fast mode's 2^-22 + |t| 2^-24 (t = %a)\n",
+                    ks[j]->name, static_cast<unsigned long long>(s.count), s.worst, s.worst_t, s.worst_ratio, s.ratio_t);
+        CHECK(s.worst <= 1, "%s float32 fast exp error %.3f of its bound at t = %a", ks[j]->name, s.worst, s.worst_t);
+        if (step == 1) CHECK(s.count == total, "fast exp sweep covered %llu inputs", static_cast<unsigned long long>(s.count));
+    }
+}
+
 void sample_f64(const normexp::kernel_table& k, std::size_t n) {
     std::mt19937_64 rng(42);
     std::uniform_real_distribution<double> u(-745.0, 709.7);
@@ -238,6 +300,7 @@ int main() {
     std::vector<const normexp::kernel_table*> ks;
     for (const auto& name : normexp::detail::available_isas()) ks.push_back(&normexp::detail::kernels_for(name));
     sweep_f32(ks, step, nthreads);
+    sweep_fast_f32(ks, step, nthreads);
     // float64: random inputs over the whole non-saturating range (NORMEXP_EXP_F64_SAMPLES, default 10M;
     // ci/cross_aarch64.sh and ci/sanitizers.sh take fewer: their long double reference is emulated or slow).
     const std::size_t n64 = std::max(1000u, env_uint("NORMEXP_EXP_F64_SAMPLES", 10'000'000u));

@@ -191,6 +191,26 @@ struct lanes : P {
         if (NX_LIKELY(!P::any(P::lt(t, P::set1(kNormalMinArgF))))) return P::mul(p, P::pow2_biased(kb));
         return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
     }
+    // exp(t) for t in [kMinArg, 0] (or NaN) of accuracy::fast: float32 lanes take a one-constant reduction
+    // and a degree-5 polynomial (exp_constants.hpp, kP1F..kP5F: relative error <= 1.3 2^-23 + |t| 2^-28, two
+    // FMAs fewer than exp_core), float64 lanes exp_core itself. Scaled by 2^k as exp_core does.
+    NX_INLINE static V exp_core_fast(V t) {
+        if constexpr (!f32) {
+            return exp_core<false, false>(t, P::zero());
+        } else {
+            const V kb = P::fmadd(t, P::set1(kLog2eF), P::set1(kShifterBiasedF));
+            const V k = P::sub(kb, P::set1(kShifterBiasedF));
+            const V r = P::fnmadd(k, P::set1(kLn2F), t);
+            V q = P::fmadd(P::set1(kP5F), r, P::set1(kP4F));
+            q = P::fmadd(q, r, P::set1(kP3F));
+            q = P::fmadd(q, r, P::set1(kP2F));
+            q = P::fmadd(q, r, P::set1(kP1F));
+            const V p = P::fmadd(q, r, P::set1(1.0f));
+            if constexpr (P::kScalef) return P::scalef(p, k);
+            if (NX_LIKELY(!P::any(P::lt(t, P::set1(kNormalMinArgF))))) return P::mul(p, P::pow2_biased(kb));
+            return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+        }
+    }
     // The float32 polynomial in the other evaluation order, p = 1 + (r + r^2 q) with q = C2 + r (C3 + r (C4 +
     // r (C5 + r C6))) (the same coefficients, one rounding more). Not the library's exp: only the attention
     // kernels' exp_normal (generic/attention.hpp) uses it, because its results are pinned bit for bit by
@@ -390,9 +410,11 @@ struct arg {
 // temperature (x - m, beta rounded to beta.hi, the product). x = -inf gives
 // t = -inf, raised to kMinArg (exp rounds to +0 there); a product that overflows is -inf too. The same
 // interface as arg, so the kernels take either (xlow is not needed: nothing here can be NaN for x <= m).
-// Half = true: the same argument with exp_core_half, for outputs and sums of float16 / bfloat16 scores
-// (storage_kernels in kernel_table.hpp).
-template <class F, bool Scaled, bool Half = false>
+// E names the exp it feeds: accuracy::fast's exp_core_fast, the library's exp_core (the counting sums of
+// float16 / bfloat16 scores, which feed log(sum)), or exp_core_half (the outputs and sums of 16-bit softmax;
+// storage_kernels in kernel_table.hpp).
+enum class exp_kind { fast, core, half };
+template <class F, bool Scaled, exp_kind E = exp_kind::fast>
 struct fast_arg {
     using V = typename F::V;
     using T = typename F::T;
@@ -404,8 +426,10 @@ struct fast_arg {
         return Scaled ? F::mul(d, bh) : d;
     }
     NX_INLINE V exp_of(V x, V negm, V) const {
-        if constexpr (Half) return F::exp_core_half(F::max(tmin, t_of(x, negm)));
-        else return F::template exp_core<false, false>(F::max(tmin, t_of(x, negm)), F::zero());
+        const V t = F::max(tmin, t_of(x, negm));
+        if constexpr (E == exp_kind::half) return F::exp_core_half(t);
+        else if constexpr (E == exp_kind::core) return F::template exp_core<false, false>(t, F::zero());
+        else return F::exp_core_fast(t);
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, nm); }
 };

@@ -46,7 +46,7 @@ NX_INLINE void store_s_tail(S* p, typename F::M mk, std::size_t n, typename F::V
 // float32 exp.
 template <class F, bool Scaled, bool Fast, class S>
 using storage_arg = std::conditional_t<std::is_same_v<S, typename F::T>, mode_arg<F, Scaled, Fast>,
-                                       fast_arg<F, Scaled, Fast>>;
+                                       fast_arg<F, Scaled, Fast ? exp_kind::half : exp_kind::core>>;
 
 template <class F>
 NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
