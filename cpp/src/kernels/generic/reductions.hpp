@@ -65,8 +65,10 @@ NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
 
 // The running maximum of a row, in the steps of k_row_max (block4, then one, then tail): four accumulators
 // and a NaN flag. The several-rows kernels drive the same steps at the same offsets, so the same maximum
-// (the same zero, where +0 and -0 tie).
-template <class F, class S>
+// (the same zero, where +0 and -0 tie). Nan = false leaves the flag out (half the operations of the pass:
+// AVX-512 on Zen 4, a 4096x128 float32 batch's maxima took 0.65x the time): then a row with a NaN gets NaN
+// or some number, and the caller must find the NaN another way (rows_pipeline: from its sum).
+template <class F, class S, bool Nan = true>
 struct max_acc {
     using V = typename F::V;
     using T = typename F::T;
@@ -80,7 +82,7 @@ struct max_acc {
         m1 = F::max(m1, b);
         m2 = F::max(m2, c);
         m3 = F::max(m3, d);
-        nan = F::mor(nan, F::mor(F::unord(a, b), F::unord(c, d)));
+        if constexpr (Nan) nan = F::mor(nan, F::mor(F::unord(a, b), F::unord(c, d)));
     }
     // Entries [i, n) of the row at x, i a multiple of 4 N: the rest of k_row_max's loops from i.
     NX_INLINE void from(const S* x, std::size_t i, std::size_t n) {
@@ -88,17 +90,17 @@ struct max_acc {
         for (; i + N <= n; i += N) {
             const V a = F::template load_as<S>(x + i);
             m0 = F::max(m0, a);
-            nan = F::mor(nan, F::unord(a, a));
+            if constexpr (Nan) nan = F::mor(nan, F::unord(a, a));
         }
         if (i < n) {
             const auto mk = F::tail_mask(n - i);
             const V a = F::blend(F::set1(-port::kInf), load_s_tail<F>(x + i, mk, n - i), F::mask_v(mk));
             m0 = F::max(m0, a);
-            nan = F::mor(nan, F::unord(a, a));
+            if constexpr (Nan) nan = F::mor(nan, F::unord(a, a));
         }
     }
     NX_INLINE T result() const {
-        if (F::any(nan)) return T(port::kNaN);
+        if (Nan && F::any(nan)) return T(port::kNaN);
         return F::hmax(F::max(F::max(m0, m1), F::max(m2, m3)));
     }
 };
@@ -377,6 +379,12 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
 // row after another, the core waited on the chain (128 float32 entries took 1.2x the time on AVX-512 and left
 // the FMA pipes half idle). Each row gets the single-row kernels' operations in their order: the same bits.
 //
+// Stage A reduces without the NaN flag (max_acc<F, S, false>): a row with a NaN gets NaN, which skips it, or
+// a number, and then stage B's sum is NaN (a NaN entry's term is NaN whatever m is; every other term is in
+// [0, 1] when m is the maximum), and pass marks the row skipped with m[r] = NaN. A row skipped for +inf,
+// -inf or the limit may hide a NaN in its m[r]: the driver redoes every skipped row with the single-row
+// kernels (reduce.cpp: short_rows), whose maximum has the flag.
+//
 // pass(r, side) is stage B of a row that is not skipped and returns what stage C needs; out(p, c, i, len)
 // writes outputs [i, i + len) of row p (Out = false: no stage C, rows_exp_sum). With a stage C the pipeline
 // touches four rows at once (x of rows r + 1 and r, y of rows r and r - 1): for rows longer than
@@ -416,7 +424,7 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
     for (std::size_t r = 0; r < rows; ++r) {
         const bool next = r + 1 < rows;
         const S* const xa = next ? xr(r + 1) : x;
-        max_acc<F, S> ma;
+        max_acc<F, S, false> ma;
         const bool c_on = Out && prev;
         const P c = c_prev;
         auto side = make_side(
@@ -429,8 +437,12 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
                 if (c_on) out(r - 1, c, i, n - i);
             });
         prev = !row_skipped(m[r], m_limit);
-        if (prev) c_prev = pass(r, side);
-        else side.rest(0);
+        if (prev) {
+            c_prev = pass(r, side);
+            prev = !row_skipped(m[r], m_limit);  // pass found a NaN
+        } else {
+            side.rest(0);
+        }
         if (next) m[r + 1] = ma.result();
         if (prev) seal(c_prev);
     }
@@ -456,6 +468,7 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
         } else {
             sum = row_exp_store_impl<F, Scaled, Fast>(xr(r), yr(r), n, m[r], beta, side);
         }
+        if (sum != sum) m[r] = T(port::kNaN);  // a NaN in the row (rows_pipeline); y may be written
         return static_cast<T>(1.0 / sum);
     };
     auto out = [&](std::size_t p, T c, std::size_t i, std::size_t len) {
@@ -484,6 +497,7 @@ NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows
     for (std::size_t r = 0; r < rows; ++r) s[r] = exp_sum{0, 0};  // what skipped rows keep
     auto pass = [&](std::size_t r, auto&& side) {
         s[r] = row_exp_sum_impl<F, Scaled, Fast, S>(x + static_cast<std::ptrdiff_t>(r) * sx, n, m[r], beta, side);
+        if (s[r].rest != s[r].rest) m[r] = typename F::T(port::kNaN), s[r] = exp_sum{0, 0};  // a NaN in the row
         return 0;
     };
     rows_pipeline<F, false, S>(x, sx, rows, n, m_limit, m, pass, [](std::size_t, int, std::size_t, std::size_t) {});
@@ -523,7 +537,9 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
             double c;
         };
         auto pass = [&](std::size_t r, auto&& side) {
-            return row_c{row_exp_sum_impl<F, Scaled, SumFast, S>(xr(r), n, m[r], beta, side), 0.0};
+            const row_c rc{row_exp_sum_impl<F, Scaled, SumFast, S>(xr(r), n, m[r], beta, side), 0.0};
+            if (rc.e.rest != rc.e.rest) m[r] = typename F::T(port::kNaN);  // a NaN in the row
+            return rc;
         };
         auto seal = [](row_c& rc) { rc.c = log_sum(rc.e.count, rc.e.rest); };
         auto out = [&](std::size_t p, const row_c& rc, std::size_t i, std::size_t len) {
