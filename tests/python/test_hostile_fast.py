@@ -179,13 +179,28 @@ def _fast_errors(op, isa_name, dtype, scale, temperature):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("temperature", [1.0, 0.1, 7.3])
 def test_log_softmax_fast_error_as_documented(dtype, temperature):
-    """normexp.log_softmax's docstring: absolute error at most about 2 (1 + |t| + |log(sum)|) u, with 3 |t|
-    when there is a temperature (measured: 1.97 and 1.35 times (1 + k |t| + |log(sum)|) u at most)."""
+    """normexp.log_softmax's docstring: absolute error at most about (5 + 2 |t| + 2 |log(sum)|) u, with 6 |t|
+    when there is a temperature. Random rows, and rows with one dominant maximum (the other scores 7-9
+    below it), where the maximum's exp(0) = 1 in a float32 partial sum rounds log(sum) by up to ~3.7 u near 0
+    (a hostile test found 3.7x (1 + |t| + |log(sum)|) u there, against the 2x this docstring said before)."""
     k = 1 if temperature == 1.0 else 3
     for isa_name in normexp.available_isas():
         for scale in (0.01, 1.0, 30.0, 3000.0):
             err, t, lse, _ = _fast_errors("log_softmax", isa_name, dtype, scale, temperature)
-            assert np.all(err <= 2 * (1 + k * t + lse)), (isa_name, scale, float(np.max(err / (1 + k * t + lse))))
+            bound = 5 + 2 * k * t + 2 * lse
+            assert np.all(err <= bound), (isa_name, scale, float(np.max(err / bound)))
+        rng = np.random.default_rng(3)
+        for n in (2, 9, 100, 129, 1000, 4096):
+            x = np.concatenate([np.zeros((64, 1)), rng.uniform(-9, -7, (64, n - 1))], axis=1).astype(dtype)
+            x = rng.permuted(x, axis=1)
+            with normexp.use_isa(isa_name):
+                got = normexp.log_softmax(x, temperature=temperature, accuracy="fast").astype(np.longdouble)
+            xl = x.astype(np.longdouble) / np.longdouble(temperature)
+            t = xl - xl.max(axis=1, keepdims=True)
+            lse = np.log(np.sum(np.exp(t), axis=1, keepdims=True))
+            err = np.abs(got - (t - lse)) / U[dtype]
+            bound = 5 + 2 * k * np.abs(t) + 2 * lse
+            assert np.all(err <= bound), (isa_name, n, float(np.max(err / bound)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
