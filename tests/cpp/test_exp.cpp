@@ -242,7 +242,8 @@ void sweep_fast_f32(const std::vector<const normexp::kernel_table*>& ks, std::ui
                             const double ref = std::exp(static_cast<double>(x[i])), t = std::fabs(double(x[i]));
                             const double err = std::fabs(double(y[i]) - ref);
                             const double rel = err / ref;  // ref > 0 on [-104, 0]
-                            const double bound = (1.3 * 0x1p-23 + t * 0x1p-28) * ref + (ref < 0x1p-126 ? 0x1p-149 : 0.0);
+                            const double bound =
+                                (1.3 * 0x1p-23 + t * 0x1p-28) * ref + (ref < 0x1p-126 ? 0x1p-149 : 0.0);
                             if (err / bound > s.worst) s.worst = err / bound, s.worst_t = x[i];
                             if (ref >= 0x1p-126 && rel / (0x1p-22 + t * 0x1p-24) > s.worst_ratio)
                                 s.worst_ratio = rel / (0x1p-22 + t * 0x1p-24), s.ratio_t = x[i];
@@ -261,11 +262,13 @@ void sweep_fast_f32(const std::vector<const normexp::kernel_table*>& ks, std::ui
             if (q.worst_ratio > s.worst_ratio) s.worst_ratio = q.worst_ratio, s.ratio_t = q.ratio_t;
             s.count += q.count;
         }
-        std::printf("%-7s float32 fast exp: %llu inputs in [-104, 0]: max error %.3f of its bound (t = %a), %.3f of the "
-                    "fast mode's 2^-22 + |t| 2^-24 (t = %a)\n",
-                    ks[j]->name, static_cast<unsigned long long>(s.count), s.worst, s.worst_t, s.worst_ratio, s.ratio_t);
+        std::printf("%-7s float32 fast exp: %llu inputs in [-104, 0]: max error %.3f of its bound (t = %a), %.3f "
+                    "of the fast mode's 2^-22 + |t| 2^-24 (t = %a)\n",
+                    ks[j]->name, static_cast<unsigned long long>(s.count), s.worst, s.worst_t, s.worst_ratio,
+                    s.ratio_t);
         CHECK(s.worst <= 1, "%s float32 fast exp error %.3f of its bound at t = %a", ks[j]->name, s.worst, s.worst_t);
-        if (step == 1) CHECK(s.count == total, "fast exp sweep covered %llu inputs", static_cast<unsigned long long>(s.count));
+        if (step == 1)
+            CHECK(s.count == total, "fast exp sweep covered %llu inputs", static_cast<unsigned long long>(s.count));
     }
 }
 

@@ -74,8 +74,8 @@ void test_rows(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
         CHECK(std::fabs(sum - es.rest) <= 64 * eps * es.rest, "%s: store sum %.17g vs %.17g", where.c_str(), sum, es.rest);
         for (std::size_t i = 0; i < n; ++i) {
             const long double t = beta * ((long double)x[i] - (long double)m);
-            CHECK(check::ulp_diff(y[i], ys[i]) <= exp_ulps<T>(t, 0), "%s i=%zu: exp %.9g vs spec %.9g", where.c_str(), i,
-                  double(y[i]), double(ys[i]));
+            CHECK(check::ulp_diff(y[i], ys[i]) <= exp_ulps<T>(t, 0), "%s i=%zu: exp %.9g vs spec %.9g", where.c_str(),
+                  i, double(y[i]), double(ys[i]));
             const long double ref = std::exp(t);
             if (ref < std::numeric_limits<T>::min()) continue;  // subnormal results: absolute, checked by the ULP test above
             const double rel = double(std::fabs((long double)y[i] - ref) / ref);
@@ -206,8 +206,9 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
                 const bool nan_row = layout[r] == 'n' || layout[r] == 'N';
                 if (nan_row) {  // any maximum that skips the row (kernel_table.hpp)
                     auto skipped = [&](T v) { return !(v <= m_limit) || v == -inf; };
-                    CHECK(skipped(m[r]) && skipped(m2[r]) && skipped(m3[r]), "%s %s n=%zu r=%zu: NaN row max %g / %g / %g",
-                          name, layout, n, r, double(m[r]), double(m2[r]), double(m3[r]));
+                    CHECK(skipped(m[r]) && skipped(m2[r]) && skipped(m3[r]),
+                          "%s %s n=%zu r=%zu: NaN row max %g / %g / %g", name, layout, n, r, double(m[r]),
+                          double(m2[r]), double(m3[r]));
                 } else {
                     CHECK(std::memcmp(&m[r], &mr, sizeof(T)) == 0 && std::memcmp(&m2[r], &mr, sizeof(T)) == 0 &&
                               std::memcmp(&m3[r], &mr, sizeof(T)) == 0,

@@ -45,9 +45,9 @@ constexpr float kH4F = 0x1.52258ep-5f;
 //   exp(r) ~= 1 + r*(P1 + r*(P2 + r*(P3 + r*(P4 + r*P5))))
 // degree 5, a relative-minimax fit on [-ln2/2, ln2/2] (Lawson-iterated weighted least squares, P1 free),
 // error 9.5e-8 = 1.6 2^-24 with the coefficients rounded to float32. Measured over every float32 t in
-// [-104, 0] (tests/cpp/test_exp.cpp, AVX2 and AVX-512): relative error <= 1.3 2^-23 + |t| 2^-28 (0.97 of it at
-// worst), and within 0.58 of 2^-22 + |t| 2^-24, the fast mode's stated bound, everywhere. Two FMAs fewer than the float32 exp: 1.19x
-// the exp-and-sum rate on AVX-512 (Zen 4, one core, a 4096-entry row in L1).
+// [-104, 0] (tests/cpp/test_exp.cpp, AVX2 and AVX-512): relative error <= 1.3 2^-23 + |t| 2^-28 (0.97 of it
+// at worst), and within 0.58 of 2^-22 + |t| 2^-24, the fast mode's stated bound, everywhere. Two FMAs fewer
+// than the float32 exp: 1.19x the exp-and-sum rate on AVX-512 (Zen 4, one core, a 4096-entry row in L1).
 constexpr float kP1F = 0x1.fffff6p-1f;
 constexpr float kP2F = 0x1.fffdc6p-2f;
 constexpr float kP3F = 0x1.555a6ap-3f;

@@ -134,10 +134,10 @@ struct reduction_kernels {
     // One call per batch of rows amortizes what a row costs besides its arithmetic (the driver's
     // bookkeeping, the calls, the horizontal reductions that end each row, which overlap the neighbouring
     // rows' work: generic/reductions.hpp pipelines the rows). Per row r: m[r] = row_max(row r), except that
-    // a row with a NaN may report any NaN, or +inf / -inf / a value above m_limit where it has those too (the
-    // SIMD sets find a NaN from the row's sum, not in the maximum's pass); a row is skipped when m[r] is not
-    // finite or m[r] > m_limit: the driver redoes it with the single-row entries (rows_softmax may have
-    // written y of a row with a NaN). For the others exactly what the single-row entries give:
+    // a row with a NaN reports some m[r] that skips it, not necessarily NaN (the SIMD sets find a NaN from
+    // the row's sum, not in the maximum's pass); a row is skipped when m[r] is not finite or m[r] > m_limit:
+    // the driver redoes it with the single-row entries (rows_softmax may have written y of a row with a
+    // NaN). For the others exactly what the single-row entries give:
     //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
     //   rows_exp_sum:  s[r] = row_exp_sum(x_r, m[r])  (s[r] = {0, 0} for skipped rows);
     //   rows_log_softmax: row_log_softmax(x_r, y_r, m[r], c) with c = log_sum(row_exp_sum(x_r, m[r])).
