@@ -153,12 +153,7 @@ struct lanes : P {
             q = P::fmadd(q, r, P::set1(kC3F));
             q = P::fmadd(q, r, P::set1(kC2F));
             q = P::fmadd(q, r, P::set1(1.0f));
-            const V p = P::fmadd(q, r, P::set1(1.0f));
-            if constexpr (P::kScalef) return P::scalef(p, k);  // k in [-150, 128]: one rounding
-            B outside = P::lt(t, P::set1(kNormalMinArgF));
-            if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(88.0f)));
-            if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2_biased(kb));
-            return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+            return times_pow2<FullRange>(P::fmadd(q, r, P::set1(1.0f)), k, kb, t);
         } else {
             const V ks = P::fmadd(t, P::set1(kLog2eD), P::set1(kShifterD));  // k in the low mantissa bits
             const V k = P::sub(ks, P::set1(kShifterD));
@@ -175,40 +170,49 @@ struct lanes : P {
             return scale_split(p, ki);
         }
     }
-    // exp(t) for t in [kMinArg, 0] (or NaN) to 2^-17 relative, for results rounded to float16 / bfloat16
-    // (exp_constants.hpp: one-constant ln2 reduction, degree-4 polynomial); float32 lanes only. Scaled by
-    // 2^k as exp_core does (vscalefps, or the normal-range product with the two-factor slow path).
-    NX_INLINE static V exp_core_half(V t) {
-        static_assert(f32, "the 16-bit exp is a float32 kernel");
+    // float32 p * 2^k, rounded once, for kb = 1.5*2^23 + 127 + k (exp_core's shifter) and the argument t:
+    // vscalefps (k in [-150, 128]), or the normal-range product with the two-factor slow path below
+    // kNormalMinArg (and, FullRange, above 88).
+    template <bool FullRange = false>
+    NX_INLINE static V times_pow2(V p, V k, V kb, V t) {
+        if constexpr (P::kScalef) return P::scalef(p, k);
+        B outside = P::lt(t, P::set1(kNormalMinArgF));
+        if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(88.0f)));
+        if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2_biased(kb));
+        return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+    }
+    // exp(t) for float32 t in [kMinArg, 0] (or NaN) by the one-constant reduction r = t - k kLn2F and
+    // p = 1 + r q(r) with q from poly(r): the 16-bit exp and accuracy::fast's (exp_constants.hpp).
+    template <class Poly>
+    NX_INLINE static V exp_core_ln2f(V t, Poly poly) {
+        static_assert(f32, "a float32 kernel");
         const V kb = P::fmadd(t, P::set1(kLog2eF), P::set1(kShifterBiasedF));
         const V k = P::sub(kb, P::set1(kShifterBiasedF));
         const V r = P::fnmadd(k, P::set1(kLn2F), t);
-        V q = P::fmadd(P::set1(kH4F), r, P::set1(kH3F));
-        q = P::fmadd(q, r, P::set1(kH2F));
-        q = P::fmadd(q, r, P::set1(1.0f));
-        const V p = P::fmadd(q, r, P::set1(1.0f));
-        if constexpr (P::kScalef) return P::scalef(p, k);
-        if (NX_LIKELY(!P::any(P::lt(t, P::set1(kNormalMinArgF))))) return P::mul(p, P::pow2_biased(kb));
-        return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+        return times_pow2(P::fmadd(poly(r), r, P::set1(1.0f)), k, kb, t);
     }
-    // exp(t) for t in [kMinArg, 0] (or NaN) of accuracy::fast: float32 lanes take a one-constant reduction
-    // and a degree-5 polynomial (exp_constants.hpp, kP1F..kP5F: relative error <= 1.3 2^-23 + |t| 2^-28, two
-    // FMAs fewer than exp_core), float64 lanes exp_core itself. Scaled by 2^k as exp_core does.
+    // exp(t) for t in [kMinArg, 0] (or NaN) to 2^-17 relative, for results rounded to float16 / bfloat16
+    // (exp_constants.hpp: degree 4); float32 lanes only.
+    NX_INLINE static V exp_core_half(V t) {
+        return exp_core_ln2f(t, [](V r) {
+            V q = P::fmadd(P::set1(kH4F), r, P::set1(kH3F));
+            q = P::fmadd(q, r, P::set1(kH2F));
+            return P::fmadd(q, r, P::set1(1.0f));
+        });
+    }
+    // exp(t) for t in [kMinArg, 0] (or NaN) of accuracy::fast: float32 lanes a degree-5 polynomial
+    // (exp_constants.hpp, kP1F..kP5F: relative error <= 1.3 2^-23 + |t| 2^-28, two FMAs fewer than exp_core),
+    // float64 lanes exp_core itself.
     NX_INLINE static V exp_core_fast(V t) {
         if constexpr (!f32) {
             return exp_core<false, false>(t, P::zero());
         } else {
-            const V kb = P::fmadd(t, P::set1(kLog2eF), P::set1(kShifterBiasedF));
-            const V k = P::sub(kb, P::set1(kShifterBiasedF));
-            const V r = P::fnmadd(k, P::set1(kLn2F), t);
-            V q = P::fmadd(P::set1(kP5F), r, P::set1(kP4F));
-            q = P::fmadd(q, r, P::set1(kP3F));
-            q = P::fmadd(q, r, P::set1(kP2F));
-            q = P::fmadd(q, r, P::set1(kP1F));
-            const V p = P::fmadd(q, r, P::set1(1.0f));
-            if constexpr (P::kScalef) return P::scalef(p, k);
-            if (NX_LIKELY(!P::any(P::lt(t, P::set1(kNormalMinArgF))))) return P::mul(p, P::pow2_biased(kb));
-            return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+            return exp_core_ln2f(t, [](V r) {
+                V q = P::fmadd(P::set1(kP5F), r, P::set1(kP4F));
+                q = P::fmadd(q, r, P::set1(kP3F));
+                q = P::fmadd(q, r, P::set1(kP2F));
+                return P::fmadd(q, r, P::set1(kP1F));
+            });
         }
     }
     // The float32 polynomial in the other evaluation order, p = 1 + (r + r^2 q) with q = C2 + r (C3 + r (C4 +
