@@ -82,12 +82,12 @@ struct kv_kernels {
     void (*pv)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, const T*, T*,
                std::size_t);
     void (*qk_direct)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, T*,
-                      std::size_t);
+                      std::size_t, std::size_t);
     bool (*pack_kt_pairs)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
     void (*qk_pairs)(const T*, std::size_t, const T*, std::size_t, std::size_t, std::size_t, std::size_t, T*,
                      std::size_t);
     bool (*qk_direct_pairs)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t,
-                            T*, std::size_t);
+                            T*, std::size_t, std::size_t);
     void (*widen)(const S*, T*, std::size_t);  // 16-bit S: the exact widening (convert_kernels); S = T: null
 };
 template <class T, class Q, class S>
@@ -438,6 +438,10 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         const std::size_t next = j0 + sp(kBlockK) < jhi
                                      ? static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0 - sp(kBlockK)))
                                      : 0;
+        // A decode of contiguous rows tells qk_direct that the next block's key rows follow this block's
+        // (attention_kernels::qk_direct's `ahead`), so its prefetch runs on from one block into the next in
+        // address order, and the stream prefetcher with it (docs/attention.md, decode prefetching).
+        const std::size_t ahead = direct && contiguous_rows ? next : 0;
         // A paged prefill: the next block's first rows of each page segment, K and V, into the cache while this
         // block computes (a decode prefetches through its own list, below, or as it gathers).
         if (next && p.pages && !direct) {
@@ -579,12 +583,14 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 if (pairs)
                     for_pieces(nk, piece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                         pump(pf_step);
-                        if (done) done = p.kv.qk_direct_pairs(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK);
+                        if (done)
+                            done = p.kv.qk_direct_pairs(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK,
+                                                        ahead);
                     });
                 if (!done)
                     for_pieces(nk, piece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                         pump(pf_step);
-                        p.kv.qk_direct(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK);
+                        p.kv.qk_direct(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK, ahead);
                     });
             } else {
                 (pairs ? p.kv.qk_pairs : p.k.qk)(qu + r0 * ldq, ldq, ws.kt.get(), kLdKt, nr, nk, D, sb, kBlockK);

@@ -77,8 +77,8 @@ struct weight_reader<T, T> {
         k.pack_kt(w, ldw, 1, n, dim, kt, ldkt);
     }
     void direct(const T* h, std::size_t ldh, const T* w, std::ptrdiff_t ldw, std::size_t rows, std::size_t n,
-                std::size_t dim, T* s, std::size_t lds) const {
-        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds);
+                std::size_t dim, T* s, std::size_t lds, std::size_t ahead) const {
+        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds, ahead);
     }
 };
 
@@ -95,8 +95,8 @@ struct half_weight_reader {
         k.pack_kt(w, ldw, 1, n, dim, kt, ldkt);
     }
     void direct(const float* h, std::size_t ldh, const S* w, std::ptrdiff_t ldw, std::size_t rows, std::size_t n,
-                std::size_t dim, float* s, std::size_t lds) const {
-        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds);
+                std::size_t dim, float* s, std::size_t lds, std::size_t ahead) const {
+        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds, ahead);
     }
 };
 template <>
@@ -185,7 +185,7 @@ void run_pieces(const weight_reader<T, W>& wr, const attention_kernels<T>& ak, c
             const W* wb = weight + sp(j0) * ldw;
             T* const s = ws.s.data();
             if (direct) {
-                wr.direct(h, ldh, wb, ldw, nr, n, dim, s, kBlockV);
+                wr.direct(h, ldh, wb, ldw, nr, n, dim, s, kBlockV, v1 - j0 - n);  // the piece's next rows follow
             } else {
                 wr.pack(wb, ldw, n, dim, ws.kt.data(), kBlockV);
                 ak.qk(h, ldh, ws.kt.data(), kBlockV, nr, n, dim, s, kBlockV);

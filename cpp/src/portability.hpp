@@ -13,6 +13,9 @@
 //                         would warn C4068 on it, so it expands to nothing there)
 //   NX_PREFETCH(p)        prefetch the cache line at p into all levels (prefetcht0 on x86-64)
 //   NX_PREFETCH_L2(p)     prefetch it into L2 and beyond (prefetcht1 on x86-64, pldl2keep on aarch64)
+//   NX_KEEP_IN_REGISTER(v) an empty asm that takes and gives back the vector v in a register: the compiler
+//                         keeps one loaded vector there instead of folding its load into every instruction
+//                         that uses it (GCC/Clang on x86-64 and aarch64; elsewhere nothing)
 //   NX_PRINTF_FORMAT(f,a) printf-style format checking of argument f against the arguments from a
 //   port::kInf, port::kNaN  +infinity and a quiet NaN as double constants (the bit patterns of GCC's
 //                         __builtin_huge_val() and __builtin_nan(""): 0x7ff0... and 0x7ff8...)
@@ -35,6 +38,13 @@
 #define NX_UNROLL(n) NX_PRAGMA(GCC unroll n)
 #define NX_PREFETCH(p) __builtin_prefetch(p)
 #define NX_PREFETCH_L2(p) __builtin_prefetch(p, 0, 2)
+#if defined(__x86_64__) || defined(__i386__)
+#define NX_KEEP_IN_REGISTER(v) __asm__("" : "+v"(v))
+#elif defined(__aarch64__)
+#define NX_KEEP_IN_REGISTER(v) __asm__("" : "+w"(v))
+#else
+#define NX_KEEP_IN_REGISTER(v) ((void)0)
+#endif
 #if defined(__MINGW32__)
 // MinGW-w64's C++ runtime uses its own C99 printf (__USE_MINGW_ANSI_STDIO), which takes %zu; `printf`
 // there would mean the old msvcrt format rules to GCC. Its _mingw.h names the archetype that matches
@@ -48,6 +58,7 @@
 #define NX_INLINE __forceinline
 #define NX_FLATTEN
 #define NX_UNROLL(n)
+#define NX_KEEP_IN_REGISTER(v) ((void)0)
 #if defined(_M_X64) || defined(_M_IX86)
 #define NX_PREFETCH(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0)
 #define NX_PREFETCH_L2(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1)

@@ -165,11 +165,17 @@ void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
                     const std::ptrdiff_t ldk = std::ptrdiff_t(dim + 5);
                     std::vector<float> q(rows * ldq);
                     for (auto& x : q) x = d::to_f32(random_bf16(g, tiny));
-                    std::vector<bfloat16> k(keys * std::size_t(ldk) + 64);
+                    std::vector<bfloat16> k((keys + 40) * std::size_t(ldk));
                     for (auto& x : k) x = random_bf16(g, tiny);
                     const std::size_t lds = keys + 2;
-                    std::vector<float> s(rows * lds, -7.0f);
-                    b.qk_direct_pairs(q.data(), ldq, k.data(), ldk, rows, keys, dim, s.data(), lds);
+                    std::vector<float> s(rows * lds, -7.0f), s0(rows * lds, -7.0f);
+                    // The prefetching tiles (ahead: the rows past the keys may be prefetched) and the others
+                    // give the same scores.
+                    const std::size_t ahead = (k.size() - keys * std::size_t(ldk)) / std::size_t(ldk);
+                    b.qk_direct_pairs(q.data(), ldq, k.data(), ldk, rows, keys, dim, s.data(), lds, ahead);
+                    b.qk_direct_pairs(q.data(), ldq, k.data(), ldk, rows, keys, dim, s0.data(), lds, 0);
+                    CHECK(std::memcmp(s.data(), s0.data(), s.size() * sizeof(float)) == 0,
+                          "qk_direct_pairs rows %zu keys %zu dim %zu: ahead changed the scores", rows, keys, dim);
                     const double u = 0x1p-24, n = 2.0 * double((dim + 31) / 32) + 4.0;
                     for (std::size_t i = 0; i < rows; ++i) {
                         for (std::size_t j = 0; j < keys; ++j) {
@@ -217,14 +223,14 @@ void check_subnormal_report(const normexp::bf16_dot_kernels& b) {
             std::vector<float> kt((dim + 1) / 2 * 48 + 48), s(4 * 48);
             for (std::size_t n = 0; n < k.size(); ++n) k[n].bits = quiet[n % 8];
             CHECK(b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
-            CHECK(b.qk_direct_pairs(qrow, dim, k.data(), ldk, 1, keys, dim, s.data(), 48), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
+            CHECK(b.qk_direct_pairs(qrow, dim, k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
             for (std::size_t j = 0; j < keys; ++j)
                 for (std::size_t e = 0; e < dim; ++e) {
                     bfloat16& x = k[j * std::size_t(ldk) + e];
                     const std::uint16_t keep = x.bits;
                     x.bits = subs[(j + e) % 3];
                     CHECK(!b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
-                    CHECK(!b.qk_direct_pairs(qrow, dim, k.data(), ldk, 1, keys, dim, s.data(), 48), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
+                    CHECK(!b.qk_direct_pairs(qrow, dim, k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
                     x.bits = keep;
                     ++cases;
                 }

@@ -110,10 +110,17 @@ void test_qk_direct(const attention_kernels<T>& ks, const attention_kernels<T>& 
                 const std::size_t ldq = dim + 1, lds = keys + 2;
                 const std::ptrdiff_t ldk = std::ptrdiff_t(dim) + 3;
                 const auto q = randn<T>(rng, rows * ldq);
-                const auto k = randn<T>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldk));
-                std::vector<T> a(rows * lds, T(5)), b(rows * lds, T(5));
-                ks.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds);
-                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, b.data(), lds);
+                // kAhead rows past the keys: `ahead` lets the kernel prefetch them (its prefetching tiles
+                // then run for these small key counts too); the scores must not change.
+                constexpr std::size_t kAhead = 40;
+                const auto k = randn<T>(rng, (keys + kAhead) * std::size_t(ldk));
+                std::vector<T> a(rows * lds, T(5)), b(rows * lds, T(5)), c(rows * lds, T(5));
+                ks.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds, 0);
+                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, b.data(), lds, 0);
+                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, c.data(), lds, kAhead);
+                CHECK(std::memcmp(b.data(), c.data(), b.size() * sizeof(T)) == 0,
+                      "%s qk_direct<%zu> rows=%zu keys=%zu dim=%zu: ahead changed the scores", isa, sizeof(T), rows,
+                      keys, dim);
                 for (std::size_t i = 0; i < rows; ++i) {
                     for (std::size_t j = 0; j < keys; ++j) {
                         double mag = 0;
@@ -593,15 +600,16 @@ void test_kv(const normexp::kernel_table& isa) {
                     const std::size_t ldq = dim + 1, lds = keys + 2;
                     const std::ptrdiff_t ldk = std::ptrdiff_t(dim) + 3;
                     const auto q = randn<float>(rng, rows * ldq);
-                    const auto k = randn16<S>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldk), wide, specials);
+                    const auto k = randn16<S>(rng, (keys + 40) * std::size_t(ldk), wide, specials);
                     std::vector<float> a(rows * lds, 5.f), b(rows * lds, 5.f);
-                    k16.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds);
-                    k32.qk_direct(q.data(), ldq, wide.data(), ldk, rows, keys, dim, b.data(), lds);
+                    k16.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds, 40);  // 40: as test_qk_direct
+                    k32.qk_direct(q.data(), ldq, wide.data(), ldk, rows, keys, dim, b.data(), lds, 0);
                     ++cases;
                     CHECK(same_bits(a.data(), b.data(), a.size()), "%s qk_direct<%s> rows=%zu keys=%zu dim=%zu differs from float32",
                           nm, name16<S>(), rows, keys, dim);
                 }
-        // pv: rows 1..13 (both sides of the wide-row path and the 6-row tiles), dv 1..40, 64, 128, 129.
+        // pv: rows 1..13 (the decoding tiles of pv_wide up to 4 rows, the 6-row tiles past them), dv 1..40, 64,
+        // 128, 129.
         std::uniform_real_distribution<double> unif(0.0, 1.0);
         for (std::size_t rows = 1; rows <= 13; ++rows)
             for (std::size_t keys : {0, 1, 2, 7, 16, 33})
@@ -629,8 +637,8 @@ void test_kv(const normexp::kernel_table& isa) {
         auto k = randn16<S>(rng, keys * dim, wide, false);
         std::vector<float> a(keys), b(keys);
         k.back().bits ^= 1u;
-        k16.qk_direct(q.data(), dim, k.data(), std::ptrdiff_t(dim), 1, keys, dim, a.data(), keys);
-        k32.qk_direct(q.data(), dim, wide.data(), std::ptrdiff_t(dim), 1, keys, dim, b.data(), keys);
+        k16.qk_direct(q.data(), dim, k.data(), std::ptrdiff_t(dim), 1, keys, dim, a.data(), keys, 0);
+        k32.qk_direct(q.data(), dim, wide.data(), std::ptrdiff_t(dim), 1, keys, dim, b.data(), keys, 0);
         CHECK(!same_bits(a.data(), b.data(), keys), "%s qk_direct<%s>: a changed key bit went unnoticed", nm, name16<S>());
     }
     std::printf("  %s K/V entries <%s>: %zu cases bit-identical to float32 on the widened values\n", nm, name16<S>(), cases);

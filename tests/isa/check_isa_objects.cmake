@@ -12,6 +12,10 @@
 #  3. on x86-64, no object but kernels/avx512bf16/*.o (the AVX512_BF16 entries, -mavx512bf16) contains an
 #     AVX512_BF16 instruction (vdpbf16ps, vcvtneps2bf16, vcvtne2ps2bf16): an AVX-512 CPU without that
 #     extension runs the avx512 set, so the extension's flag must stay on those files too.
+#  4. on x86-64, the x86 attention objects (kernels/{avx2,avx512,avx512bf16}/attention.cpp.o) contain
+#     software prefetches (prefetcht0/t1): the decoding kernels' prefetch ahead of a cache read from memory.
+#     GCC 12 once deleted every one of them without a word (a prefetch wrapper left as a call, taken for a
+#     function without side effects; attention_traits.hpp), and a decode from memory ran at half speed.
 # Arguments (-D): NM, OBJDUMP (may be empty: step 2 is then impossible and the check fails on x86-64),
 # OBJECTS ("|"-separated object files), X86 (ON/OFF).
 cmake_minimum_required(VERSION 3.18)
@@ -116,7 +120,11 @@ foreach(obj IN LISTS objects)
   if(X86 AND NOT x86_isa STREQUAL "avx512bf16")
     set(scan_bf16 ON)
   endif()
-  if(forbidden OR scan_bf16)
+  set(need_prefetch OFF)
+  if(X86 AND family_isa MATCHES "^(avx2|avx512|avx512bf16)$" AND name MATCHES "^attention\\.cpp\\.(o|obj)$")
+    set(need_prefetch ON)
+  endif()
+  if(forbidden OR scan_bf16 OR need_prefetch)
     if(NOT OBJDUMP)
       message(SEND_ERROR "objdump not found: cannot scan ${name} for ${forbidden} AVX512_BF16 instructions")
       math(EXPR failures "${failures} + 1")
@@ -127,6 +135,16 @@ foreach(obj IN LISTS objects)
       message(SEND_ERROR "${OBJDUMP} failed on ${obj}")
       math(EXPR failures "${failures} + 1")
       continue()
+    endif()
+  endif()
+  if(need_prefetch)
+    string(REGEX MATCHALL "\n *[0-9a-f]+:\tprefetcht[01] [^\n]*" hits "${asm}")
+    list(LENGTH hits nprefetch)
+    if(nprefetch EQUAL 0)
+      message(SEND_ERROR "${family_isa}/${name} contains no software prefetch (prefetcht0/t1): the decoding kernels' prefetch was compiled away")
+      math(EXPR failures "${failures} + 1")
+    else()
+      message(STATUS "${family_isa}/${name}: ${nprefetch} software prefetch instruction(s)")
     endif()
   endif()
   if(scan_bf16)

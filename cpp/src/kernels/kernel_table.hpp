@@ -268,9 +268,10 @@ struct attention_kernels {
                std::size_t dv, const T* alpha, T* o, std::size_t ldo);
     // s[i * lds + j] = sum_d q[i * ldq + d] * k[j * ldk + d] for i < rows, j < keys, straight from the key rows
     // (no packing; for a few query rows, i.e. decoding, where each key is used once and packing would cost
-    // as much as the product).
+    // as much as the product). ahead: the rows k[j * ldk], keys <= j < keys + ahead, are the ones the caller
+    // reads next (0: unknown); the kernel may prefetch them, never reads them. Results do not depend on it.
     void (*qk_direct)(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows,
-                      std::size_t keys, std::size_t dim, T* s, std::size_t lds);
+                      std::size_t keys, std::size_t dim, T* s, std::size_t lds, std::size_t ahead);
     // Rows per register tile of qk and pv (the kernel's, not the driver's choice: 6 on AVX2, 4 on NEON, 1 for
     // the scalar specification). The driver sizes its row groups (query blocks, causal-diagonal groups) in
     // whole tiles, so no group ends in a partial tile (attention.cpp, row_blocking).
@@ -297,7 +298,7 @@ struct attention_kv_kernels {
     void (*pv)(const float* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
                std::size_t dv, const float* alpha, float* o, std::size_t ldo);
     void (*qk_direct)(const float* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
-                      std::size_t keys, std::size_t dim, float* s, std::size_t lds);
+                      std::size_t keys, std::size_t dim, float* s, std::size_t lds, std::size_t ahead);
 };
 
 // ---- 16-bit conversions -------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ struct bf16_dot_kernels {
     // attn_kv_bf16.qk_direct's contract (key rows read in place, unit stride along dim) with the pairs'
     // arithmetic, summed as stated above. Returns false (s unusable) when K holds a bfloat16 subnormal.
     bool (*qk_direct_pairs)(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
-                            std::size_t keys, std::size_t dim, float* s, std::size_t lds);
+                            std::size_t keys, std::size_t dim, float* s, std::size_t lds, std::size_t ahead);
 };
 
 struct kernel_table {

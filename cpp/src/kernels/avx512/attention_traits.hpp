@@ -30,11 +30,16 @@ struct AttnAvx512 {
     // qk_direct's register tile: 4 query rows x 4 keys (16 accumulators + 4 key vectors + 1 query vector
     // of the 32 registers).
     static constexpr int kDirectRows = 4;
-    // Decoding kernels prefetch the key/value row this many rows ahead, into L2 (PREFETCHT1). Measured on
-    // Zen 4 (decode, 32 query heads on 8 K/V heads, 16k float32 keys, two threads, 8 round-robin passes):
-    // 32 rows into L2 took 0.80x the time of 16 rows into L1, the AVX2 set's choice; 64 rows no better.
+    // qk_direct prefetches the key rows this many rows ahead, into L2 (PREFETCHT1). Measured on Zen 4 (a
+    // float32 decode from memory, 32 query heads on 8 K/V heads, 16k keys, one thread): 17-19 GB/s with 16,
+    // 32 or 64 rows into L2, 14-15 with 16 rows into L1 (PREFETCHT0).
+    // NX_INLINE: GCC 12 took this wrapper, left as a call, for a function without side effects and deleted
+    // the calls (the kernels had no prefetch instruction at all until it was forced inline).
     static constexpr std::ptrdiff_t kPrefetchRows = 32;
-    static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+    NX_INLINE static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+    // pv's decoding tile: two value rows x 8 vectors (16 accumulators + 2 broadcasts + 8 loads of the 32
+    // registers), a whole 128-wide float32 value row per step, read once for both rows.
+    static constexpr int kWideRows = 2;
 };
 
 struct AttnF32 : F32, AttnAvx512 {

@@ -184,14 +184,15 @@ NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) a[r][c] = _mm512_setzero_ps();
+    // The four key rows kPrefetchRows ahead, four lines per step (a step reads one line of each row).
+    [[maybe_unused]] line_prefetcher<AttnF32> pf{
+        Pf ? reinterpret_cast<const char*>(k0 + AttnF32::kPrefetchRows * ldk) : nullptr, ldk * sp(sizeof(bfloat16)),
+        dim * sizeof(bfloat16), Pf ? 4u : 0u};
     // 32 head dimensions per step, the last one masked (lanes past dim load as zero and add nothing).
     for (std::size_t d = 0, t = 0; d < dim; d += 32, ++t) {
         const std::size_t n = dim - d < 32 ? dim - d : 32;
         const __mmask32 mk = _cvtu32_mask32(n == 32 ? ~0u : (1u << n) - 1u);
-        if constexpr (Pf) {
-NX_UNROLL(4)
-            for (int c = 0; c < C; ++c) AttnF32::prefetch(k0 + (AttnF32::kPrefetchRows + c) * ldk + sp(d));
-        }
+        if constexpr (Pf) pf.next();
         __m512i kv[C];
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) {
@@ -232,7 +233,7 @@ struct alignas(64) QPairs {
 // The rows' q pairs are converted once per call into a per-thread buffer (the conversion, a vpermt2w per 32
 // head dimensions, cost a fifth of the instructions when it ran per four keys).
 bool k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
-                       std::size_t keys, std::size_t dim, float* s, std::size_t lds) {
+                       std::size_t keys, std::size_t dim, float* s, std::size_t lds, std::size_t ahead) {
     const std::size_t steps = (dim + 31) / 32;
     thread_local std::vector<QPairs> qbuf;  // QPairs has internal linkage: so has this vector's code
     if (qbuf.size() < rows * steps) qbuf.resize(rows * steps);
@@ -242,9 +243,10 @@ bool k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::
     const auto* qv = reinterpret_cast<const __m512i*>(qbuf.data());
     __mmask32 sub = 0;
     std::size_t j = 0;
-    // The prefetch stays inside the call's key rows (as avx512's qk_direct, generic/attention.hpp).
-    constexpr std::size_t ahead = std::size_t(AttnF32::kPrefetchRows) + 4;
-    for (; j + 4 <= keys && j + ahead <= keys; j += 4)
+    // The prefetch reaches past the call's key rows only into the `ahead` rows that follow them (as avx512's
+    // qk_direct, generic/attention.hpp).
+    constexpr std::size_t reach = std::size_t(AttnF32::kPrefetchRows) + 4;
+    for (; j + 4 <= keys && j + reach <= keys + ahead; j += 4)
         direct_rows<kDirectRows, 4, true>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
     for (; j + 4 <= keys; j += 4)
         direct_rows<kDirectRows, 4, false>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);

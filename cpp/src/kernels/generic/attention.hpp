@@ -30,6 +30,8 @@
 //                                        kQkRowGroup (24), or each row group ends in a short tile.
 //                                        kTileRows is the table's tile_rows.
 //    kPrefetchRows, prefetch(p)          software prefetch distance of the decoding kernels in rows (0: none).
+//    kWideRows                           value rows per tile of pv's decoding form (pv_wide: kWideRows x 8
+//                                        vectors of accumulators; 1 on 16-register ISAs, 2 with 32).
 //    kDirectRows                         query rows per register tile of qk_direct (x 4 keys: 4 kDirectRows
 //                                        accumulators, so 2 on 16-register ISAs, 4 with 32 registers).
 //    transpose_store<S>(k, k_row, kt, ldkt)  N x N block transpose of pack_kt (k rows of storage S with unit
@@ -227,11 +229,13 @@ NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
 NX_UNROLL(4)
         for (int c = 0; c < 4; ++c) a[r][c] = F::zero();
+    // The four key rows kPrefetchRows ahead, four lines per cache line of a row stepped through here.
+    [[maybe_unused]] line_prefetcher<F> pf{Pf ? reinterpret_cast<const char*>(k0 + F::kPrefetchRows * ldk) : nullptr,
+                                           ldk * std::ptrdiff_t(sizeof(S)), dim * sizeof(S), Pf ? 4u : 0u};
     std::size_t d = 0;
     for (; d < full; d += N) {
         if constexpr (Pf && F::kPrefetchRows > 0) {
-            if ((d * sizeof(S)) % 64 == 0)  // once per cache line of each of the 4 key rows
-                for (int c = 0; c < 4; ++c) F::prefetch(k0 + (F::kPrefetchRows + c) * ldk + d);
+            if ((d * sizeof(S)) % 64 == 0) pf.next();
         }
         V kv[4];
 NX_UNROLL(4)
@@ -275,19 +279,22 @@ NX_INLINE void qk_direct_rows(const typename F::T* q, std::size_t ldq, const S* 
 // Decoding (a few query rows, each key used once): keys in groups of four, each group against all the rows in
 // register tiles of F::kDirectRows rows (so a key row is read from memory once, not once per query row, and a
 // 16-bit one widened once per tile); the single keys left over use F::hsum, whose lane order may differ from
-// store_hsum4's. |err| <= (dim + 1) u sum|q k| as for qk. The prefetch (F::kPrefetchRows ahead) stays inside
-// the call's own key rows: past them the rows may not be the next keys (a paged cache's segment ends at its
-// page; the driver, which knows where the next keys are, prefetches them, attention.cpp).
+// store_hsum4's. |err| <= (dim + 1) u sum|q k| as for qk. The prefetch (F::kPrefetchRows ahead) reaches past
+// the call's own key rows only into the `ahead` rows the caller says follow them (the next block of a
+// contiguous cache: the prefetch then runs on from one call into the next, where stopping at each call's end
+// left the stream prefetcher to start again every block); past those the rows may not be the next keys (a
+// paged cache's segment ends at its page; the driver, which knows where the next keys are, prefetches them,
+// attention.cpp).
 template <class F, class S = typename F::T>
 void k_qk_direct(const typename F::T* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
-                 std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds) {
+                 std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds, std::size_t ahead) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     const std::size_t full = dim / N * N, tn = dim - full;
     const auto mk = F::tail_mask(tn);
     std::size_t j = 0;
-    constexpr std::size_t ahead = F::kPrefetchRows > 0 ? static_cast<std::size_t>(F::kPrefetchRows) + 4 : 0;
-    for (; j + 4 <= keys && j + ahead <= keys; j += 4)
+    constexpr std::size_t reach = F::kPrefetchRows > 0 ? static_cast<std::size_t>(F::kPrefetchRows) + 4 : 0;
+    for (; j + 4 <= keys && j + reach <= keys + ahead; j += 4)
         qk_direct_rows<F, F::kDirectRows, true>(q, ldq, k + static_cast<std::ptrdiff_t>(j) * ldk, ldk, rows, dim, full,
                                                 mk, tn, s + j, lds);
     for (; j + 4 <= keys; j += 4)
@@ -342,42 +349,67 @@ NX_UNROLL(4)
         }
 }
 
-// One row x 8 vectors (64 float32 / 32 float64 columns on AVX2): for a few rows (decoding) each value row is
-// read in long contiguous pieces (8 accumulators; the FMAs take their V operand from memory).
-template <class F, class S>
-void pv_wide_row(const typename F::T* p, const S* v, std::ptrdiff_t ldv, std::size_t keys,
-                 typename F::T alpha, typename F::T* o) {
+// R rows x 8 vectors (R = 1 or F::kWideRows): for a few rows (decoding) the value rows are read in long
+// contiguous pieces (8 N columns: all of a 128-wide float32 row on AVX-512), one row after the other, each
+// vector loaded once for the R rows (NX_KEEP_IN_REGISTER: GCC otherwise folds the load into each of the R
+// FMAs, and two loads per FMA pair made this loop load-bound: 31 against 50 GB/s from L2 on Zen 4). The rows in
+// address order are what the stream prefetcher follows from memory; pv_tile's column strips read every row
+// in pieces, one strip after the other (a decode's P V from memory, one Zen 4 core: 13.9 GB/s as strips,
+// 18.0 as whole rows; a software prefetch of the rows ahead made it slower, on AVX2 too).
+template <class F, int R, class S>
+void pv_wide(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t keys,
+             const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
-    const V al = F::set1(alpha);
-    V a[8];
+    V a[R][8];
+NX_UNROLL(2)
+    for (int r = 0; r < R; ++r) {
+        const V al = F::set1(alpha[r]);
 NX_UNROLL(8)
-    for (int c = 0; c < 8; ++c) a[c] = F::mul(al, F::load(o + c * N));
-    for (std::size_t j = 0; j < keys; ++j) {
-        const V pj = F::set1(p[j]);
-        const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
-        if constexpr (F::kPrefetchRows > 0) {  // inside the call's rows only (as qk_direct)
-            constexpr std::size_t L = 64 / sizeof(S);  // one prefetch per cache line
-            if (j + static_cast<std::size_t>(F::kPrefetchRows) < keys)
-                for (std::size_t c = 0; c < 8 * N; c += L) F::prefetch(vj + F::kPrefetchRows * ldv + std::ptrdiff_t(c));
-        }
-NX_UNROLL(8)
-        for (int c = 0; c < 8; ++c) a[c] = F::fmadd(pj, load_kv<F>(vj + c * N), a[c]);
+        for (int c = 0; c < 8; ++c) a[r][c] = F::mul(al, F::load(o + r * ldo + c * N));
     }
+    for (std::size_t j = 0; j < keys; ++j) {
+        const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
+        V b[8];
 NX_UNROLL(8)
-    for (int c = 0; c < 8; ++c) F::store(o + c * N, a[c]);
+        for (int c = 0; c < 8; ++c) {
+            b[c] = load_kv<F>(vj + c * N);
+            if constexpr (R > 1) NX_KEEP_IN_REGISTER(b[c]);
+        }
+NX_UNROLL(2)
+        for (int r = 0; r < R; ++r) {
+            const V pj = F::set1(p[r * ldp + j]);
+NX_UNROLL(8)
+            for (int c = 0; c < 8; ++c) a[r][c] = F::fmadd(pj, b[c], a[r][c]);
+        }
+    }
+NX_UNROLL(2)
+    for (int r = 0; r < R; ++r)
+NX_UNROLL(8)
+        for (int c = 0; c < 8; ++c) F::store(o + r * ldo + c * N, a[r][c]);
 }
+
+// Decoding (rows <= kWideDecodeRows, at least 8 N columns): pv_wide over tiles of kWideRows rows (the last
+// one shorter), the column pieces of a tile inner, so each tile reads the value rows once, in order (the
+// second tile from cache); the columns past the last whole 8 N by the tiles below.
+constexpr std::size_t kWideDecodeRows = 4;
 
 template <class F, class S = typename F::T>
 void k_pv(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows,
           std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
     constexpr std::size_t N = F::N;
     constexpr int NV = F::kPvVectors;
-    if (rows <= 2 && dv >= 8 * N) {
+    constexpr std::size_t W = F::kWideRows;
+    static_assert(W == 1 || W == 2, "pv_wide tiles of one or two rows");
+    if (rows <= kWideDecodeRows && dv >= 8 * N) {
         const std::size_t wide = dv / (8 * N) * (8 * N);
-        for (std::size_t i = 0; i < rows; ++i)
+        std::size_t i = 0;
+        for (; i + W <= rows; i += W)
             for (std::size_t c = 0; c < wide; c += 8 * N)
-                pv_wide_row<F, S>(p + i * ldp, v + c, ldv, keys, alpha[i], o + i * ldo + c);
+                pv_wide<F, int(W)>(p + i * ldp, ldp, v + c, ldv, keys, alpha + i, o + i * ldo + c, ldo);
+        for (; i < rows; ++i)
+            for (std::size_t c = 0; c < wide; c += 8 * N)
+                pv_wide<F, 1>(p + i * ldp, ldp, v + c, ldv, keys, alpha + i, o + i * ldo + c, ldo);
         if (wide < dv) k_pv<F, S>(p, ldp, v + wide, ldv, rows, keys, dv - wide, alpha, o + wide, ldo);
         return;
     }

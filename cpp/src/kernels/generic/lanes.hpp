@@ -441,3 +441,33 @@ struct fast_arg {
 // The argument of each mode: Fast selects fast_arg (accuracy::fast), else the exact arg.
 template <class F, bool Scaled, bool Fast>
 using mode_arg = std::conditional_t<Fast, fast_arg<F, Scaled>, arg<F, Scaled>>;
+
+// ---- software prefetch of the decoding kernels (generic/attention.hpp, avx512bf16/attention.cpp) --------
+// Prefetches (F::prefetch, an attention traits' hint) the cache lines of `rows` rows of row_bytes bytes each,
+// ld_bytes apart, four lines per next() call, in address order: all of row 0's lines, then row 1's, ... A
+// decoding tile calls next() once per cache line of its four key rows, so over the tile it prefetches every
+// line of the four rows kPrefetchRows ahead. The order matters: the L2 stream prefetcher follows a run of
+// misses in address order and then fetches ahead of it; the same lines prefetched a line of each row at a
+// time (row_bytes apart, then back) did not train it (Zen 4, a float32 decode from memory:
+// docs/attention.md, decode prefetching).
+template <class F>
+struct line_prefetcher {
+    const char* row;
+    std::ptrdiff_t ld_bytes;
+    std::size_t row_bytes;
+    std::size_t rows;
+    std::size_t off = 0;
+    NX_INLINE void next() {
+NX_UNROLL(4)
+        for (int c = 0; c < 4; ++c) {
+            if (rows == 0) return;
+            F::prefetch(row + off);
+            off += 64;
+            if (off >= row_bytes) {
+                off = 0;
+                row += ld_bytes;
+                --rows;
+            }
+        }
+    }
+};

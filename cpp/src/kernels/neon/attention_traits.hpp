@@ -19,6 +19,8 @@ struct AttnNeon {
     static constexpr int kPvVectors = 4;
     static constexpr std::ptrdiff_t kPrefetchRows = 0;  // no software prefetch
     static void prefetch(const void*) {}
+    // pv's decoding tile: one value row x 8 vectors (32 float32 columns).
+    static constexpr int kWideRows = 1;
 };
 
 struct AttnF32 : F32, AttnNeon {
