@@ -229,11 +229,15 @@ struct workspace {
     // The segments of the current key block (run_block): at most kBlockK (pages of one key).
     std::vector<std::size_t> seg_off, seg_n;
     std::vector<const S*> seg_k, seg_v;
-    // A streaming decode's prefetch list (run_block): rows of K and V, their lengths in bytes, and the next
-    // one to prefetch. At most the V rows of one unit's block and the K rows of the next one.
+    // A streaming decode's prefetch list (run_block): pieces of K and V (rows, or a paged block's segments
+    // of all heads), their lengths in bytes, the next piece to prefetch and how far into it (bytes from its
+    // first cache line), and the list's cache lines. At most the V rows of one unit's block and the K rows
+    // of the next one, or a paged block's segments and the next block's first.
     std::vector<const char*> pf_row;
     std::vector<std::size_t> pf_len;
-    std::size_t pf_n = 0, pf_next = 0;
+    std::size_t pf_n = 0, pf_next = 0, pf_off = 0, pf_lines = 0;
+    // A paged decode over all heads (run_block): whether unit u's scores came from the pair kernels.
+    std::vector<unsigned char> unit_pairs;
     // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
     // std::bad_alloc instead of wrapping around to a small buffer.
     workspace(const attention_shape& sh, const copies& c, std::size_t bq) {
@@ -251,6 +255,7 @@ struct workspace {
         seg_v.resize(kBlockK);
         pf_row.resize(3 * kBlockK);
         pf_len.resize(3 * kBlockK);
+        unit_pairs.resize(c.units);
         if (c.q) qbuf = scratch<T>(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
         if (c.v || c.gather)
             vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
@@ -359,7 +364,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
     }
 
     bool primed = false;  // a streaming decode: the K rows of its first unit prefetched
-    ws.pf_n = ws.pf_next = 0;
+    ws.pf_n = ws.pf_next = ws.pf_off = ws.pf_lines = 0;
     for (std::ptrdiff_t j0 = jlo; j0 < jhi; j0 += sp(kBlockK)) {
         const std::size_t keys = static_cast<std::size_t>(std::min<std::ptrdiff_t>(sp(kBlockK), jhi - j0));
         // Band limits of this block in local indices; skip blocks no row can see.
@@ -546,16 +551,29 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // sit in separate 4 KiB pages (one page apart at segment ends, heads_kv x head_dim apart inside a
         // page), where the hardware prefetchers stop, and the kernels prefetch only inside their own call.
         const std::size_t piece = stream ? kStreamPiece : kBlockK;  // qk; pv takes whole segments (kBlockK)
-        std::size_t pf_step = 0;
+        std::size_t pf_step = 0;  // cache lines per kernel call
+        // The next n cache lines of the list, in its order; each piece's lines from the one holding its first
+        // byte to the one holding its last.
         auto pump = [&](std::size_t n) {
-            for (const std::size_t e = std::min(ws.pf_n, ws.pf_next + n); ws.pf_next < e; ++ws.pf_next) {
-                // The row's cache lines, from the one holding its first byte to the one holding its last.
+            for (; n > 0 && ws.pf_next < ws.pf_n; ws.pf_off = 0, ++ws.pf_next) {
                 const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ws.pf_row[ws.pf_next]);
-                const std::uintptr_t last = (a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63);
-                for (std::uintptr_t b = a & ~std::uintptr_t(63); b <= last; b += 64)
-                    NX_PREFETCH_L2(reinterpret_cast<const char*>(b));
+                const std::uintptr_t first = a & ~std::uintptr_t(63), last = (a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63);
+                std::uintptr_t b = first + ws.pf_off;
+                for (; b <= last && n > 0; b += 64, --n) NX_PREFETCH_L2(reinterpret_cast<const char*>(b));
+                ws.pf_off = b - first;
+                if (b <= last) return;  // n lines done, the piece not
             }
         };
+        auto pump_all = [&] { pump(std::numeric_limits<std::size_t>::max()); };
+        // Appends a piece of len bytes at row to the list.
+        auto pf_add = [&](const void* row, std::size_t len) {
+            const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(row);
+            ws.pf_row[ws.pf_n] = static_cast<const char*>(row);
+            ws.pf_len[ws.pf_n] = len;
+            ++ws.pf_n;
+            ws.pf_lines += (((a + len - 1) & ~std::uintptr_t(63)) - (a & ~std::uintptr_t(63))) / 64 + 1;
+        };
+        auto pf_reset = [&] { ws.pf_n = ws.pf_next = ws.pf_off = ws.pf_lines = 0; };
         // f(piece offset in the block, K row, V row, keys) for the pieces of the first nk keys of the block.
         auto for_pieces = [&](std::size_t nk, std::size_t most, auto&& f) {
             for (std::size_t sg = 0; sg < nseg && ws.seg_off[sg] < nk; ++sg) {
@@ -607,6 +625,76 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                     p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, al, ws.o.get() + rr * Dv, Dv);
             });
         };
+        // A paged decode over all the heads of its pages (U > 1: each slot's heads adjacent, plan::units) and
+        // no band that splits the rows: the block's page segments one after the other, the units of each in
+        // turn (scores, then after every unit's softmax step P V), so each segment's rows of all heads, one
+        // contiguous piece, are read together; and the list prefetches the whole next segment (K, then V,
+        // then the next block's first K segment) in address order, spread over the calls. Unit by unit, each
+        // unit's rows of a segment lie heads_kv x head_dim apart in 4 KiB pages of their own, where the stream
+        // prefetcher does not follow (a plain read in that order: 12 GB/s against 18 for whole segments, one
+        // Zen 4 core). The kernel calls are the unit-by-unit path's, in another order: the same bits.
+        const bool whole_rows = !sc.band || (!p.grouped && !(sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)));
+        if (stream && U > 1 && whole_rows) {
+            // A segment of all heads: n slots from row (ld apart), U units of width each.
+            auto seg_bytes = [&](std::size_t n, std::ptrdiff_t ld, std::size_t width) {
+                return ((n - 1) * static_cast<std::size_t>(ld) + U * width) * sizeof(S);
+            };
+            pf_reset();
+            if (!primed) {
+                pf_add(ws.seg_k[0], seg_bytes(ws.seg_n[0], ldk, D));
+                pump_all();
+                pf_reset();
+                primed = true;
+            }
+            for (std::size_t g = 1; g < nseg; ++g) pf_add(ws.seg_k[g], seg_bytes(ws.seg_n[g], ldk, D));
+            for (std::size_t g = 0; g < nseg; ++g) pf_add(ws.seg_v[g], seg_bytes(ws.seg_n[g], ldv, Dv));
+            if (next) {
+                bool first = true;
+                for_segments(p, kp, vp, j0 + sp(kBlockK), next, [&](std::size_t, const S* kr, const S*, std::size_t n) {
+                    if (first) pf_add(kr, seg_bytes(n, p.ks[2], D));
+                    first = false;
+                });
+            }
+            std::size_t calls = 0;
+            for_pieces(keys, kStreamPiece, [&](std::size_t, const S*, const S*, std::size_t) { calls += U; });
+            calls += nseg * U;
+            pf_step = (ws.pf_lines + calls - 1) / calls;
+            auto scores = [&](std::size_t u) { return ws.s.get() + u * rows * kBlockK; };
+            // Scores: the pair kernels where q and K allow (a unit whose K holds a bfloat16 subnormal is done
+            // again by the float32 kernel below), else the float32 ones.
+            for (std::size_t u = 0; u < U; ++u) ws.unit_pairs[u] = pairs;
+            for_pieces(keys, kStreamPiece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
+                for (std::size_t u = 0; u < U; ++u) {
+                    pump(pf_step);
+                    const T* qr = qp + sp(u) * ldq_unit;
+                    if (ws.unit_pairs[u])
+                        ws.unit_pairs[u] = p.kv.qk_direct_pairs(qr, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off,
+                                                                kBlockK, 0);
+                    else
+                        p.kv.qk_direct(qr, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off, kBlockK, 0);
+                }
+            });
+            for (std::size_t u = 0; u < U; ++u) {
+                if (pairs && !ws.unit_pairs[u])
+                    for_pieces(keys, kStreamPiece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
+                        p.kv.qk_direct(qp + sp(u) * ldq_unit, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off,
+                                       kBlockK, 0);
+                    });
+                p.k.softmax_step(scores(u), kBlockK, rows, keys, sc, ws.m.data() + u * rows, ws.l.data() + u * rows,
+                                 ws.alpha.data() + u * rows);
+            }
+            // o = alpha o + P V, segment by segment as in step() below.
+            for_pieces(keys, kBlockK, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
+                for (std::size_t u = 0; u < U; ++u) {
+                    pump(pf_step);
+                    const T* al = off == 0 ? ws.alpha.data() + u * rows : ws.ones.data();
+                    p.kv.pv(scores(u) + off, kBlockK, vr + sp(u * Dv), ldv, rows, n, Dv, al, ws.o.get() + u * rows * Dv,
+                            Dv);
+                }
+            });
+            pump_all();
+            continue;
+        }
         for (std::size_t u = 0; u < U; ++u) {
             ub = u * rows;
             qu = qp + sp(u) * ldq_unit;
@@ -620,17 +708,14 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                     const std::ptrdiff_t ld = kside ? p.ks[2] : p.vs[2], col = sp(unit * (kside ? D : Dv));
                     for_segments(p, kp, vp, jb, n, [&](std::size_t, const S* kr, const S* vr, std::size_t m) {
                         const S* base = (kside ? kr : vr) + col;
-                        for (std::size_t r = 0; r < m; ++r, ++ws.pf_n) {
-                            ws.pf_row[ws.pf_n] = reinterpret_cast<const char*>(base + sp(r) * ld);
-                            ws.pf_len[ws.pf_n] = len;
-                        }
+                        for (std::size_t r = 0; r < m; ++r) pf_add(base + sp(r) * ld, len);
                     });
                 };
-                ws.pf_n = ws.pf_next = 0;
+                pf_reset();
                 if (!primed) {
                     add(j0, keys, true, u);
-                    pump(ws.pf_n);
-                    ws.pf_n = ws.pf_next = 0;
+                    pump_all();
+                    pf_reset();
                     primed = true;
                 }
                 if (p.vs[3] == 1) add(j0, keys, false, u);
@@ -639,7 +724,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 std::size_t calls = 0;  // kernel calls of this unit, qk and pv
                 for_pieces(keys, piece, [&](std::size_t, const S*, const S*, std::size_t) { ++calls; });
                 for_pieces(keys, kBlockK, [&](std::size_t, const S*, const S*, std::size_t) { ++calls; });
-                pf_step = (ws.pf_n + calls - 1) / std::max<std::size_t>(1, calls);
+                pf_step = (ws.pf_lines + calls - 1) / std::max<std::size_t>(1, calls);
             }
             if (p.grouped && sc.band) {
                 // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
@@ -656,7 +741,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             } else {
                 step(0, rows, keys);
             }
-            pump(ws.pf_n);  // what the calls did not reach (a band step of fewer keys)
+            pump_all();  // what the calls did not reach (a band step of fewer keys)
         }
     }
 }
