@@ -392,6 +392,14 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
 // rows took 1.3x the time pipelined, 2 KiB rows 0.85x; AVX-512).
 constexpr std::size_t kPipelineRowBytes = 4096;
 
+// Depth: stage C runs Depth rows behind stage B (1: row r - 1). rows_softmax takes 2 for rows of at most
+// kDeepRowBytes: the reciprocal of row r's sum then has a whole row's step to arrive before the first output
+// of row r needs it (AVX-512, one thread, 128 float32 entries per row: fast softmax 165 -> 153 us for 4096
+// rows, 64 entries 217 -> 202, 256 entries 131 -> 128; at 512 entries, six rows of L1, 111 -> 117).
+// rows_log_softmax keeps 1: its seal calls std::log, and the deeper queue it must keep across the call cost
+// more than the latency saved (194 -> 201 us at 128 entries).
+constexpr std::size_t kDeepRowBytes = 1024;
+
 // seal(P&) finishes what pass gave once the row's step of the loop is over, where the next row's maximum
 // accumulators are no longer live (no_seal: nothing to finish): rows_log_softmax calls std::log there, a call
 // that spills every vector register live across it.
@@ -400,7 +408,7 @@ struct no_seal {
     void operator()(P&) const {}
 };
 
-template <class F, bool Out, class S, class Pass, class Emit, class Seal = no_seal>
+template <class F, bool Out, std::size_t Depth, class S, class Pass, class Emit, class Seal = no_seal>
 NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, typename F::T m_limit,
                              typename F::T* m, Pass&& pass, Emit&& out, Seal&& seal = Seal{}) {
     constexpr std::size_t N = F::N;
@@ -419,34 +427,44 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
     }
     if (rows == 0) return;
     m[0] = k_row_max<F, S>(x, n);
-    bool prev = false;  // row r - 1 awaits stage C, with c_prev
-    P c_prev{};
+    // Rows awaiting stage C, oldest first: wait[0], cq[0] are row r - D's, wait[D - 1], cq[D - 1] row r - 1's.
+    constexpr std::size_t D = Depth;
+    static_assert(D >= 1, "stage C runs behind stage B");
+    bool wait[D] = {};
+    P cq[D] = {};
     for (std::size_t r = 0; r < rows; ++r) {
         const bool next = r + 1 < rows;
         const S* const xa = next ? xr(r + 1) : x;
         max_acc<F, S, false> ma;
-        const bool c_on = Out && prev;
-        const P c = c_prev;
+        const bool c_on = Out && wait[0];
+        const P c = cq[0];
         auto side = make_side(
             [&](std::size_t i) {
                 if (next) ma.block4(xa + i), ma.block4(xa + i + 4 * N);
-                if (c_on) out(r - 1, c, i, kSideBlock * N);
+                if (c_on) out(r - D, c, i, kSideBlock * N);
             },
             [&](std::size_t i) {
                 if (next) ma.from(xa, i, n);
-                if (c_on) out(r - 1, c, i, n - i);
+                if (c_on) out(r - D, c, i, n - i);
             });
-        prev = !row_skipped(m[r], m_limit);
-        if (prev) {
-            c_prev = pass(r, side);
-            prev = !row_skipped(m[r], m_limit);  // pass found a NaN
+        for (std::size_t k = 0; k + 1 < D; ++k) wait[k] = wait[k + 1], cq[k] = cq[k + 1];
+        bool live = !row_skipped(m[r], m_limit);
+        P cr{};
+        if (live) {
+            cr = pass(r, side);
+            live = !row_skipped(m[r], m_limit);  // pass found a NaN
         } else {
             side.rest(0);
         }
         if (next) m[r + 1] = ma.result();
-        if (prev) seal(c_prev);
+        if (live) seal(cr);
+        wait[D - 1] = live;
+        cq[D - 1] = cr;
     }
-    if (Out && prev) out(rows - 1, c_prev, 0, n);
+    if constexpr (Out) {
+        for (std::size_t k = 0; k < D; ++k)
+            if (rows + k >= D && wait[k]) out(rows + k - D, cq[k], 0, n);
+    }
 }
 
 // rows_softmax: B is row_exp_store and C the scale by T(1 / sum); for 16-bit storage (S != T) a stored exp
@@ -480,7 +498,10 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
             map_range<F>(yr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(v, cv); });
         }
     };
-    rows_pipeline<F, true, S>(x, sx, rows, n, m_limit, m, pass, out);
+    if (n * sizeof(S) <= kDeepRowBytes)
+        rows_pipeline<F, true, 2, S>(x, sx, rows, n, m_limit, m, pass, out);
+    else
+        rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out);
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -500,7 +521,7 @@ NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows
         if (s[r].rest != s[r].rest) m[r] = typename F::T(port::kNaN), s[r] = exp_sum{0, 0};  // a NaN in the row
         return 0;
     };
-    rows_pipeline<F, false, S>(x, sx, rows, n, m_limit, m, pass, [](std::size_t, int, std::size_t, std::size_t) {});
+    rows_pipeline<F, false, 1, S>(x, sx, rows, n, m_limit, m, pass, [](std::size_t, int, std::size_t, std::size_t) {});
 }
 
 // rows_log_softmax: B is row_exp_sum (SumFast: the fast table's, nothing counted), its seal c = log_sum of it,
@@ -545,7 +566,7 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
         auto out = [&](std::size_t p, const row_c& rc, std::size_t i, std::size_t len) {
             log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, rc.c);
         };
-        rows_pipeline<F, true, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
+        rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
     }
 }
 
