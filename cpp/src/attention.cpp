@@ -58,6 +58,7 @@ constexpr std::size_t kDiagRowsMin = 24;    // row groups on the causal diagonal
 constexpr std::size_t kSplitTasks = 32;     // decode: split keys until there are about this many tasks
 constexpr std::size_t kSplitMinKeys = 512;  // decode: never split below this many keys per piece
 constexpr std::size_t kStreamPiece = 32;    // decode: keys per kernel call between prefetches (run_block)
+constexpr std::size_t kUnitChunkBytes = 16384;  // paged decode over all heads: bytes of K per chunk (run_block)
 static_assert(kStreamPiece % 4 == 0 && kBlockK % kStreamPiece == 0, "pieces of whole four-key groups");
 static_assert(kBlockK % kAttnKeyPanel == 0, "key blocks must be whole panels");
 
@@ -626,44 +627,57 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             });
         };
         // A paged decode over all the heads of its pages (U > 1: each slot's heads adjacent, plan::units) and
-        // no band that splits the rows: the block's page segments one after the other, the units of each in
-        // turn (scores, then after every unit's softmax step P V), so each segment's rows of all heads, one
-        // contiguous piece, are read together; and the list prefetches the whole next segment (K, then V,
-        // then the next block's first K segment) in address order, spread over the calls. Unit by unit, each
-        // unit's rows of a segment lie heads_kv x head_dim apart in 4 KiB pages of their own, where the stream
-        // prefetcher does not follow (a plain read in that order: 12 GB/s against 18 for whole segments, one
-        // Zen 4 core). The kernel calls are the unit-by-unit path's, in another order: the same bits.
+        // no band that splits the rows: the block in chunks of about kUnitChunkBytes of one page segment,
+        // one chunk after the other, every unit's scores on a chunk before the next chunk (then every unit's
+        // softmax step, then P V the same way), so a chunk's rows of all heads, one contiguous piece, are read
+        // together; and the list prefetches the whole next chunk (K, then V, then the next block's first K
+        // chunk) in address order, spread over the calls. Unit by unit, each unit's rows lie heads_kv x
+        // head_dim apart, each in a 4 KiB page of its own, where the stream prefetcher does not follow (a plain
+        // read in that order: 12 GB/s against 18 for whole chunks, one Zen 4 core); chunks of a whole large page
+        // (128 slots: 512 KiB of float32 K) no longer fit L2 beside the next one. The chunk: whole four-key
+        // groups, at least one (16 decoding sequences of 2k-16k keys, 32 heads on 8, one thread: float32 read at
+        // 17.7 / 16.8 / 13.7 GB/s in chunks of 4 / 8 / 16 slots of 4 KiB, bfloat16 at 9.6 / 11.0 / 11.4 in
+        // chunks of 4 / 8 / 16 slots of 2 KiB, its pair kernels paying a fixed cost per call). The kernel calls
+        // are those of the unit-by-unit path cut at chunk ends (P V continues each chain with alpha = 1): the
+        // same bits.
         const bool whole_rows = !sc.band || (!p.grouped && !(sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)));
-        if (stream && U > 1 && whole_rows) {
-            // A segment of all heads: n slots from row (ld apart), U units of width each.
-            auto seg_bytes = [&](std::size_t n, std::ptrdiff_t ld, std::size_t width) {
+        if (stream && U > 1 && whole_rows && ldk > 0 && ldv > 0) {
+            const std::size_t slot_bytes = static_cast<std::size_t>(ldk) * sizeof(S);
+            const std::size_t chunk = std::max<std::size_t>(4, kUnitChunkBytes / slot_bytes / 4 * 4);
+            // A chunk of all heads: n slots from row (ld apart), U units of width each.
+            auto chunk_bytes = [&](std::size_t n, std::ptrdiff_t ld, std::size_t width) {
                 return ((n - 1) * static_cast<std::size_t>(ld) + U * width) * sizeof(S);
             };
             pf_reset();
             if (!primed) {
-                pf_add(ws.seg_k[0], seg_bytes(ws.seg_n[0], ldk, D));
+                for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
+                    if (off == 0) pf_add(kr, chunk_bytes(n, ldk, D));
+                });
                 pump_all();
                 pf_reset();
                 primed = true;
             }
-            for (std::size_t g = 1; g < nseg; ++g) pf_add(ws.seg_k[g], seg_bytes(ws.seg_n[g], ldk, D));
-            for (std::size_t g = 0; g < nseg; ++g) pf_add(ws.seg_v[g], seg_bytes(ws.seg_n[g], ldv, Dv));
+            std::size_t calls = 0;
+            for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
+                if (off != 0) pf_add(kr, chunk_bytes(n, ldk, D));
+                calls += 2 * U;
+            });
+            for_pieces(keys, chunk, [&](std::size_t, const S*, const S* vr, std::size_t n) {
+                pf_add(vr, chunk_bytes(n, ldv, Dv));
+            });
             if (next) {
                 bool first = true;
                 for_segments(p, kp, vp, j0 + sp(kBlockK), next, [&](std::size_t, const S* kr, const S*, std::size_t n) {
-                    if (first) pf_add(kr, seg_bytes(n, p.ks[2], D));
+                    if (first) pf_add(kr, chunk_bytes(std::min(n, chunk), p.ks[2], D));
                     first = false;
                 });
             }
-            std::size_t calls = 0;
-            for_pieces(keys, kStreamPiece, [&](std::size_t, const S*, const S*, std::size_t) { calls += U; });
-            calls += nseg * U;
             pf_step = (ws.pf_lines + calls - 1) / calls;
             auto scores = [&](std::size_t u) { return ws.s.get() + u * rows * kBlockK; };
             // Scores: the pair kernels where q and K allow (a unit whose K holds a bfloat16 subnormal is done
             // again by the float32 kernel below), else the float32 ones.
             for (std::size_t u = 0; u < U; ++u) ws.unit_pairs[u] = pairs;
-            for_pieces(keys, kStreamPiece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
+            for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                 for (std::size_t u = 0; u < U; ++u) {
                     pump(pf_step);
                     const T* qr = qp + sp(u) * ldq_unit;
@@ -676,15 +690,15 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             });
             for (std::size_t u = 0; u < U; ++u) {
                 if (pairs && !ws.unit_pairs[u])
-                    for_pieces(keys, kStreamPiece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
+                    for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                         p.kv.qk_direct(qp + sp(u) * ldq_unit, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off,
                                        kBlockK, 0);
                     });
                 p.k.softmax_step(scores(u), kBlockK, rows, keys, sc, ws.m.data() + u * rows, ws.l.data() + u * rows,
                                  ws.alpha.data() + u * rows);
             }
-            // o = alpha o + P V, segment by segment as in step() below.
-            for_pieces(keys, kBlockK, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
+            // o = alpha o + P V: the first chunk rescales, the others continue each chain with alpha = 1.
+            for_pieces(keys, chunk, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
                 for (std::size_t u = 0; u < U; ++u) {
                     pump(pf_step);
                     const T* al = off == 0 ? ws.alpha.data() + u * rows : ws.ones.data();
