@@ -446,7 +446,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                                      : 0;
         // A decode of contiguous rows tells qk_direct that the next block's key rows follow this block's
         // (attention_kernels::qk_direct's `ahead`), so its prefetch runs on from one block into the next in
-        // address order, and the stream prefetcher with it (docs/attention.md, decode prefetching).
+        // address order, and the stream prefetcher with it (docs/attention.md, decode from memory).
         const std::size_t ahead = direct && contiguous_rows ? next : 0;
         // A paged prefill: the next block's first rows of each page segment, K and V, into the cache while this
         // block computes (a decode prefetches through its own list, below, or as it gathers).
@@ -558,7 +558,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         auto pump = [&](std::size_t n) {
             for (; n > 0 && ws.pf_next < ws.pf_n; ws.pf_off = 0, ++ws.pf_next) {
                 const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ws.pf_row[ws.pf_next]);
-                const std::uintptr_t first = a & ~std::uintptr_t(63), last = (a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63);
+                const std::uintptr_t first = a & ~std::uintptr_t(63);
+                const std::uintptr_t last = (a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63);
                 std::uintptr_t b = first + ws.pf_off;
                 for (; b <= last && n > 0; b += 64, --n) NX_PREFETCH_L2(reinterpret_cast<const char*>(b));
                 ws.pf_off = b - first;
@@ -682,8 +683,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                     pump(pf_step);
                     const T* qr = qp + sp(u) * ldq_unit;
                     if (ws.unit_pairs[u])
-                        ws.unit_pairs[u] = p.kv.qk_direct_pairs(qr, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off,
-                                                                kBlockK, 0);
+                        ws.unit_pairs[u] =
+                            p.kv.qk_direct_pairs(qr, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off, kBlockK, 0);
                     else
                         p.kv.qk_direct(qr, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off, kBlockK, 0);
                 }

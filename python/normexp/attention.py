@@ -425,7 +425,8 @@ def paged_attention(
     read: a bad table raises ``IndexError`` (a page index outside the pool) or ``ValueError`` (lengths and
     offsets), naming the sequence and the entry. Work is split over (sequence, head, query block) and, for
     sequences with few new queries, key ranges, so one long sequence does not serialize a batch; results
-    are bit-identical for every thread count.
+    are bit-identical for every thread count. A sequence's key split is its share of the batch's keys: alone
+    it gives the bits of :func:`attention`, in a batch the same values up to rounding.
     """
     is_causal = _api.flag(is_causal, "is_causal")
     return_lse = _api.flag(return_lse, "return_lse")

@@ -284,9 +284,12 @@ NORMEXP_API void merge_attention(std::size_t parts, const bfloat16* const* outs,
 // Everything is validated before any read (normexp::error naming the sequence and the entry).
 // Scores, windows, softcap, ALiBi, sinks and GQA as attention_options; results are those of attention<T> over
 // each sequence's keys gathered contiguously with bottom-right alignment; for a batch of one sequence bit for
-// bit (decodes of up to 4 query rows gather each key block and run the contiguous kernels on it; prefills run
-// the kernels per page segment, which the scalar specification rounds once per segment instead of once per
-// block; tests/python/test_paged_attention.py).
+// bit (tasks of up to 4 query rows, a decode step or one query of a group of up to 4 heads, run the decoding
+// kernels over the pages in place, or over a gathered copy of each key block where the page size is not a
+// multiple of 4 and on the scalar set; larger tasks run the kernels per page segment, which the scalar
+// specification rounds once per segment instead of once per block; tests/python/test_paged_attention.py).
+// In a batch of several, a sequence's key split is its share of the batch's keys, so its bits may differ
+// from the sequence alone (by rounding).
 // Work is split over (sequence, head, query block) and, for sequences with few queries, key ranges (merged
 // with the log-sum-exp rule): the split depends only on the shapes, so results are identical for every thread
 // count.

@@ -449,7 +449,7 @@ using mode_arg = std::conditional_t<Fast, fast_arg<F, Scaled>, arg<F, Scaled>>;
 // line of the four rows kPrefetchRows ahead. The order matters: the L2 stream prefetcher follows a run of
 // misses in address order and then fetches ahead of it; the same lines prefetched a line of each row at a
 // time (row_bytes apart, then back) did not train it (Zen 4, a float32 decode from memory:
-// docs/attention.md, decode prefetching).
+// docs/attention.md, decode from memory).
 template <class F>
 struct line_prefetcher {
     const char* row;
