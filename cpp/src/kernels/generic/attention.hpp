@@ -412,7 +412,8 @@ void k_pv(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ld
         const std::size_t wide = dv / (8 * N) * (8 * N);
         const std::size_t row_bytes = dv * sizeof(S), fit = kWidePieceBytes / row_bytes;
         const std::size_t piece = fit < 8 ? 8 : fit;
-        const T ones[kWideDecodeRows] = {T(1), T(1), T(1), T(1)};
+        T ones[kWideDecodeRows];
+        for (auto& x : ones) x = T(1);
         for (std::size_t j = 0; j == 0 || j < keys; j += piece) {  // keys = 0 too: o = alpha o
             const std::size_t nk = keys - j < piece ? keys - j : piece;
             const T* al = j == 0 ? alpha : ones;
