@@ -641,8 +641,12 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // chunks of 4 / 8 / 16 slots of 2 KiB, its pair kernels paying a fixed cost per call). The kernel calls
         // are those of the unit-by-unit path cut at chunk ends (P V continues each chain with alpha = 1): the
         // same bits.
-        const bool whole_rows = !sc.band || (!p.grouped && !(sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)));
-        if (stream && U > 1 && whole_rows && ldk > 0 && ldv > 0) {
+        // How a band splits the rows (the unit-by-unit path below): grouped rows one at a time (the kernels'
+        // band is relative to the row index; grouped rows all sit at query position 0), or row groups along a
+        // causal diagonal that crosses this block; else all the rows in one step.
+        const bool band_per_row = p.grouped && sc.band;
+        const bool band_diagonal = !band_per_row && sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys);
+        if (stream && U > 1 && !band_per_row && !band_diagonal && ldk > 0 && ldv > 0) {
             const std::size_t slot_bytes = static_cast<std::size_t>(ldk) * sizeof(S);
             const std::size_t chunk = std::max<std::size_t>(4, kUnitChunkBytes / slot_bytes / 4 * 4);
             // A chunk of all heads: n slots from row (ld apart), U units of width each.
@@ -741,10 +745,9 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 for_pieces(keys, kBlockK, [&](std::size_t, const S*, const S*, std::size_t) { ++calls; });
                 pf_step = (ws.pf_lines + calls - 1) / std::max<std::size_t>(1, calls);
             }
-            if (p.grouped && sc.band) {
-                // The kernels' band is relative to the row index; grouped rows all sit at query position 0.
+            if (band_per_row) {
                 for (std::size_t r0 = 0; r0 < rows; ++r0) step(r0, 1, keys);
-            } else if (sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys)) {
+            } else if (band_diagonal) {
                 // The causal diagonal crosses this block: in groups of rb.diag rows, only the keys the group's
                 // last row can see are computed (row group g sees local keys j <= i + band_hi). A group that
                 // sees none of them is skipped: its statistics and output are unchanged (alpha = 1).
