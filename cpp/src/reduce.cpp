@@ -173,6 +173,7 @@ struct plan {
     const kernels_t<S>& k;     // the mode's table (accuracy::high or fast; 16-bit S: the one table)
     const kernels_t<S>& spec;  // the scalar set, accuracy::high in both modes (see kernels_for_max)
     reduction op;
+    bool fast;     // accuracy::fast (16-bit S: either mode; its one table takes the fast output)
     scale2<T> b2;  // 1/temperature for the kernels
     exp_scale ex;  // exp(beta (a - b)) for the online rule
     // logsumexp_parts only: logsumexp writes the max m to y and the sum of exp(beta (x - m)) as the pair
@@ -184,6 +185,13 @@ struct plan {
     const S* given_m = nullptr;
     const double* given_sums = nullptr;
 };
+
+// log_softmax's c = log(sum) for the output the plan's kernels write (log_sum_out, kernels/kernel_table.hpp):
+// the several-rows kernels form the same c, so a row's output does not depend on which path ran it.
+template <class S>
+double log_softmax_c(const plan<S>& p, const stats& s) {
+    return p.fast ? log_sum_out<value_t<S>, true>(s.count, s.rest) : log_sum_out<value_t<S>, false>(s.count, s.rest);
+}
 
 // The kernels for scores whose maximum is m (a row's, or the largest of a column block's). With a
 // temperature, x - m overflows T once m > 2^102 (float32; 2^969 float64), since x >= -max: beta (x - m)
@@ -356,7 +364,7 @@ void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* pa
         return;
     }
     if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
-    const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
+    const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_softmax_c(p, s);
     detail::parallel_ranges(nt, super_chunks(n), [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
         row_piece(p, s, c, x + i, y + i, len, n * sizeof(S) >= kStreamBytes);
@@ -417,7 +425,7 @@ void do_strided_row(const plan<S>& p, const S* x, std::ptrdiff_t sx, S* y, std::
     }
     if (p.op == reduction::logsumexp) return write_lse(p, y, s);
     if (is_special(s)) return special_row(p.op, s, x, sx, y, sy, n);
-    const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum(s);
+    const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_softmax_c(p, s);
     pieces([&](std::size_t, std::size_t i, std::size_t len, const S* xp, S* yb) {
         S* const yp = y + std::ptrdiff_t(i) * sy;
         row_piece(p, s, c, xp, yb ? yb : yp, len, false);
@@ -771,7 +779,7 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
         if (p.op == reduction::softmax)
             b.c[j] = static_cast<T>(1.0 / (s.count + s.rest));
         else
-            b.lc[j] = log_sum(s);
+            b.lc[j] = log_softmax_c(p, s);
     }
     detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
         const std::size_t r0 = cb * RS, rows = std::min(ce * RS, n) - r0;
@@ -1013,7 +1021,7 @@ void reduce_impl(reduction op, const S* x, const strides_t& xs, S* y, const stri
     else if constexpr (std::is_same_v<S, bfloat16>) spec = &spec_table.bf16;
     else if constexpr (sizeof(S) == 4) spec = &spec_table.f32;
     else spec = &spec_table.f64;
-    const plan<S> p{*k, *spec, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo}, parts, y, ex.given_m,
+    const plan<S> p{*k, *spec, op, fast || kHalf<S>, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo}, parts, y, ex.given_m,
                     ex.given_sums};
     auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 

@@ -16,6 +16,7 @@
 //    argument (float64: 2^-53; one rounding, x - m, or three with a temperature: x - m, beta.hi, the
 //    product), the stated contract of accuracy::fast.
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -162,7 +163,7 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 // ISA and on both sides of 4 KiB, skipped rows first, last, alone and adjacent, and maxima tied between +0 and
 // -0 (the same zero as row_max, bit for bit).
 template <class T>
-void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature) {
+void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature, bool fast_table) {
     const scale2<T> b = normexp::detail::split_beta<T>(temperature);
     const T inf = std::numeric_limits<T>::infinity();
     std::mt19937_64 rng(13);
@@ -233,8 +234,10 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
                     CHECK(yr[j] == T(7), "%s %s n=%zu r=%zu: gap written", name, layout, n, r);
                 const normexp::exp_sum e = k.row_exp_sum(xr, n, mr, b);
                 CHECK(es[r].rest == e.rest && es[r].count == e.count, "%s %s n=%zu r=%zu: rows_exp_sum", name, layout, n, r);
-                // rows_log_softmax: row_log_softmax with c = log_sum of that sum (what the driver's do_row gives).
-                k.row_log_softmax(xr, want.data(), n, mr, b, normexp::log_sum(e.count, e.rest));
+                // rows_log_softmax: row_log_softmax with c = log_sum_out of that sum (what the drivers give).
+                const double c = fast_table ? normexp::log_sum_out<T, true>(e.count, e.rest)
+                                            : normexp::log_sum_out<T, false>(e.count, e.rest);
+                k.row_log_softmax(xr, want.data(), n, mr, b, c);
                 for (std::size_t j = 0; j < n; ++j)
                     CHECK(std::memcmp(&zr[j], &want[j], sizeof(T)) == 0,
                           "%s %s n=%zu r=%zu j=%zu: rows_log_softmax %.9g vs %.9g", name, layout, n, r, j,
@@ -256,16 +259,52 @@ void test_tables(const normexp::kernel_table& t) {
 
 }  // namespace
 
+// log_sum_float (kernel_table.hpp), the c of the float32 fast and 16-bit log_softmax outputs: relative error
+// <= 2^-29 against long double, across its table's intervals and their edges, powers of two, sums next to 1,
+// and count == 1 with rests down to the subnormals (log1p(rest), relative); std::log outside the normal range.
+void test_log_sum_float() {
+    std::mt19937_64 rng(41);
+    std::uniform_real_distribution<double> u(0, 1);
+    double worst = 0;
+    auto one = [&](double count, double rest) {
+        const long double ref = count == 1 ? std::log1p((long double)rest) : std::log((long double)count + rest);
+        const double got = normexp::log_sum_float(count, rest);
+        const long double err = ref == 0 ? std::fabs((long double)got) : std::fabs((got - ref) / ref);
+        if (double(err) > worst) worst = double(err);
+        CHECK(err <= 0x1p-29L, "log_sum_float(%a, %a) = %a, log = %.21Lg: relative %Lg", count, rest, got, ref, err);
+    };
+    for (int i = 0; i < 128; ++i)
+        for (int e : {0, 1, 7, 40}) {
+            const double edge = std::ldexp(1 + i / 128.0, e);
+            for (double v : {edge, std::nextafter(edge, 0.0), std::nextafter(edge, 1e300), edge * (1 + 0.5 / 128)})
+                if (v >= 1) one(0, v);
+        }
+    for (int k = 1; k < 53; ++k) one(0, 1 + std::ldexp(1.0, -k)), one(0, 2 - std::ldexp(1.0, -k));
+    for (int k = 0; k <= 1074; ++k) one(1, std::ldexp(1.0, -k)), one(1, std::ldexp(1.5, -k - 1));
+    for (int i = 0; i < 200000; ++i) {
+        one(0, std::exp2(62 * u(rng)));
+        one(0, 1 + 64 * u(rng));
+        one(1, 0.5 * u(rng));
+        one(double(1 + i % 7), 3 * u(rng));
+    }
+    one(1, 0.0);
+    CHECK(normexp::log_sum_float(0, INFINITY) == INFINITY && normexp::log_sum_float(0, 0) == -INFINITY &&
+              std::isnan(normexp::log_sum_float(0, NAN)),
+          "log_sum_float outside the normal range");
+    std::printf("log_sum_float: worst relative error 2^%.2f\n", std::log2(worst));
+}
+
 int main() {
     const normexp::kernel_table& ks = normexp::detail::kernels_for("scalar");
+    test_log_sum_float();
     for (const std::string& name : normexp::detail::available_isas()) {
         const normexp::kernel_table& kt = normexp::detail::kernels_for(name);
         test_tables(kt);
         for (double temperature : {1.0, 0.7}) {
-            test_several_rows<float>(kt.f32, kt.name, temperature);
-            test_several_rows<double>(kt.f64, kt.name, temperature);
-            test_several_rows<float>(kt.f32_fast, kt.name, temperature);
-            test_several_rows<double>(kt.f64_fast, kt.name, temperature);
+            test_several_rows<float>(kt.f32, kt.name, temperature, false);
+            test_several_rows<double>(kt.f64, kt.name, temperature, false);
+            test_several_rows<float>(kt.f32_fast, kt.name, temperature, true);
+            test_several_rows<double>(kt.f64_fast, kt.name, temperature, true);
         }
         for (double temperature : {1.0, 0.7, 3.0}) {
             test_rows<float>(kt, ks, temperature);

@@ -33,6 +33,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "normexp/half.hpp"
 #include "../portability.hpp"
@@ -64,6 +65,70 @@ inline double log_sum(double count, double rest) {
     if (count != 1) return std::log(count + rest);
     const double u = 1.0 + rest;
     return u == 1.0 ? rest : std::log(u) + (rest - (u - 1.0)) / u;
+}
+
+// log(x) for x in [1/2, 2], at compile time: 2 atanh(z), z = (x - 1) / (x + 1), |z| <= 1/3, summed to 2^-100.
+constexpr double log_series(double x) {
+    const double z = (x - 1) / (x + 1), z2 = z * z;
+    double term = z, sum = 0;
+    for (int k = 0; k < 64; ++k) sum += term / (2 * k + 1), term *= z2;
+    return 2 * sum;
+}
+
+// The reduction table of log_sum_float: for mantissas in [1 + i/128, 1 + (i + 1)/128), inv[i] = 1 / c_i and
+// lg[i] = log(c_i), c_i = 1 + (i + 1/2)/128 the interval's centre; c_0 = 1, so that log(m) = log1p(m - 1)
+// keeps its relative accuracy next to 1.
+struct log_reduction {
+    double inv[128];
+    double lg[128];
+};
+constexpr log_reduction make_log_reduction() {
+    log_reduction t{};
+    for (int i = 0; i < 128; ++i) {
+        const double c = i == 0 ? 1.0 : 1 + (i + 0.5) / 128;
+        t.inv[i] = 1 / c, t.lg[i] = log_series(c);
+    }
+    return t;
+}
+constexpr log_reduction kLogReduction = make_log_reduction();
+
+// log(count + rest) to float32 accuracy, for the outputs that round c to float32: accuracy::fast float32 and
+// the 16-bit types (log_softmax_range). count + rest = 2^e m, m in [1, 2) and in the table's interval i:
+// log = e log(2) + log(c_i) + log1p(r), r = m / c_i - 1 (|r| <= 2^-8, for i = 0 in [0, 2^-7); the product
+// rounded, an absolute 2^-53) and log1p by its Taylor polynomial to r^4 (error r^5 / 5: at most 2^-42, and
+// for i = 0, where the result is log1p(r) itself, at most 2^-30 of it). About a dozen floating-point
+// operations, no call and no division: the several-rows kernel seals each row with it, beside an exp pass
+// that keeps the FP pipes busy (fast log_softmax of 4096 rows of 128 entries, AVX-512: 191-195 us with
+// std::log, a call that spilled the live vectors; 185 with a degree-9 polynomial on [sqrt(1/2), sqrt(2)),
+// twice the operations; 178-182 with this; 167 with a multiply in its place). count == 1 with rest < 2^-7
+// (the counting sums, a dominant maximum): r = rest itself, so a tiny rest keeps its relative accuracy, as in
+// log_sum. The sum is >= 1 where the drivers and kernels call this (the maximum's term is 1); outside the
+// normal range std::log answers. Plain IEEE operations, never contracted, and a table fixed at compile time:
+// every copy gives the same bits.
+inline double log_sum_float(double count, double rest) {
+    constexpr double kLn2 = 0x1.62e42fefa39efp-1, kThird = 0x1.5555555555555p-2;
+    const double s = count + rest;
+    if (!(s >= 0x1p-1022 && s <= 0x1.fffffffffffffp+1023)) return std::log(s);
+    std::uint64_t b;
+    std::memcpy(&b, &s, sizeof b);
+    const int e = static_cast<int>(b >> 52) - 1023;
+    const std::size_t i = static_cast<std::size_t>(b >> 45) & 127;
+    b = (b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+    double m;
+    std::memcpy(&m, &b, sizeof m);
+    const bool tiny = count == 1 && rest < 0x1p-7;
+    const double r = tiny ? rest : m * kLogReduction.inv[i] - 1.0;
+    const double k = tiny ? 0.0 : static_cast<double>(e), lg = tiny ? 0.0 : kLogReduction.lg[i];
+    const double p = r + (r * r) * (-0.5 + r * (kThird + r * -0.25));
+    return (k * kLn2 + lg) + p;
+}
+
+// c = log(count + rest) for log_softmax's output in T: log_sum_float where the output takes the fast arithmetic
+// (Fast: accuracy::fast or 16-bit storage) in float32, log_sum otherwise. The drivers and the kernels form c
+// with it, so a row's c does not depend on which of them ran it.
+template <class T, bool Fast>
+inline double log_sum_out(double count, double rest) {
+    if constexpr (Fast && sizeof(T) == 4) return log_sum_float(count, rest); else return log_sum(count, rest);
 }
 }  // namespace
 

@@ -378,7 +378,7 @@ void k_rows_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, 
     for_each_row(x, sx, rows, n, m_limit, m, k_row_max<T>, [&](std::size_t r, const T* xr) {
         const exp_sum e = k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
         T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
-        k_row_log_softmax<T, Fast>(xr, yr, n, m[r], beta, log_sum(e.count, e.rest));
+        k_row_log_softmax<T, Fast>(xr, yr, n, m[r], beta, log_sum_out<T, Fast>(e.count, e.rest));
     });
 }
 
@@ -639,7 +639,8 @@ void s_rows_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, 
                         scale2<float> beta, float m_limit, float* m) {
     for_each_row(x, sx, rows, n, m_limit, m, s_row_max<S>, [&](std::size_t r, const S* xr) {
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
-        s_row_log_softmax(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta, log_sum(e.count, e.rest));
+        s_row_log_softmax(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta,
+                          log_sum_out<float, true>(e.count, e.rest));
     });
 }
 template <class S>

@@ -392,17 +392,18 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
 // rows took 1.3x the time pipelined, 2 KiB rows 0.85x; AVX-512).
 constexpr std::size_t kPipelineRowBytes = 4096;
 
-// Depth: stage C runs Depth rows behind stage B (1: row r - 1). rows_softmax takes 2 for rows of at most
-// kDeepRowBytes: the reciprocal of row r's sum then has a whole row's step to arrive before the first output
-// of row r needs it (AVX-512, one thread, 128 float32 entries per row: fast softmax 165 -> 153 us for 4096
-// rows, 64 entries 217 -> 202, 256 entries 131 -> 128; at 512 entries, six rows of L1, 111 -> 117).
-// rows_log_softmax keeps 1: its seal calls std::log, and the deeper queue it must keep across the call cost
-// more than the latency saved (194 -> 201 us at 128 entries).
+// Depth: stage C runs Depth rows behind stage B (1: row r - 1). rows_softmax and the fast rows_log_softmax
+// take 2 for rows of at most kDeepRowBytes: the reciprocal (or the log) of row r's sum then has a whole row's
+// step to arrive before the first output of row r needs it (AVX-512, one thread, 128 float32 entries per row:
+// fast softmax 165 -> 153 us for 4096 rows, 64 entries 217 -> 202, 256 entries 131 -> 128; at 512 entries,
+// six rows of L1, 111 -> 117; fast log_softmax, 512 Ki entries: 128 per row 191 -> 178 us, 256 149 -> 146,
+// 512 129 -> 138; AVX2 248 -> 237 at 128, bfloat16 at 64 545 -> 467).
 constexpr std::size_t kDeepRowBytes = 1024;
 
-// seal(P&) finishes what pass gave once the row's step of the loop is over, where the next row's maximum
-// accumulators are no longer live (no_seal: nothing to finish): rows_log_softmax calls std::log there, a call
-// that spills every vector register live across it.
+// seal(P&) finishes what pass gave (no_seal: nothing to finish): rows_log_softmax's log of the sum. At depth 1
+// a row is sealed at the end of its own step; deeper, a row at the end of the next step, when its sum has long
+// been ready: a seal whose inputs arrive last holds up the instructions behind it until its chain is done
+// (sealing each row at the start of the next step took 1.15x the time).
 struct no_seal {
     template <class P>
     void operator()(P&) const {}
@@ -430,6 +431,8 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
     // Rows awaiting stage C, oldest first: wait[0], cq[0] are row r - D's, wait[D - 1], cq[D - 1] row r - 1's.
     constexpr std::size_t D = Depth;
     static_assert(D >= 1, "stage C runs behind stage B");
+    // The queue entry sealed at the end of step r: row r itself at depth 1, row r - 1 deeper (see no_seal).
+    constexpr std::size_t kSealPos = D >= 2 ? D - 2 : 0;
     bool wait[D] = {};
     P cq[D] = {};
     for (std::size_t r = 0; r < rows; ++r) {
@@ -457,13 +460,16 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
             side.rest(0);
         }
         if (next) m[r + 1] = ma.result();
-        if (live) seal(cr);
         wait[D - 1] = live;
         cq[D - 1] = cr;
+        if (wait[kSealPos]) seal(cq[kSealPos]);
     }
     if constexpr (Out) {
         for (std::size_t k = 0; k < D; ++k)
-            if (rows + k >= D && wait[k]) out(rows + k - D, cq[k], 0, n);
+            if (rows + k >= D && wait[k]) {
+                if (k > kSealPos) seal(cq[k]);
+                out(rows + k - D, cq[k], 0, n);
+            }
     }
 }
 
@@ -562,11 +568,14 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
             if (rc.e.rest != rc.e.rest) m[r] = typename F::T(port::kNaN);  // a NaN in the row
             return rc;
         };
-        auto seal = [](row_c& rc) { rc.c = log_sum(rc.e.count, rc.e.rest); };
+        auto seal = [](row_c& rc) { rc.c = log_sum_out<typename F::T, true>(rc.e.count, rc.e.rest); };
         auto out = [&](std::size_t p, const row_c& rc, std::size_t i, std::size_t len) {
             log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, rc.c);
         };
-        rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
+        if (n * sizeof(S) <= kDeepRowBytes)
+            rows_pipeline<F, true, 2, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
+        else
+            rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
     }
 }
 
