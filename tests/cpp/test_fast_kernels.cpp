@@ -155,13 +155,14 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 }
 
 // rows_softmax / rows_exp_sum / rows_log_softmax: each row exactly row_max, row_exp_store + row_scale (or
-// row_exp_sum, or row_exp_sum + row_log_softmax with c = log_sum); rows with a NaN, +inf, all -inf or a maximum
+// row_exp_sum, or row_exp_sum + row_log_softmax with c = log_sum_out); rows with a NaN, +inf, all -inf or a maximum
 // above m_limit are skipped (y untouched, sums {0, 0}; a NaN row may report any maximum that skips it, and
 // rows_softmax may have written it). The kernels pipeline the rows (one row's exp pass
 // carries the next row's maximum and the previous row's outputs, in blocks of 8 vectors; rows_softmax and
-// rows_log_softmax only for rows of at most 4 KiB): lengths around every block and 4-vector boundary of every
-// ISA and on both sides of 4 KiB, skipped rows first, last, alone and adjacent, and maxima tied between +0 and
-// -0 (the same zero as row_max, bit for bit).
+// rows_log_softmax only for rows of at most 4 KiB; longer rows_softmax rows up to 16 KiB sweep one row's outputs
+// with the next row's maximum): lengths around every block and 4-vector boundary of every ISA and on both sides
+// of 1, 4 and 16 KiB, skipped rows first, last, alone and adjacent, and maxima tied between +0 and -0 (the same
+// zero as row_max, bit for bit).
 template <class T>
 void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature, bool fast_table) {
     const scale2<T> b = normexp::detail::split_beta<T>(temperature);
@@ -173,7 +174,7 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
     // by the sum), 'i' +inf, '-' all -inf, 'L' above the limit, '.' none.
     for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z", "N.zN.i.N-.N"}) {
         for (std::size_t n : {1, 7, 16, 17, 31, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300, 513, 1024,
-                              1025, 2000}) {
+                              1025, 2000, 2048, 2049, 4096, 4097}) {
             const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
             std::vector<T> x(rows * std::size_t(sx));
             for (auto& v : x) v = T(g(rng));

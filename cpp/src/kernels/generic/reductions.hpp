@@ -388,8 +388,9 @@ NX_INLINE bool row_skipped(T m, T m_limit) {
 // pass(r, side) is stage B of a row that is not skipped and returns what stage C needs; out(p, c, i, len)
 // writes outputs [i, i + len) of row p (Out = false: no stage C, rows_exp_sum). With a stage C the pipeline
 // touches four rows at once (x of rows r + 1 and r, y of rows r and r - 1): for rows longer than
-// kPipelineRowBytes they no longer fit in half of a 32 KiB L1 and the rows go one after another (8 KiB float32
-// rows took 1.3x the time pipelined, 2 KiB rows 0.85x; AVX-512).
+// kPipelineRowBytes they no longer fit in half of a 32 KiB L1 and the callers take rows_long instead (8 KiB
+// float32 rows took 1.3x the time pipelined, 2 KiB rows 0.85x; AVX-512); rows_exp_sum, with no stage C,
+// pipelines rows of any length.
 constexpr std::size_t kPipelineRowBytes = 4096;
 
 // Depth: stage C runs Depth rows behind stage B (1: row r - 1). rows_softmax and the fast rows_log_softmax
@@ -415,17 +416,6 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
     constexpr std::size_t N = F::N;
     using P = decltype(pass(std::size_t(0), std::declval<no_side&>()));
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
-    if (Out && n * sizeof(S) > kPipelineRowBytes) {
-        no_side none;
-        for (std::size_t r = 0; r < rows; ++r) {
-            m[r] = k_row_max<F, S>(xr(r), n);
-            if (row_skipped(m[r], m_limit)) continue;
-            P c = pass(r, none);
-            seal(c);
-            out(r, c, 0, n);
-        }
-        return;
-    }
     if (rows == 0) return;
     m[0] = k_row_max<F, S>(x, n);
     // Rows awaiting stage C, oldest first: wait[0], cq[0] are row r - D's, wait[D - 1], cq[D - 1] row r - 1's.
@@ -473,6 +463,54 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
     }
 }
 
+// Rows longer than kPipelineRowBytes, one after another: stage B of row r alone, then (sweep) one pass with
+// stage C of row r and stage A of row r + 1, or (not sweep) C of row r and then A of row r + 1. The sweep
+// overlaps C's stores, in L1, with A's reads of the next row, from L2 or beyond: rows_softmax of 2 Mi float32
+// entries (in L3, one thread) took 0.86-0.89x the time in rows of 8 KiB, 0.94-0.95x in rows of 16 KiB on
+// AVX-512 and 0.96-0.97x on AVX2. It is for rows_softmax of rows of at most kSweepRowBytes: log_softmax's
+// stage C reads x again, and there the sweep took 1.0-1.07x; at 64 KiB rows it gained nothing on AVX-512 and
+// lost on AVX2; rows of 2-4 KiB keep the pipeline (the sweep 1.03-1.07x there, high accuracy). Stage A
+// without the NaN flag, as in rows_pipeline.
+constexpr std::size_t kSweepRowBytes = std::size_t(16) << 10;
+
+template <class F, class S, class Pass, class Emit, class Seal = no_seal>
+NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, typename F::T m_limit,
+                         typename F::T* m, bool sweep, Pass&& pass, Emit&& out, Seal&& seal = Seal{}) {
+    constexpr std::size_t N = F::N;
+    using P = decltype(pass(std::size_t(0), std::declval<no_side&>()));
+    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
+    if (rows == 0) return;
+    m[0] = k_row_max<F, S>(x, n);
+    no_side none;
+    for (std::size_t r = 0; r < rows; ++r) {
+        bool live = !row_skipped(m[r], m_limit);
+        P c{};
+        if (live) {
+            c = pass(r, none);
+            live = !row_skipped(m[r], m_limit);  // pass found a NaN
+            if (live) seal(c);
+        }
+        const bool next = r + 1 < rows;
+        if (!sweep) {
+            if (live) out(r, c, 0, n);
+            if (next) m[r + 1] = k_row_max<F, S>(xr(r + 1), n);
+            continue;
+        }
+        const S* const xa = next ? xr(r + 1) : x;
+        max_acc<F, S, false> ma;
+        std::size_t i = 0;
+        for (; i + kSideBlock * N <= n; i += kSideBlock * N) {
+            if (next) ma.block4(xa + i), ma.block4(xa + i + 4 * N);
+            if (live) out(r, c, i, kSideBlock * N);
+        }
+        if (next) {
+            ma.from(xa, i, n);
+            m[r + 1] = ma.result();
+        }
+        if (live) out(r, c, i, n - i);
+    }
+}
+
 // rows_softmax: B is row_exp_store and C the scale by T(1 / sum); for 16-bit storage (S != T) a stored exp
 // read back would round twice, so B is row_exp_sum (the counting one) and C row_exp_scale's exp and scale
 // (storage_kernels in kernel_table.hpp).
@@ -504,10 +542,13 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
             map_range<F>(yr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(v, cv); });
         }
     };
-    if (n * sizeof(S) <= kDeepRowBytes)
+    const std::size_t bytes = n * sizeof(S);
+    if (bytes <= kDeepRowBytes)
         rows_pipeline<F, true, 2, S>(x, sx, rows, n, m_limit, m, pass, out);
-    else
+    else if (bytes <= kPipelineRowBytes)
         rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out);
+    else
+        rows_long<F, S>(x, sx, rows, n, m_limit, m, bytes <= kSweepRowBytes, pass, out);
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -572,10 +613,13 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
         auto out = [&](std::size_t p, const row_c& rc, std::size_t i, std::size_t len) {
             log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, rc.c);
         };
-        if (n * sizeof(S) <= kDeepRowBytes)
+        const std::size_t bytes = n * sizeof(S);
+        if (bytes <= kDeepRowBytes)
             rows_pipeline<F, true, 2, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
-        else
+        else if (bytes <= kPipelineRowBytes)
             rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
+        else
+            rows_long<F, S>(x, sx, rows, n, m_limit, m, false, pass, out, seal);
     }
 }
 
