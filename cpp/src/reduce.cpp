@@ -190,7 +190,8 @@ struct plan {
 // the several-rows kernels form the same c, so a row's output does not depend on which path ran it.
 template <class S>
 double log_softmax_c(const plan<S>& p, const stats& s) {
-    return p.fast ? log_sum_out<value_t<S>, true>(s.count, s.rest) : log_sum_out<value_t<S>, false>(s.count, s.rest);
+    return p.fast ? log_sum_out<value_t<S>, true>(s.count, s.rest)
+                  : log_sum_out<value_t<S>, false>(s.count, s.rest);
 }
 
 // The kernels for scores whose maximum is m (a row's, or the largest of a column block's). With a
@@ -1021,8 +1022,8 @@ void reduce_impl(reduction op, const S* x, const strides_t& xs, S* y, const stri
     else if constexpr (std::is_same_v<S, bfloat16>) spec = &spec_table.bf16;
     else if constexpr (sizeof(S) == 4) spec = &spec_table.f32;
     else spec = &spec_table.f64;
-    const plan<S> p{*k, *spec, op, fast || kHalf<S>, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo}, parts, y, ex.given_m,
-                    ex.given_sums};
+    const plan<S> p{*k, *spec, op, fast || kHalf<S>, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo},
+                    parts, y, ex.given_m, ex.given_sums};
     auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 
     const std::size_t n = shape[axis];
