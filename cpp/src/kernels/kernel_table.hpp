@@ -56,8 +56,9 @@ struct exp_sum {
 // log(count + rest) with full relative accuracy when a single maximum dominates. log1p(r) as
 // log(u) + (r - (u - 1)) / u with u = 1 + r rounded: the quotient restores what rounding u lost (the
 // classic correction; within ~1 ULP like std::log1p, at the cost of a log, which is 2-3x faster here).
-// The drivers and the several-rows kernels (rows_log_softmax) form c = log(sum) with it, so both give the
-// same c. Internal linkage: each translation unit has its own copy, compiled with its own flags (an inline
+// The drivers and the several-rows kernels (rows_log_softmax) form c = log(sum) with it, or with
+// log_sum_float below where the output rounds c to float32 (log_sum_out picks), so both give the same c.
+// Internal linkage: each translation unit has its own copy, compiled with its own flags (an inline
 // function the linker could pick from an ISA file would run its instructions on any CPU); plain IEEE
 // operations and one call of std::log, never contracted (-ffp-contract=off), so the copies agree.
 namespace {
@@ -205,7 +206,7 @@ struct reduction_kernels {
     // NaN). For the others exactly what the single-row entries give:
     //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
     //   rows_exp_sum:  s[r] = row_exp_sum(x_r, m[r])  (s[r] = {0, 0} for skipped rows);
-    //   rows_log_softmax: row_log_softmax(x_r, y_r, m[r], c) with c = log_sum(row_exp_sum(x_r, m[r])).
+    //   rows_log_softmax: row_log_softmax(x_r, y_r, m[r], c) with c = log_sum_out of row_exp_sum(x_r, m[r]).
     void (*rows_softmax)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                          scale2<T> beta, T m_limit, T* m);
     void (*rows_exp_sum)(const T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, scale2<T> beta, T m_limit,
