@@ -141,6 +141,7 @@ void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {
     NX_TAKE(row_exp_scale_stream); NX_TAKE(col_exp_scale_stream); NX_TAKE(col_log_softmax_stream);
     NX_TAKE(row_collect_ge); NX_TAKE(row_sample_weights);
     NX_TAKE(rows_softmax); NX_TAKE(rows_exp_sum); NX_TAKE(rows_log_softmax); NX_TAKE(col_exp_sum_max);
+    NX_TAKE(row_exp_sum_max);
 }
 template <class T>
 void overwrite(attention_kernels<T>& b, const attention_kernels<T>& s) {

@@ -8,8 +8,8 @@
 //             softmax of a row that fits in cache (<= kInCacheBytes): three passes over the row
 //             (max; y = exp(x - m) and its sum; y *= 1/sum), one exp per element.
 //             longer rows and log_softmax/logsumexp: two passes over memory. Pass 1 computes the row
-//             statistics (max, sum of exp) online in L1-sized chunks: each chunk is read once from
-//             memory for its max and again from L1 for its sum. Pass 2 writes the output.
+//             statistics (max, sum of exp) online in L1-sized chunks: each chunk's max is read during the
+//             previous chunk's exp pass (row_exp_sum_max), its sum from L1. Pass 2 writes the output.
 //  * columns: the axis is strided but another dimension has unit stride (e.g. axis 0 of a C-ordered
 //             matrix). The column kernels vectorize across that contiguous dimension, so no transposing
 //             copy is made. Blocks are up to kColBlock columns wide, so each row of a block is a long
@@ -242,9 +242,15 @@ stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
     using T = value_t<S>;
     constexpr std::size_t C = kChunkBytes / sizeof(S);
     stats s;
+    // float32 / float64: each chunk's maximum comes from the previous chunk's exp pass (row_exp_sum_max, the
+    // same bits as row_max); 16-bit storage: row_max per chunk.
+    T cm = T(0);
+    if constexpr (!kHalf<S>) {
+        if (n > 0) cm = p.k.row_max(x, std::min(C, n));
+    }
     for (std::size_t i = 0; i < n; i += C) {
         const std::size_t len = std::min(C, n - i);
-        const T cm = p.k.row_max(x + i, len);
+        if constexpr (kHalf<S>) cm = p.k.row_max(x + i, len);
         if (cm != cm) {
             s.nan = true;
             return s;
@@ -254,11 +260,20 @@ stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
             s.count = 0;
             s.m = cm;
         }
-        if (!finite(s.m)) continue;  // +inf, or all -inf so far: keep scanning for NaN
+        const std::size_t next = i + len < n ? std::min(C, n - i - len) : 0;
+        if (!finite(s.m)) {  // +inf, or all -inf so far: keep scanning for NaN
+            if constexpr (!kHalf<S>) {
+                if (next) cm = p.k.row_max(x + i + len, next);
+            }
+            continue;
+        }
         const kernels_t<S>& k = kernels_for_max(p, s.m);
-        auto sum = k.row_exp_sum;
-        if constexpr (kHalf<S>) sum = p.op == reduction::softmax ? k.row_exp_total : k.row_exp_sum;
-        const exp_sum e = sum(x + i, len, static_cast<T>(s.m), p.b2);
+        exp_sum e;
+        if constexpr (kHalf<S>) {
+            e = (p.op == reduction::softmax ? k.row_exp_total : k.row_exp_sum)(x + i, len, static_cast<T>(s.m), p.b2);
+        } else {
+            e = k.row_exp_sum_max(x + i, len, static_cast<T>(s.m), p.b2, x + i + len, next, &cm);
+        }
         s.rest += e.rest;
         s.count += e.count;
     }

@@ -260,6 +260,43 @@ void test_tables(const normexp::kernel_table& t) {
 
 }  // namespace
 
+// row_exp_sum_max: row_exp_sum of one chunk and row_max of the next, each bit for bit what the single entry
+// gives, for chunk and next-chunk lengths around every block boundary (the next chunk shorter, longer, empty),
+// with a NaN in the next chunk and maxima tied between +0 and -0.
+template <class T>
+void test_row_exp_sum_max(const normexp::reduction_kernels<T>& k, const char* name, double temperature) {
+    const scale2<T> b = normexp::detail::split_beta<T>(temperature);
+    std::mt19937_64 rng(17);
+    std::normal_distribution<double> g(0.0, 10.0);
+    const std::size_t lens[] = {0, 1, 7, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4096, 4097};
+    for (std::size_t n : lens) {
+        if (n == 0) continue;
+        for (std::size_t nn : lens) {
+            for (int kind = 0; kind < 3; ++kind) {
+                std::vector<T> x(n + nn + 1);
+                for (auto& v : x) v = T(g(rng));
+                T* xn = x.data() + n;
+                if (kind == 1 && nn > 0) xn[(nn * 2) / 3] = std::numeric_limits<T>::quiet_NaN();
+                if (kind == 2 && nn > 0) {  // maximum 0: -0 and +0 in different accumulators
+                    for (std::size_t j = 0; j < nn; ++j) xn[j] = -std::fabs(xn[j]) - T(1);
+                    xn[nn / 3] = T(-0.0), xn[(2 * nn) / 3] = T(0.0), xn[nn - 1] = T(-0.0);
+                }
+                const T m = k.row_max(x.data(), n);
+                T mn = T(7);
+                const normexp::exp_sum e = k.row_exp_sum_max(x.data(), n, m, b, xn, nn, &mn);
+                const normexp::exp_sum want = k.row_exp_sum(x.data(), n, m, b);
+                const T want_m = k.row_max(xn, nn);
+                CHECK(std::memcmp(&e.rest, &want.rest, sizeof e.rest) == 0 && e.count == want.count,
+                      "%s row_exp_sum_max n=%zu nn=%zu kind=%d: sum %.17g vs %.17g", name, n, nn, kind, e.rest,
+                      want.rest);
+                CHECK((mn != mn && want_m != want_m) || std::memcmp(&mn, &want_m, sizeof(T)) == 0,
+                      "%s row_exp_sum_max n=%zu nn=%zu kind=%d: next max %.9g vs row_max %.9g", name, n, nn, kind,
+                      double(mn), double(want_m));
+            }
+        }
+    }
+}
+
 // log_sum_float (kernel_table.hpp), the c of the float32 fast and 16-bit log_softmax outputs: relative error
 // <= 2^-29 against long double, across its table's intervals and their edges, powers of two, sums next to 1,
 // and count == 1 with rests down to the subnormals (log1p(rest), relative); std::log outside the normal range.
@@ -306,6 +343,10 @@ int main() {
             test_several_rows<double>(kt.f64, kt.name, temperature, false);
             test_several_rows<float>(kt.f32_fast, kt.name, temperature, true);
             test_several_rows<double>(kt.f64_fast, kt.name, temperature, true);
+            test_row_exp_sum_max<float>(kt.f32, kt.name, temperature);
+            test_row_exp_sum_max<double>(kt.f64, kt.name, temperature);
+            test_row_exp_sum_max<float>(kt.f32_fast, kt.name, temperature);
+            test_row_exp_sum_max<double>(kt.f64_fast, kt.name, temperature);
         }
         for (double temperature : {1.0, 0.7, 3.0}) {
             test_rows<float>(kt, ks, temperature);

@@ -223,6 +223,9 @@ struct reduction_kernels {
     // exp(0) = 1 exactly (softmax needs only count + rest; accuracy::fast never counts). rows_n may be 0.
     void (*col_exp_sum_max)(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const T* m,
                             scale2<T> beta, double* rest, double* count, const T* xn, std::size_t rows_n, T* mn);
+    // row_exp_sum(x, n, m, beta), and *mn = row_max(xn, nn) (bit for bit both; nn <= kSuperChunk, may be 0):
+    // a chunk's sum and the next chunk's maximum in one pass (the driver's online row statistics).
+    exp_sum (*row_exp_sum_max)(const T* x, std::size_t n, T m, scale2<T> beta, const T* xn, std::size_t nn, T* mn);
 };
 
 // ---- reductions over 16-bit storage ---------------------------------------------------------------------

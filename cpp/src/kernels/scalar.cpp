@@ -243,6 +243,12 @@ void k_col_exp_sum_max(const T* x, std::size_t rows, std::ptrdiff_t sx, std::siz
 }
 
 template <class T, bool Fast>
+exp_sum k_row_exp_sum_max(const T* x, std::size_t n, T m, scale2<T> beta, const T* xn, std::size_t nn, T* mn) {
+    *mn = k_row_max<T>(xn, nn);
+    return k_row_exp_sum<T, Fast>(x, n, m, beta);
+}
+
+template <class T, bool Fast>
 void k_col_exp_scale(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows,
                      std::size_t w, const T* m, scale2<T> beta, const T* c) {
     for (std::size_t i = 0; i < rows; ++i) {
@@ -391,7 +397,7 @@ constexpr reduction_kernels<T> make_kernels() {
             k_col_scale<T>,    k_row_exp_scale<T, Fast>, k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>,
             k_row_collect_ge<T>, k_row_sample_weights<T>,
             k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>, k_rows_log_softmax<T, Fast>,
-            k_col_exp_sum_max<T, Fast>};
+            k_col_exp_sum_max<T, Fast>, k_row_exp_sum_max<T, Fast>};
 }
 
 // ---- attention ---------------------------------------------------------------------------------------

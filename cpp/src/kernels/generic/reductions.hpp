@@ -161,6 +161,34 @@ NX_FLATTEN exp_sum k_row_exp_sum(const S* x, std::size_t n, typename F::T m, sca
                            : row_exp_sum_impl<F, true, Fast, S>(x, n, m, beta);
 }
 
+// row_exp_sum of one chunk of a row, and row_max of the next (xn, nn entries: at most kSuperChunk) read
+// during the exp pass, four vectors at a time at k_row_max's offsets with its NaN flag: *mn is row_max(xn, nn)
+// bit for bit, and the sum is row_exp_sum's (the side does not touch it). The driver's online statistics
+// (reduce.cpp: segment_stats) walk a row chunk by chunk; a chunk's maximum read on its own was a pass over L2
+// that the exp pass, bound by the FP pipes, has room for.
+template <class F, bool Fast>
+NX_FLATTEN exp_sum k_row_exp_sum_max(const typename F::T* x, std::size_t n, typename F::T m,
+                                     scale2<typename F::T> beta, const typename F::T* xn, std::size_t nn,
+                                     typename F::T* mn) {
+    constexpr std::size_t N = F::N, B = kSideBlock * N;
+    max_acc<F, typename F::T> ma;
+    std::size_t done = 0;  // entries of xn in ma: whole side blocks from 0
+    auto side = make_side(
+        [&](std::size_t i) {
+            if (i + B <= nn) {
+                ma.block4(xn + i);
+                ma.block4(xn + i + 4 * N);
+                done = i + B;
+            }
+        },
+        [](std::size_t) {});
+    const exp_sum e = unit_beta(beta) ? row_exp_sum_impl<F, false, Fast>(x, n, m, beta, side)
+                                      : row_exp_sum_impl<F, true, Fast>(x, n, m, beta, side);
+    ma.from(xn, done, nn);
+    *mn = ma.result();
+    return e;
+}
+
 template <class F, bool Scaled, bool Fast, class Side = no_side>
 NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                                      scale2<typename F::T> beta, Side&& side = Side{}) {
@@ -1278,6 +1306,7 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
     k.rows_exp_sum = k_rows_exp_sum<F, Fast>;
     k.rows_log_softmax = k_rows_log_softmax<F, Fast, Fast>;
     k.col_exp_sum_max = k_col_exp_sum_max<F, Fast>;
+    k.row_exp_sum_max = k_row_exp_sum_max<F, Fast>;
 }
 
 // Fills a storage_kernels table (16-bit scores, kernel_table.hpp) from the same templates, with the
