@@ -491,51 +491,46 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
     }
 }
 
-// Rows longer than kPipelineRowBytes, one after another: stage B of row r alone, then (sweep) one pass with
-// stage C of row r and stage A of row r + 1, or (not sweep) C of row r and then A of row r + 1. The sweep
-// overlaps C's stores, in L1, with A's reads of the next row, from L2 or beyond: rows_softmax of 2 Mi float32
-// entries (in L3, one thread) took 0.86-0.89x the time in rows of 8 KiB, 0.94-0.95x in rows of 16 KiB on
-// AVX-512 and 0.96-0.97x on AVX2. It is for rows_softmax of rows of at most kSweepRowBytes: log_softmax's
-// stage C reads x again, and there the sweep took 1.0-1.07x; at 64 KiB rows it gained nothing on AVX-512 and
-// lost on AVX2; rows of 2-4 KiB keep the pipeline (the sweep 1.03-1.07x there, high accuracy). Stage A
-// without the NaN flag, as in rows_pipeline.
-constexpr std::size_t kSweepRowBytes = std::size_t(16) << 10;
-
-template <class F, class S, class Pass, class Emit, class Seal = no_seal>
+// Rows longer than kPipelineRowBytes, one after another: stage B of row r, then its stage C. Carry: stage A
+// of row r + 1 rides in row r's stage B (the side hook, as in rows_pipeline; the exp pass, bound by the FP
+// pipes, has room for A's loads and maxima); else A of row r + 1 after C of row r. rows_softmax carries:
+// 2 Mi float32 entries in L3, one thread, rows of 8-64 KiB, against A after C: AVX-512 0.85-0.93x the time
+// (high accuracy) and 0.82-0.85x (fast), AVX2 0.90-0.96x and 0.83-0.87x. (A sweep of row r's stage C with row
+// r + 1's stage A, tried first, did as well at 8 KiB and gained nothing at 64 KiB.) The fast rows_log_softmax
+// does not carry: 0.8x the time of 8 KiB rows on AVX-512, but 1.05-1.25x on AVX2. Stage A without the NaN
+// flag, as in rows_pipeline.
+template <class F, bool Carry, class S, class Pass, class Emit, class Seal = no_seal>
 NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, typename F::T m_limit,
-                         typename F::T* m, bool sweep, Pass&& pass, Emit&& out, Seal&& seal = Seal{}) {
+                         typename F::T* m, Pass&& pass, Emit&& out, Seal&& seal = Seal{}) {
     constexpr std::size_t N = F::N;
-    using P = decltype(pass(std::size_t(0), std::declval<no_side&>()));
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
     if (rows == 0) return;
     m[0] = k_row_max<F, S>(x, n);
-    no_side none;
     for (std::size_t r = 0; r < rows; ++r) {
-        bool live = !row_skipped(m[r], m_limit);
-        P c{};
-        if (live) {
-            c = pass(r, none);
-            live = !row_skipped(m[r], m_limit);  // pass found a NaN
-            if (live) seal(c);
-        }
         const bool next = r + 1 < rows;
-        if (!sweep) {
-            if (live) out(r, c, 0, n);
-            if (next) m[r + 1] = k_row_max<F, S>(xr(r + 1), n);
-            continue;
-        }
         const S* const xa = next ? xr(r + 1) : x;
         max_acc<F, S, false> ma;
-        std::size_t i = 0;
-        for (; i + kSideBlock * N <= n; i += kSideBlock * N) {
-            if (next) ma.block4(xa + i), ma.block4(xa + i + 4 * N);
-            if (live) out(r, c, i, kSideBlock * N);
+        auto side = make_side(
+            [&](std::size_t i) {
+                if (Carry && next) {
+                    ma.block4(xa + i);
+                    ma.block4(xa + i + 4 * N);
+                }
+            },
+            [&](std::size_t i) {
+                if (Carry && next) ma.from(xa, i, n);
+            });
+        bool live = !row_skipped(m[r], m_limit);
+        decltype(pass(r, side)) c{};
+        if (live) {
+            c = pass(r, side);
+            live = !row_skipped(m[r], m_limit);  // pass found a NaN
+            if (live) seal(c);
+        } else {
+            side.rest(0);
         }
-        if (next) {
-            ma.from(xa, i, n);
-            m[r + 1] = ma.result();
-        }
-        if (live) out(r, c, i, n - i);
+        if (live) out(r, c, 0, n);
+        if (next) m[r + 1] = Carry ? ma.result() : k_row_max<F, S>(xa, n);
     }
 }
 
@@ -576,7 +571,7 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
     else if (bytes <= kPipelineRowBytes)
         rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out);
     else
-        rows_long<F, S>(x, sx, rows, n, m_limit, m, bytes <= kSweepRowBytes, pass, out);
+        rows_long<F, true>(x, sx, rows, n, m_limit, m, pass, out);
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -647,7 +642,7 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
         else if (bytes <= kPipelineRowBytes)
             rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
         else
-            rows_long<F, S>(x, sx, rows, n, m_limit, m, false, pass, out, seal);
+            rows_long<F, false>(x, sx, rows, n, m_limit, m, pass, out, seal);
     }
 }
 
