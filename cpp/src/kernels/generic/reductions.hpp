@@ -105,6 +105,28 @@ struct max_acc {
     }
 };
 
+// The maximum of another row (x, n entries) carried by a pass over this one (its side hook, generic/lanes.hpp):
+// block(i) takes the other row's entries [i, i + kSideBlock N) while they exist, result() the rest, so the
+// accumulators see k_row_max's offsets in its order and the maximum has its bits (with Nan, its NaN flag too).
+template <class F, class S, bool Nan = true>
+struct max_carry {
+    max_acc<F, S, Nan> ma;
+    const S* x;
+    std::size_t n, done = 0;
+    max_carry(const S* x_, std::size_t n_) : x(x_), n(n_) {}
+    NX_INLINE void block(std::size_t i) {
+        if (i + kSideBlock * F::N <= n) {
+            ma.block4(x + i);
+            ma.block4(x + i + 4 * F::N);
+            done = i + kSideBlock * F::N;
+        }
+    }
+    NX_INLINE typename F::T result() {
+        ma.from(x, done, n);
+        return ma.result();
+    }
+};
+
 template <class F, class S = typename F::T>
 NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
     max_acc<F, S> a;
@@ -170,22 +192,11 @@ template <class F, bool Fast>
 NX_FLATTEN exp_sum k_row_exp_sum_max(const typename F::T* x, std::size_t n, typename F::T m,
                                      scale2<typename F::T> beta, const typename F::T* xn, std::size_t nn,
                                      typename F::T* mn) {
-    constexpr std::size_t N = F::N, B = kSideBlock * N;
-    max_acc<F, typename F::T> ma;
-    std::size_t done = 0;  // entries of xn in ma: whole side blocks from 0
-    auto side = make_side(
-        [&](std::size_t i) {
-            if (i + B <= nn) {
-                ma.block4(xn + i);
-                ma.block4(xn + i + 4 * N);
-                done = i + B;
-            }
-        },
-        [](std::size_t) {});
+    max_carry<F, typename F::T> next(xn, nn);
+    auto side = make_side([&](std::size_t i) { next.block(i); }, [](std::size_t) {});
     const exp_sum e = unit_beta(beta) ? row_exp_sum_impl<F, false, Fast>(x, n, m, beta, side)
                                       : row_exp_sum_impl<F, true, Fast>(x, n, m, beta, side);
-    ma.from(xn, done, nn);
-    *mn = ma.result();
+    *mn = next.result();
     return e;
 }
 
@@ -502,35 +513,22 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
 template <class F, bool Carry, class S, class Pass, class Emit, class Seal = no_seal>
 NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, typename F::T m_limit,
                          typename F::T* m, Pass&& pass, Emit&& out, Seal&& seal = Seal{}) {
-    constexpr std::size_t N = F::N;
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
     if (rows == 0) return;
     m[0] = k_row_max<F, S>(x, n);
     for (std::size_t r = 0; r < rows; ++r) {
         const bool next = r + 1 < rows;
-        const S* const xa = next ? xr(r + 1) : x;
-        max_acc<F, S, false> ma;
-        auto side = make_side(
-            [&](std::size_t i) {
-                if (Carry && next) {
-                    ma.block4(xa + i);
-                    ma.block4(xa + i + 4 * N);
-                }
-            },
-            [&](std::size_t i) {
-                if (Carry && next) ma.from(xa, i, n);
-            });
+        max_carry<F, S, false> carry(next ? xr(r + 1) : x, Carry && next ? n : 0);
+        auto side = make_side([&](std::size_t i) { carry.block(i); }, [](std::size_t) {});
         bool live = !row_skipped(m[r], m_limit);
         decltype(pass(r, side)) c{};
         if (live) {
             c = pass(r, side);
             live = !row_skipped(m[r], m_limit);  // pass found a NaN
             if (live) seal(c);
-        } else {
-            side.rest(0);
         }
         if (live) out(r, c, 0, n);
-        if (next) m[r + 1] = Carry ? ma.result() : k_row_max<F, S>(xa, n);
+        if (next) m[r + 1] = Carry ? carry.result() : k_row_max<F, S>(xr(r + 1), n);
     }
 }
 
