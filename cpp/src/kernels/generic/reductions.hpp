@@ -502,15 +502,14 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
     }
 }
 
-// Rows longer than kPipelineRowBytes, one after another: stage B of row r, then its stage C. Carry: stage A
-// of row r + 1 rides in row r's stage B (the side hook, as in rows_pipeline; the exp pass, bound by the FP
-// pipes, has room for A's loads and maxima); else A of row r + 1 after C of row r. rows_softmax carries:
-// 2 Mi float32 entries in L3, one thread, rows of 8-64 KiB, against A after C: AVX-512 0.85-0.93x the time
-// (high accuracy) and 0.82-0.85x (fast), AVX2 0.90-0.96x and 0.83-0.87x. (A sweep of row r's stage C with row
-// r + 1's stage A, tried first, did as well at 8 KiB and gained nothing at 64 KiB.) The fast rows_log_softmax
-// does not carry: 0.8x the time of 8 KiB rows on AVX-512, but 1.05-1.25x on AVX2. Stage A without the NaN
-// flag, as in rows_pipeline.
-template <class F, bool Carry, class S, class Pass, class Emit, class Seal = no_seal>
+// Rows longer than kPipelineRowBytes, one after another: stage B of row r, then its stage C, with stage A of
+// row r + 1 riding in row r's stage B (the side hook, as in rows_pipeline; the exp pass, bound by the FP pipes,
+// has room for A's loads and maxima). Against A after C (2-4 MiB of float32 rows in L3, one thread, Zen 4):
+// rows_softmax AVX-512 0.85-0.93x the time (high accuracy) and 0.82-0.85x (fast), AVX2 0.90-0.96x and
+// 0.83-0.87x; the fast rows_log_softmax AVX-512 0.80-0.86x, AVX2 0.91-0.95x (rows of 6-64 KiB). (A sweep of
+// row r's stage C with row r + 1's stage A, tried first, did as well at 8 KiB and gained nothing at 64 KiB.)
+// Stage A without the NaN flag, as in rows_pipeline.
+template <class F, class S, class Pass, class Emit, class Seal = no_seal>
 NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, typename F::T m_limit,
                          typename F::T* m, Pass&& pass, Emit&& out, Seal&& seal = Seal{}) {
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
@@ -518,7 +517,7 @@ NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::s
     m[0] = k_row_max<F, S>(x, n);
     for (std::size_t r = 0; r < rows; ++r) {
         const bool next = r + 1 < rows;
-        max_carry<F, S, false> carry(next ? xr(r + 1) : x, Carry && next ? n : 0);
+        max_carry<F, S, false> carry(next ? xr(r + 1) : x, next ? n : 0);
         auto side = make_side([&](std::size_t i) { carry.block(i); }, [](std::size_t) {});
         bool live = !row_skipped(m[r], m_limit);
         decltype(pass(r, side)) c{};
@@ -528,7 +527,7 @@ NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::s
             if (live) seal(c);
         }
         if (live) out(r, c, 0, n);
-        if (next) m[r + 1] = Carry ? carry.result() : k_row_max<F, S>(xr(r + 1), n);
+        if (next) m[r + 1] = carry.result();
     }
 }
 
@@ -569,7 +568,7 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
     else if (bytes <= kPipelineRowBytes)
         rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out);
     else
-        rows_long<F, true>(x, sx, rows, n, m_limit, m, pass, out);
+        rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -640,7 +639,7 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
         else if (bytes <= kPipelineRowBytes)
             rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
         else
-            rows_long<F, false>(x, sx, rows, n, m_limit, m, pass, out, seal);
+            rows_long<F>(x, sx, rows, n, m_limit, m, pass, out, seal);
     }
 }
 
