@@ -237,10 +237,13 @@ bool k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::
     const std::size_t steps = (dim + 31) / 32;
     thread_local std::vector<QPairs> qbuf;  // QPairs has internal linkage: so has this vector's code
     if (qbuf.size() < rows * steps) qbuf.resize(rows * steps);
+    // The buffer's address taken once: the stores below may alias the vector itself, so a loop that indexed
+    // qbuf reloaded its data pointer (a thread-local access, with a vzeroupper) per 32 head dimensions.
+    QPairs* const qb = qbuf.data();
     for (std::size_t r = 0; r < rows; ++r)
         for (std::size_t t = 0; t < steps; ++t)
-            _mm512_store_si512(qbuf[r * steps + t].h, q_halves(q + r * ldq + 32 * t, dim - 32 * t < 32 ? dim - 32 * t : 32));
-    const auto* qv = reinterpret_cast<const __m512i*>(qbuf.data());
+            _mm512_store_si512(qb[r * steps + t].h, q_halves(q + r * ldq + 32 * t, dim - 32 * t < 32 ? dim - 32 * t : 32));
+    const auto* qv = reinterpret_cast<const __m512i*>(qb);
     __mmask32 sub = 0;
     std::size_t j = 0;
     // The prefetch reaches past the call's key rows only into the `ahead` rows that follow them (as avx512's
