@@ -206,6 +206,17 @@ template <class S>
 bool unit_temperature(const plan<S>& p) {
     return p.b2.hi == 1 && p.b2.lo == 0;
 }
+// The largest maximum the several-rows kernels take (their m_limit): above it a row needs the scalar ones.
+template <class S>
+value_t<S> rows_limit(const plan<S>& p) {
+    using T = value_t<S>;
+    return unit_temperature(p) ? std::numeric_limits<T>::max() : static_cast<T>(kHugeMax<T>);
+}
+// Whether the several-rows kernels skipped a row whose m they reported (kernel_table.hpp): the driver redoes it.
+template <class T>
+bool row_skipped_by_rows(T m, T m_limit) {
+    return !(m <= m_limit) || m == -kInf<T>;
+}
 template <class S>
 const kernels_t<S>& kernels_for_max(const plan<S>& p, double m) {
     return m > kHugeMax<value_t<S>> && !unit_temperature(p) ? p.spec : p.k;
@@ -360,6 +371,14 @@ template <class S>
 void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* part, const stats* given) {
     using T = value_t<S>;
     if (!given && p.op == reduction::softmax && in_cache_row<S>(n)) {
+        if constexpr (!kHalf<S>) {
+            // The several-rows kernel on this one row: a batch's rows (short_rows) get the same bits, and a long
+            // row of unit temperature is read twice instead of three times (its chunks, kernel_table.hpp). A
+            // row it skips (m not finite or above the limit; written only where that is still seen) goes on.
+            T m;
+            p.k.rows_softmax(x, 1, y, 1, 1, n, p.b2, rows_limit(p), &m);
+            if (!row_skipped_by_rows(m, rows_limit(p))) return;
+        }
         const T m = p.k.row_max(x, n);
         stats s;
         s.m = m;
@@ -493,8 +512,7 @@ template <class S>
 void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrdiff_t yr, std::size_t n,
                 std::size_t rb, std::size_t re) {
     using T = value_t<S>;
-    // The largest maximum the SIMD kernels take: above it a row needs the scalar ones (kernels_for_max).
-    const T m_limit = unit_temperature(p) ? std::numeric_limits<T>::max() : static_cast<T>(kHugeMax<T>);
+    const T m_limit = rows_limit(p);
     T m[kRowBatch];
     exp_sum es[kRowBatch];
     for (std::size_t b = rb; b < re; b += kRowBatch) {
@@ -510,7 +528,7 @@ void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrd
         for (std::size_t i = 0; i < cnt; ++i) {
             const S* xi = xb + std::ptrdiff_t(i) * xr;
             S* yi = yb + std::ptrdiff_t(i) * yr;
-            if (!(m[i] <= m_limit) || m[i] == -kInf<T>) {
+            if (row_skipped_by_rows(m[i], m_limit)) {
                 do_row(p, xi, yi, n, 1, nullptr, nullptr);
                 continue;
             }

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "check.hpp"
@@ -157,28 +158,43 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 // rows_softmax / rows_exp_sum / rows_log_softmax: each row exactly row_max, row_exp_store + row_scale (or
 // row_exp_sum, or row_exp_sum + row_log_softmax with c = log_sum_out); rows with a NaN, +inf, all -inf or a maximum
 // above m_limit are skipped (y untouched, sums {0, 0}; a NaN row may report any maximum that skips it, and
-// rows_softmax may have written it). The kernels pipeline the rows (one row's exp pass
-// carries the next row's maximum and the previous row's outputs, in blocks of 8 vectors; rows_softmax and
-// rows_log_softmax only for rows of at most 4 KiB; longer rows_softmax rows up to 16 KiB sweep one row's outputs
-// with the next row's maximum): lengths around every block and 4-vector boundary of every ISA and on both sides
-// of 1, 4 and 16 KiB, skipped rows first, last, alone and adjacent, and maxima tied between +0 and -0 (the same
-// zero as row_max, bit for bit).
+// rows_softmax may have written it). With unit temperature and m_limit the largest T, rows_softmax's rows are
+// the chunked definition (kernel_table.hpp: softmax_row_chunked over the same table's single-row entries), and
+// a skipped row may be written where the kernel contract allows: run in place, such a row still has the NaN,
+// +inf or -inf that skipped it (what the driver, which redoes it, reads). The kernels pipeline the rows (one
+// row's exp pass carries the next row's maximum and the previous row's outputs, in blocks of 8 vectors;
+// rows_softmax and rows_log_softmax only for rows of at most 4 KiB; longer rows carry the next row's (or chunk's)
+// maximum in their exp pass): lengths around every block and 4-vector boundary of every ISA, on both sides of 1,
+// 4 and 16 KiB and over several chunks, skipped rows first, last, alone and adjacent, a first chunk of -inf only
+// (with and without a NaN in it), a +inf in the last chunk, and maxima tied between +0 and -0 (the same zero as
+// row_max, bit for bit).
 template <class T>
-void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature, bool fast_table) {
+void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature, bool fast_table,
+                       bool max_limit) {
     const scale2<T> b = normexp::detail::split_beta<T>(temperature);
     const T inf = std::numeric_limits<T>::infinity();
     std::mt19937_64 rng(13);
     std::normal_distribution<double> g(0.0, 10.0);
     const std::size_t rows = 11;
+    const bool chunked = std::is_same_v<T, float> && max_limit && temperature == 1.0;
+    // The chunked definition over this table's single-row entries (float32 rows only).
+    auto chunked_row = [&](const T* xr, T* out, std::size_t n) -> T {
+        if constexpr (std::is_same_v<T, float>)
+            return normexp::softmax_row_chunked<float>(xr, out, n, b, k.row_max, k.row_exp_store, k.row_scale);
+        else
+            return T(0);
+    };
     // Which rows are skipped, and how: 'n' NaN last, 'N' NaN a third in (before the row's last maxima: found
-    // by the sum), 'i' +inf, '-' all -inf, 'L' above the limit, '.' none.
-    for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z", "N.zN.i.N-.N"}) {
+    // by the sum), 'i' +inf, 'I' +inf last, '-' all -inf, 'L' above the limit (1e20; none with max_limit),
+    // 'F' the first chunk -inf (all of a row of one chunk), 'M' that and a NaN in it, '.' none.
+    for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z", "N.zN.i.N-.N", "F.I.M.zF.IF", "MF.zI.F.-.F"}) {
         for (std::size_t n : {1, 7, 16, 17, 31, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300, 513, 1024,
-                              1025, 2000, 2048, 2049, 4096, 4097}) {
+                              1025, 2000, 2048, 2049, 4096, 4097, 6000, 8193, 12000}) {
+            const std::size_t C = normexp::softmax_chunk<T>(n), first = std::min(n, C);
             const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
             std::vector<T> x(rows * std::size_t(sx));
             for (auto& v : x) v = T(g(rng));
-            const T m_limit = T(1e20);
+            const T m_limit = max_limit ? std::numeric_limits<T>::max() : T(1e20);
             for (std::size_t r = 0; r < rows; ++r) {
                 T* xr = x.data() + r * std::size_t(sx);
                 switch (layout[r]) {
@@ -187,6 +203,11 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
                     case 'i': xr[n / 2] = inf; break;
                     case '-': for (std::size_t j = 0; j < n; ++j) xr[j] = -inf; break;
                     case 'L': xr[0] = T(1e30); break;
+                    case 'I': xr[n - 1] = inf; break;
+                    case 'F': case 'M':
+                        for (std::size_t j = 0; j < first; ++j) xr[j] = -inf;
+                        if (layout[r] == 'M') xr[first / 2] = std::numeric_limits<T>::quiet_NaN();
+                        break;
                     case 'z':  // maximum 0: -0 and +0 at positions that meet in different accumulators
                         for (std::size_t j = 0; j < n; ++j) xr[j] = -std::fabs(xr[j]) - T(1);
                         xr[n / 3] = T(-0.0), xr[(2 * n) / 3] = T(0.0), xr[n - 1] = T(-0.0);
@@ -200,34 +221,58 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
             std::vector<T> m2(rows), m3(rows), z(rows * std::size_t(sy), T(7));
             k.rows_exp_sum(x.data(), sx, rows, n, b, m_limit, m2.data(), es.data());
             k.rows_log_softmax(x.data(), sx, z.data(), sy, rows, n, b, m_limit, m3.data());
+            // The same call in place (x rows as y rows).
+            std::vector<T> xin(x), min_(rows);
+            k.rows_softmax(xin.data(), sx, xin.data(), sx, rows, n, b, m_limit, min_.data());
             for (std::size_t r = 0; r < rows; ++r) {
                 const T* xr = x.data() + r * std::size_t(sx);
                 const T* yr = y.data() + r * std::size_t(sy);
                 const T mr = k.row_max(xr, n);
                 const T* zr = z.data() + r * std::size_t(sy);
-                const bool nan_row = layout[r] == 'n' || layout[r] == 'N';
+                const bool nan_row = layout[r] == 'n' || layout[r] == 'N' || layout[r] == 'M';
+                const bool skipped_row = layout[r] != '.' && layout[r] != 'z' && !(layout[r] == 'L' && max_limit) &&
+                                         !(layout[r] == 'F' && n > C);
+                // In place, a skipped row keeps what skipped it; any other row is what it is out of place.
+                const T* xir = xin.data() + r * std::size_t(sx);
+                const T mi = k.row_max(xir, n);
+                if (skipped_row)
+                    CHECK(std::memcmp(&mi, &mr, sizeof(T)) == 0 || (mi != mi && mr != mr),
+                          "%s %s n=%zu r=%zu: in place, a skipped row's maximum %g became %g", name, layout, n, r,
+                          double(mr), double(mi));
+                else
+                    CHECK(std::memcmp(xir, yr, n * sizeof(T)) == 0, "%s %s n=%zu r=%zu: in place differs", name,
+                          layout, n, r);
                 if (nan_row) {  // any maximum that skips the row (kernel_table.hpp)
                     auto skipped = [&](T v) { return !(v <= m_limit) || v == -inf; };
                     CHECK(skipped(m[r]) && skipped(m2[r]) && skipped(m3[r]),
                           "%s %s n=%zu r=%zu: NaN row max %g / %g / %g", name, layout, n, r, double(m[r]),
                           double(m2[r]), double(m3[r]));
                 } else {
-                    CHECK(std::memcmp(&m[r], &mr, sizeof(T)) == 0 && std::memcmp(&m2[r], &mr, sizeof(T)) == 0 &&
+                    // A chunked row's maximum is the last running maximum: between +0 and -0 its zero may be
+                    // the other one than row_max's.
+                    std::vector<T> scratch(n);
+                    const T msm = chunked ? chunked_row(xr, scratch.data(), n) : mr;
+                    CHECK(std::memcmp(&m[r], &msm, sizeof(T)) == 0 && std::memcmp(&m2[r], &mr, sizeof(T)) == 0 &&
                               std::memcmp(&m3[r], &mr, sizeof(T)) == 0,
                           "%s %s n=%zu r=%zu: max %g / %g / %g vs %g", name, layout, n, r, double(m[r]), double(m2[r]),
                           double(m3[r]), double(mr));
                 }
-                if (layout[r] != '.' && layout[r] != 'z') {
+                if (skipped_row) {
                     CHECK(es[r].rest == 0 && es[r].count == 0, "%s %s n=%zu r=%zu: skipped sums", name, layout, n, r);
-                    // rows_softmax may have written a row with a NaN (its exp pass finds the NaN).
+                    // rows_softmax may have written a row with a NaN (its exp pass finds the NaN), and chunked
+                    // rows before the chunk that skips them.
                     for (std::size_t j = 0; j < n; ++j)
-                        CHECK((nan_row || yr[j] == T(7)) && zr[j] == T(7), "%s %s n=%zu r=%zu: skipped row written",
-                              name, layout, n, r);
+                        CHECK((nan_row || chunked || yr[j] == T(7)) && zr[j] == T(7),
+                              "%s %s n=%zu r=%zu: skipped row written", name, layout, n, r);
                     continue;
                 }
                 std::vector<T> want(n);
-                const double sum = k.row_exp_store(xr, want.data(), n, mr, b);
-                k.row_scale(want.data(), n, T(1.0 / sum));
+                if (chunked) {
+                    chunked_row(xr, want.data(), n);
+                } else {
+                    const double sum = k.row_exp_store(xr, want.data(), n, mr, b);
+                    k.row_scale(want.data(), n, T(1.0 / sum));
+                }
                 for (std::size_t j = 0; j < n; ++j)
                     CHECK(std::memcmp(&yr[j], &want[j], sizeof(T)) == 0, "%s %s n=%zu r=%zu j=%zu: rows_softmax %.9g vs %.9g",
                           name, layout, n, r, j, double(yr[j]), double(want[j]));
@@ -339,10 +384,12 @@ int main() {
         const normexp::kernel_table& kt = normexp::detail::kernels_for(name);
         test_tables(kt);
         for (double temperature : {1.0, 0.7}) {
-            test_several_rows<float>(kt.f32, kt.name, temperature, false);
-            test_several_rows<double>(kt.f64, kt.name, temperature, false);
-            test_several_rows<float>(kt.f32_fast, kt.name, temperature, true);
-            test_several_rows<double>(kt.f64_fast, kt.name, temperature, true);
+            for (bool max_limit : {false, true}) {
+                test_several_rows<float>(kt.f32, kt.name, temperature, false, max_limit);
+                test_several_rows<double>(kt.f64, kt.name, temperature, false, max_limit);
+                test_several_rows<float>(kt.f32_fast, kt.name, temperature, true, max_limit);
+                test_several_rows<double>(kt.f64_fast, kt.name, temperature, true, max_limit);
+            }
             test_row_exp_sum_max<float>(kt.f32, kt.name, temperature);
             test_row_exp_sum_max<double>(kt.f64, kt.name, temperature);
             test_row_exp_sum_max<float>(kt.f32_fast, kt.name, temperature);

@@ -289,3 +289,40 @@ def test_few_long_rows_every_thread_count(acc):
                         alone = one_by_one(op, x, acc, **kw)
                         assert all(same_bits(g, got[0]) for g in got[1:]), (dtype, rows, n, op, kw)
                         assert same_bits(got[0], alone), (dtype, rows, n, op, kw)
+
+
+def test_chunked_float32_rows(isa):
+    """float32 softmax rows past 16 KiB in cache go in chunks (kernel_table.hpp: rows_softmax): each chunk's
+    exps against the running maximum, rescaled at the end. Maxima that rise chunk after chunk (every chunk
+    rescaled), specials in a later chunk (+inf last, a first chunk of -inf only, a NaN inside it, a NaN last):
+    SciPy's values, within the bounds, batch = alone = in place bit for bit."""
+    from conftest import ulp_distance
+    from test_accuracy_fast import check_bound
+
+    rng = np.random.default_rng(11)
+    for n in (4097, 6000, 8193, 12000, 32000, 65536):
+        chunk = 4096 if n <= 4096 * 64 else -(-n // 64)
+        x = (rng.standard_normal((7, n)) * 8).astype(np.float32)
+        x[1] += np.linspace(0, 60, n, dtype=np.float32)  # a new maximum in every chunk
+        x[2, -1] = np.inf
+        x[3, :chunk] = -np.inf
+        x[4, :chunk] = -np.inf
+        x[4, chunk // 2] = np.nan
+        x[5, -1] = np.nan
+        x[6, : n // 2] = -np.inf  # several chunks of -inf, then finite
+        for acc in MODES:
+            y = call("softmax", x, acc)
+            assert same_bits(y, one_by_one("softmax", x, acc)), (n, acc)
+            z = x.copy()
+            assert call("softmax", z, acc, out=z) is z
+            assert same_bits(z, y), ("in place", n, acc)
+            assert np.isnan(y[[2, 4, 5]]).all(), (n, acc)
+            ok = [0, 1, 3, 6]
+            ref = reference(x[ok], -1, "softmax").astype(np.float64)
+            got = y[ok].astype(np.float64)
+            assert (got[ref == 0] == 0).all(), (n, acc)
+            if acc == "high":
+                assert ulp_distance(y[ok], ref).max() <= 4, (n, acc)
+            else:
+                with np.errstate(invalid="ignore"):  # the bound of a -inf entry (inf * 0): its error is checked as 0
+                    check_bound("softmax", x[ok], y[ok])

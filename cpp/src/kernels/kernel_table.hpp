@@ -34,6 +34,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "normexp/half.hpp"
 #include "../portability.hpp"
@@ -131,6 +133,57 @@ template <class T, bool Fast>
 inline double log_sum_out(double count, double rest) {
     if constexpr (Fast && sizeof(T) == 4) return log_sum_float(count, rest); else return log_sum(count, rest);
 }
+
+// rows_softmax's chunked rows (reduction_kernels below): a float32 row of unit temperature with m_limit the
+// largest float is taken in chunks of softmax_chunk<float>(n) entries, whole 16 KiB but for the last, or more
+// when a row has more than kSoftmaxMaxChunks of them; a row of one chunk is the plain definition. (float64 rows
+// are not chunked: there a - b rounds, and with it exactly the factor cost 1-2 ULP more, 5 against 3.)
+constexpr std::size_t kSoftmaxChunkBytes = std::size_t(16) << 10;
+constexpr std::size_t kSoftmaxMaxChunks = 64;
+template <class T>
+constexpr std::size_t softmax_chunk(std::size_t n) {
+    const std::size_t c = kSoftmaxChunkBytes / sizeof(T), per = (n + kSoftmaxMaxChunks - 1) / kSoftmaxMaxChunks;
+    return per > c ? (per + c - 1) / c * c : c;
+}
+// exp(a - b) in double for float32 maxima a <= b of a row's chunks (a = -inf gives 0): the factor that moves a sum
+// or an output taken against a onto b; a - b is exact in double, as the kernels' exp arguments are exact.
+inline double chunk_rescale(float a, float b) {
+    return std::exp(static_cast<double>(a) - static_cast<double>(b));
+}
+// rows_softmax's definition of a chunked float32 row in terms of the single-row entries row_max, row_exp_store and
+// row_scale (the scalar set's rows_softmax, and what tests/cpp/test_fast_kernels.cpp holds every set's to, bit
+// for bit). Returns m: the row's maximum, or NaN / +inf / -inf for a row skipped for a NaN, +inf, or -inf only.
+template <class T, class Max, class ExpStore, class Scale>
+T softmax_row_chunked(const T* x, T* y, std::size_t n, scale2<T> beta, Max row_max, ExpStore row_exp_store,
+                      Scale row_scale) {
+    static_assert(std::is_same_v<T, float>, "float32 rows only");
+    const T ninf = -std::numeric_limits<T>::infinity();
+    const std::size_t C = softmax_chunk<T>(n), nc = (n + C - 1) / C;
+    T mc[kSoftmaxMaxChunks];  // nc <= kSoftmaxMaxChunks
+    T mr = ninf;
+    double s = 0;
+    for (std::size_t c = 0; c < nc; ++c) {
+        const std::size_t i0 = c * C, len = n - i0 < C ? n - i0 : C;
+        const T mx = row_max(x + i0, len);
+        if (mx != mx || mx == std::numeric_limits<T>::infinity()) return mx;
+        if (mx > mr) {
+            s *= chunk_rescale(mr, mx);
+            mr = mx;
+        }
+        mc[c] = mr;
+        if (mr != ninf) s += row_exp_store(x + i0, y + i0, len, mr, beta);
+    }
+    if (mr == ninf) return mr;
+    const double inv = 1.0 / s;
+    for (std::size_t c = 0; c < nc; ++c) {
+        const std::size_t i0 = c * C, len = n - i0 < C ? n - i0 : C;
+        if (mc[c] == ninf)
+            for (std::size_t i = 0; i < len; ++i) y[i0 + i] = T(0);
+        else
+            row_scale(y + i0, len, mc[c] == mr ? static_cast<T>(inv) : static_cast<T>(chunk_rescale(mc[c], mr) * inv));
+    }
+    return mr;
+}
 }  // namespace
 
 template <class T>
@@ -205,6 +258,17 @@ struct reduction_kernels {
     // the driver redoes it with the single-row entries (rows_softmax may have written y of a row with a
     // NaN). For the others exactly what the single-row entries give:
     //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
+    //                  float32 with unit beta and m_limit = the largest float, in chunks (softmax_chunk), so that
+    //                  a long row's maximum comes from the pass over its previous chunk instead of a pass of
+    //                  its own: M_c = row_max(chunk c), m_c = max(m_{c-1}, M_c); the row is skipped when an M_c
+    //                  is NaN or +inf or every m_c is -inf; chunk c's terms s_c = row_exp_store(chunk, y_c,
+    //                  m_c) (none, and y_c untouched, while m_c = -inf); S = s_0, then per chunk S = S *
+    //                  chunk_rescale(m_{c-1}, m_c) where m_c > m_{c-1}, and S += s_c; with m = the last m_c,
+    //                  y_c scaled by row_scale with T(1 / S) where m_c = m, else T(chunk_rescale(m_c, m) *
+    //                  (1 / S)), and y_c = 0 where m_c = -inf. (Against exp(x - m) / S, the factor's exp in
+    //                  double adds nothing measurable: one rounding to T as before.) Such a skipped row may be
+    //                  written anywhere but in its -inf chunks and past an entry that is +inf, so that the
+    //                  driver, which redoes it in place, still finds the row's NaN, +inf or -inf;
     //   rows_exp_sum:  s[r] = row_exp_sum(x_r, m[r])  (s[r] = {0, 0} for skipped rows);
     //   rows_log_softmax: row_log_softmax(x_r, y_r, m[r], c) with c = log_sum_out of row_exp_sum(x_r, m[r]).
     void (*rows_softmax)(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,

@@ -363,6 +363,15 @@ void for_each_row(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n
 template <class T, bool Fast>
 void k_rows_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                     scale2<T> beta, T m_limit, T* m) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (beta.hi == 1.0f && beta.lo == 0.0f && m_limit == std::numeric_limits<float>::max()) {
+            for (std::size_t r = 0; r < rows; ++r)
+                m[r] = softmax_row_chunked<float>(x + static_cast<std::ptrdiff_t>(r) * sx,
+                                                  y + static_cast<std::ptrdiff_t>(r) * sy, n, beta, k_row_max<float>,
+                                                  k_row_exp_store<float, Fast>, k_row_scale<float>);
+            return;
+        }
+    }
     for_each_row(x, sx, rows, n, m_limit, m, k_row_max<T>, [&](std::size_t r, const T* xr) {
         T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
         const double sum = k_row_exp_store<T, Fast>(xr, yr, n, m[r], beta);

@@ -531,6 +531,75 @@ NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::s
     }
 }
 
+// rows_softmax's chunked float32 rows (kernel_table.hpp: rows_softmax, softmax_chunk, chunk_rescale): each chunk's exp
+// pass against the running maximum reads the next chunk's maximum as it goes (max_carry through the side
+// hook; after a row's last chunk, the next row's first chunk), so a row is read twice (exp and scale) instead
+// of three times. One thread, Zen 4, AVX-512, a 32000-entry float32 row in L1/L2 against max, exp and scale:
+// 10.8-10.9 against 11.1 us (high accuracy), 7.3 against 8.3 us (fast); 128000 entries 43.6 against 48.3 and
+// 29.0 against 36.7 (chunks of 8-16 KiB did best; 4 KiB 1-3% slower).
+template <class F, bool Fast>
+NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+                                    std::size_t rows, std::size_t n, scale2<typename F::T> beta, typename F::T* m) {
+    using T = typename F::T;
+    using V = typename F::V;
+    constexpr T kNegInf = -port::kInf, kMax = std::numeric_limits<T>::max();
+    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
+    auto yr = [&](std::size_t r) { return y + static_cast<std::ptrdiff_t>(r) * sy; };
+    const std::size_t C = softmax_chunk<T>(n), nc = (n + C - 1) / C;
+    T mc[kSoftmaxMaxChunks];
+    T first = k_row_max<F, T>(x, C < n ? C : n);  // M_0 of the current row (the carried ones have no NaN flag)
+    for (std::size_t r = 0; r < rows; ++r) {
+        const bool next = r + 1 < rows;
+        const T* const xc = xr(r);
+        T* const yc = yr(r);
+        T mr = first;  // m_c
+        double s = 0;
+        bool live = !(mr > kMax || mr != mr);  // NaN or +inf: skipped (-inf goes on)
+        for (std::size_t c = 0; c < nc; ++c) {
+            const bool last = c + 1 == nc;
+            if (!live && !last) continue;
+            const std::size_t i0 = c * C, len = n - i0 < C ? n - i0 : C;
+            // The maximum read along: the next chunk's, or after the last one the next row's first chunk's.
+            const T* const xa = last ? (next ? xr(r + 1) : x) : xc + i0 + len;
+            const std::size_t na = last ? (next ? (C < n ? C : n) : 0) : (n - i0 - len < C ? n - i0 - len : C);
+            max_carry<F, T, false> carry(xa, na);
+            if (live && mr != kNegInf) {
+                auto side = make_side([&](std::size_t i) { carry.block(i); }, [](std::size_t) {});
+                s += row_exp_store_impl<F, false, Fast>(xc + i0, yc + i0, len, mr, beta, side);
+            } else if (live && k_row_max<F, T>(xc + i0, len) != kNegInf) {
+                live = false, mr = T(port::kNaN);  // a NaN that the carried maximum did not show
+            }
+            mc[c] = mr;
+            const T cm = carry.result();
+            if (last) {
+                first = cm;
+                break;
+            }
+            if (!live) continue;
+            if (cm > mr) {
+                if (cm > kMax) live = false;  // +inf
+                else s *= chunk_rescale(mr, cm);
+                mr = cm;
+            } else if (cm != cm) {
+                live = false, mr = cm;
+            }
+        }
+        if (live && (s != s || mr == kNegInf)) live = false, mr = s != s ? T(port::kNaN) : mr;
+        m[r] = mr;
+        if (!live) continue;
+        const double inv = 1.0 / s;
+        for (std::size_t c = 0; c < nc; ++c) {
+            const std::size_t i0 = c * C, len = n - i0 < C ? n - i0 : C;
+            if (mc[c] == kNegInf) {
+                map_range<F>(yc + i0, yc + i0, len, [](V) { return F::zero(); });
+                continue;
+            }
+            const V f = F::set1(mc[c] == mr ? static_cast<T>(inv) : static_cast<T>(chunk_rescale(mc[c], mr) * inv));
+            map_range<F>(yc + i0, yc + i0, len, [&](V v) { return F::mul(v, f); });
+        }
+    }
+}
+
 // rows_softmax: B is row_exp_store and C the scale by T(1 / sum); for 16-bit storage (S != T) a stored exp
 // read back would round twice, so B is row_exp_sum (the counting one) and C row_exp_scale's exp and scale
 // (storage_kernels in kernel_table.hpp).
@@ -567,6 +636,9 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
         rows_pipeline<F, true, 2, S>(x, sx, rows, n, m_limit, m, pass, out);
     else if (bytes <= kPipelineRowBytes)
         rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out);
+    else if constexpr (!Half && !Scaled && std::is_same_v<T, float>)
+        m_limit == std::numeric_limits<T>::max() ? rows_softmax_chunked<F, Fast>(x, sx, y, sy, rows, n, beta, m)
+                                   : rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
     else
         rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
 }
