@@ -189,7 +189,7 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
     // 'F' the first chunk -inf (all of a row of one chunk), 'M' that and a NaN in it, '.' none.
     for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z", "N.zN.i.N-.N", "F.I.M.zF.IF", "MF.zI.F.-.F"}) {
         for (std::size_t n : {1, 7, 16, 17, 31, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300, 513, 1024,
-                              1025, 2000, 2048, 2049, 4096, 4097, 6000, 8193, 12000}) {
+                              1025, 2000, 2048, 2049, 4096, 4097, 6000, 8193, 12000, 20000}) {
             const std::size_t C = normexp::softmax_chunk<T>(n), first = std::min(n, C);
             const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
             std::vector<T> x(rows * std::size_t(sx));

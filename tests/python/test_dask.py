@@ -180,12 +180,25 @@ def adversarial_rows(n: int, dtype) -> np.ndarray:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_chunks_at_super_chunk_boundaries_are_bit_identical(dtype):
     # The merge is the driver's own code (_core.merge_parts): chunks cut where the driver cuts a long
-    # row, merged in one step in order, give the NumPy API's results bit for bit.
+    # row, merged in one step in order, give the NumPy API's results bit for bit. A fifth piece takes the
+    # float32 rows past 1 MiB, where softmax too cuts them at the super-chunks (up to 1 MiB the NumPy API takes
+    # such a row whole, in 16 KiB chunks: the next test).
     x = adversarial_rows(SUPER, dtype)
+    x = np.concatenate([x, x[:, :SUPER]], axis=-1)
     d = da.from_array(x, chunks=(3, SUPER))
     for op in OPS:
-        got = lazy(op, d, -1, split_every=4).compute()
+        got = lazy(op, d, -1, split_every=8).compute()
         np.testing.assert_array_equal(got, numpy_api(op, x, -1), err_msg=op)
+
+
+def test_chunked_float32_softmax_rows_stay_within_the_bound():
+    # float32 softmax rows of 65537 to 262144 entries (cpp/src/reduce.cpp: chunked_long_row) are one pass of
+    # exps in 16 KiB chunks in the NumPy API and super-chunk statistics merged in dask: not the same bits,
+    # each within the bound, the same special values.
+    x = adversarial_rows(SUPER, np.float32)
+    got = lazy("softmax", da.from_array(x, chunks=(3, SUPER)), -1, split_every=4).compute()
+    assert_close("softmax", got, reference(x, -1, "softmax"))
+    assert_same_specials(got, numpy_api("softmax", x, -1))
 
 
 @pytest.mark.parametrize(

@@ -326,3 +326,48 @@ def test_chunked_float32_rows(isa):
             else:
                 with np.errstate(invalid="ignore"):  # the bound of a -inf entry (inf * 0): its error is checked as 0
                     check_bound("softmax", x[ok], y[ok])
+
+
+@pytest.mark.parametrize("acc", MODES)
+def test_long_float32_softmax_rows(acc):
+    """float32 softmax rows past one 65536-entry super-chunk up to 1 MiB go whole to the chunked several-rows
+    kernel (cpp/src/reduce.cpp: chunked_long_row), longer ones through the super-chunks: on both sides of both
+    limits, the same bits contiguous, strided (gathered whole), batched, in place and for 1 and 2 threads;
+    SciPy's special values with the specials in late chunks; within the bounds."""
+    from conftest import ulp_distance
+    from test_accuracy_fast import check_bound
+
+    rng = np.random.default_rng(12)
+    old = normexp.get_num_threads()
+    try:
+        for n in (65536, 65537, 128000, 262144, 262145):
+            x = (rng.standard_normal((5, n)) * 6).astype(np.float32)
+            x[1] += np.linspace(0, 40, n, dtype=np.float32)
+            x[2, -3] = np.inf
+            x[3, : n - 5000] = -np.inf
+            x[4, n - 7] = np.nan
+            normexp.set_num_threads(1)
+            y = call("softmax", x, acc)
+            assert same_bits(y, one_by_one("softmax", x, acc)), (n, acc)
+            xs = np.empty((5, 2 * n), np.float32)[:, ::2]
+            xs[...] = x
+            ys = np.full((5, 3 * n), 7.0, np.float32)[:, ::3]
+            assert call("softmax", xs, acc, out=ys) is ys
+            assert same_bits(ys, y), ("strided", n, acc)
+            z = x.copy()
+            call("softmax", z, acc, out=z)
+            assert same_bits(z, y), ("in place", n, acc)
+            normexp.set_num_threads(2)
+            assert same_bits(call("softmax", x, acc), y), ("2 threads", n, acc)
+            assert same_bits(call("softmax", x[1], acc), y[1]), ("2 threads, 1-d", n, acc)
+            assert np.isnan(y[[2, 4]]).all(), (n, acc)
+            assert (y[3, : n - 5000] == 0).all(), (n, acc)
+            ok = [0, 1, 3]
+            ref = reference(x[ok], -1, "softmax").astype(np.float64)
+            if acc == "high":
+                assert ulp_distance(y[ok], ref).max() <= 4, (n, acc)
+            else:
+                with np.errstate(invalid="ignore"):
+                    check_bound("softmax", x[ok], y[ok])
+    finally:
+        normexp.set_num_threads(old)
