@@ -41,7 +41,9 @@ def check_bound(op, x, got, axis=-1, temperature=1.0):
     got_l = np.asarray(got, dtype=np.longdouble)
     if op == "softmax":
         tiny = np.finfo(dt).tiny
-        ok = np.exp(-t) >= tiny  # exp(t) subnormal or underflowing: absolute, tiny (the scale 1/sum is <= 1)
+        # exp(t) or the output subnormal or underflowing: absolute, tiny (the scale 1/sum is <= 1; a subnormal
+        # output's rounding alone is beyond the relative bound)
+        ok = (np.exp(-t) >= tiny) & (ref >= tiny)
         # exp (1 ULP + two roundings of t) + the sum's rounding (~4 ULP) + the scale and its rounding (2 ULP)
         bound = (8 * u + k * t * u) * ref
         err = np.abs(got_l - ref)
@@ -221,3 +223,13 @@ def test_dask_passes_accuracy_through(op):
     check_bound(op, x, chunked)
     with pytest.raises(ValueError, match="accuracy"):
         getattr(nd, op)(da.from_array(x), accuracy="exact")
+
+
+def test_softmax_subnormal_outputs(isa):
+    # An output exp(t) / sum that is subnormal while exp(t) is not: held to the absolute bound (its rounding to
+    # a subnormal alone exceeds the relative one), on every ISA.
+    x = np.zeros(1001, np.float32)
+    x[-1] = -86.9
+    y = call("softmax", x)
+    assert 0 < y[-1] < np.finfo(np.float32).tiny
+    check_bound("softmax", x, y)

@@ -638,7 +638,7 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
         rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out);
     else if constexpr (!Half && !Scaled && std::is_same_v<T, float>)
         m_limit == std::numeric_limits<T>::max() ? rows_softmax_chunked<F, Fast>(x, sx, y, sy, rows, n, beta, m)
-                                   : rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
+                                                 : rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
     else
         rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
 }
