@@ -386,9 +386,9 @@ void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* pa
     using T = value_t<S>;
     if constexpr (!kHalf<S>) {
         if (!given && p.op == reduction::softmax && (in_cache_row<S>(n) || chunked_long_row(p, n))) {
-            // The several-rows kernel on this one row: a batch's rows (short_rows) get the same bits, and a long
-            // row of unit temperature is read twice instead of three times (its chunks, kernel_table.hpp). A
-            // row it skips (m not finite or above the limit; written only where that is still seen) goes on.
+            // The several-rows kernel on this one row: a batch's rows (short_rows) get the same bits, and a
+            // chunked_long_row takes exp once per entry (its chunks, kernel_table.hpp). A row it skips (m not
+            // finite or above the limit; written only where that is still seen) goes on.
             T m;
             p.k.rows_softmax(x, 1, y, 1, 1, n, p.b2, rows_limit(p), &m);
             if (!row_skipped_by_rows(m, rows_limit(p))) return;

@@ -158,9 +158,10 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 // rows_softmax / rows_exp_sum / rows_log_softmax: each row exactly row_max, row_exp_store + row_scale (or
 // row_exp_sum, or row_exp_sum + row_log_softmax with c = log_sum_out); rows with a NaN, +inf, all -inf or a maximum
 // above m_limit are skipped (y untouched, sums {0, 0}; a NaN row may report any maximum that skips it, and
-// rows_softmax may have written it). With unit temperature and m_limit the largest T, rows_softmax's rows are
-// the chunked definition (kernel_table.hpp: softmax_row_chunked over the same table's single-row entries), and
-// a skipped row may be written where the kernel contract allows: run in place, such a row still has the NaN,
+// rows_softmax may have written it). float32 rows of more than kSoftmaxChunkedMin entries with unit temperature
+// and m_limit the largest float are rows_softmax's chunked definition (kernel_table.hpp: softmax_row_chunked over
+// the same table's single-row entries), and such a skipped row may be written where the kernel contract allows:
+// run in place, it still has the NaN,
 // +inf or -inf that skipped it (what the driver, which redoes it, reads). The kernels pipeline the rows (one
 // row's exp pass carries the next row's maximum and the previous row's outputs, in blocks of 8 vectors;
 // rows_softmax and rows_log_softmax only for rows of at most 4 KiB; longer rows carry the next row's (or chunk's)
@@ -176,7 +177,7 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
     std::mt19937_64 rng(13);
     std::normal_distribution<double> g(0.0, 10.0);
     const std::size_t rows = 11;
-    const bool chunked = std::is_same_v<T, float> && max_limit && temperature == 1.0;
+    const bool chunked_table = std::is_same_v<T, float> && max_limit && temperature == 1.0;
     // The chunked definition over this table's single-row entries (float32 rows only).
     auto chunked_row = [&](const T* xr, T* out, std::size_t n) -> T {
         if constexpr (std::is_same_v<T, float>)
@@ -189,8 +190,10 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
     // 'F' the first chunk -inf (all of a row of one chunk), 'M' that and a NaN in it, '.' none.
     for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z", "N.zN.i.N-.N", "F.I.M.zF.IF", "MF.zI.F.-.F"}) {
         for (std::size_t n : {1, 7, 16, 17, 31, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300, 513, 1024,
-                              1025, 2000, 2048, 2049, 4096, 4097, 6000, 8193, 12000, 20000}) {
-            const std::size_t C = normexp::softmax_chunk<T>(n), first = std::min(n, C);
+                              1025, 2000, 2048, 2049, 4096, 4097, 6000, 8193, 12000, 65536, 65537, 90000}) {
+            const bool chunked = chunked_table && n > normexp::kSoftmaxChunkedMin;
+            if (n >= 65536 && !chunked_table) continue;  // (the long rows for the chunked definition)
+            const std::size_t C = chunked ? normexp::softmax_chunk<T>(n) : n, first = std::min(n, C);
             const std::ptrdiff_t sx = std::ptrdiff_t(n) + 5, sy = std::ptrdiff_t(n) + 2;
             std::vector<T> x(rows * std::size_t(sx));
             for (auto& v : x) v = T(g(rng));

@@ -292,15 +292,16 @@ def test_few_long_rows_every_thread_count(acc):
 
 
 def test_chunked_float32_rows(isa):
-    """float32 softmax rows past 16 KiB in cache go in chunks (kernel_table.hpp: rows_softmax): each chunk's
-    exps against the running maximum, rescaled at the end. Maxima that rise chunk after chunk (every chunk
-    rescaled), specials in a later chunk (+inf last, a first chunk of -inf only, a NaN inside it, a NaN last):
-    SciPy's values, within the bounds, batch = alone = in place bit for bit."""
+    """float32 softmax rows of more than 65536 entries go in 16 KiB chunks (kernel_table.hpp: rows_softmax):
+    each chunk's exps against the running maximum, rescaled at the end; shorter ones keep one maximum per row.
+    On both sides of that length: maxima that rise chunk after chunk (every chunk rescaled), specials in a later
+    chunk (+inf last, a first chunk of -inf only, a NaN inside it, a NaN last): SciPy's values, within the
+    bounds, batch = alone = in place bit for bit."""
     from conftest import ulp_distance
     from test_accuracy_fast import check_bound
 
     rng = np.random.default_rng(11)
-    for n in (4097, 6000, 8193, 12000, 32000, 65536):
+    for n in (4097, 12000, 32000, 65536, 65537, 70000, 100000):
         chunk = 4096 if n <= 4096 * 64 else -(-n // 64)
         x = (rng.standard_normal((7, n)) * 8).astype(np.float32)
         x[1] += np.linspace(0, 60, n, dtype=np.float32)  # a new maximum in every chunk

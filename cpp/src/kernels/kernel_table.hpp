@@ -134,10 +134,13 @@ inline double log_sum_out(double count, double rest) {
     if constexpr (Fast && sizeof(T) == 4) return log_sum_float(count, rest); else return log_sum(count, rest);
 }
 
-// rows_softmax's chunked rows (reduction_kernels below): a float32 row of unit temperature with m_limit the
-// largest float is taken in chunks of softmax_chunk<float>(n) entries, whole 16 KiB but for the last, or more
-// when a row has more than kSoftmaxMaxChunks of them; a row of one chunk is the plain definition. (float64 rows
-// are not chunked: there a - b rounds, and with it exactly the factor cost 1-2 ULP more, 5 against 3.)
+// rows_softmax's chunked rows (reduction_kernels below): a float32 row of more than kSoftmaxChunkedMin entries, of
+// unit temperature with m_limit the largest float, is taken in chunks of softmax_chunk<float>(n) entries, whole
+// 16 KiB but for the last, or more when a row has more than kSoftmaxMaxChunks of them. (Shorter rows keep one
+// maximum per row: chunked, batches of 64-256 KiB rows from memory took 1.04-1.13x the time, though a single
+// 32000-entry row in cache took 0.92-0.95x. float64 rows are not chunked: there a - b rounds, and with it
+// exactly the factor cost 1-2 ULP more, 5 against 3.)
+constexpr std::size_t kSoftmaxChunkedMin = std::size_t(1) << 16;
 constexpr std::size_t kSoftmaxChunkBytes = std::size_t(16) << 10;
 constexpr std::size_t kSoftmaxMaxChunks = 64;
 template <class T>
@@ -258,7 +261,8 @@ struct reduction_kernels {
     // the driver redoes it with the single-row entries (rows_softmax may have written y of a row with a
     // NaN). For the others exactly what the single-row entries give:
     //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
-    //                  float32 with unit beta and m_limit = the largest float, in chunks (softmax_chunk), so that
+    //                  n > kSoftmaxChunkedMin float32 entries with unit beta and m_limit = the largest float, in
+    //                  chunks (softmax_chunk), so that
     //                  a long row's maximum comes from the pass over its previous chunk instead of a pass of
     //                  its own: M_c = row_max(chunk c), m_c = max(m_{c-1}, M_c); the row is skipped when an M_c
     //                  is NaN or +inf or every m_c is -inf; chunk c's terms s_c = row_exp_store(chunk, y_c,

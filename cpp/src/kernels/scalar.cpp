@@ -364,7 +364,7 @@ template <class T, bool Fast>
 void k_rows_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::size_t rows, std::size_t n,
                     scale2<T> beta, T m_limit, T* m) {
     if constexpr (std::is_same_v<T, float>) {
-        if (beta.hi == 1.0f && beta.lo == 0.0f && m_limit == std::numeric_limits<float>::max()) {
+        if (n > kSoftmaxChunkedMin && beta.hi == 1.0f && beta.lo == 0.0f && m_limit == std::numeric_limits<float>::max()) {
             for (std::size_t r = 0; r < rows; ++r)
                 m[r] = softmax_row_chunked<float>(x + static_cast<std::ptrdiff_t>(r) * sx,
                                                   y + static_cast<std::ptrdiff_t>(r) * sy, n, beta, k_row_max<float>,

@@ -531,12 +531,12 @@ NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::s
     }
 }
 
-// rows_softmax's chunked float32 rows (kernel_table.hpp: rows_softmax, softmax_chunk, chunk_rescale): each chunk's exp
-// pass against the running maximum reads the next chunk's maximum as it goes (max_carry through the side
-// hook; after a row's last chunk, the next row's first chunk), so a row is read twice (exp and scale) instead
-// of three times. One thread, Zen 4, AVX-512, a 32000-entry float32 row in L1/L2 against max, exp and scale:
-// 10.8-10.9 against 11.1 us (high accuracy), 7.3 against 8.3 us (fast); 128000 entries 43.6 against 48.3 and
-// 29.0 against 36.7 (chunks of 8-16 KiB did best; 4 KiB 1-3% slower).
+// rows_softmax's chunked float32 rows (kernel_table.hpp: rows_softmax, kSoftmaxChunkedMin, softmax_chunk,
+// chunk_rescale): each chunk's exp pass against the running maximum reads the next chunk's maximum as it goes
+// (max_carry through the side hook; after a row's last chunk, the next row's first chunk), so a row is read
+// twice (exp and scale) instead of three times, with exp once per entry where the driver's super-chunk path
+// takes it twice. One thread, Zen 4, AVX-512, end to end from Python: 128000 entries 71 -> 44 us (high
+// accuracy), 43 -> 31 us (fast).
 template <class F, bool Fast>
 NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
                                     std::size_t rows, std::size_t n, scale2<typename F::T> beta, typename F::T* m) {
@@ -637,8 +637,9 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
     else if (bytes <= kPipelineRowBytes)
         rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out);
     else if constexpr (!Half && !Scaled && std::is_same_v<T, float>)
-        m_limit == std::numeric_limits<T>::max() ? rows_softmax_chunked<F, Fast>(x, sx, y, sy, rows, n, beta, m)
-                                                 : rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
+        n > kSoftmaxChunkedMin && m_limit == std::numeric_limits<T>::max()
+            ? rows_softmax_chunked<F, Fast>(x, sx, y, sy, rows, n, beta, m)
+            : rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
     else
         rows_long<F>(x, sx, rows, n, m_limit, m, pass, out);
 }
