@@ -261,10 +261,9 @@ struct reduction_kernels {
     // the driver redoes it with the single-row entries (rows_softmax may have written y of a row with a
     // NaN). For the others exactly what the single-row entries give:
     //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
-    //                  n > kSoftmaxChunkedMin float32 entries with unit beta and m_limit = the largest float, in
-    //                  chunks (softmax_chunk), so that
-    //                  a long row's maximum comes from the pass over its previous chunk instead of a pass of
-    //                  its own: M_c = row_max(chunk c), m_c = max(m_{c-1}, M_c); the row is skipped when an M_c
+    //                  rows of n > kSoftmaxChunkedMin float32 entries with unit beta and m_limit = the largest
+    //                  float in chunks (softmax_chunk), so that a long row's maximum comes from the pass over
+    //                  its previous chunk instead of a pass of its own: M_c = row_max(chunk c), m_c = max(m_{c-1}, M_c); the row is skipped when an M_c
     //                  is NaN or +inf or every m_c is -inf; chunk c's terms s_c = row_exp_store(chunk, y_c,
     //                  m_c) (none, and y_c untouched, while m_c = -inf); S = s_0, then per chunk S = S *
     //                  chunk_rescale(m_{c-1}, m_c) where m_c > m_{c-1}, and S += s_c; with m = the last m_c,
