@@ -384,15 +384,14 @@ void row_piece(const plan<S>& p, const stats& s, double c, const S* x, S* y, std
 template <class S>
 void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* part, const stats* given) {
     using T = value_t<S>;
-    if constexpr (!kHalf<S>) {
-        if (!given && p.op == reduction::softmax && (in_cache_row<S>(n) || chunked_long_row(p, n))) {
-            // The several-rows kernel on this one row: a batch's rows (short_rows) get the same bits, and a
-            // chunked_long_row takes exp once per entry (its chunks, kernel_table.hpp). A row it skips (m not
-            // finite or above the limit; written only where that is still seen) goes on.
-            T m;
-            p.k.rows_softmax(x, 1, y, 1, 1, n, p.b2, rows_limit(p), &m);
-            if (!row_skipped_by_rows(m, rows_limit(p))) return;
-        }
+    if (!given && chunked_long_row(p, n)) {
+        // The several-rows kernel on this one row, which takes it in chunks with exp once per entry
+        // (kernel_table.hpp: rows_softmax). A row it skips (a NaN, +inf or only -inf; written only where that
+        // is still seen) goes on to the super-chunk path below.
+        T m;
+        const T m_limit = rows_limit(p);
+        p.k.rows_softmax(x, 1, y, 1, 1, n, p.b2, m_limit, &m);
+        if (!row_skipped_by_rows(m, m_limit)) return;
     }
     if (!given && p.op == reduction::softmax && in_cache_row<S>(n)) {
         const T m = p.k.row_max(x, n);
