@@ -212,11 +212,6 @@ value_t<S> rows_limit(const plan<S>& p) {
     using T = value_t<S>;
     return unit_temperature(p) ? std::numeric_limits<T>::max() : static_cast<T>(kHugeMax<T>);
 }
-// Whether the several-rows kernels skipped a row whose m they reported (kernel_table.hpp): the driver redoes it.
-template <class T>
-bool row_skipped_by_rows(T m, T m_limit) {
-    return !(m <= m_limit) || m == -kInf<T>;
-}
 template <class S>
 const kernels_t<S>& kernels_for_max(const plan<S>& p, double m) {
     return m > kHugeMax<value_t<S>> && !unit_temperature(p) ? p.spec : p.k;
@@ -391,7 +386,7 @@ void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* pa
         T m;
         const T m_limit = rows_limit(p);
         p.k.rows_softmax(x, 1, y, 1, 1, n, p.b2, m_limit, &m);
-        if (!row_skipped_by_rows(m, m_limit)) return;
+        if (!rows_skip(m, m_limit)) return;
     }
     if (!given && p.op == reduction::softmax && in_cache_row<S>(n)) {
         const T m = p.k.row_max(x, n);
@@ -544,7 +539,7 @@ void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrd
         for (std::size_t i = 0; i < cnt; ++i) {
             const S* xi = xb + std::ptrdiff_t(i) * xr;
             S* yi = yb + std::ptrdiff_t(i) * yr;
-            if (row_skipped_by_rows(m[i], m_limit)) {
+            if (rows_skip(m[i], m_limit)) {
                 do_row(p, xi, yi, n, 1, nullptr, nullptr);
                 continue;
             }

@@ -153,6 +153,10 @@ constexpr std::size_t softmax_chunk(std::size_t n) {
 inline double chunk_rescale(float a, float b) {
     return std::exp(static_cast<double>(a) - static_cast<double>(b));
 }
+// The factor of chunk c of a chunked row (its running maximum mc, the row's m, inv = 1 / S), rounded once.
+inline float chunk_factor(float mc, float m, double inv) {
+    return mc == m ? static_cast<float>(inv) : static_cast<float>(chunk_rescale(mc, m) * inv);
+}
 // rows_softmax's definition of a chunked float32 row in terms of the single-row entries row_max, row_exp_store and
 // row_scale (the scalar set's rows_softmax, and what tests/cpp/test_fast_kernels.cpp holds every set's to, bit
 // for bit). Returns m: the row's maximum, or NaN / +inf / -inf for a row skipped for a NaN, +inf, or -inf only.
@@ -183,11 +187,18 @@ T softmax_row_chunked(const T* x, T* y, std::size_t n, scale2<T> beta, Max row_m
         if (mc[c] == ninf)
             for (std::size_t i = 0; i < len; ++i) y[i0 + i] = T(0);
         else
-            row_scale(y + i0, len, mc[c] == mr ? static_cast<T>(inv) : static_cast<T>(chunk_rescale(mc[c], mr) * inv));
+            row_scale(y + i0, len, chunk_factor(mc[c], mr, inv));
     }
     return mr;
 }
 }  // namespace
+
+// Whether the several-rows kernels (reduction_kernels below) skip a row whose maximum (or reported m) is m:
+// NaN, +inf, above m_limit, or -inf (all -inf); the driver then redoes it with the single-row entries.
+template <class T>
+inline bool rows_skip(T m, T m_limit) {
+    return !(m <= m_limit) || m == -std::numeric_limits<T>::infinity();
+}
 
 template <class T>
 struct reduction_kernels {

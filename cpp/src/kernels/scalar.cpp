@@ -345,10 +345,6 @@ void k_col_scale(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std::si
 }
 
 // Several rows per call (kernel_table.hpp): the single-row specification, row by row.
-template <class T>
-bool row_skipped(T m, T m_limit) {
-    return !(m <= m_limit) || m == -std::numeric_limits<T>::infinity();
-}
 // Rows r of n entries of x (sx apart): m[r] = row_max(row, n), then body(r, row) for every row not skipped.
 template <class S, class T, class Body>
 void for_each_row(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, T m_limit, T* m,
@@ -356,7 +352,7 @@ void for_each_row(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n
     for (std::size_t r = 0; r < rows; ++r) {
         const S* xr = x + static_cast<std::ptrdiff_t>(r) * sx;
         m[r] = row_max(xr, n);
-        if (!row_skipped(m[r], m_limit)) body(r, xr);
+        if (!rows_skip(m[r], m_limit)) body(r, xr);
     }
 }
 

@@ -406,10 +406,6 @@ NX_FLATTEN void k_row_log_softmax(const S* x, S* y, std::size_t n, typename F::T
 
 // ---- several short rows per call (kernel_table.hpp: rows_softmax, rows_exp_sum, rows_log_softmax) -----
 // The single-row kernels inlined into one loop over the rows: the same operations, so the same bits.
-template <class T>
-NX_INLINE bool row_skipped(T m, T m_limit) {
-    return !(m <= m_limit) || m == -port::kInf;  // NaN, +inf, above the limit, all -inf
-}
 
 // A software pipeline over the rows: while stage B runs the exp pass of row r, the same loop reads row r + 1
 // for its maximum (stage A: max_acc, at k_row_max's offsets) and writes the outputs of row r - 1 (stage C),
@@ -480,11 +476,11 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
                 if (c_on) out(r - D, c, i, n - i);
             });
         for (std::size_t k = 0; k + 1 < D; ++k) wait[k] = wait[k + 1], cq[k] = cq[k + 1];
-        bool live = !row_skipped(m[r], m_limit);
+        bool live = !rows_skip(m[r], m_limit);
         P cr{};
         if (live) {
             cr = pass(r, side);
-            live = !row_skipped(m[r], m_limit);  // pass found a NaN
+            live = !rows_skip(m[r], m_limit);  // pass found a NaN
         } else {
             side.rest(0);
         }
@@ -519,11 +515,11 @@ NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::s
         const bool next = r + 1 < rows;
         max_carry<F, S, false> carry(next ? xr(r + 1) : x, next ? n : 0);
         auto side = make_side([&](std::size_t i) { carry.block(i); }, [](std::size_t) {});
-        bool live = !row_skipped(m[r], m_limit);
+        bool live = !rows_skip(m[r], m_limit);
         decltype(pass(r, side)) c{};
         if (live) {
             c = pass(r, side);
-            live = !row_skipped(m[r], m_limit);  // pass found a NaN
+            live = !rows_skip(m[r], m_limit);  // pass found a NaN
             if (live) seal(c);
         }
         if (live) out(r, c, 0, n);
@@ -594,7 +590,7 @@ NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, t
                 map_range<F>(yc + i0, yc + i0, len, [](V) { return F::zero(); });
                 continue;
             }
-            const V f = F::set1(mc[c] == mr ? static_cast<T>(inv) : static_cast<T>(chunk_rescale(mc[c], mr) * inv));
+            const V f = F::set1(chunk_factor(mc[c], mr, inv));
             map_range<F>(yc + i0, yc + i0, len, [&](V v) { return F::mul(v, f); });
         }
     }
@@ -688,7 +684,7 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
             const std::size_t cnt = rows - b < batch ? rows - b : batch;
             rows_exp_sum_pipe<F, Scaled, SumFast, S>(xr(b), sx, cnt, n, beta, m_limit, m + b, s);
             for (std::size_t i = 0; i < cnt; ++i)
-                if (!row_skipped(m[b + i], m_limit))
+                if (!rows_skip(m[b + i], m_limit))
                     log_softmax_range<F, Scaled, OutFast, S>(xr(b + i), yr(b + i), n, m[b + i], beta,
                                                              log_sum(s[i].count, s[i].rest));
         }
