@@ -87,8 +87,8 @@ struct kv_kernels {
     bool (*pack_kt_pairs)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
     void (*qk_pairs)(const T*, std::size_t, const T*, std::size_t, std::size_t, std::size_t, std::size_t, T*,
                      std::size_t);
-    bool (*qk_direct_pairs)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t,
-                            T*, std::size_t, std::size_t);
+    bool (*qk_direct_pairs)(const std::uint32_t*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t,
+                            std::size_t, T*, std::size_t, std::size_t);
     void (*widen)(const S*, T*, std::size_t);  // 16-bit S: the exact widening (convert_kernels); S = T: null
 };
 template <class T, class Q, class S>
@@ -239,6 +239,8 @@ struct workspace {
     std::size_t pf_n = 0, pf_next = 0, pf_off = 0, pf_lines = 0;
     // A paged decode over all heads (run_block): whether unit u's scores came from the pair kernels.
     std::vector<unsigned char> unit_pairs;
+    // A bfloat16 decode's q rows as pair words (bf16_q_pairs, for qk_direct_pairs), grown as tasks need.
+    std::vector<std::uint32_t> qw;
     // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
     // std::bad_alloc instead of wrapping around to a small buffer.
     workspace(const attention_shape& sh, const copies& c, std::size_t bq) {
@@ -341,10 +343,16 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
     }
     // The bfloat16 pair kernels only for q rows without a bfloat16 subnormal (vdpbf16ps reads one as zero).
     bool pairs_q = false;
+    const std::size_t ldqw = bf16_pair_words(D);
     if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
         if (p.kv.qk_pairs) {
             const T* q0 = qp;  // ws.qbuf: a bfloat16 q is always widened there
             pairs_q = std::none_of(q0, q0 + U * rows * D, [](T x) { return std::fpclassify(x) == FP_SUBNORMAL; });
+            // A decode's rows as pair words (qk_direct_pairs), once for all the task's blocks.
+            if (pairs_q && rows <= kDirectRows && p.ks[3] == 1) {
+                if (ws.qw.size() < U * rows * ldqw) ws.qw.resize(U * rows * ldqw);
+                for (std::size_t i = 0; i < U * rows; ++i) bf16_q_pairs(q0 + i * D, D, ws.qw.data() + i * ldqw);
+            }
         }
     }
     const S* kp = p.kk + sp(b) * p.ks[0] + sp(hk) * p.ks[1];
@@ -604,8 +612,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                     for_pieces(nk, piece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                         pump(pf_step);
                         if (done)
-                            done = p.kv.qk_direct_pairs(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK,
-                                                        ahead);
+                            done = p.kv.qk_direct_pairs(ws.qw.data() + rr * ldqw, ldqw, kr + koff, ldk, nr, n, D,
+                                                        sb + off, kBlockK, ahead);
                     });
                 if (!done)
                     for_pieces(nk, piece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
@@ -685,12 +693,12 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                 for (std::size_t u = 0; u < U; ++u) {
                     pump(pf_step);
-                    const T* qr = qp + sp(u) * ldq_unit;
                     if (ws.unit_pairs[u])
-                        ws.unit_pairs[u] =
-                            p.kv.qk_direct_pairs(qr, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off, kBlockK, 0);
+                        ws.unit_pairs[u] = p.kv.qk_direct_pairs(ws.qw.data() + u * rows * ldqw, ldqw, kr + sp(u * D), ldk,
+                                                                rows, n, D, scores(u) + off, kBlockK, 0);
                     else
-                        p.kv.qk_direct(qr, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off, kBlockK, 0);
+                        p.kv.qk_direct(qp + sp(u) * ldq_unit, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off,
+                                       kBlockK, 0);
                 }
             });
             for (std::size_t u = 0; u < U; ++u) {

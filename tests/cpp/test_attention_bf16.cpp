@@ -172,8 +172,12 @@ void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
                     // The prefetching tiles (ahead: the rows past the keys may be prefetched) and the others
                     // give the same scores.
                     const std::size_t ahead = (k.size() - keys * std::size_t(ldk)) / std::size_t(ldk);
-                    b.qk_direct_pairs(q.data(), ldq, k.data(), ldk, rows, keys, dim, s.data(), lds, ahead);
-                    b.qk_direct_pairs(q.data(), ldq, k.data(), ldk, rows, keys, dim, s0.data(), lds, 0);
+                    // q as pair words, rows a whole vector apart beyond the least (ldqw: any multiple of 16).
+                    const std::size_t ldqw = normexp::bf16_pair_words(dim) + 16;
+                    std::vector<std::uint32_t> qw(rows * ldqw, 0xDEADBEEFu);
+                    for (std::size_t i = 0; i < rows; ++i) normexp::bf16_q_pairs(q.data() + i * ldq, dim, qw.data() + i * ldqw);
+                    b.qk_direct_pairs(qw.data(), ldqw, k.data(), ldk, rows, keys, dim, s.data(), lds, ahead);
+                    b.qk_direct_pairs(qw.data(), ldqw, k.data(), ldk, rows, keys, dim, s0.data(), lds, 0);
                     CHECK(std::memcmp(s.data(), s0.data(), s.size() * sizeof(float)) == 0,
                           "qk_direct_pairs rows %zu keys %zu dim %zu: ahead changed the scores", rows, keys, dim);
                     const double u = 0x1p-24, n = 2.0 * double((dim + 31) / 32) + 4.0;
@@ -215,7 +219,7 @@ void check_subnormal_report(const normexp::bf16_dot_kernels& b) {
     std::size_t cases = 0;
     const std::uint16_t quiet[] = {0x0000, 0x8000, 0x0080, 0x8080, 0x7F80, 0xFF80, 0x7FC1, 0x3F80};
     const std::uint16_t subs[] = {0x0001, 0x807F, 0x0040};
-    const float qrow[64] = {};
+    const std::uint32_t qrow[32] = {};  // pair words of a zero q row of up to 64 head dimensions
     for (std::size_t keys : {3, 17, 33})
         for (std::size_t dim : {5, 32, 64}) {
             const std::ptrdiff_t ldk = std::ptrdiff_t(dim + (dim % 2));  // even: the transpose path for dim >= 32
@@ -223,14 +227,14 @@ void check_subnormal_report(const normexp::bf16_dot_kernels& b) {
             std::vector<float> kt((dim + 1) / 2 * 48 + 48), s(4 * 48);
             for (std::size_t n = 0; n < k.size(); ++n) k[n].bits = quiet[n % 8];
             CHECK(b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
-            CHECK(b.qk_direct_pairs(qrow, dim, k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
+            CHECK(b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
             for (std::size_t j = 0; j < keys; ++j)
                 for (std::size_t e = 0; e < dim; ++e) {
                     bfloat16& x = k[j * std::size_t(ldk) + e];
                     const std::uint16_t keep = x.bits;
                     x.bits = subs[(j + e) % 3];
                     CHECK(!b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
-                    CHECK(!b.qk_direct_pairs(qrow, dim, k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
+                    CHECK(!b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
                     x.bits = keep;
                     ++cases;
                 }

@@ -501,10 +501,28 @@ struct bf16_dot_kernels {
     void (*qk_pairs)(const float* q, std::size_t ldq, const float* kt, std::size_t ldkt, std::size_t rows,
                      std::size_t keys, std::size_t dim, float* s, std::size_t lds);
     // attn_kv_bf16.qk_direct's contract (key rows read in place, unit stride along dim) with the pairs'
-    // arithmetic, summed as stated above. Returns false (s unusable) when K holds a bfloat16 subnormal.
-    bool (*qk_direct_pairs)(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
-                            std::size_t keys, std::size_t dim, float* s, std::size_t lds, std::size_t ahead);
+    // arithmetic, summed as stated above, q given as its pair words (bf16_q_pairs below: row i at qw + i ldqw,
+    // ldqw a multiple of 16 and at least bf16_pair_words(dim)), converted once by the caller for all the
+    // calls of a task. Returns false (s unusable) when K holds a bfloat16 subnormal.
+    bool (*qk_direct_pairs)(const std::uint32_t* qw, std::size_t ldqw, const bfloat16* k, std::ptrdiff_t ldk,
+                            std::size_t rows, std::size_t keys, std::size_t dim, float* s, std::size_t lds,
+                            std::size_t ahead);
 };
+
+// Words of one q row in pairs: ceil(dim / 2) rounded up to whole vectors of 16 words (32 head dimensions).
+inline std::size_t bf16_pair_words(std::size_t dim) { return (dim + 31) / 32 * 16; }
+// A q row (float32 holding bfloat16 values) as pair words, the layout of pack_kt_pairs' words along one key:
+// w[p] = bits(q[2p]) | bits(q[2p + 1]) << 16 for p < ceil(dim / 2) (q[dim] = 0 when dim is odd), then 0 up to
+// bf16_pair_words(dim). Exact: a bfloat16 value's float32 bits are its own bits followed by 16 zeros.
+inline void bf16_q_pairs(const float* q, std::size_t dim, std::uint32_t* w) {
+    const std::size_t words = bf16_pair_words(dim);
+    for (std::size_t p = 0; p < words; ++p) {
+        std::uint32_t a = 0, b = 0;
+        if (2 * p < dim) std::memcpy(&a, q + 2 * p, sizeof a);
+        if (2 * p + 1 < dim) std::memcpy(&b, q + 2 * p + 1, sizeof b);
+        w[p] = (a >> 16) | (b & 0xFFFF0000u);
+    }
+}
 
 struct kernel_table {
     const char* name;

@@ -21,13 +21,12 @@
 //    row and vector against qk's 24 FMAs). q rows are cut into their bfloat16 halves (exact: the values
 //    are bfloat16) a chunk of kChunkPairs pairs at a time into a stack buffer.
 //  * k_qk_direct_pairs: decoding, four keys x up to four rows per tile as avx512's qk_direct, 32 head
-//    dimensions per instruction, the key rows read once and prefetched as there, the q pairs converted once
-//    per call; the four keys of a row summed by avx512's store_hsum4 (a key left over: hsum, by halves).
+//    dimensions per instruction, the key rows read once and prefetched as there, the q pairs converted by
+//    the caller; the four keys of a row summed by avx512's store_hsum4 (a key left over: hsum, by halves).
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "../exp_constants.hpp"
 #include "../isa_parts.hpp"
@@ -174,7 +173,7 @@ void k_qk_pairs(const float* q, std::size_t ldq, const float* kt, std::size_t ld
 }
 
 // Decoding: R rows x C keys (C = 4, or 1 for the keys left over), 32 head dimensions per step. The rows' q
-// pairs come converted (qv: row r's step t at qv[r * steps + t], the last step zero past dim), the four
+// pairs come converted (qv: row r's step t at qv[r * steps + t], zero past dim), the four
 // keys' sums of a row are stored by the avx512 attention traits' four-way horizontal sum.
 template <int R, int C, bool Pf>
 inline void direct_tile(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
@@ -201,7 +200,7 @@ NX_UNROLL(4)
         }
 NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
-            const __m512i q = _mm512_load_si512(qv + std::size_t(r) * steps + t);
+            const __m512i q = _mm512_loadu_si512(qv + std::size_t(r) * steps + t);
 NX_UNROLL(4)
             for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], q, kv[c]);
         }
@@ -225,25 +224,14 @@ inline void direct_rows(const __m512i* qv, std::size_t steps, const bfloat16* k0
     }
 }
 
-// 32 bfloat16 (16 pairs of q), one vector.
-struct alignas(64) QPairs {
-    std::uint16_t h[32];
-};
-
-// The rows' q pairs are converted once per call into a per-thread buffer (the conversion, a vpermt2w per 32
-// head dimensions, cost a fifth of the instructions when it ran per four keys).
-bool k_qk_direct_pairs(const float* q, std::size_t ldq, const bfloat16* k, std::ptrdiff_t ldk, std::size_t rows,
-                       std::size_t keys, std::size_t dim, float* s, std::size_t lds, std::size_t ahead) {
-    const std::size_t steps = (dim + 31) / 32;
-    thread_local std::vector<QPairs> qbuf;  // QPairs has internal linkage: so has this vector's code
-    if (qbuf.size() < rows * steps) qbuf.resize(rows * steps);
-    // The buffer's address taken once: the stores below may alias the vector itself, so a loop that indexed
-    // qbuf reloaded its data pointer (a thread-local access, with a vzeroupper) per 32 head dimensions.
-    QPairs* const qb = qbuf.data();
-    for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t t = 0; t < steps; ++t)
-            _mm512_store_si512(qb[r * steps + t].h, q_halves(q + r * ldq + 32 * t, dim - 32 * t < 32 ? dim - 32 * t : 32));
-    const auto* qv = reinterpret_cast<const __m512i*>(qb);
+// The rows' q pairs come converted by the caller (bf16_q_pairs, kernel_table.hpp), once for all the calls of a
+// task: converted here per call, a vpermt2w per 32 head dimensions and row, it took a fifth of the score
+// kernels' time in a paged decode's calls of 8 keys (two threads: 30.3 -> 27.0 ms without it).
+bool k_qk_direct_pairs(const std::uint32_t* qw, std::size_t ldqw, const bfloat16* k, std::ptrdiff_t ldk,
+                       std::size_t rows, std::size_t keys, std::size_t dim, float* s, std::size_t lds,
+                       std::size_t ahead) {
+    const auto* qv = reinterpret_cast<const __m512i*>(qw);
+    const std::size_t steps = ldqw / 16;
     __mmask32 sub = 0;
     std::size_t j = 0;
     // The prefetch reaches past the call's key rows only into the `ahead` rows that follow them (as avx512's
