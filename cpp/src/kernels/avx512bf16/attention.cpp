@@ -78,6 +78,15 @@ inline __mmask32 subnormal_lanes(__m512i v) {
     const __mmask32 fraction = _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x007F));
     return _kandn_mask32(exponent, fraction);
 }
+// The same test as a running minimum, three integer operations per vector and no mask register (the decode's
+// score tile, where vptestmw twice, kandn, kmov and or per key vector took a fifth of the tile's time):
+// t = 2 h (the sign shifted out) is 0 for a zero, 2 .. 0xFE for a subnormal and at least 0x100 otherwise, so
+// t - 1 (mod 2^16) is below 0xFF exactly for the subnormals; min_subnormal_key starts at 0xFFFF.
+inline __m512i min_subnormal_key(__m512i acc, __m512i v) {
+    const __m512i t = _mm512_add_epi16(v, v);
+    return _mm512_min_epu16(acc, _mm512_add_epi16(t, _mm512_set1_epi16(-1)));
+}
+inline __mmask32 subnormal_keys(__m512i acc) { return _mm512_cmplt_epu16_mask(acc, _mm512_set1_epi16(0xFF)); }
 inline bool subnormal(bfloat16 h) { return (h.bits & 0x7F80u) == 0 && (h.bits & 0x007Fu) != 0; }
 
 inline std::uint32_t word_of(const bfloat16* k, std::ptrdiff_t at0, std::ptrdiff_t at1, bool second) {
@@ -187,6 +196,8 @@ NX_UNROLL(4)
     [[maybe_unused]] line_prefetcher<AttnF32> pf{
         Pf ? reinterpret_cast<const char*>(k0 + AttnF32::kPrefetchRows * ldk) : nullptr, ldk * sp(sizeof(bfloat16)),
         dim * sizeof(bfloat16), Pf ? 4u : 0u};
+    // The subnormal test of every key vector (min_subnormal_key), reduced to a mask once per tile.
+    __m512i seen = _mm512_set1_epi16(-1);
     // 32 head dimensions per step, the last one masked (lanes past dim load as zero and add nothing).
     for (std::size_t d = 0, t = 0; d < dim; d += 32, ++t) {
         const std::size_t n = dim - d < 32 ? dim - d : 32;
@@ -196,7 +207,7 @@ NX_UNROLL(4)
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) {
             kv[c] = _mm512_maskz_loadu_epi16(mk, k0 + c * ldk + sp(d));
-            sub |= subnormal_lanes(kv[c]);
+            seen = min_subnormal_key(seen, kv[c]);
         }
 NX_UNROLL(8)
         for (int r = 0; r < R; ++r) {
@@ -205,6 +216,7 @@ NX_UNROLL(4)
             for (int c = 0; c < C; ++c) a[r][c] = dp(a[r][c], q, kv[c]);
         }
     }
+    sub |= subnormal_keys(seen);
 NX_UNROLL(8)
     for (int r = 0; r < R; ++r) {
         if constexpr (C == 4)
