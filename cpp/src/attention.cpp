@@ -201,21 +201,34 @@ struct copies {
 // Whether tasks of at most `rows` rows over K with head_dim stride ks3 pack K^T (copies::kt).
 inline bool packs_kt(std::size_t rows, std::ptrdiff_t ks3) { return rows > kDirectRows || ks3 != 1; }
 
+// Whether a paged decode gathers its key block starting at key j0 into one piece (run_block, copies::gather):
+// unless every page segment starts a whole number of four-key groups and of pv pieces into the block.
+inline bool gathers(std::size_t page_size, std::size_t pv_split, std::size_t j0) {
+    return page_size % 4 != 0 || j0 % 4 != 0 || page_size % pv_split != 0 || j0 % pv_split != 0;
+}
+
 // Per-thread buffers, sized for the largest task (bq = block_q rows, kBlockK keys) when constructed. vbuf and
 // kbuf hold V and K rows in their own storage S; vw (16-bit S only) a block of V widened to T (run_block).
-// kt, s, vw, o and qbuf are left uninitialized: run_block writes every entry of them that a kernel reads
-// (pack_kt the panels qk reads, padding included; qk the scores that softmax_step and pv read; the widening
-// the V rows pv reads; o's rows of the task, zeroed at its start; the task's q rows). Zero-filled, they cost
-// memsets of 280 KiB per thread and call at head_dim 128 (and the page faults of memory glibc had returned
-// since the previous call). A call whose tasks all read K and V in place (decodes: copies::kt) allocates
-// neither the K^T panel nor the widened V block.
+// kt, s, vw, o, qbuf, vbuf and kbuf are left uninitialized: run_block writes every entry of them that a kernel
+// reads (pack_kt the panels qk reads, padding included; qk the scores that softmax_step and pv read; the
+// widening the V rows pv reads; o's rows of the task, zeroed at its start; the task's q rows; the copied K and
+// V rows). Zero-filled, they cost memsets of 280 KiB per thread and call at head_dim 128 (and the page faults
+// of memory glibc had returned since the previous call; a paged bfloat16 decode of 128 keys took 0.26 ms with
+// zero-filled gather buffers, 0.04 without). A call whose tasks all read K and V in place (decodes:
+// copies::kt) allocates neither the K^T panel nor the widened V block.
+template <class T>
+T poison() {
+    if constexpr (std::is_same_v<T, float16>) return float16{0x7E00};  // quiet NaNs
+    else if constexpr (std::is_same_v<T, bfloat16>) return bfloat16{0x7FC0};
+    else return std::numeric_limits<T>::quiet_NaN();
+}
 template <class T>
 std::unique_ptr<T[]> scratch(std::size_t n) {
     std::unique_ptr<T[]> p(new T[n]);
 #if defined(NORMEXP_POISON_SCRATCH)
     // The sanitizer build (ci/sanitizers.sh) starts it as NaN: a kernel reading an entry before run_block
     // wrote it poisons the results, and the suites fail.
-    std::fill(p.get(), p.get() + n, std::numeric_limits<T>::quiet_NaN());
+    std::fill(p.get(), p.get() + n, poison<T>());
 #endif
     return p;
 }
@@ -224,7 +237,7 @@ template <class T, class S = T>
 struct workspace {
     std::unique_ptr<T[]> kt, s, vw, o, qbuf;
     std::vector<T> bias, m, alpha, ones;
-    std::vector<S> vbuf, kbuf;
+    std::unique_ptr<S[]> vbuf, kbuf;
     std::vector<std::uint8_t> keep;
     std::vector<double> l;
     // The segments of the current key block (run_block): at most kBlockK (pages of one key).
@@ -261,8 +274,8 @@ struct workspace {
         unit_pairs.resize(c.units);
         if (c.q) qbuf = scratch<T>(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
         if (c.v || c.gather)
-            vbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
-        if (c.gather) kbuf.resize(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
+            vbuf = scratch<S>(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
+        if (c.gather) kbuf = scratch<S>(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
         if constexpr (!std::is_same_v<S, T>)
             if (c.kt) vw = scratch<T>(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
@@ -437,9 +450,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // anywhere on the SIMD sets). Other page sizes, and the scalar set, gather the block into one piece
         // (copies::gather).
         const bool direct = rows <= kDirectRows && p.ks[3] == 1;
-        const bool gather = direct && p.pages &&
-                            (p.page_size % 4 != 0 || j0 % 4 != 0 || p.page_size % p.k.pv_split != 0 ||
-                             static_cast<std::size_t>(j0) % p.k.pv_split != 0);
+        const bool gather = direct && p.pages && gathers(p.page_size, p.k.pv_split, static_cast<std::size_t>(j0));
         // A decode read in place takes the prefetch pipeline below (stream) unless each head's K and V rows are
         // one contiguous run, which the hardware prefetchers follow on their own: there the pump only cost time
         // (32 heads over 8, head_dim 128, one thread, calls alternating in one process: 128 keys in cache
@@ -510,22 +521,22 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                     }
                     const S* kr = ws.seg_k[g] + sp(j) * p.ks[2];
                     const S* vr = ws.seg_v[g] + sp(j) * p.vs[2];
-                    std::copy(kr, kr + wk, ws.kbuf.data() + i * wk);
+                    std::copy(kr, kr + wk, ws.kbuf.get() + i * wk);
                     if (p.vs[3] == 1)
-                        std::copy(vr, vr + wv, ws.vbuf.data() + i * wv);
+                        std::copy(vr, vr + wv, ws.vbuf.get() + i * wv);
                     else
                         for (std::size_t c = 0; c < Dv; ++c) ws.vbuf[i * Dv + c] = vr[sp(c) * p.vs[3]];
                 }
             nseg = 1;
             ws.seg_off[0] = 0;
             ws.seg_n[0] = keys;
-            ws.seg_k[0] = ws.kbuf.data();
-            ws.seg_v[0] = ws.vbuf.data();
+            ws.seg_k[0] = ws.kbuf.get();
+            ws.seg_v[0] = ws.vbuf.get();
             ldk = sp(wk);
             ldv = sp(wv);
         } else if (p.vs[3] != 1) {  // ws.vbuf holds kBlockK x Dv (copies::v)
             for (std::size_t g = 0; g < nseg; ++g) {
-                S* dst = ws.vbuf.data() + ws.seg_off[g] * Dv;
+                S* dst = ws.vbuf.get() + ws.seg_off[g] * Dv;
                 for (std::size_t j = 0; j < ws.seg_n[g]; ++j)
                     for (std::size_t c = 0; c < Dv; ++c) dst[j * Dv + c] = ws.seg_v[g][sp(j) * p.vs[2] + sp(c) * p.vs[3]];
                 ws.seg_v[g] = dst;
@@ -1194,10 +1205,22 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
     // Everything allocated before the first write (as attention<T>).
     std::size_t max_units = 1;
     for (const plan<T, Q, S>& p : plans) max_units = std::max(max_units, p.units);
-    bool kt_any = false;
-    for (const plan<T, Q, S>& p : plans)
+    // The gather buffers (kBlockK x units rows of K and of V: 512 KiB per thread for 8 bfloat16 heads of 128,
+    // zero-filled and page-faulted on every call) only where a task reads its key rows in place (a sequence's
+    // last query block, of at most kDirectRows rows) and may gather: its blocks start at keys lo + a multiple
+    // of kBlockK.
+    bool kt_any = false, gather_any = false;
+    for (const plan<T, Q, S>& p : plans) {
         kt_any = kt_any || packs_kt(std::min(block_q, p.grouped ? p.group : p.sh.len_q), ks4[3]);
-    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0) || !std::is_same_v<Q, T>, vs4[3] != 1, false, false, ks4[3] == 1, max_units, kt_any};
+        if (p.nqb == 0) continue;
+        const std::size_t i0 = (p.nqb - 1) * block_q, rows = p.grouped ? p.group : p.sh.len_q - i0;
+        if (packs_kt(rows, ks4[3])) continue;
+        std::ptrdiff_t lo, hi;
+        key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
+        gather_any = gather_any || (hi > lo && (gathers(sh.page_size, ak.pv_split, std::size_t(lo)) ||
+                                                gathers(sh.page_size, ak.pv_split, kBlockK)));
+    }
+    const copies cp{!(qs3[2] == 1 && qs3[0] >= 0 && qs3[1] >= 0) || !std::is_same_v<Q, T>, vs4[3] != 1, false, false, gather_any, max_units, kt_any};
     const attention_shape wsh{1, sh.heads_q, sh.heads_kv, block_q, 0, sh.head_dim, Dv};
     std::vector<workspace<T, S>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));

@@ -137,9 +137,11 @@ def test_sequences_without_keys_or_queries(isa):
 @pytest.mark.parametrize(
     "nq,length,page_size,hq,hk",
     # decode direct path (page sizes multiple of 4), split keys, GQA grouped rows; prefill (packed K^T,
-    # any page size, the causal diagonal); one query row against a few keys
+    # any page size, the causal diagonal); one query row against a few keys; a prefill whose last query
+    # block has 2 rows (read in place, gathered where the window starts it off a four-key group)
     [(1, 2100, 16, 4, 4), (1, 5000, 4, 8, 2), (1, 3000, 5, 1, 1), (3, 999, 7, 2, 2), (200, 700, 5, 2, 1),
-     (37, 400, 3, 4, 2), (130, 130, 7, 2, 2), (1, 3, 4, 2, 1), (1, 600, 16, 8, 1), (1, 2000, 128, 16, 4)],
+     (37, 400, 3, 4, 2), (130, 130, 7, 2, 2), (1, 3, 4, 2, 1), (1, 600, 16, 8, 1), (1, 2000, 128, 16, 4),
+     (98, 500, 16, 2, 2)],
 )
 def test_bit_identical_to_contiguous_attention(isa, nq, length, page_size, hq, hk):
     """One sequence read through its pages gives the bits of attention over the gathered keys: the key
