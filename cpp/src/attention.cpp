@@ -67,6 +67,12 @@ constexpr std::ptrdiff_t kNoLimit = std::numeric_limits<std::ptrdiff_t>::max() /
 void check(bool ok, const std::string& msg) {
     if (!ok) throw error("normexp.attention: " + msg);
 }
+// The same with the message built only on failure (msg: a callable returning it), for messages that format
+// numbers: a call that passes builds no string (per row or per sequence, those cost more than the work).
+template <class Msg, class = std::enable_if_t<std::is_invocable_v<Msg>>>
+void check(bool ok, Msg&& msg) {
+    if (!ok) throw error("normexp.attention: " + msg());
+}
 
 template <class T>
 const attention_kernels<T>& attn_kernels(const kernel_table& kt) {
@@ -850,9 +856,10 @@ template <class T, class Q, class S>
 void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks,
                     const S* v, const strides4& vs, Q* out, const strides4& os, const attention_options<T>& opt) {
     check(sh.heads_kv > 0 || sh.heads_q == 0, "heads_kv must be at least 1");
-    check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0,
-          "heads_q (" + std::to_string(sh.heads_q) + ") must be a multiple of heads_kv (" +
-              std::to_string(sh.heads_kv) + ")");
+    check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0, [&] {
+        return "heads_q (" + std::to_string(sh.heads_q) + ") must be a multiple of heads_kv (" +
+               std::to_string(sh.heads_kv) + ")";
+    });
     check(std::isfinite(opt.scale), "scale must be finite");
     check(std::isfinite(opt.softcap) && opt.softcap >= 0, "softcap must be a finite number > 0 (or 0 for none)");
     check(opt.mask_kind == attention_mask_kind::none || opt.mask != nullptr, "mask_kind is set but mask is null");
@@ -1055,6 +1062,10 @@ namespace {
 void paged_check(bool ok, const std::string& msg) {
     if (!ok) throw error("normexp.paged_attention: " + msg);
 }
+template <class Msg, class = std::enable_if_t<std::is_invocable_v<Msg>>>
+void paged_check(bool ok, Msg&& msg) {  // the message built only on failure (check)
+    if (!ok) throw error("normexp.paged_attention: " + msg());
+}
 
 struct paged_task {
     std::size_t seq, unit, qb, split, nsplit;
@@ -1073,40 +1084,47 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
                 const strides3& os3, const paged_attention_options<T>& po) {
     using std::to_string;
     paged_check(sh.heads_kv > 0 || sh.heads_q == 0, "heads_kv must be at least 1");
-    paged_check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0,
-                "heads_q (" + to_string(sh.heads_q) + ") must be a multiple of heads_kv (" + to_string(sh.heads_kv) + ")");
+    paged_check(sh.heads_kv == 0 || sh.heads_q % sh.heads_kv == 0, [&] {
+        return "heads_q (" + to_string(sh.heads_q) + ") must be a multiple of heads_kv (" + to_string(sh.heads_kv) + ")";
+    });
     paged_check(std::isfinite(po.scale), "scale must be finite");
     paged_check(std::isfinite(po.softcap) && po.softcap >= 0, "softcap must be a finite number > 0 (or 0 for none)");
     constexpr double kMaxT = double(std::numeric_limits<T>::max());
     const char* const tname = sizeof(T) == 4 ? "float32" : "float64";
-    paged_check(std::fabs(po.scale) <= kMaxT, "scale " + detail::format_number(po.scale) + " overflows " + tname);
-    paged_check(po.softcap <= kMaxT, "softcap " + detail::format_number(po.softcap) + " overflows " + tname);
+    paged_check(std::fabs(po.scale) <= kMaxT, [&] { return "scale " + detail::format_number(po.scale) + " overflows " + tname; });
+    paged_check(po.softcap <= kMaxT, [&] { return "softcap " + detail::format_number(po.softcap) + " overflows " + tname; });
     if (sh.num_seqs == 0) {
         paged_check(sh.total_queries == 0, "total_queries must be 0 without sequences");
         return;
     }
     // The table: every offset, length and page index this call reads, before anything is read.
     paged_check(seq_lens && query_start, "seq_lens and query_start must not be null");
-    paged_check(query_start[0] == 0, "query_start[0] must be 0, got " + to_string(query_start[0]));
+    paged_check(query_start[0] == 0, [&] { return "query_start[0] must be 0, got " + to_string(query_start[0]); });
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
         const std::int32_t a = query_start[s], b = query_start[s + 1];
-        paged_check(b >= a && std::size_t(b) <= sh.total_queries,
-                    "sequence " + to_string(s) + ": query_start[" + to_string(s + 1) + "] = " + to_string(b) +
-                        " must be in [query_start[" + to_string(s) + "] = " + to_string(a) + ", total_queries = " +
-                        to_string(sh.total_queries) + "]");
+        paged_check(b >= a && std::size_t(b) <= sh.total_queries, [&] {
+            return "sequence " + to_string(s) + ": query_start[" + to_string(s + 1) + "] = " + to_string(b) +
+                   " must be in [query_start[" + to_string(s) + "] = " + to_string(a) + ", total_queries = " +
+                   to_string(sh.total_queries) + "]";
+        });
     }
-    paged_check(std::size_t(query_start[sh.num_seqs]) == sh.total_queries,
-                "query_start[" + to_string(sh.num_seqs) + "] = " + to_string(query_start[sh.num_seqs]) +
-                    " must be total_queries = " + to_string(sh.total_queries));
+    paged_check(std::size_t(query_start[sh.num_seqs]) == sh.total_queries, [&] {
+        return "query_start[" + to_string(sh.num_seqs) + "] = " + to_string(query_start[sh.num_seqs]) +
+               " must be total_queries = " + to_string(sh.total_queries);
+    });
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
         const std::int32_t len = seq_lens[s];
-        paged_check(len >= 0, "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) + " is negative");
+        paged_check(len >= 0, [&] {
+            return "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) + " is negative";
+        });
         if (len == 0) continue;
         paged_check(sh.page_size > 0, "page_size must be at least 1");
         const std::size_t need = (std::size_t(len) + sh.page_size - 1) / sh.page_size;
-        paged_check(need <= sh.max_pages, "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) +
-                                              " needs " + to_string(need) + " pages of " + to_string(sh.page_size) +
-                                              " keys, but block_table has " + to_string(sh.max_pages) + " columns");
+        paged_check(need <= sh.max_pages, [&] {
+            return "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) + " needs " +
+                   to_string(need) + " pages of " + to_string(sh.page_size) + " keys, but block_table has " +
+                   to_string(sh.max_pages) + " columns";
+        });
         paged_check(table != nullptr, "block_table must not be null");
         const std::int32_t* row = table + sp(s) * table_row;
         for (std::size_t i = 0; i < need; ++i)

@@ -57,6 +57,12 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 void check(bool ok, const char* fn, const std::string& msg) {
     if (!ok) throw error(std::string("normexp.") + fn + ": " + msg);
 }
+// The same with the message built only on failure (msg: a callable returning it), for messages that format
+// numbers: a call that passes builds no string (per row or per sequence, those cost more than the work).
+template <class Msg, class = std::enable_if_t<std::is_invocable_v<Msg>>>
+void check(bool ok, const char* fn, Msg&& msg) {
+    if (!ok) throw error(std::string("normexp.") + fn + ": " + msg());
+}
 
 inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
@@ -292,7 +298,7 @@ void cross_entropy_impl(const T* hidden, const W* weight, std::size_t rows, std:
                         const linear_head_options<T>& o) {
     const char* fn = "linear_cross_entropy";
     const double eps = ce.label_smoothing;
-    check(eps >= 0 && eps <= 1, fn, "label_smoothing must be in [0, 1], got " + detail::format_number(eps));
+    check(eps >= 0 && eps <= 1, fn, [&] { return "label_smoothing must be in [0, 1], got " + detail::format_number(eps); });
     const call<T, W> c = prepare(fn, hidden, weight, rows, vocab, dim, o);
     if (rows == 0) return;
     check(labels != nullptr && loss != nullptr, fn, "null labels or loss pointer");
@@ -301,9 +307,10 @@ void cross_entropy_impl(const T* hidden, const W* weight, std::size_t rows, std:
     for (std::size_t i = 0; i < rows; ++i) {
         if (ignored(i)) continue;
         any = true;
-        check(labels[i] >= 0 && std::uint64_t(labels[i]) < vocab, fn,
-              "labels[" + std::to_string(i) + "] = " + std::to_string(labels[i]) + " is outside [0, " +
-                  std::to_string(vocab) + ")");
+        check(labels[i] >= 0 && std::uint64_t(labels[i]) < vocab, fn, [&] {
+            return "labels[" + std::to_string(i) + "] = " + std::to_string(labels[i]) + " is outside [0, " +
+                   std::to_string(vocab) + ")";
+        });
     }
     if (!any) {  // every row ignored (or none to compute): nothing is read
         std::fill(loss, loss + rows, 0.0);

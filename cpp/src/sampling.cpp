@@ -45,6 +45,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -80,6 +81,12 @@ const kernel_table& table_for(const char* isa) {
 
 void check(bool ok, const std::string& msg) {
     if (!ok) throw error(msg);
+}
+// The same with the message built only on failure (msg: a callable returning it), for messages that format
+// numbers: a call that passes builds no string (per row or per sequence, those cost more than the work).
+template <class Msg, class = std::enable_if_t<std::is_invocable_v<Msg>>>
+void check(bool ok, Msg&& msg) {
+    if (!ok) throw error(msg());
 }
 
 // Per-row outcome, turned into an exception after the parallel region (exceptions must not escape it).
@@ -889,17 +896,21 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
     check(nd >= 1, "normexp.cross_entropy: logits must have at least one dimension");
     check(xs.size() == nd, "normexp.cross_entropy: strides must have one entry per dimension");
     const int ind = static_cast<int>(nd);
-    check(axis >= -ind && axis < ind, "normexp.cross_entropy: axis " + std::to_string(axis) +
-                                          " is out of bounds for an array of dimension " + std::to_string(nd));
+    check(axis >= -ind && axis < ind, [&] {
+        return "normexp.cross_entropy: axis " + std::to_string(axis) + " is out of bounds for an array of dimension " +
+               std::to_string(nd);
+    });
     if (axis < 0) axis += ind;
-    check(std::isfinite(o.temperature) && o.temperature > 0,
-          "normexp.cross_entropy: temperature must be a finite number > 0, got " + detail::format_number(o.temperature));
+    check(std::isfinite(o.temperature) && o.temperature > 0, [&] {
+        return "normexp.cross_entropy: temperature must be a finite number > 0, got " + detail::format_number(o.temperature);
+    });
     // The scores are scaled by 1/temperature in T (split_beta): it must fit there (temperature.hpp).
     if (const std::string e = detail::temperature_range_error<T>(o.temperature, sizeof(T) == 4 ? "float32" : "float64", "logits");
         !e.empty())
         throw error("normexp.cross_entropy: " + e);
-    check(o.label_smoothing >= 0 && o.label_smoothing <= 1,
-          "normexp.cross_entropy: label_smoothing must be in [0, 1], got " + detail::format_number(o.label_smoothing));
+    check(o.label_smoothing >= 0 && o.label_smoothing <= 1, [&] {
+        return "normexp.cross_entropy: label_smoothing must be in [0, 1], got " + detail::format_number(o.label_smoothing);
+    });
     const std::size_t n = shape[axis];
     std::vector<std::size_t> oshape;
     std::vector<std::ptrdiff_t> ostr;
@@ -918,8 +929,10 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
     for (std::size_t r = 0; r < rows; ++r) {  // labels first: a clear message before any work
         const std::int64_t y = labels[r];
         if (o.use_ignore_index && y == o.ignore_index) continue;
-        check(y >= 0 && std::uint64_t(y) < n, "normexp.cross_entropy: label " + std::to_string(y) + " at row " +
-                                                  std::to_string(r) + " is out of range [0, " + std::to_string(n) + ")");
+        check(y >= 0 && std::uint64_t(y) < n, [&] {
+            return "normexp.cross_entropy: label " + std::to_string(y) + " at row " + std::to_string(r) +
+                   " is out of range [0, " + std::to_string(n) + ")";
+        });
     }
 
     const reduction_kernels<T>& k = kernels_of<T>(table_for(isa));
