@@ -510,10 +510,6 @@ struct outer_dims {
     }
 };
 
-// Rows per batch of the several-rows kernels (rows_softmax, rows_log_softmax, rows_exp_sum): their maxima and
-// sums go to stack arrays of this size.
-constexpr std::size_t kRowBatch = 64;
-
 // Rows [rb, re) of a 2-d contiguous layout (row r at x + r xr, y + r yr) whose rows are short: softmax in
 // cache, or a log-family row that is one chunk of segment_stats. The kernels take a batch of rows per call;
 // each row gets exactly what do_row gives it (the same kernels on the same values: bit-identical), and a

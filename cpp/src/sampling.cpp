@@ -626,12 +626,31 @@ struct ce_row_result {
     double loss = 0, d1 = 0, d2 = 0;
 };
 
+// The loss of a row whose statistics are m (finite, the row's maximum) and count + rest = sum exp(beta (x - m))
+// (row_exp_sum's split): the label's term and, with eps > 0, the smoothing term over the row's mean (summed
+// in kChunk pieces). mean receives that mean (0 without smoothing).
+template <class T>
+double ce_loss(const T* x, std::size_t n, std::size_t label, double beta, double eps, double m, double count,
+               double rest, double& mean) {
+    const double ls = normexp::log_sum(count, rest);
+    const double xy = double(x[label]);
+    const double nll = xy == -kInf<double> ? kInf<double> : ls + beta * (m - xy);
+    mean = 0;
+    if (!(eps > 0)) return nll;
+    row_summer<T> sum;
+    for (std::size_t i = 0; i < n; i += kChunk) sum.add(x + i, std::min(kChunk, n - i));
+    mean = sum.value() / double(n);
+    if (!std::isfinite(mean)) mean = slow_row_mean(x, n);
+    const double smooth = mean == -kInf<double> ? kInf<double> : ls + beta * (m - mean);
+    // eps = 1: the label's term has weight 0 and is left out (0 * inf would be NaN for a -inf label).
+    return (eps < 1 ? (1 - eps) * nll : 0.0) + eps * smooth;
+}
+
 template <class T>
 ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, std::size_t label, double beta,
                      scale2<T> b2, const detail::exp_scale& ex, double eps, bool derivs, std::vector<T>& buf) {
     ce_row_result res;
     double m = -kInf<double>, rest = 0, count = 0;
-    row_summer<T> sum;
     for (std::size_t i = 0; i < n; i += kChunk) {
         const std::size_t len = std::min(kChunk, n - i);
         const T cm = k.row_max(x + i, len);
@@ -642,26 +661,15 @@ ce_row_result ce_row(const reduction_kernels<T>& k, const T* x, std::size_t n, s
             count = 0;
             m = cm;
         }
-        if (eps > 0) sum.add(x + i, len);
         if (m == -kInf<double>) continue;  // all -inf so far
         const exp_sum e = k.row_exp_sum(x + i, len, static_cast<T>(m), b2);
         rest += e.rest;
         count += e.count;
     }
     if (m == -kInf<double>) return res.st = kAllNegInf, res;
-    const double ls = normexp::log_sum(count, rest);
+    double mean;
+    res.loss = ce_loss(x, n, label, beta, eps, m, count, rest, mean);
     const double xy = double(x[label]);
-    const double nll = xy == -kInf<double> ? kInf<double> : ls + beta * (m - xy);
-    double mean = 0;
-    if (eps > 0) {
-        mean = sum.value() / double(n);
-        if (!std::isfinite(mean)) mean = slow_row_mean(x, n);
-        const double smooth = mean == -kInf<double> ? kInf<double> : ls + beta * (m - mean);
-        // eps = 1: the label's term has weight 0 and is left out (0 * inf would be NaN for a -inf label).
-        res.loss = (eps < 1 ? (1 - eps) * nll : 0.0) + eps * smooth;
-    } else {
-        res.loss = nll;
-    }
     if (derivs) {
         // E_p[x] - m and Var_p[x] from S1 = sum e (x - m), S2 = sum e (x - m)^2, e = exp(beta (x - m)).
         double s1 = 0, s2 = 0;
@@ -952,9 +960,42 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
         if (sx != 1 && n > 1) gathers[t].resize(n);
         if (derivs) bufs[t].resize(std::min(kChunk, n));
     }
+    // Rows of one chunk, one stride apart, without derivatives: their statistics from the several-rows kernel
+    // (rows_exp_sum: row_max and row_exp_sum of each row, pipelined; ce_row's single chunk), kRowBatch at a
+    // time; a row it skips (a maximum that is not finite) goes through ce_row, which reports it. 4096 x 128
+    // float32 rows, one thread: 399 -> 296 us (torch.nn.functional.cross_entropy: 311 us).
+    const bool batched = !derivs && (sx == 1 || n == 1) && n <= kChunk && oshape.size() <= 1;
+    const std::ptrdiff_t row_stride = oshape.empty() ? 0 : ostr[0];
     detail::parallel_slices(nt, rows, [&](std::size_t slot, std::size_t r0, std::size_t r1) {
         std::vector<T>& gather = gathers[slot];
         std::vector<T>& buf = bufs[slot];
+        if (batched) {
+            constexpr T no_limit = std::numeric_limits<T>::max();
+            T m[kRowBatch];
+            exp_sum es[kRowBatch];
+            for (std::size_t b = r0; b < r1; b += kRowBatch) {
+                const std::size_t cnt = std::min(kRowBatch, r1 - b);
+                const T* xb = x + std::ptrdiff_t(b) * row_stride;
+                k.rows_exp_sum(xb, row_stride, cnt, n, b2, no_limit, m, es);
+                for (std::size_t i = 0; i < cnt; ++i) {
+                    const std::size_t r = b + i;
+                    const std::int64_t y = labels[r];
+                    ce_row_result res;
+                    const T* xr = xb + std::ptrdiff_t(i) * row_stride;
+                    if (o.use_ignore_index && y == o.ignore_index) {
+                    } else if (rows_skip(m[i], no_limit)) {
+                        res = ce_row(k, xr, n, std::size_t(y), beta, b2, ex, o.label_smoothing, false, buf);
+                    } else {
+                        double mean;
+                        res.loss = ce_loss(xr, n, std::size_t(y), beta, o.label_smoothing, double(m[i]), es[i].count,
+                                           es[i].rest, mean);
+                    }
+                    status[r] = res.st;
+                    loss[r] = res.loss;
+                }
+            }
+            return;
+        }
         for (std::size_t r = r0; r < r1; ++r) {
             const std::int64_t y = labels[r];
             ce_row_result res;

@@ -395,6 +395,43 @@ def test_cross_entropy_matches_float64_reference(dtype, each_isa):
                                            err_msg=f"{shape} axis={axis} {kw} {red}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_batched_rows_match_single_rows(dtype, each_isa):
+    """Contiguous rows of at most one chunk take the several-rows kernel (rows_exp_sum) in batches of 64; a
+    row it skips (-inf everywhere, NaN, +inf) goes through the single-row path. Every loss must be the bits of
+    the single-row path, which a class axis with a stride takes: rows across batch ends, special rows among
+    them, ignored rows, smoothing."""
+    rng = np.random.default_rng(31)
+    big = np.finfo(dtype).max / 4
+    for n in (1, 2, 7, 128, 1000, 4096, 4097):
+        rows = 150
+        x = (rng.standard_normal((rows, n)) * 5).astype(dtype)
+        y = rng.integers(0, n, rows)
+        x[3, :] = -np.inf
+        x[3, y[3]] = 1.5  # only the label's class finite
+        if n > 1:
+            x[64, y[64]] = -np.inf  # the label's score -inf: an infinite loss
+            x[65, : n // 2] = big  # a huge maximum
+            x[127, 0] = np.finfo(dtype).tiny / 8  # a subnormal
+        y[[5, 70, 149]] = -100
+        for eps in (0.0, 0.3):
+            got = normexp.cross_entropy(x, y, reduction="none", ignore_index=-100, label_smoothing=eps)
+            want = normexp.cross_entropy(np.asfortranarray(x), y, reduction="none", ignore_index=-100,
+                                         label_smoothing=eps)
+            assert np.array_equal(got, want, equal_nan=True), (n, eps)
+        # Rows the kernel skips raise, naming the row, as the single-row path does.
+        for bad in (np.nan, np.inf):
+            xb = x.copy()
+            xb[66, 0] = bad
+            for arr in (xb, np.asfortranarray(xb)):
+                with pytest.raises(ValueError, match=r"row 66\b"):
+                    normexp.cross_entropy(arr, y, ignore_index=-100)
+        xb = x.copy()
+        xb[100, :] = -np.inf
+        with pytest.raises(ValueError, match=r"row 100\b"):
+            normexp.cross_entropy(xb, y, ignore_index=-100)
+
+
 def test_cross_entropy_accuracy_near_certainty():
     """A confident correct prediction: loss ~ exp(-30) keeps its relative accuracy (log1p of the rest)."""
     x = np.array([[30.0, 0.0, -1.0]], dtype=np.float32)

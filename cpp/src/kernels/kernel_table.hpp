@@ -193,6 +193,10 @@ T softmax_row_chunked(const T* x, T* y, std::size_t n, scale2<T> beta, Max row_m
 }
 }  // namespace
 
+// Rows per batch of the several-rows kernels (rows_softmax, rows_log_softmax, rows_exp_sum) in the drivers
+// (reduce.cpp, sampling.cpp's cross_entropy): their maxima and sums go to stack arrays of this size.
+constexpr std::size_t kRowBatch = 64;
+
 // Whether the several-rows kernels (reduction_kernels below) skip a row whose maximum (or reported m) is m:
 // NaN, +inf, above m_limit, or -inf (all -inf); the driver then redoes it with the single-row entries.
 template <class T>
