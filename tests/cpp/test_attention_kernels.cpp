@@ -609,12 +609,12 @@ void test_kv(const normexp::kernel_table& isa) {
                           nm, name16<S>(), rows, keys, dim);
                 }
         // pv: rows 1..13 (the decoding tiles of pv_wide up to 4 rows, the 6-row tiles past them), dv 1..40, 64,
-        // 128, 129.
+        // 128, 129, 263 (pv_wide's 8-vector pieces at column offsets past 0, and its bfloat16 pairs).
         std::uniform_real_distribution<double> unif(0.0, 1.0);
         for (std::size_t rows = 1; rows <= 13; ++rows)
             for (std::size_t keys : {0, 1, 2, 7, 16, 33})
-                for (std::size_t dv = 1; dv <= 40 || dv == 64 || dv == 128 || dv == 129;
-                     dv = dv == 40 ? 64 : dv == 64 ? 128 : dv == 128 ? 129 : dv + 1) {
+                for (std::size_t dv = 1; dv <= 40 || dv == 64 || dv == 128 || dv == 129 || dv == 263;
+                     dv = dv == 40 ? 64 : dv == 64 ? 128 : dv == 128 ? 129 : dv == 129 ? 263 : dv + 1) {
                     const std::size_t ldp = keys + 5, ldo = dv + 3;
                     const std::ptrdiff_t ldv = std::ptrdiff_t(dv) + 7;
                     std::vector<float> p(rows * ldp), alpha(rows);

@@ -27,6 +27,26 @@ struct AttnAvx2 {
 };
 
 struct AttnF32 : F32, AttnAvx2 {
+    // pv_wide's bfloat16 V in pairs (generic/attention.hpp): 16 bfloat16 in one load, the even elements by a
+    // shift left of each 32-bit word and the odd ones by masking its low half (3 instructions per 16, against
+    // a widening load and a shift per 8); accumulators to and from that order by in-lane shuffles and a
+    // 64-bit or 128-bit lane permute.
+    static void load_bf16_pairs(const bfloat16* p, V& even, V& odd) {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        even = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+        odd = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(int(0xFFFF0000u))));
+    }
+    static void to_pairs(V lo, V hi, V& even, V& odd) {  // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], qwords 0 2 1 3
+        const __m256d e = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88));
+        const __m256d o = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD));
+        even = _mm256_castpd_ps(_mm256_permute4x64_pd(e, 0xD8));
+        odd = _mm256_castpd_ps(_mm256_permute4x64_pd(o, 0xD8));
+    }
+    static void from_pairs(V even, V odd, V& lo, V& hi) {
+        const __m256 a = _mm256_unpacklo_ps(even, odd), b = _mm256_unpackhi_ps(even, odd);
+        lo = _mm256_permute2f128_ps(a, b, 0x20);
+        hi = _mm256_permute2f128_ps(a, b, 0x31);
+    }
     // All ones in the lanes whose boolean mask byte is non-zero (n valid bytes at p, n <= N; the bytes are
     // zero-extended, so non-zero is > 0).
     static B keep_in(const std::uint8_t* p, std::size_t n) {

@@ -52,6 +52,28 @@ struct AttnF32 : F32, AttnAvx512 {
     static constexpr int kQkVectors = 4;
     static constexpr int kPvVectors = 4;
     static T hsum(V a) { return _mm512_reduce_add_ps(a); }
+    // pv_wide's bfloat16 V in pairs (generic/attention.hpp): 32 bfloat16 in one load, the even elements by a
+    // shift left of each 32-bit word and the odd ones by masking its low half (3 instructions per 32, against
+    // a widening load and a shift per 16); accumulators to and from that order by vpermt2ps.
+    static void load_bf16_pairs(const bfloat16* p, V& even, V& odd) {
+        const __m512i w = _mm512_loadu_si512(p);
+        even = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, w, 16));
+        odd = _mm512_castsi512_ps(_mm512_maskz_and_epi32(0xffff, w, _mm512_set1_epi32(int(0xFFFF0000u))));
+    }
+    static void to_pairs(V lo, V hi, V& even, V& odd) {
+        alignas(64) static constexpr std::int32_t ie[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+        alignas(64) static constexpr std::int32_t io[16] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+        const V e = _mm512_permutex2var_ps(lo, _mm512_load_si512(ie), hi);
+        odd = _mm512_permutex2var_ps(lo, _mm512_load_si512(io), hi);
+        even = e;
+    }
+    static void from_pairs(V even, V odd, V& lo, V& hi) {
+        alignas(64) static constexpr std::int32_t il[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+        alignas(64) static constexpr std::int32_t ih[16] = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+        const V l = _mm512_permutex2var_ps(even, _mm512_load_si512(il), odd);
+        hi = _mm512_permutex2var_ps(even, _mm512_load_si512(ih), odd);
+        lo = l;
+    }
     // s[0..4) = the horizontal sums of a0..a3 (13 instructions, against 4 x 8 for hsum of each): 32-bit then
     // 64-bit unpacks of the pairs, added, leave every 128-bit lane holding the four vectors' partial sums of
     // that lane ((x_i + x_i+2) + (x_i+1 + x_i+3)); then the four lanes are added by two lane swaps

@@ -39,6 +39,9 @@
 //    hsum(v)                             the horizontal sum of a vector (qk_direct).
 //    store_hsum4(s, a0..a3) (optional)   s[0..4) = the horizontal sums of four vectors where the ISA has a
 //                                        cheaper four-way form (qk_direct); without it, hsum of each.
+//    load_bf16_pairs(p, even, odd),      (optional, together) 2N bfloat16 at p as their N even-index and N
+//    to_pairs(lo, hi, even, odd),        odd-index elements widened; two vectors of 2N consecutive float32 as
+//    from_pairs(even, odd, lo, hi)       their even / odd elements and back (pv_wide's bfloat16 V).
 //    iota()                              lane i holds i (the key index of a lane, for the band and ALiBi).
 //    keep_in(p, n)                       a mask B: lane i set where the boolean mask byte p[i] is non-zero
 //                                        (n valid bytes at p, n <= N; lanes from n on are clear).
@@ -356,24 +359,47 @@ NX_UNROLL(4)
 // address order are what the stream prefetcher follows from memory; pv_tile's column strips read every row
 // in pieces, one strip after the other (a decode's P V from memory, one Zen 4 core: 13.9 GB/s as strips,
 // 18.0 as whole rows; a software prefetch of the rows ahead made it slower, on AVX2 too).
+//
+// bfloat16 V where the traits have the pair widening (F::load_bf16_pairs, optional): each 2N-element piece of a
+// value row is one load, its even elements widened by a shift and its odd ones by an and (a bfloat16 is the
+// high half of its float32), against a widening load and a shift per N elements; the accumulators of that
+// piece then hold its even and odd columns (F::to_pairs when loaded, F::from_pairs when stored). Every output
+// keeps its FMA chain, so the bits are the plain loop's.
+template <class F, class = void>
+struct has_bf16_pairs : std::false_type {};
+template <class F>
+struct has_bf16_pairs<F, std::void_t<decltype(F::load_bf16_pairs(static_cast<const bfloat16*>(nullptr),
+                                                                  std::declval<typename F::V&>(),
+                                                                  std::declval<typename F::V&>()))>>
+    : std::true_type {};
+
 template <class F, int R, class S>
 void pv_wide(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t keys,
              const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
+    constexpr bool pairs = std::is_same_v<S, bfloat16> && has_bf16_pairs<F>::value;
     V a[R][8];
 NX_UNROLL(2)
     for (int r = 0; r < R; ++r) {
         const V al = F::set1(alpha[r]);
 NX_UNROLL(8)
         for (int c = 0; c < 8; ++c) a[r][c] = F::mul(al, F::load(o + r * ldo + c * N));
+        if constexpr (pairs) {
+NX_UNROLL(4)
+            for (int c = 0; c < 8; c += 2) F::to_pairs(a[r][c], a[r][c + 1], a[r][c], a[r][c + 1]);
+        }
     }
     for (std::size_t j = 0; j < keys; ++j) {
         const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
         V b[8];
 NX_UNROLL(8)
         for (int c = 0; c < 8; ++c) {
-            b[c] = load_kv<F>(vj + c * N);
+            if constexpr (pairs) {
+                if (c % 2 == 0) F::load_bf16_pairs(vj + c * N, b[c], b[c + 1]);
+            } else {
+                b[c] = load_kv<F>(vj + c * N);
+            }
             if constexpr (R > 1) NX_KEEP_IN_REGISTER(b[c]);
         }
 NX_UNROLL(2)
@@ -384,9 +410,14 @@ NX_UNROLL(8)
         }
     }
 NX_UNROLL(2)
-    for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r) {
+        if constexpr (pairs) {
+NX_UNROLL(4)
+            for (int c = 0; c < 8; c += 2) F::from_pairs(a[r][c], a[r][c + 1], a[r][c], a[r][c + 1]);
+        }
 NX_UNROLL(8)
         for (int c = 0; c < 8; ++c) F::store(o + r * ldo + c * N, a[r][c]);
+    }
 }
 
 // Decoding (rows <= kWideDecodeRows, at least 8 N columns): the keys in pieces of about kWidePieceBytes of
