@@ -690,7 +690,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             std::size_t calls = 0;
             for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                 if (off != 0) pf_add(kr, chunk_bytes(n, ldk, D));
-                calls += 2 * U;
+                calls += U;  // the score calls (the list is pumped over them; P V's calls take what is left)
             });
             for_pieces(keys, chunk, [&](std::size_t, const S*, const S* vr, std::size_t n) {
                 pf_add(vr, chunk_bytes(n, ldv, Dv));
@@ -727,15 +727,15 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 p.k.softmax_step(scores(u), kBlockK, rows, keys, sc, ws.m.data() + u * rows, ws.l.data() + u * rows,
                                  ws.alpha.data() + u * rows);
             }
-            // o = alpha o + P V: the first chunk rescales, the others continue each chain with alpha = 1.
-            for_pieces(keys, chunk, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
-                for (std::size_t u = 0; u < U; ++u) {
+            // o = alpha o + P V, unit by unit over whole page segments (the block's V is in L2 by now): the first
+            // segment rescales, the others continue each chain with alpha = 1.
+            for (std::size_t u = 0; u < U; ++u)
+                for_pieces(keys, kBlockK, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
                     pump(pf_step);
                     const T* al = off == 0 ? ws.alpha.data() + u * rows : ws.ones.data();
                     p.kv.pv(scores(u) + off, kBlockK, vr + sp(u * Dv), ldv, rows, n, Dv, al, ws.o.get() + u * rows * Dv,
                             Dv);
-                }
-            });
+                });
             pump_all();
             continue;
         }
