@@ -258,7 +258,8 @@ struct workspace {
     std::size_t pf_n = 0, pf_next = 0, pf_off = 0, pf_lines = 0;
     // A paged decode over all heads (run_block): whether unit u's scores came from the pair kernels.
     std::vector<unsigned char> unit_pairs;
-    // A bfloat16 decode's q rows as pair words (bf16_q_pairs, for qk_direct_pairs), grown as tasks need.
+    // A bfloat16 decode's q rows as pair words (bf16_q_pairs, for qk_direct_pairs): up to kDirectRows rows of
+    // each unit.
     std::vector<std::uint32_t> qw;
     // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
     // std::bad_alloc instead of wrapping around to a small buffer.
@@ -278,6 +279,8 @@ struct workspace {
         pf_row.resize(3 * kBlockK);
         pf_len.resize(3 * kBlockK);
         unit_pairs.resize(c.units);
+        if constexpr (std::is_same_v<S, bfloat16>)
+            qw.resize(scratch_elems(scratch_elems(c.units, kDirectRows), bf16_pair_words(sh.head_dim)));
         if (c.q) qbuf = scratch<T>(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
         if (c.v || c.gather)
             vbuf = scratch<S>(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
@@ -368,10 +371,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             const T* q0 = qp;  // ws.qbuf: a bfloat16 q is always widened there
             pairs_q = std::none_of(q0, q0 + U * rows * D, [](T x) { return std::fpclassify(x) == FP_SUBNORMAL; });
             // A decode's rows as pair words (qk_direct_pairs), once for all the task's blocks.
-            if (pairs_q && rows <= kDirectRows && p.ks[3] == 1) {
-                if (ws.qw.size() < U * rows * ldqw) ws.qw.resize(U * rows * ldqw);
+            if (pairs_q && rows <= kDirectRows && p.ks[3] == 1)  // ws.qw: sized for it (workspace)
                 for (std::size_t i = 0; i < U * rows; ++i) bf16_q_pairs(q0 + i * D, D, ws.qw.data() + i * ldqw);
-            }
         }
     }
     const S* kp = p.kk + sp(b) * p.ks[0] + sp(hk) * p.ks[1];
