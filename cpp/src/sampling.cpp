@@ -982,14 +982,13 @@ void cross_entropy(const T* x, const strides_t& xs, const shape_t& shape, int ax
                     const std::int64_t y = labels[r];
                     ce_row_result res;
                     const T* xr = xb + std::ptrdiff_t(i) * row_stride;
-                    if (o.use_ignore_index && y == o.ignore_index) {
-                    } else if (rows_skip(m[i], no_limit)) {
+                    const bool used = !(o.use_ignore_index && y == o.ignore_index);
+                    double mean;
+                    if (used && rows_skip(m[i], no_limit))
                         res = ce_row(k, xr, n, std::size_t(y), beta, b2, ex, o.label_smoothing, false, buf);
-                    } else {
-                        double mean;
+                    else if (used)
                         res.loss = ce_loss(xr, n, std::size_t(y), beta, o.label_smoothing, double(m[i]), es[i].count,
                                            es[i].rest, mean);
-                    }
                     status[r] = res.st;
                     loss[r] = res.loss;
                 }
