@@ -63,16 +63,18 @@ struct AttnF32 : F32, AttnAvx512 {
     static void to_pairs(V lo, V hi, V& even, V& odd) {
         alignas(64) static constexpr std::int32_t ie[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
         alignas(64) static constexpr std::int32_t io[16] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
-        const V e = _mm512_permutex2var_ps(lo, _mm512_load_si512(ie), hi);
-        odd = _mm512_permutex2var_ps(lo, _mm512_load_si512(io), hi);
-        even = e;
+        permute2(lo, hi, ie, io, even, odd);
     }
     static void from_pairs(V even, V odd, V& lo, V& hi) {
         alignas(64) static constexpr std::int32_t il[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
         alignas(64) static constexpr std::int32_t ih[16] = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-        const V l = _mm512_permutex2var_ps(even, _mm512_load_si512(il), odd);
-        hi = _mm512_permutex2var_ps(even, _mm512_load_si512(ih), odd);
-        lo = l;
+        permute2(even, odd, il, ih, lo, hi);
+    }
+    // r0, r1 = the lanes of (a, b) that the index tables i0, i1 pick (vpermt2ps; r0, r1 may alias a, b).
+    static void permute2(V a, V b, const std::int32_t* i0, const std::int32_t* i1, V& r0, V& r1) {
+        const V x = _mm512_permutex2var_ps(a, _mm512_load_si512(i0), b);
+        r1 = _mm512_permutex2var_ps(a, _mm512_load_si512(i1), b);
+        r0 = x;
     }
     // s[0..4) = the horizontal sums of a0..a3 (13 instructions, against 4 x 8 for hsum of each): 32-bit then
     // 64-bit unpacks of the pairs, added, leave every 128-bit lane holding the four vectors' partial sums of
