@@ -72,16 +72,11 @@ inline __m512i q_halves(const float* q, std::size_t n) {
     return _mm512_permutex2var_epi16(_mm512_maskz_loadu_epi32(m0, q), idx, _mm512_maskz_loadu_epi32(m1, q + 16));
 }
 
-// Lanes of 32 bfloat16 that are subnormal (exponent 0, fraction not 0): vdpbf16ps reads them as zero.
-inline __mmask32 subnormal_lanes(__m512i v) {
-    const __mmask32 exponent = _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7F80));
-    const __mmask32 fraction = _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x007F));
-    return _kandn_mask32(exponent, fraction);
-}
-// The same test as a running minimum, three integer operations per vector and no mask register (the decode's
-// score tile, where vptestmw twice, kandn, kmov and or per key vector took a fifth of the tile's time):
-// t = 2 h (the sign shifted out) is 0 for a zero, 2 .. 0xFE for a subnormal and at least 0x100 otherwise, so
-// t - 1 (mod 2^16) is below 0xFF exactly for the subnormals; min_subnormal_key starts at 0xFFFF.
+// bfloat16 subnormals (exponent 0, fraction not 0), which vdpbf16ps reads as zero, found by a running minimum
+// over vectors of 32: three integer operations per vector and no mask register (in the decode's score tile,
+// two vptestmw, kandn, kmov and an or per key vector took a fifth of the tile's time). t = 2 h (the sign
+// shifted out) is 0 for a zero, 2 .. 0xFE for a subnormal and at least 0x100 otherwise, so t - 1 (mod 2^16)
+// is below 0xFF exactly for the subnormals; the minimum starts at 0xFFFF, subnormal_keys reads its verdict.
 inline __m512i min_subnormal_key(__m512i acc, __m512i v) {
     const __m512i t = _mm512_add_epi16(v, v);
     return _mm512_min_epu16(acc, _mm512_add_epi16(t, _mm512_set1_epi16(-1)));
@@ -97,14 +92,14 @@ bool k_pack_kt_pairs(const bfloat16* k, std::ptrdiff_t k_row, std::ptrdiff_t k_c
                      std::size_t dim, float* kt, std::size_t ldkt) {
     const std::size_t pairs = (dim + 1) / 2, padded = (keys + kPanel - 1) / kPanel * kPanel;
     std::size_t j0 = 0, p0 = 0;  // keys < j0 and pairs < p0 done by 16 x 16 word transposes
-    __mmask32 sub = 0;           // subnormal lanes seen
+    __m512i seen = _mm512_set1_epi16(-1);  // min_subnormal_key of the transposed blocks
     if (k_col == 1 && k_row % 2 == 0) {
         j0 = keys / 16 * 16;
         p0 = dim / 32 * 16;
         for (std::size_t j = 0; j < j0; j += 16)
             for (std::size_t p = 0; p < p0; p += 16) {
                 const bfloat16* b = k + static_cast<std::ptrdiff_t>(j) * k_row + static_cast<std::ptrdiff_t>(2 * p);
-                for (std::ptrdiff_t i = 0; i < 16; ++i) sub |= subnormal_lanes(_mm512_loadu_si512(b + i * k_row));
+                for (std::ptrdiff_t i = 0; i < 16; ++i) seen = min_subnormal_key(seen, _mm512_loadu_si512(b + i * k_row));
                 AttnF32::transpose_store<float>(reinterpret_cast<const float*>(b), k_row / 2, kt + p * ldkt + j, ldkt);
             }
     }
@@ -121,7 +116,7 @@ bool k_pack_kt_pairs(const bfloat16* k, std::ptrdiff_t k_row, std::ptrdiff_t k_c
         }
         for (std::size_t j = keys; j < padded; ++j) row[j] = 0.0f;  // +0: the word 0
     }
-    return sub == 0 && !edge_sub;
+    return subnormal_keys(seen) == 0 && !edge_sub;
 }
 
 // One register tile of qk_pairs: R rows x NV vectors of 16 keys over every pair, a chunk of q pairs at a time.
