@@ -64,14 +64,10 @@ static_assert(kBlockK % kAttnKeyPanel == 0, "key blocks must be whole panels");
 
 constexpr std::ptrdiff_t kNoLimit = std::numeric_limits<std::ptrdiff_t>::max() / 4;
 
-void check(bool ok, const std::string& msg) {
-    if (!ok) throw error("normexp.attention: " + msg);
-}
-// The same with the message built only on failure (msg: a callable returning it), for messages that format
-// numbers: a call that passes builds no string (per row or per sequence, those cost more than the work).
-template <class Msg, class = std::enable_if_t<std::is_invocable_v<Msg>>>
+// msg: text, or a callable that builds it on failure (detail::message, format.hpp).
+template <class Msg>
 void check(bool ok, Msg&& msg) {
-    if (!ok) throw error("normexp.attention: " + msg());
+    if (!ok) throw error("normexp.attention: " + detail::message(std::forward<Msg>(msg)));
 }
 
 template <class T>
@@ -1060,12 +1056,9 @@ NX_ATTENTION_16(float, bfloat16)
 // on the shapes; pieces are merged in order with the sink (finish_merged), by all threads.
 namespace {
 
-void paged_check(bool ok, const std::string& msg) {
-    if (!ok) throw error("normexp.paged_attention: " + msg);
-}
-template <class Msg, class = std::enable_if_t<std::is_invocable_v<Msg>>>
-void paged_check(bool ok, Msg&& msg) {  // the message built only on failure (check)
-    if (!ok) throw error("normexp.paged_attention: " + msg());
+template <class Msg>
+void paged_check(bool ok, Msg&& msg) {  // msg as for check
+    if (!ok) throw error("normexp.paged_attention: " + detail::message(std::forward<Msg>(msg)));
 }
 
 struct paged_task {

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 namespace normexp::detail {
 
@@ -16,6 +18,14 @@ inline std::string format_number(double v) {
         if (std::strtod(buf, nullptr) == v) break;
     }
     return buf;
+}
+
+// An argument check's message: text, or a callable that builds it. The checks call this only when they fail,
+// so a message that formats numbers (per row, per sequence) costs nothing on the calls that pass.
+template <class Msg>
+std::string message(Msg&& m) {
+    if constexpr (std::is_invocable_v<Msg>) return std::forward<Msg>(m)();
+    else return std::string(std::forward<Msg>(m));
 }
 
 }  // namespace normexp::detail

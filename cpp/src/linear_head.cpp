@@ -54,14 +54,10 @@ static_assert(kPieceVocab % kBlockV == 0, "pieces must be whole blocks");
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-void check(bool ok, const char* fn, const std::string& msg) {
-    if (!ok) throw error(std::string("normexp.") + fn + ": " + msg);
-}
-// The same with the message built only on failure (msg: a callable returning it), for messages that format
-// numbers: a call that passes builds no string (per row or per sequence, those cost more than the work).
-template <class Msg, class = std::enable_if_t<std::is_invocable_v<Msg>>>
+// msg: text, or a callable that builds it on failure (detail::message, format.hpp).
+template <class Msg>
 void check(bool ok, const char* fn, Msg&& msg) {
-    if (!ok) throw error(std::string("normexp.") + fn + ": " + msg());
+    if (!ok) throw error(std::string("normexp.") + fn + ": " + detail::message(std::forward<Msg>(msg)));
 }
 
 inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }

@@ -45,7 +45,6 @@
 #include <functional>
 #include <limits>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -79,14 +78,10 @@ const kernel_table& table_for(const char* isa) {
     return (isa && *isa) ? detail::kernels_for(isa) : detail::active_kernels();
 }
 
-void check(bool ok, const std::string& msg) {
-    if (!ok) throw error(msg);
-}
-// The same with the message built only on failure (msg: a callable returning it), for messages that format
-// numbers: a call that passes builds no string (per row or per sequence, those cost more than the work).
-template <class Msg, class = std::enable_if_t<std::is_invocable_v<Msg>>>
+// msg: text, or a callable that builds it on failure (detail::message, format.hpp).
+template <class Msg>
 void check(bool ok, Msg&& msg) {
-    if (!ok) throw error(msg());
+    if (!ok) throw error(detail::message(std::forward<Msg>(msg)));
 }
 
 // Per-row outcome, turned into an exception after the parallel region (exceptions must not escape it).
