@@ -98,7 +98,9 @@ def log_softmax(
     x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None, accuracy: str = "high", out: Any = None
 ) -> np.ndarray:
     """Logarithm of :func:`softmax` along ``axis``, computed as ``x/T - max - log(sum)`` without forming
-    the softmax, with ``log1p`` of the other terms so entries near the maximum keep full relative accuracy.
+    the softmax, with ``log1p`` of the other terms so entries near the maximum keep full relative accuracy
+    (float32: within 1.5 ULP, ``x - max`` and ``log(sum)`` rounded to float32 as the peers round them; up
+    to 1 ULP more from the SIMD kernels' exps in the sum).
 
     Arguments as for :func:`softmax`; masked entries (``where=False``) are ``-inf``, and a row with no
     True entry is all ``-inf``. A row whose maximum is +inf is NaN at the +inf entries, -inf elsewhere.

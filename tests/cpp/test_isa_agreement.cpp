@@ -13,8 +13,9 @@
 //    value (test_exp, test_kernels), so they are at most 2 apart; special values (0, 1, inf, NaN, exact
 //    underflow to 0) must be identical, which the ULP distance also enforces (NaN vs number = infinite).
 //  * the same times a scale c: <= 3 ULP (one more rounding of the product on each side).
-//  * float32 log_softmax: identical. Both evaluate fl32(fl64(fl64(x) - m) * beta - c) with the same
-//    double operations in the same order.
+//  * float32 log_softmax: identical. Both evaluate fl(fl(x - m) - fl(c)) at unit temperature
+//    (kernel_table.hpp, below log_sum_out) and fl32(fl64(fl64(x) - m) * beta - c) with a temperature: the
+//    same operations in the same order.
 //  * float64 log_softmax: <= 1 ULP, or 2^-96 |beta (x - m)| absolute: both carry beta (x - m) as a
 //    double-double to ~2^-100 relative (scalar: Dekker's product, SIMD: FMA) and round once at the end;
 //    only that last rounding (or cancellation against c) can differ.

@@ -126,13 +126,20 @@ inline double log_sum_float(double count, double rest) {
     return (k * kLn2 + lg) + p;
 }
 
-// c = log(count + rest) for log_softmax's output in T: log_sum_float where the output takes the fast arithmetic
-// (Fast: accuracy::fast or 16-bit storage) in float32, log_sum otherwise. The drivers and the kernels form c
-// with it, so a row's c does not depend on which of them ran it.
-template <class T, bool Fast>
+// c = log(count + rest) for log_softmax's output in T: log_sum_float for every float32 output (its relative
+// error, at most 2^-30, is 2^-6 of a float32 ULP of y = t - c, whose terms never cancel: t <= 0 <= c), log_sum
+// for float64. The drivers and the kernels form c with it, so a row's c does not depend on which of them ran it.
+template <class T>
 inline double log_sum_out(double count, double rest) {
-    if constexpr (Fast && sizeof(T) == 4) return log_sum_float(count, rest); else return log_sum(count, rest);
+    if constexpr (sizeof(T) == 4) return log_sum_float(count, rest); else return log_sum(count, rest);
 }
+// log_softmax's float32 output at unit temperature, both modes: y = fl(fl(x - m) - fl(c)), two float operations
+// per entry, the peers' arithmetic. (Rounding x - m - c once from double took four conversions and two double
+// subtractions per 16 entries: the high-mode log_softmax took 1.22-1.27x the time, AVX-512.) No cancellation
+// (x - m <= 0 <= c), so each rounding costs at most half an ULP of y: at most 1.5 ULP; and y depends on x only
+// through fl(x - m), so adding a constant to a row whose x - m are exact leaves every bit as it was. The modes
+// differ in c (counted, log1p near the maximum, from the exact-argument exp) and with a temperature, where the
+// high mode rounds beta (x - m) - c once from double (generic/reductions.hpp: log_softmax_op).
 
 // rows_softmax's chunked rows (reduction_kernels below): a float32 row of more than kSoftmaxChunkedMin entries, of
 // unit temperature with m_limit the largest float, is taken in chunks of softmax_chunk<float>(n) entries, whole

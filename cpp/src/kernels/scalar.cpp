@@ -176,7 +176,13 @@ void k_row_exp_scale(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c) 
 }
 
 // beta (x - m) - c with one final rounding in float32 (all in double) and ~1 ULP in float64.
+// float32 of unit temperature: fl(fl(x - m) - fl(c)) in float (kernel_table.hpp: log_softmax_out); with a
+// temperature beta (x - m) - c in double (x - m exact there, one rounding of the product), rounded once to float.
 inline float log_softmax_one(float x, float m, scale2<float> b, double c) {
+    if (b.lo == 0.0f && b.hi == 1.0f) {
+        const float d = x - m;
+        return d - static_cast<float>(c);
+    }
     return static_cast<float>(shifted(x, m, b).hi - c);
 }
 inline double log_softmax_one(double x, double m, scale2<double> b, double c) {
@@ -389,7 +395,7 @@ void k_rows_log_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, 
     for_each_row(x, sx, rows, n, m_limit, m, k_row_max<T>, [&](std::size_t r, const T* xr) {
         const exp_sum e = k_row_exp_sum<T, Fast>(xr, n, m[r], beta);
         T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
-        k_row_log_softmax<T, Fast>(xr, yr, n, m[r], beta, log_sum_out<T, Fast>(e.count, e.rest));
+        k_row_log_softmax<T, Fast>(xr, yr, n, m[r], beta, log_sum_out<T>(e.count, e.rest));
     });
 }
 
@@ -651,7 +657,7 @@ void s_rows_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, 
     for_each_row(x, sx, rows, n, m_limit, m, s_row_max<S>, [&](std::size_t r, const S* xr) {
         const exp_sum e = s_row_exp_sum(xr, n, m[r], beta);
         s_row_log_softmax(xr, y + static_cast<std::ptrdiff_t>(r) * sy, n, m[r], beta,
-                          log_sum_out<float, true>(e.count, e.rest));
+                          log_sum_out<float>(e.count, e.rest));
     });
 }
 template <class S>

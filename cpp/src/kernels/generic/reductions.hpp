@@ -285,7 +285,8 @@ NX_FLATTEN void k_row_exp_scale_stream(const S* x, S* y, std::size_t n, typename
 }
 
 // log_softmax per vector (the scalar specification's arithmetic, scalar.cpp: log_softmax_one):
-//  * float32: beta (x - m) - c in double (x - m of two floats is exact in double), rounded once to float.
+//  * float32 with a temperature: beta (x - m) - c in double (x - m of two floats is exact in double), rounded
+//    once to float. (Unit temperature: fl(fl(x - m) - fl(c)) in float32, kernel_table.hpp: log_sum_out.)
 //  * float64: beta (x - m) as a double-double (TwoSum of x - m, TwoProduct by FMA with {beta.hi, beta.lo})
 //    and then (hi + lo) - c with the TwoSum error of hi - c folded back in: one final rounding.
 template <class F, bool = (sizeof(typename F::T) == 4)>
@@ -358,15 +359,21 @@ NX_INLINE typename F::V load_doubles_as_t(const double* c) {  // F::N doubles, e
     else return F::load(c);
 }
 
-// y = beta (x - m) - c on [0, n): the fast mode's fl(t - fl(c)), or log_softmax_op's one rounding from double
-// (float64: double-double). Element by element, so any split of a row into ranges gives the same bits (the
-// several-rows kernels write a row in blocks).
+// Whether log_softmax's output is fl(t - fl(c)) in working precision, two operations per vector: the fast mode's,
+// and the float32 high mode's of unit temperature (kernel_table.hpp, below log_sum_out). The rest (a temperature
+// in the float32 high mode: rounded once from double; float64: double-double) costs a dozen.
+template <class F, bool Scaled, bool Fast>
+constexpr bool kCheapLogSoftmax = Fast || (sizeof(typename F::T) == 4 && !Scaled);
+
+// y = beta (x - m) - c on [0, n): fl(t - fl(c)) where kCheapLogSoftmax, else log_softmax_op's one rounding
+// from double (float64: double-double). Element by element, so any split of a row into ranges gives the same
+// bits (the several-rows kernels write a row in blocks).
 template <class F, bool Scaled, bool Fast, class S>
 NX_INLINE void log_softmax_range(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
                                  double c) {
     using V = typename F::V;
     std::size_t i = 0;
-    if constexpr (Fast) {
+    if constexpr (kCheapLogSoftmax<F, Scaled, Fast>) {
         const fast_arg<F, Scaled> a(m, beta);
         const V cv = F::set1(static_cast<typename F::T>(c));
         auto one = [&](V v) { return F::sub(a.t_of(v, a.nm), cv); };
@@ -660,22 +667,23 @@ NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows
     rows_pipeline<F, false, 1, S>(x, sx, rows, n, m_limit, m, pass, [](std::size_t, int, std::size_t, std::size_t) {});
 }
 
-// rows_log_softmax: B is row_exp_sum (SumFast: the fast table's, nothing counted), its seal c = log_sum of it,
-// C log_softmax_range (OutFast: the fast output; 16-bit storage takes it with the counting sum). The high mode's
-// output (rounded once from double: 12 vector operations per float32 vector against the fast one's 2) leaves
-// no idle slots in the exp pass for stage C to fill: there the rows of a batch that fits in 16 KiB of L1 take
-// stages A and B pipelined, and then each row its log and outputs, the order the driver had before. The fast
-// mode takes the row pipeline; against the driver's two-phase order (the two builds alternating, AVX-512,
-// float32, one thread, a loaded machine) it took 0.99-1.07x the time at 64 entries per row (one round 1.39x),
-// 0.80-1.03x at 128 (one 1.26x), 0.73-0.89x at 256 and 0.64-0.87x at 1024; the two-phase order inside the
-// kernel took 1.16x at 64 and 1.08x at 128.
+// rows_log_softmax: B is row_exp_sum (SumFast: the fast table's, nothing counted), its seal c = log_sum_out of
+// it, C log_softmax_range (OutFast: the fast output; 16-bit storage takes it with the counting sum). An output
+// of a dozen vector operations per vector (kCheapLogSoftmax false: float64, or float32 with a temperature in
+// the high mode) leaves no idle slots in the exp pass for stage C to fill: there the rows of a batch that fits
+// in 16 KiB of L1 take stages A and B pipelined, and then each row its log and outputs, the order the driver
+// had before. The two-operation outputs take the row pipeline. Against the driver's two-phase order (the two
+// builds alternating, AVX-512, float32, one thread, a loaded machine) the fast mode's took 0.99-1.07x the time
+// at 64 entries per row (one round 1.39x), 0.80-1.03x at 128 (one 1.26x), 0.73-0.89x at 256 and 0.64-0.87x at
+// 1024; the two-phase order inside the kernel took 1.16x at 64 and 1.08x at 128. The float32 high mode's took
+// 0.96-1.03x the time of the two-phase order inside the kernel (rows of 64-4096 entries).
 template <class F, bool Scaled, bool SumFast, bool OutFast, class S>
 NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy, std::size_t rows,
                                      std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
                                      typename F::T* m) {
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
     auto yr = [&](std::size_t r) { return y + static_cast<std::ptrdiff_t>(r) * sy; };
-    if constexpr (!OutFast) {
+    if constexpr (!kCheapLogSoftmax<F, Scaled, OutFast>) {
         constexpr std::size_t kBatch = 64, kBatchBytes = std::size_t(16) << 10;
         const std::size_t fit = kBatchBytes / (n > 0 ? n * sizeof(S) : 1);
         const std::size_t batch = fit < 1 ? 1 : fit < kBatch ? fit : kBatch;
@@ -686,7 +694,7 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
             for (std::size_t i = 0; i < cnt; ++i)
                 if (!rows_skip(m[b + i], m_limit))
                     log_softmax_range<F, Scaled, OutFast, S>(xr(b + i), yr(b + i), n, m[b + i], beta,
-                                                             log_sum(s[i].count, s[i].rest));
+                                                             log_sum_out<typename F::T>(s[i].count, s[i].rest));
         }
     } else {
         struct row_c {
@@ -698,7 +706,7 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
             if (rc.e.rest != rc.e.rest) m[r] = typename F::T(port::kNaN);  // a NaN in the row
             return rc;
         };
-        auto seal = [](row_c& rc) { rc.c = log_sum_out<typename F::T, true>(rc.e.count, rc.e.rest); };
+        auto seal = [](row_c& rc) { rc.c = log_sum_out<typename F::T>(rc.e.count, rc.e.rest); };
         auto out = [&](std::size_t p, const row_c& rc, std::size_t i, std::size_t len) {
             log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, rc.c);
         };
@@ -1266,9 +1274,10 @@ NX_FLATTEN void k_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrd
                        std::size_t w, const typename F::T* m, scale2<typename F::T> beta, const double* c) {
     using V = typename F::V;
     static_assert(Fast || std::is_same_v<S, typename F::T>, "16-bit storage takes the fast arithmetic (kernel_table.hpp)");
-    if constexpr (Fast && !Scaled) {
-        if (!unit_beta(beta)) return k_col_log_softmax<F, true, S, true, Stream>(x, sx, y, sy, rows, w, m, beta, c);
+    if constexpr (!Scaled && kCheapLogSoftmax<F, false, Fast>) {
+        if (!unit_beta(beta)) return k_col_log_softmax<F, Fast, S, true, Stream>(x, sx, y, sy, rows, w, m, beta, c);
     }
+    constexpr bool kCheap = kCheapLogSoftmax<F, Scaled, Fast>;
     const log_softmax_op<F> op(0, beta);
     const fast_arg<F, Scaled> fa(0, beta);
     const bool stream = col_streams<F, Stream>(y);
@@ -1276,7 +1285,7 @@ NX_FLATTEN void k_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrd
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
         for (std::size_t j = 0; j < pw + F::N; ++j) cbuf[j] = j < pw ? c[j0 + j] : 0.0;
-        if constexpr (!Fast && sizeof(typename F::T) == 4) {
+        if constexpr (!kCheap && sizeof(typename F::T) == 4) {
             if constexpr (F::kConvertHalves) {  // by float64 halves from memory, as k_row_log_softmax
                 col_log_softmax_halves<F>(op, x, sx, y, sy, rows, pw, j0, m, cbuf, stream);
                 continue;
@@ -1287,7 +1296,7 @@ NX_FLATTEN void k_col_log_softmax(const S* x, std::ptrdiff_t sx, S* y, std::ptrd
             S* yi = y + static_cast<std::ptrdiff_t>(i) * sy + static_cast<std::ptrdiff_t>(j0);
             col_store_row<F>(yi, pw, stream, [&](std::size_t j, auto mk, auto full) {
                 const V v = load_any<F>(xi + j, mk, full), mv = load_any<F>(m + j0 + j, mk, full);
-                if constexpr (Fast)  // fl(fl(x - m) beta - fl(c)), as row_log_softmax_fast
+                if constexpr (kCheap)  // fl(fl(x - m) beta - fl(c)), as log_softmax_range
                     return F::sub(fa.t_of(v, F::sub(F::zero(), mv)), load_doubles_as_t<F>(cbuf + j));
                 else
                     return op.col(v, mv, cbuf + j);
