@@ -106,7 +106,7 @@ def log_softmax(
     True entry is all ``-inf``. A row whose maximum is +inf is NaN at the +inf entries, -inf elsewhere.
     ``accuracy="fast"`` computes ``t - log(sum)`` in working precision with ``t = (x - max) / T`` rounded
     once and ``log(sum)`` rounded to the dtype: absolute error at most about
-    ``(5 + 2 |t| + 2 |log(sum)|) * 2**-24`` (float64: ``2**-53``; ``6 |t|`` with a temperature), so a few
+    ``(8 + 2 |t| + 2 |log(sum)|) * 2**-24`` (float64: ``2**-53``; ``6 |t|`` with a temperature), so a few
     ULP relative except where the result cancels towards 0.
     """
     if where is None:

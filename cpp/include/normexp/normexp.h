@@ -69,7 +69,7 @@ NORMEXP_API int normexp_logsumexp_f64(const double* x, double* out, size_t rows,
  * entries equal to the maximum counted, log1p of the rest (float32 softmax within 4 ULP anywhere).
  * FAST: t = x - max rounded once in working precision, as other libraries compute it, and no
  * bookkeeping. With u = 2^-24 (float32) or 2^-53 (float64): softmax, relative error at most about
- * 2 ULP + |t| u for an entry t = x - max; log_softmax, absolute error about (5 + 2 |t| + 2 |log(sum)|) u;
+ * 2 ULP + |t| u for an entry t = x - max; log_softmax, absolute error about (8 + 2 |t| + 2 |log(sum)|) u;
  * logsumexp, absolute error about (2 + max |t|) u plus half an ULP of the result. */
 typedef enum normexp_accuracy { NORMEXP_ACCURACY_HIGH = 0, NORMEXP_ACCURACY_FAST = 1 } normexp_accuracy;
 /* The functions above with an accuracy (a normexp_accuracy value; any other is INVALID_ARGUMENT). */
