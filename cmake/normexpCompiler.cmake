@@ -10,7 +10,7 @@
 #                           -ffp-contract=off through /clang:.
 #   NORMEXP_AVX2_FLAGS      the avx2 translation units: AVX2, FMA, F16C. MSVC has one switch, /arch:AVX2,
 #                           which implies FMA and F16C code generation (its intrinsics need no flag).
-#   NORMEXP_AVX512_FLAGS    the avx512 translation units: AVX-512 F, BW, DQ, VL plus AVX2, FMA, F16C.
+#   NORMEXP_AVX512_FLAGS    the avx512 translation units: AVX-512 F, BW, DQ, VL plus AVX2, FMA, F16C, POPCNT.
 #                           MSVC: /arch:AVX512 (F, CD, BW, DQ, VL).
 #   NORMEXP_AVX512BF16_FLAGS the avx512bf16 translation units: the avx512 flags plus AVX512_BF16. MSVC does not
 #                           gate intrinsics by /arch, so /arch:AVX512 there.
@@ -37,7 +37,7 @@ if(MSVC)  # cl and clang-cl (CMAKE_CXX_COMPILER_FRONTEND_VARIANT MSVC)
     set(NORMEXP_FP_FLAGS /fp:precise /clang:-ffp-contract=off)
     set(NORMEXP_AVX2_FLAGS /clang:-mavx2 /clang:-mfma /clang:-mf16c)
     set(NORMEXP_AVX512_FLAGS /clang:-mavx512f /clang:-mavx512bw /clang:-mavx512dq /clang:-mavx512vl
-                             ${NORMEXP_AVX2_FLAGS})
+                             /clang:-mpopcnt ${NORMEXP_AVX2_FLAGS})
     set(NORMEXP_AVX512BF16_FLAGS ${NORMEXP_AVX512_FLAGS} /clang:-mavx512bf16)
   else()
     if(MSVC_VERSION LESS 1930)
@@ -53,7 +53,7 @@ else()  # GCC, Clang, AppleClang (also MinGW-w64's GCC)
   set(NORMEXP_WARNINGS -Wall -Wextra)
   set(NORMEXP_FP_FLAGS -ffp-contract=off)
   set(NORMEXP_AVX2_FLAGS -mavx2 -mfma -mf16c)
-  set(NORMEXP_AVX512_FLAGS -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c)
+  set(NORMEXP_AVX512_FLAGS -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c -mpopcnt)
   set(NORMEXP_AVX512BF16_FLAGS ${NORMEXP_AVX512_FLAGS} -mavx512bf16)
   set(NORMEXP_C_PEDANTIC -pedantic-errors)
   set(NORMEXP_LIBM m)

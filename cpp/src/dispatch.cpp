@@ -2,7 +2,8 @@
 //
 // x86-64: AVX2 needs cpuid.7.EBX[5], FMA cpuid.1.ECX[12], F16C cpuid.1.ECX[29] (its 16-bit loads and
 // stores; every AVX2 CPU has it), and the OS must save YMM state (cpuid.1.ECX[27] OSXSAVE, then xgetbv(0)
-// bits 1 and 2). AVX-512 (the avx512 set: F, BW, DQ, VL) needs all of that, cpuid.7.EBX bits 16 (F), 17 (DQ), 30 (BW), 31 (VL), and the OS
+// bits 1 and 2). AVX-512 (the avx512 set: F, BW, DQ, VL) needs all of that, cpuid.7.EBX bits 16 (F), 17 (DQ),
+// 30 (BW), 31 (VL), POPCNT (cpuid.1.ECX[23]: it counts opmask bits; every AVX-512 CPU has it), and the OS
 // must save the AVX-512 state too: xgetbv(0) bits 5 (opmask k0-k7), 6 (ZMM_Hi256: upper halves of
 // zmm0-15) and 7 (Hi16_ZMM: zmm16-31). An OS that leaves those off (some hypervisors, or Linux booted
 // with AVX-512 state disabled) makes every AVX-512 instruction fault although cpuid lists it.
@@ -77,6 +78,7 @@ bool cpu_has_avx512() {
     if (!cpu_has_avx2_fma()) return false;  // also proves OSXSAVE, so xgetbv is valid
     unsigned a, b, c, d;
     if ((xcr0_low() & 0xe6) != 0xe6) return false;  // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM state
+    if (!cpuid(1, 0, a, b, c, d) || !((c >> 23) & 1)) return false;  // POPCNT
     if (!cpuid(7, 0, a, b, c, d)) return false;
     const unsigned need = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);  // F, DQ, BW, VL
     return (b & need) == need;

@@ -8,7 +8,8 @@
 //  * Masks are opmask registers (B = M = __mmask16 / __mmask8, bit i = lane i), not vector lanes:
 //    comparisons write a k register, and zero_unless/zero_if/blend/inc_where consume one directly
 //    (zero-masking moves, vblendmps, masked integer add). store_mask/load_mask spill a mask to a T
-//    array as all-ones/zero lanes (vpmovm2d / vpmovd2m, AVX512DQ).
+//    array as all-ones/zero lanes (vpmovm2d / vpmovd2m, AVX512DQ). kBitMasks: counts of true lanes are
+//    popcnt of the mask (the translation units take -mpopcnt; dispatch.cpp checks the CPU has it).
 //  * Tails are masked loads and stores (vmovups with a k mask): the masked-off lanes are never read
 //    (no fault past the end) and load as +0, as _mm256_maskload does.
 //  * kScalef: exp scales its polynomial by 2^k with vscalefps/vscalefpd, RN(p * 2^k) with a single
@@ -114,6 +115,10 @@ struct V64 {
     // p * 2^k (k integral, as a double) rounded once: vscalefpd (overflow +inf, gradual underflow).
     static constexpr bool kScalef = true;
     static V scalef(V p, V k) { return _mm512_scalef_pd(p, k); }
+    // Comparisons give bit masks: lanes.hpp counts their set bits with popcnt (-mpopcnt, part of x86-64-v4).
+    static constexpr bool kBitMasks = true;
+    using Count = std::uint64_t;
+    static unsigned popcount(B m) { return static_cast<unsigned>(_mm_popcnt_u32(m)); }
 };
 
 struct V32 {
@@ -264,6 +269,9 @@ struct V32 {
     // p * 2^k (k integral, as a float) rounded once: vscalefps (overflow +inf, gradual underflow).
     static constexpr bool kScalef = true;
     static V scalef(V p, V k) { return _mm512_scalef_ps(p, k); }
+    static constexpr bool kBitMasks = true;  // as V64's
+    using Count = std::uint64_t;
+    static unsigned popcount(B m) { return static_cast<unsigned>(_mm_popcnt_u32(m)); }
 };
 
 }  // namespace
