@@ -175,9 +175,9 @@ void k_row_exp_scale(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c) 
     for (std::size_t i = 0; i < n; ++i) y[i] = static_cast<T>(exp_arg(shifted_mode<Fast>(x[i], m, beta))) * c;
 }
 
-// beta (x - m) - c with one final rounding in float32 (all in double) and ~1 ULP in float64.
-// float32 of unit temperature: fl(fl(x - m) - fl(c)) in float (kernel_table.hpp: log_softmax_out); with a
-// temperature beta (x - m) - c in double (x - m exact there, one rounding of the product), rounded once to float.
+// y = beta (x - m) - c. float32 of unit temperature: fl(fl(x - m) - fl(c)) in float (kernel_table.hpp, the
+// comment below log_sum_out); with a temperature, in double (x - m exact there, one rounding of the product)
+// and rounded once to float. float64: ~1 ULP (x - m and the product carried as pairs).
 inline float log_softmax_one(float x, float m, scale2<float> b, double c) {
     if (b.lo == 0.0f && b.hi == 1.0f) {
         const float d = x - m;
