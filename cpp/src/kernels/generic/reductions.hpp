@@ -290,17 +290,14 @@ NX_FLATTEN void k_row_exp_scale_stream(const S* x, S* y, std::size_t n, typename
 //  * float64: beta (x - m) as a double-double (TwoSum of x - m, TwoProduct by FMA with {beta.hi, beta.lo})
 //    and then (hi + lo) - c with the TwoSum error of hi - c folded back in: one final rounding.
 template <class F, bool = (sizeof(typename F::T) == 4)>
-struct log_softmax_op {  // float32
+struct log_softmax_op {  // float32, taken with a temperature only (a unit beta would multiply by 1 exactly)
     using V = typename F::V;
     using D = typename F::D;
     double m, beta;
-    bool scaled;
-    log_softmax_op(float m_, scale2<float> b) : m(m_), beta(double(b.hi) + double(b.lo)), scaled(!unit_beta(b)) {}
+    log_softmax_op(float m_, scale2<float> b) : m(m_), beta(double(b.hi) + double(b.lo)) {}
     V finish(typename D::V lo, typename D::V hi, typename D::V clo, typename D::V chi) const {
-        if (scaled) {
-            lo = D::mul(lo, D::set1(beta));
-            hi = D::mul(hi, D::set1(beta));
-        }
+        lo = D::mul(lo, D::set1(beta));
+        hi = D::mul(hi, D::set1(beta));
         return F::narrow(D::sub(lo, clo), D::sub(hi, chi));
     }
     V row(V x, double c) const {
@@ -311,8 +308,7 @@ struct log_softmax_op {  // float32
     // on each lane, without the shuffles that split a float32 vector into its halves and join them again
     // (AVX-512 on Zen 4: the pass runs at 1.33x the rate of row()).
     void row_half(const float* x, float* y, typename D::V md, typename D::V cd) const {
-        typename D::V d = D::sub(F::load_widen(x), md);
-        if (scaled) d = D::mul(d, D::set1(beta));
+        const typename D::V d = D::mul(D::sub(F::load_widen(x), md), D::set1(beta));
         F::store_narrow(y, D::sub(d, cd));
     }
     V col(V x, V mv, const double* c) const {
@@ -1254,8 +1250,7 @@ NX_INLINE void col_log_softmax_halves(const log_softmax_op<F>& op, const float* 
         const std::size_t end = h + (pw - h) / D::N * D::N;
         if (h) by_col(xi, yi, 0, h);
         for (std::size_t j = h; j < end; j += D::N) {
-            typename D::V d = D::sub(F::load_widen(xi + j), D::load(mbuf + j));
-            if (op.scaled) d = D::mul(d, beta);
+            const typename D::V d = D::mul(D::sub(F::load_widen(xi + j), D::load(mbuf + j)), beta);
             if constexpr (F::kStream) {
                 if (stream) {
                     F::stream_narrow(yi + j, D::sub(d, D::load(cbuf + j)));
