@@ -186,13 +186,6 @@ struct plan {
     const double* given_sums = nullptr;
 };
 
-// log_softmax's c = log(sum) for the output the plan's kernels write (log_sum_out, kernels/kernel_table.hpp):
-// the several-rows kernels form the same c, so a row's output does not depend on which path ran it.
-template <class S>
-double log_softmax_c(const stats& s) {
-    return log_sum_out<value_t<S>>(s.count, s.rest);
-}
-
 // The kernels for scores whose maximum is m (a row's, or the largest of a column block's). With a
 // temperature, x - m overflows T once m > 2^102 (float32; 2^969 float64), since x >= -max: beta (x - m)
 // can still be moderate. The scalar specification forms it exactly there (float32 in double, float64
@@ -408,7 +401,8 @@ void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* pa
         return;
     }
     if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
-    const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_softmax_c<S>(s);
+    const double c =
+        p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum_out<value_t<S>>(s.count, s.rest);
     detail::parallel_ranges(nt, super_chunks(n), [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
         row_piece(p, s, c, x + i, y + i, len, n * sizeof(S) >= kStreamBytes);
@@ -470,7 +464,8 @@ void do_strided_row(const plan<S>& p, const S* x, std::ptrdiff_t sx, S* y, std::
     }
     if (p.op == reduction::logsumexp) return write_lse(p, y, s);
     if (is_special(s)) return special_row(p.op, s, x, sx, y, sy, n);
-    const double c = p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_softmax_c<S>(s);
+    const double c =
+        p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum_out<value_t<S>>(s.count, s.rest);
     pieces([&](std::size_t, std::size_t i, std::size_t len, const S* xp, S* yb) {
         S* const yp = y + std::ptrdiff_t(i) * sy;
         row_piece(p, s, c, xp, yb ? yb : yp, len, false);
@@ -820,7 +815,7 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
         if (p.op == reduction::softmax)
             b.c[j] = static_cast<T>(1.0 / (s.count + s.rest));
         else
-            b.lc[j] = log_softmax_c<S>(s);
+            b.lc[j] = log_sum_out<value_t<S>>(s.count, s.rest);
     }
     detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
         const std::size_t r0 = cb * RS, rows = std::min(ce * RS, n) - r0;
