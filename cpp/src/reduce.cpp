@@ -318,17 +318,18 @@ stats row_stats(const plan<S>& p, const S* x, std::size_t n, int nt, stats* part
     return merge_in_order(nchunks, p.ex, [&](std::size_t c) { return part[c]; });
 }
 
-// Outputs of a row whose statistics are not finite (NaN, +inf max, all -inf): SciPy's values.
+// The output at an entry of a row whose statistics are not finite (NaN, +inf max, all -inf): SciPy's
+// values, NaN everywhere but log_softmax's -inf at the entries below a +inf maximum.
+template <class S>
+S special_value(reduction op, const stats& s, bool entry_is_pinf) {
+    const bool below_pinf = op == reduction::log_softmax && !s.nan && s.m == kInf<double> && !entry_is_pinf;
+    return to_storage<S>(below_pinf ? -kInf<double> : kNaN<double>);
+}
 template <class S>
 void special_row(reduction op, const stats& s, const S* x, std::ptrdiff_t sx, S* y, std::ptrdiff_t sy,
                  std::size_t n) {
-    const bool nan = s.nan, pinf = !nan && s.m == kInf<double>;
-    const S vnan = to_storage<S>(kNaN<double>), vninf = to_storage<S>(-kInf<double>);
-    for (std::size_t i = 0; i < n; ++i) {
-        S v = vnan;
-        if (op == reduction::log_softmax && pinf && widen(x[std::ptrdiff_t(i) * sx]) != kInf<double>) v = vninf;
-        y[std::ptrdiff_t(i) * sy] = v;
-    }
+    for (std::size_t i = 0; i < n; ++i)
+        y[std::ptrdiff_t(i) * sy] = special_value<S>(op, s, widen(x[std::ptrdiff_t(i) * sx]) == kInf<double>);
 }
 template <class T>
 T special_lse(const stats& s) {
@@ -616,6 +617,7 @@ struct col_buffers {
     std::vector<S> scratch;
     std::vector<double> rest, count, lc;
     std::vector<unsigned char> special;
+    std::vector<std::size_t> pinf;           // special columns: the +inf entries (i bw + j) that stay NaN
     std::vector<T> pm, pcm, mc;              // per super-chunk maxima (and their scratch), per chunk maxima
     std::vector<double> prest, pcount;       // per super-chunk sums
     std::vector<S> tchunk;                   // per row-splitting thread: a chunk,
@@ -629,15 +631,23 @@ struct col_buffers {
           tchunk_elems(need.tchunk) {}
 };
 
-// Marks columns whose maximum is not finite (their outputs come from special_row) and gives the
-// kernels harmless placeholder statistics for them; returns whether there are any.
+// Marks columns whose maximum is not finite and gives the kernels harmless placeholder statistics for
+// them; returns whether there are any. Their outputs are written after the kernels' pass
+// (finish_special_columns), which may have overwritten x in place: what they depend on in x, the +inf
+// entries of a log_softmax column whose maximum is +inf, is recorded here, before that pass.
 template <class S>
-bool mark_special_columns(col_buffers<S>& b, std::size_t bw) {
+bool mark_special_columns(const plan<S>& p, col_buffers<S>& b, std::size_t bw, const S* xb, std::ptrdiff_t sx,
+                          std::size_t n) {
     bool any = false;
+    b.pinf.clear();
     for (std::size_t j = 0; j < bw; ++j) {
         b.special[j] = !finite(b.m[j]);
         if (b.special[j]) {
             any = true;
+            if (p.op == reduction::log_softmax && b.m[j] == kInf<value_t<S>>)
+                for (std::size_t i = 0; i < n; ++i)
+                    if (widen(xb[std::ptrdiff_t(i) * sx + std::ptrdiff_t(j)]) == kInf<double>)
+                        b.pinf.push_back(i * bw + j);
             b.cm[j] = b.m[j];
             b.m[j] = 0, b.c[j] = 0, b.lc[j] = 0, b.rest[j] = 0, b.count[j] = 1;
         }
@@ -646,14 +656,17 @@ bool mark_special_columns(col_buffers<S>& b, std::size_t bw) {
 }
 
 template <class S>
-void finish_special_columns(const plan<S>& p, col_buffers<S>& b, std::size_t bw, const S* xb, std::ptrdiff_t sx, S* yb,
-                            std::ptrdiff_t sy, std::size_t n) {
+void finish_special_columns(const plan<S>& p, const col_buffers<S>& b, std::size_t bw, S* yb, std::ptrdiff_t sy,
+                            std::size_t n) {
     for (std::size_t j = 0; j < bw; ++j) {
         if (!b.special[j]) continue;
         stats s;
         s.m = b.cm[j], s.nan = b.cm[j] != b.cm[j];
-        special_row(p.op, s, xb + std::ptrdiff_t(j), sx, yb + std::ptrdiff_t(j), sy, n);
+        const S v = special_value<S>(p.op, s, false);
+        for (std::size_t i = 0; i < n; ++i) yb[std::ptrdiff_t(i) * sy + std::ptrdiff_t(j)] = v;
     }
+    const S at_pinf = to_storage<S>(kNaN<double>);
+    for (const std::size_t k : b.pinf) yb[std::ptrdiff_t(k / bw) * sy + std::ptrdiff_t(k % bw)] = at_pinf;
 }
 
 // softmax of a column block whose n x bw values fit in cache: the max pass also gathers the block into
@@ -664,12 +677,12 @@ void col_block_softmax_in_cache(const plan<T>& p, col_buffers<T>& b, const T* xb
                                 std::ptrdiff_t sy, std::size_t n, std::size_t bw) {
     std::fill_n(b.m.begin(), bw, -kInf<T>);
     p.k.col_max(xb, n, sx, bw, b.m.data(), b.scratch.data());
-    const bool any_special = mark_special_columns(b, bw);
+    const bool any_special = mark_special_columns(p, b, bw, xb, sx, n);
     std::fill_n(b.rest.begin(), bw, 0.0);
     kernels_for_max(p, b.m.data(), bw).col_exp_store(b.scratch.data(), n, bw, b.m.data(), p.b2, b.rest.data());
     for (std::size_t j = 0; j < bw; ++j) b.c[j] = static_cast<T>(1.0 / b.rest[j]);
     p.k.col_scale(b.scratch.data(), std::ptrdiff_t(bw), yb, sy, n, bw, b.c.data());
-    if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
+    if (any_special) finish_special_columns(p, b, bw, yb, sy, n);
 }
 
 // Rows per chunk of col_block_softmax_stored: its gathered chunk fills the in-cache scratch.
@@ -808,7 +821,7 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
         }
         return;
     }
-    const bool any_special = mark_special_columns(b, bw);
+    const bool any_special = mark_special_columns(p, b, bw, xb, sx, n);
     for (std::size_t j = 0; j < bw; ++j) {
         stats s;
         s.rest = b.rest[j], s.count = b.count[j];
@@ -836,7 +849,7 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
         else
             k.col_log_softmax(xr, sx, yr, sy, rows, bw, b.m.data(), p.b2, b.lc.data());
     });
-    if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
+    if (any_special) finish_special_columns(p, b, bw, yb, sy, n);
 }
 
 // softmax of a column block too tall for cache scratch, with one exp per element (the online path takes
@@ -904,7 +917,7 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
         b.m[j] = s.nan ? kNaN<T> : static_cast<T>(s.m);
         b.lc[j] = 1.0 / s.rest;  // 1/S
     }
-    const bool any_special = mark_special_columns(b, bw);
+    const bool any_special = mark_special_columns(p, b, bw, xb, sx, n);
     detail::parallel_slices(nt, nchunks, [&](std::size_t slot, std::size_t cb, std::size_t ce) {
         T* const f = b.tf.data() + slot * ps;
         for (std::size_t c = cb; c < ce; ++c) {
@@ -917,7 +930,7 @@ void col_block_softmax_stored(const plan<T>& p, col_buffers<T>& b, const T* xb, 
             p.k.col_scale(yc, sy, yc, sy, std::min(R, n - c * R), bw, f);
         }
     });
-    if (any_special) finish_special_columns(p, b, bw, xb, sx, yb, sy, n);
+    if (any_special) finish_special_columns(p, b, bw, yb, sy, n);
 }
 
 // Columns: the axis has stride sx (sy), dimension `inner` of length w is contiguous in x and y

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+import ml_dtypes
 import numpy as np
 import pytest
 from conftest import reference, ulp_distance
@@ -99,6 +100,42 @@ def test_column_special_values_in_later_chunks(isa, dtype, size):
     sm = normexp.softmax(x, axis=0)
     assert np.all(sm[:k, 1] == 0) and np.isclose(sm[:, 1].sum(), 1)
     assert np.all(np.isnan(sm[:, 2])) and np.all(np.isnan(sm[:, 3]))
+
+
+HALF_AND_FULL = [np.float16, np.dtype(ml_dtypes.bfloat16), np.float32, np.float64]
+
+
+@pytest.mark.parametrize("shape", [(19, 3), (300, 40), (3000, 300)])
+@pytest.mark.parametrize("dtype", HALF_AND_FULL, ids=["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_in_place_special_values_match_out_of_place(isa, axis, dtype, shape):
+    """out=x gives the bits of a fresh output where a column's (row's) maximum is +inf, -inf or NaN and its
+    other entries are near the dtype's largest value: log_softmax is NaN at a +inf entry and -inf below it,
+    also where the kernels' pass has already overwritten x with values that overflowed to +inf."""
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    big = float(np.finfo(dtype).max) * 0.75
+    if axis == -1:
+        x = np.ascontiguousarray(x.T)
+    lane = (lambda j: x[:, j]) if axis == 0 else (lambda j: x[j])
+    lane(0)[::3] = big  # huge entries under a +inf maximum: overflow once scaled by 1 / temperature
+    lane(0)[5] = np.inf
+    lane(1)[:] = -big
+    lane(1)[-1] = np.inf
+    lane(2)[2] = np.nan
+    lane(2)[4] = np.inf
+    if x.shape[1 - (axis % 2)] > 3:
+        lane(3)[:] = -np.inf
+    for op in ("softmax", "log_softmax"):
+        for t in (0.5, 1.0, 2.0):
+            want = _call(op, x, axis, temperature=t)
+            got = x.copy()
+            assert _call(op, got, axis, temperature=t, out=got) is got
+            assert np.array_equal(got.astype(np.float64), want.astype(np.float64), equal_nan=True), (op, t)
+            if op == "log_softmax":
+                col = lane(0) if axis == 0 else x[0]
+                res = want[:, 0] if axis == 0 else want[0]
+                assert np.isnan(res[5]) and np.all(res[np.isfinite(col)] == -np.inf), (op, t)
 
 
 @pytest.mark.parametrize("layout", ["padded", "in_place", "reversed_rows"])
