@@ -121,6 +121,7 @@ struct V64 {
         return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(k, _mm256_set1_epi64x(1023)), 52));
     }
     static constexpr bool kScalef = false;
+    static constexpr int kRegisters = 16;  // architectural vector registers (ymm0-15)
     static constexpr bool kBitMasks = false;  // comparisons give vector lanes, counted in I lanes
     using Count = I;
 };
@@ -289,6 +290,7 @@ struct V32 {
     }
     static V pow2_biased(V kb) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(kb), 23)); }
     static constexpr bool kScalef = false;
+    static constexpr int kRegisters = 16;  // architectural vector registers (ymm0-15)
     static constexpr bool kBitMasks = false;  // comparisons give vector lanes, counted in I lanes
     using Count = I;
 };

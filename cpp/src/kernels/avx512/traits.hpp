@@ -114,6 +114,7 @@ struct V64 {
     }
     // p * 2^k (k integral, as a double) rounded once: vscalefpd (overflow +inf, gradual underflow).
     static constexpr bool kScalef = true;
+    static constexpr int kRegisters = 32;  // architectural vector registers (zmm0-31)
     static V scalef(V p, V k) { return _mm512_scalef_pd(p, k); }
     // Comparisons give bit masks: lanes.hpp counts their set bits with popcnt (-mpopcnt, part of x86-64-v4).
     static constexpr bool kBitMasks = true;
@@ -268,6 +269,7 @@ struct V32 {
     static V pow2_biased(V kb) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(kb), 23)); }
     // p * 2^k (k integral, as a float) rounded once: vscalefps (overflow +inf, gradual underflow).
     static constexpr bool kScalef = true;
+    static constexpr int kRegisters = 32;  // architectural vector registers (zmm0-31)
     static V scalef(V p, V k) { return _mm512_scalef_ps(p, k); }
     static constexpr bool kBitMasks = true;  // as V64's
     using Count = std::uint64_t;

@@ -1022,22 +1022,29 @@ NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typena
     }
 }
 
+// The summed term of a column entry v against its vector's maximum mv: exp(beta (v - mv)), or with Count
+// 0 where v == mv, counted in c instead (col_exp_sum, col_exp_sum_max).
+template <class F, bool Count, class A>
+NX_INLINE typename F::V col_term(const A& a, typename F::V v, typename F::V mv, typename F::V negm,
+                                 typename F::V xlow, typename F::V& c) {
+    if constexpr (Count) {
+        const typename F::B e = F::eq(v, mv);
+        c = F::add(c, F::zero_unless(e, F::set1(1)));
+        return F::zero_if(e, a.exp_of(v, negm, xlow));
+    } else {
+        return a.exp_of(v, negm, xlow);
+    }
+}
+
 template <class F, bool Scaled, bool Fast, class S = typename F::T>
 NX_FLATTEN void col_exp_sum_impl(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
     const storage_arg<F, Scaled, Fast, S> a(0, beta);
-    const V one = F::set1(1);
     col_sums_strips<F, !Fast>(rows, w, m, rest, count,
                                  [&](std::size_t i, std::size_t j, auto mk, auto full, V mv, V negm, V xlow, V& c) {
                                      const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
-                                     if constexpr (Fast) {  // no count (count[] untouched)
-                                         return a.exp_of(v, negm, xlow);
-                                     } else {
-                                         const typename F::B e = F::eq(v, mv);
-                                         c = F::add(c, F::zero_unless(e, one));
-                                         return F::zero_if(e, a.exp_of(v, negm, xlow));
-                                     }
+                                     return col_term<F, !Fast>(a, v, mv, negm, xlow, c);
                                  });
 }
 
@@ -1055,14 +1062,16 @@ NX_FLATTEN void k_col_exp_sum(const S* x, std::size_t rows, std::ptrdiff_t sx, s
 // row steps, step_done advances col_max_impl's walk of the next chunk (units of 4 rows by one column vector,
 // rows outer, spread evenly over the steps by an integer error term), whose rows left over from the groups
 // of 4 and NaN blend follow the strips. Each column gets col_max_impl's operations in its order and
-// col_exp_sum_impl's: the same bits. A counting sum (count not null, accuracy::high) takes the two kernels
-// one after the other: its strips hold a count per vector too, and with the next chunk's step they ran out
-// of AVX2's 16 registers (log_softmax 1.15x, logsumexp 1.05x the time of the two kernels, (4096, 1024) float32,
-// one thread), where AVX-512 gained 1-6%.
-template <class F, bool Scaled, bool Fast>
+// col_exp_sum_impl's: the same bits. A counting sum (count not null, accuracy::high) holds a count per
+// strip vector too: with 16 vector registers (F::kRegisters, AVX2) it takes the two kernels one after the
+// other, since fused they ran out of registers (log_softmax 1.15x, logsumexp 1.05x the time of the two
+// kernels, (4096, 1024) float32, one thread); with 32 (AVX-512, NEON) it is fused as well (AVX-512 on Zen 4,
+// the same shapes: 0.97x and 0.98x the time of the two kernels).
+template <class F, bool Scaled, bool Fast, bool Count>
 NX_FLATTEN void col_exp_sum_max_impl(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                                      const typename F::T* m, scale2<typename F::T> beta, double* rest,
-                                     const typename F::T* xn, std::size_t rows_n, typename F::T* mn) {
+                                     double* count, const typename F::T* xn, std::size_t rows_n,
+                                     typename F::T* mn) {
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
@@ -1097,11 +1106,11 @@ NX_FLATTEN void col_exp_sum_max_impl(const typename F::T* x, std::size_t rows, s
             err += units;
             while (err >= steps) err -= steps, unit();
         };
-        col_sums_strips<F, false>(
-            rows, pw, m + j0, rest + j0, nullptr,
-            [&](std::size_t i, std::size_t j, auto mk, auto full, V, V negm, V xlow, V&) {
-                return a.exp_of(load_any<F>(xp + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full),
-                                negm, xlow);
+        col_sums_strips<F, Count>(
+            rows, pw, m + j0, rest + j0, Count ? count + j0 : nullptr,
+            [&](std::size_t i, std::size_t j, auto mk, auto full, V mv, V negm, V xlow, V& c) {
+                const V v = load_any<F>(xp + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
+                return col_term<F, Count>(a, v, mv, negm, xlow, c);
             },
             step_done);
         while (g < groups) unit();  // none left unless rows == 0
@@ -1119,13 +1128,18 @@ template <class F, bool Fast>
 NX_FLATTEN void k_col_exp_sum_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                                   const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count,
                                   const typename F::T* xn, std::size_t rows_n, typename F::T* mn) {
-    if (!Fast && count) {  // counted: the two kernels (see above)
-        k_col_exp_sum<F, Fast>(x, rows, sx, w, m, beta, rest, count);
-        col_max_impl<F, false, typename F::T>(xn, rows_n, sx, w, mn, nullptr);
+    if (!Fast && count) {
+        if constexpr (F::kRegisters >= 32) {  // counted and fused (see above)
+            unit_beta(beta) ? col_exp_sum_max_impl<F, false, Fast, true>(x, rows, sx, w, m, beta, rest, count, xn, rows_n, mn)
+                            : col_exp_sum_max_impl<F, true, Fast, true>(x, rows, sx, w, m, beta, rest, count, xn, rows_n, mn);
+        } else {  // counted: the two kernels (see above)
+            k_col_exp_sum<F, Fast>(x, rows, sx, w, m, beta, rest, count);
+            col_max_impl<F, false, typename F::T>(xn, rows_n, sx, w, mn, nullptr);
+        }
         return;
     }
-    unit_beta(beta) ? col_exp_sum_max_impl<F, false, Fast>(x, rows, sx, w, m, beta, rest, xn, rows_n, mn)
-                    : col_exp_sum_max_impl<F, true, Fast>(x, rows, sx, w, m, beta, rest, xn, rows_n, mn);
+    unit_beta(beta) ? col_exp_sum_max_impl<F, false, Fast, false>(x, rows, sx, w, m, beta, rest, nullptr, xn, rows_n, mn)
+                    : col_exp_sum_max_impl<F, true, Fast, false>(x, rows, sx, w, m, beta, rest, nullptr, xn, rows_n, mn);
 }
 
 // Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once

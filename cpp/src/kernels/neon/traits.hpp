@@ -124,6 +124,7 @@ struct V64 {
         return vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(k, vdupq_n_s64(1023)), 52));
     }
     static constexpr bool kScalef = false;  // (FSCALE is SVE only)
+    static constexpr int kRegisters = 32;  // architectural vector registers (v0-v31)
     static constexpr bool kBitMasks = false;  // comparisons give vector lanes, counted in I lanes
     using Count = I;
 };
@@ -266,6 +267,7 @@ struct V32 {
     }
     static V pow2_biased(V kb) { return vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(kb), 23)); }
     static constexpr bool kScalef = false;
+    static constexpr int kRegisters = 32;  // architectural vector registers (v0-v31)
     static constexpr bool kBitMasks = false;  // comparisons give vector lanes, counted in I lanes
     using Count = I;
 };
