@@ -154,8 +154,8 @@ def linear_cross_entropy(
         returns the per-row losses (0 for ignored rows) with the shape of ``labels``.
 
     Returns a NumPy scalar (``"mean"``, ``"sum"``) or an array (``"none"``) of ``hidden``'s dtype (a
-    torch tensor for torch inputs). A NaN or +inf logit makes its row's loss NaN. IndexError for a label
-    out of range; TypeError for non-integer labels or unsupported dtypes; ValueError for mismatched
+    torch tensor for torch inputs). A NaN or +inf logit makes its row's loss NaN. IndexError (also a
+    ValueError: ``sampling.LabelError``) for a label out of range; TypeError for non-integer labels or unsupported dtypes; ValueError for mismatched
     shapes, a bad option or a finite bias that overflows the dtype.
     """
     _api.choice(reduction, "reduction", _REDUCTIONS)
@@ -166,7 +166,7 @@ def linear_cross_entropy(
     if ign is not None and not -(2**63) <= ign < 2**63:
         ign = None  # equal to no label (they are int64): nothing is ignored
     h, w, b, batch = _prepare(hidden, weight, bias)
-    lab = _labels(labels, batch, w.shape[0], ign, "logits hidden @ weight.T", IndexError)
+    lab = _labels(labels, batch, w.shape[0], ign, "logits hidden @ weight.T")
     loss = np.zeros(lab.size, dtype=np.float64)
     if lab.size:
         _core.linear_cross_entropy(

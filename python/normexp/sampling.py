@@ -68,12 +68,16 @@ def _logits(x: Any, name: str = "logits") -> tuple[np.ndarray, np.dtype, np.dtyp
     return a, res, compute
 
 
+class LabelError(IndexError, ValueError):
+    """A class label outside [0, classes): an IndexError, as PyTorch raises for such a target, and a
+    ValueError, as for the other bad argument values (numpy.exceptions.AxisError is both, for an axis)."""
+
+
 def _labels(
-    labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int | None, scores: str = "logits",
-    out_of_range: type[Exception] = ValueError,
+    labels: Any, shape: tuple[int, ...], classes: int, ignore_index: int | None, scores: str = "logits"
 ) -> np.ndarray:
     """labels as contiguous int64, checked for shape and range (ignore_index entries are exempt; a label
-    out of range raises ``out_of_range``: lm_head.py raises IndexError as PyTorch does)."""
+    out of range raises LabelError)."""
     lab = _api.as_array(labels, "labels")
     if lab.dtype.kind not in "iu":
         raise TypeError(
@@ -83,7 +87,7 @@ def _labels(
     if lab.shape != shape:
         raise ValueError(f"labels have shape {lab.shape}, but the {scores} without the class axis have shape {shape}")
     if lab.dtype == np.uint64 and lab.size and int(lab.max()) > np.iinfo(np.int64).max:
-        raise out_of_range(f"labels: {int(lab.max())} is out of range [0, {classes})")
+        raise LabelError(f"labels: {int(lab.max())} is out of range [0, {classes})")
     lab64 = np.ascontiguousarray(lab, dtype=np.int64)
     bad = (lab64 < 0) | (lab64 >= classes)
     if ignore_index is not None:
@@ -92,7 +96,7 @@ def _labels(
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
         val = int(lab64[pos])
         hint = " (pass ignore_index=-100 to skip such rows, as PyTorch does by default)" if val == -100 and ignore_index is None else ""
-        raise out_of_range(f"labels: {val} at position {pos} is out of range [0, {classes}){hint}")
+        raise LabelError(f"labels: {val} at position {pos} is out of range [0, {classes}){hint}")
     return lab64
 
 
@@ -365,9 +369,9 @@ def cross_entropy(
     Returns a NumPy scalar (``"mean"``, ``"sum"``) or an array (``"none"``) of the logits' result dtype.
     A -inf score gives the row an infinite loss where it is the label's, or anywhere in the row when
     ``label_smoothing > 0`` (as PyTorch; with ``label_smoothing = 1`` the label's term has weight 0, so
-    the loss is inf where PyTorch's 0 * inf gives NaN). Raises ValueError for labels out of range, NaN
-    or +inf logits in a row that is used, a row of only -inf, or a bad option; TypeError for
-    non-integer labels. An ``ignore_index`` beyond int64 matches no label.
+    the loss is inf where PyTorch's 0 * inf gives NaN). Raises IndexError (also a ValueError:
+    ``sampling.LabelError``) for labels out of range, as PyTorch; ValueError for NaN or +inf logits in a
+    row that is used, a row of only -inf, or a bad option; TypeError for non-integer labels. An ``ignore_index`` beyond int64 matches no label.
     """
     _api.choice(reduction, "reduction", _REDUCTIONS)
     eps = _real(label_smoothing, "label_smoothing")
@@ -507,8 +511,8 @@ def calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, axis: int = 
     exactly 0 goes to the first bin). ``ECE = sum_b (|B_b| / N) * |accuracy(B_b) - mean confidence(B_b)|``,
     in [0, 1]; 0 is perfectly calibrated. Compute ``probs`` with ``normexp.softmax(logits / T)``.
 
-    Raises ValueError if probs has a value outside [0, 1] (or NaN), labels are out of range or of the wrong
-    shape, or n_bins < 1.
+    Raises ValueError if probs has a value outside [0, 1] (or NaN), labels are out of range (an IndexError
+    too: ``sampling.LabelError``) or of the wrong shape, or n_bins < 1.
     """
     n_bins = _int(n_bins, "n_bins")
     if n_bins < 1:

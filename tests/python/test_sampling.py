@@ -603,3 +603,26 @@ def test_readme_decoding_example():
     exec(code, ns)
     np.testing.assert_array_equal(ns["greedy"], ns["logits"].argmax(-1))
     assert ns["tokens"].shape == (8,) and ns["fit"].converged
+
+
+@pytest.mark.parametrize("label", [5, -1, -100, 2**40])
+def test_label_out_of_range_is_one_error_everywhere(label):
+    """Every function that takes class labels raises the same error for one out of range: an IndexError, as
+    PyTorch's cross_entropy raises for such a target, that is also a ValueError."""
+    torch = pytest.importorskip("torch")
+    x = np.zeros((4, 5), np.float32)
+    labels = np.array([0, 1, label, 2], np.int64)
+    with pytest.raises(IndexError):
+        torch.nn.functional.cross_entropy(torch.from_numpy(x), torch.from_numpy(labels), ignore_index=-7)
+    calls = {
+        "cross_entropy": lambda: normexp.cross_entropy(x, labels),
+        "linear_cross_entropy": lambda: normexp.linear_cross_entropy(np.ones((4, 3), np.float32),
+                                                                     np.ones((5, 3), np.float32), labels,
+                                                                     ignore_index=None),
+        "fit_temperature": lambda: normexp.fit_temperature(x, labels),
+        "calibration_error": lambda: normexp.calibration_error(np.full((4, 5), 0.2, np.float32), labels),
+    }
+    for name, call in calls.items():
+        with pytest.raises(IndexError, match=f"labels: {label} at position \\(2,\\) is out of range") as e:
+            call()
+        assert isinstance(e.value, ValueError), name
