@@ -707,18 +707,23 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
                                                              log_sum_out<typename F::T>(s[i].count, s[i].rest));
         }
     } else {
+        // Rows r - 2 .. r are in flight (stage C, seal, stage B) and keep their sum and log in slot r % 4, which
+        // the pipeline passes along instead of the values: its queue copies what pass returns as a whole, and
+        // a 16-byte copy of a sum just stored as two doubles missed store forwarding (a stall per row).
         struct row_c {
             exp_sum e;
             double c;
         };
+        row_c slots[4];
         auto pass = [&](std::size_t r, auto&& side) {
-            const row_c rc{row_exp_sum_impl<F, Scaled, SumFast, S>(xr(r), n, m[r], beta, side), 0.0};
+            row_c& rc = slots[r % 4];
+            rc.e = row_exp_sum_impl<F, Scaled, SumFast, S>(xr(r), n, m[r], beta, side);
             if (rc.e.rest != rc.e.rest) m[r] = typename F::T(port::kNaN);  // a NaN in the row
-            return rc;
+            return r % 4;
         };
-        auto seal = [](row_c& rc) { rc.c = log_sum_out<typename F::T>(rc.e.count, rc.e.rest); };
-        auto out = [&](std::size_t p, const row_c& rc, std::size_t i, std::size_t len) {
-            log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, rc.c);
+        auto seal = [&](std::size_t k) { slots[k].c = log_sum_out<typename F::T>(slots[k].e.count, slots[k].e.rest); };
+        auto out = [&](std::size_t p, std::size_t k, std::size_t i, std::size_t len) {
+            log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, slots[k].c);
         };
         const std::size_t bytes = n * sizeof(S);
         if (bytes <= kDeepRowBytes)
