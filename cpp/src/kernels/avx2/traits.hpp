@@ -57,9 +57,6 @@ struct V64 {
     static constexpr std::size_t kStreamAlign = 32;
     static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
     static void stream_fence() { _mm_sfence(); }
-    // Requests a line that a later pass stores to (PREFETCHT0): a line read by one core alone arrives
-    // exclusive, so the store finds it owned instead of waiting for its read-for-ownership.
-    static void prefetch_store(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
     static V set1(T v) { return _mm256_set1_pd(v); }
     static V zero() { return _mm256_setzero_pd(); }
@@ -150,9 +147,6 @@ struct V32 {
     static constexpr std::size_t kStreamAlign = 32;
     static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
     static void stream_fence() { _mm_sfence(); }
-    // Requests a line that a later pass stores to (PREFETCHT0): a line read by one core alone arrives
-    // exclusive, so the store finds it owned instead of waiting for its read-for-ownership.
-    static void prefetch_store(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
     static V set1(T v) { return _mm256_set1_ps(v); }
     static V zero() { return _mm256_setzero_ps(); }

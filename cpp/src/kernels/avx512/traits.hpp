@@ -65,9 +65,6 @@ struct V64 {
     static constexpr std::size_t kStreamAlign = 64;
     static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
     static void stream_fence() { _mm_sfence(); }
-    // Requests a line that a later pass stores to (PREFETCHT0): a line read by one core alone arrives
-    // exclusive, so the store finds it owned instead of waiting for its read-for-ownership.
-    static void prefetch_store(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
     static V set1(T v) { return _mm512_set1_pd(v); }
     static V zero() { return _mm512_setzero_pd(); }
@@ -144,9 +141,6 @@ struct V32 {
     static constexpr std::size_t kStreamAlign = 64;
     static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
     static void stream_fence() { _mm_sfence(); }
-    // Requests a line that a later pass stores to (PREFETCHT0): a line read by one core alone arrives
-    // exclusive, so the store finds it owned instead of waiting for its read-for-ownership.
-    static void prefetch_store(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
     static V set1(T v) { return _mm512_set1_ps(v); }
     static V zero() { return _mm512_setzero_ps(); }

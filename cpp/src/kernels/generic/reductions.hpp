@@ -508,30 +508,16 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
 // 0.83-0.87x; the fast rows_log_softmax AVX-512 0.80-0.86x, AVX2 0.91-0.95x (rows of 6-64 KiB). (A sweep of
 // row r's stage C with row r + 1's stage A, tried first, did as well at 8 KiB and gained nothing at 64 KiB.)
 // Stage A without the NaN flag, as in rows_pipeline.
-// y, sy (y null: none): outputs that stage C writes with a few operations per vector (log_softmax's), whose
-// lines the side also requests during stage B (F::prefetch_store), so that C's stores do not wait for each
-// line's read for ownership from L3 or memory. 512 rows of 4096 float32 entries (8 MiB each way), one thread,
-// Zen 4: log_softmax 0.93-0.96x the time, AVX2 0.87-0.95x; the same for softmax's next row (whose stage B
-// stores its exps) took 1.03-1.05x, and is not done.
 template <class F, class S, class Pass, class Emit, class Seal = no_seal>
 NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n, typename F::T m_limit,
-                         typename F::T* m, Pass&& pass, Emit&& out, Seal&& seal = Seal{}, const S* y = nullptr,
-                         std::ptrdiff_t sy = 0) {
+                         typename F::T* m, Pass&& pass, Emit&& out, Seal&& seal = Seal{}) {
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
     if (rows == 0) return;
     m[0] = k_row_max<F, S>(x, n);
-    constexpr std::size_t kLine = 64 / sizeof(S), kBlock = kSideBlock * F::N;
     for (std::size_t r = 0; r < rows; ++r) {
         const bool next = r + 1 < rows;
         max_carry<F, S, false> carry(next ? xr(r + 1) : x, next ? n : 0);
-        const S* const yo = y ? y + static_cast<std::ptrdiff_t>(r) * sy : nullptr;
-        auto side = make_side(
-            [&](std::size_t i) {
-                carry.block(i);
-                if (yo)
-                    for (std::size_t k = 0; k < kBlock; k += kLine) F::prefetch_store(yo + i + k);
-            },
-            [](std::size_t) {});
+        auto side = make_side([&](std::size_t i) { carry.block(i); }, [](std::size_t) {});
         bool live = !rows_skip(m[r], m_limit);
         decltype(pass(r, side)) c{};
         if (live) {
@@ -731,7 +717,7 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
         else if (bytes <= kPipelineRowBytes)
             rows_pipeline<F, true, 1, S>(x, sx, rows, n, m_limit, m, pass, out, seal);
         else
-            rows_long<F>(x, sx, rows, n, m_limit, m, pass, out, seal, y, sy);
+            rows_long<F>(x, sx, rows, n, m_limit, m, pass, out, seal);
     }
 }
 

@@ -64,7 +64,6 @@ struct V64 {
     }
     static B mask_v(M mk) { return vreinterpretq_f64_u64(mk.m); }
     static constexpr bool kStream = false;
-    static void prefetch_store(const void*) {}  // not measured on an Arm core: none
 
     static V set1(T v) { return vdupq_n_f64(v); }
     static V zero() { return vdupq_n_f64(0.0); }
@@ -163,7 +162,6 @@ struct V32 {
     }
     static B mask_v(M mk) { return vreinterpretq_f32_u32(mk.m); }
     static constexpr bool kStream = false;
-    static void prefetch_store(const void*) {}  // not measured on an Arm core: none
 
     static V set1(T v) { return vdupq_n_f32(v); }
     static V zero() { return vdupq_n_f32(0.0f); }
