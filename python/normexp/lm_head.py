@@ -155,8 +155,9 @@ def linear_cross_entropy(
 
     Returns a NumPy scalar (``"mean"``, ``"sum"``) or an array (``"none"``) of ``hidden``'s dtype (a
     torch tensor for torch inputs). A NaN or +inf logit makes its row's loss NaN. IndexError (also a
-    ValueError: ``sampling.LabelError``) for a label out of range; TypeError for non-integer labels or unsupported dtypes; ValueError for mismatched
-    shapes, a bad option or a finite bias that overflows the dtype.
+    ValueError: ``sampling.LabelError``) for a label out of range; TypeError for non-integer labels or
+    unsupported dtypes; ValueError for mismatched shapes, a bad option or a finite bias that overflows the
+    dtype.
     """
     _api.choice(reduction, "reduction", _REDUCTIONS)
     eps = _api.real(label_smoothing, "label_smoothing")
