@@ -173,7 +173,6 @@ struct plan {
     const kernels_t<S>& k;     // the mode's table (accuracy::high or fast; 16-bit S: the one table)
     const kernels_t<S>& spec;  // the scalar set, accuracy::high in both modes (see kernels_for_max)
     reduction op;
-    bool fast;     // accuracy::fast (16-bit S: either mode; its one table takes the fast output)
     scale2<T> b2;  // 1/temperature for the kernels
     exp_scale ex;  // exp(beta (a - b)) for the online rule
     // logsumexp_parts only: logsumexp writes the max m to y and the sum of exp(beta (x - m)) as the pair
@@ -1070,7 +1069,7 @@ void reduce_impl(reduction op, const S* x, const strides_t& xs, S* y, const stri
     else if constexpr (std::is_same_v<S, bfloat16>) spec = &spec_table.bf16;
     else if constexpr (sizeof(S) == 4) spec = &spec_table.f32;
     else spec = &spec_table.f64;
-    const plan<S> p{*k, *spec, op, fast || kHalf<S>, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo},
+    const plan<S> p{*k, *spec, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo},
                     parts, y, ex.given_m, ex.given_sums};
     auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 

@@ -1147,18 +1147,21 @@ template <class F, bool Fast>
 NX_FLATTEN void k_col_exp_sum_max(const typename F::T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                                   const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count,
                                   const typename F::T* xn, std::size_t rows_n, typename F::T* mn) {
-    if (!Fast && count) {
-        if constexpr (F::kRegisters >= 32) {  // counted and fused (see above)
-            unit_beta(beta) ? col_exp_sum_max_impl<F, false, Fast, true>(x, rows, sx, w, m, beta, rest, count, xn, rows_n, mn)
-                            : col_exp_sum_max_impl<F, true, Fast, true>(x, rows, sx, w, m, beta, rest, count, xn, rows_n, mn);
-        } else {  // counted: the two kernels (see above)
+    const bool counted = !Fast && count;
+    if constexpr (F::kRegisters < 32) {
+        if (counted) {  // the two kernels (see above)
             k_col_exp_sum<F, Fast>(x, rows, sx, w, m, beta, rest, count);
             col_max_impl<F, false, typename F::T>(xn, rows_n, sx, w, mn, nullptr);
+            return;
         }
-        return;
     }
-    unit_beta(beta) ? col_exp_sum_max_impl<F, false, Fast, false>(x, rows, sx, w, m, beta, rest, nullptr, xn, rows_n, mn)
-                    : col_exp_sum_max_impl<F, true, Fast, false>(x, rows, sx, w, m, beta, rest, nullptr, xn, rows_n, mn);
+    auto fused = [&](auto counts) {
+        constexpr bool C = decltype(counts)::value;
+        double* const c = C ? count : nullptr;
+        unit_beta(beta) ? col_exp_sum_max_impl<F, false, Fast, C>(x, rows, sx, w, m, beta, rest, c, xn, rows_n, mn)
+                        : col_exp_sum_max_impl<F, true, Fast, C>(x, rows, sx, w, m, beta, rest, c, xn, rows_n, mn);
+    };
+    counted ? fused(std::true_type{}) : fused(std::false_type{});
 }
 
 // Pass-2 column kernels walk rows in the outer loop so each row's w contiguous entries stream once
