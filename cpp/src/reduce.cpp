@@ -209,6 +209,7 @@ const kernels_t<S>& kernels_for_max(const plan<S>& p, double m) {
 }
 template <class S>
 const kernels_t<S>& kernels_for_max(const plan<S>& p, const value_t<S>* m, std::size_t w) {
+    if (unit_temperature(p)) return p.k;  // no maximum needs the scalar set
     double mx = -kInf<double>;
     for (std::size_t j = 0; j < w; ++j) mx = m[j] > mx ? double(m[j]) : mx;  // NaN ignored
     return kernels_for_max(p, mx);
@@ -711,6 +712,17 @@ std::size_t col_super_rows(std::size_t n, std::size_t bw, std::size_t R) {
     return std::max<std::size_t>(1, rows / R) * R;
 }
 
+// f(j) for each j < n where pred(j), in increasing order; pred is evaluated for all n without a branch.
+template <class Pred, class F>
+void for_each_set(std::size_t n, Pred pred, F f) {
+    for (std::size_t j0 = 0; j0 < n; j0 += 32) {
+        const std::size_t e = std::min(n, j0 + 32);
+        std::uint32_t bits = 0;
+        for (std::size_t j = j0; j < e; ++j) bits |= std::uint32_t(pred(j)) << (j - j0);
+        for (; bits; bits &= bits - 1) f(j0 + std::size_t(port::ctz32(bits)));
+    }
+}
+
 // One column's statistics from a super-chunk's arrays (a NaN maximum marks the part NaN).
 inline stats col_part(double m, double rest, double count) {
     stats s;
@@ -748,15 +760,14 @@ void col_stats_rows(const plan<S>& p, const S* xb, std::ptrdiff_t sx, std::size_
             std::copy_n(m, bw, cm);
             p.k.col_max(xc, len, sx, bw, cm, nullptr);  // cm = max(m, chunk max), NaN sticky
         }
-        for (std::size_t j = 0; j < bw; ++j) {
-            if (cm[j] > m[j]) {  // the online rule: rescale what was summed against the old max
-                rest[j] = rescaled(p.ex, rest[j] + count[j], m[j], cm[j]);
-                count[j] = 0;
-                m[j] = cm[j];
-            } else if (cm[j] != cm[j]) {
-                m[j] = cm[j];
-            }
-        }
+        // cm = max(m, the chunk's max), NaN sticky: the online rule rescales what was summed against the
+        // old max where it moved; a few columns per chunk (a new maximum in chunk k of random data has
+        // probability 1/k), found without a branch per column, whose mispredictions cost more than the rescales.
+        for_each_set(bw, [&](std::size_t j) { return cm[j] > m[j]; }, [&](std::size_t j) {
+            rest[j] = rescaled(p.ex, rest[j] + count[j], m[j], cm[j]);
+            count[j] = 0;
+        });
+        for (std::size_t j = 0; j < bw; ++j) m[j] = cm[j] > m[j] || cm[j] != cm[j] ? cm[j] : m[j];
         const kernels_t<S>& k = kernels_for_max(p, m, bw);
         if constexpr (fused) {
             // cm = max(m, the next chunk's max), what col_max gives, while this chunk is summed.
