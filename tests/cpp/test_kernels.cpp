@@ -9,11 +9,13 @@
 //  * sums (rest of row_exp_sum / col_exp_sum): relative error <= 64 eps of the type: blocks of at most
 //    8 vectors are summed pairwise in working precision before flushing to double.
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "check.hpp"
 #include "dispatch.hpp"
+#include "half_convert.hpp"
 #include "temperature.hpp"
 #include "normexp/normexp.hpp"
 
@@ -392,6 +394,76 @@ void test_col_exp_sum_max(const normexp::kernel_table& kt) {
     }
 }
 
+template <class S>
+S from_float(float v) {
+    if constexpr (std::is_same_v<S, normexp::float16>) return normexp::detail::to_f16(v);
+    else if constexpr (std::is_same_v<S, normexp::bfloat16>) return normexp::detail::to_bf16(v);
+    else return S(v);
+}
+
+// Every alignment of x and y within a cache line gives the bits of the aligned call: element-wise passes over
+// more than kPeelBytes start with a masked head up to y's (row_max: x's) line alignment (generic/reductions.hpp,
+// peel_head). Rows of normal numbers (no tie between +0 and -0, whose maximum may differ in its zero's sign),
+// lengths around the head and tail sizes on both sides of kPeelBytes, in place and out of place, one row and a
+// batch; x and y offset alike and apart.
+template <class K, class S, class M>
+void test_alignments(const char* name, const K& k, const char* type) {
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> g(0.0, 4.0);
+    constexpr std::size_t L = 64 / sizeof(S) + 1;  // every offset within a 64-byte line
+    using B = decltype(normexp::detail::split_beta<M>(1.0));
+    const B b1 = normexp::detail::split_beta<M>(1.0), b2 = normexp::detail::split_beta<M>(0.7);
+    std::size_t cases = 0;
+    for (std::size_t n : {1, 2, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 100, 257, 1000, 1030, 2053, 4099}) {
+        const std::size_t rows = 3;
+        std::vector<S> src(rows * n);
+        for (auto& v : src) v = from_float<S>(float(g(rng)));
+        // Buffers aligned to 64 bytes, the data at element offset ox (x) and oy (y).
+        auto run = [&](std::size_t ox, std::size_t oy, auto&& call) {
+            std::vector<S> xb(rows * n + 2 * L + 64 / sizeof(S)), yb(rows * n + 2 * L + 64 / sizeof(S));
+            auto align = [](S* p) { return p + (64 - reinterpret_cast<std::uintptr_t>(p) % 64) % 64 / sizeof(S); };
+            S* x = align(xb.data()) + ox;
+            S* y = align(yb.data()) + oy;
+            std::copy(src.begin(), src.end(), x);
+            std::vector<M> ms(rows);
+            call(x, y, ms.data());
+            std::vector<S> out(y, y + rows * n);
+            std::vector<S> xin(x, x + rows * n);  // in-place calls write x
+            out.insert(out.end(), xin.begin(), xin.end());
+            for (M v : ms) {  // the maxima, bit for bit, as pairs of S
+                S two[sizeof(M) / sizeof(S) > 0 ? sizeof(M) / sizeof(S) : 1];
+                std::memcpy(two, &v, sizeof two);
+                out.insert(out.end(), two, two + sizeof two / sizeof(S));
+            }
+            return out;
+        };
+        auto same = [&](const char* what, auto&& call) {
+            const auto want = run(0, 0, call);
+            for (std::size_t ox = 0; ox < L; ++ox)
+                for (std::size_t oy : {ox, (ox + 3) % L}) {
+                    const auto got = run(ox, oy, call);
+                    CHECK(std::memcmp(got.data(), want.data(), want.size() * sizeof(S)) == 0,
+                          "%s %s %s n=%zu x offset %zu y offset %zu: differs from the aligned call", name, type, what,
+                          n, ox, oy);
+                    ++cases;
+                }
+        };
+        for (const B& b : {b1, b2}) {
+            same("row_max", [&](S* x, S*, M* m) { m[0] = k.row_max(x, n); });
+            same("row_exp_scale", [&](S* x, S* y, M*) { k.row_exp_scale(x, y, n, M(1.5), b, M(0.25)); });
+            same("row_log_softmax", [&](S* x, S* y, M*) { k.row_log_softmax(x, y, n, M(1.5), b, 2.5); });
+            same("row_log_softmax in place", [&](S* x, S*, M*) { k.row_log_softmax(x, x, n, M(1.5), b, 2.5); });
+            const M lim = std::numeric_limits<M>::max();
+            same("rows_softmax", [&](S* x, S* y, M* m) { k.rows_softmax(x, std::ptrdiff_t(n), y, std::ptrdiff_t(n), rows, n, b, lim, m); });
+            same("rows_softmax in place", [&](S* x, S*, M* m) { k.rows_softmax(x, std::ptrdiff_t(n), x, std::ptrdiff_t(n), rows, n, b, lim, m); });
+            same("rows_log_softmax", [&](S* x, S* y, M* m) { k.rows_log_softmax(x, std::ptrdiff_t(n), y, std::ptrdiff_t(n), rows, n, b, lim, m); });
+            if constexpr (std::is_same_v<S, M>)
+                same("row_scale", [&](S* x, S*, M*) { k.row_scale(x, n, M(0.375)); });
+        }
+    }
+    std::printf("%-7s %s alignments: %zu cases\n", name, type, cases);
+}
+
 int main() {
     for (const auto& name : normexp::detail::available_isas()) {
         const auto& kt = normexp::detail::kernels_for(name);
@@ -405,6 +477,12 @@ int main() {
         test_col_exp_sum_max<double>(kt);
         test_driver<float>(name);
         test_driver<double>(name);
+        test_alignments<normexp::reduction_kernels<float>, float, float>(kt.name, kt.f32, "float32");
+        test_alignments<normexp::reduction_kernels<float>, float, float>(kt.name, kt.f32_fast, "float32 fast");
+        test_alignments<normexp::reduction_kernels<double>, double, double>(kt.name, kt.f64, "float64");
+        test_alignments<normexp::reduction_kernels<double>, double, double>(kt.name, kt.f64_fast, "float64 fast");
+        test_alignments<normexp::storage_kernels<normexp::float16>, normexp::float16, float>(kt.name, kt.f16, "float16");
+        test_alignments<normexp::storage_kernels<normexp::bfloat16>, normexp::bfloat16, float>(kt.name, kt.bf16, "bfloat16");
     }
     return check::finish("test_kernels");
 }

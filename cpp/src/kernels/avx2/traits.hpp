@@ -55,6 +55,7 @@ struct V64 {
     // Non-temporal stores (p 32-byte aligned), ordered by stream_fence() before anything that follows.
     static constexpr bool kStream = true;
     static constexpr std::size_t kStreamAlign = 32;
+    static constexpr std::size_t kLineAlign = 32;  // a whole vector from a 32-byte boundary is in one cache line
     static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
     static void stream_fence() { _mm_sfence(); }
 
@@ -145,6 +146,7 @@ struct V32 {
     static B mask_v(M mk) { return _mm256_castsi256_ps(mk); }
     static constexpr bool kStream = true;
     static constexpr std::size_t kStreamAlign = 32;
+    static constexpr std::size_t kLineAlign = 32;  // a whole vector from a 32-byte boundary is in one cache line
     static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
     static void stream_fence() { _mm_sfence(); }
 

@@ -63,6 +63,7 @@ struct V64 {
     static B mask_v(M mk) { return mk; }
     static constexpr bool kStream = true;
     static constexpr std::size_t kStreamAlign = 64;
+    static constexpr std::size_t kLineAlign = 64;  // a whole vector from a 64-byte boundary is one cache line
     static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
     static void stream_fence() { _mm_sfence(); }
 
@@ -139,6 +140,7 @@ struct V32 {
     static B mask_v(M mk) { return mk; }
     static constexpr bool kStream = true;
     static constexpr std::size_t kStreamAlign = 64;
+    static constexpr std::size_t kLineAlign = 64;  // a whole vector from a 64-byte boundary is one cache line
     static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
     static void stream_fence() { _mm_sfence(); }
 

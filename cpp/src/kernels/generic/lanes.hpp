@@ -112,6 +112,24 @@ struct lanes : P {
         else if constexpr (std::is_same_v<S, float16>) P::stream_f16(&p->bits, v);
         else P::stream_bf16(&p->bits, v);
     }
+    // Entries at p before whole vectors of S stop straddling cache lines (a multiple of P::kLineAlign bytes, at
+    // most a vector of S; P::kLineAlign 0: they never straddle), at most min(n, N - 1): a long element-wise pass
+    // takes them with one masked vector first (generic/reductions.hpp, peel_head). Arrays are mostly 16 bytes
+    // past a line (malloc, numpy), where every 64-byte vector straddles two lines: AVX-512, Zen 4, 4096 float32
+    // entries in L1 at a 16-byte offset, the maximum 0.93 against 0.60 ns per 16 entries aligned, log_softmax's
+    // outputs 1.31 against 0.94.
+    template <class S>
+    NX_INLINE static std::size_t align_head(const S* p, std::size_t n) {
+        constexpr std::size_t a = P::kLineAlign < P::N * sizeof(S) ? P::kLineAlign : P::N * sizeof(S);
+        if constexpr (a == 0) {
+            (void)p, (void)n;
+            return 0;
+        } else {
+            const std::size_t off = reinterpret_cast<std::uintptr_t>(p) % a;
+            const std::size_t h = off % sizeof(S) ? 0 : (a - off) % a / sizeof(S);
+            return h < n ? h : n;
+        }
+    }
     template <class S>
     NX_INLINE static void store_as_tail(S* p, std::size_t n, V v) {
         if constexpr (std::is_same_v<S, T>) P::store_tail(p, P::tail_mask(n), v);

@@ -23,6 +23,18 @@ NX_INLINE bool unit_beta(scale2<T> b) {
     return b.lo == 0 && b.hi == 1;
 }
 
+// Element-wise passes (map_range, log_softmax_range) and row maxima over more than kPeelBytes start with a masked
+// head up to the line alignment (F::align_head), so that their whole vectors never straddle two cache lines:
+// such passes are bound by loads and stores (AVX-512, Zen 4, one thread, float32 at numpy's 16-byte offset:
+// one row of 32000 softmax 11.5 -> 10.2 us, 512 rows of 4096 664 against 682-702 us). Shorter ones ride in the
+// several-rows pipeline beside an exp pass that bounds it, where the head's masked operations cost more than
+// the straddling (4096 rows of 128: 1.02-1.07x the time with the head).
+constexpr std::size_t kPeelBytes = 4096;
+template <class F, class S>
+NX_INLINE std::size_t peel_head(const S* p, std::size_t n) {
+    return n * sizeof(S) > kPeelBytes ? F::align_head(p, n) : 0;
+}
+
 // Storage S of x and y: T itself (reduction_kernels) or, for float32 lanes, float16 / bfloat16
 // (storage_kernels, kernel_table.hpp), widened on load and rounded once on store by lanes::load_as /
 // store_as. Tails take the lane mask (S = T: the masked load and store as ever) and the lane count (16-bit
@@ -65,7 +77,7 @@ NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
 
 // The running maximum of a row, in the steps of k_row_max (block4, then one, then tail): four accumulators
 // and a NaN flag. The several-rows kernels drive the same steps at the same offsets, so the same maximum
-// (the same zero, where +0 and -0 tie). Nan = false leaves the flag out (half the operations of the pass:
+// (k_row_max: up to the zero, where +0 and -0 tie). Nan = false leaves the flag out (half the operations of the pass:
 // AVX-512 on Zen 4, a 4096x128 float32 batch's maxima took 0.65x the time): then a row with a NaN gets NaN
 // or some number, and the caller must find the NaN another way (rows_pipeline: from its sum).
 template <class F, class S, bool Nan = true>
@@ -92,12 +104,14 @@ struct max_acc {
             m0 = F::max(m0, a);
             if constexpr (Nan) nan = F::mor(nan, F::unord(a, a));
         }
-        if (i < n) {
-            const auto mk = F::tail_mask(n - i);
-            const V a = F::blend(F::set1(-port::kInf), load_s_tail<F>(x + i, mk, n - i), F::mask_v(mk));
-            m0 = F::max(m0, a);
-            if constexpr (Nan) nan = F::mor(nan, F::unord(a, a));
-        }
+        if (i < n) part(x + i, n - i);
+    }
+    // Entries [0, k) of p, k < N, as one masked vector.
+    NX_INLINE void part(const S* p, std::size_t k) {
+        const auto mk = F::tail_mask(k);
+        const V a = F::blend(F::set1(-port::kInf), load_s_tail<F>(p, mk, k), F::mask_v(mk));
+        m0 = F::max(m0, a);
+        if constexpr (Nan) nan = F::mor(nan, F::unord(a, a));
     }
     NX_INLINE T result() const {
         if (Nan && F::any(nan)) return T(port::kNaN);
@@ -127,10 +141,16 @@ struct max_carry {
     }
 };
 
+// A long row takes a masked head up to x's line alignment (peel_head), then max_acc's steps from there. Its
+// steps differ from those of the several-rows kernels' stage A (at the exp pass's offsets) only in which
+// accumulator sees which entry: the same maximum, except which zero where +0 and -0 tie, which no result
+// depends on (x - m is +-0 at such entries and the sum is at least 2: every output is that of +0).
 template <class F, class S = typename F::T>
 NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
     max_acc<F, S> a;
-    a.from(x, 0, n);
+    const std::size_t h = peel_head<F>(x, n);
+    if (h) a.part(x, h);
+    a.from(x + h, 0, n - h);
     return a.result();
 }
 
@@ -225,10 +245,16 @@ NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std:
                            : row_exp_store_impl<F, true, Fast>(x, y, n, m, beta);
 }
 
-// y[j] = op(x[j]) for j in [0, len), whole vectors then one masked tail (x may be y).
-template <class F, class S, class Op>
+// y[j] = op(x[j]) for j in [0, len) (x may be y): with Peel (a whole row's pass) a masked head up to y's
+// line alignment (peel_head), then whole vectors, one masked tail. Element by element: any split gives the
+// same bits.
+template <class F, bool Peel, class S, class Op>
 NX_INLINE void map_range(const S* x, S* y, std::size_t len, Op op) {
-    std::size_t j = 0;
+    std::size_t j = Peel ? peel_head<F>(y, len) : 0;
+    if (j) {
+        const auto mk = F::tail_mask(j);
+        store_s_tail<F>(y, mk, j, op(load_s_tail<F>(x, mk, j)));
+    }
     for (; j + F::N <= len; j += F::N) F::template store_as<S>(y + j, op(F::template load_as<S>(x + j)));
     if (j < len) {
         const auto mk = F::tail_mask(len - j);
@@ -239,7 +265,7 @@ NX_INLINE void map_range(const S* x, S* y, std::size_t len, Op op) {
 template <class F>
 NX_FLATTEN void k_row_scale(typename F::T* y, std::size_t n, typename F::T c) {
     const auto cv = F::set1(c);
-    map_range<F>(y, y, n, [&](typename F::V v) { return F::mul(v, cv); });
+    map_range<F, true>(y, y, n, [&](typename F::V v) { return F::mul(v, cv); });
 }
 
 template <class F, bool Scaled, bool Fast, class S = typename F::T>
@@ -247,7 +273,7 @@ NX_FLATTEN void row_exp_scale_impl(const S* x, S* y, std::size_t n, typename F::
                                    typename F::T c) {
     const storage_arg<F, Scaled, Fast, S> a(m, beta);
     const auto cv = F::set1(c);
-    map_range<F>(x, y, n, [&](typename F::V v) { return F::mul(a.exp_of(v), cv); });
+    map_range<F, true>(x, y, n, [&](typename F::V v) { return F::mul(a.exp_of(v), cv); });
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -363,8 +389,8 @@ constexpr bool kCheapLogSoftmax = Fast || (sizeof(typename F::T) == 4 && !Scaled
 
 // y = beta (x - m) - c on [0, n): fl(t - fl(c)) where kCheapLogSoftmax, else log_softmax_op's one rounding
 // from double (float64: double-double). Element by element, so any split of a row into ranges gives the same
-// bits (the several-rows kernels write a row in blocks).
-template <class F, bool Scaled, bool Fast, class S>
+// bits (the several-rows kernels write a row in blocks). Peel: a whole row's pass (map_range).
+template <class F, bool Scaled, bool Fast, class S, bool Peel = true>
 NX_INLINE void log_softmax_range(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
                                  double c) {
     using V = typename F::V;
@@ -373,6 +399,10 @@ NX_INLINE void log_softmax_range(const S* x, S* y, std::size_t n, typename F::T 
         const fast_arg<F, Scaled> a(m, beta);
         const V cv = F::set1(static_cast<typename F::T>(c));
         auto one = [&](V v) { return F::sub(a.t_of(v, a.nm), cv); };
+        if ((i = Peel ? peel_head<F>(y, n) : 0)) {  // up to y's line alignment (map_range)
+            const auto mk = F::tail_mask(i);
+            store_s_tail<F>(y, mk, i, one(load_s_tail<F>(x, mk, i)));
+        }
         for (; i + 2 * F::N <= n; i += 2 * F::N) {
             F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
             F::template store_as<S>(y + i + F::N, one(F::template load_as<S>(x + i + F::N)));
@@ -423,8 +453,9 @@ NX_FLATTEN void k_row_log_softmax(const S* x, S* y, std::size_t n, typename F::T
 // -inf or the limit may hide a NaN in its m[r]: the driver redoes every skipped row with the single-row
 // kernels (reduce.cpp: short_rows), whose maximum has the flag.
 //
-// pass(r, side) is stage B of a row that is not skipped and returns what stage C needs; out(p, c, i, len)
-// writes outputs [i, i + len) of row p (Out = false: no stage C, rows_exp_sum). With a stage C the pipeline
+// pass(r, side) is stage B of a row that is not skipped and returns what stage C needs; out(p, c, i, len, peel)
+// writes outputs [i, i + len) of row p (Out = false: no stage C, rows_exp_sum), peel: std::true_type for a
+// whole row's pass of rows_long (map_range's Peel), std::false_type in the pipeline. With a stage C the pipeline
 // touches four rows at once (x of rows r + 1 and r, y of rows r and r - 1): for rows longer than
 // kPipelineRowBytes they no longer fit in half of a 32 KiB L1 and the callers take rows_long instead (8 KiB
 // float32 rows took 1.3x the time pipelined, 2 KiB rows 0.85x; AVX-512); rows_exp_sum, with no stage C,
@@ -472,11 +503,11 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
         auto side = make_side(
             [&](std::size_t i) {
                 if (next) ma.block4(xa + i), ma.block4(xa + i + 4 * N);
-                if (c_on) out(r - D, c, i, kSideBlock * N);
+                if (c_on) out(r - D, c, i, kSideBlock * N, std::false_type{});
             },
             [&](std::size_t i) {
                 if (next) ma.from(xa, i, n);
-                if (c_on) out(r - D, c, i, n - i);
+                if (c_on) out(r - D, c, i, n - i, std::false_type{});
             });
         for (std::size_t k = 0; k + 1 < D; ++k) wait[k] = wait[k + 1], cq[k] = cq[k + 1];
         bool live = !rows_skip(m[r], m_limit);
@@ -496,7 +527,7 @@ NX_INLINE void rows_pipeline(const S* x, std::ptrdiff_t sx, std::size_t rows, st
         for (std::size_t k = 0; k < D; ++k)
             if (rows + k >= D && wait[k]) {
                 if (k > kSealPos) seal(cq[k]);
-                out(rows + k - D, cq[k], 0, n);
+                out(rows + k - D, cq[k], 0, n, std::false_type{});
             }
     }
 }
@@ -525,7 +556,7 @@ NX_INLINE void rows_long(const S* x, std::ptrdiff_t sx, std::size_t rows, std::s
             live = !rows_skip(m[r], m_limit);  // pass found a NaN
             if (live) seal(c);
         }
-        if (live) out(r, c, 0, n);
+        if (live) out(r, c, 0, n, std::true_type{});  // a long row's whole pass: peeled (map_range)
         if (next) m[r + 1] = carry.result();
     }
 }
@@ -590,11 +621,11 @@ NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, t
         for (std::size_t c = 0; c < nc; ++c) {
             const std::size_t i0 = c * C, len = n - i0 < C ? n - i0 : C;
             if (mc[c] == kNegInf) {
-                map_range<F>(yc + i0, yc + i0, len, [](V) { return F::zero(); });
+                map_range<F, true>(yc + i0, yc + i0, len, [](V) { return F::zero(); });
                 continue;
             }
             const V f = F::set1(chunk_factor(mc[c], mr, inv));
-            map_range<F>(yc + i0, yc + i0, len, [&](V v) { return F::mul(v, f); });
+            map_range<F, true>(yc + i0, yc + i0, len, [&](V v) { return F::mul(v, f); });
         }
     }
 }
@@ -621,13 +652,14 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
         if (sum != sum) m[r] = T(port::kNaN);  // a NaN in the row (rows_pipeline); y may be written
         return static_cast<T>(1.0 / sum);
     };
-    auto out = [&](std::size_t p, T c, std::size_t i, std::size_t len) {
+    auto out = [&](std::size_t p, T c, std::size_t i, std::size_t len, auto peel) {
+        constexpr bool Peel = decltype(peel)::value;
         const V cv = F::set1(c);
         if constexpr (Half) {
             const storage_arg<F, Scaled, Fast, S> a(m[p], beta);  // as row_exp_scale_impl
-            map_range<F>(xr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(a.exp_of(v), cv); });
+            map_range<F, Peel>(xr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(a.exp_of(v), cv); });
         } else {
-            map_range<F>(yr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(v, cv); });
+            map_range<F, Peel>(yr(p) + i, yr(p) + i, len, [&](V v) { return F::mul(v, cv); });
         }
     };
     const std::size_t bytes = n * sizeof(S);
@@ -660,7 +692,8 @@ NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows
         if (s[r].rest != s[r].rest) m[r] = typename F::T(port::kNaN), s[r] = exp_sum{0, 0};  // a NaN in the row
         return 0;
     };
-    rows_pipeline<F, false, 1, S>(x, sx, rows, n, m_limit, m, pass, [](std::size_t, int, std::size_t, std::size_t) {});
+    rows_pipeline<F, false, 1, S>(x, sx, rows, n, m_limit, m, pass,
+                                  [](std::size_t, int, std::size_t, std::size_t, auto) {});
 }
 
 // rows_log_softmax: B is row_exp_sum (SumFast: the fast table's, nothing counted), its seal c = log_sum_out of
@@ -722,8 +755,9 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
             else return (q);
         };
         auto seal = [&](auto& q) { at(q).c = log_sum_out<typename F::T>(at(q).e.count, at(q).e.rest); };
-        auto out = [&](std::size_t p, const auto& q, std::size_t i, std::size_t len) {
-            log_softmax_range<F, Scaled, OutFast, S>(xr(p) + i, yr(p) + i, len, m[p], beta, at(q).c);
+        auto out = [&](std::size_t p, const auto& q, std::size_t i, std::size_t len, auto peel) {
+            log_softmax_range<F, Scaled, OutFast, S, decltype(peel)::value>(xr(p) + i, yr(p) + i, len, m[p], beta,
+                                                                            at(q).c);
         };
         const std::size_t bytes = n * sizeof(S);
         if (bytes <= kDeepRowBytes)

@@ -64,6 +64,7 @@ struct V64 {
     }
     static B mask_v(M mk) { return vreinterpretq_f64_u64(mk.m); }
     static constexpr bool kStream = false;
+    static constexpr std::size_t kLineAlign = 0;  // 16-byte vectors at the arrays' 16-byte alignment: in one line
 
     static V set1(T v) { return vdupq_n_f64(v); }
     static V zero() { return vdupq_n_f64(0.0); }
@@ -162,6 +163,7 @@ struct V32 {
     }
     static B mask_v(M mk) { return vreinterpretq_f32_u32(mk.m); }
     static constexpr bool kStream = false;
+    static constexpr std::size_t kLineAlign = 0;  // 16-byte vectors at the arrays' 16-byte alignment: in one line
 
     static V set1(T v) { return vdupq_n_f32(v); }
     static V zero() { return vdupq_n_f32(0.0f); }
