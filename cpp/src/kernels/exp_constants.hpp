@@ -53,9 +53,10 @@ constexpr float kP2F = 0x1.fffdc6p-2f;
 constexpr float kP3F = 0x1.555a6ap-3f;
 constexpr float kP4F = 0x1.573a54p-5f;
 constexpr float kP5F = 0x1.0fa832p-7f;
-// Below this every exp rounds to +0 in float32 (exp(-104) = 6.8e-46 < 2^-150); clamping there keeps
-// k inside the range where the two-factor scaling 2^(k/2) * 2^(k - k/2) is exact.
-constexpr float kMinArgF = -104.0f;
+// Below this every exp rounds to +0 in float32, also lifted by 2^kLiftF (exp(-121) 2^24 = 2^-150.6 < 2^-150,
+// RN to +0); clamping there keeps k inside the range where the two-factor scaling 2^(k/2) * 2^(k - k/2) is
+// exact.
+constexpr float kMinArgF = -121.0f;
 // exp(88.8) > FLT_MAX: clamping here still overflows to +inf, and keeps k <= 129.
 constexpr float kMaxArgF = 88.8f;
 // Below this the result is subnormal (k < -126) and needs the two-factor scaling.
@@ -71,7 +72,7 @@ constexpr double kInvFact[14] = {
     0x1.a01a01a01a01ap-16,  0x1.71de3a556c734p-19,  0x1.27e4fb7789f5cp-22,  0x1.ae64567f544e4p-26,
     0x1.1eed8eff8d898p-29,  0x1.6124613a86d09p-33,
 };
-constexpr double kMinArgD = -746.0;   // exp(-746) < 2^-1075: rounds to +0
+constexpr double kMinArgD = -784.0;   // exp(-784) 2^54 < 2^-1075: rounds to +0, also lifted by 2^kLiftD
 constexpr double kMaxArgD = 709.9;    // exp(709.9) > DBL_MAX
 constexpr double kNormalMinArgD = -708.3;
 
@@ -84,8 +85,18 @@ constexpr float kShifterBiasedF = 0x1.8000fep+23f;
 // Scores are clamped from below at m - kClampOffset (rounded down) before forming x - m, just past
 // the underflow threshold. Then x - m and its TwoSum error stay finite (x = -inf would make both NaN),
 // and the error is tiny: below 2^-16 when |m| < 2 kClampOffset, and 0 (Sterbenz) otherwise.
-constexpr double kClampOffsetF = 105.0;
-constexpr double kClampOffsetD = 747.0;
+constexpr double kClampOffsetF = 122.0;
+constexpr double kClampOffsetD = 785.0;
+
+// The terms of a counting sum (log_softmax's and logsumexp's rest, whose log1p is the result near the
+// maximum) are formed as 2^kLift exp(t), and the sum is scaled back by 2^-kLift in double: a term whose
+// exp is below the smallest normal (float32 t in about [-104, -87.3], float64 [-745, -708]) would reach the
+// sum rounded to a subnormal, half a subnormal step of absolute error each, thousands of ULP of a rest
+// itself near the smallest normal ([0] + [-96.93] * 19999: 2395 ULP). Lifted, it keeps 24 (53) bits down to
+// exp(t) = 2^-150 (2^-1075). The lift costs nothing: it is the exp polynomial's coefficients times 2^kLift
+// (exact), and wherever the terms are normal the lifted sum is 2^kLift times the plain one, bit for bit.
+constexpr int kLiftF = 24;
+constexpr int kLiftD = 54;
 
 // Rows are summed in blocks of this many elements per accumulator lane before flushing into double,
 // bounding the working-precision error of a block independently of the row length.

@@ -31,9 +31,10 @@ double pow2i(int k) {  // 2^k for k in [-1022, 1023]
     return d;
 }
 
-// exp(t + tlo), |tlo| <= 2^-40 |t| or so. Cody-Waite reduction, Taylor-13, two-factor 2^k scaling
-// outside the normal exponent range (gradual underflow and overflow come out correctly rounded).
-double exp_d(double t, double tlo) {
+// 2^lift exp(t + tlo), |tlo| <= 2^-40 |t| or so. Cody-Waite reduction, Taylor-13, two-factor 2^k scaling
+// outside the normal exponent range (gradual underflow and overflow come out correctly rounded). lift:
+// kLiftD for the terms of a counting sum (exp_constants.hpp), which stay normal down to exp(t) = 2^-1075.
+double exp_d(double t, double tlo, int lift = 0) {
     if (!(t >= kMinArgD)) return t != t ? t : 0.0;  // NaN, or below the underflow threshold
     if (t > kMaxArgD) return std::numeric_limits<double>::infinity();
     const double kd = (t * kLog2eD + kShifterD) - kShifterD;
@@ -41,7 +42,7 @@ double exp_d(double t, double tlo) {
     r = (r - kd * kLn2LoD) + tlo;
     double p = kInvFact[13];
     for (int i = 12; i >= 0; --i) p = p * r + kInvFact[i];
-    const int k = static_cast<int>(kd);
+    const int k = static_cast<int>(kd) + lift;
     if (k < -1021 || k > 1022) {
         const int k1 = k / 2;
         return p * pow2i(k1) * pow2i(k - k1);
@@ -98,6 +99,11 @@ inline arg2 shifted(double x, double m, scale2<double> b) {
     return {p, two_prod_err_wide(d, b.hi, p) + (e * b.hi + d * b.lo)};
 }
 inline double exp_arg(arg2 a) { return exp_d(a.hi, a.lo); }
+// A counting sum's term, lifted by 2^kLiftD (the sum is scaled back by 2^-kLiftD, exactly: the same value
+// wherever the terms are normal, and full precision where they are not).
+constexpr double kUnliftD = 0x1p-54;
+static_assert(kLiftD == 54, "kUnliftD is 2^-kLiftD");
+inline double exp_arg_lifted(arg2 a) { return exp_d(a.hi, a.lo, kLiftD); }
 
 // The argument of each mode (kernel_table.hpp). accuracy::high: shifted above, exact. accuracy::fast: what
 // the SIMD sets round, t = fl(fl(x - m) * beta.hi) in T (IEEE operations in T, no contraction), carried as
@@ -146,12 +152,14 @@ exp_sum k_row_exp_sum(const T* x, std::size_t n, T m, scale2<T> beta) {
     neumaier rest;
     double count = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        if (!Fast && x[i] == m)
+        if (Fast)
+            rest.add(exp_arg(shifted_mode<Fast>(x[i], m, beta)));
+        else if (x[i] == m)
             count += 1;
         else
-            rest.add(exp_arg(shifted_mode<Fast>(x[i], m, beta)));
+            rest.add(exp_arg_lifted(shifted_mode<Fast>(x[i], m, beta)));
     }
-    return {rest.value(), count};
+    return {Fast ? rest.value() : rest.value() * kUnliftD, count};
 }
 
 template <class T, bool Fast>
@@ -230,12 +238,14 @@ void k_col_exp_sum(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t 
         double c = 0;
         for (std::size_t i = 0; i < rows; ++i) {
             const T v = x[static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j)];
-            if (counted && v == m[j])
+            if (!counted)
+                s.add(exp_arg(shifted_mode<Fast>(v, m[j], beta)));
+            else if (v == m[j])
                 c += 1;
             else
-                s.add(exp_arg(shifted_mode<Fast>(v, m[j], beta)));
+                s.add(exp_arg_lifted(shifted_mode<Fast>(v, m[j], beta)));
         }
-        rest[j] += s.value();
+        rest[j] += counted ? s.value() * kUnliftD : s.value();
         if (count) count[j] += c;
     }
 }

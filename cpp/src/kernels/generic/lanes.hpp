@@ -160,21 +160,28 @@ struct lanes : P {
     //   RN(p * 2^k), so the results are the same bits.
     // Error: <= 1 ULP against the correctly rounded exp (float32 measured exhaustively over all 2^32
     // inputs by tests/cpp/test_exp.cpp; float64 Taylor truncation 0.04 ULP plus the Horner rounding).
-    template <bool FullRange, bool HasLo = true>
+    // Lift: 2^kLift exp(t + tl) (exp_constants.hpp: the terms of a counting sum), every coefficient times
+    // 2^kLift, so p and each Horner step are exactly 2^kLift times the plain ones: the same bits, scaled,
+    // wherever the plain result is normal, and 24 (53) bits where it would be subnormal.
+    static constexpr T kLift = f32 ? T(0x1p24) : T(0x1p54);
+    static constexpr double kUnlift = f32 ? 0x1p-24 : 0x1p-54;  // scales a lifted sum back, exactly (in double)
+    static_assert(kLiftF == 24 && kLiftD == 54, "kLift is 2^kLiftF / 2^kLiftD");
+    template <bool FullRange, bool HasLo = true, bool Lift = false>
     NX_INLINE static V exp_core(V t, V tl) {
+        constexpr T L = Lift ? kLift : T(1);
         if constexpr (f32) {
             // kb = 1.5*2^23 + 127 + k: its low mantissa bits are the biased exponent of 2^k.
             const V kb = P::fmadd(t, P::set1(kLog2eF), P::set1(kShifterBiasedF));
             const V k = P::sub(kb, P::set1(kShifterBiasedF));
             V r = P::fnmadd(k, P::set1(kLn2HiF), t);
             r = P::fnmadd(k, P::set1(kLn2LoF), r);
-            if constexpr (HasLo) r = P::fmadd(tl, P::set1(T(1)), r);
-            V q = P::fmadd(P::set1(kC6F), r, P::set1(kC5F));
-            q = P::fmadd(q, r, P::set1(kC4F));
-            q = P::fmadd(q, r, P::set1(kC3F));
-            q = P::fmadd(q, r, P::set1(kC2F));
-            q = P::fmadd(q, r, P::set1(1.0f));
-            return times_pow2<FullRange>(P::fmadd(q, r, P::set1(1.0f)), k, kb, t);
+            if constexpr (HasLo) r = Lift ? P::add(r, tl) : P::fmadd(tl, P::set1(T(1)), r);
+            V q = P::fmadd(P::set1(kC6F * L), r, P::set1(kC5F * L));
+            q = P::fmadd(q, r, P::set1(kC4F * L));
+            q = P::fmadd(q, r, P::set1(kC3F * L));
+            q = P::fmadd(q, r, P::set1(kC2F * L));
+            q = P::fmadd(q, r, P::set1(L));
+            return times_pow2<FullRange>(P::fmadd(q, r, P::set1(L)), k, kb, t);
         } else {
             const V ks = P::fmadd(t, P::set1(kLog2eD), P::set1(kShifterD));  // k in the low mantissa bits
             const V k = P::sub(ks, P::set1(kShifterD));
@@ -182,9 +189,9 @@ struct lanes : P {
             V r = P::fnmadd(k, P::set1(kLn2HiD), t);
             r = P::fnmadd(k, P::set1(kLn2LoD), r);
             if constexpr (HasLo) r = P::add(r, tl);
-            V p = P::set1(kInvFact[13]);
-            for (int i = 12; i >= 0; --i) p = P::fmadd(p, r, P::set1(kInvFact[i]));
-            if constexpr (P::kScalef) return P::scalef(p, k);  // k in [-1076, 1024]: one rounding
+            V p = P::set1(kInvFact[13] * L);
+            for (int i = 12; i >= 0; --i) p = P::fmadd(p, r, P::set1(kInvFact[i] * L));
+            if constexpr (P::kScalef) return P::scalef(p, k);  // k in [-1132, 1024]: one rounding
             B outside = P::lt(t, P::set1(kNormalMinArgD));
             if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(709.0)));
             if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2(ki));
@@ -321,11 +328,13 @@ struct lanes : P {
     // exp(x - m) for x <= m, given -m and xlow = clamp_below(m) per lane (so one vector may mix rows, as the
     // attention kernels' rescale factors do): x is clamped at xlow (keeps x - m and lo finite for x = -inf),
     // the argument d + lo is exact, and d below kMinArg is raised to it (exp rounds to +0 there). <= 1 ULP.
+    // Lift: 2^kLift exp(x - m) (exp_core).
     // arg<F, false>::exp_of below is this with one row's constants.
+    template <bool Lift = false>
     NX_INLINE static V exp_minus(V x, V negm, V xlow) {
         x = P::max(xlow, x);
         const V d = P::add(x, negm);
-        return exp_core<false>(P::max(P::set1(kMinArg), d), minus_lo(x, negm, d));
+        return exp_core<false, true, Lift>(P::max(P::set1(kMinArg), d), minus_lo(x, negm, d));
     }
 
     // Counts of entries equal to the maximum: per lane in integer lanes (a true mask is -1), or, where a
@@ -413,8 +422,9 @@ double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
 
 // ------------------------------------------------------------------------------------------------------
 // Shifted argument t = beta (x - m) as hi + lo (see kernel_table.hpp). Entries whose t is below the
-// underflow threshold (including x = -inf) are clamped to it: their exp rounds to +0.
-template <class F, bool Scaled>
+// underflow threshold (including x = -inf) are clamped to it: their exp rounds to +0. Lift: exp_of is
+// 2^kLift exp(t), the terms of a counting sum (exp_core).
+template <class F, bool Scaled, bool Lift = false>
 struct arg {
     using V = typename F::V;
     using T = typename F::T;
@@ -425,7 +435,7 @@ struct arg {
     // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)).
     NX_INLINE V exp_of(V x, V negm, V xlow) const {
         if constexpr (!Scaled) {
-            return F::exp_minus(x, negm, xlow);
+            return F::template exp_minus<Lift>(x, negm, xlow);
         } else {
             // x - m = d + lo exactly (F::minus_lo), then beta * (d + lo) as hi + lo (TwoProduct by FMA:
             // fmsub(d, bh, hi) is the exact error of the product); products can overflow for extreme
@@ -435,7 +445,7 @@ struct arg {
             const V hi = F::mul(d, bh);
             V lo = F::fmadd(F::minus_lo(x, negm, d), bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
             lo = F::zero_unless(F::ge(hi, tmin), lo);
-            return F::template exp_core<false>(F::max(tmin, hi), lo);
+            return F::template exp_core<false, true, Lift>(F::max(tmin, hi), lo);
         }
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, xmin); }
@@ -447,10 +457,10 @@ struct arg {
 // temperature (x - m, beta rounded to beta.hi, the product). x = -inf gives
 // t = -inf, raised to kMinArg (exp rounds to +0 there); a product that overflows is -inf too. The same
 // interface as arg, so the kernels take either (xlow is not needed: nothing here can be NaN for x <= m).
-// E names the exp it feeds: accuracy::fast's exp_core_fast, the library's exp_core (the counting sums of
-// float16 / bfloat16 scores, which feed log(sum)), or exp_core_half (the outputs and sums of 16-bit softmax;
-// storage_kernels in kernel_table.hpp).
-enum class exp_kind { fast, core, half };
+// E names the exp it feeds: accuracy::fast's exp_core_fast, the library's exp_core lifted by 2^kLift (the
+// counting sums of float16 / bfloat16 scores, which feed log(sum)), or exp_core_half (the outputs and sums of
+// 16-bit softmax; storage_kernels in kernel_table.hpp).
+enum class exp_kind { fast, lifted, half };
 template <class F, bool Scaled, exp_kind E = exp_kind::fast>
 struct fast_arg {
     using V = typename F::V;
@@ -465,7 +475,7 @@ struct fast_arg {
     NX_INLINE V exp_of(V x, V negm, V) const {
         const V t = F::max(tmin, t_of(x, negm));
         if constexpr (E == exp_kind::half) return F::exp_core_half(t);
-        else if constexpr (E == exp_kind::core) return F::template exp_core<false, false>(t, F::zero());
+        else if constexpr (E == exp_kind::lifted) return F::template exp_core<false, false, true>(t, F::zero());
         else return F::exp_core_fast(t);
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, nm); }

@@ -58,7 +58,13 @@ NX_INLINE void store_s_tail(S* p, typename F::M mk, std::size_t n, typename F::V
 // float32 exp.
 template <class F, bool Scaled, bool Fast, class S>
 using storage_arg = std::conditional_t<std::is_same_v<S, typename F::T>, mode_arg<F, Scaled, Fast>,
-                                       fast_arg<F, Scaled, Fast ? exp_kind::half : exp_kind::core>>;
+                                       fast_arg<F, Scaled, Fast ? exp_kind::half : exp_kind::lifted>>;
+// The argument of a counting sum (accuracy::high's rest, which feeds log1p): storage_arg's, its exp lifted by
+// 2^kLift (exp_constants.hpp), the sum scaled back by F::kUnlift in double where it is flushed (row_exp_sum_impl,
+// col_sums_strips).
+template <class F, bool Scaled, class S>
+using count_arg = std::conditional_t<std::is_same_v<S, typename F::T>, arg<F, Scaled, true>,
+                                     fast_arg<F, Scaled, exp_kind::lifted>>;
 
 template <class F>
 NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
@@ -159,7 +165,7 @@ template <class F, bool Scaled, bool Fast, class S = typename F::T, class Side =
 NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta,
                                     Side&& side = Side{}) {
     using V = typename F::V;
-    const storage_arg<F, Scaled, Fast, S> a(m, beta);
+    const std::conditional_t<Fast, storage_arg<F, Scaled, Fast, S>, count_arg<F, Scaled, S>> a(m, beta);
     if constexpr (Fast) {  // the whole sum, entries at the maximum included (exp(0) = 1 exactly)
         auto full = [&](std::size_t i) { return a.exp_of(F::template load_as<S>(x + i)); };
         auto tail = [&](std::size_t i, typename F::M mk) {
@@ -189,7 +195,7 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
             cnt = F::count_add(cnt, e);
             return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v)));
         };
-        rest += blocked_sum<F>(len, full, tail, side);
+        rest += blocked_sum<F>(len, full, tail, side) * F::kUnlift;  // the terms are lifted (count_arg)
         total_count += F::count_total(cnt);
         cnt = F::count_zero();
     }
@@ -912,6 +918,8 @@ NX_FLATTEN void k_col_max(const S* x, std::size_t rows, std::ptrdiff_t sx, std::
 // kFlushRows rows and after the last (3 roundings per flush, as a pairwise block of 8).
 // float64: every term goes into a per-column Neumaier pair, added to the sum after the last row.
 // Counts (entries equal to the maximum) are integers, exact in T: flushed every kCountRows rows.
+// Count: the terms are a counting sum's, lifted by 2^kLift (count_arg): the double sums are lifted on entry
+// and scaled back on exit (F::kUnlift), exactly.
 template <class F>
 struct col_strip {  // one column vector's state
     typename F::V mv, negm, xlow, part, comp, cnt;
@@ -930,6 +938,9 @@ NX_INLINE void col_sums_strips(std::size_t rows, std::size_t w, const typename F
     using A = col_strip<F>;
     constexpr bool f64 = sizeof(typename F::T) == 8;
     constexpr std::size_t N = F::N, kFlushRows = 4, kCountRows = std::size_t(1) << 20;
+    // The double sums in the lifted scale (Count): multiplied on entry and exit, outside the row loops.
+    auto lift = [](typename D::V v) { return Count ? D::mul(v, D::set1(1 / F::kUnlift)) : v; };
+    auto unlift = [](typename D::V v) { return Count ? D::mul(v, D::set1(F::kUnlift)) : v; };
     // s: the strip's N sums (a copy for a tail vector, whose lanes past w are padding).
     auto init = [&](A& a, std::size_t j, auto mk, auto full, const double* s) {
         const V v = load_any<F>(m + j, mk, full);
@@ -937,7 +948,7 @@ NX_INLINE void col_sums_strips(std::size_t rows, std::size_t w, const typename F
         a.negm = F::sub(F::zero(), v);
         a.xlow = F::clamp_below_v(v);
         a.part = a.comp = a.cnt = F::zero();
-        if constexpr (!f64) a.slo = D::load(s), a.shi = D::load(s + D::N);
+        if constexpr (!f64) a.slo = lift(D::load(s)), a.shi = lift(D::load(s + D::N));
     };
     auto step = [&](A& a, std::size_t i, std::size_t j, auto mk, auto full) {
         V c = a.cnt;
@@ -968,10 +979,10 @@ NX_INLINE void col_sums_strips(std::size_t rows, std::size_t w, const typename F
     };
     auto finish = [&](A& a, std::size_t j, std::size_t nl, double* s) {
         if constexpr (f64) {
-            if (rows > 0) F::add_to_doubles(s, F::add(a.part, a.comp), nl);
+            if (rows > 0) F::add_to_doubles(s, unlift(F::add(a.part, a.comp)), nl);
         } else {
-            D::store(s, a.slo);
-            D::store(s + D::N, a.shi);
+            D::store(s, unlift(a.slo));
+            D::store(s + D::N, unlift(a.shi));
         }
         flush_count(a, j, nl);
     };
@@ -1093,7 +1104,7 @@ template <class F, bool Scaled, bool Fast, class S = typename F::T>
 NX_FLATTEN void col_exp_sum_impl(const S* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w,
                       const typename F::T* m, scale2<typename F::T> beta, double* rest, double* count) {
     using V = typename F::V;
-    const storage_arg<F, Scaled, Fast, S> a(0, beta);
+    const std::conditional_t<Fast, storage_arg<F, Scaled, Fast, S>, count_arg<F, Scaled, S>> a(0, beta);
     col_sums_strips<F, !Fast>(rows, w, m, rest, count,
                                  [&](std::size_t i, std::size_t j, auto mk, auto full, V mv, V negm, V xlow, V& c) {
                                      const V v = load_any<F>(x + static_cast<std::ptrdiff_t>(i) * sx + static_cast<std::ptrdiff_t>(j), mk, full);
@@ -1128,7 +1139,7 @@ NX_FLATTEN void col_exp_sum_max_impl(const typename F::T* x, std::size_t rows, s
     using V = typename F::V;
     using T = typename F::T;
     constexpr std::size_t N = F::N;
-    const storage_arg<F, Scaled, Fast, T> a(0, beta);
+    const std::conditional_t<Count, count_arg<F, Scaled, T>, storage_arg<F, Scaled, Fast, T>> a(0, beta);
     alignas(64) T nanf[kColPanel];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
         const std::size_t pw = w - j0 < kColPanel ? w - j0 : kColPanel;
