@@ -454,9 +454,10 @@ void test_alignments(const char* name, const K& k, const char* type) {
             same("row_log_softmax", [&](S* x, S* y, M*) { k.row_log_softmax(x, y, n, M(1.5), b, 2.5); });
             same("row_log_softmax in place", [&](S* x, S*, M*) { k.row_log_softmax(x, x, n, M(1.5), b, 2.5); });
             const M lim = std::numeric_limits<M>::max();
-            same("rows_softmax", [&](S* x, S* y, M* m) { k.rows_softmax(x, std::ptrdiff_t(n), y, std::ptrdiff_t(n), rows, n, b, lim, m); });
-            same("rows_softmax in place", [&](S* x, S*, M* m) { k.rows_softmax(x, std::ptrdiff_t(n), x, std::ptrdiff_t(n), rows, n, b, lim, m); });
-            same("rows_log_softmax", [&](S* x, S* y, M* m) { k.rows_log_softmax(x, std::ptrdiff_t(n), y, std::ptrdiff_t(n), rows, n, b, lim, m); });
+            const std::ptrdiff_t ld = std::ptrdiff_t(n);
+            same("rows_softmax", [&](S* x, S* y, M* m) { k.rows_softmax(x, ld, y, ld, rows, n, b, lim, m); });
+            same("rows_softmax in place", [&](S* x, S*, M* m) { k.rows_softmax(x, ld, x, ld, rows, n, b, lim, m); });
+            same("rows_log_softmax", [&](S* x, S* y, M* m) { k.rows_log_softmax(x, ld, y, ld, rows, n, b, lim, m); });
             if constexpr (std::is_same_v<S, M>)
                 same("row_scale", [&](S* x, S*, M*) { k.row_scale(x, n, M(0.375)); });
         }
@@ -477,12 +478,13 @@ int main() {
         test_col_exp_sum_max<double>(kt);
         test_driver<float>(name);
         test_driver<double>(name);
-        test_alignments<normexp::reduction_kernels<float>, float, float>(kt.name, kt.f32, "float32");
-        test_alignments<normexp::reduction_kernels<float>, float, float>(kt.name, kt.f32_fast, "float32 fast");
-        test_alignments<normexp::reduction_kernels<double>, double, double>(kt.name, kt.f64, "float64");
-        test_alignments<normexp::reduction_kernels<double>, double, double>(kt.name, kt.f64_fast, "float64 fast");
-        test_alignments<normexp::storage_kernels<normexp::float16>, normexp::float16, float>(kt.name, kt.f16, "float16");
-        test_alignments<normexp::storage_kernels<normexp::bfloat16>, normexp::bfloat16, float>(kt.name, kt.bf16, "bfloat16");
+        using normexp::bfloat16, normexp::float16, normexp::reduction_kernels, normexp::storage_kernels;
+        test_alignments<reduction_kernels<float>, float, float>(kt.name, kt.f32, "float32");
+        test_alignments<reduction_kernels<float>, float, float>(kt.name, kt.f32_fast, "float32 fast");
+        test_alignments<reduction_kernels<double>, double, double>(kt.name, kt.f64, "float64");
+        test_alignments<reduction_kernels<double>, double, double>(kt.name, kt.f64_fast, "float64 fast");
+        test_alignments<storage_kernels<float16>, float16, float>(kt.name, kt.f16, "float16");
+        test_alignments<storage_kernels<bfloat16>, bfloat16, float>(kt.name, kt.bf16, "bfloat16");
     }
     return check::finish("test_kernels");
 }

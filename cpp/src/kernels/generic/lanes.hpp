@@ -150,7 +150,9 @@ struct lanes : P {
     //   r = (t - k LN2_HI - k LN2_LO) + tl  (Cody-Waite: k LN2_HI exact, see exp_constants.hpp), |r| <= ln2/2;
     //       float32 adds tl as fma(tl, 1, r), the same rounding on the FMA pipes, which the exact argument's
     //       additions and min/max leave the less busy (Zen 4, AVX-512: the counting exp-sum 0.97x the time;
-    //       float64's Taylor-13 keeps the FMA pipes busier than the adders).
+    //       float64's Taylor-13 keeps the FMA pipes busier than the adders); lifted (below), as a plain add:
+    //       the 1 beside the lifted coefficients was one constant too many for the several-rows log_softmax
+    //       (4096x128 took 1.14x the time).
     //   float32: exp(r) ~ 1 + r (1 + r (C2 + r (C3 + r (C4 + r (C5 + r C6))))) (Horner, every step one FMA);
     //   float64: Taylor-13 in Horner form (kInvFact).
     //   result = p * 2^k, 2^k built in the exponent field. Outside the normal range (subnormal results, or

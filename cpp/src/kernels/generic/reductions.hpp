@@ -83,9 +83,9 @@ NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
 
 // The running maximum of a row, in the steps of k_row_max (block4, then one, then tail): four accumulators
 // and a NaN flag. The several-rows kernels drive the same steps at the same offsets, so the same maximum
-// (k_row_max: up to the zero, where +0 and -0 tie). Nan = false leaves the flag out (half the operations of the pass:
-// AVX-512 on Zen 4, a 4096x128 float32 batch's maxima took 0.65x the time): then a row with a NaN gets NaN
-// or some number, and the caller must find the NaN another way (rows_pipeline: from its sum).
+// (k_row_max's: up to the zero, where +0 and -0 tie). Nan = false leaves the flag out (half the operations
+// of the pass: AVX-512 on Zen 4, a 4096x128 float32 batch's maxima took 0.65x the time): then a row with a
+// NaN gets NaN or some number, and the caller must find the NaN another way (rows_pipeline: from its sum).
 template <class F, class S, bool Nan = true>
 struct max_acc {
     using V = typename F::V;
