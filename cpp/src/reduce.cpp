@@ -142,11 +142,11 @@ inline void merge(stats& a, const stats& b, const exp_scale& ex) {
         return;
     }
     if (b.m > a.m) {
-        a.rest = (a.rest + a.count) * ex(a.m, b.m) + b.rest;
+        a.rest = ex.times(a.rest + a.count, a.m, b.m) + b.rest;
         a.count = b.count;
         a.m = b.m;
     } else if (b.m < a.m) {
-        a.rest += (b.rest + b.count) * ex(b.m, a.m);
+        a.rest += ex.times(b.rest + b.count, b.m, a.m);
     } else {
         a.rest += b.rest;
         a.count += b.count;

@@ -117,6 +117,27 @@ def test_terms_below_the_smallest_normal(isa, dtype, d, axis):
     assert abs(lsm0 + float(ref)) <= bound, (lsm0, -float(ref), bound)
 
 
+@pytest.mark.parametrize("n,d,axis", [(131072, 716.0, -1), (300000, 720.0, -1), (100000, 742.0, -1),
+                                      (200000, 716.0, 0), (65536, 742.0, 0)])
+def test_long_float64_rows_of_terms_below_the_smallest_normal(isa, n, d, axis):
+    """Long float64 rows and columns of [0, -d, ..., -d]: the row is summed in chunks and super-chunks whose
+    sums are merged by the online rule; a super-chunk of only -d entries is rescaled by exp(-d), below the
+    smallest normal, and that factor, rounded to a subnormal first, cost 463 ULP at n = 131072 (16346 at
+    100000, d = 742). Normal results: 2.5 ULP. A subnormal result (the sum itself below the smallest
+    normal) keeps up to half a subnormal step per 2048-entry chunk of a row (docs/accuracy.md)."""
+    x = np.full(n if axis == -1 else (n, 3), -d)
+    x[0] = 0.0
+    ref = np.log1p((n - 1) * np.exp(np.longdouble(-d)))
+    subnormal = float(ref) < np.finfo(np.float64).tiny
+    ulps = 2.5 + (n / 2048 / 2 if subnormal and axis == -1 else 0)
+    bound = float(np.spacing(np.float64(ref))) * ulps
+    lse = np.atleast_1d(np.asarray(normexp.logsumexp(x, axis=axis), np.float64))
+    lsm = np.asarray(normexp.log_softmax(x, axis=axis), np.float64)
+    lsm0 = np.atleast_1d(lsm[0])
+    assert np.all(np.abs(lse - float(ref)) <= bound), (lse, float(ref), bound)
+    assert np.all(np.abs(lsm0 + float(ref)) <= bound), (lsm0, -float(ref), bound)
+
+
 def test_no_overflow_for_huge_inputs(isa):
     for dt in (np.float32, np.float64):
         x = np.array([1e30, 1e30 - 1e24, -1e30], dtype=dt)
