@@ -49,10 +49,14 @@ struct scale2 {
     T lo;
 };
 
-// Partial statistics of a row segment relative to the maximum m: sum_{x != m} exp(t) and #{x == m}.
+// Partial statistics of a row segment relative to the maximum m: sum_{x != m} exp(t) and #{x == m}, and
+// lifted = rest * 2^54 as the kernel formed it before scaling it back (exp_constants.hpp, kLiftD): a caller
+// that adds the sums of several chunks (reduce.cpp, segment_stats) adds these and scales back once, where a
+// float64 rest below the smallest normal would round at each chunk.
 struct exp_sum {
     double rest;
     double count;
+    double lifted = 0;
 };
 
 // log(count + rest) with full relative accuracy when a single maximum dominates. log1p(r) as

@@ -159,7 +159,8 @@ exp_sum k_row_exp_sum(const T* x, std::size_t n, T m, scale2<T> beta) {
         else
             rest.add(exp_arg_lifted(shifted_mode<Fast>(x[i], m, beta)));
     }
-    return {Fast ? rest.value() : rest.value() * kUnliftD, count};
+    if (Fast) return {rest.value(), count, rest.value() * 0x1p54};
+    return {rest.value() * kUnliftD, count, rest.value()};
 }
 
 template <class T, bool Fast>
@@ -583,14 +584,14 @@ exp_sum s_row_exp_sum(const S* x, std::size_t n, float m, scale2<float> beta) {
         else
             rest.add(exp_arg(shifted(v, m, beta)));
     }
-    return {rest.value(), count};
+    return {rest.value(), count, rest.value() * 0x1p54};  // float32 terms in double: normal, nothing to lift
 }
 // row_exp_sum without the count: every term summed, exp(0) = 1 exactly for entries equal to m.
 template <class S>
 exp_sum s_row_exp_total(const S* x, std::size_t n, float m, scale2<float> beta) {
     neumaier rest;
     for (std::size_t i = 0; i < n; ++i) rest.add(exp_arg(shifted(wide(x[i]), m, beta)));
-    return {rest.value(), 0.0};
+    return {rest.value(), 0.0, rest.value() * 0x1p54};
 }
 template <class S>
 void s_row_exp_scale(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c) {

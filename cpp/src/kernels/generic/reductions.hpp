@@ -171,7 +171,8 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
         auto tail = [&](std::size_t i, typename F::M mk) {
             return F::zero_unless(F::mask_v(mk), a.exp_of(load_s_tail<F>(x + i, mk, n - i)));
         };
-        return {blocked_sum<F>(n, full, tail, side), 0.0};
+        const double total = blocked_sum<F>(n, full, tail, side);
+        return {total, 0.0, total * 0x1p54};
     } else {
     const V mv = F::set1(m);
     typename F::C cnt = F::count_zero();
@@ -179,7 +180,7 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
     // Counts are flushed with the sums: int32 lanes would overflow past 2^31 elements per lane. (A side
     // goes with rows of one chunk: the several-rows kernels take rows of at most kSuperChunk entries.)
     constexpr std::size_t kChunk = std::size_t(1) << 24;
-    double rest = 0;
+    double rest = 0, lifted = 0;
     for (std::size_t base = 0; base < n; base += kChunk) {
         const std::size_t len = n - base < kChunk ? n - base : kChunk;
         const S* xb = x + base;
@@ -195,11 +196,13 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
             cnt = F::count_add(cnt, e);
             return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v)));
         };
-        rest += blocked_sum<F>(len, full, tail, side) * F::kUnlift;  // the terms are lifted (count_arg)
+        const double sum = blocked_sum<F>(len, full, tail, side);  // the terms are lifted (count_arg)
+        rest += sum * F::kUnlift;
+        lifted += sum * (0x1p54 * F::kUnlift);  // exp_sum::lifted's scale
         total_count += F::count_total(cnt);
         cnt = F::count_zero();
     }
-    return {rest, total_count};
+    return {rest, total_count, lifted};
     }
 }
 
