@@ -246,7 +246,7 @@ stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
     if constexpr (!kHalf<S>) {
         if (n > 0) cm = p.k.row_max(x, std::min(C, n));
     }
-    // The chunks' rests added as exp_sum::lifted (2^54 times rest) and scaled back once at the end: a float64
+    // The chunks' rests added in kSumLift's scale (row_exp_sum_max's) and scaled back once at the end: a float64
     // rest below the smallest normal would round at every chunk.
     double lifted = 0;
     for (std::size_t i = 0; i < n; i += C) {
@@ -257,7 +257,7 @@ stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
             return s;
         }
         if (cm > s.m) {
-            lifted = rescaled(p.ex, lifted + s.count * 0x1p54, s.m, double(cm));
+            lifted = rescaled(p.ex, lifted + s.count * kSumLift, s.m, double(cm));
             s.count = 0;
             s.m = cm;
         }
@@ -275,10 +275,10 @@ stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
         } else {
             e = k.row_exp_sum_max(x + i, len, static_cast<T>(s.m), p.b2, x + i + len, next, &cm);
         }
-        lifted += e.lifted;
+        lifted += kHalf<S> ? e.rest * kSumLift : e.rest;  // 16-bit: the storage kernels' plain rest
         s.count += e.count;
     }
-    s.rest = lifted * 0x1p-54;
+    s.rest = lifted / kSumLift;
     return s;
 }
 

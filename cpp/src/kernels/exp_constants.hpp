@@ -16,6 +16,8 @@
 //   the result is within 1 ULP.
 #pragma once
 
+#include <cstdint>
+
 namespace normexp::expc {
 
 // ---- float32 -----------------------------------------------------------------------------------------
@@ -97,6 +99,10 @@ constexpr double kClampOffsetD = 785.0;
 // (exact), and wherever the terms are normal the lifted sum is 2^kLift times the plain one, bit for bit.
 constexpr int kLiftF = 24;
 constexpr int kLiftD = 54;
+constexpr double kLiftScaleF = 0x1p24;  // 2^kLiftF
+constexpr double kLiftScaleD = 0x1p54;  // 2^kLiftD; also the scale of exp_sum::lifted (kernel_table.hpp)
+static_assert(kLiftScaleF == double(std::uint64_t(1) << kLiftF) && kLiftScaleD == double(std::uint64_t(1) << kLiftD),
+              "the lift scales are 2^kLift");
 
 // Rows are summed in blocks of this many elements per accumulator lane before flushing into double,
 // bounding the working-precision error of a block independently of the row length.

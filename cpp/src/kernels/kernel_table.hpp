@@ -39,6 +39,7 @@
 
 #include "normexp/half.hpp"
 #include "../portability.hpp"
+#include "exp_constants.hpp"
 
 namespace normexp {
 
@@ -49,15 +50,13 @@ struct scale2 {
     T lo;
 };
 
-// Partial statistics of a row segment relative to the maximum m: sum_{x != m} exp(t) and #{x == m}, and
-// lifted = rest * 2^54 as the kernel formed it before scaling it back (exp_constants.hpp, kLiftD): a caller
-// that adds the sums of several chunks (reduce.cpp, segment_stats) adds these and scales back once, where a
-// float64 rest below the smallest normal would round at each chunk.
+// Partial statistics of a row segment relative to the maximum m: sum_{x != m} exp(t) and #{x == m}.
 struct exp_sum {
     double rest;
     double count;
-    double lifted = 0;
 };
+// The scale of row_exp_sum_max's rest (exp_constants.hpp: 2^kLiftD).
+constexpr double kSumLift = expc::kLiftScaleD;
 
 // log(count + rest) with full relative accuracy when a single maximum dominates. log1p(r) as
 // log(u) + (r - (u - 1)) / u with u = 1 + r rounded: the quotient restores what rounding u lost (the
@@ -316,8 +315,11 @@ struct reduction_kernels {
     // exp(0) = 1 exactly (softmax needs only count + rest; accuracy::fast never counts). rows_n may be 0.
     void (*col_exp_sum_max)(const T* x, std::size_t rows, std::ptrdiff_t sx, std::size_t w, const T* m,
                             scale2<T> beta, double* rest, double* count, const T* xn, std::size_t rows_n, T* mn);
-    // row_exp_sum(x, n, m, beta), and *mn = row_max(xn, nn) (bit for bit both; nn <= kSuperChunk, may be 0):
-    // a chunk's sum and the next chunk's maximum in one pass (the driver's online row statistics).
+    // row_exp_sum(x, n, m, beta) with rest times kSumLift, and *mn = row_max(xn, nn) (bit for bit both; nn <=
+    // kSuperChunk, may be 0): a chunk's sum and the next chunk's maximum in one pass (the driver's online row
+    // statistics, reduce.cpp: segment_stats). rest is returned in the lifted scale in which the kernel formed it,
+    // so that the chunks' sums add before one scaling back: a float64 rest below the smallest normal would
+    // round at every chunk (15 ULP of a logsumexp of 65536 such terms).
     exp_sum (*row_exp_sum_max)(const T* x, std::size_t n, T m, scale2<T> beta, const T* xn, std::size_t nn, T* mn);
 };
 

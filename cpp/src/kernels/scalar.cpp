@@ -101,8 +101,7 @@ inline arg2 shifted(double x, double m, scale2<double> b) {
 inline double exp_arg(arg2 a) { return exp_d(a.hi, a.lo); }
 // A counting sum's term, lifted by 2^kLiftD (the sum is scaled back by 2^-kLiftD, exactly: the same value
 // wherever the terms are normal, and full precision where they are not).
-constexpr double kUnliftD = 0x1p-54;
-static_assert(kLiftD == 54, "kUnliftD is 2^-kLiftD");
+constexpr double kUnliftD = 1 / kLiftScaleD;
 inline double exp_arg_lifted(arg2 a) { return exp_d(a.hi, a.lo, kLiftD); }
 
 // The argument of each mode (kernel_table.hpp). accuracy::high: shifted above, exact. accuracy::fast: what
@@ -147,7 +146,8 @@ T k_row_max(const T* x, std::size_t n) {
 }
 
 // accuracy::fast counts nothing: every entry is summed (those equal to m as exp(0) = 1), count = 0.
-template <class T, bool Fast>
+// Lifted: rest times kSumLift (row_exp_sum_max, kernel_table.hpp).
+template <class T, bool Fast, bool Lifted = false>
 exp_sum k_row_exp_sum(const T* x, std::size_t n, T m, scale2<T> beta) {
     neumaier rest;
     double count = 0;
@@ -159,8 +159,9 @@ exp_sum k_row_exp_sum(const T* x, std::size_t n, T m, scale2<T> beta) {
         else
             rest.add(exp_arg_lifted(shifted_mode<Fast>(x[i], m, beta)));
     }
-    if (Fast) return {rest.value(), count, rest.value() * 0x1p54};
-    return {rest.value() * kUnliftD, count, rest.value()};
+    // The counted terms are lifted by 2^kLiftD = kSumLift; the fast ones are not.
+    if (Fast) return {Lifted ? rest.value() * kSumLift : rest.value(), count};
+    return {Lifted ? rest.value() : rest.value() * kUnliftD, count};
 }
 
 template <class T, bool Fast>
@@ -262,7 +263,7 @@ void k_col_exp_sum_max(const T* x, std::size_t rows, std::ptrdiff_t sx, std::siz
 template <class T, bool Fast>
 exp_sum k_row_exp_sum_max(const T* x, std::size_t n, T m, scale2<T> beta, const T* xn, std::size_t nn, T* mn) {
     *mn = k_row_max<T>(xn, nn);
-    return k_row_exp_sum<T, Fast>(x, n, m, beta);
+    return k_row_exp_sum<T, Fast, true>(x, n, m, beta);
 }
 
 template <class T, bool Fast>
@@ -584,14 +585,14 @@ exp_sum s_row_exp_sum(const S* x, std::size_t n, float m, scale2<float> beta) {
         else
             rest.add(exp_arg(shifted(v, m, beta)));
     }
-    return {rest.value(), count, rest.value() * 0x1p54};  // float32 terms in double: normal, nothing to lift
+    return {rest.value(), count};
 }
 // row_exp_sum without the count: every term summed, exp(0) = 1 exactly for entries equal to m.
 template <class S>
 exp_sum s_row_exp_total(const S* x, std::size_t n, float m, scale2<float> beta) {
     neumaier rest;
     for (std::size_t i = 0; i < n; ++i) rest.add(exp_arg(shifted(wide(x[i]), m, beta)));
-    return {rest.value(), 0.0, rest.value() * 0x1p54};
+    return {rest.value(), 0.0};
 }
 template <class S>
 void s_row_exp_scale(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c) {

@@ -165,9 +165,8 @@ struct lanes : P {
     // Lift: 2^kLift exp(t + tl) (exp_constants.hpp: the terms of a counting sum), every coefficient times
     // 2^kLift, so p and each Horner step are exactly 2^kLift times the plain ones: the same bits, scaled,
     // wherever the plain result is normal, and 24 (53) bits where it would be subnormal.
-    static constexpr T kLift = f32 ? T(0x1p24) : T(0x1p54);
-    static constexpr double kUnlift = f32 ? 0x1p-24 : 0x1p-54;  // scales a lifted sum back, exactly (in double)
-    static_assert(kLiftF == 24 && kLiftD == 54, "kLift is 2^kLiftF / 2^kLiftD");
+    static constexpr T kLift = T(f32 ? kLiftScaleF : kLiftScaleD);
+    static constexpr double kUnlift = 1 / (f32 ? kLiftScaleF : kLiftScaleD);  // scales a lifted sum back, exactly
     template <bool FullRange, bool HasLo = true, bool Lift = false>
     NX_INLINE static V exp_core(V t, V tl) {
         constexpr T L = Lift ? kLift : T(1);

@@ -161,7 +161,8 @@ NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
 }
 
 // side (generic/lanes.hpp: no_side): work carried along for another row (the several-rows kernels).
-template <class F, bool Scaled, bool Fast, class S = typename F::T, class Side = no_side>
+// Lifted: rest times kSumLift (row_exp_sum_max, kernel_table.hpp).
+template <class F, bool Scaled, bool Fast, class S = typename F::T, class Side = no_side, bool Lifted = false>
 NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta,
                                     Side&& side = Side{}) {
     using V = typename F::V;
@@ -172,7 +173,7 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
             return F::zero_unless(F::mask_v(mk), a.exp_of(load_s_tail<F>(x + i, mk, n - i)));
         };
         const double total = blocked_sum<F>(n, full, tail, side);
-        return {total, 0.0, total * 0x1p54};
+        return {Lifted ? total * kSumLift : total, 0.0};
     } else {
     const V mv = F::set1(m);
     typename F::C cnt = F::count_zero();
@@ -180,7 +181,7 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
     // Counts are flushed with the sums: int32 lanes would overflow past 2^31 elements per lane. (A side
     // goes with rows of one chunk: the several-rows kernels take rows of at most kSuperChunk entries.)
     constexpr std::size_t kChunk = std::size_t(1) << 24;
-    double rest = 0, lifted = 0;
+    double rest = 0;
     for (std::size_t base = 0; base < n; base += kChunk) {
         const std::size_t len = n - base < kChunk ? n - base : kChunk;
         const S* xb = x + base;
@@ -196,13 +197,12 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
             cnt = F::count_add(cnt, e);
             return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v)));
         };
-        const double sum = blocked_sum<F>(len, full, tail, side);  // the terms are lifted (count_arg)
-        rest += sum * F::kUnlift;
-        lifted += sum * (0x1p54 * F::kUnlift);  // exp_sum::lifted's scale
+        // The terms are lifted (count_arg): scaled back, or to kSumLift's scale.
+        rest += blocked_sum<F>(len, full, tail, side) * (Lifted ? kSumLift * F::kUnlift : F::kUnlift);
         total_count += F::count_total(cnt);
         cnt = F::count_zero();
     }
-    return {rest, total_count, lifted};
+    return {rest, total_count};
     }
 }
 
@@ -214,7 +214,7 @@ NX_FLATTEN exp_sum k_row_exp_sum(const S* x, std::size_t n, typename F::T m, sca
 
 // row_exp_sum of one chunk of a row, and row_max of the next (xn, nn entries: at most kSuperChunk) read
 // during the exp pass, four vectors at a time at k_row_max's offsets with its NaN flag: *mn is row_max(xn, nn)
-// bit for bit, and the sum is row_exp_sum's (the side does not touch it). The driver's online statistics
+// bit for bit, and the sum is row_exp_sum's times kSumLift (the side does not touch it). The driver's online statistics
 // (reduce.cpp: segment_stats) walk a row chunk by chunk; a chunk's maximum read on its own was a pass over L2
 // that the exp pass, bound by the FP pipes, has room for.
 template <class F, bool Fast>
@@ -223,8 +223,9 @@ NX_FLATTEN exp_sum k_row_exp_sum_max(const typename F::T* x, std::size_t n, type
                                      typename F::T* mn) {
     max_carry<F, typename F::T> next(xn, nn);
     auto side = make_side([&](std::size_t i) { next.block(i); }, [](std::size_t) {});
-    const exp_sum e = unit_beta(beta) ? row_exp_sum_impl<F, false, Fast>(x, n, m, beta, side)
-                                      : row_exp_sum_impl<F, true, Fast>(x, n, m, beta, side);
+    using Side = decltype(side)&;
+    const exp_sum e = unit_beta(beta) ? row_exp_sum_impl<F, false, Fast, typename F::T, Side, true>(x, n, m, beta, side)
+                                      : row_exp_sum_impl<F, true, Fast, typename F::T, Side, true>(x, n, m, beta, side);
     *mn = next.result();
     return e;
 }
