@@ -258,18 +258,18 @@ NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std:
 // y[j] = op(x[j]) for j in [0, len) (x may be y): with Peel (a whole row's pass) a masked head up to y's
 // line alignment (peel_head), then whole vectors, one masked tail. Element by element: any split gives the
 // same bits.
+// y[0, k) = op(x[0, k)) as one masked vector, k < N: an element-wise pass's head or tail.
+template <class F, class S, class Op>
+NX_INLINE void map_part(const S* x, S* y, std::size_t k, Op op) {
+    const auto mk = F::tail_mask(k);
+    store_s_tail<F>(y, mk, k, op(load_s_tail<F>(x, mk, k)));
+}
 template <class F, bool Peel, class S, class Op>
 NX_INLINE void map_range(const S* x, S* y, std::size_t len, Op op) {
     std::size_t j = Peel ? peel_head<F>(y, len) : 0;
-    if (j) {
-        const auto mk = F::tail_mask(j);
-        store_s_tail<F>(y, mk, j, op(load_s_tail<F>(x, mk, j)));
-    }
+    if (j) map_part<F>(x, y, j, op);
     for (; j + F::N <= len; j += F::N) F::template store_as<S>(y + j, op(F::template load_as<S>(x + j)));
-    if (j < len) {
-        const auto mk = F::tail_mask(len - j);
-        store_s_tail<F>(y + j, mk, len - j, op(load_s_tail<F>(x + j, mk, len - j)));
-    }
+    if (j < len) map_part<F>(x + j, y + j, len - j, op);
 }
 
 template <class F>
@@ -409,19 +409,13 @@ NX_INLINE void log_softmax_range(const S* x, S* y, std::size_t n, typename F::T 
         const fast_arg<F, Scaled> a(m, beta);
         const V cv = F::set1(static_cast<typename F::T>(c));
         auto one = [&](V v) { return F::sub(a.t_of(v, a.nm), cv); };
-        if ((i = Peel ? peel_head<F>(y, n) : 0)) {  // up to y's line alignment (map_range)
-            const auto mk = F::tail_mask(i);
-            store_s_tail<F>(y, mk, i, one(load_s_tail<F>(x, mk, i)));
-        }
+        if ((i = Peel ? peel_head<F>(y, n) : 0)) map_part<F>(x, y, i, one);  // up to y's line alignment
         for (; i + 2 * F::N <= n; i += 2 * F::N) {
             F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
             F::template store_as<S>(y + i + F::N, one(F::template load_as<S>(x + i + F::N)));
         }
         for (; i + F::N <= n; i += F::N) F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
-        if (i < n) {
-            const auto mk = F::tail_mask(n - i);
-            store_s_tail<F>(y + i, mk, n - i, one(load_s_tail<F>(x + i, mk, n - i)));
-        }
+        if (i < n) map_part<F>(x + i, y + i, n - i, one);
     } else {
         static_assert(std::is_same_v<S, typename F::T>, "16-bit storage takes the fast arithmetic (kernel_table.hpp)");
         const log_softmax_op<F> op(m, beta);
