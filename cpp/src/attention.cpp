@@ -51,7 +51,12 @@
 namespace normexp {
 namespace {
 
-constexpr std::size_t kBlockQMin = 96;      // query rows per task: at least this many (see row_blocking)
+// Query rows per task: at least this many (see row_blocking). Each task packs K^T of every key block it
+// visits, so the packing (a transpose: shuffles, one port on Intel) is repeated once per query block; 192
+// rows pay it half as often as 96 (Intel Xeon with AVX-512, one core, float32 prefill 8 x 1024 x 64 and
+// 16 x 1024 x 128: 104-107 -> 108-113 GFLOP/s, causal 16 x 1024 x 128 96 -> 100; two threads 8 x 1024 x 64
+// 199-213 -> 231 at 384 rows, which leaves too few tasks for many threads at such sizes).
+constexpr std::size_t kBlockQMin = 192;
 constexpr std::size_t kBlockK = 128;        // keys per block (a multiple of kAttnKeyPanel)
 constexpr std::size_t kDirectRows = 4;      // up to this many query rows: no K^T packing (qk_direct)
 constexpr std::size_t kDiagRowsMin = 24;    // row groups on the causal diagonal: at least this many rows
@@ -136,7 +141,7 @@ constexpr const char* type_name() {
 
 // Row groups in whole register tiles of the kernels (attention_kernels::tile_rows): causal-diagonal groups of
 // kDiagRowsMin rows rounded up to whole tiles, query blocks of kBlockQMin rows rounded up to whole diagonal
-// groups, so neither ends in a partial tile (24 and 96 rows for the 6-row AVX2, 4-row NEON and 1-row scalar
+// groups, so neither ends in a partial tile (24 and 192 rows for the 6-row AVX2, 4-row NEON and 1-row scalar
 // tiles). Results depend on the diagonal groups (a group computes the keys its last row sees, and the extra
 // zeros can change the order of the kernels' partial sums), so a change of these sizes changes bits; the
 // golden tests (tests/cpp/test_attention_golden.cpp) pin them.
