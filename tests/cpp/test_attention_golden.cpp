@@ -396,7 +396,7 @@ int main(int argc, char** argv) {
     for (const std::string& isa : normexp::available_isas()) {
         std::vector<std::pair<std::string, std::uint64_t>> ks;
         const normexp::kernel_table& t = normexp::detail::kernels_for(isa);
-        // The driver's row groups (24-row diagonal groups, 96-row query blocks: attention.cpp, blocking_for)
+        // The driver's row groups (24-row diagonal groups, 192-row query blocks: attention.cpp, blocking_for)
         // are whole register tiles for every tile height that divides 24; the recorded results assume them.
         const std::size_t tile = t.attn_f32.tile_rows;
         CHECK(tile >= 1 && 24 % tile == 0 && t.attn_f64.tile_rows == tile, "%s: tile_rows %zu / %zu", isa.c_str(),

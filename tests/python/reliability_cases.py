@@ -86,7 +86,7 @@ CASES: list[Case] = [
 
 # ---- attention ---------------------------------------------------------------------------------------
 # "large" shapes open an OpenMP team: Lq * Lkv * (D + Dv + 8) per head far above 2^15 and more than one
-# task (heads x query blocks of 96 rows, or the key splits of a decode step). Kept to a few MFLOP a call.
+# task (heads x query blocks of 192 rows, or the key splits of a decode step). Kept to a few MFLOP a call.
 def _qkv(rng: np.random.Generator, q_shape: tuple, kv_shape: tuple, dv: int, dtype: Any = np.float32) -> tuple:
     q = rng.standard_normal(q_shape).astype(dtype)
     k = rng.standard_normal(kv_shape).astype(dtype)
@@ -97,7 +97,7 @@ def _qkv(rng: np.random.Generator, q_shape: tuple, kv_shape: tuple, dv: int, dty
 def _att_causal(rng: np.random.Generator, scale: str) -> tuple:
     if scale == "small":
         return _qkv(rng, (2, 2, 5, 8), (2, 2, 7, 8), 6)
-    return _qkv(rng, (2, 2, 160, 32), (2, 2, 200, 32), 24)  # 2 query blocks x 4 heads
+    return _qkv(rng, (2, 2, 200, 32), (2, 2, 200, 32), 24)  # 2 query blocks x 4 heads
 
 
 def _att_options(rng: np.random.Generator, scale: str) -> tuple:

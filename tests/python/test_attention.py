@@ -175,8 +175,8 @@ def test_head_dims(isa, d):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_blocks_and_tails(isa):
-    # Query lengths around the query block (96) and key lengths around the key block (128) and panel (16).
-    for lq, lk in [(95, 127), (96, 128), (97, 129), (193, 257), (7, 300)]:
+    # Query lengths around the query block (192) and key lengths around the key block (128) and panel (16).
+    for lq, lk in [(95, 127), (191, 127), (192, 128), (193, 129), (385, 257), (7, 300)]:
         check(rand((1, 1, lq, 24)), rand((1, 1, lk, 24)), rand((1, 1, lk, 20)), isa=isa, is_causal=lq <= lk)
 
 

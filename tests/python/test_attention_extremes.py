@@ -233,14 +233,14 @@ def test_head_dims(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_key_lengths_and_query_blocks(dtype):
-    """Lkv across key-block (128) and vector tails, Lq across the query block (96)."""
+    """Lkv across key-block (128) and vector tails, Lq across the query block (192)."""
     rng = np.random.default_rng(12)
     magnitude = 1e10 if dtype == np.float32 else 1e19
     for lk in [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 127, 128, 129, 130, 200, 255, 256, 257, 300]:
         q, k, _ = exact_qk(rng, (1, 2, 5, 12), (1, 2, lk, 12), dtype, magnitude, ties=lk % 4)
         v = values(rng, (1, 2, lk, 6), dtype)
         check_every_isa(q, k, v, f"Lkv={lk}")
-    for lq in (95, 96, 97, 193):
+    for lq in (95, 191, 192, 193, 385):
         q, k, _ = exact_qk(rng, (1, 1, lq, 8), (1, 1, 150, 8), dtype, magnitude, ties=5)
         v = values(rng, (1, 1, 150, 4), dtype)
         check_every_isa(q, k, v, f"Lq={lq}", scale=3.3)

@@ -60,8 +60,9 @@ def check_sinks(q, k, v, sinks, isa=None, **kw):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "b,hq,hk,lq,lk,d",
-    # one query block; decode with split keys (1 query, 2k keys); GQA decode (grouped rows); prefill
-    [(2, 3, 3, 5, 7, 8), (1, 2, 2, 1, 2100, 16), (1, 8, 2, 1, 700, 16), (1, 4, 2, 130, 300, 24)],
+    # one query block; decode with split keys (1 query, 2k keys); GQA decode (grouped rows); prefill of two
+    # query blocks (192 rows each: attention.cpp, kBlockQMin)
+    [(2, 3, 3, 5, 7, 8), (1, 2, 2, 1, 2100, 16), (1, 8, 2, 1, 700, 16), (1, 4, 2, 230, 300, 24)],
 )
 def test_sinks_match_reference(isa, dtype, b, hq, hk, lq, lk, d):
     q, k, v = rand((b, hq, lq, d), dtype), rand((b, hk, lk, d), dtype), rand((b, hk, lk, d), dtype)
