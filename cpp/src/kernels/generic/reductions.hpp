@@ -217,12 +217,30 @@ NX_FLATTEN exp_sum k_row_exp_sum(const S* x, std::size_t n, typename F::T m, sca
 // bit for bit, and the sum is row_exp_sum's times kSumLift (the side does not touch it). The driver's online statistics
 // (reduce.cpp: segment_stats) walk a row chunk by chunk; a chunk's maximum read on its own was a pass over L2
 // that the exp pass, bound by the FP pipes, has room for.
+// Passes that read a long row from memory (this one's next chunk, read by the side hook; the streaming pass
+// below) have an exp's length per vector, so the core's window holds few steps and so few loads in flight:
+// on an Intel Xeon core (AVX-512) they waited on their loads. Each step prefetches the row
+// kStreamPrefetchBytes ahead (any distance of 1-4 KiB did as well). One thread, 16M entries, builds
+// alternated (the host's memory bandwidth moves between runs): the streaming pass alone took a softmax
+// 15.2-17.1 -> 8.7-10.4 ms in bfloat16, 12.4-13.0 -> 8.2-10.3 in float16, 21.5-22.2 -> 18.6-20.2 in
+// float32; then this pass's: float32 logsumexp 11.5-11.6 -> 6.0-7.7 ms, log_softmax 21.7 -> 16.3-17.2,
+// softmax 18.9-20.6 -> 11.9-15.2. A prefetch past the end of a row is harmless (it never faults); its
+// address is formed as an integer.
+constexpr std::size_t kStreamPrefetchBytes = 2048;
+
 template <class F, bool Fast>
 NX_FLATTEN exp_sum k_row_exp_sum_max(const typename F::T* x, std::size_t n, typename F::T m,
                                      scale2<typename F::T> beta, const typename F::T* xn, std::size_t nn,
                                      typename F::T* mn) {
     max_carry<F, typename F::T> next(xn, nn);
-    auto side = make_side([&](std::size_t i) { next.block(i); }, [](std::size_t) {});
+    auto side = make_side(
+        [&](std::size_t i) {
+            const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(xn + i) + kStreamPrefetchBytes;
+            for (std::size_t b = 0; b < kSideBlock * F::N * sizeof(typename F::T); b += 64)
+                NX_PREFETCH(reinterpret_cast<const char*>(ahead + b));
+            next.block(i);
+        },
+        [](std::size_t) {});
     using Side = decltype(side)&;
     const exp_sum e = unit_beta(beta) ? row_exp_sum_impl<F, false, Fast, typename F::T, Side, true>(x, n, m, beta, side)
                                       : row_exp_sum_impl<F, true, Fast, typename F::T, Side, true>(x, n, m, beta, side);
@@ -292,15 +310,6 @@ NX_FLATTEN void k_row_exp_scale(const S* x, S* y, std::size_t n, typename F::T m
     unit_beta(beta) ? row_exp_scale_impl<F, false, Fast, S>(x, y, n, m, beta, c)
                     : row_exp_scale_impl<F, true, Fast, S>(x, y, n, m, beta, c);
 }
-
-// The streaming pass reads x from memory (it is taken only for outputs beyond the cache, reduce.cpp), one
-// vector per step of an exp's length, so the core's window holds few steps and so few loads in flight: on an
-// Intel Xeon core (AVX-512) the pass waited on its loads. Each step prefetches the input kStreamPrefetchBytes
-// ahead (any distance of 1-4 KiB did as well): one thread, a 16M-entry softmax 15.2-17.1 -> 8.7-10.4 ms in
-// bfloat16, 12.4-13.0 -> 8.2-10.3 in float16, 21.5-22.2 -> 18.6-20.2 in float32 (builds alternated; the
-// host's memory bandwidth moves between runs). A prefetch past the end of x is harmless (it never faults);
-// the address is formed as an integer.
-constexpr std::size_t kStreamPrefetchBytes = 2048;
 
 template <class F, bool Scaled, bool Fast, class S = typename F::T>
 void row_exp_scale_stream_impl(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
