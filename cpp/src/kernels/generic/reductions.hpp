@@ -147,6 +147,19 @@ struct max_carry {
     }
 };
 
+// Passes that read a long row from memory (k_row_max's, k_row_exp_sum_max's next chunk, read by the side hook;
+// the streaming pass) have an exp's length per vector, so the core's window holds few steps and so few loads in flight:
+// on an Intel Xeon core (AVX-512) they waited on their loads. Each step prefetches the row
+// kStreamPrefetchBytes ahead (any distance of 1-4 KiB did as well). One thread, 16M entries, builds
+// alternated (the host's memory bandwidth moves between runs): the streaming pass alone took a softmax
+// 15.2-17.1 -> 8.7-10.4 ms in bfloat16, 12.4-13.0 -> 8.2-10.3 in float16, 21.5-22.2 -> 18.6-20.2 in
+// float32; then this pass's: float32 logsumexp 11.5-11.6 -> 6.0-7.7 ms, log_softmax 21.7 -> 16.3-17.2,
+// softmax 18.9-20.6 -> 11.9-15.2; then k_row_max's (16-bit rows read from memory there, chunk by chunk:
+// reduce.cpp, segment_stats), though its steps are short: float16 / bfloat16 logsumexp 5.9-6.2 -> 5.4-6.1 ms,
+// log_softmax 10.3-11.0 -> 10.0-11.0, softmax 7.3-8.1 -> 7.0-7.6. A prefetch past the end of a row is
+// harmless (it never faults); its address is formed as an integer.
+constexpr std::size_t kStreamPrefetchBytes = 2048;
+
 // A long row takes a masked head up to x's line alignment (peel_head), then max_acc's steps from there. Its
 // steps differ from those of the several-rows kernels' stage A (at the exp pass's offsets) only in which
 // accumulator sees which entry: the same maximum, except which zero where +0 and -0 tie, which no result
@@ -156,7 +169,16 @@ NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
     max_acc<F, S> a;
     const std::size_t h = peel_head<F>(x, n);
     if (h) a.part(x, h);
-    a.from(x + h, 0, n - h);
+    std::size_t i = h;
+    if (n * sizeof(S) > kPeelBytes) {  // a long row, read from beyond L1: prefetched (kStreamPrefetchBytes)
+        constexpr std::size_t kBlock = 4 * F::N * sizeof(S);
+        for (; i + 4 * F::N <= n; i += 4 * F::N) {
+            const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(x + i) + kStreamPrefetchBytes;
+            for (std::size_t b = 0; b < kBlock; b += 64) NX_PREFETCH(reinterpret_cast<const char*>(ahead + b));
+            a.block4(x + i);
+        }
+    }
+    a.from(x + i, 0, n - i);
     return a.result();
 }
 
@@ -217,17 +239,6 @@ NX_FLATTEN exp_sum k_row_exp_sum(const S* x, std::size_t n, typename F::T m, sca
 // bit for bit, and the sum is row_exp_sum's times kSumLift (the side does not touch it). The driver's online statistics
 // (reduce.cpp: segment_stats) walk a row chunk by chunk; a chunk's maximum read on its own was a pass over L2
 // that the exp pass, bound by the FP pipes, has room for.
-// Passes that read a long row from memory (this one's next chunk, read by the side hook; the streaming pass
-// below) have an exp's length per vector, so the core's window holds few steps and so few loads in flight:
-// on an Intel Xeon core (AVX-512) they waited on their loads. Each step prefetches the row
-// kStreamPrefetchBytes ahead (any distance of 1-4 KiB did as well). One thread, 16M entries, builds
-// alternated (the host's memory bandwidth moves between runs): the streaming pass alone took a softmax
-// 15.2-17.1 -> 8.7-10.4 ms in bfloat16, 12.4-13.0 -> 8.2-10.3 in float16, 21.5-22.2 -> 18.6-20.2 in
-// float32; then this pass's: float32 logsumexp 11.5-11.6 -> 6.0-7.7 ms, log_softmax 21.7 -> 16.3-17.2,
-// softmax 18.9-20.6 -> 11.9-15.2. A prefetch past the end of a row is harmless (it never faults); its
-// address is formed as an integer.
-constexpr std::size_t kStreamPrefetchBytes = 2048;
-
 template <class F, bool Fast>
 NX_FLATTEN exp_sum k_row_exp_sum_max(const typename F::T* x, std::size_t n, typename F::T m,
                                      scale2<typename F::T> beta, const typename F::T* xn, std::size_t nn,
