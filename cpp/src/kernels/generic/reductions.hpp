@@ -81,28 +81,6 @@ NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
     }
 }
 
-// Passes that read a long row from memory (k_row_max's, max_carry's: another row or chunk, read along an exp
-// pass by its side hook; the streaming pass) have an exp's length per vector, so the core's window holds few
-// steps and so few loads in flight: on an Intel Xeon core (AVX-512) they waited on their loads. Each step
-// prefetches the row kStreamPrefetchBytes ahead (any distance of 1-4 KiB did as well). One thread, 16M entries, builds
-// alternated (the host's memory bandwidth moves between runs): the streaming pass alone took a softmax
-// 15.2-17.1 -> 8.7-10.4 ms in bfloat16, 12.4-13.0 -> 8.2-10.3 in float16, 21.5-22.2 -> 18.6-20.2 in
-// float32; then this pass's: float32 logsumexp 11.5-11.6 -> 6.0-7.7 ms, log_softmax 21.7 -> 16.3-17.2,
-// softmax 18.9-20.6 -> 11.9-15.2; then k_row_max's (16-bit rows read from memory there, chunk by chunk:
-// reduce.cpp, segment_stats), though its steps are short: float16 / bfloat16 logsumexp 5.9-6.2 -> 5.4-6.1 ms,
-// log_softmax 10.3-11.0 -> 10.0-11.0, softmax 7.3-8.1 -> 7.0-7.6; max_carry's in every long-row path
-// (rows_long, the chunked softmax rows), a float32 log_softmax 512x4096 (8 MiB, beyond this core's 2 MiB
-// L2) 1005-1010 -> 888-893 us; in-cache shapes (1x32000, 4096x128) unchanged. A prefetch past the end of a
-// row is harmless (it never faults); its address is formed as an integer.
-constexpr std::size_t kStreamPrefetchBytes = 2048;
-
-// Prefetches the cache lines of [p, p + bytes) kStreamPrefetchBytes ahead (the address formed as an integer).
-template <class S>
-NX_INLINE void prefetch_ahead(const S* p, std::size_t bytes) {
-    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p) + kStreamPrefetchBytes;
-    for (std::size_t b = 0; b < bytes; b += 64) NX_PREFETCH(reinterpret_cast<const char*>(a + b));
-}
-
 // The running maximum of a row, in the steps of k_row_max (block4, then one, then tail): four accumulators
 // and a NaN flag. The several-rows kernels drive the same steps at the same offsets, so the same maximum
 // (k_row_max's: up to the zero, where +0 and -0 tie). Nan = false leaves the flag out (half the operations
@@ -148,23 +126,16 @@ struct max_acc {
 };
 
 // The maximum of another row (x, n entries) carried by a pass over this one (its side hook, generic/lanes.hpp):
-// k_row_max's head first (a long row's, up to x's line alignment: peel_head), then block(i) takes the entries
-// [i, i + kSideBlock N) after it while they exist, result() the rest, so the accumulators see k_row_max's
-// offsets in its order and the maximum has its bits (with Nan, its NaN flag too). The head keeps the loads off
-// line boundaries (one Intel Xeon core, AVX-512, float32 at numpy's 16-byte offset: softmax 512x4096
-// 747-763 -> 726 us, 64x65536 1820-1835 -> 1714-1751 us).
+// block(i) takes the other row's entries [i, i + kSideBlock N) while they exist, result() the rest, so the
+// accumulators see k_row_max's offsets in its order and the maximum has its bits (with Nan, its NaN flag too).
 template <class F, class S, bool Nan = true>
 struct max_carry {
     max_acc<F, S, Nan> ma;
-    const S* x;  // the entries after k_row_max's head
-    std::size_t h, n, done = 0;
-    max_carry(const S* x_, std::size_t n_) : h(peel_head<F>(x_, n_)) {
-        if (h) ma.part(x_, h);
-        x = x_ + h, n = n_ - h;
-    }
+    const S* x;
+    std::size_t n, done = 0;
+    max_carry(const S* x_, std::size_t n_) : x(x_), n(n_) {}
     NX_INLINE void block(std::size_t i) {
         if (i + kSideBlock * F::N <= n) {
-            prefetch_ahead(x + i, kSideBlock * F::N * sizeof(S));
             ma.block4(x + i);
             ma.block4(x + i + 4 * F::N);
             done = i + kSideBlock * F::N;
@@ -185,14 +156,7 @@ NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
     max_acc<F, S> a;
     const std::size_t h = peel_head<F>(x, n);
     if (h) a.part(x, h);
-    std::size_t i = h;
-    if (n * sizeof(S) > kPeelBytes) {  // a long row, read from beyond L1: prefetched (kStreamPrefetchBytes)
-        for (; i + 4 * F::N <= n; i += 4 * F::N) {
-            prefetch_ahead(x + i, 4 * F::N * sizeof(S));
-            a.block4(x + i);
-        }
-    }
-    a.from(x + i, 0, n - i);
+    a.from(x + h, 0, n - h);
     return a.result();
 }
 
@@ -253,12 +217,30 @@ NX_FLATTEN exp_sum k_row_exp_sum(const S* x, std::size_t n, typename F::T m, sca
 // bit for bit, and the sum is row_exp_sum's times kSumLift (the side does not touch it). The driver's online statistics
 // (reduce.cpp: segment_stats) walk a row chunk by chunk; a chunk's maximum read on its own was a pass over L2
 // that the exp pass, bound by the FP pipes, has room for.
+// Passes that read a long row from memory (this one's next chunk, read by the side hook; the streaming pass
+// below) have an exp's length per vector, so the core's window holds few steps and so few loads in flight:
+// on an Intel Xeon core (AVX-512) they waited on their loads. Each step prefetches the row
+// kStreamPrefetchBytes ahead (any distance of 1-4 KiB did as well). One thread, 16M entries, builds
+// alternated (the host's memory bandwidth moves between runs): the streaming pass alone took a softmax
+// 15.2-17.1 -> 8.7-10.4 ms in bfloat16, 12.4-13.0 -> 8.2-10.3 in float16, 21.5-22.2 -> 18.6-20.2 in
+// float32; then this pass's: float32 logsumexp 11.5-11.6 -> 6.0-7.7 ms, log_softmax 21.7 -> 16.3-17.2,
+// softmax 18.9-20.6 -> 11.9-15.2. A prefetch past the end of a row is harmless (it never faults); its
+// address is formed as an integer.
+constexpr std::size_t kStreamPrefetchBytes = 2048;
+
 template <class F, bool Fast>
 NX_FLATTEN exp_sum k_row_exp_sum_max(const typename F::T* x, std::size_t n, typename F::T m,
                                      scale2<typename F::T> beta, const typename F::T* xn, std::size_t nn,
                                      typename F::T* mn) {
     max_carry<F, typename F::T> next(xn, nn);
-    auto side = make_side([&](std::size_t i) { next.block(i); }, [](std::size_t) {});
+    auto side = make_side(
+        [&](std::size_t i) {
+            const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(xn + i) + kStreamPrefetchBytes;
+            for (std::size_t b = 0; b < kSideBlock * F::N * sizeof(typename F::T); b += 64)
+                NX_PREFETCH(reinterpret_cast<const char*>(ahead + b));
+            next.block(i);
+        },
+        [](std::size_t) {});
     using Side = decltype(side)&;
     const exp_sum e = unit_beta(beta) ? row_exp_sum_impl<F, false, Fast, typename F::T, Side, true>(x, n, m, beta, side)
                                       : row_exp_sum_impl<F, true, Fast, typename F::T, Side, true>(x, n, m, beta, side);
@@ -344,7 +326,7 @@ void row_exp_scale_stream_impl(const S* x, S* y, std::size_t n, typename F::T m,
     const auto cv = F::set1(c);
     std::size_t i = head;
     for (; i + F::N <= n; i += F::N) {
-        prefetch_ahead(x + i, F::N * sizeof(S));
+        NX_PREFETCH(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(x + i) + kStreamPrefetchBytes));
         F::template stream_as<S>(y + i, F::mul(a.exp_of(F::template load_as<S>(x + i)), cv));
     }
     F::stream_fence();  // order the streaming stores before anything that follows
