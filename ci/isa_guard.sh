@@ -21,7 +21,7 @@ if [ -z "$py" ]; then
 fi
 # qemu needs the interpreter's ELF file, not a wrapper script (pyenv shims are bash): a venv's
 # bin/python symlink is fine (Python finds pyvenv.cfg next to argv[0]), otherwise use sys.executable.
-if head -c 4 "$(command -v "$py")" | grep -q ELF; then
+if [ "$(head -c 4 "$(command -v "$py")" | tail -c 3)" = ELF ]; then
   pybin="$(command -v "$py")"
 else
   pybin="$("$py" -c 'import sys; print(sys.executable)')"

@@ -41,8 +41,11 @@ auditwheel repair -w "$house" "$house"/raw/normexp-*.whl
 whl=$(ls "$house"/normexp-*manylinux*.whl)
 auditwheel show "$whl" | sed 's/^/   /'
 # The repaired wheel must carry the OpenMP runtime it links, and nothing of the C++ library's install.
-if ! unzip -l "$whl" | grep -q 'libgomp'; then echo "wheel: libgomp is not bundled"; exit 1; fi
-if unzip -l "$whl" | grep -E 'include/normexp|cmake/normexp|pkgconfig'; then echo "wheel: C++ install files in the wheel"; exit 1; fi
+# The listing is read whole before it is searched: under pipefail, `unzip -l | grep -q` fails whenever
+# grep exits at its first match while unzip is still writing (SIGPIPE), which read as "not bundled".
+listing=$(unzip -l "$whl")
+if ! grep -q 'libgomp' <<<"$listing"; then echo "wheel: libgomp is not bundled"; exit 1; fi
+if grep -E 'include/normexp|cmake/normexp|pkgconfig' <<<"$listing"; then echo "wheel: C++ install files in the wheel"; exit 1; fi
 
 echo "== wheel: clean venv, install, test from outside the tree"
 python3 -m venv "$venv/env"
