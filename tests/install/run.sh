@@ -55,14 +55,14 @@ for kind in static shared; do
     cmake --install "$work/$kind/build" --prefix "$prefix" >/dev/null
     rm -rf "$work/$kind/build"
     (cd "$prefix" && find . -type f -o -type l | sort | sed 's/^/    /')
-    libdir=$(dirname "$(find "$prefix" -name 'libnormexp.*' | head -1)")
+    libdir=$(dirname "$(find "$prefix" -name 'libnormexp.*' -print -quit)")
 
     if [ "$kind" = shared ]; then
         step "shared: exported symbols"
         check_symbols "$libdir/libnormexp.so"
     else
         [ -f "$libdir/libnormexp.a" ] || { echo "no libnormexp.a in $libdir"; exit 1; }
-        if find "$prefix" -name 'libnormexp.so*' | grep -q .; then echo "static install has a .so"; exit 1; fi
+        if [ -n "$(find "$prefix" -name 'libnormexp.so*' -print -quit)" ]; then echo "static install has a .so"; exit 1; fi
     fi
 
     step "$kind: find_package consumer (C and C++)"
