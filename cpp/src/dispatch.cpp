@@ -140,7 +140,8 @@ void overwrite(reduction_kernels<T>& b, const reduction_kernels<T>& s) {
     NX_TAKE(exp); NX_TAKE(row_max); NX_TAKE(row_exp_sum); NX_TAKE(row_exp_store); NX_TAKE(row_scale);
     NX_TAKE(row_exp_scale); NX_TAKE(row_log_softmax); NX_TAKE(col_max); NX_TAKE(col_exp_sum);
     NX_TAKE(col_exp_scale); NX_TAKE(col_log_softmax); NX_TAKE(col_exp_store); NX_TAKE(col_scale);
-    NX_TAKE(row_exp_scale_stream); NX_TAKE(col_exp_scale_stream); NX_TAKE(col_log_softmax_stream);
+    NX_TAKE(row_exp_scale_stream); NX_TAKE(row_log_softmax_stream); NX_TAKE(col_exp_scale_stream);
+    NX_TAKE(col_log_softmax_stream);
     NX_TAKE(row_collect_ge); NX_TAKE(row_sample_weights);
     NX_TAKE(rows_softmax); NX_TAKE(rows_exp_sum); NX_TAKE(rows_log_softmax); NX_TAKE(col_exp_sum_max);
     NX_TAKE(row_exp_sum_max);
@@ -160,6 +161,7 @@ void overwrite(storage_kernels<S>& b, const storage_kernels<S>& s) {
     NX_TAKE(row_max); NX_TAKE(row_exp_sum); NX_TAKE(row_exp_scale); NX_TAKE(row_log_softmax); NX_TAKE(col_max);
     NX_TAKE(col_exp_sum); NX_TAKE(col_exp_scale); NX_TAKE(col_log_softmax); NX_TAKE(rows_softmax);
     NX_TAKE(rows_exp_sum); NX_TAKE(rows_log_softmax); NX_TAKE(row_exp_total); NX_TAKE(row_exp_scale_stream);
+    NX_TAKE(row_log_softmax_stream);
 }
 template <class S>
 void overwrite(attention_kv_kernels<S>& b, const attention_kv_kernels<S>& s) {

@@ -9,7 +9,8 @@
 //             (max; y = exp(x - m) and its sum; y *= 1/sum), one exp per element.
 //             longer rows and log_softmax/logsumexp: two passes over memory. Pass 1 computes the row
 //             statistics (max, sum of exp) online in L1-sized chunks: each chunk's max is read during the
-//             previous chunk's exp pass (row_exp_sum_max), its sum from L1. Pass 2 writes the output.
+//             previous chunk's exp pass (row_exp_sum_max), its sum from L1. Pass 2 writes the output,
+//             around the caches for rows of kStreamBytes or more (softmax and log_softmax alike).
 //  * columns: the axis is strided but another dimension has unit stride (e.g. axis 0 of a C-ordered
 //             matrix). The column kernels vectorize across that contiguous dimension, so no transposing
 //             copy is made. Blocks are up to kColBlock columns wide, so each row of a block is a long
@@ -61,7 +62,7 @@ constexpr std::size_t kColSuperMinBytes = std::size_t(1) << 20; // row super-chu
 constexpr std::size_t kColSuperMaxBytes = std::size_t(4) << 20; //   between these sizes (col_super_rows)
 constexpr std::size_t kSuperChunk = std::size_t(1) << 16;      // elements; unit of row splitting
 constexpr std::size_t kColBlock = 1024;                        // columns per work item (column traversal)
-constexpr std::size_t kStreamBytes = std::size_t(8) << 20;     // softmax rows this long bypass the caches
+constexpr std::size_t kStreamBytes = std::size_t(8) << 20;     // rows this long write around the caches
 
 template <class T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
@@ -357,17 +358,16 @@ void write_lse(const plan<S>& p, S* y, const stats& s) {
 }
 
 // The outputs of len entries of a row (x, y) from the row's statistics: c is 1/sum (softmax) or log(sum)
-// (log_softmax). stream: softmax output bypasses the caches (same values as the cached store).
+// (log_softmax). stream: the output bypasses the caches (same values as the cached store).
 template <class S>
 void row_piece(const plan<S>& p, const stats& s, double c, const S* x, S* y, std::size_t len, bool stream) {
     using T = value_t<S>;
     const T m = static_cast<T>(s.m);
     const kernels_t<S>& k = kernels_for_max(p, m);
-    if (p.op == reduction::softmax && stream) return k.row_exp_scale_stream(x, y, len, m, p.b2, static_cast<T>(c));
     if (p.op == reduction::softmax)
-        k.row_exp_scale(x, y, len, m, p.b2, static_cast<T>(c));
+        (stream ? k.row_exp_scale_stream : k.row_exp_scale)(x, y, len, m, p.b2, static_cast<T>(c));
     else
-        k.row_log_softmax(x, y, len, m, p.b2, c);
+        (stream ? k.row_log_softmax_stream : k.row_log_softmax)(x, y, len, m, p.b2, c);
 }
 
 // One contiguous row (x and y unit stride; for logsumexp y is the single output).

@@ -16,8 +16,9 @@
 //  * row_exp_total (softmax's sum of a long row): count 0, rest within 2^-16 relative of the
 //    specification's count + rest (the 16-bit exp's 2^-17 plus the blocked float32 summation) (the SIMD sets sum as row_exp_sum does, with the 1s of the entries at the
 //    maximum in the float32 blocks; the specification's own row_exp_total to 2^-50 of its count + rest).
-//  * row_exp_scale_stream: row_exp_scale's bits at every offset of y from a 64-byte boundary (the head of
-//    ordinary stores, the streamed middle, the tail), nothing stored before y or past y + n.
+//  * row_exp_scale_stream / row_log_softmax_stream: row_exp_scale's / row_log_softmax's bits at every offset of
+//    y from a 64-byte boundary (the head of ordinary stores, the streamed middle, the tail), nothing stored
+//    before y or past y + n.
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -268,6 +269,20 @@ void test_long_row_entries(const normexp::kernel_table& kt, const normexp::kerne
             for (S* g = ys + n; g < buf.data() + buf.size(); ++g) clean = clean && g->bits == kGuard;
             CHECK(same, "%s: row_exp_scale_stream differs from row_exp_scale, y offset %zu", where.c_str(), off);
             CHECK(clean, "%s: row_exp_scale_stream stored outside y, offset %zu", where.c_str(), off);
+        }
+        // row_log_softmax_stream against row_log_softmax, likewise.
+        const double lc = std::log(want);
+        k.row_log_softmax(x.data(), y.data(), n, m, b, lc);
+        for (std::size_t off = 0; off <= 32; ++off) {
+            for (auto& h : buf) h.bits = kGuard;
+            S* ys = buf.data() + lead + 32 + off;
+            k.row_log_softmax_stream(x.data(), ys, n, m, b, lc);
+            bool same = true, clean = true;
+            for (std::size_t i = 0; i < n; ++i) same = same && ys[i].bits == y[i].bits;
+            for (S* g = buf.data(); g < ys; ++g) clean = clean && g->bits == kGuard;
+            for (S* g = ys + n; g < buf.data() + buf.size(); ++g) clean = clean && g->bits == kGuard;
+            CHECK(same, "%s: row_log_softmax_stream differs from row_log_softmax, y offset %zu", where.c_str(), off);
+            CHECK(clean, "%s: row_log_softmax_stream stored outside y, offset %zu", where.c_str(), off);
         }
     }
 }

@@ -122,6 +122,13 @@ void test_rows(const normexp::kernel_table& kt) {
                     worst_ls = std::max(worst_ls, u);
                     CHECK(u <= 2, "%s row_log_softmax n=%zu i=%zu: %a vs %a", kt.name, n, i, double(z[i]), double(ref));
                 }
+                for (std::size_t off = 0; off < 3; ++off) {  // the streaming variant: the same bits, any alignment
+                    std::vector<T> zs(n + 8);
+                    k.row_log_softmax_stream(x.data(), zs.data() + off, n, m, b, lc);
+                    for (std::size_t i = 0; i < n; ++i)
+                        CHECK(zs[off + i] == z[i] || (zs[off + i] != zs[off + i] && z[i] != z[i]),
+                              "%s row_log_softmax_stream n=%zu off=%zu", kt.name, n, off);
+                }
             }
         }
     }

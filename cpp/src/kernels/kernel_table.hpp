@@ -255,6 +255,8 @@ struct reduction_kernels {
     // row_exp_scale for outputs far larger than the caches: stores bypass them where the ISA can
     // (non-temporal), saving the read-for-ownership of every output line. Same results.
     void (*row_exp_scale_stream)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, T c);
+    // row_log_softmax likewise (same results).
+    void (*row_log_softmax_stream)(const T* x, T* y, std::size_t n, T m, scale2<T> beta, double c);
     // col_exp_scale and col_log_softmax for column blocks far larger than the caches, likewise: the whole
     // vectors of each output row from its first cache-line boundary on bypass the caches where the ISA can
     // (the driver's online column path then moves x twice and y once, as many bytes as the last axis).
@@ -369,9 +371,11 @@ struct storage_kernels {
     // row_exp_total is row_exp_sum without the count, {sum over every x of exp(beta (x - m)), 0} (an entry
     // equal to m adds exp(0) = 1 exactly; accuracy::fast's row_exp_sum), and row_exp_scale_stream is
     // row_exp_scale with stores that bypass the caches where the ISA can (the same values; NEON: the
-    // ordinary kernel). Sums: the SIMD sets as row_exp_sum's rest, the specification in double.
+    // ordinary kernel), row_log_softmax_stream likewise for log_softmax's long rows. Sums: the SIMD sets as
+    // row_exp_sum's rest, the specification in double.
     exp_sum (*row_exp_total)(const S* x, std::size_t n, float m, scale2<float> beta);
     void (*row_exp_scale_stream)(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c);
+    void (*row_log_softmax_stream)(const S* x, S* y, std::size_t n, float m, scale2<float> beta, double c);
 };
 
 // ---- attention (blocked, flash-style) ------------------------------------------------------------------

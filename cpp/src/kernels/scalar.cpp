@@ -417,7 +417,8 @@ constexpr reduction_kernels<T> make_kernels() {
     return {k_exp<T>,          k_row_max<T>,       k_row_exp_sum<T, Fast>,     k_row_exp_store<T, Fast>,
             k_row_scale<T>,    k_row_exp_scale<T, Fast>, k_row_log_softmax<T, Fast>, k_col_max<T>,
             k_col_exp_sum<T, Fast>,  k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>, k_col_exp_store<T, Fast>,
-            k_col_scale<T>,    k_row_exp_scale<T, Fast>, k_col_exp_scale<T, Fast>, k_col_log_softmax<T, Fast>,
+            k_col_scale<T>,    k_row_exp_scale<T, Fast>, k_row_log_softmax<T, Fast>, k_col_exp_scale<T, Fast>,
+            k_col_log_softmax<T, Fast>,
             k_row_collect_ge<T>, k_row_sample_weights<T>,
             k_rows_softmax<T, Fast>, k_rows_exp_sum<T, Fast>, k_rows_log_softmax<T, Fast>,
             k_col_exp_sum_max<T, Fast>, k_row_exp_sum_max<T, Fast>};
@@ -676,7 +677,8 @@ template <class S>
 constexpr storage_kernels<S> make_storage_kernels() {
     return {s_row_max<S>,      s_row_exp_sum<S>,     s_row_exp_scale<S>, s_row_log_softmax<S>, s_col_max<S>,
             s_col_exp_sum<S>,  s_col_exp_scale<S>,   s_col_log_softmax<S>, s_rows_softmax<S>,  s_rows_exp_sum<S>,
-            s_rows_log_softmax<S>, s_row_exp_total<S>, s_row_exp_scale<S>};  // no streaming store in the specification
+            s_rows_log_softmax<S>, s_row_exp_total<S>, s_row_exp_scale<S>,
+            s_row_log_softmax<S>};  // no streaming store in the specification
 }
 
 }  // namespace

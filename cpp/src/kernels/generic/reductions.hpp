@@ -315,26 +315,35 @@ NX_FLATTEN void k_row_exp_scale(const S* x, S* y, std::size_t n, typename F::T m
                     : row_exp_scale_impl<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
-template <class F, bool Scaled, bool Fast, class S = typename F::T>
-void row_exp_scale_stream_impl(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
-                               typename F::T c) {
-    // Head up to the first boundary of y where a whole vector of S is aligned (kStreamAlignAs: 64 bytes for
-    // float32 on AVX-512, a vector's 32 bytes of float16 / bfloat16) with ordinary stores, then aligned
-    // streaming stores (same values as row_exp_scale: only the store instruction differs). y is aligned to
-    // its element (the drivers' contract), so head is a whole number of elements.
+// y = op(x) on [0, n) for outputs far larger than the caches (reduce.cpp: kStreamBytes): the whole vectors from
+// y's first boundary where a vector of S is aligned (kStreamAlignAs: 64 bytes for float32 on AVX-512, a vector's
+// 32 bytes of float16 / bfloat16) go out with streaming stores (no read-for-ownership of y's lines), each step
+// prefetching x (prefetch_ahead); the head before that boundary and the tail go through `ordinary`, the cached
+// pass over a range, whose values are op's (only the store instruction differs). y is aligned to its element
+// (the drivers' contract), so the head is a whole number of elements.
+template <class F, class S, class Op, class Ordinary>
+NX_INLINE void stream_range(const S* x, S* y, std::size_t n, Op op, Ordinary ordinary) {
     constexpr std::size_t A = F::template kStreamAlignAs<S>;
     std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(S);
     if (head > n) head = n;
-    row_exp_scale_impl<F, Scaled, Fast, S>(x, y, head, m, beta, c);
-    const storage_arg<F, Scaled, Fast, S> a(m, beta);
-    const auto cv = F::set1(c);
+    ordinary(x, y, head);
     std::size_t i = head;
     for (; i + F::N <= n; i += F::N) {
         prefetch_ahead(x + i, F::N * sizeof(S));
-        F::template stream_as<S>(y + i, F::mul(a.exp_of(F::template load_as<S>(x + i)), cv));
+        F::template stream_as<S>(y + i, op(F::template load_as<S>(x + i)));
     }
     F::stream_fence();  // order the streaming stores before anything that follows
-    row_exp_scale_impl<F, Scaled, Fast, S>(x + i, y + i, n - i, m, beta, c);
+    ordinary(x + i, y + i, n - i);
+}
+
+template <class F, bool Scaled, bool Fast, class S = typename F::T>
+void row_exp_scale_stream_impl(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                               typename F::T c) {
+    const storage_arg<F, Scaled, Fast, S> a(m, beta);
+    const auto cv = F::set1(c);
+    stream_range<F>(
+        x, y, n, [&](typename F::V v) { return F::mul(a.exp_of(v), cv); },
+        [&](const S* xr, S* yr, std::size_t len) { row_exp_scale_impl<F, Scaled, Fast, S>(xr, yr, len, m, beta, c); });
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -424,15 +433,23 @@ constexpr bool kCheapLogSoftmax = Fast || (sizeof(typename F::T) == 4 && !Scaled
 // y = beta (x - m) - c on [0, n): fl(t - fl(c)) where kCheapLogSoftmax, else log_softmax_op's one rounding
 // from double (float64: double-double). Element by element, so any split of a row into ranges gives the same
 // bits (the several-rows kernels write a row in blocks). Peel: a whole row's pass (map_range).
+// log_softmax of one vector where kCheapLogSoftmax: fl(t - fl(c)), t = fast_arg's argument.
+template <class F, bool Scaled>
+struct cheap_log_softmax {
+    using V = typename F::V;
+    fast_arg<F, Scaled> a;
+    V cv;
+    cheap_log_softmax(typename F::T m, scale2<typename F::T> beta, double c)
+        : a(m, beta), cv(F::set1(static_cast<typename F::T>(c))) {}
+    V operator()(V v) const { return F::sub(a.t_of(v, a.nm), cv); }
+};
+
 template <class F, bool Scaled, bool Fast, class S, bool Peel = true>
 NX_INLINE void log_softmax_range(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
                                  double c) {
-    using V = typename F::V;
     std::size_t i = 0;
     if constexpr (kCheapLogSoftmax<F, Scaled, Fast>) {
-        const fast_arg<F, Scaled> a(m, beta);
-        const V cv = F::set1(static_cast<typename F::T>(c));
-        auto one = [&](V v) { return F::sub(a.t_of(v, a.nm), cv); };
+        const cheap_log_softmax<F, Scaled> one(m, beta, c);
         if ((i = Peel ? peel_head<F>(y, n) : 0)) map_part<F>(x, y, i, one);  // up to y's line alignment
         for (; i + 2 * F::N <= n; i += 2 * F::N) {
             F::template store_as<S>(y + i, one(F::template load_as<S>(x + i)));
@@ -456,6 +473,25 @@ NX_INLINE void log_softmax_range(const S* x, S* y, std::size_t n, typename F::T 
             F::store_tail(y + i, mk, op.row(F::load_tail(x + i, mk), c));
         }
     }
+}
+
+// log_softmax_range's values with streaming stores (stream_range), for outputs far larger than the caches.
+template <class F, bool Scaled, bool Fast, class S>
+void log_softmax_stream_range(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta, double c) {
+    auto ordinary = [&](const S* xr, S* yr, std::size_t len) { log_softmax_range<F, Scaled, Fast, S>(xr, yr, len, m, beta, c); };
+    if constexpr (kCheapLogSoftmax<F, Scaled, Fast>) {
+        stream_range<F>(x, y, n, cheap_log_softmax<F, Scaled>(m, beta, c), ordinary);
+    } else {
+        const log_softmax_op<F> op(m, beta);
+        stream_range<F>(x, y, n, [&](typename F::V v) { return op.row(v, c); }, ordinary);
+    }
+}
+
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN void k_row_log_softmax_stream(const S* x, S* y, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                         double c) {
+    unit_beta(beta) ? log_softmax_stream_range<F, false, Fast, S>(x, y, n, m, beta, c)
+                    : log_softmax_stream_range<F, true, Fast, S>(x, y, n, m, beta, c);
 }
 
 template <class F, bool Fast, class S = typename F::T>
@@ -1466,8 +1502,13 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
     k.col_scale = k_col_scale<F>;
     // Without a cache-bypassing vector store worth using (F::kStream false: NEON, whose STNP is only a
     // hint that most cores ignore), the streaming entry is the ordinary kernel: same results.
-    if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F, Fast>;
-    else k.row_exp_scale_stream = k_row_exp_scale<F, Fast>;
+    if constexpr (F::kStream) {
+        k.row_exp_scale_stream = k_row_exp_scale_stream<F, Fast>;
+        k.row_log_softmax_stream = k_row_log_softmax_stream<F, Fast>;
+    } else {
+        k.row_exp_scale_stream = k_row_exp_scale<F, Fast>;
+        k.row_log_softmax_stream = k_row_log_softmax<F, Fast>;
+    }
     k.col_exp_scale_stream = k_col_exp_scale_stream<F, Fast>;  // ordinary stores where !F::kStream
     k.col_log_softmax_stream = k_col_log_softmax_stream<F, Fast>;
     k.rows_softmax = k_rows_softmax<F, Fast>;
@@ -1495,6 +1536,11 @@ void add_storage_reductions(storage_kernels<S>& k) {
     k.rows_exp_sum = k_rows_exp_sum<F, false, S>;
     k.rows_log_softmax = k_rows_log_softmax<F, false, true, S>;
     k.row_exp_total = k_row_exp_sum<F, true, S>;  // Fast: nothing counted, the same (fast) argument
-    if constexpr (F::kStream) k.row_exp_scale_stream = k_row_exp_scale_stream<F, true, S>;
-    else k.row_exp_scale_stream = k_row_exp_scale<F, true, S>;
+    if constexpr (F::kStream) {
+        k.row_exp_scale_stream = k_row_exp_scale_stream<F, true, S>;
+        k.row_log_softmax_stream = k_row_log_softmax_stream<F, true, S>;
+    } else {
+        k.row_exp_scale_stream = k_row_exp_scale<F, true, S>;
+        k.row_log_softmax_stream = k_row_log_softmax<F, true, S>;
+    }
 }
