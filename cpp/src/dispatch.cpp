@@ -161,7 +161,7 @@ void overwrite(storage_kernels<S>& b, const storage_kernels<S>& s) {
     NX_TAKE(row_max); NX_TAKE(row_exp_sum); NX_TAKE(row_exp_scale); NX_TAKE(row_log_softmax); NX_TAKE(col_max);
     NX_TAKE(col_exp_sum); NX_TAKE(col_exp_scale); NX_TAKE(col_log_softmax); NX_TAKE(rows_softmax);
     NX_TAKE(rows_exp_sum); NX_TAKE(rows_log_softmax); NX_TAKE(row_exp_total); NX_TAKE(row_exp_scale_stream);
-    NX_TAKE(row_log_softmax_stream);
+    NX_TAKE(row_log_softmax_stream); NX_TAKE(row_exp_sum_max); NX_TAKE(row_exp_total_max);
 }
 template <class S>
 void overwrite(attention_kv_kernels<S>& b, const attention_kv_kernels<S>& s) {

@@ -232,27 +232,23 @@ stats given_stats(const plan<S>& p, std::ptrdiff_t oz) {
     return stats_from(widen(p.given_m[oz]), p.given_sums + 2 * oz);
 }
 
-// Statistics of one contiguous row segment, online over L1-sized chunks. 16-bit softmax sums without the
-// count (row_exp_total: softmax needs only count + rest, and its rows here are the long ones, longer than a
-// super-chunk, so every path of such a row, contiguous, strided or threaded, takes this same sum); the log
-// family needs the count (log_sum), and float32 / float64 keep the mode's row_exp_sum.
+// Statistics of one contiguous row segment, online over L1-sized chunks: each chunk's maximum comes from the
+// previous chunk's exp pass (row_exp_sum_max, the same bits as row_max), so the row streams from memory while
+// the exps run. 16-bit softmax sums without the count (row_exp_total_max: softmax needs only count + rest, and
+// its rows here are the long ones, longer than a super-chunk, so every path of such a row, contiguous, strided
+// or threaded, takes this same sum); the log family needs the count (log_sum), and float32 / float64 keep the
+// mode's row_exp_sum.
 template <class S>
 stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
     using T = value_t<S>;
     constexpr std::size_t C = kChunkBytes / sizeof(S);
     stats s;
-    // float32 / float64: each chunk's maximum comes from the previous chunk's exp pass (row_exp_sum_max, the
-    // same bits as row_max); 16-bit storage: row_max per chunk.
-    T cm = T(0);
-    if constexpr (!kHalf<S>) {
-        if (n > 0) cm = p.k.row_max(x, std::min(C, n));
-    }
+    T cm = n > 0 ? p.k.row_max(x, std::min(C, n)) : T(0);
     // The chunks' rests added in kSumLift's scale (row_exp_sum_max's) and scaled back once at the end: a float64
     // rest below the smallest normal would round at every chunk.
     double lifted = 0;
     for (std::size_t i = 0; i < n; i += C) {
         const std::size_t len = std::min(C, n - i);
-        if constexpr (kHalf<S>) cm = p.k.row_max(x + i, len);
         if (cm != cm) {
             s.nan = true;
             return s;
@@ -264,19 +260,16 @@ stats segment_stats(const plan<S>& p, const S* x, std::size_t n) {
         }
         const std::size_t next = i + len < n ? std::min(C, n - i - len) : 0;
         if (!finite(s.m)) {  // +inf, or all -inf so far: keep scanning for NaN
-            if constexpr (!kHalf<S>) {
-                if (next) cm = p.k.row_max(x + i + len, next);
-            }
+            if (next) cm = p.k.row_max(x + i + len, next);
             continue;
         }
         const kernels_t<S>& k = kernels_for_max(p, s.m);
-        exp_sum e;
+        auto sum_max = k.row_exp_sum_max;
         if constexpr (kHalf<S>) {
-            e = (p.op == reduction::softmax ? k.row_exp_total : k.row_exp_sum)(x + i, len, static_cast<T>(s.m), p.b2);
-        } else {
-            e = k.row_exp_sum_max(x + i, len, static_cast<T>(s.m), p.b2, x + i + len, next, &cm);
+            if (p.op == reduction::softmax) sum_max = k.row_exp_total_max;
         }
-        lifted += kHalf<S> ? e.rest * kSumLift : e.rest;  // 16-bit: the storage kernels' plain rest
+        const exp_sum e = sum_max(x + i, len, static_cast<T>(s.m), p.b2, x + i + len, next, &cm);
+        lifted += e.rest;
         s.count += e.count;
     }
     s.rest = lifted / kSumLift;

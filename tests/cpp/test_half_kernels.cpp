@@ -21,6 +21,7 @@
 //    before y or past y + n.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -287,6 +288,48 @@ void test_long_row_entries(const normexp::kernel_table& kt, const normexp::kerne
     }
 }
 
+// row_exp_sum_max / row_exp_total_max: row_exp_sum's / row_exp_total's sum of one chunk (rest times kSumLift)
+// and row_max of the next, each bit for bit what the single entry gives, for chunk and next-chunk lengths
+// around every block boundary (the next chunk shorter, longer, empty), with a NaN in the next chunk and maxima
+// tied between +0 and -0.
+template <class S>
+void test_sum_max(const normexp::kernel_table& kt, const std::string& name, double temperature) {
+    const auto& k = table<S>(kt);
+    const scale2<float> b = d::split_beta<float>(temperature);
+    std::mt19937_64 rng(19);
+    const std::size_t lens[] = {0, 1, 7, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4097, 8192};
+    for (std::size_t n : lens) {
+        if (n == 0) continue;
+        for (std::size_t nn : lens) {
+            for (int kind = 0; kind < 3; ++kind) {
+                std::vector<S> x = scores<S>(rng, n + nn + 1, 4.0);
+                S* xn = x.data() + n;
+                if (kind == 1 && nn > 0) xn[(nn * 2) / 3] = narrow<S>(NAN);
+                if (kind == 2 && nn > 0) {  // maximum 0: -0 and +0 in different accumulators
+                    for (std::size_t j = 0; j < nn; ++j) xn[j] = narrow<S>(-std::fabs(d::to_f32(xn[j])) - 1.0);
+                    xn[nn / 3] = narrow<S>(-0.0), xn[(2 * nn) / 3] = narrow<S>(0.0), xn[nn - 1] = narrow<S>(-0.0);
+                }
+                const float m = k.row_max(x.data(), n);
+                const float want_m = k.row_max(xn, nn);
+                const std::string where = name + " " + type_name<S>() + " n=" + std::to_string(n) +
+                                          " nn=" + std::to_string(nn) + " kind=" + std::to_string(kind);
+                for (bool total : {false, true}) {
+                    float mn = 7.f;
+                    const normexp::exp_sum e = (total ? k.row_exp_total_max : k.row_exp_sum_max)(x.data(), n, m, b, xn, nn, &mn);
+                    const normexp::exp_sum want = (total ? k.row_exp_total : k.row_exp_sum)(x.data(), n, m, b);
+                    const double want_rest = want.rest * normexp::kSumLift;  // exactly: the data's sums are normal
+                    CHECK(std::memcmp(&e.rest, &want_rest, sizeof e.rest) == 0 && e.count == want.count,
+                          "%s %s: sum %.17g vs %.17g", where.c_str(), total ? "row_exp_total_max" : "row_exp_sum_max",
+                          e.rest, want_rest);
+                    // Equal, or both NaN; where +0 and -0 tie either zero may be kept (generic/reductions.hpp: k_row_max).
+                    CHECK((mn != mn && want_m != want_m) || mn == want_m, "%s: next max %.9g vs row_max %.9g",
+                          where.c_str(), double(mn), double(want_m));
+                }
+            }
+        }
+    }
+}
+
 // NaN rows: row_max and col_max report NaN.
 template <class S>
 void test_nan(const normexp::kernel_table& kt) {
@@ -331,7 +374,12 @@ int main() {
         for (double temperature : {1.0, 0.7}) {
             test_long_row_entries<float16>(kt, ks, name, temperature);
             test_long_row_entries<bfloat16>(kt, ks, name, temperature);
-            if (&plain != &kt) test_long_row_entries<bfloat16>(plain, ks, name + " (no extensions)", temperature);
+            test_sum_max<float16>(kt, name, temperature);
+            test_sum_max<bfloat16>(kt, name, temperature);
+            if (&plain != &kt) {
+                test_long_row_entries<bfloat16>(plain, ks, name + " (no extensions)", temperature);
+                test_sum_max<bfloat16>(plain, name + " (no extensions)", temperature);
+            }
         }
         std::printf("%s: float16 / bfloat16 kernels checked\n", name.c_str());
     }

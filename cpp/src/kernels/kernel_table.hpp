@@ -376,6 +376,13 @@ struct storage_kernels {
     exp_sum (*row_exp_total)(const S* x, std::size_t n, float m, scale2<float> beta);
     void (*row_exp_scale_stream)(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c);
     void (*row_log_softmax_stream)(const S* x, S* y, std::size_t n, float m, scale2<float> beta, double c);
+    // row_exp_sum and row_exp_total of one chunk of a long row with the next chunk's row_max read in the same
+    // pass, as reduction_kernels' row_exp_sum_max (rest times kSumLift, both results bit for bit those of the
+    // single entries; nn <= kSuperChunk, may be 0): a 16-bit row's statistics then read memory during the exps.
+    exp_sum (*row_exp_sum_max)(const S* x, std::size_t n, float m, scale2<float> beta, const S* xn, std::size_t nn,
+                               float* mn);
+    exp_sum (*row_exp_total_max)(const S* x, std::size_t n, float m, scale2<float> beta, const S* xn,
+                                 std::size_t nn, float* mn);
 };
 
 // ---- attention (blocked, flash-style) ------------------------------------------------------------------

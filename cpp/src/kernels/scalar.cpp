@@ -595,6 +595,13 @@ exp_sum s_row_exp_total(const S* x, std::size_t n, float m, scale2<float> beta) 
     for (std::size_t i = 0; i < n; ++i) rest.add(exp_arg(shifted(wide(x[i]), m, beta)));
     return {rest.value(), 0.0};
 }
+// The sum of one chunk (rest times kSumLift) and the next chunk's maximum (kernel_table.hpp: row_exp_sum_max).
+template <class S, exp_sum (*Sum)(const S*, std::size_t, float, scale2<float>)>
+exp_sum s_row_sum_max(const S* x, std::size_t n, float m, scale2<float> beta, const S* xn, std::size_t nn, float* mn) {
+    *mn = s_row_max(xn, nn);
+    const exp_sum e = Sum(x, n, m, beta);
+    return {e.rest * kSumLift, e.count};
+}
 template <class S>
 void s_row_exp_scale(const S* x, S* y, std::size_t n, float m, scale2<float> beta, float c) {
     for (std::size_t i = 0; i < n; ++i) y[i] = narrow_to<S>(exp_arg(shifted(wide(x[i]), m, beta)) * double(c));
@@ -678,7 +685,8 @@ constexpr storage_kernels<S> make_storage_kernels() {
     return {s_row_max<S>,      s_row_exp_sum<S>,     s_row_exp_scale<S>, s_row_log_softmax<S>, s_col_max<S>,
             s_col_exp_sum<S>,  s_col_exp_scale<S>,   s_col_log_softmax<S>, s_rows_softmax<S>,  s_rows_exp_sum<S>,
             s_rows_log_softmax<S>, s_row_exp_total<S>, s_row_exp_scale<S>,
-            s_row_log_softmax<S>};  // no streaming store in the specification
+            s_row_log_softmax<S>,  // no streaming store in the specification
+            s_row_sum_max<S, s_row_exp_sum<S>>, s_row_sum_max<S, s_row_exp_total<S>>};
 }
 
 }  // namespace

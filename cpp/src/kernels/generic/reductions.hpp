@@ -234,20 +234,19 @@ NX_INLINE void prefetch_ahead(const S* p, std::size_t bytes) {
     for (std::size_t b = 0; b < bytes; b += 64) NX_PREFETCH(reinterpret_cast<const char*>(a + b));
 }
 
-template <class F, bool Fast>
-NX_FLATTEN exp_sum k_row_exp_sum_max(const typename F::T* x, std::size_t n, typename F::T m,
-                                     scale2<typename F::T> beta, const typename F::T* xn, std::size_t nn,
-                                     typename F::T* mn) {
-    max_carry<F, typename F::T> next(xn, nn);
+template <class F, bool Fast, class S = typename F::T>
+NX_FLATTEN exp_sum k_row_exp_sum_max(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                     const S* xn, std::size_t nn, typename F::T* mn) {
+    max_carry<F, S> next(xn, nn);
     auto side = make_side(
         [&](std::size_t i) {
-            prefetch_ahead(xn + i, kSideBlock * F::N * sizeof(typename F::T));
+            prefetch_ahead(xn + i, kSideBlock * F::N * sizeof(S));
             next.block(i);
         },
         [](std::size_t) {});
     using Side = decltype(side)&;
-    const exp_sum e = unit_beta(beta) ? row_exp_sum_impl<F, false, Fast, typename F::T, Side, true>(x, n, m, beta, side)
-                                      : row_exp_sum_impl<F, true, Fast, typename F::T, Side, true>(x, n, m, beta, side);
+    const exp_sum e = unit_beta(beta) ? row_exp_sum_impl<F, false, Fast, S, Side, true>(x, n, m, beta, side)
+                                      : row_exp_sum_impl<F, true, Fast, S, Side, true>(x, n, m, beta, side);
     *mn = next.result();
     return e;
 }
@@ -1536,6 +1535,8 @@ void add_storage_reductions(storage_kernels<S>& k) {
     k.rows_exp_sum = k_rows_exp_sum<F, false, S>;
     k.rows_log_softmax = k_rows_log_softmax<F, false, true, S>;
     k.row_exp_total = k_row_exp_sum<F, true, S>;  // Fast: nothing counted, the same (fast) argument
+    k.row_exp_sum_max = k_row_exp_sum_max<F, false, S>;
+    k.row_exp_total_max = k_row_exp_sum_max<F, true, S>;
     if constexpr (F::kStream) {
         k.row_exp_scale_stream = k_row_exp_scale_stream<F, true, S>;
         k.row_log_softmax_stream = k_row_log_softmax_stream<F, true, S>;
