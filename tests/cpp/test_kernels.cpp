@@ -411,8 +411,10 @@ S from_float(float v) {
 // Every alignment of x and y within a cache line gives the bits of the aligned call: element-wise passes over
 // more than kPeelBytes start with a masked head up to y's (row_max: x's) line alignment (generic/reductions.hpp,
 // peel_head). Rows of normal numbers (no tie between +0 and -0, whose maximum may differ in its zero's sign),
-// lengths around the head and tail sizes on both sides of kPeelBytes, in place and out of place, one row and a
-// batch; x and y offset alike and apart.
+// lengths around the head and tail sizes on both sides of kPeelBytes (and rows_softmax past kSoftmaxChunkedMin),
+// in place and out of place, one row and a batch; x and y offset alike and apart; nothing written outside the
+// rows (the long rows' softmax stores join lines across vectors where y is off a line: generic/reductions.hpp,
+// line_stores).
 template <class K, class S, class M>
 void test_alignments(const char* name, const K& k, const char* type) {
     std::mt19937_64 rng(11);
@@ -421,7 +423,7 @@ void test_alignments(const char* name, const K& k, const char* type) {
     using B = decltype(normexp::detail::split_beta<M>(1.0));
     const B b1 = normexp::detail::split_beta<M>(1.0), b2 = normexp::detail::split_beta<M>(0.7);
     std::size_t cases = 0;
-    for (std::size_t n : {1, 2, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 100, 257, 1000, 1030, 2053, 4099}) {
+    for (std::size_t n : {1, 2, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 100, 257, 1000, 1030, 2053, 4099, 65551}) {
         const std::size_t rows = 3;
         std::vector<S> src(rows * n);
         for (auto& v : src) v = from_float<S>(float(g(rng)));
@@ -429,11 +431,23 @@ void test_alignments(const char* name, const K& k, const char* type) {
         auto run = [&](std::size_t ox, std::size_t oy, auto&& call) {
             std::vector<S> xb(rows * n + 2 * L + 64 / sizeof(S)), yb(rows * n + 2 * L + 64 / sizeof(S));
             auto align = [](S* p) { return p + (64 - reinterpret_cast<std::uintptr_t>(p) % 64) % 64 / sizeof(S); };
+            const S guard = from_float<S>(-3.25f);
+            std::fill(xb.begin(), xb.end(), guard);
+            std::fill(yb.begin(), yb.end(), guard);
             S* x = align(xb.data()) + ox;
             S* y = align(yb.data()) + oy;
             std::copy(src.begin(), src.end(), x);
             std::vector<M> ms(rows);
             call(x, y, ms.data());
+            auto clean = [&](const std::vector<S>& buf, const S* p) {
+                for (std::size_t i = 0; i < buf.size(); ++i) {
+                    const S* q = buf.data() + i;
+                    if ((q < p || q >= p + rows * n) && std::memcmp(q, &guard, sizeof(S)) != 0) return false;
+                }
+                return true;
+            };
+            CHECK(clean(xb, x) && clean(yb, y), "%s %s n=%zu x offset %zu y offset %zu: written outside the rows",
+                  name, type, n, ox, oy);
             std::vector<S> out(y, y + rows * n);
             std::vector<S> xin(x, x + rows * n);  // in-place calls write x
             out.insert(out.end(), xin.begin(), xin.end());
@@ -456,6 +470,12 @@ void test_alignments(const char* name, const K& k, const char* type) {
                 }
         };
         for (const B& b : {b1, b2}) {
+            if (n > normexp::kSoftmaxChunkedMin) {  // the chunked rows only (unit temperature: b1)
+                const std::ptrdiff_t ld = std::ptrdiff_t(n);
+                const M lim = std::numeric_limits<M>::max();
+                same("rows_softmax", [&](S* x, S* y, M* m) { k.rows_softmax(x, ld, y, ld, rows, n, b, lim, m); });
+                break;
+            }
             same("row_max", [&](S* x, S*, M* m) { m[0] = k.row_max(x, n); });
             same("row_exp_scale", [&](S* x, S* y, M*) { k.row_exp_scale(x, y, n, M(1.5), b, M(0.25)); });
             same("row_log_softmax", [&](S* x, S* y, M*) { k.row_log_softmax(x, y, n, M(1.5), b, 2.5); });
@@ -465,8 +485,13 @@ void test_alignments(const char* name, const K& k, const char* type) {
             same("rows_softmax", [&](S* x, S* y, M* m) { k.rows_softmax(x, ld, y, ld, rows, n, b, lim, m); });
             same("rows_softmax in place", [&](S* x, S*, M* m) { k.rows_softmax(x, ld, x, ld, rows, n, b, lim, m); });
             same("rows_log_softmax", [&](S* x, S* y, M* m) { k.rows_log_softmax(x, ld, y, ld, rows, n, b, lim, m); });
-            if constexpr (std::is_same_v<S, M>)
+            if constexpr (std::is_same_v<S, M>) {
                 same("row_scale", [&](S* x, S*, M*) { k.row_scale(x, n, M(0.375)); });
+                same("row_exp_store", [&](S* x, S* y, M* m) {  // the sum's bits too, in the maxima's place
+                    const double sum = k.row_exp_store(x, y, n, M(1.5), b);
+                    std::memcpy(m, &sum, sizeof sum);
+                });
+            }
         }
     }
     std::printf("%-7s %s alignments: %zu cases\n", name, type, cases);

@@ -66,6 +66,12 @@ struct V64 {
     static constexpr std::size_t kLineAlign = 64;  // a whole vector from a 64-byte boundary is one cache line
     static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
     static void stream_fence() { _mm_sfence(); }
+    // The line between consecutive vectors a, b stored s lanes past a line boundary (0 < s < N): lanes [N - s, N)
+    // of a, then lanes [0, N - s) of b, by one two-source permute (funnel_index(s): lane j takes j + N - s).
+    static I funnel_index(std::size_t s) {
+        return _mm512_add_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64(static_cast<long long>(N - s)));
+    }
+    static V funnel(V a, I idx, V b) { return _mm512_permutex2var_pd(a, idx, b); }
 
     static V set1(T v) { return _mm512_set1_pd(v); }
     static V zero() { return _mm512_setzero_pd(); }
@@ -143,6 +149,12 @@ struct V32 {
     static constexpr std::size_t kLineAlign = 64;  // a whole vector from a 64-byte boundary is one cache line
     static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
     static void stream_fence() { _mm_sfence(); }
+    // As V64's funnel.
+    static I funnel_index(std::size_t s) {
+        return _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                _mm512_set1_epi32(static_cast<int>(N - s)));
+    }
+    static V funnel(V a, I idx, V b) { return _mm512_permutex2var_ps(a, idx, b); }
 
     static V set1(T v) { return _mm512_set1_ps(v); }
     static V zero() { return _mm512_setzero_ps(); }

@@ -382,7 +382,8 @@ side_fn<Block, Rest> make_side(Block b, Rest r) {
 
 // Sum of full(i) over full vectors i = 0, N, ... and tail(i, mask) for the remainder, summed pairwise in
 // blocks of 8 vectors and flushed to double (float32). float64: every vector goes into the Neumaier
-// accumulator instead (PerTerm). side: see no_side; it does not touch the sum.
+// accumulator instead (PerTerm). full is called in increasing i, then tail (full may carry state from one
+// vector to the next: line_stores). side: see no_side; it does not touch the sum.
 template <class F, class Full, class Tail, class Side = no_side>
 double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
     using V = typename F::V;
@@ -406,10 +407,9 @@ double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
     }
     for (; i + 8 * N <= n; i += 8 * N) {
         side.block(i);
-        const V a0 = F::add(full(i), full(i + N));
-        const V a1 = F::add(full(i + 2 * N), full(i + 3 * N));
-        const V a2 = F::add(full(i + 4 * N), full(i + 5 * N));
-        const V a3 = F::add(full(i + 6 * N), full(i + 7 * N));
+        const V t0 = full(i), t1 = full(i + N), t2 = full(i + 2 * N), t3 = full(i + 3 * N);
+        const V t4 = full(i + 4 * N), t5 = full(i + 5 * N), t6 = full(i + 6 * N), t7 = full(i + 7 * N);
+        const V a0 = F::add(t0, t1), a1 = F::add(t2, t3), a2 = F::add(t4, t5), a3 = F::add(t6, t7);
         F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
     }
     side.rest(i);
