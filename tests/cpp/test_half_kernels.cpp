@@ -255,36 +255,29 @@ void test_long_row_entries(const normexp::kernel_table& kt, const normexp::kerne
         CHECK(std::fabs(t.rest - want) <= kSumTol * want, "%s: row_exp_total %.9g vs %.9g", where.c_str(), t.rest, want);
         CHECK(std::fabs(ts.rest - want) <= 0x1p-50 * want, "%s: spec row_exp_total %.17g vs %.17g", where.c_str(), ts.rest, want);
         const float c = static_cast<float>(1.0 / want);
-        std::vector<S> y(n);
-        k.row_exp_scale(x.data(), y.data(), n, m, b, c);
-        // y at every element offset from a 64-byte boundary (32 float16 / bfloat16 elements), guards around.
+        const double lc = std::log(want);
+        // y at every element offset from a 64-byte boundary (32 float16 / bfloat16 elements), guards around: the
+        // streaming entry's bits are the cached one's, nothing stored outside y.
         std::vector<S> buf(n + 128);
         const std::size_t lead = (64 - reinterpret_cast<std::uintptr_t>(buf.data()) % 64) % 64 / sizeof(S);
-        for (std::size_t off = 0; off <= 32; ++off) {
-            for (auto& h : buf) h.bits = kGuard;
-            S* ys = buf.data() + lead + 32 + off;  // off elements past a 64-byte boundary
-            k.row_exp_scale_stream(x.data(), ys, n, m, b, c);
-            bool same = true, clean = true;
-            for (std::size_t i = 0; i < n; ++i) same = same && ys[i].bits == y[i].bits;
-            for (S* g = buf.data(); g < ys; ++g) clean = clean && g->bits == kGuard;
-            for (S* g = ys + n; g < buf.data() + buf.size(); ++g) clean = clean && g->bits == kGuard;
-            CHECK(same, "%s: row_exp_scale_stream differs from row_exp_scale, y offset %zu", where.c_str(), off);
-            CHECK(clean, "%s: row_exp_scale_stream stored outside y, offset %zu", where.c_str(), off);
-        }
-        // row_log_softmax_stream against row_log_softmax, likewise.
-        const double lc = std::log(want);
+        auto check_stream = [&](const char* what, const std::vector<S>& want_y, auto&& stream) {
+            for (std::size_t off = 0; off <= 32; ++off) {
+                for (auto& h : buf) h.bits = kGuard;
+                S* ys = buf.data() + lead + 32 + off;  // off elements past a 64-byte boundary
+                stream(ys);
+                bool same = true, clean = true;
+                for (std::size_t i = 0; i < n; ++i) same = same && ys[i].bits == want_y[i].bits;
+                for (S* g = buf.data(); g < ys; ++g) clean = clean && g->bits == kGuard;
+                for (S* g = ys + n; g < buf.data() + buf.size(); ++g) clean = clean && g->bits == kGuard;
+                CHECK(same, "%s: %s differs from the cached entry, y offset %zu", where.c_str(), what, off);
+                CHECK(clean, "%s: %s stored outside y, offset %zu", where.c_str(), what, off);
+            }
+        };
+        std::vector<S> y(n);
+        k.row_exp_scale(x.data(), y.data(), n, m, b, c);
+        check_stream("row_exp_scale_stream", y, [&](S* ys) { k.row_exp_scale_stream(x.data(), ys, n, m, b, c); });
         k.row_log_softmax(x.data(), y.data(), n, m, b, lc);
-        for (std::size_t off = 0; off <= 32; ++off) {
-            for (auto& h : buf) h.bits = kGuard;
-            S* ys = buf.data() + lead + 32 + off;
-            k.row_log_softmax_stream(x.data(), ys, n, m, b, lc);
-            bool same = true, clean = true;
-            for (std::size_t i = 0; i < n; ++i) same = same && ys[i].bits == y[i].bits;
-            for (S* g = buf.data(); g < ys; ++g) clean = clean && g->bits == kGuard;
-            for (S* g = ys + n; g < buf.data() + buf.size(); ++g) clean = clean && g->bits == kGuard;
-            CHECK(same, "%s: row_log_softmax_stream differs from row_log_softmax, y offset %zu", where.c_str(), off);
-            CHECK(clean, "%s: row_log_softmax_stream stored outside y, offset %zu", where.c_str(), off);
-        }
+        check_stream("row_log_softmax_stream", y, [&](S* ys) { k.row_log_softmax_stream(x.data(), ys, n, m, b, lc); });
     }
 }
 
