@@ -372,20 +372,27 @@ NX_FLATTEN void k_row_exp_scale(const S* x, S* y, std::size_t n, typename F::T m
 // 32 bytes of float16 / bfloat16) go out with streaming stores (no read-for-ownership of y's lines), each step
 // prefetching x (prefetch_ahead); the head before that boundary and the tail go through `ordinary`, the cached
 // pass over a range, whose values are op's (only the store instruction differs). y is aligned to its element
-// (the drivers' contract), so the head is a whole number of elements.
+// (the drivers' contract), so the head is a whole number of elements. Without a cache-bypassing vector store
+// worth using (F::kStream false: NEON, whose STNP is only a hint that most cores ignore), the whole range is
+// `ordinary`'s: same results.
 template <class F, class S, class Op, class Ordinary>
 NX_INLINE void stream_range(const S* x, S* y, std::size_t n, Op op, Ordinary ordinary) {
-    constexpr std::size_t A = F::template kStreamAlignAs<S>;
-    std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(S);
-    if (head > n) head = n;
-    ordinary(x, y, head);
-    std::size_t i = head;
-    for (; i + F::N <= n; i += F::N) {
-        prefetch_ahead(x + i, F::N * sizeof(S));
-        F::template stream_as<S>(y + i, op(F::template load_as<S>(x + i)));
+    if constexpr (!F::kStream) {
+        (void)op;
+        ordinary(x, y, n);
+    } else {
+        constexpr std::size_t A = F::template kStreamAlignAs<S>;
+        std::size_t head = (A - reinterpret_cast<std::uintptr_t>(y) % A) % A / sizeof(S);
+        if (head > n) head = n;
+        ordinary(x, y, head);
+        std::size_t i = head;
+        for (; i + F::N <= n; i += F::N) {
+            prefetch_ahead(x + i, F::N * sizeof(S));
+            F::template stream_as<S>(y + i, op(F::template load_as<S>(x + i)));
+        }
+        F::stream_fence();  // order the streaming stores before anything that follows
+        ordinary(x + i, y + i, n - i);
     }
-    F::stream_fence();  // order the streaming stores before anything that follows
-    ordinary(x + i, y + i, n - i);
 }
 
 template <class F, bool Scaled, bool Fast, class S = typename F::T>
@@ -1558,15 +1565,8 @@ void add_reductions(reduction_kernels<typename F::T>& k) {
     k.col_log_softmax = k_col_log_softmax<F, Fast>;
     k.col_exp_store = k_col_exp_store<F, Fast>;
     k.col_scale = k_col_scale<F>;
-    // Without a cache-bypassing vector store worth using (F::kStream false: NEON, whose STNP is only a
-    // hint that most cores ignore), the streaming entry is the ordinary kernel: same results.
-    if constexpr (F::kStream) {
-        k.row_exp_scale_stream = k_row_exp_scale_stream<F, Fast>;
-        k.row_log_softmax_stream = k_row_log_softmax_stream<F, Fast>;
-    } else {
-        k.row_exp_scale_stream = k_row_exp_scale<F, Fast>;
-        k.row_log_softmax_stream = k_row_log_softmax<F, Fast>;
-    }
+    k.row_exp_scale_stream = k_row_exp_scale_stream<F, Fast>;  // ordinary stores where !F::kStream (stream_range)
+    k.row_log_softmax_stream = k_row_log_softmax_stream<F, Fast>;
     k.col_exp_scale_stream = k_col_exp_scale_stream<F, Fast>;  // ordinary stores where !F::kStream
     k.col_log_softmax_stream = k_col_log_softmax_stream<F, Fast>;
     k.rows_softmax = k_rows_softmax<F, Fast>;
@@ -1596,11 +1596,6 @@ void add_storage_reductions(storage_kernels<S>& k) {
     k.row_exp_total = k_row_exp_sum<F, true, S>;  // Fast: nothing counted, the same (fast) argument
     k.row_exp_sum_max = k_row_exp_sum_max<F, false, S>;
     k.row_exp_total_max = k_row_exp_sum_max<F, true, S>;
-    if constexpr (F::kStream) {
-        k.row_exp_scale_stream = k_row_exp_scale_stream<F, true, S>;
-        k.row_log_softmax_stream = k_row_log_softmax_stream<F, true, S>;
-    } else {
-        k.row_exp_scale_stream = k_row_exp_scale<F, true, S>;
-        k.row_log_softmax_stream = k_row_log_softmax<F, true, S>;
-    }
+    k.row_exp_scale_stream = k_row_exp_scale_stream<F, true, S>;
+    k.row_log_softmax_stream = k_row_log_softmax_stream<F, true, S>;
 }
