@@ -26,10 +26,12 @@ mkdir -p build/fuzz/artifacts
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 failed=()
+reports=()
 run() {  # target corpus seconds [libFuzzer options]
   local target=$1 corpus=$2 seconds=$3
   shift 3
   mkdir -p "$work/$target"
+  touch "$work/$target.start"
   echo "== $target: ${seconds} s from $corpus"
   # -jobs=1 so a failure stops the run; -rss_limit_mb: inputs are tiny, a big RSS means a leak.
   ./build/fuzz/tests/fuzz/"$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
@@ -38,6 +40,15 @@ run() {  # target corpus seconds [libFuzzer options]
   if ! grep -q "Done [0-9]* runs" "$work/$target.log"; then
     echo "== $target: FAILED (see the output above; reproducer under build/fuzz/artifacts/)"
     failed+=("$target")
+    # The failure's own lines (the case, the invariant or sanitizer report, the reproducer), repeated at
+    # the end of the output, which is what CI's summary shows.
+    reports+=("$(grep -E -m 12 "^case:|invariant violated|^isa |ERROR|SUMMARY|^==[0-9]+==|Test unit written|artifact_prefix|deadly signal|timeout|out-of-memory" \
+      "$work/$target.log" || true)")
+    # And the reproducer itself (inputs are under 1 KiB), so a failure seen only in CI's log can be replayed.
+    local a
+    for a in build/fuzz/artifacts/"$target"-*; do
+      if [[ -f $a && $a -nt $work/$target.start ]]; then reports[-1]+=$'\n'"reproducer $a, base64: $(head -c 4096 "$a" | base64 -w0)"; fi
+    done
   fi
 }
 share() { echo $(( $1 > 0 ? $1 : 1 )); }  # libFuzzer reads -max_total_time=0 as "no limit"
@@ -46,6 +57,10 @@ run fuzz_reduce tests/fuzz/corpus "$(share $((FUZZ_SECONDS * 2 / 5)))"
 run fuzz_attention tests/fuzz/corpus_attention "$(share $((FUZZ_SECONDS * 2 / 5)))" -max_len=1024
 run fuzz_c_api tests/fuzz/corpus_c_api "$(share $((FUZZ_SECONDS / 5)))"
 if ((${#failed[@]})); then
+  for i in "${!failed[@]}"; do
+    echo "== ${failed[$i]}: report"
+    printf '%s\n' "${reports[$i]}"
+  done
   echo "fuzzing found problems in: ${failed[*]}"
   exit 1
 fi
