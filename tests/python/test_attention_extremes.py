@@ -399,3 +399,43 @@ def test_dask_attention_at_large_scores(dtype):
                                 scale=0.37, return_lse=True, split_every=2)
             got = tuple(x.compute() for x in lazy)
             assert_close(got, want, v, 32, dtype, f"dask |qk|<={magnitude:g} chunks={chunks}")
+
+
+# An infinite value under a tiny weight. A weight below the dtype's normal range (a score more than
+# kNormalMinArg = 87.3 (float32) / 708.3 (float64) below its key block's running maximum) is 0 in every
+# kernel set (kernel_table.hpp, softmax_step), so an infinite v there gives 0 * inf = NaN on every set alike,
+# and a larger weight gives inf on every set, however the maximum moves afterwards (later rescaling keeps
+# inf: its factor only underflows to 0 for a jump of more than ~104 / ~745). Scores are exact small integers
+# (q = 1, scale 1); key 0 holds v = +inf in column 0, key 1 (same block) scores `gap` above it, and a key
+# in a later block (or a later decode split) scores `later` above that: the final gap is gap + later.
+@pytest.mark.parametrize("layout", ["decode", "decode_split", "prefill"])
+@pytest.mark.parametrize("feature", ["plain", "softcap", "alibi", "bias", "keep"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_infinite_value_under_tiny_weight(dtype, feature, layout):
+    normal = 87.3 if dtype == np.float32 else 708.3
+    lk, lq, late = {"decode": (300, 1, 260), "decode_split": (1100, 1, 1050), "prefill": (300, 5, 260)}[layout]
+    kw = {"scale": 1.0}
+    if feature == "softcap":
+        kw["softcap"] = 1e7  # x ~ softcap tanh(x / softcap): moves these scores by < 0.03
+    elif feature == "alibi":
+        kw["alibi_slopes"] = np.array([2.0**-24])  # moves a score by < 1e-4 per key of distance
+    elif feature == "bias":
+        kw["mask"] = np.zeros((lq, lk), dtype)
+    elif feature == "keep":
+        kw["mask"] = np.ones((lq, lk), bool)
+    for gap, later in ((50.0, 20.0), (normal - 5, 30.0), (normal + 5, 0.0), (normal + 5, 30.0), (normal + 60, 20.0)):
+        k = np.full((1, 1, lk, 1), -3 * normal, dtype)  # weight 0 for the background keys
+        v = np.ones((1, 1, lk, 2), dtype)
+        k[0, 0, 0, 0], k[0, 0, 1, 0], k[0, 0, late, 0] = 0.0, gap, gap + later
+        v[0, 0, 0, 0] = np.inf
+        q = np.ones((1, 1, lq, 1), dtype)
+        want_nan = gap > normal  # the weight exp(-gap) in key 0's block
+        for isa in ISAS:
+            out, lse = run(isa, q, k, v, **kw)
+            what = f"{isa} {feature} {layout} gap {gap} then {later}: {out[0, 0, :, 0].tolist()}"
+            if want_nan:
+                assert np.isnan(out[..., 0]).all(), what
+            else:
+                assert np.isposinf(out[..., 0]).all(), what
+            assert np.allclose(out[..., 1], 1.0, rtol=1e-6), what
+            assert np.isfinite(lse).all(), what

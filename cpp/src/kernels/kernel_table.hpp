@@ -435,7 +435,11 @@ struct attention_kernels {
     //   x_j as in attn_scores;  m' = max(m_i, max_j x_j);
     //   alpha_i = exp(m_i - m') (1 while m' = -inf);  p_j = exp(x_j - m') (0 while m' = -inf);
     //   l_i = l_i * alpha_i + sum_j p_j;  m_i = m';  s[i * lds + j] = p_j.
-    // m starts at -inf and l at 0. A NaN score makes the row's l (and so its output) NaN.
+    // m starts at -inf and l at 0. A NaN score makes the row's l (and so its output) NaN. A weight below T's
+    // normal range is 0: p_j = 0 where x_j - m' < kNormalMinArg (exp_constants.hpp; -87.3 for float32, so
+    // p_j < 2^-125.9, and its share of an output is below that of the row's maximum by as much). Every set
+    // does this (the SIMD sets' exp has no subnormal branch on this path), so an infinite v_j whose weight
+    // is that small gives 0 * inf = NaN on every set alike; alpha keeps its subnormal values.
     void (*softmax_step)(T* s, std::size_t lds, std::size_t rows, std::size_t keys, const attn_scores<T>& sc, T* m,
                          double* l, T* alpha);
     // o[i * ldo + c] = alpha[i] * o[i * ldo + c] + sum_{j < keys} p[i * ldp + j] * v[j * ldv + c], c < dv.

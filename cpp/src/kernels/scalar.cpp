@@ -481,9 +481,12 @@ void k_softmax_step(T* s, std::size_t lds, std::size_t rows, std::size_t keys, c
         const T a = mx == m[i] || mx == -std::numeric_limits<T>::infinity()
                         ? T(1)
                         : static_cast<T>(exp_arg(shifted(m[i], mu, one)));
+        // A weight below T's normal range is 0 (kernel_table.hpp): x - mu < kNormalMinArg.
+        constexpr double normal_min = std::is_same_v<T, float> ? double(kNormalMinArgF) : kNormalMinArgD;
         neumaier sum;
         for (std::size_t j = 0; j < keys; ++j) {
-            const T p = static_cast<T>(exp_arg(shifted(si[j], mu, one)));
+            const arg2 t = shifted(si[j], mu, one);
+            const T p = t.hi < normal_min ? T(0) : static_cast<T>(exp_arg(t));
             si[j] = p;
             sum.add(double(p));
         }

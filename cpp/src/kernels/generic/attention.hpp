@@ -714,19 +714,21 @@ void k_softmax_step(typename F::T* s, std::size_t lds, std::size_t rows, std::si
         T m_new = F::hmax(mx);
         if (!(m_new >= m_old)) m_new = m_old == m_old ? m_old : m_new;  // keep the running max (NaN-safe)
         const T mu = m_new == -port::kInf ? T(0) : m_new;
-        const V negm = F::set1(-mu), xlow = F::set1(F::clamp_below(mu));
+        const V negm = F::set1(-mu), xlow = F::set1(F::clamp_below(mu)), tnorm = F::set1(F::kNormalMinArg);
         const T a = rescale_factor<F>(m_old, m_new);
-        // Pass 2: p = exp(x - m) and its sum (working precision within the block, then double).
+        // Pass 2: p = exp(x - m) and its sum (working precision within the block, then double); 0 below the
+        // normal range (x - m < kNormalMinArg, as the plain path's exp_normal), as kernel_table.hpp specifies.
+        auto pexp = [&](V x) { return F::zero_if(F::lt(F::add(x, negm), tnorm), F::exp_minus(x, negm, xlow)); };
         V sum = F::zero();
         for (std::size_t j = 0; j < keys; j += N) {
             const std::size_t n = keys - j < N ? keys - j : N;
             if (n == N) {
-                const V p = F::exp_minus(F::load(si + j), negm, xlow);
+                const V p = pexp(F::load(si + j));
                 F::store(si + j, p);
                 sum = F::add(sum, p);
             } else {
                 const auto mk = F::tail_mask(n);
-                const V p = F::zero_unless(F::mask_v(mk), F::exp_minus(F::load_tail(si + j, mk), negm, xlow));
+                const V p = F::zero_unless(F::mask_v(mk), pexp(F::load_tail(si + j, mk)));
                 F::store_tail(si + j, mk, p);
                 sum = F::add(sum, p);
             }
