@@ -26,6 +26,7 @@
 
 #include "check.hpp"
 #include "dispatch.hpp"
+#include "kernels/exp_constants.hpp"
 #include "half_convert.hpp"
 #include "normexp/normexp.hpp"
 
@@ -332,6 +333,68 @@ void test_softmax_extremes(const attention_kernels<T>& ks, const attention_kerne
     std::printf("  %s softmax_step<%zu> extremes: %zu blocks\n", isa, sizeof(T), cases);
 }
 
+// A weight below T's normal range is 0 on every set, the scalar specification included (kernel_table.hpp,
+// softmax_step): one key at the row's maximum, others at gaps just inside and just outside kNormalMinArg below
+// it and far below, in every score path (scale only, the band, softcap, ALiBi, an additive and a boolean
+// mask) and across the vector tails; the expected zero-ness is decided on the score as the specification forms
+// it, and a gap within 0.05 of the end (softcap moves the scores) is not checked.
+template <class T>
+void test_weight_floor(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
+    const double end = std::is_same_v<T, float> ? double(normexp::expc::kNormalMinArgF) : normexp::expc::kNormalMinArgD;
+    const double gaps[] = {0.0, -end - 0.5, -end + 0.5, -end + 20, -end - 30, 1.0};
+    std::size_t checked = 0;
+    for (int feature = 0; feature < 6; ++feature)
+        for (std::size_t keys : {6, 7, 16, 17, 33}) {
+            const std::size_t rows = 2, lds = padded(keys) + 1;
+            std::vector<T> s(rows * lds, T(0));
+            for (std::size_t i = 0; i < rows; ++i)
+                for (std::size_t j = 0; j < keys; ++j) s[i * lds + j] = T(-gaps[(j + i) % 6]);
+            attn_scores<T> sc{};
+            sc.scale = T(1);
+            std::vector<T> bias(rows * keys, T(0));
+            std::vector<std::uint8_t> keep(rows * keys, 1);
+            switch (feature) {
+                case 1: sc.band = true; sc.band_lo = -1000; sc.band_hi = 1000; break;
+                case 2: sc.softcap = T(std::is_same_v<T, float> ? 1e3 : 1e5); break;
+                case 3: sc.alibi_slope = T(0x1p-20); break;
+                case 4: sc.bias = bias.data(); sc.bias_ld = std::ptrdiff_t(keys); break;
+                case 5: sc.keep = keep.data(); sc.keep_ld = std::ptrdiff_t(keys); break;
+                default: break;
+            }
+            for (const auto* k : {&ks, &kv}) {
+                std::vector<T> p = s, m(rows, -std::numeric_limits<T>::infinity()), a(rows);
+                std::vector<double> l(rows, 0.0);
+                k->softmax_step(p.data(), lds, rows, keys, sc, m.data(), l.data(), a.data());
+                for (std::size_t i = 0; i < rows; ++i) {
+                    // The scores as the specification forms them, in double.
+                    std::vector<double> x(keys);
+                    double mx = -INFINITY;
+                    for (std::size_t j = 0; j < keys; ++j) {
+                        double v = double(s[i * lds + j]);
+                        if (sc.softcap > 0) v = double(sc.softcap) * std::tanh(v / double(sc.softcap));
+                        v -= double(sc.alibi_slope) * std::fabs(double(j) - double(i));
+                        x[j] = v;
+                        mx = std::max(mx, v);
+                    }
+                    for (std::size_t j = 0; j < keys; ++j) {
+                        const double t = x[j] - mx;
+                        if (std::fabs(t - end) < 0.05) continue;
+                        const T pj = p[i * lds + j];
+                        if (t < end)
+                            CHECK(pj == 0, "%s weight floor<%zu> f%d keys=%zu (%zu,%zu): x - m = %.6g, p = %g, not 0",
+                                  k == &ks ? "scalar" : isa, sizeof(T), feature, keys, i, j, t, double(pj));
+                        else
+                            CHECK(pj >= std::numeric_limits<T>::min(),
+                                  "%s weight floor<%zu> f%d keys=%zu (%zu,%zu): x - m = %.6g, p = %g, not normal",
+                                  k == &ks ? "scalar" : isa, sizeof(T), feature, keys, i, j, t, double(pj));
+                        ++checked;
+                    }
+                }
+            }
+        }
+    std::printf("  %s softmax_step<%zu> weight floor: %zu weights\n", isa, sizeof(T), checked);
+}
+
 template <class T>
 void test_pv(const attention_kernels<T>& ks, const attention_kernels<T>& kv, const char* isa) {
     std::mt19937_64 rng(4);
@@ -379,6 +442,7 @@ void test_all(const normexp::kernel_table& isa) {
     test_qk_direct<T>(ks, kv, isa.name);
     test_softmax<T>(ks, kv, isa.name);
     test_softmax_extremes<T>(ks, kv, isa.name);
+    test_weight_floor<T>(ks, kv, isa.name);
     test_pv<T>(ks, kv, isa.name);
 }
 
