@@ -438,8 +438,8 @@ struct attention_kernels {
     // m starts at -inf and l at 0. A NaN score makes the row's l (and so its output) NaN. A weight below T's
     // normal range is 0: p_j = 0 where x_j - m' < kNormalMinArg (exp_constants.hpp; -87.3 for float32, so
     // p_j < 2^-125.9, and its share of an output is below that of the row's maximum by as much). Every set
-    // does this (the SIMD sets' exp has no subnormal branch on this path), so an infinite v_j whose weight
-    // is that small gives 0 * inf = NaN on every set alike; alpha keeps its subnormal values.
+    // does this (the SIMD sets' common path takes an exp without a subnormal branch), so an infinite v_j whose
+    // weight is that small gives 0 * inf = NaN on every set alike; alpha keeps its subnormal values.
     void (*softmax_step)(T* s, std::size_t lds, std::size_t rows, std::size_t keys, const attn_scores<T>& sc, T* m,
                          double* l, T* alpha);
     // o[i * ldo + c] = alpha[i] * o[i * ldo + c] + sum_{j < keys} p[i * ldp + j] * v[j * ldv + c], c < dv.
