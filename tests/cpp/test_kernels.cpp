@@ -215,8 +215,8 @@ T* align64(T* p) {
 
 // col_exp_scale_stream / col_log_softmax_stream give their plain kernels' bits (only the store instruction
 // differs) at every width of 1-70 columns (every head and tail of a row) with 1-40 rows, both accuracy
-// modes, both temperature cases, output rows contiguous or padded and starting at several offsets from a
-// cache line, and write nothing outside the block (the head before a row's first 64-byte boundary and the
+// modes, both temperature cases, input rows padded or contiguous, output rows contiguous or padded and
+// starting at several offsets from a cache line, and write nothing outside the block (the head before a row's first 64-byte boundary and the
 // tail take masked stores).
 template <class T>
 void test_col_streams(const normexp::kernel_table& kt) {
@@ -231,8 +231,11 @@ void test_col_streams(const normexp::kernel_table& kt) {
         for (double temp : {1.0, 2.5}) {
             const auto b = normexp::detail::split_beta<T>(temp);
             for (std::size_t rows : {1, 2, 3, 5, 8, 13, 21, 40}) {  // rows are independent: a few counts
-                for (std::size_t w = 1; w <= 70; ++w) {
-                    const std::ptrdiff_t sx = std::ptrdiff_t(w) + 2;
+                for (std::size_t wx = 0; wx < 140; ++wx) {
+                    // Input rows 2 apart past the row, or contiguous (with contiguous output rows, the
+                    // streaming kernels walk the block as one run: col_runs in generic/reductions.hpp).
+                    const std::size_t w = wx % 70 + 1;
+                    const std::ptrdiff_t sx = std::ptrdiff_t(w) + (wx < 70 ? 2 : 0);
                     std::vector<T> x(rows * std::size_t(sx));
                     for (auto& v : x) v = T(g(rng));
                     std::vector<T> m(w, -std::numeric_limits<T>::infinity()), c(w);
