@@ -1295,7 +1295,7 @@ NX_FLATTEN void col_exp_sum_max_impl(const typename F::T* x, std::size_t rows, s
         const T* const xnp = xn ? xn + static_cast<std::ptrdiff_t>(j0) : nullptr;
         col_max_begin<F>(mp, pw, nanf);
         // x and the next chunk xn share the head (their rows are sx apart) when the row stride is a multiple
-        // of the line; otherwise the walk is as right, with some lines straddled.
+        // of the line; otherwise the results are the same and some of xn's vectors straddle lines.
         const std::size_t h = col_head<F>(xp, pw);
         // The next chunk's units (g, v): rows 4g..4g+3 of column vector v (the head, if any, is vector 0);
         // `units` of them over `steps`.
@@ -1392,13 +1392,13 @@ template <class F, class S, class Value>
 NX_INLINE void col_store_row(S* yi, std::size_t pw, bool stream, std::size_t h, Value value) {
     if constexpr (F::kStream && std::is_same_v<S, typename F::T>) {
         if (stream) {
-            const std::size_t h = col_stream_head<F>(yi, pw);
-            if (h) {
-                const col_lanes<F> l{F::tail_mask(h), h};
+            const std::size_t hy = col_stream_head<F>(yi, pw);
+            if (hy) {
+                const col_lanes<F> l{F::tail_mask(hy), hy};
                 store_any<F>(yi, l, std::false_type{}, value(std::size_t(0), l, std::false_type{}));
             }
             const col_lanes<F> all{F::tail_mask(F::N), F::N};
-            std::size_t j = h;
+            std::size_t j = hy;
             for (; j + F::N <= pw; j += F::N) F::stream(yi + j, value(j, all, std::true_type{}));
             if (j < pw) {
                 const col_lanes<F> l{F::tail_mask(pw - j), pw - j};
@@ -1416,16 +1416,16 @@ NX_INLINE void col_store_row(S* yi, std::size_t pw, bool stream, std::size_t h, 
 // next row, so only the run's first and last lines take ordinary masked stores. Row by row, a row that does
 // not start on a line (numpy's arrays are mostly 16 bytes past one) begins and ends in a line shared with its
 // neighbour, written by two masked stores with a read for ownership among the streaming stores: axis 0 of a
-// (4096, 1024) float32 softmax 16 bytes past a line took 1.12-1.18x the time of the same array on a line
-// (AVX-512, Intel Xeon, one thread); as a run, 1.02-1.05x.
+// (4096, 1024) float32 softmax 16 bytes past a line took 1.09-1.18x the time of the same array on a line
+// (AVX-512, Intel Xeon, one thread); as a run, at most 1.06x.
 template <class F>
 NX_INLINE bool col_runs(bool stream, std::ptrdiff_t sx, std::ptrdiff_t sy, std::size_t w, std::size_t rows) {
     return stream && rows > 1 && w >= F::N && w <= kColPanel && sx == std::ptrdiff_t(w) && sy == std::ptrdiff_t(w);
 }
 // Per-column parameters for a run: f(t, t mod w) for t < w + pad, so that a vector of pad entries starting in
 // any column reads its parameters at t = that column, across the row's end. w + pad <= kColPanel + pad.
-template <class F>
-NX_INLINE void stage_circular(std::size_t w, std::size_t pad, F f) {
+template <class Fn>
+NX_INLINE void stage_circular(std::size_t w, std::size_t pad, Fn f) {
     for (std::size_t t = 0, j = 0; t < w + pad; ++t, j = j + 1 == w ? 0 : j + 1) f(t, j);
 }
 // The run y[0, total) with streaming stores from its first kStreamAlign-byte boundary: value(k, j, lanes,
