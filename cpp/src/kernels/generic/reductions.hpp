@@ -1383,34 +1383,6 @@ NX_INLINE std::size_t col_stream_head(const S* yi, std::size_t pw) {
     return h < pw ? h : pw;
 }
 
-// One output row yi of pw columns: value(j, lanes, full) is the vector of columns [j, j + lanes). stream:
-// the whole vectors from the row's first kStreamAlign-byte boundary on go out with non-temporal stores
-// (F::stream: no read-for-ownership of the output lines), the head before it and the tail with ordinary
-// masked stores; the values are the same either way (the caller fences after its last row). Otherwise
-// ordinary stores, for_col_vectors' walk with the head h (col_head of the row read).
-template <class F, class S, class Value>
-NX_INLINE void col_store_row(S* yi, std::size_t pw, bool stream, std::size_t h, Value value) {
-    if constexpr (F::kStream && std::is_same_v<S, typename F::T>) {
-        if (stream) {
-            const std::size_t hy = col_stream_head<F>(yi, pw);
-            if (hy) {
-                const col_lanes<F> l{F::tail_mask(hy), hy};
-                store_any<F>(yi, l, std::false_type{}, value(std::size_t(0), l, std::false_type{}));
-            }
-            const col_lanes<F> all{F::tail_mask(F::N), F::N};
-            std::size_t j = hy;
-            for (; j + F::N <= pw; j += F::N) F::stream(yi + j, value(j, all, std::true_type{}));
-            if (j < pw) {
-                const col_lanes<F> l{F::tail_mask(pw - j), pw - j};
-                store_any<F>(yi + j, l, std::false_type{}, value(j, l, std::false_type{}));
-            }
-            return;
-        }
-    }
-    (void)stream;
-    for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) { store_any<F>(yi + j, mk, full, value(j, mk, full)); }, h);
-}
-
 // A streamed block whose rows are contiguous in x and y (both rows w apart, N <= w <= kColPanel) is walked as
 // one run of rows * w entries instead of row by row (col_stream_run): a row's last vector runs on into the
 // next row, so only the run's first and last lines take ordinary masked stores. Row by row, a row that does
@@ -1449,6 +1421,24 @@ NX_INLINE void col_stream_run(typename F::T* y, std::size_t total, std::size_t w
         const col_lanes<F> l{F::tail_mask(total - k), total - k};
         store_any<F>(y + k, l, std::false_type{}, value(k, j, l, std::false_type{}));
     }
+}
+
+// One output row yi of pw columns: value(j, lanes, full) is the vector of columns [j, j + lanes). stream:
+// the row as a run (col_stream_run: the whole vectors from its first kStreamAlign-byte boundary on go out
+// with non-temporal stores, F::stream: no read-for-ownership of the output lines; the head before it and
+// the tail with ordinary masked stores); the values are the same either way (the caller fences after its
+// last row). Otherwise ordinary stores, for_col_vectors' walk with the head h (col_head of the row read).
+template <class F, class S, class Value>
+NX_INLINE void col_store_row(S* yi, std::size_t pw, bool stream, std::size_t h, Value value) {
+    if constexpr (F::kStream && std::is_same_v<S, typename F::T>) {
+        if (stream) {  // one row is a run of pw entries in pw columns
+            col_stream_run<F>(yi, pw, pw,
+                              [&](std::size_t, std::size_t j, auto mk, auto full) { return value(j, mk, full); });
+            return;
+        }
+    }
+    (void)stream;
+    for_col_vectors<F>(pw, [&](std::size_t j, auto mk, auto full) { store_any<F>(yi + j, mk, full, value(j, mk, full)); }, h);
 }
 
 // Stream: the col_exp_scale_stream entry (col_store_row), same values.
