@@ -14,6 +14,8 @@
 #                           MSVC: /arch:AVX512 (F, CD, BW, DQ, VL).
 #   NORMEXP_AVX512BF16_FLAGS the avx512bf16 translation units: the avx512 flags plus AVX512_BF16. MSVC does not
 #                           gate intrinsics by /arch, so /arch:AVX512 there.
+#   NORMEXP_AMX_FLAGS       the avx512amx translation units: the avx512bf16 flags plus AMX-TILE, AMX-BF16 (GCC,
+#                           Clang; unset for MSVC and clang-cl: no AMX kernels there).
 #   NORMEXP_C_PEDANTIC      the C99 header test: -pedantic-errors (GCC/Clang); MSVC has no equivalent.
 #   NORMEXP_LIBM            the C math library a C program links (m; none on Windows with MSVC).
 #   NORMEXP_NATIVE_FLAGS    NORMEXP_NATIVE=ON: -march=native; MSVC has no equivalent (a warning, no flag).
@@ -55,6 +57,7 @@ else()  # GCC, Clang, AppleClang (also MinGW-w64's GCC)
   set(NORMEXP_AVX2_FLAGS -mavx2 -mfma -mf16c)
   set(NORMEXP_AVX512_FLAGS -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c -mpopcnt)
   set(NORMEXP_AVX512BF16_FLAGS ${NORMEXP_AVX512_FLAGS} -mavx512bf16)
+  set(NORMEXP_AMX_FLAGS ${NORMEXP_AVX512BF16_FLAGS} -mamx-tile -mamx-bf16)
   set(NORMEXP_C_PEDANTIC -pedantic-errors)
   set(NORMEXP_LIBM m)
   set(NORMEXP_NATIVE_FLAGS -march=native)

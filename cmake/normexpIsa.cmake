@@ -7,6 +7,9 @@
 #            every kernels/avx512bf16/*.cpp with those flags plus -mavx512bf16 (vdpbf16ps, vcvtneps2bf16):
 #            entries the dispatcher writes over the avx512 table's bfloat16 entries where cpuid.(7,1).EAX[5]
 #            says the CPU has AVX512_BF16 (dispatch.cpp); no table of their own
+#            every kernels/avx512amx/*.cpp (Linux, GCC / Clang) with those flags plus -mamx-tile -mamx-bf16:
+#            the bfloat16 score entries on the tile unit, written over the avx512 table's where the CPU and
+#            the OS allow AMX (dispatch.cpp)
 #   aarch64: kernels/neon.cpp and every kernels/neon/*.cpp (Advanced SIMD is part of armv8-a: no extra flags)
 # kernels/<isa>.cpp holds only the table getter; kernels/<isa>/ the kernel families (kernels/isa_parts.hpp),
 # the algorithms of kernels/generic/ over kernels/<isa>/traits.hpp. The flags go on exactly these files, so
@@ -41,6 +44,18 @@ function(normexp_add_isa_kernels target)
           target_sources(${target} PRIVATE ${_avx512bf16})
           set_source_files_properties(${_avx512bf16} PROPERTIES COMPILE_OPTIONS "${NORMEXP_AVX512BF16_FLAGS}")
           target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AVX512BF16)
+          if(NORMEXP_AMX_FLAGS AND CMAKE_SYSTEM_NAME STREQUAL "Linux")
+            list(JOIN NORMEXP_AMX_FLAGS " " _amx_flags)
+            check_cxx_compiler_flag("${_amx_flags}" NORMEXP_CXX_HAS_AMX_FLAGS)
+          endif()
+          if(NORMEXP_CXX_HAS_AMX_FLAGS)
+            file(GLOB _avx512amx CONFIGURE_DEPENDS ${_src}/avx512amx/*.cpp)
+            target_sources(${target} PRIVATE ${_avx512amx})
+            set_source_files_properties(${_avx512amx} PROPERTIES COMPILE_OPTIONS "${NORMEXP_AMX_FLAGS}")
+            target_compile_definitions(${target} PRIVATE NORMEXP_HAVE_AMX)
+          else()
+            message(STATUS "normexp: no AMX kernels (the compiler lacks -mamx-tile -mamx-bf16, or not Linux)")
+          endif()
         else()
           message(STATUS "normexp: the compiler does not accept the AVX512_BF16 flags: the avx512 set without vdpbf16ps")
         endif()

@@ -22,6 +22,11 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#if defined(NORMEXP_HAVE_AMX) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #if defined(NORMEXP_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #elif defined(NORMEXP_HAVE_AVX2) && defined(_MSC_VER)
@@ -94,6 +99,14 @@ int avx512_bf16_switch() {
     if (v == "0" || v == "1") return v == "1";
     throw std::invalid_argument("NORMEXP_AVX512_BF16: expected 0 or 1, got '" + v + "'");
 }
+// NORMEXP_AMX: -1 unset, 0 off, 1 on (an error where unsupported); any other value is an error.
+int amx_switch() {
+    const char* e = std::getenv("NORMEXP_AMX");
+    const std::string v = e ? e : "";
+    if (v.empty()) return -1;
+    if (v == "0" || v == "1") return v == "1";
+    throw std::invalid_argument("NORMEXP_AMX: expected 0 or 1, got '" + v + "'");
+}
 #endif
 
 #if defined(NORMEXP_HAVE_AVX512BF16)
@@ -118,6 +131,31 @@ bool cpu_is_amd() {
     if (!cpuid(0, 0, a, b, c, d)) return false;
     return b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "Auth" "enti" "cAMD"
 }
+#endif
+
+#if defined(NORMEXP_HAVE_AMX)
+// AMX (kernels/avx512amx/: tdpbf16ps on the tile unit) needs AMX-TILE and AMX-BF16 (cpuid.(7,0).EDX bits 24
+// and 22), the OS's tile state in XCR0 (bits 17 XTILECFG and 18 XTILEDATA), and, on Linux, the process's
+// permission to use the tile data (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), Linux 5.16; the
+// first AMX instruction of a process without it faults). Asked for once, on the avx512 table's first use,
+// only where the table would take the AMX entries. Elsewhere (other systems) not used.
+bool cpu_has_amx_bf16() {
+#if defined(__linux__)
+    if (!cpu_has_avx512_bf16()) return false;  // also proves OSXSAVE and leaf 7
+    unsigned a, b, c, d;
+    if (!cpuid(7, 0, a, b, c, d)) return false;
+    const unsigned need = (1u << 22) | (1u << 24);  // AMX-BF16, AMX-TILE
+    if ((d & need) != need) return false;
+    if ((xcr0_low() & 0x60000u) != 0x60000u) return false;  // XTILECFG, XTILEDATA
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+}
+#endif
+
+#if defined(NORMEXP_HAVE_AVX512BF16)
 // Whether the table also takes the vdpbf16ps dot products (bf16_dot), given the extension is in: where the
 // instruction outruns float32 FMA: on AMD Zen 4 the pair scores ran at 1.8x qk's rate (docs/attention.md);
 // on the Intel cores with AVX512_BF16 vdpbf16ps has half the FMA rate (a Sapphire Rapids-class Xeon: 80
@@ -193,10 +231,34 @@ bool avx512_bf16_in_table() {
     return false;
 #endif
 }
-// Whether the avx512 table holds the bf16_dot entries too (never without the extension's stores).
+// Whether the avx512 table takes the AMX scores (bf16_dot's qk_pairs, qk_direct_pairs on the tile unit, beside
+// avx512bf16's pack_kt_pairs): wherever the CPU and OS allow them and the table has the AVX512_BF16 entries,
+// unless NORMEXP_AMX=0, or NORMEXP_AVX512_BF16=1 asks for the vdpbf16ps scores (and NORMEXP_AMX is unset).
+// Against the float32 kernels on an Intel Xeon (Sapphire Rapids class), bfloat16 prefill ran at 1.9x the
+// float32 GFLOP rate and decoding's scores 3x (docs/benchmarks.md, session 23).
+bool amx_in_table() {
+#if defined(NORMEXP_HAVE_AMX) && defined(NORMEXP_HAVE_AVX512BF16)
+    static const bool on = [] {
+        const int sw = amx_switch();
+        if (sw == 0 || (sw < 0 && avx512_bf16_switch() == 1)) return false;
+        const bool can = avx512_bf16_in_table() && cpu_has_amx_bf16();
+        if (sw == 1 && !can)
+            throw std::invalid_argument("NORMEXP_AMX=1: this CPU or OS does not support AMX-BF16 (or "
+                                        "NORMEXP_AVX512_BF16=0 left out the avx512 set's bfloat16 entries)");
+        return can;
+    }();
+    return on;
+#else
+    if (amx_switch() == 1)
+        throw std::invalid_argument("NORMEXP_AMX=1: this build has no AMX kernels (the compiler lacks -mamx-bf16, "
+                                    "or the system is not Linux)");
+    return false;
+#endif
+}
+// Whether the avx512 table holds the vdpbf16ps bf16_dot entries (never without the extension's stores).
 bool avx512_bf16_dot_in_table() {
 #if defined(NORMEXP_HAVE_AVX512BF16)
-    static const bool on = avx512_bf16_in_table() && avx512_bf16_dot_wanted();
+    static const bool on = avx512_bf16_in_table() && avx512_bf16_dot_wanted() && !amx_in_table();
     return on;
 #else
     return false;
@@ -208,7 +270,10 @@ const kernel_table* filled_avx512() {
 #if defined(NORMEXP_HAVE_AVX512BF16)
         if (avx512_bf16_in_table()) {
             avx512bf16_add_reductions(k);
-            if (avx512_bf16_dot_in_table()) avx512bf16_add_attention(k);
+            if (avx512_bf16_dot_in_table() || amx_in_table()) avx512bf16_add_attention(k);
+#if defined(NORMEXP_HAVE_AMX)
+            if (amx_in_table()) avx512amx_add_attention(k);
+#endif
         }
 #endif
         return k;
@@ -311,6 +376,7 @@ std::vector<std::string> isa_extensions() {
 #if defined(NORMEXP_HAVE_AVX512)
     if (cpu_has_avx512() && avx512_bf16_in_table()) v.push_back("avx512_bf16");
     if (cpu_has_avx512() && avx512_bf16_dot_in_table()) v.push_back("avx512_bf16_dot");
+    if (cpu_has_avx512() && amx_in_table()) v.push_back("amx_bf16");
 #endif
     return v;
 }

@@ -23,7 +23,7 @@ from . import _api, _core
 __version__: str = _core.__version__
 
 # Select the kernel set now, so a bad NORMEXP_ISA fails the import with its message; and read
-# NORMEXP_AVX512_BF16 now too (isa_extensions() reads it once), also when NORMEXP_ISA selects another set,
+# NORMEXP_AVX512_BF16 and NORMEXP_AMX now too (isa_extensions() reads them once), also when NORMEXP_ISA selects another set,
 # so a bad value fails the import and a change after it has no effect ("read at import", as documented).
 _core.isa()
 _core.isa_extensions()
@@ -193,10 +193,12 @@ def available_isas() -> list[str]:
 
 def isa_extensions() -> list[str]:
     """The optional CPU extensions the kernel sets use on top of their ISA: ``"avx512_bf16"`` where the
-    ``avx512`` set takes its AVX512_BF16 kernels (bfloat16 stores by ``vcvtneps2bf16``), and
-    ``"avx512_bf16_dot"`` where it also takes their bfloat16 x bfloat16 attention scores by ``vdpbf16ps``
-    (by default only on AMD CPUs, where that instruction outruns float32 FMA). The environment variable
-    ``NORMEXP_AVX512_BF16`` (read at import) turns both off (``0``) or on (``1``); ``[]`` otherwise."""
+    ``avx512`` set takes its AVX512_BF16 kernels (bfloat16 stores by ``vcvtneps2bf16``),
+    ``"amx_bf16"`` where it computes bfloat16 x bfloat16 attention scores on the AMX tile unit (by default
+    wherever the CPU and the OS have AMX), and ``"avx512_bf16_dot"`` where it computes them by ``vdpbf16ps``
+    instead (by default only on AMD CPUs, where that instruction outruns float32 FMA). The environment
+    variables ``NORMEXP_AVX512_BF16`` and ``NORMEXP_AMX`` (read at import) turn them off (``0``) or on
+    (``1``; ``NORMEXP_AVX512_BF16=1`` alone takes ``vdpbf16ps``); ``[]`` otherwise."""
     return list(_core.isa_extensions())
 
 

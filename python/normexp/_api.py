@@ -82,12 +82,14 @@ def use_isa(name: str) -> Iterator[None]:
     if not isinstance(name, str):
         raise TypeError(f"use_isa: name must be a string such as 'avx2', got {type(name).__name__}")
     if name not in _core.available_isas():
-        if name.lower().replace("-", "").replace("_", "") in ("avx512bf16", "avx512bf16dot"):
+        key = name.lower().replace("-", "").replace("_", "")
+        if key in ("avx512bf16", "avx512bf16dot", "amxbf16"):
             # An extension of isa_extensions(), not a set: "not available on this CPU" would be wrong where
             # the CPU has it.
+            switch = "NORMEXP_AMX" if key == "amxbf16" else "NORMEXP_AVX512_BF16"
             raise ValueError(
                 f"use_isa: {shown(name)} is an extension inside the 'avx512' set (normexp.isa_extensions()), "
-                "not a kernel set: use 'avx512'; NORMEXP_AVX512_BF16=0 or 1, set before the import, switches it"
+                f"not a kernel set: use 'avx512'; {switch}=0 or 1, set before the import, switches it"
             )
         raise ValueError(
             f"use_isa: name {shown(name)} is not available on this CPU; available: {', '.join(_core.available_isas())}"

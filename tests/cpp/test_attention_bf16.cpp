@@ -14,7 +14,13 @@
 // qk_direct_pairs (16 lane chains summed by halves) is held to the bound against float64 and to the
 // specification within the same bound; pack_kt_pairs to its word layout exactly, padding included.
 //
-// Tested where the CPU has AVX512_BF16 (the avx512 table's bf16_dot entries); elsewhere the test says so.
+// `test_attention_bf16 amx`: the AMX entries (kernels/avx512amx/, the dispatcher's choice where the CPU and the OS
+// have AMX): qk_pairs and qk_direct_pairs on the tiles (head dimensions a multiple of 32, up to 256) are held to
+// qk_direct_pairs' bound against float64 (the tile unit sums in its own order; the specification's bits do not
+// apply), the other head dimensions (the vdpbf16ps entries they fall back to) to the specification as above;
+// row and key counts around the 16 x 16 tiles, with a guard row and key that no call may write.
+//
+// Tested where the CPU has AVX512_BF16 (the avx512 table's bf16_dot entries) or AMX; elsewhere the test says so.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -113,54 +119,114 @@ void check_pack(const normexp::bf16_dot_kernels& b) {
     std::printf("pack_kt_pairs: %zu shapes and layouts, words as specified\n", cases);
 }
 
-// qk_pairs bit for bit against the specification; returns how many scores the negative controls got wrong.
-void check_qk_pairs(const normexp::bf16_dot_kernels& b) {
+// Whether the AMX entries compute (head_dim) on the tiles: kernels/avx512amx/attention.cpp.
+bool on_tiles(bool amx, std::size_t dim) { return amx && dim % 32 == 0 && dim <= 256; }
+
+// The float64 bound of qk_direct_pairs (and of the AMX entries): (2 ceil(dim / 32) + 4) u sum|q k| + sum|q k| over
+// the products with a subnormal factor (read as 0) + 2 dim 2^-126 (flushed partial sums). Returns the error in
+// units of the bound after checking it (what names the call in a failure).
+double check_bound(const float* qi, const bfloat16* kj, std::size_t dim, float got, const char* what, std::size_t rows,
+                   std::size_t keys, std::size_t i, std::size_t j) {
+    double ref = 0, mag = 0, lost = 0;
+    for (std::size_t dd = 0; dd < dim; ++dd) {
+        const float kd = d::to_f32(kj[dd]);
+        const double t = double(qi[dd]) * double(kd);
+        ref += t;
+        mag += std::fabs(t);
+        if (daz(qi[dd]) != qi[dd] || daz(kd) != kd) lost += std::fabs(t);
+    }
+    const double u = 0x1p-24, n = 2.0 * double((dim + 31) / 32) + 4.0;
+    const double bound = n * u / (1 - n * u) * mag + lost + 2.0 * double(dim) * 0x1p-126;
+    const double err = std::fabs(double(got) - ref);
+    CHECK(err <= bound, "%s rows %zu keys %zu dim %zu (%zu, %zu): %a vs %a, bound %g", what, rows, keys, dim, i, j,
+          double(got), ref, bound);
+    const double spec = spec_dot(qi, kj, dim);
+    CHECK(std::fabs(double(got) - spec) <= 2 * bound, "%s vs the specification (%zu, %zu)", what, i, j);
+    return bound > 0 ? err / bound : 0.0;
+}
+
+// qk_pairs bit for bit against the specification (amx: the head dimensions on the tiles within the bound instead);
+// the negative controls must find differences.
+void check_qk_pairs(const normexp::bf16_dot_kernels& b, bool amx) {
     std::mt19937 g(11);
-    std::size_t scores = 0, even_first_wrong = 0, no_flush_wrong = 0;
+    std::size_t scores = 0, tiles = 0, even_first_wrong = 0, no_flush_wrong = 0;
+    double worst = 0;
+    std::vector<std::size_t> row_list, key_list, dim_list;
+    for (std::size_t rows = 1; rows <= 13; rows += (rows < 7 ? 1 : 6)) row_list.push_back(rows);
+    for (std::size_t keys = 1; keys <= 70; keys += (keys < 18 ? 1 : 13)) key_list.push_back(keys);
+    for (std::size_t dim = 1; dim <= 70; dim += (dim < 8 ? 1 : dim < 40 ? 7 : 15)) dim_list.push_back(dim);
+    if (amx) {  // around the 16 x 16 tiles and the 32 x 32 steps; head dimensions on the tiles and past them
+        row_list.insert(row_list.end(), {16, 17, 31, 32, 33, 47});
+        key_list.insert(key_list.end(), {31, 32, 33, 48, 64});
+        dim_list.insert(dim_list.end(), {32, 64, 96, 128, 256, 288});
+    }
     for (int tiny = 0; tiny < 2; ++tiny)
-        for (std::size_t rows = 1; rows <= 13; rows += (rows < 7 ? 1 : 6))
-            for (std::size_t keys = 1; keys <= 70; keys += (keys < 18 ? 1 : 13))
-                for (std::size_t dim = 1; dim <= 70; dim += (dim < 8 ? 1 : dim < 40 ? 7 : 15)) {
+        for (std::size_t rows : row_list)
+            for (std::size_t keys : key_list)
+                for (std::size_t dim : dim_list) {
                     const std::size_t ldq = dim + 3, ldk = dim + 1;
                     std::vector<float> q(rows * ldq);
                     for (auto& x : q) x = d::to_f32(random_bf16(g, tiny));
                     std::vector<bfloat16> k(keys * ldk);
                     for (auto& x : k) x = random_bf16(g, tiny);
                     const std::size_t padded = (keys + 15) / 16 * 16, ldkt = padded, lds = padded + 5;
-                    std::vector<float> kt((dim + 1) / 2 * ldkt), s(rows * lds, -7.0f);
+                    std::vector<float> kt((dim + 1) / 2 * ldkt), s((rows + 1) * lds, -7.0f);  // + a guard row
                     b.pack_kt_pairs(k.data(), std::ptrdiff_t(ldk), 1, keys, dim, kt.data(), ldkt);
                     b.qk_pairs(q.data(), ldq, kt.data(), ldkt, rows, keys, dim, s.data(), lds);
+                    const bool tiled = on_tiles(amx, dim);
                     for (std::size_t i = 0; i < rows; ++i) {
                         for (std::size_t j = 0; j < keys; ++j) {
                             const float got = s[i * lds + j];
-                            const float want = spec_dot(q.data() + i * ldq, k.data() + j * ldk, dim);
+                            const float* qi = q.data() + i * ldq;
+                            const bfloat16* kj = k.data() + j * ldk;
+                            if (tiled) {
+                                worst = std::fmax(worst, check_bound(qi, kj, dim, got, "qk_pairs (AMX)", rows, keys, i, j));
+                                ++tiles;
+                                continue;
+                            }
+                            const float want = spec_dot(qi, kj, dim);
                             CHECK(same_bits(got, want), "qk_pairs rows %zu keys %zu dim %zu tiny %d (%zu, %zu): %a, spec %a",
                                   rows, keys, dim, tiny, i, j, double(got), double(want));
-                            even_first_wrong += !same_bits(got, spec_dot(q.data() + i * ldq, k.data() + j * ldk, dim, {true, false}));
-                            no_flush_wrong += !same_bits(got, spec_dot(q.data() + i * ldq, k.data() + j * ldk, dim, {false, true}));
+                            even_first_wrong += !same_bits(got, spec_dot(qi, kj, dim, {true, false}));
+                            no_flush_wrong += !same_bits(got, spec_dot(qi, kj, dim, {false, true}));
                             ++scores;
                         }
                         for (std::size_t j = keys; j < padded; ++j)
                             CHECK(s[i * lds + j] == 0.0f, "qk_pairs: padded key %zu of row %zu is %a", j, i, double(s[i * lds + j]));
                         CHECK(s[i * lds + padded] == -7.0f, "qk_pairs wrote past the padded keys");
                     }
+                    for (std::size_t j = 0; j < lds; ++j)
+                        CHECK(s[rows * lds + j] == -7.0f, "qk_pairs rows %zu keys %zu dim %zu wrote past its rows", rows, keys, dim);
                 }
     CHECK(even_first_wrong > 0, "negative control: the even-first pairing agrees with the kernel everywhere");
     CHECK(no_flush_wrong > 0, "negative control: the chain without daz/ftz agrees with the kernel everywhere");
     std::printf("qk_pairs: %zu scores identical to the specification (negative controls: even-first pairing "
                 "differs on %zu, no flush on %zu)\n", scores, even_first_wrong, no_flush_wrong);
+    if (amx) {
+        CHECK(tiles > 0, "no qk_pairs score came from the tiles");
+        std::printf("qk_pairs on the AMX tiles: %zu scores within the bound (largest error %.3f of it)\n", tiles, worst);
+    }
 }
 
-// qk_direct_pairs within (2 ceil(dim / 32) + 4) u sum|q k| + sum|q k| over the products with a subnormal factor
-// (read as 0) + 2 dim 2^-126 (flushed partial sums) of float64, and of the specification.
-void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
+// qk_direct_pairs within the bound of float64 and of the specification (check_bound); with and without `ahead`
+// the same scores.
+void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b, bool amx) {
     std::mt19937 g(13);
-    std::size_t scores = 0;
+    std::size_t scores = 0, tiles = 0;
     double worst = 0;  // the largest error seen, in units of the bound
+    std::vector<std::size_t> row_list, key_list, dim_list;
+    for (std::size_t rows = 1; rows <= 6; ++rows) row_list.push_back(rows);
+    for (std::size_t keys = 1; keys <= 9; ++keys) key_list.push_back(keys);
+    for (std::size_t dim = 1; dim <= 100; dim += (dim < 70 ? 1 : 9)) dim_list.push_back(dim);
+    if (amx) {  // whole and partial groups of 16 keys, pairs of groups, up to 16 rows on the tiles (17: not)
+        row_list.insert(row_list.end(), {15, 16, 17});
+        key_list.insert(key_list.end(), {15, 16, 17, 31, 32, 33, 48, 70});
+        dim_list = {32, 64, 96, 128, 256, 288, 29, 70};
+    }
     for (int tiny = 0; tiny < 2; ++tiny)
-        for (std::size_t rows = 1; rows <= 6; ++rows)
-            for (std::size_t keys = 1; keys <= 9; ++keys)
-                for (std::size_t dim = 1; dim <= 100; dim += (dim < 70 ? 1 : 9)) {
+        for (std::size_t rows : row_list)
+            for (std::size_t keys : key_list)
+                for (std::size_t dim : dim_list) {
                     const std::size_t ldq = dim + 1;
                     const std::ptrdiff_t ldk = std::ptrdiff_t(dim + 5);
                     std::vector<float> q(rows * ldq);
@@ -168,7 +234,7 @@ void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
                     std::vector<bfloat16> k((keys + 40) * std::size_t(ldk));
                     for (auto& x : k) x = random_bf16(g, tiny);
                     const std::size_t lds = keys + 2;
-                    std::vector<float> s(rows * lds, -7.0f), s0(rows * lds, -7.0f);
+                    std::vector<float> s((rows + 1) * lds, -7.0f), s0((rows + 1) * lds, -7.0f);  // + a guard row
                     // The prefetching tiles (ahead: the rows past the keys may be prefetched) and the others
                     // give the same scores.
                     const std::size_t ahead = (k.size() - keys * std::size_t(ldk)) / std::size_t(ldk);
@@ -180,33 +246,24 @@ void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
                     b.qk_direct_pairs(qw.data(), ldqw, k.data(), ldk, rows, keys, dim, s0.data(), lds, 0);
                     CHECK(std::memcmp(s.data(), s0.data(), s.size() * sizeof(float)) == 0,
                           "qk_direct_pairs rows %zu keys %zu dim %zu: ahead changed the scores", rows, keys, dim);
-                    const double u = 0x1p-24, n = 2.0 * double((dim + 31) / 32) + 4.0;
+                    const bool tiled = on_tiles(amx, dim) && rows <= 16;
                     for (std::size_t i = 0; i < rows; ++i) {
                         for (std::size_t j = 0; j < keys; ++j) {
-                            const float* qi = q.data() + i * ldq;
-                            const bfloat16* kj = k.data() + j * std::size_t(ldk);
-                            double ref = 0, mag = 0, lost = 0;
-                            for (std::size_t dd = 0; dd < dim; ++dd) {
-                                const float kd = d::to_f32(kj[dd]);
-                                const double t = double(qi[dd]) * double(kd);
-                                ref += t;
-                                mag += std::fabs(t);
-                                if (daz(qi[dd]) != qi[dd] || daz(kd) != kd) lost += std::fabs(t);
-                            }
-                            const double bound = n * u / (1 - n * u) * mag + lost + 2.0 * double(dim) * 0x1p-126;
-                            const float got = s[i * lds + j];
-                            const double err = std::fabs(double(got) - ref);
-                            CHECK(err <= bound, "qk_direct_pairs rows %zu keys %zu dim %zu (%zu, %zu): %a vs %a, bound %g",
-                                  rows, keys, dim, i, j, double(got), ref, bound);
-                            const double spec = spec_dot(qi, kj, dim);
-                            CHECK(std::fabs(double(got) - spec) <= 2 * bound, "qk_direct_pairs vs the specification (%zu, %zu)", i, j);
-                            if (bound > 0) worst = std::fmax(worst, err / bound);
+                            const double e = check_bound(q.data() + i * ldq, k.data() + j * std::size_t(ldk), dim,
+                                                         s[i * lds + j], tiled ? "qk_direct_pairs (AMX)" : "qk_direct_pairs",
+                                                         rows, keys, i, j);
+                            worst = std::fmax(worst, e);
                             ++scores;
+                            tiles += tiled;
                         }
                         CHECK(s[i * lds + keys] == -7.0f, "qk_direct_pairs wrote past its keys");
                     }
+                    for (std::size_t j = 0; j < lds; ++j)
+                        CHECK(s[rows * lds + j] == -7.0f, "qk_direct_pairs rows %zu keys %zu dim %zu wrote past its rows", rows, keys, dim);
                 }
-    std::printf("qk_direct_pairs: %zu scores within the bound (largest error %.3f of it)\n", scores, worst);
+    if (amx) CHECK(tiles > 0, "no qk_direct_pairs score came from the tiles");
+    std::printf("qk_direct_pairs: %zu scores within the bound (largest error %.3f of it; %zu on the AMX tiles)\n",
+                scores, worst, tiles);
 }
 
 }  // namespace
@@ -242,32 +299,38 @@ void check_subnormal_report(const normexp::bf16_dot_kernels& b) {
     std::printf("subnormal report: %zu placements, each reported by pack_kt_pairs and qk_direct_pairs\n", cases);
 }
 
-int main() {
+int main(int argc, char** argv) {
+    const bool amx_mode = argc > 1 && std::strcmp(argv[1], "amx") == 0;
 #if defined(__x86_64__) && !defined(_WIN32)
-    // The dispatcher takes the dot products by default only where vdpbf16ps outruns float32 FMA (AMD): on
-    // any other CPU with AVX512_BF16 the switch, read at the avx512 table's first use (below), puts them in
-    // for this test, unless the caller chose.
+    // The dispatcher takes the vdpbf16ps dot products by default only where vdpbf16ps outruns float32 FMA (AMD),
+    // and the AMX entries where the CPU has AMX: without `amx`, on any other CPU with AVX512_BF16 the switch,
+    // read at the avx512 table's first use (below), puts the vdpbf16ps ones in for this test (AMX out), unless
+    // the caller chose. With `amx`, the dispatcher's default.
     __builtin_cpu_init();
     const char* chosen = std::getenv("NORMEXP_AVX512_BF16");  // "" is unset, as for the dispatcher
-    if ((!chosen || !*chosen) && __builtin_cpu_supports("avx512bf16") &&
+    if (!amx_mode && (!chosen || !*chosen) && __builtin_cpu_supports("avx512bf16") &&
         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
         setenv("NORMEXP_AVX512_BF16", "1", 1);
 #endif
+    bool amx = false;
+    for (const auto& e : d::isa_extensions()) amx = amx || e == "amx_bf16";
     bool tested = false;
     for (const auto& name : d::available_isas()) {
         const normexp::kernel_table& t = d::kernels_for(name);
-        if (!t.bf16_dot.qk_pairs) continue;
-        std::printf("%s: bfloat16 dot products (bf16_dot)\n", name.c_str());
+        if (!t.bf16_dot.qk_pairs || (amx_mode && !(amx && name == "avx512"))) continue;
+        std::printf("%s: bfloat16 dot products (bf16_dot%s)\n", name.c_str(), amx ? ", AMX" : ", vdpbf16ps");
         check_pack(t.bf16_dot);
-        check_qk_pairs(t.bf16_dot);
-        check_qk_direct_pairs(t.bf16_dot);
+        check_qk_pairs(t.bf16_dot, amx);
+        check_qk_direct_pairs(t.bf16_dot, amx);
         check_subnormal_report(t.bf16_dot);
         tested = true;
     }
     if (!tested)
-        std::printf("test_attention_bf16: no kernel set here has bfloat16 dot products (AVX512_BF16 absent or "
-                    "NORMEXP_AVX512_BF16=0): NOT tested on this machine\n");
+        std::printf(amx_mode ? "test_attention_bf16 amx: no AMX here (the CPU, the OS, the build, or NORMEXP_AMX=0): "
+                               "the AMX scores NOT tested on this machine\n"
+                             : "test_attention_bf16: no kernel set here has bfloat16 dot products (AVX512_BF16 absent or "
+                               "NORMEXP_AVX512_BF16=0): NOT tested on this machine\n");
     if (check::failures()) std::fprintf(stderr, "%d failures\n", check::failures());
     return check::failures() ? 1 : 0;
 }

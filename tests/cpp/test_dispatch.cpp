@@ -75,9 +75,10 @@ int main() {
         CHECK(std::strcmp(t.name, name.c_str()) == 0, "kernels_for(%s) has name %s", name.c_str(), t.name);
         const auto tw = words(t);
         for (std::size_t i = 0; i < kWords; ++i) CHECK(tw[i] != 0 || optional_word(i), "%s: word %zu is null", name.c_str(), i);
-        // The optional bfloat16 dot products: all three or none, and only on avx512 with avx512_bf16_dot.
+        // The optional bfloat16 dot products: all three or none, and only on avx512 with avx512_bf16_dot or
+        // amx_bf16.
         bool ext = false;
-        for (const auto& e : normexp::detail::isa_extensions()) ext = ext || e == "avx512_bf16_dot";
+        for (const auto& e : normexp::detail::isa_extensions()) ext = ext || e == "avx512_bf16_dot" || e == "amx_bf16";
         const bool want = name == "avx512" && ext;
         const normexp::bf16_dot_kernels& o = t.bf16_dot;
         CHECK((o.pack_kt_pairs != nullptr) == want && (o.qk_pairs != nullptr) == want &&
@@ -96,22 +97,35 @@ int main() {
         const bool off = env && std::strcmp(env, "0") == 0;
         bool avx512 = false;
         for (const auto& n : normexp::detail::available_isas()) avx512 = avx512 || n == "avx512";
-        bool ext = false, dot = false;
+        bool ext = false, dot = false, amx = false;
         for (const auto& e : normexp::detail::isa_extensions()) {
             ext = ext || e == "avx512_bf16";
             dot = dot || e == "avx512_bf16_dot";
+            amx = amx || e == "amx_bf16";
         }
 #if defined(NORMEXP_HAVE_AVX512BF16)
         const bool cpu = avx512 && __builtin_cpu_supports("avx512bf16");
         CHECK(ext == (cpu && !off), "isa_extensions lists avx512_bf16: %d, CPU %d, NORMEXP_AVX512_BF16=0 %d", ext, cpu, off);
         // The dot products where vdpbf16ps outruns float32 FMA (AMD), or where the switch insists.
         const bool on = env && std::strcmp(env, "1") == 0, unset = !env || !*env;
-        const bool want_dot = cpu && (on || (unset && __builtin_cpu_is("amd")));
-        CHECK(dot == want_dot, "isa_extensions lists avx512_bf16_dot: %d, expected %d", dot, want_dot);
-        std::printf("test_dispatch: avx512_bf16 %s, its dot products %s\n",
-                    ext ? "in the avx512 table" : cpu ? "turned off" : "not on this CPU", dot ? "in" : "out");
+        // AMX where the CPU and the OS have it (GCC reads XCR0's tile bits too) with the bfloat16 entries in,
+        // unless NORMEXP_AMX=0, or NORMEXP_AVX512_BF16=1 asks for vdpbf16ps and NORMEXP_AMX is unset.
+        const char* amx_env = std::getenv("NORMEXP_AMX");
+        const bool amx_unset = !amx_env || !*amx_env, amx_off = amx_env && std::strcmp(amx_env, "0") == 0;
+#if defined(NORMEXP_HAVE_AMX)
+        const bool amx_cpu = cpu && __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-tile");
+        const bool want_amx = amx_cpu && !off && !amx_off && !(on && amx_unset);
 #else
-        CHECK(!ext && !dot, "avx512_bf16 listed although not built in");
+        const bool want_amx = false;
+#endif
+        CHECK(amx == want_amx, "isa_extensions lists amx_bf16: %d, expected %d", amx, want_amx);
+        const bool want_dot = cpu && (on || (unset && __builtin_cpu_is("amd"))) && !want_amx;
+        CHECK(dot == want_dot, "isa_extensions lists avx512_bf16_dot: %d, expected %d", dot, want_dot);
+        std::printf("test_dispatch: avx512_bf16 %s, its dot products %s, AMX %s\n",
+                    ext ? "in the avx512 table" : cpu ? "turned off" : "not on this CPU", dot ? "in" : "out",
+                    amx ? "in" : "out");
+#else
+        CHECK(!ext && !dot && !amx, "avx512_bf16 listed although not built in");
 #endif
     }
 #endif

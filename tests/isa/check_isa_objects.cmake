@@ -12,10 +12,12 @@
 #  3. on x86-64, no object but kernels/avx512bf16/*.o (the AVX512_BF16 entries, -mavx512bf16) contains an
 #     AVX512_BF16 instruction (vdpbf16ps, vcvtneps2bf16, vcvtne2ps2bf16): an AVX-512 CPU without that
 #     extension runs the avx512 set, so the extension's flag must stay on those files too.
-#  4. on x86-64, the x86 attention objects (kernels/{avx2,avx512,avx512bf16}/attention.cpp.o) contain
+#  4. on x86-64, the x86 attention objects (kernels/{avx2,avx512,avx512bf16,avx512amx}/attention.cpp.o) contain
 #     software prefetches (prefetcht0/t1): the decoding kernels' prefetch ahead of a cache read from memory.
 #     GCC 12 once deleted every one of them without a word (a prefetch wrapper left as a call, taken for a
 #     function without side effects; attention_traits.hpp), and a decode from memory ran at half speed.
+#  5. on x86-64, no object but kernels/avx512amx/*.o contains an AMX instruction (ldtilecfg, tileloadd,
+#     tdpbf16ps, ...): the AMX flags stay on those files, which run only where the dispatcher found AMX.
 # Arguments (-D): NM, OBJDUMP (may be empty: step 2 is then impossible and the check fails on x86-64),
 # OBJECTS ("|"-separated object files), X86 (ON/OFF).
 cmake_minimum_required(VERSION 3.18)
@@ -60,7 +62,7 @@ foreach(obj IN LISTS objects)
   get_filename_component(dir "${dir}" NAME)
   set(family_isa "")
   set(table_isa "")
-  if(dir MATCHES "^(avx2|neon|avx512|avx512bf16)$" AND obj MATCHES "/kernels/(avx2|neon|avx512|avx512bf16)/[^/]+\\.cpp\\.(o|obj)$")
+  if(dir MATCHES "^(avx2|neon|avx512|avx512bf16|avx512amx)$" AND obj MATCHES "/kernels/(avx2|neon|avx512|avx512bf16|avx512amx)/[^/]+\\.cpp\\.(o|obj)$")
     set(family_isa "${CMAKE_MATCH_1}")
   elseif(name MATCHES "^(scalar|avx2|neon|avx512)\\.cpp\\.(o|obj)$")
     set(table_isa "${CMAKE_MATCH_1}")
@@ -106,7 +108,7 @@ foreach(obj IN LISTS objects)
   set(x86_isa "")
   if(name MATCHES "^(avx2|avx512)\\.cpp\\.(o|obj)$")
     set(x86_isa "${CMAKE_MATCH_1}")
-  elseif(family_isa MATCHES "^(avx2|avx512|avx512bf16)$")
+  elseif(family_isa MATCHES "^(avx2|avx512|avx512bf16|avx512amx)$")
     set(x86_isa "${family_isa}")
   endif()
   # What the disassembly must not contain: AVX-512 in AVX2 objects, any AVX in baseline objects.
@@ -120,11 +122,15 @@ foreach(obj IN LISTS objects)
   if(X86 AND NOT x86_isa STREQUAL "avx512bf16")
     set(scan_bf16 ON)
   endif()
+  set(scan_amx OFF)
+  if(X86 AND NOT x86_isa STREQUAL "avx512amx")
+    set(scan_amx ON)
+  endif()
   set(need_prefetch OFF)
-  if(X86 AND family_isa MATCHES "^(avx2|avx512|avx512bf16)$" AND name MATCHES "^attention\\.cpp\\.(o|obj)$")
+  if(X86 AND family_isa MATCHES "^(avx2|avx512|avx512bf16|avx512amx)$" AND name MATCHES "^attention\\.cpp\\.(o|obj)$")
     set(need_prefetch ON)
   endif()
-  if(forbidden OR scan_bf16 OR need_prefetch)
+  if(forbidden OR scan_bf16 OR scan_amx OR need_prefetch)
     if(NOT OBJDUMP)
       message(SEND_ERROR "objdump not found: cannot scan ${name} for ${forbidden} AVX512_BF16 instructions")
       math(EXPR failures "${failures} + 1")
@@ -150,6 +156,10 @@ foreach(obj IN LISTS objects)
   if(scan_bf16)
     string(REGEX MATCHALL "\n *[0-9a-f]+:\t(vdpbf16ps|vcvtneps2bf16|vcvtne2ps2bf16)[^\n]*" hits "${asm}")
     report_forbidden(hits "object ${name} outside kernels/avx512bf16/" AVX512_BF16)
+  endif()
+  if(scan_amx)
+    string(REGEX MATCHALL "\n *[0-9a-f]+:\t(ldtilecfg|sttilecfg|tileloadd|tileloaddt1|tilestored|tilezero|tilerelease|tdp[a-z0-9]+)[^\n]*" hits "${asm}")
+    report_forbidden(hits "object ${name} outside kernels/avx512amx/" AMX)
   endif()
   if(forbidden STREQUAL "AVX-512")
     string(REGEX MATCHALL "\n *[0-9a-f]+:\t[^\n]*(%zmm[0-9]+|%k[0-7]|%[xy]mm(1[6-9]|2[0-9]|3[01]))[^\n]*" hits "${asm}")

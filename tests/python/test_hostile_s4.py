@@ -17,7 +17,7 @@ import pytest
 
 import normexp
 from normexp.bench.cases import parse_attention_shape, parse_paged_shape
-from test_isa_extensions import cpu_has_avx512_bf16, cpu_is_amd
+from test_isa_extensions import cpu_has_amx, cpu_has_avx512_bf16, cpu_is_amd
 
 
 def child(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -132,11 +132,14 @@ def test_bench_paged_shape_rejects_zero_kv_heads():
 def test_avx512_bf16_switch_is_read_at_import(forced):
     bad = child("import normexp", NORMEXP_ISA=forced, NORMEXP_AVX512_BF16="yes")
     assert bad.returncode != 0 and "NORMEXP_AVX512_BF16" in bad.stderr, bad.stderr
-    late = child("import os, normexp\nos.environ['NORMEXP_AVX512_BF16'] = '0'\nprint(normexp.isa_extensions())",
-                 NORMEXP_ISA=forced, NORMEXP_AVX512_BF16="")
+    late = child("import os, normexp\nos.environ['NORMEXP_AVX512_BF16'] = '0'\nos.environ['NORMEXP_AMX'] = '0'\n"
+                 "print(normexp.isa_extensions())", NORMEXP_ISA=forced, NORMEXP_AVX512_BF16="", NORMEXP_AMX="")
     assert late.returncode == 0, late.stderr
-    # The default (the switch unset at import): the stores, and the dot products on AMD (docs/architecture.md).
-    want = (["avx512_bf16", "avx512_bf16_dot"] if cpu_is_amd() else ["avx512_bf16"]) if cpu_has_avx512_bf16() else []
+    # The default (the switch unset at import): the stores, and the scores by AMX where the CPU has it, else
+    # by vdpbf16ps on AMD (docs/architecture.md).
+    want = ["avx512_bf16"] if cpu_has_avx512_bf16() else []
+    if want and (cpu_has_amx() or cpu_is_amd()):
+        want.append("amx_bf16" if cpu_has_amx() else "avx512_bf16_dot")
     assert json.loads(late.stdout.replace("'", '"')) == want
 
 
@@ -159,9 +162,10 @@ def test_bench_script_help(script):
 # The extension's name is listed by isa_extensions() next to available_isas(), so it is a natural thing to
 # pass to use_isa; the answer was "'avx512_bf16' is not available on this CPU" on a CPU that has it. It now
 # says that it is an extension of the avx512 set and how to switch it.
-@pytest.mark.parametrize("name", ["avx512_bf16", "AVX512_BF16", "avx512bf16", "avx512_bf16_dot", "avx512bf16dot", "AVX512-BF16-DOT"])
+@pytest.mark.parametrize("name", ["avx512_bf16", "AVX512_BF16", "avx512bf16", "avx512_bf16_dot", "avx512bf16dot", "AVX512-BF16-DOT",
+                                  "amx_bf16", "AMX-BF16"])
 def test_use_isa_extension_name_is_explained(name):
-    with pytest.raises(ValueError, match=r"extension inside the 'avx512' set.*NORMEXP_AVX512_BF16"):
+    with pytest.raises(ValueError, match=r"extension inside the 'avx512' set.*NORMEXP_(AVX512_BF16|AMX)"):
         with normexp.use_isa(name):
             pass
 

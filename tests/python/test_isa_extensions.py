@@ -27,6 +27,17 @@ def cpu_has_avx512_bf16() -> bool:
         return False
 
 
+def cpu_has_amx() -> bool:
+    """AMX-TILE and AMX-BF16 as Linux lists them (only where the kernel enabled the tile state), beside
+    AVX512_BF16: where the dispatcher takes the AMX scores by default (docs/architecture.md, "Dispatch")."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return cpu_has_avx512_bf16() and " amx_bf16" in flags and " amx_tile" in flags and sys.platform == "linux"
+
+
 def child(code: str, **env: str) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e.update(env)
@@ -47,9 +58,33 @@ def test_isa_extensions_lists_what_the_cpu_has():
     flag = os.environ.get("NORMEXP_AVX512_BF16", "")
     want = cpu_has_avx512_bf16() and flag != "0"
     assert ("avx512_bf16" in ext) == want
-    # The vdpbf16ps dot products by default only where they outrun float32 FMA (AMD Zen 4/5; half its rate on
-    # the Intel cores with AVX512_BF16): docs/architecture.md, "Dispatch".
-    assert ("avx512_bf16_dot" in ext) == (want and (flag == "1" or (flag == "" and cpu_is_amd())))
+    # AMX's scores wherever the CPU and the OS have it, unless NORMEXP_AMX=0 or NORMEXP_AVX512_BF16=1 asks for
+    # vdpbf16ps (NORMEXP_AMX unset); the vdpbf16ps dot products otherwise only where they outrun float32 FMA
+    # (AMD Zen 4/5; half its rate on the Intel cores with AVX512_BF16): docs/architecture.md, "Dispatch".
+    amx_flag = os.environ.get("NORMEXP_AMX", "")
+    want_amx = want and cpu_has_amx() and amx_flag != "0" and not (flag == "1" and amx_flag == "")
+    assert ("amx_bf16" in ext) == want_amx
+    assert ("avx512_bf16_dot" in ext) == (want and (flag == "1" or (flag == "" and cpu_is_amd())) and not want_amx)
+
+
+def test_amx_switch():
+    # NORMEXP_AMX=0 leaves the tiles out; =1 insists (an error where there is no AMX); other values are errors;
+    # NORMEXP_AVX512_BF16=1 alone takes the vdpbf16ps scores; NORMEXP_AVX512_BF16=0 leaves AMX out too.
+    off = child("import normexp; print(normexp.isa_extensions())", NORMEXP_AMX="0", NORMEXP_AVX512_BF16="")
+    assert off.returncode == 0 and "amx_bf16" not in off.stdout, off.stderr
+    if "avx512" not in normexp.available_isas():
+        pytest.skip("no avx512 set on this CPU: NORMEXP_AMX is never read")
+    bad = child("import normexp", NORMEXP_AMX="yes")
+    assert bad.returncode != 0 and "NORMEXP_AMX" in bad.stderr and "expected 0 or 1" in bad.stderr, bad.stderr
+    on = child("import normexp; print(normexp.isa_extensions())", NORMEXP_AMX="1", NORMEXP_AVX512_BF16="")
+    vdp = child("import normexp; print(normexp.isa_extensions())", NORMEXP_AMX="", NORMEXP_AVX512_BF16="1")
+    plain = child("import normexp; print(normexp.isa_extensions())", NORMEXP_AMX="1", NORMEXP_AVX512_BF16="0")
+    assert plain.returncode != 0 and "NORMEXP_AMX=1" in plain.stderr, plain.stderr
+    if cpu_has_amx():
+        assert on.returncode == 0 and "'amx_bf16'" in on.stdout and "avx512_bf16_dot" not in on.stdout, on.stderr
+        assert vdp.returncode == 0 and "amx_bf16" not in vdp.stdout and "'avx512_bf16_dot'" in vdp.stdout, vdp.stderr
+    else:
+        assert on.returncode != 0 and "NORMEXP_AMX=1" in on.stderr, on.stderr
 
 
 @pytest.mark.skipif(not cpu_has_avx512_bf16(), reason="this CPU has no AVX512_BF16: its kernels are NOT tested here")

@@ -31,6 +31,12 @@ void avx512_add_attention(kernel_table& t);
 void avx512bf16_add_reductions(kernel_table& t);
 void avx512bf16_add_attention(kernel_table& t);
 #endif
+#if defined(NORMEXP_HAVE_AMX)
+// AMX (kernels/avx512amx/): the bfloat16 x bfloat16 scores on the tile unit, written over the avx512 table's
+// qk_pairs and qk_direct_pairs (after avx512bf16_add_attention, whose entries it keeps for what the tiles do
+// not take) where the CPU and the OS allow AMX (dispatch.cpp).
+void avx512amx_add_attention(kernel_table& t);
+#endif
 #if defined(NORMEXP_HAVE_NEON)
 void neon_add_reductions(kernel_table& t);
 void neon_add_sampling(kernel_table& t);
