@@ -97,12 +97,16 @@ struct kv_kernels {
     bool (*qk_direct_pairs)(const std::uint32_t*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t,
                             std::size_t, T*, std::size_t, std::size_t);
     void (*widen)(const S*, T*, std::size_t);  // 16-bit S: the exact widening (convert_kernels); S = T: null
+    // P V of many rows on the AMX unit (bf16_dot_kernels: pack_v_pairs, pv_pairs); null but there.
+    bool (*pack_v_pairs)(const S* const*, std::size_t, std::size_t, std::uint32_t*, std::size_t);
+    void (*pv_pairs)(const T*, std::size_t, const std::uint32_t*, std::size_t, std::size_t, std::size_t, std::size_t,
+                     const T*, T*, std::size_t);
 };
 template <class T, class Q, class S>
 kv_kernels<T, S> kv_kernels_for(const kernel_table& kt) {
     if constexpr (std::is_same_v<S, T>) {
         const attention_kernels<T>& a = attn_kernels<T>(kt);
-        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr, nullptr};
+        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
     } else {
         static_assert(std::is_same_v<T, float>, "16-bit K/V compute in float32");
         const attention_kv_kernels<S>& a = [&]() -> const attention_kv_kernels<S>& {
@@ -112,10 +116,11 @@ kv_kernels<T, S> kv_kernels_for(const kernel_table& kt) {
         if constexpr (std::is_same_v<S, float16>) widen = kt.cvt.f16_to_f32; else widen = kt.cvt.bf16_to_f32;
         if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
             const bf16_dot_kernels& b = kt.bf16_dot;
-            if (b.pack_kt_pairs && b.qk_pairs && b.qk_direct_pairs)
-                return {a.pack_kt, a.pv, a.qk_direct, b.pack_kt_pairs, b.qk_pairs, b.qk_direct_pairs, widen};
+            if (b.pack_kt_pairs && b.qk_pairs)  // qk_direct_pairs may be null (AMX): decodes take qk_direct
+                return {a.pack_kt, a.pv,     a.qk_direct,    b.pack_kt_pairs, b.qk_pairs,
+                        b.qk_direct_pairs, widen, b.pack_v_pairs, b.pv_pairs};
         }
-        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr, widen};
+        return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr, widen, nullptr, nullptr};
     }
 }
 
@@ -192,6 +197,7 @@ struct plan {
 // Leading dimension of the packed K^T panels: a block's keys plus one panel, so that pack_kt's zero padding
 // after a page segment that ends inside a panel stays inside its row (a later segment overwrites it).
 constexpr std::size_t kLdKt = kBlockK + kAttnKeyPanel;
+constexpr std::size_t kVpRows = (kBlockK + 31) / 32 * 16;  // pair rows of a V block for pv_pairs (zero-padded)
 
 // Which optional per-thread buffers a call needs (the copies run_block makes of non-unit-stride data).
 struct copies {
@@ -243,6 +249,9 @@ std::unique_ptr<T[]> scratch(std::size_t n) {
 template <class T, class S = T>
 struct workspace {
     std::unique_ptr<T[]> kt, s, vw, o, qbuf;
+    // A bfloat16 V block as pair words for pv_pairs (kLdVp words per pair row), and its rows (run_block).
+    std::unique_ptr<std::uint32_t[]> vp;
+    std::vector<const S*> vrows;
     std::vector<T> bias, m, alpha, ones;
     std::unique_ptr<S[]> vbuf, kbuf;
     std::vector<std::uint8_t> keep;
@@ -288,6 +297,11 @@ struct workspace {
         if (c.gather) kbuf = scratch<S>(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim)));
         if constexpr (!std::is_same_v<S, T>)
             if (c.kt) vw = scratch<T>(std::max<std::size_t>(1, scratch_elems(kBlockK, sh.head_dim_v)));
+        if constexpr (std::is_same_v<S, bfloat16>)
+            if (c.kt) {
+                vp = scratch<std::uint32_t>(std::max<std::size_t>(1, scratch_elems(kVpRows, sh.head_dim_v)));
+                vrows.resize(kBlockK);
+            }
         if (c.keep) keep.resize(scratch_elems(bq, kBlockK));
         if (c.bias) bias.resize(scratch_elems(bq, kBlockK));
     }
@@ -364,15 +378,17 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         ldq = D;
         ldq_unit = sp(rows * D);
     }
-    // The bfloat16 pair kernels only for q rows without a bfloat16 subnormal (vdpbf16ps reads one as zero).
+    // The bfloat16 pair kernels only for q rows without a bfloat16 subnormal (vdpbf16ps reads one as zero), and
+    // for a decode (its key rows read in place) only where the table has qk_direct_pairs (not with AMX).
     bool pairs_q = false;
     const std::size_t ldqw = bf16_pair_words(D);
     if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
-        if (p.kv.qk_pairs) {
+        const bool decode = rows <= kDirectRows && p.ks[3] == 1;  // run_block's `direct`
+        if (p.kv.qk_pairs && (!decode || p.kv.qk_direct_pairs)) {
             const T* q0 = qp;  // ws.qbuf: a bfloat16 q is always widened there
             pairs_q = std::none_of(q0, q0 + U * rows * D, [](T x) { return std::fpclassify(x) == FP_SUBNORMAL; });
             // A decode's rows as pair words (qk_direct_pairs), once for all the task's blocks.
-            if (pairs_q && rows <= kDirectRows && p.ks[3] == 1)  // ws.qw: sized for it (workspace)
+            if (pairs_q && decode)  // ws.qw: sized for it (workspace)
                 for (std::size_t i = 0; i < U * rows; ++i) bf16_q_pairs(q0 + i * D, D, ws.qw.data() + i * ldqw);
         }
     }
@@ -556,8 +572,18 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // again (16 tiles of a 96-row task; the widening took a third of pv's vector operations). The same
         // values in the same FMA chains: the same bits as pv over the 16-bit rows.
         const T* vw = nullptr;
+        // A bfloat16 block with a bfloat16 q (pairs: the tile unit's scores): V as pair words instead, for P V
+        // on the same unit (pv_pairs), unless V holds a bfloat16 subnormal (pack_v_pairs then says so).
+        bool vpairs = false;
+        if constexpr (std::is_same_v<S, bfloat16>) {
+            if (!direct && U == 1 && p.kv.pv_pairs) {
+                for (std::size_t g = 0; g < nseg; ++g)
+                    for (std::size_t j = 0; j < ws.seg_n[g]; ++j) ws.vrows[ws.seg_off[g] + j] = ws.seg_v[g] + sp(j) * ldv;
+                vpairs = p.kv.pack_v_pairs(ws.vrows.data(), keys, Dv, ws.vp.get(), Dv);
+            }
+        }
         if constexpr (!std::is_same_v<S, T>) {
-            if (!direct && U == 1) {
+            if (!direct && U == 1 && !vpairs) {
                 for (std::size_t g = 0; g < nseg; ++g)
                     for (std::size_t j = 0; j < ws.seg_n[g]; ++j)
                         p.kv.widen(ws.seg_v[g] + sp(j) * ldv, ws.vw.get() + (ws.seg_off[g] + j) * Dv, Dv);
@@ -645,6 +671,10 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             p.k.softmax_step(sb, kBlockK, nr, nk, g, ws.m.data() + rr, ws.l.data() + rr, ws.alpha.data() + rr);
             // o = alpha o + P V: the first segment rescales, the others continue each output's FMA chain
             // in key order with alpha = 1 (exact), so the chain is the one of the block in one piece.
+            if (vpairs) {  // the block's pair words in one call
+                p.kv.pv_pairs(sb, kBlockK, ws.vp.get(), Dv, nr, nk, Dv, ws.alpha.data() + rr, ws.o.get() + rr * Dv, Dv);
+                return;
+            }
             for_pieces(nk, kBlockK, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
                 pump(pf_step);
                 const T* al = off == 0 ? ws.alpha.data() + rr : ws.ones.data();

@@ -206,7 +206,7 @@ void overwrite(attention_kv_kernels<S>& b, const attention_kv_kernels<S>& s) {
     NX_TAKE(pack_kt); NX_TAKE(pv); NX_TAKE(qk_direct);
 }
 void overwrite(bf16_dot_kernels& b, const bf16_dot_kernels& s) {
-    NX_TAKE(pack_kt_pairs); NX_TAKE(qk_pairs); NX_TAKE(qk_direct_pairs);
+    NX_TAKE(pack_kt_pairs); NX_TAKE(qk_pairs); NX_TAKE(qk_direct_pairs); NX_TAKE(pack_v_pairs); NX_TAKE(pv_pairs);
 #undef NX_TAKE
 }
 

@@ -15,10 +15,11 @@
 // specification within the same bound; pack_kt_pairs to its word layout exactly, padding included.
 //
 // `test_attention_bf16 amx`: the AMX entries (kernels/avx512amx/, the dispatcher's choice where the CPU and the OS
-// have AMX): qk_pairs and qk_direct_pairs on the tiles (head dimensions a multiple of 32, up to 256) are held to
-// qk_direct_pairs' bound against float64 (the tile unit sums in its own order; the specification's bits do not
-// apply), the other head dimensions (the vdpbf16ps entries they fall back to) to the specification as above;
-// row and key counts around the 16 x 16 tiles, with a guard row and key that no call may write.
+// have AMX): qk_pairs on the tiles (head dimensions a multiple of 32, up to 256) is held to qk_direct_pairs'
+// bound against float64 (the tile unit sums in its own order; the specification's bits do not apply), the other
+// head dimensions (the vdpbf16ps entry it falls back to) to the specification as above; row and key counts
+// around the 16 x 16 tiles, with a guard row and key that no call may write; P V (check_pv_pairs below); and
+// no qk_direct_pairs (decodes keep the float32 kernels).
 //
 // Tested where the CPU has AVX512_BF16 (the avx512 table's bf16_dot entries) or AMX; elsewhere the test says so.
 #include <cmath>
@@ -26,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -208,25 +210,16 @@ void check_qk_pairs(const normexp::bf16_dot_kernels& b, bool amx) {
     }
 }
 
-// qk_direct_pairs within the bound of float64 and of the specification (check_bound); with and without `ahead`
-// the same scores.
-void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b, bool amx) {
+// qk_direct_pairs (vdpbf16ps) within the bound of float64 and of the specification (check_bound); with and
+// without `ahead` the same scores.
+void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
     std::mt19937 g(13);
-    std::size_t scores = 0, tiles = 0;
+    std::size_t scores = 0;
     double worst = 0;  // the largest error seen, in units of the bound
-    std::vector<std::size_t> row_list, key_list, dim_list;
-    for (std::size_t rows = 1; rows <= 6; ++rows) row_list.push_back(rows);
-    for (std::size_t keys = 1; keys <= 9; ++keys) key_list.push_back(keys);
-    for (std::size_t dim = 1; dim <= 100; dim += (dim < 70 ? 1 : 9)) dim_list.push_back(dim);
-    if (amx) {  // whole and partial groups of 16 keys, pairs of groups, up to 16 rows on the tiles (17: not)
-        row_list.insert(row_list.end(), {15, 16, 17});
-        key_list.insert(key_list.end(), {15, 16, 17, 31, 32, 33, 48, 70});
-        dim_list = {32, 64, 96, 128, 256, 288, 29, 70};
-    }
     for (int tiny = 0; tiny < 2; ++tiny)
-        for (std::size_t rows : row_list)
-            for (std::size_t keys : key_list)
-                for (std::size_t dim : dim_list) {
+        for (std::size_t rows = 1; rows <= 6; ++rows)
+            for (std::size_t keys = 1; keys <= 9; ++keys)
+                for (std::size_t dim = 1; dim <= 100; dim += (dim < 70 ? 1 : 9)) {
                     const std::size_t ldq = dim + 1;
                     const std::ptrdiff_t ldk = std::ptrdiff_t(dim + 5);
                     std::vector<float> q(rows * ldq);
@@ -246,24 +239,111 @@ void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b, bool amx) {
                     b.qk_direct_pairs(qw.data(), ldqw, k.data(), ldk, rows, keys, dim, s0.data(), lds, 0);
                     CHECK(std::memcmp(s.data(), s0.data(), s.size() * sizeof(float)) == 0,
                           "qk_direct_pairs rows %zu keys %zu dim %zu: ahead changed the scores", rows, keys, dim);
-                    const bool tiled = on_tiles(amx, dim) && rows <= 16;
                     for (std::size_t i = 0; i < rows; ++i) {
                         for (std::size_t j = 0; j < keys; ++j) {
-                            const double e = check_bound(q.data() + i * ldq, k.data() + j * std::size_t(ldk), dim,
-                                                         s[i * lds + j], tiled ? "qk_direct_pairs (AMX)" : "qk_direct_pairs",
-                                                         rows, keys, i, j);
-                            worst = std::fmax(worst, e);
+                            worst = std::fmax(worst, check_bound(q.data() + i * ldq, k.data() + j * std::size_t(ldk), dim,
+                                                                 s[i * lds + j], "qk_direct_pairs", rows, keys, i, j));
                             ++scores;
-                            tiles += tiled;
                         }
                         CHECK(s[i * lds + keys] == -7.0f, "qk_direct_pairs wrote past its keys");
                     }
                     for (std::size_t j = 0; j < lds; ++j)
                         CHECK(s[rows * lds + j] == -7.0f, "qk_direct_pairs rows %zu keys %zu dim %zu wrote past its rows", rows, keys, dim);
                 }
-    if (amx) CHECK(tiles > 0, "no qk_direct_pairs score came from the tiles");
-    std::printf("qk_direct_pairs: %zu scores within the bound (largest error %.3f of it; %zu on the AMX tiles)\n",
-                scores, worst, tiles);
+    std::printf("qk_direct_pairs: %zu scores within the bound (largest error %.3f of it)\n", scores, worst);
+}
+
+// The AMX P V (pack_v_pairs, pv_pairs): o = alpha o + p V against float64 within (3 ceil(keys / 32) + 2) u
+// (|alpha o| + sum|p v|) (kernel_table.hpp; measured up to 3.2 u at 2 keys, 1.5 at 300) plus what the tile unit loses (a weight part below 2^-126: weights under 2^-110 lose at most 2^-16 of
+// themselves; flushed partial sums: 2 keys 2^-126 per output), for rows around the 16-row tiles, key counts
+// around the 32-key steps and the 256-key chunks, every dv multiple of 16 up to 272 (column groups of 4, 3, 2,
+// 1 tiles), weights of every size down to 0; the words of keys past `keys` (the largest bfloat16) never reach
+// the output; dv not a multiple of 16 and V with a bfloat16 subnormal, inf or NaN are refused by pack_v_pairs.
+void check_pv_pairs(const normexp::bf16_dot_kernels& b) {
+    std::mt19937 g(17);
+    std::uniform_real_distribution<float> u01(0.0f, 1.0f);
+    std::size_t outputs = 0;
+    double worst = 0;
+    for (std::size_t rows : {1, 5, 15, 16, 17, 33})
+        for (std::size_t keys : {1, 2, 31, 32, 33, 64, 100, 128, 257, 300})
+            for (std::size_t dv : {16, 32, 48, 64, 80, 128, 272}) {
+                const std::size_t stored = keys + 20;  // V rows past `keys`: the largest bfloat16, weight 0
+                const std::size_t ldv = dv + 8;
+                std::vector<bfloat16> v(stored * ldv);
+                for (std::size_t j = 0; j < stored; ++j)
+                    for (std::size_t c = 0; c < ldv; ++c)
+                        v[j * ldv + c] = j < keys ? random_bf16(g, false) : bfloat16{static_cast<std::uint16_t>(0x7F7F | (c % 2) << 15)};
+                std::vector<const bfloat16*> vr(stored);
+                for (std::size_t j = 0; j < stored; ++j) vr[j] = v.data() + j * ldv;
+                const std::size_t ldvp = dv + 16, pairs = (stored + 31) / 32 * 16;
+                std::vector<std::uint32_t> vp(pairs * ldvp + 1, 0xDEADBEEFu);
+                // Packed with the later rows (the driver packs a whole block; a causal step reads fewer keys).
+                CHECK(b.pack_v_pairs(vr.data(), stored, dv, vp.data(), ldvp), "pack_v_pairs keys %zu dv %zu refused", stored, dv);
+                for (std::size_t k = 0; k < pairs; ++k)
+                    for (std::size_t c = 0; c < dv; ++c) {
+                        const std::uint32_t lo = 2 * k < stored ? v[2 * k * ldv + c].bits : 0u;
+                        const std::uint32_t hi = 2 * k + 1 < stored ? v[(2 * k + 1) * ldv + c].bits : 0u;
+                        CHECK(vp[k * ldvp + c] == (lo | hi << 16), "pack_v_pairs keys %zu dv %zu: word (%zu, %zu)", stored, dv, k, c);
+                    }
+                CHECK(vp[pairs * ldvp] == 0xDEADBEEFu, "pack_v_pairs wrote past its pair rows");
+                const std::size_t ldp = keys + 3, ldo = dv + 5;
+                std::vector<float> p(rows * ldp, std::numeric_limits<float>::quiet_NaN()), alpha(rows);
+                for (std::size_t i = 0; i < rows; ++i)
+                    for (std::size_t j = 0; j < keys; ++j) {
+                        const int kind = int(g() % 8);
+                        p[i * ldp + j] = kind == 0 ? 0.0f : kind == 1 ? std::ldexp(u01(g), -115) : kind == 2 ? 1.0f : u01(g);
+                    }
+                for (auto& a : alpha) a = u01(g);
+                std::vector<float> o((rows + 1) * ldo);
+                for (auto& x : o) x = d::to_f32(random_bf16(g, false));
+                const std::vector<float> o0 = o;
+                b.pv_pairs(p.data(), ldp, vp.data(), ldvp, rows, keys, dv, alpha.data(), o.data(), ldo);
+                const double un = 0x1p-24 * double(3 * ((keys + 31) / 32) + 2);
+                for (std::size_t i = 0; i < rows; ++i)
+                    for (std::size_t c = 0; c < dv; ++c) {
+                        double ref = double(alpha[i]) * o0[i * ldo + c], mag = std::fabs(ref), lost = 0;
+                        for (std::size_t j = 0; j < keys; ++j) {
+                            const double t = double(p[i * ldp + j]) * d::to_f32(v[j * ldv + c]);
+                            ref += t;
+                            mag += std::fabs(t);
+                            if (p[i * ldp + j] < 0x1p-110f) lost += std::fabs(t) * 0x1p-16;
+                        }
+                        const double bound = un / (1 - un) * mag + lost + 2.0 * double(keys) * 0x1p-126;
+                        const double err = std::fabs(double(o[i * ldo + c]) - ref);
+                        CHECK(err <= bound, "pv_pairs rows %zu keys %zu dv %zu (%zu, %zu): %a vs %a, bound %g", rows, keys,
+                              dv, i, c, double(o[i * ldo + c]), ref, bound);
+                        if (bound > 0) worst = std::fmax(worst, err / bound);
+                        ++outputs;
+                    }
+                for (std::size_t i = 0; i <= rows; ++i)
+                    for (std::size_t c = (i < rows ? dv : 0); c < ldo; ++c)
+                        CHECK(same_bits(o[i * ldo + c], o0[i * ldo + c]), "pv_pairs rows %zu keys %zu dv %zu wrote (%zu, %zu) outside o",
+                              rows, keys, dv, i, c);
+            }
+    // Refusals: dv not a multiple of 16; a bfloat16 subnormal, inf or NaN anywhere in V (either row of a pair).
+    std::vector<bfloat16> v(40 * 48);
+    for (auto& x : v) x = random_bf16(g, false);
+    std::vector<const bfloat16*> vr(40);
+    for (std::size_t j = 0; j < 40; ++j) vr[j] = v.data() + j * 48;
+    std::vector<std::uint32_t> vp(32 * 48);
+    CHECK(!b.pack_v_pairs(vr.data(), 40, 24, vp.data(), 48), "pack_v_pairs took dv = 24");
+    CHECK(b.pack_v_pairs(vr.data(), 40, 48, vp.data(), 48), "pack_v_pairs refused normal values");
+    std::size_t placements = 0;
+    for (std::size_t j = 0; j < 40; j += 3)
+        for (std::size_t c = 0; c < 48; c += 5) {
+            const std::uint16_t keep = v[j * 48 + c].bits;
+            const std::uint16_t sign = static_cast<std::uint16_t>(0x8000u * (c % 2));
+            for (std::uint16_t bad : {static_cast<std::uint16_t>(1u + (j % 0x7Fu)), std::uint16_t(0x7F80), std::uint16_t(0x7FC1)}) {
+                v[j * 48 + c].bits = static_cast<std::uint16_t>(sign | bad);
+                CHECK(!b.pack_v_pairs(vr.data(), 40, 48, vp.data(), 48), "pack_v_pairs: %04x at (%zu, %zu) not reported",
+                      unsigned(sign | bad), j, c);
+                ++placements;
+            }
+            v[j * 48 + c].bits = keep;
+            CHECK(b.pack_v_pairs(vr.data(), 40, 48, vp.data(), 48), "pack_v_pairs refused a normal block");
+        }
+    std::printf("pv_pairs: %zu outputs within the bound (largest error %.3f of it); pack_v_pairs refused dv 24 and "
+                "%zu subnormal / inf / NaN placements\n", outputs, worst, placements);
 }
 
 }  // namespace
@@ -284,19 +364,20 @@ void check_subnormal_report(const normexp::bf16_dot_kernels& b) {
             std::vector<float> kt((dim + 1) / 2 * 48 + 48), s(4 * 48);
             for (std::size_t n = 0; n < k.size(); ++n) k[n].bits = quiet[n % 8];
             CHECK(b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
-            CHECK(b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
+            CHECK(!b.qk_direct_pairs || b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
             for (std::size_t j = 0; j < keys; ++j)
                 for (std::size_t e = 0; e < dim; ++e) {
                     bfloat16& x = k[j * std::size_t(ldk) + e];
                     const std::uint16_t keep = x.bits;
                     x.bits = subs[(j + e) % 3];
                     CHECK(!b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
-                    CHECK(!b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
+                    CHECK(!b.qk_direct_pairs || !b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
                     x.bits = keep;
                     ++cases;
                 }
         }
-    std::printf("subnormal report: %zu placements, each reported by pack_kt_pairs and qk_direct_pairs\n", cases);
+    std::printf("subnormal report: %zu placements, each reported by pack_kt_pairs%s\n", cases,
+                b.qk_direct_pairs ? " and qk_direct_pairs" : "");
 }
 
 int main(int argc, char** argv) {
@@ -322,8 +403,12 @@ int main(int argc, char** argv) {
         std::printf("%s: bfloat16 dot products (bf16_dot%s)\n", name.c_str(), amx ? ", AMX" : ", vdpbf16ps");
         check_pack(t.bf16_dot);
         check_qk_pairs(t.bf16_dot, amx);
-        check_qk_direct_pairs(t.bf16_dot, amx);
+        CHECK((t.bf16_dot.pv_pairs != nullptr) == amx && (t.bf16_dot.pack_v_pairs != nullptr) == amx &&
+                  (t.bf16_dot.qk_direct_pairs != nullptr) == !amx,
+              "with AMX exactly: P V on the tiles, and no qk_direct_pairs (decodes keep the float32 kernels)");
+        if (t.bf16_dot.qk_direct_pairs) check_qk_direct_pairs(t.bf16_dot);
         check_subnormal_report(t.bf16_dot);
+        if (amx) check_pv_pairs(t.bf16_dot);
         tested = true;
     }
     if (!tested)

@@ -75,16 +75,21 @@ int main() {
         CHECK(std::strcmp(t.name, name.c_str()) == 0, "kernels_for(%s) has name %s", name.c_str(), t.name);
         const auto tw = words(t);
         for (std::size_t i = 0; i < kWords; ++i) CHECK(tw[i] != 0 || optional_word(i), "%s: word %zu is null", name.c_str(), i);
-        // The optional bfloat16 dot products: all three or none, and only on avx512 with avx512_bf16_dot or
-        // amx_bf16.
-        bool ext = false;
-        for (const auto& e : normexp::detail::isa_extensions()) ext = ext || e == "avx512_bf16_dot" || e == "amx_bf16";
-        const bool want = name == "avx512" && ext;
+        // The optional bfloat16 dot products, only on avx512: with avx512_bf16_dot the three score entries,
+        // with amx_bf16 the prefill's two and P V's two (decodes keep the float32 kernels), else none.
+        bool vdp = false, amx = false;
+        for (const auto& e : normexp::detail::isa_extensions()) {
+            vdp = vdp || e == "avx512_bf16_dot";
+            amx = amx || e == "amx_bf16";
+        }
+        const bool av = name == "avx512", scores = av && (vdp || amx), direct = av && vdp, pv = av && amx;
         const normexp::bf16_dot_kernels& o = t.bf16_dot;
-        CHECK((o.pack_kt_pairs != nullptr) == want && (o.qk_pairs != nullptr) == want &&
-                  (o.qk_direct_pairs != nullptr) == want,
-              "%s: bf16_dot entries present %d %d %d, expected %d", name.c_str(), o.pack_kt_pairs != nullptr,
-              o.qk_pairs != nullptr, o.qk_direct_pairs != nullptr, want);
+        CHECK((o.pack_kt_pairs != nullptr) == scores && (o.qk_pairs != nullptr) == scores &&
+                  (o.qk_direct_pairs != nullptr) == direct && (o.pack_v_pairs != nullptr) == pv &&
+                  (o.pv_pairs != nullptr) == pv,
+              "%s: bf16_dot entries present %d %d %d %d %d, expected %d %d %d", name.c_str(), o.pack_kt_pairs != nullptr,
+              o.qk_pairs != nullptr, o.qk_direct_pairs != nullptr, o.pack_v_pairs != nullptr, o.pv_pairs != nullptr,
+              scores, direct, pv);
         const normexp::kernel_table& plain = normexp::detail::kernels_without_extensions(name);
         CHECK(plain.bf16_dot.qk_pairs == nullptr, "%s without extensions has no bf16_dot entries", name.c_str());
     }

@@ -68,12 +68,20 @@ with normexp.use_isa("avx512"):
         v[0, 17] = 1.0
         o = normexp.attention(q, k.astype(bf), v.astype(bf), scale=1.0)
         res[f"kbig {lq}"] = o.astype(np.float64).ravel().tolist()
+        # 4: every value a bfloat16 subnormal (2^-130): the output is 2^-130 whatever the weights (a unit that
+        # read V's subnormals as zero, as vdpbf16ps and AMX do, would give 0).
+        rng = np.random.default_rng(3)
+        q = rng.standard_normal((1, lq, 64)).astype(np.float32).astype(bf)
+        k = rng.standard_normal((1, 40, 64)).astype(np.float32).astype(bf)
+        v = np.full((1, 40, 32), 2.0**-130, np.float32).astype(bf)
+        o = normexp.attention(q, k, v)
+        res[f"vsub {lq}"] = o.astype(np.float64).ravel().tolist()
 print(json.dumps(res).replace("NaN", '"nan"').replace("-Infinity", '"-inf"'))
 """
 
 
-def run_subnormal(flag: str) -> dict:
-    r = child(SUBNORMAL_RUN, NORMEXP_AVX512_BF16=flag)
+def run_subnormal(flag: str, amx: str = "") -> dict:
+    r = child(SUBNORMAL_RUN, NORMEXP_AVX512_BF16=flag, NORMEXP_AMX=amx)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -90,6 +98,8 @@ def check_subnormal(res: dict) -> None:
         want = np.exp(2.0) / (np.exp(2.0) + np.exp(-2.0) + 38.0)
         got = np.array(res[f"kbig {lq}"])
         assert np.all(np.abs(got - want) <= 2.0**-8 * want), f"lq={lq} (subnormal K): got {got}, want {want}"
+        got = np.array(res[f"vsub {lq}"])
+        assert np.all(got == 2.0**-130), f"lq={lq} (subnormal V): got {np.unique(got)}, want 2^-130"
 
 
 @pytest.mark.skipif("avx512" not in normexp.available_isas(), reason="no avx512 set on this CPU: nothing to compare")
@@ -103,6 +113,13 @@ def test_bf16_subnormal_scores_with_the_extension():
     # The driver checks q and the pair kernels report a subnormal in K; either sends the scores to the
     # float32 kernels (cpp/src/attention.cpp, kernel_table.hpp's bf16_dot_kernels).
     check_subnormal(run_subnormal("1"))
+
+
+@pytest.mark.skipif(not cpu_has_amx(), reason="this CPU (or OS) has no AMX: the tile path is NOT tested")
+def test_bf16_subnormal_scores_with_amx():
+    # AMX reads bfloat16 subnormals as zero too: the driver's q check, pack_kt_pairs' K report and
+    # pack_v_pairs' V report send those blocks to the float32 kernels (kernel_table.hpp, bf16_dot_kernels).
+    check_subnormal(run_subnormal("", "1"))
 
 
 # ---- the benchmark's H/HKV heads: HKV = 0 ------------------------------------------------------------

@@ -505,7 +505,8 @@ struct convert_kernels {
 
 // ---- bfloat16 x bfloat16 attention scores (optional) ---------------------------------------------------
 // Scores of a bfloat16 q against a bfloat16 K by a bfloat16 dot-product instruction (x86 AVX512_BF16's
-// vdpbf16ps: kernels/avx512bf16/attention.cpp). Optional: null where the ISA has no such instruction (every
+// vdpbf16ps: kernels/avx512bf16/attention.cpp; AMX's tdpbf16ps, which has its own summation within the bound of
+// qk_direct_pairs below and P V too: kernels/avx512amx/attention.cpp). Optional: null where the ISA has no such instruction (every
 // table but avx512 on a CPU with AVX512_BF16; the scalar set too), and the driver (attention.cpp) then takes
 // attn_kv_bf16's entries; where present, the driver uses them for every bfloat16-q, bfloat16-K call.
 // q is float32 holding bfloat16 values (a bfloat16 q widened, exactly), so its bfloat16 halves are exact.
@@ -535,10 +536,28 @@ struct bf16_dot_kernels {
     // attn_kv_bf16.qk_direct's contract (key rows read in place, unit stride along dim) with the pairs'
     // arithmetic, summed as stated above, q given as its pair words (bf16_q_pairs below: row i at qw + i ldqw,
     // ldqw a multiple of 16 and at least bf16_pair_words(dim)), converted once by the caller for all the
-    // calls of a task. Returns false (s unusable) when K holds a bfloat16 subnormal.
+    // calls of a task. Returns false (s unusable) when K holds a bfloat16 subnormal. Null with AMX (decodes
+    // then take attn_kv_bf16.qk_direct: kernels/avx512amx/attention.cpp).
     bool (*qk_direct_pairs)(const std::uint32_t* qw, std::size_t ldqw, const bfloat16* k, std::ptrdiff_t ldk,
                             std::size_t rows, std::size_t keys, std::size_t dim, float* s, std::size_t lds,
                             std::size_t ahead);
+    // P V of a bfloat16 V block on the same unit (optional within the optional: the AMX entries only, null with
+    // vdpbf16ps; the driver takes them for a bfloat16-q, bfloat16-V block of many rows, else P V is
+    // attn_kv_bf16's float32 FMA on the widened rows). pack_v_pairs: V rows (rows[j]: key j's row, unit
+    // stride, j < keys) as pair words vp[k * ldvp + c] = bits(v[2k][c]) | bits(v[2k + 1][c]) << 16 for c < dv,
+    // v[j] = 0 for j >= keys, pair rows k < round_up(keys, 32) / 2. Returns false (vp unusable) when V holds a
+    // bfloat16 subnormal (which the tile unit reads as zero), an inf or a NaN (a weight's zero part times an
+    // infinite value would be NaN where the float32 kernels give the infinity), or dv is not a multiple of 16.
+    bool (*pack_v_pairs)(const bfloat16* const* rows, std::size_t keys, std::size_t dv, std::uint32_t* vp,
+                         std::size_t ldvp);
+    // o[i][c] = alpha[i] o[i][c] + sum over j < keys of p[i][j] v[j][c], for i < rows, c < dv (vp as
+    // pack_v_pairs leaves it, for at least `keys` keys: finite words). Each p is split exactly into three bfloat16 by truncation (hi + mid + lo = p
+    // wherever lo is normal: p >= 2^-110; below, at most p 2^-16 is lost), every product is exact, and the
+    // unit accumulates in float32, one rounding per instruction (32 keys of one part): within
+    // (3 ceil(keys / 32) + 2) u (|alpha o| + sum_j |p_j v_j|) of the exact result plus the flushes
+    // (tests/cpp/test_attention_bf16.cpp).
+    void (*pv_pairs)(const float* p, std::size_t ldp, const std::uint32_t* vp, std::size_t ldvp, std::size_t rows,
+                     std::size_t keys, std::size_t dv, const float* alpha, float* o, std::size_t ldo);
 };
 
 // Words of one q row in pairs: ceil(dim / 2) rounded up to whole vectors of 16 words (32 head dimensions).

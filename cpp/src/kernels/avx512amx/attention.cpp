@@ -1,26 +1,31 @@
-// AMX attention entries: scores of a bfloat16 q against a bfloat16 K on the tile unit (AMX-TILE, AMX-BF16:
-// tdpbf16ps). Compiled with the avx512bf16 flags plus -mamx-tile -mamx-bf16 (cmake/normexpIsa.cmake). Exports
-// only avx512amx_add_attention (isa_parts.hpp), which the dispatcher calls on the avx512 table after
-// avx512bf16_add_attention where the CPU and the OS allow AMX (dispatch.cpp): it replaces qk_pairs and
-// qk_direct_pairs and keeps avx512bf16's pack_kt_pairs, whose K^T words are the tile unit's B layout.
+// AMX attention entries: bfloat16 attention of many query rows on the tile unit (AMX-TILE, AMX-BF16: tdpbf16ps).
+// Compiled with the avx512bf16 flags plus -mamx-tile -mamx-bf16 (cmake/normexpIsa.cmake). Exports only
+// avx512amx_add_attention (isa_parts.hpp), which the dispatcher calls on the avx512 table after
+// avx512bf16_add_attention where the CPU and the OS allow AMX (dispatch.cpp): it replaces qk_pairs, adds
+// pack_v_pairs and pv_pairs, keeps avx512bf16's pack_kt_pairs (its K^T words are the tile unit's B layout) and
+// removes qk_direct_pairs, so that decodes take the float32 FMA kernels on widened rows (attn_kv_bf16).
 //
 // tdpbf16ps C, A, B (C: M x N float32, A: M x 2K bfloat16, B: K x 2N bfloat16 in pairs): C[m][n] +=
 // sum over k of A[m][2k] B[k][2n] + A[m][2k+1] B[k][2n+1], bfloat16 subnormal inputs read as zero and
 // subnormal results flushed to zero, as vdpbf16ps; its summation is its own (neither pair order of vdpbf16ps:
 // measured, the bits differ), and tighter: on an Intel Xeon the scores of 2000 random 4 x 16 x 128 blocks were
 // within 0.97 u sum|q_d k_d| (u = 2^-24) of the exact sum, where vdpbf16ps's chain was within 2.19. The tests
-// (tests/cpp/test_attention_bf16.cpp) hold both entries to qk's bound, (dim + 1) u sum|q_d k_d|, plus the
-// flushes of bf16_dot_kernels (kernel_table.hpp). One instruction does 16 x 16 x 32 multiplies: an Intel Xeon
-// core ran four independent chains at 3049 GFLOP/s, 14x its float32 FMA peak (docs/benchmarks.md).
+// (tests/cpp/test_attention_bf16.cpp) hold the scores to qk_direct_pairs' bound, (2 ceil(dim / 32) + 4) u
+// sum|q_d k_d| plus the flushes (bf16_dot_kernels, kernel_table.hpp). One instruction does 16 x 16 x 32
+// multiplies: an Intel Xeon core ran four independent chains at 3049 GFLOP/s, 14x its float32 FMA peak.
 //
-//  * qk_pairs (many rows): S = Q K^T with A = q rows in bfloat16 (a tile of 16 rows x 32 head dimensions) and
-//    B = the pack_kt_pairs words (16 pairs x 16 keys), 2 x 2 tiles of C (32 rows x 32 keys) per step.
-//  * qk_direct_pairs (decoding): S^T = K Q^T with A = 16 key rows read in place (any row stride: no packing)
-//    and B = the q pair words transposed (16 pairs x the rows), so one instruction takes 16 keys whatever
-//    the number of rows (<= 16); C (keys x rows) is stored and read back transposed into s. The key rows are
-//    also read by the vector unit for the bfloat16 subnormal test (the entry's contract).
-// Head dimensions that are not a multiple of 32 (a tile's 64-byte row), larger than kMaxDim, and more than 16
-// direct rows go to the vdpbf16ps entries (saved by avx512amx_add_attention).
+//  * qk_pairs: S = Q K^T with A = q rows in bfloat16 (a tile of 16 rows x 32 head dimensions) and B = the
+//    pack_kt_pairs words (16 pairs x 16 keys), 2 x 2 tiles of C (32 rows x 32 keys) per step. Head dimensions
+//    that are not a multiple of 32 (a tile's 64-byte row) or larger than kMaxDim go to the vdpbf16ps entry
+//    (saved by avx512amx_add_attention).
+//  * pack_v_pairs, pv_pairs: O = alpha O + P V with A = P in three exact bfloat16 parts and B = V in pairs of
+//    keys (below). A V block with a bfloat16 subnormal, inf or NaN is refused (pack_v_pairs: false) and takes
+//    the float32 kernels: the unit reads subnormals as zero, and a zero part of a weight times an infinite
+//    value would add NaN where the float32 kernels give the infinity.
+//  * Decoding (a few rows, each key row read once from memory) stays on the FMA pipes: scores on the tiles took
+//    1.4x the time of a paged bfloat16 decode in cache (16 sequences of 256 keys, pages of 16, one thread:
+//    3.04 against 2.11 ms), the calls of 8-16 keys paying the configuration, the transposes of q and of the
+//    scores, and the subnormal test of K for a few tile instructions each.
 //
 // The tile configuration is per thread: each call loads its own (ldtilecfg) and releases the tiles on return
 // (tilerelease), so it neither depends on nor leaves state for other AMX code in the thread.
@@ -37,11 +42,8 @@ namespace {
 
 constexpr std::size_t kMaxDim = 256;  // head dimensions on the tiles (stack buffers below); more: vdpbf16ps
 constexpr std::size_t kTileRows = 16;
-constexpr std::ptrdiff_t kPrefetchRows = 32;  // decoding: key rows prefetched ahead, as avx512's qk_direct
 
 bf16_dot_kernels vdp;  // avx512bf16's entries, for what the tiles do not take (set before the table is used)
-
-inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
 // The palette-1 configuration (Intel SDM, LDTILECFG): per tile its rows and bytes per row.
 struct alignas(64) tile_config {
@@ -169,101 +171,144 @@ void k_qk_pairs(const float* q, std::size_t ldq, const float* kt, std::size_t ld
     }
 }
 
-// ---- qk_direct_pairs -----------------------------------------------------------------------------------------
-// Tiles: C 0..1 (two groups of keys x the rows), A 2..3 (their key rows, 64 bytes of head dimensions), B 4 (q
-// pairs transposed: 16 pairs x the rows). One configuration per group height (16, or the keys left over).
-tile_config direct_config(std::size_t rows, std::size_t nk) {
-    std::uint8_t tr[8] = {};
-    std::uint16_t cb[8] = {};
-    tr[0] = tr[1] = tr[2] = tr[3] = static_cast<std::uint8_t>(nk);
-    cb[0] = cb[1] = static_cast<std::uint16_t>(rows * sizeof(float));
-    cb[2] = cb[3] = 64;
-    tr[4] = kTileRows;
-    cb[4] = static_cast<std::uint16_t>(rows * sizeof(float));
+// ---- pack_v_pairs, pv_pairs --------------------------------------------------------------------------------
+// P V with A = P (16 rows x 32 keys in bfloat16) and B = V in pairs of keys (16 pair rows x 16 columns), C = O.
+// P is float32; three exact bfloat16 parts by truncation (x = hi + mid + lo: hi keeps the first 8 bits of the
+// significand, x - hi is exact and holds at most 16, and so on), so the products with V are exact and the
+// result keeps float32's accuracy (two parts would leave 2^-16 relative per weight).
+
+// Words of two V rows (a, b; b = null: zeros), columns [c, c + 32) or the 16 of the last piece, interleaved:
+// word n = a[n] | b[n] << 16. kInterleave picks the halves for vpermt2w.
+alignas(64) constexpr std::uint16_t kInterleaveLo[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                         8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+alignas(64) constexpr std::uint16_t kInterleaveHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                         24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+
+bool k_pack_v_pairs(const bfloat16* const* rows, std::size_t keys, std::size_t dv, std::uint32_t* vp,
+                    std::size_t ldvp) {
+    if (dv % 16 != 0) return false;
+    const __m512i lo = _mm512_load_si512(kInterleaveLo), hi = _mm512_load_si512(kInterleaveHi);
+    const std::size_t pairs = (keys + 31) / 32 * 16;
+    __m512i seen = _mm512_set1_epi16(-1), top = _mm512_setzero_si512();
+    for (std::size_t k = 0; k < pairs; ++k) {
+        const auto* a = 2 * k < keys ? reinterpret_cast<const std::uint16_t*>(rows[2 * k]) : nullptr;
+        const auto* b = 2 * k + 1 < keys ? reinterpret_cast<const std::uint16_t*>(rows[2 * k + 1]) : nullptr;
+        std::uint32_t* out = vp + k * ldvp;
+        for (std::size_t c = 0; c < dv; c += 32) {
+            const __mmask32 m = _cvtu32_mask32(dv - c >= 32 ? ~0u : 0xFFFFu);
+            const __m512i va = a ? _mm512_maskz_loadu_epi16(m, a + c) : _mm512_setzero_si512();
+            const __m512i vb = b ? _mm512_maskz_loadu_epi16(m, b + c) : _mm512_setzero_si512();
+            seen = min_subnormal_key(min_subnormal_key(seen, va), vb);
+            top = _mm512_max_epu16(top, _mm512_max_epu16(_mm512_add_epi16(va, va), _mm512_add_epi16(vb, vb)));
+            _mm512_storeu_si512(out + c, _mm512_permutex2var_epi16(va, lo, vb));
+            if (dv - c >= 32) _mm512_storeu_si512(out + c + 16, _mm512_permutex2var_epi16(va, hi, vb));
+        }
+    }
+    // 2 h >= 0xFF00 (the sign shifted out): an all-ones exponent, inf or NaN.
+    return !any_subnormal(seen) && _mm512_cmpge_epu16_mask(top, _mm512_set1_epi16(static_cast<short>(0xFF00))) == 0;
+}
+
+constexpr std::size_t kPvChunk = 256;  // keys of P split at a time (three parts of 16 rows on the stack)
+
+// Rows [0, n) (n <= 16) of p, keys [0, w) (w <= kPvChunk, zeros up to wp = round_up(w, 32)), as the three parts.
+void split_p(const float* p, std::size_t ldp, std::size_t n, std::size_t w, std::size_t wp, std::uint16_t* parts) {
+    const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
+                                         23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i keep = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    const std::size_t plane = kTileRows * kPvChunk;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* row = p + i * ldp;
+        for (std::size_t j = 0; j < wp; j += 32) {
+            const __mmask16 m0 = static_cast<__mmask16>(j >= w ? 0u : w - j >= 16 ? 0xFFFFu : (1u << (w - j)) - 1u);
+            const __mmask16 m1 = static_cast<__mmask16>(j + 16 >= w ? 0u : w - j - 16 >= 16 ? 0xFFFFu : (1u << (w - j - 16)) - 1u);
+            __m512i x[2] = {_mm512_castps_si512(_mm512_maskz_loadu_ps(m0, row + j)),
+                            _mm512_castps_si512(_mm512_maskz_loadu_ps(m1, row + j + 16))};
+            __m512i part[3][2];
+            for (int h = 0; h < 2; ++h) {
+                part[0][h] = _mm512_and_si512(x[h], keep);
+                __m512 r = _mm512_sub_ps(_mm512_castsi512_ps(x[h]), _mm512_castsi512_ps(part[0][h]));
+                part[1][h] = _mm512_and_si512(_mm512_castps_si512(r), keep);
+                r = _mm512_sub_ps(r, _mm512_castsi512_ps(part[1][h]));
+                part[2][h] = _mm512_and_si512(_mm512_castps_si512(r), keep);
+            }
+            for (int t = 0; t < 3; ++t)
+                _mm512_storeu_si512(parts + t * plane + i * kPvChunk + j,
+                                    _mm512_permutex2var_epi16(part[t][0], odd, part[t][1]));
+        }
+    }
+}
+
+// C tiles 0 .. NC - 1: columns [c, c + 16 NC) of the row tile's o; A tiles 4, 5, 6 the three parts of P; B tile 7
+// (vp's pair rows [16 t, 16 t + 16) at step t). A step's words past the call's keys are V's later keys, finite
+// (pack_v_pairs), against weights split_p made zero: they add nothing.
+template <int NC>
+void pv_columns(const std::uint16_t* parts, std::size_t ksteps, const std::uint32_t* vp, std::size_t ldvp, float* o,
+                std::size_t ldo) {
+    const std::size_t ostride = ldo * sizeof(float), vstride = ldvp * sizeof(std::uint32_t);
+    const std::size_t pstride = kPvChunk * sizeof(std::uint16_t), plane = kTileRows * kPvChunk;
+    _tile_loadd(0, o, ostride);
+    if (NC > 1) _tile_loadd(1, o + 16, ostride);
+    if (NC > 2) _tile_loadd(2, o + 32, ostride);
+    if (NC > 3) _tile_loadd(3, o + 48, ostride);
+    for (std::size_t t = 0; t < ksteps; ++t) {
+        _tile_loadd(4, parts + 32 * t, pstride);
+        _tile_loadd(5, parts + plane + 32 * t, pstride);
+        _tile_loadd(6, parts + 2 * plane + 32 * t, pstride);
+        const std::uint32_t* b = vp + 16 * t * ldvp;
+#define NX_PV_TILE(c)                                                                                           \
+    do {                                                                                                        \
+        _tile_loadd(7, b + 16 * (c), vstride);                                                                  \
+        _tile_dpbf16ps(c, 4, 7);                                                                                \
+        _tile_dpbf16ps(c, 5, 7);                                                                                \
+        _tile_dpbf16ps(c, 6, 7);                                                                                \
+    } while (false)
+        NX_PV_TILE(0);
+        if (NC > 1) NX_PV_TILE(1);
+        if (NC > 2) NX_PV_TILE(2);
+        if (NC > 3) NX_PV_TILE(3);
+#undef NX_PV_TILE
+    }
+    _tile_stored(0, o, ostride);
+    if (NC > 1) _tile_stored(1, o + 16, ostride);
+    if (NC > 2) _tile_stored(2, o + 32, ostride);
+    if (NC > 3) _tile_stored(3, o + 48, ostride);
+}
+
+tile_config pv_config(std::size_t rows) {
+    std::uint8_t tr[8];
+    std::uint16_t cb[8];
+    for (int t = 0; t < 8; ++t) tr[t] = static_cast<std::uint8_t>(rows), cb[t] = 64;
+    tr[7] = kTileRows;  // B: 16 pair rows
     return config(tr, cb);
 }
 
-// s[i * lds + j] = c[j * 16 + i] for j < nk, i < rows (c: a stored C tile, keys x rows, 64 bytes per key).
-void store_transposed(const float* c, std::size_t nk, std::size_t rows, float* s, std::size_t lds) {
-    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                           _mm512_set1_epi32(16));
-    const __mmask16 m = static_cast<__mmask16>(nk >= 16 ? 0xFFFFu : (1u << nk) - 1u);
-    for (std::size_t i = 0; i < rows; ++i)
-        _mm512_mask_storeu_ps(s + i * lds, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, c + i, 4));
-}
-
-// One or two groups of nk keys (k0: the first group's rows; the second group's 16 rows further) against the
-// rows; the subnormal test of every key row read; prefetch: the rows kPrefetchRows ahead of each group.
-template <bool Two>
-void direct_groups(const std::uint32_t* qt, std::size_t steps, const std::uint16_t* k0, std::ptrdiff_t ldk,
-                   std::size_t nk, std::size_t rows, std::size_t dim, bool pf, float* s, std::size_t lds,
-                   __m512i& seen) {
-    const std::uint16_t* k1 = k0 + 16 * ldk;
-    const std::size_t kstride = static_cast<std::size_t>(ldk) * sizeof(std::uint16_t);
-    _tile_zero(0);
-    if (Two) _tile_zero(1);
-    for (std::size_t t = 0; t < steps; ++t) {
-        _tile_loadd(2, k0 + 32 * t, kstride);
-        if (Two) _tile_loadd(3, k1 + 32 * t, kstride);
-        _tile_loadd(4, qt + t * kTileRows * kTileRows, kTileRows * sizeof(std::uint32_t));
-        _tile_dpbf16ps(0, 2, 4);
-        if (Two) _tile_dpbf16ps(1, 3, 4);
+void k_pv_pairs(const float* p, std::size_t ldp, const std::uint32_t* vp, std::size_t ldvp, std::size_t rows,
+                std::size_t keys, std::size_t dv, const float* alpha, float* o, std::size_t ldo) {
+    for (std::size_t i = 0; i < rows; ++i) {  // o = alpha o (the tiles then add P V)
+        const __m512 a = _mm512_set1_ps(alpha[i]);
+        float* oi = o + i * ldo;
+        for (std::size_t c = 0; c < dv; c += 16) _mm512_storeu_ps(oi + c, _mm512_mul_ps(a, _mm512_loadu_ps(oi + c)));
     }
-    // The vector unit meanwhile: the subnormal test and the prefetch of the rows ahead.
-    const std::size_t groups = Two ? 2 : 1;
-    for (std::size_t g = 0; g < groups; ++g) {
-        const std::uint16_t* kg = g == 0 ? k0 : k1;
-        for (std::size_t r = 0; r < nk; ++r) {
-            const std::uint16_t* row = kg + sp(r) * ldk;
-            if (pf)
-                for (std::size_t b = 0; b < dim * sizeof(std::uint16_t); b += 64)
-                    _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchRows * ldk) + b, _MM_HINT_T0);
-            for (std::size_t d = 0; d < dim; d += 32) seen = min_subnormal_key(seen, _mm512_loadu_si512(row + d));
+    if (keys == 0) return;
+    alignas(64) std::uint16_t parts[3 * kTileRows * kPvChunk];
+    for (std::size_t i = 0; i < rows; i += kTileRows) {
+        const std::size_t n = rows - i < kTileRows ? rows - i : kTileRows;
+        const tile_scope scope(pv_config(n));
+        for (std::size_t j = 0; j < keys; j += kPvChunk) {
+            const std::size_t w = keys - j < kPvChunk ? keys - j : kPvChunk, wp = (w + 31) / 32 * 32;
+            split_p(p + i * ldp + j, ldp, n, w, wp, parts);
+            const std::uint32_t* vj = vp + j / 2 * ldvp;
+            float* oi = o + i * ldo;
+            std::size_t c = 0;
+            for (; c + 64 <= dv; c += 64) pv_columns<4>(parts, wp / 32, vj + c, ldvp, oi + c, ldo);
+            switch ((dv - c) / 16) {
+                case 3: pv_columns<3>(parts, wp / 32, vj + c, ldvp, oi + c, ldo); break;
+                case 2: pv_columns<2>(parts, wp / 32, vj + c, ldvp, oi + c, ldo); break;
+                case 1: pv_columns<1>(parts, wp / 32, vj + c, ldvp, oi + c, ldo); break;
+                default: break;
+            }
         }
     }
-    alignas(64) float c[kTileRows * kTileRows];
-    _tile_stored(0, c, kTileRows * sizeof(float));
-    store_transposed(c, nk, rows, s, lds);
-    if (Two) {
-        _tile_stored(1, c, kTileRows * sizeof(float));
-        store_transposed(c, nk, rows, s + kTileRows, lds);
-    }
-}
-
-bool k_qk_direct_pairs(const std::uint32_t* qw, std::size_t ldqw, const bfloat16* k, std::ptrdiff_t ldk,
-                       std::size_t rows, std::size_t keys, std::size_t dim, float* s, std::size_t lds,
-                       std::size_t ahead) {
-    if (dim % 32 != 0 || dim > kMaxDim || rows > kTileRows)
-        return vdp.qk_direct_pairs(qw, ldqw, k, ldk, rows, keys, dim, s, lds, ahead);
-    if (rows == 0 || keys == 0) return true;
-    const std::size_t steps = dim / 32;
-    // B: step t's tile, pair p of row i at qt[t][p][i] (rows words used of each 16).
-    alignas(64) std::uint32_t qt[kMaxDim / 32][kTileRows][kTileRows];
-    for (std::size_t t = 0; t < steps; ++t)
-        for (std::size_t p = 0; p < kTileRows; ++p)
-            for (std::size_t i = 0; i < rows; ++i) qt[t][p][i] = qw[i * ldqw + t * kTileRows + p];
-    const auto* kb = reinterpret_cast<const std::uint16_t*>(k);
-    __m512i seen = _mm512_set1_epi16(-1);
-    const std::size_t whole = keys / kTileRows * kTileRows;
-    std::size_t j = 0;
-    if (whole > 0) {
-        const tile_scope scope(direct_config(rows, kTileRows));
-        // The prefetch reaches past the call's key rows only into the `ahead` rows that follow them.
-        auto pf = [&](std::size_t j0, std::size_t n) { return j0 + n + kPrefetchRows <= keys + ahead; };
-        for (; j + 2 * kTileRows <= whole; j += 2 * kTileRows)
-            direct_groups<true>(&qt[0][0][0], steps, kb + sp(j) * ldk, ldk, kTileRows, rows, dim, pf(j, 32), s + j,
-                                lds, seen);
-        if (j < whole) {
-            direct_groups<false>(&qt[0][0][0], steps, kb + sp(j) * ldk, ldk, kTileRows, rows, dim, pf(j, 16), s + j,
-                                 lds, seen);
-            j += kTileRows;
-        }
-    }
-    if (j < keys) {  // the keys left over: a configuration of that many rows (no row past them is read)
-        const tile_scope scope(direct_config(rows, keys - j));
-        direct_groups<false>(&qt[0][0][0], steps, kb + sp(j) * ldk, ldk, keys - j, rows, dim, false, s + j, lds, seen);
-    }
-    return !any_subnormal(seen);
 }
 
 }  // namespace
@@ -273,6 +318,8 @@ namespace normexp {
 void avx512amx_add_attention(kernel_table& t) {
     avx512amx::vdp = t.bf16_dot;
     t.bf16_dot.qk_pairs = avx512amx::k_qk_pairs;
-    t.bf16_dot.qk_direct_pairs = avx512amx::k_qk_direct_pairs;
+    t.bf16_dot.qk_direct_pairs = nullptr;  // decodes: attn_kv_bf16.qk_direct (see the top of this file)
+    t.bf16_dot.pack_v_pairs = avx512amx::k_pack_v_pairs;
+    t.bf16_dot.pv_pairs = avx512amx::k_pv_pairs;
 }
 }  // namespace normexp
