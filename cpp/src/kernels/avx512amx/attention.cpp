@@ -284,16 +284,17 @@ tile_config pv_config(std::size_t rows) {
 
 void k_pv_pairs(const float* p, std::size_t ldp, const std::uint32_t* vp, std::size_t ldvp, std::size_t rows,
                 std::size_t keys, std::size_t dv, const float* alpha, float* o, std::size_t ldo) {
-    for (std::size_t i = 0; i < rows; ++i) {  // o = alpha o (the tiles then add P V)
+    for (std::size_t i = 0; i < rows; ++i) {  // o = alpha o (the tiles then add P V); alpha = 1 changes no bit
+        if (alpha[i] == 1.0f) continue;
         const __m512 a = _mm512_set1_ps(alpha[i]);
         float* oi = o + i * ldo;
         for (std::size_t c = 0; c < dv; c += 16) _mm512_storeu_ps(oi + c, _mm512_mul_ps(a, _mm512_loadu_ps(oi + c)));
     }
     if (keys == 0) return;
     alignas(64) std::uint16_t parts[3 * kTileRows * kPvChunk];
-    for (std::size_t i = 0; i < rows; i += kTileRows) {
-        const std::size_t n = rows - i < kTileRows ? rows - i : kTileRows;
-        const tile_scope scope(pv_config(n));
+    // Rows [i, i + n) under the configuration of n rows (ldtilecfg costs as much as a few tile instructions:
+    // once for the whole tiles, once more for the rows left over).
+    auto row_tile = [&](std::size_t i, std::size_t n) {
         for (std::size_t j = 0; j < keys; j += kPvChunk) {
             const std::size_t w = keys - j < kPvChunk ? keys - j : kPvChunk, wp = (w + 31) / 32 * 32;
             split_p(p + i * ldp + j, ldp, n, w, wp, parts);
@@ -308,6 +309,15 @@ void k_pv_pairs(const float* p, std::size_t ldp, const std::uint32_t* vp, std::s
                 default: break;
             }
         }
+    };
+    const std::size_t whole = rows / kTileRows * kTileRows;
+    if (whole > 0) {
+        const tile_scope scope(pv_config(kTileRows));
+        for (std::size_t i = 0; i < whole; i += kTileRows) row_tile(i, kTileRows);
+    }
+    if (whole < rows) {
+        const tile_scope scope(pv_config(rows - whole));
+        row_tile(whole, rows - whole);
     }
 }
 
