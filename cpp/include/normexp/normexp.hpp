@@ -150,7 +150,9 @@ NORMEXP_API std::vector<std::string> available_isas();
 // The optional CPU extensions the kernel sets use on top of their ISA: "avx512_bf16" where the avx512 set
 // takes its AVX512_BF16 entries (the CPU has the extension and NORMEXP_AVX512_BF16 is not 0), and
 // "avx512_bf16_dot" where it also takes their vdpbf16ps attention scores (by default on AMD only, where the
-// instruction outruns float32 FMA; NORMEXP_AVX512_BF16=1 anywhere). Empty otherwise.
+// instruction outruns float32 FMA; NORMEXP_AVX512_BF16=1 anywhere), and "amx_bf16" where bfloat16 attention
+// prefill runs on the AMX tile unit (by default where the CPU and the OS have AMX; NORMEXP_AMX=0 turns it
+// off, =1 insists). Empty otherwise.
 NORMEXP_API std::vector<std::string> isa_extensions();
 
 NORMEXP_API const char* version();
