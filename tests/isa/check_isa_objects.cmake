@@ -12,7 +12,7 @@
 #  3. on x86-64, no object but kernels/avx512bf16/*.o (the AVX512_BF16 entries, -mavx512bf16) contains an
 #     AVX512_BF16 instruction (vdpbf16ps, vcvtneps2bf16, vcvtne2ps2bf16): an AVX-512 CPU without that
 #     extension runs the avx512 set, so the extension's flag must stay on those files too.
-#  4. on x86-64, the x86 attention objects (kernels/{avx2,avx512,avx512bf16,avx512amx}/attention.cpp.o) contain
+#  4. on x86-64, the x86 attention objects with decoding kernels (kernels/{avx2,avx512,avx512bf16}/attention.cpp.o) contain
 #     software prefetches (prefetcht0/t1): the decoding kernels' prefetch ahead of a cache read from memory.
 #     GCC 12 once deleted every one of them without a word (a prefetch wrapper left as a call, taken for a
 #     function without side effects; attention_traits.hpp), and a decode from memory ran at half speed.
@@ -127,7 +127,7 @@ foreach(obj IN LISTS objects)
     set(scan_amx ON)
   endif()
   set(need_prefetch OFF)
-  if(X86 AND family_isa MATCHES "^(avx2|avx512|avx512bf16|avx512amx)$" AND name MATCHES "^attention\\.cpp\\.(o|obj)$")
+  if(X86 AND family_isa MATCHES "^(avx2|avx512|avx512bf16)$" AND name MATCHES "^attention\\.cpp\\.(o|obj)$")
     set(need_prefetch ON)
   endif()
   if(forbidden OR scan_bf16 OR scan_amx OR need_prefetch)
