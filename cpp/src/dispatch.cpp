@@ -91,22 +91,17 @@ bool cpu_has_avx512() {
 #endif
 
 #if defined(NORMEXP_HAVE_AVX512)
-// NORMEXP_AVX512_BF16: -1 unset (the CPU decides), 0 off, 1 on; any other value is an error.
-int avx512_bf16_switch() {
-    const char* e = std::getenv("NORMEXP_AVX512_BF16");
+// An extension's switch in the environment: -1 unset or empty (the CPU decides), 0 off, 1 on (an error where
+// unsupported); any other value is an error.
+int env_switch(const char* name) {
+    const char* e = std::getenv(name);
     const std::string v = e ? e : "";
     if (v.empty()) return -1;
     if (v == "0" || v == "1") return v == "1";
-    throw std::invalid_argument("NORMEXP_AVX512_BF16: expected 0 or 1, got '" + v + "'");
+    throw std::invalid_argument(std::string(name) + ": expected 0 or 1, got '" + v + "'");
 }
-// NORMEXP_AMX: -1 unset, 0 off, 1 on (an error where unsupported); any other value is an error.
-int amx_switch() {
-    const char* e = std::getenv("NORMEXP_AMX");
-    const std::string v = e ? e : "";
-    if (v.empty()) return -1;
-    if (v == "0" || v == "1") return v == "1";
-    throw std::invalid_argument("NORMEXP_AMX: expected 0 or 1, got '" + v + "'");
-}
+int avx512_bf16_switch() { return env_switch("NORMEXP_AVX512_BF16"); }
+int amx_switch() { return env_switch("NORMEXP_AMX"); }
 #endif
 
 #if defined(NORMEXP_HAVE_AVX512BF16)
@@ -231,11 +226,11 @@ bool avx512_bf16_in_table() {
     return false;
 #endif
 }
-// Whether the avx512 table takes the AMX scores (bf16_dot's qk_pairs, qk_direct_pairs on the tile unit, beside
-// avx512bf16's pack_kt_pairs): wherever the CPU and OS allow them and the table has the AVX512_BF16 entries,
-// unless NORMEXP_AMX=0, or NORMEXP_AVX512_BF16=1 asks for the vdpbf16ps scores (and NORMEXP_AMX is unset).
-// Against the float32 kernels on an Intel Xeon (Sapphire Rapids class), bfloat16 prefill ran at 1.9x the
-// float32 GFLOP rate and decoding's scores 3x (docs/benchmarks.md, session 23).
+// Whether the avx512 table takes the AMX entries (bf16_dot's qk_pairs, pack_v_pairs and pv_pairs on the tile
+// unit, beside avx512bf16's pack_kt_pairs; no qk_direct_pairs): wherever the CPU and OS allow them and the
+// table has the AVX512_BF16 entries, unless NORMEXP_AMX=0, or NORMEXP_AVX512_BF16=1 asks for the vdpbf16ps
+// scores (and NORMEXP_AMX is unset). On an Intel Xeon with AMX, bfloat16 prefill ran at 2.0-2.4x the float32
+// GFLOP rate, against 1.0-1.1x on the float32 kernels (docs/benchmarks.md, session 23).
 bool amx_in_table() {
 #if defined(NORMEXP_HAVE_AMX) && defined(NORMEXP_HAVE_AVX512BF16)
     static const bool on = [] {

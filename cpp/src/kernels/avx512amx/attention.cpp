@@ -74,13 +74,7 @@ tile_config config(std::uint8_t palette_rows[8], const std::uint16_t colsb[8]) {
     return c;
 }
 
-// bfloat16 subnormals by a running minimum (as avx512bf16's kernels): t = 2 h is 0 for a zero, 2 .. 0xFE for a
-// subnormal and at least 0x100 otherwise, so t - 1 (mod 2^16) is below 0xFF exactly for the subnormals.
-inline __m512i min_subnormal_key(__m512i acc, __m512i v) {
-    const __m512i t = _mm512_add_epi16(v, v);
-    return _mm512_min_epu16(acc, _mm512_add_epi16(t, _mm512_set1_epi16(-1)));
-}
-inline bool any_subnormal(__m512i acc) { return _mm512_cmplt_epu16_mask(acc, _mm512_set1_epi16(0xFF)) != 0; }
+#include "../avx512bf16/subnormal.hpp"  // min_subnormal_key, subnormal_keys
 
 // ---- qk_pairs ----------------------------------------------------------------------------------------------
 // Tiles: C 0..3 (row tile a, key tile b at 2a + b), A 4..5 (row tiles), B 6..7 (key tiles); all 16 x 64 bytes.
@@ -205,7 +199,7 @@ bool k_pack_v_pairs(const bfloat16* const* rows, std::size_t keys, std::size_t d
         }
     }
     // 2 h >= 0xFF00 (the sign shifted out): an all-ones exponent, inf or NaN.
-    return !any_subnormal(seen) && _mm512_cmpge_epu16_mask(top, _mm512_set1_epi16(static_cast<short>(0xFF00))) == 0;
+    return subnormal_keys(seen) == 0 && _mm512_cmpge_epu16_mask(top, _mm512_set1_epi16(static_cast<short>(0xFF00))) == 0;
 }
 
 constexpr std::size_t kPvChunk = 256;  // keys of P split at a time (three parts of 16 rows on the stack)

@@ -72,16 +72,7 @@ inline __m512i q_halves(const float* q, std::size_t n) {
     return _mm512_permutex2var_epi16(_mm512_maskz_loadu_epi32(m0, q), idx, _mm512_maskz_loadu_epi32(m1, q + 16));
 }
 
-// bfloat16 subnormals (exponent 0, fraction not 0), which vdpbf16ps reads as zero, found by a running minimum
-// over vectors of 32: three integer operations per vector and no mask register (in the decode's score tile,
-// two vptestmw, kandn, kmov and an or per key vector took a fifth of the tile's time). t = 2 h (the sign
-// shifted out) is 0 for a zero, 2 .. 0xFE for a subnormal and at least 0x100 otherwise, so t - 1 (mod 2^16)
-// is below 0xFF exactly for the subnormals; the minimum starts at 0xFFFF, subnormal_keys reads its verdict.
-inline __m512i min_subnormal_key(__m512i acc, __m512i v) {
-    const __m512i t = _mm512_add_epi16(v, v);
-    return _mm512_min_epu16(acc, _mm512_add_epi16(t, _mm512_set1_epi16(-1)));
-}
-inline __mmask32 subnormal_keys(__m512i acc) { return _mm512_cmplt_epu16_mask(acc, _mm512_set1_epi16(0xFF)); }
+#include "subnormal.hpp"  // min_subnormal_key, subnormal_keys
 inline bool subnormal(bfloat16 h) { return (h.bits & 0x7F80u) == 0 && (h.bits & 0x007Fu) != 0; }
 
 inline std::uint32_t word_of(const bfloat16* k, std::ptrdiff_t at0, std::ptrdiff_t at1, bool second) {
