@@ -47,7 +47,8 @@ GNU_SOURCE = re.compile(
 SOURCE_HOME = "cpp/src/portability.hpp"
 # The other places, each inside a compiler or platform check (#if defined(__GNUC__) ... / !defined(_WIN32)).
 GUARDED = {
-    "cpp/src/dispatch.cpp": {"<cpuid.h>", "__get_cpuid_count"},  # MSVC: __cpuid / __cpuidex / _xgetbv
+    # MSVC: __cpuid / __cpuidex / _xgetbv; <unistd.h> for the AMX permission (syscall), Linux only
+    "cpp/src/dispatch.cpp": {"<cpuid.h>", "__get_cpuid_count", "<unistd.h>"},
     "cpp/src/threading.cpp": {"pthread_atfork"},  # Windows has no fork()
     "cpp/src/machine_probe.cpp": {"aligned_alloc", "__attribute__", "vector_size"},  # _aligned_malloc; a struct
     "cpp/include/normexp/export.h.in": {"__attribute__"},  # __declspec(dllexport/dllimport) on Windows
