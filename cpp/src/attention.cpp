@@ -378,13 +378,17 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         ldq = D;
         ldq_unit = sp(rows * D);
     }
-    // The bfloat16 pair kernels only for q rows without a bfloat16 subnormal (vdpbf16ps reads one as zero), and
-    // for a decode (its key rows read in place) only where the table has qk_direct_pairs (not with AMX).
+    // The bfloat16 pair kernels only for q rows without a bfloat16 subnormal (vdpbf16ps and AMX read one as zero),
+    // for a decode (its key rows read in place) only where the table has qk_direct_pairs (not with AMX), and for
+    // |scale| <= kPairScaleMax: the units flush products and partial sums below 2^-126 (up to 2 D 2^-126 of a dot
+    // product, kernel_table.hpp), which the scale carries into the score; up to 2^64 that is below 2^-40 for
+    // any head_dim under 2^20, beyond it not (a scale of 2^125 on q, k near 2^-65 lost every score).
+    constexpr T kPairScaleMax = T(0x1p64);
     bool pairs_q = false;
     const std::size_t ldqw = bf16_pair_words(D);
     if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
         const bool decode = rows <= kDirectRows && p.ks[3] == 1;  // run_block's `direct`
-        if (p.kv.qk_pairs && (!decode || p.kv.qk_direct_pairs)) {
+        if (p.kv.qk_pairs && (!decode || p.kv.qk_direct_pairs) && std::fabs(p.scale) <= kPairScaleMax) {
             const T* q0 = qp;  // ws.qbuf: a bfloat16 q is always widened there
             pairs_q = std::none_of(q0, q0 + U * rows * D, [](T x) { return std::fpclassify(x) == FP_SUBNORMAL; });
             // A decode's rows as pair words (qk_direct_pairs), once for all the task's blocks.

@@ -257,8 +257,8 @@ void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
 // (|alpha o| + sum|p v|) (kernel_table.hpp; measured up to 3.2 u at 2 keys, 1.5 at 300) plus what the tile unit loses (a weight part below 2^-126: weights under 2^-110 lose at most 2^-16 of
 // themselves; flushed partial sums: 2 keys 2^-126 per output), for rows around the 16-row tiles, key counts
 // around the 32-key steps and the 256-key chunks, every dv multiple of 16 up to 272 (column groups of 4, 3, 2,
-// 1 tiles), weights of every size down to 0; the words of keys past `keys` (the largest bfloat16) never reach
-// the output; dv not a multiple of 16 and V with a bfloat16 subnormal, inf or NaN are refused by pack_v_pairs.
+// 1 tiles), weights of every size down to 0; the words of keys past `keys` (+-2^100, under NaN weights) never reach
+// the output; dv not a multiple of 16 and V with a value out of the unit's range are refused by pack_v_pairs.
 void check_pv_pairs(const normexp::bf16_dot_kernels& b) {
     std::mt19937 g(17);
     std::uniform_real_distribution<float> u01(0.0f, 1.0f);
@@ -267,12 +267,12 @@ void check_pv_pairs(const normexp::bf16_dot_kernels& b) {
     for (std::size_t rows : {1, 5, 15, 16, 17, 33})
         for (std::size_t keys : {1, 2, 31, 32, 33, 64, 100, 128, 257, 300})
             for (std::size_t dv : {16, 32, 48, 64, 80, 128, 272}) {
-                const std::size_t stored = keys + 20;  // V rows past `keys`: the largest bfloat16, weight 0
+                const std::size_t stored = keys + 20;  // V rows past `keys`: +-2^100, under weights of NaN (unread)
                 const std::size_t ldv = dv + 8;
                 std::vector<bfloat16> v(stored * ldv);
                 for (std::size_t j = 0; j < stored; ++j)
                     for (std::size_t c = 0; c < ldv; ++c)
-                        v[j * ldv + c] = j < keys ? random_bf16(g, false) : bfloat16{static_cast<std::uint16_t>(0x7F7F | (c % 2) << 15)};
+                        v[j * ldv + c] = j < keys ? random_bf16(g, false) : bfloat16{static_cast<std::uint16_t>(0x7180 | (c % 2) << 15)};
                 std::vector<const bfloat16*> vr(stored);
                 for (std::size_t j = 0; j < stored; ++j) vr[j] = v.data() + j * ldv;
                 const std::size_t ldvp = dv + 16, pairs = (stored + 31) / 32 * 16;
@@ -320,7 +320,9 @@ void check_pv_pairs(const normexp::bf16_dot_kernels& b) {
                         CHECK(same_bits(o[i * ldo + c], o0[i * ldo + c]), "pv_pairs rows %zu keys %zu dv %zu wrote (%zu, %zu) outside o",
                               rows, keys, dv, i, c);
             }
-    // Refusals: dv not a multiple of 16; a bfloat16 subnormal, inf or NaN anywhere in V (either row of a pair).
+    // Refusals: dv not a multiple of 16; anywhere in V (either row of a pair) a value other than 0 outside
+    // [2^-64, 2^120) in magnitude: bfloat16 subnormals, 2^-65, 2^120, the largest finite, inf, NaN; and the
+    // edges that stay in: 2^-64 and the largest below 2^120.
     std::vector<bfloat16> v(40 * 48);
     for (auto& x : v) x = random_bf16(g, false);
     std::vector<const bfloat16*> vr(40);
@@ -333,17 +335,23 @@ void check_pv_pairs(const normexp::bf16_dot_kernels& b) {
         for (std::size_t c = 0; c < 48; c += 5) {
             const std::uint16_t keep = v[j * 48 + c].bits;
             const std::uint16_t sign = static_cast<std::uint16_t>(0x8000u * (c % 2));
-            for (std::uint16_t bad : {static_cast<std::uint16_t>(1u + (j % 0x7Fu)), std::uint16_t(0x7F80), std::uint16_t(0x7FC1)}) {
+            for (std::uint16_t bad : {static_cast<std::uint16_t>(1u + (j % 0x7Fu)), std::uint16_t(0x1F00), std::uint16_t(0x7B80),
+                                      std::uint16_t(0x7F7F), std::uint16_t(0x7F80), std::uint16_t(0x7FC1)}) {
                 v[j * 48 + c].bits = static_cast<std::uint16_t>(sign | bad);
                 CHECK(!b.pack_v_pairs(vr.data(), 40, 48, vp.data(), 48), "pack_v_pairs: %04x at (%zu, %zu) not reported",
                       unsigned(sign | bad), j, c);
                 ++placements;
             }
+            for (std::uint16_t fine : {std::uint16_t(0x1F80), std::uint16_t(0x7B7F), std::uint16_t(0x0000)}) {
+                v[j * 48 + c].bits = static_cast<std::uint16_t>(sign | fine);
+                CHECK(b.pack_v_pairs(vr.data(), 40, 48, vp.data(), 48), "pack_v_pairs refused %04x at (%zu, %zu)",
+                      unsigned(sign | fine), j, c);
+            }
             v[j * 48 + c].bits = keep;
             CHECK(b.pack_v_pairs(vr.data(), 40, 48, vp.data(), 48), "pack_v_pairs refused a normal block");
         }
     std::printf("pv_pairs: %zu outputs within the bound (largest error %.3f of it); pack_v_pairs refused dv 24 and "
-                "%zu subnormal / inf / NaN placements\n", outputs, worst, placements);
+                "%zu placements of values out of its range\n", outputs, worst, placements);
 }
 
 }  // namespace

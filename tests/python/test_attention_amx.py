@@ -46,6 +46,22 @@ with normexp.use_isa("avx512"):
     v[0, 0, 50, 3] = np.nan
     o = normexp.attention(q, k, v.astype(bf), is_causal=True)
     out["inf"] = o.astype(np.float32).astype(np.float64).tolist()
+    # The edges of the unit's range (found by a hostile test; each went wrong on the tiles before the driver sent
+    # them to the float32 kernels): values from 2^126 up, whose partial sums inside an instruction overflowed
+    # (alternating signs, equal weights); values of 2^-120 under weights near 2^-7, whose products the unit
+    # flushed below 2^-126; and a scale of 2^125 on q, k near 2^-65, whose products it flushed in the scores.
+    z = np.zeros((1, 16, 32), np.float32)
+    big = (np.float32(2.0**126) * np.array([1, -1, 1, -1, 1, -1, 1], np.float32))[None, :, None] * np.ones((1, 7, 32), np.float32)
+    out["big"] = normexp.attention(z.astype(bf), np.zeros((1, 7, 32), np.float32).astype(bf), big.astype(bf)).astype(np.float64).tolist()
+    qt = np.zeros((1, 16, 32), np.float32); qt[..., 0] = 1
+    kt = np.zeros((1, 512, 32), np.float32); kt[0, 1:, 0] = -4.875
+    vt = np.full((1, 512, 32), 1.5 * 2.0**-120, np.float32); vt[0, 0] = 2.0**-120
+    out["tiny_v"] = normexp.attention(qt.astype(bf), kt.astype(bf), vt.astype(bf), scale=1.0).astype(np.float64).tolist()
+    qs = np.full((1, 8, 32), 2.0**-65, np.float32)
+    ks = (2.0**-65 * (1 + np.arange(8, dtype=np.float32) / 8))[None, :, None] * np.ones((1, 8, 32), np.float32) / 32
+    vs = rng.standard_normal((1, 8, 32)).astype(np.float32)
+    o, lse = normexp.attention(qs.astype(bf), ks.astype(bf), vs.astype(bf), scale=2.0**125, return_lse=True)
+    out["scale"] = [o.astype(np.float64).tolist(), lse.astype(np.float64).tolist()]
 print(json.dumps(out).replace("NaN", '"nan"').replace("-Infinity", '"-inf"').replace("Infinity", '"inf"'))
 """
 
@@ -65,7 +81,7 @@ def test_amx_agrees_with_the_float32_kernels():
     assert "amx_bf16" in on["ext"] and "amx_bf16" not in off["ext"]
     differ = 0
     for key in on:
-        if key in ("ext", "inf"):
+        if key in ("ext", "inf", "big", "tiny_v", "scale"):
             continue
         a = np.array(on[key][0], np.uint16).view(bf).astype(np.float64)
         b = np.array(off[key][0], np.uint16).view(bf).astype(np.float64)
@@ -87,3 +103,26 @@ def test_amx_infinite_values_past_the_diagonal():
     assert np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(np.isinf(a), np.isinf(b))
     fin = np.isfinite(b)
     assert np.all(np.abs(a[fin] - b[fin]) <= 2.0**-7 * np.abs(b[fin]) + 2.0**-20)
+
+
+def test_amx_range_edges():
+    import ml_dtypes
+
+    bf = np.dtype(ml_dtypes.bfloat16)
+    for amx in ("1", "0"):
+        r = run(amx)
+        # Seven equal weights over +-2^126 alternating: (4 - 3) 2^126 / 7 in every column, finite.
+        big = np.array(r["big"], dtype=np.float64)
+        want = np.float64(np.float32(2.0**126)) / 7
+        assert np.all(np.abs(np.abs(big) - want) <= 2.0**-7 * want), (amx, np.unique(big))
+        # One key of weight 1 and 511 of e^-4.875 over values near 2^-120: the float64 weighted mean.
+        w = np.exp(np.float64(np.float32(-4.875)))
+        ref = (2.0**-120 + 511 * w * 1.5 * 2.0**-120) / (1 + 511 * w)
+        tiny = np.array(r["tiny_v"])
+        assert np.all(np.abs(tiny - ref) <= 2.0**-7 * ref), (amx, np.unique(tiny) / 2.0**-120)
+        # Scores 2^125 (q . k): exactly 1 + j / 8 for key j (q, k, and their products exact in float64).
+        o, lse = (np.array(x) for x in r["scale"])
+        qk = np.float64(bf.type(2.0**-65)) * np.array([np.float64(bf.type(2.0**-65 * (1 + j / 8) / 32)) for j in range(8)])
+        s = 2.0**125 * 32 * qk
+        want_lse = np.log(np.sum(np.exp(s)))
+        np.testing.assert_allclose(lse, want_lse, rtol=2.0**-20, err_msg=f"NORMEXP_AMX={amx}: lse")

@@ -545,9 +545,11 @@ struct bf16_dot_kernels {
     // vdpbf16ps; the driver takes them for a bfloat16-q, bfloat16-V block of many rows, else P V is
     // attn_kv_bf16's float32 FMA on the widened rows). pack_v_pairs: V rows (rows[j]: key j's row, unit
     // stride, j < keys) as pair words vp[k * ldvp + c] = bits(v[2k][c]) | bits(v[2k + 1][c]) << 16 for c < dv,
-    // v[j] = 0 for j >= keys, pair rows k < round_up(keys, 32) / 2. Returns false (vp unusable) when V holds a
-    // bfloat16 subnormal (which the tile unit reads as zero), an inf or a NaN (a weight's zero part times an
-    // infinite value would be NaN where the float32 kernels give the infinity), or dv is not a multiple of 16.
+    // v[j] = 0 for j >= keys, pair rows k < round_up(keys, 32) / 2. Returns false (vp unusable) when dv is not a
+    // multiple of 16 or V holds a value other than 0 outside [2^-64, 2^120) in magnitude (a subnormal, which the
+    // unit reads as zero; values whose products with the weights could flush below 2^-126 or whose partial sums
+    // could overflow inside an instruction; inf and NaN: a weight's zero part times inf would be NaN where the
+    // float32 kernels give the infinity; kernels/avx512amx/attention.cpp).
     bool (*pack_v_pairs)(const bfloat16* const* rows, std::size_t keys, std::size_t dv, std::uint32_t* vp,
                          std::size_t ldvp);
     // o[i][c] = alpha[i] o[i][c] + sum over j < keys of p[i][j] v[j][c], for i < rows, c < dv (vp as

@@ -19,9 +19,13 @@
 //    that are not a multiple of 32 (a tile's 64-byte row) or larger than kMaxDim go to the vdpbf16ps entry
 //    (saved by avx512amx_add_attention).
 //  * pack_v_pairs, pv_pairs: O = alpha O + P V with A = P in three exact bfloat16 parts and B = V in pairs of
-//    keys (below). A V block with a bfloat16 subnormal, inf or NaN is refused (pack_v_pairs: false) and takes
-//    the float32 kernels: the unit reads subnormals as zero, and a zero part of a weight times an infinite
-//    value would add NaN where the float32 kernels give the infinity.
+//    keys (below). A V block with a value outside [2^-64, 2^120) in magnitude (zeros aside: subnormals, inf and
+//    NaN included) is refused (pack_v_pairs: false) and takes the float32 kernels. The unit reads subnormals as
+//    zero and flushes products and sums below 2^-126 (V of 2^-120 under weights near 2^-7 lost 83% of an
+//    output: with |v| >= 2^-64 only weights below 2^-62 of the row's largest can flush); it adds the products
+//    of an instruction in its own order, where partial sums of values from 2^126 up overflowed to inf or NaN
+//    that the float32 kernels' sequential sums never reach (below 2^120, 33 terms cannot overflow); and a zero
+//    part of a weight times an infinite value would add NaN where the float32 kernels give the infinity.
 //  * Decoding (a few rows, each key row read once from memory) stays on the FMA pipes: scores on the tiles took
 //    1.4x the time of a paged bfloat16 decode in cache (16 sequences of 256 keys, pages of 16, one thread:
 //    3.04 against 2.11 ms), the calls of 8-16 keys paying the configuration, the transposes of q and of the
@@ -198,8 +202,11 @@ bool k_pack_v_pairs(const bfloat16* const* rows, std::size_t keys, std::size_t d
             if (dv - c >= 32) _mm512_storeu_si512(out + c + 16, _mm512_permutex2var_epi16(va, hi, vb));
         }
     }
-    // 2 h >= 0xFF00 (the sign shifted out): an all-ones exponent, inf or NaN.
-    return subnormal_keys(seen) == 0 && _mm512_cmpge_epu16_mask(top, _mm512_set1_epi16(static_cast<short>(0xFF00))) == 0;
+    // The range of V the unit takes (min_subnormal_key's running minimum of 2 h - 1 and the maximum of 2 h, the
+    // sign shifted out): nonzero magnitudes from 2^-64 (2 h - 1 >= 0x3EFF) up to below 2^120 (2 h < 0xF700);
+    // zeros, and no subnormal, inf or NaN (pack_v_pairs in kernel_table.hpp).
+    return _mm512_cmplt_epu16_mask(seen, _mm512_set1_epi16(0x3EFF)) == 0 &&
+           _mm512_cmpge_epu16_mask(top, _mm512_set1_epi16(static_cast<short>(0xF700))) == 0;
 }
 
 constexpr std::size_t kPvChunk = 256;  // keys of P split at a time (three parts of 16 rows on the stack)
