@@ -97,7 +97,7 @@ struct kv_kernels {
     bool (*qk_direct_pairs)(const std::uint32_t*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t,
                             std::size_t, T*, std::size_t, std::size_t);
     void (*widen)(const S*, T*, std::size_t);  // 16-bit S: the exact widening (convert_kernels); S = T: null
-    // P V of many rows on the AMX unit (bf16_dot_kernels: pack_v_pairs, pv_pairs); null but there.
+    // P V of many rows on the AMX unit (bf16_dot_kernels: pack_v_pairs, pv_pairs); null without AMX.
     bool (*pack_v_pairs)(const S* const*, std::size_t, std::size_t, std::uint32_t*, std::size_t);
     void (*pv_pairs)(const T*, std::size_t, const std::uint32_t*, std::size_t, std::size_t, std::size_t, std::size_t,
                      const T*, T*, std::size_t);
@@ -117,7 +117,7 @@ kv_kernels<T, S> kv_kernels_for(const kernel_table& kt) {
         if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
             const bf16_dot_kernels& b = kt.bf16_dot;
             if (b.pack_kt_pairs && b.qk_pairs)  // qk_direct_pairs may be null (AMX): decodes take qk_direct
-                return {a.pack_kt, a.pv,     a.qk_direct,    b.pack_kt_pairs, b.qk_pairs,
+                return {a.pack_kt,         a.pv,  a.qk_direct,     b.pack_kt_pairs, b.qk_pairs,
                         b.qk_direct_pairs, widen, b.pack_v_pairs, b.pv_pairs};
         }
         return {a.pack_kt, a.pv, a.qk_direct, nullptr, nullptr, nullptr, widen, nullptr, nullptr};
@@ -249,7 +249,8 @@ std::unique_ptr<T[]> scratch(std::size_t n) {
 template <class T, class S = T>
 struct workspace {
     std::unique_ptr<T[]> kt, s, vw, o, qbuf;
-    // A bfloat16 V block as pair words for pv_pairs (kLdVp words per pair row), and its rows (run_block).
+    // A bfloat16 V block as pair words for pv_pairs (kVpRows pair rows of head_dim_v words), and its rows
+    // (run_block).
     std::unique_ptr<std::uint32_t[]> vp;
     std::vector<const S*> vrows;
     std::vector<T> bias, m, alpha, ones;
@@ -576,8 +577,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // again (16 tiles of a 96-row task; the widening took a third of pv's vector operations). The same
         // values in the same FMA chains: the same bits as pv over the 16-bit rows.
         const T* vw = nullptr;
-        // A bfloat16 block with a bfloat16 q (pairs: the tile unit's scores): V as pair words instead, for P V
-        // on the same unit (pv_pairs), unless V holds a bfloat16 subnormal (pack_v_pairs then says so).
+        // A bfloat16 V block of many rows with a bfloat16 q on a table with AMX: V as pair words instead, for P V on
+        // the tile unit (pv_pairs), unless V holds a value outside the unit's range (pack_v_pairs then says so).
         bool vpairs = false;
         if constexpr (std::is_same_v<S, bfloat16>) {
             if (!direct && U == 1 && p.kv.pv_pairs) {
