@@ -9,13 +9,13 @@ themselves against float64: tests/cpp/test_attention_bf16.cpp (`amx`).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-import normexp
 from test_isa_extensions import cpu_has_amx
 
 pytestmark = pytest.mark.skipif(not cpu_has_amx(), reason="this CPU (or OS) has no AMX: the tile path is NOT tested")
@@ -68,7 +68,7 @@ print(json.dumps(out).replace("NaN", '"nan"').replace("-Infinity", '"-inf"').rep
 
 def run(amx: str) -> dict:
     r = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, timeout=300,
-                       env={**__import__("os").environ, "NORMEXP_AMX": amx, "NORMEXP_AVX512_BF16": ""})
+                       env={**os.environ, "NORMEXP_AMX": amx, "NORMEXP_AVX512_BF16": ""})
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

@@ -67,13 +67,15 @@ struct tile_scope {
     tile_scope& operator=(const tile_scope&) = delete;
 };
 
-tile_config config(std::uint8_t palette_rows[8], const std::uint16_t colsb[8]) {
+// Every tile 64 bytes wide (16 float32 or 32 bfloat16 per row) and `rows` high, but tile 7 always 16: qk_pairs
+// takes config(16); pv_pairs config(n) for a row tile of n rows, whose B (tile 7, 16 pair rows) does not shrink.
+tile_config config(std::size_t rows) {
     tile_config c;
     std::memset(&c, 0, sizeof c);
     c.palette = 1;
     for (int t = 0; t < 8; ++t) {
-        c.rows[t] = palette_rows[t];
-        c.colsb[t] = colsb[t];
+        c.rows[t] = static_cast<std::uint8_t>(t == 7 ? kTileRows : rows);
+        c.colsb[t] = 64;
     }
     return c;
 }
@@ -148,10 +150,7 @@ void k_qk_pairs(const float* q, std::size_t ldq, const float* kt, std::size_t ld
         return;
     }
     const std::size_t steps = dim / 32, padded = (keys + 15) / 16 * 16;
-    std::uint8_t tr[8];
-    std::uint16_t cb[8];
-    for (int t = 0; t < 8; ++t) tr[t] = kTileRows, cb[t] = 64;
-    const tile_scope scope(config(tr, cb));
+    const tile_scope scope(config(kTileRows));
     alignas(64) std::uint16_t qb[2 * kTileRows * kMaxDim];
     for (std::size_t i = 0; i < rows; i += 2 * kTileRows) {
         const std::size_t n = rows - i < 2 * kTileRows ? rows - i : 2 * kTileRows;
@@ -275,14 +274,6 @@ void pv_columns(const std::uint16_t* parts, std::size_t ksteps, const std::uint3
     if (NC > 3) _tile_stored(3, o + 48, ostride);
 }
 
-tile_config pv_config(std::size_t rows) {
-    std::uint8_t tr[8];
-    std::uint16_t cb[8];
-    for (int t = 0; t < 8; ++t) tr[t] = static_cast<std::uint8_t>(rows), cb[t] = 64;
-    tr[7] = kTileRows;  // B: 16 pair rows
-    return config(tr, cb);
-}
-
 void k_pv_pairs(const float* p, std::size_t ldp, const std::uint32_t* vp, std::size_t ldvp, std::size_t rows,
                 std::size_t keys, std::size_t dv, const float* alpha, float* o, std::size_t ldo) {
     for (std::size_t i = 0; i < rows; ++i) {  // o = alpha o (the tiles then add P V); alpha = 1 changes no bit
@@ -313,11 +304,11 @@ void k_pv_pairs(const float* p, std::size_t ldp, const std::uint32_t* vp, std::s
     };
     const std::size_t whole = rows / kTileRows * kTileRows;
     if (whole > 0) {
-        const tile_scope scope(pv_config(kTileRows));
+        const tile_scope scope(config(kTileRows));
         for (std::size_t i = 0; i < whole; i += kTileRows) row_tile(i, kTileRows);
     }
     if (whole < rows) {
-        const tile_scope scope(pv_config(rows - whole));
+        const tile_scope scope(config(rows - whole));
         row_tile(whole, rows - whole);
     }
 }
