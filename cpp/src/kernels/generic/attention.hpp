@@ -490,25 +490,32 @@ inline T band_limit(std::ptrdiff_t v) {
     return T(v < -(1 << 22) ? -(1 << 22) : v > (1 << 22) ? (1 << 22) : v);
 }
 
-// exp(t) for t in [kNormalMinArg, ~0] (normal results only; callers clamp t at kNormalMinArg and zero the
-// result where t was below it). The reduction of lanes' exp_core without its subnormal branch: k =
-// round(t log2e) by the shifter S = 0x1.8p23 (fma(t, log2e, S) - S, k's integer by the bit difference), r = t -
-// k LN2_HI - k LN2_LO (Cody-Waite), p(r) evaluated as lanes' poly_split (1 + (r + r^2 q), the coefficients of
-// exp_core, one rounding more than its Horner form, both <= 1 ULP; the attention goldens pin this form),
-// times 2^k built in the exponent field (normal for every t here). float64: exp_core itself with tl = 0 (its
+// exp(t) for t <= ~0, and +0 where t < kNormalMinArg (so every result is normal or zero; NaN stays NaN). The
+// reduction of lanes' exp_core without its subnormal branch: k = round(t log2e) by the shifter S = 0x1.8p23
+// (fma(t, log2e, S) - S), r = t - k LN2_HI - k LN2_LO (Cody-Waite), p(r) evaluated as lanes' poly_split (1 + (r
+// + r^2 q), the coefficients of exp_core, one rounding more than its Horner form, both <= 1 ULP; the attention
+// goldens pin this form), times 2^k: RN(p 2^k) by vscalefps where the ISA has it (F::kScalef), else a product
+// with 2^k built in the exponent field from k's integer (the bit difference ks - S), for which t is first
+// clamped at kNormalMinArg so that 2^k stays normal. Both are the same exact product wherever t >=
+// kNormalMinArg, and every other lane is zeroed: the same bits either way (vscalefps saves the clamp and the
+// two integer operations, 3 of the plain step's 20 per vector). float64: exp_core itself with tl = 0 (its
 // subnormal branch is never taken for t >= kNormalMinArg).
 template <class F>
-NX_INLINE typename F::V exp_normal(typename F::V t) {
+NX_INLINE typename F::V exp_normal_or_zero(typename F::V t) {
     using V = typename F::V;
+    const V tnorm = F::set1(F::kNormalMinArg);
+    const auto below = F::lt(t, tnorm);
     if constexpr (sizeof(typename F::T) == 4) {
         const V shifter = F::set1(0x1.8p23f);
+        if constexpr (!F::kScalef) t = F::max(tnorm, t);  // NaN stays NaN (max returns t)
         const V ks = F::fmadd(t, F::set1(kLog2eF), shifter);
         const V k = F::sub(ks, shifter);
         V r = F::fnmadd(k, F::set1(kLn2HiF), t);
         r = F::fnmadd(k, F::set1(kLn2LoF), r);
-        return F::mul(F::poly_split(r), F::pow2(F::int_of_shifted(ks, shifter)));
+        if constexpr (F::kScalef) return F::zero_if(below, F::scalef(F::poly_split(r), k));
+        else return F::zero_if(below, F::mul(F::poly_split(r), F::pow2(F::int_of_shifted(ks, shifter))));
     } else {
-        return F::template exp_core<false>(t, F::zero());
+        return F::zero_if(below, F::template exp_core<false>(F::max(tnorm, t), F::zero()));
     }
 }
 
@@ -557,7 +564,7 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
     constexpr std::size_t kChunk = 64;  // rows per phase (the per-row maxima live on the stack)
     const T scale = sc.scale;
     const V ninf = F::set1(-port::kInf), pinf = F::set1(port::kInf);
-    const V vscale = F::set1(scale), tnorm = F::set1(F::kNormalMinArg);
+    const V vscale = F::set1(scale);
     const V lanes = F::iota();
     const bool neg = scale < 0;
     const std::size_t full = keys / N * N;
@@ -568,6 +575,34 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
         return F::mand(F::ge(jv, F::set1(band_limit<T>(sc.band_lo + static_cast<std::ptrdiff_t>(i)))),
                        F::le(jv, F::set1(band_limit<T>(sc.band_hi + static_cast<std::ptrdiff_t>(i)))));
     };
+    // The extreme raw score of row i among the lanes that count: the largest, or for a negative scale the
+    // smallest (then the largest x = scale s), as -hmax(-min); -inf (+inf) where no lane counts. One of
+    // the two per row, chosen outside the loop.
+    auto extreme = [&](std::size_t i, auto neg_c) -> T {
+        constexpr bool Neg = decltype(neg_c)::value;
+        const T* si = s + i * lds;
+        const V none = Neg ? pinf : ninf;
+        auto acc = [](V a, V b) { return Neg ? F::min(a, b) : F::max(a, b); };
+        V e0 = none, e1 = none;
+        std::size_t j = 0;
+        for (; j + 2 * N <= full; j += 2 * N) {
+            const V a = F::load(si + j), b = F::load(si + j + N);
+            if constexpr (Band) {
+                e0 = acc(e0, F::blend(none, a, inside(i, j)));
+                e1 = acc(e1, F::blend(none, b, inside(i, j + N)));
+            } else {
+                e0 = acc(e0, a);
+                e1 = acc(e1, b);
+            }
+        }
+        for (; j < keys; j += N) {
+            B in = j < full ? F::eq(F::zero(), F::zero()) : F::mask_v(mk);
+            if constexpr (Band) in = F::mand(in, inside(i, j));
+            e1 = acc(e1, F::blend(none, j < full ? F::load(si + j) : F::load_tail(si + j, mk), in));
+        }
+        const V e = acc(e0, e1);
+        return Neg ? -F::hmax(F::sub(F::zero(), e)) : F::hmax(e);
+    };
     // Three phases per chunk of rows, so the short serial parts of each row (the horizontal max, the
     // rescale factor, the horizontal sum) are batched instead of sitting between the long loops:
     // (1) row maxima, (2) the rescale factors of N rows at once, (3) p = exp(t) and the row sums.
@@ -576,32 +611,7 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
         const std::size_t nr = rows - c0 < kChunk ? rows - c0 : kChunk;
         for (std::size_t r = 0; r < nr; ++r) {
             const std::size_t i = c0 + r;
-            const T* si = s + i * lds;
-            V hi0 = ninf, hi1 = ninf, lo0 = pinf, lo1 = pinf;
-            std::size_t j = 0;
-            for (; j + 2 * N <= full; j += 2 * N) {
-                const V a = F::load(si + j), b = F::load(si + j + N);
-                if constexpr (Band) {
-                    const B ia = inside(i, j), ib = inside(i, j + N);
-                    hi0 = F::max(hi0, F::blend(ninf, a, ia));
-                    hi1 = F::max(hi1, F::blend(ninf, b, ib));
-                    lo0 = F::min(lo0, F::blend(pinf, a, ia));
-                    lo1 = F::min(lo1, F::blend(pinf, b, ib));
-                } else {
-                    hi0 = F::max(hi0, a);
-                    hi1 = F::max(hi1, b);
-                    lo0 = F::min(lo0, a);
-                    lo1 = F::min(lo1, b);
-                }
-            }
-            for (; j < keys; j += N) {
-                B in = j < full ? F::eq(F::zero(), F::zero()) : F::mask_v(mk);
-                if constexpr (Band) in = F::mand(in, inside(i, j));
-                const V a = j < full ? F::load(si + j) : F::load_tail(si + j, mk);
-                hi1 = F::max(hi1, F::blend(ninf, a, in));
-                lo1 = F::min(lo1, F::blend(pinf, a, in));
-            }
-            const T ext = neg ? -F::hmax(F::sub(F::zero(), F::min(lo0, lo1))) : F::hmax(F::max(hi0, hi1));
+            const T ext = neg ? extreme(i, std::true_type{}) : extreme(i, std::false_type{});
             const T m_old = m[i];
             T mn = static_cast<T>(ext * scale);
             if (!(mn >= m_old)) mn = m_old == m_old ? m_old : mn;  // the running max (NaN-safe)
@@ -627,10 +637,7 @@ void softmax_step_plain(typename F::T* s, std::size_t lds, std::size_t rows, std
             T* si = s + i * lds;
             const V mv = F::set1(m_new[r] == -port::kInf ? T(0) : m_new[r]);
             V sum0 = F::zero(), sum1 = F::zero();
-            auto pexp = [&](V x) {
-                const V t = F::sub(F::mul(x, vscale), mv);
-                return F::zero_if(F::lt(t, tnorm), exp_normal<F>(F::max(tnorm, t)));
-            };
+            auto pexp = [&](V x) { return exp_normal_or_zero<F>(F::sub(F::mul(x, vscale), mv)); };
             std::size_t j = 0;
             for (; j + 2 * N <= full; j += 2 * N) {
                 V p0 = pexp(F::load(si + j)), p1 = pexp(F::load(si + j + N));
