@@ -18,6 +18,9 @@
 //  * kScalef = false: no single instruction for p * 2^k over the whole range, so lanes.hpp's exp uses
 //    pow2/pow2_biased with a branch to a two-factor scaling outside the normal range.
 //  * hsum(v): the lanes' sum in a fixed, ISA-specific order (each ISA's cheapest); iota(): lane i holds i.
+//  * zip_lo<G>(a, b) / zip_hi<G>(a, b), G a power of 2 below N: in each group of 2G lanes, the first (zip_lo)
+//    or last (zip_hi) G lanes of a's group, then those of b's; with G = 1, 2, ... they transpose N vectors
+//    into one (generic/lanes.hpp: fold_rows).
 //  * pow2(k) = 2^k exactly for k in the normal exponent range; pow2_biased(kb) the same from a value
 //    kb = 1.5*2^23 + 127 + k whose low mantissa bits hold the biased exponent (float32 only);
 //    int_of_shifted(ks, s) = k for ks = s + k formed by a round-to-nearest shifter s (bit difference).
@@ -91,6 +94,16 @@ struct V64 {
     static T hsum(V a) {  // (a0 + a2) + (a1 + a3)
         const __m128d x = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
         return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
+    }
+    template <std::size_t G>
+    static V zip_lo(V a, V b) {
+        if constexpr (G == 1) return _mm256_unpacklo_pd(a, b);
+        else return _mm256_permute2f128_pd(a, b, 0x20);
+    }
+    template <std::size_t G>
+    static V zip_hi(V a, V b) {
+        if constexpr (G == 1) return _mm256_unpackhi_pd(a, b);
+        else return _mm256_permute2f128_pd(a, b, 0x31);
     }
     static V iota() { return _mm256_setr_pd(0, 1, 2, 3); }  // lane i holds i
 
@@ -184,6 +197,18 @@ struct V32 {
         __m128 x = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
         x = _mm_add_ps(x, _mm_movehl_ps(x, x));
         return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+    }
+    template <std::size_t G>
+    static V zip_lo(V a, V b) {
+        if constexpr (G == 1) return _mm256_blend_ps(a, _mm256_moveldup_ps(b), 0xAA);
+        else if constexpr (G == 2) return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
+        else return _mm256_permute2f128_ps(a, b, 0x20);
+    }
+    template <std::size_t G>
+    static V zip_hi(V a, V b) {
+        if constexpr (G == 1) return _mm256_blend_ps(_mm256_movehdup_ps(a), b, 0xAA);
+        else if constexpr (G == 2) return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
+        else return _mm256_permute2f128_ps(a, b, 0x31);
     }
     static V iota() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
 

@@ -98,6 +98,18 @@ struct V64 {
     static bool any(B m) { return m != 0; }
     static std::uint32_t movemask(B m) { return m; }  // bit i = lane i
     static T hmax(V v) { return _mm512_reduce_max_pd(v); }  // NaN-free v
+    template <std::size_t G>  // (avx2/traits.hpp: zip_lo, zip_hi)
+    static V zip_lo(V a, V b) {
+        if constexpr (G == 1) return _mm512_unpacklo_pd(a, b);
+        else if constexpr (G == 2) return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), b);
+        else return _mm512_shuffle_f64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0));
+    }
+    template <std::size_t G>
+    static V zip_hi(V a, V b) {
+        if constexpr (G == 1) return _mm512_unpackhi_pd(a, b);
+        else if constexpr (G == 2) return _mm512_permutex2var_pd(a, _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15), b);
+        else return _mm512_shuffle_f64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));
+    }
 
     // ---- masks ----
     static B mnone() { return 0; }
@@ -181,6 +193,18 @@ struct V32 {
     static bool any(B m) { return m != 0; }
     static std::uint32_t movemask(B m) { return m; }
     static T hmax(V v) { return _mm512_reduce_max_ps(v); }
+    template <std::size_t G>  // (avx2/traits.hpp: zip_lo, zip_hi; G = 2, 4 as V64's G = 1, 2 on the same bits)
+    static V zip_lo(V a, V b) {
+        if constexpr (G == 1) return _mm512_mask_moveldup_ps(a, 0xAAAA, b);
+        else if constexpr (G == 8) return _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0));
+        else return _mm512_castpd_ps(V64::zip_lo<G / 2>(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+    }
+    template <std::size_t G>
+    static V zip_hi(V a, V b) {
+        if constexpr (G == 1) return _mm512_mask_movehdup_ps(b, 0x5555, a);
+        else if constexpr (G == 8) return _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2));
+        else return _mm512_castpd_ps(V64::zip_hi<G / 2>(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+    }
 
     // ---- masks ----
     static B mnone() { return 0; }

@@ -25,6 +25,22 @@ inline double pairwise_sum(const double* a, std::size_t n) {
     return n == 1 ? a[0] : pairwise_sum(a, n / 2) + pairwise_sum(a + n / 2, n / 2);
 }
 
+// The transposed reduction of Q::N vectors, one per row (Q: primitive vector traits): lane r of the result is
+// v[r]'s lanes combined by op, pairwise in pairwise_sum's order (lanes 2k and 2k + 1, then pairs of those, ...,
+// by the traits' zip_lo / zip_hi), so with op an addition the same additions in the same order as pairwise_sum
+// over each row's lanes: the same bits, for N rows in 2 (N - 1) shuffles and N - 1 operations instead of N
+// horizontal reductions. v is overwritten.
+template <class Q, std::size_t G = 1, class Op>
+NX_INLINE typename Q::V fold_rows(typename Q::V* v, Op op) {
+    if constexpr (G >= Q::N) {
+        return v[0];
+    } else {
+        for (std::size_t i = 0; i < Q::N / (2 * G); ++i)
+            v[i] = op(Q::template zip_lo<G>(v[2 * i], v[2 * i + 1]), Q::template zip_hi<G>(v[2 * i], v[2 * i + 1]));
+        return fold_rows<Q, 2 * G>(v, op);
+    }
+}
+
 // ------------------------------------------------------------------------------------------------------
 // Double accumulators for the flushed block sums (D: the float64 vector traits).
 template <class D>
@@ -383,9 +399,10 @@ side_fn<Block, Rest> make_side(Block b, Rest r) {
 // Sum of full(i) over full vectors i = 0, N, ... and tail(i, mask) for the remainder, summed pairwise in
 // blocks of 8 vectors and flushed to double (float32). float64: every vector goes into the Neumaier
 // accumulator instead (PerTerm). full is called in increasing i, then tail (full may carry state from one
-// vector to the next: line_stores). side: see no_side; it does not touch the sum.
+// vector to the next: line_stores). side: see no_side; it does not touch the sum. blocked_acc returns the
+// accumulator, whose total() is blocked_sum (the several-rows kernels total many rows' at once: fold_rows).
 template <class F, class Full, class Tail, class Side = no_side>
-double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
+typename F::Acc blocked_acc(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     static_assert(kSideBlock == 8, "the float32 blocks below are the side blocks");
@@ -403,7 +420,7 @@ double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
         side.rest(i);
         for (; i + N <= n; i += N) F::flush(acc, full(i));
         if (i < n) F::flush(acc, tail(i, F::tail_mask(n - i)));
-        return acc.total();
+        return acc;
     }
     for (; i + 8 * N <= n; i += 8 * N) {
         side.block(i);
@@ -413,12 +430,16 @@ double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
         F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
     }
     side.rest(i);
-    if (i == n) return acc.total();  // no remainder: its flush would add +0, which leaves a sum that started at +0 as it is
+    if (i == n) return acc;  // no remainder: its flush would add +0, which leaves a sum that started at +0 as it is
     V part = F::zero();
     for (; i + N <= n; i += N) part = F::add(part, full(i));
     if (i < n) part = F::add(part, tail(i, F::tail_mask(n - i)));
     F::flush(acc, part);
-    return acc.total();
+    return acc;
+}
+template <class F, class Full, class Tail, class Side = no_side>
+double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
+    return blocked_acc<F>(n, full, tail, std::forward<Side>(side)).total();
 }
 
 // ------------------------------------------------------------------------------------------------------

@@ -99,6 +99,10 @@ struct V64 {
     }
     static T hmax(V v) { return vmaxvq_f64(v); }  // only called on NaN-free vectors
     static T hsum(V a) { return vaddvq_f64(a); }     // FADDP: a0 + a1
+    template <std::size_t G>  // (avx2/traits.hpp: zip_lo, zip_hi)
+    static V zip_lo(V a, V b) { static_assert(G == 1, "two lanes"); return vzip1q_f64(a, b); }
+    template <std::size_t G>
+    static V zip_hi(V a, V b) { static_assert(G == 1, "two lanes"); return vzip2q_f64(a, b); }
     static V iota() {
         alignas(16) static const double kIota[2] = {0, 1};
         return vld1q_f64(kIota);
@@ -197,6 +201,16 @@ struct V32 {
     }
     static T hmax(V v) { return vmaxvq_f32(v); }
     static T hsum(V a) { return vaddvq_f32(a); }  // FADDP: (a0 + a1) + (a2 + a3)
+    template <std::size_t G>  // (avx2/traits.hpp: zip_lo, zip_hi)
+    static V zip_lo(V a, V b) {
+        if constexpr (G == 1) return vtrn1q_f32(a, b);
+        else return vreinterpretq_f32_f64(vzip1q_f64(vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(b)));
+    }
+    template <std::size_t G>
+    static V zip_hi(V a, V b) {
+        if constexpr (G == 1) return vtrn2q_f32(a, b);
+        else return vreinterpretq_f32_f64(vzip2q_f64(vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(b)));
+    }
     static V iota() {
         alignas(16) static const float kIota[4] = {0, 1, 2, 3};
         return vld1q_f32(kIota);
