@@ -9,6 +9,8 @@
 //   NX_FLATTEN            a kernel entry point inlines everything it calls (GCC's size heuristics otherwise
 //                         leave the per-vector lambdas as calls that reload every constant per vector;
 //                         MSVC has no equivalent, its inliner decides)
+//   NX_NOINLINE           never inlined, not even into an NX_FLATTEN caller: a path that must not grow the
+//                         code of the loop it branches from (GCC re-decides that loop's inlining as it grows)
 //   NX_UNROLL(n)          unroll the next loop n times (`#pragma GCC unroll n`; MSVC has no such pragma and
 //                         would warn C4068 on it, so it expands to nothing there)
 //   NX_PREFETCH(p)        prefetch the cache line at p into all levels (prefetcht0 on x86-64)
@@ -34,6 +36,7 @@
 #define NX_LIKELY(x) __builtin_expect(!!(x), 1)
 #define NX_INLINE inline __attribute__((always_inline))
 #define NX_FLATTEN __attribute__((flatten))
+#define NX_NOINLINE __attribute__((noinline))
 #define NX_PRAGMA(text) _Pragma(#text)
 #define NX_UNROLL(n) NX_PRAGMA(GCC unroll n)
 #define NX_PREFETCH(p) __builtin_prefetch(p)
@@ -57,6 +60,7 @@
 #define NX_LIKELY(x) (x)
 #define NX_INLINE __forceinline
 #define NX_FLATTEN
+#define NX_NOINLINE __declspec(noinline)
 #define NX_UNROLL(n)
 #define NX_KEEP_IN_REGISTER(v) ((void)0)
 #if defined(_M_X64) || defined(_M_IX86)

@@ -755,7 +755,7 @@ NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, t
     }
 }
 
-// ---- groups of short rows (float32 rows_softmax and rows_log_softmax of the high mode) --------------------
+// ---- groups of short rows (float32 rows_softmax, rows_log_softmax, rows_exp_sum of the high mode) ---------
 // F::N rows at a time: (A) each row's maximum (k_row_max's steps without the NaN flag, as the pipeline's stage
 // A), the rows' accumulator vectors transposed into one vector of maxima (fold_rows), from which every row's -m
 // and clamp (clamp_below_v) come in vector arithmetic; (B) each row's exp pass (pass), which keeps its double
@@ -768,12 +768,16 @@ NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, t
 // and -0 tie as the maximum, which no output depends on, and a NaN row's maximum, which only has to skip it).
 // What a short row spends outside its exp pass (a horizontal maximum, the clamp in double, a horizontal sum in
 // double, a division, and the chain that joins them) is paid once per group. Against rows_pipeline (one thread,
-// float32, 256 Ki entries in L2, Intel Xeon; AVX-512 / AVX2): high-mode softmax rows of 16 entries 0.68x /
-// 0.81x the time, 32 0.70x / 0.86x, 64 0.77x / 0.91x; log_softmax 0.69x / 0.89x, 0.71x / 0.95x, 0.90x /
-// 0.94x. Rows of 96 entries gained nothing, rows of 128 0.92x (softmax) and 1.01-1.07x (log_softmax), where
+// float32, 256 Ki entries in L2, Intel Xeon; AVX-512 / AVX2): high-mode softmax rows of 16 entries 0.63-0.68x /
+// 0.78-0.81x the time, 32 0.70x / 0.86x, 64 0.77x / 0.91x; log_softmax 0.69x / 0.87x, 0.71x / 0.95x, 0.90x /
+// 0.95x; rows_exp_sum (logsumexp) 0.65x / 0.77x at 16, 0.65x / 0.77x at 32, 0.73x / 0.87x at 64. Rows of
+// 96 entries gained nothing, rows of 128 0.92x (softmax) and 1.01-1.07x (log_softmax), where
 // the four groups' rows that one step touches are 32 KiB, all of Zen's L1 (in groups of half as many rows:
 // 1.06x); the fast mode, whose exp leaves the pipeline's stages less to hide, 0.72-0.97x on AVX-512 but
 // 1.02-1.07x on AVX2, so it keeps the pipeline.
+// The groups' entry points are out of line (NX_NOINLINE): inlined into the kernels, they grew the functions
+// that hold the pipelines, and GCC's code for those (rows of 128 entries, which keep the pipeline) took 1.04-1.07x
+// the time.
 constexpr std::size_t kGroupRowBytes = 256;
 
 template <class F, class Pass, class Seal, class Emit>
@@ -826,7 +830,7 @@ NX_INLINE void rows_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_
         }
         D::store(tot, fold_rows<D>(acc, add));
         D::store(tot + H, fold_rows<D>(acc + H, add));
-        seal(tot);
+        seal(r0, tot);
         for (std::size_t k = 0; k < G; ++k) {
             wait[k] = k < g && !rows_skip(mg[k], m_limit) && tot[k] == tot[k];
             if (k < g && tot[k] != tot[k]) m[r0 + k] = T(port::kNaN);  // a NaN in the row (y may be written)
@@ -839,7 +843,7 @@ NX_INLINE void rows_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_
 
 // rows_softmax's groups: B row_exp_store's exp pass, C the scale by T(1 / sum).
 template <class F, bool Scaled>
-NX_INLINE void rows_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+NX_NOINLINE NX_FLATTEN void rows_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
                                    std::size_t rows, std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
                                    typename F::T* m) {
     using T = typename F::T;
@@ -864,7 +868,7 @@ NX_INLINE void rows_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, ty
         };
         return blocked_acc<F>(n, full, tail, side).s;
     };
-    auto seal = [&](const double* tot) {
+    auto seal = [&](std::size_t, const double* tot) {
         const typename D::V one = D::set1(1.0);
         F::store(inv, F::narrow(D::div(one, D::load(tot)), D::div(one, D::load(tot + H))));
     };
@@ -875,39 +879,54 @@ NX_INLINE void rows_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, ty
     rows_groups<F>(x, sx, rows, n, m_limit, m, pass, seal, out);
 }
 
-// rows_log_softmax's groups (the high mode at unit temperature): B row_exp_sum's counting pass, the seal c =
-// log_sum_out of each row's count and rest, C log_softmax_range.
+// The counting exp pass of a group's row (row_exp_sum_impl's, the high mode at unit temperature, with the row's
+// -m and clamp given): returns the double accumulator of the terms, lifted (count_arg), and sets count to the
+// entries equal to the maximum m.
 template <class F>
-NX_INLINE void rows_log_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
-                                       std::size_t rows, std::size_t n, scale2<typename F::T> beta,
-                                       typename F::T m_limit, typename F::T* m) {
+struct group_count_pass {
     using T = typename F::T;
     using V = typename F::V;
-    const count_arg<F, false, T> a(0, beta);  // each row's -m and clamp are passed to exp_of
-    double cnt[F::N], c[F::N];
-    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
-    auto pass = [&](std::size_t r, std::size_t k, V negm, V xlow, auto& side) {
-        const T* xk = xr(r);
-        const V mv = F::set1(m[r]);
-        typename F::C count = F::count_zero();
+    const count_arg<F, false, T> a;
+    explicit group_count_pass(scale2<T> beta) : a(0, beta) {}
+    template <class Side>
+    NX_INLINE typename F::D::V operator()(const T* xk, std::size_t n, T m, V negm, V xlow, Side& side,
+                                          double& count) const {
+        const V mv = F::set1(m);
+        typename F::C cnt = F::count_zero();
         auto full = [&](std::size_t i) {
             const V v = F::load(xk + i);
             const typename F::B e = F::eq(v, mv);
-            count = F::count_add(count, e);
+            cnt = F::count_add(cnt, e);
             return F::zero_if(e, a.exp_of(v, negm, xlow));
         };
         auto tail = [&](std::size_t i, typename F::M mk) {
             const V v = F::load_tail(xk + i, mk);
             const typename F::B e = F::mand(F::eq(v, mv), F::mask_v(mk));
-            count = F::count_add(count, e);
+            cnt = F::count_add(cnt, e);
             return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v, negm, xlow)));
         };
         const auto acc = blocked_acc<F>(n, full, tail, side);
-        cnt[k] = F::count_total(count);
+        count = F::count_total(cnt);
         return acc.s;
+    }
+};
+
+// rows_log_softmax's groups (the high mode at unit temperature): B the counting pass, the seal c = log_sum_out
+// of each row's count and rest, C log_softmax_range.
+template <class F>
+NX_NOINLINE NX_FLATTEN void rows_log_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
+                                       std::size_t rows, std::size_t n, scale2<typename F::T> beta,
+                                       typename F::T m_limit, typename F::T* m) {
+    using T = typename F::T;
+    using V = typename F::V;
+    const group_count_pass<F> count_pass(beta);
+    double cnt[F::N] = {}, c[F::N];
+    auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
+    auto pass = [&](std::size_t r, std::size_t k, V negm, V xlow, auto& side) {
+        return count_pass(xr(r), n, m[r], negm, xlow, side, cnt[k]);
     };
-    auto seal = [&](const double* tot) {
-        for (std::size_t k = 0; k < F::N; ++k) {  // the terms are lifted (count_arg): scaled back
+    auto seal = [&](std::size_t, const double* tot) {
+        for (std::size_t k = 0; k < F::N; ++k) {  // the terms are lifted: scaled back
             c[k] = cnt[k] > 0 && tot[k] == tot[k] ? log_sum_out<T>(cnt[k], tot[k] * F::kUnlift) : 0.0;
             cnt[k] = 0;
         }
@@ -916,8 +935,26 @@ NX_INLINE void rows_log_softmax_groups(const typename F::T* x, std::ptrdiff_t sx
         log_softmax_range<F, false, false, T, false>(xr(r) + i, y + static_cast<std::ptrdiff_t>(r) * sy + i, len, m[r],
                                                      beta, c[k]);
     };
-    for (std::size_t k = 0; k < F::N; ++k) cnt[k] = 0;
     rows_groups<F>(x, sx, rows, n, m_limit, m, pass, seal, out);
+}
+
+// rows_exp_sum's groups (the high mode at unit temperature): B the counting pass, sealed into s; no C.
+template <class F>
+NX_NOINLINE NX_FLATTEN void rows_exp_sum_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
+                                   scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
+    using V = typename F::V;
+    const group_count_pass<F> count_pass(beta);
+    double cnt[F::N] = {};
+    auto pass = [&](std::size_t r, std::size_t k, V negm, V xlow, auto& side) {
+        return count_pass(x + static_cast<std::ptrdiff_t>(r) * sx, n, m[r], negm, xlow, side, cnt[k]);
+    };
+    auto seal = [&](std::size_t r0, const double* tot) {
+        for (std::size_t k = 0; k < F::N && r0 + k < rows; ++k) {
+            if (cnt[k] > 0 && tot[k] == tot[k]) s[r0 + k] = exp_sum{tot[k] * F::kUnlift, cnt[k]};
+            cnt[k] = 0;
+        }
+    };
+    rows_groups<F>(x, sx, rows, n, m_limit, m, pass, seal, [](std::size_t, std::size_t, std::size_t, std::size_t) {});
 }
 
 // rows_softmax: B is row_exp_store and C the scale by T(1 / sum); for 16-bit storage (S != T) a stored exp
@@ -986,6 +1023,9 @@ template <class F, bool Scaled, bool Fast, class S>
 NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
                                  scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
     for (std::size_t r = 0; r < rows; ++r) s[r] = exp_sum{0, 0};  // what skipped rows keep
+    if constexpr (!Fast && !Scaled && std::is_same_v<S, typename F::T> && F::f32) {
+        if (n * sizeof(S) <= kGroupRowBytes) return rows_exp_sum_groups<F>(x, sx, rows, n, beta, m_limit, m, s);
+    }
     auto pass = [&](std::size_t r, auto&& side) {
         s[r] = row_exp_sum_impl<F, Scaled, Fast, S>(x + static_cast<std::ptrdiff_t>(r) * sx, n, m[r], beta, side);
         if (s[r].rest != s[r].rest) m[r] = typename F::T(port::kNaN), s[r] = exp_sum{0, 0};  // a NaN in the row
