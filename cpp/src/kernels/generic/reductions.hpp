@@ -773,12 +773,11 @@ NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, t
 // 0.95x; rows_exp_sum (logsumexp) 0.65x / 0.77x at 16, 0.65x / 0.77x at 32, 0.73x / 0.87x at 64. Rows of
 // 96 entries gained nothing, rows of 128 0.92x (softmax) and 1.01-1.07x (log_softmax), where
 // the four groups' rows that one step touches are 32 KiB, all of Zen's L1 (in groups of half as many rows:
-// 1.06x); the fast mode's softmax, whose exp leaves the pipeline's stages less to hide, 0.72x at 16 entries,
-// 0.84x at 32, 0.97x at 64 on AVX-512 but 1.02-1.07x on AVX2: it takes the groups only with 16 lanes
-// (kGroupFastLanes), groups of 16 rows.
-// The groups' entry points are out of line (NX_NOINLINE): inlined into the kernels, they grew the functions
-// that hold the pipelines, and GCC's code for those (rows of 128 entries, which keep the pipeline) took 1.04-1.07x
-// the time.
+// 1.06x); the fast mode's softmax, whose exp leaves the pipeline's stages less to hide, 0.72-0.73x at 16
+// entries, 0.84-0.87x at 32, 0.97-1.02x at 64 on AVX-512 but 1.02-1.07x on AVX2: it takes the groups only with
+// 16 lanes (kGroupFastLanes), groups of 16 rows. The groups' entry points are out of line (NX_NOINLINE):
+// inlined into the kernels, they grew the functions that hold the pipelines, and GCC's code for those (rows of
+// 128 entries, which keep the pipeline) took 1.04-1.07x the time.
 constexpr std::size_t kGroupRowBytes = 256, kGroupFastLanes = 16;
 
 template <class F, class Pass, class Seal, class Emit>
@@ -844,9 +843,9 @@ NX_INLINE void rows_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_
 
 // rows_softmax's groups: B row_exp_store's exp pass, C the scale by T(1 / sum).
 template <class F, bool Scaled, bool Fast>
-NX_NOINLINE NX_FLATTEN void rows_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
-                                   std::size_t rows, std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
-                                   typename F::T* m) {
+NX_NOINLINE NX_FLATTEN void rows_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y,
+                                                std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                                                scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
     using T = typename F::T;
     using V = typename F::V;
     using D = typename F::D;
@@ -915,9 +914,10 @@ struct group_count_pass {
 // rows_log_softmax's groups (the high mode at unit temperature): B the counting pass, the seal c = log_sum_out
 // of each row's count and rest, C log_softmax_range.
 template <class F>
-NX_NOINLINE NX_FLATTEN void rows_log_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y, std::ptrdiff_t sy,
-                                       std::size_t rows, std::size_t n, scale2<typename F::T> beta,
-                                       typename F::T m_limit, typename F::T* m) {
+NX_NOINLINE NX_FLATTEN void rows_log_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y,
+                                                    std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                                                    scale2<typename F::T> beta, typename F::T m_limit,
+                                                    typename F::T* m) {
     using T = typename F::T;
     using V = typename F::V;
     const group_count_pass<F> count_pass(beta);
@@ -941,8 +941,9 @@ NX_NOINLINE NX_FLATTEN void rows_log_softmax_groups(const typename F::T* x, std:
 
 // rows_exp_sum's groups (the high mode at unit temperature): B the counting pass, sealed into s; no C.
 template <class F>
-NX_NOINLINE NX_FLATTEN void rows_exp_sum_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
-                                   scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
+NX_NOINLINE NX_FLATTEN void rows_exp_sum_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_t rows,
+                                                std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
+                                                typename F::T* m, exp_sum* s) {
     using V = typename F::V;
     const group_count_pass<F> count_pass(beta);
     double cnt[F::N] = {};
@@ -998,7 +999,8 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
     };
     const std::size_t bytes = n * sizeof(S);
     if constexpr (!Half && (!Fast || F::N >= kGroupFastLanes) && std::is_same_v<T, float>) {
-        if (bytes <= kGroupRowBytes) return rows_softmax_groups<F, Scaled, Fast>(x, sx, y, sy, rows, n, beta, m_limit, m);
+        if (bytes <= kGroupRowBytes)
+            return rows_softmax_groups<F, Scaled, Fast>(x, sx, y, sy, rows, n, beta, m_limit, m);
     }
     if (bytes <= kDeepRowBytes)
         rows_pipeline<F, true, 2, S>(x, sx, rows, n, m_limit, m, pass, out);
