@@ -760,10 +760,11 @@ NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, t
 // A), the rows' accumulator vectors transposed into one vector of maxima (fold_rows), from which every row's -m
 // and clamp (clamp_below_v) come in vector arithmetic; (B) each row's exp pass (pass), which keeps its double
 // accumulator; the group's sums are the accumulators' totals by the transposed pairwise fold (fold_rows:
-// pairwise_sum's additions in its order), and seal turns them into what stage C needs, for all the rows at once
-// where it can (a vector division); (C) each row's outputs (out). Phase A of the next group and phase C of the
-// group before ride in each row's exp pass (the side hook: row k carries row k of both), as the stages of
-// rows_pipeline do (with phase C after the group's phase B, rows of 128 float32 entries took 1.1x the time).
+// pairwise_sum's additions in its order), and seal (told which rows ran) turns them into what stage C needs,
+// for all the rows at once where it can (a vector division); (C) each row's outputs (out). Phase A of the next
+// group and phase C of the group before ride in each row's exp pass (the side hook: row k carries row k of
+// both), as the stages of rows_pipeline do (with phase C after the group's phase B, rows of 128 float32 entries
+// took 1.1x the time).
 // The same operations on the same values as the single-row kernels, so the same bits (up to the zero where +0
 // and -0 tie as the maximum, which no output depends on, and a NaN row's maximum, which only has to skip it).
 // What a short row spends outside its exp pass (a horizontal maximum, the clamp in double, a horizontal sum in
@@ -794,6 +795,7 @@ NX_INLINE void rows_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_
     alignas(64) T mg[G], nm[G], xl[G];
     alignas(64) double tot[G];
     bool wait[G] = {};  // row r0 - G + k awaits phase C
+    bool ran[G];        // pass ran on row r0 + k (a row of the group that is not skipped)
     V mx[G];            // row r0 + k's maximum accumulators
     for (std::size_t k = 0; k < G; ++k) {
         max_acc<F, T, false> ma;
@@ -822,7 +824,8 @@ NX_INLINE void rows_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_
                     if (c_on) out(r0 - G + k, k, i, n - i);
                 });
             if (k < g) m[r0 + k] = mg[k];
-            if (k < g && !rows_skip(mg[k], m_limit))
+            ran[k] = k < g && !rows_skip(mg[k], m_limit);
+            if (ran[k])
                 acc[k] = pass(r0 + k, k, F::set1(nm[k]), F::set1(xl[k]), side);
             else
                 side.rest(0);
@@ -830,9 +833,9 @@ NX_INLINE void rows_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_
         }
         D::store(tot, fold_rows<D>(acc, add));
         D::store(tot + H, fold_rows<D>(acc + H, add));
-        seal(r0, tot);
+        seal(r0, tot, ran);
         for (std::size_t k = 0; k < G; ++k) {
-            wait[k] = k < g && !rows_skip(mg[k], m_limit) && tot[k] == tot[k];
+            wait[k] = ran[k] && tot[k] == tot[k];
             if (k < g && tot[k] != tot[k]) m[r0 + k] = T(port::kNaN);  // a NaN in the row (y may be written)
         }
     }
@@ -868,7 +871,7 @@ NX_NOINLINE NX_FLATTEN void rows_softmax_groups(const typename F::T* x, std::ptr
         };
         return blocked_acc<F>(n, full, tail, side).s;
     };
-    auto seal = [&](std::size_t, const double* tot) {
+    auto seal = [&](std::size_t, const double* tot, const bool*) {
         const typename D::V one = D::set1(1.0);
         F::store(inv, F::narrow(D::div(one, D::load(tot)), D::div(one, D::load(tot + H))));
     };
@@ -935,17 +938,13 @@ NX_NOINLINE NX_FLATTEN void rows_log_softmax_groups(const typename F::T* x, std:
     using Pass = group_sum_pass<F, false>;
     const Pass sum_pass(beta);
     double cnt[F::N] = {}, c[F::N];
-    bool done[F::N] = {};
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
     auto pass = [&](std::size_t r, std::size_t k, V negm, V xlow, auto& side) {
-        done[k] = true;
         return sum_pass(xr(r), n, m[r], negm, xlow, side, cnt[k]);
     };
-    auto seal = [&](std::size_t, const double* tot) {
-        for (std::size_t k = 0; k < F::N; ++k) {
-            c[k] = done[k] && tot[k] == tot[k] ? log_sum_out<T>(cnt[k], tot[k] * Pass::kScale) : 0.0;
-            done[k] = false;
-        }
+    auto seal = [&](std::size_t, const double* tot, const bool* ran) {
+        for (std::size_t k = 0; k < F::N; ++k)
+            c[k] = ran[k] && tot[k] == tot[k] ? log_sum_out<T>(cnt[k], tot[k] * Pass::kScale) : 0.0;
     };
     auto out = [&](std::size_t r, std::size_t k, std::size_t i, std::size_t len) {
         log_softmax_range<F, false, false, T, false>(xr(r) + i, y + static_cast<std::ptrdiff_t>(r) * sy + i, len, m[r],
@@ -964,16 +963,12 @@ NX_NOINLINE NX_FLATTEN void rows_exp_sum_groups(const typename F::T* x, std::ptr
     using Pass = group_sum_pass<F, Fast>;
     const Pass sum_pass(beta);
     double cnt[F::N] = {};
-    bool done[F::N] = {};
     auto pass = [&](std::size_t r, std::size_t k, V negm, V xlow, auto& side) {
-        done[k] = true;
         return sum_pass(x + static_cast<std::ptrdiff_t>(r) * sx, n, m[r], negm, xlow, side, cnt[k]);
     };
-    auto seal = [&](std::size_t r0, const double* tot) {
-        for (std::size_t k = 0; k < F::N; ++k) {
-            if (done[k] && tot[k] == tot[k]) s[r0 + k] = exp_sum{tot[k] * Pass::kScale, cnt[k]};
-            done[k] = false;
-        }
+    auto seal = [&](std::size_t r0, const double* tot, const bool* ran) {
+        for (std::size_t k = 0; k < F::N; ++k)
+            if (ran[k] && tot[k] == tot[k]) s[r0 + k] = exp_sum{tot[k] * Pass::kScale, cnt[k]};
     };
     rows_groups<F>(x, sx, rows, n, m_limit, m, pass, seal, [](std::size_t, std::size_t, std::size_t, std::size_t) {});
 }
