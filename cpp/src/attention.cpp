@@ -90,12 +90,12 @@ struct kv_kernels {
     void (*pv)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, const T*, T*,
                std::size_t);
     void (*qk_direct)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, T*,
-                      std::size_t, std::size_t);
+                      std::size_t, std::size_t, prefetch_lines);
     bool (*pack_kt_pairs)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
     void (*qk_pairs)(const T*, std::size_t, const T*, std::size_t, std::size_t, std::size_t, std::size_t, T*,
                      std::size_t);
     bool (*qk_direct_pairs)(const std::uint32_t*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t,
-                            std::size_t, T*, std::size_t, std::size_t);
+                            std::size_t, T*, std::size_t, std::size_t, prefetch_lines);
     void (*widen)(const S*, T*, std::size_t);  // 16-bit S: the exact widening (convert_kernels); S = T: null
     // P V of many rows on the AMX unit (bf16_dot_kernels: pack_v_pairs, pv_pairs); null without AMX.
     bool (*pack_v_pairs)(const S* const*, std::size_t, std::size_t, std::uint32_t*, std::size_t);
@@ -609,6 +609,9 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // compute of these, and every row is read from memory once, in its own place: a paged cache's rows
         // sit in separate 4 KiB pages (one page apart at segment ends, heads_kv x head_dim apart inside a
         // page), where the hardware prefetchers stop, and the kernels prefetch only inside their own call.
+        // (The paged decode over all heads below hands its list to the score kernels instead, take; here, a
+        // row per entry of the list, that was no faster: the head-major pool of bench/paged_quick.py, two
+        // threads, 42.9 ms with the pump against 44.9-45.8 with the rows' shares given to the kernels.)
         const std::size_t piece = stream ? kStreamPiece : kBlockK;  // qk; pv takes whole segments (kBlockK)
         std::size_t pf_step = 0;  // cache lines per kernel call
         // The next n cache lines of the list, in its order; each piece's lines from the one holding its first
@@ -625,6 +628,24 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             }
         };
         auto pump_all = [&] { pump(std::numeric_limits<std::size_t>::max()); };
+        // The next lines of the list, at most n and within one piece, for a kernel to prefetch (prefetch_lines):
+        // spread over the kernel's loads rather than issued before the call.
+        auto take = [&](std::size_t n) {
+            prefetch_lines pl;
+            if (ws.pf_next == ws.pf_n || n == 0) return pl;
+            const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ws.pf_row[ws.pf_next]);
+            const std::uintptr_t first = a & ~std::uintptr_t(63);
+            const std::size_t left = (((a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63)) - first) / 64 + 1 -
+                                     ws.pf_off / 64;
+            pl.first = first + ws.pf_off;
+            pl.count = std::min(n, left);
+            ws.pf_off += 64 * pl.count;
+            if (pl.count == left) {
+                ws.pf_off = 0;
+                ++ws.pf_next;
+            }
+            return pl;
+        };
         // Appends a piece of len bytes at row to the list.
         auto pf_add = [&](const void* row, std::size_t len) {
             const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(row);
@@ -663,12 +684,12 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                         pump(pf_step);
                         if (done)
                             done = p.kv.qk_direct_pairs(ws.qw.data() + rr * ldqw, ldqw, kr + koff, ldk, nr, n, D,
-                                                        sb + off, kBlockK, ahead);
+                                                        sb + off, kBlockK, ahead, {});
                     });
                 if (!done)
                     for_pieces(nk, piece, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                         pump(pf_step);
-                        p.kv.qk_direct(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK, ahead);
+                        p.kv.qk_direct(qu + r0 * ldq, ldq, kr + koff, ldk, nr, n, D, sb + off, kBlockK, ahead, {});
                     });
             } else {
                 (pairs ? p.kv.qk_pairs : p.k.qk)(qu + r0 * ldq, ldq, ws.kt.get(), kLdKt, nr, nk, D, sb, kBlockK);
@@ -694,7 +715,13 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // one chunk after the other, every unit's scores on a chunk before the next chunk (then every unit's
         // softmax step, then P V the same way), so a chunk's rows of all heads, one contiguous piece, are read
         // together; and the list prefetches the whole next chunk (K, then V, then the next block's first K
-        // chunk) in address order, spread over the calls. Unit by unit, each unit's rows lie heads_kv x
+        // chunk) in address order, spread over the score calls and inside them: each call takes its share of
+        // the list as prefetch_lines (take), which the kernel issues a few lines at each cache line of key rows
+        // it reads. Issued before each call instead (pump), a burst of 40-odd prefetches stalled on the core's
+        // line-fill buffers while the kernel waited behind it: the issue's batch below (bfloat16, Intel Xeon,
+        // two threads) took 44.1-44.3 ms that way and 39.4-39.9 ms spread (float32 74.1 -> 68.5 ms); a
+        // stand-alone read of random 32 KiB pages with compute between the loads ran at 18.0 GB/s with one
+        // prefetch per line read and 12.8 with 64 at a time. Unit by unit, each unit's rows lie heads_kv x
         // head_dim apart, each in a 4 KiB page of its own, where the stream prefetcher does not follow (a plain
         // read in that order: 12 GB/s against 18 for whole chunks, one Zen 4 core); chunks of a whole large page
         // (128 slots: 512 KiB of float32 K) no longer fit L2 beside the next one. The chunk: whole four-key
@@ -746,20 +773,20 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             for (std::size_t u = 0; u < U; ++u) ws.unit_pairs[u] = pairs;
             for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                 for (std::size_t u = 0; u < U; ++u) {
-                    pump(pf_step);
+                    const prefetch_lines pl = take(pf_step);
                     if (ws.unit_pairs[u])
                         ws.unit_pairs[u] = p.kv.qk_direct_pairs(ws.qw.data() + u * rows * ldqw, ldqw, kr + sp(u * D), ldk,
-                                                                rows, n, D, scores(u) + off, kBlockK, 0);
+                                                                rows, n, D, scores(u) + off, kBlockK, 0, pl);
                     else
                         p.kv.qk_direct(qp + sp(u) * ldq_unit, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off,
-                                       kBlockK, 0);
+                                       kBlockK, 0, pl);
                 }
             });
             for (std::size_t u = 0; u < U; ++u) {
                 if (pairs && !ws.unit_pairs[u])
                     for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                         p.kv.qk_direct(qp + sp(u) * ldq_unit, ldq, kr + sp(u * D), ldk, rows, n, D, scores(u) + off,
-                                       kBlockK, 0);
+                                       kBlockK, 0, {});
                     });
                 p.k.softmax_step(scores(u), kBlockK, rows, keys, sc, ws.m.data() + u * rows, ws.l.data() + u * rows,
                                  ws.alpha.data() + u * rows);

@@ -80,7 +80,7 @@ struct weight_reader<T, T> {
     }
     void direct(const T* h, std::size_t ldh, const T* w, std::ptrdiff_t ldw, std::size_t rows, std::size_t n,
                 std::size_t dim, T* s, std::size_t lds, std::size_t ahead) const {
-        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds, ahead);
+        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds, ahead, {});
     }
 };
 
@@ -98,7 +98,7 @@ struct half_weight_reader {
     }
     void direct(const float* h, std::size_t ldh, const S* w, std::ptrdiff_t ldw, std::size_t rows, std::size_t n,
                 std::size_t dim, float* s, std::size_t lds, std::size_t ahead) const {
-        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds, ahead);
+        k.qk_direct(h, ldh, w, ldw, rows, n, dim, s, lds, ahead, {});
     }
 };
 template <>

@@ -22,6 +22,7 @@
 // no qk_direct_pairs (decodes keep the float32 kernels).
 //
 // Tested where the CPU has AVX512_BF16 (the avx512 table's bf16_dot entries) or AMX; elsewhere the test says so.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -235,10 +236,15 @@ void check_qk_direct_pairs(const normexp::bf16_dot_kernels& b) {
                     const std::size_t ldqw = normexp::bf16_pair_words(dim) + 16;
                     std::vector<std::uint32_t> qw(rows * ldqw, 0xDEADBEEFu);
                     for (std::size_t i = 0; i < rows; ++i) normexp::bf16_q_pairs(q.data() + i * ldq, dim, qw.data() + i * ldqw);
-                    b.qk_direct_pairs(qw.data(), ldqw, k.data(), ldk, rows, keys, dim, s.data(), lds, ahead);
-                    b.qk_direct_pairs(qw.data(), ldqw, k.data(), ldk, rows, keys, dim, s0.data(), lds, 0);
+                    // And lines of the caller's to prefetch (prefetch_lines): up to 150 whole lines inside k.
+                    const auto k0 = reinterpret_cast<std::uintptr_t>(k.data()), line0 = (k0 + 63) & ~std::uintptr_t(63);
+                    const normexp::prefetch_lines side{
+                        line0, std::min<std::size_t>((rows * 31 + keys * 7 + dim) % 150,
+                                                     (k0 + k.size() * sizeof(bfloat16) - line0) / 64)};
+                    b.qk_direct_pairs(qw.data(), ldqw, k.data(), ldk, rows, keys, dim, s.data(), lds, ahead, side);
+                    b.qk_direct_pairs(qw.data(), ldqw, k.data(), ldk, rows, keys, dim, s0.data(), lds, 0, {});
                     CHECK(std::memcmp(s.data(), s0.data(), s.size() * sizeof(float)) == 0,
-                          "qk_direct_pairs rows %zu keys %zu dim %zu: ahead changed the scores", rows, keys, dim);
+                          "qk_direct_pairs rows %zu keys %zu dim %zu: ahead or pf changed the scores", rows, keys, dim);
                     for (std::size_t i = 0; i < rows; ++i) {
                         for (std::size_t j = 0; j < keys; ++j) {
                             worst = std::fmax(worst, check_bound(q.data() + i * ldq, k.data() + j * std::size_t(ldk), dim,
@@ -372,14 +378,14 @@ void check_subnormal_report(const normexp::bf16_dot_kernels& b) {
             std::vector<float> kt((dim + 1) / 2 * 48 + 48), s(4 * 48);
             for (std::size_t n = 0; n < k.size(); ++n) k[n].bits = quiet[n % 8];
             CHECK(b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
-            CHECK(!b.qk_direct_pairs || b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
+            CHECK(!b.qk_direct_pairs || b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0, {}), "qk_direct_pairs keys %zu dim %zu: no subnormal, reported one", keys, dim);
             for (std::size_t j = 0; j < keys; ++j)
                 for (std::size_t e = 0; e < dim; ++e) {
                     bfloat16& x = k[j * std::size_t(ldk) + e];
                     const std::uint16_t keep = x.bits;
                     x.bits = subs[(j + e) % 3];
                     CHECK(!b.pack_kt_pairs(k.data(), ldk, 1, keys, dim, kt.data(), 48), "pack_kt_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
-                    CHECK(!b.qk_direct_pairs || !b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
+                    CHECK(!b.qk_direct_pairs || !b.qk_direct_pairs(qrow, normexp::bf16_pair_words(dim), k.data(), ldk, 1, keys, dim, s.data(), 48, 0, {}), "qk_direct_pairs keys %zu dim %zu: subnormal at (%zu, %zu) not reported", keys, dim, j, e);
                     x.bits = keep;
                     ++cases;
                 }

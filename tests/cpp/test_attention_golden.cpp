@@ -273,7 +273,7 @@ std::uint64_t kernel_qk_direct(const attention_kernels<T>& k) {
                 const auto q = fill<T>(rows * ldq, ++seed);
                 const auto kk = fill<T>((keys + 1) * std::size_t(ldk), ++seed);
                 std::vector<T> s(rows * lds, T(5));
-                k.qk_direct(q.data(), ldq, kk.data(), ldk, rows, keys, dim, s.data(), lds, 0);
+                k.qk_direct(q.data(), ldq, kk.data(), ldk, rows, keys, dim, s.data(), lds, 0, {});
                 hash_vec(h, s);
             }
     return h.h;

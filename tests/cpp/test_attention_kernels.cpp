@@ -116,12 +116,17 @@ void test_qk_direct(const attention_kernels<T>& ks, const attention_kernels<T>& 
                 constexpr std::size_t kAhead = 40;
                 const auto k = randn<T>(rng, (keys + kAhead) * std::size_t(ldk));
                 std::vector<T> a(rows * lds, T(5)), b(rows * lds, T(5)), c(rows * lds, T(5));
-                ks.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds, 0);
-                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, b.data(), lds, 0);
-                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, c.data(), lds, kAhead);
+                ks.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds, 0, {});
+                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, b.data(), lds, 0, {});
+                // And lines of the caller's to prefetch (prefetch_lines): up to 200 whole lines inside k.
+                const auto k0 = reinterpret_cast<std::uintptr_t>(k.data()), line0 = (k0 + 63) & ~std::uintptr_t(63);
+                const normexp::prefetch_lines side{
+                    line0, std::min<std::size_t>((rows * 37 + keys * 11 + dim) % 200,
+                                                 (k0 + k.size() * sizeof(T) - line0) / 64)};
+                kv.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, c.data(), lds, kAhead, side);
                 CHECK(std::memcmp(b.data(), c.data(), b.size() * sizeof(T)) == 0,
-                      "%s qk_direct<%zu> rows=%zu keys=%zu dim=%zu: ahead changed the scores", isa, sizeof(T), rows,
-                      keys, dim);
+                      "%s qk_direct<%zu> rows=%zu keys=%zu dim=%zu: ahead or pf changed the scores", isa, sizeof(T),
+                      rows, keys, dim);
                 for (std::size_t i = 0; i < rows; ++i) {
                     for (std::size_t j = 0; j < keys; ++j) {
                         double mag = 0;
@@ -666,8 +671,8 @@ void test_kv(const normexp::kernel_table& isa) {
                     const auto q = randn<float>(rng, rows * ldq);
                     const auto k = randn16<S>(rng, (keys + 40) * std::size_t(ldk), wide, specials);
                     std::vector<float> a(rows * lds, 5.f), b(rows * lds, 5.f);
-                    k16.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds, 40);  // 40: as test_qk_direct
-                    k32.qk_direct(q.data(), ldq, wide.data(), ldk, rows, keys, dim, b.data(), lds, 0);
+                    k16.qk_direct(q.data(), ldq, k.data(), ldk, rows, keys, dim, a.data(), lds, 40, {});  // 40: as test_qk_direct
+                    k32.qk_direct(q.data(), ldq, wide.data(), ldk, rows, keys, dim, b.data(), lds, 0, {});
                     ++cases;
                     CHECK(same_bits(a.data(), b.data(), a.size()), "%s qk_direct<%s> rows=%zu keys=%zu dim=%zu differs from float32",
                           nm, name16<S>(), rows, keys, dim);
@@ -701,8 +706,8 @@ void test_kv(const normexp::kernel_table& isa) {
         auto k = randn16<S>(rng, keys * dim, wide, false);
         std::vector<float> a(keys), b(keys);
         k.back().bits ^= 1u;
-        k16.qk_direct(q.data(), dim, k.data(), std::ptrdiff_t(dim), 1, keys, dim, a.data(), keys, 0);
-        k32.qk_direct(q.data(), dim, wide.data(), std::ptrdiff_t(dim), 1, keys, dim, b.data(), keys, 0);
+        k16.qk_direct(q.data(), dim, k.data(), std::ptrdiff_t(dim), 1, keys, dim, a.data(), keys, 0, {});
+        k32.qk_direct(q.data(), dim, wide.data(), std::ptrdiff_t(dim), 1, keys, dim, b.data(), keys, 0, {});
         CHECK(!same_bits(a.data(), b.data(), keys), "%s qk_direct<%s>: a changed key bit went unnoticed", nm, name16<S>());
     }
     std::printf("  %s K/V entries <%s>: %zu cases bit-identical to float32 on the widened values\n", nm, name16<S>(), cases);

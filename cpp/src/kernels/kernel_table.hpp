@@ -421,6 +421,17 @@ struct attn_scores {
     std::ptrdiff_t band_lo, band_hi;
 };
 
+// Cache lines that a decoding kernel (qk_direct, qk_direct_pairs) prefetches into L2 for its caller while it
+// computes: `count` lines of 64 bytes from the line at `first` (a 64-byte boundary; the caller's, not the
+// kernel's, rows: the kernel never reads them). Every line is prefetched during the call, a few at each step of
+// the kernel's loads, the rest at its end; {} asks for none; results never depend on it. A streaming decode's
+// driver hands out its prefetch list this way (attention.cpp, run_block): the same lines prefetched in bursts
+// between kernel calls stalled on the core's few line-fill buffers, the kernels' loads behind them.
+struct prefetch_lines {
+    std::uintptr_t first = 0;
+    std::size_t count = 0;
+};
+
 template <class T>
 struct attention_kernels {
     // kt[d * ldkt + j] = k[j * k_row + d * k_col] for j < keys, d < dim; columns keys .. round_up(keys,
@@ -448,9 +459,10 @@ struct attention_kernels {
     // s[i * lds + j] = sum_d q[i * ldq + d] * k[j * ldk + d] for i < rows, j < keys, straight from the key rows
     // (no packing; for a few query rows, i.e. decoding, where each key is used once and packing would cost
     // as much as the product). ahead: the rows k[j * ldk], keys <= j < keys + ahead, are the ones the caller
-    // reads next (0: unknown); the kernel may prefetch them, never reads them. Results do not depend on it.
+    // reads next (0: unknown); the kernel may prefetch them, never reads them. pf: lines to prefetch for the
+    // caller (prefetch_lines above). Results depend on neither.
     void (*qk_direct)(const T* q, std::size_t ldq, const T* k, std::ptrdiff_t ldk, std::size_t rows,
-                      std::size_t keys, std::size_t dim, T* s, std::size_t lds, std::size_t ahead);
+                      std::size_t keys, std::size_t dim, T* s, std::size_t lds, std::size_t ahead, prefetch_lines pf);
     // Rows per register tile of qk and pv (the kernel's, not the driver's choice: 6 on AVX2, 4 on NEON, 1 for
     // the scalar specification). The driver sizes its row groups (query blocks, causal-diagonal groups) in
     // whole tiles, so no group ends in a partial tile (attention.cpp, row_blocking).
@@ -477,7 +489,8 @@ struct attention_kv_kernels {
     void (*pv)(const float* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
                std::size_t dv, const float* alpha, float* o, std::size_t ldo);
     void (*qk_direct)(const float* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
-                      std::size_t keys, std::size_t dim, float* s, std::size_t lds, std::size_t ahead);
+                      std::size_t keys, std::size_t dim, float* s, std::size_t lds, std::size_t ahead,
+                      prefetch_lines pf);
 };
 
 // ---- 16-bit conversions -------------------------------------------------------------------------------
@@ -540,7 +553,7 @@ struct bf16_dot_kernels {
     // then take attn_kv_bf16.qk_direct: kernels/avx512amx/attention.cpp).
     bool (*qk_direct_pairs)(const std::uint32_t* qw, std::size_t ldqw, const bfloat16* k, std::ptrdiff_t ldk,
                             std::size_t rows, std::size_t keys, std::size_t dim, float* s, std::size_t lds,
-                            std::size_t ahead);
+                            std::size_t ahead, prefetch_lines pf);
     // P V of a bfloat16 V block on the same unit (optional within the optional: the AMX entries only, null with
     // vdpbf16ps; the driver takes them for a bfloat16-q, bfloat16-V block of many rows, else P V is
     // attn_kv_bf16's float32 FMA on the widened rows). pack_v_pairs: V rows (rows[j]: key j's row, unit

@@ -512,7 +512,8 @@ void k_pv(const T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size
 
 template <class T, class S = T>
 void k_qk_direct(const T* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows, std::size_t keys,
-                 std::size_t dim, T* s, std::size_t lds, std::size_t /*ahead: no prefetch*/) {
+                 std::size_t dim, T* s, std::size_t lds, std::size_t /*ahead*/, prefetch_lines /*pf*/) {
+    // The specification prefetches nothing: ahead and pf are hints, and no result depends on them.
     for (std::size_t i = 0; i < rows; ++i)
         for (std::size_t j = 0; j < keys; ++j) {
             double acc = 0;

@@ -172,7 +172,7 @@ void k_qk_pairs(const float* q, std::size_t ldq, const float* kt, std::size_t ld
 // keys' sums of a row are stored by the avx512 attention traits' four-way horizontal sum.
 template <int R, int C, bool Pf>
 inline void direct_tile(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
-                        std::size_t dim, float* s, std::size_t lds, __mmask32& sub) {
+                        std::size_t dim, float* s, std::size_t lds, __mmask32& sub, span_prefetcher& side) {
     __m512 a[R][C];
 NX_UNROLL(8)
     for (int r = 0; r < R; ++r)
@@ -189,6 +189,7 @@ NX_UNROLL(4)
         const std::size_t n = dim - d < 32 ? dim - d : 32;
         const __mmask32 mk = _cvtu32_mask32(n == 32 ? ~0u : (1u << n) - 1u);
         if constexpr (Pf) pf.next();
+        side.next();
         __m512i kv[C];
 NX_UNROLL(4)
         for (int c = 0; c < C; ++c) {
@@ -214,11 +215,14 @@ NX_UNROLL(8)
 
 template <int R, int C, bool Pf>
 inline void direct_rows(const __m512i* qv, std::size_t steps, const bfloat16* k0, std::ptrdiff_t ldk,
-                        std::size_t rows, std::size_t dim, float* s, std::size_t lds, __mmask32& sub) {
+                        std::size_t rows, std::size_t dim, float* s, std::size_t lds, __mmask32& sub,
+                        span_prefetcher& side) {
     std::size_t i = 0;
-    for (; i + R <= rows; i += R) direct_tile<R, C, Pf>(qv + i * steps, steps, k0, ldk, dim, s + i * lds, lds, sub);
+    for (; i + R <= rows; i += R)
+        direct_tile<R, C, Pf>(qv + i * steps, steps, k0, ldk, dim, s + i * lds, lds, sub, side);
     if constexpr (R > 1) {
-        if (i < rows) direct_rows<R - 1, C, Pf>(qv + i * steps, steps, k0, ldk, rows - i, dim, s + i * lds, lds, sub);
+        if (i < rows)
+            direct_rows<R - 1, C, Pf>(qv + i * steps, steps, k0, ldk, rows - i, dim, s + i * lds, lds, sub, side);
     }
 }
 
@@ -227,19 +231,23 @@ inline void direct_rows(const __m512i* qv, std::size_t steps, const bfloat16* k0
 // kernels' time in a paged decode's calls of 8 keys (two threads: 30.3 -> 27.0 ms without it).
 bool k_qk_direct_pairs(const std::uint32_t* qw, std::size_t ldqw, const bfloat16* k, std::ptrdiff_t ldk,
                        std::size_t rows, std::size_t keys, std::size_t dim, float* s, std::size_t lds,
-                       std::size_t ahead) {
+                       std::size_t ahead, prefetch_lines pf) {
     const auto* qv = reinterpret_cast<const __m512i*>(qw);
     const std::size_t steps = ldqw / 16;
     __mmask32 sub = 0;
+    // The caller's lines a few at each step (32 head dimensions) of every tile of the four-key groups.
+    span_prefetcher side(pf, keys / 4 * ((rows + kDirectRows - 1) / kDirectRows) * ((dim + 31) / 32));
     std::size_t j = 0;
     // The prefetch reaches past the call's key rows only into the `ahead` rows that follow them (as avx512's
     // qk_direct, generic/attention.hpp).
     constexpr std::size_t reach = std::size_t(AttnF32::kPrefetchRows) + 4;
     for (; j + 4 <= keys && j + reach <= keys + ahead; j += 4)
-        direct_rows<kDirectRows, 4, true>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
+        direct_rows<kDirectRows, 4, true>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub, side);
     for (; j + 4 <= keys; j += 4)
-        direct_rows<kDirectRows, 4, false>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
-    for (; j < keys; ++j) direct_rows<kDirectRows, 1, false>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub);
+        direct_rows<kDirectRows, 4, false>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub, side);
+    for (; j < keys; ++j)
+        direct_rows<kDirectRows, 1, false>(qv, steps, k + sp(j) * ldk, ldk, rows, dim, s + j, lds, sub, side);
+    side.finish();
     return sub == 0;
 }
 

@@ -219,12 +219,13 @@ NX_INLINE void store_hsum4(typename F::T* s, typename F::V a0, typename F::V a1,
 // R query rows x four keys: 4 R accumulators over the head dimension (FMAs; the tail lanes load as zeros and add
 // nothing), then per row the four horizontal sums (store_hsum4 above). Each key vector is loaded (and, for a
 // 16-bit cache, widened) once for all R rows, and the four key rows are read once, contiguously,
-// F::kPrefetchRows rows ahead where the ISA prefetches. The chain of each (row, key) is the one of a single
+// F::kPrefetchRows rows ahead where the ISA prefetches; the caller's lines (side) a few at each cache line of
+// the four rows. The chain of each (row, key) is the one of a single
 // row: fma over d in order from 0, so R does not change results.
 template <class F, int R, bool Pf, class S>
 NX_INLINE void qk_direct_tile(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
                               std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
-                              typename F::T* s, std::size_t lds) {
+                              typename F::T* s, std::size_t lds, span_prefetcher& side) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     V a[R][4];
@@ -237,8 +238,9 @@ NX_UNROLL(4)
                                            ldk * std::ptrdiff_t(sizeof(S)), dim * sizeof(S), Pf ? 4u : 0u};
     std::size_t d = 0;
     for (; d < full; d += N) {
-        if constexpr (Pf && F::kPrefetchRows > 0) {
-            if ((d * sizeof(S)) % 64 == 0) pf.next();
+        if ((d * sizeof(S)) % 64 == 0) {
+            if constexpr (Pf && F::kPrefetchRows > 0) pf.next();
+            side.next();
         }
         V kv[4];
 NX_UNROLL(4)
@@ -269,13 +271,14 @@ NX_UNROLL(8)
 template <class F, int Rmax, bool Pf, class S>
 NX_INLINE void qk_direct_rows(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
                               std::size_t rows, std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
-                              typename F::T* s, std::size_t lds) {
+                              typename F::T* s, std::size_t lds, span_prefetcher& side) {
     std::size_t i = 0;
     for (; i + Rmax <= rows; i += Rmax)
-        qk_direct_tile<F, Rmax, Pf>(q + i * ldq, ldq, k0, ldk, dim, full, mk, tn, s + i * lds, lds);
+        qk_direct_tile<F, Rmax, Pf>(q + i * ldq, ldq, k0, ldk, dim, full, mk, tn, s + i * lds, lds, side);
     if constexpr (Rmax > 1) {
         if (i < rows)
-            qk_direct_rows<F, Rmax - 1, Pf>(q + i * ldq, ldq, k0, ldk, rows - i, dim, full, mk, tn, s + i * lds, lds);
+            qk_direct_rows<F, Rmax - 1, Pf>(q + i * ldq, ldq, k0, ldk, rows - i, dim, full, mk, tn, s + i * lds, lds,
+                                            side);
     }
 }
 
@@ -287,22 +290,26 @@ NX_INLINE void qk_direct_rows(const typename F::T* q, std::size_t ldq, const S* 
 // contiguous cache: the prefetch then runs on from one call into the next, where stopping at each call's end
 // left the stream prefetcher to start again every block); past those the rows may not be the next keys (a
 // paged cache's segment ends at its page; the driver, which knows where the next keys are, prefetches them,
-// attention.cpp).
+// attention.cpp: through `pf`, whose lines go out a few at each cache line of key rows read, span_prefetcher).
 template <class F, class S = typename F::T>
 void k_qk_direct(const typename F::T* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
-                 std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds, std::size_t ahead) {
+                 std::size_t keys, std::size_t dim, typename F::T* s, std::size_t lds, std::size_t ahead,
+                 prefetch_lines pf) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     const std::size_t full = dim / N * N, tn = dim - full;
     const auto mk = F::tail_mask(tn);
+    // side.next() runs once per 64 bytes of the whole vectors of each tile: tiles = four-key groups x row tiles.
+    span_prefetcher side(pf, keys / 4 * ((rows + F::kDirectRows - 1) / F::kDirectRows) * ((full * sizeof(S) + 63) / 64));
     std::size_t j = 0;
     constexpr std::size_t reach = F::kPrefetchRows > 0 ? static_cast<std::size_t>(F::kPrefetchRows) + 4 : 0;
     for (; j + 4 <= keys && j + reach <= keys + ahead; j += 4)
         qk_direct_rows<F, F::kDirectRows, true>(q, ldq, k + static_cast<std::ptrdiff_t>(j) * ldk, ldk, rows, dim, full,
-                                                mk, tn, s + j, lds);
+                                                mk, tn, s + j, lds, side);
     for (; j + 4 <= keys; j += 4)
         qk_direct_rows<F, F::kDirectRows, false>(q, ldq, k + static_cast<std::ptrdiff_t>(j) * ldk, ldk, rows, dim, full,
-                                                 mk, tn, s + j, lds);
+                                                 mk, tn, s + j, lds, side);
+    side.finish();
     for (; j < keys; ++j) {
         const auto* kj = k + static_cast<std::ptrdiff_t>(j) * ldk;
         for (std::size_t i = 0; i < rows; ++i) {

@@ -536,3 +536,18 @@ NX_UNROLL(4)
         }
     }
 };
+
+// Spreads a caller's prefetch_lines (kernel_table.hpp) over a decoding kernel's steps: `per` lines into L2 at
+// each next(), chosen so that `steps` calls of next() cover them all; finish() prefetches whatever is left.
+struct span_prefetcher {
+    std::uintptr_t p, end;
+    std::size_t per;
+    span_prefetcher(prefetch_lines pf, std::size_t steps)
+        : p(pf.first), end(pf.first + 64 * pf.count), per(steps ? (pf.count + steps - 1) / steps : 0) {}
+    NX_INLINE void next() {
+        for (std::size_t i = 0; i < per && p < end; ++i, p += 64) NX_PREFETCH_L2(reinterpret_cast<const char*>(p));
+    }
+    NX_INLINE void finish() {
+        for (; p < end; p += 64) NX_PREFETCH_L2(reinterpret_cast<const char*>(p));
+    }
+};
