@@ -88,7 +88,7 @@ template <class T, class S>
 struct kv_kernels {
     void (*pack_kt)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
     void (*pv)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, const T*, T*,
-               std::size_t);
+               std::size_t, prefetch_lines);
     void (*qk_direct)(const T*, std::size_t, const S*, std::ptrdiff_t, std::size_t, std::size_t, std::size_t, T*,
                       std::size_t, std::size_t, prefetch_lines);
     bool (*pack_kt_pairs)(const S*, std::ptrdiff_t, std::ptrdiff_t, std::size_t, std::size_t, T*, std::size_t);
@@ -705,23 +705,25 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 pump(pf_step);
                 const T* al = off == 0 ? ws.alpha.data() + rr : ws.ones.data();
                 if (vw)
-                    p.k.pv(sb + off, kBlockK, vw + off * Dv, sp(Dv), nr, n, Dv, al, ws.o.get() + rr * Dv, Dv);
+                    p.k.pv(sb + off, kBlockK, vw + off * Dv, sp(Dv), nr, n, Dv, al, ws.o.get() + rr * Dv, Dv, {});
                 else
-                    p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, al, ws.o.get() + rr * Dv, Dv);
+                    p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, al, ws.o.get() + rr * Dv, Dv, {});
             });
         };
         // A paged decode over all the heads of its pages (U > 1: each slot's heads adjacent, plan::units) and
         // no band that splits the rows: the block in chunks of about kUnitChunkBytes of one page segment,
         // one chunk after the other, every unit's scores on a chunk before the next chunk (then every unit's
         // softmax step, then P V the same way), so a chunk's rows of all heads, one contiguous piece, are read
-        // together; and the list prefetches the whole next chunk (K, then V, then the next block's first K
-        // chunk) in address order, spread over the score calls and inside them: each call takes its share of
-        // the list as prefetch_lines (take), which the kernel issues a few lines at each cache line of key rows
-        // it reads. Issued before each call instead (pump), a burst of 40-odd prefetches stalled on the core's
-        // line-fill buffers while the kernel waited behind it: the issue's batch below (bfloat16, Intel Xeon,
-        // two threads) took 44.1-44.3 ms that way and 39.4-39.9 ms spread (float32 74.1 -> 68.5 ms); a
-        // stand-alone read of random 32 KiB pages with compute between the loads ran at 18.0 GB/s with one
-        // prefetch per line read and 12.8 with 64 at a time. Unit by unit, each unit's rows lie heads_kv x
+        // together; and the list holds the block's K chunks from the second on, then its V, then the next
+        // block's first K chunk, the order in which the calls read them. Every call, scores and P V, takes as
+        // many lines of the list as it reads (share: prefetch_lines), which the kernel issues a few at a time
+        // between its own loads, so the prefetches run one chunk ahead of the reads at the rate of the reads.
+        // Issued before each call instead (pump), a burst of dozens of prefetches stalled on the core's
+        // line-fill buffers while the kernel waited behind it; the batch of bench/paged_quick.py (bfloat16, an
+        // Intel Xeon, two threads) took 44.1-44.3 ms so, 39.4-39.9 with the list spread inside the score calls
+        // alone, 38.6-38.7 inside every call (float32 74.1, 68.5, 65.4-66.9 ms); a stand-alone read of random
+        // 32 KiB pages with compute between the loads ran at 18.0 GB/s with one prefetch per line read and
+        // 12.8 with 64 at a time. Unit by unit, each unit's rows lie heads_kv x
         // head_dim apart, each in a 4 KiB page of its own, where the stream prefetcher does not follow (a plain
         // read in that order: 12 GB/s against 18 for whole chunks, one Zen 4 core); chunks of a whole large page
         // (128 slots: 512 KiB of float32 K) no longer fit L2 beside the next one. The chunk: whole four-key
@@ -751,10 +753,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 pf_reset();
                 primed = true;
             }
-            std::size_t calls = 0;
             for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                 if (off != 0) pf_add(kr, chunk_bytes(n, ldk, D));
-                calls += U;  // the score calls (the list is pumped over them; P V's calls take what is left)
             });
             for_pieces(keys, chunk, [&](std::size_t, const S*, const S* vr, std::size_t n) {
                 pf_add(vr, chunk_bytes(n, ldv, Dv));
@@ -766,14 +766,16 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                     first = false;
                 });
             }
-            pf_step = (ws.pf_lines + calls - 1) / calls;
+            // Each call prefetches as many lines as it reads (its rows of one unit), so the list, as long as
+            // the block's K and V, runs one chunk ahead of the reads from the first call to the last.
+            auto share = [&](std::size_t n, std::size_t width) { return take((n * width * sizeof(S) + 63) / 64); };
             auto scores = [&](std::size_t u) { return ws.s.get() + u * rows * kBlockK; };
             // Scores: the pair kernels where q and K allow (a unit whose K holds a bfloat16 subnormal is done
             // again by the float32 kernel below), else the float32 ones.
             for (std::size_t u = 0; u < U; ++u) ws.unit_pairs[u] = pairs;
             for_pieces(keys, chunk, [&](std::size_t off, const S* kr, const S*, std::size_t n) {
                 for (std::size_t u = 0; u < U; ++u) {
-                    const prefetch_lines pl = take(pf_step);
+                    const prefetch_lines pl = share(n, D);
                     if (ws.unit_pairs[u])
                         ws.unit_pairs[u] = p.kv.qk_direct_pairs(ws.qw.data() + u * rows * ldqw, ldqw, kr + sp(u * D), ldk,
                                                                 rows, n, D, scores(u) + off, kBlockK, 0, pl);
@@ -795,10 +797,9 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             // segment rescales, the others continue each chain with alpha = 1.
             for (std::size_t u = 0; u < U; ++u)
                 for_pieces(keys, kBlockK, [&](std::size_t off, const S*, const S* vr, std::size_t n) {
-                    pump(pf_step);
                     const T* al = off == 0 ? ws.alpha.data() + u * rows : ws.ones.data();
                     p.kv.pv(scores(u) + off, kBlockK, vr + sp(u * Dv), ldv, rows, n, Dv, al, ws.o.get() + u * rows * Dv,
-                            Dv);
+                            Dv, share(n, Dv));
                 });
             pump_all();
             continue;

@@ -294,7 +294,7 @@ std::uint64_t kernel_pv(const attention_kernels<T>& k) {
                 const auto v = fill<T>((keys + 1) * std::size_t(ldv), ++seed, 4.0);
                 auto alpha = fill<T>(rows, ++seed);
                 auto o = fill<T>(rows * ldo, ++seed, 3.0);
-                k.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), o.data(), ldo);
+                k.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), o.data(), ldo, {});
                 hash_vec(h, o);
             }
     return h.h;

@@ -418,9 +418,18 @@ void test_pv(const attention_kernels<T>& ks, const attention_kernels<T>& kv, con
                 alpha[0] = T(1);
                 const auto v = randn<T>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldv));
                 const auto o0 = randn<T>(rng, rows * ldo);
-                std::vector<T> a = o0, b = o0;
-                ks.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), a.data(), ldo);
-                kv.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), b.data(), ldo);
+                std::vector<T> a = o0, b = o0, c2 = o0;
+                ks.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), a.data(), ldo, {});
+                kv.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), b.data(), ldo, {});
+                // With lines of the caller's to prefetch (prefetch_lines, up to 200 whole lines inside v): the
+                // same bits.
+                const auto v0 = reinterpret_cast<std::uintptr_t>(v.data()), line0 = (v0 + 63) & ~std::uintptr_t(63);
+                const normexp::prefetch_lines side{
+                    line0, std::min<std::size_t>((rows * 29 + keys * 13 + dv) % 200,
+                                                 (v0 + v.size() * sizeof(T) - std::min(line0, v0 + v.size() * sizeof(T))) / 64)};
+                kv.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), c2.data(), ldo, side);
+                CHECK(std::memcmp(b.data(), c2.data(), b.size() * sizeof(T)) == 0,
+                      "%s pv<%zu> rows=%zu keys=%zu dv=%zu: pf changed the output", isa, sizeof(T), rows, keys, dv);
                 bool pad_ok = true;
                 for (std::size_t i = 0; i < rows; ++i) {
                     for (std::size_t c = 0; c < dv; ++c) {
@@ -692,8 +701,8 @@ void test_kv(const normexp::kernel_table& isa) {
                     const auto v = randn16<S>(rng, std::max<std::size_t>(1, keys) * std::size_t(ldv), wide, specials);
                     const auto o0 = randn<float>(rng, rows * ldo);
                     std::vector<float> a = o0, b = o0;
-                    k16.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), a.data(), ldo);
-                    k32.pv(p.data(), ldp, wide.data(), ldv, rows, keys, dv, alpha.data(), b.data(), ldo);
+                    k16.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), a.data(), ldo, {});
+                    k32.pv(p.data(), ldp, wide.data(), ldv, rows, keys, dv, alpha.data(), b.data(), ldo, {});
                     ++cases;
                     CHECK(same_bits(a.data(), b.data(), a.size()), "%s pv<%s> rows=%zu keys=%zu dv=%zu differs from float32",
                           nm, name16<S>(), rows, keys, dv);

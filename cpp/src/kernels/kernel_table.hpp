@@ -421,8 +421,8 @@ struct attn_scores {
     std::ptrdiff_t band_lo, band_hi;
 };
 
-// Cache lines that a decoding kernel (qk_direct, qk_direct_pairs) prefetches into L2 for its caller while it
-// computes: `count` lines of 64 bytes from the line at `first` (a 64-byte boundary; the caller's, not the
+// Cache lines that a decoding kernel (qk_direct, qk_direct_pairs, pv) prefetches into L2 for its caller while
+// it computes: `count` lines of 64 bytes from the line at `first` (a 64-byte boundary; the caller's, not the
 // kernel's, rows: the kernel never reads them). Every line is prefetched during the call, a few at each step of
 // the kernel's loads, the rest at its end; {} asks for none; results never depend on it. A streaming decode's
 // driver hands out its prefetch list this way (attention.cpp, run_block): the same lines prefetched in bursts
@@ -454,8 +454,9 @@ struct attention_kernels {
     void (*softmax_step)(T* s, std::size_t lds, std::size_t rows, std::size_t keys, const attn_scores<T>& sc, T* m,
                          double* l, T* alpha);
     // o[i * ldo + c] = alpha[i] * o[i * ldo + c] + sum_{j < keys} p[i * ldp + j] * v[j * ldv + c], c < dv.
+    // pf: lines to prefetch for the caller (prefetch_lines above); the result does not depend on it.
     void (*pv)(const T* p, std::size_t ldp, const T* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
-               std::size_t dv, const T* alpha, T* o, std::size_t ldo);
+               std::size_t dv, const T* alpha, T* o, std::size_t ldo, prefetch_lines pf);
     // s[i * lds + j] = sum_d q[i * ldq + d] * k[j * ldk + d] for i < rows, j < keys, straight from the key rows
     // (no packing; for a few query rows, i.e. decoding, where each key is used once and packing would cost
     // as much as the product). ahead: the rows k[j * ldk], keys <= j < keys + ahead, are the ones the caller
@@ -487,7 +488,7 @@ struct attention_kv_kernels {
     void (*pack_kt)(const S* k, std::ptrdiff_t k_row, std::ptrdiff_t k_col, std::size_t keys, std::size_t dim,
                     float* kt, std::size_t ldkt);
     void (*pv)(const float* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
-               std::size_t dv, const float* alpha, float* o, std::size_t ldo);
+               std::size_t dv, const float* alpha, float* o, std::size_t ldo, prefetch_lines pf);
     void (*qk_direct)(const float* q, std::size_t ldq, const S* k, std::ptrdiff_t ldk, std::size_t rows,
                       std::size_t keys, std::size_t dim, float* s, std::size_t lds, std::size_t ahead,
                       prefetch_lines pf);

@@ -498,7 +498,7 @@ void k_softmax_step(T* s, std::size_t lds, std::size_t rows, std::size_t keys, c
 
 template <class T, class S = T>
 void k_pv(const T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows, std::size_t keys,
-          std::size_t dv, const T* alpha, T* o, std::size_t ldo) {
+          std::size_t dv, const T* alpha, T* o, std::size_t ldo, prefetch_lines /*pf: a hint, not taken*/) {
     for (std::size_t i = 0; i < rows; ++i) {
         for (std::size_t c = 0; c < dv; ++c) {
             double acc = double(alpha[i]) * double(o[i * ldo + c]);

@@ -371,7 +371,8 @@ NX_UNROLL(4)
 // value row is one load, its even elements widened by a shift and its odd ones by an and (a bfloat16 is the
 // high half of its float32), against a widening load and a shift per N elements; the accumulators of that
 // piece then hold its even and odd columns (F::to_pairs when loaded, F::from_pairs when stored). Every output
-// keeps its FMA chain, so the bits are the plain loop's.
+// keeps its FMA chain, so the bits are the plain loop's. The caller's prefetch lines (side) go out a few at
+// each value row.
 template <class F, class = void>
 struct has_bf16_pairs : std::false_type {};
 template <class F>
@@ -382,7 +383,7 @@ struct has_bf16_pairs<F, std::void_t<decltype(F::load_bf16_pairs(static_cast<con
 
 template <class F, int R, class S>
 void pv_wide(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t keys,
-             const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
+             const typename F::T* alpha, typename F::T* o, std::size_t ldo, span_prefetcher& side) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
     constexpr bool pairs = std::is_same_v<S, bfloat16> && has_bf16_pairs<F>::value;
@@ -399,6 +400,7 @@ NX_UNROLL(4)
     }
     for (std::size_t j = 0; j < keys; ++j) {
         const auto* vj = v + static_cast<std::ptrdiff_t>(j) * ldv;
+        side.next();
         V b[8];
 NX_UNROLL(8)
         for (int c = 0; c < 8; ++c) {
@@ -440,7 +442,8 @@ constexpr std::size_t kWidePieceBytes = 16384;
 
 template <class F, class S = typename F::T>
 void k_pv(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ldv, std::size_t rows,
-          std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo) {
+          std::size_t keys, std::size_t dv, const typename F::T* alpha, typename F::T* o, std::size_t ldo,
+          prefetch_lines pf) {
     constexpr std::size_t N = F::N;
     constexpr int NV = F::kPvVectors;
     constexpr std::size_t W = F::kWideRows;
@@ -450,6 +453,7 @@ void k_pv(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ld
         const std::size_t wide = dv / (8 * N) * (8 * N);
         const std::size_t row_bytes = dv * sizeof(S), fit = kWidePieceBytes / row_bytes;
         const std::size_t piece = fit < 8 ? 8 : fit;
+        span_prefetcher side(pf, ((rows + W - 1) / W) * (wide / (8 * N)) * keys);
         T ones[kWideDecodeRows];
         for (auto& x : ones) x = T(1);
         for (std::size_t j = 0; j == 0 || j < keys; j += piece) {  // keys = 0 too: o = alpha o
@@ -459,14 +463,16 @@ void k_pv(const typename F::T* p, std::size_t ldp, const S* v, std::ptrdiff_t ld
             std::size_t i = 0;
             for (; i + W <= rows; i += W)
                 for (std::size_t c = 0; c < wide; c += 8 * N)
-                    pv_wide<F, int(W)>(p + i * ldp + j, ldp, vj + c, ldv, nk, al + i, o + i * ldo + c, ldo);
+                    pv_wide<F, int(W)>(p + i * ldp + j, ldp, vj + c, ldv, nk, al + i, o + i * ldo + c, ldo, side);
             for (; i < rows; ++i)
                 for (std::size_t c = 0; c < wide; c += 8 * N)
-                    pv_wide<F, 1>(p + i * ldp + j, ldp, vj + c, ldv, nk, al + i, o + i * ldo + c, ldo);
+                    pv_wide<F, 1>(p + i * ldp + j, ldp, vj + c, ldv, nk, al + i, o + i * ldo + c, ldo, side);
         }
-        if (wide < dv) k_pv<F, S>(p, ldp, v + wide, ldv, rows, keys, dv - wide, alpha, o + wide, ldo);
+        side.finish();
+        if (wide < dv) k_pv<F, S>(p, ldp, v + wide, ldv, rows, keys, dv - wide, alpha, o + wide, ldo, {});
         return;
     }
+    span_prefetcher(pf, 0).finish();  // many rows: the caller's lines at once
     const auto full = F::tail_mask(N);
     // Row tiles outer, column tiles inner: a tile's P rows stay in L1 while V streams by.
     for_row_tiles<F>(rows, [&](std::size_t i, auto r) {
