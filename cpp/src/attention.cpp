@@ -719,11 +719,11 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // many lines of the list as it reads (share: prefetch_lines), which the kernel issues a few at a time
         // between its own loads, so the prefetches run one chunk ahead of the reads at the rate of the reads.
         // Issued before each call instead (pump), a burst of dozens of prefetches stalled on the core's
-        // line-fill buffers while the kernel waited behind it; the batch of bench/paged_quick.py (bfloat16, an
-        // Intel Xeon, two threads) took 44.1-44.3 ms so, 39.4-39.9 with the list spread inside the score calls
-        // alone, 38.6-38.7 inside every call (float32 74.1, 68.5, 65.4-66.9 ms); a stand-alone read of random
-        // 32 KiB pages with compute between the loads ran at 18.0 GB/s with one prefetch per line read and
-        // 12.8 with 64 at a time. Unit by unit, each unit's rows lie heads_kv x
+        // line-fill buffers while the kernel waited behind it: the batch of bench/paged_quick.py (bfloat16, an
+        // Intel Xeon, two threads, the pool on a line boundary) took 42.0-42.6 ms so, 37.2-38.0 spread
+        // (float32 70.3-71.5 and 58.6-59.1 ms); a stand-alone read of random 32 KiB pages with compute between
+        // the loads ran at 18.0 GB/s with one prefetch per line read and 12.8 with 64 at a time (two threads;
+        // docs/benchmarks.md, session 25). Unit by unit, each unit's rows lie heads_kv x
         // head_dim apart, each in a 4 KiB page of its own, where the stream prefetcher does not follow (a plain
         // read in that order: 12 GB/s against 18 for whole chunks, one Zen 4 core); chunks of a whole large page
         // (128 slots: 512 KiB of float32 K) no longer fit L2 beside the next one. The chunk: whole four-key

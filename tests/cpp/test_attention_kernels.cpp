@@ -424,9 +424,9 @@ void test_pv(const attention_kernels<T>& ks, const attention_kernels<T>& kv, con
                 // With lines of the caller's to prefetch (prefetch_lines, up to 200 whole lines inside v): the
                 // same bits.
                 const auto v0 = reinterpret_cast<std::uintptr_t>(v.data()), line0 = (v0 + 63) & ~std::uintptr_t(63);
+                const auto v_end = v0 + v.size() * sizeof(T);
                 const normexp::prefetch_lines side{
-                    line0, std::min<std::size_t>((rows * 29 + keys * 13 + dv) % 200,
-                                                 (v0 + v.size() * sizeof(T) - std::min(line0, v0 + v.size() * sizeof(T))) / 64)};
+                    line0, std::min<std::size_t>((rows * 29 + keys * 13 + dv) % 200, (v_end - std::min(line0, v_end)) / 64)};
                 kv.pv(p.data(), ldp, v.data(), ldv, rows, keys, dv, alpha.data(), c2.data(), ldo, side);
                 CHECK(std::memcmp(b.data(), c2.data(), b.size() * sizeof(T)) == 0,
                       "%s pv<%zu> rows=%zu keys=%zu dv=%zu: pf changed the output", isa, sizeof(T), rows, keys, dv);

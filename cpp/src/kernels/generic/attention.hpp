@@ -220,8 +220,8 @@ NX_INLINE void store_hsum4(typename F::T* s, typename F::V a0, typename F::V a1,
 // nothing), then per row the four horizontal sums (store_hsum4 above). Each key vector is loaded (and, for a
 // 16-bit cache, widened) once for all R rows, and the four key rows are read once, contiguously,
 // F::kPrefetchRows rows ahead where the ISA prefetches; the caller's lines (side) a few at each cache line of
-// the four rows. The chain of each (row, key) is the one of a single
-// row: fma over d in order from 0, so R does not change results.
+// the four rows. The chain of each (row, key) is the one of a single row: fma over d in order from 0, so R
+// does not change results.
 template <class F, int R, bool Pf, class S>
 NX_INLINE void qk_direct_tile(const typename F::T* q, std::size_t ldq, const S* k0, std::ptrdiff_t ldk,
                               std::size_t dim, std::size_t full, typename F::M mk, std::size_t tn,
@@ -300,7 +300,8 @@ void k_qk_direct(const typename F::T* q, std::size_t ldq, const S* k, std::ptrdi
     const std::size_t full = dim / N * N, tn = dim - full;
     const auto mk = F::tail_mask(tn);
     // side.next() runs once per 64 bytes of the whole vectors of each tile: tiles = four-key groups x row tiles.
-    span_prefetcher side(pf, keys / 4 * ((rows + F::kDirectRows - 1) / F::kDirectRows) * ((full * sizeof(S) + 63) / 64));
+    const std::size_t tiles = keys / 4 * ((rows + F::kDirectRows - 1) / F::kDirectRows);
+    span_prefetcher side(pf, tiles * ((full * sizeof(S) + 63) / 64));
     std::size_t j = 0;
     constexpr std::size_t reach = F::kPrefetchRows > 0 ? static_cast<std::size_t>(F::kPrefetchRows) + 4 : 0;
     for (; j + 4 <= keys && j + reach <= keys + ahead; j += 4)
