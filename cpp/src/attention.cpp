@@ -612,6 +612,21 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // (The paged decode over all heads below hands its list to the score kernels instead, take; here, a
         // row per entry of the list, that was no faster: the head-major pool of bench/paged_quick.py, two
         // threads, 42.9 ms with the pump against 44.9-45.8 with the rows' shares given to the kernels.)
+        // A decode of contiguous rows has P V prefetch the next block's value rows (row: their first, which
+        // follows this block's last; once per block, in its first row group's call): the stream prefetcher
+        // alone fetched them late. The grouped-query decode of 32k keys (32 heads on 8, D 128, an Intel Xeon,
+        // two threads) took 12.4-12.8 -> 10.8-11.0 ms in float32 and 7.2-7.6 -> 6.4 ms in bfloat16 (24-25 of
+        // the probe's 25.9 GB/s; docs/benchmarks.md, session 25). The key rows need none: qk_direct prefetches
+        // them itself (`ahead`).
+        auto next_v = [&](const S* row) {
+            prefetch_lines pl;
+            if (direct && contiguous_rows && next > 0) {
+                const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(row);
+                pl.first = a & ~std::uintptr_t(63);
+                pl.count = (((a + next * Dv * sizeof(S) - 1) & ~std::uintptr_t(63)) - pl.first) / 64 + 1;
+            }
+            return pl;
+        };
         const std::size_t piece = stream ? kStreamPiece : kBlockK;  // qk; pv takes whole segments (kBlockK)
         std::size_t pf_step = 0;  // cache lines per kernel call
         // The next n cache lines of the list, in its order; each piece's lines from the one holding its first
@@ -707,7 +722,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
                 if (vw)
                     p.k.pv(sb + off, kBlockK, vw + off * Dv, sp(Dv), nr, n, Dv, al, ws.o.get() + rr * Dv, Dv, {});
                 else
-                    p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, al, ws.o.get() + rr * Dv, Dv, {});
+                    p.kv.pv(sb + off, kBlockK, vr + voff, ldv, nr, n, Dv, al, ws.o.get() + rr * Dv, Dv,
+                            r0 == 0 ? next_v(vr + voff + sp(kBlockK) * ldv) : prefetch_lines{});
             });
         };
         // A paged decode over all the heads of its pages (U > 1: each slot's heads adjacent, plan::units) and
