@@ -162,6 +162,12 @@ inline row_blocking blocking_for(std::size_t tile_rows) {
 
 inline std::ptrdiff_t sp(std::size_t v) { return static_cast<std::ptrdiff_t>(v); }
 
+// The cache lines that hold bytes [p, p + bytes), bytes > 0.
+inline prefetch_lines lines_of(const void* p, std::size_t bytes) {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p), first = a & ~std::uintptr_t(63);
+    return {first, (((a + bytes - 1) & ~std::uintptr_t(63)) - first) / 64 + 1};
+}
+
 // Everything constant over one call: compute type T, q storage Q, k/v storage S.
 template <class T, class Q = T, class S = T>
 struct plan {
@@ -619,13 +625,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // the probe's 25.9 GB/s; docs/benchmarks.md, session 25). The key rows need none: qk_direct prefetches
         // them itself (`ahead`).
         auto next_v = [&](const S* row) {
-            prefetch_lines pl;
-            if (direct && contiguous_rows && next > 0) {
-                const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(row);
-                pl.first = a & ~std::uintptr_t(63);
-                pl.count = (((a + next * Dv * sizeof(S) - 1) & ~std::uintptr_t(63)) - pl.first) / 64 + 1;
-            }
-            return pl;
+            return direct && contiguous_rows && next > 0 ? lines_of(row, next * Dv * sizeof(S)) : prefetch_lines{};
         };
         const std::size_t piece = stream ? kStreamPiece : kBlockK;  // qk; pv takes whole segments (kBlockK)
         std::size_t pf_step = 0;  // cache lines per kernel call
@@ -633,9 +633,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // byte to the one holding its last.
         auto pump = [&](std::size_t n) {
             for (; n > 0 && ws.pf_next < ws.pf_n; ws.pf_off = 0, ++ws.pf_next) {
-                const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ws.pf_row[ws.pf_next]);
-                const std::uintptr_t first = a & ~std::uintptr_t(63);
-                const std::uintptr_t last = (a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63);
+                const prefetch_lines piece_lines = lines_of(ws.pf_row[ws.pf_next], ws.pf_len[ws.pf_next]);
+                const std::uintptr_t first = piece_lines.first, last = first + 64 * (piece_lines.count - 1);
                 std::uintptr_t b = first + ws.pf_off;
                 for (; b <= last && n > 0; b += 64, --n) NX_PREFETCH_L2(reinterpret_cast<const char*>(b));
                 ws.pf_off = b - first;
@@ -648,11 +647,9 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         auto take = [&](std::size_t n) {
             prefetch_lines pl;
             if (ws.pf_next == ws.pf_n || n == 0) return pl;
-            const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ws.pf_row[ws.pf_next]);
-            const std::uintptr_t first = a & ~std::uintptr_t(63);
-            const std::size_t left = (((a + ws.pf_len[ws.pf_next] - 1) & ~std::uintptr_t(63)) - first) / 64 + 1 -
-                                     ws.pf_off / 64;
-            pl.first = first + ws.pf_off;
+            const prefetch_lines piece_lines = lines_of(ws.pf_row[ws.pf_next], ws.pf_len[ws.pf_next]);
+            const std::size_t left = piece_lines.count - ws.pf_off / 64;
+            pl.first = piece_lines.first + ws.pf_off;
             pl.count = std::min(n, left);
             ws.pf_off += 64 * pl.count;
             if (pl.count == left) {
@@ -663,11 +660,10 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         };
         // Appends a piece of len bytes at row to the list.
         auto pf_add = [&](const void* row, std::size_t len) {
-            const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(row);
             ws.pf_row[ws.pf_n] = static_cast<const char*>(row);
             ws.pf_len[ws.pf_n] = len;
             ++ws.pf_n;
-            ws.pf_lines += (((a + len - 1) & ~std::uintptr_t(63)) - (a & ~std::uintptr_t(63))) / 64 + 1;
+            ws.pf_lines += lines_of(row, len).count;
         };
         auto pf_reset = [&] { ws.pf_n = ws.pf_next = ws.pf_off = ws.pf_lines = 0; };
         // f(piece offset in the block, K row, V row, keys) for the pieces of the first nk keys of the block.
