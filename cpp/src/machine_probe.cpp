@@ -12,13 +12,18 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 
 #if defined(_WIN32)
 #include <malloc.h>  // _aligned_malloc, _aligned_free: Windows has no aligned_alloc
+#endif
+#if defined(__linux__)
+#include <sys/mman.h>  // madvise
 #endif
 
 #include "threading.hpp"
@@ -43,8 +48,13 @@ struct aligned_deleter {
 };
 using buffer = std::unique_ptr<std::uint64_t, aligned_deleter>;
 
+// A buffer on 2 MiB boundaries, backed by transparent huge pages where Linux offers them. Where THP is
+// "madvise" (the default of many distributions) only an madvise(MADV_HUGEPAGE) gets them, and NumPy
+// asks for them on every array of 4 MiB or more: the bench's operands live on 2 MiB pages, so the probe
+// must too. On 4 KiB pages a sequential read pays a TLB miss and a restart of the L2 streamer every
+// 4 KiB, and reads 20-25% slower (22 against 29 GB/s at two threads on the Xeon VM of
+// docs/benchmarks.md), which made library rows read "above" the probe's bandwidth.
 buffer allocate(std::size_t bytes) {
-    // 2 MiB alignment lets the kernel back the buffer with transparent huge pages (fewer TLB misses).
     constexpr std::size_t align = std::size_t(2) << 20;
     const std::size_t rounded = (bytes + align - 1) / align * align;
 #if defined(_WIN32)
@@ -53,7 +63,34 @@ buffer allocate(std::size_t bytes) {
     void* p = std::aligned_alloc(align, rounded);
 #endif
     if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: the probe runs on 4 KiB pages without it
+#endif
     return buffer(static_cast<std::uint64_t*>(p));
+}
+
+// Bytes of the mapping holding p that are on transparent huge pages: the AnonHugePages line of its entry
+// in /proc/self/smaps (a header "start-end perms ..." in hex, then "Key: value kB" lines). -1 where there
+// is no such file or entry.
+long long huge_page_bytes(const void* p) {
+#if defined(__linux__)
+    std::ifstream smaps("/proc/self/smaps");
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    bool inside = false;
+    for (std::string line; std::getline(smaps, line);) {
+        unsigned long long lo = 0, hi = 0;
+        if (std::sscanf(line.c_str(), "%llx-%llx ", &lo, &hi) == 2) {
+            inside = lo <= a && a < hi;
+            continue;
+        }
+        unsigned long long kb = 0;
+        if (inside && std::sscanf(line.c_str(), "AnonHugePages: %llu kB", &kb) == 1)
+            return static_cast<long long>(kb) * 1024;
+    }
+#else
+    (void)p;
+#endif
+    return -1;
 }
 
 volatile std::uint64_t g_sink;  // keeps the read pass observable
@@ -222,6 +259,7 @@ timed_passes memory_bandwidth(memory_op op, std::size_t bytes, int threads, int 
     r.variant = "generic";
 #endif
     if (q && q[n - 1] != n - 1) throw std::runtime_error("memory probe: copy check failed");
+    r.huge_page_bytes = huge_page_bytes(p);
     return r;
 }
 

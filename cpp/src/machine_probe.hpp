@@ -17,6 +17,9 @@ struct timed_passes {
     std::vector<double> seconds;  // one entry per timed pass
     int threads = 1;              // threads that actually ran (OpenMP may give fewer than asked)
     std::string variant;          // what ran: e.g. "sse2", "generic", "avx2-fma"
+    // Memory probe: bytes of its source buffer on transparent huge pages after the passes, from
+    // /proc/self/smaps (AnonHugePages); -1 where the OS does not say (not Linux, no smaps).
+    long long huge_page_bytes = -1;
 };
 
 // Times `reps` passes of `op` over a buffer of `bytes` (copy: two buffers of `bytes`), split evenly over

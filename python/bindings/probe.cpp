@@ -26,6 +26,7 @@ py::dict as_dict(const pr::timed_passes& r) {
     d["seconds"] = r.seconds;
     d["threads"] = r.threads;
     d["variant"] = r.variant;
+    if (r.huge_page_bytes >= 0) d["huge_page_bytes"] = r.huge_page_bytes;
     return d;
 }
 

@@ -235,14 +235,16 @@ def machine_lines(results: Results) -> list[str]:
     llc = max((v for k, v in caches.items() if k[:2] in ("L2", "L3", "L4")), default=m.get("llc_bytes", 0))
     lines = [
         f"normexp {m['normexp']} · ISA {m['isa']} (available: {', '.join(m['available_isas'])}) · "
-        f"{m['cpus_usable']} usable CPUs · {m['cpu']} · LLC {llc / 2**20:.0f} MiB · {m['date_utc']}",
+        f"{m['cpus_usable']} usable CPUs · {m['cpu']} · LLC {llc / 2**20:.0f} MiB"
+        + (f" · THP {m['transparent_hugepage']}" if m.get("transparent_hugepage") else "") + f" · {m['date_utc']}",
         "peers: " + ", ".join(f"{p} {v}" for p, v in m.get("peers", {}).items()),
     ]
     skipped, _ = split_notices(results.notices)
     if skipped:
         lines[-1] += "; not run: " + "; ".join(skipped)
     for t, row in sorted(results.limits.items(), key=lambda kv: int(kv[0])):
-        parts = [f"read {row['read']:.1f} GB/s"]
+        huge = row.get("read_huge_pages")
+        parts = [f"read {row['read']:.1f} GB/s" + (f" ({huge:.0%} on huge pages)" if huge is not None else "")]
         if row.get("copy_nt"):  # '% limit' of softmax divides by the better of the two (machine.limit_value)
             best = max(row["copy"], row["copy_nt"])
             parts.append(f"copy {best:.1f} GB/s (the better of regular {row['copy']:.1f} and non-temporal {row['copy_nt']:.1f})")
