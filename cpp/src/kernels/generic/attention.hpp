@@ -363,7 +363,9 @@ NX_UNROLL(4)
 // R rows x 8 vectors (R = 1 or F::kWideRows): for a few rows (decoding) the value rows are read in long
 // contiguous pieces (8 N columns: all of a 128-wide float32 row on AVX-512), one row after the other, each
 // vector loaded once for the R rows (NX_KEEP_IN_REGISTER: GCC otherwise folds the load into each of the R
-// FMAs, and two loads per FMA pair made this loop load-bound: 31 against 50 GB/s from L2 on Zen 4). The rows in
+// FMAs, and two loads per FMA pair made this loop load-bound: 31 against 50 GB/s from L2 on Zen 4; on a local,
+// not on b[c]: the asm on an array element made GCC 12 store all eight vectors to the stack at every value
+// row; the pair path needs none, its vectors come from a shift and an and that no FMA folds). The rows in
 // address order are what the stream prefetcher follows from memory; pv_tile's column strips read every row
 // in pieces, one strip after the other (a decode's P V from memory, one Zen 4 core: 13.9 GB/s as strips,
 // 18.0 as whole rows; a software prefetch of the rows ahead made it slower, on AVX2 too).
@@ -408,9 +410,10 @@ NX_UNROLL(8)
             if constexpr (pairs) {
                 if (c % 2 == 0) F::load_bf16_pairs(vj + c * N, b[c], b[c + 1]);
             } else {
-                b[c] = load_kv<F>(vj + c * N);
+                V x = load_kv<F>(vj + c * N);
+                if constexpr (R > 1) NX_KEEP_IN_REGISTER(x);
+                b[c] = x;
             }
-            if constexpr (R > 1) NX_KEEP_IN_REGISTER(b[c]);
         }
 NX_UNROLL(2)
         for (int r = 0; r < R; ++r) {
