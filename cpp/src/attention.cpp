@@ -621,8 +621,9 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // A decode of contiguous rows has P V prefetch the next block's value rows (row: their first, which
         // follows this block's last; once per block, in its first row group's call): the stream prefetcher
         // alone fetched them late. The grouped-query decode of 32k keys (32 heads on 8, D 128, an Intel Xeon,
-        // two threads) took 12.4-12.8 -> 10.8-11.0 ms in float32 and 7.2-7.6 -> 6.4 ms in bfloat16 (24-25 of
-        // the probe's 25.9 GB/s; docs/benchmarks.md, session 25). The key rows need none: qk_direct prefetches
+        // two threads) took 12.4-12.8 -> 10.8-11.0 ms in float32 and 7.2-7.6 -> 6.4 ms in bfloat16 (24-25
+        // GB/s, about 70% of the machine's read bandwidth on huge pages; docs/benchmarks.md, sessions 25 and
+        // 26). The key rows need none: qk_direct prefetches
         // them itself (`ahead`).
         auto next_v = [&](const S* row) {
             return direct && contiguous_rows && next > 0 ? lines_of(row, next * Dv * sizeof(S)) : prefetch_lines{};
