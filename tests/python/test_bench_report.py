@@ -35,3 +35,13 @@ def test_copy_limit_names_the_bandwidth_it_is():
     assert "limits at 1 thread: read 10.0 GB/s, copy 14.0 GB/s (the better of regular 12.0 and non-temporal 14.0)" in text
     assert "limits at 2 threads: read 15.0 GB/s, copy 20.0 GB/s," in text
     assert "the better of the regular and the non-temporal copy" in report.LEGEND
+
+
+def test_huge_pages_of_the_read_probe_and_the_thp_mode_are_named():
+    limits = {"1": dict(LIMITS["1"], read_huge_pages=1.0), "2": dict(LIMITS["2"], read_huge_pages=0.25)}
+    res = Results(meta=dict(META, transparent_hugepage="madvise"), limits=limits, records=[], notices=[])
+    text = report.render_text(res)
+    assert "limits at 1 thread: read 10.0 GB/s (100% on huge pages), copy 14.0 GB/s" in text
+    assert "limits at 2 threads: read 15.0 GB/s (25% on huge pages), copy 20.0 GB/s" in text
+    assert "· THP madvise ·" in text
+    assert "huge pages" not in report.render_text(results([])) and "THP" not in report.render_text(results([]))
