@@ -51,9 +51,9 @@ using buffer = std::unique_ptr<std::uint64_t, aligned_deleter>;
 // A buffer on 2 MiB boundaries, backed by transparent huge pages where Linux offers them. Where THP is
 // "madvise" (the default of many distributions) only an madvise(MADV_HUGEPAGE) gets them, and NumPy
 // asks for them on every array of 4 MiB or more: the bench's operands live on 2 MiB pages, so the probe
-// must too. On 4 KiB pages a sequential read pays a TLB miss and a restart of the L2 streamer every
-// 4 KiB, and reads 20-25% slower (22 against 29 GB/s at two threads on the Xeon VM of
-// docs/benchmarks.md), which made library rows read "above" the probe's bandwidth.
+// must too. On 4 KiB pages a sequential read takes a TLB miss every 4 KiB and ran 25-35% slower (the
+// probe at two threads on the Intel Xeon VM of docs/benchmarks.md, session 26: 22.5-25.9 against 34.8-37.3
+// GB/s), which made library rows read "above" the probe's bandwidth.
 buffer allocate(std::size_t bytes) {
     constexpr std::size_t align = std::size_t(2) << 20;
     const std::size_t rounded = (bytes + align - 1) / align * align;
