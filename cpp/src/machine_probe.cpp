@@ -23,7 +23,8 @@
 #include <malloc.h>  // _aligned_malloc, _aligned_free: Windows has no aligned_alloc
 #endif
 #if defined(__linux__)
-#include <sys/mman.h>  // madvise
+#include <sys/mman.h>  // mmap, mprotect, madvise
+#include <unistd.h>    // sysconf
 #endif
 
 #include "threading.hpp"
@@ -39,39 +40,68 @@ using clock_type = std::chrono::steady_clock;
 
 double now() { return std::chrono::duration<double>(clock_type::now().time_since_epoch()).count(); }
 
-struct aligned_deleter {
+// Frees what allocate() gave: the whole mapping on Linux (base, total), else the aligned allocation.
+struct buffer_deleter {
+    void* base = nullptr;
+    std::size_t total = 0;
+    void operator()(std::uint64_t* p) const {
 #if defined(_WIN32)
-    void operator()(void* p) const { _aligned_free(p); }
+        (void)base;
+        _aligned_free(p);
+#elif defined(__linux__)
+        (void)p;
+        munmap(base, total);
 #else
-    void operator()(void* p) const { std::free(p); }
+        (void)base;
+        std::free(p);
 #endif
+    }
 };
-using buffer = std::unique_ptr<std::uint64_t, aligned_deleter>;
+using buffer = std::unique_ptr<std::uint64_t, buffer_deleter>;
 
 // A buffer on 2 MiB boundaries, backed by transparent huge pages where Linux offers them. Where THP is
 // "madvise" (the default of many distributions) only an madvise(MADV_HUGEPAGE) gets them, and NumPy
 // asks for them on every array of 4 MiB or more: the bench's operands live on 2 MiB pages, so the probe
 // must too. On 4 KiB pages a sequential read takes a TLB miss every 4 KiB and ran 25-35% slower (the
 // probe at two threads on the Intel Xeon VM of docs/benchmarks.md, session 26: 22.5-25.9 against 34.8-37.3
-// GB/s), which made library rows read "above" the probe's bandwidth.
+// GB/s), which made library rows read "above" the probe's bandwidth. On Linux the buffer is a mapping of
+// its own between two PROT_NONE guard pages, so the kernel never merges it with a neighbouring mapping
+// and its /proc/self/smaps entry (huge_page_bytes) counts the buffer alone.
 buffer allocate(std::size_t bytes) {
     constexpr std::size_t align = std::size_t(2) << 20;
     const std::size_t rounded = (bytes + align - 1) / align * align;
+#if defined(__linux__)
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t total = rounded + align + 2 * page;
+    void* base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) throw std::bad_alloc();
+    char* const b = static_cast<char*>(base);
+    // The first 2 MiB boundary at least a page in; at least a page is left after the buffer too.
+    char* const p = b + ((reinterpret_cast<std::uintptr_t>(b) + page + align - 1) / align * align -
+                         reinterpret_cast<std::uintptr_t>(b));
+    if (mprotect(b, static_cast<std::size_t>(p - b), PROT_NONE) != 0 ||
+        mprotect(p + rounded, static_cast<std::size_t>(b + total - (p + rounded)), PROT_NONE) != 0) {
+        munmap(base, total);
+        throw std::bad_alloc();
+    }
+#if defined(MADV_HUGEPAGE)
+    (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: the probe runs on 4 KiB pages without it
+#endif
+    return buffer(reinterpret_cast<std::uint64_t*>(p), buffer_deleter{base, total});
+#else
 #if defined(_WIN32)
     void* p = _aligned_malloc(rounded, align);
 #else
     void* p = std::aligned_alloc(align, rounded);
 #endif
     if (!p) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: the probe runs on 4 KiB pages without it
-#endif
     return buffer(static_cast<std::uint64_t*>(p));
+#endif
 }
 
-// Bytes of the mapping holding p that are on transparent huge pages: the AnonHugePages line of its entry
-// in /proc/self/smaps (a header "start-end perms ..." in hex, then "Key: value kB" lines). -1 where there
-// is no such file or entry.
+// Bytes of the mapping holding p that are on transparent huge pages (for allocate()'s buffers: of the
+// buffer): the AnonHugePages line of its entry in /proc/self/smaps (a header "start-end perms ..." in hex,
+// then "Key: value kB" lines). -1 where there is no such file or entry.
 long long huge_page_bytes(const void* p) {
 #if defined(__linux__)
     std::ifstream smaps("/proc/self/smaps");

@@ -17,8 +17,8 @@ struct timed_passes {
     std::vector<double> seconds;  // one entry per timed pass
     int threads = 1;              // threads that actually ran (OpenMP may give fewer than asked)
     std::string variant;          // what ran: e.g. "sse2", "generic", "avx2-fma"
-    // Memory probe: bytes of its source buffer on transparent huge pages after the passes, from
-    // /proc/self/smaps (AnonHugePages); -1 where the OS does not say (not Linux, no smaps).
+    // Memory probe: bytes of its source buffer (rounded up to 2 MiB) on transparent huge pages after the
+    // passes, from /proc/self/smaps (AnonHugePages); -1 where the OS does not say (not Linux, no smaps).
     long long huge_page_bytes = -1;
 };
 
