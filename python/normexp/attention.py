@@ -353,14 +353,16 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
 _INT32_MAX = 2**31 - 1
 
 
-def _index_array(x: Any, name: str, ndim: int) -> np.ndarray:
+def _index_array(x: Any, name: str, ndim: int, *, convert: bool = True) -> np.ndarray:
     """An integer array of ndim dimensions as C-contiguous int32 (TypeError for other dtypes, ValueError for
-    another rank or values beyond int32)."""
+    another rank or values beyond int32); with convert=False in its own integer dtype, values unchecked."""
     a = _api.as_array(x, name)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array (int32), got dtype {a.dtype}")
     if a.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension{'s' if ndim > 1 else ''}, got shape {a.shape}")
+    if not convert:
+        return a
     if a.size and (int(a.max()) > _INT32_MAX or int(a.min()) < -_INT32_MAX - 1):
         raise ValueError(f"{name} has values beyond the int32 range")
     return np.ascontiguousarray(a, dtype=np.int32)
@@ -450,7 +452,9 @@ def paged_attention(
     if hk == 0 and hq != 0 or hk and hq % hk:
         raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k_pages and v_pages")
 
-    table = _index_array(block_table, "block_table", 2)
+    # The table in its own integer type until its used entries are checked: the others are never read and
+    # may hold anything, an unsigned table's 0xFFFFFFFF padding included.
+    table = _index_array(block_table, "block_table", 2, convert=False)
     lens = _index_array(seq_lens, "seq_lens", 1)
     nseq = lens.shape[0]
     if table.shape[0] != nseq:
@@ -499,6 +503,9 @@ def paged_attention(
             f"block_table[{s}, {j}] = {int(table[s, j])}: page {j} of sequence {s} is not a page of the pool "
             f"(k_pages has {npages} pages)"
         )
+    if table.dtype != np.int32 or not table.flags.c_contiguous:
+        # Used entries are pages of the pool (< npages); the others, whatever they held, become -1.
+        table = np.ascontiguousarray(np.where(used, table.astype(np.int64, copy=False), -1), dtype=np.int32)
 
     max_len = int(lens.max()) if nseq else 0
     max_q = int(np.diff(starts).max()) if nseq else 0

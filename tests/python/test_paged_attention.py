@@ -247,6 +247,24 @@ def test_bad_arguments(change, exc, words):
         assert w in str(e.value), str(e.value)
 
 
+def test_unused_table_entries_may_hold_anything():
+    """Entries past a sequence's pages are never read, whatever their integer type holds (an unsigned table's
+    0xFFFFFFFF padding, int64 beyond int32); a used entry beyond int32 is refused and named like any other."""
+    a = _valid()
+    want = normexp.paged_attention(**a)
+    need = (a["seq_lens"] + 3) // 4  # pages of 4 keys
+    assert (need < a["block_table"].shape[1]).all()
+    for dtype, pad in ((np.uint32, 0xFFFFFFFF), (np.int64, 2**40), (np.uint64, 2**64 - 1), (np.int16, -7)):
+        t = a["block_table"].astype(dtype)
+        for s, n in enumerate(need):
+            t[s, n:] = pad
+        np.testing.assert_array_equal(normexp.paged_attention(**dict(a, block_table=t)), want)
+        np.testing.assert_array_equal(normexp.paged_attention(**dict(a, block_table=np.asfortranarray(t))), want)
+        t[1, 0] = pad
+        with pytest.raises(IndexError, match=rf"block_table\[1, 0\] = {pad}: page 0 of sequence 1"):
+            normexp.paged_attention(**dict(a, block_table=t))
+
+
 def _core_call(a):
     """_core.paged_attention without Python's checks: the library's own validation must refuse the table."""
     q = a["q"]
