@@ -38,18 +38,37 @@ bool isa_runs(const std::string& isa) {
     return false;
 }
 
+// One check for the probe's integer arguments: taken signed, so that a negative or huge value is a
+// ValueError naming it, not pybind11's "incompatible function arguments" (the library's own checks,
+// machine_probe.cpp, refuse the values below their minimum).
+long long in_range(const char* name, long long v, long long hi) {
+    if (v > hi) throw py::value_error(std::string("probe: ") + name + " must be at most " + std::to_string(hi) +
+                                      ", got " + std::to_string(v));
+    return v;
+}
+std::size_t size_arg(const char* name, long long v, long long hi) {
+    if (v < 0) throw py::value_error(std::string("probe: ") + name + " must be >= 0, got " + std::to_string(v));
+    return static_cast<std::size_t>(in_range(name, v, hi));
+}
+constexpr long long kMaxBytes = 1LL << 46;       // 64 TiB
+constexpr long long kMaxIterations = 1LL << 32;  // seconds per pass, not years
+constexpr long long kMaxCount = 1LL << 20;       // threads (capped to the CPUs anyway), passes
+
 }  // namespace
 
 PYBIND11_MODULE(_probe, m) {
     m.doc() = "normexp's machine probe for the benchmark (memory bandwidth, FMA peak)";
     m.def(
         "probe_memory",
-        [](const std::string& op, std::size_t bytes, int threads, int reps) {
+        [](const std::string& op, long long bytes, long long threads, long long reps) {
             const auto o = parse_memory_op(op);
+            const std::size_t n = size_arg("bytes", bytes, kMaxBytes);
+            const int t = static_cast<int>(in_range("threads", threads, kMaxCount));
+            const int k = static_cast<int>(in_range("reps", reps, kMaxCount));
             pr::timed_passes r;
             {
                 release_gil nogil;
-                r = pr::memory_bandwidth(o, bytes, threads, reps);
+                r = pr::memory_bandwidth(o, n, t, k);
             }
             return as_dict(r);
         },
@@ -58,15 +77,18 @@ PYBIND11_MODULE(_probe, m) {
           py::arg("op"));
     m.def(
         "probe_fma",
-        [](const std::string& isa, std::size_t iterations, int threads, int reps) {
+        [](const std::string& isa, long long iterations, long long threads, long long reps) {
+            const std::size_t n = size_arg("iterations", iterations, kMaxIterations);
+            const int t = static_cast<int>(in_range("threads", threads, kMaxCount));
+            const int k = static_cast<int>(in_range("reps", reps, kMaxCount));
             const bool runs = isa_runs(isa);  // fma_peak names the loops and ignores this for baseline
             pr::timed_passes r;
             {
                 release_gil nogil;
-                r = pr::fma_peak(isa, runs, iterations, threads, reps);
+                r = pr::fma_peak(isa, runs, n, t, k);
             }
             py::dict d = as_dict(r);
-            d["flops_per_thread_pass"] = pr::fma_flops_per_iteration(isa) * static_cast<double>(iterations);
+            d["flops_per_thread_pass"] = pr::fma_flops_per_iteration(isa) * static_cast<double>(n);
             return d;
         },
         py::arg("isa"), py::arg("iterations"), py::arg("threads"), py::arg("reps"));

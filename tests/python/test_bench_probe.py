@@ -24,9 +24,12 @@ def test_probe_memory_small():
         r = _probe.probe_memory(op, 1 << 20, 2, 2)
         assert len(r["seconds"]) == 2 and all(s > 0 for s in r["seconds"])
         assert 1 <= r["threads"] <= 2
-    for bad in (("read", 100, 1, 1), ("read", 1 << 20, 0, 1), ("read", 1 << 20, 1, 0), ("scan", 1 << 20, 1, 1)):
-        with pytest.raises(ValueError):
+    for bad in (("read", 100, 1, 1), ("read", 1 << 20, 0, 1), ("read", 1 << 20, 1, 0), ("scan", 1 << 20, 1, 1),
+                ("read", -1, 1, 1), ("read", 1 << 20, 2**31, 1), ("read", 1 << 20, 1, 2**31), ("copy", 2**60, 1, 1)):
+        with pytest.raises(ValueError):  # never pybind11's TypeError for a negative or huge integer
             _probe.probe_memory(*bad)
+    with pytest.raises(ValueError, match="buffer_bytes"):
+        machine.probe_limits([1], quick=True, buffer_bytes=-4096)
 
 
 def test_probe_reads_from_huge_pages_where_linux_offers_them():
@@ -79,6 +82,9 @@ def test_probe_fma_small():
                 _probe.probe_fma(isa, 1000, 1, 1)
     with pytest.raises(ValueError):
         _probe.probe_fma("sse9", 10, 1, 1)
+    for bad in ((-5, 1, 1), (2**62, 1, 1), (10, 2**31, 1), (10, 1, -1)):  # a hang of years is refused too
+        with pytest.raises(ValueError):
+            _probe.probe_fma("baseline", *bad)
 
 
 def test_probe_limits_use_the_widest_fma_loop():

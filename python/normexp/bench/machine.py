@@ -147,6 +147,8 @@ def probe_limits(threads: Sequence[int], *, quick: bool = False, llc: int | None
     vectors of the baseline ISA.
     """
     llc = llc or llc_bytes()
+    if buffer_bytes is not None and buffer_bytes < 4096:
+        raise ValueError(f"probe_limits: buffer_bytes must be at least 4096, got {buffer_bytes}")
     if buffer_bytes is None:
         buffer_bytes = max(4 * llc, 128 << 20) if quick else max(8 * llc, 256 << 20)
     reps = 4 if quick else 10
