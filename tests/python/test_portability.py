@@ -50,7 +50,8 @@ GUARDED = {
     # MSVC: __cpuid / __cpuidex / _xgetbv; <unistd.h> for the AMX permission (syscall), Linux only
     "cpp/src/dispatch.cpp": {"<cpuid.h>", "__get_cpuid_count", "<unistd.h>"},
     "cpp/src/threading.cpp": {"pthread_atfork"},  # Windows has no fork()
-    "cpp/src/machine_probe.cpp": {"aligned_alloc", "__attribute__", "vector_size"},  # _aligned_malloc; a struct
+    # _aligned_malloc; a struct; the Linux-only guarded mapping (sysconf's page size, #if defined(__linux__))
+    "cpp/src/machine_probe.cpp": {"aligned_alloc", "__attribute__", "vector_size", "<unistd.h>", "sysconf"},
     "cpp/include/normexp/export.h.in": {"__attribute__"},  # __declspec(dllexport/dllimport) on Windows
     # C++ tests: GCC's independent cpuid check (#if defined(__x86_64__), which MSVC does not define) and
     # the fork check (not on Windows).
