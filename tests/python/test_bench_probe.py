@@ -37,8 +37,8 @@ def test_probe_reads_from_huge_pages_where_linux_offers_them():
     # live on them; a probe on 4 KiB pages read 1.4-1.5x slower on an Intel Xeon VM and the library's decode
     # rows read "above the machine's bandwidth". Where THP is 'always' or 'madvise' the probe's buffer must
     # be on them too (the OS may leave a few 2 MiB pieces out: most of 64 MiB, not all).
-    # The count is the buffer's alone, whatever huge pages the neighbouring mappings hold (NumPy's arrays
-    # madvised the same way once shared its mapping, and the count ran past the buffer's size).
+    # The count is the buffer's alone, beside NumPy arrays madvised the same way (a mapping the kernel
+    # merged with theirs would count their pages too: 512x a 4 KiB buffer).
     mode = machine.transparent_hugepage()
     neighbours = [np.ones(64 << 20, np.uint8) for _ in range(3)]
     r = _probe.probe_memory("read", 64 << 20, 1, 1)

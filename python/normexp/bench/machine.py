@@ -136,8 +136,8 @@ def probe_limits(threads: Sequence[int], *, quick: bool = False, llc: int | None
 
     The buffers ask for transparent huge pages, as NumPy does for every array of 4 MiB or more, so the
     limit is the one of the memory the benchmark's operands live in (on 4 KiB pages, a TLB miss every 4
-    KiB, the probe read 25-35% slower on an Intel Xeon VM); `read_huge_pages` is
-    the share of the read buffer the OS gave on them, where it says.
+    KiB, the probe read 25-35% slower on an Intel Xeon VM); `read_huge_pages` is the share of the read
+    buffer the OS gave on them, where it says.
 
     Buffers are 8x the last-level cache (at least 256 MiB; 4x and 128 MiB when quick) so every pass
     streams from memory. The limit is the best pass (the machine's capability; a loaded machine only
