@@ -431,10 +431,20 @@ typename F::Acc blocked_acc(std::size_t n, Full full, Tail tail, Side&& side = S
     }
     side.rest(i);
     if (i == n) return acc;  // no remainder: its flush would add +0, which leaves a sum that started at +0 as it is
-    V part = F::zero();
-    for (; i + N <= n; i += N) part = F::add(part, full(i));
-    if (i < n) part = F::add(part, tail(i, F::tail_mask(n - i)));
-    F::flush(acc, part);
+    // The remainder (at most 7 vectors and a tail) by the blocks' tree too, the missing terms +0. Added one
+    // after the other, the lane that holds the maximum's 1 rounded each term below half its ulp away in
+    // turn: a softmax whose other terms are about 2^-24 of the maximum was 7.4 ULP off with 121 entries.
+    V t[8];
+    std::size_t k = 0;
+    for (; i + N <= n; i += N) t[k++] = full(i);
+    if (i < n) t[k++] = tail(i, F::tail_mask(n - i));
+    if (k <= 2) {
+        F::flush(acc, k == 1 ? t[0] : F::add(t[0], t[1]));
+        return acc;
+    }
+    for (; k < 8; ++k) t[k] = F::zero();
+    const V a0 = F::add(t[0], t[1]), a1 = F::add(t[2], t[3]), a2 = F::add(t[4], t[5]), a3 = F::add(t[6], t[7]);
+    F::flush(acc, F::add(F::add(a0, a1), F::add(a2, a3)));
     return acc;
 }
 template <class F, class Full, class Tail, class Side = no_side>
