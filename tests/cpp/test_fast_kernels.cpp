@@ -170,7 +170,8 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 // maximum in their exp pass): lengths around every block and 4-vector boundary of every ISA, on both sides of 1,
 // 4 and 16 KiB and over several chunks, skipped rows first, last, alone and adjacent, a first chunk of -inf only
 // (with and without a NaN in it), a +inf in the last chunk, and maxima tied between +0 and -0 (the same zero as
-// row_max, bit for bit).
+// row_max, bit for bit). The lengths include every one that the groups' kernels fix at compile time (a
+// power-of-two multiple of the vector length up to 512 bytes: generic/reductions.hpp, fixed_length).
 template <class T>
 void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature, bool max_limit) {
     const scale2<T> b = normexp::detail::split_beta<T>(temperature);
@@ -189,8 +190,8 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
     // by the sum), 'i' +inf, 'I' +inf last, '-' all -inf, 'L' above the limit (1e20; none with max_limit),
     // 'F' the first chunk -inf (all of a row of one chunk), 'M' that and a NaN in it, '.' none.
     for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z", "N.zN.i.N-.N", "F.I.M.zF.IF", "MF.zI.F.-.F"}) {
-        for (std::size_t n : {1, 7, 16, 17, 31, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300, 513, 1024,
-                              1025, 2000, 2048, 2049, 4096, 4097, 6000, 8193, 12000, 65536, 65537, 90000})
+        for (std::size_t n : {1, 7, 8, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300,
+                              513, 1024, 1025, 2000, 2048, 2049, 4096, 4097, 6000, 8193, 12000, 65536, 65537, 90000})
         // 11 rows, and 53 (the layout repeated): whole groups of 4, 8 and 16 rows and a partial one, skipped
         // rows at group ends and starts (generic/reductions.hpp: rows_groups).
         for (std::size_t rows : {std::size_t(11), std::size_t(53)}) {

@@ -755,7 +755,7 @@ NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, t
     }
 }
 
-// ---- groups of short rows (float32 rows_softmax, rows_log_softmax, rows_exp_sum of the high mode) ---------
+// ---- groups of short rows (float32 rows_softmax, rows_log_softmax, rows_exp_sum) -----------------------------
 // F::N rows at a time: (A) each row's maximum (k_row_max's steps without the NaN flag, as the pipeline's stage
 // A), the rows' accumulator vectors transposed into one vector of maxima (fold_rows), from which every row's -m
 // and clamp (clamp_below_v) come in vector arithmetic; (B) each row's exp pass (pass), which keeps its double
@@ -768,18 +768,38 @@ NX_INLINE void rows_softmax_chunked(const typename F::T* x, std::ptrdiff_t sx, t
 // The same operations on the same values as the single-row kernels, so the same bits (up to the zero where +0
 // and -0 tie as the maximum, which no output depends on, and a NaN row's maximum, which only has to skip it).
 // What a short row spends outside its exp pass (a horizontal maximum, the clamp in double, a horizontal sum in
-// double, a division, and the chain that joins them) is paid once per group. Against rows_pipeline (one thread,
-// float32, 256 Ki entries in L2, Intel Xeon; AVX-512 / AVX2): high-mode softmax rows of 16 entries 0.63-0.68x /
-// 0.78-0.81x the time, 32 0.70x / 0.86x, 64 0.77x / 0.91x; log_softmax 0.69x / 0.87x, 0.71x / 0.95x, 0.90x /
-// 0.95x; rows_exp_sum (logsumexp) 0.65x / 0.77x at 16, 0.65x / 0.77x at 32, 0.73x / 0.87x at 64. Rows of
-// 96 entries gained nothing, rows of 128 0.92x (softmax) and 1.01-1.07x (log_softmax), where
-// the four groups' rows that one step touches are 32 KiB, all of Zen's L1 (in groups of half as many rows:
-// 1.06x); the fast mode's softmax, whose exp leaves the pipeline's stages less to hide, 0.72-0.73x at 16
-// entries, 0.84-0.87x at 32, 0.97-1.02x at 64 on AVX-512 but 1.02-1.07x on AVX2: it takes the groups only with
-// 16 lanes (kGroupFastLanes), groups of 16 rows. The groups' entry points are out of line (NX_NOINLINE):
-// inlined into the kernels, they grew the functions that hold the pipelines, and GCC's code for those (rows of
-// 128 entries, which keep the pipeline) took 1.04-1.07x the time.
-constexpr std::size_t kGroupRowBytes = 256, kGroupFastLanes = 16;
+// double, a division, and the chain that joins them) is paid once per group. The groups' entry points are out
+// of line (NX_NOINLINE): inlined into the kernels, they grew the functions that hold the pipelines, and GCC's
+// code for those took 1.04-1.07x the time.
+//
+// Each entry point takes the row length as a template argument K where it is a power-of-two multiple of F::N
+// up to the groups' longest row (fixed_length), and K = 0 (known at run time only) otherwise. With the length
+// a constant, the loops over a row's vectors (maximum, exp pass, outputs, side work) unroll and their bounds
+// and branches fold away, most of a short row's cost beside its exp: float32 softmax of 2048 rows of 32
+// entries, one thread, AVX-512, 40.1 -> 33.0 us in the high mode and 34.4 -> 27.2 us in the fast one. (A
+// constant length in rows_pipeline, 512 rows of 128 entries, gained nothing in the high mode and took 1.25x
+// the time in the fast one, whose kernel grew.)
+//
+// Which rows take the groups (one thread, float32, Intel Xeon with a 48 KiB L1; rows_pipeline's time = 1):
+// - the high mode's three kernels, rows of up to kGroupRowBytes. With constant lengths, AVX-512 / AVX2:
+//   softmax 0.82x / 0.87x at 32 entries, 0.81x / 0.95x at 128 (4096 rows, from L3: 0.84x); log_softmax
+//   0.87x / 0.89x at 32, 0.85x / 0.90x at 128; logsumexp 0.90x / 0.86x at 32, 0.77x / 0.85x at 128. Rows of
+//   a length known at run time gain less (AVX-512, 96 entries 0.77-0.88x, 120 entries 0.84-0.95x). Without
+//   the constant lengths, rows of 128 took 1.01-1.07x the time on Zen 4, whose 32 KiB L1 the four groups'
+//   rows that one step touches fill.
+// - the fast mode, with 16 lanes only (kGroupFastLanes: on AVX2 the pipeline's stages hide more of its cheap
+//   exp; softmax 1.02-1.07x the time): logsumexp rows of up to kGroupRowBytes (0.81x at 128 entries),
+//   softmax and log_softmax, whose outputs the pipeline overlaps better on longer rows, of up to
+//   kGroupFastOutBytes (softmax 2048 rows of 32 entries 0.79x, 128 entries 0.98x in L2 but 1.10x from L3, 96
+//   entries 1.09x; log_softmax 0.66x at 16, 0.75x at 32, 0.86x at 64, 0.93x at 128 but 1.12x from L3).
+constexpr std::size_t kGroupRowBytes = 512, kGroupFastOutBytes = 256, kGroupFastLanes = 16;
+
+template <class F, std::size_t K = F::N, class Call>
+NX_INLINE void fixed_length(std::size_t n, Call&& call) {
+    if constexpr (K * sizeof(typename F::T) > kGroupRowBytes) call(std::integral_constant<std::size_t, 0>{});
+    else if (n == K) call(std::integral_constant<std::size_t, K>{});
+    else fixed_length<F, 2 * K>(n, call);
+}
 
 template <class F, class Pass, class Seal, class Emit>
 NX_INLINE void rows_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_t rows, std::size_t n,
@@ -845,10 +865,11 @@ NX_INLINE void rows_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_
 }
 
 // rows_softmax's groups: B row_exp_store's exp pass, C the scale by T(1 / sum).
-template <class F, bool Scaled, bool Fast>
+template <class F, bool Scaled, bool Fast, std::size_t K>
 NX_NOINLINE NX_FLATTEN void rows_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y,
-                                                std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                                                std::ptrdiff_t sy, std::size_t rows, std::size_t n_,
                                                 scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m) {
+    const std::size_t n = K ? K : n_;  // fixed_length
     using T = typename F::T;
     using V = typename F::V;
     using D = typename F::D;
@@ -926,16 +947,16 @@ struct group_sum_pass {
 };
 
 // rows_log_softmax's groups (the high mode at unit temperature): B the counting pass, the seal c = log_sum_out
-// of each row's count and rest, C log_softmax_range. (The fast mode keeps its pipeline: with groups, AVX-512,
-// 0.85x the time at 16 entries, 0.90x at 32, 1.0x at 48, 1.04-1.12x at 64.)
-template <class F>
+// of each row's count and rest, C log_softmax_range; Fast: the uncounted sum and the fast outputs.
+template <class F, bool Fast, std::size_t K>
 NX_NOINLINE NX_FLATTEN void rows_log_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y,
-                                                    std::ptrdiff_t sy, std::size_t rows, std::size_t n,
+                                                    std::ptrdiff_t sy, std::size_t rows, std::size_t n_,
                                                     scale2<typename F::T> beta, typename F::T m_limit,
                                                     typename F::T* m) {
+    const std::size_t n = K ? K : n_;  // fixed_length
     using T = typename F::T;
     using V = typename F::V;
-    using Pass = group_sum_pass<F, false>;
+    using Pass = group_sum_pass<F, Fast>;
     const Pass sum_pass(beta);
     double cnt[F::N] = {}, c[F::N];
     auto xr = [&](std::size_t r) { return x + static_cast<std::ptrdiff_t>(r) * sx; };
@@ -947,18 +968,18 @@ NX_NOINLINE NX_FLATTEN void rows_log_softmax_groups(const typename F::T* x, std:
             c[k] = ran[k] && tot[k] == tot[k] ? log_sum_out<T>(cnt[k], tot[k] * Pass::kScale) : 0.0;
     };
     auto out = [&](std::size_t r, std::size_t k, std::size_t i, std::size_t len) {
-        log_softmax_range<F, false, false, T, false>(xr(r) + i, y + static_cast<std::ptrdiff_t>(r) * sy + i, len, m[r],
+        log_softmax_range<F, false, Fast, T, false>(xr(r) + i, y + static_cast<std::ptrdiff_t>(r) * sy + i, len, m[r],
                                                      beta, c[k]);
     };
     rows_groups<F>(x, sx, rows, n, m_limit, m, pass, seal, out);
 }
 
-// rows_exp_sum's groups (unit temperature): B the sum pass, sealed into s; no C. The fast mode takes them with
-// 16 lanes (AVX-512: 0.79x the time at 16 and 32 entries, 0.83x at 64).
-template <class F, bool Fast>
+// rows_exp_sum's groups (unit temperature): B the sum pass, sealed into s; no C.
+template <class F, bool Fast, std::size_t K>
 NX_NOINLINE NX_FLATTEN void rows_exp_sum_groups(const typename F::T* x, std::ptrdiff_t sx, std::size_t rows,
-                                                std::size_t n, scale2<typename F::T> beta, typename F::T m_limit,
+                                                std::size_t n_, scale2<typename F::T> beta, typename F::T m_limit,
                                                 typename F::T* m, exp_sum* s) {
+    const std::size_t n = K ? K : n_;  // fixed_length
     using V = typename F::V;
     using Pass = group_sum_pass<F, Fast>;
     const Pass sum_pass(beta);
@@ -1013,8 +1034,10 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
     };
     const std::size_t bytes = n * sizeof(S);
     if constexpr (!Half && (!Fast || F::N >= kGroupFastLanes) && std::is_same_v<T, float>) {
-        if (bytes <= kGroupRowBytes)
-            return rows_softmax_groups<F, Scaled, Fast>(x, sx, y, sy, rows, n, beta, m_limit, m);
+        if (bytes <= (Fast ? kGroupFastOutBytes : kGroupRowBytes))
+            return fixed_length<F>(n, [&](auto k) {
+                rows_softmax_groups<F, Scaled, Fast, k.value>(x, sx, y, sy, rows, n, beta, m_limit, m);
+            });
     }
     if (bytes <= kDeepRowBytes)
         rows_pipeline<F, true, 2, S>(x, sx, rows, n, m_limit, m, pass, out);
@@ -1041,7 +1064,10 @@ NX_INLINE void rows_exp_sum_pipe(const S* x, std::ptrdiff_t sx, std::size_t rows
                                  scale2<typename F::T> beta, typename F::T m_limit, typename F::T* m, exp_sum* s) {
     for (std::size_t r = 0; r < rows; ++r) s[r] = exp_sum{0, 0};  // what skipped rows keep
     if constexpr (!Scaled && (!Fast || F::N >= kGroupFastLanes) && std::is_same_v<S, typename F::T> && F::f32) {
-        if (n * sizeof(S) <= kGroupRowBytes) return rows_exp_sum_groups<F, Fast>(x, sx, rows, n, beta, m_limit, m, s);
+        if (n * sizeof(S) <= kGroupRowBytes)
+            return fixed_length<F>(n, [&](auto k) {
+                rows_exp_sum_groups<F, Fast, k.value>(x, sx, rows, n, beta, m_limit, m, s);
+            });
     }
     auto pass = [&](std::size_t r, auto&& side) {
         s[r] = row_exp_sum_impl<F, Scaled, Fast, S>(x + static_cast<std::ptrdiff_t>(r) * sx, n, m[r], beta, side);
@@ -1082,9 +1108,12 @@ NX_INLINE void rows_log_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::p
                                                              log_sum_out<typename F::T>(s[i].count, s[i].rest));
         }
     } else {
-        if constexpr (!SumFast && !OutFast && !Scaled && std::is_same_v<S, typename F::T> && F::f32) {
-            if (n * sizeof(S) <= kGroupRowBytes)
-                return rows_log_softmax_groups<F>(x, sx, y, sy, rows, n, beta, m_limit, m);
+        if constexpr (SumFast == OutFast && (!SumFast || F::N >= kGroupFastLanes) && !Scaled &&
+                      std::is_same_v<S, typename F::T> && F::f32) {
+            if (n * sizeof(S) <= (SumFast ? kGroupFastOutBytes : kGroupRowBytes))
+                return fixed_length<F>(n, [&](auto k) {
+                    rows_log_softmax_groups<F, SumFast, k.value>(x, sx, y, sy, rows, n, beta, m_limit, m);
+                });
         }
         // What stage C needs of a row: its sum and log. The fast mode's rows keep them in slot r % 4 (rows r - 2
         // .. r are in flight: stage C, seal, stage B) and the pipeline passes the slot along: its queue copies
