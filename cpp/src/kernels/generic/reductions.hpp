@@ -947,8 +947,8 @@ struct group_sum_pass {
     }
 };
 
-// rows_log_softmax's groups (the high mode at unit temperature): B the counting pass, the seal c = log_sum_out
-// of each row's count and rest, C log_softmax_range; Fast: the uncounted sum and the fast outputs.
+// rows_log_softmax's groups (unit temperature): B the counting pass (Fast: the uncounted sum), the seal
+// c = log_sum_out of each row's count and rest, C log_softmax_range (Fast: the fast outputs).
 template <class F, bool Fast, std::size_t K>
 NX_NOINLINE NX_FLATTEN void rows_log_softmax_groups(const typename F::T* x, std::ptrdiff_t sx, typename F::T* y,
                                                     std::ptrdiff_t sy, std::size_t rows, std::size_t n_,
