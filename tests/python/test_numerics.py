@@ -60,30 +60,6 @@ def test_one_dominant_entry_and_terms_near_half_its_ulp(isa, axis):
         assert_close("softmax", run("softmax", x, axis), reference(x, axis, "softmax"))
 
 
-@pytest.mark.parametrize("axis", [-1, 0])
-def test_one_dominant_entry_and_terms_of_a_few_half_ulps(isa, axis):
-    """Rows whose other terms lie between 1.5 and 3.5 times 2^-24 of the maximum's: in a float32 partial sum
-    holding the maximum's 1 each pairwise addition rounds by up to 2^-24, and a tree of eight vectors made
-    three of them: a hostile test found such softmax rows 4.0-4.4 ULP off (AVX-512, AVX2; trees of four now,
-    generic/lanes.hpp: blocked_acc). Batches of 64 rows
-    (the several-rows kernels) at every length through two 8-vector blocks, along rows and along columns. The
-    error is measured against the unrounded reference here (assert_close rounds it first: 4.4 counts 4)."""
-    worst = 0.0
-    for lo, hi in [(1.0, 2.0), (1.5, 3.5), (2.5, 4.0)]:
-        rng = np.random.default_rng(111)
-        for n in range(2, 280):
-            x = np.log(rng.uniform(lo, hi, (64, n)) * 2.0**-24).astype(np.float32)
-            x[np.arange(64), rng.integers(n, size=64)] = 0
-            x = np.ascontiguousarray(x.T) if axis == 0 else x
-            ref = reference(x, axis, "softmax")
-            got = run("softmax", x, axis)
-            assert_close("softmax", got, ref)
-            err = np.abs(got.astype(np.float64) - ref) / np.spacing(ref.astype(np.float32)).astype(np.float64)
-            worst = max(worst, float(err.max()))
-    # Three roundings in a lane's partial sum measured 3.9-4.04 here on AVX-512 and AVX2; two, 3.1-3.3.
-    assert worst <= 3.5, f"softmax {worst:.2f} ULP from the unrounded reference"
-
-
 @pytest.mark.parametrize("scale,offset", [(1, 0), (30, 0), (3, 1e4), (200, -50), (1e-3, 1e3)])
 @pytest.mark.parametrize("op", OPS)
 def test_magnitudes_float32(isa, op, scale, offset):

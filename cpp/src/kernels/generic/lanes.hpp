@@ -397,12 +397,11 @@ side_fn<Block, Rest> make_side(Block b, Rest r) {
 }
 
 // Sum of full(i) over full vectors i = 0, N, ... and tail(i, mask) for the remainder, summed pairwise in
-// blocks of 4 vectors and flushed to double (float32; the side hook's blocks are 8 vectors, two of them), or
-// with Coarse (accuracy::fast's sums) in blocks of 8. float64: every vector goes into the Neumaier
+// blocks of 8 vectors and flushed to double (float32). float64: every vector goes into the Neumaier
 // accumulator instead (PerTerm). full is called in increasing i, then tail (full may carry state from one
 // vector to the next: line_stores). side: see no_side; it does not touch the sum. blocked_acc returns the
 // accumulator, whose total() is blocked_sum (the several-rows kernels total many rows' at once: fold_rows).
-template <class F, bool Coarse = false, class Full, class Tail, class Side = no_side>
+template <class F, class Full, class Tail, class Side = no_side>
 typename F::Acc blocked_acc(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
     using V = typename F::V;
     constexpr std::size_t N = F::N;
@@ -423,30 +422,19 @@ typename F::Acc blocked_acc(std::size_t n, Full full, Tail tail, Side&& side = S
         if (i < n) F::flush(acc, tail(i, F::tail_mask(n - i)));
         return acc;
     }
-    // Each half of a block (and of the remainder) is one pairwise tree of four terms, flushed on its own:
-    // two float32 roundings in a lane's partial sum before double. A lane holding the maximum's 1 rounds
-    // every term it meets that lies below half its ulp (2^-24); with one tree of eight terms, three such
-    // roundings put a softmax of one maximum and terms of 1.5-3.5 2^-24 4.0-4.4 ULP off (a hostile test),
-    // past the 4 ULP the library states. The second flush costs four vector operations per block (one row
-    // of 32000 entries, AVX-512: 1.03x the time). Coarse joins the halves in float32 and flushes once.
-    auto tree4 = [](V t0, V t1, V t2, V t3) { return F::add(F::add(t0, t1), F::add(t2, t3)); };
-    auto flush_halves = [&](V a, V b) {
-        if constexpr (Coarse) {
-            F::flush(acc, F::add(a, b));
-        } else {
-            F::flush(acc, a);
-            F::flush(acc, b);
-        }
+    // One pairwise tree of eight terms, for the blocks and for the remainder.
+    auto tree8 = [](V t0, V t1, V t2, V t3, V t4, V t5, V t6, V t7) {
+        return F::add(F::add(F::add(t0, t1), F::add(t2, t3)), F::add(F::add(t4, t5), F::add(t6, t7)));
     };
     for (; i + 8 * N <= n; i += 8 * N) {
         side.block(i);
         const V t0 = full(i), t1 = full(i + N), t2 = full(i + 2 * N), t3 = full(i + 3 * N);
         const V t4 = full(i + 4 * N), t5 = full(i + 5 * N), t6 = full(i + 6 * N), t7 = full(i + 7 * N);
-        flush_halves(tree4(t0, t1, t2, t3), tree4(t4, t5, t6, t7));
+        F::flush(acc, tree8(t0, t1, t2, t3, t4, t5, t6, t7));
     }
     side.rest(i);
     if (i == n) return acc;  // no remainder: its flush would add +0, which leaves a sum that started at +0 as it is
-    // The remainder (at most 7 vectors and a tail) by the blocks' trees too, the missing terms +0. Added one
+    // The remainder (at most 7 vectors and a tail) by the blocks' tree too, the missing terms +0. Added one
     // after the other, the lane that holds the maximum's 1 rounded each term below half its ulp away in
     // turn: a softmax whose other terms are about 2^-24 of the maximum was 7.4 ULP off with 121 entries.
     // The terms in order (full may carry state), each in a register of its own: an array indexed at run time
@@ -467,18 +455,13 @@ typename F::Acc blocked_acc(std::size_t n, Full full, Tail tail, Side&& side = S
         F::flush(acc, F::add(t0, t1));
         return acc;
     }
-    const V t2 = term(2), t3 = term(3);
-    if (k <= 4) {
-        F::flush(acc, tree4(t0, t1, t2, t3));
-        return acc;
-    }
-    const V t4 = term(4), t5 = term(5), t6 = term(6), t7 = term(7);
-    flush_halves(tree4(t0, t1, t2, t3), tree4(t4, t5, t6, t7));
+    const V t2 = term(2), t3 = term(3), t4 = term(4), t5 = term(5), t6 = term(6), t7 = term(7);
+    F::flush(acc, tree8(t0, t1, t2, t3, t4, t5, t6, t7));
     return acc;
 }
-template <class F, bool Coarse = false, class Full, class Tail, class Side = no_side>
+template <class F, class Full, class Tail, class Side = no_side>
 double blocked_sum(std::size_t n, Full full, Tail tail, Side&& side = Side{}) {
-    return blocked_acc<F, Coarse>(n, full, tail, std::forward<Side>(side)).total();
+    return blocked_acc<F>(n, full, tail, std::forward<Side>(side)).total();
 }
 
 // ------------------------------------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 // F32/F64 of lanes.hpp. Textual include INSIDE an ISA's namespace after lanes.hpp (see there): no
 // #include, no include guard. Instantiated by <isa>/reductions.cpp through add_reductions<F>().
 //
-// Summation contract (kernel_table.hpp): float32 terms are added in working precision in blocks (4
-// vectors pairwise along rows, 8 in the fast mode: blocked_acc; 3 rows along columns: kColFlushRows) and
-// flushed into double,
+// Summation contract (kernel_table.hpp): float32 terms are added in working precision in blocks (8
+// vectors pairwise along rows: 3 roundings per block; 4 rows along columns) and flushed into double,
 // so the error does not grow with the length; float64 terms go one by one into Neumaier-compensated
 // double lanes (acc_neumaier: error ~2u |sum| independent of the length), along rows and along columns.
 // Column passes that read from memory walk rows outer (each row's w contiguous entries stream once), with
@@ -175,7 +174,7 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
         auto tail = [&](std::size_t i, typename F::M mk) {
             return F::zero_unless(F::mask_v(mk), a.exp_of(load_s_tail<F>(x + i, mk, n - i)));
         };
-        const double total = blocked_sum<F, true>(n, full, tail, side);
+        const double total = blocked_sum<F>(n, full, tail, side);
         return {Lifted ? total * kSumLift : total, 0.0};
     } else {
     const V mv = F::set1(m);
@@ -320,7 +319,7 @@ NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, s
         F::store_tail(y + i, mk, e);
         return e;
     };
-    const double sum = blocked_sum<F, Fast>(n, full, tail, side);
+    const double sum = blocked_sum<F>(n, full, tail, side);
     out.finish(n / F::N * F::N);
     return sum;
 }
@@ -891,7 +890,7 @@ NX_NOINLINE NX_FLATTEN void rows_softmax_groups(const typename F::T* x, std::ptr
             F::store_tail(yk + i, mk, e);
             return e;
         };
-        return blocked_acc<F, Fast>(n, full, tail, side).s;
+        return blocked_acc<F>(n, full, tail, side).s;
     };
     auto seal = [&](std::size_t, const double* tot, const bool*) {
         const typename D::V one = D::set1(1.0);
@@ -924,7 +923,7 @@ struct group_sum_pass {
                 return F::zero_unless(F::mask_v(mk), a.exp_of(F::load_tail(xk + i, mk), negm, xlow));
             };
             count = 0;
-            return blocked_acc<F, true>(n, full, tail, side).s;
+            return blocked_acc<F>(n, full, tail, side).s;
         } else {
             const V mv = F::set1(m);
             typename F::C cnt = F::count_zero();
@@ -1307,11 +1306,6 @@ NX_FLATTEN void k_col_max(const S* x, std::size_t rows, std::ptrdiff_t sx, std::
         col_max_impl<F, false, S>(x, rows, sx, w, m, nullptr);
 }
 
-// A column's float32 terms go into its double sum every kColFlushRows rows: 0 + t0 is exact, so two
-// roundings per flush, as the rows' pairwise blocks of four (blocked_acc); three let a column of one
-// maximum and terms of 1-2 2^-24 of it come out 4.08 ULP off (test_numerics.py).
-constexpr std::size_t kColFlushRows = 3;
-
 // Column sums in strips of one or two column vectors, rows inner: a strip's running sums (and counts) stay
 // in registers for all the rows, and the rows are read down the strip (the block is in L2: the caller just
 // read it for its maximum, or stored it). The previous walk, rows outer with the running sums in stack
@@ -1319,7 +1313,7 @@ constexpr std::size_t kColFlushRows = 3;
 // rate of the row kernels. term(i, j, mask, full, m, -m, xlow, count) returns the row-i vector of column
 // vector j to add.
 // float32: each column's terms are added in float in row order and flushed into its double sum every
-// kColFlushRows rows and after the last (2 roundings per flush, as a pairwise block of 4: blocked_acc).
+// kFlushRows rows and after the last (3 roundings per flush, as a pairwise block of 8).
 // float64: every term goes into a per-column Neumaier pair, added to the sum after the last row.
 // Counts (entries equal to the maximum) are integers, exact in T: flushed every kCountRows rows.
 // Count: the terms are a counting sum's, lifted by 2^kLift (count_arg): the double sums are lifted on entry
@@ -1349,7 +1343,7 @@ NX_INLINE void col_sums_strips(std::size_t rows, std::size_t w, std::size_t h, c
     using D = typename F::D;
     using A = col_strip<F>;
     constexpr bool f64 = sizeof(typename F::T) == 8;
-    constexpr std::size_t N = F::N, kFlushRows = kColFlushRows, kCountRows = std::size_t(1) << 20;
+    constexpr std::size_t N = F::N, kFlushRows = 4, kCountRows = std::size_t(1) << 20;
     // The double sums in the lifted scale (Count): multiplied on entry and exit, outside the row loops.
     auto lift = [](typename D::V v) { return Count ? D::mul(v, D::set1(1 / F::kUnlift)) : v; };
     auto unlift = [](typename D::V v) { return Count ? D::mul(v, D::set1(F::kUnlift)) : v; };
@@ -1450,7 +1444,7 @@ NX_INLINE void col_sums_rows_outer(std::size_t rows, std::size_t w, const typena
     using V = typename F::V;
     using T = typename F::T;
     constexpr bool f64 = sizeof(T) == 8;
-    constexpr std::size_t kFlushRows = kColFlushRows;
+    constexpr std::size_t kFlushRows = 4;
     alignas(64) T mv[kColPanel], negm[kColPanel], xlow[kColPanel], part[kColPanel];
     alignas(64) T comp[f64 ? kColPanel : 1], cnt[Count ? kColPanel : 1];
     for (std::size_t j0 = 0; j0 < w; j0 += kColPanel) {
