@@ -66,7 +66,7 @@ NORMEXP_API int normexp_logsumexp_f32(const float* x, float* out, size_t rows, s
 NORMEXP_API int normexp_logsumexp_f64(const double* x, double* out, size_t rows, size_t cols);
 
 /* The accuracy contract (docs/accuracy.md). HIGH, what the functions above compute: x - max exact,
- * entries equal to the maximum counted, log1p of the rest (float32 softmax within 4 ULP anywhere).
+ * entries equal to the maximum counted, log1p of the rest (float32 softmax within about 4 ULP).
  * FAST: t = x - max rounded once in working precision, as other libraries compute it, and no
  * bookkeeping. With u = 2^-24 (float32) or 2^-53 (float64): softmax, relative error at most about
  * 2 ULP + |t| u for an entry t = x - max; log_softmax, absolute error about (8 + 2 |t| + 2 |log(sum)|) u;

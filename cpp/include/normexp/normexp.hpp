@@ -38,7 +38,7 @@ enum class reduction { softmax, log_softmax, logsumexp };
 
 // The accuracy contract of a reduction (docs/accuracy.md).
 //  * high (the default): x - m exact, entries equal to the maximum counted and log1p of the rest: float32
-//    softmax within 4 ULP of the float64 reference anywhere, log_softmax / logsumexp with full relative
+//    softmax within about 4 ULP of the float64 reference, log_softmax / logsumexp with full relative
 //    accuracy near the maximum.
 //  * fast: t = (x - m) / temperature rounded in working precision, as the peers compute it, and no
 //    bookkeeping: relative error at most about 2 ULP + |t| 2^-24 for an entry t (float64: 2^-53; with a
