@@ -162,8 +162,10 @@ stats merge_in_order(std::size_t n, const exp_scale& ex, Part part) {
     return s;
 }
 
-// log(count + rest) of a row's statistics (kernels/kernel_table.hpp).
-inline double log_sum(const stats& s) { return normexp::log_sum(s.count, s.rest); }
+// log(count + rest) of a row's statistics for results in T (kernels/kernel_table.hpp: log_sum_out; float32
+// and the 16-bit types, which compute in float32, take log_sum_float).
+template <class T>
+inline double log_sum(const stats& s) { return log_sum_out<T>(s.count, s.rest); }
 
 using detail::split_beta;
 
@@ -347,7 +349,7 @@ void write_lse(const plan<S>& p, S* y, const stats& s) {
         p.parts[2 * (y - p.y0) + 1] = sp ? 0.0 : s.rest;
         return;
     }
-    *y = to_storage<S>(is_special(s) ? special_lse<double>(s) : s.m + log_sum(s));  // rounded once
+    *y = to_storage<S>(is_special(s) ? special_lse<double>(s) : s.m + log_sum<value_t<S>>(s));  // rounded once
 }
 
 // The outputs of len entries of a row (x, y) from the row's statistics: c is 1/sum (softmax) or log(sum)
@@ -400,7 +402,7 @@ void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* pa
     }
     if (is_special(s)) return special_row(p.op, s, x, 1, y, 1, n);
     const double c =
-        p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum_out<value_t<S>>(s.count, s.rest);
+        p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum<value_t<S>>(s);
     detail::parallel_ranges(nt, super_chunks(n), [&](std::size_t b, std::size_t e) {
         const std::size_t i = b * kSuperChunk, len = std::min(e * kSuperChunk, n) - i;
         row_piece(p, s, c, x + i, y + i, len, n * sizeof(S) >= kStreamBytes);
@@ -463,7 +465,7 @@ void do_strided_row(const plan<S>& p, const S* x, std::ptrdiff_t sx, S* y, std::
     if (p.op == reduction::logsumexp) return write_lse(p, y, s);
     if (is_special(s)) return special_row(p.op, s, x, sx, y, sy, n);
     const double c =
-        p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum_out<value_t<S>>(s.count, s.rest);
+        p.op == reduction::softmax ? 1.0 / (s.count + s.rest) : log_sum<value_t<S>>(s);
     pieces([&](std::size_t, std::size_t i, std::size_t len, const S* xp, S* yb) {
         S* const yp = y + std::ptrdiff_t(i) * sy;
         row_piece(p, s, c, xp, yb ? yb : yp, len, false);
@@ -835,7 +837,7 @@ void col_block_online(const plan<S>& p, col_buffers<S>& b, const S* xb, std::ptr
         if (p.op == reduction::softmax)
             b.c[j] = static_cast<T>(1.0 / (s.count + s.rest));
         else
-            b.lc[j] = log_sum_out<value_t<S>>(s.count, s.rest);
+            b.lc[j] = log_sum<value_t<S>>(s);
     }
     detail::parallel_ranges(nt, nsc, [&](std::size_t cb, std::size_t ce) {
         const std::size_t r0 = cb * RS, rows = std::min(ce * RS, n) - r0;
@@ -1162,12 +1164,13 @@ void merge_parts(std::size_t parts, std::size_t rows, const double* m, const dou
     }
 }
 
-void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums, double* out) {
+void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums, double* out, bool float_result) {
     if (rows == 0) return;
     if (m == nullptr || sums == nullptr || out == nullptr) throw error("normexp: null data pointer");
     for (std::size_t r = 0; r < rows; ++r) {  // write_lse's formula, in double
         const stats s = stats_from(m[r], sums + 2 * r);
-        out[r] = is_special(s) ? special_lse<double>(s) : s.m + log_sum(s);
+        const double c = float_result ? log_sum<float>(s) : log_sum<double>(s);
+        out[r] = is_special(s) ? special_lse<double>(s) : s.m + c;
     }
 }
 

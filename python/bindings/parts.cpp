@@ -116,14 +116,15 @@ py::tuple merge_parts(const py::array& m, const py::array& sums, double temperat
     return py::make_tuple(std::move(m_out), std::move(sums_out));
 }
 
-// m: (rows,) and sums: (rows, 2), float64 C-contiguous. Returns logsumexp (rows,) in float64.
-py::array_t<double> logsumexp_from_parts(const py::array& m, const py::array& sums) {
+// m: (rows,) and sums: (rows, 2), float64 C-contiguous. Returns logsumexp (rows,) in float64, to be rounded
+// to float32 or a 16-bit type when float_result (normexp.hpp).
+py::array_t<double> logsumexp_from_parts(const py::array& m, const py::array& sums, bool float_result) {
     if (!is_c_float64(m, 1) || !is_c_float64(sums, 2) || sums.shape(0) != m.shape(0) || sums.shape(1) != 2)
         throw py::value_error("logsumexp_from_parts: m (rows,) and sums (rows, 2) must be C-contiguous float64");
     py::array_t<double> out(m.shape(0));
     const auto* mp = static_cast<const double*>(m.data());
     const auto* sp = static_cast<const double*>(sums.data());
-    normexp::logsumexp_from_parts(static_cast<std::size_t>(m.shape(0)), mp, sp, out.mutable_data());
+    normexp::logsumexp_from_parts(static_cast<std::size_t>(m.shape(0)), mp, sp, out.mutable_data(), float_result);
     return out;
 }
 
@@ -131,7 +132,7 @@ py::array_t<double> logsumexp_from_parts(const py::array& m, const py::array& su
 
 void bind_parts(py::module_& m) {
     m.def("merge_parts", &merge_parts, py::arg("m"), py::arg("sums"), py::arg("temperature") = 1.0);
-    m.def("logsumexp_from_parts", &logsumexp_from_parts, py::arg("m"), py::arg("sums"));
+    m.def("logsumexp_from_parts", &logsumexp_from_parts, py::arg("m"), py::arg("sums"), py::arg("float_result") = false);
     m.def("logsumexp_parts", &logsumexp_parts, py::arg("x"), py::arg("m"), py::arg("sums"), py::arg("axis"),
           py::arg("temperature") = 1.0, py::arg("isa") = "", py::arg("accuracy") = normexp::accuracy::high);
     m.def("normalize_with", &normalize_with, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("m"), py::arg("sums"),

@@ -171,7 +171,7 @@ def _finish_lse(merged: np.ndarray, axis: int, keepdims: bool, compute: str, res
     shape = merged.shape[1:]
     m = np.ascontiguousarray(merged[0]).reshape(-1)
     sums = np.ascontiguousarray(np.moveaxis(merged[1:], 0, -1)).reshape(-1, 2)
-    v = _core.logsumexp_from_parts(m, sums).reshape(shape)
+    v = _core.logsumexp_from_parts(m, sums, compute.itemsize < 8).reshape(shape)
     v = v.astype(compute).astype(res, copy=False)
     return v if keepdims else v.reshape(v.shape[:axis] + v.shape[axis + 1 :])
 

@@ -221,23 +221,30 @@ def test_adversarial_chunkings_stay_within_the_bound(op, dtype, chunks, split_ev
     assert_same_specials(got, numpy_api(op, x, -1))
 
 
-def test_native_merge_parts_is_the_drivers_merge():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_native_merge_parts_is_the_drivers_merge(dtype):
     # _core.merge_parts over statistics of a row's super-chunks gives the statistics of the whole row,
-    # bit for bit, and logsumexp_from_parts its logsumexp; special pieces follow logsumexp_parts.
+    # bit for bit, and logsumexp_from_parts its logsumexp (float32: with float_result, the float32 log);
+    # special pieces follow logsumexp_parts.
     core = normexp._core
-    x = adversarial_rows(SUPER, np.float64)
+    x = adversarial_rows(SUPER, dtype)
     rows = x.shape[0]
-    m, sums = np.empty((rows, 1)), np.empty((rows, 1, 2))
+    m, sums = np.empty((rows, 1), dtype), np.empty((rows, 1, 2))
     core.logsumexp_parts(x, m, sums, 1)
-    pm, ps = np.empty((4, rows)), np.empty((4, rows, 2))
+    pm, ps = np.empty((4, rows), dtype), np.empty((4, rows, 2))
     for p in range(4):
         core.logsumexp_parts(np.ascontiguousarray(x[:, p * SUPER : (p + 1) * SUPER]), pm[p].reshape(rows, 1),
                              ps[p].reshape(rows, 1, 2), 1)
-    big_m, merged = core.merge_parts(pm, ps)
+    big_m, merged = core.merge_parts(pm.astype(np.float64), ps)
     np.testing.assert_array_equal(big_m, m[:, 0])
     np.testing.assert_array_equal(merged, sums[:, 0])
-    np.testing.assert_array_equal(core.logsumexp_from_parts(big_m, merged), normexp.logsumexp(x, axis=-1))
+    lse = core.logsumexp_from_parts(big_m, merged, dtype == np.float32).astype(dtype)
+    np.testing.assert_array_equal(lse, normexp.logsumexp(x, axis=-1))
+
+
+def test_native_merge_parts_of_special_pieces():
     # Special pieces: NaN wins, +inf keeps no sums, empty / all -inf pieces drop out, no pieces is empty.
+    core = normexp._core
     inf, nan = np.inf, np.nan
     pm = np.array([[nan, inf, -inf, 2.0], [1.0, 3.0, -inf, -inf]])
     ps = np.array([[[0, 0], [0, 0], [0, 0], [1, 0.5]], [[1, 0.25], [0, 0], [0, 0], [0, 0]]], float)

@@ -131,9 +131,12 @@ NORMEXP_API void merge_parts(std::size_t parts, std::size_t rows, const double* 
                              double* m_out, double* sums_out, double temperature = 1.0);
 
 // logsumexp of `rows` rows from their statistics (computed with temperature 1): out[r] = m[r] +
-// log(count + rest), with log1p(rest) when count is 1, or m[r] itself when it is not finite. Rounding
-// out to float32 or float64 gives what logsumexp returns for statistics of the whole row.
-NORMEXP_API void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums, double* out);
+// log(count + rest), with log1p(rest) when count is 1, or m[r] itself when it is not finite. float_result:
+// out will be rounded to float32, float16 or bfloat16, whose logsumexp forms the log to float32 accuracy
+// (an absolute error below 2^-37); false: to float64, with std::log. Rounding out to that type gives what
+// logsumexp returns for statistics of the whole row.
+NORMEXP_API void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums, double* out,
+                                      bool float_result = false);
 
 // Elementwise exp with the library's vector kernel (within 1 ULP for float32).
 template <class T>
