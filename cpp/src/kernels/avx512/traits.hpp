@@ -16,7 +16,8 @@
 //    rounding for every integral k, so overflow to +inf and gradual underflow come out correctly
 //    rounded in the one instruction, and lanes.hpp drops the out-of-range branch and its two-factor
 //    scaling (whose result, RN(p * 2^k) as well, is the same bits: the float32 exp stays bit-identical
-//    to the AVX2 one). max/min have the SSE/AVX2 semantics (second operand if either is NaN).
+//    to the AVX2 one); scalef_zero_if zero-masks it (a counting sum's counted lanes, in the one
+//    instruction). max/min have the SSE/AVX2 semantics (second operand if either is NaN).
 //  * No vrndscaleps/pd: exp's k = round(t log2e) comes from the shifter, fma(t, log2e, S) - S, which
 //    rounds the exact product once; vmulps + vrndscaleps is as many instructions but rounds the product
 //    first, so near a half-integer it can pick the other k (still a valid reduction, but different
@@ -135,6 +136,7 @@ struct V64 {
     static constexpr bool kScalef = true;
     static constexpr int kRegisters = 32;  // architectural vector registers (zmm0-31)
     static V scalef(V p, V k) { return _mm512_scalef_pd(p, k); }
+    static V scalef_zero_if(B m, V p, V k) { return _mm512_maskz_scalef_pd(_knot_mask8(m), p, k); }  // m ? +0 : scalef
     // Comparisons give bit masks: lanes.hpp counts their set bits with popcnt (-mpopcnt, part of x86-64-v4).
     static constexpr bool kBitMasks = true;
     using Count = std::uint64_t;
@@ -309,6 +311,7 @@ struct V32 {
     static constexpr bool kScalef = true;
     static constexpr int kRegisters = 32;  // architectural vector registers (zmm0-31)
     static V scalef(V p, V k) { return _mm512_scalef_ps(p, k); }
+    static V scalef_zero_if(B m, V p, V k) { return _mm512_maskz_scalef_ps(_knot_mask16(m), p, k); }  // m ? +0 : scalef
     static constexpr bool kBitMasks = true;  // as V64's
     using Count = std::uint64_t;
     static unsigned popcount(B m) { return static_cast<unsigned>(_mm_popcnt_u32(m)); }

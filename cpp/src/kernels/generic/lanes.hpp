@@ -181,10 +181,13 @@ struct lanes : P {
     // Lift: 2^kLift exp(t + tl) (exp_constants.hpp: the terms of a counting sum), every coefficient times
     // 2^kLift, so p and each Horner step are exactly 2^kLift times the plain ones: the same bits, scaled,
     // wherever the plain result is normal, and 24 (53) bits where it would be subnormal.
+    // Zero: the lanes of z are +0 (a counting sum's counted entries): with P::kScalef the scaling's own
+    // zero-mask (vscalefps {z}: one operation fewer per vector than a masked move after it), else a masked
+    // move; the other lanes are the same bits.
     static constexpr T kLift = T(f32 ? kLiftScaleF : kLiftScaleD);
     static constexpr double kUnlift = 1 / (f32 ? kLiftScaleF : kLiftScaleD);  // scales a lifted sum back, exactly
-    template <bool FullRange, bool HasLo = true, bool Lift = false>
-    NX_INLINE static V exp_core(V t, V tl) {
+    template <bool FullRange, bool HasLo = true, bool Lift = false, bool Zero = false>
+    NX_INLINE static V exp_core(V t, V tl, B z = B()) {
         constexpr T L = Lift ? kLift : T(1);
         if constexpr (f32) {
             // kb = 1.5*2^23 + 127 + k: its low mantissa bits are the biased exponent of 2^k.
@@ -198,7 +201,7 @@ struct lanes : P {
             q = P::fmadd(q, r, P::set1(kC3F * L));
             q = P::fmadd(q, r, P::set1(kC2F * L));
             q = P::fmadd(q, r, P::set1(L));
-            return times_pow2<FullRange>(P::fmadd(q, r, P::set1(L)), k, kb, t);
+            return times_pow2<FullRange, Zero>(P::fmadd(q, r, P::set1(L)), k, kb, t, z);
         } else {
             const V ks = P::fmadd(t, P::set1(kLog2eD), P::set1(kShifterD));  // k in the low mantissa bits
             const V k = P::sub(ks, P::set1(kShifterD));
@@ -208,23 +211,28 @@ struct lanes : P {
             if constexpr (HasLo) r = P::add(r, tl);
             V p = P::set1(kInvFact[13] * L);
             for (int i = 12; i >= 0; --i) p = P::fmadd(p, r, P::set1(kInvFact[i] * L));
-            if constexpr (P::kScalef) return P::scalef(p, k);  // k in [-1132, 1024]: one rounding
+            if constexpr (P::kScalef) {  // k in [-1132, 1024]: one rounding
+                if constexpr (Zero) return P::scalef_zero_if(z, p, k); else return P::scalef(p, k);
+            }
             B outside = P::lt(t, P::set1(kNormalMinArgD));
             if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(709.0)));
-            if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2(ki));
-            return scale_split(p, ki);
+            const V e = NX_LIKELY(!P::any(outside)) ? P::mul(p, P::pow2(ki)) : scale_split(p, ki);
+            if constexpr (Zero) return P::zero_if(z, e); else return e;
         }
     }
     // float32 p * 2^k, rounded once, for kb = 1.5*2^23 + 127 + k (exp_core's shifter) and the argument t:
     // vscalefps (k in [-150, 128]), or the normal-range product with the two-factor slow path below
     // kNormalMinArg (and, FullRange, above 88).
-    template <bool FullRange = false>
-    NX_INLINE static V times_pow2(V p, V k, V kb, V t) {
-        if constexpr (P::kScalef) return P::scalef(p, k);
+    template <bool FullRange = false, bool Zero = false>
+    NX_INLINE static V times_pow2(V p, V k, V kb, V t, B z = B()) {
+        if constexpr (P::kScalef) {
+            if constexpr (Zero) return P::scalef_zero_if(z, p, k); else return P::scalef(p, k);
+        }
         B outside = P::lt(t, P::set1(kNormalMinArgF));
         if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(88.0f)));
-        if (NX_LIKELY(!P::any(outside))) return P::mul(p, P::pow2_biased(kb));
-        return scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+        const V e = NX_LIKELY(!P::any(outside)) ? P::mul(p, P::pow2_biased(kb))
+                                                : scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+        if constexpr (Zero) return P::zero_if(z, e); else return e;
     }
     // exp(t) for float32 t in [kMinArg, 0] (or NaN) by the one-constant reduction r = t - k kLn2F and
     // p = 1 + r q(r) with q from poly(r): the 16-bit exp and accuracy::fast's (exp_constants.hpp).
@@ -347,11 +355,12 @@ struct lanes : P {
     // the argument d + lo is exact, and d below kMinArg is raised to it (exp rounds to +0 there). <= 1 ULP.
     // Lift: 2^kLift exp(x - m) (exp_core).
     // arg<F, false>::exp_of below is this with one row's constants.
-    template <bool Lift = false>
-    NX_INLINE static V exp_minus(V x, V negm, V xlow) {
+    // Zero: the lanes of z are +0 (exp_core).
+    template <bool Lift = false, bool Zero = false>
+    NX_INLINE static V exp_minus(V x, V negm, V xlow, B z = B()) {
         x = P::max(xlow, x);
         const V d = P::add(x, negm);
-        return exp_core<false, true, Lift>(P::max(P::set1(kMinArg), d), minus_lo(x, negm, d));
+        return exp_core<false, true, Lift, Zero>(P::max(P::set1(kMinArg), d), minus_lo(x, negm, d), z);
     }
 
     // Counts of entries equal to the maximum: per lane in integer lanes (a true mask is -1), or, where a
@@ -476,10 +485,12 @@ struct arg {
     arg(T m, scale2<T> beta)
         : nm(F::set1(-m)), bh(F::set1(beta.hi)), bl(F::set1(beta.lo)), tmin(F::set1(F::kMinArg)),
           xmin(F::set1(F::clamp_below(m))) {}
-    // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)).
-    NX_INLINE V exp_of(V x, V negm, V xlow) const {
+    // exp(beta (x - m)) for a vector x and -m (per row, or per column with xlow = clamp_below(m)); Zero: +0
+    // in the lanes of z (exp_zero_if below).
+    template <bool Zero = false>
+    NX_INLINE V exp_of(V x, V negm, V xlow, typename F::B z = typename F::B()) const {
         if constexpr (!Scaled) {
-            return F::template exp_minus<Lift>(x, negm, xlow);
+            return F::template exp_minus<Lift, Zero>(x, negm, xlow, z);
         } else {
             // x - m = d + lo exactly (F::minus_lo), then beta * (d + lo) as hi + lo (TwoProduct by FMA:
             // fmsub(d, bh, hi) is the exact error of the product); products can overflow for extreme
@@ -489,10 +500,13 @@ struct arg {
             const V hi = F::mul(d, bh);
             V lo = F::fmadd(F::minus_lo(x, negm, d), bh, F::fmadd(d, bl, F::fmsub(d, bh, hi)));
             lo = F::zero_unless(F::ge(hi, tmin), lo);
-            return F::template exp_core<false, true, Lift>(F::max(tmin, hi), lo);
+            return F::template exp_core<false, true, Lift, Zero>(F::max(tmin, hi), lo, z);
         }
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, xmin); }
+    // exp_of with the lanes of z at +0: a counting sum's terms, z the entries equal to the maximum.
+    NX_INLINE V exp_zero_if(typename F::B z, V x, V negm, V xlow) const { return exp_of<true>(x, negm, xlow, z); }
+    NX_INLINE V exp_zero_if(typename F::B z, V x) const { return exp_of<true>(x, nm, xmin, z); }
 };
 
 // The shifted argument of accuracy::fast (kernel_table.hpp): t = fl(fl(x - m) * beta.hi), rounded as the
@@ -523,6 +537,13 @@ struct fast_arg {
         else return F::exp_core_fast(t);
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, nm); }
+    // exp_of with the lanes of z at +0 (arg::exp_zero_if).
+    NX_INLINE V exp_zero_if(typename F::B z, V x, V negm, V) const {
+        if constexpr (E == exp_kind::lifted)
+            return F::template exp_core<false, false, true, true>(F::max(tmin, t_of(x, negm)), F::zero(), z);
+        else return F::zero_if(z, exp_of(x, negm, negm));
+    }
+    NX_INLINE V exp_zero_if(typename F::B z, V x) const { return exp_zero_if(z, x, nm, nm); }
 };
 
 // The argument of each mode: Fast selects fast_arg (accuracy::fast), else the exact arg.

@@ -191,13 +191,13 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
             const V v = F::template load_as<S>(xb + i);
             const typename F::B e = F::eq(v, mv);
             cnt = F::count_add(cnt, e);
-            return F::zero_if(e, a.exp_of(v));
+            return a.exp_zero_if(e, v);
         };
         auto tail = [&](std::size_t i, typename F::M mk) {
             const V v = load_s_tail<F>(xb + i, mk, len - i);
             const typename F::B e = F::mand(F::eq(v, mv), F::mask_v(mk));
             cnt = F::count_add(cnt, e);
-            return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v)));
+            return F::zero_unless(F::mask_v(mk), a.exp_zero_if(e, v));
         };
         // The terms are lifted (count_arg): scaled back, or to kSumLift's scale.
         rest += blocked_sum<F>(len, full, tail, side) * (Lifted ? kSumLift * F::kUnlift : F::kUnlift);
@@ -948,13 +948,13 @@ struct group_sum_pass {
                 const V v = F::load(xk + i);
                 const typename F::B e = F::eq(v, mv);
                 cnt = F::count_add(cnt, e);
-                return F::zero_if(e, a.exp_of(v, negm, xlow));
+                return a.exp_zero_if(e, v, negm, xlow);
             };
             auto tail = [&](std::size_t i, typename F::M mk) {
                 const V v = F::load_tail(xk + i, mk);
                 const typename F::B e = F::mand(F::eq(v, mv), F::mask_v(mk));
                 cnt = F::count_add(cnt, e);
-                return F::zero_unless(F::mask_v(mk), F::zero_if(e, a.exp_of(v, negm, xlow)));
+                return F::zero_unless(F::mask_v(mk), a.exp_zero_if(e, v, negm, xlow));
             };
             const auto acc = blocked_acc<F>(n, full, tail, side);
             count = F::count_total(cnt);
@@ -1519,7 +1519,7 @@ NX_INLINE typename F::V col_term(const A& a, typename F::V v, typename F::V mv, 
     if constexpr (Count) {
         const typename F::B e = F::eq(v, mv);
         c = F::add(c, F::zero_unless(e, F::set1(1)));
-        return F::zero_if(e, a.exp_of(v, negm, xlow));
+        return a.exp_zero_if(e, v, negm, xlow);
     } else {
         return a.exp_of(v, negm, xlow);
     }
