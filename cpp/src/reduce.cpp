@@ -162,10 +162,12 @@ stats merge_in_order(std::size_t n, const exp_scale& ex, Part part) {
     return s;
 }
 
-// log(count + rest) of a row's statistics for results in T (kernels/kernel_table.hpp: log_sum_out; float32
-// and the 16-bit types, which compute in float32, take log_sum_float).
+// log(count + rest) of a row's statistics for log_softmax's results in T, and logsumexp's m + log(count +
+// rest) (kernels/kernel_table.hpp: log_sum_out, lse_out; the 16-bit types compute in float32).
 template <class T>
 inline double log_sum(const stats& s) { return log_sum_out<T>(s.count, s.rest); }
+template <class T>
+inline double lse_of(const stats& s) { return lse_out<T>(s.m, s.count, s.rest); }
 
 using detail::split_beta;
 
@@ -349,7 +351,7 @@ void write_lse(const plan<S>& p, S* y, const stats& s) {
         p.parts[2 * (y - p.y0) + 1] = sp ? 0.0 : s.rest;
         return;
     }
-    *y = to_storage<S>(is_special(s) ? special_lse<double>(s) : s.m + log_sum<value_t<S>>(s));  // rounded once
+    *y = to_storage<S>(is_special(s) ? special_lse<double>(s) : lse_of<value_t<S>>(s));  // rounded once
 }
 
 // The outputs of len entries of a row (x, y) from the row's statistics: c is 1/sum (softmax) or log(sum)
@@ -1169,8 +1171,7 @@ void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums,
     if (m == nullptr || sums == nullptr || out == nullptr) throw error("normexp: null data pointer");
     for (std::size_t r = 0; r < rows; ++r) {  // write_lse's formula, in double
         const stats s = stats_from(m[r], sums + 2 * r);
-        const double c = float_result ? log_sum<float>(s) : log_sum<double>(s);
-        out[r] = is_special(s) ? special_lse<double>(s) : s.m + c;
+        out[r] = is_special(s) ? special_lse<double>(s) : float_result ? lse_of<float>(s) : lse_of<double>(s);
     }
 }
 

@@ -132,7 +132,8 @@ py::array_t<double> logsumexp_from_parts(const py::array& m, const py::array& su
 
 void bind_parts(py::module_& m) {
     m.def("merge_parts", &merge_parts, py::arg("m"), py::arg("sums"), py::arg("temperature") = 1.0);
-    m.def("logsumexp_from_parts", &logsumexp_from_parts, py::arg("m"), py::arg("sums"), py::arg("float_result") = false);
+    m.def("logsumexp_from_parts", &logsumexp_from_parts, py::arg("m"), py::arg("sums"),
+          py::arg("float_result").noconvert() = false);
     m.def("logsumexp_parts", &logsumexp_parts, py::arg("x"), py::arg("m"), py::arg("sums"), py::arg("axis"),
           py::arg("temperature") = 1.0, py::arg("isa") = "", py::arg("accuracy") = normexp::accuracy::high);
     m.def("normalize_with", &normalize_with, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("m"), py::arg("sums"),

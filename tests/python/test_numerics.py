@@ -108,6 +108,23 @@ def test_logsumexp_near_zero_on_adversarial_rows(isa):
         assert abs(got - ref) <= np.finfo(np.float32).eps, (got, ref)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_that_cancels_to_near_zero(isa, dtype):
+    """Rows of n equal entries a = -log(n) (and a's two neighbours), whose sum is exactly n: the result
+    a + log(n) is near 0 (1e-10 .. 1e-7) by cancellation, so the log's absolute error is what is left. It
+    must be libm's, about 2^-53 log(n), not a float32-accurate log's (3013 ULP of -2.8e-10 at n = 298)."""
+    ld = np.longdouble
+    for n in list(range(2, 400)) + [997, 1000, 4096, 65537]:
+        a0 = dtype(-np.log(n))
+        for a in (np.nextafter(a0, dtype(-1)), a0, np.nextafter(a0, dtype(0))):
+            x = np.full((3, n), a, dtype)
+            got = normexp.logsumexp(x, axis=-1)
+            ref = ld(a) + np.log(ld(n))  # exact to 2^-64 log(n) (x87 long double)
+            tol = 0.5 * float(np.spacing(dtype(abs(ref)))) + 4 * 2.0**-53 * np.log(n)
+            err = np.abs(got.astype(ld) - ref)
+            assert np.all(err <= tol), (n, float(a), got[0], float(ref), float(err.max() / np.spacing(dtype(abs(ref)))))
+
+
 @pytest.mark.parametrize("scale,offset", [(1, 0), (30, 0), (3, 1e4), (200, -50), (1e-3, 1e3)])
 @pytest.mark.parametrize("op", OPS)
 def test_magnitudes_float32(isa, op, scale, offset):

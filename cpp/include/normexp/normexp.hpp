@@ -133,8 +133,9 @@ NORMEXP_API void merge_parts(std::size_t parts, std::size_t rows, const double* 
 // logsumexp of `rows` rows from their statistics (computed with temperature 1): out[r] = m[r] +
 // log(count + rest), with log1p(rest) when count is 1, or m[r] itself when it is not finite. float_result:
 // out will be rounded to float32, float16 or bfloat16, whose logsumexp forms the log to float32 accuracy
-// (an absolute error below 2^-37); false: to float64, with std::log. Rounding out to that type gives what
-// logsumexp returns for statistics of the whole row.
+// (relative error below 2^-30) unless m cancels it (a result below a quarter of the log: std::log there);
+// false: to float64, with std::log. Rounding out to that type gives what logsumexp returns for statistics of
+// the whole row.
 NORMEXP_API void logsumexp_from_parts(std::size_t rows, const double* m, const double* sums, double* out,
                                       bool float_result = false);
 

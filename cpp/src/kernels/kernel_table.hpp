@@ -129,14 +129,26 @@ inline double log_sum_float(double count, double rest) {
     return (k * kLn2 + lg) + p;
 }
 
-// c = log(count + rest) for log_softmax's and logsumexp's outputs in T: log_sum_float for every float32 output
-// (log_softmax y = t - c, whose terms never cancel, t <= 0 <= c: the relative error, at most 2^-30, is 2^-6 of
-// a float32 ULP of y; logsumexp m + c: an absolute error below 2^-37, against the float32 sum's own 2^-24 and
-// more), log_sum for float64. The drivers and the kernels form c with it, so a row's c does not depend on which
-// of them ran it. (In place of std::log, float32 logsumexp of 16384 rows of 32 entries took 0.85x the time.)
+// c = log(count + rest) for log_softmax's output in T: log_sum_float for every float32 output (its relative
+// error, at most 2^-30, is 2^-6 of a float32 ULP of y = t - c, whose terms never cancel: t <= 0 <= c), log_sum
+// for float64. The drivers and the kernels form c with it, so a row's c does not depend on which of them ran it.
 template <class T>
 inline double log_sum_out(double count, double rest) {
     if constexpr (sizeof(T) == 4) return log_sum_float(count, rest); else return log_sum(count, rest);
+}
+// logsumexp's m + log(count + rest), in double, for a result rounded to T. float32 and the 16-bit types take
+// log_sum_float's c (a call of std::log took a sixth of the time of 16384 rows of 32 float32 entries) unless m
+// cancels it: c's error, at most 2^-30 c, is 2^-28 of y = m + c where |y| >= c / 4, but where the result is
+// near 0 by cancellation (a row of n equal entries -log(n): y ~ 1e-10) it was thousands of ULP of y, so there
+// log_sum (std::log), as for float64. Statistics outside log_sum_float's domain (rest < 0: not from the
+// kernels) take log_sum too.
+template <class T>
+inline double lse_out(double m, double count, double rest) {
+    if constexpr (sizeof(T) == 4) {
+        const double y = m + log_sum_float(count, rest);
+        if (rest >= 0 && std::fabs(y) >= 0.25 * (y - m)) return y;
+    }
+    return m + log_sum(count, rest);
 }
 // log_softmax's float32 output at unit temperature, both modes: y = fl(fl(x - m) - fl(c)), two float operations
 // per entry, the peers' arithmetic. (Rounding x - m - c once from double took four conversions and two double
