@@ -254,6 +254,11 @@ def test_native_merge_parts_of_special_pieces():
     big_m, merged = core.merge_parts(np.empty((0, 3)), np.empty((0, 3, 2)))
     np.testing.assert_array_equal(big_m, [-inf] * 3)
     np.testing.assert_array_equal(core.logsumexp_from_parts(big_m, merged), [-inf] * 3)
+    # Sums below 1 (never the kernels': their maximum's term is 1) take std::log with float_result too.
+    m0, odd = np.zeros(4), np.array([[1, -0.5], [1, -0.999], [0, 1 - 1e-9], [0, 0.75]])
+    np.testing.assert_array_equal(core.logsumexp_from_parts(m0, odd, True), core.logsumexp_from_parts(m0, odd))
+    with pytest.raises(TypeError):
+        core.logsumexp_from_parts(m0, odd, 1)
     with pytest.raises(ValueError, match="C-contiguous float64"):
         core.merge_parts(pm.astype(np.float32), ps)
     with pytest.raises(ValueError, match="temperature"):

@@ -140,13 +140,13 @@ inline double log_sum_out(double count, double rest) {
 // log_sum_float's c (a call of std::log took a sixth of the time of 16384 rows of 32 float32 entries) unless m
 // cancels it: c's error, at most 2^-30 c, is 2^-28 of y = m + c where |y| >= c / 4, but where the result is
 // near 0 by cancellation (a row of n equal entries -log(n): y ~ 1e-10) it was thousands of ULP of y, so there
-// log_sum (std::log), as for float64. Statistics outside log_sum_float's domain (rest < 0: not from the
-// kernels) take log_sum too.
+// log_sum (std::log), as for float64. Statistics outside log_sum_float's domain (a sum below 1: never the
+// kernels', whose maximum's term is 1) take log_sum too.
 template <class T>
 inline double lse_out(double m, double count, double rest) {
     if constexpr (sizeof(T) == 4) {
         const double y = m + log_sum_float(count, rest);
-        if (rest >= 0 && std::fabs(y) >= 0.25 * (y - m)) return y;
+        if (count + rest >= 1 && std::fabs(y) >= 0.25 * (y - m)) return y;
     }
     return m + log_sum(count, rest);
 }
