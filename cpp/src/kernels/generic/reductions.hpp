@@ -808,13 +808,13 @@ NX_INLINE void prefetch_row(const T* p, std::size_t n) {
     for (std::size_t b = 0; b < n * sizeof(T); b += 64) NX_PREFETCH(c + b);
 }
 
-// Software prefetch: phase A reads row r + G during row r's exp pass, and where the rows come from L3 (the
-// bench's in-cache cases rotate four arrays, 16 MiB for 4096 rows of 128 float32 entries) those demand loads
-// stalled the pass. So each row's pass first prefetches row r + 2G, and the log_softmax groups also the
-// outputs of row r, which the next group's pass writes (phase C). One thread, AVX-512, four arrays in turn:
+// Software prefetch: phase A reads row r + G during row r's exp pass, and where the rows come from L3 (four
+// arrays of 4096 rows of 128 float32 entries taken in turn, 16 MiB) those demand loads stalled the pass. So
+// each row's pass first prefetches row r + 2G, and the log_softmax groups also the outputs of row r, which
+// the next group's pass writes (phase C). One thread, AVX-512, four arrays in turn:
 // 4096 x 128 log_softmax 0.88-0.92x the time (0.93-0.96x with the inputs alone), softmax 0.90-0.96x,
 // logsumexp 0.96x (fast 0.91x); 16384 x 32 log_softmax 0.90x, softmax 1.0x; AVX2 log_softmax 0.94x; rows
-// in L2 (512 x 128, 2048 x 32) unchanged. Prefetching softmax's outputs too (its pass stores them) took
+// in L2 (512 x 128, 2048 x 32) and one hot 4096 x 128 array (the bench's in-cache case) unchanged. Prefetching softmax's outputs too (its pass stores them) took
 // 1.06x the time at 16384 x 32. (rows_pipeline gains nothing from it: x and y prefetched 8 rows ahead left
 // the fast 4096 x 128 unchanged and took 1.13x the time at 2048 x 256 from L3, 1.32x at 256 x 1024 in L2.)
 template <class F, class Pass, class Seal, class Emit>
