@@ -145,8 +145,8 @@ inline double log_sum_out(double count, double rest) {
 template <class T>
 inline double lse_out(double m, double count, double rest) {
     if constexpr (sizeof(T) == 4) {
-        const double y = m + log_sum_float(count, rest);
-        if (count + rest >= 1 && std::fabs(y) >= 0.25 * (y - m)) return y;
+        const double c = log_sum_float(count, rest), y = m + c;
+        if (count + rest >= 1 && std::fabs(y) >= 0.25 * c) return y;
     }
     return m + log_sum(count, rest);
 }

@@ -211,13 +211,10 @@ struct lanes : P {
             if constexpr (HasLo) r = P::add(r, tl);
             V p = P::set1(kInvFact[13] * L);
             for (int i = 12; i >= 0; --i) p = P::fmadd(p, r, P::set1(kInvFact[i] * L));
-            if constexpr (P::kScalef) {  // k in [-1132, 1024]: one rounding
-                if constexpr (Zero) return P::scalef_zero_if(z, p, k); else return P::scalef(p, k);
-            }
+            if constexpr (P::kScalef) return scaled<Zero>(p, k, z);  // k in [-1132, 1024]: one rounding
             B outside = P::lt(t, P::set1(kNormalMinArgD));
             if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(709.0)));
-            const V e = NX_LIKELY(!P::any(outside)) ? P::mul(p, P::pow2(ki)) : scale_split(p, ki);
-            if constexpr (Zero) return P::zero_if(z, e); else return e;
+            return scaled<Zero>(NX_LIKELY(!P::any(outside)) ? P::mul(p, P::pow2(ki)) : scale_split(p, ki), z);
         }
     }
     // float32 p * 2^k, rounded once, for kb = 1.5*2^23 + 127 + k (exp_core's shifter) and the argument t:
@@ -225,13 +222,21 @@ struct lanes : P {
     // kNormalMinArg (and, FullRange, above 88).
     template <bool FullRange = false, bool Zero = false>
     NX_INLINE static V times_pow2(V p, V k, V kb, V t, B z = B()) {
-        if constexpr (P::kScalef) {
-            if constexpr (Zero) return P::scalef_zero_if(z, p, k); else return P::scalef(p, k);
-        }
+        if constexpr (P::kScalef) return scaled<Zero>(p, k, z);
         B outside = P::lt(t, P::set1(kNormalMinArgF));
         if (FullRange) outside = P::mor(outside, P::gt(t, P::set1(88.0f)));
         const V e = NX_LIKELY(!P::any(outside)) ? P::mul(p, P::pow2_biased(kb))
                                                 : scale_split(p, P::int_of_shifted(kb, P::set1(kShifterBiasedF)));
+        return scaled<Zero>(e, z);
+    }
+    // exp_core's last step, Zero: RN(p * 2^k) by vscalef (with its zero-mask), or an exp scaled already (with a
+    // masked move); +0 in the lanes of z.
+    template <bool Zero>
+    NX_INLINE static V scaled(V p, V k, B z) {
+        if constexpr (Zero) return P::scalef_zero_if(z, p, k); else return P::scalef(p, k);
+    }
+    template <bool Zero>
+    NX_INLINE static V scaled(V e, B z) {
         if constexpr (Zero) return P::zero_if(z, e); else return e;
     }
     // exp(t) for float32 t in [kMinArg, 0] (or NaN) by the one-constant reduction r = t - k kLn2F and
