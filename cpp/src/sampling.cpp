@@ -803,6 +803,32 @@ row_view<T> changed_row(const T* x, const T* bias, std::size_t n, const std::int
     return row_view<T>{x, n, s.patch_ids.data(), s.patch_vals.data(), np};
 }
 
+// A float32 row whose finite scores span more than float32's range: x - m overflows to -inf for its lowest
+// entries, whose weight row_sample_weights then makes 0. Under 1/temperature from kWideSpanBeta up that is
+// right (beta (x - m) < -2^8: the weight flushes to 0 anyway); below it (temperatures above about 1.3e36) such
+// an entry can have a weight of any size, so the row is sampled as its float64 values would be, where x - m is
+// exact enough and beta (x - m) rounds once to float32 (sample_args). True for such a row when it holds
+// finite entries m and mn with m - mn = inf in float32 (NaN and infinite entries aside: sample_row reports or
+// zeroes those as before).
+constexpr float kWideSpanBeta = 0x1p-120f;
+bool spans_beyond_float(const row_view<float>& x) {
+    float m = -kInf<float>, mn = kInf<float>;
+    x.pieces(0, x.n, [&](const float* p, std::size_t, std::size_t len) {
+        for (std::size_t i = 0; i < len; ++i)
+            if (std::fabs(p[i]) <= std::numeric_limits<float>::max()) m = std::max(m, p[i]), mn = std::min(mn, p[i]);
+    });
+    return m - mn == kInf<float>;
+}
+row_status sample_wide_row(const kernel_table& kt, const row_view<float>& x, std::size_t n, const sample_plan& p,
+                           double temperature, double u, std::int64_t& token, double& logprob, int nt) {
+    std::vector<double> row(n);
+    x.pieces(0, n, [&](const float* q, std::size_t off, std::size_t len) { std::copy(q, q + len, row.begin() + std::ptrdiff_t(off)); });
+    sample_scratch<double> s;
+    prepare_scratch(s, p, n, nt);
+    return sample_row(kernels_of<double>(kt), kt.f32, row_view<double>{row.data(), n}, n, p, 1.0 / temperature, u, token,
+                      logprob, s, nt);
+}
+
 }  // namespace
 
 template <class T>
@@ -849,8 +875,16 @@ void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stri
             changed = kChanged;
         }
         double lp = 0;
-        const row_status st = sample_row(k, kt.f32, view, n, plans[pr], betas[pr], uniforms ? uniforms[r] : 0.0,
-                                         tokens[r], lp, s, nt);
+        const double u = uniforms ? uniforms[r] : 0.0;
+        row_status st;
+        if constexpr (std::is_same_v<T, float>) {
+            if (!plans[pr].greedy && betas[pr] < kWideSpanBeta && spans_beyond_float(view))
+                st = sample_wide_row(kt, view, n, plans[pr], q.temperature, u, tokens[r], lp, nt);
+            else
+                st = sample_row(k, kt.f32, view, n, plans[pr], betas[pr], u, tokens[r], lp, s, nt);
+        } else {
+            st = sample_row(k, kt.f32, view, n, plans[pr], betas[pr], u, tokens[r], lp, s, nt);
+        }
         status[r] = st == kOk || st == kBadUniform ? std::uint8_t(st) : std::uint8_t(st | changed);
         if (logprobs) logprobs[r] = lp;
     };

@@ -222,6 +222,42 @@ def test_same_tokens_on_every_isa_and_thread_count(kw, dtype):
         np.testing.assert_array_equal(r, results[0])
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(top_k=3), dict(top_k=300), dict(top_p=0.999), dict(min_p=1e-4),
+                                dict(logit_bias={1: 0.0}), dict(presence_penalty=1.0)])
+def test_float32_rows_whose_span_overflows_under_a_huge_temperature(kw, each_isa):
+    """Finite float32 logits spanning more than float32's range (x - max overflows to -inf for the lowest)
+    under a temperature so large that those entries keep a weight (here exp(-6)): sampled as their float64
+    values are, token for token and logprob for logprob, instead of with those weights zeroed (the old
+    result: token 1 never drawn). Rows below the threshold temperature keep the float32 path."""
+    kw = dict(kw)
+    if "logit_bias" in kw:
+        kw["logit_bias"] = np.zeros(5, np.float32)
+    if "presence_penalty" in kw:
+        kw["prev_tokens"] = np.full((4000, 1), 4)
+    row = np.array([3e38, -3e38, 0.0, 1e38, -1e38], np.float32)
+    x32 = np.broadcast_to(row, (4000, 5))
+    x64 = x32.astype(np.float64)
+    for threads in (1, 2):
+        old = normexp.get_num_threads()
+        normexp.set_num_threads(threads)
+        try:
+            t32, lp32 = normexp.sample(x32, temperature=1e38, rng=5, return_logprobs=True, **kw)
+            t64, lp64 = normexp.sample(x64, temperature=1e38, rng=5, return_logprobs=True, **kw)
+        finally:
+            normexp.set_num_threads(0 if old >= 1 else old)
+        np.testing.assert_array_equal(t32, t64)
+        np.testing.assert_array_equal(lp32, lp64.astype(np.float32))  # logprobs come in the logits dtype
+    if "top_k" not in kw or kw["top_k"] > 3:
+        p1 = math.exp(-6) / (1 + math.exp(-6) + math.exp(-3) + math.exp(-2) + math.exp(-4))
+        assert 0 < (t32 == 1).sum() < 4000 * p1 * 3  # expected ~9 of 4000
+    # One row of the batch per temperature (per-row temperatures), the rest below the threshold.
+    temps = np.where(np.arange(4000) % 2 == 0, 1e38, 1.0)
+    a = normexp.sample(x32, temperature=temps, rng=6)
+    b = normexp.sample(x64, temperature=temps, rng=6)
+    np.testing.assert_array_equal(a[::2], b[::2])
+    assert (a[1::2] == 0).all()  # temperature 1: the maximum by e^(1e38) to 1
+
+
 def test_top_k_at_or_above_vocab_keeps_everything():
     x = logits_row(9, v=30)
     base = normexp.sample(np.broadcast_to(x, (500, 30)), rng=4)
