@@ -515,8 +515,9 @@ inline T band_limit(std::ptrdiff_t v) {
 // with 2^k built in the exponent field from k's integer (the bit difference ks - S), for which t is first
 // clamped at kNormalMinArg so that 2^k stays normal. Both are the same exact product wherever t >=
 // kNormalMinArg, and every other lane is zeroed: the same bits either way (vscalefps saves the clamp and the
-// two integer operations, 3 of the plain step's 20 per vector). float64: exp_core itself with tl = 0 (its
-// subnormal branch is never taken for t >= kNormalMinArg).
+// two integer operations, 3 of the plain step's 20 per vector, and its zero-mask the masked move that zeroes
+// the lanes below: float32 prefill of 8 heads x 1024 x 64, one Xeon core, 0.98x the time). float64: exp_core
+// itself with tl = 0 (its subnormal branch is never taken for t >= kNormalMinArg).
 template <class F>
 NX_INLINE typename F::V exp_normal_or_zero(typename F::V t) {
     using V = typename F::V;
@@ -529,7 +530,7 @@ NX_INLINE typename F::V exp_normal_or_zero(typename F::V t) {
         const V k = F::sub(ks, shifter);
         V r = F::fnmadd(k, F::set1(kLn2HiF), t);
         r = F::fnmadd(k, F::set1(kLn2LoF), r);
-        if constexpr (F::kScalef) return F::zero_if(below, F::scalef(F::poly_split(r), k));
+        if constexpr (F::kScalef) return F::scalef_zero_if(below, F::poly_split(r), k);
         else return F::zero_if(below, F::mul(F::poly_split(r), F::pow2(F::int_of_shifted(ks, shifter))));
     } else {
         return F::zero_if(below, F::template exp_core<false>(F::max(tnorm, t), F::zero()));
