@@ -228,7 +228,7 @@ def test_float32_rows_whose_span_overflows_under_a_huge_temperature(kw, each_isa
     """Finite float32 logits spanning more than float32's range (x - max overflows to -inf for the lowest)
     under a temperature so large that those entries keep a weight (here exp(-6)): sampled as their float64
     values are, token for token and logprob for logprob, instead of with those weights zeroed (the old
-    result: token 1 never drawn). Rows below the threshold temperature keep the float32 path."""
+    result: token 1 never drawn)."""
     kw = dict(kw)
     if "logit_bias" in kw:
         kw["logit_bias"] = np.zeros(5, np.float32)
@@ -250,7 +250,7 @@ def test_float32_rows_whose_span_overflows_under_a_huge_temperature(kw, each_isa
     if "top_k" not in kw or kw["top_k"] > 3:
         p1 = math.exp(-6) / (1 + math.exp(-6) + math.exp(-3) + math.exp(-2) + math.exp(-4))
         assert 0 < (t32 == 1).sum() < 4000 * p1 * 3  # expected ~9 of 4000
-    # One row of the batch per temperature (per-row temperatures), the rest below the threshold.
+    # Per-row temperatures: the even rows at 1e38 (sampled as float64), the odd ones at 1.
     temps = np.where(np.arange(4000) % 2 == 0, 1e38, 1.0)
     a = normexp.sample(x32, temperature=temps, rng=6)
     b = normexp.sample(x64, temperature=temps, rng=6)
