@@ -809,20 +809,27 @@ row_view<T> changed_row(const T* x, const T* bias, std::size_t n, const std::int
 // an entry can have a weight of any size, so the row is sampled as its float64 values would be, where x - m is
 // exact enough and beta (x - m) rounds once to float32 (sample_args). True for such a row when it holds
 // finite entries m and mn with m - mn = inf in float32 (NaN and infinite entries aside: sample_row reports or
-// zeroes those as before).
+// zeroes those as before). Never for float64 rows.
 constexpr float kWideSpanBeta = 0x1p-120f;
-bool spans_beyond_float(const row_view<float>& x) {
-    float m = -kInf<float>, mn = kInf<float>;
-    x.pieces(0, x.n, [&](const float* p, std::size_t, std::size_t len) {
-        for (std::size_t i = 0; i < len; ++i)
-            if (std::fabs(p[i]) <= std::numeric_limits<float>::max()) m = std::max(m, p[i]), mn = std::min(mn, p[i]);
-    });
-    return m - mn == kInf<float>;
+template <class T>
+bool spans_beyond_float(const row_view<T>& x) {
+    if constexpr (!std::is_same_v<T, float>) {
+        (void)x;
+        return false;
+    } else {
+        float m = -kInf<float>, mn = kInf<float>;
+        x.pieces(0, x.n, [&](const float* p, std::size_t, std::size_t len) {
+            for (std::size_t i = 0; i < len; ++i)
+                if (std::fabs(p[i]) <= std::numeric_limits<float>::max()) m = std::max(m, p[i]), mn = std::min(mn, p[i]);
+        });
+        return m - mn == kInf<float>;
+    }
 }
-row_status sample_wide_row(const kernel_table& kt, const row_view<float>& x, std::size_t n, const sample_plan& p,
+template <class T>
+row_status sample_wide_row(const kernel_table& kt, const row_view<T>& x, std::size_t n, const sample_plan& p,
                            double temperature, double u, std::int64_t& token, double& logprob, int nt) {
     std::vector<double> row(n);
-    x.pieces(0, n, [&](const float* q, std::size_t off, std::size_t len) { std::copy(q, q + len, row.begin() + std::ptrdiff_t(off)); });
+    x.pieces(0, n, [&](const T* q, std::size_t off, std::size_t len) { std::copy(q, q + len, row.begin() + std::ptrdiff_t(off)); });
     sample_scratch<double> s;
     prepare_scratch(s, p, n, nt);
     return sample_row(kernels_of<double>(kt), kt.f32, row_view<double>{row.data(), n}, n, p, 1.0 / temperature, u, token,
@@ -876,15 +883,9 @@ void sample(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t row_stri
         }
         double lp = 0;
         const double u = uniforms ? uniforms[r] : 0.0;
-        row_status st;
-        if constexpr (std::is_same_v<T, float>) {
-            if (!plans[pr].greedy && betas[pr] < kWideSpanBeta && spans_beyond_float(view))
-                st = sample_wide_row(kt, view, n, plans[pr], q.temperature, u, tokens[r], lp, nt);
-            else
-                st = sample_row(k, kt.f32, view, n, plans[pr], betas[pr], u, tokens[r], lp, s, nt);
-        } else {
-            st = sample_row(k, kt.f32, view, n, plans[pr], betas[pr], u, tokens[r], lp, s, nt);
-        }
+        const bool wide = !plans[pr].greedy && betas[pr] < T(kWideSpanBeta) && spans_beyond_float(view);
+        const row_status st = wide ? sample_wide_row(kt, view, n, plans[pr], q.temperature, u, tokens[r], lp, nt)
+                                   : sample_row(k, kt.f32, view, n, plans[pr], betas[pr], u, tokens[r], lp, s, nt);
         status[r] = st == kOk || st == kBadUniform ? std::uint8_t(st) : std::uint8_t(st | changed);
         if (logprobs) logprobs[r] = lp;
     };
