@@ -1,7 +1,8 @@
 // Decode against a streaming read of the same bytes, interleaved in one process (x86-64 with AVX-512 only;
 // a measuring tool, not part of the library or its tests). Each repetition evicts the last-level cache with
-// a 256 MiB read, reads the K/V bytes with the same threads (each thread a contiguous share), evicts again
-// and runs one decode: the grouped decode of docs/benchmarks.md (32 query heads on 8 K/V heads of 128, 16k
+// a read of twice its reported size (at least 256 MiB; the Intel Xeon VM of docs/benchmarks.md reports 480
+// MiB), reads the K/V bytes with the same threads (each thread a contiguous share), evicts again and runs
+// one decode: the grouped decode of docs/benchmarks.md (32 query heads on 8 K/V heads of 128, 16k
 // or 32k keys; float32, bfloat16, float16) or the paged batch (16 sequences of 2k-16k keys, pages of 16 in
 // a random order, (page, slot, head, dim)). Prints best and median GB/s of both, their ratio, and the
 // process CPU time of each (a loaded machine's wall times hide how much of the decode is compute). The paged
@@ -18,9 +19,9 @@
 //
 // A/B of two builds: link one binary per build and alternate their runs.
 #include <immintrin.h>
-#include <omp.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -30,6 +31,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "normexp/normexp.hpp"
@@ -85,19 +87,29 @@ __attribute__((target("avx512f"))) static float read_part(const char* p, std::si
     return s;
 }
 
+// f(id, nt) on nt threads at once: the calling thread (id 0) and nt - 1 std::threads, joined. Not an OpenMP
+// region: libgomp's idle team threads spin for GOMP_SPINCOUNT (milliseconds here) after a region ends, and
+// that spin took a core from the decode timed right after it (docs/benchmarks.md, session 30: the bfloat16
+// decode of 16k keys at two threads 5.4 against 3.3 ms with OMP_WAIT_POLICY=passive).
+template <class F>
+static void on_threads(int nt, F&& f) {
+    std::vector<std::thread> team;
+    for (int id = 1; id < nt; ++id) team.emplace_back([&f, id, nt] { f(id, nt); });
+    f(0, nt);
+    for (auto& t : team) t.join();
+}
+
 volatile float sink_;
 static double stream_read(const std::vector<std::pair<const char*, std::size_t>>& bufs, int nt) {
     double t0 = now();
-#pragma omp parallel num_threads(nt)
-    {
-        int id = omp_get_thread_num(), n = omp_get_num_threads();
+    on_threads(nt, [&](int id, int n) {
         float s = 0;
         for (auto& b : bufs) {
-            std::size_t per = b.second / n / 256 * 256;
-            s += read_part(b.first + id * per, per);
+            std::size_t per = b.second / std::size_t(n) / 256 * 256;
+            s += read_part(b.first + std::size_t(id) * per, per);
         }
         sink_ = s;
-    }
+    });
     return now() - t0;
 }
 
@@ -137,9 +149,10 @@ static void report(const char* name, std::vector<double>& tr, std::vector<double
 }
 
 // The A/B itself: reps rounds of (evict, stream-read K and V with nt threads, evict, one decode call),
-// wall time of each into tr / td and CPU time into g_cpu_r / g_cpu_d. One 256 MiB eviction buffer for all.
+// wall time of each into tr / td and CPU time into g_cpu_r / g_cpu_d. One eviction buffer for all.
 static const std::vector<char>& flush_buffer() {
-    static const std::vector<char> flush(256 << 20, 1);
+    static const std::vector<char> flush(
+        std::max<std::size_t>(std::size_t(256) << 20, 2 * std::size_t(std::max(0L, sysconf(_SC_LEVEL3_CACHE_SIZE)))), 1);
     return flush;
 }
 
@@ -228,17 +241,16 @@ static void run_paged(const char* name, int nt, int reps) {
     const std::size_t page_bytes = P * Hk * D * sizeof(S);
     auto page_read = [&] {
         const double t0 = now();
-#pragma omp parallel num_threads(nt)
-        {
-            const std::size_t id = std::size_t(omp_get_thread_num()), n = std::size_t(omp_get_num_threads());
-            const std::size_t b = order.size() * id / n, e = order.size() * (id + 1) / n;
+        on_threads(nt, [&](int id, int n) {
+            const std::size_t b = order.size() * std::size_t(id) / std::size_t(n);
+            const std::size_t e = order.size() * std::size_t(id + 1) / std::size_t(n);
             float acc = 0;
             for (std::size_t i = b; i < e; ++i) {
                 acc += read_part(reinterpret_cast<const char*>(k.data()) + order[i] * page_bytes, page_bytes);
                 acc += read_part(reinterpret_cast<const char*>(v.data()) + order[i] * page_bytes, page_bytes);
             }
             sink_ = acc;
-        }
+        });
         return now() - t0;
     };
     std::vector<double> tr, td, tp;
