@@ -228,6 +228,19 @@ def test_cache_class_and_rotation():
     assert mid.cache_class(llc) == "out" and mid.rotation(llc) == 2
     big = Case("softmax", (1, 1 << 24))  # 128 MiB: already far past the cache
     assert big.rotation(llc) == 1
+    # A decode reads its KV cache from memory at every step: cold from a sixteenth of the LLC on, even where
+    # it fits the cache (4 MiB of K and V here: cycled through 16 copies); a prefill of that size, or a decode
+    # too small to rotate, hot.
+    decode = Case("attention", (1, 8, 1, 2048, 64))
+    assert decode.bytes >= llc // 16
+    assert decode.cache_class(llc) == "out" and decode.rotation(llc) == math.ceil(2 * llc / decode.bytes) > 1
+    paged = Case("paged_attention", (4, 8, 256, 512, 64), heads_kv=8, page=16)
+    assert llc // 16 <= paged.bytes <= llc // 2
+    assert paged.cache_class(llc) == "out" and paged.rotation(llc) > 1
+    prefill = Case("attention", (1, 8, 2048, 2048, 64))
+    assert prefill.cache_class(llc) == "in" and prefill.rotation(llc) == 1
+    tiny = Case("attention", (1, 2, 1, 9, 4))
+    assert tiny.cache_class(llc) == "in" and tiny.rotation(llc) == 1
 
 
 def test_inputs_are_deterministic_and_reference_is_right():

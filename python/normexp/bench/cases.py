@@ -274,8 +274,19 @@ class Case:
             return "read"
         return "fma" if self.shape[2] > 1 else "read"
 
+    @property
+    def is_decode(self) -> bool:
+        """Attention of one query row against its keys (paged attention's step included): a read of the KV
+        cache, which a model's other work (its weights) evicts between two steps."""
+        return self.is_paged or (self.is_attention and self.shape[2] == 1)
+
     def cache_class(self, llc_bytes: int) -> str:
-        """'in' when the working set fits in half the last-level cache, else 'out'."""
+        """'in' when the working set fits in half the last-level cache, else 'out'. A decode of at least a
+        sixteenth of the LLC is 'out' too: its KV cache comes from memory at every step of a model, and
+        timed hot in a large L3 it would read above the memory bandwidth it is measured against (smaller
+        ones stay hot: rotating them through 2x the LLC would take too many copies)."""
+        if self.is_decode and self.bytes >= llc_bytes // 16:
+            return "out"
         return "in" if self.bytes <= llc_bytes // 2 else "out"
 
     def rotation(self, llc_bytes: int) -> int:
