@@ -229,7 +229,7 @@ def test_cache_class_and_rotation():
     big = Case("softmax", (1, 1 << 24))  # 128 MiB: already far past the cache
     assert big.rotation(llc) == 1
     # A decode reads its KV cache from memory at every step: cold from a sixteenth of the LLC on, even where
-    # it fits the cache (4 MiB of K and V here: cycled through 16 copies); a prefill of that size, or a decode
+    # it fits the cache (8 MiB of K and V here: cycled through 8 copies); a prefill of 16 MiB, or a decode
     # too small to rotate, hot.
     decode = Case("attention", (1, 8, 1, 2048, 64))
     assert decode.bytes >= llc // 16

@@ -22,7 +22,8 @@ from .runner import Results
 LIMIT_NAMES = {"copy": "copy", "read": "read", "fma": "FMA"}
 LEGEND = (
     "Times are medians per call (±: interquartile range / median). cache: 'in' when input + output fit in "
-    "half the last-level cache (measured hot), 'out' otherwise and for attention decode of 1/16 of it or more (measured cold). '% limit': achieved GB/s over "
+    "half the last-level cache (measured hot), 'out' otherwise and for attention decode of 1/16 of it or "
+    "more (measured cold). '% limit': achieved GB/s over "
     "the 'limits' line's memory bandwidth (copy for softmax/log_softmax: the better of the regular and the "
     "non-temporal copy; read for logsumexp and attention decode, paged attention included: its GB/s is almost all "
     "K/V read) or GFLOP/s over its FMA peak (attention prefill); in-cache cases can exceed 100% of memory "
