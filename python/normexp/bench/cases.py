@@ -270,9 +270,7 @@ class Case:
         sharing them and is bandwidth-bound, prefill is FMA-bound."""
         if self.op in ("softmax", "log_softmax"):
             return "copy"
-        if self.op == "logsumexp" or self.is_paged:
-            return "read"
-        return "fma" if self.shape[2] > 1 else "read"
+        return "read" if self.op == "logsumexp" or self.is_decode else "fma"
 
     @property
     def is_decode(self) -> bool:
