@@ -528,6 +528,14 @@ void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrd
             p.k.rows_log_softmax(xb, xr, yb, yr, cnt, n, p.b2, m_limit, m);
         else
             p.k.rows_exp_sum(xb, xr, cnt, n, p.b2, m_limit, m, es);
+        // logsumexp's results first, in a loop of independent rows with lse_out inlined: write_lse's formula for
+        // a row the kernel did not skip (the skipped ones follow). Called row by row, write_lse and log_sum_float
+        // took a quarter of the time of 16384 rows of 32 float32 entries (one thread, AVX-512, Zen 4; 402 -> 370
+        // us with this loop and both inlined).
+        if (p.op == reduction::logsumexp && !p.parts)
+            for (std::size_t i = 0; i < cnt; ++i)
+                if (!rows_skip(m[i], m_limit))
+                    yb[std::ptrdiff_t(i) * yr] = to_storage<S>(lse_out<T>(m[i], es[i].count, es[i].rest));
         for (std::size_t i = 0; i < cnt; ++i) {
             const S* xi = xb + std::ptrdiff_t(i) * xr;
             S* yi = yb + std::ptrdiff_t(i) * yr;
@@ -535,7 +543,7 @@ void short_rows(const plan<S>& p, const S* x, std::ptrdiff_t xr, S* y, std::ptrd
                 do_row(p, xi, yi, n, 1, nullptr, nullptr);
                 continue;
             }
-            if (p.op != reduction::logsumexp) continue;
+            if (p.op != reduction::logsumexp || !p.parts) continue;
             stats s;  // segment_stats of a single chunk
             s.m = m[i], s.rest = es[i].rest, s.count = es[i].count;
             write_lse(p, yi, s);

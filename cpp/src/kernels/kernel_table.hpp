@@ -111,7 +111,7 @@ constexpr log_reduction kLogReduction = make_log_reduction();
 // log_sum. The sum is >= 1 where the drivers and kernels call this (the maximum's term is 1); outside the
 // normal range std::log answers. Plain IEEE operations, never contracted, and a table fixed at compile time:
 // every copy gives the same bits.
-inline double log_sum_float(double count, double rest) {
+NX_INLINE double log_sum_float(double count, double rest) {
     constexpr double kLn2 = 0x1.62e42fefa39efp-1, kThird = 0x1.5555555555555p-2;
     const double s = count + rest;
     if (!(s >= 0x1p-1022 && s <= 0x1.fffffffffffffp+1023)) return std::log(s);
@@ -143,7 +143,7 @@ inline double log_sum_out(double count, double rest) {
 // log_sum (std::log), as for float64. Statistics outside log_sum_float's domain (a sum below 1: never the
 // kernels', whose maximum's term is 1) take log_sum too.
 template <class T>
-inline double lse_out(double m, double count, double rest) {
+NX_INLINE double lse_out(double m, double count, double rest) {
     if constexpr (sizeof(T) == 4) {
         const double c = log_sum_float(count, rest), y = m + c;
         if (count + rest >= 1 && std::fabs(y) >= 0.25 * c) return y;
