@@ -63,7 +63,7 @@ constexpr std::size_t kDiagRowsMin = 24;    // row groups on the causal diagonal
 constexpr std::size_t kSplitTasks = 32;     // decode: split keys until there are about this many tasks
 constexpr std::size_t kSplitMinKeys = 512;  // decode: never split below this many keys per piece
 constexpr std::size_t kStreamPiece = 32;    // decode: keys per kernel call between prefetches (run_block)
-constexpr std::size_t kUnitChunkBytes = 16384;  // paged decode over all heads: bytes of K per chunk (run_block)
+constexpr std::size_t kUnitChunkBytes = 16384;  // paged decode over all heads: bytes of float32 K per chunk (run_block)
 static_assert(kStreamPiece % 4 == 0 && kBlockK % kStreamPiece == 0, "pieces of whole four-key groups");
 static_assert(kBlockK % kAttnKeyPanel == 0, "key blocks must be whole panels");
 
@@ -740,11 +740,14 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // head_dim apart, each in a 4 KiB page of its own, where the stream prefetcher does not follow (a plain
         // read in that order: 12 GB/s against 18 for whole chunks, one Zen 4 core); chunks of a whole large page
         // (128 slots: 512 KiB of float32 K) no longer fit L2 beside the next one. The chunk: whole four-key
-        // groups, at least one (16 decoding sequences of 2k-16k keys, 32 heads on 8, one thread: float32 read at
-        // 17.7 / 16.8 / 13.7 GB/s in chunks of 4 / 8 / 16 slots of 4 KiB, bfloat16 at 9.6 / 11.0 / 11.4 in
-        // chunks of 4 / 8 / 16 slots of 2 KiB, its pair kernels paying a fixed cost per call). The kernel calls
-        // are those of the unit-by-unit path cut at chunk ends (P V continues each chain with alpha = 1): the
-        // same bits.
+        // groups, at least one, of at most kUnitChunkBytes, or twice that for 16-bit K and V, whose kernels pay
+        // the same fixed cost per call for half the bytes (16 decoding sequences of 2k-16k keys, 32 heads on
+        // 8, pages of 16, one thread, an Intel Xeon: float32 read at 17.7 / 16.8 / 13.7 GB/s in chunks of 4 / 8
+        // / 16 slots of 4 KiB, bfloat16 at 9.6 / 11.0 / 11.4 in chunks of 4 / 8 / 16 slots of 2 KiB; on Zen 4,
+        // bench/decode_read_ab.cpp, bfloat16 in chunks of 8 / 16 slots 14.5-14.9 / 17.0-17.7 GB/s at one
+        // thread and 23.1-25.7 / 26.4-32.2 at two, float32 in chunks of 4 / 8 slots 16.6-17.1 / 16.3-16.8 and
+        // 25.9-27.0 / 26.5-28.0). The kernel calls are those of the unit-by-unit path cut at chunk ends (P V
+        // continues each chain with alpha = 1): the same bits.
         // How a band splits the rows (the unit-by-unit path below): grouped rows one at a time (the kernels'
         // band is relative to the row index; grouped rows all sit at query position 0), or row groups along a
         // causal diagonal that crosses this block; else all the rows in one step.
@@ -752,7 +755,8 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         const bool band_diagonal = !band_per_row && sc.band && sc.band_hi < kNoLimit && sc.band_hi + 1 < sp(keys);
         if (stream && U > 1 && !band_per_row && !band_diagonal && ldk > 0 && ldv > 0) {
             const std::size_t slot_bytes = static_cast<std::size_t>(ldk) * sizeof(S);
-            const std::size_t chunk = std::max<std::size_t>(4, kUnitChunkBytes / slot_bytes / 4 * 4);
+            const std::size_t chunk_max = sizeof(S) == 2 ? 2 * kUnitChunkBytes : kUnitChunkBytes;
+            const std::size_t chunk = std::max<std::size_t>(4, chunk_max / slot_bytes / 4 * 4);
             // A chunk of all heads: n slots from row (ld apart), U units of width each.
             auto chunk_bytes = [&](std::size_t n, std::ptrdiff_t ld, std::size_t width) {
                 return ((n - 1) * static_cast<std::size_t>(ld) + U * width) * sizeof(S);
