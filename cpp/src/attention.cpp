@@ -947,6 +947,53 @@ void finish_merged(const convert_kernels& cv, std::size_t pieces, Piece piece_at
     finish_row(cv, acc, mg.m, nan ? std::numeric_limits<double>::quiet_NaN() : mg.l, Dv, out, out_c, lse);
 }
 
+template <class T, class Q, class S>
+void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3, const S* k_pages,
+                const strides4& ks4, const S* v_pages, const strides4& vs4, const std::int32_t* table,
+                std::ptrdiff_t table_row, const std::int32_t* seq_lens, const std::int32_t* query_start, Q* out,
+                const strides3& os3, const paged_attention_options<T>& po);
+
+// A decode (one query row) on a cache whose key/value heads are adjacent at each key, (batch, len, heads, dim)
+// as servers keep it: run by paged_impl as a pool of one page per batch entry, whose chunked decode over all
+// heads (run_block, plan::units) reads each key's heads in one piece, where attention_impl's tasks take one
+// head each, its rows heads_kv x head_dim apart (a stride the hardware prefetchers do not follow). Only where
+// the two mean the same: no mask or ALiBi, per-head sinks, and a query at the last key (bottom-right, or no
+// band). Zen 4, 32 query heads on 8 key/value heads of 128, 16k keys from memory, two threads: float32 8.5
+// -> 5.7-5.9 ms, bfloat16 4.7 -> 3.6-4.1 ms (a (batch, heads, len, dim) cache takes 4.6 / 2.6 ms).
+template <class T, class Q, class S>
+bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks,
+                     const S* v, const strides4& vs, Q* out, const strides4& os, const attention_options<T>& opt) {
+    constexpr std::size_t kMaxI32 = static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
+    const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, group = sh.heads_q / sh.heads_kv;
+    const bool heads_adjacent = ks[3] == 1 && vs[3] == 1 && ks[1] == sp(D) && vs[1] == sp(Dv) && ks[2] > sp(D) &&
+                                vs[2] > sp(Dv);
+    const bool same_meaning = opt.mask_kind == attention_mask_kind::none && opt.alibi_slopes == nullptr &&
+                              (opt.alignment == causal_alignment::bottom_right || (!opt.is_causal && opt.window == 0)) &&
+                              (opt.sinks == nullptr || (opt.sinks_strides[1] == 1 && (sh.batch == 1 || opt.sinks_strides[0] == 0)));
+    if (!(sh.len_q == 1 && sh.batch > 0 && sh.heads_q > 0 && D > 0 && Dv > 0 && sh.len_kv > 0 && group <= kDirectRows &&
+          sh.heads_q <= kBlockQMin && sh.batch <= kMaxI32 && sh.len_kv <= kMaxI32 && heads_adjacent && same_meaning))
+        return false;
+    const paged_attention_shape ps{sh.batch, sh.batch, sh.heads_q, sh.heads_kv, D, Dv, sh.batch, sh.len_kv, 1};
+    std::vector<std::int32_t> table(sh.batch), lens(sh.batch, static_cast<std::int32_t>(sh.len_kv)), starts(sh.batch + 1);
+    for (std::size_t b = 0; b <= sh.batch; ++b) {
+        if (b < sh.batch) table[b] = static_cast<std::int32_t>(b);
+        starts[b] = static_cast<std::int32_t>(b);
+    }
+    paged_attention_options<T> po;
+    po.scale = opt.scale;
+    po.is_causal = opt.is_causal;
+    po.window = opt.window;
+    po.softcap = opt.softcap;
+    po.sinks = opt.sinks;
+    po.lse = opt.lse;
+    po.lse_strides = {opt.lse_strides[0], opt.lse_strides[1]};
+    po.isa = opt.isa;
+    paged_impl<T, Q, S>(ps, q, strides3{qs[0], qs[1], qs[3]}, k, strides4{ks[0], ks[2], ks[1], ks[3]}, v,
+                        strides4{vs[0], vs[2], vs[1], vs[3]}, table.data(), 1, lens.data(), starts.data(), out,
+                        strides3{os[0], os[1], os[3]}, po);
+    return true;
+}
+
 // The driver for compute type T, q / out storage Q and k / v storage S (Q = S = T, or T = float with S 16-bit
 // and Q = S or float).
 template <class T, class Q, class S>
@@ -989,6 +1036,7 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
                                      detail::format_number(sink) + " is neither a finite " + tname + " number nor -inf");
             }
 
+    if (decode_as_pages<T, Q, S>(sh, q, qs, k, ks, v, vs, out, os, opt)) return;
     const kernel_table& kt = (opt.isa && *opt.isa) ? detail::kernels_for(opt.isa) : detail::active_kernels();
     const double scale = opt.scale != 0 ? opt.scale : 1.0 / std::sqrt(double(std::max<std::size_t>(1, sh.head_dim)));
     const std::ptrdiff_t off =

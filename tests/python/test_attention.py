@@ -312,6 +312,59 @@ def test_gqa_decode(isa, hq, hk):
         check(big.swapaxes(1, 2)[..., ::2], k, v, isa=isa)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("hq,hk", [(8, 8), (8, 2), (16, 4), (16, 2)])
+def test_decode_on_a_batch_len_heads_dim_cache(isa, hq, hk):
+    # A (batch, len, heads, dim) cache, heads adjacent at each key: a decode runs as paged_attention on a pool
+    # of one page per batch entry (the same bits), where mask, ALiBi, per-batch sinks and a top-left causal
+    # query (which sees key 0 only) keep the head-by-head path; both against the reference. 16 on 2 heads (8
+    # rows a head) keeps it too.
+    from test_attention_sinks import check_sinks
+
+    d, dv = 24, 16
+    routed = hq // hk <= 4
+    for b, lk in ((1, 1), (3, 5), (2, 130), (1, 1100)):
+        kbuf, vbuf = rand((b, lk, hk, d)), rand((b, lk, hk, dv))
+        k, v = kbuf.swapaxes(1, 2), vbuf.swapaxes(1, 2)
+        q = rand((b, hq, 1, d))
+        table = np.arange(b, dtype=np.int32)[:, None]
+        lens = np.full(b, lk, np.int32)
+        for kw in ({}, {"is_causal": True, "causal_alignment": "bottom_right"}, {"scale": 0.3, "softcap": 5.0},
+                   {"causal_alignment": "bottom_right", "window": 3}, {"is_causal": True},
+                   {"mask": RNG.random((b, hq, 1, lk)) < 0.7}, {"alibi_slopes": RNG.random(hq)}):
+            out, lse = check(q, k, v, isa=isa, **kw)
+            top_left_band = (kw.get("is_causal") or "window" in kw) and kw.get("causal_alignment") != "bottom_right"
+            if routed and not top_left_band and "mask" not in kw and "alibi_slopes" not in kw:
+                pkw = {k_: kw[k_] for k_ in ("scale", "softcap", "window") if k_ in kw}
+                with normexp.use_isa(isa):
+                    p_out, p_lse = normexp.paged_attention(q[:, :, 0], kbuf, vbuf, table, lens, return_lse=True,
+                                                           is_causal=kw.get("is_causal", False), **pkw)
+                assert same_bits(out[:, :, 0], p_out) and same_bits(lse[:, :, 0], p_lse), (b, lk, kw)
+        sinks = rand((hq,))
+        with normexp.use_isa(isa):
+            out, lse = normexp.attention(q, k, v, sinks=sinks, return_lse=True)
+            p_out, p_lse = normexp.paged_attention(q[:, :, 0], kbuf, vbuf, table, lens, sinks=sinks,
+                                                   return_lse=True, is_causal=False)
+        if routed:
+            assert same_bits(out[:, :, 0], p_out) and same_bits(lse[:, :, 0], p_lse), (b, lk)
+        check_sinks(q, k, v, sinks, isa=isa)
+        if b > 1:  # sinks per (batch, head): the head-by-head path
+            check_sinks(q, k, v, rand((b, hq)), isa=isa)
+        # out= with its own strides, and a float64 cache.
+        obuf = np.full((b, 1, hq, dv), np.nan, np.float32)
+        with normexp.use_isa(isa):
+            r = normexp.attention(q, k, v, out=obuf.swapaxes(1, 2))
+        assert r.base is obuf or np.shares_memory(r, obuf)
+        np.testing.assert_array_equal(obuf.swapaxes(1, 2), check(q, k, v, isa=isa)[0])
+        check(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), isa=isa, is_causal=True,
+              causal_alignment="bottom_right")
+
+
+def same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
 def test_thread_count_does_not_change_results():
     q, k, v = rand((2, 4, 150, 32)), rand((2, 4, 333, 32)), rand((2, 4, 333, 32))
     qd, kd, vd = rand((1, 1, 1, 64)), rand((1, 1, 9000, 64)), rand((1, 1, 9000, 64))
