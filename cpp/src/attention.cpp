@@ -967,14 +967,22 @@ bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, 
     const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, group = sh.heads_q / sh.heads_kv;
     const bool heads_adjacent = ks[3] == 1 && vs[3] == 1 && ks[1] == sp(D) && vs[1] == sp(Dv) && ks[2] > sp(D) &&
                                 vs[2] > sp(Dv);
-    const bool same_meaning = opt.mask_kind == attention_mask_kind::none && opt.alibi_slopes == nullptr &&
-                              (opt.alignment == causal_alignment::bottom_right || (!opt.is_causal && opt.window == 0)) &&
-                              (opt.sinks == nullptr || (opt.sinks_strides[1] == 1 && (sh.batch == 1 || opt.sinks_strides[0] == 0)));
-    if (!(sh.len_q == 1 && sh.batch > 0 && sh.heads_q > 0 && D > 0 && Dv > 0 && sh.len_kv > 0 && group <= kDirectRows &&
-          sh.heads_q <= kBlockQMin && sh.batch <= kMaxI32 && sh.len_kv <= kMaxI32 && heads_adjacent && same_meaning))
+    const bool head_sinks = opt.sinks == nullptr ||
+                            (opt.sinks_strides[1] == 1 && (sh.batch == 1 || opt.sinks_strides[0] == 0));
+    const bool last_key = opt.alignment == causal_alignment::bottom_right || (!opt.is_causal && opt.window == 0);
+    const bool same_meaning =
+        opt.mask_kind == attention_mask_kind::none && opt.alibi_slopes == nullptr && head_sinks && last_key;
+    // One short sequence would be one task (paged_impl splits a sequence's keys in pieces of kSplitMinKeys or
+    // more), where attention_impl's tasks share its heads out across the threads (B = 1, 128 keys, float32:
+    // 41-44 us head by head, 50 us as one page).
+    const bool tasks = sh.batch >= 2 || sh.len_kv >= 2 * kSplitMinKeys;
+    if (!(sh.len_q == 1 && sh.batch > 0 && tasks && sh.heads_q > 0 && D > 0 && Dv > 0 && sh.len_kv > 0 &&
+          group <= kDirectRows && sh.heads_q <= kBlockQMin && sh.batch <= kMaxI32 && sh.len_kv <= kMaxI32 &&
+          heads_adjacent && same_meaning))
         return false;
     const paged_attention_shape ps{sh.batch, sh.batch, sh.heads_q, sh.heads_kv, D, Dv, sh.batch, sh.len_kv, 1};
-    std::vector<std::int32_t> table(sh.batch), lens(sh.batch, static_cast<std::int32_t>(sh.len_kv)), starts(sh.batch + 1);
+    std::vector<std::int32_t> table(sh.batch), starts(sh.batch + 1);
+    const std::vector<std::int32_t> lens(sh.batch, static_cast<std::int32_t>(sh.len_kv));
     for (std::size_t b = 0; b <= sh.batch; ++b) {
         if (b < sh.batch) table[b] = static_cast<std::int32_t>(b);
         starts[b] = static_cast<std::int32_t>(b);

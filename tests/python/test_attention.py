@@ -318,12 +318,12 @@ def test_decode_on_a_batch_len_heads_dim_cache(isa, hq, hk):
     # A (batch, len, heads, dim) cache, heads adjacent at each key: a decode runs as paged_attention on a pool
     # of one page per batch entry (the same bits), where mask, ALiBi, per-batch sinks and a top-left causal
     # query (which sees key 0 only) keep the head-by-head path; both against the reference. 16 on 2 heads (8
-    # rows a head) keeps it too.
+    # rows a head) and one sequence of fewer than 1024 keys keep it too.
     from test_attention_sinks import check_sinks
 
     d, dv = 24, 16
-    routed = hq // hk <= 4
-    for b, lk in ((1, 1), (3, 5), (2, 130), (1, 1100)):
+    for b, lk in ((1, 1), (3, 5), (2, 130), (1, 1100), (1, 600)):
+        routed = hq // hk <= 4 and (b > 1 or lk >= 1024)  # one sequence of fewer keys: one task as a page
         kbuf, vbuf = rand((b, lk, hk, d)), rand((b, lk, hk, dv))
         k, v = kbuf.swapaxes(1, 2), vbuf.swapaxes(1, 2)
         q = rand((b, hq, 1, d))
