@@ -987,15 +987,8 @@ bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, 
         if (b < sh.batch) table[b] = static_cast<std::int32_t>(b);
         starts[b] = static_cast<std::int32_t>(b);
     }
-    paged_attention_options<T> po;
-    po.scale = opt.scale;
-    po.is_causal = opt.is_causal;
-    po.window = opt.window;
-    po.softcap = opt.softcap;
-    po.sinks = opt.sinks;
-    po.lse = opt.lse;
-    po.lse_strides = {opt.lse_strides[0], opt.lse_strides[1]};
-    po.isa = opt.isa;
+    const paged_attention_options<T> po{opt.scale, opt.is_causal, opt.window, opt.softcap, nullptr,  // no ALiBi
+                                        opt.sinks, opt.lse, {opt.lse_strides[0], opt.lse_strides[1]}, opt.isa};
     paged_impl<T, Q, S>(ps, q, strides3{qs[0], qs[1], qs[3]}, k, strides4{ks[0], ks[2], ks[1], ks[3]}, v,
                         strides4{vs[0], vs[2], vs[1], vs[3]}, table.data(), 1, lens.data(), starts.data(), out,
                         strides3{os[0], os[1], os[3]}, po);
