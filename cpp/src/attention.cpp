@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -957,9 +958,10 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
 // as servers keep it: run by paged_impl as a pool of one page per batch entry, whose chunked decode over all
 // heads (run_block, plan::units) reads each key's heads in one piece, where attention_impl's tasks take one
 // head each, its rows heads_kv x head_dim apart (a stride the hardware prefetchers do not follow). Only where
-// the two mean the same: no mask or ALiBi, per-head sinks, and a query at the last key (bottom-right, or no
-// band). Zen 4, 32 query heads on 8 key/value heads of 128, 16k keys from memory, two threads: float32 8.5
-// -> 5.7-5.9 ms, bfloat16 4.7 -> 3.6-4.1 ms (a (batch, heads, len, dim) cache takes 4.6 / 2.6 ms).
+// the two mean the same (no mask or ALiBi, per-head sinks, the query at the last key: bottom-right, or no
+// band) and paged_impl takes all heads in one task (at most kDirectRows query heads a key/value head). Zen 4,
+// 32 query heads on 8 key/value heads of 128, 16k keys from memory, two threads: float32 8.1-8.5 -> 5.3-5.7
+// ms, bfloat16 4.0-4.7 -> 3.1-3.2 ms (a (batch, heads, len, dim) cache: 4.6-4.8 / 2.6-2.7 ms).
 template <class T, class Q, class S>
 bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks,
                      const S* v, const strides4& vs, Q* out, const strides4& os, const attention_options<T>& opt) {
@@ -981,16 +983,14 @@ bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, 
           heads_adjacent && same_meaning))
         return false;
     const paged_attention_shape ps{sh.batch, sh.batch, sh.heads_q, sh.heads_kv, D, Dv, sh.batch, sh.len_kv, 1};
-    std::vector<std::int32_t> table(sh.batch), starts(sh.batch + 1);
+    // Sequence b: page b, one query (query_start b); its block table row is starts[b], one entry.
+    std::vector<std::int32_t> starts(sh.batch + 1);
+    std::iota(starts.begin(), starts.end(), 0);
     const std::vector<std::int32_t> lens(sh.batch, static_cast<std::int32_t>(sh.len_kv));
-    for (std::size_t b = 0; b <= sh.batch; ++b) {
-        if (b < sh.batch) table[b] = static_cast<std::int32_t>(b);
-        starts[b] = static_cast<std::int32_t>(b);
-    }
     const paged_attention_options<T> po{opt.scale, opt.is_causal, opt.window, opt.softcap, nullptr,  // no ALiBi
                                         opt.sinks, opt.lse, {opt.lse_strides[0], opt.lse_strides[1]}, opt.isa};
     paged_impl<T, Q, S>(ps, q, strides3{qs[0], qs[1], qs[3]}, k, strides4{ks[0], ks[2], ks[1], ks[3]}, v,
-                        strides4{vs[0], vs[2], vs[1], vs[3]}, table.data(), 1, lens.data(), starts.data(), out,
+                        strides4{vs[0], vs[2], vs[1], vs[3]}, starts.data(), 1, lens.data(), starts.data(), out,
                         strides3{os[0], os[1], os[3]}, po);
     return true;
 }
