@@ -960,8 +960,8 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
 // head each, its rows heads_kv x head_dim apart (a stride the hardware prefetchers do not follow). Only where
 // the two mean the same (no mask or ALiBi, per-head sinks, the query at the last key: bottom-right, or no
 // band) and paged_impl takes all heads in one task (at most kDirectRows query heads a key/value head). Zen 4,
-// 32 query heads on 8 key/value heads of 128, 16k keys from memory, two threads: float32 8.1-8.5 -> 5.3-5.7
-// ms, bfloat16 4.0-4.7 -> 3.1-3.2 ms (a (batch, heads, len, dim) cache: 4.6-4.8 / 2.6-2.7 ms).
+// 32 query heads on 8 key/value heads of 128, 16k keys from memory, two threads: float32 8.1-8.5 -> 5.2-5.7
+// ms, bfloat16 4.0-4.7 -> 3.0-3.2 ms (a (batch, heads, len, dim) cache: 4.5-4.8 / 2.4-2.7 ms).
 template <class T, class Q, class S>
 bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks,
                      const S* v, const strides4& vs, Q* out, const strides4& os, const attention_options<T>& opt) {
