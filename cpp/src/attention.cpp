@@ -954,21 +954,32 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
                 std::ptrdiff_t table_row, const std::int32_t* seq_lens, const std::int32_t* query_start, Q* out,
                 const strides3& os3, const paged_attention_options<T>& po);
 
+// Whether a paged decode of nq query rows takes all its units (key/value groups, or heads) in one task
+// (plan::units): each slot's heads adjacent (ks4, vs4: page, slot, head, element strides; head stride = head
+// dim), so that a slot's heads are read in one piece rather than heads_kv pieces heads_kv x head_dim apart; at
+// most kDirectRows rows a unit (the grouped query heads of one key/value head, or one query of each head) and
+// all of them in one query block; no ALiBi (per-head slopes: a task per head).
+inline bool takes_all_units(std::size_t nq, std::size_t group, std::size_t heads_q, std::size_t block_q, bool alibi,
+                            const strides4& ks4, const strides4& vs4, std::size_t D, std::size_t Dv) {
+    const bool grouped = nq == 1 && group > 1 && group <= block_q && !alibi;  // plan::grouped
+    const std::size_t unit_rows = grouped ? group : nq;
+    return nq > 0 && unit_rows <= kDirectRows && (grouped || group == 1) && !alibi && nq * heads_q <= block_q &&
+           ks4[3] == 1 && vs4[3] == 1 && ks4[2] == sp(D) && vs4[2] == sp(Dv);
+}
+
 // A decode (one query row) on a cache whose key/value heads are adjacent at each key, (batch, len, heads, dim)
 // as servers keep it: run by paged_impl as a pool of one page per batch entry, whose chunked decode over all
 // heads (run_block, plan::units) reads each key's heads in one piece, where attention_impl's tasks take one
 // head each, its rows heads_kv x head_dim apart (a stride the hardware prefetchers do not follow). Only where
 // the two mean the same (no mask or ALiBi, per-head sinks, the query at the last key: bottom-right, or no
-// band) and paged_impl takes all heads in one task (at most kDirectRows query heads a key/value head). Zen 4,
-// 32 query heads on 8 key/value heads of 128, 16k keys from memory, two threads: float32 8.1-8.5 -> 5.2-5.7
-// ms, bfloat16 4.0-4.7 -> 3.0-3.2 ms (a (batch, heads, len, dim) cache: 4.5-4.8 / 2.4-2.7 ms).
+// band) and paged_impl takes all heads in one task (takes_all_units). Zen 4, 32 query heads on 8 key/value
+// heads of 128, 16k keys from memory, two threads: float32 8.1-8.5 -> 5.2-5.7 ms, bfloat16 4.0-4.7 -> 3.0-3.2
+// ms (a (batch, heads, len, dim) cache: 4.5-4.8 / 2.4-2.7 ms).
 template <class T, class Q, class S>
 bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, const S* k, const strides4& ks,
                      const S* v, const strides4& vs, Q* out, const strides4& os, const attention_options<T>& opt) {
     constexpr std::size_t kMaxI32 = static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max());
-    const std::size_t D = sh.head_dim, Dv = sh.head_dim_v, group = sh.heads_q / sh.heads_kv;
-    const bool heads_adjacent = ks[3] == 1 && vs[3] == 1 && ks[1] == sp(D) && vs[1] == sp(Dv) && ks[2] > sp(D) &&
-                                vs[2] > sp(Dv);
+    const std::size_t D = sh.head_dim, Dv = sh.head_dim_v;
     const bool head_sinks = opt.sinks == nullptr ||
                             (opt.sinks_strides[1] == 1 && (sh.batch == 1 || opt.sinks_strides[0] == 0));
     const bool last_key = opt.alignment == causal_alignment::bottom_right || (!opt.is_causal && opt.window == 0);
@@ -978,10 +989,16 @@ bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, 
     // more), where attention_impl's tasks share its heads out across the threads (B = 1, 128 keys, float32:
     // 41-44 us head by head, 50 us as one page).
     const bool tasks = sh.batch >= 2 || sh.len_kv >= 2 * kSplitMinKeys;
-    if (!(sh.len_q == 1 && sh.batch > 0 && tasks && sh.heads_q > 0 && D > 0 && Dv > 0 && sh.len_kv > 0 &&
-          group <= kDirectRows && sh.heads_q <= kBlockQMin && sh.batch <= kMaxI32 && sh.len_kv <= kMaxI32 &&
-          heads_adjacent && same_meaning))
+    // Slots of more than one head's width (a key stride of head_dim is the (batch, heads, len, dim) cache, which
+    // attention_impl reads as one contiguous run a head).
+    if (!(sh.len_q == 1 && sh.batch > 0 && tasks && sh.heads_q > 0 && sh.heads_kv > 0 && D > 0 && Dv > 0 &&
+          sh.len_kv > 0 && sh.batch <= kMaxI32 && sh.len_kv <= kMaxI32 && ks[2] > sp(D) && vs[2] > sp(Dv) &&
+          same_meaning))
         return false;
+    const strides4 ks4{ks[0], ks[2], ks[1], ks[3]}, vs4{vs[0], vs[2], vs[1], vs[3]};  // (page, slot, head, element)
+    const kernel_table& kt = (opt.isa && *opt.isa) ? detail::kernels_for(opt.isa) : detail::active_kernels();
+    const std::size_t block_q = blocking_for(attn_kernels<T>(kt).tile_rows).block_q;
+    if (!takes_all_units(1, sh.heads_q / sh.heads_kv, sh.heads_q, block_q, false, ks4, vs4, D, Dv)) return false;
     const paged_attention_shape ps{sh.batch, sh.batch, sh.heads_q, sh.heads_kv, D, Dv, sh.batch, sh.len_kv, 1};
     // Sequence b: page b, one query (query_start b); its block table row is starts[b], one entry.
     std::vector<std::int32_t> starts(sh.batch + 1);
@@ -989,9 +1006,8 @@ bool decode_as_pages(const attention_shape& sh, const Q* q, const strides4& qs, 
     const std::vector<std::int32_t> lens(sh.batch, static_cast<std::int32_t>(sh.len_kv));
     const paged_attention_options<T> po{opt.scale, opt.is_causal, opt.window, opt.softcap, nullptr,  // no ALiBi
                                         opt.sinks, opt.lse, {opt.lse_strides[0], opt.lse_strides[1]}, opt.isa};
-    paged_impl<T, Q, S>(ps, q, strides3{qs[0], qs[1], qs[3]}, k, strides4{ks[0], ks[2], ks[1], ks[3]}, v,
-                        strides4{vs[0], vs[2], vs[1], vs[3]}, starts.data(), 1, lens.data(), starts.data(), out,
-                        strides3{os[0], os[1], os[3]}, po);
+    paged_impl<T, Q, S>(ps, q, strides3{qs[0], qs[1], qs[3]}, k, ks4, v, vs4, starts.data(), 1, lens.data(),
+                        starts.data(), out, strides3{os[0], os[1], os[3]}, po);
     return true;
 }
 
@@ -1320,12 +1336,8 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
                   windowed ? off - sp(po.window) + 1 : -kNoLimit, po.is_causal ? off : kNoLimit, rb,
                   (nq + block_q - 1) / block_q, 1, false, 0, table + sp(s) * table_row, sh.page_size, ks4[0], vs4[0]};
         p.grouped = nq == 1 && group > 1 && group <= block_q && po.alibi_slopes == nullptr;
-        // A decode whose key/value heads are adjacent in a page slot takes all units in one task (plan::units):
-        // each slot's heads are then read in one piece rather than heads_kv pieces heads_kv x head_dim apart.
         const std::size_t unit_rows = p.grouped ? group : nq, nunits = p.grouped ? sh.heads_kv : sh.heads_q;
-        if (nq > 0 && unit_rows <= kDirectRows && (p.grouped || group == 1) && po.alibi_slopes == nullptr &&
-            unit_rows * nunits <= block_q && ks4[3] == 1 && vs4[3] == 1 && ks4[2] == sp(sh.head_dim) &&
-            vs4[2] == sp(Dv))
+        if (takes_all_units(nq, group, sh.heads_q, block_q, po.alibi_slopes != nullptr, ks4, vs4, sh.head_dim, Dv))
             p.units = nunits;
         p.rows_per_task = unit_rows * p.units;
         if (p.nqb == 1) {
