@@ -21,7 +21,7 @@
 //
 // Grouped-query attention: query head h reads key/value head h / (heads_q / heads_kv) in place. When
 // decoding (len_q == 1) the query heads of a group are the rows of one task, so each key/value block is
-// read once per group rather than once per query head.
+// read once per group rather than once per query head, in place up to kDirectGroup heads (reads_direct).
 //
 // 16-bit inputs (the float16 / bfloat16 overloads of normexp.hpp): the compute type T is float32 and the
 // storage types are template parameters, Q for q and out, S for k and v. K and V are read in place in S by
@@ -60,6 +60,7 @@ namespace {
 constexpr std::size_t kBlockQMin = 192;
 constexpr std::size_t kBlockK = 128;        // keys per block (a multiple of kAttnKeyPanel)
 constexpr std::size_t kDirectRows = 4;      // up to this many query rows: no K^T packing (qk_direct)
+constexpr std::size_t kDirectGroup = 16;    // grouped decodes up to this many query heads a key/value head too
 constexpr std::size_t kDiagRowsMin = 24;    // row groups on the causal diagonal: at least this many rows
 constexpr std::size_t kSplitTasks = 32;     // decode: split keys until there are about this many tasks
 constexpr std::size_t kSplitMinKeys = 512;  // decode: never split below this many keys per piece
@@ -214,12 +215,23 @@ struct copies {
     bool bias;  // an additive mask block copied: key stride not 1
     bool gather = false;    // paged decode: K and V blocks gathered from their pages (run_block)
     std::size_t units = 1;  // the most plan::units of a call (the gathered rows' width in heads)
-    bool kt = true;         // K^T panels packed: some task has more than kDirectRows rows, or K's head_dim
-                            // stride is not 1 (a decode reads its key rows in place: run_block's `direct`)
+    bool kt = true;         // K^T panels packed: some task does not read its key rows in place (reads_direct)
 };
 
-// Whether tasks of at most `rows` rows over K with head_dim stride ks3 pack K^T (copies::kt).
-inline bool packs_kt(std::size_t rows, std::ptrdiff_t ks3) { return rows > kDirectRows || ks3 != 1; }
+// Whether a task of `rows` query rows (grouped: the query heads of one key/value head at one position) over K
+// with head_dim stride ks3 reads its key rows in place (qk_direct: run_block's `direct`) rather than packing
+// K^T (copies::kt): K's head dimension contiguous, and at most kDirectRows rows, or a grouped decode's rows up
+// to kDirectGroup (qk_direct takes each group of four key rows against every row, in register tiles of its own,
+// so a key row is read once for all of them). Packing K^T for a decode's few rows cost more than their
+// products: 8 key/value heads of 128, 16k keys from memory, two threads, Zen 4, packed -> in place: 5 query
+// heads a group float32 10.1-15.8 -> 6.8-8.3 ms, bfloat16 7.7-9.7 -> 4.0-4.5 ms; 8 heads 10.7-13.4 -> 7.5-8.5,
+// 8.6-9.0 -> 4.7-5.4; 12 heads 12.9-13.5 -> 7.5-10.4, 9.4-10.6 -> 6.1-6.7; 16 heads 15.8-22.3 -> 9.2-13.4,
+// 11.1-15.1 -> 6.8-8.7 (4 heads: 4.5-6.0 / 2.6-3.2). At 32-64 heads a group bfloat16 took longer in place,
+// where vdpbf16ps multiplies a packed tile (64 heads on one, 8k keys: 1.52-1.70 against 1.31-1.36 ms; 8
+// sequences of 512 keys, 32 heads on one: 0.30-0.33 against 0.23-0.24 ms).
+inline bool reads_direct(std::size_t rows, bool grouped, std::ptrdiff_t ks3) {
+    return ks3 == 1 && (rows <= kDirectRows || (grouped && rows <= kDirectGroup));
+}
 
 // Whether a paged decode gathers its key block starting at key j0 into one piece (run_block, copies::gather):
 // unless every page segment starts a whole number of four-key groups and of pv pieces into the block.
@@ -276,8 +288,8 @@ struct workspace {
     std::size_t pf_n = 0, pf_next = 0, pf_off = 0, pf_lines = 0;
     // A paged decode over all heads (run_block): whether unit u's scores came from the pair kernels.
     std::vector<unsigned char> unit_pairs;
-    // A bfloat16 decode's q rows as pair words (bf16_q_pairs, for qk_direct_pairs): up to kDirectRows rows of
-    // each unit.
+    // A bfloat16 decode's q rows as pair words (bf16_q_pairs, for qk_direct_pairs): up to kDirectGroup rows of
+    // each unit (reads_direct).
     std::vector<std::uint32_t> qw;
     // Sizes through scratch_elems: a head dimension near 2^64 / kBlockK (possible with stride-0 views) throws
     // std::bad_alloc instead of wrapping around to a small buffer.
@@ -298,7 +310,7 @@ struct workspace {
         pf_len.resize(3 * kBlockK);
         unit_pairs.resize(c.units);
         if constexpr (std::is_same_v<S, bfloat16>)
-            qw.resize(scratch_elems(scratch_elems(c.units, kDirectRows), bf16_pair_words(sh.head_dim)));
+            qw.resize(scratch_elems(scratch_elems(c.units, kDirectGroup), bf16_pair_words(sh.head_dim)));
         if (c.q) qbuf = scratch<T>(std::max<std::size_t>(1, scratch_elems(bq, sh.head_dim)));  // a task has <= bq rows
         if (c.v || c.gather)
             vbuf = scratch<S>(std::max<std::size_t>(1, scratch_elems(scratch_elems(kBlockK, c.units), sh.head_dim_v)));
@@ -395,7 +407,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
     bool pairs_q = false;
     const std::size_t ldqw = bf16_pair_words(D);
     if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
-        const bool decode = rows <= kDirectRows && p.ks[3] == 1;  // run_block's `direct`
+        const bool decode = reads_direct(rows, p.grouped, p.ks[3]);  // run_block's `direct`
         if (p.kv.qk_pairs && (!decode || p.kv.qk_direct_pairs) && std::fabs(p.scale) <= kPairScaleMax) {
             const T* q0 = qp;  // ws.qbuf: a bfloat16 q is always widened there
             pairs_q = std::none_of(q0, q0 + U * rows * D, [](T x) { return std::fpclassify(x) == FP_SUBNORMAL; });
@@ -485,7 +497,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
         // piece, and so are the bits, with a pv that may be cut at page ends (attention_kernels::pv_split:
         // anywhere on the SIMD sets). Other page sizes, and the scalar set, gather the block into one piece
         // (copies::gather).
-        const bool direct = rows <= kDirectRows && p.ks[3] == 1;
+        const bool direct = reads_direct(rows, p.grouped, p.ks[3]);
         const bool gather = direct && p.pages && gathers(p.page_size, p.k.pv_split, static_cast<std::size_t>(j0));
         // A decode read in place takes the prefetch pipeline below (stream) unless each head's K and V rows are
         // one contiguous run, which the hardware prefetchers follow on their own: there the pump only cost time
@@ -1093,7 +1105,7 @@ void attention_impl(const attention_shape& sh, const Q* q, const strides4& qs, c
     const copies cp{!(qs[3] == 1 && qrow >= 0) || !std::is_same_v<Q, T>, vs[3] != 1,
                     mask_copy && opt.mask_kind == attention_mask_kind::keep,
                     mask_copy && opt.mask_kind == attention_mask_kind::additive, false, 1,
-                    packs_kt(std::min(block_q, p.grouped ? p.group : sh.len_q), ks[3])};
+                    !reads_direct(std::min(block_q, p.grouped ? p.group : sh.len_q), p.grouped, ks[3])};
     std::vector<workspace<T, S>> wss;
     wss.reserve(static_cast<std::size_t>(std::max(nt, 1)));
     for (int i = 0; i < std::max(nt, 1); ++i) wss.emplace_back(sh, cp, block_q);
@@ -1380,14 +1392,14 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
     for (const plan<T, Q, S>& p : plans) max_units = std::max(max_units, p.units);
     // The gather buffers (kBlockK x units rows of K and of V: 512 KiB per thread for 8 bfloat16 heads of 128,
     // zero-filled and page-faulted on every call) only where a task reads its key rows in place (a sequence's
-    // last query block, of at most kDirectRows rows) and may gather: its blocks start at keys lo + a multiple
+    // last query block, reads_direct) and may gather: its blocks start at keys lo + a multiple
     // of kBlockK.
     bool kt_any = false, gather_any = false;
     for (const plan<T, Q, S>& p : plans) {
-        kt_any = kt_any || packs_kt(std::min(block_q, p.grouped ? p.group : p.sh.len_q), ks4[3]);
+        kt_any = kt_any || !reads_direct(std::min(block_q, p.grouped ? p.group : p.sh.len_q), p.grouped, ks4[3]);
         if (p.nqb == 0) continue;
         const std::size_t i0 = (p.nqb - 1) * block_q, rows = p.grouped ? p.group : p.sh.len_q - i0;
-        if (packs_kt(rows, ks4[3])) continue;
+        if (!reads_direct(rows, p.grouped, ks4[3])) continue;
         std::ptrdiff_t lo, hi;
         key_range(p, i0, p.grouped ? 1 : rows, lo, hi);
         gather_any = gather_any || (hi > lo && (gathers(sh.page_size, ak.pv_split, std::size_t(lo)) ||

@@ -92,6 +92,26 @@ def test_options(isa, qt, kt):
 
 
 @pytest.mark.parametrize("qt,kt", COMBOS, ids=COMBO_IDS)
+@pytest.mark.parametrize("group", [4, 5, 8, 12, 16, 17])
+def test_grouped_decode(isa, qt, kt, group):
+    # One query position, `group` query heads a key/value head: up to 16 rows a task read the key rows in
+    # place (the bfloat16 pair kernels too, whose q rows are converted per task), 17 pack K^T; contiguous and
+    # (batch, len, heads, dim) caches, the options that change a decode's steps.
+    hk, d, dv = 2, 40, 24
+    for lk in (37, 700, 2100):
+        q = rand((2, group * hk, 1, d), qt)
+        kbuf, vbuf = rand((2, lk, hk, d), kt), rand((2, lk, hk, dv), kt)
+        for k, v in ((kbuf.swapaxes(1, 2), vbuf.swapaxes(1, 2)),
+                     (np.ascontiguousarray(kbuf.swapaxes(1, 2)), np.ascontiguousarray(vbuf.swapaxes(1, 2)))):
+            check16(q, k, v)
+            check16(q, k, v, is_causal=True, causal_alignment="bottom_right", window=30, softcap=4.0)
+            check16(q, k, v, mask=RNG.random((2, group * hk, 1, lk)) < 0.7)
+    # A bfloat16 subnormal in one query row: that task's scores by the float32 kernels instead.
+    q[0, 3, 0, 5] = np.float32(2.0**-130)
+    check16(q, k, v)
+
+
+@pytest.mark.parametrize("qt,kt", COMBOS, ids=COMBO_IDS)
 def test_strided_views_read_in_place(isa, qt, kt):
     # A (batch, len, heads, dim) cache seen as (batch, heads, len, dim): read through its strides, no copy.
     kbuf, vbuf = rand((2, 300, 2, 32), kt), rand((2, 300, 2, 24), kt)

@@ -141,7 +141,7 @@ def test_sequences_without_keys_or_queries(isa):
     # block has 2 rows (read in place, gathered where the window starts it off a four-key group)
     [(1, 2100, 16, 4, 4), (1, 5000, 4, 8, 2), (1, 3000, 5, 1, 1), (3, 999, 7, 2, 2), (200, 700, 5, 2, 1),
      (37, 400, 3, 4, 2), (130, 130, 7, 2, 2), (1, 3, 4, 2, 1), (1, 600, 16, 8, 1), (1, 2000, 128, 16, 4),
-     (98, 500, 16, 2, 2)],
+     (98, 500, 16, 2, 2), (1, 900, 16, 16, 1), (1, 333, 5, 12, 1), (1, 400, 16, 17, 1)],
 )
 def test_bit_identical_to_contiguous_attention(isa, nq, length, page_size, hq, hk):
     """One sequence read through its pages gives the bits of attention over the gathered keys: the key
@@ -157,12 +157,14 @@ def test_bit_identical_to_contiguous_attention(isa, nq, length, page_size, hq, h
         want, want_lse = normexp.attention(q.transpose(1, 0, 2), ks[0], vs[0], is_causal=True,
                                            causal_alignment="bottom_right", return_lse=True, **opts)
         np.testing.assert_array_equal(lse, want_lse.T)
-        # Query rows per task: a one-query step of a grouped head takes the group's heads together.
-        rows = hq // hk if nq == 1 and hq > hk else nq
-        if isa == "scalar" and rows > 4:
+        # Query rows per task: a one-query step of a grouped head takes the group's heads together, and reads
+        # the key rows in place (a decode) up to 16 of them; other tasks up to 4 rows.
+        grouped = nq == 1 and hq > hk
+        rows = hq // hk if grouped else nq
+        if isa == "scalar" and rows > (16 if grouped else 4):
             # The scalar specification's pv accumulates each call in double and rounds once per call, so a
-            # block of several page segments that is not read as a decode (more than 4 rows: K^T packed per
-            # segment) rounds once per segment: a few float32 ulps, not the bits.
+            # block of several page segments that is not read as a decode (K^T packed per segment) rounds once
+            # per segment: a few float32 ulps, not the bits.
             np.testing.assert_allclose(out, want.transpose(1, 0, 2), rtol=0, atol=8 * np.finfo(np.float32).eps)
         else:
             np.testing.assert_array_equal(out, want.transpose(1, 0, 2))
@@ -311,7 +313,8 @@ def _bf16():
 
 
 @pytest.mark.parametrize("combo", ["f16", "bf16", "f32q-f16", "f32q-bf16"])
-@pytest.mark.parametrize("nq,length,page_size,hq,hk", [(1, 2100, 16, 8, 2), (1, 37, 5, 2, 2), (40, 300, 7, 4, 2)])
+@pytest.mark.parametrize("nq,length,page_size,hq,hk", [(1, 2100, 16, 8, 2), (1, 37, 5, 2, 2), (40, 300, 7, 4, 2),
+                                                      (1, 1000, 16, 16, 2), (1, 500, 6, 12, 1)])
 def test_16bit_pages_match_contiguous_attention(isa, combo, nq, length, page_size, hq, hk):
     """16-bit pages (and float32 q over them) are read in place like contiguous 16-bit K/V: one sequence
     gives the bits of normexp.attention over its gathered 16-bit keys (decode on every set; a prefill on the
