@@ -314,17 +314,17 @@ def test_gqa_decode(isa, hq, hk):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("hq,hk", [(8, 8), (8, 2), (16, 4), (16, 2)])
+@pytest.mark.parametrize("hq,hk", [(8, 8), (8, 2), (16, 4), (16, 2), (32, 2), (34, 2)])
 def test_decode_on_a_batch_len_heads_dim_cache(isa, hq, hk):
     # A (batch, len, heads, dim) cache, heads adjacent at each key: a decode runs as paged_attention on a pool
     # of one page per batch entry (the same bits), where mask, ALiBi, per-batch sinks and a top-left causal
-    # query (which sees key 0 only) keep the head-by-head path; both against the reference. 16 on 2 heads (8
+    # query (which sees key 0 only) keep the head-by-head path; both against the reference. 34 on 2 heads (17
     # rows a head) and one sequence of fewer than 1024 keys keep it too.
     from test_attention_sinks import check_sinks
 
     d, dv = 24, 16
     for b, lk in ((1, 1), (3, 5), (2, 130), (1, 1100), (1, 600)):
-        routed = hq // hk <= 4 and (b > 1 or lk >= 1024)  # one sequence of fewer keys: one task as a page
+        routed = hq // hk <= 16 and (b > 1 or lk >= 1024)  # one sequence of fewer keys: one task as a page
         kbuf, vbuf = rand((b, lk, hk, d)), rand((b, lk, hk, dv))
         k, v = kbuf.swapaxes(1, 2), vbuf.swapaxes(1, 2)
         q = rand((b, hq, 1, d))
