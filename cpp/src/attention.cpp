@@ -979,8 +979,8 @@ inline bool takes_all_units(std::size_t nq, std::size_t group, std::size_t heads
                             const strides4& ks4, const strides4& vs4, std::size_t D, std::size_t Dv) {
     const bool grouped = nq == 1 && group > 1 && group <= block_q && !alibi;  // plan::grouped
     const std::size_t unit_rows = grouped ? group : nq;
-    return nq > 0 && reads_direct(unit_rows, grouped, 1) && (grouped || group == 1) && !alibi && nq * heads_q <= block_q &&
-           ks4[3] == 1 && vs4[3] == 1 && ks4[2] == sp(D) && vs4[2] == sp(Dv);
+    return nq > 0 && reads_direct(unit_rows, grouped, 1) && (grouped || group == 1) && !alibi &&
+           nq * heads_q <= block_q && ks4[3] == 1 && vs4[3] == 1 && ks4[2] == sp(D) && vs4[2] == sp(Dv);
 }
 
 // A decode (one query row) on a cache whose key/value heads are adjacent at each key, (batch, len, heads, dim)
@@ -1396,8 +1396,7 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
     for (const plan<T, Q, S>& p : plans) max_units = std::max(max_units, p.units);
     // The gather buffers (kBlockK x units rows of K and of V: 512 KiB per thread for 8 bfloat16 heads of 128,
     // zero-filled and page-faulted on every call) only where a task reads its key rows in place (a sequence's
-    // last query block, reads_direct) and may gather: its blocks start at keys lo + a multiple
-    // of kBlockK.
+    // last query block, reads_direct) and may gather: its blocks start at keys lo + a multiple of kBlockK.
     bool kt_any = false, gather_any = false;
     for (const plan<T, Q, S>& p : plans) {
         kt_any = kt_any || !reads_direct(std::min(block_q, p.grouped ? p.group : p.sh.len_q), p.grouped, ks4[3]);

@@ -298,7 +298,7 @@ def test_decode_split(isa):
 @pytest.mark.parametrize("hq,hk", [(8, 2), (16, 2), (6, 1), (5, 1), (24, 2), (32, 2), (34, 2), (128, 1)])
 def test_gqa_decode(isa, hq, hk):
     # One query position, several query heads per kv head: the heads of a group are one task's rows, read
-    # against the key rows in place up to 16 a group (5, 8, 12 and 16 here), K^T packed above (17, 64).
+    # against the key rows in place up to 16 a group (4, 5, 6, 8, 12 and 16 here), K^T packed above (17, 128).
     b, d = 2, 24
     for lk in (37, 3000):  # 3000: also split across tasks (flash-decoding)
         q, k, v = rand((b, hq, 1, d)), rand((b, hk, lk, d)), rand((b, hk, lk, 16))

@@ -145,9 +145,9 @@ def test_sequences_without_keys_or_queries(isa):
 )
 def test_bit_identical_to_contiguous_attention(isa, nq, length, page_size, hq, hk):
     """One sequence read through its pages gives the bits of attention over the gathered keys: the key
-    splits are the same; a decode (<= 4 query rows) gathers each key block from its pages and runs the
-    contiguous kernels on it, and a prefill's block of page segments runs the same FMA chains on the SIMD
-    sets."""
+    splits are the same; a decode (<= 4 query rows, or up to 16 heads of a grouped step) gathers each key
+    block from its pages and runs the contiguous kernels on it, and a prefill's block of page segments runs
+    the same FMA chains on the SIMD sets."""
     d, dv = 32, 16
     for opts in (dict(), dict(window=333, softcap=10.0, sinks=[0.3] * hq)):
         k_pages, v_pages, table, ks, vs = make_cache([length], page_size, hk, d, dv)
