@@ -404,15 +404,16 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
     // product, kernel_table.hpp), which the scale carries into the score; up to 2^64 that is below 2^-40 for
     // any head_dim under 2^20, beyond it not (a scale of 2^125 on q, k near 2^-65 lost every score).
     constexpr T kPairScaleMax = T(0x1p64);
+    // Few rows (decoding, reads_direct): scores straight from the key rows; else K^T packed once per block.
+    const bool direct = reads_direct(rows, p.grouped, p.ks[3]);
     bool pairs_q = false;
     const std::size_t ldqw = bf16_pair_words(D);
     if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
-        const bool decode = reads_direct(rows, p.grouped, p.ks[3]);  // run_block's `direct`
-        if (p.kv.qk_pairs && (!decode || p.kv.qk_direct_pairs) && std::fabs(p.scale) <= kPairScaleMax) {
+        if (p.kv.qk_pairs && (!direct || p.kv.qk_direct_pairs) && std::fabs(p.scale) <= kPairScaleMax) {
             const T* q0 = qp;  // ws.qbuf: a bfloat16 q is always widened there
             pairs_q = std::none_of(q0, q0 + U * rows * D, [](T x) { return std::fpclassify(x) == FP_SUBNORMAL; });
             // A decode's rows as pair words (qk_direct_pairs), once for all the task's blocks.
-            if (pairs_q && decode)  // ws.qw: sized for it (workspace)
+            if (pairs_q && direct)  // ws.qw: sized for it (workspace)
                 for (std::size_t i = 0; i < U * rows; ++i) bf16_q_pairs(q0 + i * D, D, ws.qw.data() + i * ldqw);
         }
     }
@@ -490,14 +491,12 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
             ws.seg_v[nseg] = vr;
             ++nseg;
         });
-        // Few rows (decoding): scores straight from the key rows; else pack K^T once for all the rows.
-        // A paged decode reads the rows in place, page segment by page segment, when every segment starts
+        // A paged decode (direct) reads the rows in place, page segment by page segment, when every segment starts
         // a whole number of four-key groups into the block (page_size and j0 multiples of 4): qk_direct's
         // groups of four keys (store_hsum4; a key left over: hsum) are then the ones of the block in one
         // piece, and so are the bits, with a pv that may be cut at page ends (attention_kernels::pv_split:
         // anywhere on the SIMD sets). Other page sizes, and the scalar set, gather the block into one piece
         // (copies::gather).
-        const bool direct = reads_direct(rows, p.grouped, p.ks[3]);
         const bool gather = direct && p.pages && gathers(p.page_size, p.k.pv_split, static_cast<std::size_t>(j0));
         // A decode read in place takes the prefetch pipeline below (stream) unless each head's K and V rows are
         // one contiguous run, which the hardware prefetchers follow on their own: there the pump only cost time
