@@ -411,7 +411,7 @@ void run_block(const plan<T, Q, S>& p, workspace<T, S>& ws, std::size_t b, std::
     if constexpr (std::is_same_v<Q, bfloat16> && std::is_same_v<S, bfloat16>) {
         if (p.kv.qk_pairs && (!direct || p.kv.qk_direct_pairs) && std::fabs(p.scale) <= kPairScaleMax) {
             const T* q0 = qp;  // ws.qbuf: a bfloat16 q is always widened there
-            pairs_q = std::none_of(q0, q0 + U * rows * D, [](T x) { return std::fpclassify(x) == FP_SUBNORMAL; });
+            pairs_q = !any_subnormal(q0, U * rows * D);
             // A decode's rows as pair words (qk_direct_pairs), once for all the task's blocks.
             if (pairs_q && direct)  // ws.qw: sized for it (workspace)
                 for (std::size_t i = 0; i < U * rows; ++i) bf16_q_pairs(q0 + i * D, D, ws.qw.data() + i * ldqw);

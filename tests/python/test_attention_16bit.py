@@ -111,6 +111,31 @@ def test_grouped_decode(isa, qt, kt, group):
     check16(q, k, v)
 
 
+@pytest.mark.parametrize("group,d", [(4, 40), (16, 33), (5, 128)])
+def test_one_bfloat16_subnormal_in_a_decode_task(isa, group, d):
+    # A decode task checks all its q rows for a bfloat16 subnormal (which vdpbf16ps would read as zero) before
+    # it takes the pair kernels. One subnormal (2^-127) anywhere in them, the first, a middle or the last entry
+    # of a task's rows, against keys of +-1.5 2^127 in its dimension: a product of +-1.5, which a flush would
+    # drop (a score error of 0.2 and more). That dimension's other q entries are 0, so they score nothing.
+    # Contiguous (batch, heads, len, dim) and a paged pool of all heads a slot (one task over them all).
+    hk, lk, dv = 2, 300, 24
+    for head, dim in ((0, 0), (group - 1, d - 1), (group + group // 2, d // 2), (2 * group - 1, d - 1)):
+        q = rand((1, group * hk, 1, d), BF16).astype(F32)
+        q[..., dim] = 0.0
+        q[0, head, 0, dim] = 2.0**-127
+        k = rand((1, hk, lk, d), BF16).astype(F32)
+        k[..., dim] = np.where(RNG.random((1, hk, lk)) < 0.5, -1.5, 1.5) * 2.0**127
+        q, k, v = q.astype(BF16), k.astype(BF16), rand((1, hk, lk, dv), BF16)
+        assert q.astype(F32)[0, head, 0, dim] == 2.0**-127 and np.isfinite(k.astype(F32)).all()
+        out, _ = check16(q, k, v)
+        page = 20
+        kp = np.ascontiguousarray(k[0].transpose(1, 0, 2)).reshape(lk // page, page, hk, d)
+        vp = np.ascontiguousarray(v[0].transpose(1, 0, 2)).reshape(lk // page, page, hk, dv)
+        table = np.arange(lk // page, dtype=np.int32)[None]
+        paged = normexp.paged_attention(q[:, :, 0], kp, vp, table, np.array([lk], np.int32))
+        np.testing.assert_array_equal(paged.view(np.int16), out[:, :, 0].view(np.int16))
+
+
 @pytest.mark.parametrize("qt,kt", COMBOS, ids=COMBO_IDS)
 def test_strided_views_read_in_place(isa, qt, kt):
     # A (batch, len, heads, dim) cache seen as (batch, heads, len, dim): read through its strides, no copy.

@@ -595,14 +595,31 @@ inline std::size_t bf16_pair_words(std::size_t dim) { return (dim + 31) / 32 * 1
 // A q row (float32 holding bfloat16 values) as pair words, the layout of pack_kt_pairs' words along one key:
 // w[p] = bits(q[2p]) | bits(q[2p + 1]) << 16 for p < ceil(dim / 2) (q[dim] = 0 when dim is odd), then 0 up to
 // bf16_pair_words(dim). Exact: a bfloat16 value's float32 bits are its own bits followed by 16 zeros.
+// The whole pairs without a branch (the compiler vectorizes them: a decode task converts up to 16 rows).
 inline void bf16_q_pairs(const float* q, std::size_t dim, std::uint32_t* w) {
-    const std::size_t words = bf16_pair_words(dim);
-    for (std::size_t p = 0; p < words; ++p) {
-        std::uint32_t a = 0, b = 0;
-        if (2 * p < dim) std::memcpy(&a, q + 2 * p, sizeof a);
-        if (2 * p + 1 < dim) std::memcpy(&b, q + 2 * p + 1, sizeof b);
+    const std::size_t words = bf16_pair_words(dim), whole = dim / 2;
+    for (std::size_t p = 0; p < whole; ++p) {
+        std::uint32_t a, b;
+        std::memcpy(&a, q + 2 * p, sizeof a);
+        std::memcpy(&b, q + 2 * p + 1, sizeof b);
         w[p] = (a >> 16) | (b & 0xFFFF0000u);
     }
+    for (std::size_t p = whole; p < words; ++p) {
+        std::uint32_t a = 0;
+        if (2 * p < dim) std::memcpy(&a, q + 2 * p, sizeof a);
+        w[p] = a >> 16;
+    }
+}
+// Whether any of x[0, n) is a float32 subnormal (a bfloat16 subnormal widened, which vdpbf16ps and AMX read as
+// zero): |x| as bits in [1, 2^23 - 1]. Branchless, so the compiler vectorizes it (once per task over its q rows).
+inline bool any_subnormal(const float* x, std::size_t n) {
+    std::uint32_t any = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t u;
+        std::memcpy(&u, x + i, sizeof u);
+        any |= static_cast<std::uint32_t>((u & 0x7FFFFFFFu) - 1u < 0x007FFFFFu);
+    }
+    return any != 0;
 }
 
 struct kernel_table {
