@@ -595,7 +595,7 @@ inline std::size_t bf16_pair_words(std::size_t dim) { return (dim + 31) / 32 * 1
 // A q row (float32 holding bfloat16 values) as pair words, the layout of pack_kt_pairs' words along one key:
 // w[p] = bits(q[2p]) | bits(q[2p + 1]) << 16 for p < ceil(dim / 2) (q[dim] = 0 when dim is odd), then 0 up to
 // bf16_pair_words(dim). Exact: a bfloat16 value's float32 bits are its own bits followed by 16 zeros.
-// The whole pairs without a branch (the compiler vectorizes them: a decode task converts up to 16 rows).
+// The whole pairs without a branch, so the compiler vectorizes them (a decode task converts all its q rows).
 inline void bf16_q_pairs(const float* q, std::size_t dim, std::uint32_t* w) {
     const std::size_t words = bf16_pair_words(dim), whole = dim / 2;
     for (std::size_t p = 0; p < whole; ++p) {
