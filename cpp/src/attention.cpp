@@ -1236,9 +1236,9 @@ NX_ATTENTION_16(float, bfloat16)
 // on the shapes; pieces are merged in order with the sink (finish_merged), by all threads.
 namespace {
 
-template <class Msg>
+template <class E = error, class Msg>
 void paged_check(bool ok, Msg&& msg) {  // msg as for check
-    if (!ok) throw error("normexp.paged_attention: " + detail::message(std::forward<Msg>(msg)));
+    if (!ok) throw E("normexp.paged_attention: " + detail::message(std::forward<Msg>(msg)));
 }
 
 struct paged_task {
@@ -1276,12 +1276,12 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
     paged_check(query_start[0] == 0, [&] { return "query_start[0] must be 0, got " + to_string(query_start[0]); });
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
         const std::int32_t a = query_start[s], b = query_start[s + 1];
-        paged_check(b >= a && std::size_t(b) <= sh.total_queries, [&] {
-            return "sequence " + to_string(s) + ": query_start[" + to_string(s + 1) + "] = " + to_string(b) +
-                   " must be in [query_start[" + to_string(s) + "] = " + to_string(a) + ", total_queries = " +
-                   to_string(sh.total_queries) + "]";
+        paged_check(b >= a, [&] {
+            return "query_start must be non-decreasing: sequence " + to_string(s) + " has query_start[" +
+                   to_string(s + 1) + "] = " + to_string(b) + " < query_start[" + to_string(s) + "] = " + to_string(a);
         });
     }
+    // From 0, non-decreasing, to total_queries: every offset is in [0, total_queries].
     paged_check(std::size_t(query_start[sh.num_seqs]) == sh.total_queries, [&] {
         return "query_start[" + to_string(sh.num_seqs) + "] = " + to_string(query_start[sh.num_seqs]) +
                " must be total_queries = " + to_string(sh.total_queries);
@@ -1292,7 +1292,9 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
             return "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) + " is negative";
         });
         if (len == 0) continue;
-        paged_check(sh.page_size > 0, "page_size must be at least 1");
+        paged_check(sh.page_size > 0, [&] {
+            return "page_size is 0 (pages of no keys), but sequence " + to_string(s) + " has " + to_string(len) + " keys";
+        });
         const std::size_t need = (std::size_t(len) + sh.page_size - 1) / sh.page_size;
         paged_check(need <= sh.max_pages, [&] {
             return "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) + " needs " +
@@ -1303,9 +1305,10 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
         const std::int32_t* row = table + sp(s) * table_row;
         for (std::size_t i = 0; i < need; ++i)
             if (!(row[i] >= 0 && std::size_t(row[i]) < sh.num_pages))
-                paged_check(false, "sequence " + to_string(s) + ": block_table[" + to_string(s) + ", " + to_string(i) +
-                                       "] = " + to_string(row[i]) + " is not a page index in [0, " +
-                                       to_string(sh.num_pages) + ")");
+                paged_check<index_error>(false, "block_table[" + to_string(s) + ", " + to_string(i) + "] = " +
+                                                    to_string(row[i]) + ": page " + to_string(i) + " of sequence " +
+                                                    to_string(s) + " is not a page of the pool (k_pages has " +
+                                                    to_string(sh.num_pages) + " pages)");
     }
     for (const bool sink : {false, true}) {
         const double* arr = sink ? po.sinks : po.alibi_slopes;

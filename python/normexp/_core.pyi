@@ -6,6 +6,7 @@ import numpy.typing as npt
 __version__: str
 
 class NormexpError(ValueError): ...
+class NormexpIndexError(IndexError, ValueError): ...
 
 class Reduction:
     softmax: Reduction

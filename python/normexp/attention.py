@@ -363,9 +363,28 @@ def _index_array(x: Any, name: str, ndim: int, *, convert: bool = True) -> np.nd
         raise ValueError(f"{name} must have {ndim} dimension{'s' if ndim > 1 else ''}, got shape {a.shape}")
     if not convert:
         return a
-    if a.size and (int(a.max()) > _INT32_MAX or int(a.min()) < -_INT32_MAX - 1):
+    if a.dtype != np.int32 and a.size and (int(a.max()) > _INT32_MAX or int(a.min()) < -_INT32_MAX - 1):
         raise ValueError(f"{name} has values beyond the int32 range")
     return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _table_int32(table: np.ndarray, lens: np.ndarray, psize: int, npages: int) -> np.ndarray:
+    """A block table of another integer type or layout as C-contiguous int32. Only the entries a sequence
+    reads (the first ceil(seq_lens[s] / page_size) of its row) are converted; the others become -1, whatever
+    they held (an unsigned table's 0xFFFFFFFF padding, int64 beyond int32). A used entry beyond int32 raises
+    the library's IndexError here, where its value is still known; the library checks the rest."""
+    need = (np.maximum(lens.astype(np.int64), 0) + max(psize, 1) - 1) // max(psize, 1)
+    used = np.arange(table.shape[1])[None, :] < need[:, None]
+    if table.dtype.itemsize >= 4 and table.dtype != np.int32:
+        beyond = table > _INT32_MAX if table.dtype.kind == "u" else (table < -_INT32_MAX - 1) | (table > _INT32_MAX)
+        beyond &= used
+        if beyond.any():
+            s, j = (int(i) for i in np.argwhere(beyond)[0])
+            raise _core.NormexpIndexError(
+                f"normexp.paged_attention: block_table[{s}, {j}] = {int(table[s, j])}: page {j} of sequence {s} is "
+                f"not a page of the pool (k_pages has {npages} pages)"
+            )
+    return np.ascontiguousarray(np.where(used, table.astype(np.int64, copy=False), -1), dtype=np.int32)
 
 
 @_interop.dlpack_io("q", "k_pages", "v_pages")
@@ -424,11 +443,12 @@ def paged_attention(
         Receives the result.
 
     Returns ``out``, or ``(out, lse)``. Every page index, length and offset is checked before anything is
-    read: a bad table raises ``IndexError`` (a page index outside the pool) or ``ValueError`` (lengths and
-    offsets), naming the sequence and the entry. Work is split over (sequence, head, query block) and, for
-    sequences with few new queries, key ranges, so one long sequence does not serialize a batch; results
-    are bit-identical for every thread count. A sequence's key split is its share of the batch's keys: alone
-    it gives the bits of :func:`attention`, in a batch the same values up to rounding.
+    read: a bad table raises ``IndexError`` (a page index outside the pool; also a ``ValueError``) or
+    ``ValueError`` (lengths and offsets), naming the sequence and the entry. Work is split over (sequence,
+    head, query block) and, for sequences with few new queries, key ranges, so one long sequence does not
+    serialize a batch; results are bit-identical for every thread count. A sequence's key split is its share
+    of the batch's keys: alone it gives the bits of :func:`attention`, in a batch the same values up to
+    rounding.
     """
     is_causal = _api.flag(is_causal, "is_causal")
     return_lse = _api.flag(return_lse, "return_lse")
@@ -452,8 +472,9 @@ def paged_attention(
     if hk == 0 and hq != 0 or hk and hq % hk:
         raise ValueError(f"heads: q has {hq} heads, not a multiple of the {hk} key/value heads of k_pages and v_pages")
 
-    # The table in its own integer type until its used entries are checked: the others are never read and
-    # may hold anything, an unsigned table's 0xFFFFFFFF padding included.
+    # The library checks every offset, length and page index it reads (normexp.paged_attention: IndexError
+    # for a page outside the pool, ValueError for the rest, naming the sequence and the entry); here only the
+    # shapes, and a table of another integer type, whose used entries must hold int32 values to be converted.
     table = _index_array(block_table, "block_table", 2, convert=False)
     lens = _index_array(seq_lens, "seq_lens", 1)
     nseq = lens.shape[0]
@@ -470,46 +491,15 @@ def paged_attention(
         starts = _index_array(query_start, "query_start", 1)
         if starts.shape[0] != nseq + 1:
             raise ValueError(f"query_start must have num_seqs + 1 = {nseq + 1} entries, got {starts.shape[0]}")
-        if starts[0] != 0:
-            raise ValueError(f"query_start[0] must be 0, got {int(starts[0])}")
-        if starts[-1] != nq_total:
-            raise ValueError(f"query_start[{nseq}] = {int(starts[-1])} must be the number of queries in q, {nq_total}")
-        bad = np.flatnonzero(np.diff(starts) < 0)
-        if bad.size:
-            s = int(bad[0])
-            raise ValueError(
-                f"query_start must be non-decreasing: sequence {s} has query_start[{s + 1}] = {int(starts[s + 1])} "
-                f"< query_start[{s}] = {int(starts[s])}"
-            )
-    neg = np.flatnonzero(lens < 0)
-    if neg.size:
-        s = int(neg[0])
-        raise ValueError(f"seq_lens[{s}] = {int(lens[s])}: sequence {s} has a negative length")
-    if nseq and int(lens.max()) > 0 and psize == 0:
-        raise ValueError("k_pages has pages of 0 keys (page_size, dimension 1), but seq_lens has keys")
-    need = (lens.astype(np.int64) + max(psize, 1) - 1) // max(psize, 1)
-    over = np.flatnonzero(need > table.shape[1])
-    if over.size:
-        s = int(over[0])
-        raise ValueError(
-            f"seq_lens[{s}] = {int(lens[s])}: sequence {s} needs {int(need[s])} pages of {psize} keys, but "
-            f"block_table has {table.shape[1]} columns"
-        )
-    used = np.arange(table.shape[1])[None, :] < need[:, None]
-    bad = used & ((table < 0) | (table >= npages))
-    if bad.any():
-        s, j = (int(i) for i in np.argwhere(bad)[0])
-        raise IndexError(
-            f"block_table[{s}, {j}] = {int(table[s, j])}: page {j} of sequence {s} is not a page of the pool "
-            f"(k_pages has {npages} pages)"
-        )
     if table.dtype != np.int32 or not table.flags.c_contiguous:
-        # Used entries are pages of the pool (< npages); the others, whatever they held, become -1.
-        table = np.ascontiguousarray(np.where(used, table.astype(np.int64, copy=False), -1), dtype=np.int32)
+        table = _table_int32(table, lens, psize, npages)
 
-    max_len = int(lens.max()) if nseq else 0
-    max_q = int(np.diff(starts).max()) if nseq else 0
     sc = check_scale(scale, cdtype, d)
+    # The longest sequence and the most new queries of one, for the window's clip and the ALiBi range (the
+    # library checks the values: a negative length or offset here only loosens these bounds).
+    max_len = max_q = 0
+    if nseq and (window is not None or alibi_slopes is not None):
+        max_len, max_q = max(int(lens.max()), 0), max(int(np.diff(starts).max()), 0)
     win = check_window(window, max_q, max_len)
     cap = check_softcap(softcap, cdtype)
     slopes = None

@@ -372,7 +372,9 @@ void test_paged_params() {
     broken[3 * maxp + 10] = std::int32_t(npages);
     normexp_paged_attention_params bad = p;
     bad.block_table = broken.data();
-    expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, "sequence 3: block_table[3, 10]");
+    char page_word[96];
+    std::snprintf(page_word, sizeof page_word, "block_table[3, 10] = %d: page 10 of sequence 3", int(npages));
+    expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, page_word);
     const std::int32_t long_lens[nseq] = {700, 1, 6, 2600};
     bad = p, bad.seq_lens = long_lens;
     expect(bad, NORMEXP_ERROR_INVALID_ARGUMENT, "seq_lens[3] = 2600");

@@ -267,6 +267,29 @@ def test_unused_table_entries_may_hold_anything():
             normexp.paged_attention(**dict(a, block_table=t))
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32, np.int8])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_bad_page_is_an_index_error_and_a_value_error(dtype, layout):
+    """A page index outside the pool raises one exception class with one message, whether the library checks
+    it (int32 tables, and tables converted to int32) or Python does before the conversion (a value beyond
+    int32): an IndexError that is also a ValueError, naming the entry, the sequence and the pool."""
+    a = _valid()
+    npages = a["k_pages"].shape[0]
+    values = [-1, npages] + ([2**40] if dtype == np.int64 else [2**32 - 1] if dtype == np.uint32 else [])
+    for v in values:
+        if v < 0 and np.dtype(dtype).kind == "u":
+            continue
+        t = a["block_table"].astype(dtype)
+        t[2, 3] = v
+        t = np.asfortranarray(t) if layout == "F" else t
+        with pytest.raises(IndexError) as e:
+            normexp.paged_attention(**dict(a, block_table=t))
+        assert isinstance(e.value, ValueError)
+        assert type(e.value) is _core.NormexpIndexError
+        assert str(e.value) == (f"normexp.paged_attention: block_table[2, 3] = {v}: page 3 of sequence 2 is not a "
+                                f"page of the pool (k_pages has {npages} pages)")
+
+
 def _core_call(a):
     """_core.paged_attention without Python's checks: the library's own validation must refuse the table."""
     q = a["q"]

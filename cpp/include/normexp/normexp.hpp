@@ -31,6 +31,14 @@ class NORMEXP_API error : public std::invalid_argument {
     ~error() override;  // out of line: one vtable and typeinfo, in the library
 };
 
+// An index that does not name an element of what it indexes (a block table's page index outside the pool):
+// an error like any other, which Python raises as an IndexError that is also a ValueError.
+class NORMEXP_API index_error : public error {
+   public:
+    using error::error;
+    ~index_error() override;
+};
+
 using shape_t = std::vector<std::size_t>;
 using strides_t = std::vector<std::ptrdiff_t>;  // in elements, not bytes
 
@@ -287,7 +295,8 @@ NORMEXP_API void merge_attention(std::size_t parts, const bfloat16* const* outs,
 // query of a sequence sits at its last key (query r of n sits at key seq_len - n + r). query_start[0] must be 0
 // and query_start[num_seqs] total_queries, non-decreasing (a sequence may have no new query); only the first
 // ceil(seq_len / page_size) entries of a sequence's row of the table are read, each must be in [0, num_pages).
-// Everything is validated before any read (normexp::error naming the sequence and the entry).
+// Everything is validated before any read (normexp::error naming the sequence and the entry; a page index
+// outside the pool is a normexp::index_error).
 // Scores, windows, softcap, ALiBi, sinks and GQA as attention_options; results are those of attention<T> over
 // each sequence's keys gathered contiguously with bottom-right alignment; for a batch of one sequence bit for
 // bit (tasks of up to 4 query rows, a decode step or one query of a group of up to 4 heads, run the decoding
