@@ -326,9 +326,20 @@ def _finish(dst: np.ndarray, out: np.ndarray | None, res: np.dtype) -> np.ndarra
     return narrow(dst, res)
 
 
+# The native single-crossing paths that normexp.softmax / log_softmax / logsumexp try first for NumPy input
+# (None: the general path below). A tensor of another library reaches the general path, as its NumPy view
+# (dlpack_io), and tries them here: a torch softmax of 1000 entries took 16 us through the general path
+# against 1.6 us for the same array in NumPy.
+_FAST = {"softmax": _core.fast_softmax, "log_softmax": _core.fast_log_softmax}
+
+
 @_interop.dlpack_io("x")
 def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: Any, acc: Any = "high") -> np.ndarray:
     """softmax / log_softmax along one axis."""
+    if where is None:
+        r = _FAST[op](x, axis, temperature, out, _isa_override.get(), acc)
+        if r is not None:
+            return r
     mode = accuracy(acc)
     a = as_array(x)
     res, compute = result_dtype(a.dtype)
@@ -374,6 +385,10 @@ def elementwise(op: str, x: Any, axis: Any, temperature: Any, where: Any, out: A
 
 @_interop.dlpack_io("x")
 def logsumexp(x: Any, axis: Any, b: Any, keepdims: Any, return_sign: Any, out: Any, name: str = "x", acc: Any = "high"):
+    if b is None and return_sign is False and (keepdims is False or keepdims is True):  # _FAST above
+        r = _core.fast_logsumexp(x, axis, out, keepdims, _isa_override.get(), acc)
+        if r is not None:
+            return r
     mode = accuracy(acc)  # b= is computed at high accuracy in either mode (weighted_logsumexp)
     a = as_array(x, name)
     res, compute = result_dtype(a.dtype, name)

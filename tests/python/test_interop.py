@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import normexp
-from normexp import _core
+from normexp import _api, _core
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install torch (.ci/run installs 2.13.0)")
 ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (in the test extra) is needed for bfloat16")
@@ -259,6 +259,15 @@ def test_kernels_read_and_write_the_tensors_memory(monkeypatch, dtype, layout):
         return real_reduce(op, src, dst, *args)
 
     monkeypatch.setattr(_core, "reduce", spy)
+    real_fast = _api._FAST["log_softmax"]
+
+    def fast_spy(src, axis, temperature, dst, *args):  # the single-crossing path (None: it declined)
+        r = real_fast(src, axis, temperature, dst, *args)
+        if r is not None:
+            seen.append((pointer(src), src.strides, pointer(r)))
+        return r
+
+    monkeypatch.setitem(_api._FAST, "log_softmax", fast_spy)
     x = make((8, 40), dtype, layout)
     out = make((8, 40), dtype, layout, seed=1)
     assert normexp.softmax(x, where=torch.ones(8, 40, dtype=torch.bool)[0], out=out) is out  # general path
@@ -453,7 +462,9 @@ def test_jax_input_is_not_copied(jnp, monkeypatch):
     x = jnp.asarray(np.random.default_rng(4).standard_normal((4, 16)).astype(np.float32))
     seen = []
     real_reduce = _core.reduce
+    real_fast = _api._FAST["log_softmax"]
     monkeypatch.setattr(_core, "reduce", lambda op, src, dst, *a: (seen.append(pointer(src)), real_reduce(op, src, dst, *a)))
+    monkeypatch.setitem(_api._FAST, "log_softmax", lambda src, *a: (seen.append(pointer(src)), real_fast(src, *a))[1])
     normexp.log_softmax(x, where=np.ones(16, bool))
     normexp.log_softmax(x, axis=0)
     assert seen[-1] == x.unsafe_buffer_pointer()
