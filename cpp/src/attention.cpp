@@ -1267,27 +1267,40 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
     const char* const tname = sizeof(T) == 4 ? "float32" : "float64";
     paged_check(std::fabs(po.scale) <= kMaxT, [&] { return "scale " + detail::format_number(po.scale) + " overflows " + tname; });
     paged_check(po.softcap <= kMaxT, [&] { return "softcap " + detail::format_number(po.softcap) + " overflows " + tname; });
+    // The table: every offset, length and page index this call reads, checked before anything is read. Each
+    // is copied once and the copy is checked and used (query_start, seq_lens, and the used entries of the
+    // table), so memory that changes after the checks (the caller's other threads: the GIL is released; an
+    // out that overlaps the table) cannot send a read outside the pool.
+    auto first_offset = [&](std::int32_t q0) {
+        paged_check(q0 == 0, [&] { return "query_start[0] must be 0, got " + to_string(q0); });
+    };
     if (sh.num_seqs == 0) {
+        if (query_start) first_offset(query_start[0]);
         paged_check(sh.total_queries == 0, "total_queries must be 0 without sequences");
         return;
     }
-    // The table: every offset, length and page index this call reads, before anything is read.
     paged_check(seq_lens && query_start, "seq_lens and query_start must not be null");
-    paged_check(query_start[0] == 0, [&] { return "query_start[0] must be 0, got " + to_string(query_start[0]); });
+    const std::vector<std::int32_t> starts(query_start, query_start + sh.num_seqs + 1);
+    const std::vector<std::int32_t> lens(seq_lens, seq_lens + sh.num_seqs);
+    first_offset(starts[0]);
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
-        const std::int32_t a = query_start[s], b = query_start[s + 1];
+        const std::int32_t a = starts[s], b = starts[s + 1];
         paged_check(b >= a, [&] {
             return "query_start must be non-decreasing: sequence " + to_string(s) + " has query_start[" +
                    to_string(s + 1) + "] = " + to_string(b) + " < query_start[" + to_string(s) + "] = " + to_string(a);
         });
     }
     // From 0, non-decreasing, to total_queries: every offset is in [0, total_queries].
-    paged_check(std::size_t(query_start[sh.num_seqs]) == sh.total_queries, [&] {
-        return "query_start[" + to_string(sh.num_seqs) + "] = " + to_string(query_start[sh.num_seqs]) +
+    paged_check(std::size_t(starts[sh.num_seqs]) == sh.total_queries, [&] {
+        return "query_start[" + to_string(sh.num_seqs) + "] = " + to_string(starts[sh.num_seqs]) +
                " must be total_queries = " + to_string(sh.total_queries);
     });
+    std::vector<std::size_t> first_page(sh.num_seqs);  // sequence s's pages: pages[first_page[s] ...]
+    std::vector<std::int32_t> pages;
+    pages.reserve(1);  // data() is not null (a plan's null pages mean a contiguous cache)
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
-        const std::int32_t len = seq_lens[s];
+        const std::int32_t len = lens[s];
+        first_page[s] = pages.size();
         paged_check(len >= 0, [&] {
             return "sequence " + to_string(s) + ": seq_lens[" + to_string(s) + "] = " + to_string(len) + " is negative";
         });
@@ -1303,12 +1316,15 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
         });
         paged_check(table != nullptr, "block_table must not be null");
         const std::int32_t* row = table + sp(s) * table_row;
-        for (std::size_t i = 0; i < need; ++i)
-            if (!(row[i] >= 0 && std::size_t(row[i]) < sh.num_pages))
+        for (std::size_t i = 0; i < need; ++i) {
+            const std::int32_t page = row[i];
+            if (!(page >= 0 && std::size_t(page) < sh.num_pages))
                 paged_check<index_error>(false, "block_table[" + to_string(s) + ", " + to_string(i) + "] = " +
-                                                    to_string(row[i]) + ": page " + to_string(i) + " of sequence " +
+                                                    to_string(page) + ": page " + to_string(i) + " of sequence " +
                                                     to_string(s) + " is not a page of the pool (k_pages has " +
                                                     to_string(sh.num_pages) + " pages)");
+            pages.push_back(page);
+        }
     }
     for (const bool sink : {false, true}) {
         const double* arr = sink ? po.sinks : po.alibi_slopes;
@@ -1344,15 +1360,15 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
     plans.reserve(sh.num_seqs);
     std::size_t total_range = 0;
     for (std::size_t s = 0; s < sh.num_seqs; ++s) {
-        const std::size_t nq = std::size_t(query_start[s + 1] - query_start[s]), len = std::size_t(seq_lens[s]);
+        const std::size_t nq = std::size_t(starts[s + 1] - starts[s]), len = std::size_t(lens[s]);
         const attention_shape one{1, sh.heads_q, sh.heads_kv, nq, len, sh.head_dim, Dv};
         const std::ptrdiff_t off = sp(len) - sp(nq);
         const bool windowed = po.window > 0 && po.window < nq + len;
-        plan<T, Q, S> p{ak, kv_kernels_for<T, Q, S>(kt), one, q + sp(std::size_t(query_start[s])) * qs3[0], k_pages, v_pages,
+        plan<T, Q, S> p{ak, kv_kernels_for<T, Q, S>(kt), one, q + sp(std::size_t(starts[s])) * qs3[0], k_pages, v_pages,
                   strides4{0, qs3[1], qs3[0], qs3[2]}, strides4{0, ks4[2], ks4[1], ks4[3]},
                   strides4{0, vs4[2], vs4[1], vs4[3]}, aopt, static_cast<T>(scale), group, off,
                   windowed ? off - sp(po.window) + 1 : -kNoLimit, po.is_causal ? off : kNoLimit, rb,
-                  (nq + block_q - 1) / block_q, 1, false, 0, table + sp(s) * table_row, sh.page_size, ks4[0], vs4[0]};
+                  (nq + block_q - 1) / block_q, 1, false, 0, pages.data() + first_page[s], sh.page_size, ks4[0], vs4[0]};
         p.grouped = nq == 1 && group > 1 && group <= block_q && po.alibi_slopes == nullptr;
         const std::size_t unit_rows = p.grouped ? group : nq, nunits = p.grouped ? sh.heads_kv : sh.heads_q;
         if (takes_all_units(nq, group, sh.heads_q, block_q, po.alibi_slopes != nullptr, ks4, vs4, sh.head_dim, Dv))
@@ -1421,7 +1437,7 @@ void paged_impl(const paged_attention_shape& sh, const Q* q, const strides3& qs3
         accs(detail::scratch_elems(static_cast<std::size_t>(std::max(nt, 1)), accw));
 
     auto out_row = [&](std::size_t s, std::size_t hh, std::size_t ii, Q*& orow, T*& lrow) {
-        const std::ptrdiff_t r = sp(std::size_t(query_start[s]) + ii);
+        const std::ptrdiff_t r = sp(std::size_t(starts[s]) + ii);
         orow = out + r * os3[0] + sp(hh) * os3[1];
         lrow = po.lse ? po.lse + r * po.lse_strides[0] + sp(hh) * po.lse_strides[1] : nullptr;
     };

@@ -522,12 +522,12 @@ def paged_attention(
         out = _api.check_out(out, out_shape, dtype)
     res = _work_buffer(out, out_shape, dtype, (q, k_pages, v_pages))
     lse = np.empty((nq_total, hq), cdtype) if return_lse else None
-    if res.size or (lse is not None and lse.size):
-        _core.paged_attention(
-            _kernel_view(q), _kernel_view(k_pages), _kernel_view(v_pages), table, lens, starts, res, lse,
-            is_causal=bool(is_causal), scale=sc, window=win, softcap=cap, alibi=slopes, sinks=sink_arr,
-            isa=_api.current_isa_override(),
-        )
+    # Called even when there is nothing to write: the library checks the table, lengths and offsets.
+    _core.paged_attention(
+        _kernel_view(q), _kernel_view(k_pages), _kernel_view(v_pages), table, lens, starts, res, lse,
+        is_causal=bool(is_causal), scale=sc, window=win, softcap=cap, alibi=slopes, sinks=sink_arr,
+        isa=_api.current_isa_override(),
+    )
     return _finish(res, out, lse, return_lse)
 
 

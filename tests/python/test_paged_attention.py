@@ -290,6 +290,66 @@ def test_bad_page_is_an_index_error_and_a_value_error(dtype, layout):
                                 f"page of the pool (k_pages has {npages} pages)")
 
 
+@pytest.mark.parametrize("shape", ["no queries", "no query heads", "no value columns", "no sequences"])
+def test_bad_table_refused_when_nothing_is_written(shape):
+    """The library's checks run whatever the output's size: a table, length or offset that would be refused
+    with queries to answer is refused without them too (it once returned an empty result unchecked)."""
+    rng = np.random.default_rng(3)
+    k = rng.standard_normal((4, 4, 2, 8)).astype(np.float32)
+    v, q, starts = k, rng.standard_normal((2, 2, 8)).astype(np.float32), np.array([0, 1, 2], np.int32)
+    if shape == "no queries":
+        q, starts = q[:0], np.array([0, 0, 0], np.int32)
+    elif shape == "no query heads":
+        q, k, v = q[:, :0], k[:, :, :1], k[:, :, :1]
+    elif shape == "no value columns":
+        v = k[..., :0]
+    if shape == "no sequences":
+        with pytest.raises(ValueError, match=r"query_start\[0\] must be 0, got 3"):
+            normexp.paged_attention(q[:0], k, v, np.zeros((0, 1), np.int32), np.zeros(0, np.int32),
+                                    query_start=np.array([3], np.int32))
+        return
+    good = dict(block_table=np.array([[0], [1]], np.int32), seq_lens=np.array([1, 4], np.int32), query_start=starts)
+    normexp.paged_attention(q, k, v, **good)
+    for lse in (False, True):
+        for bad, exc, words in (
+            (dict(block_table=np.array([[0], [99]], np.int32)), IndexError, "block_table[1, 0] = 99"),
+            (dict(seq_lens=np.array([-5, 4], np.int32)), ValueError, "seq_lens[0] = -5"),
+            (dict(seq_lens=np.array([1, 40], np.int32)), ValueError, "seq_lens[1] = 40"),
+            (dict(query_start=np.array([0, 3, 0], np.int32)), ValueError, "non-decreasing"),
+        ):
+            with pytest.raises(exc) as e:
+                normexp.paged_attention(q, k, v, **dict(good, **bad), return_lse=lse)
+            assert words in str(e.value)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_out_over_the_table(threads):
+    """out may share memory with the block table (an int32 view of it here): the library reads the table
+    entries it checked, copied before any output is written, never the memory out has overwritten (this
+    read pages far outside the pool, and crashed)."""
+    rng = np.random.default_rng(0)
+    k = rng.standard_normal((4, 1, 1, 64)).astype(np.float32)
+    v = rng.standard_normal((4, 1, 1, 64)).astype(np.float32)
+    nseq = 64
+    out = np.zeros((nseq + 1, 1, 64), np.float32)  # sequence 0's two queries: rows 0, 1; sequence s >= 1: row s + 1
+    table = out[:nseq].view(np.int32).reshape(nseq, 64)  # every sequence's 64 keys on page 0 (one key a page)
+    assert table.flags.c_contiguous and not table.any()
+    k_one = np.ascontiguousarray(np.broadcast_to(k[:1], (4, 1, 1, 64)))  # page 0 everywhere in the reference
+    v_one = np.ascontiguousarray(np.broadcast_to(v[:1], (4, 1, 1, 64)))
+    lens = np.full(nseq, 64, np.int32)
+    starts = np.concatenate([[0], np.arange(2, nseq + 2)]).astype(np.int32)
+    q = rng.standard_normal((nseq + 1, 1, 64)).astype(np.float32)
+    want = normexp.paged_attention(q, k_one, v_one, np.zeros((nseq, 64), np.int32), lens, query_start=starts)
+    old = normexp.get_num_threads()
+    try:
+        normexp.set_num_threads(threads)
+        r = normexp.paged_attention(q, k, v, table, lens, query_start=starts, out=out)
+    finally:
+        normexp.set_num_threads(old)
+    assert r is out
+    np.testing.assert_array_equal(out, want)
+
+
 def _core_call(a):
     """_core.paged_attention without Python's checks: the library's own validation must refuse the table."""
     q = a["q"]
