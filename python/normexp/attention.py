@@ -364,7 +364,10 @@ def _index_array(x: Any, name: str, ndim: int, *, convert: bool = True) -> np.nd
     if not convert:
         return a
     if a.dtype != np.int32 and a.size and (int(a.max()) > _INT32_MAX or int(a.min()) < -_INT32_MAX - 1):
-        raise ValueError(f"{name} has values beyond the int32 range")
+        beyond = a > _INT32_MAX if a.dtype.kind == "u" else (a > _INT32_MAX) | (a < -_INT32_MAX - 1)
+        at = tuple(int(i) for i in np.argwhere(beyond)[0])
+        where = ", ".join(str(i) for i in at)
+        raise ValueError(f"{name}[{where}] = {int(a[at])} is beyond the int32 range (the library's index type)")
     return np.ascontiguousarray(a, dtype=np.int32)
 
 

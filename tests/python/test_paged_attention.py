@@ -227,7 +227,7 @@ def _valid():
         (lambda a: a.__setitem__("query_start", a["query_start"][:3]), ValueError, ("query_start", "4 entries")),
         (lambda a: a.__setitem__("seq_lens", a["seq_lens"][:2]), ValueError, ("block_table", "seq_lens")),
         (lambda a: a.__setitem__("block_table", a["block_table"].astype(np.float32)), TypeError, ("block_table",)),
-        (lambda a: a.__setitem__("seq_lens", np.array([10, 3, 2**40])), ValueError, ("seq_lens", "int32")),
+        (lambda a: a.__setitem__("seq_lens", np.array([10, 3, 2**40])), ValueError, ("seq_lens[2] = 1099511627776", "int32")),
         (lambda a: a.__setitem__("q", a["q"][:, :3]), ValueError, ("heads",)),
         (lambda a: a.__setitem__("q", a["q"][..., :5]), ValueError, ("head_dim",)),
         (lambda a: a.__setitem__("v_pages", a["v_pages"][:2]), ValueError, ("v_pages",)),
