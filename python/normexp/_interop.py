@@ -70,7 +70,13 @@ class _DLTensor(ctypes.Structure):  # the first member of DLManagedTensor
                 ("byte_offset", ctypes.c_uint64)]
 
 
+class _DLManagedTensorVersioned(ctypes.Structure):  # DLPack >= 1.0, the capsule "dltensor_versioned"
+    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32), ("manager_ctx", ctypes.c_void_p),
+                ("deleter", ctypes.c_void_p), ("flags", ctypes.c_uint64), ("dl_tensor", _DLTensor)]
+
+
 _kDLBfloat = 4
+_kReadOnly = 1  # DLPACK_FLAG_BITMASK_READ_ONLY
 _capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -88,19 +94,27 @@ class _CapsuleView:
 def _bfloat16_from_dlpack(obj: Any) -> np.ndarray | None:
     """A NumPy ``ml_dtypes.bfloat16`` view (no copy) of a CPU DLPack object whose tensor is bfloat16, which
     ``np.from_dlpack`` refuses; None for any other dtype (and for an object whose capsule cannot be read)."""
+    # As np.from_dlpack imports the other dtypes: a versioned capsule (DLPack >= 1.0) says whether its tensor
+    # may be written; an unversioned one cannot, and is read-only (JAX gives one: its arrays are immutable).
     try:
-        capsule = obj.__dlpack__()
-        ptr = _capsule_pointer(capsule, b"dltensor")
+        try:
+            capsule = obj.__dlpack__(max_version=(1, 0))
+        except TypeError:  # a producer older than the max_version keyword
+            capsule = obj.__dlpack__()
+        if ctypes.pythonapi.PyCapsule_IsValid(ctypes.py_object(capsule), b"dltensor_versioned"):
+            m = _DLManagedTensorVersioned.from_address(_capsule_pointer(capsule, b"dltensor_versioned"))
+            t, read_only = m.dl_tensor, bool(m.flags & _kReadOnly)
+        else:
+            t, read_only = _DLTensor.from_address(_capsule_pointer(capsule, b"dltensor")), True
     except Exception:  # an unusual producer: the caller reports its own error
         return None
-    t = _DLTensor.from_address(ptr)
     if (t.dtype.code, t.dtype.bits, t.dtype.lanes) != (_kDLBfloat, 16, 1):  # (the caller checked the device)
         return None
     shape = tuple(int(t.shape[i]) for i in range(t.ndim))
     if 0 in shape:
         return np.empty(shape, _bfloat16())
     strides = tuple(int(t.strides[i]) * 2 for i in range(t.ndim)) if t.strides else None  # elements -> bytes
-    interface = {"version": 3, "shape": shape, "strides": strides, "data": (t.data + t.byte_offset, False),
+    interface = {"version": 3, "shape": shape, "strides": strides, "data": (t.data + t.byte_offset, read_only),
                  "typestr": ("<" if sys.byteorder == "little" else ">") + "u2"}
     return np.asarray(_CapsuleView(capsule, interface)).view(_bfloat16())
 

@@ -395,15 +395,33 @@ class TorchBorrowed:
         return self._t.__dlpack_device__()
 
 
+class TorchBorrowedLegacy(TorchBorrowed):
+    """The same memory through an unversioned capsule (a producer without DLPack 1.0's max_version)."""
+
+    def __dlpack__(self, **kwargs):
+        return self._t.__dlpack__()
+
+
 def test_plain_dlpack_bfloat16_is_read_and_written_in_place():
+    """A plain DLPack object (no array namespace) of bfloat16, which np.from_dlpack refuses, is read from its
+    capsule's tensor in place, and written there as out= where the capsule allows it: as np.from_dlpack
+    imports the other dtypes, a versioned capsule says (its read-only flag), an unversioned one is read-only
+    (JAX gives one: its arrays are immutable)."""
     t = torch.randn(5, 18).to(torch.bfloat16)
     for view in (t, t[:, ::2], t.T):
-        r = normexp.softmax(TorchBorrowed(view), axis=-1)
-        assert type(r) is np.ndarray and r.dtype.name == "bfloat16"
-        np.testing.assert_array_equal(r.view(np.uint16), normexp.softmax(view, axis=-1).view(torch.int16).numpy().view(np.uint16))
-    out = torch.empty(5, 18, dtype=torch.bfloat16)
-    assert normexp.log_softmax(TorchBorrowed(t), out=TorchBorrowed(out)) is not None
-    assert torch.equal(out, normexp.log_softmax(t))
+        for wrap in (TorchBorrowed, TorchBorrowedLegacy):
+            r = normexp.softmax(wrap(view), axis=-1)
+            assert type(r) is np.ndarray and r.dtype.name == "bfloat16"
+            np.testing.assert_array_equal(r.view(np.uint16), normexp.softmax(view, axis=-1).view(torch.int16).numpy().view(np.uint16))
+    for dtype in (torch.bfloat16, torch.float32):
+        x = t.to(dtype)
+        out = torch.empty(5, 18, dtype=dtype)
+        assert normexp.log_softmax(x, out=TorchBorrowed(out)) is not None
+        assert torch.equal(out, normexp.log_softmax(x))
+        out = torch.zeros(5, 18, dtype=dtype)
+        with pytest.raises(ValueError, match="out is read-only"):
+            normexp.log_softmax(x, out=TorchBorrowedLegacy(out))
+        assert not out.any()
     assert normexp.softmax(TorchBorrowed(torch.empty(0, 3, dtype=torch.bfloat16))).shape == (0, 3)
 
 
@@ -456,6 +474,17 @@ def test_jax_arrays_in_and_out(jnp, dtype):
     o, lse = normexp.attention(q, q, q, return_lse=True)
     assert type(o) is type(q) and type(lse) is type(q)
     np.testing.assert_array_equal(np.asarray(o), normexp.attention(np.asarray(q), np.asarray(q), np.asarray(q)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_jax_arrays_are_never_written(jnp, dtype):
+    """JAX arrays are immutable: as out= every dtype is refused and left as it was (a bfloat16 one, viewed
+    from its DLPack capsule rather than by np.from_dlpack, was written in place)."""
+    out = jnp.zeros((2, 3), dtype)
+    for x in (np.ones((2, 3), np.float32).astype(out.dtype), torch.ones(2, 3).to(getattr(torch, dtype))):
+        with pytest.raises(ValueError, match="read-only"):
+            normexp.softmax(x, out=out)
+    assert not np.asarray(out).any()
 
 
 def test_jax_input_is_not_copied(jnp, monkeypatch):
