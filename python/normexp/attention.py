@@ -353,6 +353,11 @@ def merge_attention(outs: Sequence[Any], lses: Sequence[Any]) -> tuple[np.ndarra
 _INT32_MAX = 2**31 - 1
 
 
+def _beyond_int32(a: np.ndarray) -> np.ndarray:
+    """Where an integer array holds a value int32 cannot (unsigned: only above; NumPy compares exactly)."""
+    return a > _INT32_MAX if a.dtype.kind == "u" else (a > _INT32_MAX) | (a < -_INT32_MAX - 1)
+
+
 def _index_array(x: Any, name: str, ndim: int, *, convert: bool = True) -> np.ndarray:
     """An integer array of ndim dimensions as C-contiguous int32 (TypeError for other dtypes, ValueError for
     another rank or values beyond int32); with convert=False in its own integer dtype, values unchecked."""
@@ -364,8 +369,7 @@ def _index_array(x: Any, name: str, ndim: int, *, convert: bool = True) -> np.nd
     if not convert:
         return a
     if a.dtype != np.int32 and a.size and (int(a.max()) > _INT32_MAX or int(a.min()) < -_INT32_MAX - 1):
-        beyond = a > _INT32_MAX if a.dtype.kind == "u" else (a > _INT32_MAX) | (a < -_INT32_MAX - 1)
-        at = tuple(int(i) for i in np.argwhere(beyond)[0])
+        at = tuple(int(i) for i in np.argwhere(_beyond_int32(a))[0])
         where = ", ".join(str(i) for i in at)
         raise ValueError(f"{name}[{where}] = {int(a[at])} is beyond the int32 range (the library's index type)")
     return np.ascontiguousarray(a, dtype=np.int32)
@@ -379,8 +383,7 @@ def _table_int32(table: np.ndarray, lens: np.ndarray, psize: int, npages: int) -
     need = (np.maximum(lens.astype(np.int64), 0) + max(psize, 1) - 1) // max(psize, 1)
     used = np.arange(table.shape[1])[None, :] < need[:, None]
     if table.dtype.itemsize >= 4 and table.dtype != np.int32:
-        beyond = table > _INT32_MAX if table.dtype.kind == "u" else (table < -_INT32_MAX - 1) | (table > _INT32_MAX)
-        beyond &= used
+        beyond = _beyond_int32(table) & used
         if beyond.any():
             s, j = (int(i) for i in np.argwhere(beyond)[0])
             raise _core.NormexpIndexError(
