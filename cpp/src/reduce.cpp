@@ -177,6 +177,7 @@ struct plan {
     using T = value_t<S>;
     const kernels_t<S>& k;     // the mode's table (accuracy::high or fast; 16-bit S: the one table)
     const kernels_t<S>& spec;  // the scalar set, accuracy::high in both modes (see kernels_for_max)
+    bool fast;                 // accuracy::fast
     reduction op;
     scale2<T> b2;  // 1/temperature for the kernels
     exp_scale ex;  // exp(beta (a - b)) for the online rule
@@ -392,7 +393,7 @@ void do_row(const plan<S>& p, const S* x, S* y, std::size_t n, int nt, stats* pa
             const exp_sum e = kernels_for_max(p, m).row_exp_sum(x, n, m, p.b2);
             kernels_for_max(p, m).row_exp_scale(x, y, n, m, p.b2, static_cast<T>(1.0 / (e.count + e.rest)));
         } else {
-            const double sum = kernels_for_max(p, m).row_exp_store(x, y, n, m, p.b2);
+            const double sum = kernels_for_max(p, m).row_exp_store(x, y, n, softmax_shift(m, p.b2, p.fast), p.b2);
             p.k.row_scale(y, n, static_cast<T>(1.0 / sum));
         }
         return;
@@ -1089,7 +1090,7 @@ void reduce_impl(reduction op, const S* x, const strides_t& xs, S* y, const stri
     else if constexpr (std::is_same_v<S, bfloat16>) spec = &spec_table.bf16;
     else if constexpr (sizeof(S) == 4) spec = &spec_table.f32;
     else spec = &spec_table.f64;
-    const plan<S> p{*k, *spec, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo},
+    const plan<S> p{*k, *spec, fast, op, split_beta<T>(temperature), exp_scale{bd.hi, bd.lo},
                     parts, y, ex.given_m, ex.given_sums};
     auto zstride = [&](std::size_t d) { return ex.zs ? (*ex.zs)[d] : std::ptrdiff_t(0); };
 

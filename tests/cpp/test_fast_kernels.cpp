@@ -173,7 +173,8 @@ void test_cols(const normexp::kernel_table& kt, const normexp::kernel_table& ks,
 // row_max, bit for bit). The lengths include every one that the groups' kernels fix at compile time (a
 // power-of-two multiple of the vector length up to 512 bytes: generic/reductions.hpp, fixed_length).
 template <class T>
-void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature, bool max_limit) {
+void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name, double temperature, bool max_limit,
+                       bool fast) {
     const scale2<T> b = normexp::detail::split_beta<T>(temperature);
     const T inf = std::numeric_limits<T>::infinity();
     std::mt19937_64 rng(13);
@@ -188,8 +189,11 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
     };
     // Which rows are skipped, and how: 'n' NaN last, 'N' NaN a third in (before the row's last maxima: found
     // by the sum), 'i' +inf, 'I' +inf last, '-' all -inf, 'L' above the limit (1e20; none with max_limit),
-    // 'F' the first chunk -inf (all of a row of one chunk), 'M' that and a NaN in it, '.' none.
-    for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z", "N.zN.i.N-.N", "F.I.M.zF.IF", "MF.zI.F.-.F"}) {
+    // 'F' the first chunk -inf (all of a row of one chunk), 'M' that and a NaN in it, '.' none; not skipped, with
+    // maxima on both sides of softmax_shift's bounds (kernel_table.hpp): 'a' 64, 'b' just above 64, 'c' just below
+    // 0, 'w' -30, 'u' 10 with most entries' exps subnormal or zero.
+    for (const char* layout : {".n.i.-.L.zz", "n..-L..izz.", ".z.ni.L-z.z", "N.zN.i.N-.N", "F.I.M.zF.IF", "MF.zI.F.-.F",
+                               "abcwu.ab.cw", "u.w.a.b.c.z"}) {
         for (std::size_t n : {1, 7, 8, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 191, 192, 255, 256, 300,
                               513, 1024, 1025, 2000, 2048, 2049, 4096, 4097, 6000, 8193, 12000, 65536, 65537, 90000})
         // 11 rows, and 53 (the layout repeated): whole groups of 4, 8 and 16 rows and a partial one, skipped
@@ -216,6 +220,15 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
                         for (std::size_t j = 0; j < first; ++j) xr[j] = -inf;
                         if (layout[r % 11] == 'M') xr[first / 2] = std::numeric_limits<T>::quiet_NaN();
                         break;
+                    case 'a': case 'b': case 'c': case 'w': case 'u': {
+                        const char l = layout[r % 11];
+                        const T top = l == 'a' ? T(64) : l == 'b' ? std::nextafter(T(64), inf) : l == 'c' ? T(-1e-30)
+                                    : l == 'w' ? T(-30) : T(10);
+                        for (std::size_t j = 0; j < n; ++j)
+                            xr[j] = l == 'u' ? T(-5 * std::fabs(double(xr[j])) - 70) : top - T(1) - std::fabs(xr[j]);
+                        xr[n / 2] = top;
+                        break;
+                    }
                     case 'z':  // maximum 0: -0 and +0 at positions that meet in different accumulators
                         for (std::size_t j = 0; j < n; ++j) xr[j] = -std::fabs(xr[j]) - T(1);
                         xr[n / 3] = T(-0.0), xr[(2 * n) / 3] = T(0.0), xr[n - 1] = T(-0.0);
@@ -239,7 +252,7 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
                 const T* zr = z.data() + r * std::size_t(sy);
                 const char lr = layout[r % 11];
                 const bool nan_row = lr == 'n' || lr == 'N' || lr == 'M';
-                const bool skipped_row = lr != '.' && lr != 'z' && !(lr == 'L' && max_limit) && !(lr == 'F' && n > C);
+                const bool skipped_row = !std::strchr(".zabcwu", lr) && !(lr == 'L' && max_limit) && !(lr == 'F' && n > C);
                 // In place, a skipped row keeps what skipped it; any other row is what it is out of place.
                 const T* xir = xin.data() + r * std::size_t(sx);
                 const T mi = k.row_max(xir, n);
@@ -280,7 +293,7 @@ void test_several_rows(const normexp::reduction_kernels<T>& k, const char* name,
                 if (chunked) {
                     chunked_row(xr, want.data(), n);
                 } else {
-                    const double sum = k.row_exp_store(xr, want.data(), n, mr, b);
+                    const double sum = k.row_exp_store(xr, want.data(), n, normexp::softmax_shift(mr, b, fast), b);
                     k.row_scale(want.data(), n, T(1.0 / sum));
                 }
                 for (std::size_t j = 0; j < n; ++j)
@@ -390,18 +403,41 @@ void test_log_sum_float() {
     std::printf("log_sum_float: worst relative error 2^%.2f\n", std::log2(worst));
 }
 
+// exp_neg (kernel_table.hpp), the float32 counting sums' unshift factor exp(-m): relative error <= 2^-45 against
+// long double over [0, kUnshiftedMax], at every table boundary (i and i + j/16) and beside it, and at random.
+void test_exp_neg() {
+    std::mt19937_64 rng(43);
+    std::uniform_real_distribution<double> u(0, normexp::kUnshiftedMax);
+    double worst = 0;
+    auto one = [&](double m) {
+        const long double ref = std::exp(-(long double)m);
+        const long double err = std::fabs((normexp::exp_neg(m) - ref) / ref);
+        if (double(err) > worst) worst = double(err);
+        CHECK(err <= 0x1p-45L, "exp_neg(%a) = %a, exp(-m) = %.21Lg: relative %Lg", m, normexp::exp_neg(m), ref, err);
+    };
+    for (int k = 0; k <= 64 * 16; ++k) {
+        const double edge = k / 16.0;
+        one(edge);
+        if (edge > 0) one(std::nextafter(float(edge), 0.0f));
+        if (edge < normexp::kUnshiftedMax) one(std::nextafter(float(edge), 100.0f));
+    }
+    for (int i = 0; i < 1000000; ++i) one(double(float(u(rng))));
+    std::printf("exp_neg: worst relative error 2^%.2f\n", std::log2(worst));
+}
+
 int main() {
     const normexp::kernel_table& ks = normexp::detail::kernels_for("scalar");
     test_log_sum_float();
+    test_exp_neg();
     for (const std::string& name : normexp::detail::available_isas()) {
         const normexp::kernel_table& kt = normexp::detail::kernels_for(name);
         test_tables(kt);
         for (double temperature : {1.0, 0.7}) {
             for (bool max_limit : {false, true}) {
-                test_several_rows<float>(kt.f32, kt.name, temperature, max_limit);
-                test_several_rows<double>(kt.f64, kt.name, temperature, max_limit);
-                test_several_rows<float>(kt.f32_fast, kt.name, temperature, max_limit);
-                test_several_rows<double>(kt.f64_fast, kt.name, temperature, max_limit);
+                test_several_rows<float>(kt.f32, kt.name, temperature, max_limit, false);
+                test_several_rows<double>(kt.f64, kt.name, temperature, max_limit, false);
+                test_several_rows<float>(kt.f32_fast, kt.name, temperature, max_limit, true);
+                test_several_rows<double>(kt.f64_fast, kt.name, temperature, max_limit, true);
             }
             test_row_exp_sum_max<float>(kt.f32, kt.name, temperature);
             test_row_exp_sum_max<double>(kt.f64, kt.name, temperature);

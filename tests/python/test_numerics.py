@@ -173,6 +173,37 @@ def test_log_softmax_relative_accuracy_at_the_maximum(isa):
         assert ulp_distance(np.array([lse]), np.array([-ref], dtype=np.float64)).max() <= 2
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("top", [-30.0, -1e-30, -0.0, 0.0, 1e-30, 5.0, 63.75, 64.0, 64.00001, 88.0])
+def test_both_sides_of_the_unshifted_range(isa, dtype, top):
+    """Rows whose maximum is `top`, on either side of [0, 64], where the high mode takes a row's exps against 0
+    instead of the maximum (kernel_table.hpp: unshifted), with entries from the maximum down past underflow
+    (subnormal and zero outputs): softmax, log_softmax and logsumexp within their bounds of the reference on every
+    path (one row; groups of short rows, the pipeline and long rows in a batch), and a row's bits the same alone
+    as in a batch."""
+    rng = np.random.default_rng(35)
+    for n in [1, 2, 15, 16, 17, 33, 128, 129, 1000, 1024, 4096, 5000]:
+        x = (dtype(top) - rng.uniform(0, 130, (5, n))).astype(dtype)
+        x[:, rng.integers(n, size=5)] = dtype(top)
+        if dtype == np.float64 and n > 2:
+            x[:, 1] = dtype(top) - 740  # a float64 term below the smallest normal
+        got = normexp.softmax(x, axis=-1)
+        assert_close("softmax", got, reference(x, -1, "softmax"))
+        for r in range(5):
+            one = normexp.softmax(x[r])
+            assert np.array_equal(one.view(np.uint8), got[r].view(np.uint8)), (n, r)
+        # The counting sums of log_softmax and logsumexp (float32: exps against 0, the sum scaled back by
+        # exp(-m)), with a row whose maximum dominates (its rest ~1e-30, which log1p must keep).
+        x[0] = dtype(top) - 70
+        x[0, n // 2] = dtype(top)
+        for op in ("log_softmax", "logsumexp"):
+            got = normexp.__dict__[op](x, axis=-1)
+            assert_close(op, got, reference(x, -1, op))
+            for r in range(5):
+                one = np.atleast_1d(normexp.__dict__[op](x[r]))
+                assert np.array_equal(one.view(np.uint8), np.atleast_1d(got[r]).view(np.uint8)), (op, n, r)
+
+
 @pytest.mark.parametrize("dtype,d", [(np.float32, 90.0), (np.float32, 96.93), (np.float32, 100.0),
                                      (np.float32, 103.5), (np.float64, 712.0), (np.float64, 722.158),
                                      (np.float64, 744.0)])

@@ -14,7 +14,8 @@
 //    exp(t) within a few ULP when |t| is large (a plain fl(x - m) costs up to |t| * 2^-24 relative
 //    error, i.e. ~50 ULP at t = -100).
 //  * m is the row (or column) maximum: t <= 0 for every entry, and m is finite (drivers handle rows whose
-//    maximum is NaN or +-inf before calling a kernel).
+//    maximum is NaN or +-inf before calling a kernel). A softmax row's exps may be taken against another
+//    shift, softmax_shift(m) below, since softmax(x) = exp(x - c) / sum exp(x - c) for every c.
 //  * Sums of exp are accumulated in blocks in working precision and flushed into double (Neumaier
 //    compensated for float64), so error does not grow with the row length.
 //  * "rest/count" split: entries equal to m contribute exactly exp(0) = 1 each and are counted instead
@@ -215,6 +216,77 @@ T softmax_row_chunked(const T* x, T* y, std::size_t n, scale2<T> beta, Max row_m
     }
     return mr;
 }
+
+// Rows whose exps accuracy::high takes against 0 instead of their maximum m: unit temperature and 0 <= m <=
+// kUnshiftedMax. Every result is invariant under the shift c of the exps' argument (softmax(x) = exp(x - c) /
+// sum exp(x - c), and sum exp(x - m) = exp(c - m) sum exp(x - c)); the kernels take c = m so that every term is
+// at most 1. With c = 0 the argument x - c = x is exact as it stands, so the exp needs no error term (Fast2Sum's
+// four operations and the term's addition left out: a 4096-entry float32 row in L1 takes 0.78x the time, AVX-512,
+// Zen 4), and the contract holds: each term is exp(x) within 1 ULP, as exp(x - m) was; at most e^64, times the
+// counting sums' 2^24 lift 1e35 (finite in any float32 partial sum of fewer than 2^11 terms: the blocked sums
+// flush to double every 8 vectors); and next to a sum of at least exp(m) >= 1 a term that underflows loses no
+// more than it did against m (its exponent x is above x - m). Rows with m < 0 (a sum below 1, where an
+// underflowed term's error would be magnified) or m > kUnshiftedMax keep c = m, and so does accuracy::fast,
+// whose argument has no error term to save.
+//  * softmax (softmax_shift): y = exp(x - c) T(1 / sum exp(x - c)). The drivers and the several-rows kernels
+//    (rows_softmax) take every row's shift from here, so a row's bits do not depend on which of them ran it.
+//    (Chunked rows and columns keep c = m.)
+//  * the float32 counting sums of more than kUnshiftedSumMin entries (row_exp_sum, row_exp_sum_max, rows_exp_sum,
+//    rows_log_softmax; unshifted_sum): the terms exp(x) of the entries other than m, their sum scaled back by
+//    exp_neg(m) = exp(-m) in double (below), so they return rest against m as ever and no caller sees c.
+//    Shorter rows keep c = m: exp_neg's score of scalar operations costs more than it saves on a few vectors
+//    (16384 rows of 32 entries took 1.2-1.3x the time), and so do float64 (terms good to 2^-53) and columns.
+// Internal linkage, as log_sum: the ISA files and the drivers take the rule from here.
+constexpr double kUnshiftedMax = 64.0;
+constexpr std::size_t kUnshiftedSumMin = 128;
+
+// exp(-m) in double for m in [0, kUnshiftedMax] (the float32 counting sums' unshift factor). m = i + j/16 + g with
+// integers i, j and g in [0, 1/16), each exact in double: exp(-i) and exp(-j/16) from tables made at compile
+// time (powers of exp(-1) and exp(-1/16) in long double, whose series converge without cancellation), exp(-g) by
+// its Taylor polynomial to g^7 (truncation error below 2^-47). Relative error below 2^-45, far below the float32
+// terms' 2^-24. No call: a call of std::exp for each row made the several-rows kernels spill their vectors
+// (16384 rows of 32 float32 entries took 1.26x the time); plain IEEE operations, never contracted, so every
+// copy gives the same bits.
+struct exp_neg_tables {
+    double whole[65];    // exp(-i), i = 0..64
+    double sixteenth[16];  // exp(-j/16)
+};
+constexpr long double exp_neg_series(long double x) {  // exp(-x) for x in [0, 1]
+    long double term = 1, sum = 1;
+    for (int k = 1; k < 40; ++k) term *= -x / k, sum += term;
+    return sum;
+}
+constexpr exp_neg_tables make_exp_neg_tables() {
+    exp_neg_tables t{};
+    const long double e1 = exp_neg_series(1), e16 = exp_neg_series(0.0625L);
+    long double p = 1;
+    for (int i = 0; i <= 64; ++i) t.whole[i] = static_cast<double>(p), p *= e1;
+    p = 1;
+    for (int j = 0; j < 16; ++j) t.sixteenth[j] = static_cast<double>(p), p *= e16;
+    return t;
+}
+constexpr exp_neg_tables kExpNegTables = make_exp_neg_tables();
+NX_INLINE double exp_neg(double m) {
+    const int i = static_cast<int>(m);
+    const double f = m - i;
+    const int j = static_cast<int>(f * 16);
+    const double g = f - j * 0.0625;
+    constexpr double c3 = 0x1.5555555555555p-3, c4 = 0x1.5555555555555p-5, c5 = 0x1.1111111111111p-7,
+                     c6 = 0x1.6c16c16c16c17p-10, c7 = 0x1.a01a01a01a01ap-13;  // 1/k!
+    const double q = 1 - g * (1 - g * (0.5 - g * (c3 - g * (c4 - g * (c5 - g * (c6 - g * c7))))));
+    return kExpNegTables.whole[i] * kExpNegTables.sixteenth[j] * q;
+}
+template <class T>
+inline bool unshifted(T m, scale2<T> beta, bool fast) {
+    return !fast && beta.hi == T(1) && beta.lo == T(0) && m >= T(0) && m <= T(kUnshiftedMax);
+}
+template <class T>
+inline T softmax_shift(T m, scale2<T> beta, bool fast) {
+    return unshifted(m, beta, fast) ? T(0) : m;
+}
+inline bool unshifted_sum(float m, scale2<float> beta, std::size_t n) {
+    return n > kUnshiftedSumMin && unshifted(m, beta, false);
+}
 }  // namespace
 
 // Rows per batch of the several-rows kernels (rows_softmax, rows_log_softmax, rows_exp_sum) in the drivers
@@ -238,7 +310,8 @@ struct reduction_kernels {
     T (*row_max)(const T* x, std::size_t n);
     // {sum over x != m of exp(beta (x - m)), #(x == m)}.
     exp_sum (*row_exp_sum)(const T* x, std::size_t n, T m, scale2<T> beta);
-    // y = exp(beta (x - m)); returns sum of y (all entries). y may alias x.
+    // y = exp(beta (x - m)); returns sum of y (all entries). y may alias x. m may also be a softmax row's
+    // shift softmax_shift(max) = 0, with x up to kUnshiftedMax: x itself is then the exact argument.
     double (*row_exp_store)(const T* x, T* y, std::size_t n, T m, scale2<T> beta);
     // y *= c.
     void (*row_scale)(T* y, std::size_t n, T c);
@@ -301,7 +374,7 @@ struct reduction_kernels {
     // the row's sum, not in the maximum's pass); a row is skipped when m[r] is not finite or m[r] > m_limit:
     // the driver redoes it with the single-row entries (rows_softmax may have written y of a row with a
     // NaN). For the others exactly what the single-row entries give:
-    //   rows_softmax:  y_r = row_exp_store(x_r, m[r]) scaled in place by row_scale with T(1 / sum);
+    //   rows_softmax:  y_r = row_exp_store(x_r, softmax_shift(m[r])) scaled in place by row_scale with T(1 / sum);
     //                  rows of n > kSoftmaxChunkedMin float32 entries with unit beta and m_limit = the largest
     //                  float in chunks (softmax_chunk), so that a long row's maximum comes from the pass over
     //                  its previous chunk instead of a pass of its own: M_c = row_max(chunk c), m_c = max(m_{c-1}, M_c); the row is skipped when an M_c

@@ -388,7 +388,7 @@ void k_rows_softmax(const T* x, std::ptrdiff_t sx, T* y, std::ptrdiff_t sy, std:
     }
     for_each_row(x, sx, rows, n, m_limit, m, k_row_max<T>, [&](std::size_t r, const T* xr) {
         T* yr = y + static_cast<std::ptrdiff_t>(r) * sy;
-        const double sum = k_row_exp_store<T, Fast>(xr, yr, n, m[r], beta);
+        const double sum = k_row_exp_store<T, Fast>(xr, yr, n, softmax_shift(m[r], beta, Fast), beta);
         k_row_scale(yr, n, static_cast<T>(1.0 / sum));
     });
 }

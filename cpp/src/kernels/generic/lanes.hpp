@@ -521,9 +521,10 @@ struct arg {
 // t = -inf, raised to kMinArg (exp rounds to +0 there); a product that overflows is -inf too. The same
 // interface as arg, so the kernels take either (xlow is not needed: nothing here can be NaN for x <= m).
 // E names the exp it feeds: accuracy::fast's exp_core_fast, the library's exp_core lifted by 2^kLift (the
-// counting sums of float16 / bfloat16 scores, which feed log(sum)), or exp_core_half (the outputs and sums of
-// 16-bit softmax; storage_kernels in kernel_table.hpp).
-enum class exp_kind { fast, lifted, half };
+// counting sums of float16 / bfloat16 scores, which feed log(sum)), exp_core_half (the outputs and sums of
+// 16-bit softmax; storage_kernels in kernel_table.hpp), or exp_core itself (exact: m = 0, where x - 0 is the
+// exact argument, so exp_of is arg's exp_of bit for bit without its error term; kernel_table.hpp: softmax_shift).
+enum class exp_kind { fast, lifted, half, exact };
 template <class F, bool Scaled, exp_kind E = exp_kind::fast>
 struct fast_arg {
     using V = typename F::V;
@@ -539,6 +540,7 @@ struct fast_arg {
         const V t = F::max(tmin, t_of(x, negm));
         if constexpr (E == exp_kind::half) return F::exp_core_half(t);
         else if constexpr (E == exp_kind::lifted) return F::template exp_core<false, false, true>(t, F::zero());
+        else if constexpr (E == exp_kind::exact) return F::template exp_core<false, false>(t, F::zero());
         else return F::exp_core_fast(t);
     }
     NX_INLINE V exp_of(V x) const { return exp_of(x, nm, nm); }

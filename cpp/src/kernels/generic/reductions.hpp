@@ -65,6 +65,10 @@ using storage_arg = std::conditional_t<std::is_same_v<S, typename F::T>, mode_ar
 template <class F, bool Scaled, class S>
 using count_arg = std::conditional_t<std::is_same_v<S, typename F::T>, arg<F, Scaled, true>,
                                      fast_arg<F, Scaled, exp_kind::lifted>>;
+// The argument of a float32 counting sum whose exps are taken against 0 (kernel_table.hpp: unshifted; constructed
+// with m = 0): x itself, exact, lifted as count_arg's; the sum is scaled back by exp_neg(m) = exp(-m).
+template <class F>
+using unshifted_count_arg = fast_arg<F, false, exp_kind::lifted>;
 
 template <class F>
 NX_FLATTEN void k_exp(const typename F::T* x, typename F::T* y, std::size_t n) {
@@ -164,19 +168,11 @@ NX_FLATTEN typename F::T k_row_max(const S* x, std::size_t n) {
 
 // side (generic/lanes.hpp: no_side): work carried along for another row (the several-rows kernels).
 // Lifted: rest times kSumLift (row_exp_sum_max, kernel_table.hpp).
-template <class F, bool Scaled, bool Fast, class S = typename F::T, class Side = no_side, bool Lifted = false>
-NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta,
-                                    Side&& side = Side{}) {
+// The counting sum of accuracy::high over x[0, n) with the argument a (count_arg, or unshifted_count_arg with
+// its rest scaled back by u = exp_neg(m): kernel_table.hpp, unshifted): {rest, #(x == m)}.
+template <class F, class S, bool Lifted, class A, class Side>
+NX_INLINE exp_sum counted_sum(const A& a, const S* x, std::size_t n, typename F::T m, double u, Side&& side) {
     using V = typename F::V;
-    const std::conditional_t<Fast, storage_arg<F, Scaled, Fast, S>, count_arg<F, Scaled, S>> a(m, beta);
-    if constexpr (Fast) {  // the whole sum, entries at the maximum included (exp(0) = 1 exactly)
-        auto full = [&](std::size_t i) { return a.exp_of(F::template load_as<S>(x + i)); };
-        auto tail = [&](std::size_t i, typename F::M mk) {
-            return F::zero_unless(F::mask_v(mk), a.exp_of(load_s_tail<F>(x + i, mk, n - i)));
-        };
-        const double total = blocked_sum<F>(n, full, tail, side);
-        return {Lifted ? total * kSumLift : total, 0.0};
-    } else {
     const V mv = F::set1(m);
     typename F::C cnt = F::count_zero();
     double total_count = 0;
@@ -199,12 +195,32 @@ NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, 
             cnt = F::count_add(cnt, e);
             return F::zero_unless(F::mask_v(mk), a.exp_zero_if(e, v));
         };
-        // The terms are lifted (count_arg): scaled back, or to kSumLift's scale.
-        rest += blocked_sum<F>(len, full, tail, side) * (Lifted ? kSumLift * F::kUnlift : F::kUnlift);
+        // The terms are lifted (count_arg): scaled back, or to kSumLift's scale, then unshifted.
+        rest += blocked_sum<F>(len, full, tail, side) * (Lifted ? kSumLift * F::kUnlift : F::kUnlift) * u;
         total_count += F::count_total(cnt);
         cnt = F::count_zero();
     }
     return {rest, total_count};
+}
+
+// side (generic/lanes.hpp: no_side): work carried along for another row (the several-rows kernels).
+// Lifted: rest times kSumLift (row_exp_sum_max, kernel_table.hpp).
+template <class F, bool Scaled, bool Fast, class S = typename F::T, class Side = no_side, bool Lifted = false>
+NX_FLATTEN exp_sum row_exp_sum_impl(const S* x, std::size_t n, typename F::T m, scale2<typename F::T> beta,
+                                    Side&& side = Side{}) {
+    if constexpr (Fast) {  // the whole sum, entries at the maximum included (exp(0) = 1 exactly)
+        const storage_arg<F, Scaled, Fast, S> a(m, beta);
+        auto full = [&](std::size_t i) { return a.exp_of(F::template load_as<S>(x + i)); };
+        auto tail = [&](std::size_t i, typename F::M mk) {
+            return F::zero_unless(F::mask_v(mk), a.exp_of(load_s_tail<F>(x + i, mk, n - i)));
+        };
+        const double total = blocked_sum<F>(n, full, tail, side);
+        return {Lifted ? total * kSumLift : total, 0.0};
+    } else {
+        if constexpr (!Scaled && std::is_same_v<S, float> && std::is_same_v<typename F::T, float>)
+            if (unshifted_sum(m, beta, n))
+                return counted_sum<F, S, Lifted>(unshifted_count_arg<F>(0, beta), x, n, m, exp_neg(m), side);
+        return counted_sum<F, S, Lifted>(count_arg<F, Scaled, S>(m, beta), x, n, m, 1.0, side);
     }
 }
 
@@ -303,11 +319,17 @@ struct line_stores<F, true> {
     }
 };
 
-template <class F, bool Scaled, bool Fast, class Side = no_side, bool Lines = false>
+// The argument of row_exp_store: the mode's, or with Unshifted (m = 0 at unit temperature, accuracy::high) x
+// itself, exact without an error term (kernel_table.hpp: softmax_shift); both give the same bits for m = 0.
+template <class F, bool Scaled, bool Fast, bool Unshifted>
+using store_arg = std::conditional_t<Unshifted, fast_arg<F, false, exp_kind::exact>, mode_arg<F, Scaled, Fast>>;
+
+template <class F, bool Scaled, bool Fast, class Side = no_side, bool Lines = false, bool Unshifted = false>
 NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                                      scale2<typename F::T> beta, Side&& side = Side{}) {
     using V = typename F::V;
-    const mode_arg<F, Scaled, Fast> a(m, beta);
+    static_assert(!Unshifted || (!Scaled && !Fast), "the unshifted argument is accuracy::high's at unit temperature");
+    const store_arg<F, Scaled, Fast, Unshifted> a(m, beta);
     line_stores<F, Lines && has_funnel<F>::value> out(y);
     auto full = [&](std::size_t i) {
         const V e = a.exp_of(F::load(x + i));
@@ -327,8 +349,10 @@ NX_FLATTEN double row_exp_store_impl(const typename F::T* x, typename F::T* y, s
 template <class F, bool Fast>
 NX_FLATTEN double k_row_exp_store(const typename F::T* x, typename F::T* y, std::size_t n, typename F::T m,
                        scale2<typename F::T> beta) {
-    return unit_beta(beta) ? row_exp_store_impl<F, false, Fast>(x, y, n, m, beta)
-                           : row_exp_store_impl<F, true, Fast>(x, y, n, m, beta);
+    if (!unit_beta(beta)) return row_exp_store_impl<F, true, Fast>(x, y, n, m, beta);
+    if constexpr (!Fast)
+        if (m == 0) return row_exp_store_impl<F, false, false, no_side, false, true>(x, y, n, m, beta);
+    return row_exp_store_impl<F, false, Fast>(x, y, n, m, beta);
 }
 
 // y[j] = op(x[j]) for j in [0, len) (x may be y): with Peel (a whole row's pass) a masked head up to y's
@@ -891,23 +915,30 @@ NX_NOINLINE NX_FLATTEN void rows_softmax_groups(const typename F::T* x, std::ptr
     using V = typename F::V;
     using D = typename F::D;
     constexpr std::size_t H = D::N;
-    const mode_arg<F, Scaled, Fast> a(0, beta);  // each row's -m and clamp are passed to exp_of
+    // Each row's -m and clamp are passed to exp_of; a row whose softmax_shift is 0 takes the unshifted argument.
+    const mode_arg<F, Scaled, Fast> a(0, beta);
+    const store_arg<F, false, false, true> u(0, beta);
     alignas(64) T inv[F::N];
     auto yr = [&](std::size_t r) { return y + static_cast<std::ptrdiff_t>(r) * sy; };
     auto pass = [&](std::size_t r, std::size_t, V negm, V xlow, auto& side) {
         const T* xk = x + static_cast<std::ptrdiff_t>(r) * sx;
         T* yk = yr(r);
-        auto full = [&](std::size_t i) {
-            const V e = a.exp_of(F::load(xk + i), negm, xlow);
-            F::store(yk + i, e);
-            return e;
+        auto run = [&](const auto& arg, V nm, V xl) {
+            auto full = [&](std::size_t i) {
+                const V e = arg.exp_of(F::load(xk + i), nm, xl);
+                F::store(yk + i, e);
+                return e;
+            };
+            auto tail = [&](std::size_t i, typename F::M mk) {
+                const V e = F::zero_unless(F::mask_v(mk), arg.exp_of(F::load_tail(xk + i, mk), nm, xl));
+                F::store_tail(yk + i, mk, e);
+                return e;
+            };
+            return blocked_acc<F>(n, full, tail, side).s;
         };
-        auto tail = [&](std::size_t i, typename F::M mk) {
-            const V e = F::zero_unless(F::mask_v(mk), a.exp_of(F::load_tail(xk + i, mk), negm, xlow));
-            F::store_tail(yk + i, mk, e);
-            return e;
-        };
-        return blocked_acc<F>(n, full, tail, side).s;
+        if constexpr (!Scaled && !Fast)
+            if (softmax_shift(m[r], beta, Fast) == 0) return run(u, u.nm, xlow);
+        return run(a, negm, xlow);
     };
     auto seal = [&](std::size_t, const double* tot, const bool*) {
         const typename D::V one = D::set1(1.0);
@@ -1030,6 +1061,9 @@ NX_INLINE void rows_softmax_pipe(const S* x, std::ptrdiff_t sx, S* y, std::ptrdi
             if constexpr (Half) {
                 const exp_sum e = row_exp_sum_impl<F, Scaled, false, S>(xr(r), n, m[r], beta, side);
                 sum = e.count + e.rest;
+            } else if (!Scaled && !Fast && softmax_shift(m[r], beta, Fast) == 0) {
+                sum = row_exp_store_impl<F, false, false, decltype(side), decltype(lines)::value, true>(xr(r), yr(r), n,
+                                                                                                      T(0), beta, side);
             } else {
                 sum = row_exp_store_impl<F, Scaled, Fast, decltype(side), decltype(lines)::value>(xr(r), yr(r), n, m[r],
                                                                                                 beta, side);
